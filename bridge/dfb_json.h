@@ -1,0 +1,81 @@
+/*  dfb_json: JSON text -> a flat token tape, the bridge's only JSON parser.
+    Tokenising is done by yajl; the tape records every value in document order
+    with exact integers, so the transcoder can emit msgpack with the right
+    container sizes in one forward walk. A tape is reused across parses:
+    after warm-up, parsing allocates nothing. */
+#ifndef DFB_JSON_H
+#define DFB_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    DFB_JSON_NULL = 0,
+    DFB_JSON_FALSE,
+    DFB_JSON_TRUE,
+    DFB_JSON_INT,    /* fits int64_t (negative, or positive <= INT64_MAX) */
+    DFB_JSON_UINT,   /* INT64_MAX < n <= UINT64_MAX */
+    DFB_JSON_DOUBLE, /* any number with fraction/exponent, or beyond uint64 */
+    DFB_JSON_STRING,
+    DFB_JSON_ARRAY,
+    DFB_JSON_OBJECT
+} dfb_json_type_t;
+
+/*  A reference to one value on the tape: its token index. The root is 0.
+    DFB_JSON_NONE means "no such value". */
+typedef uint32_t dfb_json_ref_t;
+#define DFB_JSON_NONE ((dfb_json_ref_t) UINT32_MAX)
+
+/*  Deepest nesting accepted; deeper documents are a parse error. */
+#define DFB_JSON_MAX_DEPTH 512
+
+typedef struct dfb_json dfb_json_t;
+
+/*  Creates an empty tape. Returns NULL on allocation failure. */
+dfb_json_t *dfb_json_new (void);
+
+/*  Frees the tape and NULLs the caller's pointer; accepts NULL. */
+void dfb_json_destroy (dfb_json_t **self_p);
+
+/*  Parses one complete JSON text (RFC 8259, UTF-8 validated, \u0000 allowed
+    inside strings) replacing the previous content. Returns 0, or -1 on a
+    syntax error, too deep nesting or allocation failure; then
+    dfb_json_error() says what and where (byte offset). The input is not
+    retained: strings are copied (decoded) into the tape. */
+int dfb_json_parse (dfb_json_t *self, const char *text, size_t len);
+
+/*  Human-readable reason of the last failed parse ("" after success). */
+const char *dfb_json_error (const dfb_json_t *self);
+
+/*  Type of the value at ref. ref must be valid. */
+dfb_json_type_t dfb_json_type (const dfb_json_t *self, dfb_json_ref_t ref);
+
+/*  Number of elements of an array, or of key/value pairs of an object;
+    0 for scalars. */
+uint32_t dfb_json_count (const dfb_json_t *self, dfb_json_ref_t ref);
+
+/*  First element of an array, or first KEY of an object (its value is the
+    next sibling); DFB_JSON_NONE when empty or not a container. */
+dfb_json_ref_t dfb_json_first (const dfb_json_t *self, dfb_json_ref_t ref);
+
+/*  The value following ref at the same level (skipping ref's subtree),
+    or DFB_JSON_NONE after the last one. Inside an object keys and values
+    alternate: key, value, key, value. */
+dfb_json_ref_t dfb_json_next (const dfb_json_t *self, dfb_json_ref_t ref);
+
+/*  Value of the first member named key in the object at ref, or
+    DFB_JSON_NONE (also when ref is not an object). */
+dfb_json_ref_t dfb_json_get (const dfb_json_t *self, dfb_json_ref_t ref, const char *key);
+
+/*  Scalars. Strings are borrowed from the tape, valid until the next parse
+    or destroy, NUL-terminated, and may contain NULs (use *len). Calling an
+    accessor of the wrong type returns 0 / NULL. */
+const char *dfb_json_string (const dfb_json_t *self, dfb_json_ref_t ref, size_t *len);
+int64_t dfb_json_int (const dfb_json_t *self, dfb_json_ref_t ref);
+uint64_t dfb_json_uint (const dfb_json_t *self, dfb_json_ref_t ref);
+double dfb_json_double (const dfb_json_t *self, dfb_json_ref_t ref);
+
+/*  Self-test; returns 0 when all checks pass. */
+int dfb_json_test (int verbose);
+
+#endif

@@ -1,0 +1,1 @@
+# dfb_transcode: JSON tape (yajl) + msgpack transcoder + envelope.
