@@ -1,1 +1,48 @@
 # dfb_transcode: JSON tape (yajl) + msgpack transcoder + envelope.
+# A static library of its own so the bridge, the benchmarks and the consumer
+# tests link it alone. Tests: json_* and transcode_* (ctest).
+add_library(dfb_transcode STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/dfb_json.c
+  ${CMAKE_CURRENT_LIST_DIR}/dfb_transcode.c)
+target_include_directories(dfb_transcode PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(dfb_transcode PUBLIC PkgConfig::YAJL)
+
+# Self-tests of the tape (navigation, numbers, errors, reuse, limits).
+add_executable(dfb_json_test ${CMAKE_CURRENT_LIST_DIR}/dfb_json_test.c)
+target_link_libraries(dfb_json_test PRIVATE dfb_transcode)
+add_test(NAME json_selftest COMMAND dfb_json_test)
+set_tests_properties(json_selftest PROPERTIES TIMEOUT 60)
+
+# Transcoder self-test and the golden vectors of schemas/golden, read with
+# jansson (test-only) so the check does not depend on the code under test.
+add_executable(dfb_transcode_test ${CMAKE_CURRENT_LIST_DIR}/dfb_transcode_test.c)
+target_link_libraries(dfb_transcode_test PRIVATE dfb_transcode PkgConfig::JANSSON)
+add_test(NAME transcode_selftest COMMAND dfb_transcode_test --self)
+add_test(NAME transcode_golden COMMAND dfb_transcode_test
+         ${PROJECT_SOURCE_DIR}/schemas/golden/vectors.json)
+set_tests_properties(transcode_selftest transcode_golden PROPERTIES TIMEOUT 60)
+
+# The same vectors from the Python side, with Debian's python3-msgpack.
+# /usr/bin/python3 on purpose: a pyenv or venv python lacks the Debian module.
+add_test(NAME schemas_golden_python
+         COMMAND /usr/bin/python3 ${PROJECT_SOURCE_DIR}/schemas/golden/check.py
+                 ${PROJECT_SOURCE_DIR}/schemas/golden/vectors.json)
+# The stored vectors are exactly what generate.py produces today.
+add_test(NAME schemas_golden_fresh
+         COMMAND /usr/bin/python3 ${PROJECT_SOURCE_DIR}/schemas/golden/generate.py
+                 --check ${PROJECT_SOURCE_DIR}/schemas/golden/vectors.json)
+set_tests_properties(schemas_golden_python schemas_golden_fresh PROPERTIES TIMEOUT 60)
+
+# After warm-up a parse allocates nothing: 1 and 300 reuse rounds must show
+# the same number of heap allocations under valgrind (and no leak or error).
+find_program(VALGRIND valgrind)
+if(VALGRIND)
+  add_test(NAME json_reuse_noalloc
+           COMMAND sh -c "a=$(${VALGRIND} --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=all \"$0\" --reuse 1 2>&1) || exit 1; \
+b=$(${VALGRIND} --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=all \"$0\" --reuse 300 2>&1) || exit 1; \
+na=$(echo \"$a\" | sed -n 's/.*total heap usage: \\([0-9,]*\\) allocs.*/\\1/p'); \
+nb=$(echo \"$b\" | sed -n 's/.*total heap usage: \\([0-9,]*\\) allocs.*/\\1/p'); \
+echo \"allocs: 1 round=$na, 300 rounds=$nb\"; [ -n \"$na\" ] && [ \"$na\" = \"$nb\" ]"
+                   $<TARGET_FILE:dfb_json_test>)
+  set_tests_properties(json_reuse_noalloc PROPERTIES TIMEOUT 120)
+endif()

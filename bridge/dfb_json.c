@@ -1,0 +1,867 @@
+/*  dfb_json: JSON text -> flat token tape, using yajl's callback parser.
+    Each value is one token in document order; siblings are linked so that
+    navigation skips subtrees in O(1) and the transcoder walks the tape once.
+    Everything (tokens, strings, yajl's own memory) is reused across parses. */
+#include "dfb_json.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+/*  One tape token. For containers `count` is the number of elements (array)
+    or pairs (object); `next` links to the following sibling, so a subtree is
+    skipped without walking it. 24 bytes. */
+typedef struct {
+    uint32_t type;
+    uint32_t count;
+    uint32_t next;
+    union {
+        int64_t i;
+        uint64_t u;
+        double d;
+        struct {
+            uint32_t off; /* into the string arena */
+            uint32_t len;
+        } s;
+    } v;
+} dfb_tok_t;
+
+/*  An open container while parsing: its token and its last child so far. */
+typedef struct {
+    uint32_t tok;
+    uint32_t last;
+} dfb_frame_t;
+
+/*  Bump allocator handed to yajl, so that a parse after warm-up does not
+    touch malloc. Each block is preceded by its size. When a parse needed
+    more than one chunk, reset() merges them into one big enough for it. */
+typedef struct dfb_chunk {
+    struct dfb_chunk *prev;
+    size_t cap;
+    size_t used;
+    size_t last; /* offset of the last block's header, for in-place realloc */
+    max_align_t data[];
+} dfb_chunk_t;
+
+#define ARENA_ALIGN 16
+#define ARENA_HDR 16
+#define ARENA_FIRST (16 * 1024)
+
+struct dfb_json {
+    dfb_tok_t *toks;
+    uint32_t ntoks;
+    uint32_t toks_cap;
+    char *strs; /* string arena: each string followed by a NUL */
+    size_t strs_len;
+    size_t strs_cap;
+    char *num; /* scratch for strtod (yajl's number text is not terminated) */
+    size_t num_cap;
+    dfb_frame_t stack[DFB_JSON_MAX_DEPTH];
+    uint32_t depth;
+    dfb_chunk_t *chunk;   /* yajl's arena, newest chunk first */
+    const char *cb_error; /* set by a callback that stops the parse */
+    size_t cb_offset;
+    const char *text; /* the input during a parse, for offsets */
+    yajl_handle hand;
+    char error[160];
+};
+
+/* ---------------------------------------------------------------- arena */
+
+static void *
+arena_malloc(void *ctx, size_t size)
+{
+    dfb_json_t *self = ctx;
+    size_t need = ARENA_HDR + ((size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1));
+    if (need < size)
+        return NULL;
+    dfb_chunk_t *c = self->chunk;
+    if (!c || c->cap - c->used < need) {
+        size_t cap = c ? c->cap * 2 : ARENA_FIRST;
+        while (cap < need)
+            cap *= 2;
+        dfb_chunk_t *n = malloc(sizeof(dfb_chunk_t) + cap);
+        if (!n)
+            return NULL;
+        n->prev = c;
+        n->cap = cap;
+        n->used = 0;
+        n->last = SIZE_MAX;
+        self->chunk = c = n;
+    }
+    unsigned char *base = (unsigned char *)c->data;
+    unsigned char *hdr = base + c->used;
+    memcpy(hdr, &size, sizeof size);
+    c->last = c->used;
+    c->used += need;
+    return hdr + ARENA_HDR;
+}
+
+static void *
+arena_realloc(void *ctx, void *ptr, size_t size)
+{
+    dfb_json_t *self = ctx;
+    if (!ptr)
+        return arena_malloc(ctx, size);
+    unsigned char *p = ptr;
+    size_t old;
+    memcpy(&old, p - ARENA_HDR, sizeof old);
+    if (size <= old)
+        return ptr;
+    dfb_chunk_t *c = self->chunk;
+    unsigned char *base = (unsigned char *)c->data;
+    if (c->last != SIZE_MAX && p - ARENA_HDR == base + c->last) {
+        /* The newest block grows in place when the chunk has room. */
+        size_t need = ARENA_HDR + ((size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1));
+        if (need >= size && c->cap - c->last >= need) {
+            memcpy(p - ARENA_HDR, &size, sizeof size);
+            c->used = c->last + need;
+            return ptr;
+        }
+    }
+    void *n = arena_malloc(ctx, size);
+    if (n)
+        memcpy(n, ptr, old);
+    return n;
+}
+
+static void
+arena_free(void *ctx, void *ptr)
+{
+    /* Memory comes back all at once in arena_reset(). */
+    (void)ctx;
+    (void)ptr;
+}
+
+/*  Empties the arena; if the last parse spilled into several chunks,
+    replaces them with one chunk as large as all of them together. */
+static void
+arena_reset(dfb_json_t *self)
+{
+    dfb_chunk_t *c = self->chunk;
+    if (!c)
+        return;
+    if (c->prev) {
+        size_t total = 0;
+        while (c) {
+            dfb_chunk_t *prev = c->prev;
+            total += c->cap;
+            free(c);
+            c = prev;
+        }
+        self->chunk = NULL;
+        c = malloc(sizeof(dfb_chunk_t) + total);
+        if (!c)
+            return; /* the next parse allocates again */
+        c->prev = NULL;
+        c->cap = total;
+        self->chunk = c;
+    }
+    c->used = 0;
+    c->last = SIZE_MAX;
+}
+
+static void
+arena_destroy(dfb_json_t *self)
+{
+    dfb_chunk_t *c = self->chunk;
+    while (c) {
+        dfb_chunk_t *prev = c->prev;
+        free(c);
+        c = prev;
+    }
+    self->chunk = NULL;
+}
+
+/* ---------------------------------------------------------------- tape */
+
+static int
+fail(dfb_json_t *self, const char *reason)
+{
+    self->cb_error = reason;
+    self->cb_offset = yajl_get_bytes_consumed(self->hand);
+    return 0; /* tells yajl to stop */
+}
+
+/*  Appends a token and links it into the open container. Returns its index,
+    or UINT32_MAX after recording an error. */
+static uint32_t
+tok_push(dfb_json_t *self, dfb_json_type_t type, bool is_key)
+{
+    if (self->ntoks == self->toks_cap) {
+        if (self->toks_cap >= UINT32_MAX / 2) {
+            fail(self, "too many values");
+            return UINT32_MAX;
+        }
+        uint32_t cap = self->toks_cap ? self->toks_cap * 2 : 256;
+        dfb_tok_t *n = realloc(self->toks, (size_t)cap * sizeof *n);
+        if (!n) {
+            fail(self, "out of memory");
+            return UINT32_MAX;
+        }
+        self->toks = n;
+        self->toks_cap = cap;
+    }
+    uint32_t idx = self->ntoks++;
+    dfb_tok_t *t = &self->toks[idx];
+    t->type = type;
+    t->count = 0;
+    t->next = DFB_JSON_NONE;
+    if (self->depth > 0) {
+        dfb_frame_t *f = &self->stack[self->depth - 1];
+        dfb_tok_t *parent = &self->toks[f->tok];
+        /* Objects count pairs, i.e. keys; arrays count elements. */
+        if (is_key || parent->type == DFB_JSON_ARRAY)
+            parent->count++;
+        if (f->last != DFB_JSON_NONE)
+            self->toks[f->last].next = idx;
+        f->last = idx;
+    }
+    return idx;
+}
+
+/*  Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above
+    U+10FFFF. yajl only checks the byte pattern, which lets all three through;
+    msgpack readers with strict decoding would then reject the message. */
+static bool
+utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        /* ASCII fast path, 8 bytes at a time. */
+        while (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & 0x8080808080808080ull)
+                break;
+            i += 8;
+        }
+        if (i >= len)
+            break;
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else
+            return false;
+        if (len - i - 1 < n)
+            return false;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= n; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+static int
+add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
+{
+    if (!utf8_valid(s, len))
+        return fail(self, "invalid UTF-8 in string");
+    if (len >= UINT32_MAX || self->strs_len + len + 1 > UINT32_MAX)
+        return fail(self, "strings too large");
+    if (self->strs_len + len + 1 > self->strs_cap) {
+        size_t cap = self->strs_cap ? self->strs_cap : 4096;
+        while (cap < self->strs_len + len + 1)
+            cap *= 2;
+        char *n = realloc(self->strs, cap);
+        if (!n)
+            return fail(self, "out of memory");
+        self->strs = n;
+        self->strs_cap = cap;
+    }
+    uint32_t idx = tok_push(self, DFB_JSON_STRING, is_key);
+    if (idx == UINT32_MAX)
+        return 0;
+    dfb_tok_t *t = &self->toks[idx];
+    t->v.s.off = (uint32_t)self->strs_len;
+    t->v.s.len = (uint32_t)len;
+    if (len)
+        memcpy(self->strs + self->strs_len, s, len);
+    self->strs[self->strs_len + len] = '\0';
+    self->strs_len += len + 1;
+    return 1;
+}
+
+static int
+on_null(void *ctx)
+{
+    return tok_push(ctx, DFB_JSON_NULL, false) != UINT32_MAX;
+}
+
+static int
+on_boolean(void *ctx, int value)
+{
+    return tok_push(ctx, value ? DFB_JSON_TRUE : DFB_JSON_FALSE, false) != UINT32_MAX;
+}
+
+/*  yajl hands over the number's text; we classify it ourselves so that
+    integers are exact over the whole int64 and uint64 ranges. */
+static int
+on_number(void *ctx, const char *text, size_t len)
+{
+    dfb_json_t *self = ctx;
+    size_t i = 0;
+    bool neg = len > 0 && text[0] == '-';
+    if (neg)
+        i = 1;
+    bool integer = i < len;
+    uint64_t mag = 0;
+    bool overflow = false;
+    for (size_t k = i; k < len && integer; k++) {
+        unsigned char c = (unsigned char)text[k];
+        if (c < '0' || c > '9') {
+            integer = false;
+            break;
+        }
+        unsigned d = c - '0';
+        if (mag > (UINT64_MAX - d) / 10)
+            overflow = true;
+        else
+            mag = mag * 10 + d;
+    }
+    if (integer && !overflow) {
+        if (!neg && mag <= (uint64_t)INT64_MAX) {
+            uint32_t idx = tok_push(self, DFB_JSON_INT, false);
+            if (idx == UINT32_MAX)
+                return 0;
+            self->toks[idx].v.i = (int64_t)mag;
+            return 1;
+        }
+        if (!neg) {
+            uint32_t idx = tok_push(self, DFB_JSON_UINT, false);
+            if (idx == UINT32_MAX)
+                return 0;
+            self->toks[idx].v.u = mag;
+            return 1;
+        }
+        if (mag <= (uint64_t)INT64_MAX + 1) {
+            uint32_t idx = tok_push(self, DFB_JSON_INT, false);
+            if (idx == UINT32_MAX)
+                return 0;
+            /* -(2^63) does not fit as a positive int64: negate in uint64. */
+            self->toks[idx].v.i = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+            return 1;
+        }
+    }
+    /* Fraction, exponent, or an integer beyond 64 bits: a double, correctly
+       rounded by strtod (overflow gives +-inf, like Python's float()). */
+    if (len + 1 > self->num_cap) {
+        size_t cap = len + 1 < 64 ? 64 : len + 1;
+        char *n = realloc(self->num, cap);
+        if (!n)
+            return fail(self, "out of memory");
+        self->num = n;
+        self->num_cap = cap;
+    }
+    memcpy(self->num, text, len);
+    self->num[len] = '\0';
+    double d = strtod(self->num, NULL);
+    uint32_t idx = tok_push(self, DFB_JSON_DOUBLE, false);
+    if (idx == UINT32_MAX)
+        return 0;
+    self->toks[idx].v.d = d;
+    return 1;
+}
+
+static int
+on_string(void *ctx, const unsigned char *s, size_t len)
+{
+    return add_string(ctx, s, len, false);
+}
+
+static int
+on_key(void *ctx, const unsigned char *s, size_t len)
+{
+    return add_string(ctx, s, len, true);
+}
+
+static int
+open_container(dfb_json_t *self, dfb_json_type_t type)
+{
+    if (self->depth >= DFB_JSON_MAX_DEPTH)
+        return fail(self, "nesting deeper than 512");
+    uint32_t idx = tok_push(self, type, false);
+    if (idx == UINT32_MAX)
+        return 0;
+    self->stack[self->depth].tok = idx;
+    self->stack[self->depth].last = DFB_JSON_NONE;
+    self->depth++;
+    return 1;
+}
+
+static int
+on_start_map(void *ctx)
+{
+    return open_container(ctx, DFB_JSON_OBJECT);
+}
+
+static int
+on_start_array(void *ctx)
+{
+    return open_container(ctx, DFB_JSON_ARRAY);
+}
+
+static int
+on_end(void *ctx)
+{
+    dfb_json_t *self = ctx;
+    self->depth--; /* yajl guarantees balance */
+    return 1;
+}
+
+static const yajl_callbacks s_callbacks = {on_null,   on_boolean,     NULL,         NULL,
+                                           on_number, on_string,      on_start_map, on_key,
+                                           on_end,    on_start_array, on_end};
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*  Code unit of "\uXXXX" at p (p points at the backslash), or -1. */
+static long
+escape_unit(const char *p, const char *end)
+{
+    if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
+        return -1;
+    long v = 0;
+    for (int k = 2; k < 6; k++) {
+        int h = hexval(p[k]);
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/*  yajl turns a lone high surrogate escape into "?" and pairs a high
+    surrogate with whatever \u follows it, silently corrupting the text.
+    We reject both (and lone low surrogates): the wire carries UTF-8 only.
+    Backslashes cannot occur outside strings in valid JSON, so scanning
+    escape pairs from the start is exact. Returns the offending offset or
+    SIZE_MAX. */
+static size_t
+find_bad_surrogate(const char *text, size_t len)
+{
+    const char *end = text + len;
+    const char *p = text;
+    while (p < end && (p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        if (end - p < 2)
+            break;
+        if (p[1] != 'u') {
+            p += 2;
+            continue;
+        }
+        long u = escape_unit(p, end);
+        if (u < 0) {
+            p += 2; /* malformed: yajl reports it */
+            continue;
+        }
+        if (u >= 0xDC00 && u <= 0xDFFF)
+            return (size_t)(p - text);
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            long lo = escape_unit(p + 6, end);
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return (size_t)(p - text);
+            p += 12;
+            continue;
+        }
+        p += 6;
+    }
+    return SIZE_MAX;
+}
+
+/* ---------------------------------------------------------------- API */
+
+dfb_json_t *
+dfb_json_new(void)
+{
+    dfb_json_t *self = calloc(1, sizeof *self);
+    return self;
+}
+
+void
+dfb_json_destroy(dfb_json_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    dfb_json_t *self = *self_p;
+    free(self->toks);
+    free(self->strs);
+    free(self->num);
+    arena_destroy(self);
+    free(self);
+    *self_p = NULL;
+}
+
+static int
+set_error(dfb_json_t *self, size_t offset, const char *reason)
+{
+    snprintf(self->error, sizeof self->error, "JSON error at byte %zu: %s", offset, reason);
+    self->ntoks = 0;
+    self->strs_len = 0;
+    return -1;
+}
+
+int
+dfb_json_parse(dfb_json_t *self, const char *text, size_t len)
+{
+    self->ntoks = 0;
+    self->strs_len = 0;
+    self->depth = 0;
+    self->cb_error = NULL;
+    self->cb_offset = 0;
+    self->error[0] = '\0';
+    if (!text && len)
+        return set_error(self, 0, "no input");
+
+    size_t bad = find_bad_surrogate(text, len);
+    if (bad != SIZE_MAX)
+        return set_error(self, bad, "unpaired UTF-16 surrogate escape");
+
+    arena_reset(self);
+    yajl_alloc_funcs afs = {arena_malloc, arena_realloc, arena_free, self};
+    self->hand = yajl_alloc(&s_callbacks, &afs, self);
+    if (!self->hand)
+        return set_error(self, 0, "out of memory");
+    /* Defaults already validate UTF-8, refuse comments, trailing garbage,
+       multiple and partial values; set them anyway so they stay so. */
+    yajl_config(self->hand, yajl_allow_comments, 0);
+    yajl_config(self->hand, yajl_dont_validate_strings, 0);
+    yajl_config(self->hand, yajl_allow_trailing_garbage, 0);
+    yajl_config(self->hand, yajl_allow_multiple_values, 0);
+    yajl_config(self->hand, yajl_allow_partial_values, 0);
+
+    yajl_status st = yajl_parse(self->hand, (const unsigned char *)(text ? text : ""), len);
+    /* yajl counts the bytes of the current chunk; in yajl_complete_parse
+       that is a one-space pad, so errors found there are at the end. */
+    bool at_end = false;
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(self->hand);
+        at_end = true;
+    }
+    int rc = 0;
+    if (st != yajl_status_ok) {
+        if (self->cb_error)
+            rc = set_error(self, at_end ? len : self->cb_offset, self->cb_error);
+        else {
+            /* Non-verbose yajl messages never quote the input. */
+            size_t off = yajl_get_bytes_consumed(self->hand);
+            unsigned char *msg = yajl_get_error(self->hand, 0, NULL, 0);
+            char reason[96] = "syntax error";
+            if (msg) {
+                const char *m = (const char *)msg;
+                snprintf(reason, sizeof reason, "%s", m);
+                reason[strcspn(reason, "\n")] = '\0';
+                yajl_free_error(self->hand, msg);
+            }
+            if (at_end || off > len)
+                off = len;
+            rc = set_error(self, off, reason);
+        }
+    } else if (self->ntoks == 0) {
+        rc = set_error(self, len, "no value");
+    }
+    yajl_free(self->hand);
+    self->hand = NULL;
+    return rc;
+}
+
+const char *
+dfb_json_error(const dfb_json_t *self)
+{
+    return self->error;
+}
+
+static const dfb_tok_t *
+tok_at(const dfb_json_t *self, dfb_json_ref_t ref)
+{
+    return ref < self->ntoks ? &self->toks[ref] : NULL;
+}
+
+dfb_json_type_t
+dfb_json_type(const dfb_json_t *self, dfb_json_ref_t ref)
+{
+    const dfb_tok_t *t = tok_at(self, ref);
+    return t ? (dfb_json_type_t)t->type : DFB_JSON_NULL;
+}
+
+uint32_t
+dfb_json_count(const dfb_json_t *self, dfb_json_ref_t ref)
+{
+    const dfb_tok_t *t = tok_at(self, ref);
+    return t && (t->type == DFB_JSON_ARRAY || t->type == DFB_JSON_OBJECT) ? t->count : 0;
+}
+
+dfb_json_ref_t
+dfb_json_first(const dfb_json_t *self, dfb_json_ref_t ref)
+{
+    return dfb_json_count(self, ref) ? ref + 1 : DFB_JSON_NONE;
+}
+
+dfb_json_ref_t
+dfb_json_next(const dfb_json_t *self, dfb_json_ref_t ref)
+{
+    const dfb_tok_t *t = tok_at(self, ref);
+    return t ? t->next : DFB_JSON_NONE;
+}
+
+dfb_json_ref_t
+dfb_json_get(const dfb_json_t *self, dfb_json_ref_t ref, const char *key)
+{
+    const dfb_tok_t *t = tok_at(self, ref);
+    if (!t || t->type != DFB_JSON_OBJECT || !key)
+        return DFB_JSON_NONE;
+    size_t klen = strlen(key);
+    dfb_json_ref_t k = t->count ? ref + 1 : DFB_JSON_NONE;
+    while (k != DFB_JSON_NONE) {
+        const dfb_tok_t *kt = &self->toks[k];
+        dfb_json_ref_t v = kt->next;
+        if (kt->v.s.len == klen && memcmp(self->strs + kt->v.s.off, key, klen) == 0)
+            return v;
+        k = self->toks[v].next;
+    }
+    return DFB_JSON_NONE;
+}
+
+const char *
+dfb_json_string(const dfb_json_t *self, dfb_json_ref_t ref, size_t *len)
+{
+    const dfb_tok_t *t = tok_at(self, ref);
+    if (!t || t->type != DFB_JSON_STRING) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = t->v.s.len;
+    return self->strs + t->v.s.off;
+}
+
+int64_t
+dfb_json_int(const dfb_json_t *self, dfb_json_ref_t ref)
+{
+    const dfb_tok_t *t = tok_at(self, ref);
+    return t && t->type == DFB_JSON_INT ? t->v.i : 0;
+}
+
+uint64_t
+dfb_json_uint(const dfb_json_t *self, dfb_json_ref_t ref)
+{
+    const dfb_tok_t *t = tok_at(self, ref);
+    return t && t->type == DFB_JSON_UINT ? t->v.u : 0;
+}
+
+double
+dfb_json_double(const dfb_json_t *self, dfb_json_ref_t ref)
+{
+    const dfb_tok_t *t = tok_at(self, ref);
+    return t && t->type == DFB_JSON_DOUBLE ? t->v.d : 0.0;
+}
+
+/* ---------------------------------------------------------------- self-test */
+
+static int s_failures;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            s_failures++;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+static int
+parse_str(dfb_json_t *self, const char *text)
+{
+    return dfb_json_parse(self, text, strlen(text));
+}
+
+/*  Offset printed in the error message, or -1. */
+static long
+error_offset(const dfb_json_t *self)
+{
+    long off = -1;
+    if (sscanf(dfb_json_error(self), "JSON error at byte %ld:", &off) != 1)
+        return -1;
+    return off;
+}
+
+int
+dfb_json_test(int verbose)
+{
+    s_failures = 0;
+    dfb_json_t *j = dfb_json_new();
+    CHECK(j);
+    if (!j)
+        return 1;
+
+    /* Navigation: first/next alternate key, value in objects. */
+    const char *doc = "{\"a\":1,\"b\":[true,false,null,{\"c\":\"x\"}],\"d\":{},\"e\":[],"
+                      "\"a\":2,\"s\":\"n\\u0000ul\"}";
+    CHECK(parse_str(j, doc) == 0);
+    CHECK(strcmp(dfb_json_error(j), "") == 0);
+    CHECK(dfb_json_type(j, 0) == DFB_JSON_OBJECT);
+    CHECK(dfb_json_count(j, 0) == 6);
+    dfb_json_ref_t k = dfb_json_first(j, 0);
+    size_t len = 99;
+    CHECK(dfb_json_type(j, k) == DFB_JSON_STRING);
+    CHECK(strcmp(dfb_json_string(j, k, &len), "a") == 0 && len == 1);
+    dfb_json_ref_t v = dfb_json_next(j, k);
+    CHECK(dfb_json_int(j, v) == 1);
+    k = dfb_json_next(j, v);
+    CHECK(strcmp(dfb_json_string(j, k, NULL), "b") == 0);
+    dfb_json_ref_t arr = dfb_json_next(j, k);
+    CHECK(dfb_json_type(j, arr) == DFB_JSON_ARRAY && dfb_json_count(j, arr) == 4);
+    dfb_json_ref_t e = dfb_json_first(j, arr);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_TRUE);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_FALSE);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_NULL);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_OBJECT && dfb_json_count(j, e) == 1);
+    CHECK(strcmp(dfb_json_string(j, dfb_json_get(j, e, "c"), NULL), "x") == 0);
+    CHECK(dfb_json_next(j, e) == DFB_JSON_NONE);
+    /* next() of the array skips its whole subtree. */
+    k = dfb_json_next(j, arr);
+    CHECK(strcmp(dfb_json_string(j, k, NULL), "d") == 0);
+    CHECK(dfb_json_count(j, dfb_json_get(j, 0, "d")) == 0);
+    CHECK(dfb_json_first(j, dfb_json_get(j, 0, "d")) == DFB_JSON_NONE);
+    CHECK(dfb_json_first(j, dfb_json_get(j, 0, "e")) == DFB_JSON_NONE);
+    /* Duplicate keys are kept; get() returns the first. */
+    CHECK(dfb_json_int(j, dfb_json_get(j, 0, "a")) == 1);
+    CHECK(dfb_json_get(j, 0, "zz") == DFB_JSON_NONE);
+    CHECK(dfb_json_get(j, arr, "a") == DFB_JSON_NONE);
+    const char *s = dfb_json_string(j, dfb_json_get(j, 0, "s"), &len);
+    CHECK(s && len == 4 && memcmp(s, "n\0ul", 5) == 0);
+    /* Wrong-type accessors. */
+    CHECK(dfb_json_string(j, v, &len) == NULL && len == 0);
+    CHECK(dfb_json_uint(j, v) == 0 && dfb_json_double(j, v) == 0.0);
+    CHECK(dfb_json_count(j, v) == 0 && dfb_json_first(j, v) == DFB_JSON_NONE);
+
+    /* Key lookup compares length and bytes: "a\0b" is not "a". */
+    CHECK(parse_str(j, "{\"a\\u0000b\":1,\"a\":2}") == 0);
+    CHECK(dfb_json_int(j, dfb_json_get(j, 0, "a")) == 2);
+
+    /* Numbers: exact int64/uint64, everything else double. */
+    CHECK(parse_str(j, "[9223372036854775807,-9223372036854775808,9223372036854775808,"
+                       "18446744073709551615,18446744073709551616,-9223372036854775809,"
+                       "-0,0.1,1E2,1.0,-0.0,68719476737]") == 0);
+    e = dfb_json_first(j, 0);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_INT && dfb_json_int(j, e) == INT64_MAX);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_INT && dfb_json_int(j, e) == INT64_MIN);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_UINT && dfb_json_uint(j, e) == 9223372036854775808u);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_UINT && dfb_json_uint(j, e) == UINT64_MAX);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_DOUBLE &&
+          dfb_json_double(j, e) == 18446744073709551616.0);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_DOUBLE &&
+          dfb_json_double(j, e) == -9223372036854775808.0);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_INT && dfb_json_int(j, e) == 0);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_DOUBLE && dfb_json_double(j, e) == 0.1);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_DOUBLE && dfb_json_double(j, e) == 100.0);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_DOUBLE && dfb_json_double(j, e) == 1.0);
+    e = dfb_json_next(j, e);
+    double nz = dfb_json_double(j, e);
+    CHECK(dfb_json_type(j, e) == DFB_JSON_DOUBLE && nz == 0.0 && 1.0 / nz < 0);
+    e = dfb_json_next(j, e);
+    CHECK(dfb_json_int(j, e) == 68719476737);
+    CHECK(dfb_json_next(j, e) == DFB_JSON_NONE);
+
+    /* Scalars at the root. */
+    CHECK(parse_str(j, " 42 ") == 0 && dfb_json_int(j, 0) == 42);
+    CHECK(parse_str(j, "\"\"") == 0 && dfb_json_string(j, 0, &len) && len == 0);
+    CHECK(parse_str(j, "null") == 0 && dfb_json_type(j, 0) == DFB_JSON_NULL);
+
+    /* Errors carry a byte offset and leave an empty tape. yajl stops just
+       past the offending token; our own checks (surrogates) point at it. */
+    struct {
+        const char *text;
+        long offset;
+    } bad[] = {
+        {"", 0},
+        {"{\"a\":1", 6},
+        {"{\"a\":1} x", 9},
+        {"[1,]", 4},
+        {"{\"a\" 1}", 6},
+        {"\"\\ud83d\"", 1},
+        {"\"\\ude00\"", 1},
+        {"[\"ok\",\"\\ud83d\\u0041\"]", 7},
+        {"\"\xc0\x80\"", 4},
+        {"\"\xed\xa0\x80\"", 5},
+        {"nul", 3},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = parse_str(j, bad[i].text);
+        CHECK(rc == -1);
+        if (verbose || error_offset(j) != bad[i].offset)
+            fprintf(stderr, "bad[%zu]: %s (want offset %ld)\n", i, dfb_json_error(j),
+                    bad[i].offset);
+        CHECK(error_offset(j) == bad[i].offset);
+        CHECK(dfb_json_type(j, 0) == DFB_JSON_NULL && dfb_json_count(j, 0) == 0);
+    }
+    /* The tape works again after an error. */
+    CHECK(parse_str(j, "[1]") == 0 && dfb_json_count(j, 0) == 1);
+    CHECK(strcmp(dfb_json_error(j), "") == 0);
+
+    /* Depth: 512 nested arrays parse, 513 do not. */
+    char deep[2 * (DFB_JSON_MAX_DEPTH + 1) + 1];
+    for (int depth = DFB_JSON_MAX_DEPTH; depth <= DFB_JSON_MAX_DEPTH + 1; depth++) {
+        memset(deep, '[', (size_t)depth);
+        memset(deep + depth, ']', (size_t)depth);
+        deep[2 * depth] = '\0';
+        int rc = parse_str(j, deep);
+        CHECK(rc == (depth == DFB_JSON_MAX_DEPTH ? 0 : -1));
+        if (rc)
+            CHECK(strstr(dfb_json_error(j), "deeper than 512") != NULL);
+    }
+
+    dfb_json_destroy(&j);
+    CHECK(j == NULL);
+    dfb_json_destroy(&j); /* accepts NULL */
+    if (verbose)
+        fprintf(stderr, "dfb_json_test: %d failure(s)\n", s_failures);
+    return s_failures ? 1 : 0;
+}
