@@ -1,0 +1,193 @@
+/* dfpod internals: the configuration and the four modules of the fake pod
+ * (state, JWT checks, event generator, HTTP front end) and how they meet.
+ * Nothing here is a public API of the project; only the dfpod program uses it. */
+#ifndef DFPOD_POD_H
+#define DFPOD_POD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+typedef struct {
+    char listen_host[64]; /* numeric address, without brackets */
+    int listen_port;      /* 0 = pick a free one */
+    bool ipv6;
+    const char *port_file;
+    const char *bot_username;
+    int64_t bot_id;
+    const char *public_key_path;
+    int64_t hold_ms;
+    int64_t visibility_ms;
+    int64_t ttl_ms;
+    int64_t token_ttl_ms; /* 0 = never */
+    int max_feeds;
+    int batch_max;
+    double rate;
+    long generate;
+    uint64_t seed;
+    bool verbose;
+} pod_config_t;
+
+/* Milliseconds on the monotonic clock (deadlines) and the wall clock (timestamps). */
+int64_t pod_mono_ms(void);
+int64_t pod_wall_ms(void);
+
+/* ---- endpoints (names used by faults, counters and the call log) ---- */
+typedef enum {
+    POD_EP_AUTH,
+    POD_EP_RELAY,
+    POD_EP_SESSIONINFO,
+    POD_EP_LIST,
+    POD_EP_CREATE,
+    POD_EP_DELETE,
+    POD_EP_READ,
+    POD_EP_V1CREATE,
+    POD_EP_V1READ,
+    POD_EP_UNKNOWN, /* any other non-admin path */
+    POD_EP_ANY,     /* faults only: matches every endpoint */
+    POD_EP_COUNT
+} pod_ep_t;
+
+const char *pod_ep_name(pod_ep_t ep);
+/* Returns the endpoint named NAME, or -1. */
+int pod_ep_from_name(const char *name);
+
+/* ---- faults ---- */
+typedef enum {
+    POD_FAULT_STATUS,
+    POD_FAULT_DROP,
+    POD_FAULT_TRUNCATE,
+    POD_FAULT_SLOW,
+    POD_FAULT_EXPIRE_TOKEN,
+    POD_FAULT_EXPIRE_FEED
+} pod_fault_action_t;
+
+typedef struct {
+    pod_fault_action_t action;
+    int status;
+    int64_t delay_ms;
+    char *body; /* owned; NULL = a V2Error built from the status */
+} pod_fault_t;
+
+/* ---- state: tokens, feeds, queues, faults, counters, call log (one mutex) ---- */
+typedef struct pod_state_t pod_state_t;
+
+typedef enum { POD_TOKEN_SESSION, POD_TOKEN_KM } pod_token_kind_t;
+
+enum {
+    POD_OK = 0,
+    POD_ENOFEED = -1, /* unknown, deleted or expired feed */
+    POD_EBADACK = -2, /* ackId of an invalid format */
+    POD_ETOOMANY = -3 /* --max-feeds live feeds */
+};
+
+/* A call as the log and the counters see it. Strings are borrowed. */
+typedef struct {
+    pod_ep_t ep;
+    const char *method;
+    const char *path;
+    int status; /* 0 = no reply (drop) */
+    const char *body;
+    size_t body_len;
+    const char *feed;    /* NULL if none */
+    const char *ack_in;  /* reads: ackId received, NULL if none */
+    const char *ack_out; /* reads: ackId sent, NULL if none */
+    long events;         /* reads: events sent, -1 if not a read */
+    const char *fault;   /* name of the fault applied, NULL if none */
+    int64_t wall_ms;
+} pod_call_t;
+
+pod_state_t *pod_state_new(const pod_config_t *cfg);
+void pod_state_destroy(pod_state_t **self_p);
+
+/* Wakes every held read and sleeper; they answer at once. Irreversible. */
+void pod_state_shutdown(pod_state_t *self);
+bool pod_state_stopping(pod_state_t *self);
+/* Sleeps up to MS ms; returns early (false) when the pod shuts down. */
+bool pod_state_sleep(pod_state_t *self, int64_t ms);
+
+/* Issues a fresh random 32-hex token of KIND into OUT. */
+void pod_state_token_issue(pod_state_t *self, pod_token_kind_t kind, char out[33]);
+/* True if TOK is a live token of KIND. */
+bool pod_state_token_valid(pod_state_t *self, pod_token_kind_t kind, const char *tok);
+void pod_state_tokens_expire(pod_state_t *self);
+void pod_state_count_auth(pod_state_t *self, bool ok);
+
+/* Copies LEN bytes of RAW (one event's JSON text) into the store and every live feed. */
+void pod_state_enqueue(pod_state_t *self, const char *raw, size_t len);
+/* Every event enqueued so far as one JSON array of raw texts. Caller frees. */
+char *pod_state_events_json(pod_state_t *self, size_t *len);
+
+/* Creates a feed (v2 ids are <32hex>_f, v1 ids 32 hex). POD_ETOOMANY when --max-feeds v2 feeds
+ * are live. On success the id goes to ID_OUT. */
+int pod_state_feed_create(pod_state_t *self, bool v1, char id_out[64]);
+/* Live v2 feeds as a JSON array [{"id","type","createdAt"}]. Caller frees. */
+char *pod_state_feeds_json(pod_state_t *self);
+/* Deletes a live feed (of either version); POD_ENOFEED if not live. */
+int pod_state_feed_delete(pod_state_t *self, const char *id);
+/* Expires feed ID (or every feed if ID is NULL); returns how many expired. */
+int pod_state_feed_expire(pod_state_t *self, const char *id);
+
+/* Reads feed ID. v2: ACK_IN (may be NULL or "") acknowledges a batch; the answer is
+ * {"events":[...],"ackId":"..."} and its ackId is copied to ACK_OUT. v1: the answer is
+ * [...] or, when the hold ends with nothing, *BODY = NULL (204). Holds up to --hold-ms.
+ * On success *BODY is malloc'd (caller frees) and *NEVENTS says how many events it holds.
+ * Errors: POD_ENOFEED, POD_EBADACK. */
+int pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, char **body,
+                   size_t *len, char ack_out[64], long *nevents);
+
+/* Queues faults from a JSON object or array. Returns 0, or -1 with a reason in WHY. */
+int pod_state_faults_add(pod_state_t *self, json_t *spec, char *why, size_t whylen);
+void pod_state_faults_clear(pod_state_t *self);
+/* Takes the first queued fault matching EP (or "any"); true if one was taken. OUT->body is
+ * the caller's to free. */
+bool pod_state_fault_take(pod_state_t *self, pod_ep_t ep, pod_fault_t *out);
+
+void pod_state_log_call(pod_state_t *self, const pod_call_t *call);
+/* The counters and the call log as JSON texts. Caller frees. */
+char *pod_state_counters_json(pod_state_t *self);
+char *pod_state_calls_json(pod_state_t *self);
+void pod_state_calls_clear(pod_state_t *self);
+
+/* ---- JWT (RS512) ---- */
+typedef struct pod_jwt_t pod_jwt_t;
+
+/* Loads a PEM public key (SPKI or PKCS#1). NULL on error, with a reason in ERR. */
+pod_jwt_t *pod_jwt_new(const char *pem_path, const char *username, char *err, size_t errlen);
+void pod_jwt_destroy(pod_jwt_t **self_p);
+/* 0 if JWT is an RS512 token signed by the key, with sub = username and
+ * now < exp <= now + 300 s; otherwise -1 and the reason in WHY. */
+int pod_jwt_verify(pod_jwt_t *self, const char *jwt, int64_t now_s, char *why, size_t whylen);
+/* base64url (no padding needed) to bytes; returns the length or -1. OUT holds >= 3*len/4+3. */
+long pod_b64url_decode(const char *in, size_t len, unsigned char *out);
+
+/* ---- event generator ---- */
+typedef struct pod_gen_t pod_gen_t;
+
+pod_gen_t *pod_gen_new(uint64_t seed, int64_t bot_id, const char *bot_username);
+void pod_gen_destroy(pod_gen_t **self_p);
+int pod_gen_type_count(void);
+const char *pod_gen_type_name(int index);
+/* One realistic event of type INDEX (mod 17) as a malloc'd JSON text; NULL on allocation
+ * failure. FROM_BOT makes the bot the initiator. Event ids are unique in the process. */
+char *pod_gen_event(pod_gen_t *self, int index, bool from_bot, size_t *len);
+
+/* Generates COUNT events (types cycling from the first, the bot initiating
+ * floor(COUNT*BOT_RATIO) of them, spread evenly), enqueues them and copies the first event's
+ * id to FIRST_ID. Returns how many were enqueued. */
+long pod_gen_enqueue(pod_gen_t *self, pod_state_t *state, long count, double bot_ratio,
+                     char first_id[64]);
+
+/* ---- HTTP front end ---- */
+typedef struct pod_http_t pod_http_t;
+
+/* Starts listening; NULL on error (logged). */
+pod_http_t *pod_http_new(const pod_config_t *cfg, pod_state_t *state, pod_jwt_t *jwt,
+                         pod_gen_t *gen);
+int pod_http_port(pod_http_t *self);
+/* Stops the daemon (call pod_state_shutdown first so held reads let go). */
+void pod_http_destroy(pod_http_t **self_p);
+
+#endif

@@ -1,0 +1,749 @@
+/* dfpod HTTP front end on libmicrohttpd: routes the Symphony endpoints and the /admin/
+ * control interface, applies scripted faults (status, drop, truncate, slow, expire_*),
+ * logs every non-admin call. One thread per connection, so a held long-poll blocks nothing. */
+#include "pod.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#define MAX_BODY_POD ((size_t)1 << 20)    /* Symphony endpoints */
+#define MAX_BODY_ADMIN ((size_t)64 << 20) /* /admin/ */
+#define MAX_GENERATE 10000000L
+
+struct pod_http_t {
+    struct MHD_Daemon *d;
+    const pod_config_t *cfg;
+    pod_state_t *st;
+    pod_jwt_t *jwt;
+    pod_gen_t *gen;
+    int port;
+};
+
+/* One request's upload, accumulated across MHD calls. */
+typedef struct {
+    char *body;
+    size_t len, cap;
+    bool too_big;
+    bool admin;
+} req_t;
+
+static const char *fault_names[] = {"status", "drop",         "truncate",
+                                    "slow",   "expire_token", "expire_feed"};
+
+/* ---- responses ---- */
+
+/* A truncated reply: announces LEN bytes, sends SEND of them, then fails the connection. */
+typedef struct {
+    char *body;
+    size_t send;
+} trunc_t;
+
+static ssize_t
+trunc_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    trunc_t *t = cls;
+    if (pos >= t->send)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = t->send - (size_t)pos;
+    if (n > max)
+        n = max;
+    memcpy(buf, t->body + pos, n);
+    return (ssize_t)n;
+}
+
+static void
+trunc_free(void *cls)
+{
+    trunc_t *t = cls;
+    free(t->body);
+    free(t);
+}
+
+/* Queues STATUS with BODY (malloc'd, taken; NULL = empty). TRUNCATE cuts the body in half
+ * while announcing its full length. X_WARNING adds the v1 deprecation header. */
+static enum MHD_Result
+reply(struct MHD_Connection *c, int status, char *body, size_t len, bool truncate, bool x_warning)
+{
+    struct MHD_Response *r;
+    if (truncate) {
+        trunc_t *t = malloc(sizeof *t);
+        if (!t) {
+            free(body);
+            return MHD_NO;
+        }
+        t->body = body;
+        t->send = len / 2;
+        /* An empty body still announces bytes that never come. */
+        uint64_t announced = len > 0 ? len : 16;
+        r = MHD_create_response_from_callback(announced, 4096, trunc_read, t, trunc_free);
+        if (!r) {
+            trunc_free(t);
+            return MHD_NO;
+        }
+    } else {
+        r = MHD_create_response_from_buffer(len, body ? body : (void *)"",
+                                            body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (!r) {
+            free(body);
+            return MHD_NO;
+        }
+    }
+    if (len > 0 || truncate)
+        MHD_add_response_header(r, "Content-Type", "application/json");
+    if (x_warning)
+        MHD_add_response_header(r, "X-Warning", "This method is deprecated");
+    enum MHD_Result rc = MHD_queue_response(c, (unsigned int)status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+/* A V2Error text {"code","message"}; caller frees. */
+static char *
+v2error(int code, const char *message, size_t *len)
+{
+    json_t *o = json_pack("{s:i,s:s}", "code", code, "message", message);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+static char *
+dump(json_t *o, size_t *len)
+{
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(o);
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+/* ---- routing ---- */
+
+static bool
+path_feed(const char *url, const char *prefix, const char *suffix, char *id, size_t idlen)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix), ul = strlen(url);
+    if (ul <= pl + sl || strncmp(url, prefix, pl) != 0 || strcmp(url + ul - sl, suffix) != 0)
+        return false;
+    size_t n = ul - pl - sl;
+    if (memchr(url + pl, '/', n) || n >= idlen)
+        return false;
+    memcpy(id, url + pl, n);
+    id[n] = '\0';
+    return true;
+}
+
+static pod_ep_t
+route(const char *url, const char *m, char *feed, size_t feedlen)
+{
+    bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0, del = strcmp(m, "DELETE") == 0;
+    feed[0] = '\0';
+    if (post && strcmp(url, "/login/pubkey/authenticate") == 0)
+        return POD_EP_AUTH;
+    if (post && strcmp(url, "/relay/pubkey/authenticate") == 0)
+        return POD_EP_RELAY;
+    if (get && strcmp(url, "/pod/v2/sessioninfo") == 0)
+        return POD_EP_SESSIONINFO;
+    if (strcmp(url, "/agent/v5/datafeeds") == 0)
+        return get ? POD_EP_LIST : post ? POD_EP_CREATE : POD_EP_UNKNOWN;
+    if (post && path_feed(url, "/agent/v5/datafeeds/", "/read", feed, feedlen))
+        return POD_EP_READ;
+    if (del && path_feed(url, "/agent/v5/datafeeds/", "", feed, feedlen))
+        return POD_EP_DELETE;
+    if (post && strcmp(url, "/agent/v4/datafeed/create") == 0)
+        return POD_EP_V1CREATE;
+    if (get && path_feed(url, "/agent/v4/datafeed/", "/read", feed, feedlen))
+        return POD_EP_V1READ;
+    feed[0] = '\0';
+    return POD_EP_UNKNOWN;
+}
+
+/* Parses an optional JSON body: empty or "null" gives *OUT = NULL. false if malformed. */
+static bool
+parse_optional(const req_t *r, json_t **out)
+{
+    *out = NULL;
+    size_t i = 0;
+    while (i < r->len &&
+           (r->body[i] == ' ' || r->body[i] == '\n' || r->body[i] == '\r' || r->body[i] == '\t'))
+        i++;
+    if (i == r->len)
+        return true;
+    json_t *j = json_loadb(r->body, r->len, JSON_DECODE_ANY, NULL);
+    if (!j)
+        return false;
+    if (json_is_null(j)) {
+        json_decref(j);
+        return true;
+    }
+    *out = j;
+    return true;
+}
+
+/* ---- Symphony endpoints ---- */
+
+typedef struct {
+    int status;
+    char *body;
+    size_t len;
+    bool x_warning;
+    char ack_in[128];
+    bool has_ack_in;
+    char ack_out[64];
+    long events;
+} result_t;
+
+static void
+set_error(result_t *res, int code, const char *msg)
+{
+    res->status = code;
+    res->body = v2error(code, msg, &res->len);
+}
+
+static void
+do_auth(pod_http_t *h, const req_t *r, bool relay, result_t *res)
+{
+    json_t *j = NULL;
+    if (!parse_optional(r, &j) || (j && !json_is_object(j))) {
+        json_decref(j);
+        set_error(res, 400, "body must be a JSON object {\"token\": JWT}");
+        return;
+    }
+    const char *jwt = json_string_value(json_object_get(j, "token"));
+    char why[128];
+    if (pod_jwt_verify(h->jwt, jwt, pod_wall_ms() / 1000, why, sizeof why) != 0) {
+        json_decref(j);
+        pod_state_count_auth(h->st, false);
+        char msg[200];
+        snprintf(msg, sizeof msg, "Invalid JWT: %s", why);
+        set_error(res, 401, msg);
+        return;
+    }
+    json_decref(j);
+    pod_state_count_auth(h->st, true);
+    char tok[33];
+    pod_state_token_issue(h->st, relay ? POD_TOKEN_KM : POD_TOKEN_SESSION, tok);
+    res->status = 200;
+    res->body = dump(
+        json_pack("{s:s,s:s}", "name", relay ? "keyManagerToken" : "sessionToken", "token", tok),
+        &res->len);
+}
+
+static bool
+tokens_ok(pod_http_t *h, struct MHD_Connection *c)
+{
+    const char *st = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "sessionToken");
+    const char *km = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "keyManagerToken");
+    if (!pod_state_token_valid(h->st, POD_TOKEN_SESSION, st))
+        return false;
+    /* Simplified key delivery: an absent or empty KM token is fine, a stale one is not. */
+    return !km || !km[0] || pod_state_token_valid(h->st, POD_TOKEN_KM, km);
+}
+
+static void
+do_create(pod_http_t *h, const req_t *r, result_t *res)
+{
+    json_t *j = NULL;
+    if (!parse_optional(r, &j) || (j && !json_is_object(j))) {
+        json_decref(j);
+        set_error(res, 400, "body must be a V5DatafeedCreateBody object");
+        return;
+    }
+    json_t *tag = json_object_get(j, "tag"), *inv = json_object_get(j, "includeInvisible");
+    bool bad =
+        (tag && !json_is_null(tag) && (!json_is_string(tag) || json_string_length(tag) > 100)) ||
+        (inv && !json_is_null(inv) && !json_is_boolean(inv));
+    json_decref(j);
+    if (bad) {
+        set_error(res, 400,
+                  "tag must be a string of at most 100 characters, includeInvisible "
+                  "a boolean");
+        return;
+    }
+    char id[64];
+    if (pod_state_feed_create(h->st, false, id) == POD_ETOOMANY) {
+        set_error(res, 403, "Too many feeds created: 20 active feeds is the limit");
+        return;
+    }
+    res->status = 201;
+    res->body = dump(json_pack("{s:s,s:s}", "id", id, "type", "fanout"), &res->len);
+}
+
+static void
+do_read(pod_http_t *h, const req_t *r, const char *feed, bool v1, result_t *res)
+{
+    const char *ack = NULL;
+    json_t *j = NULL;
+    if (!v1) {
+        if (!parse_optional(r, &j) || (j && !json_is_object(j))) {
+            json_decref(j);
+            set_error(res, 400, "body must be an AckId object");
+            return;
+        }
+        json_t *a = json_object_get(j, "ackId"), *up = json_object_get(j, "updatePresence");
+        if ((a && !json_is_null(a) && !json_is_string(a)) ||
+            (up && !json_is_null(up) && !json_is_boolean(up))) {
+            json_decref(j);
+            set_error(res, 400, "ackId must be a string, updatePresence a boolean");
+            return;
+        }
+        ack = json_string_value(a);
+        if (ack) {
+            snprintf(res->ack_in, sizeof res->ack_in, "%s", ack);
+            res->has_ack_in = true;
+        }
+    }
+    char *body = NULL;
+    size_t len = 0;
+    int rc = pod_state_read(h->st, feed, v1, ack, &body, &len, res->ack_out, &res->events);
+    json_decref(j);
+    if (rc == POD_ENOFEED) {
+        set_error(res, 400, "Do not retry: the feed no longer exists, please create a new feed.");
+    } else if (rc == POD_EBADACK) {
+        set_error(res, 400, "The format of the provided ackId is incorrect.");
+    } else if (!body) {
+        res->status = 204; /* v1: nothing arrived during the hold */
+    } else {
+        res->status = 200;
+        res->body = body;
+        res->len = len;
+    }
+}
+
+static void
+handle_pod(pod_http_t *h, struct MHD_Connection *c, pod_ep_t ep, const char *feed, const req_t *r,
+           result_t *res)
+{
+    if (ep == POD_EP_UNKNOWN) {
+        set_error(res, 404, "Not found");
+        return;
+    }
+    if (ep == POD_EP_AUTH || ep == POD_EP_RELAY) {
+        do_auth(h, r, ep == POD_EP_RELAY, res);
+        return;
+    }
+    if (!tokens_ok(h, c)) {
+        set_error(res, 401, "Invalid session");
+        return;
+    }
+    switch (ep) {
+    case POD_EP_SESSIONINFO:
+        res->status = 200;
+        res->body =
+            dump(json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:[s]}", "id", (json_int_t)h->cfg->bot_id,
+                           "emailAddress", "bot@example.com", "firstName", "My", "lastName", "Bot",
+                           "displayName", "My Bot", "username", h->cfg->bot_username, "company",
+                           "dfpod", "roles", "INDIVIDUAL"),
+                 &res->len);
+        break;
+    case POD_EP_LIST:
+        res->status = 200;
+        res->body = pod_state_feeds_json(h->st);
+        res->len = res->body ? strlen(res->body) : 0;
+        break;
+    case POD_EP_CREATE:
+        do_create(h, r, res);
+        break;
+    case POD_EP_DELETE:
+        if (pod_state_feed_delete(h->st, feed) == POD_OK)
+            res->status = 204;
+        else
+            set_error(res, 400, "Datafeed not found");
+        break;
+    case POD_EP_READ:
+        do_read(h, r, feed, false, res);
+        break;
+    case POD_EP_V1CREATE: {
+        char id[64];
+        pod_state_feed_create(h->st, true, id);
+        res->status = 200;
+        res->x_warning = true;
+        res->body = dump(json_pack("{s:s}", "id", id), &res->len);
+        break;
+    }
+    case POD_EP_V1READ:
+        do_read(h, r, feed, true, res);
+        res->x_warning = true;
+        break;
+    default:
+        set_error(res, 404, "Not found");
+        break;
+    }
+}
+
+static enum MHD_Result
+serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *method, req_t *r)
+{
+    char feed[128];
+    pod_ep_t ep = route(url, method, feed, sizeof feed);
+    result_t res = {0};
+    res.events = -1;
+    bool truncate = false;
+    pod_fault_t f;
+    const char *fault = NULL;
+    bool has_fault = false;
+
+    if (r->too_big) {
+        set_error(&res, 413, "Request body too large");
+    } else if ((has_fault = pod_state_fault_take(h->st, ep, &f))) {
+        fault = fault_names[f.action];
+        switch (f.action) {
+        case POD_FAULT_STATUS:
+            res.status = f.status;
+            if (f.body) {
+                res.body = f.body;
+                res.len = strlen(f.body);
+                f.body = NULL;
+            } else {
+                res.body = v2error(f.status, "Injected fault", &res.len);
+            }
+            break;
+        case POD_FAULT_DROP:
+            break;
+        case POD_FAULT_TRUNCATE:
+            truncate = true;
+            break;
+        case POD_FAULT_SLOW:
+            pod_state_sleep(h->st, f.delay_ms);
+            break;
+        case POD_FAULT_EXPIRE_TOKEN:
+            pod_state_tokens_expire(h->st);
+            set_error(&res, 401, "Invalid session");
+            break;
+        case POD_FAULT_EXPIRE_FEED:
+            pod_state_feed_expire(h->st, feed[0] ? feed : NULL);
+            set_error(&res, 400,
+                      "Do not retry: the feed no longer exists, please create a new feed.");
+            break;
+        }
+        free(f.body);
+    }
+    bool dropped = has_fault && f.action == POD_FAULT_DROP;
+    if (!dropped && res.status == 0)
+        handle_pod(h, c, ep, feed, r, &res);
+
+    pod_call_t call = {
+        .ep = ep,
+        .method = method,
+        .path = url,
+        .status = dropped ? 0 : res.status,
+        .body = r->body,
+        .body_len = r->len,
+        .feed = feed[0] ? feed : NULL,
+        .ack_in = res.has_ack_in ? res.ack_in : NULL,
+        .ack_out = res.ack_out[0] ? res.ack_out : NULL,
+        .events = res.events,
+        .fault = fault,
+        .wall_ms = pod_wall_ms(),
+    };
+    pod_state_log_call(h->st, &call);
+    if (h->cfg->verbose)
+        fprintf(stderr, "dfpod: %s %s -> %d%s%s\n", method, url, call.status,
+                fault ? " fault=" : "", fault ? fault : "");
+    if (dropped)
+        return MHD_NO; /* MHD closes the connection without a reply */
+    return reply(c, res.status, res.body, res.len, truncate, res.x_warning);
+}
+
+/* ---- admin ---- */
+
+/* Enqueues each element of a validated JSON array of objects byte-for-byte: the element
+ * spans are found by a scanner that only needs to respect strings and nesting. */
+static long
+enqueue_raw_array(pod_state_t *st, const char *s, size_t len)
+{
+    size_t i = 0;
+    long n = 0;
+    while (i < len && s[i] != '[')
+        i++;
+    i++;
+    for (;;) {
+        while (i < len &&
+               (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t' || s[i] == ','))
+            i++;
+        if (i >= len || s[i] == ']')
+            break;
+        size_t start = i;
+        int depth = 0;
+        bool in_str = false, esc = false;
+        for (; i < len; i++) {
+            char ch = s[i];
+            if (in_str) {
+                if (esc)
+                    esc = false;
+                else if (ch == '\\')
+                    esc = true;
+                else if (ch == '"')
+                    in_str = false;
+                continue;
+            }
+            if (ch == '"')
+                in_str = true;
+            else if (ch == '{' || ch == '[')
+                depth++;
+            else if ((ch == '}' || ch == ']') && --depth == 0) {
+                i++;
+                break;
+            }
+        }
+        pod_state_enqueue(st, s + start, i - start);
+        n++;
+    }
+    return n;
+}
+
+static void
+admin_route(pod_http_t *h, const char *url, const char *m, const req_t *r, result_t *res)
+{
+    bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0, del = strcmp(m, "DELETE") == 0;
+    json_t *j = NULL;
+    if (r->too_big) {
+        set_error(res, 413, "Request body too large");
+        return;
+    }
+    if (strcmp(url, "/admin/events") == 0 && post) {
+        json_error_t err;
+        j = json_loadb(r->body ? r->body : "", r->len, JSON_DECODE_INT_AS_REAL, &err);
+        bool ok = json_is_array(j);
+        for (size_t i = 0; ok && i < json_array_size(j); i++)
+            ok = json_is_object(json_array_get(j, i));
+        json_decref(j);
+        if (!ok) {
+            set_error(res, 400, "body must be a JSON array of event objects");
+            return;
+        }
+        long n = enqueue_raw_array(h->st, r->body, r->len);
+        res->status = 200;
+        res->body = dump(json_pack("{s:I}", "enqueued", (json_int_t)n), &res->len);
+    } else if (strcmp(url, "/admin/events") == 0 && get) {
+        res->status = 200;
+        res->body = pod_state_events_json(h->st, &res->len);
+    } else if (strcmp(url, "/admin/generate") == 0 && post) {
+        if (!parse_optional(r, &j) || !json_is_object(j)) {
+            json_decref(j);
+            set_error(res, 400, "body must be {\"count\":N,\"seed\":S?,\"bot_ratio\":F?}");
+            return;
+        }
+        json_t *cnt = json_object_get(j, "count"), *seed = json_object_get(j, "seed"),
+               *ratio = json_object_get(j, "bot_ratio");
+        if (!json_is_integer(cnt) || json_integer_value(cnt) < 0 ||
+            json_integer_value(cnt) > MAX_GENERATE || (seed && !json_is_integer(seed)) ||
+            (ratio && (!json_is_number(ratio) || json_number_value(ratio) < 0 ||
+                       json_number_value(ratio) > 1))) {
+            json_decref(j);
+            set_error(res, 400, "count must be 0..10000000, seed an integer, bot_ratio 0..1");
+            return;
+        }
+        long count = (long)json_integer_value(cnt);
+        double br = ratio ? json_number_value(ratio) : 0.05;
+        pod_gen_t *g = h->gen;
+        if (seed)
+            g = pod_gen_new((uint64_t)json_integer_value(seed), h->cfg->bot_id,
+                            h->cfg->bot_username);
+        json_decref(j);
+        if (!g) {
+            set_error(res, 500, "out of memory");
+            return;
+        }
+        char first[64];
+        long n = pod_gen_enqueue(g, h->st, count, br, first);
+        if (g != h->gen)
+            pod_gen_destroy(&g);
+        res->status = 200;
+        res->body = dump(
+            json_pack("{s:I,s:s?}", "enqueued", (json_int_t)n, "first_id", n > 0 ? first : NULL),
+            &res->len);
+    } else if (strcmp(url, "/admin/faults") == 0 && post) {
+        char why[128];
+        if (!parse_optional(r, &j) || !(json_is_object(j) || json_is_array(j))) {
+            json_decref(j);
+            set_error(res, 400, "body must be a fault object or an array of them");
+            return;
+        }
+        int rc = pod_state_faults_add(h->st, j, why, sizeof why);
+        size_t n = json_is_array(j) ? json_array_size(j) : 1;
+        json_decref(j);
+        if (rc != 0) {
+            set_error(res, 400, why);
+            return;
+        }
+        res->status = 200;
+        res->body = dump(json_pack("{s:I}", "queued", (json_int_t)n), &res->len);
+    } else if (strcmp(url, "/admin/faults") == 0 && del) {
+        pod_state_faults_clear(h->st);
+        res->status = 200;
+        res->body = strdup("{}");
+        res->len = 2;
+    } else if (strcmp(url, "/admin/counters") == 0 && get) {
+        res->status = 200;
+        res->body = pod_state_counters_json(h->st);
+        res->len = res->body ? strlen(res->body) : 0;
+    } else if (strcmp(url, "/admin/calls") == 0 && get) {
+        res->status = 200;
+        res->body = pod_state_calls_json(h->st);
+        res->len = res->body ? strlen(res->body) : 0;
+    } else if (strcmp(url, "/admin/calls") == 0 && del) {
+        pod_state_calls_clear(h->st);
+        res->status = 200;
+        res->body = strdup("{}");
+        res->len = 2;
+    } else if (strcmp(url, "/admin/expire-tokens") == 0 && post) {
+        pod_state_tokens_expire(h->st);
+        res->status = 200;
+        res->body = strdup("{}");
+        res->len = 2;
+    } else if (strcmp(url, "/admin/expire-feed") == 0 && post) {
+        if (!parse_optional(r, &j) || (j && !json_is_object(j))) {
+            json_decref(j);
+            set_error(res, 400, "body must be {\"id\":…} or {}");
+            return;
+        }
+        json_t *id = json_object_get(j, "id");
+        if (id && !json_is_string(id)) {
+            json_decref(j);
+            set_error(res, 400, "id must be a string");
+            return;
+        }
+        int n = pod_state_feed_expire(h->st, json_string_value(id));
+        json_decref(j);
+        res->status = 200;
+        res->body = dump(json_pack("{s:i}", "expired", n), &res->len);
+    } else {
+        set_error(res, 404, "Not found");
+    }
+}
+
+/* ---- MHD glue ---- */
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+           const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+    pod_http_t *h = cls;
+    req_t *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        r->admin = strncmp(url, "/admin/", 7) == 0;
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        size_t limit = r->admin ? MAX_BODY_ADMIN : MAX_BODY_POD;
+        if (!r->too_big && r->len + *upload_size > limit) {
+            /* Keep reading (and discarding) so that the 413 can be sent cleanly. */
+            r->too_big = true;
+            free(r->body);
+            r->body = NULL;
+            r->len = r->cap = 0;
+        }
+        if (!r->too_big) {
+            if (r->len + *upload_size + 1 > r->cap) {
+                size_t cap = r->cap ? r->cap : 4096;
+                while (cap < r->len + *upload_size + 1)
+                    cap *= 2;
+                char *p = realloc(r->body, cap);
+                if (!p)
+                    return MHD_NO;
+                r->body = p;
+                r->cap = cap;
+            }
+            memcpy(r->body + r->len, upload, *upload_size);
+            r->len += *upload_size;
+            r->body[r->len] = '\0';
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (!r->admin)
+        return serve_pod(h, c, url, method, r);
+    result_t res = {0};
+    admin_route(h, url, method, r, &res);
+    return reply(c, res.status, res.body, res.len, false, false);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+             enum MHD_RequestTerminationCode toe)
+{
+    req_t *r = *con_cls;
+    if (r) {
+        free(r->body);
+        free(r);
+        *con_cls = NULL;
+    }
+}
+
+pod_http_t *
+pod_http_new(const pod_config_t *cfg, pod_state_t *st, pod_jwt_t *jwt, pod_gen_t *gen)
+{
+    pod_http_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = cfg;
+    self->st = st;
+    self->jwt = jwt;
+    self->gen = gen;
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned int flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES)
+        flags |= MHD_USE_POLL; /* no FD_SETSIZE limit on the listener */
+    if (cfg->ipv6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)cfg->listen_port);
+        if (inet_pton(AF_INET6, cfg->listen_host, &a->sin6_addr) != 1) {
+            fprintf(stderr, "dfpod: bad IPv6 address %s\n", cfg->listen_host);
+            free(self);
+            return NULL;
+        }
+        flags |= MHD_USE_IPv6;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)cfg->listen_port);
+        if (inet_pton(AF_INET, cfg->listen_host, &a->sin_addr) != 1) {
+            fprintf(stderr, "dfpod: bad IPv4 address %s\n", cfg->listen_host);
+            free(self);
+            return NULL;
+        }
+    }
+    self->d = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, self,
+                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, self,
+                               MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+    if (!self->d) {
+        fprintf(stderr, "dfpod: cannot listen on %s:%d\n", cfg->listen_host, cfg->listen_port);
+        free(self);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->d, MHD_DAEMON_INFO_BIND_PORT);
+    self->port = info ? info->port : cfg->listen_port;
+    return self;
+}
+
+int
+pod_http_port(pod_http_t *self)
+{
+    return self->port;
+}
+
+void
+pod_http_destroy(pod_http_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    MHD_stop_daemon((*self_p)->d);
+    free(*self_p);
+    *self_p = NULL;
+}
