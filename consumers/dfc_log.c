@@ -1,0 +1,82 @@
+/*  dfc_log: the per-thread listener context ("worker-2/ulPr8a/printer") and a
+    tiny logger that prefixes it, so a worker's log lines say which event and
+    which listener they belong to. */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include "dfc_internal.h"
+
+static _Thread_local char tl_context[DFC_CONTEXT_MAX];
+static _Thread_local bool tl_in_job;
+
+static _Atomic int log_level = DFC_LOG_INFO;
+static _Atomic(FILE *) log_stream;
+
+void
+dfc_context_set(const char *worker, const char *event_id, const char *listener_id)
+{
+    snprintf(tl_context, sizeof tl_context, "%s/%s/%s", worker, event_id ? event_id : "None",
+             listener_id);
+    tl_in_job = true;
+}
+
+void
+dfc_context_clear(void)
+{
+    tl_in_job = false;
+}
+
+const char *
+dfc_listener_context(void)
+{
+    return tl_in_job ? tl_context : "main";
+}
+
+void
+dfc_log_set_level(dfc_log_level_t level)
+{
+    atomic_store(&log_level, (int)level);
+}
+
+void
+dfc_log_set_stream(FILE *stream)
+{
+    atomic_store(&log_stream, stream);
+}
+
+void
+dfc_log(dfc_log_level_t level, const char *fmt, ...)
+{
+    static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    if ((int)level < atomic_load(&log_level))
+        return;
+    FILE *out = atomic_load(&log_stream);
+    if (!out)
+        out = stderr;
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s - ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, names[level & 3], dfc_listener_context());
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof line) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    /* one fputs per line: stdio locks the stream, lines never interleave */
+    size_t len = strlen(line);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    fputs(line, out);
+    fflush(out);
+}

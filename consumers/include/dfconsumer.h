@@ -1,0 +1,356 @@
+/*  libdfconsumer: receive the dfbridge wire contract (v1: topic frame + msgpack
+    envelope) over ZeroMQ SUB and dispatch each event to listeners on a worker
+    pool, the C counterpart of the Symphony BDK's DatafeedLoop and
+    RealTimeEventListener. All public names start with dfc_. */
+#ifndef DFCONSUMER_H
+#define DFCONSUMER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*  Return codes. Every fallible function returns DFC_OK (0) or one of these. */
+enum {
+    DFC_OK = 0,
+    DFC_EINVAL = -1,   /* bad argument */
+    DFC_ENOMEM = -2,   /* allocation failed */
+    DFC_EALREADY = -3, /* the loop is already started */
+    DFC_EZMQ = -4,     /* a ZeroMQ call failed (see the log) */
+    DFC_ENOTFOUND = -5 /* no such listener */
+};
+const char *dfc_strerror(int rc);
+
+/* ------------------------------------------------------------------------ */
+/*  Read-only values: a decoded msgpack document, hiding msgpack itself.     */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    DFC_NIL,
+    DFC_BOOL,
+    DFC_INT,    /* a negative integer (msgpack's signed forms) */
+    DFC_UINT,   /* a non-negative integer */
+    DFC_DOUBLE, /* float64 (float32 is widened) */
+    DFC_STR,
+    DFC_BIN,
+    DFC_EXT,
+    DFC_ARRAY,
+    DFC_MAP
+} dfc_type_t;
+
+typedef struct dfc_value dfc_value_t; /* opaque, owned by its document */
+typedef struct dfc_doc dfc_doc_t;     /* opaque, owns its values */
+
+/*  Decodes one msgpack object that must fill buf exactly. The decoder is our
+    own and bounded: every declared length is checked against the bytes left
+    before anything is allocated, at most DFC_MAX_DEPTH containers nest, map keys
+    must be strings. The document copies what it needs: buf may be freed
+    afterwards. On success *out owns the document (free with dfc_doc_destroy).
+    Returns DFC_OK, DFC_EINVAL for malformed input, DFC_ENOMEM. */
+#define DFC_MAX_DEPTH 64
+int dfc_doc_parse(const void *buf, size_t len, dfc_doc_t **out);
+void dfc_doc_destroy(dfc_doc_t **doc_p);
+const dfc_value_t *dfc_doc_root(const dfc_doc_t *doc);
+
+/*  Accessors. All accept NULL and then return the neutral answer (DFC_NIL,
+    0, NULL, false). Strings are NOT guaranteed free of embedded NULs: use
+    the length; they are NUL-terminated for convenience. */
+dfc_type_t dfc_value_type(const dfc_value_t *v);
+bool dfc_value_bool(const dfc_value_t *v);
+/*  Integer reads succeed (return 0) only when the value is an integer that
+    fits the target type exactly; otherwise -1 and *out is left alone. */
+int dfc_value_int64(const dfc_value_t *v, int64_t *out);
+int dfc_value_uint64(const dfc_value_t *v, uint64_t *out);
+/*  Any number as a double (integers converted); 0.0 for anything else. */
+double dfc_value_double(const dfc_value_t *v);
+/*  STR and BIN: the bytes and their length; NULL for other types. For EXT
+    the data, with the ext type in *ext_type if given. */
+const char *dfc_value_str(const dfc_value_t *v, size_t *len);
+const void *dfc_value_bin(const dfc_value_t *v, size_t *len, int8_t *ext_type);
+/*  ARRAY and MAP: number of elements / pairs (0 otherwise). */
+size_t dfc_value_size(const dfc_value_t *v);
+const dfc_value_t *dfc_value_at(const dfc_value_t *v, size_t i);      /* array item  */
+const dfc_value_t *dfc_value_key_at(const dfc_value_t *v, size_t i);  /* map key i   */
+const dfc_value_t *dfc_value_item_at(const dfc_value_t *v, size_t i); /* map value i */
+/*  Map lookup by exact key (first match). */
+const dfc_value_t *dfc_value_find(const dfc_value_t *v, const char *key);
+/*  Path lookup: dot-separated map keys; a segment that is all digits indexes
+    an array ("payload.messageSent.message.attachments.0.name"). NULL when any
+    step is missing. */
+const dfc_value_t *dfc_value_get(const dfc_value_t *v, const char *path);
+/*  Writes v as one line of JSON, snprintf-style: at most size-1 bytes plus a
+    NUL, and returns the full length it needed (call again with a bigger
+    buffer if that is >= size). Integers exact; doubles with %.17g and a
+    ".0" added when that would otherwise read back as an integer (so -0.0
+    stays "-0.0"); NaN and infinities as null; strings JSON-escaped with
+    control characters as \u00XX (\u0000 kept), valid UTF-8 passed through,
+    invalid bytes as \ufffd; BIN as a base64 string; EXT as null. */
+size_t dfc_value_to_json(const dfc_value_t *v, char *buf, size_t size);
+
+/* ------------------------------------------------------------------------ */
+/*  The event model: named structs for the V4 model's fields.                */
+/*  Every string is borrowed from the event (valid during the callback) and  */
+/*  NULL when absent or not a string; integers are 0 and booleans false when */
+/*  absent. `raw` is the value the struct was read from (NULL when absent):  */
+/*  use it with the dfc_value_* API for any field not named here.            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int64_t user_id; /* 0 when absent: check has_user_id */
+    bool has_user_id;
+    const char *username, *display_name, *first_name, *last_name, *email;
+    const dfc_value_t *raw;
+} dfc_user_t;
+
+typedef struct {
+    dfc_user_t user;
+    const dfc_value_t *raw;
+} dfc_initiator_t;
+
+typedef struct {
+    const char *stream_id, *stream_type, *room_name;
+    bool external, cross_pod;
+    const dfc_value_t *members;              /* array of V4User, generic */
+    const dfc_value_t *recipient_tenant_ids; /* array of int, generic */
+    const dfc_value_t *raw;
+} dfc_stream_t;
+
+typedef struct {
+    const char *message_id, *parent_message_id;
+    int64_t timestamp;
+    const char *message; /* PresentationML */
+    const char *data;    /* EntityJSON, a string, unparsed */
+    const dfc_value_t *attachments;    /* array of V4AttachmentInfo, generic */
+    const dfc_value_t *shared_message; /* a nested V4Message, generic */
+    dfc_user_t user;
+    dfc_stream_t stream;
+    bool external_recipients, silent;
+    const char *user_agent, *original_format, *disclaimer, *sid;
+    const char *replacing, *replaced_by, *initial_message_id, *diagnostic;
+    int64_t initial_timestamp;
+    const dfc_value_t *raw;
+} dfc_message_t;
+
+typedef struct {
+    const char *name, *description;
+    dfc_user_t creator_user;
+    int64_t created_date;
+    bool external, cross_pod, is_public, copy_protected, read_only, discoverable,
+        members_can_invite, can_view_history;
+    const dfc_value_t *keywords; /* array of {key, value}, generic */
+    const dfc_value_t *raw;
+} dfc_room_properties_t;
+
+/*  The 17 payloads. */
+typedef struct {
+    dfc_message_t message;
+    const dfc_value_t *raw;
+} dfc_message_sent_t;
+typedef struct {
+    dfc_message_t message, shared_message;
+    const dfc_value_t *raw;
+} dfc_shared_post_t;
+typedef struct {
+    dfc_stream_t stream;
+    const dfc_value_t *raw;
+} dfc_stream_event_t;
+typedef dfc_stream_event_t dfc_instant_message_created_t;
+typedef dfc_stream_event_t dfc_room_deactivated_t;
+typedef dfc_stream_event_t dfc_room_reactivated_t;
+typedef struct {
+    dfc_stream_t stream;
+    dfc_room_properties_t room_properties; /* "newRoomProperties" for ROOMUPDATED */
+    const dfc_value_t *raw;
+} dfc_room_created_t;
+typedef dfc_room_created_t dfc_room_updated_t;
+typedef struct {
+    dfc_stream_t stream;
+    dfc_user_t affected_user;
+    const dfc_value_t *raw;
+} dfc_room_member_t;
+typedef dfc_room_member_t dfc_user_joined_room_t;
+typedef dfc_room_member_t dfc_user_left_room_t;
+typedef dfc_room_member_t dfc_room_member_promoted_to_owner_t;
+typedef dfc_room_member_t dfc_room_member_demoted_from_owner_t;
+typedef struct {
+    dfc_stream_t stream;
+    const dfc_value_t *affected_users; /* array of V4User, generic */
+    const dfc_value_t *raw;
+} dfc_user_requested_to_join_room_t;
+typedef struct {
+    dfc_user_t to_user;
+    const dfc_value_t *raw;
+} dfc_connection_requested_t;
+typedef struct {
+    dfc_user_t from_user;
+    const dfc_value_t *raw;
+} dfc_connection_accepted_t;
+typedef struct {
+    const char *message_id;
+    dfc_stream_t stream;
+    const dfc_value_t *raw;
+} dfc_message_suppressed_t;
+typedef struct {
+    dfc_stream_t stream;
+    const char *form_message_id, *form_id;
+    const dfc_value_t *form_values; /* map, generic */
+    const dfc_value_t *raw;
+} dfc_symphony_elements_action_t;
+typedef struct {
+    dfc_stream_t stream;
+    int64_t event_timestamp;
+    const char *source_system, *event_subtype;
+    const dfc_value_t *parameters; /* map, generic */
+    const dfc_value_t *raw;
+} dfc_generic_system_event_t;
+
+/*  One received message: envelope + event. Opaque; shared by the jobs of all
+    listeners and freed after the last one: never keep it past a callback. */
+typedef struct dfc_event dfc_event_t;
+
+const char *dfc_event_topic(const dfc_event_t *ev);   /* frame 1 */
+const char *dfc_event_type(const dfc_event_t *ev);    /* event.type or NULL */
+const char *dfc_event_id(const dfc_event_t *ev);      /* event.id or NULL */
+int64_t dfc_event_timestamp(const dfc_event_t *ev);   /* event.timestamp or 0 */
+uint64_t dfc_event_seq(const dfc_event_t *ev);
+uint64_t dfc_event_gseq(const dfc_event_t *ev);
+const char *dfc_event_epoch(const dfc_event_t *ev);
+uint64_t dfc_event_ts(const dfc_event_t *ev);
+int64_t dfc_event_bot(const dfc_event_t *ev);          /* envelope "bot" */
+const dfc_value_t *dfc_event_value(const dfc_event_t *ev);    /* the "event" map */
+const dfc_value_t *dfc_event_envelope(const dfc_event_t *ev); /* the whole frame-2 map */
+
+/* ------------------------------------------------------------------------ */
+/*  Listeners.                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*  Each callback gets the listener's ctx, the event, its initiator (never
+    NULL; fields absent when the event has none) and the typed payload
+    (never NULL; fields absent when the payload key is missing). Callbacks
+    run on worker threads, concurrently across events and across listeners:
+    they must be thread-safe. All are optional. */
+#define DFC_CALLBACK(name, payload_t)                                                              \
+    void (*name)(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *initiator,              \
+                 const payload_t *payload)
+
+typedef struct {
+    const char *name; /* listener id in the log context; NULL -> "L<n>" (copied) */
+    void *ctx;        /* passed to every callback */
+    /*  Called on the receiver thread once per event before anything is queued
+        for this listener. NULL -> dfc_default_is_accepting. */
+    bool (*is_accepting_event)(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *initiator,
+                               int64_t bot_id);
+    DFC_CALLBACK(on_message_sent, dfc_message_sent_t);
+    DFC_CALLBACK(on_shared_post, dfc_shared_post_t);
+    DFC_CALLBACK(on_instant_message_created, dfc_instant_message_created_t);
+    DFC_CALLBACK(on_room_created, dfc_room_created_t);
+    DFC_CALLBACK(on_room_updated, dfc_room_updated_t);
+    DFC_CALLBACK(on_room_deactivated, dfc_room_deactivated_t);
+    DFC_CALLBACK(on_room_reactivated, dfc_room_reactivated_t);
+    DFC_CALLBACK(on_user_requested_to_join_room, dfc_user_requested_to_join_room_t);
+    DFC_CALLBACK(on_user_joined_room, dfc_user_joined_room_t);
+    DFC_CALLBACK(on_user_left_room, dfc_user_left_room_t);
+    DFC_CALLBACK(on_room_member_promoted_to_owner, dfc_room_member_promoted_to_owner_t);
+    DFC_CALLBACK(on_room_member_demoted_from_owner, dfc_room_member_demoted_from_owner_t);
+    DFC_CALLBACK(on_connection_requested, dfc_connection_requested_t);
+    DFC_CALLBACK(on_connection_accepted, dfc_connection_accepted_t);
+    DFC_CALLBACK(on_message_suppressed, dfc_message_suppressed_t);
+    DFC_CALLBACK(on_symphony_elements_action, dfc_symphony_elements_action_t);
+    DFC_CALLBACK(on_generic_system_event, dfc_generic_system_event_t);
+    /*  Any topic that is not one of the 17 types (including "UNKNOWN"). */
+    void (*on_unknown)(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *initiator);
+} dfc_listener_t;
+
+/*  The BDK rule: accept only when initiator.user.userId exists and differs
+    from bot_id (the envelope's "bot"). */
+bool dfc_default_is_accepting(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *initiator,
+                              int64_t bot_id);
+
+/* ------------------------------------------------------------------------ */
+/*  The loop.                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int workers;          /* worker threads; 0 -> 4 */
+    int rcvhwm;           /* SUB receive high-water mark; 0 -> 1000 */
+    size_t max_frame;     /* bigger messages are dropped; 0 -> 16 MiB */
+    size_t queue_size;    /* bounded job queue; when full the receiver waits; 0 -> 1024 */
+    void *zmq_ctx;        /* borrowed ZeroMQ context (e.g. for inproc); NULL -> own */
+} dfc_config_t;
+
+typedef struct dfc_loop dfc_loop_t;
+
+typedef struct {
+    uint64_t received;          /* messages read from the SUB socket(s) */
+    uint64_t dispatched;        /* jobs queued (one per event and accepting listener) */
+    uint64_t completed;         /* jobs whose callback returned */
+    uint64_t filtered;          /* (event, listener) pairs refused by is_accepting_event */
+    uint64_t dropped_malformed; /* sum of the per-reason counters below */
+    uint64_t bad_frames;        /* frame count != 2 */
+    uint64_t oversize;          /* body larger than max_frame */
+    uint64_t bad_msgpack;       /* not decodable (bounded decoder refused it) */
+    uint64_t not_map;           /* body is not a map */
+    uint64_t bad_version;       /* v missing, not an integer, or > 1 */
+    uint64_t bad_envelope;      /* seq/gseq/epoch/ts/bot of the wrong type */
+    uint64_t bad_event;         /* event missing or not a map */
+    uint64_t unknown_type;      /* valid messages whose topic is not one of the 17 */
+    uint64_t gaps;              /* messages missing in seq per (epoch, topic) */
+} dfc_stats_t;
+
+/*  Creates a loop; cfg may be NULL for defaults. NULL on error (logged). */
+dfc_loop_t *dfc_loop_new(const dfc_config_t *cfg);
+/*  Stops nothing: call dfc_loop_stop and let dfc_loop_start return first.
+    Frees the loop and nulls *loop_p; accepts NULL. */
+void dfc_loop_destroy(dfc_loop_t **loop_p);
+/*  Adds a bridge endpoint ("tcp://127.0.0.1:5556"). Allowed before or during
+    start (the receiver thread creates the socket). Returns DFC_OK or
+    DFC_EINVAL/DFC_ENOMEM; a bad endpoint is reported by the log when the
+    receiver connects it. */
+int dfc_loop_connect(dfc_loop_t *loop, const char *endpoint);
+/*  Adds a listener at any time, also from inside a callback. The struct is
+    copied; `listener` is only the key for unsubscribe. Events already
+    received are not replayed to it. */
+int dfc_loop_subscribe(dfc_loop_t *loop, const dfc_listener_t *listener);
+/*  Removes a listener: no new job starts for it (queued ones are skipped),
+    and the call returns only when none of its jobs is running any more,
+    EXCEPT when called from one of that listener's own callbacks, where it
+    returns at once (waiting would wait for itself). Calling it from a
+    callback of listener A for listener B waits for B, so B must not be
+    waiting for A. Returns DFC_ENOTFOUND when not subscribed. */
+int dfc_loop_unsubscribe(dfc_loop_t *loop, const dfc_listener_t *listener);
+/*  Runs the receiver on the calling thread until dfc_loop_stop. Returns
+    after every job already queued has run and the workers are joined.
+    DFC_EALREADY if the loop is running (also from a callback). The loop can
+    be started again after it returned. */
+int dfc_loop_start(dfc_loop_t *loop);
+/*  Asks start to return. Thread-safe and async-signal-safe (an atomic flag
+    and a write to a pipe). Sticky: a stop before start makes the next start
+    return at once; start consumes it. */
+void dfc_loop_stop(dfc_loop_t *loop);
+/*  Copies the counters (thread-safe). */
+void dfc_loop_stats(dfc_loop_t *loop, dfc_stats_t *out);
+
+/* ------------------------------------------------------------------------ */
+/*  Logging context: the counterpart of the BDK's event_listener_context.   */
+/* ------------------------------------------------------------------------ */
+
+/*  "worker-K/<event id>/<listener id>" inside a job ("None" when the event
+    has no id), "main" anywhere else. Thread-local, valid until the next
+    call on that thread. */
+const char *dfc_listener_context(void);
+
+typedef enum { DFC_LOG_DEBUG, DFC_LOG_INFO, DFC_LOG_WARN, DFC_LOG_ERROR } dfc_log_level_t;
+/*  Writes "<UTC time> <LEVEL> <context> - <message>\n" to the log stream
+    (stderr unless dfc_log_set_stream) when level >= the set level (INFO). */
+void dfc_log(dfc_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dfc_log_set_level(dfc_log_level_t level);
+void dfc_log_set_stream(FILE *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
