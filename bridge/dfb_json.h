@@ -40,8 +40,11 @@ void dfb_json_destroy (dfb_json_t **self_p);
 /*  Parses one complete JSON text (RFC 8259, UTF-8 validated, \u0000 allowed
     inside strings) replacing the previous content. Returns 0, or -1 on a
     syntax error, too deep nesting or allocation failure; then
-    dfb_json_error() says what and where (byte offset). The input is not
-    retained: strings are copied (decoded) into the tape. */
+    dfb_json_error() says what and where ("JSON error at byte N: reason";
+    for syntax errors N is just past the offending token). Stricter than
+    yajl alone: strings must be valid UTF-8 (no overlongs, no surrogates,
+    nothing above U+10FFFF) and \u escapes of surrogates must pair up.
+    The input is not retained: strings are copied (decoded) into the tape. */
 int dfb_json_parse (dfb_json_t *self, const char *text, size_t len);
 
 /*  Human-readable reason of the last failed parse ("" after success). */

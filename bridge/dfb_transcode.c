@@ -268,11 +268,122 @@ dfb_transcode_topic(const dfb_json_t *json, dfb_json_ref_t ref, size_t *len)
     dfb_json_ref_t t = dfb_json_get(json, ref, "type");
     size_t n = 0;
     const char *s = t == DFB_JSON_NONE ? NULL : dfb_json_string(json, t, &n);
-    if (!s || n == 0) {
+    /* Topics starting with '_' are reserved for the bridge's own messages;
+       an event can never claim one. */
+    if (!s || n == 0 || s[0] == '_') {
         s = DFB_TOPIC_UNKNOWN;
         n = sizeof DFB_TOPIC_UNKNOWN - 1;
     }
     if (len)
         *len = n;
     return s;
+}
+
+/* ---------------------------------------------------------------- self-test */
+
+static int s_failures;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            s_failures++;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+/*  Transcodes `json` and compares with the expected bytes. */
+static void
+expect(dfb_json_t *j, dfb_buf_t *buf, const char *json, const char *want, size_t want_len)
+{
+    dfb_buf_reset(buf);
+    if (dfb_json_parse(j, json, strlen(json)) != 0 || dfb_transcode_value(j, 0, buf) != 0 ||
+        buf->len != want_len || memcmp(buf->data, want, want_len) != 0) {
+        fprintf(stderr, "transcode %s: wrong output (%zu bytes)\n", json, buf->len);
+        s_failures++;
+    }
+}
+
+int
+dfb_transcode_test(int verbose)
+{
+    s_failures = 0;
+    dfb_json_t *j = dfb_json_new();
+    dfb_buf_t buf;
+    dfb_buf_init(&buf);
+    CHECK(j);
+    if (!j)
+        return 1;
+
+    /* Boundaries of every integer form (expected bytes by the msgpack spec). */
+    expect(j, &buf, "127", "\x7f", 1);
+    expect(j, &buf, "128", "\xcc\x80", 2);
+    expect(j, &buf, "256", "\xcd\x01\x00", 3);
+    expect(j, &buf, "65536", "\xce\x00\x01\x00\x00", 5);
+    expect(j, &buf, "4294967296", "\xcf\x00\x00\x00\x01\x00\x00\x00\x00", 9);
+    expect(j, &buf, "-32", "\xe0", 1);
+    expect(j, &buf, "-33", "\xd0\xdf", 2);
+    expect(j, &buf, "-129", "\xd1\xff\x7f", 3);
+    expect(j, &buf, "-32769", "\xd2\xff\xff\x7f\xff", 5);
+    expect(j, &buf, "-2147483649", "\xd3\xff\xff\xff\xff\x7f\xff\xff\xff", 9);
+    expect(j, &buf, "18446744073709551615", "\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9);
+    /* Floats are always float64, even integral ones. */
+    expect(j, &buf, "1.0", "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00", 9);
+    expect(j, &buf, "-0.0", "\xcb\x80\x00\x00\x00\x00\x00\x00\x00", 9);
+    /* Containers, literals, key order, duplicates, NUL in strings. */
+    expect(j, &buf, "[true,false,null]", "\x93\xc3\xc2\xc0", 4);
+    expect(j, &buf, "{\"b\":1,\"a\":2,\"b\":3}", "\x83\xa1\x62\x01\xa1\x61\x02\xa1\x62\x03", 10);
+    expect(j, &buf, "\"a\\u0000b\"", "\xa3\x61\x00\x62", 4);
+    expect(j, &buf, "{\"a\":{\"b\":[]},\"c\":{}}", "\x82\xa1\x61\x81\xa1\x62\x90\xa1\x63\x80", 10);
+
+    /* A value inside a bigger document: only its subtree is emitted. */
+    const char *doc = "{\"x\":[1,{\"y\":2}],\"z\":3}";
+    CHECK(dfb_json_parse(j, doc, strlen(doc)) == 0);
+    dfb_buf_reset(&buf);
+    CHECK(dfb_transcode_value(j, dfb_json_get(j, 0, "x"), &buf) == 0);
+    CHECK(buf.len == 6 && memcmp(buf.data, "\x92\x01\x81\xa1\x79\x02", 6) == 0);
+
+    /* Envelope: fixed keys in order; NULL epoch is an empty string. */
+    const char *ev = "{\"type\":\"ROOMCREATED\"}";
+    CHECK(dfb_json_parse(j, ev, strlen(ev)) == 0);
+    dfb_envelope_t env = {.seq = 1, .gseq = 300, .epoch = NULL, .ts = 5, .bot = -2};
+    dfb_buf_reset(&buf);
+    CHECK(dfb_transcode_message(&env, j, 0, &buf) == 0);
+    const char want[] = "\x87\xa1v\x01\xa3seq\x01\xa4gseq\xcd\x01\x2c\xa5"
+                        "epoch\xa0\xa2ts\x05\xa3"
+                        "bot\xfe\xa5"
+                        "event\x81\xa4type\xabROOMCREATED";
+    CHECK(buf.len == sizeof want - 1 && memcmp(buf.data, want, sizeof want - 1) == 0);
+    /* Appends: a second message follows the first in the same buffer. */
+    size_t first = buf.len;
+    CHECK(dfb_transcode_message(&env, j, 0, &buf) == 0);
+    CHECK(buf.len == 2 * first && memcmp(buf.data + first, want, first) == 0);
+
+    /* Topics. */
+    struct {
+        const char *json;
+        const char *topic;
+    } topics[] = {
+        {"{\"type\":\"MESSAGESENT\"}", "MESSAGESENT"},
+        {"{\"type\":\"SOMETHINGNEW\"}", "SOMETHINGNEW"},
+        {"{\"id\":1}", "UNKNOWN"},
+        {"{\"type\":null}", "UNKNOWN"},
+        {"{\"type\":7}", "UNKNOWN"},
+        {"{\"type\":\"\"}", "UNKNOWN"},
+        {"{\"type\":\"_status\"}", "UNKNOWN"},
+        {"{\"type\":\"A\",\"type\":\"B\"}", "A"},
+        {"[\"MESSAGESENT\"]", "UNKNOWN"},
+    };
+    for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
+        size_t len = 0;
+        CHECK(dfb_json_parse(j, topics[i].json, strlen(topics[i].json)) == 0);
+        const char *t = dfb_transcode_topic(j, 0, &len);
+        CHECK(len == strlen(topics[i].topic) && memcmp(t, topics[i].topic, len) == 0);
+    }
+
+    dfb_buf_free(&buf);
+    CHECK(buf.data == NULL && buf.len == 0 && buf.cap == 0);
+    dfb_json_destroy(&j);
+    if (verbose)
+        fprintf(stderr, "dfb_transcode_test: %d failure(s)\n", s_failures);
+    return s_failures ? 1 : 0;
 }

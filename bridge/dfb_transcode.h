@@ -49,7 +49,9 @@ int dfb_transcode_message (const dfb_envelope_t *env, const dfb_json_t *json,
 
 /*  The topic (frame 1) of the event at ref: its "type" string, or
     DFB_TOPIC_UNKNOWN when the event is not an object, has no "type", or the
-    type is not a non-empty string. Borrowed; *len set. */
+    type is not a non-empty string, or starts with '_' (reserved for the
+    bridge's own topics). With duplicate "type" keys the first counts.
+    Borrowed; *len set. */
 const char *dfb_transcode_topic (const dfb_json_t *json, dfb_json_ref_t ref, size_t *len);
 
 /*  Self-test; returns 0 when all checks pass. */

@@ -1,0 +1,244 @@
+/*  Runs the transcoder's self-test (--self) or checks it against the golden
+    vectors of schemas/golden/vectors.json, byte for byte. The vectors file is
+    read with jansson so the check does not depend on the parser under test. */
+#include "dfb_transcode.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *data;
+    size_t len;
+} text_t;
+
+/*  Expands the case's "repeat" placeholders in `field` ("json" units or
+    "msgpack_hex" units). Returns 0, or -1 on a malformed case. */
+static int
+expand(json_t *c, const char *field, const char *unit_key, text_t *out)
+{
+    json_t *tmpl = json_object_get(c, field);
+    if (!json_is_string(tmpl))
+        return -1;
+    const char *t = json_string_value(tmpl);
+    size_t tlen = json_string_length(tmpl);
+    json_t *reps = json_object_get(c, "repeat");
+    /* First pass: size; second: copy. */
+    for (int pass = 0; pass < 2; pass++) {
+        size_t n = 0;
+        for (size_t i = 0; i < tlen;) {
+            size_t idx;
+            json_t *r;
+            int matched = 0;
+            json_array_foreach(reps, idx, r)
+            {
+                const char *ph = json_string_value(json_object_get(r, "placeholder"));
+                json_t *unit = json_object_get(r, unit_key);
+                size_t plen = ph ? strlen(ph) : 0;
+                if (!plen || !json_is_string(unit) || tlen - i < plen ||
+                    memcmp(t + i, ph, plen) != 0)
+                    continue;
+                json_int_t times = json_integer_value(json_object_get(r, "times"));
+                size_t ulen = json_string_length(unit);
+                for (json_int_t k = 0; k < times; k++, n += ulen)
+                    if (pass)
+                        memcpy(out->data + n, json_string_value(unit), ulen);
+                i += plen;
+                matched = 1;
+                break;
+            }
+            if (!matched) {
+                if (pass)
+                    out->data[n] = t[i];
+                n++;
+                i++;
+            }
+        }
+        if (pass == 0) {
+            out->data = malloc(n + 1);
+            if (!out->data)
+                return -1;
+        }
+        out->len = n;
+    }
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int
+unhex(const text_t *hex, text_t *out)
+{
+    if (hex->len % 2)
+        return -1;
+    out->len = hex->len / 2;
+    out->data = malloc(out->len + 1);
+    if (!out->data)
+        return -1;
+    for (size_t i = 0; i < out->len; i++) {
+        int hi = hexval(hex->data[2 * i]), lo = hexval(hex->data[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out->data[i] = (char)(hi * 16 + lo);
+    }
+    return 0;
+}
+
+static int
+check_valid(json_t *c, dfb_json_t *j, dfb_buf_t *buf, int verbose)
+{
+    const char *name = json_string_value(json_object_get(c, "name"));
+    text_t in = {0}, hex = {0}, want = {0};
+    int fail = 1;
+    if (expand(c, "json", "json_unit", &in) || expand(c, "msgpack_hex", "msgpack_hex_unit", &hex) ||
+        unhex(&hex, &want)) {
+        fprintf(stderr, "FAIL %s: malformed vector\n", name);
+        goto done;
+    }
+    if (dfb_json_parse(j, in.data, in.len) != 0) {
+        fprintf(stderr, "FAIL %s: parse: %s\n", name, dfb_json_error(j));
+        goto done;
+    }
+    size_t tlen;
+    const char *topic = dfb_transcode_topic(j, 0, &tlen);
+    const char *want_topic = json_string_value(json_object_get(c, "topic"));
+    if (!want_topic || tlen != strlen(want_topic) || memcmp(topic, want_topic, tlen) != 0) {
+        fprintf(stderr, "FAIL %s: topic %.*s, want %s\n", name, (int)tlen, topic, want_topic);
+        goto done;
+    }
+    dfb_buf_reset(buf);
+    json_t *env = json_object_get(c, "envelope");
+    int rc;
+    if (json_is_object(env)) {
+        /* Envelope integers are decimal strings in the vectors file. */
+        dfb_envelope_t e = {0};
+        e.seq = strtoull(json_string_value(json_object_get(env, "seq")), NULL, 10);
+        e.gseq = strtoull(json_string_value(json_object_get(env, "gseq")), NULL, 10);
+        e.epoch = json_string_value(json_object_get(env, "epoch"));
+        e.ts = strtoull(json_string_value(json_object_get(env, "ts")), NULL, 10);
+        e.bot = strtoll(json_string_value(json_object_get(env, "bot")), NULL, 10);
+        rc = dfb_transcode_message(&e, j, 0, buf);
+    } else
+        rc = dfb_transcode_value(j, 0, buf);
+    if (rc != 0) {
+        fprintf(stderr, "FAIL %s: transcode returned %d\n", name, rc);
+        goto done;
+    }
+    if (buf->len != want.len || memcmp(buf->data, want.data, want.len) != 0) {
+        size_t at = 0;
+        while (at < buf->len && at < want.len && buf->data[at] == (uint8_t)want.data[at])
+            at++;
+        fprintf(stderr, "FAIL %s: %zu bytes, want %zu; first difference at byte %zu\n", name,
+                buf->len, want.len, at);
+        goto done;
+    }
+    if (verbose)
+        printf("ok %s (%zu bytes)\n", name, buf->len);
+    fail = 0;
+done:
+    free(in.data);
+    free(hex.data);
+    free(want.data);
+    return fail;
+}
+
+static int
+check_invalid(json_t *c, dfb_json_t *j, int verbose)
+{
+    const char *name = json_string_value(json_object_get(c, "name"));
+    text_t in = {0}, hex = {0};
+    int fail = 1;
+    if (json_object_get(c, "json_hex")) {
+        json_t *h = json_object_get(c, "json_hex");
+        hex.data = strdup(json_string_value(h));
+        hex.len = json_string_length(h);
+        if (!hex.data || unhex(&hex, &in))
+            goto done;
+    } else if (expand(c, "json", "json_unit", &in))
+        goto done;
+    if (dfb_json_parse(j, in.data, in.len) == 0) {
+        fprintf(stderr, "FAIL invalid %s: accepted\n", name);
+        goto done;
+    }
+    if (strncmp(dfb_json_error(j), "JSON error at byte ", 19) != 0) {
+        fprintf(stderr, "FAIL invalid %s: error without offset: %s\n", name, dfb_json_error(j));
+        goto done;
+    }
+    if (verbose)
+        printf("ok invalid %s: %s\n", name, dfb_json_error(j));
+    fail = 0;
+done:
+    free(in.data);
+    free(hex.data);
+    return fail;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--self") == 0) {
+        int rc = dfb_transcode_test(argc > 2);
+        printf("dfb_transcode_test: %s\n", rc ? "FAILED" : "OK");
+        return rc;
+    }
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s --self | vectors.json [-v]\n", argv[0]);
+        return 2;
+    }
+    int verbose = argc > 2 && strcmp(argv[2], "-v") == 0;
+    json_error_t jerr;
+    json_t *doc = json_load_file(argv[1], JSON_ALLOW_NUL, &jerr);
+    if (!doc) {
+        fprintf(stderr, "%s:%d: %s\n", argv[1], jerr.line, jerr.text);
+        return 2;
+    }
+    json_t *valid = json_object_get(doc, "valid");
+    json_t *invalid = json_object_get(doc, "invalid");
+    if (json_integer_value(json_object_get(doc, "contract_version")) != DFB_WIRE_VERSION ||
+        json_array_size(valid) < 100 || json_array_size(invalid) < 40) {
+        fprintf(stderr, "%s: not a contract v1 vectors file\n", argv[1]);
+        json_decref(doc);
+        return 2;
+    }
+    /* One tape and one buffer for everything, twice over, so reuse after
+       big and failed parses is exercised too. */
+    dfb_json_t *j = dfb_json_new();
+    dfb_buf_t buf;
+    dfb_buf_init(&buf);
+    int passed = 0, failed = 0;
+    for (int round = 0; round < 2 && j; round++) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(valid, i, c)
+        {
+            if (check_valid(c, j, &buf, verbose && round == 0))
+                failed++;
+            else
+                passed++;
+        }
+        json_array_foreach(invalid, i, c)
+        {
+            if (check_invalid(c, j, verbose && round == 0))
+                failed++;
+            else
+                passed++;
+        }
+    }
+    dfb_buf_free(&buf);
+    dfb_json_destroy(&j);
+    json_decref(doc);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/python3
+"""Proves schemas/golden/vectors.json from the reader's side: every msgpack
+body decodes (python3-msgpack, strict UTF-8, no bin) to exactly the JSON
+input (types, exact ints, -0.0, key order, duplicate keys), envelope values
+are as stated, and topics follow the contract. Run by ctest as
+schemas_golden_python with Debian's /usr/bin/python3."""
+import json
+import math
+import struct
+import sys
+
+import msgpack
+
+sys.setrecursionlimit(20000)
+
+INT64_MIN, UINT64_MAX = -2**63, 2**64 - 1
+ENVELOPE_KEYS = ["v", "seq", "gseq", "epoch", "ts", "bot", "event"]
+
+# Invalid inputs that Python's own json module accepts: contract v1 is
+# stricter on purpose (the wire carries valid UTF-8 only; bounded depth).
+PYTHON_LAX = {"lone_high_surrogate", "lone_low_surrogate", "high_surrogate_then_letter",
+              "high_surrogate_then_non_low_escape", "two_high_surrogates", "surrogate_in_key",
+              "depth_513"}
+
+
+class Obj(list):
+    pass
+
+
+def no_constants(name):
+    raise ValueError("not JSON: " + name)
+
+
+def parse_int(text):
+    v = int(text)
+    return v if INT64_MIN <= v <= UINT64_MAX else float(text)
+
+
+def load_json(text):
+    return json.loads(text, object_pairs_hook=Obj, parse_int=parse_int,
+                      parse_constant=no_constants)
+
+
+def load_msgpack(raw):
+    # object_pairs_hook keeps order and duplicates; raw=False insists on
+    # valid UTF-8 str; bin would come back as bytes and fail the compare.
+    return msgpack.unpackb(raw, raw=False, object_pairs_hook=Obj, strict_map_key=True,
+                           max_str_len=2**31, max_array_len=2**31, max_map_len=2**31)
+
+
+def same(a, b, path="$"):
+    """Exact equality: same Python types, float bits, order."""
+    # Obj (object) and list (array) are distinct types, as are bool and int.
+    if type(a) is not type(b):
+        return "%s: type %s vs %s" % (path, type(a).__name__, type(b).__name__)
+    if isinstance(a, list):
+        if len(a) != len(b):
+            return "%s: length %d vs %d" % (path, len(a), len(b))
+        for i, (x, y) in enumerate(zip(a, b)):
+            if isinstance(a, Obj):
+                if x[0] != y[0] or type(y[0]) is not str:
+                    return "%s: key %r vs %r at %d" % (path, x[0], y[0], i)
+                err = same(x[1], y[1], "%s.%s" % (path, x[0]))
+            else:
+                err = same(x, y, "%s[%d]" % (path, i))
+            if err:
+                return err
+        return None
+    if isinstance(a, float):
+        if struct.pack(">d", a) != struct.pack(">d", b):
+            return "%s: float %r vs %r" % (path, a, b)
+        return None
+    return None if a == b else "%s: %r vs %r" % (path, a, b)
+
+
+def expand(template, repeats, field):
+    for r in repeats or []:
+        unit = r["json_unit"] if field == "json" else r["msgpack_hex_unit"]
+        if unit is not None:
+            assert template.count(r["placeholder"]) == 1, "placeholder must occur once"
+            template = template.replace(r["placeholder"], unit * r["times"])
+    return template
+
+
+def topic(value):
+    if isinstance(value, Obj):
+        for k, v in value:
+            if k == "type":
+                return v if isinstance(v, str) and v and not v.startswith("_") else "UNKNOWN"
+    return "UNKNOWN"
+
+
+def main(path):
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    assert doc["contract_version"] == 1
+    failures = 0
+    names = set()
+    for case in doc["valid"]:
+        name = case["name"]
+        assert name not in names, "duplicate name " + name
+        names.add(name)
+        text = expand(case["json"], case.get("repeat"), "json")
+        raw = bytes.fromhex(expand(case["msgpack_hex"], case.get("repeat"), "msgpack_hex"))
+        value = load_json(text)
+        decoded = load_msgpack(raw)
+        env = case["envelope"]
+        err = None
+        if env is not None:
+            keys = [k for k, _ in decoded] if isinstance(decoded, Obj) else None
+            if keys != ENVELOPE_KEYS:
+                err = "envelope keys %r" % (keys,)
+            else:
+                d = dict(decoded)
+                want = Obj([("v", 1)] + [(k, env[k] if k == "epoch" else int(env[k]))
+                                         for k in ENVELOPE_KEYS[1:6]]
+                           + [("event", value)])
+                err = same(want, decoded)
+                if not err and not isinstance(d["bot"], int):
+                    err = "bot not an int"
+        else:
+            err = same(value, decoded)
+        if not err and case["topic"] != topic(value):
+            err = "topic %r, rule gives %r" % (case["topic"], topic(value))
+        if not err and isinstance(value, float) and math.isnan(value):
+            err = "NaN is not JSON"
+        if err:
+            failures += 1
+            print("FAIL %s: %s" % (name, err))
+    for case in doc["invalid"]:
+        name = case["name"]
+        if "json_hex" in case:
+            data = bytes.fromhex(case["json_hex"])
+        else:
+            data = expand(case["json"], case.get("repeat"), "json").encode("utf-8")
+        try:
+            load_json(data.decode("utf-8"))
+            accepted = True
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            accepted = False
+        if accepted != (name in PYTHON_LAX):
+            failures += 1
+            print("FAIL invalid %s: python json %s it" % (name, "accepts" if accepted else
+                                                         "rejects"))
+    total = len(doc["valid"]) + len(doc["invalid"])
+    print("%d passed, %d failed" % (total - failures, failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "vectors.json"))

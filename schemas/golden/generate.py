@@ -1,0 +1,308 @@
+#!/usr/bin/python3
+"""Generates schemas/golden/vectors.json: JSON inputs and the exact msgpack
+bytes contract v1 requires, computed with python3-msgpack (independently of
+the C transcoder). `generate.py --check FILE` regenerates and compares.
+
+Run with Debian's /usr/bin/python3 (python3-msgpack 1.0.x)."""
+import json
+import sys
+
+import msgpack
+
+# depth_512 recurses through json.loads and pack().
+sys.setrecursionlimit(20000)
+
+# Events from /work/shared/reference/data: constructed-v5-fixtures.json
+# (read_datafeed_200, written for this project) and
+# java-test-read_datafeed_v4_eventlist.json (finos/symphony-bdk-java test
+# resource, Apache-2.0), re-serialised with key order kept.
+FIXTURES = [
+    ('constructed_messagesent_ulPr8a',
+     '{"id":"ulPr8a","messageId":"CszQa6uPAA9V2ZvK0dCl4X___oWnF5B8dA","timestamp":1700000000000,"type":"MESSAGESENT","initiator":{"user":{"userId":68719476737,"firstName":"Jane","lastName":"Doe","displayName":"Jane Doe","email":"jane.doe@example.com","username":"jane.doe"}},"payload":{"messageSent":{"message":{"messageId":"CszQa6uPAA9V2ZvK0dCl4X___oWnF5B8dA","timestamp":1700000000000,"message":"<div data-format=\\"PresentationML\\" data-version=\\"2.0\\" class=\\"wysiwyg\\"><p>hello <span class=\\"entity\\" data-entity-id=\\"0\\">@bot</span></p></div>","data":"{\\"0\\":{\\"id\\":[{\\"type\\":\\"com.symphony.user.userId\\",\\"value\\":\\"68719476738\\"}],\\"type\\":\\"com.symphony.user.mention\\"}}","attachments":[],"user":{"userId":68719476737,"firstName":"Jane","lastName":"Doe","displayName":"Jane Doe","email":"jane.doe@example.com","username":"jane.doe"},"stream":{"streamId":"wTmSDJSNPXgB4iJ2Ou1B7n___oZxZ4O1dA","streamType":"ROOM","roomName":"Test room","external":false,"crossPod":false},"externalRecipients":false,"userAgent":"DESKTOP-40.0.0-10665-MacOSX-10.15.7-Chrome-90.0.4430.212","originalFormat":"com.symphony.messageml.v2","sid":"fa691cd3-484a-4109-aeb2-57c05b78c95b"}}}}'),
+    ('constructed_roomcreated_q2Bn3k',
+     '{"id":"q2Bn3k","timestamp":1700000001000,"type":"ROOMCREATED","initiator":{"user":{"userId":68719476737,"displayName":"Jane Doe","email":"jane.doe@example.com","username":"jane.doe"}},"payload":{"roomCreated":{"stream":{"streamId":"aBcD1234efGH5678ijKL___oZxZ4O1dA","streamType":"ROOM","roomName":"New room"},"roomProperties":{"name":"New room","description":"","creatorUser":{"userId":68719476737,"displayName":"Jane Doe","username":"jane.doe"},"createdDate":1700000001000,"external":false,"crossPod":false,"public":false,"copyProtected":false,"readOnly":false,"discoverable":false,"membersCanInvite":true,"keywords":[],"canViewHistory":true}}}}'),
+    ('constructed_userjoinedroom_q2Bn3k',
+     '{"id":"q2Bn3k","timestamp":1700000001000,"type":"USERJOINEDROOM","initiator":{"user":{"userId":68719476737,"displayName":"Jane Doe","username":"jane.doe"}},"payload":{"userJoinedRoom":{"stream":{"streamId":"aBcD1234efGH5678ijKL___oZxZ4O1dA","streamType":"ROOM","roomName":"New room"},"affectedUser":{"userId":68719476738,"displayName":"My Bot","username":"my-bot"}}}}'),
+    ('constructed_symphonyelementsaction_z9Yx8w',
+     '{"id":"z9Yx8w","timestamp":1700000002000,"type":"SYMPHONYELEMENTSACTION","initiator":{"user":{"userId":68719476737,"displayName":"Jane Doe","username":"jane.doe"}},"payload":{"symphonyElementsAction":{"stream":{"streamId":"wTmSDJSNPXgB4iJ2Ou1B7n___oZxZ4O1dA","streamType":"ROOM"},"formMessageId":"pHRLfQB2pCuqX8TnE1PB0H___oWnF5B8bQ","formId":"form_id","formValues":{"action":"submit_button","name_01":"value"}}}}'),
+    ('constructed_messagesent_self01',
+     '{"id":"self01","timestamp":1700000003000,"type":"MESSAGESENT","initiator":{"user":{"userId":68719476738,"displayName":"My Bot","username":"my-bot"}},"payload":{"messageSent":{"message":{"messageId":"selfMsg1","timestamp":1700000003000,"message":"<div data-format=\\"PresentationML\\" data-version=\\"2.0\\">bot reply</div>","user":{"userId":68719476738,"username":"my-bot"},"stream":{"streamId":"wTmSDJSNPXgB4iJ2Ou1B7n___oZxZ4O1dA","streamType":"ROOM"}}}}}'),
+    ('java_bdk_messagesent',
+     '{\n  "id": "ulPr8a:eFFDL7",\n  "messageId": "CszQa6uPAA9V...",\n  "timestamp": 1536346282592,\n  "type": "MESSAGESENT",\n  "initiator": {\n    "user": {\n      "userId": 1456852,\n      "displayName": "Local Bot01",\n      "email": "bot.user1@test.com",\n      "username": "bot.user1"\n    }\n  },\n  "payload": {\n    "messageSent": {\n      "message": {\n        "messageId": "CszQa6uPAA9",\n        "timestamp": 1536346282592,\n        "message": "<div data-format=\\"PresentationML\\" data-version=\\"2.0\\">Hello World</div>",\n        "data": "{\\"entityIdentifier\\":{\\"type\\":\\"org.symphonyoss.fin.security\\",\\"version\\":\\"0.1\\",\\"id\\":[{\\"type\\":\\"org.symphonyoss.fin.security.id.isin\\",\\"value\\":\\"US0378\\"},{\\"type\\":\\"org.symphonyoss.fin.security.id.cusip\\",\\"value\\":\\"037\\"},{\\"type\\":\\"org.symphonyoss.fin.security.id.openfigi\\",\\"value\\":\\"BBG000\\"}]}}",\n        "user": {\n          "userId": 14568529,\n          "displayName": "Local Bot01",\n          "email": "bot.user1@ntest.com",\n          "username": "bot.user1"\n        },\n        "stream": {\n          "streamId": "wTmSDJSNPXgB...",\n          "streamType": "ROOM"\n        },\n        "externalRecipients": false,\n        "userAgent": "Agent-2.2.8-Linux-4.9.77-31.58.amzn1.x86_64",\n        "originalFormat": "com.symphony.messageml.v2",\n        "sid": "a4d08d18-0729-4b54-9c4568da"\n      }\n    }\n  }\n}'),
+]
+READ_BODY = '{"ackId":"AAECAwQFBgcICQ==-3","events":[{"id":"ulPr8a","messageId":"CszQa6uPAA9V2ZvK0dCl4X___oWnF5B8dA","timestamp":1700000000000,"type":"MESSAGESENT","initiator":{"user":{"userId":68719476737,"firstName":"Jane","lastName":"Doe","displayName":"Jane Doe","email":"jane.doe@example.com","username":"jane.doe"}},"payload":{"messageSent":{"message":{"messageId":"CszQa6uPAA9V2ZvK0dCl4X___oWnF5B8dA","timestamp":1700000000000,"message":"<div data-format=\\"PresentationML\\" data-version=\\"2.0\\" class=\\"wysiwyg\\"><p>hello <span class=\\"entity\\" data-entity-id=\\"0\\">@bot</span></p></div>","data":"{\\"0\\":{\\"id\\":[{\\"type\\":\\"com.symphony.user.userId\\",\\"value\\":\\"68719476738\\"}],\\"type\\":\\"com.symphony.user.mention\\"}}","attachments":[],"user":{"userId":68719476737,"firstName":"Jane","lastName":"Doe","displayName":"Jane Doe","email":"jane.doe@example.com","username":"jane.doe"},"stream":{"streamId":"wTmSDJSNPXgB4iJ2Ou1B7n___oZxZ4O1dA","streamType":"ROOM","roomName":"Test room","external":false,"crossPod":false},"externalRecipients":false,"userAgent":"DESKTOP-40.0.0-10665-MacOSX-10.15.7-Chrome-90.0.4430.212","originalFormat":"com.symphony.messageml.v2","sid":"fa691cd3-484a-4109-aeb2-57c05b78c95b"}}}},{"id":"q2Bn3k","timestamp":1700000001000,"type":"ROOMCREATED","initiator":{"user":{"userId":68719476737,"displayName":"Jane Doe","email":"jane.doe@example.com","username":"jane.doe"}},"payload":{"roomCreated":{"stream":{"streamId":"aBcD1234efGH5678ijKL___oZxZ4O1dA","streamType":"ROOM","roomName":"New room"},"roomProperties":{"name":"New room","description":"","creatorUser":{"userId":68719476737,"displayName":"Jane Doe","username":"jane.doe"},"createdDate":1700000001000,"external":false,"crossPod":false,"public":false,"copyProtected":false,"readOnly":false,"discoverable":false,"membersCanInvite":true,"keywords":[],"canViewHistory":true}}}},{"id":"q2Bn3k","timestamp":1700000001000,"type":"USERJOINEDROOM","initiator":{"user":{"userId":68719476737,"displayName":"Jane Doe","username":"jane.doe"}},"payload":{"userJoinedRoom":{"stream":{"streamId":"aBcD1234efGH5678ijKL___oZxZ4O1dA","streamType":"ROOM","roomName":"New room"},"affectedUser":{"userId":68719476738,"displayName":"My Bot","username":"my-bot"}}}},{"id":"z9Yx8w","timestamp":1700000002000,"type":"SYMPHONYELEMENTSACTION","initiator":{"user":{"userId":68719476737,"displayName":"Jane Doe","username":"jane.doe"}},"payload":{"symphonyElementsAction":{"stream":{"streamId":"wTmSDJSNPXgB4iJ2Ou1B7n___oZxZ4O1dA","streamType":"ROOM"},"formMessageId":"pHRLfQB2pCuqX8TnE1PB0H___oWnF5B8bQ","formId":"form_id","formValues":{"action":"submit_button","name_01":"value"}}}},{"id":"self01","timestamp":1700000003000,"type":"MESSAGESENT","initiator":{"user":{"userId":68719476738,"displayName":"My Bot","username":"my-bot"}},"payload":{"messageSent":{"message":{"messageId":"selfMsg1","timestamp":1700000003000,"message":"<div data-format=\\"PresentationML\\" data-version=\\"2.0\\">bot reply</div>","user":{"userId":68719476738,"username":"my-bot"},"stream":{"streamId":"wTmSDJSNPXgB4iJ2Ou1B7n___oZxZ4O1dA","streamType":"ROOM"}}}}}]}'
+
+ENV_A = {"seq": 1, "gseq": 1, "epoch": "20261127T075500Z-4f2a", "ts": 1764230100123,
+         "bot": 68719476738}
+ENV_B = {"seq": 128, "gseq": 4294967296, "epoch": "", "ts": 0, "bot": 1456852}
+ENV_C = {"seq": 18446744073709551615, "gseq": 65536, "epoch": "e" * 40,
+         "ts": 9007199254740993, "bot": -1}
+
+INT64_MIN, INT64_MAX, UINT64_MAX = -2**63, 2**63 - 1, 2**64 - 1
+
+
+def rep(ph, json_unit, times, msgpack_hex_unit=None):
+    """A placeholder expanded to json_unit * times in the input and, when
+    given, to msgpack_hex_unit * times in msgpack_hex."""
+    return {"placeholder": ph, "json_unit": json_unit, "times": times,
+            "msgpack_hex_unit": msgpack_hex_unit}
+
+
+def nested(depth):
+    text = ""
+    for i in range(depth):
+        text += '{"k":' if i % 2 == 0 else "["
+    text += '"leaf"'
+    for i in reversed(range(depth)):
+        text += "}" if i % 2 == 0 else "]"
+    return text
+
+
+def s(n, ch="x"):
+    return json.dumps(ch * n)
+
+
+VALID = [
+    # name, json text (or template), repeats, envelope
+    ("int_0", "0"), ("int_1", "1"), ("int_minus_0", "-0"), ("int_minus_1", "-1"),
+    ("int_127", "127"), ("int_128", "128"), ("int_255", "255"), ("int_256", "256"),
+    ("int_65535", "65535"), ("int_65536", "65536"), ("int_2p32_minus_1", "4294967295"),
+    ("int_2p32", "4294967296"), ("int_minus_32", "-32"), ("int_minus_33", "-33"),
+    ("int_minus_128", "-128"), ("int_minus_129", "-129"), ("int_minus_32768", "-32768"),
+    ("int_minus_32769", "-32769"), ("int_minus_2p31", "-2147483648"),
+    ("int_minus_2p31_minus_1", "-2147483649"), ("int_2p53_plus_1", "9007199254740993"),
+    ("int_user_id", "68719476737"), ("int64_max", str(INT64_MAX)), ("int64_min", str(INT64_MIN)),
+    ("uint64_2p63", str(INT64_MAX + 1)), ("uint64_max", str(UINT64_MAX)),
+    ("int_beyond_uint64_is_float", str(UINT64_MAX + 1)),
+    ("int_below_int64_is_float", str(INT64_MIN - 1)),
+    ("int_30_digits_is_float", "123456789012345678901234567890"),
+    ("float_0_1", "0.1"), ("float_1e300", "1e300"), ("float_minus_0", "-0.0"),
+    ("float_1_0", "1.0"), ("float_1E2", "1E2"), ("float_1e_plus_2", "1e+2"),
+    ("float_minus_2_5e_minus_3", "-2.5e-3"), ("float_max", "1.7976931348623157e308"),
+    ("float_min_subnormal", "5e-324"), ("float_overflow_is_inf", "1e400"),
+    ("float_minus_overflow_is_minus_inf", "-1e400"), ("float_underflow_is_0", "1e-400"),
+    ("float_0e0", "0e0"),
+    ("true", "true"), ("false", "false"), ("null", "null"),
+    ("str_empty", '""'), ("str_31", s(31)), ("str_32", s(32)), ("str_255", s(255)),
+    ("str_256", s(256)),
+    ("str_65535", '"%R"', [rep("%R", "x", 65535, "78")]),
+    ("str_65536", '"%R"', [rep("%R", "x", 65536, "78")]),
+    ("str_300KB", '"%R"', [rep("%R", "x", 300 * 1024, "78")]),
+    ("str_multibyte_70KB", '"%R"', [rep("%R", "é€😀", 10000, "c3a9e282acf09f9880")]),
+    ("str_emoji", '"😀 👍🏽 🇫🇷"'), ("str_multibyte", '"héllo wörld 漢字 Ωμέγα"'),
+    ("str_escaped_nul", '"a\\u0000b"'), ("str_only_nul", '"\\u0000"'),
+    ("str_surrogate_pair_escape", '"\\ud83d\\ude00"'),
+    ("str_surrogate_pair_uppercase", '"\\uD83D\\uDE00"'),
+    ("str_bmp_escapes", '"\\u00e9\\u20ac\\uffff"'),
+    ("str_simple_escapes", '"\\" \\\\ \\/ \\b \\f \\n \\r \\t"'),
+    ("str_31_bytes_multibyte", json.dumps("€" * 10 + "x", ensure_ascii=False)),
+    ("obj_empty", "{}"), ("arr_empty", "[]"),
+    ("obj_15", "{" + ",".join('"k%d":%d' % (i, i) for i in range(15)) + "}"),
+    ("obj_16", "{" + ",".join('"k%d":%d' % (i, i) for i in range(16)) + "}"),
+    ("arr_15", "[" + ",".join(str(i) for i in range(15)) + "]"),
+    ("arr_16", "[" + ",".join(str(i) for i in range(16)) + "]"),
+    ("arr_65535", "[1%R]", [rep("%R", ",1", 65534, "01")]),
+    ("arr_65536", "[1%R]", [rep("%R", ",1", 65535, "01")]),
+    ("obj_65536", '{%R"k":0}', [rep("%R", '"k":0,', 65535, "a16b00")]),
+    ("key_order_kept", '{"z":1,"a":2,"m":3,"b":{"y":true,"c":false}}'),
+    ("duplicate_keys_kept", '{"a":1,"a":2,"b":3,"a":4}'),
+    ("key_empty_and_nul", '{"":1,"a\\u0000b":2}'),
+    ("whitespace", ' \t\n\r{ "a" : [ 1 , 2.5 , "x" ] , "b" : { } }\n '),
+    ("mixed_array", '[null,true,false,0,-1,1.5,"s",[],{},[[]],{"a":{}}]'),
+    ("depth_40", nested(40)),
+    ("depth_512", "%A[]%B", [rep("%A", "[", 511, "91"), rep("%B", "]", 511)]),
+    # topics
+    ("topic_missing_type", '{"id":"x","payload":{}}'),
+    ("topic_null_type", '{"type":null}'),
+    ("topic_numeric_type", '{"type":42}'),
+    ("topic_empty_type", '{"type":""}'),
+    ("topic_object_type", '{"type":{"name":"MESSAGESENT"}}'),
+    ("topic_unknown_string_type", '{"id":"g1","type":"FUTUREEVENTTYPE","payload":{"futureEvent":{}}}'),
+    ("topic_generic_system_event", '{"type":"GENERICSYSTEMEVENT","payload":{"genericSystemEvent":{}}}'),
+    ("topic_first_duplicate_type_wins", '{"type":"ROOMCREATED","type":"ROOMUPDATED"}'),
+    ("topic_nested_type_ignored", '{"payload":{"type":"MESSAGESENT"}}'),
+    ("topic_reserved_underscore_prefix", '{"type":"_heartbeat"}'),
+    ("topic_array_event", '["MESSAGESENT"]'),
+    ("topic_string_event", '"MESSAGESENT"'),
+    ("topic_lowercase_kept", '{"type":"messagesent"}'),
+]
+VALID = [v if len(v) >= 3 else (v[0], v[1], []) for v in VALID]
+for name, text in FIXTURES:
+    VALID.append((name, text, []))
+    VALID.append((name + "_envelope_a", text, [], ENV_A))
+VALID.append(("constructed_read_datafeed_200_body", READ_BODY, []))
+VALID.append(("envelope_b_small_event", '{"type":"ROOMDEACTIVATED","payload":{}}', [], ENV_B))
+VALID.append(("envelope_c_extremes", '{"type":"USERLEFTROOM"}', [], ENV_C))
+VALID.append(("envelope_untyped_event", '{"id":"n0type"}', [], ENV_B))
+
+# Inputs every contract-v1 producer must reject (dfb_json_parse fails).
+INVALID = [
+    ("empty", ""), ("whitespace_only", " \n"), ("truncated_object", '{"a":1'),
+    ("truncated_array", "[1,2"), ("truncated_string", '"abc'), ("truncated_literal", "tru"),
+    ("trailing_garbage", "{} x"), ("two_values", "{}{}"), ("trailing_comma_array", "[1,]"),
+    ("trailing_comma_object", '{"a":1,}'), ("single_quotes", "{'a':1}"),
+    ("unquoted_key", "{a:1}"), ("missing_colon", '{"a" 1}'), ("missing_comma", "[1 2]"),
+    ("nan", "NaN"), ("infinity", "Infinity"), ("leading_zero", "01"),
+    ("leading_plus", "+1"), ("bare_minus", "-"), ("dot_no_digits", "1."),
+    ("leading_dot", ".5"), ("exponent_no_digits", "1e"), ("comment_block", "/* c */ 1"),
+    ("comment_line", "// c\n1"), ("bad_escape", '"\\x"'), ("short_unicode_escape", '"\\u12"'),
+    ("control_char_in_string", '"a\x01b"'), ("newline_in_string", '"a\nb"'),
+    ("lone_high_surrogate", '"\\ud83d"'), ("lone_low_surrogate", '"\\ude00"'),
+    ("high_surrogate_then_letter", '"\\ud83dx"'),
+    ("high_surrogate_then_non_low_escape", '"\\ud83d\\u0041"'),
+    ("two_high_surrogates", '"\\ud83d\\ud83d"'),
+    ("surrogate_in_key", '{"\\ud800":1}'),
+    ("depth_513", "%A%B", [rep("%A", "[", 513), rep("%B", "]", 513)]),
+]
+INVALID_HEX = [
+    # raw bytes that cannot be carried in a JSON string of this file
+    ("utf8_invalid_byte_ff", b'"\xff"'), ("utf8_lone_continuation", b'"\x80"'),
+    ("utf8_overlong_nul", b'"\xc0\x80"'), ("utf8_overlong_slash", b'"\xe0\x80\xaf"'),
+    ("utf8_raw_surrogate", b'"\xed\xa0\x80"'), ("utf8_above_10ffff", b'"\xf4\x90\x80\x80"'),
+    ("utf8_truncated_sequence", b'"\xe2\x82"'), ("utf8_bom_prefix", b"\xef\xbb\xbf{}"),
+    ("utf8_invalid_in_key", b'{"\xff":1}'),
+]
+
+
+def expand(template, repeats, field):
+    for r in repeats:
+        unit = r["json_unit"] if field == "json" else r["msgpack_hex_unit"]
+        if unit is None:
+            continue
+        template = template.replace(r["placeholder"], unit * r["times"])
+    return template
+
+
+class Obj(list):
+    """A JSON object as its list of (key, value) pairs: order and duplicates kept."""
+
+
+def parse_int(text):
+    v = int(text)
+    # Contract: integers outside int64..uint64 are carried as float64.
+    return v if INT64_MIN <= v <= UINT64_MAX else float(text)
+
+
+def load(text):
+    def no_constants(name):
+        raise ValueError("not JSON: " + name)
+    return json.loads(text, object_pairs_hook=Obj, parse_int=parse_int,
+                      parse_constant=no_constants)
+
+
+_packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+def pack(value):
+    if isinstance(value, Obj):
+        return _packer.pack_map_header(len(value)) + b"".join(
+            _packer.pack(k) + pack(v) for k, v in value)
+    if isinstance(value, list):
+        return _packer.pack_array_header(len(value)) + b"".join(pack(v) for v in value)
+    return _packer.pack(value)
+
+
+def pack_envelope(env, event):
+    out = _packer.pack_map_header(7)
+    for key, val in (("v", 1), ("seq", env["seq"]), ("gseq", env["gseq"]),
+                     ("epoch", env["epoch"]), ("ts", env["ts"]), ("bot", env["bot"])):
+        out += _packer.pack(key) + _packer.pack(val)
+    return out + _packer.pack("event") + pack(event)
+
+
+def topic(event):
+    if isinstance(event, Obj):
+        for k, v in event:
+            if k == "type":
+                if isinstance(v, str) and v and not v.startswith("_"):
+                    return v
+                break
+    return "UNKNOWN"
+
+
+def compress_hex(full_hex, repeats):
+    """Replaces each repeat's run in the hex with its placeholder."""
+    out = full_hex
+    for r in repeats:
+        if r["msgpack_hex_unit"] is None:
+            continue
+        run = r["msgpack_hex_unit"] * r["times"]
+        i = out.find(run)
+        while i >= 0 and i % 2:
+            i = out.find(run, i + 1)
+        assert i >= 0, "repeat run not found in msgpack"
+        out = out[:i] + r["placeholder"] + out[i + len(run):]
+    assert expand(out, repeats, "msgpack_hex") == full_hex
+    return out
+
+
+def build():
+    cases = []
+    for entry in VALID:
+        name, template, repeats = entry[0], entry[1], entry[2]
+        env = entry[3] if len(entry) > 3 else None
+        value = load(expand(template, repeats, "json"))
+        raw = pack_envelope(env, value) if env else pack(value)
+        case = {"name": name, "json": template}
+        if repeats:
+            case["repeat"] = repeats
+        # Integers as decimal strings: every language's standard JSON reader
+        # keeps them exact (uint64 max, 2^53+1 do not survive a double).
+        case["envelope"] = None if env is None else {
+            k: (v if isinstance(v, str) else str(v)) for k, v in env.items()}
+        case["topic"] = topic(value)
+        case["msgpack_hex"] = compress_hex(raw.hex(), repeats)
+        cases.append(case)
+    invalid = []
+    for entry in INVALID:
+        case = {"name": entry[0], "json": entry[1]}
+        if len(entry) > 2:
+            case["repeat"] = entry[2]
+        invalid.append(case)
+    for name, raw in INVALID_HEX:
+        invalid.append({"name": name, "json_hex": raw.hex()})
+    return {
+        "_about": "Golden vectors of the dfbridge wire contract v1 (schemas/CONTRACT.md). "
+                  "Generated by generate.py with python3-msgpack; do not edit by hand.",
+        "contract_version": 1,
+        "rules": {
+            "valid": "For each case, the input is `json` after expanding `repeat`. If `envelope` "
+                     "is null, `msgpack_hex` is the msgpack of the JSON value alone; otherwise it "
+                     "is the whole frame-2 body {v:1, seq, gseq, epoch, ts, bot, event} with those "
+                     "envelope values (integers written as decimal strings here, to stay exact "
+                     "in every JSON reader; on the wire they are msgpack ints) and the value as "
+                     "`event`. `topic` is frame 1 for the value.",
+            "repeat": "Each entry of `repeat` names a `placeholder` that occurs once in `json` and "
+                      "stands for `json_unit` repeated `times` times; in `msgpack_hex` the same "
+                      "placeholder (if `msgpack_hex_unit` is not null) stands for "
+                      "`msgpack_hex_unit` repeated `times` times.",
+            "invalid": "Each input of `invalid` (`json` text, or raw bytes as `json_hex`) must be "
+                       "rejected by the bridge's JSON parser.",
+        },
+        "valid": cases,
+        "invalid": invalid,
+    }
+
+
+def render(doc):
+    return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
+
+
+def main(argv):
+    if len(argv) == 3 and argv[1] == "--check":
+        with open(argv[2], encoding="utf-8") as f:
+            stored = f.read()
+        if stored != render(build()):
+            print("vectors.json differs from what generate.py produces: regenerate it")
+            return 1
+        print("vectors.json is up to date (%d valid, %d invalid)"
+              % (len(build()["valid"]), len(build()["invalid"])))
+        return 0
+    out = argv[1] if len(argv) > 1 else "vectors.json"
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(render(build()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
