@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The demo in one command: installs what is missing, builds, generates a fresh
+# bot key, starts the fake pod (dfpod) with a realistic stream of events of all
+# 17 types, starts dfbridge against it, and runs the example consumer, whose
+# listeners print what they receive with their logging context.
+# Ctrl-C stops everything cleanly.
+#   scripts/demo.sh [--rate EVENTS_PER_S] [--duration SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+rate=5
+duration=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rate) rate=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    *) echo "usage: scripts/demo.sh [--rate N] [--duration SECONDS]" >&2; exit 2 ;;
+  esac
+done
+
+"$top/scripts/install-deps.sh"
+build="$top/build"
+if [ ! -x "$build/bridge/dfbridge" ] || [ -n "$(find bridge consumers tests schemas CMakeLists.txt -newer "$build/bridge/dfbridge" -print -quit 2>/dev/null)" ]; then
+  echo "demo: building (first run takes a minute)" >&2
+  cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
+fi
+
+run=$(mktemp -d "${TMPDIR:-/tmp}/dfbridge-demo.XXXXXX")
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$run"
+  echo "demo: stopped" >&2
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+# A fresh bot key for every demo run: dfpod gets the public half.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$run/bot.pem" 2>/dev/null
+openssl pkey -in "$run/bot.pem" -pubout -out "$run/bot.pub.pem"
+
+"$build/tests/dfpod/dfpod" --listen 127.0.0.1:0 --port-file "$run/pod.port" \
+  --public-key "$run/bot.pub.pem" --bot-username demo-bot \
+  --generate 20 --rate "$rate" --hold-ms 30000 2> "$run/dfpod.log" &
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$run/pod.port" ] && break; sleep 0.05; done
+[ -s "$run/pod.port" ] || { echo "demo: dfpod did not start:" >&2; cat "$run/dfpod.log" >&2; exit 1; }
+port=$(cat "$run/pod.port")
+
+# A free loopback port for the PUB socket.
+pub=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$run/bridge.yaml" <<YAML
+# The BDK's own config format: the bridge reads it unchanged.
+scheme: http
+host: 127.0.0.1
+port: $port
+bot:
+  username: demo-bot
+  privateKey:
+    path: $run/bot.pem
+datafeed:
+  version: v2
+bridge:
+  publish: tcp://127.0.0.1:$pub
+YAML
+
+echo "demo: fake pod on http://127.0.0.1:$port, bridge publishing on tcp://127.0.0.1:$pub" >&2
+echo "demo: logs in $run (dfpod.log, dfbridge.log); Ctrl-C stops" >&2
+"$build/consumers/example_consumer" --endpoint "tcp://127.0.0.1:$pub" &
+pids+=($!)
+"$build/bridge/dfbridge" --config "$run/bridge.yaml" 2> "$run/dfbridge.log" &
+pids+=($!)
+
+if [ "$duration" -gt 0 ]; then
+  sleep "$duration"
+else
+  wait "${pids[@]}"
+fi

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what is missing, builds everything with
+# -Werror, runs every ctest test, then rebuilds with ASan/UBSan and runs the
+# suite again. Exits non-zero on any failure. Used by .ci/run.
+#   scripts/test.sh [--no-sanitize]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+sanitize=1
+for a in "$@"; do
+  case "$a" in
+    --no-sanitize) sanitize=0 ;;
+    *) echo "usage: scripts/test.sh [--no-sanitize]" >&2; exit 2 ;;
+  esac
+done
+
+"$top/scripts/install-deps.sh"
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+echo "== build (RelWithDebInfo, -Werror)"
+cmake -S "$top" -B "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$top/build" -j"$jobs"
+
+echo "== tests"
+ctest --test-dir "$top/build" --output-on-failure -j"$jobs" --timeout 600
+
+if [ "$sanitize" = 1 ]; then
+  echo "== build (ASan + UBSan)"
+  cmake -S "$top" -B "$top/build-asan" -DCMAKE_BUILD_TYPE=Debug -DDF_SANITIZE=ON >/dev/null
+  cmake --build "$top/build-asan" -j"$jobs"
+  echo "== tests under ASan + UBSan"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$top/build-asan" --output-on-failure -j"$jobs" --timeout 900 -LE no_sanitize
+fi
+echo "== all tests passed"
