@@ -124,7 +124,8 @@ struct pod_state_t {
     uint64_t calls_by_ep[POD_EP_COUNT];
     uint64_t status_count[600];
     uint64_t enqueued, served, acked, redelivered, feeds_created, feeds_deleted, feeds_expired,
-        auth_ok, auth_failed, faults_applied, dropped_unacked;
+        auth_ok, auth_failed, faults_applied;
+    int reads_held; /* reads inside pod_state_read: lets tests know a long-poll is held */
 };
 
 static void *
@@ -639,6 +640,7 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, c
         }
     }
     f->readers++;
+    self->reads_held++;
     f->last_read = now;
     int64_t deadline = now + self->cfg->hold_ms;
     buf_t out = {0};
@@ -713,6 +715,7 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, c
         now = pod_mono_ms();
     }
     f->readers--;
+    self->reads_held--;
     f->last_read = pod_mono_ms();
     pthread_mutex_unlock(&self->mu);
     if (rc != POD_OK) {
@@ -978,6 +981,7 @@ pod_state_counters_json(pod_state_t *self)
     SETI("pending", queued + inflight);
     SETI("inflight", inflight);
     SETI("backlog", self->backlog.n);
+    SETI("reads_held", self->reads_held);
 #undef SETI
     pthread_mutex_unlock(&self->mu);
     char *s = json_dumps(o, JSON_COMPACT);

@@ -1,0 +1,804 @@
+#!/usr/bin/python3
+"""Tests of dfpod, the fake Symphony pod, from the client side.
+
+Each group starts real dfpod processes on 127.0.0.1:0 (port read from --port-file), makes
+RSA keys and RS512 JWTs with the openssl command line, and checks statuses, bodies (byte for
+byte where the contract says so), timings, counters and the call log. Standard library only.
+Usage: test_dfpod.py --dfpod PATH --group NAME
+"""
+import argparse
+import base64
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+DFPOD = None
+TMP = None
+BOT_ID = 68719476738
+FAILS = []
+PASSES = 0
+
+
+def check(cond, what):
+    global PASSES
+    if cond:
+        PASSES += 1
+    else:
+        FAILS.append(what)
+        print("FAIL: " + what, flush=True)
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def openssl(*args, inp=None):
+    return subprocess.run(["openssl", *args], input=inp, capture_output=True, check=True,
+                          timeout=60).stdout
+
+
+def make_keys(name):
+    priv = os.path.join(TMP, name + ".pem")
+    pub = os.path.join(TMP, name + ".pub.pem")
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", priv)
+    openssl("pkey", "-in", priv, "-pubout", "-out", pub)
+    return priv, pub
+
+
+def make_jwt(priv, sub="my-bot", exp_in=240, alg="RS512", exp=None):
+    hdr = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    claims = {"sub": sub, "exp": int(time.time()) + exp_in if exp is None else exp}
+    pay = b64url(json.dumps(claims).encode())
+    signing = (hdr + "." + pay).encode()
+    sig = openssl("dgst", "-sha512", "-sign", priv, inp=signing)
+    return hdr + "." + pay + "." + b64url(sig)
+
+
+class Pod:
+    """A dfpod process on 127.0.0.1:0."""
+
+    def __init__(self, pub, *extra, listen="127.0.0.1:0"):
+        self.port_file = tempfile.mktemp(dir=TMP, suffix=".port")
+        self.host = "127.0.0.1" if not listen.startswith("[") else "::1"
+        self.proc = subprocess.Popen(
+            [DFPOD, "--public-key", pub, "--listen", listen, "--port-file", self.port_file,
+             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.port_file):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("dfpod did not start: " + self.proc.stderr.read().decode())
+            time.sleep(0.02)  # polling a file: no signal exists for "file written"
+        with open(self.port_file) as f:
+            text = f.read()
+        check(re.fullmatch(r"[0-9]+\n", text) is not None, "port file is digits and newline")
+        self.port = int(text)
+
+    def req(self, method, path, body=None, headers=None, timeout=30):
+        """Returns (status, body bytes, headers dict); raises on connection errors."""
+        c = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body)
+            if isinstance(body, str):
+                body = body.encode()
+            h = {"Content-Type": "application/json"} if body is not None else {}
+            h.update(headers or {})
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, data, {k.lower(): v for k, v in r.getheaders()}
+        finally:
+            c.close()
+
+    def json(self, method, path, body=None, headers=None, timeout=30):
+        st, data, _ = self.req(method, path, body, headers, timeout)
+        return st, (json.loads(data) if data else None)
+
+    def admin(self, method, path, body=None):
+        st, data = self.json(method, "/admin/" + path, body)
+        if st != 200:
+            raise RuntimeError("admin %s %s -> %d %r" % (method, path, st, data))
+        return data
+
+    def counters(self):
+        return self.admin("GET", "counters")
+
+    def calls(self):
+        return self.admin("GET", "calls")
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stops dfpod; returns (exit code, seconds it took)."""
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc.stderr.close()
+        return rc, time.monotonic() - t0
+
+
+def login(pod, priv):
+    st, body = pod.json("POST", "/login/pubkey/authenticate", {"token": make_jwt(priv)})
+    assert st == 200, (st, body)
+    return {"sessionToken": body["token"]}
+
+
+def create_feed(pod, h, body=None):
+    st, b = pod.json("POST", "/agent/v5/datafeeds", body if body is not None else {}, h)
+    assert st == 201, (st, b)
+    return b["id"]
+
+
+def read(pod, h, feed, ack="", timeout=30):
+    st, data, _ = pod.req("POST", "/agent/v5/datafeeds/%s/read" % feed,
+                          {"ackId": ack, "updatePresence": True}, h, timeout)
+    return st, data
+
+
+def event(i, extra=""):
+    # Raw text with spacing, escapes and a 64-bit id: must come back byte for byte.
+    return ('{ "id" : "ev-%d", "timestamp": %d, "type":"MESSAGESENT", "initiator":'
+            '{"user":{"userId":68719476737}}, "payload":{"messageSent":{"message":'
+            '{"message":"<p>caf\\u00e9 \\"%d\\" \u2603%s</p>"}}} }' % (i, 1700000000000 + i, i, extra))
+
+
+def wait_for(pred, what, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    check(False, "timed out waiting for " + what)
+    return False
+
+
+# ---------------------------------------------------------------------------------------
+def group_jwt(priv, pub):
+    other_priv, _ = make_keys("other")
+    pod = Pod(pub)
+    ok = make_jwt(priv)
+    st, b = pod.json("POST", "/login/pubkey/authenticate", {"token": ok})
+    check(st == 200 and b["name"] == "sessionToken" and re.fullmatch("[0-9a-f]{32}", b["token"]),
+          "login with a valid JWT gives a 32-hex sessionToken")
+    st, b2 = pod.json("POST", "/relay/pubkey/authenticate", {"token": ok})
+    check(st == 200 and b2["name"] == "keyManagerToken" and b2["token"] != b["token"],
+          "relay gives a distinct keyManagerToken")
+    st, _ = pod.json("POST", "/login/pubkey/authenticate",
+                     {"token": make_jwt(priv, exp_in=290)})
+    check(st == 200, "exp 290 s ahead is accepted")
+    bad = [
+        ("bad signature", make_jwt(other_priv), "signature"),
+        ("wrong sub", make_jwt(priv, sub="someone-else"), "sub"),
+        ("exp in the past", make_jwt(priv, exp_in=-5), "expired"),
+        ("exp > 5 min ahead", make_jwt(priv, exp_in=400), "5 minutes"),
+        ("alg HS512", make_jwt(priv, alg="HS512"), "RS512"),
+        ("alg none", make_jwt(priv, alg="none"), "RS512"),
+        ("garbage", "not-a-jwt", "JWS"),
+        ("garbage parts", "a.b.c", ""),
+        ("tampered claims", ok.split(".")[0] + "." + b64url(
+            json.dumps({"sub": "my-bot", "exp": int(time.time()) + 100}).encode()) + "."
+         + ok.split(".")[2], "signature"),
+    ]
+    for what, tok, word in bad:
+        st, b = pod.json("POST", "/login/pubkey/authenticate", {"token": tok})
+        check(st == 401 and b["code"] == 401 and word in b["message"],
+              "JWT rejected (%s): got %d %r" % (what, st, b))
+    st, b = pod.json("POST", "/relay/pubkey/authenticate", {"token": make_jwt(other_priv)})
+    check(st == 401, "relay rejects a bad signature too")
+    st, b = pod.json("POST", "/login/pubkey/authenticate", {})
+    check(st == 401, "login without token is 401")
+    st, data, _ = pod.req("POST", "/login/pubkey/authenticate", "{not json")
+    check(st == 400 and json.loads(data)["code"] == 400, "malformed login body is 400 V2Error")
+    c = pod.counters()
+    check(c["auth_ok"] == 3 and c["auth_failed"] == 11,
+          "auth counters exact (ok 3, failed 11): %r" % ((c["auth_ok"], c["auth_failed"]),))
+    check(pod.stop()[0] == 0, "clean exit")
+
+    # A PKCS#1 ("RSA PUBLIC KEY") file is accepted as well as SPKI.
+    pkcs1 = os.path.join(TMP, "pkcs1.pem")
+    openssl("rsa", "-in", priv, "-RSAPublicKey_out", "-out", pkcs1)
+    with open(pkcs1) as f:
+        check("BEGIN RSA PUBLIC KEY" in f.read(), "openssl wrote a PKCS#1 key")
+    pod = Pod(pkcs1, "--bot-username", "other.bot")
+    st, _ = pod.json("POST", "/login/pubkey/authenticate", {"token": make_jwt(priv, sub="other.bot")})
+    check(st == 200, "PKCS#1 public key and --bot-username work")
+    st, _ = pod.json("POST", "/login/pubkey/authenticate", {"token": make_jwt(priv)})
+    check(st == 401, "sub must match --bot-username")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def group_feeds(priv, pub):
+    pod = Pod(pub, "--max-feeds", "3", "--hold-ms", "400", "--bot-id", "349026222344891")
+    # Tokens required everywhere but login/relay.
+    for m, p in [("GET", "/pod/v2/sessioninfo"), ("GET", "/agent/v5/datafeeds"),
+                 ("POST", "/agent/v5/datafeeds"), ("POST", "/agent/v5/datafeeds/x_f/read"),
+                 ("DELETE", "/agent/v5/datafeeds/x_f"), ("POST", "/agent/v4/datafeed/create"),
+                 ("GET", "/agent/v4/datafeed/x/read")]:
+        st, b = pod.json(m, p, headers={})
+        check(st == 401 and b == {"code": 401, "message": "Invalid session"},
+              "%s %s without token -> 401 V2Error" % (m, p))
+        st, _ = pod.json(m, p, headers={"sessionToken": "0" * 32})
+        check(st == 401, "%s %s with an unknown token -> 401" % (m, p))
+    h = login(pod, priv)
+    st, km = pod.json("POST", "/relay/pubkey/authenticate", {"token": make_jwt(priv)})
+    st, info = pod.json("GET", "/pod/v2/sessioninfo", headers=h)
+    check(st == 200 and info["id"] == 349026222344891 and info["username"] == "my-bot"
+          and "emailAddress" in info and "displayName" in info, "sessioninfo UserV2: %r" % info)
+    st, _ = pod.json("GET", "/pod/v2/sessioninfo", headers=dict(h, keyManagerToken=""))
+    check(st == 200, "empty keyManagerToken accepted")
+    st, _ = pod.json("GET", "/pod/v2/sessioninfo", headers=dict(h, keyManagerToken=km["token"]))
+    check(st == 200, "valid keyManagerToken accepted")
+    st, _ = pod.json("GET", "/pod/v2/sessioninfo", headers=dict(h, keyManagerToken="f" * 32))
+    check(st == 401, "stale keyManagerToken -> 401")
+    st, _ = pod.json("GET", "/pod/v2/sessioninfo", headers={"sessionToken": km["token"]})
+    check(st == 401, "a KM token is not a session token")
+
+    st, lst = pod.json("GET", "/agent/v5/datafeeds", headers=h)
+    check(st == 200 and lst == [], "no feeds at first")
+    ids = []
+    for body in ({}, {"tag": None}, {"tag": "my-tag", "includeInvisible": True}):
+        st, b = pod.json("POST", "/agent/v5/datafeeds", body, h)
+        check(st == 201 and re.fullmatch("[0-9a-f]{32}_f", b["id"]) and b["type"] == "fanout",
+              "create %r -> 201 fanout id: %r" % (body, b))
+        ids.append(b["id"])
+    st, b = pod.json("POST", "/agent/v5/datafeeds", {}, h)
+    check(st == 403 and b["code"] == 403, "create beyond --max-feeds -> 403")
+    st, lst = pod.json("GET", "/agent/v5/datafeeds", headers=h)
+    check(st == 200 and [f["id"] for f in lst] == ids
+          and all(f["type"] == "fanout" and isinstance(f["createdAt"], int) for f in lst),
+          "list returns the 3 feeds in creation order: %r" % lst)
+    st, data, _ = pod.req("DELETE", "/agent/v5/datafeeds/" + ids[1], headers=h)
+    check(st == 204 and data == b"", "delete -> 204 no body")
+    st, _ = pod.json("DELETE", "/agent/v5/datafeeds/" + ids[1], headers=h)
+    check(st == 400, "delete again -> 400")
+    st, _ = pod.json("DELETE", "/agent/v5/datafeeds/ffff_f", headers=h)
+    check(st == 400, "delete unknown -> 400")
+    st, _ = read(pod, h, ids[1])
+    check(st == 400, "read a deleted feed -> 400")
+    st, lst = pod.json("GET", "/agent/v5/datafeeds", headers=h)
+    check([f["id"] for f in lst] == [ids[0], ids[2]], "list after delete")
+    st, b = pod.json("POST", "/agent/v5/datafeeds", {}, h)
+    check(st == 201, "create again after a delete")
+    st, b = pod.json("POST", "/agent/v5/datafeeds", "[1,2", h)
+    check(st == 400 and b["code"] == 400, "malformed create body -> 400")
+    st, b = pod.json("POST", "/agent/v5/datafeeds", {"tag": "x" * 101}, h)
+    check(st == 400, "tag over 100 chars -> 400")
+
+    # v1
+    st, data, hd = pod.req("POST", "/agent/v4/datafeed/create", headers=h)
+    v1 = json.loads(data)["id"]
+    check(st == 200 and re.fullmatch("[0-9a-f]{32}", v1) and "x-warning" in hd,
+          "v1 create -> 200 {id} with X-Warning")
+    t0 = time.monotonic()
+    st, data, _ = pod.req("GET", "/agent/v4/datafeed/%s/read" % v1, headers=h)
+    dt = time.monotonic() - t0
+    check(st == 204 and data == b"" and 0.35 <= dt < 1.5, "idle v1 read -> 204 after the hold (%.2fs)" % dt)
+    raws = [event(1), event(2)]
+    pod.admin("POST", "events", "[" + ",".join(raws) + "]")
+    st, data, _ = pod.req("GET", "/agent/v4/datafeed/%s/read" % v1, headers=h)
+    check(st == 200 and data.decode() == "[" + ",".join(raws) + "]", "v1 read returns raw events")
+    st, data, _ = pod.req("GET", "/agent/v4/datafeed/%s/read" % v1, headers=h)
+    check(st == 204, "v1 has no ack: events were removed at once")
+    st, _ = pod.json("GET", "/agent/v4/datafeed/deadbeef/read", headers=h)
+    check(st == 400, "unknown v1 feed -> 400")
+    st, _ = pod.json("GET", "/agent/v4/datafeed/%s/read" % ids[0], headers=h)
+    check(st == 400, "a v2 feed is not readable as v1")
+    st, _ = pod.json("GET", "/nope", headers=h)
+    check(st == 404, "unknown path -> 404")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def group_read(priv, pub):
+    pod = Pod(pub, "--hold-ms", "600", "--visibility-ms", "800", "--batch-max", "3")
+    h = login(pod, priv)
+    # Backlog: events enqueued with no feed go to the first feed created.
+    pod.admin("POST", "events", "[" + event(100) + "]")
+    f = create_feed(pod, h)
+    st, data = read(pod, h, f)
+    body = data.decode()
+    m = re.fullmatch(r'\{"events":\[(.*)\],"ackId":"([^"]+)"\}', body, re.S)
+    check(st == 200 and m and m.group(1) == event(100), "backlog reaches the first feed")
+    ack0 = m.group(2) if m else ""
+    # Idle read: held, then an empty answer with an ackId (acking the backlog batch).
+    t0 = time.monotonic()
+    st, data = read(pod, h, f, ack0)
+    dt = time.monotonic() - t0
+    b = json.loads(data)
+    check(st == 200 and b["events"] == [] and b["ackId"] and 0.55 <= dt < 1.6,
+          "idle read held %.2fs then {events:[],ackId}" % dt)
+    check(pod.counters()["acked"] == 1, "ack of the backlog batch counted")
+
+    # Byte-for-byte: the response is the concatenation of the raw texts.
+    raws = [event(1, " 🚀"), event(2, "\\n\\t\\\\"), event(3)]
+    check(pod.admin("POST", "events", "[ " + " ,\n".join(raws) + " ]") == {"enqueued": 3},
+          "enqueue 3 events")
+    st, data = read(pod, h, f)
+    body = data.decode()
+    ack1 = json.loads(body)["ackId"]
+    check(body == '{"events":[' + ",".join(raws) + '],"ackId":"' + ack1 + '"}',
+          "read returns the enqueued bytes exactly")
+    # Ack removes: next read with the ackId holds and comes back empty.
+    st, data = read(pod, h, f, ack1)
+    check(json.loads(data)["events"] == [], "acked batch is gone")
+    c = pod.counters()
+    check(c["acked"] == 4 and c["pending"] == 0 and c["served"] == 4 and c["redelivered"] == 0,
+          "counters after acks: %r" % c)
+
+    # A read held while events arrive answers at once.
+    res = {}
+
+    def held():
+        t = time.monotonic()
+        res["st"], res["data"] = read(pod, h, f)
+        res["dt"] = time.monotonic() - t
+    th = threading.Thread(target=held)
+    th.start()
+    wait_for(lambda: pod.counters()["reads_held"] == 1, "the read to be held")
+    pod.admin("POST", "events", "[" + event(4) + "]")
+    th.join(10)
+    check(res.get("st") == 200 and json.loads(res["data"])["events"][0]["id"] == "ev-4"
+          and res["dt"] < 0.55, "held read answers when an event arrives (%.2fs)" % res.get("dt", -1))
+    ack4 = json.loads(res["data"])["ackId"]
+
+    # No ack: the batch comes back after --visibility-ms, same events, new ackId.
+    t0 = time.monotonic()
+    st, data = read(pod, h, f, "")  # holds (600) and answers empty: not yet visible
+    st, data2 = read(pod, h, f, "")
+    dt = time.monotonic() - t0
+    b2 = json.loads(data2)
+    check([e["id"] for e in b2["events"]] == ["ev-4"] and b2["ackId"] != ack4 and 0.7 <= dt < 2.5,
+          "unacked batch redelivered after visibility (%.2fs)" % dt)
+    check(data2.decode().startswith('{"events":[' + event(4) + "]"), "redelivery is byte-exact")
+    check(pod.counters()["redelivered"] == 1, "redelivered counted")
+    st, data = read(pod, h, f, ack4)
+    check(st == 200, "old ackId of a redelivered batch is accepted (acks nothing)")
+    st, data = read(pod, h, f, b2["ackId"])
+    check(st == 200 and json.loads(data)["events"] == [] and pod.counters()["pending"] == 0,
+          "the redelivery's ackId acknowledges it")
+
+    # ackId formats.
+    st, data = read(pod, h, f, "AAECAwQFBgcICQ==-99999")
+    check(st == 200, "unknown ackId of a valid format -> 200")
+    st, data = read(pod, h, f, "not an ack id")
+    check(st == 400 and json.loads(data)["code"] == 400, "ackId of a bad format -> 400")
+    st, data, _ = pod.req("POST", "/agent/v5/datafeeds/%s/read" % f, "", h)
+    check(st == 200, "read without a body is fine")
+    st, data, _ = pod.req("POST", "/agent/v5/datafeeds/%s/read" % f, '{"ackId":', h)
+    check(st == 400 and json.loads(data)["code"] == 400, "malformed read body -> 400 V2Error")
+    st, data, _ = pod.req("POST", "/agent/v5/datafeeds/%s/read" % f, '{"ackId":5}', h)
+    check(st == 400, "non-string ackId -> 400")
+
+    # batch-max 3: 7 events come as 3, 3, 1; and a second feed gets its own copy (fanout).
+    f2 = create_feed(pod, h)
+    pod.admin("POST", "events", "[" + ",".join(event(10 + i) for i in range(7)) + "]")
+    sizes, ack = [], ""
+    for _ in range(3):
+        st, data = read(pod, h, f, ack)
+        b = json.loads(data)
+        sizes.append(len(b["events"]))
+        ack = b["ackId"]
+    check(sizes == [3, 3, 1], "batch-max splits 7 into %r" % sizes)
+    st, data = read(pod, h, f2)
+    check([e["id"] for e in json.loads(data)["events"]] == ["ev-10", "ev-11", "ev-12"],
+          "fanout: the second feed receives the same events")
+
+    # Bodies over 1 MiB on Symphony endpoints -> 413; admin takes more.
+    st, data, _ = pod.req("POST", "/agent/v5/datafeeds/%s/read" % f,
+                          '{"ackId":"' + "A" * (1 << 20) + '"}', h)
+    check(st == 413, "read body > 1 MiB -> 413")
+    big = [event(50, "x" * (2 << 20))]
+    check(pod.admin("POST", "events", "[" + big[0] + "]") == {"enqueued": 1},
+          "admin accepts a 2 MiB body")
+    check(pod.stop()[0] == 0, "clean exit")
+
+    # TTL: a feed not read for --ttl-ms expires.
+    pod = Pod(pub, "--hold-ms", "300", "--ttl-ms", "500")
+    h = login(pod, priv)
+    f = create_feed(pod, h)
+    st, _ = read(pod, h, f)
+    check(st == 200, "read within the TTL")
+    t0 = time.monotonic()
+    wait_for(lambda: pod.counters()["live_feeds"] == 0, "the feed to expire", 3)
+    check(time.monotonic() - t0 >= 0.4, "feed lived at least its TTL after the last read")
+    st, data = read(pod, h, f)
+    check(st == 400, "expired feed -> 400")
+    st, lst = pod.json("GET", "/agent/v5/datafeeds", headers=h)
+    check(lst == [], "expired feed is not listed")
+    # A held read of a feed expired by /admin/expire-feed answers 400 at once.
+    f = create_feed(pod, h)
+    res = {}
+    th = threading.Thread(target=lambda: res.update(r=read(pod, h, f)))
+    pod2_t = time.monotonic()
+    th.start()
+    wait_for(lambda: pod.counters()["reads_held"] == 1, "the read to be held")
+    check(pod.admin("POST", "expire-feed", {"id": f}) == {"expired": 1}, "expire-feed by id")
+    th.join(5)
+    check(res.get("r", (0,))[0] == 400 and time.monotonic() - pod2_t < 0.3 + 0.25,
+          "held read of an expired feed -> 400")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def raw_http(port, req):
+    """Sends REQ bytes and returns everything received until the server closes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(req)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except ConnectionResetError:
+        pass
+    s.close()
+    return out
+
+
+def group_faults(priv, pub):
+    pod = Pod(pub, "--hold-ms", "300")
+    h = login(pod, priv)
+    f = create_feed(pod, h)
+    pod.admin("POST", "faults", {"endpoint": "read", "action": "status", "status": 503, "count": 2})
+    for i in range(2):
+        st, data = read(pod, h, f)
+        check(st == 503 and json.loads(data) == {"code": 503, "message": "Injected fault"},
+              "status fault %d -> 503 V2Error" % i)
+    st, _ = read(pod, h, f)
+    check(st == 200, "fault consumed after count calls")
+    # Custom body, and order of queued faults.
+    pod.admin("POST", "faults", [{"endpoint": "list", "action": "status", "status": 429,
+                                  "body": {"x": 1}},
+                                 {"endpoint": "list", "action": "status", "status": 502}])
+    st, data, _ = pod.req("GET", "/agent/v5/datafeeds", headers=h)
+    check(st == 429 and data == b'{"x":1}', "status fault with a custom body")
+    st, _, _ = pod.req("GET", "/agent/v5/datafeeds", headers=h)
+    check(st == 502, "faults consumed in order")
+    # any
+    pod.admin("POST", "faults", {"endpoint": "any", "action": "status", "status": 500})
+    st, _, _ = pod.req("GET", "/pod/v2/sessioninfo", headers=h)
+    check(st == 500, "'any' fault hits sessioninfo")
+    st, _, _ = pod.req("GET", "/pod/v2/sessioninfo", headers=h)
+    check(st == 200, "'any' fault consumed")
+    # auth endpoint
+    pod.admin("POST", "faults", {"endpoint": "auth", "action": "status", "status": 500})
+    st, _ = pod.json("POST", "/login/pubkey/authenticate", {"token": make_jwt(priv)})
+    check(st == 500, "auth fault")
+    # drop: the connection closes with no reply.
+    pod.admin("POST", "faults", {"endpoint": "create", "action": "drop"})
+    try:
+        pod.req("POST", "/agent/v5/datafeeds", {}, h)
+        check(False, "drop gives no reply")
+    except (http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine):
+        check(True, "drop")
+    check(pod.counters()["live_feeds"] == 1, "dropped create created nothing")
+    # truncate: Content-Length announced, half the body sent, then closed.
+    raws = [event(i) for i in range(4)]
+    pod.admin("POST", "events", "[" + ",".join(raws) + "]")
+    pod.admin("POST", "faults", {"endpoint": "read", "action": "truncate"})
+    body = b'{"ackId":""}'
+    out = raw_http(pod.port, b"POST /agent/v5/datafeeds/%s/read HTTP/1.1\r\nHost: x\r\n"
+                   b"sessionToken: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                   b"\r\n%s" % (f.encode(), h["sessionToken"].encode(), len(body), body))
+    head, _, got = out.partition(b"\r\n\r\n")
+    m = re.search(rb"Content-Length: *(\d+)", head, re.I)
+    cl = int(m.group(1)) if m else -1
+    check(head.startswith(b"HTTP/1.1 200") and cl > 100 and len(got) == cl // 2,
+          "truncate: announced %d, received %d" % (cl, len(got)))
+    check(got and b'{"events":[' + raws[0].encode()[:20] == got[:31], "truncated body is a prefix")
+    try:
+        pod.admin("POST", "faults", {"endpoint": "read", "action": "truncate"})
+        read(pod, h, f, "")
+        check(False, "http.client sees a truncated body")
+    except http.client.IncompleteRead:
+        check(True, "IncompleteRead")
+    # slow
+    pod.admin("POST", "faults", {"endpoint": "sessioninfo", "action": "slow", "delay_ms": 700})
+    t0 = time.monotonic()
+    st, _, _ = pod.req("GET", "/pod/v2/sessioninfo", headers=h)
+    dt = time.monotonic() - t0
+    check(st == 200 and 0.68 <= dt < 2.0, "slow fault delays %.2fs then replies" % dt)
+    # expire_token
+    pod.admin("POST", "faults", {"endpoint": "list", "action": "expire_token"})
+    st, _, _ = pod.req("GET", "/agent/v5/datafeeds", headers=h)
+    check(st == 401, "expire_token -> 401")
+    st, _, _ = pod.req("GET", "/agent/v5/datafeeds", headers=h)
+    check(st == 401, "the old token stays invalid")
+    h = login(pod, priv)
+    st, _, _ = pod.req("GET", "/agent/v5/datafeeds", headers=h)
+    check(st == 200, "a new login works")
+    # expire_feed
+    pod.admin("POST", "faults", {"endpoint": "read", "action": "expire_feed"})
+    st, data = read(pod, h, f)
+    check(st == 400, "expire_feed -> 400")
+    st, data = read(pod, h, f)
+    check(st == 400, "the feed stays gone")
+    # clearing faults; bad fault specs
+    pod.admin("POST", "faults", {"endpoint": "list", "action": "status", "status": 500})
+    pod.admin("DELETE", "faults")
+    st, _, _ = pod.req("GET", "/agent/v5/datafeeds", headers=h)
+    check(st == 200, "DELETE /admin/faults clears them")
+    for bad in ({"endpoint": "nope", "action": "drop"}, {"endpoint": "read", "action": "x"},
+                {"endpoint": "read", "action": "status", "status": 9}, [1]):
+        st, _ = pod.json("POST", "/admin/faults", bad)
+        check(st == 400, "bad fault spec %r -> 400" % (bad,))
+    c = pod.counters()
+    check(c["faults_applied"] == 12, "faults_applied == 12: %r" % c["faults_applied"])
+    calls = pod.calls()
+    faults = [x.get("fault") for x in calls if "fault" in x]
+    check(faults == ["status", "status", "status", "status", "status", "status", "drop",
+                     "truncate", "truncate", "slow", "expire_token", "expire_feed"],
+          "call log names the faults: %r" % faults)
+    drop = [x for x in calls if x.get("fault") == "drop"][0]
+    check(drop["status"] == 0 and drop["endpoint"] == "create", "dropped call logged as status 0")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+TYPES = {
+    "MESSAGESENT": ("messageSent", ["message"]),
+    "SHAREDPOST": ("sharedPost", ["message", "sharedMessage"]),
+    "INSTANTMESSAGECREATED": ("instantMessageCreated", ["stream"]),
+    "ROOMCREATED": ("roomCreated", ["stream", "roomProperties"]),
+    "ROOMUPDATED": ("roomUpdated", ["stream", "newRoomProperties"]),
+    "ROOMDEACTIVATED": ("roomDeactivated", ["stream"]),
+    "ROOMREACTIVATED": ("roomReactivated", ["stream"]),
+    "USERREQUESTEDTOJOINROOM": ("userRequestedToJoinRoom", ["stream", "affectedUsers"]),
+    "USERJOINEDROOM": ("userJoinedRoom", ["stream", "affectedUser"]),
+    "USERLEFTROOM": ("userLeftRoom", ["stream", "affectedUser"]),
+    "ROOMMEMBERPROMOTEDTOOWNER": ("roomMemberPromotedToOwner", ["stream", "affectedUser"]),
+    "ROOMMEMBERDEMOTEDFROMOWNER": ("roomMemberDemotedFromOwner", ["stream", "affectedUser"]),
+    "CONNECTIONREQUESTED": ("connectionRequested", ["toUser"]),
+    "CONNECTIONACCEPTED": ("connectionAccepted", ["fromUser"]),
+    "MESSAGESUPPRESSED": ("messageSuppressed", ["messageId", "stream"]),
+    "SYMPHONYELEMENTSACTION": ("symphonyElementsAction",
+                               ["stream", "formMessageId", "formId", "formValues"]),
+    "GENERICSYSTEMEVENT": ("genericSystemEvent",
+                           ["stream", "eventTimestamp", "sourceSystem", "eventSubtype",
+                            "parameters"]),
+}
+
+
+def split_raw(text):
+    """Splits a JSON array text into its elements' raw texts (elements are objects)."""
+    out, depth, start, in_str, esc = [], 0, None, False, False
+    for i, ch in enumerate(text):
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+            continue
+        if ch == '"':
+            in_str = True
+        elif ch in "{[":
+            depth += 1
+            if depth == 2 and ch == "{":
+                start = i
+        elif ch in "}]":
+            depth -= 1
+            if depth == 1 and ch == "}":
+                out.append(text[start:i + 1])
+    return out
+
+
+def check_event(e, what):
+    ok = True
+    key, fields = TYPES.get(e.get("type"), (None, None))
+    ok &= key is not None and list(e["payload"].keys()) == [key]
+    pl = e["payload"].get(key, {})
+    ok &= all(f in pl for f in fields)
+    ok &= isinstance(e["timestamp"], int) and e["timestamp"] > 1600000000000
+    ok &= isinstance(e["initiator"]["user"]["userId"], int) and e["initiator"]["user"]["userId"] > 2 ** 32
+    for m in [pl.get("message"), pl.get("sharedMessage")]:
+        if m is not None:
+            ok &= m["message"].startswith('<div data-format="PresentationML"')
+            ok &= isinstance(json.loads(m["data"]), dict) and isinstance(m["attachments"], list)
+            ok &= m["user"]["userId"] > 2 ** 32 and "streamId" in m["stream"]
+            ok &= e.get("messageId") == pl["message"]["messageId"]
+    if "roomProperties" in pl or "newRoomProperties" in pl:
+        rp = pl.get("roomProperties") or pl.get("newRoomProperties")
+        ok &= isinstance(rp["keywords"], list) and rp["creatorUser"]["userId"] > 2 ** 32
+    if "affectedUsers" in pl:
+        ok &= isinstance(pl["affectedUsers"], list) and len(pl["affectedUsers"]) >= 1
+    if "formValues" in pl:
+        ok &= isinstance(pl["formValues"], dict)
+    if "parameters" in pl:
+        ok &= isinstance(pl["parameters"], dict) and isinstance(pl["eventTimestamp"], int)
+    if "stream" in pl:
+        ok &= pl["stream"]["streamType"] in ("IM", "MIM", "ROOM", "POST")
+    check(ok, "event shape (%s): %s" % (what, json.dumps(e)[:300]))
+
+
+def group_generator(priv, pub):
+    pod = Pod(pub, "--hold-ms", "200", "--batch-max", "1000")
+    r = pod.admin("POST", "generate", {"count": 340, "seed": 7, "bot_ratio": 0.1})
+    check(r["enqueued"] == 340 and r["first_id"], "generate 340: %r" % r)
+    st, data, _ = pod.req("GET", "/admin/events")
+    text = data.decode()
+    evs = json.loads(text)
+    raws = split_raw(text)
+    check(len(evs) == 340 and len(raws) == 340, "340 events listed")
+    check(evs[0]["id"] == r["first_id"], "first_id is the first event's id")
+    for e in evs:
+        check_event(e, e.get("type"))
+    counts = {}
+    for e in evs:
+        counts[e["type"]] = counts.get(e["type"], 0) + 1
+    check(sorted(counts) == sorted(TYPES) and set(counts.values()) == {20},
+          "all 17 types, 20 each: %r" % counts)
+    check([e["type"] for e in evs[:17]] == list(TYPES), "types cycle in table order")
+    check(len({e["id"] for e in evs}) == 340, "event ids unique")
+    bots = [e for e in evs if e["initiator"]["user"]["userId"] == BOT_ID]
+    check(len(bots) == 34 and all(e["initiator"]["user"]["username"] == "my-bot" for e in bots),
+          "exactly 10%% bot-initiated: %d" % len(bots))
+    sizes = [len(x.encode()) for x in raws]
+    check(min(sizes) < 1000 and max(sizes) > 8000, "sizes vary %d..%d" % (min(sizes), max(sizes)))
+    check(any(re.search(r"\\u[dD]83[dDcC]", x) for x in raws) and any("🚀" in x or "📈" in x or "👍" in x for x in raws),
+          "emoji both raw and as \\u surrogate escapes")
+    check(any(ord(ch) > 127 for ch in text), "non-ASCII text present")
+    check(any(u["userId"] > 2 ** 40 for e in evs for u in [e["initiator"]["user"]]),
+          "some user ids above 2^40")
+    # Default bot ratio 0.05; the continuous id sequence stays unique across calls.
+    r2 = pod.admin("POST", "generate", {"count": 100})
+    st, data, _ = pod.req("GET", "/admin/events")
+    evs2 = json.loads(data)[340:]
+    check(len(evs2) == 100 and sum(e["initiator"]["user"]["userId"] == BOT_ID for e in evs2) == 5,
+          "default bot_ratio 0.05 -> 5 of 100")
+    check(len({e["id"] for e in evs + evs2}) == 440, "ids unique across generate calls")
+    # A reader gets them byte for byte.
+    h = login(pod, priv)
+    f = create_feed(pod, h)
+    st, data = read(pod, h, f)
+    b = data.decode()
+    check(b.startswith('{"events":[' + ",".join(raws) + ","), "generated events served raw")
+    for bad in ({"count": -1}, {"count": "x"}, {"count": 1, "bot_ratio": 2}, [1]):
+        st, _ = pod.json("POST", "/admin/generate", bad)
+        check(st == 400, "bad generate body %r -> 400" % (bad,))
+    check(pod.stop()[0] == 0, "clean exit")
+
+    pod = Pod(pub, "--generate", "34", "--seed", "5")
+    check(pod.counters()["enqueued"] == 34, "--generate 34 at start-up")
+    pod.stop()
+    pod = Pod(pub, "--rate", "200")
+    wait_for(lambda: pod.counters()["enqueued"] >= 40, "--rate to generate events", 5)
+    st, data, _ = pod.req("GET", "/admin/events")
+    evs = json.loads(data)
+    check(len({e["type"] for e in evs}) == 17 or len(evs) < 17, "--rate cycles the types")
+    for e in evs[:20]:
+        check_event(e, "rate")
+    check(pod.stop()[0] == 0, "clean exit with --rate")
+
+
+def group_admin(priv, pub):
+    pod = Pod(pub, "--hold-ms", "200")
+    for bad in ('{"a":1}', "[1,2]", "[{}, 3]", "[{", "", '[{"a":1}] x'):
+        st, _, _ = pod.req("POST", "/admin/events", bad)
+        check(st == 400, "bad events body %r -> 400" % bad)
+    raws = [event(1), '{"id":"x","big":123456789012345678901234567890,"s":"\\ud83d\\ude00"}',
+            '{"nested":{"a":[1,{"b":"}]\\"["}]}}']
+    st, data, _ = pod.req("POST", "/admin/events", "[\n" + " ,".join(raws) + "\n]")
+    check(st == 200 and json.loads(data) == {"enqueued": 3}, "enqueue odd but valid objects")
+    st, data, _ = pod.req("GET", "/admin/events")
+    check(data.decode() == "[" + ",".join(raws) + "]", "GET /admin/events returns raw texts")
+
+    h = login(pod, priv)
+    f = create_feed(pod, h)
+    st, data = read(pod, h, f)
+    ack = json.loads(data)["ackId"]
+    st, data = read(pod, h, f, ack)
+    ack2 = json.loads(data)["ackId"]
+    st, _ = pod.json("GET", "/agent/v5/datafeeds", headers=h)
+    st, _ = pod.json("GET", "/agent/v5/datafeeds", headers={})
+    c = pod.counters()
+    exp_calls = {"auth": 1, "relay": 0, "sessioninfo": 0, "list": 2, "create": 1, "delete": 0,
+                 "read": 2, "v1create": 0, "v1read": 0, "unknown": 0}
+    check(c["calls"] == exp_calls, "calls per endpoint: %r" % c["calls"])
+    check(c["status"] == {"200": 4, "201": 1, "401": 1}, "status counts: %r" % c["status"])
+    check(c["enqueued"] == 3 and c["served"] == 3 and c["acked"] == 3 and c["pending"] == 0
+          and c["feeds_created"] == 1 and c["live_feeds"] == 1 and c["auth_ok"] == 1,
+          "counters: %r" % c)
+    calls = pod.calls()
+    check([x["seq"] for x in calls] == [1, 2, 3, 4, 5, 6], "call log seq")
+    check([x["endpoint"] for x in calls] == ["auth", "create", "read", "read", "list", "list"],
+          "call log endpoints")
+    check([x["status"] for x in calls] == [200, 201, 200, 200, 200, 401], "call log statuses")
+    r1, r2 = calls[2], calls[3]
+    check(r1["method"] == "POST" and r1["path"] == "/agent/v5/datafeeds/%s/read" % f
+          and r1["feed"] == f and r1["ackId"] == ack and r1["events"] == 3
+          and r1["body"] == '{"ackId": "", "updatePresence": true}',
+          "read log entry: %r" % r1)
+    check(r2["ackIdIn"] == ack and r2["ackId"] == ack2 and r2["events"] == 0,
+          "second read logs the ackId received and sent")
+    check("token" in json.loads(calls[0]["body"]), "auth request body logged")
+    check(all(isinstance(x["ms"], int) for x in calls), "calls carry a wall-clock ms")
+    # expire-tokens
+    pod.admin("POST", "expire-tokens")
+    st, _ = pod.json("GET", "/agent/v5/datafeeds", headers=h)
+    check(st == 401, "/admin/expire-tokens invalidates tokens")
+    # expire-feed {} expires all
+    h = login(pod, priv)
+    create_feed(pod, h)
+    check(pod.admin("POST", "expire-feed", {}) == {"expired": 2}, "expire-feed {} expires all")
+    check(pod.counters()["live_feeds"] == 0, "no live feeds")
+    pod.admin("DELETE", "calls")
+    check(pod.calls() == [], "DELETE /admin/calls clears the log")
+    st, _ = pod.json("GET", "/admin/nope")
+    check(st == 404, "unknown admin path -> 404")
+    check(pod.stop()[0] == 0, "clean exit")
+
+    # --token-ttl-ms
+    pod = Pod(pub, "--token-ttl-ms", "300")
+    h = login(pod, priv)
+    st, _ = pod.json("GET", "/pod/v2/sessioninfo", headers=h)
+    check(st == 200, "token valid before its TTL")
+    wait_for(lambda: pod.json("GET", "/pod/v2/sessioninfo", headers=h)[0] == 401,
+             "the token to expire", 3)
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def group_lifecycle(priv, pub):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        pod = Pod(pub, "--hold-ms", "20000")
+        h = login(pod, priv)
+        f = create_feed(pod, h)
+        res = {}
+
+        def held():
+            try:
+                res["r"] = read(pod, h, f)
+            except Exception as ex:  # the connection may close instead
+                res["r"] = ex
+        th = threading.Thread(target=held)
+        th.start()
+        wait_for(lambda: pod.counters()["reads_held"] == 1, "the read to be held")
+        rc, dt = pod.stop(sig)
+        th.join(5)
+        check(rc == 0 and dt < 1.0, "signal %d with a held read: exit %d in %.2fs" % (sig, rc, dt))
+        check(not th.is_alive(), "the held read ended")
+    # IPv6 loopback when the machine has it.
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+        has6 = True
+    except OSError:
+        has6 = False
+    if has6:
+        pod = Pod(pub, listen="[::1]:0")
+        st, _ = pod.json("POST", "/login/pubkey/authenticate", {"token": make_jwt(priv)})
+        check(st == 200, "listens on [::1]")
+        check(pod.stop()[0] == 0, "clean exit (IPv6)")
+    # Bad command lines.
+    for args in ([], ["--public-key", "/nonexistent"], ["--public-key", pub, "--listen", "nope"],
+                 ["--public-key", pub, "--hold-ms", "-1"], ["--public-key", pub, "--bogus"]):
+        p = subprocess.run([DFPOD, *args], capture_output=True, timeout=10)
+        check(p.returncode != 0 and p.stderr, "bad command line %r fails with a message" % args)
+
+
+def main():
+    global DFPOD, TMP
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dfpod", required=True)
+    ap.add_argument("--group", required=True)
+    a = ap.parse_args()
+    DFPOD = a.dfpod
+    with tempfile.TemporaryDirectory(prefix="dfpod-test-") as tmp:
+        TMP = tmp
+        priv, pub = make_keys("bot")
+        globals()["group_" + a.group](priv, pub)
+    print("%d passed, %d failed" % (PASSES, len(FAILS)))
+    return 1 if FAILS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
