@@ -1,0 +1,832 @@
+/*  dfb_config: BDK YAML config -> dfb_config_t (see dfb_config.h).
+    Parsing uses libyaml's document API; every key is checked against the
+    tables below so that a bad value gets one message naming its key path,
+    and an unknown key only a warning. */
+#include "dfb_config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include <openssl/crypto.h>
+
+#define DFB_DEFAULT_PUBLISH "tcp://*:5556"
+
+/*  Raw client section: NULL / 0 = not set here. */
+typedef struct {
+    const char *scheme, *host, *context;
+    int port;
+} raw_endpoint_t;
+
+typedef struct {
+    yaml_document_t *doc;
+    dfb_config_t *cfg;
+    char *err;
+    size_t errlen;
+    int failed;
+    raw_endpoint_t global, pod, agent, km, sa;
+    int has_key_path, has_key_content;
+} ctx_t;
+
+static void fail(ctx_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+fail(ctx_t *c, const char *fmt, ...)
+{
+    if (c->failed)
+        return;
+    c->failed = 1;
+    int n = snprintf(c->err, c->errlen, "config: ");
+    if (n < 0 || (size_t)n >= c->errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+static char *
+xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/*  Scalar text of a node, or NULL when the node is not a scalar. */
+static const char *
+scalar(yaml_node_t *node)
+{
+    if (!node || node->type != YAML_SCALAR_NODE)
+        return NULL;
+    return (const char *)node->data.scalar.value;
+}
+
+/*  A plain `~`, `null` or empty value means "not set". */
+static int
+is_null(yaml_node_t *node)
+{
+    if (!node)
+        return 1;
+    if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    const char *s = scalar(node);
+    return s[0] == '\0' || strcmp(s, "~") == 0 || strcasecmp(s, "null") == 0;
+}
+
+static const char *
+get_string(ctx_t *c, yaml_node_t *node, const char *key)
+{
+    const char *s = scalar(node);
+    if (!s)
+        fail(c, "%s: not a string", key);
+    return s;
+}
+
+static int
+get_long(ctx_t *c, yaml_node_t *node, const char *key, long long *out)
+{
+    const char *s = scalar(node);
+    char *end = NULL;
+    if (!s || !*s) {
+        fail(c, "%s: not an integer", key);
+        return -1;
+    }
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end != '\0') {
+        fail(c, "%s: not an integer", key);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+get_double(ctx_t *c, yaml_node_t *node, const char *key, double *out)
+{
+    const char *s = scalar(node);
+    char *end = NULL;
+    if (!s || !*s) {
+        fail(c, "%s: not a number", key);
+        return -1;
+    }
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end != '\0' || !isfinite(v)) {
+        fail(c, "%s: not a number", key);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+get_bool(ctx_t *c, yaml_node_t *node, const char *key, int *out)
+{
+    const char *s = scalar(node);
+    if (s &&
+        (strcasecmp(s, "true") == 0 || strcasecmp(s, "yes") == 0 || strcasecmp(s, "on") == 0)) {
+        *out = 1;
+        return 0;
+    }
+    if (s &&
+        (strcasecmp(s, "false") == 0 || strcasecmp(s, "no") == 0 || strcasecmp(s, "off") == 0)) {
+        *out = 0;
+        return 0;
+    }
+    fail(c, "%s: not a boolean", key);
+    return -1;
+}
+
+static int
+get_range(ctx_t *c, yaml_node_t *node, const char *key, long long lo, long long hi, long long *out)
+{
+    if (get_long(c, node, key, out) != 0)
+        return -1;
+    if (*out < lo || *out > hi) {
+        fail(c, "%s: must be between %lld and %lld", key, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+/*  Calls fn for every key/value pair of a mapping node. `prefix` is the
+    key path of the mapping ("" at the root). */
+typedef void (*pair_fn)(ctx_t *c, const char *path, const char *key, yaml_node_t *value, void *arg);
+
+static void
+walk_map(ctx_t *c, yaml_node_t *map, const char *prefix, pair_fn fn, void *arg)
+{
+    if (is_null(map))
+        return; /* `section:` with nothing under it */
+    if (map->type != YAML_MAPPING_NODE) {
+        fail(c, "%s: not a mapping", prefix);
+        return;
+    }
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
+         p < map->data.mapping.pairs.top && !c->failed; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
+        const char *key = scalar(k);
+        if (!key) {
+            fail(c, "%s: a key is not a string", *prefix ? prefix : "(root)");
+            return;
+        }
+        char path[256];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", key);
+        fn(c, path, key, v, arg);
+    }
+}
+
+static void
+ignore(ctx_t *c, const char *path, const char *why)
+{
+    dfb_debug("config: %s: %s", path, why);
+}
+
+static void
+unknown(ctx_t *c, const char *path)
+{
+    dfb_warn("config: %s: unknown key, ignored", path);
+}
+
+/* ---- client sections ---------------------------------------------------- */
+
+static void
+client_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    raw_endpoint_t *ep = arg;
+    if (is_null(v) && strcmp(key, "proxy") != 0)
+        return;
+    if (strcmp(key, "scheme") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s && strcmp(s, "http") != 0 && strcmp(s, "https") != 0)
+            fail(c, "%s: must be http or https", path);
+        ep->scheme = s;
+    } else if (strcmp(key, "host") == 0) {
+        ep->host = get_string(c, v, path);
+        if (ep->host && !*ep->host)
+            fail(c, "%s: empty", path);
+    } else if (strcmp(key, "port") == 0) {
+        long long port;
+        if (get_range(c, v, path, 1, 65535, &port) == 0)
+            ep->port = (int)port;
+    } else if (strcmp(key, "context") == 0) {
+        ep->context = get_string(c, v, path);
+    } else if (strcmp(key, "proxy") == 0 || strcmp(key, "ssl") == 0) {
+        /* Functional settings we do not apply yet: say so loudly. */
+        if (!is_null(v))
+            dfb_warn("config: %s: not supported yet, ignored (direct connection)", path);
+    } else if (strcmp(key, "defaultHeaders") == 0 || strcmp(key, "connectionTimeout") == 0 ||
+               strcmp(key, "readTimeout") == 0 || strcmp(key, "connectionPoolMax") == 0 ||
+               strcmp(key, "connectionPoolPerRoute") == 0 || strcmp(key, "loadBalancing") == 0 ||
+               strcmp(key, "nodes") == 0) {
+        ignore(c, path, "accepted, not used by the bridge");
+    } else {
+        unknown(c, path);
+    }
+}
+
+/* ---- retry blocks ---------------------------------------------------------- */
+
+static void
+retry_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    dfb_retry_cfg_t *r = arg;
+    long long n;
+    double d;
+    if (is_null(v))
+        return;
+    if (strcmp(key, "maxAttempts") == 0) {
+        if (get_long(c, v, path, &n) != 0)
+            return;
+        if (n == 0 || n < -1 || n > INT32_MAX)
+            fail(c, "%s: must be -1 (unlimited) or at least 1", path);
+        r->max_attempts = (int)n;
+    } else if (strcmp(key, "initialIntervalMillis") == 0) {
+        if (get_range(c, v, path, 10, 86400000, &n) == 0)
+            r->initial_ms = (long)n;
+    } else if (strcmp(key, "multiplier") == 0) {
+        if (get_double(c, v, path, &d) != 0)
+            return;
+        if (d < 1.0) {
+            /* The BDKs silently reset a multiplier below 1 to 2. */
+            dfb_warn("config: %s: %g is below 1, using 2", path, d);
+            d = 2.0;
+        }
+        if (d > 1000.0)
+            fail(c, "%s: must be at most 1000", path);
+        r->multiplier = d;
+    } else if (strcmp(key, "maxIntervalMillis") == 0) {
+        if (get_range(c, v, path, 10, 86400000, &n) == 0)
+            r->max_ms = (long)n;
+    } else {
+        unknown(c, path);
+    }
+}
+
+static void
+parse_retry(ctx_t *c, yaml_node_t *v, const char *path, dfb_retry_cfg_t *r)
+{
+    /* A retry block that is present starts from the global defaults (§5 of
+       the reference): fields it does not name take 10 / 500 / 2 / 300000. */
+    dfb_retry_cfg_t def = {10, 500, 2.0, 300000};
+    if (is_null(v))
+        return;
+    *r = def;
+    walk_map(c, v, path, retry_pair, r);
+    if (!c->failed && r->max_ms < r->initial_ms)
+        fail(c, "%s.maxIntervalMillis: must be at least initialIntervalMillis", path);
+}
+
+/* ---- bot ----------------------------------------------------------------- */
+
+static void
+key_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    if (is_null(v))
+        return;
+    if (strcmp(key, "path") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s && !*s)
+            fail(c, "%s: empty", path);
+        if (s && *s) {
+            free(c->cfg->key_path);
+            c->cfg->key_path = xstrdup(s);
+            c->has_key_path = 1;
+        }
+    } else if (strcmp(key, "content") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s && !*s)
+            fail(c, "%s: empty", path);
+        if (s && *s) {
+            free(c->cfg->key_content);
+            c->cfg->key_content = xstrdup(s);
+            c->has_key_content = 1;
+        }
+    } else {
+        unknown(c, path);
+    }
+}
+
+static void
+bot_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    if (strcmp(key, "username") == 0) {
+        if (is_null(v))
+            return; /* reported as "required" below */
+        const char *s = get_string(c, v, path);
+        if (s) {
+            free(c->cfg->bot_username);
+            c->cfg->bot_username = xstrdup(s);
+        }
+    } else if (strcmp(key, "privateKey") == 0) {
+        walk_map(c, v, path, key_pair, NULL);
+    } else if (strcmp(key, "certificate") == 0) {
+        if (!is_null(v))
+            dfb_warn("config: %s: certificate authentication is not supported, ignored", path);
+    } else {
+        unknown(c, path);
+    }
+}
+
+/* ---- datafeed ------------------------------------------------------------- */
+
+static void
+datafeed_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    dfb_config_t *cfg = c->cfg;
+    if (strcmp(key, "version") == 0) {
+        if (is_null(v))
+            return;
+        const char *s = get_string(c, v, path);
+        if (!s)
+            return;
+        if (strcasecmp(s, "v2") == 0)
+            cfg->datafeed_version = DFB_DATAFEED_V2;
+        else if (strcasecmp(s, "v1") == 0)
+            fail(c, "%s: v1 is not supported by this version of the bridge (use v2)", path);
+        else
+            fail(c, "%s: must be v2 (or v1), not '%s'", path, s);
+    } else if (strcmp(key, "retry") == 0) {
+        parse_retry(c, v, path, &cfg->datafeed_retry);
+    } else if (strcmp(key, "tag") == 0) {
+        if (is_null(v))
+            return;
+        const char *s = get_string(c, v, path);
+        if (s && strlen(s) > 100)
+            fail(c, "%s: at most 100 characters", path);
+        if (s) {
+            free(cfg->datafeed_tag);
+            cfg->datafeed_tag = xstrdup(s);
+        }
+    } else if (strcmp(key, "includeInvisible") == 0) {
+        if (is_null(v))
+            return;
+        int b;
+        if (get_bool(c, v, path, &b) == 0)
+            cfg->datafeed_include_invisible = b;
+    } else if (strcmp(key, "idFilePath") == 0) {
+        if (is_null(v))
+            return;
+        const char *s = get_string(c, v, path);
+        if (s) {
+            free(cfg->datafeed_id_file_path);
+            cfg->datafeed_id_file_path = xstrdup(s);
+        }
+    } else {
+        unknown(c, path);
+    }
+}
+
+/* ---- bridge ------------------------------------------------------------- */
+
+static void
+bridge_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    dfb_config_t *cfg = c->cfg;
+    long long n;
+    if (is_null(v))
+        return;
+    if (strcmp(key, "publish") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s && !strstr(s, "://"))
+            fail(c, "%s: not a ZeroMQ endpoint (tcp://host:port, ipc://path ...)", path);
+        if (s) {
+            free(cfg->publish);
+            cfg->publish = xstrdup(s);
+        }
+    } else if (strcmp(key, "sndhwm") == 0) {
+        if (get_range(c, v, path, 0, INT32_MAX, &n) == 0)
+            cfg->sndhwm = (int)n;
+    } else if (strcmp(key, "logLevel") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s && dfb_log_level_parse(s, &cfg->log_level) != 0)
+            fail(c, "%s: must be error, warn, info or debug", path);
+    } else if (strcmp(key, "readTimeoutMillis") == 0) {
+        if (get_range(c, v, path, 1000, 86400000, &n) == 0) {
+            cfg->read_timeout_ms = (long)n;
+            if (n <= 35000)
+                dfb_warn("config: %s: %lld ms does not exceed the ~30 s long-poll hold of a "
+                         "real pod; idle reads will time out and be retried",
+                         path, n);
+        }
+    } else if (strcmp(key, "connectTimeoutMillis") == 0) {
+        if (get_range(c, v, path, 1, 3600000, &n) == 0)
+            cfg->connect_timeout_ms = (long)n;
+    } else if (strcmp(key, "maxBodyBytes") == 0) {
+        if (get_range(c, v, path, 1024, (long long)1 << 40, &n) == 0)
+            cfg->max_body_bytes = (size_t)n;
+    } else {
+        unknown(c, path);
+    }
+}
+
+/* ---- root ------------------------------------------------------------------ */
+
+static void
+root_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    if (strcmp(key, "scheme") == 0 || strcmp(key, "host") == 0 || strcmp(key, "port") == 0 ||
+        strcmp(key, "context") == 0 || strcmp(key, "proxy") == 0 ||
+        strcmp(key, "defaultHeaders") == 0 || strcmp(key, "connectionTimeout") == 0 ||
+        strcmp(key, "readTimeout") == 0 || strcmp(key, "connectionPoolMax") == 0 ||
+        strcmp(key, "connectionPoolPerRoute") == 0)
+        client_pair(c, path, key, v, &c->global);
+    else if (strcmp(key, "pod") == 0)
+        walk_map(c, v, path, client_pair, &c->pod);
+    else if (strcmp(key, "agent") == 0)
+        walk_map(c, v, path, client_pair, &c->agent);
+    else if (strcmp(key, "keyManager") == 0)
+        walk_map(c, v, path, client_pair, &c->km);
+    else if (strcmp(key, "sessionAuth") == 0)
+        walk_map(c, v, path, client_pair, &c->sa);
+    else if (strcmp(key, "bot") == 0)
+        walk_map(c, v, path, bot_pair, NULL);
+    else if (strcmp(key, "datafeed") == 0)
+        walk_map(c, v, path, datafeed_pair, NULL);
+    else if (strcmp(key, "retry") == 0)
+        parse_retry(c, v, path, &c->cfg->retry);
+    else if (strcmp(key, "bridge") == 0)
+        walk_map(c, v, path, bridge_pair, NULL);
+    else if (strcmp(key, "ssl") == 0) {
+        if (!is_null(v))
+            dfb_warn("config: ssl: not supported yet, ignored (system CA store is used)");
+    } else if (strcmp(key, "app") == 0 || strcmp(key, "datahose") == 0 ||
+               strcmp(key, "manifest") == 0 || strcmp(key, "_version") == 0 ||
+               strcmp(key, "botUsername") == 0)
+        ignore(c, path, "accepted, not used by the bridge");
+    else
+        unknown(c, path);
+}
+
+/*  The level must be known before the walk logs anything at debug level. */
+static void
+prescan_log_level(yaml_document_t *doc, yaml_node_t *root)
+{
+    if (!root || root->type != YAML_MAPPING_NODE)
+        return;
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
+        const char *k = scalar(yaml_document_get_node(doc, p->key));
+        yaml_node_t *v = yaml_document_get_node(doc, p->value);
+        if (!k || strcmp(k, "bridge") != 0 || !v || v->type != YAML_MAPPING_NODE)
+            continue;
+        for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top;
+             q++) {
+            const char *k2 = scalar(yaml_document_get_node(doc, q->key));
+            const char *v2 = scalar(yaml_document_get_node(doc, q->value));
+            dfb_log_level_t level;
+            if (k2 && v2 && strcmp(k2, "logLevel") == 0 && dfb_log_level_parse(v2, &level) == 0)
+                dfb_log_set_level(level);
+        }
+    }
+}
+
+static int
+resolve_endpoint(ctx_t *c, const raw_endpoint_t *raw, const char *section, int required,
+                 dfb_endpoint_t *out)
+{
+    const raw_endpoint_t *g = &c->global;
+    const char *scheme = raw->scheme ? raw->scheme : g->scheme ? g->scheme : "https";
+    const char *host = raw->host ? raw->host : g->host;
+    int port = raw->port ? raw->port : g->port ? g->port : 443;
+    const char *context = raw->context ? raw->context : g->context ? g->context : "";
+    if (!host) {
+        if (required)
+            fail(c, "%s.host: required (or a global host)", section);
+        return -1;
+    }
+    out->scheme = xstrdup(scheme);
+    out->host = xstrdup(host);
+    out->port = port;
+    /* Normalise the context to "" or "/x/y" (no trailing slash). */
+    size_t len = strlen(context);
+    while (len > 0 && context[len - 1] == '/')
+        len--;
+    out->context = malloc(len + 2);
+    if (!out->scheme || !out->host || !out->context) {
+        fail(c, "out of memory");
+        return -1;
+    }
+    if (len == 0)
+        out->context[0] = '\0';
+    else
+        snprintf(out->context, len + 2, "%s%.*s", context[0] == '/' ? "" : "/", (int)len, context);
+    return 0;
+}
+
+static void
+endpoint_free(dfb_endpoint_t *ep)
+{
+    free(ep->scheme);
+    free(ep->host);
+    free(ep->context);
+    memset(ep, 0, sizeof *ep);
+}
+
+int
+dfb_endpoint_url(const dfb_endpoint_t *ep, char *buf, size_t len)
+{
+    int n;
+    /* An IPv6 literal needs brackets in a URL. */
+    if (strchr(ep->host, ':') && ep->host[0] != '[')
+        n = snprintf(buf, len, "%s://[%s]:%d%s", ep->scheme, ep->host, ep->port, ep->context);
+    else
+        n = snprintf(buf, len, "%s://%s:%d%s", ep->scheme, ep->host, ep->port, ep->context);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static void
+set_defaults(dfb_config_t *cfg)
+{
+    cfg->datafeed_version = DFB_DATAFEED_V2;
+    cfg->datafeed_retry = (dfb_retry_cfg_t){-1, 500, 2.0, 300000};
+    cfg->datafeed_include_invisible = -1;
+    cfg->datafeed_id_file_path = xstrdup(".");
+    cfg->retry = (dfb_retry_cfg_t){10, 500, 2.0, 300000};
+    cfg->publish = xstrdup(DFB_DEFAULT_PUBLISH);
+    cfg->sndhwm = 100000;
+    cfg->log_level = DFB_LOG_INFO;
+    cfg->read_timeout_ms = 60000;
+    cfg->connect_timeout_ms = 15000;
+    cfg->max_body_bytes = (size_t)64 << 20;
+}
+
+dfb_config_t *
+dfb_config_load(const char *path, char *err, size_t errlen)
+{
+    dfb_config_t *cfg = calloc(1, sizeof *cfg);
+    if (!cfg) {
+        snprintf(err, errlen, "config: out of memory");
+        return NULL;
+    }
+    set_defaults(cfg);
+    cfg->path = xstrdup(path);
+
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "config: %s: cannot open: %s", path, strerror(errno));
+        dfb_config_destroy(&cfg);
+        return NULL;
+    }
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_load(&parser, &doc)) {
+        snprintf(err, errlen, "config: %s: invalid YAML at line %lu column %lu: %s", path,
+                 (unsigned long)parser.problem_mark.line + 1,
+                 (unsigned long)parser.problem_mark.column + 1,
+                 parser.problem ? parser.problem : "parse error");
+        yaml_parser_delete(&parser);
+        fclose(f);
+        dfb_config_destroy(&cfg);
+        return NULL;
+    }
+    yaml_parser_delete(&parser);
+    fclose(f);
+
+    ctx_t c;
+    memset(&c, 0, sizeof c);
+    c.doc = &doc;
+    c.cfg = cfg;
+    c.err = err;
+    c.errlen = errlen;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root || is_null(root))
+        fail(&c, "%s: empty document", path);
+    else if (root->type != YAML_MAPPING_NODE)
+        fail(&c, "%s: the document is not a mapping", path);
+    else {
+        prescan_log_level(&doc, root);
+        walk_map(&c, root, "", root_pair, NULL);
+    }
+    /* Cross-field checks, in the order an operator would fix them. */
+    if (!c.failed && (!cfg->bot_username || !*cfg->bot_username))
+        fail(&c, "bot.username: required");
+    if (!c.failed && c.has_key_path && c.has_key_content)
+        fail(&c, "bot.privateKey: set path or content, not both");
+    if (!c.failed && !c.has_key_path && !c.has_key_content)
+        fail(&c, "bot.privateKey.path: required (or bot.privateKey.content)");
+    if (!c.failed)
+        resolve_endpoint(&c, &c.pod, "pod", 1, &cfg->pod);
+    if (!c.failed)
+        resolve_endpoint(&c, &c.agent, "agent", 1, &cfg->agent);
+    if (!c.failed)
+        resolve_endpoint(&c, &c.km, "keyManager", 1, &cfg->key_manager);
+    if (!c.failed)
+        resolve_endpoint(&c, &c.sa, "sessionAuth", 0, &cfg->session_auth);
+    if (!c.failed && cfg->read_timeout_ms <= cfg->connect_timeout_ms)
+        dfb_warn("config: bridge.readTimeoutMillis (%ld) should exceed "
+                 "bridge.connectTimeoutMillis (%ld)",
+                 cfg->read_timeout_ms, cfg->connect_timeout_ms);
+    /* String values point into the document: everything kept was copied. */
+    yaml_document_delete(&doc);
+    if (c.failed) {
+        dfb_config_destroy(&cfg);
+        return NULL;
+    }
+    if (!cfg->publish || !cfg->path || !cfg->datafeed_id_file_path) {
+        snprintf(err, errlen, "config: out of memory");
+        dfb_config_destroy(&cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+void
+dfb_config_destroy(dfb_config_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    dfb_config_t *cfg = *self_p;
+    endpoint_free(&cfg->pod);
+    endpoint_free(&cfg->agent);
+    endpoint_free(&cfg->key_manager);
+    endpoint_free(&cfg->session_auth);
+    free(cfg->path);
+    free(cfg->bot_username);
+    free(cfg->key_path);
+    if (cfg->key_content) {
+        OPENSSL_cleanse(cfg->key_content, strlen(cfg->key_content));
+        free(cfg->key_content);
+    }
+    free(cfg->datafeed_tag);
+    free(cfg->datafeed_id_file_path);
+    free(cfg->publish);
+    free(cfg);
+    *self_p = NULL;
+}
+
+/* ---- self-test ------------------------------------------------------------ */
+
+static int s_fails;
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
+            s_fails++;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+static int
+ep_is(const dfb_endpoint_t *ep, const char *url)
+{
+    char buf[512];
+    if (!ep->host || dfb_endpoint_url(ep, buf, sizeof buf) != 0)
+        return 0;
+    if (strcmp(buf, url) != 0) {
+        printf("  endpoint %s, want %s\n", buf, url);
+        return 0;
+    }
+    return 1;
+}
+
+static int
+retry_is(const dfb_retry_cfg_t *r, int max, long initial, double mult, long maxms)
+{
+    int ok = r->max_attempts == max && r->initial_ms == initial &&
+             fabs(r->multiplier - mult) < 1e-9 && r->max_ms == maxms;
+    if (!ok)
+        printf("  retry %d/%ld/%g/%ld, want %d/%ld/%g/%ld\n", r->max_attempts, r->initial_ms,
+               r->multiplier, r->max_ms, max, initial, mult, maxms);
+    return ok;
+}
+
+static dfb_config_t *
+load_text(const char *text, char *err, size_t errlen)
+{
+    char path[] = "/tmp/dfb_config_test_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    dfb_config_t *cfg = dfb_config_load(path, err, errlen);
+    unlink(path);
+    return cfg;
+}
+
+int
+dfb_config_test(int verbose)
+{
+    char err[512] = "";
+    s_fails = 0;
+    const char *dir = getenv("DFB_TEST_DATA_DIR");
+    char path[1024];
+
+    if (dir) {
+        /* The Python BDK's documented full config: every section, inheritance. */
+        snprintf(path, sizeof path, "%s/python-docs-full-config.yaml", dir);
+        dfb_config_t *cfg = dfb_config_load(path, err, sizeof err);
+        if (verbose)
+            printf("  %s -> %s\n", path, cfg ? "ok" : err);
+        CHECK(cfg);
+        if (cfg) {
+            CHECK(ep_is(&cfg->pod, "https://dev.symphony.com:443"));
+            CHECK(ep_is(&cfg->agent, "https://dev-agent.symphony.com:5678"));
+            CHECK(ep_is(&cfg->key_manager, "https://dev-key.symphony.com:8444"));
+            CHECK(ep_is(&cfg->session_auth, "https://dev-session.symphony.com:8444"));
+            CHECK(strcmp(cfg->bot_username, "bot-name") == 0);
+            CHECK(cfg->key_path && strcmp(cfg->key_path, "/path/to/bot/rsa-private-key.pem") == 0);
+            CHECK(!cfg->key_content);
+            CHECK(cfg->datafeed_version == DFB_DATAFEED_V2);
+            CHECK(retry_is(&cfg->datafeed_retry, 6, 2000, 1.5, 10000));
+            CHECK(retry_is(&cfg->retry, 6, 2000, 1.5, 10000));
+            CHECK(cfg->datafeed_include_invisible == -1);
+            CHECK(!cfg->datafeed_tag);
+            CHECK(strcmp(cfg->publish, "tcp://*:5556") == 0);
+            CHECK(cfg->sndhwm == 100000);
+            CHECK(cfg->read_timeout_ms == 60000 && cfg->connect_timeout_ms == 15000);
+            CHECK(cfg->max_body_bytes == 64u << 20);
+        }
+        dfb_config_destroy(&cfg);
+
+        /* The Java BDK's test config: partial datafeed.retry block. */
+        snprintf(path, sizeof path, "%s/java-test-config.yaml", dir);
+        cfg = dfb_config_load(path, err, sizeof err);
+        if (verbose)
+            printf("  %s -> %s\n", path, cfg ? "ok" : err);
+        CHECK(cfg);
+        if (cfg) {
+            CHECK(ep_is(&cfg->pod, "https://devx1.symphony.com:443"));
+            CHECK(ep_is(&cfg->agent, "https://devx1.symphony.com:443"));
+            CHECK(ep_is(&cfg->key_manager, "https://devx1.symphony.com:443"));
+            CHECK(!cfg->session_auth.host);
+            CHECK(strcmp(cfg->bot_username, "tibot") == 0);
+            CHECK(strcmp(cfg->key_path, "/Users/local/conf/agent/privatekey.pem") == 0);
+            CHECK(cfg->datafeed_include_invisible == 1);
+            /* maxAttempts given; the rest from the global defaults. */
+            CHECK(retry_is(&cfg->datafeed_retry, 2, 500, 2.0, 300000));
+            CHECK(retry_is(&cfg->retry, 10, 500, 2.0, 300000));
+        }
+        dfb_config_destroy(&cfg);
+    } else {
+        printf("  DFB_TEST_DATA_DIR not set: reference configs skipped\n");
+    }
+
+    /* Inheritance, overrides, context normalisation, bridge section, defaults. */
+    dfb_config_t *cfg = load_text("scheme: http\nhost: 127.0.0.1\nport: 8080\ncontext: base/\n"
+                                  "agent: {port: 9090, context: ''}\n"
+                                  "keyManager: {host: km.local, scheme: https}\n"
+                                  "bot: {username: my-bot, privateKey: {content: \"PEM\"}}\n"
+                                  "datafeed: {tag: t1, includeInvisible: false}\n"
+                                  "bridge:\n  publish: tcp://127.0.0.1:7777\n  sndhwm: 5\n"
+                                  "  logLevel: warn\n  readTimeoutMillis: 40000\n"
+                                  "  connectTimeoutMillis: 2000\n  maxBodyBytes: 4096\n"
+                                  "unknownThing: 1\n",
+                                  err, sizeof err);
+    if (verbose)
+        printf("  inline -> %s\n", cfg ? "ok" : err);
+    CHECK(cfg);
+    if (cfg) {
+        CHECK(ep_is(&cfg->pod, "http://127.0.0.1:8080/base"));
+        CHECK(ep_is(&cfg->agent, "http://127.0.0.1:9090"));
+        CHECK(ep_is(&cfg->key_manager, "https://km.local:8080/base"));
+        CHECK(strcmp(cfg->key_content, "PEM") == 0 && !cfg->key_path);
+        CHECK(strcmp(cfg->datafeed_tag, "t1") == 0);
+        CHECK(cfg->datafeed_include_invisible == 0);
+        CHECK(retry_is(&cfg->datafeed_retry, -1, 500, 2.0, 300000));
+        CHECK(retry_is(&cfg->retry, 10, 500, 2.0, 300000));
+        CHECK(strcmp(cfg->publish, "tcp://127.0.0.1:7777") == 0);
+        CHECK(cfg->sndhwm == 5 && cfg->log_level == DFB_LOG_WARN);
+        CHECK(cfg->read_timeout_ms == 40000 && cfg->connect_timeout_ms == 2000);
+        CHECK(cfg->max_body_bytes == 4096);
+    }
+    dfb_config_destroy(&cfg);
+    dfb_log_set_level(DFB_LOG_INFO);
+
+    /* A few error messages (the full list runs through `dfbridge --check`). */
+    struct {
+        const char *yaml, *want;
+    } bad[] = {
+        {"host: h\nbot: {privateKey: {path: k}}\n", "config: bot.username: required"},
+        {"host: h\nport: abc\nbot: {username: u, privateKey: {path: k}}\n",
+         "config: port: not an integer"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\ndatafeed: {retry: {multiplier: "
+         "x}}\n",
+         "config: datafeed.retry.multiplier: not a number"},
+        {"bot: {username: u, privateKey: {path: k}}\n", "config: pod.host: required"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nretry: {maxAttempts: 0}\n",
+         "config: retry.maxAttempts: must be -1"},
+        {"host: [\n", "invalid YAML"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        cfg = load_text(bad[i].yaml, err, sizeof err);
+        if (verbose)
+            printf("  bad %zu -> %s\n", i, err);
+        CHECK(!cfg);
+        CHECK(strstr(err, bad[i].want));
+        dfb_config_destroy(&cfg);
+    }
+    return s_fails;
+}

@@ -1,0 +1,74 @@
+/*  dfb_config: the bridge's configuration, read from the BDK's YAML config
+    file unchanged (the same file a Python or Java bot uses), plus a
+    `bridge:` section for the daemon's own settings. Grows by adding fields:
+    every field has a default set by dfb_config_load before parsing. */
+#ifndef DFB_CONFIG_H
+#define DFB_CONFIG_H
+
+#include <stddef.h>
+
+#include "dfb_log.h"
+#include "dfb_retry.h"
+
+/*  One HTTP client's base address: {scheme}://{host}:{port}{context}. */
+typedef struct {
+    char *scheme;  /* "https" by default */
+    char *host;    /* required (directly or inherited from the global host) */
+    int port;      /* 443 by default */
+    char *context; /* "" by default; no trailing slash */
+} dfb_endpoint_t;
+
+typedef enum { DFB_DATAFEED_V2 = 2, DFB_DATAFEED_V1 = 1 } dfb_datafeed_version_t;
+
+typedef struct dfb_config {
+    char *path; /* the file it was read from */
+
+    /* Clients (global scheme/host/port/context inherited, per-client override). */
+    dfb_endpoint_t pod;
+    dfb_endpoint_t agent;
+    dfb_endpoint_t key_manager;
+    dfb_endpoint_t session_auth;
+
+    /* bot */
+    char *bot_username;
+    char *key_path;    /* exactly one of key_path / key_content is set */
+    char *key_content; /* PEM text; cleansed on destroy */
+
+    /* datafeed */
+    dfb_datafeed_version_t datafeed_version; /* v2 default */
+    dfb_retry_cfg_t datafeed_retry;          /* -1, 500, 2, 300000 */
+    char *datafeed_tag;                      /* NULL = not sent */
+    int datafeed_include_invisible;          /* -1 = not sent, else 0/1 */
+    char *datafeed_id_file_path;             /* v1 only; "." default */
+
+    /* global retry (authentication): 10, 500, 2, 300000 */
+    dfb_retry_cfg_t retry;
+
+    /* bridge: the daemon's own settings */
+    char *publish;             /* ZeroMQ endpoint (default tcp, all interfaces, port 5556) */
+    int sndhwm;                /* PUB high-water mark, 100000 */
+    dfb_log_level_t log_level; /* info */
+    long read_timeout_ms;      /* 60000 */
+    long connect_timeout_ms;   /* 15000 */
+    size_t max_body_bytes;     /* 64 MiB */
+} dfb_config_t;
+
+/*  Reads and validates the YAML file at path. Returns a new config, or NULL
+    on error with one human-readable message in err ("config: bot.username:
+    required"). Unknown keys are logged as warnings, not errors. The caller
+    owns the result. */
+dfb_config_t *dfb_config_load(const char *path, char *err, size_t errlen);
+
+/*  Frees the config (key content is wiped first), NULLs *self_p; accepts
+    NULL. */
+void dfb_config_destroy(dfb_config_t **self_p);
+
+/*  Writes the base URL of an endpoint (no trailing slash) into buf.
+    Returns 0, or -1 when buf is too small. */
+int dfb_endpoint_url(const dfb_endpoint_t *ep, char *buf, size_t len);
+
+/*  Self-test (reads the reference configs from DFB_TEST_DATA_DIR when set);
+    returns 0 when all checks pass. */
+int dfb_config_test(int verbose);
+
+#endif

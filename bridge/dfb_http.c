@@ -1,0 +1,649 @@
+/*  dfb_http: libcurl client behind a small class (see dfb_http.h).
+    The easy handle is reused (keep-alive lives in the multi handle's
+    connection cache); curl_multi_poll waits on the transfer's sockets and
+    on the stop fd together, which is what makes a stop immediate. */
+#include "dfb_http.h"
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfb_log.h"
+
+#ifndef DF_VERSION
+#define DF_VERSION "0"
+#endif
+
+struct dfb_http {
+    CURLM *multi;
+    CURL *easy;
+    int stop_fd;
+    long connect_timeout_ms;
+    long timeout_ms;
+    size_t max_body;
+    char *token[2];
+    char *body; /* response body, reused: grows to the largest response */
+    size_t body_len;
+    size_t body_cap;
+    int too_big;
+    char detail[CURL_ERROR_SIZE];
+};
+
+static const char *const s_token_header[2] = {"sessionToken", "keyManagerToken"};
+
+static size_t
+on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    dfb_http_t *self = arg;
+    size_t n = size * nmemb;
+    if (n > self->max_body - self->body_len) {
+        self->too_big = 1;
+        return 0; /* makes curl fail the transfer with CURLE_WRITE_ERROR */
+    }
+    if (self->body_len + n + 1 > self->body_cap) {
+        size_t cap = self->body_cap ? self->body_cap : 4096;
+        while (cap < self->body_len + n + 1)
+            cap *= 2;
+        char *p = realloc(self->body, cap);
+        if (!p)
+            return 0;
+        self->body = p;
+        self->body_cap = cap;
+    }
+    memcpy(self->body + self->body_len, data, n);
+    self->body_len += n;
+    self->body[self->body_len] = '\0';
+    return n;
+}
+
+dfb_http_t *
+dfb_http_new(long connect_timeout_ms, long timeout_ms, size_t max_body_bytes, int stop_fd)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return NULL;
+    dfb_http_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        curl_global_cleanup();
+        return NULL;
+    }
+    self->stop_fd = stop_fd;
+    self->connect_timeout_ms = connect_timeout_ms;
+    self->timeout_ms = timeout_ms;
+    self->max_body = max_body_bytes;
+    self->multi = curl_multi_init();
+    self->easy = curl_easy_init();
+    if (!self->multi || !self->easy) {
+        dfb_http_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+dfb_http_destroy(dfb_http_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    dfb_http_t *self = *self_p;
+    for (int i = 0; i < 2; i++)
+        dfb_http_set_token(self, (dfb_http_token_t)i, NULL);
+    if (self->easy)
+        curl_easy_cleanup(self->easy);
+    if (self->multi)
+        curl_multi_cleanup(self->multi);
+    if (self->body) {
+        /* Auth responses carry tokens: wipe before freeing. */
+        OPENSSL_cleanse(self->body, self->body_cap);
+        free(self->body);
+    }
+    free(self);
+    curl_global_cleanup();
+    *self_p = NULL;
+}
+
+int
+dfb_http_set_token(dfb_http_t *self, dfb_http_token_t which, const char *value)
+{
+    char **slot = &self->token[which == DFB_HTTP_KM_TOKEN ? 1 : 0];
+    if (*slot) {
+        OPENSSL_cleanse(*slot, strlen(*slot));
+        free(*slot);
+        *slot = NULL;
+    }
+    if (value && *value) {
+        /* Reject header injection from a hostile server's token. */
+        if (strpbrk(value, "\r\n"))
+            return -1;
+        *slot = strdup(value);
+        if (!*slot)
+            return -1;
+    }
+    return 0;
+}
+
+const char *
+dfb_http_body(const dfb_http_t *self, size_t *len)
+{
+    if (len)
+        *len = self->body_len;
+    return self->body ? self->body : "";
+}
+
+const char *
+dfb_http_detail(const dfb_http_t *self)
+{
+    return self->detail;
+}
+
+const char *
+dfb_http_strerror(dfb_http_err_t err)
+{
+    switch (err) {
+    case DFB_HTTP_OK:
+        return "ok";
+    case DFB_HTTP_ECONNECT:
+        return "cannot connect";
+    case DFB_HTTP_ETIMEOUT:
+        return "timed out";
+    case DFB_HTTP_ERESET:
+        return "connection reset";
+    case DFB_HTTP_ETRUNCATED:
+        return "truncated or empty reply";
+    case DFB_HTTP_ETOOBIG:
+        return "response body too large";
+    case DFB_HTTP_ETLS:
+        return "TLS failure";
+    case DFB_HTTP_ESTOPPED:
+        return "stopped";
+    case DFB_HTTP_EOTHER:
+        break;
+    }
+    return "transport error";
+}
+
+static dfb_http_err_t
+classify(dfb_http_t *self, CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OK:
+        return DFB_HTTP_OK;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return DFB_HTTP_ECONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+        return DFB_HTTP_ETIMEOUT;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+        return DFB_HTTP_ERESET;
+    case CURLE_PARTIAL_FILE:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_WEIRD_SERVER_REPLY:
+        return DFB_HTTP_ETRUNCATED;
+    case CURLE_FILESIZE_EXCEEDED:
+        return DFB_HTTP_ETOOBIG;
+    case CURLE_WRITE_ERROR:
+        return self->too_big ? DFB_HTTP_ETOOBIG : DFB_HTTP_EOTHER;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+        return DFB_HTTP_ETLS;
+    default:
+        return DFB_HTTP_EOTHER;
+    }
+}
+
+static int
+stop_requested(int fd)
+{
+    if (fd < 0)
+        return 0;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) > 0;
+}
+
+dfb_http_err_t
+dfb_http_request(dfb_http_t *self, const char *method, const char *url, const char *body,
+                 size_t body_len, int *status)
+{
+    *status = 0;
+    self->body_len = 0;
+    if (self->body)
+        self->body[0] = '\0';
+    self->too_big = 0;
+    self->detail[0] = '\0';
+    if (stop_requested(self->stop_fd))
+        return DFB_HTTP_ESTOPPED;
+
+    /* Headers: rebuilt per call (the trace id changes; tokens may have). */
+    struct curl_slist *headers = NULL, *h;
+    char line[8192];
+    unsigned char rnd[6];
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    char trace[7];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        memset(rnd, 0, sizeof rnd);
+    for (int i = 0; i < 6; i++)
+        trace[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
+    trace[6] = '\0';
+    const char *fixed[] = {"Content-Type: application/json", "Accept: application/json",
+                           "User-Agent: dfbridge/" DF_VERSION, "Expect:"};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0] && ok; i++) {
+        h = curl_slist_append(headers, fixed[i]);
+        ok = h != NULL;
+        headers = h ? h : headers;
+    }
+    snprintf(line, sizeof line, "X-Trace-Id: %s", trace);
+    if (ok) {
+        h = curl_slist_append(headers, line);
+        ok = h != NULL;
+        headers = h ? h : headers;
+    }
+    for (int i = 0; i < 2 && ok; i++) {
+        if (!self->token[i])
+            continue;
+        int n = snprintf(line, sizeof line, "%s: %s", s_token_header[i], self->token[i]);
+        if (n < 0 || (size_t)n >= sizeof line) {
+            ok = 0;
+            break;
+        }
+        h = curl_slist_append(headers, line);
+        ok = h != NULL;
+        headers = h ? h : headers;
+    }
+    OPENSSL_cleanse(line, sizeof line);
+    if (!ok) {
+        curl_slist_free_all(headers);
+        snprintf(self->detail, sizeof self->detail, "cannot build headers");
+        return DFB_HTTP_EOTHER;
+    }
+
+    CURL *e = self->easy;
+    curl_easy_reset(e); /* keeps the connection cache, clears options */
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, self);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, self->detail);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, self->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, self->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)self->max_body);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    } else if (strcmp(method, "GET") == 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+
+    dfb_http_err_t result = DFB_HTTP_EOTHER;
+    if (curl_multi_add_handle(self->multi, e) != CURLM_OK) {
+        curl_slist_free_all(headers);
+        snprintf(self->detail, sizeof self->detail, "curl_multi_add_handle failed");
+        return DFB_HTTP_EOTHER;
+    }
+    int stopped = 0, running = 1;
+    CURLMcode mc = CURLM_OK;
+    while (running) {
+        mc = curl_multi_perform(self->multi, &running);
+        if (mc != CURLM_OK || !running)
+            break;
+        struct curl_waitfd wfd = {.fd = self->stop_fd, .events = CURL_WAIT_POLLIN};
+        mc = curl_multi_poll(self->multi, &wfd, self->stop_fd >= 0 ? 1 : 0, 1000, NULL);
+        if (mc != CURLM_OK)
+            break;
+        if (wfd.revents & CURL_WAIT_POLLIN) {
+            stopped = 1;
+            break;
+        }
+    }
+    if (stopped) {
+        result = DFB_HTTP_ESTOPPED;
+    } else if (mc != CURLM_OK) {
+        snprintf(self->detail, sizeof self->detail, "%s", curl_multi_strerror(mc));
+        result = DFB_HTTP_EOTHER;
+    } else {
+        int left;
+        CURLMsg *msg;
+        result = DFB_HTTP_EOTHER;
+        while ((msg = curl_multi_info_read(self->multi, &left))) {
+            if (msg->msg == CURLMSG_DONE && msg->easy_handle == e) {
+                result = classify(self, msg->data.result);
+                if (result != DFB_HTTP_OK && !self->detail[0])
+                    snprintf(self->detail, sizeof self->detail, "%s",
+                             curl_easy_strerror(msg->data.result));
+            }
+        }
+        if (result == DFB_HTTP_OK) {
+            long code = 0;
+            curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+            *status = (int)code;
+        }
+    }
+    curl_multi_remove_handle(self->multi, e);
+    curl_slist_free_all(headers);
+    if (result != DFB_HTTP_OK) {
+        self->body_len = 0;
+        if (self->body)
+            self->body[0] = '\0';
+    }
+    return result;
+}
+
+/* ---- self-test: a loopback HTTP server in a thread ---------------------- */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dfb_retry.h"
+
+typedef struct {
+    int listen_fd;
+    int quit[2];       /* the test writes here to end the server */
+    int stop_wr;       /* /hold writes the client's stop fd when it arrives */
+    long long stop_at; /* when it did */
+    char last_request[8192];
+    int requests;
+} server_t;
+
+static int s_hfails;
+
+/*  Case-insensitive strstr (ci_find is a GNU extension). */
+static const char *
+ci_find(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return hay;
+    return NULL;
+}
+#define HCHECK(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
+            s_hfails++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+static void
+send_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return;
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+/*  Waits until fd is readable or the server is told to quit (5 s cap).
+    Returns 1 when fd is readable. */
+static int
+wait_readable(server_t *srv, int fd)
+{
+    struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv->quit[0], .events = POLLIN}};
+    int rc = poll(pfd, 2, 5000);
+    return rc > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) && !pfd[1].revents;
+}
+
+static void
+serve_one(server_t *srv, int fd)
+{
+    char req[8192];
+    size_t len = 0;
+    /* Read the head (and the small bodies our tests send). */
+    while (len < sizeof req - 1) {
+        if (!wait_readable(srv, fd))
+            return;
+        ssize_t n = recv(fd, req + len, sizeof req - 1 - len, 0);
+        if (n <= 0)
+            return;
+        len += (size_t)n;
+        req[len] = '\0';
+        char *end = strstr(req, "\r\n\r\n");
+        if (end) {
+            const char *cl = ci_find(req, "\r\nContent-Length:");
+            size_t want = cl ? (size_t)atol(cl + 17) : 0;
+            if (len >= (size_t)(end + 4 - req) + want)
+                break;
+        }
+    }
+    memcpy(srv->last_request, req, len + 1);
+    srv->requests++;
+    char path[256] = "";
+    sscanf(req, "%*s %255s", path);
+    char head[512];
+    if (strcmp(path, "/ok") == 0) {
+        const char *b = "{\"hello\":\"world\"}";
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                 "%zu\r\nConnection: close\r\n\r\n",
+                 strlen(b));
+        send_all(fd, head, strlen(head));
+        send_all(fd, b, strlen(b));
+    } else if (strcmp(path, "/status500") == 0) {
+        const char *b = "{\"code\":500,\"message\":\"boom\"}";
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: %zu\r\nConnection: "
+                 "close\r\n\r\n",
+                 strlen(b));
+        send_all(fd, head, strlen(head));
+        send_all(fd, b, strlen(b));
+    } else if (strcmp(path, "/hold") == 0 || strcmp(path, "/hold-stop") == 0) {
+        if (strcmp(path, "/hold-stop") == 0) {
+            srv->stop_at = dfb_now_ms();
+            if (write(srv->stop_wr, "s", 1) != 1)
+                return;
+        }
+        /* Hold until the client goes away (or the test ends). */
+        while (wait_readable(srv, fd)) {
+            char tmp[256];
+            if (recv(fd, tmp, sizeof tmp, 0) <= 0)
+                break;
+        }
+    } else if (strcmp(path, "/big") == 0 || strcmp(path, "/bigchunked") == 0) {
+        size_t total = 200000;
+        if (strcmp(path, "/big") == 0)
+            snprintf(head, sizeof head,
+                     "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", total);
+        else
+            snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        send_all(fd, head, strlen(head));
+        char chunk[4096];
+        memset(chunk, 'a', sizeof chunk);
+        for (size_t sent = 0; sent < total; sent += sizeof chunk)
+            send_all(fd, chunk, sizeof chunk);
+    } else if (strcmp(path, "/truncated") == 0) {
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"events\":");
+        send_all(fd, head, strlen(head));
+    } else {
+        /* /nothing and anything else: close without a reply. */
+    }
+}
+
+static void *
+server_run(void *arg)
+{
+    server_t *srv = arg;
+    for (;;) {
+        if (!wait_readable(srv, srv->listen_fd)) {
+            /* quit, or 5 s without a client: both end the server */
+            return NULL;
+        }
+        int fd = accept(srv->listen_fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        serve_one(srv, fd);
+        close(fd);
+    }
+}
+
+static int
+listen_loopback(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 16) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+int
+dfb_http_test(int verbose)
+{
+    s_hfails = 0;
+    server_t srv;
+    memset(&srv, 0, sizeof srv);
+    int port;
+    int stop[2];
+    srv.listen_fd = listen_loopback(&port);
+    if (srv.listen_fd < 0 || pipe(srv.quit) != 0 || pipe(stop) != 0) {
+        printf("FAIL cannot set up the loopback server\n");
+        return 1;
+    }
+    srv.stop_wr = stop[1];
+    pthread_t thread;
+    pthread_create(&thread, NULL, server_run, &srv);
+
+    char url[256];
+    int status;
+    size_t len;
+    dfb_http_t *http = dfb_http_new(2000, 5000, 65536, stop[0]);
+    HCHECK(http);
+
+    /* 200 with a body; headers as the pod expects them. */
+    HCHECK(dfb_http_set_token(http, DFB_HTTP_SESSION_TOKEN, "sess-123") == 0);
+    HCHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "") == 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
+    dfb_http_err_t rc = dfb_http_request(http, "POST", url, "{\"a\":1}", 7, &status);
+    const char *body = dfb_http_body(http, &len);
+    if (verbose)
+        printf("  /ok -> %s %d '%s'\n", dfb_http_strerror(rc), status, body);
+    HCHECK(rc == DFB_HTTP_OK && status == 200);
+    HCHECK(len == 17 && strcmp(body, "{\"hello\":\"world\"}") == 0);
+    HCHECK(strncmp(srv.last_request, "POST /ok HTTP/1.1\r\n", 19) == 0);
+    HCHECK(strstr(srv.last_request, "\r\nsessionToken: sess-123\r\n"));
+    HCHECK(!ci_find(srv.last_request, "keyManagerToken"));
+    HCHECK(strstr(srv.last_request, "\r\nContent-Type: application/json\r\n"));
+    HCHECK(strstr(srv.last_request, "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
+    HCHECK(strstr(srv.last_request, "\r\n\r\n{\"a\":1}"));
+    const char *trace = strstr(srv.last_request, "\r\nX-Trace-Id: ");
+    HCHECK(trace && trace[14 + 6] == '\r');
+
+    /* keyManagerToken sent when set; a token with CR/LF is refused. */
+    HCHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
+    HCHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "bad\r\nX: y") == -1);
+    HCHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
+    rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+    HCHECK(rc == DFB_HTTP_OK && status == 200);
+    HCHECK(strncmp(srv.last_request, "GET /ok HTTP/1.1\r\n", 18) == 0);
+    HCHECK(strstr(srv.last_request, "\r\nkeyManagerToken: km-9\r\n"));
+
+    /* A 500 is a status, not a transport error. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/status500", port);
+    rc = dfb_http_request(http, "POST", url, "{}", 2, &status);
+    HCHECK(rc == DFB_HTTP_OK && status == 500);
+    HCHECK(strstr(dfb_http_body(http, NULL), "boom"));
+
+    /* Body cap, with and without Content-Length. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/big", port);
+    rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+    if (verbose)
+        printf("  /big -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
+    HCHECK(rc == DFB_HTTP_ETOOBIG);
+    HCHECK(dfb_http_body(http, &len) && len == 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/bigchunked", port);
+    rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+    if (verbose)
+        printf("  /bigchunked -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
+    HCHECK(rc == DFB_HTTP_ETOOBIG);
+
+    /* Truncated body and no reply at all. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/truncated", port);
+    rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+    if (verbose)
+        printf("  /truncated -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
+    HCHECK(rc == DFB_HTTP_ETRUNCATED);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/nothing", port);
+    rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+    if (verbose)
+        printf("  /nothing -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
+    HCHECK(rc == DFB_HTTP_ETRUNCATED);
+
+    /* Total timeout on a held request. */
+    dfb_http_t *quick = dfb_http_new(2000, 300, 65536, -1);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/hold", port);
+    long long t0 = dfb_now_ms();
+    rc = dfb_http_request(quick, "POST", url, "{}", 2, &status);
+    long long took = dfb_now_ms() - t0;
+    if (verbose)
+        printf("  /hold with 300 ms timeout -> %s after %lld ms\n", dfb_http_strerror(rc), took);
+    HCHECK(rc == DFB_HTTP_ETIMEOUT);
+    HCHECK(took >= 250 && took < 2000);
+    dfb_http_destroy(&quick);
+    HCHECK(!quick);
+
+    /* Connection refused: a port that was just released. */
+    int dead_port;
+    int dead = listen_loopback(&dead_port);
+    close(dead);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", dead_port);
+    rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+    HCHECK(rc == DFB_HTTP_ECONNECT);
+
+    /* Stop: the server writes the stop fd once it holds the request; the
+       client must give up within 100 ms of that write. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/hold-stop", port);
+    rc = dfb_http_request(http, "POST", url, "{}", 2, &status);
+    long long after = dfb_now_ms() - srv.stop_at;
+    if (verbose)
+        printf("  /hold-stop -> %s, %lld ms after the stop\n", dfb_http_strerror(rc), after);
+    HCHECK(rc == DFB_HTTP_ESTOPPED);
+    HCHECK(srv.stop_at > 0 && after < 100);
+    /* Stop is sticky: the next request fails at once without a call. */
+    int before = srv.requests;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
+    rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+    HCHECK(rc == DFB_HTTP_ESTOPPED && srv.requests == before);
+
+    dfb_http_destroy(&http);
+    HCHECK(!http);
+    if (write(srv.quit[1], "q", 1) != 1)
+        s_hfails++;
+    pthread_join(thread, NULL);
+    close(srv.listen_fd);
+    close(srv.quit[0]);
+    close(srv.quit[1]);
+    close(stop[0]);
+    close(stop[1]);
+    return s_hfails;
+}

@@ -1,0 +1,65 @@
+/*  dfb_http: the bridge's HTTP client. One curl easy handle (connections are
+    kept alive between calls) driven by a curl multi handle, so that a stop
+    request - a readable stop fd - aborts a 30 s long-poll within
+    milliseconds. Tokens are set once and sent as headers; they are never
+    logged and cannot be read back. */
+#ifndef DFB_HTTP_H
+#define DFB_HTTP_H
+
+#include <stddef.h>
+
+/*  What came of a request. DFB_HTTP_OK means an HTTP status was received
+    with a complete body (any status, 500 included); the rest are transport
+    failures, classified so the caller can decide what is retried. */
+typedef enum {
+    DFB_HTTP_OK = 0,
+    DFB_HTTP_ECONNECT,   /* refused, unreachable, DNS failure */
+    DFB_HTTP_ETIMEOUT,   /* connect timeout or total (read) timeout */
+    DFB_HTTP_ERESET,     /* connection reset, send/receive error */
+    DFB_HTTP_ETRUNCATED, /* body shorter than announced, or no reply at all */
+    DFB_HTTP_ETOOBIG,    /* body larger than max_body_bytes */
+    DFB_HTTP_ETLS,       /* TLS handshake or certificate failure */
+    DFB_HTTP_ESTOPPED,   /* aborted because the stop fd became readable */
+    DFB_HTTP_EOTHER      /* anything else (bad URL, out of memory ...) */
+} dfb_http_err_t;
+
+typedef enum { DFB_HTTP_SESSION_TOKEN = 0, DFB_HTTP_KM_TOKEN } dfb_http_token_t;
+
+typedef struct dfb_http dfb_http_t;
+
+/*  Creates a client. stop_fd (borrowed, may be -1) is polled during every
+    transfer; once readable, the transfer is aborted and requests fail with
+    DFB_HTTP_ESTOPPED. Returns NULL on failure. */
+dfb_http_t *dfb_http_new(long connect_timeout_ms, long timeout_ms, size_t max_body_bytes,
+                         int stop_fd);
+
+/*  Frees the client and NULLs *self_p; accepts NULL. Tokens are wiped. */
+void dfb_http_destroy(dfb_http_t **self_p);
+
+/*  Sets the sessionToken or keyManagerToken header sent with every request
+    (copied). NULL or "" removes it: an empty keyManagerToken is omitted.
+    Returns 0, or -1 on allocation failure. */
+int dfb_http_set_token(dfb_http_t *self, dfb_http_token_t which, const char *value);
+
+/*  Performs one request. body may be NULL (no body). On DFB_HTTP_OK *status
+    holds the HTTP status and dfb_http_body() the response body. Blocks until
+    done, timed out or stopped. */
+dfb_http_err_t dfb_http_request(dfb_http_t *self, const char *method, const char *url,
+                                const char *body, size_t body_len, int *status);
+
+/*  Response body of the last request: borrowed, NUL-terminated, valid until
+    the next request. */
+const char *dfb_http_body(const dfb_http_t *self, size_t *len);
+
+/*  Short human-readable name of an error class ("connection refused" ...). */
+const char *dfb_http_strerror(dfb_http_err_t err);
+
+/*  curl's detail message of the last failed request ("" if none). Never
+    contains a body or a header value. */
+const char *dfb_http_detail(const dfb_http_t *self);
+
+/*  Self-test (runs a loopback HTTP server in a thread); returns 0 when all
+    checks pass. */
+int dfb_http_test(int verbose);
+
+#endif

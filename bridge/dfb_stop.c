@@ -1,0 +1,72 @@
+/*  dfb_stop: self-pipe stop request (see dfb_stop.h). */
+#include "dfb_stop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+static int s_pipe[2] = {-1, -1};
+static volatile sig_atomic_t s_requested = 0;
+static volatile sig_atomic_t s_signal = 0;
+
+void
+dfb_stop_request(void)
+{
+    int saved = errno;
+    s_requested = 1;
+    if (s_pipe[1] >= 0) {
+        ssize_t rc = write(s_pipe[1], "s", 1); /* a full pipe is fine: it is readable */
+        (void)rc;
+    }
+    errno = saved;
+}
+
+static void
+on_signal(int sig)
+{
+    s_signal = sig;
+    dfb_stop_request();
+}
+
+int
+dfb_stop_init(void)
+{
+    if (s_pipe[0] >= 0)
+        return 0;
+    if (pipe(s_pipe) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        fcntl(s_pipe[i], F_SETFD, FD_CLOEXEC);
+        fcntl(s_pipe[i], F_SETFL, fcntl(s_pipe[i], F_GETFL) | O_NONBLOCK);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+        return -1;
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    return 0;
+}
+
+int
+dfb_stop_fd(void)
+{
+    return s_pipe[0];
+}
+
+int
+dfb_stop_requested(void)
+{
+    return s_requested ? 1 : 0;
+}
+
+int
+dfb_stop_signal(void)
+{
+    return (int)s_signal;
+}

@@ -1,0 +1,128 @@
+/*  dfbridge: the daemon. Reads the BDK config, authenticates the bot, runs
+    the datafeed v2 loop and publishes every event on a ZeroMQ PUB socket
+    (topic frame + msgpack envelope). Exit: 0 stopped by SIGINT/SIGTERM,
+    1 fatal upstream error, 2 bad configuration or command line. */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfb_auth.h"
+#include "dfb_config.h"
+#include "dfb_http.h"
+#include "dfb_log.h"
+#include "dfb_loop.h"
+#include "dfb_publish.h"
+#include "dfb_stop.h"
+
+static void
+usage(FILE *out)
+{
+    fprintf(out, "usage: dfbridge --config FILE [--check]\n"
+                 "       dfbridge --version | --help\n"
+                 "  --config FILE  the BDK YAML config (plus a bridge: section)\n"
+                 "  --check        validate the config and the bot key, then exit (0 ok, 2 bad)\n"
+                 "exit status: 0 stopped by SIGINT/SIGTERM, 1 fatal upstream error, "
+                 "2 bad configuration\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    int check = 0;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc)
+            config_path = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            config_path = argv[i] + 9;
+        else if (strcmp(argv[i], "--check") == 0)
+            check = 1;
+        else if (strcmp(argv[i], "--version") == 0) {
+            printf("dfbridge %s\n", DF_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "dfbridge: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return DFB_EXIT_CONFIG;
+        }
+    }
+    if (!config_path) {
+        fprintf(stderr, "dfbridge: --config FILE is required\n");
+        usage(stderr);
+        return DFB_EXIT_CONFIG;
+    }
+    /* Signals first: a SIGTERM during start-up must not kill us half-way. */
+    if (dfb_stop_init() != 0) {
+        fprintf(stderr, "dfbridge: cannot install signal handlers\n");
+        return DFB_EXIT_FATAL;
+    }
+
+    char err[1024] = "";
+    dfb_config_t *cfg = dfb_config_load(config_path, err, sizeof err);
+    if (!cfg) {
+        dfb_error("%s", err);
+        return DFB_EXIT_CONFIG;
+    }
+    dfb_log_set_level(cfg->log_level);
+    dfb_auth_t *auth = dfb_auth_new(cfg, err, sizeof err);
+    if (!auth) {
+        dfb_error("%s", err);
+        dfb_config_destroy(&cfg);
+        return DFB_EXIT_CONFIG;
+    }
+    char pod[512], agent[512], km[512];
+    dfb_endpoint_url(&cfg->pod, pod, sizeof pod);
+    dfb_endpoint_url(&cfg->agent, agent, sizeof agent);
+    dfb_endpoint_url(&cfg->key_manager, km, sizeof km);
+    if (check) {
+        printf("%s: OK (pod %s, agent %s, keyManager %s, bot %s, publish %s)\n", config_path, pod,
+               agent, km, cfg->bot_username, cfg->publish);
+        dfb_auth_destroy(&auth);
+        dfb_config_destroy(&cfg);
+        return 0;
+    }
+
+    int rc = DFB_EXIT_FATAL;
+    dfb_http_t *http = dfb_http_new(cfg->connect_timeout_ms, cfg->read_timeout_ms,
+                                    cfg->max_body_bytes, dfb_stop_fd());
+    dfb_publish_t *pub = dfb_publish_new(cfg->publish, cfg->sndhwm, err, sizeof err);
+    dfb_loop_t *loop = NULL;
+    if (!http) {
+        dfb_error("cannot initialise the HTTP client");
+    } else if (!pub) {
+        dfb_error("%s", err);
+        rc = DFB_EXIT_CONFIG;
+    } else if (!(loop = dfb_loop_new(cfg, auth, http, pub, dfb_stop_fd()))) {
+        dfb_error("cannot create the datafeed loop");
+    } else {
+        dfb_info("dfbridge %s: pod %s, agent %s, keyManager %s, bot %s, datafeed v2, publish %s "
+                 "(sndhwm %d), epoch %s",
+                 DF_VERSION, pod, agent, km, cfg->bot_username, dfb_publish_endpoint(pub),
+                 cfg->sndhwm, dfb_publish_epoch(pub));
+        rc = dfb_loop_run(loop);
+        dfb_loop_stats_t ls;
+        dfb_publish_stats_t ps;
+        dfb_loop_stats(loop, &ls);
+        dfb_publish_stats(pub, &ps);
+        if (rc == DFB_EXIT_STOPPED)
+            dfb_info("stopped by %s", dfb_stop_signal() == SIGTERM  ? "SIGTERM"
+                                      : dfb_stop_signal() == SIGINT ? "SIGINT"
+                                                                    : "request");
+        dfb_info("reads %" PRIu64 ", events %" PRIu64 ", published %" PRIu64
+                 ", encode errors %" PRIu64 ", send errors %" PRIu64 ", retries %" PRIu64
+                 ", re-auths %" PRIu64 ", recreates %" PRIu64 ", malformed %" PRIu64,
+                 ls.reads, ls.events, ps.published, ps.encode_errors, ps.send_errors, ls.retries,
+                 ls.reauths, ls.recreates, ls.malformed);
+    }
+    dfb_loop_destroy(&loop);
+    dfb_publish_destroy(&pub);
+    dfb_http_destroy(&http);
+    dfb_auth_destroy(&auth);
+    dfb_config_destroy(&cfg);
+    return rc;
+}

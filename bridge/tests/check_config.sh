@@ -1,0 +1,78 @@
+#!/bin/sh
+# Runs `dfbridge --check` on one good or bad config and checks the exit
+# status and the one message naming the key. Usage: check_config.sh DFBRIDGE CASE
+set -u
+bin=$1
+case_name=$2
+dir=$(mktemp -d /tmp/dfb_check.XXXXXX) || exit 1
+trap 'rm -rf "$dir"' EXIT
+cd "$dir" || exit 1
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out key.pem 2>/dev/null || exit 1
+
+base='host: 127.0.0.1
+bot:
+  username: my-bot
+  privateKey:
+    path: key.pem
+'
+want_status=2
+want_msg=
+cfg=config.yaml
+case "$case_name" in
+ok)
+  printf '%s' "$base" > $cfg; want_status=0; want_msg='OK' ;;
+unknown_key)
+  printf '%sfrobnicate: 3\n' "$base" > $cfg; want_status=0
+  want_msg='frobnicate: unknown key, ignored' ;;
+missing_username)
+  printf 'host: h\nbot:\n  privateKey:\n    path: key.pem\n' > $cfg
+  want_msg='config: bot.username: required' ;;
+missing_key_path)
+  printf 'host: h\nbot:\n  username: u\n' > $cfg
+  want_msg='config: bot.privateKey.path: required' ;;
+both_path_content)
+  printf 'host: h\nbot:\n  username: u\n  privateKey:\n    path: key.pem\n    content: xyz\n' > $cfg
+  want_msg='config: bot.privateKey: set path or content, not both' ;;
+bad_version)
+  printf '%sdatafeed:\n  version: v3\n' "$base" > $cfg
+  want_msg='config: datafeed.version: must be v2' ;;
+non_numeric_port)
+  printf '%sagent:\n  port: eighty\n' "$base" > $cfg
+  want_msg='config: agent.port: not an integer' ;;
+max_attempts_zero)
+  printf '%sdatafeed:\n  retry:\n    maxAttempts: 0\n' "$base" > $cfg
+  want_msg='config: datafeed.retry.maxAttempts: must be -1 (unlimited) or at least 1' ;;
+bad_multiplier)
+  printf '%sdatafeed:\n  retry:\n    multiplier: fast\n' "$base" > $cfg
+  want_msg='config: datafeed.retry.multiplier: not a number' ;;
+invalid_yaml)
+  printf 'host: [unclosed\nbot: {\n' > $cfg
+  want_msg='invalid YAML at line' ;;
+missing_file)
+  cfg=does-not-exist.yaml
+  want_msg='does-not-exist.yaml: cannot open' ;;
+unreadable_key)
+  printf 'host: h\nbot:\n  username: u\n  privateKey:\n    path: /nonexistent/key.pem\n' > $cfg
+  want_msg="config: bot.privateKey.path: cannot read '/nonexistent/key.pem'" ;;
+bad_log_level)
+  printf '%sbridge:\n  logLevel: loud\n' "$base" > $cfg
+  want_msg='config: bridge.logLevel: must be error, warn, info or debug' ;;
+*)
+  echo "unknown case $case_name"; exit 1 ;;
+esac
+
+out=$("$bin" --config "$cfg" --check 2>&1)
+status=$?
+echo "$out"
+if [ "$status" -ne "$want_status" ]; then
+  echo "FAIL: exit status $status, want $want_status"; exit 1
+fi
+if ! printf '%s' "$out" | grep -qF -- "$want_msg"; then
+  echo "FAIL: output lacks: $want_msg"; exit 1
+fi
+if [ "$want_status" -eq 2 ]; then
+  # One message: exactly one line of output.
+  lines=$(printf '%s\n' "$out" | wc -l)
+  if [ "$lines" -ne 1 ]; then echo "FAIL: $lines lines, want 1"; exit 1; fi
+fi
+echo "PASS"

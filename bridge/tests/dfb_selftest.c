@@ -1,0 +1,43 @@
+/*  dfb_selftest: runs one bridge class's self-test by name, so each is its
+    own ctest (bridge_<name>). `dfb_selftest all` runs them all. */
+#include <stdio.h>
+#include <string.h>
+
+#include "dfb_auth.h"
+#include "dfb_config.h"
+#include "dfb_http.h"
+#include "dfb_loop.h"
+#include "dfb_publish.h"
+#include "dfb_retry.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int verbose);
+} test_t;
+
+static const test_t s_tests[] = {
+    {"retry", dfb_retry_test}, {"config", dfb_config_test}, {"auth", dfb_auth_test},
+    {"http", dfb_http_test},   {"loop", dfb_loop_test},     {"publish", dfb_publish_test},
+};
+
+int
+main(int argc, char **argv)
+{
+    const char *which = argc > 1 ? argv[1] : "all";
+    int verbose = argc > 2 && strcmp(argv[2], "-v") == 0;
+    int ran = 0, fails = 0;
+    for (size_t i = 0; i < sizeof s_tests / sizeof s_tests[0]; i++) {
+        if (strcmp(which, "all") != 0 && strcmp(which, s_tests[i].name) != 0)
+            continue;
+        printf("* %s\n", s_tests[i].name);
+        int rc = s_tests[i].fn(verbose);
+        printf("  %s: %s\n", s_tests[i].name, rc == 0 ? "OK" : "FAILED");
+        fails += rc != 0;
+        ran++;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "dfb_selftest: no test named '%s'\n", which);
+        return 2;
+    }
+    return fails ? 1 : 0;
+}
