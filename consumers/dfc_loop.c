@@ -572,6 +572,11 @@ dfc_loop_start(dfc_loop_t *loop)
         dfc_log(DFC_LOG_ERROR, "the datafeed loop is already started");
         return DFC_EALREADY;
     }
+    if (atomic_exchange(&loop->stop_req, 0)) {
+        /* a stop that came before start: consume it, touch nothing */
+        atomic_store(&loop->running, 0);
+        return DFC_OK;
+    }
     int rc = DFC_OK;
     void *sub = open_sub(loop);
     worker_t *workers = calloc((size_t)loop->cfg.workers, sizeof *workers);
