@@ -2,11 +2,14 @@
     Each value is one token in document order; siblings are linked so that
     navigation skips subtrees in O(1) and the transcoder walks the tape once.
     Everything (tokens, strings, yajl's own memory) is reused across parses. */
+/* memmem() is a GNU/BSD extension (also in musl). */
+#define _GNU_SOURCE
 #include "dfb_json.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -470,36 +473,30 @@ escape_unit(const char *p, const char *end)
 /*  yajl turns a lone high surrogate escape into "?" and pairs a high
     surrogate with whatever \u follows it, silently corrupting the text.
     We reject both (and lone low surrogates): the wire carries UTF-8 only.
-    Backslashes cannot occur outside strings in valid JSON, so scanning
-    escape pairs from the start is exact. Returns the offending offset or
-    SIZE_MAX. */
+    Candidates are found with memmem("\\u"); a candidate is a real escape
+    when it ends an odd run of backslashes (backslashes only occur inside
+    strings in valid JSON, and there they pair up). Returns the offending
+    offset or SIZE_MAX. */
 static size_t
 find_bad_surrogate(const char *text, size_t len)
 {
     const char *end = text + len;
     const char *p = text;
-    while (p < end && (p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
-        if (end - p < 2)
-            break;
-        if (p[1] != 'u') {
+    while (p < end && (p = memmem(p, (size_t)(end - p), "\\u", 2)) != NULL) {
+        size_t run = 1;
+        while (p - run >= text && p[-(ptrdiff_t)run] == '\\')
+            run++;
+        long u = run % 2 ? escape_unit(p, end) : -1;
+        if (u < 0xD800 || u > 0xDFFF) {
             p += 2;
             continue;
         }
-        long u = escape_unit(p, end);
-        if (u < 0) {
-            p += 2; /* malformed: yajl reports it */
-            continue;
-        }
-        if (u >= 0xDC00 && u <= 0xDFFF)
+        if (u >= 0xDC00)
             return (size_t)(p - text);
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            long lo = escape_unit(p + 6, end);
-            if (lo < 0xDC00 || lo > 0xDFFF)
-                return (size_t)(p - text);
-            p += 12;
-            continue;
-        }
-        p += 6;
+        long lo = escape_unit(p + 6, end);
+        if (lo < 0xDC00 || lo > 0xDFFF)
+            return (size_t)(p - text);
+        p += 12;
     }
     return SIZE_MAX;
 }
@@ -809,6 +806,13 @@ dfb_json_test(int verbose)
     e = dfb_json_next(j, e);
     CHECK(dfb_json_int(j, e) == 68719476737);
     CHECK(dfb_json_next(j, e) == DFB_JSON_NONE);
+
+    /* An escaped backslash followed by "ud83d" is text, not a surrogate. */
+    CHECK(parse_str(j, "[\"\\\\ud83d\",\"\\\\\\ud83d\\ude00\"]") == 0);
+    s = dfb_json_string(j, 1, &len);
+    CHECK(s && len == 6 && strcmp(s, "\\ud83d") == 0);
+    s = dfb_json_string(j, 2, &len);
+    CHECK(s && len == 5 && strcmp(s, "\\\xf0\x9f\x98\x80") == 0);
 
     /* Scalars at the root. */
     CHECK(parse_str(j, " 42 ") == 0 && dfb_json_int(j, 0) == 42);

@@ -94,6 +94,7 @@ VALID = [
     ("str_surrogate_pair_escape", '"\\ud83d\\ude00"'),
     ("str_surrogate_pair_uppercase", '"\\uD83D\\uDE00"'),
     ("str_bmp_escapes", '"\\u00e9\\u20ac\\uffff"'),
+    ("str_escaped_backslash_then_u", '"\\\\ud83d \\\\\\ud83d\\ude00"'),
     ("str_simple_escapes", '"\\" \\\\ \\/ \\b \\f \\n \\r \\t"'),
     ("str_31_bytes_multibyte", json.dumps("€" * 10 + "x", ensure_ascii=False)),
     ("obj_empty", "{}"), ("arr_empty", "[]"),
