@@ -31,6 +31,8 @@ usage(FILE *out)
                  "  --seed S               generator seed (default 1)\n"
                  "  --token-ttl-ms MS      token lifetime (default 0 = never expires)\n"
                  "  --verbose              log every call to stderr\n"
+                 "  --no-history           free events once acknowledged (long benchmarks);\n"
+                 "                         GET /admin/events then lists only pending ones\n"
                  "  --version\n");
 }
 
@@ -152,7 +154,8 @@ main(int argc, char **argv)
         O_TOKTTL,
         O_VERBOSE,
         O_VERSION,
-        O_HELP
+        O_HELP,
+        O_NOHIST
     };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -170,6 +173,7 @@ main(int argc, char **argv)
         {"seed", required_argument, NULL, O_SEED},
         {"token-ttl-ms", required_argument, NULL, O_TOKTTL},
         {"verbose", no_argument, NULL, O_VERBOSE},
+        {"no-history", no_argument, NULL, O_NOHIST},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -225,6 +229,9 @@ main(int argc, char **argv)
             break;
         case O_TOKTTL:
             cfg.token_ttl_ms = num_opt("token-ttl-ms", optarg, 0, big);
+            break;
+        case O_NOHIST:
+            cfg.no_history = true;
             break;
         case O_VERBOSE:
             cfg.verbose = true;

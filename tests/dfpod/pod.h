@@ -28,6 +28,7 @@ typedef struct {
     long generate;
     uint64_t seed;
     bool verbose;
+    bool no_history; /* free events once delivered and acknowledged everywhere */
 } pod_config_t;
 
 /* Milliseconds on the monotonic clock (deadlines) and the wall clock (timestamps). */
@@ -117,7 +118,8 @@ void pod_state_count_auth(pod_state_t *self, bool ok);
 
 /* Copies LEN bytes of RAW (one event's JSON text) into the store and every live feed. */
 void pod_state_enqueue(pod_state_t *self, const char *raw, size_t len);
-/* Every event enqueued so far as one JSON array of raw texts. Caller frees. */
+/* Every event enqueued so far as one JSON array of raw texts (with --no-history: only
+ * those still held by a feed or the backlog). Caller frees. */
 char *pod_state_events_json(pod_state_t *self, size_t *len);
 
 /* Creates a feed (v2 ids are <32hex>_f, v1 ids 32 hex). POD_ETOOMANY when --max-feeds v2 feeds

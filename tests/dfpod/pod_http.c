@@ -708,6 +708,8 @@ pod_http_new(const pod_config_t *cfg, pod_state_t *st, pod_jwt_t *jwt, pod_gen_t
             return NULL;
         }
         flags |= MHD_USE_IPv6;
+        if (strcmp(cfg->listen_host, "::") == 0)
+            flags |= MHD_USE_DUAL_STACK; /* "[::]:port" takes IPv4 too */
     } else {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         a->sin_family = AF_INET;

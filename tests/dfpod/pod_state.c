@@ -52,8 +52,9 @@ pod_ep_from_name(const char *name)
 /* ---------------------------------------------------------------------- */
 
 typedef struct {
-    char *raw;
+    char *raw; /* NULL once freed (--no-history, nobody holds it) */
     size_t len;
+    uint32_t refs; /* feed queues, batches and the backlog holding it, +1 for the history */
 } event_t;
 
 /* A FIFO of event indices into the store. */
@@ -170,6 +171,24 @@ batch_free_list(batch_t *b)
         free(b);
         b = next;
     }
+}
+
+/* Drops one reference; the text is freed when neither a feed nor the history holds it. */
+static void
+event_unref_locked(pod_state_t *self, uint32_t idx)
+{
+    event_t *e = &self->events[idx];
+    if (e->refs > 0 && --e->refs == 0) {
+        free(e->raw);
+        e->raw = NULL;
+    }
+}
+
+static void
+batch_unref_locked(pod_state_t *self, const batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        event_unref_locked(self, b->ev[i]);
 }
 
 pod_state_t *
@@ -342,6 +361,10 @@ static void
 feed_kill_locked(pod_state_t *self, feed_t *f)
 {
     f->dead = true;
+    for (size_t i = 0; i < f->q.n; i++)
+        event_unref_locked(self, f->q.v[f->q.head + i]);
+    for (batch_t *b = f->inflight; b; b = b->next)
+        batch_unref_locked(self, b);
     idxq_free(&f->q);
     batch_free_list(f->inflight);
     f->inflight = NULL;
@@ -383,17 +406,21 @@ pod_state_enqueue(pod_state_t *self, const char *raw, size_t len)
         self->events = xrealloc(self->events, self->capevents * sizeof *self->events);
     }
     uint32_t idx = (uint32_t)self->nevents;
-    self->events[self->nevents++] = (event_t){copy, len};
+    event_t *e = &self->events[self->nevents++];
+    *e = (event_t){copy, len, self->cfg->no_history ? 0 : 1};
     self->enqueued++;
     bool any = false;
     for (feed_t *f = self->feeds; f; f = f->next) {
         if (!f->dead) {
             idxq_push(&f->q, idx);
+            e->refs++;
             any = true;
         }
     }
-    if (!any)
+    if (!any) {
         idxq_push(&self->backlog, idx);
+        e->refs++;
+    }
     pthread_cond_broadcast(&self->cv);
     pthread_mutex_unlock(&self->mu);
 }
@@ -444,9 +471,13 @@ pod_state_events_json(pod_state_t *self, size_t *len)
     buf_t b = {0};
     pthread_mutex_lock(&self->mu);
     buf_adds(&b, "[");
+    bool first = true;
     for (size_t i = 0; i < self->nevents; i++) {
-        if (i)
+        if (!self->events[i].raw)
+            continue;
+        if (!first)
             buf_adds(&b, ",");
+        first = false;
         buf_add(&b, self->events[i].raw, self->events[i].len);
     }
     buf_adds(&b, "]");
@@ -633,6 +664,7 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, c
                 batch_t *b = *pb;
                 *pb = b->next;
                 self->acked += b->n;
+                batch_unref_locked(self, b);
                 b->next = NULL;
                 batch_free_list(b);
                 break;
@@ -690,6 +722,9 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, c
                     pb = &(*pb)->next;
                 *pb = b;
             }
+            if (v1) /* no ack in v1: served events are gone */
+                for (size_t i = 0; i < n; i++)
+                    event_unref_locked(self, idx[i]);
             f->q.head += n;
             f->q.n -= n;
             if (f->q.n == 0)

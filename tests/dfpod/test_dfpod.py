@@ -68,8 +68,9 @@ class Pod:
     def __init__(self, pub, *extra, listen="127.0.0.1:0"):
         self.port_file = tempfile.mktemp(dir=TMP, suffix=".port")
         self.host = "127.0.0.1" if not listen.startswith("[") else "::1"
+        wrap = os.environ.get("DFPOD_WRAP", "").split()
         self.proc = subprocess.Popen(
-            [DFPOD, "--public-key", pub, "--listen", listen, "--port-file", self.port_file,
+            wrap + [DFPOD, "--public-key", pub, "--listen", listen, "--port-file", self.port_file,
              *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while not os.path.exists(self.port_file):
@@ -123,8 +124,12 @@ class Pod:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
+        dt = time.monotonic() - t0
+        err = self.proc.stderr.read().decode(errors="replace")
         self.proc.stderr.close()
-        return rc, time.monotonic() - t0
+        check("Sanitizer" not in err and "runtime error" not in err,
+              "no sanitizer report from dfpod: " + err[-2000:])
+        return rc, dt
 
 
 def login(pod, priv):
@@ -736,6 +741,27 @@ def group_admin(priv, pub):
     check(pod.calls() == [], "DELETE /admin/calls clears the log")
     st, _ = pod.json("GET", "/admin/nope")
     check(st == 404, "unknown admin path -> 404")
+    check(pod.stop()[0] == 0, "clean exit")
+
+    # --no-history: an event's text is kept only while some feed still holds it.
+    pod = Pod(pub, "--hold-ms", "100", "--no-history")
+    h = login(pod, priv)
+    f1, f2 = create_feed(pod, h), create_feed(pod, h)
+    raws = [event(1), event(2)]
+    pod.admin("POST", "events", "[" + ",".join(raws) + "]")
+    st, data, _ = pod.req("GET", "/admin/events")
+    check(data.decode() == "[" + ",".join(raws) + "]", "--no-history lists pending events")
+    st, data = read(pod, h, f1)
+    read(pod, h, f1, json.loads(data)["ackId"])
+    st, data, _ = pod.req("GET", "/admin/events")
+    check(json.loads(data) == json.loads("[" + ",".join(raws) + "]"),
+          "still held by the second feed")
+    st, data = read(pod, h, f2)
+    check(data.decode().startswith('{"events":[' + ",".join(raws) + "]"), "second feed served")
+    read(pod, h, f2, json.loads(data)["ackId"])
+    st, data, _ = pod.req("GET", "/admin/events")
+    check(data == b"[]", "--no-history frees events acknowledged everywhere")
+    check(pod.counters()["enqueued"] == 2, "enqueued still counts them")
     check(pod.stop()[0] == 0, "clean exit")
 
     # --token-ttl-ms
