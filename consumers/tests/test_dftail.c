@@ -1,1 +1,279 @@
-int main(void){return 0;}
+/*  consumer_dftail: runs the dftail binary (path in argv[1]) against an XPUB
+    on loopback TCP and compares its output with exact expected JSON lines:
+    int64 min, uint64 max, -0.0, \u0000, emoji, escapes, fixed envelope key
+    order, topic filtering, malformed messages on stderr, SIGINT and idle exit. */
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static const char *dftail_path;
+
+typedef struct {
+    pid_t pid;
+    int out, err;
+} child_t;
+
+static child_t
+spawn(const char *const *args)
+{
+    child_t c = {-1, -1, -1};
+    int po[2], pe[2];
+    if (pipe(po) || pipe(pe))
+        return c;
+    c.pid = fork();
+    if (c.pid == 0) {
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(pe[0]);
+        close(po[1]);
+        close(pe[1]);
+        const char *argv[32] = {dftail_path};
+        int i = 1;
+        for (; args[i - 1] && i < 31; i++)
+            argv[i] = args[i - 1];
+        argv[i] = NULL;
+        execv(dftail_path, (char *const *)argv);
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    c.out = po[0];
+    c.err = pe[0];
+    return c;
+}
+
+/*  Reads both pipes until EOF (bounded), then reaps the child. Returns the
+    exit status, or -1 on timeout (the child is then killed). */
+static int
+finish(child_t *c, char *out, size_t outsz, char *err, size_t errsz, int timeout_ms)
+{
+    size_t no = 0, ne = 0;
+    int64_t end = tu_now_ms() + timeout_ms;
+    struct pollfd fds[2] = {{c->out, POLLIN, 0}, {c->err, POLLIN, 0}};
+    int open_fds = 2;
+    while (open_fds > 0 && tu_now_ms() < end) {
+        if (poll(fds, 2, (int)(end - tu_now_ms())) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP)))
+                continue;
+            char *buf = i ? err : out;
+            size_t *len = i ? &ne : &no, cap = i ? errsz : outsz;
+            ssize_t r = read(fds[i].fd, buf + *len, cap - 1 - *len);
+            if (r <= 0) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+                open_fds--;
+            } else {
+                *len += (size_t)r;
+            }
+        }
+    }
+    out[no] = '\0';
+    err[ne] = '\0';
+    for (int i = 0; i < 2; i++)
+        if (fds[i].fd >= 0)
+            close(fds[i].fd);
+    int status = 0;
+    if (open_fds > 0) {
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, &status, 0);
+        return -1;
+    }
+    waitpid(c->pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void *
+new_xpub(void *ctx, char *endpoint, size_t size)
+{
+    void *x = zmq_socket(ctx, ZMQ_XPUB);
+    int linger = 0;
+    zmq_setsockopt(x, ZMQ_LINGER, &linger, sizeof linger);
+    CHECK(zmq_bind(x, "tcp://127.0.0.1:*") == 0);
+    zmq_getsockopt(x, ZMQ_LAST_ENDPOINT, endpoint, &size);
+    return x;
+}
+
+static void
+pack_key(msgpack_packer *pk, const char *k)
+{
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+}
+
+static void
+test_exact_lines(void *ctx)
+{
+    char ep[256];
+    void *x = new_xpub(ctx, ep, sizeof ep);
+    const char *args[] = {"--endpoint", ep, "--count", "2", "--timeout", "10000", NULL};
+    child_t c = spawn(args);
+    CHECK(c.pid > 0);
+    CHECK(tu_wait_subscription(x, 10000) == 0);
+
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+
+    /* 1: the awkward values */
+    msgpack_pack_map(&pk, 7);
+    pack_key(&pk, "v");
+    msgpack_pack_uint64(&pk, 1);
+    pack_key(&pk, "seq");
+    msgpack_pack_uint64(&pk, 1);
+    pack_key(&pk, "gseq");
+    msgpack_pack_uint64(&pk, 10);
+    pack_key(&pk, "epoch");
+    msgpack_pack_str_with_body(&pk, "ep\"1", 4);
+    pack_key(&pk, "ts");
+    msgpack_pack_uint64(&pk, 1700000000123ull);
+    pack_key(&pk, "bot");
+    msgpack_pack_int64(&pk, 68719476738LL);
+    pack_key(&pk, "event");
+    msgpack_pack_map(&pk, 9);
+    pack_key(&pk, "id");
+    msgpack_pack_str_with_body(&pk, "a1", 2);
+    pack_key(&pk, "n");
+    msgpack_pack_int64(&pk, INT64_MIN);
+    pack_key(&pk, "u");
+    msgpack_pack_uint64(&pk, UINT64_MAX);
+    pack_key(&pk, "z");
+    msgpack_pack_double(&pk, -0.0);
+    pack_key(&pk, "f");
+    msgpack_pack_double(&pk, 0.1);
+    pack_key(&pk, "s");
+    static const char s[] = "nul\0 emoji \xf0\x9f\x98\x80 ctl\x01\n\"\\/";
+    msgpack_pack_str_with_body(&pk, s, sizeof s - 1);
+    pack_key(&pk, "b");
+    msgpack_pack_true(&pk);
+    pack_key(&pk, "x");
+    msgpack_pack_nil(&pk);
+    pack_key(&pk, "arr");
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int64(&pk, 1);
+    msgpack_pack_int64(&pk, -1);
+    msgpack_pack_double(&pk, 1.5);
+    msgpack_pack_double(&pk, 2.0);
+    CHECK(tu_send2(x, "MESSAGESENT", sb.data, sb.size) == 0);
+
+    /* 2: malformed (v = 2) and a 1-frame message: stderr, not counted */
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 1);
+    pack_key(&pk, "v");
+    msgpack_pack_uint64(&pk, 2);
+    CHECK(tu_send2(x, "MESSAGESENT", sb.data, sb.size) == 0);
+    zmq_send(x, "MESSAGESENT", 11, 0);
+
+    /* 3: keys in another order plus an unknown one: printed in fixed order */
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 8);
+    pack_key(&pk, "event");
+    msgpack_pack_map(&pk, 1);
+    pack_key(&pk, "type");
+    msgpack_pack_str_with_body(&pk, "FUTURE", 6);
+    pack_key(&pk, "extra");
+    msgpack_pack_array(&pk, 0);
+    pack_key(&pk, "bot");
+    msgpack_pack_int64(&pk, -5);
+    pack_key(&pk, "ts");
+    msgpack_pack_uint64(&pk, 2);
+    pack_key(&pk, "epoch");
+    msgpack_pack_str_with_body(&pk, "e", 1);
+    pack_key(&pk, "gseq");
+    msgpack_pack_uint64(&pk, UINT64_MAX);
+    pack_key(&pk, "seq");
+    msgpack_pack_uint64(&pk, 3);
+    pack_key(&pk, "v");
+    msgpack_pack_uint64(&pk, 1);
+    CHECK(tu_send2(x, "FUTURE", sb.data, sb.size) == 0);
+
+    static char out[65536], err[65536];
+    int rc = finish(&c, out, sizeof out, err, sizeof err, 10000);
+    CHECK_EQ(rc, 0);
+    CHECK_STR(out,
+              "{\"topic\":\"MESSAGESENT\",\"v\":1,\"seq\":1,\"gseq\":10,\"epoch\":\"ep\\\"1\","
+              "\"ts\":1700000000123,\"bot\":68719476738,\"event\":{\"id\":\"a1\","
+              "\"n\":-9223372036854775808,\"u\":18446744073709551615,\"z\":-0.0,"
+              "\"f\":0.10000000000000001,"
+              "\"s\":\"nul\\u0000 emoji \xf0\x9f\x98\x80 ctl\\u0001\\u000a\\\"\\\\/\","
+              "\"b\":true,\"x\":null,\"arr\":[1,-1,1.5,2.0]}}\n"
+              "{\"topic\":\"FUTURE\",\"v\":1,\"seq\":3,\"gseq\":18446744073709551615,"
+              "\"epoch\":\"e\",\"ts\":2,\"bot\":-5,\"event\":{\"type\":\"FUTURE\"}}\n");
+    CHECK(strstr(err, "bad or newer version") != NULL);
+    CHECK(strstr(err, "frame count is not 2") != NULL);
+    msgpack_sbuffer_destroy(&sb);
+    zmq_close(x);
+}
+
+static void
+test_topic_filter(void *ctx)
+{
+    char ep[256];
+    void *x = new_xpub(ctx, ep, sizeof ep);
+    const char *args[] = {"--endpoint", ep, "--count", "1", "--timeout", "10000", "ROOMCREATED",
+                          NULL};
+    child_t c = spawn(args);
+    CHECK(tu_wait_subscription(x, 10000) == 0);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    tu_envelope(&sb, 1, 1, "e", 7, "{\"id\":\"m\"}");
+    tu_send2(x, "MESSAGESENT", sb.data, sb.size);
+    tu_envelope(&sb, 1, 2, "e", 7, "{\"id\":\"r\"}");
+    tu_send2(x, "ROOMCREATED", sb.data, sb.size);
+    static char out[4096], err[4096];
+    CHECK_EQ(finish(&c, out, sizeof out, err, sizeof err, 10000), 0);
+    CHECK_STR(out, "{\"topic\":\"ROOMCREATED\",\"v\":1,\"seq\":1,\"gseq\":2,\"epoch\":\"e\","
+                   "\"ts\":1700000000123,\"bot\":7,\"event\":{\"id\":\"r\"}}\n");
+    msgpack_sbuffer_destroy(&sb);
+    zmq_close(x);
+}
+
+static void
+test_sigint_and_idle(void *ctx)
+{
+    char ep[256];
+    void *x = new_xpub(ctx, ep, sizeof ep);
+    const char *args[] = {"--endpoint", ep, NULL};
+    child_t c = spawn(args);
+    CHECK(tu_wait_subscription(x, 10000) == 0);
+    int64_t t0 = tu_now_ms();
+    kill(c.pid, SIGINT);
+    static char out[4096], err[4096];
+    CHECK_EQ(finish(&c, out, sizeof out, err, sizeof err, 5000), 0);
+    CHECK(tu_now_ms() - t0 < 1000);
+    CHECK_STR(out, "");
+
+    const char *idle[] = {"--endpoint", ep, "--timeout", "200", NULL};
+    t0 = tu_now_ms();
+    c = spawn(idle);
+    CHECK_EQ(finish(&c, out, sizeof out, err, sizeof err, 5000), 0);
+    CHECK(tu_now_ms() - t0 >= 200);
+    CHECK(strstr(err, "idle for 200 ms") != NULL);
+    zmq_close(x);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: consumer_test_dftail PATH-TO-DFTAIL\n");
+        return 2;
+    }
+    dftail_path = argv[1];
+    signal(SIGPIPE, SIG_IGN);
+    void *ctx = zmq_ctx_new();
+    test_exact_lines(ctx);
+    test_topic_filter(ctx);
+    test_sigint_and_idle(ctx);
+    zmq_ctx_term(ctx);
+    if (failures)
+        fprintf(stderr, "consumer_dftail: %d failure(s)\n", failures);
+    else
+        printf("consumer_dftail: all checks passed\n");
+    return failures ? 1 : 0;
+}
