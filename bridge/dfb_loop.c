@@ -449,22 +449,23 @@ publish_batch(dfb_loop_t *self)
 int
 dfb_loop_run(dfb_loop_t *self)
 {
-    dfb_auth_rc_t arc = dfb_auth_login(self->auth, self->http, self->stop_fd);
+    /* Login, then the bot id; a 401 on sessioninfo gets one fresh login. */
     int64_t bot = 0;
-    if (arc == DFB_AUTH_OK) {
+    dfb_auth_rc_t arc = DFB_AUTH_OK;
+    for (int round = 0; round < 2; round++) {
+        arc = dfb_auth_login(self->auth, self->http, self->stop_fd);
+        if (arc != DFB_AUTH_OK)
+            break; /* dfb_auth logged why */
         arc = dfb_auth_session_info(self->auth, self->http, self->stop_fd, &bot);
-        if (arc == DFB_AUTH_UNAUTHORIZED) {
-            arc = dfb_auth_login(self->auth, self->http, self->stop_fd);
-            if (arc == DFB_AUTH_OK)
-                arc = dfb_auth_session_info(self->auth, self->http, self->stop_fd, &bot);
-        }
+        if (arc != DFB_AUTH_UNAUTHORIZED)
+            break;
+        if (round == 1)
+            dfb_error("session info: 401 right after authenticating: giving up");
     }
     if (arc == DFB_AUTH_STOPPED)
         return DFB_EXIT_STOPPED;
-    if (arc != DFB_AUTH_OK) {
-        dfb_error("cannot authenticate: giving up");
+    if (arc != DFB_AUTH_OK)
         return DFB_EXIT_FATAL;
-    }
     dfb_publish_set_bot(self->pub, bot);
 
     outcome_t out = prepare(self);

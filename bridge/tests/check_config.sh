@@ -1,9 +1,10 @@
 #!/bin/sh
 # Runs `dfbridge --check` on one good or bad config and checks the exit
-# status and the one message naming the key. Usage: check_config.sh DFBRIDGE CASE
+# status and the one message naming the key. Usage: check_config.sh DFBRIDGE CASE [BRIDGE_SOURCE_DIR]
 set -u
 bin=$1
 case_name=$2
+srcdir=${3:-}
 dir=$(mktemp -d /tmp/dfb_check.XXXXXX) || exit 1
 trap 'rm -rf "$dir"' EXIT
 cd "$dir" || exit 1
@@ -57,6 +58,11 @@ unreadable_key)
 bad_log_level)
   printf '%sbridge:\n  logLevel: loud\n' "$base" > $cfg
   want_msg='config: bridge.logLevel: must be error, warn, info or debug' ;;
+example)
+  # The documented example, with the key path pointed at the test key.
+  sed 's|/etc/dfbridge/bot-key.pem|key.pem|' "$srcdir/dfbridge.example.yaml" > $cfg 2>/dev/null ||
+    exit 1
+  want_status=0; want_msg='OK (pod https://acme.symphony.com:443, agent https://acme-agent.symphony.com:8443, keyManager https://acme-km.symphony.com:8444' ;;
 *)
   echo "unknown case $case_name"; exit 1 ;;
 esac
