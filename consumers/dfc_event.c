@@ -28,12 +28,30 @@ struct sdesc {
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
-#define FSTR(T, k, m) {k, F_STR, offsetof(T, m), NULL, 0}
-#define FI64(T, k, m) {k, F_I64, offsetof(T, m), NULL, 0}
-#define FBOOL(T, k, m) {k, F_BOOL, offsetof(T, m), NULL, 0}
-#define FVAL(T, k, m) {k, F_VALUE, offsetof(T, m), NULL, 0}
-#define FOBJ(T, k, m, d) {k, F_OBJ, offsetof(T, m), &d, 0}
-#define SDESC(T, f) {offsetof(T, raw), f, N(f)}
+#define FSTR(T, k, m)                                                                              \
+    {                                                                                              \
+        k, F_STR, offsetof(T, m), NULL, 0                                                          \
+    }
+#define FI64(T, k, m)                                                                              \
+    {                                                                                              \
+        k, F_I64, offsetof(T, m), NULL, 0                                                          \
+    }
+#define FBOOL(T, k, m)                                                                             \
+    {                                                                                              \
+        k, F_BOOL, offsetof(T, m), NULL, 0                                                         \
+    }
+#define FVAL(T, k, m)                                                                              \
+    {                                                                                              \
+        k, F_VALUE, offsetof(T, m), NULL, 0                                                        \
+    }
+#define FOBJ(T, k, m, d)                                                                           \
+    {                                                                                              \
+        k, F_OBJ, offsetof(T, m), &d, 0                                                            \
+    }
+#define SDESC(T, f)                                                                                \
+    {                                                                                              \
+        offsetof(T, raw), f, N(f)                                                                  \
+    }
 
 static const fdesc_t user_f[] = {
     {"userId", F_I64, offsetof(dfc_user_t, user_id), NULL, offsetof(dfc_user_t, has_user_id) + 1},
@@ -148,34 +166,33 @@ static const fdesc_t generic_f[] = {
 
 /*  type, payload key, union member / callback suffix, struct, fields. */
 #define DFC_EVENT_TABLE(X)                                                                         \
-    X("MESSAGESENT", "messageSent", message_sent, dfc_message_sent_t, message_sent_f)             \
-    X("SHAREDPOST", "sharedPost", shared_post, dfc_shared_post_t, shared_post_f)                  \
-    X("INSTANTMESSAGECREATED", "instantMessageCreated", instant_message_created,                  \
-      dfc_instant_message_created_t, stream_event_f)                                              \
-    X("ROOMCREATED", "roomCreated", room_created, dfc_room_created_t, room_created_f)             \
-    X("ROOMUPDATED", "roomUpdated", room_updated, dfc_room_updated_t, room_updated_f)             \
-    X("ROOMDEACTIVATED", "roomDeactivated", room_deactivated, dfc_room_deactivated_t,             \
-      stream_event_f)                                                                             \
-    X("ROOMREACTIVATED", "roomReactivated", room_reactivated, dfc_room_reactivated_t,             \
-      stream_event_f)                                                                             \
-    X("USERREQUESTEDTOJOINROOM", "userRequestedToJoinRoom", user_requested_to_join_room,          \
-      dfc_user_requested_to_join_room_t, join_request_f)                                          \
-    X("USERJOINEDROOM", "userJoinedRoom", user_joined_room, dfc_user_joined_room_t,               \
-      room_member_f)                                                                              \
-    X("USERLEFTROOM", "userLeftRoom", user_left_room, dfc_user_left_room_t, room_member_f)        \
-    X("ROOMMEMBERPROMOTEDTOOWNER", "roomMemberPromotedToOwner", room_member_promoted_to_owner,    \
-      dfc_room_member_promoted_to_owner_t, room_member_f)                                         \
-    X("ROOMMEMBERDEMOTEDFROMOWNER", "roomMemberDemotedFromOwner", room_member_demoted_from_owner, \
-      dfc_room_member_demoted_from_owner_t, room_member_f)                                        \
-    X("CONNECTIONREQUESTED", "connectionRequested", connection_requested,                         \
-      dfc_connection_requested_t, conn_requested_f)                                               \
-    X("CONNECTIONACCEPTED", "connectionAccepted", connection_accepted, dfc_connection_accepted_t, \
-      conn_accepted_f)                                                                            \
+    X("MESSAGESENT", "messageSent", message_sent, dfc_message_sent_t, message_sent_f)              \
+    X("SHAREDPOST", "sharedPost", shared_post, dfc_shared_post_t, shared_post_f)                   \
+    X("INSTANTMESSAGECREATED", "instantMessageCreated", instant_message_created,                   \
+      dfc_instant_message_created_t, stream_event_f)                                               \
+    X("ROOMCREATED", "roomCreated", room_created, dfc_room_created_t, room_created_f)              \
+    X("ROOMUPDATED", "roomUpdated", room_updated, dfc_room_updated_t, room_updated_f)              \
+    X("ROOMDEACTIVATED", "roomDeactivated", room_deactivated, dfc_room_deactivated_t,              \
+      stream_event_f)                                                                              \
+    X("ROOMREACTIVATED", "roomReactivated", room_reactivated, dfc_room_reactivated_t,              \
+      stream_event_f)                                                                              \
+    X("USERREQUESTEDTOJOINROOM", "userRequestedToJoinRoom", user_requested_to_join_room,           \
+      dfc_user_requested_to_join_room_t, join_request_f)                                           \
+    X("USERJOINEDROOM", "userJoinedRoom", user_joined_room, dfc_user_joined_room_t, room_member_f) \
+    X("USERLEFTROOM", "userLeftRoom", user_left_room, dfc_user_left_room_t, room_member_f)         \
+    X("ROOMMEMBERPROMOTEDTOOWNER", "roomMemberPromotedToOwner", room_member_promoted_to_owner,     \
+      dfc_room_member_promoted_to_owner_t, room_member_f)                                          \
+    X("ROOMMEMBERDEMOTEDFROMOWNER", "roomMemberDemotedFromOwner", room_member_demoted_from_owner,  \
+      dfc_room_member_demoted_from_owner_t, room_member_f)                                         \
+    X("CONNECTIONREQUESTED", "connectionRequested", connection_requested,                          \
+      dfc_connection_requested_t, conn_requested_f)                                                \
+    X("CONNECTIONACCEPTED", "connectionAccepted", connection_accepted, dfc_connection_accepted_t,  \
+      conn_accepted_f)                                                                             \
     X("MESSAGESUPPRESSED", "messageSuppressed", message_suppressed, dfc_message_suppressed_t,      \
-      suppressed_f)                                                                               \
-    X("SYMPHONYELEMENTSACTION", "symphonyElementsAction", symphony_elements_action,               \
-      dfc_symphony_elements_action_t, elements_f)                                                 \
-    X("GENERICSYSTEMEVENT", "genericSystemEvent", generic_system_event,                           \
+      suppressed_f)                                                                                \
+    X("SYMPHONYELEMENTSACTION", "symphonyElementsAction", symphony_elements_action,                \
+      dfc_symphony_elements_action_t, elements_f)                                                  \
+    X("GENERICSYSTEMEVENT", "genericSystemEvent", generic_system_event,                            \
       dfc_generic_system_event_t, generic_f)
 
 typedef union {
@@ -203,9 +220,9 @@ struct dfc_event {
     {                                                                                              \
         return l->on_##m != NULL;                                                                  \
     }                                                                                              \
-    static void call_##m(const dfc_listener_t *l, const dfc_event_t *ev)                          \
+    static void call_##m(const dfc_listener_t *l, const dfc_event_t *ev)                           \
     {                                                                                              \
-        l->on_##m(l->ctx, ev, &ev->initiator, &ev->payload.m);                                    \
+        l->on_##m(l->ctx, ev, &ev->initiator, &ev->payload.m);                                     \
     }
 DFC_EVENT_TABLE(X)
 #undef X
@@ -261,10 +278,10 @@ decode_struct(const dfc_value_t *map, const sdesc_t *d, void *out)
 const char *
 dfc_msg_status_str(dfc_msg_status_t st)
 {
-    static const char *names[] = {"ok",          "frame count is not 2", "oversize",
-                                  "bad msgpack", "not a map",            "bad or newer version",
-                                  "bad envelope field", "event missing or not a map",
-                                  "out of memory"};
+    static const char *names[] = {
+        "ok",           "frame count is not 2", "oversize",           "bad msgpack",
+        "not a map",    "bad or newer version", "bad envelope field", "event missing or not a map",
+        "out of memory"};
     return (size_t)st < N(names) ? names[st] : "?";
 }
 

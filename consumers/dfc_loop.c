@@ -437,9 +437,8 @@ dispatch(dfc_loop_t *loop, dfc_event_t *ev)
         if (stopping)
             break;
         /* user code: called without the lock */
-        bool accept = lr->l.is_accepting_event
-                          ? lr->l.is_accepting_event(lr->l.ctx, ev, init, bot)
-                          : dfc_default_is_accepting(lr->l.ctx, ev, init, bot);
+        bool accept = lr->l.is_accepting_event ? lr->l.is_accepting_event(lr->l.ctx, ev, init, bot)
+                                               : dfc_default_is_accepting(lr->l.ctx, ev, init, bot);
         pthread_mutex_lock(&loop->mu);
         if (!accept)
             loop->stats.filtered++;
@@ -510,9 +509,9 @@ receive_one(dfc_loop_t *loop, void *sub)
     dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
     dfc_event_t *ev = NULL;
     if (nparts == 2)
-        ev = dfc_event_new(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
-                           zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), loop->cfg.max_frame,
-                           &st);
+        ev =
+            dfc_event_new(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), zmq_msg_data(&parts[1]),
+                          zmq_msg_size(&parts[1]), loop->cfg.max_frame, &st);
     /* the event copied what it needs: the frames can go now */
     zmq_msg_close(&parts[0]);
     zmq_msg_close(&parts[1]);
@@ -582,8 +581,7 @@ dfc_loop_start(dfc_loop_t *loop)
     worker_t *workers = calloc((size_t)loop->cfg.workers, sizeof *workers);
     int nworkers = 0;
     if (!sub || !workers) {
-        dfc_log(DFC_LOG_ERROR, "cannot start: %s",
-                sub ? "out of memory" : zmq_strerror(errno));
+        dfc_log(DFC_LOG_ERROR, "cannot start: %s", sub ? "out of memory" : zmq_strerror(errno));
         rc = sub ? DFC_ENOMEM : DFC_EZMQ;
         goto done;
     }

@@ -32,9 +32,9 @@ struct dfc_doc {
 typedef struct {
     const uint8_t *p;
     size_t len, pos;
-    size_t nnodes, narena;     /* counted (pass 1) or used (pass 2) */
-    struct dfc_value *nodes;   /* pass 2 only */
-    char *arena;               /* pass 2 only */
+    size_t nnodes, narena;   /* counted (pass 1) or used (pass 2) */
+    struct dfc_value *nodes; /* pass 2 only */
+    char *arena;             /* pass 2 only */
 } parser_t;
 
 static int
@@ -556,8 +556,8 @@ jw_base64(jw_t *w, const uint8_t *s, size_t len)
             v |= (uint32_t)s[i + 1] << 8;
         if (i + 2 < len)
             v |= s[i + 2];
-        char q[4] = {tab[(v >> 18) & 63], tab[(v >> 12) & 63], i + 1 < len ? tab[(v >> 6) & 63] : '=',
-                     i + 2 < len ? tab[v & 63] : '='};
+        char q[4] = {tab[(v >> 18) & 63], tab[(v >> 12) & 63],
+                     i + 1 < len ? tab[(v >> 6) & 63] : '=', i + 2 < len ? tab[v & 63] : '='};
         jw_put(w, q, 4);
     }
     jw_put(w, "\"", 1);

@@ -109,15 +109,16 @@ format_message(const zmq_msg_t *topic, const zmq_msg_t *body, line_t *l)
         int bad = line_add(l, "{\"topic\":");
         bad |= line_add_json_str(l, zmq_msg_data((zmq_msg_t *)topic),
                                  zmq_msg_size((zmq_msg_t *)topic));
-        snprintf(num, sizeof num, ",\"v\":%llu,\"seq\":%llu,\"gseq\":%llu,\"epoch\":",
-                 (unsigned long long)env.v, (unsigned long long)env.seq,
-                 (unsigned long long)env.gseq);
+        snprintf(num, sizeof num,
+                 ",\"v\":%llu,\"seq\":%llu,\"gseq\":%llu,\"epoch\":", (unsigned long long)env.v,
+                 (unsigned long long)env.seq, (unsigned long long)env.gseq);
         bad |= line_add(l, num);
         size_t elen = 0;
         const char *epoch = dfc_value_str(dfc_value_find(env.root, "epoch"), &elen);
         bad |= line_add_json_str(l, epoch, elen);
-        snprintf(num, sizeof num, ",\"ts\":%llu,\"bot\":%lld,\"event\":",
-                 (unsigned long long)env.ts, (long long)env.bot);
+        snprintf(num, sizeof num,
+                 ",\"ts\":%llu,\"bot\":%lld,\"event\":", (unsigned long long)env.ts,
+                 (long long)env.bot);
         bad |= line_add(l, num);
         bad |= line_add_value(l, env.event);
         bad |= line_add(l, "}\n");

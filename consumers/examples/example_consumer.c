@@ -19,8 +19,7 @@ on_signal(int sig)
 static const char *
 who(const dfc_initiator_t *i)
 {
-    return i->user.display_name ? i->user.display_name
-                                : i->user.username ? i->user.username : "?";
+    return i->user.display_name ? i->user.display_name : i->user.username ? i->user.username : "?";
 }
 
 static const char *
@@ -47,9 +46,9 @@ p_shared_post(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i,
             s(p->shared_message.message_id));
 }
 #define STREAM_PRINTER(fn, T, label)                                                               \
-    static void fn(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i, const T *p)        \
+    static void fn(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i, const T *p)         \
     {                                                                                              \
-        dfc_log(DFC_LOG_INFO, label " by %s: stream %s (%s)", who(i), s(p->stream.stream_id),     \
+        dfc_log(DFC_LOG_INFO, label " by %s: stream %s (%s)", who(i), s(p->stream.stream_id),      \
                 s(p->stream.stream_type));                                                         \
     }
 STREAM_PRINTER(p_im_created, dfc_instant_message_created_t, "INSTANTMESSAGECREATED")
@@ -103,8 +102,8 @@ p_elements(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i,
 {
     char values[512];
     dfc_value_to_json(p->form_values, values, sizeof values);
-    dfc_log(DFC_LOG_INFO, "SYMPHONYELEMENTSACTION by %s: form %s values %s", who(i),
-            s(p->form_id), values);
+    dfc_log(DFC_LOG_INFO, "SYMPHONYELEMENTSACTION by %s: form %s values %s", who(i), s(p->form_id),
+            values);
 }
 static void
 p_generic(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i,

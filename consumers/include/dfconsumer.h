@@ -122,8 +122,8 @@ typedef struct {
 typedef struct {
     const char *message_id, *parent_message_id;
     int64_t timestamp;
-    const char *message; /* PresentationML */
-    const char *data;    /* EntityJSON, a string, unparsed */
+    const char *message;               /* PresentationML */
+    const char *data;                  /* EntityJSON, a string, unparsed */
     const dfc_value_t *attachments;    /* array of V4AttachmentInfo, generic */
     const dfc_value_t *shared_message; /* a nested V4Message, generic */
     dfc_user_t user;
@@ -212,15 +212,15 @@ typedef struct {
     listeners and freed after the last one: never keep it past a callback. */
 typedef struct dfc_event dfc_event_t;
 
-const char *dfc_event_topic(const dfc_event_t *ev);   /* frame 1 */
-const char *dfc_event_type(const dfc_event_t *ev);    /* event.type or NULL */
-const char *dfc_event_id(const dfc_event_t *ev);      /* event.id or NULL */
-int64_t dfc_event_timestamp(const dfc_event_t *ev);   /* event.timestamp or 0 */
+const char *dfc_event_topic(const dfc_event_t *ev); /* frame 1 */
+const char *dfc_event_type(const dfc_event_t *ev);  /* event.type or NULL */
+const char *dfc_event_id(const dfc_event_t *ev);    /* event.id or NULL */
+int64_t dfc_event_timestamp(const dfc_event_t *ev); /* event.timestamp or 0 */
 uint64_t dfc_event_seq(const dfc_event_t *ev);
 uint64_t dfc_event_gseq(const dfc_event_t *ev);
 const char *dfc_event_epoch(const dfc_event_t *ev);
 uint64_t dfc_event_ts(const dfc_event_t *ev);
-int64_t dfc_event_bot(const dfc_event_t *ev);          /* envelope "bot" */
+int64_t dfc_event_bot(const dfc_event_t *ev);                 /* envelope "bot" */
 const dfc_value_t *dfc_event_value(const dfc_event_t *ev);    /* the "event" map */
 const dfc_value_t *dfc_event_envelope(const dfc_event_t *ev); /* the whole frame-2 map */
 
@@ -234,7 +234,7 @@ const dfc_value_t *dfc_event_envelope(const dfc_event_t *ev); /* the whole frame
     run on worker threads, concurrently across events and across listeners:
     they must be thread-safe. All are optional. */
 #define DFC_CALLBACK(name, payload_t)                                                              \
-    void (*name)(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *initiator,              \
+    void (*name)(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *initiator,               \
                  const payload_t *payload)
 
 typedef struct {
@@ -275,11 +275,11 @@ bool dfc_default_is_accepting(void *ctx, const dfc_event_t *ev, const dfc_initia
 /* ------------------------------------------------------------------------ */
 
 typedef struct {
-    int workers;          /* worker threads; 0 -> 4 */
-    int rcvhwm;           /* SUB receive high-water mark; 0 -> 1000 */
-    size_t max_frame;     /* bigger messages are dropped; 0 -> 16 MiB */
-    size_t queue_size;    /* bounded job queue; when full the receiver waits; 0 -> 1024 */
-    void *zmq_ctx;        /* borrowed ZeroMQ context (e.g. for inproc); NULL -> own */
+    int workers;       /* worker threads; 0 -> 4 */
+    int rcvhwm;        /* SUB receive high-water mark; 0 -> 1000 */
+    size_t max_frame;  /* bigger messages are dropped; 0 -> 16 MiB */
+    size_t queue_size; /* bounded job queue; when full the receiver waits; 0 -> 1024 */
+    void *zmq_ctx;     /* borrowed ZeroMQ context (e.g. for inproc); NULL -> own */
 } dfc_config_t;
 
 typedef struct dfc_loop dfc_loop_t;

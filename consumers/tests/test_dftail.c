@@ -195,15 +195,14 @@ test_exact_lines(void *ctx)
     static char out[65536], err[65536];
     int rc = finish(&c, out, sizeof out, err, sizeof err, 10000);
     CHECK_EQ(rc, 0);
-    CHECK_STR(out,
-              "{\"topic\":\"MESSAGESENT\",\"v\":1,\"seq\":1,\"gseq\":10,\"epoch\":\"ep\\\"1\","
-              "\"ts\":1700000000123,\"bot\":68719476738,\"event\":{\"id\":\"a1\","
-              "\"n\":-9223372036854775808,\"u\":18446744073709551615,\"z\":-0.0,"
-              "\"f\":0.10000000000000001,"
-              "\"s\":\"nul\\u0000 emoji \xf0\x9f\x98\x80 ctl\\u0001\\u000a\\\"\\\\/\","
-              "\"b\":true,\"x\":null,\"arr\":[1,-1,1.5,2.0]}}\n"
-              "{\"topic\":\"FUTURE\",\"v\":1,\"seq\":3,\"gseq\":18446744073709551615,"
-              "\"epoch\":\"e\",\"ts\":2,\"bot\":-5,\"event\":{\"type\":\"FUTURE\"}}\n");
+    CHECK_STR(out, "{\"topic\":\"MESSAGESENT\",\"v\":1,\"seq\":1,\"gseq\":10,\"epoch\":\"ep\\\"1\","
+                   "\"ts\":1700000000123,\"bot\":68719476738,\"event\":{\"id\":\"a1\","
+                   "\"n\":-9223372036854775808,\"u\":18446744073709551615,\"z\":-0.0,"
+                   "\"f\":0.10000000000000001,"
+                   "\"s\":\"nul\\u0000 emoji \xf0\x9f\x98\x80 ctl\\u0001\\u000a\\\"\\\\/\","
+                   "\"b\":true,\"x\":null,\"arr\":[1,-1,1.5,2.0]}}\n"
+                   "{\"topic\":\"FUTURE\",\"v\":1,\"seq\":3,\"gseq\":18446744073709551615,"
+                   "\"epoch\":\"e\",\"ts\":2,\"bot\":-5,\"event\":{\"type\":\"FUTURE\"}}\n");
     CHECK(strstr(err, "bad or newer version") != NULL);
     CHECK(strstr(err, "frame count is not 2") != NULL);
     msgpack_sbuffer_destroy(&sb);
@@ -215,8 +214,8 @@ test_topic_filter(void *ctx)
 {
     char ep[256];
     void *x = new_xpub(ctx, ep, sizeof ep);
-    const char *args[] = {"--endpoint", ep, "--count", "1", "--timeout", "10000", "ROOMCREATED",
-                          NULL};
+    const char *args[] = {"--endpoint", ep,      "--count",     "1",
+                          "--timeout",  "10000", "ROOMCREATED", NULL};
     child_t c = spawn(args);
     CHECK(tu_wait_subscription(x, 10000) == 0);
     msgpack_sbuffer sb;

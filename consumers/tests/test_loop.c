@@ -339,28 +339,31 @@ all_callbacks(const char *name, void *ctx)
 
 /* ------------------------------------------------------- the 17 types */
 
-#define INIT "\"initiator\":{\"user\":{\"userId\":9007199254740993,\"username\":\"big\"," \
-             "\"displayName\":\"Big Id\",\"firstName\":\"Bi\",\"lastName\":\"Gid\"," \
-             "\"email\":\"big@example.com\"}}"
+#define INIT                                                                                       \
+    "\"initiator\":{\"user\":{\"userId\":9007199254740993,\"username\":\"big\","                   \
+    "\"displayName\":\"Big Id\",\"firstName\":\"Bi\",\"lastName\":\"Gid\","                        \
+    "\"email\":\"big@example.com\"}}"
 #define ISUM "init=9007199254740993:big:Big Id:Bi:Gid:big@example.com"
 #define U2 "{\"userId\":68719476737,\"username\":\"jane.doe\",\"displayName\":\"Jane Doe\"}"
 #define U2SUM "68719476737:jane.doe:Jane Doe:(null):(null):(null)"
-#define STRM "{\"streamId\":\"S1\",\"streamType\":\"ROOM\",\"roomName\":\"Room 1\"," \
-             "\"external\":true,\"crossPod\":false}"
+#define STRM                                                                                       \
+    "{\"streamId\":\"S1\",\"streamType\":\"ROOM\",\"roomName\":\"Room 1\","                        \
+    "\"external\":true,\"crossPod\":false}"
 #define SSUM "S1:ROOM:Room 1:1:0"
-#define MSG(id) "{\"messageId\":\"" id "\",\"timestamp\":1700000000001,\"message\":\"<p>hi</p>\"," \
-                "\"data\":\"{}\",\"attachments\":[{\"id\":\"a1\"}],\"user\":" U2 ",\"stream\":" STRM "}"
+#define MSG(id)                                                                                    \
+    "{\"messageId\":\"" id "\",\"timestamp\":1700000000001,\"message\":\"<p>hi</p>\","             \
+    "\"data\":\"{}\",\"attachments\":[{\"id\":\"a1\"}],\"user\":" U2 ",\"stream\":" STRM "}"
 #define MSUM(id) id "@1700000000001[<p>hi</p>][{}] by " U2SUM " in " SSUM
-#define PROPS "{\"name\":\"Room 1\",\"description\":\"d\",\"creatorUser\":" U2 ","          \
-              "\"createdDate\":1700000001000,\"public\":true,\"readOnly\":false,"            \
-              "\"membersCanInvite\":true,\"keywords\":[{\"key\":\"k\",\"value\":\"v\"}]}"
+#define PROPS                                                                                      \
+    "{\"name\":\"Room 1\",\"description\":\"d\",\"creatorUser\":" U2 ","                           \
+    "\"createdDate\":1700000001000,\"public\":true,\"readOnly\":false,"                            \
+    "\"membersCanInvite\":true,\"keywords\":[{\"key\":\"k\",\"value\":\"v\"}]}"
 #define PSUM "props=Room 1|d|" U2SUM "|1700000001000|pub=1|ro=0|inv=1|kw=1"
 
 static const struct {
     const char *type, *payload, *summary;
 } types[17] = {
-    {"MESSAGESENT", "{\"messageSent\":{\"message\":" MSG("M1") "}}",
-     ISUM " " MSUM("M1") " att=1"},
+    {"MESSAGESENT", "{\"messageSent\":{\"message\":" MSG("M1") "}}", ISUM " " MSUM("M1") " att=1"},
     {"SHAREDPOST", "{\"sharedPost\":{\"message\":" MSG("M2") ",\"sharedMessage\":" MSG("M3") "}}",
      ISUM " " MSUM("M2") " shares " MSUM("M3")},
     {"INSTANTMESSAGECREATED", "{\"instantMessageCreated\":{\"stream\":" STRM "}}", ISUM " " SSUM},
@@ -472,10 +475,11 @@ test_all_types(void)
                 CHECK_STR(r->topic, types[e % 17].type);
             } else {
                 CHECK_STR(r->summary,
-                          e == 34 ? "unknown init=9007199254740993:big:Big Id:Bi:Gid:big@example.com "
-                                    "type=FUTURETYPE"
-                                  : "unknown init=9007199254740993:big:Big Id:Bi:Gid:big@example.com "
-                                    "type=(null)");
+                          e == 34
+                              ? "unknown init=9007199254740993:big:Big Id:Bi:Gid:big@example.com "
+                                "type=FUTURETYPE"
+                              : "unknown init=9007199254740993:big:Big Id:Bi:Gid:big@example.com "
+                                "type=(null)");
             }
             check_context(r->context, id, ln, 4);
         }
@@ -524,10 +528,10 @@ test_filter(void)
     fx_start(&f);
     const char *inits[] = {
         "\"initiator\":{\"user\":{\"userId\":68719476738,\"username\":\"my-bot\"}},", /* bot */
-        "",                                                                         /* none */
-        "\"initiator\":{\"user\":{\"username\":\"no-id\"}},",                       /* no id */
-        "\"initiator\":{},",                                                        /* no user */
-        "\"initiator\":{\"user\":{\"userId\":\"123\"}},",                           /* str id */
+        "",                                                                           /* none */
+        "\"initiator\":{\"user\":{\"username\":\"no-id\"}},",                         /* no id */
+        "\"initiator\":{},",                                                          /* no user */
+        "\"initiator\":{\"user\":{\"userId\":\"123\"}},",                             /* str id */
         "\"initiator\":{\"user\":{\"userId\":68719476739,\"username\":\"my-bot\"}},", /* ok */
     };
     char json[1024];
@@ -862,7 +866,9 @@ test_hostile(void)
     } bodies[] = {
         {"\xdd\xff\xff\xff\xff", 5},
         {dfs, sizeof dfs},
-        {"\xdb\x00\x00\x10\x00" "abc", 8},
+        {"\xdb\x00\x00\x10\x00"
+         "abc",
+         8},
         {deep, sizeof deep},
         {"\x81\x01\x02", 3},
     };
@@ -948,16 +954,16 @@ test_gaps(void)
     fx_t f;
     fx_init(&f, "inproc://gaps", (dfc_config_t){0});
     recs_reset();
-    dfc_listener_t u = {.name = "u", .ctx = "u", .on_unknown = c_unknown,
-                        .is_accepting_event = accept_all};
+    dfc_listener_t u = {
+        .name = "u", .ctx = "u", .on_unknown = c_unknown, .is_accepting_event = accept_all};
     dfc_loop_subscribe(f.loop, &u);
     fx_start(&f);
     struct {
         const char *topic, *epoch;
         uint64_t seq;
-    } msgs[] = {{"X", "a", 1}, {"X", "a", 2}, {"X", "a", 5}, /* 3 and 4 missing */
-                {"X", "b", 1},                               /* new epoch: baseline */
-                {"Y", "a", 3},                               /* first on Y: baseline */
+    } msgs[] = {{"X", "a", 1}, {"X", "a", 2}, {"X", "a", 5},  /* 3 and 4 missing */
+                {"X", "b", 1},                                /* new epoch: baseline */
+                {"Y", "a", 3},                                /* first on Y: baseline */
                 {"Y", "a", 4}, {"X", "a", 6}, {"X", "a", 6}}; /* duplicate: no gap */
     for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
         tu_envelope(&f.sb, msgs[i].seq, i + 1, msgs[i].epoch, BOT, "{\"id\":\"g\"}");

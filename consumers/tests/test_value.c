@@ -161,8 +161,8 @@ test_envelope_and_event(void)
     struct {
         const char *what;
         dfc_msg_status_t want;
-    } cases[] = {{"array", DFC_MSG_NOT_MAP}, {"v2", DFC_MSG_BAD_VERSION},
-                 {"nov", DFC_MSG_BAD_VERSION}, {"seqstr", DFC_MSG_BAD_ENVELOPE},
+    } cases[] = {{"array", DFC_MSG_NOT_MAP},         {"v2", DFC_MSG_BAD_VERSION},
+                 {"nov", DFC_MSG_BAD_VERSION},       {"seqstr", DFC_MSG_BAD_ENVELOPE},
                  {"epochint", DFC_MSG_BAD_ENVELOPE}, {"noevent", DFC_MSG_BAD_EVENT},
                  {"eventstr", DFC_MSG_BAD_EVENT}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -226,18 +226,34 @@ test_hostile(void)
     } corpus[] = {
         {"array32 of 2^32-1", "\xdd\xff\xff\xff\xff", 5},
         {"map32 chain", dfs, sizeof dfs},
-        {"truncated str32", "\xdb\x00\x00\x10\x00" "abc", 8},
-        {"truncated bin32", "\xc6\xff\xff\xff\xff" "a", 6},
-        {"truncated ext32", "\xc9\x7f\xff\xff\xff\x01" "a", 7},
+        {"truncated str32",
+         "\xdb\x00\x00\x10\x00"
+         "abc",
+         8},
+        {"truncated bin32",
+         "\xc6\xff\xff\xff\xff"
+         "a",
+         6},
+        {"truncated ext32",
+         "\xc9\x7f\xff\xff\xff\x01"
+         "a",
+         7},
         {"deep nesting 10000", deep, sizeof deep},
         {"map with int key", "\x81\x01\x02", 3},
         {"map with nil key", "\x81\xc0\x02", 3},
         {"reserved 0xc1", "\xc1", 1},
         {"empty", "", 0},
         {"trailing bytes", "\xc0\xc0", 2},
-        {"fixmap short", "\x82\xa1" "a" "\x01", 4},
+        {"fixmap short",
+         "\x82\xa1"
+         "a"
+         "\x01",
+         4},
         {"uint64 cut", "\xcf\x00\x00", 3},
-        {"map16 lies", "\xde\xff\xff\xa1" "a", 5},
+        {"map16 lies",
+         "\xde\xff\xff\xa1"
+         "a",
+         5},
     };
     for (size_t i = 0; i < sizeof corpus / sizeof corpus[0]; i++) {
         dfc_doc_t *doc = NULL;
