@@ -6,6 +6,7 @@ are as stated, and topics follow the contract. Run by ctest as
 schemas_golden_python with Debian's /usr/bin/python3."""
 import json
 import math
+import os
 import struct
 import sys
 
@@ -142,7 +143,26 @@ def main(path):
             failures += 1
             print("FAIL invalid %s: python json %s it" % (name, "accepts" if accepted else
                                                          "rejects"))
-    total = len(doc["valid"]) + len(doc["invalid"])
+    # The machine-readable contract agrees with the vectors and this checker.
+    contract_path = os.path.join(os.path.dirname(os.path.abspath(path)), "..", "contract-v1.json")
+    with open(contract_path, encoding="utf-8") as f:
+        contract = json.load(f)
+    checks = 3
+    if [e["key"] for e in contract["envelope"]] != ENVELOPE_KEYS or contract["version"] != 1:
+        failures += 1
+        print("FAIL contract-v1.json: envelope keys or version")
+    known = {t["type"]: t["payload_key"] for t in contract["topics"]}
+    if len(known) != 17 or contract["unknown_topic"] != "UNKNOWN":
+        failures += 1
+        print("FAIL contract-v1.json: %d topics" % len(known))
+    for case in doc["valid"]:
+        value = load_json(expand(case["json"], case.get("repeat"), "json"))
+        t = topic(value)
+        if case["name"].startswith(("constructed_", "java_")) and isinstance(value, Obj) and \
+                t in known and [k for k, _ in dict(value)["payload"]] != [known[t]]:
+            failures += 1
+            print("FAIL %s: payload key is not %s" % (case["name"], known[t]))
+    total = len(doc["valid"]) + len(doc["invalid"]) + checks
     print("%d passed, %d failed" % (total - failures, failures))
     return 1 if failures else 0
 
