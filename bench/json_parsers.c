@@ -156,24 +156,30 @@ now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/*  Events per second for `seconds`, in batches (min 1 parse). -1 on error. */
+/*  Events per second: the best of 3 trials of seconds/3 each (the machine
+    is shared, the best trial is the least disturbed). -1 on error. */
 static double
 measure(const parser_t *p, const char *text, size_t len, double seconds)
 {
     if (p->parse(text, len)) /* warm-up, and a correctness gate */
         return -1;
-    long n = 0, batch = 1;
-    double t0 = now(), t;
-    do {
-        for (long i = 0; i < batch; i++)
-            if (p->parse(text, len))
-                return -1;
-        n += batch;
-        t = now() - t0;
-        if (batch < 1 << 20)
-            batch *= 2;
-    } while (t < seconds);
-    return (double)n / t;
+    double best = 0;
+    for (int trial = 0; trial < 3; trial++) {
+        long n = 0, batch = 1;
+        double t0 = now(), t;
+        do {
+            for (long i = 0; i < batch; i++)
+                if (p->parse(text, len))
+                    return -1;
+            n += batch;
+            t = now() - t0;
+            if (batch < 1 << 20)
+                batch *= 2;
+        } while (t < seconds / 3);
+        if ((double)n / t > best)
+            best = (double)n / t;
+    }
+    return best;
 }
 
 /* ---------------------------------------------------------------- exactness */
@@ -270,7 +276,8 @@ main(int argc, char **argv)
     ev[2].text = make_event(2000, 570, 2000, &ev[2].len);
     ev[3].text = make_event(4000, 10, 300000, &ev[3].len);
 
-    printf("JSON parse throughput, MESSAGESENT events (%.2f s per cell, one core)\n", seconds);
+    printf("JSON parse throughput, MESSAGESENT events (best of 3 x %.2f s per cell, one core)\n",
+           seconds / 3);
     printf("event sizes:");
     for (size_t e = 0; e < 4; e++)
         printf(" %s=%zu B", ev[e].label, ev[e].len);
@@ -294,6 +301,10 @@ main(int argc, char **argv)
     }
     if (s_buf.len)
         printf("\nmsgpack frame of the ~300KB event: %zu B (JSON %zu B)\n", s_buf.len, ev[3].len);
+    printf("\"yajl, no callbacks\" only lexes and validates: yajl decodes string escapes only\n"
+           "for a string callback, so it is a floor, not a parser we could use.\n"
+           "json-c runs with JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8; cJSON does not\n"
+           "validate UTF-8.\n");
 
     struct {
         const char *what, *label, *text, *want;

@@ -603,6 +603,12 @@ dfb_json_error(const dfb_json_t *self)
     return self->error;
 }
 
+uint32_t
+dfb_json_size(const dfb_json_t *self)
+{
+    return self->ntoks;
+}
+
 static const dfb_tok_t *
 tok_at(const dfb_json_t *self, dfb_json_ref_t ref)
 {
@@ -769,6 +775,8 @@ dfb_json_test(int verbose)
     CHECK(dfb_json_string(j, v, &len) == NULL && len == 0);
     CHECK(dfb_json_uint(j, v) == 0 && dfb_json_double(j, v) == 0.0);
     CHECK(dfb_json_count(j, v) == 0 && dfb_json_first(j, v) == DFB_JSON_NONE);
+    /* 1 object, 6 keys, 6 values, 4 in b, 1 key + 1 value in b[3]. */
+    CHECK(dfb_json_size(j) == 19);
 
     /* Key lookup compares length and bytes: "a\0b" is not "a". */
     CHECK(parse_str(j, "{\"a\\u0000b\":1,\"a\":2}") == 0);
@@ -846,6 +854,7 @@ dfb_json_test(int verbose)
         CHECK(error_offset(j) == bad[i].offset);
         CHECK(dfb_json_type(j, 0) == DFB_JSON_NULL && dfb_json_count(j, 0) == 0);
     }
+    CHECK(dfb_json_size(j) == 0);
     /* The tape works again after an error. */
     CHECK(parse_str(j, "[1]") == 0 && dfb_json_count(j, 0) == 1);
     CHECK(strcmp(dfb_json_error(j), "") == 0);

@@ -50,6 +50,10 @@ int dfb_json_parse (dfb_json_t *self, const char *text, size_t len);
 /*  Human-readable reason of the last failed parse ("" after success). */
 const char *dfb_json_error (const dfb_json_t *self);
 
+/*  Number of values (tokens) on the tape: valid refs are 0 .. n-1; 0 after
+    a failed parse. */
+uint32_t dfb_json_size (const dfb_json_t *self);
+
 /*  Type of the value at ref. ref must be valid. */
 dfb_json_type_t dfb_json_type (const dfb_json_t *self, dfb_json_ref_t ref);
 

@@ -200,8 +200,13 @@ dfb_transcode_value(const dfb_json_t *json, dfb_json_ref_t ref, dfb_buf_t *buf)
 {
     /* Values still to emit in the subtree; each container adds its
        children. Tokens are consecutive in document order. */
+    uint32_t size = dfb_json_size(json);
+    if (ref >= size)
+        return -1;
     uint64_t remaining = 1;
     for (dfb_json_ref_t r = ref; remaining > 0; r++, remaining--) {
+        if (r >= size)
+            return -1; /* cannot happen with a tape from dfb_json_parse */
         int rc = 0;
         switch (dfb_json_type(json, r)) {
         case DFB_JSON_NULL:
@@ -341,6 +346,11 @@ dfb_transcode_test(int verbose)
     dfb_buf_reset(&buf);
     CHECK(dfb_transcode_value(j, dfb_json_get(j, 0, "x"), &buf) == 0);
     CHECK(buf.len == 6 && memcmp(buf.data, "\x92\x01\x81\xa1\x79\x02", 6) == 0);
+
+    /* Refs outside the tape are refused, also after a failed parse. */
+    CHECK(dfb_transcode_value(j, DFB_JSON_NONE, &buf) == -1);
+    CHECK(dfb_json_parse(j, "[", 1) == -1);
+    CHECK(dfb_transcode_value(j, 0, &buf) == -1);
 
     /* Envelope: fixed keys in order; NULL epoch is an empty string. */
     const char *ev = "{\"type\":\"ROOMCREATED\"}";

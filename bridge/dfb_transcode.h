@@ -38,8 +38,8 @@ typedef struct {
     conversion: object -> map with str keys in document order, array ->
     array, string -> str, integer -> the smallest msgpack int that holds it
     exactly, other number -> float64, true/false/null -> bool/nil).
-    Returns 0, or -1 on allocation failure (buf then holds a partial
-    value: reset it). */
+    Returns 0, or -1 on allocation failure or when ref is not a value of
+    the tape (buf then may hold a partial value: reset it). */
 int dfb_transcode_value (const dfb_json_t *json, dfb_json_ref_t ref, dfb_buf_t *buf);
 
 /*  Appends one whole frame-2 body: the envelope map with "event" set to the
