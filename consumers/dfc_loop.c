@@ -502,9 +502,20 @@ receive_one(dfc_loop_t *loop, void *sub)
         if (m == &tmp)
             zmq_msg_close(&tmp); /* extra frames are only counted */
     }
+    /* "_" topics are the bridge's own (heartbeat, status...): the contract
+       says readers that do not know them ignore them */
+    bool reserved = nparts >= 1 && zmq_msg_size(&parts[0]) > 0 &&
+                    ((const char *)zmq_msg_data(&parts[0]))[0] == '_';
     pthread_mutex_lock(&loop->mu);
     loop->stats.received++;
+    if (reserved)
+        loop->stats.reserved++;
     pthread_mutex_unlock(&loop->mu);
+    if (reserved) {
+        zmq_msg_close(&parts[0]);
+        zmq_msg_close(&parts[1]);
+        return 1;
+    }
 
     dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
     dfc_event_t *ev = NULL;

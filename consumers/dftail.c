@@ -27,7 +27,7 @@ usage(FILE *out)
                  "  --endpoint E  bridge PUB endpoint (repeatable; default tcp://127.0.0.1:5556)\n"
                  "  --count N     exit after printing N messages\n"
                  "  --timeout MS  exit after MS milliseconds without a message\n"
-                 "  TOPIC         event types to subscribe to (all when none)\n");
+                 "  TOPIC         event types to print, matched exactly (all when none)\n");
 }
 
 static int64_t
@@ -127,6 +127,36 @@ format_message(const zmq_msg_t *topic, const zmq_msg_t *body, line_t *l)
     }
     dfc_doc_destroy(&doc);
     return st;
+}
+
+/*  Reserved "_" topics are the bridge's own messages, not envelopes: shown as
+    {"topic":…,"body":…} when the body is msgpack. */
+static dfc_msg_status_t
+format_reserved(const zmq_msg_t *topic, const zmq_msg_t *body, line_t *l)
+{
+    dfc_doc_t *doc = NULL;
+    int rc = dfc_doc_parse(zmq_msg_data((zmq_msg_t *)body), zmq_msg_size((zmq_msg_t *)body), &doc);
+    if (rc != DFC_OK)
+        return rc == DFC_ENOMEM ? DFC_MSG_NOMEM : DFC_MSG_BAD_MSGPACK;
+    l->len = 0;
+    int bad = line_add(l, "{\"topic\":");
+    bad |= line_add_json_str(l, zmq_msg_data((zmq_msg_t *)topic), zmq_msg_size((zmq_msg_t *)topic));
+    bad |= line_add(l, ",\"body\":");
+    bad |= line_add_value(l, dfc_doc_root(doc));
+    bad |= line_add(l, "}\n");
+    dfc_doc_destroy(&doc);
+    return bad ? DFC_MSG_NOMEM : DFC_MSG_OK;
+}
+
+static bool
+topic_wanted(const zmq_msg_t *topic, const char **topics, size_t n)
+{
+    size_t len = zmq_msg_size((zmq_msg_t *)topic);
+    for (size_t i = 0; i < n; i++)
+        if (strlen(topics[i]) == len &&
+            memcmp(topics[i], zmq_msg_data((zmq_msg_t *)topic), len) == 0)
+            return true;
+    return false;
 }
 
 int
@@ -238,10 +268,20 @@ main(int argc, char **argv)
             if (m == &tmp)
                 zmq_msg_close(&tmp);
         }
+        /* ZeroMQ matches prefixes: keep only the exact topics asked for */
+        if (err == 0 && ntopics > 0 && !topic_wanted(&parts[0], topics, ntopics)) {
+            zmq_msg_close(&parts[0]);
+            zmq_msg_close(&parts[1]);
+            continue;
+        }
         if (err == 0) {
             last = now_ms();
-            dfc_msg_status_t st =
-                nparts == 2 ? format_message(&parts[0], &parts[1], &line) : DFC_MSG_BAD_FRAMES;
+            dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
+            if (nparts == 2 && zmq_msg_size(&parts[0]) > 0 &&
+                ((const char *)zmq_msg_data(&parts[0]))[0] == '_')
+                st = format_reserved(&parts[0], &parts[1], &line);
+            else if (nparts == 2)
+                st = format_message(&parts[0], &parts[1], &line);
             if (st == DFC_MSG_OK) {
                 fputs(line.p, stdout);
                 fflush(stdout);

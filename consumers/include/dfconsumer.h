@@ -51,7 +51,8 @@ typedef struct dfc_doc dfc_doc_t;     /* opaque, owns its values */
     must be strings. The document copies what it needs: buf may be freed
     afterwards. On success *out owns the document (free with dfc_doc_destroy).
     Returns DFC_OK, DFC_EINVAL for malformed input, DFC_ENOMEM. */
-#define DFC_MAX_DEPTH 64
+/*  The bridge accepts JSON nested up to 512 deep; the envelope adds one. */
+#define DFC_MAX_DEPTH 520
 int dfc_doc_parse(const void *buf, size_t len, dfc_doc_t **out);
 void dfc_doc_destroy(dfc_doc_t **doc_p);
 const dfc_value_t *dfc_doc_root(const dfc_doc_t *doc);
@@ -298,6 +299,7 @@ typedef struct {
     uint64_t bad_envelope;      /* seq/gseq/epoch/ts/bot of the wrong type */
     uint64_t bad_event;         /* event missing or not a map */
     uint64_t unknown_type;      /* valid messages whose topic is not one of the 17 */
+    uint64_t reserved;          /* "_" topics (bridge's own messages): ignored, not decoded */
     uint64_t gaps;              /* messages missing in seq per (epoch, topic) */
 } dfc_stats_t;
 

@@ -110,7 +110,7 @@ test_exact_lines(void *ctx)
 {
     char ep[256];
     void *x = new_xpub(ctx, ep, sizeof ep);
-    const char *args[] = {"--endpoint", ep, "--count", "2", "--timeout", "10000", NULL};
+    const char *args[] = {"--endpoint", ep, "--count", "3", "--timeout", "10000", NULL};
     child_t c = spawn(args);
     CHECK(c.pid > 0);
     CHECK(tu_wait_subscription(x, 10000) == 0);
@@ -192,6 +192,13 @@ test_exact_lines(void *ctx)
     msgpack_pack_uint64(&pk, 1);
     CHECK(tu_send2(x, "FUTURE", sb.data, sb.size) == 0);
 
+    /* 4: a reserved topic: its body is shown as is */
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 1);
+    pack_key(&pk, "up");
+    msgpack_pack_true(&pk);
+    CHECK(tu_send2(x, "_heartbeat", sb.data, sb.size) == 0);
+
     static char out[65536], err[65536];
     int rc = finish(&c, out, sizeof out, err, sizeof err, 10000);
     CHECK_EQ(rc, 0);
@@ -202,7 +209,8 @@ test_exact_lines(void *ctx)
                    "\"s\":\"nul\\u0000 emoji \xf0\x9f\x98\x80 ctl\\u0001\\u000a\\\"\\\\/\","
                    "\"b\":true,\"x\":null,\"arr\":[1,-1,1.5,2.0]}}\n"
                    "{\"topic\":\"FUTURE\",\"v\":1,\"seq\":3,\"gseq\":18446744073709551615,"
-                   "\"epoch\":\"e\",\"ts\":2,\"bot\":-5,\"event\":{\"type\":\"FUTURE\"}}\n");
+                   "\"epoch\":\"e\",\"ts\":2,\"bot\":-5,\"event\":{\"type\":\"FUTURE\"}}\n"
+                   "{\"topic\":\"_heartbeat\",\"body\":{\"up\":true}}\n");
     CHECK(strstr(err, "bad or newer version") != NULL);
     CHECK(strstr(err, "frame count is not 2") != NULL);
     msgpack_sbuffer_destroy(&sb);
@@ -222,6 +230,7 @@ test_topic_filter(void *ctx)
     msgpack_sbuffer_init(&sb);
     tu_envelope(&sb, 1, 1, "e", 7, "{\"id\":\"m\"}");
     tu_send2(x, "MESSAGESENT", sb.data, sb.size);
+    tu_send2(x, "ROOMCREATEDX", sb.data, sb.size); /* prefix match only: not shown */
     tu_envelope(&sb, 1, 2, "e", 7, "{\"id\":\"r\"}");
     tu_send2(x, "ROOMCREATED", sb.data, sb.size);
     static char out[4096], err[4096];
