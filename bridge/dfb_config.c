@@ -350,9 +350,12 @@ datafeed_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void 
             return;
         if (strcasecmp(s, "v2") == 0)
             cfg->datafeed_version = DFB_DATAFEED_V2;
-        else if (strcasecmp(s, "v1") == 0)
-            fail(c, "%s: v1 is not supported by this version of the bridge (use v2)", path);
-        else
+        else if (strcasecmp(s, "v1") == 0) {
+            cfg->datafeed_version = DFB_DATAFEED_V1;
+            dfb_warn("config: %s: v1 is deprecated (end of support April 2023); the feed id is "
+                     "not persisted yet, a new v1 feed is created at every start",
+                     path);
+        } else
             fail(c, "%s: must be v2 (or v1), not '%s'", path, s);
     } else if (strcmp(key, "retry") == 0) {
         parse_retry(c, v, path, &cfg->datafeed_retry);

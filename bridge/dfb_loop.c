@@ -13,10 +13,10 @@
 #include "dfb_log.h"
 #include "dfb_retry.h"
 
-typedef enum { OP_LIST, OP_CREATE, OP_DELETE, OP_READ } op_t;
+typedef enum { OP_LIST, OP_CREATE, OP_DELETE, OP_READ, OP_V1_CREATE, OP_V1_READ } op_t;
 
-static const char *const s_op_name[] = {"list datafeeds", "create datafeed", "delete datafeed",
-                                        "read datafeed"};
+static const char *const s_op_name[] = {"list datafeeds", "create datafeed",    "delete datafeed",
+                                        "read datafeed",  "create v1 datafeed", "read v1 datafeed"};
 
 /*  How one response is handled. */
 typedef enum {
@@ -39,6 +39,7 @@ struct dfb_loop {
     char agent_url[512];
     char feed_id[256]; /* "" = none yet */
     char *ack_id;      /* acknowledges the last published batch */
+    int last_status;   /* HTTP status of the last call, for accept_* */
     dfb_loop_stats_t stats;
 };
 
@@ -150,6 +151,13 @@ classify(op_t op, dfb_http_err_t err, int status)
         if (status == 200)
             return OUT_OK;
         return status == 400 ? OUT_RECREATE : OUT_FATAL;
+    case OP_V1_CREATE:
+        return status == 200 || status == 201 ? OUT_OK : OUT_FATAL;
+    case OP_V1_READ:
+        /* 204: the hold ended without events. */
+        if (status == 200 || status == 204)
+            return OUT_OK;
+        return status == 400 ? OUT_RECREATE : OUT_FATAL;
     }
     return OUT_FATAL;
 }
@@ -200,6 +208,7 @@ call_until(dfb_loop_t *self, op_t op, const char *method, const char *url, const
         dfb_http_err_t err =
             dfb_http_request(self->http, method, url, body, body ? strlen(body) : 0, &status);
         outcome_t out = classify(op, err, status);
+        self->last_status = status;
         if (out == OUT_OK && accept && accept(self) != 0) {
             self->stats.malformed++;
             out = OUT_RETRY;
@@ -415,23 +424,33 @@ recreate(dfb_loop_t *self)
     return backoff(self, "read datafeed");
 }
 
-/*  Publishes every element of the batch's events, then adopts its ackId. */
+/*  Publishes every element of the array at ev (if it is an array), in
+    order. Returns how many. */
+static uint32_t
+publish_events(dfb_loop_t *self, dfb_json_ref_t ev)
+{
+    uint32_t n = 0;
+    if (ev == DFB_JSON_NONE || dfb_json_type(self->json, ev) != DFB_JSON_ARRAY)
+        return 0;
+    for (dfb_json_ref_t e = dfb_json_first(self->json, ev); e != DFB_JSON_NONE;
+         e = dfb_json_next(self->json, e)) {
+        /* A failed publish is counted by dfb_publish and shows as a seq gap
+           downstream; the batch is still acknowledged, as the BDKs do for
+           listener errors that are not requeue requests. */
+        dfb_publish_event(self->pub, self->json, e);
+        n++;
+    }
+    self->stats.events += n;
+    if (n)
+        dfb_debug("published %u events", n);
+    return n;
+}
+
+/*  v2: publishes the batch's events, then adopts its ackId. */
 static int
 publish_batch(dfb_loop_t *self)
 {
-    dfb_json_ref_t ev = dfb_json_get(self->json, 0, "events");
-    uint32_t n = 0;
-    if (ev != DFB_JSON_NONE && dfb_json_type(self->json, ev) == DFB_JSON_ARRAY) {
-        for (dfb_json_ref_t e = dfb_json_first(self->json, ev); e != DFB_JSON_NONE;
-             e = dfb_json_next(self->json, e)) {
-            /* A failed publish is counted by dfb_publish and shows as a seq
-               gap downstream; the batch is still acknowledged, as the BDKs
-               do for listener errors that are not requeue requests. */
-            dfb_publish_event(self->pub, self->json, e);
-            n++;
-        }
-    }
-    self->stats.events += n;
+    publish_events(self, dfb_json_get(self->json, 0, "events"));
     size_t len;
     const char *ack = dfb_json_string(self->json, dfb_json_get(self->json, 0, "ackId"), &len);
     char *copy = malloc(len + 1);
@@ -441,9 +460,76 @@ publish_batch(dfb_loop_t *self)
     copy[len] = '\0';
     free(self->ack_id);
     self->ack_id = copy;
-    if (n)
-        dfb_debug("published %u events", n);
     return 0;
+}
+
+static outcome_t run_v2(dfb_loop_t *self);
+
+/* ---- datafeed v1 (Agent /v4, deprecated) ------------------------------------ */
+
+static int
+accept_v1_create(dfb_loop_t *self)
+{
+    return accept_create(self); /* same {"id": ...} shape */
+}
+
+static int
+accept_v1_read(dfb_loop_t *self)
+{
+    if (self->last_status == 204)
+        return 0;
+    if (parse_body(self, "read v1 datafeed") != 0)
+        return -1;
+    dfb_json_type_t t = dfb_json_type(self->json, 0);
+    if (t != DFB_JSON_ARRAY && t != DFB_JSON_NULL) {
+        dfb_warn("read v1 datafeed: the body is not an array");
+        return -1;
+    }
+    return 0;
+}
+
+static outcome_t
+create_v1(dfb_loop_t *self)
+{
+    char url[600];
+    snprintf(url, sizeof url, "%s/agent/v4/datafeed/create", self->agent_url);
+    outcome_t out = call_until(self, OP_V1_CREATE, "POST", url, "", accept_v1_create);
+    if (out != OUT_OK)
+        return out;
+    dfb_json_ref_t id = dfb_json_get(self->json, 0, "id");
+    snprintf(self->feed_id, sizeof self->feed_id, "%s", dfb_json_string(self->json, id, NULL));
+    dfb_info("created v1 datafeed %s", self->feed_id);
+    return OUT_OK;
+}
+
+/*  v1: create a feed (no id file yet: a new feed at every start), then
+    GET .../read in a loop; no ackId (v1 removes events as it serves them).
+    A 400 means the feed is gone: create another one. */
+static outcome_t
+run_v1(dfb_loop_t *self)
+{
+    outcome_t out = create_v1(self);
+    char url[900];
+    while (out == OUT_OK) {
+        snprintf(url, sizeof url, "%s/agent/v4/datafeed/%s/read", self->agent_url, self->feed_id);
+        out = call_until(self, OP_V1_READ, "GET", url, NULL, accept_v1_read);
+        if (out == OUT_OK) {
+            self->stats.reads++;
+            self->stats.last_read_ms = dfb_now_ms();
+            dfb_backoff_reset(&self->backoff);
+            if (self->last_status != 204)
+                publish_events(self, 0);
+        } else if (out == OUT_RECREATE) {
+            self->stats.recreates++;
+            dfb_warn("v1 datafeed %s is gone (400): creating another one", self->feed_id);
+            out = create_v1(self);
+            if (out == OUT_OK)
+                out = backoff(self, "read v1 datafeed");
+            if (out == OUT_RETRY)
+                out = OUT_OK;
+        }
+    }
+    return out;
 }
 
 int
@@ -468,6 +554,14 @@ dfb_loop_run(dfb_loop_t *self)
         return DFB_EXIT_FATAL;
     dfb_publish_set_bot(self->pub, bot);
 
+    outcome_t out = self->cfg->datafeed_version == DFB_DATAFEED_V1 ? run_v1(self) : run_v2(self);
+    return out == OUT_STOPPED ? DFB_EXIT_STOPPED : DFB_EXIT_FATAL;
+}
+
+/*  v2: list/create, then read -> publish -> ack with the next read. */
+static outcome_t
+run_v2(dfb_loop_t *self)
+{
     outcome_t out = prepare(self);
     char url[900], *body = NULL;
     size_t body_cap = 0;
@@ -501,7 +595,7 @@ dfb_loop_run(dfb_loop_t *self)
         }
     }
     free(body);
-    return out == OUT_STOPPED ? DFB_EXIT_STOPPED : DFB_EXIT_FATAL;
+    return out;
 }
 
 /* ---- self-test ------------------------------------------------------------ */
@@ -559,6 +653,9 @@ dfb_loop_test(int verbose)
         {OP_CREATE, DFB_HTTP_OK, 400, OUT_RETRY},     {OP_CREATE, DFB_HTTP_OK, 403, OUT_FATAL},
         {OP_DELETE, DFB_HTTP_OK, 204, OUT_OK},        {OP_DELETE, DFB_HTTP_OK, 400, OUT_OK},
         {OP_DELETE, DFB_HTTP_OK, 502, OUT_RETRY},     {OP_DELETE, DFB_HTTP_OK, 403, OUT_FATAL},
+        {OP_V1_READ, DFB_HTTP_OK, 204, OUT_OK},       {OP_V1_READ, DFB_HTTP_OK, 400, OUT_RECREATE},
+        {OP_V1_READ, DFB_HTTP_OK, 401, OUT_REAUTH},   {OP_V1_READ, DFB_HTTP_OK, 403, OUT_FATAL},
+        {OP_V1_CREATE, DFB_HTTP_OK, 200, OUT_OK},     {OP_V1_CREATE, DFB_HTTP_OK, 503, OUT_RETRY},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         outcome_t got = classify(table[i].op, table[i].err, table[i].status);

@@ -3,7 +3,8 @@
     read -> publish every event -> acknowledge with the next read. Errors
     follow the BDK table: 401 re-authenticates, 400 on read recreates the
     feed, 5xx/429/network/timeouts/truncated or malformed bodies are retried
-    with backoff, 403/404/other 4xx are fatal. */
+    with backoff, 403/404/other 4xx are fatal. datafeed.version v1 runs the
+    deprecated Agent /v4 loop instead (create, GET read, 204 = no events). */
 #ifndef DFB_LOOP_H
 #define DFB_LOOP_H
 

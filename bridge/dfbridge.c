@@ -1,5 +1,5 @@
 /*  dfbridge: the daemon. Reads the BDK config, authenticates the bot, runs
-    the datafeed v2 loop and publishes every event on a ZeroMQ PUB socket
+    the datafeed loop (v2, or the deprecated v1) and publishes every event on a ZeroMQ PUB socket
     (topic frame + msgpack envelope). Exit: 0 stopped by SIGINT/SIGTERM,
     1 fatal upstream error, 2 bad configuration or command line. */
 #include <inttypes.h>
@@ -100,10 +100,10 @@ main(int argc, char **argv)
     } else if (!(loop = dfb_loop_new(cfg, auth, http, pub, dfb_stop_fd()))) {
         dfb_error("cannot create the datafeed loop");
     } else {
-        dfb_info("dfbridge %s: pod %s, agent %s, keyManager %s, bot %s, datafeed v2, publish %s "
+        dfb_info("dfbridge %s: pod %s, agent %s, keyManager %s, bot %s, datafeed v%d, publish %s "
                  "(sndhwm %d), epoch %s",
-                 DF_VERSION, pod, agent, km, cfg->bot_username, dfb_publish_endpoint(pub),
-                 cfg->sndhwm, dfb_publish_epoch(pub));
+                 DF_VERSION, pod, agent, km, cfg->bot_username, (int)cfg->datafeed_version,
+                 dfb_publish_endpoint(pub), cfg->sndhwm, dfb_publish_epoch(pub));
         rc = dfb_loop_run(loop);
         dfb_loop_stats_t ls;
         dfb_publish_stats_t ps;

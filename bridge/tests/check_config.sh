@@ -36,7 +36,10 @@ both_path_content)
   want_msg='config: bot.privateKey: set path or content, not both' ;;
 bad_version)
   printf '%sdatafeed:\n  version: v3\n' "$base" > $cfg
-  want_msg='config: datafeed.version: must be v2' ;;
+  want_msg='config: datafeed.version: must be v2 (or v1), not '"'v3'" ;;
+v1_accepted)
+  printf '%sdatafeed:\n  version: V1\n' "$base" > $cfg; want_status=0
+  want_msg='config: datafeed.version: v1 is deprecated' ;;
 non_numeric_port)
   printf '%sagent:\n  port: eighty\n' "$base" > $cfg
   want_msg='config: agent.port: not an integer' ;;
