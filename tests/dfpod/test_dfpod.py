@@ -345,7 +345,8 @@ def group_read(priv, pub):
     def held():
         t = time.monotonic()
         res["st"], res["data"] = read(pod, h, f)
-        res["dt"] = time.monotonic() - t
+        res["end"] = time.monotonic()
+        res["dt"] = res["end"] - t
     th = threading.Thread(target=held)
     th.start()
     wait_for(lambda: pod.counters()["reads_held"] == 1, "the read to be held")
@@ -355,13 +356,16 @@ def group_read(priv, pub):
           and res["dt"] < 0.55, "held read answers when an event arrives (%.2fs)" % res.get("dt", -1))
     ack4 = json.loads(res["data"])["ackId"]
 
-    # No ack: the batch comes back after --visibility-ms, same events, new ackId.
-    t0 = time.monotonic()
-    st, data = read(pod, h, f, "")  # holds (600) and answers empty: not yet visible
-    st, data2 = read(pod, h, f, "")
+    # No ack: the batch comes back after --visibility-ms, same events, new ackId. Reads
+    # without an ackId come back empty until then (how many depends on timing).
+    t0 = res.get("end", time.monotonic())
+    for _ in range(8):
+        st, data2 = read(pod, h, f, "")
+        b2 = json.loads(data2)
+        if b2["events"]:
+            break
     dt = time.monotonic() - t0
-    b2 = json.loads(data2)
-    check([e["id"] for e in b2["events"]] == ["ev-4"] and b2["ackId"] != ack4 and 0.7 <= dt < 2.5,
+    check([e["id"] for e in b2["events"]] == ["ev-4"] and b2["ackId"] != ack4 and 0.75 <= dt < 3,
           "unacked batch redelivered after visibility (%.2fs)" % dt)
     check(data2.decode().startswith('{"events":[' + event(4) + "]"), "redelivery is byte-exact")
     check(pod.counters()["redelivered"] == 1, "redelivered counted")
@@ -419,7 +423,10 @@ def group_read(priv, pub):
     check(st == 400, "expired feed -> 400")
     st, lst = pod.json("GET", "/agent/v5/datafeeds", headers=h)
     check(lst == [], "expired feed is not listed")
+    check(pod.stop()[0] == 0, "clean exit")
     # A held read of a feed expired by /admin/expire-feed answers 400 at once.
+    pod = Pod(pub, "--hold-ms", "10000")
+    h = login(pod, priv)
     f = create_feed(pod, h)
     res = {}
     th = threading.Thread(target=lambda: res.update(r=read(pod, h, f)))
@@ -428,7 +435,7 @@ def group_read(priv, pub):
     wait_for(lambda: pod.counters()["reads_held"] == 1, "the read to be held")
     check(pod.admin("POST", "expire-feed", {"id": f}) == {"expired": 1}, "expire-feed by id")
     th.join(5)
-    check(res.get("r", (0,))[0] == 400 and time.monotonic() - pod2_t < 0.3 + 0.25,
+    check(res.get("r", (0,))[0] == 400 and time.monotonic() - pod2_t < 3,
           "held read of an expired feed -> 400")
     check(pod.stop()[0] == 0, "clean exit")
 
