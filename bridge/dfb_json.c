@@ -2,8 +2,6 @@
     Each value is one token in document order; siblings are linked so that
     navigation skips subtrees in O(1) and the transcoder walks the tape once.
     Everything (tokens, strings, yajl's own memory) is reused across parses. */
-/* memmem() is a GNU/BSD extension (also in musl). */
-#define _GNU_SOURCE
 #include "dfb_json.h"
 
 #include <errno.h>
@@ -69,7 +67,8 @@ struct dfb_json {
     dfb_chunk_t *chunk;   /* yajl's arena, newest chunk first */
     const char *cb_error; /* set by a callback that stops the parse */
     size_t cb_offset;
-    const char *text; /* the input during a parse, for offsets */
+    const char *text; /* the input during a parse */
+    size_t last_end;  /* offset where the last token's text ended */
     yajl_handle hand;
     char error[160];
 };
@@ -184,11 +183,17 @@ arena_destroy(dfb_json_t *self)
 /* ---------------------------------------------------------------- tape */
 
 static int
-fail(dfb_json_t *self, const char *reason)
+fail_at(dfb_json_t *self, size_t offset, const char *reason)
 {
     self->cb_error = reason;
-    self->cb_offset = yajl_get_bytes_consumed(self->hand);
+    self->cb_offset = offset;
     return 0; /* tells yajl to stop */
+}
+
+static int
+fail(dfb_json_t *self, const char *reason)
+{
+    return fail_at(self, yajl_get_bytes_consumed(self->hand), reason);
 }
 
 /*  Appends a token and links it into the open container. Returns its index,
@@ -211,6 +216,9 @@ tok_push(dfb_json_t *self, dfb_json_type_t type, bool is_key)
         self->toks_cap = cap;
     }
     uint32_t idx = self->ntoks++;
+    /* Where this token's text ends: the next string's raw text starts
+       after it (see find_bad_surrogate). */
+    self->last_end = yajl_get_bytes_consumed(self->hand);
     dfb_tok_t *t = &self->toks[idx];
     t->type = type;
     t->count = 0;
@@ -228,11 +236,66 @@ tok_push(dfb_json_t *self, dfb_json_type_t type, bool is_key)
     return idx;
 }
 
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*  Code unit of "\uXXXX" at p (p points at the backslash), or -1. */
+static long
+escape_unit(const char *p, const char *end)
+{
+    if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
+        return -1;
+    long v = 0;
+    for (int k = 2; k < 6; k++) {
+        int h = hexval(p[k]);
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/*  yajl turns a lone high surrogate escape into "?" and pairs a high
+    surrogate with whatever \u follows it, silently corrupting the text.
+    We reject both (and lone low surrogates): the wire carries UTF-8 only.
+    `raw` starts outside any string (where the previous token ended), so
+    walking escapes pairwise from there is exact. Returns the offset of the
+    offending escape in raw, or SIZE_MAX. */
+static size_t
+find_bad_surrogate(const char *raw, size_t len)
+{
+    const char *end = raw + len;
+    const char *p = raw;
+    while (p < end && (p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        long u = escape_unit(p, end);
+        if (u < 0xD800 || u > 0xDFFF) {
+            p += 2; /* any escape is at least 2 bytes */
+            continue;
+        }
+        if (u >= 0xDC00)
+            return (size_t)(p - raw);
+        long lo = escape_unit(p + 6, end);
+        if (lo < 0xDC00 || lo > 0xDFFF)
+            return (size_t)(p - raw);
+        p += 12;
+    }
+    return SIZE_MAX;
+}
+
 /*  Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above
     U+10FFFF. yajl only checks the byte pattern, which lets all three through;
     msgpack readers with strict decoding would then reject the message. */
 static bool
-utf8_valid(const unsigned char *s, size_t len)
+utf8_valid(const unsigned char *s, size_t len, bool *four)
 {
     size_t i = 0;
     while (i < len) {
@@ -263,6 +326,7 @@ utf8_valid(const unsigned char *s, size_t len)
                 hi = 0x9F;
         } else if (c >= 0xF0 && c <= 0xF4) {
             n = 3;
+            *four = true;
             if (c == 0xF0)
                 lo = 0x90;
             else if (c == 0xF4)
@@ -284,7 +348,20 @@ utf8_valid(const unsigned char *s, size_t len)
 static int
 add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
 {
-    if (!utf8_valid(s, len))
+    bool four = false;
+    bool valid = utf8_valid(s, len, &four);
+    /* Surrogate escapes can only hide behind a "?" (yajl's lone high), a
+       4-byte sequence (a pair, maybe a wrong one) or invalid UTF-8 (a lone
+       low): only then look at the raw text of this string. */
+    if (!valid || four || memchr(s, '?', len)) {
+        size_t now = yajl_get_bytes_consumed(self->hand);
+        if (self->text && now >= self->last_end) {
+            size_t bad = find_bad_surrogate(self->text + self->last_end, now - self->last_end);
+            if (bad != SIZE_MAX)
+                return fail_at(self, self->last_end + bad, "unpaired UTF-16 surrogate escape");
+        }
+    }
+    if (!valid)
         return fail(self, "invalid UTF-8 in string");
     if (len >= UINT32_MAX || self->strs_len + len + 1 > UINT32_MAX)
         return fail(self, "strings too large");
@@ -435,71 +512,13 @@ on_end(void *ctx)
 {
     dfb_json_t *self = ctx;
     self->depth--; /* yajl guarantees balance */
+    self->last_end = yajl_get_bytes_consumed(self->hand);
     return 1;
 }
 
 static const yajl_callbacks s_callbacks = {on_null,   on_boolean,     NULL,         NULL,
                                            on_number, on_string,      on_start_map, on_key,
                                            on_end,    on_start_array, on_end};
-
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*  Code unit of "\uXXXX" at p (p points at the backslash), or -1. */
-static long
-escape_unit(const char *p, const char *end)
-{
-    if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
-        return -1;
-    long v = 0;
-    for (int k = 2; k < 6; k++) {
-        int h = hexval(p[k]);
-        if (h < 0)
-            return -1;
-        v = v * 16 + h;
-    }
-    return v;
-}
-
-/*  yajl turns a lone high surrogate escape into "?" and pairs a high
-    surrogate with whatever \u follows it, silently corrupting the text.
-    We reject both (and lone low surrogates): the wire carries UTF-8 only.
-    Candidates are found with memmem("\\u"); a candidate is a real escape
-    when it ends an odd run of backslashes (backslashes only occur inside
-    strings in valid JSON, and there they pair up). Returns the offending
-    offset or SIZE_MAX. */
-static size_t
-find_bad_surrogate(const char *text, size_t len)
-{
-    const char *end = text + len;
-    const char *p = text;
-    while (p < end && (p = memmem(p, (size_t)(end - p), "\\u", 2)) != NULL) {
-        size_t run = 1;
-        while (p - run >= text && p[-(ptrdiff_t)run] == '\\')
-            run++;
-        long u = run % 2 ? escape_unit(p, end) : -1;
-        if (u < 0xD800 || u > 0xDFFF) {
-            p += 2;
-            continue;
-        }
-        if (u >= 0xDC00)
-            return (size_t)(p - text);
-        long lo = escape_unit(p + 6, end);
-        if (lo < 0xDC00 || lo > 0xDFFF)
-            return (size_t)(p - text);
-        p += 12;
-    }
-    return SIZE_MAX;
-}
 
 /* ---------------------------------------------------------------- API */
 
@@ -545,9 +564,8 @@ dfb_json_parse(dfb_json_t *self, const char *text, size_t len)
     if (!text && len)
         return set_error(self, 0, "no input");
 
-    size_t bad = find_bad_surrogate(text, len);
-    if (bad != SIZE_MAX)
-        return set_error(self, bad, "unpaired UTF-16 surrogate escape");
+    self->text = text;
+    self->last_end = 0;
 
     arena_reset(self);
     yajl_alloc_funcs afs = {arena_malloc, arena_realloc, arena_free, self};
@@ -594,6 +612,7 @@ dfb_json_parse(dfb_json_t *self, const char *text, size_t len)
     }
     yajl_free(self->hand);
     self->hand = NULL;
+    self->text = NULL;
     return rc;
 }
 
