@@ -4,6 +4,7 @@
 #include "dfb_transcode.h"
 
 #include <jansson.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,93 @@ done:
     return fail;
 }
 
+/*  Mutation run: random byte edits of the valid vectors' inputs (seeded,
+    bounded). Every input must either be rejected with an offset, or be
+    transcoded into exactly one complete msgpack object (checked with
+    msgpack-c, independent of our encoder) whose top level matches the tape. */
+static int
+mutate(json_t *valid, long rounds)
+{
+    dfb_json_t *j = dfb_json_new();
+    dfb_buf_t buf;
+    dfb_buf_init(&buf);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    uint64_t rng = 0x9E3779B97F4A7C15u;
+    long accepted = 0, rejected = 0, bad = 0;
+    size_t ncases = json_array_size(valid);
+    static const char alphabet[] = "{}[]\",:\\u0123456789abcdefEe+-.tfn \x00\x7f\xc3\xa9\xed\xf0";
+    for (long r = 0; r < rounds && j; r++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        json_t *c = json_array_get(valid, (size_t)(rng % ncases));
+        /* Keep inputs small; and msgpack-c's unpacker stops at depth 32
+           (MSGPACK_EMBED_STACK_SIZE), so the deep cases cannot be checked. */
+        if (json_object_get(c, "repeat") ||
+            strncmp(json_string_value(json_object_get(c, "name")), "depth_", 6) == 0)
+            continue;
+        const char *src = json_string_value(json_object_get(c, "json"));
+        size_t len = json_string_length(json_object_get(c, "json"));
+        char text[8192];
+        if (len == 0 || len > sizeof text - 8)
+            continue;
+        memcpy(text, src, len);
+        int edits = 1 + (int)((rng >> 8) % 3);
+        for (int e = 0; e < edits; e++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            size_t at = (size_t)(rng % len);
+            char ch = alphabet[(rng >> 20) % (sizeof alphabet - 1)];
+            switch ((rng >> 40) % 3) {
+            case 0: /* replace */
+                text[at] = ch;
+                break;
+            case 1: /* insert */
+                memmove(text + at + 1, text + at, len - at);
+                text[at] = ch;
+                len++;
+                break;
+            default: /* delete */
+                if (len > 1) {
+                    memmove(text + at, text + at + 1, len - at - 1);
+                    len--;
+                }
+            }
+        }
+        if (dfb_json_parse(j, text, len) != 0) {
+            rejected++;
+            if (strncmp(dfb_json_error(j), "JSON error at byte ", 19) != 0 || dfb_json_size(j) != 0)
+                bad++;
+            continue;
+        }
+        accepted++;
+        dfb_buf_reset(&buf);
+        size_t off = 0;
+        if (dfb_transcode_value(j, 0, &buf) != 0 ||
+            msgpack_unpack_next(&up, (const char *)buf.data, buf.len, &off) !=
+                MSGPACK_UNPACK_SUCCESS ||
+            off != buf.len) {
+            fprintf(stderr, "bad msgpack for %.*s\n", (int)len, text);
+            bad++;
+            continue;
+        }
+        /* The top level agrees with the tape. */
+        msgpack_object *o = &up.data;
+        dfb_json_type_t t = dfb_json_type(j, 0);
+        if ((t == DFB_JSON_OBJECT &&
+             (o->type != MSGPACK_OBJECT_MAP || o->via.map.size != dfb_json_count(j, 0))) ||
+            (t == DFB_JSON_ARRAY &&
+             (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != dfb_json_count(j, 0))) ||
+            (t == DFB_JSON_STRING && o->type != MSGPACK_OBJECT_STR)) {
+            fprintf(stderr, "top level differs for %.*s\n", (int)len, text);
+            bad++;
+        }
+    }
+    msgpack_unpacked_destroy(&up);
+    dfb_buf_free(&buf);
+    dfb_json_destroy(&j);
+    printf("mutations: %ld accepted, %ld rejected, %ld bad\n", accepted, rejected, bad);
+    return bad || accepted == 0 || rejected == 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -194,7 +282,7 @@ main(int argc, char **argv)
         return rc;
     }
     if (argc < 2) {
-        fprintf(stderr, "usage: %s --self | vectors.json [-v]\n", argv[0]);
+        fprintf(stderr, "usage: %s --self | vectors.json [-v | --mutate N]\n", argv[0]);
         return 2;
     }
     int verbose = argc > 2 && strcmp(argv[2], "-v") == 0;
@@ -211,6 +299,12 @@ main(int argc, char **argv)
         fprintf(stderr, "%s: not a contract v1 vectors file\n", argv[1]);
         json_decref(doc);
         return 2;
+    }
+    if (argc > 3 && strcmp(argv[2], "--mutate") == 0) {
+        int rc = mutate(valid, atol(argv[3]));
+        json_decref(doc);
+        printf("%d passed, %d failed\n", rc ? 0 : 1, rc ? 1 : 0);
+        return rc;
     }
     /* One tape and one buffer for everything, twice over, so reuse after
        big and failed parses is exercised too. */

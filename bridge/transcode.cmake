@@ -16,11 +16,17 @@ set_tests_properties(json_selftest PROPERTIES TIMEOUT 60)
 # Transcoder self-test and the golden vectors of schemas/golden, read with
 # jansson (test-only) so the check does not depend on the code under test.
 add_executable(dfb_transcode_test ${CMAKE_CURRENT_LIST_DIR}/dfb_transcode_test.c)
-target_link_libraries(dfb_transcode_test PRIVATE dfb_transcode PkgConfig::JANSSON)
+target_link_libraries(dfb_transcode_test PRIVATE dfb_transcode PkgConfig::JANSSON
+                      PkgConfig::MSGPACK)
 add_test(NAME transcode_selftest COMMAND dfb_transcode_test --self)
 add_test(NAME transcode_golden COMMAND dfb_transcode_test
          ${PROJECT_SOURCE_DIR}/schemas/golden/vectors.json)
-set_tests_properties(transcode_selftest transcode_golden PROPERTIES TIMEOUT 60)
+# 20000 seeded random edits of the vectors: rejected with an offset, or
+# transcoded to one complete msgpack object (checked with msgpack-c).
+add_test(NAME transcode_mutations COMMAND dfb_transcode_test
+         ${PROJECT_SOURCE_DIR}/schemas/golden/vectors.json --mutate 20000)
+set_tests_properties(transcode_selftest transcode_golden transcode_mutations
+                     PROPERTIES TIMEOUT 60)
 
 # The same vectors from the Python side, with Debian's python3-msgpack.
 # /usr/bin/python3 on purpose: a pyenv or venv python lacks the Debian module.
