@@ -601,6 +601,8 @@ pod_gen_enqueue(pod_gen_t *self, pod_state_t *state, long count, double bot_rati
     if (first_id)
         first_id[0] = '\0';
     for (long i = 0; i < count; i++) {
+        if (i % 4096 == 4095 && pod_state_stopping(state))
+            break; /* a huge request must not hold up shutdown */
         /* floor((i+1)r) > floor(ir): exactly floor(count*r) bot events, evenly spread. */
         bool bot = floor((double)(i + 1) * bot_ratio) > floor((double)i * bot_ratio);
         size_t len = 0;

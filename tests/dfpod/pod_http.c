@@ -509,7 +509,8 @@ admin_route(pod_http_t *h, const char *url, const char *m, const req_t *r, resul
     }
     if (strcmp(url, "/admin/events") == 0 && post) {
         json_error_t err;
-        j = json_loadb(r->body ? r->body : "", r->len, JSON_DECODE_INT_AS_REAL, &err);
+        j = json_loadb(r->body ? r->body : "", r->len, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL,
+                       &err);
         bool ok = json_is_array(j);
         for (size_t i = 0; ok && i < json_array_size(j); i++)
             ok = json_is_object(json_array_get(j, i));
@@ -694,8 +695,10 @@ pod_http_new(const pod_config_t *cfg, pod_state_t *st, pod_jwt_t *jwt, pod_gen_t
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned int flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+    /* MHD reports every injected drop and truncation as an error: only when asked. */
+    if (cfg->verbose)
+        flags |= MHD_USE_ERROR_LOG;
     if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES)
         flags |= MHD_USE_POLL; /* no FD_SETSIZE limit on the listener */
     if (cfg->ipv6) {

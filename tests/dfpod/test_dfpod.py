@@ -699,9 +699,9 @@ def group_admin(priv, pub):
         st, _, _ = pod.req("POST", "/admin/events", bad)
         check(st == 400, "bad events body %r -> 400" % bad)
     raws = [event(1), '{"id":"x","big":123456789012345678901234567890,"s":"\\ud83d\\ude00"}',
-            '{"nested":{"a":[1,{"b":"}]\\"["}]}}']
+            '{"nested":{"a":[1,{"b":"}]\\"["}]}}', '{"nul":"a\\u0000b"}']
     st, data, _ = pod.req("POST", "/admin/events", "[\n" + " ,".join(raws) + "\n]")
-    check(st == 200 and json.loads(data) == {"enqueued": 3}, "enqueue odd but valid objects")
+    check(st == 200 and json.loads(data) == {"enqueued": 4}, "enqueue odd but valid objects")
     st, data, _ = pod.req("GET", "/admin/events")
     check(data.decode() == "[" + ",".join(raws) + "]", "GET /admin/events returns raw texts")
 
@@ -718,7 +718,7 @@ def group_admin(priv, pub):
                  "read": 2, "v1create": 0, "v1read": 0, "unknown": 0}
     check(c["calls"] == exp_calls, "calls per endpoint: %r" % c["calls"])
     check(c["status"] == {"200": 4, "201": 1, "401": 1}, "status counts: %r" % c["status"])
-    check(c["enqueued"] == 3 and c["served"] == 3 and c["acked"] == 3 and c["pending"] == 0
+    check(c["enqueued"] == 4 and c["served"] == 4 and c["acked"] == 4 and c["pending"] == 0
           and c["feeds_created"] == 1 and c["live_feeds"] == 1 and c["auth_ok"] == 1,
           "counters: %r" % c)
     calls = pod.calls()
@@ -728,7 +728,7 @@ def group_admin(priv, pub):
     check([x["status"] for x in calls] == [200, 201, 200, 200, 200, 401], "call log statuses")
     r1, r2 = calls[2], calls[3]
     check(r1["method"] == "POST" and r1["path"] == "/agent/v5/datafeeds/%s/read" % f
-          and r1["feed"] == f and r1["ackId"] == ack and r1["events"] == 3
+          and r1["feed"] == f and r1["ackId"] == ack and r1["events"] == 4
           and r1["body"] == '{"ackId": "", "updatePresence": true}',
           "read log entry: %r" % r1)
     check(r2["ackIdIn"] == ack and r2["ackId"] == ack2 and r2["events"] == 0,
@@ -795,8 +795,17 @@ def group_lifecycle(priv, pub):
                 res["r"] = ex
         th = threading.Thread(target=held)
         th.start()
+        # Idle keep-alive connections must not delay the stop either.
+        idle = []
+        for _ in range(3):
+            c = http.client.HTTPConnection("127.0.0.1", pod.port, timeout=10)
+            c.request("GET", "/admin/counters")
+            c.getresponse().read()
+            idle.append(c)
         wait_for(lambda: pod.counters()["reads_held"] == 1, "the read to be held")
         rc, dt = pod.stop(sig)
+        for c in idle:
+            c.close()
         th.join(5)
         check(rc == 0 and dt < 1.0, "signal %d with a held read: exit %d in %.2fs" % (sig, rc, dt))
         check(not th.is_alive(), "the held read ended")
