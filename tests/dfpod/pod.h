@@ -79,9 +79,10 @@ typedef enum { POD_TOKEN_SESSION, POD_TOKEN_KM } pod_token_kind_t;
 
 enum {
     POD_OK = 0,
-    POD_ENOFEED = -1, /* unknown, deleted or expired feed */
-    POD_EBADACK = -2, /* ackId of an invalid format */
-    POD_ETOOMANY = -3 /* --max-feeds live feeds */
+    POD_ENOFEED = -1,  /* unknown, deleted or expired feed */
+    POD_EBADACK = -2,  /* ackId of an invalid format */
+    POD_ETOOMANY = -3, /* --max-feeds live feeds */
+    POD_EGONE = -4     /* the client closed its connection during the hold */
 };
 
 /* A call as the log and the counters see it. Strings are borrowed. */
@@ -97,6 +98,7 @@ typedef struct {
     const char *ack_out; /* reads: ackId sent, NULL if none */
     long events;         /* reads: events sent, -1 if not a read */
     const char *fault;   /* name of the fault applied, NULL if none */
+    bool gone;           /* the client went away during a held read: no reply */
     int64_t wall_ms;
 } pod_call_t;
 
@@ -132,13 +134,15 @@ int pod_state_feed_delete(pod_state_t *self, const char *id);
 /* Expires feed ID (or every feed if ID is NULL); returns how many expired. */
 int pod_state_feed_expire(pod_state_t *self, const char *id);
 
-/* Reads feed ID. v2: ACK_IN (may be NULL or "") acknowledges a batch; the answer is
+/* Reads feed ID. CLIENT_FD (or -1) is the client's socket: a held read whose client has
+ * closed ends with POD_EGONE without taking events. v2: ACK_IN (may be NULL or "")
+ * acknowledges a batch; the answer is
  * {"events":[...],"ackId":"..."} and its ackId is copied to ACK_OUT. v1: the answer is
  * [...] or, when the hold ends with nothing, *BODY = NULL (204). Holds up to --hold-ms.
  * On success *BODY is malloc'd (caller frees) and *NEVENTS says how many events it holds.
  * Errors: POD_ENOFEED, POD_EBADACK. */
-int pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, char **body,
-                   size_t *len, char ack_out[64], long *nevents);
+int pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, int client_fd,
+                   char **body, size_t *len, char ack_out[64], long *nevents);
 
 /* Queues faults from a JSON object or array. Returns 0, or -1 with a reason in WHY. */
 int pod_state_faults_add(pod_state_t *self, json_t *spec, char *why, size_t whylen);

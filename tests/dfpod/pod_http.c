@@ -195,6 +195,7 @@ typedef struct {
     bool x_warning;
     char ack_in[128];
     bool has_ack_in;
+    bool gone;
     char ack_out[64];
     long events;
 } result_t;
@@ -276,7 +277,8 @@ do_create(pod_http_t *h, const req_t *r, result_t *res)
 }
 
 static void
-do_read(pod_http_t *h, const req_t *r, const char *feed, bool v1, result_t *res)
+do_read(pod_http_t *h, struct MHD_Connection *c, const req_t *r, const char *feed, bool v1,
+        result_t *res)
 {
     const char *ack = NULL;
     json_t *j = NULL;
@@ -301,9 +303,15 @@ do_read(pod_http_t *h, const req_t *r, const char *feed, bool v1, result_t *res)
     }
     char *body = NULL;
     size_t len = 0;
-    int rc = pod_state_read(h->st, feed, v1, ack, &body, &len, res->ack_out, &res->events);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = ci ? (int)ci->connect_fd : -1;
+    int rc = pod_state_read(h->st, feed, v1, ack, fd, &body, &len, res->ack_out, &res->events);
     json_decref(j);
-    if (rc == POD_ENOFEED) {
+    if (rc == POD_EGONE) {
+        res->gone = true;
+        res->ack_out[0] = '\0';
+    } else if (rc == POD_ENOFEED) {
         set_error(res, 400, "Do not retry: the feed no longer exists, please create a new feed.");
     } else if (rc == POD_EBADACK) {
         set_error(res, 400, "The format of the provided ackId is incorrect.");
@@ -357,7 +365,7 @@ handle_pod(pod_http_t *h, struct MHD_Connection *c, pod_ep_t ep, const char *fee
             set_error(res, 400, "Datafeed not found");
         break;
     case POD_EP_READ:
-        do_read(h, r, feed, false, res);
+        do_read(h, c, r, feed, false, res);
         break;
     case POD_EP_V1CREATE: {
         char id[64];
@@ -368,7 +376,7 @@ handle_pod(pod_http_t *h, struct MHD_Connection *c, pod_ep_t ep, const char *fee
         break;
     }
     case POD_EP_V1READ:
-        do_read(h, r, feed, true, res);
+        do_read(h, c, r, feed, true, res);
         res->x_warning = true;
         break;
     default:
@@ -427,6 +435,8 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
     bool dropped = has_fault && f.action == POD_FAULT_DROP;
     if (!dropped && res.status == 0)
         handle_pod(h, c, ep, feed, r, &res);
+    if (res.gone)
+        dropped = true; /* nobody to answer */
 
     pod_call_t call = {
         .ep = ep,
@@ -440,6 +450,7 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
         .ack_out = res.ack_out[0] ? res.ack_out : NULL,
         .events = res.events,
         .fault = fault,
+        .gone = res.gone,
         .wall_ms = pod_wall_ms(),
     };
     pod_state_log_call(h->st, &call);

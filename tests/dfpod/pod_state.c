@@ -11,7 +11,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/socket.h>
+
 #include <openssl/rand.h>
+
+/* How often a held read checks that its client is still connected. */
+#define POD_ALIVE_CHECK_MS 200
 
 int64_t
 pod_mono_ms(void)
@@ -95,6 +100,13 @@ typedef struct {
     char *json; /* the log entry, already serialised */
 } call_entry_t;
 
+/* A read in progress, so that the "held" gauge can count only live clients. */
+typedef struct held {
+    int fd;
+    bool gone;
+    struct held *next;
+} held_t;
+
 typedef struct {
     char tok[33];
     pod_token_kind_t kind;
@@ -126,7 +138,7 @@ struct pod_state_t {
     uint64_t status_count[600];
     uint64_t enqueued, served, acked, redelivered, feeds_created, feeds_deleted, feeds_expired,
         auth_ok, auth_failed, faults_applied;
-    int reads_held; /* reads inside pod_state_read: lets tests know a long-poll is held */
+    held_t *held; /* reads inside pod_state_read */
 };
 
 static void *
@@ -636,9 +648,22 @@ earliest_visible_locked(feed_t *f)
     return e;
 }
 
+/* True if the peer of FD has closed (or reset) its side. Pending data means alive. */
+static bool
+client_gone(int fd)
+{
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r > 0)
+        return false;
+    if (r == 0)
+        return true;
+    return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
 int
-pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, char **body,
-               size_t *len, char ack_out[64], long *nevents)
+pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, int client_fd,
+               char **body, size_t *len, char ack_out[64], long *nevents)
 {
     *body = NULL;
     *len = 0;
@@ -672,7 +697,9 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, c
         }
     }
     f->readers++;
-    self->reads_held++;
+    held_t me = {client_fd, false, self->held};
+    self->held = &me;
+    bool waited = false;
     f->last_read = now;
     int64_t deadline = now + self->cfg->hold_ms;
     buf_t out = {0};
@@ -680,6 +707,11 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, c
     for (;;) {
         if (f->dead) {
             rc = POD_ENOFEED;
+            break;
+        }
+        /* A client gone during the hold must not take events with it. */
+        if (waited && client_fd >= 0 && (me.gone || client_gone(client_fd))) {
+            rc = POD_EGONE;
             break;
         }
         batch_t *due = NULL;
@@ -744,13 +776,21 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, c
         int64_t vis = earliest_visible_locked(f);
         if (vis < wake)
             wake = vis;
+        if (client_fd >= 0 && now + POD_ALIVE_CHECK_MS < wake)
+            wake = now + POD_ALIVE_CHECK_MS;
         struct timespec ts;
         deadline_ts(wake, &ts);
         pthread_cond_timedwait(&self->cv, &self->mu, &ts);
+        waited = true;
         now = pod_mono_ms();
     }
     f->readers--;
-    self->reads_held--;
+    for (held_t **ph = &self->held; *ph; ph = &(*ph)->next) {
+        if (*ph == &me) {
+            *ph = me.next;
+            break;
+        }
+    }
     f->last_read = pod_mono_ms();
     pthread_mutex_unlock(&self->mu);
     if (rc != POD_OK) {
@@ -929,6 +969,8 @@ pod_state_log_call(pod_state_t *self, const pod_call_t *c)
         json_object_set_new(o, "events", json_integer(c->events));
     if (c->fault)
         json_object_set_new(o, "fault", json_string(c->fault));
+    if (c->gone)
+        json_object_set_new(o, "gone", json_true());
     json_object_set_new(o, "ms", json_integer(c->wall_ms));
 
     pthread_mutex_lock(&self->mu);
@@ -1016,7 +1058,17 @@ pod_state_counters_json(pod_state_t *self)
     SETI("pending", queued + inflight);
     SETI("inflight", inflight);
     SETI("backlog", self->backlog.n);
-    SETI("reads_held", self->reads_held);
+    /* Count only reads whose client is still there, and wake those that are not. */
+    int held = 0;
+    for (held_t *h = self->held; h; h = h->next) {
+        if (!h->gone && h->fd >= 0 && client_gone(h->fd)) {
+            h->gone = true;
+            pthread_cond_broadcast(&self->cv);
+        }
+        held += !h->gone;
+    }
+    SETI("reads_held", held);
+    SETI("held", held); /* alias: the end-to-end tests use this name */
 #undef SETI
     pthread_mutex_unlock(&self->mu);
     char *s = json_dumps(o, JSON_COMPACT);

@@ -437,6 +437,25 @@ def group_read(priv, pub):
     th.join(5)
     check(res.get("r", (0,))[0] == 400 and time.monotonic() - pod2_t < 3,
           "held read of an expired feed -> 400")
+    # A held read whose client goes away stops counting at once and takes no events.
+    f = create_feed(pod, h)
+    body = b'{"ackId":""}'
+    s = socket.create_connection(("127.0.0.1", pod.port), timeout=10)
+    s.sendall(b"POST /agent/v5/datafeeds/%s/read HTTP/1.1\r\nHost: x\r\nsessionToken: %s\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (f.encode(), h["sessionToken"].encode(),
+                                                   len(body), body))
+    wait_for(lambda: pod.counters()["held"] == 1, "the raw read to be held")
+    s.close()
+    check(pod.counters()["held"] == 0, "a closed client is not counted as held")
+    wait_for(lambda: any(c.get("gone") for c in pod.calls()), "the gone read to be logged")
+    gone = [c for c in pod.calls() if c.get("gone")]
+    check(len(gone) == 1 and gone[0]["status"] == 0 and gone[0]["endpoint"] == "read",
+          "gone read logged with status 0: %r" % gone)
+    pod.admin("POST", "events", "[" + event(7) + "]")
+    c = pod.counters()
+    check(c["served"] == 0 and c["pending"] == 1, "the gone read took no event: %r" % c)
+    st, data = read(pod, h, f)
+    check(st == 200 and json.loads(data)["events"][0]["id"] == "ev-7", "a new read gets it")
     check(pod.stop()[0] == 0, "clean exit")
 
 
@@ -802,7 +821,8 @@ def group_lifecycle(priv, pub):
             c.request("GET", "/admin/counters")
             c.getresponse().read()
             idle.append(c)
-        wait_for(lambda: pod.counters()["reads_held"] == 1, "the read to be held")
+        wait_for(lambda: pod.counters()["reads_held"] == 1 and pod.counters()["held"] == 1,
+                 "the read to be held")
         rc, dt = pod.stop(sig)
         for c in idle:
             c.close()
