@@ -69,6 +69,10 @@ struct dfb_json {
     size_t cb_offset;
     const char *text; /* the input during a parse */
     size_t last_end;  /* offset where the last token's text ended */
+    unsigned options; /* DFB_JSON_REPLACE_INVALID */
+    uint32_t replacements;
+    char *scratch; /* lenient decoding of a string's raw text */
+    size_t scratch_cap;
     yajl_handle hand;
     char error[160];
 };
@@ -345,9 +349,147 @@ utf8_valid(const unsigned char *s, size_t len, bool *four)
     return true;
 }
 
+static size_t
+put_utf8(char *out, uint32_t cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/*  Copies s to out replacing each maximal invalid subpart with U+FFFD, as
+    Unicode recommends (and Python's errors="replace" and WHATWG do). out
+    must have room for 3 * len bytes. Returns the bytes written. */
+static size_t
+utf8_replace(const unsigned char *s, size_t len, char *out, uint32_t *count)
+{
+    size_t i = 0, o = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            out[o++] = (char)c;
+            i++;
+            continue;
+        }
+        size_t n = 0, k = 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            lo = c == 0xE0 ? 0xA0 : 0x80;
+            hi = c == 0xED ? 0x9F : 0xBF;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            lo = c == 0xF0 ? 0x90 : 0x80;
+            hi = c == 0xF4 ? 0x8F : 0xBF;
+        }
+        if (n && i + 1 < len && s[i + 1] >= lo && s[i + 1] <= hi) {
+            k = 1;
+            while (k < n && i + 1 + k < len && (s[i + 1 + k] & 0xC0) == 0x80)
+                k++;
+        }
+        if (n && k == n) {
+            memcpy(out + o, s + i, n + 1);
+            o += n + 1;
+        } else {
+            o += put_utf8(out + o, 0xFFFD);
+            (*count)++;
+        }
+        i += 1 + k;
+    }
+    return o;
+}
+
+/*  Decodes the string literal at the end of raw (raw starts outside any
+    string and ends just past the closing quote) with unpaired surrogate
+    escapes replaced by U+FFFD. yajl has already checked the escape syntax.
+    out needs len bytes. Returns the bytes written, or SIZE_MAX. */
+static size_t
+unescape_lenient(const char *raw, size_t len, char *out, uint32_t *count)
+{
+    const char *p = memchr(raw, '"', len);
+    const char *end = raw + len - 1; /* the closing quote */
+    if (!p || len < 2 || *end != '"' || p >= end)
+        return SIZE_MAX;
+    size_t o = 0;
+    for (p++; p < end;) {
+        if (*p != '\\') {
+            out[o++] = *p++;
+            continue;
+        }
+        if (end - p < 2)
+            return SIZE_MAX;
+        char e = p[1];
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        const char *f = e ? strchr(from, e) : NULL;
+        if (f) {
+            out[o++] = to[f - from];
+            p += 2;
+            continue;
+        }
+        long u = escape_unit(p, end);
+        if (u < 0)
+            return SIZE_MAX;
+        uint32_t cp = (uint32_t)u;
+        p += 6;
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            long low = escape_unit(p, end);
+            if (low >= 0xDC00 && low <= 0xDFFF) {
+                cp = 0x10000 + (((uint32_t)u - 0xD800) << 10) + ((uint32_t)low - 0xDC00);
+                p += 6;
+            } else {
+                cp = 0xFFFD;
+                (*count)++;
+            }
+        } else if (u >= 0xDC00 && u <= 0xDFFF) {
+            cp = 0xFFFD;
+            (*count)++;
+        }
+        o += put_utf8(out + o, cp);
+    }
+    return o;
+}
+
+static int
+strs_reserve(dfb_json_t *self, size_t need)
+{
+    if (need >= UINT32_MAX || self->strs_len + need > UINT32_MAX)
+        return fail(self, "strings too large");
+    if (self->strs_len + need > self->strs_cap) {
+        size_t cap = self->strs_cap ? self->strs_cap : 4096;
+        while (cap < self->strs_len + need)
+            cap *= 2;
+        char *n = realloc(self->strs, cap);
+        if (!n)
+            return fail(self, "out of memory");
+        self->strs = n;
+        self->strs_cap = cap;
+    }
+    return 1;
+}
+
 static int
 add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
 {
+    bool lenient = self->options & DFB_JSON_REPLACE_INVALID;
     bool four = false;
     bool valid = utf8_valid(s, len, &four);
     /* Surrogate escapes can only hide behind a "?" (yajl's lone high), a
@@ -356,34 +498,46 @@ add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
     if (!valid || four || memchr(s, '?', len)) {
         size_t now = yajl_get_bytes_consumed(self->hand);
         if (self->text && now >= self->last_end) {
-            size_t bad = find_bad_surrogate(self->text + self->last_end, now - self->last_end);
-            if (bad != SIZE_MAX)
+            const char *raw = self->text + self->last_end;
+            size_t raw_len = now - self->last_end;
+            size_t bad = find_bad_surrogate(raw, raw_len);
+            if (bad != SIZE_MAX && !lenient)
                 return fail_at(self, self->last_end + bad, "unpaired UTF-16 surrogate escape");
+            if (bad != SIZE_MAX) {
+                /* Decode the raw text ourselves; the result is never
+                   longer than the raw text. */
+                if (raw_len > self->scratch_cap) {
+                    char *n = realloc(self->scratch, raw_len);
+                    if (!n)
+                        return fail(self, "out of memory");
+                    self->scratch = n;
+                    self->scratch_cap = raw_len;
+                }
+                len = unescape_lenient(raw, raw_len, self->scratch, &self->replacements);
+                if (len == SIZE_MAX)
+                    return fail_at(self, self->last_end + bad, "unpaired UTF-16 surrogate escape");
+                s = (const unsigned char *)self->scratch;
+                valid = utf8_valid(s, len, &four);
+            }
         }
     }
-    if (!valid)
+    if (!valid && !lenient)
         return fail(self, "invalid UTF-8 in string");
-    if (len >= UINT32_MAX || self->strs_len + len + 1 > UINT32_MAX)
-        return fail(self, "strings too large");
-    if (self->strs_len + len + 1 > self->strs_cap) {
-        size_t cap = self->strs_cap ? self->strs_cap : 4096;
-        while (cap < self->strs_len + len + 1)
-            cap *= 2;
-        char *n = realloc(self->strs, cap);
-        if (!n)
-            return fail(self, "out of memory");
-        self->strs = n;
-        self->strs_cap = cap;
-    }
+    /* Invalid sequences grow at most 3x when replaced. */
+    if (!strs_reserve(self, (valid ? len : 3 * len) + 1))
+        return 0;
     uint32_t idx = tok_push(self, DFB_JSON_STRING, is_key);
     if (idx == UINT32_MAX)
         return 0;
+    char *dst = self->strs + self->strs_len;
+    if (!valid)
+        len = utf8_replace(s, len, dst, &self->replacements);
+    else if (len)
+        memcpy(dst, s, len);
+    dst[len] = '\0';
     dfb_tok_t *t = &self->toks[idx];
     t->v.s.off = (uint32_t)self->strs_len;
     t->v.s.len = (uint32_t)len;
-    if (len)
-        memcpy(self->strs + self->strs_len, s, len);
-    self->strs[self->strs_len + len] = '\0';
     self->strs_len += len + 1;
     return 1;
 }
@@ -538,6 +692,7 @@ dfb_json_destroy(dfb_json_t **self_p)
     free(self->toks);
     free(self->strs);
     free(self->num);
+    free(self->scratch);
     arena_destroy(self);
     free(self);
     *self_p = NULL;
@@ -566,6 +721,7 @@ dfb_json_parse(dfb_json_t *self, const char *text, size_t len)
 
     self->text = text;
     self->last_end = 0;
+    self->replacements = 0;
 
     arena_reset(self);
     yajl_alloc_funcs afs = {arena_malloc, arena_realloc, arena_free, self};
@@ -575,7 +731,9 @@ dfb_json_parse(dfb_json_t *self, const char *text, size_t len)
     /* Defaults already validate UTF-8, refuse comments, trailing garbage,
        multiple and partial values; set them anyway so they stay so. */
     yajl_config(self->hand, yajl_allow_comments, 0);
-    yajl_config(self->hand, yajl_dont_validate_strings, 0);
+    /* Lenient mode lets invalid UTF-8 through yajl and replaces it. */
+    yajl_config(self->hand, yajl_dont_validate_strings,
+                (self->options & DFB_JSON_REPLACE_INVALID) ? 1 : 0);
     yajl_config(self->hand, yajl_allow_trailing_garbage, 0);
     yajl_config(self->hand, yajl_allow_multiple_values, 0);
     yajl_config(self->hand, yajl_allow_partial_values, 0);
@@ -620,6 +778,18 @@ const char *
 dfb_json_error(const dfb_json_t *self)
 {
     return self->error;
+}
+
+void
+dfb_json_set_options(dfb_json_t *self, unsigned options)
+{
+    self->options = options;
+}
+
+uint32_t
+dfb_json_replacements(const dfb_json_t *self)
+{
+    return self->replacements;
 }
 
 uint32_t
@@ -840,6 +1010,24 @@ dfb_json_test(int verbose)
     CHECK(s && len == 6 && strcmp(s, "\\ud83d") == 0);
     s = dfb_json_string(j, 2, &len);
     CHECK(s && len == 5 && strcmp(s, "\\\xf0\x9f\x98\x80") == 0);
+
+    /* Lenient mode replaces what strict mode rejects, and counts it. */
+    dfb_json_set_options(j, DFB_JSON_REPLACE_INVALID);
+    CHECK(parse_str(j, "{\"k\\ud800\":[\"a\\ud83dz\",\"\xe2\x82\",\"\xf0\x9f\x98\x80\"]}") == 0);
+    CHECK(dfb_json_replacements(j) == 3);
+    s = dfb_json_string(j, 1, &len);
+    CHECK(s && len == 4 && memcmp(s, "k\xef\xbf\xbd", 4) == 0);
+    s = dfb_json_string(j, 3, &len);
+    CHECK(s && len == 5 && memcmp(s, "a\xef\xbf\xbdz", 5) == 0);
+    s = dfb_json_string(j, 4, &len);
+    CHECK(s && len == 3 && memcmp(s, "\xef\xbf\xbd", 3) == 0);
+    s = dfb_json_string(j, 5, &len);
+    CHECK(s && len == 4 && memcmp(s, "\xf0\x9f\x98\x80", 4) == 0);
+    /* ... but not syntax errors; and strict mode is back with options 0. */
+    CHECK(parse_str(j, "[\"\xff\"") == -1);
+    dfb_json_set_options(j, 0);
+    CHECK(parse_str(j, "\"\xff\"") == -1);
+    CHECK(parse_str(j, "\"ok\"") == 0 && dfb_json_replacements(j) == 0);
 
     /* Scalars at the root. */
     CHECK(parse_str(j, " 42 ") == 0 && dfb_json_int(j, 0) == 42);

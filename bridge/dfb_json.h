@@ -47,6 +47,19 @@ void dfb_json_destroy (dfb_json_t **self_p);
     The input is not retained: strings are copied (decoded) into the tape. */
 int dfb_json_parse (dfb_json_t *self, const char *text, size_t len);
 
+/*  Parse options. The default (0) is strict: a string with invalid UTF-8
+    or an unpaired surrogate escape fails the whole parse. With
+    DFB_JSON_REPLACE_INVALID such strings are kept with each maximal
+    invalid subpart (or unpaired surrogate) replaced by U+FFFD, as Python's
+    errors="replace" does, so one bad string cannot make a whole datafeed
+    batch unreadable; dfb_json_replacements() counts them. Syntax errors
+    always fail. */
+#define DFB_JSON_REPLACE_INVALID 0x1u
+void dfb_json_set_options (dfb_json_t *self, unsigned options);
+
+/*  U+FFFD substitutions made by the last parse (0 in strict mode). */
+uint32_t dfb_json_replacements (const dfb_json_t *self);
+
 /*  Human-readable reason of the last failed parse ("" after success). */
 const char *dfb_json_error (const dfb_json_t *self);
 

@@ -4,6 +4,7 @@
 #include "dfb_transcode.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,57 @@ done:
     return fail;
 }
 
+/*  Lenient mode: the bytes parse, with `replacements` U+FFFD substitutions,
+    into exactly msgpack_hex. */
+static int
+check_lenient(json_t *c, dfb_json_t *j, dfb_buf_t *buf, int verbose)
+{
+    const char *name = json_string_value(json_object_get(c, "name"));
+    text_t hex = {0}, in = {0}, whex = {0}, want = {0};
+    int fail = 1;
+    json_t *h = json_object_get(c, "json_hex"), *m = json_object_get(c, "msgpack_hex");
+    hex.data = strdup(json_string_value(h) ? json_string_value(h) : "");
+    hex.len = json_string_length(h);
+    whex.data = strdup(json_string_value(m) ? json_string_value(m) : "");
+    whex.len = json_string_length(m);
+    if (!hex.data || !whex.data || unhex(&hex, &in) || unhex(&whex, &want)) {
+        fprintf(stderr, "FAIL lenient %s: malformed vector\n", name);
+        goto done;
+    }
+    dfb_json_set_options(j, DFB_JSON_REPLACE_INVALID);
+    int rc = dfb_json_parse(j, in.data, in.len);
+    dfb_json_set_options(j, 0);
+    if (rc != 0) {
+        fprintf(stderr, "FAIL lenient %s: %s\n", name, dfb_json_error(j));
+        goto done;
+    }
+    json_int_t want_n = json_integer_value(json_object_get(c, "replacements"));
+    if ((json_int_t)dfb_json_replacements(j) != want_n) {
+        fprintf(stderr, "FAIL lenient %s: %u replacements, want %lld\n", name,
+                dfb_json_replacements(j), (long long)want_n);
+        goto done;
+    }
+    size_t tlen;
+    const char *topic = dfb_transcode_topic(j, 0, &tlen);
+    const char *want_topic = json_string_value(json_object_get(c, "topic"));
+    dfb_buf_reset(buf);
+    if (!want_topic || tlen != strlen(want_topic) || memcmp(topic, want_topic, tlen) != 0 ||
+        dfb_transcode_value(j, 0, buf) != 0 || buf->len != want.len ||
+        memcmp(buf->data, want.data, want.len) != 0) {
+        fprintf(stderr, "FAIL lenient %s: wrong topic or bytes\n", name);
+        goto done;
+    }
+    if (verbose)
+        printf("ok lenient %s (%u replacements)\n", name, dfb_json_replacements(j));
+    fail = 0;
+done:
+    free(hex.data);
+    free(in.data);
+    free(whex.data);
+    free(want.data);
+    return fail;
+}
+
 static int
 check_invalid(json_t *c, dfb_json_t *j, int verbose)
 {
@@ -177,6 +229,15 @@ check_invalid(json_t *c, dfb_json_t *j, int verbose)
         fprintf(stderr, "FAIL invalid %s: error without offset: %s\n", name, dfb_json_error(j));
         goto done;
     }
+    /* Lenient mode repairs strings only: everything else still fails. */
+    dfb_json_set_options(j, DFB_JSON_REPLACE_INVALID);
+    int lenient_rc = dfb_json_parse(j, in.data, in.len);
+    dfb_json_set_options(j, 0);
+    if ((lenient_rc == 0) != json_is_true(json_object_get(c, "strict_only"))) {
+        fprintf(stderr, "FAIL invalid %s: lenient mode %s it\n", name,
+                lenient_rc == 0 ? "accepts" : "rejects");
+        goto done;
+    }
     if (verbose)
         printf("ok invalid %s: %s\n", name, dfb_json_error(j));
     fail = 0;
@@ -184,6 +245,40 @@ done:
     free(in.data);
     free(hex.data);
     return fail;
+}
+
+/*  Independent strict UTF-8 check (code points, not byte ranges): decode
+    each sequence and refuse overlongs, surrogates and > U+10FFFF. */
+static bool
+utf8_ok(const unsigned char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n;
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        } else if ((s[i] & 0xE0) == 0xC0)
+            n = 1, cp = s[i] & 0x1F;
+        else if ((s[i] & 0xF0) == 0xE0)
+            n = 2, cp = s[i] & 0x0F;
+        else if ((s[i] & 0xF8) == 0xF0)
+            n = 3, cp = s[i] & 0x07;
+        else
+            return false;
+        if (len - i <= n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        static const uint32_t min[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
 }
 
 /*  Mutation run: random byte edits of the valid vectors' inputs (seeded,
@@ -201,7 +296,8 @@ mutate(json_t *valid, long rounds)
     uint64_t rng = 0x9E3779B97F4A7C15u;
     long accepted = 0, rejected = 0, bad = 0;
     size_t ncases = json_array_size(valid);
-    static const char alphabet[] = "{}[]\",:\\u0123456789abcdefEe+-.tfn \x00\x7f\xc3\xa9\xed\xf0";
+    static const char alphabet[] =
+        "{}[]\",:\\u0123456789abcdefEe+-.tfn? \x00\x7f\x80\xbf\xc3\xa9\xed\xf0\xf4\xff";
     for (long r = 0; r < rounds && j; r++) {
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
         json_t *c = json_array_get(valid, (size_t)(rng % ncases));
@@ -237,6 +333,10 @@ mutate(json_t *valid, long rounds)
                 }
             }
         }
+        /* Every other round in lenient mode, which must still give valid
+           UTF-8 strings only. */
+        bool lenient = r % 2;
+        dfb_json_set_options(j, lenient ? DFB_JSON_REPLACE_INVALID : 0);
         if (dfb_json_parse(j, text, len) != 0) {
             rejected++;
             if (strncmp(dfb_json_error(j), "JSON error at byte ", 19) != 0 || dfb_json_size(j) != 0)
@@ -244,6 +344,14 @@ mutate(json_t *valid, long rounds)
             continue;
         }
         accepted++;
+        for (dfb_json_ref_t k = 0; k < dfb_json_size(j); k++) {
+            size_t slen;
+            const char *str = dfb_json_string(j, k, &slen);
+            if (str && !utf8_ok((const unsigned char *)str, slen)) {
+                fprintf(stderr, "invalid UTF-8 kept from %.*s\n", (int)len, text);
+                bad++;
+            }
+        }
         dfb_buf_reset(&buf);
         size_t off = 0;
         if (dfb_transcode_value(j, 0, &buf) != 0 ||
@@ -295,7 +403,8 @@ main(int argc, char **argv)
     json_t *valid = json_object_get(doc, "valid");
     json_t *invalid = json_object_get(doc, "invalid");
     if (json_integer_value(json_object_get(doc, "contract_version")) != DFB_WIRE_VERSION ||
-        json_array_size(valid) < 100 || json_array_size(invalid) < 40) {
+        json_array_size(valid) < 100 || json_array_size(invalid) < 40 ||
+        json_array_size(json_object_get(doc, "lenient")) < 20) {
         fprintf(stderr, "%s: not a contract v1 vectors file\n", argv[1]);
         json_decref(doc);
         return 2;
@@ -325,6 +434,13 @@ main(int argc, char **argv)
         json_array_foreach(invalid, i, c)
         {
             if (check_invalid(c, j, verbose && round == 0))
+                failed++;
+            else
+                passed++;
+        }
+        json_array_foreach(json_object_get(doc, "lenient"), i, c)
+        {
+            if (check_lenient(c, j, &buf, verbose && round == 0))
                 failed++;
             else
                 passed++;

@@ -143,6 +143,39 @@ def main(path):
             failures += 1
             print("FAIL invalid %s: python json %s it" % (name, "accepts" if accepted else
                                                          "rejects"))
+    # Lenient mode: the bytes decode to Python's own lenient reading.
+    for case in doc["lenient"]:
+        raw = bytes.fromhex(case["json_hex"])
+        text = raw.decode("utf-8", "replace")
+        count = text.count("\ufffd") - raw.decode("utf-8", "ignore").count("\ufffd")
+        value = load_json(text)
+
+        def fix(v):
+            nonlocal count
+            if isinstance(v, str):
+                lone = sum(1 for ch in v if 0xD800 <= ord(ch) <= 0xDFFF)
+                count += lone
+                return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in v)
+            if isinstance(v, Obj):
+                return Obj((fix(k), fix(x)) for k, x in v)
+            if isinstance(v, list):
+                return [fix(x) for x in v]
+            return v
+        value = fix(value)
+        err = same(value, load_msgpack(bytes.fromhex(case["msgpack_hex"])))
+        if not err and count != case["replacements"]:
+            err = "replacements %d, vector says %d" % (count, case["replacements"])
+        if not err and case["topic"] != topic(value):
+            err = "topic"
+        if err:
+            failures += 1
+            print("FAIL lenient %s: %s" % (case["name"], err))
+    lenient_names = {c["name"] for c in doc["lenient"]}
+    for case in doc["invalid"]:
+        if case["strict_only"] != (case["name"] in lenient_names):
+            failures += 1
+            print("FAIL invalid %s: strict_only disagrees with the lenient list" % case["name"])
+
     # The machine-readable contract agrees with the vectors and this checker.
     contract_path = os.path.join(os.path.dirname(os.path.abspath(path)), "..", "contract-v1.json")
     with open(contract_path, encoding="utf-8") as f:
@@ -162,7 +195,7 @@ def main(path):
                 t in known and [k for k, _ in dict(value)["payload"]] != [known[t]]:
             failures += 1
             print("FAIL %s: payload key is not %s" % (case["name"], known[t]))
-    total = len(doc["valid"]) + len(doc["invalid"]) + checks
+    total = len(doc["valid"]) + 2 * len(doc["invalid"]) + len(doc["lenient"]) + checks
     print("%d passed, %d failed" % (total - failures, failures))
     return 1 if failures else 0
 
