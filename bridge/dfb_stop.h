@@ -23,4 +23,8 @@ int dfb_stop_requested(void);
 /*  The signal that caused the stop, or 0. */
 int dfb_stop_signal(void);
 
+/*  Self-test (installs the handlers and raises SIGTERM); returns 0 when all
+    checks pass. */
+int dfb_stop_test(int verbose);
+
 #endif

@@ -9,6 +9,7 @@
 #include "dfb_loop.h"
 #include "dfb_publish.h"
 #include "dfb_retry.h"
+#include "dfb_stop.h"
 
 typedef struct {
     const char *name;
@@ -18,6 +19,7 @@ typedef struct {
 static const test_t s_tests[] = {
     {"retry", dfb_retry_test}, {"config", dfb_config_test}, {"auth", dfb_auth_test},
     {"http", dfb_http_test},   {"loop", dfb_loop_test},     {"publish", dfb_publish_test},
+    {"stop", dfb_stop_test},
 };
 
 int
