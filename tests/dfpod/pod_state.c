@@ -123,8 +123,8 @@ struct pod_state_t {
     size_t nevents, capevents;
     idxq_t backlog;
 
-    feed_t *feeds; /* live and dead: dead ones are freed at destroy, held reads may
-                    * still point at them */
+    feed_t *feeds; /* live and dead: a dead feed is freed by the next sweep once no read
+                    * points at it */
     token_t *tokens;
     size_t ntokens, captokens;
     fault_node_t *faults;
@@ -387,11 +387,19 @@ feed_kill_locked(pod_state_t *self, feed_t *f)
 static void
 sweep_locked(pod_state_t *self, int64_t now)
 {
-    for (feed_t *f = self->feeds; f; f = f->next) {
+    for (feed_t **pf = &self->feeds; *pf;) {
+        feed_t *f = *pf;
         if (!f->dead && f->readers == 0 && now - f->last_read > self->cfg->ttl_ms) {
             feed_kill_locked(self, f);
             self->feeds_expired++;
         }
+        /* A dead feed no read points at any more can go (its queues are already freed). */
+        if (f->dead && f->readers == 0) {
+            *pf = f->next;
+            free(f);
+            continue;
+        }
+        pf = &f->next;
     }
 }
 
