@@ -890,6 +890,8 @@ def group_robust(priv, pub):
                  b"POST /admin/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
                  b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n"):
         raw_http(pod.port, junk, half_close=True)
+    st, _, _ = pod.req("POST", "/admin/events", b"[" + b" " * (64 << 20) + b"]")
+    check(st == 413, "admin body over 64 MiB -> 413")
     st, _ = pod.json("GET", "/pod/v2/sessioninfo", headers=h)
     check(st == 200, "still serving after garbage")
     c = pod.counters()
