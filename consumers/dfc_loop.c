@@ -247,6 +247,7 @@ dfc_loop_subscribe(dfc_loop_t *loop, const dfc_listener_t *listener)
     while (*tail)
         tail = &(*tail)->next;
     *tail = lr;
+    loop->stats.listeners++;
     pthread_mutex_unlock(&loop->mu);
     return DFC_OK;
 }
@@ -268,6 +269,7 @@ dfc_loop_unsubscribe(dfc_loop_t *loop, const dfc_listener_t *listener)
     *pp = lr->next;
     lr->next = NULL;
     lr->removed = true; /* queued jobs are skipped from now on */
+    loop->stats.listeners--;
     /* From its own callback we would wait for ourselves: return at once. */
     if (tl_current != lr) {
         while (lr->running > 0)
@@ -328,6 +330,8 @@ worker_main(void *arg)
             loop->stats.completed++;
             if (--lr->running == 0)
                 pthread_cond_broadcast(&loop->idle);
+        } else {
+            loop->stats.skipped++;
         }
         lrec_unref(lr);
         pthread_mutex_unlock(&loop->mu);
@@ -344,18 +348,22 @@ worker_main(void *arg)
 static bool
 enqueue(dfc_loop_t *loop, dfc_event_t *ev, lrec_t *lr)
 {
-    while (loop->qlen == loop->cfg.queue_size) {
-        /* stop cannot signal a condvar (signal-safety): poll the flag */
+    if (loop->qlen == loop->cfg.queue_size) {
+        /* Full: wait for room. stop cannot signal a condvar (it must be
+           async-signal-safe), so the flag is polled every 50 ms; once we had
+           to wait, a stop wins even if room appears at the same time. */
+        while (!atomic_load(&loop->stop_req) && loop->qlen == loop->cfg.queue_size) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&loop->not_full, &loop->mu, &ts);
+        }
         if (atomic_load(&loop->stop_req))
             return false;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&loop->not_full, &loop->mu, &ts);
     }
     dfc_event_ref(ev);
     lr->refs++;
@@ -434,16 +442,22 @@ dispatch(dfc_loop_t *loop, dfc_event_t *ev)
     bool stopping = false;
     for (size_t i = 0; i < n; i++) {
         lrec_t *lr = loop->snap[i];
-        if (stopping)
-            break;
+        if (stopping) {
+            pthread_mutex_lock(&loop->mu);
+            loop->stats.dropped_at_stop++;
+            pthread_mutex_unlock(&loop->mu);
+            continue;
+        }
         /* user code: called without the lock */
         bool accept = lr->l.is_accepting_event ? lr->l.is_accepting_event(lr->l.ctx, ev, init, bot)
                                                : dfc_default_is_accepting(lr->l.ctx, ev, init, bot);
         pthread_mutex_lock(&loop->mu);
         if (!accept)
             loop->stats.filtered++;
-        else if (!lr->removed && dfc_event_has_callback(ev, &lr->l))
-            stopping = !enqueue(loop, ev, lr);
+        else if (!lr->removed && dfc_event_has_callback(ev, &lr->l) && !enqueue(loop, ev, lr)) {
+            stopping = true;
+            loop->stats.dropped_at_stop++;
+        }
         pthread_mutex_unlock(&loop->mu);
     }
     pthread_mutex_lock(&loop->mu);

@@ -2,6 +2,7 @@
     "printer" logs a one-line summary of every event type, "mentions" reacts
     to MESSAGESENT only. Each line carries its context (worker/event/listener). */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,20 +122,21 @@ p_unknown(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i)
 
 /* ------------------------------------------------------------ mentions */
 
-/*  Reacts when the bot is mentioned: the mention is in the message's
-    EntityJSON data as a com.symphony.user.userId equal to the bot's id. */
+/*  Reacts to mentions: they are in the message's EntityJSON `data` (a string)
+    as com.symphony.user.mention entities whose value is the user id. A real
+    bot would parse it; counting is enough for the demo. */
 static void
 m_message_sent(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i,
                const dfc_message_sent_t *p)
 {
+    int mentions = 0;
+    for (const char *d = p->message.data; d && (d = strstr(d, "com.symphony.user.mention")); d++)
+        mentions++;
     char bot[32];
     snprintf(bot, sizeof bot, "\"%lld\"", (long long)dfc_event_bot(ev));
-    if (p->message.data && strstr(p->message.data, "com.symphony.user.mention") &&
-        strstr(p->message.data, bot))
-        dfc_log(DFC_LOG_INFO, "bot mentioned by %s in %s: would reply here", who(i),
-                s(p->message.stream.stream_id));
-    else
-        dfc_log(DFC_LOG_DEBUG, "message without a mention of the bot");
+    bool me = mentions > 0 && strstr(p->message.data, bot) != NULL;
+    dfc_log(DFC_LOG_INFO, "%d user mention(s) from %s%s", mentions, who(i),
+            me ? ": the bot is mentioned, a real bot would reply here" : "");
 }
 
 int

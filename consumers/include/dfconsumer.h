@@ -286,9 +286,14 @@ typedef struct {
 typedef struct dfc_loop dfc_loop_t;
 
 typedef struct {
+    uint64_t listeners;         /* subscribed now */
     uint64_t received;          /* messages read from the SUB socket(s) */
     uint64_t dispatched;        /* jobs queued (one per event and accepting listener) */
     uint64_t completed;         /* jobs whose callback returned */
+    uint64_t skipped;           /* queued jobs not run: their listener was unsubscribed */
+    uint64_t dropped_at_stop;   /* (event, listener) pairs not queued: stop came while the
+                                   queue was full. After start returns,
+                                   dispatched == completed + skipped. */
     uint64_t filtered;          /* (event, listener) pairs refused by is_accepting_event */
     uint64_t dropped_malformed; /* sum of the per-reason counters below */
     uint64_t bad_frames;        /* frame count != 2 */

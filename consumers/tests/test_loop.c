@@ -844,6 +844,119 @@ test_stop(void)
     fx_fini(&f);
 }
 
+/* ------------------------------------------------------- back-pressure */
+
+static pthread_mutex_t gmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gcond = PTHREAD_COND_INITIALIZER;
+static int gate_open;
+static dfc_listener_t gated_l;
+static fx_t *gated_fx;
+
+/*  Blocks on event "b1" until the gate opens (bounded); records every call. */
+static void
+gated(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i, const dfc_message_sent_t *p)
+{
+    if (strcmp(dfc_event_id(ev), "b1") == 0) {
+        pthread_mutex_lock(&gmu);
+        struct timespec dl = tu_deadline(WAIT_MS);
+        while (!gate_open && pthread_cond_timedwait(&gcond, &gmu, &dl) == 0)
+            ;
+        pthread_mutex_unlock(&gmu);
+    }
+    record("gated", ev, "g");
+}
+
+static void
+open_gate(void)
+{
+    pthread_mutex_lock(&gmu);
+    gate_open = 1;
+    pthread_cond_broadcast(&gcond);
+    pthread_mutex_unlock(&gmu);
+}
+
+/*  Waits (bounded) until the counter at offset equals n. Polls: nothing
+    signals "the receiver is blocked on a full queue". */
+static bool
+wait_stat(dfc_loop_t *loop, size_t offset, uint64_t n)
+{
+    dfc_stats_t st;
+    for (int i = 0; i < 5000; i++) {
+        dfc_loop_stats(loop, &st);
+        if (*(uint64_t *)((char *)&st + offset) == n)
+            return true;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return false;
+}
+#define wait_received(loop, n) wait_stat(loop, offsetof(dfc_stats_t, received), n)
+
+static void *
+unsub_gated(void *arg)
+{
+    CHECK_EQ(dfc_loop_unsubscribe(gated_fx->loop, &gated_l), DFC_OK);
+    return NULL;
+}
+
+static void
+test_backpressure(void)
+{
+    char json[256];
+    for (int variant = 0; variant < 2; variant++) {
+        fx_t f;
+        /* one worker, a queue of two: one job runs, two wait, the receiver
+           then blocks and the rest stays in the SUB socket */
+        fx_init(&f, variant ? "inproc://bp1" : "inproc://bp0",
+                (dfc_config_t){.workers = 1, .queue_size = 2});
+        recs_reset();
+        gate_open = 0;
+        gated_l = (dfc_listener_t){.name = "gated", .on_message_sent = gated};
+        gated_fx = &f;
+
+        dfc_loop_subscribe(f.loop, &gated_l);
+        fx_start(&f);
+        for (int i = 1; i <= 10; i++) {
+            snprintf(json, sizeof json, "{\"id\":\"b%d\"," INIT "}", i);
+            fx_pub(&f, "MESSAGESENT", (uint64_t)i, json);
+        }
+        CHECK(wait_received(f.loop, 4));
+        dfc_stats_t st;
+        dfc_loop_stats(f.loop, &st);
+        CHECK_EQ(st.received, 4); /* bounded: the other 6 wait in ZeroMQ */
+        CHECK_EQ(st.dispatched, 3);
+        if (variant == 0) {
+            /* stop while the receiver waits for room: it gives up at once */
+            dfc_loop_stop(f.loop);
+            open_gate();
+            pthread_join(f.th, NULL);
+            f.started = false;
+            dfc_loop_stats(f.loop, &st);
+            CHECK_EQ(st.dispatched, 3);
+            CHECK_EQ(st.completed, 3);
+            CHECK_EQ(st.dropped_at_stop, 1);
+            CHECK_EQ(count_recs("gated"), 3);
+        } else {
+            /* unsubscribe while b1 runs and b2, b3 are queued (and b4 waits
+               for room): it returns once b1 is done, b2..b4 are skipped,
+               b5..b10 are received and go nowhere */
+            pthread_t th;
+            pthread_create(&th, NULL, unsub_gated, NULL);
+            CHECK(wait_stat(f.loop, offsetof(dfc_stats_t, listeners), 0));
+            open_gate();
+            pthread_join(th, NULL);
+            CHECK(wait_received(f.loop, 10));
+            fx_stop(&f);
+            dfc_loop_stats(f.loop, &st);
+            CHECK_EQ(st.completed, 1);
+            CHECK_EQ(st.skipped, 3);
+            CHECK_EQ(st.dispatched, 4);
+            CHECK_EQ(count_recs("gated"), 1);
+        }
+        fx_fini(&f);
+    }
+}
+
 /* ------------------------------------------------------------ hostile */
 
 static void
@@ -992,6 +1105,7 @@ main(void)
     test_concurrency();
     test_subscribe_live();
     test_stop();
+    test_backpressure();
     test_hostile();
     test_gaps();
     if (failures)
