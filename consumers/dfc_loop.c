@@ -170,6 +170,10 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
     if (!loop_p || !*loop_p)
         return;
     dfc_loop_t *loop = *loop_p;
+    if (atomic_load(&loop->running)) {
+        dfc_log(DFC_LOG_ERROR, "dfc_loop_destroy: the loop is running; stop it first");
+        return;
+    }
     lrec_t *lr = loop->listeners;
     while (lr) {
         lrec_t *next = lr->next;

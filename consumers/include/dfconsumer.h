@@ -310,8 +310,9 @@ typedef struct {
 
 /*  Creates a loop; cfg may be NULL for defaults. NULL on error (logged). */
 dfc_loop_t *dfc_loop_new(const dfc_config_t *cfg);
-/*  Stops nothing: call dfc_loop_stop and let dfc_loop_start return first.
-    Frees the loop and nulls *loop_p; accepts NULL. */
+/*  Frees the loop and nulls *loop_p; accepts NULL. It stops nothing: call
+    dfc_loop_stop and let dfc_loop_start return first. On a running loop it
+    logs an error and leaves *loop_p alone (nothing freed). */
 void dfc_loop_destroy(dfc_loop_t **loop_p);
 /*  Adds a bridge endpoint ("tcp://127.0.0.1:5556"). Allowed before or during
     start (the receiver thread creates the socket). Returns DFC_OK or
