@@ -25,6 +25,7 @@ TMP = None
 BOT_ID = 68719476738
 FAILS = []
 PASSES = 0
+PODS = []  # every dfpod started, killed at the end if a test died half-way
 
 
 def check(cond, what):
@@ -72,6 +73,7 @@ class Pod:
         self.proc = subprocess.Popen(
             wrap + [DFPOD, "--public-key", pub, "--listen", listen, "--port-file", self.port_file,
              *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        PODS.append(self.proc)
         deadline = time.monotonic() + 10
         while not os.path.exists(self.port_file):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -909,7 +911,13 @@ def main():
     with tempfile.TemporaryDirectory(prefix="dfpod-test-") as tmp:
         TMP = tmp
         priv, pub = make_keys("bot")
-        globals()["group_" + a.group](priv, pub)
+        try:
+            globals()["group_" + a.group](priv, pub)
+        finally:
+            for p in PODS:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
     print("%d passed, %d failed" % (PASSES, len(FAILS)))
     return 1 if FAILS else 0
 
