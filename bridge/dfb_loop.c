@@ -93,6 +93,11 @@ dfb_loop_new(const dfb_config_t *cfg, dfb_auth_t *auth, dfb_http_t *http, dfb_pu
     self->pub = pub;
     self->stop_fd = stop_fd;
     self->json = dfb_json_new();
+    /* One string with invalid UTF-8 must not make a batch unreadable: it
+       would be redelivered and refused forever (a poison batch). Such
+       strings are published with U+FFFD substitutions and counted. */
+    if (self->json)
+        dfb_json_set_options(self->json, DFB_JSON_REPLACE_INVALID);
     self->ack_id = strdup("");
     if (!self->json || !self->ack_id ||
         dfb_endpoint_url(&cfg->agent, self->agent_url, sizeof self->agent_url) != 0) {
@@ -261,6 +266,11 @@ parse_body(dfb_loop_t *self, const char *what)
     if (dfb_json_parse(self->json, text, len) != 0) {
         dfb_warn("%s: malformed JSON body: %s", what, dfb_json_error(self->json));
         return -1;
+    }
+    uint32_t bad = dfb_json_replacements(self->json);
+    if (bad) {
+        self->stats.replaced += bad;
+        dfb_warn("%s: %u invalid UTF-8 sequences or lone surrogates replaced by U+FFFD", what, bad);
     }
     return 0;
 }

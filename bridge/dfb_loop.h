@@ -32,6 +32,7 @@ typedef struct {
     uint64_t reauths;       /* re-authentications after a 401 */
     uint64_t recreates;     /* feed recreations after a 400 on read */
     uint64_t malformed;     /* bodies that were not the expected JSON */
+    uint64_t replaced;      /* invalid UTF-8 / lone surrogates replaced by U+FFFD */
     long long last_read_ms; /* monotonic time of the last successful read */
 } dfb_loop_stats_t;
 

@@ -115,9 +115,10 @@ main(int argc, char **argv)
                                                                     : "request");
         dfb_info("reads %" PRIu64 ", events %" PRIu64 ", published %" PRIu64
                  ", encode errors %" PRIu64 ", send errors %" PRIu64 ", retries %" PRIu64
-                 ", re-auths %" PRIu64 ", recreates %" PRIu64 ", malformed %" PRIu64,
+                 ", re-auths %" PRIu64 ", recreates %" PRIu64 ", malformed %" PRIu64
+                 ", replaced %" PRIu64,
                  ls.reads, ls.events, ps.published, ps.encode_errors, ps.send_errors, ls.retries,
-                 ls.reauths, ls.recreates, ls.malformed);
+                 ls.reauths, ls.recreates, ls.malformed, ls.replaced);
     }
     dfb_loop_destroy(&loop);
     dfb_publish_destroy(&pub);
