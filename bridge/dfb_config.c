@@ -727,6 +727,15 @@ dfb_config_test(int verbose)
     char path[1024];
 
     if (dir) {
+        /* The reference data lives outside the repository: say so loudly
+           rather than fail on a machine that does not have it. */
+        snprintf(path, sizeof path, "%s/python-docs-full-config.yaml", dir);
+        if (access(path, R_OK) != 0) {
+            printf("  SKIPPED reference configs: %s not readable\n", path);
+            dir = NULL;
+        }
+    }
+    if (dir) {
         /* The Python BDK's documented full config: every section, inheritance. */
         snprintf(path, sizeof path, "%s/python-docs-full-config.yaml", dir);
         dfb_config_t *cfg = dfb_config_load(path, err, sizeof err);
