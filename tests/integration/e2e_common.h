@@ -60,9 +60,13 @@ void e2e_consumer_stop (e2e_consumer_t *c);
 /*  Compares the non-probe events the pod served (GET /admin/events, in
     order) from index `from` with the sink's records from index `rec_from`
     ordered by gseq: same count, same JSON deep-equal (exact integers, key
-    order, -0.0, embedded NULs), gseq contiguous, topic = type. Returns the
-    number of events compared, or -1 (failures are counted in h_failures). */
-long e2e_compare (h_env_t *env, e2e_sink_t *s, size_t from, size_t rec_from);
+    order, -0.0, embedded NULs), gseq contiguous (no gap, no duplicate),
+    topic = type. With `ordered`, the i-th record must be the i-th event
+    served; without it (a batch redelivered after a fault comes after newer
+    ones), records are matched to served events by event id, each id once.
+    Returns the number of events that matched, or -1 (failures are counted
+    in h_failures). */
+long e2e_compare (h_env_t *env, e2e_sink_t *s, size_t from, size_t rec_from, bool ordered);
 
 /*  Checks that per topic the seq values recorded are exactly 1..n. */
 void e2e_check_seq (e2e_sink_t *s);
