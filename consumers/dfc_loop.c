@@ -568,6 +568,101 @@ connect_pending(dfc_loop_t *loop, void *sub)
     pthread_mutex_unlock(&loop->mu);
 }
 
+/*  A socket monitor on the SUB: connects and disconnects become counters and
+    log lines, so a dead link or a peer dropped by ZMQ_MAXMSGSIZE is visible.
+    Returns the PAIR end to poll, or NULL (then we run without it). */
+static void *
+open_monitor(dfc_loop_t *loop, void *sub)
+{
+    static atomic_uint serial;
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://dfc-monitor-%p-%u", (void *)loop,
+             atomic_fetch_add(&serial, 1));
+    if (zmq_socket_monitor(sub, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+        return NULL;
+    void *pair = zmq_socket(loop->zctx, ZMQ_PAIR);
+    int linger = 0;
+    if (pair &&
+        (zmq_setsockopt(pair, ZMQ_LINGER, &linger, sizeof linger) || zmq_connect(pair, ep) != 0)) {
+        zmq_close(pair);
+        pair = NULL;
+    }
+    if (!pair) {
+        zmq_socket_monitor(sub, NULL, 0);
+        dfc_log(DFC_LOG_WARN, "no socket monitor: connects/disconnects not counted");
+    }
+    return pair;
+}
+
+/*  libzmq 4.3 treats a message above ZMQ_MAXMSGSIZE as a protocol error and
+    then drops the connection WITHOUT reconnecting: the SUB would go deaf for
+    good. So after any disconnect of one of our endpoints we connect it again
+    ourselves (for an ordinary connection loss this only replaces libzmq's
+    own reconnect). The monitor reports the address as connected, so this
+    works for endpoints given in that form (tcp://127.0.0.1:5556). */
+static void
+reconnect(dfc_loop_t *loop, void *sub, const char *addr)
+{
+    bool ours = false;
+    pthread_mutex_lock(&loop->mu);
+    for (size_t i = 0; i < loop->nconnected && !ours; i++)
+        ours = strcmp(loop->endpoints[i], addr) == 0;
+    pthread_mutex_unlock(&loop->mu);
+    if (!ours) {
+        dfc_log(DFC_LOG_WARN,
+                "disconnected from %s: not reconnected by us (connect it by "
+                "its numeric address for that)",
+                addr);
+        return;
+    }
+    zmq_disconnect(sub, addr); /* may already be gone: ignore */
+    if (zmq_connect(sub, addr) != 0)
+        dfc_log(DFC_LOG_ERROR, "cannot reconnect %s: %s", addr, zmq_strerror(errno));
+    else
+        dfc_log(DFC_LOG_WARN, "disconnected from %s: reconnecting", addr);
+}
+
+/*  Reads the monitor's events: frame 1 = uint16 event + uint32 value,
+    frame 2 = the endpoint. */
+static void
+read_monitor(dfc_loop_t *loop, void *pair, void *sub)
+{
+    for (int i = 0; i < 64; i++) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, pair, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t id = 0;
+        if (zmq_msg_size(&ev) >= 2)
+            memcpy(&id, zmq_msg_data(&ev), 2);
+        bool more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        char ep[256] = "";
+        if (more) {
+            zmq_msg_init(&addr);
+            if (zmq_msg_recv(&addr, pair, 0) >= 0) {
+                size_t n =
+                    zmq_msg_size(&addr) < sizeof ep - 1 ? zmq_msg_size(&addr) : sizeof ep - 1;
+                memcpy(ep, zmq_msg_data(&addr), n);
+                ep[n] = '\0';
+            }
+            zmq_msg_close(&addr);
+        }
+        pthread_mutex_lock(&loop->mu);
+        if (id == ZMQ_EVENT_CONNECTED)
+            loop->stats.connects++;
+        else if (id == ZMQ_EVENT_DISCONNECTED)
+            loop->stats.disconnects++;
+        pthread_mutex_unlock(&loop->mu);
+        if (id == ZMQ_EVENT_CONNECTED)
+            dfc_log(DFC_LOG_INFO, "connected to %s", ep);
+        else if (id == ZMQ_EVENT_DISCONNECTED)
+            reconnect(loop, sub, ep);
+    }
+}
+
 static void *
 open_sub(dfc_loop_t *loop)
 {
@@ -607,6 +702,7 @@ dfc_loop_start(dfc_loop_t *loop)
     }
     int rc = DFC_OK;
     void *sub = open_sub(loop);
+    void *mon = sub ? open_monitor(loop, sub) : NULL;
     worker_t *workers = calloc((size_t)loop->cfg.workers, sizeof *workers);
     int nworkers = 0;
     if (!sub || !workers) {
@@ -631,8 +727,9 @@ dfc_loop_start(dfc_loop_t *loop)
 
     connect_pending(loop, sub);
     while (!atomic_load(&loop->stop_req)) {
-        zmq_pollitem_t items[2] = {{sub, 0, ZMQ_POLLIN, 0}, {NULL, loop->wake[0], ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 2, 1000);
+        zmq_pollitem_t items[3] = {
+            {sub, 0, ZMQ_POLLIN, 0}, {NULL, loop->wake[0], ZMQ_POLLIN, 0}, {mon, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, mon ? 3 : 2, 1000);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -646,6 +743,8 @@ dfc_loop_start(dfc_loop_t *loop)
                 ;
             connect_pending(loop, sub);
         }
+        if (mon && (items[2].revents & ZMQ_POLLIN))
+            read_monitor(loop, mon, sub);
         /* ZMQ_POLLIN on a zmq socket is edge-ish: drain up to a batch */
         for (int i = 0; i < RECV_BATCH && !atomic_load(&loop->stop_req); i++) {
             int r = receive_one(loop, sub);
@@ -659,6 +758,10 @@ dfc_loop_start(dfc_loop_t *loop)
     }
 
 done:
+    if (mon) {
+        zmq_socket_monitor(sub, NULL, 0);
+        zmq_close(mon);
+    }
     if (sub)
         zmq_close(sub);
     /* let the workers run what is queued, then join them */

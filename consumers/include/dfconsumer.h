@@ -287,6 +287,8 @@ typedef struct dfc_loop dfc_loop_t;
 
 typedef struct {
     uint64_t listeners;         /* subscribed now */
+    uint64_t connects;          /* TCP/IPC connections made (socket monitor) */
+    uint64_t disconnects;       /* ...lost: peer gone, or it sent a message > max_frame */
     uint64_t received;          /* messages read from the SUB socket(s) */
     uint64_t dispatched;        /* jobs queued (one per event and accepting listener) */
     uint64_t completed;         /* jobs whose callback returned */
@@ -317,7 +319,10 @@ void dfc_loop_destroy(dfc_loop_t **loop_p);
 /*  Adds a bridge endpoint ("tcp://127.0.0.1:5556"). Allowed before or during
     start (the receiver thread creates the socket). Returns DFC_OK or
     DFC_EINVAL/DFC_ENOMEM; a bad endpoint is reported by the log when the
-    receiver connects it. */
+    receiver connects it. Give tcp endpoints by numeric address: after a
+    disconnect (libzmq 4.3 does not reconnect a peer it dropped for a
+    message above max_frame) the loop reconnects endpoints it recognises in
+    the monitor's report, which uses the numeric form. */
 int dfc_loop_connect(dfc_loop_t *loop, const char *endpoint);
 /*  Adds a listener at any time, also from inside a callback. The struct is
     copied; `listener` is only the key for unsubscribe. Events already

@@ -42,10 +42,13 @@ fx_init(fx_t *f, const char *ep, dfc_config_t cfg)
     int verbose = 1;
     zmq_setsockopt(f->xpub, ZMQ_XPUB_VERBOSE, &verbose, sizeof verbose);
     CHECK(zmq_bind(f->xpub, ep) == 0);
+    char bound[256]; /* tcp://127.0.0.1:* becomes the real port */
+    size_t blen = sizeof bound;
+    zmq_getsockopt(f->xpub, ZMQ_LAST_ENDPOINT, bound, &blen);
     cfg.zmq_ctx = f->zctx;
     f->loop = dfc_loop_new(&cfg);
     CHECK(f->loop != NULL);
-    CHECK_EQ(dfc_loop_connect(f->loop, ep), DFC_OK);
+    CHECK_EQ(dfc_loop_connect(f->loop, bound), DFC_OK);
     msgpack_sbuffer_init(&f->sb);
 }
 
@@ -1063,6 +1066,43 @@ test_hostile(void)
     fx_fini(&f);
 }
 
+/* ------------------------------------------------ tcp and ZMQ_MAXMSGSIZE */
+
+/*  Over tcp libzmq enforces max_frame itself: the peer is disconnected, the
+    SUB reconnects, and the socket monitor makes that visible. */
+static void
+test_tcp_oversize(void)
+{
+    fx_t f;
+    fx_init(&f, "tcp://127.0.0.1:*", (dfc_config_t){.max_frame = 1024});
+    recs_reset();
+    dfc_listener_t a = {.name = "a", .ctx = "a", .on_message_sent = c_message_sent};
+    dfc_loop_subscribe(f.loop, &a);
+    fx_start(&f);
+    CHECK(wait_stat(f.loop, offsetof(dfc_stats_t, connects), 1));
+    fx_pub(&f, "MESSAGESENT", 1, "{\"id\":\"before\",\"type\":\"MESSAGESENT\"," INIT "}");
+    CHECK(wait_recs("a", 1));
+    static char big[4001], json[4100];
+    memset(big, 'x', 4000);
+    big[4000] = '\0';
+    snprintf(json, sizeof json, "{\"id\":\"big\",\"pad\":\"%s\"}", big);
+    fx_pub(&f, "MESSAGESENT", 2, json);
+    /* the SUB comes back and subscribes again */
+    CHECK(tu_wait_subscription(f.xpub, WAIT_MS) == 0);
+    fx_pub(&f, "MESSAGESENT", 3, "{\"id\":\"after\",\"type\":\"MESSAGESENT\"," INIT "}");
+    CHECK(wait_recs("a", 2));
+    CHECK(find_rec("a", "after") != NULL);
+    CHECK(wait_stat(f.loop, offsetof(dfc_stats_t, connects), 2));
+    fx_stop(&f);
+    dfc_stats_t st;
+    dfc_loop_stats(f.loop, &st);
+    CHECK_EQ(st.received, 2); /* the big one never reached us */
+    CHECK_EQ(st.disconnects, 1);
+    CHECK_EQ(st.connects, 2);
+    CHECK_EQ(st.gaps, 1); /* and seq shows it */
+    fx_fini(&f);
+}
+
 /* --------------------------------------------------------------- gaps */
 
 static void
@@ -1107,6 +1147,7 @@ main(void)
     test_stop();
     test_backpressure();
     test_hostile();
+    test_tcp_oversize();
     test_gaps();
     if (failures)
         fprintf(stderr, "consumer_loop: %d failure(s)\n", failures);
