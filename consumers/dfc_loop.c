@@ -61,7 +61,9 @@ struct dfc_loop {
     pthread_cond_t not_empty, not_full, idle;
     job_t *q;
     size_t qhead, qlen;
-    bool quit; /* workers: drain then exit */
+    bool quit;        /* workers: drain then exit */
+    int idle_workers; /* waiting on not_empty: signal only when someone waits */
+    bool full_wait;   /* the receiver waits on not_full */
     lrec_t *listeners;
     unsigned next_lid;
     char **endpoints;
@@ -313,14 +315,18 @@ worker_main(void *arg)
     dfc_loop_t *loop = w->loop;
     pthread_mutex_lock(&loop->mu);
     for (;;) {
-        while (loop->qlen == 0 && !loop->quit)
+        while (loop->qlen == 0 && !loop->quit) {
+            loop->idle_workers++;
             pthread_cond_wait(&loop->not_empty, &loop->mu);
+            loop->idle_workers--;
+        }
         if (loop->qlen == 0)
             break; /* quit and drained */
         job_t job = loop->q[loop->qhead];
         loop->qhead = (loop->qhead + 1) % loop->cfg.queue_size;
         loop->qlen--;
-        pthread_cond_signal(&loop->not_full);
+        if (loop->full_wait)
+            pthread_cond_signal(&loop->not_full);
         lrec_t *lr = job.lr;
         if (!lr->removed) {
             lr->running++;
@@ -364,7 +370,9 @@ enqueue(dfc_loop_t *loop, dfc_event_t *ev, lrec_t *lr)
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
+            loop->full_wait = true;
             pthread_cond_timedwait(&loop->not_full, &loop->mu, &ts);
+            loop->full_wait = false;
         }
         if (atomic_load(&loop->stop_req))
             return false;
@@ -374,7 +382,8 @@ enqueue(dfc_loop_t *loop, dfc_event_t *ev, lrec_t *lr)
     loop->q[(loop->qhead + loop->qlen) % loop->cfg.queue_size] = (job_t){ev, lr};
     loop->qlen++;
     loop->stats.dispatched++;
-    pthread_cond_signal(&loop->not_empty);
+    if (loop->idle_workers > 0)
+        pthread_cond_signal(&loop->not_empty);
     return true;
 }
 
