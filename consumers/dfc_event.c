@@ -278,10 +278,15 @@ decode_struct(const dfc_value_t *map, const sdesc_t *d, void *out)
 const char *
 dfc_msg_status_str(dfc_msg_status_t st)
 {
-    static const char *names[] = {
-        "ok",           "frame count is not 2", "oversize",           "bad msgpack",
-        "not a map",    "bad or newer version", "bad envelope field", "event missing or not a map",
-        "out of memory"};
+    static const char *names[] = {"ok",
+                                  "frame count is not 2, or topic empty or over 255 bytes",
+                                  "oversize",
+                                  "bad msgpack",
+                                  "not a map",
+                                  "bad or newer version",
+                                  "bad envelope field",
+                                  "event missing or not a map",
+                                  "out of memory"};
     return (size_t)st < N(names) ? names[st] : "?";
 }
 
@@ -310,7 +315,7 @@ dfc_event_t *
 dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body_len,
               size_t max_frame, dfc_msg_status_t *st)
 {
-    if (topic_len > DFC_MAX_TOPIC) {
+    if (topic_len == 0 || topic_len > DFC_MAX_TOPIC) {
         *st = DFC_MSG_BAD_FRAMES;
         return NULL;
     }

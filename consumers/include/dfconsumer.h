@@ -298,7 +298,7 @@ typedef struct {
                                    dispatched == completed + skipped. */
     uint64_t filtered;          /* (event, listener) pairs refused by is_accepting_event */
     uint64_t dropped_malformed; /* sum of the per-reason counters below */
-    uint64_t bad_frames;        /* frame count != 2 */
+    uint64_t bad_frames;        /* frame count != 2, topic empty or > 255 bytes */
     uint64_t oversize;          /* body larger than max_frame */
     uint64_t bad_msgpack;       /* not decodable (bounded decoder refused it) */
     uint64_t not_map;           /* body is not a map */

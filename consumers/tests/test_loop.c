@@ -1000,6 +1000,7 @@ test_hostile(void)
     topic[sizeof topic - 1] = '\0';
     tu_envelope(&f.sb, 1, 1, "e", BOT, "{}");
     tu_send2(f.xpub, topic, f.sb.data, f.sb.size);
+    tu_send2(f.xpub, "", f.sb.data, f.sb.size); /* empty topic */
 
     /* oversize: a valid message above max_frame */
     static char big[20001], json[20100];
@@ -1051,16 +1052,16 @@ test_hostile(void)
     fx_stop(&f);
     dfc_stats_t st;
     dfc_loop_stats(f.loop, &st);
-    CHECK_EQ(st.received, 15);
+    CHECK_EQ(st.received, 16);
     CHECK_EQ(st.reserved, 1);
     CHECK_EQ(st.bad_msgpack, 5);
-    CHECK_EQ(st.bad_frames, 3);
+    CHECK_EQ(st.bad_frames, 4);
     CHECK_EQ(st.oversize, 1);
     CHECK_EQ(st.bad_version, 1);
     CHECK_EQ(st.not_map, 1);
     CHECK_EQ(st.bad_envelope, 1);
     CHECK_EQ(st.bad_event, 1);
-    CHECK_EQ(st.dropped_malformed, 13);
+    CHECK_EQ(st.dropped_malformed, 14);
     CHECK_EQ(st.dispatched, 1);
     CHECK_EQ(count_recs("a"), 1);
     fx_fini(&f);
