@@ -242,7 +242,8 @@ typedef struct {
     const char *name; /* listener id in the log context; NULL -> "L<n>" (copied) */
     void *ctx;        /* passed to every callback */
     /*  Called on the receiver thread once per event before anything is queued
-        for this listener. NULL -> dfc_default_is_accepting. */
+        for this listener (so keep it quick: it delays every later message).
+        NULL -> dfc_default_is_accepting. */
     bool (*is_accepting_event)(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *initiator,
                                int64_t bot_id);
     DFC_CALLBACK(on_message_sent, dfc_message_sent_t);

@@ -544,17 +544,23 @@ test_filter(void)
                  inits[i]);
         fx_pub(&f, "MESSAGESENT", (uint64_t)i + 1, json);
     }
-    CHECK(wait_recs("custom", 6));
-    CHECK(wait_recs("dflt", 1));
+    /* an event without id: the context says None, like Python */
+    fx_pub(&f, "MESSAGESENT", 7, "{\"type\":\"MESSAGESENT\"," INIT "}");
+    CHECK(wait_recs("custom", 7));
+    CHECK(wait_recs("dflt", 2));
     fx_stop(&f);
-    CHECK_EQ(count_recs("dflt"), 1);
+    CHECK_EQ(count_recs("dflt"), 2);
     CHECK(find_rec("dflt", "f5") != NULL); /* the bot's username with another id is accepted */
-    CHECK_EQ(count_recs("custom"), 6);
-    CHECK_EQ(atomic_load(&filter_calls), 6); /* once per event */
+    CHECK_EQ(count_recs("custom"), 7);
+    CHECK_EQ(atomic_load(&filter_calls), 7); /* once per event */
+    const rec_t *r = find_rec("dflt", "None");
+    CHECK(r != NULL);
+    if (r)
+        check_context(r->context, "None", "dflt", 4);
     dfc_stats_t st;
     dfc_loop_stats(f.loop, &st);
     CHECK_EQ(st.filtered, 5);
-    CHECK_EQ(st.dispatched, 7);
+    CHECK_EQ(st.dispatched, 9);
     fx_fini(&f);
 }
 
