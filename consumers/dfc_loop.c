@@ -306,6 +306,36 @@ dfc_loop_stats(dfc_loop_t *loop, dfc_stats_t *out)
     pthread_mutex_unlock(&loop->mu);
 }
 
+size_t
+dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size)
+{
+#define S(f)                                                                                       \
+    {                                                                                              \
+#f, offsetof(dfc_stats_t, f)                                                               \
+    }
+    static const struct {
+        const char *name;
+        size_t off;
+    } fields[] = {S(listeners),   S(connects),          S(disconnects), S(received),
+                  S(dispatched),  S(completed),         S(skipped),     S(dropped_at_stop),
+                  S(filtered),    S(dropped_malformed), S(bad_frames),  S(oversize),
+                  S(bad_msgpack), S(not_map),           S(bad_version), S(bad_envelope),
+                  S(bad_event),   S(unknown_type),      S(reserved),    S(gaps)};
+#undef S
+    size_t pos = 0;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)st + fields[i].off, sizeof v);
+        int n = snprintf(buf && pos < size ? buf + pos : NULL, buf && pos < size ? size - pos : 0,
+                         "%s:%llu\n", fields[i].name, (unsigned long long)v);
+        if (n > 0)
+            pos += (size_t)n;
+    }
+    if (buf && size && pos == 0)
+        buf[0] = '\0';
+    return pos;
+}
+
 /* ---------------------------------------------------------------- workers */
 
 static void *

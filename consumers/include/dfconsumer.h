@@ -347,6 +347,9 @@ int dfc_loop_start(dfc_loop_t *loop);
 void dfc_loop_stop(dfc_loop_t *loop);
 /*  Copies the counters (thread-safe). */
 void dfc_loop_stats(dfc_loop_t *loop, dfc_stats_t *out);
+/*  Formats the counters Redis-INFO style, one "name:value\n" line each, in
+    the struct's order; snprintf-style (returns the length it needed). */
+size_t dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size);
 
 /* ------------------------------------------------------------------------ */
 /*  Logging context: the counterpart of the BDK's event_listener_context.   */

@@ -1178,6 +1178,13 @@ test_gaps(void)
     dfc_loop_stats(f.loop, &st);
     CHECK_EQ(st.gaps, 2);
     CHECK_EQ(st.unknown_type, 8);
+    char info[1024];
+    size_t need = dfc_stats_format(&st, info, sizeof info);
+    CHECK_EQ(need, strlen(info));
+    const char *head = "listeners:1\nconnects:0\ndisconnects:0\nreceived:8\n";
+    CHECK(strncmp(info, head, strlen(head)) == 0);
+    CHECK(strstr(info, "\nunknown_type:8\nreserved:0\ngaps:2\n") != NULL);
+    CHECK_EQ(dfc_stats_format(&st, NULL, 0), need);
     fx_fini(&f);
 }
 
