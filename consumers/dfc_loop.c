@@ -429,7 +429,7 @@ count_gap(dfc_loop_t *loop, const dfc_event_t *ev)
         gap_entry_t *g = &loop->gaps[i];
         if (g->key_len == kl && memcmp(g->key, epoch, el + 1) == 0 &&
             memcmp(g->key + el + 1, topic, tl) == 0) {
-            if (seq > g->last_seq + 1) {
+            if (seq > g->last_seq && seq - g->last_seq > 1) { /* no wrap at UINT64_MAX */
                 pthread_mutex_lock(&loop->mu);
                 loop->stats.gaps += seq - g->last_seq - 1;
                 pthread_mutex_unlock(&loop->mu);
