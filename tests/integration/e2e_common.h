@@ -33,19 +33,19 @@ typedef struct {
     int64_t bot;
 } e2e_sink_t;
 
-void e2e_sink_init (e2e_sink_t *s);
-void e2e_sink_free (e2e_sink_t *s);
+void e2e_sink_init(e2e_sink_t *s);
+void e2e_sink_free(e2e_sink_t *s);
 
 /*  A listener recording every event (accepting all, bot events too) and one
     with the BDK's default filter that only counts. */
-void e2e_listeners (e2e_sink_t *s, dfc_listener_t *all, dfc_listener_t *dflt);
+void e2e_listeners(e2e_sink_t *s, dfc_listener_t *all, dfc_listener_t *dflt);
 
 /*  Waits (bounded) until the sink has recorded at least n non-probe events. */
-bool e2e_wait_events (e2e_sink_t *s, size_t n, int timeout_ms);
+bool e2e_wait_events(e2e_sink_t *s, size_t n, int timeout_ms);
 
 /*  Enqueues PROBE events until one reaches the sink: proof that the
     subscription reached the bridge. Returns false after timeout_ms. */
-bool e2e_sync (h_env_t *env, e2e_sink_t *s, int timeout_ms);
+bool e2e_sync(h_env_t *env, e2e_sink_t *s, int timeout_ms);
 
 /*  Runs a dfc loop on its own thread. */
 typedef struct {
@@ -53,9 +53,9 @@ typedef struct {
     pthread_t thread;
     int rc;
 } e2e_consumer_t;
-int e2e_consumer_start (e2e_consumer_t *c, const char *endpoint, e2e_sink_t *s,
-                        dfc_listener_t *all, dfc_listener_t *dflt);
-void e2e_consumer_stop (e2e_consumer_t *c);
+int e2e_consumer_start(e2e_consumer_t *c, const char *endpoint, e2e_sink_t *s, dfc_listener_t *all,
+                       dfc_listener_t *dflt);
+void e2e_consumer_stop(e2e_consumer_t *c);
 
 /*  Compares the non-probe events the pod served (GET /admin/events, in
     order) from index `from` with the sink's records from index `rec_from`
@@ -66,13 +66,13 @@ void e2e_consumer_stop (e2e_consumer_t *c);
     ones), records are matched to served events by event id, each id once.
     Returns the number of events that matched, or -1 (failures are counted
     in h_failures). */
-long e2e_compare (h_env_t *env, e2e_sink_t *s, size_t from, size_t rec_from, bool ordered);
+long e2e_compare(h_env_t *env, e2e_sink_t *s, size_t from, size_t rec_from, bool ordered);
 
 /*  Checks that per topic the seq values recorded are exactly 1..n. */
-void e2e_check_seq (e2e_sink_t *s);
+void e2e_check_seq(e2e_sink_t *s);
 
 /*  Strict JSON equality: same types (integer vs real), same key order,
     bit-identical reals, byte-identical strings. */
-bool e2e_json_equal (const json_t *a, const json_t *b, char *where, size_t where_len);
+bool e2e_json_equal(const json_t *a, const json_t *b, char *where, size_t where_len);
 
 #endif
