@@ -1,31 +1,28 @@
-/*  dfb_loop: datafeed v2 loop (see dfb_loop.h). Every upstream call goes
-    through call_until(): one HTTP request, classified by the per-operation
-    table below, with retries, re-authentication and the interruptible
-    backoff handled in one place. v1 and datahose will be further ops. */
+/*  dfb_loop: the datafeed loop (see dfb_loop.h). Every upstream call goes
+    through attempt() (one HTTP request, its action from dfb_policy's table,
+    the body checked) and recover() (re-authentication, the interruptible
+    backoff, and the one log line when the loop has to end). */
 #include "dfb_loop.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "dfb_feedfile.h"
 #include "dfb_json.h"
 #include "dfb_log.h"
+#include "dfb_policy.h"
 #include "dfb_retry.h"
 
-typedef enum { OP_LIST, OP_CREATE, OP_DELETE, OP_READ, OP_V1_CREATE, OP_V1_READ } op_t;
-
-static const char *const s_op_name[] = {"list datafeeds", "create datafeed",    "delete datafeed",
-                                        "read datafeed",  "create v1 datafeed", "read v1 datafeed"};
-
-/*  How one response is handled. */
+/*  Where a sequence of calls stands. */
 typedef enum {
     OUT_OK,       /* done */
-    OUT_RETRY,    /* wait the backoff, call again */
-    OUT_REAUTH,   /* log in again, wait, call again */
-    OUT_RECREATE, /* read only: the feed is gone */
-    OUT_FATAL,    /* exit status 1 */
-    OUT_STOPPED   /* exit status 0 */
+    OUT_RETRY,    /* call again (the backoff was waited) */
+    OUT_RECREATE, /* a read found its feed gone */
+    OUT_END,      /* the loop ends: self->exit_code says how, the reason was logged */
 } outcome_t;
 
 struct dfb_loop {
@@ -35,11 +32,12 @@ struct dfb_loop {
     dfb_publish_t *pub;
     int stop_fd;
     dfb_json_t *json;
-    dfb_backoff_t backoff;
     char agent_url[512];
-    char feed_id[256]; /* "" = none yet */
-    char *ack_id;      /* acknowledges the last published batch */
-    int last_status;   /* HTTP status of the last call, for accept_* */
+    char feed_id[256];    /* "" = none yet */
+    char *ack_id;         /* acknowledges the last published batch */
+    int last_status;      /* HTTP status of the last call (0: none) */
+    char last_error[160]; /* the last failure, for the "giving up" line */
+    int exit_code;        /* set with OUT_END */
     dfb_loop_stats_t stats;
 };
 
@@ -80,6 +78,16 @@ id_is_safe(const char *id, size_t len)
     return len > 0;
 }
 
+int
+dfb_feed_is_reusable(const char *id, const char *type, const char *tag)
+{
+    if (!id)
+        return 0;
+    if (tag)
+        return strcmp(id, tag) == 0 && type && strcasecmp(type, "fanout") == 0;
+    return dfb_feed_id_is_fanout(id);
+}
+
 dfb_loop_t *
 dfb_loop_new(const dfb_config_t *cfg, dfb_auth_t *auth, dfb_http_t *http, dfb_publish_t *pub,
              int stop_fd)
@@ -104,7 +112,6 @@ dfb_loop_new(const dfb_config_t *cfg, dfb_auth_t *auth, dfb_http_t *http, dfb_pu
         dfb_loop_destroy(&self);
         return NULL;
     }
-    dfb_backoff_init(&self->backoff, &cfg->datafeed_retry);
     return self;
 }
 
@@ -126,133 +133,153 @@ dfb_loop_stats(const dfb_loop_t *self, dfb_loop_stats_t *stats)
     *stats = self->stats;
 }
 
-/*  The BDK error table (reference §5), per operation. */
+/* ---- one call, and what follows a failure ---------------------------------- */
+
+/*  Ends the loop with exit status code; the caller has logged why. */
 static outcome_t
-classify(op_t op, dfb_http_err_t err, int status)
+end(dfb_loop_t *self, int code)
 {
-    if (err == DFB_HTTP_ESTOPPED)
-        return OUT_STOPPED;
-    if (err == DFB_HTTP_EOTHER)
-        return OUT_FATAL; /* bad URL or out of memory: retrying cannot help */
-    if (err != DFB_HTTP_OK)
-        return OUT_RETRY; /* connect, timeout, reset, truncated, too big, TLS */
-    if (status == 401)
-        return OUT_REAUTH;
-    if (status == 429 || status >= 500)
-        return OUT_RETRY;
-    switch (op) {
-    case OP_LIST:
-        return status == 200 ? OUT_OK : OUT_FATAL;
-    case OP_CREATE:
-        if (status == 201 || status == 200)
-            return OUT_OK;
-        /* A load balancer's 400 on create is transient (Java BDK PR #746). */
-        return status == 400 ? OUT_RETRY : OUT_FATAL;
-    case OP_DELETE:
-        /* 400/404: the feed is already gone, which is what we wanted. */
-        return status == 204 || status == 200 || status == 400 || status == 404 ? OUT_OK
-                                                                                : OUT_FATAL;
-    case OP_READ:
-        if (status == 200)
-            return OUT_OK;
-        return status == 400 ? OUT_RECREATE : OUT_FATAL;
-    case OP_V1_CREATE:
-        return status == 200 || status == 201 ? OUT_OK : OUT_FATAL;
-    case OP_V1_READ:
-        /* 204: the hold ended without events. */
-        if (status == 200 || status == 204)
-            return OUT_OK;
-        return status == 400 ? OUT_RECREATE : OUT_FATAL;
-    }
-    return OUT_FATAL;
+    self->exit_code = code;
+    return OUT_END;
 }
 
-/*  Waits the next backoff interval, or gives up. Returns OUT_RETRY to go
-    on, OUT_FATAL when attempts are exhausted, OUT_STOPPED on stop. */
+/*  Body check of a successful response: 0 = good, -1 = malformed (retried). */
+typedef int (*accept_fn)(dfb_loop_t *self);
+
+/*  Performs one call and returns its action. A malformed body on a 2xx
+    becomes DFB_ACT_RETRY. The failure is described in self->last_error. */
+static dfb_action_t
+attempt(dfb_loop_t *self, dfb_call_t call, const char *method, const char *url, const char *body,
+        accept_fn accept)
+{
+    const char *what = dfb_policy_call_name(call);
+    int status = 0;
+    dfb_http_err_t err =
+        dfb_http_request(self->http, method, url, body, body ? strlen(body) : 0, &status);
+    self->last_status = err == DFB_HTTP_OK ? status : 0;
+    dfb_action_t act = dfb_policy_action(call, err, status);
+    if (err != DFB_HTTP_OK)
+        snprintf(self->last_error, sizeof self->last_error, "%s (%.100s)", dfb_http_strerror(err),
+                 dfb_http_detail(self->http));
+    else
+        snprintf(self->last_error, sizeof self->last_error, "HTTP %d", status);
+    if (act == DFB_ACT_OK && accept && accept(self) != 0) {
+        self->stats.malformed++;
+        snprintf(self->last_error, sizeof self->last_error, "HTTP %d with a malformed body",
+                 status);
+        act = DFB_ACT_RETRY;
+    }
+    if (act == DFB_ACT_RETRY || act == DFB_ACT_REAUTH)
+        dfb_warn("%s: %s", what, self->last_error);
+    else if (act == DFB_ACT_IGNORE)
+        dfb_info("%s: %s, ignored", what, self->last_error);
+    return act;
+}
+
+/*  Logs the one line that ends the loop for a fatal response. */
 static outcome_t
-backoff(dfb_loop_t *self, const char *what)
+fatal(dfb_loop_t *self, dfb_call_t call)
+{
+    const char *what = dfb_policy_call_name(call);
+    if (self->last_status == 0) {
+        /* Not an HTTP status: only EOTHER (bad URL, out of memory) is fatal. */
+        dfb_error("%s: %s: exiting (status %d)", what, self->last_error, DFB_EXIT_INTERNAL);
+        return end(self, DFB_EXIT_INTERNAL);
+    }
+    size_t len;
+    const char *b = dfb_http_body(self->http, &len);
+    const dfb_policy_row_t *row = dfb_policy_row(call, self->last_status);
+    dfb_error("%s: HTTP %d%s%s: %.200s: exiting (status %d)", what, self->last_status,
+              row && row->why ? ": " : "", row && row->why ? row->why : "", b ? b : "",
+              DFB_EXIT_FATAL);
+    return end(self, DFB_EXIT_FATAL);
+}
+
+/*  Waits the next backoff interval of bo, or gives up (one line). key is
+    the config block whose maxAttempts ran out ("datafeed.retry"). */
+static outcome_t
+backoff(dfb_loop_t *self, dfb_call_t call, dfb_backoff_t *bo, const char *key)
 {
     self->stats.retries++;
-    long wait = dfb_backoff_next(&self->backoff);
+    long wait = dfb_backoff_next(bo);
     if (wait < 0) {
-        dfb_error("%s: giving up after %d attempts (datafeed.retry.maxAttempts)", what,
-                  self->backoff.attempts);
-        return OUT_FATAL;
+        dfb_error("%s: giving up after %d attempts (%s.maxAttempts), last error %s: exiting "
+                  "(status %d)",
+                  dfb_policy_call_name(call), bo->attempts, key, self->last_error,
+                  DFB_EXIT_EXHAUSTED);
+        return end(self, DFB_EXIT_EXHAUSTED);
     }
-    dfb_debug("%s: retrying in %ld ms", what, wait);
-    return dfb_wait(self->stop_fd, wait) ? OUT_STOPPED : OUT_RETRY;
+    dfb_debug("%s: retrying in %ld ms", dfb_policy_call_name(call), wait);
+    if (dfb_wait(self->stop_fd, wait))
+        return end(self, DFB_EXIT_STOPPED);
+    return OUT_RETRY;
 }
 
+/*  Logs in again after a 401. A 401 on the login itself is fatal (exit 4). */
 static outcome_t
 reauth(dfb_loop_t *self)
 {
     self->stats.reauths++;
     dfb_info("session expired (401): authenticating again");
     dfb_auth_rc_t rc = dfb_auth_login(self->auth, self->http, self->stop_fd);
-    if (rc == DFB_AUTH_STOPPED)
-        return OUT_STOPPED;
-    if (rc != DFB_AUTH_OK) {
-        dfb_error("re-authentication failed: giving up");
-        return OUT_FATAL;
+    switch (rc) {
+    case DFB_AUTH_OK:
+        return OUT_RETRY;
+    case DFB_AUTH_STOPPED:
+        return end(self, DFB_EXIT_STOPPED);
+    case DFB_AUTH_UNAUTHORIZED:
+        /* dfb_auth logged the 401 line. */
+        return end(self, DFB_EXIT_AUTH);
+    default:
+        return end(self, DFB_EXIT_FATAL); /* dfb_auth logged why */
     }
-    return OUT_RETRY;
 }
 
-/*  Body check of a successful response: 0 = good, -1 = malformed (retried). */
-typedef int (*accept_fn)(dfb_loop_t *self);
-
-/*  Calls until the response is accepted (OUT_OK), the read asks for a
-    recreate (OUT_RECREATE), or the loop must end (OUT_FATAL, OUT_STOPPED). */
+/*  After a failed attempt: re-authenticates if asked, waits the backoff
+    (the retry after a refresh waits too, as in the BDKs), or ends. */
 static outcome_t
-call_until(dfb_loop_t *self, op_t op, const char *method, const char *url, const char *body,
-           accept_fn accept)
+recover(dfb_loop_t *self, dfb_call_t call, dfb_action_t act, dfb_backoff_t *bo, const char *key)
 {
-    const char *what = s_op_name[op];
-    for (;;) {
-        int status = 0;
-        dfb_http_err_t err =
-            dfb_http_request(self->http, method, url, body, body ? strlen(body) : 0, &status);
-        outcome_t out = classify(op, err, status);
-        self->last_status = status;
-        if (out == OUT_OK && accept && accept(self) != 0) {
-            self->stats.malformed++;
-            out = OUT_RETRY;
-        } else if (out == OUT_RETRY || out == OUT_REAUTH) {
-            if (err == DFB_HTTP_OK)
-                dfb_warn("%s: HTTP %d", what, status);
-            else
-                dfb_warn("%s: %s (%s)", what, dfb_http_strerror(err), dfb_http_detail(self->http));
-        }
-        switch (out) {
-        case OUT_OK:
-        case OUT_RECREATE:
-        case OUT_STOPPED:
+    switch (act) {
+    case DFB_ACT_STOPPED:
+        return end(self, DFB_EXIT_STOPPED);
+    case DFB_ACT_FATAL:
+        return fatal(self, call);
+    case DFB_ACT_REAUTH: {
+        outcome_t out = reauth(self);
+        if (out != OUT_RETRY)
             return out;
-        case OUT_FATAL: {
-            size_t len;
-            const char *b = dfb_http_body(self->http, &len);
-            if (err == DFB_HTTP_OK)
-                dfb_error("%s: HTTP %d%s: %.200s", what, status,
-                          status == 403   ? " (forbidden: too many datafeeds, or not entitled)"
-                          : status == 404 ? " (not found: wrong agent URL?)"
-                                          : "",
-                          b);
-            else
-                dfb_error("%s: %s (%s)", what, dfb_http_strerror(err), dfb_http_detail(self->http));
-            return OUT_FATAL;
-        }
-        case OUT_REAUTH:
-            out = reauth(self);
-            if (out != OUT_RETRY)
-                return out;
-            /* The retry after a refresh waits the backoff too. */
-            __attribute__((fallthrough));
-        case OUT_RETRY:
-            out = backoff(self, what);
-            if (out != OUT_RETRY)
-                return out;
-            break;
-        }
+        return backoff(self, call, bo, key);
+    }
+    case DFB_ACT_RETRY:
+        return backoff(self, call, bo, key);
+    default:
+        return end(self, DFB_EXIT_INTERNAL); /* OK/IGNORE/RECREATE are the caller's */
+    }
+}
+
+/*  Calls until the response is accepted (OUT_OK; an ignorable failure
+    counts as accepted), a read asks for another feed (OUT_RECREATE), or
+    the loop ends (OUT_END). bo carries the attempts across calls (a read's
+    backoff survives a recreate); NULL = a fresh one from retry. */
+static outcome_t
+call_until(dfb_loop_t *self, dfb_call_t call, const char *method, const char *url, const char *body,
+           accept_fn accept, dfb_backoff_t *bo, const dfb_retry_cfg_t *retry, const char *key)
+{
+    dfb_backoff_t local;
+    if (!bo) {
+        dfb_backoff_init(&local, retry);
+        bo = &local;
+    }
+    for (;;) {
+        dfb_action_t act = attempt(self, call, method, url, body, accept);
+        if (act == DFB_ACT_OK || act == DFB_ACT_IGNORE)
+            return OUT_OK;
+        if (act == DFB_ACT_RECREATE)
+            return OUT_RECREATE;
+        outcome_t out = recover(self, call, act, bo, key);
+        if (out != OUT_RETRY)
+            return out;
     }
 }
 
@@ -287,15 +314,24 @@ accept_list(dfb_loop_t *self)
     return 0;
 }
 
+/*  The "id" string of the root object if it can be used in a URL path. */
+static const char *
+body_id(dfb_loop_t *self, dfb_json_ref_t obj, size_t *len)
+{
+    dfb_json_ref_t id = dfb_json_get(self->json, obj, "id");
+    const char *s = id == DFB_JSON_NONE ? NULL : dfb_json_string(self->json, id, len);
+    if (!s || *len >= sizeof self->feed_id || !id_is_safe(s, *len))
+        return NULL;
+    return s;
+}
+
 static int
 accept_create(dfb_loop_t *self)
 {
+    size_t len = 0;
     if (parse_body(self, "create datafeed") != 0)
         return -1;
-    dfb_json_ref_t id = dfb_json_get(self->json, 0, "id");
-    size_t len = 0;
-    const char *s = id == DFB_JSON_NONE ? NULL : dfb_json_string(self->json, id, &len);
-    if (!s || len >= sizeof self->feed_id || !id_is_safe(s, len)) {
+    if (!body_id(self, 0, &len)) {
         dfb_warn("create datafeed: no usable \"id\" in the response");
         return -1;
     }
@@ -305,182 +341,24 @@ accept_create(dfb_loop_t *self)
 static int
 accept_read(dfb_loop_t *self)
 {
-    if (parse_body(self, "read datafeed") != 0)
+    if (parse_body(self, "read") != 0)
         return -1;
     if (dfb_json_type(self->json, 0) != DFB_JSON_OBJECT) {
-        dfb_warn("read datafeed: the body is not an object");
+        dfb_warn("read: the body is not an object");
         return -1;
     }
     dfb_json_ref_t ev = dfb_json_get(self->json, 0, "events");
     if (ev != DFB_JSON_NONE && dfb_json_type(self->json, ev) != DFB_JSON_ARRAY &&
         dfb_json_type(self->json, ev) != DFB_JSON_NULL) {
-        dfb_warn("read datafeed: \"events\" is not an array");
+        dfb_warn("read: \"events\" is not an array");
         return -1;
     }
     dfb_json_ref_t ack = dfb_json_get(self->json, 0, "ackId");
     if (ack == DFB_JSON_NONE || dfb_json_type(self->json, ack) != DFB_JSON_STRING) {
-        dfb_warn("read datafeed: no \"ackId\" string");
+        dfb_warn("read: no \"ackId\" string");
         return -1;
     }
     return 0;
-}
-
-/*  Appends s as a JSON string literal to buf (cap bytes). Returns the new
-    length, or 0 when it does not fit. */
-static size_t
-json_quote(char *buf, size_t cap, size_t len, const char *s, size_t slen)
-{
-    if (len + 2 >= cap)
-        return 0;
-    buf[len++] = '"';
-    for (size_t i = 0; i < slen; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (len + 8 >= cap)
-            return 0;
-        if (c == '"' || c == '\\') {
-            buf[len++] = '\\';
-            buf[len++] = (char)c;
-        } else if (c < 0x20) {
-            len += (size_t)snprintf(buf + len, cap - len, "\\u%04x", c);
-        } else {
-            buf[len++] = (char)c;
-        }
-    }
-    buf[len++] = '"';
-    buf[len] = '\0';
-    return len;
-}
-
-/* ---- the loop -------------------------------------------------------------- */
-
-static outcome_t
-create_feed(dfb_loop_t *self)
-{
-    char url[600], body[512];
-    size_t n = (size_t)snprintf(body, sizeof body, "{");
-    if (self->cfg->datafeed_tag) {
-        n += (size_t)snprintf(body + n, sizeof body - n, "\"tag\":");
-        n = json_quote(body, sizeof body, n, self->cfg->datafeed_tag,
-                       strlen(self->cfg->datafeed_tag));
-    }
-    if (n && self->cfg->datafeed_include_invisible >= 0)
-        n += (size_t)snprintf(body + n, sizeof body - n, "%s\"includeInvisible\":%s",
-                              n > 1 ? "," : "",
-                              self->cfg->datafeed_include_invisible ? "true" : "false");
-    if (n == 0 || n + 2 > sizeof body)
-        return OUT_FATAL;
-    snprintf(body + n, sizeof body - n, "}");
-    snprintf(url, sizeof url, "%s/agent/v5/datafeeds", self->agent_url);
-    outcome_t out = call_until(self, OP_CREATE, "POST", url, body, accept_create);
-    if (out != OUT_OK)
-        return out;
-    dfb_json_ref_t id = dfb_json_get(self->json, 0, "id");
-    snprintf(self->feed_id, sizeof self->feed_id, "%s", dfb_json_string(self->json, id, NULL));
-    dfb_info("created datafeed %s", self->feed_id);
-    return OUT_OK;
-}
-
-static outcome_t
-prepare(dfb_loop_t *self)
-{
-    char url[600];
-    snprintf(url, sizeof url, "%s/agent/v5/datafeeds", self->agent_url);
-    outcome_t out = call_until(self, OP_LIST, "GET", url, NULL, accept_list);
-    if (out != OUT_OK)
-        return out;
-    self->feed_id[0] = '\0';
-    for (dfb_json_ref_t f = dfb_json_first(self->json, 0); f != DFB_JSON_NONE;
-         f = dfb_json_next(self->json, f)) {
-        dfb_json_ref_t id = dfb_json_get(self->json, f, "id");
-        size_t len = 0;
-        const char *s = id == DFB_JSON_NONE ? NULL : dfb_json_string(self->json, id, &len);
-        if (s && len < sizeof self->feed_id && id_is_safe(s, len) && dfb_feed_id_is_fanout(s)) {
-            memcpy(self->feed_id, s, len + 1);
-            dfb_info("reusing datafeed %s", self->feed_id);
-            break;
-        }
-    }
-    if (!self->feed_id[0]) {
-        out = create_feed(self);
-        if (out != OUT_OK)
-            return out;
-    }
-    free(self->ack_id);
-    self->ack_id = strdup("");
-    return self->ack_id ? OUT_OK : OUT_FATAL;
-}
-
-/*  400 on read: delete the old feed (its absence is fine), create a new
-    one, start again with an empty ackId. */
-static outcome_t
-recreate(dfb_loop_t *self)
-{
-    char url[900];
-    self->stats.recreates++;
-    dfb_warn("datafeed %s is gone (400): recreating it", self->feed_id);
-    snprintf(url, sizeof url, "%s/agent/v5/datafeeds/%s", self->agent_url, self->feed_id);
-    outcome_t out = call_until(self, OP_DELETE, "DELETE", url, NULL, NULL);
-    if (out != OUT_OK)
-        return out;
-    self->feed_id[0] = '\0';
-    out = create_feed(self);
-    if (out != OUT_OK)
-        return out;
-    free(self->ack_id);
-    self->ack_id = strdup("");
-    if (!self->ack_id)
-        return OUT_FATAL;
-    /* As in the BDKs, the read is retried after the backoff sleep. */
-    return backoff(self, "read datafeed");
-}
-
-/*  Publishes every element of the array at ev (if it is an array), in
-    order. Returns how many. */
-static uint32_t
-publish_events(dfb_loop_t *self, dfb_json_ref_t ev)
-{
-    uint32_t n = 0;
-    if (ev == DFB_JSON_NONE || dfb_json_type(self->json, ev) != DFB_JSON_ARRAY)
-        return 0;
-    for (dfb_json_ref_t e = dfb_json_first(self->json, ev); e != DFB_JSON_NONE;
-         e = dfb_json_next(self->json, e)) {
-        /* A failed publish is counted by dfb_publish and shows as a seq gap
-           downstream; the batch is still acknowledged, as the BDKs do for
-           listener errors that are not requeue requests. */
-        dfb_publish_event(self->pub, self->json, e);
-        n++;
-    }
-    self->stats.events += n;
-    if (n)
-        dfb_debug("published %u events", n);
-    return n;
-}
-
-/*  v2: publishes the batch's events, then adopts its ackId. */
-static int
-publish_batch(dfb_loop_t *self)
-{
-    publish_events(self, dfb_json_get(self->json, 0, "events"));
-    size_t len;
-    const char *ack = dfb_json_string(self->json, dfb_json_get(self->json, 0, "ackId"), &len);
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return -1;
-    memcpy(copy, ack, len);
-    copy[len] = '\0';
-    free(self->ack_id);
-    self->ack_id = copy;
-    return 0;
-}
-
-static outcome_t run_v2(dfb_loop_t *self);
-
-/* ---- datafeed v1 (Agent /v4, deprecated) ------------------------------------ */
-
-static int
-accept_v1_create(dfb_loop_t *self)
-{
-    return accept_create(self); /* same {"id": ...} shape */
 }
 
 static int
@@ -498,43 +376,367 @@ accept_v1_read(dfb_loop_t *self)
     return 0;
 }
 
+/*  A growable text buffer for request bodies. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf_t;
+
+static void
+sb_add(sbuf_t *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static void
+sb_adds(sbuf_t *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
+
+/*  Appends s as a JSON string literal. */
+static void
+sb_quote(sbuf_t *b, const char *s)
+{
+    sb_adds(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            sb_add(b, esc, 2);
+        } else if (*p < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            sb_adds(b, esc);
+        } else {
+            sb_add(b, (const char *)p, 1);
+        }
+    }
+    sb_adds(b, "\"");
+}
+
+/* ---- publishing ------------------------------------------------------------ */
+
+/*  Publishes every element of the array at ev, in order. Returns 0, or -1
+    at the first event dfb_publish could not take (the rest of the batch is
+    skipped, as the Java BDK skips it on a requeue request): the caller then
+    keeps the old ackId, so Symphony redelivers the whole batch. */
+static int
+publish_events(dfb_loop_t *self, dfb_json_ref_t ev)
+{
+    uint32_t n = 0, total = 0;
+    if (ev == DFB_JSON_NONE || dfb_json_type(self->json, ev) != DFB_JSON_ARRAY)
+        return 0;
+    for (dfb_json_ref_t e = dfb_json_first(self->json, ev); e != DFB_JSON_NONE;
+         e = dfb_json_next(self->json, e))
+        total++;
+    for (dfb_json_ref_t e = dfb_json_first(self->json, ev); e != DFB_JSON_NONE;
+         e = dfb_json_next(self->json, e)) {
+        if (dfb_publish_event(self->pub, self->json, e) != 0) {
+            self->stats.events += n;
+            self->stats.unacked++;
+            dfb_warn("publish failed at event %u of %u: the batch is not acknowledged, "
+                     "Symphony will deliver it again",
+                     n + 1, total);
+            return -1;
+        }
+        n++;
+    }
+    self->stats.events += n;
+    if (n)
+        dfb_debug("published %u events", n);
+    return 0;
+}
+
+/*  v2 and datahose: publishes the batch's events, then adopts its ackId
+    (acknowledged by the next read). Returns 0, or -1 on out of memory. */
+static int
+publish_batch(dfb_loop_t *self)
+{
+    if (publish_events(self, dfb_json_get(self->json, 0, "events")) != 0)
+        return 0; /* keep the old ackId */
+    size_t len;
+    const char *ack = dfb_json_string(self->json, dfb_json_get(self->json, 0, "ackId"), &len);
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, ack, len);
+    copy[len] = '\0';
+    free(self->ack_id);
+    self->ack_id = copy;
+    return 0;
+}
+
+static int
+reset_ack(dfb_loop_t *self)
+{
+    free(self->ack_id);
+    self->ack_id = strdup("");
+    return self->ack_id ? 0 : -1;
+}
+
+/*  After a successful read. */
+static void
+read_ok(dfb_loop_t *self, dfb_backoff_t *bo)
+{
+    self->stats.reads++;
+    self->stats.last_read_ms = dfb_now_ms();
+    dfb_backoff_reset(bo);
+}
+
+/* ---- datafeed v2 ------------------------------------------------------------ */
+
+static const char *
+v2_tag(const dfb_config_t *cfg)
+{
+    /* The Java BDK sends a tag only when it is not blank. */
+    const char *t = cfg->datafeed_tag;
+    if (!t || t[strspn(t, " \t\r\n")] == '\0')
+        return NULL;
+    return t;
+}
+
+/*  Looks in the list body for a reusable feed other than `dead`; copies it
+    to self->feed_id. Returns 1 if found. */
+static int
+pick_listed(dfb_loop_t *self, const char *dead)
+{
+    const char *tag = v2_tag(self->cfg);
+    for (dfb_json_ref_t f = dfb_json_first(self->json, 0); f != DFB_JSON_NONE;
+         f = dfb_json_next(self->json, f)) {
+        if (dfb_json_type(self->json, f) != DFB_JSON_OBJECT)
+            continue;
+        size_t len = 0;
+        const char *id = body_id(self, f, &len);
+        dfb_json_ref_t t = dfb_json_get(self->json, f, "type");
+        const char *type = t == DFB_JSON_NONE ? NULL : dfb_json_string(self->json, t, NULL);
+        if (!id)
+            continue;
+        char copy[sizeof self->feed_id];
+        memcpy(copy, id, len);
+        copy[len] = '\0';
+        if ((dead && strcmp(copy, dead) == 0) || !dfb_feed_is_reusable(copy, type, tag))
+            continue;
+        memcpy(self->feed_id, copy, len + 1);
+        return 1;
+    }
+    return 0;
+}
+
+/*  The create body, as the Java BDK builds it: {} plus "tag" when
+    datafeed.tag is not blank, "includeInvisible":true when it is set true. */
+static char *
+create_body(const dfb_config_t *cfg)
+{
+    sbuf_t b = {0};
+    const char *tag = v2_tag(cfg);
+    sb_adds(&b, "{");
+    if (tag) {
+        sb_adds(&b, "\"tag\":");
+        sb_quote(&b, tag);
+    }
+    if (cfg->datafeed_include_invisible == 1)
+        sb_adds(&b, tag ? ",\"includeInvisible\":true" : "\"includeInvisible\":true");
+    sb_adds(&b, "}");
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/*  Gets a feed to read: lists the feeds and adopts the first reusable one
+    other than `dead` (NULL at start); only if there is none, deletes `dead`
+    (once; a 400/404 there is fine) and creates one. A failed create is
+    followed by a new list before the next create, so that a create whose
+    answer was lost (timeout, reset, truncated body) never makes a second
+    feed: one create per start or per 400, whatever the faults. */
 static outcome_t
-create_v1(dfb_loop_t *self)
+obtain_feed(dfb_loop_t *self, const char *dead)
+{
+    const dfb_retry_cfg_t *retry = &self->cfg->datafeed_retry;
+    char url[900];
+    char dead_copy[sizeof self->feed_id];
+    int deleted = 0;
+    dfb_backoff_t bo;
+    dfb_backoff_init(&bo, retry);
+    if (dead) {
+        snprintf(dead_copy, sizeof dead_copy, "%s", dead);
+        dead = dead_copy;
+    }
+    char *body = create_body(self->cfg);
+    if (!body) {
+        dfb_error("create datafeed: out of memory: exiting (status %d)", DFB_EXIT_INTERNAL);
+        return end(self, DFB_EXIT_INTERNAL);
+    }
+    outcome_t out;
+    for (;;) {
+        snprintf(url, sizeof url, "%s/agent/v5/datafeeds", self->agent_url);
+        out = call_until(self, DFB_CALL_LIST, "GET", url, NULL, accept_list, NULL, retry,
+                         "datafeed.retry");
+        if (out != OUT_OK)
+            break;
+        if (pick_listed(self, dead)) {
+            if (dead) {
+                self->stats.adopted++;
+                dfb_info("adopting datafeed %s, listed meanwhile (another instance created it)",
+                         self->feed_id);
+            } else {
+                dfb_info("reusing datafeed %s", self->feed_id);
+            }
+            break;
+        }
+        if (dead && !deleted) {
+            snprintf(url, sizeof url, "%s/agent/v5/datafeeds/%s", self->agent_url, dead);
+            out = call_until(self, DFB_CALL_DELETE, "DELETE", url, NULL, NULL, NULL, retry,
+                             "datafeed.retry");
+            if (out != OUT_OK)
+                break;
+            deleted = 1;
+        }
+        snprintf(url, sizeof url, "%s/agent/v5/datafeeds", self->agent_url);
+        dfb_action_t act = attempt(self, DFB_CALL_CREATE, "POST", url, body, accept_create);
+        if (act == DFB_ACT_OK) {
+            size_t len = 0;
+            const char *id = body_id(self, 0, &len);
+            memcpy(self->feed_id, id, len);
+            self->feed_id[len] = '\0';
+            self->stats.created++;
+            dfb_info("created datafeed %s", self->feed_id);
+            out = OUT_OK;
+            break;
+        }
+        out = recover(self, DFB_CALL_CREATE, act, &bo, "datafeed.retry");
+        if (out != OUT_RETRY)
+            break;
+        /* List again: the create may have succeeded without us hearing it. */
+    }
+    free(body);
+    if (out == OUT_OK && reset_ack(self) != 0)
+        return end(self, DFB_EXIT_INTERNAL);
+    return out;
+}
+
+/*  v2: a feed, then read -> publish -> ack with the next read. A 400 on
+    read gets another feed (obtain_feed) and the read is retried after the
+    read's backoff; the read's attempts count across recreates. */
+static outcome_t
+run_v2(dfb_loop_t *self)
+{
+    outcome_t out = obtain_feed(self, NULL);
+    char url[900];
+    sbuf_t body = {0};
+    dfb_backoff_t bo;
+    dfb_backoff_init(&bo, &self->cfg->datafeed_retry);
+    while (out == OUT_OK) {
+        snprintf(url, sizeof url, "%s/agent/v5/datafeeds/%s/read", self->agent_url, self->feed_id);
+        body.n = 0;
+        sb_adds(&body, "{\"ackId\":");
+        sb_quote(&body, self->ack_id);
+        sb_adds(&body, ",\"updatePresence\":true}");
+        if (body.oom) {
+            out = end(self, DFB_EXIT_INTERNAL);
+            break;
+        }
+        out = call_until(self, DFB_CALL_READ, "POST", url, body.p, accept_read, &bo, NULL,
+                         "datafeed.retry");
+        if (out == OUT_OK) {
+            read_ok(self, &bo);
+            if (publish_batch(self) != 0)
+                out = end(self, DFB_EXIT_INTERNAL);
+        } else if (out == OUT_RECREATE) {
+            self->stats.recreates++;
+            dfb_warn("datafeed %s is gone (400): looking for another one", self->feed_id);
+            out = obtain_feed(self, self->feed_id);
+            if (out == OUT_OK)
+                out = backoff(self, DFB_CALL_READ, &bo, "datafeed.retry");
+            if (out == OUT_RETRY)
+                out = OUT_OK;
+        }
+    }
+    free(body.p);
+    return out;
+}
+
+/* ---- datafeed v1 (Agent /v4, deprecated) ------------------------------------ */
+
+/*  Creates a v1 feed and writes the id file (a failed write is logged: the
+    loop goes on, a restart will create another feed). */
+static outcome_t
+create_v1(dfb_loop_t *self, const char *idfile)
 {
     char url[600];
     snprintf(url, sizeof url, "%s/agent/v4/datafeed/create", self->agent_url);
-    outcome_t out = call_until(self, OP_V1_CREATE, "POST", url, "", accept_v1_create);
+    outcome_t out = call_until(self, DFB_CALL_V1_CREATE, "POST", url, "", accept_create, NULL,
+                               &self->cfg->datafeed_retry, "datafeed.retry");
     if (out != OUT_OK)
         return out;
-    dfb_json_ref_t id = dfb_json_get(self->json, 0, "id");
-    snprintf(self->feed_id, sizeof self->feed_id, "%s", dfb_json_string(self->json, id, NULL));
-    dfb_info("created v1 datafeed %s", self->feed_id);
+    size_t len = 0;
+    const char *id = body_id(self, 0, &len);
+    memcpy(self->feed_id, id, len);
+    self->feed_id[len] = '\0';
+    self->stats.created++;
+    if (dfb_feedfile_write(idfile, self->feed_id, self->agent_url) != 0)
+        dfb_warn("created v1 datafeed %s, but cannot write %s: %s", self->feed_id, idfile,
+                 strerror(errno));
+    else
+        dfb_info("created v1 datafeed %s (saved in %s)", self->feed_id, idfile);
     return OUT_OK;
 }
 
-/*  v1: create a feed (no id file yet: a new feed at every start), then
-    GET .../read in a loop; no ackId (v1 removes events as it serves them).
-    A 400 means the feed is gone: create another one. */
+/*  v1: the id from the id file, else a new feed; then GET .../read in a
+    loop, no ackId (v1 removes events as it serves them). A 400 means the
+    feed is gone: create another one and rewrite the file. */
 static outcome_t
 run_v1(dfb_loop_t *self)
 {
-    outcome_t out = create_v1(self);
-    char url[900];
+    char idfile[1100], url[900];
+    const char *why = NULL;
+    if (dfb_feedfile_path(self->cfg->datafeed_id_file_path, idfile, sizeof idfile) != 0) {
+        dfb_error("datafeed.idFilePath: too long: exiting (status %d)", DFB_EXIT_INTERNAL);
+        return end(self, DFB_EXIT_INTERNAL);
+    }
+    outcome_t out = OUT_OK;
+    if (dfb_feedfile_read(idfile, self->feed_id, sizeof self->feed_id, &why) == 0) {
+        dfb_info("reusing v1 datafeed %s from %s", self->feed_id, idfile);
+    } else {
+        dfb_info("no usable v1 datafeed id in %s (%s): creating a feed", idfile, why);
+        out = create_v1(self, idfile);
+    }
+    dfb_backoff_t bo;
+    dfb_backoff_init(&bo, &self->cfg->datafeed_retry);
     while (out == OUT_OK) {
         snprintf(url, sizeof url, "%s/agent/v4/datafeed/%s/read", self->agent_url, self->feed_id);
-        out = call_until(self, OP_V1_READ, "GET", url, NULL, accept_v1_read);
+        out = call_until(self, DFB_CALL_V1_READ, "GET", url, NULL, accept_v1_read, &bo, NULL,
+                         "datafeed.retry");
         if (out == OUT_OK) {
-            self->stats.reads++;
-            self->stats.last_read_ms = dfb_now_ms();
-            dfb_backoff_reset(&self->backoff);
+            read_ok(self, &bo);
+            /* No ack in v1: a failed publish is counted, nothing to hold back. */
             if (self->last_status != 204)
                 publish_events(self, 0);
         } else if (out == OUT_RECREATE) {
             self->stats.recreates++;
             dfb_warn("v1 datafeed %s is gone (400): creating another one", self->feed_id);
-            out = create_v1(self);
+            out = create_v1(self, idfile);
             if (out == OUT_OK)
-                out = backoff(self, "read v1 datafeed");
+                out = backoff(self, DFB_CALL_V1_READ, &bo, "datafeed.retry");
             if (out == OUT_RETRY)
                 out = OUT_OK;
         }
@@ -542,9 +744,70 @@ run_v1(dfb_loop_t *self)
     return out;
 }
 
+/* ---- datahose ---------------------------------------------------------------- */
+
+/*  Datahose: no list/create/delete; the feed is keyed by (tag, eventTypes)
+    on the agent's side. A 400 is not recovered (dfb_policy). */
+static outcome_t
+run_datahose(dfb_loop_t *self)
+{
+    const dfb_config_t *cfg = self->cfg;
+    char url[600];
+    snprintf(url, sizeof url, "%s/agent/v5/events/read", self->agent_url);
+    /* The part of the body that never changes. */
+    sbuf_t head = {0}, body = {0};
+    sb_adds(&head, "{\"type\":\"datahose\",\"tag\":");
+    sb_quote(&head, cfg->datahose_tag);
+    sb_adds(&head, ",\"eventTypes\":[");
+    for (size_t i = 0; i < cfg->datahose_event_types_n; i++) {
+        if (i)
+            sb_adds(&head, ",");
+        sb_quote(&head, cfg->datahose_event_types[i]);
+    }
+    sb_adds(&head, "],\"ackId\":");
+    dfb_info("reading the datahose, tag '%s', %zu event types", cfg->datahose_tag,
+             cfg->datahose_event_types_n);
+    dfb_backoff_t bo;
+    dfb_backoff_init(&bo, &cfg->datahose_retry);
+    outcome_t out = reset_ack(self) == 0 ? OUT_OK : end(self, DFB_EXIT_INTERNAL);
+    while (out == OUT_OK) {
+        body.n = 0;
+        sb_add(&body, head.p ? head.p : "", head.n);
+        sb_quote(&body, self->ack_id);
+        sb_adds(&body, ",\"updatePresence\":true}");
+        if (head.oom || body.oom) {
+            out = end(self, DFB_EXIT_INTERNAL);
+            break;
+        }
+        out = call_until(self, DFB_CALL_DATAHOSE, "POST", url, body.p, accept_read, &bo, NULL,
+                         "datahose.retry");
+        if (out == OUT_OK) {
+            read_ok(self, &bo);
+            if (publish_batch(self) != 0)
+                out = end(self, DFB_EXIT_INTERNAL);
+        } else if (out == OUT_RECREATE) {
+            out = end(self, DFB_EXIT_INTERNAL); /* not in the datahose table */
+        }
+    }
+    free(head.p);
+    free(body.p);
+    return out;
+}
+
+/* ---- entry ------------------------------------------------------------------ */
+
 int
 dfb_loop_run(dfb_loop_t *self)
 {
+    /* Nothing from a previous run survives: a run after an ended one
+       starts from scratch (no "already started" trap). */
+    self->exit_code = DFB_EXIT_STOPPED;
+    self->feed_id[0] = '\0';
+    self->last_status = 0;
+    self->last_error[0] = '\0';
+    if (reset_ack(self) != 0)
+        return DFB_EXIT_INTERNAL;
+
     /* Login, then the bot id; a 401 on sessioninfo gets one fresh login. */
     int64_t bot = 0;
     dfb_auth_rc_t arc = DFB_AUTH_OK;
@@ -556,56 +819,24 @@ dfb_loop_run(dfb_loop_t *self)
         if (arc != DFB_AUTH_UNAUTHORIZED)
             break;
         if (round == 1)
-            dfb_error("session info: 401 right after authenticating: giving up");
+            dfb_error("session info: 401 right after authenticating: exiting (status %d)",
+                      DFB_EXIT_AUTH);
     }
     if (arc == DFB_AUTH_STOPPED)
         return DFB_EXIT_STOPPED;
+    if (arc == DFB_AUTH_UNAUTHORIZED)
+        return DFB_EXIT_AUTH;
     if (arc != DFB_AUTH_OK)
         return DFB_EXIT_FATAL;
     dfb_publish_set_bot(self->pub, bot);
 
-    outcome_t out = self->cfg->datafeed_version == DFB_DATAFEED_V1 ? run_v1(self) : run_v2(self);
-    return out == OUT_STOPPED ? DFB_EXIT_STOPPED : DFB_EXIT_FATAL;
-}
-
-/*  v2: list/create, then read -> publish -> ack with the next read. */
-static outcome_t
-run_v2(dfb_loop_t *self)
-{
-    outcome_t out = prepare(self);
-    char url[900], *body = NULL;
-    size_t body_cap = 0;
-    while (out == OUT_OK) {
-        snprintf(url, sizeof url, "%s/agent/v5/datafeeds/%s/read", self->agent_url, self->feed_id);
-        size_t ack_len = strlen(self->ack_id);
-        size_t need = ack_len * 6 + 64;
-        if (need > body_cap) {
-            char *p = realloc(body, need);
-            if (!p) {
-                out = OUT_FATAL;
-                break;
-            }
-            body = p;
-            body_cap = need;
-        }
-        size_t n = (size_t)snprintf(body, body_cap, "{\"ackId\":");
-        n = json_quote(body, body_cap, n, self->ack_id, ack_len);
-        snprintf(body + n, body_cap - n, ",\"updatePresence\":true}");
-        out = call_until(self, OP_READ, "POST", url, body, accept_read);
-        if (out == OUT_OK) {
-            self->stats.reads++;
-            self->stats.last_read_ms = dfb_now_ms();
-            dfb_backoff_reset(&self->backoff);
-            if (publish_batch(self) != 0)
-                out = OUT_FATAL;
-        } else if (out == OUT_RECREATE) {
-            out = recreate(self);
-            if (out == OUT_RETRY)
-                out = OUT_OK;
-        }
-    }
-    free(body);
-    return out;
+    if (self->cfg->source == DFB_SOURCE_DATAHOSE)
+        run_datahose(self);
+    else if (self->cfg->datafeed_version == DFB_DATAFEED_V1)
+        run_v1(self);
+    else
+        run_v2(self);
+    return self->exit_code;
 }
 
 /* ---- self-test ------------------------------------------------------------ */
@@ -644,36 +875,54 @@ dfb_loop_test(int verbose)
             fails++;
         }
     }
-    /* The error table. */
+    /* Reuse with and without datafeed.tag (Java BDK isMatchingFeed). */
     struct {
-        op_t op;
-        dfb_http_err_t err;
-        int status;
-        outcome_t want;
-    } table[] = {
-        {OP_READ, DFB_HTTP_OK, 200, OUT_OK},          {OP_READ, DFB_HTTP_OK, 400, OUT_RECREATE},
-        {OP_READ, DFB_HTTP_OK, 401, OUT_REAUTH},      {OP_READ, DFB_HTTP_OK, 403, OUT_FATAL},
-        {OP_READ, DFB_HTTP_OK, 404, OUT_FATAL},       {OP_READ, DFB_HTTP_OK, 409, OUT_FATAL},
-        {OP_READ, DFB_HTTP_OK, 429, OUT_RETRY},       {OP_READ, DFB_HTTP_OK, 500, OUT_RETRY},
-        {OP_READ, DFB_HTTP_OK, 503, OUT_RETRY},       {OP_READ, DFB_HTTP_ETIMEOUT, 0, OUT_RETRY},
-        {OP_READ, DFB_HTTP_ETRUNCATED, 0, OUT_RETRY}, {OP_READ, DFB_HTTP_ERESET, 0, OUT_RETRY},
-        {OP_READ, DFB_HTTP_ECONNECT, 0, OUT_RETRY},   {OP_READ, DFB_HTTP_ETOOBIG, 0, OUT_RETRY},
-        {OP_READ, DFB_HTTP_ESTOPPED, 0, OUT_STOPPED}, {OP_LIST, DFB_HTTP_OK, 400, OUT_FATAL},
-        {OP_LIST, DFB_HTTP_OK, 401, OUT_REAUTH},      {OP_CREATE, DFB_HTTP_OK, 201, OUT_OK},
-        {OP_CREATE, DFB_HTTP_OK, 400, OUT_RETRY},     {OP_CREATE, DFB_HTTP_OK, 403, OUT_FATAL},
-        {OP_DELETE, DFB_HTTP_OK, 204, OUT_OK},        {OP_DELETE, DFB_HTTP_OK, 400, OUT_OK},
-        {OP_DELETE, DFB_HTTP_OK, 502, OUT_RETRY},     {OP_DELETE, DFB_HTTP_OK, 403, OUT_FATAL},
-        {OP_V1_READ, DFB_HTTP_OK, 204, OUT_OK},       {OP_V1_READ, DFB_HTTP_OK, 400, OUT_RECREATE},
-        {OP_V1_READ, DFB_HTTP_OK, 401, OUT_REAUTH},   {OP_V1_READ, DFB_HTTP_OK, 403, OUT_FATAL},
-        {OP_V1_CREATE, DFB_HTTP_OK, 200, OUT_OK},     {OP_V1_CREATE, DFB_HTTP_OK, 503, OUT_RETRY},
+        const char *id, *type, *tag;
+        int want;
+    } reuse[] = {
+        {"abc_f", "fanout", NULL, 1},      {"abc_f", NULL, NULL, 1},
+        {"abc_p_x", "datahose", NULL, 0},  {"mytag", "fanout", "mytag", 1},
+        {"mytag", "FANOUT", "mytag", 1},   {"mytag", "datahose", "mytag", 0},
+        {"mytag", NULL, "mytag", 0},       {"abc_f", "fanout", "mytag", 0},
+        {"mytag_f", "fanout", "mytag", 0}, {NULL, "fanout", NULL, 0},
     };
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
-        outcome_t got = classify(table[i].op, table[i].err, table[i].status);
-        if (got != table[i].want) {
-            printf("FAIL classify(%s, %s, %d) = %d, want %d\n", s_op_name[table[i].op],
-                   dfb_http_strerror(table[i].err), table[i].status, got, table[i].want);
+    for (size_t i = 0; i < sizeof reuse / sizeof reuse[0]; i++) {
+        int got = dfb_feed_is_reusable(reuse[i].id, reuse[i].type, reuse[i].tag);
+        if (got != reuse[i].want) {
+            printf("FAIL reusable(%s, %s, tag %s) = %d\n", reuse[i].id ? reuse[i].id : "NULL",
+                   reuse[i].type ? reuse[i].type : "NULL", reuse[i].tag ? reuse[i].tag : "NULL",
+                   got);
             fails++;
         }
     }
+    /* The create body, as the Java BDK's V5DatafeedCreateBody. */
+    struct {
+        const char *tag;
+        int inv;
+        const char *want;
+    } bodies[] = {
+        {NULL, -1, "{}"},
+        {NULL, 0, "{}"},
+        {NULL, 1, "{\"includeInvisible\":true}"},
+        {"t1", -1, "{\"tag\":\"t1\"}"},
+        {"t\"1", 1, "{\"tag\":\"t\\\"1\",\"includeInvisible\":true}"},
+        {"  ", 1, "{\"includeInvisible\":true}"},
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        dfb_config_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.datafeed_tag = (char *)bodies[i].tag;
+        cfg.datafeed_include_invisible = bodies[i].inv;
+        char *b = create_body(&cfg);
+        if (verbose)
+            printf("  create body %s\n", b ? b : "NULL");
+        if (!b || strcmp(b, bodies[i].want) != 0) {
+            printf("FAIL create body %s, want %s\n", b ? b : "NULL", bodies[i].want);
+            fails++;
+        }
+        free(b);
+    }
+    /* The error table (every call x every response class). */
+    fails += dfb_policy_test(verbose);
     return fails;
 }

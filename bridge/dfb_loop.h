@@ -1,10 +1,8 @@
-/*  dfb_loop: the datafeed v2 loop, as the BDKs run it: authenticate, list
-    feeds and reuse the first fanout feed (else create one), then long-poll
-    read -> publish every event -> acknowledge with the next read. Errors
-    follow the BDK table: 401 re-authenticates, 400 on read recreates the
-    feed, 5xx/429/network/timeouts/truncated or malformed bodies are retried
-    with backoff, 403/404/other 4xx are fatal. datafeed.version v1 runs the
-    deprecated Agent /v4 loop instead (create, GET read, 204 = no events). */
+/*  dfb_loop: the datafeed loop, as the BDKs run it: v2 (list and reuse a
+    fanout feed, else create one; long-poll read -> publish every event ->
+    acknowledge with the next read), the deprecated v1 (id file, GET read)
+    or the datahose (POST /agent/v5/events/read). What each response leads
+    to is the error table in dfb_policy.c. */
 #ifndef DFB_LOOP_H
 #define DFB_LOOP_H
 
@@ -15,11 +13,15 @@
 #include "dfb_http.h"
 #include "dfb_publish.h"
 
-/*  Exit statuses of the daemon. */
+/*  Exit statuses of the daemon (README "Exit statuses", dfbridge --help).
+    Every non-zero one comes after exactly one error line saying why. */
 enum {
-    DFB_EXIT_STOPPED = 0, /* stopped by SIGINT/SIGTERM */
-    DFB_EXIT_FATAL = 1,   /* fatal upstream error (401 on login, 403/404 ...) */
-    DFB_EXIT_CONFIG = 2   /* bad configuration or command line */
+    DFB_EXIT_STOPPED = 0,   /* stopped by SIGINT/SIGTERM */
+    DFB_EXIT_FATAL = 1,     /* fatal upstream status (403, 404, datahose 400 ...) */
+    DFB_EXIT_CONFIG = 2,    /* bad configuration or command line */
+    DFB_EXIT_EXHAUSTED = 3, /* retries exhausted (retry.maxAttempts reached) */
+    DFB_EXIT_AUTH = 4,      /* authentication refused (401 on login or re-login) */
+    DFB_EXIT_INTERNAL = 5   /* internal error: out of memory, bad URL */
 };
 
 typedef struct dfb_loop dfb_loop_t;
@@ -30,7 +32,10 @@ typedef struct {
     uint64_t events;        /* events handed to dfb_publish */
     uint64_t retries;       /* failed calls that were retried */
     uint64_t reauths;       /* re-authentications after a 401 */
-    uint64_t recreates;     /* feed recreations after a 400 on read */
+    uint64_t recreates;     /* 400s on read that needed another feed */
+    uint64_t adopted;       /* ... of which were solved by a feed listed meanwhile */
+    uint64_t created;       /* feeds this process created (v2, v1) */
+    uint64_t unacked;       /* batches not acknowledged: a publish failed */
     uint64_t malformed;     /* bodies that were not the expected JSON */
     uint64_t replaced;      /* invalid UTF-8 / lone surrogates replaced by U+FFFD */
     long long last_read_ms; /* monotonic time of the last successful read */
@@ -43,11 +48,13 @@ dfb_loop_t *dfb_loop_new(const dfb_config_t *cfg, dfb_auth_t *auth, dfb_http_t *
 
 void dfb_loop_destroy(dfb_loop_t **self_p);
 
-/*  Runs until stopped (returns DFB_EXIT_STOPPED) or a fatal error
-    (DFB_EXIT_FATAL, after one error line saying why). On stop, a batch
-    already received is published completely (it is in memory) but its
-    ackId is never sent: the pod redelivers it after its visibility timeout
-    (at-least-once). The feed is never deleted on stop. */
+/*  Runs until stopped (returns DFB_EXIT_STOPPED) or the loop ends
+    (DFB_EXIT_FATAL, _EXHAUSTED, _AUTH or _INTERNAL, after one error line
+    saying why: call, status or error, attempts). On stop, a batch already
+    received is published completely (it is in memory) but its ackId is
+    never sent: the pod redelivers it after its visibility timeout
+    (at-least-once). The feed is never deleted on stop. May be called again
+    after it returned (no state says "already started"). */
 int dfb_loop_run(dfb_loop_t *self);
 
 void dfb_loop_stats(const dfb_loop_t *self, dfb_loop_stats_t *stats);
@@ -55,6 +62,11 @@ void dfb_loop_stats(const dfb_loop_t *self, dfb_loop_stats_t *stats);
 /*  1 when id is a fanout datafeed id, i.e. matches ^[^\s_]+_f(_[^\s_]+)?$
     (the BDKs' pattern; datahose ids _p_ do not match). */
 int dfb_feed_id_is_fanout(const char *id);
+
+/*  1 when a listed feed {id, type} may be reused: with a datafeed.tag (tag
+    not NULL), the Java BDK's rule, id == tag and type "fanout" (any case);
+    without, the fanout pattern above. type may be NULL. */
+int dfb_feed_is_reusable(const char *id, const char *type, const char *tag);
 
 /*  Self-test; returns 0 when all checks pass. */
 int dfb_loop_test(int verbose);

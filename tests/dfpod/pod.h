@@ -46,6 +46,7 @@ typedef enum {
     POD_EP_READ,
     POD_EP_V1CREATE,
     POD_EP_V1READ,
+    POD_EP_DHREAD, /* datahose: POST /agent/v5/events/read */
     POD_EP_UNKNOWN, /* any other non-admin path */
     POD_EP_ANY,     /* faults only: matches every endpoint */
     POD_EP_COUNT
@@ -133,6 +134,13 @@ char *pod_state_feeds_json(pod_state_t *self);
 int pod_state_feed_delete(pod_state_t *self, const char *id);
 /* Expires feed ID (or every feed if ID is NULL); returns how many expired. */
 int pod_state_feed_expire(pod_state_t *self, const char *id);
+
+/* Datahose (POST /agent/v5/events/read): the datahose feed keyed by (TAG, the set of
+ * TYPES, a JSON array of strings), created on first use with an id <32hex>_p_<5hex>. It
+ * receives only events enqueued after its creation whose "type" is in TYPES, never the
+ * backlog, and does not count towards --max-feeds. Its id goes to ID_OUT; it is then read
+ * with pod_state_read(..., v1 = false, ...) like a fanout feed (ack, redelivery, TTL). */
+void pod_state_datahose_feed(pod_state_t *self, const char *tag, json_t *types, char id_out[64]);
 
 /* Reads feed ID. CLIENT_FD (or -1) is the client's socket: a held read whose client has
  * closed ends with POD_EGONE without taking events. v2: ACK_IN (may be NULL or "")

@@ -160,6 +160,8 @@ route(const char *url, const char *m, char *feed, size_t feedlen)
         return POD_EP_V1CREATE;
     if (get && path_feed(url, "/agent/v4/datafeed/", "/read", feed, feedlen))
         return POD_EP_V1READ;
+    if (post && strcmp(url, "/agent/v5/events/read") == 0)
+        return POD_EP_DHREAD;
     feed[0] = '\0';
     return POD_EP_UNKNOWN;
 }
@@ -324,9 +326,69 @@ do_read(pod_http_t *h, struct MHD_Connection *c, const req_t *r, const char *fee
     }
 }
 
+/* Datahose read: V5EventsReadBody {type: "datahose", tag (1..80 chars), eventTypes (>= 1
+ * strings), ackId?, updatePresence?}; anything else is a 400. The feed is keyed by (tag,
+ * eventTypes) and then read like a fanout feed. The feed id is logged as the call's "feed". */
 static void
-handle_pod(pod_http_t *h, struct MHD_Connection *c, pod_ep_t ep, const char *feed, const req_t *r,
-           result_t *res)
+do_dhread(pod_http_t *h, struct MHD_Connection *c, const req_t *r, char *feed, size_t feedlen,
+          result_t *res)
+{
+    json_t *j = NULL;
+    if (!parse_optional(r, &j) || !json_is_object(j)) {
+        json_decref(j);
+        set_error(res, 400, "body must be a V5EventsReadBody object");
+        return;
+    }
+    json_t *type = json_object_get(j, "type"), *tag = json_object_get(j, "tag"),
+           *types = json_object_get(j, "eventTypes"), *a = json_object_get(j, "ackId"),
+           *up = json_object_get(j, "updatePresence");
+    bool ok = json_is_string(type) && strcmp(json_string_value(type), "datahose") == 0 &&
+              json_is_string(tag) && json_string_length(tag) >= 1 &&
+              json_string_length(tag) <= 80 && json_is_array(types) &&
+              json_array_size(types) >= 1 && (!a || json_is_null(a) || json_is_string(a)) &&
+              (!up || json_is_null(up) || json_is_boolean(up));
+    for (size_t i = 0; ok && i < json_array_size(types); i++)
+        ok = json_is_string(json_array_get(types, i)) &&
+             json_string_length(json_array_get(types, i)) > 0;
+    if (!ok) {
+        json_decref(j);
+        set_error(res, 400,
+                  "type must be \"datahose\", tag a string of 1 to 80 characters, eventTypes a "
+                  "non-empty array of strings, ackId a string");
+        return;
+    }
+    char id[64];
+    pod_state_datahose_feed(h->st, json_string_value(tag), types, id);
+    snprintf(feed, feedlen, "%s", id);
+    const char *ack = json_string_value(a);
+    if (ack) {
+        snprintf(res->ack_in, sizeof res->ack_in, "%s", ack);
+        res->has_ack_in = true;
+    }
+    char *body = NULL;
+    size_t len = 0;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = ci ? (int)ci->connect_fd : -1;
+    int rc = pod_state_read(h->st, id, false, ack, fd, &body, &len, res->ack_out, &res->events);
+    json_decref(j);
+    if (rc == POD_EGONE) {
+        res->gone = true;
+        res->ack_out[0] = '\0';
+    } else if (rc == POD_ENOFEED) {
+        set_error(res, 400, "The datahose feed no longer exists.");
+    } else if (rc == POD_EBADACK) {
+        set_error(res, 400, "The format of the provided ackId is incorrect.");
+    } else {
+        res->status = 200;
+        res->body = body;
+        res->len = len;
+    }
+}
+
+static void
+handle_pod(pod_http_t *h, struct MHD_Connection *c, pod_ep_t ep, char *feed, size_t feedlen,
+           const req_t *r, result_t *res)
 {
     if (ep == POD_EP_UNKNOWN) {
         set_error(res, 404, "Not found");
@@ -378,6 +440,9 @@ handle_pod(pod_http_t *h, struct MHD_Connection *c, pod_ep_t ep, const char *fee
     case POD_EP_V1READ:
         do_read(h, c, r, feed, true, res);
         res->x_warning = true;
+        break;
+    case POD_EP_DHREAD:
+        do_dhread(h, c, r, feed, feedlen, res);
         break;
     default:
         set_error(res, 404, "Not found");
@@ -434,7 +499,7 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
     }
     bool dropped = has_fault && f.action == POD_FAULT_DROP;
     if (!dropped && res.status == 0)
-        handle_pod(h, c, ep, feed, r, &res);
+        handle_pod(h, c, ep, feed, sizeof feed, r, &res);
     if (res.gone)
         dropped = true; /* nobody to answer */
 
@@ -507,6 +572,26 @@ enqueue_raw_array(pod_state_t *st, const char *s, size_t len)
         n++;
     }
     return n;
+}
+
+/* POST /admin/feeds: creates a fanout feed as another instance of the bot would (403 at
+ * --max-feeds); GET /admin/feeds: the live v2 and datahose feeds, as the list endpoint. */
+static void
+admin_feeds(pod_http_t *h, bool post, result_t *res)
+{
+    if (!post) {
+        res->status = 200;
+        res->body = pod_state_feeds_json(h->st);
+        res->len = res->body ? strlen(res->body) : 0;
+        return;
+    }
+    char id[64];
+    if (pod_state_feed_create(h->st, false, id) == POD_ETOOMANY) {
+        set_error(res, 403, "Too many feeds created: 20 active feeds is the limit");
+        return;
+    }
+    res->status = 201;
+    res->body = dump(json_pack("{s:s,s:s}", "id", id, "type", "fanout"), &res->len);
 }
 
 static void
@@ -610,6 +695,8 @@ admin_route(pod_http_t *h, const char *url, const char *m, const req_t *r, resul
         res->status = 200;
         res->body = strdup("{}");
         res->len = 2;
+    } else if (strcmp(url, "/admin/feeds") == 0 && (post || get)) {
+        admin_feeds(h, post, res);
     } else if (strcmp(url, "/admin/expire-feed") == 0 && post) {
         if (!parse_optional(r, &j) || (j && !json_is_object(j))) {
             json_decref(j);

@@ -36,7 +36,7 @@ pod_wall_ms(void)
 
 static const char *ep_names[POD_EP_COUNT] = {
     "auth", "relay",    "sessioninfo", "list",    "create", "delete",
-    "read", "v1create", "v1read",      "unknown", "any",
+    "read", "v1create", "v1read",      "dhread",  "unknown", "any",
 };
 
 const char *
@@ -81,6 +81,8 @@ typedef struct feed {
     char id[64];
     bool v1;
     bool dead;
+    char *dh_key;   /* datahose feeds only: "<tag>\n,<type>,<type>," (sorted types) */
+    char *dh_types; /* points into dh_key: ",<type>,...," for a ",TYPE," search */
     int64_t created_wall;
     int64_t last_read; /* monotonic */
     int readers;       /* reads in progress: a held read keeps the feed alive */
@@ -233,6 +235,7 @@ pod_state_destroy(pod_state_t **self_p)
         feed_t *next = f->next;
         idxq_free(&f->q);
         batch_free_list(f->inflight);
+        free(f->dh_key);
         free(f);
         f = next;
     }
@@ -396,6 +399,7 @@ sweep_locked(pod_state_t *self, int64_t now)
         /* A dead feed no read points at any more can go (its queues are already freed). */
         if (f->dead && f->readers == 0) {
             *pf = f->next;
+            free(f->dh_key);
             free(f);
             continue;
         }
@@ -403,14 +407,30 @@ sweep_locked(pod_state_t *self, int64_t now)
     }
 }
 
+/* Live feeds: want_v1 < 0 all of them, 1 the v1 feeds, 0 the fanout feeds (datahose feeds
+ * are counted only by want_v1 < 0). */
 static int
 live_feeds_locked(pod_state_t *self, int want_v1)
 {
     int n = 0;
     for (feed_t *f = self->feeds; f; f = f->next)
-        if (!f->dead && (want_v1 < 0 || f->v1 == (want_v1 != 0)))
+        if (!f->dead &&
+            (want_v1 < 0 || (f->v1 == (want_v1 != 0) && (want_v1 != 0 || !f->dh_key))))
             n++;
     return n;
+}
+
+/* The "type" of one raw event, as ",TYPE," in OUT ("" if it has none). Only needed while a
+ * datahose feed is live, so the parse costs nothing otherwise. */
+static void
+event_type_key(const char *raw, size_t len, char *out, size_t cap)
+{
+    out[0] = '\0';
+    json_t *j = json_loadb(raw, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    const char *t = json_string_value(json_object_get(j, "type"));
+    if (t && strlen(t) + 3 <= cap)
+        snprintf(out, cap, ",%s,", t);
+    json_decref(j);
 }
 
 void
@@ -430,12 +450,26 @@ pod_state_enqueue(pod_state_t *self, const char *raw, size_t len)
     *e = (event_t){copy, len, self->cfg->no_history ? 0 : 1};
     self->enqueued++;
     bool any = false;
+    char type_key[128];
+    bool type_known = false;
     for (feed_t *f = self->feeds; f; f = f->next) {
-        if (!f->dead) {
+        if (f->dead)
+            continue;
+        if (f->dh_key) {
+            /* Datahose: only the types asked for; does not stop the backlog. */
+            if (!type_known) {
+                event_type_key(copy, len, type_key, sizeof type_key);
+                type_known = true;
+            }
+            if (!type_key[0] || !strstr(f->dh_types, type_key))
+                continue;
             idxq_push(&f->q, idx);
             e->refs++;
-            any = true;
+            continue;
         }
+        idxq_push(&f->q, idx);
+        e->refs++;
+        any = true;
     }
     if (!any) {
         idxq_push(&self->backlog, idx);
@@ -559,7 +593,8 @@ pod_state_feeds_json(pod_state_t *self)
         feed_t *f = v[i];
         if (f->dead || f->v1)
             continue;
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:I}", "id", f->id, "type", "fanout",
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:I}", "id", f->id, "type",
+                                             f->dh_key ? "datahose" : "fanout",
                                              "createdAt", (json_int_t)f->created_wall));
     }
     free(v);
@@ -567,6 +602,59 @@ pod_state_feeds_json(pod_state_t *self)
     char *s = json_dumps(arr, JSON_COMPACT);
     json_decref(arr);
     return s;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void
+pod_state_datahose_feed(pod_state_t *self, const char *tag, json_t *types, char id_out[64])
+{
+    /* The key: the tag, then the sorted, de-duplicated types. */
+    size_t n = json_array_size(types), cap = strlen(tag) + 4;
+    const char **v = xrealloc(NULL, (n ? n : 1) * sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        v[i] = json_string_value(json_array_get(types, i));
+        cap += strlen(v[i]) + 1;
+    }
+    qsort(v, n, sizeof *v, cmp_str);
+    char *key = xrealloc(NULL, cap);
+    size_t k = (size_t)snprintf(key, cap, "%s\n,", tag);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || strcmp(v[i], v[i - 1]) != 0)
+            k += (size_t)snprintf(key + k, cap - k, "%s,", v[i]);
+    free(v);
+    char hex[33], suffix[7];
+    random_hex(hex, 16);
+    random_hex(suffix, 3);
+    pthread_mutex_lock(&self->mu);
+    sweep_locked(self, pod_mono_ms());
+    for (feed_t *f = self->feeds; f; f = f->next) {
+        if (!f->dead && f->dh_key && strcmp(f->dh_key, key) == 0) {
+            memcpy(id_out, f->id, sizeof f->id);
+            pthread_mutex_unlock(&self->mu);
+            free(key);
+            return;
+        }
+    }
+    feed_t *f = calloc(1, sizeof *f);
+    if (!f) {
+        fprintf(stderr, "dfpod: out of memory\n");
+        exit(2);
+    }
+    snprintf(f->id, sizeof f->id, "%s_p_%.5s", hex, suffix);
+    f->dh_key = key;
+    f->dh_types = key + strlen(tag) + 1; /* the tag may hold a newline itself */
+    f->created_wall = pod_wall_ms();
+    f->last_read = pod_mono_ms();
+    f->next = self->feeds;
+    self->feeds = f;
+    self->feeds_created++;
+    memcpy(id_out, f->id, sizeof f->id);
+    pthread_mutex_unlock(&self->mu);
 }
 
 static feed_t *

@@ -738,7 +738,7 @@ def group_admin(priv, pub):
     st, _ = pod.json("GET", "/agent/v5/datafeeds", headers={})
     c = pod.counters()
     exp_calls = {"auth": 1, "relay": 0, "sessioninfo": 0, "list": 2, "create": 1, "delete": 0,
-                 "read": 2, "v1create": 0, "v1read": 0, "unknown": 0}
+                 "read": 2, "v1create": 0, "v1read": 0, "dhread": 0, "unknown": 0}
     check(c["calls"] == exp_calls, "calls per endpoint: %r" % c["calls"])
     check(c["status"] == {"200": 4, "201": 1, "401": 1}, "status counts: %r" % c["status"])
     check(c["enqueued"] == 4 and c["served"] == 4 and c["acked"] == 4 and c["pending"] == 0
@@ -899,6 +899,78 @@ def group_robust(priv, pub):
     c = pod.counters()
     check(c["calls"]["unknown"] > 0 and pod.proc.poll() is None, "alive, unknown calls counted")
     check(pod.stop()[0] == 0, "clean exit after random inputs")
+
+
+def event_of(i, typ):
+    return ('{"id":"dh-%d","timestamp":%d,"type":"%s","initiator":{"user":{"userId":1}},'
+            '"payload":{}}' % (i, 1700000000000 + i, typ))
+
+
+def dh_read(pod, h, body, timeout=30):
+    st, data, _ = pod.req("POST", "/agent/v5/events/read", body, h, timeout)
+    return st, (json.loads(data) if data and st == 200 else data)
+
+
+def group_datahose(priv, pub):
+    """POST /agent/v5/events/read: validation, (tag, eventTypes) keying, type filter, ack and
+    redelivery like v2; /admin/feeds creates a fanout feed as another instance would."""
+    pod = Pod(pub, "--hold-ms", "300", "--visibility-ms", "400", "--max-feeds", "2")
+    h = login(pod, priv)
+    good = {"type": "datahose", "tag": "t1", "eventTypes": ["ROOMCREATED", "MESSAGESENT"],
+            "ackId": "", "updatePresence": True}
+    bad = [dict(good, type="fanout"), dict(good, tag=""), dict(good, tag="x" * 81),
+           dict(good, eventTypes=[]), dict(good, eventTypes=["A", 3]), dict(good, ackId=5),
+           {k: v for k, v in good.items() if k != "tag"},
+           {k: v for k, v in good.items() if k != "eventTypes"}]
+    for b in bad:
+        st, _ = dh_read(pod, h, b)
+        check(st == 400, "datahose body %r -> 400, got %d" % (b, st))
+    st, _ = dh_read(pod, h, dict(good, tag="x" * 80), timeout=5)
+    check(st == 200, "an 80-character tag is accepted")
+    st, _, _ = pod.req("POST", "/agent/v5/events/read", good, {})
+    check(st == 401, "datahose read without a session token -> 401")
+    # First read creates the feed; only events enqueued afterwards, of the listed types.
+    st, r = dh_read(pod, h, good)
+    check(st == 200 and r["events"] == [], "first datahose read: empty after the hold")
+    evs = [event_of(i, t) for i, t in enumerate(["ROOMCREATED", "USERJOINEDROOM", "MESSAGESENT",
+                                                 "ROOMUPDATED", "MESSAGESENT"])]
+    pod.admin("POST", "events", "[" + ",".join(evs) + "]")
+    st, r = dh_read(pod, h, dict(good, eventTypes=["MESSAGESENT", "ROOMCREATED"]))
+    check(st == 200 and [e["id"] for e in r["events"]] == ["dh-0", "dh-2", "dh-4"],
+          "same feed for the same types in another order; filtered: %r" % (r,))
+    ack1 = r["ackId"]
+    # Another tag is another feed, created now: it has none of these events.
+    st, r2 = dh_read(pod, h, dict(good, tag="t2"))
+    check(st == 200 and r2["events"] == [], "another tag: another, empty feed")
+    # Unacknowledged: redelivered after the visibility timeout, byte for byte.
+    time.sleep(0.45)  # the visibility timeout itself is what is tested
+    st, r3 = dh_read(pod, h, good)
+    check(st == 200 and [e["id"] for e in r3["events"]] == ["dh-0", "dh-2", "dh-4"]
+          and r3["ackId"] != ack1, "unacknowledged datahose batch redelivered under a new ackId")
+    st, r4 = dh_read(pod, h, dict(good, ackId=r3["ackId"]))
+    check(st == 200 and r4["events"] == [], "acknowledged: gone")
+    c = pod.counters()
+    check(c["acked"] == 3 and c["redelivered"] == 3 and c["calls"]["dhread"] >= 13,
+          "datahose counters: %r" % c)
+    # Listed with type datahose and a _p_ id; not counted towards --max-feeds; no backlog taken.
+    st, feeds = pod.json("GET", "/agent/v5/datafeeds", None, h)
+    dh = [f for f in feeds if f["type"] == "datahose"]
+    check(len(dh) == 3 and all(re.fullmatch(r"[0-9a-f]{32}_p_[0-9a-f]{5}", f["id"]) for f in dh),
+          "datahose feeds listed: %r" % feeds)
+    calls = [x for x in pod.calls() if x["endpoint"] == "dhread" and x["status"] == 200]
+    check(all(x.get("feed") in [f["id"] for f in dh] for x in calls), "call log names the feed")
+    st, a = pod.json("POST", "/admin/feeds")
+    check(st == 201 and re.fullmatch(r"[0-9a-f]{32}_f", a["id"]), "admin feed created: %r" % a)
+    check(create_feed(pod, h).endswith("_f"), "second fanout feed (datahose feeds not counted)")
+    st, _ = pod.json("POST", "/admin/feeds")
+    check(st == 403, "admin feed beyond --max-feeds -> 403")
+    st, listed = pod.json("GET", "/admin/feeds")
+    check(st == 200 and [f["type"] for f in listed].count("fanout") == 2, "GET /admin/feeds")
+    # A fault on the datahose endpoint.
+    pod.admin("POST", "faults", {"endpoint": "dhread", "action": "status", "status": 400})
+    st, _ = dh_read(pod, h, good)
+    check(st == 400, "datahose fault 400")
+    check(pod.stop()[0] == 0, "clean exit")
 
 
 def main():
