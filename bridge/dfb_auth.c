@@ -1,6 +1,7 @@
-/*  dfb_auth: RS512 JWT signing (OpenSSL 3 EVP) and the pubkey
-    authentication calls (see dfb_auth.h). The private key is held only as
-    an EVP_PKEY; tokens go only into the http client. */
+/*  dfb_auth: RS512 JWT signing (OpenSSL 3 EVP), the pubkey and certificate
+    authentication calls, and simplified key delivery (see dfb_auth.h). The
+    private key is held only as an EVP_PKEY; tokens go only into the http
+    client. */
 #include "dfb_auth.h"
 
 #include <errno.h>
@@ -18,20 +19,69 @@
 #include "dfb_json.h"
 #include "dfb_log.h"
 #include "dfb_retry.h"
+#include "dfb_tls.h"
 
 struct dfb_auth {
     const dfb_config_t *cfg; /* borrowed */
-    EVP_PKEY *key;
+    EVP_PKEY *key;           /* NULL = certificate authentication */
     dfb_json_t *json;
     char pod_url[512];
     char km_url[512];
+    char sa_url[512];
+    char agent_url[512];
+    unsigned logins, skd;
 };
+
+#define SKD_CLAIM "canUseSimplifiedKeyDelivery"
+#define SKD_MIN_MAJOR 24
+#define SKD_MIN_MINOR 12
+
+/*  Certificate authentication: the certificate is loaded here only to
+    report a bad file as a config error (dfb_http_configure presents it). */
+static dfb_auth_t *
+new_cert_auth(const dfb_config_t *cfg, char *err, size_t errlen)
+{
+    const char *which = cfg->cert_path ? "bot.certificate.path" : "bot.certificate.content";
+    dfb_tls_identity_t *id = dfb_tls_identity_load(cfg->cert_path, cfg->cert_content,
+                                                   cfg->cert_password, which, err, errlen);
+    if (!id)
+        return NULL;
+    if (strcmp(id->subject_cn, cfg->bot_username) != 0)
+        dfb_warn("%s: the certificate's CN is '%s', not bot.username '%s': the pod "
+                 "authenticates the certificate's CN",
+                 which, id->subject_cn, cfg->bot_username);
+    if (id->not_after && id->not_after < time(NULL))
+        dfb_warn("%s: the certificate has expired", which);
+    dfb_tls_identity_destroy(&id);
+    dfb_auth_t *self = calloc(1, sizeof *self);
+    if (self)
+        self->json = dfb_json_new();
+    if (!self || !self->json ||
+        dfb_endpoint_url(&cfg->session_auth, self->sa_url, sizeof self->sa_url) ||
+        dfb_endpoint_url(&cfg->key_manager, self->km_url, sizeof self->km_url) ||
+        dfb_endpoint_url(&cfg->pod, self->pod_url, sizeof self->pod_url) ||
+        dfb_endpoint_url(&cfg->agent, self->agent_url, sizeof self->agent_url)) {
+        snprintf(err, errlen, "config: out of memory or endpoint too long");
+        if (self)
+            dfb_json_destroy(&self->json);
+        free(self);
+        return NULL;
+    }
+    self->cfg = cfg;
+    return self;
+}
 
 dfb_auth_t *
 dfb_auth_new(const dfb_config_t *cfg, char *err, size_t errlen)
 {
+    /* Every file needed to reach the pod is checked here, so that
+       `dfbridge --check` reports a bad trust store too. */
+    if (cfg->trust_store_path && dfb_tls_check_ca_bundle(cfg->trust_store_path, err, errlen) < 0)
+        return NULL;
     const char *which = cfg->key_path ? "bot.privateKey.path" : "bot.privateKey.content";
     BIO *bio = NULL;
+    if (!cfg->key_path && !cfg->key_content && (cfg->cert_path || cfg->cert_content))
+        return new_cert_auth(cfg, err, errlen);
     if (cfg->key_path) {
         FILE *f = fopen(cfg->key_path, "rb");
         if (!f) {
@@ -69,7 +119,8 @@ dfb_auth_new(const dfb_config_t *cfg, char *err, size_t errlen)
     if (self)
         self->json = dfb_json_new();
     if (!self || !self->json || dfb_endpoint_url(&cfg->pod, self->pod_url, sizeof self->pod_url) ||
-        dfb_endpoint_url(&cfg->key_manager, self->km_url, sizeof self->km_url)) {
+        dfb_endpoint_url(&cfg->key_manager, self->km_url, sizeof self->km_url) ||
+        dfb_endpoint_url(&cfg->agent, self->agent_url, sizeof self->agent_url)) {
         snprintf(err, errlen, "config: out of memory or endpoint too long");
         EVP_PKEY_free(key);
         if (self)
@@ -150,6 +201,8 @@ dfb_auth_jwt(dfb_auth_t *self, time_t now)
 {
     static const char header[] = "{\"alg\":\"RS512\",\"typ\":\"JWT\"}";
     char claims[1024];
+    if (!self->key)
+        return NULL; /* certificate authentication signs nothing */
     size_t n = (size_t)snprintf(claims, sizeof claims, "{\"sub\":");
     n = json_str(claims, sizeof claims, n, self->cfg->bot_username);
     if (n == 0)
@@ -188,10 +241,11 @@ fail:
 
 /*  One call with the BDK authentication retry: network errors, 5xx and 429
     are retried per the global `retry`; 200 returns OK; 401 UNAUTHORIZED;
-    anything else FAILED. Bodies are never logged (they carry tokens). */
+    anything else FAILED (logged unless quiet). Bodies are never logged
+    (they carry tokens). */
 static dfb_auth_rc_t
-call(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, const char *url,
-     const char *body, const char *what)
+call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, const char *url,
+        const char *body, const char *what, int quiet)
 {
     dfb_backoff_t b;
     dfb_backoff_init(&b, &self->cfg->retry);
@@ -206,7 +260,11 @@ call(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, const 
         if (rc == DFB_HTTP_OK && status == 401)
             return DFB_AUTH_UNAUTHORIZED;
         if (rc == DFB_HTTP_OK && status != 429 && status < 500) {
-            dfb_error("%s: unexpected HTTP status %d", what, status);
+            if (!quiet)
+                dfb_error("%s: unexpected HTTP status %d%s", what, status,
+                          status == 407 ? " (the proxy refused: check proxy.username and "
+                                          "proxy.password)"
+                                        : "");
             return DFB_AUTH_FAILED;
         }
         if (rc == DFB_HTTP_EOTHER) {
@@ -228,35 +286,46 @@ call(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, const 
     }
 }
 
-/*  Authenticates at base + "/pubkey/authenticate" and stores the token as
-    header `which` in http. */
 static dfb_auth_rc_t
-authenticate(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *base,
+call(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, const char *url,
+     const char *body, const char *what)
+{
+    return call_ex(self, http, stop_fd, method, url, body, what, 0);
+}
+
+/*  Authenticates at url - with an RS512 JWT body (RSA), or with no body
+    over mutual TLS (certificate) - and stores the token as header `which`
+    in http. */
+static dfb_auth_rc_t
+authenticate(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *url,
              dfb_http_token_t which, const char *what)
 {
-    char url[600];
-    snprintf(url, sizeof url, "%s/pubkey/authenticate", base);
-    char *jwt = dfb_auth_jwt(self, time(NULL));
-    if (!jwt) {
-        dfb_error("%s: cannot sign the JWT", what);
-        return DFB_AUTH_FAILED;
-    }
-    size_t jl = strlen(jwt);
-    char *body = malloc(jl + 16);
-    if (!body) {
+    dfb_auth_rc_t rc;
+    if (self->key) {
+        char *jwt = dfb_auth_jwt(self, time(NULL));
+        if (!jwt) {
+            dfb_error("%s: cannot sign the JWT", what);
+            return DFB_AUTH_FAILED;
+        }
+        size_t jl = strlen(jwt);
+        char *body = malloc(jl + 16);
+        if (!body) {
+            free(jwt);
+            return DFB_AUTH_FAILED;
+        }
+        snprintf(body, jl + 16, "{\"token\":\"%s\"}", jwt);
+        OPENSSL_cleanse(jwt, jl);
         free(jwt);
-        return DFB_AUTH_FAILED;
+        rc = call(self, http, stop_fd, "POST", url, body, what);
+        OPENSSL_cleanse(body, strlen(body));
+        free(body);
+    } else {
+        rc = call(self, http, stop_fd, "POST", url, "", what);
     }
-    snprintf(body, jl + 16, "{\"token\":\"%s\"}", jwt);
-    OPENSSL_cleanse(jwt, jl);
-    free(jwt);
-    dfb_auth_rc_t rc = call(self, http, stop_fd, "POST", url, body, what);
-    OPENSSL_cleanse(body, strlen(body));
-    free(body);
     if (rc == DFB_AUTH_UNAUTHORIZED)
         dfb_error("%s: 401, the service account is not authorized to authenticate "
-                  "(check bot.username and the key)",
-                  what);
+                  "(check bot.username and %s)",
+                  what, self->key ? "the key" : "the certificate, whose CN must be the username");
     if (rc != DFB_AUTH_OK)
         return rc;
     size_t len;
@@ -279,23 +348,163 @@ authenticate(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *base,
     return DFB_AUTH_OK;
 }
 
+/*  base64url (padding tolerated) to bytes; -1 on a bad character. */
+static long
+b64url_bytes(const char *in, size_t len, unsigned char *out)
+{
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len && in[i] != '='; i++) {
+        char c = in[i];
+        int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+                : c >= 'a' && c <= 'z' ? c - 'a' + 26
+                : c >= '0' && c <= '9' ? c - '0' + 52
+                : c == '-' || c == '+' ? 62
+                : c == '_' || c == '/' ? 63
+                                       : -1;
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return (long)o;
+}
+
+/*  A boolean claim of a JWT's payload, signature not verified (the BDKs
+    only peek): 1 true, 0 false/absent, -1 not a JWT with a JSON payload. */
+static int
+jwt_claim_bool(dfb_json_t *json, const char *token, const char *name)
+{
+    const char *d1 = strchr(token, '.');
+    const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    if (!d1 || !d2 || strchr(d2 + 1, '.') || d2 - d1 - 1 > 65536)
+        return -1;
+    size_t n = (size_t)(d2 - d1 - 1);
+    unsigned char *buf = malloc(n + 1);
+    long got = buf ? b64url_bytes(d1 + 1, n, buf) : -1;
+    int rc = -1;
+    if (got >= 0 && dfb_json_parse(json, (const char *)buf, (size_t)got) == 0 &&
+        dfb_json_type(json, 0) == DFB_JSON_OBJECT) {
+        dfb_json_ref_t v = dfb_json_get(json, 0, name);
+        rc = v != DFB_JSON_NONE && dfb_json_type(json, v) == DFB_JSON_TRUE;
+    }
+    free(buf);
+    return rc;
+}
+
+/*  "Agent-24.12.1..." >= 24.12 ? As the Python BDK: anything else is no. */
+static int
+agent_version_has_skd(const char *version)
+{
+    int major, minor;
+    char dot;
+    if (!version || sscanf(version, "Agent-%d.%d%c", &major, &minor, &dot) != 3 || dot != '.')
+        return 0;
+    return major > SKD_MIN_MAJOR || (major == SKD_MIN_MAJOR && minor >= SKD_MIN_MINOR);
+}
+
+/*  Simplified key delivery: 1 when the session token allows it and the
+    agent supports it, 0 otherwise, -1 on stop. The session token must be
+    set in http (GET /agent/v1/info needs it). */
+static int
+skd_applies(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *session_token)
+{
+    if (jwt_claim_bool(self->json, session_token, SKD_CLAIM) != 1)
+        return 0;
+    char url[600];
+    snprintf(url, sizeof url, "%s/agent/v1/info", self->agent_url);
+    dfb_auth_rc_t rc = call_ex(self, http, stop_fd, "GET", url, NULL, "agent info", 1);
+    if (rc == DFB_AUTH_STOPPED)
+        return -1;
+    char version[64] = "";
+    if (rc == DFB_AUTH_OK) {
+        size_t len;
+        const char *text = dfb_http_body(http, &len);
+        if (dfb_json_parse(self->json, text, len) == 0) {
+            dfb_json_ref_t v = dfb_json_get(self->json, 0, "version");
+            const char *s = v == DFB_JSON_NONE ? NULL : dfb_json_string(self->json, v, NULL);
+            if (s)
+                snprintf(version, sizeof version, "%s", s);
+        }
+    }
+    int yes = agent_version_has_skd(version);
+    dfb_info("simplified key delivery: allowed by the session token; agent version '%s'%s: %s",
+             version, rc == DFB_AUTH_OK ? "" : " (GET /agent/v1/info failed)",
+             yes ? "no key manager token needed" : "agent older than 24.12, using the key manager");
+    return yes;
+}
+
 dfb_auth_rc_t
 dfb_auth_login(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
 {
     /* Stale tokens must not be sent to the login endpoints. */
     dfb_http_set_token(http, DFB_HTTP_SESSION_TOKEN, NULL);
     dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, NULL);
-    char base[600];
-    snprintf(base, sizeof base, "%s/login", self->pod_url);
-    dfb_auth_rc_t rc =
-        authenticate(self, http, stop_fd, base, DFB_HTTP_SESSION_TOKEN, "pod authentication");
+    char url[700];
+    if (self->key)
+        snprintf(url, sizeof url, "%s/login/pubkey/authenticate", self->pod_url);
+    else
+        snprintf(url, sizeof url, "%s/sessionauth/v1/authenticate", self->sa_url);
+    dfb_auth_rc_t rc = authenticate(self, http, stop_fd, url, DFB_HTTP_SESSION_TOKEN,
+                                    self->key ? "pod authentication" : "session authentication");
     if (rc != DFB_AUTH_OK)
         return rc;
-    snprintf(base, sizeof base, "%s/relay", self->km_url);
-    rc = authenticate(self, http, stop_fd, base, DFB_HTTP_KM_TOKEN, "key manager authentication");
+    /* The token is still in the json tape of the last response. */
+    size_t len;
+    const char *text = dfb_http_body(http, &len);
+    char *session = NULL;
+    if (dfb_json_parse(self->json, text, len) == 0) {
+        dfb_json_ref_t t = dfb_json_get(self->json, 0, "token");
+        const char *s = t == DFB_JSON_NONE ? NULL : dfb_json_string(self->json, t, NULL);
+        session = s ? strdup(s) : NULL;
+    }
+    int skd = session ? skd_applies(self, http, stop_fd, session) : 0;
+    if (session) {
+        OPENSSL_cleanse(session, strlen(session));
+        free(session);
+    }
+    if (skd < 0)
+        return DFB_AUTH_STOPPED;
+    self->logins++;
+    if (skd) {
+        self->skd++;
+        dfb_info("authenticated as %s (%s, simplified key delivery)", self->cfg->bot_username,
+                 self->key ? "RSA" : "certificate");
+        return DFB_AUTH_OK;
+    }
+    if (self->key)
+        snprintf(url, sizeof url, "%s/relay/pubkey/authenticate", self->km_url);
+    else
+        snprintf(url, sizeof url, "%s/keyauth/v1/authenticate", self->km_url);
+    rc = authenticate(self, http, stop_fd, url, DFB_HTTP_KM_TOKEN, "key manager authentication");
     if (rc == DFB_AUTH_OK)
-        dfb_info("authenticated as %s", self->cfg->bot_username);
+        dfb_info("authenticated as %s (%s)", self->cfg->bot_username,
+                 self->key ? "RSA" : "certificate");
     return rc;
+}
+
+dfb_auth_rc_t
+dfb_auth_refresh(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
+{
+    dfb_auth_rc_t rc = dfb_auth_login(self, http, stop_fd);
+    if (rc == DFB_AUTH_UNAUTHORIZED)
+        dfb_error("re-authentication after a 401 was refused (401): the bot's credentials are "
+                  "no longer accepted; stopping");
+    return rc;
+}
+
+void
+dfb_auth_counts(const dfb_auth_t *self, unsigned *logins, unsigned *skd)
+{
+    if (logins)
+        *logins = self->logins;
+    if (skd)
+        *skd = self->skd;
 }
 
 dfb_auth_rc_t
@@ -371,8 +580,9 @@ check_jwt(const char *priv_path, const char *key_content, const char *pub_path, 
     cfg.bot_username = (char *)"my-bot \"quoted\"";
     cfg.key_path = (char *)priv_path;
     cfg.key_content = (char *)key_content;
-    cfg.pod = (dfb_endpoint_t){"http", "127.0.0.1", 1, ""};
+    cfg.pod = (dfb_endpoint_t){.scheme = "http", .host = "127.0.0.1", .port = 1, .context = ""};
     cfg.key_manager = cfg.pod;
+    cfg.agent = cfg.pod;
     char err[256] = "";
     dfb_auth_t *auth = dfb_auth_new(&cfg, err, sizeof err);
     if (!auth)
@@ -496,8 +706,9 @@ dfb_auth_test(int verbose)
     dfb_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.bot_username = (char *)"u";
-    cfg.pod = (dfb_endpoint_t){"http", "127.0.0.1", 1, ""};
+    cfg.pod = (dfb_endpoint_t){.scheme = "http", .host = "127.0.0.1", .port = 1, .context = ""};
     cfg.key_manager = cfg.pod;
+    cfg.agent = cfg.pod;
     char err[512];
     cfg.key_path = (char *)"/nonexistent/key.pem";
     dfb_auth_t *auth = dfb_auth_new(&cfg, err, sizeof err);
@@ -514,6 +725,32 @@ dfb_auth_test(int verbose)
     ACHECK(!auth && strstr(err, "config: bot.privateKey.content: not a PEM private key"));
     if (verbose)
         printf("  last error: %s\n", err);
+
+    /* Simplified key delivery: the claim peek and the version rule. */
+    dfb_json_t *j = dfb_json_new();
+    /* {"sub":"b","canUseSimplifiedKeyDelivery":true} / ...false / {"sub":"b"} */
+    ACHECK(jwt_claim_bool(j,
+                          "eyJhbGciOiJIUzI1NiJ9."
+                          "eyJzdWIiOiJiIiwiY2FuVXNlU2ltcGxpZmllZEtleURlbGl2ZXJ5Ijp0cnVlfQ.sig",
+                          SKD_CLAIM) == 1);
+    ACHECK(jwt_claim_bool(j,
+                          "eyJhbGciOiJIUzI1NiJ9."
+                          "eyJzdWIiOiJiIiwiY2FuVXNlU2ltcGxpZmllZEtleURlbGl2ZXJ5IjpmYWxzZX0.sig",
+                          SKD_CLAIM) == 0);
+    ACHECK(jwt_claim_bool(j, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiIn0.sig", SKD_CLAIM) == 0);
+    ACHECK(jwt_claim_bool(j, "0123456789abcdef0123456789abcdef", SKD_CLAIM) == -1);
+    ACHECK(jwt_claim_bool(j, "a.b.c.d", SKD_CLAIM) == -1);
+    ACHECK(jwt_claim_bool(j, "a.!!!.c", SKD_CLAIM) == -1);
+    dfb_json_destroy(&j);
+    ACHECK(agent_version_has_skd("Agent-24.12.1"));
+    ACHECK(agent_version_has_skd("Agent-24.12.0-SNAPSHOT"));
+    ACHECK(agent_version_has_skd("Agent-25.1.3"));
+    ACHECK(!agent_version_has_skd("Agent-24.11.9"));
+    ACHECK(!agent_version_has_skd("Agent-23.14.2"));
+    ACHECK(!agent_version_has_skd("Agent-24.12")); /* the BDK's regexp wants a third part */
+    ACHECK(!agent_version_has_skd("24.12.1"));
+    ACHECK(!agent_version_has_skd(""));
+    ACHECK(!agent_version_has_skd(NULL));
 
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -11,14 +11,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dfb_log.h"
+#include "dfb_tls.h"
 
 #ifndef DF_VERSION
 #define DF_VERSION "0"
 #endif
 
+/*  One client's transport options (dfb_http_add_client), owned copies. */
+typedef struct {
+    char *prefix;
+    size_t prefix_len;
+    char *proxy;      /* "http://host:port", NULL = direct */
+    char *proxy_user; /* NULL = no credentials; cleansed on destroy */
+    char *proxy_pass;
+    char *proxy_name;         /* "host:port" for log lines (never credentials) */
+    struct curl_slist *extra; /* "Name: value" default headers (may hold secrets) */
+    char *user_agent;         /* "User-Agent: ..." override, NULL = the bridge's */
+    int own_trace;            /* the default headers carry an X-Trace-Id */
+    int client_cert;
+} route_t;
+
 struct dfb_http {
+    route_t *routes;
+    size_t nroutes;
+    char *ca_file;         /* NULL = system CAs */
+    struct curl_blob cert; /* client certificate (PEM), data NULL = none */
+    struct curl_blob key;  /* its key (PEM); cleansed on destroy */
     CURLM *multi;
     CURL *easy;
     int stop_fd;
@@ -34,6 +55,16 @@ struct dfb_http {
 };
 
 static const char *const s_token_header[2] = {"sessionToken", "keyManagerToken"};
+
+/*  Frees a string that may be a secret (password, header value). */
+static void
+wipe_free(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
 
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
@@ -100,9 +131,219 @@ dfb_http_destroy(dfb_http_t **self_p)
         OPENSSL_cleanse(self->body, self->body_cap);
         free(self->body);
     }
+    for (size_t i = 0; i < self->nroutes; i++) {
+        route_t *r = &self->routes[i];
+        free(r->prefix);
+        free(r->proxy);
+        free(r->proxy_name);
+        wipe_free(r->proxy_user);
+        wipe_free(r->proxy_pass);
+        for (struct curl_slist *l = r->extra; l; l = l->next)
+            OPENSSL_cleanse(l->data, strlen(l->data));
+        curl_slist_free_all(r->extra);
+        free(r->user_agent);
+    }
+    free(self->routes);
+    free(self->ca_file);
+    free(self->cert.data);
+    if (self->key.data) {
+        OPENSSL_cleanse(self->key.data, self->key.len);
+        free(self->key.data);
+    }
     free(self);
     curl_global_cleanup();
     *self_p = NULL;
+}
+
+int
+dfb_http_add_client(dfb_http_t *self, const char *url_prefix, const dfb_http_client_t *opts)
+{
+    route_t *rs = realloc(self->routes, (self->nroutes + 1) * sizeof *rs);
+    if (!rs)
+        return -1;
+    self->routes = rs;
+    route_t *r = &rs[self->nroutes];
+    memset(r, 0, sizeof *r);
+    self->nroutes++; /* counted at once: destroy frees whatever was set */
+    r->prefix = strdup(url_prefix);
+    if (!r->prefix)
+        return -1;
+    r->prefix_len = strlen(url_prefix);
+    while (r->prefix_len > 0 && r->prefix[r->prefix_len - 1] == '/')
+        r->prefix[--r->prefix_len] = '\0';
+    r->client_cert = opts->client_cert;
+    char line[8192];
+    if (opts->proxy_host) {
+        int v6 = strchr(opts->proxy_host, ':') && opts->proxy_host[0] != '[';
+        snprintf(line, sizeof line, "%s%s%s:%d", v6 ? "[" : "", opts->proxy_host, v6 ? "]" : "",
+                 opts->proxy_port);
+        r->proxy_name = strdup(line);
+        snprintf(line, sizeof line, "http://%s", r->proxy_name ? r->proxy_name : "");
+        r->proxy = strdup(line);
+        if (!r->proxy_name || !r->proxy)
+            return -1;
+        /* As the Python BDK: credentials only with both username and password. */
+        if (opts->proxy_username && opts->proxy_password) {
+            r->proxy_user = strdup(opts->proxy_username);
+            r->proxy_pass = strdup(opts->proxy_password);
+            if (!r->proxy_user || !r->proxy_pass)
+                return -1;
+        }
+    }
+    for (size_t i = 0; opts->headers && i < opts->headers->count; i++) {
+        const char *name = opts->headers->names[i], *value = opts->headers->values[i];
+        if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+            return -1;
+        /* "Name;" is curl's way of sending a header with an empty value. */
+        int n = *value ? snprintf(line, sizeof line, "%s: %s", name, value)
+                       : snprintf(line, sizeof line, "%s;", name);
+        if (n < 0 || (size_t)n >= sizeof line) {
+            OPENSSL_cleanse(line, sizeof line);
+            return -1;
+        }
+        if (strcasecmp(name, "User-Agent") == 0) {
+            free(r->user_agent);
+            r->user_agent = strdup(line);
+            OPENSSL_cleanse(line, sizeof line);
+            if (!r->user_agent)
+                return -1;
+            continue;
+        }
+        if (strcasecmp(name, "X-Trace-Id") == 0)
+            r->own_trace = 1;
+        struct curl_slist *l = curl_slist_append(r->extra, line);
+        OPENSSL_cleanse(line, sizeof line);
+        if (!l)
+            return -1;
+        r->extra = l;
+    }
+    return 0;
+}
+
+int
+dfb_http_set_identity(dfb_http_t *self, const char *cert_pem, size_t cert_len, const char *key_pem,
+                      size_t key_len)
+{
+    free(self->cert.data);
+    if (self->key.data) {
+        OPENSSL_cleanse(self->key.data, self->key.len);
+        free(self->key.data);
+    }
+    memset(&self->cert, 0, sizeof self->cert);
+    memset(&self->key, 0, sizeof self->key);
+    if (!cert_pem || !key_pem)
+        return 0;
+    self->cert.data = malloc(cert_len);
+    self->key.data = malloc(key_len);
+    if (!self->cert.data || !self->key.data)
+        return -1;
+    memcpy(self->cert.data, cert_pem, cert_len);
+    memcpy(self->key.data, key_pem, key_len);
+    self->cert.len = cert_len;
+    self->key.len = key_len;
+    /* Blobs are copied by curl per transfer: ours are kept for reuse. */
+    self->cert.flags = self->key.flags = CURL_BLOB_NOCOPY;
+    return 0;
+}
+
+int
+dfb_http_set_ca_file(dfb_http_t *self, const char *path)
+{
+    free(self->ca_file);
+    self->ca_file = path ? strdup(path) : NULL;
+    return path && !self->ca_file ? -1 : 0;
+}
+
+/*  Registers one client's URL prefix (base URL + suffix) from an endpoint. */
+static int
+add_endpoint(dfb_http_t *self, const dfb_endpoint_t *ep, const char *suffix, int client_cert)
+{
+    char url[600];
+    if (!ep->host || dfb_endpoint_url(ep, url, sizeof url - 32) != 0)
+        return -1;
+    strcat(url, suffix);
+    dfb_http_client_t opts = {
+        .proxy_host = ep->proxy.host,
+        .proxy_port = ep->proxy.port,
+        .proxy_username = ep->proxy.username,
+        .proxy_password = ep->proxy.password,
+        .headers = &ep->headers,
+        .client_cert = client_cert,
+    };
+    return dfb_http_add_client(self, url, &opts);
+}
+
+int
+dfb_http_configure(dfb_http_t *self, const dfb_config_t *cfg, char *err, size_t errlen)
+{
+    int cert_auth = !cfg->key_path && !cfg->key_content;
+    if (cfg->trust_store_path) {
+        int n = dfb_tls_check_ca_bundle(cfg->trust_store_path, err, errlen);
+        if (n < 0)
+            return -1;
+        if (dfb_http_set_ca_file(self, cfg->trust_store_path) != 0)
+            goto oom;
+        dfb_info("TLS: trusting the %d certificate%s of %s (ssl.trustStore.path) instead of the "
+                 "system CAs",
+                 n, n == 1 ? "" : "s", cfg->trust_store_path);
+    }
+    if (cert_auth) {
+        const char *key = cfg->cert_path ? "bot.certificate.path" : "bot.certificate.content";
+        dfb_tls_identity_t *id = dfb_tls_identity_load(cfg->cert_path, cfg->cert_content,
+                                                       cfg->cert_password, key, err, errlen);
+        if (!id)
+            return -1;
+        int rc = dfb_http_set_identity(self, id->cert_pem, id->cert_len, id->key_pem, id->key_len);
+        dfb_tls_identity_destroy(&id);
+        if (rc != 0)
+            goto oom;
+    }
+    struct {
+        const dfb_endpoint_t *ep;
+        const char *suffix;
+        int cert;
+        const char *section;
+    } map[] = {
+        {&cfg->pod, "/pod", 0, "pod"},
+        {&cfg->pod, "/login", 0, "pod"},
+        {&cfg->agent, "/agent", 0, "agent"},
+        {&cfg->key_manager, "/relay", 0, "keyManager"},
+        {&cfg->key_manager, "/keyauth", cert_auth, "keyManager"},
+        {&cfg->session_auth, "/sessionauth", cert_auth, "sessionAuth"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (!map[i].ep->host)
+            continue; /* sessionAuth without a host: unused */
+        if (add_endpoint(self, map[i].ep, map[i].suffix, map[i].cert) != 0) {
+            snprintf(err, errlen, "config: %s.defaultHeaders: unusable (a header is too long?)",
+                     map[i].section);
+            return -1;
+        }
+        if (map[i].ep->proxy.host && strcmp(map[i].suffix, "/login") != 0 &&
+            strcmp(map[i].suffix, "/keyauth") != 0)
+            dfb_info("%s: through proxy %s:%d%s", map[i].section, map[i].ep->proxy.host,
+                     map[i].ep->proxy.port, map[i].ep->proxy.username ? " (with credentials)" : "");
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "config: out of memory");
+    return -1;
+}
+
+/*  The options for url: the longest registered prefix it starts with. */
+static const route_t *
+find_route(const dfb_http_t *self, const char *url)
+{
+    const route_t *best = NULL;
+    for (size_t i = 0; i < self->nroutes; i++) {
+        const route_t *r = &self->routes[i];
+        char next = url[r->prefix_len];
+        if (strncmp(url, r->prefix, r->prefix_len) == 0 &&
+            (next == '\0' || next == '/' || next == '?') &&
+            (!best || r->prefix_len > best->prefix_len))
+            best = r;
+    }
+    return best;
 }
 
 int
@@ -157,6 +398,8 @@ dfb_http_strerror(dfb_http_err_t err)
         return "response body too large";
     case DFB_HTTP_ETLS:
         return "TLS failure";
+    case DFB_HTTP_ECERT:
+        return "TLS certificate problem (a private CA needs ssl.trustStore.path)";
     case DFB_HTTP_ESTOPPED:
         return "stopped";
     case DFB_HTTP_EOTHER:
@@ -192,11 +435,12 @@ classify(dfb_http_t *self, CURLcode rc)
     case CURLE_WRITE_ERROR:
         return self->too_big ? DFB_HTTP_ETOOBIG : DFB_HTTP_EOTHER;
     case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
         return DFB_HTTP_ETLS;
+    case CURLE_PEER_FAILED_VERIFICATION: /* unknown CA, wrong host name, expired */
+    case CURLE_SSL_CERTPROBLEM:          /* our client certificate is unusable */
+    case CURLE_SSL_CACERT_BADFILE:       /* the trust store is unusable */
+        return DFB_HTTP_ECERT;
     default:
         return DFB_HTTP_EOTHER;
     }
@@ -235,8 +479,11 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
     for (int i = 0; i < 6; i++)
         trace[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
     trace[6] = '\0';
+    const route_t *route = find_route(self, url);
     const char *fixed[] = {"Content-Type: application/json", "Accept: application/json",
-                           "User-Agent: dfbridge/" DF_VERSION, "Expect:"};
+                           route && route->user_agent ? route->user_agent
+                                                      : "User-Agent: dfbridge/" DF_VERSION,
+                           "Expect:"};
     int ok = 1;
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0] && ok; i++) {
         h = curl_slist_append(headers, fixed[i]);
@@ -244,8 +491,14 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
         headers = h ? h : headers;
     }
     snprintf(line, sizeof line, "X-Trace-Id: %s", trace);
-    if (ok) {
+    if (ok && !(route && route->own_trace)) {
         h = curl_slist_append(headers, line);
+        ok = h != NULL;
+        headers = h ? h : headers;
+    }
+    /* defaultHeaders of the client (never logged: they may carry keys) */
+    for (const struct curl_slist *x = route ? route->extra : NULL; x && ok; x = x->next) {
+        h = curl_slist_append(headers, x->data);
         ok = h != NULL;
         headers = h ? h : headers;
     }
@@ -283,6 +536,29 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    /* TLS: peer and host verification stay on (curl's defaults, set again
+       so no reset can lose them). */
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (self->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, self->ca_file);
+    if (route && route->client_cert && self->cert.data) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &self->cert);
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &self->key);
+        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    /* "" = no proxy, even if http_proxy/https_proxy are set: the BDKs use
+       only the configured proxy. */
+    curl_easy_setopt(e, CURLOPT_PROXY, route && route->proxy ? route->proxy : "");
+    if (route && route->proxy) {
+        curl_easy_setopt(e, CURLOPT_PROXYTYPE, (long)CURLPROXY_HTTP);
+        if (route->proxy_user) {
+            curl_easy_setopt(e, CURLOPT_PROXYUSERNAME, route->proxy_user);
+            curl_easy_setopt(e, CURLOPT_PROXYPASSWORD, route->proxy_pass);
+            curl_easy_setopt(e, CURLOPT_PROXYAUTH, (long)CURLAUTH_BASIC);
+        }
+    }
     if (body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
@@ -327,6 +603,17 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
                     snprintf(self->detail, sizeof self->detail, "%s",
                              curl_easy_strerror(msg->data.result));
             }
+        }
+        long connect_code = 0;
+        if (result != DFB_HTTP_OK && route && route->proxy) {
+            /* Say which proxy, and what it answered to CONNECT (407 = credentials). */
+            curl_easy_getinfo(e, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+            size_t dl = strlen(self->detail);
+            snprintf(self->detail + dl, sizeof self->detail - dl, "; via proxy %s%s",
+                     route->proxy_name,
+                     connect_code == 407 ? ": 407 proxy authentication required (check "
+                                           "proxy.username and proxy.password)"
+                                         : "");
         }
         if (result == DFB_HTTP_OK) {
             long code = 0;

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "dfb_config.h"
+
 /*  What came of a request. DFB_HTTP_OK means an HTTP status was received
     with a complete body (any status, 500 included); the rest are transport
     failures, classified so the caller can decide what is retried. */
@@ -18,8 +20,11 @@ typedef enum {
     DFB_HTTP_ERESET,     /* connection reset, send/receive error */
     DFB_HTTP_ETRUNCATED, /* body shorter than announced, or no reply at all */
     DFB_HTTP_ETOOBIG,    /* body larger than max_body_bytes */
-    DFB_HTTP_ETLS,       /* TLS handshake or certificate failure */
+    DFB_HTTP_ETLS,       /* TLS handshake failure (also a client certificate refused) */
     DFB_HTTP_ESTOPPED,   /* aborted because the stop fd became readable */
+    DFB_HTTP_ECERT,      /* the server's certificate did not verify, or a local
+                            certificate/CA file is unusable: a configuration
+                            problem (ssl.trustStore.path), never transient */
     DFB_HTTP_EOTHER      /* anything else (bad URL, out of memory ...) */
 } dfb_http_err_t;
 
@@ -57,6 +62,44 @@ const char *dfb_http_strerror(dfb_http_err_t err);
 /*  curl's detail message of the last failed request ("" if none). Never
     contains a body or a header value. */
 const char *dfb_http_detail(const dfb_http_t *self);
+
+/*  Applies the transport settings of the config: for each client (pod,
+    agent, keyManager, sessionAuth) its proxy and defaultHeaders, chosen per
+    request by the URL's prefix (pod URL + /pod and /login, agent URL +
+    /agent, keyManager URL + /relay and /keyauth, sessionAuth URL +
+    /sessionauth); the bot certificate (bot.certificate.*, when it is the
+    authentication in use) presented on /sessionauth and /keyauth only; and
+    ssl.trustStore.path as the only CAs trusted (else the system's).
+    Environment proxies (http_proxy ...) are never used, as in the BDKs.
+    Returns 0, or -1 with "config: <key>: <reason>" in err. */
+int dfb_http_configure(dfb_http_t *self, const dfb_config_t *cfg, char *err, size_t errlen);
+
+/*  One client's transport options for dfb_http_add_client (all borrowed,
+    copied by the call). proxy_host NULL = direct. A header named
+    User-Agent replaces the bridge's, one named X-Trace-Id the random one. */
+typedef struct {
+    const char *proxy_host;
+    int proxy_port;
+    const char *proxy_username; /* NULL = no credentials */
+    const char *proxy_password;
+    const dfb_headers_t *headers; /* NULL = none */
+    int client_cert;              /* present the identity set by dfb_http_set_identity */
+} dfb_http_client_t;
+
+/*  Registers the options used for every URL that starts with url_prefix
+    (followed by '/', '?' or the end); the longest prefix wins; other URLs
+    go direct with no extra header. Returns 0, or -1 on allocation failure
+    or a header line that is too long. */
+int dfb_http_add_client(dfb_http_t *self, const char *url_prefix, const dfb_http_client_t *opts);
+
+/*  The client certificate and key (PEM text, copied; the key is cleansed on
+    destroy) presented by clients registered with client_cert. */
+int dfb_http_set_identity(dfb_http_t *self, const char *cert_pem, size_t cert_len,
+                          const char *key_pem, size_t key_len);
+
+/*  The PEM CA bundle to trust instead of the system's (copied path; NULL =
+    system). */
+int dfb_http_set_ca_file(dfb_http_t *self, const char *path);
 
 /*  Self-test (runs a loopback HTTP server in a thread); returns 0 when all
     checks pass. */
