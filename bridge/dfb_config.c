@@ -23,6 +23,7 @@
 typedef struct {
     const char *scheme, *host, *context;
     int port;
+    yaml_node_t *proxy, *headers; /* transport: NULL = not set in this section */
 } raw_endpoint_t;
 
 typedef struct {
@@ -219,11 +220,16 @@ client_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *a
             ep->port = (int)port;
     } else if (strcmp(key, "context") == 0) {
         ep->context = get_string(c, v, path);
-    } else if (strcmp(key, "proxy") == 0 || strcmp(key, "ssl") == 0) {
-        /* Functional settings we do not apply yet: say so loudly. */
+    } else if (strcmp(key, "proxy") == 0) {
+        /* transport: checked when the endpoint is resolved (inheritance) */
+        ep->proxy = is_null(v) ? NULL : v;
+    } else if (strcmp(key, "defaultHeaders") == 0) {
+        ep->headers = is_null(v) ? NULL : v;
+    } else if (strcmp(key, "ssl") == 0) {
+        /* The BDKs have one global ssl section; a per-client one is not applied. */
         if (!is_null(v))
-            dfb_warn("config: %s: not supported yet, ignored (direct connection)", path);
-    } else if (strcmp(key, "defaultHeaders") == 0 || strcmp(key, "connectionTimeout") == 0 ||
+            dfb_warn("config: %s: not supported per client, ignored (use the global ssl)", path);
+    } else if (strcmp(key, "connectionTimeout") == 0 ||
                strcmp(key, "readTimeout") == 0 || strcmp(key, "connectionPoolMax") == 0 ||
                strcmp(key, "connectionPoolPerRoute") == 0 || strcmp(key, "loadBalancing") == 0 ||
                strcmp(key, "nodes") == 0) {
@@ -285,6 +291,229 @@ parse_retry(ctx_t *c, yaml_node_t *v, const char *path, dfb_retry_cfg_t *r)
         fail(c, "%s.maxIntervalMillis: must be at least initialIntervalMillis", path);
 }
 
+/* ---- transport: proxy, defaultHeaders, ssl, bot.certificate --------------- */
+/* (owned by the auth and transport work; keep other sections out of here) */
+
+/*  Copies a non-empty string option into *slot. */
+static void
+set_str(ctx_t *c, yaml_node_t *v, const char *path, char **slot)
+{
+    const char *s = get_string(c, v, path);
+    if (s && !*s)
+        fail(c, "%s: empty", path);
+    if (s && *s) {
+        if (*slot)
+            OPENSSL_cleanse(*slot, strlen(*slot));
+        free(*slot);
+        *slot = xstrdup(s);
+        if (!*slot)
+            fail(c, "out of memory");
+    }
+}
+
+static void
+cert_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    if (is_null(v))
+        return;
+    if (strcmp(key, "path") == 0)
+        set_str(c, v, path, &c->cfg->cert_path);
+    else if (strcmp(key, "content") == 0)
+        set_str(c, v, path, &c->cfg->cert_content);
+    else if (strcmp(key, "password") == 0) {
+        /* An empty password is a valid PKCS#12 password. */
+        const char *s = get_string(c, v, path);
+        if (s) {
+            free(c->cfg->cert_password);
+            c->cfg->cert_password = xstrdup(s);
+        }
+    } else
+        unknown(c, path);
+}
+
+static void
+trust_store_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    if (is_null(v))
+        return;
+    if (strcmp(key, "path") == 0)
+        set_str(c, v, path, &c->cfg->trust_store_path);
+    else if (strcmp(key, "password") == 0)
+        ignore(c, path, "accepted, not used (the trust store is a PEM bundle)");
+    else
+        unknown(c, path);
+}
+
+static void
+ssl_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    if (strcmp(key, "trustStore") == 0)
+        walk_map(c, v, path, trust_store_pair, NULL);
+    else
+        unknown(c, path);
+}
+
+static void
+proxy_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    dfb_proxy_t *p = arg;
+    long long port;
+    if (is_null(v))
+        return;
+    if (strcmp(key, "host") == 0)
+        set_str(c, v, path, &p->host);
+    else if (strcmp(key, "port") == 0) {
+        if (get_range(c, v, path, 1, 65535, &port) == 0)
+            p->port = (int)port;
+    } else if (strcmp(key, "username") == 0)
+        set_str(c, v, path, &p->username);
+    else if (strcmp(key, "password") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s) {
+            free(p->password);
+            p->password = xstrdup(s);
+        }
+    } else
+        unknown(c, path);
+}
+
+static void
+proxy_free(dfb_proxy_t *p)
+{
+    free(p->host);
+    free(p->username);
+    if (p->password)
+        OPENSSL_cleanse(p->password, strlen(p->password));
+    free(p->password);
+    memset(p, 0, sizeof *p);
+}
+
+static void
+headers_free(dfb_headers_t *h)
+{
+    for (size_t i = 0; i < h->count; i++) {
+        free(h->names[i]);
+        if (h->values[i])
+            OPENSSL_cleanse(h->values[i], strlen(h->values[i]));
+        free(h->values[i]);
+    }
+    free(h->names);
+    free(h->values);
+    memset(h, 0, sizeof *h);
+}
+
+/*  A header name is an RFC 7230 token; a value has no CR, LF or NUL. */
+static int
+header_name_ok(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!strchr("!#$%&'*+-.^_`|~", *s) && !(*s >= '0' && *s <= '9') &&
+            !(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z'))
+            return 0;
+    return 1;
+}
+
+static void
+headers_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    dfb_headers_t *h = arg;
+    const char *val = is_null(v) ? "" : scalar(v);
+    if (!val) {
+        fail(c, "%s: not a string", path);
+        return;
+    }
+    if (!header_name_ok(key)) {
+        fail(c, "%s: not a valid header name", path);
+        return;
+    }
+    if (strpbrk(val, "\r\n")) {
+        fail(c, "%s: the value has a line break", path);
+        return;
+    }
+    /* The bridge's own headers cannot be replaced (tokens, JSON bodies). */
+    static const char *const reserved[] = {"sessionToken", "keyManagerToken", "Content-Type",
+                                           "Accept", "Content-Length", "Host", "Expect"};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strcasecmp(key, reserved[i]) == 0) {
+            fail(c, "%s: set by the bridge, cannot be a default header", path);
+            return;
+        }
+    char **n = realloc(h->names, (h->count + 1) * sizeof *n);
+    if (n)
+        h->names = n;
+    char **vv = realloc(h->values, (h->count + 1) * sizeof *vv);
+    if (vv)
+        h->values = vv;
+    if (!n || !vv) {
+        fail(c, "out of memory");
+        return;
+    }
+    h->names[h->count] = xstrdup(key);
+    h->values[h->count] = xstrdup(val);
+    h->count++;
+    if (!h->names[h->count - 1] || !h->values[h->count - 1])
+        fail(c, "out of memory");
+}
+
+/*  Resolves a client's proxy and defaultHeaders: its own section's value if
+    set, else the global one (a value replaces the other as a whole, as in
+    the BDKs). */
+static void
+resolve_transport(ctx_t *c, const raw_endpoint_t *raw, const char *section, dfb_endpoint_t *out)
+{
+    char path[128];
+    yaml_node_t *proxy = raw->proxy ? raw->proxy : c->global.proxy;
+    if (proxy && !c->failed) {
+        if (raw->proxy)
+            snprintf(path, sizeof path, "%s.proxy", section);
+        else
+            snprintf(path, sizeof path, "proxy");
+        walk_map(c, proxy, path, proxy_pair, &out->proxy);
+        if (!c->failed && !out->proxy.host)
+            fail(c, "%s.host: required", path);
+        if (!c->failed && !out->proxy.port)
+            fail(c, "%s.port: required", path);
+        if (!c->failed && out->proxy.username && !out->proxy.password)
+            fail(c, "%s.password: required with %s.username", path, path);
+        if (!c->failed && strpbrk(out->proxy.host, "/@ "))
+            fail(c, "%s.host: a host name or address, not a URL", path);
+    }
+    yaml_node_t *headers = raw->headers ? raw->headers : c->global.headers;
+    if (headers && !c->failed) {
+        if (raw->headers)
+            snprintf(path, sizeof path, "%s.defaultHeaders", section);
+        else
+            snprintf(path, sizeof path, "defaultHeaders");
+        walk_map(c, headers, path, headers_pair, &out->headers);
+    }
+}
+
+/*  bot.privateKey and bot.certificate together: the Python BDK uses the
+    key, the Java BDK refuses to start; the bridge takes the Python rule so
+    that every file a BDK accepts works, and says so. */
+static void
+check_credentials(ctx_t *c)
+{
+    dfb_config_t *cfg = c->cfg;
+    int has_key = c->has_key_path || c->has_key_content;
+    int has_cert = cfg->cert_path || cfg->cert_content;
+    if (cfg->cert_path && cfg->cert_content) {
+        fail(c, "bot.certificate: set path or content, not both");
+        return;
+    }
+    if (has_key && has_cert) {
+        dfb_warn("config: bot.certificate: ignored because bot.privateKey is also set (RSA "
+                 "authentication is used, as the Python BDK does; the Java BDK refuses both)");
+        cfg->cert_ignored = 1;
+        return;
+    }
+    if (!has_key && !has_cert)
+        fail(c, "bot.privateKey.path: required (or bot.privateKey.content, or "
+                "bot.certificate.path for certificate authentication)");
+}
+
 /* ---- bot ----------------------------------------------------------------- */
 
 static void
@@ -329,8 +558,7 @@ bot_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
     } else if (strcmp(key, "privateKey") == 0) {
         walk_map(c, v, path, key_pair, NULL);
     } else if (strcmp(key, "certificate") == 0) {
-        if (!is_null(v))
-            dfb_warn("config: %s: certificate authentication is not supported, ignored", path);
+        walk_map(c, v, path, cert_pair, NULL);
     } else {
         unknown(c, path);
     }
@@ -352,11 +580,11 @@ datafeed_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void 
             cfg->datafeed_version = DFB_DATAFEED_V2;
         else if (strcasecmp(s, "v1") == 0) {
             cfg->datafeed_version = DFB_DATAFEED_V1;
-            dfb_warn("config: %s: v1 is deprecated (end of support April 2023); the feed id is "
-                     "not persisted yet, a new v1 feed is created at every start",
-                     path);
+            dfb_warn("config: %s: v1 is deprecated (end of support April 2023); prefer v2", path);
         } else
-            fail(c, "%s: must be v2 (or v1), not '%s'", path, s);
+            fail(c, "%s: must be v2 (or v1), not '%s' (the datahose is selected by "
+                 "bridge.source: datahose)",
+                 path, s);
     } else if (strcmp(key, "retry") == 0) {
         parse_retry(c, v, path, &cfg->datafeed_retry);
     } else if (strcmp(key, "tag") == 0) {
@@ -388,6 +616,119 @@ datafeed_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void 
     }
 }
 
+/* ---- datahose ------------------------------------------------------------- */
+
+static void
+free_event_types(dfb_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->datahose_event_types_n; i++)
+        free(cfg->datahose_event_types[i]);
+    free(cfg->datahose_event_types);
+    cfg->datahose_event_types = NULL;
+    cfg->datahose_event_types_n = 0;
+}
+
+/*  datahose.eventTypes: a YAML list of non-empty strings (a single string
+    is taken as a list of one, as a BDK user may write it). */
+static void
+parse_event_types(ctx_t *c, yaml_node_t *v, const char *path)
+{
+    dfb_config_t *cfg = c->cfg;
+    free_event_types(cfg);
+    yaml_node_item_t *start = NULL, *top = NULL;
+    if (v->type == YAML_SEQUENCE_NODE) {
+        start = v->data.sequence.items.start;
+        top = v->data.sequence.items.top;
+    } else if (v->type != YAML_SCALAR_NODE) {
+        fail(c, "%s: must be a list of event types", path);
+        return;
+    }
+    size_t n = start ? (size_t)(top - start) : 1;
+    cfg->datahose_event_types = calloc(n + 1, sizeof *cfg->datahose_event_types);
+    if (!cfg->datahose_event_types) {
+        fail(c, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = start ? yaml_document_get_node(c->doc, start[i]) : v;
+        const char *t = scalar(item);
+        if (!t || !*t || is_null(item)) {
+            fail(c, "%s: item %zu is not a non-empty string", path, i + 1);
+            return;
+        }
+        if (strlen(t) > 64 || strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != strlen(t))
+            dfb_warn("config: %s: '%s' does not look like an event type (MESSAGESENT ...)", path,
+                     t);
+        cfg->datahose_event_types[i] = xstrdup(t);
+        if (!cfg->datahose_event_types[i]) {
+            fail(c, "out of memory");
+            return;
+        }
+        cfg->datahose_event_types_n = i + 1;
+    }
+}
+
+static void
+datahose_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    dfb_config_t *cfg = c->cfg;
+    if (is_null(v))
+        return;
+    if (strcmp(key, "tag") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s && !*s)
+            return; /* empty = the default, as in the BDKs */
+        if (s) {
+            free(cfg->datahose_tag);
+            cfg->datahose_tag = xstrdup(s);
+        }
+    } else if (strcmp(key, "eventTypes") == 0) {
+        parse_event_types(c, v, path);
+    } else if (strcmp(key, "retry") == 0) {
+        parse_retry(c, v, path, &cfg->datahose_retry);
+    } else {
+        unknown(c, path);
+    }
+}
+
+/*  Cuts s (UTF-8) to at most max characters in place. Returns 1 if cut. */
+static int
+utf8_cut(char *s, size_t max)
+{
+    size_t chars = 0;
+    for (char *p = s; *p; p++) {
+        if (((unsigned char)*p & 0xC0) == 0x80)
+            continue; /* continuation byte */
+        if (chars++ == max) {
+            *p = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*  Cross-field rules of the datahose section, once bot.username is known. */
+static void
+check_datahose(ctx_t *c)
+{
+    dfb_config_t *cfg = c->cfg;
+    if (!cfg->datahose_tag) {
+        size_t n = strlen(cfg->bot_username) + sizeof "datahose-";
+        cfg->datahose_tag = malloc(n);
+        if (!cfg->datahose_tag) {
+            fail(c, "out of memory");
+            return;
+        }
+        snprintf(cfg->datahose_tag, n, "datahose-%s", cfg->bot_username);
+    }
+    if (utf8_cut(cfg->datahose_tag, DFB_DATAHOSE_TAG_MAX))
+        dfb_warn("config: datahose.tag: cut to %d characters: '%s'", DFB_DATAHOSE_TAG_MAX,
+                 cfg->datahose_tag);
+    if (cfg->source == DFB_SOURCE_DATAHOSE && cfg->datahose_event_types_n == 0)
+        fail(c, "datahose.eventTypes: required (a non-empty list) when bridge.source is "
+                "datahose");
+}
+
 /* ---- bridge ------------------------------------------------------------- */
 
 static void
@@ -397,7 +738,15 @@ bridge_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *a
     long long n;
     if (is_null(v))
         return;
-    if (strcmp(key, "publish") == 0) {
+    if (strcmp(key, "source") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s && strcasecmp(s, "datafeed") == 0)
+            cfg->source = DFB_SOURCE_DATAFEED;
+        else if (s && strcasecmp(s, "datahose") == 0)
+            cfg->source = DFB_SOURCE_DATAHOSE;
+        else if (s)
+            fail(c, "%s: must be datafeed or datahose, not '%s'", path, s);
+    } else if (strcmp(key, "publish") == 0) {
         const char *s = get_string(c, v, path);
         if (s && !strstr(s, "://"))
             fail(c, "%s: not a ZeroMQ endpoint (tcp://host:port, ipc://path ...)", path);
@@ -459,10 +808,10 @@ root_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg
     else if (strcmp(key, "bridge") == 0)
         walk_map(c, v, path, bridge_pair, NULL);
     else if (strcmp(key, "ssl") == 0) {
-        if (!is_null(v))
-            dfb_warn("config: ssl: not supported yet, ignored (system CA store is used)");
-    } else if (strcmp(key, "app") == 0 || strcmp(key, "datahose") == 0 ||
-               strcmp(key, "manifest") == 0 || strcmp(key, "_version") == 0 ||
+        walk_map(c, v, path, ssl_pair, NULL);
+    } else if (strcmp(key, "datahose") == 0)
+        walk_map(c, v, path, datahose_pair, NULL);
+    else if (strcmp(key, "app") == 0 || strcmp(key, "manifest") == 0 || strcmp(key, "_version") == 0 ||
                strcmp(key, "botUsername") == 0)
         ignore(c, path, "accepted, not used by the bridge");
     else
@@ -522,7 +871,8 @@ resolve_endpoint(ctx_t *c, const raw_endpoint_t *raw, const char *section, int r
         out->context[0] = '\0';
     else
         snprintf(out->context, len + 2, "%s%.*s", context[0] == '/' ? "" : "/", (int)len, context);
-    return 0;
+    resolve_transport(c, raw, section, out); /* transport */
+    return c->failed ? -1 : 0;
 }
 
 static void
@@ -531,6 +881,8 @@ endpoint_free(dfb_endpoint_t *ep)
     free(ep->scheme);
     free(ep->host);
     free(ep->context);
+    proxy_free(&ep->proxy);     /* transport */
+    headers_free(&ep->headers); /* transport */
     memset(ep, 0, sizeof *ep);
 }
 
@@ -553,6 +905,8 @@ set_defaults(dfb_config_t *cfg)
     cfg->datafeed_retry = (dfb_retry_cfg_t){-1, 500, 2.0, 300000};
     cfg->datafeed_include_invisible = -1;
     cfg->datafeed_id_file_path = xstrdup(".");
+    cfg->source = DFB_SOURCE_DATAFEED;
+    cfg->datahose_retry = (dfb_retry_cfg_t){-1, 500, 2.0, 300000};
     cfg->retry = (dfb_retry_cfg_t){10, 500, 2.0, 300000};
     cfg->publish = xstrdup(DFB_DEFAULT_PUBLISH);
     cfg->sndhwm = 100000;
@@ -616,8 +970,10 @@ dfb_config_load(const char *path, char *err, size_t errlen)
         fail(&c, "bot.username: required");
     if (!c.failed && c.has_key_path && c.has_key_content)
         fail(&c, "bot.privateKey: set path or content, not both");
-    if (!c.failed && !c.has_key_path && !c.has_key_content)
-        fail(&c, "bot.privateKey.path: required (or bot.privateKey.content)");
+    if (!c.failed)
+        check_credentials(&c);
+    if (!c.failed)
+        check_datahose(&c);
     if (!c.failed)
         resolve_endpoint(&c, &c.pod, "pod", 1, &cfg->pod);
     if (!c.failed)
@@ -626,6 +982,9 @@ dfb_config_load(const char *path, char *err, size_t errlen)
         resolve_endpoint(&c, &c.km, "keyManager", 1, &cfg->key_manager);
     if (!c.failed)
         resolve_endpoint(&c, &c.sa, "sessionAuth", 0, &cfg->session_auth);
+    /* transport: certificate authentication needs the sessionAuth client */
+    if (!c.failed && !c.has_key_path && !c.has_key_content && !cfg->session_auth.host)
+        fail(&c, "sessionAuth.host: required for certificate authentication (or a global host)");
     if (!c.failed && cfg->read_timeout_ms <= cfg->connect_timeout_ms)
         dfb_warn("config: bridge.readTimeoutMillis (%ld) should exceed "
                  "bridge.connectTimeoutMillis (%ld)",
@@ -661,8 +1020,19 @@ dfb_config_destroy(dfb_config_t **self_p)
         OPENSSL_cleanse(cfg->key_content, strlen(cfg->key_content));
         free(cfg->key_content);
     }
+    /* transport */
+    free(cfg->cert_path);
+    if (cfg->cert_content)
+        OPENSSL_cleanse(cfg->cert_content, strlen(cfg->cert_content));
+    free(cfg->cert_content);
+    if (cfg->cert_password)
+        OPENSSL_cleanse(cfg->cert_password, strlen(cfg->cert_password));
+    free(cfg->cert_password);
+    free(cfg->trust_store_path);
     free(cfg->datafeed_tag);
     free(cfg->datafeed_id_file_path);
+    free(cfg->datahose_tag);
+    free_event_types(cfg);
     free(cfg->publish);
     free(cfg);
     *self_p = NULL;
@@ -747,6 +1117,8 @@ dfb_config_test(int verbose)
             CHECK(ep_is(&cfg->agent, "https://dev-agent.symphony.com:5678"));
             CHECK(ep_is(&cfg->key_manager, "https://dev-key.symphony.com:8444"));
             CHECK(ep_is(&cfg->session_auth, "https://dev-session.symphony.com:8444"));
+            CHECK(cfg->trust_store_path &&
+                  strcmp(cfg->trust_store_path, "/path/to/truststore.pem") == 0); /* transport */
             CHECK(strcmp(cfg->bot_username, "bot-name") == 0);
             CHECK(cfg->key_path && strcmp(cfg->key_path, "/path/to/bot/rsa-private-key.pem") == 0);
             CHECK(!cfg->key_content);
@@ -840,5 +1212,77 @@ dfb_config_test(int verbose)
         CHECK(strstr(err, bad[i].want));
         dfb_config_destroy(&cfg);
     }
+
+    /* ---- transport keys: proxy and defaultHeaders inheritance, certificate ---- */
+    cfg = load_text("host: 127.0.0.1\n"
+                    "proxy: {host: gp.local, port: 3128, username: u, password: \"p:w\"}\n"
+                    "defaultHeaders: {X-A: '1', X-B: two words}\n"
+                    "agent: {proxy: {host: '::1', port: 8080}, defaultHeaders: {X-C: ''}}\n"
+                    "ssl: {trustStore: {path: /etc/ca.pem, password: x}}\n"
+                    "bot: {username: b, certificate: {path: /c.p12, password: ''}}\n",
+                    err, sizeof err);
+    if (verbose)
+        printf("  transport -> %s\n", cfg ? "ok" : err);
+    CHECK(cfg);
+    if (cfg) {
+        CHECK(cfg->pod.proxy.host && strcmp(cfg->pod.proxy.host, "gp.local") == 0);
+        CHECK(cfg->pod.proxy.port == 3128 && strcmp(cfg->pod.proxy.username, "u") == 0 &&
+              strcmp(cfg->pod.proxy.password, "p:w") == 0);
+        CHECK(cfg->key_manager.proxy.port == 3128 && cfg->session_auth.proxy.port == 3128);
+        CHECK(strcmp(cfg->agent.proxy.host, "::1") == 0 && cfg->agent.proxy.port == 8080 &&
+              !cfg->agent.proxy.username && !cfg->agent.proxy.password);
+        CHECK(cfg->pod.headers.count == 2 && strcmp(cfg->pod.headers.names[1], "X-B") == 0 &&
+              strcmp(cfg->pod.headers.values[1], "two words") == 0);
+        /* a client's defaultHeaders replace the global ones as a whole */
+        CHECK(cfg->agent.headers.count == 1 && strcmp(cfg->agent.headers.names[0], "X-C") == 0 &&
+              strcmp(cfg->agent.headers.values[0], "") == 0);
+        CHECK(strcmp(cfg->trust_store_path, "/etc/ca.pem") == 0);
+        CHECK(!cfg->key_path && !cfg->key_content && strcmp(cfg->cert_path, "/c.p12") == 0 &&
+              strcmp(cfg->cert_password, "") == 0 && !cfg->cert_ignored);
+    }
+    dfb_config_destroy(&cfg);
+    /* Both a key and a certificate: the key wins (Python BDK), with a warning. */
+    cfg = load_text("host: h\nbot: {username: b, privateKey: {path: k}, certificate: {path: c}}\n",
+                    err, sizeof err);
+    CHECK(cfg && cfg->cert_ignored && strcmp(cfg->key_path, "k") == 0);
+    dfb_config_destroy(&cfg);
+    struct {
+        const char *yaml, *want;
+    } tbad[] = {
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nproxy: {port: 1}\n",
+         "config: proxy.host: required"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nagent: {proxy: {host: p}}\n",
+         "config: agent.proxy.port: required"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nproxy: {host: p, port: 70000}\n",
+         "config: proxy.port: must be between 1 and 65535"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nproxy: {host: p, port: 1, "
+         "username: x}\n",
+         "config: proxy.password: required with proxy.username"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nproxy: {host: 'http://p', port: 1}\n",
+         "config: proxy.host: a host name or address, not a URL"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\ndefaultHeaders: {'a b': x}\n",
+         "config: defaultHeaders.a b: not a valid header name"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\npod: {defaultHeaders: "
+         "{sessionToken: x}}\n",
+         "config: pod.defaultHeaders.sessionToken: set by the bridge"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\ndefaultHeaders: {X: \"a\\nb\"}\n",
+         "config: defaultHeaders.X: the value has a line break"},
+        {"host: h\nbot: {username: u, certificate: {path: a, content: b}}\n",
+         "config: bot.certificate: set path or content, not both"},
+        {"pod: {host: h}\nagent: {host: h}\nkeyManager: {host: h}\nbot: {username: u, "
+         "certificate: {path: a}}\n",
+         "config: sessionAuth.host: required for certificate authentication"},
+        {"host: h\nbot: {username: u}\n", "config: bot.privateKey.path: required"},
+    };
+    for (size_t i = 0; i < sizeof tbad / sizeof tbad[0]; i++) {
+        err[0] = '\0';
+        cfg = load_text(tbad[i].yaml, err, sizeof err);
+        if (verbose)
+            printf("  transport bad %zu -> %s\n", i, err);
+        CHECK(!cfg);
+        CHECK(strstr(err, tbad[i].want));
+        dfb_config_destroy(&cfg);
+    }
+    /* ---- end transport keys ---- */
     return s_fails;
 }

@@ -10,15 +10,44 @@
 #include "dfb_log.h"
 #include "dfb_retry.h"
 
-/*  One HTTP client's base address: {scheme}://{host}:{port}{context}. */
+/* ---- transport (auth and transport owner) ---- */
+/*  An HTTP proxy (`proxy:` globally or per client): host NULL = none. */
 typedef struct {
-    char *scheme;  /* "https" by default */
-    char *host;    /* required (directly or inherited from the global host) */
-    int port;      /* 443 by default */
-    char *context; /* "" by default; no trailing slash */
+    char *host;
+    int port;
+    char *username; /* NULL = no credentials */
+    char *password; /* NULL = none; cleansed on destroy */
+} dfb_proxy_t;
+
+/*  `defaultHeaders:` name/value pairs sent on every call of a client. */
+typedef struct {
+    char **names;
+    char **values; /* cleansed on destroy (they may hold API keys) */
+    size_t count;
+} dfb_headers_t;
+/* ---- end transport ---- */
+
+/*  One HTTP client's base address: {scheme}://{host}:{port}{context}, and
+    its transport settings. proxy and headers are the client's own when its
+    section sets them, else the global ones (the BDKs' rule: a client's
+    value replaces the global one as a whole). */
+typedef struct {
+    char *scheme;          /* "https" by default */
+    char *host;            /* required (directly or inherited from the global host) */
+    int port;              /* 443 by default */
+    char *context;         /* "" by default; no trailing slash */
+    dfb_proxy_t proxy;     /* host NULL = direct connection */
+    dfb_headers_t headers; /* count 0 = none */
 } dfb_endpoint_t;
 
 typedef enum { DFB_DATAFEED_V2 = 2, DFB_DATAFEED_V1 = 1 } dfb_datafeed_version_t;
+
+/*  What the loop reads (bridge.source): the bot's datafeed (v2 or v1, per
+    datafeed.version), or the pod-wide datahose. */
+typedef enum { DFB_SOURCE_DATAFEED = 0, DFB_SOURCE_DATAHOSE = 1 } dfb_source_t;
+
+/*  Longest datahose tag the agent accepts; longer ones are cut (as the BDKs do). */
+#define DFB_DATAHOSE_TAG_MAX 80
 
 typedef struct dfb_config {
     char *path; /* the file it was read from */
@@ -31,15 +60,32 @@ typedef struct dfb_config {
 
     /* bot */
     char *bot_username;
-    char *key_path;    /* exactly one of key_path / key_content is set */
+    char *key_path;    /* at most one of key_path / key_content is set */
     char *key_content; /* PEM text; cleansed on destroy */
+    /* bot.certificate (certificate authentication, used when no privateKey
+       is set): PEM (certificate + unencrypted key) or PKCS#12 with
+       cert_password; content is PEM text or base64 PKCS#12 (Java). */
+    char *cert_path;
+    char *cert_content;  /* cleansed on destroy */
+    char *cert_password; /* cleansed on destroy */
+    int cert_ignored;    /* 1: a certificate was set but privateKey wins */
+
+    /* ssl.trustStore: a PEM CA bundle replacing the system CAs (NULL = system) */
+    char *trust_store_path;
 
     /* datafeed */
     dfb_datafeed_version_t datafeed_version; /* v2 default */
     dfb_retry_cfg_t datafeed_retry;          /* -1, 500, 2, 300000 */
     char *datafeed_tag;                      /* NULL = not sent */
-    int datafeed_include_invisible;          /* -1 = not sent, else 0/1 */
+    int datafeed_include_invisible;          /* -1 = not set; sent only when 1 (Java BDK) */
     char *datafeed_id_file_path;             /* v1 only; "." default */
+
+    /* datahose (used when source is DFB_SOURCE_DATAHOSE) */
+    dfb_source_t source;            /* bridge.source: datafeed (default) or datahose */
+    char *datahose_tag;             /* "datahose-<bot.username>", cut to 80 characters */
+    char **datahose_event_types;    /* NULL-terminated; required non-empty for datahose */
+    size_t datahose_event_types_n;  /* how many */
+    dfb_retry_cfg_t datahose_retry; /* -1, 500, 2, 300000 (its own: never datafeed.retry) */
 
     /* global retry (authentication): 10, 500, 2, 300000 */
     dfb_retry_cfg_t retry;

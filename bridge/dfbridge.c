@@ -1,7 +1,7 @@
 /*  dfbridge: the daemon. Reads the BDK config, authenticates the bot, runs
-    the datafeed loop (v2, or the deprecated v1) and publishes every event on a ZeroMQ PUB socket
-    (topic frame + msgpack envelope). Exit: 0 stopped by SIGINT/SIGTERM,
-    1 fatal upstream error, 2 bad configuration or command line. */
+    the datafeed loop (v2, the deprecated v1, or the datahose) and publishes
+    every event on a ZeroMQ PUB socket (topic frame + msgpack envelope).
+    Exit statuses: see usage() and dfb_loop.h. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,8 +23,13 @@ usage(FILE *out)
                  "       dfbridge --version | --help\n"
                  "  --config FILE  the BDK YAML config (plus a bridge: section)\n"
                  "  --check        validate the config and the bot key, then exit (0 ok, 2 bad)\n"
-                 "exit status: 0 stopped by SIGINT/SIGTERM, 1 fatal upstream error, "
-                 "2 bad configuration\n");
+                 "exit status (one error line says why):\n"
+                 "  0  stopped by SIGINT/SIGTERM\n"
+                 "  1  fatal upstream status (403, 404, datahose 400, 403 on create: 20 feeds)\n"
+                 "  2  bad configuration or command line, unbindable bridge.publish\n"
+                 "  3  retries exhausted (datafeed.retry / datahose.retry / retry maxAttempts)\n"
+                 "  4  authentication refused (401 on login or re-login)\n"
+                 "  5  internal error (out of memory, cannot start the HTTP client)\n");
 }
 
 int
@@ -94,15 +99,24 @@ main(int argc, char **argv)
     dfb_loop_t *loop = NULL;
     if (!http) {
         dfb_error("cannot initialise the HTTP client");
+        rc = DFB_EXIT_INTERNAL;
+    } else if (dfb_http_configure(http, cfg, err, sizeof err) != 0) {
+        /* transport: proxies, defaultHeaders, trust store, bot certificate */
+        dfb_error("%s", err);
+        rc = DFB_EXIT_CONFIG;
     } else if (!pub) {
         dfb_error("%s", err);
         rc = DFB_EXIT_CONFIG;
     } else if (!(loop = dfb_loop_new(cfg, auth, http, pub, dfb_stop_fd()))) {
         dfb_error("cannot create the datafeed loop");
+        rc = DFB_EXIT_INTERNAL;
     } else {
-        dfb_info("dfbridge %s: pod %s, agent %s, keyManager %s, bot %s, datafeed v%d, publish %s "
+        dfb_info("dfbridge %s: pod %s, agent %s, keyManager %s, bot %s, %s, publish %s "
                  "(sndhwm %d), epoch %s",
-                 DF_VERSION, pod, agent, km, cfg->bot_username, (int)cfg->datafeed_version,
+                 DF_VERSION, pod, agent, km, cfg->bot_username,
+                 cfg->source == DFB_SOURCE_DATAHOSE           ? "datahose"
+                 : cfg->datafeed_version == DFB_DATAFEED_V1 ? "datafeed v1"
+                                                              : "datafeed v2",
                  dfb_publish_endpoint(pub), cfg->sndhwm, dfb_publish_epoch(pub));
         rc = dfb_loop_run(loop);
         dfb_loop_stats_t ls;
@@ -115,10 +129,12 @@ main(int argc, char **argv)
                                                                     : "request");
         dfb_info("reads %" PRIu64 ", events %" PRIu64 ", published %" PRIu64
                  ", encode errors %" PRIu64 ", send errors %" PRIu64 ", retries %" PRIu64
-                 ", re-auths %" PRIu64 ", recreates %" PRIu64 ", malformed %" PRIu64
+                 ", re-auths %" PRIu64 ", recreates %" PRIu64 " (adopted %" PRIu64
+                 "), feeds created %" PRIu64 ", unacked batches %" PRIu64 ", malformed %" PRIu64
                  ", replaced %" PRIu64,
                  ls.reads, ls.events, ps.published, ps.encode_errors, ps.send_errors, ls.retries,
-                 ls.reauths, ls.recreates, ls.malformed, ls.replaced);
+                 ls.reauths, ls.recreates, ls.adopted, ls.created, ls.unacked, ls.malformed,
+                 ls.replaced);
     }
     dfb_loop_destroy(&loop);
     dfb_publish_destroy(&pub);

@@ -5,11 +5,13 @@
 
 #include "dfb_auth.h"
 #include "dfb_config.h"
+#include "dfb_feedfile.h"
 #include "dfb_http.h"
 #include "dfb_loop.h"
 #include "dfb_publish.h"
 #include "dfb_retry.h"
 #include "dfb_stop.h"
+#include "dfb_tls.h"
 
 typedef struct {
     const char *name;
@@ -20,6 +22,8 @@ static const test_t s_tests[] = {
     {"retry", dfb_retry_test}, {"config", dfb_config_test}, {"auth", dfb_auth_test},
     {"http", dfb_http_test},   {"loop", dfb_loop_test},     {"publish", dfb_publish_test},
     {"stop", dfb_stop_test},
+    {"feedfile", dfb_feedfile_test},
+    {"tls", dfb_tls_test},
 };
 
 int
