@@ -1,64 +1,129 @@
-/*  dfb_publish: the ZeroMQ PUB side of the bridge. Owns the socket and the
-    wire contract's counters: gseq over all topics, seq per topic, the epoch
-    string chosen at start and the publish timestamp. One thread only: the
-    thread that calls dfb_publish_new is the only one that may use it. */
+/*  dfb_publish: the publishing side of the bridge. Gives every event its
+    seq (per topic) and gseq (over all topics) in the current epoch, drops
+    Symphony's redeliveries (dedupe window), appends each message to the
+    journal (when bridge.stateDir is set) and hands it to the publisher
+    actor: one thread that owns the PUB socket, the replay ROUTER
+    (bridge.replay) and the `_hb` heartbeat timer, so the datafeed loop's
+    long-poll never delays a heartbeat or a replay answer.
+
+    The API is for one thread only (the thread that called _new, normally
+    the datafeed loop's); the actor is internal.
+
+    For the loop: call dfb_publish_event for each event of a batch, then
+    dfb_publish_flush, and only then acknowledge the batch upstream (send its
+    ackId). dfb_publish_event returns only once the event is in the journal;
+    dfb_publish_flush makes the batch durable per bridge.journal.fsync
+    (`always`: fdatasync). Without a flush call, `always` syncs every event. */
 #ifndef DFB_PUBLISH_H
 #define DFB_PUBLISH_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dfb_journal.h"
 #include "dfb_json.h"
+#include "dfb_topics.h"
 
 /*  Most distinct topics with their own seq counter. An event whose type
     would be topic number 4097 is published under DFB_TOPIC_UNKNOWN instead
     (its body, with the real "type", is unchanged), and counted in
     topics_overflow: a hostile pod inventing types cannot grow memory. */
-#define DFB_PUBLISH_MAX_TOPICS 4096
+#define DFB_PUBLISH_MAX_TOPICS DFB_TOPICS_MAX
 
 /*  ZMQ_LINGER at close: unsent messages get 1 s to leave at shutdown, then
     are dropped, so a SIGTERM never hangs on a dead subscriber. */
 #define DFB_PUBLISH_LINGER_MS 1000
 
+/*  The heartbeat topic (schemas/CONTRACT.md, "Heartbeat"). */
+#define DFB_TOPIC_HEARTBEAT "_hb"
+
+/*  Liveness on the PUB and ROUTER sockets: ZMTP PING every 5 s, a peer
+    silent for 15 s is dropped (and asked to drop us after 15 s), and TCP
+    keepalive probes after 30 s idle, every 5 s, 3 times. */
+#define DFB_ZMTP_HEARTBEAT_IVL_MS 5000
+#define DFB_ZMTP_HEARTBEAT_TIMEOUT_MS 15000
+#define DFB_TCP_KEEPALIVE_IDLE_S 30
+
 typedef struct dfb_publish dfb_publish_t;
+
+typedef struct {
+    const char *endpoint;         /* bridge.publish */
+    int sndhwm;                   /* bridge.sndhwm */
+    const char *state_dir;        /* bridge.stateDir; NULL or "" = no journal, no replay */
+    dfb_journal_opts_t journal;   /* bridge.journal.* (dir is taken from state_dir) */
+    const char *replay;           /* bridge.replay; NULL or "" = off; needs state_dir */
+    const char *replay_advertise; /* bridge.replayAdvertise; NULL = the bound replay endpoint */
+    int heartbeat_ms;             /* bridge.heartbeatMillis; 0 = off */
+    size_t dedupe_window;         /* bridge.dedupeWindow: keys kept; 0 = off */
+    int64_t dedupe_ms;            /* bridge.dedupeMillis: their age limit; 0 = none */
+} dfb_publish_opts_t;
 
 /*  Counters for an INFO-like view. */
 typedef struct {
-    uint64_t published;       /* events handed to zmq_send (both frames) */
-    uint64_t encode_errors;   /* events not published: msgpack encoding failed */
-    uint64_t send_errors;     /* events not published: zmq_send failed */
-    uint64_t topics_overflow; /* events re-topiced to UNKNOWN by the topic cap */
-    uint32_t topics;          /* distinct topics seen */
+    uint64_t published;        /* messages handed to the PUB socket (both frames) */
+    uint64_t encode_errors;    /* events not published: msgpack encoding failed */
+    uint64_t send_errors;      /* events not published: zmq_send failed */
+    uint64_t topics_overflow;  /* events re-topiced to UNKNOWN by the topic cap */
+    uint32_t topics;           /* distinct topics seen */
+    uint64_t journaled;        /* events appended to the journal */
+    uint64_t journal_errors;   /* failed appends (retried until they succeed or a stop) */
+    uint64_t deduped;          /* events not published again: same (id, type) in the window */
+    uint64_t heartbeats;       /* `_hb` messages sent */
+    uint64_t replay_requests;  /* replay requests received */
+    uint64_t replay_messages;  /* messages sent in replay answers */
+    uint64_t replay_errors;    /* replay answers with status "error" */
+    uint64_t replay_abandoned; /* replay requests given up (client gone or stalled) */
 } dfb_publish_stats_t;
 
-/*  Creates the socket (ZMQ_SNDHWM = sndhwm before bind, TCP keepalive with a
-    60 s idle, linger as above) and binds endpoint. Returns NULL on error
-    with a message in err. */
+/*  Creates the PUB socket (ZMQ_SNDHWM = sndhwm before bind, ZMTP heartbeats,
+    TCP keepalive, linger as above) and binds it; opens or recovers the
+    journal (the epoch and counters continue from it); binds the replay
+    ROUTER; starts the actor. Returns NULL on error with a message in err
+    (a bind error names its key). */
+dfb_publish_t *dfb_publish_new_opts(const dfb_publish_opts_t *opts, char *err, size_t errlen);
+
+/*  The simple form: no journal, no replay, no heartbeat, no dedupe. */
 dfb_publish_t *dfb_publish_new(const char *endpoint, int sndhwm, char *err, size_t errlen);
 
-/*  Closes the socket (lingering up to DFB_PUBLISH_LINGER_MS) and the
-    context, NULLs *self_p; accepts NULL. */
+/*  Publishes what was handed over, stops the actor, closes the sockets
+    (lingering up to DFB_PUBLISH_LINGER_MS) and the journal, NULLs *self_p;
+    accepts NULL. */
 void dfb_publish_destroy(dfb_publish_t **self_p);
 
 /*  The endpoint actually bound (port 0 / "*" resolved), borrowed. */
 const char *dfb_publish_endpoint(const dfb_publish_t *self);
 
-/*  The epoch, e.g. "20261127T075500Z-3fa2c1d9", borrowed. */
+/*  The replay endpoint bound ("" when replay is off), borrowed. */
+const char *dfb_publish_replay_endpoint(const dfb_publish_t *self);
+
+/*  The epoch, e.g. "20261127T075500Z-3fa2c1d9", borrowed. With a journal it
+    is the journal's: it survives restarts. */
 const char *dfb_publish_epoch(const dfb_publish_t *self);
 
 /*  Sets the bot id put in every envelope (sessioninfo id). */
 void dfb_publish_set_bot(dfb_publish_t *self, int64_t bot_id);
 
 /*  Publishes the event at event_ref of json: frame 1 the topic, frame 2 the
-    msgpack envelope. Returns 0, or -1 when the event could not be encoded
-    or sent (counted). seq and gseq are consumed either way, so an event the
-    bridge lost shows downstream as a gap, like a high-water-mark drop. A PUB socket
-    at its high-water mark drops silently and still returns 0: that is what
-    the seq counters make visible downstream. */
+    msgpack envelope. An event whose (id, type) was published within the
+    dedupe window is skipped (counted in deduped) and returns 0. Otherwise
+    the event gets the next seq and gseq, is appended to the journal (an
+    I/O error is retried with a backoff until it succeeds or a stop is
+    requested: the event must be journaled before its batch is
+    acknowledged), and is handed to the actor, which publishes events in
+    order. Returns 0, or -1 when the event could not be encoded (counted;
+    no seq is consumed, so it leaves no hole in the journal) or a stop
+    interrupted a failing journal. A PUB socket at its high-water mark
+    drops silently: subscribers see a seq gap and fill it from replay. */
 int dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t event_ref);
 
-/*  Copies the counters into *stats. */
-void dfb_publish_stats(const dfb_publish_t *self, dfb_publish_stats_t *stats);
+/*  End of a batch, before its ackId is sent: makes the journaled events
+    durable per bridge.journal.fsync. Returns 0, or -1 on an fdatasync error
+    (logged). Without a journal, does nothing. */
+int dfb_publish_flush(dfb_publish_t *self);
+
+/*  Copies the counters into *stats, after the actor has published
+    everything handed to it so far. */
+void dfb_publish_stats(dfb_publish_t *self, dfb_publish_stats_t *stats);
 
 /*  seq last used for topic (0 if never published). */
 uint64_t dfb_publish_topic_seq(const dfb_publish_t *self, const char *topic, size_t len);

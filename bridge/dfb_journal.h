@@ -1,0 +1,149 @@
+/*  dfb_journal: the bridge's append-only journal of published messages, in
+    <stateDir>/journal. Every event is appended (its exact frame-1 and
+    frame-2 bytes) before it is published and before its batch is
+    acknowledged upstream; the replay endpoint reads it back. Segment files
+    of bounded size, retention by total size and by age, a configurable
+    fsync policy, and records framed with a length and a CRC-32C so that a
+    torn tail (kill -9, power loss) is detected and cut at the next open.
+    Each segment starts with a header record carrying the epoch, its first
+    gseq and every topic's seq before it, so that a restart continues the
+    same epoch and counters even after retention deleted older segments.
+
+    Threads: one writer thread (open, append, flush, the recovered state);
+    any number of readers and tick() on other threads (an internal mutex
+    guards the segment list). */
+#ifndef DFB_JOURNAL_H
+#define DFB_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dfb_topics.h"
+
+/*  Returned by the seek functions when the position asked for is older
+    than the oldest record retained. */
+#define DFB_JOURNAL_GONE 1
+
+typedef enum {
+    DFB_FSYNC_ALWAYS,   /* fdatasync before the batch is acknowledged (dfb_journal_flush) */
+    DFB_FSYNC_INTERVAL, /* fdatasync at most every fsync_ms (append and tick) */
+    DFB_FSYNC_NEVER     /* the kernel writes back when it likes */
+} dfb_fsync_t;
+
+typedef struct {
+    const char *dir;        /* bridge.stateDir; the journal lives in dir/journal */
+    uint64_t segment_bytes; /* a segment is closed once it reaches this size */
+    uint64_t max_bytes;     /* retention: total size (whole segments; 0 = no limit) */
+    int64_t max_age_ms;     /* retention: segments whose last write is older (0 = none) */
+    dfb_fsync_t fsync;
+    int64_t fsync_ms; /* DFB_FSYNC_INTERVAL period */
+} dfb_journal_opts_t;
+
+/*  One record. On append the pointers are borrowed; from a reader they
+    point into the reader's buffer and stay valid until its next call. */
+typedef struct {
+    uint64_t gseq, seq;
+    int64_t ts; /* journal time (ms since the Unix epoch), set by append */
+    const char *topic;
+    size_t topic_len;
+    const char *type; /* the event's raw "type" ("" when not a string): dedupe key */
+    size_t type_len;
+    const char *id; /* the event's "id" ("" when none): dedupe key */
+    size_t id_len;
+    const uint8_t *body; /* frame 2, exactly as published */
+    size_t body_len;
+} dfb_journal_rec_t;
+
+typedef struct {
+    uint64_t appended;          /* records appended since open */
+    uint64_t append_errors;     /* appends that failed (nothing was kept) */
+    uint64_t fsyncs;            /* fdatasync calls */
+    uint64_t segments;          /* segment files now */
+    uint64_t bytes;             /* their total size */
+    uint64_t segments_deleted;  /* removed by retention */
+    uint64_t recovered_records; /* records found in the last segment at open */
+    uint64_t truncated_bytes;   /* torn or corrupt tail cut at open */
+    uint64_t read_errors;       /* corrupt records met by readers */
+    uint64_t oldest_gseq;       /* oldest retained (head + 1 when none) */
+    uint64_t head_gseq;         /* newest appended (0 when none in this epoch) */
+    int new_epoch;              /* 1 when open started a new epoch */
+} dfb_journal_stats_t;
+
+typedef struct dfb_journal dfb_journal_t;
+typedef struct dfb_journal_reader dfb_journal_reader_t;
+
+/*  Opens (creating the folders) or recovers the journal in opts->dir.
+    A readable journal gives back its epoch, last gseq and per-topic seqs
+    (a torn or corrupt tail of the last segment is truncated and logged);
+    a missing or unreadable one starts a new epoch, new_epoch. The folder
+    is locked (flock): a second bridge on the same stateDir is refused.
+    Returns NULL on error with a message in err. */
+dfb_journal_t *dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch,
+                                int64_t now_ms, char *err, size_t errlen);
+
+/*  Flushes per the policy, closes, NULLs *self_p; accepts NULL. Readers
+    must be destroyed first. */
+void dfb_journal_destroy(dfb_journal_t **self_p);
+
+/*  The epoch (borrowed). */
+const char *dfb_journal_epoch(const dfb_journal_t *self);
+
+/*  The last gseq appended (recovered at open). Writer thread. */
+uint64_t dfb_journal_last_gseq(const dfb_journal_t *self);
+
+/*  Every topic's last seq (recovered at open, updated by append). Borrowed;
+    writer thread only. */
+const dfb_topics_t *dfb_journal_topics(const dfb_journal_t *self);
+
+/*  Appends rec (gseq must exceed the last one) stamped with now_ms, rolling
+    to a new segment first when the active one is full, and fdatasyncs per
+    the policy. Returns 0 once the record is in the file, or -1 on an I/O
+    error (logged, counted; the file is cut back so no partial record
+    stays). */
+int dfb_journal_append(dfb_journal_t *self, const dfb_journal_rec_t *rec, int64_t now_ms);
+
+/*  The end of a batch, before its acknowledgement: fdatasync when the
+    policy is `always` and something was appended. 0 or -1. */
+int dfb_journal_flush(dfb_journal_t *self);
+
+/*  Periodic work from any thread: the `interval` fdatasync when due, and
+    retention (segments beyond max_bytes or older than max_age_ms, never
+    the active one). */
+void dfb_journal_tick(dfb_journal_t *self, int64_t now_ms);
+
+/*  Calls fn for the last `max` records (oldest first, all segments) not
+    older than since_ms: used to rebuild the dedupe window at start. */
+void dfb_journal_scan_tail(dfb_journal_t *self, size_t max, int64_t since_ms,
+                           void (*fn)(void *arg, const dfb_journal_rec_t *rec), void *arg);
+
+void dfb_journal_stats(dfb_journal_t *self, dfb_journal_stats_t *stats);
+
+/*  A reader: a position in the journal. NULL when out of memory. */
+dfb_journal_reader_t *dfb_journal_reader_new(dfb_journal_t *journal);
+void dfb_journal_reader_destroy(dfb_journal_reader_t **self_p);
+
+/*  Positions the reader before the first record with gseq >= from (0 counts
+    as 1). Returns 0, DFB_JOURNAL_GONE when from is older than the oldest
+    record retained, or -1 on error. */
+int dfb_journal_reader_seek_gseq(dfb_journal_reader_t *self, uint64_t from);
+
+/*  Positions the reader at the start of the segment that holds seq from of
+    topic (or later: records before it are for the caller to skip). Returns
+    0, DFB_JOURNAL_GONE when seq from of topic is older than the oldest
+    segment, or -1 on error. */
+int dfb_journal_reader_seek_topic(dfb_journal_reader_t *self, const char *topic, size_t len,
+                                  uint64_t from);
+
+/*  Reads the next record into *rec. Returns 1, 0 at the head (nothing more
+    for now: call again later), or -1 on a corrupt record or I/O error
+    (logged, counted). */
+int dfb_journal_reader_next(dfb_journal_reader_t *self, dfb_journal_rec_t *rec);
+
+/*  CRC-32C (Castagnoli) of len bytes, continuing crc (start with 0). */
+uint32_t dfb_crc32c(uint32_t crc, const void *data, size_t len);
+
+/*  Self-tests (run by dfb_delivery_test): unit tests of the journal.
+    Each returns 0 when all checks pass. dir is a scratch folder. */
+int dfb_journal_test(const char *which, const char *dir, int verbose);
+
+#endif
