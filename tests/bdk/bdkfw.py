@@ -360,6 +360,7 @@ class Sub:
                     continue
                 if m[0] == "PROBE":
                     self.probes += 1
+                    self.last_probe_gseq = m[1]["gseq"]
                     return m
                 self.got.append(m)
         raise Failure("no probe came through the bridge in %.0f s" % timeout)
