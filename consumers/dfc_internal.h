@@ -60,6 +60,38 @@ bool dfc_event_has_callback(const dfc_event_t *ev, const dfc_listener_t *l);
 void dfc_event_dispatch(const dfc_event_t *ev, const dfc_listener_t *l);
 const dfc_initiator_t *dfc_event_initiator(const dfc_event_t *ev);
 
+/* ------------------------------------------- delivery (dfc_delivery.c) */
+
+/*  The dedupe window: remembers the last `window` (id, type) keys. */
+typedef struct dfc_dedupe dfc_dedupe_t;
+dfc_dedupe_t *dfc_dedupe_new(size_t window);
+void dfc_dedupe_destroy(dfc_dedupe_t **d_p);
+/*  True when the key is in the window (nothing changes then); otherwise
+    remembers it, forgetting the oldest when full, and returns false. A NULL
+    id is never a duplicate. */
+bool dfc_dedupe_seen(dfc_dedupe_t *d, const char *id, size_t idlen, const char *type, size_t tlen);
+
+/*  Checkpoint entries: the watermark gseq per bridge epoch. */
+#define DFC_EPOCH_MAX 128
+#define DFC_CKPT_MAX 16
+typedef struct {
+    char epoch[DFC_EPOCH_MAX];
+    uint64_t gseq;
+} dfc_ckpt_entry_t;
+/*  Reads up to max entries (the newest when there are more). A missing file
+    is DFC_OK with *n = 0; a malformed one DFC_EINVAL (entries read so far
+    kept). */
+int dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n);
+/*  Writes path atomically (temp file, fsync, rename, fsync of the folder).
+    n <= DFC_CKPT_MAX. */
+int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n);
+
+/*  Encodes a replay request by gseq (i4 protocol) into buf; returns its
+    length, 0 when buf is too small or epoch longer than 255. epoch NULL or
+    "" -> no epoch key. */
+size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch,
+                          uint64_t from_gseq, unsigned limit);
+
 /*  The thread-local listener context, set by workers around a callback. */
 #define DFC_CONTEXT_MAX 256
 void dfc_context_set(const char *worker, const char *event_id, const char *listener_id);

@@ -276,12 +276,50 @@ bool dfc_default_is_accepting(void *ctx, const dfc_event_t *ev, const dfc_initia
 /*  The loop.                                                                */
 /* ------------------------------------------------------------------------ */
 
+/*  Dispatch order. CONCURRENT is the BDK's: one job per (event, listener) on
+    a shared queue, any worker. STREAM routes every job of an event to one
+    worker chosen by a hash of the event's partition key (its streamId), so
+    the events of one stream are handled one after the other, in order, and
+    an event's listeners run in subscription order; different streams still
+    run concurrently. */
+typedef enum { DFC_ORDER_CONCURRENT = 0, DFC_ORDER_STREAM = 1 } dfc_order_t;
+
 typedef struct {
     int workers;       /* worker threads; 0 -> 4 */
     int rcvhwm;        /* SUB receive high-water mark; 0 -> 1000 */
     size_t max_frame;  /* bigger messages are dropped; 0 -> 16 MiB */
-    size_t queue_size; /* bounded job queue; when full the receiver waits; 0 -> 1024 */
+    size_t queue_size; /* bounded job queue (per worker in STREAM order); when full the
+                          receiver waits; 0 -> 1024 */
     void *zmq_ctx;     /* borrowed ZeroMQ context (e.g. for inproc); NULL -> own */
+
+    /* ---- delivery guarantees (see consumers/README.md "Delivery") ---- */
+    dfc_order_t ordering;
+    /*  A durable checkpoint: the file <checkpoint_dir>/<name>.ckpt keeps, per
+        bridge epoch, the gseq below which every event was handled by every
+        listener. A restarted loop with the same name replays from there
+        before live messages. Both NULL -> no checkpoint. With a group and no
+        name, the name is "<group>-<member>-of-<members>". */
+    const char *checkpoint_dir;
+    const char *name;
+    int checkpoint_ms; /* how often the checkpoint is written when it moved; 0 -> 1000.
+                          It is also written when start returns. */
+    /*  Consumer group without a broker: handle only the events whose
+        partition (dfc_partition of the partition key, modulo members) is
+        member (0-based). members <= 1 -> no group. */
+    const char *group;
+    int member, members;
+    /*  First start without a checkpoint: replay each bridge's current epoch
+        from this gseq before live messages (1 = everything retained).
+        0 -> live only. */
+    uint64_t from_gseq;
+    int stale_ms;          /* no message and no heartbeat for this long -> new SUB socket;
+                              0 -> 3 x the heartbeat's interval (off until one is seen);
+                              < 0 -> off */
+    int replay_timeout_ms; /* no answer from the replay endpoint -> retry (3 times), then
+                              the missing messages are counted lost; 0 -> 5000 */
+    int dedupe_window;     /* (event id, type) keys remembered; 0 -> 65536; < 0 -> off */
+    size_t max_held;       /* live messages held while a gap is filled; more are
+                              dropped and fetched by replay; 0 -> 10000 */
 } dfc_config_t;
 
 typedef struct dfc_loop dfc_loop_t;
@@ -308,7 +346,20 @@ typedef struct {
     uint64_t bad_event;         /* event missing or not a map */
     uint64_t unknown_type;      /* valid messages whose topic is not one of the 17 */
     uint64_t reserved;          /* "_" topics (bridge's own messages): ignored, not decoded */
-    uint64_t gaps;              /* messages missing in seq per (epoch, topic) */
+    uint64_t gaps;              /* messages missing in seq per (epoch, topic), from live
+                                   messages and heartbeats; a new epoch is a baseline */
+    uint64_t heartbeats;        /* "_hb" messages read (also counted in reserved) */
+    uint64_t replayed;          /* events delivered from a replay endpoint */
+    uint64_t gaps_filled;       /* ...of which filled a detected gap */
+    uint64_t lost;              /* missing messages that replay could not give (gone,
+                                   other epoch, no endpoint, no answer) */
+    uint64_t duplicates;        /* events dropped: (id, type) seen, or gseq already handled */
+    uint64_t not_mine;          /* events left to other members of the group */
+    uint64_t reconnects;        /* SUB sockets recreated by the staleness timer */
+    uint64_t replay_requests;   /* requests sent to replay endpoints */
+    uint64_t replay_errors;     /* error answers and timeouts */
+    uint64_t checkpoints;       /* checkpoint files written */
+    uint64_t lag_ms;            /* now - envelope ts of the last event delivered */
 } dfc_stats_t;
 
 /*  Creates a loop; cfg may be NULL for defaults. NULL on error (logged). */
@@ -325,6 +376,12 @@ void dfc_loop_destroy(dfc_loop_t **loop_p);
     message above max_frame) the loop reconnects endpoints it recognises in
     the monitor's report, which uses the numeric form. */
 int dfc_loop_connect(dfc_loop_t *loop, const char *endpoint);
+/*  dfc_loop_connect with the bridge's replay endpoint ("tcp://127.0.0.1:5557"),
+    used to fill gaps and to resume from a checkpoint. replay_endpoint NULL
+    or "" -> learnt from the bridge's heartbeats. Each bridge gets its own
+    SUB socket (one socket cannot tell its peers' epochs apart), so an HA
+    pair is two calls; events seen from both are handled once (dedupe). */
+int dfc_loop_connect_replay(dfc_loop_t *loop, const char *endpoint, const char *replay_endpoint);
 /*  Adds a listener at any time, also from inside a callback. The struct is
     copied; `listener` is only the key for unsubscribe. Events already
     received are not replayed to it. */
@@ -350,6 +407,17 @@ void dfc_loop_stats(dfc_loop_t *loop, dfc_stats_t *out);
 /*  Formats the counters Redis-INFO style, one "name:value\n" line each, in
     the struct's order; snprintf-style (returns the length it needed). */
 size_t dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size);
+
+/*  The partition key of an event (schemas/CONTRACT.md): the first string at
+    payload.<key>.stream.streamId, then payload.<key>.message.stream.streamId
+    (<key> the single key of payload), else the event id, else "". Borrowed
+    from the event; *len gets its length when len is not NULL. */
+const char *dfc_event_partition_key(const dfc_event_t *ev, size_t *len);
+/*  FNV-1a 64 over the bytes (offset basis 14695981039346656037, prime
+    1099511628211), and that modulo n (0 when n is 0): the member of a group
+    of n that handles key. */
+uint64_t dfc_fnv1a64(const void *data, size_t len);
+uint32_t dfc_partition(const char *key, size_t len, uint32_t n);
 
 /* ------------------------------------------------------------------------ */
 /*  Logging context: the counterpart of the BDK's event_listener_context.   */

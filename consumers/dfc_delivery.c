@@ -1,0 +1,300 @@
+/*  dfc_delivery: the pieces of the delivery guarantees that hold no socket:
+    the dedupe window over (event id, type), the partition key and FNV-1a,
+    the checkpoint file (atomic write) and the replay request encoder. The
+    state machine that uses them (gaps, fills, staleness) is in dfc_loop.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dfc_internal.h"
+
+/* ------------------------------------------------------------ FNV-1a */
+
+uint64_t
+dfc_fnv1a64(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+uint32_t
+dfc_partition(const char *key, size_t len, uint32_t n)
+{
+    if (n == 0)
+        return 0;
+    return (uint32_t)(dfc_fnv1a64(key ? key : "", key ? len : 0) % n);
+}
+
+const char *
+dfc_event_partition_key(const dfc_event_t *ev, size_t *len)
+{
+    const dfc_value_t *event = dfc_event_value(ev);
+    const dfc_value_t *payload = dfc_value_find(event, "payload");
+    const char *s = NULL;
+    size_t n = 0;
+    if (dfc_value_type(payload) == DFC_MAP && dfc_value_size(payload) == 1) {
+        const dfc_value_t *inner = dfc_value_item_at(payload, 0);
+        static const char *const paths[] = {"stream.streamId", "message.stream.streamId"};
+        for (size_t i = 0; i < 2 && !s; i++) {
+            const dfc_value_t *v = dfc_value_get(inner, paths[i]);
+            if (dfc_value_type(v) == DFC_STR)
+                s = dfc_value_str(v, &n);
+        }
+    }
+    if (!s) {
+        const dfc_value_t *id = dfc_value_find(event, "id");
+        if (dfc_value_type(id) == DFC_STR)
+            s = dfc_value_str(id, &n);
+    }
+    if (!s) {
+        s = "";
+        n = 0;
+    }
+    if (len)
+        *len = n;
+    return s;
+}
+
+/* ------------------------------------------------------- dedupe window */
+
+/*  A FIFO ring of the last `window` key hashes plus an open-addressing set
+    of them (linear probing, backward-shift deletion). Only 64-bit hashes are
+    kept: two different keys colliding inside one window is a ~window/2^64
+    chance per event, and would drop one event as a duplicate. */
+struct dfc_dedupe {
+    uint64_t *ring;
+    size_t window, head, len;
+    uint64_t *set; /* 0 = empty slot; hashes of 0 are stored as 1 */
+    size_t mask;
+};
+
+dfc_dedupe_t *
+dfc_dedupe_new(size_t window)
+{
+    dfc_dedupe_t *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    size_t cap = 16;
+    while (cap < window * 2)
+        cap *= 2;
+    d->ring = calloc(window ? window : 1, sizeof *d->ring);
+    d->set = calloc(cap, sizeof *d->set);
+    d->window = window;
+    d->mask = cap - 1;
+    if (!d->ring || !d->set)
+        dfc_dedupe_destroy(&d);
+    return d;
+}
+
+void
+dfc_dedupe_destroy(dfc_dedupe_t **d_p)
+{
+    if (!d_p || !*d_p)
+        return;
+    free((*d_p)->ring);
+    free((*d_p)->set);
+    free(*d_p);
+    *d_p = NULL;
+}
+
+static void
+set_remove(dfc_dedupe_t *d, uint64_t h)
+{
+    size_t i = h & d->mask;
+    while (d->set[i] && d->set[i] != h)
+        i = (i + 1) & d->mask;
+    if (!d->set[i])
+        return;
+    /* backward shift: move later members of the probe run into the hole */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & d->mask;
+        if (!d->set[j])
+            break;
+        size_t home = d->set[j] & d->mask;
+        /* j's entry may move to i when its home is not in (i, j] cyclically */
+        bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!between) {
+            d->set[i] = d->set[j];
+            i = j;
+        }
+    }
+    d->set[i] = 0;
+}
+
+bool
+dfc_dedupe_seen(dfc_dedupe_t *d, const char *id, size_t idlen, const char *type, size_t tlen)
+{
+    if (!d || !id || d->window == 0)
+        return false;
+    /* hash of id NUL type: ids alone are not unique (ROOMCREATED and
+       USERJOINEDROOM of one action share one) */
+    uint64_t h = dfc_fnv1a64(id, idlen);
+    h ^= 0;
+    h *= 1099511628211ull;
+    for (size_t i = 0; i < tlen; i++) {
+        h ^= (unsigned char)type[i];
+        h *= 1099511628211ull;
+    }
+    if (h == 0)
+        h = 1;
+    size_t i = h & d->mask;
+    while (d->set[i]) {
+        if (d->set[i] == h)
+            return true;
+        i = (i + 1) & d->mask;
+    }
+    if (d->len == d->window) { /* forget the oldest */
+        set_remove(d, d->ring[d->head]);
+        d->head = (d->head + 1) % d->window;
+        d->len--;
+        i = h & d->mask; /* the removal may have shifted the run */
+        while (d->set[i])
+            i = (i + 1) & d->mask;
+    }
+    d->set[i] = h;
+    d->ring[(d->head + d->len) % d->window] = h;
+    d->len++;
+    return false;
+}
+
+/* ------------------------------------------------------------ checkpoint */
+
+/*  Format (text, one entry a line, newest last):
+        dfc-checkpoint 1
+        <epoch> <gseq>
+    Epochs are the bridge's own strings (no spaces or newlines in practice;
+    entries whose epoch has any are never written). */
+int
+dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n)
+{
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return errno == ENOENT ? DFC_OK : DFC_EINVAL;
+    char line[DFC_EPOCH_MAX + 64];
+    int rc = DFC_OK;
+    if (!fgets(line, sizeof line, f) || strcmp(line, "dfc-checkpoint 1\n") != 0)
+        rc = DFC_EINVAL;
+    while (rc == DFC_OK && fgets(line, sizeof line, f)) {
+        char *sp = strrchr(line, ' ');
+        char *end = NULL;
+        if (!sp || sp == line || (size_t)(sp - line) >= DFC_EPOCH_MAX) {
+            rc = DFC_EINVAL;
+            break;
+        }
+        errno = 0;
+        unsigned long long g = strtoull(sp + 1, &end, 10);
+        if (errno || end == sp + 1 || *end != '\n') {
+            rc = DFC_EINVAL;
+            break;
+        }
+        if (*n == max) { /* keep the newest: shift */
+            memmove(out, out + 1, (max - 1) * sizeof *out);
+            (*n)--;
+        }
+        memcpy(out[*n].epoch, line, (size_t)(sp - line));
+        out[*n].epoch[sp - line] = '\0';
+        out[*n].gseq = g;
+        (*n)++;
+    }
+    fclose(f);
+    return rc;
+}
+
+int
+dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return DFC_EINVAL;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return DFC_EINVAL;
+    char buf[DFC_CKPT_MAX * (DFC_EPOCH_MAX + 24) + 32];
+    size_t pos = (size_t)snprintf(buf, sizeof buf, "dfc-checkpoint 1\n");
+    for (size_t i = 0; i < n; i++)
+        if (!strpbrk(e[i].epoch, " \n") && e[i].epoch[0])
+            pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "%s %llu\n", e[i].epoch,
+                                    (unsigned long long)e[i].gseq);
+    bool ok = write(fd, buf, pos) == (ssize_t)pos && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    /* rename is atomic: a reader (or a restart after SIGKILL) sees the old
+       file or the new one, never half of one */
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return DFC_EINVAL;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+        int dfd = open(slash == dir ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd); /* the rename itself reaches the disk */
+            close(dfd);
+        }
+    }
+    return DFC_OK;
+}
+
+/* -------------------------------------------------------- replay request */
+
+static size_t
+put_str(unsigned char *p, const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 32) {
+        p[0] = (unsigned char)(0xa0 | n);
+        memcpy(p + 1, s, n);
+        return n + 1;
+    }
+    p[0] = 0xd9;
+    p[1] = (unsigned char)n; /* callers keep strings < 256 bytes */
+    memcpy(p + 2, s, n);
+    return n + 2;
+}
+
+static size_t
+put_uint(unsigned char *p, uint64_t v)
+{
+    p[0] = 0xcf;
+    for (int i = 0; i < 8; i++)
+        p[1 + i] = (unsigned char)(v >> (56 - 8 * i));
+    return 9;
+}
+
+size_t
+dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, uint64_t from_gseq,
+                   unsigned limit)
+{
+    /* {"v":1, "req":req, ["epoch":epoch,] "from_gseq":n, "limit":limit} */
+    size_t el = epoch ? strlen(epoch) : 0;
+    if (el > 255 || size < 80 + el)
+        return 0;
+    unsigned char *p = buf;
+    size_t pos = 0;
+    p[pos++] = (unsigned char)(0x80 | (el ? 5 : 4));
+    pos += put_str(p + pos, "v");
+    p[pos++] = 1;
+    pos += put_str(p + pos, "req");
+    pos += put_uint(p + pos, req);
+    if (el) {
+        pos += put_str(p + pos, "epoch");
+        pos += put_str(p + pos, epoch);
+    }
+    pos += put_str(p + pos, "from_gseq");
+    pos += put_uint(p + pos, from_gseq);
+    pos += put_str(p + pos, "limit");
+    pos += put_uint(p + pos, limit);
+    return pos;
+}
