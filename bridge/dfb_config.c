@@ -3,6 +3,7 @@
     tables below so that a bad value gets one message naming its key path,
     and an unknown key only a warning. */
 #include "dfb_config.h"
+#include "dfb_dedupe.h"
 
 #include <errno.h>
 #include <math.h>
@@ -731,6 +732,113 @@ check_datahose(ctx_t *c)
 
 /* ---- bridge ------------------------------------------------------------- */
 
+/* ---- bridge: delivery guarantees (journal, replay, heartbeat, dedupe) ------ */
+
+static void
+delivery_str(char **dst, const char *s)
+{
+    free(*dst);
+    *dst = xstrdup(s);
+}
+
+static void
+journal_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+{
+    dfb_config_t *cfg = c->cfg;
+    long long n;
+    (void)arg;
+    if (is_null(v))
+        return;
+    if (strcmp(key, "segmentBytes") == 0) {
+        if (get_range(c, v, path, 4096, (long long)1 << 40, &n) == 0)
+            cfg->journal_segment_bytes = n;
+    } else if (strcmp(key, "maxBytes") == 0) {
+        if (get_range(c, v, path, 0, (long long)1 << 50, &n) == 0)
+            cfg->journal_max_bytes = n;
+    } else if (strcmp(key, "maxAgeMillis") == 0) {
+        if (get_range(c, v, path, 0, (long long)1 << 50, &n) == 0)
+            cfg->journal_max_age_ms = n;
+    } else if (strcmp(key, "fsync") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s && strcasecmp(s, "always") == 0)
+            cfg->journal_fsync = DFB_FSYNC_ALWAYS;
+        else if (s && strcasecmp(s, "interval") == 0)
+            cfg->journal_fsync = DFB_FSYNC_INTERVAL;
+        else if (s && strcasecmp(s, "never") == 0)
+            cfg->journal_fsync = DFB_FSYNC_NEVER;
+        else if (s)
+            fail(c, "%s: must be always, interval or never, not '%s'", path, s);
+    } else if (strcmp(key, "fsyncMillis") == 0) {
+        if (get_range(c, v, path, 1, 3600000, &n) == 0)
+            cfg->journal_fsync_ms = (long)n;
+    } else {
+        unknown(c, path);
+    }
+}
+
+/*  The bridge keys of the delivery guarantees. Returns 1 when key is one. */
+static int
+delivery_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v)
+{
+    dfb_config_t *cfg = c->cfg;
+    long long n;
+    if (strcmp(key, "stateDir") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s && !*s)
+            fail(c, "%s: must not be empty (leave it out for no journal)", path);
+        else if (s)
+            delivery_str(&cfg->state_dir, s);
+    } else if (strcmp(key, "replay") == 0 || strcmp(key, "replayAdvertise") == 0) {
+        const char *s = get_string(c, v, path);
+        if (s && *s && !strstr(s, "://"))
+            fail(c, "%s: not a ZeroMQ endpoint (tcp://host:port, ipc://path ...)", path);
+        else if (s && *s)
+            delivery_str(key[6] ? &cfg->replay_advertise : &cfg->replay, s);
+    } else if (strcmp(key, "heartbeatMillis") == 0) {
+        if (get_range(c, v, path, 0, 3600000, &n) == 0)
+            cfg->heartbeat_ms = (int)n;
+    } else if (strcmp(key, "dedupeWindow") == 0) {
+        if (get_range(c, v, path, 0, DFB_DEDUPE_MAX_WINDOW, &n) == 0)
+            cfg->dedupe_window = n;
+    } else if (strcmp(key, "dedupeMillis") == 0) {
+        if (get_range(c, v, path, 0, (long long)1 << 50, &n) == 0)
+            cfg->dedupe_ms = n;
+    } else if (strcmp(key, "journal") == 0) {
+        walk_map(c, v, path, journal_pair, NULL);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static void
+delivery_defaults(dfb_config_t *cfg)
+{
+    cfg->heartbeat_ms = 1000;
+    cfg->journal_segment_bytes = (long long)64 << 20;
+    cfg->journal_max_bytes = (long long)1 << 30;
+    cfg->journal_max_age_ms = 7LL * 24 * 3600 * 1000;
+    cfg->journal_fsync = DFB_FSYNC_INTERVAL;
+    cfg->journal_fsync_ms = 1000;
+    cfg->dedupe_window = 100000;
+    cfg->dedupe_ms = 3600000;
+}
+
+static void
+delivery_check(ctx_t *c)
+{
+    if (c->cfg->replay && !c->cfg->state_dir)
+        fail(c, "bridge.replay: needs bridge.stateDir (replay reads the journal)");
+}
+
+static void
+delivery_free(dfb_config_t *cfg)
+{
+    free(cfg->state_dir);
+    free(cfg->replay);
+    free(cfg->replay_advertise);
+}
+
 static void
 bridge_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
 {
@@ -775,7 +883,7 @@ bridge_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *a
     } else if (strcmp(key, "maxBodyBytes") == 0) {
         if (get_range(c, v, path, 1024, (long long)1 << 40, &n) == 0)
             cfg->max_body_bytes = (size_t)n;
-    } else {
+    } else if (!delivery_pair(c, path, key, v)) {
         unknown(c, path);
     }
 }
@@ -914,6 +1022,7 @@ set_defaults(dfb_config_t *cfg)
     cfg->read_timeout_ms = 60000;
     cfg->connect_timeout_ms = 15000;
     cfg->max_body_bytes = (size_t)64 << 20;
+    delivery_defaults(cfg);
 }
 
 dfb_config_t *
@@ -985,6 +1094,8 @@ dfb_config_load(const char *path, char *err, size_t errlen)
     /* transport: certificate authentication needs the sessionAuth client */
     if (!c.failed && !c.has_key_path && !c.has_key_content && !cfg->session_auth.host)
         fail(&c, "sessionAuth.host: required for certificate authentication (or a global host)");
+    if (!c.failed)
+        delivery_check(&c);
     if (!c.failed && cfg->read_timeout_ms <= cfg->connect_timeout_ms)
         dfb_warn("config: bridge.readTimeoutMillis (%ld) should exceed "
                  "bridge.connectTimeoutMillis (%ld)",
@@ -1034,6 +1145,7 @@ dfb_config_destroy(dfb_config_t **self_p)
     free(cfg->datahose_tag);
     free_event_types(cfg);
     free(cfg->publish);
+    delivery_free(cfg);
     free(cfg);
     *self_p = NULL;
 }

@@ -32,6 +32,37 @@ usage(FILE *out)
                  "  5  internal error (out of memory, cannot start the HTTP client)\n");
 }
 
+/*  Delivery guarantees: PUB, journal (bridge.stateDir), replay, heartbeat,
+    dedupe window, from the bridge: section. NULL on error (message in err). */
+static dfb_publish_t *
+start_publisher(const dfb_config_t *cfg, char *err, size_t errlen)
+{
+    dfb_publish_opts_t o = {
+        .endpoint = cfg->publish,
+        .sndhwm = cfg->sndhwm,
+        .state_dir = cfg->state_dir,
+        .journal = {.segment_bytes = (uint64_t)cfg->journal_segment_bytes,
+                    .max_bytes = (uint64_t)cfg->journal_max_bytes,
+                    .max_age_ms = cfg->journal_max_age_ms,
+                    .fsync = cfg->journal_fsync,
+                    .fsync_ms = cfg->journal_fsync_ms},
+        .replay = cfg->replay,
+        .replay_advertise = cfg->replay_advertise,
+        .heartbeat_ms = cfg->heartbeat_ms,
+        .dedupe_window = (size_t)cfg->dedupe_window,
+        .dedupe_ms = cfg->dedupe_ms,
+    };
+    dfb_publish_t *pub = dfb_publish_new_opts(&o, err, errlen);
+    if (pub && !cfg->state_dir)
+        dfb_warn("no bridge.stateDir: no journal and no replay; a message PUB drops for a slow "
+                 "or absent subscriber cannot be recovered");
+    else if (pub)
+        dfb_info("journal %s/journal, replay %s, heartbeat every %d ms", cfg->state_dir,
+                 *dfb_publish_replay_endpoint(pub) ? dfb_publish_replay_endpoint(pub) : "off",
+                 cfg->heartbeat_ms);
+    return pub;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -95,7 +126,7 @@ main(int argc, char **argv)
     int rc = DFB_EXIT_FATAL;
     dfb_http_t *http = dfb_http_new(cfg->connect_timeout_ms, cfg->read_timeout_ms,
                                     cfg->max_body_bytes, dfb_stop_fd());
-    dfb_publish_t *pub = dfb_publish_new(cfg->publish, cfg->sndhwm, err, sizeof err);
+    dfb_publish_t *pub = start_publisher(cfg, err, sizeof err);
     dfb_loop_t *loop = NULL;
     if (!http) {
         dfb_error("cannot initialise the HTTP client");
@@ -135,6 +166,11 @@ main(int argc, char **argv)
                  ls.reads, ls.events, ps.published, ps.encode_errors, ps.send_errors, ls.retries,
                  ls.reauths, ls.recreates, ls.adopted, ls.created, ls.unacked, ls.malformed,
                  ls.replaced);
+        dfb_info("journaled %" PRIu64 ", journal errors %" PRIu64 ", deduped %" PRIu64
+                 ", heartbeats %" PRIu64 ", replay requests %" PRIu64 " (messages %" PRIu64
+                 ", errors %" PRIu64 ", abandoned %" PRIu64 ")",
+                 ps.journaled, ps.journal_errors, ps.deduped, ps.heartbeats, ps.replay_requests,
+                 ps.replay_messages, ps.replay_errors, ps.replay_abandoned);
     }
     dfb_loop_destroy(&loop);
     dfb_publish_destroy(&pub);
