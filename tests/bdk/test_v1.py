@@ -8,7 +8,7 @@ import sys
 import tempfile
 
 import bdkfw
-from bdkfw import (EXIT_FATAL, FAST_RETRY, auth_ok_then, check, eq, event, mk_bridge, mk_pod,
+from bdkfw import (EXIT_AUTH, EXIT_EXHAUSTED, EXIT_FATAL, FAST_RETRY, auth_ok_then, check, eq, event, mk_bridge, mk_pod,
                    mk_sub, run, summary, wait_count, wait_until)
 
 
@@ -135,7 +135,7 @@ def test_v1_create_401_twice_refresh_ok_then_attempts_run_out(live):
     pod = mk_pod(live)
     pod.faults({"endpoint": "v1create", "action": "status", "status": 401, "count": 2})
     b = mk_bridge(live, pod, datafeed=df1(tmpdir()))
-    b.expect_exit(EXIT_FATAL, "create", "attempt")
+    b.expect_exit(EXIT_EXHAUSTED, "create", "attempt")
     eq([c["status"] for c in pod.calls("v1create")], [401, 401], "v1 creates")
     check(len(pod.calls("auth")) >= 2, "a refresh after the 401")
 
@@ -145,7 +145,7 @@ def test_v1_create_401_refresh_fails_fatal(live):
     pod.faults({"endpoint": "v1create", "action": "status", "status": 401},
                *auth_ok_then({"endpoint": "auth", "action": "status", "status": 401}))
     b = mk_bridge(live, pod, datafeed=df1(tmpdir()))
-    b.expect_exit(EXIT_FATAL, "401|unauthori|authenticat")
+    b.expect_exit(EXIT_AUTH, "401|unauthori|authenticat")
     eq([c["status"] for c in pod.calls("v1create")], [401], "v1 creates")
 
 
@@ -154,7 +154,7 @@ def test_v1_read_401_refresh_fails_fatal(live):
     pod.faults({"endpoint": "v1read", "action": "status", "status": 401},
                *auth_ok_then({"endpoint": "auth", "action": "status", "status": 401}))
     b = mk_bridge(live, pod, datafeed=df1(tmpdir()))
-    b.expect_exit(EXIT_FATAL, "401|unauthori|authenticat")
+    b.expect_exit(EXIT_AUTH, "401|unauthori|authenticat")
     eq([c["status"] for c in pod.calls("v1read")], [401], "v1 reads")
 
 
@@ -162,7 +162,7 @@ def test_v1_read_timeout_retried_then_fatal(live):
     pod = mk_pod(live, "--hold-ms", "300")
     pod.faults({"endpoint": "v1read", "action": "slow", "delay_ms": 2500, "count": 2})
     b = mk_bridge(live, pod, datafeed=df1(tmpdir()), read_timeout_ms=1000)
-    b.expect_exit(EXIT_FATAL, "read", "attempt")
+    b.expect_exit(EXIT_EXHAUSTED, "read", "attempt")
     wait_count(pod, "v1read", 2)
 
 
@@ -171,7 +171,7 @@ def test_v1_read_400_twice_two_attempts(live):
     pod = mk_pod(live, "--hold-ms", "300")
     pod.faults({"endpoint": "v1read", "action": "status", "status": 400, "count": 5})
     b = mk_bridge(live, pod, datafeed=df1(tmpdir()))
-    b.expect_exit(EXIT_FATAL, "read|creat", "attempt")
+    b.expect_exit(EXIT_EXHAUSTED, "read|creat", "attempt")
     eq(len(pod.calls("v1read")), 2, "v1 reads")
     check(len(pod.calls("v1create")) in (2, 3), "v1 creates: %s" % summary(pod.calls("v1create")))
 

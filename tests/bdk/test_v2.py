@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from bdkfw import (EXIT_FATAL, FAST_RETRY, Failure, auth_ok_then, check, datafeed_calls, eq,
+from bdkfw import (EXIT_AUTH, EXIT_EXHAUSTED, EXIT_FATAL, FAST_RETRY, Failure, auth_ok_then, check, datafeed_calls, eq,
                    event, mk_bridge, mk_pod, mk_sub, run, summary, wait_count, wait_until)
 
 READ0 = '{"ackId":"","updatePresence":true}'
@@ -216,11 +216,12 @@ def test_stop_during_held_read(live):
 
 # ---- errors (classification and attempts; maxAttempts 2 as J's ofMinimalInterval(2)) --------
 def _read_fault_then_exit(live, faults, want_reads, words, attempts=2, **kw):
+    status = EXIT_EXHAUSTED if "attempt" in words else EXIT_FATAL
     pod = mk_pod(live, "--hold-ms", "300")
     feed = pod.create_feed()
     pod.faults(*faults)
     b = mk_bridge(live, pod, datafeed=df(attempts), **kw)
-    line = b.expect_exit(EXIT_FATAL, *words)
+    line = b.expect_exit(status, *words)
     rs = wait_count(pod, "read", want_reads)
     eq(len(pod.calls("list")), 1, "list calls")
     eq(pod.calls("create"), [], "create calls")
@@ -261,7 +262,7 @@ def test_read_dropped_connection_retried_then_fatal(live):
     pod.create_feed()
     pod.faults({"endpoint": "read", "action": "drop", "count": 4})
     b = mk_bridge(live, pod)
-    b.expect_exit(EXIT_FATAL, "read", "attempt")
+    b.expect_exit(EXIT_EXHAUSTED, "read", "attempt")
     wait_until(lambda: len(reads(pod)) >= 2, "two reads")
     n = len(reads(pod))
     check(2 <= n <= 4, "2 attempts are 2 to 4 dropped calls: %s" % summary(reads(pod)))
@@ -290,7 +291,7 @@ def test_read_401_refresh_fails_fatal(live):
     pod.faults({"endpoint": "read", "action": "status", "status": 401},
                *auth_ok_then({"endpoint": "auth", "action": "status", "status": 401}))
     b = mk_bridge(live, pod)
-    b.expect_exit(EXIT_FATAL, "401|unauthori|authenticat")
+    b.expect_exit(EXIT_AUTH, "401|unauthori|authenticat")
     eq(len(reads(pod)), 1, "reads")
     eq([c["status"] for c in pod.calls("auth")], [200, 401], "logins")
 
@@ -339,7 +340,7 @@ def test_list_502_retried_then_fatal(live):
     pod = mk_pod(live)
     pod.faults({"endpoint": "list", "action": "status", "status": 502, "count": 2})
     b = mk_bridge(live, pod)
-    b.expect_exit(EXIT_FATAL, "list", "attempt")
+    b.expect_exit(EXIT_EXHAUSTED, "list", "attempt")
     eq([c["status"] for c in datafeed_calls(pod)], [502, 502], "datafeed calls")
 
 
@@ -360,7 +361,7 @@ def test_list_401_refresh_fails_fatal(live):
     pod.faults({"endpoint": "list", "action": "status", "status": 401},
                *auth_ok_then({"endpoint": "auth", "action": "status", "status": 401}))
     b = mk_bridge(live, pod)
-    b.expect_exit(EXIT_FATAL, "401|unauthori|authenticat")
+    b.expect_exit(EXIT_AUTH, "401|unauthori|authenticat")
     eq(len(pod.calls("list")), 1, "list calls")
 
 
@@ -369,7 +370,7 @@ def test_create_401_refresh_fails_fatal(live):
     pod.faults({"endpoint": "create", "action": "status", "status": 401},
                *auth_ok_then({"endpoint": "auth", "action": "status", "status": 401}))
     b = mk_bridge(live, pod)
-    b.expect_exit(EXIT_FATAL, "401|unauthori|authenticat")
+    b.expect_exit(EXIT_AUTH, "401|unauthori|authenticat")
     eq(len(pod.calls("create")), 1, "create calls")
     eq(len(pod.calls("list")), 1, "list calls")
 
@@ -378,7 +379,7 @@ def test_create_400_retried_then_fatal(live):
     pod = mk_pod(live)
     pod.faults({"endpoint": "create", "action": "status", "status": 400, "count": 2})
     b = mk_bridge(live, pod)
-    b.expect_exit(EXIT_FATAL, "create", "attempt")
+    b.expect_exit(EXIT_EXHAUSTED, "create", "attempt")
     eq([c["status"] for c in pod.calls("create")], [400, 400], "create calls")
 
 
@@ -386,7 +387,7 @@ def test_create_502_retried_then_fatal(live):
     pod = mk_pod(live)
     pod.faults({"endpoint": "create", "action": "status", "status": 502, "count": 2})
     b = mk_bridge(live, pod)
-    b.expect_exit(EXIT_FATAL, "create", "attempt")
+    b.expect_exit(EXIT_EXHAUSTED, "create", "attempt")
     eq([c["status"] for c in pod.calls("create")], [502, 502], "create calls")
 
 
@@ -479,7 +480,7 @@ def test_400_delete_502_retried_then_fatal(live):
     b, s = steady(live, pod)
     pod.faults({"endpoint": "delete", "action": "status", "status": 502, "count": 5},
                {"endpoint": "read", "action": "status", "status": 400})
-    b.expect_exit(EXIT_FATAL, "delete", "attempt")
+    b.expect_exit(EXIT_EXHAUSTED, "delete", "attempt")
     eq([c["status"] for c in pod.calls("delete")], [502, 502], "delete calls")
     eq(pod.calls("create"), [], "create calls")
 
@@ -492,7 +493,7 @@ def test_400_delete_401_refresh_fails_fatal(live):
                {"endpoint": "auth", "action": "status", "status": 401},
                {"endpoint": "read", "action": "status", "status": 400})
     # (the bridge's own login is done: the next auth call is the refresh)
-    b.expect_exit(EXIT_FATAL, "401|unauthori|authenticat")
+    b.expect_exit(EXIT_AUTH, "401|unauthori|authenticat")
     eq([c["status"] for c in pod.calls("delete")], [401], "delete calls")
 
 
@@ -503,7 +504,7 @@ def test_400_then_500_one_recreate_two_reads(live):
     pod.faults({"endpoint": "read", "action": "status", "status": 400},
                {"endpoint": "read", "action": "status", "status": 500, "count": 5})
     b = mk_bridge(live, pod)
-    b.expect_exit(EXIT_FATAL, "read", "attempt")
+    b.expect_exit(EXIT_EXHAUSTED, "read", "attempt")
     eq([r["status"] for r in reads(pod)], [400, 500], "reads")
     eq(len(pod.calls("create")), 1, "creates")
 
@@ -514,7 +515,7 @@ def test_400_twice_with_two_attempts(live):
     pod.create_feed()
     pod.faults({"endpoint": "read", "action": "status", "status": 400, "count": 5})
     b = mk_bridge(live, pod)
-    b.expect_exit(EXIT_FATAL, "read|recreat", "attempt")
+    b.expect_exit(EXIT_EXHAUSTED, "read|recreat", "attempt")
     eq([r["status"] for r in reads(pod)], [400, 400], "reads")
     eq(len(pod.calls("create")), 2, "one create per 400")
 
