@@ -583,7 +583,8 @@ datafeed_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void 
             cfg->datafeed_version = DFB_DATAFEED_V1;
             dfb_warn("config: %s: v1 is deprecated (end of support April 2023); prefer v2", path);
         } else
-            fail(c, "%s: must be v2 (or v1), not '%s' (the datahose is selected by "
+            fail(c,
+                 "%s: must be v2 (or v1), not '%s' (the datahose is selected by "
                  "bridge.source: datahose)",
                  path, s);
     } else if (strcmp(key, "retry") == 0) {
@@ -919,8 +920,8 @@ root_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg
         walk_map(c, v, path, ssl_pair, NULL);
     } else if (strcmp(key, "datahose") == 0)
         walk_map(c, v, path, datahose_pair, NULL);
-    else if (strcmp(key, "app") == 0 || strcmp(key, "manifest") == 0 || strcmp(key, "_version") == 0 ||
-               strcmp(key, "botUsername") == 0)
+    else if (strcmp(key, "app") == 0 || strcmp(key, "manifest") == 0 ||
+             strcmp(key, "_version") == 0 || strcmp(key, "botUsername") == 0)
         ignore(c, path, "accepted, not used by the bridge");
     else
         unknown(c, path);
@@ -1299,6 +1300,58 @@ dfb_config_test(int verbose)
     }
     dfb_config_destroy(&cfg);
     dfb_log_set_level(DFB_LOG_INFO);
+
+    /* datahose (loop section): defaults, the tag cut to 80 characters (not bytes), its own
+       retry block, bridge.source. */
+    cfg = load_text("host: h\nbot: {username: my-bot, privateKey: {path: k}}\n", err, sizeof err);
+    CHECK(cfg);
+    if (cfg) {
+        CHECK(cfg->source == DFB_SOURCE_DATAFEED);
+        CHECK(strcmp(cfg->datahose_tag, "datahose-my-bot") == 0);
+        CHECK(cfg->datahose_event_types_n == 0);
+        CHECK(retry_is(&cfg->datahose_retry, -1, 500, 2.0, 300000));
+        CHECK(strcmp(cfg->datafeed_id_file_path, ".") == 0);
+    }
+    dfb_config_destroy(&cfg);
+    {
+        char yaml[1024], tag[200];
+        /* 78 ASCII + 4 x "é" (2 bytes each): 82 characters, cut after 80. */
+        memset(tag, 'a', 78);
+        strcpy(tag + 78, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+        snprintf(yaml, sizeof yaml,
+                 "host: h\nbot: {username: u, privateKey: {path: k}}\n"
+                 "bridge: {source: datahose}\n"
+                 "datafeed: {retry: {maxAttempts: 7}, idFilePath: /var/lib/x}\n"
+                 "datahose: {tag: \"%s\", eventTypes: [MESSAGESENT, ROOMCREATED],\n"
+                 "  retry: {initialIntervalMillis: 100}}\n",
+                 tag);
+        cfg = load_text(yaml, err, sizeof err);
+        if (verbose)
+            printf("  datahose -> %s\n", cfg ? cfg->datahose_tag : err);
+        CHECK(cfg);
+        if (cfg) {
+            CHECK(cfg->source == DFB_SOURCE_DATAHOSE);
+            CHECK(strlen(cfg->datahose_tag) == 78 + 4 &&
+                  strncmp(cfg->datahose_tag, tag, 82) == 0); /* 80 characters, 82 bytes */
+            CHECK(cfg->datahose_event_types_n == 2 &&
+                  strcmp(cfg->datahose_event_types[0], "MESSAGESENT") == 0 &&
+                  strcmp(cfg->datahose_event_types[1], "ROOMCREATED") == 0 &&
+                  cfg->datahose_event_types[2] == NULL);
+            /* Its own block (missing fields from the global defaults), never datafeed.retry. */
+            CHECK(retry_is(&cfg->datahose_retry, 10, 100, 2.0, 300000));
+            CHECK(retry_is(&cfg->datafeed_retry, 7, 500, 2.0, 300000));
+            CHECK(strcmp(cfg->datafeed_id_file_path, "/var/lib/x") == 0);
+        }
+        dfb_config_destroy(&cfg);
+        /* The default tag is cut too: datahose-<85 characters> -> 80. */
+        memset(tag, 'u', 85);
+        tag[85] = '\0';
+        snprintf(yaml, sizeof yaml, "host: h\nbot: {username: %s, privateKey: {path: k}}\n", tag);
+        cfg = load_text(yaml, err, sizeof err);
+        CHECK(cfg && strlen(cfg->datahose_tag) == 80 &&
+              strncmp(cfg->datahose_tag, "datahose-uuu", 12) == 0);
+        dfb_config_destroy(&cfg);
+    }
 
     /* A few error messages (the full list runs through `dfbridge --check`). */
     struct {

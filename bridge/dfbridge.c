@@ -25,9 +25,10 @@ usage(FILE *out)
                  "  --check        validate the config and the bot key, then exit (0 ok, 2 bad)\n"
                  "exit status (one error line says why):\n"
                  "  0  stopped by SIGINT/SIGTERM\n"
-                 "  1  fatal upstream status (403, 404, datahose 400, 403 on create: 20 feeds)\n"
+                 "  1  fatal upstream status (403, 404, datahose 400, 403 on create: 20 feeds),\n"
+                 "     or authentication failed otherwise (retry exhausted, unexpected answer)\n"
                  "  2  bad configuration or command line, unbindable bridge.publish\n"
-                 "  3  retries exhausted (datafeed.retry / datahose.retry / retry maxAttempts)\n"
+                 "  3  retries exhausted (datafeed.retry or datahose.retry maxAttempts)\n"
                  "  4  authentication refused (401 on login or re-login)\n"
                  "  5  internal error (out of memory, cannot start the HTTP client)\n");
 }
@@ -145,9 +146,9 @@ main(int argc, char **argv)
         dfb_info("dfbridge %s: pod %s, agent %s, keyManager %s, bot %s, %s, publish %s "
                  "(sndhwm %d), epoch %s",
                  DF_VERSION, pod, agent, km, cfg->bot_username,
-                 cfg->source == DFB_SOURCE_DATAHOSE           ? "datahose"
+                 cfg->source == DFB_SOURCE_DATAHOSE         ? "datahose"
                  : cfg->datafeed_version == DFB_DATAFEED_V1 ? "datafeed v1"
-                                                              : "datafeed v2",
+                                                            : "datafeed v2",
                  dfb_publish_endpoint(pub), cfg->sndhwm, dfb_publish_epoch(pub));
         rc = dfb_loop_run(loop);
         dfb_loop_stats_t ls;

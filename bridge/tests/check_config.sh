@@ -61,6 +61,30 @@ unreadable_key)
 bad_log_level)
   printf '%sbridge:\n  logLevel: loud\n' "$base" > $cfg
   want_msg='config: bridge.logLevel: must be error, warn, info or debug' ;;
+datahose_no_event_types)
+  printf '%sbridge:\n  source: datahose\n' "$base" > $cfg
+  want_msg='config: datahose.eventTypes: required (a non-empty list) when bridge.source is datahose' ;;
+datahose_empty_event_types)
+  printf '%sbridge:\n  source: datahose\ndatahose:\n  eventTypes: []\n' "$base" > $cfg
+  want_msg='config: datahose.eventTypes: required (a non-empty list)' ;;
+datahose_bad_event_type)
+  printf '%sdatahose:\n  eventTypes: [MESSAGESENT, ""]\n' "$base" > $cfg
+  want_msg='config: datahose.eventTypes: item 2 is not a non-empty string' ;;
+datahose_bad_retry)
+  printf '%sdatahose:\n  retry:\n    maxAttempts: 0\n' "$base" > $cfg
+  want_msg='config: datahose.retry.maxAttempts: must be -1 (unlimited) or at least 1' ;;
+datahose_ok)
+  printf '%sbridge:\n  source: DataHose\ndatahose:\n  tag: t\n  eventTypes: [MESSAGESENT]\n' "$base" > $cfg
+  want_status=0; want_msg='OK' ;;
+bad_source)
+  printf '%sbridge:\n  source: firehose\n' "$base" > $cfg
+  want_msg="config: bridge.source: must be datafeed or datahose, not 'firehose'" ;;
+bad_include_invisible)
+  printf '%sdatafeed:\n  includeInvisible: maybe\n' "$base" > $cfg
+  want_msg='config: datafeed.includeInvisible: not a boolean' ;;
+long_datafeed_tag)
+  printf '%sdatafeed:\n  tag: %s\n' "$base" "$(printf 'x%.0s' $(seq 101))" > $cfg
+  want_msg='config: datafeed.tag: at most 100 characters' ;;
 example)
   # The documented example, with the key path pointed at the test key.
   sed 's|/etc/dfbridge/bot-key.pem|key.pem|' "$srcdir/dfbridge.example.yaml" > $cfg 2>/dev/null ||

@@ -487,8 +487,8 @@ def case_datahose():
 
 
 def case_stop_in_backoff():
-    """SIGTERM during a 60 s backoff wait after a 503, and during a held datahose read: exit 0
-    within 1 s; nothing deleted."""
+    """SIGTERM during a 60 s backoff wait after a 503, and during a held 30 s datahose read:
+    exit 0 within 1 s; nothing deleted."""
     pod = Pod()
     pod.admin("POST", "faults", {"endpoint": "read", "action": "status", "status": 503})
     b = Bridge(pod, retry="initialIntervalMillis: 60000, maxIntervalMillis: 60000")
@@ -497,6 +497,14 @@ def case_stop_in_backoff():
     rc, dt = b.stop()
     check(rc == 0 and dt < 1.0, "stop in backoff: exit 0 in %.2f s" % dt)
     check(pod.calls("delete") == [], "nothing deleted")
+    pod.stop()
+    # A held datahose read (the pod holds it 30 s) is cut at once too.
+    pod = Pod("--hold-ms", "30000")
+    b = Bridge(pod, "datahose:\n  eventTypes: [MESSAGESENT]\n", name="dh",
+               bridge_extra="  source: datahose\n")
+    pod.wait_held()
+    rc, dt = b.stop()
+    check(rc == 0 and dt < 1.0, "stop in a held datahose read: exit 0 in %.2f s" % dt)
     pod.stop()
 
 
