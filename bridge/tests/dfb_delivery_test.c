@@ -1,0 +1,1154 @@
+/*  dfb_delivery_test: unit tests of the delivery guarantees (journal, dedupe
+    window, replay endpoint, heartbeat) run in-process, one ctest per name:
+      dfb_delivery_test NAME SCRATCH_DIR
+    The end-to-end tests (real dfbridge + dfpod, kill -9) are in
+    tests/integration/delivery_test.py. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <msgpack.h>
+
+#include "dfb_dedupe.h"
+#include "dfb_journal.h"
+#include "dfb_mpack.h"
+#include "dfb_publish.h"
+
+static int s_fails;
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
+            s_fails++;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+static char s_dir[512];
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static void
+rm_rf(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    char path[1024];
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            rm_rf(path);
+        else
+            unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/*  A fresh state dir for one scenario. */
+static const char *
+fresh(const char *name)
+{
+    static char path[600];
+    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    rm_rf(path);
+    mkdir(s_dir, 0755);
+    return path;
+}
+
+static dfb_journal_opts_t
+opts(const char *dir, uint64_t seg, uint64_t max, int64_t age, dfb_fsync_t fs)
+{
+    return (dfb_journal_opts_t){.dir = dir,
+                                .segment_bytes = seg,
+                                .max_bytes = max,
+                                .max_age_ms = age,
+                                .fsync = fs,
+                                .fsync_ms = 1000};
+}
+
+static const char *const TOPICS[3] = {"MESSAGESENT", "ROOMCREATED", "USERJOINEDROOM"};
+
+/*  Record i (gseq i+first): topic i%3, seq per topic, a body that encodes
+    gseq so read-back is checked byte for byte. */
+typedef struct {
+    char body[200];
+    char id[32];
+    dfb_journal_rec_t rec;
+} mk_t;
+
+static void
+mk(mk_t *m, uint64_t gseq, uint64_t seq, int topic, size_t body_len)
+{
+    snprintf(m->id, sizeof m->id, "id-%" PRIu64, gseq);
+    for (size_t k = 0; k < sizeof m->body; k++)
+        m->body[k] = (char)('a' + (gseq + k) % 26);
+    m->rec = (dfb_journal_rec_t){.gseq = gseq,
+                                 .seq = seq,
+                                 .topic = TOPICS[topic],
+                                 .topic_len = strlen(TOPICS[topic]),
+                                 .type = TOPICS[topic],
+                                 .type_len = strlen(TOPICS[topic]),
+                                 .id = m->id,
+                                 .id_len = strlen(m->id),
+                                 .body = (const uint8_t *)m->body,
+                                 .body_len = body_len};
+}
+
+/*  Appends n records from gseq first; seqs[] tracks per-topic seq. */
+static int
+append_n(dfb_journal_t *j, uint64_t first, int n, uint64_t seqs[3], int64_t now)
+{
+    for (int i = 0; i < n; i++) {
+        uint64_t g = first + (uint64_t)i;
+        int t = (int)(g % 3);
+        mk_t m;
+        mk(&m, g, ++seqs[t], t, 50 + g % 100);
+        if (dfb_journal_append(j, &m.rec, now) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*  Reads from gseq from to the head, checking every record. Returns the
+    count, or -1 on a mismatch / error. */
+static long
+read_check(dfb_journal_t *j, uint64_t from, uint64_t expect_first)
+{
+    dfb_journal_reader_t *r = dfb_journal_reader_new(j);
+    long n = 0;
+    if (dfb_journal_reader_seek_gseq(r, from) != 0) {
+        dfb_journal_reader_destroy(&r);
+        return -1;
+    }
+    dfb_journal_rec_t rec;
+    int rc;
+    uint64_t want = expect_first;
+    while ((rc = dfb_journal_reader_next(r, &rec)) == 1) {
+        mk_t m;
+        mk(&m, want, 0, (int)(want % 3), 50 + want % 100);
+        if (rec.gseq != want || rec.body_len != m.rec.body_len ||
+            memcmp(rec.body, m.body, rec.body_len) != 0 || rec.topic_len != m.rec.topic_len ||
+            memcmp(rec.topic, m.rec.topic, rec.topic_len) != 0 || rec.id_len != m.rec.id_len ||
+            memcmp(rec.id, m.id, rec.id_len) != 0) {
+            printf("  mismatch at gseq %" PRIu64 " (got %" PRIu64 ")\n", want, rec.gseq);
+            n = -1;
+            break;
+        }
+        want++;
+        n++;
+    }
+    if (rc < 0)
+        n = -1;
+    dfb_journal_reader_destroy(&r);
+    return n;
+}
+
+static int
+count_segments(const char *state)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/journal", state);
+    DIR *d = opendir(path);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += strstr(e->d_name, ".dfj") != NULL;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/*  Path of the newest segment file. */
+static void
+last_segment(const char *state, char *out, size_t cap)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/journal", state);
+    DIR *d = opendir(path);
+    char best[256] = "";
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strstr(e->d_name, ".dfj") && strcmp(e->d_name, best) > 0)
+            memcpy(best, e->d_name, strlen(e->d_name) + 1);
+    if (d)
+        closedir(d);
+    snprintf(out, cap, "%s/%s", path, best);
+}
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- journal tests -------------------------------------------------------- */
+
+static void
+test_append_read(void)
+{
+    const char *dir = fresh("append");
+    char err[256];
+    dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "EPOCH-A", now_ms(), err, sizeof err);
+    CHECK(j);
+    if (!j)
+        return;
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    CHECK(st.new_epoch == 1 && st.head_gseq == 0 && st.oldest_gseq == 1);
+    CHECK(strcmp(dfb_journal_epoch(j), "EPOCH-A") == 0);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(append_n(j, 1, 1000, seqs, now_ms()) == 0);
+    CHECK(read_check(j, 1, 1) == 1000);
+    CHECK(read_check(j, 0, 1) == 1000); /* 0 counts as 1 */
+    CHECK(read_check(j, 777, 777) == 224);
+    CHECK(read_check(j, 1000, 1000) == 1);
+    CHECK(read_check(j, 1001, 1001) == 0);
+    /* Out of order or duplicate gseq is refused. */
+    mk_t m;
+    mk(&m, 1000, 1, 0, 10);
+    CHECK(dfb_journal_append(j, &m.rec, now_ms()) == -1);
+    /* Topic seek: ROOMCREATED (topic 1) seq 100 is gseq 1 + 3*99 + 0 = 298 ... exactly the
+       records of that topic from its seq 100 on, read through the reader. */
+    dfb_journal_reader_t *r = dfb_journal_reader_new(j);
+    CHECK(dfb_journal_reader_seek_topic(r, "ROOMCREATED", 11, 100) == 0);
+    dfb_journal_rec_t rec;
+    uint64_t want = 100, got = 0;
+    while (dfb_journal_reader_next(r, &rec) == 1)
+        if (rec.topic_len == 11 && memcmp(rec.topic, "ROOMCREATED", 11) == 0 && rec.seq >= 100) {
+            CHECK(rec.seq == want && rec.gseq % 3 == 1);
+            want++;
+            got++;
+        }
+    CHECK(got == seqs[1] - 99);
+    dfb_journal_reader_destroy(&r);
+    dfb_journal_stats(j, &st);
+    CHECK(st.appended == 1000 && st.head_gseq == 1000 && st.append_errors == 1);
+    dfb_journal_destroy(&j);
+    CHECK(!j);
+}
+
+static void
+test_segments(void)
+{
+    const char *dir = fresh("segments");
+    char err[256];
+    dfb_journal_opts_t o = opts(dir, 8192, 0, 0, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(append_n(j, 1, 2000, seqs, now_ms()) == 0);
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    int files = count_segments(dir);
+    printf("  2000 records in %d segments, %" PRIu64 " bytes\n", files, st.bytes);
+    CHECK(files > 20 && (uint64_t)files == st.segments);
+    /* No segment exceeds segmentBytes by more than one record. */
+    char path[700];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    DIR *d = opendir(path);
+    uint64_t total = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (!strstr(e->d_name, ".dfj"))
+            continue;
+        char f[1024];
+        struct stat sb;
+        snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+        stat(f, &sb);
+        CHECK(sb.st_size < 8192 + 400);
+        total += (uint64_t)sb.st_size;
+    }
+    if (d)
+        closedir(d);
+    CHECK(total == st.bytes);
+    /* Reading crosses every segment boundary in order, from anywhere. */
+    CHECK(read_check(j, 1, 1) == 2000);
+    CHECK(read_check(j, 1234, 1234) == 767);
+    dfb_journal_destroy(&j);
+}
+
+static void
+test_retention_size(void)
+{
+    const char *dir = fresh("retsize");
+    char err[256];
+    dfb_journal_opts_t o = opts(dir, 8192, 65536, 0, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(append_n(j, 1, 3000, seqs, now_ms()) == 0);
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    printf("  size retention: %" PRIu64 " segments, %" PRIu64 " bytes, oldest gseq %" PRIu64
+           ", deleted %" PRIu64 "\n",
+           st.segments, st.bytes, st.oldest_gseq, st.segments_deleted);
+    CHECK(st.bytes <= 65536 && st.bytes > 65536 - 8192 - 400);
+    CHECK(st.segments_deleted > 0 && (uint64_t)count_segments(dir) == st.segments);
+    CHECK(st.oldest_gseq > 1 && st.head_gseq == 3000);
+    /* Everything from the oldest retained on is there; older is gone. */
+    CHECK(read_check(j, st.oldest_gseq, st.oldest_gseq) == (long)(3001 - st.oldest_gseq));
+    dfb_journal_reader_t *r = dfb_journal_reader_new(j);
+    CHECK(dfb_journal_reader_seek_gseq(r, st.oldest_gseq - 1) == DFB_JOURNAL_GONE);
+    CHECK(dfb_journal_reader_seek_gseq(r, 1) == DFB_JOURNAL_GONE);
+    /* Topic seq 1 of MESSAGESENT is gone too; its latest seq is not. */
+    CHECK(dfb_journal_reader_seek_topic(r, "MESSAGESENT", 11, 1) == DFB_JOURNAL_GONE);
+    CHECK(dfb_journal_reader_seek_topic(r, "MESSAGESENT", 11, seqs[0]) == 0);
+    dfb_journal_reader_destroy(&r);
+    dfb_journal_destroy(&j);
+}
+
+static void
+test_retention_age(void)
+{
+    const char *dir = fresh("retage");
+    char err[256];
+    int64_t t0 = now_ms();
+    dfb_journal_opts_t o = opts(dir, 8192, 0, 60000, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(append_n(j, 1, 500, seqs, t0) == 0);
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    uint64_t segs = st.segments;
+    CHECK(segs > 3);
+    dfb_journal_tick(j, t0 + 59000); /* not old enough */
+    dfb_journal_stats(j, &st);
+    CHECK(st.segments == segs && st.segments_deleted == 0);
+    dfb_journal_tick(j, t0 + 61000); /* all but the active segment */
+    dfb_journal_stats(j, &st);
+    CHECK(st.segments == 1 && st.segments_deleted == segs - 1 && count_segments(dir) == 1);
+    CHECK(st.oldest_gseq > 1 &&
+          read_check(j, st.oldest_gseq, st.oldest_gseq) == (long)(501 - st.oldest_gseq));
+    dfb_journal_destroy(&j);
+    /* A restart after that keeps the counters (the active segment's header
+       has every topic's seq). */
+    j = dfb_journal_open(&o, "OTHER", t0, err, sizeof err);
+    CHECK(j && strcmp(dfb_journal_epoch(j), "E") == 0 && dfb_journal_last_gseq(j) == 500);
+    for (int t = 0; j && t < 3; t++) {
+        dfb_topic_t *tp =
+            dfb_topics_get((dfb_topics_t *)dfb_journal_topics(j), TOPICS[t], strlen(TOPICS[t]), 0);
+        CHECK(tp && tp->seq == seqs[t]);
+    }
+    dfb_journal_destroy(&j);
+}
+
+static void
+test_torn_tail(void)
+{
+    const char *dir = fresh("torn");
+    char err[256], seg[1024];
+    dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(append_n(j, 1, 100, seqs, now_ms()) == 0);
+    dfb_journal_destroy(&j);
+    /* kill -9 in the middle of a write: the last record is cut short. */
+    last_segment(dir, seg, sizeof seg);
+    struct stat sb;
+    stat(seg, &sb);
+    CHECK(truncate(seg, sb.st_size - 7) == 0);
+    j = dfb_journal_open(&o, "NEW", now_ms(), err, sizeof err);
+    CHECK(j);
+    if (!j)
+        return;
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    printf("  torn tail: cut %" PRIu64 " bytes, %" PRIu64 " records recovered\n",
+           st.truncated_bytes, st.recovered_records);
+    CHECK(strcmp(dfb_journal_epoch(j), "E") == 0 && st.new_epoch == 0);
+    CHECK(dfb_journal_last_gseq(j) == 99 && st.recovered_records == 99);
+    CHECK(st.truncated_bytes > 0 && st.truncated_bytes < 300);
+    stat(seg, &sb);
+    CHECK((uint64_t)sb.st_size == st.bytes);
+    /* gseq 100 is appended again (the torn one never left the bridge). */
+    seqs[100 % 3]--;
+    CHECK(append_n(j, 100, 1, seqs, now_ms()) == 0);
+    CHECK(read_check(j, 1, 1) == 100);
+    dfb_journal_destroy(&j);
+
+    /* A header cut short (crash right after a roll): the file is dropped
+       and the previous segment continues. */
+    o.segment_bytes = 4096;
+    j = dfb_journal_open(&o, "E2", now_ms(), err, sizeof err);
+    CHECK(append_n(j, 101, 100, seqs, now_ms()) == 0);
+    uint64_t last = dfb_journal_last_gseq(j);
+    dfb_journal_destroy(&j);
+    char extra[1024];
+    snprintf(extra, sizeof extra, "%s/journal/%020" PRIu64 ".dfj", dir, last + 1);
+    int fd = open(extra, O_WRONLY | O_CREAT, 0644);
+    CHECK(fd >= 0 && write(fd, "\x40\x00\x00\x00\x01\x02", 6) == 6);
+    close(fd);
+    j = dfb_journal_open(&o, "NEW", now_ms(), err, sizeof err);
+    CHECK(j && strcmp(dfb_journal_epoch(j), "E") == 0 && dfb_journal_last_gseq(j) == last);
+    CHECK(access(extra, F_OK) != 0);
+    CHECK(read_check(j, 1, 1) == 200);
+    dfb_journal_destroy(&j);
+}
+
+static void
+test_crc(void)
+{
+    const char *dir = fresh("crc");
+    char err[256], seg[1024];
+    dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(append_n(j, 1, 50, seqs, now_ms()) == 0);
+    dfb_journal_destroy(&j);
+    /* Flip one byte in the body of record 31 (bit rot, a bad sector). */
+    last_segment(dir, seg, sizeof seg);
+    j = dfb_journal_open(&o, "X", now_ms(), err, sizeof err);
+    dfb_journal_reader_t *r = dfb_journal_reader_new(j);
+    CHECK(dfb_journal_reader_seek_gseq(r, 1) == 0);
+    dfb_journal_rec_t rec;
+    for (int i = 0; i < 31; i++)
+        CHECK(dfb_journal_reader_next(r, &rec) == 1);
+    CHECK(rec.gseq == 31);
+    dfb_journal_reader_destroy(&r);
+    dfb_journal_destroy(&j);
+    /* The offset of record 31: scan the framing by hand. */
+    int fd = open(seg, O_RDWR);
+    uint64_t off = 0;
+    unsigned char h[8];
+    for (int i = 0; i < 31; i++) { /* header + 30 records */
+        CHECK(pread(fd, h, 8, (off_t)off) == 8);
+        off += 8 + (h[0] | h[1] << 8 | h[2] << 16 | (uint64_t)h[3] << 24);
+    }
+    unsigned char b;
+    CHECK(pread(fd, &b, 1, (off_t)off + 60) == 1);
+    b ^= 0x20;
+    CHECK(pwrite(fd, &b, 1, (off_t)off + 60) == 1);
+    close(fd);
+    j = dfb_journal_open(&o, "X", now_ms(), err, sizeof err);
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    CHECK(dfb_journal_last_gseq(j) == 30 && st.recovered_records == 30);
+    struct stat sb;
+    stat(seg, &sb);
+    CHECK((uint64_t)sb.st_size == off && st.truncated_bytes > 0);
+    CHECK(read_check(j, 1, 1) == 30);
+    dfb_journal_destroy(&j);
+
+    /* Corruption in an older (closed) segment: a reader reports an error
+       (never wrong bytes) and the journal counts it. */
+    dir = fresh("crc2");
+    o = opts(dir, 4096, 0, 0, DFB_FSYNC_NEVER);
+    j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    memset(seqs, 0, sizeof seqs);
+    CHECK(append_n(j, 1, 200, seqs, now_ms()) == 0);
+    char first[1024];
+    snprintf(first, sizeof first, "%s/journal/%020d.dfj", dir, 1);
+    fd = open(first, O_RDWR);
+    CHECK(pread(fd, &b, 1, 200) == 1);
+    b ^= 1;
+    CHECK(pwrite(fd, &b, 1, 200) == 1);
+    close(fd);
+    CHECK(read_check(j, 1, 1) == -1);
+    dfb_journal_stats(j, &st);
+    CHECK(st.read_errors == 1);
+    dfb_journal_destroy(&j);
+}
+
+static void
+test_restart(void)
+{
+    const char *dir = fresh("restart");
+    char err[256];
+    dfb_journal_opts_t o = opts(dir, 4096, 0, 0, DFB_FSYNC_INTERVAL);
+    dfb_journal_t *j = dfb_journal_open(&o, "EPOCH-1", now_ms(), err, sizeof err);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(append_n(j, 1, 300, seqs, now_ms()) == 0);
+    dfb_journal_destroy(&j);
+    j = dfb_journal_open(&o, "EPOCH-2", now_ms(), err, sizeof err);
+    CHECK(j);
+    if (!j)
+        return;
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    CHECK(strcmp(dfb_journal_epoch(j), "EPOCH-1") == 0 && st.new_epoch == 0);
+    CHECK(dfb_journal_last_gseq(j) == 300 && st.head_gseq == 0 && st.oldest_gseq == 1);
+    for (int t = 0; t < 3; t++) {
+        dfb_topic_t *tp =
+            dfb_topics_get((dfb_topics_t *)dfb_journal_topics(j), TOPICS[t], strlen(TOPICS[t]), 0);
+        CHECK(tp && tp->seq == seqs[t] && seqs[t] == 100);
+    }
+    CHECK(append_n(j, 301, 30, seqs, now_ms()) == 0);
+    CHECK(read_check(j, 1, 1) == 330);
+    /* The same folder cannot be opened twice (a second bridge). */
+    dfb_journal_t *k = dfb_journal_open(&o, "EPOCH-3", now_ms(), err, sizeof err);
+    CHECK(!k && strstr(err, "in use"));
+    dfb_journal_destroy(&j);
+    /* A lost journal: a new epoch from gseq 1. */
+    rm_rf(dir);
+    j = dfb_journal_open(&o, "EPOCH-4", now_ms(), err, sizeof err);
+    dfb_journal_stats(j, &st);
+    CHECK(j && st.new_epoch == 1 && strcmp(dfb_journal_epoch(j), "EPOCH-4") == 0 &&
+          dfb_journal_last_gseq(j) == 0);
+    dfb_journal_destroy(&j);
+}
+
+static void
+test_fsync(void)
+{
+    char err[256];
+    uint64_t seqs[3];
+    struct {
+        dfb_fsync_t mode;
+        int flush;
+        uint64_t want;
+    } cases[] = {
+        {DFB_FSYNC_ALWAYS, 0, 100}, /* no batch end known: every append */
+        {DFB_FSYNC_ALWAYS, 1, 10},  /* once per batch of 10 */
+        {DFB_FSYNC_NEVER, 1, 0},
+    };
+    for (int c = 0; c < 3; c++) {
+        const char *dir = fresh("fsync");
+        dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, cases[c].mode);
+        dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+        memset(seqs, 0, sizeof seqs);
+        for (int b = 0; b < 10; b++) {
+            if (cases[c].flush && b == 0)
+                CHECK(dfb_journal_flush(j) == 0); /* announces batches; nothing dirty */
+            CHECK(append_n(j, 1 + (uint64_t)b * 10, 10, seqs, now_ms()) == 0);
+            if (cases[c].flush)
+                CHECK(dfb_journal_flush(j) == 0);
+        }
+        dfb_journal_stats_t st;
+        dfb_journal_stats(j, &st);
+        printf("  fsync mode %d flush %d: %" PRIu64 " fdatasync\n", (int)cases[c].mode,
+               cases[c].flush, st.fsyncs);
+        CHECK(st.fsyncs == cases[c].want);
+        dfb_journal_destroy(&j);
+    }
+    /* interval 1000 ms, clock driven by the test: appends at t0 .. t0+4999 */
+    const char *dir = fresh("fsync");
+    dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, DFB_FSYNC_INTERVAL);
+    int64_t t0 = now_ms();
+    dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
+    memset(seqs, 0, sizeof seqs);
+    for (int i = 0; i < 50; i++)
+        CHECK(append_n(j, 1 + (uint64_t)i, 1, seqs, t0 + i * 100) == 0);
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    CHECK(st.fsyncs == 4); /* at t0+1000, 2000, 3000, 4000 */
+    dfb_journal_tick(j, t0 + 4950);
+    dfb_journal_stats(j, &st);
+    CHECK(st.fsyncs == 4); /* not due */
+    dfb_journal_tick(j, t0 + 5000);
+    dfb_journal_stats(j, &st);
+    CHECK(st.fsyncs == 5); /* the idle tail is synced by the timer */
+    dfb_journal_tick(j, t0 + 9000);
+    dfb_journal_stats(j, &st);
+    CHECK(st.fsyncs == 5); /* nothing new */
+    dfb_journal_destroy(&j);
+}
+
+static void
+collect(void *arg, const dfb_journal_rec_t *rec)
+{
+    dfb_dedupe_add(arg, rec->id, rec->id_len, rec->type, rec->type_len, rec->ts);
+}
+
+static void
+test_dedupe(void)
+{
+    CHECK(dfb_dedupe_test(1) == 0);
+    /* Rebuilt from the journal after a restart: the last N keys. */
+    const char *dir = fresh("dedupe");
+    char err[256];
+    dfb_journal_opts_t o = opts(dir, 4096, 0, 0, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(append_n(j, 1, 500, seqs, now_ms()) == 0);
+    dfb_dedupe_t *d = dfb_dedupe_new(200, 0);
+    dfb_journal_scan_tail(j, 200, INT64_MIN, collect, d);
+    CHECK(dfb_dedupe_count(d) == 200);
+    char id[32];
+    int seen = 0;
+    for (int g = 1; g <= 500; g++) {
+        snprintf(id, sizeof id, "id-%d", g);
+        int s = dfb_dedupe_seen(d, id, strlen(id), TOPICS[g % 3], strlen(TOPICS[g % 3]), 0);
+        CHECK(s == (g > 300));
+        seen += s;
+    }
+    CHECK(seen == 200);
+    dfb_dedupe_destroy(&d);
+    dfb_journal_destroy(&j);
+}
+
+/* ---- replay and heartbeat, in-process -------------------------------------- */
+
+typedef struct {
+    char topic[64];
+    uint8_t body[4096];
+    size_t body_len;
+} msg_t;
+
+/*  Receives a two-frame message within timeout_ms. 0 or -1. */
+static int
+recv2(void *s, msg_t *m, int timeout_ms)
+{
+    zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        return -1;
+    int n = zmq_recv(s, m->topic, sizeof m->topic - 1, 0);
+    if (n < 0)
+        return -1;
+    m->topic[n < (int)sizeof m->topic ? n : (int)sizeof m->topic - 1] = '\0';
+    int more = 0;
+    size_t ms = sizeof more;
+    zmq_getsockopt(s, ZMQ_RCVMORE, &more, &ms);
+    if (!more)
+        return -1;
+    n = zmq_recv(s, m->body, sizeof m->body, 0);
+    if (n < 0)
+        return -1;
+    m->body_len = (size_t)n;
+    return 0;
+}
+
+static const msgpack_object *
+get(const msgpack_object *map, const char *key)
+{
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen(key) &&
+            memcmp(kv->key.via.str.ptr, key, kv->key.via.str.size) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+static uint64_t
+u64(const msgpack_object *o)
+{
+    return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : UINT64_MAX;
+}
+
+static int
+str_eq(const msgpack_object *o, const char *s)
+{
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+           memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
+}
+
+/*  The end marker of an answer. */
+typedef struct {
+    uint64_t req, count, last_gseq, last_seq, head, oldest;
+    int ok, more, has_last_seq;
+    char code[32], epoch[64];
+    uint32_t keys;
+} end_t;
+
+static int
+decode_end(const msg_t *m, end_t *e)
+{
+    memset(e, 0, sizeof *e);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    int rc = -1;
+    if (strcmp(m->topic, "_end") == 0 &&
+        msgpack_unpack_next(&up, (const char *)m->body, m->body_len, &off) ==
+            MSGPACK_UNPACK_SUCCESS &&
+        off == m->body_len && up.data.type == MSGPACK_OBJECT_MAP) {
+        const msgpack_object *o = &up.data;
+        e->keys = o->via.map.size;
+        e->req = u64(get(o, "req"));
+        e->count = u64(get(o, "count"));
+        e->last_gseq = u64(get(o, "last_gseq"));
+        e->has_last_seq = get(o, "last_seq") != NULL;
+        e->last_seq = u64(get(o, "last_seq"));
+        e->head = u64(get(o, "head_gseq"));
+        e->oldest = u64(get(o, "oldest_gseq"));
+        e->ok = str_eq(get(o, "status"), "ok");
+        const msgpack_object *more = get(o, "more");
+        e->more = more && more->type == MSGPACK_OBJECT_BOOLEAN && more->via.boolean;
+        const msgpack_object *c = get(o, "code");
+        if (c && c->type == MSGPACK_OBJECT_STR && c->via.str.size < sizeof e->code)
+            memcpy(e->code, c->via.str.ptr, c->via.str.size);
+        const msgpack_object *ep = get(o, "epoch");
+        if (ep && ep->type == MSGPACK_OBJECT_STR && ep->via.str.size < sizeof e->epoch)
+            memcpy(e->epoch, ep->via.str.ptr, ep->via.str.size);
+        rc = u64(get(o, "v")) == 1 && get(o, "error") == NULL ? 0 : (e->code[0] ? 0 : -1);
+    }
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
+
+/*  gseq and seq of an envelope. */
+static void
+envelope(const msg_t *m, uint64_t *gseq, uint64_t *seq)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    *gseq = *seq = UINT64_MAX;
+    if (msgpack_unpack_next(&up, (const char *)m->body, m->body_len, &off) ==
+        MSGPACK_UNPACK_SUCCESS) {
+        *gseq = u64(get(&up.data, "gseq"));
+        *seq = u64(get(&up.data, "seq"));
+    }
+    msgpack_unpacked_destroy(&up);
+}
+
+/*  Sends a request built by the caller (a msgpack buffer) and collects the
+    answer: messages into out (up to cap), the end marker into e. Returns
+    the number of messages, or -1 on a timeout. */
+static long
+ask(void *dealer, const dfb_buf_t *req, msg_t *out, size_t cap, end_t *e)
+{
+    if (zmq_send(dealer, req->data, req->len, 0) < 0)
+        return -1;
+    long n = 0;
+    msg_t m;
+    for (;;) {
+        if (recv2(dealer, &m, 5000) != 0)
+            return -1;
+        if (strcmp(m.topic, "_end") == 0)
+            return decode_end(&m, e) == 0 ? n : -1;
+        if ((size_t)n < cap)
+            out[n] = m;
+        n++;
+    }
+}
+
+/*  A request map from key/value pairs: "k=u:123", "k=s:text", "k=a:T1,T2". */
+static void
+build(dfb_buf_t *b, int n, const char *const *kv)
+{
+    b->len = 0;
+    dfb_mpack_map(b, (uint32_t)n);
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(kv[i], '=');
+        dfb_mpack_str(b, kv[i], (size_t)(eq - kv[i]));
+        const char *val = eq + 3;
+        if (eq[1] == 'u')
+            dfb_mpack_uint(b, strtoull(val, NULL, 10));
+        else if (eq[1] == 's')
+            dfb_mpack_cstr(b, val);
+        else {
+            uint32_t cnt = *val ? 1 : 0;
+            for (const char *p = val; *p; p++)
+                cnt += *p == ',';
+            dfb_mpack_array(b, cnt);
+            while (*val) {
+                const char *c = strchr(val, ',');
+                size_t l = c ? (size_t)(c - val) : strlen(val);
+                dfb_mpack_str(b, val, l);
+                val += l + (c ? 1 : 0);
+            }
+        }
+    }
+}
+
+#define REQ(b, ...)                                                                                \
+    do {                                                                                           \
+        const char *const kv_[] = {__VA_ARGS__};                                                   \
+        build(b, (int)(sizeof kv_ / sizeof kv_[0]), kv_);                                          \
+    } while (0)
+
+static dfb_publish_t *
+start_pub(const char *dir, int hb_ms, uint64_t max_bytes)
+{
+    char err[256];
+    dfb_publish_opts_t o = {.endpoint = "tcp://127.0.0.1:*",
+                            .sndhwm = 100000,
+                            .state_dir = dir,
+                            .journal = {.segment_bytes = 16384,
+                                        .max_bytes = max_bytes,
+                                        .fsync = DFB_FSYNC_NEVER,
+                                        .fsync_ms = 1000},
+                            .replay = "tcp://127.0.0.1:*",
+                            .heartbeat_ms = hb_ms,
+                            .dedupe_window = 1000,
+                            .dedupe_ms = 3600000};
+    dfb_publish_t *p = dfb_publish_new_opts(&o, err, sizeof err);
+    if (!p)
+        printf("  publish: %s\n", err);
+    return p;
+}
+
+/*  Publishes n events cycling through the 3 topics, ids ev-<first+i>. */
+static void
+publish_n(dfb_publish_t *p, int first, int n)
+{
+    dfb_json_t *json = dfb_json_new();
+    char text[256];
+    for (int i = 0; i < n; i++) {
+        int k = first + i;
+        snprintf(text, sizeof text, "{\"id\":\"ev-%d\",\"type\":\"%s\",\"payload\":{\"n\":%d}}", k,
+                 TOPICS[k % 3], k);
+        CHECK(dfb_json_parse(json, text, strlen(text)) == 0);
+        CHECK(dfb_publish_event(p, json, 0) == 0);
+    }
+    CHECK(dfb_publish_flush(p) == 0);
+    dfb_json_destroy(&json);
+}
+
+static void *
+dealer_for(void *ctx, dfb_publish_t *p)
+{
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    CHECK(zmq_connect(d, dfb_publish_replay_endpoint(p)) == 0);
+    return d;
+}
+
+static void
+test_replay(void)
+{
+    const char *dir = fresh("replay");
+    dfb_publish_t *p = start_pub(dir, 0, 0);
+    CHECK(p);
+    if (!p)
+        return;
+    void *ctx = zmq_ctx_new();
+    /* A subscriber records the published bytes to compare with replay. */
+    void *sub = zmq_socket(ctx, ZMQ_SUB);
+    int zero = 0;
+    zmq_setsockopt(sub, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    zmq_connect(sub, dfb_publish_endpoint(p));
+    void *dealer = dealer_for(ctx, p);
+    msg_t *ans = calloc(1100, sizeof(msg_t));
+    static msg_t pubd[2600];
+    dfb_buf_t b;
+    dfb_buf_init(&b);
+    end_t e;
+    /* Slow joiner: a replay request is the sync point; the SUB is joined
+       when a probe event published after it arrives. */
+    int joined = 0;
+    msg_t m;
+    for (int i = 0; i < 100 && !joined; i++) {
+        publish_n(p, 100000 + i, 1);
+        joined = recv2(sub, &m, 50) == 0;
+    }
+    CHECK(joined);
+    while (recv2(sub, &m, 100) == 0)
+        ;
+    dfb_publish_stats_t st;
+    dfb_publish_stats(p, &st);
+    uint64_t base = st.journaled; /* probes */
+    publish_n(p, 1, 2500);
+    for (int i = 0; i < 2500; i++)
+        CHECK(recv2(sub, &pubd[i], 5000) == 0);
+    const char *ep = dfb_publish_epoch(p);
+    char eps[80];
+    snprintf(eps, sizeof eps, "epoch=s:%s", ep);
+
+    /* 1. by gseq, limit and more: 1000 per answer, then the rest. */
+    REQ(&b, "v=u:1", "req=u:7", "from_gseq=u:1");
+    long n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 1000 && e.ok && e.req == 7 && e.count == 1000 && e.more);
+    CHECK(e.last_gseq == 1000 && e.head == base + 2500 && e.oldest == 1 && !e.has_last_seq);
+    CHECK(strcmp(e.epoch, ep) == 0 && e.keys == 9);
+    uint64_t g, s;
+    envelope(&ans[0], &g, &s);
+    CHECK(g == 1);
+    /* the bytes are the published bytes */
+    char gs[40];
+    snprintf(gs, sizeof gs, "from_gseq=u:%" PRIu64, base + 1);
+    REQ(&b, "v=u:1", "req=u:8", eps, gs, "limit=u:5000");
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 1000 && e.count == 1000 && e.more && e.last_gseq == base + 1000);
+    int same = 0;
+    for (long i = 0; i < n && i < 1000; i++)
+        same += ans[i].body_len == pubd[i].body_len &&
+                memcmp(ans[i].body, pubd[i].body, ans[i].body_len) == 0 &&
+                strcmp(ans[i].topic, pubd[i].topic) == 0;
+    CHECK(same == 1000);
+    snprintf(gs, sizeof gs, "from_gseq=u:%" PRIu64, base + 2001);
+    REQ(&b, "v=u:1", "req=u:9", gs);
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 500 && e.count == 500 && !e.more && e.last_gseq == base + 2500);
+    /* exactly at the limit: more is false when nothing follows */
+    snprintf(gs, sizeof gs, "from_gseq=u:%" PRIu64, base + 2491);
+    REQ(&b, "v=u:1", "req=u:10", gs, "limit=u:10");
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 10 && !e.more && e.last_gseq == base + 2500);
+    /* beyond the head: nothing, last_gseq = from - 1 */
+    snprintf(gs, sizeof gs, "from_gseq=u:%" PRIu64, base + 2501);
+    REQ(&b, "v=u:1", "req=u:11", gs);
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 0 && e.ok && e.count == 0 && e.last_gseq == base + 2500 && !e.more);
+
+    /* 2. topics filter: only ROOMCREATED and USERJOINEDROOM from base+1 */
+    snprintf(gs, sizeof gs, "from_gseq=u:%" PRIu64, base + 1);
+    REQ(&b, "v=u:1", "req=u:12", gs, "topics=a:ROOMCREATED,USERJOINEDROOM", "limit=u:100");
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 100 && e.more);
+    int wrong = 0;
+    uint64_t prev = 0;
+    for (long i = 0; i < n && i < 100; i++) {
+        envelope(&ans[i], &g, &s);
+        wrong += strcmp(ans[i].topic, "MESSAGESENT") == 0 || g <= prev;
+        prev = g;
+    }
+    CHECK(wrong == 0);
+
+    /* 3. by topic seq: ROOMCREATED from seq 10 (events 1..2500 give each
+       topic 833 or 834; probes were ROOMCREATED/... too) */
+    uint64_t rc_seq = dfb_publish_topic_seq(p, "ROOMCREATED", 11);
+    REQ(&b, "v=u:1", "req=u:13", "topic=s:ROOMCREATED", "from_seq=u:10", "limit=u:1000");
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == (long)(rc_seq - 9) && e.ok && !e.more && e.has_last_seq && e.last_seq == rc_seq);
+    int seq_ok = 1;
+    for (long i = 0; i < n && i < 1000; i++) {
+        envelope(&ans[i], &g, &s);
+        seq_ok &= s == 10 + (uint64_t)i && strcmp(ans[i].topic, "ROOMCREATED") == 0;
+    }
+    CHECK(seq_ok);
+    REQ(&b, "v=u:1", "req=u:14", "topic=s:ROOMCREATED", "from_seq=u:1", "limit=u:3");
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 3 && e.more && e.last_seq == 3);
+    /* a topic never published: nothing */
+    REQ(&b, "v=u:1", "req=u:15", "topic=s:NOPE", "from_seq=u:1");
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 0 && e.ok && e.last_seq == 0 && e.last_gseq == 0);
+
+    /* 4. errors: wrong epoch, bad requests. */
+    REQ(&b, "v=u:1", "req=u:16", "epoch=s:19700101T000000Z-00000000", "from_gseq=u:1");
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 0 && !e.ok && strcmp(e.code, "epoch") == 0 && e.req == 16 &&
+          strcmp(e.epoch, ep) == 0 && e.keys == 11);
+    const char *const bad[][4] = {
+        {"v=u:2", "req=u:17", "from_gseq=u:1", NULL},        /* version */
+        {"req=u:17", "from_gseq=u:1", NULL, NULL},           /* no v */
+        {"v=u:1", "req=u:17", NULL, NULL},                   /* no position */
+        {"v=u:1", "req=u:17", "from_gseq=u:1", "topic=s:X"}, /* both */
+        {"v=u:1", "req=u:17", "topic=s:ROOMCREATED", NULL},  /* no from_seq */
+        {"v=u:1", "req=u:17", "from_gseq=s:1", NULL},        /* wrong type */
+        {"v=u:1", "req=u:17", "from_gseq=u:1", "limit=u:0"}, /* limit 0 */
+        {"v=u:1", "req=u:17", "topic=s:A", "topics=a:A"},    /* mixed */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int k = 0;
+        while (k < 4 && bad[i][k])
+            k++;
+        build(&b, k, bad[i]);
+        n = ask(dealer, &b, ans, 1100, &e);
+        CHECK(n == 0 && !e.ok && strcmp(e.code, "bad_request") == 0);
+    }
+    /* not msgpack at all, and two frames */
+    zmq_send(dealer, "hello", 5, 0);
+    CHECK(recv2(dealer, &m, 5000) == 0 && decode_end(&m, &e) == 0 &&
+          strcmp(e.code, "bad_request") == 0 && e.req == 0);
+    zmq_send(dealer, "a", 1, ZMQ_SNDMORE);
+    zmq_send(dealer, "b", 1, 0);
+    CHECK(recv2(dealer, &m, 5000) == 0 && decode_end(&m, &e) == 0 &&
+          strcmp(e.code, "bad_request") == 0);
+    /* unknown keys are ignored */
+    REQ(&b, "v=u:1", "req=u:18", "from_gseq=u:1", "limit=u:1", "future=a:x,y");
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 1 && e.ok && e.more);
+
+    dfb_publish_stats(p, &st);
+    printf("  replay: requests %" PRIu64 ", messages %" PRIu64 ", errors %" PRIu64 "\n",
+           st.replay_requests, st.replay_messages, st.replay_errors);
+    CHECK(st.replay_requests == 21 && st.replay_errors == 11);
+    CHECK(st.replay_messages == 1000 + 1000 + 500 + 10 + 100 + (rc_seq - 9) + 3 + 1);
+    dfb_buf_free(&b);
+    free(ans);
+    zmq_close(dealer);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    dfb_publish_destroy(&p);
+}
+
+static void
+test_replay_gone(void)
+{
+    /* Retention 64 KiB with 16 KiB segments: the oldest are deleted. */
+    const char *dir = fresh("gone");
+    dfb_publish_t *p = start_pub(dir, 0, 65536);
+    CHECK(p);
+    if (!p)
+        return;
+    publish_n(p, 1, 3000);
+    void *ctx = zmq_ctx_new();
+    void *dealer = dealer_for(ctx, p);
+    dfb_buf_t b;
+    dfb_buf_init(&b);
+    end_t e;
+    msg_t *ans = calloc(1100, sizeof(msg_t));
+    REQ(&b, "v=u:1", "req=u:1", "from_gseq=u:1");
+    long n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 0 && !e.ok && strcmp(e.code, "gone") == 0 && e.oldest > 1 && e.head == 3000 &&
+          e.last_gseq == 0);
+    printf("  gone: oldest retained gseq %" PRIu64 "\n", e.oldest);
+    /* Asking again from oldest_gseq works. */
+    char gs[40];
+    snprintf(gs, sizeof gs, "from_gseq=u:%" PRIu64, e.oldest);
+    uint64_t oldest = e.oldest;
+    REQ(&b, "v=u:1", "req=u:2", gs, "limit=u:1");
+    n = ask(dealer, &b, ans, 1100, &e);
+    uint64_t g, s;
+    envelope(&ans[0], &g, &s);
+    CHECK(n == 1 && e.ok && g == oldest);
+    REQ(&b, "v=u:1", "req=u:3", "topic=s:MESSAGESENT", "from_seq=u:1");
+    n = ask(dealer, &b, ans, 1100, &e);
+    CHECK(n == 0 && !e.ok && strcmp(e.code, "gone") == 0 && e.has_last_seq);
+    dfb_buf_free(&b);
+    free(ans);
+    zmq_close(dealer);
+    zmq_ctx_term(ctx);
+    dfb_publish_destroy(&p);
+}
+
+static void
+test_dedupe_publish(void)
+{
+    const char *dir = fresh("dedupe_pub");
+    dfb_publish_t *p = start_pub(dir, 0, 0);
+    CHECK(p);
+    if (!p)
+        return;
+    publish_n(p, 1, 30);
+    publish_n(p, 21, 20); /* 21..30 again: only 31..40 are new */
+    dfb_json_t *json = dfb_json_new();
+    /* Same id, another type: not a duplicate. No id: never a duplicate. */
+    const char *a = "{\"id\":\"ev-1\",\"type\":\"USERJOINEDROOM\"}";
+    const char *noid = "{\"type\":\"MESSAGESENT\"}";
+    dfb_json_parse(json, a, strlen(a));
+    CHECK(dfb_publish_event(p, json, 0) == 0);
+    dfb_json_parse(json, noid, strlen(noid));
+    CHECK(dfb_publish_event(p, json, 0) == 0);
+    CHECK(dfb_publish_event(p, json, 0) == 0);
+    dfb_publish_stats_t st;
+    dfb_publish_stats(p, &st);
+    CHECK(st.deduped == 10 && st.journaled == 43 && st.published == 43);
+    dfb_publish_destroy(&p);
+    /* After a restart the window is rebuilt from the journal: the same
+       events delivered again by Symphony are still not published twice. */
+    p = start_pub(dir, 0, 0);
+    publish_n(p, 35, 10); /* 35..40 old, 41..44 new */
+    dfb_publish_stats(p, &st);
+    CHECK(st.deduped == 6 && st.journaled == 4);
+    /* MESSAGESENT: ev-3..ev-30 (10), ev-33, 36, 39, ev-42, and the 2 without id */
+    CHECK(dfb_publish_topic_seq(p, "MESSAGESENT", 11) == 10 + 3 + 1 + 2);
+    dfb_json_destroy(&json);
+    dfb_publish_destroy(&p);
+}
+
+static void
+test_heartbeat(void)
+{
+    const char *dir = fresh("hb");
+    dfb_publish_t *p = start_pub(dir, 100, 0);
+    CHECK(p);
+    if (!p)
+        return;
+    void *ctx = zmq_ctx_new();
+    void *sub = zmq_socket(ctx, ZMQ_SUB);
+    int zero = 0;
+    zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "_hb", 3);
+    zmq_connect(sub, dfb_publish_endpoint(p));
+    msg_t m;
+    /* No event yet: gseq 0, seqs empty. */
+    CHECK(recv2(sub, &m, 3000) == 0 && strcmp(m.topic, "_hb") == 0);
+    publish_n(p, 1, 7); /* MESSAGESENT 2 (ev-3, ev-6), ROOMCREATED 3, USERJOINEDROOM 2 */
+    int64_t t_first = 0, t_last = 0;
+    int beats = 0, exact = 0;
+    /* Heartbeats after the events carry exactly gseq 7 and the seqs. */
+    for (int i = 0; i < 12; i++) {
+        if (recv2(sub, &m, 3000) != 0)
+            break;
+        msgpack_unpacked up;
+        msgpack_unpacked_init(&up);
+        size_t off = 0;
+        if (msgpack_unpack_next(&up, (const char *)m.body, m.body_len, &off) ==
+            MSGPACK_UNPACK_SUCCESS) {
+            const msgpack_object *o = &up.data;
+            const msgpack_object *seqs = get(o, "seqs");
+            int64_t ts = (int64_t)u64(get(o, "ts"));
+            if (u64(get(o, "gseq")) == 7 && seqs && seqs->type == MSGPACK_OBJECT_MAP &&
+                seqs->via.map.size == 3 && u64(get(seqs, "MESSAGESENT")) == 2 &&
+                u64(get(seqs, "ROOMCREATED")) == 3 && u64(get(seqs, "USERJOINEDROOM")) == 2 &&
+                u64(get(o, "v")) == 1 && str_eq(get(o, "epoch"), dfb_publish_epoch(p)) &&
+                u64(get(o, "interval")) == 100 &&
+                str_eq(get(o, "replay"), dfb_publish_replay_endpoint(p)) && o->via.map.size == 7)
+                exact++;
+            if (!t_first)
+                t_first = ts;
+            t_last = ts;
+            beats++;
+        }
+        msgpack_unpacked_destroy(&up);
+    }
+    printf("  heartbeat: %d beats in %lld ms, %d exact\n", beats, (long long)(t_last - t_first),
+           exact);
+    CHECK(beats == 12 && exact >= 11); /* the first may predate the events */
+    /* 11 intervals of 100 ms: a loaded machine may stretch them, never shrink. */
+    CHECK(t_last - t_first >= 1000 && t_last - t_first < 3000);
+    dfb_publish_stats_t st;
+    dfb_publish_stats(p, &st);
+    CHECK(st.heartbeats >= 13 && st.published == 7); /* heartbeats are not events */
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    dfb_publish_destroy(&p);
+}
+
+/* ---- runner --------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+} test_t;
+
+static const test_t s_tests[] = {
+    {"journal_append_read", test_append_read},
+    {"journal_segments", test_segments},
+    {"journal_retention_size", test_retention_size},
+    {"journal_retention_age", test_retention_age},
+    {"journal_torn_tail", test_torn_tail},
+    {"journal_crc", test_crc},
+    {"journal_restart", test_restart},
+    {"journal_fsync", test_fsync},
+    {"journal_dedupe", test_dedupe},
+    {"journal_dedupe_publish", test_dedupe_publish},
+    {"replay_requests", test_replay},
+    {"replay_gone", test_replay_gone},
+    {"heartbeat_content", test_heartbeat},
+};
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: dfb_delivery_test NAME|all SCRATCH_DIR\n");
+        return 2;
+    }
+    snprintf(s_dir, sizeof s_dir, "%s/%s-%d", argv[2], argv[1], (int)getpid());
+    int ran = 0;
+    for (size_t i = 0; i < sizeof s_tests / sizeof s_tests[0]; i++) {
+        if (strcmp(argv[1], "all") != 0 && strcmp(argv[1], s_tests[i].name) != 0)
+            continue;
+        int before = s_fails;
+        printf("* %s\n", s_tests[i].name);
+        s_tests[i].fn();
+        printf("  %s: %s\n", s_tests[i].name, s_fails == before ? "OK" : "FAILED");
+        ran++;
+    }
+    rm_rf(s_dir);
+    if (!ran) {
+        fprintf(stderr, "no test named %s\n", argv[1]);
+        return 2;
+    }
+    return s_fails ? 1 : 0;
+}
