@@ -168,11 +168,34 @@ dfc_dedupe_seen(dfc_dedupe_t *d, const char *id, size_t idlen, const char *type,
 
 /* ------------------------------------------------------------ checkpoint */
 
-/*  Format (text, one entry a line, newest last):
+/*  Format (text):
         dfc-checkpoint 1
-        <epoch> <gseq>
-    Epochs are the bridge's own strings (no spaces or newlines in practice;
-    entries whose epoch has any are never written). */
+        e <epoch> <gseq>      the watermark of a bridge epoch, oldest epoch first
+        d <gseq>              ...then gseqs above it already handled, ascending
+    Epochs are the bridge's own strings; an epoch with a space or a newline
+    is never written. */
+void
+dfc_ckpt_entries_free(dfc_ckpt_entry_t *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].done);
+        e[i].done = NULL;
+        e[i].ndone = 0;
+    }
+}
+
+static int
+parse_u64(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-' || (*end != '\n' && *end != '\0'))
+        return -1;
+    *out = v;
+    return 0;
+}
+
 int
 dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n)
 {
@@ -185,25 +208,37 @@ dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n)
     if (!fgets(line, sizeof line, f) || strcmp(line, "dfc-checkpoint 1\n") != 0)
         rc = DFC_EINVAL;
     while (rc == DFC_OK && fgets(line, sizeof line, f)) {
-        char *sp = strrchr(line, ' ');
-        char *end = NULL;
-        if (!sp || sp == line || (size_t)(sp - line) >= DFC_EPOCH_MAX) {
-            rc = DFC_EINVAL;
-            break;
+        uint64_t g;
+        if (line[0] == 'd' && line[1] == ' ' && *n > 0 && parse_u64(line + 2, &g) == 0) {
+            dfc_ckpt_entry_t *e = &out[*n - 1];
+            if (e->ndone == DFC_CKPT_DONE_MAX || (e->ndone && g <= e->done[e->ndone - 1]))
+                continue;                           /* bounded; ascending only */
+            if ((e->ndone & (e->ndone - 1)) == 0) { /* grow at powers of two */
+                uint64_t *grown = realloc(e->done, (e->ndone ? e->ndone * 2 : 16) * sizeof g);
+                if (!grown) {
+                    rc = DFC_ENOMEM;
+                    break;
+                }
+                e->done = grown;
+            }
+            e->done[e->ndone++] = g;
+            continue;
         }
-        errno = 0;
-        unsigned long long g = strtoull(sp + 1, &end, 10);
-        if (errno || end == sp + 1 || *end != '\n') {
+        char *sp = strrchr(line, ' ');
+        if (line[0] != 'e' || line[1] != ' ' || !sp || sp <= line + 2 ||
+            (size_t)(sp - line - 2) >= DFC_EPOCH_MAX || parse_u64(sp + 1, &g) != 0) {
             rc = DFC_EINVAL;
             break;
         }
         if (*n == max) { /* keep the newest: shift */
+            free(out[0].done);
             memmove(out, out + 1, (max - 1) * sizeof *out);
             (*n)--;
         }
-        memcpy(out[*n].epoch, line, (size_t)(sp - line));
-        out[*n].epoch[sp - line] = '\0';
-        out[*n].gseq = g;
+        dfc_ckpt_entry_t *e = &out[*n];
+        memset(e, 0, sizeof *e);
+        memcpy(e->epoch, line + 2, (size_t)(sp - line - 2));
+        e->gseq = g;
         (*n)++;
     }
     fclose(f);
@@ -216,16 +251,29 @@ dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n)
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return DFC_EINVAL;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return DFC_EINVAL;
-    char buf[DFC_CKPT_MAX * (DFC_EPOCH_MAX + 24) + 32];
-    size_t pos = (size_t)snprintf(buf, sizeof buf, "dfc-checkpoint 1\n");
+    size_t cap = 32;
     for (size_t i = 0; i < n; i++)
-        if (!strpbrk(e[i].epoch, " \n") && e[i].epoch[0])
-            pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "%s %llu\n", e[i].epoch,
-                                    (unsigned long long)e[i].gseq);
+        cap += DFC_EPOCH_MAX + 32 + e[i].ndone * 24;
+    char *buf = malloc(cap);
+    if (!buf)
+        return DFC_ENOMEM;
+    size_t pos = (size_t)snprintf(buf, cap, "dfc-checkpoint 1\n");
+    for (size_t i = 0; i < n; i++) {
+        if (strpbrk(e[i].epoch, " \n") || !e[i].epoch[0])
+            continue;
+        pos += (size_t)snprintf(buf + pos, cap - pos, "e %s %llu\n", e[i].epoch,
+                                (unsigned long long)e[i].gseq);
+        for (size_t k = 0; k < e[i].ndone; k++)
+            pos += (size_t)snprintf(buf + pos, cap - pos, "d %llu\n",
+                                    (unsigned long long)e[i].done[k]);
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        free(buf);
+        return DFC_EINVAL;
+    }
     bool ok = write(fd, buf, pos) == (ssize_t)pos && fsync(fd) == 0;
+    free(buf);
     ok = close(fd) == 0 && ok;
     /* rename is atomic: a reader (or a restart after SIGKILL) sees the old
        file or the new one, never half of one */

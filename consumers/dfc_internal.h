@@ -71,19 +71,24 @@ void dfc_dedupe_destroy(dfc_dedupe_t **d_p);
     id is never a duplicate. */
 bool dfc_dedupe_seen(dfc_dedupe_t *d, const char *id, size_t idlen, const char *type, size_t tlen);
 
-/*  Checkpoint entries: the watermark gseq per bridge epoch. */
+/*  Checkpoint entries: per bridge epoch the watermark gseq (everything up
+    to it handled) and the gseqs above it handled already (ascending), so
+    that a restart neither loses nor repeats an event that finished. */
 #define DFC_EPOCH_MAX 128
 #define DFC_CKPT_MAX 16
+#define DFC_CKPT_DONE_MAX 65536
 typedef struct {
     char epoch[DFC_EPOCH_MAX];
     uint64_t gseq;
+    uint64_t *done; /* malloc'ed by dfc_ckpt_load */
+    size_t ndone;
 } dfc_ckpt_entry_t;
 /*  Reads up to max entries (the newest when there are more). A missing file
     is DFC_OK with *n = 0; a malformed one DFC_EINVAL (entries read so far
-    kept). */
+    kept). Free the done arrays with dfc_ckpt_entries_free. */
 int dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n);
-/*  Writes path atomically (temp file, fsync, rename, fsync of the folder).
-    n <= DFC_CKPT_MAX. */
+void dfc_ckpt_entries_free(dfc_ckpt_entry_t *e, size_t n);
+/*  Writes path atomically (temp file, fsync, rename, fsync of the folder). */
 int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n);
 
 /*  Encodes a replay request by gseq (i4 protocol) into buf; returns its

@@ -26,7 +26,7 @@
 #define REPLAY_LIMIT 1000 /* the protocol's maximum per request */
 #define REPLAY_TRIES 3
 #define MAX_WORKERS 256
-#define MAX_RANGES 256    /* missing gseq ranges remembered per bridge, for gaps_filled */
+#define MAX_RANGES 65536  /* missing gseq ranges remembered per bridge, for gaps_filled */
 #define GAP_TABLE_MAX 512 /* (epoch, topic) pairs remembered for gap counting */
 #define RECV_BATCH 256    /* messages read per poll before looking at stop again */
 #define POLL_MS 100       /* timers (staleness, replay, checkpoint) are checked this often */
@@ -58,6 +58,8 @@ typedef struct wm {
     bool used, blocked;
     uint64_t stamp; /* last use, to evict the oldest epoch */
     track_t *head, *tail;
+    uint64_t *done; /* from the checkpoint: handled above gseq, ascending; skipped */
+    size_t ndone;
 } wm_t;
 
 typedef struct {
@@ -93,10 +95,10 @@ typedef struct link {
     char *dealer_ep;
     char epoch[DFC_EPOCH_MAX];
     bool has_epoch, had_epoch, from_used;
-    uint64_t hw;                /* highest gseq of the epoch delivered (or given up as lost) */
-    uint64_t live_last;         /* highest gseq of the epoch seen live or announced by "_hb" */
-    range_t ranges[MAX_RANGES]; /* gseqs known missing (not seen live) */
-    size_t nranges;
+    uint64_t hw;        /* highest gseq of the epoch delivered (or given up as lost) */
+    uint64_t live_last; /* highest gseq of the epoch seen live or announced by "_hb" */
+    range_t *ranges;    /* gseqs known missing (not seen live), ascending */
+    size_t nranges, ranges_cap;
     /* fill: one replay request in flight */
     bool filling, sent;
     uint64_t target, req;
@@ -332,10 +334,12 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
         free(L->replay);
         free(L->dealer_ep);
         free(L->held); /* emptied when start returned */
+        free(L->ranges);
         free(L);
         L = next;
     }
     for (int i = 0; i < DFC_CKPT_MAX; i++) {
+        free(loop->wms[i].done);
         track_t *t = loop->wms[i].head;
         while (t) {
             track_t *next = t->next;
@@ -544,6 +548,7 @@ wm_get(dfc_loop_t *loop, const char *epoch, bool create)
     wm_t *w = free_slot ? free_slot : oldest;
     if (!w)
         return NULL;
+    free(w->done);
     memset(w, 0, sizeof *w);
     w->used = true;
     snprintf(w->epoch, sizeof w->epoch, "%s", epoch);
@@ -558,14 +563,13 @@ track_release(dfc_loop_t *loop, track_t *t)
     if (--t->pending > 0)
         return;
     wm_t *w = t->wm;
+    loop->ckpt_dirty = true; /* the watermark or the done set moved */
     while (w->head && w->head->pending == 0) {
         track_t *h = w->head;
         if (h->failed)
             w->blocked = true; /* until a restart replays it */
-        if (!w->blocked && h->gseq > w->gseq) {
+        if (!w->blocked && h->gseq > w->gseq)
             w->gseq = h->gseq;
-            loop->ckpt_dirty = true;
-        }
         w->head = h->next;
         if (!w->head)
             w->tail = NULL;
@@ -595,6 +599,39 @@ track_new(dfc_loop_t *loop, const dfc_event_t *ev)
     return t;
 }
 
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*  The gseqs of w handled above its watermark: finished events still behind
+    an unfinished one, plus those the last checkpoint named and this run has
+    not reached. Under mu; *out malloc'ed. */
+static size_t
+wm_done_above(const wm_t *w, uint64_t **out)
+{
+    size_t n = 0, cap = w->ndone;
+    for (const track_t *t = w->head; t; t = t->next)
+        cap++;
+    *out = cap ? malloc(cap * sizeof **out) : NULL;
+    if (!*out)
+        return 0;
+    for (size_t i = 0; i < w->ndone; i++)
+        if (w->done[i] > w->gseq)
+            (*out)[n++] = w->done[i];
+    for (const track_t *t = w->head; t; t = t->next)
+        if (t->pending == 0 && !t->failed && t->gseq > w->gseq)
+            (*out)[n++] = t->gseq;
+    qsort(*out, n, sizeof **out, cmp_u64);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u == 0 || (*out)[i] != (*out)[u - 1])
+            (*out)[u++] = (*out)[i];
+    return u < DFC_CKPT_DONE_MAX ? u : DFC_CKPT_DONE_MAX;
+}
+
 static void
 ckpt_write(dfc_loop_t *loop)
 {
@@ -619,10 +656,13 @@ ckpt_write(dfc_loop_t *loop)
     for (size_t i = 0; i < n; i++) {
         memcpy(e[i].epoch, order[i]->epoch, DFC_EPOCH_MAX);
         e[i].gseq = order[i]->gseq;
+        e[i].ndone = wm_done_above(order[i], &e[i].done);
     }
     loop->ckpt_dirty = false;
     pthread_mutex_unlock(&loop->mu);
-    if (dfc_ckpt_save(loop->ckpt_path, e, n) != DFC_OK) {
+    int rc = dfc_ckpt_save(loop->ckpt_path, e, n);
+    dfc_ckpt_entries_free(e, n);
+    if (rc != DFC_OK) {
         dfc_log(DFC_LOG_ERROR, "cannot write the checkpoint %s: %s", loop->ckpt_path,
                 strerror(errno));
         pthread_mutex_lock(&loop->mu);
@@ -645,11 +685,16 @@ ckpt_load(dfc_loop_t *loop)
     pthread_mutex_lock(&loop->mu);
     for (size_t i = 0; i < n; i++) {
         wm_t *w = wm_get(loop, e[i].epoch, true);
-        if (w)
+        if (w) {
             w->gseq = e[i].gseq;
+            w->done = e[i].done; /* taken over */
+            w->ndone = e[i].ndone;
+            e[i].done = NULL;
+        }
     }
     loop->ckpt_loaded = true;
     pthread_mutex_unlock(&loop->mu);
+    dfc_ckpt_entries_free(e, n);
     if (n)
         dfc_log(DFC_LOG_INFO, "checkpoint %s: %zu epoch(s), resuming", loop->ckpt_path, n);
 }
@@ -744,17 +789,20 @@ enqueue(dfc_loop_t *loop, int qi, dfc_event_t *ev, lrec_t *lr, track_t *trk)
 /* --------------------------------------------------------------- receiver */
 
 /*  Counts messages missing from seq per (epoch, topic): the first seq seen
-    is the baseline. */
+    is the baseline. A live message's seq s follows s-1; a heartbeat's
+    (announced) s is the last one published, so s itself may be missing. */
 static void
-count_gap(dfc_loop_t *loop, const char *epoch, const char *topic, size_t tl, uint64_t seq)
+count_gap(dfc_loop_t *loop, const char *epoch, const char *topic, size_t tl, uint64_t seq,
+          bool announced)
 {
     size_t el = strlen(epoch), kl = el + 1 + tl;
     for (size_t i = 0; i < loop->ngaps; i++) {
         gap_entry_t *g = &loop->gaps[i];
         if (g->key_len == kl && memcmp(g->key, epoch, el + 1) == 0 &&
             memcmp(g->key + el + 1, topic, tl) == 0) {
-            if (seq > g->last_seq && seq - g->last_seq > 1) /* no wrap at UINT64_MAX */
-                stat_add(loop, &loop->stats.gaps, seq - g->last_seq - 1);
+            uint64_t next = announced ? 0 : 1;
+            if (seq > g->last_seq && seq - g->last_seq > next) /* no wrap at UINT64_MAX */
+                stat_add(loop, &loop->stats.gaps, seq - g->last_seq - next);
             if (seq > g->last_seq)
                 g->last_seq = seq;
             return;
@@ -861,9 +909,18 @@ deliver(dfc_loop_t *loop, dfc_event_t *ev)
 {
     uint64_t now = wall_ms(), ts = dfc_event_ts(ev);
     const char *id = dfc_event_id(ev), *type = dfc_event_type(ev);
+    bool done = false;
+    if (loop->ckpt_path) { /* handled before a restart, above the watermark */
+        pthread_mutex_lock(&loop->mu);
+        wm_t *w = wm_get(loop, dfc_event_epoch(ev), false);
+        uint64_t g = dfc_event_gseq(ev);
+        done = w && w->ndone && bsearch(&g, w->done, w->ndone, sizeof g, cmp_u64);
+        pthread_mutex_unlock(&loop->mu);
+    }
     bool dup =
         loop->dedupe && id &&
         dfc_dedupe_seen(loop->dedupe, id, strlen(id), type ? type : "", type ? strlen(type) : 0);
+    dup = dup || done;
     bool mine = true;
     if (!dup && loop->cfg.members > 1) {
         size_t kl;
@@ -929,10 +986,16 @@ range_add(link_t *L, uint64_t lo, uint64_t hi)
             L->ranges[L->nranges - 1].hi = hi;
         return;
     }
-    if (L->nranges == MAX_RANGES) { /* merge the oldest two: a little over-counting */
-        L->ranges[0].hi = L->ranges[1].hi;
-        memmove(&L->ranges[1], &L->ranges[2], (MAX_RANGES - 2) * sizeof(range_t));
-        L->nranges--;
+    if (L->nranges == L->ranges_cap) {
+        size_t cap = L->ranges_cap ? L->ranges_cap * 2 : 16;
+        range_t *grown = cap <= MAX_RANGES ? realloc(L->ranges, cap * sizeof *grown) : NULL;
+        if (!grown) { /* bounded: stretch the last one (gaps_filled may over-count) */
+            if (L->nranges)
+                L->ranges[L->nranges - 1].hi = hi;
+            return;
+        }
+        L->ranges = grown;
+        L->ranges_cap = cap;
     }
     L->ranges[L->nranges++] = (range_t){lo, hi};
 }
@@ -1216,7 +1279,7 @@ on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
         const char *t = dfc_value_str(dfc_value_key_at(seqs, i), &tl);
         uint64_t s;
         if (t && tl <= DFC_MAX_TOPIC && dfc_value_uint64(dfc_value_item_at(seqs, i), &s) == 0)
-            count_gap(loop, epoch, t, tl, s);
+            count_gap(loop, epoch, t, tl, s, true);
     }
     if (!L->has_epoch || strncmp(L->epoch, epoch, DFC_EPOCH_MAX - 1) != 0) {
         link_new_epoch(loop, L, epoch, gseq);
@@ -1401,7 +1464,7 @@ receive_one(dfc_loop_t *loop, link_t *L)
         return 1;
     }
     const char *topic = dfc_event_topic(ev);
-    count_gap(loop, dfc_event_epoch(ev), topic, strlen(topic), dfc_event_seq(ev));
+    count_gap(loop, dfc_event_epoch(ev), topic, strlen(topic), dfc_event_seq(ev), false);
     on_live(loop, L, ev);
     dfc_event_unref(ev);
     return 1;
