@@ -33,11 +33,12 @@ struct dfb_loop {
     int stop_fd;
     dfb_json_t *json;
     char agent_url[512];
-    char feed_id[256];    /* "" = none yet */
-    char *ack_id;         /* acknowledges the last published batch */
-    int last_status;      /* HTTP status of the last call (0: none) */
-    char last_error[160]; /* the last failure, for the "giving up" line */
-    int exit_code;        /* set with OUT_END */
+    char feed_id[256];       /* "" = none yet */
+    char *ack_id;            /* acknowledges the last published batch */
+    int last_status;         /* HTTP status of the last call (0: none) */
+    dfb_http_err_t last_err; /* transport error of the last call */
+    char last_error[160];    /* the last failure, for the "giving up" line */
+    int exit_code;           /* set with OUT_END */
     dfb_loop_stats_t stats;
 };
 
@@ -157,6 +158,7 @@ attempt(dfb_loop_t *self, dfb_call_t call, const char *method, const char *url, 
     dfb_http_err_t err =
         dfb_http_request(self->http, method, url, body, body ? strlen(body) : 0, &status);
     self->last_status = err == DFB_HTTP_OK ? status : 0;
+    self->last_err = err;
     dfb_action_t act = dfb_policy_action(call, err, status);
     if (err != DFB_HTTP_OK)
         snprintf(self->last_error, sizeof self->last_error, "%s (%.100s)", dfb_http_strerror(err),
@@ -181,8 +183,13 @@ static outcome_t
 fatal(dfb_loop_t *self, dfb_call_t call)
 {
     const char *what = dfb_policy_call_name(call);
+    if (self->last_status == 0 && self->last_err == DFB_HTTP_ECERT) {
+        dfb_error("%s: %s: check ssl.trustStore.path: exiting (status %d)", what, self->last_error,
+                  DFB_EXIT_FATAL);
+        return end(self, DFB_EXIT_FATAL);
+    }
     if (self->last_status == 0) {
-        /* Not an HTTP status: only EOTHER (bad URL, out of memory) is fatal. */
+        /* Not an HTTP status: EOTHER (bad URL, out of memory). */
         dfb_error("%s: %s: exiting (status %d)", what, self->last_error, DFB_EXIT_INTERNAL);
         return end(self, DFB_EXIT_INTERNAL);
     }

@@ -129,6 +129,8 @@ dfb_policy_action(dfb_call_t call, dfb_http_err_t err, int status)
         return DFB_ACT_STOPPED;
     if (err == DFB_HTTP_EOTHER)
         return DFB_ACT_FATAL; /* bad URL or out of memory: retrying cannot help */
+    if (err == DFB_HTTP_ECERT)
+        return DFB_ACT_FATAL; /* a certificate that does not verify will not start to */
     const dfb_policy_row_t *row = dfb_policy_row(call, err == DFB_HTTP_OK ? status : 0);
     if (err == DFB_HTTP_OK && status == 0)
         row = NULL; /* not an HTTP status */
@@ -181,6 +183,7 @@ dfb_policy_test(int verbose)
         {DFB_HTTP_ETRUNCATED, 0, {R, R, R, R, R, R, R, R}},
         {DFB_HTTP_ETOOBIG, 0, {R, R, R, R, R, R, R, R}},
         {DFB_HTTP_ETLS, 0, {R, R, R, R, R, R, R, R}},
+        {DFB_HTTP_ECERT, 0, {F, F, F, F, F, F, F, F}},
         {DFB_HTTP_ESTOPPED, 0, {S, S, S, S, S, S, S, S}},
         {DFB_HTTP_EOTHER, 0, {F, F, F, F, F, F, F, F}},
     };
