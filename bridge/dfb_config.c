@@ -230,8 +230,8 @@ client_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *a
         /* The BDKs have one global ssl section; a per-client one is not applied. */
         if (!is_null(v))
             dfb_warn("config: %s: not supported per client, ignored (use the global ssl)", path);
-    } else if (strcmp(key, "connectionTimeout") == 0 ||
-               strcmp(key, "readTimeout") == 0 || strcmp(key, "connectionPoolMax") == 0 ||
+    } else if (strcmp(key, "connectionTimeout") == 0 || strcmp(key, "readTimeout") == 0 ||
+               strcmp(key, "connectionPoolMax") == 0 ||
                strcmp(key, "connectionPoolPerRoute") == 0 || strcmp(key, "loadBalancing") == 0 ||
                strcmp(key, "nodes") == 0) {
         ignore(c, path, "accepted, not used by the bridge");
@@ -435,7 +435,8 @@ headers_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *
     }
     /* The bridge's own headers cannot be replaced (tokens, JSON bodies). */
     static const char *const reserved[] = {"sessionToken", "keyManagerToken", "Content-Type",
-                                           "Accept", "Content-Length", "Host", "Expect"};
+                                           "Accept",       "Content-Length",  "Host",
+                                           "Expect"};
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
         if (strcasecmp(key, reserved[i]) == 0) {
             fail(c, "%s: set by the bridge, cannot be a default header", path);

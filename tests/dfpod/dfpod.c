@@ -31,6 +31,13 @@ usage(FILE *out)
                  "  --seed S               generator seed (default 1)\n"
                  "  --token-ttl-ms MS      token lifetime (default 0 = never expires)\n"
                  "  --verbose              log every call to stderr\n"
+                 "  --tls-cert FILE        serve HTTPS with this PEM certificate (and --tls-key)\n"
+                 "  --tls-key FILE         its PEM private key\n"
+                 "  --tls-client-ca FILE   PEM CA of client certificates: enables mutual TLS\n"
+                 "                         /sessionauth and /keyauth (CN = bot username)\n"
+                 "  --agent-version V      GET /agent/v1/info version (default Agent-24.12.1)\n"
+                 "  --skd                  session tokens are JWTs with\n"
+                 "                         canUseSimplifiedKeyDelivery=true\n"
                  "  --no-history           free events once acknowledged (long benchmarks);\n"
                  "                         GET /admin/events then lists only pending ones\n"
                  "  --version\n");
@@ -155,7 +162,12 @@ main(int argc, char **argv)
         O_VERBOSE,
         O_VERSION,
         O_HELP,
-        O_NOHIST
+        O_NOHIST,
+        O_TLSCERT, /* TLS and certificate authentication */
+        O_TLSKEY,
+        O_TLSCA,
+        O_AGENTVER,
+        O_SKD
     };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -176,6 +188,11 @@ main(int argc, char **argv)
         {"no-history", no_argument, NULL, O_NOHIST},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
+        {"tls-cert", required_argument, NULL, O_TLSCERT},
+        {"tls-key", required_argument, NULL, O_TLSKEY},
+        {"tls-client-ca", required_argument, NULL, O_TLSCA},
+        {"agent-version", required_argument, NULL, O_AGENTVER},
+        {"skd", no_argument, NULL, O_SKD},
         {NULL, 0, NULL, 0},
     };
     const int64_t big = (int64_t)1 << 40;
@@ -233,6 +250,21 @@ main(int argc, char **argv)
         case O_NOHIST:
             cfg.no_history = true;
             break;
+        case O_TLSCERT:
+            cfg.tls_cert_path = optarg;
+            break;
+        case O_TLSKEY:
+            cfg.tls_key_path = optarg;
+            break;
+        case O_TLSCA:
+            cfg.tls_client_ca_path = optarg;
+            break;
+        case O_AGENTVER:
+            cfg.agent_version = optarg;
+            break;
+        case O_SKD:
+            cfg.skd = true;
+            break;
         case O_VERBOSE:
             cfg.verbose = true;
             break;
@@ -249,6 +281,11 @@ main(int argc, char **argv)
     }
     if (optind < argc || !cfg.public_key_path) {
         usage(stderr);
+        return 2;
+    }
+    if (!cfg.tls_cert_path != !cfg.tls_key_path || (cfg.tls_client_ca_path && !cfg.tls_cert_path)) {
+        fprintf(stderr,
+                "dfpod: --tls-cert and --tls-key go together; --tls-client-ca needs them\n");
         return 2;
     }
 

@@ -29,6 +29,12 @@ typedef struct {
     uint64_t seed;
     bool verbose;
     bool no_history; /* free events once delivered and acknowledged everywhere */
+    /* TLS and certificate authentication (pod_tls.c) */
+    const char *tls_cert_path;      /* PEM server certificate: serve HTTPS (NULL = HTTP) */
+    const char *tls_key_path;       /* its PEM key */
+    const char *tls_client_ca_path; /* PEM CA: ask for client certificates (mutual TLS) */
+    const char *agent_version;      /* GET /agent/v1/info "version" (default Agent-24.12.1) */
+    bool skd; /* session tokens are JWTs with canUseSimplifiedKeyDelivery=true */
 } pod_config_t;
 
 /* Milliseconds on the monotonic clock (deadlines) and the wall clock (timestamps). */
@@ -46,9 +52,12 @@ typedef enum {
     POD_EP_READ,
     POD_EP_V1CREATE,
     POD_EP_V1READ,
-    POD_EP_DHREAD, /* datahose: POST /agent/v5/events/read */
-    POD_EP_UNKNOWN, /* any other non-admin path */
-    POD_EP_ANY,     /* faults only: matches every endpoint */
+    POD_EP_DHREAD,      /* datahose: POST /agent/v5/events/read */
+    POD_EP_SESSIONAUTH, /* POST /sessionauth/v1/authenticate (mutual TLS) */
+    POD_EP_KEYAUTH,     /* POST /keyauth/v1/authenticate (mutual TLS) */
+    POD_EP_AGENTINFO,   /* GET /agent/v1/info */
+    POD_EP_UNKNOWN,     /* any other non-admin path */
+    POD_EP_ANY,         /* faults only: matches every endpoint */
     POD_EP_COUNT
 } pod_ep_t;
 
@@ -101,6 +110,8 @@ typedef struct {
     const char *fault;   /* name of the fault applied, NULL if none */
     bool gone;           /* the client went away during a held read: no reply */
     int64_t wall_ms;
+    json_t *headers;       /* request headers, secrets redacted (borrowed; NULL = none) */
+    const char *client_cn; /* CN of a verified client certificate, NULL if none */
 } pod_call_t;
 
 pod_state_t *pod_state_new(const pod_config_t *cfg);
@@ -193,6 +204,16 @@ char *pod_gen_event(pod_gen_t *self, int index, bool from_bot, size_t *len);
  * id to FIRST_ID. Returns how many were enqueued. */
 long pod_gen_enqueue(pod_gen_t *self, pod_state_t *state, long count, double bot_ratio,
                      char first_id[64]);
+
+/* ---- TLS (pod_tls.c): HTTPS material and client certificates ---- */
+struct MHD_Connection;
+
+/* Reads a whole PEM file (caller frees); NULL on error, logged. */
+char *pod_tls_read_pem(const char *path);
+/* The CN of the connection's client certificate if it verified against --tls-client-ca,
+ * into OUT; false if there is none or it did not verify (WHY says which). */
+bool pod_tls_client_cn(struct MHD_Connection *c, char *out, size_t outlen, char *why,
+                       size_t whylen);
 
 /* ---- HTTP front end ---- */
 typedef struct pod_http_t pod_http_t;

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <microhttpd.h>
+#include <strings.h>
 
 #define MAX_BODY_POD ((size_t)1 << 20)    /* Symphony endpoints */
 #define MAX_BODY_ADMIN ((size_t)64 << 20) /* /admin/ */
@@ -23,6 +24,7 @@ struct pod_http_t {
     pod_jwt_t *jwt;
     pod_gen_t *gen;
     int port;
+    char *tls_cert, *tls_key, *tls_ca; /* PEM texts MHD uses while it runs (NULL = none) */
 };
 
 /* One request's upload, accumulated across MHD calls. */
@@ -162,6 +164,12 @@ route(const char *url, const char *m, char *feed, size_t feedlen)
         return POD_EP_V1READ;
     if (post && strcmp(url, "/agent/v5/events/read") == 0)
         return POD_EP_DHREAD;
+    if (post && strcmp(url, "/sessionauth/v1/authenticate") == 0)
+        return POD_EP_SESSIONAUTH;
+    if (post && strcmp(url, "/keyauth/v1/authenticate") == 0)
+        return POD_EP_KEYAUTH;
+    if (get && strcmp(url, "/agent/v1/info") == 0)
+        return POD_EP_AGENTINFO;
     feed[0] = '\0';
     return POD_EP_UNKNOWN;
 }
@@ -200,6 +208,7 @@ typedef struct {
     bool gone;
     char ack_out[64];
     long events;
+    char client_cn[256]; /* certificate auth: the verified client CN, "" if none */
 } result_t;
 
 static void
@@ -207,6 +216,43 @@ set_error(result_t *res, int code, const char *msg)
 {
     res->status = code;
     res->body = v2error(code, msg, &res->len);
+}
+
+/* Answers a successful authentication with a fresh token: KM (relay, keyauth) or session
+ * (login, sessionauth); with --skd a session token is a JWT carrying
+ * canUseSimplifiedKeyDelivery=true (header and payload base64url, then the stored token). */
+static void
+issue_token(pod_http_t *h, bool km, result_t *res)
+{
+    char tok[33];
+    pod_state_token_issue(h->st, km ? POD_TOKEN_KM : POD_TOKEN_SESSION, tok);
+    char jwt[600];
+    const char *value = tok;
+    if (!km && h->cfg->skd) {
+        static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        char payload[300];
+        snprintf(payload, sizeof payload,
+                 "{\"sub\":\"%.100s\",\"canUseSimplifiedKeyDelivery\":true}", h->cfg->bot_username);
+        size_t o = (size_t)snprintf(jwt, sizeof jwt, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.");
+        const unsigned char *in = (const unsigned char *)payload;
+        size_t len = strlen(payload);
+        for (size_t i = 0; i < len; i += 3) {
+            unsigned v = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0) |
+                         (i + 2 < len ? in[i + 2] : 0);
+            jwt[o++] = t[(v >> 18) & 63];
+            jwt[o++] = t[(v >> 12) & 63];
+            if (i + 1 < len)
+                jwt[o++] = t[(v >> 6) & 63];
+            if (i + 2 < len)
+                jwt[o++] = t[v & 63];
+        }
+        snprintf(jwt + o, sizeof jwt - o, ".%s", tok);
+        value = jwt;
+    }
+    res->status = 200;
+    res->body = dump(
+        json_pack("{s:s,s:s}", "name", km ? "keyManagerToken" : "sessionToken", "token", value),
+        &res->len);
 }
 
 static void
@@ -230,18 +276,63 @@ do_auth(pod_http_t *h, const req_t *r, bool relay, result_t *res)
     }
     json_decref(j);
     pod_state_count_auth(h->st, true);
-    char tok[33];
-    pod_state_token_issue(h->st, relay ? POD_TOKEN_KM : POD_TOKEN_SESSION, tok);
-    res->status = 200;
-    res->body = dump(
-        json_pack("{s:s,s:s}", "name", relay ? "keyManagerToken" : "sessionToken", "token", tok),
-        &res->len);
+    issue_token(h, relay, res);
+}
+
+/* The session token as seen by the token store: with --skd it is a JWT whose last part
+ * (where a signature would be) is the stored 32-hex token. */
+static const char *
+session_core(const char *st)
+{
+    const char *dot = st ? strrchr(st, '.') : NULL;
+    return dot ? dot + 1 : st;
+}
+
+/* POST /sessionauth/v1/authenticate and /keyauth/v1/authenticate: mutual TLS, no body;
+ * the verified client certificate's CN must be the bot's username. */
+static void
+do_cert_auth(pod_http_t *h, struct MHD_Connection *c, bool keyauth, result_t *res)
+{
+    char why[160] = "";
+    bool ok = h->cfg->tls_client_ca_path &&
+              pod_tls_client_cn(c, res->client_cn, sizeof res->client_cn, why, sizeof why);
+    if (!h->cfg->tls_client_ca_path)
+        snprintf(why, sizeof why, "certificate authentication is off (no --tls-client-ca)");
+    else if (ok && strcmp(res->client_cn, h->cfg->bot_username) != 0) {
+        snprintf(why, sizeof why, "the certificate's CN is not the bot's username");
+        ok = false;
+    }
+    pod_state_count_auth(h->st, ok);
+    if (!ok) {
+        char msg[220];
+        snprintf(msg, sizeof msg, "Invalid certificate: %s", why);
+        set_error(res, 401, msg);
+        return;
+    }
+    issue_token(h, keyauth, res);
+}
+
+/* Request headers for the call log, with the values of secrets replaced (an empty value
+ * stays empty: tests check that an empty keyManagerToken was sent). */
+static enum MHD_Result
+collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    static const char *const secret[] = {"sessionToken", "keyManagerToken", "Authorization",
+                                         "Proxy-Authorization", "Cookie"};
+    json_t *o = cls;
+    const char *v = value ? value : "";
+    for (size_t i = 0; i < sizeof secret / sizeof secret[0] && *v; i++)
+        if (strcasecmp(key, secret[i]) == 0)
+            v = "<redacted>";
+    json_t *js = json_string(v);
+    json_object_set_new(o, key, js ? js : json_string("<not utf-8>"));
+    return MHD_YES;
 }
 
 static bool
 tokens_ok(pod_http_t *h, struct MHD_Connection *c)
 {
-    const char *st = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "sessionToken");
+    const char *st = session_core(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "sessionToken"));
     const char *km = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "keyManagerToken");
     if (!pod_state_token_valid(h->st, POD_TOKEN_SESSION, st))
         return false;
@@ -398,11 +489,23 @@ handle_pod(pod_http_t *h, struct MHD_Connection *c, pod_ep_t ep, char *feed, siz
         do_auth(h, r, ep == POD_EP_RELAY, res);
         return;
     }
+    if (ep == POD_EP_SESSIONAUTH || ep == POD_EP_KEYAUTH) {
+        do_cert_auth(h, c, ep == POD_EP_KEYAUTH, res);
+        return;
+    }
     if (!tokens_ok(h, c)) {
         set_error(res, 401, "Invalid session");
         return;
     }
     switch (ep) {
+    case POD_EP_AGENTINFO:
+        res->status = 200;
+        res->body =
+            dump(json_pack("{s:s,s:s,s:s}", "version",
+                           h->cfg->agent_version ? h->cfg->agent_version : "Agent-24.12.1",
+                           "serverFqdn", "https://dfpod.local", "url", "https://dfpod.local"),
+                 &res->len);
+        break;
     case POD_EP_SESSIONINFO:
         res->status = 200;
         res->body =
@@ -503,7 +606,12 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
     if (res.gone)
         dropped = true; /* nobody to answer */
 
+    json_t *headers = json_object();
+    if (headers)
+        MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, headers);
     pod_call_t call = {
+        .headers = headers,
+        .client_cn = res.client_cn[0] ? res.client_cn : NULL,
         .ep = ep,
         .method = method,
         .path = url,
@@ -519,6 +627,7 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
         .wall_ms = pod_wall_ms(),
     };
     pod_state_log_call(h->st, &call);
+    json_decref(headers);
     if (h->cfg->verbose)
         fprintf(stderr, "dfpod: %s %s -> %d%s%s\n", method, url, call.status,
                 fault ? " fault=" : "", fault ? fault : "");
@@ -821,13 +930,37 @@ pod_http_new(const pod_config_t *cfg, pod_state_t *st, pod_jwt_t *jwt, pod_gen_t
             return NULL;
         }
     }
-    self->d = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, self,
-                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, self,
-                               MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+    /* HTTPS (--tls-cert/--tls-key) and client certificates (--tls-client-ca). */
+    struct MHD_OptionItem tls[4];
+    int nt = 0;
+    if (cfg->tls_cert_path) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            fprintf(stderr, "dfpod: this libmicrohttpd has no TLS\n");
+            free(self);
+            return NULL;
+        }
+        self->tls_cert = pod_tls_read_pem(cfg->tls_cert_path);
+        self->tls_key = pod_tls_read_pem(cfg->tls_key_path);
+        self->tls_ca = cfg->tls_client_ca_path ? pod_tls_read_pem(cfg->tls_client_ca_path) : NULL;
+        if (!self->tls_cert || !self->tls_key || (cfg->tls_client_ca_path && !self->tls_ca)) {
+            pod_http_destroy(&self);
+            return NULL;
+        }
+        flags |= MHD_USE_TLS;
+        tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, self->tls_key};
+        tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, self->tls_cert};
+        if (self->tls_ca) /* makes MHD request (not require) a client certificate */
+            tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, self->tls_ca};
+    }
+    tls[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    self->d = MHD_start_daemon(
+        flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, self, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, self,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!self->d) {
-        fprintf(stderr, "dfpod: cannot listen on %s:%d\n", cfg->listen_host, cfg->listen_port);
-        free(self);
+        fprintf(stderr, "dfpod: cannot listen on %s:%d%s\n", cfg->listen_host, cfg->listen_port,
+                cfg->tls_cert_path ? " (or the TLS certificate/key is unusable)" : "");
+        pod_http_destroy(&self);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->d, MHD_DAEMON_INFO_BIND_PORT);
@@ -846,7 +979,11 @@ pod_http_destroy(pod_http_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    MHD_stop_daemon((*self_p)->d);
+    if ((*self_p)->d)
+        MHD_stop_daemon((*self_p)->d);
+    free((*self_p)->tls_cert);
+    free((*self_p)->tls_key);
+    free((*self_p)->tls_ca);
     free(*self_p);
     *self_p = NULL;
 }

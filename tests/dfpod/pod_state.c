@@ -34,9 +34,10 @@ pod_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* sessionauth, keyauth: certificate auth; agentinfo: simplified key delivery. */
 static const char *ep_names[POD_EP_COUNT] = {
-    "auth", "relay",    "sessioninfo", "list",    "create", "delete",
-    "read", "v1create", "v1read",      "dhread",  "unknown", "any",
+    "auth",   "relay",  "sessioninfo", "list",    "create",    "delete",  "read", "v1create",
+    "v1read", "dhread", "sessionauth", "keyauth", "agentinfo", "unknown", "any",
 };
 
 const char *
@@ -414,8 +415,7 @@ live_feeds_locked(pod_state_t *self, int want_v1)
 {
     int n = 0;
     for (feed_t *f = self->feeds; f; f = f->next)
-        if (!f->dead &&
-            (want_v1 < 0 || (f->v1 == (want_v1 != 0) && (want_v1 != 0 || !f->dh_key))))
+        if (!f->dead && (want_v1 < 0 || (f->v1 == (want_v1 != 0) && (want_v1 != 0 || !f->dh_key))))
             n++;
     return n;
 }
@@ -594,8 +594,8 @@ pod_state_feeds_json(pod_state_t *self)
         if (f->dead || f->v1)
             continue;
         json_array_append_new(arr, json_pack("{s:s,s:s,s:I}", "id", f->id, "type",
-                                             f->dh_key ? "datahose" : "fanout",
-                                             "createdAt", (json_int_t)f->created_wall));
+                                             f->dh_key ? "datahose" : "fanout", "createdAt",
+                                             (json_int_t)f->created_wall));
     }
     free(v);
     pthread_mutex_unlock(&self->mu);
@@ -1067,6 +1067,10 @@ pod_state_log_call(pod_state_t *self, const pod_call_t *c)
         json_object_set_new(o, "fault", json_string(c->fault));
     if (c->gone)
         json_object_set_new(o, "gone", json_true());
+    if (c->headers)
+        json_object_set(o, "headers", c->headers);
+    if (c->client_cn)
+        json_object_set_new(o, "clientCn", json_string_lossy(c->client_cn, strlen(c->client_cn)));
     json_object_set_new(o, "ms", json_integer(c->wall_ms));
 
     pthread_mutex_lock(&self->mu);

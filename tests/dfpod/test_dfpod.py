@@ -738,7 +738,8 @@ def group_admin(priv, pub):
     st, _ = pod.json("GET", "/agent/v5/datafeeds", headers={})
     c = pod.counters()
     exp_calls = {"auth": 1, "relay": 0, "sessioninfo": 0, "list": 2, "create": 1, "delete": 0,
-                 "read": 2, "v1create": 0, "v1read": 0, "dhread": 0, "unknown": 0}
+                 "read": 2, "v1create": 0, "v1read": 0, "dhread": 0, "sessionauth": 0,
+                 "keyauth": 0, "agentinfo": 0, "unknown": 0}
     check(c["calls"] == exp_calls, "calls per endpoint: %r" % c["calls"])
     check(c["status"] == {"200": 4, "201": 1, "401": 1}, "status counts: %r" % c["status"])
     check(c["enqueued"] == 4 and c["served"] == 4 and c["acked"] == 4 and c["pending"] == 0

@@ -1,0 +1,729 @@
+#!/usr/bin/python3
+"""Transport tests: dfpod over HTTPS (a test CA made with the openssl command line) -> dfbridge
+-> a ZeroMQ SUB socket. TLS verification, trust store, mutual-TLS certificate authentication,
+simplified key delivery, HTTP proxies (a CONNECT/forward proxy run here, with and without
+credentials), defaultHeaders and User-Agent, and a 401 on re-authentication.
+
+Usage: test_transport.py --dfpod BIN --dfbridge BIN --group NAME
+Loopback only; every wait is bounded and waits for a signal (port file, a pod counter, an event
+received, a process exit), never a fixed sleep."""
+
+import argparse
+import base64
+import json
+import os
+import select
+import shutil
+import socket
+import socketserver
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import msgpack
+import zmq
+
+BOT = "tt-bot"
+FAILS = []
+
+
+def check(cond, what):
+    if not cond:
+        FAILS.append(what)
+        print("FAIL:", what, flush=True)
+    return cond
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(pred, timeout, step=0.02):
+    """Polls pred() until true or timeout seconds; returns its last value."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
+
+
+# ---- certificates ---------------------------------------------------------------------------
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def make_pki(d):
+    """A test CA, a server certificate for 127.0.0.1/localhost/::1, client certificates
+    (CN = the bot, and CN = someone else), another unrelated CA, the bot's RSA key pair."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=dfbridge test CA", cwd=d)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out",
+            "other-ca.pem", "-days", "2", "-subj", "/CN=some other CA", cwd=d)
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n")
+
+    def signed(name, cn, ext=None):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
+                name + ".csr", "-subj", "/CN=" + cn, cwd=d)
+        args = ["x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", name + ".crt", "-days", "2"]
+        if ext:
+            args += ["-extfile", ext]
+        openssl(*args, cwd=d)
+
+    signed("server", "localhost", "san.ext")
+    signed("bot", BOT)
+    signed("intruder", "intruder")
+    for n in ("bot", "intruder"):  # the Python BDK's format: certificate + key in one PEM
+        with open(os.path.join(d, n + ".pem"), "w") as f:
+            f.write(open(os.path.join(d, n + ".crt")).read() + open(os.path.join(d, n + ".key")).read())
+    openssl("pkcs12", "-export", "-in", "bot.crt", "-inkey", "bot.key", "-passout", "pass:p12-secret",
+            "-out", "bot.p12", cwd=d)  # the Java BDK's format
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rsa.pem", cwd=d)
+    openssl("pkey", "-in", "rsa.pem", "-pubout", "-out", "rsa.pub", cwd=d)
+
+
+# ---- a small HTTP proxy: CONNECT tunnels and absolute-URI forwarding ------------------------
+
+
+class Proxy:
+    """Records every request line and its Proxy-Authorization; with credentials, anything
+    without the right Basic credentials gets 407."""
+
+    def __init__(self, user=None, password=None):
+        self.seen = []  # (method, target, proxy_authorization or None)
+        self.lock = threading.Lock()
+        self.want = None
+        if user is not None:
+            self.want = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        proxy = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                proxy.handle(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def requests(self):
+        with self.lock:
+            return list(self.seen)
+
+    @staticmethod
+    def read_head(sock, buf=b""):
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None, b""
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        return head.decode("latin-1"), rest
+
+    def handle(self, client):
+        client.settimeout(120)
+        buf = b""
+        while True:  # keep-alive: one forwarded request after another
+            head, buf = self.read_head(client, buf)
+            if head is None:
+                return
+            lines = head.split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+            auth = headers.get("proxy-authorization")
+            with self.lock:
+                self.seen.append((method, target, auth))
+            if self.want is not None and auth != self.want:
+                client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                               b"Proxy-Authenticate: Basic realm=\"test\"\r\n"
+                               b"Content-Length: 0\r\n\r\n")
+                continue
+            if method == "CONNECT":
+                host, port = target.rsplit(":", 1)
+                up = socket.create_connection((host.strip("[]"), int(port)))
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                self.pipe(client, up, buf)
+                return
+            # Forward an absolute-URI request, minus the hop-by-hop proxy headers.
+            length = int(headers.get("content-length", "0"))
+            while len(buf) < length:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            body, buf = buf[:length], buf[length:]
+            u = urllib.parse.urlsplit(target)
+            up = socket.create_connection((u.hostname, u.port))
+            path = u.path + ("?" + u.query if u.query else "")
+            out = [f"{method} {path} HTTP/1.1"]
+            for line in lines[1:]:
+                k = line.partition(":")[0].strip().lower()
+                if k not in ("proxy-authorization", "proxy-connection", "connection"):
+                    out.append(line)
+            out.append("Connection: close")
+            up.sendall(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body)
+            reply = b""
+            while True:
+                chunk = up.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            up.close()
+            # The reply had Connection: close; tell the client the same and end.
+            client.sendall(reply)
+            return
+
+    @staticmethod
+    def pipe(a, b, pending):
+        if pending:
+            b.sendall(pending)
+        socks = [a, b]
+        try:
+            while True:
+                r, _, _ = select.select(socks, [], [], 120)
+                if not r:
+                    return
+                for s in r:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (b if s is a else a).sendall(data)
+        except OSError:
+            return
+        finally:
+            b.close()
+
+
+import urllib.parse  # noqa: E402  (used by Proxy.handle)
+
+
+# ---- the environment: pod, bridge, subscriber ---------------------------------------------
+
+
+class Env:
+    def __init__(self, args):
+        self.args = args
+        self.dir = tempfile.mkdtemp(prefix="dfb_transport_")
+        make_pki(self.dir)
+        self.pod = None
+        self.bridge = None
+        self.bridge_rc = None
+        self.pod_port = None
+        self.tls = True
+        self.ctx = zmq.Context()
+        self.sub = None
+        self.nprobe = 0
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    # -- pod --
+    def pod_start(self, *extra, tls=True, client_ca=False):
+        self.pod_stop()
+        self.tls = tls
+        pf = self.path("pod.port")
+        if os.path.exists(pf):
+            os.unlink(pf)
+        argv = [self.args.dfpod, "--public-key", self.path("rsa.pub"), "--bot-username", BOT,
+                "--port-file", pf, "--hold-ms", "300"]
+        if tls:
+            argv += ["--tls-cert", self.path("server.crt"), "--tls-key", self.path("server.key")]
+        if client_ca:
+            argv += ["--tls-client-ca", self.path("ca.pem")]
+        argv += list(extra)
+        self.pod_log = open(self.path("pod.log"), "w")
+        self.pod = subprocess.Popen(argv, stdout=self.pod_log, stderr=subprocess.STDOUT)
+        ok = wait_for(lambda: os.path.exists(pf) or self.pod.poll() is not None, 10)
+        if not check(ok and self.pod.poll() is None, "dfpod started"):
+            raise RuntimeError("dfpod did not start")
+        self.pod_port = int(open(pf).read())
+
+    def pod_stop(self):
+        if self.pod:
+            self.pod.terminate()
+            try:
+                self.pod.wait(10)
+            except subprocess.TimeoutExpired:
+                self.pod.kill()
+                self.pod.wait()
+            self.pod = None
+
+    def admin(self, method, path, body=None):
+        scheme = "https" if self.tls else "http"
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{scheme}://127.0.0.1:{self.pod_port}{path}", data=data,
+                                     method=method, headers={"Content-Type": "application/json"})
+        ctx = None
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.path("ca.pem"))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=ctx))
+        with opener.open(req, timeout=10) as r:
+            text = r.read()
+        return json.loads(text) if text else None
+
+    def calls(self):
+        return self.admin("GET", "/admin/calls")
+
+    def counters(self):
+        return self.admin("GET", "/admin/counters")
+
+    # -- bridge --
+    def bridge_start(self, yaml, auth="rsa"):
+        """Writes a config (base + yaml) and starts dfbridge. auth: rsa, cert (PEM), none."""
+        self.bridge_stop()
+        self.pub_port = free_port()
+        scheme = "https" if self.tls else "http"
+        bot = {"rsa": f"  privateKey:\n    path: {self.path('rsa.pem')}\n",
+               "cert": f"  certificate:\n    path: {self.path('bot.pem')}\n",
+               "none": ""}[auth]
+        cfg = (f"scheme: {scheme}\nhost: 127.0.0.1\nport: {self.pod_port}\n"
+               f"bot:\n  username: {BOT}\n{bot}"
+               "datafeed:\n  retry:\n    initialIntervalMillis: 50\n    maxIntervalMillis: 400\n"
+               "retry:\n  maxAttempts: 3\n  initialIntervalMillis: 50\n  maxIntervalMillis: 100\n"
+               f"bridge:\n  publish: tcp://127.0.0.1:{self.pub_port}\n  logLevel: debug\n"
+               + yaml)
+        with open(self.path("bridge.yaml"), "w") as f:
+            f.write(cfg)
+        self.bridge_log_path = self.path("bridge.log")
+        self.bridge_log = open(self.bridge_log_path, "w")
+        env = dict(os.environ)
+        # Environment proxies must be ignored: point them at a dead port.
+        dead = f"http://127.0.0.1:{free_port()}"
+        env.update(http_proxy=dead, https_proxy=dead, HTTPS_PROXY=dead, ALL_PROXY=dead)
+        self.bridge = subprocess.Popen([self.args.dfbridge, "--config", self.path("bridge.yaml")],
+                                       stdout=self.bridge_log, stderr=subprocess.STDOUT, env=env)
+        self.bridge_rc = None
+        if self.sub:
+            self.sub.close(0)
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.connect(f"tcp://127.0.0.1:{self.pub_port}")
+
+    def bridge_wait(self, timeout):
+        """Exit status of the bridge, or None if it still runs after timeout seconds."""
+        try:
+            self.bridge_rc = self.bridge.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.bridge_rc
+
+    def bridge_stop(self):
+        if self.bridge:
+            if self.bridge.poll() is None:
+                self.bridge.terminate()
+                try:
+                    self.bridge_rc = self.bridge.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.bridge.kill()
+                    self.bridge.wait()
+                    self.bridge_rc = -9
+            else:
+                self.bridge_rc = self.bridge.returncode
+            self.bridge = None
+
+    def log(self):
+        return open(self.bridge_log_path, errors="replace").read()
+
+    # -- events --
+    def recv_events(self, timeout):
+        """Events received within timeout seconds (ids), skipping reserved '_' topics."""
+        out = []
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or not self.sub.poll(int(left * 1000)):
+                return out
+            frames = self.sub.recv_multipart()
+            if frames[0].startswith(b"_") or len(frames) != 2:
+                continue
+            env = msgpack.unpackb(frames[1], raw=False, strict_map_key=False)
+            out.append((frames[0].decode(), env["event"].get("id")))
+            if end - time.monotonic() <= 0:
+                return out
+
+    def probe(self, timeout=30):
+        """Sends probe events until one arrives through the bridge (the subscription is then
+        live end to end). True when one did."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.bridge.poll() is not None:
+                return False
+            self.nprobe += 1
+            pid = f"probe-{self.nprobe}"
+            self.admin("POST", "/admin/events",
+                       [{"id": pid, "type": "MESSAGESENT", "timestamp": 1,
+                         "initiator": {"user": {"userId": 1}}, "payload": {}}])
+            for topic, eid in self.recv_events(1.0):
+                if eid and eid.startswith("probe-"):
+                    return True
+        return False
+
+    def flow(self, n=34):
+        """Generates n events and checks each reaches the subscriber exactly once."""
+        if not check(self.probe(), "a probe event went through the bridge"):
+            return False
+        self.recv_events(0.3)  # drain late probes
+        first = self.admin("POST", "/admin/generate", {"count": n, "seed": 7})
+        every = [e["id"] for e in self.admin("GET", "/admin/events")]
+        want = set(every[every.index(first["first_id"]):])
+        got = []
+        end = time.monotonic() + 30
+        while time.monotonic() < end and len([i for _, i in got if i in want]) < n:
+            got += self.recv_events(0.5)
+        ids = [i for _, i in got if i in want]
+        check(len(want) == n, f"the pod generated {n} events ({len(want)})")
+        return check(sorted(ids) == sorted(want), f"{n} events received once each (got {len(ids)})")
+
+    def close(self, failed):
+        self.bridge_stop()
+        self.pod_stop()
+        if self.sub:
+            self.sub.close(0)
+        self.ctx.term()
+        if failed:
+            for name in ("bridge.log", "pod.log", "bridge.yaml"):
+                p = self.path(name)
+                if os.path.exists(p):
+                    print(f"---- {name} ----")
+                    print(open(p, errors="replace").read()[-6000:])
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def header(call, name):
+    for k, v in (call.get("headers") or {}).items():
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+def endpoints(calls):
+    return [c["endpoint"] for c in calls]
+
+
+# ---- the tests -----------------------------------------------------------------------------
+
+
+def t_tls_verify(env):
+    """HTTPS pod with a private CA: verification is on by default, so an unknown CA is a clear,
+    visible (warn at every attempt) failure that ends the bridge once retry.maxAttempts is
+    spent; a trust store of another CA fails the same way."""
+    env.pod_start()
+    for label, yaml in (("no trust store", ""),
+                        ("another CA", f"ssl:\n  trustStore:\n    path: {env.path('other-ca.pem')}\n")):
+        env.bridge_start(yaml)
+        rc = env.bridge_wait(30)
+        log = env.log()
+        check(rc == 1, f"{label}: bridge exits 1 (fatal) after the attempts, got {rc}")
+        warns = [l for l in log.splitlines() if " warn " in l and "pod authentication" in l
+                 and "TLS certificate problem" in l]
+        check(len(warns) == 3, f"{label}: one warn line per attempt (3), got {len(warns)}")
+        check(any("certificate" in l.lower() and "ssl.trustStore.path" in l for l in warns),
+              f"{label}: the warning names ssl.trustStore.path")
+        check("giving up after 3 attempts" in log, f"{label}: says it gave up")
+    c = env.counters()
+    check(c["calls"].get("auth", 0) == 0, "no HTTP request reached the pod (handshake refused)")
+
+
+def t_truststore(env):
+    """ssl.trustStore.path with the private CA: events flow over HTTPS; the pod saw the usual
+    RSA calls; a trust store that is not PEM is a config error (exit 2) naming the key."""
+    env.pod_start()
+    env.bridge_start(f"ssl:\n  trustStore:\n    path: {env.path('ca.pem')}\n")
+    env.flow()
+    eps = endpoints(env.calls())
+    check(eps[:3] == ["auth", "relay", "sessioninfo"], f"login, relay, sessioninfo first: {eps[:3]}")
+    check("trusting the 1 certificate of" in env.log(), "start-up log names the trust store")
+    env.bridge_stop()
+    check(env.bridge_rc == 0, f"SIGTERM: exit 0, got {env.bridge_rc}")
+    env.bridge_start(f"ssl:\n  trustStore:\n    path: {env.path('bot.p12')}\n")
+    rc = env.bridge_wait(10)
+    check(rc == 2, f"PKCS#12 trust store: exit 2, got {rc}")
+    check("config: ssl.trustStore.path: '" in env.log() and "holds no PEM certificate" in env.log(),
+          "the message names ssl.trustStore.path")
+
+
+def t_mtls(env):
+    """Certificate authentication: no private key, bot.certificate.path (PEM, then PKCS#12 with
+    password); /sessionauth and /keyauth over mutual TLS with CN = the bot; no /login or /relay;
+    events flow. A certificate for another CN gets 401: exit 4 with a clear line."""
+    env.pod_start(client_ca=True)
+    ts = f"ssl:\n  trustStore:\n    path: {env.path('ca.pem')}\n"
+    for label, bot_yaml in (("PEM", None),
+                            ("PKCS#12", f"  certificate:\n    path: {env.path('bot.p12')}\n"
+                                        "    password: p12-secret\n")):
+        env.admin("DELETE", "/admin/calls")
+        if bot_yaml is None:
+            env.bridge_start(ts, auth="cert")
+        else:
+            env.bridge_start(ts + "bot:\n  username: " + BOT + "\n" + bot_yaml, auth="none")
+        env.flow()
+        calls = env.calls()
+        eps = endpoints(calls)
+        check(eps[:3] == ["sessionauth", "keyauth", "sessioninfo"],
+              f"{label}: sessionauth, keyauth, sessioninfo first: {eps[:4]}")
+        check("auth" not in eps and "relay" not in eps, f"{label}: no RSA endpoint called")
+        sa = [c for c in calls if c["endpoint"] in ("sessionauth", "keyauth")]
+        check(len(sa) == 2 and all(c["status"] == 200 and c.get("clientCn") == BOT and c["body"] == ""
+                                   for c in sa),
+              f"{label}: both certificate calls 200 with CN {BOT} and no body")
+        reads = [c for c in calls if c["endpoint"] == "read"]
+        check(reads and all(c.get("clientCn") is None for c in reads),
+              f"{label}: the certificate is presented to /sessionauth and /keyauth only")
+        check(env.admin("GET", "/admin/counters")["auth_ok"] >= 2, f"{label}: auth_ok counted")
+        env.bridge_stop()
+        check(env.bridge_rc == 0, f"{label}: exit 0 on SIGTERM, got {env.bridge_rc}")
+        # The held read ends (and is logged) once the pod sees the client gone.
+        check(wait_for(lambda: env.counters()["reads_held"] == 0, 10, 0.1), "no read held")
+        if "p12-secret" in env.log():
+            check(False, f"{label}: the certificate password is not logged")
+    # The pod refuses a certificate whose CN is not the bot.
+    env.bridge_start(ts + "bot:\n  username: " + BOT + "\n  certificate:\n    path: "
+                     + env.path("intruder.pem") + "\n", auth="none")
+    rc = env.bridge_wait(20)
+    log = env.log()
+    check(rc == 4, f"wrong CN: exit 4 (authentication refused), got {rc}")
+    check("session authentication: 401" in log and "CN must be the username" in log,
+          "wrong CN: the 401 line names the certificate")
+    check("the certificate's CN is 'intruder', not bot.username" in log, "wrong CN: start-up warning")
+
+
+def t_skd(env):
+    """Simplified key delivery: the session token is a JWT with canUseSimplifiedKeyDelivery and
+    the agent says 24.12.1: no /relay (RSA) or /keyauth (certificate) call, reads without a
+    keyManagerToken, events flow. With an agent 24.11 the key manager is used again."""
+    ts = f"ssl:\n  trustStore:\n    path: {env.path('ca.pem')}\n"
+    for auth, km_ep in (("rsa", "relay"), ("cert", "keyauth")):
+        env.pod_start("--skd", client_ca=True)
+        env.bridge_start(ts, auth=auth)
+        env.flow()
+        calls = env.calls()
+        eps = endpoints(calls)
+        first = "auth" if auth == "rsa" else "sessionauth"
+        check(eps[:3] == [first, "agentinfo", "sessioninfo"],
+              f"{auth}: login, agent info, sessioninfo: {eps[:3]}")
+        check(km_ep not in eps and "relay" not in eps and "keyauth" not in eps,
+              f"{auth}: no key manager call: {sorted(set(eps))}")
+        data = [c for c in calls if c["endpoint"] in ("read", "list", "create", "sessioninfo")]
+        check(data and all(header(c, "keyManagerToken") is None for c in data),
+              f"{auth}: no keyManagerToken header on pod/agent calls")
+        check(all(header(c, "sessionToken") == "<redacted>" for c in data),
+              f"{auth}: sessionToken sent (redacted in the pod's log)")
+        check("no key manager token needed" in env.log(), f"{auth}: the log says SKD is used")
+        env.bridge_stop()
+    env.pod_start("--skd", "--agent-version", "Agent-24.11.3")
+    env.bridge_start(ts)
+    env.flow(17)
+    eps = endpoints(env.calls())
+    check(eps[:4] == ["auth", "agentinfo", "relay", "sessioninfo"],
+          f"agent 24.11: the key manager is called: {eps[:4]}")
+    reads = [c for c in env.calls() if c["endpoint"] == "read"]
+    check(reads and all(header(c, "keyManagerToken") == "<redacted>" for c in reads),
+          "agent 24.11: reads carry a keyManagerToken")
+
+
+def t_proxy(env):
+    """proxy: HTTPS through a CONNECT proxy (every connection of the bridge tunnels through
+    it); then plain HTTP with a global proxy and agent.proxy: the global proxy forwards exactly
+    the pod and key-manager calls, the agent proxy exactly the agent calls."""
+    env.pod_start()
+    p = Proxy()
+    try:
+        env.bridge_start(f"ssl:\n  trustStore:\n    path: {env.path('ca.pem')}\n"
+                         f"proxy:\n  host: 127.0.0.1\n  port: {p.port}\n")
+        env.flow()
+        seen = p.requests()
+        check(seen and all(m == "CONNECT" and t == f"127.0.0.1:{env.pod_port}" for m, t, _ in seen),
+              f"only CONNECT 127.0.0.1:{env.pod_port} at the proxy: {seen[:3]}")
+        check(all(a is None for _, _, a in seen), "no Proxy-Authorization without credentials")
+        check(env.counters()["calls"].get("read", 0) >= 1, "reads reached the pod")
+        check("through proxy 127.0.0.1:%d" % p.port in env.log(), "start-up log names the proxy")
+        env.bridge_stop()
+    finally:
+        p.close()
+    # Plain HTTP: forwarded requests show their URLs.
+    env.pod_start(tls=False)
+    g, a = Proxy(), Proxy()
+    try:
+        env.bridge_start(f"proxy:\n  host: 127.0.0.1\n  port: {g.port}\n"
+                         f"agent:\n  proxy:\n    host: 127.0.0.1\n    port: {a.port}\n")
+        env.flow()
+        base = f"http://127.0.0.1:{env.pod_port}"
+        gp = [t for _, t, _ in g.requests()]
+        ap = [t for _, t, _ in a.requests()]
+        check(gp[:3] == [base + "/login/pubkey/authenticate", base + "/relay/pubkey/authenticate",
+                         base + "/pod/v2/sessioninfo"],
+              f"global proxy: login, relay, sessioninfo: {gp[:3]}")
+        check(all(not t.startswith(base + "/agent") for t in gp), "global proxy: no agent call")
+        check(ap and all(t.startswith(base + "/agent/v5/datafeeds") for t in ap),
+              f"agent proxy: only datafeed calls ({len(ap)})")
+        # Stopped first: a held read is in the pod's log once it ends.
+        env.bridge_stop()
+        ap = [t for _, t, _ in a.requests()]
+
+        def agent_calls():
+            return sum(1 for c in env.calls() if c["path"].startswith("/agent/"))
+        wait_for(lambda: agent_calls() == len(ap), 10, 0.1)
+        n_agent = agent_calls()
+        check(len(ap) == n_agent, f"every agent call went through the agent proxy ({len(ap)} vs {n_agent})")
+    finally:
+        g.close()
+        a.close()
+
+
+def t_proxy_auth(env):
+    """Proxy credentials: every request at the proxy carries Proxy-Authorization: Basic
+    user:password, the pod never sees it, the password is never logged; wrong credentials are
+    a clear failure (407) that ends the bridge. HTTPS through CONNECT with credentials too."""
+    env.pod_start(tls=False)
+    p = Proxy("proxy-user", "pr0xy-s3cret")
+    try:
+        env.bridge_start(f"proxy:\n  host: 127.0.0.1\n  port: {p.port}\n"
+                         "  username: proxy-user\n  password: pr0xy-s3cret\n")
+        env.flow()
+        want = "Basic " + base64.b64encode(b"proxy-user:pr0xy-s3cret").decode()
+        seen = p.requests()
+        check(seen and all(auth == want for _, _, auth in seen),
+              f"every proxied request has the credentials ({len(seen)})")
+        check(all(header(c, "Proxy-Authorization") is None for c in env.calls()),
+              "the pod never sees Proxy-Authorization")
+        check("pr0xy-s3cret" not in env.log(), "the proxy password is not logged")
+        check("(with credentials)" in env.log(), "the log says credentials are used")
+        env.bridge_stop()
+        env.bridge_start(f"proxy:\n  host: 127.0.0.1\n  port: {p.port}\n"
+                         "  username: proxy-user\n  password: wrong\n")
+        rc = env.bridge_wait(20)
+        check(rc == 1, f"wrong proxy password: exit 1, got {rc}")
+        check("407" in env.log() and "proxy.password" in env.log(),
+              "wrong proxy password: the message says 407 and names proxy.password")
+    finally:
+        p.close()
+    env.pod_start()
+    p = Proxy("u2", "p2")
+    try:
+        env.bridge_start(f"ssl:\n  trustStore:\n    path: {env.path('ca.pem')}\n"
+                         f"proxy:\n  host: 127.0.0.1\n  port: {p.port}\n  username: u2\n  password: p2\n")
+        env.flow(17)
+        want = "Basic " + base64.b64encode(b"u2:p2").decode()
+        seen = p.requests()
+        check(seen and all(m == "CONNECT" and a == want for m, _, a in seen),
+              "HTTPS: CONNECT with credentials")
+    finally:
+        p.close()
+
+
+def t_headers(env):
+    """defaultHeaders and User-Agent as the pod sees them: the global headers on pod and key
+    manager calls, agent.defaultHeaders replacing them on agent calls, a User-Agent in
+    keyManager.defaultHeaders replacing the bridge's there; everywhere else
+    User-Agent: dfbridge/<version>."""
+    version = subprocess.run([env.args.dfbridge, "--version"], capture_output=True,
+                             text=True).stdout.split()[1]
+    env.pod_start()
+    env.bridge_start(f"ssl:\n  trustStore:\n    path: {env.path('ca.pem')}\n"
+                     "defaultHeaders:\n  X-Team: bots\n  X-Api-Key: k-123-secret\n"
+                     "agent:\n  defaultHeaders:\n    X-Agent-Only: 'yes'\n"
+                     "keyManager:\n  defaultHeaders:\n    User-Agent: custom-ua/1.0\n    X-Km: km\n")
+    env.flow()
+    calls = env.calls()
+    by = {}
+    for c in calls:
+        by.setdefault(c["endpoint"], []).append(c)
+    ua = f"dfbridge/{version}"
+    for ep in ("auth", "sessioninfo"):
+        for c in by.get(ep, []):
+            check(header(c, "X-Team") == "bots" and header(c, "X-Api-Key") == "k-123-secret",
+                  f"{ep}: global defaultHeaders")
+            check(header(c, "User-Agent") == ua, f"{ep}: User-Agent {ua}: {header(c, 'User-Agent')}")
+            check(header(c, "X-Agent-Only") is None, f"{ep}: no agent header")
+    for ep in ("list", "create", "read"):
+        for c in by.get(ep, []):
+            check(header(c, "X-Agent-Only") == "yes", f"{ep}: agent.defaultHeaders")
+            check(header(c, "X-Team") is None, f"{ep}: the agent's headers replace the global ones")
+            check(header(c, "User-Agent") == ua, f"{ep}: User-Agent")
+    check(len(by.get("read", [])) >= 1 and len(by.get("relay", [])) == 1, "calls were made")
+    for c in by.get("relay", []):
+        check(header(c, "User-Agent") == "custom-ua/1.0", "relay: User-Agent from defaultHeaders")
+        check(header(c, "X-Km") == "km" and header(c, "X-Team") is None, "relay: its own headers")
+    check(all(len(header(c, "X-Trace-Id") or "") == 6 for c in calls), "X-Trace-Id on every call")
+    check("k-123-secret" not in env.log(), "header values are not logged")
+
+
+def t_reauth_401(env):
+    """A 401 from a call makes the bridge re-authenticate (events keep flowing); when the
+    re-authentication itself gets 401 the bridge ends with status 4 and says why."""
+    env.pod_start()
+    env.bridge_start(f"ssl:\n  trustStore:\n    path: {env.path('ca.pem')}\n")
+    env.flow(17)
+    env.admin("POST", "/admin/faults", {"endpoint": "read", "action": "expire_token"})
+    env.flow(17)  # re-authenticated
+    n_auth = endpoints(env.calls()).count("auth")
+    check(n_auth == 2, f"one re-authentication after the 401 ({n_auth} logins)")
+    env.admin("POST", "/admin/faults", [{"endpoint": "read", "action": "expire_token"},
+                                        {"endpoint": "auth", "action": "status", "status": 401}])
+    rc = env.bridge_wait(20)
+    log = env.log()
+    check(rc == 4, f"401 on re-authentication: exit 4, got {rc}")
+    check("pod authentication: 401" in log, "the 401 line names the call")
+    tail = [l for l in log.splitlines() if " error " in l]
+    check(tail, "an error line says why")
+    print("  last error lines:", *tail[-2:], sep="\n    ")
+
+
+GROUPS = {
+    "tls_verify": t_tls_verify,
+    "truststore": t_truststore,
+    "mtls": t_mtls,
+    "skd": t_skd,
+    "proxy": t_proxy,
+    "proxy_auth": t_proxy_auth,
+    "headers": t_headers,
+    "reauth_401": t_reauth_401,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dfpod", required=True)
+    ap.add_argument("--dfbridge", required=True)
+    ap.add_argument("--group", required=True, choices=sorted(GROUPS))
+    args = ap.parse_args()
+    env = Env(args)
+    t0 = time.monotonic()
+    try:
+        GROUPS[args.group](env)
+    except Exception as e:  # a crash of the test is a failure, with the logs
+        import traceback
+        traceback.print_exc()
+        FAILS.append(f"exception: {e!r}")
+    finally:
+        env.close(bool(FAILS))
+    print(f"transport_{args.group}: {'FAILED' if FAILS else 'OK'} ({time.monotonic() - t0:.1f} s)")
+    return 1 if FAILS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
