@@ -69,6 +69,33 @@ def openssl(*args, inp=None):
                           timeout=60).stdout
 
 
+def make_pki():
+    """A private CA, a server certificate for 127.0.0.1 and a client certificate whose CN is the
+    bot's username (PEM files in the temporary folder); returns their paths."""
+    d = os.path.join(CTX.tmp, "pki")
+    if os.path.exists(os.path.join(d, "bot.pem")):
+        return CTX.pki
+    os.makedirs(d, exist_ok=True)
+    p = {k: os.path.join(d, k + ".pem") for k in ("ca", "ca_key", "cert", "key", "client_cert",
+                                                 "client_key", "bot")}
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", p["ca_key"], "-out",
+            p["ca"], "-days", "2", "-subj", "/CN=bdk test CA")
+    for who, cn, ext in (("", "127.0.0.1", "subjectAltName=IP:127.0.0.1"),
+                         ("client_", "my-bot", "extendedKeyUsage=clientAuth")):
+        csr = os.path.join(d, who + "req.csr")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", p[who + "key"], "-out", csr,
+                "-subj", "/CN=" + cn)
+        extf = os.path.join(d, who + "ext.cnf")
+        with open(extf, "w") as f:
+            f.write(ext + "\n")
+        openssl("x509", "-req", "-in", csr, "-CA", p["ca"], "-CAkey", p["ca_key"],
+                "-CAcreateserial", "-out", p[who + "cert"], "-days", "2", "-extfile", extf)
+    with open(p["bot"], "w") as f:  # the Python BDK's certificate.path: certificate + key
+        f.write(open(p["client_cert"]).read() + open(p["client_key"]).read())
+    CTX.pki = p
+    return p
+
+
 def b64url(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
@@ -115,7 +142,10 @@ def free_port():
 class Pod:
     """A dfpod on 127.0.0.1:0; args are extra command-line options."""
 
-    def __init__(self, *args, username="my-bot"):
+    def __init__(self, *args, username="my-bot", tls=None):
+        """tls: None, or a dict of PEM paths {ca, cert, key, client_cert?, client_key?}: the pod
+        serves HTTPS (and its control interface too)."""
+        self.tls = tls
         self.port_file = tempfile.mktemp(dir=CTX.tmp, suffix=".port")
         self.log_path = tempfile.mktemp(dir=CTX.tmp, suffix=".pod.log")
         self.log = open(self.log_path, "wb")
@@ -130,11 +160,18 @@ class Pod:
             time.sleep(0.02)  # a file appearing has no other signal
         with open(self.port_file) as f:
             self.port = int(f.read())
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
         self.own = set()  # call-log seqs of the test's own calls (a second instance), hidden
 
     def req(self, method, path, body=None, headers=None, timeout=30):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.tls:
+            import ssl
+            sc = ssl.create_default_context(cafile=self.tls["ca"])
+            if self.tls.get("client_cert"):
+                sc.load_cert_chain(self.tls["client_cert"], self.tls["client_key"])
+            c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=sc)
+        else:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             if body is not None and not isinstance(body, (bytes, str)):
                 body = json.dumps(body)
@@ -229,7 +266,7 @@ class Bridge:
     """
 
     def __init__(self, pod, datafeed=None, retry=None, extra="", bridge_extra="", username="my-bot",
-                 agent_port=None, read_timeout_ms=5000, start=True):
+                 agent_port=None, read_timeout_ms=5000, bot=None, scheme="http", start=True):
         self.pod = pod
         self.pub_port = free_port()
         self.endpoint = "tcp://127.0.0.1:%d" % self.pub_port
@@ -242,11 +279,13 @@ class Bridge:
         agent = ""
         if agent_port is not None:
             agent = "agent:\n  port: %d\n" % agent_port
-        self.config = ("scheme: http\nhost: 127.0.0.1\nport: %d\n%s"
-                       "bot:\n  username: %s\n  privateKey:\n    path: %s\n%s%s%s"
+        if bot is None:
+            bot = "  privateKey:\n    path: %s\n" % CTX.key
+        self.config = ("scheme: %s\nhost: 127.0.0.1\nport: %d\n%s"
+                       "bot:\n  username: %s\n%s%s%s%s"
                        "bridge:\n  publish: %s\n  logLevel: debug\n  readTimeoutMillis: %d\n"
                        "  connectTimeoutMillis: 2000\n%s"
-                       % (pod.port, agent, username, CTX.key, datafeed, retry, extra,
+                       % (scheme, pod.port, agent, username, bot, datafeed, retry, extra,
                           self.endpoint, read_timeout_ms, bridge_extra))
         with open(self.cfg_path, "w") as f:
             f.write(self.config)
@@ -356,13 +395,19 @@ class Sub:
         env = msgpack.unpackb(frames[1], raw=False, strict_map_key=False)
         return frames[0].decode(), env
 
-    def sync(self, pod, timeout=20.0):
-        """Sends probe events through the pod until one arrives: then the whole path works."""
+    @staticmethod
+    def is_probe(m):
+        ev = m[1].get("event")
+        return isinstance(ev, dict) and str(ev.get("id", "")).startswith("probe-")
+
+    def sync(self, pod, timeout=20.0, ptype="PROBE"):
+        """Sends probe events (id probe-N, type ptype) through the pod until one arrives: then
+        the whole path works."""
         deadline = time.monotonic() + timeout
         i = 0
         while time.monotonic() < deadline:
             i += 1
-            pod.events([{"id": "probe-%d" % i, "timestamp": i, "type": "PROBE", "payload": {}}])
+            pod.events([{"id": "probe-%d" % i, "timestamp": i, "type": ptype, "payload": {}}])
             end = time.monotonic() + 0.5
             while time.monotonic() < end:
                 m = self.recv(100)
@@ -371,7 +416,7 @@ class Sub:
                         raise Failure("dfbridge exited (%d) before a probe came through"
                                       % self.bridge.proc.returncode)
                     continue
-                if m[0] == "PROBE":
+                if self.is_probe(m):
                     self.probes += 1
                     self.last_probe_gseq = m[1]["gseq"]
                     return m
@@ -389,7 +434,7 @@ class Sub:
             m = self.recv(200)
             if m is None:
                 continue
-            if m[0] == "PROBE":
+            if self.is_probe(m):
                 self.probes += 1
             else:
                 self.got.append(m)
