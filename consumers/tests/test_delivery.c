@@ -144,7 +144,9 @@ cons_thread(void *arg)
 }
 
 /*  Starts a consumer of fb (replay given when with_replay, else learnt from
-    the heartbeat) and waits for its subscription. */
+    the heartbeat) and waits for its subscription. Tests that check the
+    handling order use one worker: the loop hands events out in gseq order,
+    several workers would then run them concurrently. */
 static void
 cons_start(cons_t *c, int who, dfc_config_t cfg, fb_t *fb, bool with_replay)
 {
@@ -198,7 +200,7 @@ test_gap_fill(void *zctx)
     fb_init(&fb, zctx, "inproc://gf-pub", "inproc://gf-rep", "ep-gf", 0);
     h_reset();
     cons_t c;
-    cons_start(&c, 1, (dfc_config_t){.workers = 2}, &fb, true);
+    cons_start(&c, 1, (dfc_config_t){.workers = 1}, &fb, true);
     for (int i = 0; i < 3; i++)
         fb_message(&fb, "s1", NULL, true);
     CHECK(h_wait(3));
@@ -242,7 +244,7 @@ test_gone(void *zctx)
     fb_init(&fb, zctx, "inproc://gone-pub", "inproc://gone-rep", "ep-gone", 0);
     h_reset();
     cons_t c;
-    cons_start(&c, 1, (dfc_config_t){0}, &fb, true);
+    cons_start(&c, 1, (dfc_config_t){.workers = 1}, &fb, true);
     for (int i = 0; i < 3; i++)
         fb_message(&fb, "s1", NULL, true);
     CHECK(h_wait(3));
@@ -276,7 +278,7 @@ test_heartbeat_last(void *zctx)
     fb_init(&fb, zctx, "inproc://hb-pub", "inproc://hb-rep", "ep-hb", 0);
     h_reset();
     cons_t c;
-    cons_start(&c, 1, (dfc_config_t){0}, &fb, false); /* endpoint from the heartbeat */
+    cons_start(&c, 1, (dfc_config_t){.workers = 1}, &fb, false); /* endpoint from the heartbeat */
     fb_heartbeat(&fb); /* gseq 0: baseline, names the replay endpoint */
     CHECK(WAIT_STAT(c.loop, heartbeats, 1));
     for (int i = 0; i < 4; i++)
@@ -309,7 +311,7 @@ test_stale(void *zctx)
     fb.interval = 200; /* stale after 600 ms of silence */
     h_reset();
     cons_t c;
-    cons_start(&c, 1, (dfc_config_t){0}, &fb, true);
+    cons_start(&c, 1, (dfc_config_t){.workers = 1}, &fb, true);
     /* heartbeats every 50 ms for 1.2 s keep the link fresh */
     for (int i = 0; i < 24; i++) {
         fb_heartbeat(&fb);
@@ -340,7 +342,7 @@ test_dedupe(void *zctx)
     fb_init(&b, zctx, "inproc://dd-b", "inproc://dd-br", "ep-b", 0);
     h_reset();
     cons_t c;
-    cons_start(&c, 1, (dfc_config_t){0}, &a, true);
+    cons_start(&c, 1, (dfc_config_t){.workers = 1}, &a, true);
     CHECK_EQ(dfc_loop_connect_replay(c.loop, b.pub_ep, b.rep_ep), DFC_OK);
     CHECK(tu_wait_subscription(b.xpub, WAIT_MS) == 0);
     char id[32];
