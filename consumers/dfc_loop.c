@@ -1125,7 +1125,8 @@ link_release_held(dfc_loop_t *loop, link_t *L, bool force)
         }
         dfc_event_unref(ev);
     }
-    memmove(L->held, L->held + i, (L->nheld - i) * sizeof *L->held);
+    if (i && i < L->nheld)
+        memmove(L->held, L->held + i, (L->nheld - i) * sizeof *L->held);
     L->nheld -= i;
     if (L->nheld)
         fill_start(loop, L, dfc_event_gseq(L->held[0]) - 1);
