@@ -855,6 +855,58 @@ dfb_http_test(int verbose)
     HCHECK(strncmp(srv.last_request, "GET /ok HTTP/1.1\r\n", 18) == 0);
     HCHECK(strstr(srv.last_request, "\r\nkeyManagerToken: km-9\r\n"));
 
+    /* Client routes: defaultHeaders and a User-Agent override for URLs under
+       the prefix only; X-Trace-Id from defaultHeaders replaces the random one. */
+    {
+        char *names[] = {"X-Team", "User-Agent", "X-Trace-Id", "X-Empty"};
+        char *values[] = {"bots", "custom/2", "fixed1", ""};
+        dfb_headers_t hd = {names, values, 4};
+        char prefix[128];
+        snprintf(prefix, sizeof prefix, "http://127.0.0.1:%d/ok", port);
+        dfb_http_client_t opts = {.headers = &hd};
+        HCHECK(dfb_http_add_client(http, prefix, &opts) == 0);
+        rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+        HCHECK(rc == DFB_HTTP_OK && status == 200);
+        HCHECK(strstr(srv.last_request, "\r\nX-Team: bots\r\n"));
+        HCHECK(strstr(srv.last_request, "\r\nX-Empty:\r\n"));
+        HCHECK(strstr(srv.last_request, "\r\nUser-Agent: custom/2\r\n"));
+        HCHECK(!strstr(srv.last_request, "dfbridge/"));
+        HCHECK(strstr(srv.last_request, "\r\nX-Trace-Id: fixed1\r\n"));
+        HCHECK(!strstr(strstr(srv.last_request, "X-Trace-Id: fixed1") + 1, "X-Trace-Id"));
+        /* A prefix matches whole path segments only: /okay is not under /ok. */
+        char other[128];
+        snprintf(other, sizeof other, "http://127.0.0.1:%d/okay", port);
+        rc = dfb_http_request(http, "GET", other, NULL, 0, &status);
+        HCHECK(!strstr(srv.last_request, "X-Team"));
+        HCHECK(strstr(srv.last_request, "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
+        /* A header value with CR/LF is refused. */
+        char *bad_v[] = {"a\r\nX-Injected: 1"};
+        dfb_headers_t bad = {names, bad_v, 1};
+        dfb_http_client_t bad_opts = {.headers = &bad};
+        HCHECK(dfb_http_add_client(http, "http://x", &bad_opts) == -1);
+    }
+    /* A proxy route: the request goes to the proxy (this server) in absolute
+       form with Basic credentials; the reply is garbage to curl here, which
+       does not matter: the request line and headers are what is checked. */
+    {
+        char prefix[128];
+        snprintf(prefix, sizeof prefix, "http://192.0.2.1:9");
+        dfb_http_client_t opts = {.proxy_host = "127.0.0.1",
+                                  .proxy_port = port,
+                                  .proxy_username = "pu",
+                                  .proxy_password = "pp"};
+        HCHECK(dfb_http_add_client(http, prefix, &opts) == 0);
+        rc = dfb_http_request(http, "GET", "http://192.0.2.1:9/via/proxy", NULL, 0, &status);
+        if (verbose)
+            printf("  via proxy -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
+        HCHECK(strncmp(srv.last_request, "GET http://192.0.2.1:9/via/proxy HTTP/1.1\r\n", 43) == 0);
+        HCHECK(strstr(srv.last_request, "\r\nProxy-Authorization: Basic cHU6cHA=\r\n"));
+        char via[64];
+        snprintf(via, sizeof via, "via proxy 127.0.0.1:%d", port);
+        HCHECK(rc != DFB_HTTP_OK && strstr(dfb_http_detail(http), via));
+    }
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
+
     /* A 500 is a status, not a transport error. */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/status500", port);
     rc = dfb_http_request(http, "POST", url, "{}", 2, &status);

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git ca-certificates openssl curl
   libzmq3-dev libczmq-dev libmsgpack-dev libcurl4-openssl-dev libssl-dev
-  libyaml-dev libyajl-dev libmicrohttpd-dev libjansson-dev
+  libyaml-dev libyajl-dev libmicrohttpd-dev libjansson-dev libgnutls28-dev
   libjson-c-dev libcjson-dev
   python3 python3-zmq python3-msgpack python3-yaml
   valgrind procps

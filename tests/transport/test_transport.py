@@ -46,6 +46,16 @@ def free_port():
     return port
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def check_clean_log(path, who):
+    """A sanitizer report in a child's log is a failure (the ASan/UBSan CI run)."""
+    if os.path.exists(path):
+        text = open(path, errors="replace").read()
+        check(not any(m in text for m in SANITIZER_MARKS), f"no sanitizer report in {who}'s log")
+
+
 def wait_for(pred, timeout, step=0.02):
     """Polls pred() until true or timeout seconds; returns its last value."""
     end = time.monotonic() + timeout
@@ -270,6 +280,8 @@ class Env:
                 self.pod.kill()
                 self.pod.wait()
             self.pod = None
+            self.pod_log.close()
+            check_clean_log(self.path("pod.log"), "dfpod")
 
     def admin(self, method, path, body=None):
         scheme = "https" if self.tls else "http"
@@ -344,6 +356,8 @@ class Env:
             else:
                 self.bridge_rc = self.bridge.returncode
             self.bridge = None
+            self.bridge_log.close()
+            check_clean_log(self.bridge_log_path, "dfbridge")
 
     def log(self):
         return open(self.bridge_log_path, errors="replace").read()
