@@ -323,15 +323,21 @@ put_uint(unsigned char *p, uint64_t v)
 
 size_t
 dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, uint64_t from_gseq,
-                   unsigned limit)
+                   unsigned limit, const char *const *topics, size_t ntopics)
 {
-    /* {"v":1, "req":req, ["epoch":epoch,] "from_gseq":n, "limit":limit} */
-    size_t el = epoch ? strlen(epoch) : 0;
-    if (el > 255 || size < 80 + el)
+    /* {"v":1, "req":req, ["epoch":epoch,] "from_gseq":n, "limit":limit,
+        ["topics":[...]]} */
+    size_t el = epoch ? strlen(epoch) : 0, need = 80 + el + 8;
+    for (size_t i = 0; i < ntopics; i++) {
+        if (strlen(topics[i]) > 255)
+            return 0;
+        need += strlen(topics[i]) + 2;
+    }
+    if (el > 255 || ntopics > 15 || size < need)
         return 0;
     unsigned char *p = buf;
     size_t pos = 0;
-    p[pos++] = (unsigned char)(0x80 | (el ? 5 : 4));
+    p[pos++] = (unsigned char)(0x80 | (4 + (el ? 1 : 0) + (ntopics ? 1 : 0)));
     pos += put_str(p + pos, "v");
     p[pos++] = 1;
     pos += put_str(p + pos, "req");
@@ -344,5 +350,11 @@ dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, uint
     pos += put_uint(p + pos, from_gseq);
     pos += put_str(p + pos, "limit");
     pos += put_uint(p + pos, limit);
+    if (ntopics) {
+        pos += put_str(p + pos, "topics");
+        p[pos++] = (unsigned char)(0x90 | ntopics);
+        for (size_t i = 0; i < ntopics; i++)
+            pos += put_str(p + pos, topics[i]);
+    }
     return pos;
 }

@@ -91,11 +91,13 @@ void dfc_ckpt_entries_free(dfc_ckpt_entry_t *e, size_t n);
 /*  Writes path atomically (temp file, fsync, rename, fsync of the folder). */
 int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n);
 
-/*  Encodes a replay request by gseq (i4 protocol) into buf; returns its
-    length, 0 when buf is too small or epoch longer than 255. epoch NULL or
-    "" -> no epoch key. */
+/*  Encodes a replay request by gseq (issue-4 protocol) into buf; returns
+    its length, 0 when buf is too small, epoch or a topic is longer than 255
+    bytes, or there are more than 15 topics. epoch NULL or "" -> no epoch
+    key; ntopics 0 -> no topics key (all topics). */
 size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch,
-                          uint64_t from_gseq, unsigned limit);
+                          uint64_t from_gseq, unsigned limit, const char *const *topics,
+                          size_t ntopics);
 
 /*  The thread-local listener context, set by workers around a callback. */
 #define DFC_CONTEXT_MAX 256

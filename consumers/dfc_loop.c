@@ -1079,7 +1079,8 @@ fill_send(dfc_loop_t *loop, link_t *L)
         return;
     }
     unsigned char buf[512];
-    size_t n = dfc_replay_request(buf, sizeof buf, ++L->req, L->epoch, L->hw + 1, REPLAY_LIMIT);
+    size_t n =
+        dfc_replay_request(buf, sizeof buf, ++L->req, L->epoch, L->hw + 1, REPLAY_LIMIT, NULL, 0);
     if (n == 0 || zmq_send(L->dealer, buf, n, ZMQ_DONTWAIT) != (int)n) {
         dfc_log(DFC_LOG_WARN, "replay %s: cannot send the request", L->replay);
         return; /* the deadline retries */

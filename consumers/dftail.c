@@ -1,6 +1,7 @@
 /*  dftail: subscribe to one or more dfbridge PUB endpoints and print every
     message as one JSON line (topic, envelope, event), for humans and tests.
-    Malformed messages get a line on stderr and are skipped. */
+    --from-gseq replays the bridge's journal first. Malformed messages get a
+    line on stderr and are skipped. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -23,11 +24,16 @@ on_signal(int sig)
 static void
 usage(FILE *out)
 {
-    fprintf(out, "usage: dftail [--endpoint E]... [--count N] [--timeout MS] [TOPIC...]\n"
-                 "  --endpoint E  bridge PUB endpoint (repeatable; default tcp://127.0.0.1:5556)\n"
-                 "  --count N     exit after printing N messages\n"
-                 "  --timeout MS  exit after MS milliseconds without a message\n"
-                 "  TOPIC         event types to print, matched exactly (all when none)\n");
+    fprintf(out, "usage: dftail [--endpoint E]... [--count N] [--timeout MS] [--heartbeats]\n"
+                 "              [--from-gseq N [--replay R]] [TOPIC...]\n"
+                 "  --endpoint E   bridge PUB endpoint (repeatable; default tcp://127.0.0.1:5556)\n"
+                 "  --count N      exit after printing N messages\n"
+                 "  --timeout MS   exit after MS milliseconds without a message\n"
+                 "  --heartbeats   also print the bridge's _hb heartbeats\n"
+                 "  --from-gseq N  first print the journaled messages from gseq N (replay), then\n"
+                 "                 live ones after them (one endpoint only)\n"
+                 "  --replay R     the bridge's replay endpoint (default: from its heartbeat)\n"
+                 "  TOPIC          event types to print, matched exactly (all when none)\n");
 }
 
 static int64_t
@@ -148,6 +154,157 @@ format_reserved(const zmq_msg_t *topic, const zmq_msg_t *body, line_t *l)
     return bad ? DFC_MSG_NOMEM : DFC_MSG_OK;
 }
 
+/*  Reads one multipart message (frames beyond the second only counted).
+    Returns 0 or the errno of the failed receive (EAGAIN: none waiting). */
+static int
+recv_parts(void *s, zmq_msg_t parts[2], size_t *nparts, size_t *total)
+{
+    zmq_msg_init(&parts[0]);
+    zmq_msg_init(&parts[1]);
+    *nparts = *total = 0;
+    int more = 1;
+    while (more) {
+        zmq_msg_t tmp, *m = *nparts < 2 ? &parts[*nparts] : &tmp;
+        if (m == &tmp)
+            zmq_msg_init(&tmp);
+        if (zmq_msg_recv(m, s, *nparts == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            int err = errno;
+            if (m == &tmp)
+                zmq_msg_close(&tmp);
+            return err;
+        }
+        more = zmq_msg_more(m);
+        *total += zmq_msg_size(m);
+        (*nparts)++;
+        if (m == &tmp)
+            zmq_msg_close(&tmp);
+    }
+    return 0;
+}
+
+static bool
+topic_is(const zmq_msg_t *m, const char *name)
+{
+    size_t n = strlen(name);
+    return zmq_msg_size((zmq_msg_t *)m) == n && memcmp(zmq_msg_data((zmq_msg_t *)m), name, n) == 0;
+}
+
+/*  The gseq and epoch of an envelope (epoch copied into out); -1 if not one. */
+static int
+envelope_position(const zmq_msg_t *body, uint64_t *gseq, char *out, size_t size)
+{
+    dfc_doc_t *doc = NULL;
+    if (dfc_doc_parse(zmq_msg_data((zmq_msg_t *)body), zmq_msg_size((zmq_msg_t *)body), &doc))
+        return -1;
+    dfc_envelope_t env;
+    int rc = -1;
+    if (dfc_envelope_check(dfc_doc_root(doc), &env) == DFC_MSG_OK) {
+        *gseq = env.gseq;
+        snprintf(out, size, "%s", env.epoch);
+        rc = 0;
+    }
+    dfc_doc_destroy(&doc);
+    return rc;
+}
+
+/*  State of the replay phase: what it printed, so that the live messages
+    queued meanwhile in the SUB are not printed twice. */
+typedef struct {
+    char epoch[128];
+    uint64_t last; /* last gseq printed from replay; 0 none */
+} replayed_t;
+
+/*  Replays from gseq `from` on endpoint `rep` (a DEALER, one request in
+    flight, the limit/more loop), printing each message. Returns 0, or 1
+    after an error answer or 10 s without one (a line on stderr). */
+static int
+replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, size_t ntopics,
+             line_t *line, long long *printed, long long count, replayed_t *done)
+{
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, rc = 1;
+    if (!d || zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger) || zmq_connect(d, rep)) {
+        fprintf(stderr, "dftail: cannot connect %s: %s\n", rep, zmq_strerror(errno));
+        if (d)
+            zmq_close(d);
+        return 1;
+    }
+    uint64_t req = 0;
+    for (;;) {
+        unsigned char buf[4096];
+        size_t n = dfc_replay_request(buf, sizeof buf, ++req, NULL, from, 1000, topics, ntopics);
+        if (n == 0 || zmq_send(d, buf, n, 0) != (int)n) {
+            fprintf(stderr, "dftail: cannot send the replay request\n");
+            break;
+        }
+        bool end = false, more = false, failed = false;
+        int64_t deadline = now_ms() + 10000;
+        while (!end && !interrupted) {
+            zmq_pollitem_t it = {d, 0, ZMQ_POLLIN, 0};
+            if (now_ms() > deadline) {
+                fprintf(stderr, "dftail: no answer from %s\n", rep);
+                failed = true;
+                break;
+            }
+            if (zmq_poll(&it, 1, 200) <= 0)
+                continue;
+            zmq_msg_t parts[2];
+            size_t np, total;
+            while (!end && recv_parts(d, parts, &np, &total) == 0) {
+                deadline = now_ms() + 10000;
+                if (np == 2 && topic_is(&parts[0], "_end")) {
+                    end = true;
+                    dfc_doc_t *doc = NULL;
+                    const dfc_value_t *r = NULL;
+                    if (dfc_doc_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &doc) ==
+                        DFC_OK)
+                        r = dfc_doc_root(doc);
+                    const char *status = dfc_value_cstr(dfc_value_find(r, "status"));
+                    uint64_t last = 0;
+                    dfc_value_uint64(dfc_value_find(r, "last_gseq"), &last);
+                    more = dfc_value_bool(dfc_value_find(r, "more"));
+                    if (!status || strcmp(status, "ok") != 0) {
+                        const char *code = dfc_value_cstr(dfc_value_find(r, "code"));
+                        const char *err = dfc_value_cstr(dfc_value_find(r, "error"));
+                        fprintf(stderr, "dftail: replay from gseq %llu: %s: %s\n",
+                                (unsigned long long)from, code ? code : "error", err ? err : "");
+                        failed = true;
+                    } else {
+                        from = last + 1;
+                    }
+                    dfc_doc_destroy(&doc);
+                } else if (np == 2 && (count < 0 || *printed < count)) {
+                    uint64_t g = 0;
+                    char epoch[128];
+                    if (envelope_position(&parts[1], &g, epoch, sizeof epoch) == 0) {
+                        snprintf(done->epoch, sizeof done->epoch, "%s", epoch);
+                        done->last = g;
+                    }
+                    dfc_msg_status_t st = format_message(&parts[0], &parts[1], line);
+                    if (st == DFC_MSG_OK) {
+                        fputs(line->p, stdout);
+                        (*printed)++;
+                    } else {
+                        fprintf(stderr, "dftail: dropped a replayed message: %s\n",
+                                dfc_msg_status_str(st));
+                    }
+                }
+                zmq_msg_close(&parts[0]);
+                zmq_msg_close(&parts[1]);
+            }
+        }
+        fflush(stdout);
+        if (failed || interrupted || !end)
+            break;
+        if (!more || (count >= 0 && *printed >= count)) {
+            rc = 0;
+            break;
+        }
+    }
+    zmq_close(d);
+    return rc;
+}
+
 static bool
 topic_wanted(const zmq_msg_t *topic, const char **topics, size_t n)
 {
@@ -166,6 +323,9 @@ main(int argc, char **argv)
     const char **topics = calloc((size_t)argc + 1, sizeof *topics);
     size_t nend = 0, ntopics = 0;
     long long count = -1, timeout = -1;
+    bool heartbeats = false;
+    uint64_t from_gseq = 0;
+    const char *replay = NULL;
     if (!endpoints || !topics)
         return 1;
     for (int i = 1; i < argc; i++) {
@@ -176,6 +336,12 @@ main(int argc, char **argv)
             count = strtoll(argv[++i], NULL, 10);
         } else if (!strcmp(a, "--timeout") && i + 1 < argc) {
             timeout = strtoll(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "--heartbeats")) {
+            heartbeats = true;
+        } else if (!strcmp(a, "--from-gseq") && i + 1 < argc) {
+            from_gseq = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "--replay") && i + 1 < argc) {
+            replay = argv[++i];
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
@@ -188,6 +354,10 @@ main(int argc, char **argv)
     }
     if (nend == 0)
         endpoints[nend++] = "tcp://127.0.0.1:5556";
+    if (from_gseq && nend > 1) {
+        fprintf(stderr, "dftail: --from-gseq takes one --endpoint\n");
+        return 2;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -211,6 +381,9 @@ main(int argc, char **argv)
         zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
     for (size_t i = 0; i < ntopics; i++)
         zmq_setsockopt(sub, ZMQ_SUBSCRIBE, topics[i], strlen(topics[i]));
+    /* the heartbeat names the replay endpoint */
+    if (ntopics && (heartbeats || (from_gseq && !replay)))
+        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "_hb", 3);
     for (size_t i = 0; i < nend; i++) {
         if (zmq_connect(sub, endpoints[i]) != 0) {
             fprintf(stderr, "dftail: cannot connect %s: %s\n", endpoints[i], zmq_strerror(errno));
@@ -222,9 +395,49 @@ main(int argc, char **argv)
 
     line_t line = {0};
     long long printed = 0;
-    int64_t last = now_ms();
     int rc = 0;
-    while (!interrupted && (count < 0 || printed < count)) {
+    replayed_t done = {"", 0};
+    char learnt[1024] = "";
+    if (from_gseq && !replay) {
+        /* wait for a heartbeat; what comes live before it is covered by the
+           replay, which runs to the journal's head */
+        int64_t end = now_ms() + (timeout >= 0 ? timeout : 10000);
+        while (!interrupted && !learnt[0] && now_ms() < end) {
+            zmq_pollitem_t item = {sub, 0, ZMQ_POLLIN, 0};
+            if (zmq_poll(&item, 1, 200) <= 0)
+                continue;
+            zmq_msg_t parts[2];
+            size_t np, total;
+            while (!learnt[0] && recv_parts(sub, parts, &np, &total) == 0) {
+                if (np == 2 && topic_is(&parts[0], "_hb")) {
+                    dfc_doc_t *doc = NULL;
+                    if (dfc_doc_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &doc) ==
+                        DFC_OK) {
+                        size_t rl = 0;
+                        const char *r =
+                            dfc_value_str(dfc_value_find(dfc_doc_root(doc), "replay"), &rl);
+                        if (r && rl > 0 && rl < sizeof learnt)
+                            memcpy(learnt, r, rl);
+                        else
+                            snprintf(learnt, sizeof learnt, "-");
+                        dfc_doc_destroy(&doc);
+                    }
+                }
+                zmq_msg_close(&parts[0]);
+                zmq_msg_close(&parts[1]);
+            }
+        }
+        if (!learnt[0] || strcmp(learnt, "-") == 0) {
+            fprintf(stderr, "dftail: %s: no replay endpoint (give --replay)\n",
+                    learnt[0] ? "the bridge has no replay" : "no heartbeat");
+            rc = 1;
+        }
+        replay = learnt;
+    }
+    if (from_gseq && rc == 0)
+        rc = replay_phase(ctx, replay, from_gseq, topics, ntopics, &line, &printed, count, &done);
+    int64_t last = now_ms();
+    while (rc == 0 && !interrupted && (count < 0 || printed < count)) {
         long wait = 500;
         if (timeout >= 0) {
             int64_t left = last + timeout - now_ms();
@@ -269,7 +482,15 @@ main(int argc, char **argv)
                 zmq_msg_close(&tmp);
         }
         /* ZeroMQ matches prefixes: keep only the exact topics asked for */
-        if (err == 0 && ntopics > 0 && !topic_wanted(&parts[0], topics, ntopics)) {
+        bool hb = err == 0 && nparts >= 1 && topic_is(&parts[0], "_hb");
+        /* replayed already: the live copy queued meanwhile is skipped */
+        uint64_t g = 0;
+        char epoch[128];
+        bool seen = err == 0 && done.last && nparts == 2 && !hb &&
+                    envelope_position(&parts[1], &g, epoch, sizeof epoch) == 0 &&
+                    strcmp(epoch, done.epoch) == 0 && g <= done.last;
+        if (seen || (hb && !heartbeats) ||
+            (err == 0 && !hb && ntopics > 0 && !topic_wanted(&parts[0], topics, ntopics))) {
             zmq_msg_close(&parts[0]);
             zmq_msg_close(&parts[1]);
             continue;

@@ -1,13 +1,15 @@
 /*  consumer_dftail: runs the dftail binary (path in argv[1]) against an XPUB
     on loopback TCP and compares its output with exact expected JSON lines:
     int64 min, uint64 max, -0.0, \u0000, emoji, escapes, fixed envelope key
-    order, topic filtering, malformed messages on stderr, SIGINT and idle exit. */
+    order, topic filtering, malformed messages on stderr, SIGINT and idle exit;
+    against the fake bridge (fakebridge.h): --from-gseq with the replay
+    endpoint learnt from the heartbeat, and --heartbeats. */
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "testutil.h"
+#include "fakebridge.h"
 
 static const char *dftail_path;
 
@@ -265,6 +267,80 @@ test_sigint_and_idle(void *ctx)
     zmq_close(x);
 }
 
+/*  Lines must carry gseq first..last in order, nothing else. */
+static void
+check_gseqs(const char *out, int first, int last)
+{
+    const char *p = out;
+    int want = first, lines = 0;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        if (!nl)
+            break;
+        char needle[48];
+        snprintf(needle, sizeof needle, "\"gseq\":%d,", want);
+        const char *hit = strstr(p, needle);
+        CHECK(hit != NULL && hit < nl);
+        want++;
+        lines++;
+        p = nl + 1;
+    }
+    CHECK_EQ(lines, last - first + 1);
+}
+
+static void
+test_replay(void *ctx)
+{
+    fb_t fb;
+    fb_init(&fb, ctx, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "ep-dt", 0);
+    for (int i = 0; i < 5; i++) /* journaled before dftail runs */
+        fb_message(&fb, "s1", NULL, true);
+    const char *args[] = {"--endpoint", fb.pub_ep,   "--from-gseq", "2", "--count",
+                          "6",          "--timeout", "10000",       NULL};
+    child_t c = spawn(args);
+    CHECK(tu_wait_subscription(fb.xpub, 10000) == 0);
+    fb_heartbeat(&fb);                 /* names the replay endpoint; not printed */
+    fb_message(&fb, "s1", NULL, true); /* 6: replayed or live, printed once */
+    fb_message(&fb, "s1", NULL, true); /* 7 */
+    static char out[65536], err[4096];
+    CHECK_EQ(finish(&c, out, sizeof out, err, sizeof err, 10000), 0);
+    check_gseqs(out, 2, 7);
+    CHECK(strstr(out, "_hb") == NULL);
+    CHECK(strstr(out, "\"id\":\"e2\"") != NULL);
+
+    /* the same with the endpoint given, and a topic that is not there */
+    const char *args2[] = {"--endpoint", fb.pub_ep, "--from-gseq", "6", "--replay",
+                           fb.rep_ep,    "--count", "2",           NULL};
+    c = spawn(args2);
+    CHECK_EQ(finish(&c, out, sizeof out, err, sizeof err, 10000), 0);
+    check_gseqs(out, 6, 7);
+
+    /* gone: an error on stderr, status 1 */
+    fb_lock(&fb);
+    fb.oldest = 3;
+    fb_unlock(&fb);
+    const char *args3[] = {"--endpoint", fb.pub_ep, "--from-gseq", "1",
+                           "--replay",   fb.rep_ep, NULL};
+    c = spawn(args3);
+    CHECK_EQ(finish(&c, out, sizeof out, err, sizeof err, 10000), 1);
+    CHECK(strstr(err, "replay from gseq 1: gone") != NULL);
+
+    /* --heartbeats prints them (first forget the earlier runs' subscriptions) */
+    char sub[256];
+    while (zmq_recv(fb.xpub, sub, sizeof sub, ZMQ_DONTWAIT) >= 0)
+        ;
+    const char *args4[] = {"--endpoint", fb.pub_ep, "--heartbeats", "--count", "2", NULL};
+    c = spawn(args4);
+    CHECK(tu_wait_subscription(fb.xpub, 10000) == 0);
+    fb_heartbeat(&fb);
+    fb_message(&fb, "s1", NULL, true); /* 8 */
+    CHECK_EQ(finish(&c, out, sizeof out, err, sizeof err, 10000), 0);
+    const char *hb_head = "{\"topic\":\"_hb\",\"body\":{\"v\":1,\"epoch\":\"ep-dt\",\"gseq\":7,";
+    CHECK(strncmp(out, hb_head, strlen(hb_head)) == 0);
+    CHECK(strstr(out, "\n{\"topic\":\"MESSAGESENT\",\"v\":1,\"seq\":8,\"gseq\":8,") != NULL);
+    fb_fini(&fb);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -278,6 +354,7 @@ main(int argc, char **argv)
     test_exact_lines(ctx);
     test_topic_filter(ctx);
     test_sigint_and_idle(ctx);
+    test_replay(ctx);
     zmq_ctx_term(ctx);
     if (failures)
         fprintf(stderr, "consumer_dftail: %d failure(s)\n", failures);
