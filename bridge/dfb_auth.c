@@ -241,7 +241,8 @@ fail:
 
 /*  One call with the BDK authentication retry: network errors, 5xx and 429
     are retried per the global `retry`; 200 returns OK; 401 UNAUTHORIZED;
-    anything else FAILED (logged unless quiet). Bodies are never logged
+    a certificate problem (DFB_HTTP_ECERT) and anything else FAILED (logged
+    unless quiet). Bodies are never logged
     (they carry tokens). */
 static dfb_auth_rc_t
 call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, const char *url,
@@ -265,6 +266,13 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
                           status == 407 ? " (the proxy refused: check proxy.username and "
                                           "proxy.password)"
                                         : "");
+            return DFB_AUTH_FAILED;
+        }
+        if (rc == DFB_HTTP_ECERT) {
+            /* A certificate that does not verify will not start to: a
+               configuration problem, fatal at once as in the loop's table. */
+            dfb_error("%s: %s (%s): not retried, fix the configuration", what,
+                      dfb_http_strerror(rc), dfb_http_detail(http));
             return DFB_AUTH_FAILED;
         }
         if (rc == DFB_HTTP_EOTHER) {

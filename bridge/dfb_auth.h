@@ -47,10 +47,11 @@ char *dfb_auth_jwt(dfb_auth_t *self, time_t now);
 
 /*  Authenticates: session token (pod /login, or /sessionauth with the
     certificate), then the key manager token (/relay or /keyauth) unless
-    simplified key delivery applies, retrying network errors, TLS failures
-    (each one logged at warn level), 5xx and 429 per the global `retry`
-    config (waits are cut by stop_fd). On success the tokens are set in http
-    (no keyManagerToken header with simplified key delivery). A 401 gives
+    simplified key delivery applies, retrying network errors, TLS handshake
+    failures, 5xx and 429 (each logged at warn level) per the global `retry`
+    config (waits are cut by stop_fd); a certificate that does not verify
+    (DFB_HTTP_ECERT) is not retried: DFB_AUTH_FAILED after an error line. On success the tokens are
+   set in http (no keyManagerToken header with simplified key delivery). A 401 gives
     DFB_AUTH_UNAUTHORIZED after one error line naming the endpoint. */
 dfb_auth_rc_t dfb_auth_login(dfb_auth_t *self, dfb_http_t *http, int stop_fd);
 

@@ -94,6 +94,9 @@ def make_pki(d):
         openssl(*args, cwd=d)
 
     signed("server", "localhost", "san.ext")
+    with open(os.path.join(d, "wrong.ext"), "w") as f:
+        f.write("subjectAltName=DNS:other.example\n")
+    signed("wrongname", "other.example", "wrong.ext")  # valid CA, wrong host name
     signed("bot", BOT)
     signed("intruder", "intruder")
     for n in ("bot", "intruder"):  # the Python BDK's format: certificate + key in one PEM
@@ -251,16 +254,17 @@ class Env:
         return os.path.join(self.dir, name)
 
     # -- pod --
-    def pod_start(self, *extra, tls=True, client_ca=False):
+    def pod_start(self, *extra, tls=True, client_ca=False, server="server"):
         self.pod_stop()
         self.tls = tls
+        self.server_cert = server
         pf = self.path("pod.port")
         if os.path.exists(pf):
             os.unlink(pf)
         argv = [self.args.dfpod, "--public-key", self.path("rsa.pub"), "--bot-username", BOT,
                 "--port-file", pf, "--hold-ms", "300"]
         if tls:
-            argv += ["--tls-cert", self.path("server.crt"), "--tls-key", self.path("server.key")]
+            argv += ["--tls-cert", self.path(server + ".crt"), "--tls-key", self.path(server + ".key")]
         if client_ca:
             argv += ["--tls-client-ca", self.path("ca.pem")]
         argv += list(extra)
@@ -291,6 +295,7 @@ class Env:
         ctx = None
         if self.tls:
             ctx = ssl.create_default_context(cafile=self.path("ca.pem"))
+            ctx.check_hostname = self.server_cert == "server"  # the test's own calls
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
                                              urllib.request.HTTPSHandler(context=ctx))
         with opener.open(req, timeout=10) as r:
@@ -442,24 +447,36 @@ def endpoints(calls):
 
 
 def t_tls_verify(env):
-    """HTTPS pod with a private CA: verification is on by default, so an unknown CA is a clear,
-    visible (warn at every attempt) failure that ends the bridge once retry.maxAttempts is
-    spent; a trust store of another CA fails the same way."""
+    """HTTPS pod with a private CA: verification is on by default, so an unknown CA is a clear
+    configuration error, not retried: one error line naming ssl.trustStore.path and curl's
+    reason, exit 1; a trust store of another CA fails the same way."""
     env.pod_start()
     for label, yaml in (("no trust store", ""),
                         ("another CA", f"ssl:\n  trustStore:\n    path: {env.path('other-ca.pem')}\n")):
         env.bridge_start(yaml)
         rc = env.bridge_wait(30)
         log = env.log()
-        check(rc == 1, f"{label}: bridge exits 1 (fatal) after the attempts, got {rc}")
-        warns = [l for l in log.splitlines() if " warn " in l and "pod authentication" in l
-                 and "TLS certificate problem" in l]
-        check(len(warns) == 3, f"{label}: one warn line per attempt (3), got {len(warns)}")
-        check(any("certificate" in l.lower() and "ssl.trustStore.path" in l for l in warns),
-              f"{label}: the warning names ssl.trustStore.path")
-        check("giving up after 3 attempts" in log, f"{label}: says it gave up")
+        check(rc == 1, f"{label}: bridge exits 1 (fatal), got {rc}")
+        errs = [l for l in log.splitlines() if " error " in l and "pod authentication" in l
+                and "TLS certificate problem" in l]
+        check(len(errs) == 1, f"{label}: one error line, got {len(errs)}")
+        check(errs and "ssl.trustStore.path" in errs[0] and "not retried" in errs[0]
+              and "certificate" in errs[0].split("(", 2)[-1].lower(),
+              f"{label}: the line names ssl.trustStore.path and says why: {errs}")
+        check(" warn " not in log or "pod authentication" not in
+              "".join(l for l in log.splitlines() if " warn " in l), f"{label}: no retry")
+        print("  ", errs[0] if errs else "(no line)")
     c = env.counters()
     check(c["calls"].get("auth", 0) == 0, "no HTTP request reached the pod (handshake refused)")
+    # The right CA but a certificate for another host name: refused the same way.
+    env.pod_start(server="wrongname")
+    env.bridge_start(f"ssl:\n  trustStore:\n    path: {env.path('ca.pem')}\n")
+    rc = env.bridge_wait(30)
+    log = env.log()
+    check(rc == 1, f"wrong host name: exit 1, got {rc}")
+    check("TLS certificate problem" in log and "127.0.0.1" in log.split("TLS certificate problem")[1]
+          .splitlines()[0], "wrong host name: the line says which name did not match")
+    check(env.counters()["calls"].get("auth", 0) == 0, "wrong host name: no request reached the pod")
 
 
 def t_truststore(env):
