@@ -357,6 +357,8 @@ class Bridge:
         eq(rc, status, "exit status")
         errs = self.errors()
         check(errs, "no error line says why the bridge ended")
+        # README "Exit statuses": exactly one error line before a non-zero exit
+        check(len(errs) == 1 or status == 0, "%d error lines: %r" % (len(errs), errs))
         for line in errs:
             if all(re.search(w, line, re.I) for w in words):
                 return line
