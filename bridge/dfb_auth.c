@@ -286,7 +286,13 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
             dfb_warn("%s: %s (%s), attempt %d", what, dfb_http_strerror(rc), dfb_http_detail(http),
                      b.attempts);
         if (wait < 0) {
-            dfb_error("%s: giving up after %d attempts", what, b.attempts);
+            /* One line that says everything: the call, the attempts, the last error. */
+            if (rc == DFB_HTTP_OK)
+                dfb_error("%s: giving up after %d attempts (retry.maxAttempts), last error HTTP %d",
+                          what, b.attempts, status);
+            else
+                dfb_error("%s: giving up after %d attempts (retry.maxAttempts), last error %s (%s)",
+                          what, b.attempts, dfb_http_strerror(rc), dfb_http_detail(http));
             return DFB_AUTH_FAILED;
         }
         if (dfb_wait(stop_fd, wait))
