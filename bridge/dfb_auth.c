@@ -293,7 +293,7 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
             else
                 dfb_error("%s: giving up after %d attempts (retry.maxAttempts), last error %s (%s)",
                           what, b.attempts, dfb_http_strerror(rc), dfb_http_detail(http));
-            return DFB_AUTH_FAILED;
+            return DFB_AUTH_EXHAUSTED;
         }
         if (dfb_wait(stop_fd, wait))
             return DFB_AUTH_STOPPED;
@@ -507,8 +507,9 @@ dfb_auth_refresh(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
 {
     dfb_auth_rc_t rc = dfb_auth_login(self, http, stop_fd);
     if (rc == DFB_AUTH_UNAUTHORIZED)
-        dfb_error("re-authentication after a 401 was refused (401): the bot's credentials are "
-                  "no longer accepted; stopping");
+        /* The login logged the one error line; this only adds the context. */
+        dfb_info("that was a re-authentication after a 401: the bot's credentials are no "
+                 "longer accepted");
     return rc;
 }
 

@@ -24,7 +24,8 @@ typedef struct dfb_auth dfb_auth_t;
 typedef enum {
     DFB_AUTH_OK = 0,
     DFB_AUTH_UNAUTHORIZED, /* 401: the credentials are refused: fatal (exit status) */
-    DFB_AUTH_FAILED,       /* retries exhausted, or an unexpected status/body */
+    DFB_AUTH_FAILED,       /* an unexpected status/body, or a certificate that does not verify */
+    DFB_AUTH_EXHAUSTED,    /* retry.maxAttempts reached on network errors, 5xx or 429 */
     DFB_AUTH_STOPPED       /* a stop was requested */
 } dfb_auth_rc_t;
 

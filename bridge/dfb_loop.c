@@ -228,7 +228,7 @@ reauth(dfb_loop_t *self)
 {
     self->stats.reauths++;
     dfb_info("session expired (401): authenticating again");
-    dfb_auth_rc_t rc = dfb_auth_login(self->auth, self->http, self->stop_fd);
+    dfb_auth_rc_t rc = dfb_auth_refresh(self->auth, self->http, self->stop_fd);
     switch (rc) {
     case DFB_AUTH_OK:
         return OUT_RETRY;
@@ -237,6 +237,8 @@ reauth(dfb_loop_t *self)
     case DFB_AUTH_UNAUTHORIZED:
         /* dfb_auth logged the 401 line. */
         return end(self, DFB_EXIT_AUTH);
+    case DFB_AUTH_EXHAUSTED:
+        return end(self, DFB_EXIT_EXHAUSTED); /* dfb_auth logged the giving-up line */
     default:
         return end(self, DFB_EXIT_FATAL); /* dfb_auth logged why */
     }
@@ -833,6 +835,8 @@ dfb_loop_run(dfb_loop_t *self)
         return DFB_EXIT_STOPPED;
     if (arc == DFB_AUTH_UNAUTHORIZED)
         return DFB_EXIT_AUTH;
+    if (arc == DFB_AUTH_EXHAUSTED)
+        return DFB_EXIT_EXHAUSTED;
     if (arc != DFB_AUTH_OK)
         return DFB_EXIT_FATAL;
     dfb_publish_set_bot(self->pub, bot);

@@ -26,9 +26,9 @@ usage(FILE *out)
                  "exit status (one error line says why):\n"
                  "  0  stopped by SIGINT/SIGTERM\n"
                  "  1  fatal upstream status (403, 404, datahose 400, 403 on create: 20 feeds),\n"
-                 "     or authentication failed otherwise (retry exhausted, unexpected answer)\n"
+                 "     or an unexpected answer to authentication\n"
                  "  2  bad configuration or command line, unbindable bridge.publish\n"
-                 "  3  retries exhausted (datafeed.retry or datahose.retry maxAttempts)\n"
+                 "  3  retries exhausted (datafeed.retry, datahose.retry or retry maxAttempts)\n"
                  "  4  authentication refused (401 on login or re-login)\n"
                  "  5  internal error (out of memory, cannot start the HTTP client)\n");
 }

@@ -85,9 +85,8 @@ def test_auth_retry_exhausted(live):
     pod = mk_pod(live)
     pod.faults({"endpoint": "auth", "action": "status", "status": 503, "count": 9})
     b = mk_bridge(live, pod)
-    # README: status 3 is for datafeed/datahose retries; authentication that fails other than
-    # by a 401 is status 1
-    b.expect_exit(EXIT_FATAL, "auth", "attempt", "503")
+    # README: status 3 = retries exhausted, on any call (authentication included)
+    b.expect_exit(EXIT_EXHAUSTED, "auth", "attempt", "503")
     eq([c["status"] for c in pod.calls("auth")], [503, 503], "logins")
 
 
