@@ -355,3 +355,33 @@ h_wait_counter(h_env_t *env, const char *path, long long want, int timeout_ms)
     }
     return false;
 }
+
+/* ---- added for the delivery_* tests (issue 4) ------------------------- */
+
+int
+h_free_port(void)
+{
+    return free_port();
+}
+
+pid_t
+h_bridge_spawn(h_env_t *env, const char *tag, const char *pub_endpoint, const char *extra_yaml,
+               char *log_path, size_t log_len)
+{
+    char cfg[300];
+    snprintf(cfg, sizeof cfg, "%s/bridge-%s.yaml", env->dir, tag);
+    snprintf(log_path, log_len, "%s/bridge-%s.log", env->dir, tag);
+    FILE *f = fopen(cfg, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "scheme: http\nhost: 127.0.0.1\nport: %d\n"
+            "bot:\n  username: it-bot\n  privateKey:\n    path: %s\n"
+            "datafeed:\n  version: v2\n  retry:\n    initialIntervalMillis: 50\n"
+            "    maxIntervalMillis: 400\n"
+            "bridge:\n  publish: %s\n  logLevel: debug\n%s",
+            env->pod_port, env->key_path, pub_endpoint, extra_yaml ? extra_yaml : "");
+    fclose(f);
+    const char *argv[] = {env->dfbridge_bin, "--config", cfg, NULL};
+    return spawn((char *const *)argv, log_path);
+}

@@ -85,4 +85,17 @@ bool h_wait_counter(h_env_t *env, const char *path, long long want, int timeout_
 /*  Prints a file to stderr (for failure diagnostics). */
 void h_dump_file(const char *title, const char *path);
 
+/* ---- added for the delivery_* tests (issue 4) ---- */
+
+/*  A free loopback TCP port (bound and released), or -1. */
+int h_free_port(void);
+
+/*  Starts one more dfbridge, independent of env->bridge_pid (restarts on
+    the same ports, HA pairs): config <dir>/bridge-<tag>.yaml publishing on
+    pub_endpoint with extra_yaml appended under "bridge:" (indent 2), log
+    <dir>/bridge-<tag>.log (appended, path written to log_path). Does not
+    wait. Returns the pid or -1; the caller stops it. */
+pid_t h_bridge_spawn(h_env_t *env, const char *tag, const char *pub_endpoint,
+                     const char *extra_yaml, char *log_path, size_t log_len);
+
 #endif
