@@ -108,6 +108,7 @@ typedef struct link {
     size_t nheld, held_cap;
     /* liveness */
     int64_t last_rx;
+    int strikes; /* staleness reconnects since the last message: backs off */
     uint64_t hb_interval;
     bool hb_seen;
     struct link *next;
@@ -1436,6 +1437,7 @@ receive_one(dfc_loop_t *loop, link_t *L)
     if (r <= 0)
         return r;
     L->last_rx = mono_ms();
+    L->strikes = 0;
     /* "_" topics are the bridge's own (heartbeat, status...): the contract
        says readers that do not know them ignore them */
     bool reserved =
@@ -1677,11 +1679,15 @@ link_timers(dfc_loop_t *loop, link_t *L, int64_t now)
                     : loop->cfg.stale_ms == 0 && L->hb_interval
                         ? 3 * (int64_t)(L->hb_interval < INT32_MAX ? L->hb_interval : INT32_MAX)
                         : 0;
-    if (stale && L->sub && now - L->last_rx > stale) {
-        dfc_log(DFC_LOG_WARN, "%s: no message and no heartbeat for %lld ms: new SUB socket",
-                L->endpoint, (long long)(now - L->last_rx));
+    /* a bridge that stays silent (dead) is retried less and less often:
+       3 x interval, then x2 per attempt up to x32 */
+    if (stale && L->sub && now - L->last_rx > stale << (L->strikes < 5 ? L->strikes : 5)) {
+        dfc_log(L->strikes ? DFC_LOG_DEBUG : DFC_LOG_WARN,
+                "%s: no message and no heartbeat for %lld ms: new SUB socket", L->endpoint,
+                (long long)(now - L->last_rx));
         link_close_sub(L);
         link_open_sub(loop, L);
+        L->strikes++;
         stat_add(loop, &loop->stats.reconnects, 1);
     }
     if (L->filling && now > L->deadline) {
