@@ -249,12 +249,14 @@ dfc_loop_new(const dfc_config_t *cfg)
     }
     /* the strings are the caller's: keep what we need as our own copies */
     c->checkpoint_dir = c->name = c->group = NULL;
-    if (cfg && cfg->checkpoint_dir && (cfg->name || (cfg->group && cfg->members > 1))) {
+    bool grouped = cfg && cfg->group && cfg->members > 1;
+    if (cfg && cfg->checkpoint_dir && (cfg->name || grouped)) {
+        /* a group member's checkpoint is its own: the name carries k and N */
         char name[256];
-        if (cfg->name)
-            snprintf(name, sizeof name, "%s", cfg->name);
-        else
+        if (grouped)
             snprintf(name, sizeof name, "%s-%d-of-%d", cfg->group, cfg->member, cfg->members);
+        else
+            snprintf(name, sizeof name, "%s", cfg->name);
         size_t n = strlen(cfg->checkpoint_dir) + strlen(name) + 8;
         loop->ckpt_path = malloc(n);
         if (loop->ckpt_path)

@@ -297,8 +297,8 @@ typedef struct {
     /*  A durable checkpoint: the file <checkpoint_dir>/<name>.ckpt keeps, per
         bridge epoch, the gseq below which every event was handled by every
         listener. A restarted loop with the same name replays from there
-        before live messages. Both NULL -> no checkpoint. With a group and no
-        name, the name is "<group>-<member>-of-<members>". */
+        before live messages. NULL -> no checkpoint. In a group the name is
+        always "<group>-<member>-of-<members>" (name is not used). */
     const char *checkpoint_dir;
     const char *name;
     int checkpoint_ms; /* how often the checkpoint is written when it moved; 0 -> 1000.
