@@ -1063,7 +1063,9 @@ fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
                 (unsigned long long)L->target, why);
         L->hw = L->target;
     }
-    link_release_held(loop, L, false);
+    /* everything held goes out now, holes counted lost: asking again for
+       them would fail the same way (and recurse) */
+    link_release_held(loop, L, true);
 }
 
 static void
