@@ -269,6 +269,36 @@ test_gone(void *zctx)
     fb_fini(&fb);
 }
 
+/* ------------------------------------- a replay endpoint that is mute */
+
+static void
+test_mute(void *zctx)
+{
+    fb_t fb;
+    fb_init(&fb, zctx, "inproc://mu-pub", "inproc://mu-rep", "ep-mu", 0);
+    fb.mute = true;
+    h_reset();
+    cons_t c;
+    cons_start(&c, 1, (dfc_config_t){.workers = 1, .replay_timeout_ms = 150}, &fb, true);
+    fb_message(&fb, "s1", NULL, true);
+    fb_message(&fb, "s1", NULL, false); /* 2: lost, and replay never answers */
+    fb_message(&fb, "s1", NULL, true);
+    CHECK(h_wait(2)); /* 3 is held, then released after three timeouts */
+    dfc_stats_t st;
+    cons_stop(&c, &st);
+    CHECK_EQ(nh, 2);
+    CHECK(nh == 2 && hrecs[0].gseq == 1 && hrecs[1].gseq == 3);
+    CHECK_EQ(st.lost, 1);
+    CHECK_EQ(st.gaps, 1);
+    CHECK_EQ(st.gaps_filled, 0);
+    CHECK_EQ(st.replay_requests, 3);
+    CHECK_EQ(st.replay_errors, 3);
+    fb_lock(&fb);
+    CHECK_EQ(fb.requests, 3);
+    fb_unlock(&fb);
+    fb_fini(&fb);
+}
+
 /* ---------------------------- the LAST message, seen by the heartbeat */
 
 static void
@@ -810,6 +840,7 @@ main(int argc, char **argv)
     RUN("ckpt_file", test_ckpt_file(dir));
     RUN("gap_fill", test_gap_fill(zctx));
     RUN("gone", test_gone(zctx));
+    RUN("mute", test_mute(zctx));
     RUN("heartbeat_last", test_heartbeat_last(zctx));
     RUN("stale", test_stale(zctx));
     RUN("dedupe", test_dedupe(zctx));
