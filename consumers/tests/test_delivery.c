@@ -576,7 +576,8 @@ slow_hook(const who_t *w, uint64_t g, const char *stream)
 static void
 test_slow(void *zctx)
 {
-    enum { N = 5000 };
+    /* 5000 in the suite; DFC_SLOW_N=50000 for the figure */
+    const uint64_t N = getenv("DFC_SLOW_N") ? strtoull(getenv("DFC_SLOW_N"), NULL, 10) : 5000;
     fb_t fb;
     fb_init(&fb, zctx, "inproc://sl-pub", "inproc://sl-rep", "ep-sl", 20);
     h_reset();
@@ -585,7 +586,7 @@ test_slow(void *zctx)
     cons_t slow, fast;
     cons_start(&slow, 1, (dfc_config_t){.workers = 1, .rcvhwm = 20, .queue_size = 8}, &fb, true);
     cons_start(&fast, 2, (dfc_config_t){.workers = 1}, &fb, true); /* 1: in order */
-    for (int i = 0; i < N; i++) {
+    for (uint64_t i = 0; i < N; i++) {
         fb_message(&fb, "s1", NULL, true);
         /* pace on the fast one so that only the stalled one overflows */
         if (i % 10 == 9)
