@@ -799,6 +799,9 @@ delivery_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v)
     } else if (strcmp(key, "heartbeatMillis") == 0) {
         if (get_range(c, v, path, 0, 3600000, &n) == 0)
             cfg->heartbeat_ms = (int)n;
+    } else if (strcmp(key, "zmtpHeartbeatMillis") == 0) {
+        if (get_range(c, v, path, 0, 3600000, &n) == 0)
+            cfg->zmtp_heartbeat_ms = (int)n;
     } else if (strcmp(key, "dedupeWindow") == 0) {
         if (get_range(c, v, path, 0, DFB_DEDUPE_MAX_WINDOW, &n) == 0)
             cfg->dedupe_window = n;

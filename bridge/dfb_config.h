@@ -104,6 +104,7 @@ typedef struct dfb_config {
     char *replay;                   /* bridge.replay: NULL = off (needs state_dir) */
     char *replay_advertise;         /* bridge.replayAdvertise: NULL = the bound endpoint */
     int heartbeat_ms;               /* bridge.heartbeatMillis: 1000, 0 = off */
+    int zmtp_heartbeat_ms;          /* bridge.zmtpHeartbeatMillis: 0 = off */
     long long journal_segment_bytes; /* bridge.journal.segmentBytes: 64 MiB */
     long long journal_max_bytes;    /* bridge.journal.maxBytes: 1 GiB (0 = no limit) */
     long long journal_max_age_ms;   /* bridge.journal.maxAgeMillis: 7 days (0 = no limit) */

@@ -220,16 +220,22 @@ actor_run(void *arg)
 
 /* ---- the caller's side ---------------------------------------------------- */
 
-static int
-set_liveness(void *sock)
+/*  TCP keepalive with a short idle, and ZMTP heartbeats when zmtp_ms > 0:
+    PING every zmtp_ms, a peer silent for 3 x zmtp_ms is dropped (TTL asks the
+    peer to do the same). 0 or -1. Used for the PUB and the replay ROUTER. */
+int
+dfb_publish_liveness(void *sock, int zmtp_ms)
 {
     int one = 1, idle = DFB_TCP_KEEPALIVE_IDLE_S, intvl = 5, cnt = 3;
-    int ivl = DFB_ZMTP_HEARTBEAT_IVL_MS, timeout = DFB_ZMTP_HEARTBEAT_TIMEOUT_MS;
-    return zmq_setsockopt(sock, ZMQ_TCP_KEEPALIVE, &one, sizeof one) != 0 ||
-                   zmq_setsockopt(sock, ZMQ_TCP_KEEPALIVE_IDLE, &idle, sizeof idle) != 0 ||
-                   zmq_setsockopt(sock, ZMQ_TCP_KEEPALIVE_INTVL, &intvl, sizeof intvl) != 0 ||
-                   zmq_setsockopt(sock, ZMQ_TCP_KEEPALIVE_CNT, &cnt, sizeof cnt) != 0 ||
-                   zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) != 0 ||
+    if (zmq_setsockopt(sock, ZMQ_TCP_KEEPALIVE, &one, sizeof one) != 0 ||
+        zmq_setsockopt(sock, ZMQ_TCP_KEEPALIVE_IDLE, &idle, sizeof idle) != 0 ||
+        zmq_setsockopt(sock, ZMQ_TCP_KEEPALIVE_INTVL, &intvl, sizeof intvl) != 0 ||
+        zmq_setsockopt(sock, ZMQ_TCP_KEEPALIVE_CNT, &cnt, sizeof cnt) != 0)
+        return -1;
+    if (zmtp_ms <= 0)
+        return 0;
+    int timeout = zmtp_ms > 2184533 ? 6553599 : zmtp_ms * 3; /* TTL max 6553599 ms */
+    return zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &zmtp_ms, sizeof zmtp_ms) != 0 ||
                    zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout) != 0 ||
                    zmq_setsockopt(sock, ZMQ_HEARTBEAT_TTL, &timeout, sizeof timeout) != 0
                ? -1
@@ -292,7 +298,8 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
     /* HWM first: it only applies to pipes created after it is set. */
     if (zmq_setsockopt(a->pub, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm) != 0 ||
         zmq_setsockopt(a->pub, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        set_liveness(a->pub) != 0 || zmq_setsockopt(a->pub, ZMQ_IPV6, &ipv6, sizeof ipv6) != 0) {
+        dfb_publish_liveness(a->pub, o->zmtp_heartbeat_ms) != 0 ||
+        zmq_setsockopt(a->pub, ZMQ_IPV6, &ipv6, sizeof ipv6) != 0) {
         snprintf(err, errlen, "publish: setsockopt: %s", zmq_strerror(errno));
         dfb_publish_destroy(&self);
         return NULL;
@@ -344,7 +351,8 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
             dfb_publish_destroy(&self);
             return NULL;
         }
-        a->replay = dfb_replay_new(self->ctx, o->replay, self->journal, err, errlen);
+        a->replay =
+            dfb_replay_new(self->ctx, o->replay, self->journal, o->zmtp_heartbeat_ms, err, errlen);
         if (!a->replay) {
             dfb_publish_destroy(&self);
             return NULL;

@@ -37,11 +37,13 @@
 /*  The heartbeat topic (schemas/CONTRACT.md, "Heartbeat"). */
 #define DFB_TOPIC_HEARTBEAT "_hb"
 
-/*  Liveness on the PUB and ROUTER sockets: ZMTP PING every 5 s, a peer
-    silent for 15 s is dropped (and asked to drop us after 15 s), and TCP
-    keepalive probes after 30 s idle, every 5 s, 3 times. */
-#define DFB_ZMTP_HEARTBEAT_IVL_MS 5000
-#define DFB_ZMTP_HEARTBEAT_TIMEOUT_MS 15000
+/*  Liveness on the PUB and ROUTER sockets: TCP keepalive probes after 30 s
+    idle, every 5 s, 3 times (a half-open connection is closed within ~45 s).
+    ZMTP heartbeats (bridge.zmtpHeartbeatMillis) are off by default: a PUB
+    that times out a subscriber stalled longer than the timeout closes its
+    connection, and libzmq 4.3.4 can then abort that subscriber
+    ("Assertion failed: !_io_error (src/stream_engine_base.cpp:331)", seen
+    in replay_slow_subscriber). Liveness for consumers is the `_hb` topic. */
 #define DFB_TCP_KEEPALIVE_IDLE_S 30
 
 typedef struct dfb_publish dfb_publish_t;
@@ -54,6 +56,7 @@ typedef struct {
     const char *replay;           /* bridge.replay; NULL or "" = off; needs state_dir */
     const char *replay_advertise; /* bridge.replayAdvertise; NULL = the bound replay endpoint */
     int heartbeat_ms;             /* bridge.heartbeatMillis; 0 = off */
+    int zmtp_heartbeat_ms;        /* bridge.zmtpHeartbeatMillis: ZMTP PING interval; 0 = off */
     size_t dedupe_window;         /* bridge.dedupeWindow: keys kept; 0 = off */
     int64_t dedupe_ms;            /* bridge.dedupeMillis: their age limit; 0 = none */
 } dfb_publish_opts_t;
@@ -75,8 +78,8 @@ typedef struct {
     uint64_t replay_abandoned; /* replay requests given up (client gone or stalled) */
 } dfb_publish_stats_t;
 
-/*  Creates the PUB socket (ZMQ_SNDHWM = sndhwm before bind, ZMTP heartbeats,
-    TCP keepalive, linger as above) and binds it; opens or recovers the
+/*  Creates the PUB socket (ZMQ_SNDHWM = sndhwm before bind, TCP keepalive,
+    ZMTP heartbeats when asked, linger as above) and binds it; opens or recovers the
     journal (the epoch and counters continue from it); binds the replay
     ROUTER; starts the actor. Returns NULL on error with a message in err
     (a bind error names its key). */
@@ -127,6 +130,11 @@ void dfb_publish_stats(dfb_publish_t *self, dfb_publish_stats_t *stats);
 
 /*  seq last used for topic (0 if never published). */
 uint64_t dfb_publish_topic_seq(const dfb_publish_t *self, const char *topic, size_t len);
+
+/*  Sets TCP keepalive (idle DFB_TCP_KEEPALIVE_IDLE_S) and, when zmtp_ms > 0,
+    ZMTP heartbeats (interval zmtp_ms, timeout and TTL 3 x zmtp_ms) on a
+    socket before bind. 0, or -1 with errno. */
+int dfb_publish_liveness(void *sock, int zmtp_ms);
 
 /*  Self-test; returns 0 when all checks pass. */
 int dfb_publish_test(int verbose);

@@ -12,6 +12,7 @@
 
 #include "dfb_log.h"
 #include "dfb_mpack.h"
+#include "dfb_publish.h"
 
 #define STEP 256   /* records scanned per request per call */
 #define RETRY_MS 5 /* wait before retrying a client whose pipe is full */
@@ -59,7 +60,8 @@ bump(uint64_t *c)
 }
 
 dfb_replay_t *
-dfb_replay_new(void *ctx, const char *endpoint, dfb_journal_t *journal, char *err, size_t errlen)
+dfb_replay_new(void *ctx, const char *endpoint, dfb_journal_t *journal, int zmtp_ms, char *err,
+               size_t errlen)
 {
     dfb_replay_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -74,21 +76,14 @@ dfb_replay_new(void *ctx, const char *endpoint, dfb_journal_t *journal, char *er
         free(self);
         return NULL;
     }
-    int one = 1, linger = 0, hwm = 2 * DFB_REPLAY_MAX_LIMIT + 16, idle = 30, intvl = 5, cnt = 3;
-    int hb_ivl = 5000, hb_timeout = 15000, hb_ttl = 15000, maxmsg = DFB_REPLAY_MAX_REQUEST;
+    int one = 1, linger = 0, hwm = 2 * DFB_REPLAY_MAX_LIMIT + 16, maxmsg = DFB_REPLAY_MAX_REQUEST;
     int ipv6 = strchr(endpoint, '[') != NULL;
     int64_t maxmsg64 = maxmsg;
     if (zmq_setsockopt(self->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) != 0 ||
         zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
         zmq_setsockopt(self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
         zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg64, sizeof maxmsg64) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_TCP_KEEPALIVE, &one, sizeof one) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_TCP_KEEPALIVE_IDLE, &idle, sizeof idle) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_TCP_KEEPALIVE_INTVL, &intvl, sizeof intvl) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_TCP_KEEPALIVE_CNT, &cnt, sizeof cnt) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_HEARTBEAT_TTL, &hb_ttl, sizeof hb_ttl) != 0 ||
+        dfb_publish_liveness(self->sock, zmtp_ms) != 0 ||
         zmq_setsockopt(self->sock, ZMQ_IPV6, &ipv6, sizeof ipv6) != 0) {
         snprintf(err, errlen, "replay: setsockopt: %s", zmq_strerror(errno));
         dfb_replay_destroy(&self);

@@ -30,13 +30,14 @@ typedef struct {
     uint64_t abandoned; /* requests given up: client gone or stalled */
 } dfb_replay_stats_t;
 
-/*  Creates the ROUTER socket in ctx (ZMQ_ROUTER_MANDATORY, ZMTP heartbeats,
-    TCP keepalive) and binds endpoint; journal is borrowed. The socket may
+/*  Creates the ROUTER socket in ctx (ZMQ_ROUTER_MANDATORY, TCP keepalive,
+    ZMTP heartbeats every zmtp_ms when > 0) and binds endpoint; journal is
+    borrowed. The socket may
     then move to another thread (after a memory barrier such as
     pthread_create) that alone uses the object. NULL on error, message in
     err naming bridge.replay. */
-dfb_replay_t *dfb_replay_new(void *ctx, const char *endpoint, dfb_journal_t *journal, char *err,
-                             size_t errlen);
+dfb_replay_t *dfb_replay_new(void *ctx, const char *endpoint, dfb_journal_t *journal, int zmtp_ms,
+                             char *err, size_t errlen);
 
 /*  Closes the socket and abandons the requests; NULLs *self_p; accepts NULL. */
 void dfb_replay_destroy(dfb_replay_t **self_p);

@@ -50,6 +50,7 @@ start_publisher(const dfb_config_t *cfg, char *err, size_t errlen)
         .replay = cfg->replay,
         .replay_advertise = cfg->replay_advertise,
         .heartbeat_ms = cfg->heartbeat_ms,
+        .zmtp_heartbeat_ms = cfg->zmtp_heartbeat_ms,
         .dedupe_window = (size_t)cfg->dedupe_window,
         .dedupe_ms = cfg->dedupe_ms,
     };
