@@ -701,6 +701,7 @@ dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch, int64_t 
         }
         dfb_info("journal: %s: new epoch %s", j->jdir, j->epoch);
     }
+    j->st.head_gseq = j->last_gseq;
     j->last_sync_ms = now_ms;
     return j;
 }

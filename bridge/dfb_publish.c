@@ -89,29 +89,38 @@ bump(uint64_t *c)
 
 /* ---- the actor ------------------------------------------------------------ */
 
+int
+dfb_publish_heartbeat_encode(dfb_buf_t *b, const char *epoch, uint64_t gseq,
+                             const dfb_topics_t *seqs, uint64_t ts, int interval_ms,
+                             const char *replay)
+{
+    uint32_t n = 0;
+    size_t cur = 0;
+    for (dfb_topic_t *t; (t = dfb_topics_next(seqs, &cur));)
+        n += t->seq > 0;
+    int rc = dfb_mpack_map(b, 7);
+    rc |= dfb_mpack_cstr(b, "v") | dfb_mpack_uint(b, 1);
+    rc |= dfb_mpack_cstr(b, "epoch") | dfb_mpack_cstr(b, epoch);
+    rc |= dfb_mpack_cstr(b, "gseq") | dfb_mpack_uint(b, gseq);
+    rc |= dfb_mpack_cstr(b, "seqs") | dfb_mpack_map(b, n);
+    cur = 0;
+    for (dfb_topic_t *t; (t = dfb_topics_next(seqs, &cur));)
+        if (t->seq > 0)
+            rc |= dfb_mpack_str(b, t->topic, t->len) | dfb_mpack_uint(b, t->seq);
+    rc |= dfb_mpack_cstr(b, "ts") | dfb_mpack_uint(b, ts);
+    rc |= dfb_mpack_cstr(b, "interval") | dfb_mpack_uint(b, (uint64_t)interval_ms);
+    rc |= dfb_mpack_cstr(b, "replay") | dfb_mpack_cstr(b, replay);
+    return rc ? -1 : 0;
+}
+
 /*  Builds and sends one heartbeat (schemas/CONTRACT.md, "Heartbeat"). */
 static void
 send_heartbeat(actor_t *a)
 {
     dfb_buf_t *b = &a->hb;
     b->len = 0;
-    uint32_t n = 0;
-    size_t cur = 0;
-    for (dfb_topic_t *t; (t = dfb_topics_next(a->seqs, &cur));)
-        n += t->seq > 0;
-    int rc = dfb_mpack_map(b, 7);
-    rc |= dfb_mpack_cstr(b, "v") | dfb_mpack_uint(b, 1);
-    rc |= dfb_mpack_cstr(b, "epoch") | dfb_mpack_cstr(b, a->epoch);
-    rc |= dfb_mpack_cstr(b, "gseq") | dfb_mpack_uint(b, a->gseq);
-    rc |= dfb_mpack_cstr(b, "seqs") | dfb_mpack_map(b, n);
-    cur = 0;
-    for (dfb_topic_t *t; (t = dfb_topics_next(a->seqs, &cur));)
-        if (t->seq > 0)
-            rc |= dfb_mpack_str(b, t->topic, t->len) | dfb_mpack_uint(b, t->seq);
-    rc |= dfb_mpack_cstr(b, "ts") | dfb_mpack_uint(b, (uint64_t)wall_ms());
-    rc |= dfb_mpack_cstr(b, "interval") | dfb_mpack_uint(b, (uint64_t)a->heartbeat_ms);
-    rc |= dfb_mpack_cstr(b, "replay") | dfb_mpack_cstr(b, a->advertise);
-    if (rc != 0)
+    if (dfb_publish_heartbeat_encode(b, a->epoch, a->gseq, a->seqs, (uint64_t)wall_ms(),
+                                     a->heartbeat_ms, a->advertise) != 0)
         return;
     if (zmq_send(a->pub, DFB_TOPIC_HEARTBEAT, strlen(DFB_TOPIC_HEARTBEAT), ZMQ_SNDMORE) >= 0 &&
         zmq_send(a->pub, b->data, b->len, 0) >= 0)

@@ -23,6 +23,7 @@
 #include "dfb_journal.h"
 #include "dfb_json.h"
 #include "dfb_topics.h"
+#include "dfb_transcode.h"
 
 /*  Most distinct topics with their own seq counter. An event whose type
     would be topic number 4097 is published under DFB_TOPIC_UNKNOWN instead
@@ -130,6 +131,13 @@ void dfb_publish_stats(dfb_publish_t *self, dfb_publish_stats_t *stats);
 
 /*  seq last used for topic (0 if never published). */
 uint64_t dfb_publish_topic_seq(const dfb_publish_t *self, const char *topic, size_t len);
+
+/*  Appends the msgpack body of a heartbeat (schemas/CONTRACT.md,
+    "Heartbeat"): v, epoch, gseq, seqs (the topics of seqs whose seq > 0, in
+    the map's order), ts, interval, replay. 0, or -1 when out of memory. */
+int dfb_publish_heartbeat_encode(dfb_buf_t *b, const char *epoch, uint64_t gseq,
+                                 const dfb_topics_t *seqs, uint64_t ts, int interval_ms,
+                                 const char *replay);
 
 /*  Sets TCP keepalive (idle DFB_TCP_KEEPALIVE_IDLE_S) and, when zmtp_ms > 0,
     ZMTP heartbeats (interval zmtp_ms, timeout and TTL 3 x zmtp_ms) on a

@@ -400,6 +400,30 @@ send_msg(dfb_replay_t *self, req_t *r, const void *topic, size_t tlen, const voi
     return 0;
 }
 
+int
+dfb_replay_end_encode(dfb_buf_t *b, const dfb_replay_end_t *e)
+{
+    int err = e->code != NULL;
+    uint32_t n = 9 + (e->by_topic ? 1 : 0) + (err ? 2 : 0);
+    int rc = dfb_mpack_map(b, n);
+    rc |= dfb_mpack_cstr(b, "v") | dfb_mpack_uint(b, 1);
+    rc |= dfb_mpack_cstr(b, "req") | dfb_mpack_uint(b, e->req);
+    rc |= dfb_mpack_cstr(b, "status") | dfb_mpack_cstr(b, err ? "error" : "ok");
+    rc |= dfb_mpack_cstr(b, "count") | dfb_mpack_uint(b, e->count);
+    rc |= dfb_mpack_cstr(b, "last_gseq") | dfb_mpack_uint(b, e->last_gseq);
+    if (e->by_topic)
+        rc |= dfb_mpack_cstr(b, "last_seq") | dfb_mpack_uint(b, e->last_seq);
+    rc |= dfb_mpack_cstr(b, "more") | dfb_mpack_bool(b, e->more);
+    rc |= dfb_mpack_cstr(b, "head_gseq") | dfb_mpack_uint(b, e->head_gseq);
+    rc |= dfb_mpack_cstr(b, "oldest_gseq") | dfb_mpack_uint(b, e->oldest_gseq);
+    rc |= dfb_mpack_cstr(b, "epoch") | dfb_mpack_cstr(b, e->epoch);
+    if (err) {
+        rc |= dfb_mpack_cstr(b, "code") | dfb_mpack_cstr(b, e->code);
+        rc |= dfb_mpack_cstr(b, "error") | dfb_mpack_cstr(b, e->error ? e->error : "");
+    }
+    return rc ? -1 : 0;
+}
+
 static int
 send_end(dfb_replay_t *self, req_t *r, const char *epoch)
 {
@@ -407,28 +431,21 @@ send_end(dfb_replay_t *self, req_t *r, const char *epoch)
     dfb_journal_stats(self->journal, &js);
     dfb_buf_t *b = &self->out;
     b->len = 0;
-    int err = r->code != NULL;
-    uint32_t n = 9 + (r->by_topic ? 1 : 0) + (err ? 2 : 0);
-    int rc = dfb_mpack_map(b, n);
-    rc |= dfb_mpack_cstr(b, "v") | dfb_mpack_uint(b, 1);
-    rc |= dfb_mpack_cstr(b, "req") | dfb_mpack_uint(b, r->req);
-    rc |= dfb_mpack_cstr(b, "status") | dfb_mpack_cstr(b, err ? "error" : "ok");
-    rc |= dfb_mpack_cstr(b, "count") | dfb_mpack_uint(b, r->count);
-    rc |= dfb_mpack_cstr(b, "last_gseq") | dfb_mpack_uint(b, r->last_gseq);
-    if (r->by_topic)
-        rc |= dfb_mpack_cstr(b, "last_seq") | dfb_mpack_uint(b, r->last_seq);
-    rc |= dfb_mpack_cstr(b, "more") | dfb_mpack_bool(b, r->more);
-    rc |= dfb_mpack_cstr(b, "head_gseq") | dfb_mpack_uint(b, js.head_gseq);
-    rc |= dfb_mpack_cstr(b, "oldest_gseq") | dfb_mpack_uint(b, js.oldest_gseq);
-    rc |= dfb_mpack_cstr(b, "epoch") | dfb_mpack_cstr(b, epoch);
-    if (err) {
-        rc |= dfb_mpack_cstr(b, "code") | dfb_mpack_cstr(b, r->code);
-        rc |= dfb_mpack_cstr(b, "error") | dfb_mpack_cstr(b, r->error);
-    }
-    if (rc != 0)
+    dfb_replay_end_t e = {.req = r->req,
+                          .count = r->count,
+                          .last_gseq = r->last_gseq,
+                          .last_seq = r->last_seq,
+                          .head_gseq = js.head_gseq,
+                          .oldest_gseq = js.oldest_gseq,
+                          .by_topic = r->by_topic,
+                          .more = r->more,
+                          .epoch = epoch,
+                          .code = r->code,
+                          .error = r->error};
+    if (dfb_replay_end_encode(b, &e) != 0)
         return -1;
-    rc = send_msg(self, r, DFB_REPLAY_TOPIC_END, strlen(DFB_REPLAY_TOPIC_END), b->data, b->len);
-    if (rc == 0 && err)
+    int rc = send_msg(self, r, DFB_REPLAY_TOPIC_END, strlen(DFB_REPLAY_TOPIC_END), b->data, b->len);
+    if (rc == 0 && r->code)
         bump(&self->st.errors);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "dfb_journal.h"
+#include "dfb_transcode.h"
 
 #define DFB_REPLAY_TOPIC_END "_end"
 #define DFB_REPLAY_MAX_LIMIT 1000    /* messages per answer */
@@ -58,5 +59,18 @@ void dfb_replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms);
 int dfb_replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms);
 
 void dfb_replay_stats(const dfb_replay_t *self, dfb_replay_stats_t *stats);
+
+/*  The fields of an end marker (schemas/CONTRACT.md, "Replay"). */
+typedef struct {
+    uint64_t req, count, last_gseq, last_seq, head_gseq, oldest_gseq;
+    int by_topic; /* a topic request: last_seq is sent */
+    int more;
+    const char *epoch;
+    const char *code; /* NULL: status "ok"; else status "error" with code and error */
+    const char *error;
+} dfb_replay_end_t;
+
+/*  Appends the msgpack body of an end marker. 0, or -1 when out of memory. */
+int dfb_replay_end_encode(dfb_buf_t *b, const dfb_replay_end_t *e);
 
 #endif

@@ -394,6 +394,8 @@ def case_kill9():
     allm, end = rp.all_from(1)
     envs = [env(b) for _, b in allm]
     check([e["gseq"] for e in envs] == list(range(1, n + 1)), "journal gseq 1..%d" % n)
+    check(end.get("head_gseq") == n and end.get("epoch") == epoch,
+          "after restarts the end marker says head %d: %r" % (n, end))
     check(sorted(e["event"]["id"] for e in envs) == sorted("dv-%d" % i for i in range(n)),
           "every event in the journal exactly once")
     check(all(e["epoch"] == epoch for e in envs), "one epoch across the restart")

@@ -281,6 +281,114 @@ def compress_hex(full_hex, repeats):
     return out
 
 
+# ---- bridge messages (issue 4: heartbeat, replay) and keys -----------------
+# Reserved topics `_hb` and `_end` carry maps built by the bridge itself; these
+# fix their bytes. Key order is the order listed in CONTRACT.md.
+
+HEARTBEATS = [
+    ("heartbeat_idle", [("v", 1), ("epoch", "20261127T075500Z-3fa2c1d9"), ("gseq", 0),
+                        ("seqs", {}), ("ts", 1764230100123), ("interval", 1000),
+                        ("replay", "tcp://bridge.example:5557")]),
+    ("heartbeat_one_topic", [("v", 1), ("epoch", "20261127T075500Z-3fa2c1d9"),
+                             ("gseq", 4294967296), ("seqs", {"MESSAGESENT": 65536}),
+                             ("ts", 1764230100123), ("interval", 250), ("replay", "")]),
+]
+
+END_MARKERS = [
+    ("end_gseq_ok_more", [("v", 1), ("req", 7), ("status", "ok"), ("count", 1000),
+                          ("last_gseq", 1000), ("more", True), ("head_gseq", 2500),
+                          ("oldest_gseq", 1), ("epoch", "20261127T075500Z-3fa2c1d9")]),
+    ("end_topic_ok_empty", [("v", 1), ("req", 8), ("status", "ok"), ("count", 0),
+                            ("last_gseq", 0), ("last_seq", 9), ("more", False),
+                            ("head_gseq", 2500), ("oldest_gseq", 1),
+                            ("epoch", "20261127T075500Z-3fa2c1d9")]),
+    ("end_error_gone", [("v", 1), ("req", 9), ("status", "error"), ("count", 0),
+                        ("last_gseq", 0), ("more", False), ("head_gseq", 3000),
+                        ("oldest_gseq", 2658), ("epoch", "20261127T075500Z-3fa2c1d9"),
+                        ("code", "gone"),
+                        ("error", "from_gseq is older than the journal's retention")]),
+]
+
+REQUESTS = [
+    ("request_from_gseq", [("v", 1), ("req", 1), ("from_gseq", 1)]),
+    ("request_from_gseq_topics", [("v", 1), ("req", 2), ("epoch", "20261127T075500Z-3fa2c1d9"),
+                                  ("from_gseq", 4242), ("topics", ["MESSAGESENT", "ROOMCREATED"]),
+                                  ("limit", 100)]),
+    ("request_topic_seq", [("v", 1), ("req", 3), ("topic", "USERJOINEDROOM"),
+                           ("from_seq", 17)]),
+]
+
+# Partition keys: payload.<key>.stream.streamId, then payload.<key>.message.stream.streamId,
+# else id, else "". FNV-1a 64 of the UTF-8 bytes, modulo N.
+PARTITION_EVENTS = [
+    ("room_event", '{"id":"q2Bn3k","type":"ROOMCREATED","payload":{"roomCreated":{"stream":'
+                   '{"streamId":"aBcD1234efGH5678ijKL___oZxZ4O1dA"}}}}'),
+    ("message_event", '{"id":"ulPr8a","type":"MESSAGESENT","payload":{"messageSent":{"message":'
+                      '{"stream":{"streamId":"wTmSDJSNPXgB4iJ2Ou1B7n___oZxZ4O1dA"}}}}}'),
+    ("no_stream_uses_id", '{"id":"c0nn3ct","type":"CONNECTIONREQUESTED","payload":'
+                          '{"connectionRequested":{"toUser":{"userId":1}}}}'),
+    ("stream_id_not_a_string", '{"id":"x1","type":"ROOMUPDATED","payload":{"roomUpdated":'
+                               '{"stream":{"streamId":12}}}}'),
+    ("nothing", '{"type":"GENERICSYSTEMEVENT","payload":{}}'),
+    ("non_ascii", '{"id":"é","type":"ROOMCREATED","payload":{"roomCreated":{"stream":'
+                  '{"streamId":"流-ü"}}}}'),
+]
+
+
+def fnv1a64(data):
+    h = 14695981039346656037
+    for b in data:
+        h ^= b
+        h = (h * 1099511628211) % 2**64
+    return h
+
+
+def partition_key(event):
+    payload = event.get("payload")
+    if isinstance(payload, dict) and len(payload) == 1:
+        inner = next(iter(payload.values()))
+        for path in (("stream", "streamId"), ("message", "stream", "streamId")):
+            v = inner
+            for k in path:
+                v = v.get(k) if isinstance(v, dict) else None
+            if isinstance(v, str):
+                return v
+    ident = event.get("id")
+    return ident if isinstance(ident, str) else ""
+
+
+def pack_pairs(pairs):
+    """A map in the listed key order (dicts keep insertion order)."""
+    return msgpack.packb(dict(pairs), use_bin_type=True)
+
+
+def bridge_messages():
+    out = []
+    for kind, topic_name, table in (("heartbeat", "_hb", HEARTBEATS),
+                                    ("end", "_end", END_MARKERS),
+                                    ("request", None, REQUESTS)):
+        for name, pairs in table:
+            out.append({"name": name, "kind": kind, "topic": topic_name,
+                        "value": {k: (str(v) if isinstance(v, int) and not isinstance(v, bool)
+                                      else v) for k, v in pairs},
+                        "msgpack_hex": pack_pairs(pairs).hex()})
+    return out
+
+
+def keys():
+    out = []
+    for name, text in PARTITION_EVENTS:
+        event = json.loads(text)
+        key = partition_key(event)
+        h = fnv1a64(key.encode("utf-8"))
+        ident, typ = event.get("id"), event.get("type")
+        out.append({"name": name, "json": text,
+                    "dedupe_key": [ident, typ] if isinstance(ident, str) and ident else None,
+                    "partition_key": key, "fnv1a64": str(h),
+                    "partition_of_3": h % 3, "partition_of_7": h % 7})
+    return out
+
+
 def build():
     cases = []
     for entry in VALID:
@@ -340,10 +448,20 @@ def build():
                        "`json_hex` parse, every maximal invalid UTF-8 subpart and every unpaired "
                        "surrogate escape in a string becoming U+FFFD (`replacements` of them); "
                        "`msgpack_hex` is the bare converted value.",
+            "bridge_messages": "The bridge's own maps (CONTRACT.md sections Heartbeat and "
+                               "Replay): `kind` heartbeat (frame 1 `_hb`), end (frame 1 `_end`, "
+                               "the end marker of a replay answer) or request (the one frame a "
+                               "replay client sends). `value` lists the keys in wire order "
+                               "(integers as decimal strings); `msgpack_hex` is the exact body.",
+            "keys": "Dedupe key [id, type] (null: never deduplicated) and partition key of an "
+                    "event (`json`), its FNV-1a 64 (decimal string) over the key's UTF-8 bytes, "
+                    "and the member it maps to among 3 and among 7.",
         },
         "valid": cases,
         "invalid": invalid,
         "lenient": lenient_cases,
+        "bridge_messages": bridge_messages(),
+        "keys": keys(),
     }
 
 
