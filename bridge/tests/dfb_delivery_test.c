@@ -17,6 +17,7 @@
 
 #include <msgpack.h>
 
+#include "dfb_config.h"
 #include "dfb_dedupe.h"
 #include "dfb_journal.h"
 #include "dfb_mpack.h"
@@ -1248,6 +1249,71 @@ test_golden_end(void)
     free(text);
 }
 
+/* ---- configuration keys --------------------------------------------------- */
+
+static dfb_config_t *
+load_cfg(const char *bridge_yaml, char *err, size_t errlen)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/cfg.yaml", s_dir);
+    mkdir(s_dir, 0755);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return NULL;
+    fprintf(f,
+            "host: pod.example\nbot:\n  username: b\n  privateKey:\n    path: /k.pem\n"
+            "bridge:\n%s",
+            bridge_yaml);
+    fclose(f);
+    return dfb_config_load(path, err, errlen);
+}
+
+static void
+test_config(void)
+{
+    char err[512];
+    dfb_config_t *c = load_cfg("  logLevel: info\n", err, sizeof err);
+    CHECK(c && !c->state_dir && !c->replay && !c->replay_advertise && c->heartbeat_ms == 1000);
+    CHECK(c && c->zmtp_heartbeat_ms == 0 && c->dedupe_window == 100000 && c->dedupe_ms == 3600000);
+    CHECK(c && c->journal_segment_bytes == 64LL << 20 && c->journal_max_bytes == 1LL << 30 &&
+          c->journal_max_age_ms == 604800000LL && c->journal_fsync == DFB_FSYNC_INTERVAL &&
+          c->journal_fsync_ms == 1000);
+    dfb_config_destroy(&c);
+    c = load_cfg("  stateDir: /var/lib/x\n  replay: tcp://*:5557\n  replayAdvertise: "
+                 "tcp://h:5557\n  heartbeatMillis: 0\n  zmtpHeartbeatMillis: 2000\n"
+                 "  dedupeWindow: 0\n  dedupeMillis: 5\n  journal:\n    segmentBytes: 4096\n"
+                 "    maxBytes: 0\n    maxAgeMillis: 0\n    fsync: always\n"
+                 "    fsyncMillis: 7\n",
+                 err, sizeof err);
+    CHECK(c && strcmp(c->state_dir, "/var/lib/x") == 0 && strcmp(c->replay, "tcp://*:5557") == 0 &&
+          strcmp(c->replay_advertise, "tcp://h:5557") == 0 && c->heartbeat_ms == 0 &&
+          c->zmtp_heartbeat_ms == 2000 && c->dedupe_window == 0 && c->dedupe_ms == 5 &&
+          c->journal_segment_bytes == 4096 && c->journal_max_bytes == 0 &&
+          c->journal_max_age_ms == 0 && c->journal_fsync == DFB_FSYNC_ALWAYS &&
+          c->journal_fsync_ms == 7);
+    dfb_config_destroy(&c);
+    struct {
+        const char *yaml, *want;
+    } bad[] = {
+        {"  replay: tcp://*:5557\n", "bridge.replay: needs bridge.stateDir"},
+        {"  stateDir: x\n  journal:\n    fsync: sometimes\n", "bridge.journal.fsync"},
+        {"  stateDir: \"\"\n", "bridge.stateDir"},
+        {"  replay: localhost\n", "bridge.replay"},
+        {"  heartbeatMillis: -1\n", "bridge.heartbeatMillis"},
+        {"  dedupeWindow: 20000000\n", "bridge.dedupeWindow"},
+        {"  journal:\n    segmentBytes: 10\n", "bridge.journal.segmentBytes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        c = load_cfg(bad[i].yaml, err, sizeof err);
+        int ok = !c && strstr(err, bad[i].want) != NULL;
+        if (!ok)
+            printf("  case %zu: '%s'\n", i, err);
+        CHECK(ok);
+        dfb_config_destroy(&c);
+    }
+}
+
 /* ---- runner --------------------------------------------------------------- */
 
 typedef struct {
@@ -1271,6 +1337,7 @@ static const test_t s_tests[] = {
     {"heartbeat_content", test_heartbeat},
     {"heartbeat_golden", test_golden_heartbeat},
     {"replay_golden", test_golden_end},
+    {"journal_config", test_config},
 };
 
 int
