@@ -314,7 +314,7 @@ def case_heartbeat_held():
     check(pod.counters()["held"] >= 1 and pod.counters()["served"] == 0,
           "the read was held the whole time, no event served")
     gaps = [b["ts"] - a["ts"] for a, b in zip(beats, beats[1:])]
-    check(all(150 <= g <= 1000 for g in gaps) and 1.2 <= elapsed <= 6,
+    check(all(150 <= g <= 1500 for g in gaps) and 1.2 <= elapsed <= 10,
           "cadence ~200 ms while held: %r" % gaps)
     check(all(b["gseq"] == 0 and b["seqs"] == {} and b["interval"] == 200
               and b["replay"] == br.replay and b["v"] == 1 for b in beats + [first]),
@@ -361,6 +361,9 @@ def case_kill9():
             received.append(m)
     br.proc.send_signal(signal.SIGKILL)
     br.proc.wait()
+    # A read the dead bridge had sent acknowledges on arrival; once the pod has noticed the
+    # departed client (no read held), the count of acknowledged events is final.
+    wait_for(lambda: pod.counters()["held"] == 0, "the pod to notice the dead bridge")
     acked_at_kill = pod.counters()["acked"]
     while True:  # what had left the socket before the kill
         m = recv(s1, 300)
