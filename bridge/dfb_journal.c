@@ -73,6 +73,7 @@ struct dfb_journal_reader {
     uint64_t first; /* segment open */
     uint64_t off;
     uint64_t min_gseq;
+    uint64_t last; /* gseq of the last record read (0 = none yet) */
     dfb_buf_t buf;
 };
 
@@ -975,6 +976,7 @@ dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
             off = s->marks[k].off;
     pthread_mutex_unlock(&j->mu);
     r->min_gseq = from;
+    r->last = 0;
     return reader_open(r, first, off);
 }
 
@@ -1034,6 +1036,7 @@ dfb_journal_reader_seek_topic(dfb_journal_reader_t *r, const char *topic, size_t
     }
     free(firsts);
     r->min_gseq = 0;
+    r->last = 0;
     return rc;
 }
 
@@ -1071,6 +1074,7 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
             if (parse_event(p, r->buf.len, rec) != 0) {
                 rc = -1;
             } else {
+                r->last = rec->gseq;
                 if (rec->gseq < r->min_gseq)
                     continue;
                 return 1;
@@ -1086,6 +1090,10 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
         }
         if (!next)
             return 0;
+        /* gseqs are contiguous across segments: a jump means retention
+           deleted the segments in between while this reader was behind. */
+        if (r->last && next != r->last + 1)
+            return DFB_JOURNAL_READER_GONE;
         if (reader_open(r, next, 0) != 0)
             return -1;
     }

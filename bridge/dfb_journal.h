@@ -135,8 +135,11 @@ int dfb_journal_reader_seek_topic(dfb_journal_reader_t *self, const char *topic,
                                   uint64_t from);
 
 /*  Reads the next record into *rec. Returns 1, 0 at the head (nothing more
-    for now: call again later), or -1 on a corrupt record or I/O error
-    (logged, counted). */
+    for now: call again later), DFB_JOURNAL_READER_GONE when retention
+    deleted the records that follow while the reader was behind (never a
+    silent hole), or -1 on a corrupt record or I/O error (logged,
+    counted). */
+#define DFB_JOURNAL_READER_GONE (-2)
 int dfb_journal_reader_next(dfb_journal_reader_t *self, dfb_journal_rec_t *rec);
 
 /*  CRC-32C (Castagnoli) of len bytes, continuing crc (start with 0). */

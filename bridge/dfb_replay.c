@@ -478,6 +478,8 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
             int rc = dfb_journal_reader_next(r->reader, &r->rec);
             if (rc == 0) {
                 r->state = ST_END;
+            } else if (rc == DFB_JOURNAL_READER_GONE) {
+                fail(r, "gone", "retention deleted the following records during the answer");
             } else if (rc < 0) {
                 fail(r, "gone", "a journal record cannot be read");
             } else if (matches(r, &r->rec)) {
