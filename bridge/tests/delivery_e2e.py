@@ -516,7 +516,9 @@ def case_slow_subscriber():
 
 
 def case_slow_subscriber_burst():
-    slow_subscriber(2000, True)
+    # 10000 of slack: the reading subscriber keeps up even on a loaded machine; the stalled one
+    # still falls ~35 000 messages behind.
+    slow_subscriber(10000, True)
 
 
 CASES = {
@@ -525,7 +527,7 @@ CASES = {
     "journal_kill9": case_kill9,
     "journal_feed_expiry": case_feed_expiry,
     "replay_slow_subscriber": case_slow_subscriber,
-    "replay_slow_subscriber_hwm2000": case_slow_subscriber_burst,
+    "replay_slow_subscriber_hwm10000": case_slow_subscriber_burst,
 }
 
 
