@@ -469,6 +469,14 @@ publish_events(dfb_loop_t *self, dfb_json_ref_t ev)
         n++;
     }
     self->stats.events += n;
+    /*  One fsync per batch (bridge.journal.fsync: always), before the ackId
+        that acknowledges it can go out. */
+    if (n && dfb_publish_flush(self->pub) != 0) {
+        self->stats.unacked++;
+        dfb_warn("journal flush failed: the batch is not acknowledged, Symphony will deliver it "
+                 "again (the journal drops the duplicates)");
+        return -1;
+    }
     if (n)
         dfb_debug("published %u events", n);
     return 0;
