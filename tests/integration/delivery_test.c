@@ -225,8 +225,12 @@ run_ha(h_env_t *env)
     dfc_listener_t all, dflt;
     e2e_listeners(&s, &all, &dflt);
     dc_t c = {0};
-    H_CHECK(dc_start(&c, (dfc_config_t){.workers = 4, .rcvhwm = 100000}, &s, &all, pub[0], rep[0],
-                     pub[1], rep[1]) == 0,
+    /* from_gseq 1: each bridge's epoch is taken from its start, so events that
+       bridge b published before this consumer's subscription reached it (b
+       starts reading at once, the consumer connects a moment later) are
+       replayed, not skipped as "before my time" */
+    H_CHECK(dc_start(&c, (dfc_config_t){.workers = 4, .rcvhwm = 100000, .from_gseq = 1}, &s, &all,
+                     pub[0], rep[0], pub[1], rep[1]) == 0,
             "consumer start");
     H_CHECK(e2e_sync(env, &s, 30000), "no probe came through the bridges");
     dfc_stats_t st;
@@ -277,7 +281,7 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: %s DFPOD DFBRIDGE restart|ha\n", argv[0]);
         return 2;
     }
-    dfc_log_set_level(DFC_LOG_WARN);
+    dfc_log_set_level(getenv("H_VERBOSE") ? DFC_LOG_INFO : DFC_LOG_WARN);
     h_env_t env;
     if (h_env_init(&env, argv[1], argv[2]) != 0)
         return 1;
