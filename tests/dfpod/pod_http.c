@@ -369,6 +369,39 @@ do_create(pod_http_t *h, const req_t *r, result_t *res)
     res->body = dump(json_pack("{s:s,s:s}", "id", id, "type", "fanout"), &res->len);
 }
 
+/* The part of every read (v2, v1, datahose) after its body was checked: records the
+ * ackId sent, holds until events or the hold's end (or the client leaves), and builds the
+ * answer. ack is borrowed. */
+static void
+answer_read(pod_http_t *h, struct MHD_Connection *c, const char *feed, bool v1, const char *ack,
+            const char *nofeed_msg, result_t *res)
+{
+    if (ack) {
+        snprintf(res->ack_in, sizeof res->ack_in, "%s", ack);
+        res->has_ack_in = true;
+    }
+    char *body = NULL;
+    size_t len = 0;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = ci ? (int)ci->connect_fd : -1;
+    int rc = pod_state_read(h->st, feed, v1, ack, fd, &body, &len, res->ack_out, &res->events);
+    if (rc == POD_EGONE) {
+        res->gone = true;
+        res->ack_out[0] = '\0';
+    } else if (rc == POD_ENOFEED) {
+        set_error(res, 400, nofeed_msg);
+    } else if (rc == POD_EBADACK) {
+        set_error(res, 400, "The format of the provided ackId is incorrect.");
+    } else if (!body) {
+        res->status = 204; /* v1: nothing arrived during the hold */
+    } else {
+        res->status = 200;
+        res->body = body;
+        res->len = len;
+    }
+}
+
 static void
 do_read(pod_http_t *h, struct MHD_Connection *c, const req_t *r, const char *feed, bool v1,
         result_t *res)
@@ -389,32 +422,10 @@ do_read(pod_http_t *h, struct MHD_Connection *c, const req_t *r, const char *fee
             return;
         }
         ack = json_string_value(a);
-        if (ack) {
-            snprintf(res->ack_in, sizeof res->ack_in, "%s", ack);
-            res->has_ack_in = true;
-        }
     }
-    char *body = NULL;
-    size_t len = 0;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int fd = ci ? (int)ci->connect_fd : -1;
-    int rc = pod_state_read(h->st, feed, v1, ack, fd, &body, &len, res->ack_out, &res->events);
+    answer_read(h, c, feed, v1, ack,
+                "Do not retry: the feed no longer exists, please create a new feed.", res);
     json_decref(j);
-    if (rc == POD_EGONE) {
-        res->gone = true;
-        res->ack_out[0] = '\0';
-    } else if (rc == POD_ENOFEED) {
-        set_error(res, 400, "Do not retry: the feed no longer exists, please create a new feed.");
-    } else if (rc == POD_EBADACK) {
-        set_error(res, 400, "The format of the provided ackId is incorrect.");
-    } else if (!body) {
-        res->status = 204; /* v1: nothing arrived during the hold */
-    } else {
-        res->status = 200;
-        res->body = body;
-        res->len = len;
-    }
 }
 
 /* Datahose read: V5EventsReadBody {type: "datahose", tag (1..80 chars), eventTypes (>= 1
@@ -451,30 +462,8 @@ do_dhread(pod_http_t *h, struct MHD_Connection *c, const req_t *r, char *feed, s
     char id[64];
     pod_state_datahose_feed(h->st, json_string_value(tag), types, id);
     snprintf(feed, feedlen, "%s", id);
-    const char *ack = json_string_value(a);
-    if (ack) {
-        snprintf(res->ack_in, sizeof res->ack_in, "%s", ack);
-        res->has_ack_in = true;
-    }
-    char *body = NULL;
-    size_t len = 0;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int fd = ci ? (int)ci->connect_fd : -1;
-    int rc = pod_state_read(h->st, id, false, ack, fd, &body, &len, res->ack_out, &res->events);
+    answer_read(h, c, id, false, json_string_value(a), "The datahose feed no longer exists.", res);
     json_decref(j);
-    if (rc == POD_EGONE) {
-        res->gone = true;
-        res->ack_out[0] = '\0';
-    } else if (rc == POD_ENOFEED) {
-        set_error(res, 400, "The datahose feed no longer exists.");
-    } else if (rc == POD_EBADACK) {
-        set_error(res, 400, "The format of the provided ackId is incorrect.");
-    } else {
-        res->status = 200;
-        res->body = body;
-        res->len = len;
-    }
 }
 
 static void
