@@ -7,150 +7,50 @@ bridge.stateDir. Waits are bounded and synchronise on signals (the pod's port fi
 a heartbeat received, a replay answer, the bridge's log line), never on sleeps.
 Usage: delivery_e2e.py --dfpod PATH --dfbridge PATH --case NAME
 """
-import argparse
-import http.client
-import json
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 import msgpack
 import zmq
 
-DFPOD = DFBRIDGE = TMP = PRIV = PUB = None
-FAILS = []
-PASSES = 0
-PROCS = []
-BOT = "my-bot"
-CTX = zmq.Context.instance()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests",
+                                "pylib"))
+import dftest  # noqa: E402
+from dftest import Bridge, check, free_port, sub_socket  # noqa: E402
+from dftest import recv_raw as recv, unpack as env, wait_until as wait_for  # noqa: E402
+
+dftest.WAIT_TIMEOUT = 30.0
 
 
-def check(cond, what):
-    global PASSES
-    if cond:
-        PASSES += 1
-    else:
-        FAILS.append(what)
-        print("FAIL: " + what, flush=True)
-    return cond
+def new_pod(*extra):
+    return dftest.Pod(*extra, timeout=60)
 
 
-def wait_for(pred, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    check(False, "timed out waiting for " + what)
-    return None
+def new_bridge(pod, state, replay_port, extra=""):
+    """A dfbridge with bridge.stateDir state and its replay endpoint on replay_port; extra: lines
+    of the bridge section."""
+    br = Bridge(pod, datafeed="datafeed:\n  version: v2\n  retry: {initialIntervalMillis: 50, "
+                "maxIntervalMillis: 400}\n", retry="",
+                bridge_extra="  stateDir: %s\n  replay: tcp://127.0.0.1:%d\n%s"
+                % (state, replay_port, extra), read_timeout_ms=None, connect_timeout_ms=None)
+    br.replay = "tcp://127.0.0.1:%d" % replay_port
+    return br
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+def stop(br):
+    """SIGTERM; the exit status (still running after 10 s: a failure)."""
+    return br.terminate()[0]
 
 
-class Pod:
-    def __init__(self, *extra):
-        self.port_file = os.path.join(TMP, "pod.port")
-        self.log = open(os.path.join(TMP, "dfpod.log"), "ab")
-        self.proc = subprocess.Popen(
-            [DFPOD, "--public-key", PUB, "--listen", "127.0.0.1:0", "--port-file",
-             self.port_file, "--bot-username", BOT, *extra],
-            stdout=subprocess.DEVNULL, stderr=self.log)
-        PROCS.append(self.proc)
-        wait_for(lambda: os.path.exists(self.port_file) or self.proc.poll() is not None,
-                 "dfpod port file", 10)
-        with open(self.port_file) as f:
-            self.port = int(f.read())
-
-    def admin(self, method, path, body=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            data = json.dumps(body) if body is not None else None
-            c.request(method, "/admin/" + path, body=data,
-                      headers={"Content-Type": "application/json"} if data else {})
-            r = c.getresponse()
-            raw = r.read()
-            if r.status not in (200, 201):
-                raise RuntimeError("admin %s %s -> %d %r" % (method, path, r.status, raw))
-            return json.loads(raw) if raw else None
-        finally:
-            c.close()
-
-    def counters(self):
-        return self.admin("GET", "counters")
-
-    def events(self, evs):
-        return self.admin("POST", "events", evs)
-
-    def served_events(self):
-        return self.admin("GET", "events")
-
-
-class Bridge:
-    def __init__(self, pod, state, replay_port, extra="", name="bridge"):
-        self.pub_port = free_port()
-        self.endpoint = "tcp://127.0.0.1:%d" % self.pub_port
-        self.replay = "tcp://127.0.0.1:%d" % replay_port
-        self.cfg = os.path.join(TMP, name + ".yaml")
-        self.log_path = os.path.join(TMP, name + ".log")
-        with open(self.cfg, "w") as f:
-            f.write("scheme: http\nhost: 127.0.0.1\nport: %d\n"
-                    "bot:\n  username: %s\n  privateKey:\n    path: %s\n"
-                    "datafeed:\n  version: v2\n  retry: {initialIntervalMillis: 50, "
-                    "maxIntervalMillis: 400}\n"
-                    "bridge:\n  publish: %s\n  logLevel: debug\n  stateDir: %s\n"
-                    "  replay: %s\n%s"
-                    % (pod.port, BOT, PRIV, self.endpoint, state, self.replay, extra))
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([DFBRIDGE, "--config", self.cfg],
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-        PROCS.append(self.proc)
-
-    def text(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def stop(self, sig=signal.SIGTERM, timeout=10):
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            check(False, "dfbridge did not exit within %d s" % timeout)
-            self.proc.kill()
-            return self.proc.wait()
-
-    def final_counter(self, name):
-        m = re.findall(r"\b%s (\d+)" % re.escape(name), self.text())
-        return int(m[-1]) if m else None
+def state_dir():
+    return os.path.join(dftest.CTX.tmp, "state")
 
 
 def sub(endpoints, topics=(b"",), rcvhwm=0):
-    s = CTX.socket(zmq.SUB)
-    s.setsockopt(zmq.RCVHWM, rcvhwm)
-    s.setsockopt(zmq.LINGER, 0)
-    for t in topics:
-        s.setsockopt(zmq.SUBSCRIBE, t)
-    for e in endpoints:
-        s.connect(e)
-    return s
-
-
-def recv(sock, timeout_ms=20000):
-    if not sock.poll(timeout_ms):
-        return None
-    topic, body = sock.recv_multipart()
-    return topic.decode(), body
+    return sub_socket(endpoints, topics, rcvhwm)
 
 
 def wait_heartbeat(sock, timeout_ms=20000):
@@ -159,7 +59,7 @@ def wait_heartbeat(sock, timeout_ms=20000):
     while time.monotonic() < deadline:
         m = recv(sock, 500)
         if m and m[0] == "_hb":
-            return msgpack.unpackb(m[1], raw=False)
+            return env(m[1])
     check(False, "a heartbeat within %d ms" % timeout_ms)
     return None
 
@@ -182,10 +82,8 @@ def drain(sock, gseq, into, timeout_ms=30000):
 
 
 def event(i, typ="MESSAGESENT", pad=0):
-    return {"id": "dv-%d" % i, "timestamp": 1700000000000 + i, "type": typ,
-            "initiator": {"user": {"userId": 68719476737}},
-            "payload": {"messageSent": {"message": {"stream": {"streamId": "s%d" % (i % 7)},
-                                                    "text": "x" * pad}}}}
+    return dftest.event(i, typ, prefix="dv", payload={"messageSent": {"message": {
+        "stream": {"streamId": "s%d" % (i % 7)}, "text": "x" * pad}}})
 
 
 TYPES = ["MESSAGESENT", "ROOMCREATED", "USERJOINEDROOM"]
@@ -193,7 +91,7 @@ TYPES = ["MESSAGESENT", "ROOMCREATED", "USERJOINEDROOM"]
 
 class Replay:
     def __init__(self, endpoint):
-        self.sock = CTX.socket(zmq.DEALER)
+        self.sock = dftest.CTX.zctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self.req = 0
@@ -211,7 +109,7 @@ class Replay:
                 return out, {}
             topic, body = self.sock.recv_multipart()
             if topic == b"_end":
-                end = msgpack.unpackb(body, raw=False)
+                end = env(body)
                 check(end.get("req") == self.req, "end marker carries req %d" % self.req)
                 return out, end
             out.append((topic.decode(), body))
@@ -227,10 +125,6 @@ class Replay:
             gseq = end["last_gseq"] + 1
 
 
-def env(body):
-    return msgpack.unpackb(body, raw=False)
-
-
 def wait_acked(pod, n, timeout=60):
     return wait_for(lambda: pod.counters()["acked"] >= n and pod.counters()["pending"] == 0,
                     "the pod to see %d events acknowledged" % n, timeout)
@@ -241,9 +135,9 @@ def wait_acked(pod, n, timeout=60):
 def case_replay_e2e():
     """A late joiner asks from gseq 1: every event, in order, exactly the bytes published;
     topic+seq, topics filter, limit/more, wrong epoch, bad request, gone (retention)."""
-    pod = Pod("--hold-ms", "2000")
-    state = os.path.join(TMP, "state")
-    br = Bridge(pod, state, free_port(),
+    pod = new_pod("--hold-ms", "2000")
+    state = state_dir()
+    br = new_bridge(pod, state, free_port(),
                 "  heartbeatMillis: 200\n  journal:\n    segmentBytes: 65536\n"
                 "    maxBytes: 1048576\n")
     live = sub([br.endpoint])
@@ -289,7 +183,7 @@ def case_replay_e2e():
     msgs, end = rp.ask(from_gseq="1")
     check(end.get("code") == "bad_request" and "error" in end, "bad request refused")
     check(last.get("epoch") == epoch, "events carry the heartbeat's epoch")
-    rc = br.stop()
+    rc = stop(br)
     check(rc == 0, "bridge exit 0 (got %r)" % rc)
     check(br.final_counter("replay requests") == rp.req,
           "replay requests counted: %r" % br.final_counter("replay requests"))
@@ -297,8 +191,8 @@ def case_replay_e2e():
 
 def case_heartbeat_held():
     """Heartbeats every 200 ms while the read is held (no event), then exact gseq/seqs."""
-    pod = Pod("--hold-ms", "30000")
-    br = Bridge(pod, os.path.join(TMP, "state"), free_port(), "  heartbeatMillis: 200\n")
+    pod = new_pod("--hold-ms", "30000")
+    br = new_bridge(pod, state_dir(), free_port(), "  heartbeatMillis: 200\n")
     s = sub([br.endpoint], topics=(b"_hb",))
     first = wait_heartbeat(s)
     wait_for(lambda: pod.counters()["held"] >= 1, "a held read")
@@ -336,17 +230,18 @@ def case_heartbeat_held():
     more = [env(recv(s, 3000)[1]) for _ in range(3)]
     check(all(b["gseq"] == 10 and b["seqs"] == want for b in more),
           "later heartbeats keep gseq 10 and the seqs (no seq consumed by a heartbeat)")
-    check(br.stop() == 0, "bridge exit 0")
+    check(stop(br) == 0, "bridge exit 0")
 
 
 def case_kill9():
     """kill -9 in the middle of a stream, restart: same epoch, counters continue, Symphony's
     redelivery is deduplicated (exact count), no event published twice, every event in the
     journal exactly once."""
-    pod = Pod("--hold-ms", "1000", "--visibility-ms", "1500", "--batch-max", "50")
-    state = os.path.join(TMP, "state")
+    pod = new_pod("--hold-ms", "1000", "--visibility-ms", "1500", "--batch-max", "50")
+    state = state_dir()
     replay_port = free_port()
-    br = Bridge(pod, state, replay_port, "  heartbeatMillis: 200\n  journal:\n    fsync: always\n")
+    br = new_bridge(pod, state, replay_port,
+                    "  heartbeatMillis: 200\n  journal:\n    fsync: always\n")
     s1 = sub([br.endpoint])
     hb = wait_heartbeat(s1)
     epoch = hb and hb["epoch"]
@@ -371,8 +266,8 @@ def case_kill9():
             break
         if m[0] != "_hb":
             received.append(m)
-    br2 = Bridge(pod, state, replay_port, "  heartbeatMillis: 200\n  journal:\n    fsync: always\n",
-                 name="bridge2")
+    br2 = new_bridge(pod, state, replay_port,
+                     "  heartbeatMillis: 200\n  journal:\n    fsync: always\n")
     s2 = sub([br2.endpoint])
     hb2 = wait_heartbeat(s2)
     check(hb2 and hb2["epoch"] == epoch, "same epoch after kill -9 (%r, %r)" %
@@ -382,7 +277,7 @@ def case_kill9():
     check(hb2 and hb2["gseq"] >= journaled_before, "heartbeat gseq continues")
     wait_acked(pod, n, 90)
     drain(s2, n, received)
-    check(br2.stop() == 0, "bridge2 exit 0")
+    check(stop(br2) == 0, "bridge2 exit 0")
     deduped = br2.final_counter("deduped")
     print("kill -9 after %d journaled, %d acknowledged; deduped %r after restart"
           % (journaled_before, acked_at_kill, deduped))
@@ -392,7 +287,7 @@ def case_kill9():
     check(len(ids) == len(set(ids)), "no event published twice (%d received, %d distinct)"
           % (len(ids), len(set(ids))))
     # Every event in the journal exactly once, gseq 1..n, per-topic seq 1..k.
-    br3 = Bridge(pod, state, replay_port, "  heartbeatMillis: 0\n", name="bridge3")
+    br3 = new_bridge(pod, state, replay_port, "  heartbeatMillis: 0\n")
     rp = Replay(br3.replay)
     allm, end = rp.all_from(1)
     envs = [env(b) for _, b in allm]
@@ -408,13 +303,13 @@ def case_kill9():
     pubd = {env(b)["gseq"]: b for _, b in received}
     check(all(pubd[e["gseq"]] == b for (_, b), e in zip(allm, envs) if e["gseq"] in pubd),
           "published bytes equal journaled bytes")
-    check(br3.stop() == 0, "bridge3 exit 0")
+    check(stop(br3) == 0, "bridge3 exit 0")
 
 
 def case_feed_expiry():
     """A 400 (feed expired) in the middle: a new feed, the same epoch, counters continue."""
-    pod = Pod("--hold-ms", "1000")
-    br = Bridge(pod, os.path.join(TMP, "state"), free_port(), "  heartbeatMillis: 200\n")
+    pod = new_pod("--hold-ms", "1000")
+    br = new_bridge(pod, state_dir(), free_port(), "  heartbeatMillis: 200\n")
     s = sub([br.endpoint])
     hb = wait_heartbeat(s)
     pod.events([event(i, TYPES[i % 3]) for i in range(100)])
@@ -436,7 +331,7 @@ def case_feed_expiry():
     rp = Replay(br.replay)
     allm, end = rp.all_from(1)
     check(len(allm) == 200 and end["head_gseq"] == 200, "journal has the 200")
-    check(br.stop() == 0, "bridge exit 0")
+    check(stop(br) == 0, "bridge exit 0")
 
 
 def slow_subscriber(sndhwm, fast_gets_all):
@@ -445,9 +340,9 @@ def slow_subscriber(sndhwm, fast_gets_all):
     not slowed (every event acknowledged upstream before the stalled one reads a byte); a
     reading subscriber gets every message directly when sndhwm covers a batch burst, else
     fills its gaps from replay too."""
-    pod = Pod("--hold-ms", "1000", "--batch-max", "500")
+    pod = new_pod("--hold-ms", "1000", "--batch-max", "500")
     n = 50000
-    br = Bridge(pod, os.path.join(TMP, "state"), free_port(),
+    br = new_bridge(pod, state_dir(), free_port(),
                 "  sndhwm: %d\n  heartbeatMillis: 500\n  journal:\n    fsync: never\n" % sndhwm)
     fast = sub([br.endpoint])
     slow = sub([br.endpoint], rcvhwm=20)
@@ -508,7 +403,7 @@ def slow_subscriber(sndhwm, fast_gets_all):
     check(sorted(slow_all) == list(range(1, n + 1)) and
           all(slow_all[g] == fast_all[g] for g in slow_all),
           "after replay both hold the same %d messages, byte for byte" % n)
-    check(br.stop() == 0, "bridge exit 0")
+    check(stop(br) == 0, "bridge exit 0")
 
 
 def case_slow_subscriber():
@@ -531,44 +426,5 @@ CASES = {
 }
 
 
-def main():
-    global DFPOD, DFBRIDGE, TMP, PRIV, PUB
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dfpod", required=True)
-    ap.add_argument("--dfbridge", required=True)
-    ap.add_argument("--case", required=True, choices=sorted(CASES))
-    a = ap.parse_args()
-    DFPOD, DFBRIDGE = a.dfpod, a.dfbridge
-    with tempfile.TemporaryDirectory(prefix="delivery-e2e-") as tmp:
-        TMP = tmp
-        PRIV, PUB = os.path.join(tmp, "bot.pem"), os.path.join(tmp, "bot.pub.pem")
-        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
-                        "rsa_keygen_bits:2048", "-out", PRIV], check=True, capture_output=True)
-        subprocess.run(["openssl", "pkey", "-in", PRIV, "-pubout", "-out", PUB], check=True,
-                       capture_output=True)
-        t0 = time.monotonic()
-        try:
-            CASES[a.case]()
-        except Exception as e:
-            check(False, "exception: %r" % e)
-            raise
-        finally:
-            for p in PROCS:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-            for name in sorted(os.listdir(tmp)):
-                if name.endswith(".log"):
-                    with open(os.path.join(tmp, name), errors="replace") as f:
-                        text = f.read()
-                    check("Sanitizer" not in text and "runtime error" not in text,
-                          "no sanitizer report in " + name)
-                    if FAILS:
-                        sys.stdout.write("---- %s (last 3000 chars)\n%s\n" % (name, text[-3000:]))
-        print("%s: %d passed, %d failed, %.1f s" % (a.case, PASSES, len(FAILS),
-                                                    time.monotonic() - t0))
-    return 1 if FAILS else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(dftest.run_cases(CASES, sys.argv[1:], prefix="delivery-e2e-"))

@@ -8,104 +8,21 @@ Usage: test_transport.py --dfpod BIN --dfbridge BIN --group NAME
 Loopback only; every wait is bounded and waits for a signal (port file, a pod counter, an event
 received, a process exit), never a fixed sleep."""
 
-import argparse
 import base64
-import json
 import os
 import select
-import shutil
 import socket
 import socketserver
-import ssl
 import subprocess
 import sys
-import tempfile
 import threading
-import time
-import urllib.request
 
-import msgpack
-import zmq
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import dftest  # noqa: E402
+from dftest import Bridge, Pod, Sub, check, free_port, make_pki  # noqa: E402
+from dftest import poll_until as wait_for  # noqa: E402
 
 BOT = "tt-bot"
-FAILS = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILS.append(what)
-        print("FAIL:", what, flush=True)
-    return cond
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
-def check_clean_log(path, who):
-    """A sanitizer report in a child's log is a failure (the ASan/UBSan CI run)."""
-    if os.path.exists(path):
-        text = open(path, errors="replace").read()
-        check(not any(m in text for m in SANITIZER_MARKS), f"no sanitizer report in {who}'s log")
-
-
-def wait_for(pred, timeout, step=0.02):
-    """Polls pred() until true or timeout seconds; returns its last value."""
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
-
-
-# ---- certificates ---------------------------------------------------------------------------
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-
-
-def make_pki(d):
-    """A test CA, a server certificate for 127.0.0.1/localhost/::1, client certificates
-    (CN = the bot, and CN = someone else), another unrelated CA, the bot's RSA key pair."""
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-            "-days", "2", "-subj", "/CN=dfbridge test CA", cwd=d)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out",
-            "other-ca.pem", "-days", "2", "-subj", "/CN=some other CA", cwd=d)
-    with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n")
-
-    def signed(name, cn, ext=None):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
-                name + ".csr", "-subj", "/CN=" + cn, cwd=d)
-        args = ["x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", name + ".crt", "-days", "2"]
-        if ext:
-            args += ["-extfile", ext]
-        openssl(*args, cwd=d)
-
-    signed("server", "localhost", "san.ext")
-    with open(os.path.join(d, "wrong.ext"), "w") as f:
-        f.write("subjectAltName=DNS:other.example\n")
-    signed("wrongname", "other.example", "wrong.ext")  # valid CA, wrong host name
-    signed("bot", BOT)
-    signed("intruder", "intruder")
-    for n in ("bot", "intruder"):  # the Python BDK's format: certificate + key in one PEM
-        with open(os.path.join(d, n + ".pem"), "w") as f:
-            f.write(open(os.path.join(d, n + ".crt")).read() + open(os.path.join(d, n + ".key")).read())
-    openssl("pkcs12", "-export", "-in", "bot.crt", "-inkey", "bot.key", "-passout", "pass:p12-secret",
-            "-out", "bot.p12", cwd=d)  # the Java BDK's format
-    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rsa.pem", cwd=d)
-    openssl("pkey", "-in", "rsa.pem", "-pubout", "-out", "rsa.pub", cwd=d)
 
 
 # ---- a small HTTP proxy: CONNECT tunnels and absolute-URI forwarding ------------------------
@@ -237,199 +154,115 @@ import urllib.parse  # noqa: E402  (used by Proxy.handle)
 
 
 class Env:
-    def __init__(self, args):
-        self.args = args
-        self.dir = tempfile.mkdtemp(prefix="dfb_transport_")
-        make_pki(self.dir)
+    """One dfpod and one dfbridge at a time (each start replaces the previous one), the PKI of
+    dftest.make_pki (BOT's client certificate and the extras) and a subscriber per bridge."""
+
+    def __init__(self):
+        self.pki = make_pki(BOT, extra=True)
+        self.dir = os.path.dirname(self.pki["ca"])
         self.pod = None
         self.bridge = None
         self.bridge_rc = None
+        self.bridge_log_path = None
         self.pod_port = None
         self.tls = True
-        self.ctx = zmq.Context()
         self.sub = None
-        self.nprobe = 0
 
     def path(self, name):
+        """A file of the PKI (ca.pem, other-ca.pem, bot.pem, bot.p12, intruder.pem, ...)."""
         return os.path.join(self.dir, name)
 
     # -- pod --
     def pod_start(self, *extra, tls=True, client_ca=False, server="server"):
         self.pod_stop()
         self.tls = tls
-        self.server_cert = server
-        pf = self.path("pod.port")
-        if os.path.exists(pf):
-            os.unlink(pf)
-        argv = [self.args.dfpod, "--public-key", self.path("rsa.pub"), "--bot-username", BOT,
-                "--port-file", pf, "--hold-ms", "300"]
+        argv = ["--hold-ms", "300"]
         if tls:
-            argv += ["--tls-cert", self.path(server + ".crt"), "--tls-key", self.path(server + ".key")]
+            argv += ["--tls-cert", self.path(server + ".crt"),
+                     "--tls-key", self.path(server + ".key")]
         if client_ca:
             argv += ["--tls-client-ca", self.path("ca.pem")]
         argv += list(extra)
-        self.pod_log = open(self.path("pod.log"), "w")
-        self.pod = subprocess.Popen(argv, stdout=self.pod_log, stderr=subprocess.STDOUT)
-        ok = wait_for(lambda: os.path.exists(pf) or self.pod.poll() is not None, 10)
-        if not check(ok and self.pod.poll() is None, "dfpod started"):
-            raise RuntimeError("dfpod did not start")
-        self.pod_port = int(open(pf).read())
+        # the test's own calls check the host name unless the pod has the wrong-name certificate
+        t = {"ca": self.path("ca.pem"), "check_hostname": server == "server"} if tls else None
+        self.pod = Pod(*argv, username=BOT, tls=t, timeout=10)
+        self.pod_port = self.pod.port
 
     def pod_stop(self):
         if self.pod:
-            self.pod.terminate()
-            try:
-                self.pod.wait(10)
-            except subprocess.TimeoutExpired:
-                self.pod.kill()
-                self.pod.wait()
+            self.pod.stop()
             self.pod = None
-            self.pod_log.close()
-            check_clean_log(self.path("pod.log"), "dfpod")
 
     def admin(self, method, path, body=None):
-        scheme = "https" if self.tls else "http"
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{scheme}://127.0.0.1:{self.pod_port}{path}", data=data,
-                                     method=method, headers={"Content-Type": "application/json"})
-        ctx = None
-        if self.tls:
-            ctx = ssl.create_default_context(cafile=self.path("ca.pem"))
-            ctx.check_hostname = self.server_cert == "server"  # the test's own calls
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                             urllib.request.HTTPSHandler(context=ctx))
-        with opener.open(req, timeout=10) as r:
-            text = r.read()
-        return json.loads(text) if text else None
+        return self.pod.admin(method, path[len("/admin/"):], body, ok=(200, 201))
 
     def calls(self):
-        return self.admin("GET", "/admin/calls")
+        return self.pod.calls()
 
     def counters(self):
-        return self.admin("GET", "/admin/counters")
+        return self.pod.counters()
 
     # -- bridge --
     def bridge_start(self, yaml, auth="rsa"):
         """Writes a config (base + yaml) and starts dfbridge. auth: rsa, cert (PEM), none."""
         self.bridge_stop()
-        self.pub_port = free_port()
-        scheme = "https" if self.tls else "http"
-        bot = {"rsa": f"  privateKey:\n    path: {self.path('rsa.pem')}\n",
+        bot = {"rsa": None,
                "cert": f"  certificate:\n    path: {self.path('bot.pem')}\n",
                "none": ""}[auth]
-        cfg = (f"scheme: {scheme}\nhost: 127.0.0.1\nport: {self.pod_port}\n"
-               f"bot:\n  username: {BOT}\n{bot}"
-               "datafeed:\n  retry:\n    initialIntervalMillis: 50\n    maxIntervalMillis: 400\n"
-               "retry:\n  maxAttempts: 3\n  initialIntervalMillis: 50\n  maxIntervalMillis: 100\n"
-               f"bridge:\n  publish: tcp://127.0.0.1:{self.pub_port}\n  logLevel: debug\n"
-               + yaml)
-        with open(self.path("bridge.yaml"), "w") as f:
-            f.write(cfg)
-        self.bridge_log_path = self.path("bridge.log")
-        self.bridge_log = open(self.bridge_log_path, "w")
         env = dict(os.environ)
         # Environment proxies must be ignored: point them at a dead port.
         dead = f"http://127.0.0.1:{free_port()}"
         env.update(http_proxy=dead, https_proxy=dead, HTTPS_PROXY=dead, ALL_PROXY=dead)
-        self.bridge = subprocess.Popen([self.args.dfbridge, "--config", self.path("bridge.yaml")],
-                                       stdout=self.bridge_log, stderr=subprocess.STDOUT, env=env)
+        self.bridge = Bridge(
+            self.pod, scheme="https" if self.tls else "http", username=BOT, bot=bot,
+            datafeed="datafeed:\n  retry:\n    initialIntervalMillis: 50\n"
+                     "    maxIntervalMillis: 400\n",
+            retry="retry:\n  maxAttempts: 3\n  initialIntervalMillis: 50\n"
+                  "  maxIntervalMillis: 100\n",
+            extra=yaml, read_timeout_ms=None, connect_timeout_ms=None, env=env)
+        self.bridge_log_path = self.bridge.log_path
         self.bridge_rc = None
         if self.sub:
-            self.sub.close(0)
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.connect(f"tcp://127.0.0.1:{self.pub_port}")
+            self.sub.close()
+        self.sub = Sub(self.bridge)
 
     def bridge_wait(self, timeout):
-        """Exit status of the bridge, or None if it still runs after timeout seconds."""
-        try:
-            self.bridge_rc = self.bridge.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        """Exit status of the bridge; still running after timeout seconds is a failure."""
+        self.bridge_rc = self.bridge.wait_exit(timeout)
         return self.bridge_rc
 
     def bridge_stop(self):
         if self.bridge:
-            if self.bridge.poll() is None:
-                self.bridge.terminate()
-                try:
-                    self.bridge_rc = self.bridge.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.bridge.kill()
-                    self.bridge.wait()
-                    self.bridge_rc = -9
+            if self.bridge.running():
+                rc, _ = self.bridge.terminate(timeout=10, must=False)
+                self.bridge_rc = -9 if rc is None else rc
             else:
-                self.bridge_rc = self.bridge.returncode
+                self.bridge.kill()  # closes its log
+                self.bridge_rc = self.bridge.proc.returncode
+            self.bridge.check_clean()
             self.bridge = None
-            self.bridge_log.close()
-            check_clean_log(self.bridge_log_path, "dfbridge")
 
     def log(self):
-        return open(self.bridge_log_path, errors="replace").read()
+        return dftest.read_text(self.bridge_log_path)
 
     # -- events --
-    def recv_events(self, timeout):
-        """Events received within timeout seconds (ids), skipping reserved '_' topics."""
-        out = []
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or not self.sub.poll(int(left * 1000)):
-                return out
-            frames = self.sub.recv_multipart()
-            if frames[0].startswith(b"_") or len(frames) != 2:
-                continue
-            env = msgpack.unpackb(frames[1], raw=False, strict_map_key=False)
-            out.append((frames[0].decode(), env["event"].get("id")))
-            if end - time.monotonic() <= 0:
-                return out
-
-    def probe(self, timeout=30):
-        """Sends probe events until one arrives through the bridge (the subscription is then
-        live end to end). True when one did."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.bridge.poll() is not None:
-                return False
-            self.nprobe += 1
-            pid = f"probe-{self.nprobe}"
-            self.admin("POST", "/admin/events",
-                       [{"id": pid, "type": "MESSAGESENT", "timestamp": 1,
-                         "initiator": {"user": {"userId": 1}}, "payload": {}}])
-            for topic, eid in self.recv_events(1.0):
-                if eid and eid.startswith("probe-"):
-                    return True
-        return False
-
     def flow(self, n=34):
         """Generates n events and checks each reaches the subscriber exactly once."""
-        if not check(self.probe(), "a probe event went through the bridge"):
-            return False
-        self.recv_events(0.3)  # drain late probes
+        self.sub.sync(self.pod, timeout=30)
         first = self.admin("POST", "/admin/generate", {"count": n, "seed": 7})
         every = [e["id"] for e in self.admin("GET", "/admin/events")]
         want = set(every[every.index(first["first_id"]):])
-        got = []
-        end = time.monotonic() + 30
-        while time.monotonic() < end and len([i for _, i in got if i in want]) < n:
-            got += self.recv_events(0.5)
-        ids = [i for _, i in got if i in want]
+        self.sub.wait_ids(want, timeout=30)
+        ids = [m[1]["event"].get("id") for m in self.sub.got]
+        ids = [i for i in ids if i in want]
         check(len(want) == n, f"the pod generated {n} events ({len(want)})")
         return check(sorted(ids) == sorted(want), f"{n} events received once each (got {len(ids)})")
 
-    def close(self, failed):
+    def close(self):
         self.bridge_stop()
         self.pod_stop()
         if self.sub:
-            self.sub.close(0)
-        self.ctx.term()
-        if failed:
-            for name in ("bridge.log", "pod.log", "bridge.yaml"):
-                p = self.path(name)
-                if os.path.exists(p):
-                    print(f"---- {name} ----")
-                    print(open(p, errors="replace").read()[-6000:])
-        shutil.rmtree(self.dir, ignore_errors=True)
+            self.sub.close()
 
 
 def header(call, name):
@@ -671,7 +504,7 @@ def t_headers(env):
     manager calls, agent.defaultHeaders replacing them on agent calls, a User-Agent in
     keyManager.defaultHeaders replacing the bridge's there; everywhere else
     User-Agent: dfbridge/<version>."""
-    version = subprocess.run([env.args.dfbridge, "--version"], capture_output=True,
+    version = subprocess.run([dftest.CTX.dfbridge, "--version"], capture_output=True,
                              text=True).stdout.split()[1]
     env.pod_start()
     env.bridge_start(f"ssl:\n  trustStore:\n    path: {env.path('ca.pem')}\n"
@@ -736,25 +569,16 @@ GROUPS = {
 }
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dfpod", required=True)
-    ap.add_argument("--dfbridge", required=True)
-    ap.add_argument("--group", required=True, choices=sorted(GROUPS))
-    args = ap.parse_args()
-    env = Env(args)
-    t0 = time.monotonic()
-    try:
-        GROUPS[args.group](env)
-    except Exception as e:  # a crash of the test is a failure, with the logs
-        import traceback
-        traceback.print_exc()
-        FAILS.append(f"exception: {e!r}")
-    finally:
-        env.close(bool(FAILS))
-    print(f"transport_{args.group}: {'FAILED' if FAILS else 'OK'} ({time.monotonic() - t0:.1f} s)")
-    return 1 if FAILS else 0
+def with_env(group):
+    def run():
+        env = Env()
+        try:
+            group(env)
+        finally:
+            env.close()
+    return run
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(dftest.run_cases({k: with_env(v) for k, v in GROUPS.items()}, sys.argv[1:],
+                              option="group", prefix="dfb_transport_"))
