@@ -104,4 +104,16 @@ size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoc
 void dfc_context_set(const char *worker, const char *event_id, const char *listener_id);
 void dfc_context_clear(void);
 
+/*  Reads one whole multipart message from s (the first frame without
+    waiting). Returns 1 when one was read: the caller owns parts[0..1] and
+    must close both; nparts and total tell the frame count and size (frames
+    beyond the second are only counted). Returns 0 when none was waiting (or
+    a signal came first), -1 on a socket error with errno set; parts are
+    closed then. Needs <zmq.h>. */
+#ifdef ZMQ_VERSION
+int dfc_msg_read(void *s, zmq_msg_t parts[2], size_t *nparts, size_t *total);
+/*  Whether frame m is exactly name (ZeroMQ matches topics by prefix). */
+bool dfc_msg_is(const zmq_msg_t *m, const char *name);
+#endif
+
 #endif

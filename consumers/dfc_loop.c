@@ -1389,12 +1389,8 @@ on_replayed(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
     deliver(loop, ev);
 }
 
-/*  Reads one whole multipart message from s. Returns 1 when one was read,
-    0 when none was waiting, -1 on a socket error; on 1 the caller owns
-    parts[0..1] (closed here for 0 and -1) and nparts and total tell the
-    frame count and size. */
-static int
-read_message(void *s, zmq_msg_t parts[2], size_t *nparts, size_t *total)
+int
+dfc_msg_read(void *s, zmq_msg_t parts[2], size_t *nparts, size_t *total)
 {
     zmq_msg_init(&parts[0]);
     zmq_msg_init(&parts[1]);
@@ -1411,9 +1407,10 @@ read_message(void *s, zmq_msg_t parts[2], size_t *nparts, size_t *total)
                 zmq_msg_close(&tmp);
             zmq_msg_close(&parts[0]);
             zmq_msg_close(&parts[1]);
-            if (*nparts == 0 && err == EAGAIN)
+            if (*nparts == 0 && (err == EAGAIN || err == EINTR))
                 return 0;
-            return err == EINTR && *nparts == 0 ? 0 : -1;
+            errno = err;
+            return -1;
         }
         more = zmq_msg_more(m);
         *total += zmq_msg_size(m);
@@ -1424,20 +1421,20 @@ read_message(void *s, zmq_msg_t parts[2], size_t *nparts, size_t *total)
     return 1;
 }
 
-static bool
-topic_is(const zmq_msg_t *m, const char *name)
+bool
+dfc_msg_is(const zmq_msg_t *m, const char *name)
 {
     size_t n = strlen(name);
     return zmq_msg_size((zmq_msg_t *)m) == n && memcmp(zmq_msg_data((zmq_msg_t *)m), name, n) == 0;
 }
 
-/*  One message from a bridge's SUB socket. Returns like read_message. */
+/*  One message from a bridge's SUB socket. Returns like dfc_msg_read. */
 static int
 receive_one(dfc_loop_t *loop, link_t *L)
 {
     zmq_msg_t parts[2];
     size_t nparts, total;
-    int r = read_message(L->sub, parts, &nparts, &total);
+    int r = dfc_msg_read(L->sub, parts, &nparts, &total);
     if (r <= 0)
         return r;
     L->last_rx = mono_ms();
@@ -1452,7 +1449,7 @@ receive_one(dfc_loop_t *loop, link_t *L)
         loop->stats.reserved++;
     pthread_mutex_unlock(&loop->mu);
     if (reserved) {
-        if (nparts == 2 && topic_is(&parts[0], "_hb"))
+        if (nparts == 2 && dfc_msg_is(&parts[0], "_hb"))
             on_heartbeat(loop, L, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
         zmq_msg_close(&parts[0]);
         zmq_msg_close(&parts[1]);
@@ -1484,10 +1481,10 @@ replay_one(dfc_loop_t *loop, link_t *L)
 {
     zmq_msg_t parts[2];
     size_t nparts, total;
-    int r = read_message(L->dealer, parts, &nparts, &total);
+    int r = dfc_msg_read(L->dealer, parts, &nparts, &total);
     if (r <= 0)
         return r;
-    if (nparts == 2 && topic_is(&parts[0], "_end")) {
+    if (nparts == 2 && dfc_msg_is(&parts[0], "_end")) {
         on_replay_end(loop, L, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
     } else {
         dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;

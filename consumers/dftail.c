@@ -154,41 +154,6 @@ format_reserved(const zmq_msg_t *topic, const zmq_msg_t *body, line_t *l)
     return bad ? DFC_MSG_NOMEM : DFC_MSG_OK;
 }
 
-/*  Reads one multipart message (frames beyond the second only counted).
-    Returns 0 or the errno of the failed receive (EAGAIN: none waiting). */
-static int
-recv_parts(void *s, zmq_msg_t parts[2], size_t *nparts, size_t *total)
-{
-    zmq_msg_init(&parts[0]);
-    zmq_msg_init(&parts[1]);
-    *nparts = *total = 0;
-    int more = 1;
-    while (more) {
-        zmq_msg_t tmp, *m = *nparts < 2 ? &parts[*nparts] : &tmp;
-        if (m == &tmp)
-            zmq_msg_init(&tmp);
-        if (zmq_msg_recv(m, s, *nparts == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-            int err = errno;
-            if (m == &tmp)
-                zmq_msg_close(&tmp);
-            return err;
-        }
-        more = zmq_msg_more(m);
-        *total += zmq_msg_size(m);
-        (*nparts)++;
-        if (m == &tmp)
-            zmq_msg_close(&tmp);
-    }
-    return 0;
-}
-
-static bool
-topic_is(const zmq_msg_t *m, const char *name)
-{
-    size_t n = strlen(name);
-    return zmq_msg_size((zmq_msg_t *)m) == n && memcmp(zmq_msg_data((zmq_msg_t *)m), name, n) == 0;
-}
-
 /*  The gseq and epoch of an envelope (epoch copied into out); -1 if not one. */
 static int
 envelope_position(const zmq_msg_t *body, uint64_t *gseq, char *out, size_t size)
@@ -250,9 +215,9 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
                 continue;
             zmq_msg_t parts[2];
             size_t np, total;
-            while (!end && recv_parts(d, parts, &np, &total) == 0) {
+            while (!end && dfc_msg_read(d, parts, &np, &total) == 1) {
                 deadline = now_ms() + 10000;
-                if (np == 2 && topic_is(&parts[0], "_end")) {
+                if (np == 2 && dfc_msg_is(&parts[0], "_end")) {
                     end = true;
                     dfc_doc_t *doc = NULL;
                     const dfc_value_t *r = NULL;
@@ -408,8 +373,8 @@ main(int argc, char **argv)
                 continue;
             zmq_msg_t parts[2];
             size_t np, total;
-            while (!learnt[0] && recv_parts(sub, parts, &np, &total) == 0) {
-                if (np == 2 && topic_is(&parts[0], "_hb")) {
+            while (!learnt[0] && dfc_msg_read(sub, parts, &np, &total) == 1) {
+                if (np == 2 && dfc_msg_is(&parts[0], "_hb")) {
                     dfc_doc_t *doc = NULL;
                     if (dfc_doc_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &doc) ==
                         DFC_OK) {
@@ -459,66 +424,47 @@ main(int argc, char **argv)
         }
         if (n == 0)
             continue;
-        /* one multipart message; frames beyond the second are only counted */
         zmq_msg_t parts[2];
-        zmq_msg_init(&parts[0]);
-        zmq_msg_init(&parts[1]);
         size_t nparts = 0, total = 0;
-        int more = 1, err = 0;
-        while (more) {
-            zmq_msg_t tmp, *m = nparts < 2 ? &parts[nparts] : &tmp;
-            if (m == &tmp)
-                zmq_msg_init(&tmp);
-            if (zmq_msg_recv(m, sub, nparts == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-                err = errno;
-                if (m == &tmp)
-                    zmq_msg_close(&tmp);
-                break;
-            }
-            more = zmq_msg_more(m);
-            total += zmq_msg_size(m);
-            nparts++;
-            if (m == &tmp)
-                zmq_msg_close(&tmp);
+        int got = dfc_msg_read(sub, parts, &nparts, &total);
+        if (got < 0 && errno != EINTR) {
+            fprintf(stderr, "dftail: zmq_msg_recv: %s\n", zmq_strerror(errno));
+            rc = 1;
+            break;
         }
+        if (got <= 0)
+            continue;
         /* ZeroMQ matches prefixes: keep only the exact topics asked for */
-        bool hb = err == 0 && nparts >= 1 && topic_is(&parts[0], "_hb");
+        bool hb = nparts >= 1 && dfc_msg_is(&parts[0], "_hb");
         /* replayed already: the live copy queued meanwhile is skipped */
         uint64_t g = 0;
         char epoch[128];
-        bool seen = err == 0 && done.last && nparts == 2 && !hb &&
+        bool seen = done.last && nparts == 2 && !hb &&
                     envelope_position(&parts[1], &g, epoch, sizeof epoch) == 0 &&
                     strcmp(epoch, done.epoch) == 0 && g <= done.last;
         if (seen || (hb && !heartbeats) ||
-            (err == 0 && !hb && ntopics > 0 && !topic_wanted(&parts[0], topics, ntopics))) {
+            (!hb && ntopics > 0 && !topic_wanted(&parts[0], topics, ntopics))) {
             zmq_msg_close(&parts[0]);
             zmq_msg_close(&parts[1]);
             continue;
         }
-        if (err == 0) {
-            last = now_ms();
-            dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
-            if (nparts == 2 && zmq_msg_size(&parts[0]) > 0 &&
-                ((const char *)zmq_msg_data(&parts[0]))[0] == '_')
-                st = format_reserved(&parts[0], &parts[1], &line);
-            else if (nparts == 2)
-                st = format_message(&parts[0], &parts[1], &line);
-            if (st == DFC_MSG_OK) {
-                fputs(line.p, stdout);
-                fflush(stdout);
-                printed++;
-            } else {
-                fprintf(stderr, "dftail: dropped a message (%zu frames, %zu bytes): %s\n", nparts,
-                        total, dfc_msg_status_str(st));
-            }
-        } else if (err != EAGAIN && err != EINTR) {
-            fprintf(stderr, "dftail: zmq_msg_recv: %s\n", zmq_strerror(err));
-            rc = 1;
+        last = now_ms();
+        dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
+        if (nparts == 2 && zmq_msg_size(&parts[0]) > 0 &&
+            ((const char *)zmq_msg_data(&parts[0]))[0] == '_')
+            st = format_reserved(&parts[0], &parts[1], &line);
+        else if (nparts == 2)
+            st = format_message(&parts[0], &parts[1], &line);
+        if (st == DFC_MSG_OK) {
+            fputs(line.p, stdout);
+            fflush(stdout);
+            printed++;
+        } else {
+            fprintf(stderr, "dftail: dropped a message (%zu frames, %zu bytes): %s\n", nparts,
+                    total, dfc_msg_status_str(st));
         }
         zmq_msg_close(&parts[0]);
         zmq_msg_close(&parts[1]);
-        if (rc)
-            break;
     }
     free(line.p);
     free(endpoints);
