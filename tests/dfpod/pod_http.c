@@ -340,6 +340,20 @@ tokens_ok(pod_http_t *h, struct MHD_Connection *c)
     return !km || !km[0] || pod_state_token_valid(h->st, POD_TOKEN_KM, km);
 }
 
+/* Creates a fanout feed and answers 201 V5Datafeed, or 403 beyond --max-feeds: the
+ * agent's create and the admin's "another instance" create alike. */
+static void
+create_fanout(pod_http_t *h, result_t *res)
+{
+    char id[64];
+    if (pod_state_feed_create(h->st, false, id) == POD_ETOOMANY) {
+        set_error(res, 403, "Too many feeds created: 20 active feeds is the limit");
+        return;
+    }
+    res->status = 201;
+    res->body = dump(json_pack("{s:s,s:s}", "id", id, "type", "fanout"), &res->len);
+}
+
 static void
 do_create(pod_http_t *h, const req_t *r, result_t *res)
 {
@@ -360,13 +374,7 @@ do_create(pod_http_t *h, const req_t *r, result_t *res)
                   "a boolean");
         return;
     }
-    char id[64];
-    if (pod_state_feed_create(h->st, false, id) == POD_ETOOMANY) {
-        set_error(res, 403, "Too many feeds created: 20 active feeds is the limit");
-        return;
-    }
-    res->status = 201;
-    res->body = dump(json_pack("{s:s,s:s}", "id", id, "type", "fanout"), &res->len);
+    create_fanout(h, res);
 }
 
 /* The part of every read (v2, v1, datahose) after its body was checked: records the
@@ -683,13 +691,7 @@ admin_feeds(pod_http_t *h, bool post, result_t *res)
         res->len = res->body ? strlen(res->body) : 0;
         return;
     }
-    char id[64];
-    if (pod_state_feed_create(h->st, false, id) == POD_ETOOMANY) {
-        set_error(res, 403, "Too many feeds created: 20 active feeds is the limit");
-        return;
-    }
-    res->status = 201;
-    res->body = dump(json_pack("{s:s,s:s}", "id", id, "type", "fanout"), &res->len);
+    create_fanout(h, res);
 }
 
 static void
