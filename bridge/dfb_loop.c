@@ -450,12 +450,10 @@ sb_quote(sbuf_t *b, const char *s)
 static int
 publish_events(dfb_loop_t *self, dfb_json_ref_t ev)
 {
-    uint32_t n = 0, total = 0;
+    uint32_t n = 0;
     if (ev == DFB_JSON_NONE || dfb_json_type(self->json, ev) != DFB_JSON_ARRAY)
         return 0;
-    for (dfb_json_ref_t e = dfb_json_first(self->json, ev); e != DFB_JSON_NONE;
-         e = dfb_json_next(self->json, e))
-        total++;
+    uint32_t total = dfb_json_count(self->json, ev); /* the tape knows it */
     for (dfb_json_ref_t e = dfb_json_first(self->json, ev); e != DFB_JSON_NONE;
          e = dfb_json_next(self->json, e)) {
         if (dfb_publish_event(self->pub, self->json, e) != 0) {
