@@ -30,9 +30,8 @@ dfb_buf_free(dfb_buf_t *buf)
     dfb_buf_init(buf);
 }
 
-/*  Makes room for n more bytes. Returns 0 or -1 (buf unchanged). */
-static int
-buf_reserve(dfb_buf_t *buf, size_t n)
+int
+dfb_buf_reserve(dfb_buf_t *buf, size_t n)
 {
     if (buf->cap - buf->len >= n)
         return 0;
@@ -46,6 +45,17 @@ buf_reserve(dfb_buf_t *buf, size_t n)
         return -1;
     buf->data = d;
     buf->cap = cap;
+    return 0;
+}
+
+int
+dfb_buf_put(dfb_buf_t *buf, const void *data, size_t n)
+{
+    if (dfb_buf_reserve(buf, n) != 0)
+        return -1;
+    if (n)
+        memcpy(buf->data + buf->len, data, n);
+    buf->len += n;
     return 0;
 }
 
@@ -78,7 +88,7 @@ put64(uint8_t *p, uint64_t v)
 static inline int
 emit_uint(dfb_buf_t *buf, uint64_t v)
 {
-    if (buf_reserve(buf, 9))
+    if (dfb_buf_reserve(buf, 9))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (v < 128)
@@ -106,7 +116,7 @@ emit_int(dfb_buf_t *buf, int64_t v)
 {
     if (v >= 0)
         return emit_uint(buf, (uint64_t)v);
-    if (buf_reserve(buf, 9))
+    if (dfb_buf_reserve(buf, 9))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (v >= -32)
@@ -131,7 +141,7 @@ emit_int(dfb_buf_t *buf, int64_t v)
 static inline int
 emit_double(dfb_buf_t *buf, double d)
 {
-    if (buf_reserve(buf, 9))
+    if (dfb_buf_reserve(buf, 9))
         return -1;
     uint64_t bits;
     memcpy(&bits, &d, sizeof bits);
@@ -145,7 +155,7 @@ emit_double(dfb_buf_t *buf, double d)
 static inline int
 emit_str(dfb_buf_t *buf, const char *s, size_t len)
 {
-    if (len > UINT32_MAX || buf_reserve(buf, 5 + len))
+    if (len > UINT32_MAX || dfb_buf_reserve(buf, 5 + len))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (len < 32)
@@ -170,7 +180,7 @@ emit_str(dfb_buf_t *buf, const char *s, size_t len)
 static inline int
 emit_container(dfb_buf_t *buf, uint32_t n, uint8_t fix_base, uint8_t tag16)
 {
-    if (buf_reserve(buf, 5))
+    if (dfb_buf_reserve(buf, 5))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (n < 16)
@@ -189,7 +199,7 @@ emit_container(dfb_buf_t *buf, uint32_t n, uint8_t fix_base, uint8_t tag16)
 static inline int
 emit_byte(dfb_buf_t *buf, uint8_t b)
 {
-    if (buf_reserve(buf, 1))
+    if (dfb_buf_reserve(buf, 1))
         return -1;
     buf->data[buf->len++] = b;
     return 0;

@@ -21,6 +21,10 @@ typedef struct {
 void dfb_buf_init (dfb_buf_t *buf);
 void dfb_buf_reset (dfb_buf_t *buf);
 void dfb_buf_free (dfb_buf_t *buf);
+/*  Makes room for n more bytes after len. 0, or -1 (buf unchanged). */
+int dfb_buf_reserve (dfb_buf_t *buf, size_t n);
+/*  Appends n bytes. 0, or -1 when out of memory (buf unchanged). */
+int dfb_buf_put (dfb_buf_t *buf, const void *data, size_t n);
 
 /*  The envelope fields of one published message (contract v1). */
 typedef struct {
