@@ -9,7 +9,8 @@
 
       call    write writev pwrite fdatasync fsync rename open ftruncate
               unlink mkdir, or * for all of them
-      errno   ENOSPC EIO EDQUOT EROFS EACCES EMFILE, or a number
+      errno   ENOSPC EIO EDQUOT EROFS EACCES EMFILE, or a number; or
+              DELAY:<ms>: the call waits that long, then runs (a slow disk)
       path    a substring of the file's path (for calls on a descriptor,
               the path /proc/self/fd/N names); * or omitted = any file
       count   fail this many matching calls, then let them pass (until the
@@ -34,6 +35,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_RULES 32
@@ -43,6 +45,7 @@ typedef struct {
     int err;
     char path[256];
     long count; /* remaining failures, -1 = unlimited */
+    long delay_ms; /* > 0: a DELAY rule (err is 0) */
 } rule_t;
 
 static pthread_mutex_t s_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -107,7 +110,8 @@ reload_locked(void)
             continue;
         rule_t *r = &s_rules[s_nrules++];
         snprintf(r->call, sizeof r->call, "%s", call);
-        r->err = parse_errno(err);
+        r->delay_ms = strncmp(err, "DELAY:", 6) == 0 ? atol(err + 6) : 0;
+        r->err = r->delay_ms > 0 ? 0 : parse_errno(err);
         snprintf(r->path, sizeof r->path, "%s", path);
         r->count = count;
     }
@@ -121,6 +125,7 @@ decide(const char *call, const char *path)
         strncmp(path, "/sys/", 5) == 0 || strncmp(path, "/dev/", 5) == 0)
         return 0;
     int err = 0;
+    long delay_ms = 0;
     pthread_mutex_lock(&s_mu);
     reload_locked();
     for (int i = 0; i < s_nrules; i++) {
@@ -134,9 +139,16 @@ decide(const char *call, const char *path)
         if (r->count > 0)
             r->count--;
         err = r->err;
+        delay_ms = r->delay_ms;
         break;
     }
     pthread_mutex_unlock(&s_mu);
+    if (delay_ms > 0) {
+        struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        return 0;
+    }
     if (err) {
         const char *log = getenv("DFFAULT_LOG");
         if (log && strcmp(log, "1") == 0) {
