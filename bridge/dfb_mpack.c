@@ -5,35 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int
-reserve(dfb_buf_t *buf, size_t n)
-{
-    if (buf->cap - buf->len >= n)
-        return 0;
-    size_t cap = buf->cap ? buf->cap : 256;
-    while (cap - buf->len < n) {
-        if (cap > SIZE_MAX / 2)
-            return -1;
-        cap *= 2;
-    }
-    uint8_t *d = realloc(buf->data, cap);
-    if (!d)
-        return -1;
-    buf->data = d;
-    buf->cap = cap;
-    return 0;
-}
-
-static int
-put(dfb_buf_t *buf, const void *data, size_t n)
-{
-    if (reserve(buf, n) != 0)
-        return -1;
-    memcpy(buf->data + buf->len, data, n);
-    buf->len += n;
-    return 0;
-}
-
 /*  Tag then a big-endian integer of size bytes. */
 static int
 put_be(dfb_buf_t *buf, uint8_t tag, uint64_t v, int size)
@@ -42,7 +13,7 @@ put_be(dfb_buf_t *buf, uint8_t tag, uint64_t v, int size)
     b[0] = tag;
     for (int i = 0; i < size; i++)
         b[1 + i] = (uint8_t)(v >> (8 * (size - 1 - i)));
-    return put(buf, b, (size_t)size + 1);
+    return dfb_buf_put(buf, b, (size_t)size + 1);
 }
 
 static int
@@ -50,7 +21,7 @@ container(dfb_buf_t *buf, uint32_t n, uint8_t fix, uint8_t tag16)
 {
     if (n < 16) {
         uint8_t b = (uint8_t)(fix | n);
-        return put(buf, &b, 1);
+        return dfb_buf_put(buf, &b, 1);
     }
     if (n <= 0xffff)
         return put_be(buf, tag16, n, 2);
@@ -75,7 +46,7 @@ dfb_mpack_str(dfb_buf_t *buf, const char *s, size_t len)
     int rc;
     if (len < 32) {
         uint8_t b = (uint8_t)(0xa0 | len);
-        rc = put(buf, &b, 1);
+        rc = dfb_buf_put(buf, &b, 1);
     } else if (len <= 0xff)
         rc = put_be(buf, 0xd9, len, 1);
     else if (len <= 0xffff)
@@ -84,7 +55,7 @@ dfb_mpack_str(dfb_buf_t *buf, const char *s, size_t len)
         rc = put_be(buf, 0xdb, len, 4);
     else
         return -1;
-    return rc == 0 ? put(buf, s, len) : -1;
+    return rc == 0 ? dfb_buf_put(buf, s, len) : -1;
 }
 
 int
@@ -98,7 +69,7 @@ dfb_mpack_uint(dfb_buf_t *buf, uint64_t v)
 {
     if (v < 128) {
         uint8_t b = (uint8_t)v;
-        return put(buf, &b, 1);
+        return dfb_buf_put(buf, &b, 1);
     }
     if (v <= 0xff)
         return put_be(buf, 0xcc, v, 1);
@@ -113,7 +84,7 @@ int
 dfb_mpack_bool(dfb_buf_t *buf, int v)
 {
     uint8_t b = v ? 0xc3 : 0xc2;
-    return put(buf, &b, 1);
+    return dfb_buf_put(buf, &b, 1);
 }
 
 /* ---- reader --------------------------------------------------------------- */

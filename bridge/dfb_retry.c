@@ -3,6 +3,8 @@
     signal handler writes, and it stays readable once written. */
 #include "dfb_retry.h"
 
+#include "dfb_clock.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -48,9 +50,7 @@ dfb_backoff_next(dfb_backoff_t *self)
 long long
 dfb_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return dfb_mono_ms();
 }
 
 int
