@@ -9,7 +9,7 @@ PACKAGES=(
   libyaml-dev libyajl-dev libmicrohttpd-dev libjansson-dev libgnutls28-dev
   libjson-c-dev libcjson-dev
   python3 python3-zmq python3-msgpack python3-yaml
-  valgrind procps
+  valgrind procps libtsan2 util-linux mount
 )
 
 missing=()

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what is missing, builds everything with
-# -Werror, runs every ctest test, then rebuilds with ASan/UBSan and runs the
-# suite again. Exits non-zero on any failure. Used by .ci/run.
-#   scripts/test.sh [--no-sanitize]
+# -Werror, runs every ctest test twice in a row (a flaky test fails the run),
+# then rebuilds with ASan/UBSan and runs the suite again, then rebuilds with
+# ThreadSanitizer and runs every test that starts threads (ctest label
+# `threads`). Exits non-zero on any failure. Used by .ci/run.
+#   scripts/test.sh [--no-sanitize] [--once]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
 sanitize=1
+rounds=2
 for a in "$@"; do
   case "$a" in
     --no-sanitize) sanitize=0 ;;
-    *) echo "usage: scripts/test.sh [--no-sanitize]" >&2; exit 2 ;;
+    --once) rounds=1 ;;
+    *) echo "usage: scripts/test.sh [--no-sanitize] [--once]" >&2; exit 2 ;;
   esac
 done
 
@@ -23,8 +27,10 @@ echo "== build (RelWithDebInfo, -Werror)"
 cmake -S "$top" -B "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$top/build" -j"$jobs"
 
-echo "== tests"
-ctest --test-dir "$top/build" --output-on-failure -j"$jobs" --timeout 600
+for round in $(seq 1 "$rounds"); do
+  echo "== tests (round $round of $rounds)"
+  ctest --test-dir "$top/build" --output-on-failure -j"$jobs" --timeout 600
+done
 
 if [ "$sanitize" = 1 ]; then
   echo "== build (ASan + UBSan)"
@@ -33,5 +39,12 @@ if [ "$sanitize" = 1 ]; then
   echo "== tests under ASan + UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$top/build-asan" --output-on-failure -j"$jobs" --timeout 900 -LE no_sanitize
+  echo "== build (ThreadSanitizer)"
+  cmake -S "$top" -B "$top/build-tsan" -DCMAKE_BUILD_TYPE=Debug -DDF_TSAN=ON >/dev/null
+  cmake --build "$top/build-tsan" -j"$jobs"
+  echo "== tests that start threads, under ThreadSanitizer (label threads)"
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$top/tests/tsan.supp" \
+    ctest --test-dir "$top/build-tsan" --output-on-failure -j"$jobs" --timeout 900 -L threads \
+          -LE no_sanitize --no-tests=error
 fi
 echo "== all tests passed"
