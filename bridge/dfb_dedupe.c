@@ -165,14 +165,8 @@ dfb_dedupe_count(const dfb_dedupe_t *self)
 
 /* ---- self-test ------------------------------------------------------------ */
 
-static int s_fails;
-#define DCHECK(cond)                                                                               \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
-            s_fails++;                                                                             \
-        }                                                                                          \
-    } while (0)
+/* The project's one CHECK macro set (tests/include/df_check.h). */
+#include "df_check.h"
 
 static int
 seen(dfb_dedupe_t *d, const char *id, const char *type, int64_t now)
@@ -189,19 +183,19 @@ add(dfb_dedupe_t *d, const char *id, const char *type, int64_t now)
 int
 dfb_dedupe_test(int verbose)
 {
-    s_fails = 0;
+    df_check_failures = 0;
     /* (id, type) is the key: the same id under another type is new. */
     dfb_dedupe_t *d = dfb_dedupe_new(1000, 0);
-    DCHECK(d);
+    CHECK(d);
     add(d, "x1", "ROOMCREATED", 1);
-    DCHECK(seen(d, "x1", "ROOMCREATED", 2));
-    DCHECK(!seen(d, "x1", "USERJOINEDROOM", 2));
-    DCHECK(!seen(d, "x", "1ROOMCREATED", 2));
-    DCHECK(!seen(d, "", "ROOMCREATED", 2));
+    CHECK(seen(d, "x1", "ROOMCREATED", 2));
+    CHECK(!seen(d, "x1", "USERJOINEDROOM", 2));
+    CHECK(!seen(d, "x", "1ROOMCREATED", 2));
+    CHECK(!seen(d, "", "ROOMCREATED", 2));
     add(d, "", "ROOMCREATED", 1); /* no id: never kept */
-    DCHECK(dfb_dedupe_count(d) == 1);
+    CHECK(dfb_dedupe_count(d) == 1);
     dfb_dedupe_destroy(&d);
-    DCHECK(!d);
+    CHECK(!d);
 
     /* Count window: 100 keys, 1000 added: exactly the last 100 are seen,
        across many evictions (backward shifts). */
@@ -216,27 +210,27 @@ dfb_dedupe_test(int verbose)
         snprintf(id, sizeof id, "id-%d", i);
         int s = seen(d, id, "MESSAGESENT", 1000);
         hits += s;
-        DCHECK(s == (i >= 900));
+        CHECK(s == (i >= 900));
     }
-    DCHECK(hits == 100 && dfb_dedupe_count(d) == 100);
+    CHECK(hits == 100 && dfb_dedupe_count(d) == 100);
     dfb_dedupe_destroy(&d);
 
     /* Age window: a key older than max_age is forgotten. */
     d = dfb_dedupe_new(100, 1000);
     add(d, "a", "T", 0);
     add(d, "b", "T", 500);
-    DCHECK(seen(d, "a", "T", 999) && seen(d, "b", "T", 999));
-    DCHECK(!seen(d, "a", "T", 1000) && seen(d, "b", "T", 1000));
-    DCHECK(!seen(d, "b", "T", 1500) && dfb_dedupe_count(d) == 0);
+    CHECK(seen(d, "a", "T", 999) && seen(d, "b", "T", 999));
+    CHECK(!seen(d, "a", "T", 1000) && seen(d, "b", "T", 1000));
+    CHECK(!seen(d, "b", "T", 1500) && dfb_dedupe_count(d) == 0);
     dfb_dedupe_destroy(&d);
 
     /* Window 0: off. */
     d = dfb_dedupe_new(0, 0);
     add(d, "a", "T", 0);
-    DCHECK(!seen(d, "a", "T", 0));
+    CHECK(!seen(d, "a", "T", 0));
     dfb_dedupe_destroy(&d);
-    DCHECK(dfb_dedupe_new(DFB_DEDUPE_MAX_WINDOW + 1, 0) == NULL);
+    CHECK(dfb_dedupe_new(DFB_DEDUPE_MAX_WINDOW + 1, 0) == NULL);
     if (verbose)
-        printf("  dedupe: %d failures\n", s_fails);
-    return s_fails;
+        printf("  dedupe: %d failures\n", df_check_failures);
+    return df_check_failures;
 }

@@ -886,15 +886,8 @@ dfb_json_double(const dfb_json_t *self, dfb_json_ref_t ref)
 
 /* ---------------------------------------------------------------- self-test */
 
-static int s_failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            s_failures++;                                                                          \
-        }                                                                                          \
-    } while (0)
+/* The project's one CHECK macro set (tests/include/df_check.h). */
+#include "df_check.h"
 
 static int
 parse_str(dfb_json_t *self, const char *text)
@@ -915,7 +908,7 @@ error_offset(const dfb_json_t *self)
 int
 dfb_json_test(int verbose)
 {
-    s_failures = 0;
+    df_check_failures = 0;
     dfb_json_t *j = dfb_json_new();
     CHECK(j);
     if (!j)
@@ -1082,6 +1075,6 @@ dfb_json_test(int verbose)
     CHECK(j == NULL);
     dfb_json_destroy(&j); /* accepts NULL */
     if (verbose)
-        fprintf(stderr, "dfb_json_test: %d failure(s)\n", s_failures);
-    return s_failures ? 1 : 0;
+        fprintf(stderr, "dfb_json_test: %d failure(s)\n", df_check_failures);
+    return df_check_failures ? 1 : 0;
 }

@@ -296,15 +296,8 @@ dfb_transcode_topic(const dfb_json_t *json, dfb_json_ref_t ref, size_t *len)
 
 /* ---------------------------------------------------------------- self-test */
 
-static int s_failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            s_failures++;                                                                          \
-        }                                                                                          \
-    } while (0)
+/* The project's one CHECK macro set (tests/include/df_check.h). */
+#include "df_check.h"
 
 /*  Transcodes `json` and compares with the expected bytes. */
 static void
@@ -314,14 +307,14 @@ expect(dfb_json_t *j, dfb_buf_t *buf, const char *json, const char *want, size_t
     if (dfb_json_parse(j, json, strlen(json)) != 0 || dfb_transcode_value(j, 0, buf) != 0 ||
         buf->len != want_len || memcmp(buf->data, want, want_len) != 0) {
         fprintf(stderr, "transcode %s: wrong output (%zu bytes)\n", json, buf->len);
-        s_failures++;
+        df_check_failures++;
     }
 }
 
 int
 dfb_transcode_test(int verbose)
 {
-    s_failures = 0;
+    df_check_failures = 0;
     dfb_json_t *j = dfb_json_new();
     dfb_buf_t buf;
     dfb_buf_init(&buf);
@@ -404,6 +397,6 @@ dfb_transcode_test(int verbose)
     CHECK(buf.data == NULL && buf.len == 0 && buf.cap == 0);
     dfb_json_destroy(&j);
     if (verbose)
-        fprintf(stderr, "dfb_transcode_test: %d failure(s)\n", s_failures);
-    return s_failures ? 1 : 0;
+        fprintf(stderr, "dfb_transcode_test: %d failure(s)\n", df_check_failures);
+    return df_check_failures ? 1 : 0;
 }

@@ -5,6 +5,8 @@ add_library(dfb_transcode STATIC
   ${CMAKE_CURRENT_LIST_DIR}/dfb_json.c
   ${CMAKE_CURRENT_LIST_DIR}/dfb_transcode.c)
 target_include_directories(dfb_transcode PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+# Self-tests in the library files use the one CHECK macro set.
+target_include_directories(dfb_transcode PRIVATE ${PROJECT_SOURCE_DIR}/tests/include)
 target_link_libraries(dfb_transcode PUBLIC PkgConfig::YAJL)
 
 # Self-tests of the tape (navigation, numbers, errors, reuse, limits).
