@@ -427,7 +427,7 @@ sync_fd(dfb_journal_t *j, int fd, uint64_t g, int64_t now_ms, const char *what)
     busy_end_locked(j);
     int edge = note_sync_locked(j, rc == 0, g, now_ms);
     pthread_mutex_unlock(&j->mu);
-    if (rc != 0)
+    if (rc != 0 && edge) /* once per bad spell; sync_errors counts each */
         dfb_error("journal: fdatasync (%s): %s: batches stay unacknowledged until a sync "
                   "succeeds",
                   what, strerror(e));
@@ -1039,10 +1039,11 @@ typedef struct {
 /*  Recovers the segment files firsts[0..n) (see dfb_journal.h for the
     rules). Returns 0 (recovered: segs, fd, epoch, last_gseq, topics set),
     1 (nothing can be continued without risking a reused number: the
-    caller starts a new epoch) or -1 (an I/O or memory error, in err). */
+    caller starts a new epoch) or -1 (an I/O or memory error, in err).
+    *epoch_bad is set when the EPOCH file must be rewritten. */
 static int
-recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int64_t now_ms, char *err,
-        size_t errlen)
+recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *epoch_bad,
+        int64_t now_ms, char *err, size_t errlen)
 {
     found_t *f = calloc((size_t)n, sizeof *f);
     dfb_topics_t *floor_topics = dfb_topics_new(), *tp = NULL;
@@ -1065,6 +1066,20 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int64_
         if (map_open(path, 0, &m) == 0 && mem_header(&m, f[i].epoch, &hf, NULL, &hlen) == 0)
             f[i].state = hf == firsts[i] ? F_OK_HDR : F_MISNAMED;
         map_close(&m);
+    }
+    /* EPOCH names no readable header's epoch: EPOCH is the damaged one. */
+    int matches = 0, readable = 0;
+    for (long i = 0; have_epoch && i < n; i++)
+        if (f[i].state == F_OK_HDR) {
+            readable++;
+            matches += strcmp(f[i].epoch, j->epoch) == 0;
+        }
+    if (readable && !matches) {
+        dfb_error("journal: %s/EPOCH names epoch %s that no segment has: it is ignored and "
+                  "rewritten",
+                  j->jdir, j->epoch);
+        have_epoch = 0;
+        *epoch_bad = 1;
     }
     for (long i = n; !have_epoch && i-- > 0;)
         if (f[i].state == F_OK_HDR) {
@@ -1426,14 +1441,15 @@ dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch, int64_t 
         return NULL;
     }
     int have_epoch = read_epoch_file(j->jdir, j->epoch);
-    int r = n > 0 ? recover(j, firsts, n, have_epoch, now_ms, err, errlen) : 1;
+    int epoch_bad = 0;
+    int r = n > 0 ? recover(j, firsts, n, have_epoch, &epoch_bad, now_ms, err, errlen) : 1;
     free(firsts);
     if (r < 0) {
         dfb_journal_destroy(&j);
         return NULL;
     }
     if (r == 0) {
-        if (!have_epoch && write_epoch_file(j) != 0)
+        if ((!have_epoch || epoch_bad) && write_epoch_file(j) != 0)
             dfb_warn("journal: cannot write %s/EPOCH: %s", j->jdir, strerror(errno));
         j->st.segments = j->nsegs;
         dfb_info("journal: %s: epoch %s continues at gseq %" PRIu64 " (%zu segments, %" PRIu64

@@ -1570,6 +1570,7 @@ typedef struct {
     int damaged;       /* damaged_files */
     int exact_topics;  /* topic seqs == those written (else >=) */
     int new_epoch;
+    const char *keep; /* a stray file in journal/ that must still be there */
 } want_t;
 
 #define SCEN_N 200 /* records per scenario, in ~10 segments of 4 KiB */
@@ -1582,7 +1583,7 @@ c_hdr_newest(scen_t *s, want_t *w)
     char p[1024];
     seg_file(s->state, s->f[s->n - 1], p, sizeof p);
     flip_byte(p, 8 + 3); /* inside the epoch */
-    *w = (want_t){"E", SCEN_N, "1-200", ".dfj.header", 1, 1, 0};
+    *w = (want_t){"E", SCEN_N, "1-200", ".dfj.header", 1, 1, 0, NULL};
 }
 
 static void
@@ -1591,7 +1592,7 @@ c_hdr_middle(scen_t *s, want_t *w)
     char p[1024];
     seg_file(s->state, s->f[4], p, sizeof p);
     flip_byte(p, 8 + 12); /* first gseq */
-    *w = (want_t){"E", SCEN_N, "1-200", ".dfj.header", 1, 1, 0};
+    *w = (want_t){"E", SCEN_N, "1-200", ".dfj.header", 1, 1, 0, NULL};
 }
 
 static void
@@ -1600,7 +1601,7 @@ c_hdr_oldest(scen_t *s, want_t *w)
     char p[1024];
     seg_file(s->state, s->f[0], p, sizeof p);
     flip_byte(p, 8 + 25); /* its topic count (gseq 1: no topic yet) */
-    *w = (want_t){"E", SCEN_N, "1-200", ".dfj.header", 1, 1, 0};
+    *w = (want_t){"E", SCEN_N, "1-200", ".dfj.header", 1, 1, 0, NULL};
 }
 
 static void
@@ -1609,7 +1610,7 @@ c_hdr_len_absurd(scen_t *s, want_t *w)
     char p[1024];
     seg_file(s->state, s->f[2], p, sizeof p);
     put_le(p, 0, 0xfffffff0u, 4); /* the header's own length */
-    *w = (want_t){"E", SCEN_N, "1-200", ".dfj.header", 1, 1, 0};
+    *w = (want_t){"E", SCEN_N, "1-200", ".dfj.header", 1, 1, 0, NULL};
 }
 
 static void
@@ -1619,7 +1620,7 @@ c_hdr_truncated_newest(scen_t *s, want_t *w)
     seg_file(s->state, s->f[s->n - 1], p, sizeof p);
     CHECK(truncate(p, 10) == 0); /* a crash during the roll: no record */
     uint64_t last = s->f[s->n - 1] - 1;
-    *w = (want_t){"E", last, "", ".dfj.unreadable", 1, 0, 0};
+    *w = (want_t){"E", last, "", ".dfj.unreadable", 1, 0, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "1-%" PRIu64, last);
 }
 
@@ -1630,7 +1631,7 @@ c_zero_newest(scen_t *s, want_t *w)
     seg_file(s->state, s->f[s->n - 1], p, sizeof p);
     CHECK(truncate(p, 0) == 0);
     uint64_t last = s->f[s->n - 1] - 1;
-    *w = (want_t){"E", last, "", ".dfj.empty", 1, 0, 0};
+    *w = (want_t){"E", last, "", ".dfj.empty", 1, 0, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "1-%" PRIu64, last);
 }
 
@@ -1640,7 +1641,7 @@ c_zero_middle(scen_t *s, want_t *w)
     char p[1024];
     seg_file(s->state, s->f[4], p, sizeof p);
     CHECK(truncate(p, 0) == 0);
-    *w = (want_t){"E", SCEN_N, "", ".dfj.empty", 1, 1, 0};
+    *w = (want_t){"E", SCEN_N, "", ".dfj.empty", 1, 1, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "1-%" PRIu64 " !%" PRIu64 "-%" PRIu64 " %" PRIu64 "-200",
              s->f[4] - 1, s->f[4], s->f[5] - 1, s->f[5]);
 }
@@ -1655,7 +1656,7 @@ c_garbage_newest(scen_t *s, want_t *w)
     write_file(p, junk, sizeof junk);
     /* At most 3000/49 records may have been there: those gseqs stay used. */
     uint64_t a = s->f[s->n - 1], last = a - 1 + 3000 / 49;
-    *w = (want_t){"E", last, "", ".dfj.unreadable", 1, 0, 0};
+    *w = (want_t){"E", last, "", ".dfj.unreadable", 1, 0, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "1-%" PRIu64 " !%" PRIu64 "-%" PRIu64, a - 1, a, last);
 }
 
@@ -1666,7 +1667,7 @@ c_garbage_middle(scen_t *s, want_t *w)
     memset(junk, 0xa5, sizeof junk);
     seg_file(s->state, s->f[3], p, sizeof p);
     write_file(p, junk, sizeof junk);
-    *w = (want_t){"E", SCEN_N, "", ".dfj.unreadable", 1, 1, 0};
+    *w = (want_t){"E", SCEN_N, "", ".dfj.unreadable", 1, 1, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "1-%" PRIu64 " !%" PRIu64 "-%" PRIu64 " %" PRIu64 "-200",
              s->f[3] - 1, s->f[3], s->f[4] - 1, s->f[4]);
 }
@@ -1679,7 +1680,7 @@ want_tail_cut(scen_t *s, want_t *w)
     char p[1024];
     seg_file(s->state, s->f[s->n - 1], p, sizeof p);
     uint64_t g = s->f[s->n - 1] + 4;
-    *w = (want_t){"E", SCEN_N, "", ".tail", 1, 1, 0};
+    *w = (want_t){"E", SCEN_N, "", ".tail", 1, 1, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "1-%" PRIu64 " !%" PRIu64 "-200", g - 1, g);
 }
 
@@ -1739,7 +1740,7 @@ c_crc_last_record(scen_t *s, want_t *w)
     int k = (int)(SCEN_N - s->f[s->n - 1] + 1);
     CHECK(rec_gseq(p, k) == SCEN_N);
     flip_byte(p, rec_off(p, k) + 50);
-    *w = (want_t){"E", SCEN_N, "1-199 !200-200", ".tail", 1, 0, 0};
+    *w = (want_t){"E", SCEN_N, "1-199 !200-200", ".tail", 1, 0, 0, NULL};
 }
 
 static void
@@ -1751,7 +1752,7 @@ c_crc_older(scen_t *s, want_t *w)
     seg_file(s->state, s->f[3], p, sizeof p);
     flip_byte(p, rec_off(p, 5) + 60);
     uint64_t g = s->f[3] + 4;
-    *w = (want_t){"E", SCEN_N, "", NULL, 0, 1, 0};
+    *w = (want_t){"E", SCEN_N, "", NULL, 0, 1, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "1-%" PRIu64 " !%" PRIu64 "-%" PRIu64 " %" PRIu64 "-200",
              g - 1, g, s->f[4] - 1, s->f[4]);
 }
@@ -1764,7 +1765,7 @@ c_len_older(scen_t *s, want_t *w)
     char p[1024];
     seg_file(s->state, s->f[0], p, sizeof p);
     flip_byte(p, rec_off(p, 1) + 3);
-    *w = (want_t){"E", SCEN_N, "", NULL, 0, 1, 0};
+    *w = (want_t){"E", SCEN_N, "", NULL, 0, 1, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "!1-%" PRIu64 " %" PRIu64 "-200", s->f[1] - 1, s->f[1]);
 }
 
@@ -1775,7 +1776,7 @@ c_misnamed(scen_t *s, want_t *w)
     seg_file(s->state, s->f[4], p, sizeof p);
     seg_file(s->state, s->f[4] + 1, q, sizeof q);
     CHECK(rename(p, q) == 0);
-    *w = (want_t){"E", SCEN_N, "", ".dfj.misnamed", 1, 1, 0};
+    *w = (want_t){"E", SCEN_N, "", ".dfj.misnamed", 1, 1, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "1-%" PRIu64 " !%" PRIu64 "-%" PRIu64 " %" PRIu64 "-200",
              s->f[4] - 1, s->f[4], s->f[5] - 1, s->f[5]);
 }
@@ -1786,7 +1787,7 @@ c_gap(scen_t *s, want_t *w)
     char p[1024];
     seg_file(s->state, s->f[5], p, sizeof p);
     CHECK(unlink(p) == 0); /* an operator's rm */
-    *w = (want_t){"E", SCEN_N, "", NULL, 0, 1, 0};
+    *w = (want_t){"E", SCEN_N, "", NULL, 0, 1, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "1-%" PRIu64 " !%" PRIu64 "-%" PRIu64 " %" PRIu64 "-200",
              s->f[5] - 1, s->f[5], s->f[6] - 1, s->f[6]);
 }
@@ -1803,7 +1804,8 @@ c_strays(scen_t *s, want_t *w)
     write_file(p, "y", 1);
     snprintf(p, sizeof p, "%s/journal/sub", s->state);
     CHECK(mkdir(p, 0755) == 0);
-    *w = (want_t){"E", SCEN_N, "1-200", NULL, 0, 1, 0};
+    *w = (want_t){"E", SCEN_N, "1-200", NULL, 0, 1, 0, NULL};
+    w->keep = "notes.txt"; /* left alone, like the others */
 }
 
 static void
@@ -1812,7 +1814,7 @@ c_empty_at_end(scen_t *s, want_t *w)
     char p[1024];
     seg_file(s->state, SCEN_N + 1, p, sizeof p);
     write_file(p, "", 0);
-    *w = (want_t){"E", SCEN_N, "1-200", ".dfj.empty", 1, 1, 0};
+    *w = (want_t){"E", SCEN_N, "1-200", ".dfj.empty", 1, 1, 0, NULL};
 }
 
 static void
@@ -1821,7 +1823,16 @@ c_no_epoch_file(scen_t *s, want_t *w)
     char p[1024];
     snprintf(p, sizeof p, "%s/journal/EPOCH", s->state);
     CHECK(unlink(p) == 0); /* a journal written before EPOCH existed */
-    *w = (want_t){"E", SCEN_N, "1-200", NULL, 0, 1, 0};
+    *w = (want_t){"E", SCEN_N, "1-200", NULL, 0, 1, 0, NULL};
+}
+
+static void
+c_epoch_file_damaged(scen_t *s, want_t *w)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/journal/EPOCH", s->state);
+    write_file(p, "Z\n", 2); /* a valid-looking epoch that no segment has */
+    *w = (want_t){"E", SCEN_N, "1-200", NULL, 0, 1, 0, NULL};
 }
 
 static void
@@ -1831,7 +1842,7 @@ c_foreign(scen_t *s, want_t *w)
     seg_file(s->state, s->f[s->n - 1], p, sizeof p);
     rewrite_payload(p, 0, 6, "F", 1); /* epoch "F", a valid header */
     uint64_t last = s->f[s->n - 1] - 1;
-    *w = (want_t){"E", last, "", ".dfj.foreign-epoch", 1, 0, 0};
+    *w = (want_t){"E", last, "", ".dfj.foreign-epoch", 1, 0, 0, NULL};
     snprintf(w->ranges, sizeof w->ranges, "1-%" PRIu64, last);
 }
 
@@ -1863,6 +1874,7 @@ static const recovery_case_t s_recovery_cases[] = {
     {"stray files in the folder", c_strays},
     {"empty segment at the end after a crash", c_empty_at_end},
     {"no EPOCH file", c_no_epoch_file},
+    {"EPOCH file names another epoch", c_epoch_file_damaged},
     {"a header of another epoch", c_foreign},
 };
 
@@ -1930,6 +1942,18 @@ test_recovery(void)
         CHECK_EQ(dfb_journal_last_gseq(j), w.last);
         CHECK_STR(read_ranges(j, 1, got, sizeof got), w.ranges);
         CHECK_EQ(st.damaged_files, w.damaged);
+        char ep[700], text[16] = "";
+        snprintf(ep, sizeof ep, "%s/journal/EPOCH", s.state);
+        int efd = open(ep, O_RDONLY);
+        CHECK(efd >= 0 && read(efd, text, sizeof text - 1) > 0);
+        if (efd >= 0)
+            close(efd);
+        CHECK(text[0] == w.epoch[0] && text[1] == '\n');
+        if (w.keep) {
+            char kp[1024];
+            snprintf(kp, sizeof kp, "%s/journal/%s", s.state, w.keep);
+            CHECK(access(kp, F_OK) == 0);
+        }
         if (w.aside)
             CHECK(damaged_has(s.state, w.aside));
         else
@@ -2570,6 +2594,90 @@ test_disk_full_inner(void)
     dfb_journal_destroy(&j);
 }
 
+/*  The journal's threads together (for ThreadSanitizer): a writer with
+    rolls, flushes and retention; the actor's side (tick, stats, a reader
+    that follows the head) on this thread; the sync thread behind tick. */
+typedef struct {
+    dfb_journal_t *j;
+    uint64_t n;
+    int rc;
+} writer_t;
+
+static void *
+writer_main(void *arg)
+{
+    writer_t *w = arg;
+    uint64_t seqs[3] = {0, 0, 0};
+    for (uint64_t g = 1; g <= w->n && w->rc == 0; g++) {
+        if (append_one(w->j, g, seqs) != 0)
+            w->rc = -1;
+        if (g % 50 == 0 && dfb_journal_flush(w->j) != 0)
+            w->rc = -2;
+    }
+    return NULL;
+}
+
+static void
+test_threads(void)
+{
+    char err[256];
+    const char *dir = fresh("threads");
+    dfb_journal_opts_t o = opts(dir, 8192, 256 << 10, 0, DFB_FSYNC_INTERVAL);
+    o.fsync_ms = 1;
+    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    CHECK(j);
+    if (!j)
+        return;
+    writer_t w = {j, 20000, 0};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, writer_main, &w) == 0);
+    dfb_journal_reader_t *r = dfb_journal_reader_new(j);
+    CHECK(dfb_journal_reader_seek_gseq(r, 1) == 0);
+    uint64_t next = 1, read = 0, gone = 0;
+    int64_t deadline = mono_now() + 15000;
+    dfb_journal_rec_t rec;
+    dfb_journal_stats_t st;
+    while (next <= w.n && mono_now() < deadline) {
+        dfb_journal_tick(j, now_ms());
+        dfb_journal_stats(j, &st);
+        int rc = dfb_journal_reader_next(r, &rec);
+        if (rc == 1) {
+            mk_t m;
+            mk(&m, rec.gseq, 0, (int)(rec.gseq % 3), 50 + rec.gseq % 100);
+            CHECK(rec.gseq == next);
+            CHECK(rec.body_len == m.rec.body_len && memcmp(rec.body, m.body, rec.body_len) == 0);
+            next = rec.gseq + 1;
+            read++;
+        } else if (rc == DFB_JOURNAL_READER_GONE || rc == DFB_JOURNAL_GONE) {
+            /* Retention overtook the reader: start again at the oldest. */
+            gone++;
+            dfb_journal_stats(j, &st);
+            next = st.oldest_gseq;
+            CHECK(dfb_journal_reader_seek_gseq(r, next) == 0);
+        } else if (rc == 0) {
+            struct timespec ts = {0, 100000};
+            nanosleep(&ts, NULL);
+        } else {
+            printf("  reader: %d at gseq %" PRIu64 "\n", rc, next);
+            CHECK(rc >= 0);
+            break;
+        }
+    }
+    pthread_join(th, NULL);
+    dfb_journal_drain(j);
+    dfb_journal_stats(j, &st);
+    printf("  read %" PRIu64 " records, %" PRIu64 " re-seeks; %" PRIu64
+           " segments deleted, %" PRIu64 " fsyncs\n",
+           read, gone, st.segments_deleted, st.fsyncs);
+    CHECK_EQ(w.rc, 0);
+    CHECK_EQ(next, w.n + 1);
+    CHECK_EQ(st.head_gseq, w.n);
+    CHECK(st.segments_deleted > 0);
+    CHECK(st.bytes <= (256 << 10) + 8192);
+    dfb_journal_reader_destroy(&r);
+    dfb_journal_destroy(&j);
+}
+
 /* ---- runner --------------------------------------------------------------- */
 
 typedef struct {
@@ -2600,6 +2708,7 @@ static const test_t s_tests[] = {
     {"journal_recovery", test_recovery, 0},
     {"journal_recovery_new_epoch", test_recovery_new_epoch, 0},
     {"journal_recovery_issue", test_recovery_issue, 0},
+    {"journal_threads", test_threads, 0},
     {"journal_sync_roll", test_sync_roll, 1},
     {"journal_disk_faults", test_disk_faults, 1},
     {"journal_no_stall", test_no_stall, 1},
