@@ -1480,9 +1480,14 @@ dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch, int64_t 
         j->topics = dfb_topics_new();
         snprintf(j->epoch, sizeof j->epoch, "%s", new_epoch);
         j->st.new_epoch = 1;
-        if (!j->topics || write_epoch_file(j) != 0 || new_segment(j, 1, now_ms) != 0) {
-            snprintf(err, errlen, "journal: cannot create the first segment in %s: %s", j->jdir,
-                     j->topics ? strerror(errno) : "out of memory");
+        /* EPOCH first: without it a later damaged header could not be
+           derived, so a new epoch that cannot write it does not start. */
+        const char *what = !j->topics                  ? "out of memory"
+                           : write_epoch_file(j) != 0  ? "cannot write EPOCH"
+                           : new_segment(j, 1, now_ms) ? "cannot create the first segment"
+                                                       : NULL;
+        if (what) {
+            snprintf(err, errlen, "journal: %s: %s: %s", j->jdir, what, strerror(errno));
             dfb_journal_destroy(&j);
             return NULL;
         }

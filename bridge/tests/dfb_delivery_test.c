@@ -2253,7 +2253,12 @@ test_disk_faults(void)
     const char *dir = fresh("faults");
     dfb_journal_opts_t o = opts(dir, 4096, 0, 60000, DFB_FSYNC_ALWAYS);
     int64_t t0 = now_ms();
+    /* A new epoch whose EPOCH file cannot be written does not start. */
+    fault_set("rename EIO /journal/EPOCH 1\n");
     dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
+    CHECK(!j && strstr(err, "cannot write EPOCH"));
+    CHECK_EQ(count_segments(dir), 0);
+    j = dfb_journal_open(&o, "E", t0, err, sizeof err);
     CHECK(j);
     if (!j)
         return;
