@@ -31,7 +31,10 @@
       highest gseq still found in them (or after the bad record's);
     - numbering continues after every gseq that may have been used; when
       that is beyond the newest record a new segment starts there, so the
-      hole lies between segments and readers report it;
+      hole lies between segments and readers report it, and every topic's
+      seq skips as many (the lost records' topics are unknown);
+    - an EPOCH file naming an epoch no readable header has is the damaged
+      one: the headers' epoch is kept and EPOCH rewritten;
     - bad records in older segments are left to the readers (reported as
       DFB_JOURNAL_CORRUPT with the lost range, the reader continues with
       the next segment): open reads only headers and the newest segment;
@@ -40,6 +43,12 @@
       starts and every old segment is moved to damaged/, with one error.
     Each repair logs one error line naming the file and what was lost and
     counts damaged_files / damaged_bytes. Stray files are left alone.
+
+    Durability: a failed fdatasync/fsync (roll, append, flush, interval,
+    directory) is sticky: dfb_journal_flush fails until a sync that began
+    after it succeeds. (On Linux a retried fdatasync after a real EIO may
+    succeed without the lost pages: the error is counted and logged, but a
+    retry that succeeds is trusted.)
 
     Threads: one writer thread (open, append, flush, scan_tail, the
     recovered state); any number of readers, stats and tick() on other
