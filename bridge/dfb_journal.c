@@ -1,16 +1,21 @@
 /*  dfb_journal: segment files of length+CRC framed records (see
-    dfb_journal.h for the contract). File layout, all integers little-endian:
+    dfb_journal.h for the contract, the recovery rules and the threads).
+    File layout, all integers little-endian:
 
+      epoch    <dir>/journal/EPOCH: "<epoch>\n", written atomically (tmp,
+               fdatasync, rename, directory fsync) when the epoch is created
       segment  <dir>/journal/<first gseq, 20 digits>.dfj
       record   u32 payload length | u32 CRC-32C of the payload | payload
       header   'H' u8 version=1 | u32 len + epoch | u64 first gseq | u64 created ms |
                u32 topic count | (u32 len + topic | u64 seq before this segment)*
       event    'E' u64 gseq | u64 seq | u64 ts ms | u32 topic len | u32 type len |
                u32 id len | u32 body len | topic | type | id | body
+      damaged  <dir>/journal/damaged/<name>.<reason>: what recovery set aside
 
     Appends go through writev from the caller's buffers (no copy, nothing
     allocated per record once warm). Readers use their own descriptors and
-    pread, so replay never blocks the writer for I/O. */
+    pread. The mutex `mu` guards the segment list, the counters and the
+    sync generations and is never held across disk I/O. */
 #define _GNU_SOURCE
 #include "dfb_journal.h"
 
@@ -23,18 +28,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "dfb_clock.h"
 #include "dfb_log.h"
 #include "dfb_transcode.h"
 
 #define REC_HEAD 8
 #define EVENT_FIXED (1 + 8 + 8 + 8 + 4 * 4)
+#define MIN_RECORD (REC_HEAD + EVENT_FIXED) /* the smallest event record on disk */
 #define MAX_PAYLOAD ((uint32_t)1 << 30)
 #define INDEX_EVERY 256 /* sparse index: one (gseq, offset) per this many records */
+
+/* read_record results besides the public codes: a whole record, or one cut short */
+#define RR_OK 1
+#define RR_SHORT 0
 
 typedef struct {
     uint64_t gseq, off;
@@ -55,16 +66,33 @@ struct dfb_journal {
     char *jdir;
     char epoch[64];
     int lock_fd;
-    int fd; /* active segment, writer */
+    int fd; /* active segment: the writer's; the sync thread dups it under mu */
     pthread_mutex_t mu;
     seg_t *segs; /* oldest first; the last is active */
     size_t nsegs, capsegs;
-    dfb_topics_t *topics;
-    uint64_t last_gseq;
-    int dirty, batch_mode;
+    dfb_topics_t *topics; /* writer */
+    uint64_t last_gseq;   /* writer */
+    int batch_mode;       /* writer */
+    int need_cut;         /* writer: a partial record past cut_to could not be cut yet */
+    uint64_t cut_to;
+    /* Durability, under mu: appends bump gen_written; a sync that began at
+       generation g and succeeded makes gen_synced >= g. A failed sync makes
+       sync_bad sticky until a sync that began at bad_gen or later succeeds. */
+    uint64_t gen_written, gen_synced, bad_gen;
+    int sync_bad, busy;
     int64_t last_sync_ms;
     dfb_journal_stats_t st;
-    dfb_buf_t hbuf;
+    /* The sync thread: tick() only posts a request (bg_req) under mu. */
+    pthread_t bg;
+    int bg_started, bg_stop;
+    pthread_cond_t bg_cv, idle_cv;
+    uint64_t bg_req, bg_done;
+    int64_t bg_now;
+    /* One retention at a time (writer after a roll, sync thread after a
+       tick); held across unlink, never taken by readers, stats or tick. */
+    pthread_mutex_t ret_mu;
+    int del_failing; /* ret_mu */
+    dfb_buf_t hbuf;  /* writer */
 };
 
 struct dfb_journal_reader {
@@ -74,6 +102,7 @@ struct dfb_journal_reader {
     uint64_t off;
     uint64_t min_gseq;
     uint64_t last; /* gseq of the last record read (0 = none yet) */
+    uint64_t lost_from, lost_to;
     dfb_buf_t buf;
 };
 
@@ -130,38 +159,10 @@ rd64(const uint8_t *p)
     return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
 }
 
-static int
-buf_reserve(dfb_buf_t *b, size_t n)
-{
-    if (b->cap >= n)
-        return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < n)
-        cap *= 2;
-    uint8_t *d = realloc(b->data, cap);
-    if (!d)
-        return -1;
-    b->data = d;
-    b->cap = cap;
-    return 0;
-}
-
-static int
-buf_put(dfb_buf_t *b, const void *p, size_t n)
-{
-    if (buf_reserve(b, b->len + n) != 0)
-        return -1;
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
 static int64_t
-wall_ms(void)
+mtime_ms(const struct stat *sb)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)sb->st_mtim.tv_sec * 1000 + sb->st_mtim.tv_nsec / 1000000;
 }
 
 static void
@@ -187,35 +188,36 @@ pread_full(int fd, void *buf, size_t n, uint64_t off)
     return (ssize_t)got;
 }
 
-/*  Reads the record at off (not beyond limit) into buf. Returns 1 (payload
-    in buf->data, length buf->len), 0 when the record is incomplete before
-    limit (a torn tail or the head), -1 when corrupt (bad length or CRC) or
-    on an I/O error. */
+/*  Reads the record at off (not beyond limit) into buf. Returns RR_OK
+    (payload in buf->data, length buf->len), RR_SHORT when the record is
+    incomplete before limit (a torn tail or the head), DFB_JOURNAL_CORRUPT
+    (bad length or CRC), DFB_JOURNAL_EIO (errno set) or DFB_JOURNAL_NOMEM. */
 static int
 read_record(int fd, uint64_t off, uint64_t limit, dfb_buf_t *buf)
 {
     uint8_t h[REC_HEAD];
     if (off + REC_HEAD > limit)
-        return 0;
+        return RR_SHORT;
     ssize_t r = pread_full(fd, h, REC_HEAD, off);
     if (r < 0)
-        return -1;
+        return DFB_JOURNAL_EIO;
     if (r < REC_HEAD)
-        return 0;
+        return RR_SHORT;
     uint32_t len = rd32(h), crc = rd32(h + 4);
     if (len == 0 || len > MAX_PAYLOAD)
-        return -1;
+        return DFB_JOURNAL_CORRUPT;
     if (off + REC_HEAD + len > limit)
-        return 0;
-    if (buf_reserve(buf, len) != 0)
-        return -1;
+        return RR_SHORT;
+    buf->len = 0;
+    if (dfb_buf_reserve(buf, len) != 0)
+        return DFB_JOURNAL_NOMEM;
     r = pread_full(fd, buf->data, len, off + REC_HEAD);
     if (r < 0)
-        return -1;
+        return DFB_JOURNAL_EIO;
     if ((size_t)r < len)
-        return 0;
+        return RR_SHORT;
     buf->len = len;
-    return dfb_crc32c(0, buf->data, len) == crc ? 1 : -1;
+    return dfb_crc32c(0, buf->data, len) == crc ? RR_OK : DFB_JOURNAL_CORRUPT;
 }
 
 /*  Decodes an event payload. 0, or -1 when it is not a well-formed event. */
@@ -312,7 +314,9 @@ fsync_dir(const char *dir)
     if (fd < 0)
         return -1;
     int rc = fsync(fd);
+    int e = errno;
     close(fd);
+    errno = e;
     return rc;
 }
 
@@ -330,6 +334,117 @@ write_all(int fd, const void *data, size_t len)
         len -= (size_t)w;
     }
     return 0;
+}
+
+/*  Serialises a header record (framing included) into b. 0 or -1 (memory). */
+static int
+build_header(dfb_buf_t *b, const char *epoch, uint64_t first, int64_t now_ms,
+             const dfb_topics_t *topics)
+{
+    b->len = 0;
+    uint8_t tmp[16];
+    size_t el = strlen(epoch);
+    uint8_t zero[REC_HEAD] = {0};
+    int rc = dfb_buf_put(b, zero, REC_HEAD);
+    tmp[0] = 'H';
+    tmp[1] = 1;
+    rc |= dfb_buf_put(b, tmp, 2);
+    le32(tmp, (uint32_t)el);
+    rc |= dfb_buf_put(b, tmp, 4);
+    rc |= dfb_buf_put(b, epoch, el);
+    le64(tmp, first);
+    le64(tmp + 8, (uint64_t)now_ms);
+    rc |= dfb_buf_put(b, tmp, 16);
+    le32(tmp, dfb_topics_count(topics));
+    rc |= dfb_buf_put(b, tmp, 4);
+    size_t cur = 0;
+    for (dfb_topic_t *t; (t = dfb_topics_next(topics, &cur));) {
+        le32(tmp, (uint32_t)t->len);
+        le64(tmp + 4, t->seq);
+        rc |= dfb_buf_put(b, tmp, 4);
+        rc |= dfb_buf_put(b, t->topic, t->len);
+        rc |= dfb_buf_put(b, tmp + 4, 8);
+    }
+    if (rc != 0)
+        return -1;
+    le32(b->data, (uint32_t)(b->len - REC_HEAD));
+    le32(b->data + 4, dfb_crc32c(0, b->data + REC_HEAD, b->len - REC_HEAD));
+    return 0;
+}
+
+/* ---- durability ----------------------------------------------------------- */
+
+/*  Records the outcome of a sync that began at generation g. Caller holds
+    mu. Logs nothing (the caller logs after unlocking). Returns 1 when this
+    failure starts a bad spell or this success ends one (worth a log line). */
+static int
+note_sync_locked(dfb_journal_t *j, int ok, uint64_t g, int64_t now_ms)
+{
+    if (ok) {
+        j->st.fsyncs++;
+        if (g > j->gen_synced)
+            j->gen_synced = g;
+        j->last_sync_ms = now_ms;
+        if (j->sync_bad && g >= j->bad_gen) {
+            j->sync_bad = 0;
+            return 1;
+        }
+        return 0;
+    }
+    j->st.sync_errors++;
+    if (g > j->bad_gen)
+        j->bad_gen = g;
+    int first = !j->sync_bad;
+    j->sync_bad = 1;
+    return first;
+}
+
+static void
+busy_begin(dfb_journal_t *j)
+{
+    pthread_mutex_lock(&j->mu);
+    if (j->busy++ == 0)
+        j->st.disk_busy_since_ms = dfb_wall_ms();
+    pthread_mutex_unlock(&j->mu);
+}
+
+/*  Caller holds mu. */
+static void
+busy_end_locked(dfb_journal_t *j)
+{
+    if (--j->busy == 0)
+        j->st.disk_busy_since_ms = 0;
+}
+
+/*  fdatasync of fd, which holds the data appended up to generation g.
+    Runs without mu; counts and logs. 0 or -1 (errno kept). */
+static int
+sync_fd(dfb_journal_t *j, int fd, uint64_t g, int64_t now_ms, const char *what)
+{
+    busy_begin(j);
+    int rc = fdatasync(fd), e = errno;
+    pthread_mutex_lock(&j->mu);
+    busy_end_locked(j);
+    int edge = note_sync_locked(j, rc == 0, g, now_ms);
+    pthread_mutex_unlock(&j->mu);
+    if (rc != 0 && edge) /* once per bad spell; sync_errors counts each */
+        dfb_error("journal: fdatasync (%s): %s: batches stay unacknowledged until a sync "
+                  "succeeds",
+                  what, strerror(e));
+    else if (edge)
+        dfb_info("journal: fdatasync works again (%s): acknowledging resumes", what);
+    errno = e;
+    return rc;
+}
+
+/*  Writer thread: syncs the active segment for everything appended so far. */
+static int
+writer_sync(dfb_journal_t *j, int64_t now_ms, const char *what)
+{
+    pthread_mutex_lock(&j->mu);
+    uint64_t g = j->gen_written;
+    pthread_mutex_unlock(&j->mu);
+    return sync_fd(j, j->fd, g, now_ms, what);
 }
 
 /* ---- segments (writer) ---------------------------------------------------- */
@@ -352,40 +467,28 @@ push_seg(dfb_journal_t *j, uint64_t first)
 }
 
 /*  Creates the segment starting at gseq first with a header holding the
-    current topic seqs, and makes it active. Caller holds no lock. */
+    current topic seqs, and makes it active. The old active segment is made
+    durable first (unless fsync is `never`): a failed sync leaves it active
+    and returns -1, so its data stays covered by the next flush. The new
+    file, its header and the directory entry are synced before it is used;
+    on failure it is removed again (it holds no record) and -1 returned.
+    Writer thread; takes mu only to switch. */
 static int
 new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
 {
-    dfb_buf_t *b = &j->hbuf;
-    b->len = 0;
-    uint8_t tmp[16];
-    size_t el = strlen(j->epoch);
-    uint8_t zero[REC_HEAD] = {0};
-    int rc = buf_put(b, zero, REC_HEAD);
-    tmp[0] = 'H';
-    tmp[1] = 1;
-    rc |= buf_put(b, tmp, 2);
-    le32(tmp, (uint32_t)el);
-    rc |= buf_put(b, tmp, 4);
-    rc |= buf_put(b, j->epoch, el);
-    le64(tmp, first);
-    le64(tmp + 8, (uint64_t)now_ms);
-    rc |= buf_put(b, tmp, 16);
-    le32(tmp, dfb_topics_count(j->topics));
-    rc |= buf_put(b, tmp, 4);
-    size_t cur = 0;
-    for (dfb_topic_t *t; (t = dfb_topics_next(j->topics, &cur));) {
-        le32(tmp, (uint32_t)t->len);
-        le64(tmp + 4, t->seq);
-        rc |= buf_put(b, tmp, 4);
-        rc |= buf_put(b, t->topic, t->len);
-        rc |= buf_put(b, tmp + 4, 8);
+    int syncs = j->opts.fsync != DFB_FSYNC_NEVER;
+    if (j->fd >= 0 && syncs) {
+        pthread_mutex_lock(&j->mu);
+        int dirty = j->gen_synced < j->gen_written;
+        pthread_mutex_unlock(&j->mu);
+        if (dirty && writer_sync(j, now_ms, "segment roll") != 0)
+            return -1;
     }
-    if (rc != 0)
+    if (build_header(&j->hbuf, j->epoch, first, now_ms, j->topics) != 0) {
+        dfb_error("journal: out of memory for a segment header");
         return -1;
-    le32(b->data, (uint32_t)(b->len - REC_HEAD));
-    le32(b->data + 4, dfb_crc32c(0, b->data + REC_HEAD, b->len - REC_HEAD));
-
+    }
+    dfb_buf_t *b = &j->hbuf;
     char path[4096];
     seg_path(j, first, path, sizeof path);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
@@ -393,17 +496,37 @@ new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
         dfb_error("journal: cannot create %s: %s", path, strerror(errno));
         return -1;
     }
-    if (write_all(fd, b->data, b->len) != 0 ||
-        (j->opts.fsync != DFB_FSYNC_NEVER && (fdatasync(fd) != 0 || fsync_dir(j->jdir) != 0))) {
-        dfb_error("journal: cannot write %s: %s", path, strerror(errno));
+    const char *fail = NULL;
+    if (write_all(fd, b->data, b->len) != 0)
+        fail = "write";
+    else if (syncs) {
+        pthread_mutex_lock(&j->mu);
+        uint64_t g = j->gen_written;
+        pthread_mutex_unlock(&j->mu);
+        busy_begin(j);
+        if (fdatasync(fd) != 0)
+            fail = "fdatasync";
+        else if (fsync_dir(j->jdir) != 0)
+            fail = "directory fsync";
+        int e = errno;
+        pthread_mutex_lock(&j->mu);
+        busy_end_locked(j);
+        if (fail)
+            note_sync_locked(j, 0, g, now_ms);
+        pthread_mutex_unlock(&j->mu);
+        errno = e;
+    }
+    if (fail) {
+        dfb_error("journal: cannot create %s: %s: %s", path, fail, strerror(errno));
         close(fd);
-        unlink(path);
+        unlink(path); /* ours, just created, no record in it */
         return -1;
     }
     pthread_mutex_lock(&j->mu);
     seg_t *s = push_seg(j, first);
     if (!s) {
         pthread_mutex_unlock(&j->mu);
+        dfb_error("journal: out of memory for segment %s", path);
         close(fd);
         unlink(path);
         return -1;
@@ -411,44 +534,141 @@ new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
     s->size = b->len;
     s->mtime_ms = now_ms;
     s->indexed = 1;
-    int old = j->fd, dirty = j->dirty;
+    int old = j->fd;
     j->fd = fd;
-    j->dirty = 0;
     j->st.segments = j->nsegs;
     j->st.bytes += b->len;
     pthread_mutex_unlock(&j->mu);
-    if (old >= 0) {
-        if (j->opts.fsync != DFB_FSYNC_NEVER && dirty)
-            fdatasync(old);
+    if (old >= 0)
         close(old);
-    }
     return 0;
 }
 
-/*  Deletes the oldest segments beyond the limits. Caller holds mu. */
+/*  Deletes the oldest segments beyond the limits. A segment leaves the
+    list under mu (readers stop finding it) and is unlinked without it; one
+    that cannot be deleted goes back to the front and is retried by the
+    next call. Any thread but the tick caller's; takes ret_mu. */
 static void
-retain_locked(dfb_journal_t *j, int64_t now_ms)
+retain(dfb_journal_t *j, int64_t now_ms)
 {
-    while (j->nsegs > 1) {
-        seg_t *s = &j->segs[0];
-        int too_big = j->opts.max_bytes && j->st.bytes > j->opts.max_bytes;
-        int too_old = j->opts.max_age_ms > 0 && s->mtime_ms + j->opts.max_age_ms < now_ms;
-        if (!too_big && !too_old)
-            break;
-        char path[4096];
-        seg_path(j, s->first_gseq, path, sizeof path);
-        if (unlink(path) != 0 && errno != ENOENT) {
-            dfb_warn("journal: cannot delete %s: %s", path, strerror(errno));
+    pthread_mutex_lock(&j->ret_mu);
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        if (j->nsegs <= 1) {
+            pthread_mutex_unlock(&j->mu);
             break;
         }
-        dfb_debug("journal: retention deleted %s (%s)", path, too_big ? "size" : "age");
-        j->st.bytes -= s->size;
-        free(s->marks);
-        memmove(j->segs, j->segs + 1, (j->nsegs - 1) * sizeof *s);
+        seg_t gone = j->segs[0];
+        int too_big = j->opts.max_bytes && j->st.bytes > j->opts.max_bytes;
+        int too_old = j->opts.max_age_ms > 0 && gone.mtime_ms + j->opts.max_age_ms < now_ms;
+        if (!too_big && !too_old) {
+            pthread_mutex_unlock(&j->mu);
+            break;
+        }
+        memmove(j->segs, j->segs + 1, (j->nsegs - 1) * sizeof gone);
         j->nsegs--;
         j->st.segments = j->nsegs;
+        j->st.bytes -= gone.size;
+        if (j->busy++ == 0)
+            j->st.disk_busy_since_ms = dfb_wall_ms();
+        pthread_mutex_unlock(&j->mu);
+
+        char path[4096];
+        seg_path(j, gone.first_gseq, path, sizeof path);
+        int rc = unlink(path), e = errno;
+        pthread_mutex_lock(&j->mu);
+        busy_end_locked(j);
+        if (rc != 0 && e != ENOENT) {
+            /* Back to the front: only retention removes there, and we hold ret_mu. */
+            seg_t *s = push_seg(j, 0);
+            if (s) {
+                memmove(j->segs + 1, j->segs, (j->nsegs - 1) * sizeof gone);
+                j->segs[0] = gone;
+                j->st.segments = j->nsegs;
+                j->st.bytes += gone.size;
+            } else
+                free(gone.marks);
+            j->st.delete_errors++;
+            pthread_mutex_unlock(&j->mu);
+            if (!j->del_failing)
+                dfb_error("journal: retention cannot delete %s: %s (retried at every tick)", path,
+                          strerror(e));
+            j->del_failing = 1;
+            break;
+        }
         j->st.segments_deleted++;
+        pthread_mutex_unlock(&j->mu);
+        free(gone.marks);
+        if (j->del_failing)
+            dfb_info("journal: retention deletes again (%s)", path);
+        j->del_failing = 0;
+        dfb_debug("journal: retention deleted %s (%s)", path, too_big ? "size" : "age");
     }
+    pthread_mutex_unlock(&j->ret_mu);
+}
+
+/* ---- the sync thread ------------------------------------------------------ */
+
+/*  The `interval` fdatasync of an idle tail: the active descriptor is
+    dup'ed under mu so that a roll may close it meanwhile. */
+static void
+bg_sync(dfb_journal_t *j, int64_t now_ms)
+{
+    pthread_mutex_lock(&j->mu);
+    int due = j->opts.fsync == DFB_FSYNC_INTERVAL && j->fd >= 0 &&
+              (j->gen_synced < j->gen_written || j->sync_bad) &&
+              now_ms - j->last_sync_ms >= j->opts.fsync_ms;
+    int fd = due ? dup(j->fd) : -1;
+    uint64_t g = j->gen_written;
+    pthread_mutex_unlock(&j->mu);
+    if (fd < 0)
+        return;
+    sync_fd(j, fd, g, now_ms, "interval");
+    close(fd);
+}
+
+static void *
+bg_main(void *arg)
+{
+    dfb_journal_t *j = arg;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->bg_stop && j->bg_done == j->bg_req)
+            pthread_cond_wait(&j->bg_cv, &j->mu);
+        if (j->bg_stop)
+            break;
+        uint64_t req = j->bg_req;
+        int64_t now = j->bg_now;
+        pthread_mutex_unlock(&j->mu);
+        bg_sync(j, now);
+        retain(j, now);
+        pthread_mutex_lock(&j->mu);
+        j->bg_done = req;
+        pthread_cond_broadcast(&j->idle_cv);
+    }
+    pthread_cond_broadcast(&j->idle_cv);
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+void
+dfb_journal_tick(dfb_journal_t *j, int64_t now_ms)
+{
+    pthread_mutex_lock(&j->mu);
+    j->bg_now = now_ms;
+    j->bg_req++;
+    pthread_cond_signal(&j->bg_cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+void
+dfb_journal_drain(dfb_journal_t *j)
+{
+    pthread_mutex_lock(&j->mu);
+    uint64_t want = j->bg_req;
+    while (j->bg_started && !j->bg_stop && j->bg_done < want)
+        pthread_cond_wait(&j->idle_cv, &j->mu);
+    pthread_mutex_unlock(&j->mu);
 }
 
 /* ---- open / recovery ------------------------------------------------------ */
@@ -460,7 +680,8 @@ cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/*  Lists the segment files' first gseqs, sorted. Returns the count or -1. */
+/*  Lists the segment files' first gseqs, sorted; anything else in the
+    folder (LOCK, EPOCH, damaged/, strays) is left alone. Count or -1. */
 static long
 list_segments(const char *jdir, uint64_t **out)
 {
@@ -502,76 +723,670 @@ list_segments(const char *jdir, uint64_t **out)
     return (long)n;
 }
 
-/*  Scans the last segment: checks its header, counts its records, builds
-    its index, cuts a torn or corrupt tail. Returns 0 (state recovered),
-    1 (the file has no complete header: caller drops it), -1 (I/O error). */
+/*  A file mapped read-only for recovery's scans (p NULL when empty). */
+typedef struct {
+    int fd;
+    const uint8_t *p;
+    uint64_t size;
+    int64_t mtime_ms;
+} map_t;
+
 static int
-recover_last(dfb_journal_t *j, seg_t *s, char *epoch)
+map_open(const char *path, int rw, map_t *m)
 {
-    char path[4096];
-    seg_path(j, s->first_gseq, path, sizeof path);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
+    memset(m, 0, sizeof *m);
+    m->fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        close(fd);
+    if (m->fd < 0 || fstat(m->fd, &sb) != 0) {
+        int e = errno;
+        if (m->fd >= 0)
+            close(m->fd);
+        m->fd = -1;
+        errno = e;
         return -1;
     }
-    dfb_buf_t buf;
-    dfb_buf_init(&buf);
-    uint64_t size = (uint64_t)sb.st_size, off = 0, first;
-    int r = read_record(fd, 0, size, &buf);
-    if (r != 1 || parse_header(buf.data, buf.len, epoch, &first, j->topics) != 0 ||
-        first != s->first_gseq) {
-        dfb_buf_free(&buf);
-        close(fd);
-        return 1;
-    }
-    off = REC_HEAD + buf.len;
-    s->indexed = 1;
-    uint64_t last = first - 1;
-    for (;;) {
-        r = read_record(fd, off, size, &buf);
-        dfb_journal_rec_t rec;
-        if (r != 1 || parse_event(buf.data, buf.len, &rec) != 0 || rec.gseq <= last)
-            break;
-        dfb_topic_t *t = dfb_topics_get(j->topics, rec.topic, rec.topic_len, 1);
-        if (t)
-            t->seq = rec.seq;
-        seg_count(s, rec.gseq, off);
-        last = rec.gseq;
-        off += REC_HEAD + buf.len;
-    }
-    if (off < size) {
-        dfb_warn("journal: %s: %s tail of %" PRIu64 " bytes at offset %" PRIu64 " cut", path,
-                 r == 0 ? "torn" : "corrupt", size - off, off);
-        if (ftruncate(fd, (off_t)off) != 0) {
-            dfb_buf_free(&buf);
-            close(fd);
+    m->size = (uint64_t)sb.st_size;
+    m->mtime_ms = mtime_ms(&sb);
+    if (m->size) {
+        void *p = mmap(NULL, m->size, PROT_READ, MAP_SHARED, m->fd, 0);
+        if (p == MAP_FAILED) {
+            int e = errno;
+            close(m->fd);
+            m->fd = -1;
+            errno = e;
             return -1;
         }
-        fdatasync(fd);
-        j->st.truncated_bytes = size - off;
+        m->p = p;
     }
-    dfb_buf_free(&buf);
-    close(fd);
-    s->size = off;
-    s->mtime_ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
-    j->last_gseq = last;
-    j->st.recovered_records = s->records;
     return 0;
 }
 
-/*  Deletes every segment file (the journal is unreadable: new epoch). */
 static void
-reset_files(dfb_journal_t *j, const uint64_t *firsts, long n)
+map_unmap(map_t *m)
+{
+    if (m->p)
+        munmap((void *)m->p, m->size);
+    m->p = NULL;
+}
+
+static void
+map_close(map_t *m)
+{
+    map_unmap(m);
+    if (m->fd >= 0)
+        close(m->fd);
+    m->fd = -1;
+}
+
+/*  The record at off: RR_OK (payload *pl of *len bytes), RR_SHORT (cut
+    short by the end), DFB_JOURNAL_CORRUPT (absurd length or CRC). */
+static int
+mem_record(const map_t *m, uint64_t off, const uint8_t **pl, uint32_t *len)
+{
+    if (off + REC_HEAD > m->size)
+        return RR_SHORT;
+    uint32_t n = rd32(m->p + off);
+    if (n == 0 || n > MAX_PAYLOAD)
+        return DFB_JOURNAL_CORRUPT;
+    if (off + REC_HEAD + n > m->size)
+        return RR_SHORT;
+    if (dfb_crc32c(0, m->p + off + REC_HEAD, n) != rd32(m->p + off + 4))
+        return DFB_JOURNAL_CORRUPT;
+    *pl = m->p + off + REC_HEAD;
+    *len = n;
+    return RR_OK;
+}
+
+/*  Raises topics' seqs to at least rec's (creating the topic). */
+static void
+topics_raise(dfb_topics_t *topics, const dfb_journal_rec_t *rec)
+{
+    dfb_topic_t *t = topics ? dfb_topics_get(topics, rec->topic, rec->topic_len, 1) : NULL;
+    if (t && rec->seq > t->seq)
+        t->seq = rec->seq;
+}
+
+/*  Byte by byte from off: every whole, CRC-valid event record with gseq
+    above min (what a corrupt stretch may still hold). Returns the offset
+    of the first one (m->size when none) and raises *max_gseq and topics. */
+static uint64_t
+mem_resync(const map_t *m, uint64_t off, uint64_t min, uint64_t *max_gseq, dfb_topics_t *topics)
+{
+    uint64_t first = m->size;
+    while (off + MIN_RECORD <= m->size) {
+        uint32_t n = rd32(m->p + off);
+        const uint8_t *pl;
+        uint32_t len;
+        dfb_journal_rec_t rec;
+        if (n >= EVENT_FIXED && n <= MAX_PAYLOAD && off + REC_HEAD + n <= m->size &&
+            m->p[off + REC_HEAD] == 'E' && rd64(m->p + off + REC_HEAD + 1) > min &&
+            mem_record(m, off, &pl, &len) == RR_OK && parse_event(pl, len, &rec) == 0) {
+            if (first == m->size)
+                first = off;
+            if (rec.gseq > *max_gseq)
+                *max_gseq = rec.gseq;
+            topics_raise(topics, &rec);
+            off += REC_HEAD + len;
+            continue;
+        }
+        off++;
+    }
+    return first;
+}
+
+/*  A sequential walk of the event records from off. */
+typedef struct {
+    uint64_t end;  /* offset after the last good record */
+    uint64_t last; /* its gseq (the walk's start value when none) */
+    int stop;      /* RR_SHORT at a cut-short record, DFB_JOURNAL_CORRUPT otherwise */
+    int whole;     /* the bad record has a plausible length inside the file */
+} walk_t;
+
+static void
+mem_walk(const map_t *m, uint64_t off, uint64_t last, dfb_topics_t *topics, seg_t *s, walk_t *w)
+{
+    for (;;) {
+        const uint8_t *pl;
+        uint32_t len;
+        dfb_journal_rec_t rec;
+        int r = off >= m->size ? RR_SHORT : mem_record(m, off, &pl, &len);
+        if (r == RR_OK && (parse_event(pl, len, &rec) != 0 || rec.gseq <= last))
+            r = DFB_JOURNAL_CORRUPT;
+        if (r != RR_OK) {
+            w->end = off;
+            w->last = last;
+            w->stop = r;
+            uint32_t n = off + REC_HEAD <= m->size ? rd32(m->p + off) : 0;
+            w->whole = r == DFB_JOURNAL_CORRUPT && n > 0 && n <= MAX_PAYLOAD &&
+                       off + REC_HEAD + n <= m->size;
+            return;
+        }
+        if (topics) {
+            dfb_topic_t *t = dfb_topics_get(topics, rec.topic, rec.topic_len, 1);
+            if (t)
+                t->seq = rec.seq;
+        }
+        if (s)
+            seg_count(s, rec.gseq, off);
+        last = rec.gseq;
+        off += REC_HEAD + len;
+    }
+}
+
+/*  Header of a mapped segment: 0 with its length in *hlen, or -1. */
+static int
+mem_header(const map_t *m, char *epoch, uint64_t *first, dfb_topics_t *topics, uint64_t *hlen)
+{
+    const uint8_t *pl;
+    uint32_t len;
+    if (!m->p || mem_record(m, 0, &pl, &len) != RR_OK ||
+        parse_header(pl, len, epoch, first, topics) != 0)
+        return -1;
+    *hlen = REC_HEAD + len;
+    return 0;
+}
+
+/*  Moves jdir/name aside to jdir/damaged/name.reason (or, keep, links it
+    there and leaves the original). The destination in out. 0 or -1. */
+static int
+move_aside(dfb_journal_t *j, const char *name, const char *reason, int keep, char *out, size_t cap)
+{
+    char dir[4096], src[4096];
+    snprintf(dir, sizeof dir, "%s/damaged", j->jdir);
+    snprintf(src, sizeof src, "%s/%s", j->jdir, name);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return -1;
+    for (int k = 0; k < 1000; k++) {
+        int w = k == 0 ? snprintf(out, cap, "%s/%s.%s", dir, name, reason)
+                       : snprintf(out, cap, "%s/%s.%s.%d", dir, name, reason, k);
+        if (w >= (int)cap) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        if (access(out, F_OK) == 0)
+            continue;
+        int rc = keep ? link(src, out) : rename(src, out);
+        if (rc != 0)
+            return -1;
+        if (fsync_dir(dir) != 0 || fsync_dir(j->jdir) != 0)
+            return -1;
+        j->st.damaged_files++;
+        return 0;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+/*  Writes len bytes to a new file jdir/damaged/name.reason. 0 or -1. */
+static int
+save_aside(dfb_journal_t *j, const char *name, const char *reason, const void *data, size_t len,
+           char *out, size_t cap)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/damaged", j->jdir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return -1;
+    if (snprintf(out, cap, "%s/%s.%s", dir, name, reason) >= (int)cap) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = write_all(fd, data, len) == 0 && fdatasync(fd) == 0 ? 0 : -1;
+    int e = errno;
+    close(fd);
+    if (rc == 0 && fsync_dir(dir) != 0)
+        return -1;
+    errno = e;
+    return rc;
+}
+
+/*  The EPOCH file: 1 (valid, copied to epoch) or 0. */
+static int
+read_epoch_file(const char *jdir, char *epoch)
+{
+    char path[4096], text[80];
+    snprintf(path, sizeof path, "%s/EPOCH", jdir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = pread_full(fd, text, sizeof text, 0);
+    close(fd);
+    if (n < 2 || n > 64 || text[n - 1] != '\n')
+        return 0;
+    for (ssize_t i = 0; i < n - 1; i++)
+        if (text[i] <= ' ' || text[i] > '~')
+            return 0;
+    memcpy(epoch, text, (size_t)n - 1);
+    epoch[n - 1] = '\0';
+    return 1;
+}
+
+/*  Writes the EPOCH file atomically (tmp, fdatasync, rename, dir fsync). */
+static int
+write_epoch_file(dfb_journal_t *j)
+{
+    char tmp[4096], path[4096];
+    snprintf(tmp, sizeof tmp, "%s/EPOCH.tmp", j->jdir);
+    snprintf(path, sizeof path, "%s/EPOCH", j->jdir);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    char text[80];
+    int n = snprintf(text, sizeof text, "%s\n", j->epoch);
+    int rc = write_all(fd, text, (size_t)n) == 0 && fdatasync(fd) == 0 ? 0 : -1;
+    close(fd);
+    if (rc != 0 || rename(tmp, path) != 0 || fsync_dir(j->jdir) != 0)
+        return -1;
+    return 0;
+}
+
+/*  Topic seqs after the (readable) segment starting at first: its header's
+    advanced by its records. 0 or -1. */
+static int
+topics_after(dfb_journal_t *j, uint64_t first, dfb_topics_t *topics)
 {
     char path[4096];
-    for (long i = 0; i < n; i++) {
-        seg_path(j, firsts[i], path, sizeof path);
-        unlink(path);
+    seg_path(j, first, path, sizeof path);
+    map_t m;
+    if (map_open(path, 0, &m) != 0)
+        return -1;
+    uint64_t f, hlen;
+    walk_t w;
+    int rc = mem_header(&m, NULL, &f, topics, &hlen);
+    if (rc == 0)
+        mem_walk(&m, hlen, f - 1, topics, NULL, &w);
+    map_close(&m);
+    return rc;
+}
+
+/*  Rewrites segment name (mapped in m) as a rebuilt header followed by its
+    bytes from off; the original is kept in damaged/. 0 or -1. */
+static int
+rewrite_segment(dfb_journal_t *j, const char *name, uint64_t first, const map_t *m, uint64_t off,
+                const dfb_topics_t *topics, int64_t now_ms, char *aside, size_t cap)
+{
+    char tmp[4096], path[4096];
+    snprintf(tmp, sizeof tmp, "%s/%s.repair", j->jdir, name);
+    snprintf(path, sizeof path, "%s/%s", j->jdir, name);
+    if (build_header(&j->hbuf, j->epoch, first, now_ms, topics) != 0)
+        return -1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = write_all(fd, j->hbuf.data, j->hbuf.len) == 0 &&
+                     write_all(fd, m->p + off, m->size - off) == 0 && fdatasync(fd) == 0
+                 ? 0
+                 : -1;
+    close(fd);
+    /* The original is linked aside before the copy replaces it: a crash at
+       any point leaves one of the two under the segment's name. */
+    if (rc != 0 || move_aside(j, name, "header", 1, aside, cap) != 0 || rename(tmp, path) != 0 ||
+        fsync_dir(j->jdir) != 0)
+        return -1;
+    return 0;
+}
+
+enum { F_OK_HDR, F_BAD, F_FOREIGN, F_MISNAMED };
+
+typedef struct {
+    uint64_t first;
+    int state;
+    char epoch[64];
+} found_t;
+
+/*  Recovers the segment files firsts[0..n) (see dfb_journal.h for the
+    rules). Returns 0 (recovered: segs, fd, epoch, last_gseq, topics set),
+    1 (nothing can be continued without risking a reused number: the
+    caller starts a new epoch) or -1 (an I/O or memory error, in err).
+    *epoch_bad is set when the EPOCH file must be rewritten. */
+static int
+recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *epoch_bad,
+        int64_t now_ms, char *err, size_t errlen)
+{
+    found_t *f = calloc((size_t)n, sizeof *f);
+    dfb_topics_t *floor_topics = dfb_topics_new(), *tp = NULL;
+    char path[4096], name[64], aside[4200];
+    uint64_t floor = 0; /* the highest gseq that may have been used */
+    uint64_t known = 0; /* the highest gseq found in a readable record */
+    int rc = -1;
+    if (!f || !floor_topics) {
+        snprintf(err, errlen, "journal: out of memory");
+        goto done;
     }
+    /* Pass 1: every header. */
+    const char *epoch_from = have_epoch ? "EPOCH" : NULL;
+    for (long i = 0; i < n; i++) {
+        f[i].first = firsts[i];
+        seg_path(j, firsts[i], path, sizeof path);
+        map_t m;
+        uint64_t hf, hlen;
+        f[i].state = F_BAD;
+        if (map_open(path, 0, &m) == 0 && mem_header(&m, f[i].epoch, &hf, NULL, &hlen) == 0)
+            f[i].state = hf == firsts[i] ? F_OK_HDR : F_MISNAMED;
+        map_close(&m);
+    }
+    /* EPOCH names no readable header's epoch: EPOCH is the damaged one. */
+    int matches = 0, readable = 0;
+    for (long i = 0; have_epoch && i < n; i++)
+        if (f[i].state == F_OK_HDR) {
+            readable++;
+            matches += strcmp(f[i].epoch, j->epoch) == 0;
+        }
+    if (readable && !matches) {
+        dfb_error("journal: %s/EPOCH names epoch %s that no segment has: it is ignored and "
+                  "rewritten",
+                  j->jdir, j->epoch);
+        have_epoch = 0;
+        *epoch_bad = 1;
+    }
+    for (long i = n; !have_epoch && i-- > 0;)
+        if (f[i].state == F_OK_HDR) {
+            snprintf(j->epoch, sizeof j->epoch, "%s", f[i].epoch);
+            have_epoch = 1;
+            epoch_from = "the newest segment header";
+        }
+    if (!have_epoch) {
+        rc = n > 0 ? 1 : 1;
+        if (n > 0)
+            dfb_error("journal: %s: no segment header and no EPOCH file can be read", j->jdir);
+        goto done;
+    }
+    dfb_debug("journal: epoch %s from %s", j->epoch, epoch_from);
+    for (long i = 0; i < n; i++)
+        if (f[i].state == F_OK_HDR && strcmp(f[i].epoch, j->epoch) != 0)
+            f[i].state = F_FOREIGN;
+
+    /* Pass 2: keep, rebuild or move aside each file, oldest first. */
+    for (long i = 0; i < n; i++) {
+        uint64_t first = firsts[i], next = i + 1 < n ? firsts[i + 1] : 0;
+        snprintf(name, sizeof name, "%020" PRIu64 ".dfj", first);
+        seg_path(j, first, path, sizeof path);
+        map_t m;
+        if (map_open(path, 0, &m) != 0) {
+            snprintf(err, errlen, "journal: cannot read %s: %s", path, strerror(errno));
+            goto done;
+        }
+        if (f[i].state == F_OK_HDR) {
+            seg_t *s = push_seg(j, first);
+            if (!s) {
+                map_close(&m);
+                snprintf(err, errlen, "journal: out of memory");
+                goto done;
+            }
+            s->size = m.size;
+            s->mtime_ms = m.mtime_ms;
+            map_close(&m);
+            continue;
+        }
+        if (f[i].state == F_FOREIGN) {
+            map_close(&m);
+            if (move_aside(j, name, "foreign-epoch", 0, aside, sizeof aside) != 0)
+                goto io_error;
+            dfb_error("journal: %s belongs to epoch %s, not %s: moved to %s", path, f[i].epoch,
+                      j->epoch, aside);
+            j->st.damaged_bytes += m.size;
+            continue;
+        }
+        /* Misnamed or unreadable header: what do its records say? */
+        uint64_t max_gseq = 0, min = f[i].state == F_MISNAMED ? 0 : first - 1;
+        dfb_topics_t *seen = f[i].state == F_MISNAMED ? floor_topics : NULL;
+        uint64_t start = mem_resync(&m, 0, min, &max_gseq, seen);
+        if (f[i].state == F_MISNAMED || start == m.size) {
+            /* Nothing to keep. Its numbers stay used: its name says gseqs
+               before first exist, and whatever it may have held (at most
+               one record per MIN_RECORD bytes) must not be given again. */
+            uint64_t bound = first - 1 + m.size / MIN_RECORD;
+            if (next && bound >= next)
+                bound = next - 1;
+            if (f[i].state == F_MISNAMED) {
+                bound = max_gseq;
+                if (max_gseq > known)
+                    known = max_gseq;
+            }
+            if (bound > floor)
+                floor = bound;
+            if (first - 1 > floor)
+                floor = first - 1;
+            uint64_t size = m.size;
+            map_close(&m);
+            const char *why = f[i].state == F_MISNAMED ? "misnamed" : size ? "unreadable" : "empty";
+            if (move_aside(j, name, why, 0, aside, sizeof aside) != 0)
+                goto io_error;
+            j->st.damaged_bytes += size;
+            if (f[i].state == F_MISNAMED)
+                dfb_error("journal: %s: its header names another first gseq: moved to %s (%" PRIu64
+                          " bytes, records up to gseq %" PRIu64 ")",
+                          path, aside, size, max_gseq);
+            else if (bound >= first)
+                dfb_error("journal: %s: no readable header or record: moved to %s (%" PRIu64
+                          " bytes lost, gseq %" PRIu64 "..%" PRIu64 " at most)",
+                          path, aside, size, first, bound);
+            else
+                dfb_warn("journal: %s: no complete header and no record (%" PRIu64
+                         " bytes, a crash while creating it): moved to %s",
+                         path, size, aside);
+            continue;
+        }
+        /* Records from `start` on: rebuild the header. Its topic seqs follow
+           from the previous segment, or for the first segment of an epoch
+           are all 0, or follow from the next header and this file's records. */
+        dfb_topics_destroy(&tp);
+        tp = dfb_topics_new();
+        int derived = 0;
+        if (!tp) {
+            map_close(&m);
+            snprintf(err, errlen, "journal: out of memory");
+            goto done;
+        }
+        if (j->nsegs > 0)
+            derived = topics_after(j, j->segs[j->nsegs - 1].first_gseq, tp) == 0;
+        else if (first == 1)
+            derived = 1;
+        else {
+            for (long k = i + 1; k < n && !derived; k++) {
+                if (f[k].state != F_OK_HDR)
+                    continue;
+                map_t mk;
+                uint64_t hf, hlen;
+                seg_path(j, firsts[k], path, sizeof path);
+                if (map_open(path, 0, &mk) == 0 && mem_header(&mk, NULL, &hf, tp, &hlen) == 0)
+                    derived = 1;
+                map_close(&mk);
+            }
+            if (derived) {
+                /* A topic with a record here had seq (its first here - 1). */
+                dfb_topics_t *mine = dfb_topics_new();
+                uint64_t off = start, last = first - 1;
+                const uint8_t *pl;
+                uint32_t len;
+                dfb_journal_rec_t rec;
+                while (mine && mem_record(&m, off, &pl, &len) == RR_OK &&
+                       parse_event(pl, len, &rec) == 0 && rec.gseq > last) {
+                    if (!dfb_topics_get(mine, rec.topic, rec.topic_len, 0)) {
+                        dfb_topic_t *a = dfb_topics_get(mine, rec.topic, rec.topic_len, 1);
+                        dfb_topic_t *b = dfb_topics_get(tp, rec.topic, rec.topic_len, 1);
+                        if (a && b)
+                            b->seq = rec.seq - 1;
+                    }
+                    last = rec.gseq;
+                    off += REC_HEAD + len;
+                }
+                dfb_topics_destroy(&mine);
+            }
+            seg_path(j, first, path, sizeof path);
+        }
+        if (!derived) {
+            map_close(&m);
+            dfb_error("journal: %s: header unreadable and not derivable (no earlier segment, "
+                      "no later header)",
+                      path);
+            rc = 1;
+            goto done;
+        }
+        if (rewrite_segment(j, name, first, &m, start, tp, now_ms, aside, sizeof aside) != 0) {
+            map_close(&m);
+            goto io_error;
+        }
+        map_close(&m);
+        j->st.damaged_bytes += start;
+        dfb_error("journal: %s: header unreadable: rebuilt from the file name and %s (no "
+                  "record lost; the original, %" PRIu64 " bytes before its first record, is in %s)",
+                  path,
+                  j->nsegs     ? "the previous segment"
+                  : first == 1 ? "the epoch's start"
+                               : "the next header",
+                  start, aside);
+        struct stat sb;
+        seg_t *s = push_seg(j, first);
+        if (!s || stat(path, &sb) != 0) {
+            snprintf(err, errlen, "journal: cannot stat %s: %s", path,
+                     s ? strerror(errno) : "out of memory");
+            goto done;
+        }
+        s->size = (uint64_t)sb.st_size;
+        s->mtime_ms = mtime_ms(&sb);
+    }
+
+    if (j->nsegs == 0) {
+        if (floor > 0) {
+            dfb_error("journal: %s: no segment can be continued and gseqs up to %" PRIu64
+                      " may have been used",
+                      j->jdir, floor);
+            rc = 1;
+            goto done;
+        }
+        /* Nothing could have been written (an empty first segment): the
+           epoch continues from gseq 1. */
+        if (new_segment(j, 1, now_ms) != 0) {
+            snprintf(err, errlen, "journal: cannot create the first segment in %s: %s", j->jdir,
+                     strerror(errno));
+            goto done;
+        }
+        rc = 0;
+        goto done;
+    }
+
+    /* Pass 3: the newest segment, record by record; a bad tail is cut. */
+    seg_t *s = &j->segs[j->nsegs - 1];
+    snprintf(name, sizeof name, "%020" PRIu64 ".dfj", s->first_gseq);
+    seg_path(j, s->first_gseq, path, sizeof path);
+    map_t m;
+    uint64_t hf, hlen;
+    if (map_open(path, 1, &m) != 0) {
+        snprintf(err, errlen, "journal: cannot open %s: %s", path, strerror(errno));
+        goto done;
+    }
+    if (mem_header(&m, NULL, &hf, j->topics, &hlen) != 0) {
+        map_close(&m);
+        snprintf(err, errlen, "journal: %s: header unreadable after repair", path);
+        goto done;
+    }
+    s->indexed = 1;
+    walk_t w;
+    mem_walk(&m, hlen, hf - 1, j->topics, s, &w);
+    if (w.end < m.size) {
+        uint64_t cut = m.size - w.end, found = 0;
+        mem_resync(&m, w.end, w.last, &found, floor_topics);
+        if (found > known)
+            known = found;
+        if (w.stop == RR_SHORT && found == 0) {
+            dfb_warn("journal: %s: torn tail of %" PRIu64 " bytes at offset %" PRIu64 " cut", path,
+                     cut, w.end);
+        } else {
+            uint64_t upto = found > w.last ? found : w.last + (w.whole ? 1 : 0);
+            if (upto > floor)
+                floor = upto;
+            char reason[64];
+            snprintf(reason, sizeof reason, "%" PRIu64 ".tail", w.end);
+            if (save_aside(j, name, reason, m.p + w.end, cut, aside, sizeof aside) != 0) {
+                map_close(&m);
+                goto io_error;
+            }
+            j->st.damaged_files++;
+            j->st.damaged_bytes += cut;
+            if (upto > w.last)
+                dfb_error("journal: %s: corrupt record at offset %" PRIu64 ": %" PRIu64
+                          " bytes cut (copied to %s); gseq %" PRIu64 "..%" PRIu64
+                          " lost, the epoch continues after them",
+                          path, w.end, cut, aside, w.last + 1, upto);
+            else
+                dfb_error("journal: %s: corrupt record at offset %" PRIu64 ": %" PRIu64
+                          " bytes cut (copied to %s); no gseq lost",
+                          path, w.end, cut, aside);
+        }
+        map_unmap(&m);
+        if (ftruncate(m.fd, (off_t)w.end) != 0 || fdatasync(m.fd) != 0) {
+            map_close(&m);
+            goto io_error;
+        }
+        j->st.truncated_bytes = cut;
+    }
+    map_close(&m);
+    s->size = w.end;
+    j->last_gseq = w.last;
+    if (w.last > known)
+        known = w.last;
+    j->st.recovered_records = s->records;
+    for (long i = 0; i < (long)j->nsegs; i++)
+        j->st.bytes += j->segs[i].size;
+    /* Seqs found in what was set aside are used numbers too. */
+    size_t cur = 0;
+    for (dfb_topic_t *t; (t = dfb_topics_next(floor_topics, &cur));) {
+        dfb_topic_t *u = dfb_topics_get(j->topics, t->topic, t->len, 1);
+        if (u && t->seq > u->seq)
+            u->seq = t->seq;
+    }
+    seg_path(j, s->first_gseq, path, sizeof path);
+    j->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (j->fd < 0) {
+        snprintf(err, errlen, "journal: cannot open %s: %s", path, strerror(errno));
+        goto done;
+    }
+    if (floor > j->last_gseq) {
+        /* Never renumber: continue after every gseq that may have been
+           used, in a new segment so that readers see the hole between
+           segments (and report it) rather than inside one. Records above
+           the newest one whose topic is unknown may have used any
+           topic's next seqs: every topic skips that many. */
+        uint64_t unknown = floor > known ? floor - known : 0;
+        cur = 0;
+        for (dfb_topic_t *t; unknown && (t = dfb_topics_next(j->topics, &cur));)
+            t->seq += unknown;
+        j->last_gseq = floor;
+        if (new_segment(j, floor + 1, now_ms) != 0) {
+            snprintf(err, errlen, "journal: cannot create a segment in %s: %s", j->jdir,
+                     strerror(errno));
+            goto done;
+        }
+    }
+    rc = 0;
+    goto done;
+io_error:
+    snprintf(err, errlen, "journal: recovery of %s failed: %s", j->jdir, strerror(errno));
+    rc = -1;
+done:
+    dfb_topics_destroy(&tp);
+    dfb_topics_destroy(&floor_topics);
+    free(f);
+    return rc;
+}
+
+/*  Moves every segment file aside (a new epoch is starting). */
+static int
+set_all_aside(dfb_journal_t *j)
+{
+    uint64_t *firsts = NULL;
+    long n = list_segments(j->jdir, &firsts);
+    char name[64], aside[4200];
+    int rc = n < 0 ? -1 : 0;
+    for (long i = 0; i < n && rc == 0; i++) {
+        snprintf(name, sizeof name, "%020" PRIu64 ".dfj", firsts[i]);
+        rc = move_aside(j, name, "old-epoch", 0, aside, sizeof aside);
+    }
+    free(firsts);
+    return rc;
 }
 
 dfb_journal_t *
@@ -587,6 +1402,9 @@ dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch, int64_t 
     j->fd = -1;
     j->lock_fd = -1;
     pthread_mutex_init(&j->mu, NULL);
+    pthread_mutex_init(&j->ret_mu, NULL);
+    pthread_cond_init(&j->bg_cv, NULL);
+    pthread_cond_init(&j->idle_cv, NULL);
     dfb_buf_init(&j->hbuf);
     j->topics = dfb_topics_new();
     size_t dl = strlen(opts->dir) + 16;
@@ -622,81 +1440,54 @@ dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch, int64_t 
         dfb_journal_destroy(&j);
         return NULL;
     }
-    int recovered = 0;
-    while (n > 0 && !recovered) {
-        /* All but the last: sizes and times only (headers are read on demand). */
-        j->nsegs = 0;
-        j->st.bytes = 0;
-        for (long i = 0; i < n; i++) {
-            seg_t *s = push_seg(j, firsts[i]);
-            struct stat sb;
-            seg_path(j, firsts[i], path, sizeof path);
-            if (!s || stat(path, &sb) != 0) {
-                snprintf(err, errlen, "journal: cannot stat %s: %s", path, strerror(errno));
-                free(firsts);
-                dfb_journal_destroy(&j);
-                return NULL;
-            }
-            s->size = (uint64_t)sb.st_size;
-            s->mtime_ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
-        }
-        seg_t *last = &j->segs[n - 1];
-        int r = recover_last(j, last, j->epoch);
-        if (r < 0) {
-            snprintf(err, errlen, "journal: cannot recover %s: %s", j->jdir, strerror(errno));
-            free(firsts);
-            dfb_journal_destroy(&j);
-            return NULL;
-        }
-        if (r == 0) {
-            for (long i = 0; i < n; i++)
-                j->st.bytes += j->segs[i].size;
-            recovered = 1;
-            break;
-        }
-        /* No complete header: a segment created just before a crash has no
-           record; drop it and recover the previous one. */
-        seg_path(j, firsts[n - 1], path, sizeof path);
-        struct stat sb;
-        if (n > 1 && stat(path, &sb) == 0 && (uint64_t)sb.st_size < 4096) {
-            dfb_warn("journal: %s has no complete header, removed", path);
-            unlink(path);
-            n--;
-            dfb_topics_destroy(&j->topics);
-            j->topics = dfb_topics_new();
-            continue;
-        }
-        dfb_warn("journal: %s is unreadable: the journal is reset (new epoch)", path);
-        reset_files(j, firsts, n);
-        n = 0;
-    }
+    int have_epoch = read_epoch_file(j->jdir, j->epoch);
+    int epoch_bad = 0;
+    int r = n > 0 ? recover(j, firsts, n, have_epoch, &epoch_bad, now_ms, err, errlen) : 1;
     free(firsts);
-    if (!j->topics) {
-        snprintf(err, errlen, "journal: out of memory");
+    if (r < 0) {
         dfb_journal_destroy(&j);
         return NULL;
     }
-    if (recovered) {
-        seg_t *last = &j->segs[j->nsegs - 1];
-        seg_path(j, last->first_gseq, path, sizeof path);
-        j->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-        if (j->fd < 0) {
-            snprintf(err, errlen, "journal: cannot open %s: %s", path, strerror(errno));
-            dfb_journal_destroy(&j);
-            return NULL;
-        }
+    if (r == 0) {
+        if ((!have_epoch || epoch_bad) && write_epoch_file(j) != 0)
+            dfb_warn("journal: cannot write %s/EPOCH: %s", j->jdir, strerror(errno));
         j->st.segments = j->nsegs;
         dfb_info("journal: %s: epoch %s continues at gseq %" PRIu64 " (%zu segments, %" PRIu64
                  " bytes)",
                  j->jdir, j->epoch, j->last_gseq + 1, j->nsegs, j->st.bytes);
     } else {
+        /* A new epoch: whatever is left of the old one is kept aside. */
+        if (n > 0) {
+            if (set_all_aside(j) != 0) {
+                snprintf(err, errlen, "journal: cannot move the old segments aside in %s: %s",
+                         j->jdir, strerror(errno));
+                dfb_journal_destroy(&j);
+                return NULL;
+            }
+            dfb_error("journal: %s: epoch %s cannot be continued without reusing numbers: new "
+                      "epoch %s, the old segments are in %s/damaged",
+                      j->jdir, have_epoch ? j->epoch : "(unknown)", new_epoch, j->jdir);
+        }
+        for (size_t i = 0; i < j->nsegs; i++)
+            free(j->segs[i].marks);
         j->nsegs = 0;
         j->st.bytes = 0;
+        j->last_gseq = 0;
+        if (j->fd >= 0)
+            close(j->fd);
+        j->fd = -1;
+        dfb_topics_destroy(&j->topics);
+        j->topics = dfb_topics_new();
         snprintf(j->epoch, sizeof j->epoch, "%s", new_epoch);
         j->st.new_epoch = 1;
-        if (new_segment(j, 1, now_ms) != 0) {
-            snprintf(err, errlen, "journal: cannot create the first segment in %s: %s", j->jdir,
-                     strerror(errno));
+        /* EPOCH first: without it a later damaged header could not be
+           derived, so a new epoch that cannot write it does not start. */
+        const char *what = !j->topics                  ? "out of memory"
+                           : write_epoch_file(j) != 0  ? "cannot write EPOCH"
+                           : new_segment(j, 1, now_ms) ? "cannot create the first segment"
+                                                       : NULL;
+        if (what) {
+            snprintf(err, errlen, "journal: %s: %s: %s", j->jdir, what, strerror(errno));
             dfb_journal_destroy(&j);
             return NULL;
         }
@@ -704,6 +1495,12 @@ dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch, int64_t 
     }
     j->st.head_gseq = j->last_gseq;
     j->last_sync_ms = now_ms;
+    if (pthread_create(&j->bg, NULL, bg_main, j) != 0) {
+        snprintf(err, errlen, "journal: cannot start its sync thread");
+        dfb_journal_destroy(&j);
+        return NULL;
+    }
+    j->bg_started = 1;
     return j;
 }
 
@@ -713,9 +1510,16 @@ dfb_journal_destroy(dfb_journal_t **self_p)
     if (!self_p || !*self_p)
         return;
     dfb_journal_t *j = *self_p;
+    if (j->bg_started) {
+        pthread_mutex_lock(&j->mu);
+        j->bg_stop = 1;
+        pthread_cond_signal(&j->bg_cv);
+        pthread_mutex_unlock(&j->mu);
+        pthread_join(j->bg, NULL);
+    }
     if (j->fd >= 0) {
-        if (j->dirty && j->opts.fsync != DFB_FSYNC_NEVER)
-            fdatasync(j->fd);
+        if (j->opts.fsync != DFB_FSYNC_NEVER && (j->gen_synced < j->gen_written || j->sync_bad))
+            writer_sync(j, dfb_wall_ms(), "close");
         close(j->fd);
     }
     if (j->lock_fd >= 0)
@@ -726,6 +1530,9 @@ dfb_journal_destroy(dfb_journal_t **self_p)
     dfb_topics_destroy(&j->topics);
     dfb_buf_free(&j->hbuf);
     free(j->jdir);
+    pthread_cond_destroy(&j->bg_cv);
+    pthread_cond_destroy(&j->idle_cv);
+    pthread_mutex_destroy(&j->ret_mu);
     pthread_mutex_destroy(&j->mu);
     free(j);
     *self_p = NULL;
@@ -759,17 +1566,21 @@ bump_errors(dfb_journal_t *j)
     pthread_mutex_unlock(&j->mu);
 }
 
-static int
-do_sync(dfb_journal_t *j, int64_t now_ms)
+/*  Cuts the active segment back to size after a failed append. When even
+    that fails the next append retries it first (nothing is appended after
+    a partial record). */
+static void
+cut_back(dfb_journal_t *j, uint64_t size)
 {
-    if (fdatasync(j->fd) != 0) {
-        dfb_error("journal: fdatasync: %s", strerror(errno));
-        return -1;
+    if (ftruncate(j->fd, (off_t)size) == 0) {
+        j->need_cut = 0;
+        return;
     }
-    j->dirty = 0;
-    j->last_sync_ms = now_ms;
-    j->st.fsyncs++;
-    return 0;
+    if (!j->need_cut)
+        dfb_error("journal: cannot cut a partial record: %s (retried before the next append)",
+                  strerror(errno));
+    j->need_cut = 1;
+    j->cut_to = size;
 }
 
 int
@@ -783,6 +1594,13 @@ dfb_journal_append(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_m
         bump_errors(j);
         return -1;
     }
+    if (j->need_cut) {
+        cut_back(j, j->cut_to);
+        if (j->need_cut) {
+            bump_errors(j);
+            return -1;
+        }
+    }
     /* The segment list may be shifted by retention on another thread:
        the active segment is always read under the lock. */
     pthread_mutex_lock(&j->mu);
@@ -793,8 +1611,8 @@ dfb_journal_append(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_m
             bump_errors(j);
             return -1;
         }
+        retain(j, now_ms);
         pthread_mutex_lock(&j->mu);
-        retain_locked(j, now_ms);
         size = j->segs[j->nsegs - 1].size;
         pthread_mutex_unlock(&j->mu);
     }
@@ -829,9 +1647,8 @@ dfb_journal_append(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_m
             continue;
         if (w < 0) {
             int e = errno;
-            /* Cut back to the last whole record: no partial record stays. */
-            if (ftruncate(j->fd, (off_t)size) != 0)
-                dfb_error("journal: cannot cut a partial record: %s", strerror(errno));
+            if (done > 0) /* a short write came first: no partial record stays */
+                cut_back(j, size);
             dfb_error("journal: write: %s (gseq %" PRIu64 ")", strerror(e), rec->gseq);
             bump_errors(j);
             errno = e;
@@ -847,16 +1664,23 @@ dfb_journal_append(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_m
             iov[i].iov_len -= (size_t)w;
         }
     }
+    pthread_mutex_lock(&j->mu);
+    j->gen_written++;
+    pthread_mutex_unlock(&j->mu);
+    if (j->opts.fsync == DFB_FSYNC_ALWAYS && !j->batch_mode &&
+        writer_sync(j, now_ms, "append") != 0) {
+        /* Not durable, so not appended: the caller retries this gseq. */
+        int e = errno;
+        cut_back(j, size);
+        bump_errors(j);
+        errno = e;
+        return -1;
+    }
     dfb_topic_t *t = dfb_topics_get(j->topics, rec->topic, rec->topic_len, 1);
     if (t)
         t->seq = rec->seq;
     j->last_gseq = rec->gseq;
-    int rc = 0;
     pthread_mutex_lock(&j->mu);
-    j->dirty = 1;
-    if ((j->opts.fsync == DFB_FSYNC_ALWAYS && !j->batch_mode) ||
-        (j->opts.fsync == DFB_FSYNC_INTERVAL && now_ms - j->last_sync_ms >= j->opts.fsync_ms))
-        rc = do_sync(j, now_ms);
     seg_t *act = &j->segs[j->nsegs - 1];
     seg_count(act, rec->gseq, act->size);
     act->size += total;
@@ -864,31 +1688,32 @@ dfb_journal_append(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_m
     j->st.bytes += total;
     j->st.appended++;
     j->st.head_gseq = rec->gseq;
+    int due = j->opts.fsync == DFB_FSYNC_INTERVAL && now_ms - j->last_sync_ms >= j->opts.fsync_ms;
     pthread_mutex_unlock(&j->mu);
-    return rc;
+    /* `interval` promises no durability per record: a failed sync here is
+       sticky and fails the next flush instead. */
+    if (due)
+        writer_sync(j, now_ms, "interval");
+    return 0;
 }
 
 int
 dfb_journal_flush(dfb_journal_t *j)
 {
-    if (j->opts.fsync != DFB_FSYNC_ALWAYS)
+    if (j->opts.fsync == DFB_FSYNC_NEVER)
         return 0;
-    j->batch_mode = 1; /* from now on `always` syncs once per batch */
+    if (j->opts.fsync == DFB_FSYNC_ALWAYS)
+        j->batch_mode = 1; /* from now on `always` syncs once per batch */
     pthread_mutex_lock(&j->mu);
-    int rc = j->dirty ? do_sync(j, wall_ms()) : 0;
+    int need = j->sync_bad || (j->opts.fsync == DFB_FSYNC_ALWAYS && j->gen_synced < j->gen_written);
     pthread_mutex_unlock(&j->mu);
-    return rc;
-}
-
-void
-dfb_journal_tick(dfb_journal_t *j, int64_t now_ms)
-{
+    if (!need)
+        return 0;
+    int rc = writer_sync(j, dfb_wall_ms(), "flush");
     pthread_mutex_lock(&j->mu);
-    if (j->opts.fsync == DFB_FSYNC_INTERVAL && j->dirty &&
-        now_ms - j->last_sync_ms >= j->opts.fsync_ms)
-        do_sync(j, now_ms);
-    retain_locked(j, now_ms);
+    int bad = j->sync_bad;
     pthread_mutex_unlock(&j->mu);
+    return rc == 0 && !bad ? 0 : -1;
 }
 
 void
@@ -897,6 +1722,7 @@ dfb_journal_stats(dfb_journal_t *j, dfb_journal_stats_t *stats)
     pthread_mutex_lock(&j->mu);
     *stats = j->st;
     stats->oldest_gseq = j->nsegs ? j->segs[0].first_gseq : 1;
+    stats->sync_failing = j->sync_bad;
     pthread_mutex_unlock(&j->mu);
 }
 
@@ -961,23 +1787,29 @@ dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
     dfb_journal_t *j = r->j;
     if (from == 0)
         from = 1;
-    pthread_mutex_lock(&j->mu);
-    if (from < j->segs[0].first_gseq) {
+    for (int attempt = 0;; attempt++) {
+        pthread_mutex_lock(&j->mu);
+        if (from < j->segs[0].first_gseq) {
+            pthread_mutex_unlock(&j->mu);
+            return DFB_JOURNAL_GONE;
+        }
+        size_t i = j->nsegs - 1;
+        while (i > 0 && j->segs[i].first_gseq > from)
+            i--;
+        const seg_t *s = &j->segs[i];
+        uint64_t first = s->first_gseq, off = 0;
+        if (s->indexed)
+            for (size_t k = 0; k < s->nmarks && s->marks[k].gseq <= from; k++)
+                off = s->marks[k].off;
         pthread_mutex_unlock(&j->mu);
-        return DFB_JOURNAL_GONE;
+        r->min_gseq = from;
+        r->last = 0;
+        if (reader_open(r, first, off) == 0)
+            return 0;
+        /* Deleted by retention between the lookup and the open: look again. */
+        if (errno != ENOENT || attempt > 0)
+            return DFB_JOURNAL_EIO;
     }
-    size_t i = j->nsegs - 1;
-    while (i > 0 && j->segs[i].first_gseq > from)
-        i--;
-    const seg_t *s = &j->segs[i];
-    uint64_t first = s->first_gseq, off = 0;
-    if (s->indexed)
-        for (size_t k = 0; k < s->nmarks && s->marks[k].gseq <= from; k++)
-            off = s->marks[k].off;
-    pthread_mutex_unlock(&j->mu);
-    r->min_gseq = from;
-    r->last = 0;
-    return reader_open(r, first, off);
 }
 
 /*  seq of topic before the segment starting at first (from its header).
@@ -988,7 +1820,7 @@ header_seq(dfb_journal_reader_t *r, uint64_t first, const char *topic, size_t le
     if (reader_open(r, first, 0) != 0)
         return -1;
     uint64_t f;
-    if (read_record(r->fd, 0, UINT64_MAX, &r->buf) != 1 ||
+    if (read_record(r->fd, 0, UINT64_MAX, &r->buf) != RR_OK ||
         parse_header(r->buf.data, r->buf.len, NULL, &f, NULL) != 0)
         return -1;
     /* Walk the topic list again, without a map: match by name. */
@@ -1021,7 +1853,7 @@ dfb_journal_reader_seek_topic(dfb_journal_reader_t *r, const char *topic, size_t
         firsts[i] = j->segs[i].first_gseq;
     pthread_mutex_unlock(&j->mu);
     if (!firsts)
-        return -1;
+        return DFB_JOURNAL_NOMEM;
     /* Newest first: the segment whose header seq is below from holds seq from
        (or the topic's later seqs). */
     int rc = DFB_JOURNAL_GONE;
@@ -1030,7 +1862,7 @@ dfb_journal_reader_seek_topic(dfb_journal_reader_t *r, const char *topic, size_t
         if (header_seq(r, firsts[k], topic, len, &before) != 0)
             break; /* deleted by retention meanwhile: older ones are gone too */
         if (before < from) {
-            rc = reader_open(r, firsts[k], 0);
+            rc = reader_open(r, firsts[k], 0) == 0 ? 0 : DFB_JOURNAL_EIO;
             break;
         }
     }
@@ -1040,16 +1872,34 @@ dfb_journal_reader_seek_topic(dfb_journal_reader_t *r, const char *topic, size_t
     return rc;
 }
 
+/*  Records the range [from, to] as lost for the caller and counts it. */
+static int
+reader_lost(dfb_journal_reader_t *r, uint64_t from, uint64_t to, const char *why)
+{
+    dfb_journal_t *j = r->j;
+    if (from < r->min_gseq)
+        from = r->min_gseq;
+    r->lost_from = from;
+    r->lost_to = to;
+    dfb_warn("journal: reader: %s in segment %" PRIu64 " at offset %" PRIu64 ": gseq %" PRIu64
+             "..%" PRIu64 " cannot be read",
+             why, r->first, r->off, from, to);
+    pthread_mutex_lock(&j->mu);
+    j->st.read_errors++;
+    pthread_mutex_unlock(&j->mu);
+    return DFB_JOURNAL_CORRUPT;
+}
+
 int
 dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
 {
     dfb_journal_t *j = r->j;
     if (r->fd < 0)
-        return -1;
+        return DFB_JOURNAL_EIO;
     for (;;) {
         pthread_mutex_lock(&j->mu);
         long i = find_seg(j, r->first);
-        uint64_t limit = UINT64_MAX, next = 0;
+        uint64_t limit = UINT64_MAX, next = 0, head = j->st.head_gseq;
         if (i >= 0) {
             limit = j->segs[i].size;
             if ((size_t)i + 1 < j->nsegs)
@@ -1066,37 +1916,77 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
                 limit = (uint64_t)sb.st_size;
         }
         int rc = read_record(r->fd, r->off, limit, &r->buf);
-        if (rc == 1) {
+        if (rc == DFB_JOURNAL_EIO) {
+            dfb_warn("journal: reader: segment %" PRIu64 " at offset %" PRIu64 ": %s", r->first,
+                     r->off, strerror(errno));
+            pthread_mutex_lock(&j->mu);
+            j->st.read_errors++;
+            pthread_mutex_unlock(&j->mu);
+            return DFB_JOURNAL_EIO;
+        }
+        if (rc == DFB_JOURNAL_NOMEM)
+            return DFB_JOURNAL_NOMEM;
+        if (rc == RR_SHORT && r->off < limit)
+            rc = DFB_JOURNAL_CORRUPT; /* limit is committed: a length that overruns it is bad */
+        if (rc == RR_OK) {
             const uint8_t *p = r->buf.data;
-            r->off += REC_HEAD + r->buf.len;
-            if (p[0] == 'H')
+            if (r->off == 0 && p[0] == 'H') {
+                r->off += REC_HEAD + r->buf.len;
                 continue;
-            if (parse_event(p, r->buf.len, rec) != 0) {
-                rc = -1;
-            } else {
+            }
+            if (parse_event(p, r->buf.len, rec) == 0 && rec->gseq > r->last) {
+                r->off += REC_HEAD + r->buf.len;
                 r->last = rec->gseq;
                 if (rec->gseq < r->min_gseq)
                     continue;
                 return 1;
             }
+            rc = DFB_JOURNAL_CORRUPT;
         }
-        if (rc < 0) {
-            dfb_warn("journal: corrupt record in segment %" PRIu64 " at offset %" PRIu64, r->first,
-                     r->off);
-            pthread_mutex_lock(&j->mu);
-            j->st.read_errors++;
-            pthread_mutex_unlock(&j->mu);
-            return -1;
+        if (rc == DFB_JOURNAL_CORRUPT) {
+            /* Never stuck: the rest of a closed segment is reported lost
+               and reading goes on with the next one; in the active
+               segment, everything up to the head is. */
+            uint64_t from = r->last ? r->last + 1 : r->first;
+            if (next) {
+                int lost = reader_lost(r, from, next - 1, "corrupt record");
+                if (reader_open(r, next, 0) != 0)
+                    return DFB_JOURNAL_EIO;
+                r->last = next - 1;
+                return lost;
+            }
+            int lost = reader_lost(r, from, head, "corrupt record");
+            r->off = limit;
+            r->last = head;
+            return lost;
         }
         if (!next)
             return 0;
-        /* gseqs are contiguous across segments: a jump means retention
-           deleted the segments in between while this reader was behind. */
-        if (r->last && next != r->last + 1)
-            return DFB_JOURNAL_READER_GONE;
+        /* gseqs are contiguous across segments unless recovery left a
+           hole: a jump over a segment that still exists is such a hole
+           (reported), a jump after a deleted one means retention removed
+           segments while this reader was behind. */
+        if (r->last && next != r->last + 1) {
+            if (i < 0)
+                return DFB_JOURNAL_READER_GONE;
+            uint64_t from = r->last + 1;
+            if (reader_open(r, next, 0) != 0)
+                return DFB_JOURNAL_EIO;
+            r->last = next - 1;
+            if (next - 1 < r->min_gseq)
+                continue;
+            return reader_lost(r, from, next - 1, "a gap between segments");
+        }
         if (reader_open(r, next, 0) != 0)
-            return -1;
+            return DFB_JOURNAL_EIO;
     }
+}
+
+void
+dfb_journal_reader_lost(const dfb_journal_reader_t *self, uint64_t *from, uint64_t *to)
+{
+    *from = self->lost_from;
+    *to = self->lost_to;
 }
 
 /* ---- dedupe recovery ------------------------------------------------------ */
@@ -1148,7 +2038,11 @@ dfb_journal_scan_tail(dfb_journal_t *j, size_t max, int64_t since_ms,
         dfb_journal_rec_t rec;
         if (reader_open(r, firsts[start], 0) == 0) {
             r->min_gseq = 0;
-            while (dfb_journal_reader_next(r, &rec) == 1) {
+            for (int rc; (rc = dfb_journal_reader_next(r, &rec)) != 0;) {
+                if (rc == DFB_JOURNAL_CORRUPT)
+                    continue; /* reported; the rest is still worth having */
+                if (rc != 1)
+                    break;
                 if (skip) {
                     skip--;
                     continue;

@@ -8,10 +8,56 @@
     Each segment starts with a header record carrying the epoch, its first
     gseq and every topic's seq before it, so that a restart continues the
     same epoch and counters even after retention deleted older segments.
+    The file EPOCH (written atomically when the epoch is created) keeps the
+    epoch derivable when every header is damaged.
 
-    Threads: one writer thread (open, append, flush, the recovered state);
-    any number of readers and tick() on other threads (an internal mutex
-    guards the segment list). */
+    Recovery at open. A damaged file never costs the intact ones, nothing
+    is deleted, and no gseq or topic seq that consumers may have seen is
+    given again to other bytes (never renumber):
+    - a segment whose header is unreadable but whose records are readable
+      gets its header rebuilt (epoch from EPOCH, first gseq from its name,
+      topic seqs from the previous segment's header advanced by its
+      records, or all 0 for gseq 1, or from the next header lowered by this
+      file's records); the original is kept as damaged/<name>.header;
+    - a segment with no readable header nor record (empty, truncated
+      header, garbage), a header naming another first gseq (misnamed) or
+      another epoch (foreign) is moved to damaged/<name>.<reason>; the
+      gseqs it may have held (at most one record per 49 bytes) stay used;
+    - in the newest segment a torn last record (cut short by the end of the
+      file: never acknowledged, never published) is cut; any other bad
+      record (CRC, absurd length, malformed payload, gseq going backwards)
+      cuts the tail there, the cut bytes are copied to
+      damaged/<name>.<offset>.tail, and the epoch continues after the
+      highest gseq still found in them (or after the bad record's);
+    - numbering continues after every gseq that may have been used; when
+      that is beyond the newest record a new segment starts there, so the
+      hole lies between segments and readers report it, and every topic's
+      seq skips as many (the lost records' topics are unknown);
+    - an EPOCH file naming an epoch no readable header has is the damaged
+      one: the headers' epoch is kept and EPOCH rewritten;
+    - bad records in older segments are left to the readers (reported as
+      DFB_JOURNAL_CORRUPT with the lost range, the reader continues with
+      the next segment): open reads only headers and the newest segment;
+    - when nothing can be continued safely (no epoch can be read, or the
+      only readable segment's topic seqs cannot be derived) a new epoch
+      starts and every old segment is moved to damaged/, with one error.
+    Each repair logs one error line naming the file and what was lost and
+    counts damaged_files / damaged_bytes. Stray files are left alone.
+
+    Durability: a failed fdatasync/fsync (roll, append, flush, interval,
+    directory) is sticky: dfb_journal_flush fails until a sync that began
+    after it succeeds. (On Linux a retried fdatasync after a real EIO may
+    succeed without the lost pages: the error is counted and logged, but a
+    retry that succeeds is trusted.)
+
+    Threads: one writer thread (open, append, flush, scan_tail, the
+    recovered state); any number of readers, stats and tick() on other
+    threads. An internal mutex guards the segment list and the counters and
+    is never held across disk I/O, so tick, stats and readers never wait on
+    the disk. A sync thread owned by the journal does the `interval`
+    fdatasync of an idle tail and retention's deletes when tick() asks; the
+    writer syncs (`always`, a due `interval`, before a roll) on its own
+    thread. */
 #ifndef DFB_JOURNAL_H
 #define DFB_JOURNAL_H
 
@@ -23,6 +69,15 @@
 /*  Returned by the seek functions when the position asked for is older
     than the oldest record retained. */
 #define DFB_JOURNAL_GONE 1
+
+/*  Errors of the seek and reader functions (all negative: `< 0` is an
+    error). DFB_JOURNAL_EIO is -1, an I/O error (errno kept). */
+#define DFB_JOURNAL_EIO (-1)
+/*  (DFB_JOURNAL_READER_GONE is -2, below.) Records that cannot be read
+    (corrupt, or a hole recovery left): dfb_journal_reader_lost() gives the
+    gseq range; the next call continues after it. */
+#define DFB_JOURNAL_CORRUPT (-3)
+#define DFB_JOURNAL_NOMEM (-4)
 
 typedef enum {
     DFB_FSYNC_ALWAYS,   /* fdatasync before the batch is acknowledged (dfb_journal_flush) */
@@ -63,21 +118,27 @@ typedef struct {
     uint64_t segments_deleted;  /* removed by retention */
     uint64_t recovered_records; /* records found in the last segment at open */
     uint64_t truncated_bytes;   /* torn or corrupt tail cut at open */
-    uint64_t read_errors;       /* corrupt records met by readers */
+    uint64_t read_errors;       /* corrupt records, holes and I/O errors met by readers */
     uint64_t oldest_gseq;       /* oldest retained (head + 1 when none) */
     uint64_t head_gseq;         /* newest appended (0 when none in this epoch) */
     int new_epoch;              /* 1 when open started a new epoch */
+    uint64_t damaged_files;     /* repaired or moved to damaged/ at open */
+    uint64_t damaged_bytes;     /* bytes set aside (moved, copied before a cut) at open */
+    uint64_t sync_errors;       /* failed fdatasync/fsync (roll, append, flush, interval) */
+    uint64_t delete_errors;     /* retention deletes that failed (retried) */
+    int sync_failing;           /* a sync failed and none has covered its data since */
+    int64_t disk_busy_since_ms; /* wall ms when the sync or delete in flight began; 0 = none */
 } dfb_journal_stats_t;
 
 typedef struct dfb_journal dfb_journal_t;
 typedef struct dfb_journal_reader dfb_journal_reader_t;
 
-/*  Opens (creating the folders) or recovers the journal in opts->dir.
-    A readable journal gives back its epoch, last gseq and per-topic seqs
-    (a torn or corrupt tail of the last segment is truncated and logged);
-    a missing or unreadable one starts a new epoch, new_epoch. The folder
-    is locked (flock): a second bridge on the same stateDir is refused.
-    Returns NULL on error with a message in err. */
+/*  Opens (creating the folders) or recovers the journal in opts->dir
+    (the rules above): the epoch, last gseq and per-topic seqs continue; a
+    missing journal, or one that cannot be continued, starts a new epoch,
+    new_epoch. The folder is locked (flock): a second bridge on the same
+    stateDir is refused. Starts the sync thread. Returns NULL on error
+    (an I/O error during repair included) with a message in err. */
 dfb_journal_t *dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch,
                                 int64_t now_ms, char *err, size_t errlen);
 
@@ -96,20 +157,29 @@ uint64_t dfb_journal_last_gseq(const dfb_journal_t *self);
 const dfb_topics_t *dfb_journal_topics(const dfb_journal_t *self);
 
 /*  Appends rec (gseq must exceed the last one) stamped with now_ms, rolling
-    to a new segment first when the active one is full, and fdatasyncs per
-    the policy. Returns 0 once the record is in the file, or -1 on an I/O
-    error (logged, counted; the file is cut back so no partial record
-    stays). */
+    to a new segment first when the active one is full (the old one is
+    synced first unless fsync is `never`), and fdatasyncs per the policy.
+    Returns 0 once the record is in the file, or -1 on an I/O error
+    (logged, counted; the file is cut back so no partial record stays, and
+    the same gseq may be appended again). A failed sync of the roll, or of
+    `always` before batches are announced, fails the append too. */
 int dfb_journal_append(dfb_journal_t *self, const dfb_journal_rec_t *rec, int64_t now_ms);
 
 /*  The end of a batch, before its acknowledgement: fdatasync when the
-    policy is `always` and something was appended. 0 or -1. */
+    policy is `always` and something was appended, or when any sync failed
+    since the last successful one (any policy but `never`). Returns -1 while
+    a sync has failed and no later sync has covered its data (sticky: the
+    batch must stay unacknowledged), else 0. Writer thread. */
 int dfb_journal_flush(dfb_journal_t *self);
 
-/*  Periodic work from any thread: the `interval` fdatasync when due, and
-    retention (segments beyond max_bytes or older than max_age_ms, never
-    the active one). */
+/*  Periodic work, from any thread: asks the sync thread for the `interval`
+    fdatasync when due and retention (segments beyond max_bytes or older
+    than max_age_ms, never the active one). Never waits on the disk. */
 void dfb_journal_tick(dfb_journal_t *self, int64_t now_ms);
+
+/*  Waits until the work asked by every tick() before this call is done
+    (tests, and anyone who needs retention's effect now). */
+void dfb_journal_drain(dfb_journal_t *self);
 
 /*  Calls fn for the last `max` records (oldest first, all segments) not
     older than since_ms: used to rebuild the dedupe window at start. */
@@ -124,23 +194,30 @@ void dfb_journal_reader_destroy(dfb_journal_reader_t **self_p);
 
 /*  Positions the reader before the first record with gseq >= from (0 counts
     as 1). Returns 0, DFB_JOURNAL_GONE when from is older than the oldest
-    record retained, or -1 on error. */
+    record retained, or DFB_JOURNAL_EIO. */
 int dfb_journal_reader_seek_gseq(dfb_journal_reader_t *self, uint64_t from);
 
 /*  Positions the reader at the start of the segment that holds seq from of
     topic (or later: records before it are for the caller to skip). Returns
     0, DFB_JOURNAL_GONE when seq from of topic is older than the oldest
-    segment, or -1 on error. */
+    segment, DFB_JOURNAL_EIO or DFB_JOURNAL_NOMEM. */
 int dfb_journal_reader_seek_topic(dfb_journal_reader_t *self, const char *topic, size_t len,
                                   uint64_t from);
 
 /*  Reads the next record into *rec. Returns 1, 0 at the head (nothing more
     for now: call again later), DFB_JOURNAL_READER_GONE when retention
     deleted the records that follow while the reader was behind (never a
-    silent hole), or -1 on a corrupt record or I/O error (logged,
-    counted). */
+    silent hole), DFB_JOURNAL_CORRUPT when records cannot be read (a bad
+    record: the rest of its closed segment, or up to the head in the active
+    one; or a hole left by recovery) with the range in
+    dfb_journal_reader_lost() and the next call continuing after it,
+    DFB_JOURNAL_EIO or DFB_JOURNAL_NOMEM (the same call may be retried).
+    Errors are logged and counted (read_errors). */
 #define DFB_JOURNAL_READER_GONE (-2)
 int dfb_journal_reader_next(dfb_journal_reader_t *self, dfb_journal_rec_t *rec);
+
+/*  The gseq range [*from, *to] that the last DFB_JOURNAL_CORRUPT skipped. */
+void dfb_journal_reader_lost(const dfb_journal_reader_t *self, uint64_t *from, uint64_t *to);
 
 /*  CRC-32C (Castagnoli) of len bytes, continuing crc (start with 0). */
 uint32_t dfb_crc32c(uint32_t crc, const void *data, size_t len);

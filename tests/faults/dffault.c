@@ -2,15 +2,18 @@
     for the disk-fault tests (ENOSPC, EIO, ... without a real broken disk).
 
     DFFAULT_CTL names a control file, re-read whenever it changes (its
-    mtime or size), so a test switches faults on and off while the program
-    runs. One rule a line; the first rule that matches a call decides:
+    inode, mtime or size: replace it by rename for changes closer together
+    than the file system's timestamps), so a test switches faults on and
+    off while the program runs. One rule a line; the first rule that matches a call decides:
 
         <call> <errno> [<path substring> [<count>]]
 
       call    write writev pwrite fdatasync fsync rename open ftruncate
               unlink mkdir, or * for all of them
       errno   ENOSPC EIO EDQUOT EROFS EACCES EMFILE, or a number; or
-              DELAY:<ms>: the call waits that long, then runs (a slow disk)
+              DELAY:<ms>: the call waits that long, then runs (a slow disk);
+              or SHORT:<n>: write/writev/pwrite write at most n bytes (a
+              short write, as on a disk filling up); other calls run
       path    a substring of the file's path (for calls on a descriptor,
               the path /proc/self/fd/N names); * or omitted = any file
       count   fail this many matching calls, then let them pass (until the
@@ -44,8 +47,9 @@ typedef struct {
     char call[16];
     int err;
     char path[256];
-    long count; /* remaining failures, -1 = unlimited */
+    long count;    /* remaining failures, -1 = unlimited */
     long delay_ms; /* > 0: a DELAY rule (err is 0) */
+    long short_n;  /* > 0: a SHORT rule (err is 0) */
 } rule_t;
 
 static pthread_mutex_t s_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -53,6 +57,7 @@ static rule_t s_rules[MAX_RULES];
 static int s_nrules;
 static struct timespec s_mtime;
 static off_t s_size = -1;
+static ino_t s_ino;
 
 static const struct {
     const char *name;
@@ -82,10 +87,11 @@ reload_locked(void)
         s_size = -1;
         return;
     }
-    if (sb.st_size == s_size && sb.st_mtim.tv_sec == s_mtime.tv_sec &&
+    if (sb.st_size == s_size && sb.st_ino == s_ino && sb.st_mtim.tv_sec == s_mtime.tv_sec &&
         sb.st_mtim.tv_nsec == s_mtime.tv_nsec)
         return;
     s_size = sb.st_size;
+    s_ino = sb.st_ino;
     s_mtime = sb.st_mtim;
     s_nrules = 0;
     char text[8192];
@@ -111,16 +117,20 @@ reload_locked(void)
         rule_t *r = &s_rules[s_nrules++];
         snprintf(r->call, sizeof r->call, "%s", call);
         r->delay_ms = strncmp(err, "DELAY:", 6) == 0 ? atol(err + 6) : 0;
-        r->err = r->delay_ms > 0 ? 0 : parse_errno(err);
+        r->short_n = strncmp(err, "SHORT:", 6) == 0 ? atol(err + 6) : 0;
+        r->err = r->delay_ms > 0 || r->short_n > 0 ? 0 : parse_errno(err);
         snprintf(r->path, sizeof r->path, "%s", path);
         r->count = count;
     }
 }
 
-/*  0 when the call proceeds, or the errno to fail it with. */
+/*  0 when the call proceeds, or the errno to fail it with; *short_n (when
+    not NULL) gets a SHORT rule's byte limit (0 = none). */
 static int
-decide(const char *call, const char *path)
+decide_short(const char *call, const char *path, long *short_n)
 {
+    if (short_n)
+        *short_n = 0;
     if (!path || path[0] != '/' || strncmp(path, "/proc/", 6) == 0 ||
         strncmp(path, "/sys/", 5) == 0 || strncmp(path, "/dev/", 5) == 0)
         return 0;
@@ -140,6 +150,8 @@ decide(const char *call, const char *path)
             r->count--;
         err = r->err;
         delay_ms = r->delay_ms;
+        if (short_n)
+            *short_n = r->short_n;
         break;
     }
     pthread_mutex_unlock(&s_mu);
@@ -161,6 +173,12 @@ decide(const char *call, const char *path)
     return err;
 }
 
+static int
+decide(const char *call, const char *path)
+{
+    return decide_short(call, path, NULL);
+}
+
 /*  decide() for a path argument: a relative path is made absolute first. */
 static int
 decide_path(const char *call, const char *path)
@@ -176,15 +194,23 @@ decide_path(const char *call, const char *path)
 }
 
 static int
-decide_fd(const char *call, int fd)
+decide_fd_short(const char *call, int fd, long *short_n)
 {
     char link[64], path[4096];
+    if (short_n)
+        *short_n = 0;
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = syscall(SYS_readlink, link, path, sizeof path - 1);
     if (n <= 0)
         return 0;
     path[n] = '\0';
-    return decide(call, path);
+    return decide_short(call, path, short_n);
+}
+
+static int
+decide_fd(const char *call, int fd)
+{
+    return decide_fd_short(call, fd, NULL);
 }
 
 /*  The next definition of name (glibc's), looked up once. */
@@ -206,15 +232,26 @@ ssize_t
 write(int fd, const void *buf, size_t n)
 {
     REAL(write);
-    FAIL_IF(decide_fd("write", fd));
-    return real_write(fd, buf, n);
+    long lim;
+    FAIL_IF(decide_fd_short("write", fd, &lim));
+    return real_write(fd, buf, lim > 0 && (size_t)lim < n ? (size_t)lim : n);
 }
 
 ssize_t
 writev(int fd, const struct iovec *iov, int cnt)
 {
     REAL(writev);
-    FAIL_IF(decide_fd("writev", fd));
+    REAL(write);
+    long lim;
+    FAIL_IF(decide_fd_short("writev", fd, &lim));
+    if (lim > 0) {
+        /* A short write: the first lim bytes of the vector. */
+        for (int i = 0; i < cnt; i++)
+            if (iov[i].iov_len) {
+                size_t n = iov[i].iov_len < (size_t)lim ? iov[i].iov_len : (size_t)lim;
+                return real_write(fd, iov[i].iov_base, n);
+            }
+    }
     return real_writev(fd, iov, cnt);
 }
 
@@ -222,16 +259,18 @@ ssize_t
 pwrite(int fd, const void *buf, size_t n, off_t off)
 {
     REAL(pwrite);
-    FAIL_IF(decide_fd("pwrite", fd));
-    return real_pwrite(fd, buf, n, off);
+    long lim;
+    FAIL_IF(decide_fd_short("pwrite", fd, &lim));
+    return real_pwrite(fd, buf, lim > 0 && (size_t)lim < n ? (size_t)lim : n, off);
 }
 
 ssize_t
 pwrite64(int fd, const void *buf, size_t n, off_t off)
 {
     REAL(pwrite64);
-    FAIL_IF(decide_fd("pwrite", fd));
-    return real_pwrite64(fd, buf, n, off);
+    long lim;
+    FAIL_IF(decide_fd_short("pwrite", fd, &lim));
+    return real_pwrite64(fd, buf, lim > 0 && (size_t)lim < n ? (size_t)lim : n, off);
 }
 
 int
