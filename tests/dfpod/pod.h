@@ -72,8 +72,14 @@ typedef enum {
     POD_FAULT_TRUNCATE,
     POD_FAULT_SLOW,
     POD_FAULT_EXPIRE_TOKEN,
-    POD_FAULT_EXPIRE_FEED
+    POD_FAULT_EXPIRE_FEED,
+    POD_FAULT_HUGE_HEADER, /* raw bytes: a 200 whose header is over 100 KB (curl's limit) */
+    POD_FAULT_NOT_HTTP,    /* raw bytes: a reply that is not HTTP at all */
+    POD_FAULT_COUNT
 } pod_fault_action_t;
+
+/* The fault's name as in POST /admin/faults and the call log ("status", "drop" ...). */
+const char *pod_fault_name(pod_fault_action_t action);
 
 typedef struct {
     pod_fault_action_t action;

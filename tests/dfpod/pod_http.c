@@ -4,6 +4,8 @@
 #include "pod.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +36,6 @@ typedef struct {
     bool too_big;
     bool admin;
 } req_t;
-
-static const char *fault_names[] = {"status", "drop",         "truncate",
-                                    "slow",   "expire_token", "expire_feed"};
 
 /* ---- responses ---- */
 
@@ -103,6 +102,57 @@ reply(struct MHD_Connection *c, int status, char *body, size_t len, bool truncat
     enum MHD_Result rc = MHD_queue_response(c, (unsigned int)status, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+/* Writes LEN bytes straight to the connection's socket, bypassing MHD: the only way to
+ * send what MHD refuses to (a header over 100 KB, a reply that is not HTTP). Safe here
+ * because with one thread per connection this thread is the only one using the socket
+ * until the handler returns MHD_NO, which closes it. Gives up after 5 s of no progress. */
+static void
+raw_send(struct MHD_Connection *c, const char *data, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return;
+    int fd = (int)ci->connect_fd;
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            if (poll(&p, 1, 5000) > 0)
+                continue;
+        }
+        return; /* the client left, or no progress for 5 s */
+    }
+}
+
+/* The huge_header and not_http faults: raw bytes, then the connection is closed. */
+static void
+raw_fault(struct MHD_Connection *c, pod_fault_action_t action)
+{
+    if (action == POD_FAULT_NOT_HTTP) {
+        /* What a misrouted load balancer might answer: HTTP/0.9-like bytes. */
+        static const char junk[] = "SSH-2.0-OpenSSH_9.2 dfpod not_http fault\r\n";
+        raw_send(c, junk, sizeof junk - 1);
+        return;
+    }
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Huge: ";
+    static const char tail[] = "\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    size_t fill = 120 * 1024; /* one header line over curl's 100 KB limit */
+    char *buf = malloc(sizeof head - 1 + fill + sizeof tail - 1);
+    if (!buf)
+        return;
+    memcpy(buf, head, sizeof head - 1);
+    memset(buf + sizeof head - 1, 'h', fill);
+    memcpy(buf + sizeof head - 1 + fill, tail, sizeof tail - 1);
+    raw_send(c, buf, sizeof head - 1 + fill + sizeof tail - 1);
+    free(buf);
 }
 
 /* A V2Error text {"code","message"}; caller frees. */
@@ -565,7 +615,7 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
     if (r->too_big) {
         set_error(&res, 413, "Request body too large");
     } else if ((has_fault = pod_state_fault_take(h->st, ep, &f))) {
-        fault = fault_names[f.action];
+        fault = pod_fault_name(f.action);
         switch (f.action) {
         case POD_FAULT_STATUS:
             res.status = f.status;
@@ -594,10 +644,15 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
             set_error(&res, 400,
                       "Do not retry: the feed no longer exists, please create a new feed.");
             break;
+        case POD_FAULT_HUGE_HEADER:
+        case POD_FAULT_NOT_HTTP:
+        case POD_FAULT_COUNT:
+            break; /* answered with raw bytes below, instead of the call */
         }
         free(f.body);
     }
-    bool dropped = has_fault && f.action == POD_FAULT_DROP;
+    bool raw = has_fault && (f.action == POD_FAULT_HUGE_HEADER || f.action == POD_FAULT_NOT_HTTP);
+    bool dropped = has_fault && (f.action == POD_FAULT_DROP || raw);
     if (!dropped && res.status == 0)
         handle_pod(h, c, ep, feed, sizeof feed, r, &res);
     if (res.gone)
@@ -628,8 +683,10 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
     if (h->cfg->verbose)
         fprintf(stderr, "dfpod: %s %s -> %d%s%s\n", method, url, call.status,
                 fault ? " fault=" : "", fault ? fault : "");
+    if (raw)
+        raw_fault(c, f.action);
     if (dropped)
-        return MHD_NO; /* MHD closes the connection without a reply */
+        return MHD_NO; /* MHD closes the connection without a (further) reply */
     return reply(c, res.status, res.body, res.len, truncate, res.x_warning);
 }
 

@@ -905,11 +905,26 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, i
 
 /* ---- faults ---- */
 
+static const char *const s_fault_names[POD_FAULT_COUNT] = {
+    [POD_FAULT_STATUS] = "status",
+    [POD_FAULT_DROP] = "drop",
+    [POD_FAULT_TRUNCATE] = "truncate",
+    [POD_FAULT_SLOW] = "slow",
+    [POD_FAULT_EXPIRE_TOKEN] = "expire_token",
+    [POD_FAULT_EXPIRE_FEED] = "expire_feed",
+    [POD_FAULT_HUGE_HEADER] = "huge_header",
+    [POD_FAULT_NOT_HTTP] = "not_http",
+};
+
+const char *
+pod_fault_name(pod_fault_action_t action)
+{
+    return action >= 0 && action < POD_FAULT_COUNT ? s_fault_names[action] : "?";
+}
+
 static int
 fault_parse(json_t *o, fault_node_t *n, char *why, size_t whylen)
 {
-    static const char *actions[] = {"status", "drop",         "truncate",
-                                    "slow",   "expire_token", "expire_feed"};
     if (!json_is_object(o)) {
         snprintf(why, whylen, "a fault must be an object");
         return -1;
@@ -922,8 +937,8 @@ fault_parse(json_t *o, fault_node_t *n, char *why, size_t whylen)
         return -1;
     }
     int a = -1;
-    for (int i = 0; act && i < 6; i++)
-        if (strcmp(actions[i], act) == 0)
+    for (int i = 0; act && i < POD_FAULT_COUNT; i++)
+        if (strcmp(s_fault_names[i], act) == 0)
             a = i;
     if (a < 0) {
         snprintf(why, whylen, "unknown action");

@@ -576,6 +576,32 @@ def group_faults(priv, pub):
           "call log names the faults: %r" % faults)
     drop = [x for x in calls if x.get("fault") == "drop"][0]
     check(drop["status"] == 0 and drop["endpoint"] == "create", "dropped call logged as status 0")
+    # huge_header and not_http: raw bytes instead of the call (count 2: two calls each), the
+    # call itself is not made (nothing read, nothing in flight), logged with status 0.
+    pod.admin("DELETE", "calls")
+    served = pod.counters()["served"]
+    pod.admin("POST", "faults", [{"endpoint": "read", "action": "huge_header", "count": 2},
+                                 {"endpoint": "read", "action": "not_http", "count": 2}])
+    req = (b"POST /agent/v5/datafeeds/%s/read HTTP/1.1\r\nHost: x\r\nsessionToken: %s\r\n"
+           b"Content-Length: 2\r\n\r\n{}" % (f.encode(), h["sessionToken"].encode()))
+    for i in range(2):
+        out = raw_http(pod.port, req)
+        head, _, rest = out.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        huge = [x for x in lines if x.startswith(b"X-Huge: ")]
+        check(lines[0] == b"HTTP/1.1 200 OK" and len(huge) == 1
+              and huge[0] == b"X-Huge: " + b"h" * (120 * 1024) and rest == b"{}",
+              "huge_header %d: a 120 KiB header line, then {} (%d bytes)" % (i, len(out)))
+    for i in range(2):
+        out = raw_http(pod.port, req)
+        check(out == b"SSH-2.0-OpenSSH_9.2 dfpod not_http fault\r\n",
+              "not_http %d: not HTTP: %r" % (i, out[:60]))
+    calls = pod.calls()
+    check([(x["endpoint"], x["status"], x.get("fault")) for x in calls] ==
+          [("read", 0, "huge_header")] * 2 + [("read", 0, "not_http")] * 2,
+          "call log: %r" % [(x["endpoint"], x["status"], x.get("fault")) for x in calls])
+    check(pod.counters()["served"] == served and pod.counters()["faults_applied"] == 16,
+          "nothing served by the faulted reads, 4 more faults applied")
     check(pod.stop()[0] == 0, "clean exit")
 
 
