@@ -402,16 +402,29 @@ dfb_http_strerror(dfb_http_err_t err)
         return "TLS certificate problem (a private CA needs ssl.trustStore.path)";
     case DFB_HTTP_ESTOPPED:
         return "stopped";
+    case DFB_HTTP_EBADREPLY:
+        return "malformed HTTP reply";
     case DFB_HTTP_EOTHER:
+    case DFB_HTTP_ERR_COUNT:
         break;
     }
     return "transport error";
 }
 
+/*  sent: the request left (curl counted request bytes). curl 7.88 reports
+    a response header over its 100 KB limit as CURLE_OUT_OF_MEMORY and a
+    reply that is not HTTP (HTTP/0.9 refused) as CURLE_UNSUPPORTED_PROTOCOL;
+    before anything was sent the same codes mean a bad URL or a real
+    allocation failure, which retrying cannot mend. */
 static dfb_http_err_t
-classify(dfb_http_t *self, CURLcode rc)
+classify(dfb_http_t *self, CURLcode rc, int sent)
 {
     switch (rc) {
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return sent ? DFB_HTTP_EBADREPLY : DFB_HTTP_EOTHER;
+    case CURLE_WEIRD_SERVER_REPLY:
+        return DFB_HTTP_EBADREPLY;
     case CURLE_OK:
         return DFB_HTTP_OK;
     case CURLE_COULDNT_CONNECT:
@@ -428,7 +441,6 @@ classify(dfb_http_t *self, CURLcode rc)
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
     case CURLE_BAD_CONTENT_ENCODING:
-    case CURLE_WEIRD_SERVER_REPLY:
         return DFB_HTTP_ETRUNCATED;
     case CURLE_FILESIZE_EXCEEDED:
         return DFB_HTTP_ETOOBIG;
@@ -598,10 +610,19 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
         result = DFB_HTTP_EOTHER;
         while ((msg = curl_multi_info_read(self->multi, &left))) {
             if (msg->msg == CURLMSG_DONE && msg->easy_handle == e) {
-                result = classify(self, msg->data.result);
+                long sent = 0;
+                if (curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK)
+                    sent = 0;
+                result = classify(self, msg->data.result, sent > 0);
                 if (result != DFB_HTTP_OK && !self->detail[0])
                     snprintf(self->detail, sizeof self->detail, "%s",
                              curl_easy_strerror(msg->data.result));
+                if (result == DFB_HTTP_EBADREPLY && msg->data.result == CURLE_OUT_OF_MEMORY) {
+                    /* curl's words would send an operator after the wrong problem */
+                    size_t dl = strlen(self->detail);
+                    snprintf(self->detail + dl, sizeof self->detail - dl,
+                             ": a response header over curl's limit");
+                }
             }
         }
         long connect_code = 0;
@@ -761,6 +782,18 @@ serve_one(server_t *srv, int fd)
         memset(chunk, 'a', sizeof chunk);
         for (size_t sent = 0; sent < total; sent += sizeof chunk)
             send_all(fd, chunk, sizeof chunk);
+    } else if (strcmp(path, "/hugeheader") == 0) {
+        /* One header line over curl's 100 KB header limit. */
+        const char *h = "HTTP/1.1 200 OK\r\nX-Huge: ";
+        send_all(fd, h, strlen(h));
+        char chunk[4096];
+        memset(chunk, 'h', sizeof chunk);
+        for (int i = 0; i < 30; i++)
+            send_all(fd, chunk, sizeof chunk);
+        send_all(fd, "\r\nContent-Length: 2\r\n\r\n{}", 27);
+    } else if (strcmp(path, "/nothttp") == 0) {
+        const char *junk = "SSH-2.0-OpenSSH_9.2 not an HTTP reply\r\n";
+        send_all(fd, junk, strlen(junk));
     } else if (strcmp(path, "/truncated") == 0) {
         snprintf(head, sizeof head,
                  "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"events\":");
@@ -937,6 +970,25 @@ dfb_http_test(int verbose)
     if (verbose)
         printf("  /nothing -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
     HCHECK(rc == DFB_HTTP_ETRUNCATED);
+
+    /* What a glitching proxy sends: a header over curl's limit, bytes that
+       are not HTTP. Both are retryable transport errors, never EOTHER. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/hugeheader", port);
+    rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+    if (verbose)
+        printf("  /hugeheader -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
+    HCHECK(rc == DFB_HTTP_EBADREPLY);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/nothttp", port);
+    rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+    if (verbose)
+        printf("  /nothttp -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
+    HCHECK(rc == DFB_HTTP_EBADREPLY);
+    /* A scheme curl is not allowed to speak fails before anything is sent:
+       a configuration error, not a bad reply. */
+    rc = dfb_http_request(http, "GET", "ftp://127.0.0.1/x", NULL, 0, &status);
+    if (verbose)
+        printf("  ftp:// -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
+    HCHECK(rc == DFB_HTTP_EOTHER);
 
     /* Total timeout on a held request. */
     dfb_http_t *quick = dfb_http_new(2000, 300, 65536, -1);

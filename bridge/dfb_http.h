@@ -25,7 +25,11 @@ typedef enum {
     DFB_HTTP_ECERT,      /* the server's certificate did not verify, or a local
                             certificate/CA file is unusable: a configuration
                             problem (ssl.trustStore.path), never transient */
-    DFB_HTTP_EOTHER      /* anything else (bad URL, out of memory ...) */
+    DFB_HTTP_EBADREPLY,  /* the request went out and what came back is not a
+                            usable HTTP response (not HTTP at all, a header over
+                            curl's limit): a glitching proxy or load balancer */
+    DFB_HTTP_EOTHER,     /* anything else (bad URL, out of memory ...) */
+    DFB_HTTP_ERR_COUNT
 } dfb_http_err_t;
 
 typedef enum { DFB_HTTP_SESSION_TOKEN = 0, DFB_HTTP_KM_TOKEN } dfb_http_token_t;

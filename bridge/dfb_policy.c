@@ -122,15 +122,33 @@ dfb_policy_row(dfb_call_t call, int status)
     return NULL;
 }
 
+/*  What each transport error class means before any row is looked at:
+    NET = a retryable transport error (looked up as status 0 in s_rows). */
+enum { NET_ROW = -1 };
+static const int s_transport[DFB_HTTP_ERR_COUNT] = {
+    [DFB_HTTP_OK] = NET_ROW, /* unused: an HTTP status is looked up as itself */
+    [DFB_HTTP_ECONNECT] = NET_ROW,
+    [DFB_HTTP_ETIMEOUT] = NET_ROW,
+    [DFB_HTTP_ERESET] = NET_ROW,
+    [DFB_HTTP_ETRUNCATED] = NET_ROW,
+    [DFB_HTTP_ETOOBIG] = NET_ROW,
+    [DFB_HTTP_ETLS] = NET_ROW,
+    [DFB_HTTP_ESTOPPED] = DFB_ACT_STOPPED,
+    /* a certificate that does not verify will not start to */
+    [DFB_HTTP_ECERT] = DFB_ACT_FATAL,
+    /* a proxy or load balancer glitching: the next call may get a real answer */
+    [DFB_HTTP_EBADREPLY] = NET_ROW,
+    /* bad URL or out of memory before sending: retrying cannot help */
+    [DFB_HTTP_EOTHER] = DFB_ACT_FATAL,
+};
+
 dfb_action_t
 dfb_policy_action(dfb_call_t call, dfb_http_err_t err, int status)
 {
-    if (err == DFB_HTTP_ESTOPPED)
-        return DFB_ACT_STOPPED;
-    if (err == DFB_HTTP_EOTHER)
-        return DFB_ACT_FATAL; /* bad URL or out of memory: retrying cannot help */
-    if (err == DFB_HTTP_ECERT)
-        return DFB_ACT_FATAL; /* a certificate that does not verify will not start to */
+    if (err < 0 || err >= DFB_HTTP_ERR_COUNT)
+        return DFB_ACT_FATAL;
+    if (err != DFB_HTTP_OK && s_transport[err] != NET_ROW)
+        return (dfb_action_t)s_transport[err];
     const dfb_policy_row_t *row = dfb_policy_row(call, err == DFB_HTTP_OK ? status : 0);
     if (err == DFB_HTTP_OK && status == 0)
         row = NULL; /* not an HTTP status */
@@ -184,6 +202,7 @@ dfb_policy_test(int verbose)
         {DFB_HTTP_ETOOBIG, 0, {R, R, R, R, R, R, R, R}},
         {DFB_HTTP_ETLS, 0, {R, R, R, R, R, R, R, R}},
         {DFB_HTTP_ECERT, 0, {F, F, F, F, F, F, F, F}},
+        {DFB_HTTP_EBADREPLY, 0, {R, R, R, R, R, R, R, R}},
         {DFB_HTTP_ESTOPPED, 0, {S, S, S, S, S, S, S, S}},
         {DFB_HTTP_EOTHER, 0, {F, F, F, F, F, F, F, F}},
     };

@@ -347,6 +347,42 @@ def case_stop_in_backoff():
     pod.stop()
 
 
+def case_bad_reply():
+    """A glitching proxy (issue 7): a read answered with a header over curl's 100 KB limit, then
+    with bytes that are not HTTP, is retried like any transport error (one warning each), never
+    the end of the bridge; the 10 events enqueued after arrive exactly once, in order, and the
+    batch is acknowledged by the next read."""
+    pod = new_pod()
+    b = new_bridge(pod)
+    sock = Sub(b)
+    pod.wait_held()
+    sock.sync(pod)
+    pod.admin("DELETE", "calls")
+    pod.admin("POST", "faults", [{"endpoint": "read", "action": "huge_header"},
+                                 {"endpoint": "read", "action": "not_http"}])
+    # The held read ends (2 s hold); the next two reads take the faults, the third is held.
+    wait_for(lambda: not b.running() or
+             ([c.get("fault") for c in pod.calls("read")][-2:] == ["huge_header", "not_http"]
+              and pod.counter("held") >= 1), "two faulted reads, then a held read")
+    if not b.running():
+        raise dftest.Failure("the bridge ended on a bad reply: %r" % b.errors())
+    pod.events([event(i) for i in range(10)])
+    got = sock.take(10)
+    ids = [e["event"]["id"] for _, e in got]
+    check(ids == ["lt-%d" % i for i in range(10)], "the 10 events, in order: %r" % ids)
+    check(quiet(sock), "nothing else arrives (no duplicate)")
+    wait_for(lambda: (lambda c: c["inflight"] == 0 and c["pending"] == 0)(pod.counters()),
+             "every batch acknowledged")
+    log = b.text()
+    check("read datafeed: malformed HTTP reply (Out of memory: a response header over curl's "
+          "limit)" in log, "one warning names the oversized header")
+    check("read datafeed: malformed HTTP reply (Received HTTP/0.9 when not allowed)" in log,
+          "one warning names the reply that is not HTTP")
+    check(b.errors() == [], "no error line: %r" % b.errors())
+    check(stop(b)[0] == 0, "exit 0")
+    pod.stop()
+
+
 CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
 
 
