@@ -105,6 +105,10 @@ int dfb_http_set_identity(dfb_http_t *self, const char *cert_pem, size_t cert_le
     system). */
 int dfb_http_set_ca_file(dfb_http_t *self, const char *path);
 
+/*  Self-test only: makes setting the curl option `option` (a CURLoption
+    value; 0 = none) fail, as a libcurl without that feature would. */
+void dfb_http_fail_option(dfb_http_t *self, long option);
+
 /*  Self-test (runs a loopback HTTP server in a thread); returns 0 when all
     checks pass. */
 int dfb_http_test(int verbose);
