@@ -100,25 +100,53 @@ typedef struct dfb_config {
     size_t max_body_bytes;     /* 64 MiB */
 
     /* bridge: delivery guarantees (journal, replay, heartbeat, dedupe) */
-    char *state_dir;                /* bridge.stateDir: NULL = no journal, no replay */
-    char *replay;                   /* bridge.replay: NULL = off (needs state_dir) */
-    char *replay_advertise;         /* bridge.replayAdvertise: NULL = the bound endpoint */
-    int heartbeat_ms;               /* bridge.heartbeatMillis: 1000, 0 = off */
-    int zmtp_heartbeat_ms;          /* bridge.zmtpHeartbeatMillis: 0 = off */
+    char *state_dir;                 /* bridge.stateDir: NULL = no journal, no replay */
+    char *replay;                    /* bridge.replay: NULL = off (needs state_dir) */
+    char *replay_advertise;          /* bridge.replayAdvertise: NULL = the bound endpoint */
+    int heartbeat_ms;                /* bridge.heartbeatMillis: 1000, 0 = off */
+    int zmtp_heartbeat_ms;           /* bridge.zmtpHeartbeatMillis: 0 = off */
     long long journal_segment_bytes; /* bridge.journal.segmentBytes: 64 MiB */
-    long long journal_max_bytes;    /* bridge.journal.maxBytes: 1 GiB (0 = no limit) */
-    long long journal_max_age_ms;   /* bridge.journal.maxAgeMillis: 7 days (0 = no limit) */
-    dfb_fsync_t journal_fsync;      /* bridge.journal.fsync: interval */
-    long journal_fsync_ms;          /* bridge.journal.fsyncMillis: 1000 */
-    long long dedupe_window;        /* bridge.dedupeWindow: 100000 keys (0 = off) */
-    long long dedupe_ms;            /* bridge.dedupeMillis: 1 h (0 = no age limit) */
+    long long journal_max_bytes;     /* bridge.journal.maxBytes: 1 GiB (0 = no limit) */
+    long long journal_max_age_ms;    /* bridge.journal.maxAgeMillis: 7 days (0 = no limit) */
+    dfb_fsync_t journal_fsync;       /* bridge.journal.fsync: interval */
+    long journal_fsync_ms;           /* bridge.journal.fsyncMillis: 1000 */
+    long long dedupe_window;         /* bridge.dedupeWindow: 100000 keys (0 = off) */
+    long long dedupe_ms;             /* bridge.dedupeMillis: 1 h (0 = no age limit) */
 } dfb_config_t;
 
 /*  Reads and validates the YAML file at path. Returns a new config, or NULL
     on error with one human-readable message in err ("config: bot.username:
-    required"). Unknown keys are logged as warnings, not errors. The caller
-    owns the result. */
+    required"). Unknown keys in the BDK's sections are logged as warnings
+    (the BDKs ignore them); under bridge: they are errors. The caller owns
+    the result. */
 dfb_config_t *dfb_config_load(const char *path, char *err, size_t errlen);
+
+/*  The kinds of value a bridge: key takes. */
+typedef enum {
+    DFB_KEY_INT,      /* a decimal integer in [lo, hi] */
+    DFB_KEY_ENUM,     /* one of choices (case-insensitive) */
+    DFB_KEY_ENDPOINT, /* a ZeroMQ endpoint (scheme://...) */
+    DFB_KEY_PATH      /* a non-empty file system path */
+} dfb_key_type_t;
+
+/*  One key of the bridge: section: the single source that parsing, the
+    defaults, `--check`, the example config and the README table follow. */
+typedef struct {
+    const char *name; /* under bridge:, dotted: "publish", "journal.fsync" */
+    dfb_key_type_t type;
+    const char *def;            /* the default as YAML text; "" = unset */
+    long long lo, hi;           /* DFB_KEY_INT: the accepted range */
+    const char *const *choices; /* DFB_KEY_ENUM: NULL-terminated; the value is the index */
+    size_t offset;              /* internal: the dfb_config_t field */
+    int ctype;                  /* internal: that field's C type */
+    const char *help;           /* one sentence */
+} dfb_config_key_t;
+
+/*  The bridge: keys, in documentation order (static; *count set). */
+const dfb_config_key_t *dfb_config_keys(size_t *count);
+
+/*  "integer", "choice", "endpoint", "path" (static). */
+const char *dfb_config_key_type_name(dfb_key_type_t type);
 
 /*  Frees the config (key content is wiped first), NULLs *self_p; accepts
     NULL. */
