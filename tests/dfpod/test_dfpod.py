@@ -605,28 +605,13 @@ def group_faults(priv, pub):
     check(pod.stop()[0] == 0, "clean exit")
 
 
-TYPES = {
-    "MESSAGESENT": ("messageSent", ["message"]),
-    "SHAREDPOST": ("sharedPost", ["message", "sharedMessage"]),
-    "INSTANTMESSAGECREATED": ("instantMessageCreated", ["stream"]),
-    "ROOMCREATED": ("roomCreated", ["stream", "roomProperties"]),
-    "ROOMUPDATED": ("roomUpdated", ["stream", "newRoomProperties"]),
-    "ROOMDEACTIVATED": ("roomDeactivated", ["stream"]),
-    "ROOMREACTIVATED": ("roomReactivated", ["stream"]),
-    "USERREQUESTEDTOJOINROOM": ("userRequestedToJoinRoom", ["stream", "affectedUsers"]),
-    "USERJOINEDROOM": ("userJoinedRoom", ["stream", "affectedUser"]),
-    "USERLEFTROOM": ("userLeftRoom", ["stream", "affectedUser"]),
-    "ROOMMEMBERPROMOTEDTOOWNER": ("roomMemberPromotedToOwner", ["stream", "affectedUser"]),
-    "ROOMMEMBERDEMOTEDFROMOWNER": ("roomMemberDemotedFromOwner", ["stream", "affectedUser"]),
-    "CONNECTIONREQUESTED": ("connectionRequested", ["toUser"]),
-    "CONNECTIONACCEPTED": ("connectionAccepted", ["fromUser"]),
-    "MESSAGESUPPRESSED": ("messageSuppressed", ["messageId", "stream"]),
-    "SYMPHONYELEMENTSACTION": ("symphonyElementsAction",
-                               ["stream", "formMessageId", "formId", "formValues"]),
-    "GENERICSYSTEMEVENT": ("genericSystemEvent",
-                           ["stream", "eventTimestamp", "sourceSystem", "eventSubtype",
-                            "parameters"]),
-}
+# The 17 types, their payload keys and fields, in the contract's order: the one source
+# (schemas/contract-v1.json); the generator's table must match it.
+CONTRACT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas",
+                        "contract-v1.json")
+with open(CONTRACT) as _f:
+    TYPES = {t["type"]: (t["payload_key"], list(t["payload_fields"]))
+             for t in json.load(_f)["topics"]}
 
 
 def split_raw(text):
