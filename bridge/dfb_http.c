@@ -1140,14 +1140,15 @@ dfb_http_test(int verbose)
     HCHECK(rc == DFB_HTTP_ECONNECT);
 
     /* Stop: the server writes the stop fd once it holds the request; the
-       client must give up within 100 ms of that write. */
+       client must give up at once: ESTOPPED (not the 5 s ETIMEOUT), within
+       1 s of that write (not 100 ms: a margin a loaded ASan run keeps). */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/hold-stop", port);
     rc = dfb_http_request(http, "POST", url, "{}", 2, &status);
     long long after = dfb_now_ms() - srv.stop_at;
     if (verbose)
         printf("  /hold-stop -> %s, %lld ms after the stop\n", dfb_http_strerror(rc), after);
     HCHECK(rc == DFB_HTTP_ESTOPPED);
-    HCHECK(srv.stop_at > 0 && after < 100);
+    HCHECK(srv.stop_at > 0 && after < 1000);
     /* Stop is sticky: the next request fails at once without a call. */
     int before = srv.requests;
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
