@@ -367,9 +367,11 @@ find_route(const dfb_http_t *self, const char *url)
     const route_t *best = NULL;
     for (size_t i = 0; i < self->nroutes; i++) {
         const route_t *r = &self->routes[i];
+        /* url[prefix_len] only once url is known to be that long */
+        if (strncmp(url, r->prefix, r->prefix_len) != 0)
+            continue;
         char next = url[r->prefix_len];
-        if (strncmp(url, r->prefix, r->prefix_len) == 0 &&
-            (next == '\0' || next == '/' || next == '?') &&
+        if ((next == '\0' || next == '/' || next == '?') &&
             (!best || r->prefix_len > best->prefix_len))
             best = r;
     }
@@ -875,7 +877,8 @@ serve_one(server_t *srv, int fd)
         memset(chunk, 'h', sizeof chunk);
         for (int i = 0; i < 30; i++)
             send_all(fd, chunk, sizeof chunk);
-        send_all(fd, "\r\nContent-Length: 2\r\n\r\n{}", 27);
+        const char *tail = "\r\nContent-Length: 2\r\n\r\n{}";
+        send_all(fd, tail, strlen(tail));
     } else if (strcmp(path, "/nothttp") == 0) {
         const char *junk = "SSH-2.0-OpenSSH_9.2 not an HTTP reply\r\n";
         send_all(fd, junk, strlen(junk));
