@@ -100,18 +100,18 @@ typedef struct dfb_config {
     size_t max_body_bytes;     /* 64 MiB */
 
     /* bridge: delivery guarantees (journal, replay, heartbeat, dedupe) */
-    char *state_dir;                 /* bridge.stateDir: NULL = no journal, no replay */
-    char *replay;                    /* bridge.replay: NULL = off (needs state_dir) */
-    char *replay_advertise;          /* bridge.replayAdvertise: NULL = the bound endpoint */
-    int heartbeat_ms;                /* bridge.heartbeatMillis: 1000, 0 = off */
-    int zmtp_heartbeat_ms;           /* bridge.zmtpHeartbeatMillis: 0 = off */
+    char *state_dir;                /* bridge.stateDir: NULL = no journal, no replay */
+    char *replay;                   /* bridge.replay: NULL = off (needs state_dir) */
+    char *replay_advertise;         /* bridge.replayAdvertise: NULL = the bound endpoint */
+    int heartbeat_ms;               /* bridge.heartbeatMillis: 1000, 0 = off */
+    int zmtp_heartbeat_ms;          /* bridge.zmtpHeartbeatMillis: 0 = off */
     long long journal_segment_bytes; /* bridge.journal.segmentBytes: 64 MiB */
-    long long journal_max_bytes;     /* bridge.journal.maxBytes: 1 GiB (0 = no limit) */
-    long long journal_max_age_ms;    /* bridge.journal.maxAgeMillis: 7 days (0 = no limit) */
-    dfb_fsync_t journal_fsync;       /* bridge.journal.fsync: interval */
-    long journal_fsync_ms;           /* bridge.journal.fsyncMillis: 1000 */
-    long long dedupe_window;         /* bridge.dedupeWindow: 100000 keys (0 = off) */
-    long long dedupe_ms;             /* bridge.dedupeMillis: 1 h (0 = no age limit) */
+    long long journal_max_bytes;    /* bridge.journal.maxBytes: 1 GiB (0 = no limit) */
+    long long journal_max_age_ms;   /* bridge.journal.maxAgeMillis: 7 days (0 = no limit) */
+    dfb_fsync_t journal_fsync;      /* bridge.journal.fsync: interval */
+    long journal_fsync_ms;          /* bridge.journal.fsyncMillis: 1000 */
+    long long dedupe_window;        /* bridge.dedupeWindow: 100000 keys (0 = off) */
+    long long dedupe_ms;            /* bridge.dedupeMillis: 1 h (0 = no age limit) */
 } dfb_config_t;
 
 /*  Reads and validates the YAML file at path. Returns a new config, or NULL
