@@ -357,12 +357,16 @@ def case_bad_reply():
     """A glitching proxy (issue 7): a read answered with a header over curl's 100 KB limit, then
     with bytes that are not HTTP, is retried like any transport error (one warning each), never
     the end of the bridge; the 10 events enqueued after arrive exactly once, in order, and the
-    batch is acknowledged by the next read."""
+    batch is acknowledged by the next read. The login gets the same treatment."""
     pod = new_pod()
+    pod.admin("POST", "faults", {"endpoint": "auth", "action": "not_http"})
     b = new_bridge(pod)
     sock = Sub(b)
     pod.wait_held()
     sock.sync(pod)
+    auth = [(c["status"], c.get("fault")) for c in pod.calls("auth")]
+    check(auth == [(0, "not_http"), (200, None)], "the login retried after a reply that is not "
+          "HTTP: %r" % auth)
     pod.admin("DELETE", "calls")
     pod.admin("POST", "faults", [{"endpoint": "read", "action": "huge_header"},
                                  {"endpoint": "read", "action": "not_http"}])
