@@ -1,11 +1,13 @@
 /*  dfb_config: BDK YAML config -> dfb_config_t (see dfb_config.h).
     Parsing uses libyaml's document API; every key is checked against the
-    tables below so that a bad value gets one message naming its key path,
-    and an unknown key only a warning. */
+    tables below so that a bad value gets one message naming its key path.
+    An unknown key is a warning in the BDK's sections (as the BDKs ignore
+    it) and an error in the bridge's own section (s_keys). */
 #include "dfb_config.h"
 #include "dfb_dedupe.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -17,8 +19,6 @@
 #include <yaml.h>
 
 #include <openssl/crypto.h>
-
-#define DFB_DEFAULT_PUBLISH "tcp://*:5556"
 
 /*  Raw client section: NULL / 0 = not set here. */
 typedef struct {
@@ -732,164 +732,260 @@ check_datahose(ctx_t *c)
                 "datahose");
 }
 
-/* ---- bridge ------------------------------------------------------------- */
+/* ---- bridge: the key table ------------------------------------------------ */
 
-/* ---- bridge: delivery guarantees (journal, replay, heartbeat, dedupe) ------ */
+/*  Where a value goes: the C type of its dfb_config_t field. */
+enum { CT_INT, CT_LONG, CT_LLONG, CT_SIZE, CT_ENUM, CT_STR };
 
-static void
-delivery_str(char **dst, const char *s)
+#define AT(field, ct) offsetof(dfb_config_t, field), ct
+
+static const char *const s_sources[] = {"datafeed", "datahose", NULL};
+static const char *const s_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const s_fsyncs[] = {"always", "interval", "never", NULL};
+
+/*  Every key of the bridge: section, in the order the README and the
+    example config document them. Parsing, the defaults and --check all go
+    through this table; bridge_check_keys checks the example config and the
+    README table against it. An enum's value is its choice's index. */
+static const dfb_config_key_t s_keys[] = {
+    {"source", DFB_KEY_ENUM, "datafeed", 0, 0, s_sources, AT(source, CT_ENUM),
+     "what the bridge reads: the bot's datafeed (v2 or v1 per datafeed.version) or the pod-wide "
+     "datahose"},
+    {"publish", DFB_KEY_ENDPOINT, "tcp://*:5556", 0, 0, NULL, AT(publish, CT_STR),
+     "the ZeroMQ endpoint the PUB socket binds"},
+    {"sndhwm", DFB_KEY_INT, "100000", 0, INT32_MAX, NULL, AT(sndhwm, CT_INT),
+     "PUB high-water mark per subscriber, in messages (0 = unlimited)"},
+    {"logLevel", DFB_KEY_ENUM, "info", 0, 0, s_levels, AT(log_level, CT_ENUM),
+     "the most verbose level logged to stderr"},
+    {"readTimeoutMillis", DFB_KEY_INT, "60000", 1000, 86400000, NULL, AT(read_timeout_ms, CT_LONG),
+     "longest HTTP call; must exceed the ~30 s long-poll hold"},
+    {"connectTimeoutMillis", DFB_KEY_INT, "15000", 1, 3600000, NULL,
+     AT(connect_timeout_ms, CT_LONG), "longest TCP + TLS (+ proxy CONNECT) connect"},
+    {"maxBodyBytes", DFB_KEY_INT, "67108864", 1024, (long long)1 << 40, NULL,
+     AT(max_body_bytes, CT_SIZE), "largest response accepted; a bigger one is a retried error"},
+    {"stateDir", DFB_KEY_PATH, "", 0, 0, NULL, AT(state_dir, CT_STR),
+     "folder of the journal; unset = no journal and no replay"},
+    {"journal.segmentBytes", DFB_KEY_INT, "67108864", 4096, (long long)1 << 40, NULL,
+     AT(journal_segment_bytes, CT_LLONG), "a journal segment file is closed at this size"},
+    {"journal.maxBytes", DFB_KEY_INT, "1073741824", 0, (long long)1 << 50, NULL,
+     AT(journal_max_bytes, CT_LLONG), "journal retention by total size (0 = no limit)"},
+    {"journal.maxAgeMillis", DFB_KEY_INT, "604800000", 0, (long long)1 << 50, NULL,
+     AT(journal_max_age_ms, CT_LLONG),
+     "journal retention by age of a segment's last write (0 = no limit)"},
+    {"journal.fsync", DFB_KEY_ENUM, "interval", 0, 0, s_fsyncs, AT(journal_fsync, CT_ENUM),
+     "when the journal is synced to disk"},
+    {"journal.fsyncMillis", DFB_KEY_INT, "1000", 1, 3600000, NULL, AT(journal_fsync_ms, CT_LONG),
+     "period of the interval fsync policy"},
+    {"replay", DFB_KEY_ENDPOINT, "", 0, 0, NULL, AT(replay, CT_STR),
+     "ZeroMQ endpoint of the replay ROUTER (needs stateDir); unset = off"},
+    {"replayAdvertise", DFB_KEY_ENDPOINT, "", 0, 0, NULL, AT(replay_advertise, CT_STR),
+     "the replay endpoint heartbeats tell consumers; unset = the bound endpoint"},
+    {"heartbeatMillis", DFB_KEY_INT, "1000", 0, 3600000, NULL, AT(heartbeat_ms, CT_INT),
+     "period of the _hb heartbeat (0 = off)"},
+    {"zmtpHeartbeatMillis", DFB_KEY_INT, "0", 0, 3600000, NULL, AT(zmtp_heartbeat_ms, CT_INT),
+     "ZMTP PING interval on the PUB and replay sockets (0 = off)"},
+    {"dedupeWindow", DFB_KEY_INT, "100000", 0, DFB_DEDUPE_MAX_WINDOW, NULL,
+     AT(dedupe_window, CT_LLONG),
+     "recent (id, type) keys remembered to drop redeliveries (0 = off)"},
+    {"dedupeMillis", DFB_KEY_INT, "3600000", 0, (long long)1 << 50, NULL, AT(dedupe_ms, CT_LLONG),
+     "longest time a dedupe key is remembered (0 = no age limit)"},
+};
+#undef AT
+
+_Static_assert(sizeof(dfb_source_t) == sizeof(int) && sizeof(dfb_log_level_t) == sizeof(int) &&
+                   sizeof(dfb_fsync_t) == sizeof(int),
+               "CT_ENUM fields are stored as int");
+
+const dfb_config_key_t *
+dfb_config_keys(size_t *count)
 {
-    free(*dst);
-    *dst = xstrdup(s);
+    *count = sizeof s_keys / sizeof s_keys[0];
+    return s_keys;
 }
 
-static void
-journal_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
+const char *
+dfb_config_key_type_name(dfb_key_type_t type)
 {
-    dfb_config_t *cfg = c->cfg;
-    long long n;
-    (void)arg;
-    if (is_null(v))
-        return;
-    if (strcmp(key, "segmentBytes") == 0) {
-        if (get_range(c, v, path, 4096, (long long)1 << 40, &n) == 0)
-            cfg->journal_segment_bytes = n;
-    } else if (strcmp(key, "maxBytes") == 0) {
-        if (get_range(c, v, path, 0, (long long)1 << 50, &n) == 0)
-            cfg->journal_max_bytes = n;
-    } else if (strcmp(key, "maxAgeMillis") == 0) {
-        if (get_range(c, v, path, 0, (long long)1 << 50, &n) == 0)
-            cfg->journal_max_age_ms = n;
-    } else if (strcmp(key, "fsync") == 0) {
-        const char *s = get_string(c, v, path);
-        if (s && strcasecmp(s, "always") == 0)
-            cfg->journal_fsync = DFB_FSYNC_ALWAYS;
-        else if (s && strcasecmp(s, "interval") == 0)
-            cfg->journal_fsync = DFB_FSYNC_INTERVAL;
-        else if (s && strcasecmp(s, "never") == 0)
-            cfg->journal_fsync = DFB_FSYNC_NEVER;
-        else if (s)
-            fail(c, "%s: must be always, interval or never, not '%s'", path, s);
-    } else if (strcmp(key, "fsyncMillis") == 0) {
-        if (get_range(c, v, path, 1, 3600000, &n) == 0)
-            cfg->journal_fsync_ms = (long)n;
-    } else {
-        unknown(c, path);
+    switch (type) {
+    case DFB_KEY_INT:
+        return "integer";
+    case DFB_KEY_ENUM:
+        return "choice";
+    case DFB_KEY_ENDPOINT:
+        return "endpoint";
+    case DFB_KEY_PATH:
+        return "path";
     }
+    return "?";
 }
 
-/*  The bridge keys of the delivery guarantees. Returns 1 when key is one. */
+static const dfb_config_key_t *
+find_key(const char *name)
+{
+    for (size_t i = 0; i < sizeof s_keys / sizeof s_keys[0]; i++)
+        if (strcmp(s_keys[i].name, name) == 0)
+            return &s_keys[i];
+    return NULL;
+}
+
+/*  Whether name is a section of the table ("journal" for "journal.*"). */
 static int
-delivery_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v)
+is_key_section(const char *name)
 {
-    dfb_config_t *cfg = c->cfg;
-    long long n;
-    if (strcmp(key, "stateDir") == 0) {
-        const char *s = get_string(c, v, path);
-        if (s && !*s)
-            fail(c, "%s: must not be empty (leave it out for no journal)", path);
-        else if (s)
-            delivery_str(&cfg->state_dir, s);
-    } else if (strcmp(key, "replay") == 0 || strcmp(key, "replayAdvertise") == 0) {
-        const char *s = get_string(c, v, path);
-        if (s && *s && !strstr(s, "://"))
-            fail(c, "%s: not a ZeroMQ endpoint (tcp://host:port, ipc://path ...)", path);
-        else if (s && *s)
-            delivery_str(key[6] ? &cfg->replay_advertise : &cfg->replay, s);
-    } else if (strcmp(key, "heartbeatMillis") == 0) {
-        if (get_range(c, v, path, 0, 3600000, &n) == 0)
-            cfg->heartbeat_ms = (int)n;
-    } else if (strcmp(key, "zmtpHeartbeatMillis") == 0) {
-        if (get_range(c, v, path, 0, 3600000, &n) == 0)
-            cfg->zmtp_heartbeat_ms = (int)n;
-    } else if (strcmp(key, "dedupeWindow") == 0) {
-        if (get_range(c, v, path, 0, DFB_DEDUPE_MAX_WINDOW, &n) == 0)
-            cfg->dedupe_window = n;
-    } else if (strcmp(key, "dedupeMillis") == 0) {
-        if (get_range(c, v, path, 0, (long long)1 << 50, &n) == 0)
-            cfg->dedupe_ms = n;
-    } else if (strcmp(key, "journal") == 0) {
-        walk_map(c, v, path, journal_pair, NULL);
-    } else {
-        return 0;
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof s_keys / sizeof s_keys[0]; i++)
+        if (strncmp(s_keys[i].name, name, n) == 0 && s_keys[i].name[n] == '.')
+            return 1;
+    return 0;
+}
+
+static void
+store_int(dfb_config_t *cfg, const dfb_config_key_t *k, long long v)
+{
+    char *at = (char *)cfg + k->offset;
+    switch (k->ctype) {
+    case CT_INT:
+    case CT_ENUM: {
+        int x = (int)v;
+        memcpy(at, &x, sizeof x);
+        break;
     }
-    return 1;
+    case CT_LONG: {
+        long x = (long)v;
+        memcpy(at, &x, sizeof x);
+        break;
+    }
+    case CT_LLONG:
+        memcpy(at, &v, sizeof v);
+        break;
+    case CT_SIZE: {
+        size_t x = (size_t)v;
+        memcpy(at, &x, sizeof x);
+        break;
+    }
+    }
 }
 
+/*  Parses the text s (NULL: the YAML value is not a scalar) of key k into
+    its field; on a bad value, one message naming path. */
 static void
-delivery_defaults(dfb_config_t *cfg)
+apply_key(ctx_t *c, const dfb_config_key_t *k, const char *s, const char *path)
 {
-    cfg->heartbeat_ms = 1000;
-    cfg->journal_segment_bytes = (long long)64 << 20;
-    cfg->journal_max_bytes = (long long)1 << 30;
-    cfg->journal_max_age_ms = 7LL * 24 * 3600 * 1000;
-    cfg->journal_fsync = DFB_FSYNC_INTERVAL;
-    cfg->journal_fsync_ms = 1000;
-    cfg->dedupe_window = 100000;
-    cfg->dedupe_ms = 3600000;
+    switch (k->type) {
+    case DFB_KEY_INT: {
+        char *end = NULL;
+        errno = 0;
+        long long v = s && *s ? strtoll(s, &end, 10) : 0;
+        if (!s || !*s || errno || *end != '\0') {
+            fail(c, "%s: not an integer", path);
+            return;
+        }
+        if (v < k->lo || v > k->hi) {
+            fail(c, "%s: must be between %lld and %lld", path, k->lo, k->hi);
+            return;
+        }
+        store_int(c->cfg, k, v);
+        return;
+    }
+    case DFB_KEY_ENUM: {
+        int n = 0;
+        for (; s && k->choices[n]; n++) {
+            if (strcasecmp(s, k->choices[n]) == 0) {
+                store_int(c->cfg, k, n);
+                return;
+            }
+        }
+        char list[160] = "";
+        for (int i = 0; k->choices[i]; i++) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s",
+                     i == 0              ? ""
+                     : k->choices[i + 1] ? ", "
+                                         : " or ",
+                     k->choices[i]);
+        }
+        if (!s)
+            fail(c, "%s: must be %s", path, list);
+        else
+            fail(c, "%s: must be %s, not '%s'", path, list, s);
+        return;
+    }
+    case DFB_KEY_ENDPOINT:
+    case DFB_KEY_PATH:
+        break;
+    }
+    if (!s) {
+        fail(c, "%s: not a string", path);
+        return;
+    }
+    if (k->type == DFB_KEY_PATH && !*s) {
+        fail(c, "%s: must not be empty (leave it out for no journal)", path);
+        return;
+    }
+    if (k->type == DFB_KEY_ENDPOINT && !strstr(s, "://") && (*s || k->def[0])) {
+        /* "" is "unset" for an endpoint that is unset by default (replay) */
+        fail(c, "%s: not a ZeroMQ endpoint (tcp://host:port, ipc://path ...)", path);
+        return;
+    }
+    char **at = (char **)((char *)c->cfg + k->offset);
+    free(*at);
+    *at = *s ? xstrdup(s) : NULL;
 }
 
+/*  The defaults, through the parser: what the table says is what is set. */
 static void
-delivery_check(ctx_t *c)
+bridge_defaults(dfb_config_t *cfg)
 {
-    if (c->cfg->replay && !c->cfg->state_dir)
-        fail(c, "bridge.replay: needs bridge.stateDir (replay reads the journal)");
+    char err[256];
+    ctx_t c = {.cfg = cfg, .err = err, .errlen = sizeof err};
+    for (size_t i = 0; i < sizeof s_keys / sizeof s_keys[0]; i++)
+        if (s_keys[i].def[0])
+            apply_key(&c, &s_keys[i], s_keys[i].def, s_keys[i].name);
 }
 
-static void
-delivery_free(dfb_config_t *cfg)
-{
-    free(cfg->state_dir);
-    free(cfg->replay);
-    free(cfg->replay_advertise);
-}
-
+/*  One pair of the bridge section (arg: the prefix inside it, "" or
+    "journal."). The section is the bridge's own: an unknown key is an
+    error, so a mistyped key cannot silently leave a default in force. */
 static void
 bridge_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
 {
+    const char *prefix = arg ? arg : "";
+    char name[128];
+    snprintf(name, sizeof name, "%s%s", prefix, key);
+    const dfb_config_key_t *k = find_key(name);
+    if (k) {
+        if (!is_null(v))
+            apply_key(c, k, scalar(v), path);
+    } else if (is_key_section(name)) {
+        char sub[sizeof name + 1];
+        snprintf(sub, sizeof sub, "%s.", name);
+        walk_map(c, v, path, bridge_pair, sub);
+    } else {
+        fail(c, "%s: unknown key (bridge keys: see dfbridge.example.yaml)", path);
+    }
+}
+
+static void
+bridge_check(ctx_t *c)
+{
     dfb_config_t *cfg = c->cfg;
-    long long n;
-    if (is_null(v))
-        return;
-    if (strcmp(key, "source") == 0) {
-        const char *s = get_string(c, v, path);
-        if (s && strcasecmp(s, "datafeed") == 0)
-            cfg->source = DFB_SOURCE_DATAFEED;
-        else if (s && strcasecmp(s, "datahose") == 0)
-            cfg->source = DFB_SOURCE_DATAHOSE;
-        else if (s)
-            fail(c, "%s: must be datafeed or datahose, not '%s'", path, s);
-    } else if (strcmp(key, "publish") == 0) {
-        const char *s = get_string(c, v, path);
-        if (s && !strstr(s, "://"))
-            fail(c, "%s: not a ZeroMQ endpoint (tcp://host:port, ipc://path ...)", path);
-        if (s) {
-            free(cfg->publish);
-            cfg->publish = xstrdup(s);
+    if (cfg->replay && !cfg->state_dir)
+        fail(c, "bridge.replay: needs bridge.stateDir (replay reads the journal)");
+    else if (cfg->read_timeout_ms <= 35000)
+        dfb_warn("config: bridge.readTimeoutMillis: %ld ms does not exceed the ~30 s long-poll "
+                 "hold of a real pod; idle reads will time out and be retried",
+                 cfg->read_timeout_ms);
+}
+
+static void
+bridge_free(dfb_config_t *cfg)
+{
+    for (size_t i = 0; i < sizeof s_keys / sizeof s_keys[0]; i++) {
+        if (s_keys[i].ctype == CT_STR) {
+            char **at = (char **)((char *)cfg + s_keys[i].offset);
+            free(*at);
+            *at = NULL;
         }
-    } else if (strcmp(key, "sndhwm") == 0) {
-        if (get_range(c, v, path, 0, INT32_MAX, &n) == 0)
-            cfg->sndhwm = (int)n;
-    } else if (strcmp(key, "logLevel") == 0) {
-        const char *s = get_string(c, v, path);
-        if (s && dfb_log_level_parse(s, &cfg->log_level) != 0)
-            fail(c, "%s: must be error, warn, info or debug", path);
-    } else if (strcmp(key, "readTimeoutMillis") == 0) {
-        if (get_range(c, v, path, 1000, 86400000, &n) == 0) {
-            cfg->read_timeout_ms = (long)n;
-            if (n <= 35000)
-                dfb_warn("config: %s: %lld ms does not exceed the ~30 s long-poll hold of a "
-                         "real pod; idle reads will time out and be retried",
-                         path, n);
-        }
-    } else if (strcmp(key, "connectTimeoutMillis") == 0) {
-        if (get_range(c, v, path, 1, 3600000, &n) == 0)
-            cfg->connect_timeout_ms = (long)n;
-    } else if (strcmp(key, "maxBodyBytes") == 0) {
-        if (get_range(c, v, path, 1024, (long long)1 << 40, &n) == 0)
-            cfg->max_body_bytes = (size_t)n;
-    } else if (!delivery_pair(c, path, key, v)) {
-        unknown(c, path);
     }
 }
 
@@ -1018,16 +1114,9 @@ set_defaults(dfb_config_t *cfg)
     cfg->datafeed_retry = (dfb_retry_cfg_t){-1, 500, 2.0, 300000};
     cfg->datafeed_include_invisible = -1;
     cfg->datafeed_id_file_path = xstrdup(".");
-    cfg->source = DFB_SOURCE_DATAFEED;
     cfg->datahose_retry = (dfb_retry_cfg_t){-1, 500, 2.0, 300000};
     cfg->retry = (dfb_retry_cfg_t){10, 500, 2.0, 300000};
-    cfg->publish = xstrdup(DFB_DEFAULT_PUBLISH);
-    cfg->sndhwm = 100000;
-    cfg->log_level = DFB_LOG_INFO;
-    cfg->read_timeout_ms = 60000;
-    cfg->connect_timeout_ms = 15000;
-    cfg->max_body_bytes = (size_t)64 << 20;
-    delivery_defaults(cfg);
+    bridge_defaults(cfg);
 }
 
 dfb_config_t *
@@ -1100,7 +1189,7 @@ dfb_config_load(const char *path, char *err, size_t errlen)
     if (!c.failed && !c.has_key_path && !c.has_key_content && !cfg->session_auth.host)
         fail(&c, "sessionAuth.host: required for certificate authentication (or a global host)");
     if (!c.failed)
-        delivery_check(&c);
+        bridge_check(&c);
     if (!c.failed && cfg->read_timeout_ms <= cfg->connect_timeout_ms)
         dfb_warn("config: bridge.readTimeoutMillis (%ld) should exceed "
                  "bridge.connectTimeoutMillis (%ld)",
@@ -1149,8 +1238,7 @@ dfb_config_destroy(dfb_config_t **self_p)
     free(cfg->datafeed_id_file_path);
     free(cfg->datahose_tag);
     free_event_types(cfg);
-    free(cfg->publish);
-    delivery_free(cfg);
+    bridge_free(cfg);
     free(cfg);
     *self_p = NULL;
 }
@@ -1371,6 +1459,21 @@ dfb_config_test(int verbose)
         {"host: h\nbot: {username: u, privateKey: {path: k}}\nretry: {maxAttempts: 0}\n",
          "config: retry.maxAttempts: must be -1"},
         {"host: [\n", "invalid YAML"},
+        /* bridge: is the bridge's own section: a mistyped key is an error */
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nbridge: {publsh: tcp://*:1}\n",
+         "config: bridge.publsh: unknown key"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nbridge: {journal: {fsynk: "
+         "always}}\n",
+         "config: bridge.journal.fsynk: unknown key"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nbridge: {journal: 3}\n",
+         "config: bridge.journal: not a mapping"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nbridge: {journal: {fsync: "
+         "often}}\n",
+         "config: bridge.journal.fsync: must be always, interval or never, not 'often'"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nbridge: {sndhwm: -1}\n",
+         "config: bridge.sndhwm: must be between 0 and 2147483647"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nbridge: {stateDir: ''}\n",
+         "config: bridge.stateDir: must not be empty"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
@@ -1380,6 +1483,47 @@ dfb_config_test(int verbose)
         CHECK(!cfg);
         CHECK(strstr(err, bad[i].want));
         dfb_config_destroy(&cfg);
+    }
+
+    /* The bridge key table: the defaults it sets, written out apart from it. */
+    cfg = load_text("host: h\nbot: {username: u, privateKey: {path: k}}\n", err, sizeof err);
+    CHECK(cfg);
+    if (cfg) {
+        CHECK(cfg->source == DFB_SOURCE_DATAFEED && strcmp(cfg->publish, "tcp://*:5556") == 0);
+        CHECK(cfg->sndhwm == 100000 && cfg->log_level == DFB_LOG_INFO);
+        CHECK(cfg->read_timeout_ms == 60000 && cfg->connect_timeout_ms == 15000);
+        CHECK(cfg->max_body_bytes == (size_t)64 << 20 && !cfg->state_dir);
+        CHECK(cfg->journal_segment_bytes == (long long)64 << 20 &&
+              cfg->journal_max_bytes == (long long)1 << 30);
+        CHECK(cfg->journal_max_age_ms == 7LL * 24 * 3600 * 1000);
+        CHECK(cfg->journal_fsync == DFB_FSYNC_INTERVAL && cfg->journal_fsync_ms == 1000);
+        CHECK(!cfg->replay && !cfg->replay_advertise && cfg->heartbeat_ms == 1000);
+        CHECK(cfg->zmtp_heartbeat_ms == 0 && cfg->dedupe_window == 100000 &&
+              cfg->dedupe_ms == 3600000);
+    }
+    dfb_config_destroy(&cfg);
+    /* Every key's default is a value of its own type and range; every key
+       is named once, with a sentence of help. */
+    {
+        size_t n;
+        const dfb_config_key_t *keys = dfb_config_keys(&n);
+        CHECK(n == 19);
+        for (size_t i = 0; i < n; i++) {
+            const dfb_config_key_t *k = &keys[i];
+            CHECK(k->help && k->help[0]);
+            for (size_t j = 0; j < i; j++)
+                CHECK(strcmp(keys[j].name, k->name) != 0);
+            if (k->type == DFB_KEY_INT) {
+                char *end;
+                long long d = strtoll(k->def, &end, 10);
+                CHECK(*k->def && *end == '\0' && d >= k->lo && d <= k->hi);
+            } else if (k->type == DFB_KEY_ENUM) {
+                int found = 0;
+                for (int c = 0; k->choices[c]; c++)
+                    found |= strcmp(k->choices[c], k->def) == 0;
+                CHECK(found);
+            }
+        }
     }
 
     /* ---- transport keys: proxy and defaultHeaders inheritance, certificate ---- */

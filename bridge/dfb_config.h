@@ -116,9 +116,37 @@ typedef struct dfb_config {
 
 /*  Reads and validates the YAML file at path. Returns a new config, or NULL
     on error with one human-readable message in err ("config: bot.username:
-    required"). Unknown keys are logged as warnings, not errors. The caller
-    owns the result. */
+    required"). Unknown keys in the BDK's sections are logged as warnings
+    (the BDKs ignore them); under bridge: they are errors. The caller owns
+    the result. */
 dfb_config_t *dfb_config_load(const char *path, char *err, size_t errlen);
+
+/*  The kinds of value a bridge: key takes. */
+typedef enum {
+    DFB_KEY_INT,      /* a decimal integer in [lo, hi] */
+    DFB_KEY_ENUM,     /* one of choices (case-insensitive) */
+    DFB_KEY_ENDPOINT, /* a ZeroMQ endpoint (scheme://...) */
+    DFB_KEY_PATH      /* a non-empty file system path */
+} dfb_key_type_t;
+
+/*  One key of the bridge: section: the single source that parsing, the
+    defaults, `--check`, the example config and the README table follow. */
+typedef struct {
+    const char *name; /* under bridge:, dotted: "publish", "journal.fsync" */
+    dfb_key_type_t type;
+    const char *def;            /* the default as YAML text; "" = unset */
+    long long lo, hi;           /* DFB_KEY_INT: the accepted range */
+    const char *const *choices; /* DFB_KEY_ENUM: NULL-terminated; the value is the index */
+    size_t offset;              /* internal: the dfb_config_t field */
+    int ctype;                  /* internal: that field's C type */
+    const char *help;           /* one sentence */
+} dfb_config_key_t;
+
+/*  The bridge: keys, in documentation order (static; *count set). */
+const dfb_config_key_t *dfb_config_keys(size_t *count);
+
+/*  "integer", "choice", "endpoint", "path" (static). */
+const char *dfb_config_key_type_name(dfb_key_type_t type);
 
 /*  Frees the config (key content is wiped first), NULLs *self_p; accepts
     NULL. */

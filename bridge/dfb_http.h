@@ -25,7 +25,11 @@ typedef enum {
     DFB_HTTP_ECERT,      /* the server's certificate did not verify, or a local
                             certificate/CA file is unusable: a configuration
                             problem (ssl.trustStore.path), never transient */
-    DFB_HTTP_EOTHER      /* anything else (bad URL, out of memory ...) */
+    DFB_HTTP_EBADREPLY,  /* the request went out and what came back is not a
+                            usable HTTP response (not HTTP at all, a header over
+                            curl's limit): a glitching proxy or load balancer */
+    DFB_HTTP_EOTHER,     /* anything else (bad URL, out of memory ...) */
+    DFB_HTTP_ERR_COUNT
 } dfb_http_err_t;
 
 typedef enum { DFB_HTTP_SESSION_TOKEN = 0, DFB_HTTP_KM_TOKEN } dfb_http_token_t;
@@ -100,6 +104,10 @@ int dfb_http_set_identity(dfb_http_t *self, const char *cert_pem, size_t cert_le
 /*  The PEM CA bundle to trust instead of the system's (copied path; NULL =
     system). */
 int dfb_http_set_ca_file(dfb_http_t *self, const char *path);
+
+/*  Self-test only: makes setting the curl option `option` (a CURLoption
+    value; 0 = none) fail, as a libcurl without that feature would. */
+void dfb_http_fail_option(dfb_http_t *self, long option);
 
 /*  Self-test (runs a loopback HTTP server in a thread); returns 0 when all
     checks pass. */

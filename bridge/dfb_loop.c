@@ -16,6 +16,7 @@
 #include "dfb_log.h"
 #include "dfb_policy.h"
 #include "dfb_retry.h"
+#include "dfb_transcode.h"
 
 /*  Where a sequence of calls stands. */
 typedef enum {
@@ -34,7 +35,8 @@ struct dfb_loop {
     dfb_json_t *json;
     char agent_url[512];
     char feed_id[256];       /* "" = none yet */
-    char *ack_id;            /* acknowledges the last published batch */
+    char *ack_id;            /* acknowledges the last published batch: ack_len bytes, */
+    size_t ack_len;          /* any byte (Symphony's are ASCII; a NUL must not cut it) */
     int last_status;         /* HTTP status of the last call (0: none) */
     dfb_http_err_t last_err; /* transport error of the last call */
     char last_error[160];    /* the last failure, for the "giving up" line */
@@ -89,6 +91,8 @@ dfb_feed_is_reusable(const char *id, const char *type, const char *tag)
     return dfb_feed_id_is_fanout(id);
 }
 
+static int reset_ack(dfb_loop_t *self);
+
 dfb_loop_t *
 dfb_loop_new(const dfb_config_t *cfg, dfb_auth_t *auth, dfb_http_t *http, dfb_publish_t *pub,
              int stop_fd)
@@ -107,8 +111,7 @@ dfb_loop_new(const dfb_config_t *cfg, dfb_auth_t *auth, dfb_http_t *http, dfb_pu
        strings are published with U+FFFD substitutions and counted. */
     if (self->json)
         dfb_json_set_options(self->json, DFB_JSON_REPLACE_INVALID);
-    self->ack_id = strdup("");
-    if (!self->json || !self->ack_id ||
+    if (!self->json || reset_ack(self) != 0 ||
         dfb_endpoint_url(&cfg->agent, self->agent_url, sizeof self->agent_url) != 0) {
         dfb_loop_destroy(&self);
         return NULL;
@@ -151,12 +154,11 @@ typedef int (*accept_fn)(dfb_loop_t *self);
     becomes DFB_ACT_RETRY. The failure is described in self->last_error. */
 static dfb_action_t
 attempt(dfb_loop_t *self, dfb_call_t call, const char *method, const char *url, const char *body,
-        accept_fn accept)
+        size_t body_len, accept_fn accept)
 {
     const char *what = dfb_policy_call_name(call);
     int status = 0;
-    dfb_http_err_t err =
-        dfb_http_request(self->http, method, url, body, body ? strlen(body) : 0, &status);
+    dfb_http_err_t err = dfb_http_request(self->http, method, url, body, body_len, &status);
     self->last_status = err == DFB_HTTP_OK ? status : 0;
     self->last_err = err;
     dfb_action_t act = dfb_policy_action(call, err, status);
@@ -273,7 +275,8 @@ recover(dfb_loop_t *self, dfb_call_t call, dfb_action_t act, dfb_backoff_t *bo, 
     backoff survives a recreate); NULL = a fresh one from retry. */
 static outcome_t
 call_until(dfb_loop_t *self, dfb_call_t call, const char *method, const char *url, const char *body,
-           accept_fn accept, dfb_backoff_t *bo, const dfb_retry_cfg_t *retry, const char *key)
+           size_t body_len, accept_fn accept, dfb_backoff_t *bo, const dfb_retry_cfg_t *retry,
+           const char *key)
 {
     dfb_backoff_t local;
     if (!bo) {
@@ -281,7 +284,7 @@ call_until(dfb_loop_t *self, dfb_call_t call, const char *method, const char *ur
         bo = &local;
     }
     for (;;) {
-        dfb_action_t act = attempt(self, call, method, url, body, accept);
+        dfb_action_t act = attempt(self, call, method, url, body, body_len, accept);
         if (act == DFB_ACT_OK || act == DFB_ACT_IGNORE)
             return OUT_OK;
         if (act == DFB_ACT_RECREATE)
@@ -385,33 +388,19 @@ accept_v1_read(dfb_loop_t *self)
     return 0;
 }
 
-/*  A growable text buffer for request bodies. */
+/*  A request body being built on the bridge's one byte buffer; the first
+    failed append sets oom and later ones do nothing, so a builder checks
+    once at the end. */
 typedef struct {
-    char *p;
-    size_t n, cap;
+    dfb_buf_t buf;
     int oom;
 } sbuf_t;
 
 static void
 sb_add(sbuf_t *b, const char *s, size_t n)
 {
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
+    if (!b->oom && dfb_buf_put(&b->buf, s, n) != 0)
+        b->oom = 1;
 }
 
 static void
@@ -420,12 +409,27 @@ sb_adds(sbuf_t *b, const char *s)
     sb_add(b, s, strlen(s));
 }
 
-/*  Appends s as a JSON string literal. */
+/*  The body so far as NUL-terminated text (the NUL is not counted in
+    buf.len); NULL after an allocation failure. */
+static char *
+sb_text(sbuf_t *b)
+{
+    if (b->oom || dfb_buf_reserve(&b->buf, 1) != 0) {
+        b->oom = 1;
+        return NULL;
+    }
+    b->buf.data[b->buf.len] = '\0';
+    return (char *)b->buf.data;
+}
+
+/*  Appends the len bytes at s as a JSON string literal: every byte counts,
+    a NUL included (escaped as \u0000). */
 static void
-sb_quote(sbuf_t *b, const char *s)
+sb_quote(sbuf_t *b, const char *s, size_t len)
 {
     sb_adds(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; p < (const unsigned char *)s + len;
+         p++) {
         char esc[8];
         if (*p == '"' || *p == '\\') {
             esc[0] = '\\';
@@ -496,6 +500,7 @@ publish_batch(dfb_loop_t *self)
     copy[len] = '\0';
     free(self->ack_id);
     self->ack_id = copy;
+    self->ack_len = len;
     return 0;
 }
 
@@ -504,6 +509,7 @@ reset_ack(dfb_loop_t *self)
 {
     free(self->ack_id);
     self->ack_id = strdup("");
+    self->ack_len = 0;
     return self->ack_id ? 0 : -1;
 }
 
@@ -565,16 +571,15 @@ create_body(const dfb_config_t *cfg)
     sb_adds(&b, "{");
     if (tag) {
         sb_adds(&b, "\"tag\":");
-        sb_quote(&b, tag);
+        sb_quote(&b, tag, strlen(tag));
     }
     if (cfg->datafeed_include_invisible == 1)
         sb_adds(&b, tag ? ",\"includeInvisible\":true" : "\"includeInvisible\":true");
     sb_adds(&b, "}");
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    char *text = sb_text(&b);
+    if (!text)
+        dfb_buf_free(&b.buf);
+    return text;
 }
 
 /*  Gets a feed to read: lists the feeds and adopts the first reusable one
@@ -604,7 +609,7 @@ obtain_feed(dfb_loop_t *self, const char *dead)
     outcome_t out;
     for (;;) {
         snprintf(url, sizeof url, "%s/agent/v5/datafeeds", self->agent_url);
-        out = call_until(self, DFB_CALL_LIST, "GET", url, NULL, accept_list, NULL, retry,
+        out = call_until(self, DFB_CALL_LIST, "GET", url, NULL, 0, accept_list, NULL, retry,
                          "datafeed.retry");
         if (out != OUT_OK)
             break;
@@ -620,14 +625,15 @@ obtain_feed(dfb_loop_t *self, const char *dead)
         }
         if (dead && !deleted) {
             snprintf(url, sizeof url, "%s/agent/v5/datafeeds/%s", self->agent_url, dead);
-            out = call_until(self, DFB_CALL_DELETE, "DELETE", url, NULL, NULL, NULL, retry,
+            out = call_until(self, DFB_CALL_DELETE, "DELETE", url, NULL, 0, NULL, NULL, retry,
                              "datafeed.retry");
             if (out != OUT_OK)
                 break;
             deleted = 1;
         }
         snprintf(url, sizeof url, "%s/agent/v5/datafeeds", self->agent_url);
-        dfb_action_t act = attempt(self, DFB_CALL_CREATE, "POST", url, body, accept_create);
+        dfb_action_t act =
+            attempt(self, DFB_CALL_CREATE, "POST", url, body, strlen(body), accept_create);
         if (act == DFB_ACT_OK) {
             size_t len = 0;
             const char *id = body_id(self, 0, &len);
@@ -662,16 +668,16 @@ run_v2(dfb_loop_t *self)
     dfb_backoff_init(&bo, &self->cfg->datafeed_retry);
     while (out == OUT_OK) {
         snprintf(url, sizeof url, "%s/agent/v5/datafeeds/%s/read", self->agent_url, self->feed_id);
-        body.n = 0;
+        dfb_buf_reset(&body.buf);
         sb_adds(&body, "{\"ackId\":");
-        sb_quote(&body, self->ack_id);
+        sb_quote(&body, self->ack_id, self->ack_len);
         sb_adds(&body, ",\"updatePresence\":true}");
         if (body.oom) {
             out = end(self, DFB_EXIT_INTERNAL);
             break;
         }
-        out = call_until(self, DFB_CALL_READ, "POST", url, body.p, accept_read, &bo, NULL,
-                         "datafeed.retry");
+        out = call_until(self, DFB_CALL_READ, "POST", url, (const char *)body.buf.data,
+                         body.buf.len, accept_read, &bo, NULL, "datafeed.retry");
         if (out == OUT_OK) {
             read_ok(self, &bo);
             if (publish_batch(self) != 0)
@@ -686,7 +692,7 @@ run_v2(dfb_loop_t *self)
                 out = OUT_OK;
         }
     }
-    free(body.p);
+    dfb_buf_free(&body.buf);
     return out;
 }
 
@@ -699,7 +705,7 @@ create_v1(dfb_loop_t *self, const char *idfile)
 {
     char url[600];
     snprintf(url, sizeof url, "%s/agent/v4/datafeed/create", self->agent_url);
-    outcome_t out = call_until(self, DFB_CALL_V1_CREATE, "POST", url, "", accept_create, NULL,
+    outcome_t out = call_until(self, DFB_CALL_V1_CREATE, "POST", url, "", 0, accept_create, NULL,
                                &self->cfg->datafeed_retry, "datafeed.retry");
     if (out != OUT_OK)
         return out;
@@ -739,7 +745,7 @@ run_v1(dfb_loop_t *self)
     dfb_backoff_init(&bo, &self->cfg->datafeed_retry);
     while (out == OUT_OK) {
         snprintf(url, sizeof url, "%s/agent/v4/datafeed/%s/read", self->agent_url, self->feed_id);
-        out = call_until(self, DFB_CALL_V1_READ, "GET", url, NULL, accept_v1_read, &bo, NULL,
+        out = call_until(self, DFB_CALL_V1_READ, "GET", url, NULL, 0, accept_v1_read, &bo, NULL,
                          "datafeed.retry");
         if (out == OUT_OK) {
             read_ok(self, &bo);
@@ -772,12 +778,12 @@ run_datahose(dfb_loop_t *self)
     /* The part of the body that never changes. */
     sbuf_t head = {0}, body = {0};
     sb_adds(&head, "{\"type\":\"datahose\",\"tag\":");
-    sb_quote(&head, cfg->datahose_tag);
+    sb_quote(&head, cfg->datahose_tag, strlen(cfg->datahose_tag));
     sb_adds(&head, ",\"eventTypes\":[");
     for (size_t i = 0; i < cfg->datahose_event_types_n; i++) {
         if (i)
             sb_adds(&head, ",");
-        sb_quote(&head, cfg->datahose_event_types[i]);
+        sb_quote(&head, cfg->datahose_event_types[i], strlen(cfg->datahose_event_types[i]));
     }
     sb_adds(&head, "],\"ackId\":");
     dfb_info("reading the datahose, tag '%s', %zu event types", cfg->datahose_tag,
@@ -786,16 +792,16 @@ run_datahose(dfb_loop_t *self)
     dfb_backoff_init(&bo, &cfg->datahose_retry);
     outcome_t out = reset_ack(self) == 0 ? OUT_OK : end(self, DFB_EXIT_INTERNAL);
     while (out == OUT_OK) {
-        body.n = 0;
-        sb_add(&body, head.p ? head.p : "", head.n);
-        sb_quote(&body, self->ack_id);
+        dfb_buf_reset(&body.buf);
+        sb_add(&body, (const char *)head.buf.data, head.buf.len);
+        sb_quote(&body, self->ack_id, self->ack_len);
         sb_adds(&body, ",\"updatePresence\":true}");
         if (head.oom || body.oom) {
             out = end(self, DFB_EXIT_INTERNAL);
             break;
         }
-        out = call_until(self, DFB_CALL_DATAHOSE, "POST", url, body.p, accept_read, &bo, NULL,
-                         "datahose.retry");
+        out = call_until(self, DFB_CALL_DATAHOSE, "POST", url, (const char *)body.buf.data,
+                         body.buf.len, accept_read, &bo, NULL, "datahose.retry");
         if (out == OUT_OK) {
             read_ok(self, &bo);
             if (publish_batch(self) != 0)
@@ -804,8 +810,8 @@ run_datahose(dfb_loop_t *self)
             out = end(self, DFB_EXIT_INTERNAL); /* not in the datahose table */
         }
     }
-    free(head.p);
-    free(body.p);
+    dfb_buf_free(&head.buf);
+    dfb_buf_free(&body.buf);
     return out;
 }
 
@@ -938,6 +944,19 @@ dfb_loop_test(int verbose)
             fails++;
         }
         free(b);
+    }
+    /* A request body's string is bytes with a length: a NUL inside an
+       ackId is escaped, never the end of it. */
+    {
+        sbuf_t b = {0};
+        sb_quote(&b, "Qk3\0t\"\\-1", 9);
+        const char *want = "\"Qk3\\u0000t\\\"\\\\-1\"";
+        char *got = sb_text(&b);
+        if (!got || b.buf.len != strlen(want) || strcmp(got, want) != 0) {
+            printf("FAIL sb_quote with a NUL: %s, want %s\n", got ? got : "NULL", want);
+            fails++;
+        }
+        dfb_buf_free(&b.buf);
     }
     /* The error table (every call x every response class). */
     fails += dfb_policy_test(verbose);

@@ -122,18 +122,45 @@ dfb_policy_row(dfb_call_t call, int status)
     return NULL;
 }
 
+/*  What each transport error class means before any row is looked at. A
+    class missing here is UNSET, which dfb_policy_action treats as fatal and
+    the self-test reports. */
+typedef enum { T_UNSET = 0, T_STATUS, T_NET, T_STOPPED, T_FATAL } transport_kind_t;
+static const transport_kind_t s_transport[DFB_HTTP_ERR_COUNT] = {
+    [DFB_HTTP_OK] = T_STATUS, /* an HTTP status: looked up as itself */
+    [DFB_HTTP_ECONNECT] = T_NET,
+    [DFB_HTTP_ETIMEOUT] = T_NET,
+    [DFB_HTTP_ERESET] = T_NET,
+    [DFB_HTTP_ETRUNCATED] = T_NET,
+    [DFB_HTTP_ETOOBIG] = T_NET,
+    [DFB_HTTP_ETLS] = T_NET,
+    [DFB_HTTP_ESTOPPED] = T_STOPPED,
+    /* a certificate that does not verify will not start to */
+    [DFB_HTTP_ECERT] = T_FATAL,
+    /* a proxy or load balancer glitching: the next call may get a real answer */
+    [DFB_HTTP_EBADREPLY] = T_NET,
+    /* bad URL or out of memory before sending: retrying cannot help */
+    [DFB_HTTP_EOTHER] = T_FATAL,
+};
+
 dfb_action_t
 dfb_policy_action(dfb_call_t call, dfb_http_err_t err, int status)
 {
-    if (err == DFB_HTTP_ESTOPPED)
+    transport_kind_t kind = err >= 0 && err < DFB_HTTP_ERR_COUNT ? s_transport[err] : T_UNSET;
+    const dfb_policy_row_t *row = NULL;
+    switch (kind) {
+    case T_STOPPED:
         return DFB_ACT_STOPPED;
-    if (err == DFB_HTTP_EOTHER)
-        return DFB_ACT_FATAL; /* bad URL or out of memory: retrying cannot help */
-    if (err == DFB_HTTP_ECERT)
-        return DFB_ACT_FATAL; /* a certificate that does not verify will not start to */
-    const dfb_policy_row_t *row = dfb_policy_row(call, err == DFB_HTTP_OK ? status : 0);
-    if (err == DFB_HTTP_OK && status == 0)
-        row = NULL; /* not an HTTP status */
+    case T_UNSET:
+    case T_FATAL:
+        return DFB_ACT_FATAL;
+    case T_NET:
+        row = dfb_policy_row(call, 0);
+        break;
+    case T_STATUS:
+        row = status == 0 ? NULL : dfb_policy_row(call, status); /* 0 is not an HTTP status */
+        break;
+    }
     return row ? row->act : DFB_ACT_FATAL;
 }
 
@@ -184,10 +211,18 @@ dfb_policy_test(int verbose)
         {DFB_HTTP_ETOOBIG, 0, {R, R, R, R, R, R, R, R}},
         {DFB_HTTP_ETLS, 0, {R, R, R, R, R, R, R, R}},
         {DFB_HTTP_ECERT, 0, {F, F, F, F, F, F, F, F}},
+        {DFB_HTTP_EBADREPLY, 0, {R, R, R, R, R, R, R, R}},
         {DFB_HTTP_ESTOPPED, 0, {S, S, S, S, S, S, S, S}},
         {DFB_HTTP_EOTHER, 0, {F, F, F, F, F, F, F, F}},
     };
     int checked = 0;
+    for (int e = 0; e < DFB_HTTP_ERR_COUNT; e++) {
+        if (s_transport[e] == T_UNSET) {
+            printf("FAIL transport class %s has no entry in s_transport\n",
+                   dfb_http_strerror((dfb_http_err_t)e));
+            fails++;
+        }
+    }
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         for (int call = 0; call < DFB_CALL_COUNT; call++) {
             dfb_action_t got = dfb_policy_action((dfb_call_t)call, cases[i].err, cases[i].status);

@@ -44,8 +44,8 @@ typedef struct {
     was received: ESTOPPED gives DFB_ACT_STOPPED, EOTHER (bad URL, out of
     memory) and ECERT (the server's certificate does not verify: not
     transient) DFB_ACT_FATAL, every other transport error (refused, DNS,
-    timeout, reset, truncated, too big, TLS handshake) is looked up as
-    status 0.
+    timeout, reset, truncated, too big, TLS handshake, a malformed reply)
+    is looked up as status 0.
     A malformed body on a 2xx is retried by the caller, not here. */
 dfb_action_t dfb_policy_action(dfb_call_t call, dfb_http_err_t err, int status);
 

@@ -25,6 +25,10 @@ ok)
 unknown_key)
   printf '%sfrobnicate: 3\n' "$base" > $cfg; want_status=0
   want_msg='frobnicate: unknown key, ignored' ;;
+bridge_unknown_key)
+  # bridge: is the bridge's own section: a typo must not leave a default in force.
+  printf '%sbridge:\n  journal:\n    fsync: always\n  stateDirr: /var/lib/dfbridge\n' "$base" > $cfg
+  want_msg='config: bridge.stateDirr: unknown key' ;;
 missing_username)
   printf 'host: h\nbot:\n  privateKey:\n    path: key.pem\n' > $cfg
   want_msg='config: bot.username: required' ;;

@@ -201,7 +201,7 @@ def test_stop_during_held_read(live):
     pod = mk_pod(live, "--hold-ms", "30000")
     b, s = steady(live, pod)
     wait_until(lambda: pod.counter("reads_held") == 1, "a held read")
-    b.stop(within=1.0)
+    b.stop()  # within 5 s: the 30 s hold was cut short
     eq(pod.calls("delete"), [], "DELETE calls")
     # a second instance of the same config cannot run beside a first one: it says so, exit 2
     b2 = mk_bridge(live, pod)

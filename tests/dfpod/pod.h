@@ -72,8 +72,14 @@ typedef enum {
     POD_FAULT_TRUNCATE,
     POD_FAULT_SLOW,
     POD_FAULT_EXPIRE_TOKEN,
-    POD_FAULT_EXPIRE_FEED
+    POD_FAULT_EXPIRE_FEED,
+    POD_FAULT_HUGE_HEADER, /* raw bytes: a 200 whose header is over 100 KB (curl's limit) */
+    POD_FAULT_NOT_HTTP,    /* raw bytes: a reply that is not HTTP at all */
+    POD_FAULT_COUNT
 } pod_fault_action_t;
+
+/* The fault's name as in POST /admin/faults and the call log ("status", "drop" ...). */
+const char *pod_fault_name(pod_fault_action_t action);
 
 typedef struct {
     pod_fault_action_t action;
@@ -95,6 +101,12 @@ enum {
     POD_EGONE = -4     /* the client closed its connection during the hold */
 };
 
+/* An ackId: bytes with a length (one set by POST /admin/next-ackid may hold NUL). */
+typedef struct {
+    char b[64];
+    size_t len;
+} pod_ackid_t;
+
 /* A call as the log and the counters see it. Strings are borrowed. */
 typedef struct {
     pod_ep_t ep;
@@ -103,12 +115,14 @@ typedef struct {
     int status; /* 0 = no reply (drop) */
     const char *body;
     size_t body_len;
-    const char *feed;    /* NULL if none */
-    const char *ack_in;  /* reads: ackId received, NULL if none */
-    const char *ack_out; /* reads: ackId sent, NULL if none */
-    long events;         /* reads: events sent, -1 if not a read */
-    const char *fault;   /* name of the fault applied, NULL if none */
-    bool gone;           /* the client went away during a held read: no reply */
+    const char *feed;   /* NULL if none */
+    const char *ack_in; /* reads: ackId received (ack_in_len bytes), NULL if none */
+    size_t ack_in_len;
+    const char *ack_out; /* reads: ackId sent (ack_out_len bytes), NULL if none */
+    size_t ack_out_len;
+    long events;       /* reads: events sent, -1 if not a read */
+    const char *fault; /* name of the fault applied, NULL if none */
+    bool gone;         /* the client went away during a held read: no reply */
     int64_t wall_ms;
     json_t *headers;       /* request headers, secrets redacted (borrowed; NULL = none) */
     const char *client_cn; /* CN of a verified client certificate, NULL if none */
@@ -154,14 +168,18 @@ int pod_state_feed_expire(pod_state_t *self, const char *id);
 void pod_state_datahose_feed(pod_state_t *self, const char *tag, json_t *types, char id_out[64]);
 
 /* Reads feed ID. CLIENT_FD (or -1) is the client's socket: a held read whose client has
- * closed ends with POD_EGONE without taking events. v2: ACK_IN (may be NULL or "")
- * acknowledges a batch; the answer is
+ * closed ends with POD_EGONE without taking events. v2: ACK_IN (ACK_IN_LEN bytes, may be
+ * NULL or empty) acknowledges the batch whose ackId has exactly those bytes; the answer is
  * {"events":[...],"ackId":"..."} and its ackId is copied to ACK_OUT. v1: the answer is
  * [...] or, when the hold ends with nothing, *BODY = NULL (204). Holds up to --hold-ms.
  * On success *BODY is malloc'd (caller frees) and *NEVENTS says how many events it holds.
  * Errors: POD_ENOFEED, POD_EBADACK. */
-int pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, int client_fd,
-                   char **body, size_t *len, char ack_out[64], long *nevents);
+int pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in,
+                   size_t ack_in_len, int client_fd, char **body, size_t *len, pod_ackid_t *ack_out,
+                   long *nevents);
+/* The ackId (LEN bytes, 1..60, any byte) of the next batch served with events, once.
+ * Returns 0, or -1 for a bad length. */
+int pod_state_set_next_ackid(pod_state_t *self, const char *ack, size_t len);
 
 /* Queues faults from a JSON object or array. Returns 0, or -1 with a reason in WHY. */
 int pod_state_faults_add(pod_state_t *self, json_t *spec, char *why, size_t whylen);

@@ -4,6 +4,8 @@
 #include "pod.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +36,6 @@ typedef struct {
     bool too_big;
     bool admin;
 } req_t;
-
-static const char *fault_names[] = {"status", "drop",         "truncate",
-                                    "slow",   "expire_token", "expire_feed"};
 
 /* ---- responses ---- */
 
@@ -103,6 +102,57 @@ reply(struct MHD_Connection *c, int status, char *body, size_t len, bool truncat
     enum MHD_Result rc = MHD_queue_response(c, (unsigned int)status, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+/* Writes LEN bytes straight to the connection's socket, bypassing MHD: the only way to
+ * send what MHD refuses to (a header over 100 KB, a reply that is not HTTP). Safe here
+ * because with one thread per connection this thread is the only one using the socket
+ * until the handler returns MHD_NO, which closes it. Gives up after 5 s of no progress. */
+static void
+raw_send(struct MHD_Connection *c, const char *data, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return;
+    int fd = (int)ci->connect_fd;
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            if (poll(&p, 1, 5000) > 0)
+                continue;
+        }
+        return; /* the client left, or no progress for 5 s */
+    }
+}
+
+/* The huge_header and not_http faults: raw bytes, then the connection is closed. */
+static void
+raw_fault(struct MHD_Connection *c, pod_fault_action_t action)
+{
+    if (action == POD_FAULT_NOT_HTTP) {
+        /* What a misrouted load balancer might answer: HTTP/0.9-like bytes. */
+        static const char junk[] = "SSH-2.0-OpenSSH_9.2 dfpod not_http fault\r\n";
+        raw_send(c, junk, sizeof junk - 1);
+        return;
+    }
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Huge: ";
+    static const char tail[] = "\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    size_t fill = 120 * 1024; /* one header line over curl's 100 KB limit */
+    char *buf = malloc(sizeof head - 1 + fill + sizeof tail - 1);
+    if (!buf)
+        return;
+    memcpy(buf, head, sizeof head - 1);
+    memset(buf + sizeof head - 1, 'h', fill);
+    memcpy(buf + sizeof head - 1 + fill, tail, sizeof tail - 1);
+    raw_send(c, buf, sizeof head - 1 + fill + sizeof tail - 1);
+    free(buf);
 }
 
 /* A V2Error text {"code","message"}; caller frees. */
@@ -185,7 +235,8 @@ parse_optional(const req_t *r, json_t **out)
         i++;
     if (i == r->len)
         return true;
-    json_t *j = json_loadb(r->body, r->len, JSON_DECODE_ANY, NULL);
+    /* \u0000 is valid JSON: an ackId holding it must come back as sent. */
+    json_t *j = json_loadb(r->body, r->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     if (!j)
         return false;
     if (json_is_null(j)) {
@@ -204,9 +255,10 @@ typedef struct {
     size_t len;
     bool x_warning;
     char ack_in[128];
+    size_t ack_in_len;
     bool has_ack_in;
     bool gone;
-    char ack_out[64];
+    pod_ackid_t ack_out;
     long events;
     char client_cn[256]; /* certificate auth: the verified client CN, "" if none */
 } result_t;
@@ -379,13 +431,18 @@ do_create(pod_http_t *h, const req_t *r, result_t *res)
 
 /* The part of every read (v2, v1, datahose) after its body was checked: records the
  * ackId sent, holds until events or the hold's end (or the client leaves), and builds the
- * answer. ack is borrowed. */
+ * answer. ackj (borrowed) is the body's "ackId": a JSON string (its bytes, NULs included,
+ * name the batch), null or NULL. */
 static void
-answer_read(pod_http_t *h, struct MHD_Connection *c, const char *feed, bool v1, const char *ack,
+answer_read(pod_http_t *h, struct MHD_Connection *c, const char *feed, bool v1, json_t *ackj,
             const char *nofeed_msg, result_t *res)
 {
+    const char *ack = json_string_value(ackj);
+    size_t ack_len = ack ? json_string_length(ackj) : 0;
     if (ack) {
-        snprintf(res->ack_in, sizeof res->ack_in, "%s", ack);
+        /* Logged as received, up to the buffer: the bytes may hold NUL. */
+        res->ack_in_len = ack_len < sizeof res->ack_in ? ack_len : sizeof res->ack_in;
+        memcpy(res->ack_in, ack, res->ack_in_len);
         res->has_ack_in = true;
     }
     char *body = NULL;
@@ -393,10 +450,11 @@ answer_read(pod_http_t *h, struct MHD_Connection *c, const char *feed, bool v1, 
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     int fd = ci ? (int)ci->connect_fd : -1;
-    int rc = pod_state_read(h->st, feed, v1, ack, fd, &body, &len, res->ack_out, &res->events);
+    int rc =
+        pod_state_read(h->st, feed, v1, ack, ack_len, fd, &body, &len, &res->ack_out, &res->events);
     if (rc == POD_EGONE) {
         res->gone = true;
-        res->ack_out[0] = '\0';
+        res->ack_out.len = 0;
     } else if (rc == POD_ENOFEED) {
         set_error(res, 400, nofeed_msg);
     } else if (rc == POD_EBADACK) {
@@ -414,7 +472,7 @@ static void
 do_read(pod_http_t *h, struct MHD_Connection *c, const req_t *r, const char *feed, bool v1,
         result_t *res)
 {
-    const char *ack = NULL;
+    json_t *ack = NULL;
     json_t *j = NULL;
     if (!v1) {
         if (!parse_optional(r, &j) || (j && !json_is_object(j))) {
@@ -429,7 +487,7 @@ do_read(pod_http_t *h, struct MHD_Connection *c, const req_t *r, const char *fee
             set_error(res, 400, "ackId must be a string, updatePresence a boolean");
             return;
         }
-        ack = json_string_value(a);
+        ack = a;
     }
     answer_read(h, c, feed, v1, ack,
                 "Do not retry: the feed no longer exists, please create a new feed.", res);
@@ -470,7 +528,7 @@ do_dhread(pod_http_t *h, struct MHD_Connection *c, const req_t *r, char *feed, s
     char id[64];
     pod_state_datahose_feed(h->st, json_string_value(tag), types, id);
     snprintf(feed, feedlen, "%s", id);
-    answer_read(h, c, id, false, json_string_value(a), "The datahose feed no longer exists.", res);
+    answer_read(h, c, id, false, a, "The datahose feed no longer exists.", res);
     json_decref(j);
 }
 
@@ -565,7 +623,7 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
     if (r->too_big) {
         set_error(&res, 413, "Request body too large");
     } else if ((has_fault = pod_state_fault_take(h->st, ep, &f))) {
-        fault = fault_names[f.action];
+        fault = pod_fault_name(f.action);
         switch (f.action) {
         case POD_FAULT_STATUS:
             res.status = f.status;
@@ -594,10 +652,15 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
             set_error(&res, 400,
                       "Do not retry: the feed no longer exists, please create a new feed.");
             break;
+        case POD_FAULT_HUGE_HEADER:
+        case POD_FAULT_NOT_HTTP:
+        case POD_FAULT_COUNT:
+            break; /* answered with raw bytes below, instead of the call */
         }
         free(f.body);
     }
-    bool dropped = has_fault && f.action == POD_FAULT_DROP;
+    bool raw = has_fault && (f.action == POD_FAULT_HUGE_HEADER || f.action == POD_FAULT_NOT_HTTP);
+    bool dropped = has_fault && (f.action == POD_FAULT_DROP || raw);
     if (!dropped && res.status == 0)
         handle_pod(h, c, ep, feed, sizeof feed, r, &res);
     if (res.gone)
@@ -617,7 +680,9 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
         .body_len = r->len,
         .feed = feed[0] ? feed : NULL,
         .ack_in = res.has_ack_in ? res.ack_in : NULL,
-        .ack_out = res.ack_out[0] ? res.ack_out : NULL,
+        .ack_in_len = res.ack_in_len,
+        .ack_out = res.ack_out.len ? res.ack_out.b : NULL,
+        .ack_out_len = res.ack_out.len,
         .events = res.events,
         .fault = fault,
         .gone = res.gone,
@@ -628,8 +693,10 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
     if (h->cfg->verbose)
         fprintf(stderr, "dfpod: %s %s -> %d%s%s\n", method, url, call.status,
                 fault ? " fault=" : "", fault ? fault : "");
+    if (raw)
+        raw_fault(c, f.action);
     if (dropped)
-        return MHD_NO; /* MHD closes the connection without a reply */
+        return MHD_NO; /* MHD closes the connection without a (further) reply */
     return reply(c, res.status, res.body, res.len, truncate, res.x_warning);
 }
 
@@ -792,6 +859,18 @@ admin_route(pod_http_t *h, const char *url, const char *m, const req_t *r, resul
         res->len = 2;
     } else if (strcmp(url, "/admin/expire-tokens") == 0 && post) {
         pod_state_tokens_expire(h->st);
+        res->status = 200;
+        res->body = strdup("{}");
+        res->len = 2;
+    } else if (strcmp(url, "/admin/next-ackid") == 0 && post) {
+        json_t *a = parse_optional(r, &j) && json_is_object(j) ? json_object_get(j, "ackId") : NULL;
+        if (!json_is_string(a) ||
+            pod_state_set_next_ackid(h->st, json_string_value(a), json_string_length(a)) != 0) {
+            json_decref(j);
+            set_error(res, 400, "body must be {\"ackId\": a string of 1 to 60 bytes}");
+            return;
+        }
+        json_decref(j);
         res->status = 200;
         res->body = strdup("{}");
         res->len = 2;

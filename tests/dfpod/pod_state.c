@@ -71,7 +71,7 @@ typedef struct {
 
 /* A delivered, unacknowledged batch: redelivered whole when visible_at passes. */
 typedef struct batch {
-    char ackid[64];
+    pod_ackid_t ackid;
     uint32_t *ev;
     size_t n;
     int64_t visible_at;
@@ -136,6 +136,7 @@ struct pod_state_t {
     size_t ncalls, capcalls;
     uint64_t call_seq;
     uint64_t ack_seq;
+    pod_ackid_t next_ack; /* POST /admin/next-ackid: the next batch's ackId (len 0 = none) */
 
     uint64_t calls_by_ep[POD_EP_COUNT];
     uint64_t status_count[600];
@@ -698,10 +699,12 @@ pod_state_feed_expire(pod_state_t *self, const char *id)
 
 /* ackIds look like the real ones: base64 of 12 random bytes, '-', a sequence number. */
 static bool
-ackid_format_ok(const char *a)
+ackid_format_ok(const char *a, size_t len)
 {
+    if (len > 60 || memchr(a, '\0', len))
+        return false;
     const char *dash = strrchr(a, '-');
-    if (!dash || dash == a || dash[1] == '\0' || strlen(a) > 60)
+    if (!dash || dash == a || dash[1] == '\0')
         return false;
     for (const char *p = a; p < dash; p++) {
         char c = *p;
@@ -716,8 +719,9 @@ ackid_format_ok(const char *a)
 }
 
 static void
-new_ackid_locked(pod_state_t *self, char out[64])
+new_ackid_locked(pod_state_t *self, pod_ackid_t *ack)
 {
+    char *out = ack->b;
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     unsigned char r[12];
     if (RAND_bytes(r, sizeof r) != 1)
@@ -731,7 +735,55 @@ new_ackid_locked(pod_state_t *self, char out[64])
         enc[4 * i + 3] = b64[v & 63];
     }
     enc[16] = '\0';
-    snprintf(out, 64, "%s-%" PRIu64, enc, ++self->ack_seq);
+    int n = snprintf(out, sizeof ack->b, "%s-%" PRIu64, enc, ++self->ack_seq);
+    ack->len = n > 0 ? (size_t)n : 0;
+}
+
+/* A batch's ackId: the one set by POST /admin/next-ackid (once), else a fresh one. */
+static void
+batch_ackid_locked(pod_state_t *self, pod_ackid_t *ack)
+{
+    if (self->next_ack.len == 0) {
+        new_ackid_locked(self, ack);
+        return;
+    }
+    *ack = self->next_ack;
+    self->next_ack.len = 0;
+    self->ack_seq++;
+}
+
+int
+pod_state_set_next_ackid(pod_state_t *self, const char *ack, size_t len)
+{
+    if (len == 0 || len > 60)
+        return -1;
+    pthread_mutex_lock(&self->mu);
+    memcpy(self->next_ack.b, ack, len);
+    self->next_ack.len = len;
+    pthread_mutex_unlock(&self->mu);
+    return 0;
+}
+
+/* Appends the ackId as a JSON string literal (it may hold any byte). */
+static void
+buf_ackid(buf_t *b, const pod_ackid_t *ack)
+{
+    buf_adds(b, "\"");
+    for (size_t i = 0; i < ack->len; i++) {
+        unsigned char c = (unsigned char)ack->b[i];
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            buf_add(b, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            buf_adds(b, esc);
+        } else {
+            buf_add(b, (const char *)&c, 1);
+        }
+    }
+    buf_adds(b, "\"");
 }
 
 static int64_t
@@ -758,13 +810,13 @@ client_gone(int fd)
 }
 
 int
-pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, int client_fd,
-               char **body, size_t *len, char ack_out[64], long *nevents)
+pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, size_t ack_in_len,
+               int client_fd, char **body, size_t *len, pod_ackid_t *ack_out, long *nevents)
 {
     *body = NULL;
     *len = 0;
     *nevents = 0;
-    ack_out[0] = '\0';
+    ack_out->len = 0;
     pthread_mutex_lock(&self->mu);
     int64_t now = pod_mono_ms();
     sweep_locked(self, now);
@@ -773,23 +825,24 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, i
         pthread_mutex_unlock(&self->mu);
         return POD_ENOFEED;
     }
-    if (!v1 && ack_in && ack_in[0]) {
-        if (!ackid_format_ok(ack_in)) {
+    if (!v1 && ack_in && ack_in_len > 0) {
+        /* The exact bytes, NULs included, name the batch. An unknown ackId of a valid
+           format acknowledges nothing, like Symphony. */
+        batch_t **pb = &f->inflight;
+        while (*pb &&
+               !((*pb)->ackid.len == ack_in_len && memcmp((*pb)->ackid.b, ack_in, ack_in_len) == 0))
+            pb = &(*pb)->next;
+        if (*pb) {
+            batch_t *b = *pb;
+            *pb = b->next;
+            self->acked += b->n;
+            batch_unref_locked(self, b);
+            b->next = NULL;
+            batch_free_list(b);
+        } else if (!ackid_format_ok(ack_in, ack_in_len)) {
             f->last_read = now;
             pthread_mutex_unlock(&self->mu);
             return POD_EBADACK;
-        }
-        /* An unknown ackId of a valid format acknowledges nothing, like Symphony. */
-        for (batch_t **pb = &f->inflight; *pb; pb = &(*pb)->next) {
-            if (strcmp((*pb)->ackid, ack_in) == 0) {
-                batch_t *b = *pb;
-                *pb = b->next;
-                self->acked += b->n;
-                batch_unref_locked(self, b);
-                b->next = NULL;
-                batch_free_list(b);
-                break;
-            }
         }
     }
     f->readers++;
@@ -815,14 +868,14 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, i
             if (b->visible_at <= now && (!due || b->visible_at < due->visible_at))
                 due = b;
         if (due) {
-            new_ackid_locked(self, due->ackid);
+            batch_ackid_locked(self, &due->ackid);
             due->visible_at = now + self->cfg->visibility_ms;
             self->redelivered += due->n;
             self->served += due->n;
             buf_adds(&out, "{\"events\":");
             buf_events_locked(self, &out, due->ev, due->n);
             *nevents = (long)due->n;
-            memcpy(ack_out, due->ackid, 64);
+            *ack_out = due->ackid;
             break;
         }
         if (f->q.n > 0) {
@@ -842,8 +895,8 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, i
                 memcpy(b->ev, idx, n * sizeof *b->ev);
                 b->n = n;
                 b->visible_at = now + self->cfg->visibility_ms;
-                new_ackid_locked(self, b->ackid);
-                memcpy(ack_out, b->ackid, 64);
+                batch_ackid_locked(self, &b->ackid);
+                *ack_out = b->ackid;
                 /* Append so that redeliveries keep the original order. */
                 batch_t **pb = &f->inflight;
                 while (*pb)
@@ -894,9 +947,9 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, i
         return rc;
     }
     if (!v1) {
-        buf_adds(&out, ",\"ackId\":\"");
-        buf_adds(&out, ack_out);
-        buf_adds(&out, "\"}");
+        buf_adds(&out, ",\"ackId\":");
+        buf_ackid(&out, ack_out);
+        buf_adds(&out, "}");
     }
     *body = out.p; /* NULL for an idle v1 read: 204 */
     *len = out.n;
@@ -905,11 +958,26 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, i
 
 /* ---- faults ---- */
 
+static const char *const s_fault_names[POD_FAULT_COUNT] = {
+    [POD_FAULT_STATUS] = "status",
+    [POD_FAULT_DROP] = "drop",
+    [POD_FAULT_TRUNCATE] = "truncate",
+    [POD_FAULT_SLOW] = "slow",
+    [POD_FAULT_EXPIRE_TOKEN] = "expire_token",
+    [POD_FAULT_EXPIRE_FEED] = "expire_feed",
+    [POD_FAULT_HUGE_HEADER] = "huge_header",
+    [POD_FAULT_NOT_HTTP] = "not_http",
+};
+
+const char *
+pod_fault_name(pod_fault_action_t action)
+{
+    return action >= 0 && action < POD_FAULT_COUNT ? s_fault_names[action] : "?";
+}
+
 static int
 fault_parse(json_t *o, fault_node_t *n, char *why, size_t whylen)
 {
-    static const char *actions[] = {"status", "drop",         "truncate",
-                                    "slow",   "expire_token", "expire_feed"};
     if (!json_is_object(o)) {
         snprintf(why, whylen, "a fault must be an object");
         return -1;
@@ -922,8 +990,8 @@ fault_parse(json_t *o, fault_node_t *n, char *why, size_t whylen)
         return -1;
     }
     int a = -1;
-    for (int i = 0; act && i < 6; i++)
-        if (strcmp(actions[i], act) == 0)
+    for (int i = 0; act && i < POD_FAULT_COUNT; i++)
+        if (strcmp(s_fault_names[i], act) == 0)
             a = i;
     if (a < 0) {
         snprintf(why, whylen, "unknown action");
@@ -1058,9 +1126,9 @@ pod_state_log_call(pod_state_t *self, const pod_call_t *c)
     if (c->feed)
         json_object_set_new(o, "feed", json_string_lossy(c->feed, strlen(c->feed)));
     if (c->ack_in)
-        json_object_set_new(o, "ackIdIn", json_string_lossy(c->ack_in, strlen(c->ack_in)));
+        json_object_set_new(o, "ackIdIn", json_string_lossy(c->ack_in, c->ack_in_len));
     if (c->ack_out)
-        json_object_set_new(o, "ackId", json_string(c->ack_out));
+        json_object_set_new(o, "ackId", json_string_lossy(c->ack_out, c->ack_out_len));
     if (c->events >= 0)
         json_object_set_new(o, "events", json_integer(c->events));
     if (c->fault)

@@ -436,8 +436,9 @@ class Bridge:
         self.log.close()
         return self.rc, dt
 
-    def stop(self, sig=signal.SIGTERM, within=1.0):
-        """Signals the bridge; checks it exits 0 within `within` seconds."""
+    def stop(self, sig=signal.SIGTERM, within=5.0):
+        """Signals the bridge; checks it exits 0 within `within` seconds (5 s: far below the
+        30 s hold or the backoff a stop must cut short, a margin loaded ASan runs keep)."""
         if self.proc.poll() is not None:
             raise Failure("dfbridge had already exited with %d" % self.proc.returncode)
         rc, dt = self.terminate(sig, max(within, 10))

@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""schemas_lists: every place that lists the event types agrees with the contract table.
+
+schemas/contract-v1.json ("topics") is the one source of the 17 event types: their order, payload
+keys and BDK callback names. The places below restate the list (C tables, a public header,
+tests, docs, scripts); each is described as data - a file, an optional region (a regex around the
+list), a pattern that finds its entries by content (string literals, identifiers), never by line
+number - and checked for the same names, count and, where the list is ordered, order. A failure
+names the file and the missing, extra or misplaced type. Usage: schemas_lists.py [SOURCE_DIR]
+"""
+import json
+import os
+import re
+import sys
+
+SRC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+# what: "type" (the type name), "type+key" (type and payload key), "callback" (the consumer
+# library's on_<payload key in snake case>), "java" (the Java BDK's callback). order: the list must be in the contract's order. region: a regex whose group 1
+# holds the list (re.S). pattern: finds the entries in the region (re.S). ignore: entries that are
+# not event types (on_unknown).
+PLACES = [
+    {"file": "consumers/dfc_event.c", "what": "type+key", "order": True,
+     "pattern": r'X\(\s*"([A-Z_]+)",\s*"(\w+)"'},
+    {"file": "consumers/include/dfconsumer.h", "what": "callback", "order": True,
+     "pattern": r"DFC_CALLBACK\(\s*(on_\w+)\s*,"},
+    {"file": "consumers/examples/example_consumer.c", "what": "callback", "order": True,
+     "region": r"(\{[^{}]*\.on_shared_post\s*=[^{}]*\})", "pattern": r"\.(on_\w+)\s*=",
+     "ignore": ["on_unknown"]},
+    {"file": "consumers/tests/test_loop.c", "what": "type+key", "order": True,
+     "region": r"\btypes\[\d*\]\s*=\s*\{(.*?)\n\};",
+     "pattern": r'\{\s*"([A-Z_]+)",\s*"\{\\"(\w+)\\"'},
+    {"file": "consumers/tests/test_loop.c", "what": "callback", "order": True, "each": True,
+     "region": r"(\{[^{}]*\.on_shared_post\s*=[^{}]*\})", "pattern": r"\.(on_\w+)\s*=",
+     "ignore": ["on_unknown"]},
+    {"file": "tests/dfpod/pod_gen.c", "what": "type+key", "order": True,
+     "region": r"\bkinds\[\]\s*=\s*\{(.*?)\n\};",
+     "pattern": r'\{\s*"([A-Z_]+)",\s*"(\w+)"'},
+    {"file": "tests/dfpod/README.md", "what": "type", "order": True,
+     "region": r"in this order:(.*?)\. ", "pattern": r"\b([A-Z]{4,})\b"},
+    {"file": "tests/integration/e2e_stream_test.c", "what": "type", "order": True,
+     "region": r"\bKNOWN\[\d*\]\s*=\s*\{(.*?)\};", "pattern": r'"([A-Z_]+)"'},
+    {"file": "tests/integration/e2e_common.c", "what": "callback", "order": True, "each": True,
+     "region": r"(\{[^{}]*\.on_shared_post\s*=[^{}]*\})", "pattern": r"\.(on_\w+)\s*=",
+     "ignore": ["on_unknown"]},
+    {"file": "tests/demo_smoke.sh", "what": "type", "order": True,
+     "region": r"for t in (.*?); do", "pattern": r"\b([A-Z]{4,})\b"},
+    {"file": "schemas/CONTRACT.md", "what": "type+key", "order": True,
+     "pattern": r"^\| ([A-Z_]+) \| `(\w+)` "},
+    {"file": "schemas/CONTRACT.md", "what": "java", "order": True,
+     "pattern": r"^\| [A-Z_]+ \| `\w+` [^\n]*\| `(on[A-Z]\w+)` \|$"},
+]
+
+
+def contract():
+    with open(os.path.join(SRC, "schemas", "contract-v1.json")) as f:
+        topics = json.load(f)["topics"]
+    snake = [re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), t["payload_key"]) for t in topics]
+    return ([t["type"] for t in topics], [(t["type"], t["payload_key"]) for t in topics],
+            ["on_" + s for s in snake], [t["bdk_java"] for t in topics])
+
+
+def compare(where, got, want, order):
+    """Messages naming what differs between got and want (lists of names or pairs)."""
+    out = []
+    missing = [w for w in want if w not in got]
+    extra = [g for g in got if g not in want]
+    dups = sorted({g for g in got if got.count(g) > 1}, key=str)
+    if missing:
+        out.append("%s: missing %s" % (where, ", ".join(map(str, missing))))
+    if extra:
+        out.append("%s: extra (not in schemas/contract-v1.json) %s" % (where, ", ".join(map(str, extra))))
+    if dups:
+        out.append("%s: listed twice %s" % (where, ", ".join(map(str, dups))))
+    if order and not missing and not extra and not dups and got != want:
+        i = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
+        out.append("%s: order differs from the contract at position %d: %s where the contract has %s"
+                   % (where, i + 1, got[i], want[i]))
+    if not out and len(got) != len(want):
+        out.append("%s: %d entries, the contract has %d" % (where, len(got), len(want)))
+    return out
+
+
+def main():
+    types, pairs, callbacks, java = contract()
+    errors = []
+    if len(types) != 17 or len(set(types)) != 17:
+        errors.append("schemas/contract-v1.json: %d topics (%d distinct), want 17" % (len(types), len(set(types))))
+    want = {"type": types, "type+key": pairs, "callback": callbacks, "java": java}
+    for p in PLACES:
+        path = os.path.join(SRC, p["file"])
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            errors.append("%s: cannot read: %s" % (p["file"], e))
+            continue
+        regions = [text]
+        if "region" in p:
+            regions = re.findall(p["region"], text, re.S)
+            if not regions:
+                errors.append("%s: the list (%s) is not found: update schemas_lists.py if it moved"
+                              % (p["file"], p["region"]))
+                continue
+            if not p.get("each"):
+                regions = regions[:1]
+        for n, region in enumerate(regions):
+            got = re.findall(p["pattern"], region, re.S | re.M)
+            got = [g for g in got if g not in p.get("ignore", [])]
+            if not got:
+                errors.append("%s: no %s entries found by %s" % (p["file"], p["what"], p["pattern"]))
+                continue
+            where = p["file"] + ("" if len(regions) == 1 else " (list %d)" % (n + 1))
+            where += " [%s]" % p["what"]
+            errors += compare(where, got, want[p["what"]], p["order"])
+    for e in errors:
+        print("FAIL: " + e)
+    print("%d places checked against the contract's %d event types: %s"
+          % (len(PLACES), len(types), "FAILED" if errors else "OK"))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
