@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "dfb_auth.h"
+#include "dfb_clock.h"
 #include "dfb_config.h"
 #include "dfb_http.h"
+#include "dfb_info.h"
 #include "dfb_log.h"
 #include "dfb_loop.h"
 #include "dfb_publish.h"
@@ -30,7 +32,8 @@ usage(FILE *out)
                  "  2  bad configuration or command line, unbindable bridge.publish\n"
                  "  3  retries exhausted (datafeed.retry, datahose.retry or retry maxAttempts)\n"
                  "  4  authentication refused (401 on login or re-login)\n"
-                 "  5  internal error (out of memory, cannot start the HTTP client)\n");
+                 "  5  internal error (out of memory, cannot start the HTTP client, the\n"
+                 "     publisher or replay thread stopped)\n");
 }
 
 /*  Delivery guarantees: PUB, journal (bridge.stateDir), replay, heartbeat,
@@ -63,6 +66,23 @@ start_publisher(const dfb_config_t *cfg, char *err, size_t errlen)
                  *dfb_publish_replay_endpoint(pub) ? dfb_publish_replay_endpoint(pub) : "off",
                  cfg->heartbeat_ms);
     return pub;
+}
+
+/*  The whole INFO table as one line (what the replay `info` request
+    answers), so the exit log holds every counter. */
+static void
+log_info(dfb_publish_t *pub, const dfb_loop_t *loop)
+{
+    uint64_t values[128];
+    char line[4096];
+    if (dfb_info_nrows > 128)
+        return;
+    dfb_info_sources_t src = {.loop = dfb_loop_counters(loop),
+                              .pub = dfb_publish_counters(pub),
+                              .journal = dfb_publish_journal(pub)};
+    dfb_info_values(&src, dfb_mono_ms(), values);
+    dfb_info_line(values, line, sizeof line);
+    dfb_info("info: %s", line);
 }
 
 int
@@ -151,7 +171,11 @@ main(int argc, char **argv)
                  : cfg->datafeed_version == DFB_DATAFEED_V1 ? "datafeed v1"
                                                             : "datafeed v2",
                  dfb_publish_endpoint(pub), cfg->sndhwm, dfb_publish_epoch(pub));
+        dfb_publish_set_loop(pub, dfb_loop_counters(loop));
         rc = dfb_loop_run(loop);
+        /* A dead internal thread requested the stop; its error line is out. */
+        if (dfb_publish_failed(pub))
+            rc = DFB_EXIT_INTERNAL;
         dfb_loop_stats_t ls;
         dfb_publish_stats_t ps;
         dfb_loop_stats(loop, &ls);
@@ -173,6 +197,7 @@ main(int argc, char **argv)
                  ", errors %" PRIu64 ", abandoned %" PRIu64 ")",
                  ps.journaled, ps.journal_errors, ps.deduped, ps.heartbeats, ps.replay_requests,
                  ps.replay_messages, ps.replay_errors, ps.replay_abandoned);
+        log_info(pub, loop);
     }
     dfb_loop_destroy(&loop);
     dfb_publish_destroy(&pub);
