@@ -561,11 +561,12 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
         }
         int rc;
         if (r->state == ST_INFO) {
+            if (!r->count++) /* counted once, and included in its own answer */
+                self->c->info_requests++;
             rc = send_info(self, r);
             if (rc == 1)
                 break;
             if (rc == 0 && r->state == ST_INFO) {
-                self->c->info_requests++;
                 r->state = ST_DONE;
             } else if (rc < 0) {
                 r->state = ST_DONE;
