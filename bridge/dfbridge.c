@@ -199,8 +199,10 @@ main(int argc, char **argv)
                  ps.replay_messages, ps.replay_errors, ps.replay_abandoned);
         log_info(pub, loop);
     }
-    dfb_loop_destroy(&loop);
+    /* The publisher first: its replay thread reads the loop's counters for
+       info answers until it is stopped (the loop does not use pub to die). */
     dfb_publish_destroy(&pub);
+    dfb_loop_destroy(&loop);
     dfb_http_destroy(&http);
     dfb_auth_destroy(&auth);
     dfb_config_destroy(&cfg);
