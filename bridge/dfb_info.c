@@ -8,9 +8,11 @@
 
 #include "dfb_mpack.h"
 
-#define LOOP(f) DFB_INFO_LOOP, offsetof(dfb_loop_stats_t, f)
-#define PUB(f) DFB_INFO_PUB, offsetof(dfb_pub_counters_t, f)
-#define JOURNAL(f) DFB_INFO_JOURNAL, offsetof(dfb_journal_stats_t, f)
+#define LOOP(f) DFB_INFO_COUNTER, DFB_INFO_LOOP, offsetof(dfb_loop_stats_t, f)
+#define PUB(f) DFB_INFO_COUNTER, DFB_INFO_PUB, offsetof(dfb_pub_counters_t, f)
+#define JOURNAL(f) DFB_INFO_COUNTER, DFB_INFO_JOURNAL, offsetof(dfb_journal_stats_t, f)
+#define PUB_GAUGE(f) DFB_INFO_GAUGE, DFB_INFO_PUB, offsetof(dfb_pub_counters_t, f)
+#define JOURNAL_GAUGE(f) DFB_INFO_GAUGE, DFB_INFO_JOURNAL, offsetof(dfb_journal_stats_t, f)
 
 const dfb_info_row_t dfb_info_rows[] = {
     {"reads", "successful datafeed reads", LOOP(reads)},
@@ -24,28 +26,28 @@ const dfb_info_row_t dfb_info_rows[] = {
     {"malformed", "datafeed bodies that were not the expected JSON", LOOP(malformed)},
     {"replaced", "invalid UTF-8 sequences replaced by U+FFFD", LOOP(replaced)},
     {"last_read_age_ms", "milliseconds since the last successful read (0: none yet)",
-     DFB_INFO_LOOP_AGE, offsetof(dfb_loop_stats_t, last_read_ms)},
+     DFB_INFO_GAUGE, DFB_INFO_LOOP_AGE, offsetof(dfb_loop_stats_t, last_read_ms)},
     {"published", "messages handed to the PUB socket", PUB(published)},
     {"encode_errors", "events not published: msgpack encoding failed", PUB(encode_errors)},
     {"send_errors", "events not published: zmq_send failed", PUB(send_errors)},
     {"pipe_errors", "events journaled but not handed to the publisher thread", PUB(pipe_errors)},
     {"pipe_drops", "events lost inside the publisher pipe (unreadable frame)", PUB(pipe_drops)},
-    {"topics", "distinct topics seen", PUB(topics)},
+    {"topics", "distinct topics seen", PUB_GAUGE(topics)},
     {"topics_overflow", "events published under UNKNOWN by the topic cap", PUB(topics_overflow)},
     {"deduped", "redelivered events not published again", PUB(deduped)},
     {"heartbeats", "_hb messages sent", PUB(heartbeats)},
     {"journal_errors", "failed journal appends (each retried)", PUB(journal_errors)},
     {"journal_failing", "1 while journal appends fail (batches are not acknowledged)",
-     PUB(journal_failing)},
+     PUB_GAUGE(journal_failing)},
     {"journaled", "events appended to the journal since start", JOURNAL(appended)},
     {"journal_fsyncs", "fdatasync calls on the journal", JOURNAL(fsyncs)},
-    {"journal_segments", "journal segment files", JOURNAL(segments)},
-    {"journal_bytes", "bytes in the journal segments", JOURNAL(bytes)},
+    {"journal_segments", "journal segment files", JOURNAL_GAUGE(segments)},
+    {"journal_bytes", "bytes in the journal segments", JOURNAL_GAUGE(bytes)},
     {"journal_segments_deleted", "segments removed by retention", JOURNAL(segments_deleted)},
     {"journal_truncated_bytes", "torn or corrupt tail bytes cut at open", JOURNAL(truncated_bytes)},
     {"journal_read_errors", "corrupt records met by journal readers", JOURNAL(read_errors)},
-    {"journal_oldest_gseq", "oldest gseq retained", JOURNAL(oldest_gseq)},
-    {"journal_head_gseq", "newest gseq appended", JOURNAL(head_gseq)},
+    {"journal_oldest_gseq", "oldest gseq retained", JOURNAL_GAUGE(oldest_gseq)},
+    {"journal_head_gseq", "newest gseq appended", JOURNAL_GAUGE(head_gseq)},
     {"replay_requests", "replay requests received", PUB(replay_requests)},
     {"replay_messages", "messages sent in replay answers", PUB(replay_messages)},
     {"replay_errors", "replay answers with status error", PUB(replay_errors)},

@@ -48,9 +48,16 @@ typedef enum {
     DFB_INFO_JOURNAL   /* a uint64_t in dfb_journal_stats_t */
 } dfb_info_src_t;
 
+/*  What a value means over time (for /metrics: counter or gauge). */
+typedef enum {
+    DFB_INFO_COUNTER, /* only grows while the bridge runs */
+    DFB_INFO_GAUGE    /* goes up and down */
+} dfb_info_kind_t;
+
 typedef struct {
     const char *name; /* snake_case, stable: part of the contract (info reply) */
     const char *help;
+    dfb_info_kind_t kind;
     dfb_info_src_t src;
     size_t off; /* offset of the field in its struct */
 } dfb_info_row_t;

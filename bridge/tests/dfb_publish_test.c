@@ -134,6 +134,14 @@ test_info_table(void)
     for (size_t a = 0; a < dfb_info_nrows; a++)
         for (size_t b = a + 1; b < dfb_info_nrows; b++)
             CHECK(strcmp(dfb_info_rows[a].name, dfb_info_rows[b].name) != 0);
+    /* Gauges (for /metrics): exactly these go down as well as up. */
+    const char *gauges = " last_read_age_ms topics journal_failing journal_segments journal_bytes "
+                         "journal_oldest_gseq journal_head_gseq ";
+    for (size_t a = 0; a < dfb_info_nrows; a++) {
+        char word[80];
+        snprintf(word, sizeof word, " %s ", dfb_info_rows[a].name);
+        CHECK_EQ(dfb_info_rows[a].kind == DFB_INFO_GAUGE, strstr(gauges, word) != NULL);
+    }
     dfb_json_destroy(&json);
     free(text);
 }
