@@ -545,23 +545,24 @@ def collect(sock, seconds, into):
             into["ev"].append(m)
 
 
-def case_journal_disk_full():
-    """The journal's appends fail (ENOSPC on every writev under stateDir): the bridge stops
-    acknowledging, says so once, keeps heartbeats and replay running, and resumes by itself when
-    space returns: every event received exactly once, gseq 1..N, the pod's events unchanged."""
+def journal_full(start, fail, clear):
+    """The journal's appends fail with ENOSPC (fail(br) makes the disk full, clear(br) frees
+    it; start(pod, state) starts the bridge): the bridge stops acknowledging, says so once, keeps
+    heartbeats and replay running, and resumes by itself when space returns: every event received
+    exactly once, gseq 1..N, the pod's events unchanged."""
     pod = new_pod("--hold-ms", "1000", "--visibility-ms", "3000")
-    ctl = os.path.join(dftest.CTX.tmp, "faults.ctl")
     state = state_dir()
-    br = new_bridge(pod, state, free_port(), "  heartbeatMillis: 200\n", env=fault_env(ctl))
+    br = start(pod, state)
     s = sub([br.endpoint])
     wait_heartbeat(s)
-    evs = [event(i, TYPES[i % 3]) for i in range(60)]
+    evs = [event(i, TYPES[i % 3], pad=300) for i in range(60)]
     pod.events(evs[:20])
     wait_acked(pod, 20)
-    set_faults(ctl, "writev ENOSPC %s" % state)
+    fail(br)
     pod.events(evs[20:])
     wait_for(lambda: "the journal cannot append" in br.text(), "the bridge says the journal fails")
     acked = pod.counters()["acked"]
+    journaled = br.counter("journaled")
     seen = {"hb": [], "ev": []}
     collect(s, 3.0, seen)  # failing for 3 s
     info = br.info()
@@ -576,9 +577,10 @@ def case_journal_disk_full():
           "heartbeats go on while failing: %d, gaps %r" % (len(seen["hb"]), gaps))
     rp = Replay(br.replay)
     msgs, end = rp.ask(from_gseq=1)
-    check(len(msgs) == 20 and end.get("status") == "ok" and end.get("head_gseq") == 20,
-          "replay serves the 20 journaled events while failing: %r" % end)
-    set_faults(ctl)  # space returns
+    check(len(msgs) == journaled and end.get("status") == "ok"
+          and end.get("head_gseq") == journaled >= 20,
+          "replay serves the %r journaled events while failing: %r" % (journaled, end))
+    clear(br)  # space returns
     wait_acked(pod, 60, 60)
     drain(s, 60, seen["ev"])
     got = [env(b) for _, b in seen["ev"]]
@@ -593,6 +595,59 @@ def case_journal_disk_full():
     check(stop(br) == 0, "bridge exit 0")
     print("journal error lines (the journal's own, one per failed append): %d"
           % len([e for e in br.errors() if e.startswith("journal:")]))
+
+
+def case_journal_disk_full():
+    """journal_full with the dffault shim: ENOSPC on every writev under stateDir."""
+    ctl = os.path.join(dftest.CTX.tmp, "faults.ctl")
+    journal_full(lambda pod, state: new_bridge(pod, state, free_port(), "  heartbeatMillis: 200\n",
+                                               env=fault_env(ctl)),
+                 lambda br: set_faults(ctl, "writev ENOSPC %s" % state_dir()),
+                 lambda br: set_faults(ctl))
+
+
+def case_journal_tmpfs_full():
+    """journal_full on a real full filesystem: stateDir is a 4 MiB tmpfs mounted in the bridge's
+    own mount namespace (unshare -m: nothing leaks); the test fills it with a file, seen through
+    /proc/<pid>/root, then deletes that file. Needs root (CI runs as root)."""
+    check(os.geteuid() == 0, "journal_tmpfs_full needs root (mount -t tmpfs in unshare -m)")
+    if os.geteuid() != 0:
+        return
+    wrapper = os.path.join(dftest.CTX.tmp, "dfbridge-tmpfs.sh")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\n# dfbridge with its stateDir on a 4 MiB tmpfs of its own\n"
+                "exec unshare -m --propagation private /bin/sh -c "
+                "'mount -t tmpfs -o size=4m tmpfs \"$0\" && exec \"$@\"' %s %s \"$@\"\n"
+                % (state_dir(), dftest.CTX.dfbridge))
+    os.chmod(wrapper, 0o755)
+    real = dftest.CTX.dfbridge
+
+    def start(pod, state):
+        os.makedirs(state, exist_ok=True)
+        dftest.CTX.dfbridge = wrapper
+        try:
+            br = new_bridge(pod, state, free_port(), "  heartbeatMillis: 200\n")
+        finally:
+            dftest.CTX.dfbridge = real
+        wait_for(lambda: "journal " in br.text() or not br.running(), "the bridge started")
+        return br
+
+    def filler(br):
+        return "/proc/%d/root%s/filler" % (br.proc.pid, state_dir())
+
+    def fail(br):
+        check(os.path.ismount("/proc/%d/root%s" % (br.proc.pid, state_dir())),
+              "stateDir is a mount point in the bridge's namespace")
+        with open(filler(br), "wb", buffering=0) as f:
+            for size in (65536, 4096, 1):
+                try:
+                    while True:
+                        f.write(b"\0" * size)
+                except OSError as e:
+                    check(e.errno == 28, "the tmpfs is full (ENOSPC): %r" % e)
+        print("tmpfs full: filler of %d bytes" % os.path.getsize(filler(br)))
+
+    journal_full(start, fail, lambda br: os.unlink(filler(br)))
 
 
 def heartbeat_slow_disk(fsync):
@@ -641,6 +696,7 @@ CASES = {
     "publish_dead_actor": case_dead_actor,
     "replay_errors": case_replay_errors,
     "journal_disk_full": case_journal_disk_full,
+    "journal_tmpfs_full": case_journal_tmpfs_full,
     "heartbeat_slow_disk": case_heartbeat_slow_disk,
     "heartbeat_slow_disk_interval": case_heartbeat_slow_disk_interval,
 }
