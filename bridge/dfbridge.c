@@ -2,6 +2,7 @@
     the datafeed loop (v2, the deprecated v1, or the datahose) and publishes
     every event on a ZeroMQ PUB socket (topic frame + msgpack envelope).
     Exit statuses: see usage() and dfb_loop.h. */
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,10 +10,10 @@
 #include <string.h>
 
 #include "dfb_auth.h"
-#include "dfb_clock.h"
 #include "dfb_config.h"
 #include "dfb_http.h"
 #include "dfb_info.h"
+#include "dfb_infodump.h"
 #include "dfb_log.h"
 #include "dfb_loop.h"
 #include "dfb_publish.h"
@@ -66,23 +67,6 @@ start_publisher(const dfb_config_t *cfg, char *err, size_t errlen)
                  *dfb_publish_replay_endpoint(pub) ? dfb_publish_replay_endpoint(pub) : "off",
                  cfg->heartbeat_ms);
     return pub;
-}
-
-/*  The whole INFO table as one line (what the replay `info` request
-    answers), so the exit log holds every counter. */
-static void
-log_info(dfb_publish_t *pub, const dfb_loop_t *loop)
-{
-    uint64_t values[128];
-    char line[4096];
-    if (dfb_info_nrows > 128)
-        return;
-    dfb_info_sources_t src = {.loop = dfb_loop_counters(loop),
-                              .pub = dfb_publish_counters(pub),
-                              .journal = dfb_publish_journal(pub)};
-    dfb_info_values(&src, dfb_mono_ms(), values);
-    dfb_info_line(values, line, sizeof line);
-    dfb_info("info: %s", line);
 }
 
 int
@@ -172,7 +156,14 @@ main(int argc, char **argv)
                                                             : "datafeed v2",
                  dfb_publish_endpoint(pub), cfg->sndhwm, dfb_publish_epoch(pub));
         dfb_publish_set_loop(pub, dfb_loop_counters(loop));
+        dfb_info_sources_t src = {.loop = dfb_loop_counters(loop),
+                                  .pub = dfb_publish_counters(pub),
+                                  .journal = dfb_publish_journal(pub)};
+        dfb_infodump_t *dump = dfb_infodump_new(&src); /* SIGUSR1 */
+        if (!dump)
+            dfb_warn("SIGUSR1 info dump unavailable: %s", strerror(errno));
         rc = dfb_loop_run(loop);
+        dfb_infodump_destroy(&dump);
         /* A dead internal thread requested the stop; its error line is out. */
         if (dfb_publish_failed(pub))
             rc = DFB_EXIT_INTERNAL;
@@ -197,7 +188,7 @@ main(int argc, char **argv)
                  ", errors %" PRIu64 ", abandoned %" PRIu64 ")",
                  ps.journaled, ps.journal_errors, ps.deduped, ps.heartbeats, ps.replay_requests,
                  ps.replay_messages, ps.replay_errors, ps.replay_abandoned);
-        log_info(pub, loop);
+        dfb_infodump_log(&src);
     }
     /* The publisher first: its replay thread reads the loop's counters for
        info answers until it is stopped (the loop does not use pub to die). */

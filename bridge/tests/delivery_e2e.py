@@ -531,6 +531,36 @@ def case_replay_errors():
     check(stop(br) == 0, "bridge exit 0")
 
 
+def case_info_sigusr1():
+    """SIGUSR1 logs the INFO table as one `info:` line while the bridge runs (no replay needed),
+    with the live values; the bridge goes on (the next events are published)."""
+    pod = new_pod("--hold-ms", "1000")
+    br = new_bridge(pod, state_dir(), free_port(), "  heartbeatMillis: 200\n")
+    s = sub([br.endpoint])
+    wait_heartbeat(s)
+    pod.events([event(i, TYPES[i % 3]) for i in range(10)])
+    wait_acked(pod, 10)
+    drain(s, 10, [])
+
+    def info_lines():
+        return [ln for ln in br.text().splitlines() if " info: " in ln]
+
+    check(info_lines() == [], "no info line before the signal")
+    br.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: info_lines(), "an info line after SIGUSR1")
+    lines = info_lines()
+    check(len(lines) == 1 and "published 10," in lines[0] and "events 10," in lines[0]
+          and "journal_head_gseq 10," in lines[0], "one info line with the live values: %r"
+          % lines)
+    keys = list(dftest.json.load(open(CONTRACT))["replay_info"]["counters"])
+    names = re.findall(r"(?:info: |, )(\w+) \d+", lines[0]) if lines else []
+    check(names == keys, "the line lists the contract's counters in order: %r" % names)
+    pod.events([event(i, TYPES[i % 3]) for i in range(10, 15)])
+    wait_acked(pod, 15)
+    check(br.running() and br.counter("published") == 15, "the bridge goes on after the dump")
+    check(stop(br) == 0, "bridge exit 0")
+
+
 def collect(sock, seconds, into):
     """Every message for `seconds`; heartbeats as (arrival time, envelope) in into["hb"], events
     in into["ev"]."""
@@ -697,6 +727,7 @@ CASES = {
     "replay_errors": case_replay_errors,
     "journal_disk_full": case_journal_disk_full,
     "journal_tmpfs_full": case_journal_tmpfs_full,
+    "info_sigusr1": case_info_sigusr1,
     "heartbeat_slow_disk": case_heartbeat_slow_disk,
     "heartbeat_slow_disk_interval": case_heartbeat_slow_disk_interval,
 }
