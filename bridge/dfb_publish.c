@@ -357,7 +357,13 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
 int
 dfb_publish_flush(dfb_publish_t *self)
 {
-    return self->journal ? dfb_journal_flush(self->journal) : 0;
+    int rc = self->journal ? dfb_journal_flush(self->journal) : 0;
+    /* A round trip through the actor: the batch is acknowledged only once
+       every event of it has reached the PUB socket, never when the actor
+       died with some of it still in its pipe. */
+    if (dfb_actor_sync(self->actor) != 0)
+        rc = -1;
+    return rc;
 }
 
 void

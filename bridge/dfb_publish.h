@@ -119,8 +119,10 @@ void dfb_publish_set_bot(dfb_publish_t *self, int64_t bot_id);
 int dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t event_ref);
 
 /*  End of a batch, before its ackId is sent: makes the journaled events
-    durable per bridge.journal.fsync. Returns 0, or -1 on an fdatasync error
-    (logged). Without a journal, does nothing. */
+    durable per bridge.journal.fsync and waits until the actor has handed
+    every event of the batch to the PUB socket (a round trip through its
+    pipe). Returns 0, or -1 on an fdatasync error (logged) or when the
+    actor is dead (it logged why): the batch must not be acknowledged. */
 int dfb_publish_flush(dfb_publish_t *self);
 
 /*  Copies the counters into *stats, after the actor has published

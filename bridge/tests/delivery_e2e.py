@@ -468,6 +468,7 @@ def case_dead_actor():
     check([e["gseq"] for e in got] == [1, 2, 3, 4, 5],
           "exactly the 5 events published before the thread stopped: %r"
           % [e["gseq"] for e in got])
+    # A batch is acknowledged only once all of it reached the PUB socket: at most the 5.
     check(pod.counters()["acked"] <= 5, "the unpublished events are not acknowledged (acked %d)"
           % pod.counters()["acked"])
     check(br.final_counter("dead_threads") == 1, "dead_threads 1 in the exit log")
