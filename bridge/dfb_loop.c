@@ -137,6 +137,12 @@ dfb_loop_stats(const dfb_loop_t *self, dfb_loop_stats_t *stats)
     *stats = self->stats;
 }
 
+const dfb_loop_stats_t *
+dfb_loop_counters(const dfb_loop_t *self)
+{
+    return &self->stats;
+}
+
 /* ---- one call, and what follows a failure ---------------------------------- */
 
 /*  Ends the loop with exit status code; the caller has logged why. */

@@ -11,6 +11,7 @@
 #include "dfb_auth.h"
 #include "dfb_config.h"
 #include "dfb_http.h"
+#include "dfb_loop_counters.h"
 #include "dfb_publish.h"
 
 /*  Exit statuses of the daemon (README "Exit statuses", dfbridge --help).
@@ -26,20 +27,7 @@ enum {
 
 typedef struct dfb_loop dfb_loop_t;
 
-/*  Counters for an INFO-like view. */
-typedef struct {
-    uint64_t reads;         /* successful reads (200) */
-    uint64_t events;        /* events handed to dfb_publish */
-    uint64_t retries;       /* failed calls that were retried */
-    uint64_t reauths;       /* re-authentications after a 401 */
-    uint64_t recreates;     /* 400s on read that needed another feed */
-    uint64_t adopted;       /* ... of which were solved by a feed listed meanwhile */
-    uint64_t created;       /* feeds this process created (v2, v1) */
-    uint64_t unacked;       /* batches not acknowledged: a publish failed */
-    uint64_t malformed;     /* bodies that were not the expected JSON */
-    uint64_t replaced;      /* invalid UTF-8 / lone surrogates replaced by U+FFFD */
-    long long last_read_ms; /* monotonic time of the last successful read */
-} dfb_loop_stats_t;
+/*  Counters for the INFO view: dfb_loop_stats_t (dfb_loop_counters.h). */
 
 /*  Creates a loop over borrowed objects (all must outlive it; the loop runs
     on the calling thread, which must be the thread that created pub). */
@@ -58,6 +46,10 @@ void dfb_loop_destroy(dfb_loop_t **self_p);
 int dfb_loop_run(dfb_loop_t *self);
 
 void dfb_loop_stats(const dfb_loop_t *self, dfb_loop_stats_t *stats);
+
+/*  The live counters (borrowed, valid until the loop is destroyed): other
+    threads read them with atomic loads. */
+const dfb_loop_stats_t *dfb_loop_counters(const dfb_loop_t *self);
 
 /*  1 when id is a fanout datafeed id, i.e. matches ^[^\s_]+_f(_[^\s_]+)?$
     (the BDKs' pattern; datahose ids _p_ do not match). */

@@ -1,25 +1,32 @@
-/*  dfb_publish: the publishing side of the bridge. Gives every event its
-    seq (per topic) and gseq (over all topics) in the current epoch, drops
-    Symphony's redeliveries (dedupe window), appends each message to the
-    journal (when bridge.stateDir is set) and hands it to the publisher
-    actor: one thread that owns the PUB socket, the replay ROUTER
-    (bridge.replay) and the `_hb` heartbeat timer, so the datafeed loop's
-    long-poll never delays a heartbeat or a replay answer.
+/*  dfb_publish: the sequencer of the bridge's publishing side. Gives every
+    event its seq (per topic) and gseq (over all topics) in the current
+    epoch, drops Symphony's redeliveries (dedupe window), appends each
+    message to the journal (when bridge.stateDir is set) and hands it to the
+    publisher actor (dfb_actor: the PUB socket and the `_hb` timer); the
+    replay thread (dfb_replay) serves the journal back. The sequencer is
+    the one owner of the seq counters: the journal's are only read at open,
+    the actor keeps the published watermark for its heartbeats.
 
     The API is for one thread only (the thread that called _new, normally
-    the datafeed loop's); the actor is internal.
+    the datafeed loop's).
 
     For the loop: call dfb_publish_event for each event of a batch, then
     dfb_publish_flush, and only then acknowledge the batch upstream (send its
     ackId). dfb_publish_event returns only once the event is in the journal;
     dfb_publish_flush makes the batch durable per bridge.journal.fsync
-    (`always`: fdatasync). Without a flush call, `always` syncs every event. */
+    (`always`: fdatasync). Without a flush call, `always` syncs every event.
+
+    A failing journal (disk full, EIO) is retried with a backoff inside
+    dfb_publish_event, so the batch is not acknowledged meanwhile; it is
+    logged once when it starts failing and once when it recovers. */
 #ifndef DFB_PUBLISH_H
 #define DFB_PUBLISH_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dfb_heartbeat.h"
+#include "dfb_info.h"
 #include "dfb_journal.h"
 #include "dfb_json.h"
 #include "dfb_topics.h"
@@ -34,18 +41,6 @@
 /*  ZMQ_LINGER at close: unsent messages get 1 s to leave at shutdown, then
     are dropped, so a SIGTERM never hangs on a dead subscriber. */
 #define DFB_PUBLISH_LINGER_MS 1000
-
-/*  The heartbeat topic (schemas/CONTRACT.md, "Heartbeat"). */
-#define DFB_TOPIC_HEARTBEAT "_hb"
-
-/*  Liveness on the PUB and ROUTER sockets: TCP keepalive probes after 30 s
-    idle, every 5 s, 3 times (a half-open connection is closed within ~45 s).
-    ZMTP heartbeats (bridge.zmtpHeartbeatMillis) are off by default: a PUB
-    that times out a subscriber stalled longer than the timeout closes its
-    connection, and libzmq 4.3.4 can then abort that subscriber
-    ("Assertion failed: !_io_error (src/stream_engine_base.cpp:331)", seen
-    in replay_slow_subscriber). Liveness for consumers is the `_hb` topic. */
-#define DFB_TCP_KEEPALIVE_IDLE_S 30
 
 typedef struct dfb_publish dfb_publish_t;
 
@@ -62,7 +57,7 @@ typedef struct {
     int64_t dedupe_ms;            /* bridge.dedupeMillis: their age limit; 0 = none */
 } dfb_publish_opts_t;
 
-/*  Counters for an INFO-like view. */
+/*  A snapshot of the counters (the live ones: dfb_publish_counters). */
 typedef struct {
     uint64_t published;        /* messages handed to the PUB socket (both frames) */
     uint64_t encode_errors;    /* events not published: msgpack encoding failed */
@@ -77,13 +72,16 @@ typedef struct {
     uint64_t replay_messages;  /* messages sent in replay answers */
     uint64_t replay_errors;    /* replay answers with status "error" */
     uint64_t replay_abandoned; /* replay requests given up (client gone or stalled) */
+    uint64_t pipe_drops;       /* events lost inside the actor pipe (counted, replay has them) */
 } dfb_publish_stats_t;
 
-/*  Creates the PUB socket (ZMQ_SNDHWM = sndhwm before bind, TCP keepalive,
-    ZMTP heartbeats when asked, linger as above) and binds it; opens or recovers the
-    journal (the epoch and counters continue from it); binds the replay
-    ROUTER; starts the actor. Returns NULL on error with a message in err
-    (a bind error names its key). */
+/*  Creates the PUB socket (dfb_zsock: ZMQ_SNDHWM = sndhwm, TCP keepalive,
+    ZMTP heartbeats when asked, linger as above) and binds it; opens or
+    recovers the journal (the epoch and counters continue from it); starts
+    the replay thread (binding bridge.replay when set) and the actor.
+    Returns NULL on error with a message in err (a bind error names its
+    key). The environment variable DFB_TEST_ACTOR_FAIL_AFTER=N (tests only)
+    makes the actor thread stop as on an error after N messages. */
 dfb_publish_t *dfb_publish_new_opts(const dfb_publish_opts_t *opts, char *err, size_t errlen);
 
 /*  The simple form: no journal, no replay, no heartbeat, no dedupe. */
@@ -121,28 +119,31 @@ void dfb_publish_set_bot(dfb_publish_t *self, int64_t bot_id);
 int dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t event_ref);
 
 /*  End of a batch, before its ackId is sent: makes the journaled events
-    durable per bridge.journal.fsync. Returns 0, or -1 on an fdatasync error
-    (logged). Without a journal, does nothing. */
+    durable per bridge.journal.fsync and waits until the actor has handed
+    every event of the batch to the PUB socket (a round trip through its
+    pipe). Returns 0, or -1 on an fdatasync error (logged) or when the
+    actor is dead (it logged why): the batch must not be acknowledged. */
 int dfb_publish_flush(dfb_publish_t *self);
 
 /*  Copies the counters into *stats, after the actor has published
-    everything handed to it so far. */
+    everything handed to it so far (unless it is dead: then at once). */
 void dfb_publish_stats(dfb_publish_t *self, dfb_publish_stats_t *stats);
 
 /*  seq last used for topic (0 if never published). */
 uint64_t dfb_publish_topic_seq(const dfb_publish_t *self, const char *topic, size_t len);
 
-/*  Appends the msgpack body of a heartbeat (schemas/CONTRACT.md,
-    "Heartbeat"): v, epoch, gseq, seqs (the topics of seqs whose seq > 0, in
-    the map's order), ts, interval, replay. 0, or -1 when out of memory. */
-int dfb_publish_heartbeat_encode(dfb_buf_t *b, const char *epoch, uint64_t gseq,
-                                 const dfb_topics_t *seqs, uint64_t ts, int interval_ms,
-                                 const char *replay);
+/*  The live counters (borrowed, atomics, readable from any thread). */
+const dfb_pub_counters_t *dfb_publish_counters(const dfb_publish_t *self);
 
-/*  Sets TCP keepalive (idle DFB_TCP_KEEPALIVE_IDLE_S) and, when zmtp_ms > 0,
-    ZMTP heartbeats (interval zmtp_ms, timeout and TTL 3 x zmtp_ms) on a
-    socket before bind. 0, or -1 with errno. */
-int dfb_publish_liveness(void *sock, int zmtp_ms);
+/*  The journal (borrowed; NULL without bridge.stateDir), for the INFO view. */
+dfb_journal_t *dfb_publish_journal(dfb_publish_t *self);
+
+/*  Lets the replay thread's info answers include the loop's counters. */
+void dfb_publish_set_loop(dfb_publish_t *self, const dfb_loop_stats_t *loop);
+
+/*  1 once an internal thread (actor or replay) has stopped on an error:
+    the daemon must exit DFB_EXIT_INTERNAL. The error line is logged. */
+int dfb_publish_failed(const dfb_publish_t *self);
 
 /*  Self-test; returns 0 when all checks pass. */
 int dfb_publish_test(int verbose);

@@ -1,7 +1,7 @@
-/*  dfb_replay: the ROUTER side of replay (see dfb_replay.h). Each request
-    owns a journal reader and a cursor; dfb_replay_work advances every
-    request by at most STEP records, so one big answer cannot starve the
-    heartbeat or the publisher that share the thread. */
+/*  dfb_replay: the replay thread (see dfb_replay.h). It owns the ROUTER and
+    the journal readers; each request owns a reader and a cursor, and
+    replay_work advances every request by at most STEP records so one big
+    answer cannot starve the others. */
 #include "dfb_replay.h"
 
 #include <errno.h>
@@ -10,15 +10,20 @@
 #include <string.h>
 #include <zmq.h>
 
+#include <pthread.h>
+
+#include "dfb_clock.h"
 #include "dfb_log.h"
 #include "dfb_mpack.h"
-#include "dfb_publish.h"
+#include "dfb_stop.h"
+#include "dfb_zsock.h"
 
-#define STEP 256   /* records scanned per request per call */
-#define RETRY_MS 5 /* wait before retrying a client whose pipe is full */
-#define MAX_ID 255 /* ZeroMQ routing ids are 1..255 bytes */
+#define STEP 256     /* records scanned per request per call */
+#define RETRY_MS 5   /* wait before retrying a client whose pipe is full */
+#define MAX_ID 255   /* ZeroMQ routing ids are 1..255 bytes */
+#define TICK_MS 1000 /* journal retention and `interval` fsync checks */
 
-typedef enum { ST_READ, ST_SEND, ST_PEEK, ST_END, ST_DONE } state_t;
+typedef enum { ST_READ, ST_SEND, ST_PEEK, ST_END, ST_INFO, ST_DONE } state_t;
 
 typedef struct {
     uint8_t id[MAX_ID];
@@ -44,61 +49,80 @@ typedef struct {
 } req_t;
 
 struct dfb_replay {
-    void *sock;
+    void *ctx;
+    void *pipe; /* owner's end: $TERM */
+    pthread_t thread;
+    int started;
+    _Atomic(const dfb_loop_stats_t *) loop; /* for info; set once the loop exists */
+    /* the thread's own */
+    void *tpipe; /* thread's end */
+    void *sock;  /* NULL: no ROUTER (bridge.replay off), the thread only ticks */
     dfb_journal_t *journal;
     char endpoint[256];
+    char epoch[64];
     req_t *reqs[DFB_REPLAY_MAX_ACTIVE];
     size_t nreqs;
     dfb_buf_t out;
-    dfb_replay_stats_t st;
+    dfb_pub_counters_t *c;
 };
 
-static void
-bump(uint64_t *c)
-{
-    __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
-}
+static void *replay_main(void *arg);
 
 dfb_replay_t *
-dfb_replay_new(void *ctx, const char *endpoint, dfb_journal_t *journal, int zmtp_ms, char *err,
-               size_t errlen)
+dfb_replay_new(void *ctx, const dfb_replay_opts_t *o, char *err, size_t errlen)
 {
     dfb_replay_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(err, errlen, "replay: out of memory");
         return NULL;
     }
-    self->journal = journal;
+    self->ctx = ctx;
+    self->journal = o->journal;
+    self->c = o->counters;
+    snprintf(self->epoch, sizeof self->epoch, "%s", o->epoch);
     dfb_buf_init(&self->out);
-    self->sock = zmq_socket(ctx, ZMQ_ROUTER);
-    if (!self->sock) {
-        snprintf(err, errlen, "replay: cannot create the socket: %s", zmq_strerror(errno));
-        free(self);
-        return NULL;
+    if (o->endpoint && *o->endpoint) {
+        dfb_zsock_opts_t zo = {.type = ZMQ_ROUTER,
+                               .endpoint = o->endpoint,
+                               .key = "bridge.replay",
+                               .sndhwm = 2 * DFB_REPLAY_MAX_LIMIT + 16,
+                               .linger_ms = 0,
+                               .zmtp_ms = o->zmtp_ms,
+                               .router_mandatory = 1,
+                               .maxmsgsize = DFB_REPLAY_MAX_REQUEST};
+        self->sock = dfb_zsock_new(ctx, &zo, self->endpoint, sizeof self->endpoint, err, errlen);
+        if (!self->sock) {
+            dfb_replay_destroy(&self);
+            return NULL;
+        }
     }
-    int one = 1, linger = 0, hwm = 2 * DFB_REPLAY_MAX_LIMIT + 16, maxmsg = DFB_REPLAY_MAX_REQUEST;
-    int ipv6 = strchr(endpoint, '[') != NULL;
-    int64_t maxmsg64 = maxmsg;
-    if (zmq_setsockopt(self->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg64, sizeof maxmsg64) != 0 ||
-        dfb_publish_liveness(self->sock, zmtp_ms) != 0 ||
-        zmq_setsockopt(self->sock, ZMQ_IPV6, &ipv6, sizeof ipv6) != 0) {
-        snprintf(err, errlen, "replay: setsockopt: %s", zmq_strerror(errno));
+    char name[64];
+    snprintf(name, sizeof name, "inproc://dfb-replay-%p", (void *)self);
+    self->pipe = zmq_socket(ctx, ZMQ_PAIR);
+    self->tpipe = zmq_socket(ctx, ZMQ_PAIR);
+    int zero = 0;
+    if (!self->pipe || !self->tpipe ||
+        zmq_setsockopt(self->pipe, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_setsockopt(self->tpipe, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_bind(self->tpipe, name) != 0 || zmq_connect(self->pipe, name) != 0) {
+        snprintf(err, errlen, "replay: cannot create the thread pipe: %s", zmq_strerror(errno));
         dfb_replay_destroy(&self);
         return NULL;
     }
-    if (zmq_bind(self->sock, endpoint) != 0) {
-        snprintf(err, errlen, "config: bridge.replay: cannot bind '%s': %s", endpoint,
-                 zmq_strerror(errno));
+    /* pthread_create is the barrier that hands the ROUTER to the thread. */
+    if (pthread_create(&self->thread, NULL, replay_main, self) != 0) {
+        snprintf(err, errlen, "replay: cannot start the replay thread");
         dfb_replay_destroy(&self);
         return NULL;
     }
-    size_t sz = sizeof self->endpoint;
-    if (zmq_getsockopt(self->sock, ZMQ_LAST_ENDPOINT, self->endpoint, &sz) != 0)
-        snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    self->started = 1;
     return self;
+}
+
+void
+dfb_replay_set_loop(dfb_replay_t *self, const dfb_loop_stats_t *loop)
+{
+    __atomic_store_n(&self->loop, loop, __ATOMIC_RELEASE);
 }
 
 static void
@@ -119,8 +143,16 @@ dfb_replay_destroy(dfb_replay_t **self_p)
     if (!self_p || !*self_p)
         return;
     dfb_replay_t *self = *self_p;
+    if (self->started) {
+        zmq_send(self->pipe, "$TERM", 5, 0);
+        pthread_join(self->thread, NULL);
+    }
     for (size_t i = 0; i < self->nreqs; i++)
         req_free(self->reqs[i]);
+    if (self->pipe)
+        zmq_close(self->pipe);
+    if (self->tpipe)
+        zmq_close(self->tpipe);
     if (self->sock)
         zmq_close(self->sock);
     dfb_buf_free(&self->out);
@@ -128,25 +160,10 @@ dfb_replay_destroy(dfb_replay_t **self_p)
     *self_p = NULL;
 }
 
-void *
-dfb_replay_socket(dfb_replay_t *self)
-{
-    return self->sock;
-}
-
 const char *
 dfb_replay_endpoint(const dfb_replay_t *self)
 {
     return self->endpoint;
-}
-
-void
-dfb_replay_stats(const dfb_replay_t *self, dfb_replay_stats_t *stats)
-{
-    stats->requests = __atomic_load_n(&self->st.requests, __ATOMIC_RELAXED);
-    stats->messages = __atomic_load_n(&self->st.messages, __ATOMIC_RELAXED);
-    stats->errors = __atomic_load_n(&self->st.errors, __ATOMIC_RELAXED);
-    stats->abandoned = __atomic_load_n(&self->st.abandoned, __ATOMIC_RELAXED);
 }
 
 /* ---- requests ------------------------------------------------------------- */
@@ -184,7 +201,7 @@ parse_request(req_t *r, const uint8_t *data, size_t len, const char *epoch)
     dfb_mpack_reader_t rd = {data, data + len};
     uint32_t n;
     uint64_t v = 0, limit = DFB_REPLAY_MAX_LIMIT, from_seq = 0;
-    int has_v = 0, has_gseq = 0, has_seq = 0, has_topic = 0, has_topics = 0;
+    int has_v = 0, has_gseq = 0, has_seq = 0, has_topic = 0, has_topics = 0, info = 0;
     const char *ep = NULL;
     size_t ep_len = 0;
     r->state = ST_READ;
@@ -213,6 +230,9 @@ parse_request(req_t *r, const uint8_t *data, size_t len, const char *epoch)
         } else if (key_is(k, kl, "from_seq")) {
             bad = dfb_mpack_read_uint(&rd, &from_seq) != 0;
             has_seq = 1;
+        } else if (key_is(k, kl, "info")) {
+            bad = rd.p >= rd.end || (*rd.p != 0xc2 && *rd.p != 0xc3);
+            info = !bad && *rd.p++ == 0xc3;
         } else if (key_is(k, kl, "limit")) {
             bad = dfb_mpack_read_uint(&rd, &limit) != 0;
         } else if (key_is(k, kl, "topic")) {
@@ -253,7 +273,12 @@ parse_request(req_t *r, const uint8_t *data, size_t len, const char *epoch)
         fail(r, "bad_request", "trailing bytes after the request map");
     else if (!has_v || v != 1)
         fail(r, "bad_request", "\"v\" must be 1");
-    else if (has_gseq == (has_topic || has_seq))
+    else if (info && (has_gseq || has_topic || has_seq || has_topics))
+        fail(r, "bad_request", "an info request has no from_gseq, topic, from_seq or topics");
+    else if (info) {
+        r->state = ST_INFO;
+        return;
+    } else if (has_gseq == (has_topic || has_seq))
         fail(r, "bad_request", "give either from_gseq (and topics) or topic and from_seq");
     else if (has_topic != has_seq)
         fail(r, "bad_request", "a topic request needs both topic and from_seq");
@@ -286,7 +311,7 @@ start(dfb_replay_t *self, req_t *r)
         return;
     r->reader = dfb_journal_reader_new(self->journal);
     if (!r->reader) {
-        fail(r, "bad_request", "out of memory");
+        fail(r, "internal", "out of memory: ask again later");
         return;
     }
     int rc = r->by_topic ? dfb_journal_reader_seek_topic(r->reader, r->topic, r->topic_len, r->from)
@@ -296,11 +321,11 @@ start(dfb_replay_t *self, req_t *r)
              r->by_topic ? "from_seq is older than the journal's retention"
                          : "from_gseq is older than the journal's retention");
     else if (rc != 0)
-        fail(r, "gone", "the journal cannot be read at that position");
+        fail(r, "io_error", "the journal cannot be read at that position: ask again later");
 }
 
-void
-dfb_replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
+static void
+replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
 {
     for (;;) {
         zmq_msg_t id, body;
@@ -309,22 +334,39 @@ dfb_replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
             zmq_msg_close(&id);
             return;
         }
-        /* Frames: routing id, then the request: exactly one frame. */
+        /* Frames: routing id, then the request: exactly one frame. The first
+           is kept (its req lets a client match the error answer); the rest
+           are read and dropped. */
         int frames = 0, ok = 1;
         zmq_msg_init(&body);
-        while (zmq_msg_more(frames ? &body : &id)) {
-            zmq_msg_close(&body);
-            zmq_msg_init(&body);
-            if (zmq_msg_recv(&body, self->sock, 0) < 0) {
+        for (int more = zmq_msg_more(&id); more && ok;) {
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            if (zmq_msg_recv(frames ? &extra : &body, self->sock, 0) < 0)
                 ok = 0;
-                break;
-            }
+            else
+                more = zmq_msg_more(frames ? &extra : &body);
+            zmq_msg_close(&extra);
             frames++;
         }
-        bump(&self->st.requests);
-        req_t *r = ok ? calloc(1, sizeof *r) : NULL;
-        if (!r || zmq_msg_size(&id) > MAX_ID) {
-            free(r);
+        self->c->replay_requests++;
+        if (!ok || zmq_msg_size(&id) == 0 || zmq_msg_size(&id) > MAX_ID) {
+            /* A ROUTER delivers whole messages: unreachable unless the
+               socket itself fails, and then there is no one to answer. */
+            zmq_msg_close(&id);
+            zmq_msg_close(&body);
+            continue;
+        }
+        req_t *r = calloc(1, sizeof *r);
+        if (!r) {
+            /* Still an answer: the client must not wait for a timeout. */
+            req_t oom;
+            memset(&oom, 0, sizeof oom);
+            oom.id_len = zmq_msg_size(&id);
+            memcpy(oom.id, zmq_msg_data(&id), oom.id_len);
+            fail(&oom, "internal", "out of memory: ask again later");
+            if (send_end(self, &oom, epoch) != 0)
+                self->c->replay_abandoned++;
             zmq_msg_close(&id);
             zmq_msg_close(&body);
             continue;
@@ -332,10 +374,13 @@ dfb_replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
         r->id_len = zmq_msg_size(&id);
         memcpy(r->id, zmq_msg_data(&id), r->id_len);
         r->last_progress = now_ms;
-        if (frames != 1)
-            fail(r, "bad_request", "a request is exactly one frame");
-        else
+        if (frames >= 1)
             parse_request(r, zmq_msg_data(&body), zmq_msg_size(&body), epoch);
+        if (frames != 1) {
+            r->code = "bad_request";
+            snprintf(r->error, sizeof r->error, "a request is exactly one frame (got %d)", frames);
+            r->state = ST_END;
+        }
         zmq_msg_close(&id);
         zmq_msg_close(&body);
         /* One request in flight per client: a new one replaces the old. */
@@ -344,7 +389,7 @@ dfb_replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
             if (o->id_len == r->id_len && memcmp(o->id, r->id, r->id_len) == 0 &&
                 o->state != ST_DONE) {
                 o->state = ST_DONE;
-                bump(&self->st.abandoned);
+                self->c->replay_abandoned++;
             }
         }
         size_t live = 0;
@@ -361,7 +406,7 @@ dfb_replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
                      DFB_REPLAY_MAX_ACTIVE);
             r->state = ST_END;
             if (send_end(self, r, epoch) != 0)
-                bump(&self->st.abandoned);
+                self->c->replay_abandoned++;
             req_free(r);
             continue;
         }
@@ -446,8 +491,30 @@ send_end(dfb_replay_t *self, req_t *r, const char *epoch)
         return -1;
     int rc = send_msg(self, r, DFB_REPLAY_TOPIC_END, strlen(DFB_REPLAY_TOPIC_END), b->data, b->len);
     if (rc == 0 && r->code)
-        bump(&self->st.errors);
+        self->c->replay_errors++;
     return rc;
+}
+
+/*  The info answer: [_info][counters], the same table as the exit log. */
+static int
+send_info(dfb_replay_t *self, req_t *r)
+{
+    uint64_t values[128];
+    const char *names[128];
+    size_t n = dfb_info_nrows < 128 ? dfb_info_nrows : 128;
+    dfb_info_sources_t src = {.loop = __atomic_load_n(&self->loop, __ATOMIC_ACQUIRE),
+                              .pub = self->c,
+                              .journal = self->journal};
+    dfb_info_values(&src, dfb_mono_ms(), values);
+    for (size_t i = 0; i < n; i++)
+        names[i] = dfb_info_rows[i].name;
+    dfb_buf_t *b = &self->out;
+    b->len = 0;
+    if (dfb_info_encode(b, r->req, self->epoch, (uint64_t)dfb_wall_ms(), names, values, n) != 0) {
+        fail(r, "internal", "out of memory: ask again later");
+        return 0; /* answered by the end marker instead */
+    }
+    return send_msg(self, r, DFB_REPLAY_TOPIC_INFO, strlen(DFB_REPLAY_TOPIC_INFO), b->data, b->len);
 }
 
 static int
@@ -481,7 +548,7 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
             } else if (rc == DFB_JOURNAL_READER_GONE) {
                 fail(r, "gone", "retention deleted the following records during the answer");
             } else if (rc < 0) {
-                fail(r, "gone", "a journal record cannot be read");
+                fail(r, "io_error", "a journal record cannot be read: ask again later");
             } else if (matches(r, &r->rec)) {
                 if (r->state == ST_PEEK) {
                     r->more = 1;
@@ -493,6 +560,22 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
             continue;
         }
         int rc;
+        if (r->state == ST_INFO) {
+            if (!r->count++) /* counted once, and included in its own answer */
+                self->c->info_requests++;
+            rc = send_info(self, r);
+            if (rc == 1)
+                break;
+            if (rc == 0 && r->state == ST_INFO) {
+                r->state = ST_DONE;
+            } else if (rc < 0) {
+                r->state = ST_DONE;
+                self->c->replay_abandoned++;
+            }
+            progress = 1;
+            r->last_progress = now_ms;
+            continue;
+        }
         if (r->state == ST_SEND)
             rc = send_msg(self, r, r->rec.topic, r->rec.topic_len, r->rec.body, r->rec.body_len);
         else
@@ -501,7 +584,7 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
             break; /* the client's pipe is full: later */
         if (rc < 0) {
             r->state = ST_DONE;
-            bump(&self->st.abandoned);
+            self->c->replay_abandoned++;
             return 1;
         }
         progress = 1;
@@ -510,7 +593,7 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
             r->state = ST_DONE;
             break;
         }
-        bump(&self->st.messages);
+        self->c->replay_messages++;
         r->count++;
         r->last_gseq = r->rec.gseq;
         r->last_seq = r->rec.seq;
@@ -522,14 +605,14 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
         dfb_warn("replay: a client read nothing for %d ms: request %llu abandoned",
                  DFB_REPLAY_STALL_MS, (unsigned long long)r->req);
         r->state = ST_DONE;
-        bump(&self->st.abandoned);
+        self->c->replay_abandoned++;
         return 1;
     }
     return progress;
 }
 
-int
-dfb_replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms)
+static int
+replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms)
 {
     int busy = 0, waiting = 0;
     for (size_t i = 0; i < self->nreqs; i++) {
@@ -551,4 +634,54 @@ dfb_replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms)
     if (!live)
         return -1;
     return busy ? 0 : waiting ? RETRY_MS : -1;
+}
+
+/* ---- the thread ----------------------------------------------------------- */
+
+/*  The loop; returns NULL on $TERM, else the reason it stopped. */
+static const char *
+run(dfb_replay_t *self)
+{
+    int64_t next_tick = dfb_mono_ms() + TICK_MS;
+    int replay_wait = -1;
+    for (;;) {
+        zmq_pollitem_t items[2] = {{self->tpipe, 0, ZMQ_POLLIN, 0}, {self->sock, 0, ZMQ_POLLIN, 0}};
+        int n = self->sock ? 2 : 1;
+        int64_t now = dfb_mono_ms();
+        int64_t timeout = next_tick - now;
+        if (replay_wait >= 0 && replay_wait < timeout)
+            timeout = replay_wait;
+        if (timeout < 0)
+            timeout = 0;
+        if (zmq_poll(items, n, (long)timeout) < 0 && errno != EINTR)
+            return zmq_strerror(errno);
+        if (items[0].revents & ZMQ_POLLIN)
+            return NULL; /* $TERM, the only command */
+        now = dfb_mono_ms();
+        if (self->sock) {
+            if (items[1].revents & ZMQ_POLLIN)
+                replay_receive(self, self->epoch, now);
+            replay_wait = replay_work(self, self->epoch, now);
+        }
+        if (now >= next_tick) {
+            /* On this thread: the interval fsync and retention deletes may
+               wait on the disk; the publisher actor never does. */
+            if (self->journal)
+                dfb_journal_tick(self->journal, dfb_wall_ms());
+            next_tick = now + TICK_MS;
+        }
+    }
+}
+
+static void *
+replay_main(void *arg)
+{
+    dfb_replay_t *self = arg;
+    const char *why = run(self);
+    if (why) {
+        self->c->dead_threads++;
+        dfb_error("replay: the replay thread stopped: %s; the bridge exits (status 5)", why);
+        dfb_stop_request();
+    }
+    return NULL;
 }

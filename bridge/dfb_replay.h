@@ -1,21 +1,25 @@
-/*  dfb_replay: the replay endpoint (schemas/CONTRACT.md, "Replay"). A ROUTER
-    socket serves requests "from gseq N [topics T...]" or "topic T from seq
-    N" with the journaled messages, byte for byte as published, then an
-    `_end` marker. It runs inside the publisher actor thread: each call does
-    a bounded amount of work so heartbeats and publishing never wait behind
-    a long answer. ZMQ_ROUTER_MANDATORY is set and sends never block: a
-    client that does not read is served later, and abandoned (counted) after
-    DFB_REPLAY_STALL_MS without progress. */
+/*  dfb_replay: the replay endpoint (schemas/CONTRACT.md, "Replay") on its
+    own thread. A ROUTER socket serves requests "from gseq N [topics T...]"
+    or "topic T from seq N" with the journaled messages, byte for byte as
+    published, then an `_end` marker, and `info` requests with the live
+    counters (dfb_info). The thread owns the ROUTER and every journal read,
+    and runs the journal's periodic work (dfb_journal_tick): the disk waits
+    happen here, never on the publisher actor's thread. Each request gets a
+    bounded amount of work per turn; ZMQ_ROUTER_MANDATORY is set and sends
+    never block: a client that does not read is served later, and abandoned
+    (counted) after DFB_REPLAY_STALL_MS without progress. */
 #ifndef DFB_REPLAY_H
 #define DFB_REPLAY_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dfb_info.h"
 #include "dfb_journal.h"
 #include "dfb_transcode.h"
 
 #define DFB_REPLAY_TOPIC_END "_end"
+#define DFB_REPLAY_TOPIC_INFO "_info"
 #define DFB_REPLAY_MAX_LIMIT 1000    /* messages per answer */
 #define DFB_REPLAY_MAX_ACTIVE 256    /* requests served at once; more get code "busy" */
 #define DFB_REPLAY_MAX_TOPICS 64     /* entries of a "topics" filter */
@@ -25,40 +29,28 @@
 typedef struct dfb_replay dfb_replay_t;
 
 typedef struct {
-    uint64_t requests;  /* requests received (well-formed or not) */
-    uint64_t messages;  /* messages sent in answers */
-    uint64_t errors;    /* answers with status "error" */
-    uint64_t abandoned; /* requests given up: client gone or stalled */
-} dfb_replay_stats_t;
+    const char *endpoint;         /* bridge.replay; NULL or "" = no ROUTER (the thread ticks) */
+    int zmtp_ms;                  /* ZMTP heartbeats on the ROUTER; 0 = off */
+    dfb_journal_t *journal;       /* borrowed; required */
+    const char *epoch;            /* copied */
+    dfb_pub_counters_t *counters; /* borrowed: the replay_* counters; the info view reads all */
+} dfb_replay_opts_t;
 
-/*  Creates the ROUTER socket in ctx (ZMQ_ROUTER_MANDATORY, TCP keepalive,
-    ZMTP heartbeats every zmtp_ms when > 0) and binds endpoint; journal is
-    borrowed. The socket may
-    then move to another thread (after a memory barrier such as
-    pthread_create) that alone uses the object. NULL on error, message in
-    err naming bridge.replay. */
-dfb_replay_t *dfb_replay_new(void *ctx, const char *endpoint, dfb_journal_t *journal, int zmtp_ms,
-                             char *err, size_t errlen);
+/*  Binds the ROUTER (ZMQ_ROUTER_MANDATORY, TCP keepalive, ZMTP heartbeats
+    when asked) and starts the thread. NULL on error, message in err (a
+    bind error names bridge.replay). */
+dfb_replay_t *dfb_replay_new(void *ctx, const dfb_replay_opts_t *opts, char *err, size_t errlen);
 
-/*  Closes the socket and abandons the requests; NULLs *self_p; accepts NULL. */
+/*  Stops the thread, closes the socket, abandons the requests; NULLs
+ *self_p; accepts NULL. The journal must outlive this call. */
 void dfb_replay_destroy(dfb_replay_t **self_p);
 
-/*  The socket to poll for ZMQ_POLLIN. */
-void *dfb_replay_socket(dfb_replay_t *self);
-
-/*  The endpoint actually bound (borrowed). */
+/*  The endpoint actually bound ("" when no ROUTER), borrowed. */
 const char *dfb_replay_endpoint(const dfb_replay_t *self);
 
-/*  Receives every request waiting on the socket (non-blocking). epoch is the
-    bridge's current epoch. */
-void dfb_replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms);
-
-/*  Serves pending requests a bounded step. Returns the milliseconds the
-    caller may wait before calling again: 0 when work remains, a short
-    retry delay when every request waits for a slow client, -1 when idle. */
-int dfb_replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms);
-
-void dfb_replay_stats(const dfb_replay_t *self, dfb_replay_stats_t *stats);
+/*  Lets info answers include the datafeed loop's counters (borrowed; they
+    must outlive the replay thread). Any thread. */
+void dfb_replay_set_loop(dfb_replay_t *self, const dfb_loop_stats_t *loop);
 
 /*  The fields of an end marker (schemas/CONTRACT.md, "Replay"). */
 typedef struct {

@@ -2,6 +2,7 @@
     the datafeed loop (v2, the deprecated v1, or the datahose) and publishes
     every event on a ZeroMQ PUB socket (topic frame + msgpack envelope).
     Exit statuses: see usage() and dfb_loop.h. */
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +12,8 @@
 #include "dfb_auth.h"
 #include "dfb_config.h"
 #include "dfb_http.h"
+#include "dfb_info.h"
+#include "dfb_infodump.h"
 #include "dfb_log.h"
 #include "dfb_loop.h"
 #include "dfb_publish.h"
@@ -30,7 +33,8 @@ usage(FILE *out)
                  "  2  bad configuration or command line, unbindable bridge.publish\n"
                  "  3  retries exhausted (datafeed.retry, datahose.retry or retry maxAttempts)\n"
                  "  4  authentication refused (401 on login or re-login)\n"
-                 "  5  internal error (out of memory, cannot start the HTTP client)\n");
+                 "  5  internal error (out of memory, cannot start the HTTP client, the\n"
+                 "     publisher or replay thread stopped)\n");
 }
 
 /*  Delivery guarantees: PUB, journal (bridge.stateDir), replay, heartbeat,
@@ -151,7 +155,18 @@ main(int argc, char **argv)
                  : cfg->datafeed_version == DFB_DATAFEED_V1 ? "datafeed v1"
                                                             : "datafeed v2",
                  dfb_publish_endpoint(pub), cfg->sndhwm, dfb_publish_epoch(pub));
+        dfb_publish_set_loop(pub, dfb_loop_counters(loop));
+        dfb_info_sources_t src = {.loop = dfb_loop_counters(loop),
+                                  .pub = dfb_publish_counters(pub),
+                                  .journal = dfb_publish_journal(pub)};
+        dfb_infodump_t *dump = dfb_infodump_new(&src); /* SIGUSR1 */
+        if (!dump)
+            dfb_warn("SIGUSR1 info dump unavailable: %s", strerror(errno));
         rc = dfb_loop_run(loop);
+        dfb_infodump_destroy(&dump);
+        /* A dead internal thread requested the stop; its error line is out. */
+        if (dfb_publish_failed(pub))
+            rc = DFB_EXIT_INTERNAL;
         dfb_loop_stats_t ls;
         dfb_publish_stats_t ps;
         dfb_loop_stats(loop, &ls);
@@ -173,9 +188,12 @@ main(int argc, char **argv)
                  ", errors %" PRIu64 ", abandoned %" PRIu64 ")",
                  ps.journaled, ps.journal_errors, ps.deduped, ps.heartbeats, ps.replay_requests,
                  ps.replay_messages, ps.replay_errors, ps.replay_abandoned);
+        dfb_infodump_log(&src);
     }
-    dfb_loop_destroy(&loop);
+    /* The publisher first: its replay thread reads the loop's counters for
+       info answers until it is stopped (the loop does not use pub to die). */
     dfb_publish_destroy(&pub);
+    dfb_loop_destroy(&loop);
     dfb_http_destroy(&http);
     dfb_auth_destroy(&auth);
     dfb_config_destroy(&cfg);

@@ -23,19 +23,26 @@ from dftest import Bridge, check, free_port, sub_socket  # noqa: E402
 from dftest import recv_raw as recv, unpack as env, wait_until as wait_for  # noqa: E402
 
 dftest.WAIT_TIMEOUT = 30.0
+CONTRACT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas",
+                        "contract-v1.json")
 
 
 def new_pod(*extra):
     return dftest.Pod(*extra, timeout=60)
 
 
-def new_bridge(pod, state, replay_port, extra=""):
+def new_bridge(pod, state, replay_port, extra="", env=None):
     """A dfbridge with bridge.stateDir state and its replay endpoint on replay_port; extra: lines
-    of the bridge section."""
+    of the bridge section; env: variables added to the bridge's environment."""
+    full_env = None
+    if env:
+        full_env = dict(os.environ)
+        full_env.update(env)
     br = Bridge(pod, datafeed="datafeed:\n  version: v2\n  retry: {initialIntervalMillis: 50, "
                 "maxIntervalMillis: 400}\n", retry="",
                 bridge_extra="  stateDir: %s\n  replay: tcp://127.0.0.1:%d\n%s"
-                % (state, replay_port, extra), read_timeout_ms=None, connect_timeout_ms=None)
+                % (state, replay_port, extra), read_timeout_ms=None, connect_timeout_ms=None,
+                env=full_env)
     br.replay = "tcp://127.0.0.1:%d" % replay_port
     return br
 
@@ -183,9 +190,11 @@ def case_replay_e2e():
     msgs, end = rp.ask(from_gseq="1")
     check(end.get("code") == "bad_request" and "error" in end, "bad request refused")
     check(last.get("epoch") == epoch, "events carry the heartbeat's epoch")
+    live = br.counter("replay_requests")  # the info request itself is one more
+    check(live == rp.req + 1, "replay requests counted live: %r" % live)
     rc = stop(br)
     check(rc == 0, "bridge exit 0 (got %r)" % rc)
-    check(br.final_counter("replay requests") == rp.req,
+    check(br.final_counter("replay requests") == rp.req + 1,
           "replay requests counted: %r" % br.final_counter("replay requests"))
 
 
@@ -277,8 +286,9 @@ def case_kill9():
     check(hb2 and hb2["gseq"] >= journaled_before, "heartbeat gseq continues")
     wait_acked(pod, n, 90)
     drain(s2, n, received)
+    deduped = br2.counter("deduped")  # live, from the info request
     check(stop(br2) == 0, "bridge2 exit 0")
-    deduped = br2.final_counter("deduped")
+    check(br2.final_counter("deduped") == deduped, "the exit log agrees with the live deduped")
     print("kill -9 after %d journaled, %d acknowledged; deduped %r after restart"
           % (journaled_before, acked_at_kill, deduped))
     check(deduped == journaled_before - acked_at_kill,
@@ -416,6 +426,297 @@ def case_slow_subscriber_burst():
     slow_subscriber(10000, True)
 
 
+# ---- hardening (issue 7) ---------------------------------------------------------------------
+
+def fault_env(ctl):
+    """The environment that preloads the disk-fault shim (DFFAULT_LIB, set by ctest) driven by
+    the control file ctl (empty: no fault)."""
+    lib = os.environ.get("DFFAULT_LIB")
+    check(lib and os.path.exists(lib), "DFFAULT_LIB names the dffault shim (%r)" % lib)
+    with open(ctl, "w"):
+        pass
+    return {"LD_PRELOAD": lib or "", "DFFAULT_CTL": ctl, "DFFAULT_LOG": "1"}
+
+
+def set_faults(ctl, *rules):
+    """Replaces the shim's rules; the shim re-reads the file when its size or mtime changes."""
+    text = "".join(r + "\n" for r in rules)
+    with open(ctl, "w") as f:
+        f.write(text + ("#" * (len(text) % 7 + 1)) + "\n")  # a new size: noticed at once
+
+
+def case_dead_actor():
+    """The publisher thread stops on an error (test fault DFB_TEST_ACTOR_FAIL_AFTER=5): one
+    error line, exit 5 within seconds, no hang in dfb_publish_event/_stats/_destroy, exactly the
+    5 events published before it, and the batch that could not be published not acknowledged."""
+    pod = new_pod("--hold-ms", "1000")
+    br = new_bridge(pod, state_dir(), free_port(), "  heartbeatMillis: 200\n",
+                    env={"DFB_TEST_ACTOR_FAIL_AFTER": "5"})
+    s = sub([br.endpoint])
+    wait_heartbeat(s)
+    pod.events([event(i, TYPES[i % 3]) for i in range(50)])
+    t0 = time.monotonic()
+    line = br.expect_exit(dftest.EXIT_INTERNAL, "publisher thread stopped", timeout=15)
+    print("exit 5 after %.2f s: %s" % (time.monotonic() - t0, line))
+    got = []
+    while True:
+        m = recv(s, 500)
+        if m is None:
+            break
+        if m[0] != "_hb":
+            got.append(env(m[1]))
+    check([e["gseq"] for e in got] == [1, 2, 3, 4, 5],
+          "exactly the 5 events published before the thread stopped: %r"
+          % [e["gseq"] for e in got])
+    # A batch is acknowledged only once all of it reached the PUB socket: at most the 5.
+    check(pod.counters()["acked"] <= 5, "the unpublished events are not acknowledged (acked %d)"
+          % pod.counters()["acked"])
+    check(br.final_counter("dead_threads") == 1, "dead_threads 1 in the exit log")
+
+
+def case_replay_errors():
+    """Replay answers every malformed request (a multi-frame one included, carrying its req), an
+    unreadable journal record with code io_error (not gone: nothing was deleted), and the info
+    request with the contract's keys."""
+    pod = new_pod("--hold-ms", "1000")
+    state = state_dir()
+    br = new_bridge(pod, state, free_port(), "  heartbeatMillis: 200\n")
+    s = sub([br.endpoint])
+    wait_heartbeat(s)
+    pod.events([event(i, TYPES[i % 3]) for i in range(20)])
+    wait_acked(pod, 20)
+    rp = Replay(br.replay)
+    # Two frames: an answer (bad_request) that carries the first frame's req.
+    rp.req += 1
+    rp.sock.send_multipart([msgpack.packb({"v": 1, "req": rp.req, "from_gseq": 1}), b"extra"])
+    if rp.sock.poll(10000):
+        topic, body = rp.sock.recv_multipart()
+        end = env(body)
+        check(topic == b"_end" and end.get("code") == "bad_request" and end.get("req") == rp.req
+              and "one frame" in end.get("error", ""), "a two-frame request answered: %r" % end)
+    else:
+        check(False, "a two-frame request gets an answer")
+    msgs, end = rp.ask(from_gseq=1)
+    check(len(msgs) == 20 and end.get("status") == "ok", "the journal reads fine: %r" % end)
+    # A damaged record (one byte of event dv-10 flipped on disk): the answer stops before it
+    # with io_error, never gone (nothing was deleted); repaired, it reads again.
+    seg = os.path.join(state, "journal", sorted(n for n in os.listdir(os.path.join(
+        state, "journal")) if n.endswith(".dfj"))[0])
+    with open(seg, "r+b") as f:
+        data = f.read()
+        at = data.find(b"dv-10")
+        check(at > 0, "event dv-10 in %s" % seg)
+        f.seek(at)
+        f.write(b"X")
+    msgs, end = rp.ask(from_gseq=1)
+    check(len(msgs) == 10 and end.get("status") == "error" and end.get("code") == "io_error"
+          and end.get("last_gseq") == 10 and end.get("head_gseq") == 20,
+          "a damaged record answers io_error after the 10 before it: %d, %r" % (len(msgs), end))
+    with open(seg, "r+b") as f:
+        f.seek(at)
+        f.write(b"d")
+    msgs, end = rp.ask(from_gseq=1)
+    check(len(msgs) == 20 and end.get("status") == "ok", "readable again: %r" % end)
+    info = br.info()
+    keys = list(dftest.json.load(open(CONTRACT))["replay_info"]["counters"])
+    check(info is not None and list(info) == ["v", "req", "epoch", "ts", "counters"]
+          and info["v"] == 1 and list(info["counters"]) == keys,
+          "info reply keys are the contract's, in order: %r" % (info and list(info["counters"])))
+    if info:
+        c = info["counters"]
+        check(c["published"] == 20 and c["journal_head_gseq"] == 20 and c["reads"] >= 1
+              and c["events"] == 20 and c["replay_errors"] == 2 and c["replay_requests"] == 5
+              and c["info_requests"] == 1 and c["heartbeats"] >= 1
+              and c["journal_failing"] == 0 and c["journal_read_errors"] == 1,
+              "live counters: %r" % c)
+    check(stop(br) == 0, "bridge exit 0")
+
+
+def case_info_sigusr1():
+    """SIGUSR1 logs the INFO table as one `info:` line while the bridge runs (no replay needed),
+    with the live values; the bridge goes on (the next events are published)."""
+    pod = new_pod("--hold-ms", "1000")
+    br = new_bridge(pod, state_dir(), free_port(), "  heartbeatMillis: 200\n")
+    s = sub([br.endpoint])
+    wait_heartbeat(s)
+    pod.events([event(i, TYPES[i % 3]) for i in range(10)])
+    wait_acked(pod, 10)
+    drain(s, 10, [])
+
+    def info_lines():
+        return [ln for ln in br.text().splitlines() if " info: " in ln]
+
+    check(info_lines() == [], "no info line before the signal")
+    br.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: info_lines(), "an info line after SIGUSR1")
+    lines = info_lines()
+    check(len(lines) == 1 and "published 10," in lines[0] and "events 10," in lines[0]
+          and "journal_head_gseq 10," in lines[0], "one info line with the live values: %r"
+          % lines)
+    keys = list(dftest.json.load(open(CONTRACT))["replay_info"]["counters"])
+    names = re.findall(r"(?:info: |, )(\w+) \d+", lines[0]) if lines else []
+    check(names == keys, "the line lists the contract's counters in order: %r" % names)
+    pod.events([event(i, TYPES[i % 3]) for i in range(10, 15)])
+    wait_acked(pod, 15)
+    check(br.running() and br.counter("published") == 15, "the bridge goes on after the dump")
+    check(stop(br) == 0, "bridge exit 0")
+
+
+def collect(sock, seconds, into):
+    """Every message for `seconds`; heartbeats as (arrival time, envelope) in into["hb"], events
+    in into["ev"]."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        m = recv(sock, max(1, int((end - time.monotonic()) * 1000)))
+        if m is None:
+            continue
+        if m[0] == "_hb":
+            into["hb"].append((time.monotonic(), env(m[1])))
+        else:
+            into["ev"].append(m)
+
+
+def journal_full(start, fail, clear):
+    """The journal's appends fail with ENOSPC (fail(br) makes the disk full, clear(br) frees
+    it; start(pod, state) starts the bridge): the bridge stops acknowledging, says so once, keeps
+    heartbeats and replay running, and resumes by itself when space returns: every event received
+    exactly once, gseq 1..N, the pod's events unchanged."""
+    pod = new_pod("--hold-ms", "1000", "--visibility-ms", "3000")
+    state = state_dir()
+    br = start(pod, state)
+    s = sub([br.endpoint])
+    wait_heartbeat(s)
+    evs = [event(i, TYPES[i % 3], pad=300) for i in range(60)]
+    pod.events(evs[:20])
+    wait_acked(pod, 20)
+    fail(br)
+    pod.events(evs[20:])
+    wait_for(lambda: "the journal cannot append" in br.text(), "the bridge says the journal fails")
+    acked = pod.counters()["acked"]
+    journaled = br.counter("journaled")
+    seen = {"hb": [], "ev": []}
+    collect(s, 3.0, seen)  # failing for 3 s
+    info = br.info()
+    check(info is not None and info["counters"]["journal_failing"] == 1
+          and info["counters"]["journal_errors"] >= 2,
+          "info while failing: %r" % (info and info["counters"]))
+    check(pod.counters()["acked"] == acked == 20,
+          "nothing acknowledged while the journal fails (%d, then %d)"
+          % (acked, pod.counters()["acked"]))
+    gaps = [b[0] - a[0] for a, b in zip(seen["hb"], seen["hb"][1:])]
+    check(len(seen["hb"]) >= 10 and max(gaps or [9]) < 1.0,
+          "heartbeats go on while failing: %d, gaps %r" % (len(seen["hb"]), gaps))
+    rp = Replay(br.replay)
+    msgs, end = rp.ask(from_gseq=1)
+    check(len(msgs) == journaled and end.get("status") == "ok"
+          and end.get("head_gseq") == journaled >= 20,
+          "replay serves the %r journaled events while failing: %r" % (journaled, end))
+    clear(br)  # space returns
+    wait_acked(pod, 60, 60)
+    drain(s, 60, seen["ev"])
+    got = [env(b) for _, b in seen["ev"]]
+    check([e["gseq"] for e in got] == list(range(1, 61)),
+          "gseq 1..60 received once each: %r" % [e["gseq"] for e in got])
+    check([e["event"] for e in got] == evs, "every event as the pod sent it, in order")
+    errs = [e for e in br.errors() if e.startswith("publish:")]
+    check(len(errs) == 1 and "cannot append" in errs[0], "one publish error line: %r" % errs)
+    back = [ln for ln in br.text().splitlines() if "the journal works again" in ln]
+    check(len(back) == 1, "one line when it recovers: %r" % back)
+    check(br.counter("journal_failing") == 0, "journal_failing back to 0")
+    check(stop(br) == 0, "bridge exit 0")
+    print("journal error lines (the journal's own, one per failed append): %d"
+          % len([e for e in br.errors() if e.startswith("journal:")]))
+
+
+def case_journal_disk_full():
+    """journal_full with the dffault shim: ENOSPC on every writev under stateDir."""
+    ctl = os.path.join(dftest.CTX.tmp, "faults.ctl")
+    journal_full(lambda pod, state: new_bridge(pod, state, free_port(), "  heartbeatMillis: 200\n",
+                                               env=fault_env(ctl)),
+                 lambda br: set_faults(ctl, "writev ENOSPC %s" % state_dir()),
+                 lambda br: set_faults(ctl))
+
+
+def case_journal_tmpfs_full():
+    """journal_full on a real full filesystem: stateDir is a 4 MiB tmpfs mounted in the bridge's
+    own mount namespace (unshare -m: nothing leaks); the test fills it with a file, seen through
+    /proc/<pid>/root, then deletes that file. Needs root (CI runs as root)."""
+    check(os.geteuid() == 0, "journal_tmpfs_full needs root (mount -t tmpfs in unshare -m)")
+    if os.geteuid() != 0:
+        return
+    wrapper = os.path.join(dftest.CTX.tmp, "dfbridge-tmpfs.sh")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\n# dfbridge with its stateDir on a 4 MiB tmpfs of its own\n"
+                "exec unshare -m --propagation private /bin/sh -c "
+                "'mount -t tmpfs -o size=4m tmpfs \"$0\" && exec \"$@\"' %s %s \"$@\"\n"
+                % (state_dir(), dftest.CTX.dfbridge))
+    os.chmod(wrapper, 0o755)
+    real = dftest.CTX.dfbridge
+
+    def start(pod, state):
+        os.makedirs(state, exist_ok=True)
+        dftest.CTX.dfbridge = wrapper
+        try:
+            br = new_bridge(pod, state, free_port(), "  heartbeatMillis: 200\n")
+        finally:
+            dftest.CTX.dfbridge = real
+        wait_for(lambda: "journal " in br.text() or not br.running(), "the bridge started")
+        return br
+
+    def filler(br):
+        return "/proc/%d/root%s/filler" % (br.proc.pid, state_dir())
+
+    def fail(br):
+        check(os.path.ismount("/proc/%d/root%s" % (br.proc.pid, state_dir())),
+              "stateDir is a mount point in the bridge's namespace")
+        with open(filler(br), "wb", buffering=0) as f:
+            for size in (65536, 4096, 1):
+                try:
+                    while True:
+                        f.write(b"\0" * size)
+                except OSError as e:
+                    check(e.errno == 28, "the tmpfs is full (ENOSPC): %r" % e)
+        print("tmpfs full: filler of %d bytes" % os.path.getsize(filler(br)))
+
+    journal_full(start, fail, lambda br: os.unlink(filler(br)))
+
+
+def heartbeat_slow_disk(fsync):
+    """A slow disk (every fdatasync takes 1.5 s) while events flow, with journal.fsync `fsync`
+    (always: the loop's flush; interval: the journal's periodic sync): the publisher actor never
+    waits on it, so every heartbeat gap stays under twice the interval."""
+    pod = new_pod("--hold-ms", "500", "--batch-max", "10")
+    ctl = os.path.join(dftest.CTX.tmp, "faults.ctl")
+    state = state_dir()
+    br = new_bridge(pod, state, free_port(),
+                    "  heartbeatMillis: 200\n  journal:\n    fsync: %s\n    fsyncMillis: 300\n"
+                    % fsync, env=fault_env(ctl))
+    s = sub([br.endpoint], topics=(b"_hb",))
+    wait_heartbeat(s)
+    set_faults(ctl, "fdatasync DELAY:1500")
+    pod.events([event(i, TYPES[i % 3]) for i in range(40)])
+    seen = {"hb": [], "ev": []}
+    collect(s, 6.0, seen)
+    # The bridge's own send times (ts): the actor's cadence, without this reader's scheduling.
+    gaps = [(b[1]["ts"] - a[1]["ts"]) / 1000 for a, b in zip(seen["hb"], seen["hb"][1:])]
+    if fsync == "always":
+        check(pod.counters()["acked"] < 40, "the disk was slow during the test (acked %d of 40)"
+              % pod.counters()["acked"])
+    check(len(seen["hb"]) >= 20 and max(gaps or [9]) < 0.4,
+          "every heartbeat gap < 2 x 200 ms while fdatasync takes 1.5 s: %r" % gaps)
+    set_faults(ctl)
+    wait_acked(pod, 40, 60)
+    check(stop(br) == 0, "bridge exit 0")
+
+
+def case_heartbeat_slow_disk():
+    heartbeat_slow_disk("always")
+
+
+def case_heartbeat_slow_disk_interval():
+    heartbeat_slow_disk("interval")
+
+
 CASES = {
     "replay_e2e": case_replay_e2e,
     "heartbeat_held": case_heartbeat_held,
@@ -423,6 +724,13 @@ CASES = {
     "journal_feed_expiry": case_feed_expiry,
     "replay_slow_subscriber": case_slow_subscriber,
     "replay_slow_subscriber_hwm10000": case_slow_subscriber_burst,
+    "publish_dead_actor": case_dead_actor,
+    "replay_errors": case_replay_errors,
+    "journal_disk_full": case_journal_disk_full,
+    "journal_tmpfs_full": case_journal_tmpfs_full,
+    "info_sigusr1": case_info_sigusr1,
+    "heartbeat_slow_disk": case_heartbeat_slow_disk,
+    "heartbeat_slow_disk_interval": case_heartbeat_slow_disk_interval,
 }
 
 

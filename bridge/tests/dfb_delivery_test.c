@@ -1230,13 +1230,13 @@ test_golden_heartbeat(void)
     dfb_buf_init(&b);
     dfb_topics_t *seqs = dfb_topics_new();
     dfb_topics_get(seqs, "UNKNOWN", 7, 1); /* seq 0: not listed */
-    CHECK(dfb_publish_heartbeat_encode(&b, "20261127T075500Z-3fa2c1d9", 0, seqs, 1764230100123ULL,
-                                       1000, "tcp://bridge.example:5557") == 0);
+    CHECK(dfb_heartbeat_encode(&b, "20261127T075500Z-3fa2c1d9", 0, seqs, 1764230100123ULL, 1000,
+                               "tcp://bridge.example:5557") == 0);
     CHECK(same_hex(&b, vector_hex(json, "bridge_messages", "heartbeat_idle", "msgpack_hex")));
     b.len = 0;
     dfb_topics_get(seqs, "MESSAGESENT", 11, 1)->seq = 65536;
-    CHECK(dfb_publish_heartbeat_encode(&b, "20261127T075500Z-3fa2c1d9", 4294967296ULL, seqs,
-                                       1764230100123ULL, 250, "") == 0);
+    CHECK(dfb_heartbeat_encode(&b, "20261127T075500Z-3fa2c1d9", 4294967296ULL, seqs,
+                               1764230100123ULL, 250, "") == 0);
     CHECK(same_hex(&b, vector_hex(json, "bridge_messages", "heartbeat_one_topic", "msgpack_hex")));
     /* The contract's FNV-1a 64 (partition keys) is the bridge's. */
     const char *keys[][2] = {{"room_event", "aBcD1234efGH5678ijKL___oZxZ4O1dA"},

@@ -307,6 +307,20 @@ END_MARKERS = [
                         ("oldest_gseq", 2658), ("epoch", "20261127T075500Z-3fa2c1d9"),
                         ("code", "gone"),
                         ("error", "from_gseq is older than the journal's retention")]),
+    ("end_error_io_error", [("v", 1), ("req", 10), ("status", "error"), ("count", 0),
+                            ("last_gseq", 41), ("more", False), ("head_gseq", 3000),
+                            ("oldest_gseq", 1), ("epoch", "20261127T075500Z-3fa2c1d9"),
+                            ("code", "io_error"),
+                            ("error", "the journal cannot be read at that position: "
+                                      "ask again later")]),
+]
+
+# The answer to an info request (issue 7): the live counters, a map in the
+# bridge's table order (contract-v1.json replay_info); here a short one.
+INFOS = [
+    ("info_reply", [("v", 1), ("req", 11), ("epoch", "20261127T075500Z-3fa2c1d9"),
+                    ("ts", 1764230100123),
+                    ("counters", {"reads": 3, "published": 4294967296, "journal_failing": 0})]),
 ]
 
 REQUESTS = [
@@ -316,6 +330,7 @@ REQUESTS = [
                                   ("limit", 100)]),
     ("request_topic_seq", [("v", 1), ("req", 3), ("topic", "USERJOINEDROOM"),
                            ("from_seq", 17)]),
+    ("request_info", [("v", 1), ("req", 11), ("info", True)]),
 ]
 
 # Partition keys: payload.<key>.stream.streamId, then payload.<key>.message.stream.streamId,
@@ -366,6 +381,7 @@ def bridge_messages():
     out = []
     for kind, topic_name, table in (("heartbeat", "_hb", HEARTBEATS),
                                     ("end", "_end", END_MARKERS),
+                                    ("info", "_info", INFOS),
                                     ("request", None, REQUESTS)):
         for name, pairs in table:
             out.append({"name": name, "kind": kind, "topic": topic_name,
@@ -450,7 +466,8 @@ def build():
                        "`msgpack_hex` is the bare converted value.",
             "bridge_messages": "The bridge's own maps (CONTRACT.md sections Heartbeat and "
                                "Replay): `kind` heartbeat (frame 1 `_hb`), end (frame 1 `_end`, "
-                               "the end marker of a replay answer) or request (the one frame a "
+                               "the end marker of a replay answer), info (frame 1 `_info`, the "
+                               "answer to an info request) or request (the one frame a "
                                "replay client sends). `value` lists the keys in wire order "
                                "(integers as decimal strings); `msgpack_hex` is the exact body.",
             "keys": "Dedupe key [id, type] (null: never deduplicated) and partition key of an "

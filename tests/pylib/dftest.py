@@ -36,6 +36,7 @@ EXIT_FATAL = 1
 EXIT_CONFIG = 2
 EXIT_EXHAUSTED = 3  # retries exhausted (maxAttempts reached)
 EXIT_AUTH = 4       # authentication refused (401 on login or re-login)
+EXIT_INTERNAL = 5   # internal error (out of memory, a publisher or replay thread stopped)
 
 FAST_RETRY = "    initialIntervalMillis: 10\n    multiplier: 1\n    maxIntervalMillis: 10\n"
 
@@ -478,6 +479,18 @@ class Bridge:
                 return line
         raise Failure("no error line matches %r: %r" % (words, errs))
 
+    def info(self, timeout_ms=10000):
+        """The live counters: the replay socket's info request (schemas/CONTRACT.md, "Replay");
+        needs self.replay (the replay endpoint). Returns the reply (keys v, req, epoch, ts,
+        counters) or None after timeout_ms without an answer."""
+        return replay_info(self.replay, timeout_ms)
+
+    def counter(self, name, timeout_ms=10000):
+        """One live counter by its info name (e.g. "deduped"), read while the bridge runs."""
+        reply = self.info(timeout_ms)
+        check(reply is not None, "an info answer from %s" % self.replay)
+        return reply["counters"][name] if reply else None
+
     def final_counter(self, name):
         """The last 'name N' in the log (the counters logged at exit), or None."""
         m = re.findall(r"\b%s (\d+)" % re.escape(name), self.text())
@@ -485,6 +498,26 @@ class Bridge:
 
     def check_clean(self):
         check(log_clean(self.text()), "sanitizer report from dfbridge")
+
+
+def replay_info(endpoint, timeout_ms=10000, req=1):
+    """Asks a bridge's replay endpoint for its info (the live counters): the reply dict, or None
+    after timeout_ms. A DEALER of its own, closed after the answer."""
+    d = CTX.zctx.socket(zmq.DEALER)
+    d.setsockopt(zmq.LINGER, 0)
+    d.connect(endpoint)
+    try:
+        d.send(msgpack.packb({"v": 1, "req": req, "info": True}, use_bin_type=True))
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            if not d.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                break
+            frames = d.recv_multipart()
+            if len(frames) == 2 and frames[0] == b"_info":
+                return unpack(frames[1])
+        return None
+    finally:
+        d.close()
 
 
 # ---- subscribers -----------------------------------------------------------------------------

@@ -1,0 +1,311 @@
+/*  dfb_actor: the thread that owns the PUB socket (see dfb_actor.h). Its
+    per-topic seqs are not a second counter: they are the published
+    watermark (what subscribers can have seen), derived from the (gseq, seq)
+    each message carries, and exist only for the heartbeat. */
+#include "dfb_actor.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "dfb_clock.h"
+#include "dfb_heartbeat.h"
+#include "dfb_log.h"
+#include "dfb_stop.h"
+
+/*  The pipe holds this many messages before dfb_actor_send waits for the
+    actor (which never blocks: PUB drops rather than waits). */
+#define PIPE_HWM 10000
+#define WAIT_SLICE_MS 100 /* how often a waiting caller checks that the actor lives */
+
+struct dfb_actor {
+    void *ctx;
+    void *pipe; /* caller end */
+    pthread_t thread;
+    int started;
+    _Atomic int dead;
+    /* the actor's own, from start to the end of the thread */
+    void *apipe; /* actor end */
+    void *pub;
+    dfb_topics_t *seqs; /* published watermark per topic */
+    uint64_t gseq;      /* last gseq published */
+    int heartbeat_ms;
+    uint64_t fail_after;
+    char epoch[64];
+    char advertise[256];
+    dfb_buf_t hb;
+    dfb_pub_counters_t *c;
+};
+
+static void
+send_heartbeat(dfb_actor_t *a)
+{
+    dfb_buf_t *b = &a->hb;
+    b->len = 0;
+    if (dfb_heartbeat_encode(b, a->epoch, a->gseq, a->seqs, (uint64_t)dfb_wall_ms(),
+                             a->heartbeat_ms, a->advertise) != 0)
+        return;
+    if (zmq_send(a->pub, DFB_TOPIC_HEARTBEAT, strlen(DFB_TOPIC_HEARTBEAT), ZMQ_SNDMORE) >= 0 &&
+        zmq_send(a->pub, b->data, b->len, 0) >= 0)
+        a->c->heartbeats++;
+}
+
+/*  Receives the next frame of a message already started, retrying EINTR.
+    0 or -1. */
+static int
+recv_part(void *sock, zmq_msg_t *m)
+{
+    for (;;) {
+        if (zmq_msg_recv(m, sock, 0) >= 0)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+/*  Handles one message from the pipe. Returns 1 on $TERM, -1 when the pipe
+    itself failed (the actor must stop), else 0. */
+static int
+on_pipe(dfb_actor_t *a)
+{
+    zmq_msg_t head, topic, body;
+    zmq_msg_init(&head);
+    if (zmq_msg_recv(&head, a->apipe, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&head);
+        return errno == EAGAIN || errno == EINTR ? 0 : errno == ETERM ? 1 : -1;
+    }
+    size_t hl = zmq_msg_size(&head);
+    if (hl != 16) { /* a command: $TERM or $SYNC */
+        int term = hl == 5 && memcmp(zmq_msg_data(&head), "$TERM", 5) == 0;
+        zmq_msg_close(&head);
+        if (!term)
+            zmq_send(a->apipe, "$OK", 3, 0);
+        return term;
+    }
+    uint64_t gs[2];
+    memcpy(gs, zmq_msg_data(&head), 16);
+    int more = zmq_msg_more(&head);
+    zmq_msg_close(&head);
+    zmq_msg_init(&topic);
+    zmq_msg_init(&body);
+    if (!more || recv_part(a->apipe, &topic) != 0 || !zmq_msg_more(&topic) ||
+        recv_part(a->apipe, &body) != 0 || zmq_msg_more(&body)) {
+        /* The journal has it: a subscriber sees the seq gap and replays it. */
+        a->c->pipe_drops++;
+        dfb_warn("publish: the actor pipe gave a broken message (%s): gseq %" PRIu64
+                 " not published; replay has it",
+                 zmq_strerror(errno), gs[0]);
+        while (zmq_msg_more(&body) && recv_part(a->apipe, &body) == 0) /* the rest of it */
+            ;
+        zmq_msg_close(&topic);
+        zmq_msg_close(&body);
+        return 0;
+    }
+    dfb_topic_t *t = dfb_topics_get(a->seqs, zmq_msg_data(&topic), zmq_msg_size(&topic), 1);
+    if (t)
+        t->seq = gs[1];
+    a->gseq = gs[0];
+    /* zmq_msg_send hands the frames over without a copy. */
+    if (zmq_msg_send(&topic, a->pub, ZMQ_SNDMORE) < 0 || zmq_msg_send(&body, a->pub, 0) < 0) {
+        a->c->send_errors++;
+        dfb_warn("publish: zmq_send: %s (gseq %" PRIu64 " not published; replay has it)",
+                 zmq_strerror(errno), gs[0]);
+    } else
+        a->c->published++;
+    zmq_msg_close(&topic);
+    zmq_msg_close(&body);
+    return 0;
+}
+
+/*  The loop; returns NULL on $TERM, else the reason it stopped. */
+static const char *
+run(dfb_actor_t *a)
+{
+    int64_t next_hb = dfb_mono_ms() + a->heartbeat_ms;
+    for (;;) {
+        zmq_pollitem_t item = {a->apipe, 0, ZMQ_POLLIN, 0};
+        int64_t timeout = a->heartbeat_ms > 0 ? next_hb - dfb_mono_ms() : -1;
+        if (a->heartbeat_ms > 0 && timeout < 0)
+            timeout = 0;
+        if (zmq_poll(&item, 1, (long)timeout) < 0 && errno != EINTR)
+            return zmq_strerror(errno);
+        /* Events first, a bounded batch, so a flood cannot starve the timer. */
+        if (item.revents & ZMQ_POLLIN)
+            for (int k = 0; k < 1000; k++) {
+                int events = 0;
+                size_t sz = sizeof events;
+                if (zmq_getsockopt(a->apipe, ZMQ_EVENTS, &events, &sz) != 0)
+                    return zmq_strerror(errno);
+                if (!(events & ZMQ_POLLIN))
+                    break;
+                int rc = on_pipe(a);
+                if (rc == 1)
+                    return NULL;
+                if (rc < 0)
+                    return zmq_strerror(errno);
+                if (a->fail_after && a->c->published >= a->fail_after)
+                    return "test fault (DFB_TEST_ACTOR_FAIL_AFTER)";
+            }
+        int64_t now = dfb_mono_ms();
+        if (a->heartbeat_ms > 0 && now >= next_hb) {
+            send_heartbeat(a);
+            next_hb += a->heartbeat_ms;
+            if (next_hb <= now) /* fell behind (a stalled machine): no burst */
+                next_hb = now + a->heartbeat_ms;
+        }
+    }
+}
+
+static void *
+actor_main(void *arg)
+{
+    dfb_actor_t *a = arg;
+    const char *why = run(a);
+    if (why) {
+        /* Nothing is published any more: the only safe course is to stop
+           the daemon, whose journal lets the next start continue. */
+        a->c->dead_threads++;
+        dfb_error("publish: the publisher thread stopped: %s; nothing more can be published, "
+                  "the bridge exits (status 5)",
+                  why);
+        __atomic_store_n(&a->dead, 1, __ATOMIC_RELEASE);
+        dfb_stop_request();
+    }
+    return NULL;
+}
+
+dfb_actor_t *
+dfb_actor_new(void *ctx, void *pub, const dfb_actor_opts_t *o, char *err, size_t errlen)
+{
+    dfb_actor_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        zmq_close(pub);
+        snprintf(err, errlen, "publish: out of memory");
+        return NULL;
+    }
+    self->ctx = ctx;
+    self->pub = pub;
+    self->c = o->counters;
+    self->heartbeat_ms = o->heartbeat_ms;
+    self->gseq = o->gseq;
+    self->fail_after = o->fail_after;
+    snprintf(self->epoch, sizeof self->epoch, "%s", o->epoch);
+    snprintf(self->advertise, sizeof self->advertise, "%s", o->advertise ? o->advertise : "");
+    dfb_buf_init(&self->hb);
+    self->seqs = dfb_topics_new();
+    if (!self->seqs || (o->seqs && dfb_topics_copy(self->seqs, o->seqs) != 0)) {
+        snprintf(err, errlen, "publish: out of memory");
+        dfb_actor_destroy(&self);
+        return NULL;
+    }
+    /* The pipe: bind, connect, then start the thread (pthread_create is the
+       memory barrier that lets the sockets move to it). */
+    char name[64];
+    snprintf(name, sizeof name, "inproc://dfb-actor-%p", (void *)self);
+    self->pipe = zmq_socket(ctx, ZMQ_PAIR);
+    self->apipe = zmq_socket(ctx, ZMQ_PAIR);
+    int hwm = PIPE_HWM, zero = 0;
+    if (!self->pipe || !self->apipe ||
+        zmq_setsockopt(self->pipe, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(self->apipe, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(self->pipe, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_setsockopt(self->apipe, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_bind(self->apipe, name) != 0 || zmq_connect(self->pipe, name) != 0) {
+        snprintf(err, errlen, "publish: cannot create the actor pipe: %s", zmq_strerror(errno));
+        dfb_actor_destroy(&self);
+        return NULL;
+    }
+    if (pthread_create(&self->thread, NULL, actor_main, self) != 0) {
+        snprintf(err, errlen, "publish: cannot start the publisher thread");
+        dfb_actor_destroy(&self);
+        return NULL;
+    }
+    self->started = 1;
+    return self;
+}
+
+int
+dfb_actor_dead(const dfb_actor_t *self)
+{
+    return __atomic_load_n(&self->dead, __ATOMIC_ACQUIRE);
+}
+
+/*  Sends one frame, waiting for room in slices so a dead actor is noticed.
+    0, or -1 (dead actor or a pipe error). */
+static int
+pipe_send(dfb_actor_t *self, const void *data, size_t len, int more)
+{
+    for (;;) {
+        if (zmq_send(self->pipe, data, len, ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0)) >= 0)
+            return 0;
+        if (errno != EAGAIN && errno != EINTR)
+            return -1;
+        if (dfb_actor_dead(self))
+            return -1;
+        if (errno == EAGAIN) {
+            zmq_pollitem_t item = {self->pipe, 0, ZMQ_POLLOUT, 0};
+            zmq_poll(&item, 1, WAIT_SLICE_MS);
+        }
+    }
+}
+
+int
+dfb_actor_send(dfb_actor_t *self, uint64_t gseq, uint64_t seq, const char *topic, size_t topic_len,
+               const void *body, size_t body_len)
+{
+    if (!self->started || dfb_actor_dead(self))
+        return -1;
+    uint64_t head[2] = {gseq, seq};
+    /* A ZeroMQ message is atomic: once its first frame is accepted the rest
+       are too, so a failure can only come before anything was queued. */
+    if (pipe_send(self, head, sizeof head, 1) != 0)
+        return -1;
+    if (pipe_send(self, topic, topic_len, 1) != 0 || pipe_send(self, body, body_len, 0) != 0)
+        return -1;
+    return 0;
+}
+
+int
+dfb_actor_sync(dfb_actor_t *self)
+{
+    if (!self->started || dfb_actor_dead(self) || pipe_send(self, "$SYNC", 5, 0) != 0)
+        return -1;
+    for (;;) {
+        char ok[8];
+        if (zmq_recv(self->pipe, ok, sizeof ok, ZMQ_DONTWAIT) >= 0)
+            return 0;
+        if (errno != EAGAIN && errno != EINTR)
+            return -1;
+        if (dfb_actor_dead(self))
+            return -1;
+        zmq_pollitem_t item = {self->pipe, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&item, 1, WAIT_SLICE_MS);
+    }
+}
+
+void
+dfb_actor_destroy(dfb_actor_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    dfb_actor_t *self = *self_p;
+    if (self->started) {
+        /* The pipe is ordered: everything handed over is published first. */
+        pipe_send(self, "$TERM", 5, 0);
+        pthread_join(self->thread, NULL);
+    }
+    if (self->pipe)
+        zmq_close(self->pipe);
+    if (self->apipe)
+        zmq_close(self->apipe);
+    if (self->pub)
+        zmq_close(self->pub);
+    dfb_topics_destroy(&self->seqs);
+    dfb_buf_free(&self->hb);
+    free(self);
+    *self_p = NULL;
+}

@@ -1,0 +1,54 @@
+/*  dfb_actor: the publisher actor, one thread that owns the PUB socket and
+    the `_hb` timer. The sequencer (dfb_publish) hands it numbered messages
+    through an inproc PAIR pipe; it publishes them in order and never waits
+    on anything but that pipe and its timer (no disk, no lock), so a
+    long-poll or a slow disk never delays a heartbeat.
+
+    If the thread stops on an error it logs one error line, counts it in
+    dead_threads and requests the daemon's stop (dfb_stop_request): the
+    bridge then exits 5. After that, no call here blocks: they return -1. */
+#ifndef DFB_ACTOR_H
+#define DFB_ACTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dfb_info.h"
+#include "dfb_topics.h"
+
+typedef struct dfb_actor dfb_actor_t;
+
+typedef struct {
+    int heartbeat_ms;             /* 0 = no heartbeat */
+    const char *epoch;            /* copied */
+    const char *advertise;        /* the heartbeat's replay endpoint ("" = off), copied */
+    uint64_t gseq;                /* last gseq published before start (from the journal) */
+    const dfb_topics_t *seqs;     /* last seq per topic before start, copied; NULL = none */
+    dfb_pub_counters_t *counters; /* borrowed: published, send_errors, heartbeats, ... */
+    uint64_t fail_after;          /* test only (DFB_TEST_ACTOR_FAIL_AFTER): 0 = never */
+} dfb_actor_opts_t;
+
+/*  Starts the actor on pub (a bound PUB socket of ctx: ownership moves to
+    the actor, which closes it). NULL on error with a message in err (pub is
+    then closed too). */
+dfb_actor_t *dfb_actor_new(void *ctx, void *pub, const dfb_actor_opts_t *opts, char *err,
+                           size_t errlen);
+
+/*  Publishes what was handed over, stops the thread, closes its sockets,
+    NULLs *self_p; accepts NULL. Never blocks on a dead actor. */
+void dfb_actor_destroy(dfb_actor_t **self_p);
+
+/*  Hands one message (frame 1 topic, frame 2 body; gseq and its topic's seq
+    for the heartbeat) to the actor; waits while the pipe is full. 0, or -1
+    when the actor is dead (nothing sent). Caller's thread only. */
+int dfb_actor_send(dfb_actor_t *self, uint64_t gseq, uint64_t seq, const char *topic,
+                   size_t topic_len, const void *body, size_t body_len);
+
+/*  Waits until the actor has handled everything sent before. 0, or -1 when
+    the actor is dead. Caller's thread only. */
+int dfb_actor_sync(dfb_actor_t *self);
+
+/*  1 once the actor thread has stopped on an error. Any thread. */
+int dfb_actor_dead(const dfb_actor_t *self);
+
+#endif

@@ -1,0 +1,122 @@
+/*  dfb_info: the table of live counters and its two renderings, the msgpack
+    `info` reply and the one-line log dump (see dfb_info.h). Adding a counter
+    is one row here. */
+#include "dfb_info.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "dfb_mpack.h"
+
+#define LOOP(f) DFB_INFO_COUNTER, DFB_INFO_LOOP, offsetof(dfb_loop_stats_t, f)
+#define PUB(f) DFB_INFO_COUNTER, DFB_INFO_PUB, offsetof(dfb_pub_counters_t, f)
+#define JOURNAL(f) DFB_INFO_COUNTER, DFB_INFO_JOURNAL, offsetof(dfb_journal_stats_t, f)
+#define PUB_GAUGE(f) DFB_INFO_GAUGE, DFB_INFO_PUB, offsetof(dfb_pub_counters_t, f)
+#define JOURNAL_GAUGE(f) DFB_INFO_GAUGE, DFB_INFO_JOURNAL, offsetof(dfb_journal_stats_t, f)
+
+const dfb_info_row_t dfb_info_rows[] = {
+    {"reads", "successful datafeed reads", LOOP(reads)},
+    {"events", "events received from the datafeed", LOOP(events)},
+    {"retries", "failed datafeed calls that were retried (read errors)", LOOP(retries)},
+    {"reauths", "re-authentications after a 401", LOOP(reauths)},
+    {"recreates", "feeds replaced after a 400 on read", LOOP(recreates)},
+    {"feeds_created", "feeds this process created", LOOP(created)},
+    {"unacked_batches", "batches not acknowledged because a publish or flush failed",
+     LOOP(unacked)},
+    {"malformed", "datafeed bodies that were not the expected JSON", LOOP(malformed)},
+    {"replaced", "invalid UTF-8 sequences replaced by U+FFFD", LOOP(replaced)},
+    {"last_read_age_ms", "milliseconds since the last successful read (0: none yet)",
+     DFB_INFO_GAUGE, DFB_INFO_LOOP_AGE, offsetof(dfb_loop_stats_t, last_read_ms)},
+    {"published", "messages handed to the PUB socket", PUB(published)},
+    {"encode_errors", "events not published: msgpack encoding failed", PUB(encode_errors)},
+    {"send_errors", "events not published: zmq_send failed", PUB(send_errors)},
+    {"pipe_errors", "events journaled but not handed to the publisher thread", PUB(pipe_errors)},
+    {"pipe_drops", "events lost inside the publisher pipe (unreadable frame)", PUB(pipe_drops)},
+    {"topics", "distinct topics seen", PUB_GAUGE(topics)},
+    {"topics_overflow", "events published under UNKNOWN by the topic cap", PUB(topics_overflow)},
+    {"deduped", "redelivered events not published again", PUB(deduped)},
+    {"heartbeats", "_hb messages sent", PUB(heartbeats)},
+    {"journal_errors", "failed journal appends (each retried)", PUB(journal_errors)},
+    {"journal_failing", "1 while journal appends fail (batches are not acknowledged)",
+     PUB_GAUGE(journal_failing)},
+    {"journaled", "events appended to the journal since start", JOURNAL(appended)},
+    {"journal_fsyncs", "fdatasync calls on the journal", JOURNAL(fsyncs)},
+    {"journal_segments", "journal segment files", JOURNAL_GAUGE(segments)},
+    {"journal_bytes", "bytes in the journal segments", JOURNAL_GAUGE(bytes)},
+    {"journal_segments_deleted", "segments removed by retention", JOURNAL(segments_deleted)},
+    {"journal_truncated_bytes", "torn or corrupt tail bytes cut at open", JOURNAL(truncated_bytes)},
+    {"journal_read_errors", "corrupt records met by journal readers", JOURNAL(read_errors)},
+    {"journal_oldest_gseq", "oldest gseq retained", JOURNAL_GAUGE(oldest_gseq)},
+    {"journal_head_gseq", "newest gseq appended", JOURNAL_GAUGE(head_gseq)},
+    {"replay_requests", "replay requests received", PUB(replay_requests)},
+    {"replay_messages", "messages sent in replay answers", PUB(replay_messages)},
+    {"replay_errors", "replay answers with status error", PUB(replay_errors)},
+    {"replay_abandoned", "replay requests given up (client gone or stalled)",
+     PUB(replay_abandoned)},
+    {"info_requests", "info requests answered", PUB(info_requests)},
+    {"dead_threads", "internal threads stopped on an error (the bridge exits 5)",
+     PUB(dead_threads)},
+};
+const size_t dfb_info_nrows = sizeof dfb_info_rows / sizeof dfb_info_rows[0];
+
+void
+dfb_info_values(const dfb_info_sources_t *src, int64_t now_mono_ms, uint64_t *values)
+{
+    dfb_journal_stats_t js;
+    memset(&js, 0, sizeof js);
+    if (src->journal)
+        dfb_journal_stats(src->journal, &js);
+    for (size_t i = 0; i < dfb_info_nrows; i++) {
+        const dfb_info_row_t *r = &dfb_info_rows[i];
+        uint64_t v = 0;
+        switch (r->src) {
+        case DFB_INFO_LOOP:
+            if (src->loop)
+                v = *(const _Atomic uint64_t *)((const char *)src->loop + r->off);
+            break;
+        case DFB_INFO_LOOP_AGE:
+            if (src->loop) {
+                long long t = *(const _Atomic long long *)((const char *)src->loop + r->off);
+                v = t > 0 && now_mono_ms >= t ? (uint64_t)(now_mono_ms - t) : 0;
+            }
+            break;
+        case DFB_INFO_PUB:
+            if (src->pub)
+                v = *(const dfb_counter_t *)((const char *)src->pub + r->off);
+            break;
+        case DFB_INFO_JOURNAL:
+            memcpy(&v, (const char *)&js + r->off, sizeof v);
+            break;
+        }
+        values[i] = v;
+    }
+}
+
+int
+dfb_info_encode(dfb_buf_t *b, uint64_t req, const char *epoch, uint64_t ts,
+                const char *const *names, const uint64_t *values, size_t n)
+{
+    int rc = dfb_mpack_map(b, 5);
+    rc |= dfb_mpack_cstr(b, "v") | dfb_mpack_uint(b, 1);
+    rc |= dfb_mpack_cstr(b, "req") | dfb_mpack_uint(b, req);
+    rc |= dfb_mpack_cstr(b, "epoch") | dfb_mpack_cstr(b, epoch);
+    rc |= dfb_mpack_cstr(b, "ts") | dfb_mpack_uint(b, ts);
+    rc |= dfb_mpack_cstr(b, "counters") | dfb_mpack_map(b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        rc |= dfb_mpack_cstr(b, names[i]) | dfb_mpack_uint(b, values[i]);
+    return rc ? -1 : 0;
+}
+
+void
+dfb_info_line(const uint64_t *values, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < dfb_info_nrows && len < cap; i++) {
+        int n = snprintf(out + len, cap - len, "%s%s %llu", i ? ", " : "", dfb_info_rows[i].name,
+                         (unsigned long long)values[i]);
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+}
