@@ -628,7 +628,7 @@ def journal_full(start, fail, clear):
           % len([e for e in br.errors() if e.startswith("journal:")]))
 
 
-def case_journal_disk_full():
+def case_publish_disk_full():
     """journal_full with the dffault shim: ENOSPC on every writev under stateDir."""
     ctl = os.path.join(dftest.CTX.tmp, "faults.ctl")
     journal_full(lambda pod, state: new_bridge(pod, state, free_port(), "  heartbeatMillis: 200\n",
@@ -637,11 +637,11 @@ def case_journal_disk_full():
                  lambda br: set_faults(ctl))
 
 
-def case_journal_tmpfs_full():
+def case_publish_tmpfs_full():
     """journal_full on a real full filesystem: stateDir is a 4 MiB tmpfs mounted in the bridge's
     own mount namespace (unshare -m: nothing leaks); the test fills it with a file, seen through
     /proc/<pid>/root, then deletes that file. Needs root (CI runs as root)."""
-    check(os.geteuid() == 0, "journal_tmpfs_full needs root (mount -t tmpfs in unshare -m)")
+    check(os.geteuid() == 0, "publish_tmpfs_full needs root (mount -t tmpfs in unshare -m)")
     if os.geteuid() != 0:
         return
     wrapper = os.path.join(dftest.CTX.tmp, "dfbridge-tmpfs.sh")
@@ -726,8 +726,8 @@ CASES = {
     "replay_slow_subscriber_hwm10000": case_slow_subscriber_burst,
     "publish_dead_actor": case_dead_actor,
     "replay_errors": case_replay_errors,
-    "journal_disk_full": case_journal_disk_full,
-    "journal_tmpfs_full": case_journal_tmpfs_full,
+    "publish_disk_full": case_publish_disk_full,
+    "publish_tmpfs_full": case_publish_tmpfs_full,
     "info_sigusr1": case_info_sigusr1,
     "heartbeat_slow_disk": case_heartbeat_slow_disk,
     "heartbeat_slow_disk_interval": case_heartbeat_slow_disk_interval,
