@@ -43,6 +43,11 @@
 #define MAX_PAYLOAD ((uint32_t)1 << 30)
 #define INDEX_EVERY 256 /* sparse index: one (gseq, offset) per this many records */
 
+/*  An append failure is said once: the first of a streak as a warning (the
+    publisher adds the one error line: nothing is acknowledged meanwhile),
+    the retries (the publisher retries until the disk works again) at debug. */
+#define APPEND_ERR(j, ...) dfb_log((j)->append_failing ? DFB_LOG_DEBUG : DFB_LOG_WARN, __VA_ARGS__)
+
 /* read_record results besides the public codes: a whole record, or one cut short */
 #define RR_OK 1
 #define RR_SHORT 0
@@ -74,6 +79,7 @@ struct dfb_journal {
     uint64_t last_gseq;   /* writer */
     int batch_mode;       /* writer */
     int need_cut;         /* writer: a partial record past cut_to could not be cut yet */
+    int append_failing;   /* writer: the last append failed (its next failures log at debug) */
     uint64_t cut_to;
     /* Durability, under mu: appends bump gen_written; a sync that began at
        generation g and succeeded makes gen_synced >= g. A failed sync makes
@@ -485,7 +491,7 @@ new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
             return -1;
     }
     if (build_header(&j->hbuf, j->epoch, first, now_ms, j->topics) != 0) {
-        dfb_error("journal: out of memory for a segment header");
+        APPEND_ERR(j, "journal: out of memory for a segment header");
         return -1;
     }
     dfb_buf_t *b = &j->hbuf;
@@ -493,7 +499,7 @@ new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
     seg_path(j, first, path, sizeof path);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
-        dfb_error("journal: cannot create %s: %s", path, strerror(errno));
+        APPEND_ERR(j, "journal: cannot create %s: %s", path, strerror(errno));
         return -1;
     }
     const char *fail = NULL;
@@ -517,7 +523,7 @@ new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
         errno = e;
     }
     if (fail) {
-        dfb_error("journal: cannot create %s: %s: %s", path, fail, strerror(errno));
+        APPEND_ERR(j, "journal: cannot create %s: %s: %s", path, fail, strerror(errno));
         close(fd);
         unlink(path); /* ours, just created, no record in it */
         return -1;
@@ -526,7 +532,7 @@ new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
     seg_t *s = push_seg(j, first);
     if (!s) {
         pthread_mutex_unlock(&j->mu);
-        dfb_error("journal: out of memory for segment %s", path);
+        APPEND_ERR(j, "journal: out of memory for segment %s", path);
         close(fd);
         unlink(path);
         return -1;
@@ -1583,8 +1589,18 @@ cut_back(dfb_journal_t *j, uint64_t size)
     j->cut_to = size;
 }
 
+static int append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms);
+
 int
 dfb_journal_append(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
+{
+    int rc = append_record(j, rec, now_ms);
+    j->append_failing = rc != 0;
+    return rc;
+}
+
+static int
+append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
 {
     if (rec->gseq <= j->last_gseq || rec->topic_len > MAX_PAYLOAD || rec->type_len > MAX_PAYLOAD ||
         rec->id_len > MAX_PAYLOAD || rec->body_len > MAX_PAYLOAD ||
@@ -1649,7 +1665,7 @@ dfb_journal_append(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_m
             int e = errno;
             if (done > 0) /* a short write came first: no partial record stays */
                 cut_back(j, size);
-            dfb_error("journal: write: %s (gseq %" PRIu64 ")", strerror(e), rec->gseq);
+            APPEND_ERR(j, "journal: write: %s (gseq %" PRIu64 ")", strerror(e), rec->gseq);
             bump_errors(j);
             errno = e;
             return -1;
