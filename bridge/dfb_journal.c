@@ -1964,15 +1964,25 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
                and reading goes on with the next one; in the active
                segment, everything up to the head is. */
             uint64_t from = r->last ? r->last + 1 : r->first;
+            /* A range wholly below the position asked for is not the
+               caller's loss: skip it without a report. */
             if (next) {
-                int lost = reader_lost(r, from, next - 1, "corrupt record");
+                int lost = next - 1 < r->min_gseq
+                               ? 0
+                               : reader_lost(r, from, next - 1, "corrupt record");
                 if (reader_open(r, next, 0) != 0)
                     return DFB_JOURNAL_EIO;
                 r->last = next - 1;
+                if (!lost)
+                    continue;
                 return lost;
             }
-            int lost = reader_lost(r, from, head, "corrupt record");
             r->off = limit;
+            if (head < r->min_gseq) {
+                r->last = head;
+                continue;
+            }
+            int lost = reader_lost(r, from, head, "corrupt record");
             r->last = head;
             return lost;
         }

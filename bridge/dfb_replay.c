@@ -5,6 +5,7 @@
 #include "dfb_replay.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ typedef struct {
     int more;
     const char *code; /* error answers */
     char error[160];
+    uint64_t lost_from, lost_to; /* code "damaged" */
     state_t state;
     dfb_journal_reader_t *reader;
     dfb_journal_rec_t rec; /* the record being sent (points into the reader) */
@@ -320,6 +322,8 @@ start(dfb_replay_t *self, req_t *r)
         fail(r, "gone",
              r->by_topic ? "from_seq is older than the journal's retention"
                          : "from_gseq is older than the journal's retention");
+    else if (rc == DFB_JOURNAL_NOMEM)
+        fail(r, "internal", "out of memory: ask again later");
     else if (rc != 0)
         fail(r, "io_error", "the journal cannot be read at that position: ask again later");
 }
@@ -449,7 +453,8 @@ int
 dfb_replay_end_encode(dfb_buf_t *b, const dfb_replay_end_t *e)
 {
     int err = e->code != NULL;
-    uint32_t n = 9 + (e->by_topic ? 1 : 0) + (err ? 2 : 0);
+    int damaged = err && strcmp(e->code, "damaged") == 0;
+    uint32_t n = 9 + (e->by_topic ? 1 : 0) + (err ? 2 : 0) + (damaged ? 2 : 0);
     int rc = dfb_mpack_map(b, n);
     rc |= dfb_mpack_cstr(b, "v") | dfb_mpack_uint(b, 1);
     rc |= dfb_mpack_cstr(b, "req") | dfb_mpack_uint(b, e->req);
@@ -465,6 +470,10 @@ dfb_replay_end_encode(dfb_buf_t *b, const dfb_replay_end_t *e)
     if (err) {
         rc |= dfb_mpack_cstr(b, "code") | dfb_mpack_cstr(b, e->code);
         rc |= dfb_mpack_cstr(b, "error") | dfb_mpack_cstr(b, e->error ? e->error : "");
+    }
+    if (damaged) {
+        rc |= dfb_mpack_cstr(b, "lost_from") | dfb_mpack_uint(b, e->lost_from);
+        rc |= dfb_mpack_cstr(b, "lost_to") | dfb_mpack_uint(b, e->lost_to);
     }
     return rc ? -1 : 0;
 }
@@ -486,7 +495,9 @@ send_end(dfb_replay_t *self, req_t *r, const char *epoch)
                           .more = r->more,
                           .epoch = epoch,
                           .code = r->code,
-                          .error = r->error};
+                          .error = r->error,
+                          .lost_from = r->lost_from,
+                          .lost_to = r->lost_to};
     if (dfb_replay_end_encode(b, &e) != 0)
         return -1;
     int rc = send_msg(self, r, DFB_REPLAY_TOPIC_END, strlen(DFB_REPLAY_TOPIC_END), b->data, b->len);
@@ -547,6 +558,18 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
                 r->state = ST_END;
             } else if (rc == DFB_JOURNAL_READER_GONE) {
                 fail(r, "gone", "retention deleted the following records during the answer");
+            } else if (rc == DFB_JOURNAL_CORRUPT) {
+                /* Lost for good (damaged on disk): the client counts the range
+                   and asks again after it, so what follows is not lost too. */
+                dfb_journal_reader_lost(r->reader, &r->lost_from, &r->lost_to);
+                char msg[160];
+                snprintf(msg, sizeof msg,
+                         "gseq %" PRIu64 "..%" PRIu64
+                         " are damaged in the journal: count them lost, ask again from %" PRIu64,
+                         r->lost_from, r->lost_to, r->lost_to + 1);
+                fail(r, "damaged", msg);
+            } else if (rc == DFB_JOURNAL_NOMEM) {
+                fail(r, "internal", "out of memory: ask again later");
             } else if (rc < 0) {
                 fail(r, "io_error", "a journal record cannot be read: ask again later");
             } else if (matches(r, &r->rec)) {

@@ -60,6 +60,7 @@ typedef struct {
     const char *epoch;
     const char *code; /* NULL: status "ok"; else status "error" with code and error */
     const char *error;
+    uint64_t lost_from, lost_to; /* code "damaged" only: the gseqs that cannot be read */
 } dfb_replay_end_t;
 
 /*  Appends the msgpack body of an end marker. 0, or -1 when out of memory. */

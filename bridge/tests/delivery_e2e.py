@@ -499,7 +499,9 @@ def case_replay_errors():
     msgs, end = rp.ask(from_gseq=1)
     check(len(msgs) == 20 and end.get("status") == "ok", "the journal reads fine: %r" % end)
     # A damaged record (one byte of event dv-10 flipped on disk): the answer stops before it
-    # with io_error, never gone (nothing was deleted); repaired, it reads again.
+    # with damaged and the range that cannot be read (never gone: nothing was deleted; never
+    # io_error: retrying would not help); asked again after the range: ok; repaired, it reads
+    # again.
     seg = os.path.join(state, "journal", sorted(n for n in os.listdir(os.path.join(
         state, "journal")) if n.endswith(".dfj"))[0])
     with open(seg, "r+b") as f:
@@ -509,9 +511,14 @@ def case_replay_errors():
         f.seek(at)
         f.write(b"X")
     msgs, end = rp.ask(from_gseq=1)
-    check(len(msgs) == 10 and end.get("status") == "error" and end.get("code") == "io_error"
-          and end.get("last_gseq") == 10 and end.get("head_gseq") == 20,
-          "a damaged record answers io_error after the 10 before it: %d, %r" % (len(msgs), end))
+    check(len(msgs) == 10 and end.get("status") == "error" and end.get("code") == "damaged"
+          and end.get("last_gseq") == 10 and end.get("head_gseq") == 20
+          and end.get("lost_from") == 11 and end.get("lost_to") == 20,
+          "a damaged record answers damaged 11..20 after the 10 before it: %d, %r"
+          % (len(msgs), end))
+    msgs, end = rp.ask(from_gseq=end.get("lost_to", 20) + 1)
+    check(msgs == [] and end.get("status") == "ok" and end.get("last_gseq") == 20,
+          "asked again after the damaged range: ok: %r" % end)
     with open(seg, "r+b") as f:
         f.seek(at)
         f.write(b"d")
@@ -525,7 +532,7 @@ def case_replay_errors():
     if info:
         c = info["counters"]
         check(c["published"] == 20 and c["journal_head_gseq"] == 20 and c["reads"] >= 1
-              and c["events"] == 20 and c["replay_errors"] == 2 and c["replay_requests"] == 5
+              and c["events"] == 20 and c["replay_errors"] == 2 and c["replay_requests"] == 6
               and c["info_requests"] == 1 and c["heartbeats"] >= 1
               and c["journal_failing"] == 0 and c["journal_read_errors"] == 1,
               "live counters: %r" % c)

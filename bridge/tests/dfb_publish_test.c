@@ -171,6 +171,20 @@ test_info_golden(void)
                           .error = "the journal cannot be read at that position: ask again later"};
     CHECK(dfb_replay_end_encode(&b, &e) == 0);
     CHECK(same_hex(&b, vector_hex(json, "end_error_io_error")));
+    b.len = 0;
+    dfb_replay_end_t d = {.req = 12,
+                          .count = 10,
+                          .last_gseq = 10,
+                          .head_gseq = 20,
+                          .oldest_gseq = 1,
+                          .epoch = "20261127T075500Z-3fa2c1d9",
+                          .code = "damaged",
+                          .error = "gseq 11..20 are damaged in the journal: count them lost, ask "
+                                   "again from 21",
+                          .lost_from = 11,
+                          .lost_to = 20};
+    CHECK(dfb_replay_end_encode(&b, &d) == 0);
+    CHECK(same_hex(&b, vector_hex(json, "end_error_damaged")));
     dfb_buf_free(&b);
     dfb_json_destroy(&json);
     free(text);

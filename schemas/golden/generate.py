@@ -313,6 +313,13 @@ END_MARKERS = [
                             ("code", "io_error"),
                             ("error", "the journal cannot be read at that position: "
                                       "ask again later")]),
+    ("end_error_damaged", [("v", 1), ("req", 12), ("status", "error"), ("count", 10),
+                           ("last_gseq", 10), ("more", False), ("head_gseq", 20),
+                           ("oldest_gseq", 1), ("epoch", "20261127T075500Z-3fa2c1d9"),
+                           ("code", "damaged"),
+                           ("error", "gseq 11..20 are damaged in the journal: count them lost, "
+                                     "ask again from 21"),
+                           ("lost_from", 11), ("lost_to", 20)]),
 ]
 
 # The answer to an info request (issue 7): the live counters, a map in the
