@@ -1,4 +1,4 @@
-/*  Helpers shared by the consumer tests: CHECK macros, a JSON -> msgpack
+/*  Helpers shared by the consumer tests: the CHECK macros (df_check.h), a JSON -> msgpack
     packer (jansson + msgpack-c's packer) to write events readably, the v1
     envelope, and XPUB helpers that wait for the subscription instead of
     sleeping. Header-only: every test is one program. */
@@ -15,35 +15,10 @@
 #include <time.h>
 #include <zmq.h>
 
-static int failures;
+#include "df_check.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_STR(a, b)                                                                            \
-    do {                                                                                           \
-        const char *a_ = (a), *b_ = (b);                                                           \
-        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                   \
-            fprintf(stderr, "%s:%d: CHECK_STR failed: %s\n  got:  %s\n  want: %s\n", __FILE__,     \
-                    __LINE__, #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                         \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_) {                                                                            \
-            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %lld, want %lld\n", __FILE__, __LINE__, \
-                    #a, a_, b_);                                                                   \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+/*  The tests predate df_check.h and count in `failures`. */
+#define failures df_check_failures
 
 static inline int64_t
 tu_now_ms(void)
