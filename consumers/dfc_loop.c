@@ -881,10 +881,23 @@ dispatch(dfc_loop_t *loop, dfc_event_t *ev, track_t *trk)
             pthread_mutex_unlock(&loop->mu);
             continue;
         }
-        /* user code: called without the lock */
+        /* The filter runs user code with the listener's ctx: it counts as
+           running, so that unsubscribe waits for it like for a callback
+           (and a listener removed meanwhile is not asked at all). */
+        pthread_mutex_lock(&loop->mu);
+        bool removed = lr->removed;
+        if (!removed)
+            lr->running++;
+        pthread_mutex_unlock(&loop->mu);
+        if (removed)
+            continue;
+        tl_current = lr; /* unsubscribing itself from its filter must not wait */
         bool accept = lr->l.is_accepting_event ? lr->l.is_accepting_event(lr->l.ctx, ev, init, bot)
                                                : dfc_default_is_accepting(lr->l.ctx, ev, init, bot);
+        tl_current = NULL;
         pthread_mutex_lock(&loop->mu);
+        if (--lr->running == 0)
+            pthread_cond_broadcast(&loop->idle);
         if (!accept)
             loop->stats.filtered++;
         else if (!lr->removed && dfc_event_has_callback(ev, &lr->l) &&

@@ -775,6 +775,84 @@ test_subscribe_live(void)
     fx_fini(&f);
 }
 
+/* ------------------------------ unsubscribe while its filter runs (A1) */
+
+/*  The filter of listener "uaf" owns a malloc'ed ctx that the test frees as
+    soon as unsubscribe returns: the filter must never run after that. */
+typedef struct {
+    atomic_int calls;
+} uaf_ctx_t;
+
+static pthread_mutex_t umu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ucond = PTHREAD_COND_INITIALIZER;
+static int uaf_entered, uaf_calling;
+static atomic_int uaf_done, uaf_after, uaf_early;
+
+static bool
+uaf_filter(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i, int64_t bot)
+{
+    (void)ev, (void)i, (void)bot;
+    if (atomic_load(&uaf_done))
+        atomic_fetch_add(&uaf_after, 1); /* entered after unsubscribe returned */
+    uaf_ctx_t *c = ctx;
+    if (atomic_fetch_add(&c->calls, 1) == 0) {
+        pthread_mutex_lock(&umu);
+        uaf_entered = 1;
+        pthread_cond_broadcast(&ucond);
+        struct timespec dl = tu_deadline(WAIT_MS);
+        while (!uaf_calling && pthread_cond_timedwait(&ucond, &umu, &dl) == 0)
+            ;
+        /* a negative check: give unsubscribe 300 ms to (wrongly) return
+           while we are still inside the filter */
+        dl = tu_deadline(300);
+        while (!atomic_load(&uaf_done) && pthread_cond_timedwait(&ucond, &umu, &dl) == 0)
+            ;
+        if (atomic_load(&uaf_done))
+            atomic_fetch_add(&uaf_early, 1);
+        pthread_mutex_unlock(&umu);
+    }
+    return atomic_load(&c->calls) < 0; /* reads ctx again: a use after free under ASan */
+}
+
+static void
+test_unsubscribe_filter(void)
+{
+    fx_t f;
+    fx_init(&f, "inproc://uaf", (dfc_config_t){.workers = 2, .dedupe_window = -1});
+    recs_reset();
+    uaf_ctx_t *ctx = calloc(1, sizeof *ctx);
+    dfc_listener_t u = {.name = "uaf", .ctx = ctx, .is_accepting_event = uaf_filter,
+                        .on_message_sent = c_message_sent};
+    dfc_listener_t w = {.name = "w", .ctx = "w", .on_message_sent = c_message_sent};
+    dfc_loop_subscribe(f.loop, &u);
+    dfc_loop_subscribe(f.loop, &w);
+    fx_start(&f);
+    for (int k = 1; k <= 50; k++)
+        fx_pub(&f, "MESSAGESENT", (uint64_t)k, "{\"id\":\"u\",\"type\":\"MESSAGESENT\"," INIT "}");
+    pthread_mutex_lock(&umu);
+    struct timespec dl = tu_deadline(WAIT_MS);
+    while (!uaf_entered && pthread_cond_timedwait(&ucond, &umu, &dl) == 0)
+        ;
+    CHECK_EQ(uaf_entered, 1);
+    uaf_calling = 1;
+    pthread_cond_broadcast(&ucond);
+    pthread_mutex_unlock(&umu);
+    CHECK_EQ(dfc_loop_unsubscribe(f.loop, &u), DFC_OK);
+    pthread_mutex_lock(&umu);
+    atomic_store(&uaf_done, 1);
+    pthread_cond_broadcast(&ucond);
+    pthread_mutex_unlock(&umu);
+    free(ctx);
+    for (int k = 51; k <= 100; k++)
+        fx_pub(&f, "MESSAGESENT", (uint64_t)k, "{\"id\":\"u\",\"type\":\"MESSAGESENT\"," INIT "}");
+    CHECK(wait_recs("w", 100)); /* every event went past the filter's place */
+    fx_stop(&f);
+    CHECK_EQ(atomic_load(&uaf_early), 0);
+    CHECK_EQ(atomic_load(&uaf_after), 0);
+    CHECK_EQ(count_recs("uaf"), 0); /* it refused the one event it saw */
+    fx_fini(&f);
+}
+
 /* ------------------------------------------------------ stop and start */
 
 static dfc_loop_t *sig_loop;
@@ -1199,6 +1277,7 @@ main(void)
     test_filter();
     test_concurrency();
     test_subscribe_live();
+    test_unsubscribe_filter();
     test_stop();
     test_backpressure();
     test_hostile();
