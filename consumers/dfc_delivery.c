@@ -135,11 +135,13 @@ dfc_dedupe_seen(dfc_dedupe_t *d, const char *id, size_t idlen, const char *type,
 {
     if (!d || !id || d->window == 0)
         return false;
-    /* hash of id NUL type: ids alone are not unique (ROOMCREATED and
+    /* hash of (id length, id, type): ids alone are not unique (ROOMCREATED and
        USERJOINEDROOM of one action share one) */
-    uint64_t h = dfc_fnv1a64(id, idlen);
-    h ^= 0;
-    h *= 1099511628211ull;
+    uint64_t h = dfc_fnv1a64(&idlen, sizeof idlen);
+    for (size_t i = 0; i < idlen; i++) { /* the length first: ("a\0b", "c") != ("a", "b\0c") */
+        h ^= (unsigned char)id[i];
+        h *= 1099511628211ull;
+    }
     for (size_t i = 0; i < tlen; i++) {
         h ^= (unsigned char)type[i];
         h *= 1099511628211ull;
@@ -298,9 +300,8 @@ dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n)
 /* -------------------------------------------------------- replay request */
 
 static size_t
-put_str(unsigned char *p, const char *s)
+put_strn(unsigned char *p, const char *s, size_t n)
 {
-    size_t n = strlen(s);
     if (n < 32) {
         p[0] = (unsigned char)(0xa0 | n);
         memcpy(p + 1, s, n);
@@ -313,6 +314,12 @@ put_str(unsigned char *p, const char *s)
 }
 
 static size_t
+put_str(unsigned char *p, const char *s)
+{
+    return put_strn(p, s, strlen(s));
+}
+
+static size_t
 put_uint(unsigned char *p, uint64_t v)
 {
     p[0] = 0xcf;
@@ -322,12 +329,12 @@ put_uint(unsigned char *p, uint64_t v)
 }
 
 size_t
-dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, uint64_t from_gseq,
-                   unsigned limit, const char *const *topics, size_t ntopics)
+dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, size_t epoch_len,
+                   uint64_t from_gseq, unsigned limit, const char *const *topics, size_t ntopics)
 {
     /* {"v":1, "req":req, ["epoch":epoch,] "from_gseq":n, "limit":limit,
         ["topics":[...]]} */
-    size_t el = epoch ? strlen(epoch) : 0, need = 80 + el + 8;
+    size_t el = epoch ? epoch_len : 0, need = 80 + el + 8;
     for (size_t i = 0; i < ntopics; i++) {
         if (strlen(topics[i]) > 255)
             return 0;
@@ -344,7 +351,7 @@ dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, uint
     pos += put_uint(p + pos, req);
     if (el) {
         pos += put_str(p + pos, "epoch");
-        pos += put_str(p + pos, epoch);
+        pos += put_strn(p + pos, epoch, el);
     }
     pos += put_str(p + pos, "from_gseq");
     pos += put_uint(p + pos, from_gseq);

@@ -36,7 +36,8 @@ typedef struct {
     const dfc_value_t *root, *event;
     uint64_t v, seq, gseq, ts;
     int64_t bot;
-    const char *epoch;
+    const char *epoch; /* NUL-terminated for convenience; may hold NULs: use epoch_len */
+    size_t epoch_len;
 } dfc_envelope_t;
 
 /*  Checks the frame-2 map of contract v1: v (uint, <= 1), seq, gseq, ts
@@ -59,6 +60,13 @@ bool dfc_event_has_callback(const dfc_event_t *ev, const dfc_listener_t *l);
 /*  Calls l's callback for this event (which must exist). */
 void dfc_event_dispatch(const dfc_event_t *ev, const dfc_listener_t *l);
 const dfc_initiator_t *dfc_event_initiator(const dfc_event_t *ev);
+/*  The same strings as the public getters, with their length in *len (0
+    when absent): ids, types, epochs and topics may hold NUL bytes, and are
+    compared as bytes with lengths everywhere inside the library. */
+const char *dfc_event_id_n(const dfc_event_t *ev, size_t *len);
+const char *dfc_event_type_n(const dfc_event_t *ev, size_t *len);
+const char *dfc_event_epoch_n(const dfc_event_t *ev, size_t *len);
+const char *dfc_event_topic_n(const dfc_event_t *ev, size_t *len);
 
 /* ------------------------------------------- delivery (dfc_delivery.c) */
 
@@ -93,11 +101,12 @@ int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n);
 
 /*  Encodes a replay request by gseq (issue-4 protocol) into buf; returns
     its length, 0 when buf is too small, epoch or a topic is longer than 255
-    bytes, or there are more than 15 topics. epoch NULL or "" -> no epoch
-    key; ntopics 0 -> no topics key (all topics). */
+    bytes, or there are more than 15 topics. epoch NULL or epoch_len 0 -> no
+    epoch key (the epoch is bytes: it may hold NULs); ntopics 0 -> no topics
+    key (all topics). */
 size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch,
-                          uint64_t from_gseq, unsigned limit, const char *const *topics,
-                          size_t ntopics);
+                          size_t epoch_len, uint64_t from_gseq, unsigned limit,
+                          const char *const *topics, size_t ntopics);
 
 /*  The thread-local listener context, set by workers around a callback. */
 #define DFC_CONTEXT_MAX 256

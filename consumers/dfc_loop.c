@@ -54,6 +54,7 @@ typedef struct track {
 
 typedef struct wm {
     char epoch[DFC_EPOCH_MAX];
+    size_t epoch_len;
     uint64_t gseq; /* everything <= gseq of this epoch was handled */
     bool used, blocked;
     uint64_t stamp; /* last use, to evict the oldest epoch */
@@ -76,8 +77,8 @@ typedef struct {
 } wqueue_t;
 
 typedef struct {
-    char *key; /* epoch '\0' topic */
-    size_t key_len;
+    char *key; /* epoch bytes then topic bytes */
+    size_t epoch_len, key_len;
     uint64_t last_seq;
 } gap_entry_t;
 
@@ -94,6 +95,7 @@ typedef struct link {
     void *sub, *mon, *dealer;
     char *dealer_ep;
     char epoch[DFC_EPOCH_MAX];
+    size_t epoch_len; /* epochs are bytes: compared with their length */
     bool has_epoch, had_epoch, from_used;
     uint64_t hw;        /* highest gseq of the epoch delivered (or given up as lost) */
     uint64_t live_last; /* highest gseq of the epoch seen live or announced by "_hb" */
@@ -530,14 +532,14 @@ dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size)
     full table forgets the least recently used epoch that has nothing in
     flight. */
 static wm_t *
-wm_get(dfc_loop_t *loop, const char *epoch, bool create)
+wm_get(dfc_loop_t *loop, const char *epoch, size_t el, bool create)
 {
-    if (strlen(epoch) >= DFC_EPOCH_MAX)
+    if (el >= DFC_EPOCH_MAX)
         return NULL;
     wm_t *free_slot = NULL, *oldest = NULL;
     for (int i = 0; i < DFC_CKPT_MAX; i++) {
         wm_t *w = &loop->wms[i];
-        if (w->used && strcmp(w->epoch, epoch) == 0) {
+        if (w->used && w->epoch_len == el && memcmp(w->epoch, epoch, el) == 0) {
             w->stamp = ++loop->wm_clock;
             return w;
         }
@@ -554,7 +556,9 @@ wm_get(dfc_loop_t *loop, const char *epoch, bool create)
     free(w->done);
     memset(w, 0, sizeof *w);
     w->used = true;
-    snprintf(w->epoch, sizeof w->epoch, "%s", epoch);
+    memcpy(w->epoch, epoch, el);
+    w->epoch[el] = '\0';
+    w->epoch_len = el;
     w->stamp = ++loop->wm_clock;
     return w;
 }
@@ -587,7 +591,9 @@ track_new(dfc_loop_t *loop, const dfc_event_t *ev)
 {
     if (!loop->ckpt_path)
         return NULL;
-    wm_t *w = wm_get(loop, dfc_event_epoch(ev), true);
+    size_t el;
+    const char *epoch = dfc_event_epoch_n(ev, &el);
+    wm_t *w = wm_get(loop, epoch, el, true);
     track_t *t = w ? calloc(1, sizeof *t) : NULL;
     if (!t)
         return NULL;
@@ -647,8 +653,8 @@ ckpt_write(dfc_loop_t *loop)
     }
     /* oldest first, so that a reader keeping the newest keeps the right ones */
     wm_t *order[DFC_CKPT_MAX];
-    for (int i = 0; i < DFC_CKPT_MAX; i++)
-        if (loop->wms[i].used)
+    for (int i = 0; i < DFC_CKPT_MAX; i++) /* the text file cannot hold a NUL */
+        if (loop->wms[i].used && !memchr(loop->wms[i].epoch, '\0', loop->wms[i].epoch_len))
             order[n++] = &loop->wms[i];
     for (size_t i = 1; i < n; i++)
         for (size_t j = i; j > 0 && order[j]->stamp < order[j - 1]->stamp; j--) {
@@ -687,7 +693,7 @@ ckpt_load(dfc_loop_t *loop)
         dfc_log(DFC_LOG_ERROR, "checkpoint %s is malformed: %zu entries used", loop->ckpt_path, n);
     pthread_mutex_lock(&loop->mu);
     for (size_t i = 0; i < n; i++) {
-        wm_t *w = wm_get(loop, e[i].epoch, true);
+        wm_t *w = wm_get(loop, e[i].epoch, strlen(e[i].epoch), true);
         if (w) {
             w->gseq = e[i].gseq;
             w->done = e[i].done; /* taken over */
@@ -795,14 +801,14 @@ enqueue(dfc_loop_t *loop, int qi, dfc_event_t *ev, lrec_t *lr, track_t *trk)
     is the baseline. A live message's seq s follows s-1; a heartbeat's
     (announced) s is the last one published, so s itself may be missing. */
 static void
-count_gap(dfc_loop_t *loop, const char *epoch, const char *topic, size_t tl, uint64_t seq,
-          bool announced)
+count_gap(dfc_loop_t *loop, const char *epoch, size_t el, const char *topic, size_t tl,
+          uint64_t seq, bool announced)
 {
-    size_t el = strlen(epoch), kl = el + 1 + tl;
+    size_t kl = el + tl;
     for (size_t i = 0; i < loop->ngaps; i++) {
         gap_entry_t *g = &loop->gaps[i];
-        if (g->key_len == kl && memcmp(g->key, epoch, el + 1) == 0 &&
-            memcmp(g->key + el + 1, topic, tl) == 0) {
+        if (g->key_len == kl && g->epoch_len == el && memcmp(g->key, epoch, el) == 0 &&
+            memcmp(g->key + el, topic, tl) == 0) {
             uint64_t next = announced ? 0 : 1;
             if (seq > g->last_seq && seq - g->last_seq > next) /* no wrap at UINT64_MAX */
                 stat_add(loop, &loop->stats.gaps, seq - g->last_seq - next);
@@ -817,12 +823,12 @@ count_gap(dfc_loop_t *loop, const char *epoch, const char *topic, size_t tl, uin
             free(loop->gaps[i].key);
         loop->ngaps = 0;
     }
-    char *key = malloc(kl);
+    char *key = malloc(kl ? kl : 1);
     if (!key)
         return;
-    memcpy(key, epoch, el + 1);
-    memcpy(key + el + 1, topic, tl);
-    loop->gaps[loop->ngaps++] = (gap_entry_t){key, kl, seq};
+    memcpy(key, epoch, el);
+    memcpy(key + el, topic, tl);
+    loop->gaps[loop->ngaps++] = (gap_entry_t){key, el, kl, seq};
 }
 
 /*  Hands an event to the listeners: one job per accepting listener with a
@@ -924,18 +930,19 @@ static void
 deliver(dfc_loop_t *loop, dfc_event_t *ev)
 {
     uint64_t now = wall_ms(), ts = dfc_event_ts(ev);
-    const char *id = dfc_event_id(ev), *type = dfc_event_type(ev);
+    size_t idl, tl;
+    const char *id = dfc_event_id_n(ev, &idl), *type = dfc_event_type_n(ev, &tl);
     bool done = false;
     if (loop->ckpt_path) { /* handled before a restart, above the watermark */
         pthread_mutex_lock(&loop->mu);
-        wm_t *w = wm_get(loop, dfc_event_epoch(ev), false);
+        size_t el;
+        const char *epoch = dfc_event_epoch_n(ev, &el);
+        wm_t *w = wm_get(loop, epoch, el, false);
         uint64_t g = dfc_event_gseq(ev);
         done = w && w->ndone && bsearch(&g, w->done, w->ndone, sizeof g, cmp_u64);
         pthread_mutex_unlock(&loop->mu);
     }
-    bool dup =
-        loop->dedupe && id &&
-        dfc_dedupe_seen(loop->dedupe, id, strlen(id), type ? type : "", type ? strlen(type) : 0);
+    bool dup = loop->dedupe && id && dfc_dedupe_seen(loop->dedupe, id, idl, type ? type : "", tl);
     dup = dup || done;
     bool mine = true;
     if (!dup && loop->cfg.members > 1) {
@@ -1098,7 +1105,8 @@ fill_send(dfc_loop_t *loop, link_t *L)
     }
     unsigned char buf[512];
     size_t n =
-        dfc_replay_request(buf, sizeof buf, ++L->req, L->epoch, L->hw + 1, REPLAY_LIMIT, NULL, 0);
+        dfc_replay_request(buf, sizeof buf, ++L->req, L->epoch, L->epoch_len, L->hw + 1,
+                           REPLAY_LIMIT, NULL, 0);
     if (n == 0 || zmq_send(L->dealer, buf, n, ZMQ_DONTWAIT) != (int)n) {
         dfc_log(DFC_LOG_WARN, "replay %s: cannot send the request", L->replay);
         return; /* the deadline retries */
@@ -1184,7 +1192,7 @@ hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
     then from_gseq (first epoch only), decide where to resume; an epoch that
     follows another is new as a whole (replayed from 1); otherwise live. */
 static void
-link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, uint64_t head)
+link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, size_t el, uint64_t head)
 {
     if (L->filling || L->nheld) {
         L->target = L->hw; /* what the old epoch still missed stays counted in gaps */
@@ -1194,13 +1202,15 @@ link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, uint64_t head)
         dealer_close(L); /* stale replies of the old epoch must not reach the new one */
     L->had_epoch = L->has_epoch;
     L->has_epoch = true;
-    snprintf(L->epoch, sizeof L->epoch, "%s", epoch);
+    memcpy(L->epoch, epoch, el); /* el < DFC_EPOCH_MAX: checked on receipt */
+    L->epoch[el] = '\0';
+    L->epoch_len = el;
     L->nranges = 0;
     L->live_last = head;
     bool ordered = link_ordered(loop, L);
     uint64_t base = head;
     pthread_mutex_lock(&loop->mu);
-    wm_t *w = loop->ckpt_path ? wm_get(loop, epoch, false) : NULL;
+    wm_t *w = loop->ckpt_path ? wm_get(loop, epoch, el, false) : NULL;
     if (w) {
         base = w->gseq;
     } else if (ordered) {
@@ -1208,7 +1218,7 @@ link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, uint64_t head)
             base = loop->cfg.from_gseq - 1;
         else if (L->had_epoch)
             base = 0;
-        if (loop->ckpt_path && (w = wm_get(loop, epoch, true)) != NULL) {
+        if (loop->ckpt_path && (w = wm_get(loop, epoch, el, true)) != NULL) {
             w->gseq = base;
             loop->ckpt_dirty = true;
         }
@@ -1222,13 +1232,20 @@ link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, uint64_t head)
         fill_start(loop, L, head);
 }
 
+static bool
+link_same_epoch(const link_t *L, const char *epoch, size_t el)
+{
+    return L->has_epoch && L->epoch_len == el && memcmp(L->epoch, epoch, el) == 0;
+}
+
 static void
 on_live(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
 {
-    const char *epoch = dfc_event_epoch(ev);
+    size_t el;
+    const char *epoch = dfc_event_epoch_n(ev, &el);
     uint64_t g = dfc_event_gseq(ev);
-    if (!L->has_epoch || strncmp(L->epoch, epoch, DFC_EPOCH_MAX - 1) != 0)
-        link_new_epoch(loop, L, epoch, g ? g - 1 : 0);
+    if (!link_same_epoch(L, epoch, el))
+        link_new_epoch(loop, L, epoch, el, g ? g - 1 : 0);
     if (!link_ordered(loop, L)) {
         if (g > L->hw)
             L->hw = g;
@@ -1277,7 +1294,13 @@ on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
         return;
     }
     dfc_value_uint64(dfc_value_find(root, "interval"), &interval);
-    const char *epoch = dfc_value_str(ep, NULL);
+    size_t el = 0;
+    const char *epoch = dfc_value_str(ep, &el);
+    if (el >= DFC_EPOCH_MAX) {
+        dfc_doc_destroy(&doc);
+        drop(loop, DFC_MSG_BAD_ENVELOPE, len);
+        return;
+    }
     stat_add(loop, &loop->stats.heartbeats, 1);
     L->hb_seen = true;
     L->hb_interval = interval;
@@ -1299,10 +1322,10 @@ on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
         const char *t = dfc_value_str(dfc_value_key_at(seqs, i), &tl);
         uint64_t s;
         if (t && tl <= DFC_MAX_TOPIC && dfc_value_uint64(dfc_value_item_at(seqs, i), &s) == 0)
-            count_gap(loop, epoch, t, tl, s, true);
+            count_gap(loop, epoch, el, t, tl, s, true);
     }
-    if (!L->has_epoch || strncmp(L->epoch, epoch, DFC_EPOCH_MAX - 1) != 0) {
-        link_new_epoch(loop, L, epoch, gseq);
+    if (!link_same_epoch(L, epoch, el)) {
+        link_new_epoch(loop, L, epoch, el, gseq);
     } else if (link_ordered(loop, L)) {
         if (gseq > L->live_last) {
             range_add(L, (L->live_last > L->hw ? L->live_last : L->hw) + 1, gseq);
@@ -1389,7 +1412,9 @@ on_replayed(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
 {
     uint64_t g = dfc_event_gseq(ev);
     L->deadline = mono_ms() + loop->cfg.replay_timeout_ms; /* it is answering */
-    if (!L->filling || strncmp(dfc_event_epoch(ev), L->epoch, DFC_EPOCH_MAX - 1) != 0 || g <= L->hw)
+    size_t el;
+    const char *epoch = dfc_event_epoch_n(ev, &el);
+    if (!L->filling || !link_same_epoch(L, epoch, el) || g <= L->hw)
         return;
     if (g > L->hw + 1)
         stat_add(loop, &loop->stats.lost, g - L->hw - 1); /* the journal has a hole */
@@ -1481,8 +1506,14 @@ receive_one(dfc_loop_t *loop, link_t *L)
         drop(loop, st, total);
         return 1;
     }
-    const char *topic = dfc_event_topic(ev);
-    count_gap(loop, dfc_event_epoch(ev), topic, strlen(topic), dfc_event_seq(ev), false);
+    size_t tl, el;
+    const char *topic = dfc_event_topic_n(ev, &tl), *epoch = dfc_event_epoch_n(ev, &el);
+    if (el >= DFC_EPOCH_MAX) { /* cannot be tracked: refused like a bad field */
+        dfc_event_unref(ev);
+        drop(loop, DFC_MSG_BAD_ENVELOPE, total);
+        return 1;
+    }
+    count_gap(loop, epoch, el, topic, tl, dfc_event_seq(ev), false);
     on_live(loop, L, ev);
     dfc_event_unref(ev);
     return 1;

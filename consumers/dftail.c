@@ -197,7 +197,7 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
     uint64_t req = 0;
     for (;;) {
         unsigned char buf[4096];
-        size_t n = dfc_replay_request(buf, sizeof buf, ++req, NULL, from, 1000, topics, ntopics);
+        size_t n = dfc_replay_request(buf, sizeof buf, ++req, NULL, 0, from, 1000, topics, ntopics);
         if (n == 0 || zmq_send(d, buf, n, 0) != (int)n) {
             fprintf(stderr, "dftail: cannot send the replay request\n");
             break;

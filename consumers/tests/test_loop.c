@@ -1268,6 +1268,53 @@ test_gaps(void)
     fx_fini(&f);
 }
 
+/* ------------------------------------- bytes with lengths (A4) */
+
+/*  Ids, epochs and topics that differ only after a NUL byte are different:
+    none of them may be taken for a duplicate or for the same gap key. */
+static void
+test_nul_bytes(void)
+{
+    fx_t f;
+    fx_init(&f, "inproc://nul", (dfc_config_t){0});
+    recs_reset();
+    dfc_listener_t u = {.name = "n",
+                        .ctx = "n",
+                        .on_message_sent = c_message_sent,
+                        .on_unknown = c_unknown,
+                        .is_accepting_event = accept_all};
+    dfc_loop_subscribe(f.loop, &u);
+    fx_start(&f);
+    /* four ids that differ after a NUL, then a real duplicate of the first */
+    const char *ids[] = {"k\\u00001", "k\\u00002", "k\\u00003", "k\\u00004", "k\\u00001"};
+    for (int i = 0; i < 5; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"id\":\"%s\",\"type\":\"MESSAGESENT\"," INIT "}", ids[i]);
+        tu_envelope(&f.sb, (uint64_t)i + 1, (uint64_t)i + 1, "ep", BOT, json);
+        CHECK(tu_send2(f.xpub, "MESSAGESENT", f.sb.data, f.sb.size) == 0);
+    }
+    /* epochs "e\0a" then "e\0b": a new epoch (a baseline), not a gap of 4 */
+    tu_envelope_n(&f.sb, 1, 1, "e\0a", 3, BOT, "{\"id\":\"x1\",\"type\":\"T\"}");
+    CHECK(tu_send2(f.xpub, "T", f.sb.data, f.sb.size) == 0);
+    tu_envelope_n(&f.sb, 6, 6, "e\0b", 3, BOT, "{\"id\":\"x2\",\"type\":\"T\"}");
+    CHECK(tu_send2(f.xpub, "T", f.sb.data, f.sb.size) == 0);
+    /* topics "Z\0a" then "Z\0b" (unknown types): two topics, not a gap of 2 */
+    tu_envelope(&f.sb, 1, 7, "ep", BOT, "{\"id\":\"z1\",\"type\":\"Z\"}");
+    CHECK(tu_send2n(f.xpub, "Z\0a", 3, f.sb.data, f.sb.size) == 0);
+    tu_envelope(&f.sb, 4, 8, "ep", BOT, "{\"id\":\"z2\",\"type\":\"Z\"}");
+    CHECK(tu_send2n(f.xpub, "Z\0b", 3, f.sb.data, f.sb.size) == 0);
+    CHECK(wait_recs("n", 8));
+    fx_stop(&f);
+    dfc_stats_t st;
+    dfc_loop_stats(f.loop, &st);
+    CHECK_EQ(st.received, 9);
+    CHECK_EQ(st.duplicates, 1);
+    CHECK_EQ(st.completed, 8);
+    CHECK_EQ(st.gaps, 0);
+    CHECK_EQ(count_recs("n"), 8);
+    fx_fini(&f);
+}
+
 int
 main(void)
 {
@@ -1284,6 +1331,7 @@ main(void)
     test_tcp_oversize();
     test_two_bridges();
     test_gaps();
+    test_nul_bytes();
     if (failures)
         fprintf(stderr, "consumer_loop: %d failure(s)\n", failures);
     else

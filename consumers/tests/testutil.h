@@ -87,13 +87,15 @@ tu_pack_json(msgpack_packer *pk, const json_t *j)
 }
 
 /*  Packs the v1 envelope around an event given as JSON text into sb
-    (cleared first). Aborts the test program on bad test JSON. */
+    (cleared first); the epoch is el bytes (it may hold NULs, as may the
+    JSON's strings: "\u0000" is kept). Aborts the test program on bad test
+    JSON. */
 static inline void
-tu_envelope(msgpack_sbuffer *sb, uint64_t seq, uint64_t gseq, const char *epoch, int64_t bot,
-            const char *event_json)
+tu_envelope_n(msgpack_sbuffer *sb, uint64_t seq, uint64_t gseq, const char *epoch, size_t el,
+              int64_t bot, const char *event_json)
 {
     json_error_t err;
-    json_t *ev = json_loads(event_json, JSON_DECODE_ANY, &err);
+    json_t *ev = json_loads(event_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (!ev) {
         fprintf(stderr, "bad test JSON: %s: %s\n", err.text, event_json);
         exit(2);
@@ -109,7 +111,7 @@ tu_envelope(msgpack_sbuffer *sb, uint64_t seq, uint64_t gseq, const char *epoch,
     msgpack_pack_str_with_body(&pk, "gseq", 4);
     msgpack_pack_uint64(&pk, gseq);
     msgpack_pack_str_with_body(&pk, "epoch", 5);
-    msgpack_pack_str_with_body(&pk, epoch, strlen(epoch));
+    msgpack_pack_str_with_body(&pk, epoch, el);
     msgpack_pack_str_with_body(&pk, "ts", 2);
     msgpack_pack_uint64(&pk, 1700000000123ull);
     msgpack_pack_str_with_body(&pk, "bot", 3);
@@ -117,6 +119,22 @@ tu_envelope(msgpack_sbuffer *sb, uint64_t seq, uint64_t gseq, const char *epoch,
     msgpack_pack_str_with_body(&pk, "event", 5);
     tu_pack_json(&pk, ev);
     json_decref(ev);
+}
+
+static inline void
+tu_envelope(msgpack_sbuffer *sb, uint64_t seq, uint64_t gseq, const char *epoch, int64_t bot,
+            const char *event_json)
+{
+    tu_envelope_n(sb, seq, gseq, epoch, strlen(epoch), bot, event_json);
+}
+
+/*  Sends topic (tl bytes) + body as one two-frame message. */
+static inline int
+tu_send2n(void *pub, const char *topic, size_t tl, const void *body, size_t len)
+{
+    if (zmq_send(pub, topic, tl, ZMQ_SNDMORE) < 0)
+        return -1;
+    return zmq_send(pub, body, len, 0) < 0 ? -1 : 0;
 }
 
 /*  Sends topic + body as one two-frame message. */
