@@ -82,7 +82,7 @@ bool dfc_dedupe_seen(dfc_dedupe_t *d, const char *id, size_t idlen, const char *
 /*  Checkpoint entries: per bridge epoch the watermark gseq (everything up
     to it handled) and the gseqs above it handled already (ascending), so
     that a restart neither loses nor repeats an event that finished. */
-#define DFC_EPOCH_MAX 128
+#define DFC_EPOCH_MAX DFC_EPOCH_BYTES
 #define DFC_CKPT_MAX 16
 #define DFC_CKPT_DONE_MAX 65536
 typedef struct {

@@ -25,6 +25,7 @@
 #define DEFAULT_MAX_HELD 10000
 #define REPLAY_LIMIT 1000 /* the protocol's maximum per request */
 #define REPLAY_TRIES 3
+#define REPLAY_STALLS 3 /* answers in a row that deliver nothing, then the fill gives up */
 #define MAX_WORKERS 256
 #define MAX_RANGES 65536  /* missing gseq ranges remembered per bridge, for gaps_filled */
 #define GAP_TABLE_MAX 512 /* (epoch, topic) pairs remembered for gap counting */
@@ -99,12 +100,16 @@ typedef struct link {
     bool has_epoch, had_epoch, from_used;
     uint64_t hw;        /* highest gseq of the epoch delivered (or given up as lost) */
     uint64_t live_last; /* highest gseq of the epoch seen live or announced by "_hb" */
+    uint64_t seen;      /* highest gseq of the epoch received in a message (live or replayed) */
+    bool hb_known;      /* a heartbeat of this epoch was accepted: live gseqs are bounded */
     range_t *ranges;    /* gseqs known missing (not seen live), ascending */
     size_t nranges, ranges_cap;
     /* fill: one replay request in flight */
     bool filling, sent;
     uint64_t target, req;
     int tries;
+    int stalls;             /* answers in a row that delivered nothing */
+    uint64_t answer_events; /* events delivered from the answer in flight */
     int64_t deadline;
     dfc_event_t **held; /* live events held during a fill, gseq increasing */
     size_t nheld, held_cap;
@@ -510,7 +515,7 @@ dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size)
                   S(bad_event),     S(unknown_type),      S(reserved),    S(gaps),
                   S(heartbeats),    S(replayed),          S(gaps_filled), S(lost),
                   S(duplicates),    S(not_mine),          S(reconnects),  S(replay_requests),
-                  S(replay_errors), S(checkpoints),       S(lag_ms)};
+                  S(replay_errors), S(checkpoints),       S(lag_ms),      S(replay_stalls)};
 #undef S
     size_t pos = 0;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -967,8 +972,9 @@ deliver(dfc_loop_t *loop, dfc_event_t *ev)
     dispatch(loop, ev, trk);
 }
 
+/*  Counts a refused message under its reason (and in dropped_malformed). */
 static void
-drop(dfc_loop_t *loop, dfc_msg_status_t st, size_t size)
+drop_count(dfc_loop_t *loop, dfc_msg_status_t st)
 {
     pthread_mutex_lock(&loop->mu);
     uint64_t *reason[] = {NULL,
@@ -984,6 +990,12 @@ drop(dfc_loop_t *loop, dfc_msg_status_t st, size_t size)
         (*reason[st])++;
     loop->stats.dropped_malformed++;
     pthread_mutex_unlock(&loop->mu);
+}
+
+static void
+drop(dfc_loop_t *loop, dfc_msg_status_t st, size_t size)
+{
+    drop_count(loop, st);
     dfc_log(DFC_LOG_WARN, "dropped a message (%zu bytes): %s", size, dfc_msg_status_str(st));
 }
 
@@ -1075,6 +1087,11 @@ dealer_open(dfc_loop_t *loop, link_t *L)
 static void
 fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
 {
+    /* Without an answer nothing confirms a heartbeat's claim: trust it only
+       DFC_GSEQ_AHEAD beyond what was received (see gseq_plausible). */
+    uint64_t proof = (L->seen > L->hw ? L->seen : L->hw);
+    if (L->target > proof && L->target - proof > DFC_GSEQ_AHEAD)
+        L->target = proof + DFC_GSEQ_AHEAD;
     uint64_t missing = L->target > L->hw ? L->target - L->hw : 0;
     if (missing) {
         stat_add(loop, &loop->stats.lost, missing);
@@ -1088,10 +1105,21 @@ fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
     link_release_held(loop, L, true);
 }
 
+/*  Answers keep asking for more without delivering anything (a "more"
+    that does not advance, a "gone" whose oldest walks forward): asking
+    again would never end. */
+static void
+fill_stalled(dfc_loop_t *loop, link_t *L)
+{
+    stat_add(loop, &loop->stats.replay_stalls, 1);
+    fill_give_up(loop, L, "the replay answers make no progress");
+}
+
 static void
 fill_send(dfc_loop_t *loop, link_t *L)
 {
     L->sent = false;
+    L->answer_events = 0;
     L->deadline = mono_ms() + loop->cfg.replay_timeout_ms;
     if (!L->replay) {
         /* a heartbeat said the bridge has no replay: nothing to wait for */
@@ -1128,6 +1156,7 @@ fill_start(dfc_loop_t *loop, link_t *L, uint64_t target)
     L->filling = true;
     L->target = target;
     L->tries = 0;
+    L->stalls = 0;
     fill_send(loop, L);
 }
 
@@ -1207,6 +1236,8 @@ link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, size_t el, uint64
     L->epoch_len = el;
     L->nranges = 0;
     L->live_last = head;
+    L->seen = 0;
+    L->hb_known = false;
     bool ordered = link_ordered(loop, L);
     uint64_t base = head;
     pthread_mutex_lock(&loop->mu);
@@ -1238,6 +1269,25 @@ link_same_epoch(const link_t *L, const char *epoch, size_t el)
     return L->has_epoch && L->epoch_len == el && memcmp(L->epoch, epoch, el) == 0;
 }
 
+/*  Whether a live message's seq and gseq can be right (consumers/README.md,
+    "Numbers that cannot be right"): both at most DFC_SEQ_MAX, and, once a
+    heartbeat of its epoch was accepted on this link, the gseq at most
+    DFC_GSEQ_AHEAD above the highest gseq known (announced, received or
+    handled). A message of another epoch starts that epoch: no bound. */
+static bool
+gseq_plausible(const link_t *L, const dfc_event_t *ev)
+{
+    uint64_t g = dfc_event_gseq(ev);
+    if (g > DFC_SEQ_MAX || dfc_event_seq(ev) > DFC_SEQ_MAX)
+        return false;
+    size_t el;
+    const char *epoch = dfc_event_epoch_n(ev, &el);
+    if (!L->hb_known || !link_same_epoch(L, epoch, el))
+        return true;
+    uint64_t known = L->live_last > L->hw ? L->live_last : L->hw;
+    return g <= known || g - known <= DFC_GSEQ_AHEAD;
+}
+
 static void
 on_live(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
 {
@@ -1246,6 +1296,8 @@ on_live(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
     uint64_t g = dfc_event_gseq(ev);
     if (!link_same_epoch(L, epoch, el))
         link_new_epoch(loop, L, epoch, el, g ? g - 1 : 0);
+    if (g > L->seen)
+        L->seen = g;
     if (!link_ordered(loop, L)) {
         if (g > L->hw)
             L->hw = g;
@@ -1296,7 +1348,13 @@ on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
     dfc_value_uint64(dfc_value_find(root, "interval"), &interval);
     size_t el = 0;
     const char *epoch = dfc_value_str(ep, &el);
-    if (el >= DFC_EPOCH_MAX) {
+    bool absurd = gseq > DFC_SEQ_MAX;
+    for (size_t i = 0; dfc_value_type(seqs) == DFC_MAP && i < dfc_value_size(seqs); i++) {
+        uint64_t s;
+        if (dfc_value_uint64(dfc_value_item_at(seqs, i), &s) == 0 && s > DFC_SEQ_MAX)
+            absurd = true;
+    }
+    if (el >= DFC_EPOCH_MAX || absurd) {
         dfc_doc_destroy(&doc);
         drop(loop, DFC_MSG_BAD_ENVELOPE, len);
         return;
@@ -1326,6 +1384,7 @@ on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
     }
     if (!link_same_epoch(L, epoch, el)) {
         link_new_epoch(loop, L, epoch, el, gseq);
+        L->hb_known = true;
     } else if (link_ordered(loop, L)) {
         if (gseq > L->live_last) {
             range_add(L, (L->live_last > L->hw ? L->live_last : L->hw) + 1, gseq);
@@ -1342,6 +1401,7 @@ on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
             fill_start(loop, L, gseq);
         }
     }
+    L->hb_known = true;
     dfc_doc_destroy(&doc);
 }
 
@@ -1361,23 +1421,54 @@ on_replay_end(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
     const char *code = dfc_value_cstr(dfc_value_find(root, "code"));
     const char *err = dfc_value_cstr(dfc_value_find(root, "error"));
     bool more = dfc_value_bool(dfc_value_find(root, "more"));
+    uint64_t head = 0;
+    bool has_head = dfc_value_uint64(dfc_value_find(root, "head_gseq"), &head) == 0;
     dfc_value_uint64(dfc_value_find(root, "last_gseq"), &last);
     dfc_value_uint64(dfc_value_find(root, "oldest_gseq"), &oldest);
     if (dfc_value_uint64(dfc_value_find(root, "req"), &req) || req != L->req || !L->filling) {
         dfc_doc_destroy(&doc); /* an answer to a request we gave up */
         return;
     }
+    /* A marker that contradicts itself cannot be right: ignored, so the
+       deadline asks again (and gives up after REPLAY_TRIES). */
+    if (last > DFC_SEQ_MAX || head > DFC_SEQ_MAX || oldest > DFC_SEQ_MAX ||
+        (has_head && last > head)) {
+        dfc_doc_destroy(&doc);
+        drop(loop, DFC_MSG_BAD_ENVELOPE, len);
+        return;
+    }
     L->sent = false;
+    bool progress = L->answer_events > 0;
+    if (progress)
+        L->stalls = 0;
     if (status && strcmp(status, "ok") == 0) {
         /* whatever it sent and we could not use (malformed) is lost */
         if (last > L->hw) {
             stat_add(loop, &loop->stats.lost, last - L->hw);
             L->hw = last;
         }
-        if (more) {
+        if (more && !progress && ++L->stalls >= REPLAY_STALLS) {
+            fill_stalled(loop, L);
+        } else if (more) {
             L->tries = 0;
             fill_send(loop, L);
         } else {
+            /* The answer runs to the journal's head: a target above both
+               the head and every gseq received was claimed (by a heartbeat)
+               and cannot be right. Not a loss; the mark stays below it. */
+            uint64_t confirmed = has_head && head > L->seen ? head : L->seen;
+            if (confirmed < L->hw)
+                confirmed = L->hw;
+            if (L->target > confirmed) {
+                dfc_log(DFC_LOG_WARN,
+                        "%s: gseq %llu was announced but replay's head is %llu: dropped as a "
+                        "bad envelope",
+                        L->endpoint, (unsigned long long)L->target, (unsigned long long)head);
+                drop_count(loop, DFC_MSG_BAD_ENVELOPE);
+                L->target = confirmed;
+                if (L->live_last > confirmed)
+                    L->live_last = confirmed;
+            }
             fill_give_up(loop, L, "not in the journal");
         }
     } else {
@@ -1396,7 +1487,10 @@ on_replay_end(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
             L->hw = upto;
             L->target = target;
             L->tries = 0;
-            fill_send(loop, L);
+            if (!progress && ++L->stalls >= REPLAY_STALLS)
+                fill_stalled(loop, L);
+            else
+                fill_send(loop, L);
         } else {
             char why[256];
             snprintf(why, sizeof why, "replay error %s: %s", code ? code : "?", err ? err : "");
@@ -1419,6 +1513,9 @@ on_replayed(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
     if (g > L->hw + 1)
         stat_add(loop, &loop->stats.lost, g - L->hw - 1); /* the journal has a hole */
     L->hw = g;
+    if (g > L->seen)
+        L->seen = g;
+    L->answer_events++;
     pthread_mutex_lock(&loop->mu);
     loop->stats.replayed++;
     pthread_mutex_unlock(&loop->mu);
@@ -1508,7 +1605,8 @@ receive_one(dfc_loop_t *loop, link_t *L)
     }
     size_t tl, el;
     const char *topic = dfc_event_topic_n(ev, &tl), *epoch = dfc_event_epoch_n(ev, &el);
-    if (el >= DFC_EPOCH_MAX) { /* cannot be tracked: refused like a bad field */
+    /* an epoch that cannot be tracked, or a seq/gseq that cannot be right */
+    if (el >= DFC_EPOCH_MAX || !gseq_plausible(L, ev)) {
         dfc_event_unref(ev);
         drop(loop, DFC_MSG_BAD_ENVELOPE, total);
         return 1;
@@ -1537,6 +1635,11 @@ replay_one(dfc_loop_t *loop, link_t *L)
             ev = dfc_event_new(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
                                zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]),
                                loop->cfg.max_frame, &st);
+        if (ev && (dfc_event_seq(ev) > DFC_SEQ_MAX || dfc_event_gseq(ev) > DFC_SEQ_MAX)) {
+            dfc_event_unref(ev);
+            ev = NULL;
+            st = DFC_MSG_BAD_ENVELOPE;
+        }
         if (ev) {
             on_replayed(loop, L, ev);
             dfc_event_unref(ev);

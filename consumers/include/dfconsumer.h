@@ -342,7 +342,11 @@ typedef struct {
     uint64_t bad_msgpack;       /* not decodable (bounded decoder refused it) */
     uint64_t not_map;           /* body is not a map */
     uint64_t bad_version;       /* v missing, not an integer, or > 1 */
-    uint64_t bad_envelope;      /* seq/gseq/epoch/ts/bot of the wrong type */
+    uint64_t bad_envelope;      /* seq/gseq/epoch/ts/bot of the wrong type, an epoch of
+                                   DFC_EPOCH_BYTES or more, or a seq/gseq that cannot be
+                                   right (see DFC_SEQ_MAX): in a live or replayed message,
+                                   a heartbeat, a replay end marker, or a heartbeat's
+                                   gseq that replay does not confirm */
     uint64_t bad_event;         /* event missing or not a map */
     uint64_t unknown_type;      /* valid messages whose topic is not one of the 17 */
     uint64_t reserved;          /* "_" topics (bridge's own messages): ignored, not decoded */
@@ -360,7 +364,29 @@ typedef struct {
     uint64_t replay_errors;     /* error answers and timeouts */
     uint64_t checkpoints;       /* checkpoint files written */
     uint64_t lag_ms;            /* now - envelope ts of the last event delivered */
+    uint64_t replay_stalls;     /* fills given up: 3 answers in a row asked for
+                                   more ("more", or "gone" with a newer oldest_gseq) without
+                                   delivering an event; what they missed counts in lost */
 } dfc_stats_t;
+
+/*  Numbers that cannot be right (consumers/README.md): such a message is
+    dropped and counted in bad_envelope, and never moves a watermark.
+    - Any seq or gseq above DFC_SEQ_MAX (2^53 - 1: the largest integer every
+      port, JavaScript included, holds exactly; a bridge numbering a million
+      events a second needs 285 years to get there), in a live or replayed
+      message, a heartbeat (its gseq or any of its seqs) or an end marker.
+    - A live message whose gseq is more than DFC_GSEQ_AHEAD above the
+      highest gseq the link knows in that epoch (announced by a heartbeat,
+      received, or handled), once a heartbeat of that epoch was accepted.
+    - An end marker whose last_gseq exceeds its own head_gseq.
+    - A heartbeat's gseq above both the head_gseq that replay then reports
+      and every gseq received: the fill stops at the confirmed head (one
+      bad_envelope, nothing counted lost). Without any answer from replay a
+      fill counts as lost at most DFC_GSEQ_AHEAD beyond what was received. */
+#define DFC_SEQ_MAX ((UINT64_C(1) << 53) - 1)
+#define DFC_GSEQ_AHEAD (UINT64_C(1) << 20)
+/*  Epochs are at most this many bytes minus one (longer ones: bad_envelope). */
+#define DFC_EPOCH_BYTES 128
 
 /*  Creates a loop; cfg may be NULL for defaults. NULL on error (logged). */
 dfc_loop_t *dfc_loop_new(const dfc_config_t *cfg);
