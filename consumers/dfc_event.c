@@ -293,6 +293,13 @@ dfc_msg_status_str(dfc_msg_status_t st)
 }
 
 dfc_msg_status_t
+dfc_frames_check(size_t nparts, size_t topic_len)
+{
+    return nparts == 2 && topic_len > 0 && topic_len <= DFC_MAX_TOPIC ? DFC_MSG_OK
+                                                                      : DFC_MSG_BAD_FRAMES;
+}
+
+dfc_msg_status_t
 dfc_envelope_check(const dfc_value_t *root, dfc_envelope_t *env)
 {
     memset(env, 0, sizeof *env);
@@ -318,10 +325,8 @@ dfc_event_t *
 dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body_len,
               size_t max_frame, dfc_msg_status_t *st)
 {
-    if (topic_len == 0 || topic_len > DFC_MAX_TOPIC) {
-        *st = DFC_MSG_BAD_FRAMES;
+    if ((*st = dfc_frames_check(2, topic_len)) != DFC_MSG_OK)
         return NULL;
-    }
     if (body_len > max_frame) {
         *st = DFC_MSG_OVERSIZE;
         return NULL;

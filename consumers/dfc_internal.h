@@ -40,6 +40,11 @@ typedef struct {
     size_t epoch_len;
 } dfc_envelope_t;
 
+/*  The frame rule, one for the library and dftail: a message is exactly 2
+    frames and its topic (frame 1) is 1..DFC_MAX_TOPIC bytes. Returns
+    DFC_MSG_OK or DFC_MSG_BAD_FRAMES. */
+dfc_msg_status_t dfc_frames_check(size_t nparts, size_t topic_len);
+
 /*  Checks the frame-2 map of contract v1: v (uint, <= 1), seq, gseq, ts
     (uint), bot (int64), epoch (str), event (map); unknown keys ignored. */
 dfc_msg_status_t dfc_envelope_check(const dfc_value_t *root, dfc_envelope_t *env);

@@ -1592,7 +1592,7 @@ receive_one(dfc_loop_t *loop, link_t *L)
     }
     dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
     dfc_event_t *ev = NULL;
-    if (nparts == 2)
+    if (dfc_frames_check(nparts, zmq_msg_size(&parts[0])) == DFC_MSG_OK)
         ev =
             dfc_event_new(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), zmq_msg_data(&parts[1]),
                           zmq_msg_size(&parts[1]), loop->cfg.max_frame, &st);
@@ -1631,7 +1631,7 @@ replay_one(dfc_loop_t *loop, link_t *L)
     } else {
         dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
         dfc_event_t *ev = NULL;
-        if (nparts == 2)
+        if (dfc_frames_check(nparts, zmq_msg_size(&parts[0])) == DFC_MSG_OK)
             ev = dfc_event_new(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
                                zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]),
                                loop->cfg.max_frame, &st);

@@ -238,7 +238,10 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
                         from = last + 1;
                     }
                     dfc_doc_destroy(&doc);
-                } else if (np == 2 && (count < 0 || *printed < count)) {
+                } else if (dfc_frames_check(np, zmq_msg_size(&parts[0])) != DFC_MSG_OK) {
+                    fprintf(stderr, "dftail: dropped a replayed message: %s\n",
+                            dfc_msg_status_str(DFC_MSG_BAD_FRAMES));
+                } else if (count < 0 || *printed < count) {
                     uint64_t g = 0;
                     char epoch[128];
                     if (envelope_position(&parts[1], &g, epoch, sizeof epoch) == 0) {
@@ -449,11 +452,11 @@ main(int argc, char **argv)
             continue;
         }
         last = now_ms();
-        dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
-        if (nparts == 2 && zmq_msg_size(&parts[0]) > 0 &&
-            ((const char *)zmq_msg_data(&parts[0]))[0] == '_')
+        /* the library's frame rule, so that dftail shows what a consumer gets */
+        dfc_msg_status_t st = dfc_frames_check(nparts, zmq_msg_size(&parts[0]));
+        if (st == DFC_MSG_OK && ((const char *)zmq_msg_data(&parts[0]))[0] == '_')
             st = format_reserved(&parts[0], &parts[1], &line);
-        else if (nparts == 2)
+        else if (st == DFC_MSG_OK)
             st = format_message(&parts[0], &parts[1], &line);
         if (st == DFC_MSG_OK) {
             fputs(line.p, stdout);
