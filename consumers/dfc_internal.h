@@ -113,6 +113,11 @@ size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoc
                           size_t epoch_len, uint64_t from_gseq, unsigned limit,
                           const char *const *topics, size_t ntopics);
 
+/*  realloc for the loop's growth paths; dfc_alloc_fail_next(n) makes the
+    next n calls fail (tests only). */
+void *dfc_realloc(void *p, size_t n);
+void dfc_alloc_fail_next(int n);
+
 /*  The thread-local listener context, set by workers around a callback. */
 #define DFC_CONTEXT_MAX 256
 void dfc_context_set(const char *worker, const char *event_id, const char *listener_id);

@@ -161,6 +161,7 @@ struct dfc_loop {
     size_t rl_cap;
     dfc_dedupe_t *dedupe;
     int64_t ckpt_next;
+    bool connect_retry; /* connect_pending ran out of memory: try again */
 };
 
 static _Thread_local lrec_t *tl_current; /* the listener whose callback runs here */
@@ -257,6 +258,12 @@ dfc_loop_new(const dfc_config_t *cfg)
     /* the strings are the caller's: keep what we need as our own copies */
     c->checkpoint_dir = c->name = c->group = NULL;
     bool grouped = cfg && cfg->group && cfg->members > 1;
+    if (cfg && cfg->checkpoint_dir && !(cfg->name && *cfg->name) && !grouped) {
+        dfc_log(DFC_LOG_ERROR, "dfc_loop_new: invalid argument: checkpoint_dir needs a name "
+                               "(or a group): the file is <checkpoint_dir>/<name>.ckpt");
+        free(loop);
+        return NULL;
+    }
     if (cfg && cfg->checkpoint_dir && (cfg->name || grouped)) {
         /* a group member's checkpoint is its own: the name carries k and N */
         char name[256];
@@ -515,7 +522,8 @@ dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size)
                   S(bad_event),     S(unknown_type),      S(reserved),    S(gaps),
                   S(heartbeats),    S(replayed),          S(gaps_filled), S(lost),
                   S(duplicates),    S(not_mine),          S(reconnects),  S(replay_requests),
-                  S(replay_errors), S(checkpoints),       S(lag_ms),      S(replay_stalls)};
+                  S(replay_errors), S(checkpoints),       S(lag_ms),      S(replay_stalls),
+                  S(held_dropped),  S(alloc_failures)};
 #undef S
     size_t pos = 0;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -1196,16 +1204,23 @@ hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
         /* too many: let replay bring it (the journal has it) */
         if (g > L->target)
             L->target = g;
+        stat_add(loop, &loop->stats.held_dropped, 1);
         return;
     }
     if (L->nheld == L->held_cap) {
         size_t cap = L->held_cap ? L->held_cap * 2 : 64;
         if (cap > loop->cfg.max_held)
             cap = loop->cfg.max_held;
-        dfc_event_t **grown = realloc(L->held, cap * sizeof *grown);
+        dfc_event_t **grown = dfc_realloc(L->held, cap * sizeof *grown);
         if (!grown) {
             if (g > L->target)
                 L->target = g;
+            pthread_mutex_lock(&loop->mu);
+            loop->stats.held_dropped++;
+            loop->stats.alloc_failures++;
+            pthread_mutex_unlock(&loop->mu);
+            dfc_log(DFC_LOG_ERROR, "out of memory: live gseq %llu not held (replay brings it)",
+                    (unsigned long long)g);
             return;
         }
         L->held = grown;
@@ -1796,14 +1811,21 @@ link_open_sub(dfc_loop_t *loop, link_t *L)
     return DFC_OK;
 }
 
+/*  Opens the links added since the last call. Out of memory: nothing is
+    opened, the next timer tick tries again (connect_retry). */
 static void
 connect_pending(dfc_loop_t *loop)
 {
     pthread_mutex_lock(&loop->mu);
+    loop->connect_retry = false;
     if (loop->nlinks > loop->rl_cap) {
-        link_t **grown = realloc(loop->rl, loop->nlinks * sizeof *grown);
+        link_t **grown = dfc_realloc(loop->rl, loop->nlinks * sizeof *grown);
         if (!grown) {
+            size_t n = loop->nlinks - loop->nopened;
+            loop->stats.alloc_failures++;
+            loop->connect_retry = true;
             pthread_mutex_unlock(&loop->mu);
+            dfc_log(DFC_LOG_ERROR, "out of memory: %zu bridge link(s) not opened, retrying", n);
             return;
         }
         loop->rl = grown;
@@ -1970,6 +1992,8 @@ dfc_loop_start(dfc_loop_t *loop)
             }
         }
         int64_t now = mono_ms();
+        if (loop->connect_retry)
+            connect_pending(loop);
         for (size_t i = 0; i < loop->nopened; i++)
             link_timers(loop, loop->rl[i], now);
         if (now >= loop->ckpt_next) {

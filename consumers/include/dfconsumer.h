@@ -298,7 +298,9 @@ typedef struct {
         bridge epoch, the gseq below which every event was handled by every
         listener. A restarted loop with the same name replays from there
         before live messages. NULL -> no checkpoint. In a group the name is
-        always "<group>-<member>-of-<members>" (name is not used). */
+        always "<group>-<member>-of-<members>" (name is not used); outside a
+        group a checkpoint_dir without a name (NULL or "") is invalid:
+        dfc_loop_new logs "invalid argument: ..." and returns NULL. */
     const char *checkpoint_dir;
     const char *name;
     int checkpoint_ms; /* how often the checkpoint is written when it moved; 0 -> 1000.
@@ -367,6 +369,10 @@ typedef struct {
     uint64_t replay_stalls;     /* fills given up: 3 answers in a row asked for
                                    more ("more", or "gone" with a newer oldest_gseq) without
                                    delivering an event; what they missed counts in lost */
+    uint64_t held_dropped;      /* live messages not held during a fill because max_held
+                                   was reached (or memory ran out): replay brings them */
+    uint64_t alloc_failures;    /* allocations that failed; each has a log line and the
+                                   loop goes on (a bridge not opened yet is retried) */
 } dfc_stats_t;
 
 /*  Numbers that cannot be right (consumers/README.md): such a message is

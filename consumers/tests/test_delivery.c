@@ -387,6 +387,41 @@ test_stall(void *zctx, int fault, const char *name)
     fb_fini(&fb);
 }
 
+/* ------------------------------------------- beyond max_held (A6) */
+
+/*  max_held 2: of the 5 live messages that arrive during a fill, 3 are not
+    held (counted) and come from replay instead. */
+static void
+test_max_held(void *zctx)
+{
+    fb_t fb;
+    fb_init(&fb, zctx, "inproc://mh-pub", "inproc://mh-rep", "ep-mh", 0);
+    h_reset();
+    cons_t c;
+    cons_start(&c, 1, (dfc_config_t){.workers = 1, .max_held = 2}, &fb, true);
+    publish_live(&fb, 3);
+    CHECK(h_wait(3));
+    fb_lock(&fb);
+    fb.gate_closed = true;
+    fb_unlock(&fb);
+    fb_message(&fb, "s1", NULL, false); /* 4 */
+    publish_live(&fb, 5);               /* 5..9: 5 held (the fill starts), 6 held, 7..9 not */
+    CHECK(WAIT_STAT(c.loop, received, 8));
+    CHECK(WAIT_STAT(c.loop, held_dropped, 3));
+    fb_lock(&fb);
+    fb.gate_closed = false;
+    fb_unlock(&fb);
+    CHECK(h_wait(9));
+    dfc_stats_t st;
+    cons_stop(&c, &st);
+    check_sequence(1, 1, 9, "max_held");
+    CHECK_EQ(st.held_dropped, 3);
+    CHECK_EQ(st.lost, 0);
+    CHECK_EQ(st.replayed, 6);
+    CHECK_EQ(st.replay_requests, 1);
+    fb_fini(&fb);
+}
+
 /* ---------------------------------------------------------------- gone */
 
 static void
@@ -998,6 +1033,7 @@ main(int argc, char **argv)
     RUN("absurd_live", test_absurd_live(zctx));
     RUN("absurd_heartbeat", test_absurd_heartbeat(zctx));
     RUN("absurd_end", test_absurd_end(zctx));
+    RUN("max_held", test_max_held(zctx));
     RUN("stall_more", test_stall(zctx, FB_END_STALL_MORE, "stall-more"));
     RUN("stall_gone", test_stall(zctx, FB_END_WALK_GONE, "stall-gone"));
     RUN("stale", test_stale(zctx));

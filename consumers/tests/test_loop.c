@@ -1315,6 +1315,51 @@ test_nul_bytes(void)
     fx_fini(&f);
 }
 
+/* ------------------------- configuration and out-of-memory paths (A6) */
+
+static void
+test_config_errors(void)
+{
+    char *logbuf = NULL;
+    size_t loglen = 0;
+    FILE *mem = open_memstream(&logbuf, &loglen);
+    dfc_log_set_stream(mem);
+    dfc_loop_t *l = dfc_loop_new(&(dfc_config_t){.checkpoint_dir = "/tmp"});
+    CHECK(l == NULL);
+    l = dfc_loop_new(&(dfc_config_t){.checkpoint_dir = "/tmp", .name = ""});
+    CHECK(l == NULL);
+    dfc_log_set_stream(NULL);
+    fclose(mem);
+    CHECK(logbuf && strstr(logbuf, "invalid argument: checkpoint_dir needs a name") != NULL);
+    CHECK(logbuf && strstr(logbuf, "out of memory") == NULL);
+    free(logbuf);
+}
+
+/*  The receiver cannot grow its link table: one error line, one counter,
+    and the link is opened on the next timer tick. */
+static void
+test_connect_oom(void)
+{
+    fx_t f;
+    fx_init(&f, "inproc://oom", (dfc_config_t){0});
+    recs_reset();
+    dfc_listener_t a = {.name = "a", .ctx = "a", .on_message_sent = c_message_sent};
+    dfc_loop_subscribe(f.loop, &a);
+    /* two failures: the first connect at start and the one that the wake
+       byte of dfc_loop_connect triggers; only the timer's retry is left */
+    dfc_alloc_fail_next(2);
+    fx_start(&f); /* waits for the subscription: the link was opened after all */
+    dfc_alloc_fail_next(0);
+    fx_pub(&f, "MESSAGESENT", 1, "{\"id\":\"o1\",\"type\":\"MESSAGESENT\"," INIT "}");
+    CHECK(wait_recs("a", 1));
+    fx_stop(&f);
+    dfc_stats_t st;
+    dfc_loop_stats(f.loop, &st);
+    CHECK_EQ(st.alloc_failures, 2);
+    CHECK_EQ(st.received, 1);
+    fx_fini(&f);
+}
+
 int
 main(void)
 {
@@ -1332,6 +1377,8 @@ main(void)
     test_two_bridges();
     test_gaps();
     test_nul_bytes();
+    test_config_errors();
+    test_connect_oom();
     if (failures)
         fprintf(stderr, "consumer_loop: %d failure(s)\n", failures);
     else
