@@ -247,8 +247,36 @@ dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n)
     return rc;
 }
 
+static int
+write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/*  One failed step of a save: logged here, where the step and errno are
+    known; the temp file is removed (the previous checkpoint is untouched). */
+static int
+save_failed(dfc_log_level_t level, const char *step, const char *file, const char *tmp)
+{
+    int err = errno;
+    dfc_log(level, "checkpoint: %s %s: %s", step, file, strerror(err));
+    if (tmp)
+        unlink(tmp);
+    errno = err;
+    return DFC_EIO;
+}
+
 int
-dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n)
+dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n, dfc_log_level_t level)
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
@@ -269,30 +297,47 @@ dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n)
             pos += (size_t)snprintf(buf + pos, cap - pos, "d %llu\n",
                                     (unsigned long long)e[i].done[k]);
     }
+    /* Only the temp file is ever written: whatever fails (disk full, EIO),
+       the previous checkpoint stays as it was. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         free(buf);
-        return DFC_EINVAL;
+        return save_failed(level, "open", tmp, NULL);
     }
-    bool ok = write(fd, buf, pos) == (ssize_t)pos && fsync(fd) == 0;
+    int rc = DFC_OK;
+    if (write_all(fd, buf, pos) != 0)
+        rc = save_failed(level, "write", tmp, NULL);
+    else if (fsync(fd) != 0)
+        rc = save_failed(level, "fsync", tmp, NULL);
     free(buf);
-    ok = close(fd) == 0 && ok;
+    if (close(fd) != 0 && rc == DFC_OK)
+        rc = save_failed(level, "close", tmp, NULL);
+    if (rc != DFC_OK) {
+        int err = errno;
+        unlink(tmp);
+        errno = err;
+        return rc;
+    }
     /* rename is atomic: a reader (or a restart after SIGKILL) sees the old
        file or the new one, never half of one */
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return DFC_EINVAL;
-    }
+    if (rename(tmp, path) != 0)
+        return save_failed(level, "rename to", path, tmp);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash) {
         *slash = '\0';
+        /* the rename itself must reach the disk, or a crash may bring the
+           old file back: a failure here is a failed save (retried) */
         int dfd = open(slash == dir ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd); /* the rename itself reaches the disk */
-            close(dfd);
-        }
+        if (dfd < 0)
+            return save_failed(level, "open the folder of", path, NULL);
+        int r = fsync(dfd);
+        int err = errno;
+        close(dfd);
+        errno = err;
+        if (r != 0)
+            return save_failed(level, "fsync the folder of", path, NULL);
     }
     return DFC_OK;
 }

@@ -101,8 +101,11 @@ typedef struct {
     kept). Free the done arrays with dfc_ckpt_entries_free. */
 int dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n);
 void dfc_ckpt_entries_free(dfc_ckpt_entry_t *e, size_t n);
-/*  Writes path atomically (temp file, fsync, rename, fsync of the folder). */
-int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n);
+/*  Writes path atomically (temp file, fsync, rename, fsync of the folder).
+    Returns DFC_OK, DFC_ENOMEM, DFC_EINVAL (path too long) or DFC_EIO: a
+    failed step is logged at `level` with the file and errno (kept in errno
+    on return); the previous file is never touched before the rename. */
+int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n, dfc_log_level_t level);
 
 /*  Encodes a replay request by gseq (issue-4 protocol) into buf; returns
     its length, 0 when buf is too small, epoch or a topic is longer than 255

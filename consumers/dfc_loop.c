@@ -162,6 +162,7 @@ struct dfc_loop {
     dfc_dedupe_t *dedupe;
     int64_t ckpt_next;
     bool connect_retry; /* connect_pending ran out of memory: try again */
+    uint64_t ckpt_failing; /* saves failed in a row (logged: the first, and the recovery) */
 };
 
 static _Thread_local lrec_t *tl_current; /* the listener whose callback runs here */
@@ -184,6 +185,8 @@ dfc_strerror(int rc)
         return "ZeroMQ error";
     case DFC_ENOTFOUND:
         return "listener not subscribed";
+    case DFC_EIO:
+        return "I/O error";
     default:
         return "unknown error";
     }
@@ -523,7 +526,7 @@ dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size)
                   S(heartbeats),    S(replayed),          S(gaps_filled), S(lost),
                   S(duplicates),    S(not_mine),          S(reconnects),  S(replay_requests),
                   S(replay_errors), S(checkpoints),       S(lag_ms),      S(replay_stalls),
-                  S(held_dropped),  S(alloc_failures)};
+                  S(held_dropped),  S(alloc_failures),    S(checkpoint_errors)};
 #undef S
     size_t pos = 0;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -682,16 +685,25 @@ ckpt_write(dfc_loop_t *loop)
     }
     loop->ckpt_dirty = false;
     pthread_mutex_unlock(&loop->mu);
-    int rc = dfc_ckpt_save(loop->ckpt_path, e, n);
+    /* a full disk fails every period: one error line, then quiet */
+    int rc = dfc_ckpt_save(loop->ckpt_path, e, n,
+                           loop->ckpt_failing ? DFC_LOG_DEBUG : DFC_LOG_ERROR);
     dfc_ckpt_entries_free(e, n);
     if (rc != DFC_OK) {
-        dfc_log(DFC_LOG_ERROR, "cannot write the checkpoint %s: %s", loop->ckpt_path,
-                strerror(errno));
+        if (loop->ckpt_failing++ == 0)
+            dfc_log(DFC_LOG_WARN, "cannot write the checkpoint %s (%s): the previous one is "
+                                   "kept; retrying every %d ms",
+                    loop->ckpt_path, dfc_strerror(rc), loop->cfg.checkpoint_ms);
         pthread_mutex_lock(&loop->mu);
         loop->ckpt_dirty = true; /* try again next period */
+        loop->stats.checkpoint_errors++;
         pthread_mutex_unlock(&loop->mu);
         return;
     }
+    if (loop->ckpt_failing)
+        dfc_log(DFC_LOG_INFO, "checkpoint %s written again after %llu failed attempt(s)",
+                loop->ckpt_path, (unsigned long long)loop->ckpt_failing);
+    loop->ckpt_failing = 0;
     stat_add(loop, &loop->stats.checkpoints, 1);
 }
 

@@ -21,7 +21,8 @@ enum {
     DFC_ENOMEM = -2,   /* allocation failed */
     DFC_EALREADY = -3, /* the loop is already started */
     DFC_EZMQ = -4,     /* a ZeroMQ call failed (see the log) */
-    DFC_ENOTFOUND = -5 /* no such listener */
+    DFC_ENOTFOUND = -5, /* no such listener */
+    DFC_EIO = -6        /* a file operation failed (see the log) */
 };
 const char *dfc_strerror(int rc);
 
@@ -364,7 +365,7 @@ typedef struct {
     uint64_t reconnects;        /* SUB sockets recreated by the staleness timer */
     uint64_t replay_requests;   /* requests sent to replay endpoints */
     uint64_t replay_errors;     /* error answers and timeouts */
-    uint64_t checkpoints;       /* checkpoint files written */
+    uint64_t checkpoints;       /* checkpoint files written (see checkpoint_errors) */
     uint64_t lag_ms;            /* now - envelope ts of the last event delivered */
     uint64_t replay_stalls;     /* fills given up: 3 answers in a row asked for
                                    more ("more", or "gone" with a newer oldest_gseq) without
@@ -373,6 +374,10 @@ typedef struct {
                                    was reached (or memory ran out): replay brings them */
     uint64_t alloc_failures;    /* allocations that failed; each has a log line and the
                                    loop goes on (a bridge not opened yet is retried) */
+    uint64_t checkpoint_errors; /* checkpoint saves that failed (disk full, I/O error): the
+                                   previous file stays intact, the save is retried every
+                                   checkpoint_ms; the first failure and the recovery are
+                                   logged */
 } dfc_stats_t;
 
 /*  Numbers that cannot be right (consumers/README.md): such a message is

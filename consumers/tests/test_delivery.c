@@ -973,7 +973,7 @@ test_ckpt_file(const char *dir)
     size_t n = 9;
     CHECK_EQ(dfc_ckpt_load(path, r, DFC_CKPT_MAX, &n), DFC_OK); /* missing: empty */
     CHECK_EQ(n, 0);
-    CHECK_EQ(dfc_ckpt_save(path, e, 3), DFC_OK);
+    CHECK_EQ(dfc_ckpt_save(path, e, 3, DFC_LOG_ERROR), DFC_OK);
     CHECK_EQ(dfc_ckpt_load(path, r, DFC_CKPT_MAX, &n), DFC_OK);
     CHECK_EQ(n, 2); /* an epoch with a space is never written */
     CHECK_STR(r[0].epoch, "a");
@@ -990,7 +990,7 @@ test_ckpt_file(const char *dir)
     dfc_ckpt_entries_free(r, n);
     e[0].done = (uint64_t[]){8, 10};
     e[0].ndone = 2;
-    CHECK_EQ(dfc_ckpt_save(path, e, 1), DFC_OK);
+    CHECK_EQ(dfc_ckpt_save(path, e, 1, DFC_LOG_ERROR), DFC_OK);
     f = fopen(path, "r");
     char buf[256] = "";
     size_t got = fread(buf, 1, sizeof buf - 1, f);
