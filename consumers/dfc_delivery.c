@@ -1,7 +1,7 @@
 /*  dfc_delivery: the pieces of the delivery guarantees that hold no socket:
     the dedupe window over (event id, type), the partition key and FNV-1a,
-    the checkpoint file (atomic write) and the replay request encoder. The
-    state machine that uses them (gaps, fills, staleness) is in dfc_loop.c. */
+    and the checkpoint file (atomic write). The replay client is dfc_replay.c;
+    the state that uses them is in dfc_link.c, dfc_fill.c, dfc_watermark.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -340,73 +340,4 @@ dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n, dfc_log_lev
             return save_failed(level, "fsync the folder of", path, NULL);
     }
     return DFC_OK;
-}
-
-/* -------------------------------------------------------- replay request */
-
-static size_t
-put_strn(unsigned char *p, const char *s, size_t n)
-{
-    if (n < 32) {
-        p[0] = (unsigned char)(0xa0 | n);
-        memcpy(p + 1, s, n);
-        return n + 1;
-    }
-    p[0] = 0xd9;
-    p[1] = (unsigned char)n; /* callers keep strings < 256 bytes */
-    memcpy(p + 2, s, n);
-    return n + 2;
-}
-
-static size_t
-put_str(unsigned char *p, const char *s)
-{
-    return put_strn(p, s, strlen(s));
-}
-
-static size_t
-put_uint(unsigned char *p, uint64_t v)
-{
-    p[0] = 0xcf;
-    for (int i = 0; i < 8; i++)
-        p[1 + i] = (unsigned char)(v >> (56 - 8 * i));
-    return 9;
-}
-
-size_t
-dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, size_t epoch_len,
-                   uint64_t from_gseq, unsigned limit, const char *const *topics, size_t ntopics)
-{
-    /* {"v":1, "req":req, ["epoch":epoch,] "from_gseq":n, "limit":limit,
-        ["topics":[...]]} */
-    size_t el = epoch ? epoch_len : 0, need = 80 + el + 8;
-    for (size_t i = 0; i < ntopics; i++) {
-        if (strlen(topics[i]) > 255)
-            return 0;
-        need += strlen(topics[i]) + 2;
-    }
-    if (el > 255 || ntopics > 15 || size < need)
-        return 0;
-    unsigned char *p = buf;
-    size_t pos = 0;
-    p[pos++] = (unsigned char)(0x80 | (4 + (el ? 1 : 0) + (ntopics ? 1 : 0)));
-    pos += put_str(p + pos, "v");
-    p[pos++] = 1;
-    pos += put_str(p + pos, "req");
-    pos += put_uint(p + pos, req);
-    if (el) {
-        pos += put_str(p + pos, "epoch");
-        pos += put_strn(p + pos, epoch, el);
-    }
-    pos += put_str(p + pos, "from_gseq");
-    pos += put_uint(p + pos, from_gseq);
-    pos += put_str(p + pos, "limit");
-    pos += put_uint(p + pos, limit);
-    if (ntopics) {
-        pos += put_str(p + pos, "topics");
-        p[pos++] = (unsigned char)(0x90 | ntopics);
-        for (size_t i = 0; i < ntopics; i++)
-            pos += put_str(p + pos, topics[i]);
-    }
-    return pos;
 }

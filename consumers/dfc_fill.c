@@ -1,135 +1,118 @@
-/*  dfc_fill: the gap filler of one link: asks the replay endpoint for what is
-    missing, holds live events meanwhile and releases them in gseq order, and
-    gives up (counted lost) when replay cannot give it. Receiver thread only. */
+/*  dfc_fill: the gap filler of one link, as ONE state (dfc_fill_state_t) and
+    ONE transition function (dfc_fill_on): it asks the replay endpoint for
+    what is missing, holds live events meanwhile, and on the end of the fill
+    (done, error, no progress, no answer) counts what it could not get as lost
+    and releases what it held in gseq order. Receiver thread only. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dfc_loop_priv.h"
 
-void
-dfc_fill_close_dealer(link_t *L)
+/*  What a transition leads to; handled by the loop at the end of
+    dfc_fill_on, so that no step calls back into another. */
+typedef enum { ACT_NONE, ACT_SEND, ACT_GIVE_UP } act_t;
+
+bool
+dfc_fill_busy(const link_t *L)
 {
-    if (L->dealer)
-        zmq_close(L->dealer);
-    L->dealer = NULL;
-    free(L->dealer_ep);
-    L->dealer_ep = NULL;
+    return L->fill.state != DFC_FILL_IDLE;
+}
+
+static void
+close_dealer(dfc_fill_t *f)
+{
+    if (f->dealer)
+        zmq_close(f->dealer);
+    f->dealer = NULL;
+    free(f->dealer_ep);
+    f->dealer_ep = NULL;
+}
+
+void
+dfc_fill_destroy(link_t *L)
+{
+    dfc_fill_t *f = &L->fill;
+    close_dealer(f);
+    for (size_t i = 0; i < f->nheld; i++)
+        dfc_event_unref(f->held[i]);
+    free(f->held);
+    memset(f, 0, sizeof *f);
 }
 
 static bool
 dealer_open(dfc_loop_t *loop, link_t *L)
 {
-    if (L->dealer && L->dealer_ep && strcmp(L->dealer_ep, L->replay) == 0)
+    dfc_fill_t *f = &L->fill;
+    if (f->dealer && f->dealer_ep && strcmp(f->dealer_ep, L->replay) == 0)
         return true;
-    dfc_fill_close_dealer(L);
-    L->dealer = zmq_socket(loop->zctx, ZMQ_DEALER);
-    int linger = 0, hwm = 0; /* replies are bounded by the limit: never drop them */
-    int64_t maxsize = (int64_t)loop->cfg.max_frame + DFC_MAX_TOPIC;
-    if (!L->dealer || zmq_setsockopt(L->dealer, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_setsockopt(L->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
-        zmq_setsockopt(L->dealer, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) ||
-        zmq_connect(L->dealer, L->replay) != 0) {
-        dfc_log(DFC_LOG_ERROR, "replay %s: %s", L->replay, zmq_strerror(errno));
-        if (L->dealer)
-            zmq_close(L->dealer);
-        L->dealer = NULL;
-        return false;
-    }
-    L->dealer_ep = strdup(L->replay);
-    return true;
+    close_dealer(f);
+    f->dealer = dfc_replay_open(loop->zctx, L->replay, loop->cfg.max_frame);
+    f->dealer_ep = f->dealer ? strdup(L->replay) : NULL;
+    if (f->dealer && !f->dealer_ep)
+        close_dealer(f); /* out of memory: like a socket error */
+    return f->dealer != NULL;
 }
 
-/*  Gives up on what the fill still misses: counted lost, then the held live
-    events go out. */
-void
-dfc_fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
+/*  Sends the request for hw+1... Returns ACT_GIVE_UP with *why when there is
+    nothing to wait for; the state is ASKED when the request went out,
+    WAITING when the deadline has to ask again. */
+static act_t
+fill_send(dfc_loop_t *loop, link_t *L, const char **why)
 {
+    dfc_fill_t *f = &L->fill;
+    f->state = DFC_FILL_WAITING;
+    f->answer_events = 0;
+    f->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms;
+    if (!L->replay) {
+        /* a heartbeat said the bridge has no replay: nothing to wait for;
+           else the first heartbeat may name one, the deadline bounds the wait */
+        *why = "the bridge has no replay endpoint";
+        return L->hb_seen ? ACT_GIVE_UP : ACT_NONE;
+    }
+    if (!dealer_open(loop, L)) {
+        *why = "cannot open the replay socket";
+        return ACT_GIVE_UP;
+    }
+    unsigned char buf[512];
+    size_t n = dfc_replay_request(buf, sizeof buf, ++f->req, L->epoch, L->epoch_len, L->hw + 1,
+                                  REPLAY_LIMIT, NULL, 0);
+    if (n == 0 || zmq_send(f->dealer, buf, n, ZMQ_DONTWAIT) != (int)n) {
+        dfc_log(DFC_LOG_WARN, "replay %s: cannot send the request", L->replay);
+        return ACT_NONE; /* the deadline retries */
+    }
+    f->state = DFC_FILL_ASKED;
+    dfc_stat_add(loop, &loop->stats.replay_requests, 1);
+    dfc_log(DFC_LOG_DEBUG, "replay %s: from gseq %llu (epoch %s)", L->replay,
+            (unsigned long long)L->hw + 1, L->epoch);
+    return ACT_NONE;
+}
+
+/*  The end of a fill: what is still missing is counted lost (see
+    "Numbers that cannot be right" for the cap), then every held event goes
+    out in gseq order, holes between them counted lost: asking again for
+    them would fail the same way. */
+static void
+fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
+{
+    dfc_fill_t *f = &L->fill;
     /* Without an answer nothing confirms a heartbeat's claim: trust it only
-       DFC_GSEQ_AHEAD beyond what was received (see gseq_plausible). */
-    uint64_t proof = (L->seen > L->hw ? L->seen : L->hw);
-    if (L->target > proof && L->target - proof > DFC_GSEQ_AHEAD)
-        L->target = proof + DFC_GSEQ_AHEAD;
-    uint64_t missing = L->target > L->hw ? L->target - L->hw : 0;
+       DFC_GSEQ_AHEAD beyond what was received. */
+    uint64_t proof = L->seen > L->hw ? L->seen : L->hw;
+    if (f->target > proof && f->target - proof > DFC_GSEQ_AHEAD)
+        f->target = proof + DFC_GSEQ_AHEAD;
+    uint64_t missing = f->target > L->hw ? f->target - L->hw : 0;
     if (missing) {
         dfc_stat_add(loop, &loop->stats.lost, missing);
         dfc_log(DFC_LOG_WARN, "%s: %llu message(s) of epoch %s lost (gseq %llu..%llu): %s",
                 L->endpoint, (unsigned long long)missing, L->epoch, (unsigned long long)L->hw + 1,
-                (unsigned long long)L->target, why);
-        L->hw = L->target;
+                (unsigned long long)f->target, why);
+        L->hw = f->target;
     }
-    /* everything held goes out now, holes counted lost: asking again for
-       them would fail the same way (and recurse) */
-    dfc_fill_release(loop, L, true);
-}
-
-/*  Answers keep asking for more without delivering anything (a "more"
-    that does not advance, a "gone" whose oldest walks forward): asking
-    again would never end. */
-static void
-fill_stalled(dfc_loop_t *loop, link_t *L)
-{
-    dfc_stat_add(loop, &loop->stats.replay_stalls, 1);
-    dfc_fill_give_up(loop, L, "the replay answers make no progress");
-}
-
-void
-dfc_fill_send(dfc_loop_t *loop, link_t *L)
-{
-    L->sent = false;
-    L->answer_events = 0;
-    L->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms;
-    if (!L->replay) {
-        /* a heartbeat said the bridge has no replay: nothing to wait for */
-        if (L->hb_seen)
-            dfc_fill_give_up(loop, L, "the bridge has no replay endpoint");
-        return; /* else the first heartbeat may name one; the deadline bounds the wait */
-    }
-    if (!dealer_open(loop, L)) {
-        dfc_fill_give_up(loop, L, "cannot open the replay socket");
-        return;
-    }
-    unsigned char buf[512];
-    size_t n = dfc_replay_request(buf, sizeof buf, ++L->req, L->epoch, L->epoch_len, L->hw + 1,
-                                  REPLAY_LIMIT, NULL, 0);
-    if (n == 0 || zmq_send(L->dealer, buf, n, ZMQ_DONTWAIT) != (int)n) {
-        dfc_log(DFC_LOG_WARN, "replay %s: cannot send the request", L->replay);
-        return; /* the deadline retries */
-    }
-    L->sent = true;
-    dfc_stat_add(loop, &loop->stats.replay_requests, 1);
-    dfc_log(DFC_LOG_DEBUG, "replay %s: from gseq %llu (epoch %s)", L->replay,
-            (unsigned long long)L->hw + 1, L->epoch);
-}
-
-void
-dfc_fill_start(dfc_loop_t *loop, link_t *L, uint64_t target)
-{
-    if (L->filling) {
-        if (target > L->target)
-            L->target = target;
-        return;
-    }
-    L->filling = true;
-    L->target = target;
-    L->tries = 0;
-    L->stalls = 0;
-    dfc_fill_send(loop, L);
-}
-
-/*  Releases held events in gseq order: older ones are dropped (replay gave
-    them), the next one goes out, a hole starts another fill (force: hand
-    everything out, holes counted lost). */
-void
-dfc_fill_release(dfc_loop_t *loop, link_t *L, bool force)
-{
-    L->filling = false;
-    size_t i = 0;
-    for (; i < L->nheld; i++) {
-        dfc_event_t *ev = L->held[i];
+    f->state = DFC_FILL_IDLE;
+    for (size_t i = 0; i < f->nheld; i++) {
+        dfc_event_t *ev = f->held[i];
         uint64_t g = dfc_event_gseq(ev);
-        if (g > L->hw + 1 && !force)
-            break;
         if (g > L->hw) {
             if (g > L->hw + 1)
                 dfc_stat_add(loop, &loop->stats.lost, g - L->hw - 1);
@@ -138,177 +121,236 @@ dfc_fill_release(dfc_loop_t *loop, link_t *L, bool force)
         }
         dfc_event_unref(ev);
     }
-    if (i && i < L->nheld)
-        memmove(L->held, L->held + i, (L->nheld - i) * sizeof *L->held);
-    L->nheld -= i;
-    if (L->nheld)
-        dfc_fill_start(loop, L, dfc_event_gseq(L->held[0]) - 1);
+    f->nheld = 0;
+}
+
+/*  An end marker of the request in flight: what to do next. */
+static act_t
+on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char **why, char *whybuf,
+          size_t whysize)
+{
+    dfc_fill_t *f = &L->fill;
+    f->state = DFC_FILL_WAITING;
+    bool progress = f->answer_events > 0;
+    if (progress)
+        f->stalls = 0;
+    if (end->ok) {
+        /* whatever it sent and we could not use (malformed) is lost */
+        if (end->last_gseq > L->hw) {
+            dfc_stat_add(loop, &loop->stats.lost, end->last_gseq - L->hw);
+            L->hw = end->last_gseq;
+        }
+        if (end->more && !progress && ++f->stalls >= REPLAY_STALLS) {
+            dfc_stat_add(loop, &loop->stats.replay_stalls, 1);
+            *why = "the replay answers make no progress";
+            return ACT_GIVE_UP;
+        }
+        if (end->more) {
+            f->tries = 0;
+            return ACT_SEND;
+        }
+        /* The answer runs to the journal's head: a target above both the
+           head and every gseq received was claimed (by a heartbeat) and
+           cannot be right. Not a loss; the mark stays below it. */
+        uint64_t confirmed = end->has_head && end->head_gseq > L->seen ? end->head_gseq : L->seen;
+        if (confirmed < L->hw)
+            confirmed = L->hw;
+        if (f->target > confirmed) {
+            dfc_log(DFC_LOG_WARN,
+                    "%s: gseq %llu was announced but replay's head is %llu: dropped as a bad "
+                    "envelope",
+                    L->endpoint, (unsigned long long)f->target, (unsigned long long)end->head_gseq);
+            dfc_drop_count(loop, DFC_MSG_BAD_ENVELOPE);
+            f->target = confirmed;
+            if (L->live_last > confirmed)
+                L->live_last = confirmed;
+        }
+        *why = "not in the journal";
+        return ACT_GIVE_UP;
+    }
+    dfc_stat_add(loop, &loop->stats.replay_errors, 1);
+    if (strcmp(end->code, "gone") == 0 && end->oldest_gseq > L->hw + 1) {
+        /* counted lost up to oldest-1, then go on from there */
+        uint64_t upto = end->oldest_gseq - 1 < f->target ? end->oldest_gseq - 1 : f->target;
+        uint64_t missing = upto > L->hw ? upto - L->hw : 0;
+        dfc_stat_add(loop, &loop->stats.lost, missing);
+        dfc_log(DFC_LOG_WARN, "%s: %llu message(s) lost: gone (oldest retained %llu)", L->endpoint,
+                (unsigned long long)missing, (unsigned long long)end->oldest_gseq);
+        if (upto > L->hw)
+            L->hw = upto;
+        f->tries = 0;
+        if (!progress && ++f->stalls >= REPLAY_STALLS) {
+            dfc_stat_add(loop, &loop->stats.replay_stalls, 1);
+            *why = "the replay answers make no progress";
+            return ACT_GIVE_UP;
+        }
+        return ACT_SEND;
+    }
+    snprintf(whybuf, whysize, "replay error %s: %s", end->code[0] ? end->code : "?", end->error);
+    *why = whybuf;
+    return ACT_GIVE_UP;
+}
+
+void
+dfc_fill_on(dfc_loop_t *loop, link_t *L, dfc_fill_ev_t ev, uint64_t arg,
+            const dfc_replay_end_t *end)
+{
+    dfc_fill_t *f = &L->fill;
+    act_t act = ACT_NONE;
+    const char *why = "";
+    char whybuf[320];
+    switch (ev) {
+    case DFC_FILL_EV_MISSING:
+        if (f->state == DFC_FILL_IDLE) {
+            f->target = arg;
+            f->tries = 0;
+            f->stalls = 0;
+            act = ACT_SEND;
+        } else if (arg > f->target) {
+            f->target = arg;
+        }
+        break;
+    case DFC_FILL_EV_HEARTBEAT:
+        if (f->state == DFC_FILL_WAITING)
+            act = ACT_SEND; /* it may have been waiting for the endpoint */
+        break;
+    case DFC_FILL_EV_TICK:
+        if (f->state == DFC_FILL_IDLE || (int64_t)arg <= f->deadline)
+            break;
+        if (f->state == DFC_FILL_WAITING) {
+            act = L->replay ? ACT_SEND : ACT_GIVE_UP;
+            why = "no replay endpoint known";
+            break;
+        }
+        dfc_stat_add(loop, &loop->stats.replay_errors, 1);
+        close_dealer(f); /* a late answer to the old request must not mix in */
+        if (++f->tries < REPLAY_TRIES) {
+            dfc_log(DFC_LOG_WARN, "replay %s: no answer in %d ms, asking again", L->replay,
+                    loop->cfg.replay_timeout_ms);
+            act = ACT_SEND;
+        } else {
+            act = ACT_GIVE_UP;
+            why = "the replay endpoint does not answer";
+        }
+        break;
+    case DFC_FILL_EV_ANSWER:
+        if (f->state == DFC_FILL_ASKED)
+            act = on_answer(loop, L, end, &why, whybuf, sizeof whybuf);
+        break;
+    case DFC_FILL_EV_EPOCH:
+        /* what the old epoch still missed stays counted in gaps */
+        if (f->state != DFC_FILL_IDLE || f->nheld) {
+            f->target = L->hw;
+            act = ACT_GIVE_UP;
+            why = "new epoch";
+        }
+        close_dealer(f); /* stale replies of the old epoch must not reach the new one */
+        break;
+    case DFC_FILL_EV_STOP:
+        /* held events are not handled: the checkpoint stays below them */
+        for (size_t i = 0; i < f->nheld; i++)
+            dfc_event_unref(f->held[i]);
+        f->nheld = 0;
+        close_dealer(f);
+        f->state = DFC_FILL_IDLE;
+        break;
+    }
+    while (act != ACT_NONE) {
+        if (act == ACT_SEND) {
+            act = fill_send(loop, L, &why);
+        } else {
+            fill_give_up(loop, L, why);
+            act = ACT_NONE;
+        }
+    }
 }
 
 void
 dfc_fill_hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
 {
+    dfc_fill_t *f = &L->fill;
     uint64_t g = dfc_event_gseq(ev);
-    if (L->nheld == loop->cfg.max_held) {
+    if (f->nheld == loop->cfg.max_held) {
         /* too many: let replay bring it (the journal has it) */
-        if (g > L->target)
-            L->target = g;
+        if (g > f->target)
+            f->target = g;
         dfc_stat_add(loop, &loop->stats.held_dropped, 1);
         return;
     }
-    if (L->nheld == L->held_cap) {
-        size_t cap = L->held_cap ? L->held_cap * 2 : 64;
+    if (f->nheld == f->held_cap) {
+        size_t cap = f->held_cap ? f->held_cap * 2 : 64;
         if (cap > loop->cfg.max_held)
             cap = loop->cfg.max_held;
-        dfc_event_t **grown = dfc_realloc(L->held, cap * sizeof *grown);
+        dfc_event_t **grown = dfc_realloc(f->held, cap * sizeof *grown);
         if (!grown) {
-            if (g > L->target)
-                L->target = g;
-            pthread_mutex_lock(&loop->mu);
-            loop->stats.held_dropped++;
-            loop->stats.alloc_failures++;
-            pthread_mutex_unlock(&loop->mu);
+            if (g > f->target)
+                f->target = g;
+            dfc_stat_add(loop, &loop->stats.held_dropped, 1);
+            dfc_stat_add(loop, &loop->stats.alloc_failures, 1);
             dfc_log(DFC_LOG_ERROR, "out of memory: live gseq %llu not held (replay brings it)",
                     (unsigned long long)g);
             return;
         }
-        L->held = grown;
-        L->held_cap = cap;
+        f->held = grown;
+        f->held_cap = cap;
     }
     dfc_event_ref(ev);
-    L->held[L->nheld++] = ev;
-}
-
-/*  "_end": {v, req, status, count, last_gseq, more, head_gseq, oldest_gseq,
-    epoch, code, error}. */
-static void
-on_replay_end(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
-{
-    dfc_doc_t *doc = NULL;
-    if (dfc_doc_parse(body, len, &doc) != DFC_OK) {
-        dfc_log(DFC_LOG_WARN, "replay %s: malformed end marker", L->replay);
-        return;
-    }
-    const dfc_value_t *root = dfc_doc_root(doc);
-    uint64_t req = 0, last = 0, oldest = 0;
-    const char *status = dfc_value_cstr(dfc_value_find(root, "status"));
-    const char *code = dfc_value_cstr(dfc_value_find(root, "code"));
-    const char *err = dfc_value_cstr(dfc_value_find(root, "error"));
-    bool more = dfc_value_bool(dfc_value_find(root, "more"));
-    uint64_t head = 0;
-    bool has_head = dfc_value_uint64(dfc_value_find(root, "head_gseq"), &head) == 0;
-    dfc_value_uint64(dfc_value_find(root, "last_gseq"), &last);
-    dfc_value_uint64(dfc_value_find(root, "oldest_gseq"), &oldest);
-    if (dfc_value_uint64(dfc_value_find(root, "req"), &req) || req != L->req || !L->filling) {
-        dfc_doc_destroy(&doc); /* an answer to a request we gave up */
-        return;
-    }
-    /* A marker that contradicts itself cannot be right: ignored, so the
-       deadline asks again (and gives up after REPLAY_TRIES). */
-    if (last > DFC_SEQ_MAX || head > DFC_SEQ_MAX || oldest > DFC_SEQ_MAX ||
-        (has_head && last > head)) {
-        dfc_doc_destroy(&doc);
-        dfc_drop(loop, DFC_MSG_BAD_ENVELOPE, len);
-        return;
-    }
-    L->sent = false;
-    bool progress = L->answer_events > 0;
-    if (progress)
-        L->stalls = 0;
-    if (status && strcmp(status, "ok") == 0) {
-        /* whatever it sent and we could not use (malformed) is lost */
-        if (last > L->hw) {
-            dfc_stat_add(loop, &loop->stats.lost, last - L->hw);
-            L->hw = last;
-        }
-        if (more && !progress && ++L->stalls >= REPLAY_STALLS) {
-            fill_stalled(loop, L);
-        } else if (more) {
-            L->tries = 0;
-            dfc_fill_send(loop, L);
-        } else {
-            /* The answer runs to the journal's head: a target above both
-               the head and every gseq received was claimed (by a heartbeat)
-               and cannot be right. Not a loss; the mark stays below it. */
-            uint64_t confirmed = has_head && head > L->seen ? head : L->seen;
-            if (confirmed < L->hw)
-                confirmed = L->hw;
-            if (L->target > confirmed) {
-                dfc_log(DFC_LOG_WARN,
-                        "%s: gseq %llu was announced but replay's head is %llu: dropped as a "
-                        "bad envelope",
-                        L->endpoint, (unsigned long long)L->target, (unsigned long long)head);
-                dfc_drop_count(loop, DFC_MSG_BAD_ENVELOPE);
-                L->target = confirmed;
-                if (L->live_last > confirmed)
-                    L->live_last = confirmed;
-            }
-            dfc_fill_give_up(loop, L, "not in the journal");
-        }
-    } else {
-        dfc_stat_add(loop, &loop->stats.replay_errors, 1);
-        if (code && strcmp(code, "gone") == 0 && oldest > L->hw + 1) {
-            uint64_t upto = oldest - 1 < L->target ? oldest - 1 : L->target;
-            uint64_t target = L->target;
-            L->target = upto;
-            char why[64];
-            snprintf(why, sizeof why, "gone (oldest retained %llu)", (unsigned long long)oldest);
-            /* counted lost up to oldest-1, then go on from there */
-            uint64_t missing = upto - L->hw;
-            dfc_stat_add(loop, &loop->stats.lost, missing);
-            dfc_log(DFC_LOG_WARN, "%s: %llu message(s) lost: %s", L->endpoint,
-                    (unsigned long long)missing, why);
-            L->hw = upto;
-            L->target = target;
-            L->tries = 0;
-            if (!progress && ++L->stalls >= REPLAY_STALLS)
-                fill_stalled(loop, L);
-            else
-                dfc_fill_send(loop, L);
-        } else {
-            char why[256];
-            snprintf(why, sizeof why, "replay error %s: %s", code ? code : "?", err ? err : "");
-            dfc_fill_give_up(loop, L, why);
-        }
-    }
-    dfc_doc_destroy(&doc);
+    f->held[f->nheld++] = ev;
 }
 
 /*  One replayed message (same framing as published). */
 static void
 on_replayed(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
 {
+    dfc_fill_t *f = &L->fill;
     uint64_t g = dfc_event_gseq(ev);
-    L->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms; /* it is answering */
+    f->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms; /* it is answering */
     size_t el;
     const char *epoch = dfc_event_epoch_n(ev, &el);
-    if (!L->filling || !dfc_link_same_epoch(L, epoch, el) || g <= L->hw)
+    if (f->state == DFC_FILL_IDLE || !dfc_link_same_epoch(L, epoch, el) || g <= L->hw)
         return;
     if (g > L->hw + 1)
         dfc_stat_add(loop, &loop->stats.lost, g - L->hw - 1); /* the journal has a hole */
     L->hw = g;
     if (g > L->seen)
         L->seen = g;
-    L->answer_events++;
-    pthread_mutex_lock(&loop->mu);
-    loop->stats.replayed++;
-    pthread_mutex_unlock(&loop->mu);
+    f->answer_events++;
+    dfc_stat_add(loop, &loop->stats.replayed, 1);
     if (dfc_range_hit(L, g))
         dfc_stat_add(loop, &loop->stats.gaps_filled, 1);
     dfc_deliver(loop, ev);
 }
 
-/*  One message from a bridge's replay DEALER. */
+/*  "_end": only the answer to the request in flight counts; one that cannot
+    be right is dropped (bad_envelope) and the deadline asks again. */
+static void
+on_end(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
+{
+    dfc_replay_end_t end;
+    int rc = dfc_replay_end_parse(body, len, &end);
+    if (rc == DFC_EINVAL) {
+        dfc_log(DFC_LOG_WARN, "replay %s: malformed end marker", L->replay);
+        return;
+    }
+    if (!end.has_req || end.req != L->fill.req || L->fill.state == DFC_FILL_IDLE)
+        return; /* an answer to a request we gave up */
+    if (rc != DFC_OK) {
+        dfc_drop(loop, DFC_MSG_BAD_ENVELOPE, len);
+        return;
+    }
+    dfc_fill_on(loop, L, DFC_FILL_EV_ANSWER, 0, &end);
+}
+
 int
 dfc_fill_receive(dfc_loop_t *loop, link_t *L)
 {
     zmq_msg_t parts[2];
     size_t nparts, total;
-    int r = dfc_msg_read(L->dealer, parts, &nparts, &total);
+    int r = dfc_msg_read(L->fill.dealer, parts, &nparts, &total);
     if (r <= 0)
         return r;
     if (nparts == 2 && dfc_msg_is(&parts[0], "_end")) {
-        on_replay_end(loop, L, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
+        on_end(loop, L, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
     } else {
         dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
         dfc_event_t *ev = NULL;

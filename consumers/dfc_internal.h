@@ -107,19 +107,42 @@ void dfc_ckpt_entries_free(dfc_ckpt_entry_t *e, size_t n);
     on return); the previous file is never touched before the rename. */
 int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n, dfc_log_level_t level);
 
+/*  realloc for the loop's growth paths; dfc_alloc_fail_next(n) makes the
+    next n calls fail (tests only). */
+void *dfc_realloc(void *p, size_t n);
+void dfc_alloc_fail_next(int n);
+
+/* ---------------------------------------------- replay client (dfc_replay.c) */
+
 /*  Encodes a replay request by gseq (issue-4 protocol) into buf; returns
     its length, 0 when buf is too small, epoch or a topic is longer than 255
     bytes, or there are more than 15 topics. epoch NULL or epoch_len 0 -> no
     epoch key (the epoch is bytes: it may hold NULs); ntopics 0 -> no topics
     key (all topics). */
-size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch,
-                          size_t epoch_len, uint64_t from_gseq, unsigned limit,
-                          const char *const *topics, size_t ntopics);
+size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, size_t epoch_len,
+                          uint64_t from_gseq, unsigned limit, const char *const *topics,
+                          size_t ntopics);
 
-/*  realloc for the loop's growth paths; dfc_alloc_fail_next(n) makes the
-    next n calls fail (tests only). */
-void *dfc_realloc(void *p, size_t n);
-void dfc_alloc_fail_next(int n);
+/*  A DEALER connected to a replay endpoint (linger 0, no receive HWM:
+    answers are bounded by the limit; frames above max_frame + 255 refused,
+    0 = no limit). NULL on error (logged, errno set). */
+void *dfc_replay_open(void *zctx, const char *endpoint, size_t max_frame);
+
+/*  An end marker ("_end"), read. */
+typedef struct {
+    bool ok;   /* status "ok" */
+    bool more; /* the limit cut the answer: ask again */
+    bool has_req, has_head;
+    uint64_t req, count, last_gseq, head_gseq, oldest_gseq;
+    char code[32];   /* errors: "gone", "epoch", "bad_request", "busy" ("" when absent) */
+    char error[256]; /* errors: the reason, cut to fit */
+} dfc_replay_end_t;
+/*  Reads an end marker. Returns DFC_OK, DFC_EINVAL when it is not msgpack
+    or not a map, or DFC_ERANGE_INTERNAL when a number cannot be right (a
+    gseq above DFC_SEQ_MAX, or last_gseq above head_gseq): such a marker
+    must not be acted on. *end is filled as far as it could be read. */
+#define DFC_ERANGE_INTERNAL (-100)
+int dfc_replay_end_parse(const void *body, size_t len, dfc_replay_end_t *end);
 
 /*  The thread-local listener context, set by workers around a callback. */
 #define DFC_CONTEXT_MAX 256

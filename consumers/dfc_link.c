@@ -124,12 +124,7 @@ dfc_range_hit(link_t *L, uint64_t g)
 static void
 link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, size_t el, uint64_t head)
 {
-    if (L->filling || L->nheld) {
-        L->target = L->hw; /* what the old epoch still missed stays counted in gaps */
-        dfc_fill_release(loop, L, true);
-    }
-    if (L->dealer)
-        dfc_fill_close_dealer(L); /* stale replies of the old epoch must not reach the new one */
+    dfc_fill_on(loop, L, DFC_FILL_EV_EPOCH, 0, NULL);
     L->had_epoch = L->has_epoch;
     L->has_epoch = true;
     memcpy(L->epoch, epoch, el); /* el < DFC_EPOCH_MAX: checked on receipt */
@@ -161,7 +156,7 @@ link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, size_t el, uint64
     dfc_log(DFC_LOG_INFO, "%s: epoch %s, resuming after gseq %llu (newest %llu)", L->endpoint,
             epoch, (unsigned long long)base, (unsigned long long)head);
     if (ordered && base < head)
-        dfc_fill_start(loop, L, head);
+        dfc_fill_on(loop, L, DFC_FILL_EV_MISSING, head, NULL);
 }
 
 bool
@@ -213,7 +208,7 @@ on_live(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
         L->live_last = g;
     if (g <= L->hw)
         return; /* replay gave it already */
-    if (L->filling) {
+    if (dfc_fill_busy(L)) {
         dfc_fill_hold(loop, L, ev);
         return;
     }
@@ -223,7 +218,7 @@ on_live(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
         return;
     }
     dfc_fill_hold(loop, L, ev);
-    dfc_fill_start(loop, L, g - 1);
+    dfc_fill_on(loop, L, DFC_FILL_EV_MISSING, g - 1, NULL);
 }
 
 /*  "_hb": {v, epoch, gseq, seqs{topic: seq}, ts, interval, replay}. */
@@ -291,15 +286,13 @@ on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
             dfc_range_add(L, (L->live_last > L->hw ? L->live_last : L->hw) + 1, gseq);
             L->live_last = gseq;
         }
-        if (L->filling) {
-            if (gseq > L->target)
-                L->target = gseq;
-            if (!L->sent)
-                dfc_fill_send(loop, L); /* it may have been waiting for the endpoint */
+        if (dfc_fill_busy(L)) {
+            dfc_fill_on(loop, L, DFC_FILL_EV_MISSING, gseq, NULL); /* raises the target */
+            dfc_fill_on(loop, L, DFC_FILL_EV_HEARTBEAT, 0, NULL);
         } else if (gseq > L->hw) {
             dfc_log(DFC_LOG_INFO, "%s: heartbeat at gseq %llu, last seen %llu: filling",
                     L->endpoint, (unsigned long long)gseq, (unsigned long long)L->hw);
-            dfc_fill_start(loop, L, gseq);
+            dfc_fill_on(loop, L, DFC_FILL_EV_MISSING, gseq, NULL);
         }
     }
     L->hb_known = true;
@@ -562,23 +555,5 @@ dfc_link_timers(dfc_loop_t *loop, link_t *L, int64_t now)
         L->strikes++;
         dfc_stat_add(loop, &loop->stats.reconnects, 1);
     }
-    if (L->filling && now > L->deadline) {
-        if (!L->sent) {
-            if (L->replay)
-                dfc_fill_send(loop, L);
-            else
-                dfc_fill_give_up(loop, L, "no replay endpoint known");
-            return;
-        }
-        dfc_stat_add(loop, &loop->stats.replay_errors, 1);
-        if (++L->tries < REPLAY_TRIES) {
-            dfc_log(DFC_LOG_WARN, "replay %s: no answer in %d ms, asking again", L->replay,
-                    loop->cfg.replay_timeout_ms);
-            dfc_fill_close_dealer(L); /* a late answer to the old request must not mix in */
-            dfc_fill_send(loop, L);
-        } else {
-            dfc_fill_close_dealer(L);
-            dfc_fill_give_up(loop, L, "the replay endpoint does not answer");
-        }
-    }
+    dfc_fill_on(loop, L, DFC_FILL_EV_TICK, (uint64_t)now, NULL);
 }

@@ -193,8 +193,7 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
         link_t *next = L->next;
         free(L->endpoint);
         free(L->replay);
-        free(L->dealer_ep);
-        free(L->held); /* emptied when start returned */
+        dfc_fill_destroy(L);
         free(L->ranges);
         free(L);
         L = next;
@@ -452,7 +451,7 @@ dfc_loop_start(dfc_loop_t *loop)
         items[n++] = (zmq_pollitem_t){NULL, loop->wake[0], ZMQ_POLLIN, 0};
         for (size_t i = 0; i < loop->nopened; i++) {
             link_t *L = loop->rl[i];
-            void *socks[3] = {L->sub, L->mon, L->dealer};
+            void *socks[3] = {L->sub, L->mon, L->fill.dealer};
             for (int k = 0; k < 3; k++)
                 if (socks[k]) {
                     owner[n] = L;
@@ -477,7 +476,7 @@ dfc_loop_start(dfc_loop_t *loop)
             link_t *L = owner[k];
             void *s = items[k].socket;
             /* sockets may have been replaced by an earlier item's handling */
-            if (s != L->sub && s != L->mon && s != L->dealer)
+            if (s != L->sub && s != L->mon && s != L->fill.dealer)
                 continue;
             if (s == L->mon) {
                 if (items[k].revents & ZMQ_POLLIN)
@@ -487,7 +486,7 @@ dfc_loop_start(dfc_loop_t *loop)
             /* ZMQ_POLLIN on a zmq socket is edge-ish: drain up to a batch,
                whether or not poll said so */
             for (int i = 0; i < RECV_BATCH && !atomic_load(&loop->stop_req); i++) {
-                if (s != L->sub && s != L->dealer)
+                if (s != L->sub && s != L->fill.dealer)
                     break;
                 int r = s == L->sub ? dfc_link_receive(loop, L) : dfc_fill_receive(loop, L);
                 if (r == 0)
@@ -512,13 +511,7 @@ dfc_loop_start(dfc_loop_t *loop)
     for (size_t i = 0; i < loop->nopened; i++) {
         link_t *L = loop->rl[i];
         dfc_link_close_sub(L);
-        dfc_fill_close_dealer(L);
-        /* held events are not handled: the checkpoint stays below them */
-        for (size_t k = 0; k < L->nheld; k++)
-            dfc_event_unref(L->held[k]);
-        L->nheld = 0;
-        L->filling = false;
-        L->sent = false;
+        dfc_fill_on(loop, L, DFC_FILL_EV_STOP, 0, NULL);
     }
     free(items);
     free(owner);

@@ -86,14 +86,48 @@ typedef struct {
     uint64_t lo, hi;
 } range_t;
 
+/*  The gap filler of one link (dfc_fill.c): one state, changed only by
+    dfc_fill_on. */
+typedef enum {
+    DFC_FILL_IDLE,    /* nothing missing */
+    DFC_FILL_WAITING, /* something missing, no request out: no replay endpoint known yet, or
+                         the send failed; the deadline asks again (or gives up) */
+    DFC_FILL_ASKED    /* a request is out: its answer (or a message of it) is due by the
+                         deadline */
+} dfc_fill_state_t;
+
+/*  What happens to a fill. */
+typedef enum {
+    DFC_FILL_EV_MISSING,   /* gseqs up to arg are missing (a live hole, a heartbeat, a
+                              new epoch's baseline): start, or raise the target */
+    DFC_FILL_EV_HEARTBEAT, /* a heartbeat came: it may have named the replay endpoint */
+    DFC_FILL_EV_TICK,      /* the timer; arg = now (monotonic ms) */
+    DFC_FILL_EV_ANSWER,    /* an end marker of the request in flight (end) */
+    DFC_FILL_EV_EPOCH,     /* the link's epoch ends: what is held goes out, the fill ends */
+    DFC_FILL_EV_STOP       /* the receiver stops: held events are dropped unhandled */
+} dfc_fill_ev_t;
+
+typedef struct {
+    dfc_fill_state_t state;
+    uint64_t target;        /* fill up to this gseq */
+    uint64_t req;           /* the id of the last request */
+    int tries;              /* timeouts of the request in flight */
+    int stalls;             /* answers in a row that asked for more and delivered nothing */
+    uint64_t answer_events; /* events delivered from the answer in flight */
+    int64_t deadline;
+    void *dealer; /* the replay client socket (dfc_replay_open) */
+    char *dealer_ep;
+    dfc_event_t **held; /* live events held meanwhile, gseq increasing */
+    size_t nheld, held_cap;
+} dfc_fill_t;
+
 /*  One bridge. endpoint and replay_cfg are set by connect (under mu);
     everything else belongs to the receiver thread. */
 typedef struct link {
     char *endpoint;
     char *replay;    /* replay endpoint: configured, or learnt from "_hb"; NULL = none */
     bool replay_cfg; /* configured: heartbeats do not change it */
-    void *sub, *mon, *dealer;
-    char *dealer_ep;
+    void *sub, *mon;
     char epoch[DFC_EPOCH_MAX];
     size_t epoch_len; /* epochs are bytes: compared with their length */
     bool has_epoch, had_epoch, from_used;
@@ -103,15 +137,7 @@ typedef struct link {
     bool hb_known;      /* a heartbeat of this epoch was accepted: live gseqs are bounded */
     range_t *ranges;    /* gseqs known missing (not seen live), ascending */
     size_t nranges, ranges_cap;
-    /* fill: one replay request in flight */
-    bool filling, sent;
-    uint64_t target, req;
-    int tries;
-    int stalls;             /* answers in a row that delivered nothing */
-    uint64_t answer_events; /* events delivered from the answer in flight */
-    int64_t deadline;
-    dfc_event_t **held; /* live events held during a fill, gseq increasing */
-    size_t nheld, held_cap;
+    dfc_fill_t fill;
     /* liveness */
     int64_t last_rx;
     int strikes; /* staleness reconnects since the last message: backs off */
@@ -197,13 +223,20 @@ void dfc_link_close_sub(link_t *L);
 int dfc_link_open_sub(dfc_loop_t *loop, link_t *L);
 void dfc_link_timers(dfc_loop_t *loop, link_t *L, int64_t now);
 /* fill */
-void dfc_fill_close_dealer(link_t *L);
-void dfc_fill_give_up(dfc_loop_t *loop, link_t *L, const char *why);
-void dfc_fill_send(dfc_loop_t *loop, link_t *L);
-void dfc_fill_start(dfc_loop_t *loop, link_t *L, uint64_t target);
-void dfc_fill_release(dfc_loop_t *loop, link_t *L, bool force);
+/*  The transition function of a link's fill: the only place its state
+    changes. Receiver thread. */
+void dfc_fill_on(dfc_loop_t *loop, link_t *L, dfc_fill_ev_t ev, uint64_t arg,
+                 const dfc_replay_end_t *end);
+/*  True unless the fill is idle: live events are then held. */
+bool dfc_fill_busy(const link_t *L);
+/*  Keeps a live event until the fill ends (beyond max_held: counted in
+    held_dropped and left to replay). */
 void dfc_fill_hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev);
+/*  Reads one message from the link's replay socket (like dfc_msg_read). */
 int dfc_fill_receive(dfc_loop_t *loop, link_t *L);
+/*  Frees what the fill owns (held events, socket, arrays). */
+void dfc_fill_destroy(link_t *L);
+
 /* loop */
 int64_t dfc_mono_ms(void);
 uint64_t dfc_wall_ms(void);

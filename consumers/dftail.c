@@ -186,12 +186,11 @@ static int
 replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, size_t ntopics,
              line_t *line, long long *printed, long long count, replayed_t *done)
 {
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    int linger = 0, rc = 1;
-    if (!d || zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger) || zmq_connect(d, rep)) {
+    /* the library's replay client; no size limit, like the SUB */
+    void *d = dfc_replay_open(ctx, rep, 0);
+    int rc = 1;
+    if (!d) {
         fprintf(stderr, "dftail: cannot connect %s: %s\n", rep, zmq_strerror(errno));
-        if (d)
-            zmq_close(d);
         return 1;
     }
     uint64_t req = 0;
@@ -219,25 +218,27 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
                 deadline = now_ms() + 10000;
                 if (np == 2 && dfc_msg_is(&parts[0], "_end")) {
                     end = true;
-                    dfc_doc_t *doc = NULL;
-                    const dfc_value_t *r = NULL;
-                    if (dfc_doc_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &doc) ==
-                        DFC_OK)
-                        r = dfc_doc_root(doc);
-                    const char *status = dfc_value_cstr(dfc_value_find(r, "status"));
-                    uint64_t last = 0;
-                    dfc_value_uint64(dfc_value_find(r, "last_gseq"), &last);
-                    more = dfc_value_bool(dfc_value_find(r, "more"));
-                    if (!status || strcmp(status, "ok") != 0) {
-                        const char *code = dfc_value_cstr(dfc_value_find(r, "code"));
-                        const char *err = dfc_value_cstr(dfc_value_find(r, "error"));
+                    dfc_replay_end_t e;
+                    int pr =
+                        dfc_replay_end_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &e);
+                    more = e.more;
+                    if (pr != DFC_OK) {
+                        fprintf(stderr, "dftail: replay from gseq %llu: %s end marker\n",
+                                (unsigned long long)from,
+                                pr == DFC_EINVAL ? "malformed" : "impossible numbers in the");
+                        failed = true;
+                    } else if (!e.ok) {
                         fprintf(stderr, "dftail: replay from gseq %llu: %s: %s\n",
-                                (unsigned long long)from, code ? code : "error", err ? err : "");
+                                (unsigned long long)from, e.code[0] ? e.code : "error", e.error);
+                        failed = true;
+                    } else if (more && e.last_gseq < from) {
+                        /* no progress: asking again would never end */
+                        fprintf(stderr, "dftail: replay from gseq %llu: more, but no progress\n",
+                                (unsigned long long)from);
                         failed = true;
                     } else {
-                        from = last + 1;
+                        from = e.last_gseq + 1;
                     }
-                    dfc_doc_destroy(&doc);
                 } else if (dfc_frames_check(np, zmq_msg_size(&parts[0])) != DFC_MSG_OK) {
                     fprintf(stderr, "dftail: dropped a replayed message: %s\n",
                             dfc_msg_status_str(DFC_MSG_BAD_FRAMES));
