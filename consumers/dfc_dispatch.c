@@ -26,18 +26,18 @@ dispatch(dfc_loop_t *loop, dfc_event_t *ev, track_t *trk)
     }
     pthread_mutex_lock(&loop->mu);
     if (!dfc_event_is_known(ev))
-        loop->stats.unknown_type++;
+        STAT_ADD(loop, unknown_type, 1);
     size_t n = 0;
     for (lrec_t *lr = loop->listeners; lr; lr = lr->next)
         n++;
     if (n > loop->snap_cap) {
         lrec_t **grown = realloc(loop->snap, n * sizeof *grown);
         if (!grown) {
+            pthread_mutex_unlock(&loop->mu);
             if (trk) {
-                trk->failed = true;
+                dfc_track_fail(loop, trk);
                 dfc_track_release(loop, trk);
             }
-            pthread_mutex_unlock(&loop->mu);
             dfc_log(DFC_LOG_ERROR, "out of memory: event dropped");
             return;
         }
@@ -57,9 +57,7 @@ dispatch(dfc_loop_t *loop, dfc_event_t *ev, track_t *trk)
     for (size_t i = 0; i < n; i++) {
         lrec_t *lr = loop->snap[i];
         if (stopping) {
-            pthread_mutex_lock(&loop->mu);
-            loop->stats.dropped_at_stop++;
-            pthread_mutex_unlock(&loop->mu);
+            STAT_ADD(loop, dropped_at_stop, 1);
             continue;
         }
         /* The filter runs user code with the listener's ctx: it counts as
@@ -80,22 +78,22 @@ dispatch(dfc_loop_t *loop, dfc_event_t *ev, track_t *trk)
         if (--lr->running == 0)
             pthread_cond_broadcast(&loop->idle);
         if (!accept)
-            loop->stats.filtered++;
+            STAT_ADD(loop, filtered, 1);
         else if (!lr->removed && dfc_event_has_callback(ev, &lr->l) &&
                  !dfc_pool_enqueue(loop, qi, ev, lr, trk)) {
             stopping = true;
-            loop->stats.dropped_at_stop++;
+            STAT_ADD(loop, dropped_at_stop, 1);
             if (trk)
-                trk->failed = true; /* not handled: the checkpoint must not pass it */
+                dfc_track_fail(loop, trk); /* not handled: the checkpoint must not pass it */
         }
         pthread_mutex_unlock(&loop->mu);
     }
     pthread_mutex_lock(&loop->mu);
     for (size_t i = 0; i < n; i++)
         dfc_lrec_unref(loop->snap[i]);
+    pthread_mutex_unlock(&loop->mu);
     if (trk)
         dfc_track_release(loop, trk);
-    pthread_mutex_unlock(&loop->mu);
 }
 
 /*  The last step for every event, live or replayed: lag, dedupe, group
@@ -109,13 +107,13 @@ dfc_deliver(dfc_loop_t *loop, dfc_event_t *ev)
     const char *id = dfc_event_id_n(ev, &idl), *type = dfc_event_type_n(ev, &tl);
     bool done = false;
     if (loop->ckpt_path) { /* handled before a restart, above the watermark */
-        pthread_mutex_lock(&loop->mu);
+        pthread_mutex_lock(&loop->wm_mu);
         size_t el;
         const char *epoch = dfc_event_epoch_n(ev, &el);
         wm_t *w = dfc_wm_get(loop, epoch, el, false);
         uint64_t g = dfc_event_gseq(ev);
         done = w && w->ndone && bsearch(&g, w->done, w->ndone, sizeof g, dfc_cmp_u64);
-        pthread_mutex_unlock(&loop->mu);
+        pthread_mutex_unlock(&loop->wm_mu);
     }
     bool dup = loop->dedupe && id && dfc_dedupe_seen(loop->dedupe, id, idl, type ? type : "", tl);
     dup = dup || done;
@@ -125,19 +123,16 @@ dfc_deliver(dfc_loop_t *loop, dfc_event_t *ev)
         const char *key = dfc_event_partition_key(ev, &kl);
         mine = dfc_partition(key, kl, (uint32_t)loop->cfg.members) == (uint32_t)loop->cfg.member;
     }
-    pthread_mutex_lock(&loop->mu);
-    loop->stats.lag_ms = now > ts ? now - ts : 0;
+    STAT_SET(loop, lag_ms, now > ts ? now - ts : 0);
     if (dup)
-        loop->stats.duplicates++;
+        STAT_ADD(loop, duplicates, 1);
     else if (!mine)
-        loop->stats.not_mine++;
+        STAT_ADD(loop, not_mine, 1);
     track_t *trk = dfc_track_new(loop, ev);
     if (dup || !mine) {
         if (trk)
             dfc_track_release(loop, trk);
-        pthread_mutex_unlock(&loop->mu);
         return;
     }
-    pthread_mutex_unlock(&loop->mu);
     dispatch(loop, ev, trk);
 }

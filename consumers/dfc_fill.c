@@ -82,7 +82,7 @@ fill_send(dfc_loop_t *loop, link_t *L, const char **why)
         return ACT_NONE; /* the deadline retries */
     }
     f->state = DFC_FILL_ASKED;
-    dfc_stat_add(loop, &loop->stats.replay_requests, 1);
+    STAT_ADD(loop, replay_requests, 1);
     dfc_log(DFC_LOG_DEBUG, "replay %s: from gseq %llu (epoch %s)", L->replay,
             (unsigned long long)L->hw + 1, L->epoch);
     return ACT_NONE;
@@ -103,7 +103,7 @@ fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
         f->target = proof + DFC_GSEQ_AHEAD;
     uint64_t missing = f->target > L->hw ? f->target - L->hw : 0;
     if (missing) {
-        dfc_stat_add(loop, &loop->stats.lost, missing);
+        STAT_ADD(loop, lost, missing);
         dfc_log(DFC_LOG_WARN, "%s: %llu message(s) of epoch %s lost (gseq %llu..%llu): %s",
                 L->endpoint, (unsigned long long)missing, L->epoch, (unsigned long long)L->hw + 1,
                 (unsigned long long)f->target, why);
@@ -115,7 +115,7 @@ fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
         uint64_t g = dfc_event_gseq(ev);
         if (g > L->hw) {
             if (g > L->hw + 1)
-                dfc_stat_add(loop, &loop->stats.lost, g - L->hw - 1);
+                STAT_ADD(loop, lost, g - L->hw - 1);
             L->hw = g;
             dfc_deliver(loop, ev);
         }
@@ -137,11 +137,11 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
     if (end->ok) {
         /* whatever it sent and we could not use (malformed) is lost */
         if (end->last_gseq > L->hw) {
-            dfc_stat_add(loop, &loop->stats.lost, end->last_gseq - L->hw);
+            STAT_ADD(loop, lost, end->last_gseq - L->hw);
             L->hw = end->last_gseq;
         }
         if (end->more && !progress && ++f->stalls >= REPLAY_STALLS) {
-            dfc_stat_add(loop, &loop->stats.replay_stalls, 1);
+            STAT_ADD(loop, replay_stalls, 1);
             *why = "the replay answers make no progress";
             return ACT_GIVE_UP;
         }
@@ -168,19 +168,19 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
         *why = "not in the journal";
         return ACT_GIVE_UP;
     }
-    dfc_stat_add(loop, &loop->stats.replay_errors, 1);
+    STAT_ADD(loop, replay_errors, 1);
     if (strcmp(end->code, "gone") == 0 && end->oldest_gseq > L->hw + 1) {
         /* counted lost up to oldest-1, then go on from there */
         uint64_t upto = end->oldest_gseq - 1 < f->target ? end->oldest_gseq - 1 : f->target;
         uint64_t missing = upto > L->hw ? upto - L->hw : 0;
-        dfc_stat_add(loop, &loop->stats.lost, missing);
+        STAT_ADD(loop, lost, missing);
         dfc_log(DFC_LOG_WARN, "%s: %llu message(s) lost: gone (oldest retained %llu)", L->endpoint,
                 (unsigned long long)missing, (unsigned long long)end->oldest_gseq);
         if (upto > L->hw)
             L->hw = upto;
         f->tries = 0;
         if (!progress && ++f->stalls >= REPLAY_STALLS) {
-            dfc_stat_add(loop, &loop->stats.replay_stalls, 1);
+            STAT_ADD(loop, replay_stalls, 1);
             *why = "the replay answers make no progress";
             return ACT_GIVE_UP;
         }
@@ -222,7 +222,7 @@ dfc_fill_on(dfc_loop_t *loop, link_t *L, dfc_fill_ev_t ev, uint64_t arg,
             why = "no replay endpoint known";
             break;
         }
-        dfc_stat_add(loop, &loop->stats.replay_errors, 1);
+        STAT_ADD(loop, replay_errors, 1);
         close_dealer(f); /* a late answer to the old request must not mix in */
         if (++f->tries < REPLAY_TRIES) {
             dfc_log(DFC_LOG_WARN, "replay %s: no answer in %d ms, asking again", L->replay,
@@ -274,7 +274,7 @@ dfc_fill_hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
         /* too many: let replay bring it (the journal has it) */
         if (g > f->target)
             f->target = g;
-        dfc_stat_add(loop, &loop->stats.held_dropped, 1);
+        STAT_ADD(loop, held_dropped, 1);
         return;
     }
     if (f->nheld == f->held_cap) {
@@ -285,8 +285,8 @@ dfc_fill_hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
         if (!grown) {
             if (g > f->target)
                 f->target = g;
-            dfc_stat_add(loop, &loop->stats.held_dropped, 1);
-            dfc_stat_add(loop, &loop->stats.alloc_failures, 1);
+            STAT_ADD(loop, held_dropped, 1);
+            STAT_ADD(loop, alloc_failures, 1);
             dfc_log(DFC_LOG_ERROR, "out of memory: live gseq %llu not held (replay brings it)",
                     (unsigned long long)g);
             return;
@@ -310,14 +310,14 @@ on_replayed(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
     if (f->state == DFC_FILL_IDLE || !dfc_link_same_epoch(L, epoch, el) || g <= L->hw)
         return;
     if (g > L->hw + 1)
-        dfc_stat_add(loop, &loop->stats.lost, g - L->hw - 1); /* the journal has a hole */
+        STAT_ADD(loop, lost, g - L->hw - 1); /* the journal has a hole */
     L->hw = g;
     if (g > L->seen)
         L->seen = g;
     f->answer_events++;
-    dfc_stat_add(loop, &loop->stats.replayed, 1);
+    STAT_ADD(loop, replayed, 1);
     if (dfc_range_hit(L, g))
-        dfc_stat_add(loop, &loop->stats.gaps_filled, 1);
+        STAT_ADD(loop, gaps_filled, 1);
     dfc_deliver(loop, ev);
 }
 

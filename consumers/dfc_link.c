@@ -21,7 +21,7 @@ count_gap(dfc_loop_t *loop, const char *epoch, size_t el, const char *topic, siz
             memcmp(g->key + el, topic, tl) == 0) {
             uint64_t next = announced ? 0 : 1;
             if (seq > g->last_seq && seq - g->last_seq > next) /* no wrap at UINT64_MAX */
-                dfc_stat_add(loop, &loop->stats.gaps, seq - g->last_seq - next);
+                STAT_ADD(loop, gaps, seq - g->last_seq - next);
             if (seq > g->last_seq)
                 g->last_seq = seq;
             return;
@@ -45,20 +45,18 @@ count_gap(dfc_loop_t *loop, const char *epoch, size_t el, const char *topic, siz
 void
 dfc_drop_count(dfc_loop_t *loop, dfc_msg_status_t st)
 {
-    pthread_mutex_lock(&loop->mu);
-    uint64_t *reason[] = {NULL,
-                          &loop->stats.bad_frames,
-                          &loop->stats.oversize,
-                          &loop->stats.bad_msgpack,
-                          &loop->stats.not_map,
-                          &loop->stats.bad_version,
-                          &loop->stats.bad_envelope,
-                          &loop->stats.bad_event,
-                          NULL};
+    _Atomic uint64_t *reason[] = {NULL,
+                                  &loop->stats.bad_frames,
+                                  &loop->stats.oversize,
+                                  &loop->stats.bad_msgpack,
+                                  &loop->stats.not_map,
+                                  &loop->stats.bad_version,
+                                  &loop->stats.bad_envelope,
+                                  &loop->stats.bad_event,
+                                  NULL};
     if ((size_t)st < sizeof reason / sizeof reason[0] && reason[st])
-        (*reason[st])++;
-    loop->stats.dropped_malformed++;
-    pthread_mutex_unlock(&loop->mu);
+        atomic_fetch_add_explicit(reason[st], 1, memory_order_relaxed);
+    STAT_ADD(loop, dropped_malformed, 1);
 }
 
 void
@@ -136,7 +134,7 @@ link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, size_t el, uint64
     L->hb_known = false;
     bool ordered = dfc_link_ordered(loop, L);
     uint64_t base = head;
-    pthread_mutex_lock(&loop->mu);
+    pthread_mutex_lock(&loop->wm_mu);
     wm_t *w = loop->ckpt_path ? dfc_wm_get(loop, epoch, el, false) : NULL;
     if (w) {
         base = w->gseq;
@@ -150,7 +148,7 @@ link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, size_t el, uint64
             loop->ckpt_dirty = true;
         }
     }
-    pthread_mutex_unlock(&loop->mu);
+    pthread_mutex_unlock(&loop->wm_mu);
     L->from_used = true;
     L->hw = base;
     dfc_log(DFC_LOG_INFO, "%s: epoch %s, resuming after gseq %llu (newest %llu)", L->endpoint,
@@ -255,7 +253,7 @@ on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
         dfc_drop(loop, DFC_MSG_BAD_ENVELOPE, len);
         return;
     }
-    dfc_stat_add(loop, &loop->stats.heartbeats, 1);
+    STAT_ADD(loop, heartbeats, 1);
     L->hb_seen = true;
     L->hb_interval = interval;
     if (!L->replay_cfg && (rp == NULL || dfc_value_type(rp) == DFC_STR)) {
@@ -353,11 +351,9 @@ dfc_link_receive(dfc_loop_t *loop, link_t *L)
        says readers that do not know them ignore them */
     bool reserved =
         zmq_msg_size(&parts[0]) > 0 && ((const char *)zmq_msg_data(&parts[0]))[0] == '_';
-    pthread_mutex_lock(&loop->mu);
-    loop->stats.received++;
+    STAT_ADD(loop, received, 1);
     if (reserved)
-        loop->stats.reserved++;
-    pthread_mutex_unlock(&loop->mu);
+        STAT_ADD(loop, reserved, 1);
     if (reserved) {
         if (nparts == 2 && dfc_msg_is(&parts[0], "_hb"))
             on_heartbeat(loop, L, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
@@ -469,12 +465,10 @@ dfc_link_read_monitor(dfc_loop_t *loop, link_t *L)
             }
             zmq_msg_close(&addr);
         }
-        pthread_mutex_lock(&loop->mu);
         if (id == ZMQ_EVENT_CONNECTED)
-            loop->stats.connects++;
+            STAT_ADD(loop, connects, 1);
         else if (id == ZMQ_EVENT_DISCONNECTED)
-            loop->stats.disconnects++;
-        pthread_mutex_unlock(&loop->mu);
+            STAT_ADD(loop, disconnects, 1);
         if (id == ZMQ_EVENT_CONNECTED)
             dfc_log(DFC_LOG_INFO, "connected to %s", ep);
         else if (id == ZMQ_EVENT_DISCONNECTED)
@@ -553,7 +547,7 @@ dfc_link_timers(dfc_loop_t *loop, link_t *L, int64_t now)
         dfc_link_close_sub(L);
         dfc_link_open_sub(loop, L);
         L->strikes++;
-        dfc_stat_add(loop, &loop->stats.reconnects, 1);
+        STAT_ADD(loop, reconnects, 1);
     }
     dfc_fill_on(loop, L, DFC_FILL_EV_TICK, (uint64_t)now, NULL);
 }

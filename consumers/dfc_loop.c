@@ -58,13 +58,12 @@ wake(dfc_loop_t *loop)
     (void)r;
 }
 
-void
-dfc_stat_add(dfc_loop_t *loop, uint64_t *field, uint64_t n)
-{
-    pthread_mutex_lock(&loop->mu);
-    *field += n;
-    pthread_mutex_unlock(&loop->mu);
-}
+/*  The atomic twin must stay the public struct, field for field. */
+_Static_assert(sizeof(dfc_counters_t) == sizeof(dfc_stats_t), "dfc_stats_t and its twin");
+#define X(f)                                                                                       \
+    _Static_assert(offsetof(dfc_counters_t, f) == offsetof(dfc_stats_t, f), "order of " #f);
+DFC_STATS_FIELDS(X)
+#undef X
 
 dfc_loop_t *
 dfc_loop_new(const dfc_config_t *cfg)
@@ -151,6 +150,7 @@ dfc_loop_new(const dfc_config_t *cfg)
         }
     }
     pthread_mutex_init(&loop->mu, NULL);
+    pthread_mutex_init(&loop->wm_mu, NULL);
     pthread_cond_init(&loop->not_full, NULL);
     pthread_cond_init(&loop->idle, NULL);
     for (int i = 0; i < loop->nq; i++)
@@ -223,6 +223,7 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
     if (loop->own_zctx)
         zmq_ctx_term(loop->zctx);
     pthread_mutex_destroy(&loop->mu);
+    pthread_mutex_destroy(&loop->wm_mu);
     pthread_cond_destroy(&loop->not_full);
     pthread_cond_destroy(&loop->idle);
     free(loop);
@@ -287,7 +288,7 @@ dfc_loop_subscribe(dfc_loop_t *loop, const dfc_listener_t *listener)
     while (*tail)
         tail = &(*tail)->next;
     *tail = lr;
-    loop->stats.listeners++;
+    STAT_ADD(loop, listeners, 1);
     pthread_mutex_unlock(&loop->mu);
     return DFC_OK;
 }
@@ -309,7 +310,7 @@ dfc_loop_unsubscribe(dfc_loop_t *loop, const dfc_listener_t *listener)
     *pp = lr->next;
     lr->next = NULL;
     lr->removed = true; /* queued jobs are skipped from now on */
-    loop->stats.listeners--;
+    STAT_SUB(loop, listeners, 1);
     /* From its own callback we would wait for ourselves: return at once. */
     if (dfc_tl_listener != lr) {
         while (lr->running > 0)
@@ -335,31 +336,22 @@ dfc_loop_stats(dfc_loop_t *loop, dfc_stats_t *out)
 {
     if (!loop || !out)
         return;
-    pthread_mutex_lock(&loop->mu);
-    *out = loop->stats;
-    pthread_mutex_unlock(&loop->mu);
+        /* each counter is exact; together they are a snapshot only when the
+           loop is idle (as after start returned) */
+#define X(f) out->f = atomic_load_explicit(&loop->stats.f, memory_order_relaxed);
+    DFC_STATS_FIELDS(X)
+#undef X
 }
 
 size_t
 dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size)
 {
-#define S(f)                                                                                       \
-    {                                                                                              \
-#f, offsetof(dfc_stats_t, f)                                                               \
-    }
+#define X(f) {#f, offsetof(dfc_stats_t, f)},
     static const struct {
         const char *name;
         size_t off;
-    } fields[] = {S(listeners),     S(connects),          S(disconnects),      S(received),
-                  S(dispatched),    S(completed),         S(skipped),          S(dropped_at_stop),
-                  S(filtered),      S(dropped_malformed), S(bad_frames),       S(oversize),
-                  S(bad_msgpack),   S(not_map),           S(bad_version),      S(bad_envelope),
-                  S(bad_event),     S(unknown_type),      S(reserved),         S(gaps),
-                  S(heartbeats),    S(replayed),          S(gaps_filled),      S(lost),
-                  S(duplicates),    S(not_mine),          S(reconnects),       S(replay_requests),
-                  S(replay_errors), S(checkpoints),       S(lag_ms),           S(replay_stalls),
-                  S(held_dropped),  S(alloc_failures),    S(checkpoint_errors)};
-#undef S
+    } fields[] = {DFC_STATS_FIELDS(X)};
+#undef X
     size_t pos = 0;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         uint64_t v;
@@ -385,7 +377,7 @@ connect_pending(dfc_loop_t *loop)
         link_t **grown = dfc_realloc(loop->rl, loop->nlinks * sizeof *grown);
         if (!grown) {
             size_t n = loop->nlinks - loop->nopened;
-            loop->stats.alloc_failures++;
+            STAT_ADD(loop, alloc_failures, 1);
             loop->connect_retry = true;
             pthread_mutex_unlock(&loop->mu);
             dfc_log(DFC_LOG_ERROR, "out of memory: %zu bridge link(s) not opened, retrying", n);

@@ -43,7 +43,7 @@ typedef struct lrec {
 
 /*  The watermark of one bridge epoch: events are tracked in the order they
     were handed to the listeners (gseq order), and the watermark moves over
-    the prefix whose jobs all ran. Under loop->mu. */
+    the prefix whose jobs all ran. Under loop->wm_mu. */
 typedef struct track {
     struct wm *wm;
     uint64_t gseq;
@@ -85,6 +85,57 @@ typedef struct {
 typedef struct {
     uint64_t lo, hi;
 } range_t;
+
+/*  The counters of dfc_stats_t, in its order: one list for the atomic
+    twin below, the copy in dfc_loop_stats and the INFO format (checked
+    against the public struct field by field at compile time). */
+#define DFC_STATS_FIELDS(X)                                                                        \
+    X(listeners)                                                                                   \
+    X(connects)                                                                                    \
+    X(disconnects)                                                                                 \
+    X(received)                                                                                    \
+    X(dispatched)                                                                                  \
+    X(completed)                                                                                   \
+    X(skipped)                                                                                     \
+    X(dropped_at_stop)                                                                             \
+    X(filtered)                                                                                    \
+    X(dropped_malformed)                                                                           \
+    X(bad_frames)                                                                                  \
+    X(oversize)                                                                                    \
+    X(bad_msgpack)                                                                                 \
+    X(not_map)                                                                                     \
+    X(bad_version)                                                                                 \
+    X(bad_envelope)                                                                                \
+    X(bad_event)                                                                                   \
+    X(unknown_type)                                                                                \
+    X(reserved)                                                                                    \
+    X(gaps)                                                                                        \
+    X(heartbeats)                                                                                  \
+    X(replayed)                                                                                    \
+    X(gaps_filled)                                                                                 \
+    X(lost)                                                                                        \
+    X(duplicates)                                                                                  \
+    X(not_mine)                                                                                    \
+    X(reconnects)                                                                                  \
+    X(replay_requests)                                                                             \
+    X(replay_errors)                                                                               \
+    X(checkpoints)                                                                                 \
+    X(lag_ms)                                                                                      \
+    X(replay_stalls)                                                                               \
+    X(held_dropped)                                                                                \
+    X(alloc_failures)                                                                              \
+    X(checkpoint_errors)
+
+/*  The loop's counters: atomics, so that no thread takes a lock to count. */
+typedef struct {
+#define X(f) _Atomic uint64_t f;
+    DFC_STATS_FIELDS(X)
+#undef X
+} dfc_counters_t;
+
+#define STAT_ADD(loop, f, n) atomic_fetch_add_explicit(&(loop)->stats.f, (n), memory_order_relaxed)
+#define STAT_SUB(loop, f, n) atomic_fetch_sub_explicit(&(loop)->stats.f, (n), memory_order_relaxed)
+#define STAT_SET(loop, f, v) atomic_store_explicit(&(loop)->stats.f, (v), memory_order_relaxed)
 
 /*  The gap filler of one link (dfc_fill.c): one state, changed only by
     dfc_fill_on. */
@@ -161,7 +212,8 @@ struct dfc_loop {
     atomic_int stop_req;
     atomic_int running;
 
-    pthread_mutex_t mu; /* listeners, queues, links list, watermarks, stats */
+    pthread_mutex_t mu;    /* listeners, queues, links list */
+    pthread_mutex_t wm_mu; /* watermarks, tracking records, ckpt_dirty (taken after mu) */
     pthread_cond_t not_full, idle;
     wqueue_t *qs;
     int nq;         /* 1 (CONCURRENT) or one per worker (STREAM) */
@@ -171,7 +223,7 @@ struct dfc_loop {
     unsigned next_lid;
     link_t *links;
     size_t nlinks, nopened;
-    dfc_stats_t stats;
+    dfc_counters_t stats;
     wm_t wms[DFC_CKPT_MAX];
     uint64_t wm_clock;
     bool ckpt_dirty, ckpt_loaded;
@@ -204,6 +256,9 @@ bool dfc_pool_enqueue(dfc_loop_t *loop, int qi, dfc_event_t *ev, lrec_t *lr, tra
 /* watermark */
 wm_t *dfc_wm_get(dfc_loop_t *loop, const char *epoch, size_t el, bool create);
 void dfc_track_release(dfc_loop_t *loop, track_t *t);
+/*  One more pending job on t / t's event was not handed out. Take wm_mu. */
+void dfc_track_hold(dfc_loop_t *loop, track_t *t);
+void dfc_track_fail(dfc_loop_t *loop, track_t *t);
 track_t *dfc_track_new(dfc_loop_t *loop, const dfc_event_t *ev);
 int dfc_cmp_u64(const void *a, const void *b);
 void dfc_wm_save(dfc_loop_t *loop);
@@ -240,6 +295,5 @@ void dfc_fill_destroy(link_t *L);
 /* loop */
 int64_t dfc_mono_ms(void);
 uint64_t dfc_wall_ms(void);
-void dfc_stat_add(dfc_loop_t *loop, uint64_t *field, uint64_t n);
 
 #endif

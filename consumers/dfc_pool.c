@@ -47,16 +47,16 @@ worker_main(void *arg)
             dfc_context_clear();
             dfc_tl_listener = NULL;
             pthread_mutex_lock(&loop->mu);
-            loop->stats.completed++;
+            STAT_ADD(loop, completed, 1);
             if (--lr->running == 0)
                 pthread_cond_broadcast(&loop->idle);
         } else {
-            loop->stats.skipped++;
+            STAT_ADD(loop, skipped, 1);
         }
-        if (job.trk)
-            dfc_track_release(loop, job.trk);
         dfc_lrec_unref(lr);
         pthread_mutex_unlock(&loop->mu);
+        if (job.trk)
+            dfc_track_release(loop, job.trk);
         dfc_event_unref(job.ev); /* may free: outside the lock */
         pthread_mutex_lock(&loop->mu);
     }
@@ -93,10 +93,10 @@ dfc_pool_enqueue(dfc_loop_t *loop, int qi, dfc_event_t *ev, lrec_t *lr, track_t 
     dfc_event_ref(ev);
     lr->refs++;
     if (trk)
-        trk->pending++;
+        dfc_track_hold(loop, trk);
     wq->q[(wq->head + wq->len) % loop->cfg.queue_size] = (job_t){ev, lr, trk};
     wq->len++;
-    loop->stats.dispatched++;
+    STAT_ADD(loop, dispatched, 1);
     if (wq->idle > 0)
         pthread_cond_signal(&wq->not_empty);
     return true;

@@ -6,9 +6,9 @@
 
 #include "dfc_loop_priv.h"
 
-/*  Finds (or, with create, makes) the watermark of an epoch. Under mu. A
+/*  Finds (or, with create, makes) the watermark of an epoch. Under wm_mu. A
     full table forgets the least recently used epoch that has nothing in
-    flight. */
+    flight. Under wm_mu. */
 wm_t *
 dfc_wm_get(dfc_loop_t *loop, const char *epoch, size_t el, bool create)
 {
@@ -41,12 +41,16 @@ dfc_wm_get(dfc_loop_t *loop, const char *epoch, size_t el, bool create)
     return w;
 }
 
-/*  Drops one pending count; a finished prefix moves the watermark. Under mu. */
+/*  Drops one pending count; a finished prefix moves the watermark. Takes
+    wm_mu. */
 void
 dfc_track_release(dfc_loop_t *loop, track_t *t)
 {
-    if (--t->pending > 0)
+    pthread_mutex_lock(&loop->wm_mu);
+    if (--t->pending > 0) {
+        pthread_mutex_unlock(&loop->wm_mu);
         return;
+    }
     wm_t *w = t->wm;
     loop->ckpt_dirty = true; /* the watermark or the done set moved */
     while (w->head && w->head->pending == 0) {
@@ -60,10 +64,28 @@ dfc_track_release(dfc_loop_t *loop, track_t *t)
             w->tail = NULL;
         free(h);
     }
+    pthread_mutex_unlock(&loop->wm_mu);
+}
+
+void
+dfc_track_hold(dfc_loop_t *loop, track_t *t)
+{
+    pthread_mutex_lock(&loop->wm_mu);
+    t->pending++;
+    pthread_mutex_unlock(&loop->wm_mu);
+}
+
+void
+dfc_track_fail(dfc_loop_t *loop, track_t *t)
+{
+    pthread_mutex_lock(&loop->wm_mu);
+    t->failed = true; /* not handled: the watermark must not pass it */
+    pthread_mutex_unlock(&loop->wm_mu);
 }
 
 /*  A tracking record for an event about to be handed out (or skipped), with
-    the receiver's own pending count; NULL without a checkpoint. Under mu. */
+    the receiver's own pending count; NULL without a checkpoint. Takes
+    wm_mu. */
 track_t *
 dfc_track_new(dfc_loop_t *loop, const dfc_event_t *ev)
 {
@@ -71,10 +93,13 @@ dfc_track_new(dfc_loop_t *loop, const dfc_event_t *ev)
         return NULL;
     size_t el;
     const char *epoch = dfc_event_epoch_n(ev, &el);
+    pthread_mutex_lock(&loop->wm_mu);
     wm_t *w = dfc_wm_get(loop, epoch, el, true);
     track_t *t = w ? calloc(1, sizeof *t) : NULL;
-    if (!t)
+    if (!t) {
+        pthread_mutex_unlock(&loop->wm_mu);
         return NULL;
+    }
     t->wm = w;
     t->gseq = dfc_event_gseq(ev);
     t->pending = 1;
@@ -83,6 +108,7 @@ dfc_track_new(dfc_loop_t *loop, const dfc_event_t *ev)
     else
         w->head = t;
     w->tail = t;
+    pthread_mutex_unlock(&loop->wm_mu);
     return t;
 }
 
@@ -95,7 +121,7 @@ dfc_cmp_u64(const void *a, const void *b)
 
 /*  The gseqs of w handled above its watermark: finished events still behind
     an unfinished one, plus those the last checkpoint named and this run has
-    not reached. Under mu; *out malloc'ed. */
+    not reached. Under wm_mu; *out malloc'ed. */
 static size_t
 wm_done_above(const wm_t *w, uint64_t **out)
 {
@@ -124,9 +150,9 @@ dfc_wm_save(dfc_loop_t *loop)
 {
     dfc_ckpt_entry_t e[DFC_CKPT_MAX];
     size_t n = 0;
-    pthread_mutex_lock(&loop->mu);
+    pthread_mutex_lock(&loop->wm_mu);
     if (!loop->ckpt_path || !loop->ckpt_dirty) {
-        pthread_mutex_unlock(&loop->mu);
+        pthread_mutex_unlock(&loop->wm_mu);
         return;
     }
     /* oldest first, so that a reader keeping the newest keeps the right ones */
@@ -146,7 +172,7 @@ dfc_wm_save(dfc_loop_t *loop)
         e[i].ndone = wm_done_above(order[i], &e[i].done);
     }
     loop->ckpt_dirty = false;
-    pthread_mutex_unlock(&loop->mu);
+    pthread_mutex_unlock(&loop->wm_mu);
     /* a full disk fails every period: one error line, then quiet */
     int rc =
         dfc_ckpt_save(loop->ckpt_path, e, n, loop->ckpt_failing ? DFC_LOG_DEBUG : DFC_LOG_ERROR);
@@ -157,17 +183,17 @@ dfc_wm_save(dfc_loop_t *loop)
                     "cannot write the checkpoint %s (%s): the previous one is "
                     "kept; retrying every %d ms",
                     loop->ckpt_path, dfc_strerror(rc), loop->cfg.checkpoint_ms);
-        pthread_mutex_lock(&loop->mu);
+        pthread_mutex_lock(&loop->wm_mu);
         loop->ckpt_dirty = true; /* try again next period */
-        loop->stats.checkpoint_errors++;
-        pthread_mutex_unlock(&loop->mu);
+        STAT_ADD(loop, checkpoint_errors, 1);
+        pthread_mutex_unlock(&loop->wm_mu);
         return;
     }
     if (loop->ckpt_failing)
         dfc_log(DFC_LOG_INFO, "checkpoint %s written again after %llu failed attempt(s)",
                 loop->ckpt_path, (unsigned long long)loop->ckpt_failing);
     loop->ckpt_failing = 0;
-    dfc_stat_add(loop, &loop->stats.checkpoints, 1);
+    STAT_ADD(loop, checkpoints, 1);
 }
 
 void
@@ -179,7 +205,7 @@ dfc_wm_restore(dfc_loop_t *loop)
     size_t n = 0;
     if (dfc_ckpt_load(loop->ckpt_path, e, DFC_CKPT_MAX, &n) != DFC_OK)
         dfc_log(DFC_LOG_ERROR, "checkpoint %s is malformed: %zu entries used", loop->ckpt_path, n);
-    pthread_mutex_lock(&loop->mu);
+    pthread_mutex_lock(&loop->wm_mu);
     for (size_t i = 0; i < n; i++) {
         wm_t *w = dfc_wm_get(loop, e[i].epoch, strlen(e[i].epoch), true);
         if (w) {
@@ -190,7 +216,7 @@ dfc_wm_restore(dfc_loop_t *loop)
         }
     }
     loop->ckpt_loaded = true;
-    pthread_mutex_unlock(&loop->mu);
+    pthread_mutex_unlock(&loop->wm_mu);
     dfc_ckpt_entries_free(e, n);
     if (n)
         dfc_log(DFC_LOG_INFO, "checkpoint %s: %zu epoch(s), resuming", loop->ckpt_path, n);
