@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "dfc_internal.h"
+#include "dfc_tsan.h"
 
 static volatile sig_atomic_t interrupted;
 

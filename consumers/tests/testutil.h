@@ -20,6 +20,8 @@
 /*  The tests predate df_check.h and count in `failures`. */
 #define failures df_check_failures
 
+#include "dfc_tsan.h"
+
 /*  The bound for "reacts promptly" assertions (stop, a signal): the
     reaction takes milliseconds, but under ASan/TSan on a loaded 2-core CI
     machine a thread can be off the CPU for a while; 3 s still tells a
