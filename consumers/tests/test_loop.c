@@ -785,7 +785,7 @@ typedef struct {
 
 static pthread_mutex_t umu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ucond = PTHREAD_COND_INITIALIZER;
-static int uaf_entered, uaf_calling;
+static int uaf_entered, uaf_calling, uaf_freed;
 static atomic_int uaf_done, uaf_after, uaf_early;
 
 static bool
@@ -807,8 +807,13 @@ uaf_filter(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i, int64_t b
         dl = tu_deadline(300);
         while (!atomic_load(&uaf_done) && pthread_cond_timedwait(&ucond, &umu, &dl) == 0)
             ;
-        if (atomic_load(&uaf_done))
+        if (atomic_load(&uaf_done)) {
             atomic_fetch_add(&uaf_early, 1);
+            /* make the broken case deterministic: read ctx after the free */
+            dl = tu_deadline(WAIT_MS);
+            while (!uaf_freed && pthread_cond_timedwait(&ucond, &umu, &dl) == 0)
+                ;
+        }
         pthread_mutex_unlock(&umu);
     }
     return atomic_load(&c->calls) < 0; /* reads ctx again: a use after free under ASan */
@@ -843,6 +848,10 @@ test_unsubscribe_filter(void)
     pthread_cond_broadcast(&ucond);
     pthread_mutex_unlock(&umu);
     free(ctx);
+    pthread_mutex_lock(&umu);
+    uaf_freed = 1;
+    pthread_cond_broadcast(&ucond);
+    pthread_mutex_unlock(&umu);
     for (int k = 51; k <= 100; k++)
         fx_pub(&f, "MESSAGESENT", (uint64_t)k, "{\"id\":\"u\",\"type\":\"MESSAGESENT\"," INIT "}");
     CHECK(wait_recs("w", 100)); /* every event went past the filter's place */
