@@ -17,10 +17,10 @@ extern "C" {
 /*  Return codes. Every fallible function returns DFC_OK (0) or one of these. */
 enum {
     DFC_OK = 0,
-    DFC_EINVAL = -1,   /* bad argument */
-    DFC_ENOMEM = -2,   /* allocation failed */
-    DFC_EALREADY = -3, /* the loop is already started */
-    DFC_EZMQ = -4,     /* a ZeroMQ call failed (see the log) */
+    DFC_EINVAL = -1,    /* bad argument */
+    DFC_ENOMEM = -2,    /* allocation failed */
+    DFC_EALREADY = -3,  /* the loop is already started */
+    DFC_EZMQ = -4,      /* a ZeroMQ call failed (see the log) */
     DFC_ENOTFOUND = -5, /* no such listener */
     DFC_EIO = -6        /* a file operation failed (see the log) */
 };

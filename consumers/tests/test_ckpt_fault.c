@@ -130,11 +130,8 @@ main(void)
     void *zctx = zmq_ctx_new();
     fb_t fb;
     fb_init(&fb, zctx, "inproc://cf-pub", "inproc://cf-rep", "ep-cf", 0);
-    dfc_loop_t *loop = dfc_loop_new(&(dfc_config_t){.workers = 1,
-                                                    .zmq_ctx = zctx,
-                                                    .checkpoint_dir = dir,
-                                                    .name = "cf",
-                                                    .checkpoint_ms = 20});
+    dfc_loop_t *loop = dfc_loop_new(&(dfc_config_t){
+        .workers = 1, .zmq_ctx = zctx, .checkpoint_dir = dir, .name = "cf", .checkpoint_ms = 20});
     CHECK(loop != NULL);
     dfc_listener_t l = {.name = "cf", .on_message_sent = on_msg};
     dfc_loop_subscribe(loop, &l);

@@ -826,7 +826,9 @@ test_unsubscribe_filter(void)
     fx_init(&f, "inproc://uaf", (dfc_config_t){.workers = 2, .dedupe_window = -1});
     recs_reset();
     uaf_ctx_t *ctx = calloc(1, sizeof *ctx);
-    dfc_listener_t u = {.name = "uaf", .ctx = ctx, .is_accepting_event = uaf_filter,
+    dfc_listener_t u = {.name = "uaf",
+                        .ctx = ctx,
+                        .is_accepting_event = uaf_filter,
                         .on_message_sent = c_message_sent};
     dfc_listener_t w = {.name = "w", .ctx = "w", .on_message_sent = c_message_sent};
     dfc_loop_subscribe(f.loop, &u);
