@@ -155,9 +155,10 @@ format_reserved(const zmq_msg_t *topic, const zmq_msg_t *body, line_t *l)
     return bad ? DFC_MSG_NOMEM : DFC_MSG_OK;
 }
 
-/*  The gseq and epoch of an envelope (epoch copied into out); -1 if not one. */
+/*  The gseq and epoch of an envelope (epoch bytes copied into out, *olen
+    their length); -1 if not one, or the epoch does not fit. */
 static int
-envelope_position(const zmq_msg_t *body, uint64_t *gseq, char *out, size_t size)
+envelope_position(const zmq_msg_t *body, uint64_t *gseq, char *out, size_t size, size_t *olen)
 {
     dfc_doc_t *doc = NULL;
     if (dfc_doc_parse(zmq_msg_data((zmq_msg_t *)body), zmq_msg_size((zmq_msg_t *)body), &doc))
@@ -165,9 +166,12 @@ envelope_position(const zmq_msg_t *body, uint64_t *gseq, char *out, size_t size)
     dfc_envelope_t env;
     int rc = -1;
     if (dfc_envelope_check(dfc_doc_root(doc), &env) == DFC_MSG_OK) {
-        *gseq = env.gseq;
-        snprintf(out, size, "%s", env.epoch);
-        rc = 0;
+        if (env.epoch_len <= size) {
+            *gseq = env.gseq;
+            memcpy(out, env.epoch, env.epoch_len);
+            *olen = env.epoch_len;
+            rc = 0;
+        }
     }
     dfc_doc_destroy(&doc);
     return rc;
@@ -176,7 +180,8 @@ envelope_position(const zmq_msg_t *body, uint64_t *gseq, char *out, size_t size)
 /*  State of the replay phase: what it printed, so that the live messages
     queued meanwhile in the SUB are not printed twice. */
 typedef struct {
-    char epoch[128];
+    char epoch[DFC_EPOCH_BYTES]; /* bytes: compared with their length */
+    size_t epoch_len;
     uint64_t last; /* last gseq printed from replay; 0 none */
 } replayed_t;
 
@@ -245,9 +250,10 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
                             dfc_msg_status_str(DFC_MSG_BAD_FRAMES));
                 } else if (count < 0 || *printed < count) {
                     uint64_t g = 0;
-                    char epoch[128];
-                    if (envelope_position(&parts[1], &g, epoch, sizeof epoch) == 0) {
-                        snprintf(done->epoch, sizeof done->epoch, "%s", epoch);
+                    size_t el = 0;
+                    if (envelope_position(&parts[1], &g, done->epoch, sizeof done->epoch, &el) ==
+                        0) {
+                        done->epoch_len = el;
                         done->last = g;
                     }
                     dfc_msg_status_t st = format_message(&parts[0], &parts[1], line);
@@ -366,7 +372,7 @@ main(int argc, char **argv)
     line_t line = {0};
     long long printed = 0;
     int rc = 0;
-    replayed_t done = {"", 0};
+    replayed_t done = {"", 0, 0};
     char learnt[1024] = "";
     if (from_gseq && !replay) {
         /* wait for a heartbeat; what comes live before it is covered by the
@@ -443,10 +449,11 @@ main(int argc, char **argv)
         bool hb = nparts >= 1 && dfc_msg_is(&parts[0], "_hb");
         /* replayed already: the live copy queued meanwhile is skipped */
         uint64_t g = 0;
-        char epoch[128];
+        char epoch[DFC_EPOCH_BYTES];
+        size_t el = 0;
         bool seen = done.last && nparts == 2 && !hb &&
-                    envelope_position(&parts[1], &g, epoch, sizeof epoch) == 0 &&
-                    strcmp(epoch, done.epoch) == 0 && g <= done.last;
+                    envelope_position(&parts[1], &g, epoch, sizeof epoch, &el) == 0 &&
+                    el == done.epoch_len && memcmp(epoch, done.epoch, el) == 0 && g <= done.last;
         if (seen || (hb && !heartbeats) ||
             (!hb && ntopics > 0 && !topic_wanted(&parts[0], topics, ntopics))) {
             zmq_msg_close(&parts[0]);
