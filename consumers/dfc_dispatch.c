@@ -77,16 +77,21 @@ dispatch(dfc_loop_t *loop, dfc_event_t *ev, track_t *trk)
         pthread_mutex_lock(&loop->mu);
         if (--lr->running == 0)
             pthread_cond_broadcast(&loop->idle);
+        bool queue = accept && !lr->removed && dfc_event_has_callback(ev, &lr->l);
+        if (queue)
+            lr->refs++; /* the job's; a removal from now on makes the worker skip it */
+        pthread_mutex_unlock(&loop->mu);
         if (!accept)
             STAT_ADD(loop, filtered, 1);
-        else if (!lr->removed && dfc_event_has_callback(ev, &lr->l) &&
-                 !dfc_pool_enqueue(loop, qi, ev, lr, trk)) {
+        if (queue && !dfc_pool_enqueue(loop, qi, ev, lr, trk)) {
             stopping = true;
             STAT_ADD(loop, dropped_at_stop, 1);
             if (trk)
                 dfc_track_fail(loop, trk); /* not handled: the checkpoint must not pass it */
+            pthread_mutex_lock(&loop->mu);
+            dfc_lrec_unref(lr);
+            pthread_mutex_unlock(&loop->mu);
         }
-        pthread_mutex_unlock(&loop->mu);
     }
     pthread_mutex_lock(&loop->mu);
     for (size_t i = 0; i < n; i++)

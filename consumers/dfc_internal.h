@@ -110,6 +110,9 @@ int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n, dfc_log
 /*  realloc for the loop's growth paths; dfc_alloc_fail_next(n) makes the
     next n calls fail (tests only). */
 void *dfc_realloc(void *p, size_t n);
+/*  True while the receiver waits for room in a full job queue (tests: the
+    state to wait for before acting on back-pressure). */
+bool dfc_loop_receiver_waits(dfc_loop_t *loop);
 void dfc_alloc_fail_next(int n);
 
 /* ---------------------------------------------- replay client (dfc_replay.c) */

@@ -151,10 +151,13 @@ dfc_loop_new(const dfc_config_t *cfg)
     }
     pthread_mutex_init(&loop->mu, NULL);
     pthread_mutex_init(&loop->wm_mu, NULL);
-    pthread_cond_init(&loop->not_full, NULL);
     pthread_cond_init(&loop->idle, NULL);
-    for (int i = 0; i < loop->nq; i++)
+    for (int i = 0; i < loop->nq; i++) {
+        pthread_mutex_init(&loop->qs[i].mu, NULL);
         pthread_cond_init(&loop->qs[i].not_empty, NULL);
+        pthread_cond_init(&loop->qs[i].not_full, NULL);
+    }
+    atomic_init(&loop->quit, false);
     atomic_init(&loop->stop_req, 0);
     atomic_init(&loop->running, 0);
     return loop;
@@ -213,7 +216,9 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
     free(loop->rl);
     for (int i = 0; i < loop->nq; i++) {
         free(loop->qs[i].q);
+        pthread_mutex_destroy(&loop->qs[i].mu);
         pthread_cond_destroy(&loop->qs[i].not_empty);
+        pthread_cond_destroy(&loop->qs[i].not_full);
     }
     free(loop->qs);
     dfc_dedupe_destroy(&loop->dedupe);
@@ -224,7 +229,6 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
         zmq_ctx_term(loop->zctx);
     pthread_mutex_destroy(&loop->mu);
     pthread_mutex_destroy(&loop->wm_mu);
-    pthread_cond_destroy(&loop->not_full);
     pthread_cond_destroy(&loop->idle);
     free(loop);
     *loop_p = NULL;

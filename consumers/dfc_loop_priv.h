@@ -69,11 +69,15 @@ typedef struct {
     track_t *trk;
 } job_t;
 
+/*  A bounded job queue with its own lock: the receiver pushes, its
+    worker(s) pop; nothing else is under mu. */
 typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
     job_t *q;
     size_t head, len;
-    pthread_cond_t not_empty;
-    int idle; /* workers waiting on not_empty: signal only when someone waits */
+    int idle;       /* workers waiting on not_empty: signal only when someone waits */
+    bool full_wait; /* the receiver waits on not_full */
 } wqueue_t;
 
 typedef struct {
@@ -124,7 +128,8 @@ typedef struct {
     X(replay_stalls)                                                                               \
     X(held_dropped)                                                                                \
     X(alloc_failures)                                                                              \
-    X(checkpoint_errors)
+    X(checkpoint_errors)                                                                           \
+    X(queue_waits)
 
 /*  The loop's counters: atomics, so that no thread takes a lock to count. */
 typedef struct {
@@ -212,13 +217,14 @@ struct dfc_loop {
     atomic_int stop_req;
     atomic_int running;
 
-    pthread_mutex_t mu;    /* listeners, queues, links list */
-    pthread_mutex_t wm_mu; /* watermarks, tracking records, ckpt_dirty (taken after mu) */
-    pthread_cond_t not_full, idle;
-    wqueue_t *qs;
-    int nq;         /* 1 (CONCURRENT) or one per worker (STREAM) */
-    bool quit;      /* workers: drain then exit */
-    bool full_wait; /* the receiver waits on not_full */
+    /*  Lock order: mu, then a queue's mu, then wm_mu; never the other way. */
+    pthread_mutex_t mu;    /* the listener list and each listener's refs/running/removed,
+                              the links list */
+    pthread_mutex_t wm_mu; /* watermarks, tracking records, ckpt_dirty */
+    pthread_cond_t idle;   /* a listener's running count went to 0 (under mu) */
+    wqueue_t *qs;          /* each with its own lock */
+    int nq;                /* 1 (CONCURRENT) or one per worker (STREAM) */
+    atomic_bool quit;      /* workers: drain then exit (set, then each queue signalled) */
     lrec_t *listeners;
     unsigned next_lid;
     link_t *links;

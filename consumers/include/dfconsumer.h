@@ -378,6 +378,8 @@ typedef struct {
                                    previous file stays intact, the save is retried every
                                    checkpoint_ms; the first failure and the recovery are
                                    logged */
+    uint64_t queue_waits;       /* times the receiver found a job queue full and waited for
+                                   room (back-pressure: the SUB socket then fills up) */
 } dfc_stats_t;
 
 /*  Numbers that cannot be right (consumers/README.md): such a message is

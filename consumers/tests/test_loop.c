@@ -1021,7 +1021,14 @@ test_backpressure(void)
         }
         CHECK(wait_received(f.loop, 4));
         dfc_stats_t st;
+        /* the signal that b4's job waits for room, not just that b4 was read
+           (its filter and the listener check are then behind it) */
+        int64_t end = tu_now_ms() + WAIT_MS;
+        while (!dfc_loop_receiver_waits(f.loop) && tu_now_ms() < end)
+            usleep(1000);
+        CHECK(dfc_loop_receiver_waits(f.loop));
         dfc_loop_stats(f.loop, &st);
+        CHECK(st.queue_waits >= 1);
         CHECK_EQ(st.received, 4); /* bounded: the other 6 wait in ZeroMQ */
         CHECK_EQ(st.dispatched, 3);
         if (variant == 0) {
