@@ -7,6 +7,20 @@
 
 #include "dfc_loop_priv.h"
 
+/*  The last seq known for (epoch, topic), or NULL. */
+static gap_entry_t *
+gap_find(dfc_loop_t *loop, const char *epoch, size_t el, const char *topic, size_t tl)
+{
+    size_t kl = el + tl;
+    for (size_t i = 0; i < loop->ngaps; i++) {
+        gap_entry_t *g = &loop->gaps[i];
+        if (g->key_len == kl && g->epoch_len == el && memcmp(g->key, epoch, el) == 0 &&
+            memcmp(g->key + el, topic, tl) == 0)
+            return g;
+    }
+    return NULL;
+}
+
 /*  Counts messages missing from seq per (epoch, topic): the first seq seen
     is the baseline. A live message's seq s follows s-1; a heartbeat's
     (announced) s is the last one published, so s itself may be missing. */
@@ -14,19 +28,16 @@ static void
 count_gap(dfc_loop_t *loop, const char *epoch, size_t el, const char *topic, size_t tl,
           uint64_t seq, bool announced)
 {
-    size_t kl = el + tl;
-    for (size_t i = 0; i < loop->ngaps; i++) {
-        gap_entry_t *g = &loop->gaps[i];
-        if (g->key_len == kl && g->epoch_len == el && memcmp(g->key, epoch, el) == 0 &&
-            memcmp(g->key + el, topic, tl) == 0) {
-            uint64_t next = announced ? 0 : 1;
-            if (seq > g->last_seq && seq - g->last_seq > next) /* no wrap at UINT64_MAX */
-                STAT_ADD(loop, gaps, seq - g->last_seq - next);
-            if (seq > g->last_seq)
-                g->last_seq = seq;
-            return;
-        }
+    gap_entry_t *g = gap_find(loop, epoch, el, topic, tl);
+    if (g) {
+        uint64_t next = announced ? 0 : 1;
+        if (seq > g->last_seq && seq - g->last_seq > next) /* no wrap at UINT64_MAX */
+            STAT_ADD(loop, gaps, seq - g->last_seq - next);
+        if (seq > g->last_seq)
+            g->last_seq = seq;
+        return;
     }
+    size_t kl = el + tl;
     if (loop->ngaps == GAP_TABLE_MAX) {
         /* many epochs seen: forget the old ones rather than grow */
         for (size_t i = 0; i < loop->ngaps; i++)
@@ -167,19 +178,24 @@ dfc_link_same_epoch(const link_t *L, const char *epoch, size_t el)
     "Numbers that cannot be right"): both at most DFC_SEQ_MAX, and, once a
     heartbeat of its epoch was accepted on this link, the gseq at most
     DFC_GSEQ_AHEAD above the highest gseq known (announced, received or
-    handled). A message of another epoch starts that epoch: no bound. */
+    handled) and the seq at most DFC_GSEQ_AHEAD above the last seq known for
+    its topic (same sources). A message of another epoch starts that epoch:
+    no bound. */
 static bool
-gseq_plausible(const link_t *L, const dfc_event_t *ev)
+numbers_plausible(dfc_loop_t *loop, const link_t *L, const dfc_event_t *ev)
 {
-    uint64_t g = dfc_event_gseq(ev);
-    if (g > DFC_SEQ_MAX || dfc_event_seq(ev) > DFC_SEQ_MAX)
+    uint64_t g = dfc_event_gseq(ev), s = dfc_event_seq(ev);
+    if (g > DFC_SEQ_MAX || s > DFC_SEQ_MAX)
         return false;
-    size_t el;
-    const char *epoch = dfc_event_epoch_n(ev, &el);
+    size_t el, tl;
+    const char *epoch = dfc_event_epoch_n(ev, &el), *topic = dfc_event_topic_n(ev, &tl);
     if (!L->hb_known || !dfc_link_same_epoch(L, epoch, el))
         return true;
     uint64_t known = L->live_last > L->hw ? L->live_last : L->hw;
-    return g <= known || g - known <= DFC_GSEQ_AHEAD;
+    if (g > known && g - known > DFC_GSEQ_AHEAD)
+        return false;
+    const gap_entry_t *t = gap_find(loop, epoch, el, topic, tl);
+    return !t || s <= t->last_seq || s - t->last_seq <= DFC_GSEQ_AHEAD;
 }
 
 static void
@@ -377,7 +393,7 @@ dfc_link_receive(dfc_loop_t *loop, link_t *L)
     size_t tl, el;
     const char *topic = dfc_event_topic_n(ev, &tl), *epoch = dfc_event_epoch_n(ev, &el);
     /* an epoch that cannot be tracked, or a seq/gseq that cannot be right */
-    if (el >= DFC_EPOCH_MAX || !gseq_plausible(L, ev)) {
+    if (el >= DFC_EPOCH_MAX || !numbers_plausible(loop, L, ev)) {
         dfc_event_unref(ev);
         dfc_drop(loop, DFC_MSG_BAD_ENVELOPE, total);
         return 1;

@@ -390,7 +390,9 @@ typedef struct {
       message, a heartbeat (its gseq or any of its seqs) or an end marker.
     - A live message whose gseq is more than DFC_GSEQ_AHEAD above the
       highest gseq the link knows in that epoch (announced by a heartbeat,
-      received, or handled), once a heartbeat of that epoch was accepted.
+      received, or handled), or whose seq is more than DFC_GSEQ_AHEAD above
+      the last seq known for its topic, once a heartbeat of that epoch was
+      accepted.
     - An end marker whose last_gseq exceeds its own head_gseq.
     - A heartbeat's gseq above both the head_gseq that replay then reports
       and every gseq received: the fill stops at the confirmed head (one

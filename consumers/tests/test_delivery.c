@@ -246,7 +246,8 @@ publish_live(fb_t *fb, int n)
 }
 
 /*  Live path: gseq 2^64-1 (above DFC_SEQ_MAX), then, after a heartbeat,
-    a gseq DFC_GSEQ_AHEAD + 1 above its head. Neither moves the mark. */
+    a gseq DFC_GSEQ_AHEAD + 1 above its head, and a seq DFC_GSEQ_AHEAD + 1
+    above the topic's. None moves the mark or counts a gap. */
 static void
 test_absurd_live(void *zctx)
 {
@@ -261,14 +262,15 @@ test_absurd_live(void *zctx)
     fb_heartbeat(&fb); /* gseq 5 */
     CHECK(WAIT_STAT(c.loop, heartbeats, 1));
     fb_send_raw(&fb, 6, 5 + DFC_GSEQ_AHEAD + 1);
+    fb_send_raw(&fb, 5 + DFC_GSEQ_AHEAD + 1, 6); /* the right gseq, a seq far ahead */
     publish_live(&fb, 100);
     CHECK(h_wait(105));
     dfc_stats_t st;
     cons_stop(&c, &st);
     check_sequence(1, 1, 105, "absurd live");
     CHECK_EQ(st.completed, 105);
-    CHECK_EQ(st.bad_envelope, 2);
-    CHECK_EQ(st.dropped_malformed, 2);
+    CHECK_EQ(st.bad_envelope, 3);
+    CHECK_EQ(st.dropped_malformed, 3);
     CHECK_EQ(st.lost, 0);
     CHECK_EQ(st.gaps, 0);
     CHECK_EQ(st.replay_requests, 0);
