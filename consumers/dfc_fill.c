@@ -334,7 +334,7 @@ on_end(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
     }
     if (!end.has_req || end.req != L->fill.req || L->fill.state == DFC_FILL_IDLE)
         return; /* an answer to a request we gave up */
-    if (rc != DFC_OK) {
+    if (end.impossible) {
         dfc_drop(loop, DFC_MSG_BAD_ENVELOPE, len);
         return;
     }

@@ -136,15 +136,15 @@ typedef struct {
     bool ok;   /* status "ok" */
     bool more; /* the limit cut the answer: ask again */
     bool has_req, has_head;
+    bool impossible; /* a number cannot be right (a gseq above DFC_SEQ_MAX, or last_gseq
+                        above head_gseq): the marker must not be acted on */
     uint64_t req, count, last_gseq, head_gseq, oldest_gseq;
     char code[32];   /* errors: "gone", "epoch", "bad_request", "busy" ("" when absent) */
     char error[256]; /* errors: the reason, cut to fit */
 } dfc_replay_end_t;
-/*  Reads an end marker. Returns DFC_OK, DFC_EINVAL when it is not msgpack
-    or not a map, or DFC_ERANGE_INTERNAL when a number cannot be right (a
-    gseq above DFC_SEQ_MAX, or last_gseq above head_gseq): such a marker
-    must not be acted on. *end is filled as far as it could be read. */
-#define DFC_ERANGE_INTERNAL (-100)
+/*  Reads an end marker. Returns DFC_OK (check end->impossible), or
+    DFC_EINVAL when it is not msgpack or not a map. *end is filled as far as
+    it could be read. */
 int dfc_replay_end_parse(const void *body, size_t len, dfc_replay_end_t *end);
 
 /*  The thread-local listener context, set by workers around a callback. */

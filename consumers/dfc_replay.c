@@ -132,7 +132,7 @@ dfc_replay_end_parse(const void *body, size_t len, dfc_replay_end_t *end)
     /* numbers that cannot be right (dfconsumer.h, DFC_SEQ_MAX) */
     if (end->last_gseq > DFC_SEQ_MAX || end->head_gseq > DFC_SEQ_MAX ||
         end->oldest_gseq > DFC_SEQ_MAX || (end->has_head && end->last_gseq > end->head_gseq))
-        rc = DFC_ERANGE_INTERNAL;
+        end->impossible = true;
     dfc_doc_destroy(&doc);
     return rc;
 }

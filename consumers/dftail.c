@@ -228,7 +228,7 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
                     int pr =
                         dfc_replay_end_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &e);
                     more = e.more;
-                    if (pr != DFC_OK) {
+                    if (pr != DFC_OK || e.impossible) {
                         fprintf(stderr, "dftail: replay from gseq %llu: %s end marker\n",
                                 (unsigned long long)from,
                                 pr == DFC_EINVAL ? "malformed" : "impossible numbers in the");
