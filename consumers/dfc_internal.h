@@ -1,5 +1,6 @@
-/*  Internals shared by the files of libdfconsumer and by dftail: the
-    envelope check, event construction and release, JSON helpers. Not
+/*  Internals shared by the files of libdfconsumer and by dftail: the frame
+    rule and envelope check, event construction and release, JSON helpers,
+    the dedupe window and checkpoint file, and the replay client. Not
     installed, not part of the public API. */
 #ifndef DFC_INTERNAL_H
 #define DFC_INTERNAL_H
