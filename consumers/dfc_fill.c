@@ -131,6 +131,8 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
 {
     dfc_fill_t *f = &L->fill;
     f->state = DFC_FILL_WAITING;
+    /* progress = the answer delivered events: a last_gseq or oldest_gseq
+       that moves without any (a peer can move them forever) is not */
     bool progress = f->answer_events > 0;
     if (progress)
         f->stalls = 0;
