@@ -428,9 +428,11 @@ int dfc_loop_connect_replay(dfc_loop_t *loop, const char *endpoint, const char *
     received are not replayed to it. */
 int dfc_loop_subscribe(dfc_loop_t *loop, const dfc_listener_t *listener);
 /*  Removes a listener: no new job starts for it (queued ones are skipped),
-    and the call returns only when none of its jobs is running any more,
-    EXCEPT when called from one of that listener's own callbacks, where it
-    returns at once (waiting would wait for itself). Calling it from a
+    and the call returns only when none of its callbacks, its
+    is_accepting_event included, is running any more; none is entered after
+    it returned, so its ctx may be freed then. EXCEPT when called from one
+    of that listener's own callbacks (or its filter), where it returns at
+    once (waiting would wait for itself). Calling it from a
     callback of listener A for listener B waits for B, so B must not be
     waiting for A. Returns DFC_ENOTFOUND when not subscribed. */
 int dfc_loop_unsubscribe(dfc_loop_t *loop, const dfc_listener_t *listener);
