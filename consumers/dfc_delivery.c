@@ -1,7 +1,7 @@
 /*  dfc_delivery: the pieces of the delivery guarantees that hold no socket:
     the dedupe window over (event id, type), the partition key and FNV-1a,
-    the checkpoint file (atomic write) and the replay request encoder. The
-    state machine that uses them (gaps, fills, staleness) is in dfc_loop.c. */
+    and the checkpoint file (atomic write). The replay client is dfc_replay.c;
+    the state that uses them is in dfc_link.c, dfc_fill.c, dfc_watermark.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -135,11 +135,13 @@ dfc_dedupe_seen(dfc_dedupe_t *d, const char *id, size_t idlen, const char *type,
 {
     if (!d || !id || d->window == 0)
         return false;
-    /* hash of id NUL type: ids alone are not unique (ROOMCREATED and
+    /* hash of (id length, id, type): ids alone are not unique (ROOMCREATED and
        USERJOINEDROOM of one action share one) */
-    uint64_t h = dfc_fnv1a64(id, idlen);
-    h ^= 0;
-    h *= 1099511628211ull;
+    uint64_t h = dfc_fnv1a64(&idlen, sizeof idlen);
+    for (size_t i = 0; i < idlen; i++) { /* the length first: ("a\0b", "c") != ("a", "b\0c") */
+        h ^= (unsigned char)id[i];
+        h *= 1099511628211ull;
+    }
     for (size_t i = 0; i < tlen; i++) {
         h ^= (unsigned char)type[i];
         h *= 1099511628211ull;
@@ -245,8 +247,36 @@ dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n)
     return rc;
 }
 
+static int
+write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/*  One failed step of a save: logged here, where the step and errno are
+    known; the temp file is removed (the previous checkpoint is untouched). */
+static int
+save_failed(dfc_log_level_t level, const char *step, const char *file, const char *tmp)
+{
+    int err = errno;
+    dfc_log(level, "checkpoint: %s %s: %s", step, file, strerror(err));
+    if (tmp)
+        unlink(tmp);
+    errno = err;
+    return DFC_EIO;
+}
+
 int
-dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n)
+dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n, dfc_log_level_t level)
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
@@ -267,94 +297,47 @@ dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n)
             pos += (size_t)snprintf(buf + pos, cap - pos, "d %llu\n",
                                     (unsigned long long)e[i].done[k]);
     }
+    /* Only the temp file is ever written: whatever fails (disk full, EIO),
+       the previous checkpoint stays as it was. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         free(buf);
-        return DFC_EINVAL;
+        return save_failed(level, "open", tmp, NULL);
     }
-    bool ok = write(fd, buf, pos) == (ssize_t)pos && fsync(fd) == 0;
+    int rc = DFC_OK;
+    if (write_all(fd, buf, pos) != 0)
+        rc = save_failed(level, "write", tmp, NULL);
+    else if (fsync(fd) != 0)
+        rc = save_failed(level, "fsync", tmp, NULL);
     free(buf);
-    ok = close(fd) == 0 && ok;
+    if (close(fd) != 0 && rc == DFC_OK)
+        rc = save_failed(level, "close", tmp, NULL);
+    if (rc != DFC_OK) {
+        int err = errno;
+        unlink(tmp);
+        errno = err;
+        return rc;
+    }
     /* rename is atomic: a reader (or a restart after SIGKILL) sees the old
        file or the new one, never half of one */
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return DFC_EINVAL;
-    }
+    if (rename(tmp, path) != 0)
+        return save_failed(level, "rename to", path, tmp);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash) {
         *slash = '\0';
+        /* the rename itself must reach the disk, or a crash may bring the
+           old file back: a failure here is a failed save (retried) */
         int dfd = open(slash == dir ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd); /* the rename itself reaches the disk */
-            close(dfd);
-        }
+        if (dfd < 0)
+            return save_failed(level, "open the folder of", path, NULL);
+        int r = fsync(dfd);
+        int err = errno;
+        close(dfd);
+        errno = err;
+        if (r != 0)
+            return save_failed(level, "fsync the folder of", path, NULL);
     }
     return DFC_OK;
-}
-
-/* -------------------------------------------------------- replay request */
-
-static size_t
-put_str(unsigned char *p, const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 32) {
-        p[0] = (unsigned char)(0xa0 | n);
-        memcpy(p + 1, s, n);
-        return n + 1;
-    }
-    p[0] = 0xd9;
-    p[1] = (unsigned char)n; /* callers keep strings < 256 bytes */
-    memcpy(p + 2, s, n);
-    return n + 2;
-}
-
-static size_t
-put_uint(unsigned char *p, uint64_t v)
-{
-    p[0] = 0xcf;
-    for (int i = 0; i < 8; i++)
-        p[1 + i] = (unsigned char)(v >> (56 - 8 * i));
-    return 9;
-}
-
-size_t
-dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, uint64_t from_gseq,
-                   unsigned limit, const char *const *topics, size_t ntopics)
-{
-    /* {"v":1, "req":req, ["epoch":epoch,] "from_gseq":n, "limit":limit,
-        ["topics":[...]]} */
-    size_t el = epoch ? strlen(epoch) : 0, need = 80 + el + 8;
-    for (size_t i = 0; i < ntopics; i++) {
-        if (strlen(topics[i]) > 255)
-            return 0;
-        need += strlen(topics[i]) + 2;
-    }
-    if (el > 255 || ntopics > 15 || size < need)
-        return 0;
-    unsigned char *p = buf;
-    size_t pos = 0;
-    p[pos++] = (unsigned char)(0x80 | (4 + (el ? 1 : 0) + (ntopics ? 1 : 0)));
-    pos += put_str(p + pos, "v");
-    p[pos++] = 1;
-    pos += put_str(p + pos, "req");
-    pos += put_uint(p + pos, req);
-    if (el) {
-        pos += put_str(p + pos, "epoch");
-        pos += put_str(p + pos, epoch);
-    }
-    pos += put_str(p + pos, "from_gseq");
-    pos += put_uint(p + pos, from_gseq);
-    pos += put_str(p + pos, "limit");
-    pos += put_uint(p + pos, limit);
-    if (ntopics) {
-        pos += put_str(p + pos, "topics");
-        p[pos++] = (unsigned char)(0x90 | ntopics);
-        for (size_t i = 0; i < ntopics; i++)
-            pos += put_str(p + pos, topics[i]);
-    }
-    return pos;
 }

@@ -206,7 +206,9 @@ struct dfc_event {
     dfc_doc_t *doc;
     char topic[DFC_MAX_TOPIC + 1];
     dfc_envelope_t env;
+    size_t topic_len;
     const char *id, *type;
+    size_t id_len, type_len;
     int64_t timestamp;
     int kind; /* index in etypes, -1 when unknown */
     dfc_initiator_t initiator;
@@ -291,6 +293,13 @@ dfc_msg_status_str(dfc_msg_status_t st)
 }
 
 dfc_msg_status_t
+dfc_frames_check(size_t nparts, size_t topic_len)
+{
+    return nparts == 2 && topic_len > 0 && topic_len <= DFC_MAX_TOPIC ? DFC_MSG_OK
+                                                                      : DFC_MSG_BAD_FRAMES;
+}
+
+dfc_msg_status_t
 dfc_envelope_check(const dfc_value_t *root, dfc_envelope_t *env)
 {
     memset(env, 0, sizeof *env);
@@ -303,8 +312,9 @@ dfc_envelope_check(const dfc_value_t *root, dfc_envelope_t *env)
         dfc_value_uint64(dfc_value_find(root, "gseq"), &env->gseq) ||
         dfc_value_uint64(dfc_value_find(root, "ts"), &env->ts) ||
         dfc_value_int64(dfc_value_find(root, "bot"), &env->bot) ||
-        !(env->epoch = dfc_value_cstr(dfc_value_find(root, "epoch"))))
+        dfc_value_type(dfc_value_find(root, "epoch")) != DFC_STR)
         return DFC_MSG_BAD_ENVELOPE;
+    env->epoch = dfc_value_str(dfc_value_find(root, "epoch"), &env->epoch_len);
     env->event = dfc_value_find(root, "event");
     if (dfc_value_type(env->event) != DFC_MAP)
         return DFC_MSG_BAD_EVENT;
@@ -315,10 +325,8 @@ dfc_event_t *
 dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body_len,
               size_t max_frame, dfc_msg_status_t *st)
 {
-    if (topic_len == 0 || topic_len > DFC_MAX_TOPIC) {
-        *st = DFC_MSG_BAD_FRAMES;
+    if ((*st = dfc_frames_check(2, topic_len)) != DFC_MSG_OK)
         return NULL;
-    }
     if (body_len > max_frame) {
         *st = DFC_MSG_OVERSIZE;
         return NULL;
@@ -343,9 +351,13 @@ dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body
     atomic_init(&ev->refs, 1);
     memcpy(ev->topic, topic, topic_len);
     ev->topic[topic_len] = '\0';
+    ev->topic_len = topic_len;
     const dfc_value_t *e = ev->env.event;
-    ev->id = dfc_value_cstr(dfc_value_find(e, "id"));
-    ev->type = dfc_value_cstr(dfc_value_find(e, "type"));
+    const dfc_value_t *id = dfc_value_find(e, "id"), *type = dfc_value_find(e, "type");
+    if (dfc_value_type(id) == DFC_STR)
+        ev->id = dfc_value_str(id, &ev->id_len);
+    if (dfc_value_type(type) == DFC_STR)
+        ev->type = dfc_value_str(type, &ev->type_len);
     (void)dfc_value_int64(dfc_value_find(e, "timestamp"), &ev->timestamp);
     decode_struct(dfc_value_find(e, "initiator"), &INITIATOR, &ev->initiator);
     ev->kind = -1;
@@ -407,6 +419,31 @@ dfc_event_initiator(const dfc_event_t *ev)
 }
 
 /* ------------------------------------------------------ public getters */
+
+const char *
+dfc_event_id_n(const dfc_event_t *ev, size_t *len)
+{
+    *len = ev && ev->id ? ev->id_len : 0;
+    return ev ? ev->id : NULL;
+}
+const char *
+dfc_event_type_n(const dfc_event_t *ev, size_t *len)
+{
+    *len = ev && ev->type ? ev->type_len : 0;
+    return ev ? ev->type : NULL;
+}
+const char *
+dfc_event_epoch_n(const dfc_event_t *ev, size_t *len)
+{
+    *len = ev ? ev->env.epoch_len : 0;
+    return ev ? ev->env.epoch : NULL;
+}
+const char *
+dfc_event_topic_n(const dfc_event_t *ev, size_t *len)
+{
+    *len = ev ? ev->topic_len : 0;
+    return ev ? ev->topic : NULL;
+}
 
 const char *
 dfc_event_topic(const dfc_event_t *ev)

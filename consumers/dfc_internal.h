@@ -1,5 +1,6 @@
-/*  Internals shared by the files of libdfconsumer and by dftail: the
-    envelope check, event construction and release, JSON helpers. Not
+/*  Internals shared by the files of libdfconsumer and by dftail: the frame
+    rule and envelope check, event construction and release, JSON helpers,
+    the dedupe window and checkpoint file, and the replay client. Not
     installed, not part of the public API. */
 #ifndef DFC_INTERNAL_H
 #define DFC_INTERNAL_H
@@ -36,8 +37,14 @@ typedef struct {
     const dfc_value_t *root, *event;
     uint64_t v, seq, gseq, ts;
     int64_t bot;
-    const char *epoch;
+    const char *epoch; /* NUL-terminated for convenience; may hold NULs: use epoch_len */
+    size_t epoch_len;
 } dfc_envelope_t;
+
+/*  The frame rule, one for the library and dftail: a message is exactly 2
+    frames and its topic (frame 1) is 1..DFC_MAX_TOPIC bytes. Returns
+    DFC_MSG_OK or DFC_MSG_BAD_FRAMES. */
+dfc_msg_status_t dfc_frames_check(size_t nparts, size_t topic_len);
 
 /*  Checks the frame-2 map of contract v1: v (uint, <= 1), seq, gseq, ts
     (uint), bot (int64), epoch (str), event (map); unknown keys ignored. */
@@ -59,6 +66,13 @@ bool dfc_event_has_callback(const dfc_event_t *ev, const dfc_listener_t *l);
 /*  Calls l's callback for this event (which must exist). */
 void dfc_event_dispatch(const dfc_event_t *ev, const dfc_listener_t *l);
 const dfc_initiator_t *dfc_event_initiator(const dfc_event_t *ev);
+/*  The same strings as the public getters, with their length in *len (0
+    when absent): ids, types, epochs and topics may hold NUL bytes, and are
+    compared as bytes with lengths everywhere inside the library. */
+const char *dfc_event_id_n(const dfc_event_t *ev, size_t *len);
+const char *dfc_event_type_n(const dfc_event_t *ev, size_t *len);
+const char *dfc_event_epoch_n(const dfc_event_t *ev, size_t *len);
+const char *dfc_event_topic_n(const dfc_event_t *ev, size_t *len);
 
 /* ------------------------------------------- delivery (dfc_delivery.c) */
 
@@ -74,7 +88,7 @@ bool dfc_dedupe_seen(dfc_dedupe_t *d, const char *id, size_t idlen, const char *
 /*  Checkpoint entries: per bridge epoch the watermark gseq (everything up
     to it handled) and the gseqs above it handled already (ascending), so
     that a restart neither loses nor repeats an event that finished. */
-#define DFC_EPOCH_MAX 128
+#define DFC_EPOCH_MAX DFC_EPOCH_BYTES
 #define DFC_CKPT_MAX 16
 #define DFC_CKPT_DONE_MAX 65536
 typedef struct {
@@ -88,16 +102,51 @@ typedef struct {
     kept). Free the done arrays with dfc_ckpt_entries_free. */
 int dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n);
 void dfc_ckpt_entries_free(dfc_ckpt_entry_t *e, size_t n);
-/*  Writes path atomically (temp file, fsync, rename, fsync of the folder). */
-int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n);
+/*  Writes path atomically (temp file, fsync, rename, fsync of the folder).
+    Returns DFC_OK, DFC_ENOMEM, DFC_EINVAL (path too long) or DFC_EIO: a
+    failed step is logged at `level` with the file and errno (kept in errno
+    on return); the previous file is never touched before the rename. */
+int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n, dfc_log_level_t level);
+
+/*  realloc for the loop's growth paths; dfc_alloc_fail_next(n) makes the
+    next n calls fail (tests only). */
+void *dfc_realloc(void *p, size_t n);
+/*  True while the receiver waits for room in a full job queue (tests: the
+    state to wait for before acting on back-pressure). */
+bool dfc_loop_receiver_waits(dfc_loop_t *loop);
+void dfc_alloc_fail_next(int n);
+
+/* ---------------------------------------------- replay client (dfc_replay.c) */
 
 /*  Encodes a replay request by gseq (issue-4 protocol) into buf; returns
     its length, 0 when buf is too small, epoch or a topic is longer than 255
-    bytes, or there are more than 15 topics. epoch NULL or "" -> no epoch
-    key; ntopics 0 -> no topics key (all topics). */
-size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch,
+    bytes, or there are more than 15 topics. epoch NULL or epoch_len 0 -> no
+    epoch key (the epoch is bytes: it may hold NULs); ntopics 0 -> no topics
+    key (all topics). */
+size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, size_t epoch_len,
                           uint64_t from_gseq, unsigned limit, const char *const *topics,
                           size_t ntopics);
+
+/*  A DEALER connected to a replay endpoint (linger 0, no receive HWM:
+    answers are bounded by the limit; frames above max_frame + 255 refused,
+    0 = no limit). NULL on error (logged, errno set). */
+void *dfc_replay_open(void *zctx, const char *endpoint, size_t max_frame);
+
+/*  An end marker ("_end"), read. */
+typedef struct {
+    bool ok;   /* status "ok" */
+    bool more; /* the limit cut the answer: ask again */
+    bool has_req, has_head;
+    bool impossible; /* a number cannot be right (a gseq above DFC_SEQ_MAX, or last_gseq
+                        above head_gseq): the marker must not be acted on */
+    uint64_t req, count, last_gseq, head_gseq, oldest_gseq;
+    char code[32];   /* errors: "gone", "epoch", "bad_request", "busy" ("" when absent) */
+    char error[256]; /* errors: the reason, cut to fit */
+} dfc_replay_end_t;
+/*  Reads an end marker. Returns DFC_OK (check end->impossible), or
+    DFC_EINVAL when it is not msgpack or not a map. *end is filled as far as
+    it could be read. */
+int dfc_replay_end_parse(const void *body, size_t len, dfc_replay_end_t *end);
 
 /*  The thread-local listener context, set by workers around a callback. */
 #define DFC_CONTEXT_MAX 256

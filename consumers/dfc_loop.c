@@ -1,164 +1,14 @@
-/*  dfc_loop: the receiver (the thread that calls dfc_loop_start owns every
-    socket: one SUB, monitor and replay DEALER per bridge), the bounded job
-    queues and the worker pool, and the delivery state machine: gaps from seq
-    and heartbeats, fills from replay in gseq order, dedupe, group filter,
-    staleness, and the watermark that the checkpoint records. */
+/*  dfc_loop: the public API (new, connect, subscribe, stop, stats) and the
+    receiver: the thread that calls dfc_loop_start owns every socket and polls
+    them, driving links, fills and the checkpoint timer. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <zmq.h>
-
-#include "dfc_internal.h"
-
-#define DEFAULT_WORKERS 4
-#define DEFAULT_RCVHWM 1000
-#define DEFAULT_MAX_FRAME (16u << 20)
-#define DEFAULT_QUEUE 1024
-#define DEFAULT_CKPT_MS 1000
-#define DEFAULT_REPLAY_TIMEOUT_MS 5000
-#define DEFAULT_DEDUPE 65536
-#define DEFAULT_MAX_HELD 10000
-#define REPLAY_LIMIT 1000 /* the protocol's maximum per request */
-#define REPLAY_TRIES 3
-#define MAX_WORKERS 256
-#define MAX_RANGES 65536  /* missing gseq ranges remembered per bridge, for gaps_filled */
-#define GAP_TABLE_MAX 512 /* (epoch, topic) pairs remembered for gap counting */
-#define RECV_BATCH 256    /* messages read per poll before looking at stop again */
-#define POLL_MS 100       /* timers (staleness, replay, checkpoint) are checked this often */
-
-typedef struct lrec {
-    dfc_listener_t l; /* our copy */
-    const dfc_listener_t *key;
-    char id[64];
-    int refs;    /* list membership + queued/running jobs; under loop->mu */
-    int running; /* jobs inside a callback now; under loop->mu */
-    bool removed;
-    struct lrec *next;
-} lrec_t;
-
-/*  The watermark of one bridge epoch: events are tracked in the order they
-    were handed to the listeners (gseq order), and the watermark moves over
-    the prefix whose jobs all ran. Under loop->mu. */
-typedef struct track {
-    struct wm *wm;
-    uint64_t gseq;
-    int pending; /* jobs not finished + 1 while the receiver queues them */
-    bool failed; /* a job was not queued (stop while full): the watermark stops here */
-    struct track *next;
-} track_t;
-
-typedef struct wm {
-    char epoch[DFC_EPOCH_MAX];
-    uint64_t gseq; /* everything <= gseq of this epoch was handled */
-    bool used, blocked;
-    uint64_t stamp; /* last use, to evict the oldest epoch */
-    track_t *head, *tail;
-    uint64_t *done; /* from the checkpoint: handled above gseq, ascending; skipped */
-    size_t ndone;
-} wm_t;
-
-typedef struct {
-    dfc_event_t *ev;
-    lrec_t *lr;
-    track_t *trk;
-} job_t;
-
-typedef struct {
-    job_t *q;
-    size_t head, len;
-    pthread_cond_t not_empty;
-    int idle; /* workers waiting on not_empty: signal only when someone waits */
-} wqueue_t;
-
-typedef struct {
-    char *key; /* epoch '\0' topic */
-    size_t key_len;
-    uint64_t last_seq;
-} gap_entry_t;
-
-typedef struct {
-    uint64_t lo, hi;
-} range_t;
-
-/*  One bridge. endpoint and replay_cfg are set by connect (under mu);
-    everything else belongs to the receiver thread. */
-typedef struct link {
-    char *endpoint;
-    char *replay;    /* replay endpoint: configured, or learnt from "_hb"; NULL = none */
-    bool replay_cfg; /* configured: heartbeats do not change it */
-    void *sub, *mon, *dealer;
-    char *dealer_ep;
-    char epoch[DFC_EPOCH_MAX];
-    bool has_epoch, had_epoch, from_used;
-    uint64_t hw;        /* highest gseq of the epoch delivered (or given up as lost) */
-    uint64_t live_last; /* highest gseq of the epoch seen live or announced by "_hb" */
-    range_t *ranges;    /* gseqs known missing (not seen live), ascending */
-    size_t nranges, ranges_cap;
-    /* fill: one replay request in flight */
-    bool filling, sent;
-    uint64_t target, req;
-    int tries;
-    int64_t deadline;
-    dfc_event_t **held; /* live events held during a fill, gseq increasing */
-    size_t nheld, held_cap;
-    /* liveness */
-    int64_t last_rx;
-    int strikes; /* staleness reconnects since the last message: backs off */
-    uint64_t hb_interval;
-    bool hb_seen;
-    struct link *next;
-} link_t;
-
-typedef struct {
-    dfc_loop_t *loop;
-    char name[24];
-    int index;
-    pthread_t tid;
-} worker_t;
-
-struct dfc_loop {
-    dfc_config_t cfg;
-    void *zctx;
-    bool own_zctx;
-    int wake[2]; /* stop and connect requests wake the receiver's poll */
-    atomic_int stop_req;
-    atomic_int running;
-
-    pthread_mutex_t mu; /* listeners, queues, links list, watermarks, stats */
-    pthread_cond_t not_full, idle;
-    wqueue_t *qs;
-    int nq;         /* 1 (CONCURRENT) or one per worker (STREAM) */
-    bool quit;      /* workers: drain then exit */
-    bool full_wait; /* the receiver waits on not_full */
-    lrec_t *listeners;
-    unsigned next_lid;
-    link_t *links;
-    size_t nlinks, nopened;
-    dfc_stats_t stats;
-    wm_t wms[DFC_CKPT_MAX];
-    uint64_t wm_clock;
-    bool ckpt_dirty, ckpt_loaded;
-    char *ckpt_path; /* NULL: no checkpoint */
-
-    /* receiver-only state */
-    gap_entry_t gaps[GAP_TABLE_MAX];
-    size_t ngaps;
-    lrec_t **snap;
-    size_t snap_cap;
-    link_t **rl; /* links the receiver opened, in connect order */
-    size_t rl_cap;
-    dfc_dedupe_t *dedupe;
-    int64_t ckpt_next;
-};
-
-static _Thread_local lrec_t *tl_current; /* the listener whose callback runs here */
-
-static void link_release_held(dfc_loop_t *loop, link_t *L, bool force);
+#include "dfc_loop_priv.h"
 
 const char *
 dfc_strerror(int rc)
@@ -176,21 +26,23 @@ dfc_strerror(int rc)
         return "ZeroMQ error";
     case DFC_ENOTFOUND:
         return "listener not subscribed";
+    case DFC_EIO:
+        return "I/O error";
     default:
         return "unknown error";
     }
 }
 
-static int64_t
-mono_ms(void)
+int64_t
+dfc_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t
-wall_ms(void)
+uint64_t
+dfc_wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -206,13 +58,12 @@ wake(dfc_loop_t *loop)
     (void)r;
 }
 
-static void
-stat_add(dfc_loop_t *loop, uint64_t *field, uint64_t n)
-{
-    pthread_mutex_lock(&loop->mu);
-    *field += n;
-    pthread_mutex_unlock(&loop->mu);
-}
+/*  The atomic twin must stay the public struct, field for field. */
+_Static_assert(sizeof(dfc_counters_t) == sizeof(dfc_stats_t), "dfc_stats_t and its twin");
+#define X(f)                                                                                       \
+    _Static_assert(offsetof(dfc_counters_t, f) == offsetof(dfc_stats_t, f), "order of " #f);
+DFC_STATS_FIELDS(X)
+#undef X
 
 dfc_loop_t *
 dfc_loop_new(const dfc_config_t *cfg)
@@ -250,6 +101,12 @@ dfc_loop_new(const dfc_config_t *cfg)
     /* the strings are the caller's: keep what we need as our own copies */
     c->checkpoint_dir = c->name = c->group = NULL;
     bool grouped = cfg && cfg->group && cfg->members > 1;
+    if (cfg && cfg->checkpoint_dir && !(cfg->name && *cfg->name) && !grouped) {
+        dfc_log(DFC_LOG_ERROR, "dfc_loop_new: invalid argument: checkpoint_dir needs a name "
+                               "(or a group): the file is <checkpoint_dir>/<name>.ckpt");
+        free(loop);
+        return NULL;
+    }
     if (cfg && cfg->checkpoint_dir && (cfg->name || grouped)) {
         /* a group member's checkpoint is its own: the name carries k and N */
         char name[256];
@@ -293,10 +150,14 @@ dfc_loop_new(const dfc_config_t *cfg)
         }
     }
     pthread_mutex_init(&loop->mu, NULL);
-    pthread_cond_init(&loop->not_full, NULL);
+    pthread_mutex_init(&loop->wm_mu, NULL);
     pthread_cond_init(&loop->idle, NULL);
-    for (int i = 0; i < loop->nq; i++)
+    for (int i = 0; i < loop->nq; i++) {
+        pthread_mutex_init(&loop->qs[i].mu, NULL);
         pthread_cond_init(&loop->qs[i].not_empty, NULL);
+        pthread_cond_init(&loop->qs[i].not_full, NULL);
+    }
+    atomic_init(&loop->quit, false);
     atomic_init(&loop->stop_req, 0);
     atomic_init(&loop->running, 0);
     return loop;
@@ -335,8 +196,7 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
         link_t *next = L->next;
         free(L->endpoint);
         free(L->replay);
-        free(L->dealer_ep);
-        free(L->held); /* emptied when start returned */
+        dfc_fill_destroy(L);
         free(L->ranges);
         free(L);
         L = next;
@@ -356,7 +216,9 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
     free(loop->rl);
     for (int i = 0; i < loop->nq; i++) {
         free(loop->qs[i].q);
+        pthread_mutex_destroy(&loop->qs[i].mu);
         pthread_cond_destroy(&loop->qs[i].not_empty);
+        pthread_cond_destroy(&loop->qs[i].not_full);
     }
     free(loop->qs);
     dfc_dedupe_destroy(&loop->dedupe);
@@ -366,7 +228,7 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
     if (loop->own_zctx)
         zmq_ctx_term(loop->zctx);
     pthread_mutex_destroy(&loop->mu);
-    pthread_cond_destroy(&loop->not_full);
+    pthread_mutex_destroy(&loop->wm_mu);
     pthread_cond_destroy(&loop->idle);
     free(loop);
     *loop_p = NULL;
@@ -408,14 +270,6 @@ dfc_loop_connect(dfc_loop_t *loop, const char *endpoint)
     return dfc_loop_connect_replay(loop, endpoint, NULL);
 }
 
-/* Under mu. */
-static void
-lrec_unref(lrec_t *lr)
-{
-    if (--lr->refs == 0)
-        free(lr);
-}
-
 int
 dfc_loop_subscribe(dfc_loop_t *loop, const dfc_listener_t *listener)
 {
@@ -438,7 +292,7 @@ dfc_loop_subscribe(dfc_loop_t *loop, const dfc_listener_t *listener)
     while (*tail)
         tail = &(*tail)->next;
     *tail = lr;
-    loop->stats.listeners++;
+    STAT_ADD(loop, listeners, 1);
     pthread_mutex_unlock(&loop->mu);
     return DFC_OK;
 }
@@ -460,13 +314,13 @@ dfc_loop_unsubscribe(dfc_loop_t *loop, const dfc_listener_t *listener)
     *pp = lr->next;
     lr->next = NULL;
     lr->removed = true; /* queued jobs are skipped from now on */
-    loop->stats.listeners--;
+    STAT_SUB(loop, listeners, 1);
     /* From its own callback we would wait for ourselves: return at once. */
-    if (tl_current != lr) {
+    if (dfc_tl_listener != lr) {
         while (lr->running > 0)
             pthread_cond_wait(&loop->idle, &loop->mu);
     }
-    lrec_unref(lr);
+    dfc_lrec_unref(lr);
     pthread_mutex_unlock(&loop->mu);
     return DFC_OK;
 }
@@ -486,30 +340,22 @@ dfc_loop_stats(dfc_loop_t *loop, dfc_stats_t *out)
 {
     if (!loop || !out)
         return;
-    pthread_mutex_lock(&loop->mu);
-    *out = loop->stats;
-    pthread_mutex_unlock(&loop->mu);
+        /* each counter is exact; together they are a snapshot only when the
+           loop is idle (as after start returned) */
+#define X(f) out->f = atomic_load_explicit(&loop->stats.f, memory_order_relaxed);
+    DFC_STATS_FIELDS(X)
+#undef X
 }
 
 size_t
 dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size)
 {
-#define S(f)                                                                                       \
-    {                                                                                              \
-#f, offsetof(dfc_stats_t, f)                                                               \
-    }
+#define X(f) {#f, offsetof(dfc_stats_t, f)},
     static const struct {
         const char *name;
         size_t off;
-    } fields[] = {S(listeners),     S(connects),          S(disconnects), S(received),
-                  S(dispatched),    S(completed),         S(skipped),     S(dropped_at_stop),
-                  S(filtered),      S(dropped_malformed), S(bad_frames),  S(oversize),
-                  S(bad_msgpack),   S(not_map),           S(bad_version), S(bad_envelope),
-                  S(bad_event),     S(unknown_type),      S(reserved),    S(gaps),
-                  S(heartbeats),    S(replayed),          S(gaps_filled), S(lost),
-                  S(duplicates),    S(not_mine),          S(reconnects),  S(replay_requests),
-                  S(replay_errors), S(checkpoints),       S(lag_ms)};
-#undef S
+    } fields[] = {DFC_STATS_FIELDS(X)};
+#undef X
     size_t pos = 0;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         uint64_t v;
@@ -524,1139 +370,21 @@ dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size)
     return pos;
 }
 
-/* ------------------------------------------------------------ watermarks */
-
-/*  Finds (or, with create, makes) the watermark of an epoch. Under mu. A
-    full table forgets the least recently used epoch that has nothing in
-    flight. */
-static wm_t *
-wm_get(dfc_loop_t *loop, const char *epoch, bool create)
-{
-    if (strlen(epoch) >= DFC_EPOCH_MAX)
-        return NULL;
-    wm_t *free_slot = NULL, *oldest = NULL;
-    for (int i = 0; i < DFC_CKPT_MAX; i++) {
-        wm_t *w = &loop->wms[i];
-        if (w->used && strcmp(w->epoch, epoch) == 0) {
-            w->stamp = ++loop->wm_clock;
-            return w;
-        }
-        if (!w->used && !free_slot)
-            free_slot = w;
-        if (w->used && !w->head && (!oldest || w->stamp < oldest->stamp))
-            oldest = w;
-    }
-    if (!create)
-        return NULL;
-    wm_t *w = free_slot ? free_slot : oldest;
-    if (!w)
-        return NULL;
-    free(w->done);
-    memset(w, 0, sizeof *w);
-    w->used = true;
-    snprintf(w->epoch, sizeof w->epoch, "%s", epoch);
-    w->stamp = ++loop->wm_clock;
-    return w;
-}
-
-/*  Drops one pending count; a finished prefix moves the watermark. Under mu. */
-static void
-track_release(dfc_loop_t *loop, track_t *t)
-{
-    if (--t->pending > 0)
-        return;
-    wm_t *w = t->wm;
-    loop->ckpt_dirty = true; /* the watermark or the done set moved */
-    while (w->head && w->head->pending == 0) {
-        track_t *h = w->head;
-        if (h->failed)
-            w->blocked = true; /* until a restart replays it */
-        if (!w->blocked && h->gseq > w->gseq)
-            w->gseq = h->gseq;
-        w->head = h->next;
-        if (!w->head)
-            w->tail = NULL;
-        free(h);
-    }
-}
-
-/*  A tracking record for an event about to be handed out (or skipped), with
-    the receiver's own pending count; NULL without a checkpoint. Under mu. */
-static track_t *
-track_new(dfc_loop_t *loop, const dfc_event_t *ev)
-{
-    if (!loop->ckpt_path)
-        return NULL;
-    wm_t *w = wm_get(loop, dfc_event_epoch(ev), true);
-    track_t *t = w ? calloc(1, sizeof *t) : NULL;
-    if (!t)
-        return NULL;
-    t->wm = w;
-    t->gseq = dfc_event_gseq(ev);
-    t->pending = 1;
-    if (w->tail)
-        w->tail->next = t;
-    else
-        w->head = t;
-    w->tail = t;
-    return t;
-}
-
-static int
-cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/*  The gseqs of w handled above its watermark: finished events still behind
-    an unfinished one, plus those the last checkpoint named and this run has
-    not reached. Under mu; *out malloc'ed. */
-static size_t
-wm_done_above(const wm_t *w, uint64_t **out)
-{
-    size_t n = 0, cap = w->ndone;
-    for (const track_t *t = w->head; t; t = t->next)
-        cap++;
-    *out = cap ? malloc(cap * sizeof **out) : NULL;
-    if (!*out)
-        return 0;
-    for (size_t i = 0; i < w->ndone; i++)
-        if (w->done[i] > w->gseq)
-            (*out)[n++] = w->done[i];
-    for (const track_t *t = w->head; t; t = t->next)
-        if (t->pending == 0 && !t->failed && t->gseq > w->gseq)
-            (*out)[n++] = t->gseq;
-    qsort(*out, n, sizeof **out, cmp_u64);
-    size_t u = 0;
-    for (size_t i = 0; i < n; i++)
-        if (u == 0 || (*out)[i] != (*out)[u - 1])
-            (*out)[u++] = (*out)[i];
-    return u < DFC_CKPT_DONE_MAX ? u : DFC_CKPT_DONE_MAX;
-}
-
-static void
-ckpt_write(dfc_loop_t *loop)
-{
-    dfc_ckpt_entry_t e[DFC_CKPT_MAX];
-    size_t n = 0;
-    pthread_mutex_lock(&loop->mu);
-    if (!loop->ckpt_path || !loop->ckpt_dirty) {
-        pthread_mutex_unlock(&loop->mu);
-        return;
-    }
-    /* oldest first, so that a reader keeping the newest keeps the right ones */
-    wm_t *order[DFC_CKPT_MAX];
-    for (int i = 0; i < DFC_CKPT_MAX; i++)
-        if (loop->wms[i].used)
-            order[n++] = &loop->wms[i];
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && order[j]->stamp < order[j - 1]->stamp; j--) {
-            wm_t *tmp = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = tmp;
-        }
-    for (size_t i = 0; i < n; i++) {
-        memcpy(e[i].epoch, order[i]->epoch, DFC_EPOCH_MAX);
-        e[i].gseq = order[i]->gseq;
-        e[i].ndone = wm_done_above(order[i], &e[i].done);
-    }
-    loop->ckpt_dirty = false;
-    pthread_mutex_unlock(&loop->mu);
-    int rc = dfc_ckpt_save(loop->ckpt_path, e, n);
-    dfc_ckpt_entries_free(e, n);
-    if (rc != DFC_OK) {
-        dfc_log(DFC_LOG_ERROR, "cannot write the checkpoint %s: %s", loop->ckpt_path,
-                strerror(errno));
-        pthread_mutex_lock(&loop->mu);
-        loop->ckpt_dirty = true; /* try again next period */
-        pthread_mutex_unlock(&loop->mu);
-        return;
-    }
-    stat_add(loop, &loop->stats.checkpoints, 1);
-}
-
-static void
-ckpt_load(dfc_loop_t *loop)
-{
-    if (!loop->ckpt_path || loop->ckpt_loaded)
-        return;
-    dfc_ckpt_entry_t e[DFC_CKPT_MAX];
-    size_t n = 0;
-    if (dfc_ckpt_load(loop->ckpt_path, e, DFC_CKPT_MAX, &n) != DFC_OK)
-        dfc_log(DFC_LOG_ERROR, "checkpoint %s is malformed: %zu entries used", loop->ckpt_path, n);
-    pthread_mutex_lock(&loop->mu);
-    for (size_t i = 0; i < n; i++) {
-        wm_t *w = wm_get(loop, e[i].epoch, true);
-        if (w) {
-            w->gseq = e[i].gseq;
-            w->done = e[i].done; /* taken over */
-            w->ndone = e[i].ndone;
-            e[i].done = NULL;
-        }
-    }
-    loop->ckpt_loaded = true;
-    pthread_mutex_unlock(&loop->mu);
-    dfc_ckpt_entries_free(e, n);
-    if (n)
-        dfc_log(DFC_LOG_INFO, "checkpoint %s: %zu epoch(s), resuming", loop->ckpt_path, n);
-}
-
-/* ---------------------------------------------------------------- workers */
-
-static void *
-worker_main(void *arg)
-{
-    worker_t *w = arg;
-    dfc_loop_t *loop = w->loop;
-    wqueue_t *wq = &loop->qs[loop->nq == 1 ? 0 : w->index];
-    pthread_mutex_lock(&loop->mu);
-    for (;;) {
-        while (wq->len == 0 && !loop->quit) {
-            wq->idle++;
-            pthread_cond_wait(&wq->not_empty, &loop->mu);
-            wq->idle--;
-        }
-        if (wq->len == 0)
-            break; /* quit and drained */
-        job_t job = wq->q[wq->head];
-        wq->head = (wq->head + 1) % loop->cfg.queue_size;
-        wq->len--;
-        if (loop->full_wait)
-            pthread_cond_broadcast(&loop->not_full);
-        lrec_t *lr = job.lr;
-        if (!lr->removed) {
-            lr->running++;
-            pthread_mutex_unlock(&loop->mu);
-            tl_current = lr;
-            dfc_context_set(w->name, dfc_event_id(job.ev), lr->id);
-            dfc_event_dispatch(job.ev, &lr->l);
-            dfc_context_clear();
-            tl_current = NULL;
-            pthread_mutex_lock(&loop->mu);
-            loop->stats.completed++;
-            if (--lr->running == 0)
-                pthread_cond_broadcast(&loop->idle);
-        } else {
-            loop->stats.skipped++;
-        }
-        if (job.trk)
-            track_release(loop, job.trk);
-        lrec_unref(lr);
-        pthread_mutex_unlock(&loop->mu);
-        dfc_event_unref(job.ev); /* may free: outside the lock */
-        pthread_mutex_lock(&loop->mu);
-    }
-    pthread_mutex_unlock(&loop->mu);
-    return NULL;
-}
-
-/*  Queues one job on queue qi, waiting while it is full (back-pressure: the
-    SUB socket then fills up to its RCVHWM). Takes a reference on ev, lr and
-    trk. Returns false when stop was requested while waiting. Under mu. */
-static bool
-enqueue(dfc_loop_t *loop, int qi, dfc_event_t *ev, lrec_t *lr, track_t *trk)
-{
-    wqueue_t *wq = &loop->qs[qi];
-    if (wq->len == loop->cfg.queue_size) {
-        /* Full: wait for room. stop cannot signal a condvar (it must be
-           async-signal-safe), so the flag is polled every 50 ms; once we had
-           to wait, a stop wins even if room appears at the same time. */
-        while (!atomic_load(&loop->stop_req) && wq->len == loop->cfg.queue_size) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 50 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            loop->full_wait = true;
-            pthread_cond_timedwait(&loop->not_full, &loop->mu, &ts);
-            loop->full_wait = false;
-        }
-        if (atomic_load(&loop->stop_req))
-            return false;
-    }
-    dfc_event_ref(ev);
-    lr->refs++;
-    if (trk)
-        trk->pending++;
-    wq->q[(wq->head + wq->len) % loop->cfg.queue_size] = (job_t){ev, lr, trk};
-    wq->len++;
-    loop->stats.dispatched++;
-    if (wq->idle > 0)
-        pthread_cond_signal(&wq->not_empty);
-    return true;
-}
-
-/* --------------------------------------------------------------- receiver */
-
-/*  Counts messages missing from seq per (epoch, topic): the first seq seen
-    is the baseline. A live message's seq s follows s-1; a heartbeat's
-    (announced) s is the last one published, so s itself may be missing. */
-static void
-count_gap(dfc_loop_t *loop, const char *epoch, const char *topic, size_t tl, uint64_t seq,
-          bool announced)
-{
-    size_t el = strlen(epoch), kl = el + 1 + tl;
-    for (size_t i = 0; i < loop->ngaps; i++) {
-        gap_entry_t *g = &loop->gaps[i];
-        if (g->key_len == kl && memcmp(g->key, epoch, el + 1) == 0 &&
-            memcmp(g->key + el + 1, topic, tl) == 0) {
-            uint64_t next = announced ? 0 : 1;
-            if (seq > g->last_seq && seq - g->last_seq > next) /* no wrap at UINT64_MAX */
-                stat_add(loop, &loop->stats.gaps, seq - g->last_seq - next);
-            if (seq > g->last_seq)
-                g->last_seq = seq;
-            return;
-        }
-    }
-    if (loop->ngaps == GAP_TABLE_MAX) {
-        /* many epochs seen: forget the old ones rather than grow */
-        for (size_t i = 0; i < loop->ngaps; i++)
-            free(loop->gaps[i].key);
-        loop->ngaps = 0;
-    }
-    char *key = malloc(kl);
-    if (!key)
-        return;
-    memcpy(key, epoch, el + 1);
-    memcpy(key + el + 1, topic, tl);
-    loop->gaps[loop->ngaps++] = (gap_entry_t){key, kl, seq};
-}
-
-/*  Hands an event to the listeners: one job per accepting listener with a
-    callback, on the shared queue or (STREAM order) on the queue of the
-    worker its partition key hashes to. */
-static void
-dispatch(dfc_loop_t *loop, dfc_event_t *ev, track_t *trk)
-{
-    int qi = 0;
-    if (loop->nq > 1) {
-        size_t kl;
-        const char *key = dfc_event_partition_key(ev, &kl);
-        uint64_t h = dfc_fnv1a64(key, kl);
-        /* remix: a group member only sees keys with one FNV value modulo
-           members, which must still spread over its workers */
-        h ^= h >> 31;
-        h *= 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 29;
-        qi = (int)(h % (uint64_t)loop->nq);
-    }
-    pthread_mutex_lock(&loop->mu);
-    if (!dfc_event_is_known(ev))
-        loop->stats.unknown_type++;
-    size_t n = 0;
-    for (lrec_t *lr = loop->listeners; lr; lr = lr->next)
-        n++;
-    if (n > loop->snap_cap) {
-        lrec_t **grown = realloc(loop->snap, n * sizeof *grown);
-        if (!grown) {
-            if (trk) {
-                trk->failed = true;
-                track_release(loop, trk);
-            }
-            pthread_mutex_unlock(&loop->mu);
-            dfc_log(DFC_LOG_ERROR, "out of memory: event dropped");
-            return;
-        }
-        loop->snap = grown;
-        loop->snap_cap = n;
-    }
-    n = 0;
-    for (lrec_t *lr = loop->listeners; lr; lr = lr->next) {
-        lr->refs++;
-        loop->snap[n++] = lr;
-    }
-    pthread_mutex_unlock(&loop->mu);
-
-    const dfc_initiator_t *init = dfc_event_initiator(ev);
-    int64_t bot = dfc_event_bot(ev);
-    bool stopping = false;
-    for (size_t i = 0; i < n; i++) {
-        lrec_t *lr = loop->snap[i];
-        if (stopping) {
-            pthread_mutex_lock(&loop->mu);
-            loop->stats.dropped_at_stop++;
-            pthread_mutex_unlock(&loop->mu);
-            continue;
-        }
-        /* user code: called without the lock */
-        bool accept = lr->l.is_accepting_event ? lr->l.is_accepting_event(lr->l.ctx, ev, init, bot)
-                                               : dfc_default_is_accepting(lr->l.ctx, ev, init, bot);
-        pthread_mutex_lock(&loop->mu);
-        if (!accept)
-            loop->stats.filtered++;
-        else if (!lr->removed && dfc_event_has_callback(ev, &lr->l) &&
-                 !enqueue(loop, qi, ev, lr, trk)) {
-            stopping = true;
-            loop->stats.dropped_at_stop++;
-            if (trk)
-                trk->failed = true; /* not handled: the checkpoint must not pass it */
-        }
-        pthread_mutex_unlock(&loop->mu);
-    }
-    pthread_mutex_lock(&loop->mu);
-    for (size_t i = 0; i < n; i++)
-        lrec_unref(loop->snap[i]);
-    if (trk)
-        track_release(loop, trk);
-    pthread_mutex_unlock(&loop->mu);
-}
-
-/*  The last step for every event, live or replayed: lag, dedupe, group
-    filter, then dispatch. Skipped events still count as handled for the
-    watermark. */
-static void
-deliver(dfc_loop_t *loop, dfc_event_t *ev)
-{
-    uint64_t now = wall_ms(), ts = dfc_event_ts(ev);
-    const char *id = dfc_event_id(ev), *type = dfc_event_type(ev);
-    bool done = false;
-    if (loop->ckpt_path) { /* handled before a restart, above the watermark */
-        pthread_mutex_lock(&loop->mu);
-        wm_t *w = wm_get(loop, dfc_event_epoch(ev), false);
-        uint64_t g = dfc_event_gseq(ev);
-        done = w && w->ndone && bsearch(&g, w->done, w->ndone, sizeof g, cmp_u64);
-        pthread_mutex_unlock(&loop->mu);
-    }
-    bool dup =
-        loop->dedupe && id &&
-        dfc_dedupe_seen(loop->dedupe, id, strlen(id), type ? type : "", type ? strlen(type) : 0);
-    dup = dup || done;
-    bool mine = true;
-    if (!dup && loop->cfg.members > 1) {
-        size_t kl;
-        const char *key = dfc_event_partition_key(ev, &kl);
-        mine = dfc_partition(key, kl, (uint32_t)loop->cfg.members) == (uint32_t)loop->cfg.member;
-    }
-    pthread_mutex_lock(&loop->mu);
-    loop->stats.lag_ms = now > ts ? now - ts : 0;
-    if (dup)
-        loop->stats.duplicates++;
-    else if (!mine)
-        loop->stats.not_mine++;
-    track_t *trk = track_new(loop, ev);
-    if (dup || !mine) {
-        if (trk)
-            track_release(loop, trk);
-        pthread_mutex_unlock(&loop->mu);
-        return;
-    }
-    pthread_mutex_unlock(&loop->mu);
-    dispatch(loop, ev, trk);
-}
-
-static void
-drop(dfc_loop_t *loop, dfc_msg_status_t st, size_t size)
-{
-    pthread_mutex_lock(&loop->mu);
-    uint64_t *reason[] = {NULL,
-                          &loop->stats.bad_frames,
-                          &loop->stats.oversize,
-                          &loop->stats.bad_msgpack,
-                          &loop->stats.not_map,
-                          &loop->stats.bad_version,
-                          &loop->stats.bad_envelope,
-                          &loop->stats.bad_event,
-                          NULL};
-    if ((size_t)st < sizeof reason / sizeof reason[0] && reason[st])
-        (*reason[st])++;
-    loop->stats.dropped_malformed++;
-    pthread_mutex_unlock(&loop->mu);
-    dfc_log(DFC_LOG_WARN, "dropped a message (%zu bytes): %s", size, dfc_msg_status_str(st));
-}
-
-/* ------------------------------------------------------ delivery per link */
-
-/*  Ordered delivery (gseq order, fills, duplicates by gseq) is on for a
-    bridge once there is something to fill from or resume to: a replay
-    endpoint, a checkpoint or from_gseq. Without it the loop hands every
-    message out as it comes (the spine's behaviour). */
-static bool
-link_ordered(const dfc_loop_t *loop, const link_t *L)
-{
-    return L->replay || loop->ckpt_path || loop->cfg.from_gseq;
-}
-
-static void
-range_add(link_t *L, uint64_t lo, uint64_t hi)
-{
-    if (lo > hi)
-        return;
-    if (L->nranges && L->ranges[L->nranges - 1].hi + 1 >= lo) {
-        if (hi > L->ranges[L->nranges - 1].hi)
-            L->ranges[L->nranges - 1].hi = hi;
-        return;
-    }
-    if (L->nranges == L->ranges_cap) {
-        size_t cap = L->ranges_cap ? L->ranges_cap * 2 : 16;
-        range_t *grown = cap <= MAX_RANGES ? realloc(L->ranges, cap * sizeof *grown) : NULL;
-        if (!grown) { /* bounded: stretch the last one (gaps_filled may over-count) */
-            if (L->nranges)
-                L->ranges[L->nranges - 1].hi = hi;
-            return;
-        }
-        L->ranges = grown;
-        L->ranges_cap = cap;
-    }
-    L->ranges[L->nranges++] = (range_t){lo, hi};
-}
-
-/*  True when gseq g was known missing; forgets ranges below g. */
-static bool
-range_hit(link_t *L, uint64_t g)
-{
-    size_t k = 0;
-    while (k < L->nranges && L->ranges[k].hi < g)
-        k++;
-    if (k) {
-        memmove(L->ranges, L->ranges + k, (L->nranges - k) * sizeof(range_t));
-        L->nranges -= k;
-    }
-    return L->nranges && L->ranges[0].lo <= g;
-}
-
-static void
-dealer_close(link_t *L)
-{
-    if (L->dealer)
-        zmq_close(L->dealer);
-    L->dealer = NULL;
-    free(L->dealer_ep);
-    L->dealer_ep = NULL;
-}
-
-static bool
-dealer_open(dfc_loop_t *loop, link_t *L)
-{
-    if (L->dealer && L->dealer_ep && strcmp(L->dealer_ep, L->replay) == 0)
-        return true;
-    dealer_close(L);
-    L->dealer = zmq_socket(loop->zctx, ZMQ_DEALER);
-    int linger = 0, hwm = 0; /* replies are bounded by the limit: never drop them */
-    int64_t maxsize = (int64_t)loop->cfg.max_frame + DFC_MAX_TOPIC;
-    if (!L->dealer || zmq_setsockopt(L->dealer, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_setsockopt(L->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
-        zmq_setsockopt(L->dealer, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) ||
-        zmq_connect(L->dealer, L->replay) != 0) {
-        dfc_log(DFC_LOG_ERROR, "replay %s: %s", L->replay, zmq_strerror(errno));
-        if (L->dealer)
-            zmq_close(L->dealer);
-        L->dealer = NULL;
-        return false;
-    }
-    L->dealer_ep = strdup(L->replay);
-    return true;
-}
-
-/*  Gives up on what the fill still misses: counted lost, then the held live
-    events go out. */
-static void
-fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
-{
-    uint64_t missing = L->target > L->hw ? L->target - L->hw : 0;
-    if (missing) {
-        stat_add(loop, &loop->stats.lost, missing);
-        dfc_log(DFC_LOG_WARN, "%s: %llu message(s) of epoch %s lost (gseq %llu..%llu): %s",
-                L->endpoint, (unsigned long long)missing, L->epoch, (unsigned long long)L->hw + 1,
-                (unsigned long long)L->target, why);
-        L->hw = L->target;
-    }
-    /* everything held goes out now, holes counted lost: asking again for
-       them would fail the same way (and recurse) */
-    link_release_held(loop, L, true);
-}
-
-static void
-fill_send(dfc_loop_t *loop, link_t *L)
-{
-    L->sent = false;
-    L->deadline = mono_ms() + loop->cfg.replay_timeout_ms;
-    if (!L->replay) {
-        /* a heartbeat said the bridge has no replay: nothing to wait for */
-        if (L->hb_seen)
-            fill_give_up(loop, L, "the bridge has no replay endpoint");
-        return; /* else the first heartbeat may name one; the deadline bounds the wait */
-    }
-    if (!dealer_open(loop, L)) {
-        fill_give_up(loop, L, "cannot open the replay socket");
-        return;
-    }
-    unsigned char buf[512];
-    size_t n =
-        dfc_replay_request(buf, sizeof buf, ++L->req, L->epoch, L->hw + 1, REPLAY_LIMIT, NULL, 0);
-    if (n == 0 || zmq_send(L->dealer, buf, n, ZMQ_DONTWAIT) != (int)n) {
-        dfc_log(DFC_LOG_WARN, "replay %s: cannot send the request", L->replay);
-        return; /* the deadline retries */
-    }
-    L->sent = true;
-    stat_add(loop, &loop->stats.replay_requests, 1);
-    dfc_log(DFC_LOG_DEBUG, "replay %s: from gseq %llu (epoch %s)", L->replay,
-            (unsigned long long)L->hw + 1, L->epoch);
-}
-
-static void
-fill_start(dfc_loop_t *loop, link_t *L, uint64_t target)
-{
-    if (L->filling) {
-        if (target > L->target)
-            L->target = target;
-        return;
-    }
-    L->filling = true;
-    L->target = target;
-    L->tries = 0;
-    fill_send(loop, L);
-}
-
-/*  Releases held events in gseq order: older ones are dropped (replay gave
-    them), the next one goes out, a hole starts another fill (force: hand
-    everything out, holes counted lost). */
-static void
-link_release_held(dfc_loop_t *loop, link_t *L, bool force)
-{
-    L->filling = false;
-    size_t i = 0;
-    for (; i < L->nheld; i++) {
-        dfc_event_t *ev = L->held[i];
-        uint64_t g = dfc_event_gseq(ev);
-        if (g > L->hw + 1 && !force)
-            break;
-        if (g > L->hw) {
-            if (g > L->hw + 1)
-                stat_add(loop, &loop->stats.lost, g - L->hw - 1);
-            L->hw = g;
-            deliver(loop, ev);
-        }
-        dfc_event_unref(ev);
-    }
-    if (i && i < L->nheld)
-        memmove(L->held, L->held + i, (L->nheld - i) * sizeof *L->held);
-    L->nheld -= i;
-    if (L->nheld)
-        fill_start(loop, L, dfc_event_gseq(L->held[0]) - 1);
-}
-
-static void
-hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
-{
-    uint64_t g = dfc_event_gseq(ev);
-    if (L->nheld == loop->cfg.max_held) {
-        /* too many: let replay bring it (the journal has it) */
-        if (g > L->target)
-            L->target = g;
-        return;
-    }
-    if (L->nheld == L->held_cap) {
-        size_t cap = L->held_cap ? L->held_cap * 2 : 64;
-        if (cap > loop->cfg.max_held)
-            cap = loop->cfg.max_held;
-        dfc_event_t **grown = realloc(L->held, cap * sizeof *grown);
-        if (!grown) {
-            if (g > L->target)
-                L->target = g;
-            return;
-        }
-        L->held = grown;
-        L->held_cap = cap;
-    }
-    dfc_event_ref(ev);
-    L->held[L->nheld++] = ev;
-}
-
-/*  A new epoch on this bridge (first message or heartbeat, or the bridge
-    lost its journal): set the baseline. head is the newest gseq known to
-    exist (the message's gseq - 1, or the heartbeat's gseq). The checkpoint,
-    then from_gseq (first epoch only), decide where to resume; an epoch that
-    follows another is new as a whole (replayed from 1); otherwise live. */
-static void
-link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, uint64_t head)
-{
-    if (L->filling || L->nheld) {
-        L->target = L->hw; /* what the old epoch still missed stays counted in gaps */
-        link_release_held(loop, L, true);
-    }
-    if (L->dealer)
-        dealer_close(L); /* stale replies of the old epoch must not reach the new one */
-    L->had_epoch = L->has_epoch;
-    L->has_epoch = true;
-    snprintf(L->epoch, sizeof L->epoch, "%s", epoch);
-    L->nranges = 0;
-    L->live_last = head;
-    bool ordered = link_ordered(loop, L);
-    uint64_t base = head;
-    pthread_mutex_lock(&loop->mu);
-    wm_t *w = loop->ckpt_path ? wm_get(loop, epoch, false) : NULL;
-    if (w) {
-        base = w->gseq;
-    } else if (ordered) {
-        if (!L->had_epoch && loop->cfg.from_gseq && !L->from_used)
-            base = loop->cfg.from_gseq - 1;
-        else if (L->had_epoch)
-            base = 0;
-        if (loop->ckpt_path && (w = wm_get(loop, epoch, true)) != NULL) {
-            w->gseq = base;
-            loop->ckpt_dirty = true;
-        }
-    }
-    pthread_mutex_unlock(&loop->mu);
-    L->from_used = true;
-    L->hw = base;
-    dfc_log(DFC_LOG_INFO, "%s: epoch %s, resuming after gseq %llu (newest %llu)", L->endpoint,
-            epoch, (unsigned long long)base, (unsigned long long)head);
-    if (ordered && base < head)
-        fill_start(loop, L, head);
-}
-
-static void
-on_live(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
-{
-    const char *epoch = dfc_event_epoch(ev);
-    uint64_t g = dfc_event_gseq(ev);
-    if (!L->has_epoch || strncmp(L->epoch, epoch, DFC_EPOCH_MAX - 1) != 0)
-        link_new_epoch(loop, L, epoch, g ? g - 1 : 0);
-    if (!link_ordered(loop, L)) {
-        if (g > L->hw)
-            L->hw = g;
-        if (g > L->live_last)
-            L->live_last = g;
-        deliver(loop, ev);
-        return;
-    }
-    if (g > L->live_last + 1)
-        range_add(L, (L->live_last > L->hw ? L->live_last : L->hw) + 1, g - 1);
-    if (g > L->live_last)
-        L->live_last = g;
-    if (g <= L->hw)
-        return; /* replay gave it already */
-    if (L->filling) {
-        hold(loop, L, ev);
-        return;
-    }
-    if (g == L->hw + 1) {
-        L->hw = g;
-        deliver(loop, ev);
-        return;
-    }
-    hold(loop, L, ev);
-    fill_start(loop, L, g - 1);
-}
-
-/*  "_hb": {v, epoch, gseq, seqs{topic: seq}, ts, interval, replay}. */
-static void
-on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
-{
-    dfc_doc_t *doc = NULL;
-    if (dfc_doc_parse(body, len, &doc) != DFC_OK) {
-        drop(loop, DFC_MSG_BAD_MSGPACK, len);
-        return;
-    }
-    const dfc_value_t *root = dfc_doc_root(doc);
-    const dfc_value_t *ep = dfc_value_find(root, "epoch"), *seqs = dfc_value_find(root, "seqs");
-    const dfc_value_t *rp = dfc_value_find(root, "replay");
-    uint64_t gseq = 0, interval = 0, v = 0;
-    if (dfc_value_type(root) != DFC_MAP || dfc_value_uint64(dfc_value_find(root, "v"), &v) ||
-        v > DFC_WIRE_VERSION || dfc_value_type(ep) != DFC_STR ||
-        dfc_value_uint64(dfc_value_find(root, "gseq"), &gseq)) {
-        dfc_doc_destroy(&doc);
-        drop(loop, DFC_MSG_BAD_ENVELOPE, len);
-        return;
-    }
-    dfc_value_uint64(dfc_value_find(root, "interval"), &interval);
-    const char *epoch = dfc_value_str(ep, NULL);
-    stat_add(loop, &loop->stats.heartbeats, 1);
-    L->hb_seen = true;
-    L->hb_interval = interval;
-    if (!L->replay_cfg && (rp == NULL || dfc_value_type(rp) == DFC_STR)) {
-        size_t rl = 0;
-        const char *r = rp ? dfc_value_str(rp, &rl) : NULL;
-        if (rl == 0 || rl > 1024 || memchr(r, '\0', rl))
-            r = NULL;
-        if (!r != !L->replay || (r && strcmp(r, L->replay) != 0)) {
-            free(L->replay);
-            L->replay = r ? strdup(r) : NULL;
-            dfc_log(DFC_LOG_INFO, "%s: replay endpoint %s (from the heartbeat)", L->endpoint,
-                    L->replay ? L->replay : "none");
-        }
-    }
-    /* the last messages of each topic: a higher seq means we missed them */
-    for (size_t i = 0; dfc_value_type(seqs) == DFC_MAP && i < dfc_value_size(seqs); i++) {
-        size_t tl;
-        const char *t = dfc_value_str(dfc_value_key_at(seqs, i), &tl);
-        uint64_t s;
-        if (t && tl <= DFC_MAX_TOPIC && dfc_value_uint64(dfc_value_item_at(seqs, i), &s) == 0)
-            count_gap(loop, epoch, t, tl, s, true);
-    }
-    if (!L->has_epoch || strncmp(L->epoch, epoch, DFC_EPOCH_MAX - 1) != 0) {
-        link_new_epoch(loop, L, epoch, gseq);
-    } else if (link_ordered(loop, L)) {
-        if (gseq > L->live_last) {
-            range_add(L, (L->live_last > L->hw ? L->live_last : L->hw) + 1, gseq);
-            L->live_last = gseq;
-        }
-        if (L->filling) {
-            if (gseq > L->target)
-                L->target = gseq;
-            if (!L->sent)
-                fill_send(loop, L); /* it may have been waiting for the endpoint */
-        } else if (gseq > L->hw) {
-            dfc_log(DFC_LOG_INFO, "%s: heartbeat at gseq %llu, last seen %llu: filling",
-                    L->endpoint, (unsigned long long)gseq, (unsigned long long)L->hw);
-            fill_start(loop, L, gseq);
-        }
-    }
-    dfc_doc_destroy(&doc);
-}
-
-/*  "_end": {v, req, status, count, last_gseq, more, head_gseq, oldest_gseq,
-    epoch, code, error}. */
-static void
-on_replay_end(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
-{
-    dfc_doc_t *doc = NULL;
-    if (dfc_doc_parse(body, len, &doc) != DFC_OK) {
-        dfc_log(DFC_LOG_WARN, "replay %s: malformed end marker", L->replay);
-        return;
-    }
-    const dfc_value_t *root = dfc_doc_root(doc);
-    uint64_t req = 0, last = 0, oldest = 0;
-    const char *status = dfc_value_cstr(dfc_value_find(root, "status"));
-    const char *code = dfc_value_cstr(dfc_value_find(root, "code"));
-    const char *err = dfc_value_cstr(dfc_value_find(root, "error"));
-    bool more = dfc_value_bool(dfc_value_find(root, "more"));
-    dfc_value_uint64(dfc_value_find(root, "last_gseq"), &last);
-    dfc_value_uint64(dfc_value_find(root, "oldest_gseq"), &oldest);
-    if (dfc_value_uint64(dfc_value_find(root, "req"), &req) || req != L->req || !L->filling) {
-        dfc_doc_destroy(&doc); /* an answer to a request we gave up */
-        return;
-    }
-    L->sent = false;
-    if (status && strcmp(status, "ok") == 0) {
-        /* whatever it sent and we could not use (malformed) is lost */
-        if (last > L->hw) {
-            stat_add(loop, &loop->stats.lost, last - L->hw);
-            L->hw = last;
-        }
-        if (more) {
-            L->tries = 0;
-            fill_send(loop, L);
-        } else {
-            fill_give_up(loop, L, "not in the journal");
-        }
-    } else {
-        stat_add(loop, &loop->stats.replay_errors, 1);
-        if (code && strcmp(code, "gone") == 0 && oldest > L->hw + 1) {
-            uint64_t upto = oldest - 1 < L->target ? oldest - 1 : L->target;
-            uint64_t target = L->target;
-            L->target = upto;
-            char why[64];
-            snprintf(why, sizeof why, "gone (oldest retained %llu)", (unsigned long long)oldest);
-            /* counted lost up to oldest-1, then go on from there */
-            uint64_t missing = upto - L->hw;
-            stat_add(loop, &loop->stats.lost, missing);
-            dfc_log(DFC_LOG_WARN, "%s: %llu message(s) lost: %s", L->endpoint,
-                    (unsigned long long)missing, why);
-            L->hw = upto;
-            L->target = target;
-            L->tries = 0;
-            fill_send(loop, L);
-        } else {
-            char why[256];
-            snprintf(why, sizeof why, "replay error %s: %s", code ? code : "?", err ? err : "");
-            fill_give_up(loop, L, why);
-        }
-    }
-    dfc_doc_destroy(&doc);
-}
-
-/*  One replayed message (same framing as published). */
-static void
-on_replayed(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
-{
-    uint64_t g = dfc_event_gseq(ev);
-    L->deadline = mono_ms() + loop->cfg.replay_timeout_ms; /* it is answering */
-    if (!L->filling || strncmp(dfc_event_epoch(ev), L->epoch, DFC_EPOCH_MAX - 1) != 0 || g <= L->hw)
-        return;
-    if (g > L->hw + 1)
-        stat_add(loop, &loop->stats.lost, g - L->hw - 1); /* the journal has a hole */
-    L->hw = g;
-    pthread_mutex_lock(&loop->mu);
-    loop->stats.replayed++;
-    pthread_mutex_unlock(&loop->mu);
-    if (range_hit(L, g))
-        stat_add(loop, &loop->stats.gaps_filled, 1);
-    deliver(loop, ev);
-}
-
-int
-dfc_msg_read(void *s, zmq_msg_t parts[2], size_t *nparts, size_t *total)
-{
-    zmq_msg_init(&parts[0]);
-    zmq_msg_init(&parts[1]);
-    *nparts = 0;
-    *total = 0;
-    int more = 1;
-    while (more) {
-        zmq_msg_t tmp, *m = *nparts < 2 ? &parts[*nparts] : &tmp;
-        if (m == &tmp)
-            zmq_msg_init(&tmp);
-        if (zmq_msg_recv(m, s, *nparts == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-            int err = errno;
-            if (m == &tmp)
-                zmq_msg_close(&tmp);
-            zmq_msg_close(&parts[0]);
-            zmq_msg_close(&parts[1]);
-            if (*nparts == 0 && (err == EAGAIN || err == EINTR))
-                return 0;
-            errno = err;
-            return -1;
-        }
-        more = zmq_msg_more(m);
-        *total += zmq_msg_size(m);
-        (*nparts)++;
-        if (m == &tmp)
-            zmq_msg_close(&tmp); /* extra frames are only counted */
-    }
-    return 1;
-}
-
-bool
-dfc_msg_is(const zmq_msg_t *m, const char *name)
-{
-    size_t n = strlen(name);
-    return zmq_msg_size((zmq_msg_t *)m) == n && memcmp(zmq_msg_data((zmq_msg_t *)m), name, n) == 0;
-}
-
-/*  One message from a bridge's SUB socket. Returns like dfc_msg_read. */
-static int
-receive_one(dfc_loop_t *loop, link_t *L)
-{
-    zmq_msg_t parts[2];
-    size_t nparts, total;
-    int r = dfc_msg_read(L->sub, parts, &nparts, &total);
-    if (r <= 0)
-        return r;
-    L->last_rx = mono_ms();
-    L->strikes = 0;
-    /* "_" topics are the bridge's own (heartbeat, status...): the contract
-       says readers that do not know them ignore them */
-    bool reserved =
-        zmq_msg_size(&parts[0]) > 0 && ((const char *)zmq_msg_data(&parts[0]))[0] == '_';
-    pthread_mutex_lock(&loop->mu);
-    loop->stats.received++;
-    if (reserved)
-        loop->stats.reserved++;
-    pthread_mutex_unlock(&loop->mu);
-    if (reserved) {
-        if (nparts == 2 && dfc_msg_is(&parts[0], "_hb"))
-            on_heartbeat(loop, L, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
-        zmq_msg_close(&parts[0]);
-        zmq_msg_close(&parts[1]);
-        return 1;
-    }
-    dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
-    dfc_event_t *ev = NULL;
-    if (nparts == 2)
-        ev =
-            dfc_event_new(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), zmq_msg_data(&parts[1]),
-                          zmq_msg_size(&parts[1]), loop->cfg.max_frame, &st);
-    /* the event copied what it needs: the frames can go now */
-    zmq_msg_close(&parts[0]);
-    zmq_msg_close(&parts[1]);
-    if (!ev) {
-        drop(loop, st, total);
-        return 1;
-    }
-    const char *topic = dfc_event_topic(ev);
-    count_gap(loop, dfc_event_epoch(ev), topic, strlen(topic), dfc_event_seq(ev), false);
-    on_live(loop, L, ev);
-    dfc_event_unref(ev);
-    return 1;
-}
-
-/*  One message from a bridge's replay DEALER. */
-static int
-replay_one(dfc_loop_t *loop, link_t *L)
-{
-    zmq_msg_t parts[2];
-    size_t nparts, total;
-    int r = dfc_msg_read(L->dealer, parts, &nparts, &total);
-    if (r <= 0)
-        return r;
-    if (nparts == 2 && dfc_msg_is(&parts[0], "_end")) {
-        on_replay_end(loop, L, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
-    } else {
-        dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
-        dfc_event_t *ev = NULL;
-        if (nparts == 2)
-            ev = dfc_event_new(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
-                               zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]),
-                               loop->cfg.max_frame, &st);
-        if (ev) {
-            on_replayed(loop, L, ev);
-            dfc_event_unref(ev);
-        } else {
-            drop(loop, st, total);
-        }
-    }
-    zmq_msg_close(&parts[0]);
-    zmq_msg_close(&parts[1]);
-    return 1;
-}
-
-/*  A socket monitor on a SUB: connects and disconnects become counters and
-    log lines, so a dead link or a peer dropped by ZMQ_MAXMSGSIZE is visible.
-    Returns the PAIR end to poll, or NULL (then we run without it). */
-static void *
-open_monitor(dfc_loop_t *loop, void *sub)
-{
-    static atomic_uint serial;
-    char ep[96];
-    snprintf(ep, sizeof ep, "inproc://dfc-monitor-%p-%u", (void *)loop,
-             atomic_fetch_add(&serial, 1));
-    if (zmq_socket_monitor(sub, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
-        return NULL;
-    void *pair = zmq_socket(loop->zctx, ZMQ_PAIR);
-    int linger = 0;
-    if (pair &&
-        (zmq_setsockopt(pair, ZMQ_LINGER, &linger, sizeof linger) || zmq_connect(pair, ep) != 0)) {
-        zmq_close(pair);
-        pair = NULL;
-    }
-    if (!pair) {
-        zmq_socket_monitor(sub, NULL, 0);
-        dfc_log(DFC_LOG_WARN, "no socket monitor: connects/disconnects not counted");
-    }
-    return pair;
-}
-
-/*  libzmq 4.3 treats a message above ZMQ_MAXMSGSIZE as a protocol error and
-    then drops the connection WITHOUT reconnecting: the SUB would go deaf for
-    good. So after any disconnect of the bridge's endpoint we connect it
-    again ourselves (for an ordinary connection loss this only replaces
-    libzmq's own reconnect). The monitor reports the address as connected, so
-    this works for endpoints given in that form (tcp://127.0.0.1:5556). */
-static void
-reconnect(link_t *L, const char *addr)
-{
-    if (strcmp(L->endpoint, addr) != 0) {
-        dfc_log(DFC_LOG_WARN,
-                "disconnected from %s: not reconnected by us (connect it by "
-                "its numeric address for that)",
-                addr);
-        return;
-    }
-    zmq_disconnect(L->sub, addr); /* may already be gone: ignore */
-    if (zmq_connect(L->sub, addr) != 0)
-        dfc_log(DFC_LOG_ERROR, "cannot reconnect %s: %s", addr, zmq_strerror(errno));
-    else
-        dfc_log(DFC_LOG_WARN, "disconnected from %s: reconnecting", addr);
-}
-
-/*  Reads the monitor's events: frame 1 = uint16 event + uint32 value,
-    frame 2 = the endpoint. */
-static void
-read_monitor(dfc_loop_t *loop, link_t *L)
-{
-    for (int i = 0; i < 64; i++) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, L->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        uint16_t id = 0;
-        if (zmq_msg_size(&ev) >= 2)
-            memcpy(&id, zmq_msg_data(&ev), 2);
-        bool more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        char ep[256] = "";
-        if (more) {
-            zmq_msg_init(&addr);
-            if (zmq_msg_recv(&addr, L->mon, 0) >= 0) {
-                size_t n =
-                    zmq_msg_size(&addr) < sizeof ep - 1 ? zmq_msg_size(&addr) : sizeof ep - 1;
-                memcpy(ep, zmq_msg_data(&addr), n);
-                ep[n] = '\0';
-            }
-            zmq_msg_close(&addr);
-        }
-        pthread_mutex_lock(&loop->mu);
-        if (id == ZMQ_EVENT_CONNECTED)
-            loop->stats.connects++;
-        else if (id == ZMQ_EVENT_DISCONNECTED)
-            loop->stats.disconnects++;
-        pthread_mutex_unlock(&loop->mu);
-        if (id == ZMQ_EVENT_CONNECTED)
-            dfc_log(DFC_LOG_INFO, "connected to %s", ep);
-        else if (id == ZMQ_EVENT_DISCONNECTED)
-            reconnect(L, ep);
-    }
-}
-
-static void *
-open_sub(dfc_loop_t *loop)
-{
-    void *sub = zmq_socket(loop->zctx, ZMQ_SUB);
-    if (!sub)
-        return NULL;
-    int hwm = loop->cfg.rcvhwm, linger = 0;
-    /* libzmq drops bigger frames on tcp before we see them; inproc is
-       checked again in dfc_event_new */
-    int64_t maxsize = loop->cfg.max_frame > (size_t)INT64_MAX - 4096
-                          ? -1
-                          : (int64_t)loop->cfg.max_frame + DFC_MAX_TOPIC;
-    if (zmq_setsockopt(sub, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
-        zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_setsockopt(sub, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) ||
-        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0)) {
-        zmq_close(sub);
-        return NULL;
-    }
-    return sub;
-}
-
-static void
-link_close_sub(link_t *L)
-{
-    if (L->mon) {
-        zmq_socket_monitor(L->sub, NULL, 0);
-        zmq_close(L->mon);
-        L->mon = NULL;
-    }
-    if (L->sub)
-        zmq_close(L->sub);
-    L->sub = NULL;
-}
-
-/*  Opens the link's SUB (and monitor) and connects it. */
-static int
-link_open_sub(dfc_loop_t *loop, link_t *L)
-{
-    L->sub = open_sub(loop);
-    if (!L->sub) {
-        dfc_log(DFC_LOG_ERROR, "cannot open a SUB socket: %s", zmq_strerror(errno));
-        return DFC_EZMQ;
-    }
-    L->mon = open_monitor(loop, L->sub);
-    L->last_rx = mono_ms();
-    if (zmq_connect(L->sub, L->endpoint) != 0) {
-        dfc_log(DFC_LOG_ERROR, "cannot connect %s: %s", L->endpoint, zmq_strerror(errno));
-        return DFC_OK; /* counted as a dead link: stays silent */
-    }
-    dfc_log(DFC_LOG_DEBUG, "connected %s", L->endpoint);
-    return DFC_OK;
-}
-
+/*  Opens the links added since the last call. Out of memory: nothing is
+    opened, the next timer tick tries again (connect_retry). */
 static void
 connect_pending(dfc_loop_t *loop)
 {
     pthread_mutex_lock(&loop->mu);
+    loop->connect_retry = false;
     if (loop->nlinks > loop->rl_cap) {
-        link_t **grown = realloc(loop->rl, loop->nlinks * sizeof *grown);
+        link_t **grown = dfc_realloc(loop->rl, loop->nlinks * sizeof *grown);
         if (!grown) {
+            size_t n = loop->nlinks - loop->nopened;
+            STAT_ADD(loop, alloc_failures, 1);
+            loop->connect_retry = true;
             pthread_mutex_unlock(&loop->mu);
+            dfc_log(DFC_LOG_ERROR, "out of memory: %zu bridge link(s) not opened, retrying", n);
             return;
         }
         loop->rl = grown;
@@ -1669,47 +397,7 @@ connect_pending(dfc_loop_t *loop)
     loop->nopened = loop->nlinks;
     pthread_mutex_unlock(&loop->mu);
     for (i = from; i < loop->nopened; i++)
-        link_open_sub(loop, loop->rl[i]);
-}
-
-/*  Staleness and replay deadlines, for every bridge. */
-static void
-link_timers(dfc_loop_t *loop, link_t *L, int64_t now)
-{
-    int64_t stale = loop->cfg.stale_ms > 0 ? loop->cfg.stale_ms
-                    : loop->cfg.stale_ms == 0 && L->hb_interval
-                        ? 3 * (int64_t)(L->hb_interval < INT32_MAX ? L->hb_interval : INT32_MAX)
-                        : 0;
-    /* a bridge that stays silent (dead) is retried less and less often:
-       3 x interval, then x2 per attempt up to x32 */
-    if (stale && L->sub && now - L->last_rx > stale << (L->strikes < 5 ? L->strikes : 5)) {
-        dfc_log(L->strikes ? DFC_LOG_DEBUG : DFC_LOG_WARN,
-                "%s: no message and no heartbeat for %lld ms: new SUB socket", L->endpoint,
-                (long long)(now - L->last_rx));
-        link_close_sub(L);
-        link_open_sub(loop, L);
-        L->strikes++;
-        stat_add(loop, &loop->stats.reconnects, 1);
-    }
-    if (L->filling && now > L->deadline) {
-        if (!L->sent) {
-            if (L->replay)
-                fill_send(loop, L);
-            else
-                fill_give_up(loop, L, "no replay endpoint known");
-            return;
-        }
-        stat_add(loop, &loop->stats.replay_errors, 1);
-        if (++L->tries < REPLAY_TRIES) {
-            dfc_log(DFC_LOG_WARN, "replay %s: no answer in %d ms, asking again", L->replay,
-                    loop->cfg.replay_timeout_ms);
-            dealer_close(L); /* a late answer to the old request must not mix in */
-            fill_send(loop, L);
-        } else {
-            dealer_close(L);
-            fill_give_up(loop, L, "the replay endpoint does not answer");
-        }
-    }
+        dfc_link_open_sub(loop, loop->rl[i]);
 }
 
 int
@@ -1728,35 +416,18 @@ dfc_loop_start(dfc_loop_t *loop)
         return DFC_OK;
     }
     int rc = DFC_OK;
-    ckpt_load(loop);
-    worker_t *workers = calloc((size_t)loop->cfg.workers, sizeof *workers);
+    dfc_wm_restore(loop);
     zmq_pollitem_t *items = NULL;
     link_t **owner = NULL;
     size_t items_cap = 0;
+    worker_t *workers = NULL;
     int nworkers = 0;
-    if (!workers) {
-        dfc_log(DFC_LOG_ERROR, "cannot start: out of memory");
-        rc = DFC_ENOMEM;
-        goto done;
-    }
-    pthread_mutex_lock(&loop->mu);
-    loop->quit = false;
-    pthread_mutex_unlock(&loop->mu);
-    for (; nworkers < loop->cfg.workers; nworkers++) {
-        worker_t *w = &workers[nworkers];
-        w->loop = loop;
-        w->index = nworkers;
-        snprintf(w->name, sizeof w->name, "worker-%d", nworkers + 1);
-        if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
-            dfc_log(DFC_LOG_ERROR, "cannot start worker %d", nworkers + 1);
-            rc = DFC_ENOMEM;
-            atomic_store(&loop->stop_req, 1);
-            break;
-        }
-    }
+    rc = dfc_pool_start(loop, &workers, &nworkers);
+    if (rc != DFC_OK)
+        atomic_store(&loop->stop_req, 1); /* no receiving: run what started, then return */
 
     connect_pending(loop);
-    loop->ckpt_next = mono_ms() + loop->cfg.checkpoint_ms;
+    loop->ckpt_next = dfc_mono_ms() + loop->cfg.checkpoint_ms;
     while (!atomic_load(&loop->stop_req)) {
         size_t need = 1 + 3 * loop->nopened;
         if (need > items_cap) {
@@ -1776,7 +447,7 @@ dfc_loop_start(dfc_loop_t *loop)
         items[n++] = (zmq_pollitem_t){NULL, loop->wake[0], ZMQ_POLLIN, 0};
         for (size_t i = 0; i < loop->nopened; i++) {
             link_t *L = loop->rl[i];
-            void *socks[3] = {L->sub, L->mon, L->dealer};
+            void *socks[3] = {L->sub, L->mon, L->fill.dealer};
             for (int k = 0; k < 3; k++)
                 if (socks[k]) {
                     owner[n] = L;
@@ -1801,19 +472,19 @@ dfc_loop_start(dfc_loop_t *loop)
             link_t *L = owner[k];
             void *s = items[k].socket;
             /* sockets may have been replaced by an earlier item's handling */
-            if (s != L->sub && s != L->mon && s != L->dealer)
+            if (s != L->sub && s != L->mon && s != L->fill.dealer)
                 continue;
             if (s == L->mon) {
                 if (items[k].revents & ZMQ_POLLIN)
-                    read_monitor(loop, L);
+                    dfc_link_read_monitor(loop, L);
                 continue;
             }
             /* ZMQ_POLLIN on a zmq socket is edge-ish: drain up to a batch,
                whether or not poll said so */
             for (int i = 0; i < RECV_BATCH && !atomic_load(&loop->stop_req); i++) {
-                if (s != L->sub && s != L->dealer)
+                if (s != L->sub && s != L->fill.dealer)
                     break;
-                int r = s == L->sub ? receive_one(loop, L) : replay_one(loop, L);
+                int r = s == L->sub ? dfc_link_receive(loop, L) : dfc_fill_receive(loop, L);
                 if (r == 0)
                     break;
                 if (r < 0) {
@@ -1822,39 +493,26 @@ dfc_loop_start(dfc_loop_t *loop)
                 }
             }
         }
-        int64_t now = mono_ms();
+        int64_t now = dfc_mono_ms();
+        if (loop->connect_retry)
+            connect_pending(loop);
         for (size_t i = 0; i < loop->nopened; i++)
-            link_timers(loop, loop->rl[i], now);
+            dfc_link_timers(loop, loop->rl[i], now);
         if (now >= loop->ckpt_next) {
-            ckpt_write(loop);
+            dfc_wm_save(loop);
             loop->ckpt_next = now + loop->cfg.checkpoint_ms;
         }
     }
 
-done:
     for (size_t i = 0; i < loop->nopened; i++) {
         link_t *L = loop->rl[i];
-        link_close_sub(L);
-        dealer_close(L);
-        /* held events are not handled: the checkpoint stays below them */
-        for (size_t k = 0; k < L->nheld; k++)
-            dfc_event_unref(L->held[k]);
-        L->nheld = 0;
-        L->filling = false;
-        L->sent = false;
+        dfc_link_close_sub(L);
+        dfc_fill_on(loop, L, DFC_FILL_EV_STOP, 0, NULL);
     }
     free(items);
     free(owner);
-    /* let the workers run what is queued, then join them */
-    pthread_mutex_lock(&loop->mu);
-    loop->quit = true;
-    for (int i = 0; i < loop->nq; i++)
-        pthread_cond_broadcast(&loop->qs[i].not_empty);
-    pthread_mutex_unlock(&loop->mu);
-    for (int i = 0; i < nworkers; i++)
-        pthread_join(workers[i].tid, NULL);
-    free(workers);
-    ckpt_write(loop); /* every queued job ran: the final watermark */
+    dfc_pool_stop(loop, workers, nworkers);
+    dfc_wm_save(loop); /* every queued job ran: the final watermark */
     /* links get opened again by the next start */
     pthread_mutex_lock(&loop->mu);
     loop->nopened = 0;

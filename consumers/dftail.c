@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "dfc_internal.h"
+#include "dfc_tsan.h"
 
 static volatile sig_atomic_t interrupted;
 
@@ -154,9 +155,10 @@ format_reserved(const zmq_msg_t *topic, const zmq_msg_t *body, line_t *l)
     return bad ? DFC_MSG_NOMEM : DFC_MSG_OK;
 }
 
-/*  The gseq and epoch of an envelope (epoch copied into out); -1 if not one. */
+/*  The gseq and epoch of an envelope (epoch bytes copied into out, *olen
+    their length); -1 if not one, or the epoch does not fit. */
 static int
-envelope_position(const zmq_msg_t *body, uint64_t *gseq, char *out, size_t size)
+envelope_position(const zmq_msg_t *body, uint64_t *gseq, char *out, size_t size, size_t *olen)
 {
     dfc_doc_t *doc = NULL;
     if (dfc_doc_parse(zmq_msg_data((zmq_msg_t *)body), zmq_msg_size((zmq_msg_t *)body), &doc))
@@ -164,9 +166,12 @@ envelope_position(const zmq_msg_t *body, uint64_t *gseq, char *out, size_t size)
     dfc_envelope_t env;
     int rc = -1;
     if (dfc_envelope_check(dfc_doc_root(doc), &env) == DFC_MSG_OK) {
-        *gseq = env.gseq;
-        snprintf(out, size, "%s", env.epoch);
-        rc = 0;
+        if (env.epoch_len <= size) {
+            *gseq = env.gseq;
+            memcpy(out, env.epoch, env.epoch_len);
+            *olen = env.epoch_len;
+            rc = 0;
+        }
     }
     dfc_doc_destroy(&doc);
     return rc;
@@ -175,7 +180,8 @@ envelope_position(const zmq_msg_t *body, uint64_t *gseq, char *out, size_t size)
 /*  State of the replay phase: what it printed, so that the live messages
     queued meanwhile in the SUB are not printed twice. */
 typedef struct {
-    char epoch[128];
+    char epoch[DFC_EPOCH_BYTES]; /* bytes: compared with their length */
+    size_t epoch_len;
     uint64_t last; /* last gseq printed from replay; 0 none */
 } replayed_t;
 
@@ -186,18 +192,17 @@ static int
 replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, size_t ntopics,
              line_t *line, long long *printed, long long count, replayed_t *done)
 {
-    void *d = zmq_socket(ctx, ZMQ_DEALER);
-    int linger = 0, rc = 1;
-    if (!d || zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger) || zmq_connect(d, rep)) {
+    /* the library's replay client; no size limit, like the SUB */
+    void *d = dfc_replay_open(ctx, rep, 0);
+    int rc = 1;
+    if (!d) {
         fprintf(stderr, "dftail: cannot connect %s: %s\n", rep, zmq_strerror(errno));
-        if (d)
-            zmq_close(d);
         return 1;
     }
     uint64_t req = 0;
     for (;;) {
         unsigned char buf[4096];
-        size_t n = dfc_replay_request(buf, sizeof buf, ++req, NULL, from, 1000, topics, ntopics);
+        size_t n = dfc_replay_request(buf, sizeof buf, ++req, NULL, 0, from, 1000, topics, ntopics);
         if (n == 0 || zmq_send(d, buf, n, 0) != (int)n) {
             fprintf(stderr, "dftail: cannot send the replay request\n");
             break;
@@ -219,30 +224,36 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
                 deadline = now_ms() + 10000;
                 if (np == 2 && dfc_msg_is(&parts[0], "_end")) {
                     end = true;
-                    dfc_doc_t *doc = NULL;
-                    const dfc_value_t *r = NULL;
-                    if (dfc_doc_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &doc) ==
-                        DFC_OK)
-                        r = dfc_doc_root(doc);
-                    const char *status = dfc_value_cstr(dfc_value_find(r, "status"));
-                    uint64_t last = 0;
-                    dfc_value_uint64(dfc_value_find(r, "last_gseq"), &last);
-                    more = dfc_value_bool(dfc_value_find(r, "more"));
-                    if (!status || strcmp(status, "ok") != 0) {
-                        const char *code = dfc_value_cstr(dfc_value_find(r, "code"));
-                        const char *err = dfc_value_cstr(dfc_value_find(r, "error"));
+                    dfc_replay_end_t e;
+                    int pr =
+                        dfc_replay_end_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &e);
+                    more = e.more;
+                    if (pr != DFC_OK || e.impossible) {
+                        fprintf(stderr, "dftail: replay from gseq %llu: %s end marker\n",
+                                (unsigned long long)from,
+                                pr == DFC_EINVAL ? "malformed" : "impossible numbers in the");
+                        failed = true;
+                    } else if (!e.ok) {
                         fprintf(stderr, "dftail: replay from gseq %llu: %s: %s\n",
-                                (unsigned long long)from, code ? code : "error", err ? err : "");
+                                (unsigned long long)from, e.code[0] ? e.code : "error", e.error);
+                        failed = true;
+                    } else if (more && e.last_gseq < from) {
+                        /* no progress: asking again would never end */
+                        fprintf(stderr, "dftail: replay from gseq %llu: more, but no progress\n",
+                                (unsigned long long)from);
                         failed = true;
                     } else {
-                        from = last + 1;
+                        from = e.last_gseq + 1;
                     }
-                    dfc_doc_destroy(&doc);
-                } else if (np == 2 && (count < 0 || *printed < count)) {
+                } else if (dfc_frames_check(np, zmq_msg_size(&parts[0])) != DFC_MSG_OK) {
+                    fprintf(stderr, "dftail: dropped a replayed message: %s\n",
+                            dfc_msg_status_str(DFC_MSG_BAD_FRAMES));
+                } else if (count < 0 || *printed < count) {
                     uint64_t g = 0;
-                    char epoch[128];
-                    if (envelope_position(&parts[1], &g, epoch, sizeof epoch) == 0) {
-                        snprintf(done->epoch, sizeof done->epoch, "%s", epoch);
+                    size_t el = 0;
+                    if (envelope_position(&parts[1], &g, done->epoch, sizeof done->epoch, &el) ==
+                        0) {
+                        done->epoch_len = el;
                         done->last = g;
                     }
                     dfc_msg_status_t st = format_message(&parts[0], &parts[1], line);
@@ -361,7 +372,7 @@ main(int argc, char **argv)
     line_t line = {0};
     long long printed = 0;
     int rc = 0;
-    replayed_t done = {"", 0};
+    replayed_t done = {"", 0, 0};
     char learnt[1024] = "";
     if (from_gseq && !replay) {
         /* wait for a heartbeat; what comes live before it is covered by the
@@ -438,10 +449,11 @@ main(int argc, char **argv)
         bool hb = nparts >= 1 && dfc_msg_is(&parts[0], "_hb");
         /* replayed already: the live copy queued meanwhile is skipped */
         uint64_t g = 0;
-        char epoch[128];
+        char epoch[DFC_EPOCH_BYTES];
+        size_t el = 0;
         bool seen = done.last && nparts == 2 && !hb &&
-                    envelope_position(&parts[1], &g, epoch, sizeof epoch) == 0 &&
-                    strcmp(epoch, done.epoch) == 0 && g <= done.last;
+                    envelope_position(&parts[1], &g, epoch, sizeof epoch, &el) == 0 &&
+                    el == done.epoch_len && memcmp(epoch, done.epoch, el) == 0 && g <= done.last;
         if (seen || (hb && !heartbeats) ||
             (!hb && ntopics > 0 && !topic_wanted(&parts[0], topics, ntopics))) {
             zmq_msg_close(&parts[0]);
@@ -449,11 +461,11 @@ main(int argc, char **argv)
             continue;
         }
         last = now_ms();
-        dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
-        if (nparts == 2 && zmq_msg_size(&parts[0]) > 0 &&
-            ((const char *)zmq_msg_data(&parts[0]))[0] == '_')
+        /* the library's frame rule, so that dftail shows what a consumer gets */
+        dfc_msg_status_t st = dfc_frames_check(nparts, zmq_msg_size(&parts[0]));
+        if (st == DFC_MSG_OK && ((const char *)zmq_msg_data(&parts[0]))[0] == '_')
             st = format_reserved(&parts[0], &parts[1], &line);
-        else if (nparts == 2)
+        else if (st == DFC_MSG_OK)
             st = format_message(&parts[0], &parts[1], &line);
         if (st == DFC_MSG_OK) {
             fputs(line.p, stdout);

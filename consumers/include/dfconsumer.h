@@ -17,11 +17,12 @@ extern "C" {
 /*  Return codes. Every fallible function returns DFC_OK (0) or one of these. */
 enum {
     DFC_OK = 0,
-    DFC_EINVAL = -1,   /* bad argument */
-    DFC_ENOMEM = -2,   /* allocation failed */
-    DFC_EALREADY = -3, /* the loop is already started */
-    DFC_EZMQ = -4,     /* a ZeroMQ call failed (see the log) */
-    DFC_ENOTFOUND = -5 /* no such listener */
+    DFC_EINVAL = -1,    /* bad argument */
+    DFC_ENOMEM = -2,    /* allocation failed */
+    DFC_EALREADY = -3,  /* the loop is already started */
+    DFC_EZMQ = -4,      /* a ZeroMQ call failed (see the log) */
+    DFC_ENOTFOUND = -5, /* no such listener */
+    DFC_EIO = -6        /* a file operation failed (see the log) */
 };
 const char *dfc_strerror(int rc);
 
@@ -298,7 +299,9 @@ typedef struct {
         bridge epoch, the gseq below which every event was handled by every
         listener. A restarted loop with the same name replays from there
         before live messages. NULL -> no checkpoint. In a group the name is
-        always "<group>-<member>-of-<members>" (name is not used). */
+        always "<group>-<member>-of-<members>" (name is not used); outside a
+        group a checkpoint_dir without a name (NULL or "") is invalid:
+        dfc_loop_new logs "invalid argument: ..." and returns NULL. */
     const char *checkpoint_dir;
     const char *name;
     int checkpoint_ms; /* how often the checkpoint is written when it moved; 0 -> 1000.
@@ -342,7 +345,11 @@ typedef struct {
     uint64_t bad_msgpack;       /* not decodable (bounded decoder refused it) */
     uint64_t not_map;           /* body is not a map */
     uint64_t bad_version;       /* v missing, not an integer, or > 1 */
-    uint64_t bad_envelope;      /* seq/gseq/epoch/ts/bot of the wrong type */
+    uint64_t bad_envelope;      /* seq/gseq/epoch/ts/bot of the wrong type, an epoch of
+                                   DFC_EPOCH_BYTES or more, or a seq/gseq that cannot be
+                                   right (see DFC_SEQ_MAX): in a live or replayed message,
+                                   a heartbeat, a replay end marker, or a heartbeat's
+                                   gseq that replay does not confirm */
     uint64_t bad_event;         /* event missing or not a map */
     uint64_t unknown_type;      /* valid messages whose topic is not one of the 17 */
     uint64_t reserved;          /* "_" topics (bridge's own messages): ignored, not decoded */
@@ -358,9 +365,43 @@ typedef struct {
     uint64_t reconnects;        /* SUB sockets recreated by the staleness timer */
     uint64_t replay_requests;   /* requests sent to replay endpoints */
     uint64_t replay_errors;     /* error answers and timeouts */
-    uint64_t checkpoints;       /* checkpoint files written */
+    uint64_t checkpoints;       /* checkpoint files written (see checkpoint_errors) */
     uint64_t lag_ms;            /* now - envelope ts of the last event delivered */
+    uint64_t replay_stalls;     /* fills given up: 3 answers in a row asked for
+                                   more ("more", or "gone" with a newer oldest_gseq) without
+                                   delivering an event; what they missed counts in lost */
+    uint64_t held_dropped;      /* live messages not held during a fill because max_held
+                                   was reached (or memory ran out): replay brings them */
+    uint64_t alloc_failures;    /* allocations that failed; each has a log line and the
+                                   loop goes on (a bridge not opened yet is retried) */
+    uint64_t checkpoint_errors; /* checkpoint saves that failed (disk full, I/O error): the
+                                   previous file stays intact, the save is retried every
+                                   checkpoint_ms; the first failure and the recovery are
+                                   logged */
+    uint64_t queue_waits;       /* times the receiver found a job queue full and waited for
+                                   room (back-pressure: the SUB socket then fills up) */
 } dfc_stats_t;
+
+/*  Numbers that cannot be right (consumers/README.md): such a message is
+    dropped and counted in bad_envelope, and never moves a watermark.
+    - Any seq or gseq above DFC_SEQ_MAX (2^53 - 1: the largest integer every
+      port, JavaScript included, holds exactly; a bridge numbering a million
+      events a second needs 285 years to get there), in a live or replayed
+      message, a heartbeat (its gseq or any of its seqs) or an end marker.
+    - A live message whose gseq is more than DFC_GSEQ_AHEAD above the
+      highest gseq the link knows in that epoch (announced by a heartbeat,
+      received, or handled), or whose seq is more than DFC_GSEQ_AHEAD above
+      the last seq known for its topic, once a heartbeat of that epoch was
+      accepted.
+    - An end marker whose last_gseq exceeds its own head_gseq.
+    - A heartbeat's gseq above both the head_gseq that replay then reports
+      and every gseq received: the fill stops at the confirmed head (one
+      bad_envelope, nothing counted lost). Without any answer from replay a
+      fill counts as lost at most DFC_GSEQ_AHEAD beyond what was received. */
+#define DFC_SEQ_MAX ((UINT64_C(1) << 53) - 1)
+#define DFC_GSEQ_AHEAD (UINT64_C(1) << 20)
+/*  Epochs are at most this many bytes minus one (longer ones: bad_envelope). */
+#define DFC_EPOCH_BYTES 128
 
 /*  Creates a loop; cfg may be NULL for defaults. NULL on error (logged). */
 dfc_loop_t *dfc_loop_new(const dfc_config_t *cfg);
@@ -387,9 +428,11 @@ int dfc_loop_connect_replay(dfc_loop_t *loop, const char *endpoint, const char *
     received are not replayed to it. */
 int dfc_loop_subscribe(dfc_loop_t *loop, const dfc_listener_t *listener);
 /*  Removes a listener: no new job starts for it (queued ones are skipped),
-    and the call returns only when none of its jobs is running any more,
-    EXCEPT when called from one of that listener's own callbacks, where it
-    returns at once (waiting would wait for itself). Calling it from a
+    and the call returns only when none of its callbacks, its
+    is_accepting_event included, is running any more; none is entered after
+    it returned, so its ctx may be freed then. EXCEPT when called from one
+    of that listener's own callbacks (or its filter), where it returns at
+    once (waiting would wait for itself). Calling it from a
     callback of listener A for listener B waits for B, so B must not be
     waiting for A. Returns DFC_ENOTFOUND when not subscribed. */
 int dfc_loop_unsubscribe(dfc_loop_t *loop, const dfc_listener_t *listener);

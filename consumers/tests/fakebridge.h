@@ -39,6 +39,15 @@ typedef struct {
     int requests;      /* requests read */
     uint64_t interval; /* heartbeat "interval" */
     bool advertise;    /* heartbeat "replay" = rep_ep, else "" */
+    /* answers that are wrong on purpose */
+    enum {
+        FB_END_NORMAL,
+        FB_END_STALL_MORE, /* "ok", nothing sent, more: true, last_gseq = from - 1 */
+        FB_END_WALK_GONE,  /* "gone" with oldest_gseq = from + 1, every time */
+        FB_END_LAST        /* the next end_fault_n end markers say last_gseq = end_last */
+    } end_fault;
+    int end_fault_n;
+    uint64_t end_last;
     atomic_bool stop;
     pthread_t th;
     msgpack_sbuffer sb;
@@ -131,6 +140,15 @@ fb_answer(fb_t *fb, zmq_msg_t *id, const void *data, size_t len)
         }
     }
     msgpack_unpacked_destroy(&up);
+    if (fb->end_fault == FB_END_STALL_MORE) {
+        fb_send_end(fb, id, req, NULL, 0, from - 1, true);
+        return;
+    }
+    if (fb->end_fault == FB_END_WALK_GONE) {
+        fb->oldest = from + 1;
+        fb_send_end(fb, id, req, "gone", 0, from - 1, false);
+        return;
+    }
     if (epoch[0] && strcmp(epoch, fb->epoch) != 0) {
         fb_send_end(fb, id, req, "epoch", 0, from - 1, false);
         return;
@@ -153,7 +171,12 @@ fb_answer(fb_t *fb, zmq_msg_t *id, const void *data, size_t len)
         count++;
         last = fb->j[i].gseq;
     }
-    fb_send_end(fb, id, req, NULL, count, last, last < fb->gseq);
+    bool more = last < fb->gseq;
+    if (fb->end_fault == FB_END_LAST && fb->end_fault_n > 0) {
+        fb->end_fault_n--;
+        last = fb->end_last;
+    }
+    fb_send_end(fb, id, req, NULL, count, last, more);
 }
 
 static inline void *
@@ -286,8 +309,9 @@ fb_message(fb_t *fb, const char *stream, const char *id, bool send)
     return fb_publish(fb, "MESSAGESENT", json, send);
 }
 
+/*  A heartbeat; claim true -> its gseq is `gseq` instead of the truth. */
 static inline void
-fb_heartbeat(fb_t *fb)
+fb_heartbeat_at(fb_t *fb, bool claim, uint64_t gseq)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -301,7 +325,7 @@ fb_heartbeat(fb_t *fb)
     K("epoch");
     K(fb->epoch);
     K("gseq");
-    msgpack_pack_uint64(&pk, fb->gseq);
+    msgpack_pack_uint64(&pk, claim ? gseq : fb->gseq);
     K("seqs");
     msgpack_pack_map(&pk, (size_t)fb->nseqs);
     for (int i = 0; i < fb->nseqs; i++) {
@@ -317,6 +341,26 @@ fb_heartbeat(fb_t *fb)
 #undef K
     fb_unlock(fb);
     tu_send2(fb->xpub, "_hb", sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static inline void
+fb_heartbeat(fb_t *fb)
+{
+    fb_heartbeat_at(fb, false, 0);
+}
+
+/*  Publishes a MESSAGESENT with the given seq and gseq, not journaled and
+    not counted: a message whose numbers are wrong. */
+static inline void
+fb_send_raw(fb_t *fb, uint64_t seq, uint64_t gseq)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    tu_envelope(&sb, seq, gseq, fb->epoch, FB_BOT,
+                "{\"id\":\"bogus\",\"type\":\"MESSAGESENT\",\"initiator\":{\"user\":"
+                "{\"userId\":7}},\"payload\":{\"messageSent\":{\"message\":{}}}}");
+    tu_send2(fb->xpub, "MESSAGESENT", sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
 }
 

@@ -454,7 +454,7 @@ test_all_types(void)
     fx_pub(&f, "UNKNOWN", 1, "{\"id\":\"e35\"," INIT "}");
     CHECK(wait_recs("alpha", 36));
     CHECK(wait_recs("L2", 36));
-    CHECK_EQ(fx_stop(&f) < 1000, 1);
+    CHECK_EQ(fx_stop(&f) < TU_PROMPT_MS, 1);
 
     pthread_mutex_lock(&rmu);
     CHECK_EQ(nrecs, 72);
@@ -775,6 +775,95 @@ test_subscribe_live(void)
     fx_fini(&f);
 }
 
+/* ------------------------------ unsubscribe while its filter runs (A1) */
+
+/*  The filter of listener "uaf" owns a malloc'ed ctx that the test frees as
+    soon as unsubscribe returns: the filter must never run after that. */
+typedef struct {
+    atomic_int calls;
+} uaf_ctx_t;
+
+static pthread_mutex_t umu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ucond = PTHREAD_COND_INITIALIZER;
+static int uaf_entered, uaf_calling, uaf_freed;
+static atomic_int uaf_done, uaf_after, uaf_early;
+
+static bool
+uaf_filter(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i, int64_t bot)
+{
+    (void)ev, (void)i, (void)bot;
+    if (atomic_load(&uaf_done))
+        atomic_fetch_add(&uaf_after, 1); /* entered after unsubscribe returned */
+    uaf_ctx_t *c = ctx;
+    if (atomic_fetch_add(&c->calls, 1) == 0) {
+        pthread_mutex_lock(&umu);
+        uaf_entered = 1;
+        pthread_cond_broadcast(&ucond);
+        struct timespec dl = tu_deadline(WAIT_MS);
+        while (!uaf_calling && pthread_cond_timedwait(&ucond, &umu, &dl) == 0)
+            ;
+        /* a negative check: give unsubscribe 300 ms to (wrongly) return
+           while we are still inside the filter */
+        dl = tu_deadline(300);
+        while (!atomic_load(&uaf_done) && pthread_cond_timedwait(&ucond, &umu, &dl) == 0)
+            ;
+        if (atomic_load(&uaf_done)) {
+            atomic_fetch_add(&uaf_early, 1);
+            /* make the broken case deterministic: read ctx after the free */
+            dl = tu_deadline(WAIT_MS);
+            while (!uaf_freed && pthread_cond_timedwait(&ucond, &umu, &dl) == 0)
+                ;
+        }
+        pthread_mutex_unlock(&umu);
+    }
+    return atomic_load(&c->calls) < 0; /* reads ctx again: a use after free under ASan */
+}
+
+static void
+test_unsubscribe_filter(void)
+{
+    fx_t f;
+    fx_init(&f, "inproc://uaf", (dfc_config_t){.workers = 2, .dedupe_window = -1});
+    recs_reset();
+    uaf_ctx_t *ctx = calloc(1, sizeof *ctx);
+    dfc_listener_t u = {.name = "uaf",
+                        .ctx = ctx,
+                        .is_accepting_event = uaf_filter,
+                        .on_message_sent = c_message_sent};
+    dfc_listener_t w = {.name = "w", .ctx = "w", .on_message_sent = c_message_sent};
+    dfc_loop_subscribe(f.loop, &u);
+    dfc_loop_subscribe(f.loop, &w);
+    fx_start(&f);
+    for (int k = 1; k <= 50; k++)
+        fx_pub(&f, "MESSAGESENT", (uint64_t)k, "{\"id\":\"u\",\"type\":\"MESSAGESENT\"," INIT "}");
+    pthread_mutex_lock(&umu);
+    struct timespec dl = tu_deadline(WAIT_MS);
+    while (!uaf_entered && pthread_cond_timedwait(&ucond, &umu, &dl) == 0)
+        ;
+    CHECK_EQ(uaf_entered, 1);
+    uaf_calling = 1;
+    pthread_cond_broadcast(&ucond);
+    pthread_mutex_unlock(&umu);
+    CHECK_EQ(dfc_loop_unsubscribe(f.loop, &u), DFC_OK);
+    pthread_mutex_lock(&umu);
+    atomic_store(&uaf_done, 1);
+    pthread_cond_broadcast(&ucond);
+    pthread_mutex_unlock(&umu);
+    free(ctx);
+    pthread_mutex_lock(&umu);
+    uaf_freed = 1;
+    pthread_cond_broadcast(&ucond);
+    pthread_mutex_unlock(&umu);
+    for (int k = 51; k <= 100; k++)
+        fx_pub(&f, "MESSAGESENT", (uint64_t)k, "{\"id\":\"u\",\"type\":\"MESSAGESENT\"," INIT "}");
+    CHECK(wait_recs("w", 100)); /* every event went past the filter's place */
+    fx_stop(&f);
+    CHECK_EQ(atomic_load(&uaf_early), 0);
+    CHECK_EQ(atomic_load(&uaf_after), 0);
+    CHECK_EQ(count_recs("uaf"), 0); /* it refused the one event it saw */
+    fx_fini(&f);
+}
+
 /* ------------------------------------------------------ stop and start */
 
 static dfc_loop_t *sig_loop;
@@ -798,14 +887,14 @@ test_stop(void)
     dfc_loop_stop(f.loop);
     int64_t t0 = tu_now_ms();
     CHECK_EQ(dfc_loop_start(f.loop), DFC_OK);
-    CHECK(tu_now_ms() - t0 < 1000);
+    CHECK(tu_now_ms() - t0 < TU_PROMPT_MS);
 
     /* stop from another thread */
     fx_start(&f);
     fx_pub(&f, "MESSAGESENT", 1, "{\"id\":\"t1\",\"type\":\"MESSAGESENT\"," INIT "}");
     CHECK(wait_recs("a", 1));
     int64_t took = fx_stop(&f);
-    CHECK(took < 1000);
+    CHECK(took < TU_PROMPT_MS);
 
     /* restart, then stop from a signal handler */
     sig_loop = f.loop;
@@ -821,7 +910,7 @@ test_stop(void)
     pthread_kill(f.th, SIGUSR1);
     pthread_join(f.th, NULL);
     f.started = false;
-    CHECK(tu_now_ms() - t0 < 1000);
+    CHECK(tu_now_ms() - t0 < TU_PROMPT_MS);
     CHECK_EQ(f.start_rc, DFC_OK);
 
     /* start returns only after the in-flight job finished */
@@ -890,7 +979,8 @@ static bool
 wait_stat(dfc_loop_t *loop, size_t offset, uint64_t n)
 {
     dfc_stats_t st;
-    for (int i = 0; i < 5000; i++) {
+    int64_t end = tu_now_ms() + WAIT_MS; /* a deadline, not a count of sleeps */
+    while (tu_now_ms() < end) {
         dfc_loop_stats(loop, &st);
         if (*(uint64_t *)((char *)&st + offset) == n)
             return true;
@@ -931,7 +1021,14 @@ test_backpressure(void)
         }
         CHECK(wait_received(f.loop, 4));
         dfc_stats_t st;
+        /* the signal that b4's job waits for room, not just that b4 was read
+           (its filter and the listener check are then behind it) */
+        int64_t end = tu_now_ms() + WAIT_MS;
+        while (!dfc_loop_receiver_waits(f.loop) && tu_now_ms() < end)
+            usleep(1000);
+        CHECK(dfc_loop_receiver_waits(f.loop));
         dfc_loop_stats(f.loop, &st);
+        CHECK(st.queue_waits >= 1);
         CHECK_EQ(st.received, 4); /* bounded: the other 6 wait in ZeroMQ */
         CHECK_EQ(st.dispatched, 3);
         if (variant == 0) {
@@ -1190,6 +1287,98 @@ test_gaps(void)
     fx_fini(&f);
 }
 
+/* ------------------------------------- bytes with lengths (A4) */
+
+/*  Ids, epochs and topics that differ only after a NUL byte are different:
+    none of them may be taken for a duplicate or for the same gap key. */
+static void
+test_nul_bytes(void)
+{
+    fx_t f;
+    fx_init(&f, "inproc://nul", (dfc_config_t){0});
+    recs_reset();
+    dfc_listener_t u = {.name = "n",
+                        .ctx = "n",
+                        .on_message_sent = c_message_sent,
+                        .on_unknown = c_unknown,
+                        .is_accepting_event = accept_all};
+    dfc_loop_subscribe(f.loop, &u);
+    fx_start(&f);
+    /* four ids that differ after a NUL, then a real duplicate of the first */
+    const char *ids[] = {"k\\u00001", "k\\u00002", "k\\u00003", "k\\u00004", "k\\u00001"};
+    for (int i = 0; i < 5; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"id\":\"%s\",\"type\":\"MESSAGESENT\"," INIT "}", ids[i]);
+        tu_envelope(&f.sb, (uint64_t)i + 1, (uint64_t)i + 1, "ep", BOT, json);
+        CHECK(tu_send2(f.xpub, "MESSAGESENT", f.sb.data, f.sb.size) == 0);
+    }
+    /* epochs "e\0a" then "e\0b": a new epoch (a baseline), not a gap of 4 */
+    tu_envelope_n(&f.sb, 1, 1, "e\0a", 3, BOT, "{\"id\":\"x1\",\"type\":\"T\"}");
+    CHECK(tu_send2(f.xpub, "T", f.sb.data, f.sb.size) == 0);
+    tu_envelope_n(&f.sb, 6, 6, "e\0b", 3, BOT, "{\"id\":\"x2\",\"type\":\"T\"}");
+    CHECK(tu_send2(f.xpub, "T", f.sb.data, f.sb.size) == 0);
+    /* topics "Z\0a" then "Z\0b" (unknown types): two topics, not a gap of 2 */
+    tu_envelope(&f.sb, 1, 7, "ep", BOT, "{\"id\":\"z1\",\"type\":\"Z\"}");
+    CHECK(tu_send2n(f.xpub, "Z\0a", 3, f.sb.data, f.sb.size) == 0);
+    tu_envelope(&f.sb, 4, 8, "ep", BOT, "{\"id\":\"z2\",\"type\":\"Z\"}");
+    CHECK(tu_send2n(f.xpub, "Z\0b", 3, f.sb.data, f.sb.size) == 0);
+    CHECK(wait_recs("n", 8));
+    fx_stop(&f);
+    dfc_stats_t st;
+    dfc_loop_stats(f.loop, &st);
+    CHECK_EQ(st.received, 9);
+    CHECK_EQ(st.duplicates, 1);
+    CHECK_EQ(st.completed, 8);
+    CHECK_EQ(st.gaps, 0);
+    CHECK_EQ(count_recs("n"), 8);
+    fx_fini(&f);
+}
+
+/* ------------------------- configuration and out-of-memory paths (A6) */
+
+static void
+test_config_errors(void)
+{
+    char *logbuf = NULL;
+    size_t loglen = 0;
+    FILE *mem = open_memstream(&logbuf, &loglen);
+    dfc_log_set_stream(mem);
+    dfc_loop_t *l = dfc_loop_new(&(dfc_config_t){.checkpoint_dir = "/tmp"});
+    CHECK(l == NULL);
+    l = dfc_loop_new(&(dfc_config_t){.checkpoint_dir = "/tmp", .name = ""});
+    CHECK(l == NULL);
+    dfc_log_set_stream(NULL);
+    fclose(mem);
+    CHECK(logbuf && strstr(logbuf, "invalid argument: checkpoint_dir needs a name") != NULL);
+    CHECK(logbuf && strstr(logbuf, "out of memory") == NULL);
+    free(logbuf);
+}
+
+/*  The receiver cannot grow its link table: one error line, one counter,
+    and the link is opened on the next timer tick. */
+static void
+test_connect_oom(void)
+{
+    fx_t f;
+    fx_init(&f, "inproc://oom", (dfc_config_t){0});
+    recs_reset();
+    dfc_listener_t a = {.name = "a", .ctx = "a", .on_message_sent = c_message_sent};
+    dfc_loop_subscribe(f.loop, &a);
+    /* two failures: the first connect at start and the one that the wake
+       byte of dfc_loop_connect triggers; only the timer's retry is left */
+    dfc_alloc_fail_next(2);
+    fx_start(&f); /* waits for the subscription: the link was opened after all */
+    dfc_alloc_fail_next(0);
+    fx_pub(&f, "MESSAGESENT", 1, "{\"id\":\"o1\",\"type\":\"MESSAGESENT\"," INIT "}");
+    CHECK(wait_recs("a", 1));
+    fx_stop(&f);
+    dfc_stats_t st;
+    dfc_loop_stats(f.loop, &st);
+    CHECK_EQ(st.alloc_failures, 2);
+    CHECK_EQ(st.received, 1);
+    fx_fini(&f);
+}
+
 int
 main(void)
 {
@@ -1199,12 +1388,16 @@ main(void)
     test_filter();
     test_concurrency();
     test_subscribe_live();
+    test_unsubscribe_filter();
     test_stop();
     test_backpressure();
     test_hostile();
     test_tcp_oversize();
     test_two_bridges();
     test_gaps();
+    test_nul_bytes();
+    test_config_errors();
+    test_connect_oom();
     if (failures)
         fprintf(stderr, "consumer_loop: %d failure(s)\n", failures);
     else

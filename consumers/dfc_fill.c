@@ -1,0 +1,378 @@
+/*  dfc_fill: the gap filler of one link, as ONE state (dfc_fill_state_t) and
+    ONE transition function (dfc_fill_on): it asks the replay endpoint for
+    what is missing, holds live events meanwhile, and on the end of the fill
+    (done, error, no progress, no answer) counts what it could not get as lost
+    and releases what it held in gseq order. Receiver thread only. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfc_loop_priv.h"
+
+/*  What a transition leads to; handled by the loop at the end of
+    dfc_fill_on, so that no step calls back into another. */
+typedef enum { ACT_NONE, ACT_SEND, ACT_GIVE_UP } act_t;
+
+bool
+dfc_fill_busy(const link_t *L)
+{
+    return L->fill.state != DFC_FILL_IDLE;
+}
+
+static void
+close_dealer(dfc_fill_t *f)
+{
+    if (f->dealer)
+        zmq_close(f->dealer);
+    f->dealer = NULL;
+    free(f->dealer_ep);
+    f->dealer_ep = NULL;
+}
+
+void
+dfc_fill_destroy(link_t *L)
+{
+    dfc_fill_t *f = &L->fill;
+    close_dealer(f);
+    for (size_t i = 0; i < f->nheld; i++)
+        dfc_event_unref(f->held[i]);
+    free(f->held);
+    memset(f, 0, sizeof *f);
+}
+
+static bool
+dealer_open(dfc_loop_t *loop, link_t *L)
+{
+    dfc_fill_t *f = &L->fill;
+    if (f->dealer && f->dealer_ep && strcmp(f->dealer_ep, L->replay) == 0)
+        return true;
+    close_dealer(f);
+    f->dealer = dfc_replay_open(loop->zctx, L->replay, loop->cfg.max_frame);
+    f->dealer_ep = f->dealer ? strdup(L->replay) : NULL;
+    if (f->dealer && !f->dealer_ep)
+        close_dealer(f); /* out of memory: like a socket error */
+    return f->dealer != NULL;
+}
+
+/*  Sends the request for hw+1... Returns ACT_GIVE_UP with *why when there is
+    nothing to wait for; the state is ASKED when the request went out,
+    WAITING when the deadline has to ask again. */
+static act_t
+fill_send(dfc_loop_t *loop, link_t *L, const char **why)
+{
+    dfc_fill_t *f = &L->fill;
+    f->state = DFC_FILL_WAITING;
+    f->answer_events = 0;
+    f->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms;
+    if (!L->replay) {
+        /* a heartbeat said the bridge has no replay: nothing to wait for;
+           else the first heartbeat may name one, the deadline bounds the wait */
+        *why = "the bridge has no replay endpoint";
+        return L->hb_seen ? ACT_GIVE_UP : ACT_NONE;
+    }
+    if (!dealer_open(loop, L)) {
+        *why = "cannot open the replay socket";
+        return ACT_GIVE_UP;
+    }
+    unsigned char buf[512];
+    size_t n = dfc_replay_request(buf, sizeof buf, ++f->req, L->epoch, L->epoch_len, L->hw + 1,
+                                  REPLAY_LIMIT, NULL, 0);
+    if (n == 0 || zmq_send(f->dealer, buf, n, ZMQ_DONTWAIT) != (int)n) {
+        dfc_log(DFC_LOG_WARN, "replay %s: cannot send the request", L->replay);
+        return ACT_NONE; /* the deadline retries */
+    }
+    f->state = DFC_FILL_ASKED;
+    STAT_ADD(loop, replay_requests, 1);
+    dfc_log(DFC_LOG_DEBUG, "replay %s: from gseq %llu (epoch %s)", L->replay,
+            (unsigned long long)L->hw + 1, L->epoch);
+    return ACT_NONE;
+}
+
+/*  The end of a fill: what is still missing is counted lost (see
+    "Numbers that cannot be right" for the cap), then every held event goes
+    out in gseq order, holes between them counted lost: asking again for
+    them would fail the same way. */
+static void
+fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
+{
+    dfc_fill_t *f = &L->fill;
+    /* Without an answer nothing confirms a heartbeat's claim: trust it only
+       DFC_GSEQ_AHEAD beyond what was received. */
+    uint64_t proof = L->seen > L->hw ? L->seen : L->hw;
+    if (f->target > proof && f->target - proof > DFC_GSEQ_AHEAD)
+        f->target = proof + DFC_GSEQ_AHEAD;
+    uint64_t missing = f->target > L->hw ? f->target - L->hw : 0;
+    if (missing) {
+        STAT_ADD(loop, lost, missing);
+        dfc_log(DFC_LOG_WARN, "%s: %llu message(s) of epoch %s lost (gseq %llu..%llu): %s",
+                L->endpoint, (unsigned long long)missing, L->epoch, (unsigned long long)L->hw + 1,
+                (unsigned long long)f->target, why);
+        L->hw = f->target;
+    }
+    f->state = DFC_FILL_IDLE;
+    for (size_t i = 0; i < f->nheld; i++) {
+        dfc_event_t *ev = f->held[i];
+        uint64_t g = dfc_event_gseq(ev);
+        if (g > L->hw) {
+            if (g > L->hw + 1)
+                STAT_ADD(loop, lost, g - L->hw - 1);
+            L->hw = g;
+            dfc_deliver(loop, ev);
+        }
+        dfc_event_unref(ev);
+    }
+    f->nheld = 0;
+}
+
+/*  An end marker of the request in flight: what to do next. */
+static act_t
+on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char **why, char *whybuf,
+          size_t whysize)
+{
+    dfc_fill_t *f = &L->fill;
+    f->state = DFC_FILL_WAITING;
+    /* progress = the answer delivered events: a last_gseq or oldest_gseq
+       that moves without any (a peer can move them forever) is not */
+    bool progress = f->answer_events > 0;
+    if (progress)
+        f->stalls = 0;
+    if (end->ok) {
+        /* whatever it sent and we could not use (malformed) is lost */
+        if (end->last_gseq > L->hw) {
+            STAT_ADD(loop, lost, end->last_gseq - L->hw);
+            L->hw = end->last_gseq;
+        }
+        if (end->more && !progress && ++f->stalls >= REPLAY_STALLS) {
+            STAT_ADD(loop, replay_stalls, 1);
+            *why = "the replay answers make no progress";
+            return ACT_GIVE_UP;
+        }
+        if (end->more) {
+            f->tries = 0;
+            return ACT_SEND;
+        }
+        /* The answer runs to the journal's head: a target above both the
+           head and every gseq received was claimed (by a heartbeat) and
+           cannot be right. Not a loss; the mark stays below it. */
+        uint64_t confirmed = end->has_head && end->head_gseq > L->seen ? end->head_gseq : L->seen;
+        if (confirmed < L->hw)
+            confirmed = L->hw;
+        if (f->target > confirmed) {
+            dfc_log(DFC_LOG_WARN,
+                    "%s: gseq %llu was announced but replay's head is %llu: dropped as a bad "
+                    "envelope",
+                    L->endpoint, (unsigned long long)f->target, (unsigned long long)end->head_gseq);
+            dfc_drop_count(loop, DFC_MSG_BAD_ENVELOPE);
+            f->target = confirmed;
+            if (L->live_last > confirmed)
+                L->live_last = confirmed;
+        }
+        *why = "not in the journal";
+        return ACT_GIVE_UP;
+    }
+    STAT_ADD(loop, replay_errors, 1);
+    if (strcmp(end->code, "gone") == 0 && end->oldest_gseq > L->hw + 1) {
+        /* counted lost up to oldest-1, then go on from there */
+        uint64_t upto = end->oldest_gseq - 1 < f->target ? end->oldest_gseq - 1 : f->target;
+        uint64_t missing = upto > L->hw ? upto - L->hw : 0;
+        STAT_ADD(loop, lost, missing);
+        dfc_log(DFC_LOG_WARN, "%s: %llu message(s) lost: gone (oldest retained %llu)", L->endpoint,
+                (unsigned long long)missing, (unsigned long long)end->oldest_gseq);
+        if (upto > L->hw)
+            L->hw = upto;
+        f->tries = 0;
+        if (!progress && ++f->stalls >= REPLAY_STALLS) {
+            STAT_ADD(loop, replay_stalls, 1);
+            *why = "the replay answers make no progress";
+            return ACT_GIVE_UP;
+        }
+        return ACT_SEND;
+    }
+    snprintf(whybuf, whysize, "replay error %s: %s", end->code[0] ? end->code : "?", end->error);
+    *why = whybuf;
+    return ACT_GIVE_UP;
+}
+
+void
+dfc_fill_on(dfc_loop_t *loop, link_t *L, dfc_fill_ev_t ev, uint64_t arg,
+            const dfc_replay_end_t *end)
+{
+    dfc_fill_t *f = &L->fill;
+    act_t act = ACT_NONE;
+    const char *why = "";
+    char whybuf[320];
+    switch (ev) {
+    case DFC_FILL_EV_MISSING:
+        if (f->state == DFC_FILL_IDLE) {
+            f->target = arg;
+            f->tries = 0;
+            f->stalls = 0;
+            act = ACT_SEND;
+        } else if (arg > f->target) {
+            f->target = arg;
+        }
+        break;
+    case DFC_FILL_EV_HEARTBEAT:
+        if (f->state == DFC_FILL_WAITING)
+            act = ACT_SEND; /* it may have been waiting for the endpoint */
+        break;
+    case DFC_FILL_EV_TICK:
+        if (f->state == DFC_FILL_IDLE || (int64_t)arg <= f->deadline)
+            break;
+        if (f->state == DFC_FILL_WAITING) {
+            act = L->replay ? ACT_SEND : ACT_GIVE_UP;
+            why = "no replay endpoint known";
+            break;
+        }
+        STAT_ADD(loop, replay_errors, 1);
+        close_dealer(f); /* a late answer to the old request must not mix in */
+        if (++f->tries < REPLAY_TRIES) {
+            dfc_log(DFC_LOG_WARN, "replay %s: no answer in %d ms, asking again", L->replay,
+                    loop->cfg.replay_timeout_ms);
+            act = ACT_SEND;
+        } else {
+            act = ACT_GIVE_UP;
+            why = "the replay endpoint does not answer";
+        }
+        break;
+    case DFC_FILL_EV_ANSWER:
+        if (f->state == DFC_FILL_ASKED)
+            act = on_answer(loop, L, end, &why, whybuf, sizeof whybuf);
+        break;
+    case DFC_FILL_EV_EPOCH:
+        /* what the old epoch still missed stays counted in gaps */
+        if (f->state != DFC_FILL_IDLE || f->nheld) {
+            f->target = L->hw;
+            act = ACT_GIVE_UP;
+            why = "new epoch";
+        }
+        close_dealer(f); /* stale replies of the old epoch must not reach the new one */
+        break;
+    case DFC_FILL_EV_STOP:
+        /* held events are not handled: the checkpoint stays below them */
+        for (size_t i = 0; i < f->nheld; i++)
+            dfc_event_unref(f->held[i]);
+        f->nheld = 0;
+        close_dealer(f);
+        f->state = DFC_FILL_IDLE;
+        break;
+    }
+    while (act != ACT_NONE) {
+        if (act == ACT_SEND) {
+            act = fill_send(loop, L, &why);
+        } else {
+            fill_give_up(loop, L, why);
+            act = ACT_NONE;
+        }
+    }
+}
+
+void
+dfc_fill_hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
+{
+    dfc_fill_t *f = &L->fill;
+    uint64_t g = dfc_event_gseq(ev);
+    if (f->nheld == loop->cfg.max_held) {
+        /* too many: let replay bring it (the journal has it) */
+        if (g > f->target)
+            f->target = g;
+        STAT_ADD(loop, held_dropped, 1);
+        return;
+    }
+    if (f->nheld == f->held_cap) {
+        size_t cap = f->held_cap ? f->held_cap * 2 : 64;
+        if (cap > loop->cfg.max_held)
+            cap = loop->cfg.max_held;
+        dfc_event_t **grown = dfc_realloc(f->held, cap * sizeof *grown);
+        if (!grown) {
+            if (g > f->target)
+                f->target = g;
+            STAT_ADD(loop, held_dropped, 1);
+            STAT_ADD(loop, alloc_failures, 1);
+            dfc_log(DFC_LOG_ERROR, "out of memory: live gseq %llu not held (replay brings it)",
+                    (unsigned long long)g);
+            return;
+        }
+        f->held = grown;
+        f->held_cap = cap;
+    }
+    dfc_event_ref(ev);
+    f->held[f->nheld++] = ev;
+}
+
+/*  One replayed message (same framing as published). */
+static void
+on_replayed(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
+{
+    dfc_fill_t *f = &L->fill;
+    uint64_t g = dfc_event_gseq(ev);
+    f->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms; /* it is answering */
+    size_t el;
+    const char *epoch = dfc_event_epoch_n(ev, &el);
+    if (f->state == DFC_FILL_IDLE || !dfc_link_same_epoch(L, epoch, el) || g <= L->hw)
+        return;
+    if (g > L->hw + 1)
+        STAT_ADD(loop, lost, g - L->hw - 1); /* the journal has a hole */
+    L->hw = g;
+    if (g > L->seen)
+        L->seen = g;
+    f->answer_events++;
+    STAT_ADD(loop, replayed, 1);
+    if (dfc_range_hit(L, g))
+        STAT_ADD(loop, gaps_filled, 1);
+    dfc_deliver(loop, ev);
+}
+
+/*  "_end": only the answer to the request in flight counts; one that cannot
+    be right is dropped (bad_envelope) and the deadline asks again. */
+static void
+on_end(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
+{
+    dfc_replay_end_t end;
+    int rc = dfc_replay_end_parse(body, len, &end);
+    if (rc == DFC_EINVAL) {
+        dfc_log(DFC_LOG_WARN, "replay %s: malformed end marker", L->replay);
+        return;
+    }
+    if (!end.has_req || end.req != L->fill.req || L->fill.state == DFC_FILL_IDLE)
+        return; /* an answer to a request we gave up */
+    if (end.impossible) {
+        dfc_drop(loop, DFC_MSG_BAD_ENVELOPE, len);
+        return;
+    }
+    dfc_fill_on(loop, L, DFC_FILL_EV_ANSWER, 0, &end);
+}
+
+int
+dfc_fill_receive(dfc_loop_t *loop, link_t *L)
+{
+    zmq_msg_t parts[2];
+    size_t nparts, total;
+    int r = dfc_msg_read(L->fill.dealer, parts, &nparts, &total);
+    if (r <= 0)
+        return r;
+    if (nparts == 2 && dfc_msg_is(&parts[0], "_end")) {
+        on_end(loop, L, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
+    } else {
+        dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
+        dfc_event_t *ev = NULL;
+        if (dfc_frames_check(nparts, zmq_msg_size(&parts[0])) == DFC_MSG_OK)
+            ev = dfc_event_new(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
+                               zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]),
+                               loop->cfg.max_frame, &st);
+        if (ev && (dfc_event_seq(ev) > DFC_SEQ_MAX || dfc_event_gseq(ev) > DFC_SEQ_MAX)) {
+            dfc_event_unref(ev);
+            ev = NULL;
+            st = DFC_MSG_BAD_ENVELOPE;
+        }
+        if (ev) {
+            on_replayed(loop, L, ev);
+            dfc_event_unref(ev);
+        } else {
+            dfc_drop(loop, st, total);
+        }
+    }
+    zmq_msg_close(&parts[0]);
+    zmq_msg_close(&parts[1]);
+    return 1;
+}
