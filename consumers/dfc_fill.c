@@ -171,13 +171,21 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
         return ACT_GIVE_UP;
     }
     STAT_ADD(loop, replay_errors, 1);
-    if (strcmp(end->code, "gone") == 0 && end->oldest_gseq > L->hw + 1) {
-        /* counted lost up to oldest-1, then go on from there */
-        uint64_t upto = end->oldest_gseq - 1 < f->target ? end->oldest_gseq - 1 : f->target;
+    /* gone: older than retention, readable again from oldest_gseq; damaged:
+       lost_from..lost_to cannot be read, what follows can. Either way the
+       range is counted lost and the fill goes on after it. */
+    uint64_t resume = 0;
+    if (strcmp(end->code, "gone") == 0)
+        resume = end->oldest_gseq;
+    else if (strcmp(end->code, "damaged") == 0 && end->has_lost)
+        resume = end->lost_to + 1;
+    if (resume > L->hw + 1) {
+        uint64_t upto = resume - 1 < f->target ? resume - 1 : f->target;
         uint64_t missing = upto > L->hw ? upto - L->hw : 0;
         STAT_ADD(loop, lost, missing);
-        dfc_log(DFC_LOG_WARN, "%s: %llu message(s) lost: gone (oldest retained %llu)", L->endpoint,
-                (unsigned long long)missing, (unsigned long long)end->oldest_gseq);
+        dfc_log(DFC_LOG_WARN, "%s: %llu message(s) lost: %s (readable again from %llu)",
+                L->endpoint, (unsigned long long)missing, end->code,
+                (unsigned long long)resume);
         if (upto > L->hw)
             L->hw = upto;
         f->tries = 0;

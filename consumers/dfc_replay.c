@@ -127,11 +127,16 @@ dfc_replay_end_parse(const void *body, size_t len, dfc_replay_end_t *end)
     dfc_value_uint64(dfc_value_find(root, "count"), &end->count);
     dfc_value_uint64(dfc_value_find(root, "last_gseq"), &end->last_gseq);
     dfc_value_uint64(dfc_value_find(root, "oldest_gseq"), &end->oldest_gseq);
+    end->has_lost = dfc_value_uint64(dfc_value_find(root, "lost_from"), &end->lost_from) == 0 &&
+                    dfc_value_uint64(dfc_value_find(root, "lost_to"), &end->lost_to) == 0;
     if (dfc_value_type(root) != DFC_MAP)
         rc = DFC_EINVAL;
     /* numbers that cannot be right (dfconsumer.h, DFC_SEQ_MAX) */
     if (end->last_gseq > DFC_SEQ_MAX || end->head_gseq > DFC_SEQ_MAX ||
         end->oldest_gseq > DFC_SEQ_MAX || (end->has_head && end->last_gseq > end->head_gseq))
+        end->impossible = true;
+    if (end->has_lost && (end->lost_from > end->lost_to || end->lost_to > DFC_SEQ_MAX ||
+                          (end->has_head && end->lost_to > end->head_gseq)))
         end->impossible = true;
     dfc_doc_destroy(&doc);
     return rc;

@@ -34,6 +34,7 @@ typedef struct {
     } seqs[32];
     int nseqs;
     uint64_t oldest;   /* entries below are gone (0: none) */
+    uint64_t damaged_from, damaged_to; /* entries in this range cannot be read (0: none) */
     bool gate_closed;  /* the server holds its answers until opened */
     bool mute;         /* the server reads requests and never answers */
     int requests;      /* requests read */
@@ -80,7 +81,8 @@ fb_send_end(fb_t *fb, zmq_msg_t *id, uint64_t req, const char *code, size_t coun
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, code ? 11 : 9);
+    bool damaged = code && strcmp(code, "damaged") == 0;
+    msgpack_pack_map(&pk, code ? (damaged ? 13 : 11) : 9);
 #define K(s) msgpack_pack_str_with_body(&pk, s, strlen(s))
     K("v");
     msgpack_pack_uint64(&pk, 1);
@@ -105,6 +107,12 @@ fb_send_end(fb_t *fb, zmq_msg_t *id, uint64_t req, const char *code, size_t coun
         K(code);
         K("error");
         K("test fault");
+    }
+    if (damaged) {
+        K("lost_from");
+        msgpack_pack_uint64(&pk, fb->damaged_from);
+        K("lost_to");
+        msgpack_pack_uint64(&pk, fb->damaged_to);
     }
 #undef K
     zmq_msg_t c;
@@ -162,6 +170,11 @@ fb_answer(fb_t *fb, zmq_msg_t *id, const void *data, size_t len)
     for (size_t i = 0; i < fb->nj && count < limit; i++) {
         if (fb->j[i].gseq < from)
             continue;
+        if (fb->damaged_from && fb->j[i].gseq >= fb->damaged_from &&
+            fb->j[i].gseq <= fb->damaged_to) {
+            fb_send_end(fb, id, req, "damaged", count, last, false);
+            return;
+        }
         zmq_msg_t c;
         zmq_msg_init(&c);
         zmq_msg_copy(&c, id);
