@@ -43,7 +43,7 @@ if [ "$sanitize" = 1 ]; then
   cmake -S "$top" -B "$top/build-tsan" -DCMAKE_BUILD_TYPE=Debug -DDF_TSAN=ON >/dev/null
   cmake --build "$top/build-tsan" -j"$jobs"
   echo "== tests that start threads, under ThreadSanitizer (label threads)"
-  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$top/tests/tsan.supp" \
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$top/tests/tsan.supp" \
     ctest --test-dir "$top/build-tsan" --output-on-failure -j"$jobs" --timeout 900 -L threads \
           -LE no_sanitize --no-tests=error
 fi
