@@ -26,6 +26,7 @@
 #include "dfb_mpack.h"
 #include "dfb_publish.h"
 #include "dfb_replay.h"
+#include "dfb_golden.h"
 
 static char s_dir[512];
 
@@ -1162,60 +1163,11 @@ test_heartbeat(void)
 
 /* ---- golden vectors of the bridge's own messages -------------------------- */
 
-static char *
-slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *d = malloc((size_t)n + 1);
-    if (d && fread(d, 1, (size_t)n, f) != (size_t)n) {
-        free(d);
-        d = NULL;
-    }
-    fclose(f);
-    if (d)
-        d[n] = '\0';
-    *len = (size_t)n;
-    return d;
-}
-
-/*  The msgpack_hex of the entry named name in section (an array of objects). */
-static const char *
-vector_hex(dfb_json_t *json, const char *section, const char *name, const char *field)
-{
-    dfb_json_ref_t arr = dfb_json_get(json, 0, section);
-    for (dfb_json_ref_t e = dfb_json_first(json, arr); e != DFB_JSON_NONE;
-         e = dfb_json_next(json, e)) {
-        const char *n = dfb_json_string(json, dfb_json_get(json, e, "name"), NULL);
-        if (n && strcmp(n, name) == 0)
-            return dfb_json_string(json, dfb_json_get(json, e, field), NULL);
-    }
-    return NULL;
-}
-
-static int
-same_hex(const dfb_buf_t *b, const char *hex)
-{
-    if (!hex || strlen(hex) != b->len * 2)
-        return 0;
-    char two[3];
-    for (size_t i = 0; i < b->len; i++) {
-        snprintf(two, sizeof two, "%02x", b->data[i]);
-        if (memcmp(two, hex + 2 * i, 2) != 0)
-            return 0;
-    }
-    return 1;
-}
-
 static dfb_json_t *
 load_vectors(char **text)
 {
     size_t len = 0;
-    *text = slurp(DF_SOURCE_DIR "/schemas/golden/vectors.json", &len);
+    *text = dfb_golden_slurp(DF_SOURCE_DIR "/schemas/golden/vectors.json", &len);
     dfb_json_t *json = dfb_json_new();
     CHECK(*text && json && dfb_json_parse(json, *text, len) == 0);
     return json;
@@ -1232,19 +1184,21 @@ test_golden_heartbeat(void)
     dfb_topics_get(seqs, "UNKNOWN", 7, 1); /* seq 0: not listed */
     CHECK(dfb_heartbeat_encode(&b, "20261127T075500Z-3fa2c1d9", 0, seqs, 1764230100123ULL, 1000,
                                "tcp://bridge.example:5557") == 0);
-    CHECK(same_hex(&b, vector_hex(json, "bridge_messages", "heartbeat_idle", "msgpack_hex")));
+    CHECK(dfb_golden_same_hex(
+        &b, dfb_golden_vector(json, "bridge_messages", "heartbeat_idle", "msgpack_hex")));
     b.len = 0;
     dfb_topics_get(seqs, "MESSAGESENT", 11, 1)->seq = 65536;
     CHECK(dfb_heartbeat_encode(&b, "20261127T075500Z-3fa2c1d9", 4294967296ULL, seqs,
                                1764230100123ULL, 250, "") == 0);
-    CHECK(same_hex(&b, vector_hex(json, "bridge_messages", "heartbeat_one_topic", "msgpack_hex")));
+    CHECK(dfb_golden_same_hex(
+        &b, dfb_golden_vector(json, "bridge_messages", "heartbeat_one_topic", "msgpack_hex")));
     /* The contract's FNV-1a 64 (partition keys) is the bridge's. */
     const char *keys[][2] = {{"room_event", "aBcD1234efGH5678ijKL___oZxZ4O1dA"},
                              {"no_stream_uses_id", "c0nn3ct"},
                              {"nothing", ""},
                              {"non_ascii", "\xe6\xb5\x81-\xc3\xbc"}};
     for (int i = 0; i < 4; i++) {
-        const char *want = vector_hex(json, "keys", keys[i][0], "fnv1a64");
+        const char *want = dfb_golden_vector(json, "keys", keys[i][0], "fnv1a64");
         char got[32];
         snprintf(got, sizeof got, "%" PRIu64, dfb_fnv1a64(keys[i][1], strlen(keys[i][1])));
         CHECK(want && strcmp(want, got) == 0);
@@ -1293,7 +1247,8 @@ test_golden_end(void)
     for (int i = 0; i < 3; i++) {
         b.len = 0;
         CHECK(dfb_replay_end_encode(&b, &cases[i].e) == 0);
-        int ok = same_hex(&b, vector_hex(json, "bridge_messages", cases[i].name, "msgpack_hex"));
+        int ok = dfb_golden_same_hex(
+            &b, dfb_golden_vector(json, "bridge_messages", cases[i].name, "msgpack_hex"));
         if (!ok)
             printf("  %s differs\n", cases[i].name);
         CHECK(ok);

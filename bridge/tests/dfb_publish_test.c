@@ -16,55 +16,7 @@
 #include "dfb_publish.h"
 #include "dfb_replay.h"
 #include "dfb_stop.h"
-
-static char *
-slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *d = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (d && fread(d, 1, (size_t)n, f) != (size_t)n) {
-        free(d);
-        d = NULL;
-    }
-    fclose(f);
-    if (d)
-        d[n] = '\0';
-    *len = d ? (size_t)n : 0;
-    return d;
-}
-
-static int
-same_hex(const dfb_buf_t *b, const char *hex)
-{
-    if (!hex || strlen(hex) != b->len * 2)
-        return 0;
-    char two[3];
-    for (size_t i = 0; i < b->len; i++) {
-        snprintf(two, sizeof two, "%02x", b->data[i]);
-        if (memcmp(two, hex + 2 * i, 2) != 0)
-            return 0;
-    }
-    return 1;
-}
-
-/*  The msgpack_hex of the bridge_messages vector named name. */
-static const char *
-vector_hex(dfb_json_t *json, const char *name)
-{
-    dfb_json_ref_t arr = dfb_json_get(json, 0, "bridge_messages");
-    for (dfb_json_ref_t e = dfb_json_first(json, arr); e != DFB_JSON_NONE;
-         e = dfb_json_next(json, e)) {
-        const char *n = dfb_json_string(json, dfb_json_get(json, e, "name"), NULL);
-        if (n && strcmp(n, name) == 0)
-            return dfb_json_string(json, dfb_json_get(json, e, "msgpack_hex"), NULL);
-    }
-    return NULL;
-}
+#include "dfb_golden.h"
 
 /*  The actor stops after 3 messages (the test fault) and says so through
     the daemon's stop pipe; then every call returns at once: 30000
@@ -118,7 +70,7 @@ static void
 test_info_table(void)
 {
     size_t len;
-    char *text = slurp(DF_SOURCE_DIR "/schemas/contract-v1.json", &len);
+    char *text = dfb_golden_slurp(DF_SOURCE_DIR "/schemas/contract-v1.json", &len);
     dfb_json_t *json = dfb_json_new();
     CHECK(text && json && dfb_json_parse(json, text, len) == 0);
     dfb_json_ref_t c = dfb_json_get(json, dfb_json_get(json, 0, "replay_info"), "counters");
@@ -151,7 +103,7 @@ static void
 test_info_golden(void)
 {
     size_t len;
-    char *text = slurp(DF_SOURCE_DIR "/schemas/golden/vectors.json", &len);
+    char *text = dfb_golden_slurp(DF_SOURCE_DIR "/schemas/golden/vectors.json", &len);
     dfb_json_t *json = dfb_json_new();
     CHECK(text && json && dfb_json_parse(json, text, len) == 0);
     dfb_buf_t b;
@@ -160,7 +112,8 @@ test_info_golden(void)
     uint64_t values[] = {3, 4294967296ULL, 0};
     CHECK(dfb_info_encode(&b, 11, "20261127T075500Z-3fa2c1d9", 1764230100123ULL, names, values,
                           3) == 0);
-    CHECK(same_hex(&b, vector_hex(json, "info_reply")));
+    CHECK(dfb_golden_same_hex(
+        &b, dfb_golden_vector(json, "bridge_messages", "info_reply", "msgpack_hex")));
     b.len = 0;
     dfb_replay_end_t e = {.req = 10,
                           .last_gseq = 41,
@@ -170,7 +123,8 @@ test_info_golden(void)
                           .code = "io_error",
                           .error = "the journal cannot be read at that position: ask again later"};
     CHECK(dfb_replay_end_encode(&b, &e) == 0);
-    CHECK(same_hex(&b, vector_hex(json, "end_error_io_error")));
+    CHECK(dfb_golden_same_hex(
+        &b, dfb_golden_vector(json, "bridge_messages", "end_error_io_error", "msgpack_hex")));
     b.len = 0;
     dfb_replay_end_t d = {.req = 12,
                           .count = 10,
@@ -184,7 +138,8 @@ test_info_golden(void)
                           .lost_from = 11,
                           .lost_to = 20};
     CHECK(dfb_replay_end_encode(&b, &d) == 0);
-    CHECK(same_hex(&b, vector_hex(json, "end_error_damaged")));
+    CHECK(dfb_golden_same_hex(
+        &b, dfb_golden_vector(json, "bridge_messages", "end_error_damaged", "msgpack_hex")));
     dfb_buf_free(&b);
     dfb_json_destroy(&json);
     free(text);
