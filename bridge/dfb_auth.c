@@ -550,14 +550,8 @@ dfb_auth_session_info(dfb_auth_t *self, dfb_http_t *http, int stop_fd, int64_t *
 
 #include <unistd.h>
 
-static int s_afails;
-#define ACHECK(cond)                                                                               \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
-            s_afails++;                                                                            \
-        }                                                                                          \
-    } while (0)
+/* The project's one CHECK macro set (tests/include/df_check.h). */
+#include "df_check.h"
 
 static int
 b64url_decode(const char *in, size_t len, unsigned char *out, size_t *outlen)
@@ -602,60 +596,60 @@ check_jwt(const char *priv_path, const char *key_content, const char *pub_path, 
     dfb_auth_t *auth = dfb_auth_new(&cfg, err, sizeof err);
     if (!auth)
         printf("  %s\n", err);
-    ACHECK(auth);
+    CHECK(auth);
     if (!auth)
         return;
     time_t now = time(NULL);
     char *jwt = dfb_auth_jwt(auth, now);
-    ACHECK(jwt);
+    CHECK(jwt);
     if (verbose && jwt)
         printf("  jwt %.60s...\n", jwt);
     const char *d1 = jwt ? strchr(jwt, '.') : NULL;
     const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-    ACHECK(d1 && d2 && !strchr(d2 + 1, '.'));
+    CHECK(d1 && d2 && !strchr(d2 + 1, '.'));
     if (d1 && d2) {
         unsigned char buf[2048];
         size_t n;
-        ACHECK(b64url_decode(jwt, (size_t)(d1 - jwt), buf, &n) == 0);
+        CHECK(b64url_decode(jwt, (size_t)(d1 - jwt), buf, &n) == 0);
         buf[n] = '\0';
-        ACHECK(strcmp((char *)buf, "{\"alg\":\"RS512\",\"typ\":\"JWT\"}") == 0);
-        ACHECK(b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), buf, &n) == 0);
+        CHECK(strcmp((char *)buf, "{\"alg\":\"RS512\",\"typ\":\"JWT\"}") == 0);
+        CHECK(b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), buf, &n) == 0);
         dfb_json_t *j = dfb_json_new();
-        ACHECK(j && dfb_json_parse(j, (char *)buf, n) == 0);
+        CHECK(j && dfb_json_parse(j, (char *)buf, n) == 0);
         if (j) {
-            ACHECK(dfb_json_count(j, 0) == 2); /* only sub and exp */
+            CHECK(dfb_json_count(j, 0) == 2); /* only sub and exp */
             dfb_json_ref_t sub = dfb_json_get(j, 0, "sub");
             dfb_json_ref_t exp = dfb_json_get(j, 0, "exp");
-            ACHECK(sub != DFB_JSON_NONE &&
+            CHECK(sub != DFB_JSON_NONE &&
                    strcmp(dfb_json_string(j, sub, NULL), "my-bot \"quoted\"") == 0);
-            ACHECK(exp != DFB_JSON_NONE && dfb_json_type(j, exp) == DFB_JSON_INT);
+            CHECK(exp != DFB_JSON_NONE && dfb_json_type(j, exp) == DFB_JSON_INT);
             if (exp != DFB_JSON_NONE) {
                 int64_t e = dfb_json_int(j, exp);
-                ACHECK(e == (int64_t)now + 240);
-                ACHECK(e >= (int64_t)time(NULL) + 239 && e <= (int64_t)time(NULL) + 241);
+                CHECK(e == (int64_t)now + 240);
+                CHECK(e >= (int64_t)time(NULL) + 239 && e <= (int64_t)time(NULL) + 241);
             }
         }
         dfb_json_destroy(&j);
         /* Verify the signature independently with the public key. */
         unsigned char sig[1024];
         size_t siglen;
-        ACHECK(b64url_decode(d2 + 1, strlen(d2 + 1), sig, &siglen) == 0);
+        CHECK(b64url_decode(d2 + 1, strlen(d2 + 1), sig, &siglen) == 0);
         FILE *f = fopen(pub_path, "rb");
         EVP_PKEY *pub = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
         if (f)
             fclose(f);
-        ACHECK(pub);
+        CHECK(pub);
         EVP_MD_CTX *md = EVP_MD_CTX_new();
         int ok =
             pub && md && EVP_DigestVerifyInit(md, NULL, EVP_sha512(), NULL, pub) == 1 &&
             EVP_DigestVerify(md, sig, siglen, (const unsigned char *)jwt, (size_t)(d2 - jwt)) == 1;
-        ACHECK(ok);
+        CHECK(ok);
         /* And a tampered token must not verify. */
         if (pub && md) {
             char *bad = strdup(jwt);
             bad[(d1 - jwt) + 2] ^= 1;
             EVP_MD_CTX_reset(md);
-            ACHECK(EVP_DigestVerifyInit(md, NULL, EVP_sha512(), NULL, pub) == 1 &&
+            CHECK(EVP_DigestVerifyInit(md, NULL, EVP_sha512(), NULL, pub) == 1 &&
                    EVP_DigestVerify(md, sig, siglen, (const unsigned char *)bad,
                                     (size_t)(d2 - jwt)) != 1);
             free(bad);
@@ -666,7 +660,7 @@ check_jwt(const char *priv_path, const char *key_content, const char *pub_path, 
     }
     free(jwt);
     dfb_auth_destroy(&auth);
-    ACHECK(!auth);
+    CHECK(!auth);
 }
 
 static char *
@@ -685,7 +679,7 @@ slurp(const char *path)
 int
 dfb_auth_test(int verbose)
 {
-    s_afails = 0;
+    df_check_failures = 0;
     char dir[] = "/tmp/dfb_auth_test_XXXXXX";
     if (!mkdtemp(dir)) {
         printf("FAIL mkdtemp\n");
@@ -707,10 +701,10 @@ dfb_auth_test(int verbose)
         return 1;
     }
     char *text = slurp(p1);
-    ACHECK(text && strstr(text, "BEGIN RSA PRIVATE KEY")); /* really PKCS#1 */
+    CHECK(text && strstr(text, "BEGIN RSA PRIVATE KEY")); /* really PKCS#1 */
     free(text);
     text = slurp(p8);
-    ACHECK(text && strstr(text, "BEGIN PRIVATE KEY")); /* really PKCS#8 */
+    CHECK(text && strstr(text, "BEGIN PRIVATE KEY")); /* really PKCS#8 */
 
     check_jwt(p8, NULL, pub, verbose);   /* PKCS#8 from a path */
     check_jwt(p1, NULL, pub, verbose);   /* PKCS#1 from a path */
@@ -727,48 +721,48 @@ dfb_auth_test(int verbose)
     char err[512];
     cfg.key_path = (char *)"/nonexistent/key.pem";
     dfb_auth_t *auth = dfb_auth_new(&cfg, err, sizeof err);
-    ACHECK(!auth && strstr(err, "config: bot.privateKey.path: cannot read"));
+    CHECK(!auth && strstr(err, "config: bot.privateKey.path: cannot read"));
     cfg.key_path = pub; /* a public key is not a private key */
     auth = dfb_auth_new(&cfg, err, sizeof err);
-    ACHECK(!auth && strstr(err, "config: bot.privateKey.path: not a PEM private key"));
+    CHECK(!auth && strstr(err, "config: bot.privateKey.path: not a PEM private key"));
     cfg.key_path = ec;
     auth = dfb_auth_new(&cfg, err, sizeof err);
-    ACHECK(!auth && strstr(err, "config: bot.privateKey.path: not an RSA key"));
+    CHECK(!auth && strstr(err, "config: bot.privateKey.path: not an RSA key"));
     cfg.key_path = NULL;
     cfg.key_content = (char *)"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n";
     auth = dfb_auth_new(&cfg, err, sizeof err);
-    ACHECK(!auth && strstr(err, "config: bot.privateKey.content: not a PEM private key"));
+    CHECK(!auth && strstr(err, "config: bot.privateKey.content: not a PEM private key"));
     if (verbose)
         printf("  last error: %s\n", err);
 
     /* Simplified key delivery: the claim peek and the version rule. */
     dfb_json_t *j = dfb_json_new();
     /* {"sub":"b","canUseSimplifiedKeyDelivery":true} / ...false / {"sub":"b"} */
-    ACHECK(jwt_claim_bool(j,
+    CHECK(jwt_claim_bool(j,
                           "eyJhbGciOiJIUzI1NiJ9."
                           "eyJzdWIiOiJiIiwiY2FuVXNlU2ltcGxpZmllZEtleURlbGl2ZXJ5Ijp0cnVlfQ.sig",
                           SKD_CLAIM) == 1);
-    ACHECK(jwt_claim_bool(j,
+    CHECK(jwt_claim_bool(j,
                           "eyJhbGciOiJIUzI1NiJ9."
                           "eyJzdWIiOiJiIiwiY2FuVXNlU2ltcGxpZmllZEtleURlbGl2ZXJ5IjpmYWxzZX0.sig",
                           SKD_CLAIM) == 0);
-    ACHECK(jwt_claim_bool(j, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiIn0.sig", SKD_CLAIM) == 0);
-    ACHECK(jwt_claim_bool(j, "0123456789abcdef0123456789abcdef", SKD_CLAIM) == -1);
-    ACHECK(jwt_claim_bool(j, "a.b.c.d", SKD_CLAIM) == -1);
-    ACHECK(jwt_claim_bool(j, "a.!!!.c", SKD_CLAIM) == -1);
+    CHECK(jwt_claim_bool(j, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiIn0.sig", SKD_CLAIM) == 0);
+    CHECK(jwt_claim_bool(j, "0123456789abcdef0123456789abcdef", SKD_CLAIM) == -1);
+    CHECK(jwt_claim_bool(j, "a.b.c.d", SKD_CLAIM) == -1);
+    CHECK(jwt_claim_bool(j, "a.!!!.c", SKD_CLAIM) == -1);
     dfb_json_destroy(&j);
-    ACHECK(agent_version_has_skd("Agent-24.12.1"));
-    ACHECK(agent_version_has_skd("Agent-24.12.0-SNAPSHOT"));
-    ACHECK(agent_version_has_skd("Agent-25.1.3"));
-    ACHECK(!agent_version_has_skd("Agent-24.11.9"));
-    ACHECK(!agent_version_has_skd("Agent-23.14.2"));
-    ACHECK(!agent_version_has_skd("Agent-24.12")); /* the BDK's regexp wants a third part */
-    ACHECK(!agent_version_has_skd("24.12.1"));
-    ACHECK(!agent_version_has_skd(""));
-    ACHECK(!agent_version_has_skd(NULL));
+    CHECK(agent_version_has_skd("Agent-24.12.1"));
+    CHECK(agent_version_has_skd("Agent-24.12.0-SNAPSHOT"));
+    CHECK(agent_version_has_skd("Agent-25.1.3"));
+    CHECK(!agent_version_has_skd("Agent-24.11.9"));
+    CHECK(!agent_version_has_skd("Agent-23.14.2"));
+    CHECK(!agent_version_has_skd("Agent-24.12")); /* the BDK's regexp wants a third part */
+    CHECK(!agent_version_has_skd("24.12.1"));
+    CHECK(!agent_version_has_skd(""));
+    CHECK(!agent_version_has_skd(NULL));
 
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
-        s_afails++;
-    return s_afails;
+        df_check_failures++;
+    return df_check_failures;
 }

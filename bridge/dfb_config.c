@@ -1245,14 +1245,8 @@ dfb_config_destroy(dfb_config_t **self_p)
 
 /* ---- self-test ------------------------------------------------------------ */
 
-static int s_fails;
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
-            s_fails++;                                                                             \
-        }                                                                                          \
-    } while (0)
+/* The project's one CHECK macro set (tests/include/df_check.h). */
+#include "df_check.h"
 
 static int
 ep_is(const dfb_endpoint_t *ep, const char *url)
@@ -1297,7 +1291,7 @@ int
 dfb_config_test(int verbose)
 {
     char err[512] = "";
-    s_fails = 0;
+    df_check_failures = 0;
     const char *dir = getenv("DFB_TEST_DATA_DIR");
     char path[1024];
 
@@ -1597,5 +1591,5 @@ dfb_config_test(int verbose)
         dfb_config_destroy(&cfg);
     }
     /* ---- end transport keys ---- */
-    return s_fails;
+    return df_check_failures;
 }

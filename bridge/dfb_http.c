@@ -760,7 +760,6 @@ typedef struct {
     int requests;
 } server_t;
 
-static int s_hfails;
 
 /*  Case-insensitive strstr (ci_find is a GNU extension). */
 static const char *
@@ -772,13 +771,8 @@ ci_find(const char *hay, const char *needle)
             return hay;
     return NULL;
 }
-#define HCHECK(cond)                                                                               \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
-            s_hfails++;                                                                            \
-        }                                                                                          \
-    } while (0)
+/* The project's one CHECK macro set (tests/include/df_check.h). */
+#include "df_check.h"
 
 static void
 send_all(int fd, const char *data, size_t len)
@@ -928,7 +922,7 @@ listen_loopback(int *port)
 int
 dfb_http_test(int verbose)
 {
-    s_hfails = 0;
+    df_check_failures = 0;
     server_t srv;
     memset(&srv, 0, sizeof srv);
     int port;
@@ -946,35 +940,35 @@ dfb_http_test(int verbose)
     int status;
     size_t len;
     dfb_http_t *http = dfb_http_new(2000, 5000, 65536, stop[0]);
-    HCHECK(http);
+    CHECK(http);
 
     /* 200 with a body; headers as the pod expects them. */
-    HCHECK(dfb_http_set_token(http, DFB_HTTP_SESSION_TOKEN, "sess-123") == 0);
-    HCHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "") == 0);
+    CHECK(dfb_http_set_token(http, DFB_HTTP_SESSION_TOKEN, "sess-123") == 0);
+    CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "") == 0);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
     dfb_http_err_t rc = dfb_http_request(http, "POST", url, "{\"a\":1}", 7, &status);
     const char *body = dfb_http_body(http, &len);
     if (verbose)
         printf("  /ok -> %s %d '%s'\n", dfb_http_strerror(rc), status, body);
-    HCHECK(rc == DFB_HTTP_OK && status == 200);
-    HCHECK(len == 17 && strcmp(body, "{\"hello\":\"world\"}") == 0);
-    HCHECK(strncmp(srv.last_request, "POST /ok HTTP/1.1\r\n", 19) == 0);
-    HCHECK(strstr(srv.last_request, "\r\nsessionToken: sess-123\r\n"));
-    HCHECK(!ci_find(srv.last_request, "keyManagerToken"));
-    HCHECK(strstr(srv.last_request, "\r\nContent-Type: application/json\r\n"));
-    HCHECK(strstr(srv.last_request, "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
-    HCHECK(strstr(srv.last_request, "\r\n\r\n{\"a\":1}"));
+    CHECK(rc == DFB_HTTP_OK && status == 200);
+    CHECK(len == 17 && strcmp(body, "{\"hello\":\"world\"}") == 0);
+    CHECK(strncmp(srv.last_request, "POST /ok HTTP/1.1\r\n", 19) == 0);
+    CHECK(strstr(srv.last_request, "\r\nsessionToken: sess-123\r\n"));
+    CHECK(!ci_find(srv.last_request, "keyManagerToken"));
+    CHECK(strstr(srv.last_request, "\r\nContent-Type: application/json\r\n"));
+    CHECK(strstr(srv.last_request, "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
+    CHECK(strstr(srv.last_request, "\r\n\r\n{\"a\":1}"));
     const char *trace = strstr(srv.last_request, "\r\nX-Trace-Id: ");
-    HCHECK(trace && trace[14 + 6] == '\r');
+    CHECK(trace && trace[14 + 6] == '\r');
 
     /* keyManagerToken sent when set; a token with CR/LF is refused. */
-    HCHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
-    HCHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "bad\r\nX: y") == -1);
-    HCHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
+    CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
+    CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "bad\r\nX: y") == -1);
+    CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
-    HCHECK(rc == DFB_HTTP_OK && status == 200);
-    HCHECK(strncmp(srv.last_request, "GET /ok HTTP/1.1\r\n", 18) == 0);
-    HCHECK(strstr(srv.last_request, "\r\nkeyManagerToken: km-9\r\n"));
+    CHECK(rc == DFB_HTTP_OK && status == 200);
+    CHECK(strncmp(srv.last_request, "GET /ok HTTP/1.1\r\n", 18) == 0);
+    CHECK(strstr(srv.last_request, "\r\nkeyManagerToken: km-9\r\n"));
 
     /* Client routes: defaultHeaders and a User-Agent override for URLs under
        the prefix only; X-Trace-Id from defaultHeaders replaces the random one. */
@@ -985,26 +979,26 @@ dfb_http_test(int verbose)
         char prefix[128];
         snprintf(prefix, sizeof prefix, "http://127.0.0.1:%d/ok", port);
         dfb_http_client_t opts = {.headers = &hd};
-        HCHECK(dfb_http_add_client(http, prefix, &opts) == 0);
+        CHECK(dfb_http_add_client(http, prefix, &opts) == 0);
         rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
-        HCHECK(rc == DFB_HTTP_OK && status == 200);
-        HCHECK(strstr(srv.last_request, "\r\nX-Team: bots\r\n"));
-        HCHECK(strstr(srv.last_request, "\r\nX-Empty:\r\n"));
-        HCHECK(strstr(srv.last_request, "\r\nUser-Agent: custom/2\r\n"));
-        HCHECK(!strstr(srv.last_request, "dfbridge/"));
-        HCHECK(strstr(srv.last_request, "\r\nX-Trace-Id: fixed1\r\n"));
-        HCHECK(!strstr(strstr(srv.last_request, "X-Trace-Id: fixed1") + 1, "X-Trace-Id"));
+        CHECK(rc == DFB_HTTP_OK && status == 200);
+        CHECK(strstr(srv.last_request, "\r\nX-Team: bots\r\n"));
+        CHECK(strstr(srv.last_request, "\r\nX-Empty:\r\n"));
+        CHECK(strstr(srv.last_request, "\r\nUser-Agent: custom/2\r\n"));
+        CHECK(!strstr(srv.last_request, "dfbridge/"));
+        CHECK(strstr(srv.last_request, "\r\nX-Trace-Id: fixed1\r\n"));
+        CHECK(!strstr(strstr(srv.last_request, "X-Trace-Id: fixed1") + 1, "X-Trace-Id"));
         /* A prefix matches whole path segments only: /okay is not under /ok. */
         char other[128];
         snprintf(other, sizeof other, "http://127.0.0.1:%d/okay", port);
         rc = dfb_http_request(http, "GET", other, NULL, 0, &status);
-        HCHECK(!strstr(srv.last_request, "X-Team"));
-        HCHECK(strstr(srv.last_request, "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
+        CHECK(!strstr(srv.last_request, "X-Team"));
+        CHECK(strstr(srv.last_request, "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
         /* A header value with CR/LF is refused. */
         char *bad_v[] = {"a\r\nX-Injected: 1"};
         dfb_headers_t bad = {names, bad_v, 1};
         dfb_http_client_t bad_opts = {.headers = &bad};
-        HCHECK(dfb_http_add_client(http, "http://x", &bad_opts) == -1);
+        CHECK(dfb_http_add_client(http, "http://x", &bad_opts) == -1);
     }
     /* A proxy route: the request goes to the proxy (this server) in absolute
        form with Basic credentials; the reply is garbage to curl here, which
@@ -1016,48 +1010,48 @@ dfb_http_test(int verbose)
                                   .proxy_port = port,
                                   .proxy_username = "pu",
                                   .proxy_password = "pp"};
-        HCHECK(dfb_http_add_client(http, prefix, &opts) == 0);
+        CHECK(dfb_http_add_client(http, prefix, &opts) == 0);
         rc = dfb_http_request(http, "GET", "http://192.0.2.1:9/via/proxy", NULL, 0, &status);
         if (verbose)
             printf("  via proxy -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
-        HCHECK(strncmp(srv.last_request, "GET http://192.0.2.1:9/via/proxy HTTP/1.1\r\n", 43) == 0);
-        HCHECK(strstr(srv.last_request, "\r\nProxy-Authorization: Basic cHU6cHA=\r\n"));
+        CHECK(strncmp(srv.last_request, "GET http://192.0.2.1:9/via/proxy HTTP/1.1\r\n", 43) == 0);
+        CHECK(strstr(srv.last_request, "\r\nProxy-Authorization: Basic cHU6cHA=\r\n"));
         char via[64];
         snprintf(via, sizeof via, "via proxy 127.0.0.1:%d", port);
-        HCHECK(rc != DFB_HTTP_OK && strstr(dfb_http_detail(http), via));
+        CHECK(rc != DFB_HTTP_OK && strstr(dfb_http_detail(http), via));
     }
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
 
     /* A 500 is a status, not a transport error. */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/status500", port);
     rc = dfb_http_request(http, "POST", url, "{}", 2, &status);
-    HCHECK(rc == DFB_HTTP_OK && status == 500);
-    HCHECK(strstr(dfb_http_body(http, NULL), "boom"));
+    CHECK(rc == DFB_HTTP_OK && status == 500);
+    CHECK(strstr(dfb_http_body(http, NULL), "boom"));
 
     /* Body cap, with and without Content-Length. */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/big", port);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
     if (verbose)
         printf("  /big -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
-    HCHECK(rc == DFB_HTTP_ETOOBIG);
-    HCHECK(dfb_http_body(http, &len) && len == 0);
+    CHECK(rc == DFB_HTTP_ETOOBIG);
+    CHECK(dfb_http_body(http, &len) && len == 0);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/bigchunked", port);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
     if (verbose)
         printf("  /bigchunked -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
-    HCHECK(rc == DFB_HTTP_ETOOBIG);
+    CHECK(rc == DFB_HTTP_ETOOBIG);
 
     /* Truncated body and no reply at all. */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/truncated", port);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
     if (verbose)
         printf("  /truncated -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
-    HCHECK(rc == DFB_HTTP_ETRUNCATED);
+    CHECK(rc == DFB_HTTP_ETRUNCATED);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/nothing", port);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
     if (verbose)
         printf("  /nothing -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
-    HCHECK(rc == DFB_HTTP_ETRUNCATED);
+    CHECK(rc == DFB_HTTP_ETRUNCATED);
 
     /* What a glitching proxy sends: a header over curl's limit, bytes that
        are not HTTP. Both are retryable transport errors, never EOTHER. */
@@ -1065,18 +1059,18 @@ dfb_http_test(int verbose)
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
     if (verbose)
         printf("  /hugeheader -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
-    HCHECK(rc == DFB_HTTP_EBADREPLY);
+    CHECK(rc == DFB_HTTP_EBADREPLY);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/nothttp", port);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
     if (verbose)
         printf("  /nothttp -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
-    HCHECK(rc == DFB_HTTP_EBADREPLY);
+    CHECK(rc == DFB_HTTP_EBADREPLY);
     /* A scheme curl is not allowed to speak fails before anything is sent:
        a configuration error, not a bad reply. */
     rc = dfb_http_request(http, "GET", "ftp://127.0.0.1/x", NULL, 0, &status);
     if (verbose)
         printf("  ftp:// -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
-    HCHECK(rc == DFB_HTTP_EOTHER);
+    CHECK(rc == DFB_HTTP_EOTHER);
 
     /* Every option is checked: one that cannot be set stops the call before
        anything is sent; a TLS one as ECERT (fatal: verification is never
@@ -1096,7 +1090,7 @@ dfb_http_test(int verbose)
             {CURLOPT_PROXY, "CURLOPT_PROXY", DFB_HTTP_EOTHER},
             {CURLOPT_PROTOCOLS_STR, "CURLOPT_PROTOCOLS_STR", DFB_HTTP_EOTHER},
         };
-        HCHECK(dfb_http_set_ca_file(http, "/nonexistent/ca.pem") == 0);
+        CHECK(dfb_http_set_ca_file(http, "/nonexistent/ca.pem") == 0);
         snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
         for (size_t i = 0; i < sizeof fails / sizeof fails[0]; i++) {
             int before = srv.requests;
@@ -1105,20 +1099,20 @@ dfb_http_test(int verbose)
             if (verbose)
                 printf("  %s fails -> %s (%s)\n", fails[i].name, dfb_http_strerror(rc),
                        dfb_http_detail(http));
-            HCHECK(rc == fails[i].want);
-            HCHECK(strstr(dfb_http_detail(http), fails[i].name));
-            HCHECK(srv.requests == before);
+            CHECK(rc == fails[i].want);
+            CHECK(strstr(dfb_http_detail(http), fails[i].name));
+            CHECK(srv.requests == before);
             char err[256] = "";
-            HCHECK(check_options(http, err, sizeof err) == -1);
-            HCHECK(strstr(err, fails[i].name));
-            HCHECK((fails[i].want == DFB_HTTP_ECERT) == (strstr(err, "config: ssl:") == err));
+            CHECK(check_options(http, err, sizeof err) == -1);
+            CHECK(strstr(err, fails[i].name));
+            CHECK((fails[i].want == DFB_HTTP_ECERT) == (strstr(err, "config: ssl:") == err));
         }
         dfb_http_fail_option(http, 0);
         char err[256] = "";
-        HCHECK(check_options(http, err, sizeof err) == 0 && err[0] == '\0');
-        HCHECK(dfb_http_set_ca_file(http, NULL) == 0);
+        CHECK(check_options(http, err, sizeof err) == 0 && err[0] == '\0');
+        CHECK(dfb_http_set_ca_file(http, NULL) == 0);
         rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
-        HCHECK(rc == DFB_HTTP_OK && status == 200);
+        CHECK(rc == DFB_HTTP_OK && status == 200);
     }
 
     /* Total timeout on a held request. */
@@ -1129,10 +1123,10 @@ dfb_http_test(int verbose)
     long long took = dfb_now_ms() - t0;
     if (verbose)
         printf("  /hold with 300 ms timeout -> %s after %lld ms\n", dfb_http_strerror(rc), took);
-    HCHECK(rc == DFB_HTTP_ETIMEOUT);
-    HCHECK(took >= 250 && took < 2000);
+    CHECK(rc == DFB_HTTP_ETIMEOUT);
+    CHECK(took >= 250 && took < 2000);
     dfb_http_destroy(&quick);
-    HCHECK(!quick);
+    CHECK(!quick);
 
     /* Connection refused: a port that was just released. */
     int dead_port;
@@ -1140,7 +1134,7 @@ dfb_http_test(int verbose)
     close(dead);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", dead_port);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
-    HCHECK(rc == DFB_HTTP_ECONNECT);
+    CHECK(rc == DFB_HTTP_ECONNECT);
 
     /* Stop: the server writes the stop fd once it holds the request; the
        client must give up at once: ESTOPPED (not the 5 s ETIMEOUT), within
@@ -1150,23 +1144,23 @@ dfb_http_test(int verbose)
     long long after = dfb_now_ms() - srv.stop_at;
     if (verbose)
         printf("  /hold-stop -> %s, %lld ms after the stop\n", dfb_http_strerror(rc), after);
-    HCHECK(rc == DFB_HTTP_ESTOPPED);
-    HCHECK(srv.stop_at > 0 && after < 1000);
+    CHECK(rc == DFB_HTTP_ESTOPPED);
+    CHECK(srv.stop_at > 0 && after < 1000);
     /* Stop is sticky: the next request fails at once without a call. */
     int before = srv.requests;
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
-    HCHECK(rc == DFB_HTTP_ESTOPPED && srv.requests == before);
+    CHECK(rc == DFB_HTTP_ESTOPPED && srv.requests == before);
 
     dfb_http_destroy(&http);
-    HCHECK(!http);
+    CHECK(!http);
     if (write(srv.quit[1], "q", 1) != 1)
-        s_hfails++;
+        df_check_failures++;
     pthread_join(thread, NULL);
     close(srv.listen_fd);
     close(srv.quit[0]);
     close(srv.quit[1]);
     close(stop[0]);
     close(stop[1]);
-    return s_hfails;
+    return df_check_failures;
 }

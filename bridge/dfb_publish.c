@@ -405,14 +405,8 @@ dfb_publish_topic_seq(const dfb_publish_t *self, const char *topic, size_t len)
 
 #include <msgpack.h>
 
-static int s_pfails;
-#define PCHECK(cond)                                                                               \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
-            s_pfails++;                                                                            \
-        }                                                                                          \
-    } while (0)
+/* The project's one CHECK macro set (tests/include/df_check.h). */
+#include "df_check.h"
 
 typedef struct {
     char topic[64];
@@ -528,7 +522,7 @@ epoch_ok(const char *e)
 int
 dfb_publish_test(int verbose)
 {
-    s_pfails = 0;
+    df_check_failures = 0;
     char err[256];
     dfb_publish_t *pub = dfb_publish_new("tcp://127.0.0.1:*", 100000, err, sizeof err);
     if (!pub) {
@@ -537,19 +531,19 @@ dfb_publish_test(int verbose)
     }
     if (verbose)
         printf("  bound %s epoch %s\n", dfb_publish_endpoint(pub), dfb_publish_epoch(pub));
-    PCHECK(strncmp(dfb_publish_endpoint(pub), "tcp://127.0.0.1:", 16) == 0);
-    PCHECK(epoch_ok(dfb_publish_epoch(pub)));
+    CHECK(strncmp(dfb_publish_endpoint(pub), "tcp://127.0.0.1:", 16) == 0);
+    CHECK(epoch_ok(dfb_publish_epoch(pub)));
     dfb_publish_set_bot(pub, 68719476738LL);
 
     /* A second instance gets another epoch. */
     dfb_publish_t *other = dfb_publish_new("tcp://127.0.0.1:*", 10, err, sizeof err);
-    PCHECK(other && strcmp(dfb_publish_epoch(other), dfb_publish_epoch(pub)) != 0);
+    CHECK(other && strcmp(dfb_publish_epoch(other), dfb_publish_epoch(pub)) != 0);
     dfb_publish_destroy(&other);
-    PCHECK(!other);
+    CHECK(!other);
 
     /* Binding an endpoint in use fails with a message naming the key. */
     other = dfb_publish_new(dfb_publish_endpoint(pub), 10, err, sizeof err);
-    PCHECK(!other && strstr(err, "bridge.publish"));
+    CHECK(!other && strstr(err, "bridge.publish"));
 
     void *ctx = zmq_ctx_new();
     void *sub = zmq_socket(ctx, ZMQ_SUB);
@@ -557,38 +551,38 @@ dfb_publish_test(int verbose)
     zmq_setsockopt(sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
-    PCHECK(zmq_connect(sub, dfb_publish_endpoint(pub)) == 0);
+    CHECK(zmq_connect(sub, dfb_publish_endpoint(pub)) == 0);
 
     dfb_json_t *json = dfb_json_new();
     /* Probe until the subscription has reached the publisher (slow joiner):
        bounded, and each probe waits on the SUB, not on a sleep. */
     const char *probe = "{\"type\":\"PROBE\"}";
-    PCHECK(dfb_json_parse(json, probe, strlen(probe)) == 0);
+    CHECK(dfb_json_parse(json, probe, strlen(probe)) == 0);
     got_t g;
     int joined = 0;
     for (int i = 0; i < 200 && !joined; i++) {
-        PCHECK(dfb_publish_event(pub, json, 0) == 0);
+        CHECK(dfb_publish_event(pub, json, 0) == 0);
         joined = recv_one(sub, &g, 20) == 0;
     }
-    PCHECK(joined);
+    CHECK(joined);
     while (recv_one(sub, &g, 50) == 0) /* drain the probes still in flight */
         ;
     dfb_publish_stats_t st;
     dfb_publish_stats(pub, &st);
     uint64_t base = st.published; /* gseq of the last probe */
-    PCHECK(dfb_publish_topic_seq(pub, "PROBE", 5) == base);
+    CHECK(dfb_publish_topic_seq(pub, "PROBE", 5) == base);
 
     const char *batch = "[{\"type\":\"MESSAGESENT\",\"id\":\"a\"},{\"type\":\"ROOMCREATED\"},"
                         "{\"type\":\"MESSAGESENT\",\"id\":\"b\"},{\"notype\":1},5,{\"type\":\"\"},"
                         "{\"type\":7}]";
-    PCHECK(dfb_json_parse(json, batch, strlen(batch)) == 0);
+    CHECK(dfb_json_parse(json, batch, strlen(batch)) == 0);
     int sent = 0;
     for (dfb_json_ref_t e = dfb_json_first(json, 0); e != DFB_JSON_NONE;
          e = dfb_json_next(json, e)) {
-        PCHECK(dfb_publish_event(pub, json, e) == 0);
+        CHECK(dfb_publish_event(pub, json, e) == 0);
         sent++;
     }
-    PCHECK(sent == 7);
+    CHECK(sent == 7);
     struct {
         const char *topic;
         uint64_t seq;
@@ -605,24 +599,24 @@ dfb_publish_test(int verbose)
     uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
     for (int i = 0; i < 7; i++) {
         int rc = recv_one(sub, &g, 2000);
-        PCHECK(rc == 0);
+        CHECK(rc == 0);
         if (rc != 0)
             break;
         if (verbose)
             printf("  %-12s seq %llu gseq %llu type '%s'\n", g.topic, (unsigned long long)g.seq,
                    (unsigned long long)g.gseq, g.type);
-        PCHECK(strcmp(g.topic, want[i].topic) == 0);
-        PCHECK(g.seq == want[i].seq);
-        PCHECK(g.gseq == base + 1 + (uint64_t)i);
-        PCHECK(strcmp(g.epoch, dfb_publish_epoch(pub)) == 0);
-        PCHECK(g.bot == 68719476738LL);
-        PCHECK(g.ts + 5000 > now_ms && g.ts <= now_ms + 1000);
-        PCHECK(g.has_event && strcmp(g.type, want[i].type) == 0);
+        CHECK(strcmp(g.topic, want[i].topic) == 0);
+        CHECK(g.seq == want[i].seq);
+        CHECK(g.gseq == base + 1 + (uint64_t)i);
+        CHECK(strcmp(g.epoch, dfb_publish_epoch(pub)) == 0);
+        CHECK(g.bot == 68719476738LL);
+        CHECK(g.ts + 5000 > now_ms && g.ts <= now_ms + 1000);
+        CHECK(g.has_event && strcmp(g.type, want[i].type) == 0);
     }
-    PCHECK(recv_one(sub, &g, 50) != 0); /* nothing more */
+    CHECK(recv_one(sub, &g, 50) != 0); /* nothing more */
     dfb_publish_stats(pub, &st);
-    PCHECK(st.published == base + 7 && st.encode_errors == 0 && st.send_errors == 0);
-    PCHECK(st.topics == 4); /* UNKNOWN, PROBE, MESSAGESENT, ROOMCREATED */
+    CHECK(st.published == base + 7 && st.encode_errors == 0 && st.send_errors == 0);
+    CHECK(st.topics == 4); /* UNKNOWN, PROBE, MESSAGESENT, ROOMCREATED */
 
     /* Topic cap: fill the table, then new types go to UNKNOWN. */
     char ev[64];
@@ -630,16 +624,16 @@ dfb_publish_test(int verbose)
     int extra = DFB_PUBLISH_MAX_TOPICS - 4 + 5; /* 5 beyond the cap */
     for (int i = 0; i < extra; i++) {
         snprintf(ev, sizeof ev, "{\"type\":\"T%d\"}", i);
-        PCHECK(dfb_json_parse(json, ev, strlen(ev)) == 0);
-        PCHECK(dfb_publish_event(pub, json, 0) == 0);
+        CHECK(dfb_json_parse(json, ev, strlen(ev)) == 0);
+        CHECK(dfb_publish_event(pub, json, 0) == 0);
     }
     dfb_publish_stats(pub, &st);
-    PCHECK(st.topics == DFB_PUBLISH_MAX_TOPICS);
-    PCHECK(st.topics_overflow == 5);
-    PCHECK(dfb_publish_topic_seq(pub, "UNKNOWN", 7) == unknown_before + 5);
-    PCHECK(dfb_publish_topic_seq(pub, "T0", 2) == 1);
+    CHECK(st.topics == DFB_PUBLISH_MAX_TOPICS);
+    CHECK(st.topics_overflow == 5);
+    CHECK(dfb_publish_topic_seq(pub, "UNKNOWN", 7) == unknown_before + 5);
+    CHECK(dfb_publish_topic_seq(pub, "T0", 2) == 1);
     snprintf(ev, sizeof ev, "T%d", extra - 1);
-    PCHECK(dfb_publish_topic_seq(pub, ev, strlen(ev)) == 0);
+    CHECK(dfb_publish_topic_seq(pub, ev, strlen(ev)) == 0);
     /* The last one was received under UNKNOWN with its real type. */
     got_t last;
     memset(&last, 0, sizeof last);
@@ -650,15 +644,15 @@ dfb_publish_test(int verbose)
         last = g;
         count++;
     }
-    PCHECK(count == extra);
-    PCHECK(recv_one(sub, &g, 100) != 0);
-    PCHECK(strcmp(last.topic, "UNKNOWN") == 0 && strcmp(last.type, ev) == 0);
-    PCHECK(last.seq == unknown_before + 5);
+    CHECK(count == extra);
+    CHECK(recv_one(sub, &g, 100) != 0);
+    CHECK(strcmp(last.topic, "UNKNOWN") == 0 && strcmp(last.type, ev) == 0);
+    CHECK(last.seq == unknown_before + 5);
 
     dfb_json_destroy(&json);
     zmq_close(sub);
     zmq_ctx_term(ctx);
     dfb_publish_destroy(&pub);
-    PCHECK(!pub);
-    return s_pfails;
+    CHECK(!pub);
+    return df_check_failures;
 }

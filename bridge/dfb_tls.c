@@ -298,14 +298,8 @@ dfb_tls_check_ca_bundle(const char *path, char *err, size_t errlen)
 
 /* ---- self-test ------------------------------------------------------------ */
 
-static int s_tfails;
-#define TCHECK(cond)                                                                               \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
-            s_tfails++;                                                                            \
-        }                                                                                          \
-    } while (0)
+/* The project's one CHECK macro set (tests/include/df_check.h). */
+#include "df_check.h"
 
 static char *
 slurp_text(const char *path)
@@ -324,16 +318,16 @@ expect_ok(const char *path, const char *content, const char *password, const cha
         dfb_tls_identity_load(path, content, password, "bot.certificate.path", err, sizeof err);
     if (verbose)
         printf("  %s -> %s\n", path ? path : "(content)", id ? id->subject_cn : err);
-    TCHECK(id);
+    CHECK(id);
     if (!id)
         return;
-    TCHECK(strcmp(id->subject_cn, cn) == 0);
-    TCHECK(strncmp(id->cert_pem, "-----BEGIN CERTIFICATE-----", 27) == 0);
-    TCHECK(strlen(id->cert_pem) == id->cert_len);
-    TCHECK(strstr(id->key_pem, "-----BEGIN PRIVATE KEY-----") == id->key_pem); /* unencrypted */
-    TCHECK(id->not_after > time(NULL) + 86400 * 300);                          /* -days 365 */
+    CHECK(strcmp(id->subject_cn, cn) == 0);
+    CHECK(strncmp(id->cert_pem, "-----BEGIN CERTIFICATE-----", 27) == 0);
+    CHECK(strlen(id->cert_pem) == id->cert_len);
+    CHECK(strstr(id->key_pem, "-----BEGIN PRIVATE KEY-----") == id->key_pem); /* unencrypted */
+    CHECK(id->not_after > time(NULL) + 86400 * 300);                          /* -days 365 */
     dfb_tls_identity_destroy(&id);
-    TCHECK(!id);
+    CHECK(!id);
 }
 
 static void
@@ -345,15 +339,15 @@ expect_err(const char *path, const char *content, const char *password, const ch
         dfb_tls_identity_load(path, content, password, "bot.certificate.path", err, sizeof err);
     if (verbose)
         printf("  expect error: %s\n", err);
-    TCHECK(!id);
-    TCHECK(strstr(err, want));
+    CHECK(!id);
+    CHECK(strstr(err, want));
     dfb_tls_identity_destroy(&id);
 }
 
 int
 dfb_tls_test(int verbose)
 {
-    s_tfails = 0;
+    df_check_failures = 0;
     char dir[] = "/tmp/dfb_tls_test_XXXXXX";
     if (!mkdtemp(dir)) {
         printf("FAIL mkdtemp\n");
@@ -393,7 +387,7 @@ dfb_tls_test(int verbose)
         dfb_tls_identity_t *id =
             dfb_tls_identity_load(p, NULL, NULL, "bot.certificate.path", err, sizeof err);
         /* the chain (the CA) follows the leaf */
-        TCHECK(id && strstr(id->cert_pem + 27, "-----BEGIN CERTIFICATE-----"));
+        CHECK(id && strstr(id->cert_pem + 27, "-----BEGIN CERTIFICATE-----"));
         dfb_tls_identity_destroy(&id);
     }
     snprintf(p, sizeof p, "%s/enc.pem", dir);
@@ -403,7 +397,7 @@ dfb_tls_test(int verbose)
     /* PEM text as content. */
     snprintf(p, sizeof p, "%s/bot.pem", dir);
     char *text = slurp_text(p);
-    TCHECK(text);
+    CHECK(text);
     if (text)
         expect_ok(NULL, text, NULL, "tls-bot", verbose);
     free(text);
@@ -413,7 +407,7 @@ dfb_tls_test(int verbose)
     expect_err(p, NULL, "nope", "wrong or missing bot.certificate.password?", verbose);
     snprintf(q, sizeof q, "%s/bot.p12.b64", dir);
     text = slurp_text(q);
-    TCHECK(text);
+    CHECK(text);
     if (text)
         expect_ok(NULL, text, "p12pass", "tls-bot", verbose);
     free(text);
@@ -433,20 +427,20 @@ dfb_tls_test(int verbose)
     /* Trust store. */
     char err[512];
     snprintf(p, sizeof p, "%s/ca.pem", dir);
-    TCHECK(dfb_tls_check_ca_bundle(p, err, sizeof err) == 1);
+    CHECK(dfb_tls_check_ca_bundle(p, err, sizeof err) == 1);
     snprintf(p, sizeof p, "%s/keyfirst.pem", dir);
-    TCHECK(dfb_tls_check_ca_bundle(p, err, sizeof err) == 2);
+    CHECK(dfb_tls_check_ca_bundle(p, err, sizeof err) == 2);
     snprintf(p, sizeof p, "%s/bot.p12", dir);
-    TCHECK(dfb_tls_check_ca_bundle(p, err, sizeof err) == -1);
-    TCHECK(strstr(err, "config: ssl.trustStore.path: '") &&
+    CHECK(dfb_tls_check_ca_bundle(p, err, sizeof err) == -1);
+    CHECK(strstr(err, "config: ssl.trustStore.path: '") &&
            strstr(err, "holds no PEM certificate"));
-    TCHECK(dfb_tls_check_ca_bundle("/nonexistent/ca.pem", err, sizeof err) == -1);
-    TCHECK(strstr(err, "config: ssl.trustStore.path: cannot read"));
+    CHECK(dfb_tls_check_ca_bundle("/nonexistent/ca.pem", err, sizeof err) == -1);
+    CHECK(strstr(err, "config: ssl.trustStore.path: cannot read"));
     if (verbose)
         printf("  last error: %s\n", err);
 
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
-        s_tfails++;
-    return s_tfails;
+        df_check_failures++;
+    return df_check_failures;
 }
