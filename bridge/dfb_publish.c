@@ -594,9 +594,7 @@ dfb_publish_test(int verbose)
                 {"UNKNOWN", 2, ""},
                 {"UNKNOWN", 3, ""},
                 {"UNKNOWN", 4, ""}};
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    uint64_t now_ms = (uint64_t)dfb_wall_ms();
     for (int i = 0; i < 7; i++) {
         int rc = recv_one(sub, &g, 2000);
         CHECK(rc == 0);

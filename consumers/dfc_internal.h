@@ -10,6 +10,11 @@
 #include "dfconsumer.h"
 
 #define DFC_WIRE_VERSION 1
+
+/*  The library's clocks in ms (dfc_loop.c): monotonic for timeouts and
+    intervals, wall time (since the Unix epoch) for what is stored. */
+int64_t dfc_mono_ms(void);
+uint64_t dfc_wall_ms(void);
 #define DFC_MAX_TOPIC 255
 
 /*  A NUL-terminated string value or NULL (for struct fields). */

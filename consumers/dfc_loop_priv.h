@@ -299,7 +299,6 @@ int dfc_fill_receive(dfc_loop_t *loop, link_t *L);
 void dfc_fill_destroy(link_t *L);
 
 /* loop */
-int64_t dfc_mono_ms(void);
-uint64_t dfc_wall_ms(void);
+/* dfc_mono_ms and dfc_wall_ms: in dfc_internal.h */
 
 #endif

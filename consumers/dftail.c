@@ -37,13 +37,6 @@ usage(FILE *out)
                  "  TOPIC          event types to print, matched exactly (all when none)\n");
 }
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /*  A growable line buffer. */
 typedef struct {
@@ -208,10 +201,10 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
             break;
         }
         bool end = false, more = false, failed = false;
-        int64_t deadline = now_ms() + 10000;
+        int64_t deadline = dfc_mono_ms() + 10000;
         while (!end && !interrupted) {
             zmq_pollitem_t it = {d, 0, ZMQ_POLLIN, 0};
-            if (now_ms() > deadline) {
+            if (dfc_mono_ms() > deadline) {
                 fprintf(stderr, "dftail: no answer from %s\n", rep);
                 failed = true;
                 break;
@@ -221,7 +214,7 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
             zmq_msg_t parts[2];
             size_t np, total;
             while (!end && dfc_msg_read(d, parts, &np, &total) == 1) {
-                deadline = now_ms() + 10000;
+                deadline = dfc_mono_ms() + 10000;
                 if (np == 2 && dfc_msg_is(&parts[0], "_end")) {
                     end = true;
                     dfc_replay_end_t e;
@@ -377,8 +370,8 @@ main(int argc, char **argv)
     if (from_gseq && !replay) {
         /* wait for a heartbeat; what comes live before it is covered by the
            replay, which runs to the journal's head */
-        int64_t end = now_ms() + (timeout >= 0 ? timeout : 10000);
-        while (!interrupted && !learnt[0] && now_ms() < end) {
+        int64_t end = dfc_mono_ms() + (timeout >= 0 ? timeout : 10000);
+        while (!interrupted && !learnt[0] && dfc_mono_ms() < end) {
             zmq_pollitem_t item = {sub, 0, ZMQ_POLLIN, 0};
             if (zmq_poll(&item, 1, 200) <= 0)
                 continue;
@@ -412,11 +405,11 @@ main(int argc, char **argv)
     }
     if (from_gseq && rc == 0)
         rc = replay_phase(ctx, replay, from_gseq, topics, ntopics, &line, &printed, count, &done);
-    int64_t last = now_ms();
+    int64_t last = dfc_mono_ms();
     while (rc == 0 && !interrupted && (count < 0 || printed < count)) {
         long wait = 500;
         if (timeout >= 0) {
-            int64_t left = last + timeout - now_ms();
+            int64_t left = last + timeout - dfc_mono_ms();
             if (left <= 0) {
                 fprintf(stderr, "dftail: idle for %lld ms, exiting\n", timeout);
                 break;
@@ -460,7 +453,7 @@ main(int argc, char **argv)
             zmq_msg_close(&parts[1]);
             continue;
         }
-        last = now_ms();
+        last = dfc_mono_ms();
         /* the library's frame rule, so that dftail shows what a consumer gets */
         dfc_msg_status_t st = dfc_frames_check(nparts, zmq_msg_size(&parts[0]));
         if (st == DFC_MSG_OK && ((const char *)zmq_msg_data(&parts[0]))[0] == '_')

@@ -20,6 +20,7 @@
 #include <msgpack.h>
 
 #include "df_check.h"
+#include "dfb_clock.h"
 #include "dfb_config.h"
 #include "dfb_dedupe.h"
 #include "dfb_journal.h"
@@ -182,13 +183,6 @@ last_segment(const char *state, char *out, size_t cap)
     snprintf(out, cap, "%s/%s", path, best);
 }
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *read_ranges(dfb_journal_t *j, uint64_t from, char *out, size_t cap);
 
@@ -200,7 +194,7 @@ test_append_read(void)
     const char *dir = fresh("append");
     char err[256];
     dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, DFB_FSYNC_NEVER);
-    dfb_journal_t *j = dfb_journal_open(&o, "EPOCH-A", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "EPOCH-A", dfb_wall_ms(), err, sizeof err);
     CHECK(j);
     if (!j)
         return;
@@ -209,7 +203,7 @@ test_append_read(void)
     CHECK(st.new_epoch == 1 && st.head_gseq == 0 && st.oldest_gseq == 1);
     CHECK(strcmp(dfb_journal_epoch(j), "EPOCH-A") == 0);
     uint64_t seqs[3] = {0, 0, 0};
-    CHECK(append_n(j, 1, 1000, seqs, now_ms()) == 0);
+    CHECK(append_n(j, 1, 1000, seqs, dfb_wall_ms()) == 0);
     CHECK(read_check(j, 1, 1) == 1000);
     CHECK(read_check(j, 0, 1) == 1000); /* 0 counts as 1 */
     CHECK(read_check(j, 777, 777) == 224);
@@ -218,7 +212,7 @@ test_append_read(void)
     /* Out of order or duplicate gseq is refused. */
     mk_t m;
     mk(&m, 1000, 1, 0, 10);
-    CHECK(dfb_journal_append(j, &m.rec, now_ms()) == -1);
+    CHECK(dfb_journal_append(j, &m.rec, dfb_wall_ms()) == -1);
     /* Topic seek: ROOMCREATED (topic 1) seq 100 is gseq 1 + 3*99 + 0 = 298 ... exactly the
        records of that topic from its seq 100 on, read through the reader. */
     dfb_journal_reader_t *r = dfb_journal_reader_new(j);
@@ -245,9 +239,9 @@ test_segments(void)
     const char *dir = fresh("segments");
     char err[256];
     dfb_journal_opts_t o = opts(dir, 8192, 0, 0, DFB_FSYNC_NEVER);
-    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     uint64_t seqs[3] = {0, 0, 0};
-    CHECK(append_n(j, 1, 2000, seqs, now_ms()) == 0);
+    CHECK(append_n(j, 1, 2000, seqs, dfb_wall_ms()) == 0);
     dfb_journal_stats_t st;
     dfb_journal_stats(j, &st);
     int files = count_segments(dir);
@@ -283,9 +277,9 @@ test_retention_size(void)
     const char *dir = fresh("retsize");
     char err[256];
     dfb_journal_opts_t o = opts(dir, 8192, 65536, 0, DFB_FSYNC_NEVER);
-    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     uint64_t seqs[3] = {0, 0, 0};
-    CHECK(append_n(j, 1, 3000, seqs, now_ms()) == 0);
+    CHECK(append_n(j, 1, 3000, seqs, dfb_wall_ms()) == 0);
     dfb_journal_stats_t st;
     dfb_journal_stats(j, &st);
     printf("  size retention: %" PRIu64 " segments, %" PRIu64 " bytes, oldest gseq %" PRIu64
@@ -311,7 +305,7 @@ test_retention_age(void)
 {
     const char *dir = fresh("retage");
     char err[256];
-    int64_t t0 = now_ms();
+    int64_t t0 = dfb_wall_ms();
     dfb_journal_opts_t o = opts(dir, 8192, 0, 60000, DFB_FSYNC_NEVER);
     dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
     uint64_t seqs[3] = {0, 0, 0};
@@ -350,7 +344,7 @@ test_read_during_retention(void)
        deletes the file, then moves on to the next one: no hole, no error. */
     const char *dir = fresh("readret");
     char err[256];
-    int64_t t0 = now_ms();
+    int64_t t0 = dfb_wall_ms();
     dfb_journal_opts_t o = opts(dir, 4096, 0, 60000, DFB_FSYNC_NEVER);
     dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
     uint64_t seqs[3] = {0, 0, 0};
@@ -399,16 +393,16 @@ test_torn_tail(void)
     const char *dir = fresh("torn");
     char err[256], seg[1024];
     dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, DFB_FSYNC_NEVER);
-    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     uint64_t seqs[3] = {0, 0, 0};
-    CHECK(append_n(j, 1, 100, seqs, now_ms()) == 0);
+    CHECK(append_n(j, 1, 100, seqs, dfb_wall_ms()) == 0);
     dfb_journal_destroy(&j);
     /* kill -9 in the middle of a write: the last record is cut short. */
     last_segment(dir, seg, sizeof seg);
     struct stat sb;
     stat(seg, &sb);
     CHECK(truncate(seg, sb.st_size - 7) == 0);
-    j = dfb_journal_open(&o, "NEW", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "NEW", dfb_wall_ms(), err, sizeof err);
     CHECK(j);
     if (!j)
         return;
@@ -423,15 +417,15 @@ test_torn_tail(void)
     CHECK((uint64_t)sb.st_size == st.bytes);
     /* gseq 100 is appended again (the torn one never left the bridge). */
     seqs[100 % 3]--;
-    CHECK(append_n(j, 100, 1, seqs, now_ms()) == 0);
+    CHECK(append_n(j, 100, 1, seqs, dfb_wall_ms()) == 0);
     CHECK(read_check(j, 1, 1) == 100);
     dfb_journal_destroy(&j);
 
     /* A header cut short (crash right after a roll): the file is dropped
        and the previous segment continues. */
     o.segment_bytes = 4096;
-    j = dfb_journal_open(&o, "E2", now_ms(), err, sizeof err);
-    CHECK(append_n(j, 101, 100, seqs, now_ms()) == 0);
+    j = dfb_journal_open(&o, "E2", dfb_wall_ms(), err, sizeof err);
+    CHECK(append_n(j, 101, 100, seqs, dfb_wall_ms()) == 0);
     uint64_t last = dfb_journal_last_gseq(j);
     dfb_journal_destroy(&j);
     char extra[1024];
@@ -439,7 +433,7 @@ test_torn_tail(void)
     int fd = open(extra, O_WRONLY | O_CREAT, 0644);
     CHECK(fd >= 0 && write(fd, "\x40\x00\x00\x00\x01\x02", 6) == 6);
     close(fd);
-    j = dfb_journal_open(&o, "NEW", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "NEW", dfb_wall_ms(), err, sizeof err);
     CHECK(j && strcmp(dfb_journal_epoch(j), "E") == 0 && dfb_journal_last_gseq(j) == last);
     CHECK(access(extra, F_OK) != 0);
     CHECK(read_check(j, 1, 1) == 200);
@@ -452,13 +446,13 @@ test_crc(void)
     const char *dir = fresh("crc");
     char err[256], seg[1024];
     dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, DFB_FSYNC_NEVER);
-    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     uint64_t seqs[3] = {0, 0, 0};
-    CHECK(append_n(j, 1, 50, seqs, now_ms()) == 0);
+    CHECK(append_n(j, 1, 50, seqs, dfb_wall_ms()) == 0);
     dfb_journal_destroy(&j);
     /* Flip one byte in the body of record 31 (bit rot, a bad sector). */
     last_segment(dir, seg, sizeof seg);
-    j = dfb_journal_open(&o, "X", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "X", dfb_wall_ms(), err, sizeof err);
     dfb_journal_reader_t *r = dfb_journal_reader_new(j);
     CHECK(dfb_journal_reader_seek_gseq(r, 1) == 0);
     dfb_journal_rec_t rec;
@@ -480,7 +474,7 @@ test_crc(void)
     b ^= 0x20;
     CHECK(pwrite(fd, &b, 1, (off_t)off + 60) == 1);
     close(fd);
-    j = dfb_journal_open(&o, "X", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "X", dfb_wall_ms(), err, sizeof err);
     dfb_journal_stats_t st;
     dfb_journal_stats(j, &st);
     /* Never renumber: gseq 31..50 may have been published; they are lost, not reused. */
@@ -497,9 +491,9 @@ test_crc(void)
        (never wrong bytes) and the journal counts it. */
     dir = fresh("crc2");
     o = opts(dir, 4096, 0, 0, DFB_FSYNC_NEVER);
-    j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     memset(seqs, 0, sizeof seqs);
-    CHECK(append_n(j, 1, 200, seqs, now_ms()) == 0);
+    CHECK(append_n(j, 1, 200, seqs, dfb_wall_ms()) == 0);
     char first[1024];
     snprintf(first, sizeof first, "%s/journal/%020d.dfj", dir, 1);
     fd = open(first, O_RDWR);
@@ -519,11 +513,11 @@ test_restart(void)
     const char *dir = fresh("restart");
     char err[256];
     dfb_journal_opts_t o = opts(dir, 4096, 0, 0, DFB_FSYNC_INTERVAL);
-    dfb_journal_t *j = dfb_journal_open(&o, "EPOCH-1", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "EPOCH-1", dfb_wall_ms(), err, sizeof err);
     uint64_t seqs[3] = {0, 0, 0};
-    CHECK(append_n(j, 1, 300, seqs, now_ms()) == 0);
+    CHECK(append_n(j, 1, 300, seqs, dfb_wall_ms()) == 0);
     dfb_journal_destroy(&j);
-    j = dfb_journal_open(&o, "EPOCH-2", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "EPOCH-2", dfb_wall_ms(), err, sizeof err);
     CHECK(j);
     if (!j)
         return;
@@ -536,15 +530,15 @@ test_restart(void)
             dfb_topics_get((dfb_topics_t *)dfb_journal_topics(j), TOPICS[t], strlen(TOPICS[t]), 0);
         CHECK(tp && tp->seq == seqs[t] && seqs[t] == 100);
     }
-    CHECK(append_n(j, 301, 30, seqs, now_ms()) == 0);
+    CHECK(append_n(j, 301, 30, seqs, dfb_wall_ms()) == 0);
     CHECK(read_check(j, 1, 1) == 330);
     /* The same folder cannot be opened twice (a second bridge). */
-    dfb_journal_t *k = dfb_journal_open(&o, "EPOCH-3", now_ms(), err, sizeof err);
+    dfb_journal_t *k = dfb_journal_open(&o, "EPOCH-3", dfb_wall_ms(), err, sizeof err);
     CHECK(!k && strstr(err, "in use"));
     dfb_journal_destroy(&j);
     /* A lost journal: a new epoch from gseq 1. */
     rm_rf(dir);
-    j = dfb_journal_open(&o, "EPOCH-4", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "EPOCH-4", dfb_wall_ms(), err, sizeof err);
     dfb_journal_stats(j, &st);
     CHECK(j && st.new_epoch == 1 && strcmp(dfb_journal_epoch(j), "EPOCH-4") == 0 &&
           dfb_journal_last_gseq(j) == 0);
@@ -568,12 +562,12 @@ test_fsync(void)
     for (int c = 0; c < 3; c++) {
         const char *dir = fresh("fsync");
         dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, cases[c].mode);
-        dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+        dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
         memset(seqs, 0, sizeof seqs);
         for (int b = 0; b < 10; b++) {
             if (cases[c].flush && b == 0)
                 CHECK(dfb_journal_flush(j) == 0); /* announces batches; nothing dirty */
-            CHECK(append_n(j, 1 + (uint64_t)b * 10, 10, seqs, now_ms()) == 0);
+            CHECK(append_n(j, 1 + (uint64_t)b * 10, 10, seqs, dfb_wall_ms()) == 0);
             if (cases[c].flush)
                 CHECK(dfb_journal_flush(j) == 0);
         }
@@ -587,7 +581,7 @@ test_fsync(void)
     /* interval 1000 ms, clock driven by the test: appends at t0 .. t0+4999 */
     const char *dir = fresh("fsync");
     dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, DFB_FSYNC_INTERVAL);
-    int64_t t0 = now_ms();
+    int64_t t0 = dfb_wall_ms();
     dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
     memset(seqs, 0, sizeof seqs);
     for (int i = 0; i < 50; i++)
@@ -624,9 +618,9 @@ test_dedupe(void)
     const char *dir = fresh("dedupe");
     char err[256];
     dfb_journal_opts_t o = opts(dir, 4096, 0, 0, DFB_FSYNC_NEVER);
-    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     uint64_t seqs[3] = {0, 0, 0};
-    CHECK(append_n(j, 1, 500, seqs, now_ms()) == 0);
+    CHECK(append_n(j, 1, 500, seqs, dfb_wall_ms()) == 0);
     dfb_dedupe_t *d = dfb_dedupe_new(200, 0);
     dfb_journal_scan_tail(j, 200, INT64_MIN, collect, d);
     CHECK(dfb_dedupe_count(d) == 200);
@@ -1863,7 +1857,7 @@ append_more(dfb_journal_t *j, int n)
             dfb_topics_get((dfb_topics_t *)dfb_journal_topics(j), TOPICS[t], strlen(TOPICS[t]), 0);
         seqs[t] = tp ? tp->seq : 0;
     }
-    return append_n(j, dfb_journal_last_gseq(j) + 1, n, seqs, now_ms());
+    return append_n(j, dfb_journal_last_gseq(j) + 1, n, seqs, dfb_wall_ms());
 }
 
 /*  ranges extended by the n records appended after last: the last run
@@ -1894,8 +1888,8 @@ test_recovery(void)
         snprintf(name, sizeof name, "recovery%zu", c);
         scen_t s = {.state = fresh(name)};
         dfb_journal_opts_t o = opts(s.state, 4096, 0, 0, DFB_FSYNC_NEVER);
-        dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
-        CHECK(j && append_n(j, 1, SCEN_N, s.seqs, now_ms()) == 0);
+        dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
+        CHECK(j && append_n(j, 1, SCEN_N, s.seqs, dfb_wall_ms()) == 0);
         dfb_journal_destroy(&j);
         s.n = seg_firsts(s.state, s.f, 64);
         CHECK(s.n >= 8);
@@ -1903,7 +1897,7 @@ test_recovery(void)
         rc->damage(&s, &w);
 
         /* First open: the repair. */
-        j = dfb_journal_open(&o, "NEW", now_ms(), err, sizeof err);
+        j = dfb_journal_open(&o, "NEW", dfb_wall_ms(), err, sizeof err);
         CHECK(j);
         if (!j) {
             printf("  %s: open: %s\n", rc->name, err);
@@ -1955,7 +1949,7 @@ test_recovery(void)
         dfb_journal_destroy(&j);
 
         /* Second open: nothing left to repair, the same journal. */
-        j = dfb_journal_open(&o, "NEWER", now_ms(), err, sizeof err);
+        j = dfb_journal_open(&o, "NEWER", dfb_wall_ms(), err, sizeof err);
         CHECK(j);
         if (j) {
             dfb_journal_stats(j, &st);
@@ -1979,7 +1973,7 @@ test_recovery_new_epoch(void)
     /* The only segment left by retention (first gseq > 1) has an
        unreadable header: the seqs of topics absent from it are unknown. */
     const char *dir = fresh("newepoch");
-    int64_t t0 = now_ms();
+    int64_t t0 = dfb_wall_ms();
     dfb_journal_opts_t o = opts(dir, 4096, 0, 60000, DFB_FSYNC_NEVER);
     dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
     uint64_t seqs[3] = {0, 0, 0};
@@ -1991,7 +1985,7 @@ test_recovery_new_epoch(void)
     CHECK(seg_firsts(dir, f, 64) == 1 && f[0] > 1);
     seg_file(dir, f[0], p, sizeof p);
     flip_byte(p, 8 + 3);
-    j = dfb_journal_open(&o, "NEW", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "NEW", dfb_wall_ms(), err, sizeof err);
     CHECK(j);
     if (!j)
         return;
@@ -2001,11 +1995,11 @@ test_recovery_new_epoch(void)
     CHECK_EQ(st.new_epoch, 1);
     CHECK_EQ(dfb_journal_last_gseq(j), 0);
     CHECK(damaged_has(dir, ".dfj.old-epoch"));
-    CHECK(append_n(j, 1, 3, (uint64_t[3]){0, 0, 0}, now_ms()) == 0);
+    CHECK(append_n(j, 1, 3, (uint64_t[3]){0, 0, 0}, dfb_wall_ms()) == 0);
     CHECK_STR(read_ranges(j, 1, got, sizeof got), "1-3");
     dfb_journal_destroy(&j);
     /* The new epoch is the one that continues (EPOCH was rewritten). */
-    j = dfb_journal_open(&o, "NEWER", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "NEWER", dfb_wall_ms(), err, sizeof err);
     CHECK(j && strcmp(dfb_journal_epoch(j), "NEW") == 0 && dfb_journal_last_gseq(j) == 3);
     dfb_journal_destroy(&j);
 
@@ -2013,15 +2007,15 @@ test_recovery_new_epoch(void)
        records are readable but no epoch is. */
     dir = fresh("newepoch2");
     o = opts(dir, 1 << 20, 0, 0, DFB_FSYNC_NEVER);
-    j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     memset(seqs, 0, sizeof seqs);
-    CHECK(j && append_n(j, 1, 20, seqs, now_ms()) == 0);
+    CHECK(j && append_n(j, 1, 20, seqs, dfb_wall_ms()) == 0);
     dfb_journal_destroy(&j);
     snprintf(p, sizeof p, "%s/journal/EPOCH", dir);
     CHECK(unlink(p) == 0);
     seg_file(dir, 1, p, sizeof p);
     flip_byte(p, 8 + 3);
-    j = dfb_journal_open(&o, "NEW", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "NEW", dfb_wall_ms(), err, sizeof err);
     CHECK(j && strcmp(dfb_journal_epoch(j), "NEW") == 0 && dfb_journal_last_gseq(j) == 0);
     CHECK(damaged_has(dir, "00000000000000000001.dfj.old-epoch"));
     dfb_journal_destroy(&j);
@@ -2029,13 +2023,13 @@ test_recovery_new_epoch(void)
     /* With EPOCH, the same damage is repaired: gseq 1 means every topic
        started at 0. */
     dir = fresh("newepoch3");
-    j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     memset(seqs, 0, sizeof seqs);
-    CHECK(j && append_n(j, 1, 20, seqs, now_ms()) == 0);
+    CHECK(j && append_n(j, 1, 20, seqs, dfb_wall_ms()) == 0);
     dfb_journal_destroy(&j);
     seg_file(dir, 1, p, sizeof p);
     flip_byte(p, 8 + 3);
-    j = dfb_journal_open(&o, "NEW", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "NEW", dfb_wall_ms(), err, sizeof err);
     CHECK(j && strcmp(dfb_journal_epoch(j), "E") == 0 && dfb_journal_last_gseq(j) == 20);
     if (j)
         CHECK_STR(read_ranges(j, 1, got, sizeof got), "1-20");
@@ -2051,9 +2045,9 @@ test_recovery_issue(void)
     char err[256], got[512], p[1024];
     const char *dir = fresh("issue");
     dfb_journal_opts_t o = opts(dir, 160 << 10, 0, 0, DFB_FSYNC_NEVER);
-    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     uint64_t seqs[3] = {0, 0, 0};
-    CHECK(j && append_n(j, 1, 5000, seqs, now_ms()) == 0);
+    CHECK(j && append_n(j, 1, 5000, seqs, dfb_wall_ms()) == 0);
     dfb_journal_destroy(&j);
     uint64_t f[64];
     int n = seg_firsts(dir, f, 64);
@@ -2061,7 +2055,7 @@ test_recovery_issue(void)
     CHECK(n == 6);
     seg_file(dir, f[n - 1], p, sizeof p);
     flip_byte(p, 8 + 3);
-    j = dfb_journal_open(&o, "NEW", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "NEW", dfb_wall_ms(), err, sizeof err);
     CHECK(j);
     if (!j)
         return;
@@ -2118,13 +2112,6 @@ fault_set(const char *rules)
     CHECK(rename(tmp, ctl) == 0);
 }
 
-static int64_t
-mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /*  Size of the newest segment file. */
 static uint64_t
@@ -2159,7 +2146,7 @@ append_one(dfb_journal_t *j, uint64_t g, uint64_t seqs[3])
     int t = (int)(g % 3);
     mk_t m;
     mk(&m, g, seqs[t] + 1, t, 50 + g % 100);
-    int rc = dfb_journal_append(j, &m.rec, now_ms());
+    int rc = dfb_journal_append(j, &m.rec, dfb_wall_ms());
     if (rc == 0)
         seqs[t]++;
     return rc;
@@ -2184,7 +2171,7 @@ test_sync_roll(void)
     char err[256], got[256];
     const char *dir = fresh("syncroll");
     dfb_journal_opts_t o = opts(dir, 4096, 0, 0, DFB_FSYNC_ALWAYS);
-    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     CHECK(j);
     if (!j)
         return;
@@ -2248,7 +2235,7 @@ test_disk_faults(void)
     char err[256], got[256], want[64];
     const char *dir = fresh("faults");
     dfb_journal_opts_t o = opts(dir, 4096, 0, 60000, DFB_FSYNC_ALWAYS);
-    int64_t t0 = now_ms();
+    int64_t t0 = dfb_wall_ms();
     /* A new epoch whose EPOCH file cannot be written does not start. */
     fault_set("rename EIO /journal/EPOCH 1\n");
     dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
@@ -2368,14 +2355,14 @@ test_disk_faults(void)
         return;
     CHECK_EQ(append_one(j, g++, seqs), 0);
     fault_set("fdatasync EIO /journal/ 1\n");
-    dfb_journal_tick(j, now_ms() + 5000);
+    dfb_journal_tick(j, dfb_wall_ms() + 5000);
     dfb_journal_drain(j);
     dfb_journal_stats(j, &st);
     CHECK_EQ(st.sync_errors, 1);
     CHECK_EQ(dfb_journal_flush(j), 0); /* its own sync succeeds: covered */
     fault_set("fdatasync EIO /journal/\n");
     CHECK_EQ(append_one(j, g++, seqs), 0);
-    dfb_journal_tick(j, now_ms() + 10000);
+    dfb_journal_tick(j, dfb_wall_ms() + 10000);
     dfb_journal_drain(j);
     CHECK_EQ(dfb_journal_flush(j), -1);
     fault_set("");
@@ -2422,17 +2409,17 @@ check_no_wait(dfb_journal_t *j, const char *what)
 {
     dfb_journal_stats_t st;
     dfb_journal_rec_t rec;
-    int64_t t = mono_now();
-    dfb_journal_tick(j, now_ms());
-    int64_t tick_ms = mono_now() - t;
-    t = mono_now();
+    int64_t t = dfb_mono_ms();
+    dfb_journal_tick(j, dfb_wall_ms());
+    int64_t tick_ms = dfb_mono_ms() - t;
+    t = dfb_mono_ms();
     dfb_journal_stats(j, &st);
-    int64_t stats_ms = mono_now() - t;
+    int64_t stats_ms = dfb_mono_ms() - t;
     dfb_journal_reader_t *r = dfb_journal_reader_new(j);
-    t = mono_now();
+    t = dfb_mono_ms();
     int rc1 = dfb_journal_reader_seek_gseq(r, st.oldest_gseq);
     int rc2 = dfb_journal_reader_next(r, &rec);
-    int64_t read_ms = mono_now() - t;
+    int64_t read_ms = dfb_mono_ms() - t;
     dfb_journal_reader_destroy(&r);
     printf("  %s: tick %" PRId64 " ms, stats %" PRId64 " ms, seek+next %" PRId64 " ms\n", what,
            tick_ms, stats_ms, read_ms);
@@ -2450,7 +2437,7 @@ test_no_stall(void)
 {
     char err[256];
     const char *dir = fresh("nostall");
-    int64_t t0 = now_ms();
+    int64_t t0 = dfb_wall_ms();
     dfb_journal_opts_t o = opts(dir, 4096, 0, 0, DFB_FSYNC_ALWAYS);
     dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
     CHECK(j);
@@ -2536,7 +2523,7 @@ test_disk_full_inner(void)
     char err[256], got[256], want[64], fill[1024];
     const char *dir = fresh("state");
     dfb_journal_opts_t o = opts(dir, 1 << 20, 0, 0, DFB_FSYNC_ALWAYS);
-    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     CHECK(j);
     if (!j)
         return;
@@ -2583,7 +2570,7 @@ test_disk_full_inner(void)
     CHECK_STR(read_ranges(j, 1, got, sizeof got), want);
     dfb_journal_destroy(&j);
     /* And a restart finds nothing to cut. */
-    j = dfb_journal_open(&o, "NEW", now_ms(), err, sizeof err);
+    j = dfb_journal_open(&o, "NEW", dfb_wall_ms(), err, sizeof err);
     CHECK(j);
     if (!j)
         return;
@@ -2625,7 +2612,7 @@ test_threads(void)
     const char *dir = fresh("threads");
     dfb_journal_opts_t o = opts(dir, 8192, 256 << 10, 0, DFB_FSYNC_INTERVAL);
     o.fsync_ms = 1;
-    dfb_journal_t *j = dfb_journal_open(&o, "E", now_ms(), err, sizeof err);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
     CHECK(j);
     if (!j)
         return;
@@ -2635,11 +2622,11 @@ test_threads(void)
     dfb_journal_reader_t *r = dfb_journal_reader_new(j);
     CHECK(dfb_journal_reader_seek_gseq(r, 1) == 0);
     uint64_t next = 1, read = 0, gone = 0;
-    int64_t deadline = mono_now() + 15000;
+    int64_t deadline = dfb_mono_ms() + 15000;
     dfb_journal_rec_t rec;
     dfb_journal_stats_t st;
-    while (next <= w.n && mono_now() < deadline) {
-        dfb_journal_tick(j, now_ms());
+    while (next <= w.n && dfb_mono_ms() < deadline) {
+        dfb_journal_tick(j, dfb_wall_ms());
         dfb_journal_stats(j, &st);
         int rc = dfb_journal_reader_next(r, &rec);
         if (rc == 1) {
