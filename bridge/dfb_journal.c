@@ -1967,9 +1967,8 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
             /* A range wholly below the position asked for is not the
                caller's loss: skip it without a report. */
             if (next) {
-                int lost = next - 1 < r->min_gseq
-                               ? 0
-                               : reader_lost(r, from, next - 1, "corrupt record");
+                int lost =
+                    next - 1 < r->min_gseq ? 0 : reader_lost(r, from, next - 1, "corrupt record");
                 if (reader_open(r, next, 0) != 0)
                     return DFB_JOURNAL_EIO;
                 r->last = next - 1;

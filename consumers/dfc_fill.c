@@ -184,8 +184,7 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
         uint64_t missing = upto > L->hw ? upto - L->hw : 0;
         STAT_ADD(loop, lost, missing);
         dfc_log(DFC_LOG_WARN, "%s: %llu message(s) lost: %s (readable again from %llu)",
-                L->endpoint, (unsigned long long)missing, end->code,
-                (unsigned long long)resume);
+                L->endpoint, (unsigned long long)missing, end->code, (unsigned long long)resume);
         if (upto > L->hw)
             L->hw = upto;
         f->tries = 0;
@@ -195,6 +194,19 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
             return ACT_GIVE_UP;
         }
         return ACT_SEND;
+    }
+    /* busy, io_error, internal: the bridge cannot answer now, the data is
+       not known to be lost (CONTRACT.md §9): the same request again after
+       a backoff (the TICK past the deadline sends it from WAITING), at most
+       REPLAY_TRIES in all, then give up like for a mute endpoint. */
+    if ((strcmp(end->code, "busy") == 0 || strcmp(end->code, "io_error") == 0 ||
+         strcmp(end->code, "internal") == 0) &&
+        ++f->tries < REPLAY_TRIES) {
+        int64_t wait = (int64_t)REPLAY_BACKOFF_MS << (f->tries - 1);
+        f->deadline = dfc_mono_ms() + wait;
+        dfc_log(DFC_LOG_WARN, "replay %s: %s (%s): asking again in %lld ms", L->replay, end->code,
+                end->error, (long long)wait);
+        return ACT_NONE;
     }
     snprintf(whybuf, whysize, "replay error %s: %s", end->code[0] ? end->code : "?", end->error);
     *why = whybuf;

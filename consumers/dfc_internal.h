@@ -145,10 +145,10 @@ typedef struct {
     bool impossible; /* a number cannot be right (a gseq above DFC_SEQ_MAX, or last_gseq
                         above head_gseq): the marker must not be acted on */
     uint64_t req, count, last_gseq, head_gseq, oldest_gseq;
-    bool has_lost;              /* code "damaged": lost_from..lost_to cannot be read */
+    bool has_lost; /* code "damaged": lost_from..lost_to cannot be read */
     uint64_t lost_from, lost_to;
-    char code[32]; /* errors: "gone", "damaged", "epoch", "bad_request", "busy", "io_error",
-                      "internal" ("" when absent) */
+    char code[32];   /* errors: "gone", "damaged", "epoch", "bad_request", "busy", "io_error",
+                        "internal" ("" when absent) */
     char error[256]; /* errors: the reason, cut to fit */
 } dfc_replay_end_t;
 /*  Reads an end marker. Returns DFC_OK (check end->impossible), or

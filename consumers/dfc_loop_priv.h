@@ -24,7 +24,8 @@
 #define DEFAULT_MAX_HELD 10000
 #define REPLAY_LIMIT 1000 /* the protocol's maximum per request */
 #define REPLAY_TRIES 3
-#define REPLAY_STALLS 3 /* answers in a row that deliver nothing, then the fill gives up */
+#define REPLAY_BACKOFF_MS 100 /* busy, io_error, internal: asked again after 100, then 200 ms */
+#define REPLAY_STALLS 3       /* answers in a row that deliver nothing, then the fill gives up */
 #define MAX_WORKERS 256
 #define MAX_RANGES 65536  /* missing gseq ranges remembered per bridge, for gaps_filled */
 #define GAP_TABLE_MAX 512 /* (epoch, topic) pairs remembered for gap counting */

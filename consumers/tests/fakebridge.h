@@ -33,8 +33,10 @@ typedef struct {
         uint64_t seq;
     } seqs[32];
     int nseqs;
-    uint64_t oldest;   /* entries below are gone (0: none) */
+    uint64_t oldest;                   /* entries below are gone (0: none) */
     uint64_t damaged_from, damaged_to; /* entries in this range cannot be read (0: none) */
+    const char *transient;             /* the next transient_n requests get this code */
+    int transient_n;
     bool gate_closed;  /* the server holds its answers until opened */
     bool mute;         /* the server reads requests and never answers */
     int requests;      /* requests read */
@@ -148,6 +150,11 @@ fb_answer(fb_t *fb, zmq_msg_t *id, const void *data, size_t len)
         }
     }
     msgpack_unpacked_destroy(&up);
+    if (fb->transient && fb->transient_n > 0) {
+        fb->transient_n--;
+        fb_send_end(fb, id, req, fb->transient, 0, from - 1, false);
+        return;
+    }
     if (fb->end_fault == FB_END_STALL_MORE) {
         fb_send_end(fb, id, req, NULL, 0, from - 1, true);
         return;

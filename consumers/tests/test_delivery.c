@@ -425,6 +425,46 @@ test_damaged(void *zctx)
     fb_fini(&fb);
 }
 
+/*  1..3 live, 4 lost by PUB, 5..7 live and held; the replay endpoint
+    answers `code` (busy, io_error, internal: "ask again later") n times.
+    Twice: the third request gets 4, nothing lost. Three times: the fill
+    gives up after 3 requests, 4 lost, 5..7 released. */
+static void
+test_transient(void *zctx, const char *code, int n, const char *name)
+{
+    fb_t fb;
+    char pub[64], rep[64];
+    snprintf(pub, sizeof pub, "inproc://%s-pub", name);
+    snprintf(rep, sizeof rep, "inproc://%s-rep", name);
+    fb_init(&fb, zctx, pub, rep, name, 0);
+    h_reset();
+    cons_t c;
+    cons_start(&c, 1, (dfc_config_t){.workers = 1}, &fb, true);
+    publish_live(&fb, 3);
+    CHECK(h_wait(3));
+    fb_lock(&fb);
+    fb.transient = code;
+    fb.transient_n = n;
+    fb_unlock(&fb);
+    fb_message(&fb, "s1", NULL, false); /* 4 */
+    publish_live(&fb, 3);               /* 5..7 */
+    CHECK(h_wait(n < 3 ? 7 : 6));
+    dfc_stats_t st;
+    cons_stop(&c, &st);
+    uint64_t want[] = {1, 2, 3, 4, 5, 6, 7}, gave_up[] = {1, 2, 3, 5, 6, 7};
+    size_t nwant = n < 3 ? 7 : 6;
+    CHECK_EQ(nh, nwant);
+    for (size_t i = 0; i < nwant && i < nh; i++)
+        CHECK_EQ(hrecs[i].gseq, n < 3 ? want[i] : gave_up[i]);
+    CHECK_EQ(st.lost, n < 3 ? 0 : 1);
+    CHECK_EQ(st.replay_errors, n < 3 ? n : 3);
+    CHECK_EQ(st.replay_requests, 3);
+    fb_lock(&fb);
+    CHECK_EQ(fb.requests, 3);
+    fb_unlock(&fb);
+    fb_fini(&fb);
+}
+
 /* ------------------------------------------- beyond max_held (A6) */
 
 /*  max_held 2: of the 5 live messages that arrive during a fill, 3 are not
@@ -1085,6 +1125,9 @@ main(int argc, char **argv)
     RUN("stall_more", test_stall(zctx, FB_END_STALL_MORE, "stall-more"));
     RUN("stall_gone", test_stall(zctx, FB_END_WALK_GONE, "stall-gone"));
     RUN("damaged", test_damaged(zctx));
+    RUN("transient_busy", test_transient(zctx, "busy", 2, "tr-busy"));
+    RUN("transient_io_error", test_transient(zctx, "io_error", 2, "tr-io"));
+    RUN("transient_internal_gives_up", test_transient(zctx, "internal", 3, "tr-int"));
     RUN("stale", test_stale(zctx));
     RUN("dedupe", test_dedupe(zctx));
     RUN("ordering", test_ordering(zctx));
