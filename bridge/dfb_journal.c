@@ -1,25 +1,13 @@
 /*  dfb_journal: segment files of length+CRC framed records (see
-    dfb_journal.h for the contract, the recovery rules and the threads).
-    File layout, all integers little-endian:
-
-      epoch    <dir>/journal/EPOCH: "<epoch>\n", written atomically (tmp,
-               fdatasync, rename, directory fsync) when the epoch is created
-      segment  <dir>/journal/<first gseq, 20 digits>.dfj
-      record   u32 payload length | u32 CRC-32C of the payload | payload
-      header   'H' u8 version=1 | u32 len + epoch | u64 first gseq | u64 created ms |
-               u32 topic count | (u32 len + topic | u64 seq before this segment)*
-      event    'E' u64 gseq | u64 seq | u64 ts ms | u32 topic len | u32 type len |
-               u32 id len | u32 body len | topic | type | id | body
-      damaged  <dir>/journal/damaged/<name>.<reason>: what recovery set aside
+    dfb_journal.h for the contract, the recovery rules and the threads; the
+    on-disk format is in dfb_journal_priv.h).
 
     Appends go through writev from the caller's buffers (no copy, nothing
     allocated per record once warm). Readers use their own descriptors and
-    pread. The mutex `mu` guards the segment list, the counters and the
-    sync generations and is never held across disk I/O. */
+    pread. */
 #define _GNU_SOURCE
-#include "dfb_journal.h"
+#include "dfb_journal_priv.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -28,78 +16,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <dirent.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "dfb_clock.h"
 #include "dfb_log.h"
-#include "dfb_transcode.h"
-
-#define REC_HEAD 8
-#define EVENT_FIXED (1 + 8 + 8 + 8 + 4 * 4)
-#define MIN_RECORD (REC_HEAD + EVENT_FIXED) /* the smallest event record on disk */
-#define MAX_PAYLOAD ((uint32_t)1 << 30)
-#define INDEX_EVERY 256 /* sparse index: one (gseq, offset) per this many records */
 
 /*  An append failure is said once: the first of a streak as a warning (the
     publisher adds the one error line: nothing is acknowledged meanwhile),
     the retries (the publisher retries until the disk works again) at debug. */
 #define APPEND_ERR(j, ...) dfb_log((j)->append_failing ? DFB_LOG_DEBUG : DFB_LOG_WARN, __VA_ARGS__)
-
-/* read_record results besides the public codes: a whole record, or one cut short */
-#define RR_OK 1
-#define RR_SHORT 0
-
-typedef struct {
-    uint64_t gseq, off;
-} mark_t;
-
-typedef struct {
-    uint64_t first_gseq; /* gseq of its first record (or of the next one when empty) */
-    uint64_t size;       /* committed bytes */
-    int64_t mtime_ms;    /* last write */
-    uint64_t records;    /* known only for segments written or scanned in this run */
-    mark_t *marks;       /* sparse index, same */
-    size_t nmarks, capmarks;
-    int indexed;
-} seg_t;
-
-struct dfb_journal {
-    dfb_journal_opts_t opts;
-    char *jdir;
-    char epoch[64];
-    int lock_fd;
-    int fd; /* active segment: the writer's; the sync thread dups it under mu */
-    pthread_mutex_t mu;
-    seg_t *segs; /* oldest first; the last is active */
-    size_t nsegs, capsegs;
-    dfb_topics_t *topics; /* writer */
-    uint64_t last_gseq;   /* writer */
-    int batch_mode;       /* writer */
-    int need_cut;         /* writer: a partial record past cut_to could not be cut yet */
-    int append_failing;   /* writer: the last append failed (its next failures log at debug) */
-    uint64_t cut_to;
-    /* Durability, under mu: appends bump gen_written; a sync that began at
-       generation g and succeeded makes gen_synced >= g. A failed sync makes
-       sync_bad sticky until a sync that began at bad_gen or later succeeds. */
-    uint64_t gen_written, gen_synced, bad_gen;
-    int sync_bad, busy;
-    int64_t last_sync_ms;
-    dfb_journal_stats_t st;
-    /* The sync thread: tick() only posts a request (bg_req) under mu. */
-    pthread_t bg;
-    int bg_started, bg_stop;
-    pthread_cond_t bg_cv, idle_cv;
-    uint64_t bg_req, bg_done;
-    int64_t bg_now;
-    /* One retention at a time (writer after a roll, sync thread after a
-       tick); held across unlink, never taken by readers, stats or tick. */
-    pthread_mutex_t ret_mu;
-    int del_failing; /* ret_mu */
-    dfb_buf_t hbuf;  /* writer */
-};
 
 struct dfb_journal_reader {
     dfb_journal_t *j;
@@ -111,272 +40,6 @@ struct dfb_journal_reader {
     uint64_t lost_from, lost_to;
     dfb_buf_t buf;
 };
-
-/* ---- small helpers -------------------------------------------------------- */
-
-static uint32_t s_crc_table[256];
-static pthread_once_t s_crc_once = PTHREAD_ONCE_INIT;
-
-static void
-crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-        s_crc_table[i] = c;
-    }
-}
-
-uint32_t
-dfb_crc32c(uint32_t crc, const void *data, size_t len)
-{
-    pthread_once(&s_crc_once, crc_init);
-    const unsigned char *p = data;
-    crc = ~crc;
-    while (len--)
-        crc = s_crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
-
-static void
-le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t
-rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-rd64(const uint8_t *p)
-{
-    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
-
-static int64_t
-mtime_ms(const struct stat *sb)
-{
-    return (int64_t)sb->st_mtim.tv_sec * 1000 + sb->st_mtim.tv_nsec / 1000000;
-}
-
-static void
-seg_path(const dfb_journal_t *j, uint64_t first, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s/%020" PRIu64 ".dfj", j->jdir, first);
-}
-
-static ssize_t
-pread_full(int fd, void *buf, size_t n, uint64_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
-
-/*  Reads the record at off (not beyond limit) into buf. Returns RR_OK
-    (payload in buf->data, length buf->len), RR_SHORT when the record is
-    incomplete before limit (a torn tail or the head), DFB_JOURNAL_CORRUPT
-    (bad length or CRC), DFB_JOURNAL_EIO (errno set) or DFB_JOURNAL_NOMEM. */
-static int
-read_record(int fd, uint64_t off, uint64_t limit, dfb_buf_t *buf)
-{
-    uint8_t h[REC_HEAD];
-    if (off + REC_HEAD > limit)
-        return RR_SHORT;
-    ssize_t r = pread_full(fd, h, REC_HEAD, off);
-    if (r < 0)
-        return DFB_JOURNAL_EIO;
-    if (r < REC_HEAD)
-        return RR_SHORT;
-    uint32_t len = rd32(h), crc = rd32(h + 4);
-    if (len == 0 || len > MAX_PAYLOAD)
-        return DFB_JOURNAL_CORRUPT;
-    if (off + REC_HEAD + len > limit)
-        return RR_SHORT;
-    buf->len = 0;
-    if (dfb_buf_reserve(buf, len) != 0)
-        return DFB_JOURNAL_NOMEM;
-    r = pread_full(fd, buf->data, len, off + REC_HEAD);
-    if (r < 0)
-        return DFB_JOURNAL_EIO;
-    if ((size_t)r < len)
-        return RR_SHORT;
-    buf->len = len;
-    return dfb_crc32c(0, buf->data, len) == crc ? RR_OK : DFB_JOURNAL_CORRUPT;
-}
-
-/*  Decodes an event payload. 0, or -1 when it is not a well-formed event. */
-static int
-parse_event(const uint8_t *p, size_t len, dfb_journal_rec_t *rec)
-{
-    if (len < EVENT_FIXED || p[0] != 'E')
-        return -1;
-    rec->gseq = rd64(p + 1);
-    rec->seq = rd64(p + 9);
-    rec->ts = (int64_t)rd64(p + 17);
-    uint64_t tl = rd32(p + 25), yl = rd32(p + 29), il = rd32(p + 33), bl = rd32(p + 37);
-    if (EVENT_FIXED + tl + yl + il + bl != len)
-        return -1;
-    const uint8_t *q = p + EVENT_FIXED;
-    rec->topic = (const char *)q;
-    rec->topic_len = tl;
-    rec->type = (const char *)(q += tl);
-    rec->type_len = yl;
-    rec->id = (const char *)(q += yl);
-    rec->id_len = il;
-    rec->body = q + il;
-    rec->body_len = bl;
-    return 0;
-}
-
-/*  Header payload: epoch into epoch (cap 64), first gseq, and, if topics,
-    each topic's seq before the segment. 0 or -1. */
-static int
-parse_header(const uint8_t *p, size_t len, char *epoch, uint64_t *first, dfb_topics_t *topics)
-{
-    if (len < 2 + 4 || p[0] != 'H' || p[1] != 1)
-        return -1;
-    size_t off = 2;
-    uint32_t el = rd32(p + off);
-    off += 4;
-    if (el == 0 || el >= 64 || off + el + 8 + 8 + 4 > len)
-        return -1;
-    if (epoch) {
-        memcpy(epoch, p + off, el);
-        epoch[el] = '\0';
-    }
-    off += el;
-    *first = rd64(p + off);
-    off += 16; /* first gseq, created ms */
-    uint32_t n = rd32(p + off);
-    off += 4;
-    for (uint32_t i = 0; i < n; i++) {
-        if (off + 4 > len)
-            return -1;
-        uint32_t tl = rd32(p + off);
-        off += 4;
-        if (tl > len || off + tl + 8 > len)
-            return -1;
-        if (topics) {
-            dfb_topic_t *t = dfb_topics_get(topics, (const char *)p + off, tl, 1);
-            if (!t)
-                return -1;
-            t->seq = rd64(p + off + tl);
-        }
-        off += tl + 8;
-    }
-    return off == len ? 0 : -1;
-}
-
-static int
-seg_mark(seg_t *s, uint64_t gseq, uint64_t off)
-{
-    if (s->nmarks == s->capmarks) {
-        size_t cap = s->capmarks ? s->capmarks * 2 : 64;
-        mark_t *m = realloc(s->marks, cap * sizeof *m);
-        if (!m)
-            return -1;
-        s->marks = m;
-        s->capmarks = cap;
-    }
-    s->marks[s->nmarks++] = (mark_t){gseq, off};
-    return 0;
-}
-
-/*  Records one more record in s (sparse index every INDEX_EVERY). */
-static void
-seg_count(seg_t *s, uint64_t gseq, uint64_t off)
-{
-    if (s->indexed && s->records % INDEX_EVERY == 0 && seg_mark(s, gseq, off) != 0)
-        s->indexed = 0; /* out of memory: fall back to scanning from the start */
-    s->records++;
-}
-
-static int
-fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
-static int
-write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/*  Serialises a header record (framing included) into b. 0 or -1 (memory). */
-static int
-build_header(dfb_buf_t *b, const char *epoch, uint64_t first, int64_t now_ms,
-             const dfb_topics_t *topics)
-{
-    b->len = 0;
-    uint8_t tmp[16];
-    size_t el = strlen(epoch);
-    uint8_t zero[REC_HEAD] = {0};
-    int rc = dfb_buf_put(b, zero, REC_HEAD);
-    tmp[0] = 'H';
-    tmp[1] = 1;
-    rc |= dfb_buf_put(b, tmp, 2);
-    le32(tmp, (uint32_t)el);
-    rc |= dfb_buf_put(b, tmp, 4);
-    rc |= dfb_buf_put(b, epoch, el);
-    le64(tmp, first);
-    le64(tmp + 8, (uint64_t)now_ms);
-    rc |= dfb_buf_put(b, tmp, 16);
-    le32(tmp, dfb_topics_count(topics));
-    rc |= dfb_buf_put(b, tmp, 4);
-    size_t cur = 0;
-    for (dfb_topic_t *t; (t = dfb_topics_next(topics, &cur));) {
-        le32(tmp, (uint32_t)t->len);
-        le64(tmp + 4, t->seq);
-        rc |= dfb_buf_put(b, tmp, 4);
-        rc |= dfb_buf_put(b, t->topic, t->len);
-        rc |= dfb_buf_put(b, tmp + 4, 8);
-    }
-    if (rc != 0)
-        return -1;
-    le32(b->data, (uint32_t)(b->len - REC_HEAD));
-    le32(b->data + 4, dfb_crc32c(0, b->data + REC_HEAD, b->len - REC_HEAD));
-    return 0;
-}
 
 /* ---- durability ----------------------------------------------------------- */
 
@@ -456,7 +119,7 @@ writer_sync(dfb_journal_t *j, int64_t now_ms, const char *what)
 /* ---- segments (writer) ---------------------------------------------------- */
 
 static seg_t *
-push_seg(dfb_journal_t *j, uint64_t first)
+jr_push_seg(dfb_journal_t *j, uint64_t first)
 {
     if (j->nsegs == j->capsegs) {
         size_t cap = j->capsegs ? j->capsegs * 2 : 16;
@@ -480,7 +143,7 @@ push_seg(dfb_journal_t *j, uint64_t first)
     on failure it is removed again (it holds no record) and -1 returned.
     Writer thread; takes mu only to switch. */
 static int
-new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
+jr_new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
 {
     int syncs = j->opts.fsync != DFB_FSYNC_NEVER;
     if (j->fd >= 0 && syncs) {
@@ -490,20 +153,20 @@ new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
         if (dirty && writer_sync(j, now_ms, "segment roll") != 0)
             return -1;
     }
-    if (build_header(&j->hbuf, j->epoch, first, now_ms, j->topics) != 0) {
+    if (jr_build_header(&j->hbuf, j->epoch, first, now_ms, j->topics) != 0) {
         APPEND_ERR(j, "journal: out of memory for a segment header");
         return -1;
     }
     dfb_buf_t *b = &j->hbuf;
     char path[4096];
-    seg_path(j, first, path, sizeof path);
+    jr_seg_path(j, first, path, sizeof path);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
         APPEND_ERR(j, "journal: cannot create %s: %s", path, strerror(errno));
         return -1;
     }
     const char *fail = NULL;
-    if (write_all(fd, b->data, b->len) != 0)
+    if (jr_write_all(fd, b->data, b->len) != 0)
         fail = "write";
     else if (syncs) {
         pthread_mutex_lock(&j->mu);
@@ -512,7 +175,7 @@ new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
         busy_begin(j);
         if (fdatasync(fd) != 0)
             fail = "fdatasync";
-        else if (fsync_dir(j->jdir) != 0)
+        else if (jr_fsync_dir(j->jdir) != 0)
             fail = "directory fsync";
         int e = errno;
         pthread_mutex_lock(&j->mu);
@@ -529,7 +192,7 @@ new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
         return -1;
     }
     pthread_mutex_lock(&j->mu);
-    seg_t *s = push_seg(j, first);
+    seg_t *s = jr_push_seg(j, first);
     if (!s) {
         pthread_mutex_unlock(&j->mu);
         APPEND_ERR(j, "journal: out of memory for segment %s", path);
@@ -580,13 +243,13 @@ retain(dfb_journal_t *j, int64_t now_ms)
         pthread_mutex_unlock(&j->mu);
 
         char path[4096];
-        seg_path(j, gone.first_gseq, path, sizeof path);
+        jr_seg_path(j, gone.first_gseq, path, sizeof path);
         int rc = unlink(path), e = errno;
         pthread_mutex_lock(&j->mu);
         busy_end_locked(j);
         if (rc != 0 && e != ENOENT) {
             /* Back to the front: only retention removes there, and we hold ret_mu. */
-            seg_t *s = push_seg(j, 0);
+            seg_t *s = jr_push_seg(j, 0);
             if (s) {
                 memmove(j->segs + 1, j->segs, (j->nsegs - 1) * sizeof gone);
                 j->segs[0] = gone;
@@ -826,7 +489,7 @@ mem_resync(const map_t *m, uint64_t off, uint64_t min, uint64_t *max_gseq, dfb_t
         dfb_journal_rec_t rec;
         if (n >= EVENT_FIXED && n <= MAX_PAYLOAD && off + REC_HEAD + n <= m->size &&
             m->p[off + REC_HEAD] == 'E' && rd64(m->p + off + REC_HEAD + 1) > min &&
-            mem_record(m, off, &pl, &len) == RR_OK && parse_event(pl, len, &rec) == 0) {
+            mem_record(m, off, &pl, &len) == RR_OK && jr_parse_event(pl, len, &rec) == 0) {
             if (first == m->size)
                 first = off;
             if (rec.gseq > *max_gseq)
@@ -856,7 +519,7 @@ mem_walk(const map_t *m, uint64_t off, uint64_t last, dfb_topics_t *topics, seg_
         uint32_t len;
         dfb_journal_rec_t rec;
         int r = off >= m->size ? RR_SHORT : mem_record(m, off, &pl, &len);
-        if (r == RR_OK && (parse_event(pl, len, &rec) != 0 || rec.gseq <= last))
+        if (r == RR_OK && (jr_parse_event(pl, len, &rec) != 0 || rec.gseq <= last))
             r = DFB_JOURNAL_CORRUPT;
         if (r != RR_OK) {
             w->end = off;
@@ -873,7 +536,7 @@ mem_walk(const map_t *m, uint64_t off, uint64_t last, dfb_topics_t *topics, seg_
                 t->seq = rec.seq;
         }
         if (s)
-            seg_count(s, rec.gseq, off);
+            jr_seg_count(s, rec.gseq, off);
         last = rec.gseq;
         off += REC_HEAD + len;
     }
@@ -886,7 +549,7 @@ mem_header(const map_t *m, char *epoch, uint64_t *first, dfb_topics_t *topics, u
     const uint8_t *pl;
     uint32_t len;
     if (!m->p || mem_record(m, 0, &pl, &len) != RR_OK ||
-        parse_header(pl, len, epoch, first, topics) != 0)
+        jr_parse_header(pl, len, epoch, first, topics) != 0)
         return -1;
     *hlen = REC_HEAD + len;
     return 0;
@@ -914,7 +577,7 @@ move_aside(dfb_journal_t *j, const char *name, const char *reason, int keep, cha
         int rc = keep ? link(src, out) : rename(src, out);
         if (rc != 0)
             return -1;
-        if (fsync_dir(dir) != 0 || fsync_dir(j->jdir) != 0)
+        if (jr_fsync_dir(dir) != 0 || jr_fsync_dir(j->jdir) != 0)
             return -1;
         j->st.damaged_files++;
         return 0;
@@ -939,10 +602,10 @@ save_aside(dfb_journal_t *j, const char *name, const char *reason, const void *d
     int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    int rc = write_all(fd, data, len) == 0 && fdatasync(fd) == 0 ? 0 : -1;
+    int rc = jr_write_all(fd, data, len) == 0 && fdatasync(fd) == 0 ? 0 : -1;
     int e = errno;
     close(fd);
-    if (rc == 0 && fsync_dir(dir) != 0)
+    if (rc == 0 && jr_fsync_dir(dir) != 0)
         return -1;
     errno = e;
     return rc;
@@ -957,7 +620,7 @@ read_epoch_file(const char *jdir, char *epoch)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    ssize_t n = pread_full(fd, text, sizeof text, 0);
+    ssize_t n = jr_pread_full(fd, text, sizeof text, 0);
     close(fd);
     if (n < 2 || n > 64 || text[n - 1] != '\n')
         return 0;
@@ -981,9 +644,9 @@ write_epoch_file(dfb_journal_t *j)
         return -1;
     char text[80];
     int n = snprintf(text, sizeof text, "%s\n", j->epoch);
-    int rc = write_all(fd, text, (size_t)n) == 0 && fdatasync(fd) == 0 ? 0 : -1;
+    int rc = jr_write_all(fd, text, (size_t)n) == 0 && fdatasync(fd) == 0 ? 0 : -1;
     close(fd);
-    if (rc != 0 || rename(tmp, path) != 0 || fsync_dir(j->jdir) != 0)
+    if (rc != 0 || rename(tmp, path) != 0 || jr_fsync_dir(j->jdir) != 0)
         return -1;
     return 0;
 }
@@ -994,7 +657,7 @@ static int
 topics_after(dfb_journal_t *j, uint64_t first, dfb_topics_t *topics)
 {
     char path[4096];
-    seg_path(j, first, path, sizeof path);
+    jr_seg_path(j, first, path, sizeof path);
     map_t m;
     if (map_open(path, 0, &m) != 0)
         return -1;
@@ -1016,20 +679,20 @@ rewrite_segment(dfb_journal_t *j, const char *name, uint64_t first, const map_t 
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%s/%s.repair", j->jdir, name);
     snprintf(path, sizeof path, "%s/%s", j->jdir, name);
-    if (build_header(&j->hbuf, j->epoch, first, now_ms, topics) != 0)
+    if (jr_build_header(&j->hbuf, j->epoch, first, now_ms, topics) != 0)
         return -1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    int rc = write_all(fd, j->hbuf.data, j->hbuf.len) == 0 &&
-                     write_all(fd, m->p + off, m->size - off) == 0 && fdatasync(fd) == 0
+    int rc = jr_write_all(fd, j->hbuf.data, j->hbuf.len) == 0 &&
+                     jr_write_all(fd, m->p + off, m->size - off) == 0 && fdatasync(fd) == 0
                  ? 0
                  : -1;
     close(fd);
     /* The original is linked aside before the copy replaces it: a crash at
        any point leaves one of the two under the segment's name. */
     if (rc != 0 || move_aside(j, name, "header", 1, aside, cap) != 0 || rename(tmp, path) != 0 ||
-        fsync_dir(j->jdir) != 0)
+        jr_fsync_dir(j->jdir) != 0)
         return -1;
     return 0;
 }
@@ -1065,7 +728,7 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *e
     const char *epoch_from = have_epoch ? "EPOCH" : NULL;
     for (long i = 0; i < n; i++) {
         f[i].first = firsts[i];
-        seg_path(j, firsts[i], path, sizeof path);
+        jr_seg_path(j, firsts[i], path, sizeof path);
         map_t m;
         uint64_t hf, hlen;
         f[i].state = F_BAD;
@@ -1108,14 +771,14 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *e
     for (long i = 0; i < n; i++) {
         uint64_t first = firsts[i], next = i + 1 < n ? firsts[i + 1] : 0;
         snprintf(name, sizeof name, "%020" PRIu64 ".dfj", first);
-        seg_path(j, first, path, sizeof path);
+        jr_seg_path(j, first, path, sizeof path);
         map_t m;
         if (map_open(path, 0, &m) != 0) {
             snprintf(err, errlen, "journal: cannot read %s: %s", path, strerror(errno));
             goto done;
         }
         if (f[i].state == F_OK_HDR) {
-            seg_t *s = push_seg(j, first);
+            seg_t *s = jr_push_seg(j, first);
             if (!s) {
                 map_close(&m);
                 snprintf(err, errlen, "journal: out of memory");
@@ -1196,7 +859,7 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *e
                     continue;
                 map_t mk;
                 uint64_t hf, hlen;
-                seg_path(j, firsts[k], path, sizeof path);
+                jr_seg_path(j, firsts[k], path, sizeof path);
                 if (map_open(path, 0, &mk) == 0 && mem_header(&mk, NULL, &hf, tp, &hlen) == 0)
                     derived = 1;
                 map_close(&mk);
@@ -1209,7 +872,7 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *e
                 uint32_t len;
                 dfb_journal_rec_t rec;
                 while (mine && mem_record(&m, off, &pl, &len) == RR_OK &&
-                       parse_event(pl, len, &rec) == 0 && rec.gseq > last) {
+                       jr_parse_event(pl, len, &rec) == 0 && rec.gseq > last) {
                     if (!dfb_topics_get(mine, rec.topic, rec.topic_len, 0)) {
                         dfb_topic_t *a = dfb_topics_get(mine, rec.topic, rec.topic_len, 1);
                         dfb_topic_t *b = dfb_topics_get(tp, rec.topic, rec.topic_len, 1);
@@ -1221,7 +884,7 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *e
                 }
                 dfb_topics_destroy(&mine);
             }
-            seg_path(j, first, path, sizeof path);
+            jr_seg_path(j, first, path, sizeof path);
         }
         if (!derived) {
             map_close(&m);
@@ -1245,7 +908,7 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *e
                                : "the next header",
                   start, aside);
         struct stat sb;
-        seg_t *s = push_seg(j, first);
+        seg_t *s = jr_push_seg(j, first);
         if (!s || stat(path, &sb) != 0) {
             snprintf(err, errlen, "journal: cannot stat %s: %s", path,
                      s ? strerror(errno) : "out of memory");
@@ -1265,7 +928,7 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *e
         }
         /* Nothing could have been written (an empty first segment): the
            epoch continues from gseq 1. */
-        if (new_segment(j, 1, now_ms) != 0) {
+        if (jr_new_segment(j, 1, now_ms) != 0) {
             snprintf(err, errlen, "journal: cannot create the first segment in %s: %s", j->jdir,
                      strerror(errno));
             goto done;
@@ -1277,7 +940,7 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *e
     /* Pass 3: the newest segment, record by record; a bad tail is cut. */
     seg_t *s = &j->segs[j->nsegs - 1];
     snprintf(name, sizeof name, "%020" PRIu64 ".dfj", s->first_gseq);
-    seg_path(j, s->first_gseq, path, sizeof path);
+    jr_seg_path(j, s->first_gseq, path, sizeof path);
     map_t m;
     uint64_t hf, hlen;
     if (map_open(path, 1, &m) != 0) {
@@ -1344,7 +1007,7 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *e
         if (u && t->seq > u->seq)
             u->seq = t->seq;
     }
-    seg_path(j, s->first_gseq, path, sizeof path);
+    jr_seg_path(j, s->first_gseq, path, sizeof path);
     j->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (j->fd < 0) {
         snprintf(err, errlen, "journal: cannot open %s: %s", path, strerror(errno));
@@ -1361,7 +1024,7 @@ recover(dfb_journal_t *j, const uint64_t *firsts, long n, int have_epoch, int *e
         for (dfb_topic_t *t; unknown && (t = dfb_topics_next(j->topics, &cur));)
             t->seq += unknown;
         j->last_gseq = floor;
-        if (new_segment(j, floor + 1, now_ms) != 0) {
+        if (jr_new_segment(j, floor + 1, now_ms) != 0) {
             snprintf(err, errlen, "journal: cannot create a segment in %s: %s", j->jdir,
                      strerror(errno));
             goto done;
@@ -1488,10 +1151,10 @@ dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch, int64_t 
         j->st.new_epoch = 1;
         /* EPOCH first: without it a later damaged header could not be
            derived, so a new epoch that cannot write it does not start. */
-        const char *what = !j->topics                  ? "out of memory"
-                           : write_epoch_file(j) != 0  ? "cannot write EPOCH"
-                           : new_segment(j, 1, now_ms) ? "cannot create the first segment"
-                                                       : NULL;
+        const char *what = !j->topics                     ? "out of memory"
+                           : write_epoch_file(j) != 0     ? "cannot write EPOCH"
+                           : jr_new_segment(j, 1, now_ms) ? "cannot create the first segment"
+                                                          : NULL;
         if (what) {
             snprintf(err, errlen, "journal: %s: %s: %s", j->jdir, what, strerror(errno));
             dfb_journal_destroy(&j);
@@ -1623,7 +1286,7 @@ append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
     uint64_t size = j->segs[j->nsegs - 1].size, records = j->segs[j->nsegs - 1].records;
     pthread_mutex_unlock(&j->mu);
     if (size >= j->opts.segment_bytes && records > 0) {
-        if (new_segment(j, rec->gseq, now_ms) != 0) {
+        if (jr_new_segment(j, rec->gseq, now_ms) != 0) {
             bump_errors(j);
             return -1;
         }
@@ -1698,7 +1361,7 @@ append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
     j->last_gseq = rec->gseq;
     pthread_mutex_lock(&j->mu);
     seg_t *act = &j->segs[j->nsegs - 1];
-    seg_count(act, rec->gseq, act->size);
+    jr_seg_count(act, rec->gseq, act->size);
     act->size += total;
     act->mtime_ms = now_ms;
     j->st.bytes += total;
@@ -1775,7 +1438,7 @@ reader_open(dfb_journal_reader_t *r, uint64_t first, uint64_t off)
     if (r->fd >= 0)
         close(r->fd);
     char path[4096];
-    seg_path(r->j, first, path, sizeof path);
+    jr_seg_path(r->j, first, path, sizeof path);
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     r->first = first;
     r->off = off;
@@ -1836,8 +1499,8 @@ header_seq(dfb_journal_reader_t *r, uint64_t first, const char *topic, size_t le
     if (reader_open(r, first, 0) != 0)
         return -1;
     uint64_t f;
-    if (read_record(r->fd, 0, UINT64_MAX, &r->buf) != RR_OK ||
-        parse_header(r->buf.data, r->buf.len, NULL, &f, NULL) != 0)
+    if (jr_read_record(r->fd, 0, UINT64_MAX, &r->buf) != RR_OK ||
+        jr_parse_header(r->buf.data, r->buf.len, NULL, &f, NULL) != 0)
         return -1;
     /* Walk the topic list again, without a map: match by name. */
     const uint8_t *p = r->buf.data;
@@ -1931,7 +1594,7 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
             if (fstat(r->fd, &sb) == 0)
                 limit = (uint64_t)sb.st_size;
         }
-        int rc = read_record(r->fd, r->off, limit, &r->buf);
+        int rc = jr_read_record(r->fd, r->off, limit, &r->buf);
         if (rc == DFB_JOURNAL_EIO) {
             dfb_warn("journal: reader: segment %" PRIu64 " at offset %" PRIu64 ": %s", r->first,
                      r->off, strerror(errno));
@@ -1950,7 +1613,7 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
                 r->off += REC_HEAD + r->buf.len;
                 continue;
             }
-            if (parse_event(p, r->buf.len, rec) == 0 && rec->gseq > r->last) {
+            if (jr_parse_event(p, r->buf.len, rec) == 0 && rec->gseq > r->last) {
                 r->off += REC_HEAD + r->buf.len;
                 r->last = rec->gseq;
                 if (rec->gseq < r->min_gseq)
@@ -2021,14 +1684,14 @@ static uint64_t
 count_records(dfb_journal_t *j, uint64_t first)
 {
     char path[4096];
-    seg_path(j, first, path, sizeof path);
+    jr_seg_path(j, first, path, sizeof path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
     struct stat sb;
     uint64_t n = 0, off = 0, size = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
     uint8_t h[REC_HEAD];
-    while (off + REC_HEAD <= size && pread_full(fd, h, REC_HEAD, off) == REC_HEAD) {
+    while (off + REC_HEAD <= size && jr_pread_full(fd, h, REC_HEAD, off) == REC_HEAD) {
         off += REC_HEAD + rd32(h);
         n++;
     }
