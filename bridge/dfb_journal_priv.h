@@ -132,4 +132,17 @@ int jr_write_all(int fd, const void *data, size_t len);
 int jr_build_header(dfb_buf_t *b, const char *epoch, uint64_t first, int64_t now_ms,
                     const dfb_topics_t *topics);
 
+/* ---- the writer (dfb_journal.c), used by recovery ------------------------- */
+
+seg_t *jr_push_seg(dfb_journal_t *j, uint64_t first);
+int jr_new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms);
+
+/* ---- recovery (dfb_journal_recover.c) ------------------------------------- */
+
+/*  Recovers the journal folder of a new j (jdir and LOCK taken): continues
+    its epoch, or starts new_epoch with the old segments moved aside. On
+    success j's segments, active fd, epoch, last gseq and topics are set;
+    on error -1 with the reason in err (j is left for dfb_journal_destroy). */
+int jr_recover(dfb_journal_t *j, const char *new_epoch, int64_t now_ms, char *err, size_t errlen);
+
 #endif
