@@ -1,0 +1,367 @@
+/*  dfb_journal_reader: readers of the journal (seek by gseq or by a topic's
+    seq, read on across segments, report what cannot be read) and the tail
+    scan that refills the dedupe window at start. */
+#define _GNU_SOURCE
+#include "dfb_journal_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dfb_log.h"
+
+struct dfb_journal_reader {
+    dfb_journal_t *j;
+    int fd;
+    uint64_t first; /* segment open */
+    uint64_t off;
+    uint64_t min_gseq;
+    uint64_t last; /* gseq of the last record read (0 = none yet) */
+    uint64_t lost_from, lost_to;
+    dfb_buf_t buf;
+};
+
+/* ---- readers -------------------------------------------------------------- */
+
+dfb_journal_reader_t *
+dfb_journal_reader_new(dfb_journal_t *journal)
+{
+    dfb_journal_reader_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->j = journal;
+    r->fd = -1;
+    dfb_buf_init(&r->buf);
+    return r;
+}
+
+void
+dfb_journal_reader_destroy(dfb_journal_reader_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    dfb_journal_reader_t *r = *self_p;
+    if (r->fd >= 0)
+        close(r->fd);
+    dfb_buf_free(&r->buf);
+    free(r);
+    *self_p = NULL;
+}
+
+static int
+reader_open(dfb_journal_reader_t *r, uint64_t first, uint64_t off)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    char path[4096];
+    jr_seg_path(r->j, first, path, sizeof path);
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    r->first = first;
+    r->off = off;
+    return r->fd >= 0 ? 0 : -1;
+}
+
+/*  Index of the segment starting at first, or -1. Caller holds mu. */
+static long
+find_seg(const dfb_journal_t *j, uint64_t first)
+{
+    size_t lo = 0, hi = j->nsegs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (j->segs[mid].first_gseq < first)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < j->nsegs && j->segs[lo].first_gseq == first ? (long)lo : -1;
+}
+
+int
+dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
+{
+    dfb_journal_t *j = r->j;
+    if (from == 0)
+        from = 1;
+    for (int attempt = 0;; attempt++) {
+        pthread_mutex_lock(&j->mu);
+        if (from < j->segs[0].first_gseq) {
+            pthread_mutex_unlock(&j->mu);
+            return DFB_JOURNAL_GONE;
+        }
+        size_t i = j->nsegs - 1;
+        while (i > 0 && j->segs[i].first_gseq > from)
+            i--;
+        const seg_t *s = &j->segs[i];
+        uint64_t first = s->first_gseq, off = 0;
+        if (s->indexed)
+            for (size_t k = 0; k < s->nmarks && s->marks[k].gseq <= from; k++)
+                off = s->marks[k].off;
+        pthread_mutex_unlock(&j->mu);
+        r->min_gseq = from;
+        r->last = 0;
+        if (reader_open(r, first, off) == 0)
+            return 0;
+        /* Deleted by retention between the lookup and the open: look again. */
+        if (errno != ENOENT || attempt > 0)
+            return DFB_JOURNAL_EIO;
+    }
+}
+
+/*  seq of topic before the segment starting at first (from its header).
+    0 or -1 (unreadable: the segment was deleted meanwhile). */
+static int
+header_seq(dfb_journal_reader_t *r, uint64_t first, const char *topic, size_t len, uint64_t *seq)
+{
+    if (reader_open(r, first, 0) != 0)
+        return -1;
+    uint64_t f;
+    if (jr_read_record(r->fd, 0, UINT64_MAX, &r->buf) != RR_OK ||
+        jr_parse_header(r->buf.data, r->buf.len, NULL, &f, NULL) != 0)
+        return -1;
+    /* Walk the topic list again, without a map: match by name. */
+    const uint8_t *p = r->buf.data;
+    size_t off = 2 + 4 + rd32(p + 2) + 16;
+    uint32_t n = rd32(p + off);
+    off += 4;
+    *seq = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t tl = rd32(p + off);
+        if (tl == len && memcmp(p + off + 4, topic, len) == 0) {
+            *seq = rd64(p + off + 4 + tl);
+            break;
+        }
+        off += 4 + tl + 8;
+    }
+    return 0;
+}
+
+int
+dfb_journal_reader_seek_topic(dfb_journal_reader_t *r, const char *topic, size_t len, uint64_t from)
+{
+    dfb_journal_t *j = r->j;
+    if (from == 0)
+        from = 1;
+    pthread_mutex_lock(&j->mu);
+    size_t n = j->nsegs;
+    uint64_t *firsts = malloc(n * sizeof *firsts);
+    for (size_t i = 0; firsts && i < n; i++)
+        firsts[i] = j->segs[i].first_gseq;
+    pthread_mutex_unlock(&j->mu);
+    if (!firsts)
+        return DFB_JOURNAL_NOMEM;
+    /* Newest first: the segment whose header seq is below from holds seq from
+       (or the topic's later seqs). */
+    int rc = DFB_JOURNAL_GONE;
+    for (size_t k = n; k-- > 0;) {
+        uint64_t before;
+        if (header_seq(r, firsts[k], topic, len, &before) != 0)
+            break; /* deleted by retention meanwhile: older ones are gone too */
+        if (before < from) {
+            rc = reader_open(r, firsts[k], 0) == 0 ? 0 : DFB_JOURNAL_EIO;
+            break;
+        }
+    }
+    free(firsts);
+    r->min_gseq = 0;
+    r->last = 0;
+    return rc;
+}
+
+/*  Records the range [from, to] as lost for the caller and counts it. */
+static int
+reader_lost(dfb_journal_reader_t *r, uint64_t from, uint64_t to, const char *why)
+{
+    dfb_journal_t *j = r->j;
+    if (from < r->min_gseq)
+        from = r->min_gseq;
+    r->lost_from = from;
+    r->lost_to = to;
+    dfb_warn("journal: reader: %s in segment %" PRIu64 " at offset %" PRIu64 ": gseq %" PRIu64
+             "..%" PRIu64 " cannot be read",
+             why, r->first, r->off, from, to);
+    pthread_mutex_lock(&j->mu);
+    j->st.read_errors++;
+    pthread_mutex_unlock(&j->mu);
+    return DFB_JOURNAL_CORRUPT;
+}
+
+int
+dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
+{
+    dfb_journal_t *j = r->j;
+    if (r->fd < 0)
+        return DFB_JOURNAL_EIO;
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        long i = find_seg(j, r->first);
+        uint64_t limit = UINT64_MAX, next = 0, head = j->st.head_gseq;
+        if (i >= 0) {
+            limit = j->segs[i].size;
+            if ((size_t)i + 1 < j->nsegs)
+                next = j->segs[i + 1].first_gseq;
+        } else {
+            for (size_t k = 0; k < j->nsegs && !next; k++)
+                if (j->segs[k].first_gseq > r->first)
+                    next = j->segs[k].first_gseq;
+        }
+        pthread_mutex_unlock(&j->mu);
+        if (i < 0) { /* deleted while we read it: the file is final */
+            struct stat sb;
+            if (fstat(r->fd, &sb) == 0)
+                limit = (uint64_t)sb.st_size;
+        }
+        int rc = jr_read_record(r->fd, r->off, limit, &r->buf);
+        if (rc == DFB_JOURNAL_EIO) {
+            dfb_warn("journal: reader: segment %" PRIu64 " at offset %" PRIu64 ": %s", r->first,
+                     r->off, strerror(errno));
+            pthread_mutex_lock(&j->mu);
+            j->st.read_errors++;
+            pthread_mutex_unlock(&j->mu);
+            return DFB_JOURNAL_EIO;
+        }
+        if (rc == DFB_JOURNAL_NOMEM)
+            return DFB_JOURNAL_NOMEM;
+        if (rc == RR_SHORT && r->off < limit)
+            rc = DFB_JOURNAL_CORRUPT; /* limit is committed: a length that overruns it is bad */
+        if (rc == RR_OK) {
+            const uint8_t *p = r->buf.data;
+            if (r->off == 0 && p[0] == 'H') {
+                r->off += REC_HEAD + r->buf.len;
+                continue;
+            }
+            if (jr_parse_event(p, r->buf.len, rec) == 0 && rec->gseq > r->last) {
+                r->off += REC_HEAD + r->buf.len;
+                r->last = rec->gseq;
+                if (rec->gseq < r->min_gseq)
+                    continue;
+                return 1;
+            }
+            rc = DFB_JOURNAL_CORRUPT;
+        }
+        if (rc == DFB_JOURNAL_CORRUPT) {
+            /* Never stuck: the rest of a closed segment is reported lost
+               and reading goes on with the next one; in the active
+               segment, everything up to the head is. */
+            uint64_t from = r->last ? r->last + 1 : r->first;
+            /* A range wholly below the position asked for is not the
+               caller's loss: skip it without a report. */
+            if (next) {
+                int lost =
+                    next - 1 < r->min_gseq ? 0 : reader_lost(r, from, next - 1, "corrupt record");
+                if (reader_open(r, next, 0) != 0)
+                    return DFB_JOURNAL_EIO;
+                r->last = next - 1;
+                if (!lost)
+                    continue;
+                return lost;
+            }
+            r->off = limit;
+            if (head < r->min_gseq) {
+                r->last = head;
+                continue;
+            }
+            int lost = reader_lost(r, from, head, "corrupt record");
+            r->last = head;
+            return lost;
+        }
+        if (!next)
+            return 0;
+        /* gseqs are contiguous across segments unless recovery left a
+           hole: a jump over a segment that still exists is such a hole
+           (reported), a jump after a deleted one means retention removed
+           segments while this reader was behind. */
+        if (r->last && next != r->last + 1) {
+            if (i < 0)
+                return DFB_JOURNAL_READER_GONE;
+            uint64_t from = r->last + 1;
+            if (reader_open(r, next, 0) != 0)
+                return DFB_JOURNAL_EIO;
+            r->last = next - 1;
+            if (next - 1 < r->min_gseq)
+                continue;
+            return reader_lost(r, from, next - 1, "a gap between segments");
+        }
+        if (reader_open(r, next, 0) != 0)
+            return DFB_JOURNAL_EIO;
+    }
+}
+
+void
+dfb_journal_reader_lost(const dfb_journal_reader_t *self, uint64_t *from, uint64_t *to)
+{
+    *from = self->lost_from;
+    *to = self->lost_to;
+}
+
+/* ---- dedupe recovery ------------------------------------------------------ */
+
+/*  Counts the records of the segment starting at first (lengths only). */
+static uint64_t
+count_records(dfb_journal_t *j, uint64_t first)
+{
+    char path[4096];
+    jr_seg_path(j, first, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat sb;
+    uint64_t n = 0, off = 0, size = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    uint8_t h[REC_HEAD];
+    while (off + REC_HEAD <= size && jr_pread_full(fd, h, REC_HEAD, off) == REC_HEAD) {
+        off += REC_HEAD + rd32(h);
+        n++;
+    }
+    close(fd);
+    return n ? n - 1 : 0; /* the header */
+}
+
+void
+dfb_journal_scan_tail(dfb_journal_t *j, size_t max, int64_t since_ms,
+                      void (*fn)(void *arg, const dfb_journal_rec_t *rec), void *arg)
+{
+    if (max == 0)
+        return;
+    /* Writer thread: the list only shrinks meanwhile (retention). */
+    pthread_mutex_lock(&j->mu);
+    size_t n = j->nsegs;
+    uint64_t *firsts = malloc(n * sizeof *firsts);
+    int64_t *mtimes = malloc(n * sizeof *mtimes);
+    for (size_t i = 0; firsts && mtimes && i < n; i++) {
+        firsts[i] = j->segs[i].first_gseq;
+        mtimes[i] = j->segs[i].mtime_ms;
+    }
+    pthread_mutex_unlock(&j->mu);
+    dfb_journal_reader_t *r = dfb_journal_reader_new(j);
+    if (firsts && mtimes && r) {
+        /* Walk back until max records or segments last written before since. */
+        size_t start = n - 1;
+        uint64_t total = count_records(j, firsts[start]);
+        while (start > 0 && total < max && mtimes[start - 1] >= since_ms)
+            total += count_records(j, firsts[--start]);
+        uint64_t skip = total > max ? total - max : 0;
+        dfb_journal_rec_t rec;
+        if (reader_open(r, firsts[start], 0) == 0) {
+            r->min_gseq = 0;
+            for (int rc; (rc = dfb_journal_reader_next(r, &rec)) != 0;) {
+                if (rc == DFB_JOURNAL_CORRUPT)
+                    continue; /* reported; the rest is still worth having */
+                if (rc != 1)
+                    break;
+                if (skip) {
+                    skip--;
+                    continue;
+                }
+                if (rec.ts >= since_ms)
+                    fn(arg, &rec);
+            }
+        }
+    }
+    dfb_journal_reader_destroy(&r);
+    free(firsts);
+    free(mtimes);
+}
