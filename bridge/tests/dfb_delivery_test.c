@@ -153,34 +153,51 @@ read_check(dfb_journal_t *j, uint64_t from, uint64_t expect_first)
     return n;
 }
 
+/*  The segment files' first gseqs, sorted; the count. */
 static int
-count_segments(const char *state)
+seg_firsts(const char *state, uint64_t *firsts, int max)
 {
     char path[700];
     snprintf(path, sizeof path, "%s/journal", state);
     DIR *d = opendir(path);
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d));)
-        n += strstr(e->d_name, ".dfj") != NULL;
+        if (strlen(e->d_name) == 24 && strcmp(e->d_name + 20, ".dfj") == 0 && n < max)
+            firsts[n++] = strtoull(e->d_name, NULL, 10);
     if (d)
         closedir(d);
+    for (int a = 0; a < n; a++) /* a handful: insertion sort */
+        for (int b = a; b > 0 && firsts[b] < firsts[b - 1]; b--) {
+            uint64_t t = firsts[b];
+            firsts[b] = firsts[b - 1];
+            firsts[b - 1] = t;
+        }
     return n;
+}
+
+static void
+seg_file(const char *state, uint64_t first, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/journal/%020" PRIu64 ".dfj", state, first);
+}
+
+static int
+count_segments(const char *state)
+{
+    static uint64_t firsts[1 << 14];
+    return seg_firsts(state, firsts, 1 << 14);
 }
 
 /*  Path of the newest segment file. */
 static void
 last_segment(const char *state, char *out, size_t cap)
 {
-    char path[700];
-    snprintf(path, sizeof path, "%s/journal", state);
-    DIR *d = opendir(path);
-    char best[256] = "";
-    for (struct dirent *e; d && (e = readdir(d));)
-        if (strstr(e->d_name, ".dfj") && strcmp(e->d_name, best) > 0)
-            memcpy(best, e->d_name, strlen(e->d_name) + 1);
-    if (d)
-        closedir(d);
-    snprintf(out, cap, "%s/%s", path, best);
+    uint64_t firsts[4096];
+    int n = seg_firsts(state, firsts, 4096);
+    if (n > 0)
+        seg_file(state, firsts[n - 1], out, cap);
+    else
+        snprintf(out, cap, "%s/journal/", state);
 }
 
 
@@ -1384,34 +1401,6 @@ read_ranges(dfb_journal_t *j, uint64_t from, char *out, size_t cap)
     return out;
 }
 
-/*  The segment files' first gseqs, sorted; the count. */
-static int
-seg_firsts(const char *state, uint64_t *firsts, int max)
-{
-    char path[700];
-    snprintf(path, sizeof path, "%s/journal", state);
-    DIR *d = opendir(path);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        if (strlen(e->d_name) == 24 && strcmp(e->d_name + 20, ".dfj") == 0 && n < max)
-            firsts[n++] = strtoull(e->d_name, NULL, 10);
-    if (d)
-        closedir(d);
-    for (int a = 0; a < n; a++) /* a handful: insertion sort */
-        for (int b = a; b > 0 && firsts[b] < firsts[b - 1]; b--) {
-            uint64_t t = firsts[b];
-            firsts[b] = firsts[b - 1];
-            firsts[b - 1] = t;
-        }
-    return n;
-}
-
-static void
-seg_file(const char *state, uint64_t first, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s/journal/%020" PRIu64 ".dfj", state, first);
-}
-
 /*  Offset of record k of a segment file (0 = its header). */
 static uint64_t
 rec_off(const char *path, int k)
@@ -1489,21 +1478,6 @@ write_file(const char *path, const void *data, size_t n)
     close(fd);
 }
 
-/*  1 when journal/damaged holds a file whose name contains what. */
-static int
-damaged_has(const char *state, const char *what)
-{
-    char path[700];
-    snprintf(path, sizeof path, "%s/journal/damaged", state);
-    DIR *d = opendir(path);
-    int found = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        found |= strstr(e->d_name, what) != NULL;
-    if (d)
-        closedir(d);
-    return found;
-}
-
 /*  Size of the file in journal/damaged whose name contains what (-1: none). */
 static long long
 damaged_size(const char *state, const char *what)
@@ -1521,6 +1495,13 @@ damaged_size(const char *state, const char *what)
     if (d)
         closedir(d);
     return size;
+}
+
+/*  1 when journal/damaged holds a file whose name contains what. */
+static int
+damaged_has(const char *state, const char *what)
+{
+    return damaged_size(state, what) >= 0;
 }
 
 typedef struct {
