@@ -350,21 +350,38 @@ test_absurd_end(void *zctx)
 
 /* ----------------------- replay answers that make no progress (A3) */
 
+/*  The scenario of the fill tests below: a fake bridge named name, one
+    consumer with one worker, gseq 1..3 published live and handled. */
+static void
+gap_start(fb_t *fb, cons_t *c, void *zctx, const char *name)
+{
+    char pub[64], rep[64];
+    snprintf(pub, sizeof pub, "inproc://%s-pub", name);
+    snprintf(rep, sizeof rep, "inproc://%s-rep", name);
+    fb_init(fb, zctx, pub, rep, name, 0);
+    h_reset();
+    cons_start(c, 1, (dfc_config_t){.workers = 1}, fb, true);
+    publish_live(fb, 3);
+    CHECK(h_wait(3));
+}
+
+/*  The handled gseqs are exactly want[0..n), in this order. */
+static void
+check_gseqs(const uint64_t *want, size_t n)
+{
+    CHECK_EQ(nh, n);
+    for (size_t i = 0; i < n && i < nh; i++)
+        CHECK_EQ(hrecs[i].gseq, want[i]);
+}
+
 /*  1..3 live, 4 lost by PUB, 5..7 live and held; every answer asks for
     more without sending anything. The fill gives up after 3 requests. */
 static void
 test_stall(void *zctx, int fault, const char *name)
 {
     fb_t fb;
-    char pub[64], rep[64];
-    snprintf(pub, sizeof pub, "inproc://%s-pub", name);
-    snprintf(rep, sizeof rep, "inproc://%s-rep", name);
-    fb_init(&fb, zctx, pub, rep, name, 0);
-    h_reset();
     cons_t c;
-    cons_start(&c, 1, (dfc_config_t){.workers = 1}, &fb, true);
-    publish_live(&fb, 3);
-    CHECK(h_wait(3));
+    gap_start(&fb, &c, zctx, name);
     fb_lock(&fb);
     fb.end_fault = fault;
     fb_unlock(&fb);
@@ -374,10 +391,7 @@ test_stall(void *zctx, int fault, const char *name)
     CHECK(WAIT_STAT(c.loop, replay_stalls, 1));
     dfc_stats_t st;
     cons_stop(&c, &st);
-    uint64_t want[] = {1, 2, 3, 5, 6, 7};
-    CHECK_EQ(nh, 6);
-    for (size_t i = 0; i < 6 && i < nh; i++)
-        CHECK_EQ(hrecs[i].gseq, want[i]);
+    check_gseqs((uint64_t[]){1, 2, 3, 5, 6, 7}, 6);
     CHECK_EQ(st.replay_stalls, 1);
     CHECK_EQ(st.replay_requests, 3);
     CHECK_EQ(st.lost, 1);
@@ -398,12 +412,8 @@ static void
 test_damaged(void *zctx)
 {
     fb_t fb;
-    fb_init(&fb, zctx, "inproc://dm-pub", "inproc://dm-rep", "ep-dm", 0);
-    h_reset();
     cons_t c;
-    cons_start(&c, 1, (dfc_config_t){.workers = 1}, &fb, true);
-    publish_live(&fb, 3);
-    CHECK(h_wait(3));
+    gap_start(&fb, &c, zctx, "damaged");
     fb_lock(&fb);
     fb.damaged_from = 4;
     fb.damaged_to = 5;
@@ -414,10 +424,7 @@ test_damaged(void *zctx)
     CHECK(h_wait(7));
     dfc_stats_t st;
     cons_stop(&c, &st);
-    uint64_t want[] = {1, 2, 3, 6, 7, 8, 9};
-    CHECK_EQ(nh, 7);
-    for (size_t i = 0; i < 7 && i < nh; i++)
-        CHECK_EQ(hrecs[i].gseq, want[i]);
+    check_gseqs((uint64_t[]){1, 2, 3, 6, 7, 8, 9}, 7);
     CHECK_EQ(st.lost, 2);
     CHECK_EQ(st.replay_errors, 1);
     CHECK_EQ(st.replay_requests, 2);
@@ -433,15 +440,8 @@ static void
 test_transient(void *zctx, const char *code, int n, const char *name)
 {
     fb_t fb;
-    char pub[64], rep[64];
-    snprintf(pub, sizeof pub, "inproc://%s-pub", name);
-    snprintf(rep, sizeof rep, "inproc://%s-rep", name);
-    fb_init(&fb, zctx, pub, rep, name, 0);
-    h_reset();
     cons_t c;
-    cons_start(&c, 1, (dfc_config_t){.workers = 1}, &fb, true);
-    publish_live(&fb, 3);
-    CHECK(h_wait(3));
+    gap_start(&fb, &c, zctx, name);
     fb_lock(&fb);
     fb.transient = code;
     fb.transient_n = n;
@@ -451,11 +451,10 @@ test_transient(void *zctx, const char *code, int n, const char *name)
     CHECK(h_wait(n < 3 ? 7 : 6));
     dfc_stats_t st;
     cons_stop(&c, &st);
-    uint64_t want[] = {1, 2, 3, 4, 5, 6, 7}, gave_up[] = {1, 2, 3, 5, 6, 7};
-    size_t nwant = n < 3 ? 7 : 6;
-    CHECK_EQ(nh, nwant);
-    for (size_t i = 0; i < nwant && i < nh; i++)
-        CHECK_EQ(hrecs[i].gseq, n < 3 ? want[i] : gave_up[i]);
+    if (n < 3)
+        check_gseqs((uint64_t[]){1, 2, 3, 4, 5, 6, 7}, 7);
+    else
+        check_gseqs((uint64_t[]){1, 2, 3, 5, 6, 7}, 6);
     CHECK_EQ(st.lost, n < 3 ? 0 : 1);
     CHECK_EQ(st.replay_errors, n < 3 ? n : 3);
     CHECK_EQ(st.replay_requests, 3);
@@ -522,10 +521,7 @@ test_gone(void *zctx)
     CHECK(h_wait(7));
     dfc_stats_t st;
     cons_stop(&c, &st);
-    uint64_t want[] = {1, 2, 3, 6, 7, 8, 9};
-    CHECK_EQ(nh, 7);
-    for (size_t i = 0; i < 7 && i < nh; i++)
-        CHECK_EQ(hrecs[i].gseq, want[i]);
+    check_gseqs((uint64_t[]){1, 2, 3, 6, 7, 8, 9}, 7);
     CHECK_EQ(st.gaps, 5);
     CHECK_EQ(st.lost, 2);
     CHECK_EQ(st.gaps_filled, 3);
