@@ -191,9 +191,5 @@ main(void)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
-    if (failures)
-        fprintf(stderr, "consumer_ckpt_fault: %d failure(s)\n", failures);
-    else
-        printf("consumer_ckpt_fault: all checks passed\n");
-    return failures ? 1 : 0;
+    return df_check_report("consumer_ckpt_fault");
 }

@@ -1136,9 +1136,5 @@ main(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
-    if (failures)
-        fprintf(stderr, "consumer_delivery: %d failure(s)\n", failures);
-    else
-        printf("consumer_delivery: all checks passed\n");
-    return failures ? 1 : 0;
+    return df_check_report("consumer_delivery");
 }

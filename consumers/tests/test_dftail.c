@@ -395,9 +395,5 @@ main(int argc, char **argv)
     test_sigint_and_idle(ctx);
     test_replay(ctx);
     zmq_ctx_term(ctx);
-    if (failures)
-        fprintf(stderr, "consumer_dftail: %d failure(s)\n", failures);
-    else
-        printf("consumer_dftail: all checks passed\n");
-    return failures ? 1 : 0;
+    return df_check_report("consumer_dftail");
 }

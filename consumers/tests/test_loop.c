@@ -1398,9 +1398,5 @@ main(void)
     test_nul_bytes();
     test_config_errors();
     test_connect_oom();
-    if (failures)
-        fprintf(stderr, "consumer_loop: %d failure(s)\n", failures);
-    else
-        printf("consumer_loop: all checks passed\n");
-    return failures ? 1 : 0;
+    return df_check_report("consumer_loop");
 }

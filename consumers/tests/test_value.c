@@ -317,9 +317,5 @@ main(void)
     test_strings_json();
     test_envelope_and_event();
     test_hostile();
-    if (failures)
-        fprintf(stderr, "consumer_value: %d failure(s)\n", failures);
-    else
-        printf("consumer_value: all checks passed\n");
-    return failures ? 1 : 0;
+    return df_check_report("consumer_value");
 }

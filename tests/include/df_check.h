@@ -42,4 +42,16 @@ static int df_check_failures;
 /*  0 when every check passed, 1 otherwise (for main's return). */
 #define DF_CHECK_RESULT() (df_check_failures ? 1 : 0)
 
+/*  Says how program `name` ended ("N failure(s)" on stderr or "all checks
+    passed") and returns main's exit status. */
+static inline int
+df_check_report(const char *name)
+{
+    if (df_check_failures)
+        fprintf(stderr, "%s: %d failure(s)\n", name, df_check_failures);
+    else
+        printf("%s: all checks passed\n", name);
+    return DF_CHECK_RESULT();
+}
+
 #endif
