@@ -34,6 +34,20 @@ dfb_golden_slurp(const char *path, size_t *len)
     return d;
 }
 
+/*  Reads and parses the JSON file at path: the tape (destroy it) and the
+    text it points into (*text, free it). NULL when it cannot be read or
+    parsed (*text may still need free). */
+static inline dfb_json_t *
+dfb_golden_load(const char *path, char **text)
+{
+    size_t len = 0;
+    *text = dfb_golden_slurp(path, &len);
+    dfb_json_t *json = *text ? dfb_json_new() : NULL;
+    if (json && dfb_json_parse(json, *text, len) != 0)
+        dfb_json_destroy(&json);
+    return json;
+}
+
 /*  The string `field` of the entry named name in section (an array of
     objects with a "name"), borrowed from json; NULL when absent. */
 static inline const char *

@@ -69,10 +69,13 @@ test_dead_actor(void)
 static void
 test_info_table(void)
 {
-    size_t len;
-    char *text = dfb_golden_slurp(DF_SOURCE_DIR "/schemas/contract-v1.json", &len);
-    dfb_json_t *json = dfb_json_new();
-    CHECK(text && json && dfb_json_parse(json, text, len) == 0);
+    char *text;
+    dfb_json_t *json = dfb_golden_load(DF_SOURCE_DIR "/schemas/contract-v1.json", &text);
+    CHECK(json);
+    if (!json) {
+        free(text);
+        return;
+    }
     dfb_json_ref_t c = dfb_json_get(json, dfb_json_get(json, 0, "replay_info"), "counters");
     CHECK(c != DFB_JSON_NONE);
     CHECK_EQ(dfb_json_count(json, c), dfb_info_nrows);
@@ -102,10 +105,13 @@ test_info_table(void)
 static void
 test_info_golden(void)
 {
-    size_t len;
-    char *text = dfb_golden_slurp(DF_SOURCE_DIR "/schemas/golden/vectors.json", &len);
-    dfb_json_t *json = dfb_json_new();
-    CHECK(text && json && dfb_json_parse(json, text, len) == 0);
+    char *text;
+    dfb_json_t *json = dfb_golden_load(DF_SOURCE_DIR "/schemas/golden/vectors.json", &text);
+    CHECK(json);
+    if (!json) {
+        free(text);
+        return;
+    }
     dfb_buf_t b;
     dfb_buf_init(&b);
     const char *names[] = {"reads", "published", "journal_failing"};
