@@ -2,9 +2,11 @@
 """schemas_jsonschema: the JSON Schemas of schemas/jsonschema/ are valid 2020-12 schemas, accept every
 golden vector and sample event they must accept, reject the broken ones, and list exactly what
 schemas/contract-v1.json lists (payload fields, envelope and bridge-message keys, counters, types).
+The message payloads of asyncapi.yaml (which $ref these files) accept each topic's sample event and
+refuse another type's, and asyncapi.yaml is what tools/gen_asyncapi.py writes.
 
 Run with Debian's /usr/bin/python3 (python3-jsonschema 4.10, python3-msgpack, python3-yaml).
-Usage: check_jsonschema.py [SOURCE_DIR]. Prints counts; exits 1 on the first run with any failure.
+Usage: check_jsonschema.py [SOURCE_DIR]. Prints counts and every failure; exits 1 if anything failed.
 
 Integers: msgpack keeps int and float apart, JSON Schema's "integer" also admits 1.0. The validator
 here redefines "integer" as an int (not a bool, not a float), so that a float gseq fails as it does
@@ -18,6 +20,7 @@ import sys
 
 import jsonschema
 import msgpack
+import yaml
 from jsonschema import Draft202012Validator, RefResolver, validators
 
 SRC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -435,6 +438,45 @@ def drift():
         fail("contract-v1.json bridge_topics %s: this check knows _hb, _end, _info; add schemas" % sorted(want_bridge))
 
 
+def asyncapi_messages(vec, events):
+    """The message payloads of asyncapi.yaml, as a JSON Schema validator reads them (their $refs point
+    into jsonschema/): each topic's message accepts an enveloped event of its type and refuses one of
+    another type; the bridge messages accept the golden ones."""
+    with open(os.path.join(SCHEMAS, "asyncapi.yaml"), encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    root = BASE.rsplit("jsonschema/", 1)[0]
+
+    def check(name, instance):
+        schema = dict(doc["components"]["messages"][name]["payload"])
+        schema["$id"] = root + "asyncapi.yaml"
+        resolver = RefResolver(schema["$id"], schema, store=STORE, handlers={"https": no_fetch, "http": no_fetch})
+        return [e.message[:200] for e in Strict(schema, resolver=resolver).iter_errors(instance)]
+
+    env = next(unpack(unhex(c)) for c in vec["valid"] if c["name"] == "constructed_messagesent_ulPr8a_envelope_a")
+    for i, ev in enumerate(events):
+        t, other = TOPICS[i], TOPICS[(i + 1) % len(TOPICS)]
+        inst = dict(env, event=ev)
+        p = check(t["type"], inst)
+        if p:
+            fail("asyncapi.yaml message %s refuses the sample %s event: %s" % (t["type"], t["type"], "; ".join(p[:3])))
+        else:
+            count("asyncapi.yaml topic messages accepting their sample event")
+        if check(other["type"], inst):
+            count("negative cases rejected")
+        else:
+            fail("NEGATIVE case accepted by asyncapi.yaml message %s: a %s event" % (other["type"], t["type"]))
+    untyped = next(unpack(unhex(c)) for c in vec["valid"] if c["name"] == "envelope_untyped_event")
+    pairs = [("UNKNOWN", untyped)] + [
+        ({"heartbeat": "heartbeat", "end": "replayEnd", "info": "info", "request": "replayRequest"}[m["kind"]],
+         unpack(bytes.fromhex(m["msgpack_hex"]))) for m in vec["bridge_messages"]]
+    for name, inst in pairs:
+        p = check(name, inst)
+        if p:
+            fail("asyncapi.yaml message %s refuses a golden instance: %s" % (name, "; ".join(p[:3])))
+        else:
+            count("asyncapi.yaml other messages accepting golden instances")
+
+
 def asyncapi_fresh():
     gen = os.path.join(SCHEMAS, "tools", "gen_asyncapi.py")
     r = subprocess.run([sys.executable, gen, "--check", os.path.join(SCHEMAS, "asyncapi.yaml")],
@@ -451,6 +493,7 @@ def main():
     events = check_samples()
     negatives(vec, events)
     drift()
+    asyncapi_messages(vec, events)
     asyncapi_fresh()
     for what in sorted(counts):
         print("%5d %s" % (counts[what], what))
