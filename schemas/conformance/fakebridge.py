@@ -274,8 +274,9 @@ class FakeBridge:
         none_last = frm - 1 if not by_topic else 0
         epoch = r.get("epoch")
         if epoch is not None and epoch != self.epoch:
-            return [self._end(req, "epoch", "not this bridge's epoch", last=none_last, topic_req=by_topic,
-                              last_seq=frm - 1)]
+            # refused while parsing, as dfbridge does: last_gseq (and last_seq) 0, not from - 1 (which
+            # would exceed the new epoch's head_gseq)
+            return [self._end(req, "epoch", "the bridge's epoch is " + self.epoch, topic_req=by_topic)]
         # faults that answer before reading
         if self.transient and self.transient_n > 0:
             self.transient_n -= 1

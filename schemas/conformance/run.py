@@ -632,6 +632,14 @@ class Run:
                     raise Fail("order: stream %s: gseq %s listener %s after gseq %s listener %s"
                                % (s[1], cur[0], h["listener"], last[s][0], self.listeners[last[s][1]]))
                 last[s] = cur
+        elif rule == "stream_worker":
+            # per stream: one worker (the context's first part), never round-robin
+            worker = {}
+            for raw, h in self.lines:
+                s = (h["epoch"], streams[(h["epoch"], h["gseq"])])
+                w = h["context"].split("/", 1)[0]
+                if worker.setdefault(s, w) != w:
+                    raise Fail("order: stream %s ran on %s and on %s" % (s[1], worker[s], w))
         else:
             raise Fail("script error: order rule %r" % rule)
 
@@ -715,7 +723,7 @@ def main():
         sc = load(name)
         if "chain" in ad:
             sc = cross_script(sc, ad["chain"])
-        tmp = tempfile.mkdtemp(prefix="conformance-%s-" % name)
+        tmp = tempfile.mkdtemp(prefix="conformance-%s-" % os.path.basename(name).replace(".json", ""))
         t0 = time.monotonic()
         try:
             Run(sc, ad, args.time_scale, tmp).run()
