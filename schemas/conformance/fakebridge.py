@@ -61,6 +61,7 @@ class FakeBridge:
         self.transient, self.transient_n = None, 0
         self.mute = False
         self.gate_closed = False
+        self.hold_computed = False
         self.end_fault, self.end_fault_n, self.end_last = None, 0, 0
         self.subscriptions = 0  # subscription messages read from the XPUB
         self.stop = threading.Event()
@@ -201,11 +202,14 @@ class FakeBridge:
                     req = self._decode(body)
                     self.requests.append(req)
                     self.mu.notify_all()
+                    # the gate holds the answer back; computed before (hold_computed: it
+                    # describes the journal as it was when the request came) or after
+                    answer = self._answer(req, len(body)) if self.hold_computed else None
                     while self.gate_closed and not self.stop.is_set():
                         self.mu.wait(0.02)
                     if self.mute or self.stop.is_set():
                         continue
-                    for msg in self._answer(req, len(body)):
+                    for msg in answer or self._answer(req, len(body)):
                         try:
                             router.send_multipart([ident] + msg)
                         except zmq.ZMQError:
