@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dfconsumer.h"
+#include "dfc_tsan.h" /* TSan builds: libzmq is not instrumented */
 
 /* ------------------------------------------------------------ the output */
 

@@ -580,7 +580,7 @@ class Run:
             raise Fail("%d expected handled line(s) missing, first: listener %s epoch %s gseq %s (handled %d of %d)"
                        % (len(missing), missing[0][0], missing[0][1], missing[0][2], len(self.lines),
                           len(self.expected)))
-        for rule in exp.get("order", []):
+        for rule in exp.get("order", []) + exp.get("order_by_lang", {}).get(self.adapters.get("default"), []):
             self.check_order(rule)
         stats = self.adapter_stats
         for k, v in exp.get("stats", {}).items():
