@@ -337,7 +337,6 @@ class Run:
         self.starts = 0
         self.listeners = [lst["id"] for lst in sc["config"].get("listeners", [])]
         self.default_to = sc.get("to", self.listeners)
-        self.ids = 0
 
     def t(self, seconds):
         return seconds * self.scale
@@ -381,18 +380,17 @@ class Run:
 
     # ------------------------------------------------------------ expecting
 
-    def expect(self, bridge, topic, gseq, event_bytes, to, times=1):
+    def expect(self, bridge, topic, gseq, event_bytes, to):
         fb = self.bridges[bridge]
         ev = decode_exact(event_bytes)
         ident = pairs_get(ev, "id")
-        for _ in range(times):
-            for lst in to:
-                if lst not in self.listeners:
-                    raise Fail("script error: unknown listener %r" % lst)
-                self.expected.append({"listener": lst, "callback": CALLBACKS.get(topic, "on_unknown"),
-                                      "topic": topic, "gseq": gseq, "epoch": fb.epoch,
-                                      "id": ident if isinstance(ident, str) else None,
-                                      "event": event_bytes, "stream": partition_key(ev)})
+        for lst in to:
+            if lst not in self.listeners:
+                raise Fail("script error: unknown listener %r" % lst)
+            self.expected.append({"listener": lst, "callback": CALLBACKS.get(topic, "on_unknown"),
+                                  "topic": topic, "gseq": gseq, "epoch": fb.epoch,
+                                  "id": ident if isinstance(ident, str) else None,
+                                  "event": event_bytes, "stream": partition_key(ev)})
 
     def publish_one(self, step, topic, event_bytes, to):
         fb = self.bridges[step.get("bridge", "B1")]
