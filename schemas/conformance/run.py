@@ -380,7 +380,7 @@ class Run:
 
     # ------------------------------------------------------------ expecting
 
-    def expect(self, bridge, topic, gseq, event_bytes, to):
+    def expect(self, bridge, topic, gseq, event_bytes, to, alt=None):
         fb = self.bridges[bridge]
         ev = decode_exact(event_bytes)
         ident = pairs_get(ev, "id")
@@ -390,15 +390,20 @@ class Run:
             self.expected.append({"listener": lst, "callback": CALLBACKS.get(topic, "on_unknown"),
                                   "topic": topic, "gseq": gseq, "epoch": fb.epoch,
                                   "id": ident if isinstance(ident, str) else None,
-                                  "event": event_bytes, "stream": partition_key(ev)})
+                                  "event": event_bytes, "stream": partition_key(ev), "alt": alt})
 
-    def publish_one(self, step, topic, event_bytes, to):
-        fb = self.bridges[step.get("bridge", "B1")]
+    def expected_count(self):
+        """Lines to wait for: each plain entry, and one per (alternative group, listener)."""
+        plain = sum(1 for e in self.expected if e["alt"] is None)
+        return plain + len({(e["alt"], e["listener"]) for e in self.expected if e["alt"] is not None})
+
+    def publish_one(self, step, topic, event_bytes, to, bridge=None, alt=None):
+        fb = self.bridges[bridge or step.get("bridge", "B1")]
         send = not step.get("drop", False)
         _, g, _ = fb.publish(topic, event_bytes, send=send, journal=step.get("journal", True),
                              seq=step.get("seq"), gseq=step.get("gseq"))
         self.published[(fb.name, fb.epoch, g)] = (topic, event_bytes)
-        self.expect(fb.name, topic, g, event_bytes, to)
+        self.expect(fb.name, topic, g, event_bytes, to, alt)
         return g
 
     def next_id(self, bridge):
@@ -420,6 +425,15 @@ class Run:
                 topic, ev = template_event(s.get("template", "message"), ident, stream=stream,
                                            user=s.get("user", 7), topic=s.get("topic"), event=s.get("event"))
                 self.publish_one(s, topic, pack_exact(ev), s.get("to", self.default_to))
+        elif op == "publish_both":
+            # the same event (same id and type) on several bridges at once: each listener must
+            # handle exactly one of the copies, whichever arrives first
+            for i in range(s.get("n", 1)):
+                ident = "%s-%d" % (s.get("prefix", "both"), i + 1)
+                topic, ev = template_event("message", ident)
+                for b in s["bridges"]:
+                    self.publish_one(s, topic, pack_exact(ev), s.get("to", self.default_to), bridge=b,
+                                     alt=ident)
         elif op == "publish_golden":
             for name, topic, data in golden_events():
                 if len(data) <= self.max_golden:
@@ -550,7 +564,7 @@ class Run:
         by_key = {}
         for e in self.expected:
             by_key.setdefault((e["listener"], e["epoch"], e["gseq"]), []).append(e)
-        seen = {}
+        seen, alts = {}, {}
         for raw, h in self.lines:
             key = (h.get("listener"), h.get("epoch"), h.get("gseq"))
             seen[key] = seen.get(key, 0) + 1
@@ -561,6 +575,12 @@ class Run:
                 raise Fail("handled %d times (want %d): %s" % (seen[key], len(want),
                                                                raw[:300].decode("utf-8", "replace")))
             e = want[0]
+            if e["alt"] is not None:
+                g = (e["alt"], e["listener"])
+                alts[g] = alts.get(g, 0) + 1
+                if alts[g] > 1:
+                    raise Fail("listener %s handled two copies of %s (the second from epoch %s)"
+                               % (e["listener"], e["alt"], e["epoch"]))
             for f in ("callback", "topic", "id"):
                 if h.get(f) != e[f]:
                     raise Fail("listener %s gseq %s: %s is %r, want %r" % (key[0], key[2], f, h.get(f), e[f]))
@@ -575,12 +595,14 @@ class Run:
                 n = next((i for i in range(min(len(got), len(tail))) if got[i] != tail[i]), min(len(got), len(tail)))
                 raise Fail("listener %s gseq %s: event differs at byte %d: got %r, want %r"
                            % (key[0], key[2], n, got[max(0, n - 40):n + 40], tail[max(0, n - 40):n + 40]))
-        missing = [k for k, v in by_key.items() if seen.get(k, 0) < len(v)]
+        missing = [k for k, v in by_key.items() if v[0]["alt"] is None and seen.get(k, 0) < len(v)]
+        missing += [(g[1], "either", g[0]) for g in {(e["alt"], e["listener"]) for e in self.expected
+                                                     if e["alt"] is not None} if alts.get(g) != 1]
         if missing:
             missing.sort(key=lambda k: (str(k[0]), str(k[1]), k[2]))
             raise Fail("%d expected handled line(s) missing, first: listener %s epoch %s gseq %s (handled %d of %d)"
                        % (len(missing), missing[0][0], missing[0][1], missing[0][2], len(self.lines),
-                          len(self.expected)))
+                          self.expected_count()))
         for rule in exp.get("order", []) + exp.get("order_by_lang", {}).get(self.adapters.get("default"), []):
             self.check_order(rule)
         stats = self.adapter_stats
@@ -665,7 +687,7 @@ class Run:
                 self.step(s)
             if not self.adapter:
                 raise Fail("script error: no adapter running at the end")
-            n = len(self.expected)
+            n = self.expected_count()
             self.adapter.wait(lambda: len(self.lines) >= n, self.t(self.sc.get("final_timeout_s", 10)),
                               "all %d expected handled lines (have %d)" % (n, len(self.lines)))
             self.adapter.terminate(self.t(10))
