@@ -250,6 +250,10 @@ class FakeBridge:
         if r.get("v") != 1:
             return [self._end(req, "bad_request", "v must be 1")]
         by_topic = "topic" in r or "from_seq" in r
+        if r.get("info") is True and (by_topic or "from_gseq" in r or "topics" in r):
+            return [self._end(req, "bad_request", "an info request has no from_gseq, topic, from_seq or topics")]
+        if by_topic and "topics" in r:
+            return [self._end(req, "bad_request", "topics filters a from_gseq request only")]
         if r.get("info") is True:
             return [[b"_info", pack({"v": 1, "req": req, "epoch": self.epoch, "ts": 1700000000000, "counters": {}})]]
         if by_topic == ("from_gseq" in r):
