@@ -88,10 +88,20 @@ fill_send(dfc_loop_t *loop, link_t *L, const char **why)
     return ACT_NONE;
 }
 
-/*  The end of a fill: what is still missing is counted lost (see
-    "Numbers that cannot be right" for the cap), then every held event goes
-    out in gseq order, holes between them counted lost: asking again for
-    them would fail the same way. */
+static int
+held_cmp(const void *a, const void *b)
+{
+    uint64_t x = dfc_event_gseq(*(dfc_event_t *const *)a), y = dfc_event_gseq(*(dfc_event_t *const *)b);
+    return x < y ? -1 : x > y;
+}
+
+/*  The end of a fill: every held event goes out in gseq order, the holes
+    between them counted lost (asking again for them would fail the same
+    way), then what is still missing up to the target is counted lost (see
+    "Numbers that cannot be right" for the cap). Held events first: the
+    target may have been raised past one of them (a heartbeat, a confirmed
+    head that includes it), and it was received, so it is handed out, never
+    counted lost (conformance scenario unconfirmed_heartbeat). */
 static void
 fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
 {
@@ -101,27 +111,31 @@ fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
     uint64_t proof = L->seen > L->hw ? L->seen : L->hw;
     if (f->target > proof && f->target - proof > DFC_GSEQ_AHEAD)
         f->target = proof + DFC_GSEQ_AHEAD;
-    uint64_t missing = f->target > L->hw ? f->target - L->hw : 0;
-    if (missing) {
-        STAT_ADD(loop, lost, missing);
-        dfc_log(DFC_LOG_WARN, "%s: %llu message(s) of epoch %s lost (gseq %llu..%llu): %s",
-                L->endpoint, (unsigned long long)missing, L->epoch, (unsigned long long)L->hw + 1,
-                (unsigned long long)f->target, why);
-        L->hw = f->target;
-    }
     f->state = DFC_FILL_IDLE;
+    uint64_t first = L->hw + 1, missing = 0;
+    if (f->nheld > 1)
+        qsort(f->held, f->nheld, sizeof *f->held, held_cmp);
     for (size_t i = 0; i < f->nheld; i++) {
         dfc_event_t *ev = f->held[i];
         uint64_t g = dfc_event_gseq(ev);
         if (g > L->hw) {
-            if (g > L->hw + 1)
-                STAT_ADD(loop, lost, g - L->hw - 1);
+            missing += g - L->hw - 1;
             L->hw = g;
             dfc_deliver(loop, ev);
         }
         dfc_event_unref(ev);
     }
     f->nheld = 0;
+    if (f->target > L->hw) {
+        missing += f->target - L->hw;
+        L->hw = f->target;
+    }
+    if (missing) {
+        STAT_ADD(loop, lost, missing);
+        dfc_log(DFC_LOG_WARN, "%s: %llu message(s) of epoch %s lost (gseq %llu..%llu): %s",
+                L->endpoint, (unsigned long long)missing, L->epoch, (unsigned long long)first,
+                (unsigned long long)L->hw, why);
+    }
 }
 
 /*  An end marker of the request in flight: what to do next. */

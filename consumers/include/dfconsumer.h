@@ -356,7 +356,9 @@ typedef struct {
     uint64_t gaps;              /* messages missing in seq per (epoch, topic), from live
                                    messages and heartbeats; a new epoch is a baseline */
     uint64_t heartbeats;        /* "_hb" messages read (also counted in reserved) */
-    uint64_t replayed;          /* events delivered from a replay endpoint */
+    uint64_t replayed;          /* events taken in order from a replay endpoint (those a
+                                   checkpoint recorded as handled included: they are then
+                                   skipped, not handed out again) */
     uint64_t gaps_filled;       /* ...of which filled a detected gap */
     uint64_t lost;              /* missing messages that replay could not give (gone,
                                    other epoch, no endpoint, no answer) */
