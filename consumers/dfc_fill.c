@@ -91,7 +91,8 @@ fill_send(dfc_loop_t *loop, link_t *L, const char **why)
 static int
 held_cmp(const void *a, const void *b)
 {
-    uint64_t x = dfc_event_gseq(*(dfc_event_t *const *)a), y = dfc_event_gseq(*(dfc_event_t *const *)b);
+    uint64_t x = dfc_event_gseq(*(dfc_event_t *const *)a),
+             y = dfc_event_gseq(*(dfc_event_t *const *)b);
     return x < y ? -1 : x > y;
 }
 
