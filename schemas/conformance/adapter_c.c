@@ -49,8 +49,7 @@ buf_puts(buf_t *b, const char *s)
     buf_put(b, s, strlen(s));
 }
 
-static void
-buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void
 buf_printf(buf_t *b, const char *fmt, ...)
 {
@@ -357,9 +356,10 @@ set_options(dfc_config_t *cfg, json_t *opts)
         else if (strcmp(key, "queue_size") == 0)
             cfg->queue_size = (size_t)i;
         else if (strcmp(key, "ordering") == 0)
-            cfg->ordering = strcmp(json_string_value(val) ? json_string_value(val) : "", "stream") == 0
-                                ? DFC_ORDER_STREAM
-                                : DFC_ORDER_CONCURRENT;
+            cfg->ordering =
+                strcmp(json_string_value(val) ? json_string_value(val) : "", "stream") == 0
+                    ? DFC_ORDER_STREAM
+                    : DFC_ORDER_CONCURRENT;
         else if (strcmp(key, "checkpoint_dir") == 0)
             cfg->checkpoint_dir = json_string_value(val);
         else if (strcmp(key, "name") == 0)
