@@ -32,6 +32,7 @@ class FakeBridge:
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.SNDHWM, 0)
+        self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscription is a sync point
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.bind("tcp://127.0.0.1:*")
         self.endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -59,11 +60,14 @@ class FakeBridge:
 
     def wait_subscribed(self, timeout=5.0):
         """Blocks until a SUB's subscription message reaches the XPUB."""
-        if not self.pub.poll(int(timeout * 1000)):
-            raise TimeoutError("no subscriber")
-        msg = self.pub.recv()
-        assert msg[:1] == b"\x01", msg
-        return msg
+        end = time.monotonic() + timeout
+        while True:  # unsubscriptions (\x00, a closed SUB) are skipped
+            left = end - time.monotonic()
+            if left <= 0 or not self.pub.poll(int(left * 1000) + 1):
+                raise TimeoutError("no subscriber")
+            msg = self.pub.recv()
+            if msg[:1] == b"\x01":
+                return msg
 
     def next(self, topic, event, publish=True, epoch=None):
         """Numbers, journals and (unless publish is False: a PUB drop) publishes."""
