@@ -204,6 +204,25 @@ class LoopTest(unittest.TestCase):
             self.assertEqual(sorted(done), [1, 2, 3])
         run(main())
 
+    def test_hard_kill_cancels_tasks_in_flight(self):
+        async def main():
+            b = self.bridge
+            dl = DatafeedLoop(b.endpoint)
+
+            async def hook(rec, r):
+                await asyncio.Event().wait()  # never returns by itself
+            dl.subscribe(Recorder(hook=hook))
+            task = asyncio.get_running_loop().create_task(dl.start())
+            await asyncio.to_thread(b.wait_subscribed)
+            for i in range(1, 3):
+                b.next("MESSAGESENT", message_event(i))
+            await wait_for(lambda: dl.stats()["dispatched"] == 2)
+            await dl.stop(hard_kill=True)
+            await asyncio.wait_for(task, 3)
+            st = dl.stats()
+            self.assertEqual((st["dispatched"], st["completed"], st["skipped"]), (2, 0, 2))
+        run(main())
+
     def test_hostile_frames_counted_and_survived(self):
         async def main():
             b = self.bridge
