@@ -112,29 +112,40 @@ class Fill:
         return ACT_NONE, ""
 
     def _give_up(self, why):
-        """The end of a fill: what is still missing is counted lost, then every held
-        event goes out in gseq order, holes between them counted lost."""
+        """The end of a fill: every held event goes out in gseq order (holes between them
+        counted lost: asking again would fail the same way), then what is still missing
+        up to the target is counted lost.
+
+        Unlike libdfconsumer (dfc_fill.c fill_give_up counts hw+1..target lost FIRST), a
+        held event at or below the target is handed out, not counted lost and dropped:
+        the target may have been raised past it by a heartbeat (or clipped to a
+        confirmed head that includes it). The conformance scenario
+        unconfirmed_heartbeat records the C defect."""
         L, st = self.link, self.loop.counters
         # without an answer nothing confirms a heartbeat's claim: trust it only
         # GSEQ_AHEAD beyond what was received
         proof = max(L.seen, L.hw)
         if self.target > proof and self.target - proof > wire.GSEQ_AHEAD:
             self.target = proof + wire.GSEQ_AHEAD
-        missing = self.target - L.hw if self.target > L.hw else 0
-        if missing:
-            st["lost"] += missing
-            log.warning("%s: %d message(s) of epoch %s lost (gseq %d..%d): %s", L.endpoint,
-                        missing, L.epoch, L.hw + 1, self.target, why)
-            L.hw = self.target
         self.state = IDLE
         held, self.held = self.held, []
+        held.sort(key=lambda e: e.gseq)
+        first = L.hw + 1
+        lost = 0
         for env in held:
             g = env.gseq
             if g > L.hw:
                 if g > L.hw + 1:
-                    st["lost"] += g - L.hw - 1
+                    lost += g - L.hw - 1
                 L.hw = g
                 self.loop.deliver(env)
+        if self.target > L.hw:
+            lost += self.target - L.hw
+            L.hw = self.target
+        if lost:
+            st["lost"] += lost
+            log.warning("%s: %d message(s) of epoch %s lost (gseq %d..%d): %s", L.endpoint, lost,
+                        L.epoch, first, L.hw, why)
 
     def _on_answer(self, end):
         L, st = self.link, self.loop.counters

@@ -114,6 +114,29 @@ class DeliveryTest(unittest.TestCase):
         self.assertEqual(pick(st, "lost", "replay_errors", "replay_requests"),
                          {"lost": 1, "replay_errors": 3, "replay_requests": 3})
 
+    def test_held_event_below_a_raised_target_is_handed_out(self):
+        # 3 is held during a fill that a heartbeat then raises to 4; replay is mute: 3
+        # must still be handed out (libdfconsumer counts 2..4 lost and drops 3)
+        async def main():
+            b = self.b
+            b.mute = True
+            dl = DatafeedLoop(b.endpoint, b.replay_endpoint, replay_timeout_ms=100)
+            a = Recorder(accept_all=True)
+            dl.subscribe(a)
+            async with Running(dl, b):
+                b.next(MS, message_event(1))
+                b.next(MS, message_event(2), publish=False)
+                b.next(MS, message_event(3))
+                b.next(MS, message_event(4), publish=False)
+                await wait_for(lambda: len(b.requests) == 1)
+                b.heartbeat()
+                await wait_for(lambda: len(a.calls) == 2, what="the held event")
+                await wait_for(lambda: dl.stats()["lost"] == 2)
+            self.assertEqual(a.gseqs(), [1, 3])
+            self.assertEqual(pick(dl.stats(), "lost", "replay_errors", "replay_requests"),
+                             {"lost": 2, "replay_errors": 3, "replay_requests": 3})
+        run(main())
+
     def test_more_that_never_advances_stalls(self):
         def more(b, r):
             return [b._end(r["req"], last=r["from_gseq"] - 1, more=True)]
