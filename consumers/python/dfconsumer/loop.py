@@ -53,7 +53,7 @@ DEFAULTS = {
     "max_held": 10000,
     "workers": None,         # accepted for C configs; asyncio has no worker threads
     "zmq_ctx": None,
-    "bot_id": None,
+    "bot_id": None,          # the bot's user id for is_accepting_event; None: the envelope's bot
 }
 ALIASES = {"queue_size": "max_in_flight"}
 
@@ -156,6 +156,7 @@ class DatafeedLoop:
         self._flush_lock = None
         self._hard_kill = False
         self._timeout = None
+        self.bot_id = int(o["bot_id"]) if o["bot_id"] is not None else None
         self._own_ctx = o["zmq_ctx"] is None
         self.zctx = o["zmq_ctx"] if o["zmq_ctx"] is not None else None
         self._ckpt_next = 0
@@ -389,7 +390,7 @@ class DatafeedLoop:
             p = ev.get("payload")
             p = p.get(_PAYLOAD_KEY[kind]) if type(p) is dict else None
             payload = _PAYLOAD_CLS[kind](p if type(p) is dict else {})
-        bot_info = self._bot_info(env.bot)
+        bot_info = self._bot_info(env.bot if self.bot_id is None else self.bot_id)
         key = None
         stopping = False
         for rec in list(self._listeners):

@@ -218,6 +218,26 @@ class DeliveryTest(unittest.TestCase):
                              {"bad_envelope": 3, "lost": 0, "replay_requests": 1})
         run(main())
 
+    def test_late_joiner_from_gseq_and_bot_id(self):
+        async def main():
+            b = self.b
+            for g in range(1, 6):  # before the consumer exists
+                b.next(MS, message_event(g), publish=False)
+            b.next(MS, message_event(6, user=555), publish=False)
+            dl = DatafeedLoop(b.endpoint, b.replay_endpoint, from_gseq=1, bot_id=555)
+            a = Recorder()  # the default filter, with the bot id given as an option
+            dl.subscribe(a)
+            async with Running(dl, b):
+                b.next(MS, message_event(7))
+                await wait_for(lambda: len(a.calls) == 6, what="1..5 and 7")
+                await asyncio.sleep(0.02)
+            self.assertEqual(a.gseqs(), [1, 2, 3, 4, 5, 7])
+            st = dl.stats()
+            self.assertEqual(pick(st, "replayed", "gaps_filled", "filtered", "lost"),
+                             {"replayed": 7, "gaps_filled": 0, "filtered": 1, "lost": 0})
+            self.assertEqual(b.requests[0]["from_gseq"], 1)
+        run(main())
+
     def test_dedupe_across_two_bridges(self):
         async def main():
             b1, b2 = self.b, FakeBridge(epoch="F1", replay=False)
