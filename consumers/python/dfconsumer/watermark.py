@@ -3,7 +3,6 @@ handled by every listener (tracked in hand-out order, moved over the finished
 prefix), and the checkpoint it becomes (consumers/dfc_watermark.c). One event loop
 thread: no locks."""
 
-import bisect
 import logging
 from collections import deque
 

@@ -17,10 +17,9 @@ import msgpack  # noqa: E402
 
 from dfconsumer import RealTimeEventListener, UserV2, V4Event  # noqa: E402
 from dfconsumer import checkpoint, wire  # noqa: E402
-from dfconsumer import partition as _p  # noqa: E402,F401
-import dfconsumer.partition  # noqa: E402
+from dfconsumer import partition as partition_fn  # noqa: E402
 
-partition = sys.modules["dfconsumer.partition"]
+partition = sys.modules["dfconsumer.partition"]  # the module (the package exports the function)
 from dfconsumer.dedupe import Dedupe  # noqa: E402
 from dfconsumer.models import EVENT_TYPES, MODELS, snake_case  # noqa: E402
 from dfconsumer.watermark import Watermarks  # noqa: E402
@@ -182,6 +181,7 @@ class KeysTest(unittest.TestCase):
             self.assertEqual(d.seen(ev.get("id"), ev.get("type")), dk is not None, k["name"])
         self.assertEqual(partition.fnv1a64(b""), 14695981039346656037)
         self.assertEqual(partition.fnv1a64(b"a"), 0xaf63dc4c8601ec8c)
+        self.assertIs(partition_fn, partition.partition)
 
     def test_dedupe_window(self):
         d = Dedupe(3)
