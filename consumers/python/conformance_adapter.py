@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dfconsumer import (DatafeedLoop, RealTimeEventListener, current_envelope,  # noqa: E402
                         event_listener_context)
+from dfconsumer.loop import ALIASES, DEFAULTS  # noqa: E402
 from dfconsumer.models import EVENT_TYPES  # noqa: E402
 
 # Python callback name -> the C name the protocol reports
@@ -131,7 +132,10 @@ def make_listener(spec, block_gseq):
 
 
 async def run(cfg):
-    opts = dict(cfg.get("options") or {})
+    opts = {k: v for k, v in (cfg.get("options") or {}).items() if v is not None}
+    for k in sorted(set(opts) - set(DEFAULTS) - set(ALIASES)):
+        logging.warning("option %s is not known to dfconsumer: ignored", k)
+        del opts[k]
     dl = DatafeedLoop(**opts)
     for b in cfg.get("bridges") or []:
         dl.connect(b["endpoint"], b.get("replay"))

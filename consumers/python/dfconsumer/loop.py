@@ -271,7 +271,7 @@ class DatafeedLoop:
                 L.close_sub()
                 L.fill.close_dealer()
             if self._own_ctx and self.zctx is not None:
-                self.zctx.term()
+                self.zctx.destroy(linger=0)  # closes anything left open, never blocks
                 self.zctx = None
             self._stop_req = False
             self.running = False
