@@ -89,6 +89,35 @@ class ModelTest(unittest.TestCase):
         self.assertFalse(acc({"initiator": {"user": {"userId": 2**63}}}))  # not an int64
 
 
+class ContractTest(unittest.TestCase):
+    """The tables against the repository's own sources of truth."""
+
+    def test_types_and_models_follow_contract_v1(self):
+        with open(os.path.join(HERE, "..", "..", "..", "schemas", "contract-v1.json")) as f:
+            c = json.load(f)
+        ours = {t[0]: t for t in EVENT_TYPES}
+        self.assertEqual(list(ours), [t["type"] for t in c["topics"]])
+        for t in c["topics"]:
+            topic, key, cls, cb = ours[t["type"]]
+            self.assertEqual((key, cls), (t["payload_key"], t["payload_schema"]))
+            self.assertEqual(cb, t["bdk_python"] or "on_generic_system_event")
+            self.assertEqual(set(MODELS[cls]._camel), set(t["payload_fields"]), cls)
+        for name, fields in c["schemas"].items():
+            self.assertEqual(set(MODELS[name]._camel), set(fields), name)
+
+    def test_stats_names_are_dfc_stats_t(self):
+        import re
+        from dfconsumer import STATS_FIELDS, DatafeedLoop
+        with open(os.path.join(HERE, "..", "..", "include", "dfconsumer.h")) as f:
+            h = f.read()
+        body = h[h.index("typedef struct {\n    uint64_t listeners;"):]
+        body = body[:body.index("} dfc_stats_t;")]
+        names = re.findall(r"uint64_t (\w+);", body)
+        self.assertEqual(len(names), 36)
+        self.assertEqual(list(STATS_FIELDS), names)
+        self.assertEqual(list(DatafeedLoop("tcp://127.0.0.1:1").stats()), names)
+
+
 def env_bytes(**kw):
     m = {"v": 1, "seq": 1, "gseq": 1, "epoch": "E", "ts": 1, "bot": 2, "event": {}}
     m.update(kw)
