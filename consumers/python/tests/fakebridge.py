@@ -28,10 +28,10 @@ def message_event(i, stream="s1", user=68719476737 + 1, etype="MESSAGESENT"):
 
 
 class FakeBridge:
-    def __init__(self, epoch="E1", replay=True, interval=1000):
+    def __init__(self, epoch="E1", replay=True, interval=1000, sndhwm=0):
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.XPUB)
-        self.pub.setsockopt(zmq.SNDHWM, 0)
+        self.pub.setsockopt(zmq.SNDHWM, sndhwm)
         self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscription is a sync point
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.bind("tcp://127.0.0.1:*")
