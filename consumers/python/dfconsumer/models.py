@@ -175,8 +175,19 @@ class Model:
     def __eq__(self, other):
         return type(other) is type(self) and other._d == self._d
 
-    def __hash__(self):
-        return id(self)
+    __hash__ = None  # like the BDK's models: equal by content, so not hashable
+
+    def __copy__(self):
+        return type(self)(self._d)
+
+    def __deepcopy__(self, memo):
+        return type(self)(copy.deepcopy(self._d, memo))
+
+    def __reduce__(self):
+        return (type(self), (self._d,))
+
+    def __dir__(self):
+        return sorted(set(self._fields) | set(self.attribute_names()) | set(dir(type(self))))
 
     def __repr__(self):
         return f"{type(self).__name__}({self._d!r})"

@@ -60,6 +60,15 @@ class ModelTest(unittest.TestCase):
             e.message_id
         self.assertIsNone(e.get("message_id"))
         self.assertEqual(list(e.to_dict()), list(ev))  # wire order
+        import copy
+        import pickle
+        c = copy.deepcopy(e)
+        self.assertEqual(c, e)
+        self.assertIsNot(c._d, e._d)
+        self.assertEqual(pickle.loads(pickle.dumps(e.payload.room_updated)), p)
+        self.assertIn("new_room_properties", dir(p))
+        with self.assertRaises(AttributeError):
+            p.stream = None  # read-only views
 
     def test_every_type_has_its_model(self):
         self.assertEqual(len(EVENT_TYPES), 17)
