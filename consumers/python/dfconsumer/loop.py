@@ -205,17 +205,14 @@ class DatafeedLoop:
         al = self._aloop
         if al is None or not self.running:
             return
+        # Always through the loop's thread-safe queue: a signal.signal handler runs
+        # between any two bytecodes of the loop thread (even inside asyncio's own
+        # bookkeeping), so it must not touch events or tasks itself; asyncio's signal
+        # handling does the same (append + a byte on the self-pipe).
         try:
-            running = asyncio.get_running_loop()
+            al.call_soon_threadsafe(self._do_stop)
         except RuntimeError:
-            running = None
-        if running is al:
-            self._do_stop()
-        else:
-            try:
-                al.call_soon_threadsafe(self._do_stop)
-            except RuntimeError:
-                pass  # the loop is closed
+            pass  # the loop is closed
 
     async def stop(self, hard_kill=False, timeout=None):
         """Stops the loop (the BDK's signature): start() returns after the tasks in
