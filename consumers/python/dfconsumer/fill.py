@@ -66,6 +66,7 @@ class Fill:
         if self.dealer is not None and self.dealer_ep == L.replay:
             return True
         self.close_dealer()
+        d = None
         try:
             d = self.loop.zctx.socket(zmq.DEALER)
             d.setsockopt(zmq.LINGER, 0)
@@ -74,10 +75,8 @@ class Fill:
             d.connect(L.replay)
         except zmq.ZMQError as e:
             log.error("replay %s: %s", L.replay, e)
-            try:
+            if d is not None:
                 d.close(linger=0)
-            except Exception:
-                pass
             return False
         self.dealer = d
         self.dealer_sync = zmq.Socket.shadow(d.underlying)

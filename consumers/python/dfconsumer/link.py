@@ -358,7 +358,9 @@ class Link:
                         if s is not None:
                             poller.register(s, zmq.POLLIN)
                     self.sockets_changed = False
-                wait = max(0, next_tick - mono_ms())
+                # at least 1 ms: a zero timeout would return a finished future and never
+                # yield to the callbacks' tasks
+                wait = max(1, next_tick - mono_ms())
                 self.polling = True
                 try:
                     ready = dict(await poller.poll(wait))

@@ -107,6 +107,21 @@ class DeliveryTest(unittest.TestCase):
         self.assertEqual(pick(st, "lost", "replay_errors", "replay_requests"),
                          {"lost": 1, "replay_errors": 3, "replay_requests": 3})
 
+    def test_replay_endpoint_that_cannot_be_opened(self):
+        async def main():
+            b = self.b
+            dl = DatafeedLoop(b.endpoint, "nonsense://x")
+            a = Recorder(accept_all=True)
+            dl.subscribe(a)
+            async with Running(dl, b):
+                for g in (1, 2, 3):
+                    b.next(MS, message_event(g), publish=g != 2)
+                await wait_for(lambda: len(a.calls) == 2)
+            self.assertEqual(a.gseqs(), [1, 3])
+            self.assertEqual(pick(dl.stats(), "lost", "replay_requests"),
+                             {"lost": 1, "replay_requests": 0})
+        run(main())
+
     def test_mute_replay(self):
         self.b.mute = True
         a, st = run(self.play(3, {2}, 2, replay_timeout_ms=100))
