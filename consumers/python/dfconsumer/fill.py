@@ -115,11 +115,10 @@ class Fill:
         counted lost: asking again would fail the same way), then what is still missing
         up to the target is counted lost.
 
-        Unlike libdfconsumer (dfc_fill.c fill_give_up counts hw+1..target lost FIRST), a
-        held event at or below the target is handed out, not counted lost and dropped:
-        the target may have been raised past it by a heartbeat (or clipped to a
-        confirmed head that includes it). The conformance scenario
-        unconfirmed_heartbeat records the C defect."""
+        Held events first, as dfc_fill.c fill_give_up: a held event at or below the
+        target is handed out, not counted lost and dropped: the target may have been
+        raised past it by a heartbeat (or clipped to a confirmed head that includes
+        it). Conformance scenario unconfirmed_heartbeat."""
         L, st = self.link, self.loop.counters
         # without an answer nothing confirms a heartbeat's claim: trust it only
         # GSEQ_AHEAD beyond what was received
