@@ -414,7 +414,8 @@ open_monitor(dfc_loop_t *loop, void *sub)
     char ep[96];
     snprintf(ep, sizeof ep, "inproc://dfc-monitor-%p-%u", (void *)loop,
              atomic_fetch_add(&serial, 1));
-    if (zmq_socket_monitor(sub, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+    if (zmq_socket_monitor(
+            sub, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0)
         return NULL;
     void *pair = zmq_socket(loop->zctx, ZMQ_PAIR);
     int linger = 0;
@@ -432,12 +433,20 @@ open_monitor(dfc_loop_t *loop, void *sub)
 
 /*  libzmq 4.3 treats a message above ZMQ_MAXMSGSIZE as a protocol error and
     then drops the connection WITHOUT reconnecting: the SUB would go deaf for
-    good. So after any disconnect of the bridge's endpoint we connect it
-    again ourselves (for an ordinary connection loss this only replaces
-    libzmq's own reconnect). The monitor reports the address as connected, so
-    this works for endpoints given in that form (tcp://127.0.0.1:5556). */
+    good. After an ordinary connection loss libzmq reconnects by itself and
+    says so at once (ZMQ_EVENT_CONNECT_RETRIED right after the disconnect).
+    So a disconnect of the bridge's endpoint arms RELINK_GRACE_MS; a retry or
+    a connect event disarms it, and only a link libzmq gave up gets
+    zmq_disconnect + zmq_connect from us. Never on a live pipe: disconnecting
+    a SUB whose pipe still holds messages of the dead peer makes the next
+    multipart read abort inside libzmq (`!_more` in fq.cpp, libzmq #2163 and
+    #3663; seen in the polyglot test after a kill -9 of the bridge). The
+    monitor reports the address as connected, so this works for endpoints
+    given in that form (tcp://127.0.0.1:5556). */
+#define RELINK_GRACE_MS 250
+
 static void
-reconnect(link_t *L, const char *addr)
+relink_arm(link_t *L, const char *addr)
 {
     if (strcmp(L->endpoint, addr) != 0) {
         dfc_log(DFC_LOG_WARN,
@@ -446,11 +455,19 @@ reconnect(link_t *L, const char *addr)
                 addr);
         return;
     }
-    zmq_disconnect(L->sub, addr); /* may already be gone: ignore */
-    if (zmq_connect(L->sub, addr) != 0)
-        dfc_log(DFC_LOG_ERROR, "cannot reconnect %s: %s", addr, zmq_strerror(errno));
+    L->relink_at = dfc_mono_ms() + RELINK_GRACE_MS;
+}
+
+static void
+relink(link_t *L)
+{
+    L->relink_at = 0;
+    zmq_disconnect(L->sub, L->endpoint); /* may already be gone: ignore */
+    if (zmq_connect(L->sub, L->endpoint) != 0)
+        dfc_log(DFC_LOG_ERROR, "cannot reconnect %s: %s", L->endpoint, zmq_strerror(errno));
     else
-        dfc_log(DFC_LOG_WARN, "disconnected from %s: reconnecting", addr);
+        dfc_log(DFC_LOG_WARN, "disconnected from %s and not reconnected by ZeroMQ: reconnecting",
+                L->endpoint);
 }
 
 /*  Reads the monitor's events: frame 1 = uint16 event + uint32 value,
@@ -487,8 +504,11 @@ dfc_link_read_monitor(dfc_loop_t *loop, link_t *L)
             STAT_ADD(loop, disconnects, 1);
         if (id == ZMQ_EVENT_CONNECTED)
             dfc_log(DFC_LOG_INFO, "connected to %s", ep);
-        else if (id == ZMQ_EVENT_DISCONNECTED)
-            reconnect(L, ep);
+        if (id == ZMQ_EVENT_DISCONNECTED)
+            relink_arm(L, ep);
+        else if ((id == ZMQ_EVENT_CONNECTED || id == ZMQ_EVENT_CONNECT_RETRIED) &&
+                 strcmp(L->endpoint, ep) == 0)
+            L->relink_at = 0; /* libzmq is on it */
     }
 }
 
@@ -538,6 +558,7 @@ dfc_link_open_sub(dfc_loop_t *loop, link_t *L)
     }
     L->mon = open_monitor(loop, L->sub);
     L->last_rx = dfc_mono_ms();
+    L->relink_at = 0;
     if (zmq_connect(L->sub, L->endpoint) != 0) {
         dfc_log(DFC_LOG_ERROR, "cannot connect %s: %s", L->endpoint, zmq_strerror(errno));
         return DFC_OK; /* counted as a dead link: stays silent */
@@ -565,5 +586,7 @@ dfc_link_timers(dfc_loop_t *loop, link_t *L, int64_t now)
         L->strikes++;
         STAT_ADD(loop, reconnects, 1);
     }
+    if (L->relink_at && L->sub && now >= L->relink_at)
+        relink(L);
     dfc_fill_on(loop, L, DFC_FILL_EV_TICK, (uint64_t)now, NULL);
 }

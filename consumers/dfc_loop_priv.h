@@ -197,7 +197,9 @@ typedef struct link {
     dfc_fill_t fill;
     /* liveness */
     int64_t last_rx;
-    int strikes; /* staleness reconnects since the last message: backs off */
+    int strikes;       /* staleness reconnects since the last message: backs off */
+    int64_t relink_at; /* disconnected and libzmq is not reconnecting: connect again
+                          ourselves at this time (0 = nothing pending); dfc_link.c */
     uint64_t hb_interval;
     bool hb_seen;
     struct link *next;
