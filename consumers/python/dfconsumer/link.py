@@ -18,6 +18,7 @@ log = logging.getLogger("dfconsumer")
 
 GAP_TABLE_MAX = 512  # (epoch, topic) pairs remembered for gap counting
 MAX_RANGES = 65536   # missing gseq ranges remembered, for gaps_filled
+RELINK_GRACE_MS = 250  # a disconnect not followed by libzmq's own retry (see read_monitor)
 RECV_BATCH = 256     # messages read per poll before the timers and other tasks run
 POLL_MS = 100        # timers (staleness, replay, checkpoint) are checked this often
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -51,6 +52,7 @@ class Link:
         self.fill = Fill(loop, self)
         self.last_rx = 0
         self.strikes = 0     # staleness reconnects since the last message: backs off
+        self.relink_at = 0   # disconnected and libzmq is not reconnecting: connect again then
         self.hb_interval = 0
         self.hb_seen = False
         self.task = None
@@ -260,7 +262,8 @@ class Link:
         sub.setsockopt(zmq.MAXMSGSIZE, lp.max_frame + wire.MAX_TOPIC)
         sub.setsockopt(zmq.SUBSCRIBE, b"")  # before connect
         try:
-            self.mon = sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+            self.mon = sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+                                              | zmq.EVENT_CONNECT_RETRIED)
         except zmq.ZMQError as e:
             self.mon = None
             log.warning("no socket monitor (%s): connects/disconnects not counted", e)
@@ -268,6 +271,7 @@ class Link:
         self.sub_sync = zmq.Socket.shadow(sub.underlying)
         self.sockets_changed = True
         self.last_rx = mono_ms()
+        self.relink_at = 0
         try:
             sub.connect(self.endpoint)
         except zmq.ZMQError as e:
@@ -287,9 +291,15 @@ class Link:
         self.sockets_changed = True
 
     def read_monitor(self):
-        """Connects and disconnects become counters; after a disconnect of our endpoint
-        we connect it again ourselves: libzmq 4.3 drops a peer that sent a message above
-        MAXMSGSIZE and never reconnects it, which would leave the SUB deaf."""
+        """Connects and disconnects become counters. libzmq 4.3 drops a peer that sent a
+        message above MAXMSGSIZE and never reconnects it, which would leave the SUB deaf;
+        after an ordinary connection loss it reconnects by itself and says so at once
+        (EVENT_CONNECT_RETRIED). So a disconnect of our endpoint arms RELINK_GRACE_MS, a
+        retry or a connect disarms it, and only a link libzmq gave up is disconnected and
+        connected again by us (timers). Never on a live pipe: disconnecting a SUB whose pipe
+        still holds the dead peer's messages makes the next multipart read abort inside
+        libzmq (`!_more` in fq.cpp, libzmq #2163/#3663; seen after a kill -9 of the
+        bridge). Same rule as dfc_link.c."""
         mon = zmq.Socket.shadow(self.mon.underlying)
         for _ in range(64):
             try:
@@ -305,21 +315,28 @@ class Link:
             if m["event"] == zmq.EVENT_CONNECTED:
                 self.loop.counters["connects"] += 1
                 log.info("connected to %s", ep)
-            elif m["event"] == zmq.EVENT_DISCONNECTED:
+            if m["event"] == zmq.EVENT_DISCONNECTED:
                 self.loop.counters["disconnects"] += 1
                 if ep != self.endpoint:
                     log.warning("disconnected from %s: not reconnected by us (connect it by "
                                 "its numeric address for that)", ep)
                     continue
-                try:
-                    self.sub.disconnect(ep)
-                except zmq.ZMQError:
-                    pass  # may already be gone
-                try:
-                    self.sub.connect(ep)
-                    log.warning("disconnected from %s: reconnecting", ep)
-                except zmq.ZMQError as e:
-                    log.error("cannot reconnect %s: %s", ep, e)
+                self.relink_at = mono_ms() + RELINK_GRACE_MS
+            elif ep == self.endpoint:
+                self.relink_at = 0  # CONNECTED or CONNECT_RETRIED: libzmq is on it
+
+    def relink(self):
+        self.relink_at = 0
+        try:
+            self.sub.disconnect(self.endpoint)
+        except zmq.ZMQError:
+            pass  # may already be gone
+        try:
+            self.sub.connect(self.endpoint)
+            log.warning("disconnected from %s and not reconnected by ZeroMQ: reconnecting",
+                        self.endpoint)
+        except zmq.ZMQError as e:
+            log.error("cannot reconnect %s: %s", self.endpoint, e)
 
     def timers(self, now):
         """Staleness and the replay deadline."""
@@ -339,6 +356,8 @@ class Link:
             self.open_sub()
             self.strikes += 1
             lp.counters["reconnects"] += 1
+        if self.relink_at and self.sub is not None and now >= self.relink_at:
+            self.relink()
         self.fill.on(fillmod.EV_TICK, now)
 
     # --------------------------------------------------------------- task
