@@ -41,6 +41,14 @@ class FakeBridge {
     this.requests = [];
     this.oldest = 1;
     this.damaged = null; // [from, to]
+    this.gate = null; // a promise: the replay answers wait for it
+  }
+
+  /** Holds replay answers until the returned function is called. */
+  holdReplay() {
+    let open;
+    this.gate = new Promise((r) => { open = r; });
+    return () => { this.gate = null; open(); };
   }
 
   async open() {
@@ -125,6 +133,7 @@ class FakeBridge {
         const { decode } = require('@msgpack/msgpack');
         const req = decode(frames[0], { useBigInt64: true });
         this.requests.push(req);
+        if (this.gate) await this.gate;
         const act = this.script.length ? this.script.shift() : null;
         if (act === 'mute') continue;
         await this._answer(id, req, act);
@@ -194,4 +203,31 @@ async function until(cond, ms = 5000, what = 'condition') {
   }
 }
 
-module.exports = { FakeBridge, envelopeBytes, msgEvent, until, BOT };
+/**
+ * A loop on the given bridges with recording listeners. listeners: [{name,
+ * accept: 'default'|'all', cb?: async (rec) => {}}]; every callback records
+ * {listener, callback, topic, gseq, epoch, id, context, initiator, payload}.
+ */
+function harness(DatafeedLoop, { bridges, options = {}, listeners = [{ name: 'A', accept: 'all' }], replay = true }) {
+  const { EVENT_TYPES, listenerContext, currentEnvelope } = require('..');
+  const loop = new DatafeedLoop(null, options);
+  for (const b of bridges) loop.connect(b.endpoint, replay ? b.replay || null : null);
+  const got = [];
+  for (const spec of listeners) {
+    const l = { name: spec.name };
+    if (spec.accept === 'all') l.isAcceptingEvent = () => true;
+    const make = (cb) => function (initiator, payload) {
+      const env = currentEnvelope();
+      const rec = { listener: spec.name, callback: cb, topic: env.topic, gseq: env.gseq, epoch: env.epoch, id: env.event.id, context: listenerContext(), initiator, payload, env };
+      got.push(rec);
+      return spec.cb ? spec.cb(rec) : undefined;
+    };
+    for (const t of EVENT_TYPES) l[t.callback] = make(t.callback);
+    l.onUnknownEvent = make('onUnknownEvent');
+    loop.subscribe(l);
+  }
+  const running = loop.start();
+  return { loop, got, running, gseqs: (name = listeners[0].name) => got.filter((r) => r.listener === name).map((r) => r.gseq) };
+}
+
+module.exports = { harness, FakeBridge, envelopeBytes, msgEvent, until, BOT };
