@@ -8,6 +8,14 @@ const { encode } = require('@msgpack/msgpack');
 
 const BOT = 68719476737n;
 
+// what a failed test leaves open: closed by cleanup() so that the file ends
+const live = { bridges: new Set(), loops: new Set() };
+
+async function cleanup() {
+  for (const l of live.loops) await Promise.race([l.stop(), new Promise((r) => setTimeout(r, 1000))]);
+  for (const b of live.bridges) b.close();
+}
+
 function u64(n) {
   return typeof n === 'bigint' ? n : BigInt(n);
 }
@@ -52,7 +60,8 @@ class FakeBridge {
   }
 
   async open() {
-    this.pub = new zmq.XPublisher({ linger: 0, sendHighWaterMark: this.sndhwm ?? 0 });
+    live.bridges.add(this);
+    this.pub = new zmq.XPublisher({ linger: 0, verbosity: 'allSubsUnsubs', sendHighWaterMark: this.sndhwm ?? 0 });
     await this.pub.bind('tcp://127.0.0.1:*');
     this.endpoint = this.pub.lastEndpoint;
     this.subs = 0;
@@ -227,7 +236,8 @@ function harness(DatafeedLoop, { bridges, options = {}, listeners = [{ name: 'A'
     loop.subscribe(l);
   }
   const running = loop.start();
+  live.loops.add(loop);
   return { loop, got, running, gseqs: (name = listeners[0].name) => got.filter((r) => r.listener === name).map((r) => r.gseq) };
 }
 
-module.exports = { harness, FakeBridge, envelopeBytes, msgEvent, until, BOT };
+module.exports = { cleanup, harness, FakeBridge, envelopeBytes, msgEvent, until, BOT };

@@ -6,7 +6,9 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { DatafeedLoop, RealTimeEventListener, EVENT_TYPES, listenerContext, setLogSink, currentEnvelope } = require('..');
-const { FakeBridge, harness, msgEvent, until, BOT } = require('./fakebridge');
+const { FakeBridge, harness, msgEvent, until, BOT, cleanup } = require('./fakebridge');
+
+test.after(cleanup);
 
 const logs = [];
 setLogSink((line) => logs.push(line));
