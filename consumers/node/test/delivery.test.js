@@ -311,17 +311,26 @@ test('numbers that cannot be right never move the mark', async () => {
   assert.equal(st.replay_requests, 0);
 });
 
-test('a heartbeat claiming a head replay does not confirm: one bad_envelope, nothing lost', async () => {
+test('a heartbeat claiming a head replay does not confirm: one bad_envelope, the held event handed out, nothing lost', async () => {
   const { b, h } = await setup();
-  await publishN(b, 1, 3);
-  await until(() => h.got.length === 3);
-  await b.raw(['_hb', b.hbBody({ gseq: 1000000000000 })]);
-  await until(() => h.loop.stats().bad_envelope === 1);
-  await publishN(b, 4, 5);
+  await publishN(b, 1, 5);
   await until(() => h.got.length === 5);
+  b.holdComputed = true;
+  const release = b.holdReplay();
+  await b.raw(['_hb', b.hbBody({ gseq: 1000000000000 })]);
+  await until(() => b.requests.length === 1);
+  await publishN(b, 6, 6); // held: the answer (head 5) comes after it
+  await until(() => h.loop.stats().received === 7);
+  release();
+  await until(() => h.got.length === 6);
+  await publishN(b, 7, 10);
+  await until(() => h.got.length === 10);
   const st = await finish(b, h);
-  assert.deepEqual(h.gseqs(), range(1, 5));
+  assert.deepEqual(h.gseqs(), range(1, 10));
+  assert.equal(st.bad_envelope, 1);
   assert.equal(st.lost, 0);
+  assert.equal(st.replayed, 0);
+  assert.equal(st.replay_requests, 1);
 });
 
 test('a more that never advances: 3 requests, one stall, the held events delivered', async () => {

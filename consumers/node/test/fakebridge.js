@@ -142,18 +142,21 @@ class FakeBridge {
         const { decode } = require('@msgpack/msgpack');
         const req = decode(frames[0], { useBigInt64: true });
         this.requests.push(req);
+        // holdComputed: the answer is what the journal held when the request came
+        const view = this.holdComputed ? { journal: this.journal.slice(), head: this.gseq } : null;
         if (this.gate) await this.gate;
         const act = this.script.length ? this.script.shift() : null;
         if (act === 'mute') continue;
-        await this._answer(id, req, act);
+        await this._answer(id, req, act, view);
       }
     } catch (_) { /* closed */ }
   }
 
-  async _answer(id, req, act) {
+  async _answer(id, req, act, view) {
     const num = (v) => (v === undefined ? undefined : Number(v));
     const reqId = num(req.req) || 0;
-    const head = this.gseq;
+    const head = view ? view.head : this.gseq;
+    const journal = view ? view.journal : this.journal;
     const end = (o) => this.router.send([id, Buffer.from('_end'), Buffer.from(encode({
       v: 1, req: reqId, status: 'ok', count: 0, last_gseq: 0, more: false, head_gseq: head,
       oldest_gseq: this.oldest, epoch: this.epoch, ...o,
@@ -178,7 +181,7 @@ class FakeBridge {
     const limit = Math.min(num(req.limit) || 1000, (act && act.limit) || 1000);
     let count = 0;
     let last = from - 1;
-    for (const m of this.journal) {
+    for (const m of journal) {
       if (m.gseq < from) continue;
       if (this.damaged && m.gseq >= this.damaged[0] && m.gseq <= this.damaged[1]) {
         if (count > 0) break;
