@@ -9,6 +9,7 @@ const { EV, newFill, fillOn, fillHold } = require('./fill');
 
 const GAP_TABLE_MAX = 512;
 const MAX_RANGES = 65536;
+const GAVE_UP_MS = 500; // libzmq's reconnect_ivl is 100 ms
 
 class Link {
   constructor(endpoint, replay) {
@@ -249,27 +250,31 @@ function openSub(loop, L) {
   sub.subscribe(); // before connect
   L.sub = sub;
   L.lastRx = performance.now();
-  // libzmq 4.3 drops a peer that sent a message above maxMessageSize and never
-  // reconnects it: after any disconnect of our endpoint we connect it again
+  // libzmq 4.3 drops a peer that sent a message above maxMessageSize (a
+  // protocol error) and never reconnects it: the SUB would stay deaf. After a
+  // normal connection loss libzmq schedules a reconnect at once
+  // ("connect:retry"); when neither that nor a new connection follows a
+  // disconnect within GAVE_UP_MS, this SUB is replaced by a new one. (Calling
+  // disconnect() + connect() on the socket, as the C library does, can hit
+  // libzmq's `!_more` assertion in fq.cpp while a message is half read.)
   const events = sub.events;
+  let lost = 0; // disconnects not yet followed by a retry or a connection
   events.on('connect', (e) => {
     loop.stat.connects++;
+    lost = 0;
     loop.log('info', `connected to ${e.address}`);
   });
+  events.on('connect:retry', () => { lost = 0; });
   events.on('disconnect', (e) => {
     loop.stat.disconnects++;
     if (L.sub !== sub || loop._stopping) return;
-    if (e.address !== L.endpoint) {
-      loop.log('warn', `disconnected from ${e.address}: not reconnected by us (connect it by its numeric address for that)`);
-      return;
-    }
-    try { sub.disconnect(e.address); } catch (_) { /* may already be gone */ }
-    try {
-      sub.connect(e.address);
-      loop.log('warn', `disconnected from ${e.address}: reconnecting`);
-    } catch (err) {
-      loop.log('error', `cannot reconnect ${e.address}: ${err.message}`);
-    }
+    const mine = ++lost;
+    setTimeout(() => {
+      if (L.sub !== sub || loop._stopping || lost !== mine) return;
+      loop.log('warn', `disconnected from ${e.address} and not reconnected by libzmq (a message above maxFrame?): new SUB socket`);
+      closeSub(L);
+      openSub(loop, L);
+    }, GAVE_UP_MS).unref();
   });
   try {
     sub.connect(L.endpoint);
