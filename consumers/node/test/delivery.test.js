@@ -359,3 +359,22 @@ test('max_held 2 with 5 live messages during a fill: 3 left to replay, all 9 in 
   assert.equal(st.held_dropped, 3);
   assert.equal(st.lost, 0);
 });
+
+test('a checkpoint save that fails is counted, keeps nothing half-written, and recovers', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dfc-node-ckerr-'));
+  const dir = path.join(root, 'ck');
+  fs.mkdirSync(dir);
+  const { b, h } = await setup({ checkpointDir: dir, name: 'w', checkpointMs: 50 });
+  await publishN(b, 1, 2);
+  await until(() => h.got.length === 2 && h.loop.stats().checkpoints >= 1);
+  fs.rmSync(dir, { recursive: true }); // every save fails at open now
+  await publishN(b, 3, 3);
+  await until(() => h.loop.stats().checkpoint_errors >= 2, 3000, 'failed saves');
+  fs.mkdirSync(dir);
+  await until(() => fs.existsSync(path.join(dir, 'w.ckpt')), 3000, 'the save after the recovery');
+  const st = await finish(b, h);
+  assert.equal(fs.readFileSync(path.join(dir, 'w.ckpt'), 'utf8'), 'dfc-checkpoint 1\ne E1 3\n');
+  assert.deepEqual(fs.readdirSync(dir), ['w.ckpt']);
+  assert.ok(st.checkpoint_errors >= 2);
+  fs.rmSync(root, { recursive: true });
+});
