@@ -293,11 +293,8 @@ export class DatafeedLoop {
   events(options?: { acceptAll?: boolean; name?: string }): AsyncIterableIterator<EventItem>;
 }
 
-export interface ListenerStore {
-  context: string;
-  envelope: Envelope;
-}
-export const eventListenerContext: AsyncLocalStorage<ListenerStore>;
+/** Inside a callback its store is the context string (as listenerContext()). */
+export const eventListenerContext: AsyncLocalStorage<string>;
 /** "<task>/<event id>/<listener id>" inside a callback, "main" elsewhere. */
 export function listenerContext(): string;
 /** The envelope of the event whose callback runs, or null. */

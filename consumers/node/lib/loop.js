@@ -28,17 +28,19 @@ const STATS_FIELDS = [
 const POLL_MS = 100;
 const LEVELS = { debug: 0, info: 1, warn: 2, error: 3 };
 
-/** The listener context: the store of every task is {context, envelope,
-    listener}; context is "<task>/<event id>/<listener id>". */
+/** The listener context, as the BDK's event_listener_context: inside a
+    task its store is the string "<task>/<event id>/<listener id>". */
 const eventListenerContext = new AsyncLocalStorage();
+/** The rest of a task's context: {envelope, listener, loop}. */
+const taskStorage = new AsyncLocalStorage();
 
 function listenerContext() {
   const s = eventListenerContext.getStore();
-  return s ? s.context : 'main';
+  return s === undefined ? 'main' : s;
 }
 
 function currentEnvelope() {
-  const s = eventListenerContext.getStore();
+  const s = taskStorage.getStore();
   return s ? s.envelope : null;
 }
 
@@ -175,7 +177,7 @@ class DatafeedLoop {
     this._listeners = this._listeners.filter((r) => r !== rec);
     rec.removed = true;
     this.stat.listeners--;
-    const s = eventListenerContext.getStore();
+    const s = taskStorage.getStore();
     if (s && s.listener === rec) return true;
     while (rec.running > 0) await new Promise((r) => rec.idle.push(r));
     return true;
@@ -239,7 +241,7 @@ class DatafeedLoop {
       return Promise.resolve();
     }
     if (this._stopResolve) this._stopResolve();
-    const s = eventListenerContext.getStore();
+    const s = taskStorage.getStore();
     if (s && s.loop === this) return Promise.resolve(); // awaiting it would wait for ourselves
     return this._done;
   }
@@ -419,7 +421,7 @@ class DatafeedLoop {
     const store = { context: `task-${++this._taskSeq}/${id}/${rec.id}`, envelope: ev, listener: rec, loop: this };
     let r;
     try {
-      r = eventListenerContext.run(store, () => t.fn.call(rec.l, t.a, t.b));
+      r = taskStorage.run(store, () => eventListenerContext.run(store.context, () => t.fn.call(rec.l, t.a, t.b)));
     } catch (err) {
       this._failed(store, err);
       r = undefined;
@@ -436,7 +438,7 @@ class DatafeedLoop {
   }
 
   _failed(store, err) {
-    eventListenerContext.run(store, () => this.log('error', `callback failed: ${err && err.stack ? err.stack : err}`));
+    eventListenerContext.run(store.context, () => this.log('error', `callback failed: ${err && err.stack ? err.stack : err}`));
   }
 
   _end(t, stream) {
@@ -487,7 +489,7 @@ class DatafeedLoop {
     const l = { name: options.name || 'events' };
     if (options.acceptAll) l.isAcceptingEvent = () => true;
     const push = (cb) => function (initiator, payload) {
-      const s = eventListenerContext.getStore();
+      const s = taskStorage.getStore();
       return new Promise((resolve) => {
         const item = { topic: s.envelope.topic, callback: cb, initiator, payload, event: s.envelope.event, envelope: s.envelope, context: s.context, resolve };
         if (ended) { resolve(); return; }

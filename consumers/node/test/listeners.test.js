@@ -5,7 +5,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { DatafeedLoop, RealTimeEventListener, EVENT_TYPES, listenerContext, setLogSink, currentEnvelope } = require('..');
+const { DatafeedLoop, RealTimeEventListener, EVENT_TYPES, listenerContext, setLogSink, currentEnvelope, eventListenerContext } = require('..');
 const { FakeBridge, harness, msgEvent, until, BOT, cleanup } = require('./fakebridge');
 
 test.after(cleanup);
@@ -99,6 +99,7 @@ test('the context string through AsyncLocalStorage, also across awaits', async (
     async onMessageSent() {
       const before = listenerContext();
       await new Promise((r) => setTimeout(r, 5));
+      assert.equal(eventListenerContext.getStore(), before); // the store is the string itself
       ctx.push([before, listenerContext()]);
     },
   });
@@ -120,6 +121,7 @@ test('the context string through AsyncLocalStorage, also across awaits', async (
   assert.match(unnamed[0], /^task-\d+\/e1\/L2$/);
   assert.match(unnamed[1], /^task-\d+\/None\/L2$/);
   assert.equal(listenerContext(), 'main');
+  assert.equal(eventListenerContext.getStore(), undefined);
   b.close();
 });
 
