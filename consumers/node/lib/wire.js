@@ -43,21 +43,23 @@ const PROTO_BYTES = Buffer.from('__proto__');
  * float (the envelope check refuses those), sentinel: whether a key equal to
  * PROTO_SENTINEL exists}. Throws WireError.
  */
+// preallocated: the scan runs on one thread, never re-entered
+const LEFT = new Float64Array(MAX_DEPTH + 2); // items left per open container (maps: 2 per pair)
+const ISMAP = new Uint8Array(MAX_DEPTH + 2);
+
 function scan(buf) {
   const n = buf.length;
   let pos = 0;
-  const protoKeys = [];
+  let protoKeys = null;
   let floats = null;
   let sentinel = false;
-  // stack of remaining item counts; for maps 2 per pair, keys at even remaining
-  const stack = [];
-  const kinds = []; // 1 = map, 0 = array
-  let topKey = null;
+  let depth = 0; // open containers
+  let keyPos = -1; // the last depth-1 key: where and how long (decoded only when needed)
+  let keyLen = 0;
   if (n === 0) throw new WireError('empty');
   for (;;) {
     if (pos >= n) throw new WireError('truncated');
-    const isKey = stack.length > 0 && kinds[kinds.length - 1] === 1 && (stack[stack.length - 1] & 1) === 0;
-    const depth = stack.length;
+    const isKey = depth > 0 && ISMAP[depth] === 1 && LEFT[depth] % 2 === 0;
     const b = buf[pos++];
     let skip = 0;
     let container = -1;
@@ -83,13 +85,15 @@ function scan(buf) {
         }
         case 0xc5: case 0xc8: case 0xda: {
           if (pos + 2 > n) throw new WireError('truncated');
-          const l = buf.readUInt16BE(pos); pos += 2;
+          const l = (buf[pos] << 8) | buf[pos + 1];
+          pos += 2;
           if (b === 0xda) strLen = l; else skip = l + (b === 0xc8 ? 1 : 0);
           break;
         }
         case 0xc6: case 0xc9: case 0xdb: {
           if (pos + 4 > n) throw new WireError('truncated');
-          const l = buf.readUInt32BE(pos); pos += 4;
+          const l = buf.readUInt32BE(pos);
+          pos += 4;
           if (b === 0xdb) strLen = l; else skip = l + (b === 0xc9 ? 1 : 0);
           break;
         }
@@ -106,28 +110,32 @@ function scan(buf) {
         case 0xd8: skip = 17; break;
         case 0xdc: case 0xde: {
           if (pos + 2 > n) throw new WireError('truncated');
-          count = buf.readUInt16BE(pos); pos += 2;
+          count = (buf[pos] << 8) | buf[pos + 1];
+          pos += 2;
           container = b === 0xde ? 1 : 0;
           break;
         }
         case 0xdd: case 0xdf: {
           if (pos + 4 > n) throw new WireError('truncated');
-          count = buf.readUInt32BE(pos); pos += 4;
+          count = buf.readUInt32BE(pos);
+          pos += 4;
           container = b === 0xdf ? 1 : 0;
           break;
         }
         default: throw new WireError('bad byte');
       }
     }
-    if (isKey && strLen < 0) throw new WireError('map key is not a string');
     if (strLen >= 0) skip = strLen;
     if (skip > n - pos) throw new WireError('declared length beyond the data');
     if (isKey) {
-      if (strLen === 9 && buf.compare(PROTO_BYTES, 0, 9, pos, pos + 9) === 0) protoKeys.push(pos);
-      else if (strLen === 9 && buf[pos] === 0 && buf.toString('utf8', pos, pos + 9) === PROTO_SENTINEL) sentinel = true;
-      if (depth === 1) topKey = strLen < 32 ? buf.toString('utf8', pos, pos + strLen) : null;
-    } else if (depth === 1 && (b === 0xca || b === 0xcb) && topKey !== null) {
-      (floats || (floats = new Set())).add(topKey);
+      if (strLen < 0) throw new WireError('map key is not a string');
+      if (strLen === 9) {
+        if (buf[pos] === 0x5f && buf.compare(PROTO_BYTES, 0, 9, pos, pos + 9) === 0) (protoKeys || (protoKeys = [])).push(pos);
+        else if (buf[pos] === 0 && buf.toString('utf8', pos, pos + 9) === PROTO_SENTINEL) sentinel = true;
+      }
+      if (depth === 1) { keyPos = pos; keyLen = strLen; }
+    } else if (depth === 1 && (b === 0xca || b === 0xcb) && keyPos >= 0 && keyLen < 32) {
+      (floats || (floats = new Set())).add(buf.toString('utf8', keyPos, keyPos + keyLen));
     }
     pos += skip;
     if (container >= 0) {
@@ -135,23 +143,21 @@ function scan(buf) {
       if (items > n - pos) throw new WireError('declared length beyond the data'); // >= 1 byte each
       if (items > 0) {
         if (depth + 1 > MAX_DEPTH) throw new WireError('nested too deep');
-        stack.push(items);
-        kinds.push(container);
+        depth++;
+        LEFT[depth] = items;
+        ISMAP[depth] = container;
         continue;
       }
     }
-    // one item done: pop finished containers
-    while (stack.length > 0) {
-      const left = --stack[stack.length - 1];
-      if (left > 0) break;
-      stack.pop();
-      kinds.pop();
-    }
-    if (stack.length === 0) break;
+    // one item done: close finished containers
+    while (depth > 0 && --LEFT[depth] === 0) depth--;
+    if (depth === 0) break;
   }
   if (pos !== n) throw new WireError('trailing bytes');
-  return { protoKeys, floats, sentinel };
+  return { protoKeys: protoKeys || NO_KEYS, floats, sentinel };
 }
+
+const NO_KEYS = [];
 
 function keyConverter(key) {
   if (typeof key !== 'string') throw new WireError('map key is not a string');
