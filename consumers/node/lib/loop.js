@@ -143,9 +143,8 @@ class DatafeedLoop {
     if (endpoint) this.connect(endpoint, replay);
   }
 
-  /** Adds a bridge (and its replay endpoint; null = learnt from heartbeats).
-      Give tcp endpoints in numeric form (tcp://127.0.0.1:5556): the
-      reconnect after an oversize drop matches the address libzmq reports. */
+  /** Adds a bridge (and its replay endpoint; null = learnt from heartbeats);
+      also while running. Each bridge gets its own SUB socket. */
   connect(endpoint, replay = null) {
     if (typeof endpoint !== 'string' || !endpoint) throw new TypeError('connect: an endpoint string');
     const L = new Link(endpoint, replay || null);
