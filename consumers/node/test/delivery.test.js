@@ -378,3 +378,26 @@ test('a checkpoint save that fails is counted, keeps nothing half-written, and r
   assert.ok(st.checkpoint_errors >= 2);
   fs.rmSync(root, { recursive: true });
 });
+
+test('HA pair: one bridge goes away, the other one delivers the rest, each event once', async () => {
+  const b1 = await new FakeBridge({ epoch: 'A' }).open();
+  const b2 = await new FakeBridge({ epoch: 'B' }).open();
+  const h = harness(DatafeedLoop, { bridges: [b1, b2], options: { replayTimeoutMs: 300 } });
+  await b1.waitSubscribed();
+  await b2.waitSubscribed();
+  for (let i = 1; i <= 10; i++) {
+    await b1.publish('MESSAGESENT', msgEvent(`ha${i}`));
+    await b2.publish('MESSAGESENT', msgEvent(`ha${i}`));
+  }
+  await until(() => h.loop.stats().received === 20);
+  b1.close(); // killed
+  await until(() => h.loop.stats().disconnects >= 1);
+  for (let i = 11; i <= 20; i++) await b2.publish('MESSAGESENT', msgEvent(`ha${i}`));
+  await until(() => h.got.length === 20);
+  await h.loop.stop();
+  await h.running;
+  assert.deepEqual(h.got.map((r) => r.id), range(1, 20).map((i) => `ha${i}`));
+  assert.equal(h.loop.stats().duplicates, 10);
+  assert.equal(h.loop.stats().lost, 0);
+  b2.close();
+});
