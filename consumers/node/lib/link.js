@@ -57,23 +57,35 @@ class Link {
   }
 }
 
-function gapKey(epoch, topic) {
-  return `${epoch.length}:${epoch}${topic}`;
+/** The last seq known for (epoch, topic), or undefined. loop.gaps is
+    epoch -> Map(topic -> last seq). */
+function lastSeq(loop, epoch, topic) {
+  const t = loop.gaps.get(epoch);
+  return t === undefined ? undefined : t.get(topic);
 }
 
 /** Counts messages missing from seq per (epoch, topic); the first seq seen is
     the baseline. A heartbeat's (announced) seq is the last one published. */
 function countGap(loop, epoch, topic, seq, announced) {
-  const key = gapKey(epoch, topic);
-  const last = loop.gaps.get(key);
+  let t = loop.gaps.get(epoch);
+  const last = t === undefined ? undefined : t.get(topic);
   if (last !== undefined) {
     const next = announced ? 0 : 1;
     if (seq > last && seq - last > next) loop.stat.gaps += seq - last - next;
-    if (seq > last) loop.gaps.set(key, seq);
+    if (seq > last) t.set(topic, seq);
     return;
   }
-  if (loop.gaps.size >= GAP_TABLE_MAX) loop.gaps.clear(); // many epochs: forget the old ones
-  loop.gaps.set(key, seq);
+  if (t === undefined) {
+    t = new Map();
+    loop.gaps.set(epoch, t);
+  }
+  if (++loop.gapEntries > GAP_TABLE_MAX) { // many epochs: forget the old ones
+    loop.gaps.clear();
+    loop.gapEntries = 1;
+    loop.gaps.set(epoch, t);
+    t.clear();
+  }
+  t.set(topic, seq);
 }
 
 /** Ordered delivery is on once there is something to fill from or resume to. */
@@ -116,7 +128,7 @@ function numbersPlausible(loop, L, m) {
   if (!L.hbKnown || !(L.hasEpoch && L.epoch === m.epoch)) return true;
   const known = L.liveLast > L.hw ? L.liveLast : L.hw;
   if (g > known && g - known > wire.GSEQ_AHEAD) return false;
-  const last = loop.gaps.get(gapKey(m.epoch, m.topic));
+  const last = lastSeq(loop, m.epoch, m.topic);
   return last === undefined || s <= last || s - last <= wire.GSEQ_AHEAD;
 }
 

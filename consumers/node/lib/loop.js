@@ -123,7 +123,8 @@ class DatafeedLoop {
     this.log = log;
     this.stat = Object.fromEntries(STATS_FIELDS.map((f) => [f, 0]));
     this.links = [];
-    this.gaps = new Map();
+    this.gaps = new Map(); // epoch -> Map(topic -> last seq), for gaps (lib/link.js)
+    this.gapEntries = 0;
     this.wm = new Watermarks(this.cfg.checkpointFile, log);
     this.dedupe = this.cfg.dedupeWindow >= 0 ? new Dedupe(this.cfg.dedupeWindow || 65536) : null;
     this._listeners = [];

@@ -123,3 +123,12 @@ test('checkpoint: format, atomic save, a C-written file loads, round trip', () =
   assert.throws(() => ckpt.save(path.join(dir, 'no', 'x.ckpt'), entries), (e) => e.step === 'open');
   fs.rmSync(dir, { recursive: true });
 });
+
+test('dedupe window: (id, type) keys, eviction of the oldest, no id never deduplicated', () => {
+  const { Dedupe } = require('../lib/dedupe');
+  const d = new Dedupe(3);
+  const r = [['a', 'X'], ['a', 'Y'], ['a', 'X'], ['b', 'X'], ['c', 'X'], ['a', 'X'], ['c', 'X'], [undefined, 'X'], [undefined, 'X'], ['a\u0000b', 'c'], ['a', '\u0000bc']]
+    .map(([id, t]) => d.seen(id, t));
+  assert.deepEqual(r, [false, false, true, false, false, false, true, false, false, false, false]);
+  assert.equal(new Dedupe(0).seen('a', 'X'), false);
+});
