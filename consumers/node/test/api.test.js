@@ -24,6 +24,20 @@ test('import and require give the same API', async () => {
   for (const k of Object.keys(cjs)) assert.match(dts, new RegExp(`export (const|function|class) ${k}\\b`), k);
 });
 
+test('the 17-type table is contract-v1.json\'s (type, payload key, Java BDK name); index.d.ts declares each payload', () => {
+  const contract = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'schemas', 'contract-v1.json'), 'utf8'));
+  assert.deepEqual(cjs.EVENT_TYPES.map((t) => [t.topic, t.payloadKey, t.callback]),
+    contract.topics.map((t) => [t.type, t.payload_key, t.bdk_java]));
+  const dts = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8');
+  for (const t of contract.topics) {
+    assert.match(dts, new RegExp(`${t.payload_key}\\?: ${t.payload_schema};`), t.type);
+    assert.match(dts, new RegExp(`${t.bdk_java}\\?: Callback<${t.payload_schema}>;`), t.type);
+    for (const f of Object.keys(t.payload_fields)) {
+      assert.match(dts, new RegExp(`interface ${t.payload_schema} \\{[^}]*\\b${f}\\?:`), `${t.payload_schema}.${f}`);
+    }
+  }
+});
+
 test('options are checked', () => {
   assert.throws(() => new DatafeedLoop(null, { nope: 1 }), /unknown option nope/);
   assert.throws(() => new DatafeedLoop(null, { ordering: 'random' }), /ordering/);
