@@ -26,6 +26,7 @@ const STATS_FIELDS = [
 ];
 
 const POLL_MS = 100;
+const SKIPPED = Symbol('skipped'); // an events() task whose item was never taken
 const LEVELS = { debug: 0, info: 1, warn: 2, error: 3 };
 
 /** The listener context, as the BDK's event_listener_context: inside a
@@ -427,7 +428,7 @@ class DatafeedLoop {
       r = undefined;
     }
     if (r !== null && r !== undefined && typeof r.then === 'function') {
-      r.then(() => this._end(t, stream), (err) => {
+      r.then((v) => this._end(t, stream, v === SKIPPED), (err) => {
         this._failed(store, err);
         this._end(t, stream);
       });
@@ -441,17 +442,21 @@ class DatafeedLoop {
     eventListenerContext.run(store.context, () => this.log('error', `callback failed: ${err && err.stack ? err.stack : err}`));
   }
 
-  _end(t, stream) {
-    this._finish(t, true);
+  _end(t, stream, skipped = false) {
+    if (skipped) { // an events() item the loop body never took
+      this.stat.skipped++;
+      if (t.trk) t.trk.failed = true;
+    }
+    this._finish(t, true, skipped);
     if (stream) {
       stream.running = false;
       this._pump(stream);
     }
   }
 
-  _finish(t, ran) {
+  _finish(t, ran, skipped = false) {
     if (ran) {
-      this.stat.completed++;
+      if (!skipped) this.stat.completed++;
       const rec = t.rec;
       if (--rec.running === 0 && rec.idle.length) {
         const w = rec.idle;
@@ -477,8 +482,9 @@ class DatafeedLoop {
    * callback, initiator, payload, event, envelope, context}. An item is a task
    * in flight until the loop body asks for the next one (back-pressure and
    * checkpoint as for a callback). options.acceptAll: true accepts every
-   * event (default: the BDK filter). Ends when the loop stops (items already
-   * taken are counted handled then).
+   * event (default: the BDK filter). Ends when the loop stops: the item the
+   * loop body holds counts as handled, those it never took as skipped (the
+   * checkpoint stays below them, so a restart delivers them again).
    */
   events(options = {}) {
     const loop = this;
@@ -492,7 +498,7 @@ class DatafeedLoop {
       const s = taskStorage.getStore();
       return new Promise((resolve) => {
         const item = { topic: s.envelope.topic, callback: cb, initiator, payload, event: s.envelope.event, envelope: s.envelope, context: s.context, resolve };
-        if (ended) { resolve(); return; }
+        if (ended) { resolve(SKIPPED); return; }
         if (pull) { const p = pull; pull = null; p(item); } else buf.push(item);
       });
     };
@@ -500,9 +506,15 @@ class DatafeedLoop {
     l[events.UNKNOWN_CALLBACK] = push(events.UNKNOWN_CALLBACK);
     const it = {
       _end() {
+        // the loop stopped (or the loop body left): the listener leaves the loop
         ended = true;
+        loop._iterators.delete(it);
+        loop.unsubscribe(l);
         if (current) { current(); current = null; }
-        for (const item of buf) item.resolve();
+        // not taken by the loop body: not handled (skipped; the checkpoint
+        // stays below them, a restart delivers them again)
+        for (const item of buf) item.resolve(SKIPPED);
+        buf.length = 0;
         if (pull) { const p = pull; pull = null; p(null); }
       },
       async next() {
@@ -516,8 +528,7 @@ class DatafeedLoop {
       },
       async return() {
         it._end();
-        loop._iterators.delete(it);
-        await loop.unsubscribe(l);
+        await loop.unsubscribe(l); // resolves when its tasks ended
         return { done: true, value: undefined };
       },
       [Symbol.asyncIterator]() { return it; },

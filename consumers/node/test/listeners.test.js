@@ -236,3 +236,30 @@ test('back-pressure: at most maxInFlight callbacks, nothing lost, in order', asy
   assert.equal(h.loop.stats().lost, 0);
   b.close();
 });
+
+test('events() at stop: items not taken are skipped, the checkpoint stays below them', async () => {
+  const fs = require('fs');
+  const os = require('os');
+  const path = require('path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dfc-node-iter-'));
+  const b = await new FakeBridge().open();
+  const loop = new DatafeedLoop(b.endpoint, b.replay, { checkpointDir: dir, name: 'it' });
+  const running = loop.start();
+  const taken = [];
+  const it = loop.events({ acceptAll: true });
+  await b.waitSubscribed();
+  for (let i = 1; i <= 5; i++) await b.publish('MESSAGESENT', msgEvent(`t${i}`));
+  for (let i = 0; i < 2; i++) taken.push((await it.next()).value.envelope.gseq);
+  await until(() => loop.stats().dispatched === 5);
+  await loop.stop(); // gseq 2 is being handled by the loop body: done; 3..5 never taken
+  await running;
+  assert.deepEqual(taken, [1, 2]);
+  assert.deepEqual(await it.next(), { done: true, value: undefined });
+  const st = loop.stats();
+  assert.equal(st.completed, 2);
+  assert.equal(st.skipped, 3);
+  assert.equal(st.dispatched, st.completed + st.skipped);
+  assert.equal(fs.readFileSync(path.join(dir, 'it.ckpt'), 'utf8'), 'dfc-checkpoint 1\ne E1 2\n');
+  b.close();
+  fs.rmSync(dir, { recursive: true });
+});
