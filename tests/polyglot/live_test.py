@@ -338,9 +338,12 @@ def run(a):
     print("expected: %d accepted of %d events (%d by the bot, %d without initiator), digest %s"
           % (len(expect), TOTAL, by_bot, 2 * NO_INITIATOR, want_digest), flush=True)
 
-    for w in workers:
-        wait_until(lambda: len(w.lines) >= len(expect) or w.proc.poll() is not None,
-                   "the %s worker to handle %d events" % (w.lang, len(expect)))
+    # One deadline for all: each worker has printed as many lines as there are accepted events
+    # (or has exited); the checks below then find any missing, extra or duplicate line.
+    done = dftest.poll_until(lambda: all(len(w.lines) >= len(expect) or w.proc.poll() is not None
+                                         for w in workers), 60)
+    check(done, "within 60 s every worker handled %d events: %s"
+          % (len(expect), {w.lang: len(w.lines) for w in workers}))
     for w in workers:
         rc = w.stop()
         eq(rc, 0, "%s worker exit status after SIGTERM" % w.lang)
@@ -379,6 +382,8 @@ def check_worker(w, expect, want_digest):
         g = wrong[0]
         print("  first, gseq %d:\n  want %s\n  got  %s" % (g, expect[g][:600], got[g][:600]))
     eq(digest(w.lines), want_digest, "%s: digest of the sorted lines" % w.lang)
+    odd = [x for x in w.other if not re.match(r'\{"(ready|stats)"', x)]
+    check(not odd, "%s: %d unexpected lines on stdout, first %r" % (w.lang, len(odd), odd[:1]))
     check(dftest.log_clean(w.text()), "%s: no sanitizer report in its log" % w.lang)
 
 
