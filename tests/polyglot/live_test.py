@@ -44,10 +44,11 @@ from dftest import check, eq, recv_raw, unpack, wait_until  # noqa: E402
 
 dftest.WAIT_TIMEOUT = 60.0
 BOT_ID = 68719476738          # dfpod's default --bot-id
-GENERATED = (983, 983)        # two generator calls ...
-NO_INITIATOR = 17             # ... each followed by this many events without an initiator user
-TOTAL = sum(GENERATED) + 2 * NO_INITIATOR   # 2000
-KILL_AT = 700                 # the bridge is killed when the test's subscriber saw this many
+GENERATED = 983               # two parts, each: this many from dfpod's generator ...
+NO_INITIATOR = 17             # ... then this many without an initiator user
+PART = GENERATED + NO_INITIATOR             # 1000
+TOTAL = 2 * PART                            # 2000
+KILL_AT = PART + 350          # the bridge is killed when the test's subscriber saw this many
 
 # The 17 types, their payload keys and the C callback names (schemas/CONTRACT.md section 6).
 TYPES = [
@@ -275,14 +276,18 @@ def run(a):
     if not workers:
         return
 
-    # Slow reads (40 ms each, 50 events at most) keep the stream going for about 2 s, so the
-    # kill lands in its middle.
-    pod.faults({"endpoint": "read", "action": "slow", "delay_ms": 40, "count": 200})
-    pod.generate(GENERATED[0], seed=11)
-    pod.events(no_initiator_events(0))
-    pod.generate(GENERATED[1], seed=12)
-    pod.events(no_initiator_events(1))
+    # Phase 1, live: 1000 events; every worker handles each accepted one.
+    inject(pod, 0)
+    expect, want_digest = published(pod, replay, epoch, 1)
+    wait_workers(workers, expect)
+    for w in workers:
+        check_worker(w, expect, want_digest, "live")
 
+    # Phase 2, kill -9: 1000 more, slow reads (40 ms each, 50 events at most) keep the stream
+    # going for about a second; the bridge is killed when the test's subscriber saw a third of
+    # them, and restarted on the same journal and endpoints.
+    pod.faults({"endpoint": "read", "action": "slow", "delay_ms": 40, "count": 200})
+    inject(pod, 1)
     seen = 0
     deadline = time.monotonic() + 30
     while seen < KILL_AT and time.monotonic() < deadline:
@@ -299,23 +304,45 @@ def run(a):
           % (seen, at_kill), flush=True)
     wait_until(lambda: pod.counter("held") == 0, "the pod to notice the dead bridge")
     br.start()  # the same config: same journal, PUB and replay endpoints
-
-    wait_until(lambda: (lambda c: c["acked"] >= TOTAL and c["pending"] == 0)(pod.counters()),
-               "the pod to see all %d events acknowledged" % TOTAL)
     m = wait_until(lambda: re.search(r"continues at gseq (\d+)", br.text()),
                    "the restarted bridge's recovery line")
     journaled_at_kill = int(m.group(1)) - 1 if m else -1
-    check(0 < journaled_at_kill < TOTAL, "the kill came in the middle of the stream: %d of %d "
-          "journaled before it" % (journaled_at_kill, TOTAL))
+    check(PART < journaled_at_kill < TOTAL, "the kill came in the middle of the second part: %d "
+          "of %d events journaled before it" % (journaled_at_kill, TOTAL))
 
-    # What the bridge published: the journal from gseq 1, checked against what the pod served.
+    expect, want_digest = published(pod, replay, epoch, 2)
+    wait_workers(workers, expect)
+    for w in workers:
+        rc = w.stop()
+        eq(rc, 0, "%s worker exit status after SIGTERM" % w.lang)
+        check(w.stats is not None, "%s worker printed its stats" % w.lang)
+        check_worker(w, expect, want_digest, "after the kill")
+    br.terminate()
+    br.check_clean()
+    pod.stop()
+
+
+def inject(pod, part):
+    """The part-th 1000 events: the generator's (all 17 types, 5 % by the bot), then 17 without
+    an initiator user."""
+    pod.generate(GENERATED, seed=11 + part)
+    pod.events(no_initiator_events(part))
+
+
+def published(pod, replay, epoch, parts):
+    """Once the pod saw the first `parts` parts acknowledged: what the bridge published (the
+    journal from gseq 1 over replay), checked against the JSON the pod served. Returns the
+    lines every worker must print, by gseq, and their digest."""
+    n = parts * PART
+    wait_until(lambda: (lambda c: c["acked"] >= n and c["pending"] == 0)(pod.counters()),
+               "the pod to see %d events acknowledged" % n)
     msgs, end = replay_all(replay)
-    eq(end.get("head_gseq"), TOTAL, "journal head after the restart")
+    eq(end.get("head_gseq"), n, "journal head")
     envs = [unpack(b) for _, b in msgs]
-    eq([e["gseq"] for e in envs], list(range(1, TOTAL + 1)), "journal gseqs")
-    check(all(e["epoch"] == epoch for e in envs), "one epoch across the kill")
+    eq([e["gseq"] for e in envs], list(range(1, n + 1)), "journal gseqs")
+    check(all(e["epoch"] == epoch for e in envs), "one epoch in the journal")
     served = {(e["id"], e["type"]): e for e in pod.served_events()}
-    eq(len(served), TOTAL, "distinct events served by the pod")
+    eq(len(served), n, "distinct events served by the pod")
     keys = [(e["event"].get("id"), e["event"].get("type")) for e in envs]
     eq(sorted(keys), sorted(served), "the journal holds every injected event exactly once")
     bad = [k for k, e in zip(keys, envs) if canonical(e["event"]) != canonical(served.get(k))]
@@ -331,60 +358,59 @@ def run(a):
                                               canonical(e["event"]))
     by_bot = sum(1 for e in envs if ((e["event"].get("initiator") or {}).get("user") or {})
                  .get("userId") == bot)
-    want_bot = sum(int(n * 0.05) for n in GENERATED)  # dfpod: floor(N x bot_ratio) per call
+    want_bot = parts * int(GENERATED * 0.05)  # dfpod: floor(N x bot_ratio) per call
     eq(by_bot, want_bot, "events of the bot itself")
-    eq(len(expect), TOTAL - want_bot - 2 * NO_INITIATOR, "accepted events")
+    eq(len(expect), n - want_bot - parts * NO_INITIATOR, "accepted events")
     want_digest = digest(expect.values())
     print("expected: %d accepted of %d events (%d by the bot, %d without initiator), digest %s"
-          % (len(expect), TOTAL, by_bot, 2 * NO_INITIATOR, want_digest), flush=True)
+          % (len(expect), n, by_bot, parts * NO_INITIATOR, want_digest), flush=True)
+    return expect, want_digest
 
-    # One deadline for all: each worker has printed as many lines as there are accepted events
-    # (or has exited); the checks below then find any missing, extra or duplicate line.
+
+def wait_workers(workers, expect):
+    """One deadline for all: each worker printed as many lines as there are accepted events (or
+    exited); check_worker then finds any missing, extra or duplicate line."""
     done = dftest.poll_until(lambda: all(len(w.lines) >= len(expect) or w.proc.poll() is not None
                                          for w in workers), 60)
     check(done, "within 60 s every worker handled %d events: %s"
           % (len(expect), {w.lang: len(w.lines) for w in workers}))
-    for w in workers:
-        rc = w.stop()
-        eq(rc, 0, "%s worker exit status after SIGTERM" % w.lang)
-        check(w.stats is not None, "%s worker printed its stats" % w.lang)
-        check_worker(w, expect, want_digest)
-    br.terminate()
-    br.check_clean()
-    pod.stop()
 
 
-def check_worker(w, expect, want_digest):
+def check_worker(w, expect, want_digest, when):
+    """The worker's lines are exactly the expected ones: each accepted gseq once, with the
+    right callback and canonical event, and the same digest."""
+    lines = list(w.lines)
     got = {}
     dups = []
-    for line in w.lines:
+    for line in lines:
         g = int(line.split(" ", 1)[0])
         if g in got:
             dups.append(g)
         got[g] = line
-    st = w.stats or {}
-    print("%-6s handled %d lines, %d distinct gseqs, digest %s; received %s replayed %s gaps %s "
-          "gaps_filled %s duplicates %s lost %s"
-          % (w.lang, len(w.lines), len(got), digest(w.lines), st.get("received"),
-             st.get("replayed"), st.get("gaps"), st.get("gaps_filled"), st.get("duplicates"),
-             st.get("lost")), flush=True)
+    what = "%s worker (%s)" % (w.lang, when)
+    st = ""
+    if w.stats:
+        st = "; " + ", ".join("%s %s" % (k, w.stats.get(k)) for k in (
+            "received", "replayed", "gaps", "gaps_filled", "duplicates", "lost", "filtered"))
+    print("%-6s %-14s %d lines, %d gseqs, digest %s%s"
+          % (w.lang, when, len(lines), len(got), digest(lines), st), flush=True)
     check(not dups, "%s: %d events handled more than once (gseqs %r...)"
-          % (w.lang, len(dups), dups[:5]))
+          % (what, len(dups), dups[:5]))
     missing = sorted(set(expect) - set(got))
     extra = sorted(set(got) - set(expect))
     check(not missing, "%s: %d accepted events never handled (gseqs %r...)"
-          % (w.lang, len(missing), missing[:5]))
+          % (what, len(missing), missing[:5]))
     check(not extra, "%s: %d events handled that the filter refuses or that were never sent "
-          "(gseqs %r...)" % (w.lang, len(extra), extra[:5]))
+          "(gseqs %r...)" % (what, len(extra), extra[:5]))
     wrong = [g for g in sorted(set(got) & set(expect)) if got[g] != expect[g]]
     if not check(not wrong, "%s: %d events printed differently from the test's canonical form"
-                 % (w.lang, len(wrong))):
+                 % (what, len(wrong))):
         g = wrong[0]
         print("  first, gseq %d:\n  want %s\n  got  %s" % (g, expect[g][:600], got[g][:600]))
-    eq(digest(w.lines), want_digest, "%s: digest of the sorted lines" % w.lang)
+    eq(digest(lines), want_digest, "%s: digest of the sorted lines" % what)
     odd = [x for x in w.other if not re.match(r'\{"(ready|stats)"', x)]
-    check(not odd, "%s: %d unexpected lines on stdout, first %r" % (w.lang, len(odd), odd[:1]))
-    check(dftest.log_clean(w.text()), "%s: no sanitizer report in its log" % w.lang)
+    check(not odd, "%s: %d unexpected lines on stdout, first %r" % (what, len(odd), odd[:1]))
+    check(dftest.log_clean(w.text()), "%s: no sanitizer report in its log" % what)
 
 
 def main():
