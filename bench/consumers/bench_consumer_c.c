@@ -2,7 +2,8 @@
     the C line of bench_consumers.py. Same command line and output as the Python and Node bench
     consumers: --endpoint EP --count N, then one JSON line
     {"lang":"c","events":N,"seconds":S,"rate":R} once N events were handled, S measured from
-    the first callback's start to the N-th callback's end. */
+    the first callback to the N-th, R = (N - 1) / S (as the Python and Node ones). The loop
+    has the library's defaults (4 workers, concurrent order) unless --workers W. */
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -58,17 +59,21 @@ int
 main(int argc, char **argv)
 {
     const char *endpoint = NULL;
+    dfc_config_t cfg = {0};
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--endpoint"))
             endpoint = argv[i + 1];
         else if (!strcmp(argv[i], "--count"))
             want = strtoull(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--workers"))
+            cfg.workers = atoi(argv[i + 1]);
     }
     if (!endpoint || want == 0 || argc % 2 == 0) {
-        fprintf(stderr, "usage: bench_consumer_c --endpoint EP --count N\n");
+        fprintf(stderr, "usage: bench_consumer_c --endpoint EP --count N [--workers W]\n");
         return 2;
     }
-    the_loop = dfc_loop_new(NULL);
+    dfc_log_set_level(DFC_LOG_WARN);
+    the_loop = dfc_loop_new(&cfg);
     if (!the_loop)
         return 1;
     dfc_listener_t l = {.name = "bench",
@@ -94,6 +99,6 @@ main(int argc, char **argv)
                 "\n", st.gaps, st.lost, st.duplicates);
     double s = since(&t_first, &t_last);
     printf("{\"lang\":\"c\",\"events\":%" PRIu64 ",\"seconds\":%.6f,\"rate\":%.0f}\n",
-           (uint64_t)atomic_load(&handled), s, s > 0 ? (double)want / s : 0.0);
+           (uint64_t)atomic_load(&handled), s, s > 0 ? (double)(want - 1) / s : 0.0);
     return 0;
 }

@@ -12,7 +12,8 @@ nothing, and prints {"lang":..,"events":N,"seconds":S,"rate":R}, S from its firs
 N-th. The table shows each rate, its ratio to C's and the issue's target.
 
 Usage: bench_consumers.py --c-consumer PATH [--source-dir DIR] [--node PATH] [--count N]
-                          [--langs c,python,node] [--smoke]
+                          [--langs c,python,node] [--runs K] [--c-workers W]
+                          [--smoke]
 --smoke: exit 1 unless every consumer reported exactly N events (the ctest bench_consumers_smoke);
 a consumer whose port is missing is then a failure too.
 """
@@ -20,6 +21,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -89,6 +91,8 @@ def consumer_command(lang, a, endpoint):
     args = ["--endpoint", endpoint, "--count", str(a.count)]
     if lang == "c":
         ok = os.path.isfile(a.c_consumer)
+        if a.c_workers:
+            args += ["--workers", str(a.c_workers)]
         return [a.c_consumer] + args, None if ok else "bench_consumer_c (%s)" % a.c_consumer
     if lang == "python":
         p = os.path.join(a.source_dir, "consumers", "python", "bench_consumer.py")
@@ -147,6 +151,9 @@ def run_one(lang, a, zctx, payload):
                                                stderr.decode(errors="replace")[-800:])}
         out = json.loads(lines[-1])
         out["publish_s"] = publish_s
+        # the consumer's own remarks (counters, warnings), not its info log
+        out["stderr"] = " ".join(x for x in stderr.decode(errors="replace").splitlines()
+                                 if x.startswith("{") or re.search(r"WARN|ERROR|gaps", x))[-300:]
         return out
     finally:
         if proc.poll() is None:
@@ -162,6 +169,9 @@ def main():
     ap.add_argument("--node", default="/usr/bin/node")
     ap.add_argument("--count", type=int, default=100000)
     ap.add_argument("--langs", default="c,python,node")
+    ap.add_argument("--c-workers", type=int, default=0,
+                    help="the C loop's worker threads (default: the library's, 4)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per consumer; the median counts")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
     langs = [x for x in a.langs.split(",") if x]
@@ -172,18 +182,26 @@ def main():
     zctx = zmq.Context()
     results = {}
     for lang in langs:
-        results[lang] = run_one(lang, a, zctx, payload)
-        r = results[lang]
-        if "error" in r:
-            print("%s: %s" % (lang, r["error"]), flush=True)
-        else:
-            print("%s: %d events in %.3f s (publisher: %.3f s, %.0f events/s)"
-                  % (lang, r["events"], r["seconds"], r["publish_s"],
-                     a.count / r["publish_s"] if r["publish_s"] else 0), flush=True)
+        runs = []
+        for i in range(a.runs):
+            r = run_one(lang, a, zctx, payload)
+            if "error" in r:
+                print("%s: %s" % (lang, r["error"]), flush=True)
+                runs = [r]
+                break
+            print("%s run %d: %d events in %.3f s, %.0f events/s (publisher: %.3f s, %.0f "
+                  "events/s)%s" % (lang, i + 1, r["events"], r["seconds"], r["rate"],
+                                   r["publish_s"], a.count / r["publish_s"],
+                                   " " + r["stderr"] if r["stderr"] else ""), flush=True)
+            runs.append(r)
+        runs.sort(key=lambda r: r.get("rate", 0))
+        results[lang] = runs[len(runs) // 2]  # the median run
     zctx.destroy(linger=0)
 
     c_rate = results.get("c", {}).get("rate")
     print()
+    print("median of %d runs, %d MESSAGESENT events of %d bytes each" % (a.runs, a.count,
+                                                                       len(payload[0])))
     print("%-8s %9s %9s %12s %9s %9s  %s"
           % ("language", "events", "seconds", "events/s", "vs C", "target", ""))
     ok = True
