@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "dfconsumer.h"
+#include "dfc_tsan.h" /* libzmq under ThreadSanitizer (empty otherwise) */
 
 static dfc_loop_t *the_loop;
 static uint64_t want;

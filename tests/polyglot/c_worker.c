@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dfconsumer.h"
+#include "dfc_tsan.h" /* libzmq under ThreadSanitizer (empty otherwise) */
 
 static dfc_loop_t *the_loop;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
