@@ -3,7 +3,7 @@
 Node worker at once, with a kill -9 of the bridge in the middle of the stream.
 
 2000 mixed events of all 17 types (dfpod's generator, which makes 5 % of them the bot's own,
-and 34 events without an initiator user) go through one bridge. The bridge is killed with
+34 events without an initiator user, 6 of unknown types) go through one bridge. The bridge is killed with
 SIGKILL when a subscriber of the test has seen 700 of them, and restarted on the same journal
 and ports. Each worker (tests/polyglot/c_worker.c on libdfconsumer, bdk_worker.py on the Python
 port written as the BDK documentation's example, worker.js on the Node port in the Java BDK's
@@ -44,9 +44,10 @@ from dftest import check, eq, recv_raw, unpack, wait_until  # noqa: E402
 
 dftest.WAIT_TIMEOUT = 60.0
 BOT_ID = 68719476738          # dfpod's default --bot-id
-GENERATED = 983               # two parts, each: this many from dfpod's generator ...
-NO_INITIATOR = 17             # ... then this many without an initiator user
-PART = GENERATED + NO_INITIATOR             # 1000
+GENERATED = 980               # two parts, each: this many from dfpod's generator ...
+NO_INITIATOR = 17             # ... then this many without an initiator user ...
+UNKNOWN = 3                   # ... and this many of types none of the 17 (on_unknown)
+PART = GENERATED + NO_INITIATOR + UNKNOWN   # 1000
 TOTAL = 2 * PART                            # 2000
 KILL_AT = PART + 350          # the bridge is killed when the test's subscriber saw this many
 
@@ -133,6 +134,20 @@ def no_initiator_events(part):
             ev["initiator"] = {}
         elif k % 3 == 2:
             ev["initiator"] = {"user": {"username": "system", "displayName": "System"}}
+        out.append(ev)
+    return out
+
+
+def unknown_events(part):
+    """Events of no known type, from a user: a future type published under its own name, and
+    one without a type, published under UNKNOWN (schemas/CONTRACT.md section 1)."""
+    out = []
+    for k in range(UNKNOWN):
+        ev = {"id": "unknown-%d-%d" % (part, k), "timestamp": 1764800000500 + 10 * part + k,
+              "type": "SOMETHINGNEW", "initiator": {"user": {"userId": 349026222344891 + k}},
+              "payload": {"somethingNew": {"answer": 42, "ratio": 0.5, "list": [1, None, "x"]}}}
+        if k == UNKNOWN - 1:
+            del ev["type"]
         out.append(ev)
     return out
 
@@ -324,9 +339,9 @@ def run(a):
 
 def inject(pod, part):
     """The part-th 1000 events: the generator's (all 17 types, 5 % by the bot), then 17 without
-    an initiator user."""
+    an initiator user and 3 of unknown types."""
     pod.generate(GENERATED, seed=11 + part)
-    pod.events(no_initiator_events(part))
+    pod.events(no_initiator_events(part) + unknown_events(part))
 
 
 def published(pod, replay, epoch, parts):
@@ -341,7 +356,7 @@ def published(pod, replay, epoch, parts):
     envs = [unpack(b) for _, b in msgs]
     eq([e["gseq"] for e in envs], list(range(1, n + 1)), "journal gseqs")
     check(all(e["epoch"] == epoch for e in envs), "one epoch in the journal")
-    served = {(e["id"], e["type"]): e for e in pod.served_events()}
+    served = {(e["id"], e.get("type")): e for e in pod.served_events()}
     eq(len(served), n, "distinct events served by the pod")
     keys = [(e["event"].get("id"), e["event"].get("type")) for e in envs]
     eq(sorted(keys), sorted(served), "the journal holds every injected event exactly once")
@@ -350,7 +365,9 @@ def published(pod, replay, epoch, parts):
           % (len(bad), bad[:1]))
     bot = envs[0]["bot"] if envs else None
     eq(bot, BOT_ID, "the envelope's bot")
-    check({e["event"]["type"] for e in envs} == set(CALLBACK), "all 17 types in the stream")
+    topics = {t for t, _ in msgs}
+    eq(topics - set(CALLBACK), {"SOMETHINGNEW", "UNKNOWN"}, "unknown topics in the stream")
+    check(set(CALLBACK) <= topics, "all 17 types in the stream")
     expect = {}
     for (topic, _), e in zip(msgs, envs):
         if accepted(e["event"], bot):
@@ -361,9 +378,12 @@ def published(pod, replay, epoch, parts):
     want_bot = parts * int(GENERATED * 0.05)  # dfpod: floor(N x bot_ratio) per call
     eq(by_bot, want_bot, "events of the bot itself")
     eq(len(expect), n - want_bot - parts * NO_INITIATOR, "accepted events")
+    eq(sum(1 for x in expect.values() if " on_unknown " in x), parts * UNKNOWN,
+       "accepted events for on_unknown")
     want_digest = digest(expect.values())
-    print("expected: %d accepted of %d events (%d by the bot, %d without initiator), digest %s"
-          % (len(expect), n, by_bot, parts * NO_INITIATOR, want_digest), flush=True)
+    print("expected: %d accepted of %d events (%d by the bot and %d without initiator refused; "
+          "%d of unknown types), digest %s" % (len(expect), n, by_bot, parts * NO_INITIATOR,
+                                               parts * UNKNOWN, want_digest), flush=True)
     return expect, want_digest
 
 
