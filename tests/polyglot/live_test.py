@@ -2,13 +2,15 @@
 """Live, together: the real dfpod -> the real dfbridge (journal + replay) -> a C, a Python and a
 Node worker at once, with a kill -9 of the bridge in the middle of the stream.
 
-2000 mixed events of all 17 types (dfpod's generator, which makes 5 % of them the bot's own,
-34 events without an initiator user, 6 of unknown types) go through one bridge. The bridge is killed with
-SIGKILL when a subscriber of the test has seen 700 of them, and restarted on the same journal
-and ports. Each worker (tests/polyglot/c_worker.c on libdfconsumer, bdk_worker.py on the Python
-port written as the BDK documentation's example, worker.js on the Node port in the Java BDK's
-style) subscribes one listener with the default filter, from gseq 1, and prints one line
-"E <gseq> <callback> <canonical event>" per callback (canonical JSON as in
+2000 mixed events of all 17 types go through one bridge, in two parts of 1000: dfpod's generator
+(5 % of them the bot's own), 17 events without an initiator user and 3 of unknown types each.
+The first part flows undisturbed and every worker is checked; during the second, the bridge is
+killed with SIGKILL when a subscriber of the test has seen 350 of its events, and restarted on the
+same journal and endpoints; every worker is checked again on all 2000. Each worker
+(tests/polyglot/c_worker.c on libdfconsumer, bdk_worker.py on the Python port written as the
+BDK documentation's example, worker.js on the Node port in the Java BDK's style) subscribes one
+listener with the default filter, from gseq 1 (so it fills what it missed from replay), and
+prints one line "E <gseq> <callback> <canonical event>" per callback (canonical JSON as in
 schemas/conformance/README.md).
 
 The test computes what every worker must print by itself: the journal read back from gseq 1
