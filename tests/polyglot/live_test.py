@@ -396,6 +396,10 @@ def wait_workers(workers, expect):
                                          for w in workers), 60)
     check(done, "within 60 s every worker handled %d events: %s"
           % (len(expect), {w.lang: len(w.lines) for w in workers}))
+    for w in workers:
+        rc = w.proc.poll()
+        check(rc is None, "%s worker still running (it exited with %r; its log ends with %r)"
+              % (w.lang, rc, w.text()[-300:]))
 
 
 def check_worker(w, expect, want_digest, when):
