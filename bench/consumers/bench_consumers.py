@@ -120,7 +120,11 @@ def run_one(lang, a, zctx, payload):
     if missing:
         pub.close()
         return {"error": "missing " + missing}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as e:
+        pub.close()
+        return {"error": "cannot run %s: %s" % (cmd[0], e)}
     out = {}
     try:
         # The subscription (XPUB: b"\x01" + prefix) that covers MESSAGESENT.

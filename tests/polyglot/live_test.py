@@ -206,6 +206,14 @@ class Worker:
         return dftest.read_text(self.log_path)
 
 
+def node_works(node):
+    try:
+        return subprocess.run([node, "--version"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def worker_commands(a, endpoint, replay):
     """lang -> (command, env, what is missing or None)."""
     src = a.source_dir
@@ -225,7 +233,7 @@ def worker_commands(a, endpoint, replay):
         missing = "the Node port (%s)" % node_pkg
     elif not os.path.isdir(os.path.join(node_pkg, "node_modules", "zeromq")):
         missing = ("the Node port's dependencies (run `npm ci` in %s)" % node_pkg)
-    elif subprocess.run([a.node, "--version"], capture_output=True).returncode != 0:
+    elif not node_works(a.node):
         missing = "node (%s)" % a.node
     out["node"] = ([a.node, os.path.join(HERE, "worker.js")] + common, None, missing)
     return out
