@@ -410,6 +410,15 @@ def wait_workers(workers, expect):
               % (w.lang, rc, w.text()[-300:]))
 
 
+def dedupe_key(line):
+    """(id, type) of the event of a line "<gseq> <callback> <canonical>"."""
+    try:
+        ev = json.loads(line.split(" ", 2)[2])
+        return ev.get("id"), ev.get("type")
+    except (ValueError, IndexError, AttributeError):
+        return ("unreadable line", line[:80])
+
+
 def check_worker(w, expect, want_digest, when):
     """The worker's lines are exactly the expected ones: each accepted gseq once, with the
     right callback and canonical event, and the same digest."""
@@ -436,6 +445,12 @@ def check_worker(w, expect, want_digest, when):
           % (what, len(missing), missing[:5]))
     check(not extra, "%s: %d events handled that the filter refuses or that were never sent "
           "(gseqs %r...)" % (what, len(extra), extra[:5]))
+    keys = [dedupe_key(x) for x in lines]
+    want_keys = {dedupe_key(x) for x in expect.values()}
+    check(len(keys) == len(set(keys)) and set(keys) == want_keys,
+          "%s: by (id, type): %d handled, %d distinct, %d accepted, %d missing, %d extra"
+          % (what, len(keys), len(set(keys)), len(want_keys), len(want_keys - set(keys)),
+             len(set(keys) - want_keys)))
     wrong = [g for g in sorted(set(got) & set(expect)) if got[g] != expect[g]]
     if not check(not wrong, "%s: %d events printed differently from the test's canonical form"
                  % (what, len(wrong))):
