@@ -222,8 +222,10 @@ export class RealTimeEventListener implements RealTimeEventListenerLike {
 }
 
 export interface DatafeedOptions {
-  /** callbacks in flight at most (also accepted as `workers`); default 1024 */
+  /** callbacks in flight at most (also accepted as `queueSize`, the C name); default 1024 */
   maxInFlight?: number;
+  queueSize?: number;
+  /** accepted for C configs and ignored: Node has no worker threads */
   workers?: number;
   /** SUB receive high-water mark; default 1000 */
   rcvhwm?: number;

@@ -26,8 +26,8 @@ try {
 
 // the C dfc_config_t names -> ours
 const NAMES = {
-  workers: 'maxInFlight', // Node has no worker threads: the bound on callbacks in flight
-  queue_size: null, // no job queue: maxInFlight is the only bound
+  workers: null, // Node has no worker threads (ignored, as in Python)
+  queue_size: 'maxInFlight', // the bound on callbacks in flight, as in Python
   rcvhwm: 'rcvhwm', max_frame: 'maxFrame', ordering: 'ordering', checkpoint_dir: 'checkpointDir', name: 'name',
   checkpoint_ms: 'checkpointMs', group: 'group', member: 'member', members: 'members', from_gseq: 'fromGseq',
   stale_ms: 'staleMs', replay_timeout_ms: 'replayTimeoutMs', dedupe_window: 'dedupeWindow', max_held: 'maxHeld',

@@ -70,13 +70,15 @@ function intOption(o, name, dflt, { min = -Infinity } = {}) {
   return v;
 }
 
-const OPTIONS = new Set(['maxInFlight', 'workers', 'rcvhwm', 'maxFrame', 'ordering', 'checkpointDir', 'name',
+const OPTIONS = new Set(['maxInFlight', 'queueSize', 'workers', 'rcvhwm', 'maxFrame', 'ordering', 'checkpointDir', 'name',
   'checkpointMs', 'group', 'member', 'members', 'fromGseq', 'staleMs', 'replayTimeoutMs', 'dedupeWindow', 'maxHeld']);
 
 function config(o) {
   for (const k of Object.keys(o)) if (!OPTIONS.has(k)) throw new TypeError(`unknown option ${k}`);
   const cfg = {
-    maxInFlight: intOption(o, 'maxInFlight', 0, { min: 0 }) || intOption(o, 'workers', 0, { min: 0 }) || 1024,
+    // as in Python: the C library's queue bound (queueSize) is the bound on callbacks in flight;
+    // `workers` is accepted for C configs and ignored (no worker threads here)
+    maxInFlight: intOption(o, 'maxInFlight', 0, { min: 0 }) || intOption(o, 'queueSize', 0, { min: 0 }) || 1024,
     rcvhwm: intOption(o, 'rcvhwm', 0, { min: 0 }) || 1000,
     maxFrame: intOption(o, 'maxFrame', 0, { min: 0 }) || wire.DEFAULT_MAX_FRAME,
     ordering: o.ordering === undefined ? 'concurrent' : o.ordering,
