@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo in one command: installs what is missing, builds, generates a fresh
 # bot key, starts the fake pod (dfpod) with a realistic stream of events of all
-# 17 types, starts dfbridge against it, and runs the example consumer, whose
-# listeners print what they receive with their logging context.
+# 17 types, starts dfbridge against it, and runs two example consumers: the C
+# one, whose listeners print what they receive with their logging context, and
+# the Python BDK documentation's logging example on the dfconsumer package.
 # Ctrl-C stops everything cleanly.
 #   scripts/demo.sh [--rate EVENTS_PER_S] [--duration SECONDS]
 set -euo pipefail
@@ -72,6 +73,10 @@ YAML
 echo "demo: fake pod on http://127.0.0.1:$port, bridge publishing on tcp://127.0.0.1:$pub" >&2
 echo "demo: logs in $run (dfpod.log, dfbridge.log); Ctrl-C stops" >&2
 "$build/consumers/example_consumer" --endpoint "tcp://127.0.0.1:$pub" &
+pids+=($!)
+# The Python BDK's documented logging example, unchanged but for its import:
+# each MESSAGESENT line carries "<task>/<event id>/<listener id>".
+/usr/bin/python3 "$top/consumers/python/examples/logging_filter.py" "tcp://127.0.0.1:$pub" &
 pids+=($!)
 "$build/bridge/dfbridge" --config "$run/bridge.yaml" 2> "$run/dfbridge.log" &
 pids+=($!)

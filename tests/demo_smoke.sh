@@ -20,8 +20,13 @@ for t in MESSAGESENT SHAREDPOST INSTANTMESSAGECREATED ROOMCREATED ROOMUPDATED RO
     echo "no $t line with a worker/event/listener context"; fail=1
   fi
 done
+# the Python example (consumers/python/examples/logging_filter.py): the BDK's log format and context
+if ! grep -Eq " - bot - INFO - Task-[0-9]+/[^ /]+/[0-9]+ - message " "$out"; then
+  echo "no MESSAGESENT line of the Python example with its Task/event/listener context"; fail=1
+fi
 grep -Eq "main - stopped: .*malformed 0" "$out" || { echo "the consumer did not stop cleanly"; fail=1; }
 grep -q "demo: stopped" "$out" || { echo "the demo did not stop cleanly"; fail=1; }
 if [ $fail -ne 0 ]; then echo "----- demo output -----"; tail -n 60 "$out"; echo "1 failed"; exit 1; fi
-echo "demo_smoke: $(grep -Ec 'worker-[0-9]+/' "$out") event lines, all 17 types"
+echo "demo_smoke: $(grep -Ec 'worker-[0-9]+/' "$out") event lines of the C example, all 17 types;" \
+     "$(grep -Ec ' - bot - INFO - Task-' "$out") of the Python example"
 exit 0
