@@ -4,9 +4,9 @@ datafeed documentation's example (RealTimeEventListenerImpl, DatafeedLoop, subsc
 start()), on the dfconsumer port instead of SymphonyBdk.datafeed().
 
 Every callback prints one line "E <gseq> <callback> <canonical event>" on stdout: the C name of
-the callback and the event map in the canonical JSON of schemas/conformance/README.md, as the C
-(c_worker.c) and Node (worker.js) workers do. "{"ready":true}" before start(), "{"stats":...}"
-after it returned (SIGTERM stops the loop).
+the callback and the event map in the canonical JSON of schemas/conformance/README.md (printed by
+the Python conformance adapter's canonical()), as the C (c_worker.c) and Node (worker.js) workers
+do. "{"ready":true}" before start(), "{"stats":...}" after it returned (SIGTERM stops the loop).
 
 Usage: bdk_worker.py --endpoint EP [--replay EP] [--from-gseq N] [--checkpoint-dir D --name N]
 """
@@ -15,46 +15,19 @@ import asyncio
 import json
 import os
 import signal
-import struct
 import sys
 
 # Run from a checkout: the port is consumers/python/dfconsumer.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "consumers", "python"))
 from dfconsumer import DatafeedLoop, RealTimeEventListener, current_envelope  # noqa: E402
-
-
-def canonical(v):
-    """The canonical JSON of a decoded msgpack value (a dict already holds a repeated key once,
-    at its first place, with its last value)."""
-    if v is None:
-        return "null"
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return '"f64:%s"' % struct.pack(">d", v).hex()
-    if isinstance(v, str):
-        return '"%s"' % escape(v)
-    if isinstance(v, (bytes, bytearray)):
-        return '"bin:%s"' % bytes(v).hex()
-    if isinstance(v, (list, tuple)):
-        return "[%s]" % ",".join(canonical(x) for x in v)
-    if isinstance(v, dict):
-        return "{%s}" % ",".join('"%s":%s' % (escape(k), canonical(x)) for k, x in v.items())
-    raise TypeError("no canonical form for %r" % type(v))
-
-
-def escape(s):
-    return "".join("\\" + c if c in '"\\' else "\\u%04x" % ord(c) if c < " " else c for c in s)
+from conformance_adapter import canonical  # noqa: E402  (the Python adapter's printer)
 
 
 def handled(callback):
     env = current_envelope.get()
-    sys.stdout.write("E %d %s %s\n" % (env.gseq, callback, canonical(env.event)))
+    text = canonical(env.event).decode("utf-8", "surrogateescape")
+    sys.stdout.write("E %d %s %s\n" % (env.gseq, callback, text))
     sys.stdout.flush()
 
 

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -41,8 +40,10 @@ import zmq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "pylib"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "schemas", "conformance"))
 import dftest  # noqa: E402
 from dftest import check, eq, recv_raw, unpack, wait_until  # noqa: E402
+import run as conformance  # noqa: E402  (the conformance runner: its canonical JSON)
 
 dftest.WAIT_TIMEOUT = 60.0
 BOT_ID = 68719476738          # dfpod's default --bot-id
@@ -77,39 +78,11 @@ TYPES = [
 CALLBACK = {t: cb for t, _, cb in TYPES}
 
 
-# ---- canonical JSON (schemas/conformance/README.md), from python3-msgpack's objects ----------
+# ---- canonical JSON (schemas/conformance/README.md) -------------------------------------------
 def canonical(v):
-    if v is None:
-        return "null"
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return '"f64:%s"' % struct.pack(">d", v).hex()
-    if isinstance(v, str):
-        return '"' + cstr(v) + '"'
-    if isinstance(v, bytes):
-        return '"bin:%s"' % v.hex()
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(canonical(x) for x in v) + "]"
-    if isinstance(v, dict):  # a dict keeps a repeated key at its first place, with its last value
-        return "{" + ",".join('"%s":%s' % (cstr(k), canonical(x)) for k, x in v.items()) + "}"
-    raise TypeError("no canonical form for %r" % type(v))
-
-
-def cstr(s):
-    out = []
-    for ch in s:
-        if ch == '"' or ch == "\\":
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20:
-            out.append("\\u%04x" % ord(ch))
-        else:
-            out.append(ch)
-    return "".join(out)
+    """The canonical JSON text of a decoded value, by the conformance runner's printer (run.py,
+    python3-msgpack, independent of the three libraries), which reads msgpack bytes."""
+    return conformance.canonical(msgpack.packb(v, use_bin_type=True)).decode("utf-8")
 
 
 def digest(lines):

@@ -9,7 +9,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from dfconsumer import (RealTimeEventListener, current_envelope,  # noqa: E402
+from dfconsumer import (DatafeedLoop, RealTimeEventListener, current_envelope,  # noqa: E402
                         event_listener_context)
 from dfconsumer.models import EVENT_TYPES  # noqa: E402
 
@@ -67,6 +67,24 @@ async def wait_for(pred, timeout=5.0, what="condition"):
         await asyncio.sleep(0.005)
 
 
+def recorded(*args, **opts):
+    """DatafeedLoop(*args, **opts) with one Recorder(accept_all=True) subscribed: (loop,
+    recorder), the start of most tests."""
+    dl = DatafeedLoop(*args, **opts)
+    a = Recorder(accept_all=True)
+    dl.subscribe(a)
+    return dl, a
+
+
+async def started(dl, *bridges):
+    """Runs dl.start() as a task and waits (5 s at most each) for every bridge's XPUB to see
+    the subscription; returns the task."""
+    task = asyncio.get_running_loop().create_task(dl.start())
+    for b in bridges:
+        await asyncio.wait_for(asyncio.to_thread(b.wait_subscribed), 5)
+    return task
+
+
 class Running:
     """async with Running(dl, bridge, ...): starts the loop, waits for each bridge's
     XPUB to see the subscription; at exit stops it and waits for start to return."""
@@ -76,9 +94,7 @@ class Running:
         self.bridges = bridges
 
     async def __aenter__(self):
-        self.task = asyncio.get_running_loop().create_task(self.dl.start())
-        for b in self.bridges:
-            await asyncio.wait_for(asyncio.to_thread(b.wait_subscribed), 5)
+        self.task = await started(self.dl, *self.bridges)
         return self
 
     async def __aexit__(self, *exc):

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import unittest
 
-from harness import Recorder, Running, run, wait_for
+from harness import Recorder, Running, recorded, run, wait_for
 from fakebridge import FakeBridge, message_event
 
 from dfconsumer import DatafeedLoop, GSEQ_AHEAD
@@ -51,9 +51,7 @@ class DeliveryTest(unittest.TestCase):
         """Publishes gseq 1..: those in `dark` are journaled but not sent live (a PUB
         drop); waits for n_expected callbacks. Returns (recorder, stats)."""
         b = self.b
-        dl = DatafeedLoop(b.endpoint, b.replay_endpoint, **opts)
-        a = Recorder(accept_all=True)
-        dl.subscribe(a)
+        dl, a = recorded(b.endpoint, b.replay_endpoint, **opts)
         async with Running(dl, b):
             for g in range(1, live + 1):
                 b.next(MS, message_event(g), publish=g not in dark)
@@ -110,9 +108,7 @@ class DeliveryTest(unittest.TestCase):
     def test_replay_endpoint_that_cannot_be_opened(self):
         async def main():
             b = self.b
-            dl = DatafeedLoop(b.endpoint, "nonsense://x")
-            a = Recorder(accept_all=True)
-            dl.subscribe(a)
+            dl, a = recorded(b.endpoint, "nonsense://x")
             async with Running(dl, b):
                 for g in (1, 2, 3):
                     b.next(MS, message_event(g), publish=g != 2)
@@ -180,9 +176,7 @@ class DeliveryTest(unittest.TestCase):
         async def main():
             b = self.b
             b.mute = True
-            dl = DatafeedLoop(b.endpoint, b.replay_endpoint, replay_timeout_ms=100)
-            a = Recorder(accept_all=True)
-            dl.subscribe(a)
+            dl, a = recorded(b.endpoint, b.replay_endpoint, replay_timeout_ms=100)
             async with Running(dl, b):
                 b.next(MS, message_event(1))
                 b.next(MS, message_event(2), publish=False)
@@ -217,9 +211,7 @@ class DeliveryTest(unittest.TestCase):
     def test_last_messages_lost_seen_by_heartbeat_endpoint_learnt(self):
         async def main():
             b = self.b
-            dl = DatafeedLoop(b.endpoint)  # the replay endpoint comes from the heartbeat
-            a = Recorder(accept_all=True)
-            dl.subscribe(a)
+            dl, a = recorded(b.endpoint)  # the replay endpoint comes from the heartbeat
             async with Running(dl, b):
                 b.heartbeat()
                 b.next(MS, message_event(1))
@@ -239,9 +231,7 @@ class DeliveryTest(unittest.TestCase):
     def test_new_epoch_replayed_from_its_start(self):
         async def main():
             b = self.b
-            dl = DatafeedLoop(b.endpoint, b.replay_endpoint)
-            a = Recorder(accept_all=True)
-            dl.subscribe(a)
+            dl, a = recorded(b.endpoint, b.replay_endpoint)
             async with Running(dl, b):
                 b.next(MS, message_event(1))
                 b.next(MS, message_event(2))
@@ -259,9 +249,7 @@ class DeliveryTest(unittest.TestCase):
     def test_numbers_that_cannot_be_right(self):
         async def main():
             b = self.b
-            dl = DatafeedLoop(b.endpoint, b.replay_endpoint)
-            a = Recorder(accept_all=True)
-            dl.subscribe(a)
+            dl, a = recorded(b.endpoint, b.replay_endpoint)
             async with Running(dl, b):
                 for g in (1, 2, 3):
                     b.next(MS, message_event(g))
@@ -379,10 +367,8 @@ class DeliveryTest(unittest.TestCase):
     def test_checkpoint_resume_and_c_written_file(self):
         async def one(n_expected, *publish):
             b = self.b
-            dl = DatafeedLoop(b.endpoint, b.replay_endpoint, checkpoint_dir=self.tmp.name,
-                              name="w", checkpoint_ms=50)
-            a = Recorder(accept_all=True)
-            dl.subscribe(a)
+            dl, a = recorded(b.endpoint, b.replay_endpoint, checkpoint_dir=self.tmp.name,
+                             name="w", checkpoint_ms=50)
             async with Running(dl, b):
                 for g, live in publish:
                     b.next(MS, message_event(g), publish=live)
@@ -414,9 +400,7 @@ class DeliveryTest(unittest.TestCase):
     def test_staleness_reconnects(self):
         async def main():
             b = self.b
-            dl = DatafeedLoop(b.endpoint, stale_ms=300)
-            a = Recorder(accept_all=True)
-            dl.subscribe(a)
+            dl, a = recorded(b.endpoint, stale_ms=300)
             async with Running(dl, b):
                 await wait_for(lambda: dl.stats()["reconnects"] == 1, 3, "a staleness reconnect")
                 await asyncio.wait_for(asyncio.to_thread(b.wait_subscribed), 5)  # new SUB

@@ -12,7 +12,7 @@ import unittest
 
 import msgpack
 
-from harness import Recorder, Running, run, wait_for
+from harness import Recorder, Running, recorded, run, started, wait_for
 from fakebridge import BOT, FakeBridge, envelope, message_event
 
 from dfconsumer import DatafeedLoop, RealTimeEventListener, event_listener_context
@@ -109,8 +109,7 @@ class LoopTest(unittest.TestCase):
                     await dl.stop()  # from a callback
             a = Recorder(hook=hook)
             dl.subscribe(a)
-            task = asyncio.get_running_loop().create_task(dl.start())
-            await asyncio.to_thread(b.wait_subscribed)
+            task = await started(dl, b)
             with self.assertLogs("dfconsumer", logging.ERROR) as logs:
                 for i in range(1, 5):
                     b.next("MESSAGESENT", message_event(i))
@@ -129,8 +128,7 @@ class LoopTest(unittest.TestCase):
             dl = DatafeedLoop(b.endpoint)
             dl.subscribe(Recorder())
             aloop.add_signal_handler(signal.SIGUSR1, lambda: aloop.create_task(dl.stop()))
-            task = aloop.create_task(dl.start())
-            await asyncio.to_thread(b.wait_subscribed)
+            task = await started(dl, b)
             t0 = time.monotonic()
             os.kill(os.getpid(), signal.SIGUSR1)
             await asyncio.wait_for(task, 3)
@@ -140,8 +138,7 @@ class LoopTest(unittest.TestCase):
             dl2 = DatafeedLoop(b.endpoint)
             old = signal.signal(signal.SIGUSR2, lambda *a: dl2.request_stop())
             try:
-                task = aloop.create_task(dl2.start())
-                await asyncio.to_thread(b.wait_subscribed)
+                task = await started(dl2, b)
                 t0 = time.monotonic()
                 os.kill(os.getpid(), signal.SIGUSR2)
                 await asyncio.wait_for(task, 3)
@@ -191,8 +188,7 @@ class LoopTest(unittest.TestCase):
                 await gate.wait()
                 done.append(r["gseq"])
             dl.subscribe(Recorder(hook=hook))
-            task = asyncio.get_running_loop().create_task(dl.start())
-            await asyncio.to_thread(b.wait_subscribed)
+            task = await started(dl, b)
             for i in range(1, 4):
                 b.next("MESSAGESENT", message_event(i))
             await wait_for(lambda: dl.stats()["dispatched"] == 3)
@@ -212,8 +208,7 @@ class LoopTest(unittest.TestCase):
             async def hook(rec, r):
                 await asyncio.Event().wait()  # never returns by itself
             dl.subscribe(Recorder(hook=hook))
-            task = asyncio.get_running_loop().create_task(dl.start())
-            await asyncio.to_thread(b.wait_subscribed)
+            task = await started(dl, b)
             for i in range(1, 3):
                 b.next("MESSAGESENT", message_event(i))
             await wait_for(lambda: dl.stats()["dispatched"] == 2)
@@ -226,9 +221,7 @@ class LoopTest(unittest.TestCase):
     def test_hostile_frames_counted_and_survived(self):
         async def main():
             b = self.bridge
-            dl = DatafeedLoop(b.endpoint, max_frame=20000)
-            a = Recorder(accept_all=True)
-            dl.subscribe(a)
+            dl, a = recorded(b.endpoint, max_frame=20000)
             good = envelope(1, 1, "E1", message_event(1))
             async with Running(dl, b):
                 b.send_raw([b"MESSAGESENT"])                              # 1 frame
@@ -266,9 +259,7 @@ class LoopTest(unittest.TestCase):
     def test_oversize_over_tcp_reconnects(self):
         async def main():
             b = self.bridge
-            dl = DatafeedLoop(b.endpoint, max_frame=2000)
-            a = Recorder(accept_all=True)
-            dl.subscribe(a)
+            dl, a = recorded(b.endpoint, max_frame=2000)
             async with Running(dl, b):
                 b.next("MESSAGESENT", message_event(1))
                 await wait_for(lambda: len(a.calls) == 1)

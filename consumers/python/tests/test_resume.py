@@ -45,6 +45,13 @@ class Adapter:
     def handled(self):
         return [x["handled"]["gseq"] for x in self.lines if "handled" in x]
 
+    def publish_when_ready(self, bridge, gseqs):
+        """Waits for {"ready": true} and the bridge's subscriber, then publishes gseqs."""
+        self.wait(lambda ls: ls and ls[0] == {"ready": True})
+        bridge.wait_subscribed()
+        for g in gseqs:
+            bridge.next("MESSAGESENT", message_event(g))
+
 
 class ResumeTest(unittest.TestCase):
     def test_kill9_resume_exactly_once(self):
@@ -56,10 +63,7 @@ class ResumeTest(unittest.TestCase):
             ckpt = os.path.join(tmp, "w.ckpt")
             a = Adapter(cfg, tmp)
             try:
-                a.wait(lambda ls: ls and ls[0] == {"ready": True})
-                b.wait_subscribed()
-                for g in range(1, 51):
-                    b.next("MESSAGESENT", message_event(g))
+                a.publish_when_ready(b, range(1, 51))
                 a.wait(lambda ls: {"blocked": 30} in ls and len(a.handled()) == 50)
                 want = b"dfc-checkpoint 1\ne E1 29\n" + b"".join(
                     b"d %d\n" % g for g in range(31, 51))
@@ -77,10 +81,7 @@ class ResumeTest(unittest.TestCase):
             del cfg["block_gseq"]
             a2 = Adapter(cfg, tmp)
             try:
-                a2.wait(lambda ls: ls and ls[0] == {"ready": True})
-                b.wait_subscribed()
-                for g in range(51, 71):
-                    b.next("MESSAGESENT", message_event(g))
+                a2.publish_when_ready(b, range(51, 71))
                 a2.wait(lambda ls: len(a2.handled()) == 21)
                 time.sleep(0.05)  # nothing more may come
                 a2.p.send_signal(signal.SIGTERM)
