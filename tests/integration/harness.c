@@ -92,20 +92,50 @@ spawn(char *const argv[], const char *log_path)
     return pid;
 }
 
+/*  A loopback port for a server started later, taken BELOW the kernel's
+    ephemeral range: a port bind(0) hands out can go, before our server
+    binds it, to another process's bind(0) or outgoing connection (tests run
+    side by side), and the server then fails with EADDRINUSE. Random in
+    [10000, low end of the range), checked free by binding it; the same rule
+    as tests/pylib/dftest.py free_port. */
 static int
-free_port(void)
+try_bind(int port)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     if (s < 0)
         return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)port)};
     socklen_t len = sizeof a;
-    int port = -1;
+    int got = -1;
     if (bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
         getsockname(s, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
+        got = ntohs(a.sin_port);
     close(s);
-    return port;
+    return got;
+}
+
+static int
+free_port(void)
+{
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    int low = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d", &low) != 1)
+            low = 32768;
+        fclose(f);
+    }
+    if (low > 10001)
+        for (int i = 0; i < 200; i++) {
+            int port = try_bind(10000 + (int)(rand_r(&seed) % (unsigned)(low - 10000)));
+            if (port > 0)
+                return port;
+        }
+    return try_bind(0);
 }
 
 int

@@ -98,7 +98,34 @@ def wait_until(pred, what, timeout=None):
     return v
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORTS = __import__("random").Random(os.getpid() ^ time.monotonic_ns())
+
+
 def free_port():
+    """A loopback port for a server the test starts later. Taken BELOW the kernel's ephemeral
+    range: a port that bind(0) hands out can be given, before our server binds it, to any other
+    process's bind(0) or outgoing connection (every test runs beside others, ctest -j2), and the
+    server then fails with EADDRINUSE (seen under ThreadSanitizer, where a bridge takes long to
+    start). Random in [10000, low end of the range), checked free by binding it."""
+    hi = max(_ephemeral_low(), 10001)
+    for _ in range(200):
+        port = _PORTS.randrange(10000, hi)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
