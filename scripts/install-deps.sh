@@ -9,6 +9,7 @@ PACKAGES=(
   libyaml-dev libyajl-dev libmicrohttpd-dev libjansson-dev libgnutls28-dev
   libjson-c-dev libcjson-dev
   python3 python3-zmq python3-msgpack python3-yaml python3-jsonschema
+  python3-venv python3-pip python3-setuptools python3-wheel
   valgrind procps libtsan2 util-linux mount
 )
 
