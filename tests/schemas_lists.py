@@ -16,7 +16,8 @@ import sys
 SRC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 # what: "type" (the type name), "type+key" (type and payload key), "callback" (the consumer
-# library's on_<payload key in snake case>), "java" (the Java BDK's callback). order: the list must be in the contract's order. region: a regex whose group 1
+# library's on_<payload key in snake case>), "java" (the Java BDK's callback), "python" (the Python
+# BDK's, on_generic_system_event added). order: the list must be in the contract's order. region: a regex whose group 1
 # holds the list (re.S). pattern: finds the entries in the region (re.S). ignore: entries that are
 # not event types (on_unknown).
 PLACES = [
@@ -49,6 +50,31 @@ PLACES = [
      "pattern": r"^\| ([A-Z_]+) \| `(\w+)` "},
     {"file": "schemas/CONTRACT.md", "what": "java", "order": True,
      "pattern": r"^\| [A-Z_]+ \| `\w+` [^\n]*\| `(on[A-Z]\w+)` \|$"},
+    # the Python package: its one type table, the listener's callbacks (the Python BDK's names)
+    {"file": "consumers/python/dfconsumer/models.py", "what": "type+key", "order": True,
+     "pattern": r'^\s*\(\s*"([A-Z_]+)",\s*"(\w+)",\s*"V4\w+",'},
+    {"file": "consumers/python/dfconsumer/models.py", "what": "python", "order": True,
+     "pattern": r'^\s*\(\s*"[A-Z_]+",\s*"\w+",\s*"V4\w+",\s*"(on_\w+)"\)'},
+    {"file": "consumers/python/dfconsumer/listener.py", "what": "python", "order": True,
+     "pattern": r"async def (on_\w+)\(self, initiator, event\)", "ignore": ["on_unknown_event"]},
+    # the Node package: its type table, the TypeScript listener interface
+    {"file": "consumers/node/lib/events.js", "what": "type+key", "order": True,
+     "pattern": r"\['([A-Z_]+)', '(\w+)', 'on[A-Z]\w+'"},
+    {"file": "consumers/node/lib/events.js", "what": "java", "order": True,
+     "pattern": r"\['[A-Z_]+', '\w+', '(on[A-Z]\w+)'"},
+    {"file": "consumers/node/index.d.ts", "what": "java", "order": True,
+     "pattern": r"^\s*(on[A-Z]\w+)\?: Callback<", "ignore": ["onUnknownEvent"]},
+    # the conformance suite and the live polyglot test
+    {"file": "schemas/conformance/canonical.h", "what": "callback", "order": True,
+     "pattern": r"X\((on_\w+), dfc_\w+_t\)"},
+    {"file": "schemas/conformance/run.py", "what": "type", "order": True,
+     "pattern": r'^\s*"([A-Z_]+)": "on_\w+",'},
+    {"file": "tests/polyglot/live_test.py", "what": "type+key", "order": True,
+     "pattern": r'^\s*\("([A-Z_]+)", "(\w+)",\s*"on_\w+"\),'},
+    {"file": "tests/polyglot/bdk_worker.py", "what": "python", "order": True,
+     "pattern": r"async def (on_\w+)\(self, initiator, event\)", "ignore": ["on_unknown_event"]},
+    {"file": "tests/polyglot/worker.js", "what": "java", "order": True,
+     "pattern": r"^\s*(on[A-Z]\w+)\(initiator, event\)", "ignore": ["onUnknownEvent"]},
 ]
 
 
@@ -56,8 +82,10 @@ def contract():
     with open(os.path.join(SRC, "schemas", "contract-v1.json")) as f:
         topics = json.load(f)["topics"]
     snake = [re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), t["payload_key"]) for t in topics]
+    # the Python BDK has no callback for GENERICSYSTEMEVENT; our package adds the regular name
+    python = [t["bdk_python"] or "on_" + s for t, s in zip(topics, snake)]
     return ([t["type"] for t in topics], [(t["type"], t["payload_key"]) for t in topics],
-            ["on_" + s for s in snake], [t["bdk_java"] for t in topics])
+            ["on_" + s for s in snake], [t["bdk_java"] for t in topics], python)
 
 
 def compare(where, got, want, order):
@@ -82,11 +110,11 @@ def compare(where, got, want, order):
 
 
 def main():
-    types, pairs, callbacks, java = contract()
+    types, pairs, callbacks, java, python = contract()
     errors = []
     if len(types) != 17 or len(set(types)) != 17:
         errors.append("schemas/contract-v1.json: %d topics (%d distinct), want 17" % (len(types), len(set(types))))
-    want = {"type": types, "type+key": pairs, "callback": callbacks, "java": java}
+    want = {"type": types, "type+key": pairs, "callback": callbacks, "java": java, "python": python}
     for p in PLACES:
         path = os.path.join(SRC, p["file"])
         try:
