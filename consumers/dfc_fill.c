@@ -88,6 +88,15 @@ fill_send(dfc_loop_t *loop, link_t *L, const char **why)
     return ACT_NONE;
 }
 
+/*  How many of the gseqs in (a, b] of L's epoch are lost: all but those the
+    checkpoint recorded as handled (handled before a restart; skipped when
+    replayed, CONTRACT.md section 11). Every bulk count of lost goes here. */
+static uint64_t
+lost_in(dfc_loop_t *loop, const link_t *L, uint64_t a, uint64_t b)
+{
+    return b > a ? b - a - dfc_wm_done_in(loop, L->epoch, L->epoch_len, a, b) : 0;
+}
+
 static int
 held_cmp(const void *a, const void *b)
 {
@@ -98,7 +107,8 @@ held_cmp(const void *a, const void *b)
 
 /*  The end of a fill: every held event goes out in gseq order, the holes
     between them counted lost (asking again for them would fail the same
-    way), then what is still missing up to the target is counted lost (see
+    way; lost_in: not the gseqs a checkpoint recorded), then what is still
+    missing up to the target is counted lost (see
     "Numbers that cannot be right" for the cap). Held events first: the
     target may have been raised past one of them (a heartbeat, a confirmed
     head that includes it), and it was received, so it is handed out, never
@@ -120,7 +130,7 @@ fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
         dfc_event_t *ev = f->held[i];
         uint64_t g = dfc_event_gseq(ev);
         if (g > L->hw) {
-            missing += g - L->hw - 1;
+            missing += lost_in(loop, L, L->hw, g - 1);
             L->hw = g;
             dfc_deliver(loop, ev);
         }
@@ -128,7 +138,7 @@ fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
     }
     f->nheld = 0;
     if (f->target > L->hw) {
-        missing += f->target - L->hw;
+        missing += lost_in(loop, L, L->hw, f->target);
         L->hw = f->target;
     }
     if (missing) {
@@ -154,7 +164,7 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
     if (end->ok) {
         /* whatever it sent and we could not use (malformed) is lost */
         if (end->last_gseq > L->hw) {
-            STAT_ADD(loop, lost, end->last_gseq - L->hw);
+            STAT_ADD(loop, lost, lost_in(loop, L, L->hw, end->last_gseq));
             L->hw = end->last_gseq;
         }
         if (end->more && !progress && ++f->stalls >= REPLAY_STALLS) {
@@ -188,7 +198,8 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
     STAT_ADD(loop, replay_errors, 1);
     /* gone: older than retention, readable again from oldest_gseq; damaged:
        lost_from..lost_to cannot be read, what follows can. Either way the
-       range is counted lost and the fill goes on after it. */
+       range is counted lost (but for the gseqs a checkpoint recorded as
+       handled) and the fill goes on after it. */
     uint64_t resume = 0;
     if (strcmp(end->code, "gone") == 0)
         resume = end->oldest_gseq;
@@ -196,7 +207,7 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
         resume = end->lost_to + 1;
     if (resume > L->hw + 1) {
         uint64_t upto = resume - 1 < f->target ? resume - 1 : f->target;
-        uint64_t missing = upto > L->hw ? upto - L->hw : 0;
+        uint64_t missing = lost_in(loop, L, L->hw, upto);
         STAT_ADD(loop, lost, missing);
         dfc_log(DFC_LOG_WARN, "%s: %llu message(s) lost: %s (readable again from %llu)",
                 L->endpoint, (unsigned long long)missing, end->code, (unsigned long long)resume);
@@ -346,8 +357,8 @@ on_replayed(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
     const char *epoch = dfc_event_epoch_n(ev, &el);
     if (f->state == DFC_FILL_IDLE || !dfc_link_same_epoch(L, epoch, el) || g <= L->hw)
         return;
-    if (g > L->hw + 1)
-        STAT_ADD(loop, lost, g - L->hw - 1); /* the journal has a hole */
+    if (g > L->hw + 1) /* the journal has a hole */
+        STAT_ADD(loop, lost, lost_in(loop, L, L->hw, g - 1));
     L->hw = g;
     if (g > L->seen)
         L->seen = g;

@@ -270,6 +270,10 @@ void dfc_track_hold(dfc_loop_t *loop, track_t *t);
 void dfc_track_fail(dfc_loop_t *loop, track_t *t);
 track_t *dfc_track_new(dfc_loop_t *loop, const dfc_event_t *ev);
 int dfc_cmp_u64(const void *a, const void *b);
+/*  How many gseqs of the epoch in (a, b] the checkpoint recorded as handled
+    (its "d" lines: skipped when replayed, so never counted lost). Takes
+    wm_mu; 0 without a checkpoint. */
+uint64_t dfc_wm_done_in(dfc_loop_t *loop, const char *epoch, size_t el, uint64_t a, uint64_t b);
 void dfc_wm_save(dfc_loop_t *loop);
 void dfc_wm_restore(dfc_loop_t *loop);
 /* dispatch */

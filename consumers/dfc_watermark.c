@@ -119,6 +119,33 @@ dfc_cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/*  How many of w's recorded gseqs (ascending) are <= g. */
+static size_t
+done_upto(const wm_t *w, uint64_t g)
+{
+    size_t lo = 0, hi = w->ndone;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (w->done[mid] <= g)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+uint64_t
+dfc_wm_done_in(dfc_loop_t *loop, const char *epoch, size_t el, uint64_t a, uint64_t b)
+{
+    if (!loop->ckpt_path || b <= a)
+        return 0;
+    pthread_mutex_lock(&loop->wm_mu);
+    const wm_t *w = dfc_wm_get(loop, epoch, el, false);
+    uint64_t n = w && w->ndone ? done_upto(w, b) - done_upto(w, a) : 0;
+    pthread_mutex_unlock(&loop->wm_mu);
+    return n;
+}
+
 /*  The gseqs of w handled above its watermark: finished events still behind
     an unfinished one, plus those the last checkpoint named and this run has
     not reached. Under wm_mu; *out malloc'ed. */

@@ -361,7 +361,9 @@ typedef struct {
                                    skipped, not handed out again) */
     uint64_t gaps_filled;       /* ...of which filled a detected gap */
     uint64_t lost;              /* missing messages that replay could not give (gone,
-                                   other epoch, no endpoint, no answer) */
+                                   damaged, other epoch, no endpoint, no answer);
+                                   gseqs recorded as handled by a checkpoint are not
+                                   counted */
     uint64_t duplicates;        /* events dropped: (id, type) seen, or gseq already handled */
     uint64_t not_mine;          /* events left to other members of the group */
     uint64_t reconnects;        /* SUB sockets recreated by the staleness timer */

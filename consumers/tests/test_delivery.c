@@ -530,6 +530,73 @@ test_gone(void *zctx)
     fb_fini(&fb);
 }
 
+/* ----------------- lost ranges and the gseqs a checkpoint recorded */
+
+enum { CL_GONE, CL_DAMAGED, CL_HOLE, CL_END_LAST };
+
+/*  A restart from a checkpoint (watermark 20, done 23, 25 and 32) with
+    1..35 journaled: every range counted lost in bulk leaves out the gseqs
+    the checkpoint recorded as handled (they were handled before the
+    restart). gone below 30: 21..29 is 7 lost, not 9. damaged 21..27: 5, not
+    7. 21..29 not in the journal: a hole before 30, 7. Only 1..20 in the
+    journal, the first end marker says last_gseq 29: 7 by the ok answer,
+    then 3 answers without progress, the fill gives up: 30..35 is 5 lost,
+    not 6. 32 is skipped when replayed (duplicates). */
+static void
+test_ckpt_lost(void *zctx, const char *dir, int fault, const char *name)
+{
+    static const uint64_t gone[] = {30, 31, 33, 34, 35}, damaged[] = {28, 29, 30, 31, 33, 34, 35};
+    char pub[64], rep[64], path[512];
+    snprintf(pub, sizeof pub, "inproc://%s-pub", name);
+    snprintf(rep, sizeof rep, "inproc://%s-rep", name);
+    fb_t fb;
+    fb_init(&fb, zctx, pub, rep, name, 0);
+    for (int i = 0; i < 35; i++)
+        fb_message(&fb, "s1", NULL, false); /* journaled before the consumer exists */
+    fb_lock(&fb);
+    if (fault == CL_GONE) {
+        fb.oldest = 30;
+    } else if (fault == CL_DAMAGED) {
+        fb.damaged_from = 21;
+        fb.damaged_to = 27;
+    } else { /* the journal loses 21..29 (CL_HOLE) or everything above 20 */
+        size_t keep = fault == CL_HOLE ? 29 : 35;
+        for (size_t i = 20; i < keep; i++)
+            free(fb.j[i].body);
+        memmove(&fb.j[20], &fb.j[keep], (fb.nj - keep) * sizeof *fb.j);
+        fb.nj -= keep - 20;
+        fb.end_fault = fault == CL_END_LAST ? FB_END_LAST : FB_END_NORMAL;
+        fb.end_fault_n = 1;
+        fb.end_last = 29;
+    }
+    fb_unlock(&fb);
+    snprintf(path, sizeof path, "%s/%s.ckpt", dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fprintf(f, "dfc-checkpoint 1\ne %s 20\nd 23\nd 25\nd 32\n", name);
+    fclose(f);
+    h_reset();
+    cons_t c;
+    cons_start(
+        &c, 1,
+        (dfc_config_t){.workers = 1, .checkpoint_dir = dir, .name = name, .checkpoint_ms = 20}, &fb,
+        true);
+    fb_heartbeat(&fb); /* 35 is the head: the catch-up from 21 */
+    size_t want = fault == CL_DAMAGED ? 7 : fault == CL_END_LAST ? 0 : 5;
+    CHECK(h_wait(want));
+    if (fault == CL_END_LAST)
+        CHECK(WAIT_STAT(c.loop, replay_stalls, 1));
+    dfc_stats_t st;
+    cons_stop(&c, &st);
+    check_gseqs(fault == CL_DAMAGED ? damaged : gone, want);
+    CHECK_EQ(st.lost, fault == CL_DAMAGED ? 5 : fault == CL_END_LAST ? 12 : 7);
+    CHECK_EQ(st.duplicates, fault == CL_END_LAST ? 0 : 1);
+    CHECK_EQ(st.replay_errors, fault == CL_GONE || fault == CL_DAMAGED ? 1 : 0);
+    fb_fini(&fb);
+}
+
 /* ------------------------------------- a replay endpoint that is mute */
 
 static void
@@ -1124,6 +1191,10 @@ main(int argc, char **argv)
     RUN("transient_busy", test_transient(zctx, "busy", 2, "tr-busy"));
     RUN("transient_io_error", test_transient(zctx, "io_error", 2, "tr-io"));
     RUN("transient_internal_gives_up", test_transient(zctx, "internal", 3, "tr-int"));
+    RUN("ckpt_lost_gone", test_ckpt_lost(zctx, kdir, CL_GONE, "cl-gone"));
+    RUN("ckpt_lost_damaged", test_ckpt_lost(zctx, kdir, CL_DAMAGED, "cl-damaged"));
+    RUN("ckpt_lost_hole", test_ckpt_lost(zctx, kdir, CL_HOLE, "cl-hole"));
+    RUN("ckpt_lost_end_last", test_ckpt_lost(zctx, kdir, CL_END_LAST, "cl-end-last"));
     RUN("stale", test_stale(zctx));
     RUN("dedupe", test_dedupe(zctx));
     RUN("ordering", test_ordering(zctx));

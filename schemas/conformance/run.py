@@ -480,6 +480,8 @@ class Run:
             self.adapter.wait(lambda: self.adapter.blocked is not None, self.t(10), "the blocked line")
         elif op == "wait_checkpoint":
             self.wait_checkpoint(s)
+        elif op == "write_file":
+            self.write_file(s)
         elif op == "kill":
             self.adapter.kill()
             self.adapter = None
@@ -547,6 +549,15 @@ class Run:
             else:
                 raise Fail("script error: frame %r" % f)
         return out
+
+    def write_file(self, s):
+        """A file in $DIR (a checkpoint left by an earlier run), "$EPOCH" -> the bridge's epoch;
+        written whole, then renamed, as the libraries write theirs."""
+        fb = self.bridges[s.get("bridge", "B1")]
+        path = os.path.join(self.tmp, s["file"])
+        with open(path + ".tmp", "w") as f:
+            f.write(s["text"].replace("$EPOCH", fb.epoch))
+        os.rename(path + ".tmp", path)
 
     def wait_checkpoint(self, s):
         path = os.path.join(self.tmp, s["file"])

@@ -90,8 +90,17 @@ function fillSend(loop, L, ctx) {
   return ACT_NONE;
 }
 
+/** How many of the gseqs in (a, b] of L's epoch are lost: all but those the
+    checkpoint recorded as handled (handled before a restart; skipped when
+    replayed, CONTRACT.md section 11). Every bulk count of lost goes here
+    (dfc_fill.c lost_in). */
+function lostIn(loop, L, a, b) {
+  return b > a ? b - a - loop.wm.doneIn(L.epoch, a, b) : 0;
+}
+
 /** The end of a fill: what is still missing is lost, then every held event
-    goes out in gseq order, holes between them counted lost. */
+    goes out in gseq order, holes between them counted lost (lostIn: not the
+    gseqs a checkpoint recorded). */
 function fillGiveUp(loop, L, why) {
   const f = L.fill;
   const proof = L.seen > L.hw ? L.seen : L.hw;
@@ -108,13 +117,13 @@ function fillGiveUp(loop, L, why) {
   for (const ev of held) {
     const g = ev.gseq;
     if (g > L.hw) {
-      if (g > L.hw + 1) missing += g - L.hw - 1;
+      missing += lostIn(loop, L, L.hw, g - 1);
       L.hw = g;
       loop._deliver(ev);
     }
   }
   if (f.target > L.hw) {
-    missing += f.target - L.hw;
+    missing += lostIn(loop, L, L.hw, f.target);
     L.hw = f.target;
   }
   if (missing) {
@@ -130,7 +139,7 @@ function onAnswer(loop, L, end, ctx) {
   if (progress) f.stalls = 0;
   if (end.ok) {
     if (end.lastGseq > L.hw) { // what it sent and we could not use is lost
-      loop.stat.lost += end.lastGseq - L.hw;
+      loop.stat.lost += lostIn(loop, L, L.hw, end.lastGseq);
       L.hw = end.lastGseq;
     }
     if (end.more && !progress && ++f.stalls >= REPLAY_STALLS) {
@@ -161,7 +170,7 @@ function onAnswer(loop, L, end, ctx) {
   else if (end.code === 'damaged' && end.hasLost) resume = end.lostTo + 1;
   if (resume > L.hw + 1) {
     const upto = resume - 1 < f.target ? resume - 1 : f.target;
-    const missing = upto > L.hw ? upto - L.hw : 0;
+    const missing = lostIn(loop, L, L.hw, upto); // not the gseqs a checkpoint recorded
     loop.stat.lost += missing;
     loop.log('warn', `${L.endpoint}: ${missing} message(s) lost: ${end.code} (readable again from ${resume})`);
     if (upto > L.hw) L.hw = upto;
@@ -266,7 +275,7 @@ function onReplayed(loop, L, ev) {
   const g = ev.gseq;
   f.deadline = now() + loop.cfg.replayTimeoutMs; // it is answering
   if (f.state === IDLE || !(L.hasEpoch && L.epoch === ev.epoch) || g <= L.hw) return;
-  if (g > L.hw + 1) loop.stat.lost += g - L.hw - 1; // the journal has a hole
+  if (g > L.hw + 1) loop.stat.lost += lostIn(loop, L, L.hw, g - 1); // the journal has a hole
   L.hw = g;
   if (g > L.seen) L.seen = g;
   f.answerEvents++;

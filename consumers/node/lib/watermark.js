@@ -5,6 +5,17 @@
 
 const ckpt = require('./checkpoint');
 
+/** How many of the ascending gseqs in done are <= g. */
+function upto(done, g) {
+  let lo = 0;
+  let hi = done.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (done[mid] <= g) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
 class Watermarks {
   /** file: the checkpoint path, or null (then nothing is tracked). */
   constructor(file, log) {
@@ -52,6 +63,14 @@ class Watermarks {
       if (v < gseq) lo = mid + 1; else hi = mid - 1;
     }
     return false;
+  }
+
+  /** How many gseqs of the epoch in (a, b] the checkpoint recorded as handled
+      (its "d" lines: skipped when replayed, so never counted lost). */
+  doneIn(epoch, a, b) {
+    const w = this.wms.get(epoch);
+    if (!w || w.done.length === 0 || b <= a) return 0;
+    return upto(w.done, b) - upto(w.done, a);
   }
 
   /** A tracking record for an event about to be handed out (or skipped), with

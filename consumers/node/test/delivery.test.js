@@ -261,6 +261,36 @@ test('checkpoint: a restart resumes from the watermark through replay; a C-writt
   fs.rmSync(dir, { recursive: true });
 });
 
+// A restart from a checkpoint (watermark 20, done 23, 25, 32) over 35
+// journaled events: a range counted lost in bulk leaves out the recorded
+// gseqs (handled before the restart). gone below 30: 7, not 9; damaged
+// 21..27: 5, not 7; 21..29 missing from the journal (a hole before 30): 7;
+// an ok answer whose last_gseq is 29 with nothing sent, then the fill gives
+// up short of 35: 7 + 5. 32 is skipped when replayed.
+for (const [name, fault, handled, lost] of [
+  ['gone', (b) => { b.oldest = 30; }, [30, 31, 33, 34, 35], 7],
+  ['damaged', (b) => { b.damaged = [21, 27]; }, [28, 29, 30, 31, 33, 34, 35], 5],
+  ['a hole', (b) => { b.journal = b.journal.filter((m) => m.gseq < 21 || m.gseq > 29); }, [30, 31, 33, 34, 35], 7],
+  ['an ok last_gseq', (b) => { b.script = [{ raw: { last_gseq: 29 } }]; }, [], 12],
+]) {
+  test(`checkpoint: ${name} does not count the gseqs the checkpoint recorded as lost`, async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dfc-node-ckpt-lost-'));
+    fs.writeFileSync(path.join(dir, 'w.ckpt'), 'dfc-checkpoint 1\ne E1 20\nd 23\nd 25\nd 32\n');
+    const b = await new FakeBridge().open();
+    await publishN(b, 1, 35, () => true); // journaled before the consumer exists
+    fault(b);
+    const h = harness(DatafeedLoop, { bridges: [b], options: { checkpointDir: dir, name: 'w', replayTimeoutMs: 300 } });
+    await b.waitSubscribed();
+    await b.heartbeat(); // 35 is the head: the catch-up from 21
+    await until(() => h.got.length >= handled.length && h.loop.stats().lost >= lost);
+    const st = await finish(b, h);
+    assert.deepEqual(h.gseqs(), handled);
+    assert.equal(st.lost, lost);
+    assert.equal(st.duplicates, handled.length ? 1 : 0);
+    fs.rmSync(dir, { recursive: true });
+  });
+}
+
 test('late joiner from gseq 1 gets the journal before live messages', async () => {
   const b = await new FakeBridge().open();
   await publishN(b, 1, 5, () => true);

@@ -110,10 +110,18 @@ class Fill:
         log.debug("replay %s: from gseq %d (epoch %s)", L.replay, L.hw + 1, L.epoch)
         return ACT_NONE, ""
 
+    def _lost_in(self, a, b):
+        """How many of the gseqs in (a, b] of the link's epoch are lost: all but those the
+        checkpoint recorded as handled (handled before a restart; skipped when replayed,
+        CONTRACT.md section 11). Every bulk count of lost goes here (dfc_fill.c lost_in)."""
+        if b <= a:
+            return 0
+        return b - a - self.loop.wm.done_in(self.link.epoch, a, b)
+
     def _give_up(self, why):
         """The end of a fill: every held event goes out in gseq order (holes between them
-        counted lost: asking again would fail the same way), then what is still missing
-        up to the target is counted lost.
+        counted lost: asking again would fail the same way; _lost_in: not the gseqs a
+        checkpoint recorded), then what is still missing up to the target is counted lost.
 
         Held events first, as dfc_fill.c fill_give_up: a held event at or below the
         target is handed out, not counted lost and dropped: the target may have been
@@ -133,12 +141,11 @@ class Fill:
         for env in held:
             g = env.gseq
             if g > L.hw:
-                if g > L.hw + 1:
-                    lost += g - L.hw - 1
+                lost += self._lost_in(L.hw, g - 1)
                 L.hw = g
                 self.loop.deliver(env)
         if self.target > L.hw:
-            lost += self.target - L.hw
+            lost += self._lost_in(L.hw, self.target)
             L.hw = self.target
         if lost:
             st["lost"] += lost
@@ -155,7 +162,7 @@ class Fill:
             self.stalls = 0
         if end.ok:
             if end.last_gseq > L.hw:  # what it sent and we could not use is lost
-                st["lost"] += end.last_gseq - L.hw
+                st["lost"] += self._lost_in(L.hw, end.last_gseq)
                 L.hw = end.last_gseq
             if end.more and not progress:
                 self.stalls += 1
@@ -179,7 +186,8 @@ class Fill:
             return ACT_GIVE_UP, "not in the journal"
         st["replay_errors"] += 1
         # gone: older than retention, readable again from oldest_gseq; damaged:
-        # lost_from..lost_to cannot be read, what follows can
+        # lost_from..lost_to cannot be read, what follows can; either way the range is
+        # counted lost (but for the gseqs a checkpoint recorded as handled)
         resume = 0
         if end.code == "gone":
             resume = end.oldest_gseq
@@ -187,7 +195,7 @@ class Fill:
             resume = end.lost_to + 1
         if resume > L.hw + 1:
             upto = min(resume - 1, self.target)
-            missing = upto - L.hw if upto > L.hw else 0
+            missing = self._lost_in(L.hw, upto)
             st["lost"] += missing
             log.warning("%s: %d message(s) lost: %s (readable again from %d)", L.endpoint,
                         missing, end.code, resume)
@@ -284,7 +292,7 @@ class Fill:
         if self.state == IDLE or not L.same_epoch(env.epoch) or g <= L.hw:
             return
         if g > L.hw + 1:
-            st["lost"] += g - L.hw - 1  # the journal has a hole
+            st["lost"] += self._lost_in(L.hw, g - 1)  # the journal has a hole
         L.hw = g
         if g > L.seen:
             L.seen = g

@@ -4,6 +4,7 @@ prefix), and the checkpoint it becomes (consumers/dfc_watermark.c). One event lo
 thread: no locks."""
 
 import logging
+from bisect import bisect_right
 from collections import deque
 
 from . import checkpoint
@@ -69,6 +70,14 @@ class Watermarks:
     def is_done(self, epoch, gseq):
         w = self.wms.get(epoch)
         return w is not None and gseq in w.done_set
+
+    def done_in(self, epoch, a, b):
+        """How many gseqs of the epoch in (a, b] the checkpoint recorded as handled (its
+        "d" lines: skipped when replayed, so never counted lost)."""
+        w = self.wms.get(epoch)
+        if w is None or not w.done or b <= a:
+            return 0
+        return bisect_right(w.done, b) - bisect_right(w.done, a)
 
     def track(self, epoch, gseq):
         """A record for an event about to be handed out; None without a checkpoint."""
