@@ -106,9 +106,8 @@ function fillGiveUp(loop, L, why) {
   const proof = L.seen > L.hw ? L.seen : L.hw;
   if (f.target > proof && f.target - proof > wire.GSEQ_AHEAD) f.target = proof + wire.GSEQ_AHEAD;
   // What is missing is (hw, target] minus the held events: those were
-  // received and go out now. (libdfconsumer counted the whole range first and
-  // then dropped the held events at or below target: the conformance scenario
-  // unconfirmed_heartbeat shows that defect; this port releases them.)
+  // received and go out now (dfc_fill.c fill_give_up, the same rule;
+  // conformance scenario unconfirmed_heartbeat).
   const from = L.hw + 1;
   let missing = 0;
   f.state = IDLE;
