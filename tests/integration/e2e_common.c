@@ -268,6 +268,35 @@ e2e_wait_events(e2e_sink_t *s, size_t n, int timeout_ms)
     return ok;
 }
 
+size_t
+e2e_sink_count(e2e_sink_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->n;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+bool
+e2e_wait_progress(e2e_sink_t *s, size_t n, int idle_ms)
+{
+    struct timespec ts;
+    deadline_ts(&ts, idle_ms);
+    pthread_mutex_lock(&s->mu);
+    size_t last = s->n;
+    while (s->n < n) {
+        if (pthread_cond_timedwait(&s->cond, &s->mu, &ts) != 0 && s->n == last)
+            break; /* idle_ms without a new event */
+        if (s->n != last) {
+            last = s->n;
+            deadline_ts(&ts, idle_ms);
+        }
+    }
+    bool ok = s->n >= n;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
 bool
 e2e_sync(h_env_t *env, e2e_sink_t *s, int timeout_ms)
 {

@@ -42,6 +42,13 @@ void e2e_listeners(e2e_sink_t *s, dfc_listener_t *all, dfc_listener_t *dflt);
 
 /*  Waits (bounded) until the sink has recorded at least n non-probe events. */
 bool e2e_wait_events(e2e_sink_t *s, size_t n, int timeout_ms);
+/*  The same, failing only when no new event came for idle_ms: a stream that
+    keeps moving is waited for however slow the machine (sanitizers, a loaded
+    CI), a stalled one fails; the test's ctest TIMEOUT bounds the whole. */
+bool e2e_wait_progress(e2e_sink_t *s, size_t n, int idle_ms);
+/*  The number of non-probe events recorded, read under the sink's lock (the
+    consumer's workers may still be recording). */
+size_t e2e_sink_count(e2e_sink_t *s);
 
 /*  Enqueues PROBE events until one reaches the sink: proof that the
     subscription reached the bridge. Returns false after timeout_ms. */
