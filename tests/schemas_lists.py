@@ -64,13 +64,9 @@ PLACES = [
      "pattern": r"\['[A-Z_]+', '\w+', '(on[A-Z]\w+)'"},
     {"file": "consumers/node/index.d.ts", "what": "java", "order": True,
      "pattern": r"^\s*(on[A-Z]\w+)\?: Callback<", "ignore": ["onUnknownEvent"]},
-    # the conformance suite and the live polyglot test
+    # the conformance suite and the live polyglot test (their runners read contract-v1.json)
     {"file": "schemas/conformance/canonical.h", "what": "callback", "order": True,
      "pattern": r"X\((on_\w+), dfc_\w+_t\)"},
-    {"file": "schemas/conformance/run.py", "what": "type", "order": True,
-     "pattern": r'^\s*"([A-Z_]+)": "on_\w+",'},
-    {"file": "tests/polyglot/live_test.py", "what": "type+key", "order": True,
-     "pattern": r'^\s*\("([A-Z_]+)", "(\w+)",\s*"on_\w+"\),'},
     {"file": "tests/polyglot/bdk_worker.py", "what": "python", "order": True,
      "pattern": r"async def (on_\w+)\(self, initiator, event\)", "ignore": ["on_unknown_event"]},
     {"file": "tests/polyglot/worker.js", "what": "java", "order": True,

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import struct
 import sys
@@ -23,28 +24,11 @@ from dfconsumer import (DatafeedLoop, RealTimeEventListener, current_envelope,  
 from dfconsumer.loop import ALIASES, DEFAULTS  # noqa: E402
 from dfconsumer.models import EVENT_TYPES  # noqa: E402
 
-# Python callback name -> the C name the protocol reports
-C_NAMES = {
-    "on_message_sent": "on_message_sent",
-    "on_shared_post": "on_shared_post",
-    "on_instant_message_created": "on_instant_message_created",
-    "on_room_created": "on_room_created",
-    "on_room_updated": "on_room_updated",
-    "on_room_deactivated": "on_room_deactivated",
-    "on_room_reactivated": "on_room_reactivated",
-    "on_user_requested_to_join_room": "on_user_requested_to_join_room",
-    "on_user_joined_room": "on_user_joined_room",
-    "on_user_left_room": "on_user_left_room",
-    "on_room_member_promoted_to_owner": "on_room_member_promoted_to_owner",
-    "on_room_demoted_from_owner": "on_room_member_demoted_from_owner",
-    "on_connection_requested": "on_connection_requested",
-    "on_connection_accepted": "on_connection_accepted",
-    "on_message_suppressed": "on_message_suppressed",
-    "on_symphony_elements_action": "on_symphony_elements_action",
-    "on_generic_system_event": "on_generic_system_event",
-    "on_unknown_event": "on_unknown",
-}
-assert set(C_NAMES) == {t[3] for t in EVENT_TYPES} | {"on_unknown_event"}
+# Python callback name -> the C name the protocol reports: on_ + the payload key in snake case
+# (the package's one type table; the BDK's on_room_demoted_from_owner differs), on_unknown.
+C_NAMES = {py: "on_" + re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key)
+           for _, key, _, py in EVENT_TYPES}
+C_NAMES["on_unknown_event"] = "on_unknown"
 
 _ESC = {0x22: b'\\"', 0x5C: b"\\\\"}
 _ESC.update({c: b"\\u%04x" % c for c in range(0x20)})

@@ -15,6 +15,7 @@ difference; exit status 1 on any failure. Every wait is bounded.
 import argparse
 import json
 import os
+import re
 import shlex
 import signal
 import struct
@@ -33,26 +34,19 @@ import fakebridge  # noqa: E402
 
 VECTORS = os.path.join(HERE, "..", "golden", "vectors.json")
 
-# The 17 topics and the C callback each one runs; any other topic: on_unknown.
-CALLBACKS = {
-    "MESSAGESENT": "on_message_sent",
-    "SHAREDPOST": "on_shared_post",
-    "INSTANTMESSAGECREATED": "on_instant_message_created",
-    "ROOMCREATED": "on_room_created",
-    "ROOMUPDATED": "on_room_updated",
-    "ROOMDEACTIVATED": "on_room_deactivated",
-    "ROOMREACTIVATED": "on_room_reactivated",
-    "USERREQUESTEDTOJOINROOM": "on_user_requested_to_join_room",
-    "USERJOINEDROOM": "on_user_joined_room",
-    "USERLEFTROOM": "on_user_left_room",
-    "ROOMMEMBERPROMOTEDTOOWNER": "on_room_member_promoted_to_owner",
-    "ROOMMEMBERDEMOTEDFROMOWNER": "on_room_member_demoted_from_owner",
-    "CONNECTIONREQUESTED": "on_connection_requested",
-    "CONNECTIONACCEPTED": "on_connection_accepted",
-    "MESSAGESUPPRESSED": "on_message_suppressed",
-    "SYMPHONYELEMENTSACTION": "on_symphony_elements_action",
-    "GENERICSYSTEMEVENT": "on_generic_system_event",
-}
+CONTRACT = os.path.join(HERE, "..", "contract-v1.json")
+
+
+def contract_callbacks():
+    """The 17 topics and the C callback each one runs (on_ + the payload key in snake case),
+    read from the contract's table; any other topic runs on_unknown."""
+    with open(CONTRACT) as f:
+        topics = json.load(f)["topics"]
+    return {t["type"]: "on_" + re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(),
+                                      t["payload_key"]) for t in topics}
+
+
+CALLBACKS = contract_callbacks()
 
 
 class Fail(Exception):

@@ -54,28 +54,12 @@ PART = GENERATED + NO_INITIATOR + UNKNOWN   # 1000
 TOTAL = 2 * PART                            # 2000
 KILL_AT = PART + 350          # the bridge is killed when the test's subscriber saw this many
 
-# The 17 types, their payload keys and the C callback names (schemas/CONTRACT.md section 6).
-TYPES = [
-    ("MESSAGESENT", "messageSent", "on_message_sent"),
-    ("SHAREDPOST", "sharedPost", "on_shared_post"),
-    ("INSTANTMESSAGECREATED", "instantMessageCreated", "on_instant_message_created"),
-    ("ROOMCREATED", "roomCreated", "on_room_created"),
-    ("ROOMUPDATED", "roomUpdated", "on_room_updated"),
-    ("ROOMDEACTIVATED", "roomDeactivated", "on_room_deactivated"),
-    ("ROOMREACTIVATED", "roomReactivated", "on_room_reactivated"),
-    ("USERREQUESTEDTOJOINROOM", "userRequestedToJoinRoom", "on_user_requested_to_join_room"),
-    ("USERJOINEDROOM", "userJoinedRoom", "on_user_joined_room"),
-    ("USERLEFTROOM", "userLeftRoom", "on_user_left_room"),
-    ("ROOMMEMBERPROMOTEDTOOWNER", "roomMemberPromotedToOwner", "on_room_member_promoted_to_owner"),
-    ("ROOMMEMBERDEMOTEDFROMOWNER", "roomMemberDemotedFromOwner",
-     "on_room_member_demoted_from_owner"),
-    ("CONNECTIONREQUESTED", "connectionRequested", "on_connection_requested"),
-    ("CONNECTIONACCEPTED", "connectionAccepted", "on_connection_accepted"),
-    ("MESSAGESUPPRESSED", "messageSuppressed", "on_message_suppressed"),
-    ("SYMPHONYELEMENTSACTION", "symphonyElementsAction", "on_symphony_elements_action"),
-    ("GENERICSYSTEMEVENT", "genericSystemEvent", "on_generic_system_event"),
-]
-CALLBACK = {t: cb for t, _, cb in TYPES}
+# The 17 types, their payload keys and the C callback names, from the contract's table (the
+# conformance runner reads it).
+CALLBACK = conformance.CALLBACKS
+with open(conformance.CONTRACT) as _f:
+    TYPES = [(t["type"], t["payload_key"], CALLBACK[t["type"]])
+             for t in json.load(_f)["topics"]]
 
 
 # ---- canonical JSON (schemas/conformance/README.md) -------------------------------------------
