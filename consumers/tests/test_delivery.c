@@ -1148,6 +1148,76 @@ test_ckpt_file(const char *dir)
     buf[got] = '\0';
     fclose(f);
     CHECK_STR(buf, "dfc-checkpoint 1\ne a 5\nd 8\nd 10\n");
+
+    /* hand-edited or damaged files (issue 9): a line over 190 bytes is
+       malformed (its rest must not read as another line), entries before kept */
+    f = fopen(path, "w");
+    fprintf(f, "dfc-checkpoint 1\ne a 7\nd %0190d\nd 9\n", 8);
+    fclose(f);
+    CHECK_EQ(dfc_ckpt_load(path, r, DFC_CKPT_MAX, &n), DFC_EINVAL);
+    CHECK(n == 1 && r[0].gseq == 7 && r[0].ndone == 0);
+    dfc_ckpt_entries_free(r, n);
+    /* a file bigger than any writer makes: read up to DFC_CKPT_FILE_MAX, then
+       malformed; what came before is kept, the d list stays at its bound */
+    f = fopen(path, "w");
+    fputs("dfc-checkpoint 1\ne a 7\n", f);
+    for (uint64_t g = 0; g < DFC_CKPT_FILE_MAX / 16 + 1000; g++) /* 16 bytes a line */
+        fprintf(f, "d %llu\n", (unsigned long long)(UINT64_C(1000000000000) + g));
+    fputs("e b 3\n", f);
+    fclose(f);
+    CHECK_EQ(dfc_ckpt_load(path, r, DFC_CKPT_MAX, &n), DFC_EINVAL);
+    CHECK(n == 1 && r[0].gseq == 7 && r[0].ndone == DFC_CKPT_DONE_MAX);
+    CHECK(n == 1 && r[0].done[DFC_CKPT_DONE_MAX - 1] == UINT64_C(1000000000000) + DFC_CKPT_DONE_MAX - 1);
+    dfc_ckpt_entries_free(r, n);
+    unlink(path);
+}
+
+/*  The rule for replay endpoints named by heartbeats (dfc_replay_advert). */
+static void
+test_replay_advert(void)
+{
+    static const struct {
+        const char *pub, *adv;
+        bool any;
+        const char *want; /* NULL: refused */
+    } t[] = {
+        {"tcp://127.0.0.1:5556", "tcp://127.0.0.1:5557", false, "tcp://127.0.0.1:5557"},
+        {"tcp://127.0.0.1:5556", "tcp://localhost:5557", false, NULL},
+        {"tcp://127.0.0.1:5556", "tcp://127.0.0.2:5557", false, NULL},
+        {"tcp://127.0.0.1:5556", "tcp://0.0.0.0:5557", false, "tcp://127.0.0.1:5557"},
+        {"tcp://127.0.0.1:5556", "tcp://*:5557", false, "tcp://127.0.0.1:5557"},
+        {"tcp://[::1]:5556", "tcp://[::]:5557", false, "tcp://[::1]:5557"},
+        {"tcp://[::1]:5556", "tcp://[::1]:5557", false, "tcp://[::1]:5557"},
+        {"tcp://[::1]:5556", "tcp://127.0.0.1:5557", false, NULL},
+        {"tcp://Bridge.example:5556", "tcp://bridge.EXAMPLE:5557", false,
+         "tcp://Bridge.example:5557"},
+        {"tcp://127.0.0.1:5556", "tcp://127.0.0.1:5557;127.0.0.1:5558", false, NULL},
+        {"tcp://127.0.0.1:5556", "ipc:///tmp/replay", false, NULL},
+        {"ipc:///tmp/pub", "ipc:///tmp/replay", false, "ipc:///tmp/replay"},
+        {"inproc://pub", "inproc://replay", false, "inproc://replay"},
+        {"inproc://pub", "tcp://127.0.0.1:5557", false, NULL},
+        {"tcp://127.0.0.1:5556", "pgm://eth0;239.1.1.1:5557", false, NULL},
+        {"tcp://127.0.0.1:5556", "not an endpoint", false, NULL},
+        {"tcp://127.0.0.1:5556", "tcp://10.1.2.3:5557", true, "tcp://10.1.2.3:5557"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char out[256] = "";
+        int rc = dfc_replay_advert(t[i].pub, t[i].adv, t[i].any, out, sizeof out);
+        if (t[i].want) {
+            CHECK_EQ(rc, 0);
+            CHECK_STR(out, t[i].want);
+        } else {
+            CHECK_EQ(rc, -1);
+        }
+    }
+    char small[8];
+    CHECK_EQ(dfc_replay_advert("tcp://127.0.0.1:1", "tcp://127.0.0.1:5557", false, small,
+                               sizeof small),
+             -1);
+    CHECK_EQ(dfc_replay_rcvhwm(0), 4);
+    CHECK_EQ(dfc_replay_rcvhwm((size_t)16 << 20), 4);
+    CHECK_EQ(dfc_replay_rcvhwm((size_t)1 << 20), 63);
+    CHECK_EQ(dfc_replay_rcvhwm(65536), 256);
 }
 
 int
@@ -1177,6 +1247,7 @@ main(int argc, char **argv)
         fflush(stdout);                                                                            \
     }
     RUN("ckpt_file", test_ckpt_file(dir));
+    RUN("replay_advert", test_replay_advert());
     RUN("gap_fill", test_gap_fill(zctx));
     RUN("gone", test_gone(zctx));
     RUN("mute", test_mute(zctx));
