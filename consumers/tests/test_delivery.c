@@ -13,6 +13,8 @@
 
 #include "fakebridge.h"
 
+#include <jansson.h>
+
 #include "dfc_internal.h"
 
 #define WAIT_MS 20000
@@ -1176,40 +1178,27 @@ test_ckpt_file(const char *dir)
 static void
 test_replay_advert(void)
 {
-    static const struct {
-        const char *pub, *adv;
-        bool any;
-        const char *want; /* NULL: refused */
-    } t[] = {
-        {"tcp://127.0.0.1:5556", "tcp://127.0.0.1:5557", false, "tcp://127.0.0.1:5557"},
-        {"tcp://127.0.0.1:5556", "tcp://localhost:5557", false, NULL},
-        {"tcp://127.0.0.1:5556", "tcp://127.0.0.2:5557", false, NULL},
-        {"tcp://127.0.0.1:5556", "tcp://0.0.0.0:5557", false, "tcp://127.0.0.1:5557"},
-        {"tcp://127.0.0.1:5556", "tcp://*:5557", false, "tcp://127.0.0.1:5557"},
-        {"tcp://[::1]:5556", "tcp://[::]:5557", false, "tcp://[::1]:5557"},
-        {"tcp://[::1]:5556", "tcp://[::1]:5557", false, "tcp://[::1]:5557"},
-        {"tcp://[::1]:5556", "tcp://127.0.0.1:5557", false, NULL},
-        {"tcp://Bridge.example:5556", "tcp://bridge.EXAMPLE:5557", false,
-         "tcp://Bridge.example:5557"},
-        {"tcp://127.0.0.1:5556", "tcp://127.0.0.1:5557;127.0.0.1:5558", false, NULL},
-        {"tcp://127.0.0.1:5556", "ipc:///tmp/replay", false, NULL},
-        {"ipc:///tmp/pub", "ipc:///tmp/replay", false, "ipc:///tmp/replay"},
-        {"inproc://pub", "inproc://replay", false, "inproc://replay"},
-        {"inproc://pub", "tcp://127.0.0.1:5557", false, NULL},
-        {"tcp://127.0.0.1:5556", "pgm://eth0;239.1.1.1:5557", false, NULL},
-        {"tcp://127.0.0.1:5556", "not an endpoint", false, NULL},
-        {"tcp://127.0.0.1:5556", "tcp://10.1.2.3:5557", true, "tcp://10.1.2.3:5557"},
-    };
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    json_error_t jerr;
+    json_t *doc = json_load_file(DFC_TESTS_DIR "/replay_advert.json", 0, &jerr);
+    CHECK(doc != NULL);
+    json_t *cases = json_object_get(doc, "cases"), *c;
+    size_t i;
+    CHECK(json_array_size(cases) >= 17);
+    json_array_foreach(cases, i, c)
+    {
+        const char *want = json_string_value(json_object_get(c, "want"));
         char out[256] = "";
-        int rc = dfc_replay_advert(t[i].pub, t[i].adv, t[i].any, out, sizeof out);
-        if (t[i].want) {
+        int rc = dfc_replay_advert(json_string_value(json_object_get(c, "pub")),
+                                   json_string_value(json_object_get(c, "adv")),
+                                   json_is_true(json_object_get(c, "any_host")), out, sizeof out);
+        if (want) {
             CHECK_EQ(rc, 0);
-            CHECK_STR(out, t[i].want);
+            CHECK_STR(out, want);
         } else {
             CHECK_EQ(rc, -1);
         }
     }
+    json_decref(doc);
     char small[8];
     CHECK_EQ(dfc_replay_advert("tcp://127.0.0.1:1", "tcp://127.0.0.1:5557", false, small,
                                sizeof small),
