@@ -504,34 +504,9 @@ test_max_held(void *zctx)
 
 /* ------------------------------------------- a flooding replay endpoint */
 
-/*  The hostile replay endpoint of test_replay_flood, a Python ROUTER in its
-    own process (its memory is not ours): prints its port, reads the body of
-    the one event to answer (hex) from stdin, then answers the first request
-    with that event, its end marker and FLOOD_N unsolicited messages of 1 MiB,
-    printing how many it could send so far (ROUTER_MANDATORY + SNDHWM 1: a
-    send waits while the consumer does not read). Exits when stdin closes. */
+/*  The hostile replay endpoint: replay_flooder.py (shared with the Python and
+    Node tests), FLOOD_N messages of 1 MiB. */
 #define FLOOD_N 200
-static const char flood_py[] =
-    "import sys, zmq, msgpack\n"
-    "ctx = zmq.Context()\n"
-    "r = ctx.socket(zmq.ROUTER)\n"
-    "r.setsockopt(zmq.ROUTER_MANDATORY, 1)\n"
-    "r.setsockopt(zmq.SNDHWM, 1)\n"
-    "r.setsockopt(zmq.LINGER, 0)\n"
-    "print(r.bind_to_random_port('tcp://127.0.0.1'), flush=True)\n"
-    "body = bytes.fromhex(sys.stdin.readline().strip())\n"
-    "ident, req = r.recv_multipart()\n"
-    "q = msgpack.unpackb(req)\n"
-    "end = msgpack.packb({'v': 1, 'req': q['req'], 'status': 'ok', 'count': 1,\n"
-    "                     'last_gseq': q['from_gseq'], 'more': False,\n"
-    "                     'head_gseq': q['from_gseq'] + 1, 'oldest_gseq': 1, 'epoch': q['epoch']})\n"
-    "r.send_multipart([ident, b'MESSAGESENT', body])\n"
-    "r.send_multipart([ident, b'_end', end])\n"
-    "junk = b'\\0' * (1 << 20)\n"
-    "for i in range(int(sys.argv[1])):\n"
-    "    r.send_multipart([ident, b'MESSAGESENT', junk])\n"
-    "    print(i + 1, flush=True)\n"
-    "sys.stdin.read()\n";
 
 static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
@@ -601,7 +576,8 @@ test_replay_flood(void *zctx)
         dup2(out[1], 1);
         close(in[1]);
         close(out[0]);
-        execl("/usr/bin/python3", "python3", "-c", flood_py, n_arg, (char *)NULL);
+        execl("/usr/bin/python3", "python3", DFC_TESTS_DIR "/replay_flooder.py", n_arg,
+              (char *)NULL);
         _exit(127);
     }
     close(in[0]);
