@@ -1312,6 +1312,13 @@ test_ckpt_file(const char *dir)
     CHECK_EQ(dfc_ckpt_load(path, r, DFC_CKPT_MAX, &n), DFC_EINVAL);
     CHECK(n == 1 && r[0].gseq == 7 && r[0].ndone == 0);
     dfc_ckpt_entries_free(r, n);
+    /* an epoch of 128 bytes (127 is the most): malformed there */
+    f = fopen(path, "w");
+    fprintf(f, "dfc-checkpoint 1\ne %0127d 7\ne %0128d 3\n", 1, 2);
+    fclose(f);
+    CHECK_EQ(dfc_ckpt_load(path, r, DFC_CKPT_MAX, &n), DFC_EINVAL);
+    CHECK(n == 1 && r[0].gseq == 7 && strlen(r[0].epoch) == 127);
+    dfc_ckpt_entries_free(r, n);
     /* a file bigger than any writer makes: read up to DFC_CKPT_FILE_MAX, then
        malformed; what came before is kept, the d list stays at its bound */
     f = fopen(path, "w");
