@@ -604,7 +604,7 @@ test_replay_flood(void *zctx)
     pthread_create(&c.th, NULL, cons_thread, &c);
     CHECK(tu_wait_subscription(fb.xpub, WAIT_MS) == 0);
 
-    publish_live(&fb, 2);               /* 1 held in its callback, 2 queued */
+    publish_live(&fb, 2); /* 1 held in its callback, 2 queued */
     CHECK(WAIT_STAT(c.loop, received, 2));
     uint64_t g3 = fb_message(&fb, "s1", NULL, false); /* lost by PUB */
     fb_lock(&fb);
@@ -623,12 +623,11 @@ test_replay_flood(void *zctx)
     /* how far the flooder gets: no new line for 1 s = held back (bounded by
        WAIT_MS in all) */
     long sent = 0, next;
-    while (sent < FLOOD_N && tu_now_ms() < end &&
-           (next = flood_progress(from, sent, 1000)) > sent)
+    while (sent < FLOOD_N && tu_now_ms() < end && (next = flood_progress(from, sent, 1000)) > sent)
         sent = next;
     long grown = rss_kb() - before;
-    fprintf(stderr, "  replay_flood: the flooder sent %ld of %d, RSS grew %ld KiB\n", sent,
-            FLOOD_N, grown);
+    fprintf(stderr, "  replay_flood: the flooder sent %ld of %d, RSS grew %ld KiB\n", sent, FLOOD_N,
+            grown);
     CHECK(sent < FLOOD_N / 2);
     CHECK(grown < 64 * 1024);
 
@@ -1329,7 +1328,8 @@ test_ckpt_file(const char *dir)
     fclose(f);
     CHECK_EQ(dfc_ckpt_load(path, r, DFC_CKPT_MAX, &n), DFC_EINVAL);
     CHECK(n == 1 && r[0].gseq == 7 && r[0].ndone == DFC_CKPT_DONE_MAX);
-    CHECK(n == 1 && r[0].done[DFC_CKPT_DONE_MAX - 1] == UINT64_C(1000000000000) + DFC_CKPT_DONE_MAX - 1);
+    CHECK(n == 1 &&
+          r[0].done[DFC_CKPT_DONE_MAX - 1] == UINT64_C(1000000000000) + DFC_CKPT_DONE_MAX - 1);
     dfc_ckpt_entries_free(r, n);
     unlink(path);
 }
@@ -1360,9 +1360,9 @@ test_replay_advert(void)
     }
     json_decref(doc);
     char small[8];
-    CHECK_EQ(dfc_replay_advert("tcp://127.0.0.1:1", "tcp://127.0.0.1:5557", false, small,
-                               sizeof small),
-             -1);
+    CHECK_EQ(
+        dfc_replay_advert("tcp://127.0.0.1:1", "tcp://127.0.0.1:5557", false, small, sizeof small),
+        -1);
     CHECK_EQ(dfc_replay_rcvhwm(0), 4);
     CHECK_EQ(dfc_replay_rcvhwm((size_t)16 << 20), 4);
     CHECK_EQ(dfc_replay_rcvhwm((size_t)1 << 20), 63);
