@@ -320,8 +320,12 @@ on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
     L->hb_interval = interval;
     if (!L->replay_cfg && (rp == NULL || dfc_value_type(rp) == DFC_STR))
         learn_replay(loop, L, rp);
-    /* the last messages of each topic: a higher seq means we missed them */
-    for (size_t i = 0; dfc_value_type(seqs) == DFC_MAP && i < dfc_value_size(seqs); i++) {
+    /* the last messages of each topic: a higher seq means we missed them. At
+       most GAP_TABLE_MAX topics (the table holds no more): gap_find is
+       linear, and a forged heartbeat of a million topics must not cost a
+       million table scans */
+    for (size_t i = 0;
+         dfc_value_type(seqs) == DFC_MAP && i < dfc_value_size(seqs) && i < GAP_TABLE_MAX; i++) {
         size_t tl;
         const char *t = dfc_value_str(dfc_value_key_at(seqs, i), &tl);
         uint64_t s;
