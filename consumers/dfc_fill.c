@@ -367,8 +367,8 @@ unexpected(dfc_loop_t *loop, link_t *L, const char *why)
     STAT_ADD(loop, replay_unexpected, 1);
     bool first = !f->answer_dropped; /* reset by each request sent */
     f->answer_dropped = true;
-    dfc_log(first ? DFC_LOG_WARN : DFC_LOG_DEBUG, "replay %s: dropped a message: %s", L->replay,
-            why);
+    dfc_log(first ? DFC_LOG_WARN : DFC_LOG_DEBUG, "replay %s: dropped a message: %s",
+            f->dealer_ep ? f->dealer_ep : "?", why);
 }
 
 /*  One replayed message (same framing as published) of the request in
