@@ -400,7 +400,8 @@ on_replayed(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
         unexpected(loop, L, "a gseq far beyond anything known");
         return;
     }
-    f->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms; /* it is answering */
+    /* it is answering */
+    f->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms;
     if (g > L->hw + 1) /* the journal has a hole */
         STAT_ADD(loop, lost, lost_in(loop, L, L->hw, g - 1));
     L->hw = g;
