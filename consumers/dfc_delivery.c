@@ -205,12 +205,21 @@ dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n)
     FILE *f = fopen(path, "r");
     if (!f)
         return errno == ENOENT ? DFC_OK : DFC_EINVAL;
-    char line[DFC_EPOCH_MAX + 64];
+    char line[DFC_EPOCH_MAX + 64]; /* a line of up to 190 bytes and its LF */
     int rc = DFC_OK;
+    size_t total = 0;
     if (!fgets(line, sizeof line, f) || strcmp(line, "dfc-checkpoint 1\n") != 0)
         rc = DFC_EINVAL;
     while (rc == DFC_OK && fgets(line, sizeof line, f)) {
         uint64_t g;
+        size_t len = strlen(line);
+        total += len;
+        if ((len == sizeof line - 1 && line[len - 1] != '\n') || total > DFC_CKPT_FILE_MAX) {
+            /* a line too long (its rest would read as another line), or a file
+               no writer produces: malformed from here, never read whole */
+            rc = DFC_EINVAL;
+            break;
+        }
         if (line[0] == 'd' && line[1] == ' ' && *n > 0 && parse_u64(line + 2, &g) == 0) {
             dfc_ckpt_entry_t *e = &out[*n - 1];
             if (e->ndone == DFC_CKPT_DONE_MAX || (e->ndone && g <= e->done[e->ndone - 1]))

@@ -207,6 +207,7 @@ struct dfc_event {
     char topic[DFC_MAX_TOPIC + 1];
     dfc_envelope_t env;
     size_t topic_len;
+    size_t wire_size; /* topic + body as received */
     const char *id, *type;
     size_t id_len, type_len;
     int64_t timestamp;
@@ -352,6 +353,7 @@ dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body
     memcpy(ev->topic, topic, topic_len);
     ev->topic[topic_len] = '\0';
     ev->topic_len = topic_len;
+    ev->wire_size = topic_len + body_len;
     const dfc_value_t *e = ev->env.event;
     const dfc_value_t *id = dfc_value_find(e, "id"), *type = dfc_value_find(e, "type");
     if (dfc_value_type(id) == DFC_STR)
@@ -437,6 +439,11 @@ dfc_event_epoch_n(const dfc_event_t *ev, size_t *len)
 {
     *len = ev ? ev->env.epoch_len : 0;
     return ev ? ev->env.epoch : NULL;
+}
+size_t
+dfc_event_wire_size(const dfc_event_t *ev)
+{
+    return ev ? ev->wire_size : 0;
 }
 const char *
 dfc_event_topic_n(const dfc_event_t *ev, size_t *len)

@@ -63,6 +63,8 @@ fill_send(dfc_loop_t *loop, link_t *L, const char **why)
     dfc_fill_t *f = &L->fill;
     f->state = DFC_FILL_WAITING;
     f->answer_events = 0;
+    f->answer_msgs = 0;
+    f->answer_dropped = false;
     f->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms;
     if (!L->replay) {
         /* a heartbeat said the bridge has no replay: nothing to wait for;
@@ -137,6 +139,7 @@ fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
         dfc_event_unref(ev);
     }
     f->nheld = 0;
+    f->held_bytes = 0;
     if (f->target > L->hw) {
         missing += lost_in(loop, L, L->hw, f->target);
         L->hw = f->target;
@@ -162,17 +165,23 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
     if (progress)
         f->stalls = 0;
     if (end->ok) {
-        /* whatever it sent and we could not use (malformed) is lost */
+        bool more = end->more;
         if (end->last_gseq > L->hw) {
-            STAT_ADD(loop, lost, lost_in(loop, L, L->hw, end->last_gseq));
-            L->hw = end->last_gseq;
+            if (f->answer_dropped)
+                more = true; /* it sent more than we took (replay_unexpected): ask for the
+                                rest rather than believe its last_gseq */
+            else {
+                /* whatever it sent and we could not use (malformed) is lost */
+                STAT_ADD(loop, lost, lost_in(loop, L, L->hw, end->last_gseq));
+                L->hw = end->last_gseq;
+            }
         }
-        if (end->more && !progress && ++f->stalls >= REPLAY_STALLS) {
+        if (more && !progress && ++f->stalls >= REPLAY_STALLS) {
             STAT_ADD(loop, replay_stalls, 1);
             *why = "the replay answers make no progress";
             return ACT_GIVE_UP;
         }
-        if (end->more) {
+        if (more) {
             f->tries = 0;
             return ACT_SEND;
         }
@@ -299,6 +308,7 @@ dfc_fill_on(dfc_loop_t *loop, link_t *L, dfc_fill_ev_t ev, uint64_t arg,
         for (size_t i = 0; i < f->nheld; i++)
             dfc_event_unref(f->held[i]);
         f->nheld = 0;
+        f->held_bytes = 0;
         close_dealer(f);
         f->state = DFC_FILL_IDLE;
         break;
@@ -318,8 +328,9 @@ dfc_fill_hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
 {
     dfc_fill_t *f = &L->fill;
     uint64_t g = dfc_event_gseq(ev);
-    if (f->nheld == loop->cfg.max_held) {
-        /* too many: let replay bring it (the journal has it) */
+    size_t size = dfc_event_wire_size(ev);
+    if (f->nheld == loop->cfg.max_held || size > loop->cfg.max_held_bytes - f->held_bytes) {
+        /* too many or too big: let replay bring it (the journal has it) */
         if (g > f->target)
             f->target = g;
         STAT_ADD(loop, held_dropped, 1);
@@ -344,19 +355,53 @@ dfc_fill_hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
     }
     dfc_event_ref(ev);
     f->held[f->nheld++] = ev;
+    f->held_bytes += size;
 }
 
-/*  One replayed message (same framing as published). */
+/*  A message from the replay socket that answers nothing asked: dropped
+    unread, counted; the first since the last request sent logged at WARN. */
+static void
+unexpected(dfc_loop_t *loop, link_t *L, const char *why)
+{
+    dfc_fill_t *f = &L->fill;
+    STAT_ADD(loop, replay_unexpected, 1);
+    bool first = !f->answer_dropped; /* reset by each request sent */
+    f->answer_dropped = true;
+    dfc_log(first ? DFC_LOG_WARN : DFC_LOG_DEBUG, "replay %s: dropped a message: %s",
+            f->dealer_ep ? f->dealer_ep : "?", why);
+}
+
+/*  One replayed message (same framing as published) of the request in
+    flight: taken only from the epoch asked, with a gseq above the last one
+    taken (the request asked from hw + 1, answers come in gseq order) and
+    at most DFC_GSEQ_AHEAD beyond anything known on this link (a hostile
+    endpoint must not move the mark). */
 static void
 on_replayed(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
 {
     dfc_fill_t *f = &L->fill;
     uint64_t g = dfc_event_gseq(ev);
-    f->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms; /* it is answering */
     size_t el;
     const char *epoch = dfc_event_epoch_n(ev, &el);
-    if (f->state == DFC_FILL_IDLE || !dfc_link_same_epoch(L, epoch, el) || g <= L->hw)
+    uint64_t known = L->live_last > L->hw ? L->live_last : L->hw;
+    if (L->seen > known)
+        known = L->seen;
+    if (f->target > known)
+        known = f->target;
+    if (!dfc_link_same_epoch(L, epoch, el)) {
+        unexpected(loop, L, "another epoch");
         return;
+    }
+    if (g <= L->hw) {
+        unexpected(loop, L, "a gseq not above the last one taken");
+        return;
+    }
+    if (g - known > DFC_GSEQ_AHEAD && g > known) {
+        unexpected(loop, L, "a gseq far beyond anything known");
+        return;
+    }
+    /* it is answering */
+    f->deadline = dfc_mono_ms() + loop->cfg.replay_timeout_ms;
     if (g > L->hw + 1) /* the journal has a hole */
         STAT_ADD(loop, lost, lost_in(loop, L, L->hw, g - 1));
     L->hw = g;
@@ -377,11 +422,15 @@ on_end(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
     dfc_replay_end_t end;
     int rc = dfc_replay_end_parse(body, len, &end);
     if (rc == DFC_EINVAL) {
-        dfc_log(DFC_LOG_WARN, "replay %s: malformed end marker", L->replay);
+        unexpected(loop, L, "a malformed end marker");
         return;
     }
-    if (!end.has_req || end.req != L->fill.req || L->fill.state == DFC_FILL_IDLE)
-        return; /* an answer to a request we gave up */
+    if (L->fill.state != DFC_FILL_ASKED || !end.has_req || end.req != L->fill.req) {
+        /* no request in flight (a late answer never reaches us: a request given up
+           closes its socket), or another req: not ours */
+        unexpected(loop, L, "an end marker of no request in flight");
+        return;
+    }
     if (end.impossible) {
         dfc_drop(loop, DFC_MSG_BAD_ENVELOPE, len);
         return;
@@ -397,8 +446,13 @@ dfc_fill_receive(dfc_loop_t *loop, link_t *L)
     int r = dfc_msg_read(L->fill.dealer, parts, &nparts, &total);
     if (r <= 0)
         return r;
+    dfc_fill_t *f = &L->fill;
     if (nparts == 2 && dfc_msg_is(&parts[0], "_end")) {
         on_end(loop, L, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]));
+    } else if (f->state != DFC_FILL_ASKED) {
+        unexpected(loop, L, "no request in flight");
+    } else if (++f->answer_msgs > REPLAY_LIMIT) {
+        unexpected(loop, L, "more messages than the request's limit");
     } else {
         dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
         dfc_event_t *ev = NULL;

@@ -78,6 +78,9 @@ const char *dfc_event_id_n(const dfc_event_t *ev, size_t *len);
 const char *dfc_event_type_n(const dfc_event_t *ev, size_t *len);
 const char *dfc_event_epoch_n(const dfc_event_t *ev, size_t *len);
 const char *dfc_event_topic_n(const dfc_event_t *ev, size_t *len);
+/*  The message's size as received: topic + envelope bytes (what the held
+    events' byte bound counts; the decoded form takes more). */
+size_t dfc_event_wire_size(const dfc_event_t *ev);
 
 /* ------------------------------------------- delivery (dfc_delivery.c) */
 
@@ -106,6 +109,10 @@ typedef struct {
     is DFC_OK with *n = 0; a malformed one DFC_EINVAL (entries read so far
     kept). Free the done arrays with dfc_ckpt_entries_free. */
 int dfc_ckpt_load(const char *path, dfc_ckpt_entry_t *out, size_t max, size_t *n);
+/*  The largest file a writer produces: 16 epochs x (an e line + 65536 d
+    lines of up to 20 digits) is about 24 MB. The loader reads at most this
+    much: beyond, the file is malformed (entries read before kept). */
+#define DFC_CKPT_FILE_MAX ((size_t)32 << 20)
 void dfc_ckpt_entries_free(dfc_ckpt_entry_t *e, size_t n);
 /*  Writes path atomically (temp file, fsync, rename, fsync of the folder).
     Returns DFC_OK, DFC_ENOMEM, DFC_EINVAL (path too long) or DFC_EIO: a
@@ -132,10 +139,24 @@ size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoc
                           uint64_t from_gseq, unsigned limit, const char *const *topics,
                           size_t ntopics);
 
-/*  A DEALER connected to a replay endpoint (linger 0, no receive HWM:
-    answers are bounded by the limit; frames above max_frame + 255 refused,
-    0 = no limit). NULL on error (logged, errno set). */
+/*  A DEALER connected to a replay endpoint (linger 0; frames above
+    max_frame + 255 refused, 0 = no limit; a receive HWM of
+    dfc_replay_rcvhwm(max_frame) messages: a peer that sends more than the
+    reader takes is held back by TCP, not queued in memory). NULL on error
+    (logged, errno set). */
 void *dfc_replay_open(void *zctx, const char *endpoint, size_t max_frame);
+/*  The replay DEALER's ZMQ_RCVHWM: DFC_REPLAY_QUEUE_BYTES / max_frame,
+    within 4..256 messages (max_frame 0 counts as 16 MiB), so that libzmq
+    queues at most about max(64 MiB, 4 x max_frame) for it. */
+#define DFC_REPLAY_QUEUE_BYTES ((size_t)64 << 20)
+int dfc_replay_rcvhwm(size_t max_frame);
+/*  The rule for a replay endpoint a heartbeat names (adv) on the bridge
+    connected as pub (dfc_config_t.replay_any_host): over tcp the host must
+    be pub's (compared without case; a wildcard host "*", "0.0.0.0", "::" or
+    "[::]" is replaced by pub's host), ipc and inproc ones need a pub of the
+    same transport; any_host takes adv as it is. Writes the endpoint to use
+    into out and returns 0, or -1 when refused (or out is too small). */
+int dfc_replay_advert(const char *pub, const char *adv, bool any_host, char *out, size_t size);
 
 /*  An end marker ("_end"), read. */
 typedef struct {

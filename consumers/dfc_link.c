@@ -147,6 +147,8 @@ link_new_epoch(dfc_loop_t *loop, link_t *L, const char *epoch, size_t el, uint64
     uint64_t base = head;
     pthread_mutex_lock(&loop->wm_mu);
     wm_t *w = loop->ckpt_path ? dfc_wm_get(loop, epoch, el, false) : NULL;
+    if (w && !dfc_wm_check_head(loop, w, head))
+        w = NULL; /* never trusted beyond what the bridge published */
     if (w) {
         base = w->gseq;
     } else if (ordered) {
@@ -235,6 +237,50 @@ on_live(dfc_loop_t *loop, link_t *L, dfc_event_t *ev)
     dfc_fill_on(loop, L, DFC_FILL_EV_MISSING, g - 1, NULL);
 }
 
+/*  The replay endpoint a heartbeat names (rp: a str, or NULL when absent),
+    for a link without a configured one: "" or absent = none; otherwise the
+    rule of dfc_replay_advert (replay_any_host) decides. A refused one is
+    counted on every heartbeat, logged once per value, and changes nothing:
+    a forged heartbeat must not make the loop ask (and believe) another
+    machine. */
+static void
+learn_replay(dfc_loop_t *loop, link_t *L, const dfc_value_t *rp)
+{
+    size_t rl = 0;
+    const char *r = rp ? dfc_value_str(rp, &rl) : NULL;
+    char ep[1100], shown[64];
+    bool ok = true;
+    if (rl > 1024 || (r && memchr(r, '\0', rl))) {
+        snprintf(shown, sizeof shown, "(%zu bytes, or a NUL)", rl);
+        r = shown;
+        ok = false;
+    } else if (rl) {
+        ok = dfc_replay_advert(L->endpoint, r, loop->cfg.replay_any_host, ep, sizeof ep) == 0;
+        if (ok)
+            r = ep;
+    } else {
+        r = NULL; /* "" or absent: the bridge has no replay */
+    }
+    if (!ok) {
+        STAT_ADD(loop, replay_refused, 1);
+        if (!L->replay_refused || strcmp(L->replay_refused, r) != 0) {
+            dfc_log(DFC_LOG_WARN,
+                    "%s: the heartbeat names replay endpoint %s, not on this bridge's host: "
+                    "not used (configure the replay endpoint, or set replay_any_host)",
+                    L->endpoint, r);
+            free(L->replay_refused);
+            L->replay_refused = strdup(r);
+        }
+        return;
+    }
+    if (!r != !L->replay || (r && strcmp(r, L->replay) != 0)) {
+        free(L->replay);
+        L->replay = r ? strdup(r) : NULL;
+        dfc_log(DFC_LOG_INFO, "%s: replay endpoint %s (from the heartbeat)", L->endpoint,
+                L->replay ? L->replay : "none");
+    }
+}
+
 /*  "_hb": {v, epoch, gseq, seqs{topic: seq}, ts, interval, replay}. */
 static void
 on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
@@ -272,20 +318,14 @@ on_heartbeat(dfc_loop_t *loop, link_t *L, const void *body, size_t len)
     STAT_ADD(loop, heartbeats, 1);
     L->hb_seen = true;
     L->hb_interval = interval;
-    if (!L->replay_cfg && (rp == NULL || dfc_value_type(rp) == DFC_STR)) {
-        size_t rl = 0;
-        const char *r = rp ? dfc_value_str(rp, &rl) : NULL;
-        if (rl == 0 || rl > 1024 || memchr(r, '\0', rl))
-            r = NULL;
-        if (!r != !L->replay || (r && strcmp(r, L->replay) != 0)) {
-            free(L->replay);
-            L->replay = r ? strdup(r) : NULL;
-            dfc_log(DFC_LOG_INFO, "%s: replay endpoint %s (from the heartbeat)", L->endpoint,
-                    L->replay ? L->replay : "none");
-        }
-    }
-    /* the last messages of each topic: a higher seq means we missed them */
-    for (size_t i = 0; dfc_value_type(seqs) == DFC_MAP && i < dfc_value_size(seqs); i++) {
+    if (!L->replay_cfg && (rp == NULL || dfc_value_type(rp) == DFC_STR))
+        learn_replay(loop, L, rp);
+    /* the last messages of each topic: a higher seq means we missed them. At
+       most GAP_TABLE_MAX topics (the table holds no more): gap_find is
+       linear, and a forged heartbeat of a million topics must not cost a
+       million table scans */
+    for (size_t i = 0;
+         dfc_value_type(seqs) == DFC_MAP && i < dfc_value_size(seqs) && i < GAP_TABLE_MAX; i++) {
         size_t tl;
         const char *t = dfc_value_str(dfc_value_key_at(seqs, i), &tl);
         uint64_t s;

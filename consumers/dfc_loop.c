@@ -92,6 +92,8 @@ dfc_loop_new(const dfc_config_t *cfg)
         c->replay_timeout_ms = DEFAULT_REPLAY_TIMEOUT_MS;
     if (c->max_held == 0)
         c->max_held = DEFAULT_MAX_HELD;
+    if (c->max_held_bytes == 0)
+        c->max_held_bytes = DEFAULT_MAX_HELD_BYTES;
     if (c->members > 1 && (c->member < 0 || c->member >= c->members)) {
         dfc_log(DFC_LOG_ERROR, "dfc_loop_new: member %d is not in 0..%d", c->member,
                 c->members - 1);
@@ -196,6 +198,7 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
         link_t *next = L->next;
         free(L->endpoint);
         free(L->replay);
+        free(L->replay_refused);
         dfc_fill_destroy(L);
         free(L->ranges);
         free(L);

@@ -22,6 +22,7 @@
 #define DEFAULT_REPLAY_TIMEOUT_MS 5000
 #define DEFAULT_DEDUPE 65536
 #define DEFAULT_MAX_HELD 10000
+#define DEFAULT_MAX_HELD_BYTES ((size_t)64 << 20)
 #define REPLAY_LIMIT 1000 /* the protocol's maximum per request */
 #define REPLAY_TRIES 3
 #define REPLAY_BACKOFF_MS 100 /* busy, io_error, internal: asked again after 100, then 200 ms */
@@ -130,7 +131,9 @@ typedef struct {
     X(held_dropped)                                                                                \
     X(alloc_failures)                                                                              \
     X(checkpoint_errors)                                                                           \
-    X(queue_waits)
+    X(queue_waits)                                                                                 \
+    X(replay_unexpected)                                                                           \
+    X(replay_refused)
 
 /*  The loop's counters: atomics, so that no thread takes a lock to count. */
 typedef struct {
@@ -176,6 +179,11 @@ typedef struct {
     char *dealer_ep;
     dfc_event_t **held; /* live events held meanwhile, gseq increasing */
     size_t nheld, held_cap;
+    size_t held_bytes;    /* their wire bytes (dfc_event_wire_size): <= max_held_bytes */
+    uint64_t answer_msgs; /* messages read for the request in flight (at most REPLAY_LIMIT
+                             are taken) */
+    bool answer_dropped;  /* ...of which some were dropped as unexpected: the end marker's
+                             claims (last_gseq) are not taken, the rest is asked again */
 } dfc_fill_t;
 
 /*  One bridge. endpoint and replay_cfg are set by connect (under mu);
@@ -202,6 +210,8 @@ typedef struct link {
                           ourselves at this time (0 = nothing pending); dfc_link.c */
     uint64_t hb_interval;
     bool hb_seen;
+    char *replay_refused; /* the last endpoint a heartbeat named and the rule refused (logged
+                             once per value) */
     struct link *next;
 } link_t;
 
@@ -274,6 +284,12 @@ int dfc_cmp_u64(const void *a, const void *b);
     (its "d" lines: skipped when replayed, so never counted lost). Takes
     wm_mu; 0 without a checkpoint. */
 uint64_t dfc_wm_done_in(dfc_loop_t *loop, const char *epoch, size_t el, uint64_t a, uint64_t b);
+/*  A checkpoint entry meets the bridge's head (the newest gseq it says it
+    published in that epoch): a watermark above it cannot be right (a file
+    edited or damaged, or a bridge whose journal lost its tail) and is not
+    used: false, the entry's handled gseqs forgotten; handled gseqs above it
+    are forgotten. Logged at ERROR. Under wm_mu. */
+bool dfc_wm_check_head(dfc_loop_t *loop, wm_t *w, uint64_t head);
 void dfc_wm_save(dfc_loop_t *loop);
 void dfc_wm_restore(dfc_loop_t *loop);
 /* dispatch */

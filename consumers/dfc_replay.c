@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <zmq.h>
 
@@ -76,11 +77,89 @@ dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, size
     return pos;
 }
 
+int
+dfc_replay_rcvhwm(size_t max_frame)
+{
+    size_t per = (max_frame ? max_frame : (size_t)16 << 20) + DFC_MAX_TOPIC;
+    size_t n = DFC_REPLAY_QUEUE_BYTES / per;
+    return n < 4 ? 4 : n > 256 ? 256 : (int)n;
+}
+
+/*  Splits "transport://host:port" (the host after a ';' source address,
+    brackets kept) into its parts; false when it has no "://". */
+static bool
+split_ep(const char *ep, const char **tr, size_t *trl, const char **host, size_t *hl,
+         const char **port)
+{
+    const char *sep = strstr(ep, "://");
+    if (!sep)
+        return false;
+    *tr = ep;
+    *trl = (size_t)(sep - ep);
+    const char *h = sep + 3, *semi = strchr(h, ';');
+    if (semi)
+        h = semi + 1;
+    const char *colon = strrchr(h, ':');
+    if (!colon || (strchr(h, ']') && colon < strchr(h, ']')))
+        colon = h + strlen(h);
+    *host = h;
+    *hl = (size_t)(colon - h);
+    *port = colon;
+    return true;
+}
+
+static bool
+wildcard_host(const char *h, size_t n)
+{
+    static const char *const w[] = {"*", "0.0.0.0", "::", "[::]", "[*]"};
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+        if (strlen(w[i]) == n && memcmp(w[i], h, n) == 0)
+            return true;
+    return false;
+}
+
+int
+dfc_replay_advert(const char *pub, const char *adv, bool any_host, char *out, size_t size)
+{
+    const char *ptr, *pho, *ppo, *atr, *aho, *apo;
+    size_t ptl, phl, atl, ahl;
+    if (any_host) {
+        if (strlen(adv) >= size)
+            return -1;
+        strcpy(out, adv);
+        return 0;
+    }
+    if (!split_ep(pub, &ptr, &ptl, &pho, &phl, &ppo) ||
+        !split_ep(adv, &atr, &atl, &aho, &ahl, &apo) || ptl != atl || memcmp(ptr, atr, ptl) != 0)
+        return -1; /* another transport (or not an endpoint) */
+    (void)ppo;
+    if (atl == 3 && memcmp(atr, "tcp", 3) == 0) {
+        if (strchr(adv + 6, ';'))
+            return -1; /* a source address of its own choosing */
+        bool wild = wildcard_host(aho, ahl);
+        if (!wild && (ahl != phl || strncasecmp(aho, pho, phl) != 0))
+            return -1;
+        /* tcp://<the bridge endpoint's host><the advertised :port> */
+        int n = snprintf(out, size, "tcp://%.*s%s", (int)phl, pho, apo);
+        return n < 0 || (size_t)n >= size ? -1 : 0;
+    }
+    if ((atl == 3 && memcmp(atr, "ipc", 3) == 0) || (atl == 6 && memcmp(atr, "inproc", 6) == 0)) {
+        if (strlen(adv) >= size)
+            return -1;
+        strcpy(out, adv); /* this machine / this process, like the bridge's */
+        return 0;
+    }
+    return -1;
+}
+
 void *
 dfc_replay_open(void *zctx, const char *endpoint, size_t max_frame)
 {
     void *d = zmq_socket(zctx, ZMQ_DEALER);
-    int linger = 0, hwm = 0; /* answers are bounded by the limit: never drop them */
+    /* a DEALER never drops what it receives: at the HWM libzmq stops reading
+       the connection, so a peer that sends more than asked is held back by
+       TCP instead of filling our memory */
+    int linger = 0, hwm = dfc_replay_rcvhwm(max_frame);
     int64_t maxsize = max_frame ? (int64_t)max_frame + DFC_MAX_TOPIC : -1;
     if (!d || zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger) ||
         zmq_setsockopt(d, ZMQ_RCVHWM, &hwm, sizeof hwm) ||

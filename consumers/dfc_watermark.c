@@ -134,6 +134,30 @@ done_upto(const wm_t *w, uint64_t g)
     return lo;
 }
 
+bool
+dfc_wm_check_head(dfc_loop_t *loop, wm_t *w, uint64_t head)
+{
+    if (w->gseq > head) {
+        dfc_log(DFC_LOG_ERROR,
+                "checkpoint: epoch %s: watermark %llu is beyond the bridge's head %llu: not "
+                "used (the epoch starts as without a checkpoint)",
+                w->epoch, (unsigned long long)w->gseq, (unsigned long long)head);
+        w->ndone = 0;
+        loop->ckpt_dirty = true;
+        return false;
+    }
+    size_t keep = done_upto(w, head);
+    if (keep < w->ndone) {
+        dfc_log(DFC_LOG_ERROR,
+                "checkpoint: epoch %s: %zu handled gseq(s) beyond the bridge's head %llu: not "
+                "used",
+                w->epoch, w->ndone - keep, (unsigned long long)head);
+        w->ndone = keep;
+        loop->ckpt_dirty = true;
+    }
+    return true;
+}
+
 uint64_t
 dfc_wm_done_in(dfc_loop_t *loop, const char *epoch, size_t el, uint64_t a, uint64_t b)
 {

@@ -216,12 +216,15 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
             while (!end && dfc_msg_read(d, parts, &np, &total) == 1) {
                 deadline = dfc_mono_ms() + 10000;
                 if (np == 2 && dfc_msg_is(&parts[0], "_end")) {
-                    end = true;
                     dfc_replay_end_t e;
                     int pr =
                         dfc_replay_end_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &e);
+                    end = pr != DFC_OK || (e.has_req && e.req == req);
                     more = e.more;
-                    if (pr != DFC_OK || e.impossible) {
+                    if (!end) {
+                        fprintf(stderr, "dftail: replay: dropped an end marker of req %llu\n",
+                                (unsigned long long)e.req);
+                    } else if (pr != DFC_OK || e.impossible) {
                         fprintf(stderr, "dftail: replay from gseq %llu: %s end marker\n",
                                 (unsigned long long)from,
                                 pr == DFC_EINVAL ? "malformed" : "impossible numbers in the");
@@ -385,10 +388,21 @@ main(int argc, char **argv)
                         size_t rl = 0;
                         const char *r =
                             dfc_value_str(dfc_value_find(dfc_doc_root(doc), "replay"), &rl);
-                        if (r && rl > 0 && rl < sizeof learnt)
-                            memcpy(learnt, r, rl);
-                        else
+                        char named[1024] = "";
+                        if (r && rl > 0 && rl < sizeof named && !memchr(r, '\0', rl))
+                            memcpy(named, r, rl);
+                        /* the library's rule: a forged heartbeat must not send us to
+                           another machine (dfc_config_t.replay_any_host) */
+                        if (!named[0]) {
                             snprintf(learnt, sizeof learnt, "-");
+                        } else if (dfc_replay_advert(endpoints[0], named, false, learnt,
+                                                     sizeof learnt) != 0) {
+                            fprintf(stderr,
+                                    "dftail: the heartbeat names replay endpoint %s, not on "
+                                    "the bridge's host: not used (give --replay)\n",
+                                    named);
+                            snprintf(learnt, sizeof learnt, "-");
+                        }
                         dfc_doc_destroy(&doc);
                     }
                 }

@@ -323,6 +323,17 @@ typedef struct {
     int dedupe_window;     /* (event id, type) keys remembered; 0 -> 65536; < 0 -> off */
     size_t max_held;       /* live messages held while a gap is filled; more are
                               dropped and fetched by replay; 0 -> 10000 */
+    size_t max_held_bytes; /* ...and at most this many bytes of them (topic + envelope as
+                              received); more are dropped and fetched by replay the same
+                              way; 0 -> 64 MiB */
+    /*  A replay endpoint learnt from a heartbeat is used only when none was
+        configured (dfc_loop_connect_replay) and, over tcp, only when its host
+        is the bridge endpoint's host (a wildcard host such as 0.0.0.0 is read
+        as that host); ipc and inproc ones only for a bridge of the same
+        transport. Any other is refused (replay_refused): a forged heartbeat
+        must not send the loop to another machine. true -> any endpoint a
+        heartbeat names is used (the pre-issue-9 behaviour). */
+    bool replay_any_host;
 } dfc_config_t;
 
 typedef struct dfc_loop dfc_loop_t;
@@ -384,6 +395,13 @@ typedef struct {
                                    logged */
     uint64_t queue_waits;       /* times the receiver found a job queue full and waited for
                                    room (back-pressure: the SUB socket then fills up) */
+    uint64_t replay_unexpected; /* messages from a replay endpoint that answer nothing asked:
+                                   no request in flight, an end marker of another req,
+                                   more messages than the request's limit, another epoch,
+                                   a gseq not above the last one taken or far beyond
+                                   anything known; dropped unread */
+    uint64_t replay_refused;    /* heartbeats naming a replay endpoint the rule of
+                                   replay_any_host refuses (the endpoint is not used) */
 } dfc_stats_t;
 
 /*  Numbers that cannot be right (consumers/README.md): such a message is

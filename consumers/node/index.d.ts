@@ -250,6 +250,12 @@ export interface DatafeedOptions {
   dedupeWindow?: number;
   /** default 10000 */
   maxHeld?: number;
+  /** Bytes (topic + envelope as received) of the live events held during a fill; beyond, they are
+      dropped and fetched by replay (held_dropped). Default 64 MiB. */
+  maxHeldBytes?: number;
+  /** Use any replay endpoint a heartbeat names; by default only one on the bridge endpoint's host
+      (tcp), or of the same transport (ipc, inproc), is used (others: replay_refused). */
+  replayAnyHost?: boolean;
 }
 
 /** The counters, named and meant exactly as the C dfc_stats_t. */
@@ -261,7 +267,7 @@ export interface Stats {
   heartbeats: number; replayed: number; gaps_filled: number; lost: number; duplicates: number;
   not_mine: number; reconnects: number; replay_requests: number; replay_errors: number; checkpoints: number;
   lag_ms: number; replay_stalls: number; held_dropped: number; alloc_failures: number;
-  checkpoint_errors: number; queue_waits: number;
+  checkpoint_errors: number; queue_waits: number; replay_unexpected: number; replay_refused: number;
 }
 
 export type CallbackName =

@@ -7,11 +7,14 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "fakebridge.h"
+
+#include <jansson.h>
 
 #include "dfc_internal.h"
 
@@ -497,6 +500,157 @@ test_max_held(void *zctx)
     CHECK_EQ(st.replayed, 6);
     CHECK_EQ(st.replay_requests, 1);
     fb_fini(&fb);
+}
+
+/* ------------------------------------------- a flooding replay endpoint */
+
+/*  The hostile replay endpoint: replay_flooder.py (shared with the Python and
+    Node tests), FLOOD_N messages of 1 MiB. */
+#define FLOOD_N 200
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool gate_shut;
+
+static void
+gate_hook(const who_t *w, uint64_t gseq, const char *stream)
+{
+    (void)w;
+    (void)stream;
+    pthread_mutex_lock(&gate_mu);
+    while (gseq == 1 && gate_shut)
+        pthread_cond_wait(&gate_cond, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+static long
+rss_kb(void)
+{
+    long pages = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f && fscanf(f, "%ld %ld", &pages, &res) != 2)
+        res = 0;
+    if (f)
+        fclose(f);
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/*  The last count the flood script printed, waiting at most ms for a new
+    line; -1 on EOF. */
+static long
+flood_progress(FILE *out, long last, int ms)
+{
+    int fd = fileno(out);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    fd_set rf;
+    FD_ZERO(&rf);
+    FD_SET(fd, &rf);
+    if (select(fd + 1, &rf, NULL, NULL, &tv) <= 0)
+        return last;
+    char line[64];
+    if (!fgets(line, sizeof line, out))
+        return -1;
+    return atol(line);
+}
+
+/*  A replay endpoint that floods while the loop cannot read (issue 9): the
+    one worker is held in the callback of gseq 1, the job queue (1) holds 2,
+    3 is lost by PUB and asked from the flooding endpoint, whose answer (3,
+    its end marker, then FLOOD_N x 1 MiB unsolicited) finds the receiver
+    waiting for room. The replay DEALER's RCVHWM is small and a DEALER does
+    not drop: libzmq stops reading the connection, the flooder cannot send
+    them all (TCP holds it back) and this process grows by far less than
+    FLOOD_N MiB (before issue 9: no HWM, all of it queued here). Then the
+    worker goes on: 1..4 handled once each, in order, nothing lost, the
+    FLOOD_N counted in replay_unexpected. */
+static void
+test_replay_flood(void *zctx)
+{
+    int in[2], out[2];
+    CHECK(pipe(in) == 0 && pipe(out) == 0);
+    char n_arg[16];
+    snprintf(n_arg, sizeof n_arg, "%d", FLOOD_N);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execl("/usr/bin/python3", "python3", DFC_TESTS_DIR "/replay_flooder.py", n_arg,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    FILE *to = fdopen(in[1], "w"), *from = fdopen(out[0], "r");
+    long port = flood_progress(from, 0, WAIT_MS);
+    CHECK(port > 0);
+    char rep[64];
+    snprintf(rep, sizeof rep, "tcp://127.0.0.1:%ld", port);
+
+    fb_t fb;
+    fb_init(&fb, zctx, "inproc://fl-pub", "inproc://fl-rep", "ep-fl", 0);
+    h_reset();
+    gate_shut = true;
+    hook = gate_hook;
+    cons_t c;
+    memset(&c, 0, sizeof c);
+    c.loop = dfc_loop_new(&(dfc_config_t){.workers = 1, .queue_size = 1, .zmq_ctx = zctx});
+    CHECK(c.loop != NULL);
+    c.w = (who_t){1, 'A'};
+    c.l = (dfc_listener_t){.name = "A", .ctx = &c.w, .on_message_sent = on_msg};
+    dfc_loop_subscribe(c.loop, &c.l);
+    CHECK_EQ(dfc_loop_connect_replay(c.loop, fb.pub_ep, rep), DFC_OK);
+    pthread_create(&c.th, NULL, cons_thread, &c);
+    CHECK(tu_wait_subscription(fb.xpub, WAIT_MS) == 0);
+
+    publish_live(&fb, 2); /* 1 held in its callback, 2 queued */
+    CHECK(WAIT_STAT(c.loop, received, 2));
+    uint64_t g3 = fb_message(&fb, "s1", NULL, false); /* lost by PUB */
+    fb_lock(&fb);
+    for (size_t i = 0; i < fb.j[g3 - 1].len; i++)
+        fprintf(to, "%02x", (unsigned char)fb.j[g3 - 1].body[i]);
+    fb_unlock(&fb);
+    fputc('\n', to);
+    fflush(to);
+    long before = rss_kb();
+    publish_live(&fb, 1); /* 4: the gap, a request to the flooder */
+    CHECK(WAIT_STAT(c.loop, replay_requests, 1));
+    int64_t end = tu_now_ms() + WAIT_MS;
+    while (!dfc_loop_receiver_waits(c.loop) && tu_now_ms() < end)
+        usleep(2000); /* the receiver's state is the signal */
+    CHECK(dfc_loop_receiver_waits(c.loop));
+    /* how far the flooder gets: no new line for 1 s = held back (bounded by
+       WAIT_MS in all) */
+    long sent = 0, next;
+    while (sent < FLOOD_N && tu_now_ms() < end && (next = flood_progress(from, sent, 1000)) > sent)
+        sent = next;
+    long grown = rss_kb() - before;
+    fprintf(stderr, "  replay_flood: the flooder sent %ld of %d, RSS grew %ld KiB\n", sent, FLOOD_N,
+            grown);
+    CHECK(sent < FLOOD_N / 2);
+    CHECK(grown < 64 * 1024);
+
+    pthread_mutex_lock(&gate_mu);
+    gate_shut = false;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_mu);
+    CHECK(h_wait(4));
+    CHECK(WAIT_STAT(c.loop, replay_unexpected, FLOOD_N));
+    dfc_stats_t st;
+    cons_stop(&c, &st);
+    check_sequence(1, 1, 4, "replay_flood");
+    CHECK_EQ(st.replay_unexpected, FLOOD_N);
+    CHECK_EQ(st.replayed, 1);
+    CHECK_EQ(st.lost, 0);
+    CHECK_EQ(st.bad_msgpack, 0);
+    fclose(to); /* the flooder exits */
+    fclose(from);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    fb_fini(&fb);
+    hook = NULL;
 }
 
 /* ---------------------------------------------------------------- gone */
@@ -1148,6 +1302,71 @@ test_ckpt_file(const char *dir)
     buf[got] = '\0';
     fclose(f);
     CHECK_STR(buf, "dfc-checkpoint 1\ne a 5\nd 8\nd 10\n");
+
+    /* hand-edited or damaged files (issue 9): a line over 190 bytes is
+       malformed (its rest must not read as another line), entries before kept */
+    f = fopen(path, "w");
+    fprintf(f, "dfc-checkpoint 1\ne a 7\nd %0190d\nd 9\n", 8);
+    fclose(f);
+    CHECK_EQ(dfc_ckpt_load(path, r, DFC_CKPT_MAX, &n), DFC_EINVAL);
+    CHECK(n == 1 && r[0].gseq == 7 && r[0].ndone == 0);
+    dfc_ckpt_entries_free(r, n);
+    /* an epoch of 128 bytes (127 is the most): malformed there */
+    f = fopen(path, "w");
+    fprintf(f, "dfc-checkpoint 1\ne %0127d 7\ne %0128d 3\n", 1, 2);
+    fclose(f);
+    CHECK_EQ(dfc_ckpt_load(path, r, DFC_CKPT_MAX, &n), DFC_EINVAL);
+    CHECK(n == 1 && r[0].gseq == 7 && strlen(r[0].epoch) == 127);
+    dfc_ckpt_entries_free(r, n);
+    /* a file bigger than any writer makes: read up to DFC_CKPT_FILE_MAX, then
+       malformed; what came before is kept, the d list stays at its bound */
+    f = fopen(path, "w");
+    fputs("dfc-checkpoint 1\ne a 7\n", f);
+    for (uint64_t g = 0; g < DFC_CKPT_FILE_MAX / 16 + 1000; g++) /* 16 bytes a line */
+        fprintf(f, "d %llu\n", (unsigned long long)(UINT64_C(1000000000000) + g));
+    fputs("e b 3\n", f);
+    fclose(f);
+    CHECK_EQ(dfc_ckpt_load(path, r, DFC_CKPT_MAX, &n), DFC_EINVAL);
+    CHECK(n == 1 && r[0].gseq == 7 && r[0].ndone == DFC_CKPT_DONE_MAX);
+    CHECK(n == 1 &&
+          r[0].done[DFC_CKPT_DONE_MAX - 1] == UINT64_C(1000000000000) + DFC_CKPT_DONE_MAX - 1);
+    dfc_ckpt_entries_free(r, n);
+    unlink(path);
+}
+
+/*  The rule for replay endpoints named by heartbeats (dfc_replay_advert). */
+static void
+test_replay_advert(void)
+{
+    json_error_t jerr;
+    json_t *doc = json_load_file(DFC_TESTS_DIR "/replay_advert.json", 0, &jerr);
+    CHECK(doc != NULL);
+    json_t *cases = json_object_get(doc, "cases"), *c;
+    size_t i;
+    CHECK(json_array_size(cases) >= 17);
+    json_array_foreach(cases, i, c)
+    {
+        const char *want = json_string_value(json_object_get(c, "want"));
+        char out[256] = "";
+        int rc = dfc_replay_advert(json_string_value(json_object_get(c, "pub")),
+                                   json_string_value(json_object_get(c, "adv")),
+                                   json_is_true(json_object_get(c, "any_host")), out, sizeof out);
+        if (want) {
+            CHECK_EQ(rc, 0);
+            CHECK_STR(out, want);
+        } else {
+            CHECK_EQ(rc, -1);
+        }
+    }
+    json_decref(doc);
+    char small[8];
+    CHECK_EQ(
+        dfc_replay_advert("tcp://127.0.0.1:1", "tcp://127.0.0.1:5557", false, small, sizeof small),
+        -1);
+    CHECK_EQ(dfc_replay_rcvhwm(0), 4);
+    CHECK_EQ(dfc_replay_rcvhwm((size_t)16 << 20), 4);
+    CHECK_EQ(dfc_replay_rcvhwm((size_t)1 << 20), 63);
+    CHECK_EQ(dfc_replay_rcvhwm(65536), 256);
 }
 
 int
@@ -1177,6 +1396,7 @@ main(int argc, char **argv)
         fflush(stdout);                                                                            \
     }
     RUN("ckpt_file", test_ckpt_file(dir));
+    RUN("replay_advert", test_replay_advert());
     RUN("gap_fill", test_gap_fill(zctx));
     RUN("gone", test_gone(zctx));
     RUN("mute", test_mute(zctx));
@@ -1185,6 +1405,7 @@ main(int argc, char **argv)
     RUN("absurd_heartbeat", test_absurd_heartbeat(zctx));
     RUN("absurd_end", test_absurd_end(zctx));
     RUN("max_held", test_max_held(zctx));
+    RUN("replay_flood", test_replay_flood(zctx));
     RUN("stall_more", test_stall(zctx, FB_END_STALL_MORE, "stall-more"));
     RUN("stall_gone", test_stall(zctx, FB_END_WALK_GONE, "stall-gone"));
     RUN("damaged", test_damaged(zctx));

@@ -166,6 +166,10 @@ set_options(dfc_config_t *cfg, json_t *opts)
             cfg->dedupe_window = (int)i;
         else if (strcmp(key, "max_held") == 0)
             cfg->max_held = (size_t)i;
+        else if (strcmp(key, "max_held_bytes") == 0)
+            cfg->max_held_bytes = (size_t)i;
+        else if (strcmp(key, "replay_any_host") == 0)
+            cfg->replay_any_host = json_is_true(val);
         else {
             fprintf(stderr, "adapter_c: unknown option %s\n", key);
             return -1;

@@ -7,7 +7,9 @@ section 9: requests by gseq (optionally `topics`) or by topic + seq, `limit`,
 `more`, the end marker's keys in contract order, the error codes with their
 fields. Faults are set by the script: a retention floor (`gone`), a damaged
 range, transient errors n times, a mute server, a closed gate that holds the
-answers, answers that never advance. Python 3 with Debian's pyzmq and msgpack.
+answers, answers that never advance, and hostile answers (`hostile`: more
+messages than the limit, junk around the right answer, a frame above the
+consumer's max_frame). Python 3 with Debian's pyzmq and msgpack.
 """
 
 import threading
@@ -64,6 +66,9 @@ class FakeBridge:
         self.gate_closed = False
         self.hold_computed = False
         self.end_fault, self.end_fault_n, self.end_last = None, 0, 0
+        # hostile answers for the next hostile_n requests: "ignore_limit" (every match, the
+        # request's limit ignored), "junk" (see _junk), "huge" (first a frame of huge_bytes)
+        self.hostile, self.hostile_n, self.huge_bytes = None, 0, 0
         self.subscriptions = 0  # subscription messages read from the XPUB
         self.stop = threading.Event()
         self.xpub = ctx.socket(zmq.XPUB)
@@ -208,7 +213,16 @@ class FakeBridge:
                         self.mu.wait(0.02)
                     if self.mute or self.stop.is_set():
                         continue
-                    for msg in answer or self._answer(req, len(body)):
+                    hostile = None
+                    if self.hostile and self.hostile_n > 0:
+                        self.hostile_n -= 1
+                        hostile = self.hostile
+                    msgs = answer or self._answer(req, len(body), ignore_limit=hostile == "ignore_limit")
+                    if hostile == "junk":
+                        msgs = self._junk(req, msgs)
+                    elif hostile == "huge":
+                        msgs = [[b"MESSAGESENT", b"\x00" * self.huge_bytes]] + msgs
+                    for msg in msgs:
                         try:
                             router.send_multipart([ident] + msg)
                         except zmq.ZMQError:
@@ -240,7 +254,34 @@ class FakeBridge:
                 end["lost_from"], end["lost_to"] = self.damaged
         return [b"_end", pack(end)]
 
-    def _answer(self, r, nframes):
+    def _junk(self, r, msgs):
+        """The right answer with junk around it, each piece something a consumer must
+        drop and count (replay_unexpected): an end marker of another req first, a
+        message of another epoch, one below the gseq asked, the first message twice,
+        one far beyond the head (2^21 above), then the right end marker; after it a
+        copy of the last message and the same end marker again (no request in flight
+        any more). 7 pieces; none may be handed out."""
+        req = r.get("req", 0) if isinstance(r, dict) else 0
+        frm = max(1, r.get("from_gseq", 1)) if isinstance(r, dict) else 1
+
+        def fake(gseq, epoch, ident):
+            ev = pack({"id": ident, "type": "MESSAGESENT"})
+            return [b"MESSAGESENT", envelope_bytes(1, gseq, epoch, ev)]
+        wrong = pack({"v": 1, "req": req + 1000, "status": "ok", "count": 0, "last_gseq": self.gseq,
+                      "more": False, "head_gseq": self.gseq, "oldest_gseq": 1, "epoch": self.epoch})
+        body, end = msgs[:-1], msgs[-1]
+        out = [[b"_end", wrong], fake(frm, "EVIL-" + self.epoch, "evil-epoch"),
+               fake(max(frm - 1, 1) if frm > 1 else 0, self.epoch, "evil-below")]
+        if body:
+            out += [body[0], body[0]] + body[1:]
+        out.append(fake(self.gseq + (1 << 21), self.epoch, "evil-far"))
+        out.append(end)
+        if body:
+            out.append(body[-1])
+        out.append(end)
+        return out
+
+    def _answer(self, r, nframes, ignore_limit=False):
         """The answer to one request (under mu): a list of frame lists."""
         req = r.get("req", 0) if isinstance(r, dict) else 0
         if not isinstance(req, int) or req < 0:
@@ -261,7 +302,7 @@ class FakeBridge:
         limit = r.get("limit", MAX_LIMIT)
         if not isinstance(limit, int) or limit <= 0:
             return [self._end(req, "bad_request", "limit must be a positive integer")]
-        limit = min(limit, MAX_LIMIT)
+        limit = min(limit, MAX_LIMIT) if not ignore_limit else float("inf")
         if by_topic:
             topic, frm = r.get("topic"), r.get("from_seq")
             if not isinstance(topic, str) or not isinstance(frm, int) or frm < 0:

@@ -346,6 +346,8 @@ class Run:
                 opts[k] = self.tmp
         cfg["bridges"] = []
         for b in self.sc["bridges"]:
+            if not b.get("connect", True):
+                continue  # only a replay ROUTER for heartbeats to name (forged_heartbeat)
             fb = self.bridges[b["name"]]
             cfg["bridges"].append({"endpoint": fb.pub_ep,
                                    "replay": fb.rep_ep if b.get("replay", "given") == "given" else None})
@@ -365,12 +367,15 @@ class Run:
         self.adapter = Adapter(self.adapters[lang], path, os.path.join(self.tmp, "adapter.log"),
                                self.lines, self.cond)
         self.adapter.wait(lambda: self.adapter.ready, self.t(10), "the ready line")
-        for name in self.bridges:
+        for name in self.connected():
             if not self.bridges[name].wait_subscription(self.t(10)):
                 raise Fail("no subscription from the adapter on %s" % name)
         time.sleep(0.05)  # the other subscriptions of the same SUB follow at once
         for fb in self.bridges.values():
             fb.drain_subscriptions()
+
+    def connected(self):
+        return [b["name"] for b in self.sc["bridges"] if b.get("connect", True)]
 
     # ------------------------------------------------------------ expecting
 
@@ -418,6 +423,8 @@ class Run:
                 ident = s.get("id") or self.next_id(bridge)
                 topic, ev = template_event(s.get("template", "message"), ident, stream=stream,
                                            user=s.get("user", 7), topic=s.get("topic"), event=s.get("event"))
+                if s.get("pad"):  # a big event: a "pad" string of that many bytes
+                    ev.append(("pad", "x" * s["pad"]))
                 self.publish_one(s, topic, pack_exact(ev), s.get("to", self.default_to))
         elif op == "publish_both":
             # the same event (same id and type) on several bridges at once: each listener must
@@ -442,7 +449,7 @@ class Run:
                     if s.get("forbid_subscription") and fb.subscriptions > subs:
                         raise Fail("the adapter subscribed again on %s while heartbeats flowed" % bridge)
                 subs = fb.subscriptions
-                fb.heartbeat(gseq=s.get("gseq"), seqs=s.get("seqs"))
+                fb.heartbeat(gseq=s.get("gseq"), seqs=s.get("seqs"), replay=self.named_replay(s))
         elif op == "raw":
             fb.raw(self.frames(s))
         elif op == "replay":
@@ -488,6 +495,15 @@ class Run:
             time.sleep(self.t(s["ms"] / 1000.0))
         else:
             raise Fail("script error: unknown op %r" % op)
+
+    def named_replay(self, s):
+        """A heartbeat's replay claim: `replay` as given, or `replay_of` (another fake bridge's
+        ROUTER) with its host replaced by `replay_host` (forged_heartbeat); None = the truth."""
+        if "replay_of" in s:
+            ep = self.bridges[s["replay_of"]].rep_ep  # tcp://127.0.0.1:PORT
+            port = ep[ep.rindex(":"):]
+            return "tcp://" + s.get("replay_host", "127.0.0.1") + port
+        return s.get("replay")
 
     def publish_keys(self, s):
         """Group partitioning: one event per key (a streamId, or an id when

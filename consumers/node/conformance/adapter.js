@@ -31,6 +31,7 @@ const NAMES = {
   rcvhwm: 'rcvhwm', max_frame: 'maxFrame', ordering: 'ordering', checkpoint_dir: 'checkpointDir', name: 'name',
   checkpoint_ms: 'checkpointMs', group: 'group', member: 'member', members: 'members', from_gseq: 'fromGseq',
   stale_ms: 'staleMs', replay_timeout_ms: 'replayTimeoutMs', dedupe_window: 'dedupeWindow', max_held: 'maxHeld',
+  max_held_bytes: 'maxHeldBytes', replay_any_host: 'replayAnyHost',
 };
 const options = {};
 for (const [k, v] of Object.entries(cfg.options || {})) {

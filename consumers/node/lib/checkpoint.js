@@ -13,6 +13,11 @@ const path = require('path');
 const CKPT_MAX = 16; // epochs kept
 const DONE_MAX = 65536; // done gseqs per epoch
 const EPOCH_MAX = 128;
+const LINE_MAX = 190; // bytes of a line before its LF (C: its fgets buffer)
+// The largest file a writer produces: 16 epochs x (an e line + 65536 d lines of
+// up to 20 digits) is about 24 MB. A loader reads at most this much: a longer
+// file is malformed from there on (the entries read before are kept).
+const FILE_MAX = 32 * 2 ** 20;
 
 function parseU64(s) {
   if (!/^[0-9]+$/.test(s)) return null;
@@ -27,19 +32,43 @@ function parseU64(s) {
  * bad line (ok false), as the C loader does.
  */
 function load(file) {
-  let text;
+  let data;
+  let fd = null;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    fd = fs.openSync(file, 'r');
+    const buf = Buffer.alloc(Math.min(FILE_MAX + 1, Math.max(0, fs.fstatSync(fd).size) + 1));
+    let n = 0;
+    while (n < buf.length) {
+      const r = fs.readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+    }
+    data = buf.subarray(0, n);
   } catch (e) {
     return { entries: [], ok: e.code === 'ENOENT' };
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
   }
-  const lines = text.split('\n');
+  const tooBig = data.length > FILE_MAX;
+  if (tooBig) data = data.subarray(0, data.lastIndexOf(0x0a, FILE_MAX - 1) + 1); // whole lines only
+  const raws = [];
+  for (let at = 0; at <= data.length;) {
+    let nl = data.indexOf(0x0a, at);
+    if (nl < 0) nl = data.length;
+    raws.push(data.subarray(at, nl));
+    at = nl + 1;
+  }
+  const lines = raws.map((b) => b.toString('utf8'));
   if (lines[0] !== 'dfc-checkpoint 1') return { entries: [], ok: false };
   const entries = [];
-  let ok = true;
+  let ok = !tooBig;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     if (line === '' && i === lines.length - 1) break;
+    if (raws[i].length > LINE_MAX) {
+      ok = false;
+      break;
+    }
     if (line.startsWith('d ') && entries.length > 0) {
       const g = parseU64(line.slice(2));
       if (g !== null) {

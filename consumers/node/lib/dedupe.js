@@ -3,7 +3,18 @@
 // plus one Set of ids per type), as dfc_delivery.c. Ids alone are not unique
 // (ROOMCREATED and USERJOINEDROOM of one action share one); events without a
 // string id are never deduplicated. Keys are kept whole (no hash, so no
-// collision) and never concatenated (no allocation per event).
+// collision) and never concatenated (no allocation per event). An id or type
+// longer than KEY_MAX characters is kept as its SHA-256 instead, so that the
+// window is bounded in bytes too, not only in count: a peer sending megabyte ids
+// must not make it grow.
+const crypto = require('crypto');
+
+const KEY_MAX = 256;
+
+function bounded(s) {
+  return s.length <= KEY_MAX ? s : `\0sha256:${crypto.createHash('sha256').update(s).digest('hex')}`;
+}
+
 
 class Dedupe {
   constructor(window) {
@@ -18,7 +29,8 @@ class Dedupe {
   /** True when (id, type) is in the window; else remembers it. */
   seen(id, type) {
     if (typeof id !== 'string' || this.window <= 0) return false;
-    const t = typeof type === 'string' ? type : '';
+    id = bounded(id);
+    const t = typeof type === 'string' ? bounded(type) : '';
     let set = this.byType.get(t);
     if (set === undefined) {
       set = new Set();

@@ -28,6 +28,9 @@ function newFill() {
   return {
     state: IDLE, target: 0, req: 0, tries: 0, stalls: 0, answerEvents: 0, deadline: 0,
     dealer: null, dealerEp: null, held: [],
+    heldBytes: 0, // sizes (as received) of the held events: <= maxHeldBytes
+    answerMsgs: 0, // messages read for the request in flight (REPLAY_LIMIT taken)
+    answerDropped: false, // ...some dropped as unexpected: its last_gseq is not believed
   };
 }
 
@@ -48,7 +51,9 @@ function dealerOpen(loop, L) {
   try {
     const d = new zmq.Dealer({
       linger: 0,
-      receiveHighWaterMark: 0, // answers are bounded by the limit: never drop them
+      // a DEALER never drops what it receives: at the HWM libzmq stops reading the
+      // connection, so a peer that sends more than asked is held back by TCP
+      receiveHighWaterMark: wire.replayRcvhwm(loop.cfg.maxFrame),
       maxMessageSize: loop.cfg.maxFrame + wire.MAX_TOPIC,
     });
     d.connect(L.replay);
@@ -67,6 +72,8 @@ function fillSend(loop, L, ctx) {
   const f = L.fill;
   f.state = WAITING;
   f.answerEvents = 0;
+  f.answerMsgs = 0;
+  f.answerDropped = false;
   f.deadline = now() + loop.cfg.replayTimeoutMs;
   if (!L.replay) {
     ctx.why = 'the bridge has no replay endpoint';
@@ -113,6 +120,7 @@ function fillGiveUp(loop, L, why) {
   f.state = IDLE;
   const held = f.held;
   f.held = [];
+  f.heldBytes = 0;
   for (const ev of held) {
     const g = ev.gseq;
     if (g > L.hw) {
@@ -137,16 +145,21 @@ function onAnswer(loop, L, end, ctx) {
   const progress = f.answerEvents > 0;
   if (progress) f.stalls = 0;
   if (end.ok) {
-    if (end.lastGseq > L.hw) { // what it sent and we could not use is lost
-      loop.stat.lost += lostIn(loop, L, L.hw, end.lastGseq);
-      L.hw = end.lastGseq;
+    let more = end.more;
+    if (end.lastGseq > L.hw) {
+      if (f.answerDropped) {
+        more = true; // it sent more than we took (replay_unexpected): ask for the rest
+      } else { // what it sent and we could not use is lost
+        loop.stat.lost += lostIn(loop, L, L.hw, end.lastGseq);
+        L.hw = end.lastGseq;
+      }
     }
-    if (end.more && !progress && ++f.stalls >= REPLAY_STALLS) {
+    if (more && !progress && ++f.stalls >= REPLAY_STALLS) {
       loop.stat.replay_stalls++;
       ctx.why = 'the replay answers make no progress';
       return ACT_GIVE_UP;
     }
-    if (end.more) {
+    if (more) {
       f.tries = 0;
       return ACT_SEND;
     }
@@ -242,6 +255,7 @@ function fillOn(loop, L, ev, arg, end) {
       break;
     case EV.STOP:
       f.held = []; // not handled: the checkpoint stays below them
+      f.heldBytes = 0;
       closeDealer(f);
       f.state = IDLE;
       break;
@@ -258,22 +272,40 @@ function fillOn(loop, L, ev, arg, end) {
   }
 }
 
-/** Keeps a live event until the fill ends (beyond maxHeld: left to replay). */
+/** Keeps a live event until the fill ends (beyond maxHeld events or
+    maxHeldBytes: counted in held_dropped and left to replay). */
 function fillHold(loop, L, ev) {
   const f = L.fill;
-  if (f.held.length >= loop.cfg.maxHeld) {
+  if (f.held.length >= loop.cfg.maxHeld || ev.size > loop.cfg.maxHeldBytes - f.heldBytes) {
     if (ev.gseq > f.target) f.target = ev.gseq;
     loop.stat.held_dropped++;
     return;
   }
   f.held.push(ev);
+  f.heldBytes += ev.size;
 }
 
+/** A message from the replay socket that answers nothing asked: dropped
+    unread, counted; the first since the last request sent logged at warn. */
+function unexpected(loop, L, why) {
+  const f = L.fill;
+  loop.stat.replay_unexpected++;
+  const first = !f.answerDropped; // reset by each request sent
+  f.answerDropped = true;
+  loop.log(first ? 'warn' : 'debug', `replay ${L.replay}: dropped a message: ${why}`);
+}
+
+/** One replayed message of the request in flight: taken only from the epoch
+    asked, with a gseq above the last one taken and at most GSEQ_AHEAD beyond
+    anything known on this link (dfc_fill.c on_replayed). */
 function onReplayed(loop, L, ev) {
   const f = L.fill;
   const g = ev.gseq;
+  const known = Math.max(L.liveLast, L.hw, L.seen, f.target);
+  if (!(L.hasEpoch && L.epoch === ev.epoch)) return unexpected(loop, L, 'another epoch');
+  if (g <= L.hw) return unexpected(loop, L, 'a gseq not above the last one taken');
+  if (g > known && g - known > wire.GSEQ_AHEAD) return unexpected(loop, L, 'a gseq far beyond anything known');
   f.deadline = now() + loop.cfg.replayTimeoutMs; // it is answering
-  if (f.state === IDLE || !(L.hasEpoch && L.epoch === ev.epoch) || g <= L.hw) return;
   if (g > L.hw + 1) loop.stat.lost += lostIn(loop, L, L.hw, g - 1); // the journal has a hole
   L.hw = g;
   if (g > L.seen) L.seen = g;
@@ -319,11 +351,12 @@ function parseEnd(body) {
 
 function onEnd(loop, L, body) {
   const end = parseEnd(body);
-  if (!end) {
-    loop.log('warn', `replay ${L.replay}: malformed end marker`);
-    return;
+  if (!end) return unexpected(loop, L, 'a malformed end marker');
+  if (L.fill.state !== ASKED || !end.hasReq || end.req !== L.fill.req) {
+    // no request in flight (a late answer never reaches us: a request given up
+    // closes its socket), or another req: not ours
+    return unexpected(loop, L, 'an end marker of no request in flight');
   }
-  if (!end.hasReq || end.req !== L.fill.req || L.fill.state === IDLE) return; // a request we gave up
   if (end.impossible) {
     loop._drop('bad_envelope', body.length);
     return;
@@ -337,6 +370,9 @@ function fillReceive(loop, L, frames) {
     onEnd(loop, L, frames[1]);
     return;
   }
+  const f = L.fill;
+  if (f.state !== ASKED) return unexpected(loop, L, 'no request in flight');
+  if (++f.answerMsgs > REPLAY_LIMIT) return unexpected(loop, L, "more messages than the request's limit");
   const m = wire.parseMessage(frames, loop.cfg.maxFrame);
   let status = m.status;
   if (status === wire.ST.OK && (m.seq > wire.SEQ_MAX || m.gseq > wire.SEQ_MAX)) status = wire.ST.BAD_ENVELOPE;

@@ -31,6 +31,7 @@ class Link {
     this.strikes = 0;
     this.hbInterval = 0;
     this.hbSeen = false;
+    this.replayRefused = null; // the last endpoint a heartbeat named and the rule refused
   }
 
   rangeAdd(lo, hi) {
@@ -105,6 +106,7 @@ function newEpoch(loop, L, epoch, head) {
   const ord = ordered(loop, L);
   let base = head;
   let w = loop.wm.file ? loop.wm.get(epoch, false) : null;
+  if (w && !loop.wm.checkHead(w, head)) w = null; // never trusted beyond what the bridge published
   if (w) {
     base = w.gseq;
   } else if (ord) {
@@ -158,6 +160,37 @@ function onLive(loop, L, m) {
   fillOn(loop, L, EV.MISSING, g - 1, null);
 }
 
+/** The replay endpoint a heartbeat names (rp: a string, or undefined), for a
+    link without a configured one: "" or absent = none; otherwise
+    wire.replayAdvert (replayAnyHost) decides. A refused one is counted on every
+    heartbeat, logged once per value, and changes nothing: a forged heartbeat
+    must not make the loop ask (and believe) another machine (dfc_link.c
+    learn_replay). */
+function learnReplay(loop, L, rp) {
+  let ep = null;
+  let shown = null;
+  if (typeof rp === 'string' && rp.length > 0) {
+    if (Buffer.byteLength(rp) > 1024 || rp.includes('\0')) {
+      shown = '(over 1024 bytes, or a NUL)';
+    } else {
+      shown = rp;
+      ep = wire.replayAdvert(L.endpoint, rp, loop.cfg.replayAnyHost);
+    }
+  }
+  if (shown !== null && ep === null) {
+    loop.stat.replay_refused++;
+    if (L.replayRefused !== shown) {
+      loop.log('warn', `${L.endpoint}: the heartbeat names replay endpoint ${shown}, not on this bridge's host: not used (configure the replay endpoint, or set replayAnyHost)`);
+      L.replayRefused = shown;
+    }
+    return;
+  }
+  if (ep !== L.replay) {
+    L.replay = ep;
+    loop.log('info', `${L.endpoint}: replay endpoint ${ep || 'none'} (from the heartbeat)`);
+  }
+}
+
 /** "_hb": {v, epoch, gseq, seqs{topic: seq}, ts, interval, replay}. */
 function onHeartbeat(loop, L, body) {
   let d;
@@ -192,14 +225,7 @@ function onHeartbeat(loop, L, body) {
   const interval = wire.asUint(root.interval);
   L.hbInterval = interval !== undefined && interval !== Infinity ? interval : 0;
   const rp = root.replay;
-  if (!L.replayCfg && (rp === undefined || typeof rp === 'string')) {
-    let r = typeof rp === 'string' ? rp : null;
-    if (r !== null && (r.length === 0 || Buffer.byteLength(r) > 1024 || r.includes('\0'))) r = null;
-    if (r !== L.replay) {
-      L.replay = r;
-      loop.log('info', `${L.endpoint}: replay endpoint ${r || 'none'} (from the heartbeat)`);
-    }
-  }
+  if (!L.replayCfg && (rp === undefined || typeof rp === 'string')) learnReplay(loop, L, rp);
   if (seqs) {
     for (const t of Object.keys(seqs)) {
       const s = wire.asUint(seqs[t]);

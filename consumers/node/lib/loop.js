@@ -22,7 +22,7 @@ const STATS_FIELDS = [
   'not_map', 'bad_version', 'bad_envelope', 'bad_event', 'unknown_type', 'reserved', 'gaps',
   'heartbeats', 'replayed', 'gaps_filled', 'lost', 'duplicates', 'not_mine', 'reconnects',
   'replay_requests', 'replay_errors', 'checkpoints', 'lag_ms', 'replay_stalls', 'held_dropped',
-  'alloc_failures', 'checkpoint_errors', 'queue_waits',
+  'alloc_failures', 'checkpoint_errors', 'queue_waits', 'replay_unexpected', 'replay_refused',
 ];
 
 const POLL_MS = 100;
@@ -71,7 +71,8 @@ function intOption(o, name, dflt, { min = -Infinity } = {}) {
 }
 
 const OPTIONS = new Set(['maxInFlight', 'queueSize', 'workers', 'rcvhwm', 'maxFrame', 'ordering', 'checkpointDir', 'name',
-  'checkpointMs', 'group', 'member', 'members', 'fromGseq', 'staleMs', 'replayTimeoutMs', 'dedupeWindow', 'maxHeld']);
+  'checkpointMs', 'group', 'member', 'members', 'fromGseq', 'staleMs', 'replayTimeoutMs', 'dedupeWindow', 'maxHeld',
+  'maxHeldBytes', 'replayAnyHost']);
 
 function config(o) {
   for (const k of Object.keys(o)) if (!OPTIONS.has(k)) throw new TypeError(`unknown option ${k}`);
@@ -91,6 +92,8 @@ function config(o) {
     replayTimeoutMs: intOption(o, 'replayTimeoutMs', 0) || 5000,
     dedupeWindow: intOption(o, 'dedupeWindow', 0),
     maxHeld: intOption(o, 'maxHeld', 0, { min: 0 }) || 10000,
+    maxHeldBytes: intOption(o, 'maxHeldBytes', 0, { min: 0 }) || 64 * 2 ** 20,
+    replayAnyHost: o.replayAnyHost === true,
     checkpointFile: null,
   };
   if (cfg.ordering !== 'concurrent' && cfg.ordering !== 'stream') throw new TypeError("option ordering: 'concurrent' or 'stream'");

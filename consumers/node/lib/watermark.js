@@ -67,6 +67,27 @@ class Watermarks {
 
   /** How many gseqs of the epoch in (a, b] the checkpoint recorded as handled
       (its "d" lines: skipped when replayed, so never counted lost). */
+  /** A checkpoint entry meets the bridge's head (the newest gseq it says it
+      published in that epoch): a watermark above it cannot be right (a file
+      edited or damaged, or a bridge whose journal lost its tail) and is not
+      used (false, its handled gseqs forgotten); handled gseqs above it are
+      forgotten. Logged at error (dfc_watermark.c dfc_wm_check_head). */
+  checkHead(w, head) {
+    if (w.gseq > head) {
+      this.log('error', `checkpoint: epoch ${w.epoch}: watermark ${w.gseq} is beyond the bridge's head ${head}: not used (the epoch starts as without a checkpoint)`);
+      w.done = [];
+      this.dirty = true;
+      return false;
+    }
+    const keep = upto(w.done, head);
+    if (keep < w.done.length) {
+      this.log('error', `checkpoint: epoch ${w.epoch}: ${w.done.length - keep} handled gseq(s) beyond the bridge's head ${head}: not used`);
+      w.done = w.done.slice(0, keep);
+      this.dirty = true;
+    }
+    return true;
+  }
+
   doneIn(epoch, a, b) {
     const w = this.wms.get(epoch);
     if (!w || w.done.length === 0 || b <= a) return 0;

@@ -269,6 +269,49 @@ function framesCheck(frames) {
  * {status} (a counter name, see ST). seq/gseq are numbers (Infinity above
  * 2^53-1), ts a number, bot a BigInt.
  */
+const REPLAY_QUEUE_BYTES = 64 << 20;
+
+/** The replay DEALER's receiveHighWaterMark (dfc_replay_rcvhwm): REPLAY_QUEUE_BYTES /
+    maxFrame within 4..256 messages, so that libzmq queues at most about
+    max(64 MiB, 4 x maxFrame) for it; a peer that sends more is held back by TCP. */
+function replayRcvhwm(maxFrame) {
+  const n = Math.floor(REPLAY_QUEUE_BYTES / ((maxFrame || DEFAULT_MAX_FRAME) + MAX_TOPIC));
+  return Math.max(4, Math.min(256, n));
+}
+
+const WILDCARD_HOSTS = new Set(['*', '0.0.0.0', '::', '[::]', '[*]']);
+
+/** "transport://host:port" -> [transport, host, ":port"] (the host after a ';'
+    source address), or null when there is no "://". */
+function splitEp(ep) {
+  const i = ep.indexOf('://');
+  if (i < 0) return null;
+  const rest = ep.slice(i + 3);
+  const semi = rest.indexOf(';');
+  const h = semi >= 0 ? rest.slice(semi + 1) : rest;
+  let colon = h.lastIndexOf(':');
+  if (colon < 0 || (h.includes(']') && colon < h.indexOf(']'))) colon = h.length;
+  return [ep.slice(0, i), h.slice(0, colon), h.slice(colon)];
+}
+
+/** The rule for a replay endpoint a heartbeat names (dfc_replay_advert): over tcp
+    the host must be the bridge endpoint's (without case; a wildcard host is
+    replaced by it), ipc and inproc need a bridge of the same transport; anyHost
+    takes it as it is. Returns the endpoint to use, or null when refused. */
+function replayAdvert(pub, adv, anyHost) {
+  if (anyHost) return adv;
+  const p = splitEp(pub);
+  const a = splitEp(adv);
+  if (!p || !a || p[0] !== a[0]) return null;
+  if (a[0] === 'tcp') {
+    if (adv.slice(6).includes(';')) return null; // a source address of its own choosing
+    if (!WILDCARD_HOSTS.has(a[1]) && a[1].toLowerCase() !== p[1].toLowerCase()) return null;
+    return `tcp://${p[1]}${a[2]}`;
+  }
+  if (a[0] === 'ipc' || a[0] === 'inproc') return adv;
+  return null;
+}
+
 function parseMessage(frames, maxFrame) {
   if (!framesCheck(frames)) return { status: ST.BAD_FRAMES };
   const body = frames[1];
@@ -301,10 +344,12 @@ function parseMessage(frames, maxFrame) {
     topic: frames[0].toString('utf8'),
     topicBytes: frames[0],
     seq, gseq, epoch, ts, bot, event, body, root,
+    size: frames[0].length + body.length, // as received: what maxHeldBytes counts
   };
 }
 
 module.exports = {
   WIRE_VERSION, MAX_TOPIC, MAX_DEPTH, EPOCH_BYTES, SEQ_MAX, GSEQ_AHEAD, DEFAULT_MAX_FRAME,
   ST, WireError, scan, decode, encode, isMap, asUint, asInt64, framesCheck, parseMessage,
+  replayRcvhwm, replayAdvert,
 };

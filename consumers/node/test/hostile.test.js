@@ -105,3 +105,77 @@ test('a C-written and a JS-written envelope with every int width arrive exact', 
   assert.equal(m.f, 1.5);
   b.close();
 });
+
+// A flooding replay endpoint (issue 9), as consumer_delivery's replay_flood and
+// python_hostile: consumers/tests/replay_flooder.py answers the request with the
+// one event asked for, its end marker and 200 unsolicited messages of 1 MiB
+// while the loop cannot read (callbacks of 1 and 3 held, maxInFlight 2). The
+// replay DEALER's receiveHighWaterMark is small and a DEALER does not drop:
+// libzmq stops reading the connection, the flooder gets few out and this
+// process grows by far less than 200 MiB. Then every event is handled once,
+// the 200 counted in replay_unexpected.
+test('a flooding replay endpoint is held back by TCP, its flood dropped and counted', async () => {
+  const { spawn } = require('child_process');
+  const path = require('path');
+  const FLOOD_N = 200;
+  const fl = spawn('/usr/bin/python3', [path.join(__dirname, '..', '..', 'tests', 'replay_flooder.py'), String(FLOOD_N)],
+    { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = [];
+  let lastAt = Date.now();
+  let buf = '';
+  fl.stdout.on('data', (d) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(Number(buf.slice(0, i)));
+      buf = buf.slice(i + 1);
+      lastAt = Date.now();
+    }
+  });
+  const exited = new Promise((r) => fl.on('exit', (code) => r(code)));
+  try {
+    await until(() => lines.length >= 1, 10000, 'the flooder port');
+    const rep = `tcp://127.0.0.1:${lines[0]}`;
+    const b = await new FakeBridge({ replay: false }).open();
+    let open;
+    const gate = new Promise((r) => { open = r; });
+    const h = harness(DatafeedLoop, {
+      bridges: [], options: { maxInFlight: 2 },
+      listeners: [{ name: 'A', accept: 'all', cb: (rec) => (rec.gseq === 1 || rec.gseq === 3 ? gate : undefined) }],
+    });
+    h.loop.connect(b.endpoint, rep);
+    await b.waitSubscribed();
+    await b.publish('MESSAGESENT', msgEvent('f1'));
+    await b.publish('MESSAGESENT', msgEvent('f2'));
+    await until(() => h.got.length >= 2, 5000, '1 and 2');
+    await b.publish('MESSAGESENT', msgEvent('f3'), { lose: true }); // asked from the flooder
+    fl.stdin.write(`${b.journal[2].frames[1].toString('hex')}\n`);
+    global.gc && global.gc();
+    const before = process.memoryUsage().rss;
+    await b.publish('MESSAGESENT', msgEvent('f4'));
+    await until(() => h.loop.stats().queue_waits >= 1 && h.got.length >= 3, 10000, 'the reader waiting');
+    // how far the flooder gets: no new line for 1 s = held back (20 s at most)
+    const end = Date.now() + 20000;
+    lastAt = Date.now();
+    while (lines.length - 1 < FLOOD_N && Date.now() < end && Date.now() - lastAt < 1000) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const sent = lines.length - 1;
+    const grown = Math.round((process.memoryUsage().rss - before) / 1024);
+    process.stderr.write(`  replay_flood: the flooder sent ${sent} of ${FLOOD_N}, RSS grew ${grown} KiB\n`);
+    assert.ok(sent < FLOOD_N / 2, `the flooder sent ${sent}`);
+    assert.ok(grown < 64 * 1024, `RSS grew ${grown} KiB`);
+    open();
+    await until(() => h.got.length >= 4, 5000, '4 events');
+    await until(() => h.loop.stats().replay_unexpected >= FLOOD_N, 20000, 'the flood read and dropped');
+    await h.loop.stop();
+    await h.running;
+    const st = h.loop.stats();
+    assert.deepEqual(h.gseqs().sort((x, y) => x - y), [1, 2, 3, 4]);
+    assert.deepEqual([st.replay_unexpected, st.replayed, st.lost, st.bad_msgpack], [FLOOD_N, 1, 0, 0]);
+    b.close();
+  } finally {
+    fl.stdin.end();
+    assert.equal(await exited, 0);
+  }
+});

@@ -132,3 +132,67 @@ test('dedupe window: (id, type) keys, eviction of the oldest, no id never dedupl
   assert.deepEqual(r, [false, false, true, false, false, false, true, false, false, false, false]);
   assert.equal(new Dedupe(0).seen('a', 'X'), false);
 });
+
+test('checkpoint: truncated, damaged or hand-edited files are cut, never trusted (issue 9)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dfc-ckpt-hostile-'));
+  const file = path.join(dir, 'w.ckpt');
+  try {
+    // a line over 190 bytes: malformed from there, what came before kept
+    fs.writeFileSync(file, `dfc-checkpoint 1\ne a 7\nd ${'0'.repeat(189)}8\nd 9\n`);
+    assert.deepEqual(ckpt.load(file), { entries: [{ epoch: 'a', gseq: 7, done: [] }], ok: false });
+    // an epoch of 128 bytes
+    fs.writeFileSync(file, `dfc-checkpoint 1\ne a 7\ne ${'x'.repeat(128)} 3\n`);
+    assert.deepEqual(ckpt.load(file), { entries: [{ epoch: 'a', gseq: 7, done: [] }], ok: false });
+    // bigger than any writer makes (~24 MB): read up to 32 MiB, then malformed; d list bounded
+    const fd = fs.openSync(file, 'w');
+    fs.writeSync(fd, 'dfc-checkpoint 1\ne a 7\n');
+    const n = Math.floor((32 * 2 ** 20) / 19) + 1000; // 19 bytes a line (exact Numbers: below 2^53)
+    const base = 1e15;
+    for (let at = 0; at < n; at += 65536) {
+      let chunk = '';
+      for (let g = at; g < Math.min(n, at + 65536); g++) chunk += `d ${base + g}\n`;
+      fs.writeSync(fd, chunk);
+    }
+    fs.writeSync(fd, 'e b 3\n');
+    fs.closeSync(fd);
+    const r = ckpt.load(file);
+    assert.equal(r.ok, false);
+    assert.equal(r.entries.length, 1);
+    assert.equal(r.entries[0].epoch, 'a');
+    assert.equal(r.entries[0].done.length, 65536);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a watermark beyond the bridge head is not trusted; handled gseqs beyond it forgotten', () => {
+  const { Watermarks } = require('../lib/watermark');
+  const logs = [];
+  const wm = new Watermarks('/nonexistent/w.ckpt', (lvl, m) => logs.push([lvl, m]));
+  const w = wm.get('E', true);
+  w.gseq = Infinity; // what the loader makes of a number above 2^53
+  w.done = [Infinity];
+  assert.equal(wm.checkHead(w, 5), false);
+  assert.deepEqual(w.done, []);
+  w.gseq = 3;
+  w.done = [4, 9];
+  assert.equal(wm.checkHead(w, 5), true);
+  assert.deepEqual(w.done, [4]);
+  assert.equal(logs.filter(([lvl]) => lvl === 'error').length, 2);
+});
+
+test('dedupe: ids over 256 characters are kept as SHA-256 (bounded in bytes)', () => {
+  const { Dedupe } = require('../lib/dedupe');
+  const d = new Dedupe(2);
+  assert.equal(d.seen('x'.repeat(1e6), 'T'), false);
+  assert.equal(d.seen('x'.repeat(1e6), 'T'), true);
+  assert.equal(d.seen(`${'x'.repeat(999999)}y`, 'T'), false);
+  assert.ok(d.ids.every((k) => k === undefined || k.length < 300));
+});
+
+test('the heartbeat replay endpoint rule: the table all three libraries check', () => {
+  const { cases } = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'tests', 'replay_advert.json'), 'utf8'));
+  assert.ok(cases.length >= 17);
+  for (const c of cases) assert.equal(wire.replayAdvert(c.pub, c.adv, c.any_host), c.want, JSON.stringify(c));
+  assert.deepEqual([0, 16 << 20, 1 << 20, 65536].map(wire.replayRcvhwm), [4, 4, 63, 256]);
+});

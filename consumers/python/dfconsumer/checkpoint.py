@@ -15,6 +15,11 @@ log = logging.getLogger("dfconsumer")
 CKPT_MAX = 16          # epochs kept (the newest)
 CKPT_DONE_MAX = 65536  # "d" lines per epoch
 EPOCH_MAX = 128
+LINE_MAX = 190         # bytes of a line before its LF (C: its fgets buffer)
+# The largest file a writer produces: 16 epochs x (an e line + 65536 d lines of up to
+# 20 digits) is about 24 MB. A loader reads at most this much: a longer file is
+# malformed from there on (the entries read before are kept), never read whole.
+FILE_MAX = 32 << 20
 HEADER = "dfc-checkpoint 1\n"
 
 
@@ -48,21 +53,27 @@ def load(path, max_entries=CKPT_MAX):
     one keeps the entries read before the bad line and returns ok False (like C)."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(FILE_MAX + 1)
     except FileNotFoundError:
         return [], True
     except OSError as e:
         log.error("checkpoint %s: %s", path, e)
         return [], False
-    lines = data.decode("utf-8", "surrogateescape").split("\n")
+    too_big = len(data) > FILE_MAX
+    if too_big:
+        data = data[:data.rfind(b"\n", 0, FILE_MAX) + 1]  # whole lines only
+    raw_lines = data.split(b"\n")
     if not data.endswith(b"\n"):
         pass  # the last line has no newline: C's fgets reads it the same way
     else:
-        lines.pop()
+        raw_lines.pop()
     out = []
-    if not lines or lines[0] + "\n" != HEADER:
+    if not raw_lines or raw_lines[0] + b"\n" != HEADER.encode():
         return out, False
-    for line in lines[1:]:
+    for raw in raw_lines[1:]:
+        if len(raw) > LINE_MAX:
+            return out, False
+        line = raw.decode("utf-8", "surrogateescape")
         try:
             if line.startswith("d ") and out:
                 g = _u64(line[2:])
@@ -82,6 +93,9 @@ def load(path, max_entries=CKPT_MAX):
         if len(out) == max_entries:
             out.pop(0)  # keep the newest
         out.append(Entry(epoch, g))
+    if too_big:
+        log.error("checkpoint %s: over %d bytes: the rest is not read", path, FILE_MAX)
+        return out, False
     return out, True
 
 

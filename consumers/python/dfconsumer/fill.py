@@ -49,6 +49,9 @@ class Fill:
         self.dealer_sync = None
         self.dealer_ep = None
         self.held = []         # live envelopes held meanwhile, gseq increasing
+        self.held_bytes = 0    # their sizes as received: <= max_held_bytes
+        self.answer_msgs = 0   # messages read for the request in flight (REPLAY_LIMIT taken)
+        self.answer_dropped = False  # ...some dropped as unexpected: last_gseq not believed
 
     def busy(self):
         return self.state != IDLE
@@ -70,7 +73,9 @@ class Fill:
         try:
             d = self.loop.zctx.socket(zmq.DEALER)
             d.setsockopt(zmq.LINGER, 0)
-            d.setsockopt(zmq.RCVHWM, 0)  # answers are bounded by the limit: never drop them
+            # a DEALER never drops what it receives: at the HWM libzmq stops reading the
+            # connection, so a peer that sends more than asked is held back by TCP
+            d.setsockopt(zmq.RCVHWM, wire.replay_rcvhwm(self.loop.max_frame))
             d.setsockopt(zmq.MAXMSGSIZE, self.loop.max_frame + wire.MAX_TOPIC)
             d.connect(L.replay)
         except zmq.ZMQError as e:
@@ -92,6 +97,8 @@ class Fill:
         L, loop = self.link, self.loop
         self.state = WAITING
         self.answer_events = 0
+        self.answer_msgs = 0
+        self.answer_dropped = False
         self.deadline = mono_ms() + loop.replay_timeout_ms
         if not L.replay:
             # a heartbeat said the bridge has no replay: nothing to wait for; else the
@@ -135,6 +142,7 @@ class Fill:
             self.target = proof + wire.GSEQ_AHEAD
         self.state = IDLE
         held, self.held = self.held, []
+        self.held_bytes = 0
         held.sort(key=lambda e: e.gseq)
         first = L.hw + 1
         lost = 0
@@ -161,15 +169,21 @@ class Fill:
         if progress:
             self.stalls = 0
         if end.ok:
-            if end.last_gseq > L.hw:  # what it sent and we could not use is lost
-                st["lost"] += self._lost_in(L.hw, end.last_gseq)
-                L.hw = end.last_gseq
-            if end.more and not progress:
+            more = end.more
+            if end.last_gseq > L.hw:
+                if self.answer_dropped:
+                    # it sent more than we took (replay_unexpected): ask for the rest
+                    # rather than believe its last_gseq
+                    more = True
+                else:  # what it sent and we could not use is lost
+                    st["lost"] += self._lost_in(L.hw, end.last_gseq)
+                    L.hw = end.last_gseq
+            if more and not progress:
                 self.stalls += 1
                 if self.stalls >= REPLAY_STALLS:
                     st["replay_stalls"] += 1
                     return ACT_GIVE_UP, "the replay answers make no progress"
-            if end.more:
+            if more:
                 self.tries = 0
                 return ACT_SEND, ""
             # the answer runs to the journal's head: a target above both the head and
@@ -264,6 +278,7 @@ class Fill:
         elif ev == EV_STOP:
             # held events are not handled: the checkpoint stays below them
             self.held = []
+            self.held_bytes = 0
             self.close_dealer()
             self.state = IDLE
         while act != ACT_NONE:
@@ -274,23 +289,42 @@ class Fill:
                 act = ACT_NONE
 
     def hold(self, env):
-        """Keeps a live event until the fill ends (beyond max_held: counted in
-        held_dropped and left to replay)."""
-        if len(self.held) >= self.loop.max_held:
+        """Keeps a live event until the fill ends (beyond max_held events or
+        max_held_bytes: counted in held_dropped and left to replay)."""
+        lp = self.loop
+        if len(self.held) >= lp.max_held or env.size > lp.max_held_bytes - self.held_bytes:
             if env.gseq > self.target:
                 self.target = env.gseq
-            self.loop.counters["held_dropped"] += 1
+            lp.counters["held_dropped"] += 1
             return
         self.held.append(env)
+        self.held_bytes += env.size
 
     # ----------------------------------------------------------- reading
 
+    def _unexpected(self, why):
+        """A message from the replay socket that answers nothing asked: dropped unread,
+        counted; the first since the last request sent logged at WARNING."""
+        self.loop.counters["replay_unexpected"] += 1
+        first = not self.answer_dropped  # reset by each request sent
+        self.answer_dropped = True
+        log.log(logging.WARNING if first else logging.DEBUG, "replay %s: dropped a message: %s",
+                self.link.replay, why)
+
     def _on_replayed(self, env):
+        """One replayed message of the request in flight: taken only from the epoch
+        asked, with a gseq above the last one taken and at most GSEQ_AHEAD beyond
+        anything known on this link (dfc_fill.c on_replayed)."""
         L, st = self.link, self.loop.counters
         g = env.gseq
+        known = max(L.live_last, L.hw, L.seen, self.target)
+        if not L.same_epoch(env.epoch):
+            return self._unexpected("another epoch")
+        if g <= L.hw:
+            return self._unexpected("a gseq not above the last one taken")
+        if g > known and g - known > wire.GSEQ_AHEAD:
+            return self._unexpected("a gseq far beyond anything known")
         self.deadline = mono_ms() + self.loop.replay_timeout_ms  # it is answering
-        if self.state == IDLE or not L.same_epoch(env.epoch) or g <= L.hw:
-            return
         if g > L.hw + 1:
             st["lost"] += self._lost_in(L.hw, g - 1)  # the journal has a hole
         L.hw = g
@@ -306,10 +340,11 @@ class Fill:
     def _on_end(self, body):
         end = wire.parse_end(body)
         if end is None:
-            log.warning("replay %s: malformed end marker", self.link.replay)
-            return
-        if not end.has_req or end.req != self.req or self.state == IDLE:
-            return  # an answer to a request we gave up
+            return self._unexpected("a malformed end marker")
+        if self.state != ASKED or not end.has_req or end.req != self.req:
+            # no request in flight (a late answer never reaches us: a request given up
+            # closes its socket), or another req: not ours
+            return self._unexpected("an end marker of no request in flight")
         if end.impossible:
             self.loop.drop(wire.BAD_ENVELOPE, len(body))
             return
@@ -320,6 +355,11 @@ class Fill:
         if len(frames) == 2 and frames[0] == b"_end":
             self._on_end(frames[1])
             return
+        if self.state != ASKED:
+            return self._unexpected("no request in flight")
+        self.answer_msgs += 1
+        if self.answer_msgs > wire.REPLAY_LIMIT:
+            return self._unexpected("more messages than the request's limit")
         total = sum(len(f) for f in frames)
         if len(frames) != 2:
             self.loop.drop(wire.BAD_FRAMES, total)

@@ -27,10 +27,15 @@ _RCVMORE = int(zmq.RCVMORE)
 
 def recv_frames(s):
     """One whole multipart message without waiting (zmq.Again when none): pyzmq's
-    recv_multipart with plain ints instead of its enum conversions (~30% faster)."""
+    recv_multipart with plain ints instead of its enum conversions (~30% faster).
+    At most 3 frames are kept (a message of more is malformed either way, as in
+    dfc_msg_read): a peer sending one message of a million frames must not become a
+    list of a million objects here."""
     frames = [s.recv(_NOBLOCK)]
     while s.get(_RCVMORE):
-        frames.append(s.recv(_NOBLOCK))
+        f = s.recv(_NOBLOCK)
+        if len(frames) < 3:
+            frames.append(f)
     return frames
 
 
@@ -55,6 +60,7 @@ class Link:
         self.relink_at = 0   # disconnected and libzmq is not reconnecting: connect again then
         self.hb_interval = 0
         self.hb_seen = False
+        self.replay_refused = None  # the last endpoint a heartbeat named and the rule refused
         self.task = None
         self.polling = False
 
@@ -127,6 +133,8 @@ class Link:
         ordered = self.ordered()
         base = head
         w = lp.wm.get(epoch, False) if lp.wm.path is not None else None
+        if w is not None and not lp.wm.check_head(w, head):
+            w = None  # never trusted beyond what the bridge published
         if w is not None:
             base = w.gseq
         elif ordered:
@@ -192,6 +200,33 @@ class Link:
         f.hold(env)
         f.on(fillmod.EV_MISSING, g - 1)
 
+    def learn_replay(self, hb):
+        """The replay endpoint a heartbeat names, for a link without a configured one:
+        "" or absent = none; otherwise wire.replay_advert (replay_any_host) decides. A
+        refused one is counted on every heartbeat, logged once per value, and changes
+        nothing: a forged heartbeat must not make the loop ask (and believe) another
+        machine (dfc_link.c learn_replay)."""
+        lp = self.loop
+        if hb.replay_bad:
+            ep, shown = None, "(over 1024 bytes, or a NUL)"
+        elif hb.replay:
+            ep = wire.replay_advert(self.endpoint, hb.replay, lp.replay_any_host)
+            shown = hb.replay
+        else:
+            ep = shown = None  # the bridge has no replay
+        if shown is not None and ep is None:
+            lp.counters["replay_refused"] += 1
+            if self.replay_refused != shown:
+                log.warning("%s: the heartbeat names replay endpoint %s, not on this bridge's "
+                            "host: not used (configure the replay endpoint, or set "
+                            "replay_any_host)", self.endpoint, shown)
+                self.replay_refused = shown
+            return
+        if ep != self.replay:
+            self.replay = ep
+            log.info("%s: replay endpoint %s (from the heartbeat)", self.endpoint,
+                     self.replay or "none")
+
     def on_heartbeat(self, body):
         hb, st = wire.parse_heartbeat(body)
         if hb is None:
@@ -201,10 +236,8 @@ class Link:
         lp.counters["heartbeats"] += 1
         self.hb_seen = True
         self.hb_interval = hb.interval
-        if not self.replay_cfg and hb.has_replay and hb.replay != self.replay:
-            self.replay = hb.replay
-            log.info("%s: replay endpoint %s (from the heartbeat)", self.endpoint,
-                     self.replay or "none")
+        if not self.replay_cfg and hb.has_replay:
+            self.learn_replay(hb)
         # the last messages of each topic: a higher seq means we missed them
         for t, s in hb.seqs:
             self.count_gap(hb.epoch, t, s, True)

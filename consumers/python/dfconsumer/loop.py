@@ -31,7 +31,7 @@ STATS_FIELDS = (
     "not_map", "bad_version", "bad_envelope", "bad_event", "unknown_type", "reserved", "gaps",
     "heartbeats", "replayed", "gaps_filled", "lost", "duplicates", "not_mine", "reconnects",
     "replay_requests", "replay_errors", "checkpoints", "lag_ms", "replay_stalls", "held_dropped",
-    "alloc_failures", "checkpoint_errors", "queue_waits",
+    "alloc_failures", "checkpoint_errors", "queue_waits", "replay_unexpected", "replay_refused",
 )
 
 # The options, their C dfc_config_t names and defaults (0 in C means "default").
@@ -51,6 +51,8 @@ DEFAULTS = {
     "replay_timeout_ms": 5000,
     "dedupe_window": 65536,
     "max_held": 10000,
+    "max_held_bytes": 64 << 20,  # bytes (as received) of the held events
+    "replay_any_host": False,    # True: any replay endpoint a heartbeat names is used
     "workers": None,         # accepted for C configs; asyncio has no worker threads
     "zmq_ctx": None,
     "bot_id": None,          # the bot's user id for is_accepting_event; None: the envelope's bot
@@ -119,6 +121,9 @@ class DatafeedLoop:
         self.replay_timeout_ms = (int(o["replay_timeout_ms"]) if o["replay_timeout_ms"] > 0
                                   else 5000)
         self.max_held = int(o["max_held"]) if o["max_held"] > 0 else 10000
+        self.max_held_bytes = (int(o["max_held_bytes"]) if o["max_held_bytes"] > 0
+                               else 64 << 20)
+        self.replay_any_host = bool(o["replay_any_host"])
         self.stale_ms = int(o["stale_ms"])
         self.from_gseq = int(o["from_gseq"])
         self.member, self.members = int(o["member"]), int(o["members"])

@@ -71,6 +71,27 @@ class Watermarks:
         w = self.wms.get(epoch)
         return w is not None and gseq in w.done_set
 
+    def check_head(self, w, head):
+        """A checkpoint entry meets the bridge's head (the newest gseq it says it
+        published in that epoch): a watermark above it cannot be right (a file edited
+        or damaged, or a bridge whose journal lost its tail) and is not used (False,
+        its handled gseqs forgotten); handled gseqs above it are forgotten. Logged at
+        ERROR (dfc_watermark.c dfc_wm_check_head)."""
+        if w.gseq > head:
+            log.error("checkpoint: epoch %s: watermark %d is beyond the bridge's head %d: not "
+                      "used (the epoch starts as without a checkpoint)", w.epoch, w.gseq, head)
+            w.done, w.done_set = [], frozenset()
+            self.dirty = True
+            return False
+        keep = bisect_right(w.done, head)
+        if keep < len(w.done):
+            log.error("checkpoint: epoch %s: %d handled gseq(s) beyond the bridge's head %d: "
+                      "not used", w.epoch, len(w.done) - keep, head)
+            w.done = w.done[:keep]
+            w.done_set = frozenset(w.done)
+            self.dirty = True
+        return True
+
     def done_in(self, epoch, a, b):
         """How many gseqs of the epoch in (a, b] the checkpoint recorded as handled (its
         "d" lines: skipped when replayed, so never counted lost)."""

@@ -85,7 +85,8 @@ class Envelope:
     """One received message: frame 1 (topic) and the checked frame-2 map.
     `event` is the V4Event map as decoded (a dict, keys in wire order)."""
 
-    __slots__ = ("topic", "v", "seq", "gseq", "epoch", "ts", "bot", "event", "root", "replayed")
+    __slots__ = ("topic", "v", "seq", "gseq", "epoch", "ts", "bot", "event", "root", "replayed",
+                 "size")
 
     def __repr__(self):
         return (f"Envelope(topic={self.topic!r}, seq={self.seq}, gseq={self.gseq}, "
@@ -137,11 +138,12 @@ def parse_message(topic, body, max_frame):
         return None, st
     env.topic = topic.decode("utf-8", _UNICODE_ERRORS)
     env.replayed = False
+    env.size = len(topic) + len(body)  # as received: what max_held_bytes counts
     return env, OK
 
 
 class Heartbeat:
-    __slots__ = ("epoch", "gseq", "seqs", "interval", "replay", "has_replay")
+    __slots__ = ("epoch", "gseq", "seqs", "interval", "replay", "has_replay", "replay_bad")
 
 
 def parse_heartbeat(body):
@@ -179,11 +181,61 @@ def parse_heartbeat(body):
     # a replay key that is not a str leaves what we know alone (C: same)
     rp = root.get("replay", None)
     hb.has_replay = "replay" not in root or type(rp) is str
+    hb.replay_bad = False
     if type(rp) is str and 0 < len(rp) and len(text_bytes(rp)) <= 1024 and "\0" not in rp:
         hb.replay = rp
     else:
         hb.replay = None
+        hb.replay_bad = type(rp) is str and len(rp) > 0  # refused like any other (C: same)
     return hb, OK
+
+
+REPLAY_QUEUE_BYTES = 64 << 20
+
+
+def replay_rcvhwm(max_frame):
+    """The replay DEALER's RCVHWM (dfc_replay_rcvhwm): REPLAY_QUEUE_BYTES / max_frame
+    within 4..256 messages, so that libzmq queues at most about max(64 MiB, 4 x
+    max_frame) for it; a peer that sends more is held back by TCP."""
+    n = REPLAY_QUEUE_BYTES // ((max_frame or 16 << 20) + MAX_TOPIC)
+    return max(4, min(256, n))
+
+
+_WILDCARD_HOSTS = ("*", "0.0.0.0", "::", "[::]", "[*]")
+
+
+def _split_ep(ep):
+    """"transport://host:port" -> (transport, host, ":port"), the host after a ';'
+    source address; None when there is no "://"."""
+    tr, sep, rest = ep.partition("://")
+    if not sep:
+        return None
+    h = rest.split(";", 1)[1] if ";" in rest else rest
+    colon = h.rfind(":")
+    if colon < 0 or ("]" in h and colon < h.index("]")):
+        colon = len(h)
+    return tr, h[:colon], h[colon:]
+
+
+def replay_advert(pub, adv, any_host):
+    """The rule for a replay endpoint a heartbeat names (dfc_replay_advert): over tcp
+    the host must be the bridge endpoint's (without case; a wildcard host is replaced
+    by it), ipc and inproc need a bridge of the same transport; any_host takes it as
+    it is. Returns the endpoint to use, or None when refused."""
+    if any_host:
+        return adv
+    p, a = _split_ep(pub), _split_ep(adv)
+    if p is None or a is None or p[0] != a[0]:
+        return None
+    if a[0] == "tcp":
+        if ";" in adv[6:]:
+            return None  # a source address of its own choosing
+        if a[1] not in _WILDCARD_HOSTS and a[1].lower() != p[1].lower():
+            return None
+        return "tcp://" + p[1] + a[2]
+    if a[0] in ("ipc", "inproc"):
+        return adv
+    return None
 
 
 class End:

@@ -122,7 +122,7 @@ class ContractTest(unittest.TestCase):
         body = h[h.index("typedef struct {\n    uint64_t listeners;"):]
         body = body[:body.index("} dfc_stats_t;")]
         names = re.findall(r"uint64_t (\w+);", body)
-        self.assertEqual(len(names), 36)
+        self.assertEqual(len(names), 38)
         self.assertEqual(list(STATS_FIELDS), names)
         self.assertEqual(list(DatafeedLoop("tcp://127.0.0.1:1").stats()), names)
 
@@ -231,6 +231,23 @@ class KeysTest(unittest.TestCase):
         self.assertFalse(d.seen("a", "ROOMCREATED"))     # evicted by the window of 3
         self.assertFalse(d.seen(None, "X"))
         self.assertFalse(d.seen(None, "X"))              # no id: never a duplicate
+        # ids (and types) over 256 characters are kept as their SHA-256: the window is
+        # bounded in bytes, and they still compare exactly enough
+        big = Dedupe(2)
+        self.assertFalse(big.seen("x" * 1_000_000, "T"))
+        self.assertTrue(big.seen("x" * 1_000_000, "T"))
+        self.assertFalse(big.seen("x" * 999_999 + "y", "T"))
+        self.assertTrue(all(len(k[0]) < 300 for k in big._ring))
+
+    def test_replay_advert_rule(self):
+        """The heartbeat replay endpoint rule, from the table all three libraries check."""
+        with open(os.path.join(HERE, "..", "..", "tests", "replay_advert.json")) as f:
+            cases = json.load(f)["cases"]
+        self.assertGreaterEqual(len(cases), 17)
+        for c in cases:
+            self.assertEqual(wire.replay_advert(c["pub"], c["adv"], c["any_host"]), c["want"], c)
+        self.assertEqual([wire.replay_rcvhwm(m) for m in (0, 16 << 20, 1 << 20, 65536)],
+                         [4, 4, 63, 256])
 
 
 C_FILE = b"dfc-checkpoint 1\ne 20261127T084425Z-5aac0631 29\nd 31\nd 32\ne E2 7\n"
@@ -264,6 +281,40 @@ class CheckpointTest(unittest.TestCase):
                                                         checkpoint.Entry("", 2),
                                                         checkpoint.Entry("ok", 3, [5])]),
                              b"dfc-checkpoint 1\ne ok 3\nd 5\n")
+
+    def test_hostile_files(self):
+        """Truncated, damaged or hand-edited files are refused or cut, never trusted
+        (CONTRACT section 11, issue 9): the same outcomes as dfc_ckpt_load."""
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "w.ckpt")
+            with open(p, "wb") as f:  # a line over 190 bytes: malformed from there
+                f.write(b"dfc-checkpoint 1\ne a 7\nd " + b"0" * 189 + b"8\nd 9\n")
+            self.assertEqual(checkpoint.load(p), ([checkpoint.Entry("a", 7)], False))
+            with open(p, "wb") as f:  # an epoch of 128 bytes
+                f.write(b"dfc-checkpoint 1\ne a 7\ne " + b"x" * 128 + b" 3\n")
+            self.assertEqual(checkpoint.load(p), ([checkpoint.Entry("a", 7)], False))
+            with open(p, "wb") as f:  # bigger than any writer makes: read up to FILE_MAX
+                f.write(b"dfc-checkpoint 1\ne a 7\n")
+                n = checkpoint.FILE_MAX // 23 + 1000  # 23 bytes a line
+                f.write(b"".join(b"d %d\n" % (10**19 + g) for g in range(n)))
+                f.write(b"e b 3\n")
+            entries, ok = checkpoint.load(p)
+            self.assertFalse(ok)
+            self.assertEqual([(e.epoch, e.gseq, len(e.done)) for e in entries],
+                             [("a", 7, checkpoint.CKPT_DONE_MAX)])
+            self.assertEqual(entries[0].done[-1], 10**19 + checkpoint.CKPT_DONE_MAX - 1)
+
+    def test_watermark_beyond_the_head_is_not_trusted(self):
+        wm = Watermarks("/nonexistent/w.ckpt", 1000, None)
+        w = wm.get("E", True)
+        w.gseq, w.done = 10**12, [10**12 + 5]
+        w.done_set = frozenset(w.done)
+        self.assertFalse(wm.check_head(w, 5))
+        self.assertEqual(w.done, [])
+        w.gseq, w.done = 3, [4, 9]
+        w.done_set = frozenset(w.done)
+        self.assertTrue(wm.check_head(w, 5))
+        self.assertEqual((w.done, w.done_set), ([4], frozenset([4])))
 
     def test_save_failure_keeps_the_previous_file(self):
         with tempfile.TemporaryDirectory() as d:
