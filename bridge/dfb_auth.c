@@ -19,6 +19,7 @@
 #include "dfb_json.h"
 #include "dfb_log.h"
 #include "dfb_retry.h"
+#include "dfb_secret.h"
 #include "dfb_tls.h"
 
 struct dfb_auth {
@@ -33,6 +34,8 @@ struct dfb_auth {
 };
 
 #define SKD_CLAIM "canUseSimplifiedKeyDelivery"
+/*  A PEM RSA key is a few KiB; a bigger bot.privateKey.path is not one. */
+#define DFB_AUTH_MAX_KEY_FILE (1 << 20)
 #define SKD_MIN_MAJOR 24
 #define SKD_MIN_MINOR 12
 
@@ -42,8 +45,9 @@ static dfb_auth_t *
 new_cert_auth(const dfb_config_t *cfg, char *err, size_t errlen)
 {
     const char *which = cfg->cert_path ? "bot.certificate.path" : "bot.certificate.content";
-    dfb_tls_identity_t *id = dfb_tls_identity_load(cfg->cert_path, cfg->cert_content,
-                                                   cfg->cert_password, which, err, errlen);
+    dfb_tls_identity_t *id =
+        dfb_tls_identity_load(cfg->cert_path, cfg->cert_content, cfg->cert_password, which,
+                              cfg->strict_permissions, err, errlen);
     if (!id)
         return NULL;
     if (strcmp(id->subject_cn, cfg->bot_username) != 0)
@@ -80,17 +84,18 @@ dfb_auth_new(const dfb_config_t *cfg, char *err, size_t errlen)
         return NULL;
     const char *which = cfg->key_path ? "bot.privateKey.path" : "bot.privateKey.content";
     BIO *bio = NULL;
+    char *pem = NULL; /* the key file's text: wiped once parsed */
+    size_t pem_len = 0;
     if (!cfg->key_path && !cfg->key_content && (cfg->cert_path || cfg->cert_content))
         return new_cert_auth(cfg, err, errlen);
     if (cfg->key_path) {
-        FILE *f = fopen(cfg->key_path, "rb");
-        if (!f) {
-            snprintf(err, errlen, "config: %s: cannot read '%s': %s", which, cfg->key_path,
-                     strerror(errno));
+        /* A secret file: its mode is checked on the file opened, and it is
+           read with read(2) into a buffer wiped below (no stdio copy). */
+        pem = dfb_secret_read(cfg->key_path, which, cfg->strict_permissions, DFB_AUTH_MAX_KEY_FILE,
+                              &pem_len, err, errlen);
+        if (!pem)
             return NULL;
-        }
-        fclose(f);
-        bio = BIO_new_file(cfg->key_path, "rb");
+        bio = BIO_new_mem_buf(pem, (int)pem_len);
     } else if (cfg->key_content) {
         bio = BIO_new_mem_buf(cfg->key_content, -1);
     } else {
@@ -98,6 +103,7 @@ dfb_auth_new(const dfb_config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     if (!bio) {
+        dfb_secret_free(pem, pem_len);
         snprintf(err, errlen, "config: %s: cannot read the key", which);
         return NULL;
     }
@@ -105,6 +111,7 @@ dfb_auth_new(const dfb_config_t *cfg, char *err, size_t errlen)
        "PRIVATE KEY" (PKCS#8) alike. An encrypted key would prompt: refuse. */
     EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)"");
     BIO_free(bio);
+    dfb_secret_free(pem, pem_len);
     ERR_clear_error();
     if (!key) {
         snprintf(err, errlen, "config: %s: not a PEM private key (PKCS#1 or PKCS#8)", which);
@@ -548,6 +555,7 @@ dfb_auth_session_info(dfb_auth_t *self, dfb_http_t *http, int stop_fd, int64_t *
 
 /* ---- self-test ------------------------------------------------------------ */
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The project's one CHECK macro set (tests/include/df_check.h). */
@@ -728,6 +736,26 @@ dfb_auth_test(int verbose)
     cfg.key_path = ec;
     auth = dfb_auth_new(&cfg, err, sizeof err);
     CHECK(!auth && strstr(err, "config: bot.privateKey.path: not an RSA key"));
+    /* secrets: the key file's mode, checked on the file opened (strict:
+       refused naming the key and the fix; else accepted with a warning). */
+    CHECK(chmod(p8, 0640) == 0);
+    cfg.key_path = p8;
+    cfg.strict_permissions = 1;
+    auth = dfb_auth_new(&cfg, err, sizeof err);
+    if (verbose)
+        printf("  0640 strict: %s\n", auth ? "accepted" : err);
+    CHECK(!auth && strstr(err, "config: bot.privateKey.path: ") == err &&
+          strstr(err, "group-readable (mode 0640): refused") && strstr(err, "chmod 600 "));
+    cfg.strict_permissions = 0;
+    auth = dfb_auth_new(&cfg, err, sizeof err);
+    CHECK(auth);
+    dfb_auth_destroy(&auth);
+    CHECK(chmod(p8, 0600) == 0);
+    cfg.strict_permissions = 1;
+    auth = dfb_auth_new(&cfg, err, sizeof err);
+    CHECK(auth);
+    dfb_auth_destroy(&auth);
+    cfg.strict_permissions = 0;
     cfg.key_path = NULL;
     cfg.key_content = (char *)"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n";
     auth = dfb_auth_new(&cfg, err, sizeof err);

@@ -319,8 +319,9 @@ dfb_http_configure(dfb_http_t *self, const dfb_config_t *cfg, char *err, size_t 
     }
     if (cert_auth) {
         const char *key = cfg->cert_path ? "bot.certificate.path" : "bot.certificate.content";
-        dfb_tls_identity_t *id = dfb_tls_identity_load(cfg->cert_path, cfg->cert_content,
-                                                       cfg->cert_password, key, err, errlen);
+        dfb_tls_identity_t *id =
+            dfb_tls_identity_load(cfg->cert_path, cfg->cert_content, cfg->cert_password, key,
+                                  cfg->strict_permissions, err, errlen);
         if (!id)
             return -1;
         int rc = dfb_http_set_identity(self, id->cert_pem, id->cert_len, id->key_pem, id->key_len);
