@@ -236,13 +236,13 @@ dfb_auth_jwt(dfb_auth_t *self, time_t now)
     jwt[len++] = '.';
     b64url(sig, siglen, jwt + len);
     EVP_MD_CTX_free(md);
-    free(sig);
+    dfb_secret_free(sig, siglen); /* the signature is the credential's secret part */
     return jwt;
 fail:
     ERR_clear_error();
     EVP_MD_CTX_free(md);
-    free(sig);
-    free(jwt);
+    dfb_secret_free(sig, siglen);
+    dfb_secret_free(jwt, jwt ? cap : 0);
     return NULL;
 }
 
@@ -362,7 +362,9 @@ authenticate(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *url,
         dfb_error("%s: the response has no \"token\" string", what);
         return DFB_AUTH_FAILED;
     }
-    if (dfb_http_set_token(http, which, token) != 0) {
+    int bad = dfb_http_set_token(http, which, token) != 0;
+    dfb_json_wipe(self->json); /* the tape held the token */
+    if (bad) {
         dfb_error("%s: the token is unusable as a header", what);
         return DFB_AUTH_FAILED;
     }
@@ -414,7 +416,8 @@ jwt_claim_bool(dfb_json_t *json, const char *token, const char *name)
         dfb_json_ref_t v = dfb_json_get(json, 0, name);
         rc = v != DFB_JSON_NONE && dfb_json_type(json, v) == DFB_JSON_TRUE;
     }
-    free(buf);
+    dfb_secret_free(buf, buf ? n + 1 : 0);
+    dfb_json_wipe(json);
     return rc;
 }
 
@@ -483,6 +486,7 @@ dfb_auth_login(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
         dfb_json_ref_t t = dfb_json_get(self->json, 0, "token");
         const char *s = t == DFB_JSON_NONE ? NULL : dfb_json_string(self->json, t, NULL);
         session = s ? strdup(s) : NULL;
+        dfb_json_wipe(self->json); /* the tape held the session token */
     }
     int skd = session ? skd_applies(self, http, stop_fd, session) : 0;
     if (session) {

@@ -201,12 +201,13 @@ fatal(dfb_loop_t *self, dfb_call_t call)
         dfb_error("%s: %s: exiting (status %d)", what, self->last_error, DFB_EXIT_INTERNAL);
         return end(self, DFB_EXIT_INTERNAL);
     }
-    size_t len;
-    const char *b = dfb_http_body(self->http, &len);
+    /* The body's start says why (403: not entitled ...); a pod or proxy that
+       echoes the request would put tokens and header values in it: redacted. */
+    char b[201];
+    dfb_http_body_excerpt(self->http, b, sizeof b);
     const dfb_policy_row_t *row = dfb_policy_row(call, self->last_status);
-    dfb_error("%s: HTTP %d%s%s: %.200s: exiting (status %d)", what, self->last_status,
-              row && row->why ? ": " : "", row && row->why ? row->why : "", b ? b : "",
-              DFB_EXIT_FATAL);
+    dfb_error("%s: HTTP %d%s%s: %s: exiting (status %d)", what, self->last_status,
+              row && row->why ? ": " : "", row && row->why ? row->why : "", b, DFB_EXIT_FATAL);
     return end(self, DFB_EXIT_FATAL);
 }
 
