@@ -327,7 +327,7 @@ cert_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg
         /* An empty password is a valid PKCS#12 password. */
         const char *s = get_string(c, v, path);
         if (s) {
-            free(c->cfg->cert_password);
+            dfb_secret_free_str(c->cfg->cert_password);
             c->cfg->cert_password = xstrdup(s);
         }
     } else
@@ -373,7 +373,7 @@ proxy_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *ar
     else if (strcmp(key, "password") == 0) {
         const char *s = get_string(c, v, path);
         if (s) {
-            free(p->password);
+            dfb_secret_free_str(p->password);
             p->password = xstrdup(s);
         }
     } else
@@ -539,7 +539,7 @@ key_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
         if (s && !*s)
             fail(c, "%s: empty", path);
         if (s && *s) {
-            free(c->cfg->key_content);
+            dfb_secret_free_str(c->cfg->key_content);
             c->cfg->key_content = xstrdup(s);
             c->has_key_content = 1;
         }

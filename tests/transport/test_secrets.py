@@ -217,6 +217,8 @@ def t_config(_):
                                       % PROXY_PASS, "proxy.password: required"),
         "unclosed quote": (base + "defaultHeaders:\n  X-Api-Key: \"%s\n" % HEADER_VALUE,
                            "invalid YAML"),
+        "proxy URL with credentials": (base + "proxy:\n  host: %s:%s@127.0.0.1\n  port: 1\n"
+                                       % (PROXY_USER, PROXY_PASS), "proxy.host: a host name"),
         "key and content": (base + pem_yaml, "bot.privateKey: set path or content, not both"),
         "bad bridge value": (full + "bridge:\n  strictPermissions: %s\n" % PROXY_PASS,
                              "bridge.strictPermissions: must be true or false"),
