@@ -744,6 +744,7 @@ enum { CT_INT, CT_LONG, CT_LLONG, CT_SIZE, CT_ENUM, CT_STR };
 static const char *const s_sources[] = {"datafeed", "datahose", NULL};
 static const char *const s_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const s_fsyncs[] = {"always", "interval", "never", NULL};
+static const char *const s_bools[] = {"false", "true", NULL};
 
 /*  Every key of the bridge: section, in the order the README and the
     example config document them. Parsing, the defaults and --check all go
@@ -759,7 +760,7 @@ static const dfb_config_key_t s_keys[] = {
      "PUB high-water mark per subscriber, in messages (0 = unlimited)"},
     {"logLevel", DFB_KEY_ENUM, "info", 0, 0, s_levels, AT(log_level, CT_ENUM),
      "the most verbose level logged to stderr"},
-    {"strictPermissions", DFB_KEY_BOOL, "false", 0, 1, NULL, AT(strict_permissions, CT_INT),
+    {"strictPermissions", DFB_KEY_ENUM, "false", 0, 0, s_bools, AT(strict_permissions, CT_ENUM),
      "refuse to start when a secret file (bot key, certificate) is group- or world-accessible "
      "(false: warn)"},
     {"readTimeoutMillis", DFB_KEY_INT, "60000", 1000, 86400000, NULL, AT(read_timeout_ms, CT_LONG),
@@ -820,8 +821,6 @@ dfb_config_key_type_name(dfb_key_type_t type)
         return "endpoint";
     case DFB_KEY_PATH:
         return "path";
-    case DFB_KEY_BOOL:
-        return "boolean";
     }
     return "?";
 }
@@ -915,21 +914,6 @@ apply_key(ctx_t *c, const dfb_config_key_t *k, const char *s, const char *path)
             fail(c, "%s: must be %s", path, list);
         else
             fail(c, "%s: must be %s, not '%s'", path, list, s);
-        return;
-    }
-    case DFB_KEY_BOOL: {
-        int b;
-        if (s &&
-            (strcasecmp(s, "true") == 0 || strcasecmp(s, "yes") == 0 || strcasecmp(s, "on") == 0))
-            b = 1;
-        else if (s && (strcasecmp(s, "false") == 0 || strcasecmp(s, "no") == 0 ||
-                       strcasecmp(s, "off") == 0))
-            b = 0;
-        else {
-            fail(c, "%s: must be true or false", path);
-            return;
-        }
-        store_int(c->cfg, k, b);
         return;
     }
     case DFB_KEY_ENDPOINT:
@@ -1570,7 +1554,7 @@ dfb_config_test(int verbose)
         {"host: h\nbot: {username: u, privateKey: {path: k}}\nbridge: {stateDir: ''}\n",
          "config: bridge.stateDir: must not be empty"},
         {"host: h\nbot: {username: u, privateKey: {path: k}}\nbridge: {strictPermissions: maybe}\n",
-         "config: bridge.strictPermissions: must be true or false"},
+         "config: bridge.strictPermissions: must be false or true, not 'maybe'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
@@ -1600,9 +1584,9 @@ dfb_config_test(int verbose)
               cfg->dedupe_ms == 3600000);
     }
     dfb_config_destroy(&cfg);
-    /* A boolean key (secrets): YAML's spellings, stored as 1 / 0. */
+    /* A boolean key (secrets): false / true, stored as 0 / 1. */
     cfg = load_text("host: h\nbot: {username: u, privateKey: {path: k}}\n"
-                    "bridge: {strictPermissions: yes}\n",
+                    "bridge: {strictPermissions: True}\n",
                     err, sizeof err);
     CHECK(cfg && cfg->strict_permissions == 1);
     dfb_config_destroy(&cfg);

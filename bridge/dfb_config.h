@@ -95,10 +95,10 @@ typedef struct dfb_config {
     char *publish;             /* ZeroMQ endpoint (default tcp, all interfaces, port 5556) */
     int sndhwm;                /* PUB high-water mark, 100000 */
     dfb_log_level_t log_level; /* info */
-    int strict_permissions;    /* bridge.strictPermissions: 0 warn, 1 refuse open secret files */
     long read_timeout_ms;      /* 60000 */
     long connect_timeout_ms;   /* 15000 */
     size_t max_body_bytes;     /* 64 MiB */
+    int strict_permissions;    /* bridge.strictPermissions: 0 warn, 1 refuse open secret files */
 
     /* bridge: delivery guarantees (journal, replay, heartbeat, dedupe) */
     char *state_dir;                /* bridge.stateDir: NULL = no journal, no replay */
@@ -127,8 +127,7 @@ typedef enum {
     DFB_KEY_INT,      /* a decimal integer in [lo, hi] */
     DFB_KEY_ENUM,     /* one of choices (case-insensitive) */
     DFB_KEY_ENDPOINT, /* a ZeroMQ endpoint (scheme://...) */
-    DFB_KEY_PATH,     /* a non-empty file system path */
-    DFB_KEY_BOOL      /* true/false (yes/no, on/off); stored as int 1/0 */
+    DFB_KEY_PATH      /* a non-empty file system path */
 } dfb_key_type_t;
 
 /*  One key of the bridge: section: the single source that parsing, the
@@ -147,7 +146,7 @@ typedef struct {
 /*  The bridge: keys, in documentation order (static; *count set). */
 const dfb_config_key_t *dfb_config_keys(size_t *count);
 
-/*  "integer", "choice", "endpoint", "path", "boolean" (static). */
+/*  "integer", "choice", "endpoint", "path" (static). */
 const char *dfb_config_key_type_name(dfb_key_type_t type);
 
 /*  Frees the config (key content is wiped first), NULLs *self_p; accepts

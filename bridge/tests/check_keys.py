@@ -67,7 +67,7 @@ def check_example(keys, path):
                           % (path, k["name"], m.group(1) if m else "(none)", want))
         value = active.get(k["name"])
         if isinstance(value, bool):  # YAML's true/false, the table's "true"/"false"
-            value = "true" if value else "false"
+            value = str(value).lower()
         if k["default"] and str(value) != k["default"]:
             errors.append("%s: bridge.%s is set to %r, its default is %s"
                           % (path, k["name"], active.get(k["name"]), k["default"]))

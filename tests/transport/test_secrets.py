@@ -220,8 +220,8 @@ def t_config(_):
         "proxy URL with credentials": (base + "proxy:\n  host: %s:%s@127.0.0.1\n  port: 1\n"
                                        % (PROXY_USER, PROXY_PASS), "proxy.host: a host name"),
         "key and content": (base + pem_yaml, "bot.privateKey: set path or content, not both"),
-        "bad bridge value": (full + "bridge:\n  strictPermissions: %s\n" % PROXY_PASS,
-                             "bridge.strictPermissions: must be true or false"),
+        "bad bridge value": (full + "bridge:\n  strictPermissions: maybe\n",
+                             "bridge.strictPermissions: must be false or true"),
     }
     for label, (text, want) in bad.items():
         rc, out = run_bridge(text, "bad")
