@@ -457,8 +457,10 @@ skd_applies(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *session
         }
     }
     int yes = agent_version_has_skd(version);
+    char shown[sizeof version]; /* the agent's words: redacted like a body */
+    dfb_http_redact(http, version, strlen(version), shown, sizeof shown);
     dfb_info("simplified key delivery: allowed by the session token; agent version '%s'%s: %s",
-             version, rc == DFB_AUTH_OK ? "" : " (GET /agent/v1/info failed)",
+             shown, rc == DFB_AUTH_OK ? "" : " (GET /agent/v1/info failed)",
              yes ? "no key manager token needed" : "agent older than 24.12, using the key manager");
     return yes;
 }

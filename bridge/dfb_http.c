@@ -496,7 +496,7 @@ redact_detail(dfb_http_t *self)
 }
 
 size_t
-dfb_http_body_excerpt(const dfb_http_t *self, char *out, size_t outlen)
+dfb_http_redact(const dfb_http_t *self, const char *text, size_t len, char *out, size_t outlen)
 {
     if (outlen == 0)
         return 0;
@@ -504,12 +504,18 @@ dfb_http_body_excerpt(const dfb_http_t *self, char *out, size_t outlen)
     const char **list = secrets_list(self, &n);
     size_t found = 0;
     if (n == SIZE_MAX)
-        snprintf(out, outlen, "(body withheld: out of memory)");
+        snprintf(out, outlen, "(withheld: out of memory)");
     else
-        found = dfb_secret_redact(self->body ? self->body : "", self->body ? self->body_len : 0,
-                                  list, n, out, outlen);
+        found = dfb_secret_redact(text, len, list, n, out, outlen);
     free(list);
     return found;
+}
+
+size_t
+dfb_http_body_excerpt(const dfb_http_t *self, char *out, size_t outlen)
+{
+    return dfb_http_redact(self, self->body ? self->body : "", self->body ? self->body_len : 0, out,
+                           outlen);
 }
 
 const char *

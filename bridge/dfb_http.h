@@ -68,6 +68,11 @@ const char *dfb_http_body(const dfb_http_t *self, size_t *len);
     cannot put a secret in the log. Returns the number of secrets replaced. */
 size_t dfb_http_body_excerpt(const dfb_http_t *self, char *out, size_t outlen);
 
+/*  The same redaction for any text a peer chose (a feed id, an agent
+    version) before it is logged: text (len bytes) into out. */
+size_t dfb_http_redact(const dfb_http_t *self, const char *text, size_t len, char *out,
+                       size_t outlen);
+
 /*  Short human-readable name of an error class ("connection refused" ...). */
 const char *dfb_http_strerror(dfb_http_err_t err);
 
