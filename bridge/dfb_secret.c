@@ -91,11 +91,14 @@ dfb_secret_check_fd(int fd, const char *path, const char *key, int strict, char 
     return 0;
 }
 
+/*  O_NONBLOCK: a FIFO named as a secret file must not hang the start-up in
+    open(); it is then refused as not a regular file. Reads of a regular
+    file ignore the flag. */
 char *
 dfb_secret_read(const char *path, const char *key, int strict, size_t max, size_t *len, char *err,
                 size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         snprintf(err, errlen, "config: %s: cannot read '%s': %s", key, path, strerror(errno));
         return NULL;
@@ -159,7 +162,7 @@ dfb_secret_read(const char *path, const char *key, int strict, size_t max, size_
 int
 dfb_secret_check_path(const char *path, const char *key, int strict, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         snprintf(err, errlen, "config: %s: cannot read '%s': %s", key, path, strerror(errno));
         return -1;
@@ -330,6 +333,14 @@ dfb_secret_test(int verbose)
     /* Not a regular file, missing, too large. */
     CHECK(dfb_secret_check_path(sub, "k", 0, err, sizeof err) == -1 &&
           strstr(err, "is not a regular file"));
+    {
+        /* A FIFO (no writer): refused at once, never a hang in open(). */
+        char fifo[160];
+        snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+        CHECK(mkfifo(fifo, 0600) == 0);
+        CHECK(!dfb_secret_read(fifo, "k", 0, 100, &len, err, sizeof err) &&
+              strstr(err, "is not a regular file"));
+    }
     CHECK(!dfb_secret_read("/nonexistent/k.pem", "bot.privateKey.path", 0, 1024, &len, err,
                            sizeof err));
     CHECK(strstr(err, "config: bot.privateKey.path: cannot read '/nonexistent/k.pem': No such"));
