@@ -307,6 +307,8 @@ dfb_tls_check_ca_bundle(const char *path, char *err, size_t errlen)
 
 /* ---- self-test ------------------------------------------------------------ */
 
+#include <sys/stat.h>
+
 /* The project's one CHECK macro set (tests/include/df_check.h). */
 #include "df_check.h"
 
@@ -389,6 +391,24 @@ dfb_tls_test(int verbose)
     /* PEM: certificate then key, key then certificate (+ chain), encrypted key. */
     snprintf(p, sizeof p, "%s/bot.pem", dir);
     expect_ok(p, NULL, NULL, "tls-bot", verbose);
+    {
+        /* secrets: the certificate file holds the key: a secret file. Group-
+           or world-readable: refused under strict (the key named), else
+           loaded; 0600: loaded under strict. */
+        char err[512] = "";
+        CHECK(chmod(p, 0644) == 0);
+        dfb_tls_identity_t *id =
+            dfb_tls_identity_load(p, NULL, NULL, "bot.certificate.path", 1, err, sizeof err);
+        if (verbose)
+            printf("  0644 strict -> %s\n", id ? "loaded" : err);
+        CHECK(!id && strstr(err, "config: bot.certificate.path: ") == err &&
+              strstr(err, "(mode 0644): refused"));
+        expect_ok(p, NULL, NULL, "tls-bot", verbose);
+        CHECK(chmod(p, 0600) == 0);
+        id = dfb_tls_identity_load(p, NULL, NULL, "bot.certificate.path", 1, err, sizeof err);
+        CHECK(id);
+        dfb_tls_identity_destroy(&id);
+    }
     snprintf(p, sizeof p, "%s/keyfirst.pem", dir);
     expect_ok(p, NULL, NULL, "tls-bot", verbose);
     {
