@@ -217,6 +217,9 @@ client_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *a
         ep->host = get_string(c, v, path);
         if (ep->host && !*ep->host)
             fail(c, "%s: empty", path);
+        /* secrets: "user:password@host" would reach every logged URL */
+        if (ep->host && strpbrk(ep->host, "@/ "))
+            fail(c, "%s: a host name or address, not a URL", path);
     } else if (strcmp(key, "port") == 0) {
         long long port;
         if (get_range(c, v, path, 1, 65535, &port) == 0)
@@ -1712,6 +1715,10 @@ dfb_config_test(int verbose)
          "config: proxy.password: required with proxy.username"},
         {"host: h\nbot: {username: u, privateKey: {path: k}}\nproxy: {host: 'http://p', port: 1}\n",
          "config: proxy.host: a host name or address, not a URL"},
+        {"host: 'u:pw@h'\nbot: {username: u, privateKey: {path: k}}\n",
+         "config: host: a host name or address, not a URL"},
+        {"host: h\nagent: {host: 'https://a'}\nbot: {username: u, privateKey: {path: k}}\n",
+         "config: agent.host: a host name or address, not a URL"},
         {"host: h\nbot: {username: u, privateKey: {path: k}}\ndefaultHeaders: {'a b': x}\n",
          "config: defaultHeaders.a b: not a valid header name"},
         {"host: h\nbot: {username: u, privateKey: {path: k}}\npod: {defaultHeaders: "

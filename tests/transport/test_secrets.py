@@ -219,6 +219,10 @@ def t_config(_):
                            "invalid YAML"),
         "proxy URL with credentials": (base + "proxy:\n  host: %s:%s@127.0.0.1\n  port: 1\n"
                                        % (PROXY_USER, PROXY_PASS), "proxy.host: a host name"),
+        "host with credentials": (full.replace("host: 127.0.0.1\nport: 1",
+                                               "host: %s:%s@127.0.0.1\nport: 1"
+                                               % (PROXY_USER, PROXY_PASS), 1),
+                                  "config: host: a host name"),
         "key and content": (base + pem_yaml, "bot.privateKey: set path or content, not both"),
         "bad bridge value": (full + "bridge:\n  strictPermissions: maybe\n",
                              "bridge.strictPermissions: must be false or true"),
