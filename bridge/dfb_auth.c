@@ -19,6 +19,7 @@
 #include "dfb_json.h"
 #include "dfb_log.h"
 #include "dfb_retry.h"
+#include "dfb_secret.h"
 #include "dfb_tls.h"
 
 struct dfb_auth {
@@ -33,6 +34,8 @@ struct dfb_auth {
 };
 
 #define SKD_CLAIM "canUseSimplifiedKeyDelivery"
+/*  A PEM RSA key is a few KiB; a bigger bot.privateKey.path is not one. */
+#define DFB_AUTH_MAX_KEY_FILE (1 << 20)
 #define SKD_MIN_MAJOR 24
 #define SKD_MIN_MINOR 12
 
@@ -42,8 +45,9 @@ static dfb_auth_t *
 new_cert_auth(const dfb_config_t *cfg, char *err, size_t errlen)
 {
     const char *which = cfg->cert_path ? "bot.certificate.path" : "bot.certificate.content";
-    dfb_tls_identity_t *id = dfb_tls_identity_load(cfg->cert_path, cfg->cert_content,
-                                                   cfg->cert_password, which, err, errlen);
+    dfb_tls_identity_t *id =
+        dfb_tls_identity_load(cfg->cert_path, cfg->cert_content, cfg->cert_password, which,
+                              cfg->strict_permissions, err, errlen);
     if (!id)
         return NULL;
     if (strcmp(id->subject_cn, cfg->bot_username) != 0)
@@ -80,17 +84,18 @@ dfb_auth_new(const dfb_config_t *cfg, char *err, size_t errlen)
         return NULL;
     const char *which = cfg->key_path ? "bot.privateKey.path" : "bot.privateKey.content";
     BIO *bio = NULL;
+    char *pem = NULL; /* the key file's text: wiped once parsed */
+    size_t pem_len = 0;
     if (!cfg->key_path && !cfg->key_content && (cfg->cert_path || cfg->cert_content))
         return new_cert_auth(cfg, err, errlen);
     if (cfg->key_path) {
-        FILE *f = fopen(cfg->key_path, "rb");
-        if (!f) {
-            snprintf(err, errlen, "config: %s: cannot read '%s': %s", which, cfg->key_path,
-                     strerror(errno));
+        /* A secret file: its mode is checked on the file opened, and it is
+           read with read(2) into a buffer wiped below (no stdio copy). */
+        pem = dfb_secret_read(cfg->key_path, which, cfg->strict_permissions, DFB_AUTH_MAX_KEY_FILE,
+                              &pem_len, err, errlen);
+        if (!pem)
             return NULL;
-        }
-        fclose(f);
-        bio = BIO_new_file(cfg->key_path, "rb");
+        bio = BIO_new_mem_buf(pem, (int)pem_len);
     } else if (cfg->key_content) {
         bio = BIO_new_mem_buf(cfg->key_content, -1);
     } else {
@@ -98,6 +103,7 @@ dfb_auth_new(const dfb_config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     if (!bio) {
+        dfb_secret_free(pem, pem_len);
         snprintf(err, errlen, "config: %s: cannot read the key", which);
         return NULL;
     }
@@ -105,6 +111,7 @@ dfb_auth_new(const dfb_config_t *cfg, char *err, size_t errlen)
        "PRIVATE KEY" (PKCS#8) alike. An encrypted key would prompt: refuse. */
     EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)"");
     BIO_free(bio);
+    dfb_secret_free(pem, pem_len);
     ERR_clear_error();
     if (!key) {
         snprintf(err, errlen, "config: %s: not a PEM private key (PKCS#1 or PKCS#8)", which);
@@ -229,13 +236,13 @@ dfb_auth_jwt(dfb_auth_t *self, time_t now)
     jwt[len++] = '.';
     b64url(sig, siglen, jwt + len);
     EVP_MD_CTX_free(md);
-    free(sig);
+    dfb_secret_free(sig, siglen); /* the signature is the credential's secret part */
     return jwt;
 fail:
     ERR_clear_error();
     EVP_MD_CTX_free(md);
-    free(sig);
-    free(jwt);
+    dfb_secret_free(sig, siglen);
+    dfb_secret_free(jwt, jwt ? cap : 0);
     return NULL;
 }
 
@@ -355,7 +362,9 @@ authenticate(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *url,
         dfb_error("%s: the response has no \"token\" string", what);
         return DFB_AUTH_FAILED;
     }
-    if (dfb_http_set_token(http, which, token) != 0) {
+    int bad = dfb_http_set_token(http, which, token) != 0;
+    dfb_json_wipe(self->json); /* the tape held the token */
+    if (bad) {
         dfb_error("%s: the token is unusable as a header", what);
         return DFB_AUTH_FAILED;
     }
@@ -407,7 +416,8 @@ jwt_claim_bool(dfb_json_t *json, const char *token, const char *name)
         dfb_json_ref_t v = dfb_json_get(json, 0, name);
         rc = v != DFB_JSON_NONE && dfb_json_type(json, v) == DFB_JSON_TRUE;
     }
-    free(buf);
+    dfb_secret_free(buf, buf ? n + 1 : 0);
+    dfb_json_wipe(json);
     return rc;
 }
 
@@ -447,8 +457,10 @@ skd_applies(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *session
         }
     }
     int yes = agent_version_has_skd(version);
+    char shown[sizeof version]; /* the agent's words: redacted like a body */
+    dfb_http_redact(http, version, strlen(version), shown, sizeof shown);
     dfb_info("simplified key delivery: allowed by the session token; agent version '%s'%s: %s",
-             version, rc == DFB_AUTH_OK ? "" : " (GET /agent/v1/info failed)",
+             shown, rc == DFB_AUTH_OK ? "" : " (GET /agent/v1/info failed)",
              yes ? "no key manager token needed" : "agent older than 24.12, using the key manager");
     return yes;
 }
@@ -476,6 +488,7 @@ dfb_auth_login(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
         dfb_json_ref_t t = dfb_json_get(self->json, 0, "token");
         const char *s = t == DFB_JSON_NONE ? NULL : dfb_json_string(self->json, t, NULL);
         session = s ? strdup(s) : NULL;
+        dfb_json_wipe(self->json); /* the tape held the session token */
     }
     int skd = session ? skd_applies(self, http, stop_fd, session) : 0;
     if (session) {
@@ -548,6 +561,7 @@ dfb_auth_session_info(dfb_auth_t *self, dfb_http_t *http, int stop_fd, int64_t *
 
 /* ---- self-test ------------------------------------------------------------ */
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The project's one CHECK macro set (tests/include/df_check.h). */
@@ -728,6 +742,26 @@ dfb_auth_test(int verbose)
     cfg.key_path = ec;
     auth = dfb_auth_new(&cfg, err, sizeof err);
     CHECK(!auth && strstr(err, "config: bot.privateKey.path: not an RSA key"));
+    /* secrets: the key file's mode, checked on the file opened (strict:
+       refused naming the key and the fix; else accepted with a warning). */
+    CHECK(chmod(p8, 0640) == 0);
+    cfg.key_path = p8;
+    cfg.strict_permissions = 1;
+    auth = dfb_auth_new(&cfg, err, sizeof err);
+    if (verbose)
+        printf("  0640 strict: %s\n", auth ? "accepted" : err);
+    CHECK(!auth && strstr(err, "config: bot.privateKey.path: ") == err &&
+          strstr(err, "group-readable (mode 0640): refused") && strstr(err, "chmod 600 "));
+    cfg.strict_permissions = 0;
+    auth = dfb_auth_new(&cfg, err, sizeof err);
+    CHECK(auth);
+    dfb_auth_destroy(&auth);
+    CHECK(chmod(p8, 0600) == 0);
+    cfg.strict_permissions = 1;
+    auth = dfb_auth_new(&cfg, err, sizeof err);
+    CHECK(auth);
+    dfb_auth_destroy(&auth);
+    cfg.strict_permissions = 0;
     cfg.key_path = NULL;
     cfg.key_content = (char *)"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n";
     auth = dfb_auth_new(&cfg, err, sizeof err);

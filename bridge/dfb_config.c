@@ -5,6 +5,7 @@
     it) and an error in the bridge's own section (s_keys). */
 #include "dfb_config.h"
 #include "dfb_dedupe.h"
+#include "dfb_secret.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -215,6 +217,9 @@ client_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *a
         ep->host = get_string(c, v, path);
         if (ep->host && !*ep->host)
             fail(c, "%s: empty", path);
+        /* secrets: "user:password@host" would reach every logged URL */
+        if (ep->host && strpbrk(ep->host, "@/ "))
+            fail(c, "%s: a host name or address, not a URL", path);
     } else if (strcmp(key, "port") == 0) {
         long long port;
         if (get_range(c, v, path, 1, 65535, &port) == 0)
@@ -325,7 +330,7 @@ cert_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg
         /* An empty password is a valid PKCS#12 password. */
         const char *s = get_string(c, v, path);
         if (s) {
-            free(c->cfg->cert_password);
+            dfb_secret_free_str(c->cfg->cert_password);
             c->cfg->cert_password = xstrdup(s);
         }
     } else
@@ -371,7 +376,7 @@ proxy_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *ar
     else if (strcmp(key, "password") == 0) {
         const char *s = get_string(c, v, path);
         if (s) {
-            free(p->password);
+            dfb_secret_free_str(p->password);
             p->password = xstrdup(s);
         }
     } else
@@ -537,7 +542,7 @@ key_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *arg)
         if (s && !*s)
             fail(c, "%s: empty", path);
         if (s && *s) {
-            free(c->cfg->key_content);
+            dfb_secret_free_str(c->cfg->key_content);
             c->cfg->key_content = xstrdup(s);
             c->has_key_content = 1;
         }
@@ -742,6 +747,7 @@ enum { CT_INT, CT_LONG, CT_LLONG, CT_SIZE, CT_ENUM, CT_STR };
 static const char *const s_sources[] = {"datafeed", "datahose", NULL};
 static const char *const s_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const s_fsyncs[] = {"always", "interval", "never", NULL};
+static const char *const s_bools[] = {"false", "true", NULL};
 
 /*  Every key of the bridge: section, in the order the README and the
     example config document them. Parsing, the defaults and --check all go
@@ -757,6 +763,9 @@ static const dfb_config_key_t s_keys[] = {
      "PUB high-water mark per subscriber, in messages (0 = unlimited)"},
     {"logLevel", DFB_KEY_ENUM, "info", 0, 0, s_levels, AT(log_level, CT_ENUM),
      "the most verbose level logged to stderr"},
+    {"strictPermissions", DFB_KEY_ENUM, "false", 0, 0, s_bools, AT(strict_permissions, CT_ENUM),
+     "refuse to start when a secret file (bot key, certificate) is group- or world-accessible "
+     "(false: warn)"},
     {"readTimeoutMillis", DFB_KEY_INT, "60000", 1000, 86400000, NULL, AT(read_timeout_ms, CT_LONG),
      "longest HTTP call; must exceed the ~30 s long-poll hold"},
     {"connectTimeoutMillis", DFB_KEY_INT, "15000", 1, 3600000, NULL,
@@ -1107,6 +1116,56 @@ dfb_endpoint_url(const dfb_endpoint_t *ep, char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+/* ---- secrets: the config file as a secret file ---------------------------- */
+
+/*  Wipes what libyaml kept of the file's text (its input buffers). */
+static void
+parser_wipe(yaml_parser_t *p)
+{
+    if (p->raw_buffer.start)
+        OPENSSL_cleanse(p->raw_buffer.start, (size_t)(p->raw_buffer.end - p->raw_buffer.start));
+    if (p->buffer.start)
+        OPENSSL_cleanse(p->buffer.start, (size_t)(p->buffer.end - p->buffer.start));
+}
+
+/*  Wipes every scalar of the document (keys, passwords, header values). */
+static void
+document_wipe(yaml_document_t *doc)
+{
+    for (yaml_node_t *n = doc->nodes.start; n && n < doc->nodes.top; n++)
+        if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)
+            OPENSSL_cleanse(n->data.scalar.value, n->data.scalar.length);
+}
+
+/*  A config file that holds a key or a password inline is a secret file:
+    the same permission rule as bot.privateKey.path, checked on the file
+    that was read (fd), naming the first such key. */
+static void
+check_inline_secrets(ctx_t *c, int fd)
+{
+    const dfb_config_t *cfg = c->cfg;
+    const struct {
+        const dfb_endpoint_t *ep;
+        const raw_endpoint_t *raw;
+        const char *key;
+    } eps[] = {{&cfg->pod, &c->pod, "pod.proxy.password"},
+               {&cfg->agent, &c->agent, "agent.proxy.password"},
+               {&cfg->key_manager, &c->km, "keyManager.proxy.password"},
+               {&cfg->session_auth, &c->sa, "sessionAuth.proxy.password"}};
+    const char *key = cfg->key_content                            ? "bot.privateKey.content"
+                      : cfg->cert_content                         ? "bot.certificate.content"
+                      : cfg->cert_password && *cfg->cert_password ? "bot.certificate.password"
+                                                                  : NULL;
+    for (size_t i = 0; !key && i < sizeof eps / sizeof eps[0]; i++)
+        if (eps[i].ep->proxy.password && *eps[i].ep->proxy.password)
+            key = eps[i].raw->proxy ? eps[i].key : "proxy.password"; /* own or inherited */
+    if (!key)
+        return;
+    char why[1024];
+    if (dfb_secret_check_fd(fd, cfg->path, key, cfg->strict_permissions, why, sizeof why) != 0)
+        fail(c, "%s", why + strlen("config: "));
+}
+
 static void
 set_defaults(dfb_config_t *cfg)
 {
@@ -1136,6 +1195,9 @@ dfb_config_load(const char *path, char *err, size_t errlen)
         dfb_config_destroy(&cfg);
         return NULL;
     }
+    /* secrets: the file may hold keys and passwords; unbuffered, libyaml
+       reads straight into its own buffer, which is wiped below. */
+    setvbuf(f, NULL, _IONBF, 0);
     yaml_parser_t parser;
     yaml_document_t doc;
     yaml_parser_initialize(&parser);
@@ -1145,13 +1207,14 @@ dfb_config_load(const char *path, char *err, size_t errlen)
                  (unsigned long)parser.problem_mark.line + 1,
                  (unsigned long)parser.problem_mark.column + 1,
                  parser.problem ? parser.problem : "parse error");
+        parser_wipe(&parser);
         yaml_parser_delete(&parser);
         fclose(f);
         dfb_config_destroy(&cfg);
         return NULL;
     }
+    parser_wipe(&parser);
     yaml_parser_delete(&parser);
-    fclose(f);
 
     ctx_t c;
     memset(&c, 0, sizeof c);
@@ -1194,7 +1257,11 @@ dfb_config_load(const char *path, char *err, size_t errlen)
         dfb_warn("config: bridge.readTimeoutMillis (%ld) should exceed "
                  "bridge.connectTimeoutMillis (%ld)",
                  cfg->read_timeout_ms, cfg->connect_timeout_ms);
+    if (!c.failed)
+        check_inline_secrets(&c, fileno(f));
+    fclose(f);
     /* String values point into the document: everything kept was copied. */
+    document_wipe(&doc);
     yaml_document_delete(&doc);
     if (c.failed) {
         dfb_config_destroy(&cfg);
@@ -1270,6 +1337,27 @@ retry_is(const dfb_retry_cfg_t *r, int max, long initial, double mult, long maxm
         printf("  retry %d/%ld/%g/%ld, want %d/%ld/%g/%ld\n", r->max_attempts, r->initial_ms,
                r->multiplier, r->max_ms, max, initial, mult, maxms);
     return ok;
+}
+
+/*  Loads text from a temporary file of the given mode (secrets). */
+static dfb_config_t *
+load_text_mode(const char *text, mode_t mode, char *err, size_t errlen)
+{
+    char path[] = "/tmp/dfb_config_test_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return NULL;
+    if (fchmod(fd, mode) != 0) {
+        close(fd);
+        unlink(path);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    dfb_config_t *cfg = dfb_config_load(path, err, errlen);
+    unlink(path);
+    return cfg;
 }
 
 static dfb_config_t *
@@ -1468,6 +1556,8 @@ dfb_config_test(int verbose)
          "config: bridge.sndhwm: must be between 0 and 2147483647"},
         {"host: h\nbot: {username: u, privateKey: {path: k}}\nbridge: {stateDir: ''}\n",
          "config: bridge.stateDir: must not be empty"},
+        {"host: h\nbot: {username: u, privateKey: {path: k}}\nbridge: {strictPermissions: maybe}\n",
+         "config: bridge.strictPermissions: must be false or true, not 'maybe'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
@@ -1492,16 +1582,74 @@ dfb_config_test(int verbose)
         CHECK(cfg->journal_max_age_ms == 7LL * 24 * 3600 * 1000);
         CHECK(cfg->journal_fsync == DFB_FSYNC_INTERVAL && cfg->journal_fsync_ms == 1000);
         CHECK(!cfg->replay && !cfg->replay_advertise && cfg->heartbeat_ms == 1000);
+        CHECK(cfg->strict_permissions == 0);
         CHECK(cfg->zmtp_heartbeat_ms == 0 && cfg->dedupe_window == 100000 &&
               cfg->dedupe_ms == 3600000);
     }
     dfb_config_destroy(&cfg);
+    /* A boolean key (secrets): false / true, stored as 0 / 1. */
+    cfg = load_text("host: h\nbot: {username: u, privateKey: {path: k}}\n"
+                    "bridge: {strictPermissions: True}\n",
+                    err, sizeof err);
+    CHECK(cfg && cfg->strict_permissions == 1);
+    dfb_config_destroy(&cfg);
+    cfg = load_text("host: h\nbot: {username: u, privateKey: {path: k}}\n"
+                    "bridge: {strictPermissions: False}\n",
+                    err, sizeof err);
+    CHECK(cfg && cfg->strict_permissions == 0);
+    dfb_config_destroy(&cfg);
+    /* secrets: a config file holding a key or a password inline follows the
+       secret-file rule (under strict: refused, naming the first such key);
+       one without any is not a secret file. */
+    {
+        static const struct {
+            const char *yaml, *key; /* key NULL: no inline secret */
+        } inl[] = {
+            {"bot: {username: u, privateKey: {content: PEM}}\n", "bot.privateKey.content"},
+            {"bot: {username: u, certificate: {path: c, password: pw}}\n",
+             "bot.certificate.password"},
+            {"bot: {username: u, privateKey: {path: k}}\nagent: {proxy: {host: p, port: 1, "
+             "username: x, password: y}}\n",
+             "agent.proxy.password"},
+            {"bot: {username: u, privateKey: {path: k}}\nproxy: {host: p, port: 1, "
+             "username: x, password: y}\n",
+             "proxy.password"},
+            {"bot: {username: u, privateKey: {path: k}}\ndefaultHeaders: {X-A: b}\n", NULL},
+        };
+        for (size_t i = 0; i < sizeof inl / sizeof inl[0]; i++) {
+            char yaml[512];
+            snprintf(yaml, sizeof yaml, "host: h\nbridge: {strictPermissions: true}\n%s",
+                     inl[i].yaml);
+            err[0] = '\0';
+            cfg = load_text_mode(yaml, 0640, err, sizeof err);
+            if (verbose)
+                printf("  inline secret %zu, 0640, strict -> %s\n", i, cfg ? "ok" : err);
+            if (inl[i].key) {
+                char want[128];
+                snprintf(want, sizeof want, "config: %s: /tmp/dfb_config_test_", inl[i].key);
+                CHECK(!cfg && strstr(err, want) == err &&
+                      strstr(err, "is group-readable (mode 0640): refused") &&
+                      strstr(err, "chmod 600 /tmp/dfb_config_test_"));
+            } else {
+                CHECK(cfg);
+            }
+            dfb_config_destroy(&cfg);
+            cfg = load_text_mode(yaml, 0600, err, sizeof err);
+            CHECK(cfg);
+            dfb_config_destroy(&cfg);
+        }
+        /* Without strict: loaded (the warning is logged). */
+        cfg = load_text_mode("host: h\nbot: {username: u, privateKey: {content: PEM}}\n", 0644, err,
+                             sizeof err);
+        CHECK(cfg && cfg->key_content && strcmp(cfg->key_content, "PEM") == 0);
+        dfb_config_destroy(&cfg);
+    }
     /* Every key's default is a value of its own type and range; every key
        is named once, with a sentence of help. */
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 19);
+        CHECK(n == 20);
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);
@@ -1567,6 +1715,10 @@ dfb_config_test(int verbose)
          "config: proxy.password: required with proxy.username"},
         {"host: h\nbot: {username: u, privateKey: {path: k}}\nproxy: {host: 'http://p', port: 1}\n",
          "config: proxy.host: a host name or address, not a URL"},
+        {"host: 'u:pw@h'\nbot: {username: u, privateKey: {path: k}}\n",
+         "config: host: a host name or address, not a URL"},
+        {"host: h\nagent: {host: 'https://a'}\nbot: {username: u, privateKey: {path: k}}\n",
+         "config: agent.host: a host name or address, not a URL"},
         {"host: h\nbot: {username: u, privateKey: {path: k}}\ndefaultHeaders: {'a b': x}\n",
          "config: defaultHeaders.a b: not a valid header name"},
         {"host: h\nbot: {username: u, privateKey: {path: k}}\npod: {defaultHeaders: "

@@ -98,6 +98,7 @@ typedef struct dfb_config {
     long read_timeout_ms;      /* 60000 */
     long connect_timeout_ms;   /* 15000 */
     size_t max_body_bytes;     /* 64 MiB */
+    int strict_permissions;    /* bridge.strictPermissions: 0 warn, 1 refuse open secret files */
 
     /* bridge: delivery guarantees (journal, replay, heartbeat, dedupe) */
     char *state_dir;                /* bridge.stateDir: NULL = no journal, no replay */

@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <poll.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <strings.h>
 
 #include "dfb_log.h"
+#include "dfb_secret.h"
 #include "dfb_tls.h"
 
 #ifndef DF_VERSION
@@ -27,6 +29,7 @@ typedef struct {
     char *proxy;      /* "http://host:port", NULL = direct */
     char *proxy_user; /* NULL = no credentials; cleansed on destroy */
     char *proxy_pass;
+    char *proxy_basic;        /* base64 "user:password" as sent, for redaction; cleansed */
     char *proxy_name;         /* "host:port" for log lines (never credentials) */
     struct curl_slist *extra; /* "Name: value" default headers (may hold secrets) */
     char *user_agent;         /* "User-Agent: ..." override, NULL = the bridge's */
@@ -72,6 +75,26 @@ wipe_free(char *s)
     }
 }
 
+/*  Frees a header list whose lines may hold tokens or header values. */
+static void
+slist_wipe_free(struct curl_slist *l)
+{
+    for (struct curl_slist *x = l; x; x = x->next)
+        OPENSSL_cleanse(x->data, strlen(x->data));
+    curl_slist_free_all(l);
+}
+
+/*  Wipes the body kept from the last response (an authentication answer
+    holds a token) before the buffer is reused. */
+static void
+body_wipe(dfb_http_t *self)
+{
+    if (self->body)
+        OPENSSL_cleanse(self->body,
+                        self->body_len + 1 < self->body_cap ? self->body_len + 1 : self->body_cap);
+    self->body_len = 0;
+}
+
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -85,9 +108,13 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
         size_t cap = self->body_cap ? self->body_cap : 4096;
         while (cap < self->body_len + n + 1)
             cap *= 2;
-        char *p = realloc(self->body, cap);
+        /* Not realloc: a moved block would leave an unwiped copy. */
+        char *p = malloc(cap);
         if (!p)
             return 0;
+        if (self->body_len)
+            memcpy(p, self->body, self->body_len);
+        dfb_secret_free(self->body, self->body_cap);
         self->body = p;
         self->body_cap = cap;
     }
@@ -144,9 +171,8 @@ dfb_http_destroy(dfb_http_t **self_p)
         free(r->proxy_name);
         wipe_free(r->proxy_user);
         wipe_free(r->proxy_pass);
-        for (struct curl_slist *l = r->extra; l; l = l->next)
-            OPENSSL_cleanse(l->data, strlen(l->data));
-        curl_slist_free_all(r->extra);
+        wipe_free(r->proxy_basic);
+        slist_wipe_free(r->extra);
         free(r->user_agent);
     }
     free(self->routes);
@@ -193,6 +219,16 @@ dfb_http_add_client(dfb_http_t *self, const char *url_prefix, const dfb_http_cli
             r->proxy_user = strdup(opts->proxy_username);
             r->proxy_pass = strdup(opts->proxy_password);
             if (!r->proxy_user || !r->proxy_pass)
+                return -1;
+            /* What Proxy-Authorization carries, should a peer echo it. */
+            int n = snprintf(line, sizeof line, "%s:%s", r->proxy_user, r->proxy_pass);
+            if (n > 0 && (size_t)n < sizeof line) {
+                r->proxy_basic = malloc(4 * (((size_t)n + 2) / 3) + 1);
+                if (r->proxy_basic)
+                    EVP_EncodeBlock((unsigned char *)r->proxy_basic, (unsigned char *)line, n);
+            }
+            OPENSSL_cleanse(line, sizeof line);
+            if (!r->proxy_basic)
                 return -1;
         }
     }
@@ -319,8 +355,9 @@ dfb_http_configure(dfb_http_t *self, const dfb_config_t *cfg, char *err, size_t 
     }
     if (cert_auth) {
         const char *key = cfg->cert_path ? "bot.certificate.path" : "bot.certificate.content";
-        dfb_tls_identity_t *id = dfb_tls_identity_load(cfg->cert_path, cfg->cert_content,
-                                                       cfg->cert_password, key, err, errlen);
+        dfb_tls_identity_t *id =
+            dfb_tls_identity_load(cfg->cert_path, cfg->cert_content, cfg->cert_password, key,
+                                  cfg->strict_permissions, err, errlen);
         if (!id)
             return -1;
         int rc = dfb_http_set_identity(self, id->cert_pem, id->cert_len, id->key_pem, id->key_len);
@@ -396,6 +433,89 @@ dfb_http_set_token(dfb_http_t *self, dfb_http_token_t which, const char *value)
             return -1;
     }
     return 0;
+}
+
+/*  The secrets this client sends, for redaction: the tokens, every
+    defaultHeaders value (User-Agent included), proxy passwords and the
+    Basic credentials made of them. Returns a malloc'd array of borrowed
+    strings (*n of them), or NULL when there are none or on allocation
+    failure (*n = SIZE_MAX then: the caller shows nothing). */
+static const char **
+secrets_list(const dfb_http_t *self, size_t *n)
+{
+    size_t cap = 2;
+    for (size_t i = 0; i < self->nroutes; i++) {
+        cap += 3;
+        for (const struct curl_slist *x = self->routes[i].extra; x; x = x->next)
+            cap++;
+    }
+    const char **list = malloc(cap * sizeof *list);
+    *n = 0;
+    if (!list) {
+        *n = SIZE_MAX;
+        return NULL;
+    }
+    for (int t = 0; t < 2; t++)
+        if (self->token[t])
+            list[(*n)++] = self->token[t];
+    for (size_t i = 0; i < self->nroutes; i++) {
+        const route_t *r = &self->routes[i];
+        if (r->proxy_pass)
+            list[(*n)++] = r->proxy_pass;
+        if (r->proxy_basic)
+            list[(*n)++] = r->proxy_basic;
+        /* "Name: value" lines ("Name;" = empty value: nothing to hide) */
+        if (r->user_agent && strstr(r->user_agent, ": "))
+            list[(*n)++] = strstr(r->user_agent, ": ") + 2;
+        for (const struct curl_slist *x = r->extra; x; x = x->next) {
+            const char *v = strstr(x->data, ": ");
+            if (v && v[2])
+                list[(*n)++] = v + 2;
+        }
+    }
+    return list;
+}
+
+/*  curl's words do not quote headers, but a proxy's or server's reply may
+    reach them: the detail is redacted like a body. */
+static void
+redact_detail(dfb_http_t *self)
+{
+    if (!self->detail[0])
+        return;
+    size_t n;
+    const char **list = secrets_list(self, &n);
+    char out[sizeof self->detail];
+    if (n == SIZE_MAX)
+        snprintf(out, sizeof out, "(detail withheld: out of memory)");
+    else
+        dfb_secret_redact(self->detail, strlen(self->detail), list, n, out, sizeof out);
+    memcpy(self->detail, out, sizeof out);
+    OPENSSL_cleanse(out, sizeof out);
+    free(list);
+}
+
+size_t
+dfb_http_redact(const dfb_http_t *self, const char *text, size_t len, char *out, size_t outlen)
+{
+    if (outlen == 0)
+        return 0;
+    size_t n;
+    const char **list = secrets_list(self, &n);
+    size_t found = 0;
+    if (n == SIZE_MAX)
+        snprintf(out, outlen, "(withheld: out of memory)");
+    else
+        found = dfb_secret_redact(text, len, list, n, out, outlen);
+    free(list);
+    return found;
+}
+
+size_t
+dfb_http_body_excerpt(const dfb_http_t *self, char *out, size_t outlen)
+{
+    return dfb_http_redact(self, self->body ? self->body : "", self->body ? self->body_len : 0, out,
+                           outlen);
 }
 
 const char *
@@ -586,9 +706,7 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
                  size_t body_len, int *status)
 {
     *status = 0;
-    self->body_len = 0;
-    if (self->body)
-        self->body[0] = '\0';
+    body_wipe(self);
     self->too_big = 0;
     self->detail[0] = '\0';
     if (stop_requested(self->stop_fd))
@@ -642,7 +760,7 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
     }
     OPENSSL_cleanse(line, sizeof line);
     if (!ok) {
-        curl_slist_free_all(headers);
+        slist_wipe_free(headers);
         snprintf(self->detail, sizeof self->detail, "cannot build headers");
         return DFB_HTTP_EOTHER;
     }
@@ -652,7 +770,7 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
     const char *failed = NULL;
     CURLcode orc = set_options(self, route, url, method, headers, body, body_len, &failed);
     if (orc != CURLE_OK) {
-        curl_slist_free_all(headers);
+        slist_wipe_free(headers);
         snprintf(self->detail, sizeof self->detail, "cannot set %s: %s", failed,
                  curl_easy_strerror(orc));
         /* Never a request with TLS verification in doubt: ECERT is fatal. */
@@ -661,7 +779,7 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
 
     dfb_http_err_t result = DFB_HTTP_EOTHER;
     if (curl_multi_add_handle(self->multi, e) != CURLM_OK) {
-        curl_slist_free_all(headers);
+        slist_wipe_free(headers);
         snprintf(self->detail, sizeof self->detail, "curl_multi_add_handle failed");
         return DFB_HTTP_EOTHER;
     }
@@ -730,12 +848,10 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
         }
     }
     curl_multi_remove_handle(self->multi, e);
-    curl_slist_free_all(headers);
-    if (result != DFB_HTTP_OK) {
-        self->body_len = 0;
-        if (self->body)
-            self->body[0] = '\0';
-    }
+    slist_wipe_free(headers);
+    if (result != DFB_HTTP_OK)
+        body_wipe(self);
+    redact_detail(self);
     return result;
 }
 
@@ -823,7 +939,15 @@ serve_one(server_t *srv, int fd)
     char path[256] = "";
     sscanf(req, "%*s %255s", path);
     char head[512];
-    if (strcmp(path, "/ok") == 0) {
+    size_t pl = strlen(path);
+    if (pl >= 5 && strcmp(path + pl - 5, "/echo") == 0) {
+        /* A hostile server (or a proxy in the way) that echoes the request,
+           tokens and header values included, in a 403 body. */
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 403 Forbidden\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", len);
+        send_all(fd, head, strlen(head));
+        send_all(fd, req, len);
+    } else if (strcmp(path, "/ok") == 0) {
         const char *b = "{\"hello\":\"world\"}";
         snprintf(head, sizeof head,
                  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
@@ -1021,6 +1145,59 @@ dfb_http_test(int verbose)
         CHECK(rc != DFB_HTTP_OK && strstr(dfb_http_detail(http), via));
     }
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
+
+    /* secrets: a server that echoes the request in its body. The raw body
+       holds every secret the client sent; the excerpt for the log holds
+       none, at any cut. */
+    {
+        char *names[] = {"X-Api-Key", "User-Agent"};
+        char *values[] = {"hdr-SECRET-3", "ua-SECRET-4"};
+        dfb_headers_t hd = {names, values, 2};
+        char prefix[128], out[4096];
+        snprintf(prefix, sizeof prefix, "http://127.0.0.1:%d/echo", port);
+        dfb_http_client_t opts = {.headers = &hd};
+        CHECK(dfb_http_add_client(http, prefix, &opts) == 0);
+        CHECK(dfb_http_set_token(http, DFB_HTTP_SESSION_TOKEN, "sess-SECRET-1") == 0);
+        CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-SECRET-2") == 0);
+        rc = dfb_http_request(http, "GET", prefix, NULL, 0, &status);
+        CHECK(rc == DFB_HTTP_OK && status == 403);
+        body = dfb_http_body(http, &len);
+        CHECK(strstr(body, "sess-SECRET-1") && strstr(body, "km-SECRET-2") &&
+              strstr(body, "hdr-SECRET-3") && strstr(body, "ua-SECRET-4"));
+        size_t found = dfb_http_body_excerpt(http, out, sizeof out);
+        if (verbose)
+            printf("  echo excerpt (%zu replaced): %.300s\n", found, out);
+        /* 4 secrets, and twice the proxy password "pp" of the route above
+           (inside "application"): every secret is masked, however short */
+        CHECK(found == 6 && !strstr(out, "SECRET") && strstr(out, "sessionToken: ***") &&
+              strstr(out, "X-Api-Key: ***") && !strchr(out, '\n'));
+        for (size_t cut = 1; cut < sizeof out && cut <= len + 1; cut++) {
+            dfb_http_body_excerpt(http, out, cut);
+            if (strstr(out, "SECRE") || strstr(out, "sess-") || strstr(out, "km-S") ||
+                strstr(out, "hdr-") || strstr(out, "ua-S")) {
+                printf("  cut %zu shows a secret's start: %s\n", cut, out);
+                CHECK(!"an excerpt shows a secret's start");
+                break;
+            }
+        }
+        /* Through a proxy with credentials: the echoed Basic credentials. */
+        rc = dfb_http_request(http, "GET", "http://192.0.2.1:9/echo", NULL, 0, &status);
+        CHECK(rc == DFB_HTTP_OK && status == 403);
+        body = dfb_http_body(http, &len);
+        CHECK(strstr(body, "Proxy-Authorization: Basic cHU6cHA=\r\n"));
+        dfb_http_body_excerpt(http, out, sizeof out);
+        CHECK(!strstr(out, "cHU6cHA=") && strstr(out, "Proxy-Authorization: Basic ***"));
+        /* The next request wipes the body it replaces: no token left behind. */
+        const char *old = dfb_http_body(http, NULL);
+        rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+        CHECK(rc == DFB_HTTP_OK && dfb_http_body(http, NULL) == old);
+        int left = 0; /* the old bytes past the new body: zeros, no credential */
+        for (size_t i = strlen(old); i < len; i++)
+            left |= old[i];
+        CHECK(left == 0);
+        CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
+        CHECK(dfb_http_set_token(http, DFB_HTTP_SESSION_TOKEN, "sess-123") == 0);
+    }
 
     /* A 500 is a status, not a transport error. */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/status500", port);

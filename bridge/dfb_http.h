@@ -60,11 +60,24 @@ dfb_http_err_t dfb_http_request(dfb_http_t *self, const char *method, const char
     the next request. */
 const char *dfb_http_body(const dfb_http_t *self, size_t *len);
 
+/*  The start of the last response body for a log line: copied into out
+    (outlen bytes, NUL-terminated, cut), with every secret this client sends
+    - the session and key manager tokens, defaultHeaders values, proxy
+    passwords and their Basic credentials - replaced by "***" and control
+    characters by spaces, so that a server or proxy echoing the request
+    cannot put a secret in the log. Returns the number of secrets replaced. */
+size_t dfb_http_body_excerpt(const dfb_http_t *self, char *out, size_t outlen);
+
+/*  The same redaction for any text a peer chose (a feed id, an agent
+    version) before it is logged: text (len bytes) into out. */
+size_t dfb_http_redact(const dfb_http_t *self, const char *text, size_t len, char *out,
+                       size_t outlen);
+
 /*  Short human-readable name of an error class ("connection refused" ...). */
 const char *dfb_http_strerror(dfb_http_err_t err);
 
 /*  curl's detail message of the last failed request ("" if none). Never
-    contains a body or a header value. */
+    contains a body; redacted as dfb_http_body_excerpt is. */
 const char *dfb_http_detail(const dfb_http_t *self);
 
 /*  Applies the transport settings of the config: for each client (pod,

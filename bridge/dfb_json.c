@@ -698,6 +698,23 @@ dfb_json_destroy(dfb_json_t **self_p)
     *self_p = NULL;
 }
 
+void
+dfb_json_wipe(dfb_json_t *self)
+{
+    /* secrets: plain memset, then a compiler barrier so it is not elided */
+    if (self->strs)
+        memset(self->strs, 0, self->strs_cap);
+    if (self->scratch)
+        memset(self->scratch, 0, self->scratch_cap);
+    if (self->num)
+        memset(self->num, 0, self->num_cap);
+    for (dfb_chunk_t *c = self->chunk; c; c = c->prev)
+        memset(c->data, 0, c->cap);
+    __asm__ __volatile__("" : : "r"(self) : "memory");
+    self->ntoks = 0;
+    self->strs_len = 0;
+}
+
 static int
 set_error(dfb_json_t *self, size_t offset, const char *reason)
 {
@@ -1071,6 +1088,25 @@ dfb_json_test(int verbose)
             CHECK(strstr(dfb_json_error(j), "deeper than 512") != NULL);
     }
 
+    /* secrets: after a wipe, no byte of the last parse is left anywhere in
+       the tape's buffers (strings, yajl's arena, scratch), and it is empty. */
+    {
+        static const char tok[] = "{\"token\":\"tok-W1PE-ME\\u0041\",\"n\":12345678901234}";
+        CHECK(dfb_json_parse(j, tok, sizeof tok - 1) == 0);
+        CHECK(strcmp(dfb_json_string(j, dfb_json_get(j, 0, "token"), NULL), "tok-W1PE-MEA") == 0);
+        dfb_json_wipe(j);
+        CHECK(dfb_json_size(j) == 0);
+        int left = 0;
+        for (size_t i = 0; i < j->strs_cap; i++)
+            left |= j->strs[i];
+        for (dfb_chunk_t *c = j->chunk; c; c = c->prev)
+            for (size_t i = 0; i < c->cap; i++)
+                left |= ((unsigned char *)c->data)[i];
+        for (size_t i = 0; j->num && i < j->num_cap; i++)
+            left |= j->num[i];
+        CHECK(left == 0);
+        CHECK(dfb_json_parse(j, "[1]", 3) == 0 && dfb_json_size(j) == 2); /* still usable */
+    }
     dfb_json_destroy(&j);
     CHECK(j == NULL);
     dfb_json_destroy(&j); /* accepts NULL */

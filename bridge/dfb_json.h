@@ -37,6 +37,12 @@ dfb_json_t *dfb_json_new (void);
 /*  Frees the tape and NULLs the caller's pointer; accepts NULL. */
 void dfb_json_destroy (dfb_json_t **self_p);
 
+/*  Overwrites with zeros every byte the last parse left in the tape's
+    buffers (decoded strings, yajl's lexer copies, number scratch) and
+    empties the tape: for a parse of a secret (an authentication answer's
+    token). Memory stays allocated for reuse. */
+void dfb_json_wipe (dfb_json_t *self);
+
 /*  Parses one complete JSON text (RFC 8259, UTF-8 validated, \u0000 allowed
     inside strings) replacing the previous content. Returns 0, or -1 on a
     syntax error, too deep nesting or allocation failure; then

@@ -35,6 +35,7 @@ struct dfb_loop {
     dfb_json_t *json;
     char agent_url[512];
     char feed_id[256];       /* "" = none yet */
+    char feed_shown[256];    /* feed_id for a log line, redacted (the pod chose it) */
     char *ack_id;            /* acknowledges the last published batch: ack_len bytes, */
     size_t ack_len;          /* any byte (Symphony's are ASCII; a NUL must not cut it) */
     int last_status;         /* HTTP status of the last call (0: none) */
@@ -143,6 +144,16 @@ dfb_loop_counters(const dfb_loop_t *self)
     return &self->stats;
 }
 
+/*  The feed id in a log line: the pod chose it, so it is redacted like a
+    body (no token or header value of ours can be shown through it). */
+static const char *
+feed_shown(dfb_loop_t *self)
+{
+    dfb_http_redact(self->http, self->feed_id, strlen(self->feed_id), self->feed_shown,
+                    sizeof self->feed_shown);
+    return self->feed_shown;
+}
+
 /* ---- one call, and what follows a failure ---------------------------------- */
 
 /*  Ends the loop with exit status code; the caller has logged why. */
@@ -201,12 +212,13 @@ fatal(dfb_loop_t *self, dfb_call_t call)
         dfb_error("%s: %s: exiting (status %d)", what, self->last_error, DFB_EXIT_INTERNAL);
         return end(self, DFB_EXIT_INTERNAL);
     }
-    size_t len;
-    const char *b = dfb_http_body(self->http, &len);
+    /* The body's start says why (403: not entitled ...); a pod or proxy that
+       echoes the request would put tokens and header values in it: redacted. */
+    char b[201];
+    dfb_http_body_excerpt(self->http, b, sizeof b);
     const dfb_policy_row_t *row = dfb_policy_row(call, self->last_status);
-    dfb_error("%s: HTTP %d%s%s: %.200s: exiting (status %d)", what, self->last_status,
-              row && row->why ? ": " : "", row && row->why ? row->why : "", b ? b : "",
-              DFB_EXIT_FATAL);
+    dfb_error("%s: HTTP %d%s%s: %s: exiting (status %d)", what, self->last_status,
+              row && row->why ? ": " : "", row && row->why ? row->why : "", b, DFB_EXIT_FATAL);
     return end(self, DFB_EXIT_FATAL);
 }
 
@@ -623,9 +635,9 @@ obtain_feed(dfb_loop_t *self, const char *dead)
             if (dead) {
                 self->stats.adopted++;
                 dfb_info("adopting datafeed %s, listed meanwhile (another instance created it)",
-                         self->feed_id);
+                         feed_shown(self));
             } else {
-                dfb_info("reusing datafeed %s", self->feed_id);
+                dfb_info("reusing datafeed %s", feed_shown(self));
             }
             break;
         }
@@ -646,7 +658,7 @@ obtain_feed(dfb_loop_t *self, const char *dead)
             memcpy(self->feed_id, id, len);
             self->feed_id[len] = '\0';
             self->stats.created++;
-            dfb_info("created datafeed %s", self->feed_id);
+            dfb_info("created datafeed %s", feed_shown(self));
             out = OUT_OK;
             break;
         }
@@ -690,7 +702,7 @@ run_v2(dfb_loop_t *self)
                 out = end(self, DFB_EXIT_INTERNAL);
         } else if (out == OUT_RECREATE) {
             self->stats.recreates++;
-            dfb_warn("datafeed %s is gone (400): looking for another one", self->feed_id);
+            dfb_warn("datafeed %s is gone (400): looking for another one", feed_shown(self));
             out = obtain_feed(self, self->feed_id);
             if (out == OUT_OK)
                 out = backoff(self, DFB_CALL_READ, &bo, "datafeed.retry");
@@ -721,10 +733,10 @@ create_v1(dfb_loop_t *self, const char *idfile)
     self->feed_id[len] = '\0';
     self->stats.created++;
     if (dfb_feedfile_write(idfile, self->feed_id, self->agent_url) != 0)
-        dfb_warn("created v1 datafeed %s, but cannot write %s: %s", self->feed_id, idfile,
+        dfb_warn("created v1 datafeed %s, but cannot write %s: %s", feed_shown(self), idfile,
                  strerror(errno));
     else
-        dfb_info("created v1 datafeed %s (saved in %s)", self->feed_id, idfile);
+        dfb_info("created v1 datafeed %s (saved in %s)", feed_shown(self), idfile);
     return OUT_OK;
 }
 
@@ -742,7 +754,7 @@ run_v1(dfb_loop_t *self)
     }
     outcome_t out = OUT_OK;
     if (dfb_feedfile_read(idfile, self->feed_id, sizeof self->feed_id, &why) == 0) {
-        dfb_info("reusing v1 datafeed %s from %s", self->feed_id, idfile);
+        dfb_info("reusing v1 datafeed %s from %s", feed_shown(self), idfile);
     } else {
         dfb_info("no usable v1 datafeed id in %s (%s): creating a feed", idfile, why);
         out = create_v1(self, idfile);
@@ -760,7 +772,7 @@ run_v1(dfb_loop_t *self)
                 publish_events(self, 0);
         } else if (out == OUT_RECREATE) {
             self->stats.recreates++;
-            dfb_warn("v1 datafeed %s is gone (400): creating another one", self->feed_id);
+            dfb_warn("v1 datafeed %s is gone (400): creating another one", feed_shown(self));
             out = create_v1(self, idfile);
             if (out == OUT_OK)
                 out = backoff(self, DFB_CALL_V1_READ, &bo, "datafeed.retry");

@@ -16,6 +16,8 @@
 #include <openssl/pkcs12.h>
 #include <openssl/x509.h>
 
+#include "dfb_secret.h"
+
 #define DFB_TLS_MAX_FILE (1 << 20) /* a certificate file above 1 MiB is not one */
 
 /*  Reads a whole (small) file; caller frees (and cleanses: it may hold a key). */
@@ -157,9 +159,9 @@ unbase64(const char *text, size_t *len)
     }
     pad = (clean[m - 1] == '=') + (m > 1 && clean[m - 2] == '=');
     int k = EVP_DecodeBlock(out, (unsigned char *)clean, (int)m);
-    free(clean);
+    dfb_secret_free(clean, m); /* the PKCS#12 (its key) in base64 */
     if (k < 0 || (size_t)k < pad) {
-        free(out);
+        dfb_secret_free(out, n + 1);
         return NULL;
     }
     *len = (size_t)k - pad;
@@ -168,15 +170,22 @@ unbase64(const char *text, size_t *len)
 
 dfb_tls_identity_t *
 dfb_tls_identity_load(const char *path, const char *content, const char *password, const char *key,
-                      char *err, size_t errlen)
+                      int strict, char *err, size_t errlen)
 {
     char why[256] = "";
     size_t len = 0;
     unsigned char *buf = NULL;
     int pem = 0;
     if (path) {
-        buf = read_file(path, &len, why, sizeof why);
-        pem = buf && is_pem(buf, len);
+        /* the certificate's file holds its key: a secret file, read without
+           stdio copies and wiped below */
+        buf = (unsigned char *)dfb_secret_read(path, key, strict, DFB_TLS_MAX_FILE, &len, err,
+                                               errlen);
+        if (!buf)
+            return NULL; /* err says why */
+        if (len == 0)
+            snprintf(why, sizeof why, "cannot read '%s': empty", path);
+        pem = is_pem(buf, len);
     } else if (content) {
         len = strlen(content);
         pem = is_pem((const unsigned char *)content, len);
@@ -191,7 +200,7 @@ dfb_tls_identity_load(const char *path, const char *content, const char *passwor
     EVP_PKEY *pkey = NULL;
     dfb_tls_identity_t *self = NULL;
     BIO *cb = NULL, *kb = NULL;
-    if (!buf)
+    if (!buf || why[0])
         goto done;
     int rc = pem ? parse_pem(buf, len, password, &cert, &chain, &pkey, why, sizeof why)
                  : parse_p12(buf, len, password, &cert, &chain, &pkey, why, sizeof why);
@@ -298,6 +307,8 @@ dfb_tls_check_ca_bundle(const char *path, char *err, size_t errlen)
 
 /* ---- self-test ------------------------------------------------------------ */
 
+#include <sys/stat.h>
+
 /* The project's one CHECK macro set (tests/include/df_check.h). */
 #include "df_check.h"
 
@@ -315,7 +326,7 @@ expect_ok(const char *path, const char *content, const char *password, const cha
 {
     char err[512] = "";
     dfb_tls_identity_t *id =
-        dfb_tls_identity_load(path, content, password, "bot.certificate.path", err, sizeof err);
+        dfb_tls_identity_load(path, content, password, "bot.certificate.path", 0, err, sizeof err);
     if (verbose)
         printf("  %s -> %s\n", path ? path : "(content)", id ? id->subject_cn : err);
     CHECK(id);
@@ -336,7 +347,7 @@ expect_err(const char *path, const char *content, const char *password, const ch
 {
     char err[512] = "";
     dfb_tls_identity_t *id =
-        dfb_tls_identity_load(path, content, password, "bot.certificate.path", err, sizeof err);
+        dfb_tls_identity_load(path, content, password, "bot.certificate.path", 0, err, sizeof err);
     if (verbose)
         printf("  expect error: %s\n", err);
     CHECK(!id);
@@ -380,12 +391,30 @@ dfb_tls_test(int verbose)
     /* PEM: certificate then key, key then certificate (+ chain), encrypted key. */
     snprintf(p, sizeof p, "%s/bot.pem", dir);
     expect_ok(p, NULL, NULL, "tls-bot", verbose);
+    {
+        /* secrets: the certificate file holds the key: a secret file. Group-
+           or world-readable: refused under strict (the key named), else
+           loaded; 0600: loaded under strict. */
+        char err[512] = "";
+        CHECK(chmod(p, 0644) == 0);
+        dfb_tls_identity_t *id =
+            dfb_tls_identity_load(p, NULL, NULL, "bot.certificate.path", 1, err, sizeof err);
+        if (verbose)
+            printf("  0644 strict -> %s\n", id ? "loaded" : err);
+        CHECK(!id && strstr(err, "config: bot.certificate.path: ") == err &&
+              strstr(err, "(mode 0644): refused"));
+        expect_ok(p, NULL, NULL, "tls-bot", verbose);
+        CHECK(chmod(p, 0600) == 0);
+        id = dfb_tls_identity_load(p, NULL, NULL, "bot.certificate.path", 1, err, sizeof err);
+        CHECK(id);
+        dfb_tls_identity_destroy(&id);
+    }
     snprintf(p, sizeof p, "%s/keyfirst.pem", dir);
     expect_ok(p, NULL, NULL, "tls-bot", verbose);
     {
         char err[256];
         dfb_tls_identity_t *id =
-            dfb_tls_identity_load(p, NULL, NULL, "bot.certificate.path", err, sizeof err);
+            dfb_tls_identity_load(p, NULL, NULL, "bot.certificate.path", 0, err, sizeof err);
         /* the chain (the CA) follows the leaf */
         CHECK(id && strstr(id->cert_pem + 27, "-----BEGIN CERTIFICATE-----"));
         dfb_tls_identity_destroy(&id);

@@ -28,11 +28,13 @@ typedef struct {
     - PKCS#12 (.p12/.pfx) with password (NULL = empty), as the Java BDK's
       certificate.path; content may hold it base64-encoded (Java's
       certificate.content).
-    key names the config key for messages ("bot.certificate.path"). Returns
-    a new identity, or NULL with "config: <key>: <reason>" in err. */
+    key names the config key for messages ("bot.certificate.path"). A file
+    is a secret file (dfb_secret_read): group or other access is warned
+    about, or refused when strict (bridge.strictPermissions). Returns a new
+    identity, or NULL with "config: <key>: <reason>" in err. */
 dfb_tls_identity_t *dfb_tls_identity_load(const char *path, const char *content,
-                                          const char *password, const char *key, char *err,
-                                          size_t errlen);
+                                          const char *password, const char *key, int strict,
+                                          char *err, size_t errlen);
 
 /*  Wipes the key, frees, NULLs *self_p; accepts NULL. */
 void dfb_tls_identity_destroy(dfb_tls_identity_t **self_p);

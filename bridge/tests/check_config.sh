@@ -89,6 +89,19 @@ bad_include_invisible)
 long_datafeed_tag)
   printf '%sdatafeed:\n  tag: %s\n' "$base" "$(printf 'x%.0s' $(seq 101))" > $cfg
   want_msg='config: datafeed.tag: at most 100 characters' ;;
+key_open)
+  # secrets: a group/world-readable key is warned about (the fix named), not refused
+  chmod 644 key.pem
+  printf '%s' "$base" > $cfg; want_status=0
+  want_msg="config: bot.privateKey.path: key.pem is group-readable, world-readable (mode 0644): run chmod 600 key.pem; with bridge.strictPermissions: true the bridge refuses to start" ;;
+key_open_strict)
+  chmod 640 key.pem
+  printf '%sbridge:\n  strictPermissions: true\n' "$base" > $cfg
+  want_msg="config: bot.privateKey.path: key.pem is group-readable (mode 0640): refused (bridge.strictPermissions is true); run chmod 600 key.pem" ;;
+key_private_strict)
+  chmod 600 key.pem
+  printf '%sbridge:\n  strictPermissions: true\n' "$base" > $cfg
+  want_status=0; want_msg='OK' ;;
 example)
   # The documented example, with the key path pointed at the test key.
   sed 's|/etc/dfbridge/bot-key.pem|key.pem|' "$srcdir/dfbridge.example.yaml" > $cfg 2>/dev/null ||

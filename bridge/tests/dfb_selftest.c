@@ -10,6 +10,7 @@
 #include "dfb_loop.h"
 #include "dfb_publish.h"
 #include "dfb_retry.h"
+#include "dfb_secret.h"
 #include "dfb_stop.h"
 #include "dfb_tls.h"
 
@@ -24,6 +25,7 @@ static const test_t s_tests[] = {
     {"stop", dfb_stop_test},
     {"feedfile", dfb_feedfile_test},
     {"tls", dfb_tls_test},
+    {"secret", dfb_secret_test},
 };
 
 int

@@ -75,6 +75,8 @@ typedef enum {
     POD_FAULT_EXPIRE_FEED,
     POD_FAULT_HUGE_HEADER, /* raw bytes: a 200 whose header is over 100 KB (curl's limit) */
     POD_FAULT_NOT_HTTP,    /* raw bytes: a reply that is not HTTP at all */
+    POD_FAULT_ECHO,        /* status S whose body echoes the request: every header unredacted
+                            * (tokens, default headers), then the request body */
     POD_FAULT_COUNT
 } pod_fault_action_t;
 
@@ -142,6 +144,11 @@ void pod_state_token_issue(pod_state_t *self, pod_token_kind_t kind, char out[33
 /* True if TOK is a live token of KIND. */
 bool pod_state_token_valid(pod_state_t *self, pod_token_kind_t kind, const char *tok);
 void pod_state_tokens_expire(pod_state_t *self);
+/* Records VALUE, a token as handed to a client (with --skd the whole JWT), for
+ * GET /admin/tokens; pod_state_tokens_json returns every one ever issued as a JSON array
+ * (expired ones included), caller frees. */
+void pod_state_token_record(pod_state_t *self, const char *value);
+char *pod_state_tokens_json(pod_state_t *self);
 void pod_state_count_auth(pod_state_t *self, bool ok);
 
 /* Copies LEN bytes of RAW (one event's JSON text) into the store and every live feed. */

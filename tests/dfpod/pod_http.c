@@ -175,6 +175,45 @@ dump(json_t *o, size_t *len)
     return s;
 }
 
+/* The echo fault: a server (or a proxy in the way) that echoes the request. */
+typedef struct {
+    const char *key[64], *value[64];
+    size_t n;
+} header_list_t;
+
+static enum MHD_Result
+list_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    header_list_t *l = cls;
+    (void)kind;
+    if (l->n < 64) {
+        l->key[l->n] = key;
+        l->value[l->n] = value ? value : "";
+        l->n++;
+    }
+    return MHD_YES;
+}
+
+/* {"code":S,"message":"echo","headers":{...},"body":"<request body>"}: every header with its
+ * value as received (tokens included: the test checks the client hides them), in reverse
+ * order of arrival so that the last ones - tokens, default headers - come first, within
+ * reach of a client that logs the start of an error body. Caller frees. */
+static char *
+echo_body(struct MHD_Connection *c, int status, const char *body, size_t body_len, size_t *len)
+{
+    header_list_t l = {.n = 0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, list_header, &l);
+    json_t *h = json_object();
+    for (size_t i = l.n; h && i-- > 0;) {
+        json_t *v = json_string(l.value[i]);
+        json_object_set_new(h, l.key[i], v ? v : json_string("<not utf-8>"));
+    }
+    json_t *b = json_stringn(body ? body : "", body ? body_len : 0);
+    return dump(json_pack("{s:i,s:s,s:o,s:o}", "code", status, "message", "echo", "headers",
+                          h ? h : json_object(), "body", b ? b : json_string("<not utf-8>")),
+                len);
+}
+
 /* ---- routing ---- */
 
 static bool
@@ -301,6 +340,7 @@ issue_token(pod_http_t *h, bool km, result_t *res)
         snprintf(jwt + o, sizeof jwt - o, ".%s", tok);
         value = jwt;
     }
+    pod_state_token_record(h->st, value);
     res->status = 200;
     res->body = dump(
         json_pack("{s:s,s:s}", "name", km ? "keyManagerToken" : "sessionToken", "token", value),
@@ -652,6 +692,10 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
             set_error(&res, 400,
                       "Do not retry: the feed no longer exists, please create a new feed.");
             break;
+        case POD_FAULT_ECHO:
+            res.status = f.status;
+            res.body = echo_body(c, f.status, r->body, r->len, &res.len);
+            break;
         case POD_FAULT_HUGE_HEADER:
         case POD_FAULT_NOT_HTTP:
         case POD_FAULT_COUNT:
@@ -857,6 +901,10 @@ admin_route(pod_http_t *h, const char *url, const char *m, const req_t *r, resul
         res->status = 200;
         res->body = strdup("{}");
         res->len = 2;
+    } else if (strcmp(url, "/admin/tokens") == 0 && get) {
+        res->status = 200;
+        res->body = pod_state_tokens_json(h->st);
+        res->len = res->body ? strlen(res->body) : 0;
     } else if (strcmp(url, "/admin/expire-tokens") == 0 && post) {
         pod_state_tokens_expire(h->st);
         res->status = 200;

@@ -130,6 +130,8 @@ struct pod_state_t {
                     * points at it */
     token_t *tokens;
     size_t ntokens, captokens;
+    char **issued; /* every token value handed out (GET /admin/tokens) */
+    size_t nissued, capissued;
     fault_node_t *faults;
 
     call_entry_t *calls;
@@ -242,6 +244,9 @@ pod_state_destroy(pod_state_t **self_p)
         f = next;
     }
     free(self->tokens);
+    for (size_t i = 0; i < self->nissued; i++)
+        free(self->issued[i]);
+    free(self->issued);
     for (fault_node_t *n = self->faults; n;) {
         fault_node_t *next = n->next;
         free(n->f.body);
@@ -359,6 +364,36 @@ pod_state_tokens_expire(pod_state_t *self)
     pthread_mutex_lock(&self->mu);
     self->ntokens = 0;
     pthread_mutex_unlock(&self->mu);
+}
+
+void
+pod_state_token_record(pod_state_t *self, const char *value)
+{
+    char *copy = strdup(value);
+    if (!copy) {
+        fprintf(stderr, "dfpod: out of memory\n");
+        exit(2);
+    }
+    pthread_mutex_lock(&self->mu);
+    if (self->nissued == self->capissued) {
+        self->capissued = self->capissued ? self->capissued * 2 : 16;
+        self->issued = xrealloc(self->issued, self->capissued * sizeof *self->issued);
+    }
+    self->issued[self->nissued++] = copy;
+    pthread_mutex_unlock(&self->mu);
+}
+
+char *
+pod_state_tokens_json(pod_state_t *self)
+{
+    json_t *a = json_array();
+    pthread_mutex_lock(&self->mu);
+    for (size_t i = 0; a && i < self->nissued; i++)
+        json_array_append_new(a, json_string(self->issued[i]));
+    pthread_mutex_unlock(&self->mu);
+    char *out = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    return out;
 }
 
 void
@@ -967,6 +1002,7 @@ static const char *const s_fault_names[POD_FAULT_COUNT] = {
     [POD_FAULT_EXPIRE_FEED] = "expire_feed",
     [POD_FAULT_HUGE_HEADER] = "huge_header",
     [POD_FAULT_NOT_HTTP] = "not_http",
+    [POD_FAULT_ECHO] = "echo",
 };
 
 const char *

@@ -520,6 +520,18 @@ def group_faults(priv, pub):
     pod.admin("POST", "faults", {"endpoint": "auth", "action": "status", "status": 500})
     st, _ = pod.json("POST", "/login/pubkey/authenticate", {"token": make_jwt(priv)})
     check(st == 500, "auth fault")
+    # echo (secrets tests): the request's headers, unredacted and last first, and its body.
+    pod.admin("POST", "faults", {"endpoint": "list", "action": "echo", "status": 403})
+    st, data, _ = pod.req("GET", "/agent/v5/datafeeds", headers=dict(h, **{"X-Secret": "s3"}))
+    echo = json.loads(data)
+    check(st == 403 and echo["code"] == 403 and echo["message"] == "echo" and echo["body"] == "",
+          "echo fault: status and shape")
+    check(echo["headers"].get("sessionToken") == h["sessionToken"] and
+          echo["headers"].get("X-Secret") == "s3", "echo fault: header values as sent")
+    check(list(echo["headers"])[-1] == "Host", "echo fault: headers last first (Host last)")
+    toks = pod.admin("GET", "tokens")
+    check(h["sessionToken"] in toks,
+          "GET /admin/tokens lists the tokens handed out")
     # drop: the connection closes with no reply.
     pod.admin("POST", "faults", {"endpoint": "create", "action": "drop"})
     try:
@@ -579,10 +591,10 @@ def group_faults(priv, pub):
         st, _ = pod.json("POST", "/admin/faults", bad)
         check(st == 400, "bad fault spec %r -> 400" % (bad,))
     c = pod.counters()
-    check(c["faults_applied"] == 12, "faults_applied == 12: %r" % c["faults_applied"])
+    check(c["faults_applied"] == 13, "faults_applied == 13: %r" % c["faults_applied"])
     calls = pod.calls()
     faults = [x.get("fault") for x in calls if "fault" in x]
-    check(faults == ["status", "status", "status", "status", "status", "status", "drop",
+    check(faults == ["status", "status", "status", "status", "status", "status", "echo", "drop",
                      "truncate", "truncate", "slow", "expire_token", "expire_feed"],
           "call log names the faults: %r" % faults)
     drop = [x for x in calls if x.get("fault") == "drop"][0]
@@ -611,7 +623,7 @@ def group_faults(priv, pub):
     check([(x["endpoint"], x["status"], x.get("fault")) for x in calls] ==
           [("read", 0, "huge_header")] * 2 + [("read", 0, "not_http")] * 2,
           "call log: %r" % [(x["endpoint"], x["status"], x.get("fault")) for x in calls])
-    check(pod.counters()["served"] == served and pod.counters()["faults_applied"] == 16,
+    check(pod.counters()["served"] == served and pod.counters()["faults_applied"] == 17,
           "nothing served by the faulted reads, 4 more faults applied")
     check(pod.stop()[0] == 0, "clean exit")
 
