@@ -122,6 +122,7 @@ typedef struct {
     X(duplicates)                                                                                  \
     X(not_mine)                                                                                    \
     X(reconnects)                                                                                  \
+    X(auth_failures)                                                                               \
     X(replay_requests)                                                                             \
     X(replay_errors)                                                                               \
     X(checkpoints)                                                                                 \

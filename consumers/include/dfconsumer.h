@@ -367,6 +367,10 @@ typedef struct {
     uint64_t duplicates;        /* events dropped: (id, type) seen, or gseq already handled */
     uint64_t not_mine;          /* events left to other members of the group */
     uint64_t reconnects;        /* SUB sockets recreated by the staleness timer */
+    uint64_t auth_failures;     /* CURVE handshakes that failed on a bridge's SUB or replay
+                                   socket: refused by its ZAP handler (key not allowed:
+                                   connected again with a backoff), or failed (a wrong
+                                   server_key: libzmq retries) */
     uint64_t replay_requests;   /* requests sent to replay endpoints */
     uint64_t replay_errors;     /* error answers and timeouts */
     uint64_t checkpoints;       /* checkpoint files written (see checkpoint_errors) */

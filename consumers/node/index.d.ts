@@ -259,7 +259,8 @@ export interface Stats {
   bad_frames: number; oversize: number; bad_msgpack: number; not_map: number; bad_version: number;
   bad_envelope: number; bad_event: number; unknown_type: number; reserved: number; gaps: number;
   heartbeats: number; replayed: number; gaps_filled: number; lost: number; duplicates: number;
-  not_mine: number; reconnects: number; replay_requests: number; replay_errors: number; checkpoints: number;
+  not_mine: number; reconnects: number; auth_failures: number; replay_requests: number; replay_errors: number;
+  checkpoints: number;
   lag_ms: number; replay_stalls: number; held_dropped: number; alloc_failures: number;
   checkpoint_errors: number; queue_waits: number;
 }

@@ -21,7 +21,7 @@ const STATS_FIELDS = [
   'dropped_at_stop', 'filtered', 'dropped_malformed', 'bad_frames', 'oversize', 'bad_msgpack',
   'not_map', 'bad_version', 'bad_envelope', 'bad_event', 'unknown_type', 'reserved', 'gaps',
   'heartbeats', 'replayed', 'gaps_filled', 'lost', 'duplicates', 'not_mine', 'reconnects',
-  'replay_requests', 'replay_errors', 'checkpoints', 'lag_ms', 'replay_stalls', 'held_dropped',
+  'auth_failures', 'replay_requests', 'replay_errors', 'checkpoints', 'lag_ms', 'replay_stalls', 'held_dropped',
   'alloc_failures', 'checkpoint_errors', 'queue_waits',
 ];
 
