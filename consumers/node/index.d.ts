@@ -250,6 +250,10 @@ export interface DatafeedOptions {
   dedupeWindow?: number;
   /** default 10000 */
   maxHeld?: number;
+  /** CURVE: the bridge's public key, 40 Z85 characters, or the path of its public certificate (.key); needs cert */
+  serverKey?: string;
+  /** CURVE: the path of this consumer's secret certificate (.key_secret); needs serverKey */
+  cert?: string;
 }
 
 /** The counters, named and meant exactly as the C dfc_stats_t. */

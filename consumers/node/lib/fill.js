@@ -7,6 +7,7 @@
 
 const zmq = require('zeromq');
 const wire = require('./wire');
+const curve = require('./curve');
 
 const IDLE = 'IDLE'; // nothing missing
 const WAITING = 'WAITING'; // something missing, no request out (no endpoint yet, send failed, backoff)
@@ -27,7 +28,7 @@ const ACT_GIVE_UP = 2;
 function newFill() {
   return {
     state: IDLE, target: 0, req: 0, tries: 0, stalls: 0, answerEvents: 0, deadline: 0,
-    dealer: null, dealerEp: null, held: [],
+    dealer: null, dealerEp: null, held: [], hs: null, // hs: CURVE handshakes of the dealer (lib/curve.js)
   };
 }
 
@@ -50,7 +51,12 @@ function dealerOpen(loop, L) {
       linger: 0,
       receiveHighWaterMark: 0, // answers are bounded by the limit: never drop them
       maxMessageSize: loop.cfg.maxFrame + wire.MAX_TOPIC,
+      ...curve.socketOptions(loop.cfg.curve),
     });
+    if (loop.cfg.curve) {
+      if (!f.hs || f.hs.what !== `replay ${L.replay}`) f.hs = new curve.Handshakes(loop, `replay ${L.replay}`);
+      curve.watchDealer(loop, f.hs, d, L.replay, () => f.dealer === d);
+    }
     d.connect(L.replay);
     f.dealer = d;
     f.dealerEp = L.replay;

@@ -8,6 +8,7 @@
 const { AsyncLocalStorage } = require('async_hooks');
 const path = require('path');
 const wire = require('./wire');
+const curve = require('./curve');
 const events = require('./events');
 const { partitionKey, partition, fnvLimbs } = require('./partition');
 const { Dedupe } = require('./dedupe');
@@ -71,7 +72,8 @@ function intOption(o, name, dflt, { min = -Infinity } = {}) {
 }
 
 const OPTIONS = new Set(['maxInFlight', 'queueSize', 'workers', 'rcvhwm', 'maxFrame', 'ordering', 'checkpointDir', 'name',
-  'checkpointMs', 'group', 'member', 'members', 'fromGseq', 'staleMs', 'replayTimeoutMs', 'dedupeWindow', 'maxHeld']);
+  'checkpointMs', 'group', 'member', 'members', 'fromGseq', 'staleMs', 'replayTimeoutMs', 'dedupeWindow', 'maxHeld',
+  'serverKey', 'cert']);
 
 function config(o) {
   for (const k of Object.keys(o)) if (!OPTIONS.has(k)) throw new TypeError(`unknown option ${k}`);
@@ -92,6 +94,7 @@ function config(o) {
     dedupeWindow: intOption(o, 'dedupeWindow', 0),
     maxHeld: intOption(o, 'maxHeld', 0, { min: 0 }) || 10000,
     checkpointFile: null,
+    curve: curve.load(o.serverKey, o.cert), // CURVE client keys or null (lib/curve.js)
   };
   if (cfg.ordering !== 'concurrent' && cfg.ordering !== 'stream') throw new TypeError("option ordering: 'concurrent' or 'stream'");
   if (cfg.checkpointMs < 0) cfg.checkpointMs = 1000;
