@@ -177,6 +177,8 @@ typedef struct {
     char *dealer_ep;
     dfc_event_t **held; /* live events held meanwhile, gseq increasing */
     size_t nheld, held_cap;
+    void *dealer_mon; /* CURVE: the dealer's handshakes (dfc_monitor.c) */
+    dfc_hs_t hs;
 } dfc_fill_t;
 
 /*  One bridge. endpoint and replay_cfg are set by connect (under mu);
@@ -203,6 +205,7 @@ typedef struct link {
                           ourselves at this time (0 = nothing pending); dfc_link.c */
     uint64_t hb_interval;
     bool hb_seen;
+    dfc_hs_t hs; /* the SUB's CURVE handshakes: a refusal arms relink_at (dfc_link.c) */
     struct link *next;
 } link_t;
 
@@ -250,6 +253,7 @@ struct dfc_loop {
     int64_t ckpt_next;
     bool connect_retry;    /* connect_pending ran out of memory: try again */
     uint64_t ckpt_failing; /* saves failed in a row (logged: the first, and the recovery) */
+    dfc_curve_t curve;     /* CURVE keys of every socket to a bridge (off: plain) */
 };
 
 /*  The listener whose callback (or filter) runs on this thread: unsubscribe
@@ -305,6 +309,10 @@ void dfc_fill_hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev);
 int dfc_fill_receive(dfc_loop_t *loop, link_t *L);
 /*  Frees what the fill owns (held events, socket, arrays). */
 void dfc_fill_destroy(link_t *L);
+
+/* monitor (CURVE handshakes of the replay DEALER) */
+void dfc_dealer_read_monitor(dfc_loop_t *loop, link_t *L);
+void dfc_dealer_tick(dfc_loop_t *loop, link_t *L, int64_t now);
 
 /* loop */
 /* dfc_mono_ms and dfc_wall_ms: in dfc_internal.h */

@@ -323,6 +323,20 @@ typedef struct {
     int dedupe_window;     /* (event id, type) keys remembered; 0 -> 65536; < 0 -> off */
     size_t max_held;       /* live messages held while a gap is filled; more are
                               dropped and fetched by replay; 0 -> 10000 */
+
+    /* ---- CURVE (see consumers/README.md "CURVE") ---- */
+    /*  With both set, every socket the loop opens to a bridge (SUB and replay
+        DEALER) is a CURVE client. server_key: the bridge's public key, 40 Z85
+        characters, or the path of its public certificate (.key; an existing
+        file wins); cert: the path of this consumer's secret certificate
+        (.key_secret), in the format of czmq's zcert and pyzmq's
+        zmq.auth.create_certificates. Read by dfc_loop_new (the strings are not
+        kept; the secret is wiped by dfc_loop_destroy). One without the other,
+        a file that cannot be read or is not a certificate, a secret
+        certificate as server_key or a public one as cert: dfc_loop_new logs
+        "invalid argument: <option>: <why>" and returns NULL. NULL -> plain. */
+    const char *server_key;
+    const char *cert;
 } dfc_config_t;
 
 typedef struct dfc_loop dfc_loop_t;
