@@ -121,7 +121,8 @@ function load(serverKey, cert) {
   } else if (z85Decode(serverKey)) {
     server = serverKey;
   } else {
-    throw new TypeError(`option serverKey: ${JSON.stringify(serverKey)} is neither a certificate file nor a 40-character Z85 key`);
+    // the value itself is not repeated: it might be a mistyped secret
+    throw new TypeError(`option serverKey: neither a certificate file nor a 40-character Z85 key (${serverKey.length} characters)`);
   }
   const c = readCert('cert', cert);
   if (!c.secretKey) {

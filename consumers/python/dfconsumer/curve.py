@@ -108,8 +108,10 @@ def load(server_key, cert):
     else:
         server = _z85_key(server_key)
         if server is None:
-            raise ValueError(f"server_key: {server_key!r} is neither a certificate file nor a "
-                             "40-character Z85 key")
+            # the value itself is not repeated: it might be a mistyped secret
+            n = len(server_key) if isinstance(server_key, (str, bytes, bytearray)) else 0
+            raise ValueError("server_key: neither a certificate file nor a 40-character Z85 key "
+                             f"({n} characters)")
     public, secret = _read_cert("cert", os.fspath(cert))
     if secret is None:
         raise ValueError(f"cert: {cert} has no secret-key: give this consumer's .key_secret "
