@@ -57,7 +57,7 @@ watch_read(sub_watch_t *w)
 {
     uint16_t id;
     char ep[256];
-    while (w->mon && dfc_monitor_next(w->mon, &id, ep, sizeof ep)) {
+    while (w->mon && w->hs && dfc_monitor_next(w->mon, &id, ep, sizeof ep)) {
         for (size_t i = 0; i < w->n; i++) {
             if (strcmp(ep, w->endpoints[i]) != 0)
                 continue;
@@ -74,7 +74,7 @@ static long
 watch_tick(sub_watch_t *w, long wait)
 {
     int64_t now = dfc_mono_ms();
-    for (size_t i = 0; i < w->n; i++) {
+    for (size_t i = 0; w->hs && i < w->n; i++) {
         if (!w->hs[i].retry_at)
             continue;
         if (now >= w->hs[i].retry_at) {
