@@ -418,6 +418,8 @@ main(int argc, char **argv)
     if (dfc_curve_load(&curve, server_key, cert, err, sizeof err) != DFC_OK) {
         /* err names the library's options (server_key, cert) */
         fprintf(stderr, "dftail: invalid --server-key/--cert: %s\n", err);
+        free(endpoints);
+        free(topics);
         return 2;
     }
 
@@ -441,6 +443,7 @@ main(int argc, char **argv)
         watch.hs = calloc(nend, sizeof *watch.hs);
         if (!watch.hs || dfc_curve_apply(&curve, sub) != 0) {
             fprintf(stderr, "dftail: CURVE: %s\n", watch.hs ? zmq_strerror(errno) : "out of memory");
+            dfc_curve_wipe(&curve);
             return 1;
         }
         watch.mon = dfc_monitor_open(ctx, sub, DFC_HS_EVENTS | ZMQ_EVENT_CONNECT_RETRIED);
