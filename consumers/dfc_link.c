@@ -571,7 +571,7 @@ dfc_link_open_sub(dfc_loop_t *loop, link_t *L)
     }
     L->mon = open_monitor(loop, L->sub);
     L->last_rx = dfc_mono_ms();
-    L->relink_at = 0;
+    L->relink_at = L->hs.retry_at = 0; /* a new socket: nothing to connect again */
     if (zmq_connect(L->sub, L->endpoint) != 0) {
         dfc_log(DFC_LOG_ERROR, "cannot connect %s: %s", L->endpoint, zmq_strerror(errno));
         return DFC_OK; /* counted as a dead link: stays silent */

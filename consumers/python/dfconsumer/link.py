@@ -276,7 +276,7 @@ class Link:
         self.sub_sync = zmq.Socket.shadow(sub.underlying)
         self.sockets_changed = True
         self.last_rx = mono_ms()
-        self.relink_at = 0
+        self.relink_at = self.hs.retry_at = 0  # a new socket: nothing to connect again
         try:
             sub.connect(self.endpoint)
         except zmq.ZMQError as e:
