@@ -17,6 +17,9 @@ In-process (Python tests): CurveBridge(keydir). As a program (C and Node tests):
   allow NAME [pub|replay]   NAME.key into the allow-list(s) -> {"ok": true}
   revoke NAME [pub|replay]  NAME.key out of them            -> {"ok": true}
   subscribed MS      waits for a subscription on the XPUB    -> {"ok": true|false}
+  rebind             unbinds and binds the XPUB again (same port): every SUB
+                     connection is cut, as the real bridge does on a revocation;
+                     the allowed reconnect, the revoked are refused -> {"ok": true}
   stats              -> {"denied": n, "allowed": n, "requests": n}
   quit               exits.
 Loopback only, ports chosen by the system. Ends when stdin closes."""
@@ -26,6 +29,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 
 import zmq
 import zmq.auth
@@ -133,6 +137,19 @@ class CurveBridge(FakeBridge):
             os.remove(os.path.join(self.keydir, DOMAINS[w][1], name + ".key"))
             self._configure(w)
 
+    def rebind(self):
+        """Cuts every connection to the XPUB (the ROUTER belongs to the replay thread)."""
+        self.pub.unbind(self.endpoint)
+        end = time.monotonic() + 5
+        while True:  # the unbind completes in libzmq's I/O thread: the port frees shortly
+            try:
+                self.pub.bind(self.endpoint)
+                return
+            except zmq.ZMQError as e:
+                if e.errno != zmq.EADDRINUSE or time.monotonic() > end:
+                    raise
+                time.sleep(0.01)
+
     def stats(self):
         with self._count_lock:
             return {"denied": self.denied, "allowed": self.allowed,
@@ -180,6 +197,9 @@ def main():
                     say({"ok": True})
                 except TimeoutError:
                     say({"ok": False})
+            elif cmd[0] == "rebind":
+                b.rebind()
+                say({"ok": True})
             elif cmd[0] == "stats":
                 say(b.stats())
             elif cmd[0] == "quit":

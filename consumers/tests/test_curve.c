@@ -415,6 +415,45 @@ test_dealer_refused(void)
     bridge_stop(&b);
 }
 
+/*  Both allowed; one key revoked and every connection cut (what the bridge
+    does on a revocation): the revoked consumer is refused from then on, the
+    allowed one reconnects and fills what it missed from replay. */
+static void
+test_revoked(void)
+{
+    bridge_t b;
+    bridge_start(&b);
+    CHECK(bridge_ok(&b, "allow %s", "other"));
+    dfc_config_t ca = {.server_key = key(&b, "bridge", false), .cert = key(&b, "allowed", true)};
+    dfc_config_t co = {.server_key = key(&b, "bridge", false), .cert = key(&b, "other", true)};
+    run_t a, o;
+    run_start(&a, &b, &ca, true);
+    CHECK(bridge_ok(&b, "subscribed %s", "5000"));
+    run_start(&o, &b, &co, true);
+    CHECK(bridge_ok(&b, "subscribed %s", "5000"));
+    json_decref(bridge_cmd(&b, "publish 5"));
+    CHECK(WAIT_FOR(rec_count(&a.rec) == 5 && rec_count(&o.rec) == 5, 5000));
+    CHECK(bridge_ok(&b, "revoke %s", "other"));
+    CHECK(bridge_ok(&b, "rebind%s", ""));
+    json_decref(bridge_cmd(&b, "publish 3")); /* during the cut */
+    int64_t t0 = tu_now_ms();
+    CHECK(bridge_ok(&b, "subscribed %s", "5000")); /* the allowed one is back */
+    CHECK(WAIT_FOR(STAT(&o, auth_failures) >= 1, 5000));
+    CHECK(tu_now_ms() - t0 < 5000);
+    json_decref(bridge_cmd(&b, "publish 2"));
+    json_decref(bridge_cmd(&b, "heartbeat"));
+    CHECK(WAIT_FOR(rec_count(&a.rec) == 10, 5000));
+    usleep(300 * 1000); /* the revoked one gets nothing more: no event to wait for */
+    dfc_stats_t sa = run_stop(&a), so = run_stop(&o);
+    CHECK(rec_is(&a.rec, 1, 10));
+    CHECK_EQ(sa.lost, 0);
+    CHECK_EQ(sa.auth_failures, 0);
+    CHECK(sa.replayed >= 3);
+    CHECK(rec_is(&o.rec, 1, 5));
+    CHECK(so.auth_failures >= 1);
+    bridge_stop(&b);
+}
+
 static void
 test_wrong_server_key(void)
 {
@@ -602,6 +641,7 @@ main(int argc, char **argv)
     test_allowed();
     test_denied_then_allowed();
     test_dealer_refused();
+    test_revoked();
     test_wrong_server_key();
     test_dftail();
     return df_check_report("consumer_curve");

@@ -139,6 +139,39 @@ test('a refused replay DEALER is connected again, then its request answered', as
   }
 });
 
+test('a revoked key is cut off, the allowed consumer reconnects and loses nothing', async () => {
+  const b = await curveBridge();
+  try {
+    await b.cmd('allow other');
+    const a = harness(DatafeedLoop, { bridges: [b], options: { serverKey: b.key('bridge'), cert: b.key('allowed', true) } });
+    assert.equal((await b.cmd('subscribed 5000')).ok, true);
+    const o = harness(DatafeedLoop, { bridges: [b], options: { serverKey: b.key('bridge'), cert: b.key('other', true) } });
+    assert.equal((await b.cmd('subscribed 5000')).ok, true);
+    await b.cmd('publish 5');
+    await until(() => a.got.length === 5 && o.got.length === 5, 5000, '5 + 5');
+    await b.cmd('revoke other');
+    await b.cmd('rebind'); // every connection cut, as the bridge does on a revocation
+    await b.cmd('publish 3'); // during the cut
+    const t0 = performance.now();
+    assert.equal((await b.cmd('subscribed 5000')).ok, true); // the allowed one is back
+    await until(() => o.loop.stats().auth_failures >= 1, 5000, 'the refusal');
+    assert.ok(performance.now() - t0 < 5000);
+    await b.cmd('publish 2');
+    await b.cmd('heartbeat');
+    await until(() => a.got.length === 10, 5000, '10 for the allowed one');
+    await new Promise((r) => setTimeout(r, 300)); // the revoked one gets nothing more
+    const sa = await stopped(a);
+    const so = await stopped(o);
+    assert.deepEqual(a.gseqs(), range(1, 10));
+    assert.deepEqual([sa.lost, sa.auth_failures], [0, 0]);
+    assert.ok(sa.replayed >= 3);
+    assert.deepEqual(o.gseqs(), range(1, 5));
+    assert.ok(so.auth_failures >= 1);
+  } finally {
+    await b.close();
+  }
+});
+
 test('a wrong server key gets nothing and does not crash', async () => {
   const b = await curveBridge();
   try {

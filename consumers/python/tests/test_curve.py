@@ -123,6 +123,38 @@ class CurveTest(unittest.TestCase):
         self.assertEqual((st["replayed"], st["lost"]), (6, 0))
         self.assertGreaterEqual(st["replay_requests"], 2)
 
+    def test_revoked_is_cut_allowed_loses_nothing(self):
+        """Both allowed; one key revoked and every connection cut (what the bridge does
+        on a revocation): the revoked consumer is refused from then on, the allowed one
+        reconnects and fills what it missed from replay: 1..10 exactly."""
+        b = self.b
+        b.allow("other")
+
+        async def go():
+            da, a = recorded(b.endpoint, b.replay_endpoint, **self.opts("allowed"))
+            db, o = recorded(b.endpoint, b.replay_endpoint, **self.opts("other"))
+            async with Running(da, b), Running(db, b):
+                b.publish(5)
+                await wait_for(lambda: len(a.calls) == 5 and len(o.calls) == 5, what="5 + 5")
+                b.revoke("other")
+                b.rebind()
+                b.publish(3)  # during the cut
+                t0 = time.monotonic()
+                await asyncio.wait_for(asyncio.to_thread(b.wait_subscribed), 5)  # the allowed
+                await wait_for(lambda: db.stats()["auth_failures"] >= 1, 5, "the refusal")
+                self.assertLess(time.monotonic() - t0, 5.0)
+                b.publish(2)
+                b.heartbeat()
+                await wait_for(lambda: len(a.calls) == 10, what="10 for the allowed one")
+                await asyncio.sleep(0.3)  # the revoked one gets nothing more
+            return da.stats(), a, db.stats(), o
+        sa, a, sb, o = run(go())
+        self.assertEqual(a.gseqs(), list(range(1, 11)))
+        self.assertEqual((sa["lost"], sa["auth_failures"]), (0, 0))
+        self.assertGreaterEqual(sa["replayed"], 3)
+        self.assertEqual(o.gseqs(), [1, 2, 3, 4, 5])
+        self.assertGreaterEqual(sb["auth_failures"], 1)
+
     def test_wrong_server_key_gets_nothing(self):
         b = self.b
 
