@@ -23,6 +23,8 @@ static void
 close_dealer(dfc_fill_t *f)
 {
     if (f->dealer)
+        dfc_monitor_close(f->dealer, &f->dealer_mon);
+    if (f->dealer)
         zmq_close(f->dealer);
     f->dealer = NULL;
     free(f->dealer_ep);
@@ -47,7 +49,8 @@ dealer_open(dfc_loop_t *loop, link_t *L)
     if (f->dealer && f->dealer_ep && strcmp(f->dealer_ep, L->replay) == 0)
         return true;
     close_dealer(f);
-    f->dealer = dfc_replay_open(loop->zctx, L->replay, loop->cfg.max_frame);
+    f->dealer = dfc_replay_open(loop->zctx, L->replay, loop->cfg.max_frame, &loop->curve,
+                                &f->dealer_mon);
     f->dealer_ep = f->dealer ? strdup(L->replay) : NULL;
     if (f->dealer && !f->dealer_ep)
         close_dealer(f); /* out of memory: like a socket error */

@@ -139,12 +139,61 @@ size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoc
                           uint64_t from_gseq, unsigned limit, const char *const *topics,
                           size_t ntopics);
 
+/* ----------------------------------------- CURVE (dfc_curve.c, dfc_monitor.c) */
+
+/*  The client side of CURVE: the bridge's public key and this consumer's
+    pair, binary. The secret stays until dfc_curve_wipe (explicit_bzero). */
+typedef struct {
+    bool on; /* false: plain sockets */
+    uint8_t server[32], public_key[32], secret[32];
+} dfc_curve_t;
+/*  Loads server_key (40 Z85 characters, or the path of the bridge's public
+    certificate: an existing file wins) and cert (this consumer's secret
+    certificate file). Both NULL or "": c->on false, DFC_OK. Otherwise
+    DFC_OK, or DFC_EINVAL with a one-line reason in err naming the option
+    and the file (never key material); c is wiped then. */
+int dfc_curve_load(dfc_curve_t *c, const char *server_key, const char *cert, char *err,
+                   size_t errlen);
+/*  Makes sock a CURVE client (before connect); nothing when c is NULL or off.
+    0, or -1 with errno. */
+int dfc_curve_apply(const dfc_curve_t *c, void *sock);
+void dfc_curve_wipe(dfc_curve_t *c);
+
+/*  A failed handshake: connected again after 250 ms, doubling to 2 s (reset by
+    a success); logged at once, then at most every 10 s per socket. */
+#define DFC_HS_BACKOFF_FIRST_MS 250
+#define DFC_HS_BACKOFF_MAX_MS 2000
+#define DFC_HS_LOG_EVERY_MS 10000
+typedef struct {
+    uint64_t failed;    /* failures since the last success */
+    uint64_t unlogged;  /* failures not logged since the last line */
+    int64_t backoff_ms; /* the last wait; 0 = no failure */
+    int64_t retry_at;   /* connect again then (monotonic ms); 0 = nothing pending */
+    int64_t logged_at;
+    bool logged;
+} dfc_hs_t;
+typedef enum { DFC_HS_NONE, DFC_HS_OK, DFC_HS_FAILED } dfc_hs_result_t;
+/*  Applies a monitor event to h: DFC_HS_FAILED (the caller counts it in
+    auth_failures; h->retry_at is set), DFC_HS_OK (a success: h reset), or
+    DFC_HS_NONE (not a handshake event). `what` names the socket in the log. */
+dfc_hs_result_t dfc_hs_event(dfc_hs_t *h, uint16_t id, const char *what, int64_t now);
+/*  A socket monitor of sock for events (ZMQ_EVENT_*), read through the PAIR
+    returned (NULL on error: then none). Set it before connecting. */
+void *dfc_monitor_open(void *zctx, void *sock, int events);
+void dfc_monitor_close(void *sock, void **mon_p);
+/*  One event from a monitor without waiting: 1 (id, endpoint in ep), or 0. */
+int dfc_monitor_next(void *mon, uint16_t *id, char *ep, size_t size);
+
 /*  A DEALER connected to a replay endpoint (linger 0; frames above
     max_frame + 255 refused, 0 = no limit; a receive HWM of
     dfc_replay_rcvhwm(max_frame) messages: a peer that sends more than the
-    reader takes is held back by TCP, not queued in memory). NULL on error
+    reader takes is held back by TCP, not queued in memory), a CURVE client
+    when curve is on; then, if mon is not NULL,
+    *mon gets a monitor of its handshakes (DFC_HS_EVENTS | CONNECT_RETRIED)
+    set before it connects (NULL if it could not be opened). NULL on error
     (logged, errno set). */
-void *dfc_replay_open(void *zctx, const char *endpoint, size_t max_frame);
+void *dfc_replay_open(void *zctx, const char *endpoint, size_t max_frame, const dfc_curve_t *curve,
+                      void **mon);
 /*  The replay DEALER's ZMQ_RCVHWM: DFC_REPLAY_QUEUE_BYTES / max_frame,
     within 4..256 messages (max_frame 0 counts as 16 MiB), so that libzmq
     queues at most about max(64 MiB, 4 x max_frame) for it. */
@@ -189,6 +238,9 @@ void dfc_context_clear(void);
     a signal came first), -1 on a socket error with errno set; parts are
     closed then. Needs <zmq.h>. */
 #ifdef ZMQ_VERSION
+#define DFC_HS_EVENTS                                                                              \
+    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |                             \
+     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
 int dfc_msg_read(void *s, zmq_msg_t parts[2], size_t *nparts, size_t *total);
 /*  Whether frame m is exactly name (ZeroMQ matches topics by prefix). */
 bool dfc_msg_is(const zmq_msg_t *m, const char *name);

@@ -445,29 +445,17 @@ dfc_link_receive(dfc_loop_t *loop, link_t *L)
 }
 
 /*  A socket monitor on a SUB: connects and disconnects become counters and
-    log lines, so a dead link or a peer dropped by ZMQ_MAXMSGSIZE is visible.
-    Returns the PAIR end to poll, or NULL (then we run without it). */
+    log lines, so a dead link or a peer dropped by ZMQ_MAXMSGSIZE is visible;
+    failed CURVE handshakes are retried (dfc_monitor.c). Returns the PAIR end
+    to poll, or NULL (then we run without it). */
 static void *
 open_monitor(dfc_loop_t *loop, void *sub)
 {
-    static atomic_uint serial;
-    char ep[96];
-    snprintf(ep, sizeof ep, "inproc://dfc-monitor-%p-%u", (void *)loop,
-             atomic_fetch_add(&serial, 1));
-    if (zmq_socket_monitor(
-            sub, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0)
-        return NULL;
-    void *pair = zmq_socket(loop->zctx, ZMQ_PAIR);
-    int linger = 0;
-    if (pair &&
-        (zmq_setsockopt(pair, ZMQ_LINGER, &linger, sizeof linger) || zmq_connect(pair, ep) != 0)) {
-        zmq_close(pair);
-        pair = NULL;
-    }
-    if (!pair) {
-        zmq_socket_monitor(sub, NULL, 0);
+    void *pair = dfc_monitor_open(loop->zctx, sub,
+                                  ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
+                                      ZMQ_EVENT_CONNECT_RETRIED | DFC_HS_EVENTS);
+    if (!pair)
         dfc_log(DFC_LOG_WARN, "no socket monitor: connects/disconnects not counted");
-    }
     return pair;
 }
 
@@ -495,19 +483,42 @@ relink_arm(link_t *L, const char *addr)
                 addr);
         return;
     }
-    L->relink_at = dfc_mono_ms() + RELINK_GRACE_MS;
+    /* a refused handshake's backoff (armed just before) is kept */
+    int64_t at = dfc_mono_ms() + RELINK_GRACE_MS;
+    if (at > L->relink_at)
+        L->relink_at = at;
 }
 
 static void
 relink(link_t *L)
 {
+    bool refused = L->hs.retry_at != 0; /* logged by dfc_hs_event, rate-limited */
     L->relink_at = 0;
+    L->hs.retry_at = 0;
     zmq_disconnect(L->sub, L->endpoint); /* may already be gone: ignore */
     if (zmq_connect(L->sub, L->endpoint) != 0)
         dfc_log(DFC_LOG_ERROR, "cannot reconnect %s: %s", L->endpoint, zmq_strerror(errno));
     else
-        dfc_log(DFC_LOG_WARN, "disconnected from %s and not reconnected by ZeroMQ: reconnecting",
-                L->endpoint);
+        dfc_log(refused ? DFC_LOG_DEBUG : DFC_LOG_WARN,
+                "disconnected from %s and not reconnected by ZeroMQ: reconnecting", L->endpoint);
+}
+
+/*  A handshake event of the SUB's endpoint: a failure counts in
+    auth_failures and arms the reconnect after the backoff (libzmq never
+    reconnects after a denial; a CONNECT_RETRIED that follows disarms it, as
+    for any disconnect: libzmq retries a wrong key by itself). True when it
+    was one. */
+static bool
+on_handshake(dfc_loop_t *loop, link_t *L, uint16_t id, const char *ep)
+{
+    if (strcmp(L->endpoint, ep) != 0)
+        return false;
+    dfc_hs_result_t r = dfc_hs_event(&L->hs, id, L->endpoint, dfc_mono_ms());
+    if (r == DFC_HS_FAILED) {
+        STAT_ADD(loop, auth_failures, 1);
+        L->relink_at = L->hs.retry_at;
+    }
+    return r != DFC_HS_NONE;
 }
 
 /*  Reads the monitor's events: frame 1 = uint16 event + uint32 value,
@@ -538,6 +549,8 @@ dfc_link_read_monitor(dfc_loop_t *loop, link_t *L)
             }
             zmq_msg_close(&addr);
         }
+        if (on_handshake(loop, L, id, ep))
+            continue;
         if (id == ZMQ_EVENT_CONNECTED)
             STAT_ADD(loop, connects, 1);
         else if (id == ZMQ_EVENT_DISCONNECTED)
@@ -548,7 +561,7 @@ dfc_link_read_monitor(dfc_loop_t *loop, link_t *L)
             relink_arm(L, ep);
         else if ((id == ZMQ_EVENT_CONNECTED || id == ZMQ_EVENT_CONNECT_RETRIED) &&
                  strcmp(L->endpoint, ep) == 0)
-            L->relink_at = 0; /* libzmq is on it */
+            L->relink_at = L->hs.retry_at = 0; /* libzmq is on it */
     }
 }
 
@@ -567,7 +580,7 @@ open_sub(dfc_loop_t *loop)
     if (zmq_setsockopt(sub, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
         zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger) ||
         zmq_setsockopt(sub, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) ||
-        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0)) {
+        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0) || dfc_curve_apply(&loop->curve, sub)) {
         zmq_close(sub);
         return NULL;
     }
@@ -598,7 +611,7 @@ dfc_link_open_sub(dfc_loop_t *loop, link_t *L)
     }
     L->mon = open_monitor(loop, L->sub);
     L->last_rx = dfc_mono_ms();
-    L->relink_at = 0;
+    L->relink_at = L->hs.retry_at = 0; /* a new socket: nothing to connect again */
     if (zmq_connect(L->sub, L->endpoint) != 0) {
         dfc_log(DFC_LOG_ERROR, "cannot connect %s: %s", L->endpoint, zmq_strerror(errno));
         return DFC_OK; /* counted as a dead link: stays silent */
@@ -628,5 +641,6 @@ dfc_link_timers(dfc_loop_t *loop, link_t *L, int64_t now)
     }
     if (L->relink_at && L->sub && now >= L->relink_at)
         relink(L);
+    dfc_dealer_tick(loop, L, now);
     dfc_fill_on(loop, L, DFC_FILL_EV_TICK, (uint64_t)now, NULL);
 }

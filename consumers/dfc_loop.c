@@ -100,6 +100,13 @@ dfc_loop_new(const dfc_config_t *cfg)
         free(loop);
         return NULL;
     }
+    char err[512];
+    c->server_key = c->cert = NULL; /* the caller's: the keys are loaded now */
+    if (cfg && dfc_curve_load(&loop->curve, cfg->server_key, cfg->cert, err, sizeof err)) {
+        dfc_log(DFC_LOG_ERROR, "dfc_loop_new: invalid argument: %s", err);
+        free(loop);
+        return NULL;
+    }
     /* the strings are the caller's: keep what we need as our own copies */
     c->checkpoint_dir = c->name = c->group = NULL;
     bool grouped = cfg && cfg->group && cfg->members > 1;
@@ -173,6 +180,7 @@ fail:
     free(loop->qs);
     dfc_dedupe_destroy(&loop->dedupe);
     free(loop->ckpt_path);
+    dfc_curve_wipe(&loop->curve);
     free(loop);
     return NULL;
 }
@@ -226,6 +234,7 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
     free(loop->qs);
     dfc_dedupe_destroy(&loop->dedupe);
     free(loop->ckpt_path);
+    dfc_curve_wipe(&loop->curve);
     close(loop->wake[0]);
     close(loop->wake[1]);
     if (loop->own_zctx)
@@ -432,7 +441,7 @@ dfc_loop_start(dfc_loop_t *loop)
     connect_pending(loop);
     loop->ckpt_next = dfc_mono_ms() + loop->cfg.checkpoint_ms;
     while (!atomic_load(&loop->stop_req)) {
-        size_t need = 1 + 3 * loop->nopened;
+        size_t need = 1 + 4 * loop->nopened;
         if (need > items_cap) {
             zmq_pollitem_t *gi = realloc(items, need * sizeof *gi);
             link_t **go = gi ? realloc(owner, need * sizeof *go) : NULL;
@@ -450,8 +459,8 @@ dfc_loop_start(dfc_loop_t *loop)
         items[n++] = (zmq_pollitem_t){NULL, loop->wake[0], ZMQ_POLLIN, 0};
         for (size_t i = 0; i < loop->nopened; i++) {
             link_t *L = loop->rl[i];
-            void *socks[3] = {L->sub, L->mon, L->fill.dealer};
-            for (int k = 0; k < 3; k++)
+            void *socks[4] = {L->sub, L->mon, L->fill.dealer, L->fill.dealer_mon};
+            for (int k = 0; k < 4; k++)
                 if (socks[k]) {
                     owner[n] = L;
                     items[n++] = (zmq_pollitem_t){socks[k], 0, ZMQ_POLLIN, 0};
@@ -475,8 +484,13 @@ dfc_loop_start(dfc_loop_t *loop)
             link_t *L = owner[k];
             void *s = items[k].socket;
             /* sockets may have been replaced by an earlier item's handling */
-            if (s != L->sub && s != L->mon && s != L->fill.dealer)
+            if (s != L->sub && s != L->mon && s != L->fill.dealer && s != L->fill.dealer_mon)
                 continue;
+            if (s == L->fill.dealer_mon) {
+                if (items[k].revents & ZMQ_POLLIN)
+                    dfc_dealer_read_monitor(loop, L);
+                continue;
+            }
             if (s == L->mon) {
                 if (items[k].revents & ZMQ_POLLIN)
                     dfc_link_read_monitor(loop, L);

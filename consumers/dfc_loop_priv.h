@@ -123,6 +123,7 @@ typedef struct {
     X(duplicates)                                                                                  \
     X(not_mine)                                                                                    \
     X(reconnects)                                                                                  \
+    X(auth_failures)                                                                               \
     X(replay_requests)                                                                             \
     X(replay_errors)                                                                               \
     X(checkpoints)                                                                                 \
@@ -184,6 +185,8 @@ typedef struct {
                              are taken) */
     bool answer_dropped;  /* ...of which some were dropped as unexpected: the end marker's
                              claims (last_gseq) are not taken, the rest is asked again */
+    void *dealer_mon; /* CURVE: the dealer's handshakes (dfc_monitor.c) */
+    dfc_hs_t hs;
 } dfc_fill_t;
 
 /*  One bridge. endpoint and replay_cfg are set by connect (under mu);
@@ -212,6 +215,7 @@ typedef struct link {
     bool hb_seen;
     char *replay_refused; /* the last endpoint a heartbeat named and the rule refused (logged
                              once per value) */
+    dfc_hs_t hs; /* the SUB's CURVE handshakes: a refusal arms relink_at (dfc_link.c) */
     struct link *next;
 } link_t;
 
@@ -259,6 +263,7 @@ struct dfc_loop {
     int64_t ckpt_next;
     bool connect_retry;    /* connect_pending ran out of memory: try again */
     uint64_t ckpt_failing; /* saves failed in a row (logged: the first, and the recovery) */
+    dfc_curve_t curve;     /* CURVE keys of every socket to a bridge (off: plain) */
 };
 
 /*  The listener whose callback (or filter) runs on this thread: unsubscribe
@@ -320,6 +325,10 @@ void dfc_fill_hold(dfc_loop_t *loop, link_t *L, dfc_event_t *ev);
 int dfc_fill_receive(dfc_loop_t *loop, link_t *L);
 /*  Frees what the fill owns (held events, socket, arrays). */
 void dfc_fill_destroy(link_t *L);
+
+/* monitor (CURVE handshakes of the replay DEALER) */
+void dfc_dealer_read_monitor(dfc_loop_t *loop, link_t *L);
+void dfc_dealer_tick(dfc_loop_t *loop, link_t *L, int64_t now);
 
 /* loop */
 /* dfc_mono_ms and dfc_wall_ms: in dfc_internal.h */

@@ -153,7 +153,8 @@ dfc_replay_advert(const char *pub, const char *adv, bool any_host, char *out, si
 }
 
 void *
-dfc_replay_open(void *zctx, const char *endpoint, size_t max_frame)
+dfc_replay_open(void *zctx, const char *endpoint, size_t max_frame, const dfc_curve_t *curve,
+                void **mon)
 {
     void *d = zmq_socket(zctx, ZMQ_DEALER);
     /* a DEALER never drops what it receives: at the HWM libzmq stops reading
@@ -161,13 +162,30 @@ dfc_replay_open(void *zctx, const char *endpoint, size_t max_frame)
        TCP instead of filling our memory */
     int linger = 0, hwm = dfc_replay_rcvhwm(max_frame);
     int64_t maxsize = max_frame ? (int64_t)max_frame + DFC_MAX_TOPIC : -1;
+    if (mon)
+        *mon = NULL;
     if (!d || zmq_setsockopt(d, ZMQ_LINGER, &linger, sizeof linger) ||
         zmq_setsockopt(d, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
-        zmq_setsockopt(d, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) || zmq_connect(d, endpoint)) {
+        zmq_setsockopt(d, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) ||
+        dfc_curve_apply(curve, d)) {
         int err = errno;
         dfc_log(DFC_LOG_ERROR, "replay %s: %s", endpoint, zmq_strerror(err));
         if (d)
             zmq_close(d);
+        errno = err;
+        return NULL;
+    }
+    /* before connecting: a refusal of the first handshake must not be missed */
+    if (mon && curve && curve->on &&
+        !(*mon = dfc_monitor_open(zctx, d, DFC_HS_EVENTS | ZMQ_EVENT_CONNECT_RETRIED)))
+        dfc_log(DFC_LOG_WARN, "replay %s: no socket monitor: a refused handshake is not retried",
+                endpoint);
+    if (zmq_connect(d, endpoint)) {
+        int err = errno;
+        dfc_log(DFC_LOG_ERROR, "replay %s: %s", endpoint, zmq_strerror(err));
+        if (mon)
+            dfc_monitor_close(d, mon);
+        zmq_close(d);
         errno = err;
         return NULL;
     }

@@ -26,7 +26,8 @@ static void
 usage(FILE *out)
 {
     fprintf(out, "usage: dftail [--endpoint E]... [--count N] [--timeout MS] [--heartbeats]\n"
-                 "              [--from-gseq N [--replay R]] [TOPIC...]\n"
+                 "              [--from-gseq N [--replay R]] [--server-key FILE|Z85 --cert FILE]\n"
+                 "              [TOPIC...]\n"
                  "  --endpoint E   bridge PUB endpoint (repeatable; default tcp://127.0.0.1:5556)\n"
                  "  --count N      exit after printing N messages\n"
                  "  --timeout MS   exit after MS milliseconds without a message\n"
@@ -34,9 +35,73 @@ usage(FILE *out)
                  "  --from-gseq N  first print the journaled messages from gseq N (replay), then\n"
                  "                 live ones after them (one endpoint only)\n"
                  "  --replay R     the bridge's replay endpoint (default: from its heartbeat)\n"
+                 "  --server-key K CURVE: the bridge's public key (its .key file, or 40 Z85\n"
+                 "                 characters); with --cert every socket is a CURVE client\n"
+                 "  --cert FILE    CURVE: this consumer's secret certificate (.key_secret)\n"
                  "  TOPIC          event types to print, matched exactly (all when none)\n");
 }
 
+
+/*  The SUB's socket monitor with CURVE: a handshake the bridge refused is
+    connected again after a backoff (libzmq 4.3 never does; the same rule as
+    the library, dfc_monitor.c), one dfc_hs_t per endpoint. */
+typedef struct {
+    void *sub, *mon;
+    const char **endpoints;
+    dfc_hs_t *hs;
+    size_t n;
+} sub_watch_t;
+
+static void
+watch_read(sub_watch_t *w)
+{
+    uint16_t id;
+    char ep[256];
+    while (w->mon && w->hs && dfc_monitor_next(w->mon, &id, ep, sizeof ep)) {
+        for (size_t i = 0; i < w->n; i++) {
+            if (strcmp(ep, w->endpoints[i]) != 0)
+                continue;
+            if (id == ZMQ_EVENT_CONNECT_RETRIED)
+                w->hs[i].retry_at = 0; /* libzmq retries by itself (a wrong key) */
+            else
+                dfc_hs_event(&w->hs[i], id, ep, dfc_mono_ms());
+        }
+    }
+}
+
+/*  Connects refused endpoints again; returns how long the next poll may wait. */
+static long
+watch_tick(sub_watch_t *w, long wait)
+{
+    int64_t now = dfc_mono_ms();
+    for (size_t i = 0; w->hs && i < w->n; i++) {
+        if (!w->hs[i].retry_at)
+            continue;
+        if (now >= w->hs[i].retry_at) {
+            w->hs[i].retry_at = 0;
+            zmq_disconnect(w->sub, w->endpoints[i]);
+            if (zmq_connect(w->sub, w->endpoints[i]) != 0)
+                fprintf(stderr, "dftail: cannot reconnect %s: %s\n", w->endpoints[i],
+                        zmq_strerror(errno));
+        } else if (w->hs[i].retry_at - now < wait) {
+            wait = (long)(w->hs[i].retry_at - now);
+        }
+    }
+    return wait;
+}
+
+/*  Polls the SUB (and its monitor) for up to wait ms; >0 when the SUB has
+    a message, 0 when not, -1 on error (errno). */
+static int
+watch_poll(sub_watch_t *w, long wait)
+{
+    wait = watch_tick(w, wait);
+    zmq_pollitem_t items[2] = {{w->sub, 0, ZMQ_POLLIN, 0}, {w->mon, 0, ZMQ_POLLIN, 0}};
+    int n = zmq_poll(items, w->mon ? 2 : 1, wait);
+    if (n > 0 && w->mon && (items[1].revents & ZMQ_POLLIN))
+        watch_read(w);
+    return n < 0 ? -1 : (items[0].revents & ZMQ_POLLIN) ? 1 : 0;
+}
 
 /*  A growable line buffer. */
 typedef struct {
@@ -183,10 +248,14 @@ typedef struct {
     after an error answer or 10 s without one (a line on stderr). */
 static int
 replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, size_t ntopics,
-             line_t *line, long long *printed, long long count, replayed_t *done)
+             line_t *line, long long *printed, long long count, replayed_t *done,
+             const dfc_curve_t *curve)
 {
-    /* the library's replay client; no size limit, like the SUB */
-    void *d = dfc_replay_open(ctx, rep, 0);
+    /* the library's replay client; no size limit, like the SUB. With CURVE a
+       failed handshake ends the replay at once (a request to a bridge that
+       refuses us would only time out) */
+    void *mon = NULL;
+    void *d = dfc_replay_open(ctx, rep, 0, curve, &mon);
     int rc = 1;
     if (!d) {
         fprintf(stderr, "dftail: cannot connect %s: %s\n", rep, zmq_strerror(errno));
@@ -203,13 +272,25 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
         bool end = false, more = false, failed = false;
         int64_t deadline = dfc_mono_ms() + 10000;
         while (!end && !interrupted) {
-            zmq_pollitem_t it = {d, 0, ZMQ_POLLIN, 0};
+            zmq_pollitem_t it[2] = {{d, 0, ZMQ_POLLIN, 0}, {mon, 0, ZMQ_POLLIN, 0}};
             if (dfc_mono_ms() > deadline) {
                 fprintf(stderr, "dftail: no answer from %s\n", rep);
                 failed = true;
                 break;
             }
-            if (zmq_poll(&it, 1, 200) <= 0)
+            if (zmq_poll(it, mon ? 2 : 1, 200) <= 0)
+                continue;
+            uint16_t id;
+            char ep[256];
+            while (mon && (it[1].revents & ZMQ_POLLIN) && dfc_monitor_next(mon, &id, ep, sizeof ep))
+                if (id != ZMQ_EVENT_HANDSHAKE_SUCCEEDED && (id & DFC_HS_EVENTS))
+                    failed = true;
+            if (failed) {
+                fprintf(stderr, "dftail: replay %s: the CURVE handshake failed (key not allowed "
+                                "by the bridge, or a wrong --server-key)\n", rep);
+                break;
+            }
+            if (!(it[0].revents & ZMQ_POLLIN))
                 continue;
             zmq_msg_t parts[2];
             size_t np, total;
@@ -273,6 +354,7 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
             break;
         }
     }
+    dfc_monitor_close(d, &mon);
     zmq_close(d);
     return rc;
 }
@@ -297,7 +379,7 @@ main(int argc, char **argv)
     long long count = -1, timeout = -1;
     bool heartbeats = false;
     uint64_t from_gseq = 0;
-    const char *replay = NULL;
+    const char *replay = NULL, *server_key = NULL, *cert = NULL;
     if (!endpoints || !topics)
         return 1;
     for (int i = 1; i < argc; i++) {
@@ -314,6 +396,10 @@ main(int argc, char **argv)
             from_gseq = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(a, "--replay") && i + 1 < argc) {
             replay = argv[++i];
+        } else if (!strcmp(a, "--server-key") && i + 1 < argc) {
+            server_key = argv[++i];
+        } else if (!strcmp(a, "--cert") && i + 1 < argc) {
+            cert = argv[++i];
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
@@ -328,6 +414,15 @@ main(int argc, char **argv)
         endpoints[nend++] = "tcp://127.0.0.1:5556";
     if (from_gseq && nend > 1) {
         fprintf(stderr, "dftail: --from-gseq takes one --endpoint\n");
+        return 2;
+    }
+    dfc_curve_t curve;
+    char err[512];
+    if (dfc_curve_load(&curve, server_key, cert, err, sizeof err) != DFC_OK) {
+        /* err names the library's options (server_key, cert) */
+        fprintf(stderr, "dftail: invalid --server-key/--cert: %s\n", err);
+        free(endpoints);
+        free(topics);
         return 2;
     }
 
@@ -346,6 +441,16 @@ main(int argc, char **argv)
     }
     int linger = 0;
     zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
+    sub_watch_t watch = {sub, NULL, endpoints, NULL, nend};
+    if (curve.on) {
+        watch.hs = calloc(nend, sizeof *watch.hs);
+        if (!watch.hs || dfc_curve_apply(&curve, sub) != 0) {
+            fprintf(stderr, "dftail: CURVE: %s\n", watch.hs ? zmq_strerror(errno) : "out of memory");
+            dfc_curve_wipe(&curve);
+            return 1;
+        }
+        watch.mon = dfc_monitor_open(ctx, sub, DFC_HS_EVENTS | ZMQ_EVENT_CONNECT_RETRIED);
+    }
     /* No ZMQ_MAXMSGSIZE: libzmq 4.3 drops an oversize sender for good (no
        reconnect), and a debugging tool should rather show what comes. */
     /* subscribe before connecting, so nothing is missed once connected */
@@ -375,8 +480,7 @@ main(int argc, char **argv)
            replay, which runs to the journal's head */
         int64_t end = dfc_mono_ms() + (timeout >= 0 ? timeout : 10000);
         while (!interrupted && !learnt[0] && dfc_mono_ms() < end) {
-            zmq_pollitem_t item = {sub, 0, ZMQ_POLLIN, 0};
-            if (zmq_poll(&item, 1, 200) <= 0)
+            if (watch_poll(&watch, 200) <= 0)
                 continue;
             zmq_msg_t parts[2];
             size_t np, total;
@@ -418,7 +522,8 @@ main(int argc, char **argv)
         replay = learnt;
     }
     if (from_gseq && rc == 0)
-        rc = replay_phase(ctx, replay, from_gseq, topics, ntopics, &line, &printed, count, &done);
+        rc = replay_phase(ctx, replay, from_gseq, topics, ntopics, &line, &printed, count, &done,
+                          &curve);
     int64_t last = dfc_mono_ms();
     while (rc == 0 && !interrupted && (count < 0 || printed < count)) {
         long wait = 500;
@@ -431,8 +536,7 @@ main(int argc, char **argv)
             if (left < wait)
                 wait = (long)left;
         }
-        zmq_pollitem_t item = {sub, 0, ZMQ_POLLIN, 0};
-        int n = zmq_poll(&item, 1, wait);
+        int n = watch_poll(&watch, wait);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -488,6 +592,9 @@ main(int argc, char **argv)
     free(line.p);
     free(endpoints);
     free(topics);
+    free(watch.hs);
+    dfc_curve_wipe(&curve);
+    dfc_monitor_close(sub, &watch.mon);
     zmq_close(sub);
     zmq_ctx_term(ctx);
     return rc;

@@ -334,6 +334,20 @@ typedef struct {
         must not send the loop to another machine. true -> any endpoint a
         heartbeat names is used (the pre-issue-9 behaviour). */
     bool replay_any_host;
+
+    /* ---- CURVE (see consumers/README.md "CURVE") ---- */
+    /*  With both set, every socket the loop opens to a bridge (SUB and replay
+        DEALER) is a CURVE client. server_key: the bridge's public key, 40 Z85
+        characters, or the path of its public certificate (.key; an existing
+        file wins); cert: the path of this consumer's secret certificate
+        (.key_secret), in the format of czmq's zcert and pyzmq's
+        zmq.auth.create_certificates. Read by dfc_loop_new (the strings are not
+        kept; the secret is wiped by dfc_loop_destroy). One without the other,
+        a file that cannot be read or is not a certificate, a secret
+        certificate as server_key or a public one as cert: dfc_loop_new logs
+        "invalid argument: <option>: <why>" and returns NULL. NULL -> plain. */
+    const char *server_key;
+    const char *cert;
 } dfc_config_t;
 
 typedef struct dfc_loop dfc_loop_t;
@@ -378,6 +392,10 @@ typedef struct {
     uint64_t duplicates;        /* events dropped: (id, type) seen, or gseq already handled */
     uint64_t not_mine;          /* events left to other members of the group */
     uint64_t reconnects;        /* SUB sockets recreated by the staleness timer */
+    uint64_t auth_failures;     /* CURVE handshakes that failed on a bridge's SUB or replay
+                                   socket: refused by its ZAP handler (key not allowed:
+                                   connected again with a backoff), or failed (a wrong
+                                   server_key: libzmq retries) */
     uint64_t replay_requests;   /* requests sent to replay endpoints */
     uint64_t replay_errors;     /* error answers and timeouts */
     uint64_t checkpoints;       /* checkpoint files written (see checkpoint_errors) */

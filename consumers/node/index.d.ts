@@ -256,6 +256,10 @@ export interface DatafeedOptions {
   /** Use any replay endpoint a heartbeat names; by default only one on the bridge endpoint's host
       (tcp), or of the same transport (ipc, inproc), is used (others: replay_refused). */
   replayAnyHost?: boolean;
+  /** CURVE: the bridge's public key, 40 Z85 characters, or the path of its public certificate (.key); needs cert */
+  serverKey?: string;
+  /** CURVE: the path of this consumer's secret certificate (.key_secret); needs serverKey */
+  cert?: string;
 }
 
 /** The counters, named and meant exactly as the C dfc_stats_t. */
@@ -265,7 +269,8 @@ export interface Stats {
   bad_frames: number; oversize: number; bad_msgpack: number; not_map: number; bad_version: number;
   bad_envelope: number; bad_event: number; unknown_type: number; reserved: number; gaps: number;
   heartbeats: number; replayed: number; gaps_filled: number; lost: number; duplicates: number;
-  not_mine: number; reconnects: number; replay_requests: number; replay_errors: number; checkpoints: number;
+  not_mine: number; reconnects: number; auth_failures: number; replay_requests: number; replay_errors: number;
+  checkpoints: number;
   lag_ms: number; replay_stalls: number; held_dropped: number; alloc_failures: number;
   checkpoint_errors: number; queue_waits: number; replay_unexpected: number; replay_refused: number;
 }

@@ -7,6 +7,7 @@
 
 const zmq = require('zeromq');
 const wire = require('./wire');
+const curve = require('./curve');
 
 const IDLE = 'IDLE'; // nothing missing
 const WAITING = 'WAITING'; // something missing, no request out (no endpoint yet, send failed, backoff)
@@ -27,7 +28,7 @@ const ACT_GIVE_UP = 2;
 function newFill() {
   return {
     state: IDLE, target: 0, req: 0, tries: 0, stalls: 0, answerEvents: 0, deadline: 0,
-    dealer: null, dealerEp: null, held: [],
+    dealer: null, dealerEp: null, held: [], hs: null, // hs: CURVE handshakes of the dealer (lib/curve.js)
     heldBytes: 0, // sizes (as received) of the held events: <= maxHeldBytes
     answerMsgs: 0, // messages read for the request in flight (REPLAY_LIMIT taken)
     answerDropped: false, // ...some dropped as unexpected: its last_gseq is not believed
@@ -55,7 +56,12 @@ function dealerOpen(loop, L) {
       // connection, so a peer that sends more than asked is held back by TCP
       receiveHighWaterMark: wire.replayRcvhwm(loop.cfg.maxFrame),
       maxMessageSize: loop.cfg.maxFrame + wire.MAX_TOPIC,
+      ...curve.socketOptions(loop.cfg.curve),
     });
+    if (loop.cfg.curve) {
+      if (!f.hs || f.hs.what !== `replay ${L.replay}`) f.hs = new curve.Handshakes(loop, `replay ${L.replay}`);
+      curve.watchDealer(loop, f.hs, d, L.replay, () => f.dealer === d);
+    }
     d.connect(L.replay);
     f.dealer = d;
     f.dealerEp = L.replay;

@@ -5,6 +5,7 @@
 
 const zmq = require('zeromq');
 const wire = require('./wire');
+const curve = require('./curve');
 const { EV, newFill, fillOn, fillHold } = require('./fill');
 
 const GAP_TABLE_MAX = 512;
@@ -32,6 +33,7 @@ class Link {
     this.hbInterval = 0;
     this.hbSeen = false;
     this.replayRefused = null; // the last endpoint a heartbeat named and the rule refused
+    this.hs = null; // CURVE handshakes of the SUB (curve.Handshakes), set by openSub
   }
 
   rangeAdd(lo, hi) {
@@ -284,6 +286,7 @@ function openSub(loop, L) {
     receiveHighWaterMark: loop.cfg.rcvhwm,
     // libzmq drops bigger frames on tcp before we see them (inproc: checked again)
     maxMessageSize: loop.cfg.maxFrame + wire.MAX_TOPIC,
+    ...curve.socketOptions(loop.cfg.curve),
   });
   sub.subscribe(); // before connect
   L.sub = sub;
@@ -302,10 +305,14 @@ function openSub(loop, L) {
     lost = 0;
     loop.log('info', `connected to ${e.address}`);
   });
-  events.on('connect:retry', () => { lost = 0; });
+  events.on('connect:retry', () => {
+    lost = 0;
+    L.hs.retriedByLibzmq();
+  });
+  watchSubHandshakes(loop, L, sub);
   events.on('disconnect', (e) => {
     loop.stat.disconnects++;
-    if (L.sub !== sub || loop._stopping) return;
+    if (L.sub !== sub || loop._stopping || L.hs.pending) return; // a refused handshake: its own retry
     const mine = ++lost;
     setTimeout(() => {
       if (L.sub !== sub || loop._stopping || lost !== mine) return;
@@ -320,6 +327,26 @@ function openSub(loop, L) {
     loop.log('error', `cannot connect ${L.endpoint}: ${e.message}`); // stays silent: a dead link
   }
   loop._readSub(L, sub);
+}
+
+/** A refused handshake (curve.Handshakes): libzmq 4.3 never reconnects after a
+    ZAP denial, so after the backoff this SUB is replaced by a new one (as for a
+    link libzmq gave up, above); a 'connect:retry' cancels that (a wrong key is
+    retried by libzmq itself). */
+function watchSubHandshakes(loop, L, sub) {
+  if (!L.hs) L.hs = new curve.Handshakes(loop, L.endpoint); // kept across SUBs: the backoff goes on
+  for (const type of ['handshake', ...Object.keys(curve.FAILED)]) {
+    sub.events.on(type, () => {
+      if (L.sub !== sub || loop._stopping) return;
+      if (!L.hs.onEvent(type, performance.now()) || !L.hs.pending) return;
+      L.hs.schedule(() => {
+        if (L.sub !== sub || loop._stopping) return;
+        loop.log('debug', `${L.endpoint}: handshake failed: new SUB socket`);
+        closeSub(L);
+        openSub(loop, L);
+      });
+    });
+  }
 }
 
 function closeSub(L) {

@@ -8,6 +8,7 @@
 const { AsyncLocalStorage } = require('async_hooks');
 const path = require('path');
 const wire = require('./wire');
+const curve = require('./curve');
 const events = require('./events');
 const { partitionKey, partition, fnvLimbs } = require('./partition');
 const { Dedupe } = require('./dedupe');
@@ -21,7 +22,7 @@ const STATS_FIELDS = [
   'dropped_at_stop', 'filtered', 'dropped_malformed', 'bad_frames', 'oversize', 'bad_msgpack',
   'not_map', 'bad_version', 'bad_envelope', 'bad_event', 'unknown_type', 'reserved', 'gaps',
   'heartbeats', 'replayed', 'gaps_filled', 'lost', 'duplicates', 'not_mine', 'reconnects',
-  'replay_requests', 'replay_errors', 'checkpoints', 'lag_ms', 'replay_stalls', 'held_dropped',
+  'auth_failures', 'replay_requests', 'replay_errors', 'checkpoints', 'lag_ms', 'replay_stalls', 'held_dropped',
   'alloc_failures', 'checkpoint_errors', 'queue_waits', 'replay_unexpected', 'replay_refused',
 ];
 
@@ -72,7 +73,7 @@ function intOption(o, name, dflt, { min = -Infinity } = {}) {
 
 const OPTIONS = new Set(['maxInFlight', 'queueSize', 'workers', 'rcvhwm', 'maxFrame', 'ordering', 'checkpointDir', 'name',
   'checkpointMs', 'group', 'member', 'members', 'fromGseq', 'staleMs', 'replayTimeoutMs', 'dedupeWindow', 'maxHeld',
-  'maxHeldBytes', 'replayAnyHost']);
+  'maxHeldBytes', 'replayAnyHost', 'serverKey', 'cert']);
 
 function config(o) {
   for (const k of Object.keys(o)) if (!OPTIONS.has(k)) throw new TypeError(`unknown option ${k}`);
@@ -95,6 +96,7 @@ function config(o) {
     maxHeldBytes: intOption(o, 'maxHeldBytes', 0, { min: 0 }) || 64 * 2 ** 20,
     replayAnyHost: o.replayAnyHost === true,
     checkpointFile: null,
+    curve: curve.load(o.serverKey, o.cert), // CURVE client keys or null (lib/curve.js)
   };
   if (cfg.ordering !== 'concurrent' && cfg.ordering !== 'stream') throw new TypeError("option ordering: 'concurrent' or 'stream'");
   if (cfg.checkpointMs < 0) cfg.checkpointMs = 1000;

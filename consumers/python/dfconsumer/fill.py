@@ -9,6 +9,7 @@ import time
 
 import zmq
 
+from . import curve
 from . import wire
 
 log = logging.getLogger("dfconsumer")
@@ -48,6 +49,7 @@ class Fill:
         self.dealer = None     # zmq.asyncio DEALER
         self.dealer_sync = None
         self.dealer_ep = None
+        self.watch = None      # curve.DealerWatch of the dealer (CURVE only)
         self.held = []         # live envelopes held meanwhile, gseq increasing
         self.held_bytes = 0    # their sizes as received: <= max_held_bytes
         self.answer_msgs = 0   # messages read for the request in flight (REPLAY_LIMIT taken)
@@ -58,7 +60,13 @@ class Fill:
 
     # ------------------------------------------------------------ socket
 
+    def watch_mon(self):
+        return self.watch.mon if self.watch is not None else None
+
     def close_dealer(self):
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
         if self.dealer is not None:
             self.dealer.close(linger=0)
         self.dealer = self.dealer_sync = self.dealer_ep = None
@@ -77,9 +85,15 @@ class Fill:
             # connection, so a peer that sends more than asked is held back by TCP
             d.setsockopt(zmq.RCVHWM, wire.replay_rcvhwm(self.loop.max_frame))
             d.setsockopt(zmq.MAXMSGSIZE, self.loop.max_frame + wire.MAX_TOPIC)
+            if self.loop.curve is not None:
+                self.loop.curve.apply(d)
+                self.watch = curve.DealerWatch(self.loop.counters, d, L.replay)
             d.connect(L.replay)
         except zmq.ZMQError as e:
             log.error("replay %s: %s", L.replay, e)
+            if self.watch is not None:
+                self.watch.close()
+                self.watch = None
             if d is not None:
                 d.close(linger=0)
             return False

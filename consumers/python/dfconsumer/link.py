@@ -10,6 +10,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from . import curve
 from . import fill as fillmod
 from . import wire
 from .fill import Fill, mono_ms
@@ -58,6 +59,7 @@ class Link:
         self.last_rx = 0
         self.strikes = 0     # staleness reconnects since the last message: backs off
         self.relink_at = 0   # disconnected and libzmq is not reconnecting: connect again then
+        self.hs = curve.Handshakes(loop.counters, endpoint)  # CURVE handshakes (curve.py)
         self.hb_interval = 0
         self.hb_seen = False
         self.replay_refused = None  # the last endpoint a heartbeat named and the rule refused
@@ -294,9 +296,12 @@ class Link:
         # libzmq drops bigger frames on tcp before we see them; inproc is checked again
         sub.setsockopt(zmq.MAXMSGSIZE, lp.max_frame + wire.MAX_TOPIC)
         sub.setsockopt(zmq.SUBSCRIBE, b"")  # before connect
+        if lp.curve is not None:
+            lp.curve.apply(sub)
         try:
             self.mon = sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
-                                              | zmq.EVENT_CONNECT_RETRIED)
+                                              | zmq.EVENT_CONNECT_RETRIED
+                                              | curve.HANDSHAKE_EVENTS)
         except zmq.ZMQError as e:
             self.mon = None
             log.warning("no socket monitor (%s): connects/disconnects not counted", e)
@@ -304,7 +309,7 @@ class Link:
         self.sub_sync = zmq.Socket.shadow(sub.underlying)
         self.sockets_changed = True
         self.last_rx = mono_ms()
-        self.relink_at = 0
+        self.relink_at = self.hs.retry_at = 0  # a new socket: nothing to connect again
         try:
             sub.connect(self.endpoint)
         except zmq.ZMQError as e:
@@ -345,6 +350,8 @@ class Link:
                 continue
             ep = m.get("endpoint", b"")
             ep = ep.decode("utf-8", "replace") if isinstance(ep, bytes) else str(ep)
+            if self._on_handshake(m["event"], ep):
+                continue
             if m["event"] == zmq.EVENT_CONNECTED:
                 self.loop.counters["connects"] += 1
                 log.info("connected to %s", ep)
@@ -354,20 +361,40 @@ class Link:
                     log.warning("disconnected from %s: not reconnected by us (connect it by "
                                 "its numeric address for that)", ep)
                     continue
-                self.relink_at = mono_ms() + RELINK_GRACE_MS
+                # a refused handshake's backoff (already armed) is kept
+                self.relink_at = max(self.relink_at, mono_ms() + RELINK_GRACE_MS)
             elif ep == self.endpoint:
                 self.relink_at = 0  # CONNECTED or CONNECT_RETRIED: libzmq is on it
+                self.hs.retried_by_libzmq()
+
+    def _on_handshake(self, event, ep):
+        """A handshake event (curve.Handshakes): a failure arms the reconnect after the
+        backoff; a CONNECT_RETRIED that follows disarms it as for any disconnect (libzmq
+        retries a wrong key by itself, never a denial). True when it was one."""
+        if ep != self.endpoint:
+            return False
+        now = mono_ms()
+        if not self.hs.on_event(event, now):
+            return False
+        if self.hs.retry_at:
+            self.relink_at = self.hs.retry_at
+        return True
 
     def relink(self):
         self.relink_at = 0
+        denied = self.hs.retry_at != 0
+        self.hs.retry_at = 0
         try:
             self.sub.disconnect(self.endpoint)
         except zmq.ZMQError:
             pass  # may already be gone
         try:
             self.sub.connect(self.endpoint)
-            log.warning("disconnected from %s and not reconnected by ZeroMQ: reconnecting",
-                        self.endpoint)
+            if denied:  # rate-limited by Handshakes: one line per failure would flood
+                log.debug("%s: handshake failed: connecting again", self.endpoint)
+            else:
+                log.warning("disconnected from %s and not reconnected by ZeroMQ: reconnecting",
+                            self.endpoint)
         except zmq.ZMQError as e:
             log.error("cannot reconnect %s: %s", self.endpoint, e)
 
@@ -391,6 +418,8 @@ class Link:
             lp.counters["reconnects"] += 1
         if self.relink_at and self.sub is not None and now >= self.relink_at:
             self.relink()
+        if self.fill.watch is not None:
+            self.fill.watch.tick(now)
         self.fill.on(fillmod.EV_TICK, now)
 
     # --------------------------------------------------------------- task
@@ -406,7 +435,7 @@ class Link:
             while not lp.stopping:
                 if self.sockets_changed:
                     poller = zmq.asyncio.Poller()
-                    for s in (self.sub, self.mon, self.fill.dealer):
+                    for s in (self.sub, self.mon, self.fill.dealer, self.fill.watch_mon()):
                         if s is not None:
                             poller.register(s, zmq.POLLIN)
                     self.sockets_changed = False
@@ -423,6 +452,8 @@ class Link:
                 try:
                     if self.mon is not None and self.mon in ready:
                         self.read_monitor()
+                    if self.fill.watch is not None and self.fill.watch.mon in ready:
+                        self.fill.watch.read(mono_ms())
                     # read whether or not poll said so: ZeroMQ's readiness is edge-like
                     await self._drain_sub()
                     await self._drain_dealer()

@@ -13,6 +13,7 @@ import time
 import zmq
 import zmq.asyncio
 
+from . import curve
 from . import fill as fillmod
 from . import wire
 from .dedupe import Dedupe
@@ -30,7 +31,7 @@ STATS_FIELDS = (
     "dropped_at_stop", "filtered", "dropped_malformed", "bad_frames", "oversize", "bad_msgpack",
     "not_map", "bad_version", "bad_envelope", "bad_event", "unknown_type", "reserved", "gaps",
     "heartbeats", "replayed", "gaps_filled", "lost", "duplicates", "not_mine", "reconnects",
-    "replay_requests", "replay_errors", "checkpoints", "lag_ms", "replay_stalls", "held_dropped",
+    "auth_failures", "replay_requests", "replay_errors", "checkpoints", "lag_ms", "replay_stalls", "held_dropped",
     "alloc_failures", "checkpoint_errors", "queue_waits", "replay_unexpected", "replay_refused",
 )
 
@@ -56,6 +57,8 @@ DEFAULTS = {
     "workers": None,         # accepted for C configs; asyncio has no worker threads
     "zmq_ctx": None,
     "bot_id": None,          # the bot's user id for is_accepting_event; None: the envelope's bot
+    "server_key": None,      # CURVE: the bridge's public key (40 Z85 chars) or its .key file
+    "cert": None,            # CURVE: this consumer's .key_secret file (with server_key)
 }
 ALIASES = {"queue_size": "max_in_flight"}
 
@@ -140,6 +143,7 @@ class DatafeedLoop:
                 raise ValueError("invalid argument: checkpoint_dir needs a name (or a group): "
                                  "the file is <checkpoint_dir>/<name>.ckpt")
             path = os.path.join(o["checkpoint_dir"], name + ".ckpt")
+        self.curve = curve.load(o["server_key"], o["cert"])  # ValueError when invalid
         dw = int(o["dedupe_window"])
         self.dedupe = Dedupe(dw if dw > 0 else 65536) if dw >= 0 else None
         self.counters = dict.fromkeys(STATS_FIELDS, 0)

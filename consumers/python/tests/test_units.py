@@ -122,7 +122,7 @@ class ContractTest(unittest.TestCase):
         body = h[h.index("typedef struct {\n    uint64_t listeners;"):]
         body = body[:body.index("} dfc_stats_t;")]
         names = re.findall(r"uint64_t (\w+);", body)
-        self.assertEqual(len(names), 38)
+        self.assertEqual(len(names), 39)
         self.assertEqual(list(STATS_FIELDS), names)
         self.assertEqual(list(DatafeedLoop("tcp://127.0.0.1:1").stats()), names)
 
