@@ -1506,6 +1506,7 @@ dfb_config_test(int verbose)
         CHECK(!cfg->replay && !cfg->replay_advertise && cfg->heartbeat_ms == 1000);
         CHECK(cfg->zmtp_heartbeat_ms == 0 && cfg->dedupe_window == 100000 &&
               cfg->dedupe_ms == 3600000);
+        CHECK(!cfg->curve_secret_key && !cfg->curve_clients_dir && cfg->insecure == 0);
     }
     dfb_config_destroy(&cfg);
     /* Every key's default is a value of its own type and range; every key
@@ -1513,7 +1514,7 @@ dfb_config_test(int verbose)
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 19);
+        CHECK(n == 22);
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);

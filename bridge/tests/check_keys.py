@@ -65,7 +65,10 @@ def check_example(keys, path):
         if not m or m.group(1) != want:
             errors.append("%s: bridge.%s: comment says Default: %s, the table %s"
                           % (path, k["name"], m.group(1) if m else "(none)", want))
-        if k["default"] and str(active.get(k["name"])) != k["default"]:
+        value = active.get(k["name"])
+        if isinstance(value, bool):  # YAML's true/false, the table's "true"/"false"
+            value = str(value).lower()
+        if k["default"] and str(value) != k["default"]:
             errors.append("%s: bridge.%s is set to %r, its default is %s"
                           % (path, k["name"], active.get(k["name"]), k["default"]))
         if not k["default"] and k["name"] in active:
