@@ -8,6 +8,7 @@ Cases (--case NAME, one ctest each):
                  one with a wrong server key get nothing and no replay answer; denials are
                  counted and logged (rate-limited) with the address and the key's fingerprint;
                  a broken certificate in clientsDir is skipped
+  revoke_ipc     the same re-bind on ipc:// endpoints (the socket files survive it)
   grant_revoke   copying a consumer's .key into clientsDir lets it in within 5 s; deleting it
                  cuts its connection within 5 s while events flow; the allowed consumer loses
                  nothing (it fills any gap from replay) and the heartbeat keeps its numbering
@@ -407,6 +408,49 @@ def case_grant_revoke():
     eq(br.terminate()[0], 0, "bridge exit status")
 
 
+def case_revoke_ipc():
+    """Revocation over ipc:// (loopback by nature): after the re-bind the socket files exist
+    again (the old listener must not remove the new one), alice reconnects, bob does not."""
+    k, clients = setup_keys()
+    shutil.copy(k["bob"].pub_path, clients)
+    pod = dftest.Pod("--hold-ms", "1000")
+    br = curve_bridge(pod, k, clients)
+    br.terminate()  # restarted below on ipc endpoints
+    pub_ep = "ipc://%s/pub.sock" % dftest.CTX.tmp
+    rep_ep = "ipc://%s/replay.sock" % dftest.CTX.tmp
+    br.config = br.config.replace("publish: %s" % br.endpoint, "publish: %s" % pub_ep) \
+        .replace("replay: %s" % br.replay, "replay: %s" % rep_ep)
+    with open(br.cfg_path, "w") as f:
+        f.write(br.config)
+    br.endpoint, br.replay = pub_ep, rep_ep
+    br.start()
+    server = k["bridge"].pub
+    wait_for(lambda: os.path.exists(pub_ep[6:]) and os.path.exists(rep_ep[6:]), "the ipc files")
+    alice = csock(zmq.SUB, pub_ep, k["alice"], server)
+    bob = csock(zmq.SUB, pub_ep, k["bob"], server)
+    check(wait_hb(alice) is not None and wait_hb(bob) is not None, "alice and bob get heartbeats")
+    os.remove(os.path.join(clients, "bob.key"))
+    wait_for(lambda: "replay: ROUTER re-bound at" in br.text()
+             and "publish: PUB re-bound at" in br.text(), "both sockets re-bound", timeout=5)
+    for ep in (pub_ep, rep_ep):
+        check(os.path.exists(ep[6:]), "%s exists after the re-bind" % ep)
+    while recv(alice, 0) is not None:  # what arrived before the re-bind
+        pass
+    check(wait_hb(alice, 5000) is not None, "alice gets heartbeats after the re-bind")
+    while recv(bob, 300) is not None:  # what was queued before the cut
+        pass
+    eq(nothing_while(bob, alice, beats=3), [], "bob gets nothing after the re-bind")
+    late = csock(zmq.SUB, pub_ep, k["alice"], server)
+    check(wait_hb(late) is not None, "a new connection to the re-bound ipc socket works")
+    rp = Replay(rep_ep, k["alice"], server)
+    c = rp.info()
+    check(c and c["auth_rebinds"] == 1 and c["auth_clients"] == 1, "replay over ipc: %r" % c)
+    for s in (alice, bob, late):
+        s.close()
+    rp.close()
+    eq(br.terminate()[0], 0, "bridge exit status")
+
+
 def check_config(cfg_text, want_rc, *words, absent=()):
     """`dfbridge --check` on a config: exit status and the words in its output."""
     path = os.path.join(dftest.CTX.tmp, "check-%d.yaml" % free_port())
@@ -561,8 +605,8 @@ def case_keygen():
     eq(sorted(os.listdir(d)), ["worker-1.key", "worker-1.key_secret"], "no other file was left")
 
 
-CASES = {"allowed": case_allowed, "grant_revoke": case_grant_revoke, "config": case_config,
-         "keygen": case_keygen}
+CASES = {"allowed": case_allowed, "grant_revoke": case_grant_revoke, "revoke_ipc": case_revoke_ipc,
+         "config": case_config, "keygen": case_keygen}
 
 if __name__ == "__main__":
     sys.exit(dftest.run_cases(CASES, sys.argv[1:], prefix="dfcurve-"))
