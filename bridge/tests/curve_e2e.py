@@ -8,7 +8,8 @@ Cases (--case NAME, one ctest each):
                  one with a wrong server key get nothing and no replay answer; denials are
                  counted and logged (rate-limited) with the address and the key's fingerprint;
                  a broken certificate in clientsDir is skipped
-  revoke_ipc     the same re-bind on ipc:// endpoints (the socket files survive it)
+  revoke_ipc     the same re-bind on ipc:// endpoints; a clientsDir that disappears lets nobody
+                 in until it is back
   grant_revoke   copying a consumer's .key into clientsDir lets it in within 5 s; deleting it
                  cuts its connection within 5 s while events flow; the allowed consumer loses
                  nothing (it fills any gap from replay) and the heartbeat keeps its numbering
@@ -410,7 +411,8 @@ def case_grant_revoke():
 
 def case_revoke_ipc():
     """Revocation over ipc:// (loopback by nature): after the re-bind the socket files exist
-    again (the old listener must not remove the new one), alice reconnects, bob does not."""
+    again, alice reconnects, bob does not. Then clientsDir disappears: nobody gets in (fail
+    closed, every connection cut) until it is back."""
     k, clients = setup_keys()
     shutil.copy(k["bob"].pub_path, clients)
     pod = dftest.Pod("--hold-ms", "1000")
@@ -448,6 +450,23 @@ def case_revoke_ipc():
     for s in (alice, bob, late):
         s.close()
     rp.close()
+    # A clientsDir that cannot be read allows nobody (fail closed), and back again.
+    os.rename(clients, clients + ".moved")
+    wait_for(lambda: "nobody is allowed in until it can be read again" in br.text()
+             and br.text().count("publish: PUB re-bound at") == 2, "the folder gone: re-bound",
+             timeout=5)
+    s = csock(zmq.SUB, pub_ep, k["alice"], server)
+    check(wait_hb(s, 1500) is None, "alice is not let in while clientsDir is gone")
+    s.close()
+    os.rename(clients + ".moved", clients)
+    t0 = time.monotonic()
+    back = None
+    while back is None and time.monotonic() - t0 < 10:
+        s = csock(zmq.SUB, pub_ep, k["alice"], server)
+        if wait_hb(s, 300) is not None:
+            back = time.monotonic() - t0
+        s.close()
+    check(back is not None and back <= 5.0, "alice let in %r s after clientsDir is back" % back)
     eq(br.terminate()[0], 0, "bridge exit status")
 
 
