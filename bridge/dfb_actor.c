@@ -47,6 +47,7 @@ struct dfb_actor {
     int64_t rebind_at;     /* pub NULL: next bind attempt (monotonic ms) */
     uint64_t rebind_tries; /* failed attempts of this re-bind */
     uint64_t rebind_lost;  /* events not published while unbound */
+    uint64_t rebind_fail;  /* test only: attempts made to fail (DFB_TEST_REBIND_FAILS) */
 };
 
 /*  The allow-list lost a key: close the PUB (every connection goes with it,
@@ -71,7 +72,10 @@ check_rebind(dfb_actor_t *a, int64_t now)
     if (a->pub || now < a->rebind_at)
         return;
     char bound[256], err[512];
-    a->pub = dfb_zsock_new(a->ctx, a->rebind, bound, sizeof bound, err, sizeof err);
+    if (a->rebind_tries < a->rebind_fail) /* test fault (DFB_TEST_REBIND_FAILS) */
+        snprintf(err, sizeof err, "test fault (DFB_TEST_REBIND_FAILS)");
+    else
+        a->pub = dfb_zsock_new(a->ctx, a->rebind, bound, sizeof bound, err, sizeof err);
     if (!a->pub) {
         if (a->rebind_tries++ % 50 == 0)
             dfb_warn("publish: re-bind after an allow-list change failed (%s): retrying every "
@@ -251,6 +255,8 @@ dfb_actor_new(void *ctx, void *pub, const dfb_actor_opts_t *o, char *err, size_t
     self->gseq = o->gseq;
     self->fail_after = o->fail_after;
     self->rebind = o->rebind;
+    const char *rf = getenv("DFB_TEST_REBIND_FAILS");
+    self->rebind_fail = rf ? strtoull(rf, NULL, 10) : 0;
     self->rebind_seen = o->counters->auth_rebinds;
     snprintf(self->epoch, sizeof self->epoch, "%s", o->epoch);
     snprintf(self->advertise, sizeof self->advertise, "%s", o->advertise ? o->advertise : "");

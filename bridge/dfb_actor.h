@@ -32,7 +32,8 @@ typedef struct {
        a key) the actor closes the PUB, which cuts every connection, and
        binds a new one with these options, retrying every 100 ms until it
        works; events meanwhile are counted in send_errors (replay has them).
-       NULL = never. */
+       NULL = never. Tests: DFB_TEST_REBIND_FAILS=N fails the first N
+       attempts of each re-bind (here and in dfb_replay). */
     const dfb_zsock_opts_t *rebind;
 } dfb_actor_opts_t;
 

@@ -74,6 +74,7 @@ struct dfb_replay {
     int64_t rebind_at;
     uint64_t rebind_seen; /* auth_rebinds when the ROUTER was last (re)bound */
     uint64_t rebind_tries;
+    uint64_t rebind_fail; /* test only: attempts made to fail (DFB_TEST_REBIND_FAILS) */
 };
 
 static void *replay_main(void *arg);
@@ -109,6 +110,8 @@ dfb_replay_new(void *ctx, const dfb_replay_opts_t *o, char *err, size_t errlen)
         self->zo = zo;
         self->zo.endpoint = self->endpoint; /* a re-bind takes the same port */
         self->rebind_seen = self->c->auth_rebinds;
+        const char *rf = getenv("DFB_TEST_REBIND_FAILS");
+        self->rebind_fail = rf ? strtoull(rf, NULL, 10) : 0;
     }
     char name[64];
     snprintf(name, sizeof name, "inproc://dfb-replay-%p", (void *)self);
@@ -706,7 +709,10 @@ check_rebind(dfb_replay_t *self, int64_t now)
     if (!self->rebinding || now < self->rebind_at)
         return self->rebinding;
     char bound[256], err[512];
-    self->sock = dfb_zsock_new(self->ctx, &self->zo, bound, sizeof bound, err, sizeof err);
+    if (self->rebind_tries < self->rebind_fail) /* test fault (DFB_TEST_REBIND_FAILS) */
+        snprintf(err, sizeof err, "test fault (DFB_TEST_REBIND_FAILS)");
+    else
+        self->sock = dfb_zsock_new(self->ctx, &self->zo, bound, sizeof bound, err, sizeof err);
     if (!self->sock) {
         if (self->rebind_tries++ % 50 == 0)
             dfb_warn("replay: re-bind after an allow-list change failed (%s): retrying every "

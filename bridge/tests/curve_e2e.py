@@ -77,7 +77,12 @@ def setup_keys():
     return k, clients
 
 
-def curve_bridge(pod, k, clients, extra=""):
+def curve_bridge(pod, k, clients, extra="", env=None):
+    """A dfbridge with journal, replay, 200 ms heartbeats and CURVE; env: variables added."""
+    full_env = None
+    if env:
+        full_env = dict(os.environ)
+        full_env.update(env)
     replay_port = free_port()
     br = Bridge(pod, datafeed="datafeed:\n  version: v2\n  retry: {initialIntervalMillis: 50, "
                 "maxIntervalMillis: 400}\n", retry="",
@@ -85,7 +90,7 @@ def curve_bridge(pod, k, clients, extra=""):
                 "  heartbeatMillis: %d\n  curve:\n    secretKey: %s\n    clientsDir: %s\n%s"
                 % (os.path.join(dftest.CTX.tmp, "state"), replay_port, HB_MS,
                    k["bridge"].sec_path, clients, extra),
-                read_timeout_ms=None, connect_timeout_ms=None)
+                read_timeout_ms=None, connect_timeout_ms=None, env=full_env)
     br.replay = "tcp://127.0.0.1:%d" % replay_port
     return br
 
@@ -410,13 +415,15 @@ def case_grant_revoke():
 
 
 def case_revoke_ipc():
-    """Revocation over ipc:// (loopback by nature): after the re-bind the socket files exist
-    again, alice reconnects, bob does not. Then clientsDir disappears: nobody gets in (fail
+    """Revocation over ipc:// (loopback by nature), each re-bind failing 3 times first (a
+    test hook): retried, logged once, never fatal; after it the socket files exist again,
+    alice reconnects, bob does not. Then clientsDir disappears: nobody gets in (fail
     closed, every connection cut) until it is back."""
     k, clients = setup_keys()
     shutil.copy(k["bob"].pub_path, clients)
     pod = dftest.Pod("--hold-ms", "1000")
-    br = curve_bridge(pod, k, clients)
+    # every re-bind fails 3 times first: retried every 100 ms, logged once, never fatal
+    br = curve_bridge(pod, k, clients, env={"DFB_TEST_REBIND_FAILS": "3"})
     br.terminate()  # restarted below on ipc endpoints
     pub_ep = "ipc://%s/pub.sock" % dftest.CTX.tmp
     rep_ep = "ipc://%s/replay.sock" % dftest.CTX.tmp
@@ -436,6 +443,11 @@ def case_revoke_ipc():
              and "publish: PUB re-bound at" in br.text(), "both sockets re-bound", timeout=5)
     for ep in (pub_ep, rep_ep):
         check(os.path.exists(ep[6:]), "%s exists after the re-bind" % ep)
+    text = br.text()
+    for who in ("publish", "replay"):
+        eq(text.count("%s: re-bind after an allow-list change failed (test fault "
+                      "(DFB_TEST_REBIND_FAILS)): retrying every 100 ms" % who), 1,
+           "%s: the failed re-bind attempts logged once" % who)
     while recv(alice, 0) is not None:  # what arrived before the re-bind
         pass
     check(wait_hb(alice, 5000) is not None, "alice gets heartbeats after the re-bind")
