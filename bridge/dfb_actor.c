@@ -21,6 +21,8 @@
     actor (which never blocks: PUB drops rather than waits). */
 #define PIPE_HWM 10000
 #define WAIT_SLICE_MS 100 /* how often a waiting caller checks that the actor lives */
+#define REBIND_RETRY_MS 100 /* a failed re-bind (the port not free yet) is tried again */
+#define REBIND_CHECK_MS 500 /* longest wait before the actor sees auth_rebinds change */
 
 struct dfb_actor {
     void *ctx;
@@ -39,12 +41,60 @@ struct dfb_actor {
     char advertise[256];
     dfb_buf_t hb;
     dfb_pub_counters_t *c;
+    /* CURVE re-bind (dfb_actor_opts_t.rebind) */
+    const dfb_zsock_opts_t *rebind;
+    uint64_t rebind_seen;  /* auth_rebinds when the PUB was last (re)bound */
+    int64_t rebind_at;     /* pub NULL: next bind attempt (monotonic ms) */
+    uint64_t rebind_tries; /* failed attempts of this re-bind */
+    uint64_t rebind_lost;  /* events not published while unbound */
+    uint64_t rebind_fail;  /* test only: attempts made to fail (DFB_TEST_REBIND_FAILS) */
 };
+
+/*  The allow-list lost a key: close the PUB (every connection goes with it,
+    ZMQ_LINGER 0) and bind it again; allowed clients reconnect and pass the
+    handshake again, the others do not. A failed bind is retried. */
+static void
+check_rebind(dfb_actor_t *a, int64_t now)
+{
+    uint64_t g = a->c->auth_rebinds;
+    if (g != a->rebind_seen) {
+        a->rebind_seen = g;
+        if (a->pub) {
+            int zero = 0;
+            zmq_setsockopt(a->pub, ZMQ_LINGER, &zero, sizeof zero);
+            zmq_close(a->pub);
+            a->pub = NULL;
+        }
+        a->rebind_at = now;
+        a->rebind_tries = 0;
+        a->rebind_lost = 0;
+    }
+    if (a->pub || now < a->rebind_at)
+        return;
+    char bound[256], err[512];
+    if (a->rebind_tries < a->rebind_fail) /* test fault (DFB_TEST_REBIND_FAILS) */
+        snprintf(err, sizeof err, "test fault (DFB_TEST_REBIND_FAILS)");
+    else
+        a->pub = dfb_zsock_new(a->ctx, a->rebind, bound, sizeof bound, err, sizeof err);
+    if (!a->pub) {
+        if (a->rebind_tries++ % 50 == 0)
+            dfb_warn("publish: re-bind after an allow-list change failed (%s): retrying every "
+                     "%d ms",
+                     err, REBIND_RETRY_MS);
+        a->rebind_at = now + REBIND_RETRY_MS;
+        return;
+    }
+    dfb_info("publish: PUB re-bound at %s after an allow-list change (%" PRIu64
+             " event(s) not published meanwhile: replay has them)",
+             bound, a->rebind_lost);
+}
 
 static void
 send_heartbeat(dfb_actor_t *a)
 {
     dfb_buf_t *b = &a->hb;
+    if (!a->pub) /* re-binding */
+        return;
     b->len = 0;
     if (dfb_heartbeat_encode(b, a->epoch, a->gseq, a->seqs, (uint64_t)dfb_wall_ms(),
                              a->heartbeat_ms, a->advertise) != 0)
@@ -109,8 +159,12 @@ on_pipe(dfb_actor_t *a)
     if (t)
         t->seq = gs[1];
     a->gseq = gs[0];
+    if (!a->pub) { /* re-binding: subscribers fill the gap from replay */
+        a->c->send_errors++;
+        a->rebind_lost++;
+    }
     /* zmq_msg_send hands the frames over without a copy. */
-    if (zmq_msg_send(&topic, a->pub, ZMQ_SNDMORE) < 0 || zmq_msg_send(&body, a->pub, 0) < 0) {
+    else if (zmq_msg_send(&topic, a->pub, ZMQ_SNDMORE) < 0 || zmq_msg_send(&body, a->pub, 0) < 0) {
         a->c->send_errors++;
         dfb_warn("publish: zmq_send: %s (gseq %" PRIu64 " not published; replay has it)",
                  zmq_strerror(errno), gs[0]);
@@ -131,6 +185,11 @@ run(dfb_actor_t *a)
         int64_t timeout = a->heartbeat_ms > 0 ? next_hb - dfb_mono_ms() : -1;
         if (a->heartbeat_ms > 0 && timeout < 0)
             timeout = 0;
+        if (a->rebind) {
+            int64_t cap = a->pub ? REBIND_CHECK_MS : REBIND_RETRY_MS;
+            if (timeout < 0 || timeout > cap)
+                timeout = cap;
+        }
         if (zmq_poll(&item, 1, (long)timeout) < 0 && errno != EINTR)
             return zmq_strerror(errno);
         /* Events first, a bounded batch, so a flood cannot starve the timer. */
@@ -151,6 +210,8 @@ run(dfb_actor_t *a)
                     return "test fault (DFB_TEST_ACTOR_FAIL_AFTER)";
             }
         int64_t now = dfb_mono_ms();
+        if (a->rebind)
+            check_rebind(a, now);
         if (a->heartbeat_ms > 0 && now >= next_hb) {
             send_heartbeat(a);
             next_hb += a->heartbeat_ms;
@@ -193,6 +254,10 @@ dfb_actor_new(void *ctx, void *pub, const dfb_actor_opts_t *o, char *err, size_t
     self->heartbeat_ms = o->heartbeat_ms;
     self->gseq = o->gseq;
     self->fail_after = o->fail_after;
+    self->rebind = o->rebind;
+    const char *rf = getenv("DFB_TEST_REBIND_FAILS");
+    self->rebind_fail = rf ? strtoull(rf, NULL, 10) : 0;
+    self->rebind_seen = o->counters->auth_rebinds;
     snprintf(self->epoch, sizeof self->epoch, "%s", o->epoch);
     snprintf(self->advertise, sizeof self->advertise, "%s", o->advertise ? o->advertise : "");
     dfb_buf_init(&self->hb);

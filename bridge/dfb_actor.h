@@ -15,6 +15,7 @@
 
 #include "dfb_info.h"
 #include "dfb_topics.h"
+#include "dfb_zsock.h"
 
 typedef struct dfb_actor dfb_actor_t;
 
@@ -26,6 +27,14 @@ typedef struct {
     const dfb_topics_t *seqs;     /* last seq per topic before start, copied; NULL = none */
     dfb_pub_counters_t *counters; /* borrowed: published, send_errors, heartbeats, ... */
     uint64_t fail_after;          /* test only (DFB_TEST_ACTOR_FAIL_AFTER): 0 = never */
+    /* CURVE (borrowed, must outlive the actor): the PUB's options with the
+       bound endpoint. When counters->auth_rebinds changes (dfb_zap removed
+       a key) the actor closes the PUB, which cuts every connection, and
+       binds a new one with these options, retrying every 100 ms until it
+       works; events meanwhile are counted in send_errors (replay has them).
+       NULL = never. Tests: DFB_TEST_REBIND_FAILS=N fails the first N
+       attempts of each re-bind (here and in dfb_replay). */
+    const dfb_zsock_opts_t *rebind;
 } dfb_actor_opts_t;
 
 /*  Starts the actor on pub (a bound PUB socket of ctx: ownership moves to

@@ -757,10 +757,17 @@ static const dfb_config_key_t s_keys[] = {
     {"source", DFB_KEY_ENUM, "datafeed", 0, 0, s_sources, AT(source, CT_ENUM),
      "what the bridge reads: the bot's datafeed (v2 or v1 per datafeed.version) or the pod-wide "
      "datahose"},
-    {"publish", DFB_KEY_ENDPOINT, "tcp://*:5556", 0, 0, NULL, AT(publish, CT_STR),
-     "the ZeroMQ endpoint the PUB socket binds"},
+    {"publish", DFB_KEY_ENDPOINT, "tcp://127.0.0.1:5556", 0, 0, NULL, AT(publish, CT_STR),
+     "the ZeroMQ endpoint the PUB socket binds (a non-loopback one needs curve or insecure)"},
     {"sndhwm", DFB_KEY_INT, "100000", 0, INT32_MAX, NULL, AT(sndhwm, CT_INT),
      "PUB high-water mark per subscriber, in messages (0 = unlimited)"},
+    {"curve.secretKey", DFB_KEY_PATH, "", 0, 0, NULL, AT(curve_secret_key, CT_STR),
+     "the bridge's secret CURVE certificate (dfbridge keygen); with clientsDir: CURVE on the PUB "
+     "and replay sockets"},
+    {"curve.clientsDir", DFB_KEY_PATH, "", 0, 0, NULL, AT(curve_clients_dir, CT_STR),
+     "folder of the allowed consumers' public certificates (*.key), re-read every second"},
+    {"insecure", DFB_KEY_ENUM, "false", 0, 0, s_bools, AT(insecure, CT_ENUM),
+     "true: allow a non-loopback publish or replay endpoint without curve (a warning at start)"},
     {"logLevel", DFB_KEY_ENUM, "info", 0, 0, s_levels, AT(log_level, CT_ENUM),
      "the most verbose level logged to stderr"},
     {"strictPermissions", DFB_KEY_ENUM, "false", 0, 0, s_bools, AT(strict_permissions, CT_ENUM),
@@ -928,7 +935,7 @@ apply_key(ctx_t *c, const dfb_config_key_t *k, const char *s, const char *path)
         return;
     }
     if (k->type == DFB_KEY_PATH && !*s) {
-        fail(c, "%s: must not be empty (leave it out for no journal)", path);
+        fail(c, "%s: must not be empty (leave the key out to leave it unset)", path);
         return;
     }
     if (k->type == DFB_KEY_ENDPOINT && !strstr(s, "://") && (*s || k->def[0])) {
@@ -980,6 +987,10 @@ bridge_check(ctx_t *c)
     dfb_config_t *cfg = c->cfg;
     if (cfg->replay && !cfg->state_dir)
         fail(c, "bridge.replay: needs bridge.stateDir (replay reads the journal)");
+    else if (!cfg->curve_secret_key != !cfg->curve_clients_dir)
+        fail(c, "%s: required when %s is set (CURVE needs both)",
+             cfg->curve_secret_key ? "bridge.curve.clientsDir" : "bridge.curve.secretKey",
+             cfg->curve_secret_key ? "bridge.curve.secretKey" : "bridge.curve.clientsDir");
     else if (cfg->read_timeout_ms <= 35000)
         dfb_warn("config: bridge.readTimeoutMillis: %ld ms does not exceed the ~30 s long-poll "
                  "hold of a real pod; idle reads will time out and be retried",
@@ -1414,7 +1425,7 @@ dfb_config_test(int verbose)
             CHECK(retry_is(&cfg->retry, 6, 2000, 1.5, 10000));
             CHECK(cfg->datafeed_include_invisible == -1);
             CHECK(!cfg->datafeed_tag);
-            CHECK(strcmp(cfg->publish, "tcp://*:5556") == 0);
+            CHECK(strcmp(cfg->publish, "tcp://127.0.0.1:5556") == 0);
             CHECK(cfg->sndhwm == 100000);
             CHECK(cfg->read_timeout_ms == 60000 && cfg->connect_timeout_ms == 15000);
             CHECK(cfg->max_body_bytes == 64u << 20);
@@ -1573,7 +1584,7 @@ dfb_config_test(int verbose)
     cfg = load_text("host: h\nbot: {username: u, privateKey: {path: k}}\n", err, sizeof err);
     CHECK(cfg);
     if (cfg) {
-        CHECK(cfg->source == DFB_SOURCE_DATAFEED && strcmp(cfg->publish, "tcp://*:5556") == 0);
+        CHECK(cfg->source == DFB_SOURCE_DATAFEED && strcmp(cfg->publish, "tcp://127.0.0.1:5556") == 0);
         CHECK(cfg->sndhwm == 100000 && cfg->log_level == DFB_LOG_INFO);
         CHECK(cfg->read_timeout_ms == 60000 && cfg->connect_timeout_ms == 15000);
         CHECK(cfg->max_body_bytes == (size_t)64 << 20 && !cfg->state_dir);
@@ -1585,6 +1596,7 @@ dfb_config_test(int verbose)
         CHECK(cfg->strict_permissions == 0);
         CHECK(cfg->zmtp_heartbeat_ms == 0 && cfg->dedupe_window == 100000 &&
               cfg->dedupe_ms == 3600000);
+        CHECK(!cfg->curve_secret_key && !cfg->curve_clients_dir && cfg->insecure == 0);
     }
     dfb_config_destroy(&cfg);
     /* A boolean key (secrets): false / true, stored as 0 / 1. */
@@ -1649,7 +1661,7 @@ dfb_config_test(int verbose)
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 20);
+        CHECK(n == 23);
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);

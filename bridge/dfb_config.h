@@ -92,7 +92,7 @@ typedef struct dfb_config {
     dfb_retry_cfg_t retry;
 
     /* bridge: the daemon's own settings */
-    char *publish;             /* ZeroMQ endpoint (default tcp, all interfaces, port 5556) */
+    char *publish;             /* ZeroMQ endpoint (default tcp://127.0.0.1:5556) */
     int sndhwm;                /* PUB high-water mark, 100000 */
     dfb_log_level_t log_level; /* info */
     long read_timeout_ms;      /* 60000 */
@@ -113,6 +113,11 @@ typedef struct dfb_config {
     long journal_fsync_ms;          /* bridge.journal.fsyncMillis: 1000 */
     long long dedupe_window;        /* bridge.dedupeWindow: 100000 keys (0 = off) */
     long long dedupe_ms;            /* bridge.dedupeMillis: 1 h (0 = no age limit) */
+
+    /* bridge: security (README "Security") */
+    char *curve_secret_key;  /* bridge.curve.secretKey: NULL = no CURVE */
+    char *curve_clients_dir; /* bridge.curve.clientsDir: set exactly when curve_secret_key is */
+    int insecure;            /* bridge.insecure: 1 = non-loopback endpoints without CURVE allowed */
 } dfb_config_t;
 
 /*  Reads and validates the YAML file at path. Returns a new config, or NULL

@@ -56,6 +56,17 @@ const dfb_info_row_t dfb_info_rows[] = {
     {"info_requests", "info requests answered", PUB(info_requests)},
     {"dead_threads", "internal threads stopped on an error (the bridge exits 5)",
      PUB(dead_threads)},
+    {"auth_allowed", "CURVE handshakes allowed (key in bridge.curve.clientsDir)",
+     PUB(auth_allowed)},
+    {"auth_denied", "CURVE handshakes denied (key not in bridge.curve.clientsDir)",
+     PUB(auth_denied)},
+    {"auth_clients", "public keys in the CURVE allow-list now", PUB_GAUGE(auth_clients)},
+    {"auth_bad_files", "certificates in clientsDir skipped at the last reload (broken)",
+     PUB_GAUGE(auth_bad_files)},
+    {"auth_reloads", "CURVE allow-list loads (start and every change of clientsDir)",
+     PUB(auth_reloads)},
+    {"auth_rebinds", "allow-list changes that removed a key: PUB and replay re-bound",
+     PUB(auth_rebinds)},
 };
 const size_t dfb_info_nrows = sizeof dfb_info_rows / sizeof dfb_info_rows[0];
 

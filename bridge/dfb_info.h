@@ -38,6 +38,13 @@ typedef struct {
     dfb_counter_t info_requests;    /* `info` requests answered */
     /* any internal thread */
     dfb_counter_t dead_threads; /* internal threads that stopped on an error: exit 5 */
+    /* the ZAP thread (dfb_zap; CURVE only, else all 0) */
+    dfb_counter_t auth_allowed;   /* CURVE handshakes allowed (key in the allow-list) */
+    dfb_counter_t auth_denied;    /* CURVE handshakes denied */
+    dfb_counter_t auth_clients;   /* keys in the allow-list now */
+    dfb_counter_t auth_bad_files; /* *.key files skipped at the last reload (broken) */
+    dfb_counter_t auth_reloads;   /* allow-list (re)loads, the first included */
+    dfb_counter_t auth_rebinds;   /* reloads that removed a key: PUB and replay re-bound */
 } dfb_pub_counters_t;
 
 /*  Where a row's value lives. */

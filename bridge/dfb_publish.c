@@ -23,12 +23,16 @@
 #include "dfb_log.h"
 #include "dfb_replay.h"
 #include "dfb_stop.h"
+#include "dfb_zap.h"
 #include "dfb_zsock.h"
 
 struct dfb_publish {
     void *ctx;
     dfb_actor_t *actor;
     dfb_replay_t *replay; /* NULL without a journal */
+    dfb_zap_t *zap;       /* NULL without CURVE */
+    uint8_t curve_secret[32];
+    dfb_zsock_opts_t pub_zo; /* the PUB's options, endpoint = the bound one (re-binds) */
     char endpoint[256];
     char epoch[64];
     int64_t bot;
@@ -114,17 +118,30 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
         dfb_publish_destroy(&self);
         return NULL;
     }
+    int curve = o->curve_secret && o->curve_clients_dir;
+    if (curve) {
+        /* The ZAP handler first: libzmq lets every CURVE client in while
+           none is bound. */
+        memcpy(self->curve_secret, o->curve_secret, sizeof self->curve_secret);
+        if (!(self->zap = dfb_zap_new(self->ctx, o->curve_clients_dir, &self->c, err, errlen))) {
+            dfb_publish_destroy(&self);
+            return NULL;
+        }
+    }
     dfb_zsock_opts_t zo = {.type = ZMQ_PUB,
                            .endpoint = o->endpoint,
                            .key = "bridge.publish",
                            .sndhwm = o->sndhwm,
                            .linger_ms = DFB_PUBLISH_LINGER_MS,
-                           .zmtp_ms = o->zmtp_heartbeat_ms};
+                           .zmtp_ms = o->zmtp_heartbeat_ms,
+                           .curve_secret = curve ? self->curve_secret : NULL};
     void *pub = dfb_zsock_new(self->ctx, &zo, self->endpoint, sizeof self->endpoint, err, errlen);
     if (!pub) {
         dfb_publish_destroy(&self);
         return NULL;
     }
+    self->pub_zo = zo;
+    self->pub_zo.endpoint = self->endpoint; /* a re-bind takes the same port */
     if (make_epoch(self->epoch, sizeof self->epoch) != 0) {
         zmq_close(pub);
         snprintf(err, errlen, "publish: no randomness for the epoch");
@@ -141,7 +158,8 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
     if (o->state_dir && *o->state_dir) {
         dfb_replay_opts_t ro = {.endpoint = has_replay ? o->replay : NULL,
                                 .zmtp_ms = o->zmtp_heartbeat_ms,
-                                .counters = &self->c};
+                                .counters = &self->c,
+                                .curve_secret = curve ? self->curve_secret : NULL};
         if (open_journal(self, o, err, errlen) != 0 ||
             (ro.journal = self->journal, ro.epoch = self->epoch,
              !(self->replay = dfb_replay_new(self->ctx, &ro, err, errlen)))) {
@@ -159,7 +177,8 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
         .gseq = self->gseq,
         .seqs = self->topics,
         .counters = &self->c,
-        .fail_after = fail_after ? strtoull(fail_after, NULL, 10) : 0};
+        .fail_after = fail_after ? strtoull(fail_after, NULL, 10) : 0,
+        .rebind = curve ? &self->pub_zo : NULL};
     self->actor = dfb_actor_new(self->ctx, pub, &ao, err, errlen);
     if (!self->actor) {
         dfb_publish_destroy(&self);
@@ -184,6 +203,8 @@ dfb_publish_destroy(dfb_publish_t **self_p)
     dfb_publish_t *self = *self_p;
     dfb_actor_destroy(&self->actor);
     dfb_replay_destroy(&self->replay); /* its readers before the journal */
+    dfb_zap_destroy(&self->zap);       /* after every CURVE socket is closed */
+    explicit_bzero(self->curve_secret, sizeof self->curve_secret);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     dfb_journal_destroy(&self->journal);

@@ -55,6 +55,12 @@ typedef struct {
     int zmtp_heartbeat_ms;        /* bridge.zmtpHeartbeatMillis: ZMTP PING interval; 0 = off */
     size_t dedupe_window;         /* bridge.dedupeWindow: keys kept; 0 = off */
     int64_t dedupe_ms;            /* bridge.dedupeMillis: their age limit; 0 = none */
+    /* CURVE (README "Security"): the bridge's secret key (32 bytes, copied)
+       and bridge.curve.clientsDir; both NULL = plain sockets. With them the
+       ZAP handler (dfb_zap) starts before the PUB and ROUTER bind, both
+       sockets are CURVE servers, and a removed client key re-binds them. */
+    const uint8_t *curve_secret;
+    const char *curve_clients_dir;
 } dfb_publish_opts_t;
 
 /*  A snapshot of the counters (the live ones: dfb_publish_counters). */

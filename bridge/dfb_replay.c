@@ -23,6 +23,8 @@
 #define RETRY_MS 5   /* wait before retrying a client whose pipe is full */
 #define MAX_ID 255   /* ZeroMQ routing ids are 1..255 bytes */
 #define TICK_MS 1000 /* journal retention and `interval` fsync checks */
+#define REBIND_RETRY_MS 100 /* CURVE: a failed re-bind is tried again */
+#define REBIND_CHECK_MS 500 /* CURVE: longest wait before auth_rebinds is looked at */
 
 typedef enum { ST_READ, ST_SEND, ST_PEEK, ST_END, ST_INFO, ST_DONE } state_t;
 
@@ -66,6 +68,13 @@ struct dfb_replay {
     size_t nreqs;
     dfb_buf_t out;
     dfb_pub_counters_t *c;
+    /* CURVE re-bind (dfb_replay_opts_t.curve_secret) */
+    dfb_zsock_opts_t zo;  /* the ROUTER's options; endpoint = the bound one */
+    int rebinding;        /* sock closed, the next bind at rebind_at */
+    int64_t rebind_at;
+    uint64_t rebind_seen; /* auth_rebinds when the ROUTER was last (re)bound */
+    uint64_t rebind_tries;
+    uint64_t rebind_fail; /* test only: attempts made to fail (DFB_TEST_REBIND_FAILS) */
 };
 
 static void *replay_main(void *arg);
@@ -91,12 +100,18 @@ dfb_replay_new(void *ctx, const dfb_replay_opts_t *o, char *err, size_t errlen)
                                .linger_ms = 0,
                                .zmtp_ms = o->zmtp_ms,
                                .router_mandatory = 1,
-                               .maxmsgsize = DFB_REPLAY_MAX_REQUEST};
+                               .maxmsgsize = DFB_REPLAY_MAX_REQUEST,
+                               .curve_secret = o->curve_secret};
         self->sock = dfb_zsock_new(ctx, &zo, self->endpoint, sizeof self->endpoint, err, errlen);
         if (!self->sock) {
             dfb_replay_destroy(&self);
             return NULL;
         }
+        self->zo = zo;
+        self->zo.endpoint = self->endpoint; /* a re-bind takes the same port */
+        self->rebind_seen = self->c->auth_rebinds;
+        const char *rf = getenv("DFB_TEST_REBIND_FAILS");
+        self->rebind_fail = rf ? strtoull(rf, NULL, 10) : 0;
     }
     char name[64];
     snprintf(name, sizeof name, "inproc://dfb-replay-%p", (void *)self);
@@ -661,6 +676,56 @@ replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms)
 
 /* ---- the thread ----------------------------------------------------------- */
 
+/*  CURVE: the allow-list lost a key: close the ROUTER (every connection and
+    every queued answer goes; requests in progress are abandoned) and bind
+    it again, retrying a failed bind. Returns 1 while unbound. */
+static int
+check_rebind(dfb_replay_t *self, int64_t now)
+{
+    uint64_t g = self->c->auth_rebinds;
+    if (g != self->rebind_seen) {
+        self->rebind_seen = g;
+        size_t dropped = 0;
+        for (size_t i = 0; i < self->nreqs; i++) {
+            if (self->reqs[i]->state != ST_DONE) {
+                self->c->replay_abandoned++;
+                dropped++;
+            }
+            req_free(self->reqs[i]);
+        }
+        self->nreqs = 0;
+        if (self->sock) {
+            zmq_close(self->sock); /* ZMQ_LINGER 0 (dfb_zsock) */
+            self->sock = NULL;
+        }
+        if (dropped)
+            dfb_info("replay: %zu request(s) in progress abandoned: the ROUTER re-binds after an "
+                     "allow-list change",
+                     dropped);
+        self->rebinding = 1;
+        self->rebind_at = now;
+        self->rebind_tries = 0;
+    }
+    if (!self->rebinding || now < self->rebind_at)
+        return self->rebinding;
+    char bound[256], err[512];
+    if (self->rebind_tries < self->rebind_fail) /* test fault (DFB_TEST_REBIND_FAILS) */
+        snprintf(err, sizeof err, "test fault (DFB_TEST_REBIND_FAILS)");
+    else
+        self->sock = dfb_zsock_new(self->ctx, &self->zo, bound, sizeof bound, err, sizeof err);
+    if (!self->sock) {
+        if (self->rebind_tries++ % 50 == 0)
+            dfb_warn("replay: re-bind after an allow-list change failed (%s): retrying every "
+                     "%d ms",
+                     err, REBIND_RETRY_MS);
+        self->rebind_at = now + REBIND_RETRY_MS;
+        return 1;
+    }
+    self->rebinding = 0;
+    dfb_info("replay: ROUTER re-bound at %s after an allow-list change", bound);
+    return 0;
+}
+
 /*  The loop; returns NULL on $TERM, else the reason it stopped. */
 static const char *
 run(dfb_replay_t *self)
@@ -668,10 +733,17 @@ run(dfb_replay_t *self)
     int64_t next_tick = dfb_mono_ms() + TICK_MS;
     int replay_wait = -1;
     for (;;) {
-        zmq_pollitem_t items[2] = {{self->tpipe, 0, ZMQ_POLLIN, 0}, {self->sock, 0, ZMQ_POLLIN, 0}};
-        int n = self->sock ? 2 : 1;
         int64_t now = dfb_mono_ms();
         int64_t timeout = next_tick - now;
+        if (self->zo.curve_secret) {
+            if (check_rebind(self, now))
+                replay_wait = -1; /* nothing left to serve */
+            int64_t cap = self->rebinding ? REBIND_RETRY_MS : REBIND_CHECK_MS;
+            if (timeout > cap)
+                timeout = cap;
+        }
+        zmq_pollitem_t items[2] = {{self->tpipe, 0, ZMQ_POLLIN, 0}, {self->sock, 0, ZMQ_POLLIN, 0}};
+        int n = self->sock ? 2 : 1;
         if (replay_wait >= 0 && replay_wait < timeout)
             timeout = replay_wait;
         if (timeout < 0)

@@ -34,6 +34,12 @@ typedef struct {
     dfb_journal_t *journal;       /* borrowed; required */
     const char *epoch;            /* copied */
     dfb_pub_counters_t *counters; /* borrowed: the replay_* counters; the info view reads all */
+    /* CURVE server secret key (32 bytes, borrowed, must outlive the thread);
+       NULL = plain. With it, a change of counters->auth_rebinds (dfb_zap
+       removed a key) makes the thread close the ROUTER (every connection
+       goes, requests in progress are abandoned and counted) and bind it
+       again, retrying every 100 ms until it works. */
+    const uint8_t *curve_secret;
 } dfb_replay_opts_t;
 
 /*  Binds the ROUTER (ZMQ_ROUTER_MANDATORY, TCP keepalive, ZMTP heartbeats

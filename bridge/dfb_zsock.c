@@ -27,6 +27,19 @@ dfb_zsock_liveness(void *sock, int zmtp_ms)
                : 0;
 }
 
+/*  CURVE server options, before bind: the handshake of every connection
+    is then encrypted and checked by the ZAP handler (dfb_zap). */
+static int
+dfb_zsock_curve_server(void *sock, const uint8_t *secret)
+{
+    int one = 1;
+    return zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+                   zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 32) != 0 ||
+                   zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, DFB_ZAP_DOMAIN, strlen(DFB_ZAP_DOMAIN)) != 0
+               ? -1
+               : 0;
+}
+
 void *
 dfb_zsock_new(void *ctx, const dfb_zsock_opts_t *o, char *bound, size_t boundlen, char *err,
               size_t errlen)
@@ -46,7 +59,8 @@ dfb_zsock_new(void *ctx, const dfb_zsock_opts_t *o, char *bound, size_t boundlen
          zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) != 0) ||
         (maxmsg > 0 && zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0) ||
         dfb_zsock_liveness(sock, o->zmtp_ms) != 0 ||
-        zmq_setsockopt(sock, ZMQ_IPV6, &ipv6, sizeof ipv6) != 0) {
+        zmq_setsockopt(sock, ZMQ_IPV6, &ipv6, sizeof ipv6) != 0 ||
+        (o->curve_secret && dfb_zsock_curve_server(sock, o->curve_secret) != 0)) {
         snprintf(err, errlen, "%s: setsockopt: %s", what, zmq_strerror(errno));
         zmq_close(sock);
         return NULL;

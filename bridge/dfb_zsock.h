@@ -26,7 +26,13 @@ typedef struct {
     int zmtp_ms;          /* ZMTP PING interval; 0 = off */
     int router_mandatory; /* ROUTER: a send to a gone peer fails instead of dropping */
     int64_t maxmsgsize;   /* > 0: larger incoming messages close the connection */
+    /* CURVE server (README "Security"): the bridge's 32-byte secret key,
+       borrowed; NULL = plain. Every handshake then goes to the ZAP handler
+       (dfb_zap) under the domain DFB_ZAP_DOMAIN. */
+    const uint8_t *curve_secret;
 } dfb_zsock_opts_t;
+
+#define DFB_ZAP_DOMAIN "dfbridge"
 
 /*  Creates a socket in ctx with the options above (the HWM before bind: it
     only applies to pipes created after it is set), binds it and writes the

@@ -11,6 +11,7 @@
 
 #include "dfb_auth.h"
 #include "dfb_config.h"
+#include "dfb_curve.h"
 #include "dfb_http.h"
 #include "dfb_info.h"
 #include "dfb_infodump.h"
@@ -18,14 +19,19 @@
 #include "dfb_loop.h"
 #include "dfb_publish.h"
 #include "dfb_stop.h"
+#include "dfz_cert.h"
 
 static void
 usage(FILE *out)
 {
     fprintf(out, "usage: dfbridge --config FILE [--check]\n"
+                 "       dfbridge keygen DIR NAME\n"
                  "       dfbridge --version | --help\n"
                  "  --config FILE  the BDK YAML config (plus a bridge: section)\n"
-                 "  --check        validate the config and the bot key, then exit (0 ok, 2 bad)\n"
+                 "  --check        validate the config, the bot key and the CURVE files, then\n"
+                 "                 exit (0 ok, 2 bad)\n"
+                 "  keygen DIR NAME  write a new CURVE key pair: DIR/NAME.key (public, 0644) and\n"
+                 "                 DIR/NAME.key_secret (0600); never overwrites (exit 2)\n"
                  "exit status (one error line says why):\n"
                  "  0  stopped by SIGINT/SIGTERM\n"
                  "  1  fatal upstream status (403, 404, datahose 400, 403 on create: 20 feeds),\n"
@@ -37,10 +43,31 @@ usage(FILE *out)
                  "     publisher or replay thread stopped)\n");
 }
 
+/*  `dfbridge keygen DIR NAME`: a certificate pair for the bridge or a
+    consumer, in the format czmq and pyzmq read. Exit 0, or 2 with one
+    line (an existing file is never overwritten). */
+static int
+keygen(const char *dir, const char *name)
+{
+    char err[512], pp[4200], sp[4200], z85[DFZ_Z85_LEN + 1];
+    dfz_cert_t cert;
+    if (dfz_cert_save_pair(dir, name, &cert, pp, sizeof pp, sp, sizeof sp, err, sizeof err) != 0) {
+        fprintf(stderr, "dfbridge keygen: %s\n", err);
+        return DFB_EXIT_CONFIG;
+    }
+    dfz_key_encode(cert.public_key, z85);
+    dfz_cert_wipe(&cert);
+    printf("public certificate: %s\nsecret certificate: %s (mode 0600: keep it private)\n"
+           "public key: %s\n",
+           pp, sp, z85);
+    return 0;
+}
+
 /*  Delivery guarantees: PUB, journal (bridge.stateDir), replay, heartbeat,
-    dedupe window, from the bridge: section. NULL on error (message in err). */
+    dedupe window, from the bridge: section; CURVE when curve->enabled.
+    NULL on error (message in err). */
 static dfb_publish_t *
-start_publisher(const dfb_config_t *cfg, char *err, size_t errlen)
+start_publisher(const dfb_config_t *cfg, const dfb_curve_t *curve, char *err, size_t errlen)
 {
     dfb_publish_opts_t o = {
         .endpoint = cfg->publish,
@@ -57,7 +84,13 @@ start_publisher(const dfb_config_t *cfg, char *err, size_t errlen)
         .zmtp_heartbeat_ms = cfg->zmtp_heartbeat_ms,
         .dedupe_window = (size_t)cfg->dedupe_window,
         .dedupe_ms = cfg->dedupe_ms,
+        .curve_secret = curve->enabled ? curve->secret_key : NULL,
+        .curve_clients_dir = curve->enabled ? curve->clients_dir : NULL,
     };
+    if (curve->enabled)
+        dfb_info("CURVE on the PUB and replay sockets: the bridge's public key starts %s; allowed "
+                 "clients: the *.key certificates in %s",
+                 curve->fingerprint, curve->clients_dir);
     dfb_publish_t *pub = dfb_publish_new_opts(&o, err, errlen);
     if (pub && !cfg->state_dir)
         dfb_warn("no bridge.stateDir: no journal and no replay; a message PUB drops for a slow "
@@ -74,6 +107,14 @@ main(int argc, char **argv)
 {
     const char *config_path = NULL;
     int check = 0;
+    if (argc >= 2 && strcmp(argv[1], "keygen") == 0) {
+        if (argc != 4) {
+            fprintf(stderr, "dfbridge: keygen takes DIR NAME\n");
+            usage(stderr);
+            return DFB_EXIT_CONFIG;
+        }
+        return keygen(argv[2], argv[3]);
+    }
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc)
             config_path = argv[++i];
@@ -117,13 +158,21 @@ main(int argc, char **argv)
         dfb_config_destroy(&cfg);
         return DFB_EXIT_CONFIG;
     }
+    dfb_curve_t curve; /* the CURVE keys and the loopback rule (--check too) */
+    if (dfb_curve_setup(cfg, &curve, err, sizeof err) != 0) {
+        dfb_error("%s", err);
+        dfb_auth_destroy(&auth);
+        dfb_config_destroy(&cfg);
+        return DFB_EXIT_CONFIG;
+    }
     char pod[512], agent[512], km[512];
     dfb_endpoint_url(&cfg->pod, pod, sizeof pod);
     dfb_endpoint_url(&cfg->agent, agent, sizeof agent);
     dfb_endpoint_url(&cfg->key_manager, km, sizeof km);
     if (check) {
-        printf("%s: OK (pod %s, agent %s, keyManager %s, bot %s, publish %s)\n", config_path, pod,
-               agent, km, cfg->bot_username, cfg->publish);
+        printf("%s: OK (pod %s, agent %s, keyManager %s, bot %s, publish %s%s)\n", config_path,
+               pod, agent, km, cfg->bot_username, cfg->publish, curve.enabled ? ", CURVE" : "");
+        dfb_curve_wipe(&curve);
         dfb_auth_destroy(&auth);
         dfb_config_destroy(&cfg);
         return 0;
@@ -132,7 +181,8 @@ main(int argc, char **argv)
     int rc = DFB_EXIT_FATAL;
     dfb_http_t *http = dfb_http_new(cfg->connect_timeout_ms, cfg->read_timeout_ms,
                                     cfg->max_body_bytes, dfb_stop_fd());
-    dfb_publish_t *pub = start_publisher(cfg, err, sizeof err);
+    dfb_publish_t *pub = start_publisher(cfg, &curve, err, sizeof err);
+    dfb_curve_wipe(&curve); /* the publisher keeps its own copy */
     dfb_loop_t *loop = NULL;
     if (!http) {
         dfb_error("cannot initialise the HTTP client");
