@@ -9,6 +9,7 @@ the Python conformance adapter's canonical()), as the C (c_worker.c) and Node (w
 do. "{"ready":true}" before start(), "{"stats":...}" after it returned (SIGTERM stops the loop).
 
 Usage: bdk_worker.py --endpoint EP [--replay EP] [--from-gseq N] [--checkpoint-dir D --name N]
+                     [--server-key K --cert F]   (CURVE, curve_live_test.py)
 """
 import argparse
 import asyncio
@@ -90,7 +91,8 @@ class RealTimeEventListenerImpl(RealTimeEventListener):
 
 async def run(args):
     datafeed_loop = DatafeedLoop(args.endpoint, args.replay, from_gseq=args.from_gseq,
-                                 checkpoint_dir=args.checkpoint_dir, name=args.name)
+                                 checkpoint_dir=args.checkpoint_dir, name=args.name,
+                                 server_key=args.server_key, cert=args.cert)
     datafeed_loop.subscribe(RealTimeEventListenerImpl())
     stop = lambda: asyncio.ensure_future(datafeed_loop.stop())  # noqa: E731
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
@@ -108,6 +110,8 @@ def main():
     ap.add_argument("--from-gseq", type=int, default=0)
     ap.add_argument("--checkpoint-dir")
     ap.add_argument("--name")
+    ap.add_argument("--server-key")
+    ap.add_argument("--cert")
     asyncio.run(run(ap.parse_args()))
 
 

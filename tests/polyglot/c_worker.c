@@ -93,7 +93,7 @@ static void
 usage(void)
 {
     fprintf(stderr, "usage: c_worker --endpoint E [--replay R] [--from-gseq N]\n"
-                    "                [--checkpoint-dir D --name N]\n");
+                    "                [--checkpoint-dir D --name N] [--server-key K --cert F]\n");
 }
 
 int
@@ -117,6 +117,10 @@ main(int argc, char **argv)
             cfg.checkpoint_dir = v;
         else if (!strcmp(a, "--name"))
             cfg.name = v;
+        else if (!strcmp(a, "--server-key")) /* CURVE (curve_live_test.py) */
+            cfg.server_key = v;
+        else if (!strcmp(a, "--cert"))
+            cfg.cert = v;
         else {
             usage();
             return 2;

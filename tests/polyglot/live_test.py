@@ -123,6 +123,7 @@ class Worker:
                                      cwd=cwd)
         dftest.CTX.children.append(self.proc)
         self.lines = []     # "<gseq> <callback> <canonical>" of each E line, in arrival order
+        self.times = []     # time.monotonic() when each of those lines was read
         self.other = []     # any other stdout line (JSON control lines)
         self.ready = threading.Event()
         self.stats = None
@@ -133,6 +134,7 @@ class Worker:
         for raw in self.proc.stdout:
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
             if line.startswith("E "):
+                self.times.append(time.monotonic())
                 self.lines.append(line[2:])
                 continue
             self.other.append(line)

@@ -14,6 +14,7 @@
 //
 // Usage: node worker.js --endpoint EP [--replay EP] [--from-gseq N]
 //                       [--checkpoint-dir D --name N]
+//                       [--server-key K --cert F]   (CURVE, curve_live_test.py)
 
 const path = require('path');
 // Run from a checkout: the port is consumers/node.
@@ -68,6 +69,7 @@ function arg(name) {
 async function main() {
   const options = { fromGseq: Number(arg('from-gseq') || 0) };
   if (arg('checkpoint-dir')) Object.assign(options, { checkpointDir: arg('checkpoint-dir'), name: arg('name') });
+  if (arg('server-key')) Object.assign(options, { serverKey: arg('server-key'), cert: arg('cert') });
   const datafeedLoop = new DatafeedLoop(arg('endpoint'), arg('replay') || null, options);
   datafeedLoop.subscribe(new RealTimeEventListenerImpl());
   const stop = () => datafeedLoop.stop();
