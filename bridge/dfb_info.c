@@ -34,6 +34,8 @@ const dfb_info_row_t dfb_info_rows[] = {
     {"pipe_drops", "events lost inside the publisher pipe (unreadable frame)", PUB(pipe_drops)},
     {"topics", "distinct topics seen", PUB_GAUGE(topics)},
     {"topics_overflow", "events published under UNKNOWN by the topic cap", PUB(topics_overflow)},
+    {"topics_too_long", "events published under UNKNOWN: type longer than 255 bytes",
+     PUB(topics_too_long)},
     {"deduped", "redelivered events not published again", PUB(deduped)},
     {"heartbeats", "_hb messages sent", PUB(heartbeats)},
     {"journal_errors", "failed journal appends (each retried)", PUB(journal_errors)},

@@ -501,7 +501,12 @@ append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
     pthread_mutex_lock(&j->mu);
     uint64_t size = j->segs[j->nsegs - 1].size, records = j->segs[j->nsegs - 1].records;
     pthread_mutex_unlock(&j->mu);
-    if (size >= j->opts.segment_bytes && records > 0) {
+    /* A segment rolls once full, and never before its records are as large
+       as its header (the topic table, bounded by DFB_TOPICS_MAX_BYTES):
+       a big table must not roll a segment per event. */
+    uint64_t hdr = REC_HEAD + 2 + 4 + 64 + 16 + 4 + 12 * (uint64_t)dfb_topics_count(j->topics) +
+                   dfb_topics_bytes(j->topics);
+    if (size >= j->opts.segment_bytes && size >= 2 * hdr && records > 0) {
         if (jr_new_segment(j, rec->gseq, now_ms) != 0) {
             bump_errors(j);
             return -1;

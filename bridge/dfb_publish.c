@@ -25,6 +25,8 @@
 #include "dfb_stop.h"
 #include "dfb_zsock.h"
 
+_Static_assert(DFB_TOPIC_MAX_LEN == DFB_TOPICS_MAX_LEN, "one topic length cap");
+
 struct dfb_publish {
     void *ctx;
     dfb_actor_t *actor;
@@ -289,19 +291,24 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
 {
     size_t tlen;
     const char *topic = dfb_transcode_topic(json, event_ref, &tlen);
-    dfb_topic_t *slot = dfb_topics_get(self->topics, topic, tlen, 1);
-    if (!slot) {
-        if (self->c.topics_overflow++ == 0)
-            dfb_warn("publish: more than %d distinct event types; further new types are "
-                     "published under %s",
-                     DFB_PUBLISH_MAX_TOPICS, DFB_TOPIC_UNKNOWN);
-        slot = self->unknown;
-    } else
-        self->c.topics = dfb_topics_count(self->topics);
     /* The dedupe key: (id, type) as strings; no id, no dedupe. */
     size_t id_len = 0, type_len = 0;
     const char *id = dfb_json_string(json, dfb_json_get(json, event_ref, "id"), &id_len);
     const char *type = dfb_json_string(json, dfb_json_get(json, event_ref, "type"), &type_len);
+    if (type && type_len > DFB_TOPIC_MAX_LEN && type[0] != '_' &&
+        self->c.topics_too_long++ == 0)
+        dfb_warn("publish: an event type of %zu bytes (over %d): published under %s with its "
+                 "type in the event (said once; counted in topics_too_long)",
+                 type_len, DFB_TOPIC_MAX_LEN, DFB_TOPIC_UNKNOWN);
+    dfb_topic_t *slot = dfb_topics_get(self->topics, topic, tlen, 1);
+    if (!slot) {
+        if (self->c.topics_overflow++ == 0)
+            dfb_warn("publish: the topic table is full (%d event types or %d bytes of names); "
+                     "further new types are published under %s",
+                     DFB_PUBLISH_MAX_TOPICS, DFB_TOPICS_MAX_BYTES, DFB_TOPIC_UNKNOWN);
+        slot = self->unknown;
+    } else
+        self->c.topics = dfb_topics_count(self->topics);
     if (!id)
         id = "", id_len = 0;
     if (!type)

@@ -285,7 +285,7 @@ dfb_transcode_topic(const dfb_json_t *json, dfb_json_ref_t ref, size_t *len)
     const char *s = t == DFB_JSON_NONE ? NULL : dfb_json_string(json, t, &n);
     /* Topics starting with '_' are reserved for the bridge's own messages;
        an event can never claim one. */
-    if (!s || n == 0 || s[0] == '_') {
+    if (!s || n == 0 || s[0] == '_' || n > DFB_TOPIC_MAX_LEN) {
         s = DFB_TOPIC_UNKNOWN;
         n = sizeof DFB_TOPIC_UNKNOWN - 1;
     }

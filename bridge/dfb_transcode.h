@@ -37,6 +37,10 @@ typedef struct {
 
 #define DFB_WIRE_VERSION 1
 #define DFB_TOPIC_UNKNOWN "UNKNOWN"
+/*  Longest topic: an event whose type is longer is published under
+    DFB_TOPIC_UNKNOWN (its body keeps the real type). The consumers drop
+    longer topics, and every topic rides in each heartbeat. */
+#define DFB_TOPIC_MAX_LEN 255 /* = DFB_TOPICS_MAX_LEN */
 
 /*  Appends the msgpack encoding of the JSON value at ref (contract v1
     conversion: object -> map with str keys in document order, array ->
@@ -53,8 +57,8 @@ int dfb_transcode_message (const dfb_envelope_t *env, const dfb_json_t *json,
 
 /*  The topic (frame 1) of the event at ref: its "type" string, or
     DFB_TOPIC_UNKNOWN when the event is not an object, has no "type", or the
-    type is not a non-empty string, or starts with '_' (reserved for the
-    bridge's own topics). With duplicate "type" keys the first counts.
+    type is not a non-empty string, starts with '_' (reserved for the
+    bridge's own topics) or is longer than DFB_TOPIC_MAX_LEN bytes. With duplicate "type" keys the first counts.
     Borrowed; *len set. */
 const char *dfb_transcode_topic (const dfb_json_t *json, dfb_json_ref_t ref, size_t *len);
 
