@@ -98,6 +98,8 @@ typedef struct dfb_config {
     long read_timeout_ms;      /* 60000 */
     long connect_timeout_ms;   /* 15000 */
     size_t max_body_bytes;     /* 64 MiB */
+    long long max_batch_events; /* bridge.maxBatchEvents: 10000, published in chunks of this */
+    long long max_event_bytes;  /* bridge.maxEventBytes: 8 MiB, a bigger event becomes a stub */
 
     /* bridge: delivery guarantees (journal, replay, heartbeat, dedupe) */
     char *state_dir;                /* bridge.stateDir: NULL = no journal, no replay */
@@ -112,6 +114,8 @@ typedef struct dfb_config {
     long journal_fsync_ms;          /* bridge.journal.fsyncMillis: 1000 */
     long long dedupe_window;        /* bridge.dedupeWindow: 100000 keys (0 = off) */
     long long dedupe_ms;            /* bridge.dedupeMillis: 1 h (0 = no age limit) */
+    long long replay_max_bytes;     /* bridge.replayMaxBytes: 256 MiB held by replay answers */
+    long long replay_client_bytes;  /* bridge.replayClientBytes: 16 MiB per client */
 } dfb_config_t;
 
 /*  Reads and validates the YAML file at path. Returns a new config, or NULL

@@ -37,6 +37,10 @@ typedef struct {
     dfb_counter_t replay_errors;    /* answers with status "error" */
     dfb_counter_t replay_abandoned; /* requests given up: client gone or stalled */
     dfb_counter_t info_requests;    /* `info` requests answered */
+    dfb_counter_t replay_bytes_held; /* answer bytes queued in the ROUTER, not yet written out */
+    dfb_counter_t replay_paused;     /* times an answer paused on a replay byte cap */
+    dfb_counter_t replay_scan_cut;   /* filtered answers ended by the scan budget (with more) */
+    dfb_counter_t replay_skipped;    /* filtered answers given at once: no such topic journaled */
     /* any internal thread */
     dfb_counter_t dead_threads; /* internal threads that stopped on an error: exit 5 */
 } dfb_pub_counters_t;

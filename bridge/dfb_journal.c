@@ -423,6 +423,15 @@ dfb_journal_destroy(dfb_journal_t **self_p)
     *self_p = NULL;
 }
 
+int
+dfb_journal_has_topic(dfb_journal_t *j, const char *topic, size_t len)
+{
+    pthread_mutex_lock(&j->mu);
+    int has = dfb_topics_get(j->topics, topic, len, 0) != NULL;
+    pthread_mutex_unlock(&j->mu);
+    return has;
+}
+
 const char *
 dfb_journal_epoch(const dfb_journal_t *self)
 {
@@ -576,7 +585,14 @@ append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
         errno = e;
         return -1;
     }
-    dfb_topic_t *t = dfb_topics_get(j->topics, rec->topic, rec->topic_len, 1);
+    /* A new topic is inserted under mu: readers ask dfb_journal_has_topic
+       from other threads (they read the names, never the seqs). */
+    dfb_topic_t *t = dfb_topics_get(j->topics, rec->topic, rec->topic_len, 0);
+    if (!t) {
+        pthread_mutex_lock(&j->mu);
+        t = dfb_topics_get(j->topics, rec->topic, rec->topic_len, 1);
+        pthread_mutex_unlock(&j->mu);
+    }
     if (t)
         t->seq = rec->seq;
     j->last_gseq = rec->gseq;

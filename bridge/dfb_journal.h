@@ -152,6 +152,12 @@ const char *dfb_journal_epoch(const dfb_journal_t *self);
 /*  The last gseq appended (recovered at open). Writer thread. */
 uint64_t dfb_journal_last_gseq(const dfb_journal_t *self);
 
+/*  1 when topic has been journaled in this epoch (it is in the topic table
+    recovered at open or was appended since), else 0: a filter naming only
+    unknown topics matches nothing. Any thread. Topics beyond the table's
+    caps (dfb_topics.h) are not known. */
+int dfb_journal_has_topic(dfb_journal_t *self, const char *topic, size_t len);
+
 /*  Every topic's last seq (recovered at open, updated by append). Borrowed;
     writer thread only. */
 const dfb_topics_t *dfb_journal_topics(const dfb_journal_t *self);

@@ -143,7 +143,9 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
     if (o->state_dir && *o->state_dir) {
         dfb_replay_opts_t ro = {.endpoint = has_replay ? o->replay : NULL,
                                 .zmtp_ms = o->zmtp_heartbeat_ms,
-                                .counters = &self->c};
+                                .counters = &self->c,
+                                .max_bytes = o->replay_max_bytes,
+                                .client_bytes = o->replay_client_bytes};
         if (open_journal(self, o, err, errlen) != 0 ||
             (ro.journal = self->journal, ro.epoch = self->epoch,
              !(self->replay = dfb_replay_new(self->ctx, &ro, err, errlen)))) {

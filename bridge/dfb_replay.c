@@ -1,7 +1,8 @@
 /*  dfb_replay: the replay thread (see dfb_replay.h). It owns the ROUTER and
     the journal readers; each request owns a reader and a cursor, and
-    replay_work advances every request by at most STEP records so one big
-    answer cannot starve the others. */
+    replay_work advances the requests in turn, each by at most STEP records,
+    the whole turn by at most DFB_REPLAY_TURN_MS and DFB_REPLAY_TURN_BYTES,
+    so one big answer cannot starve the others nor the thread's pipe. */
 #include "dfb_replay.h"
 
 #include <errno.h>
@@ -23,6 +24,22 @@
 #define RETRY_MS 5   /* wait before retrying a client whose pipe is full */
 #define MAX_ID 255   /* ZeroMQ routing ids are 1..255 bytes */
 #define TICK_MS 1000 /* journal retention and `interval` fsync checks */
+
+/*  What one client's answers hold in the ROUTER: shared by its request and
+    every message of it not yet written out (a new request from the same
+    client takes it over), freed with the last of them. */
+typedef struct {
+    _Atomic uint64_t bytes;
+    _Atomic int refs;
+    dfb_counter_t *total; /* replay_bytes_held */
+} acct_t;
+
+/*  Ahead of each zero-copy body: who to charge when libzmq frees it. */
+typedef struct {
+    acct_t *acct;
+    uint64_t n;
+} held_t;
+#define HELD_HEAD ((sizeof(held_t) + 15) & ~(size_t)15)
 
 typedef enum { ST_READ, ST_SEND, ST_PEEK, ST_END, ST_INFO, ST_DONE } state_t;
 
@@ -48,6 +65,9 @@ typedef struct {
     dfb_journal_rec_t rec; /* the record being sent (points into the reader) */
     int frames_sent;       /* of rec, 0..2: a ROUTER accepts a message whole */
     int64_t last_progress;
+    acct_t *acct;     /* this client's held bytes */
+    int paused;       /* waiting on a byte cap (counted once per pause) */
+    uint64_t scanned; /* journal bytes read for this answer */
 } req_t;
 
 struct dfb_replay {
@@ -66,6 +86,8 @@ struct dfb_replay {
     size_t nreqs;
     dfb_buf_t out;
     dfb_pub_counters_t *c;
+    uint64_t max_bytes, client_bytes;
+    size_t rr; /* the request the next turn starts with */
 };
 
 static void *replay_main(void *arg);
@@ -81,6 +103,8 @@ dfb_replay_new(void *ctx, const dfb_replay_opts_t *o, char *err, size_t errlen)
     self->ctx = ctx;
     self->journal = o->journal;
     self->c = o->counters;
+    self->max_bytes = o->max_bytes ? o->max_bytes : DFB_REPLAY_MAX_BYTES_DEFAULT;
+    self->client_bytes = o->client_bytes ? o->client_bytes : DFB_REPLAY_CLIENT_BYTES_DEFAULT;
     snprintf(self->epoch, sizeof self->epoch, "%s", o->epoch);
     dfb_buf_init(&self->out);
     if (o->endpoint && *o->endpoint) {
@@ -127,11 +151,43 @@ dfb_replay_set_loop(dfb_replay_t *self, const dfb_loop_stats_t *loop)
     __atomic_store_n(&self->loop, loop, __ATOMIC_RELEASE);
 }
 
+static acct_t *
+acct_new(dfb_counter_t *total)
+{
+    acct_t *a = calloc(1, sizeof *a);
+    if (a) {
+        a->refs = 1;
+        a->total = total;
+    }
+    return a;
+}
+
+/*  Drops a reference; any thread (libzmq's I/O thread frees messages). */
+static void
+acct_release(acct_t *a)
+{
+    if (a && __atomic_fetch_sub(&a->refs, 1, __ATOMIC_ACQ_REL) == 1)
+        free(a);
+}
+
+/*  libzmq's free function of a replayed body: the bytes leave both counts. */
+static void
+held_free(void *data, void *hint)
+{
+    (void)hint;
+    held_t *h = (held_t *)((char *)data - HELD_HEAD);
+    h->acct->bytes -= h->n;
+    *h->acct->total -= h->n;
+    acct_release(h->acct);
+    free(h);
+}
+
 static void
 req_free(req_t *r)
 {
     if (!r)
         return;
+    acct_release(r->acct);
     dfb_journal_reader_destroy(&r->reader);
     free(r->topic);
     for (uint32_t i = 0; i < r->ntopics; i++)
@@ -311,6 +367,18 @@ start(dfb_replay_t *self, req_t *r)
 {
     if (r->state != ST_READ)
         return;
+    /* The journal knows every topic it holds: a filter naming none of
+       them matches nothing, answered at once without a scan. */
+    int known = !r->by_topic && !r->ntopics;
+    if (r->by_topic)
+        known = dfb_journal_has_topic(self->journal, r->topic, r->topic_len);
+    for (uint32_t i = 0; i < r->ntopics && !known; i++)
+        known = dfb_journal_has_topic(self->journal, r->topics[i], r->topics_len[i]);
+    if (!known) {
+        self->c->replay_skipped++;
+        r->state = ST_END;
+        return;
+    }
     r->reader = dfb_journal_reader_new(self->journal);
     if (!r->reader) {
         fail(r, "internal", "out of memory: ask again later");
@@ -395,7 +463,15 @@ replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
                 o->state = ST_DONE;
                 self->c->replay_abandoned++;
             }
+            /* The client's held bytes follow it from request to request. */
+            if (!r->acct && o->acct && o->id_len == r->id_len &&
+                memcmp(o->id, r->id, r->id_len) == 0) {
+                r->acct = o->acct;
+                __atomic_fetch_add(&r->acct->refs, 1, __ATOMIC_RELAXED);
+            }
         }
+        if (!r->acct && !(r->acct = acct_new(&self->c->replay_bytes_held)))
+            fail(r, "internal", "out of memory: ask again later");
         size_t live = 0;
         for (size_t i = 0; i < self->nreqs; i++)
             if (self->reqs[i]->state != ST_DONE)
@@ -447,6 +523,50 @@ send_msg(dfb_replay_t *self, req_t *r, const void *topic, size_t tlen, const voi
     if (send_frame(self, topic, tlen, 1) != 0 || send_frame(self, body, blen, 0) != 0)
         return -1;
     return 0;
+}
+
+/*  Sends [id][topic][record body] with the body as a zero-copy message
+    charged to the client's and the total held bytes until libzmq frees it
+    (written to the network, or dropped with the client's pipe). 0 sent,
+    1 the client's pipe is full, 2 a byte cap says wait, -1 gone. */
+static int
+send_record(dfb_replay_t *self, req_t *r)
+{
+    const dfb_journal_rec_t *rec = &r->rec;
+    uint64_t n = rec->topic_len + rec->body_len;
+    uint64_t mine = r->acct->bytes, all = *r->acct->total;
+    if (mine > 0 && (mine + n > self->client_bytes || all + n > self->max_bytes))
+        return 2;
+    held_t *h = malloc(HELD_HEAD + (rec->body_len ? rec->body_len : 1));
+    if (!h)
+        return 1; /* out of memory: try again later, as for a full pipe */
+    uint8_t *data = (uint8_t *)h + HELD_HEAD;
+    memcpy(data, rec->body, rec->body_len);
+    h->acct = r->acct;
+    h->n = n;
+    __atomic_fetch_add(&r->acct->refs, 1, __ATOMIC_RELAXED);
+    r->acct->bytes += n;
+    *r->acct->total += n;
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, data, rec->body_len, held_free, NULL) != 0) {
+        held_free(data, NULL);
+        return 1;
+    }
+    int rc = send_frame(self, r->id, r->id_len, 1);
+    if (rc == 0 && send_frame(self, rec->topic, rec->topic_len, 1) != 0)
+        rc = -1;
+    if (rc == 0) {
+        for (;;) {
+            if (zmq_msg_send(&m, self->sock, ZMQ_DONTWAIT) >= 0)
+                break;
+            if (errno != EINTR) {
+                rc = -1;
+                break;
+            }
+        }
+    }
+    zmq_msg_close(&m); /* after a send it is empty; else it frees the body */
+    return rc;
 }
 
 int
@@ -545,13 +665,27 @@ matches(const req_t *r, const dfb_journal_rec_t *rec)
     return 0;
 }
 
-/*  Advances one request by at most STEP records. Returns 1 when it made
-    progress, 0 when it waits for its client. */
+/*  What is left of the current turn's work (DFB_REPLAY_TURN_*). */
+typedef struct {
+    int64_t deadline_ms;
+    int64_t bytes_left;
+} budget_t;
+
 static int
-step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
+budget_spent(budget_t *b, int n)
+{
+    /* The clock is read every 16 records: cheap, and a turn overruns by
+       at most 16 records. */
+    return b->bytes_left <= 0 || (n % 16 == 15 && dfb_mono_ms() >= b->deadline_ms);
+}
+
+/*  Advances one request by at most STEP records within the turn's budget.
+    Returns 1 when it made progress, 0 when it waits for its client. */
+static int
+step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms, budget_t *b)
 {
     int progress = 0;
-    for (int n = 0; n < STEP && r->state != ST_DONE; n++) {
+    for (int n = 0; n < STEP && r->state != ST_DONE && !budget_spent(b, n); n++) {
         if (r->state == ST_READ || r->state == ST_PEEK) {
             int rc = dfb_journal_reader_next(r->reader, &r->rec);
             if (rc == 0) {
@@ -572,12 +706,26 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
                 fail(r, "internal", "out of memory: ask again later");
             } else if (rc < 0) {
                 fail(r, "io_error", "a journal record cannot be read: ask again later");
-            } else if (matches(r, &r->rec)) {
-                if (r->state == ST_PEEK) {
+            } else {
+                uint64_t read = 49 + r->rec.topic_len + r->rec.type_len + r->rec.id_len +
+                                r->rec.body_len;
+                b->bytes_left -= (int64_t)read;
+                r->scanned += read;
+                if (matches(r, &r->rec)) {
+                    if (r->state == ST_PEEK) {
+                        r->more = 1;
+                        r->state = ST_END;
+                    } else
+                        r->state = ST_SEND;
+                } else if (r->ntopics && r->state == ST_READ &&
+                           r->scanned >= DFB_REPLAY_SCAN_BYTES) {
+                    /* The scan budget of a filtered answer: nothing up to
+                       here matched after what was sent; ask again after it. */
+                    r->last_gseq = r->rec.gseq;
                     r->more = 1;
                     r->state = ST_END;
-                } else
-                    r->state = ST_SEND;
+                    self->c->replay_scan_cut++;
+                }
             }
             progress = 1;
             continue;
@@ -600,11 +748,19 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
             continue;
         }
         if (r->state == ST_SEND)
-            rc = send_msg(self, r, r->rec.topic, r->rec.topic_len, r->rec.body, r->rec.body_len);
+            rc = send_record(self, r);
         else
             rc = send_end(self, r, epoch);
+        if (rc == 2) {
+            if (!r->paused) {
+                r->paused = 1;
+                self->c->replay_paused++;
+            }
+            break; /* over a byte cap: later, as its client reads */
+        }
         if (rc == 1)
             break; /* the client's pipe is full: later */
+        r->paused = 0;
         if (rc < 0) {
             r->state = ST_DONE;
             self->c->replay_abandoned++;
@@ -624,6 +780,8 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
     }
     if (progress)
         r->last_progress = now_ms;
+    else if (budget_spent(b, 15))
+        return 1; /* not its turn's fault: the budget ran out before it */
     else if (now_ms - r->last_progress > DFB_REPLAY_STALL_MS) {
         dfb_warn("replay: a client read nothing for %d ms: request %llu abandoned",
                  DFB_REPLAY_STALL_MS, (unsigned long long)r->req);
@@ -634,15 +792,27 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
     return progress;
 }
 
+/*  One turn: the requests in turn from self->rr, until each had its step
+    or the turn's budget is spent (the next turn starts where this one
+    stopped). Returns the poll timeout: 0 more work, RETRY_MS every request
+    waits for its client, -1 none. */
 static int
 replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms)
 {
     int busy = 0, waiting = 0;
-    for (size_t i = 0; i < self->nreqs; i++) {
+    size_t n = self->nreqs, start = n ? self->rr % n : 0, next = start + 1;
+    budget_t b = {now_ms + DFB_REPLAY_TURN_MS, (int64_t)DFB_REPLAY_TURN_BYTES};
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (start + k) % n;
         req_t *r = self->reqs[i];
         if (r->state == ST_DONE)
             continue;
-        if (step(self, r, epoch, now_ms))
+        if (budget_spent(&b, 15)) {
+            next = i;
+            busy = 1;
+            break;
+        }
+        if (step(self, r, epoch, now_ms, &b))
             busy = 1;
         else
             waiting = 1;
@@ -654,6 +824,7 @@ replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms)
         else
             req_free(self->reqs[i]);
     self->nreqs = live;
+    self->rr = next;
     if (!live)
         return -1;
     return busy ? 0 : waiting ? RETRY_MS : -1;

@@ -7,7 +7,17 @@
     happen here, never on the publisher actor's thread. Each request gets a
     bounded amount of work per turn; ZMQ_ROUTER_MANDATORY is set and sends
     never block: a client that does not read is served later, and abandoned
-    (counted) after DFB_REPLAY_STALL_MS without progress. */
+    (counted) after DFB_REPLAY_STALL_MS without progress.
+
+    Bounded against hostile clients: the work per turn is bounded in time
+    and bytes read and goes round robin; a topics filter naming no topic
+    the journal has seen is answered at once, a filtered answer ends after
+    DFB_REPLAY_SCAN_BYTES read; a new request from a client cancels its
+    old one; the bytes of answers queued in the ROUTER and not yet written
+    to the network are counted exactly (zero-copy messages whose free
+    function subtracts them) and a client's answer pauses while its own
+    bytes exceed client_bytes or everyone's exceed max_bytes (a client
+    holding nothing may always have one message in flight). */
 #ifndef DFB_REPLAY_H
 #define DFB_REPLAY_H
 
@@ -25,6 +35,19 @@
 #define DFB_REPLAY_MAX_TOPICS 64     /* entries of a "topics" filter */
 #define DFB_REPLAY_MAX_REQUEST 65536 /* bytes of a request frame */
 #define DFB_REPLAY_STALL_MS 30000    /* a client that reads nothing for this long is dropped */
+/*  Work per turn of the replay thread, over all requests in turn (round
+    robin: the next turn starts with the next request): at most this long
+    and this many journal bytes read, then the thread polls its pipe and
+    the ROUTER again. */
+#define DFB_REPLAY_TURN_MS 10
+#define DFB_REPLAY_TURN_BYTES (8u << 20)
+/*  A filtered answer (topics) ends after reading this many journal bytes
+    with `more` and last_gseq = the last gseq read, so one request never
+    scans the whole journal for a rare topic while its client may be gone:
+    the client asks again from last_gseq + 1. */
+#define DFB_REPLAY_SCAN_BYTES (64u << 20)
+#define DFB_REPLAY_MAX_BYTES_DEFAULT (256ull << 20)
+#define DFB_REPLAY_CLIENT_BYTES_DEFAULT (16ull << 20)
 
 typedef struct dfb_replay dfb_replay_t;
 
@@ -34,6 +57,8 @@ typedef struct {
     dfb_journal_t *journal;       /* borrowed; required */
     const char *epoch;            /* copied */
     dfb_pub_counters_t *counters; /* borrowed: the replay_* counters; the info view reads all */
+    uint64_t max_bytes;    /* bridge.replayMaxBytes: answer bytes held in the ROUTER, all clients */
+    uint64_t client_bytes; /* bridge.replayClientBytes: the same, per client (0: defaults) */
 } dfb_replay_opts_t;
 
 /*  Binds the ROUTER (ZMQ_ROUTER_MANDATORY, TCP keepalive, ZMTP heartbeats

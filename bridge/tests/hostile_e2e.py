@@ -122,7 +122,202 @@ def case_topic_too_long():
     eq(stop(br), 0, "exit status")
 
 
+# ---- 1. replay scans -------------------------------------------------------------------------
+
+def proc_cpu_s(pid):
+    """User + system CPU seconds of a process so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def vm_rss(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Attack:
+    """n DEALERs on the replay endpoint, each looping its request (a new one as soon as the
+    answer's `_end` arrives), driven from the test's thread by pump()."""
+
+    def __init__(self, endpoint, n, make):
+        self.socks = []
+        self.poller = zmq.Poller()
+        self.answers = 0
+        for i in range(n):
+            d = dftest.CTX.zctx.socket(zmq.DEALER)
+            d.setsockopt(zmq.LINGER, 0)
+            d.connect(endpoint)
+            d.send(msgpack.packb(make(i), use_bin_type=True))
+            self.poller.register(d, zmq.POLLIN)
+            self.socks.append((d, make(i)))
+
+    def pump(self, seconds):
+        """Reads answers and asks again for `seconds`."""
+        end = time.monotonic() + seconds
+        by_sock = {d: req for d, req in self.socks}
+        while time.monotonic() < end:
+            for d, _ in self.poller.poll(20):
+                for _ in range(1000):
+                    try:
+                        frames = d.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    if frames[0] == b"_end":
+                        self.answers += 1
+                        d.send(msgpack.packb(by_sock[d], use_bin_type=True))
+
+    def close(self):
+        for d, _ in self.socks:
+            d.close(linger=0)
+        self.socks = []
+
+
+def heartbeat_gaps(sock, seconds, attack):
+    """Pumps the attack for `seconds` while timing the heartbeats: the list of gaps (s)."""
+    times = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        attack.pump(0.05)
+        while True:
+            m = recv(sock, 0)
+            if m is None:
+                break
+            if m[0] == "_hb":
+                times.append(time.monotonic())
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def case_replay_scans():
+    """64 clients loop full-journal scans (half name 64 topics that do not exist, half a topic
+    that exists once, at the end) on 600 events of 20 KB: heartbeats keep their cadence, a
+    well-behaved client gets its 100 messages promptly, unknown topics are answered without a
+    scan, the CPU goes back to idle once the attackers leave, SIGTERM exits within 2 s."""
+    pod = new_pod("--hold-ms", "1000", "--batch-max", "200")
+    state = state_dir()
+    br = new_bridge(pod, state, free_port(),
+                    "  heartbeatMillis: 200\n  journal:\n    segmentBytes: 1048576\n")
+    hb_sock = sub([br.endpoint], topics=(b"_hb",))
+    wait_heartbeat(hb_sock)
+    n = 600
+    pod.events([event(i, "MESSAGESENT", pad=20000) for i in range(n - 1)] +
+               [event(n - 1, "RARETYPE")])
+    wait_for(lambda: br.counter("journal_head_gseq") == n, "%d events journaled" % n)
+    ghosts = ["NOSUCHTYPE%02d" % k for k in range(64)]
+    attack = Attack(br.replay, 64, lambda i: {"v": 1, "req": i, "from_gseq": 1,
+                                              "topics": ghosts if i % 2 else ["RARETYPE"]})
+    gaps = heartbeat_gaps(hb_sock, 3.0, attack)
+    check(len(gaps) >= 8, "heartbeats during the attack: %d gaps" % len(gaps))
+    check(gaps and max(gaps) < 1.0, "heartbeat gaps under attack (interval 0.2 s): max %.3f s"
+          % (max(gaps) if gaps else -1))
+    check(attack.answers > 64, "attackers got %d answers" % attack.answers)
+    # A well-behaved client among them.
+    good = Replay(br.replay)
+    t0 = time.monotonic()
+    good.req += 1
+    good.sock.send(msgpack.packb({"v": 1, "req": good.req, "from_gseq": 1, "limit": 100},
+                                 use_bin_type=True))
+    msgs, end = [], None
+    deadline = t0 + 15
+    while end is None and time.monotonic() < deadline:
+        attack.pump(0.01)
+        while True:
+            try:
+                topic, body = good.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if topic == b"_end":
+                end = env(body)
+                break
+            msgs.append(env(body))
+    took = time.monotonic() - t0
+    check(end is not None and end.get("status") == "ok" and end.get("count") == 100 and
+          end.get("more") is True, "good client's end marker: %r" % end)
+    eq([m["gseq"] for m in msgs], list(range(1, 101)), "good client's gseqs")
+    check(took < 3.0, "good client answered in %.2f s (< 3 s) under attack" % took)
+    info = br.info()
+    c = info["counters"] if info else {}
+    check(c.get("replay_skipped", 0) > 0, "unknown topics answered without a scan: %r"
+          % c.get("replay_skipped"))
+    attack.close()
+    # The attackers left: their scans end (a send to a gone client fails), the CPU goes idle.
+    pid = br.proc.pid
+    deadline = time.monotonic() + 10
+    idle = None
+    while time.monotonic() < deadline:
+        a = proc_cpu_s(pid)
+        time.sleep(1.0)  # a CPU measurement window: no signal to wait for
+        idle = proc_cpu_s(pid) - a
+        if idle < 0.1:
+            break
+    check(idle is not None and idle < 0.1, "bridge CPU after the attack: %.2f s per s" % idle)
+    # SIGTERM in the middle of an attack.
+    attack = Attack(br.replay, 64, lambda i: {"v": 1, "req": i, "from_gseq": 1,
+                                              "topics": ["RARETYPE"]})
+    attack.pump(1.0)
+    rc, dt = br.terminate()
+    attack.close()
+    eq(rc, 0, "exit status after SIGTERM under attack")
+    check(dt < 2.0, "SIGTERM under attack: exit in %.2f s (< 2 s)" % dt)
+
+
+# ---- 2. replay memory --------------------------------------------------------------------------
+
+def case_replay_memory():
+    """10 clients with 100 KB events ask from gseq 1 and never read: the bytes replay holds stay
+    under replayMaxBytes (+ one message per client), the bridge's RSS grows by less than the cap
+    plus a margin (without the caps it grows by ~10 x the journal), a good client still gets its
+    answer, and the held bytes go back to exactly 0 when the clients leave."""
+    pod = new_pod("--hold-ms", "1000", "--batch-max", "50")
+    state = state_dir()
+    max_bytes, client_bytes = 8 << 20, 2 << 20
+    br = new_bridge(pod, state, free_port(),
+                    "  heartbeatMillis: 200\n  replayMaxBytes: %d\n  replayClientBytes: %d\n"
+                    % (max_bytes, client_bytes))
+    n, pad = 200, 100000
+    pod.events([event(i, "MESSAGESENT", pad=pad) for i in range(n)])
+    wait_for(lambda: br.counter("journal_head_gseq") == n, "%d events journaled" % n)
+    pid = br.proc.pid
+    base = vm_rss(pid)
+    bad = []
+    for i in range(10):
+        d = dftest.CTX.zctx.socket(zmq.DEALER)
+        d.setsockopt(zmq.LINGER, 0)
+        d.setsockopt(zmq.RCVHWM, 1)
+        d.setsockopt(zmq.RCVBUF, 4096)
+        d.connect(br.replay)
+        d.send(msgpack.packb({"v": 1, "req": 1, "from_gseq": 1}, use_bin_type=True))
+        bad.append(d)
+    # Every bad client's answer pauses on a cap (the signal that they filled what they may).
+    wait_for(lambda: br.counter("replay_paused") >= 10, "10 answers paused on the caps")
+    held = br.counter("replay_bytes_held")
+    one = pad + 1000
+    check(0 < held <= max_bytes + 10 * one, "replay_bytes_held %d <= %d + 10 messages"
+          % (held, max_bytes))
+    rss = vm_rss(pid)
+    bound = max_bytes + 10 * one + (24 << 20)
+    check(rss - base < bound, "RSS grew by %.1f MiB (bound %.1f MiB; journal %.1f MiB x 10 "
+          "clients without the caps)" % ((rss - base) / 2**20, bound / 2**20, n * pad / 2**20))
+    good = Replay(br.replay)
+    t0 = time.monotonic()
+    msgs, end = good.ask(from_gseq=1, limit=20)
+    check(end.get("status") == "ok" and [env(b)["gseq"] for _, b in msgs] == list(range(1, 21)),
+          "good client: 20 messages and ok beside the stalled ones (%r)" % end.get("status"))
+    check(time.monotonic() - t0 < 10, "good client answered in %.1f s" % (time.monotonic() - t0))
+    check(vm_rss(pid) - base < bound, "RSS still bounded after the good answer")
+    for d in bad:
+        d.close(linger=0)
+    wait_for(lambda: br.counter("replay_bytes_held") == 0,
+             "replay_bytes_held back to exactly 0 once the clients left")
+    eq(stop(br), 0, "exit status")
+
+
 CASES = {
+    "hostile_replay_scans": case_replay_scans,
+    "hostile_replay_memory": case_replay_memory,
     "hostile_topic_too_long": case_topic_too_long,
 }
 
