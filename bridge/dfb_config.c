@@ -1505,6 +1505,8 @@ dfb_config_test(int verbose)
         CHECK(!cfg->replay && !cfg->replay_advertise && cfg->heartbeat_ms == 1000);
         CHECK(cfg->zmtp_heartbeat_ms == 0 && cfg->dedupe_window == 100000 &&
               cfg->dedupe_ms == 3600000);
+        CHECK(cfg->max_batch_events == 10000 && cfg->max_event_bytes == 8 << 20 &&
+              cfg->replay_max_bytes == 256 << 20 && cfg->replay_client_bytes == 16 << 20);
     }
     dfb_config_destroy(&cfg);
     /* Every key's default is a value of its own type and range; every key
@@ -1512,7 +1514,7 @@ dfb_config_test(int verbose)
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 19);
+        CHECK(n == 23); /* 19 + the hostile-input limits (issue 9) */
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);

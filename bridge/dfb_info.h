@@ -22,6 +22,7 @@ typedef struct {
     dfb_counter_t topics_overflow; /* events re-topiced to UNKNOWN by the topic cap */
     dfb_counter_t topics;          /* distinct topics seen */
     dfb_counter_t topics_too_long; /* events re-topiced to UNKNOWN: type over 255 bytes */
+    dfb_counter_t events_too_large; /* events published as a stub (bridge.maxEventBytes) */
     dfb_counter_t deduped;         /* events not published again: same (id, type) */
     dfb_counter_t journal_errors;  /* failed journal appends (each retried) */
     dfb_counter_t journal_failing; /* 1 while appends fail: batches are not acknowledged */

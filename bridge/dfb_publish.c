@@ -40,6 +40,7 @@ struct dfb_publish {
     dfb_buf_t body;
     dfb_journal_t *journal;
     dfb_dedupe_t *dedupe;
+    uint64_t max_event_bytes; /* bridge.maxEventBytes; 0 = no limit */
     /* A failing journal, said once: when it started, how many failures. */
     int64_t failing_since;
     uint64_t failures;
@@ -102,6 +103,7 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
         return NULL;
     }
     dfb_buf_init(&self->body);
+    self->max_event_bytes = o->max_event_bytes;
     self->topics = dfb_topics_new();
     self->dedupe = dfb_dedupe_new(o->dedupe_window, o->dedupe_ms);
     self->ctx = zmq_ctx_new();
@@ -335,6 +337,22 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
         dfb_buf_reset(&self->body);
         dfb_warn("publish: cannot encode a %s event: not published", slot->topic);
         return -1;
+    }
+    if (self->max_event_bytes && self->body.len > self->max_event_bytes) {
+        /* Too large to publish whole: a stub under the same topic keeps the
+           id visible and the seqs whole; the pod's event is acknowledged. */
+        uint64_t full = self->body.len;
+        dfb_buf_reset(&self->body);
+        if (dfb_transcode_stub(&env, json, event_ref, full, &self->body) != 0) {
+            self->c.encode_errors++;
+            dfb_buf_reset(&self->body);
+            dfb_warn("publish: cannot encode a %s event stub: not published", slot->topic);
+            return -1;
+        }
+        self->c.events_too_large++;
+        dfb_warn("publish: a %s event of %" PRIu64 " bytes (over bridge.maxEventBytes %" PRIu64
+                 ", id %.*s) is published as a stub with too_large",
+                 slot->topic, full, self->max_event_bytes, (int)(id_len > 64 ? 64 : id_len), id);
     }
     if (self->journal) {
         dfb_journal_rec_t rec = {.gseq = env.gseq,

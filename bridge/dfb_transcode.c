@@ -277,6 +277,40 @@ dfb_transcode_message(const dfb_envelope_t *env, const dfb_json_t *json, dfb_jso
     return dfb_transcode_value(json, event_ref, buf);
 }
 
+int
+dfb_transcode_stub(const dfb_envelope_t *env, const dfb_json_t *json, dfb_json_ref_t event_ref,
+                   uint64_t too_large, dfb_buf_t *buf)
+{
+    static const char *const keep[] = {"id", "messageId", "timestamp", "type"};
+    dfb_json_ref_t vals[4];
+    uint32_t n = 0;
+    for (size_t i = 0; i < 4; i++) {
+        dfb_json_ref_t v = dfb_json_get(json, event_ref, keep[i]);
+        dfb_json_type_t t = v == DFB_JSON_NONE ? DFB_JSON_NULL : dfb_json_type(json, v);
+        size_t len = 0;
+        if (t == DFB_JSON_STRING)
+            dfb_json_string(json, v, &len);
+        int ok = (t == DFB_JSON_STRING && len <= DFB_STUB_MAX_STR) || t == DFB_JSON_INT ||
+                 t == DFB_JSON_UINT;
+        vals[i] = ok ? v : DFB_JSON_NONE;
+        n += ok;
+    }
+    const char *epoch = env->epoch ? env->epoch : "";
+    if (emit_container(buf, 8, 0x80, 0xde) || emit_str(buf, "v", 1) ||
+        emit_uint(buf, DFB_WIRE_VERSION) || emit_str(buf, "seq", 3) || emit_uint(buf, env->seq) ||
+        emit_str(buf, "gseq", 4) || emit_uint(buf, env->gseq) || emit_str(buf, "epoch", 5) ||
+        emit_str(buf, epoch, strlen(epoch)) || emit_str(buf, "ts", 2) || emit_uint(buf, env->ts) ||
+        emit_str(buf, "bot", 3) || emit_int(buf, env->bot) || emit_str(buf, "too_large", 9) ||
+        emit_uint(buf, too_large) || emit_str(buf, "event", 5) ||
+        emit_container(buf, n, 0x80, 0xde))
+        return -1;
+    for (size_t i = 0; i < 4; i++)
+        if (vals[i] != DFB_JSON_NONE &&
+            (emit_str(buf, keep[i], strlen(keep[i])) || dfb_transcode_value(json, vals[i], buf)))
+            return -1;
+    return 0;
+}
+
 const char *
 dfb_transcode_topic(const dfb_json_t *json, dfb_json_ref_t ref, size_t *len)
 {

@@ -55,6 +55,18 @@ int dfb_transcode_value (const dfb_json_t *json, dfb_json_ref_t ref, dfb_buf_t *
 int dfb_transcode_message (const dfb_envelope_t *env, const dfb_json_t *json,
                            dfb_json_ref_t event_ref, dfb_buf_t *buf);
 
+/*  Longest string an event stub keeps (dfb_transcode_stub). */
+#define DFB_STUB_MAX_STR 1024
+
+/*  Appends the frame-2 body of an event too large to publish: the envelope
+    with the key "too_large" (the size of the full body, bytes) before
+    "event", and "event" a map of the event's "id", "messageId",
+    "timestamp" and "type" (each when present and a string of at most
+    DFB_STUB_MAX_STR bytes or an integer), nothing else. Same errors as
+    dfb_transcode_value. */
+int dfb_transcode_stub (const dfb_envelope_t *env, const dfb_json_t *json,
+                        dfb_json_ref_t event_ref, uint64_t too_large, dfb_buf_t *buf);
+
 /*  The topic (frame 1) of the event at ref: its "type" string, or
     DFB_TOPIC_UNKNOWN when the event is not an object, has no "type", or the
     type is not a non-empty string, starts with '_' (reserved for the

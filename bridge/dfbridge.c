@@ -57,6 +57,7 @@ start_publisher(const dfb_config_t *cfg, char *err, size_t errlen)
         .zmtp_heartbeat_ms = cfg->zmtp_heartbeat_ms,
         .dedupe_window = (size_t)cfg->dedupe_window,
         .dedupe_ms = cfg->dedupe_ms,
+        .max_event_bytes = (uint64_t)cfg->max_event_bytes,
         .replay_max_bytes = (uint64_t)cfg->replay_max_bytes,
         .replay_client_bytes = (uint64_t)cfg->replay_client_bytes,
     };

@@ -234,6 +234,8 @@ def case_replay_scans():
                 break
             msgs.append(env(body))
     took = time.monotonic() - t0
+    print("under attack: heartbeat gaps max %.3f s, %d attacker answers in 3 s, good client %.3f s"
+          % (max(gaps) if gaps else -1, attack.answers, took), flush=True)
     check(end is not None and end.get("status") == "ok" and end.get("count") == 100 and
           end.get("more") is True, "good client's end marker: %r" % end)
     eq([m["gseq"] for m in msgs], list(range(1, 101)), "good client's gseqs")
@@ -315,7 +317,61 @@ def case_replay_memory():
     eq(stop(br), 0, "exit status")
 
 
+# ---- 5. pod responses ------------------------------------------------------------------------
+
+def case_pod_limits():
+    """A batch of 301 events with bridge.maxBatchEvents 50 is published whole, in order, in
+    chunks, and acknowledged once; an event over bridge.maxEventBytes is published as a stub
+    (id, timestamp, type; envelope too_large = its size) under its topic with its seq; the ack
+    chain is whole (every event acknowledged once, none redelivered); replay gives the same."""
+    pod = new_pod("--hold-ms", "1000", "--batch-max", "1000")
+    state = state_dir()
+    br = new_bridge(pod, state, free_port(),
+                    "  heartbeatMillis: 200\n  maxBatchEvents: 50\n  maxEventBytes: 65536\n")
+    live = sub([br.endpoint])
+    wait_heartbeat(live)
+    n, big = 301, 150
+    evs = [event(i, "ROOMCREATED" if i % 3 else "MESSAGESENT", pad=200000 if i == big else 10)
+           for i in range(n)]
+    pod.events(evs)
+    got = []
+    while len(got) < n:
+        m, _ = next_event(live, 20000)
+        if m is None:
+            break
+        got.append(m)
+    eq(len(got), n, "events received")
+    eq([e["event"]["id"] for _, e in got], [e["id"] for e in evs], "every event, in order")
+    eq([e["gseq"] for _, e in got], list(range(1, n + 1)), "gseqs 1..n")
+    eq([t for t, _ in got], [e["type"] for e in evs], "topics")
+    seqs = {}
+    ok = True
+    for t, e in got:
+        seqs[t] = seqs.get(t, 0) + 1
+        ok = ok and e["seq"] == seqs[t]
+    check(ok, "per-topic seqs whole (the stub has its seq)")
+    stub = got[big][1]
+    check(stub.get("too_large", 0) > 200000, "too_large = the full size: %r" % stub.get("too_large"))
+    eq(stub["event"], {"id": evs[big]["id"], "timestamp": evs[big]["timestamp"],
+                       "type": evs[big]["type"]}, "the stub event")
+    check(all("too_large" not in e for i, (_, e) in enumerate(got) if i != big),
+          "no other event is a stub")
+    wait_for(lambda: pod.counters()["acked"] >= n and pod.counters()["pending"] == 0,
+             "every event acknowledged")
+    c = pod.counters()
+    eq(c.get("redelivered", 0), 0, "nothing redelivered (the ack chain is whole)")
+    eq(br.counter("batches_over_limit"), 1, "batches_over_limit")
+    eq(br.counter("events_too_large"), 1, "events_too_large")
+    eq(br.counter("unacked_batches"), 0, "unacked_batches")
+    rp = Replay(br.replay)
+    msgs, end = rp.all_from(1)
+    eq([env(b)["gseq"] for _, b in msgs], list(range(1, n + 1)), "replay: every gseq")
+    check(env(msgs[big][1]) == stub if len(msgs) > big else False, "replay: the same stub")
+    eq(stop(br), 0, "exit status")
+
+
 CASES = {
+    "hostile_pod_limits": case_pod_limits,
     "hostile_replay_scans": case_replay_scans,
     "hostile_replay_memory": case_replay_memory,
     "hostile_topic_too_long": case_topic_too_long,
