@@ -791,6 +791,9 @@ static const dfb_config_key_t s_keys[] = {
     {"replayClientBytes", DFB_KEY_INT, "16777216", 65536, (long long)1 << 40, NULL,
      AT(replay_client_bytes, CT_LLONG),
      "the same per client: its answer pauses until it reads"},
+    {"maxConnections", DFB_KEY_INT, "0", 0, 100000000, NULL, AT(max_connections, CT_LLONG),
+     "live TCP connections per listening socket (PUB, replay); more are closed at once; 0 = a "
+     "quarter of the descriptor limit"},
     {"heartbeatMillis", DFB_KEY_INT, "1000", 0, 3600000, NULL, AT(heartbeat_ms, CT_INT),
      "period of the _hb heartbeat (0 = off)"},
     {"zmtpHeartbeatMillis", DFB_KEY_INT, "0", 0, 3600000, NULL, AT(zmtp_heartbeat_ms, CT_INT),
@@ -1514,7 +1517,7 @@ dfb_config_test(int verbose)
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 23); /* 19 + the hostile-input limits (issue 9) */
+        CHECK(n == 24); /* 19 + the hostile-input limits (issue 9) */
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);

@@ -116,6 +116,7 @@ typedef struct dfb_config {
     long long dedupe_ms;            /* bridge.dedupeMillis: 1 h (0 = no age limit) */
     long long replay_max_bytes;     /* bridge.replayMaxBytes: 256 MiB held by replay answers */
     long long replay_client_bytes;  /* bridge.replayClientBytes: 16 MiB per client */
+    long long max_connections;      /* bridge.maxConnections: per socket, 0 = a quarter of the fds */
 } dfb_config_t;
 
 /*  Reads and validates the YAML file at path. Returns a new config, or NULL

@@ -68,6 +68,9 @@ const dfb_info_row_t dfb_info_rows[] = {
      PUB(replay_scan_cut)},
     {"replay_skipped", "filtered replay answers given at once: no such topic in the journal",
      PUB(replay_skipped)},
+    {"connections", "live TCP connections on the PUB and replay sockets", PUB_GAUGE(connections)},
+    {"connections_refused", "connections closed at once: over bridge.maxConnections",
+     PUB(connections_refused)},
     {"dead_threads", "internal threads stopped on an error (the bridge exits 5)",
      PUB(dead_threads)},
 };

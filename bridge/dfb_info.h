@@ -42,6 +42,8 @@ typedef struct {
     dfb_counter_t replay_paused;     /* times an answer paused on a replay byte cap */
     dfb_counter_t replay_scan_cut;   /* filtered answers ended by the scan budget (with more) */
     dfb_counter_t replay_skipped;    /* filtered answers given at once: no such topic journaled */
+    dfb_counter_t connections;         /* live TCP connections on the PUB and the ROUTER */
+    dfb_counter_t connections_refused; /* connections closed at once: over bridge.maxConnections */
     /* any internal thread */
     dfb_counter_t dead_threads; /* internal threads that stopped on an error: exit 5 */
 } dfb_pub_counters_t;

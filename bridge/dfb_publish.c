@@ -147,6 +147,8 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
                                 .zmtp_ms = o->zmtp_heartbeat_ms,
                                 .counters = &self->c,
                                 .max_bytes = o->replay_max_bytes,
+                                .pub = pub,
+                                .max_connections = o->max_connections,
                                 .client_bytes = o->replay_client_bytes};
         if (open_journal(self, o, err, errlen) != 0 ||
             (ro.journal = self->journal, ro.epoch = self->epoch,

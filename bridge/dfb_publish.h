@@ -56,6 +56,7 @@ typedef struct {
     size_t dedupe_window;         /* bridge.dedupeWindow: keys kept; 0 = off */
     int64_t dedupe_ms;            /* bridge.dedupeMillis: their age limit; 0 = none */
     uint64_t max_event_bytes;     /* bridge.maxEventBytes: bigger bodies become stubs; 0 = none */
+    uint64_t max_connections;     /* bridge.maxConnections per socket (0: a quarter of the fds) */
     uint64_t replay_max_bytes;    /* bridge.replayMaxBytes (0: the default) */
     uint64_t replay_client_bytes; /* bridge.replayClientBytes (0: the default) */
 } dfb_publish_opts_t;

@@ -15,6 +15,7 @@
 #include <pthread.h>
 
 #include "dfb_clock.h"
+#include "dfb_fdguard.h"
 #include "dfb_log.h"
 #include "dfb_mpack.h"
 #include "dfb_stop.h"
@@ -87,7 +88,8 @@ struct dfb_replay {
     dfb_buf_t out;
     dfb_pub_counters_t *c;
     uint64_t max_bytes, client_bytes;
-    size_t rr; /* the request the next turn starts with */
+    size_t rr;             /* the request the next turn starts with */
+    dfb_fdguard_t *guard;  /* connection caps on the PUB and the ROUTER (NULL: none) */
 };
 
 static void *replay_main(void *arg);
@@ -122,6 +124,12 @@ dfb_replay_new(void *ctx, const dfb_replay_opts_t *o, char *err, size_t errlen)
             return NULL;
         }
     }
+    /* Connection caps: watched from here, before the sockets' threads run. */
+    self->guard = dfb_fdguard_new(ctx, dfb_fdguard_default_cap(o->max_connections), self->c);
+    if (self->guard && o->pub)
+        dfb_fdguard_watch(self->guard, o->pub, "bridge.publish");
+    if (self->guard && self->sock)
+        dfb_fdguard_watch(self->guard, self->sock, "bridge.replay");
     char name[64];
     snprintf(name, sizeof name, "inproc://dfb-replay-%p", (void *)self);
     self->pipe = zmq_socket(ctx, ZMQ_PAIR);
@@ -211,6 +219,7 @@ dfb_replay_destroy(dfb_replay_t **self_p)
         zmq_close(self->pipe);
     if (self->tpipe)
         zmq_close(self->tpipe);
+    dfb_fdguard_destroy(&self->guard);
     if (self->sock)
         zmq_close(self->sock);
     dfb_buf_free(&self->out);
@@ -839,18 +848,25 @@ run(dfb_replay_t *self)
     int64_t next_tick = dfb_mono_ms() + TICK_MS;
     int replay_wait = -1;
     for (;;) {
-        zmq_pollitem_t items[2] = {{self->tpipe, 0, ZMQ_POLLIN, 0}, {self->sock, 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t items[2 + DFB_FDGUARD_MAX_SOCKETS] = {{self->tpipe, 0, ZMQ_POLLIN, 0},
+                                                             {self->sock, 0, ZMQ_POLLIN, 0}};
         int n = self->sock ? 2 : 1;
+        int ng = (int)dfb_fdguard_items(self->guard, items + n, DFB_FDGUARD_MAX_SOCKETS);
         int64_t now = dfb_mono_ms();
         int64_t timeout = next_tick - now;
         if (replay_wait >= 0 && replay_wait < timeout)
             timeout = replay_wait;
         if (timeout < 0)
             timeout = 0;
-        if (zmq_poll(items, n, (long)timeout) < 0 && errno != EINTR)
+        if (zmq_poll(items, n + ng, (long)timeout) < 0 && errno != EINTR)
             return zmq_strerror(errno);
         if (items[0].revents & ZMQ_POLLIN)
             return NULL; /* $TERM, the only command */
+        for (int i = n; i < n + ng; i++)
+            if (items[i].revents & ZMQ_POLLIN) {
+                dfb_fdguard_handle(self->guard);
+                break;
+            }
         now = dfb_mono_ms();
         if (self->sock) {
             if (items[1].revents & ZMQ_POLLIN)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dfb_fdguard.h"
 #include "dfb_auth.h"
 #include "dfb_config.h"
 #include "dfb_http.h"
@@ -59,6 +60,7 @@ start_publisher(const dfb_config_t *cfg, char *err, size_t errlen)
         .dedupe_ms = cfg->dedupe_ms,
         .max_event_bytes = (uint64_t)cfg->max_event_bytes,
         .replay_max_bytes = (uint64_t)cfg->replay_max_bytes,
+        .max_connections = (uint64_t)cfg->max_connections,
         .replay_client_bytes = (uint64_t)cfg->replay_client_bytes,
     };
     dfb_publish_t *pub = dfb_publish_new_opts(&o, err, errlen);
@@ -133,6 +135,7 @@ main(int argc, char **argv)
     }
 
     int rc = DFB_EXIT_FATAL;
+    dfb_fdguard_raise_limit(); /* before any socket: connection caps derive from it */
     dfb_http_t *http = dfb_http_new(cfg->connect_timeout_ms, cfg->read_timeout_ms,
                                     cfg->max_body_bytes, dfb_stop_fd());
     dfb_publish_t *pub = start_publisher(cfg, err, sizeof err);

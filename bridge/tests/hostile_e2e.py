@@ -360,7 +360,9 @@ def case_pod_limits():
              "every event acknowledged")
     c = pod.counters()
     eq(c.get("redelivered", 0), 0, "nothing redelivered (the ack chain is whole)")
-    eq(br.counter("batches_over_limit"), 1, "batches_over_limit")
+    over = [x["events"] for x in pod.calls("read") if x.get("events", 0) > 50]
+    check(over, "a read served more than 50 events: %r" % over)
+    eq(br.counter("batches_over_limit"), len(over), "batches_over_limit (reads of > 50 events)")
     eq(br.counter("events_too_large"), 1, "events_too_large")
     eq(br.counter("unacked_batches"), 0, "unacked_batches")
     rp = Replay(br.replay)
@@ -370,7 +372,70 @@ def case_pod_limits():
     eq(stop(br), 0, "exit status")
 
 
+# ---- 4. file descriptors ---------------------------------------------------------------------
+
+def case_fd_exhaustion():
+    """The bridge under a 256-descriptor limit (prlimit 256:256) while the test holds 400 TCP
+    connections to its PUB port: connections over bridge.maxConnections are refused (counted),
+    the journal keeps rolling segments and keeps every event (replay returns them all while the
+    connections are held), nothing aborts, and the bridge stops cleanly."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    wrapper = os.path.join(dftest.CTX.tmp, "dfbridge-256fd.sh")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec prlimit --nofile=256:256 %s \"$@\"\n" % dftest.CTX.dfbridge)
+    os.chmod(wrapper, 0o755)
+    real, dftest.CTX.dfbridge = dftest.CTX.dfbridge, wrapper
+    try:
+        pod = new_pod("--hold-ms", "1000", "--batch-max", "20")
+        br = new_bridge(pod, state_dir(), free_port(),
+                        "  heartbeatMillis: 200\n  journal:\n    segmentBytes: 16384\n")
+    finally:
+        dftest.CTX.dfbridge = real
+    live = sub([br.endpoint])
+    wait_heartbeat(live)
+    port = int(br.endpoint.rsplit(":", 1)[1])
+    conns = []
+    for _ in range(400):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        conns.append(c)
+    wait_for(lambda: br.counter("connections_refused") > 0, "connections over the cap refused")
+    n = 300
+    pod.events([event(i, "MESSAGESENT", pad=1500) for i in range(n)])
+    wait_for(lambda: br.counter("journal_head_gseq") == n,
+             "%d events journaled while 400 connections are held" % n)
+    rp = Replay(br.replay)
+    msgs, end = rp.all_from(1)
+    eq([env(b)["event"]["id"] for _, b in msgs], ["dv-%d" % i for i in range(n)],
+       "replay returns every event while the connections are held")
+    info = br.info()
+    c = info["counters"] if info else {}
+    check(c.get("journal_segments", 0) > 10, "segments rolled under pressure: %r"
+          % c.get("journal_segments"))
+    eq(c.get("journal_errors"), 0, "journal_errors")
+    check(0 < c.get("connections", 0) <= 64 + 2,
+          "live connections %r within the cap (256 / 4 per socket)" % c.get("connections"))
+    got = 0
+    deadline = time.monotonic() + 20
+    while got < n and time.monotonic() < deadline:
+        m = recv(live, 500)
+        if m and m[0] != "_hb":
+            got += 1
+    eq(got, n, "the live subscriber got every event")
+    for c in conns:
+        c.close()
+    check(br.running(), "the bridge is still running")
+    text = br.text()
+    check("Too many open files" not in text, "no EMFILE in the log")
+    check("descriptors" in text, "the descriptor limits are logged at start")
+    eq(stop(br), 0, "exit status")
+
+
 CASES = {
+    "hostile_fd_exhaustion": case_fd_exhaustion,
     "hostile_pod_limits": case_pod_limits,
     "hostile_replay_scans": case_replay_scans,
     "hostile_replay_memory": case_replay_memory,
