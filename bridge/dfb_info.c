@@ -68,6 +68,8 @@ const dfb_info_row_t dfb_info_rows[] = {
      PUB(replay_scan_cut)},
     {"replay_skipped", "filtered replay answers given at once: no such topic in the journal",
      PUB(replay_skipped)},
+    {"replay_segments_skipped", "journal segments filtered replay answers skipped unread",
+     PUB(replay_segments_skipped)},
     {"connections", "live TCP connections on the PUB and replay sockets", PUB_GAUGE(connections)},
     {"connections_refused", "connections closed at once: over bridge.maxConnections",
      PUB(connections_refused)},

@@ -42,6 +42,7 @@ typedef struct {
     dfb_counter_t replay_paused;     /* times an answer paused on a replay byte cap */
     dfb_counter_t replay_scan_cut;   /* filtered answers ended by the scan budget (with more) */
     dfb_counter_t replay_skipped;    /* filtered answers given at once: no such topic journaled */
+    dfb_counter_t replay_segments_skipped; /* segments a filtered answer skipped unread */
     dfb_counter_t connections;         /* live TCP connections on the PUB and the ROUTER */
     dfb_counter_t connections_refused; /* connections closed at once: over bridge.maxConnections */
     /* any internal thread */

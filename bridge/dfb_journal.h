@@ -222,6 +222,17 @@ int dfb_journal_reader_seek_topic(dfb_journal_reader_t *self, const char *topic,
 #define DFB_JOURNAL_READER_GONE (-2)
 int dfb_journal_reader_next(dfb_journal_reader_t *self, dfb_journal_rec_t *rec);
 
+/*  Sets a topic filter (borrowed: topics and lens must outlive the reader;
+    n = 0 removes it): the reader then skips whole closed segments that
+    hold no record of these topics (their headers' seqs tell), reading
+    only the others; records of other topics in the segments it reads are
+    still returned (the caller filters). 0 or DFB_JOURNAL_NOMEM. */
+int dfb_journal_reader_filter(dfb_journal_reader_t *self, char *const *topics, const size_t *lens,
+                              uint32_t n);
+
+/*  Segments skipped by the filter so far. */
+uint64_t dfb_journal_reader_skipped(const dfb_journal_reader_t *self);
+
 /*  The gseq range [*from, *to] that the last DFB_JOURNAL_CORRUPT skipped. */
 void dfb_journal_reader_lost(const dfb_journal_reader_t *self, uint64_t *from, uint64_t *to);
 

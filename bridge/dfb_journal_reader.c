@@ -24,6 +24,14 @@ struct dfb_journal_reader {
     uint64_t last; /* gseq of the last record read (0 = none yet) */
     uint64_t lost_from, lost_to;
     dfb_buf_t buf;
+    /* The caller's topic filter (borrowed): whole segments without a
+       record of these topics are skipped by their headers' seqs. */
+    char *const *ftopics;
+    const size_t *flens;
+    uint32_t nf;
+    dfb_buf_t hbuf;
+    uint64_t *seqs_a, *seqs_b; /* nf each */
+    uint64_t skipped;           /* segments skipped (tests) */
 };
 
 /* ---- readers -------------------------------------------------------------- */
@@ -37,6 +45,7 @@ dfb_journal_reader_new(dfb_journal_t *journal)
     r->j = journal;
     r->fd = -1;
     dfb_buf_init(&r->buf);
+    dfb_buf_init(&r->hbuf);
     return r;
 }
 
@@ -49,6 +58,9 @@ dfb_journal_reader_destroy(dfb_journal_reader_t **self_p)
     if (r->fd >= 0)
         close(r->fd);
     dfb_buf_free(&r->buf);
+    dfb_buf_free(&r->hbuf);
+    free(r->seqs_a);
+    free(r->seqs_b);
     free(r);
     *self_p = NULL;
 }
@@ -64,6 +76,104 @@ reader_open(dfb_journal_reader_t *r, uint64_t first, uint64_t off)
     r->first = first;
     r->off = off;
     return r->fd >= 0 ? 0 : -1;
+}
+
+int
+dfb_journal_reader_filter(dfb_journal_reader_t *r, char *const *topics, const size_t *lens,
+                          uint32_t n)
+{
+    free(r->seqs_a);
+    free(r->seqs_b);
+    r->seqs_a = r->seqs_b = NULL;
+    r->nf = 0;
+    if (!n)
+        return 0;
+    r->seqs_a = calloc(n, sizeof *r->seqs_a);
+    r->seqs_b = calloc(n, sizeof *r->seqs_b);
+    if (!r->seqs_a || !r->seqs_b)
+        return DFB_JOURNAL_NOMEM;
+    r->ftopics = topics;
+    r->flens = lens;
+    r->nf = n;
+    return 0;
+}
+
+uint64_t
+dfb_journal_reader_skipped(const dfb_journal_reader_t *r)
+{
+    return r->skipped;
+}
+
+/*  The filter topics' seqs before the segment starting at first, from its
+    header, into out[nf] (0 for a topic it does not list). 0, or -1 when
+    the header cannot be read (then nothing is skipped). */
+static int
+filter_seqs(dfb_journal_reader_t *r, uint64_t first, uint64_t *out)
+{
+    char path[4096];
+    jr_seg_path(r->j, first, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    uint64_t f;
+    int ok = jr_read_record(fd, 0, UINT64_MAX, &r->hbuf) == RR_OK &&
+             jr_parse_header(r->hbuf.data, r->hbuf.len, NULL, &f, NULL) == 0 && f == first;
+    close(fd);
+    if (!ok)
+        return -1;
+    const uint8_t *p = r->hbuf.data;
+    size_t off = 2 + 4 + rd32(p + 2) + 16;
+    uint32_t n = rd32(p + off);
+    off += 4;
+    memset(out, 0, r->nf * sizeof *out);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t tl = rd32(p + off);
+        for (uint32_t k = 0; k < r->nf; k++)
+            if (r->flens[k] == tl && memcmp(p + off + 4, r->ftopics[k], tl) == 0)
+                out[k] = rd64(p + off + 4 + tl);
+        off += 4 + tl + 8;
+    }
+    return 0;
+}
+
+/*  With a filter: from the segment starting at next, skips every closed
+    segment whose header and its successor's give the same seq to each
+    filter topic (it holds none of their records); the reader then stands
+    as if it had read them (last = the successor's first gseq - 1).
+    Returns the first segment to read. */
+static uint64_t
+skip_segments(dfb_journal_reader_t *r, uint64_t next)
+{
+    if (!r->nf)
+        return next;
+    int have_a = 0;
+    for (;;) {
+        dfb_journal_t *j = r->j;
+        uint64_t nn = 0;
+        pthread_mutex_lock(&j->mu);
+        for (size_t k = 0; k < j->nsegs && !nn; k++)
+            if (j->segs[k].first_gseq > next)
+                nn = j->segs[k].first_gseq;
+        pthread_mutex_unlock(&j->mu);
+        if (!nn)
+            return next; /* the active segment: read it */
+        if (!have_a && filter_seqs(r, next, r->seqs_a) != 0)
+            return next;
+        if (filter_seqs(r, nn, r->seqs_b) != 0)
+            return next;
+        if (memcmp(r->seqs_a, r->seqs_b, r->nf * sizeof *r->seqs_a) != 0)
+            return next; /* a filter topic has records in it */
+        /* nn's header starts right after next's records: gseqs are
+           contiguous unless recovery left a hole, which the caller's
+           contiguity check reports on its own (last stays next's end). */
+        r->skipped++;
+        r->last = nn - 1;
+        uint64_t *t = r->seqs_a;
+        r->seqs_a = r->seqs_b;
+        r->seqs_b = t;
+        have_a = 1;
+        next = nn;
+    }
 }
 
 /*  Index of the segment starting at first, or -1. Caller holds mu. */
@@ -286,6 +396,7 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
                 continue;
             return reader_lost(r, from, next - 1, "a gap between segments");
         }
+        next = skip_segments(r, next);
         if (reader_open(r, next, 0) != 0)
             return DFB_JOURNAL_EIO;
     }

@@ -203,6 +203,15 @@ req_free(req_t *r)
     free(r);
 }
 
+/*  Frees a finished request, counting the segments its filter skipped. */
+static void
+req_done(dfb_replay_t *self, req_t *r)
+{
+    if (r->reader)
+        self->c->replay_segments_skipped += dfb_journal_reader_skipped(r->reader);
+    req_free(r);
+}
+
 void
 dfb_replay_destroy(dfb_replay_t **self_p)
 {
@@ -393,6 +402,12 @@ start(dfb_replay_t *self, req_t *r)
         fail(r, "internal", "out of memory: ask again later");
         return;
     }
+    if ((r->by_topic ? dfb_journal_reader_filter(r->reader, &r->topic, &r->topic_len, 1)
+                     : dfb_journal_reader_filter(r->reader, r->topics, r->topics_len, r->ntopics)) !=
+        0) {
+        fail(r, "internal", "out of memory: ask again later");
+        return;
+    }
     int rc = r->by_topic ? dfb_journal_reader_seek_topic(r->reader, r->topic, r->topic_len, r->from)
                          : dfb_journal_reader_seek_gseq(r->reader, r->from);
     if (rc == DFB_JOURNAL_GONE)
@@ -486,7 +501,7 @@ replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
             if (self->reqs[i]->state != ST_DONE)
                 self->reqs[live++] = self->reqs[i];
             else
-                req_free(self->reqs[i]);
+                req_done(self, self->reqs[i]);
         self->nreqs = live;
         if (self->nreqs == DFB_REPLAY_MAX_ACTIVE) {
             /* Too many at once: an immediate error answer, never a silent drop. */
@@ -831,7 +846,7 @@ replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms)
         if (self->reqs[i]->state != ST_DONE)
             self->reqs[live++] = self->reqs[i];
         else
-            req_free(self->reqs[i]);
+            req_done(self, self->reqs[i]);
     self->nreqs = live;
     self->rr = next;
     if (!live)
