@@ -309,7 +309,9 @@ def case_replay_memory():
     check(0 < held <= max_bytes + 10 * one, "replay_bytes_held %d <= %d + 10 messages"
           % (held, max_bytes))
     rss = vm_rss(pid)
-    bound = max_bytes + 10 * one + (24 << 20)
+    # The margin covers allocator slack and a sanitizer's quarantine (ASan keeps freed blocks);
+    # without the caps the growth is ~180 MiB (measured: replay_bytes_held 179 MB).
+    bound = max_bytes + 10 * one + (48 << 20)
     check(rss - base < bound, "RSS grew by %.1f MiB (bound %.1f MiB; journal %.1f MiB x 10 "
           "clients without the caps)" % ((rss - base) / 2**20, bound / 2**20, n * pad / 2**20))
     good = Replay(br.replay)
