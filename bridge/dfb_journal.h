@@ -220,15 +220,27 @@ int dfb_journal_reader_seek_topic(dfb_journal_reader_t *self, const char *topic,
     DFB_JOURNAL_EIO or DFB_JOURNAL_NOMEM (the same call may be retried).
     Errors are logged and counted (read_errors). */
 #define DFB_JOURNAL_READER_GONE (-2)
+/*  With a filter (dfb_journal_reader_filter) it may also return
+    DFB_JOURNAL_PASSED: records of other topics were stepped over (their
+    heads read, not their bodies) and none is returned yet; call again. */
+#define DFB_JOURNAL_PASSED 2
 int dfb_journal_reader_next(dfb_journal_reader_t *self, dfb_journal_rec_t *rec);
 
 /*  Sets a topic filter (borrowed: topics and lens must outlive the reader;
     n = 0 removes it): the reader then skips whole closed segments that
     hold no record of these topics (their headers' seqs tell), reading
-    only the others; records of other topics in the segments it reads are
-    still returned (the caller filters). 0 or DFB_JOURNAL_NOMEM. */
+    only the others; in those it reads only the head (fixed part and
+    topic) of a record of another topic and steps over it unreturned (not
+    CRC-checked, since never returned); what it returns still needs the
+    caller's own filter (from_gseq, from_seq). 0 or DFB_JOURNAL_NOMEM. */
 int dfb_journal_reader_filter(dfb_journal_reader_t *self, char *const *topics, const size_t *lens,
                               uint32_t n);
+
+/*  gseq of the last record read or stepped over (0: none yet). */
+uint64_t dfb_journal_reader_last(const dfb_journal_reader_t *self);
+
+/*  Bytes of the records the filter stepped over since the last call. */
+uint64_t dfb_journal_reader_take_passed(dfb_journal_reader_t *self);
 
 /*  Segments skipped by the filter so far. */
 uint64_t dfb_journal_reader_skipped(const dfb_journal_reader_t *self);

@@ -15,6 +15,8 @@
 
 #include "dfb_log.h"
 
+#define PASS_PER_CALL 64 /* filtered-out records stepped over per reader_next call */
+
 struct dfb_journal_reader {
     dfb_journal_t *j;
     int fd;
@@ -32,6 +34,8 @@ struct dfb_journal_reader {
     dfb_buf_t hbuf;
     uint64_t *seqs_a, *seqs_b; /* nf each */
     uint64_t skipped;           /* segments skipped (tests) */
+    uint64_t passed;            /* bytes of records stepped over since the last take */
+    uint32_t passed_now;        /* records stepped over in this call */
 };
 
 /* ---- readers -------------------------------------------------------------- */
@@ -176,6 +180,51 @@ skip_segments(dfb_journal_reader_t *r, uint64_t next)
     }
 }
 
+/*  With a filter: reads only the head of the event record at r->off (its
+    fixed part and topic, not the body) and, when its topic is not in the
+    filter, steps over it (1: the record is passed, as if read). 0 means
+    read it whole: a match, or anything unusual (a header record, a bad
+    length, a gseq not above the last, a topic over DFB_TOPICS_MAX_LEN),
+    which the full read checks and reports. A record stepped over is not
+    CRC-checked: it is never returned. */
+static int
+skip_record(dfb_journal_reader_t *r, uint64_t limit)
+{
+    uint8_t h[REC_HEAD + EVENT_FIXED];
+    char topic[DFB_TOPICS_MAX_LEN];
+    if (r->off + sizeof h > limit || jr_pread_full(r->fd, h, sizeof h, r->off) != (ssize_t)sizeof h)
+        return 0;
+    const uint8_t *p = h + REC_HEAD;
+    uint32_t len = rd32(h), tl = rd32(p + 25);
+    uint64_t gseq = rd64(p + 1);
+    if (p[0] != 'E' || len < EVENT_FIXED || len > MAX_PAYLOAD || r->off + REC_HEAD + len > limit ||
+        gseq <= r->last || tl > DFB_TOPICS_MAX_LEN || EVENT_FIXED + (uint64_t)tl > len)
+        return 0;
+    if (jr_pread_full(r->fd, topic, tl, r->off + sizeof h) != (ssize_t)tl)
+        return 0;
+    for (uint32_t k = 0; k < r->nf; k++)
+        if (r->flens[k] == tl && memcmp(r->ftopics[k], topic, tl) == 0)
+            return 0;
+    r->off += REC_HEAD + len;
+    r->last = gseq;
+    r->passed += REC_HEAD + len;
+    return 1;
+}
+
+uint64_t
+dfb_journal_reader_last(const dfb_journal_reader_t *r)
+{
+    return r->last;
+}
+
+uint64_t
+dfb_journal_reader_take_passed(dfb_journal_reader_t *r)
+{
+    uint64_t n = r->passed;
+    r->passed = 0;
+    return n;
+}
+
 /*  Index of the segment starting at first, or -1. Caller holds mu. */
 static long
 find_seg(const dfb_journal_t *j, uint64_t first)
@@ -214,7 +263,12 @@ dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
         pthread_mutex_unlock(&j->mu);
         r->min_gseq = from;
         r->last = 0;
-        if (reader_open(r, first, off) == 0)
+        /* With a filter, the segments from here that hold none of its
+           topics are not read at all. */
+        uint64_t to = skip_segments(r, first);
+        if (to != first)
+            off = 0;
+        if (reader_open(r, to, off) == 0)
             return 0;
         /* Deleted by retention between the lookup and the open: look again. */
         if (errno != ENOENT || attempt > 0)
@@ -304,6 +358,7 @@ int
 dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
 {
     dfb_journal_t *j = r->j;
+    r->passed_now = 0;
     if (r->fd < 0)
         return DFB_JOURNAL_EIO;
     for (;;) {
@@ -324,6 +379,14 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
             struct stat sb;
             if (fstat(r->fd, &sb) == 0)
                 limit = (uint64_t)sb.st_size;
+        }
+        if (r->nf && r->off > 0 && skip_record(r, limit)) {
+            /* Bounded work per call: the caller checks its time budget. */
+            if (++r->passed_now >= PASS_PER_CALL) {
+                r->passed_now = 0;
+                return DFB_JOURNAL_PASSED;
+            }
+            continue;
         }
         int rc = jr_read_record(r->fd, r->off, limit, &r->buf);
         if (rc == DFB_JOURNAL_EIO) {

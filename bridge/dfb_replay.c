@@ -25,6 +25,9 @@
 #define RETRY_MS 5   /* wait before retrying a client whose pipe is full */
 #define MAX_ID 255   /* ZeroMQ routing ids are 1..255 bytes */
 #define TICK_MS 1000 /* journal retention and `interval` fsync checks */
+#define RECV_PER_TURN 32 /* requests read per turn */
+#define SLICE_MS 2       /* one request's share of a turn: time */
+#define SLICE_BYTES ((int64_t)1 << 20) /* and journal bytes read */
 
 /*  What one client's answers hold in the ROUTER: shared by its request and
     every message of it not yet written out (a new request from the same
@@ -423,7 +426,9 @@ start(dfb_replay_t *self, req_t *r)
 static void
 replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
 {
-    for (;;) {
+    /* A bounded intake per turn, so clients that keep asking cannot keep
+       the thread from serving what was asked (zmq_poll reports the rest). */
+    for (int k = 0; k < RECV_PER_TURN; k++) {
         zmq_msg_t id, body;
         zmq_msg_init(&id);
         if (zmq_msg_recv(&id, self->sock, ZMQ_DONTWAIT) < 0) {
@@ -712,7 +717,19 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms, budget_t *
     for (int n = 0; n < STEP && r->state != ST_DONE && !budget_spent(b, n); n++) {
         if (r->state == ST_READ || r->state == ST_PEEK) {
             int rc = dfb_journal_reader_next(r->reader, &r->rec);
-            if (rc == 0) {
+            /* Records stepped over by the filter count for the scan budget;
+               their cost is time (the slice's clock), not bytes read. */
+            r->scanned += dfb_journal_reader_take_passed(r->reader);
+            if (rc == DFB_JOURNAL_PASSED) {
+                uint64_t passed_to = dfb_journal_reader_last(r->reader);
+                if (r->ntopics && r->state == ST_READ && r->scanned >= DFB_REPLAY_SCAN_BYTES &&
+                    passed_to >= r->from && passed_to > r->last_gseq) {
+                    r->last_gseq = passed_to;
+                    r->more = 1;
+                    r->state = ST_END;
+                    self->c->replay_scan_cut++;
+                }
+            } else if (rc == 0) {
                 r->state = ST_END;
             } else if (rc == DFB_JOURNAL_READER_GONE) {
                 fail(r, "gone", "retention deleted the following records during the answer");
@@ -816,39 +833,48 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms, budget_t *
     return progress;
 }
 
-/*  One turn: the requests in turn from self->rr, until each had its step
-    or the turn's budget is spent (the next turn starts where this one
-    stopped). Returns the poll timeout: 0 more work, RETRY_MS every request
-    waits for its client, -1 none. */
+/*  One turn: the requests in turn from self->rr, each a slice of at most
+    SLICE_MS and SLICE_BYTES read, until each had one or the turn's budget
+    is spent (the next turn starts where this one stopped, so every request
+    gets its slice in turn however many there are). Returns the poll
+    timeout: 0 more work, RETRY_MS every request waits for its client, -1
+    none. */
 static int
 replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms)
 {
     int busy = 0, waiting = 0;
     size_t n = self->nreqs, start = n ? self->rr % n : 0, next = start + 1;
-    budget_t b = {now_ms + DFB_REPLAY_TURN_MS, (int64_t)DFB_REPLAY_TURN_BYTES};
+    budget_t turn = {now_ms + DFB_REPLAY_TURN_MS, (int64_t)DFB_REPLAY_TURN_BYTES};
     for (size_t k = 0; k < n; k++) {
         size_t i = (start + k) % n;
         req_t *r = self->reqs[i];
         if (r->state == ST_DONE)
             continue;
-        if (budget_spent(&b, 15)) {
+        int64_t t = dfb_mono_ms();
+        if (k > 0 && (turn.bytes_left <= 0 || t >= turn.deadline_ms)) {
             next = i;
             busy = 1;
             break;
         }
-        if (step(self, r, epoch, now_ms, &b))
+        budget_t slice = {t + SLICE_MS, SLICE_BYTES};
+        if (step(self, r, epoch, now_ms, &slice))
             busy = 1;
         else
             waiting = 1;
+        turn.bytes_left -= SLICE_BYTES - slice.bytes_left;
     }
-    size_t live = 0;
-    for (size_t i = 0; i < self->nreqs; i++)
+    /* Compacted, the turn's next request keeps its place in the order. */
+    size_t live = 0, nrr = SIZE_MAX;
+    for (size_t i = 0; i < self->nreqs; i++) {
+        if (i == next)
+            nrr = live;
         if (self->reqs[i]->state != ST_DONE)
             self->reqs[live++] = self->reqs[i];
         else
             req_done(self, self->reqs[i]);
+    }
     self->nreqs = live;
-    self->rr = next;
+    self->rr = nrr == SIZE_MAX ? 0 : nrr;
     if (!live)
         return -1;
     return busy ? 0 : waiting ? RETRY_MS : -1;
