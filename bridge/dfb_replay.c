@@ -1,8 +1,9 @@
 /*  dfb_replay: the replay thread (see dfb_replay.h). It owns the ROUTER and
     the journal readers; each request owns a reader and a cursor, and
-    replay_work advances the requests in turn, each by at most STEP records,
-    the whole turn by at most DFB_REPLAY_TURN_MS and DFB_REPLAY_TURN_BYTES,
-    so one big answer cannot starve the others nor the thread's pipe. */
+    replay_work advances the requests in turn (round robin), each by a slice
+    of at most STEP records, SLICE_MS and SLICE_BYTES read, the whole turn
+    by at most DFB_REPLAY_TURN_MS and DFB_REPLAY_TURN_BYTES, so one big
+    answer cannot starve the others nor the thread's pipe. */
 #include "dfb_replay.h"
 
 #include <errno.h>

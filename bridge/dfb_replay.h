@@ -10,9 +10,11 @@
     (counted) after DFB_REPLAY_STALL_MS without progress.
 
     Bounded against hostile clients: the work per turn is bounded in time
-    and bytes read and goes round robin; a topics filter naming no topic
-    the journal has seen is answered at once, a filtered answer ends after
-    DFB_REPLAY_SCAN_BYTES read; a new request from a client cancels its
+    and bytes read and goes round robin, each request a slice of it; a
+    topics filter naming no topic the journal has seen is answered at once,
+    a filtered answer skips the segments without its topics and reads only
+    the heads of other topics' records, and ends after DFB_REPLAY_SCAN_BYTES
+    of journal; a new request from a client cancels its
     old one; the bytes of answers queued in the ROUTER and not yet written
     to the network are counted exactly (zero-copy messages whose free
     function subtracts them) and a client's answer pauses while its own
