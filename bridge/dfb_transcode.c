@@ -295,6 +295,15 @@ dfb_transcode_stub(const dfb_envelope_t *env, const dfb_json_t *json, dfb_json_r
         vals[i] = ok ? v : DFB_JSON_NONE;
         n += ok;
     }
+    /* The initiator's user id only, so consumers' self filter (and the
+       BDKs' "no initiator user" filter) treat the stub as the event. */
+    dfb_json_ref_t user = dfb_json_get(json, event_ref, "initiator");
+    user = user == DFB_JSON_NONE ? user : dfb_json_get(json, user, "user");
+    dfb_json_ref_t uid = user == DFB_JSON_NONE ? user : dfb_json_get(json, user, "userId");
+    if (uid != DFB_JSON_NONE && dfb_json_type(json, uid) != DFB_JSON_INT &&
+        dfb_json_type(json, uid) != DFB_JSON_UINT)
+        uid = DFB_JSON_NONE;
+    n += uid != DFB_JSON_NONE;
     const char *epoch = env->epoch ? env->epoch : "";
     if (emit_container(buf, 8, 0x80, 0xde) || emit_str(buf, "v", 1) ||
         emit_uint(buf, DFB_WIRE_VERSION) || emit_str(buf, "seq", 3) || emit_uint(buf, env->seq) ||
@@ -304,10 +313,16 @@ dfb_transcode_stub(const dfb_envelope_t *env, const dfb_json_t *json, dfb_json_r
         emit_uint(buf, too_large) || emit_str(buf, "event", 5) ||
         emit_container(buf, n, 0x80, 0xde))
         return -1;
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < 4; i++) {
         if (vals[i] != DFB_JSON_NONE &&
             (emit_str(buf, keep[i], strlen(keep[i])) || dfb_transcode_value(json, vals[i], buf)))
             return -1;
+        if (i == 2 && uid != DFB_JSON_NONE && /* after timestamp, as Symphony orders them */
+            (emit_str(buf, "initiator", 9) || emit_container(buf, 1, 0x80, 0xde) ||
+             emit_str(buf, "user", 4) || emit_container(buf, 1, 0x80, 0xde) ||
+             emit_str(buf, "userId", 6) || dfb_transcode_value(json, uid, buf)))
+            return -1;
+    }
     return 0;
 }
 

@@ -61,7 +61,8 @@ int dfb_transcode_message (const dfb_envelope_t *env, const dfb_json_t *json,
 /*  Appends the frame-2 body of an event too large to publish: the envelope
     with the key "too_large" (the size of the full body, bytes) before
     "event", and "event" a map of the event's "id", "messageId",
-    "timestamp" and "type" (each when present and a string of at most
+    "timestamp", "initiator": {"user": {"userId"}} and "type" (each when
+    present and a string of at most
     DFB_STUB_MAX_STR bytes or an integer), nothing else. Same errors as
     dfb_transcode_value. */
 int dfb_transcode_stub (const dfb_envelope_t *env, const dfb_json_t *json,

@@ -373,6 +373,7 @@ def case_pod_limits():
     stub = got[big][1]
     check(stub.get("too_large", 0) > 200000, "too_large = the full size: %r" % stub.get("too_large"))
     eq(stub["event"], {"id": evs[big]["id"], "timestamp": evs[big]["timestamp"],
+                       "initiator": {"user": {"userId": 68719476737}},
                        "type": evs[big]["type"]}, "the stub event")
     check(all("too_large" not in e for i, (_, e) in enumerate(got) if i != big),
           "no other event is a stub")
