@@ -149,7 +149,16 @@ jr_new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
     dfb_buf_t *b = &j->hbuf;
     char path[4096];
     jr_seg_path(j, first, path, sizeof path);
+    if (j->spare_fd < 0) /* given up at an EMFILE, taken again when it can */
+        j->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && j->spare_fd >= 0) {
+        /* Out of descriptors (peers' connections): the spare one is given
+           up for the segment, then taken again when one is free. */
+        close(j->spare_fd);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+        j->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
     if (fd < 0) {
         APPEND_ERR(j, "journal: cannot create %s: %s", path, strerror(errno));
         return -1;
@@ -343,6 +352,7 @@ dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch, int64_t 
     j->opts = *opts;
     j->fd = -1;
     j->lock_fd = -1;
+    j->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     pthread_mutex_init(&j->mu, NULL);
     pthread_mutex_init(&j->ret_mu, NULL);
     pthread_cond_init(&j->bg_cv, NULL);
@@ -409,6 +419,8 @@ dfb_journal_destroy(dfb_journal_t **self_p)
     }
     if (j->lock_fd >= 0)
         close(j->lock_fd); /* releases the flock */
+    if (j->spare_fd >= 0)
+        close(j->spare_fd);
     for (size_t i = 0; i < j->nsegs; i++)
         free(j->segs[i].marks);
     free(j->segs);
