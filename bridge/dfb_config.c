@@ -789,8 +789,7 @@ static const dfb_config_key_t s_keys[] = {
      AT(replay_max_bytes, CT_LLONG),
      "replay answer bytes queued and not yet written out, all clients (answers pause above)"},
     {"replayClientBytes", DFB_KEY_INT, "16777216", 65536, (long long)1 << 40, NULL,
-     AT(replay_client_bytes, CT_LLONG),
-     "the same per client: its answer pauses until it reads"},
+     AT(replay_client_bytes, CT_LLONG), "the same per client: its answer pauses until it reads"},
     {"maxConnections", DFB_KEY_INT, "0", 0, 100000000, NULL, AT(max_connections, CT_LLONG),
      "live TCP connections per listening socket (PUB, replay); more are closed at once; 0 = a "
      "quarter of the descriptor limit"},

@@ -55,7 +55,7 @@ struct dfb_journal {
     char epoch[64];
     int lock_fd;
     int spare_fd; /* /dev/null, held so a segment can be opened at EMFILE (writer) */
-    int fd; /* active segment: the writer's; the sync thread dups it under mu */
+    int fd;       /* active segment: the writer's; the sync thread dups it under mu */
     pthread_mutex_t mu;
     seg_t *segs; /* oldest first; the last is active */
     size_t nsegs, capsegs;

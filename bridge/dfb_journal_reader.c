@@ -33,9 +33,9 @@ struct dfb_journal_reader {
     uint32_t nf;
     dfb_buf_t hbuf;
     uint64_t *seqs_a, *seqs_b; /* nf each */
-    uint64_t skipped;           /* segments skipped (tests) */
-    uint64_t passed;            /* bytes of records stepped over since the last take */
-    uint32_t passed_now;        /* records stepped over in this call */
+    uint64_t skipped;          /* segments skipped (tests) */
+    uint64_t passed;           /* bytes of records stepped over since the last take */
+    uint32_t passed_now;       /* records stepped over in this call */
 };
 
 /* ---- readers -------------------------------------------------------------- */

@@ -469,8 +469,8 @@ publish_events(dfb_loop_t *self, dfb_json_ref_t ev)
     if (ev == DFB_JSON_NONE || dfb_json_type(self->json, ev) != DFB_JSON_ARRAY)
         return 0;
     uint32_t total = dfb_json_count(self->json, ev); /* the tape knows it */
-    uint64_t chunk = self->cfg->max_batch_events > 0 ? (uint64_t)self->cfg->max_batch_events
-                                                      : UINT64_MAX;
+    uint64_t chunk =
+        self->cfg->max_batch_events > 0 ? (uint64_t)self->cfg->max_batch_events : UINT64_MAX;
     if (total > chunk) {
         if (self->stats.over_batch++ == 0)
             dfb_warn("a batch of %u events (over bridge.maxBatchEvents %llu): published in "

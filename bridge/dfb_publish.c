@@ -301,8 +301,7 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
     size_t id_len = 0, type_len = 0;
     const char *id = dfb_json_string(json, dfb_json_get(json, event_ref, "id"), &id_len);
     const char *type = dfb_json_string(json, dfb_json_get(json, event_ref, "type"), &type_len);
-    if (type && type_len > DFB_TOPIC_MAX_LEN && type[0] != '_' &&
-        self->c.topics_too_long++ == 0)
+    if (type && type_len > DFB_TOPIC_MAX_LEN && type[0] != '_' && self->c.topics_too_long++ == 0)
         dfb_warn("publish: an event type of %zu bytes (over %d): published under %s with its "
                  "type in the event (said once; counted in topics_too_long)",
                  type_len, DFB_TOPIC_MAX_LEN, DFB_TOPIC_UNKNOWN);

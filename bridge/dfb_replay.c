@@ -22,12 +22,12 @@
 #include "dfb_stop.h"
 #include "dfb_zsock.h"
 
-#define STEP 256     /* records scanned per request per call */
-#define RETRY_MS 5   /* wait before retrying a client whose pipe is full */
-#define MAX_ID 255   /* ZeroMQ routing ids are 1..255 bytes */
-#define TICK_MS 1000 /* journal retention and `interval` fsync checks */
-#define RECV_PER_TURN 32 /* requests read per turn */
-#define SLICE_MS 2       /* one request's share of a turn: time */
+#define STEP 256                       /* records scanned per request per call */
+#define RETRY_MS 5                     /* wait before retrying a client whose pipe is full */
+#define MAX_ID 255                     /* ZeroMQ routing ids are 1..255 bytes */
+#define TICK_MS 1000                   /* journal retention and `interval` fsync checks */
+#define RECV_PER_TURN 32               /* requests read per turn */
+#define SLICE_MS 2                     /* one request's share of a turn: time */
 #define SLICE_BYTES ((int64_t)1 << 20) /* and journal bytes read */
 
 /*  What one client's answers hold in the ROUTER: shared by its request and
@@ -92,8 +92,8 @@ struct dfb_replay {
     dfb_buf_t out;
     dfb_pub_counters_t *c;
     uint64_t max_bytes, client_bytes;
-    size_t rr;             /* the request the next turn starts with */
-    dfb_fdguard_t *guard;  /* connection caps on the PUB and the ROUTER (NULL: none) */
+    size_t rr;            /* the request the next turn starts with */
+    dfb_fdguard_t *guard; /* connection caps on the PUB and the ROUTER (NULL: none) */
 };
 
 static void *replay_main(void *arg);
@@ -406,9 +406,9 @@ start(dfb_replay_t *self, req_t *r)
         fail(r, "internal", "out of memory: ask again later");
         return;
     }
-    if ((r->by_topic ? dfb_journal_reader_filter(r->reader, &r->topic, &r->topic_len, 1)
-                     : dfb_journal_reader_filter(r->reader, r->topics, r->topics_len, r->ntopics)) !=
-        0) {
+    if ((r->by_topic
+             ? dfb_journal_reader_filter(r->reader, &r->topic, &r->topic_len, 1)
+             : dfb_journal_reader_filter(r->reader, r->topics, r->topics_len, r->ntopics)) != 0) {
         fail(r, "internal", "out of memory: ask again later");
         return;
     }
@@ -749,8 +749,8 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms, budget_t *
             } else if (rc < 0) {
                 fail(r, "io_error", "a journal record cannot be read: ask again later");
             } else {
-                uint64_t read = 49 + r->rec.topic_len + r->rec.type_len + r->rec.id_len +
-                                r->rec.body_len;
+                uint64_t read =
+                    49 + r->rec.topic_len + r->rec.type_len + r->rec.id_len + r->rec.body_len;
                 b->bytes_left -= (int64_t)read;
                 r->scanned += read;
                 if (matches(r, &r->rec)) {

@@ -61,8 +61,8 @@ typedef struct {
     dfb_pub_counters_t *counters; /* borrowed: the replay_* counters; the info view reads all */
     uint64_t max_bytes;    /* bridge.replayMaxBytes: answer bytes held in the ROUTER, all clients */
     uint64_t client_bytes; /* bridge.replayClientBytes: the same, per client (0: defaults) */
-    void *pub;                /* the PUB socket, not yet used by another thread: its
-                                 connections are capped too (dfb_fdguard); NULL = not */
+    void *pub;             /* the PUB socket, not yet used by another thread: its
+                              connections are capped too (dfb_fdguard); NULL = not */
     uint64_t max_connections; /* bridge.maxConnections per socket (0: dfb_fdguard default) */
 } dfb_replay_opts_t;
 

@@ -290,8 +290,8 @@ test_segments(void)
 /*  A filtered reader (issue 9: replay scans): gseqs read with topics, the
     segments skipped, PASSED counted. */
 static long
-read_filtered(dfb_journal_t *j, uint64_t from, char *const *topics, const size_t *lens,
-              uint32_t n, uint64_t *got, long max, uint64_t *skipped, long *passed)
+read_filtered(dfb_journal_t *j, uint64_t from, char *const *topics, const size_t *lens, uint32_t n,
+              uint64_t *got, long max, uint64_t *skipped, long *passed)
 {
     dfb_journal_reader_t *r = dfb_journal_reader_new(j);
     long k = 0;
@@ -347,7 +347,7 @@ test_reader_filter(void)
     for (uint64_t g = 1; g <= 3000; g++) {
         mk_t m;
         mk(&m, g, 0, 0, 40);
-        const char *t = g == 500 || g == 2500 ? "RARE"
+        const char *t = g == 500 || g == 2500                   ? "RARE"
                         : g >= 1000 && g <= 1100 && g % 10 == 0 ? "MID"
                                                                 : "MESSAGESENT";
         m.rec.topic = m.rec.type = t;
