@@ -565,7 +565,12 @@ send_record(dfb_replay_t *self, req_t *r)
     const dfb_journal_rec_t *rec = &r->rec;
     uint64_t n = rec->topic_len + rec->body_len;
     uint64_t mine = r->acct->bytes, all = *r->acct->total;
-    if (mine > 0 && (mine + n > self->client_bytes || all + n > self->max_bytes))
+    /* A client holding nothing may go over max_bytes into a headroom of a
+       quarter of it, one message at a time, so stalled clients that fill
+       max_bytes cannot starve the others; the total stays under 1.25 x
+       max_bytes (or one message when nothing at all is held). */
+    if (mine > 0 ? mine + n > self->client_bytes || all + n > self->max_bytes
+                 : all > 0 && all + n > self->max_bytes + self->max_bytes / 4)
         return 2;
     held_t *h = malloc(HELD_HEAD + (rec->body_len ? rec->body_len : 1));
     if (!h)

@@ -19,7 +19,8 @@
     to the network are counted exactly (zero-copy messages whose free
     function subtracts them) and a client's answer pauses while its own
     bytes exceed client_bytes or everyone's exceed max_bytes (a client
-    holding nothing may always have one message in flight). */
+    holding nothing may still send one message at a time into a headroom
+    of max_bytes / 4: the total stays under 1.25 x max_bytes). */
 #ifndef DFB_REPLAY_H
 #define DFB_REPLAY_H
 
