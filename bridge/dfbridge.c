@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dfb_fdguard.h"
+#include "dfb_tsan.h" /* libzmq under ThreadSanitizer (empty otherwise) */
 #include "dfb_auth.h"
 #include "dfb_config.h"
 #include "dfb_http.h"
