@@ -43,6 +43,7 @@ struct dfb_actor {
     dfb_pub_counters_t *c;
     /* CURVE re-bind (dfb_actor_opts_t.rebind) */
     const dfb_zsock_opts_t *rebind;
+    dfb_fdguard_t *guard; /* connection caps: the new PUB is watched again */
     uint64_t rebind_seen;  /* auth_rebinds when the PUB was last (re)bound */
     int64_t rebind_at;     /* pub NULL: next bind attempt (monotonic ms) */
     uint64_t rebind_tries; /* failed attempts of this re-bind */
@@ -84,6 +85,7 @@ check_rebind(dfb_actor_t *a, int64_t now)
         a->rebind_at = now + REBIND_RETRY_MS;
         return;
     }
+    dfb_fdguard_rewatch(a->guard, a->pub, "bridge.publish");
     dfb_info("publish: PUB re-bound at %s after an allow-list change (%" PRIu64
              " event(s) not published meanwhile: replay has them)",
              bound, a->rebind_lost);
@@ -255,6 +257,7 @@ dfb_actor_new(void *ctx, void *pub, const dfb_actor_opts_t *o, char *err, size_t
     self->gseq = o->gseq;
     self->fail_after = o->fail_after;
     self->rebind = o->rebind;
+    self->guard = o->guard;
     const char *rf = getenv("DFB_TEST_REBIND_FAILS");
     self->rebind_fail = rf ? strtoull(rf, NULL, 10) : 0;
     self->rebind_seen = o->counters->auth_rebinds;

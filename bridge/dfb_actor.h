@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dfb_fdguard.h"
 #include "dfb_info.h"
 #include "dfb_topics.h"
 #include "dfb_zsock.h"
@@ -35,6 +36,7 @@ typedef struct {
        NULL = never. Tests: DFB_TEST_REBIND_FAILS=N fails the first N
        attempts of each re-bind (here and in dfb_replay). */
     const dfb_zsock_opts_t *rebind;
+    dfb_fdguard_t *guard; /* borrowed: a re-bound PUB is watched again (dfb_fdguard_rewatch) */
 } dfb_actor_opts_t;
 
 /*  Starts the actor on pub (a bound PUB socket of ctx: ownership moves to

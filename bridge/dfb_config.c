@@ -779,6 +779,11 @@ static const dfb_config_key_t s_keys[] = {
      AT(connect_timeout_ms, CT_LONG), "longest TCP + TLS (+ proxy CONNECT) connect"},
     {"maxBodyBytes", DFB_KEY_INT, "67108864", 1024, (long long)1 << 40, NULL,
      AT(max_body_bytes, CT_SIZE), "largest response accepted; a bigger one is a retried error"},
+    {"maxBatchEvents", DFB_KEY_INT, "10000", 1, 100000000, NULL, AT(max_batch_events, CT_LLONG),
+     "a batch with more events is published in chunks of this many, each flushed"},
+    {"maxEventBytes", DFB_KEY_INT, "8388608", 1024, (long long)1 << 40, NULL,
+     AT(max_event_bytes, CT_LLONG),
+     "largest published event (frame 2); a bigger one is published as a stub with too_large"},
     {"stateDir", DFB_KEY_PATH, "", 0, 0, NULL, AT(state_dir, CT_STR),
      "folder of the journal; unset = no journal and no replay"},
     {"journal.segmentBytes", DFB_KEY_INT, "67108864", 4096, (long long)1 << 40, NULL,
@@ -796,6 +801,14 @@ static const dfb_config_key_t s_keys[] = {
      "ZeroMQ endpoint of the replay ROUTER (needs stateDir); unset = off"},
     {"replayAdvertise", DFB_KEY_ENDPOINT, "", 0, 0, NULL, AT(replay_advertise, CT_STR),
      "the replay endpoint heartbeats tell consumers; unset = the bound endpoint"},
+    {"replayMaxBytes", DFB_KEY_INT, "268435456", 1048576, (long long)1 << 40, NULL,
+     AT(replay_max_bytes, CT_LLONG),
+     "replay answer bytes queued and not yet written out, all clients (answers pause above)"},
+    {"replayClientBytes", DFB_KEY_INT, "16777216", 65536, (long long)1 << 40, NULL,
+     AT(replay_client_bytes, CT_LLONG), "the same per client: its answer pauses until it reads"},
+    {"maxConnections", DFB_KEY_INT, "0", 0, 100000000, NULL, AT(max_connections, CT_LLONG),
+     "live TCP connections per listening socket (PUB, replay); more are closed at once; 0 = a "
+     "quarter of the descriptor limit"},
     {"heartbeatMillis", DFB_KEY_INT, "1000", 0, 3600000, NULL, AT(heartbeat_ms, CT_INT),
      "period of the _hb heartbeat (0 = off)"},
     {"zmtpHeartbeatMillis", DFB_KEY_INT, "0", 0, 3600000, NULL, AT(zmtp_heartbeat_ms, CT_INT),
@@ -1597,6 +1610,8 @@ dfb_config_test(int verbose)
         CHECK(cfg->zmtp_heartbeat_ms == 0 && cfg->dedupe_window == 100000 &&
               cfg->dedupe_ms == 3600000);
         CHECK(!cfg->curve_secret_key && !cfg->curve_clients_dir && cfg->insecure == 0);
+        CHECK(cfg->max_batch_events == 10000 && cfg->max_event_bytes == 8 << 20 &&
+              cfg->replay_max_bytes == 256 << 20 && cfg->replay_client_bytes == 16 << 20);
     }
     dfb_config_destroy(&cfg);
     /* A boolean key (secrets): false / true, stored as 0 / 1. */
@@ -1661,7 +1676,7 @@ dfb_config_test(int verbose)
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 23);
+        CHECK(n == 28); /* 19 + strictPermissions + the CURVE keys + the hostile-input limits (issue 9) */
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);

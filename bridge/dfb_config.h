@@ -99,6 +99,8 @@ typedef struct dfb_config {
     long connect_timeout_ms;   /* 15000 */
     size_t max_body_bytes;     /* 64 MiB */
     int strict_permissions;    /* bridge.strictPermissions: 0 warn, 1 refuse open secret files */
+    long long max_batch_events; /* bridge.maxBatchEvents: 10000, published in chunks of this */
+    long long max_event_bytes;  /* bridge.maxEventBytes: 8 MiB, a bigger event becomes a stub */
 
     /* bridge: delivery guarantees (journal, replay, heartbeat, dedupe) */
     char *state_dir;                /* bridge.stateDir: NULL = no journal, no replay */
@@ -118,6 +120,9 @@ typedef struct dfb_config {
     char *curve_secret_key;  /* bridge.curve.secretKey: NULL = no CURVE */
     char *curve_clients_dir; /* bridge.curve.clientsDir: set exactly when curve_secret_key is */
     int insecure;            /* bridge.insecure: 1 = non-loopback endpoints without CURVE allowed */
+    long long replay_max_bytes;     /* bridge.replayMaxBytes: 256 MiB held by replay answers */
+    long long replay_client_bytes;  /* bridge.replayClientBytes: 16 MiB per client */
+    long long max_connections;      /* bridge.maxConnections: per socket, 0 = a quarter of the fds */
 } dfb_config_t;
 
 /*  Reads and validates the YAML file at path. Returns a new config, or NULL

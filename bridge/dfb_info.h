@@ -25,6 +25,9 @@ typedef struct {
     dfb_counter_t journal_errors;  /* failed journal appends (each retried) */
     dfb_counter_t journal_failing; /* 1 while appends fail: batches are not acknowledged */
     dfb_counter_t pipe_errors;     /* events journaled but not handed to the actor */
+    /* the sequencer's limits on hostile input (issue 9) */
+    dfb_counter_t topics_too_long;  /* events re-topiced to UNKNOWN: type over 255 bytes */
+    dfb_counter_t events_too_large; /* events published as a stub (bridge.maxEventBytes) */
     /* the publisher actor */
     dfb_counter_t published;   /* messages handed to the PUB socket */
     dfb_counter_t send_errors; /* events not published: zmq_send failed */
@@ -36,6 +39,14 @@ typedef struct {
     dfb_counter_t replay_errors;    /* answers with status "error" */
     dfb_counter_t replay_abandoned; /* requests given up: client gone or stalled */
     dfb_counter_t info_requests;    /* `info` requests answered */
+    /* the replay thread's limits on hostile input (issue 9) */
+    dfb_counter_t replay_bytes_held;       /* answer bytes in the ROUTER, not yet written out */
+    dfb_counter_t replay_paused;           /* times an answer paused on a replay byte cap */
+    dfb_counter_t replay_scan_cut;         /* filtered answers ended by the scan budget (more) */
+    dfb_counter_t replay_skipped;          /* filtered answers at once: no such topic journaled */
+    dfb_counter_t replay_segments_skipped; /* segments a filtered answer skipped unread */
+    dfb_counter_t connections;             /* live TCP connections on the PUB and the ROUTER */
+    dfb_counter_t connections_refused;     /* closed at once: over bridge.maxConnections */
     /* any internal thread */
     dfb_counter_t dead_threads; /* internal threads that stopped on an error: exit 5 */
     /* the ZAP thread (dfb_zap; CURVE only, else all 0) */

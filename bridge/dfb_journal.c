@@ -149,7 +149,16 @@ jr_new_segment(dfb_journal_t *j, uint64_t first, int64_t now_ms)
     dfb_buf_t *b = &j->hbuf;
     char path[4096];
     jr_seg_path(j, first, path, sizeof path);
+    if (j->spare_fd < 0) /* given up at an EMFILE, taken again when it can */
+        j->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && j->spare_fd >= 0) {
+        /* Out of descriptors (peers' connections): the spare one is given
+           up for the segment, then taken again when one is free. */
+        close(j->spare_fd);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+        j->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
     if (fd < 0) {
         APPEND_ERR(j, "journal: cannot create %s: %s", path, strerror(errno));
         return -1;
@@ -343,6 +352,7 @@ dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch, int64_t 
     j->opts = *opts;
     j->fd = -1;
     j->lock_fd = -1;
+    j->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     pthread_mutex_init(&j->mu, NULL);
     pthread_mutex_init(&j->ret_mu, NULL);
     pthread_cond_init(&j->bg_cv, NULL);
@@ -409,6 +419,8 @@ dfb_journal_destroy(dfb_journal_t **self_p)
     }
     if (j->lock_fd >= 0)
         close(j->lock_fd); /* releases the flock */
+    if (j->spare_fd >= 0)
+        close(j->spare_fd);
     for (size_t i = 0; i < j->nsegs; i++)
         free(j->segs[i].marks);
     free(j->segs);
@@ -421,6 +433,15 @@ dfb_journal_destroy(dfb_journal_t **self_p)
     pthread_mutex_destroy(&j->mu);
     free(j);
     *self_p = NULL;
+}
+
+int
+dfb_journal_has_topic(dfb_journal_t *j, const char *topic, size_t len)
+{
+    pthread_mutex_lock(&j->mu);
+    int has = dfb_topics_get(j->topics, topic, len, 0) != NULL;
+    pthread_mutex_unlock(&j->mu);
+    return has;
 }
 
 const char *
@@ -501,7 +522,12 @@ append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
     pthread_mutex_lock(&j->mu);
     uint64_t size = j->segs[j->nsegs - 1].size, records = j->segs[j->nsegs - 1].records;
     pthread_mutex_unlock(&j->mu);
-    if (size >= j->opts.segment_bytes && records > 0) {
+    /* A segment rolls once full, and never before its records are as large
+       as its header (the topic table, bounded by DFB_TOPICS_MAX_BYTES):
+       a big table must not roll a segment per event. */
+    uint64_t hdr = REC_HEAD + 2 + 4 + 64 + 16 + 4 + 12 * (uint64_t)dfb_topics_count(j->topics) +
+                   dfb_topics_bytes(j->topics);
+    if (size >= j->opts.segment_bytes && size >= 2 * hdr && records > 0) {
         if (jr_new_segment(j, rec->gseq, now_ms) != 0) {
             bump_errors(j);
             return -1;
@@ -571,7 +597,14 @@ append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
         errno = e;
         return -1;
     }
-    dfb_topic_t *t = dfb_topics_get(j->topics, rec->topic, rec->topic_len, 1);
+    /* A new topic is inserted under mu: readers ask dfb_journal_has_topic
+       from other threads (they read the names, never the seqs). */
+    dfb_topic_t *t = dfb_topics_get(j->topics, rec->topic, rec->topic_len, 0);
+    if (!t) {
+        pthread_mutex_lock(&j->mu);
+        t = dfb_topics_get(j->topics, rec->topic, rec->topic_len, 1);
+        pthread_mutex_unlock(&j->mu);
+    }
     if (t)
         t->seq = rec->seq;
     j->last_gseq = rec->gseq;

@@ -152,6 +152,12 @@ const char *dfb_journal_epoch(const dfb_journal_t *self);
 /*  The last gseq appended (recovered at open). Writer thread. */
 uint64_t dfb_journal_last_gseq(const dfb_journal_t *self);
 
+/*  1 when topic has been journaled in this epoch (it is in the topic table
+    recovered at open or was appended since), else 0: a filter naming only
+    unknown topics matches nothing. Any thread. Topics beyond the table's
+    caps (dfb_topics.h) are not known. */
+int dfb_journal_has_topic(dfb_journal_t *self, const char *topic, size_t len);
+
 /*  Every topic's last seq (recovered at open, updated by append). Borrowed;
     writer thread only. */
 const dfb_topics_t *dfb_journal_topics(const dfb_journal_t *self);
@@ -214,7 +220,30 @@ int dfb_journal_reader_seek_topic(dfb_journal_reader_t *self, const char *topic,
     DFB_JOURNAL_EIO or DFB_JOURNAL_NOMEM (the same call may be retried).
     Errors are logged and counted (read_errors). */
 #define DFB_JOURNAL_READER_GONE (-2)
+/*  With a filter (dfb_journal_reader_filter) it may also return
+    DFB_JOURNAL_PASSED: records of other topics were stepped over (their
+    heads read, not their bodies) and none is returned yet; call again. */
+#define DFB_JOURNAL_PASSED 2
 int dfb_journal_reader_next(dfb_journal_reader_t *self, dfb_journal_rec_t *rec);
+
+/*  Sets a topic filter (borrowed: topics and lens must outlive the reader;
+    n = 0 removes it): the reader then skips whole closed segments that
+    hold no record of these topics (their headers' seqs tell), reading
+    only the others; in those it reads only the head (fixed part and
+    topic) of a record of another topic and steps over it unreturned (not
+    CRC-checked, since never returned); what it returns still needs the
+    caller's own filter (from_gseq, from_seq). 0 or DFB_JOURNAL_NOMEM. */
+int dfb_journal_reader_filter(dfb_journal_reader_t *self, char *const *topics, const size_t *lens,
+                              uint32_t n);
+
+/*  gseq of the last record read or stepped over (0: none yet). */
+uint64_t dfb_journal_reader_last(const dfb_journal_reader_t *self);
+
+/*  Bytes of the records the filter stepped over since the last call. */
+uint64_t dfb_journal_reader_take_passed(dfb_journal_reader_t *self);
+
+/*  Segments skipped by the filter so far. */
+uint64_t dfb_journal_reader_skipped(const dfb_journal_reader_t *self);
 
 /*  The gseq range [*from, *to] that the last DFB_JOURNAL_CORRUPT skipped. */
 void dfb_journal_reader_lost(const dfb_journal_reader_t *self, uint64_t *from, uint64_t *to);

@@ -117,7 +117,8 @@ jr_parse_event(const uint8_t *p, size_t len, dfb_journal_rec_t *rec)
 }
 
 /*  Header payload: epoch into epoch (cap 64), first gseq, and, if topics,
-    each topic's seq before the segment. 0 or -1. */
+    each topic's seq before the segment (topics over the caps left out).
+    0 or -1. */
 int
 jr_parse_header(const uint8_t *p, size_t len, char *epoch, uint64_t *first, dfb_topics_t *topics)
 {
@@ -144,11 +145,13 @@ jr_parse_header(const uint8_t *p, size_t len, char *epoch, uint64_t *first, dfb_
         off += 4;
         if (tl > len || off + tl + 8 > len)
             return -1;
-        if (topics) {
+        /* A topic longer than the cap (a journal from a bridge without it)
+           or beyond the table's caps is left out: its events are readable,
+           the topic is never published again (the cap re-topics its type). */
+        if (topics && tl <= DFB_TOPIC_MAX_LEN) {
             dfb_topic_t *t = dfb_topics_get(topics, (const char *)p + off, tl, 1);
-            if (!t)
-                return -1;
-            t->seq = rd64(p + off + tl);
+            if (t)
+                t->seq = rd64(p + off + tl);
         }
         off += tl + 8;
     }

@@ -54,7 +54,8 @@ struct dfb_journal {
     char *jdir;
     char epoch[64];
     int lock_fd;
-    int fd; /* active segment: the writer's; the sync thread dups it under mu */
+    int spare_fd; /* /dev/null, held so a segment can be opened at EMFILE (writer) */
+    int fd;       /* active segment: the writer's; the sync thread dups it under mu */
     pthread_mutex_t mu;
     seg_t *segs; /* oldest first; the last is active */
     size_t nsegs, capsegs;

@@ -15,6 +15,8 @@
 
 #include "dfb_log.h"
 
+#define PASS_PER_CALL 64 /* filtered-out records stepped over per reader_next call */
+
 struct dfb_journal_reader {
     dfb_journal_t *j;
     int fd;
@@ -24,6 +26,16 @@ struct dfb_journal_reader {
     uint64_t last; /* gseq of the last record read (0 = none yet) */
     uint64_t lost_from, lost_to;
     dfb_buf_t buf;
+    /* The caller's topic filter (borrowed): whole segments without a
+       record of these topics are skipped by their headers' seqs. */
+    char *const *ftopics;
+    const size_t *flens;
+    uint32_t nf;
+    dfb_buf_t hbuf;
+    uint64_t *seqs_a, *seqs_b; /* nf each */
+    uint64_t skipped;          /* segments skipped (tests) */
+    uint64_t passed;           /* bytes of records stepped over since the last take */
+    uint32_t passed_now;       /* records stepped over in this call */
 };
 
 /* ---- readers -------------------------------------------------------------- */
@@ -37,6 +49,7 @@ dfb_journal_reader_new(dfb_journal_t *journal)
     r->j = journal;
     r->fd = -1;
     dfb_buf_init(&r->buf);
+    dfb_buf_init(&r->hbuf);
     return r;
 }
 
@@ -49,6 +62,9 @@ dfb_journal_reader_destroy(dfb_journal_reader_t **self_p)
     if (r->fd >= 0)
         close(r->fd);
     dfb_buf_free(&r->buf);
+    dfb_buf_free(&r->hbuf);
+    free(r->seqs_a);
+    free(r->seqs_b);
     free(r);
     *self_p = NULL;
 }
@@ -64,6 +80,149 @@ reader_open(dfb_journal_reader_t *r, uint64_t first, uint64_t off)
     r->first = first;
     r->off = off;
     return r->fd >= 0 ? 0 : -1;
+}
+
+int
+dfb_journal_reader_filter(dfb_journal_reader_t *r, char *const *topics, const size_t *lens,
+                          uint32_t n)
+{
+    free(r->seqs_a);
+    free(r->seqs_b);
+    r->seqs_a = r->seqs_b = NULL;
+    r->nf = 0;
+    if (!n)
+        return 0;
+    r->seqs_a = calloc(n, sizeof *r->seqs_a);
+    r->seqs_b = calloc(n, sizeof *r->seqs_b);
+    if (!r->seqs_a || !r->seqs_b)
+        return DFB_JOURNAL_NOMEM;
+    r->ftopics = topics;
+    r->flens = lens;
+    r->nf = n;
+    return 0;
+}
+
+uint64_t
+dfb_journal_reader_skipped(const dfb_journal_reader_t *r)
+{
+    return r->skipped;
+}
+
+/*  The filter topics' seqs before the segment starting at first, from its
+    header, into out[nf] (0 for a topic it does not list). 0, or -1 when
+    the header cannot be read (then nothing is skipped). */
+static int
+filter_seqs(dfb_journal_reader_t *r, uint64_t first, uint64_t *out)
+{
+    char path[4096];
+    jr_seg_path(r->j, first, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    uint64_t f;
+    int ok = jr_read_record(fd, 0, UINT64_MAX, &r->hbuf) == RR_OK &&
+             jr_parse_header(r->hbuf.data, r->hbuf.len, NULL, &f, NULL) == 0 && f == first;
+    close(fd);
+    if (!ok)
+        return -1;
+    const uint8_t *p = r->hbuf.data;
+    size_t off = 2 + 4 + rd32(p + 2) + 16;
+    uint32_t n = rd32(p + off);
+    off += 4;
+    memset(out, 0, r->nf * sizeof *out);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t tl = rd32(p + off);
+        for (uint32_t k = 0; k < r->nf; k++)
+            if (r->flens[k] == tl && memcmp(p + off + 4, r->ftopics[k], tl) == 0)
+                out[k] = rd64(p + off + 4 + tl);
+        off += 4 + tl + 8;
+    }
+    return 0;
+}
+
+/*  With a filter: from the segment starting at next, skips every closed
+    segment whose header and its successor's give the same seq to each
+    filter topic (it holds none of their records); the reader then stands
+    as if it had read them (last = the successor's first gseq - 1).
+    Returns the first segment to read. */
+static uint64_t
+skip_segments(dfb_journal_reader_t *r, uint64_t next)
+{
+    if (!r->nf)
+        return next;
+    int have_a = 0;
+    for (;;) {
+        dfb_journal_t *j = r->j;
+        uint64_t nn = 0;
+        pthread_mutex_lock(&j->mu);
+        for (size_t k = 0; k < j->nsegs && !nn; k++)
+            if (j->segs[k].first_gseq > next)
+                nn = j->segs[k].first_gseq;
+        pthread_mutex_unlock(&j->mu);
+        if (!nn)
+            return next; /* the active segment: read it */
+        if (!have_a && filter_seqs(r, next, r->seqs_a) != 0)
+            return next;
+        if (filter_seqs(r, nn, r->seqs_b) != 0)
+            return next;
+        if (memcmp(r->seqs_a, r->seqs_b, r->nf * sizeof *r->seqs_a) != 0)
+            return next; /* a filter topic has records in it */
+        /* nn's header starts right after next's records: gseqs are
+           contiguous unless recovery left a hole, which the caller's
+           contiguity check reports on its own (last stays next's end). */
+        r->skipped++;
+        r->last = nn - 1;
+        uint64_t *t = r->seqs_a;
+        r->seqs_a = r->seqs_b;
+        r->seqs_b = t;
+        have_a = 1;
+        next = nn;
+    }
+}
+
+/*  With a filter: reads only the head of the event record at r->off (its
+    fixed part and topic, not the body) and, when its topic is not in the
+    filter, steps over it (1: the record is passed, as if read). 0 means
+    read it whole: a match, or anything unusual (a header record, a bad
+    length, a gseq not above the last, a topic over DFB_TOPICS_MAX_LEN),
+    which the full read checks and reports. A record stepped over is not
+    CRC-checked: it is never returned. */
+static int
+skip_record(dfb_journal_reader_t *r, uint64_t limit)
+{
+    uint8_t h[REC_HEAD + EVENT_FIXED];
+    char topic[DFB_TOPICS_MAX_LEN];
+    if (r->off + sizeof h > limit || jr_pread_full(r->fd, h, sizeof h, r->off) != (ssize_t)sizeof h)
+        return 0;
+    const uint8_t *p = h + REC_HEAD;
+    uint32_t len = rd32(h), tl = rd32(p + 25);
+    uint64_t gseq = rd64(p + 1);
+    if (p[0] != 'E' || len < EVENT_FIXED || len > MAX_PAYLOAD || r->off + REC_HEAD + len > limit ||
+        gseq <= r->last || tl > DFB_TOPICS_MAX_LEN || EVENT_FIXED + (uint64_t)tl > len)
+        return 0;
+    if (jr_pread_full(r->fd, topic, tl, r->off + sizeof h) != (ssize_t)tl)
+        return 0;
+    for (uint32_t k = 0; k < r->nf; k++)
+        if (r->flens[k] == tl && memcmp(r->ftopics[k], topic, tl) == 0)
+            return 0;
+    r->off += REC_HEAD + len;
+    r->last = gseq;
+    r->passed += REC_HEAD + len;
+    return 1;
+}
+
+uint64_t
+dfb_journal_reader_last(const dfb_journal_reader_t *r)
+{
+    return r->last;
+}
+
+uint64_t
+dfb_journal_reader_take_passed(dfb_journal_reader_t *r)
+{
+    uint64_t n = r->passed;
+    r->passed = 0;
+    return n;
 }
 
 /*  Index of the segment starting at first, or -1. Caller holds mu. */
@@ -104,7 +263,12 @@ dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
         pthread_mutex_unlock(&j->mu);
         r->min_gseq = from;
         r->last = 0;
-        if (reader_open(r, first, off) == 0)
+        /* With a filter, the segments from here that hold none of its
+           topics are not read at all. */
+        uint64_t to = skip_segments(r, first);
+        if (to != first)
+            off = 0;
+        if (reader_open(r, to, off) == 0)
             return 0;
         /* Deleted by retention between the lookup and the open: look again. */
         if (errno != ENOENT || attempt > 0)
@@ -194,6 +358,7 @@ int
 dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
 {
     dfb_journal_t *j = r->j;
+    r->passed_now = 0;
     if (r->fd < 0)
         return DFB_JOURNAL_EIO;
     for (;;) {
@@ -214,6 +379,14 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
             struct stat sb;
             if (fstat(r->fd, &sb) == 0)
                 limit = (uint64_t)sb.st_size;
+        }
+        if (r->nf && r->off > 0 && skip_record(r, limit)) {
+            /* Bounded work per call: the caller checks its time budget. */
+            if (++r->passed_now >= PASS_PER_CALL) {
+                r->passed_now = 0;
+                return DFB_JOURNAL_PASSED;
+            }
+            continue;
         }
         int rc = jr_read_record(r->fd, r->off, limit, &r->buf);
         if (rc == DFB_JOURNAL_EIO) {
@@ -286,6 +459,7 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
                 continue;
             return reader_lost(r, from, next - 1, "a gap between segments");
         }
+        next = skip_segments(r, next);
         if (reader_open(r, next, 0) != 0)
             return DFB_JOURNAL_EIO;
     }

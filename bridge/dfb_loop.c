@@ -16,6 +16,7 @@
 #include "dfb_log.h"
 #include "dfb_policy.h"
 #include "dfb_retry.h"
+#include "dfb_stop.h"
 #include "dfb_transcode.h"
 
 /*  Where a sequence of calls stands. */
@@ -468,7 +469,11 @@ sb_quote(sbuf_t *b, const char *s, size_t len)
 /*  Publishes every element of the array at ev, in order. Returns 0, or -1
     at the first event dfb_publish could not take (the rest of the batch is
     skipped, as the Java BDK skips it on a requeue request): the caller then
-    keeps the old ackId, so Symphony redelivers the whole batch. */
+    keeps the old ackId, so Symphony redelivers the whole batch. A batch of
+    more than bridge.maxBatchEvents events is published in chunks of that
+    many, each flushed (journal, PUB) before the next; a stop requested
+    between chunks leaves the batch unacknowledged (redelivered, the dedupe
+    window drops what was published): nothing is dropped. */
 static int
 publish_events(dfb_loop_t *self, dfb_json_ref_t ev)
 {
@@ -476,8 +481,26 @@ publish_events(dfb_loop_t *self, dfb_json_ref_t ev)
     if (ev == DFB_JSON_NONE || dfb_json_type(self->json, ev) != DFB_JSON_ARRAY)
         return 0;
     uint32_t total = dfb_json_count(self->json, ev); /* the tape knows it */
+    uint64_t chunk =
+        self->cfg->max_batch_events > 0 ? (uint64_t)self->cfg->max_batch_events : UINT64_MAX;
+    if (total > chunk) {
+        if (self->stats.over_batch++ == 0)
+            dfb_warn("a batch of %u events (over bridge.maxBatchEvents %llu): published in "
+                     "chunks (said once; counted in batches_over_limit)",
+                     total, (unsigned long long)chunk);
+    }
     for (dfb_json_ref_t e = dfb_json_first(self->json, ev); e != DFB_JSON_NONE;
          e = dfb_json_next(self->json, e)) {
+        if (n && n % chunk == 0) {
+            if (dfb_publish_flush(self->pub) != 0 || dfb_stop_requested()) {
+                self->stats.events += n;
+                self->stats.unacked++;
+                dfb_warn("batch interrupted after %u of %u events: not acknowledged, Symphony "
+                         "will deliver it again (the dedupe window drops what was published)",
+                         n, total);
+                return -1;
+            }
+        }
         if (dfb_publish_event(self->pub, self->json, e) != 0) {
             self->stats.events += n;
             self->stats.unacked++;

@@ -17,6 +17,7 @@ typedef struct {
     _Atomic uint64_t unacked;       /* batches not acknowledged: a publish failed */
     _Atomic uint64_t malformed;     /* bodies that were not the expected JSON */
     _Atomic uint64_t replaced;      /* invalid UTF-8 / lone surrogates replaced by U+FFFD */
+    _Atomic uint64_t over_batch;    /* batches over bridge.maxBatchEvents (published in chunks) */
     _Atomic long long last_read_ms; /* monotonic time of the last successful read */
 } dfb_loop_stats_t;
 

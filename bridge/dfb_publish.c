@@ -26,6 +26,8 @@
 #include "dfb_zap.h"
 #include "dfb_zsock.h"
 
+_Static_assert(DFB_TOPIC_MAX_LEN == DFB_TOPICS_MAX_LEN, "one topic length cap");
+
 struct dfb_publish {
     void *ctx;
     dfb_actor_t *actor;
@@ -42,6 +44,7 @@ struct dfb_publish {
     dfb_buf_t body;
     dfb_journal_t *journal;
     dfb_dedupe_t *dedupe;
+    uint64_t max_event_bytes; /* bridge.maxEventBytes; 0 = no limit */
     /* A failing journal, said once: when it started, how many failures. */
     int64_t failing_since;
     uint64_t failures;
@@ -104,6 +107,7 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
         return NULL;
     }
     dfb_buf_init(&self->body);
+    self->max_event_bytes = o->max_event_bytes;
     self->topics = dfb_topics_new();
     self->dedupe = dfb_dedupe_new(o->dedupe_window, o->dedupe_ms);
     self->ctx = zmq_ctx_new();
@@ -159,7 +163,11 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
         dfb_replay_opts_t ro = {.endpoint = has_replay ? o->replay : NULL,
                                 .zmtp_ms = o->zmtp_heartbeat_ms,
                                 .counters = &self->c,
-                                .curve_secret = curve ? self->curve_secret : NULL};
+                                .curve_secret = curve ? self->curve_secret : NULL,
+                                .max_bytes = o->replay_max_bytes,
+                                .pub = pub,
+                                .max_connections = o->max_connections,
+                                .client_bytes = o->replay_client_bytes};
         if (open_journal(self, o, err, errlen) != 0 ||
             (ro.journal = self->journal, ro.epoch = self->epoch,
              !(self->replay = dfb_replay_new(self->ctx, &ro, err, errlen)))) {
@@ -178,7 +186,8 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
         .seqs = self->topics,
         .counters = &self->c,
         .fail_after = fail_after ? strtoull(fail_after, NULL, 10) : 0,
-        .rebind = curve ? &self->pub_zo : NULL};
+        .rebind = curve ? &self->pub_zo : NULL,
+        .guard = dfb_replay_guard(self->replay)};
     self->actor = dfb_actor_new(self->ctx, pub, &ao, err, errlen);
     if (!self->actor) {
         dfb_publish_destroy(&self);
@@ -310,19 +319,23 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
 {
     size_t tlen;
     const char *topic = dfb_transcode_topic(json, event_ref, &tlen);
-    dfb_topic_t *slot = dfb_topics_get(self->topics, topic, tlen, 1);
-    if (!slot) {
-        if (self->c.topics_overflow++ == 0)
-            dfb_warn("publish: more than %d distinct event types; further new types are "
-                     "published under %s",
-                     DFB_PUBLISH_MAX_TOPICS, DFB_TOPIC_UNKNOWN);
-        slot = self->unknown;
-    } else
-        self->c.topics = dfb_topics_count(self->topics);
     /* The dedupe key: (id, type) as strings; no id, no dedupe. */
     size_t id_len = 0, type_len = 0;
     const char *id = dfb_json_string(json, dfb_json_get(json, event_ref, "id"), &id_len);
     const char *type = dfb_json_string(json, dfb_json_get(json, event_ref, "type"), &type_len);
+    if (type && type_len > DFB_TOPIC_MAX_LEN && type[0] != '_' && self->c.topics_too_long++ == 0)
+        dfb_warn("publish: an event type of %zu bytes (over %d): published under %s with its "
+                 "type in the event (said once; counted in topics_too_long)",
+                 type_len, DFB_TOPIC_MAX_LEN, DFB_TOPIC_UNKNOWN);
+    dfb_topic_t *slot = dfb_topics_get(self->topics, topic, tlen, 1);
+    if (!slot) {
+        if (self->c.topics_overflow++ == 0)
+            dfb_warn("publish: the topic table is full (%d event types or %d bytes of names); "
+                     "further new types are published under %s",
+                     DFB_PUBLISH_MAX_TOPICS, DFB_TOPICS_MAX_BYTES, DFB_TOPIC_UNKNOWN);
+        slot = self->unknown;
+    } else
+        self->c.topics = dfb_topics_count(self->topics);
     if (!id)
         id = "", id_len = 0;
     if (!type)
@@ -347,6 +360,22 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
         dfb_buf_reset(&self->body);
         dfb_warn("publish: cannot encode a %s event: not published", slot->topic);
         return -1;
+    }
+    if (self->max_event_bytes && self->body.len > self->max_event_bytes) {
+        /* Too large to publish whole: a stub under the same topic keeps the
+           id visible and the seqs whole; the pod's event is acknowledged. */
+        uint64_t full = self->body.len;
+        dfb_buf_reset(&self->body);
+        if (dfb_transcode_stub(&env, json, event_ref, full, &self->body) != 0) {
+            self->c.encode_errors++;
+            dfb_buf_reset(&self->body);
+            dfb_warn("publish: cannot encode a %s event stub: not published", slot->topic);
+            return -1;
+        }
+        self->c.events_too_large++;
+        dfb_warn("publish: a %s event of %" PRIu64 " bytes (over bridge.maxEventBytes %" PRIu64
+                 ", id %.*s) is published as a stub with too_large",
+                 slot->topic, full, self->max_event_bytes, (int)(id_len > 64 ? 64 : id_len), id);
     }
     if (self->journal) {
         dfb_journal_rec_t rec = {.gseq = env.gseq,

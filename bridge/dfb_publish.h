@@ -61,6 +61,10 @@ typedef struct {
        sockets are CURVE servers, and a removed client key re-binds them. */
     const uint8_t *curve_secret;
     const char *curve_clients_dir;
+    uint64_t max_event_bytes;     /* bridge.maxEventBytes: bigger bodies become stubs; 0 = none */
+    uint64_t max_connections;     /* bridge.maxConnections per socket (0: a quarter of the fds) */
+    uint64_t replay_max_bytes;    /* bridge.replayMaxBytes (0: the default) */
+    uint64_t replay_client_bytes; /* bridge.replayClientBytes (0: the default) */
 } dfb_publish_opts_t;
 
 /*  A snapshot of the counters (the live ones: dfb_publish_counters). */

@@ -1,7 +1,9 @@
 /*  dfb_replay: the replay thread (see dfb_replay.h). It owns the ROUTER and
     the journal readers; each request owns a reader and a cursor, and
-    replay_work advances every request by at most STEP records so one big
-    answer cannot starve the others. */
+    replay_work advances the requests in turn (round robin), each by a slice
+    of at most STEP records, SLICE_MS and SLICE_BYTES read, the whole turn
+    by at most DFB_REPLAY_TURN_MS and DFB_REPLAY_TURN_BYTES, so one big
+    answer cannot starve the others nor the thread's pipe. */
 #include "dfb_replay.h"
 
 #include <errno.h>
@@ -14,17 +16,37 @@
 #include <pthread.h>
 
 #include "dfb_clock.h"
+#include "dfb_fdguard.h"
 #include "dfb_log.h"
 #include "dfb_mpack.h"
 #include "dfb_stop.h"
 #include "dfb_zsock.h"
 
-#define STEP 256     /* records scanned per request per call */
-#define RETRY_MS 5   /* wait before retrying a client whose pipe is full */
-#define MAX_ID 255   /* ZeroMQ routing ids are 1..255 bytes */
-#define TICK_MS 1000 /* journal retention and `interval` fsync checks */
-#define REBIND_RETRY_MS 100 /* CURVE: a failed re-bind is tried again */
-#define REBIND_CHECK_MS 500 /* CURVE: longest wait before auth_rebinds is looked at */
+#define STEP 256                       /* records scanned per request per call */
+#define RETRY_MS 5                     /* wait before retrying a client whose pipe is full */
+#define MAX_ID 255                     /* ZeroMQ routing ids are 1..255 bytes */
+#define TICK_MS 1000                   /* journal retention and `interval` fsync checks */
+#define RECV_PER_TURN 32               /* requests read per turn */
+#define SLICE_MS 2                     /* one request's share of a turn: time */
+#define SLICE_BYTES ((int64_t)1 << 20) /* and journal bytes read */
+#define REBIND_RETRY_MS 100            /* CURVE: a failed re-bind is tried again */
+#define REBIND_CHECK_MS 500            /* CURVE: longest wait before auth_rebinds is looked at */
+
+/*  What one client's answers hold in the ROUTER: shared by its request and
+    every message of it not yet written out (a new request from the same
+    client takes it over), freed with the last of them. */
+typedef struct {
+    _Atomic uint64_t bytes;
+    _Atomic int refs;
+    dfb_counter_t *total; /* replay_bytes_held */
+} acct_t;
+
+/*  Ahead of each zero-copy body: who to charge when libzmq frees it. */
+typedef struct {
+    acct_t *acct;
+    uint64_t n;
+} held_t;
+#define HELD_HEAD ((sizeof(held_t) + 15) & ~(size_t)15)
 
 typedef enum { ST_READ, ST_SEND, ST_PEEK, ST_END, ST_INFO, ST_DONE } state_t;
 
@@ -50,6 +72,9 @@ typedef struct {
     dfb_journal_rec_t rec; /* the record being sent (points into the reader) */
     int frames_sent;       /* of rec, 0..2: a ROUTER accepts a message whole */
     int64_t last_progress;
+    acct_t *acct;     /* this client's held bytes */
+    int paused;       /* waiting on a byte cap (counted once per pause) */
+    uint64_t scanned; /* journal bytes read for this answer */
 } req_t;
 
 struct dfb_replay {
@@ -75,6 +100,9 @@ struct dfb_replay {
     uint64_t rebind_seen; /* auth_rebinds when the ROUTER was last (re)bound */
     uint64_t rebind_tries;
     uint64_t rebind_fail; /* test only: attempts made to fail (DFB_TEST_REBIND_FAILS) */
+    uint64_t max_bytes, client_bytes;
+    size_t rr;            /* the request the next turn starts with */
+    dfb_fdguard_t *guard; /* connection caps on the PUB and the ROUTER (NULL: none) */
 };
 
 static void *replay_main(void *arg);
@@ -90,6 +118,8 @@ dfb_replay_new(void *ctx, const dfb_replay_opts_t *o, char *err, size_t errlen)
     self->ctx = ctx;
     self->journal = o->journal;
     self->c = o->counters;
+    self->max_bytes = o->max_bytes ? o->max_bytes : DFB_REPLAY_MAX_BYTES_DEFAULT;
+    self->client_bytes = o->client_bytes ? o->client_bytes : DFB_REPLAY_CLIENT_BYTES_DEFAULT;
     snprintf(self->epoch, sizeof self->epoch, "%s", o->epoch);
     dfb_buf_init(&self->out);
     if (o->endpoint && *o->endpoint) {
@@ -113,6 +143,12 @@ dfb_replay_new(void *ctx, const dfb_replay_opts_t *o, char *err, size_t errlen)
         const char *rf = getenv("DFB_TEST_REBIND_FAILS");
         self->rebind_fail = rf ? strtoull(rf, NULL, 10) : 0;
     }
+    /* Connection caps: watched from here, before the sockets' threads run. */
+    self->guard = dfb_fdguard_new(ctx, dfb_fdguard_default_cap(o->max_connections), self->c);
+    if (self->guard && o->pub)
+        dfb_fdguard_watch(self->guard, o->pub, "bridge.publish");
+    if (self->guard && self->sock)
+        dfb_fdguard_watch(self->guard, self->sock, "bridge.replay");
     char name[64];
     snprintf(name, sizeof name, "inproc://dfb-replay-%p", (void *)self);
     self->pipe = zmq_socket(ctx, ZMQ_PAIR);
@@ -142,16 +178,57 @@ dfb_replay_set_loop(dfb_replay_t *self, const dfb_loop_stats_t *loop)
     __atomic_store_n(&self->loop, loop, __ATOMIC_RELEASE);
 }
 
+static acct_t *
+acct_new(dfb_counter_t *total)
+{
+    acct_t *a = calloc(1, sizeof *a);
+    if (a) {
+        a->refs = 1;
+        a->total = total;
+    }
+    return a;
+}
+
+/*  Drops a reference; any thread (libzmq's I/O thread frees messages). */
+static void
+acct_release(acct_t *a)
+{
+    if (a && __atomic_fetch_sub(&a->refs, 1, __ATOMIC_ACQ_REL) == 1)
+        free(a);
+}
+
+/*  libzmq's free function of a replayed body: the bytes leave both counts. */
+static void
+held_free(void *data, void *hint)
+{
+    (void)hint;
+    held_t *h = (held_t *)((char *)data - HELD_HEAD);
+    h->acct->bytes -= h->n;
+    *h->acct->total -= h->n;
+    acct_release(h->acct);
+    free(h);
+}
+
 static void
 req_free(req_t *r)
 {
     if (!r)
         return;
+    acct_release(r->acct);
     dfb_journal_reader_destroy(&r->reader);
     free(r->topic);
     for (uint32_t i = 0; i < r->ntopics; i++)
         free(r->topics[i]);
     free(r);
+}
+
+/*  Frees a finished request, counting the segments its filter skipped. */
+static void
+req_done(dfb_replay_t *self, req_t *r)
+{
+    if (r->reader)
+        self->c->replay_segments_skipped += dfb_journal_reader_skipped(r->reader);
+    req_free(r);
 }
 
 void
@@ -170,11 +247,18 @@ dfb_replay_destroy(dfb_replay_t **self_p)
         zmq_close(self->pipe);
     if (self->tpipe)
         zmq_close(self->tpipe);
+    dfb_fdguard_destroy(&self->guard);
     if (self->sock)
         zmq_close(self->sock);
     dfb_buf_free(&self->out);
     free(self);
     *self_p = NULL;
+}
+
+dfb_fdguard_t *
+dfb_replay_guard(dfb_replay_t *self)
+{
+    return self ? self->guard : NULL;
 }
 
 const char *
@@ -326,8 +410,26 @@ start(dfb_replay_t *self, req_t *r)
 {
     if (r->state != ST_READ)
         return;
+    /* The journal knows every topic it holds: a filter naming none of
+       them matches nothing, answered at once without a scan. */
+    int known = !r->by_topic && !r->ntopics;
+    if (r->by_topic)
+        known = dfb_journal_has_topic(self->journal, r->topic, r->topic_len);
+    for (uint32_t i = 0; i < r->ntopics && !known; i++)
+        known = dfb_journal_has_topic(self->journal, r->topics[i], r->topics_len[i]);
+    if (!known) {
+        self->c->replay_skipped++;
+        r->state = ST_END;
+        return;
+    }
     r->reader = dfb_journal_reader_new(self->journal);
     if (!r->reader) {
+        fail(r, "internal", "out of memory: ask again later");
+        return;
+    }
+    if ((r->by_topic
+             ? dfb_journal_reader_filter(r->reader, &r->topic, &r->topic_len, 1)
+             : dfb_journal_reader_filter(r->reader, r->topics, r->topics_len, r->ntopics)) != 0) {
         fail(r, "internal", "out of memory: ask again later");
         return;
     }
@@ -346,7 +448,9 @@ start(dfb_replay_t *self, req_t *r)
 static void
 replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
 {
-    for (;;) {
+    /* A bounded intake per turn, so clients that keep asking cannot keep
+       the thread from serving what was asked (zmq_poll reports the rest). */
+    for (int k = 0; k < RECV_PER_TURN; k++) {
         zmq_msg_t id, body;
         zmq_msg_init(&id);
         if (zmq_msg_recv(&id, self->sock, ZMQ_DONTWAIT) < 0) {
@@ -410,13 +514,21 @@ replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
                 o->state = ST_DONE;
                 self->c->replay_abandoned++;
             }
+            /* The client's held bytes follow it from request to request. */
+            if (!r->acct && o->acct && o->id_len == r->id_len &&
+                memcmp(o->id, r->id, r->id_len) == 0) {
+                r->acct = o->acct;
+                __atomic_fetch_add(&r->acct->refs, 1, __ATOMIC_RELAXED);
+            }
         }
+        if (!r->acct && !(r->acct = acct_new(&self->c->replay_bytes_held)))
+            fail(r, "internal", "out of memory: ask again later");
         size_t live = 0;
         for (size_t i = 0; i < self->nreqs; i++)
             if (self->reqs[i]->state != ST_DONE)
                 self->reqs[live++] = self->reqs[i];
             else
-                req_free(self->reqs[i]);
+                req_done(self, self->reqs[i]);
         self->nreqs = live;
         if (self->nreqs == DFB_REPLAY_MAX_ACTIVE) {
             /* Too many at once: an immediate error answer, never a silent drop. */
@@ -462,6 +574,55 @@ send_msg(dfb_replay_t *self, req_t *r, const void *topic, size_t tlen, const voi
     if (send_frame(self, topic, tlen, 1) != 0 || send_frame(self, body, blen, 0) != 0)
         return -1;
     return 0;
+}
+
+/*  Sends [id][topic][record body] with the body as a zero-copy message
+    charged to the client's and the total held bytes until libzmq frees it
+    (written to the network, or dropped with the client's pipe). 0 sent,
+    1 the client's pipe is full, 2 a byte cap says wait, -1 gone. */
+static int
+send_record(dfb_replay_t *self, req_t *r)
+{
+    const dfb_journal_rec_t *rec = &r->rec;
+    uint64_t n = rec->topic_len + rec->body_len;
+    uint64_t mine = r->acct->bytes, all = *r->acct->total;
+    /* A client holding nothing may go over max_bytes into a headroom of a
+       quarter of it, one message at a time, so stalled clients that fill
+       max_bytes cannot starve the others; the total stays under 1.25 x
+       max_bytes (or one message when nothing at all is held). */
+    if (mine > 0 ? mine + n > self->client_bytes || all + n > self->max_bytes
+                 : all > 0 && all + n > self->max_bytes + self->max_bytes / 4)
+        return 2;
+    held_t *h = malloc(HELD_HEAD + (rec->body_len ? rec->body_len : 1));
+    if (!h)
+        return 1; /* out of memory: try again later, as for a full pipe */
+    uint8_t *data = (uint8_t *)h + HELD_HEAD;
+    memcpy(data, rec->body, rec->body_len);
+    h->acct = r->acct;
+    h->n = n;
+    __atomic_fetch_add(&r->acct->refs, 1, __ATOMIC_RELAXED);
+    r->acct->bytes += n;
+    *r->acct->total += n;
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, data, rec->body_len, held_free, NULL) != 0) {
+        held_free(data, NULL);
+        return 1;
+    }
+    int rc = send_frame(self, r->id, r->id_len, 1);
+    if (rc == 0 && send_frame(self, rec->topic, rec->topic_len, 1) != 0)
+        rc = -1;
+    if (rc == 0) {
+        for (;;) {
+            if (zmq_msg_send(&m, self->sock, ZMQ_DONTWAIT) >= 0)
+                break;
+            if (errno != EINTR) {
+                rc = -1;
+                break;
+            }
+        }
+    }
+    zmq_msg_close(&m); /* after a send it is empty; else it frees the body */
+    return rc;
 }
 
 int
@@ -560,16 +721,42 @@ matches(const req_t *r, const dfb_journal_rec_t *rec)
     return 0;
 }
 
-/*  Advances one request by at most STEP records. Returns 1 when it made
-    progress, 0 when it waits for its client. */
+/*  What is left of the current turn's work (DFB_REPLAY_TURN_*). */
+typedef struct {
+    int64_t deadline_ms;
+    int64_t bytes_left;
+} budget_t;
+
 static int
-step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
+budget_spent(budget_t *b, int n)
+{
+    /* The clock is read every 16 records: cheap, and a turn overruns by
+       at most 16 records. */
+    return b->bytes_left <= 0 || (n % 16 == 15 && dfb_mono_ms() >= b->deadline_ms);
+}
+
+/*  Advances one request by at most STEP records within the turn's budget.
+    Returns 1 when it made progress, 0 when it waits for its client. */
+static int
+step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms, budget_t *b)
 {
     int progress = 0;
-    for (int n = 0; n < STEP && r->state != ST_DONE; n++) {
+    for (int n = 0; n < STEP && r->state != ST_DONE && !budget_spent(b, n); n++) {
         if (r->state == ST_READ || r->state == ST_PEEK) {
             int rc = dfb_journal_reader_next(r->reader, &r->rec);
-            if (rc == 0) {
+            /* Records stepped over by the filter count for the scan budget;
+               their cost is time (the slice's clock), not bytes read. */
+            r->scanned += dfb_journal_reader_take_passed(r->reader);
+            if (rc == DFB_JOURNAL_PASSED) {
+                uint64_t passed_to = dfb_journal_reader_last(r->reader);
+                if (r->ntopics && r->state == ST_READ && r->scanned >= DFB_REPLAY_SCAN_BYTES &&
+                    passed_to >= r->from && passed_to > r->last_gseq) {
+                    r->last_gseq = passed_to;
+                    r->more = 1;
+                    r->state = ST_END;
+                    self->c->replay_scan_cut++;
+                }
+            } else if (rc == 0) {
                 r->state = ST_END;
             } else if (rc == DFB_JOURNAL_READER_GONE) {
                 fail(r, "gone", "retention deleted the following records during the answer");
@@ -587,12 +774,26 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
                 fail(r, "internal", "out of memory: ask again later");
             } else if (rc < 0) {
                 fail(r, "io_error", "a journal record cannot be read: ask again later");
-            } else if (matches(r, &r->rec)) {
-                if (r->state == ST_PEEK) {
+            } else {
+                uint64_t read =
+                    49 + r->rec.topic_len + r->rec.type_len + r->rec.id_len + r->rec.body_len;
+                b->bytes_left -= (int64_t)read;
+                r->scanned += read;
+                if (matches(r, &r->rec)) {
+                    if (r->state == ST_PEEK) {
+                        r->more = 1;
+                        r->state = ST_END;
+                    } else
+                        r->state = ST_SEND;
+                } else if (r->ntopics && r->state == ST_READ &&
+                           r->scanned >= DFB_REPLAY_SCAN_BYTES) {
+                    /* The scan budget of a filtered answer: nothing up to
+                       here matched after what was sent; ask again after it. */
+                    r->last_gseq = r->rec.gseq;
                     r->more = 1;
                     r->state = ST_END;
-                } else
-                    r->state = ST_SEND;
+                    self->c->replay_scan_cut++;
+                }
             }
             progress = 1;
             continue;
@@ -615,11 +816,19 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
             continue;
         }
         if (r->state == ST_SEND)
-            rc = send_msg(self, r, r->rec.topic, r->rec.topic_len, r->rec.body, r->rec.body_len);
+            rc = send_record(self, r);
         else
             rc = send_end(self, r, epoch);
+        if (rc == 2) {
+            if (!r->paused) {
+                r->paused = 1;
+                self->c->replay_paused++;
+            }
+            break; /* over a byte cap: later, as its client reads */
+        }
         if (rc == 1)
             break; /* the client's pipe is full: later */
+        r->paused = 0;
         if (rc < 0) {
             r->state = ST_DONE;
             self->c->replay_abandoned++;
@@ -639,6 +848,8 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
     }
     if (progress)
         r->last_progress = now_ms;
+    else if (budget_spent(b, 15))
+        return 1; /* not its turn's fault: the budget ran out before it */
     else if (now_ms - r->last_progress > DFB_REPLAY_STALL_MS) {
         dfb_warn("replay: a client read nothing for %d ms: request %llu abandoned",
                  DFB_REPLAY_STALL_MS, (unsigned long long)r->req);
@@ -649,26 +860,48 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms)
     return progress;
 }
 
+/*  One turn: the requests in turn from self->rr, each a slice of at most
+    SLICE_MS and SLICE_BYTES read, until each had one or the turn's budget
+    is spent (the next turn starts where this one stopped, so every request
+    gets its slice in turn however many there are). Returns the poll
+    timeout: 0 more work, RETRY_MS every request waits for its client, -1
+    none. */
 static int
 replay_work(dfb_replay_t *self, const char *epoch, int64_t now_ms)
 {
     int busy = 0, waiting = 0;
-    for (size_t i = 0; i < self->nreqs; i++) {
+    size_t n = self->nreqs, start = n ? self->rr % n : 0, next = start + 1;
+    budget_t turn = {now_ms + DFB_REPLAY_TURN_MS, (int64_t)DFB_REPLAY_TURN_BYTES};
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (start + k) % n;
         req_t *r = self->reqs[i];
         if (r->state == ST_DONE)
             continue;
-        if (step(self, r, epoch, now_ms))
+        int64_t t = dfb_mono_ms();
+        if (k > 0 && (turn.bytes_left <= 0 || t >= turn.deadline_ms)) {
+            next = i;
+            busy = 1;
+            break;
+        }
+        budget_t slice = {t + SLICE_MS, SLICE_BYTES};
+        if (step(self, r, epoch, now_ms, &slice))
             busy = 1;
         else
             waiting = 1;
+        turn.bytes_left -= SLICE_BYTES - slice.bytes_left;
     }
-    size_t live = 0;
-    for (size_t i = 0; i < self->nreqs; i++)
+    /* Compacted, the turn's next request keeps its place in the order. */
+    size_t live = 0, nrr = SIZE_MAX;
+    for (size_t i = 0; i < self->nreqs; i++) {
+        if (i == next)
+            nrr = live;
         if (self->reqs[i]->state != ST_DONE)
             self->reqs[live++] = self->reqs[i];
         else
-            req_free(self->reqs[i]);
+            req_done(self, self->reqs[i]);
+    }
     self->nreqs = live;
+    self->rr = nrr == SIZE_MAX ? 0 : nrr;
     if (!live)
         return -1;
     return busy ? 0 : waiting ? RETRY_MS : -1;
@@ -722,6 +955,7 @@ check_rebind(dfb_replay_t *self, int64_t now)
         return 1;
     }
     self->rebinding = 0;
+    dfb_fdguard_rewatch(self->guard, self->sock, "bridge.replay");
     dfb_info("replay: ROUTER re-bound at %s after an allow-list change", bound);
     return 0;
 }
@@ -742,16 +976,23 @@ run(dfb_replay_t *self)
             if (timeout > cap)
                 timeout = cap;
         }
-        zmq_pollitem_t items[2] = {{self->tpipe, 0, ZMQ_POLLIN, 0}, {self->sock, 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t items[2 + DFB_FDGUARD_MAX_SOCKETS] = {{self->tpipe, 0, ZMQ_POLLIN, 0},
+                                                             {self->sock, 0, ZMQ_POLLIN, 0}};
         int n = self->sock ? 2 : 1;
+        int ng = (int)dfb_fdguard_items(self->guard, items + n, DFB_FDGUARD_MAX_SOCKETS);
         if (replay_wait >= 0 && replay_wait < timeout)
             timeout = replay_wait;
         if (timeout < 0)
             timeout = 0;
-        if (zmq_poll(items, n, (long)timeout) < 0 && errno != EINTR)
+        if (zmq_poll(items, n + ng, (long)timeout) < 0 && errno != EINTR)
             return zmq_strerror(errno);
         if (items[0].revents & ZMQ_POLLIN)
             return NULL; /* $TERM, the only command */
+        for (int i = n; i < n + ng; i++)
+            if (items[i].revents & ZMQ_POLLIN) {
+                dfb_fdguard_handle(self->guard);
+                break;
+            }
         now = dfb_mono_ms();
         if (self->sock) {
             if (items[1].revents & ZMQ_POLLIN)

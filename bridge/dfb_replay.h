@@ -7,13 +7,27 @@
     happen here, never on the publisher actor's thread. Each request gets a
     bounded amount of work per turn; ZMQ_ROUTER_MANDATORY is set and sends
     never block: a client that does not read is served later, and abandoned
-    (counted) after DFB_REPLAY_STALL_MS without progress. */
+    (counted) after DFB_REPLAY_STALL_MS without progress.
+
+    Bounded against hostile clients: the work per turn is bounded in time
+    and bytes read and goes round robin, each request a slice of it; a
+    topics filter naming no topic the journal has seen is answered at once,
+    a filtered answer skips the segments without its topics and reads only
+    the heads of other topics' records, and ends after DFB_REPLAY_SCAN_BYTES
+    of journal; a new request from a client cancels its
+    old one; the bytes of answers queued in the ROUTER and not yet written
+    to the network are counted exactly (zero-copy messages whose free
+    function subtracts them) and a client's answer pauses while its own
+    bytes exceed client_bytes or everyone's exceed max_bytes (a client
+    holding nothing may still send one message at a time into a headroom
+    of max_bytes / 4: the total stays under 1.25 x max_bytes). */
 #ifndef DFB_REPLAY_H
 #define DFB_REPLAY_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dfb_fdguard.h"
 #include "dfb_info.h"
 #include "dfb_journal.h"
 #include "dfb_transcode.h"
@@ -25,6 +39,19 @@
 #define DFB_REPLAY_MAX_TOPICS 64     /* entries of a "topics" filter */
 #define DFB_REPLAY_MAX_REQUEST 65536 /* bytes of a request frame */
 #define DFB_REPLAY_STALL_MS 30000    /* a client that reads nothing for this long is dropped */
+/*  Work per turn of the replay thread, over all requests in turn (round
+    robin: the next turn starts with the next request): at most this long
+    and this many journal bytes read, then the thread polls its pipe and
+    the ROUTER again. */
+#define DFB_REPLAY_TURN_MS 10
+#define DFB_REPLAY_TURN_BYTES (8u << 20)
+/*  A filtered answer (topics) ends after reading this many journal bytes
+    with `more` and last_gseq = the last gseq read, so one request never
+    scans the whole journal for a rare topic while its client may be gone:
+    the client asks again from last_gseq + 1. */
+#define DFB_REPLAY_SCAN_BYTES (64u << 20)
+#define DFB_REPLAY_MAX_BYTES_DEFAULT (256ull << 20)
+#define DFB_REPLAY_CLIENT_BYTES_DEFAULT (16ull << 20)
 
 typedef struct dfb_replay dfb_replay_t;
 
@@ -40,6 +67,11 @@ typedef struct {
        goes, requests in progress are abandoned and counted) and bind it
        again, retrying every 100 ms until it works. */
     const uint8_t *curve_secret;
+    uint64_t max_bytes;    /* bridge.replayMaxBytes: answer bytes held in the ROUTER, all clients */
+    uint64_t client_bytes; /* bridge.replayClientBytes: the same, per client (0: defaults) */
+    void *pub;             /* the PUB socket, not yet used by another thread: its
+                              connections are capped too (dfb_fdguard); NULL = not */
+    uint64_t max_connections; /* bridge.maxConnections per socket (0: dfb_fdguard default) */
 } dfb_replay_opts_t;
 
 /*  Binds the ROUTER (ZMQ_ROUTER_MANDATORY, TCP keepalive, ZMTP heartbeats
@@ -50,6 +82,11 @@ dfb_replay_t *dfb_replay_new(void *ctx, const dfb_replay_opts_t *opts, char *err
 /*  Stops the thread, closes the socket, abandons the requests; NULLs
  *self_p; accepts NULL. The journal must outlive this call. */
 void dfb_replay_destroy(dfb_replay_t **self_p);
+
+/*  The connection guard of the PUB and the ROUTER (dfb_fdguard; NULL when
+    none), for the publisher actor's dfb_fdguard_rewatch after a re-bind.
+    Borrowed: lives as long as self. */
+dfb_fdguard_t *dfb_replay_guard(dfb_replay_t *self);
 
 /*  The endpoint actually bound ("" when no ROUTER), borrowed. */
 const char *dfb_replay_endpoint(const dfb_replay_t *self);

@@ -12,6 +12,7 @@
 struct dfb_topics {
     dfb_topic_t *slots;
     uint32_t count;
+    size_t bytes; /* of the names */
 };
 
 uint64_t
@@ -60,7 +61,8 @@ dfb_topics_get(dfb_topics_t *self, const char *topic, size_t len, int create)
     for (size_t n = 0; n < SLOTS; n++, i = (i + 1) & (SLOTS - 1)) {
         dfb_topic_t *s = &self->slots[i];
         if (!s->topic) {
-            if (!create || self->count >= DFB_TOPICS_MAX)
+            if (!create || self->count >= DFB_TOPICS_MAX || len > DFB_TOPICS_MAX_LEN ||
+                len > DFB_TOPICS_MAX_BYTES - self->bytes)
                 return NULL;
             s->topic = malloc(len + 1);
             if (!s->topic)
@@ -70,6 +72,7 @@ dfb_topics_get(dfb_topics_t *self, const char *topic, size_t len, int create)
             s->len = len;
             s->seq = 0;
             self->count++;
+            self->bytes += len;
             return s;
         }
         if (s->len == len && memcmp(s->topic, topic, len) == 0)
@@ -82,6 +85,12 @@ uint32_t
 dfb_topics_count(const dfb_topics_t *self)
 {
     return self->count;
+}
+
+size_t
+dfb_topics_bytes(const dfb_topics_t *self)
+{
+    return self->bytes;
 }
 
 dfb_topic_t *

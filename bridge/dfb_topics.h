@@ -9,8 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/*  Most distinct topics (UNKNOWN included). */
+/*  Most distinct topics (UNKNOWN included), and most bytes of their names
+    in total: every name rides in each heartbeat and each journal segment
+    header, so both stay small whatever the pod sends. */
 #define DFB_TOPICS_MAX 4096
+#define DFB_TOPICS_MAX_BYTES (256 * 1024)
+/*  Longest name the map takes (DFB_TOPIC_MAX_LEN of the wire contract). */
+#define DFB_TOPICS_MAX_LEN 255
 
 typedef struct dfb_topics dfb_topics_t;
 
@@ -29,11 +34,14 @@ void dfb_topics_destroy(dfb_topics_t **self_p);
 
 /*  The entry of topic; inserted with seq 0 when create is set and the cap
     allows. Returns NULL when absent (and not created) or out of memory.
-    The pointer stays valid until the map is destroyed. */
+    (the count and bytes caps above). The pointer stays valid until the map is destroyed. */
 dfb_topic_t *dfb_topics_get(dfb_topics_t *self, const char *topic, size_t len, int create);
 
 /*  Number of topics. */
 uint32_t dfb_topics_count(const dfb_topics_t *self);
+
+/*  Total bytes of the topics' names (at most DFB_TOPICS_MAX_BYTES). */
+size_t dfb_topics_bytes(const dfb_topics_t *self);
 
 /*  Iteration in an unspecified but stable order: *cursor starts at 0;
     returns the next entry or NULL at the end. */

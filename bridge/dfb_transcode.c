@@ -277,6 +277,55 @@ dfb_transcode_message(const dfb_envelope_t *env, const dfb_json_t *json, dfb_jso
     return dfb_transcode_value(json, event_ref, buf);
 }
 
+int
+dfb_transcode_stub(const dfb_envelope_t *env, const dfb_json_t *json, dfb_json_ref_t event_ref,
+                   uint64_t too_large, dfb_buf_t *buf)
+{
+    static const char *const keep[] = {"id", "messageId", "timestamp", "type"};
+    dfb_json_ref_t vals[4];
+    uint32_t n = 0;
+    for (size_t i = 0; i < 4; i++) {
+        dfb_json_ref_t v = dfb_json_get(json, event_ref, keep[i]);
+        dfb_json_type_t t = v == DFB_JSON_NONE ? DFB_JSON_NULL : dfb_json_type(json, v);
+        size_t len = 0;
+        if (t == DFB_JSON_STRING)
+            dfb_json_string(json, v, &len);
+        int ok = (t == DFB_JSON_STRING && len <= DFB_STUB_MAX_STR) || t == DFB_JSON_INT ||
+                 t == DFB_JSON_UINT;
+        vals[i] = ok ? v : DFB_JSON_NONE;
+        n += ok;
+    }
+    /* The initiator's user id only, so consumers' self filter (and the
+       BDKs' "no initiator user" filter) treat the stub as the event. */
+    dfb_json_ref_t user = dfb_json_get(json, event_ref, "initiator");
+    user = user == DFB_JSON_NONE ? user : dfb_json_get(json, user, "user");
+    dfb_json_ref_t uid = user == DFB_JSON_NONE ? user : dfb_json_get(json, user, "userId");
+    if (uid != DFB_JSON_NONE && dfb_json_type(json, uid) != DFB_JSON_INT &&
+        dfb_json_type(json, uid) != DFB_JSON_UINT)
+        uid = DFB_JSON_NONE;
+    n += uid != DFB_JSON_NONE;
+    const char *epoch = env->epoch ? env->epoch : "";
+    if (emit_container(buf, 8, 0x80, 0xde) || emit_str(buf, "v", 1) ||
+        emit_uint(buf, DFB_WIRE_VERSION) || emit_str(buf, "seq", 3) || emit_uint(buf, env->seq) ||
+        emit_str(buf, "gseq", 4) || emit_uint(buf, env->gseq) || emit_str(buf, "epoch", 5) ||
+        emit_str(buf, epoch, strlen(epoch)) || emit_str(buf, "ts", 2) || emit_uint(buf, env->ts) ||
+        emit_str(buf, "bot", 3) || emit_int(buf, env->bot) || emit_str(buf, "too_large", 9) ||
+        emit_uint(buf, too_large) || emit_str(buf, "event", 5) ||
+        emit_container(buf, n, 0x80, 0xde))
+        return -1;
+    for (size_t i = 0; i < 4; i++) {
+        if (vals[i] != DFB_JSON_NONE &&
+            (emit_str(buf, keep[i], strlen(keep[i])) || dfb_transcode_value(json, vals[i], buf)))
+            return -1;
+        if (i == 2 && uid != DFB_JSON_NONE && /* after timestamp, as Symphony orders them */
+            (emit_str(buf, "initiator", 9) || emit_container(buf, 1, 0x80, 0xde) ||
+             emit_str(buf, "user", 4) || emit_container(buf, 1, 0x80, 0xde) ||
+             emit_str(buf, "userId", 6) || dfb_transcode_value(json, uid, buf)))
+            return -1;
+    }
+    return 0;
+}
+
 const char *
 dfb_transcode_topic(const dfb_json_t *json, dfb_json_ref_t ref, size_t *len)
 {
@@ -285,7 +334,7 @@ dfb_transcode_topic(const dfb_json_t *json, dfb_json_ref_t ref, size_t *len)
     const char *s = t == DFB_JSON_NONE ? NULL : dfb_json_string(json, t, &n);
     /* Topics starting with '_' are reserved for the bridge's own messages;
        an event can never claim one. */
-    if (!s || n == 0 || s[0] == '_') {
+    if (!s || n == 0 || s[0] == '_' || n > DFB_TOPIC_MAX_LEN) {
         s = DFB_TOPIC_UNKNOWN;
         n = sizeof DFB_TOPIC_UNKNOWN - 1;
     }

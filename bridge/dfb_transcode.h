@@ -37,6 +37,10 @@ typedef struct {
 
 #define DFB_WIRE_VERSION 1
 #define DFB_TOPIC_UNKNOWN "UNKNOWN"
+/*  Longest topic: an event whose type is longer is published under
+    DFB_TOPIC_UNKNOWN (its body keeps the real type). The consumers drop
+    longer topics, and every topic rides in each heartbeat. */
+#define DFB_TOPIC_MAX_LEN 255 /* = DFB_TOPICS_MAX_LEN */
 
 /*  Appends the msgpack encoding of the JSON value at ref (contract v1
     conversion: object -> map with str keys in document order, array ->
@@ -51,10 +55,23 @@ int dfb_transcode_value (const dfb_json_t *json, dfb_json_ref_t ref, dfb_buf_t *
 int dfb_transcode_message (const dfb_envelope_t *env, const dfb_json_t *json,
                            dfb_json_ref_t event_ref, dfb_buf_t *buf);
 
+/*  Longest string an event stub keeps (dfb_transcode_stub). */
+#define DFB_STUB_MAX_STR 1024
+
+/*  Appends the frame-2 body of an event too large to publish: the envelope
+    with the key "too_large" (the size of the full body, bytes) before
+    "event", and "event" a map of the event's "id", "messageId",
+    "timestamp", "initiator": {"user": {"userId"}} and "type" (each when
+    present and a string of at most
+    DFB_STUB_MAX_STR bytes or an integer), nothing else. Same errors as
+    dfb_transcode_value. */
+int dfb_transcode_stub (const dfb_envelope_t *env, const dfb_json_t *json,
+                        dfb_json_ref_t event_ref, uint64_t too_large, dfb_buf_t *buf);
+
 /*  The topic (frame 1) of the event at ref: its "type" string, or
     DFB_TOPIC_UNKNOWN when the event is not an object, has no "type", or the
-    type is not a non-empty string, or starts with '_' (reserved for the
-    bridge's own topics). With duplicate "type" keys the first counts.
+    type is not a non-empty string, starts with '_' (reserved for the
+    bridge's own topics) or is longer than DFB_TOPIC_MAX_LEN bytes. With duplicate "type" keys the first counts.
     Borrowed; *len set. */
 const char *dfb_transcode_topic (const dfb_json_t *json, dfb_json_ref_t ref, size_t *len);
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dfb_fdguard.h"
+#include "dfb_tsan.h" /* libzmq under ThreadSanitizer (empty otherwise) */
 #include "dfb_auth.h"
 #include "dfb_config.h"
 #include "dfb_curve.h"
@@ -86,6 +88,10 @@ start_publisher(const dfb_config_t *cfg, const dfb_curve_t *curve, char *err, si
         .dedupe_ms = cfg->dedupe_ms,
         .curve_secret = curve->enabled ? curve->secret_key : NULL,
         .curve_clients_dir = curve->enabled ? curve->clients_dir : NULL,
+        .max_event_bytes = (uint64_t)cfg->max_event_bytes,
+        .replay_max_bytes = (uint64_t)cfg->replay_max_bytes,
+        .max_connections = (uint64_t)cfg->max_connections,
+        .replay_client_bytes = (uint64_t)cfg->replay_client_bytes,
     };
     if (curve->enabled)
         dfb_info("CURVE on the PUB and replay sockets: the bridge's public key starts %s; allowed "
@@ -179,6 +185,7 @@ main(int argc, char **argv)
     }
 
     int rc = DFB_EXIT_FATAL;
+    dfb_fdguard_raise_limit(); /* before any socket: connection caps derive from it */
     dfb_http_t *http = dfb_http_new(cfg->connect_timeout_ms, cfg->read_timeout_ms,
                                     cfg->max_body_bytes, dfb_stop_fd());
     dfb_publish_t *pub = start_publisher(cfg, &curve, err, sizeof err);

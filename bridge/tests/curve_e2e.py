@@ -408,6 +408,14 @@ def case_grant_revoke():
     hb = wait_hb(alice)
     check(hb and hb["gseq"] == total, "the heartbeat goes on with gseq %d: %r" % (total, hb))
     check("replay: ROUTER re-bound at" in br.text(), "the replay ROUTER re-bound")
+    # The connection guard (dfb_fdguard) watches the new sockets: alice's SUB and
+    # this DEALER are the live connections (bob's denied ones come and go). With
+    # the old sockets' monitors kept, the gauge would stay at the count from before
+    # the re-bind and the new sockets would be uncapped.
+    conns = [None]
+    dftest.poll_until(lambda: conns.__setitem__(0, (rp.info() or {}).get("connections"))
+                      or conns[0] == 2, 5)
+    eq(conns[0], 2, "connections after the re-bind (alice's SUB, the replay DEALER)")
     for s in (alice, bob):
         s.close()
     rp.close()

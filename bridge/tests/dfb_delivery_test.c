@@ -287,6 +287,110 @@ test_segments(void)
     dfb_journal_destroy(&j);
 }
 
+/*  A filtered reader (issue 9: replay scans): gseqs read with topics, the
+    segments skipped, PASSED counted. */
+static long
+read_filtered(dfb_journal_t *j, uint64_t from, char *const *topics, const size_t *lens, uint32_t n,
+              uint64_t *got, long max, uint64_t *skipped, long *passed)
+{
+    dfb_journal_reader_t *r = dfb_journal_reader_new(j);
+    long k = 0;
+    *passed = 0;
+    if (!r || dfb_journal_reader_filter(r, topics, lens, n) != 0 ||
+        dfb_journal_reader_seek_gseq(r, from) != 0) {
+        dfb_journal_reader_destroy(&r);
+        return -1;
+    }
+    dfb_journal_rec_t rec;
+    for (int rc; (rc = dfb_journal_reader_next(r, &rec)) != 0;) {
+        if (rc == DFB_JOURNAL_PASSED) {
+            (*passed)++;
+            continue;
+        }
+        if (rc != 1) {
+            k = -1;
+            break;
+        }
+        /* The reader returns other topics' records only when it cannot
+           step over them; the caller filters. */
+        int match = 0;
+        for (uint32_t i = 0; i < n; i++)
+            match |= rec.topic_len == lens[i] && memcmp(rec.topic, topics[i], lens[i]) == 0;
+        mk_t m;
+        mk(&m, rec.gseq, 0, 0, 40);
+        if (match && k < max) {
+            if (rec.body_len != 40 || memcmp(rec.body, m.body, 40) != 0) {
+                k = -1;
+                break;
+            }
+            got[k++] = rec.gseq;
+        }
+    }
+    *skipped = dfb_journal_reader_skipped(r);
+    dfb_journal_reader_destroy(&r);
+    return k;
+}
+
+static void
+test_reader_filter(void)
+{
+    const char *dir = fresh("filter");
+    char err[256];
+    dfb_journal_opts_t o = opts(dir, 8192, 0, 0, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
+    CHECK(j != NULL);
+    if (!j)
+        return;
+    /* 3000 records: MESSAGESENT, with RARE at 500 and 2500 and MID every
+       10th in 1000..1100. */
+    uint64_t s_ms = 0, s_rare = 0, s_mid = 0;
+    for (uint64_t g = 1; g <= 3000; g++) {
+        mk_t m;
+        mk(&m, g, 0, 0, 40);
+        const char *t = g == 500 || g == 2500                   ? "RARE"
+                        : g >= 1000 && g <= 1100 && g % 10 == 0 ? "MID"
+                                                                : "MESSAGESENT";
+        m.rec.topic = m.rec.type = t;
+        m.rec.topic_len = m.rec.type_len = strlen(t);
+        m.rec.seq = !strcmp(t, "RARE") ? ++s_rare : !strcmp(t, "MID") ? ++s_mid : ++s_ms;
+        CHECK(dfb_journal_append(j, &m.rec, dfb_wall_ms()) == 0);
+    }
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    printf("  3000 records in %" PRIu64 " segments\n", st.segments);
+    CHECK(st.segments > 30);
+    char *rare[] = {"RARE"}, *both[] = {"MID", "RARE"}, *none[] = {"NOSUCH"};
+    size_t lr[] = {4}, lb[] = {3, 4}, ln[] = {6};
+    uint64_t got[64], skipped;
+    long passed;
+    long n = read_filtered(j, 1, rare, lr, 1, got, 64, &skipped, &passed);
+    printf("  RARE from 1: %ld records, %" PRIu64 " segments skipped, %ld PASSED\n", n, skipped,
+           passed);
+    CHECK_EQ(n, 2);
+    CHECK(n == 2 && got[0] == 500 && got[1] == 2500);
+    /* Every closed segment but the two holding RARE (and the one the seek
+       lands in) is skipped unread. */
+    CHECK(skipped + 4 >= st.segments);
+    CHECK(passed > 0);
+    n = read_filtered(j, 1, both, lb, 2, got, 64, &skipped, &passed);
+    CHECK_EQ(n, 13);
+    int order = n == 13 && got[0] == 500 && got[12] == 2500;
+    for (int i = 1; order && i < 12; i++)
+        order = got[i] == 1000 + 10 * (uint64_t)(i - 1);
+    CHECK(order);
+    n = read_filtered(j, 1200, rare, lr, 1, got, 64, &skipped, &passed);
+    CHECK(n == 1 && got[0] == 2500);
+    n = read_filtered(j, 2501, rare, lr, 1, got, 64, &skipped, &passed);
+    CHECK_EQ(n, 0);
+    n = read_filtered(j, 1, none, ln, 1, got, 64, &skipped, &passed);
+    CHECK_EQ(n, 0);
+    CHECK(skipped + 2 >= st.segments);
+    /* Unfiltered, every record is still there. */
+    CHECK(dfb_journal_has_topic(j, "RARE", 4) && dfb_journal_has_topic(j, "MID", 3) &&
+          !dfb_journal_has_topic(j, "NOSUCH", 6));
+    dfb_journal_destroy(&j);
+}
+
 static void
 test_retention_size(void)
 {
@@ -2663,6 +2767,7 @@ typedef struct {
 static const test_t s_tests[] = {
     {"journal_append_read", test_append_read, 0},
     {"journal_segments", test_segments, 0},
+    {"journal_reader_filter", test_reader_filter, 0},
     {"journal_retention_size", test_retention_size, 0},
     {"journal_retention_age", test_retention_age, 0},
     {"journal_read_during_retention", test_read_during_retention, 0},

@@ -54,7 +54,7 @@ function drift(document, c) {
     const pin = ev[1]?.properties ?? {};
     const payload = pin.payload ?? {};
     const payloadSchema = payload.properties?.[t.payload_key] ?? {};
-    if (JSON.stringify(env.required) !== JSON.stringify(c.envelope.map((e) => e.key))) {
+    if (JSON.stringify(env.required) !== JSON.stringify(c.envelope.filter((e) => !e.optional).map((e) => e.key))) {
       out.push(`message ${t.type}: the envelope's required keys ${JSON.stringify(env.required)} are not the contract's`);
     }
     if (ev[0]?.title !== 'V4Event') out.push(`message ${t.type}: event is not jsonschema/event.json`);
