@@ -211,6 +211,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_quiet();
+    dfb_log_set_level(getenv("DF_FUZZ_LOG") ? DFB_LOG_DEBUG : DFB_LOG_ERROR);
     if (size < 1)
         return 0;
     const char *dir = fuzz_scratch();

@@ -3,7 +3,8 @@
     file in a directory named there (sorted, one level). Used by the normal
     and the sanitizer builds to run the seed corpus and the regression
     inputs as ctest tests (label fuzz). Exits 1 when an argument cannot be
-    read, 2 without arguments; a finding aborts (the sanitizers). */
+    read or no input was found, 2 without arguments; a finding aborts (the
+    sanitizers, or the target's own checks). */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -127,5 +128,9 @@ main(int argc, char **argv)
         }
     }
     printf("%s: %u inputs run\n", argv[0], n);
+    if (n == 0) {
+        fprintf(stderr, "%s: no input found: nothing was tested\n", argv[0]);
+        rc = 1;
+    }
     return rc;
 }
