@@ -158,15 +158,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     dfb_journal_reader_t *r = dfb_journal_reader_new(j);
-    if (r && dfb_journal_reader_seek_gseq(r, 1) >= 0) {
+    int seek = r ? dfb_journal_reader_seek_gseq(r, 1) : -99, nread = 0, ncorrupt = 0;
+    if (seek >= 0) {
         dfb_journal_rec_t rec;
         for (int i = 0; i < 20000; i++) {
             int rc = dfb_journal_reader_next(r, &rec);
             if (rc == 0 || rc == DFB_JOURNAL_READER_GONE || rc == DFB_JOURNAL_EIO ||
                 rc == DFB_JOURNAL_NOMEM)
                 break;
+            nread += rc == 1;
+            ncorrupt += rc == DFB_JOURNAL_CORRUPT;
         }
     }
+    if (getenv("DF_FUZZ_LOG"))
+        fprintf(stderr, "fuzz: epoch %s, last gseq %llu, seek %d, %d records read, %d corrupt\n",
+                dfb_journal_epoch(j), (unsigned long long)dfb_journal_last_gseq(j), seek, nread,
+                ncorrupt);
     /* every topic the headers know, from its seq 1 */
     size_t cursor = 0;
     const dfb_topic_t *t;
