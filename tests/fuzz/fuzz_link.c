@@ -75,6 +75,19 @@ drain_router(void)
     }
 }
 
+/*  What holds whatever came in: at most max_held events held (in any
+    order: the filler sorts them when it lets them go), and every message
+    read from the SUB counted as received. */
+static void
+check(const dfc_loop_t *loop, const link_t *L, uint64_t received)
+{
+    const dfc_fill_t *f = &L->fill;
+    if (f->nheld > loop->cfg.max_held)
+        abort();
+    if (atomic_load(&loop->stats.received) != received)
+        abort();
+}
+
 /*  One operation's topic and body; NULL when the input is over. */
 static const uint8_t *
 take(const uint8_t **p, const uint8_t *end, size_t *len)
@@ -136,6 +149,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     loop->links = L;
     loop->nlinks = 1;
     s_id_len = 0;
+    uint64_t received = 0;
 
     const uint8_t *p = data + 1, *end = data + size;
     for (int n = 0; n < 64 && p < end; n++) {
@@ -157,7 +171,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (frames > 2)
                 zmq_send(s_live_tx, "x", 1, 0);
             for (int i = 0; i < 8 && dfc_link_receive(loop, L) > 0; i++)
-                ;
+                received++;
             break;
         }
         case 4:
@@ -197,10 +211,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             dfc_fill_on(loop, L, DFC_FILL_EV_TICK, (uint64_t)(L->fill.deadline + 1), NULL);
             break;
         }
+        check(loop, L, received);
     }
     /* leave nothing for the next input */
     for (int i = 0; i < 1000 && dfc_link_receive(loop, L) > 0; i++)
-        ;
+        received++;
+    check(loop, L, received);
     dfc_fill_on(loop, L, DFC_FILL_EV_STOP, 0, NULL);
     drain_router();
     L->sub = NULL; /* ours */
