@@ -217,6 +217,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < 1000 && dfc_link_receive(loop, L) > 0; i++)
         received++;
     check(loop, L, received);
+    if (getenv("DF_FUZZ_LOG"))
+        fprintf(stderr,
+                "fuzz: received %llu, heartbeats %llu, gaps %llu, replay requests %llu, replayed "
+                "%llu, lost %llu, bad envelopes %llu\n",
+                (unsigned long long)loop->stats.received, (unsigned long long)loop->stats.heartbeats,
+                (unsigned long long)loop->stats.gaps, (unsigned long long)loop->stats.replay_requests,
+                (unsigned long long)loop->stats.replayed, (unsigned long long)loop->stats.lost,
+                (unsigned long long)loop->stats.bad_envelope);
     dfc_fill_on(loop, L, DFC_FILL_EV_STOP, 0, NULL);
     drain_router();
     L->sub = NULL; /* ours */
