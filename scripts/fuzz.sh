@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --summary) summary=1 ;;
     --no-build) build=0 ;;
     --log) shift; log="$1" ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) args+=("$1") ;;
   esac
