@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "dfb_clock.h"
 #include "dfb_fdguard.h"
@@ -175,7 +176,7 @@ dfb_replay_new(void *ctx, const dfb_replay_opts_t *o, char *err, size_t errlen)
 void
 dfb_replay_set_loop(dfb_replay_t *self, const dfb_loop_stats_t *loop)
 {
-    __atomic_store_n(&self->loop, loop, __ATOMIC_RELEASE);
+    atomic_store_explicit(&self->loop, loop, memory_order_release);
 }
 
 static acct_t *
@@ -689,7 +690,7 @@ send_info(dfb_replay_t *self, req_t *r)
     uint64_t values[128];
     const char *names[128];
     size_t n = dfb_info_nrows < 128 ? dfb_info_nrows : 128;
-    dfb_info_sources_t src = {.loop = __atomic_load_n(&self->loop, __ATOMIC_ACQUIRE),
+    dfb_info_sources_t src = {.loop = atomic_load_explicit(&self->loop, memory_order_acquire),
                               .pub = self->c,
                               .journal = self->journal};
     dfb_info_values(&src, dfb_mono_ms(), values);
@@ -1020,4 +1021,27 @@ replay_main(void *arg)
         dfb_stop_request();
     }
     return NULL;
+}
+
+/* ---- the parser alone (tests, tests/fuzz) ---------------------------------- */
+
+#include "dfb_replay_parse.h"
+
+int
+dfb_replay_parse(const uint8_t *data, size_t len, const char *epoch, dfb_replay_parsed_t *out)
+{
+    req_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    parse_request(r, data, len, epoch);
+    memset(out, 0, sizeof *out);
+    out->info = r->state == ST_INFO;
+    out->by_topic = r->by_topic;
+    out->from = r->from;
+    out->limit = r->limit;
+    out->ntopics = r->ntopics;
+    out->code = r->state == ST_END ? r->code : NULL;
+    int rc = r->state == ST_END ? 1 : 0;
+    req_free(r);
+    return rc;
 }

@@ -11,6 +11,7 @@ PACKAGES=(
   python3 python3-zmq python3-msgpack python3-yaml python3-jsonschema
   python3-venv python3-pip python3-setuptools python3-wheel
   valgrind procps libtsan2 util-linux mount
+  clang libclang-rt-14-dev
 )
 
 missing=()

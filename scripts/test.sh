@@ -3,19 +3,22 @@
 # -Werror, runs every ctest test twice in a row (a flaky test fails the run),
 # then rebuilds with ASan/UBSan and runs the suite again, then rebuilds with
 # ThreadSanitizer and runs every test that starts threads (ctest label
-# `threads`). Exits non-zero on any failure. Used by .ci/run.
-#   scripts/test.sh [--no-sanitize] [--once]
+# `threads`), then runs every fuzz target for about 20 s (scripts/fuzz.sh,
+# clang). Exits non-zero on any failure. Used by .ci/run.
+#   scripts/test.sh [--no-sanitize] [--once] [--no-fuzz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
 sanitize=1
 rounds=2
+fuzz=1
 for a in "$@"; do
   case "$a" in
     --no-sanitize) sanitize=0 ;;
     --once) rounds=1 ;;
-    *) echo "usage: scripts/test.sh [--no-sanitize] [--once]" >&2; exit 2 ;;
+    --no-fuzz) fuzz=0 ;;
+    *) echo "usage: scripts/test.sh [--no-sanitize] [--once] [--no-fuzz]" >&2; exit 2 ;;
   esac
 done
 
@@ -46,5 +49,9 @@ if [ "$sanitize" = 1 ]; then
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$top/tests/tsan.supp" \
     ctest --test-dir "$top/build-tsan" --output-on-failure -j"$jobs" --timeout 900 -L threads \
           -LE no_sanitize --no-tests=error
+fi
+if [ "$fuzz" = 1 ]; then
+  echo "== fuzz smoke: every target for 20 s (scripts/fuzz.sh)"
+  "$top/scripts/fuzz.sh" "" 20
 fi
 echo "== all tests passed"

@@ -1,8 +1,7 @@
 /*  libFuzzer target for everything that reads network bytes in libdfconsumer:
     the bounded msgpack decoder, the JSON printer, the envelope check and the
-    typed event decoding. Built only with clang and -DDF_FUZZ=ON:
-      cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DDF_FUZZ=ON
-      build-fuzz/consumers/tests/consumer_fuzz_value -max_total_time=60 */
+    typed event decoding. Target consumer_value of tests/fuzz (built there,
+    run with scripts/fuzz.sh consumer_value). */
 #include <stdlib.h>
 #include <string.h>
 
