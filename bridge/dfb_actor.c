@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,7 +236,7 @@ actor_main(void *arg)
         dfb_error("publish: the publisher thread stopped: %s; nothing more can be published, "
                   "the bridge exits (status 5)",
                   why);
-        __atomic_store_n(&a->dead, 1, __ATOMIC_RELEASE);
+        atomic_store_explicit(&a->dead, 1, memory_order_release);
         dfb_stop_request();
     }
     return NULL;
@@ -299,7 +300,7 @@ dfb_actor_new(void *ctx, void *pub, const dfb_actor_opts_t *o, char *err, size_t
 int
 dfb_actor_dead(const dfb_actor_t *self)
 {
-    return __atomic_load_n(&self->dead, __ATOMIC_ACQUIRE);
+    return atomic_load_explicit(&self->dead, memory_order_acquire);
 }
 
 /*  Sends one frame, waiting for room in slices so a dead actor is noticed.

@@ -194,7 +194,7 @@ acct_new(dfb_counter_t *total)
 static void
 acct_release(acct_t *a)
 {
-    if (a && __atomic_fetch_sub(&a->refs, 1, __ATOMIC_ACQ_REL) == 1)
+    if (a && atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1)
         free(a);
 }
 
@@ -519,7 +519,7 @@ replay_receive(dfb_replay_t *self, const char *epoch, int64_t now_ms)
             if (!r->acct && o->acct && o->id_len == r->id_len &&
                 memcmp(o->id, r->id, r->id_len) == 0) {
                 r->acct = o->acct;
-                __atomic_fetch_add(&r->acct->refs, 1, __ATOMIC_RELAXED);
+                atomic_fetch_add_explicit(&r->acct->refs, 1, memory_order_relaxed);
             }
         }
         if (!r->acct && !(r->acct = acct_new(&self->c->replay_bytes_held)))
@@ -601,7 +601,7 @@ send_record(dfb_replay_t *self, req_t *r)
     memcpy(data, rec->body, rec->body_len);
     h->acct = r->acct;
     h->n = n;
-    __atomic_fetch_add(&r->acct->refs, 1, __ATOMIC_RELAXED);
+    atomic_fetch_add_explicit(&r->acct->refs, 1, memory_order_relaxed);
     r->acct->bytes += n;
     *r->acct->total += n;
     zmq_msg_t m;

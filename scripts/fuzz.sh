@@ -63,7 +63,7 @@ case "$seconds" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a number" >&2; ex
 max_len() {
   case "$1" in
     bridge_replay_request|consumer_replay_end) echo 4096 ;;
-    bridge_config|consumer_checkpoint) echo 8192 ;;
+    bridge_config|consumer_checkpoint|common_cert) echo 8192 ;;
     *) echo 16384 ;;
   esac
 }
