@@ -127,62 +127,9 @@ def wait_hb(sock, timeout_ms=10000):
     return None
 
 
-class Replay:
-    """A replay DEALER with CURVE keys; ask() retries once per second when no answer comes
-    (after a re-bind the request in flight is abandoned and the DEALER reconnects)."""
-
-    def __init__(self, endpoint, me, server):
-        self.sock = csock(zmq.DEALER, endpoint, me, server)
-        self.req = 0
-
-    def ask(self, timeout=10.0, **kw):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.req += 1
-            req = {"v": 1, "req": self.req}
-            req.update(kw)
-            self.sock.send(msgpack.packb(req, use_bin_type=True))
-            out = []
-            end_at = time.monotonic() + 1.0
-            while time.monotonic() < end_at:
-                m = recv(self.sock, 100)
-                if m is None:
-                    continue
-                body = env(m[1])
-                if body.get("req") != self.req and m[0] in (b"_end", b"_info"):
-                    continue  # the answer to an earlier, abandoned request
-                if m[0] == b"_info":
-                    return body
-                if m[0] == b"_end":
-                    return out, body
-                out.append((m[0], m[1]))
-                end_at = time.monotonic() + 1.0
-        return None
-
-    def info(self):
-        r = self.ask(info=True)
-        return r["counters"] if r else None
-
-    def fill(self, frm, to):
-        """Every message gseq frm..to from replay: {gseq: (topic, body)}."""
-        got = {}
-        gseq = frm
-        while gseq <= to:
-            r = self.ask(from_gseq=gseq)
-            if not check(r is not None and r[1].get("status") == "ok",
-                         "replay answer from %d: %r" % (gseq, r and r[1])):
-                break
-            for topic, body in r[0]:
-                g = env(body)["gseq"]
-                if g <= to:
-                    got[g] = (topic, body)
-            if not r[1].get("more"):
-                break
-            gseq = r[1]["last_gseq"] + 1
-        return got
-
-    def close(self):
-        self.sock.close(linger=0)
+def Replay(endpoint, me, server):
+    """The replay client with me's CURVE keys (dftest.ReplayClient)."""
+    return dftest.ReplayClient(endpoint, (me.pub, me.sec, server))
 
 
 def events(prefix, n):
@@ -390,7 +337,7 @@ def case_grant_revoke():
     missing = [g for g in range(1, total + 1) if g not in live]
     print("alice: %d live, %d missed during the re-bind (filled from replay)"
           % (len(live), len(missing)))
-    filled = rp.fill(missing[0], missing[-1]) if missing else {}
+    filled = rp.journal(missing[0], missing[-1]) if missing else {}
     for g in missing:
         if g in filled:
             live[g] = filled[g]
@@ -399,7 +346,7 @@ def case_grant_revoke():
                 + ["f%d-%d" % (i, j) for i in range((total - first) // 5) for j in range(5)])
     eq([env(live[g][1])["event"]["id"] for g in range(1, total + 1)], want_ids,
        "alice's events are every event sent, in order")
-    allr = rp.fill(1, total)
+    allr = rp.journal(1, total)
     eq([allr.get(g) for g in range(1, total + 1)], [live[g] for g in range(1, total + 1)],
        "byte for byte what replay holds")
     c = rp.info()

@@ -67,64 +67,16 @@ def keygen(d, name):
     return pub, zmq.auth.load_certificate(pub)[0]
 
 
-# ---- a CURVE DEALER on the replay endpoint ---------------------------------------------------
-class CurveDealer:
-    """The test's replay client with an allowed key. A request without an answer within 1 s is
-    sent again (a re-bind abandons the request in flight; the DEALER reconnects by itself)."""
+def curve_dealer(endpoint, sec_path, server_pub):
+    """The test's replay client with an allowed key (dftest.ReplayClient)."""
+    pub, sec = zmq.auth.load_certificate(sec_path)
+    return dftest.ReplayClient(endpoint, (pub, sec, server_pub))
 
-    def __init__(self, endpoint, sec_path, server_pub):
-        pub, sec = zmq.auth.load_certificate(sec_path)
-        self.sock = dftest.CTX.zctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.curve_publickey = pub
-        self.sock.curve_secretkey = sec
-        self.sock.curve_serverkey = server_pub
-        self.sock.connect(endpoint)
-        self.req = 0
 
-    def ask(self, timeout=15.0, **kw):
-        """One request: the info dict, or ([(topic, body)], end dict); None after timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.req += 1
-            req = {"v": 1, "req": self.req}
-            req.update(kw)
-            self.sock.send(msgpack.packb(req, use_bin_type=True))
-            out = []
-            quiet_until = time.monotonic() + 1.0
-            while time.monotonic() < quiet_until:
-                if not self.sock.poll(100):
-                    continue
-                topic, body = self.sock.recv_multipart()
-                if topic in (b"_end", b"_info"):
-                    ans = unpack(body)
-                    if ans.get("req") != self.req:
-                        continue  # the answer to an earlier, abandoned request
-                    return ans if topic == b"_info" else (out, ans)
-                out.append((topic.decode(), body))
-                quiet_until = time.monotonic() + 1.0
-        return None
-
-    def counters(self):
-        r = self.ask(info=True)
-        check(r is not None, "an info answer over CURVE")
-        return r["counters"] if r else {}
-
-    def journal(self):
-        """The journal from gseq 1 to its head, following `more`: [(topic, body)]."""
-        out, gseq = [], 1
-        while True:
-            r = self.ask(from_gseq=gseq)
-            if not check(r is not None and r[1].get("status") == "ok",
-                         "replay answer from gseq %d: %r" % (gseq, r and r[1])):
-                return out
-            out += r[0]
-            if not r[1].get("more"):
-                return out
-            gseq = r[1]["last_gseq"] + 1
-
-    def close(self):
-        self.sock.close(linger=0)
+def counters(dealer):
+    c = dealer.info()
+    check(c is not None, "an info answer over CURVE")
+    return c or {}
 
 
 def events(prefix, n):
@@ -166,8 +118,8 @@ def run(a):
                        read_timeout_ms=None, connect_timeout_ms=None)
 
     # The test's own CURVE DEALER (info, journal) answers once the bridge is up.
-    tester = CurveDealer(replay, os.path.join(certs, "tester.key_secret"), server_pub)
-    c0 = tester.counters()
+    tester = curve_dealer(replay, os.path.join(certs, "tester.key_secret"), server_pub)
+    c0 = counters(tester)
     if not check(c0.get("auth_clients") == 6, "the bridge allows the 6 keys of clientsDir: %r"
                  % c0.get("auth_clients")):
         return
@@ -222,7 +174,7 @@ def run(a):
     dftest.wait_until(lambda: re.search(r"auth: denied a CURVE client from \S+, key %s"
                                         % re.escape(fp), br.text()),
                       "the bridge to log the denial of late's key %s" % fp)
-    c1 = tester.counters()
+    c1 = counters(tester)
     check(c1.get("auth_denied", 0) > c0.get("auth_denied", 0),
           "the bridge counted late's denials: auth_denied %r -> %r"
           % (c0.get("auth_denied"), c1.get("auth_denied")))
@@ -263,7 +215,8 @@ def run(a):
     dftest.wait_until(lambda: acked(pod, TOTAL), "the pod to see every event acknowledged")
 
     # The journal, read back over CURVE: exactly the injected events, gseq 1..TOTAL.
-    msgs = tester.journal()
+    journal = tester.journal()
+    msgs = [(t.decode(), b) for _, (t, b) in sorted(journal.items())]
     envs = [unpack(b) for _, b in msgs]
     eq([e["gseq"] for e in envs], list(range(1, TOTAL + 1)), "journal gseqs")
     want_ids = (["a-%d" % i for i in range(N_A)] + ["b-%d" % i for i in range(N_B)]
@@ -312,7 +265,7 @@ def run(a):
         plain_got.append(plain_dealer.recv_multipart())
     eq(len(plain_got), 0, "messages received by the plain SUB and DEALER")
 
-    c2 = tester.counters()
+    c2 = counters(tester)
     print("bridge counters: %s" % {k: v for k, v in c2.items() if k.startswith("auth_")},
           flush=True)
     eq(c2.get("auth_rebinds"), 1, "auth_rebinds (one key removed)")
@@ -373,27 +326,9 @@ def main():
     ap.add_argument("--source-dir", default=os.path.join(HERE, "..", ".."))
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     a = ap.parse_args()
-    dftest.soft_checks()
-    ctx = dftest.setup(a.dfpod, a.dfbridge, "polyglot-curve-")
-    t0 = time.monotonic()
-    try:
-        run(a)
-    except Exception as e:  # a crash is a failure with its reason, then the logs
-        import traceback
-        traceback.print_exc()
-        check(False, "exception: %r" % e)
-    finally:
-        ctx.kill_children()
-        if dftest.FAILS:
-            for n in sorted(os.listdir(ctx.tmp)):
-                if n.endswith(".log"):
-                    sys.stdout.write("---- %s (last 3000 chars)\n%s\n"
-                                     % (n, dftest.read_text(os.path.join(ctx.tmp, n))[-3000:]))
-        if a.keep:
-            print("kept", ctx.tmp)
-        ctx.cleanup(keep=a.keep)
+    took = live.run_test(a, "polyglot-curve-", run)
     print("polyglot_curve: %d passed, %d failed, %.1f s"
-          % (dftest.PASSES, len(dftest.FAILS), time.monotonic() - t0))
+          % (dftest.PASSES, len(dftest.FAILS), took))
     return 1 if dftest.FAILS else 0
 
 

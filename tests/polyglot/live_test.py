@@ -421,22 +421,15 @@ def check_worker(w, expect, want_digest, when):
     check(dftest.log_clean(w.text()), "%s: no sanitizer report in its log" % what)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dfpod", required=True)
-    ap.add_argument("--dfbridge", required=True)
-    ap.add_argument("--c-worker", required=True)
-    ap.add_argument("--node", default="/usr/bin/node")
-    ap.add_argument("--source-dir", default=os.path.join(HERE, "..", ".."))
-    ap.add_argument("--langs", default="c,python,node",
-                    help="the workers to run (all three unless developing a port)")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    a = ap.parse_args()
+def run_test(a, prefix, run_fn):
+    """Runs run_fn(a) in a fresh dftest context (prefix names its folder): an exception is a
+    failure with its reason; on any failure the tail of every log is printed; the children are
+    killed and the folder removed (kept with --keep). Returns the seconds it took."""
     dftest.soft_checks()
-    ctx = dftest.setup(a.dfpod, a.dfbridge, "polyglot-live-")
+    ctx = dftest.setup(a.dfpod, a.dfbridge, prefix)
     t0 = time.monotonic()
     try:
-        run(a)
+        run_fn(a)
     except Exception as e:  # a crash is a failure with its reason, then the logs
         import traceback
         traceback.print_exc()
@@ -451,8 +444,23 @@ def main():
         if a.keep:
             print("kept", ctx.tmp)
         ctx.cleanup(keep=a.keep)
+    return time.monotonic() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dfpod", required=True)
+    ap.add_argument("--dfbridge", required=True)
+    ap.add_argument("--c-worker", required=True)
+    ap.add_argument("--node", default="/usr/bin/node")
+    ap.add_argument("--source-dir", default=os.path.join(HERE, "..", ".."))
+    ap.add_argument("--langs", default="c,python,node",
+                    help="the workers to run (all three unless developing a port)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    a = ap.parse_args()
+    took = run_test(a, "polyglot-live-", run)
     print("polyglot_live (%s): %d passed, %d failed, %.1f s"
-          % (a.langs, dftest.PASSES, len(dftest.FAILS), time.monotonic() - t0))
+          % (a.langs, dftest.PASSES, len(dftest.FAILS), took))
     return 1 if dftest.FAILS else 0
 
 

@@ -547,6 +547,72 @@ def replay_info(endpoint, timeout_ms=10000, req=1):
         d.close()
 
 
+class ReplayClient:
+    """A replay DEALER kept open, plain or CURVE (curve = (public, secret, server's public), Z85
+    bytes). ask() sends its request again when 1 s passes without a message (a CURVE re-bind
+    abandons the request in flight; the DEALER reconnects by itself) and skips answers to earlier
+    requests."""
+
+    def __init__(self, endpoint, curve=None):
+        self.sock = CTX.zctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            self.sock.curve_publickey, self.sock.curve_secretkey, self.sock.curve_serverkey = curve
+        self.sock.connect(endpoint)
+        self.req = 0
+
+    def ask(self, timeout=15.0, **kw):
+        """One request: the info dict, or ([(topic bytes, body bytes)], end dict); None after
+        timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.req += 1
+            req = {"v": 1, "req": self.req}
+            req.update(kw)
+            self.sock.send(msgpack.packb(req, use_bin_type=True))
+            out = []
+            quiet_until = time.monotonic() + 1.0
+            while time.monotonic() < quiet_until:
+                if not self.sock.poll(100):
+                    continue
+                topic, body = self.sock.recv_multipart()
+                if topic in (b"_end", b"_info"):
+                    ans = unpack(body)
+                    if ans.get("req") != self.req:
+                        continue  # the answer to an earlier, abandoned request
+                    return ans if topic == b"_info" else (out, ans)
+                out.append((topic, body))
+                quiet_until = time.monotonic() + 1.0
+        return None
+
+    def info(self):
+        """The bridge's counters, or None."""
+        r = self.ask(info=True)
+        return r["counters"] if r else None
+
+    def journal(self, frm=1, to=None):
+        """Every message from gseq frm (to gseq to, or the head), following `more`:
+        {gseq: (topic bytes, body bytes)}. A failed answer is a check failure."""
+        got, gseq = {}, frm
+        while to is None or gseq <= to:
+            r = self.ask(from_gseq=gseq)
+            if not check(r is not None and r[1].get("status") == "ok",
+                         "replay answer from gseq %d: %r" % (gseq, r and r[1])):
+                break
+            for topic, body in r[0]:
+                g = unpack(body)["gseq"]
+                if to is None or g <= to:
+                    check(g not in got, "gseq %d comes once from replay" % g)
+                    got[g] = (topic, body)
+            if not r[1].get("more"):
+                break
+            gseq = r[1]["last_gseq"] + 1
+        return got
+
+    def close(self):
+        self.sock.close(linger=0)
+
+
 # ---- subscribers -----------------------------------------------------------------------------
 def unpack(body):
     """An envelope (msgpack) as a dict."""
