@@ -1387,16 +1387,7 @@ load_text_mode(const char *text, mode_t mode, char *err, size_t errlen)
 static dfb_config_t *
 load_text(const char *text, char *err, size_t errlen)
 {
-    char path[] = "/tmp/dfb_config_test_XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return NULL;
-    FILE *f = fdopen(fd, "w");
-    fputs(text, f);
-    fclose(f);
-    dfb_config_t *cfg = dfb_config_load(path, err, errlen);
-    unlink(path);
-    return cfg;
+    return load_text_mode(text, 0600, err, errlen); /* mkstemp's own mode */
 }
 
 int
