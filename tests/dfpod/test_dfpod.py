@@ -398,9 +398,14 @@ def group_read(priv, pub):
           "unacked batch redelivered after visibility (%.2fs)" % dt)
     check(data2.decode().startswith('{"events":[' + event(4) + "]"), "redelivery is byte-exact")
     check(pod.counters()["redelivered"] == 1, "redelivered counted")
+    acked0 = pod.counters()["acked"]
     st, data = read(pod, h, f, ack4)
-    check(st == 200, "old ackId of a redelivered batch is accepted (acks nothing)")
-    st, data = read(pod, h, f, b2["ackId"])
+    check(st == 200 and pod.counters()["acked"] == acked0,
+          "old ackId of a redelivered batch is accepted (acks nothing)")
+    # That read holds 600 ms: on a loaded machine the batch may come due again (800 ms) and
+    # be redelivered by it, under yet another ackId, which is then the one that acknowledges.
+    b3 = json.loads(data) if st == 200 else {"events": []}
+    st, data = read(pod, h, f, b3["ackId"] if b3["events"] else b2["ackId"])
     check(st == 200 and json.loads(data)["events"] == [] and pod.counters()["pending"] == 0,
           "the redelivery's ackId acknowledges it")
 
