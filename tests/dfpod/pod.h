@@ -153,6 +153,10 @@ void pod_state_count_auth(pod_state_t *self, bool ok);
 
 /* Copies LEN bytes of RAW (one event's JSON text) into the store and every live feed. */
 void pod_state_enqueue(pod_state_t *self, const char *raw, size_t len);
+/* The same for N events at once, under one lock: a read never gets only some of them (a batch
+ * takes all N, up to --batch-max). */
+void pod_state_enqueue_many(pod_state_t *self, const char *const *raw, const size_t *len,
+                            size_t n);
 /* Every event enqueued so far as one JSON array of raw texts (with --no-history: only
  * those still held by a feed or the backlog). Caller frees. */
 char *pod_state_events_json(pod_state_t *self, size_t *len);

@@ -746,13 +746,17 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
 
 /* ---- admin ---- */
 
-/* Enqueues each element of a validated JSON array of objects byte-for-byte: the element
- * spans are found by a scanner that only needs to respect strings and nesting. */
+/* Enqueues each element of a validated JSON array of objects byte-for-byte, all at once (a
+ * held read never takes only the first few): the element spans are found by a scanner that
+ * only needs to respect strings and nesting. */
 static long
 enqueue_raw_array(pod_state_t *st, const char *s, size_t len)
 {
     size_t i = 0;
     long n = 0;
+    size_t cap = 0;
+    const char **raw = NULL;
+    size_t *lens = NULL;
     while (i < len && s[i] != '[')
         i++;
     i++;
@@ -785,9 +789,24 @@ enqueue_raw_array(pod_state_t *st, const char *s, size_t len)
                 break;
             }
         }
-        pod_state_enqueue(st, s + start, i - start);
+        if ((size_t)n == cap) {
+            cap = cap ? cap * 2 : 64;
+            const char **r2 = realloc(raw, cap * sizeof *raw);
+            size_t *l2 = realloc(lens, cap * sizeof *lens);
+            if (!r2 || !l2) {
+                fprintf(stderr, "dfpod: out of memory\n");
+                exit(2);
+            }
+            raw = r2;
+            lens = l2;
+        }
+        raw[n] = s + start;
+        lens[n] = i - start;
         n++;
     }
+    pod_state_enqueue_many(st, raw, lens, (size_t)n);
+    free(raw);
+    free(lens);
     return n;
 }
 

@@ -469,14 +469,14 @@ event_type_key(const char *raw, size_t len, char *out, size_t cap)
     json_decref(j);
 }
 
-void
-pod_state_enqueue(pod_state_t *self, const char *raw, size_t len)
+/* Stores one event (copied) and queues it on every live feed, or the backlog; the caller
+ * holds mu and wakes the readers. */
+static void
+enqueue_locked(pod_state_t *self, const char *raw, size_t len)
 {
     char *copy = xrealloc(NULL, len + 1);
     memcpy(copy, raw, len);
     copy[len] = '\0';
-    pthread_mutex_lock(&self->mu);
-    sweep_locked(self, pod_mono_ms());
     if (self->nevents == self->capevents) {
         self->capevents = self->capevents ? self->capevents * 2 : 256;
         self->events = xrealloc(self->events, self->capevents * sizeof *self->events);
@@ -511,6 +511,22 @@ pod_state_enqueue(pod_state_t *self, const char *raw, size_t len)
         idxq_push(&self->backlog, idx);
         e->refs++;
     }
+}
+
+void
+pod_state_enqueue(pod_state_t *self, const char *raw, size_t len)
+{
+    pod_state_enqueue_many(self, &raw, &len, 1);
+}
+
+void
+pod_state_enqueue_many(pod_state_t *self, const char *const *raw, const size_t *len, size_t n)
+{
+    pthread_mutex_lock(&self->mu);
+    sweep_locked(self, pod_mono_ms());
+    for (size_t i = 0; i < n; i++)
+        enqueue_locked(self, raw[i], len[i]);
+    /* One wake-up for all of them: a held read sees none or all (up to --batch-max). */
     pthread_cond_broadcast(&self->cv);
     pthread_mutex_unlock(&self->mu);
 }
