@@ -217,8 +217,12 @@ def case_heartbeat_held():
     check(pod.counters()["held"] >= 1 and pod.counters()["served"] == 0,
           "the read was held the whole time, no event served")
     gaps = [b["ts"] - a["ts"] for a, b in zip(beats, beats[1:])]
-    check(all(150 <= g <= 1500 for g in gaps) and 1.2 <= elapsed <= 10,
-          "cadence ~200 ms while held: %r" % gaps)
+    # The actor keeps a fixed grid (next = previous deadline + interval; reset only after
+    # falling a whole interval behind, never a burst): a late beat is followed by a shorter
+    # gap, so the cadence is the mean gap, and no single gap is 0 or over 1.5 s.
+    mean = sum(gaps) / len(gaps)
+    check(all(0 < g <= 1500 for g in gaps) and 150 <= mean <= 400 and 1.2 <= elapsed <= 10,
+          "cadence ~200 ms while held (mean %.0f ms): %r" % (mean, gaps))
     check(all(b["gseq"] == 0 and b["seqs"] == {} and b["interval"] == 200
               and b["replay"] == br.replay and b["v"] == 1 for b in beats + [first]),
           "idle heartbeats: gseq 0, no seqs, interval, replay endpoint")
