@@ -155,6 +155,23 @@ fill_give_up(dfc_loop_t *loop, link_t *L, const char *why)
     }
 }
 
+/*  Whether a gseq in (lo, seen) was neither taken nor is held: a hole
+    below the highest gseq received. */
+static bool
+missing_beyond(const link_t *L, uint64_t lo)
+{
+    const dfc_fill_t *f = &L->fill;
+    if (L->seen <= lo + 1)
+        return false;
+    uint64_t have = 0;
+    for (size_t i = 0; i < f->nheld; i++) {
+        uint64_t g = dfc_event_gseq(f->held[i]);
+        if (g > lo && g < L->seen)
+            have++;
+    }
+    return have < L->seen - lo - 1;
+}
+
 /*  An end marker of the request in flight: what to do next. */
 static act_t
 on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char **why, char *whybuf,
@@ -185,6 +202,23 @@ on_answer(dfc_loop_t *loop, link_t *L, const dfc_replay_end_t *end, const char *
             return ACT_GIVE_UP;
         }
         if (more) {
+            f->tries = 0;
+            return ACT_SEND;
+        }
+        /* The answer describes the journal when the request was read: up to
+           head_gseq (else last_gseq). Events received live beyond it (held)
+           show that the journal moved on during the fill: a gseq missing
+           below the highest received and beyond what the answer covered is
+           asked again from hw + 1, not counted lost (conformance scenario
+           fill_moved_head); an answer without events counts a stall, as
+           above. */
+        uint64_t covered = end->has_head ? end->head_gseq : end->last_gseq;
+        if (missing_beyond(L, covered > L->hw ? covered : L->hw)) {
+            if (!progress && ++f->stalls >= REPLAY_STALLS) {
+                STAT_ADD(loop, replay_stalls, 1);
+                *why = "the replay answers make no progress";
+                return ACT_GIVE_UP;
+            }
             f->tries = 0;
             return ACT_SEND;
         }

@@ -145,6 +145,15 @@ function fillGiveUp(loop, L, why) {
   }
 }
 
+/** Whether a gseq in (lo, seen) was neither taken nor is held: a hole
+    below the highest gseq received. */
+function missingBeyond(L, lo) {
+  if (L.seen <= lo + 1) return false;
+  let have = 0;
+  for (const ev of L.fill.held) if (ev.gseq > lo && ev.gseq < L.seen) have++;
+  return have < L.seen - lo - 1;
+}
+
 function onAnswer(loop, L, end, ctx) {
   const f = L.fill;
   f.state = WAITING;
@@ -166,6 +175,22 @@ function onAnswer(loop, L, end, ctx) {
       return ACT_GIVE_UP;
     }
     if (more) {
+      f.tries = 0;
+      return ACT_SEND;
+    }
+    // the answer describes the journal when the request was read: up to
+    // headGseq (else lastGseq). Events received live beyond it (held) show
+    // that the journal moved on during the fill: a gseq missing below the
+    // highest received and beyond what the answer covered is asked again
+    // from hw + 1, not counted lost (conformance scenario fill_moved_head);
+    // an answer without events counts a stall, as above
+    const covered = end.hasHead ? end.headGseq : end.lastGseq;
+    if (missingBeyond(L, covered > L.hw ? covered : L.hw)) {
+      if (!progress && ++f.stalls >= REPLAY_STALLS) {
+        loop.stat.replay_stalls++;
+        ctx.why = 'the replay answers make no progress';
+        return ACT_GIVE_UP;
+      }
       f.tries = 0;
       return ACT_SEND;
     }

@@ -174,6 +174,15 @@ class Fill:
             log.warning("%s: %d message(s) of epoch %s lost (gseq %d..%d): %s", L.endpoint, lost,
                         L.epoch, first, L.hw, why)
 
+    def _missing_beyond(self, lo):
+        """Whether a gseq in (lo, seen) was neither taken nor is held: a hole below
+        the highest gseq received."""
+        seen = self.link.seen
+        if seen <= lo + 1:
+            return False
+        have = sum(1 for env in self.held if lo < env.gseq < seen)
+        return have < seen - lo - 1
+
     def _on_answer(self, end):
         L, st = self.link, self.loop.counters
         self.state = WAITING
@@ -198,6 +207,21 @@ class Fill:
                     st["replay_stalls"] += 1
                     return ACT_GIVE_UP, "the replay answers make no progress"
             if more:
+                self.tries = 0
+                return ACT_SEND, ""
+            # the answer describes the journal when the request was read: up to head_gseq
+            # (else last_gseq). Events received live beyond it (held) show that the
+            # journal moved on during the fill: a gseq missing below the highest received
+            # and beyond what the answer covered is asked again from hw + 1, not counted
+            # lost (conformance scenario fill_moved_head); an answer without events
+            # counts a stall, as above
+            covered = end.head_gseq if end.has_head else end.last_gseq
+            if self._missing_beyond(max(covered, L.hw)):
+                if not progress:
+                    self.stalls += 1
+                    if self.stalls >= REPLAY_STALLS:
+                        st["replay_stalls"] += 1
+                        return ACT_GIVE_UP, "the replay answers make no progress"
                 self.tries = 0
                 return ACT_SEND, ""
             # the answer runs to the journal's head: a target above both the head and
