@@ -100,7 +100,7 @@ class CurveTest(unittest.TestCase):
         """The SUB is allowed, the ROUTER refuses the key: the fill's request gets no
         answer, the DEALER is connected again with the backoff (3 refusals before the
         request's timeout: 2 of them reconnects of ours), and once allowed the request
-        asked again (replay_timeout_ms) is answered: nothing lost."""
+        (sent again after replay_timeout_ms if it was lost) is answered: nothing lost."""
         b = self.b
         b.allow("denied", "pub")
         b.publish(6)
@@ -121,7 +121,11 @@ class CurveTest(unittest.TestCase):
         st, a = run(go())
         self.assertEqual(a.gseqs(), list(range(1, 9)))
         self.assertEqual((st["replayed"], st["lost"]), (6, 0))
-        self.assertGreaterEqual(st["replay_requests"], 2)
+        # 1 or more requests: one sent while the DEALER was being reconnected lands on the
+        # new connection and is answered once allowed; one lost with a refused connection is
+        # asked again after replay_timeout_ms. Either way the answer needs our reconnect
+        # (libzmq never reconnects after a denial): without it, nothing is replayed.
+        self.assertGreaterEqual(st["replay_requests"], 1)
 
     def test_revoked_is_cut_allowed_loses_nothing(self):
         """Both allowed; one key revoked and every connection cut (what the bridge does
