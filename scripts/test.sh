@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what is missing, builds everything with
 # -Werror, runs every ctest test twice in a row (a flaky test fails the run),
-# then rebuilds with ASan/UBSan and runs the suite again, then rebuilds with
+# then runs the deployment tests once (ctest label `deploy`: Docker images and
+# compose with a dockerd of their own, .deb packages in a clean Debian root,
+# network namespaces; one at a time, they are heavy), then rebuilds with
+# ASan/UBSan and runs the suite again, then rebuilds with
 # ThreadSanitizer and runs every test that starts threads (ctest label
 # `threads`), then runs every fuzz target for about 20 s (scripts/fuzz.sh,
 # clang). Exits non-zero on any failure. Used by .ci/run.
@@ -32,8 +35,11 @@ cmake --build "$top/build" -j"$jobs"
 
 for round in $(seq 1 "$rounds"); do
   echo "== tests (round $round of $rounds)"
-  ctest --test-dir "$top/build" --output-on-failure -j"$jobs" --timeout 600
+  ctest --test-dir "$top/build" --output-on-failure -j"$jobs" --timeout 600 -LE deploy
 done
+
+echo "== deployment tests (label deploy, once, one at a time)"
+ctest --test-dir "$top/build" --output-on-failure -j1 --timeout 1500 -L deploy --no-tests=ignore
 
 if [ "$sanitize" = 1 ]; then
   echo "== build (ASan + UBSan)"
@@ -41,14 +47,14 @@ if [ "$sanitize" = 1 ]; then
   cmake --build "$top/build-asan" -j"$jobs"
   echo "== tests under ASan + UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$top/build-asan" --output-on-failure -j"$jobs" --timeout 900 -LE no_sanitize
+    ctest --test-dir "$top/build-asan" --output-on-failure -j"$jobs" --timeout 900 -LE 'no_sanitize|deploy'
   echo "== build (ThreadSanitizer)"
   cmake -S "$top" -B "$top/build-tsan" -DCMAKE_BUILD_TYPE=Debug -DDF_TSAN=ON >/dev/null
   cmake --build "$top/build-tsan" -j"$jobs"
   echo "== tests that start threads, under ThreadSanitizer (label threads)"
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$top/tests/tsan.supp" \
     ctest --test-dir "$top/build-tsan" --output-on-failure -j"$jobs" --timeout 900 -L threads \
-          -LE no_sanitize --no-tests=error
+          -LE 'no_sanitize|deploy' --no-tests=error
 fi
 if [ "$fuzz" = 1 ]; then
   echo "== fuzz smoke: every target for 20 s (scripts/fuzz.sh)"
