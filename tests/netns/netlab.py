@@ -35,6 +35,11 @@ class NetlabError(Exception):
     pass
 
 
+class Interrupted(Exception):
+    """Raised in the main thread by SIGTERM, SIGINT or SIGHUP (ctest's stop, ^C): the test
+    unwinds as after any failure (children killed, logs printed), then the lab is removed."""
+
+
 def run(*args, check=True, timeout=20):
     """An iproute2 (or other) command: its stdout. A failure with check raises NetlabError with
     the command and its stderr."""
@@ -131,8 +136,7 @@ class Lab:
             run(IP, "-n", self.ns[c], "link", "set", self.dev[c], "up")
 
     def _on_signal(self, sig, frame):
-        # SystemExit unwinds the test's finally blocks (children killed), then close() runs
-        raise SystemExit(128 + sig)
+        raise Interrupted("stopped by signal %d" % sig)
 
     def enter(self):
         """Moves the calling (main) thread into pb."""
@@ -174,6 +178,8 @@ class Lab:
         if self.closed:
             return []
         self.closed = True
+        for s in self._old:  # a second signal must not cut the removal short
+            signal.signal(s, signal.SIG_IGN)
         errs = []
         try:
             self.leave()

@@ -313,7 +313,7 @@ def main():
     t0 = time.monotonic()
 
     def watchdog(sig, frame):
-        raise SystemExit("netns_test: watchdog: still running after %d s" % WATCHDOG)
+        raise netlab.Interrupted("watchdog: still running after %d s" % WATCHDOG)
     signal.signal(signal.SIGALRM, watchdog)
     signal.alarm(WATCHDOG)
 
@@ -326,12 +326,13 @@ def main():
         try:
             lab.up()
             lab.enter()
-        except (netlab.NetlabError, OSError) as e:
+        except (netlab.NetlabError, netlab.Interrupted, OSError) as e:
             check(False, "network namespaces cannot be made here (the test needs root and "
                   "iproute2): %s" % e)
         if not dftest.FAILS:
             live.run_test(a, "netns-", lambda a: run(a, lab))
     finally:
+        signal.alarm(0)
         errs = lab.close()
         eq(errs, [], "errors removing the namespaces")
         left = [n for n in netlab.netns_list() if n in lab.ns.values()]
