@@ -301,6 +301,14 @@ def run(a, lab):
         eq(st.get("replay_refused"), 0, "%s consumer: replay endpoints refused" % w.lang)
         check(dftest.log_clean(w.text()), "%s: no sanitizer report" % w.lang)
 
+    # the TCP connections really crossed the links: the bridge saw each consumer's key from the
+    # consumer's own address; the C library took its replay endpoint from the heartbeat
+    for k in ("c1", "c2"):
+        check("auth: allowed %s from %s " % (k, lab.addr[k]) in br.text(),
+              "the bridge logged %s's CURVE handshake from %s" % (k, lab.addr[k]))
+    check("replay endpoint tcp://%s:%d (from the heartbeat)" % (lab.addr["p1"], rport)
+          in w1.text(), "the C consumer took the replay endpoint from the heartbeat, with pb's "
+          "address on its link")
     c1 = tester.info() or {}
     eq(c1.get("auth_denied"), 0, "CURVE handshakes the bridge denied")
     check(c1.get("auth_allowed", 0) >= 5, "CURVE handshakes allowed (at least the first and the "
