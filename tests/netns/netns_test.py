@@ -15,8 +15,9 @@ Scenario, while the pod streams generated events of all 17 types (17 every 100 m
   3. the same with c2 cut, c1 as the live one;
   4. the feed stops; the journal (read over a CURVE replay DEALER) is exactly the injected
      events, gseq 1..N, each equal (canonical JSON) to what the pod served; each consumer
-     handled exactly gseq 1..N, each line equal to the journal's (live_test.check_worker: no
-     gap, no duplicate, same digest); each counted a staleness reconnect, filled gaps from
+     handled exactly the gseqs 1..N but those its filter refuses (the BDK rule; counted in
+     `filtered`), each line equal to the journal's (live_test.check_worker: no gap, no
+     duplicate, same digest); each counted a staleness reconnect, filled gaps from
      replay (gaps_filled >= 1, replayed >= the events of its cut less one read of the pod),
      lost 0, replay_refused 0; the bridge denied no CURVE handshake.
 Also: nothing of the test listens in the root namespace (the bridge's and the pod's sockets are
@@ -41,7 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "polyglot"))
 import netlab  # noqa: E402
-import live_test as live  # noqa: E402  (Worker, canonical, digest, check_worker; puts pylib on the path)
+import live_test as live  # noqa: E402  (Worker, canonical, check_worker; puts pylib on the path)
 import dftest  # noqa: E402
 from dftest import check, eq, unpack, wait_until  # noqa: E402
 
@@ -120,7 +121,8 @@ def check_namespaces(lab):
         check("default" not in routes, "namespace %s has no default route: %r" % (k, routes))
         addrs = [ln.split()[3] for ln in lab.ip(k, "-o", "-4", "addr", "show").splitlines()]
         bad = [x for x in addrs if not (x.startswith("127.") or x.startswith("198.18."))]
-        check(not bad, "namespace %s has only loopback and 198.18.0.0/15 addresses: %r" % (k, addrs))
+        check(not bad, "namespace %s has only loopback and 198.18.0.0/15 addresses: %r"
+              % (k, addrs))
 
 
 def check_listening(lab, br, pod, ports):
