@@ -41,9 +41,15 @@ class Interrupted(Exception):
 
 
 def run(*args, check=True, timeout=20):
-    """An iproute2 (or other) command: its stdout. A failure with check raises NetlabError with
-    the command and its stderr."""
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    """An iproute2 (or other) command: its stdout. A failure (exit status, timeout, missing
+    program) with check raises NetlabError with the command and its stderr; without check
+    the output, "" if there is none."""
+    try:
+        p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        if check:
+            raise NetlabError("%s: %s" % (" ".join(args), e))
+        return ""
     if check and p.returncode != 0:
         raise NetlabError("%s: exit %d: %s" % (" ".join(args), p.returncode, p.stderr.strip()))
     return p.stdout
