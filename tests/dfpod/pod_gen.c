@@ -253,6 +253,8 @@ user_json(pod_gen_t *g, bool bot)
     /* Real Symphony ids are ~3.5e14; the constructed fixtures use ~2^36. Both exceed 2^32. */
     json_int_t id = (rnd(g) & 1) ? (json_int_t)(68719476737LL + below(g, 1000) * 2 + 1)
                                  : (json_int_t)(349026222340000LL + below(g, 100000));
+    if (id == (json_int_t)g->bot_id)
+        id += 2000; /* a person is never the bot (bot_ratio 0 means no bot event), still > 2^32 */
     char display[128], email[96];
     snprintf(display, sizeof display, "%s %s", people[k].first, people[k].last);
     snprintf(email, sizeof email, "%s@example.com", people[k].login);

@@ -747,6 +747,15 @@ def group_generator(priv, pub):
     check(len(evs2) == 100 and sum(e["initiator"]["user"]["userId"] == BOT_ID for e in evs2) == 5,
           "default bot_ratio 0.05 -> 5 of 100")
     check(len({e["id"] for e in evs + evs2}) == 440, "ids unique across generate calls")
+    # bot_ratio 0: no event at all is the bot's, although random people draw from ids that
+    # include the bot's (68719476738 is the first of them).
+    r3 = pod.admin("POST", "generate", {"count": 3000, "seed": 11, "bot_ratio": 0})
+    st, data, _ = pod.req("GET", "/admin/events")
+    evs3 = json.loads(data)[440:]
+    check(r3["enqueued"] == 3000 and len(evs3) == 3000, "generate 3000 more")
+    check(sum(e["initiator"]["user"]["userId"] == BOT_ID for e in evs3) == 0,
+          "bot_ratio 0 -> no bot-initiated event: %d" %
+          sum(e["initiator"]["user"]["userId"] == BOT_ID for e in evs3))
     # A reader gets them byte for byte.
     h = login(pod, priv)
     f = create_feed(pod, h)
