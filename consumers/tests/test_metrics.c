@@ -10,14 +10,14 @@
 #include "dfconsumer.h"
 
 /*  The sample of metrics_check.py: field i (0-based, struct order) holds
-    (i + 1) * 1000003 + 7, except lag_ms = 1234567 (1234.567 s). */
+    (i + 1) * 1000003 + 7, except lag_ms = 1000042 (1000.042 s). */
 static void
 sample(dfc_stats_t *st)
 {
     uint64_t *f = (uint64_t *)st;
     for (size_t i = 0; i < sizeof *st / sizeof(uint64_t); i++)
         f[i] = (uint64_t)(i + 1) * 1000003u + 7u;
-    st->lag_ms = 1234567;
+    st->lag_ms = 1000042;
 }
 
 static const char *const sample_labels[] = {"worker", "w \"1\"\\\n", "group", "gr\xc3\xbcppe", NULL};
@@ -48,7 +48,7 @@ test_snprintf(void)
     CHECK(strncmp(buf, head, strlen(head)) == 0);
     CHECK(strstr(buf, "\n# TYPE dfconsumer_received_total counter\n"
                       "dfconsumer_received_total 4000019\n") != NULL);
-    CHECK(strstr(buf, "\n# TYPE dfconsumer_lag_seconds gauge\ndfconsumer_lag_seconds 1234.567\n") !=
+    CHECK(strstr(buf, "\n# TYPE dfconsumer_lag_seconds gauge\ndfconsumer_lag_seconds 1000.042\n") !=
           NULL);
     /* 39 fields, 3 lines each */
     size_t lines = 0;
