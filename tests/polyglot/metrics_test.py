@@ -14,7 +14,8 @@ loops, every job completed:
   the example consumer prints at exit) equal the scrape, metric by metric: exactly, except the
   heartbeat counters (received, reserved, heartbeats), which may only have grown, while received
   minus reserved is N in both; dftail's scrape counts N events and as many printed lines;
-- the Python and Node endpoints are closed once start() returned.
+- the Python and Node endpoints are closed once start() returned;
+- the tools refuse a bad address, a taken port and bad labels with exit 2 and a clear line.
 
 Usage: metrics_test.py --dfpod P --dfbridge P --example P --dftail P --node P --source-dir DIR
 """
@@ -138,6 +139,21 @@ def run():
         if not wait_until(w.find_port, "%s worker's metrics port (exit %r)"
                           % (w.name, w.proc.poll())):
             return
+
+    # bad options and a taken port: exit 2 with a line naming the problem, before anything runs
+    taken = "127.0.0.1:%d" % workers[0].port
+    for tool in (A.example, A.dftail):
+        for args, words in ((["--metrics", "nohost"], "host:port"),
+                            (["--metrics", "[::1]"], "host:port"),
+                            (["--metrics", taken], "cannot listen"),
+                            (["--metrics", "127.0.0.1:0", "--metrics-label", "9x=y"],
+                             "invalid --metrics-label"),
+                            (["--metrics", "127.0.0.1:0", "--metrics-label", "w=a",
+                              "--metrics-label", "w=b"], "invalid --metrics-label")):
+            r = subprocess.run([tool, "--endpoint", ep] + args, capture_output=True, timeout=20)
+            check(r.returncode == 2 and words in r.stderr.decode(errors="replace"),
+                  "%s %s: exit 2 saying %r (got %d, %r)" % (os.path.basename(tool), " ".join(args),
+                                                           words, r.returncode, r.stderr[-200:]))
 
     def scrape(w):
         st, _, body = get(w.port, "/metrics")

@@ -149,7 +149,7 @@ class DatafeedLoop:
         self.curve = curve.load(o["server_key"], o["cert"])  # ValueError when invalid
         if o["metrics"] is not None:
             metricsmod.parse_address(o["metrics"])  # ValueError when invalid
-        metricsmod._labels_text(o["metrics_labels"])  # likewise
+        metricsmod.labels_text(o["metrics_labels"])  # likewise
         self.metrics_server = None  # the /metrics endpoint while start() runs
         dw = int(o["dedupe_window"])
         self.dedupe = Dedupe(dw if dw > 0 else 65536) if dw >= 0 else None

@@ -5,6 +5,7 @@ an optional /metrics endpoint on the standard library's http.server, in a daemon
 
 import http.server
 import re
+import socket
 import threading
 
 # (dfc_stats_t field, metric name, type, HELP), in the struct's order.
@@ -93,7 +94,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 
 
-def _labels_text(labels):
+def labels_text(labels):
     """'{a="x",b="y"}' for a dict (or pairs) of constant labels; '' for none. ValueError
     for a name that is not [a-zA-Z_][a-zA-Z0-9_]* or starts with '__', a repeated name,
     or a value that is not a str."""
@@ -122,7 +123,7 @@ def _labels_text(labels):
 def prometheus_text(stats, labels=None):
     """The counters (a dict with dfc_stats_t's names, as DatafeedLoop.stats() returns) as
     Prometheus text: per metric a HELP, a TYPE and a sample line; lag_ms in seconds."""
-    lab = _labels_text(labels)
+    lab = labels_text(labels)
     out = []
     for field, name, kind, help_ in METRICS:
         v = int(stats.get(field, 0))
@@ -144,12 +145,16 @@ def parse_address(addr):
     return host, port
 
 
+class _Server6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class MetricsServer:
     """GET /metrics -> 200 and the text; any other path -> 404. Runs in a daemon thread
     until close(). `address` is the bound (host, port) (port 0 resolved)."""
 
     def __init__(self, loop, addr, labels=None):
-        _labels_text(labels)  # refuse bad labels now, not at the first scrape
+        labels_text(labels)  # refuse bad labels now, not at the first scrape
         host, port = parse_address(addr)
         server_self = self
         self.loop = loop
@@ -171,10 +176,7 @@ class MetricsServer:
             def log_message(self, fmt, *args):
                 pass  # a scrape every few seconds is not worth a log line
 
-        cls = http.server.ThreadingHTTPServer
-        if ":" in host:
-            cls = type("ThreadingHTTPServer6", (cls,), {"address_family": __import__(
-                "socket").AF_INET6})
+        cls = _Server6 if ":" in host else http.server.ThreadingHTTPServer
         self.httpd = cls((host, port), Handler)
         self.httpd.daemon_threads = True
         self.address = self.httpd.server_address[:2]
