@@ -491,6 +491,9 @@ main(int argc, char **argv)
     if (nlabels && dfc_stats_prometheus(&zero, metric_labels, NULL, 0) == 0) {
         fprintf(stderr, "dftail: invalid --metrics-label (a name is [a-zA-Z_][a-zA-Z0-9_]*, "
                         "once; a value is UTF-8)\n");
+        free(endpoints);
+        free(topics);
+        free(metric_labels);
         return 2;
     }
     dfc_curve_t curve;
@@ -500,6 +503,7 @@ main(int argc, char **argv)
         fprintf(stderr, "dftail: invalid --server-key/--cert: %s\n", err);
         free(endpoints);
         free(topics);
+        free(metric_labels);
         return 2;
     }
 
@@ -509,6 +513,9 @@ main(int argc, char **argv)
         if (!http) {
             fprintf(stderr, "dftail: %s\n", err);
             dfc_curve_wipe(&curve);
+            free(endpoints);
+            free(topics);
+            free(metric_labels);
             return 2;
         }
         /* the port chosen for :0 is in this line (tests read it) */

@@ -211,6 +211,8 @@ def run():
 
     for w in workers:
         eq(w.stop(), 0, "%s worker's exit status after SIGTERM" % w.name)
+        check(dftest.log_clean(dftest.read_text(w.log_path) + w.out()),
+              "%s: no sanitizer report in its output" % w.name)
         if w.name == "dftail":
             continue
         out = w.out()
