@@ -107,7 +107,8 @@ metrics_http_new(const char *addr, metrics_http_render_fn *render, void *ctx, ch
     char host[256];
     const char *port;
     if (!addr || !render || split_addr(addr, host, sizeof host, &port) != 0) {
-        snprintf(err, errsize, "metrics address %s: host:port or [v6]:port", addr ? addr : "(null)");
+        snprintf(err, errsize, "metrics address %s: host:port or [v6]:port",
+                 addr ? addr : "(null)");
         return NULL;
     }
     struct addrinfo hints, *ai = NULL;
@@ -136,8 +137,10 @@ metrics_http_new(const char *addr, metrics_http_render_fn *render, void *ctx, ch
                                MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!self->d) {
-        snprintf(err, errsize, "metrics address %s: cannot listen (in use, or not an address "
-                               "of this machine)", addr);
+        snprintf(err, errsize,
+                 "metrics address %s: cannot listen (in use, or not an address "
+                 "of this machine)",
+                 addr);
         free(self);
         return NULL;
     }

@@ -180,8 +180,10 @@ main(int argc, char **argv)
             metric_labels[nlabels++] = argv[++a];
             metric_labels[nlabels++] = eq + 1;
         } else {
-            fprintf(stderr, "usage: example_consumer [--endpoint E]... [--verbose]\n"
-                            "                        [--metrics HOST:PORT [--metrics-label NAME=VALUE]...]\n");
+            fprintf(
+                stderr,
+                "usage: example_consumer [--endpoint E]... [--verbose]\n"
+                "                        [--metrics HOST:PORT [--metrics-label NAME=VALUE]...]\n");
             dfc_loop_destroy(&the_loop);
             free(metric_labels);
             return 2;
@@ -189,8 +191,9 @@ main(int argc, char **argv)
     }
     dfc_stats_t zero = {0};
     if (!metric_labels || (nlabels && dfc_stats_prometheus(&zero, metric_labels, NULL, 0) == 0)) {
-        fprintf(stderr, "example_consumer: invalid --metrics-label (a name is [a-zA-Z_][a-zA-Z0-9_]*, "
-                        "once; a value is UTF-8)\n");
+        fprintf(stderr,
+                "example_consumer: invalid --metrics-label (a name is [a-zA-Z_][a-zA-Z0-9_]*, "
+                "once; a value is UTF-8)\n");
         dfc_loop_destroy(&the_loop);
         free(metric_labels);
         return 2;

@@ -20,7 +20,8 @@ sample(dfc_stats_t *st)
     st->lag_ms = 1000042;
 }
 
-static const char *const sample_labels[] = {"worker", "w \"1\"\\\n", "group", "gr\xc3\xbcppe", NULL};
+static const char *const sample_labels[] = {"worker", "w \"1\"\\\n", "group", "gr\xc3\xbcppe",
+                                            NULL};
 
 static void
 test_snprintf(void)
@@ -75,8 +76,10 @@ test_labels(void)
     st.completed = 5;
     char buf[16384];
     CHECK(dfc_stats_prometheus(&st, sample_labels, buf, sizeof buf) > 0);
-    CHECK(strstr(buf, "\ndfconsumer_completed_total{worker=\"w \\\"1\\\"\\\\\\n\",group=\"gr\xc3\xbcppe\"}"
-                      " 5\n") != NULL);
+    CHECK(
+        strstr(buf,
+               "\ndfconsumer_completed_total{worker=\"w \\\"1\\\"\\\\\\n\",group=\"gr\xc3\xbcppe\"}"
+               " 5\n") != NULL);
     const char *const empty[] = {NULL};
     char plain[16384];
     dfc_stats_prometheus(&st, NULL, plain, sizeof plain);
@@ -91,10 +94,10 @@ test_labels(void)
         {"worker", NULL},
         {"worker", "a", "worker", "b", NULL},
         {"worker", "\xff", NULL},
-        {"worker", "\xc0\xaf", NULL},       /* overlong '/' */
-        {"worker", "\xed\xa0\x80", NULL},   /* a surrogate */
+        {"worker", "\xc0\xaf", NULL},         /* overlong '/' */
+        {"worker", "\xed\xa0\x80", NULL},     /* a surrogate */
         {"worker", "\xf4\x90\x80\x80", NULL}, /* above U+10FFFF */
-        {"worker", "caf\xc3", NULL},        /* cut */
+        {"worker", "caf\xc3", NULL},          /* cut */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(buf, 'x', 8);
