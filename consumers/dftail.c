@@ -1,7 +1,8 @@
 /*  dftail: subscribe to one or more dfbridge PUB endpoints and print every
     message as one JSON line (topic, envelope, event), for humans and tests.
     --from-gseq replays the bridge's journal first. Malformed messages get a
-    line on stderr and are skipped. */
+    line on stderr and are skipped. --metrics serves its counters as
+    Prometheus text (dfc_stats_prometheus: the names every consumer uses). */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,8 +13,58 @@
 
 #include "dfc_internal.h"
 #include "dfc_tsan.h"
+#include "metrics_http.h"
 
 static volatile sig_atomic_t interrupted;
+
+/*  The counters dftail has, under the library's names (dfc_stats_t): it runs
+    no loop, so the others (listeners, jobs, gaps, dedupe...) stay 0. Atomics:
+    the metrics server's thread reads them. */
+static struct {
+    _Atomic uint64_t received, reserved, heartbeats, replayed, replay_requests, replay_errors,
+        lag_ms, alloc_failures;
+    _Atomic uint64_t drops[DFC_MSG_NOMEM]; /* by dfc_msg_status_t, DFC_MSG_OK unused */
+} tail;
+static const char **metric_labels; /* name, value, ..., NULL */
+
+#define TAIL_ADD(f) atomic_fetch_add_explicit(&tail.f, 1, memory_order_relaxed)
+#define TAIL_GET(f) atomic_load_explicit(&tail.f, memory_order_relaxed)
+
+/*  A message not printed: counted under its reason. */
+static void
+count_drop(dfc_msg_status_t st)
+{
+    if (st == DFC_MSG_NOMEM)
+        TAIL_ADD(alloc_failures);
+    else if (st > DFC_MSG_OK && st < DFC_MSG_NOMEM)
+        TAIL_ADD(drops[st]);
+}
+
+static size_t
+render_metrics(void *ctx, char *buf, size_t size)
+{
+    (void)ctx;
+    dfc_stats_t st;
+    memset(&st, 0, sizeof st);
+    st.received = TAIL_GET(received);
+    st.reserved = TAIL_GET(reserved);
+    st.heartbeats = TAIL_GET(heartbeats);
+    st.replayed = TAIL_GET(replayed);
+    st.replay_requests = TAIL_GET(replay_requests);
+    st.replay_errors = TAIL_GET(replay_errors);
+    st.lag_ms = TAIL_GET(lag_ms);
+    st.alloc_failures = TAIL_GET(alloc_failures);
+    st.bad_frames = TAIL_GET(drops[DFC_MSG_BAD_FRAMES]);
+    st.oversize = TAIL_GET(drops[DFC_MSG_OVERSIZE]);
+    st.bad_msgpack = TAIL_GET(drops[DFC_MSG_BAD_MSGPACK]);
+    st.not_map = TAIL_GET(drops[DFC_MSG_NOT_MAP]);
+    st.bad_version = TAIL_GET(drops[DFC_MSG_BAD_VERSION]);
+    st.bad_envelope = TAIL_GET(drops[DFC_MSG_BAD_ENVELOPE]);
+    st.bad_event = TAIL_GET(drops[DFC_MSG_BAD_EVENT]);
+    st.dropped_malformed = st.bad_frames + st.oversize + st.bad_msgpack + st.not_map +
+                           st.bad_version + st.bad_envelope + st.bad_event;
+    return dfc_stats_prometheus(&st, metric_labels, buf, size);
+}
 
 static void
 on_signal(int sig)
@@ -27,7 +78,7 @@ usage(FILE *out)
 {
     fprintf(out, "usage: dftail [--endpoint E]... [--count N] [--timeout MS] [--heartbeats]\n"
                  "              [--from-gseq N [--replay R]] [--server-key FILE|Z85 --cert FILE]\n"
-                 "              [TOPIC...]\n"
+                 "              [--metrics HOST:PORT [--metrics-label NAME=VALUE]...] [TOPIC...]\n"
                  "  --endpoint E   bridge PUB endpoint (repeatable; default tcp://127.0.0.1:5556)\n"
                  "  --count N      exit after printing N messages\n"
                  "  --timeout MS   exit after MS milliseconds without a message\n"
@@ -38,6 +89,9 @@ usage(FILE *out)
                  "  --server-key K CURVE: the bridge's public key (its .key file, or 40 Z85\n"
                  "                 characters); with --cert every socket is a CURVE client\n"
                  "  --cert FILE    CURVE: this consumer's secret certificate (.key_secret)\n"
+                 "  --metrics A    serve the counters on http://A/metrics (Prometheus text;\n"
+                 "                 port 0: any free port, named on stderr)\n"
+                 "  --metrics-label NAME=VALUE  a constant label of every sample (repeatable)\n"
                  "  TOPIC          event types to print, matched exactly (all when none)\n");
 }
 
@@ -169,6 +223,8 @@ format_message(const zmq_msg_t *topic, const zmq_msg_t *body, line_t *l)
     dfc_envelope_t env;
     dfc_msg_status_t st = dfc_envelope_check(dfc_doc_root(doc), &env);
     if (st == DFC_MSG_OK) {
+        uint64_t now = dfc_wall_ms();
+        atomic_store_explicit(&tail.lag_ms, now > env.ts ? now - env.ts : 0, memory_order_relaxed);
         char num[160];
         l->len = 0;
         int bad = line_add(l, "{\"topic\":");
@@ -265,6 +321,7 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
     for (;;) {
         unsigned char buf[4096];
         size_t n = dfc_replay_request(buf, sizeof buf, ++req, NULL, 0, from, 1000, topics, ntopics);
+        TAIL_ADD(replay_requests);
         if (n == 0 || zmq_send(d, buf, n, 0) != (int)n) {
             fprintf(stderr, "dftail: cannot send the replay request\n");
             break;
@@ -275,6 +332,7 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
             zmq_pollitem_t it[2] = {{d, 0, ZMQ_POLLIN, 0}, {mon, 0, ZMQ_POLLIN, 0}};
             if (dfc_mono_ms() > deadline) {
                 fprintf(stderr, "dftail: no answer from %s\n", rep);
+                TAIL_ADD(replay_errors);
                 failed = true;
                 break;
             }
@@ -311,6 +369,7 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
                                 pr == DFC_EINVAL ? "malformed" : "impossible numbers in the");
                         failed = true;
                     } else if (!e.ok) {
+                        TAIL_ADD(replay_errors);
                         fprintf(stderr, "dftail: replay from gseq %llu: %s: %s\n",
                                 (unsigned long long)from, e.code[0] ? e.code : "error", e.error);
                         failed = true;
@@ -325,6 +384,7 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
                 } else if (dfc_frames_check(np, zmq_msg_size(&parts[0])) != DFC_MSG_OK) {
                     fprintf(stderr, "dftail: dropped a replayed message: %s\n",
                             dfc_msg_status_str(DFC_MSG_BAD_FRAMES));
+                    count_drop(DFC_MSG_BAD_FRAMES);
                 } else if (count < 0 || *printed < count) {
                     uint64_t g = 0;
                     size_t el = 0;
@@ -337,9 +397,11 @@ replay_phase(void *ctx, const char *rep, uint64_t from, const char **topics, siz
                     if (st == DFC_MSG_OK) {
                         fputs(line->p, stdout);
                         (*printed)++;
+                        TAIL_ADD(replayed);
                     } else {
                         fprintf(stderr, "dftail: dropped a replayed message: %s\n",
                                 dfc_msg_status_str(st));
+                        count_drop(st);
                     }
                 }
                 zmq_msg_close(&parts[0]);
@@ -379,8 +441,10 @@ main(int argc, char **argv)
     long long count = -1, timeout = -1;
     bool heartbeats = false;
     uint64_t from_gseq = 0;
-    const char *replay = NULL, *server_key = NULL, *cert = NULL;
-    if (!endpoints || !topics)
+    const char *replay = NULL, *server_key = NULL, *cert = NULL, *metrics = NULL;
+    size_t nlabels = 0;
+    metric_labels = calloc((size_t)argc * 2 + 1, sizeof *metric_labels);
+    if (!endpoints || !topics || !metric_labels)
         return 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -400,6 +464,13 @@ main(int argc, char **argv)
             server_key = argv[++i];
         } else if (!strcmp(a, "--cert") && i + 1 < argc) {
             cert = argv[++i];
+        } else if (!strcmp(a, "--metrics") && i + 1 < argc) {
+            metrics = argv[++i];
+        } else if (!strcmp(a, "--metrics-label") && i + 1 < argc && strchr(argv[i + 1], '=')) {
+            char *eq = strchr(argv[++i], '=');
+            *eq = '\0'; /* NAME=VALUE */
+            metric_labels[nlabels++] = argv[i];
+            metric_labels[nlabels++] = eq + 1;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
@@ -416,6 +487,15 @@ main(int argc, char **argv)
         fprintf(stderr, "dftail: --from-gseq takes one --endpoint\n");
         return 2;
     }
+    dfc_stats_t zero = {0};
+    if (nlabels && dfc_stats_prometheus(&zero, metric_labels, NULL, 0) == 0) {
+        fprintf(stderr, "dftail: invalid --metrics-label (a name is [a-zA-Z_][a-zA-Z0-9_]*, "
+                        "once; a value is UTF-8)\n");
+        free(endpoints);
+        free(topics);
+        free(metric_labels);
+        return 2;
+    }
     dfc_curve_t curve;
     char err[512];
     if (dfc_curve_load(&curve, server_key, cert, err, sizeof err) != DFC_OK) {
@@ -423,7 +503,23 @@ main(int argc, char **argv)
         fprintf(stderr, "dftail: invalid --server-key/--cert: %s\n", err);
         free(endpoints);
         free(topics);
+        free(metric_labels);
         return 2;
+    }
+
+    metrics_http_t *http = NULL;
+    if (metrics) {
+        http = metrics_http_new(metrics, render_metrics, NULL, err, sizeof err);
+        if (!http) {
+            fprintf(stderr, "dftail: %s\n", err);
+            dfc_curve_wipe(&curve);
+            free(endpoints);
+            free(topics);
+            free(metric_labels);
+            return 2;
+        }
+        /* the port chosen for :0 is in this line (tests read it) */
+        fprintf(stderr, "dftail: metrics on port %d: GET /metrics\n", metrics_http_port(http));
     }
 
     struct sigaction sa;
@@ -485,7 +581,10 @@ main(int argc, char **argv)
             zmq_msg_t parts[2];
             size_t np, total;
             while (!learnt[0] && dfc_msg_read(sub, parts, &np, &total) == 1) {
+                TAIL_ADD(received); /* dropped here: the replay that follows brings them */
                 if (np == 2 && dfc_msg_is(&parts[0], "_hb")) {
+                    TAIL_ADD(reserved);
+                    TAIL_ADD(heartbeats);
                     dfc_doc_t *doc = NULL;
                     if (dfc_doc_parse(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), &doc) ==
                         DFC_OK) {
@@ -556,6 +655,12 @@ main(int argc, char **argv)
         }
         if (got <= 0)
             continue;
+        TAIL_ADD(received);
+        if (nparts >= 1 && zmq_msg_size(&parts[0]) > 0 &&
+            ((const char *)zmq_msg_data(&parts[0]))[0] == '_')
+            TAIL_ADD(reserved);
+        if (nparts >= 1 && dfc_msg_is(&parts[0], "_hb"))
+            TAIL_ADD(heartbeats);
         /* ZeroMQ matches prefixes: keep only the exact topics asked for */
         bool hb = nparts >= 1 && dfc_msg_is(&parts[0], "_hb");
         /* replayed already: the live copy queued meanwhile is skipped */
@@ -585,10 +690,13 @@ main(int argc, char **argv)
         } else {
             fprintf(stderr, "dftail: dropped a message (%zu frames, %zu bytes): %s\n", nparts,
                     total, dfc_msg_status_str(st));
+            count_drop(st);
         }
         zmq_msg_close(&parts[0]);
         zmq_msg_close(&parts[1]);
     }
+    metrics_http_destroy(&http);
+    free(metric_labels);
     free(line.p);
     free(endpoints);
     free(topics);

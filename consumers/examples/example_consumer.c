@@ -1,12 +1,15 @@
 /*  example_consumer: a bot-style worker on libdfconsumer. Two listeners:
     "printer" logs a one-line summary of every event type, "mentions" reacts
-    to MESSAGESENT only. Each line carries its context (worker/event/listener). */
+    to MESSAGESENT only. Each line carries its context (worker/event/listener).
+    --metrics ADDR serves the loop's counters on http://ADDR/metrics
+    (Prometheus text, dfc_stats_prometheus) with libmicrohttpd. */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dfconsumer.h"
+#include "metrics_http.h"
 
 static dfc_loop_t *the_loop;
 
@@ -27,6 +30,18 @@ static const char *
 s(const char *str)
 {
     return str ? str : "-";
+}
+
+/*  The /metrics page: a snapshot of the counters (dfc_loop_stats is
+    thread-safe) with the --metrics-label labels. */
+static const char **metric_labels; /* name, value, ..., NULL */
+
+static size_t
+render_metrics(void *ctx, char *buf, size_t size)
+{
+    dfc_stats_t st;
+    dfc_loop_stats(ctx, &st);
+    return dfc_stats_prometheus(&st, metric_labels, buf, size);
 }
 
 /* ------------------------------------------------------------- printer */
@@ -147,18 +162,54 @@ main(int argc, char **argv)
     the_loop = dfc_loop_new(&cfg);
     if (!the_loop)
         return 1;
-    int nend = 0;
-    for (int a = 1; a < argc; a++) {
+    int nend = 0, nlabels = 0;
+    const char *metrics = NULL;
+    metric_labels = calloc((size_t)argc * 2 + 1, sizeof *metric_labels);
+    for (int a = 1; a < argc && metric_labels; a++) {
+        char *eq;
         if ((!strcmp(argv[a], "--endpoint") || !strcmp(argv[a], "-e")) && a + 1 < argc) {
             dfc_loop_connect(the_loop, argv[++a]);
             nend++;
         } else if (!strcmp(argv[a], "--verbose")) {
             dfc_log_set_level(DFC_LOG_DEBUG);
+        } else if (!strcmp(argv[a], "--metrics") && a + 1 < argc) {
+            metrics = argv[++a];
+        } else if (!strcmp(argv[a], "--metrics-label") && a + 1 < argc &&
+                   (eq = strchr(argv[a + 1], '=')) != NULL) {
+            *eq = '\0'; /* NAME=VALUE */
+            metric_labels[nlabels++] = argv[++a];
+            metric_labels[nlabels++] = eq + 1;
         } else {
-            fprintf(stderr, "usage: example_consumer [--endpoint E]... [--verbose]\n");
+            fprintf(
+                stderr,
+                "usage: example_consumer [--endpoint E]... [--verbose]\n"
+                "                        [--metrics HOST:PORT [--metrics-label NAME=VALUE]...]\n");
             dfc_loop_destroy(&the_loop);
+            free(metric_labels);
             return 2;
         }
+    }
+    dfc_stats_t zero = {0};
+    if (!metric_labels || (nlabels && dfc_stats_prometheus(&zero, metric_labels, NULL, 0) == 0)) {
+        fprintf(stderr,
+                "example_consumer: invalid --metrics-label (a name is [a-zA-Z_][a-zA-Z0-9_]*, "
+                "once; a value is UTF-8)\n");
+        dfc_loop_destroy(&the_loop);
+        free(metric_labels);
+        return 2;
+    }
+    metrics_http_t *http = NULL;
+    if (metrics) {
+        char err[512];
+        http = metrics_http_new(metrics, render_metrics, the_loop, err, sizeof err);
+        if (!http) {
+            fprintf(stderr, "example_consumer: %s\n", err);
+            dfc_loop_destroy(&the_loop);
+            free(metric_labels);
+            return 2;
+        }
+        /* the port chosen for :0 is in this line (tests read it) */
+        dfc_log(DFC_LOG_INFO, "metrics on port %d: GET /metrics", metrics_http_port(http));
     }
     if (nend == 0)
         dfc_loop_connect(the_loop, "tcp://127.0.0.1:5556");
@@ -208,6 +259,8 @@ main(int argc, char **argv)
             (unsigned long long)st.gaps);
     dfc_stats_format(&st, info, sizeof info);
     dfc_log(DFC_LOG_INFO, "counters:\n%s", info);
+    metrics_http_destroy(&http); /* before the loop its render reads */
     dfc_loop_destroy(&the_loop);
+    free(metric_labels);
     return rc == DFC_OK ? 0 : 1;
 }

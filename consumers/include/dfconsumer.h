@@ -490,6 +490,20 @@ void dfc_loop_stats(dfc_loop_t *loop, dfc_stats_t *out);
 /*  Formats the counters Redis-INFO style, one "name:value\n" line each, in
     the struct's order; snprintf-style (returns the length it needed). */
 size_t dfc_stats_format(const dfc_stats_t *st, char *buf, size_t size);
+/*  Formats the counters in the Prometheus text format (0.0.4): for each field
+    a "# HELP", a "# TYPE" and a sample line, in the struct's order, named as
+    consumers/metrics.json lists them (the Python and Node packages print the
+    same): dfconsumer_<field>_total for counters, dfconsumer_<field> for the
+    gauges listeners, and dfconsumer_lag_seconds (lag_ms / 1000). labels:
+    NULL, or constant labels added to every sample as name, value pairs
+    ending with a NULL name: {"worker", "w1", NULL}; values are escaped.
+    snprintf-style (returns the length it needed; buf may be NULL when size
+    is 0). Returns 0 (and writes "") when a label name is not
+    [a-zA-Z_][a-zA-Z0-9_]* or starts with "__", a name repeats, a value is
+    NULL or not UTF-8. Serving it over HTTP is the worker's business: dftail
+    --metrics and the example consumer show one way (consumers/README.md). */
+size_t dfc_stats_prometheus(const dfc_stats_t *st, const char *const *labels, char *buf,
+                            size_t size);
 
 /*  The partition key of an event (schemas/CONTRACT.md): the first string at
     payload.<key>.stream.streamId, then payload.<key>.message.stream.streamId

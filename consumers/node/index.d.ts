@@ -260,6 +260,11 @@ export interface DatafeedOptions {
   serverKey?: string;
   /** CURVE: the path of this consumer's secret certificate (.key_secret); needs serverKey */
   cert?: string;
+  /** 'host:port' ('[::1]:port'; port 0 = any free one): serve GET /metrics (Prometheus text, the
+      names of consumers/metrics.json) while start() runs; loop.metricsServer.address() tells the port */
+  metrics?: string;
+  /** constant labels of every sample, e.g. {worker: 'w1'} */
+  metricsLabels?: Record<string, string>;
 }
 
 /** The counters, named and meant exactly as the C dfc_stats_t. */
@@ -303,6 +308,10 @@ export class DatafeedLoop {
   start(): Promise<void>;
   stop(): Promise<void>;
   stats(): Stats;
+  /** The counters in the Prometheus text format; labels default to the metricsLabels option. */
+  statsPrometheus(labels?: Record<string, string>): string;
+  /** The /metrics server while start() runs with the metrics option, else null. */
+  readonly metricsServer: import('http').Server | null;
   events(options?: { acceptAll?: boolean; name?: string }): AsyncIterableIterator<EventItem>;
 }
 
@@ -324,4 +333,10 @@ export function partition(key: string | Uint8Array, members: number): number;
 export function loadCheckpoint(file: string): { entries: { epoch: string; gseq: number; done: number[] }[]; ok: boolean };
 export function decode(body: Uint8Array): unknown;
 export const SEQ_MAX: number;
+/** [dfc_stats_t field, metric name, 'counter' | 'gauge', HELP] for each counter (consumers/metrics.json). */
+export const METRICS: ReadonlyArray<readonly [keyof Stats, string, 'counter' | 'gauge', string]>;
+/** Stats (as loop.stats() returns) as Prometheus text, with optional constant labels. */
+export function prometheusText(stats: Stats, labels?: Record<string, string>): string;
+/** Serves loop.stats() on GET http://addr/metrics (404 elsewhere) until server.close(). */
+export function serveMetrics(loop: DatafeedLoop, addr: string, labels?: Record<string, string>): Promise<import('http').Server>;
 export const GSEQ_AHEAD: number;

@@ -8,6 +8,7 @@ const events = require('./lib/events');
 const partition = require('./lib/partition');
 const checkpoint = require('./lib/checkpoint');
 const wire = require('./lib/wire');
+const metrics = require('./lib/metrics');
 
 module.exports = {
   DatafeedLoop: loop.DatafeedLoop,
@@ -27,4 +28,7 @@ module.exports = {
   decode: (buf) => wire.decode(buf).value,
   SEQ_MAX: wire.SEQ_MAX,
   GSEQ_AHEAD: wire.GSEQ_AHEAD,
+  METRICS: metrics.METRICS,
+  prometheusText: metrics.prometheusText,
+  serveMetrics: metrics.serveMetrics,
 };

@@ -4,6 +4,6 @@ import cjs from './index.js';
 export const {
   DatafeedLoop, RealTimeEventListener, eventListenerContext, listenerContext, currentEnvelope,
   setLogLevel, setLogSink, STATS_FIELDS, EVENT_TYPES, defaultIsAccepting, partitionKey, fnv1a64,
-  partition, loadCheckpoint, decode, SEQ_MAX, GSEQ_AHEAD,
+  partition, loadCheckpoint, decode, SEQ_MAX, GSEQ_AHEAD, METRICS, prometheusText, serveMetrics,
 } = cjs;
 export default cjs;

@@ -3,9 +3,13 @@
     int64 min, uint64 max, -0.0, \u0000, emoji, escapes, fixed envelope key
     order, topic filtering, malformed messages on stderr, SIGINT and idle exit;
     against the fake bridge (fakebridge.h): --from-gseq with the replay
-    endpoint learnt from the heartbeat, and --heartbeats. */
+    endpoint learnt from the heartbeat, and --heartbeats; --metrics: the
+    counters by reason over HTTP, 404 elsewhere. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -326,6 +330,156 @@ check_gseqs(const char *out, int first, int last)
     CHECK_EQ(lines, last - first + 1);
 }
 
+/*  Reads fd into buf (appending at *len) until `want` appears or timeout;
+    true when it did. */
+static bool
+read_until(int fd, char *buf, size_t size, size_t *len, const char *want, int timeout_ms)
+{
+    int64_t end = tu_now_ms() + timeout_ms;
+    while (!strstr(buf, want) && tu_now_ms() < end && *len + 1 < size) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, (int)(end - tu_now_ms())) <= 0)
+            continue;
+        ssize_t r = read(fd, buf + *len, size - 1 - *len);
+        if (r <= 0)
+            break;
+        *len += (size_t)r;
+        buf[*len] = '\0';
+    }
+    return strstr(buf, want) != NULL;
+}
+
+/*  GET http://127.0.0.1:port/path (HTTP/1.0: the server closes after the
+    answer). Returns the status, the whole answer in buf; -1 on failure. */
+static int
+http_get(int port, const char *path, char *buf, size_t size)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    buf[0] = '\0';
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t len = 0;
+    int64_t end = tu_now_ms() + 5000;
+    while (len + 1 < size && tu_now_ms() < end) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, (int)(end - tu_now_ms())) <= 0)
+            continue;
+        ssize_t r = read(fd, buf + len, size - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    close(fd);
+    int status = -1;
+    sscanf(buf, "HTTP/1.%*d %d", &status);
+    return status;
+}
+
+/*  The value of sample `line` ("name{labels} ") in a /metrics answer, -1 if absent. */
+static long long
+sample(const char *page, const char *line)
+{
+    const char *p = strstr(page, line);
+    return p ? strtoll(p + strlen(line), NULL, 10) : -1;
+}
+
+/*  --metrics: 2 events, 5 malformed messages (one per reason dftail can
+    see), a heartbeat and a reserved message; the scrape counts each under
+    the library's name, with the label; 404 elsewhere; SIGINT exits 0. */
+static void
+test_metrics(void *ctx)
+{
+    char ep[256];
+    void *x = new_xpub(ctx, ep, sizeof ep);
+    const char *args[] = {"--endpoint",      ep,         "--metrics", "127.0.0.1:0",
+                          "--metrics-label", "worker=t", NULL};
+    child_t c = spawn(args);
+    static char err[65536], out[65536], page[65536];
+    size_t elen = 0;
+    err[0] = '\0';
+    CHECK(read_until(c.err, err, sizeof err, &elen, "GET /metrics\n", 10000));
+    int port = 0;
+    const char *at = strstr(err, "metrics on port ");
+    if (at)
+        port = atoi(at + strlen("metrics on port "));
+    CHECK(port > 0);
+    CHECK(tu_wait_subscription(x, 10000) == 0);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    tu_envelope(&sb, 1, 1, "e", 7, "{\"id\":\"a\"}");
+    CHECK(tu_send2(x, "MESSAGESENT", sb.data, sb.size) == 0);
+    tu_envelope(&sb, 2, 2, "e", 7, "{\"id\":\"b\"}");
+    CHECK(tu_send2(x, "MESSAGESENT", sb.data, sb.size) == 0);
+    CHECK(tu_send2(x, "MESSAGESENT", "\xc1", 1) == 0); /* bad_msgpack */
+    CHECK(tu_send2(x, "MESSAGESENT", "\x07", 1) == 0); /* not_map */
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 1);
+    pack_key(&pk, "v");
+    msgpack_pack_uint64(&pk, 2);
+    CHECK(tu_send2(x, "MESSAGESENT", sb.data, sb.size) == 0); /* bad_version */
+    zmq_send(x, "MESSAGESENT", 11, 0);                        /* bad_frames */
+    tu_envelope(&sb, 3, 3, "e", 7, "[1]");
+    CHECK(tu_send2(x, "MESSAGESENT", sb.data, sb.size) == 0); /* bad_event */
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 0);
+    CHECK(tu_send2(x, "_hb", sb.data, sb.size) == 0);
+    CHECK(tu_send2(x, "_other", sb.data, sb.size) == 0);
+    /* poll the counter until all 9 are read (bounded) */
+    int64_t end = tu_now_ms() + 10000;
+    while (tu_now_ms() < end && (http_get(port, "/metrics", page, sizeof page) != 200 ||
+                                 sample(page, "\ndfconsumer_received_total{worker=\"t\"} ") < 9))
+        usleep(20000);
+    CHECK(strstr(page, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n") != NULL);
+    static const struct {
+        const char *name;
+        long long want;
+    } want[] = {
+        {"dfconsumer_received_total", 9},    {"dfconsumer_reserved_total", 2},
+        {"dfconsumer_heartbeats_total", 1},  {"dfconsumer_dropped_malformed_total", 5},
+        {"dfconsumer_bad_msgpack_total", 1}, {"dfconsumer_not_map_total", 1},
+        {"dfconsumer_bad_version_total", 1}, {"dfconsumer_bad_frames_total", 1},
+        {"dfconsumer_bad_event_total", 1},   {"dfconsumer_bad_envelope_total", 0},
+        {"dfconsumer_oversize_total", 0},    {"dfconsumer_listeners", 0},
+        {"dfconsumer_replayed_total", 0},    {"dfconsumer_replay_requests_total", 0},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "\n%s{worker=\"t\"} ", want[i].name);
+        long long got = sample(page, line);
+        if (got != want[i].want)
+            fprintf(stderr, "%s: %lld, want %lld\n", want[i].name, got, want[i].want);
+        CHECK_EQ(got, want[i].want);
+    }
+    /* ts 1700000000123: the lag is years, in seconds */
+    CHECK(sample(page, "\ndfconsumer_lag_seconds{worker=\"t\"} ") > 86400);
+    CHECK_EQ(http_get(port, "/", page, sizeof page), 404);
+    CHECK_EQ(http_get(port, "/metricsx", page, sizeof page), 404);
+    kill(c.pid, SIGINT);
+    CHECK_EQ(finish(&c, out, sizeof out, err + elen, sizeof err - elen, 5000), 0);
+    /* the two events and the reserved message are printed, nothing else */
+    int lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    CHECK_EQ(lines, 3);
+    CHECK_EQ(http_get(port, "/metrics", page, sizeof page), -1); /* closed */
+    msgpack_sbuffer_destroy(&sb);
+    zmq_close(x);
+}
+
 static void
 test_replay(void *ctx)
 {
@@ -394,6 +548,7 @@ main(int argc, char **argv)
     test_bad_topics(ctx);
     test_sigint_and_idle(ctx);
     test_replay(ctx);
+    test_metrics(ctx);
     zmq_ctx_term(ctx);
     return df_check_report("consumer_dftail");
 }

@@ -15,6 +15,7 @@ const { Dedupe } = require('./dedupe');
 const { Watermarks } = require('./watermark');
 const { Link, linkReceive, openSub, closeSub, linkTimers } = require('./link');
 const { fillOn, fillReceive, EV } = require('./fill');
+const metrics = require('./metrics');
 
 // The counters of dfc_stats_t, in its order, with the same names and meaning.
 const STATS_FIELDS = [
@@ -73,7 +74,7 @@ function intOption(o, name, dflt, { min = -Infinity } = {}) {
 
 const OPTIONS = new Set(['maxInFlight', 'queueSize', 'workers', 'rcvhwm', 'maxFrame', 'ordering', 'checkpointDir', 'name',
   'checkpointMs', 'group', 'member', 'members', 'fromGseq', 'staleMs', 'replayTimeoutMs', 'dedupeWindow', 'maxHeld',
-  'maxHeldBytes', 'replayAnyHost', 'serverKey', 'cert']);
+  'maxHeldBytes', 'replayAnyHost', 'serverKey', 'cert', 'metrics', 'metricsLabels']);
 
 function config(o) {
   for (const k of Object.keys(o)) if (!OPTIONS.has(k)) throw new TypeError(`unknown option ${k}`);
@@ -97,7 +98,12 @@ function config(o) {
     replayAnyHost: o.replayAnyHost === true,
     checkpointFile: null,
     curve: curve.load(o.serverKey, o.cert), // CURVE client keys or null (lib/curve.js)
+    // 'host:port': serve /metrics (Prometheus) while start() runs; constant labels of every sample
+    metrics: o.metrics === undefined || o.metrics === null ? null : o.metrics,
+    metricsLabels: o.metricsLabels === undefined ? null : o.metricsLabels,
   };
+  if (cfg.metrics !== null) metrics.parseAddress(cfg.metrics); // TypeError when invalid
+  metrics.labelsText(cfg.metricsLabels); // likewise
   if (cfg.ordering !== 'concurrent' && cfg.ordering !== 'stream') throw new TypeError("option ordering: 'concurrent' or 'stream'");
   if (cfg.checkpointMs < 0) cfg.checkpointMs = 1000;
   if (cfg.replayTimeoutMs < 0) cfg.replayTimeoutMs = 5000;
@@ -149,6 +155,7 @@ class DatafeedLoop {
     this._stopResolve = null;
     this._done = null;
     this._iterators = new Set();
+    this.metricsServer = null; // the /metrics endpoint (a node:http server) while start() runs
     if (endpoint) this.connect(endpoint, replay);
   }
 
@@ -195,6 +202,12 @@ class DatafeedLoop {
     return { ...this.stat };
   }
 
+  /** The counters in the Prometheus text format (consumers/metrics.json's names);
+      labels: constant labels ({worker: 'w1'}), default the metricsLabels option. */
+  statsPrometheus(labels) {
+    return metrics.prometheusText(this.stat, labels === undefined ? this.cfg.metricsLabels : labels);
+  }
+
   /** Runs until stop(); resolves after every task in flight finished and the
       final checkpoint was written. Rejects when already running. */
   async start() {
@@ -209,6 +222,10 @@ class DatafeedLoop {
     this._done = new Promise((r) => { finish = r; });
     const stopped = new Promise((r) => { this._stopResolve = r; });
     try {
+      // a listen error (address in use...) rejects start() before anything runs
+      if (this.cfg.metrics !== null) {
+        this.metricsServer = await metrics.serveMetrics(this, this.cfg.metrics, this.cfg.metricsLabels);
+      }
       this.wm.restore();
       for (const L of this.links) openSub(this, L);
       let ckptNext = performance.now() + this.cfg.checkpointMs;
@@ -233,6 +250,10 @@ class DatafeedLoop {
       while (this._inFlight > 0) await new Promise((r) => this._idleWaiters.push(r));
       this._save(); // every task ran: the final watermark
     } finally {
+      if (this.metricsServer) {
+        await metrics.closeMetrics(this.metricsServer);
+        this.metricsServer = null;
+      }
       this._running = false;
       this._stopping = false;
       this._stopResolve = null;

@@ -4,6 +4,7 @@ delivery guarantees (replay, gap fill, checkpoint, dedupe, ordering, groups, HA)
 
 from .listener import RealTimeEventListener, current_envelope, event_listener_context
 from .loop import STATS_FIELDS, DatafeedLoop
+from .metrics import METRICS, prometheus_text, serve_metrics
 from .models import (EVENT_TYPES, UserV2, V4Event, V4Initiator, V4Message, V4MessageSent,
                      V4Payload, V4Stream, V4User)
 from .partition import fnv1a64, partition, partition_key
@@ -15,5 +16,5 @@ __all__ = [
     "DatafeedLoop", "RealTimeEventListener", "event_listener_context", "current_envelope",
     "STATS_FIELDS", "EVENT_TYPES", "V4Event", "V4Initiator", "V4User", "V4Stream", "V4Message",
     "V4MessageSent", "V4Payload", "UserV2", "Envelope", "fnv1a64", "partition", "partition_key",
-    "SEQ_MAX", "GSEQ_AHEAD",
+    "SEQ_MAX", "GSEQ_AHEAD", "METRICS", "prometheus_text", "serve_metrics",
 ]

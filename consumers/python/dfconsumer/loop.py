@@ -15,6 +15,7 @@ import zmq.asyncio
 
 from . import curve
 from . import fill as fillmod
+from . import metrics as metricsmod
 from . import wire
 from .dedupe import Dedupe
 from .link import Link
@@ -59,6 +60,8 @@ DEFAULTS = {
     "bot_id": None,          # the bot's user id for is_accepting_event; None: the envelope's bot
     "server_key": None,      # CURVE: the bridge's public key (40 Z85 chars) or its .key file
     "cert": None,            # CURVE: this consumer's .key_secret file (with server_key)
+    "metrics": None,         # "host:port": serve /metrics (Prometheus) while start() runs
+    "metrics_labels": None,  # constant labels of every sample: {"worker": "w1"}
 }
 ALIASES = {"queue_size": "max_in_flight"}
 
@@ -144,6 +147,10 @@ class DatafeedLoop:
                                  "the file is <checkpoint_dir>/<name>.ckpt")
             path = os.path.join(o["checkpoint_dir"], name + ".ckpt")
         self.curve = curve.load(o["server_key"], o["cert"])  # ValueError when invalid
+        if o["metrics"] is not None:
+            metricsmod.parse_address(o["metrics"])  # ValueError when invalid
+        metricsmod.labels_text(o["metrics_labels"])  # likewise
+        self.metrics_server = None  # the /metrics endpoint while start() runs
         dw = int(o["dedupe_window"])
         self.dedupe = Dedupe(dw if dw > 0 else 65536) if dw >= 0 else None
         self.counters = dict.fromkeys(STATS_FIELDS, 0)
@@ -206,6 +213,12 @@ class DatafeedLoop:
         """The counters, a dict with the names of libdfconsumer's dfc_stats_t."""
         return dict(self.counters)
 
+    def stats_prometheus(self, labels=None):
+        """The counters in the Prometheus text format (consumers/metrics.json's names);
+        labels: constant labels (a dict), default the metrics_labels option."""
+        return metricsmod.prometheus_text(
+            self.stats(), self.options["metrics_labels"] if labels is None else labels)
+
     def request_stop(self):
         """Asks start() to return; callable from anywhere (a callback, another thread, a
         signal.signal handler). Sticky: a stop before start makes the next start return
@@ -240,6 +253,10 @@ class DatafeedLoop:
         if self._stop_req:
             self._stop_req = False  # a stop that came before start: consume it
             return
+        if self.options["metrics"] is not None:
+            # OSError (address in use...) is raised from start(), before anything runs
+            self.metrics_server = metricsmod.serve_metrics(self, self.options["metrics"],
+                                                           self.options["metrics_labels"])
         self.running = True
         self.stopping = False
         self._aloop = asyncio.get_running_loop()
@@ -282,6 +299,9 @@ class DatafeedLoop:
             self._stop_req = False
             self.running = False
             self.stopping = False
+            if self.metrics_server is not None:
+                self.metrics_server.close()
+                self.metrics_server = None
 
     # ------------------------------------------------------------ internals
 
