@@ -30,7 +30,10 @@ cache=${DF_BASE_CACHE:-/var/cache/dfbridge-ci}
 for old in /var/tmp/dfb-pkg.*; do
   [ -d "$old" ] || continue
   pid=$(cat "$old/pid" 2>/dev/null || echo 0)
-  if ! kill -0 "$pid" 2>/dev/null && ! grep -q " $old/" /proc/self/mountinfo; then rm -rf "$old"; fi
+  if ! kill -0 "$pid" 2>/dev/null \
+     && ! awk -v r="$old/" 'index($5, r) == 1 {f = 1} END {exit !f}' /proc/self/mountinfo; then
+    rm -rf "$old"
+  fi
 done
 work=$(mktemp -d /var/tmp/dfb-pkg.XXXXXX)
 echo $$ >"$work/pid"
@@ -45,9 +48,10 @@ cleanup() {
     umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}" 2>/dev/null
   done
   # Never rm -rf through a mount point: if anything is still mounted under $root, leave it.
-  if grep -q " $root[/ ]" /proc/self/mountinfo; then
-    echo "packages_install: still mounted under $root, not removed:"
-    grep " $root[/ ]" /proc/self/mountinfo
+  local left
+  left=$(awk -v r="$root" '$5 == r || index($5, r "/") == 1 {print $5}' /proc/self/mountinfo)
+  if [ -n "$left" ]; then
+    echo "packages_install: still mounted under $root, not removed: $left"
     rc=1
   else
     rm -rf "$work"
@@ -157,7 +161,7 @@ port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0
 pub=$(port) rep=$(port)
 "$build/tests/dfpod/dfpod" --public-key "$work/bot-pub.pem" --listen 127.0.0.1:0 \
   --port-file "$work/pod.port" --bot-username my-bot >/dev/null 2>"$work/pod.log" &
-pids+=($!)
+pids+=("$!")
 for _ in $(seq 200); do [ -s "$work/pod.port" ] && break; sleep 0.05; done # a file appearing has no other signal
 [ -s "$work/pod.port" ] || die "dfpod did not start: $(cat "$work/pod.log")"
 podport=$(cat "$work/pod.port")
@@ -187,9 +191,9 @@ bridge:
 YAML
 in_root_exec chroot --userspec=dfbridge:dfbridge / sh -c \
   'cd /var/lib/dfbridge && exec dfbridge --config /etc/dfbridge/dfbridge.yaml' >"$work/bridge.log" 2>&1 &
-bridge_pid=$!; pids+=($bridge_pid)
+bridge_pid=$!; pids+=("$bridge_pid")
 in_root_exec /tmp/worker --endpoint "tcp://127.0.0.1:$pub" >"$work/worker.log" 2>&1 &
-worker_pid=$!; pids+=($worker_pid)
+worker_pid=$!; pids+=("$worker_pid")
 # The worker has the bridge's heartbeat (so its subscription is live) and the pod has a feed.
 for _ in $(seq 300); do
   grep -q 'from the heartbeat' "$work/worker.log" && [ "$(admin GET feeds | tr -d ' \n')" != "[]" ] && break
