@@ -18,7 +18,7 @@
 set -euo pipefail
 
 cache=${DF_BASE_CACHE:-/var/cache/dfbridge-ci}
-tarball="$cache/bookworm-minbase.tar"
+tarball="$cache/bookworm-minbase.v2.tar" # .vN: bump when what is made changes
 rebuild=0
 for a in "$@"; do
   case "$a" in
@@ -59,6 +59,7 @@ if ! command -v debootstrap >/dev/null 2>&1; then
 fi
 
 root=$(mktemp -d "$cache/rootfs.XXXXXX")
+chmod 755 "$root" # mktemp made it 0700: the image's / must be 0755 for non-root users
 trap 'rm -rf "$root" "$tarball.tmp"' EXIT
 echo "debian-base: debootstrap --variant=minbase bookworm from $mirror" >&2
 if ! debootstrap --variant=minbase bookworm "$root" "$mirror" >"$cache/debootstrap.log" 2>&1; then
