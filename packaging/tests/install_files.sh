@@ -56,7 +56,9 @@ f lib/libdfconsumer.a
 f lib/pkgconfig/dfconsumer.pc
 l lib/libdfconsumer.so -> libdfconsumer.so.0
 f share/doc/libdfconsumer-dev/README.md
-f share/doc/libdfconsumer-dev/example_consumer.c"
+f share/doc/libdfconsumer-dev/example_consumer.c
+f share/doc/libdfconsumer-dev/metrics_http.c
+f share/doc/libdfconsumer-dev/metrics_http.h"
 under() { sed "s|^\([fl]\) |\1 $1/|" | sort; } # prefix every path
 A=$tmp/all
 install_into "$A" /usr/local
@@ -124,11 +126,13 @@ got=$(pc --static --libs dfconsumer | xargs)
 [ "$got" = "-L$P/lib -ldfconsumer -lzmq -lm -pthread" ] || fail "pkg-config --static --libs: '$got'"
 [ "$(pc --modversion dfconsumer)" = "$ver" ] || fail "pkg-config --modversion"
 ex=$P/share/doc/libdfconsumer-dev/example_consumer.c
-# shellcheck disable=SC2046
-cc -Wall -Werror -o "$tmp/worker" "$ex" $(pc --cflags --libs dfconsumer) || fail "cc (shared)"
+mh="$P/share/doc/libdfconsumer-dev/metrics_http.c $(pkg-config --cflags --libs libmicrohttpd)" # its --metrics
+# shellcheck disable=SC2046,SC2086
+cc -Wall -Werror -o "$tmp/worker" "$ex" $mh $(pc --cflags --libs dfconsumer) || fail "cc (shared)"
 # --static: the archive itself (-l:libdfconsumer.a) with the private libraries the .pc lists.
 # shellcheck disable=SC2046
-cc -Wall -Werror -o "$tmp/worker_static" "$ex" $(pc --cflags dfconsumer) \
+# shellcheck disable=SC2086
+cc -Wall -Werror -o "$tmp/worker_static" "$ex" $mh $(pc --cflags dfconsumer) \
    $(pc --static --libs dfconsumer | sed 's/-ldfconsumer/-l:libdfconsumer.a/') || fail "cc (static)"
 grep -qF "libdfconsumer.so.0 => $P/lib/libdfconsumer.so.0 " <<<"$(LD_LIBRARY_PATH=$P/lib ldd "$tmp/worker")" \
   || fail "worker: ldd does not show $P/lib/libdfconsumer.so.0"
@@ -138,7 +142,7 @@ run_worker() { # BINARY: starts, logs, stops on SIGTERM with the stop line
   port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   LD_LIBRARY_PATH=$P/lib "$1" --endpoint "tcp://127.0.0.1:$port" >"$log" 2>&1 &
   worker_pid=$!
-  for _ in $(seq 100); do grep -q 'example consumer started' "$log" && break; sleep 0.05; done
+  for _ in $(seq 400); do grep -q 'example consumer started' "$log" && break; sleep 0.05; done # 20 s: CI's load
   grep -q 'example consumer started' "$log" || fail "$1: never started: $(cat "$log")"
   kill -TERM "$worker_pid"; wait "$worker_pid"; local rc=$?; worker_pid=
   [ $rc -eq 0 ] || fail "$1: exit $rc after SIGTERM"

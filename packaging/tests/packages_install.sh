@@ -137,14 +137,16 @@ out=$(in_root chroot --userspec=dfbridge:dfbridge / dfbridge --config /etc/dfbri
   || fail "shipped config with the key in place: --check: $out"
 
 # ---- 4. a worker built with pkg-config only
-step "apt-get install gcc pkg-config"
-in_root apt-get install -y -q --no-install-recommends gcc pkg-config >>"$work/apt.log" 2>&1 \
-  || { tail -30 "$work/apt.log"; die "apt-get install gcc pkg-config"; }
+# (libmicrohttpd-dev: the example's --metrics endpoint, metrics_http.c beside it)
+step "apt-get install gcc pkg-config libmicrohttpd-dev"
+in_root apt-get install -y -q --no-install-recommends gcc pkg-config libmicrohttpd-dev >>"$work/apt.log" 2>&1 \
+  || { tail -30 "$work/apt.log"; die "apt-get install gcc pkg-config libmicrohttpd-dev"; }
 ex=/usr/share/doc/libdfconsumer-dev/example_consumer.c
 [ -f "$root$ex" ] || fail "no $ex"
-in_root sh -c "gcc -Wall -Werror -o /tmp/worker $ex \$(pkg-config --cflags --libs dfconsumer)" \
+mh="/usr/share/doc/libdfconsumer-dev/metrics_http.c \$(pkg-config --cflags --libs libmicrohttpd)"
+in_root sh -c "gcc -Wall -Werror -o /tmp/worker $ex $mh \$(pkg-config --cflags --libs dfconsumer)" \
   || fail "gcc with pkg-config --cflags --libs dfconsumer"
-in_root sh -c "gcc -Wall -Werror -o /tmp/worker_static $ex \$(pkg-config --cflags dfconsumer) \
+in_root sh -c "gcc -Wall -Werror -o /tmp/worker_static $ex $mh \$(pkg-config --cflags dfconsumer) \
                  \$(pkg-config --static --libs dfconsumer | sed 's/-ldfconsumer/-l:libdfconsumer.a/')" \
   || fail "gcc with pkg-config --static (libdfconsumer.a)"
 l=$(in_root ldd /tmp/worker)
