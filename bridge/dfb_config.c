@@ -1845,5 +1845,61 @@ dfb_config_test(int verbose)
     }
     /* ---- end transport keys ---- */
     df_check_failures += dfb_config_env_test(verbose); /* env */
+
+    /* ---- env: variables over the file, through the same parser ---- */
+    setenv("DFBRIDGE_BRIDGE_SNDHWM", "9", 1);                     /* an int, env beats file */
+    setenv("DFBRIDGE_BRIDGE_STRICTPERMISSIONS", "TRUE", 1);        /* a bool */
+    setenv("DFBRIDGE_DATAHOSE_EVENTTYPES", "[MESSAGESENT, ROOMCREATED]", 1); /* a list */
+    setenv("DFBRIDGE_AGENT_DEFAULTHEADERS", "{X-A: '1', X-B: two words}", 1); /* a map */
+    setenv("DFBRIDGE_DATAFEED_RETRY_INITIALINTERVALMILLIS", "20", 1); /* in the file's block */
+    setenv("DFBRIDGE_BOT_USERNAME", "", 1);                        /* empty: not set */
+    setenv("DFBRIDGE_BOT_PRIVATEKEY_CONTENT", "PEM-FROM-ENV", 1);  /* a secret, wiped */
+    cfg = load_text("host: h\nbot: {username: u}\ndatafeed: {retry: {maxAttempts: 3}}\n"
+                    "bridge: {sndhwm: 5, heartbeatMillis: 250}\n",
+                    err, sizeof err);
+    if (verbose)
+        printf("  env over file -> %s\n", cfg ? "ok" : err);
+    CHECK(cfg);
+    if (cfg) {
+        CHECK(cfg->sndhwm == 9 && cfg->heartbeat_ms == 250 && cfg->strict_permissions == 1);
+        CHECK(strcmp(cfg->bot_username, "u") == 0);
+        CHECK(cfg->key_content && strcmp(cfg->key_content, "PEM-FROM-ENV") == 0);
+        CHECK(cfg->datahose_event_types_n == 2 &&
+              strcmp(cfg->datahose_event_types[1], "ROOMCREATED") == 0);
+        CHECK(cfg->agent.headers.count == 2 && strcmp(cfg->agent.headers.values[1], "two words") == 0);
+        CHECK(cfg->pod.headers.count == 0);
+        CHECK(retry_is(&cfg->datafeed_retry, 3, 20, 2.0, 300000));
+        int seen = 0;
+        for (size_t i = 0; i < cfg->origins_n; i++) {
+            const dfb_config_origin_t *o = &cfg->origins[i];
+            if (strcmp(o->key, "bot.privateKey.content") == 0)
+                seen += o->from == DFB_FROM_ENV && strcmp(o->value, DFB_SECRET_MASK) == 0;
+            if (strcmp(o->key, "bridge.heartbeatMillis") == 0)
+                seen += o->from == DFB_FROM_FILE && strcmp(o->value, "250") == 0;
+            if (strcmp(o->key, "bridge.dedupeWindow") == 0)
+                seen += o->from == DFB_FROM_DEFAULT && !o->where;
+        }
+        CHECK(seen == 3);
+    }
+    dfb_config_destroy(&cfg);
+    CHECK(!getenv("DFBRIDGE_BOT_PRIVATEKEY_CONTENT")); /* a secret is unset once read */
+    /* No file at all: the environment gives everything required. */
+    setenv("DFBRIDGE_HOST", "h", 1);
+    setenv("DFBRIDGE_BOT_USERNAME", "env-bot", 1);
+    setenv("DFBRIDGE_BOT_PRIVATEKEY_PATH", "k", 1);
+    cfg = dfb_config_load(NULL, err, sizeof err);
+    CHECK(cfg && !cfg->path && strcmp(cfg->bot_username, "env-bot") == 0 && cfg->sndhwm == 9);
+    dfb_config_destroy(&cfg);
+    /* An unknown variable: refused, naming it. */
+    setenv("DFBRIDGE_BRIDGE_NOPE", "1", 1);
+    cfg = dfb_config_load(NULL, err, sizeof err);
+    CHECK(!cfg && strstr(err, "config: DFBRIDGE_BRIDGE_NOPE: unknown environment variable"));
+    unsetenv("DFBRIDGE_BRIDGE_NOPE");
+    static const char *const vars[] = {
+        "DFBRIDGE_BRIDGE_SNDHWM", "DFBRIDGE_BRIDGE_STRICTPERMISSIONS", "DFBRIDGE_DATAHOSE_EVENTTYPES",
+        "DFBRIDGE_AGENT_DEFAULTHEADERS", "DFBRIDGE_DATAFEED_RETRY_INITIALINTERVALMILLIS",
+        "DFBRIDGE_BOT_USERNAME", "DFBRIDGE_HOST", "DFBRIDGE_BOT_PRIVATEKEY_PATH"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
     return df_check_failures;
 }
