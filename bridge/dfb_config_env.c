@@ -177,8 +177,8 @@ copy_node(yaml_document_t *dst, yaml_document_t *src, int id, int depth)
     if (!n || depth > 16)
         return 0;
     if (n->type == YAML_SCALAR_NODE)
-        return yaml_document_add_scalar(dst, NULL, n->data.scalar.value,
-                                        (int)n->data.scalar.length, n->data.scalar.style);
+        return yaml_document_add_scalar(dst, NULL, n->data.scalar.value, (int)n->data.scalar.length,
+                                        n->data.scalar.style);
     if (n->type == YAML_SEQUENCE_NODE) {
         int s = yaml_document_add_sequence(dst, NULL, YAML_FLOW_SEQUENCE_STYLE);
         for (yaml_node_item_t *it = n->data.sequence.items.start;
@@ -245,8 +245,8 @@ set_path(yaml_document_t *d, const char *path, int value)
             break;
         }
         if (!next) {
-            int k = yaml_document_add_scalar(d, NULL, (yaml_char_t *)seg, -1,
-                                             YAML_PLAIN_SCALAR_STYLE);
+            int k =
+                yaml_document_add_scalar(d, NULL, (yaml_char_t *)seg, -1, YAML_PLAIN_SCALAR_STYLE);
             next = last ? value : yaml_document_add_mapping(d, NULL, YAML_BLOCK_MAPPING_STYLE);
             if (!k || !next || !yaml_document_append_mapping_pair(d, cur, k, next))
                 return -1;
@@ -266,7 +266,8 @@ flow_value(yaml_document_t *d, const char *var, const char *text, char *err, siz
     yaml_parser_set_input_string(&p, (const unsigned char *)text, strlen(text));
     int id = 0;
     if (!yaml_parser_load(&p, &tmp)) {
-        snprintf(err, errlen, "config: %s: invalid YAML at column %lu: %s (a list or map key "
+        snprintf(err, errlen,
+                 "config: %s: invalid YAML at column %lu: %s (a list or map key "
                  "takes YAML flow text: [a, b] or {k: v})",
                  var, (unsigned long)p.problem_mark.column + 1,
                  p.problem ? p.problem : "parse error");
@@ -326,8 +327,8 @@ dfb_config_env_overlay(yaml_document_t *doc, dfb_config_env_t *env, char *err, s
         size_t namelen = eq ? (size_t)(eq - entries[i]) : strlen(entries[i]);
         char name[160], path[160];
         unsigned flags;
-        snprintf(name, sizeof name, "%.*s", (int)(namelen < sizeof name ? namelen : sizeof name - 1),
-                 entries[i]);
+        snprintf(name, sizeof name, "%.*s",
+                 (int)(namelen < sizeof name ? namelen : sizeof name - 1), entries[i]);
         if (key_of_var(entries[i], namelen, path, sizeof path, &flags) != 0) {
             /* the closest known name, if it is close */
             char best[160] = "", cand[160], var[160];
@@ -362,9 +363,10 @@ dfb_config_env_overlay(yaml_document_t *doc, dfb_config_env_t *env, char *err, s
         else {
             /* The text as it is (no YAML quoting): a secret as a quoted
                scalar, so that even "null" or "~" stays a string. */
-            id = yaml_document_add_scalar(doc, NULL, (yaml_char_t *)value, -1,
-                                          (flags & DFB_KEYF_SECRET) ? YAML_SINGLE_QUOTED_SCALAR_STYLE
-                                                                    : YAML_PLAIN_SCALAR_STYLE);
+            id =
+                yaml_document_add_scalar(doc, NULL, (yaml_char_t *)value, -1,
+                                         (flags & DFB_KEYF_SECRET) ? YAML_SINGLE_QUOTED_SCALAR_STYLE
+                                                                   : YAML_PLAIN_SCALAR_STYLE);
             if (!id)
                 snprintf(err, errlen, "config: out of memory");
         }

@@ -18,7 +18,7 @@ static atomic_int s_format = DFB_LOG_TEXT;
 static pthread_mutex_t s_mutex = PTHREAD_MUTEX_INITIALIZER;
 static const char *const s_names[] = {"error", "warn", "info", "debug"};
 
-#define MSG_MAX 4096 /* a message is cut here, as before */
+#define MSG_MAX 4096    /* a message is cut here, as before */
 #define LINE_MAX_ 32768 /* a message escaped 6x (4 KiB), fields cut at FIELD_MAX */
 #define FIELD_MAX 512
 
