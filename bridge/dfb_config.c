@@ -196,9 +196,12 @@ ignore(ctx_t *c, const char *path, const char *why)
     dfb_debug("config: %s: %s", path, why);
 }
 
+static unsigned s_unknown_keys; /* self-test: every env key reaches a known branch */
+
 static void
 unknown(ctx_t *c, const char *path)
 {
+    s_unknown_keys++;
     dfb_warn("config: %s: unknown key, ignored", path);
 }
 
@@ -1141,8 +1144,8 @@ dfb_config_print_origins(const dfb_config_t *cfg, FILE *out)
     static const char *const from[] = {"default", "file", "env"};
     for (size_t i = 0; i < cfg->origins_n; i++) {
         const dfb_config_origin_t *o = &cfg->origins[i];
-        fprintf(out, "  %s = %s  [%s%s%s]\n", o->key, o->value, from[o->from],
-                o->where ? " " : "", o->where ? o->where : "");
+        fprintf(out, "  %s = %s  [%s%s%s]\n", o->key, o->value, from[o->from], o->where ? " " : "",
+                o->where ? o->where : "");
     }
 }
 
@@ -1360,8 +1363,7 @@ dfb_config_load(const char *path, char *err, size_t errlen)
         check_inline_secrets(&c, fileno(f));
     if (f)
         fclose(f);
-    if (!c.failed &&
-        dfb_config_env_origins(&doc, &env, path, &cfg->origins, &cfg->origins_n) != 0)
+    if (!c.failed && dfb_config_env_origins(&doc, &env, path, &cfg->origins, &cfg->origins_n) != 0)
         fail(&c, "out of memory");
     if (c.failed)
         dfb_config_env_explain(&env, err, errlen); /* names the variable (env) */
@@ -1847,13 +1849,13 @@ dfb_config_test(int verbose)
     df_check_failures += dfb_config_env_test(verbose); /* env */
 
     /* ---- env: variables over the file, through the same parser ---- */
-    setenv("DFBRIDGE_BRIDGE_SNDHWM", "9", 1);                     /* an int, env beats file */
-    setenv("DFBRIDGE_BRIDGE_STRICTPERMISSIONS", "TRUE", 1);        /* a bool */
-    setenv("DFBRIDGE_DATAHOSE_EVENTTYPES", "[MESSAGESENT, ROOMCREATED]", 1); /* a list */
+    setenv("DFBRIDGE_BRIDGE_SNDHWM", "9", 1);               /* an int, env beats file */
+    setenv("DFBRIDGE_BRIDGE_STRICTPERMISSIONS", "TRUE", 1); /* a bool */
+    setenv("DFBRIDGE_DATAHOSE_EVENTTYPES", "[MESSAGESENT, ROOMCREATED]", 1);  /* a list */
     setenv("DFBRIDGE_AGENT_DEFAULTHEADERS", "{X-A: '1', X-B: two words}", 1); /* a map */
     setenv("DFBRIDGE_DATAFEED_RETRY_INITIALINTERVALMILLIS", "20", 1); /* in the file's block */
-    setenv("DFBRIDGE_BOT_USERNAME", "", 1);                        /* empty: not set */
-    setenv("DFBRIDGE_BOT_PRIVATEKEY_CONTENT", "PEM-FROM-ENV", 1);  /* a secret, wiped */
+    setenv("DFBRIDGE_BOT_USERNAME", "", 1);                           /* empty: not set */
+    setenv("DFBRIDGE_BOT_PRIVATEKEY_CONTENT", "PEM-FROM-ENV", 1);     /* a secret, wiped */
     cfg = load_text("host: h\nbot: {username: u}\ndatafeed: {retry: {maxAttempts: 3}}\n"
                     "bridge: {sndhwm: 5, heartbeatMillis: 250}\n",
                     err, sizeof err);
@@ -1866,7 +1868,8 @@ dfb_config_test(int verbose)
         CHECK(cfg->key_content && strcmp(cfg->key_content, "PEM-FROM-ENV") == 0);
         CHECK(cfg->datahose_event_types_n == 2 &&
               strcmp(cfg->datahose_event_types[1], "ROOMCREATED") == 0);
-        CHECK(cfg->agent.headers.count == 2 && strcmp(cfg->agent.headers.values[1], "two words") == 0);
+        CHECK(cfg->agent.headers.count == 2 &&
+              strcmp(cfg->agent.headers.values[1], "two words") == 0);
         CHECK(cfg->pod.headers.count == 0);
         CHECK(retry_is(&cfg->datafeed_retry, 3, 20, 2.0, 300000));
         int seen = 0;
@@ -1895,11 +1898,37 @@ dfb_config_test(int verbose)
     cfg = dfb_config_load(NULL, err, sizeof err);
     CHECK(!cfg && strstr(err, "config: DFBRIDGE_BRIDGE_NOPE: unknown environment variable"));
     unsetenv("DFBRIDGE_BRIDGE_NOPE");
-    static const char *const vars[] = {
-        "DFBRIDGE_BRIDGE_SNDHWM", "DFBRIDGE_BRIDGE_STRICTPERMISSIONS", "DFBRIDGE_DATAHOSE_EVENTTYPES",
-        "DFBRIDGE_AGENT_DEFAULTHEADERS", "DFBRIDGE_DATAFEED_RETRY_INITIALINTERVALMILLIS",
-        "DFBRIDGE_BOT_USERNAME", "DFBRIDGE_HOST", "DFBRIDGE_BOT_PRIVATEKEY_PATH"};
+    static const char *const vars[] = {"DFBRIDGE_BRIDGE_SNDHWM",
+                                       "DFBRIDGE_BRIDGE_STRICTPERMISSIONS",
+                                       "DFBRIDGE_DATAHOSE_EVENTTYPES",
+                                       "DFBRIDGE_AGENT_DEFAULTHEADERS",
+                                       "DFBRIDGE_DATAFEED_RETRY_INITIALINTERVALMILLIS",
+                                       "DFBRIDGE_BOT_USERNAME",
+                                       "DFBRIDGE_HOST",
+                                       "DFBRIDGE_BOT_PRIVATEKEY_PATH"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]);
+    /* Every key of the env list is one the parser knows (never "unknown
+       key"), whether or not "1" is a good value for it. */
+    {
+        char kp[160], var[200];
+        unsigned kf;
+        size_t checked = 0;
+        for (size_t i = 0; dfb_config_env_key(i, kp, sizeof kp, &kf) == 0; i++) {
+            if (dfb_config_env_name(kp, var, sizeof var) != 0)
+                continue;
+            unsigned before = s_unknown_keys;
+            setenv(var, (kf & DFB_KEYF_FLOW) ? "{X-A: b}" : "1", 1);
+            cfg =
+                load_text("host: h\nbot: {username: u, privateKey: {path: k}}\n", err, sizeof err);
+            dfb_config_destroy(&cfg);
+            unsetenv(var);
+            if (s_unknown_keys != before)
+                printf("  %s (%s): unknown to the parser\n", kp, var);
+            CHECK(s_unknown_keys == before);
+            checked++;
+        }
+        CHECK(checked > 90);
+    }
     return df_check_failures;
 }
