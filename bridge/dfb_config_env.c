@@ -171,10 +171,11 @@ is_null_node(yaml_node_t *n)
 /*  Copies node id of src (a parsed flow value) into dst; returns its id in
     dst, or 0 (out of memory, too deep). */
 static int
-copy_node(yaml_document_t *dst, yaml_document_t *src, int id, int depth)
+copy_node(yaml_document_t *dst, yaml_document_t *src, int id, int depth, int *budget)
 {
     yaml_node_t *n = yaml_document_get_node(src, id);
-    if (!n || depth > 16)
+    /* aliases may repeat a node: the budget bounds the copies (an alias bomb) */
+    if (!n || depth > 16 || --*budget < 0)
         return 0;
     if (n->type == YAML_SCALAR_NODE)
         return yaml_document_add_scalar(dst, NULL, n->data.scalar.value, (int)n->data.scalar.length,
@@ -183,7 +184,7 @@ copy_node(yaml_document_t *dst, yaml_document_t *src, int id, int depth)
         int s = yaml_document_add_sequence(dst, NULL, YAML_FLOW_SEQUENCE_STYLE);
         for (yaml_node_item_t *it = n->data.sequence.items.start;
              s && it < n->data.sequence.items.top; it++) {
-            int c = copy_node(dst, src, *it, depth + 1);
+            int c = copy_node(dst, src, *it, depth + 1, budget);
             if (!c || !yaml_document_append_sequence_item(dst, s, c))
                 return 0;
         }
@@ -192,8 +193,8 @@ copy_node(yaml_document_t *dst, yaml_document_t *src, int id, int depth)
     int m = yaml_document_add_mapping(dst, NULL, YAML_FLOW_MAPPING_STYLE);
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; m && p < n->data.mapping.pairs.top;
          p++) {
-        int k = copy_node(dst, src, p->key, depth + 1);
-        int v = k ? copy_node(dst, src, p->value, depth + 1) : 0;
+        int k = copy_node(dst, src, p->key, depth + 1, budget);
+        int v = k ? copy_node(dst, src, p->value, depth + 1, budget) : 0;
         if (!v || !yaml_document_append_mapping_pair(dst, m, k, v))
             return 0;
     }
@@ -272,12 +273,13 @@ flow_value(yaml_document_t *d, const char *var, const char *text, char *err, siz
                  var, (unsigned long)p.problem_mark.column + 1,
                  p.problem ? p.problem : "parse error");
     } else {
+        int budget = 10000;
         if (yaml_document_get_root_node(&tmp))
-            id = copy_node(d, &tmp, 1, 0);
+            id = copy_node(d, &tmp, 1, 0, &budget);
         else
             id = yaml_document_add_scalar(d, NULL, (yaml_char_t *)"", 0, YAML_PLAIN_SCALAR_STYLE);
         if (!id)
-            snprintf(err, errlen, "config: %s: out of memory or nested too deep", var);
+            snprintf(err, errlen, "config: %s: too large or nested too deep (or out of memory)", var);
         /* secrets: header values */
         for (yaml_node_t *n = tmp.nodes.start; n && n < tmp.nodes.top; n++)
             if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)

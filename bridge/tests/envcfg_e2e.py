@@ -255,6 +255,9 @@ def t_errors():
          "invalid YAML"),
         ({"DFBRIDGE_DEFAULTHEADERS": "{'a b': x}"}, "config: defaultHeaders.a b (from "
          "DFBRIDGE_DEFAULTHEADERS): not a valid header name"),
+        ({"DFBRIDGE_DEFAULTHEADERS": "{a: &a [x,x,x,x,x,x,x,x,x,x], b: &b [*a,*a,*a,*a,*a,*a,*a,"
+          "*a,*a,*a], c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], d: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]}"},
+         "config: DFBRIDGE_DEFAULTHEADERS: too large or nested too deep"),  # an alias bomb
         ({"DFBRIDGE_DEFAULTHEADERS": "plain"}, "config: defaultHeaders (from "
          "DFBRIDGE_DEFAULTHEADERS): not a mapping"),
         ({"DFBRIDGE_BOT_USERNAME": ""}, "config: bot.username: required (in the file, or the "
