@@ -151,8 +151,8 @@ on_pipe(dfb_actor_t *a)
         a->c->pipe_drops++;
         dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_li("gseq", (long long)gs[0])),
                   "publish: the actor pipe gave a broken message (%s): gseq %" PRIu64
-                 " not published; replay has it",
-                 zmq_strerror(errno), gs[0]);
+                  " not published; replay has it",
+                  zmq_strerror(errno), gs[0]);
         while (zmq_msg_more(&body) && recv_part(a->apipe, &body) == 0) /* the rest of it */
             ;
         zmq_msg_close(&topic);
@@ -172,7 +172,7 @@ on_pipe(dfb_actor_t *a)
         a->c->send_errors++;
         dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_li("gseq", (long long)gs[0])),
                   "publish: zmq_send: %s (gseq %" PRIu64 " not published; replay has it)",
-                 zmq_strerror(errno), gs[0]);
+                  zmq_strerror(errno), gs[0]);
     } else
         a->c->published++;
     zmq_msg_close(&topic);

@@ -298,8 +298,8 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
                       DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 0),
                                  dfb_ls("error", dfb_http_strerror(rc)),
                                  dfb_li("attempt", b.attempts), dfb_li("delayMs", wait)),
-                      "%s: %s (%s), attempt %d", what, dfb_http_strerror(rc),
-                      dfb_http_detail(http), b.attempts);
+                      "%s: %s (%s), attempt %d", what, dfb_http_strerror(rc), dfb_http_detail(http),
+                      b.attempts);
         if (wait < 0) {
             /* One line that says everything: the call, the attempts, the last error. */
             if (rc == DFB_HTTP_OK)

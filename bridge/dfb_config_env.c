@@ -279,7 +279,8 @@ flow_value(yaml_document_t *d, const char *var, const char *text, char *err, siz
         else
             id = yaml_document_add_scalar(d, NULL, (yaml_char_t *)"", 0, YAML_PLAIN_SCALAR_STYLE);
         if (!id)
-            snprintf(err, errlen, "config: %s: too large or nested too deep (or out of memory)", var);
+            snprintf(err, errlen, "config: %s: too large or nested too deep (or out of memory)",
+                     var);
         /* secrets: header values */
         for (yaml_node_t *n = tmp.nodes.start; n && n < tmp.nodes.top; n++)
             if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)

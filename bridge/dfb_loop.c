@@ -195,8 +195,9 @@ attempt(dfb_loop_t *self, dfb_call_t call, const char *method, const char *url, 
     if (act == DFB_ACT_RETRY || act == DFB_ACT_REAUTH || act == DFB_ACT_IGNORE) {
         const dfb_logf_t f[] = {dfb_ls("call", what), dfb_li("status", self->last_status),
                                 dfb_ls("error", err != DFB_HTTP_OK ? dfb_http_strerror(err) : "")};
-        dfb_logkv(act == DFB_ACT_IGNORE ? DFB_LOG_INFO : DFB_LOG_WARN, f, err != DFB_HTTP_OK ? 3 : 2,
-                  "%s: %s%s", what, self->last_error, act == DFB_ACT_IGNORE ? ", ignored" : "");
+        dfb_logkv(act == DFB_ACT_IGNORE ? DFB_LOG_INFO : DFB_LOG_WARN, f,
+                  err != DFB_HTTP_OK ? 3 : 2, "%s: %s%s", what, self->last_error,
+                  act == DFB_ACT_IGNORE ? ", ignored" : "");
     }
     return act;
 }
@@ -223,8 +224,7 @@ fatal(dfb_loop_t *self, dfb_call_t call)
     char b[201];
     dfb_http_body_excerpt(self->http, b, sizeof b);
     const dfb_policy_row_t *row = dfb_policy_row(call, self->last_status);
-    dfb_logkv(DFB_LOG_ERROR,
-              DFB_FIELDS(dfb_ls("call", what), dfb_li("status", self->last_status)),
+    dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", what), dfb_li("status", self->last_status)),
               "%s: HTTP %d%s%s: %s: exiting (status %d)", what, self->last_status,
               row && row->why ? ": " : "", row && row->why ? row->why : "", b, DFB_EXIT_FATAL);
     return end(self, DFB_EXIT_FATAL);

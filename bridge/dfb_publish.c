@@ -379,8 +379,8 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
         dfb_logkv(DFB_LOG_WARN,
                   DFB_FIELDS(dfb_ls("topic", slot->topic), dfb_li("gseq", (long long)env.gseq)),
                   "publish: a %s event of %" PRIu64 " bytes (over bridge.maxEventBytes %" PRIu64
-                 ", id %.*s) is published as a stub with too_large",
-                 slot->topic, full, self->max_event_bytes, (int)(id_len > 64 ? 64 : id_len), id);
+                  ", id %.*s) is published as a stub with too_large",
+                  slot->topic, full, self->max_event_bytes, (int)(id_len > 64 ? 64 : id_len), id);
     }
     if (self->journal) {
         dfb_journal_rec_t rec = {.gseq = env.gseq,

@@ -243,8 +243,7 @@ req_done(dfb_replay_t *self, req_t *r)
               DFB_FIELDS(dfb_ls("client", client), dfb_li("req", (long long)r->req),
                          dfb_li("from", (long long)r->from), dfb_li("to", (long long)r->last_gseq),
                          dfb_li("count", r->count), dfb_ls("code", r->code ? r->code : "ok")),
-              "replay: request %llu answered, %u message(s)", (unsigned long long)r->req,
-              r->count);
+              "replay: request %llu answered, %u message(s)", (unsigned long long)r->req, r->count);
     if (r->reader)
         self->c->replay_segments_skipped += dfb_journal_reader_skipped(r->reader);
     req_free(r);

@@ -397,8 +397,7 @@ handle(dfb_zap_t *self)
                       DFB_FIELDS(dfb_ls("client", fp), dfb_ls("address", addr),
                                  dfb_ls("mechanism", mech)),
                       "auth: denied a %s client from %s, key %s: %s", mech, addr, fp,
-                     code[0] == '5' ? "malformed ZAP request"
-                                    : "not in bridge.curve.clientsDir");
+                      code[0] == '5' ? "malformed ZAP request" : "not in bridge.curve.clientsDir");
             self->last_log = now;
         } else
             self->suppressed++;
