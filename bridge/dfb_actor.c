@@ -162,6 +162,8 @@ on_pipe(dfb_actor_t *a)
     if (t)
         t->seq = gs[1];
     a->gseq = gs[0];
+    /* for /metrics; the topic frame is empty once sent */
+    size_t type = dfb_event_type_index(zmq_msg_data(&topic), zmq_msg_size(&topic));
     if (!a->pub) { /* re-binding: subscribers fill the gap from replay */
         a->c->send_errors++;
         a->rebind_lost++;
@@ -171,8 +173,10 @@ on_pipe(dfb_actor_t *a)
         a->c->send_errors++;
         dfb_warn("publish: zmq_send: %s (gseq %" PRIu64 " not published; replay has it)",
                  zmq_strerror(errno), gs[0]);
-    } else
+    } else {
         a->c->published++;
+        a->c->published_by_type[type]++;
+    }
     zmq_msg_close(&topic);
     zmq_msg_close(&body);
     return 0;
