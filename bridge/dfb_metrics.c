@@ -543,10 +543,10 @@ dfb_metrics_new(const dfb_metrics_opts_t *o, char *err, size_t errlen)
     /* A few scrapers at most: a small connection cap and a short timeout
        keep a slow or hostile client from holding the thread's sockets. */
     self->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, self,
+                               MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first */
                                MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT, 16u,
                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, 8u,
-                               MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_EXTERNAL_LOGGER,
-                               on_mhd_log, NULL, MHD_OPTION_END);
+                               MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     if (!self->d) {
         snprintf(err, errlen, "bridge.metrics: cannot listen on %s (in use, or not an address "
                               "of this host)",
@@ -700,5 +700,42 @@ dfb_metrics_test(int verbose)
     dfb_buf_free(&b);
     if (verbose)
         printf("  %zu families\n", ntyped);
+    /* Health and readiness, state by state. */
+    struct {
+        uint64_t state, ready, exit_code;
+        long long read_ago_ms; /* -1: no read yet */
+        int64_t started_ago_ms;
+        int healthy, is_ready;
+        const char *why; /* the start of the /healthz body */
+    } hc[] = {
+        {0, 0, 0, -1, 10, 1, 0, "starting: no successful read yet"},
+        {1, 0, 0, -1, 10, 1, 0, "starting: no successful read yet"},
+        {1, 0, 0, -1, 80000, 0, 0, "no successful read since the start 80."},
+        {1, 1, 0, 1000, 80000, 1, 1, "ok: last successful read 1."},
+        {1, 1, 0, 81000, 200000, 0, 1, "no successful read for 81.0 s (limit 75.0 s)"},
+        {2, 0, 3, 10, 200000, 0, 0, "loop stopped: retries exhausted (exit status 3)"},
+        {2, 0, 0, 10, 200000, 0, 0, "loop stopped: stopped by a signal (exit status 0)"},
+    };
+    for (size_t i = 0; i < sizeof hc / sizeof hc[0]; i++) {
+        int64_t now = dfb_mono_ms();
+        memset(&ls, 0, sizeof ls);
+        ls.state = hc[i].state;
+        ls.ready = hc[i].ready;
+        ls.exit_code = hc[i].exit_code;
+        ls.last_read_ms = hc[i].read_ago_ms < 0 ? 0 : now - hc[i].read_ago_ms;
+        char why[256];
+        int h = dfb_metrics_healthy(&src, 75000, now - hc[i].started_ago_ms, why, sizeof why);
+        if (verbose)
+            printf("  health %zu: %d %s\n", i, h, why);
+        if (h != hc[i].healthy || strncmp(why, hc[i].why, strlen(hc[i].why)) != 0) {
+            printf("FAIL health case %zu: %d '%s', want %d '%s...'\n", i, h, why, hc[i].healthy,
+                   hc[i].why);
+            fails++;
+        }
+        if (dfb_metrics_ready(&src, why, sizeof why) != hc[i].is_ready) {
+            printf("FAIL ready case %zu: %s\n", i, why);
+            fails++;
+        }
+    }
     return fails;
 }
