@@ -325,8 +325,8 @@ def case_http():
 
 
 def case_dashboard():
-    """docker/grafana/dfbridge.json is JSON, and every metric its PromQL uses is one a running
-    bridge exports (families from a real scrape; _bucket/_sum/_count of its histograms)."""
+    """docker/grafana/dfbridge.json is JSON, and every metric its PromQL uses (panels and
+    template variables) is one a running bridge exports (families from a real scrape; _bucket/_sum/_count of its histograms)."""
     with open(DASHBOARD) as f:
         dash = json.load(f)
     exprs = []
@@ -334,7 +334,7 @@ def case_dashboard():
     def walk(o):
         if isinstance(o, dict):
             for k, v in o.items():
-                if k == "expr" and isinstance(v, str):
+                if k in ("expr", "query", "definition") and isinstance(v, str):
                     exprs.append(v)
                 else:
                     walk(v)
