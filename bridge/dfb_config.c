@@ -1681,7 +1681,8 @@ dfb_config_test(int verbose)
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 30); /* 19 + strictPermissions + CURVE + hostile-input limits (issue 9) + metrics, health.maxReadAgeMillis (issue 10) */
+        CHECK(n == 30); /* 19 + strictPermissions + CURVE + hostile-input limits (issue 9) +
+                           metrics, health.maxReadAgeMillis (issue 10) */
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);

@@ -125,8 +125,8 @@ typedef struct dfb_config {
     long long max_connections;      /* bridge.maxConnections: per socket, 0 = a quarter of the fds */
 
     /* bridge: metrics and health (README "Metrics and health") */
-    char *metrics;                     /* bridge.metrics: HOST:PORT of /metrics, NULL = off */
-    long long health_max_read_age_ms;  /* bridge.health.maxReadAgeMillis: 75000 */
+    char *metrics;                    /* bridge.metrics: HOST:PORT of /metrics, NULL = off */
+    long long health_max_read_age_ms; /* bridge.health.maxReadAgeMillis: 75000 */
 } dfb_config_t;
 
 /*  Reads and validates the YAML file at path. Returns a new config, or NULL

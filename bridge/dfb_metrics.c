@@ -106,8 +106,7 @@ row_map(const char *row)
 
 /* ---- the text format ---------------------------------------------------- */
 
-static int
-put(dfb_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int put(dfb_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int
 put(dfb_buf_t *b, const char *fmt, ...)
@@ -197,15 +196,15 @@ value_of(const uint64_t *values, const char *row)
 static const char *
 exit_reason(uint64_t code)
 {
-    static const char *const why[] = {"stopped by a signal",   "fatal upstream status",
-                                      "bad configuration",     "retries exhausted",
+    static const char *const why[] = {"stopped by a signal",    "fatal upstream status",
+                                      "bad configuration",      "retries exhausted",
                                       "authentication refused", "internal error"};
     return code < sizeof why / sizeof why[0] ? why[code] : "unknown";
 }
 
 int
-dfb_metrics_healthy(const dfb_info_sources_t *src, int64_t max_read_age_ms,
-                    int64_t start_mono_ms, char *why, size_t cap)
+dfb_metrics_healthy(const dfb_info_sources_t *src, int64_t max_read_age_ms, int64_t start_mono_ms,
+                    char *why, size_t cap)
 {
     const dfb_loop_stats_t *l = src->loop;
     uint64_t state = l ? l->state : 0;
@@ -221,8 +220,9 @@ dfb_metrics_healthy(const dfb_info_sources_t *src, int64_t max_read_age_ms,
     if (last <= 0) {
         double since = (double)(now - start_mono_ms) / 1000.0;
         if (now - start_mono_ms <= max_read_age_ms) {
-            snprintf(why, cap, "starting: no successful read yet (%.1f s since start, limit %.1f s)",
-                     since, limit);
+            snprintf(why, cap,
+                     "starting: no successful read yet (%.1f s since start, limit %.1f s)", since,
+                     limit);
             return 1;
         }
         snprintf(why, cap, "no successful read since the start %.1f s ago (limit %.1f s)", since,
@@ -326,8 +326,8 @@ dfb_metrics_render(const dfb_info_sources_t *src, int64_t max_read_age_ms, int64
     for (size_t k = 0; k < DFB_UP_COUNT; k++)
         rc |= put(b, "dfbridge_retries_total{call=\"%s\"} %llu\n",
                   dfb_upstream_call_name((dfb_up_call_t)k), (unsigned long long)u->retries[k]);
-    rc |= family(b, "dfbridge_reauthentications_total", "counter",
-                 "re-authentications after a 401");
+    rc |=
+        family(b, "dfbridge_reauthentications_total", "counter", "re-authentications after a 401");
     rc |= put(b, "dfbridge_reauthentications_total %llu\n",
               (unsigned long long)value_of(values, "reauths"));
     rc |= family(b, "dfbridge_feeds_created_total", "counter", "datafeeds this process created");
@@ -431,8 +431,7 @@ dfb_metrics_parse_address(const char *s, char *host, size_t hostlen, int *port)
 /* ---- the server ---------------------------------------------------------- */
 
 static enum MHD_Result
-reply(struct MHD_Connection *conn, unsigned status, const char *type, const void *body,
-      size_t len)
+reply(struct MHD_Connection *conn, unsigned status, const char *type, const void *body, size_t len)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -449,8 +448,7 @@ reply(struct MHD_Connection *conn, unsigned status, const char *type, const void
 
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-           const char *version, const char *upload_data, size_t *upload_data_size,
-           void **con_cls)
+           const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     (void)upload_data;
@@ -471,8 +469,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
             static const char m[] = "out of memory\n";
             return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, text, m, sizeof m - 1);
         }
-        enum MHD_Result ret = reply(conn, MHD_HTTP_OK,
-                                    "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+        enum MHD_Result ret =
+            reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         dfb_buf_free(&b);
         return ret;
     }
@@ -548,16 +546,17 @@ dfb_metrics_new(const dfb_metrics_opts_t *o, char *err, size_t errlen)
                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, 8u,
                                MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     if (!self->d) {
-        snprintf(err, errlen, "bridge.metrics: cannot listen on %s (in use, or not an address "
-                              "of this host)",
+        snprintf(err, errlen,
+                 "bridge.metrics: cannot listen on %s (in use, or not an address "
+                 "of this host)",
                  o->address);
         free(self);
         return NULL;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(self->d, MHD_DAEMON_INFO_BIND_PORT);
     self->port = di ? di->port : port;
-    dfb_info("metrics: /metrics, /healthz and /readyz on http://%s%s%s:%d", strchr(host, ':') ? "[" : "",
-             host, strchr(host, ':') ? "]" : "", self->port);
+    dfb_info("metrics: /metrics, /healthz and /readyz on http://%s%s%s:%d",
+             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", self->port);
     if (!loopback)
         dfb_warn("metrics: %s is not a loopback address: /metrics, /healthz and /readyz are plain "
                  "HTTP without authentication, readable by anyone who reaches the port (counters "
@@ -614,8 +613,8 @@ dfb_metrics_test(int verbose)
     }
     /* Addresses. */
     const char *good[] = {"127.0.0.1:9464", "[::1]:9464", ":9464", "0.0.0.0:0", "[::]:1"};
-    const char *bad[] = {"", "9464", "localhost:9464", "127.0.0.1:", "127.0.0.1:65536",
-                         "[::1]9464", "::1:9464", "127.0.0.1:-1", "1.2.3.4:12a"};
+    const char *bad[] = {"",          "9464",     "localhost:9464", "127.0.0.1:", "127.0.0.1:65536",
+                         "[::1]9464", "::1:9464", "127.0.0.1:-1",   "1.2.3.4:12a"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         if (dfb_metrics_parse_address(good[i], NULL, 0, NULL) != 0) {
             printf("FAIL address %s refused\n", good[i]);

@@ -14,9 +14,9 @@
 typedef struct dfb_metrics dfb_metrics_t;
 
 typedef struct {
-    const char *address;        /* bridge.metrics (dfb_metrics_parse_address) */
-    int64_t max_read_age_ms;    /* bridge.health.maxReadAgeMillis */
-    dfb_info_sources_t src;     /* borrowed; must outlive the server */
+    const char *address;     /* bridge.metrics (dfb_metrics_parse_address) */
+    int64_t max_read_age_ms; /* bridge.health.maxReadAgeMillis */
+    dfb_info_sources_t src;  /* borrowed; must outlive the server */
 } dfb_metrics_opts_t;
 
 /*  Parses an address: IPv4:PORT, [IPv6]:PORT, :PORT (= 0.0.0.0:PORT); the

@@ -5,9 +5,8 @@
 #include <stdio.h>
 #include <time.h>
 
-const double dfb_up_bounds_s[DFB_UP_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                0.5,   1,    2.5,   5,    10,  20,
-                                                30,    35,   45,    60,   120};
+const double dfb_up_bounds_s[DFB_UP_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,  2.5,
+                                                5,     10,   20,    30,   35,  45,   60,  120};
 
 const double dfb_lag_bounds_s[DFB_LAG_BUCKETS] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                                   2.5,  5,     10,   30,  60,   300, 3600};

@@ -273,7 +273,8 @@ def case_ready():
 
 def case_http():
     """GET and HEAD only (405 with Allow otherwise), 404 for other paths, the content types, a real
-    scrape passes promtool; [::1]:0 binds IPv6 loopback; a bad address is refused by --check."""
+    scrape passes promtool; a port in use is exit 2; [::1]:0 binds IPv6 loopback; a bad address is
+    refused by --check."""
     pod = Pod()
     br = start(pod)
     st, hdr, text = http(br, "/metrics")
@@ -299,6 +300,10 @@ def case_http():
         eq(hdr.get("allow"), "GET, HEAD", "Allow of a 405")
     for path in ("/", "/metric", "/metrics/x", "/healthzz", "/admin/counters"):
         eq(http(br, path)[0], 404, "GET %s" % path)
+    # The same port again: the second bridge cannot listen, says so once and exits 2.
+    port = int(br.url.rsplit(":", 1)[1])
+    twin = Bridge(pod, bridge_extra="  metrics: 127.0.0.1:%d\n" % port)
+    twin.expect_exit(2, r"bridge\.metrics: cannot listen on 127\.0\.0\.1:%d" % port)
     check(dftest.log_clean(br.text()), "no sanitizer report")
     br.stop()
     # IPv6 loopback
