@@ -40,6 +40,7 @@ usage(FILE *out)
                  "  1  fatal upstream status (403, 404, datahose 400, 403 on create: 20 feeds),\n"
                  "     or an unexpected answer to authentication\n"
                  "  2  bad configuration or command line, unbindable bridge.publish\n"
+                 "     or bridge.metrics\n"
                  "  3  retries exhausted (datafeed.retry, datahose.retry or retry maxAttempts)\n"
                  "  4  authentication refused (401 on login or re-login)\n"
                  "  5  internal error (out of memory, cannot start the HTTP client, the\n"
