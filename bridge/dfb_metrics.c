@@ -371,8 +371,10 @@ dfb_metrics_render(const dfb_info_sources_t *src, int64_t max_read_age_ms, int64
         const row_map_t *m = row_map(dfb_info_rows[i].name);
         if (!m || !m->metric)
             continue;
+        /* the one ms row: its sentence says milliseconds, the metric is in seconds */
         rc |= family(b, m->metric, dfb_info_rows[i].kind == DFB_INFO_COUNTER ? "counter" : "gauge",
-                     dfb_info_rows[i].help);
+                     m->ms_to_s ? "seconds since the last successful read (0: none yet)"
+                                : dfb_info_rows[i].help);
         if (m->ms_to_s)
             rc |= put(b, "%s %.3f\n", m->metric, (double)values[i] / 1000.0);
         else
