@@ -149,7 +149,8 @@ on_pipe(dfb_actor_t *a)
         recv_part(a->apipe, &body) != 0 || zmq_msg_more(&body)) {
         /* The journal has it: a subscriber sees the seq gap and replays it. */
         a->c->pipe_drops++;
-        dfb_warn("publish: the actor pipe gave a broken message (%s): gseq %" PRIu64
+        dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_li("gseq", (long long)gs[0])),
+                  "publish: the actor pipe gave a broken message (%s): gseq %" PRIu64
                  " not published; replay has it",
                  zmq_strerror(errno), gs[0]);
         while (zmq_msg_more(&body) && recv_part(a->apipe, &body) == 0) /* the rest of it */
@@ -169,7 +170,8 @@ on_pipe(dfb_actor_t *a)
     /* zmq_msg_send hands the frames over without a copy. */
     else if (zmq_msg_send(&topic, a->pub, ZMQ_SNDMORE) < 0 || zmq_msg_send(&body, a->pub, 0) < 0) {
         a->c->send_errors++;
-        dfb_warn("publish: zmq_send: %s (gseq %" PRIu64 " not published; replay has it)",
+        dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_li("gseq", (long long)gs[0])),
+                  "publish: zmq_send: %s (gseq %" PRIu64 " not published; replay has it)",
                  zmq_strerror(errno), gs[0]);
     } else
         a->c->published++;

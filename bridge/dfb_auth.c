@@ -269,7 +269,8 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
             return DFB_AUTH_UNAUTHORIZED;
         if (rc == DFB_HTTP_OK && status != 429 && status < 500) {
             if (!quiet)
-                dfb_error("%s: unexpected HTTP status %d%s", what, status,
+                dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", what), dfb_li("status", status)),
+                          "%s: unexpected HTTP status %d%s", what, status,
                           status == 407 ? " (the proxy refused: check proxy.username and "
                                           "proxy.password)"
                                         : "");
@@ -288,17 +289,31 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
         }
         long wait = dfb_backoff_next(&b);
         if (rc == DFB_HTTP_OK)
-            dfb_warn("%s: HTTP %d, attempt %d", what, status, b.attempts);
+            dfb_logkv(DFB_LOG_WARN,
+                      DFB_FIELDS(dfb_ls("call", what), dfb_li("status", status),
+                                 dfb_li("attempt", b.attempts), dfb_li("delayMs", wait)),
+                      "%s: HTTP %d, attempt %d", what, status, b.attempts);
         else
-            dfb_warn("%s: %s (%s), attempt %d", what, dfb_http_strerror(rc), dfb_http_detail(http),
-                     b.attempts);
+            dfb_logkv(DFB_LOG_WARN,
+                      DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 0),
+                                 dfb_ls("error", dfb_http_strerror(rc)),
+                                 dfb_li("attempt", b.attempts), dfb_li("delayMs", wait)),
+                      "%s: %s (%s), attempt %d", what, dfb_http_strerror(rc),
+                      dfb_http_detail(http), b.attempts);
         if (wait < 0) {
             /* One line that says everything: the call, the attempts, the last error. */
             if (rc == DFB_HTTP_OK)
-                dfb_error("%s: giving up after %d attempts (retry.maxAttempts), last error HTTP %d",
+                dfb_logkv(DFB_LOG_ERROR,
+                          DFB_FIELDS(dfb_ls("call", what), dfb_li("status", status),
+                                     dfb_li("attempt", b.attempts)),
+                          "%s: giving up after %d attempts (retry.maxAttempts), last error HTTP %d",
                           what, b.attempts, status);
             else
-                dfb_error("%s: giving up after %d attempts (retry.maxAttempts), last error %s (%s)",
+                dfb_logkv(DFB_LOG_ERROR,
+                          DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 0),
+                                     dfb_ls("error", dfb_http_strerror(rc)),
+                                     dfb_li("attempt", b.attempts)),
+                          "%s: giving up after %d attempts (retry.maxAttempts), last error %s (%s)",
                           what, b.attempts, dfb_http_strerror(rc), dfb_http_detail(http));
             return DFB_AUTH_EXHAUSTED;
         }
@@ -344,7 +359,8 @@ authenticate(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *url,
         rc = call(self, http, stop_fd, "POST", url, "", what);
     }
     if (rc == DFB_AUTH_UNAUTHORIZED)
-        dfb_error("%s: 401, the service account is not authorized to authenticate "
+        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 401)),
+                  "%s: 401, the service account is not authorized to authenticate "
                   "(check bot.username and %s)",
                   what, self->key ? "the key" : "the certificate, whose CN must be the username");
     if (rc != DFB_AUTH_OK)

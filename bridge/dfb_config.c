@@ -4,6 +4,7 @@
     An unknown key is a warning in the BDK's sections (as the BDKs ignore
     it) and an error in the bridge's own section (s_keys). */
 #include "dfb_config.h"
+#include "dfb_config_env.h"
 #include "dfb_dedupe.h"
 #include "dfb_secret.h"
 
@@ -37,6 +38,7 @@ typedef struct {
     int failed;
     raw_endpoint_t global, pod, agent, km, sa;
     int has_key_path, has_key_content;
+    const dfb_config_env_t *env; /* the variables laid over the file (env) */
 } ctx_t;
 
 static void fail(ctx_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -746,6 +748,7 @@ enum { CT_INT, CT_LONG, CT_LLONG, CT_SIZE, CT_ENUM, CT_STR };
 
 static const char *const s_sources[] = {"datafeed", "datahose", NULL};
 static const char *const s_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const s_logformats[] = {"text", "json", NULL};
 static const char *const s_fsyncs[] = {"always", "interval", "never", NULL};
 static const char *const s_bools[] = {"false", "true", NULL};
 
@@ -770,6 +773,8 @@ static const dfb_config_key_t s_keys[] = {
      "true: allow a non-loopback publish or replay endpoint without curve (a warning at start)"},
     {"logLevel", DFB_KEY_ENUM, "info", 0, 0, s_levels, AT(log_level, CT_ENUM),
      "the most verbose level logged to stderr"},
+    {"logFormat", DFB_KEY_ENUM, "text", 0, 0, s_logformats, AT(log_format, CT_ENUM),
+     "text lines, or json: one JSON object per line (time, level, message, fields)"},
     {"strictPermissions", DFB_KEY_ENUM, "false", 0, 0, s_bools, AT(strict_permissions, CT_ENUM),
      "refuse to start when a secret file (bot key, certificate) is group- or world-accessible "
      "(false: warn)"},
@@ -822,7 +827,7 @@ static const dfb_config_key_t s_keys[] = {
 #undef AT
 
 _Static_assert(sizeof(dfb_source_t) == sizeof(int) && sizeof(dfb_log_level_t) == sizeof(int) &&
-                   sizeof(dfb_fsync_t) == sizeof(int),
+                   sizeof(dfb_fsync_t) == sizeof(int) && sizeof(dfb_log_format_t) == sizeof(int),
                "CT_ENUM fields are stored as int");
 
 const dfb_config_key_t *
@@ -1079,6 +1084,8 @@ prescan_log_level(yaml_document_t *doc, yaml_node_t *root)
             dfb_log_level_t level;
             if (k2 && v2 && strcmp(k2, "logLevel") == 0 && dfb_log_level_parse(v2, &level) == 0)
                 dfb_log_set_level(level);
+            if (k2 && v2 && strcmp(k2, "logFormat") == 0)
+                dfb_log_set_format(strcasecmp(v2, "json") == 0 ? DFB_LOG_JSON : DFB_LOG_TEXT);
         }
     }
 }
@@ -1126,6 +1133,17 @@ endpoint_free(dfb_endpoint_t *ep)
     proxy_free(&ep->proxy);     /* transport */
     headers_free(&ep->headers); /* transport */
     memset(ep, 0, sizeof *ep);
+}
+
+void
+dfb_config_print_origins(const dfb_config_t *cfg, FILE *out)
+{
+    static const char *const from[] = {"default", "file", "env"};
+    for (size_t i = 0; i < cfg->origins_n; i++) {
+        const dfb_config_origin_t *o = &cfg->origins[i];
+        fprintf(out, "  %s = %s  [%s%s%s]\n", o->key, o->value, from[o->from],
+                o->where ? " " : "", o->where ? o->where : "");
+    }
 }
 
 int
@@ -1176,13 +1194,25 @@ check_inline_secrets(ctx_t *c, int fd)
                {&cfg->agent, &c->agent, "agent.proxy.password"},
                {&cfg->key_manager, &c->km, "keyManager.proxy.password"},
                {&cfg->session_auth, &c->sa, "sessionAuth.proxy.password"}};
-    const char *key = cfg->key_content                            ? "bot.privateKey.content"
-                      : cfg->cert_content                         ? "bot.certificate.content"
-                      : cfg->cert_password && *cfg->cert_password ? "bot.certificate.password"
-                                                                  : NULL;
-    for (size_t i = 0; !key && i < sizeof eps / sizeof eps[0]; i++)
+    const char *cand[3 + sizeof eps / sizeof eps[0]];
+    size_t n = 0;
+    if (cfg->key_content)
+        cand[n++] = "bot.privateKey.content";
+    if (cfg->cert_content)
+        cand[n++] = "bot.certificate.content";
+    if (cfg->cert_password && *cfg->cert_password)
+        cand[n++] = "bot.certificate.password";
+    for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++)
         if (eps[i].ep->proxy.password && *eps[i].ep->proxy.password)
-            key = eps[i].raw->proxy ? eps[i].key : "proxy.password"; /* own or inherited */
+            cand[n++] = eps[i].raw->proxy ? eps[i].key : "proxy.password"; /* own or inherited */
+    /* env: a secret from the environment does not make the file secret */
+    const char *key = NULL;
+    for (size_t i = 0; !key && i < n; i++) {
+        key = cand[i];
+        for (size_t j = 0; c->env && j < c->env->n; j++)
+            if (strcmp(c->env->v[j].path, cand[i]) == 0)
+                key = NULL;
+    }
     if (!key)
         return;
     char why[1024];
@@ -1202,6 +1232,65 @@ set_defaults(dfb_config_t *cfg)
     bridge_defaults(cfg);
 }
 
+/*  Reads the YAML file at path into doc (with a root mapping, maybe
+    empty); no path: an empty document. Returns the open file (NULL without
+    a path) in *fp, 0, or -1 with a message in err. */
+static int
+read_document(const char *path, yaml_document_t *doc, FILE **fp, char *err, size_t errlen)
+{
+    *fp = NULL;
+    if (!path) {
+        if (!yaml_document_initialize(doc, NULL, NULL, NULL, 1, 1) ||
+            !yaml_document_add_mapping(doc, NULL, YAML_BLOCK_MAPPING_STYLE)) {
+            snprintf(err, errlen, "config: out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "config: %s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    /* secrets: the file may hold keys and passwords; unbuffered, libyaml
+       reads straight into its own buffer, which is wiped below. */
+    setvbuf(f, NULL, _IONBF, 0);
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_load(&parser, doc)) {
+        snprintf(err, errlen, "config: %s: invalid YAML at line %lu column %lu: %s", path,
+                 (unsigned long)parser.problem_mark.line + 1,
+                 (unsigned long)parser.problem_mark.column + 1,
+                 parser.problem ? parser.problem : "parse error");
+        parser_wipe(&parser);
+        yaml_parser_delete(&parser);
+        fclose(f);
+        return -1;
+    }
+    parser_wipe(&parser);
+    yaml_parser_delete(&parser);
+    yaml_node_t *root = yaml_document_get_root_node(doc);
+    if (!root || is_null(root)) {
+        /* an empty file: the environment may still give everything */
+        yaml_document_delete(doc);
+        if (!yaml_document_initialize(doc, NULL, NULL, NULL, 1, 1) ||
+            !yaml_document_add_mapping(doc, NULL, YAML_BLOCK_MAPPING_STYLE)) {
+            snprintf(err, errlen, "config: out of memory");
+            fclose(f);
+            return -1;
+        }
+    } else if (root->type != YAML_MAPPING_NODE) {
+        snprintf(err, errlen, "config: %s: the document is not a mapping", path);
+        document_wipe(doc);
+        yaml_document_delete(doc);
+        fclose(f);
+        return -1;
+    }
+    *fp = f;
+    return 0;
+}
+
 dfb_config_t *
 dfb_config_load(const char *path, char *err, size_t errlen)
 {
@@ -1213,32 +1302,23 @@ dfb_config_load(const char *path, char *err, size_t errlen)
     set_defaults(cfg);
     cfg->path = xstrdup(path);
 
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "config: %s: cannot open: %s", path, strerror(errno));
-        dfb_config_destroy(&cfg);
-        return NULL;
-    }
-    /* secrets: the file may hold keys and passwords; unbuffered, libyaml
-       reads straight into its own buffer, which is wiped below. */
-    setvbuf(f, NULL, _IONBF, 0);
-    yaml_parser_t parser;
+    FILE *f = NULL;
     yaml_document_t doc;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
-        snprintf(err, errlen, "config: %s: invalid YAML at line %lu column %lu: %s", path,
-                 (unsigned long)parser.problem_mark.line + 1,
-                 (unsigned long)parser.problem_mark.column + 1,
-                 parser.problem ? parser.problem : "parse error");
-        parser_wipe(&parser);
-        yaml_parser_delete(&parser);
-        fclose(f);
+    if (read_document(path, &doc, &f, err, errlen) != 0) {
         dfb_config_destroy(&cfg);
         return NULL;
     }
-    parser_wipe(&parser);
-    yaml_parser_delete(&parser);
+    /* The environment over the file, key by key (env). */
+    dfb_config_env_t env = {NULL, 0};
+    if (dfb_config_env_overlay(&doc, &env, err, errlen) < 0) {
+        dfb_config_env_free(&env);
+        if (f)
+            fclose(f);
+        document_wipe(&doc);
+        yaml_document_delete(&doc);
+        dfb_config_destroy(&cfg);
+        return NULL;
+    }
 
     ctx_t c;
     memset(&c, 0, sizeof c);
@@ -1246,15 +1326,10 @@ dfb_config_load(const char *path, char *err, size_t errlen)
     c.cfg = cfg;
     c.err = err;
     c.errlen = errlen;
+    c.env = &env;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root || is_null(root))
-        fail(&c, "%s: empty document", path);
-    else if (root->type != YAML_MAPPING_NODE)
-        fail(&c, "%s: the document is not a mapping", path);
-    else {
-        prescan_log_level(&doc, root);
-        walk_map(&c, root, "", root_pair, NULL);
-    }
+    prescan_log_level(&doc, root);
+    walk_map(&c, root, "", root_pair, NULL);
     /* Cross-field checks, in the order an operator would fix them. */
     if (!c.failed && (!cfg->bot_username || !*cfg->bot_username))
         fail(&c, "bot.username: required");
@@ -1281,9 +1356,16 @@ dfb_config_load(const char *path, char *err, size_t errlen)
         dfb_warn("config: bridge.readTimeoutMillis (%ld) should exceed "
                  "bridge.connectTimeoutMillis (%ld)",
                  cfg->read_timeout_ms, cfg->connect_timeout_ms);
-    if (!c.failed)
+    if (!c.failed && f)
         check_inline_secrets(&c, fileno(f));
-    fclose(f);
+    if (f)
+        fclose(f);
+    if (!c.failed &&
+        dfb_config_env_origins(&doc, &env, path, &cfg->origins, &cfg->origins_n) != 0)
+        fail(&c, "out of memory");
+    if (c.failed)
+        dfb_config_env_explain(&env, err, errlen); /* names the variable (env) */
+    dfb_config_env_free(&env);
     /* String values point into the document: everything kept was copied. */
     document_wipe(&doc);
     yaml_document_delete(&doc);
@@ -1291,7 +1373,7 @@ dfb_config_load(const char *path, char *err, size_t errlen)
         dfb_config_destroy(&cfg);
         return NULL;
     }
-    if (!cfg->publish || !cfg->path || !cfg->datafeed_id_file_path) {
+    if (!cfg->publish || (path && !cfg->path) || !cfg->datafeed_id_file_path) {
         snprintf(err, errlen, "config: out of memory");
         dfb_config_destroy(&cfg);
         return NULL;
@@ -1310,6 +1392,7 @@ dfb_config_destroy(dfb_config_t **self_p)
     endpoint_free(&cfg->key_manager);
     endpoint_free(&cfg->session_auth);
     free(cfg->path);
+    dfb_config_origins_free(cfg->origins, cfg->origins_n);
     free(cfg->bot_username);
     free(cfg->key_path);
     if (cfg->key_content) {
@@ -1667,7 +1750,7 @@ dfb_config_test(int verbose)
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 28); /* 19 + strictPermissions + the CURVE keys + the hostile-input limits (issue 9) */
+        CHECK(n == 29); /* 19 + strictPermissions + the CURVE keys + the hostile-input limits (issue 9) + logFormat (issue 10) */
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);
@@ -1761,5 +1844,62 @@ dfb_config_test(int verbose)
         dfb_config_destroy(&cfg);
     }
     /* ---- end transport keys ---- */
+    df_check_failures += dfb_config_env_test(verbose); /* env */
+
+    /* ---- env: variables over the file, through the same parser ---- */
+    setenv("DFBRIDGE_BRIDGE_SNDHWM", "9", 1);                     /* an int, env beats file */
+    setenv("DFBRIDGE_BRIDGE_STRICTPERMISSIONS", "TRUE", 1);        /* a bool */
+    setenv("DFBRIDGE_DATAHOSE_EVENTTYPES", "[MESSAGESENT, ROOMCREATED]", 1); /* a list */
+    setenv("DFBRIDGE_AGENT_DEFAULTHEADERS", "{X-A: '1', X-B: two words}", 1); /* a map */
+    setenv("DFBRIDGE_DATAFEED_RETRY_INITIALINTERVALMILLIS", "20", 1); /* in the file's block */
+    setenv("DFBRIDGE_BOT_USERNAME", "", 1);                        /* empty: not set */
+    setenv("DFBRIDGE_BOT_PRIVATEKEY_CONTENT", "PEM-FROM-ENV", 1);  /* a secret, wiped */
+    cfg = load_text("host: h\nbot: {username: u}\ndatafeed: {retry: {maxAttempts: 3}}\n"
+                    "bridge: {sndhwm: 5, heartbeatMillis: 250}\n",
+                    err, sizeof err);
+    if (verbose)
+        printf("  env over file -> %s\n", cfg ? "ok" : err);
+    CHECK(cfg);
+    if (cfg) {
+        CHECK(cfg->sndhwm == 9 && cfg->heartbeat_ms == 250 && cfg->strict_permissions == 1);
+        CHECK(strcmp(cfg->bot_username, "u") == 0);
+        CHECK(cfg->key_content && strcmp(cfg->key_content, "PEM-FROM-ENV") == 0);
+        CHECK(cfg->datahose_event_types_n == 2 &&
+              strcmp(cfg->datahose_event_types[1], "ROOMCREATED") == 0);
+        CHECK(cfg->agent.headers.count == 2 && strcmp(cfg->agent.headers.values[1], "two words") == 0);
+        CHECK(cfg->pod.headers.count == 0);
+        CHECK(retry_is(&cfg->datafeed_retry, 3, 20, 2.0, 300000));
+        int seen = 0;
+        for (size_t i = 0; i < cfg->origins_n; i++) {
+            const dfb_config_origin_t *o = &cfg->origins[i];
+            if (strcmp(o->key, "bot.privateKey.content") == 0)
+                seen += o->from == DFB_FROM_ENV && strcmp(o->value, DFB_SECRET_MASK) == 0;
+            if (strcmp(o->key, "bridge.heartbeatMillis") == 0)
+                seen += o->from == DFB_FROM_FILE && strcmp(o->value, "250") == 0;
+            if (strcmp(o->key, "bridge.dedupeWindow") == 0)
+                seen += o->from == DFB_FROM_DEFAULT && !o->where;
+        }
+        CHECK(seen == 3);
+    }
+    dfb_config_destroy(&cfg);
+    CHECK(!getenv("DFBRIDGE_BOT_PRIVATEKEY_CONTENT")); /* a secret is unset once read */
+    /* No file at all: the environment gives everything required. */
+    setenv("DFBRIDGE_HOST", "h", 1);
+    setenv("DFBRIDGE_BOT_USERNAME", "env-bot", 1);
+    setenv("DFBRIDGE_BOT_PRIVATEKEY_PATH", "k", 1);
+    cfg = dfb_config_load(NULL, err, sizeof err);
+    CHECK(cfg && !cfg->path && strcmp(cfg->bot_username, "env-bot") == 0 && cfg->sndhwm == 9);
+    dfb_config_destroy(&cfg);
+    /* An unknown variable: refused, naming it. */
+    setenv("DFBRIDGE_BRIDGE_NOPE", "1", 1);
+    cfg = dfb_config_load(NULL, err, sizeof err);
+    CHECK(!cfg && strstr(err, "config: DFBRIDGE_BRIDGE_NOPE: unknown environment variable"));
+    unsetenv("DFBRIDGE_BRIDGE_NOPE");
+    static const char *const vars[] = {
+        "DFBRIDGE_BRIDGE_SNDHWM", "DFBRIDGE_BRIDGE_STRICTPERMISSIONS", "DFBRIDGE_DATAHOSE_EVENTTYPES",
+        "DFBRIDGE_AGENT_DEFAULTHEADERS", "DFBRIDGE_DATAFEED_RETRY_INITIALINTERVALMILLIS",
+        "DFBRIDGE_BOT_USERNAME", "DFBRIDGE_HOST", "DFBRIDGE_BOT_PRIVATEKEY_PATH"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
     return df_check_failures;
 }

@@ -6,6 +6,7 @@
 #define DFB_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "dfb_journal.h"
 #include "dfb_log.h"
@@ -50,8 +51,20 @@ typedef enum { DFB_SOURCE_DATAFEED = 0, DFB_SOURCE_DATAHOSE = 1 } dfb_source_t;
 /*  Longest datahose tag the agent accepts; longer ones are cut (as the BDKs do). */
 #define DFB_DATAHOSE_TAG_MAX 80
 
+/*  Where a key's value came from (`dfbridge --check` lists them). */
+typedef enum { DFB_FROM_DEFAULT = 0, DFB_FROM_FILE, DFB_FROM_ENV } dfb_config_from_t;
+
+typedef struct {
+    char *key;              /* dotted path: "bot.username", "bridge.stateDir" */
+    dfb_config_from_t from;
+    char *where;            /* the file's path, the variable's name, NULL for a default */
+    char *value;            /* one line; a secret's is DFB_SECRET_MASK */
+} dfb_config_origin_t;
+
 typedef struct dfb_config {
-    char *path; /* the file it was read from */
+    char *path; /* the file it was read from; NULL: environment only */
+    dfb_config_origin_t *origins; /* every key set, and bridge.* defaults (env) */
+    size_t origins_n;
 
     /* Clients (global scheme/host/port/context inherited, per-client override). */
     dfb_endpoint_t pod;
@@ -95,6 +108,7 @@ typedef struct dfb_config {
     char *publish;             /* ZeroMQ endpoint (default tcp://127.0.0.1:5556) */
     int sndhwm;                /* PUB high-water mark, 100000 */
     dfb_log_level_t log_level; /* info */
+    dfb_log_format_t log_format; /* bridge.logFormat: text */
     long read_timeout_ms;      /* 60000 */
     long connect_timeout_ms;   /* 15000 */
     size_t max_body_bytes;     /* 64 MiB */
@@ -125,12 +139,18 @@ typedef struct dfb_config {
     long long max_connections;      /* bridge.maxConnections: per socket, 0 = a quarter of the fds */
 } dfb_config_t;
 
-/*  Reads and validates the YAML file at path. Returns a new config, or NULL
+/*  Reads and validates the YAML file at path (NULL: no file), with every
+    DFBRIDGE_* environment variable laid over it key by key (README
+    "Configuration from the environment"). Returns a new config, or NULL
     on error with one human-readable message in err ("config: bot.username:
     required"). Unknown keys in the BDK's sections are logged as warnings
-    (the BDKs ignore them); under bridge: they are errors. The caller owns
-    the result. */
+    (the BDKs ignore them); under bridge: they are errors, and so is an
+    unknown DFBRIDGE_* variable. The caller owns the result. */
 dfb_config_t *dfb_config_load(const char *path, char *err, size_t errlen);
+
+/*  Prints one line per entry of cfg->origins:
+    "  <key> = <value>  [file <path>|env <VARIABLE>|default]". */
+void dfb_config_print_origins(const dfb_config_t *cfg, FILE *out);
 
 /*  The kinds of value a bridge: key takes. */
 typedef enum {

@@ -191,10 +191,13 @@ attempt(dfb_loop_t *self, dfb_call_t call, const char *method, const char *url, 
                  status);
         act = DFB_ACT_RETRY;
     }
-    if (act == DFB_ACT_RETRY || act == DFB_ACT_REAUTH)
-        dfb_warn("%s: %s", what, self->last_error);
-    else if (act == DFB_ACT_IGNORE)
-        dfb_info("%s: %s, ignored", what, self->last_error);
+    /* logs: call and status (0: no HTTP answer, error says why) as fields */
+    if (act == DFB_ACT_RETRY || act == DFB_ACT_REAUTH || act == DFB_ACT_IGNORE) {
+        const dfb_logf_t f[] = {dfb_ls("call", what), dfb_li("status", self->last_status),
+                                dfb_ls("error", err != DFB_HTTP_OK ? dfb_http_strerror(err) : "")};
+        dfb_logkv(act == DFB_ACT_IGNORE ? DFB_LOG_INFO : DFB_LOG_WARN, f, err != DFB_HTTP_OK ? 3 : 2,
+                  "%s: %s%s", what, self->last_error, act == DFB_ACT_IGNORE ? ", ignored" : "");
+    }
     return act;
 }
 
@@ -204,13 +207,15 @@ fatal(dfb_loop_t *self, dfb_call_t call)
 {
     const char *what = dfb_policy_call_name(call);
     if (self->last_status == 0 && self->last_err == DFB_HTTP_ECERT) {
-        dfb_error("%s: %s: check ssl.trustStore.path: exiting (status %d)", what, self->last_error,
+        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 0)),
+                  "%s: %s: check ssl.trustStore.path: exiting (status %d)", what, self->last_error,
                   DFB_EXIT_FATAL);
         return end(self, DFB_EXIT_FATAL);
     }
     if (self->last_status == 0) {
         /* Not an HTTP status: EOTHER (bad URL, out of memory). */
-        dfb_error("%s: %s: exiting (status %d)", what, self->last_error, DFB_EXIT_INTERNAL);
+        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 0)),
+                  "%s: %s: exiting (status %d)", what, self->last_error, DFB_EXIT_INTERNAL);
         return end(self, DFB_EXIT_INTERNAL);
     }
     /* The body's start says why (403: not entitled ...); a pod or proxy that
@@ -218,7 +223,9 @@ fatal(dfb_loop_t *self, dfb_call_t call)
     char b[201];
     dfb_http_body_excerpt(self->http, b, sizeof b);
     const dfb_policy_row_t *row = dfb_policy_row(call, self->last_status);
-    dfb_error("%s: HTTP %d%s%s: %s: exiting (status %d)", what, self->last_status,
+    dfb_logkv(DFB_LOG_ERROR,
+              DFB_FIELDS(dfb_ls("call", what), dfb_li("status", self->last_status)),
+              "%s: HTTP %d%s%s: %s: exiting (status %d)", what, self->last_status,
               row && row->why ? ": " : "", row && row->why ? row->why : "", b, DFB_EXIT_FATAL);
     return end(self, DFB_EXIT_FATAL);
 }
@@ -231,13 +238,19 @@ backoff(dfb_loop_t *self, dfb_call_t call, dfb_backoff_t *bo, const char *key)
     self->stats.retries++;
     long wait = dfb_backoff_next(bo);
     if (wait < 0) {
-        dfb_error("%s: giving up after %d attempts (%s.maxAttempts), last error %s: exiting "
+        dfb_logkv(DFB_LOG_ERROR,
+                  DFB_FIELDS(dfb_ls("call", dfb_policy_call_name(call)),
+                             dfb_li("status", self->last_status), dfb_li("attempt", bo->attempts)),
+                  "%s: giving up after %d attempts (%s.maxAttempts), last error %s: exiting "
                   "(status %d)",
                   dfb_policy_call_name(call), bo->attempts, key, self->last_error,
                   DFB_EXIT_EXHAUSTED);
         return end(self, DFB_EXIT_EXHAUSTED);
     }
-    dfb_debug("%s: retrying in %ld ms", dfb_policy_call_name(call), wait);
+    dfb_logkv(DFB_LOG_DEBUG,
+              DFB_FIELDS(dfb_ls("call", dfb_policy_call_name(call)),
+                         dfb_li("attempt", bo->attempts), dfb_li("delayMs", wait)),
+              "%s: retrying in %ld ms", dfb_policy_call_name(call), wait);
     if (dfb_wait(self->stop_fd, wait))
         return end(self, DFB_EXIT_STOPPED);
     return OUT_RETRY;
@@ -248,7 +261,8 @@ static outcome_t
 reauth(dfb_loop_t *self)
 {
     self->stats.reauths++;
-    dfb_info("session expired (401): authenticating again");
+    dfb_logkv(DFB_LOG_INFO, DFB_FIELDS(dfb_li("status", 401)),
+              "session expired (401): authenticating again");
     dfb_auth_rc_t rc = dfb_auth_refresh(self->auth, self->http, self->stop_fd);
     switch (rc) {
     case DFB_AUTH_OK:
@@ -657,10 +671,12 @@ obtain_feed(dfb_loop_t *self, const char *dead)
         if (pick_listed(self, dead)) {
             if (dead) {
                 self->stats.adopted++;
-                dfb_info("adopting datafeed %s, listed meanwhile (another instance created it)",
-                         feed_shown(self));
+                dfb_logkv(DFB_LOG_INFO, DFB_FIELDS(dfb_ls("feed", feed_shown(self))),
+                          "adopting datafeed %s, listed meanwhile (another instance created it)",
+                          feed_shown(self));
             } else {
-                dfb_info("reusing datafeed %s", feed_shown(self));
+                dfb_logkv(DFB_LOG_INFO, DFB_FIELDS(dfb_ls("feed", feed_shown(self))),
+                          "reusing datafeed %s", feed_shown(self));
             }
             break;
         }
@@ -681,7 +697,8 @@ obtain_feed(dfb_loop_t *self, const char *dead)
             memcpy(self->feed_id, id, len);
             self->feed_id[len] = '\0';
             self->stats.created++;
-            dfb_info("created datafeed %s", feed_shown(self));
+            dfb_logkv(DFB_LOG_INFO, DFB_FIELDS(dfb_ls("feed", feed_shown(self))),
+                      "created datafeed %s", feed_shown(self));
             out = OUT_OK;
             break;
         }
@@ -725,7 +742,9 @@ run_v2(dfb_loop_t *self)
                 out = end(self, DFB_EXIT_INTERNAL);
         } else if (out == OUT_RECREATE) {
             self->stats.recreates++;
-            dfb_warn("datafeed %s is gone (400): looking for another one", feed_shown(self));
+            dfb_logkv(DFB_LOG_WARN,
+                      DFB_FIELDS(dfb_ls("feed", feed_shown(self)), dfb_li("status", 400)),
+                      "datafeed %s is gone (400): looking for another one", feed_shown(self));
             out = obtain_feed(self, self->feed_id);
             if (out == OUT_OK)
                 out = backoff(self, DFB_CALL_READ, &bo, "datafeed.retry");
@@ -759,7 +778,8 @@ create_v1(dfb_loop_t *self, const char *idfile)
         dfb_warn("created v1 datafeed %s, but cannot write %s: %s", feed_shown(self), idfile,
                  strerror(errno));
     else
-        dfb_info("created v1 datafeed %s (saved in %s)", feed_shown(self), idfile);
+        dfb_logkv(DFB_LOG_INFO, DFB_FIELDS(dfb_ls("feed", feed_shown(self))),
+                  "created v1 datafeed %s (saved in %s)", feed_shown(self), idfile);
     return OUT_OK;
 }
 
@@ -777,7 +797,8 @@ run_v1(dfb_loop_t *self)
     }
     outcome_t out = OUT_OK;
     if (dfb_feedfile_read(idfile, self->feed_id, sizeof self->feed_id, &why) == 0) {
-        dfb_info("reusing v1 datafeed %s from %s", feed_shown(self), idfile);
+        dfb_logkv(DFB_LOG_INFO, DFB_FIELDS(dfb_ls("feed", feed_shown(self))),
+                  "reusing v1 datafeed %s from %s", feed_shown(self), idfile);
     } else {
         dfb_info("no usable v1 datafeed id in %s (%s): creating a feed", idfile, why);
         out = create_v1(self, idfile);
@@ -795,7 +816,9 @@ run_v1(dfb_loop_t *self)
                 publish_events(self, 0);
         } else if (out == OUT_RECREATE) {
             self->stats.recreates++;
-            dfb_warn("v1 datafeed %s is gone (400): creating another one", feed_shown(self));
+            dfb_logkv(DFB_LOG_WARN,
+                      DFB_FIELDS(dfb_ls("feed", feed_shown(self)), dfb_li("status", 400)),
+                      "v1 datafeed %s is gone (400): creating another one", feed_shown(self));
             out = create_v1(self, idfile);
             if (out == OUT_OK)
                 out = backoff(self, DFB_CALL_V1_READ, &bo, "datafeed.retry");

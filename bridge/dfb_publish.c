@@ -299,7 +299,8 @@ journal_append(dfb_publish_t *self, const dfb_journal_rec_t *rec)
         if (!self->failing_since) {
             self->failing_since = dfb_mono_ms();
             self->c.journal_failing = 1;
-            dfb_error("publish: the journal cannot append (gseq %" PRIu64
+            dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_li("gseq", (long long)rec->gseq)),
+                      "publish: the journal cannot append (gseq %" PRIu64
                       "): batches are not acknowledged (Symphony keeps the events) until it "
                       "works again; retrying, heartbeats and replay go on",
                       rec->gseq);
@@ -358,7 +359,8 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
     if (dfb_transcode_message(&env, json, event_ref, &self->body) != 0) {
         self->c.encode_errors++;
         dfb_buf_reset(&self->body);
-        dfb_warn("publish: cannot encode a %s event: not published", slot->topic);
+        dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_ls("topic", slot->topic)),
+                  "publish: cannot encode a %s event: not published", slot->topic);
         return -1;
     }
     if (self->max_event_bytes && self->body.len > self->max_event_bytes) {
@@ -369,11 +371,14 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
         if (dfb_transcode_stub(&env, json, event_ref, full, &self->body) != 0) {
             self->c.encode_errors++;
             dfb_buf_reset(&self->body);
-            dfb_warn("publish: cannot encode a %s event stub: not published", slot->topic);
+            dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_ls("topic", slot->topic)),
+                      "publish: cannot encode a %s event stub: not published", slot->topic);
             return -1;
         }
         self->c.events_too_large++;
-        dfb_warn("publish: a %s event of %" PRIu64 " bytes (over bridge.maxEventBytes %" PRIu64
+        dfb_logkv(DFB_LOG_WARN,
+                  DFB_FIELDS(dfb_ls("topic", slot->topic), dfb_li("gseq", (long long)env.gseq)),
+                  "publish: a %s event of %" PRIu64 " bytes (over bridge.maxEventBytes %" PRIu64
                  ", id %.*s) is published as a stub with too_large",
                  slot->topic, full, self->max_event_bytes, (int)(id_len > 64 ? 64 : id_len), id);
     }

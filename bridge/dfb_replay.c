@@ -223,10 +223,28 @@ req_free(req_t *r)
     free(r);
 }
 
+/*  The client in log lines: its routing id in hex (at most 16 bytes). */
+static void
+client_hex(const req_t *r, char out[33])
+{
+    size_t n = r->id_len < 16 ? r->id_len : 16;
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", r->id[i]);
+    out[2 * n] = '\0';
+}
+
 /*  Frees a finished request, counting the segments its filter skipped. */
 static void
 req_done(dfb_replay_t *self, req_t *r)
 {
+    char client[33];
+    client_hex(r, client);
+    dfb_logkv(DFB_LOG_DEBUG,
+              DFB_FIELDS(dfb_ls("client", client), dfb_li("req", (long long)r->req),
+                         dfb_li("from", (long long)r->from), dfb_li("to", (long long)r->last_gseq),
+                         dfb_li("count", r->count), dfb_ls("code", r->code ? r->code : "ok")),
+              "replay: request %llu answered, %u message(s)", (unsigned long long)r->req,
+              r->count);
     if (r->reader)
         self->c->replay_segments_skipped += dfb_journal_reader_skipped(r->reader);
     req_free(r);
@@ -852,8 +870,13 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms, budget_t *
     else if (budget_spent(b, 15))
         return 1; /* not its turn's fault: the budget ran out before it */
     else if (now_ms - r->last_progress > DFB_REPLAY_STALL_MS) {
-        dfb_warn("replay: a client read nothing for %d ms: request %llu abandoned",
-                 DFB_REPLAY_STALL_MS, (unsigned long long)r->req);
+        char client[33];
+        client_hex(r, client);
+        dfb_logkv(DFB_LOG_WARN,
+                  DFB_FIELDS(dfb_ls("client", client), dfb_li("from", (long long)r->from),
+                             dfb_li("to", (long long)r->last_gseq)),
+                  "replay: a client read nothing for %d ms: request %llu abandoned",
+                  DFB_REPLAY_STALL_MS, (unsigned long long)r->req);
         r->state = ST_DONE;
         self->c->replay_abandoned++;
         return 1;

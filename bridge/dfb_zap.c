@@ -393,7 +393,10 @@ handle(dfb_zap_t *self)
         self->c->auth_denied++;
         if (now - self->last_log >= LOG_EVERY_MS) {
             flush_suppressed(self, now);
-            dfb_warn("auth: denied a %s client from %s, key %s: %s", mech, addr, fp,
+            dfb_logkv(DFB_LOG_WARN,
+                      DFB_FIELDS(dfb_ls("client", fp), dfb_ls("address", addr),
+                                 dfb_ls("mechanism", mech)),
+                      "auth: denied a %s client from %s, key %s: %s", mech, addr, fp,
                      code[0] == '5' ? "malformed ZAP request"
                                     : "not in bridge.curve.clientsDir");
             self->last_log = now;

@@ -13,6 +13,7 @@
 #include "dfb_tsan.h" /* libzmq under ThreadSanitizer (empty otherwise) */
 #include "dfb_auth.h"
 #include "dfb_config.h"
+#include "dfb_config_env.h"
 #include "dfb_curve.h"
 #include "dfb_http.h"
 #include "dfb_info.h"
@@ -26,12 +27,14 @@
 static void
 usage(FILE *out)
 {
-    fprintf(out, "usage: dfbridge --config FILE [--check]\n"
+    fprintf(out, "usage: dfbridge [--config FILE] [--check]\n"
                  "       dfbridge keygen DIR NAME\n"
                  "       dfbridge --version | --help\n"
-                 "  --config FILE  the BDK YAML config (plus a bridge: section)\n"
-                 "  --check        validate the config, the bot key and the CURVE files, then\n"
-                 "                 exit (0 ok, 2 bad)\n"
+                 "  --config FILE  the BDK YAML config (plus a bridge: section); optional when\n"
+                 "                 DFBRIDGE_* variables give the required keys (every key has\n"
+                 "                 one: DFBRIDGE_ + its path, upper case, '_' for '.')\n"
+                 "  --check        validate the config, the bot key and the CURVE files, list\n"
+                 "                 where each value came from, then exit (0 ok, 2 bad)\n"
                  "  keygen DIR NAME  write a new CURVE key pair: DIR/NAME.key (public, 0644) and\n"
                  "                 DIR/NAME.key_secret (0600); never overwrites (exit 2)\n"
                  "exit status (one error line says why):\n"
@@ -140,8 +143,9 @@ main(int argc, char **argv)
             return DFB_EXIT_CONFIG;
         }
     }
-    if (!config_path) {
-        fprintf(stderr, "dfbridge: --config FILE is required\n");
+    if (!config_path && !dfb_config_env_present()) {
+        fprintf(stderr, "dfbridge: --config FILE (or DFBRIDGE_* environment variables) is "
+                        "required\n");
         usage(stderr);
         return DFB_EXIT_CONFIG;
     }
@@ -158,6 +162,7 @@ main(int argc, char **argv)
         return DFB_EXIT_CONFIG;
     }
     dfb_log_set_level(cfg->log_level);
+    dfb_log_set_format(cfg->log_format);
     dfb_auth_t *auth = dfb_auth_new(cfg, err, sizeof err);
     if (!auth) {
         dfb_error("%s", err);
@@ -176,8 +181,12 @@ main(int argc, char **argv)
     dfb_endpoint_url(&cfg->agent, agent, sizeof agent);
     dfb_endpoint_url(&cfg->key_manager, km, sizeof km);
     if (check) {
-        printf("%s: OK (pod %s, agent %s, keyManager %s, bot %s, publish %s%s)\n", config_path,
-               pod, agent, km, cfg->bot_username, cfg->publish, curve.enabled ? ", CURVE" : "");
+        printf("%s: OK (pod %s, agent %s, keyManager %s, bot %s, publish %s%s)\n",
+               config_path ? config_path : "(environment)", pod, agent, km, cfg->bot_username,
+               cfg->publish, curve.enabled ? ", CURVE" : "");
+        /* env: where every value came from, one grep-able line per key */
+        printf("sources:\n");
+        dfb_config_print_origins(cfg, stdout);
         dfb_curve_wipe(&curve);
         dfb_auth_destroy(&auth);
         dfb_config_destroy(&cfg);

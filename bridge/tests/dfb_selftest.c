@@ -7,6 +7,7 @@
 #include "dfb_config.h"
 #include "dfb_feedfile.h"
 #include "dfb_http.h"
+#include "dfb_log.h"
 #include "dfb_loop.h"
 #include "dfb_publish.h"
 #include "dfb_retry.h"
@@ -26,6 +27,7 @@ static const test_t s_tests[] = {
     {"feedfile", dfb_feedfile_test},
     {"tls", dfb_tls_test},
     {"secret", dfb_secret_test},
+    {"log", dfb_log_test},
 };
 
 int

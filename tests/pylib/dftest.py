@@ -488,6 +488,14 @@ class Bridge:
         """The log's error lines (level 'error'), without their timestamps."""
         out = []
         for line in self.text().splitlines():
+            if line.startswith("{"):  # bridge.logFormat: json
+                try:
+                    o = json.loads(line)
+                except ValueError:
+                    continue
+                if o.get("level") == "error":
+                    out.append(o.get("message", ""))
+                continue
             m = re.match(r"\S+Z (\S+)\s+(.*)", line)
             if m and m.group(1) == "error":
                 out.append(m.group(2))

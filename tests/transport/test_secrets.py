@@ -9,7 +9,7 @@ Every secret is a distinctive string; the tokens and JWTs are the ones dfpod act
 (GET /admin/tokens) and received (its call log). Each group also checks that the secret was in
 play (sent to the pod, echoed back) so that the test fails if the redaction breaks.
 
-Usage: test_secrets.py --dfpod BIN --dfbridge BIN --group NAME [--dftail BIN]
+Usage: test_secrets.py --dfpod BIN --dfbridge BIN --group NAME [--dftail BIN] [--log-format json]
 Loopback only; every wait is bounded and waits for a signal."""
 
 import base64
@@ -98,7 +98,8 @@ def t_echo(_):
         check(info is not None, "an info answer")
         # The SIGUSR1 dump goes to the log.
         b.proc.send_signal(signal.SIGUSR1)
-        wait_until(lambda: " info: " in b.text(), "the SIGUSR1 info dump in the log")
+        wait_until(lambda: " info: " in b.text() or "\"message\":\"info: " in b.text(),
+                   "the SIGUSR1 info dump in the log")
         tail = dftail_output(b)
         # Two echoed 500s (retried), a 401 (re-authentication: new tokens), events again.
         pod.admin("POST", "faults", [{"endpoint": "read", "action": "echo", "status": 500,
@@ -270,6 +271,12 @@ GROUPS = {"echo": t_echo, "auth": t_auth, "config": t_config}
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
+    if "--log-format" in argv:
+        # bridge.logFormat for every bridge of the group, through the environment (issue 10):
+        # the same checks must hold for json lines.
+        i = argv.index("--log-format")
+        os.environ["DFBRIDGE_BRIDGE_LOGFORMAT"] = argv[i + 1]
+        del argv[i:i + 2]
     if "--dftail" in argv:
         i = argv.index("--dftail")
         DFTAIL = argv[i + 1]
