@@ -163,6 +163,8 @@ on_pipe(dfb_actor_t *a)
     if (t)
         t->seq = gs[1];
     a->gseq = gs[0];
+    /* for /metrics; the topic frame is empty once sent */
+    size_t type = dfb_event_type_index(zmq_msg_data(&topic), zmq_msg_size(&topic));
     if (!a->pub) { /* re-binding: subscribers fill the gap from replay */
         a->c->send_errors++;
         a->rebind_lost++;
@@ -173,8 +175,10 @@ on_pipe(dfb_actor_t *a)
         dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_li("gseq", (long long)gs[0])),
                   "publish: zmq_send: %s (gseq %" PRIu64 " not published; replay has it)",
                  zmq_strerror(errno), gs[0]);
-    } else
+    } else {
         a->c->published++;
+        a->c->published_by_type[type]++;
+    }
     zmq_msg_close(&topic);
     zmq_msg_close(&body);
     return 0;

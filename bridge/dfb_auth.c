@@ -21,6 +21,7 @@
 #include "dfb_retry.h"
 #include "dfb_secret.h"
 #include "dfb_tls.h"
+#include "dfb_upstream.h"
 
 struct dfb_auth {
     const dfb_config_t *cfg; /* borrowed */
@@ -246,6 +247,26 @@ fail:
     return NULL;
 }
 
+/*  The /metrics label of a call, by the name its log lines use. */
+static dfb_up_call_t
+up_call(const char *what)
+{
+    static const struct {
+        const char *what;
+        dfb_up_call_t call;
+    } map[] = {
+        {"pod authentication", DFB_UP_LOGIN},
+        {"session authentication", DFB_UP_LOGIN},
+        {"key manager authentication", DFB_UP_KEYMANAGER},
+        {"agent info", DFB_UP_AGENT_INFO},
+        {"session info", DFB_UP_SESSION_INFO},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(map[i].what, what) == 0)
+            return map[i].call;
+    return DFB_UP_LOGIN;
+}
+
 /*  One call with the BDK authentication retry: network errors, 5xx and 429
     are retried per the global `retry`; 200 returns OK; 401 UNAUTHORIZED;
     a certificate problem (DFB_HTTP_ECERT) and anything else FAILED (logged
@@ -257,10 +278,13 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
 {
     dfb_backoff_t b;
     dfb_backoff_init(&b, &self->cfg->retry);
+    dfb_up_call_t up = up_call(what);
     for (;;) {
         int status = 0;
+        int64_t t0 = dfb_upstream_now_us();
         dfb_http_err_t rc =
             dfb_http_request(http, method, url, body, body ? strlen(body) : 0, &status);
+        dfb_upstream_record(up, rc, status, dfb_upstream_now_us() - t0);
         if (rc == DFB_HTTP_ESTOPPED)
             return DFB_AUTH_STOPPED;
         if (rc == DFB_HTTP_OK && status == 200)
@@ -317,6 +341,7 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
                           what, b.attempts, dfb_http_strerror(rc), dfb_http_detail(http));
             return DFB_AUTH_EXHAUSTED;
         }
+        dfb_upstream_retry(up);
         if (dfb_wait(stop_fd, wait))
             return DFB_AUTH_STOPPED;
     }

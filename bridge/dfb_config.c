@@ -6,6 +6,7 @@
 #include "dfb_config.h"
 #include "dfb_config_env.h"
 #include "dfb_dedupe.h"
+#include "dfb_metrics.h"
 #include "dfb_secret.h"
 
 #include <errno.h>
@@ -823,6 +824,12 @@ static const dfb_config_key_t s_keys[] = {
      "recent (id, type) keys remembered to drop redeliveries (0 = off)"},
     {"dedupeMillis", DFB_KEY_INT, "3600000", 0, (long long)1 << 50, NULL, AT(dedupe_ms, CT_LLONG),
      "longest time a dedupe key is remembered (0 = no age limit)"},
+    {"metrics", DFB_KEY_ADDRESS, "", 0, 0, NULL, AT(metrics, CT_STR),
+     "HTTP address of /metrics, /healthz and /readyz (127.0.0.1:9464; port 0 = any, logged); "
+     "unset = off"},
+    {"health.maxReadAgeMillis", DFB_KEY_INT, "75000", 1, (long long)1 << 40, NULL,
+     AT(health_max_read_age_ms, CT_LLONG),
+     "/healthz answers 503 when the last successful read is older than this"},
 };
 #undef AT
 
@@ -849,6 +856,8 @@ dfb_config_key_type_name(dfb_key_type_t type)
         return "endpoint";
     case DFB_KEY_PATH:
         return "path";
+    case DFB_KEY_ADDRESS:
+        return "address";
     }
     return "?";
 }
@@ -946,6 +955,7 @@ apply_key(ctx_t *c, const dfb_config_key_t *k, const char *s, const char *path)
     }
     case DFB_KEY_ENDPOINT:
     case DFB_KEY_PATH:
+    case DFB_KEY_ADDRESS:
         break;
     }
     if (!s) {
@@ -959,6 +969,10 @@ apply_key(ctx_t *c, const dfb_config_key_t *k, const char *s, const char *path)
     if (k->type == DFB_KEY_ENDPOINT && !strstr(s, "://") && (*s || k->def[0])) {
         /* "" is "unset" for an endpoint that is unset by default (replay) */
         fail(c, "%s: not a ZeroMQ endpoint (tcp://host:port, ipc://path ...)", path);
+        return;
+    }
+    if (k->type == DFB_KEY_ADDRESS && dfb_metrics_parse_address(s, NULL, 0, NULL) != 0) {
+        fail(c, "%s: not an address (127.0.0.1:9464, [::1]:9464, :9464; port 0 = any)", path);
         return;
     }
     char **at = (char **)((char *)c->cfg + k->offset);
@@ -1750,7 +1764,7 @@ dfb_config_test(int verbose)
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 29); /* 19 + strictPermissions + the CURVE keys + the hostile-input limits (issue 9) + logFormat (issue 10) */
+        CHECK(n == 31); /* 19 + strictPermissions + CURVE + hostile-input limits (issue 9) + logFormat, metrics, health.maxReadAgeMillis (issue 10) */
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);

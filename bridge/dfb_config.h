@@ -137,6 +137,10 @@ typedef struct dfb_config {
     long long replay_max_bytes;     /* bridge.replayMaxBytes: 256 MiB held by replay answers */
     long long replay_client_bytes;  /* bridge.replayClientBytes: 16 MiB per client */
     long long max_connections;      /* bridge.maxConnections: per socket, 0 = a quarter of the fds */
+
+    /* bridge: metrics and health (README "Metrics and health") */
+    char *metrics;                     /* bridge.metrics: HOST:PORT of /metrics, NULL = off */
+    long long health_max_read_age_ms;  /* bridge.health.maxReadAgeMillis: 75000 */
 } dfb_config_t;
 
 /*  Reads and validates the YAML file at path (NULL: no file), with every
@@ -157,7 +161,8 @@ typedef enum {
     DFB_KEY_INT,      /* a decimal integer in [lo, hi] */
     DFB_KEY_ENUM,     /* one of choices (case-insensitive) */
     DFB_KEY_ENDPOINT, /* a ZeroMQ endpoint (scheme://...) */
-    DFB_KEY_PATH      /* a non-empty file system path */
+    DFB_KEY_PATH,     /* a non-empty file system path */
+    DFB_KEY_ADDRESS   /* an HTTP listening address: IP:PORT, [IPv6]:PORT or :PORT */
 } dfb_key_type_t;
 
 /*  One key of the bridge: section: the single source that parsing, the
@@ -176,7 +181,7 @@ typedef struct {
 /*  The bridge: keys, in documentation order (static; *count set). */
 const dfb_config_key_t *dfb_config_keys(size_t *count);
 
-/*  "integer", "choice", "endpoint", "path" (static). */
+/*  "integer", "choice", "endpoint", "path", "address" (static). */
 const char *dfb_config_key_type_name(dfb_key_type_t type);
 
 /*  Frees the config (key content is wiped first), NULLs *self_p; accepts

@@ -148,10 +148,14 @@ dfb_fdguard_rewatch(dfb_fdguard_t *self, void *sock, const char *name)
 static void
 total_live(dfb_fdguard_t *self)
 {
-    uint64_t t = 0;
-    for (size_t i = 0; i < self->n; i++)
+    uint64_t t = 0, subs = 0;
+    for (size_t i = 0; i < self->n; i++) {
         t += self->w[i].live;
+        if (strcmp(self->w[i].name, "bridge.publish") == 0)
+            subs = self->w[i].live;
+    }
     self->c->connections = t;
+    self->c->subscribers = subs;
 }
 
 size_t

@@ -11,7 +11,9 @@
 
 #include "dfb_journal.h"
 #include "dfb_loop_counters.h"
+#include "dfb_topics.h"
 #include "dfb_transcode.h"
+#include "dfb_upstream.h"
 
 typedef _Atomic uint64_t dfb_counter_t;
 
@@ -56,6 +58,12 @@ typedef struct {
     dfb_counter_t auth_bad_files; /* *.key files skipped at the last reload (broken) */
     dfb_counter_t auth_reloads;   /* allow-list (re)loads, the first included */
     dfb_counter_t auth_rebinds;   /* reloads that removed a key: PUB and replay re-bound */
+    /* /metrics only (dfb_metrics), not rows of the table below */
+    dfb_counter_t published_by_type[DFB_EVENT_TYPES + 1]; /* the actor; [DFB_EVENT_TYPES]: other */
+    dfb_counter_t lag_buckets[DFB_LAG_BUCKETS + 1];      /* the sequencer: event ts -> publish */
+    dfb_counter_t lag_sum_ms;
+    dfb_counter_t replay_ok;   /* the replay thread: answers ended with status ok */
+    dfb_counter_t subscribers; /* the replay thread (fdguard): live connections on the PUB */
 } dfb_pub_counters_t;
 
 /*  Where a row's value lives. */

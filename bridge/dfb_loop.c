@@ -18,6 +18,7 @@
 #include "dfb_retry.h"
 #include "dfb_stop.h"
 #include "dfb_transcode.h"
+#include "dfb_upstream.h"
 
 /*  Where a sequence of calls stands. */
 typedef enum {
@@ -176,7 +177,9 @@ attempt(dfb_loop_t *self, dfb_call_t call, const char *method, const char *url, 
 {
     const char *what = dfb_policy_call_name(call);
     int status = 0;
+    int64_t t0 = dfb_upstream_now_us();
     dfb_http_err_t err = dfb_http_request(self->http, method, url, body, body_len, &status);
+    dfb_upstream_record(dfb_upstream_of(call), err, status, dfb_upstream_now_us() - t0);
     self->last_status = err == DFB_HTTP_OK ? status : 0;
     self->last_err = err;
     dfb_action_t act = dfb_policy_action(call, err, status);
@@ -236,6 +239,7 @@ static outcome_t
 backoff(dfb_loop_t *self, dfb_call_t call, dfb_backoff_t *bo, const char *key)
 {
     self->stats.retries++;
+    dfb_upstream_retry(dfb_upstream_of(call));
     long wait = dfb_backoff_next(bo);
     if (wait < 0) {
         dfb_logkv(DFB_LOG_ERROR,
@@ -261,11 +265,13 @@ static outcome_t
 reauth(dfb_loop_t *self)
 {
     self->stats.reauths++;
+    self->stats.ready = 0; /* not authenticated until the refresh succeeds */
     dfb_logkv(DFB_LOG_INFO, DFB_FIELDS(dfb_li("status", 401)),
               "session expired (401): authenticating again");
     dfb_auth_rc_t rc = dfb_auth_refresh(self->auth, self->http, self->stop_fd);
     switch (rc) {
     case DFB_AUTH_OK:
+        self->stats.ready = self->feed_id[0] || self->cfg->source == DFB_SOURCE_DATAHOSE;
         return OUT_RETRY;
     case DFB_AUTH_STOPPED:
         return end(self, DFB_EXIT_STOPPED);
@@ -720,6 +726,7 @@ static outcome_t
 run_v2(dfb_loop_t *self)
 {
     outcome_t out = obtain_feed(self, NULL);
+    self->stats.ready = out == OUT_OK;
     char url[900];
     sbuf_t body = {0};
     dfb_backoff_t bo;
@@ -742,10 +749,12 @@ run_v2(dfb_loop_t *self)
                 out = end(self, DFB_EXIT_INTERNAL);
         } else if (out == OUT_RECREATE) {
             self->stats.recreates++;
+            self->stats.ready = 0;
             dfb_logkv(DFB_LOG_WARN,
                       DFB_FIELDS(dfb_ls("feed", feed_shown(self)), dfb_li("status", 400)),
                       "datafeed %s is gone (400): looking for another one", feed_shown(self));
             out = obtain_feed(self, self->feed_id);
+            self->stats.ready = out == OUT_OK;
             if (out == OUT_OK)
                 out = backoff(self, DFB_CALL_READ, &bo, "datafeed.retry");
             if (out == OUT_RETRY)
@@ -805,6 +814,7 @@ run_v1(dfb_loop_t *self)
     }
     dfb_backoff_t bo;
     dfb_backoff_init(&bo, &self->cfg->datafeed_retry);
+    self->stats.ready = out == OUT_OK;
     while (out == OUT_OK) {
         snprintf(url, sizeof url, "%s/agent/v4/datafeed/%s/read", self->agent_url, self->feed_id);
         out = call_until(self, DFB_CALL_V1_READ, "GET", url, NULL, 0, accept_v1_read, &bo, NULL,
@@ -816,10 +826,12 @@ run_v1(dfb_loop_t *self)
                 publish_events(self, 0);
         } else if (out == OUT_RECREATE) {
             self->stats.recreates++;
+            self->stats.ready = 0;
             dfb_logkv(DFB_LOG_WARN,
                       DFB_FIELDS(dfb_ls("feed", feed_shown(self)), dfb_li("status", 400)),
                       "v1 datafeed %s is gone (400): creating another one", feed_shown(self));
             out = create_v1(self, idfile);
+            self->stats.ready = out == OUT_OK;
             if (out == OUT_OK)
                 out = backoff(self, DFB_CALL_V1_READ, &bo, "datafeed.retry");
             if (out == OUT_RETRY)
@@ -855,6 +867,7 @@ run_datahose(dfb_loop_t *self)
     dfb_backoff_t bo;
     dfb_backoff_init(&bo, &cfg->datahose_retry);
     outcome_t out = reset_ack(self) == 0 ? OUT_OK : end(self, DFB_EXIT_INTERNAL);
+    self->stats.ready = out == OUT_OK; /* no feed to obtain: the agent keys it */
     while (out == OUT_OK) {
         dfb_buf_reset(&body.buf);
         sb_add(&body, (const char *)head.buf.data, head.buf.len);
@@ -881,8 +894,23 @@ run_datahose(dfb_loop_t *self)
 
 /* ---- entry ------------------------------------------------------------------ */
 
+static int run(dfb_loop_t *self);
+
 int
 dfb_loop_run(dfb_loop_t *self)
+{
+    self->stats.ready = 0;
+    self->stats.exit_code = 0;
+    self->stats.state = 1;
+    int rc = run(self);
+    self->stats.ready = 0;
+    self->stats.exit_code = (uint64_t)rc;
+    self->stats.state = 2;
+    return rc;
+}
+
+static int
+run(dfb_loop_t *self)
 {
     /* Nothing from a previous run survives: a run after an ended one
        starts from scratch (no "already started" trap). */

@@ -19,6 +19,10 @@ typedef struct {
     _Atomic uint64_t replaced;      /* invalid UTF-8 / lone surrogates replaced by U+FFFD */
     _Atomic uint64_t over_batch;    /* batches over bridge.maxBatchEvents (published in chunks) */
     _Atomic long long last_read_ms; /* monotonic time of the last successful read */
+    /* health (dfb_metrics /healthz, /readyz) */
+    _Atomic uint64_t ready;     /* 1 while authenticated with a feed to read */
+    _Atomic uint64_t state;     /* 0 not started, 1 running, 2 ended */
+    _Atomic uint64_t exit_code; /* dfb_loop_run's return, once state is 2 */
 } dfb_loop_stats_t;
 
 #endif

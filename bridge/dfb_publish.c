@@ -399,6 +399,16 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
     slot->seq = env.seq;
     self->gseq = env.gseq;
     dfb_dedupe_add(self->dedupe, id, id_len, type, type_len, now);
+    /* Publish lag: Symphony's timestamp (ms) to now; a clock ahead of ours is 0. */
+    dfb_json_ref_t ts = dfb_json_get(json, event_ref, "timestamp");
+    if (ts != DFB_JSON_NONE && dfb_json_type(json, ts) == DFB_JSON_INT &&
+        dfb_json_int(json, ts) > 0) {
+        int64_t lag = now - dfb_json_int(json, ts);
+        lag = lag > 0 ? lag : 0;
+        self->c.lag_sum_ms += (uint64_t)lag;
+        dfb_hist_observe(self->c.lag_buckets, dfb_lag_bounds_s, DFB_LAG_BUCKETS,
+                         (double)lag / 1000.0);
+    }
     if (dfb_actor_send(self->actor, env.gseq, env.seq, slot->topic, slot->len, self->body.data,
                        self->body.len) != 0) {
         /* Only a dead actor refuses (it said so; the daemon is stopping):

@@ -698,6 +698,8 @@ send_end(dfb_replay_t *self, req_t *r, const char *epoch)
     int rc = send_msg(self, r, DFB_REPLAY_TOPIC_END, strlen(DFB_REPLAY_TOPIC_END), b->data, b->len);
     if (rc == 0 && r->code)
         self->c->replay_errors++;
+    else if (rc == 0)
+        self->c->replay_ok++;
     return rc;
 }
 

@@ -116,3 +116,32 @@ dfb_topics_copy(dfb_topics_t *self, const dfb_topics_t *other)
     }
     return 0;
 }
+
+const char *const dfb_event_types[DFB_EVENT_TYPES] = {
+    "MESSAGESENT",
+    "SHAREDPOST",
+    "INSTANTMESSAGECREATED",
+    "ROOMCREATED",
+    "ROOMUPDATED",
+    "ROOMDEACTIVATED",
+    "ROOMREACTIVATED",
+    "USERREQUESTEDTOJOINROOM",
+    "USERJOINEDROOM",
+    "USERLEFTROOM",
+    "ROOMMEMBERPROMOTEDTOOWNER",
+    "ROOMMEMBERDEMOTEDFROMOWNER",
+    "CONNECTIONREQUESTED",
+    "CONNECTIONACCEPTED",
+    "MESSAGESUPPRESSED",
+    "SYMPHONYELEMENTSACTION",
+    "GENERICSYSTEMEVENT",
+};
+
+size_t
+dfb_event_type_index(const char *topic, size_t len)
+{
+    for (size_t i = 0; i < DFB_EVENT_TYPES; i++)
+        if (strlen(dfb_event_types[i]) == len && memcmp(dfb_event_types[i], topic, len) == 0)
+            return i;
+    return DFB_EVENT_TYPES;
+}

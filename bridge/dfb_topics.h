@@ -51,6 +51,16 @@ dfb_topic_t *dfb_topics_next(const dfb_topics_t *self, size_t *cursor);
     (cap or memory: the map then holds a prefix). */
 int dfb_topics_copy(dfb_topics_t *self, const dfb_topics_t *other);
 
+/*  The contract's 17 event types (schemas/contract-v1.json "topics", in its
+    order; tests/schemas_lists.py checks this list): /metrics counts
+    published events per type and puts every other topic under one label. */
+#define DFB_EVENT_TYPES 17
+extern const char *const dfb_event_types[DFB_EVENT_TYPES];
+
+/*  The index of topic (len bytes) in dfb_event_types, or DFB_EVENT_TYPES
+    for any other topic. */
+size_t dfb_event_type_index(const char *topic, size_t len);
+
 /*  FNV-1a 64 over len bytes (the contract's hash, schemas/CONTRACT.md). */
 uint64_t dfb_fnv1a64(const void *data, size_t len);
 

@@ -20,6 +20,7 @@
 #include "dfb_infodump.h"
 #include "dfb_log.h"
 #include "dfb_loop.h"
+#include "dfb_metrics.h"
 #include "dfb_publish.h"
 #include "dfb_stop.h"
 #include "dfz_cert.h"
@@ -228,7 +229,21 @@ main(int argc, char **argv)
         dfb_infodump_t *dump = dfb_infodump_new(&src); /* SIGUSR1 */
         if (!dump)
             dfb_warn("SIGUSR1 info dump unavailable: %s", strerror(errno));
-        rc = dfb_loop_run(loop);
+        dfb_metrics_t *metrics = NULL; /* bridge.metrics: /metrics, /healthz, /readyz */
+        if (cfg->metrics) {
+            dfb_metrics_opts_t mo = {.address = cfg->metrics,
+                                     .max_read_age_ms = cfg->health_max_read_age_ms,
+                                     .src = src};
+            if (!(metrics = dfb_metrics_new(&mo, err, sizeof err))) {
+                dfb_error("%s", err);
+                rc = DFB_EXIT_CONFIG;
+            }
+        }
+        if (!cfg->metrics || metrics)
+            rc = dfb_loop_run(loop);
+        /* Stopped after the loop (SIGTERM/SIGINT end it): until here
+           /healthz and /readyz say the loop stopped and why. */
+        dfb_metrics_destroy(&metrics);
         dfb_infodump_destroy(&dump);
         /* A dead internal thread requested the stop; its error line is out. */
         if (dfb_publish_failed(pub))

@@ -34,6 +34,8 @@ PLACES = [
     {"file": "consumers/tests/test_loop.c", "what": "callback", "order": True, "each": True,
      "region": r"(\{[^{}]*\.on_shared_post\s*=[^{}]*\})", "pattern": r"\.(on_\w+)\s*=",
      "ignore": ["on_unknown"]},
+    {"file": "bridge/dfb_topics.c", "what": "type", "order": True,
+     "region": r"\bdfb_event_types\[DFB_EVENT_TYPES\]\s*=\s*\{(.*?)\n\};", "pattern": r'"([A-Z_]+)"'},
     {"file": "tests/dfpod/pod_gen.c", "what": "type+key", "order": True,
      "region": r"\bkinds\[\]\s*=\s*\{(.*?)\n\};",
      "pattern": r'\{\s*"([A-Z_]+)",\s*"(\w+)"'},

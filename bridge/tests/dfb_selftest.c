@@ -9,6 +9,7 @@
 #include "dfb_http.h"
 #include "dfb_log.h"
 #include "dfb_loop.h"
+#include "dfb_metrics.h"
 #include "dfb_publish.h"
 #include "dfb_retry.h"
 #include "dfb_secret.h"
@@ -24,6 +25,7 @@ static const test_t s_tests[] = {
     {"retry", dfb_retry_test}, {"config", dfb_config_test}, {"auth", dfb_auth_test},
     {"http", dfb_http_test},   {"loop", dfb_loop_test},     {"publish", dfb_publish_test},
     {"stop", dfb_stop_test},
+    {"metrics", dfb_metrics_test},
     {"feedfile", dfb_feedfile_test},
     {"tls", dfb_tls_test},
     {"secret", dfb_secret_test},
