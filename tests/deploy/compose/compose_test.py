@@ -13,6 +13,8 @@ two C workers and two Python workers. Then:
     once (its log line carries the event id), every Python worker (the BDK documentation's
     listener) each MESSAGESENT not from the bot exactly once (by message id): exact sets, no
     duplicate, nothing else;
+  - /healthz and /readyz answer 200 (the bridge's healthcheck reads /healthz), /metrics counts
+    exactly N events published over the 17 topics;
   - the bridge's journal is on its volume; `docker-compose stop bridge` ends it with SIGTERM,
     exit 0 and "stopped by SIGTERM";
   - no docker network was created;
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -154,6 +157,19 @@ def rfc3339(s):
     return whole + float(m.group(2) or 0)
 
 
+def http_text(port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+        return r.read().decode()
+
+
+def http_status(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def http_json(port, method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method,
@@ -168,16 +184,17 @@ def main():
     project = "dfbci%d" % os.getpid()
     keys = os.path.join(tmp, "keys")
     os.mkdir(keys)
-    ports = {"pod": free_port(), "pub": free_port(), "replay": free_port()}
-    while len(set(ports.values())) < 3:
-        ports["replay"] = free_port()
+    ports = {"pod": free_port(), "pub": free_port(), "replay": free_port(), "metrics": free_port()}
+    while len(set(ports.values())) < len(ports):
+        ports = {k: free_port() for k in ports}
     cenv = dict(engine.env, COMPOSE_PROJECT_NAME=project, DFB_TAG=TAG, DFB_KEYS_DIR=keys,
                 DFB_BOT_KEY=os.path.join(keys, "bot-key.pem"),
                 DFB_POD_LISTEN="127.0.0.1:%d" % ports["pod"], DFB_POD_HOST="127.0.0.1",
                 DFB_POD_PORT=str(ports["pod"]), DFB_POD_RATE="0", DFB_BIND="127.0.0.1",
                 DFB_BRIDGE_HOST="127.0.0.1", DFB_PUB_PORT=str(ports["pub"]),
                 DFB_REPLAY_PORT=str(ports["replay"]), DFB_PUBLISH_IP="127.0.0.1",
-                DFB_INSECURE="false", DFB_HEARTBEAT_MS="200", COMPOSE_HTTP_TIMEOUT="300")
+                DFB_INSECURE="false", DFB_HEARTBEAT_MS="200",
+                DFB_METRICS="127.0.0.1:%d" % ports["metrics"], COMPOSE_HTTP_TIMEOUT="300")
     compose = [COMPOSE, "--ansi", "never", "-f", os.path.join(TOP, "docker", "compose.yaml"),
                "-f", os.path.join(HERE, "compose.test.yaml")]
     composed = False
@@ -330,6 +347,17 @@ def main():
             h = poll(lambda: health(c)[0] == "healthy" and "healthy", 40, step=0.5)
             check(h == "healthy", "container %s health %r" % (c[:12], health(c)[0]))
         phase("all healthy", t)
+
+        # the health endpoints the healthcheck reads, and the counters: every event published
+        check(http_status(ports["metrics"], "/healthz") == 200, "/healthz not 200")
+        check(http_status(ports["metrics"], "/readyz") == 200, "/readyz not 200")
+        text = http_text(ports["metrics"], "/metrics")
+        pub = {m.group(1): float(m.group(2)) for m in re.finditer(
+            r'^dfbridge_events_published_total\{topic="([^"]+)"\} (\S+)$', text, re.M)}
+        n_pub = sum(v for k, v in pub.items() if k != "_hb")
+        check(n_pub == N_EVENTS, "dfbridge_events_published_total without _hb: %r" % n_pub)
+        check(len([k for k in pub if k not in ("_hb", "unknown")]) == 17,
+              "17 topics published: %r" % sorted(pub))
 
         # the journal is on the bridge's volume
         mounts = inspect(bridge)["Mounts"]
