@@ -214,6 +214,13 @@ def main():
         engine.start()
         phase("dockerd up", t)
 
+        # the shipped overrides are valid compose files (they are not run here: a real pod, and
+        # published ports, which need a container network)
+        denv = dict(cenv, DFB_POD_HOST="pod.example.com", DFB_BOT_KEY="/dev/null")
+        for extra in ("compose.realpod.yaml", "compose.expose.yaml"):
+            run([COMPOSE, "-f", os.path.join(TOP, "docker", "compose.yaml"),
+                 "-f", os.path.join(TOP, "docker", extra), "config", "-q"], 60, env=denv)
+
         t = time.monotonic()
         tarball = run([os.path.join(TOP, "scripts", "debian-base.sh")], 900).stdout.strip()
         check(os.path.isfile(tarball), "debian-base.sh printed %r" % tarball)
