@@ -16,7 +16,7 @@ two C workers and two Python workers. Then:
   - /healthz and /readyz answer 200 (the bridge's healthcheck reads /healthz), /metrics counts
     exactly N events published over the 17 topics;
   - the bridge's journal is on its volume; `docker-compose stop bridge` ends it with SIGTERM,
-    exit 0 and "stopped by SIGTERM";
+    exit 0 and "stopped by SIGTERM"; then every worker's healthcheck fails ("not linked");
   - no docker network was created;
 then `docker-compose down -v`, dockerd stopped (SIGTERM, then SIGKILL), mounts left under the temp
 dir unmounted, the dir removed — on every exit path. Fails loudly (with the daemon's log) when the
@@ -388,6 +388,19 @@ def main():
         check(st["ExitCode"] == 0, "bridge exit %r after stop" % st["ExitCode"])
         check("stopped by SIGTERM" in logs(bridge), "no 'stopped by SIGTERM' in the bridge's log")
         phase("bridge stopped", t)
+
+        # the workers' healthcheck sees the link gone: its next run fails (interval 10 s)
+        t = time.monotonic()
+
+        def failing(c):
+            log = inspect(c)["State"]["Health"]["Log"]
+            return bool(log) and log[-1]["ExitCode"] == 1 and "not linked" in log[-1]["Output"]
+
+        for c in all_workers:
+            check(poll(lambda: failing(c), 30, step=0.5),
+                  "worker %s healthcheck still passes without the bridge: %r"
+                  % (c[:12], inspect(c)["State"]["Health"]["Log"][-1:]))
+        phase("worker checks fail", t)
         ok = True
     except Failure as e:
         print("FAIL: %s" % e, file=sys.stderr)
