@@ -23,6 +23,7 @@ dir unmounted, the dir removed — on every exit path. Fails loudly (with the da
 engine does not answer; never skips. Prints the wall time of each phase.
 """
 import calendar
+import ctypes
 import json
 import os
 import re
@@ -91,6 +92,13 @@ def poll(pred, timeout, step=0.25):
         time.sleep(step)
 
 
+def die_with_parent():
+    """In the child before exec: SIGTERM when this test process dies, however it dies (ctest's
+    timeout kills it with SIGKILL, and no finally runs then), so no dockerd is left behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Engine:
     """A dockerd of our own: data and exec roots, pid file and socket in the temp dir."""
 
@@ -109,7 +117,8 @@ class Engine:
              "--exec-root", os.path.join(self.tmp, "exec"),
              "--pidfile", os.path.join(self.tmp, "docker.pid"),
              "--host", "unix://" + self.sock, "--bridge=none", "--iptables=false",
-             "--ip6tables=false"], stdout=log, stderr=log, start_new_session=True)
+             "--ip6tables=false"], stdout=log, stderr=log, start_new_session=True,
+            preexec_fn=die_with_parent)
         log.close()
         ok = poll(lambda: self.proc.poll() is None and subprocess.run(
             [DOCKER, "info"], env=self.env, capture_output=True, timeout=10).returncode == 0, 30,
@@ -178,8 +187,33 @@ def http_json(port, method, path, body=None):
         return json.loads(r.read())
 
 
+def alive(pid_file):
+    try:
+        with open(pid_file) as f:
+            os.kill(int(f.read().strip()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def sweep_stale():
+    """What a run killed by SIGKILL left (its dockerd ended with it: die_with_parent): a temp dir
+    whose test and daemon are both gone is unmounted and removed."""
+    for d in os.listdir("/tmp"):
+        path = os.path.join("/tmp", d)
+        if (d.startswith("dfbci.") and os.path.isdir(path) and
+                not alive(os.path.join(path, "test.pid")) and
+                not alive(os.path.join(path, "docker.pid"))):
+            print("removing %s, left by a killed run" % path)
+            unmount_under(path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def main():
+    sweep_stale()
     tmp = tempfile.mkdtemp(prefix="dfbci.", dir="/tmp")
+    with open(os.path.join(tmp, "test.pid"), "w") as f:
+        f.write("%d\n" % os.getpid())
     engine = Engine(tmp)
     project = "dfbci%d" % os.getpid()
     keys = os.path.join(tmp, "keys")
