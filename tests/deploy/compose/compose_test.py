@@ -275,6 +275,12 @@ def main():
         scale = []
         for svc, n in WORKERS.items():
             scale += ["--scale", "%s=%d" % (svc, n)]
+        # the README's first run: the key pair made by the one-shot service, then `up` (which runs
+        # it again: the key is kept)
+        dc("run", "--rm", "keys", timeout=120)
+        with open(os.path.join(keys, "bot-key.pem"), "rb") as f:
+            key_before = f.read()
+        check(b"PRIVATE KEY" in key_before, "run --rm keys made no private key")
         # `up -d` returns once every container started, the workers only after the bridge is
         # healthy and the bridge after the pod (depends_on: service_healthy)
         dc("up", "-d", "--no-build", *scale, timeout=300)
@@ -296,7 +302,8 @@ def main():
         check(len(kc) == 1, "one keys container, got %r" % kc)
         check(inspect(kc[0])["State"]["ExitCode"] == 0, "keys exited %r: %s"
               % (inspect(kc[0])["State"]["ExitCode"], logs(kc[0])))
-        check(os.path.getsize(os.path.join(keys, "bot-key.pem")) > 0, "bot-key.pem made")
+        with open(os.path.join(keys, "bot-key.pem"), "rb") as f:
+            check(f.read() == key_before, "bot-key.pem changed by the second keys run")
         check(os.stat(os.path.join(keys, "bot-key.pem")).st_mode & 0o077 == 0,
               "bot-key.pem is 0600")
 
