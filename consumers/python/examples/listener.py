@@ -3,7 +3,7 @@
 (/work/shared/reference/bdk-datafeed-service.md, "How to use"), with only the imports and
 the loop's construction changed: the events come from dfbridge instead of the pod.
 
-    /usr/bin/python3 examples/listener.py [tcp://127.0.0.1:5556]   (or DFBRIDGE_PUB)
+    /usr/bin/python3 examples/listener.py [tcp://127.0.0.1:5556]   (or DFCONSUMER_ENDPOINT)
 
 Stops on SIGINT/SIGTERM."""
 
@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from dfconsumer import DatafeedLoop, RealTimeEventListener  # noqa: E402
 
-ENDPOINT = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("DFBRIDGE_PUB",
+ENDPOINT = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("DFCONSUMER_ENDPOINT",
                                                                  "tcp://127.0.0.1:5556")
 
 

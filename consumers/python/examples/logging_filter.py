@@ -6,7 +6,7 @@ and two fixes the document's snippet needs to run at all: `import logging.config
 the filter named "__main__.EventListenerLoggingFilter" (dictConfig imports the name it
 is given). Each log line of a callback carries "<task name>/<event id>/<listener id>".
 
-    /usr/bin/python3 examples/logging_filter.py [tcp://127.0.0.1:5556]   (or DFBRIDGE_PUB)
+    /usr/bin/python3 examples/logging_filter.py [tcp://127.0.0.1:5556]   (or DFCONSUMER_ENDPOINT)
 """
 
 import asyncio
@@ -55,7 +55,7 @@ logging.config.dictConfig({
     }
 })
 
-ENDPOINT = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("DFBRIDGE_PUB",
+ENDPOINT = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("DFCONSUMER_ENDPOINT",
                                                                  "tcp://127.0.0.1:5556")
 logger = logging.getLogger("bot")
 

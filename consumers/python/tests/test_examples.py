@@ -17,7 +17,7 @@ EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
 
 
 def run_example(name, b, n_events):
-    env = dict(os.environ, DFBRIDGE_PUB=b.endpoint, PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, DFCONSUMER_ENDPOINT=b.endpoint, PYTHONDONTWRITEBYTECODE="1")
     p = subprocess.Popen([sys.executable, os.path.join(EXAMPLES, name)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, seen = [], threading.Event()
