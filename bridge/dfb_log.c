@@ -175,6 +175,9 @@ put_json_str(char *line, size_t *len, const char *s, size_t max)
     put(line, len, "\"", 1);
 }
 
+static void vlogkv(dfb_log_level_t level, const dfb_logf_t *fields, size_t nf, const char *fmt,
+                   va_list ap) __attribute__((format(printf, 4, 0)));
+
 static void
 vlogkv(dfb_log_level_t level, const dfb_logf_t *fields, size_t nf, const char *fmt, va_list ap)
 {
