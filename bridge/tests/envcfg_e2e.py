@@ -363,10 +363,13 @@ def t_json_log():
                   "ISO-8601 UTC with ms: %r" % o.get("time"))
             check(o.get("level") in ("error", "warn", "info", "debug"), "level %r" % o.get("level"))
             objs.append(o)
-        warns = [o for o in objs if o.get("call") == "read datafeed" and o["level"] == "warn"]
+        # `call` is the metric's label (dfbridge_upstream_requests_total{call="read_feed"}); the
+        # message keeps the human name
+        warns = [o for o in objs if o.get("call") == "read_feed" and o["level"] == "warn"]
         eq([(o["status"], o["message"]) for o in warns],
            [(500, "read datafeed: HTTP 500")] * 2, "the two 500s on read")
-        retries = [o for o in objs if o.get("call") == "read datafeed" and "delayMs" in o]
+        eq({o["call"] for o in objs if "call" in o}, {"read_feed"}, "the calls named in the log")
+        retries = [o for o in objs if o.get("call") == "read_feed" and "delayMs" in o]
         eq([(o["attempt"], o["delayMs"]) for o in retries], [(1, 10), (2, 10)],
            "the two retries: attempt and delay")
         created = [o for o in objs if o["message"].startswith("created datafeed ") or

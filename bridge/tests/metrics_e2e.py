@@ -37,7 +37,7 @@ def start(pod, extra="", datafeed=None, **kw):
                 bridge_extra="  metrics: 127.0.0.1:0\n  stateDir: %s\n  replay: tcp://127.0.0.1:%d\n%s"
                 % (state, rport, extra), **kw)
     br.replay = "tcp://127.0.0.1:%d" % rport
-    m = wait_until(lambda: re.search(r"metrics: /metrics, /healthz and /readyz on (http://\S+)",
+    m = wait_until(lambda: re.search(r"metrics: /metrics, /healthz and /readyz on (http://[^\s\"]+)",
                                      br.text()), "the metrics log line", 20)
     if not m:
         raise dftest.Failure("no metrics line in the log")
@@ -117,10 +117,13 @@ def case_counters():
     """A scripted run with faults: 34 events (2 of each type), then on the reads a reply that
     is not HTTP, 2 x 503, one 401 (re-authentication) and one 400 (the feed is replaced). Every counter equals the known number:
     requests per call and status equal the pod's own call log, retries, re-auths, feeds created,
-    events received and published per topic, the lag histogram, replay results, subscribers."""
+    events received and published per topic, the lag histogram, replay results, subscribers.
+    The run logs JSON: every `call` in it is a label of the exposition, the failed requests'
+    lines join the requests counted per (call, code), the retry lines the retries per call."""
     pod = Pod()  # reads held 30 s: between answers nothing moves, so the two views agree
     t0 = time.time()
-    br = start(pod, datafeed="datafeed:\n  version: v2\n  retry:\n    maxAttempts: 10\n" + FAST,
+    br = start(pod, extra="  logFormat: json\n",
+               datafeed="datafeed:\n  version: v2\n  retry:\n    maxAttempts: 10\n" + FAST,
                read_timeout_ms=None)  # the default 60 s: over the 30 s hold
     wait_until(lambda: http(br, "/readyz")[0] == 200, "/readyz 200")
     s = Sub(br)
@@ -217,8 +220,47 @@ def case_counters():
     eq(val(m, "dfbridge_build_info", version=re.search(r"dfbridge (\S+)", subprocess.run(
         [dftest.CTX.dfbridge, "--version"], capture_output=True, text=True).stdout).group(1)), 1,
        "build info")
+    check_log_joins(br, m, got_req, retries)
     s.close()
     br.stop()
+
+
+def check_log_joins(br, m, got_req, retries):
+    """The JSON log of case_counters against its scrape m: an operator who alerts on a series
+    finds its lines by the same `call` value. Every line is JSON; every `call` is a label of
+    dfbridge_upstream_requests_total (the bridge's own exposition, every call listed); the lines
+    of the failed requests (warn, with call and status: one per failure, status 0 with `error`
+    for a transport error) are exactly the non-2xx requests per (call, code); the lines with
+    delayMs (the loop's "retrying in" at debug level) are exactly dfbridge_retries_total{call}
+    (no call gives up here, so no retry line is missing)."""
+    objs = []
+    for ln in br.text().splitlines():
+        try:
+            objs.append(json.loads(ln))
+        except ValueError:
+            check(False, "a log line that is not JSON: %r" % ln)
+    labels = {dict(k[1])["call"] for k in m if k[0] == "dfbridge_retries_total"}
+    eq(labels, set(POD_CALL.values()), "the call labels of the exposition")
+    logged = {o["call"] for o in objs if "call" in o}
+    check(logged and logged <= labels, "log calls %r not all metric labels" % sorted(logged - labels))
+    eq(logged, {"read_feed"}, "the calls named in the log of this run")
+    eq([o for o in objs if o.get("level") == "error"], [], "error lines")
+    failed = {}
+    for o in objs:
+        if o.get("level") == "warn" and "call" in o and "status" in o:
+            code = str(o["status"]) if o["status"] else ("bad_reply" if o.get("error") else "?")
+            failed[(o["call"], code)] = failed.get((o["call"], code), 0) + 1
+    eq(failed, {k: v for k, v in got_req.items() if not k[1].startswith("2")},
+       "failed-request lines per (call, code) = the non-2xx requests counted")
+    logged_retries = {}
+    for o in objs:
+        if "delayMs" in o:
+            logged_retries[o["call"]] = logged_retries.get(o["call"], 0) + 1
+    eq({c: logged_retries.get(c, 0) for c in labels}, retries,
+       "retry lines per call = dfbridge_retries_total{call}")
+    human = sorted(o["message"] for o in objs if o.get("call") == "read_feed"
+                   and o.get("status") == 503)
+    eq(human, ["read datafeed: HTTP 503"] * 2, "the 503 lines keep the human name in the message")
 
 
 def case_health():
