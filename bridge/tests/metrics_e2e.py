@@ -115,12 +115,16 @@ POD_CALL = {"auth": "login", "sessionauth": "login", "relay": "keymanager_auth",
 
 def case_counters():
     """A scripted run with faults: 34 events (2 of each type), then on the reads a reply that
-    is not HTTP, 2 x 503, one 401 (re-authentication) and one 400 (the feed is replaced). Every counter equals the known number:
+    is not HTTP, 2 x 503, one 401 (re-authentication) and one 400 (the feed is replaced); the first
+    login gets a 503, the first key manager login a 502. Every counter equals the known number:
     requests per call and status equal the pod's own call log, retries, re-auths, feeds created,
     events received and published per topic, the lag histogram, replay results, subscribers.
     The run logs JSON: every `call` in it is a label of the exposition, the failed requests'
     lines join the requests counted per (call, code), the retry lines the retries per call."""
     pod = Pod()  # reads held 30 s: between answers nothing moves, so the two views agree
+    # the first login and key manager login fail once each (retried by dfb_auth)
+    pod.faults({"endpoint": "auth", "action": "status", "status": 503},
+               {"endpoint": "relay", "action": "status", "status": 502})
     t0 = time.time()
     br = start(pod, extra="  logFormat: json\n",
                datafeed="datafeed:\n  version: v2\n  retry:\n    maxAttempts: 10\n" + FAST,
@@ -144,7 +148,7 @@ def case_counters():
     got = s.take(n)
     eq(len(got), n, "events received by the subscriber")
     eq(sorted(m[1]["event"]["id"] for m in got), sorted(e["id"] for e in evs), "the event ids")
-    wait_until(lambda: pod.counter("feeds_created") == 2 and pod.counter("faults_applied") == 5
+    wait_until(lambda: pod.counter("feeds_created") == 2 and pod.counter("faults_applied") == 7
                and pod.counter("held") >= 1, "the replaced feed's read held")
     # one replay answer (ok) and one info answer
     rc = dftest.ReplayClient(br.replay)
@@ -184,8 +188,11 @@ def case_counters():
         eq(val(m, "dfbridge_upstream_request_duration_seconds_bucket", call=call, le="+Inf"), total,
            "+Inf bucket of %s" % call)
     retries = by_label(m, "dfbridge_retries_total", "call")
-    eq(retries, {**{c: 0 for c in set(POD_CALL.values())}, "read_feed": 5},
-       "retries per call (not HTTP, 503, 503, 401, 400 on read)")
+    eq(retries, {**{c: 0 for c in set(POD_CALL.values())}, "read_feed": 5, "login": 1,
+                 "keymanager_auth": 1},
+       "retries per call (not HTTP, 503, 503, 401, 400 on read; 503 on login, 502 on relay)")
+    eq(got_req.get(("login", "503")), 1, "the failed login")
+    eq(got_req.get(("keymanager_auth", "502")), 1, "the failed key manager login")
     eq(val(m, "dfbridge_reauthentications_total"), 1, "re-authentications")
     eq(val(m, "dfbridge_feeds_created_total"), 2, "feeds created")
     eq(val(m, "dfbridge_feed_recreates_total"), 1, "feeds replaced")
@@ -231,8 +238,8 @@ def check_log_joins(br, m, got_req, retries):
     dfbridge_upstream_requests_total (the bridge's own exposition, every call listed); the lines
     of the failed requests (warn, with call and status: one per failure, status 0 with `error`
     for a transport error) are exactly the non-2xx requests per (call, code); the lines with
-    delayMs (the loop's "retrying in" at debug level) are exactly dfbridge_retries_total{call}
-    (no call gives up here, so no retry line is missing)."""
+    delayMs (the loop's "retrying in" at debug level, dfb_auth's "attempt N" at warn) are exactly
+    dfbridge_retries_total{call} (no call gives up here, so no retry line is missing)."""
     objs = []
     for ln in br.text().splitlines():
         try:
@@ -243,7 +250,7 @@ def check_log_joins(br, m, got_req, retries):
     eq(labels, set(POD_CALL.values()), "the call labels of the exposition")
     logged = {o["call"] for o in objs if "call" in o}
     check(logged and logged <= labels, "log calls %r not all metric labels" % sorted(logged - labels))
-    eq(logged, {"read_feed"}, "the calls named in the log of this run")
+    eq(logged, {"read_feed", "login", "keymanager_auth"}, "the calls named in the log of this run")
     eq([o for o in objs if o.get("level") == "error"], [], "error lines")
     failed = {}
     for o in objs:
