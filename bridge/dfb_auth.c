@@ -279,6 +279,7 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
     dfb_backoff_t b;
     dfb_backoff_init(&b, &self->cfg->retry);
     dfb_up_call_t up = up_call(what);
+    const char *label = dfb_upstream_call_name(up); /* the log's `call`: the metric's label */
     for (;;) {
         int status = 0;
         int64_t t0 = dfb_upstream_now_us();
@@ -293,7 +294,8 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
             return DFB_AUTH_UNAUTHORIZED;
         if (rc == DFB_HTTP_OK && status != 429 && status < 500) {
             if (!quiet)
-                dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", what), dfb_li("status", status)),
+                dfb_logkv(DFB_LOG_ERROR,
+                          DFB_FIELDS(dfb_ls("call", label), dfb_li("status", status)),
                           "%s: unexpected HTTP status %d%s", what, status,
                           status == 407 ? " (the proxy refused: check proxy.username and "
                                           "proxy.password)"
@@ -303,38 +305,46 @@ call_ex(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *method, con
         if (rc == DFB_HTTP_ECERT) {
             /* A certificate that does not verify will not start to: a
                configuration problem, fatal at once as in the loop's table. */
-            dfb_error("%s: %s (%s): not retried, fix the configuration", what,
+            dfb_logkv(DFB_LOG_ERROR,
+                      DFB_FIELDS(dfb_ls("call", label), dfb_li("status", 0),
+                                 dfb_ls("error", dfb_http_strerror(rc))),
+                      "%s: %s (%s): not retried, fix the configuration", what,
                       dfb_http_strerror(rc), dfb_http_detail(http));
             return DFB_AUTH_FAILED;
         }
         if (rc == DFB_HTTP_EOTHER) {
-            dfb_error("%s: %s (%s)", what, dfb_http_strerror(rc), dfb_http_detail(http));
+            dfb_logkv(DFB_LOG_ERROR,
+                      DFB_FIELDS(dfb_ls("call", label), dfb_li("status", 0),
+                                 dfb_ls("error", dfb_http_strerror(rc))),
+                      "%s: %s (%s)", what, dfb_http_strerror(rc), dfb_http_detail(http));
             return DFB_AUTH_FAILED;
         }
         long wait = dfb_backoff_next(&b);
-        if (rc == DFB_HTTP_OK)
-            dfb_logkv(DFB_LOG_WARN,
-                      DFB_FIELDS(dfb_ls("call", what), dfb_li("status", status),
-                                 dfb_li("attempt", b.attempts), dfb_li("delayMs", wait)),
-                      "%s: HTTP %d, attempt %d", what, status, b.attempts);
-        else
-            dfb_logkv(DFB_LOG_WARN,
-                      DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 0),
-                                 dfb_ls("error", dfb_http_strerror(rc)),
-                                 dfb_li("attempt", b.attempts), dfb_li("delayMs", wait)),
-                      "%s: %s (%s), attempt %d", what, dfb_http_strerror(rc), dfb_http_detail(http),
+        /* delayMs (last) only when a retry follows: the lines with it are
+           the retries dfbridge_retries_total{call} counts */
+        if (rc == DFB_HTTP_OK) {
+            const dfb_logf_t f[] = {dfb_ls("call", label), dfb_li("status", status),
+                                    dfb_li("attempt", b.attempts), dfb_li("delayMs", wait)};
+            dfb_logkv(DFB_LOG_WARN, f, wait < 0 ? 3 : 4, "%s: HTTP %d, attempt %d", what, status,
                       b.attempts);
+        } else {
+            const dfb_logf_t f[] = {dfb_ls("call", label), dfb_li("status", 0),
+                                    dfb_ls("error", dfb_http_strerror(rc)),
+                                    dfb_li("attempt", b.attempts), dfb_li("delayMs", wait)};
+            dfb_logkv(DFB_LOG_WARN, f, wait < 0 ? 4 : 5, "%s: %s (%s), attempt %d", what,
+                      dfb_http_strerror(rc), dfb_http_detail(http), b.attempts);
+        }
         if (wait < 0) {
             /* One line that says everything: the call, the attempts, the last error. */
             if (rc == DFB_HTTP_OK)
                 dfb_logkv(DFB_LOG_ERROR,
-                          DFB_FIELDS(dfb_ls("call", what), dfb_li("status", status),
+                          DFB_FIELDS(dfb_ls("call", label), dfb_li("status", status),
                                      dfb_li("attempt", b.attempts)),
                           "%s: giving up after %d attempts (retry.maxAttempts), last error HTTP %d",
                           what, b.attempts, status);
             else
                 dfb_logkv(DFB_LOG_ERROR,
-                          DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 0),
+                          DFB_FIELDS(dfb_ls("call", label), dfb_li("status", 0),
                                      dfb_ls("error", dfb_http_strerror(rc)),
                                      dfb_li("attempt", b.attempts)),
                           "%s: giving up after %d attempts (retry.maxAttempts), last error %s (%s)",
@@ -383,8 +393,9 @@ authenticate(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *url,
     } else {
         rc = call(self, http, stop_fd, "POST", url, "", what);
     }
+    const char *label = dfb_upstream_call_name(up_call(what)); /* the log's `call` */
     if (rc == DFB_AUTH_UNAUTHORIZED)
-        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 401)),
+        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", label), dfb_li("status", 401)),
                   "%s: 401, the service account is not authorized to authenticate "
                   "(check bot.username and %s)",
                   what, self->key ? "the key" : "the certificate, whose CN must be the username");
@@ -393,20 +404,23 @@ authenticate(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *url,
     size_t len;
     const char *text = dfb_http_body(http, &len);
     if (dfb_json_parse(self->json, text, len) != 0) {
-        dfb_error("%s: the response is not JSON (%s)", what, dfb_json_error(self->json));
+        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", label), dfb_li("status", 200)),
+                  "%s: the response is not JSON (%s)", what, dfb_json_error(self->json));
         return DFB_AUTH_FAILED;
     }
     dfb_json_ref_t tok = dfb_json_get(self->json, 0, "token");
     size_t tl = 0;
     const char *token = tok == DFB_JSON_NONE ? NULL : dfb_json_string(self->json, tok, &tl);
     if (!token || tl == 0 || strlen(token) != tl) {
-        dfb_error("%s: the response has no \"token\" string", what);
+        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", label), dfb_li("status", 200)),
+                  "%s: the response has no \"token\" string", what);
         return DFB_AUTH_FAILED;
     }
     int bad = dfb_http_set_token(http, which, token) != 0;
     dfb_json_wipe(self->json); /* the tape held the token */
     if (bad) {
-        dfb_error("%s: the token is unusable as a header", what);
+        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", label), dfb_li("status", 200)),
+                  "%s: the token is unusable as a header", what);
         return DFB_AUTH_FAILED;
     }
     return DFB_AUTH_OK;

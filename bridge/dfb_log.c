@@ -283,9 +283,11 @@ dfb_logkv(dfb_log_level_t level, const dfb_logf_t *fields, size_t nfields, const
 
 #include "df_check.h"
 
-/*  Runs one log call with stderr sent to a temporary file; returns the line. */
+/*  Runs one log call (fields f[0..nf)) with stderr sent to a temporary
+    file; returns the line. */
 static void
-capture(char *out, size_t outlen, dfb_log_format_t format, const char *msg, const char *s)
+capture(char *out, size_t outlen, dfb_log_format_t format, const char *msg, const dfb_logf_t *f,
+        size_t nf)
 {
     char path[] = "/tmp/dfb_log_test_XXXXXX";
     int fd = mkstemp(path);
@@ -297,7 +299,7 @@ capture(char *out, size_t outlen, dfb_log_format_t format, const char *msg, cons
     dup2(fd, STDERR_FILENO);
     dfb_log_format_t was = dfb_log_format();
     dfb_log_set_format(format);
-    dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_ls("call", s), dfb_li("status", -503)), "%s", msg);
+    dfb_logkv(DFB_LOG_WARN, f, nf, "%s", msg);
     dfb_log_set_format(was);
     dup2(saved, STDERR_FILENO);
     close(saved);
@@ -323,19 +325,28 @@ dfb_log_test(int verbose)
     CHECK_STR(out, "\xEF\xBF\xBD\xEF\xBF\xBD");
     /* a short buffer cuts at a whole escape */
     CHECK(dfb_log_json_escape("ab\n", 3, out, 4) == 2 && strcmp(out, "ab") == 0);
-    /* both formats, one line each */
-    capture(line, sizeof line, DFB_LOG_JSON, "he said \"hi\"\nforged", "read \xff");
+    /* both formats, one line each; a call as the logs name it (its metric label) */
+    capture(line, sizeof line, DFB_LOG_JSON, "he said \"hi\"\nforged",
+            DFB_FIELDS(dfb_ls("call", "read_feed"), dfb_li("status", 503)));
     if (verbose)
         printf("  %s", line);
     CHECK(strchr(line, '\n') == line + strlen(line) - 1);
     CHECK(strstr(line, "\",\"level\":\"warn\",\"message\":\"he said \\\"hi\\\"\\nforged\","
-                       "\"call\":\"read \xEF\xBF\xBD\",\"status\":-503}\n") != NULL);
+                       "\"call\":\"read_feed\",\"status\":503}\n") != NULL);
     CHECK(strncmp(line, "{\"time\":\"20", 11) == 0 && line[32] == 'Z');
-    capture(line, sizeof line, DFB_LOG_TEXT, "plain message", "a b\n");
+    /* a field value with a quote and invalid UTF-8; integers signed and wide */
+    capture(line, sizeof line, DFB_LOG_JSON, "m",
+            DFB_FIELDS(dfb_ls("feed", "f\"\xff"), dfb_li("gseq", 9007199254740993LL),
+                       dfb_li("delayMs", -1)));
+    CHECK(strstr(line, ",\"message\":\"m\",\"feed\":\"f\\\"\xEF\xBF\xBD\","
+                       "\"gseq\":9007199254740993,\"delayMs\":-1}\n") != NULL);
+    capture(line, sizeof line, DFB_LOG_TEXT, "plain message",
+            DFB_FIELDS(dfb_ls("feed", "a b\n"), dfb_li("status", 503)));
     if (verbose)
         printf("  %s", line);
-    CHECK(strstr(line, "Z warn  plain message call=\"a b \" status=-503\n") != NULL);
-    capture(line, sizeof line, DFB_LOG_TEXT, "m", "list");
-    CHECK(strstr(line, "Z warn  m call=list status=-503\n") != NULL);
+    CHECK(strstr(line, "Z warn  plain message feed=\"a b \" status=503\n") != NULL);
+    capture(line, sizeof line, DFB_LOG_TEXT, "m",
+            DFB_FIELDS(dfb_ls("call", "read_feed"), dfb_li("status", 0)));
+    CHECK(strstr(line, "Z warn  m call=read_feed status=0\n") != NULL);
     return df_check_failures - failures;
 }

@@ -57,7 +57,7 @@ dfb_li(const char *key, long long value)
     return f;
 }
 
-/*  DFB_FIELDS(dfb_ls("call", "read datafeed"), dfb_li("status", 500)):
+/*  DFB_FIELDS(dfb_ls("call", "read_feed"), dfb_li("status", 500)):
     the array and its length, as dfb_logkv takes them. */
 #define DFB_FIELDS(...)                                                                            \
     ((const dfb_logf_t[]){__VA_ARGS__}),                                                           \

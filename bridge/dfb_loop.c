@@ -169,6 +169,15 @@ end(dfb_loop_t *self, int code)
 /*  Body check of a successful response: 0 = good, -1 = malformed (retried). */
 typedef int (*accept_fn)(dfb_loop_t *self);
 
+/*  The `call` field of a log line about call: its /metrics label
+    ("read_feed"), so a line joins the series that counts it; the message
+    keeps the human name ("read datafeed"). */
+static const char *
+call_label(dfb_call_t call)
+{
+    return dfb_upstream_call_name(dfb_upstream_of(call));
+}
+
 /*  Performs one call and returns its action. A malformed body on a 2xx
     becomes DFB_ACT_RETRY. The failure is described in self->last_error. */
 static dfb_action_t
@@ -196,7 +205,8 @@ attempt(dfb_loop_t *self, dfb_call_t call, const char *method, const char *url, 
     }
     /* logs: call and status (0: no HTTP answer, error says why) as fields */
     if (act == DFB_ACT_RETRY || act == DFB_ACT_REAUTH || act == DFB_ACT_IGNORE) {
-        const dfb_logf_t f[] = {dfb_ls("call", what), dfb_li("status", self->last_status),
+        const dfb_logf_t f[] = {dfb_ls("call", call_label(call)),
+                                dfb_li("status", self->last_status),
                                 dfb_ls("error", err != DFB_HTTP_OK ? dfb_http_strerror(err) : "")};
         dfb_logkv(act == DFB_ACT_IGNORE ? DFB_LOG_INFO : DFB_LOG_WARN, f,
                   err != DFB_HTTP_OK ? 3 : 2, "%s: %s%s", what, self->last_error,
@@ -211,14 +221,14 @@ fatal(dfb_loop_t *self, dfb_call_t call)
 {
     const char *what = dfb_policy_call_name(call);
     if (self->last_status == 0 && self->last_err == DFB_HTTP_ECERT) {
-        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 0)),
+        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", call_label(call)), dfb_li("status", 0)),
                   "%s: %s: check ssl.trustStore.path: exiting (status %d)", what, self->last_error,
                   DFB_EXIT_FATAL);
         return end(self, DFB_EXIT_FATAL);
     }
     if (self->last_status == 0) {
         /* Not an HTTP status: EOTHER (bad URL, out of memory). */
-        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", what), dfb_li("status", 0)),
+        dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", call_label(call)), dfb_li("status", 0)),
                   "%s: %s: exiting (status %d)", what, self->last_error, DFB_EXIT_INTERNAL);
         return end(self, DFB_EXIT_INTERNAL);
     }
@@ -227,7 +237,8 @@ fatal(dfb_loop_t *self, dfb_call_t call)
     char b[201];
     dfb_http_body_excerpt(self->http, b, sizeof b);
     const dfb_policy_row_t *row = dfb_policy_row(call, self->last_status);
-    dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", what), dfb_li("status", self->last_status)),
+    dfb_logkv(DFB_LOG_ERROR,
+              DFB_FIELDS(dfb_ls("call", call_label(call)), dfb_li("status", self->last_status)),
               "%s: HTTP %d%s%s: %s: exiting (status %d)", what, self->last_status,
               row && row->why ? ": " : "", row && row->why ? row->why : "", b, DFB_EXIT_FATAL);
     return end(self, DFB_EXIT_FATAL);
@@ -243,8 +254,8 @@ backoff(dfb_loop_t *self, dfb_call_t call, dfb_backoff_t *bo, const char *key)
     long wait = dfb_backoff_next(bo);
     if (wait < 0) {
         dfb_logkv(DFB_LOG_ERROR,
-                  DFB_FIELDS(dfb_ls("call", dfb_policy_call_name(call)),
-                             dfb_li("status", self->last_status), dfb_li("attempt", bo->attempts)),
+                  DFB_FIELDS(dfb_ls("call", call_label(call)), dfb_li("status", self->last_status),
+                             dfb_li("attempt", bo->attempts)),
                   "%s: giving up after %d attempts (%s.maxAttempts), last error %s: exiting "
                   "(status %d)",
                   dfb_policy_call_name(call), bo->attempts, key, self->last_error,
@@ -252,8 +263,8 @@ backoff(dfb_loop_t *self, dfb_call_t call, dfb_backoff_t *bo, const char *key)
         return end(self, DFB_EXIT_EXHAUSTED);
     }
     dfb_logkv(DFB_LOG_DEBUG,
-              DFB_FIELDS(dfb_ls("call", dfb_policy_call_name(call)),
-                         dfb_li("attempt", bo->attempts), dfb_li("delayMs", wait)),
+              DFB_FIELDS(dfb_ls("call", call_label(call)), dfb_li("attempt", bo->attempts),
+                         dfb_li("delayMs", wait)),
               "%s: retrying in %ld ms", dfb_policy_call_name(call), wait);
     if (dfb_wait(self->stop_fd, wait))
         return end(self, DFB_EXIT_STOPPED);
@@ -751,7 +762,8 @@ run_v2(dfb_loop_t *self)
             self->stats.recreates++;
             self->stats.ready = 0;
             dfb_logkv(DFB_LOG_WARN,
-                      DFB_FIELDS(dfb_ls("feed", feed_shown(self)), dfb_li("status", 400)),
+                      DFB_FIELDS(dfb_ls("call", call_label(DFB_CALL_READ)),
+                                 dfb_ls("feed", feed_shown(self)), dfb_li("status", 400)),
                       "datafeed %s is gone (400): looking for another one", feed_shown(self));
             out = obtain_feed(self, self->feed_id);
             self->stats.ready = out == OUT_OK;
@@ -828,7 +840,8 @@ run_v1(dfb_loop_t *self)
             self->stats.recreates++;
             self->stats.ready = 0;
             dfb_logkv(DFB_LOG_WARN,
-                      DFB_FIELDS(dfb_ls("feed", feed_shown(self)), dfb_li("status", 400)),
+                      DFB_FIELDS(dfb_ls("call", call_label(DFB_CALL_V1_READ)),
+                                 dfb_ls("feed", feed_shown(self)), dfb_li("status", 400)),
                       "v1 datafeed %s is gone (400): creating another one", feed_shown(self));
             out = create_v1(self, idfile);
             self->stats.ready = out == OUT_OK;
@@ -932,7 +945,10 @@ run(dfb_loop_t *self)
         if (arc != DFB_AUTH_UNAUTHORIZED)
             break;
         if (round == 1)
-            dfb_error("session info: 401 right after authenticating: exiting (status %d)",
+            dfb_logkv(DFB_LOG_ERROR,
+                      DFB_FIELDS(dfb_ls("call", dfb_upstream_call_name(DFB_UP_SESSION_INFO)),
+                                 dfb_li("status", 401)),
+                      "session info: 401 right after authenticating: exiting (status %d)",
                       DFB_EXIT_AUTH);
     }
     if (arc == DFB_AUTH_STOPPED)

@@ -13,7 +13,8 @@
 #include "dfb_http.h"
 #include "dfb_policy.h"
 
-/*  The calls, as /metrics labels them (`call`): a fixed set. */
+/*  The calls, as /metrics labels them (`call`) and the log lines name them
+    (their `call` field, dfb_upstream_call_name): a fixed set. */
 typedef enum {
     DFB_UP_LOGIN,          /* session authentication: /login/pubkey or /sessionauth */
     DFB_UP_KEYMANAGER,     /* key manager authentication: /relay/pubkey or /keyauth */

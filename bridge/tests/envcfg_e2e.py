@@ -336,7 +336,8 @@ def t_secrets():
 def t_json_log():
     """bridge.logFormat: json (from the environment): every line of a run with two retried 500s
     on read is one JSON object with time, level and message; the retry lines carry call and
-    status (and attempt, delayMs) with the right values."""
+    status (and attempt, delayMs) with the right values, `call` being the metric's label
+    (read_feed); a login that gives up logs call login, delayMs only where a retry follows."""
     pod = Pod("--hold-ms", "300")
     try:
         pod.create_feed()
@@ -363,10 +364,13 @@ def t_json_log():
                   "ISO-8601 UTC with ms: %r" % o.get("time"))
             check(o.get("level") in ("error", "warn", "info", "debug"), "level %r" % o.get("level"))
             objs.append(o)
-        warns = [o for o in objs if o.get("call") == "read datafeed" and o["level"] == "warn"]
+        # `call` is the metric's label (dfbridge_upstream_requests_total{call="read_feed"}); the
+        # message keeps the human name
+        warns = [o for o in objs if o.get("call") == "read_feed" and o["level"] == "warn"]
         eq([(o["status"], o["message"]) for o in warns],
            [(500, "read datafeed: HTTP 500")] * 2, "the two 500s on read")
-        retries = [o for o in objs if o.get("call") == "read datafeed" and "delayMs" in o]
+        eq({o["call"] for o in objs if "call" in o}, {"read_feed"}, "the calls named in the log")
+        retries = [o for o in objs if o.get("call") == "read_feed" and "delayMs" in o]
         eq([(o["attempt"], o["delayMs"]) for o in retries], [(1, 10), (2, 10)],
            "the two retries: attempt and delay")
         created = [o for o in objs if o["message"].startswith("created datafeed ") or
@@ -375,6 +379,28 @@ def t_json_log():
               created[0]["message"].endswith(created[0]["feed"]), "the feed line: %r" % created)
         eq([o for o in objs if o["level"] == "error"], [], "error lines")
         b.check_clean()
+        # Giving up: the login answers 503 twice (retry.maxAttempts 2). Every line names the
+        # request `login` (its metric label): the first attempt with delayMs (a retry follows),
+        # the last without (none follows), then the one line that gives up; exit 3.
+        pod.faults({"endpoint": "auth", "action": "status", "status": 503, "count": 2})
+        g = EnvBridge(pod, pod_env(pod, "tcp://127.0.0.1:%d" % dftest.free_port(),
+                                   DFBRIDGE_BRIDGE_LOGFORMAT="json"))
+        eq(g.wait_exit(15), 3, "exit status when the login gives up")
+        objs = []
+        for ln in g.text().splitlines():
+            try:
+                objs.append(json.loads(ln))
+            except ValueError:
+                check(False, "not JSON: %r" % ln)
+        eq([(o["level"], o.get("status"), o.get("attempt"), o.get("delayMs"), o["message"])
+            for o in objs if "call" in o],
+           [("warn", 503, 1, 10, "pod authentication: HTTP 503, attempt 1"),
+            ("warn", 503, 2, None, "pod authentication: HTTP 503, attempt 2"),
+            ("error", 503, 2, None, "pod authentication: giving up after 2 attempts "
+             "(retry.maxAttempts), last error HTTP 503")],
+           "the login's lines: call login, the retry with delayMs, giving up")
+        eq({o["call"] for o in objs if "call" in o}, {"login"}, "the call named")
+        g.check_clean()
     finally:
         pod.stop()
 

@@ -37,7 +37,7 @@ def start(pod, extra="", datafeed=None, **kw):
                 bridge_extra="  metrics: 127.0.0.1:0\n  stateDir: %s\n  replay: tcp://127.0.0.1:%d\n%s"
                 % (state, rport, extra), **kw)
     br.replay = "tcp://127.0.0.1:%d" % rport
-    m = wait_until(lambda: re.search(r"metrics: /metrics, /healthz and /readyz on (http://\S+)",
+    m = wait_until(lambda: re.search(r"metrics: /metrics, /healthz and /readyz on (http://[^\s\"]+)",
                                      br.text()), "the metrics log line", 20)
     if not m:
         raise dftest.Failure("no metrics line in the log")
@@ -115,12 +115,19 @@ POD_CALL = {"auth": "login", "sessionauth": "login", "relay": "keymanager_auth",
 
 def case_counters():
     """A scripted run with faults: 34 events (2 of each type), then on the reads a reply that
-    is not HTTP, 2 x 503, one 401 (re-authentication) and one 400 (the feed is replaced). Every counter equals the known number:
+    is not HTTP, 2 x 503, one 401 (re-authentication) and one 400 (the feed is replaced); the first
+    login gets a 503, the first key manager login a 502. Every counter equals the known number:
     requests per call and status equal the pod's own call log, retries, re-auths, feeds created,
-    events received and published per topic, the lag histogram, replay results, subscribers."""
+    events received and published per topic, the lag histogram, replay results, subscribers.
+    The run logs JSON: every `call` in it is a label of the exposition, the failed requests'
+    lines join the requests counted per (call, code), the retry lines the retries per call."""
     pod = Pod()  # reads held 30 s: between answers nothing moves, so the two views agree
+    # the first login and key manager login fail once each (retried by dfb_auth)
+    pod.faults({"endpoint": "auth", "action": "status", "status": 503},
+               {"endpoint": "relay", "action": "status", "status": 502})
     t0 = time.time()
-    br = start(pod, datafeed="datafeed:\n  version: v2\n  retry:\n    maxAttempts: 10\n" + FAST,
+    br = start(pod, extra="  logFormat: json\n",
+               datafeed="datafeed:\n  version: v2\n  retry:\n    maxAttempts: 10\n" + FAST,
                read_timeout_ms=None)  # the default 60 s: over the 30 s hold
     wait_until(lambda: http(br, "/readyz")[0] == 200, "/readyz 200")
     s = Sub(br)
@@ -141,7 +148,7 @@ def case_counters():
     got = s.take(n)
     eq(len(got), n, "events received by the subscriber")
     eq(sorted(m[1]["event"]["id"] for m in got), sorted(e["id"] for e in evs), "the event ids")
-    wait_until(lambda: pod.counter("feeds_created") == 2 and pod.counter("faults_applied") == 5
+    wait_until(lambda: pod.counter("feeds_created") == 2 and pod.counter("faults_applied") == 7
                and pod.counter("held") >= 1, "the replaced feed's read held")
     # one replay answer (ok) and one info answer
     rc = dftest.ReplayClient(br.replay)
@@ -181,8 +188,11 @@ def case_counters():
         eq(val(m, "dfbridge_upstream_request_duration_seconds_bucket", call=call, le="+Inf"), total,
            "+Inf bucket of %s" % call)
     retries = by_label(m, "dfbridge_retries_total", "call")
-    eq(retries, {**{c: 0 for c in set(POD_CALL.values())}, "read_feed": 5},
-       "retries per call (not HTTP, 503, 503, 401, 400 on read)")
+    eq(retries, {**{c: 0 for c in set(POD_CALL.values())}, "read_feed": 5, "login": 1,
+                 "keymanager_auth": 1},
+       "retries per call (not HTTP, 503, 503, 401, 400 on read; 503 on login, 502 on relay)")
+    eq(got_req.get(("login", "503")), 1, "the failed login")
+    eq(got_req.get(("keymanager_auth", "502")), 1, "the failed key manager login")
     eq(val(m, "dfbridge_reauthentications_total"), 1, "re-authentications")
     eq(val(m, "dfbridge_feeds_created_total"), 2, "feeds created")
     eq(val(m, "dfbridge_feed_recreates_total"), 1, "feeds replaced")
@@ -217,8 +227,47 @@ def case_counters():
     eq(val(m, "dfbridge_build_info", version=re.search(r"dfbridge (\S+)", subprocess.run(
         [dftest.CTX.dfbridge, "--version"], capture_output=True, text=True).stdout).group(1)), 1,
        "build info")
+    check_log_joins(br, m, got_req, retries)
     s.close()
     br.stop()
+
+
+def check_log_joins(br, m, got_req, retries):
+    """The JSON log of case_counters against its scrape m: an operator who alerts on a series
+    finds its lines by the same `call` value. Every line is JSON; every `call` is a label of
+    dfbridge_upstream_requests_total (the bridge's own exposition, every call listed); the lines
+    of the failed requests (warn, with call and status: one per failure, status 0 with `error`
+    for a transport error) are exactly the non-2xx requests per (call, code); the lines with
+    delayMs (the loop's "retrying in" at debug level, dfb_auth's "attempt N" at warn) are exactly
+    dfbridge_retries_total{call} (no call gives up here, so no retry line is missing)."""
+    objs = []
+    for ln in br.text().splitlines():
+        try:
+            objs.append(json.loads(ln))
+        except ValueError:
+            check(False, "a log line that is not JSON: %r" % ln)
+    labels = {dict(k[1])["call"] for k in m if k[0] == "dfbridge_retries_total"}
+    eq(labels, set(POD_CALL.values()), "the call labels of the exposition")
+    logged = {o["call"] for o in objs if "call" in o}
+    check(logged and logged <= labels, "log calls %r not all metric labels" % sorted(logged - labels))
+    eq(logged, {"read_feed", "login", "keymanager_auth"}, "the calls named in the log of this run")
+    eq([o for o in objs if o.get("level") == "error"], [], "error lines")
+    failed = {}
+    for o in objs:
+        if o.get("level") == "warn" and "call" in o and "status" in o:
+            code = str(o["status"]) if o["status"] else ("bad_reply" if o.get("error") else "?")
+            failed[(o["call"], code)] = failed.get((o["call"], code), 0) + 1
+    eq(failed, {k: v for k, v in got_req.items() if not k[1].startswith("2")},
+       "failed-request lines per (call, code) = the non-2xx requests counted")
+    logged_retries = {}
+    for o in objs:
+        if "delayMs" in o:
+            logged_retries[o["call"]] = logged_retries.get(o["call"], 0) + 1
+    eq({c: logged_retries.get(c, 0) for c in labels}, retries,
+       "retry lines per call = dfbridge_retries_total{call}")
+    human = sorted(o["message"] for o in objs if o.get("call") == "read_feed"
+                   and o.get("status") == 503)
+    eq(human, ["read datafeed: HTTP 503"] * 2, "the 503 lines keep the human name in the message")
 
 
 def case_health():
