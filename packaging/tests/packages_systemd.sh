@@ -22,16 +22,10 @@
 # removed; a later run first removes what a killed run left.
 #   packages_systemd.sh SOURCE_DIR BUILD_DIR
 set -uo pipefail
-src=$1 build=$2
 if [ "$(id -u)" -ne 0 ]; then echo "packages_systemd: needs root (nspawn, mounts)"; exit 1; fi
 if [ -z "${DF_SD_IN_NS:-}" ]; then
   exec env DF_SD_IN_NS=1 unshare --mount --propagation private -- bash "$0" "$@"
 fi
-t0=$(date +%s)
-step() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
-command -v systemd-nspawn >/dev/null \
-  || { echo "FAIL: no systemd-nspawn (Debian package systemd-container: scripts/install-deps.sh)"; exit 1; }
-cache=${DF_BASE_CACHE:-/var/cache/dfbridge-ci}
 cg_roots=()
 for h in systemd unified; do
   [ -d "/sys/fs/cgroup/$h" ] && cg_roots+=("/sys/fs/cgroup/$h")
@@ -60,17 +54,42 @@ cg_remove() {
   return 0
 }
 
-# What runs killed before their cleanup left: the container (its cgroup), the temp root.
-for old in /var/tmp/dfb-sd.*; do
-  [ -d "$old" ] || continue
-  pid=$(cat "$old/pid" 2>/dev/null || echo 0)
-  kill -0 "$pid" 2>/dev/null && continue
-  cg_remove "${old##*/}" || { echo "packages_systemd: cannot remove the cgroup of $old"; continue; }
-  awk -v r="$old/" 'index($5, r) == 1 {f = 1} END {exit !f}' /proc/self/mountinfo || rm -rf "$old"
-done
+# What runs killed before their cleanup left: the container (its cgroup), mounts of
+# this mount namespace, the temp root.
+reap_stale() {
+  local old pid m
+  for old in /var/tmp/dfb-sd.*; do
+    [ -d "$old" ] || continue
+    pid=$(cat "$old/pid" 2>/dev/null || echo 0)
+    kill -0 "$pid" 2>/dev/null && continue
+    cg_remove "${old##*/}" || { echo "packages_systemd: cannot remove the cgroup of $old"; continue; }
+    for m in $(awk -v r="$old/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+    done
+    awk -v r="$old/" 'index($5, r) == 1 {f = 1} END {exit !f}' /proc/self/mountinfo || rm -rf "$old"
+  done
+}
+
+# The watchdog (started below, detached): when the test dies without its cleanup
+# (SIGKILL), it kills the container and removes what the test left.
+if [ "${1:-}" = --reap-after ]; then
+  tail --pid="$2" -f /dev/null
+  reap_stale
+  exit 0
+fi
+
+src=$1 build=$2
+t0=$(date +%s)
+step() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
+command -v systemd-nspawn >/dev/null \
+  || { echo "FAIL: no systemd-nspawn (Debian package systemd-container: scripts/install-deps.sh)"; exit 1; }
+cache=${DF_BASE_CACHE:-/var/cache/dfbridge-ci}
+reap_stale
 
 work=$(mktemp -d /var/tmp/dfb-sd.XXXXXX)
 echo $$ >"$work/pid"
+setsid bash "$0" --reap-after $$ </dev/null >/dev/null 2>&1 &
+watchdog=$!
 name=${work##*/}            # the cgroup's name
 machine=dfbsd-${name#dfb-sd.} # the container's name and hostname
 root=$work/root
@@ -79,7 +98,7 @@ pids=()
 nspawn_pid=
 cleanup() {
   local rc=$?
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do { kill -KILL "$p" && wait "$p"; } 2>/dev/null; done
   if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
     kill -TERM "$nspawn_pid" # nspawn asks the container's systemd to power off
     for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
@@ -102,6 +121,7 @@ cleanup() {
   else
     rm -rf "$work"
   fi
+  kill "$watchdog" 2>/dev/null # its work is done
   step "done (exit $rc)"
   exit $rc
 }
@@ -229,7 +249,7 @@ port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0
 openssl genrsa -out "$work/bot-key.pem" 2048 2>/dev/null && openssl rsa -in "$work/bot-key.pem" \
   -pubout -out "$work/bot-pub.pem" 2>/dev/null || die "openssl"
 install -m 0600 -o "$uid" -g "$gid" "$work/bot-key.pem" "$root/etc/dfbridge/bot-key.pem"
-"$build/tests/dfpod/dfpod" --public-key "$work/bot-pub.pem" --listen 127.0.0.1:0 \
+setpriv --pdeathsig KILL -- "$build/tests/dfpod/dfpod" --public-key "$work/bot-pub.pem" --listen 127.0.0.1:0 \
   --port-file "$work/pod.port" --bot-username my-bot >/dev/null 2>"$work/pod.log" &
 pids+=("$!")
 for _ in $(seq 200); do [ -s "$work/pod.port" ] && break; sleep 0.05; done # a file appearing has no other signal
@@ -244,7 +264,7 @@ req = urllib.request.Request("http://127.0.0.1:%s/admin/%s" % (port, path), data
 print(urllib.request.urlopen(req, timeout=10).read().decode())
 PY
 }
-pub=$(port) rep=$(port)
+pub=$(port) mport=$(port)
 cat >"$root/etc/dfbridge/dfbridge.yaml" <<YAML
 scheme: http
 host: 127.0.0.1
@@ -256,7 +276,8 @@ bot:
 bridge:
   publish: tcp://127.0.0.1:$pub
   stateDir: /var/lib/dfbridge
-  replay: tcp://127.0.0.1:$rep
+  replay: ipc:///run/dfbridge/replay.sock
+  metrics: 127.0.0.1:$mport
   heartbeatMillis: 200
 YAML
 # The installed dftail prints every message (heartbeats too) as a JSON line; a transient
@@ -316,6 +337,23 @@ st=$(stat -c '%u:%g %a' "$root/var/lib/dfbridge")
 [ "$(stat -c %u "$root/var/lib/dfbridge/journal" 2>&1)" = "$uid" ] \
   || fail "no /var/lib/dfbridge/journal owned by dfbridge: $(ls -ln "$root/var/lib/dfbridge")"
 
+# The metrics server (libmicrohttpd's thread) under the sandbox.
+http() { /usr/bin/python3 - "$mport" "$1" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    r = urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], sys.argv[2]), timeout=10)
+    print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+except OSError as e:
+    print("error", e)
+PY
+}
+h=$(http /readyz)
+[ "$(head -1 <<<"$h")" = 200 ] || fail "GET /readyz: $h"
+h=$(http /metrics)
+grep -q '^dfbridge_build_info{' <<<"$h" || fail "GET /metrics: no dfbridge_build_info: $(head -5 <<<"$h")"
+
 n=50
 step "events: $n"
 admin POST generate "{\"count\": $n, \"bot_ratio\": 0}" >/dev/null || die "pod: generate"
@@ -337,6 +375,17 @@ wait_for "a heartbeat of the restarted bridge" hb_seen "$kill_ms"
 admin POST generate "{\"count\": $n, \"bot_ratio\": 0}" >/dev/null || die "pod: generate"
 wait_for "$((2 * n)) events in dftail (got $(events))" nev $((2 * n))
 
+# The journal, across the restart, from the replay endpoint: ipc:// in /run/dfbridge
+# (RuntimeDirectory=, the one place ProtectSystem=strict leaves for a socket).
+ct timeout 30 dftail --endpoint "tcp://127.0.0.1:$pub" --from-gseq 1 \
+   --replay ipc:///run/dfbridge/replay.sock --count $((2 * n)) >"$work/replayed.jsonl" 2>"$work/replayed.err" \
+  || fail "dftail --from-gseq 1 over ipc:///run/dfbridge/replay.sock: $(tail -3 "$work/replayed.err")"
+h=$(http /healthz)
+[ "$(head -1 <<<"$h")" = 200 ] || fail "GET /healthz after the restart: $h"
+h=$(http /metrics)
+got=$(awk '/^dfbridge_events_published_total\{/ && !/topic="_hb"/ {s += $2} END {print s + 0}' <<<"$h")
+[ "$got" = "$n" ] || fail "restarted bridge's /metrics: dfbridge_events_published_total sums to '$got', want $n: $(grep -E "^dfbridge_(events|dedupe)" <<<"$h")"
+
 # ---- 6. stop; the journal; a broken config
 step "systemctl stop dfbridge"
 ct systemctl stop dfbridge || fail "systemctl stop"
@@ -355,13 +404,17 @@ bad=$(grep -Ei 'seccomp|SIGSYS|status=31|EPERM|Operation not permitted|Permissio
 ct systemctl stop dfb-tail
 # Every event once, in order, one epoch: gseq 1..2n, per-topic seq 1..k, the pod's ids.
 admin GET events >"$work/pod-events.json" || die "pod: events"
-/usr/bin/python3 - "$tail_out" "$work/pod-events.json" $((2 * n)) <<'PY' || fails=$((fails + 1))
+/usr/bin/python3 - "$tail_out" "$work/pod-events.json" $((2 * n)) "$work/replayed.jsonl" <<'PY' || fails=$((fails + 1))
 import json, sys
 msgs = [json.loads(l) for l in open(sys.argv[1])]
 ev = [m for m in msgs if m["topic"] != "_hb"]
 pod = json.load(open(sys.argv[2]))
 n = int(sys.argv[3])
+replayed = [json.loads(l) for l in open(sys.argv[4])]
 errs = []
+if replayed != ev:
+    errs.append("the replay from gseq 1 (%d messages) differs from the live ones (%d)"
+                % (len(replayed), len(ev)))
 if len(ev) != n:
     errs.append("dftail printed %d events, want %d" % (len(ev), n))
 g = [m["gseq"] for m in ev]
