@@ -17,9 +17,11 @@
 #   6. systemctl stop: inactive, exit status 0, "stopped by SIGTERM"; the unit's
 #      journal has no seccomp/EPERM/SIGSYS trace; a broken config: exit 2,
 #      failed and not restarted, the error in `systemctl status`.
-# Cleanup on every path: the container is halted (killed after 10 s; nspawn
-# also dies with this script: PR_SET_PDEATHSIG), its cgroups and the temp root
-# removed; a later run first removes what a killed run left.
+# Cleanup on every path: the container is halted (killed after 10 s), its
+# cgroups and the temp root removed. If this script is SIGKILLed, nspawn and
+# dfpod die with it (PR_SET_PDEATHSIG) and a detached watchdog kills the
+# container's cgroup and removes the rest; a later run also removes what a
+# killed run left.
 #   packages_systemd.sh SOURCE_DIR BUILD_DIR
 set -uo pipefail
 if [ "$(id -u)" -ne 0 ]; then echo "packages_systemd: needs root (nspawn, mounts)"; exit 1; fi
@@ -385,6 +387,12 @@ h=$(http /healthz)
 h=$(http /metrics)
 got=$(awk '/^dfbridge_events_published_total\{/ && !/topic="_hb"/ {s += $2} END {print s + 0}' <<<"$h")
 [ "$got" = "$n" ] || fail "restarted bridge's /metrics: dfbridge_events_published_total sums to '$got', want $n: $(grep -E "^dfbridge_(events|dedupe)" <<<"$h")"
+
+# SIGUSR1: the counters dumped to the log (the dump thread's pipe under the sandbox).
+ct systemctl kill --kill-whom=main --signal=SIGUSR1 dfbridge || fail "systemctl kill -s USR1"
+usr1_logged() { ct journalctl -u dfbridge --no-pager -o cat _PID="$pid2" | grep -q 'info: '; }
+wait_for "the SIGUSR1 dump in the unit's journal" usr1_logged
+[ "$(show ActiveState)/$(show MainPID)" = "active/$pid2" ] || fail "SIGUSR1 stopped the bridge"
 
 # ---- 6. stop; the journal; a broken config
 step "systemctl stop dfbridge"
