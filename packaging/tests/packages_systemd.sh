@@ -310,7 +310,8 @@ except FileNotFoundError:
 print(n)
 PY
 }
-events() { grep -c '"gseq":' "$tail_out" 2>/dev/null || true; }
+# Event lines (a heartbeat's line is {"topic":"_hb",...}; no event topic starts with _).
+events() { grep -c '^{"topic":"[^_]' "$tail_out" 2>/dev/null || true; }
 wait_for() { # wait_for WHAT CMD...: CMD true within 20 s
   local what=$1; shift
   for _ in $(seq 400); do "$@" && return 0; sleep 0.05; done # polls a file dftail writes
