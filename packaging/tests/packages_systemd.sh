@@ -102,6 +102,7 @@ cleanup() {
   local rc=$?
   for p in "${pids[@]}"; do { kill -KILL "$p" && wait "$p"; } 2>/dev/null; done
   if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+    step "halting the container"
     kill -TERM "$nspawn_pid" # nspawn asks the container's systemd to power off
     for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$nspawn_pid" 2>/dev/null; then
@@ -110,6 +111,7 @@ cleanup() {
       kill -KILL "$nspawn_pid"
     fi
   fi
+  step "removing cgroup $name"
   cg_remove "$name" || { echo "packages_systemd: cgroup $name not removed"; rc=1; }
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
     umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}" 2>/dev/null
@@ -173,7 +175,8 @@ step "systemd-nspawn --boot"
 for r in "${cg_roots[@]}"; do mkdir "$r/$name" || die "mkdir $r/$name"; done
 # A cgroup of the test's own (nspawn puts the container under it): everything the
 # container runs can be found and killed, even after a SIGKILL of this script.
-# PR_SET_PDEATHSIG: nspawn (and with it the container) dies with this script.
+# PR_SET_PDEATHSIG: nspawn dies with this script (the container it leaves is the
+# watchdog's, by its cgroup). No fd 8: the apt lock is not the container's to hold.
 # --keep-unit --register=no: there is no systemd (no machined) on the host.
 DF_SD_CG="${cg_roots[*]/%//$name}" \
 sh -c 'for r in $DF_SD_CG; do echo $$ >"$r/cgroup.procs" || exit 1; done; exec "$@" </dev/null' sh \
@@ -181,7 +184,7 @@ sh -c 'for r in $DF_SD_CG; do echo $$ >"$r/cgroup.procs" || exit 1; done; exec "
   systemd-nspawn --quiet --boot --directory="$root" --machine="$machine" \
   --register=no --keep-unit --console=pipe \
   --bind="$cache/apt-archives:/var/cache/apt/archives" --bind="$cache/apt-lists:/var/lib/apt/lists" \
-  --bind-ro="$work/debs:/dfb-debs" >"$work/nspawn.log" 2>&1 &
+  --bind-ro="$work/debs:/dfb-debs" >"$work/nspawn.log" 2>&1 8>&- &
 nspawn_pid=$!
 # The container's PID 1 is nspawn's child once it runs systemd.
 leader=
