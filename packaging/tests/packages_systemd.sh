@@ -56,6 +56,15 @@ cg_remove() {
   return 0
 }
 
+# What a killed nspawn leaves in /run (a disk folder on hosts without systemd):
+# its propagation folder and the lock of the root folder ($1: the temp folder).
+nspawn_leftovers() {
+  local n=${1##*/}
+  rmdir "/run/systemd/nspawn/propagate/dfbsd-${n#dfb-sd.}" 2>/dev/null
+  [ -d "$1/root" ] && rm -f "/run/systemd/nspawn/locks/inode-$(stat -c %d:%i "$1/root")"
+  return 0
+}
+
 # What runs killed before their cleanup left: the container (its cgroup), mounts of
 # this mount namespace, the temp root.
 reap_stale() {
@@ -68,6 +77,7 @@ reap_stale() {
     for m in $(awk -v r="$old/" 'index($5, r) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
       umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
     done
+    nspawn_leftovers "$old"
     awk -v r="$old/" 'index($5, r) == 1 {f = 1} END {exit !f}' /proc/self/mountinfo || rm -rf "$old"
   done
 }
@@ -111,6 +121,7 @@ cleanup() {
       kill -KILL "$nspawn_pid"
     fi
   fi
+  nspawn_leftovers "$work"
   step "removing cgroup $name"
   cg_remove "$name" || { echo "packages_systemd: cgroup $name not removed"; rc=1; }
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
