@@ -12,7 +12,7 @@ PACKAGES=(
   python3-venv python3-pip python3-setuptools python3-wheel
   valgrind procps libtsan2 util-linux mount
   clang libclang-rt-14-dev
-  docker.io docker-compose debootstrap prometheus iproute2 systemd
+  docker.io docker-compose debootstrap prometheus iproute2 systemd systemd-container
 )
 
 missing=()
