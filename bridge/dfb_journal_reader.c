@@ -240,6 +240,23 @@ find_seg(const dfb_journal_t *j, uint64_t first)
     return lo < j->nsegs && j->segs[lo].first_gseq == first ? (long)lo : -1;
 }
 
+/*  reader_open of the segment starting at first, found in the list a moment
+    ago. Retention (on the sync thread) may delete it between that lookup
+    and the open: ENOENT for a segment no longer listed is
+    DFB_JOURNAL_READER_GONE (the caller seeks again), not an I/O error. */
+static int
+reader_open_listed(dfb_journal_reader_t *r, uint64_t first, uint64_t off)
+{
+    if (reader_open(r, first, off) == 0)
+        return 0;
+    if (errno != ENOENT)
+        return DFB_JOURNAL_EIO;
+    pthread_mutex_lock(&r->j->mu);
+    int gone = find_seg(r->j, first) < 0;
+    pthread_mutex_unlock(&r->j->mu);
+    return gone ? DFB_JOURNAL_READER_GONE : DFB_JOURNAL_EIO;
+}
+
 int
 dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
 {
@@ -270,8 +287,16 @@ dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
             off = 0;
         if (reader_open(r, to, off) == 0)
             return 0;
-        /* Deleted by retention between the lookup and the open: look again. */
-        if (errno != ENOENT || attempt > 0)
+        /* Deleted by retention between the lookup and the open: look again
+           (retention deletes from the front, so the next lookup says GONE
+           or finds a later segment; a loaded machine may lose this race
+           more than once). A file missing but still listed is an error. */
+        if (errno != ENOENT || attempt >= 8)
+            return DFB_JOURNAL_EIO;
+        pthread_mutex_lock(&j->mu);
+        int listed = find_seg(j, to) >= 0;
+        pthread_mutex_unlock(&j->mu);
+        if (listed)
             return DFB_JOURNAL_EIO;
     }
 }
@@ -426,8 +451,9 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
             if (next) {
                 int lost =
                     next - 1 < r->min_gseq ? 0 : reader_lost(r, from, next - 1, "corrupt record");
-                if (reader_open(r, next, 0) != 0)
-                    return DFB_JOURNAL_EIO;
+                int orc = reader_open_listed(r, next, 0);
+                if (orc != 0)
+                    return orc;
                 r->last = next - 1;
                 if (!lost)
                     continue;
@@ -452,16 +478,18 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
             if (i < 0)
                 return DFB_JOURNAL_READER_GONE;
             uint64_t from = r->last + 1;
-            if (reader_open(r, next, 0) != 0)
-                return DFB_JOURNAL_EIO;
+            int orc = reader_open_listed(r, next, 0);
+            if (orc != 0)
+                return orc;
             r->last = next - 1;
             if (next - 1 < r->min_gseq)
                 continue;
             return reader_lost(r, from, next - 1, "a gap between segments");
         }
         next = skip_segments(r, next);
-        if (reader_open(r, next, 0) != 0)
-            return DFB_JOURNAL_EIO;
+        int orc = reader_open_listed(r, next, 0);
+        if (orc != 0)
+            return orc;
     }
 }
 

@@ -23,7 +23,9 @@ done
 "$top/scripts/install-deps.sh"
 # DF_BUILD_DIR: use binaries already built there (the demo's own ctest does).
 build="${DF_BUILD_DIR:-$top/build}"
-if [ -z "${DF_BUILD_DIR:-}" ] && [ ! -x "$build/bridge/dfbridge" ] || [ -n "$(find bridge consumers tests schemas CMakeLists.txt -newer "$build/bridge/dfbridge" -print -quit 2>/dev/null)" ]; then
+# (never with DF_BUILD_DIR: a build in the middle of a parallel ctest run
+# relinks binaries other tests are starting)
+if [ -z "${DF_BUILD_DIR:-}" ] && { [ ! -x "$build/bridge/dfbridge" ] || [ -n "$(find bridge consumers tests schemas CMakeLists.txt -newer "$build/bridge/dfbridge" -print -quit 2>/dev/null)" ]; }; then
   echo "demo: building (first run takes a minute)" >&2
   cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" >/dev/null

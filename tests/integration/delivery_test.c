@@ -144,28 +144,30 @@ run_restart(h_env_t *env)
     /* a stream, and kill -9 of the bridge in the middle of the next one */
     H_CHECK(h_admin(env, "POST", "/admin/generate", "{\"count\":200,\"seed\":3}", NULL) == 200,
             "generate");
-    H_CHECK(e2e_wait_events(&s, 200, 60000), "%zu of 200 events", s.n);
+    H_CHECK(e2e_wait_events(&s, 200, 60000), "%zu of 200 events", e2e_sink_count(&s));
     H_CHECK(h_admin(env, "POST", "/admin/generate", "{\"count\":300,\"seed\":4}", NULL) == 200,
             "generate");
-    H_CHECK(e2e_wait_events(&s, 260, 60000), "%zu of 260 events", s.n);
+    H_CHECK(e2e_wait_events(&s, 260, 60000), "%zu of 260 events", e2e_sink_count(&s));
     H_CHECK(h_child_stop(&a, SIGKILL, 5000, NULL) == 128 + SIGKILL, "kill -9 of the bridge");
     a = h_bridge_spawn(env, "a", pub, yaml, log, sizeof log); /* same journal, same ports */
     H_CHECK(a > 0, "dfbridge did not restart");
-    H_CHECK(e2e_wait_events(&s, 500, 60000), "after the restart: %zu of 500 events", s.n);
+    H_CHECK(e2e_wait_events(&s, 500, 60000), "after the restart: %zu of 500 events",
+            e2e_sink_count(&s));
 
     /* the feed expires (400) between two parts of the stream (events still
        unread in an expired feed are gone upstream, as with Symphony) */
     long long created0 = h_pod_counter(env, "feeds_created");
     H_CHECK(h_admin(env, "POST", "/admin/generate", "{\"count\":50,\"seed\":5}", NULL) == 200,
             "generate");
-    H_CHECK(e2e_wait_events(&s, 550, 60000), "%zu of 550 events", s.n);
+    H_CHECK(e2e_wait_events(&s, 550, 60000), "%zu of 550 events", e2e_sink_count(&s));
     H_CHECK(h_admin(env, "POST", "/admin/faults",
                     "{\"endpoint\":\"read\",\"action\":\"expire_feed\"}", NULL) == 200,
             "inject expire_feed");
     H_CHECK(h_wait_counter(env, "feeds_created", created0 + 1, 15000), "no feed recreated");
     H_CHECK(h_admin(env, "POST", "/admin/generate", "{\"count\":50,\"seed\":6}", NULL) == 200,
             "generate");
-    H_CHECK(e2e_wait_events(&s, 600, 60000), "after the 400: %zu of 600 events", s.n);
+    H_CHECK(e2e_wait_events(&s, 600, 60000), "after the 400: %zu of 600 events",
+            e2e_sink_count(&s));
     long compared = e2e_compare(env, &s, 0, 0, false);
     H_CHECK(compared == 600, "%ld of 600 events exactly once and deep-equal", compared);
     dfc_stats_t st;
@@ -185,7 +187,8 @@ run_restart(h_env_t *env)
     H_CHECK(dc_start(&c2, (dfc_config_t){.workers = 4, .from_gseq = 1}, &s2, &all2, pub, NULL, NULL,
                      NULL) == 0,
             "late joiner start");
-    H_CHECK(e2e_wait_events(&s2, 600, 60000), "late joiner: %zu of 600 events", s2.n);
+    H_CHECK(e2e_wait_events(&s2, 600, 60000), "late joiner: %zu of 600 events",
+            e2e_sink_count(&s2));
     compared = e2e_compare(env, &s2, 0, 0, false);
     H_CHECK(compared == 600, "late joiner: %ld of 600 events exactly once", compared);
     dc_stop(&c2, &st);
@@ -238,10 +241,10 @@ run_ha(h_env_t *env)
         goto done;
     H_CHECK(h_admin(env, "POST", "/admin/generate", "{\"count\":200,\"seed\":3}", NULL) == 200,
             "generate");
-    H_CHECK(e2e_wait_events(&s, 200, 60000), "%zu of 200 events", s.n);
+    H_CHECK(e2e_wait_events(&s, 200, 60000), "%zu of 200 events", e2e_sink_count(&s));
     H_CHECK(h_admin(env, "POST", "/admin/generate", "{\"count\":300,\"seed\":4}", NULL) == 200,
             "generate");
-    H_CHECK(e2e_wait_events(&s, 230, 60000), "%zu of 230 events", s.n);
+    H_CHECK(e2e_wait_events(&s, 230, 60000), "%zu of 230 events", e2e_sink_count(&s));
     int64_t t0 = h_now_ms();
     H_CHECK(h_child_stop(&b[0], SIGKILL, 5000, NULL) == 128 + SIGKILL, "kill -9 of bridge a");
     /* b takes over what a had not acknowledged (after the visibility
@@ -249,11 +252,12 @@ run_ha(h_env_t *env)
        is in a's journal only: it comes when a is back */
     bool complete = e2e_wait_events(&s, 500, 5000);
     printf("ha: %zu of 500 events handled %lld ms after bridge a was killed (visibility 1500 ms)\n",
-           s.n, (long long)(h_now_ms() - t0));
+           e2e_sink_count(&s), (long long)(h_now_ms() - t0));
     if (!complete) {
         b[0] = h_bridge_spawn(env, tags[0], pub[0], yaml_a, log[0], sizeof log[0]);
         H_CHECK(b[0] > 0, "dfbridge a did not restart");
-        H_CHECK(e2e_wait_events(&s, 500, 60000), "after a's restart: %zu of 500 events", s.n);
+        H_CHECK(e2e_wait_events(&s, 500, 60000), "after a's restart: %zu of 500 events",
+                e2e_sink_count(&s));
         printf("ha: all 500 after a's restart, %lld ms after the kill\n",
                (long long)(h_now_ms() - t0));
     }

@@ -49,7 +49,8 @@ main(int argc, char **argv)
     H_CHECK(h_admin(&env, "POST", "/admin/faults", faults, NULL) == 200, "inject faults");
     H_CHECK(h_admin(&env, "POST", "/admin/generate", "{\"count\":150,\"seed\":4}", NULL) == 200,
             "generate");
-    H_CHECK(e2e_wait_events(&s, 300, 60000), "phase A: %zu of 300 events arrived", s.n);
+    H_CHECK(e2e_wait_events(&s, 300, 60000), "phase A: %zu of 300 events arrived",
+            e2e_sink_count(&s));
     H_CHECK(h_wait_counter(&env, "faults_applied", 8, 10000), "not every fault was applied");
     H_CHECK(h_pod_counter(&env, "calls.auth") > auth0, "no re-authentication after a 401");
     long compared = e2e_compare(&env, &s, 0, 0, false);
@@ -63,7 +64,8 @@ main(int argc, char **argv)
     H_CHECK(h_wait_counter(&env, "feeds_created", created0 + 1, 15000), "no feed recreated");
     H_CHECK(h_admin(&env, "POST", "/admin/generate", "{\"count\":200,\"seed\":5}", NULL) == 200,
             "generate");
-    H_CHECK(e2e_wait_events(&s, 500, 60000), "phase B: %zu of 500 events arrived", s.n);
+    H_CHECK(e2e_wait_events(&s, 500, 60000), "phase B: %zu of 500 events arrived",
+            e2e_sink_count(&s));
     compared = e2e_compare(&env, &s, 300, 300, false);
     H_CHECK(compared == 200, "phase B: %ld of 200 events deep-equal", compared);
     H_CHECK(h_pod_counter(&env, "feeds_created") == created0 + 1,
