@@ -64,38 +64,16 @@ trap 'exit 1' INT TERM
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 die() { echo "FAIL: $*"; exit 1; }
-# A background job of a shell function is a subshell, not the program: `exec` makes $! the program.
-in_root_exec() { exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-                   LANG=C.UTF-8 "$@"; }
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-              LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
+# in_root, in_root_exec, pkg_build_debs, pkg_unpack_base, pkg_apt_setup
+# shellcheck source=packaging/tests/lib.sh
+. "$src/packaging/tests/lib.sh"
 
 # ---- 1. the packages
-step "cpack -G DEB"
-mkdir -p "$work/debs"
-(cd "$build" && cpack -G DEB -B "$work/cpack") >"$work/cpack.log" 2>&1 \
-  || { cat "$work/cpack.log"; die "cpack"; }
-cp "$work"/cpack/*.deb "$work/debs/"
-for p in dfbridge libdfconsumer0 libdfconsumer-dev; do
-  ls "$work/debs/${p}_"*.deb >/dev/null 2>&1 || die "no ${p}_*.deb"
-done
+pkg_build_debs
 
 # ---- 2. a clean Debian 12 root, apt
-base=$("$src/scripts/debian-base.sh") || die "scripts/debian-base.sh"
-step "unpack $base"
-mkdir -p "$root"
-tar -C "$root" -xf "$base" || die "tar -x $base"
-chmod 0755 "$root" # the tarball's ./ is debootstrap's mktemp dir (0700)
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-mount -t proc proc "$root/proc" && mounts+=("$root/proc") || die "mount proc"
-mkdir -p "$cache/apt-archives/partial" "$cache/apt-lists/partial"
-exec 8>"$cache/.apt-lock"
-flock -w 300 8 || die "timed out waiting for $cache/.apt-lock"
-mount --bind "$cache/apt-archives" "$root/var/cache/apt/archives" \
-  && mounts+=("$root/var/cache/apt/archives") || die "bind apt archives"
-mount --bind "$cache/apt-lists" "$root/var/lib/apt/lists" \
-  && mounts+=("$root/var/lib/apt/lists") || die "bind apt lists"
-echo 'APT::Sandbox::User "root";' >"$root/etc/apt/apt.conf.d/99dfb-test" # the cache dirs are root's
+pkg_unpack_base
+pkg_apt_setup
 mkdir -p "$root/tmp/debs" && cp "$work"/debs/*.deb "$root/tmp/debs/"
 step "apt-get update"
 in_root apt-get update -q >"$work/apt.log" 2>&1 || { tail -20 "$work/apt.log"; die "apt-get update"; }

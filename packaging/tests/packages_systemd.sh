@@ -145,33 +145,16 @@ trap 'exit 1' INT TERM
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 die() { echo "FAIL: $*"; exit 1; }
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-              LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
+# in_root, pkg_build_debs, pkg_unpack_base, pkg_apt_setup (the apt lock on fd 8 is
+# held until the packages are installed in the container)
+# shellcheck source=packaging/tests/lib.sh
+. "$src/packaging/tests/lib.sh"
 
 # ---- 1. the packages; a Debian 12 root with systemd
-step "cpack -G DEB"
-mkdir -p "$work/debs"
-(cd "$build" && cpack -G DEB -B "$work/cpack") >"$work/cpack.log" 2>&1 \
-  || { cat "$work/cpack.log"; die "cpack"; }
-cp "$work"/cpack/*.deb "$work/debs/"
-for p in dfbridge libdfconsumer0 libdfconsumer-dev; do
-  ls "$work/debs/${p}_"*.deb >/dev/null 2>&1 || die "no ${p}_*.deb"
-done
-base=$("$src/scripts/debian-base.sh") || die "scripts/debian-base.sh"
-step "unpack $base, apt-get install systemd dbus (chroot)"
-mkdir -p "$root"
-tar -C "$root" -xf "$base" || die "tar -x $base"
-chmod 0755 "$root" # the tarball's ./ is debootstrap's mktemp dir (0700)
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-mkdir -p "$cache/apt-archives/partial" "$cache/apt-lists/partial"
-exec 8>"$cache/.apt-lock" # held until the packages are installed in the container
-flock -w 300 8 || die "timed out waiting for $cache/.apt-lock"
-mount -t proc proc "$root/proc" && mounts+=("$root/proc") || die "mount proc"
-mount --bind "$cache/apt-archives" "$root/var/cache/apt/archives" \
-  && mounts+=("$root/var/cache/apt/archives") || die "bind apt archives"
-mount --bind "$cache/apt-lists" "$root/var/lib/apt/lists" \
-  && mounts+=("$root/var/lib/apt/lists") || die "bind apt lists"
-echo 'APT::Sandbox::User "root";' >"$root/etc/apt/apt.conf.d/99dfb-test" # the cache dirs are root's
+pkg_build_debs
+pkg_unpack_base
+step "apt-get install systemd dbus (chroot)"
+pkg_apt_setup
 in_root apt-get update -q >"$work/apt.log" 2>&1 || { tail -20 "$work/apt.log"; die "apt-get update"; }
 in_root apt-get install -y -q --no-install-recommends systemd systemd-sysv dbus >>"$work/apt.log" 2>&1 \
   || { tail -30 "$work/apt.log"; die "apt-get install systemd dbus"; }
