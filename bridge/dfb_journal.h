@@ -64,6 +64,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dfb_crc32c.h"
 #include "dfb_topics.h"
 
 /*  Returned by the seek functions when the position asked for is older
@@ -248,8 +249,6 @@ uint64_t dfb_journal_reader_skipped(const dfb_journal_reader_t *self);
 /*  The gseq range [*from, *to] that the last DFB_JOURNAL_CORRUPT skipped. */
 void dfb_journal_reader_lost(const dfb_journal_reader_t *self, uint64_t *from, uint64_t *to);
 
-/*  CRC-32C (Castagnoli) of len bytes, continuing crc (start with 0). */
-uint32_t dfb_crc32c(uint32_t crc, const void *data, size_t len);
 
 /*  Self-tests (run by dfb_delivery_test): unit tests of the journal.
     Each returns 0 when all checks pass. dir is a scratch folder. */
