@@ -24,9 +24,9 @@
 
 static uint32_t s_table[8][256];
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
-static dfb_crc32c_fn s_fn;         /* written once under s_once */
+static dfb_crc32c_fn s_fn; /* written once under s_once */
 static const char *s_name;
-static size_t s_impl_n;            /* entries of s_impls usable on this CPU */
+static size_t s_impl_n; /* entries of s_impls usable on this CPU */
 static struct {
     dfb_crc32c_fn fn;
     const char *name;
@@ -46,11 +46,11 @@ crc_portable(uint32_t crc, const void *data, size_t len)
            endianness assumption; the compiler makes it one load). */
         uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
                              (uint32_t)p[3] << 24);
-        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 |
-                      (uint32_t)p[7] << 24;
-        crc = s_table[7][lo & 0xff] ^ s_table[6][(lo >> 8) & 0xff] ^
-              s_table[5][(lo >> 16) & 0xff] ^ s_table[4][lo >> 24] ^ s_table[3][hi & 0xff] ^
-              s_table[2][(hi >> 8) & 0xff] ^ s_table[1][(hi >> 16) & 0xff] ^ s_table[0][hi >> 24];
+        uint32_t hi =
+            (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        crc = s_table[7][lo & 0xff] ^ s_table[6][(lo >> 8) & 0xff] ^ s_table[5][(lo >> 16) & 0xff] ^
+              s_table[4][lo >> 24] ^ s_table[3][hi & 0xff] ^ s_table[2][(hi >> 8) & 0xff] ^
+              s_table[1][(hi >> 16) & 0xff] ^ s_table[0][hi >> 24];
         p += 8;
         len -= 8;
     }
@@ -212,8 +212,8 @@ dfb_crc32c_test(int verbose)
                 size_t a = len / 3, b = len - len / 5;
                 uint32_t part = fn(fn(fn(0, p, a), p + a, b - a), p + b, len - b);
                 if (got != want || part != want) {
-                    fprintf(stderr, "crc32c %s: len %zu align %zu: %08x/%08x want %08x\n",
-                            name, len, align, got, part, want);
+                    fprintf(stderr, "crc32c %s: len %zu align %zu: %08x/%08x want %08x\n", name,
+                            len, align, got, part, want);
                     bad++;
                 }
             }

@@ -557,8 +557,9 @@ stage_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
     }
     size_t len = EVENT_FIXED + rec->topic_len + rec->type_len + rec->id_len + rec->body_len;
     /* The staging area is bounded: past its caps what is staged is written. */
-    if (j->npend && (j->npend >= DFB_JOURNAL_STAGE_MAX ||
-                     j->pend.len + REC_HEAD + len > DFB_JOURNAL_STAGE_BYTES) &&
+    if (j->npend &&
+        (j->npend >= DFB_JOURNAL_STAGE_MAX ||
+         j->pend.len + REC_HEAD + len > DFB_JOURNAL_STAGE_BYTES) &&
         write_staged(j, now_ms, 0) != 0)
         return -1;
     /* The segment list may be shifted by retention on another thread:

@@ -50,7 +50,11 @@
     succeed without the lost pages: the error is counted and logged, but a
     retry that succeeds is trusted.)
 
-    Threads: one writer thread (open, append, flush, scan_tail, the
+    Writes: a batch's records are staged (encoded with their CRC into one
+    bounded buffer) and written with one writev (dfb_journal_stage, then
+    dfb_journal_commit); dfb_journal_append is the one-record form.
+
+    Threads: one writer thread (open, append, stage, commit, flush, scan_tail, the
     recovered state); any number of readers, stats and tick() on other
     threads. An internal mutex guards the segment list and the counters and
     is never held across disk I/O, so tick, stats and readers never wait on
@@ -270,7 +274,6 @@ uint64_t dfb_journal_reader_skipped(const dfb_journal_reader_t *self);
 
 /*  The gseq range [*from, *to] that the last DFB_JOURNAL_CORRUPT skipped. */
 void dfb_journal_reader_lost(const dfb_journal_reader_t *self, uint64_t *from, uint64_t *to);
-
 
 /*  Self-tests (run by dfb_delivery_test): unit tests of the journal.
     Each returns 0 when all checks pass. dir is a scratch folder. */

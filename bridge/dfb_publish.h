@@ -134,10 +134,11 @@ void dfb_publish_set_bot(dfb_publish_t *self, int64_t bot_id);
     I/O error is retried with a backoff until it succeeds or a stop is
     requested: the event must be journaled before its batch is
     acknowledged), and is added to the batch the actor gets at flush (see
-    above), which it publishes in order. Returns 0, or -1 when the event could not be encoded (counted;
-    no seq is consumed, so it leaves no hole in the journal) or a stop
-    interrupted a failing journal. A PUB socket at its high-water mark
-    drops silently: subscribers see a seq gap and fill it from replay. */
+    above), which it publishes in order. Returns 0, or -1 when the event
+    could not be encoded (counted; no seq is consumed, so it leaves no hole
+    in the journal) or a stop interrupted a failing journal. A PUB socket
+    at its high-water mark drops silently: subscribers see a seq gap and
+    fill it from replay. */
 int dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t event_ref);
 
 /*  End of a batch, before its ackId is sent: appends the batch to the

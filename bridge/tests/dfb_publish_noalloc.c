@@ -42,7 +42,8 @@ __wrap_realloc(void *p, size_t n)
     return __real_realloc(p, n);
 }
 
-static const char *TOPICS[] = {"MESSAGESENT", "ROOMCREATED", "USERJOINEDROOM", "INSTANTMESSAGECREATED"};
+static const char *TOPICS[] = {"MESSAGESENT", "ROOMCREATED", "USERJOINEDROOM",
+                               "INSTANTMESSAGECREATED"};
 
 /*  Publishes one batch of n events (ids ev-<first+i>, the topics in turn,
     a ~1 KB text) and flushes it; returns the allocations counted inside
@@ -77,16 +78,15 @@ main(int argc, char **argv)
     }
     char dir[1024], err[256];
     snprintf(dir, sizeof dir, "%s/noalloc-%d", argv[1], (int)getpid());
-    dfb_publish_opts_t o = {.endpoint = "tcp://127.0.0.1:*",
-                            .sndhwm = 100000,
-                            .state_dir = dir,
-                            .journal = {.segment_bytes = 64u << 20,
-                                        .fsync = DFB_FSYNC_INTERVAL,
-                                        .fsync_ms = 10},
-                            .replay = "tcp://127.0.0.1:*",
-                            .heartbeat_ms = 5,
-                            .dedupe_window = 1000,
-                            .dedupe_ms = 3600000};
+    dfb_publish_opts_t o = {
+        .endpoint = "tcp://127.0.0.1:*",
+        .sndhwm = 100000,
+        .state_dir = dir,
+        .journal = {.segment_bytes = 64u << 20, .fsync = DFB_FSYNC_INTERVAL, .fsync_ms = 10},
+        .replay = "tcp://127.0.0.1:*",
+        .heartbeat_ms = 5,
+        .dedupe_window = 1000,
+        .dedupe_ms = 3600000};
     dfb_publish_t *p = dfb_publish_new_opts(&o, err, sizeof err);
     if (!p) {
         printf("FAIL %s\n", err);
