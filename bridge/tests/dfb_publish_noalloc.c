@@ -1,5 +1,7 @@
 /*  dfb_publish_noalloc: the publishing path allocates nothing per event
-    once warm (issue 11 §2.4). malloc, calloc and realloc of the bridge's
+    once warm (issue 11 §2.4), and a batch costs the loop thread one
+    journal writev and two pipe sends (the batch, the $SYNC), whatever its
+    length (§2.2, §2.3). malloc, calloc and realloc of the bridge's
     own code are counted (linked with -Wl,--wrap; libzmq's and libc's own
     allocations are not ours and not counted) while dfb_publish_event and
     dfb_publish_flush run: journal staging, dedupe keys, topic lookups,
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -16,6 +19,25 @@
 #include "dfb_publish.h"
 
 static _Atomic unsigned long s_allocs;
+/* The calling thread's writev and zmq_send calls (the actor's are its own). */
+static _Thread_local unsigned long s_writev, s_zsend;
+
+ssize_t __real_writev(int fd, const struct iovec *iov, int n);
+int __real_zmq_send(void *s, const void *buf, size_t len, int flags);
+
+ssize_t
+__wrap_writev(int fd, const struct iovec *iov, int n)
+{
+    s_writev++;
+    return __real_writev(fd, iov, n);
+}
+
+int
+__wrap_zmq_send(void *s, const void *buf, size_t len, int flags)
+{
+    s_zsend++;
+    return __real_zmq_send(s, buf, len, flags);
+}
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t k, size_t n);
@@ -107,10 +129,15 @@ main(int argc, char **argv)
     for (int r = 0; r < 15; r++, id += 100)
         batch(p, json, id, 100);
     unsigned long warm = 0, events = 0;
+    s_writev = s_zsend = 0;
     for (int r = 0; r < 30; r++, id += 100) {
         warm += batch(p, json, id, 100);
         events += 100;
     }
+    printf("loop thread: %lu writev, %lu zmq_send for 30 batches of 100 events\n", s_writev,
+           s_zsend);
+    CHECK_EQ(s_writev, 30);
+    CHECK_EQ(s_zsend, 60);
     dfb_publish_stats_t st;
     dfb_publish_stats(p, &st);
     printf("allocations in publish_event/flush: %lu over %lu warm events (%lu journaled, %lu "
