@@ -150,8 +150,9 @@ int dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_
     must not be acknowledged. */
 int dfb_publish_flush(dfb_publish_t *self);
 
-/*  Copies the counters into *stats, after the actor has published
-    everything handed to it so far (unless it is dead: then at once). */
+/*  Copies the counters into *stats, after handing over what was
+    published and not flushed yet (journal first) and after the actor has
+    published everything handed to it (unless it is dead: then at once). */
 void dfb_publish_stats(dfb_publish_t *self, dfb_publish_stats_t *stats);
 
 /*  seq last used for topic (0 if never published). */
