@@ -15,9 +15,18 @@
 #endif
 #if defined(__aarch64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 #define DFB_CRC_ARM 1
-#include <arm_acle.h>
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
+#if defined(__clang__) /* clang: target "crc" and its builtins (arm_acle.h needs +crc globally) */
+#define ARM_CRC_TARGET __attribute__((target("crc")))
+#define ARM_CRC32CB __builtin_arm_crc32cb
+#define ARM_CRC32CD __builtin_arm_crc32cd
+#else /* GCC: arm_acle.h declares the intrinsics under its own target pragma */
+#include <arm_acle.h>
+#define ARM_CRC_TARGET __attribute__((target("+crc")))
+#define ARM_CRC32CB __crc32cb
+#define ARM_CRC32CD __crc32cd
+#endif
 #endif
 
 #define POLY 0x82f63b78u /* reflected Castagnoli polynomial */
@@ -83,24 +92,24 @@ crc_sse42(uint32_t crc, const void *data, size_t len)
 #endif
 
 #ifdef DFB_CRC_ARM
-__attribute__((target("+crc"))) static uint32_t
+ARM_CRC_TARGET static uint32_t
 crc_armv8(uint32_t crc, const void *data, size_t len)
 {
     const unsigned char *p = data;
     crc = ~crc;
     while (len && ((uintptr_t)p & 7)) {
-        crc = __crc32cb(crc, *p++);
+        crc = ARM_CRC32CB(crc, *p++);
         len--;
     }
     while (len >= 8) {
         uint64_t v;
         memcpy(&v, p, 8);
-        crc = __crc32cd(crc, v);
+        crc = ARM_CRC32CD(crc, v);
         p += 8;
         len -= 8;
     }
     while (len--)
-        crc = __crc32cb(crc, *p++);
+        crc = ARM_CRC32CB(crc, *p++);
     return ~crc;
 }
 #endif
