@@ -21,6 +21,7 @@
 /*  The pipe holds this many messages before dfb_actor_send waits for the
     actor (which never blocks: PUB drops rather than waits). */
 #define PIPE_HWM 10000
+#define BATCH_MSG (1 + sizeof(void *) + 8) /* 'B', the batch's address, its generation */
 #define WAIT_SLICE_MS 100 /* how often a waiting caller checks that the actor lives */
 #define REBIND_RETRY_MS 100 /* a failed re-bind (the port not free yet) is tried again */
 #define REBIND_CHECK_MS 500 /* longest wait before the actor sees auth_rebinds change */
@@ -120,8 +121,69 @@ recv_part(void *sock, zmq_msg_t *m)
     }
 }
 
-/*  Handles one message from the pipe. Returns 1 on $TERM, -1 when the pipe
-    itself failed (the actor must stop), else 0. */
+/*  Publishes one message; the topic's seq and the gseq become the
+    heartbeat's watermark. */
+static void
+publish_one(dfb_actor_t *a, uint64_t gseq, uint64_t seq, const char *topic, size_t tlen,
+            const void *body, size_t blen)
+{
+    dfb_topic_t *t = dfb_topics_get(a->seqs, topic, tlen, 1);
+    if (t)
+        t->seq = seq;
+    a->gseq = gseq;
+    size_t type = dfb_event_type_index(topic, tlen); /* for /metrics */
+    if (!a->pub) { /* re-binding: subscribers fill the gap from replay */
+        a->c->send_errors++;
+        a->rebind_lost++;
+    } else if (zmq_send(a->pub, topic, tlen, ZMQ_SNDMORE) < 0 ||
+               zmq_send(a->pub, body, blen, 0) < 0) {
+        a->c->send_errors++;
+        dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_li("gseq", (long long)gseq)),
+                  "publish: zmq_send: %s (gseq %" PRIu64 " not published; replay has it)",
+                  zmq_strerror(errno), gseq);
+    } else {
+        a->c->published++;
+        a->c->published_by_type[type]++;
+    }
+}
+
+/*  A batch handed over by pointer (dfb_actor_send_batch): its messages in
+    order, then it is given back (done = gen). Returns 0, or 2 when the test
+    fault (DFB_TEST_ACTOR_FAIL_AFTER) stops the actor in the middle. */
+static int
+on_batch(dfb_actor_t *a, dfb_actor_batch_t *b, uint64_t gen)
+{
+    int rc = 0;
+    /* Pairs with the caller's release: the batch's bytes are visible. */
+    if (atomic_load_explicit(&b->ready, memory_order_acquire) != gen) {
+        a->c->pipe_drops++; /* cannot happen: a batch is never reused while busy */
+        dfb_warn("publish: a stale batch in the actor pipe: not published; replay has it");
+        atomic_store_explicit(&b->done, gen, memory_order_release);
+        return 0;
+    }
+    const uint8_t *p = b->buf.data, *end = p + b->buf.len;
+    for (size_t i = 0; i < b->n && end - p >= 24; i++) {
+        uint64_t gs[2];
+        uint32_t len[2];
+        memcpy(gs, p, 16);
+        memcpy(len, p + 16, 8);
+        p += 24;
+        if ((size_t)(end - p) < (size_t)len[0] + len[1])
+            break;
+        publish_one(a, gs[0], gs[1], (const char *)p, len[0], p + len[0], len[1]);
+        p += (size_t)len[0] + len[1];
+        if (a->fail_after && a->c->published >= a->fail_after) {
+            rc = 2;
+            break;
+        }
+    }
+    atomic_store_explicit(&b->done, gen, memory_order_release);
+    return rc;
+}
+
+/*  Handles one message from the pipe. Returns 1 on $TERM, 2 when the test
+    fault stopped a batch, -1 when the pipe itself failed (the actor must
+    stop), else 0. */
 static int
 on_pipe(dfb_actor_t *a)
 {
@@ -132,6 +194,15 @@ on_pipe(dfb_actor_t *a)
         return errno == EAGAIN || errno == EINTR ? 0 : errno == ETERM ? 1 : -1;
     }
     size_t hl = zmq_msg_size(&head);
+    if (hl == BATCH_MSG && *(const char *)zmq_msg_data(&head) == 'B') {
+        struct {
+            dfb_actor_batch_t *b;
+            uint64_t gen;
+        } m;
+        memcpy(&m, (const char *)zmq_msg_data(&head) + 1, sizeof m);
+        zmq_msg_close(&head);
+        return on_batch(a, m.b, m.gen);
+    }
     if (hl != 16) { /* a command: $TERM or $SYNC */
         int term = hl == 5 && memcmp(zmq_msg_data(&head), "$TERM", 5) == 0;
         zmq_msg_close(&head);
@@ -159,26 +230,8 @@ on_pipe(dfb_actor_t *a)
         zmq_msg_close(&body);
         return 0;
     }
-    dfb_topic_t *t = dfb_topics_get(a->seqs, zmq_msg_data(&topic), zmq_msg_size(&topic), 1);
-    if (t)
-        t->seq = gs[1];
-    a->gseq = gs[0];
-    /* for /metrics; the topic frame is empty once sent */
-    size_t type = dfb_event_type_index(zmq_msg_data(&topic), zmq_msg_size(&topic));
-    if (!a->pub) { /* re-binding: subscribers fill the gap from replay */
-        a->c->send_errors++;
-        a->rebind_lost++;
-    }
-    /* zmq_msg_send hands the frames over without a copy. */
-    else if (zmq_msg_send(&topic, a->pub, ZMQ_SNDMORE) < 0 || zmq_msg_send(&body, a->pub, 0) < 0) {
-        a->c->send_errors++;
-        dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_li("gseq", (long long)gs[0])),
-                  "publish: zmq_send: %s (gseq %" PRIu64 " not published; replay has it)",
-                  zmq_strerror(errno), gs[0]);
-    } else {
-        a->c->published++;
-        a->c->published_by_type[type]++;
-    }
+    publish_one(a, gs[0], gs[1], zmq_msg_data(&topic), zmq_msg_size(&topic), zmq_msg_data(&body),
+                zmq_msg_size(&body));
     zmq_msg_close(&topic);
     zmq_msg_close(&body);
     return 0;
@@ -215,7 +268,7 @@ run(dfb_actor_t *a)
                     return NULL;
                 if (rc < 0)
                     return zmq_strerror(errno);
-                if (a->fail_after && a->c->published >= a->fail_after)
+                if (rc == 2 || (a->fail_after && a->c->published >= a->fail_after))
                     return "test fault (DFB_TEST_ACTOR_FAIL_AFTER)";
             }
         int64_t now = dfb_mono_ms();
@@ -341,6 +394,63 @@ dfb_actor_send(dfb_actor_t *self, uint64_t gseq, uint64_t seq, const char *topic
         return -1;
     if (pipe_send(self, topic, topic_len, 1) != 0 || pipe_send(self, body, body_len, 0) != 0)
         return -1;
+    return 0;
+}
+
+void
+dfb_actor_batch_init(dfb_actor_batch_t *b)
+{
+    memset(b, 0, sizeof *b);
+    dfb_buf_init(&b->buf);
+}
+
+void
+dfb_actor_batch_free(dfb_actor_batch_t *b)
+{
+    dfb_buf_free(&b->buf);
+    b->n = 0;
+}
+
+int
+dfb_actor_batch_add(dfb_actor_batch_t *b, uint64_t gseq, uint64_t seq, const char *topic,
+                    size_t topic_len, const void *body, size_t body_len)
+{
+    if (topic_len > UINT32_MAX || body_len > UINT32_MAX ||
+        dfb_buf_reserve(&b->buf, 24 + topic_len + body_len) != 0)
+        return -1;
+    uint8_t *p = b->buf.data + b->buf.len;
+    uint64_t gs[2] = {gseq, seq};
+    uint32_t len[2] = {(uint32_t)topic_len, (uint32_t)body_len};
+    memcpy(p, gs, 16);
+    memcpy(p + 16, len, 8);
+    memcpy(p + 24, topic, topic_len);
+    memcpy(p + 24 + topic_len, body, body_len);
+    b->buf.len += 24 + topic_len + body_len;
+    b->n++;
+    return 0;
+}
+
+int
+dfb_actor_batch_busy(const dfb_actor_batch_t *b)
+{
+    return atomic_load_explicit(&b->done, memory_order_acquire) != b->sent;
+}
+
+int
+dfb_actor_send_batch(dfb_actor_t *self, dfb_actor_batch_t *b)
+{
+    if (!self->started || dfb_actor_dead(self))
+        return -1;
+    uint64_t gen = b->sent + 1;
+    char msg[BATCH_MSG];
+    msg[0] = 'B';
+    memcpy(msg + 1, &b, sizeof b);
+    memcpy(msg + 1 + sizeof b, &gen, 8);
+    /* Release: the actor's acquire of ready sees the batch's bytes. */
+    atomic_store_explicit(&b->ready, gen, memory_order_release);
+    if (pipe_send(self, msg, sizeof msg, 0) != 0)
+        return -1;
+    b->sent = gen;
     return 0;
 }
 

@@ -10,10 +10,12 @@
 #ifndef DFB_ACTOR_H
 #define DFB_ACTOR_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "dfb_fdguard.h"
+#include "dfb_heartbeat.h"
 #include "dfb_info.h"
 #include "dfb_topics.h"
 #include "dfb_zsock.h"
@@ -48,6 +50,34 @@ dfb_actor_t *dfb_actor_new(void *ctx, void *pub, const dfb_actor_opts_t *opts, c
 /*  Publishes what was handed over, stops the thread, closes its sockets,
     NULLs *self_p; accepts NULL. Never blocks on a dead actor. */
 void dfb_actor_destroy(dfb_actor_t **self_p);
+
+/*  A batch of messages handed to the actor as one unit: one pipe message
+    (a pointer), so one wake of the actor per batch instead of one per
+    event. The caller fills it (dfb_actor_batch_add), hands it over
+    (dfb_actor_send_batch) and must not touch it again until
+    dfb_actor_batch_busy says the actor is done with it (dfb_actor_sync
+    waits for that). The memory is reused from batch to batch. */
+typedef struct {
+    dfb_buf_t buf; /* per message: u64 gseq, u64 seq, u32 topic_len, u32 body_len, topic, body */
+    size_t n;      /* messages in buf */
+    uint64_t sent; /* caller: hand-offs so far */
+    _Atomic uint64_t ready; /* = sent before the pointer goes through the pipe (release) */
+    _Atomic uint64_t done;  /* the actor: the last hand-off it has published (release) */
+} dfb_actor_batch_t;
+
+void dfb_actor_batch_init(dfb_actor_batch_t *b);
+void dfb_actor_batch_free(dfb_actor_batch_t *b);
+/*  Appends one message (copies topic and body). 0, or -1 out of memory. */
+int dfb_actor_batch_add(dfb_actor_batch_t *b, uint64_t gseq, uint64_t seq, const char *topic,
+                        size_t topic_len, const void *body, size_t body_len);
+/*  1 while the actor may still read b (handed over and not yet published). */
+int dfb_actor_batch_busy(const dfb_actor_batch_t *b);
+
+/*  Hands b over (see above); the actor publishes its messages in order
+    and keeps the heartbeat's watermark per message. Waits while the pipe
+    is full. 0, or -1 when the actor is dead (nothing handed, b is free).
+    Caller's thread only. */
+int dfb_actor_send_batch(dfb_actor_t *self, dfb_actor_batch_t *b);
 
 /*  Hands one message (frame 1 topic, frame 2 body; gseq and its topic's seq
     for the heartbeat) to the actor; waits while the pipe is full. 0, or -1

@@ -358,6 +358,7 @@ dfb_journal_open(const dfb_journal_opts_t *opts, const char *new_epoch, int64_t 
     pthread_cond_init(&j->bg_cv, NULL);
     pthread_cond_init(&j->idle_cv, NULL);
     dfb_buf_init(&j->hbuf);
+    dfb_buf_init(&j->pend);
     j->topics = dfb_topics_new();
     size_t dl = strlen(opts->dir) + 16;
     j->jdir = malloc(dl);
@@ -426,6 +427,7 @@ dfb_journal_destroy(dfb_journal_t **self_p)
     free(j->segs);
     dfb_topics_destroy(&j->topics);
     dfb_buf_free(&j->hbuf);
+    dfb_buf_free(&j->pend);
     free(j->jdir);
     pthread_cond_destroy(&j->bg_cv);
     pthread_cond_destroy(&j->idle_cv);
@@ -489,18 +491,61 @@ cut_back(dfb_journal_t *j, uint64_t size)
     j->cut_to = size;
 }
 
-static int append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms);
+static int stage_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms);
+static int write_staged(dfb_journal_t *j, int64_t now_ms, int sync_now);
 
 int
 dfb_journal_append(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
 {
-    int rc = append_record(j, rec, now_ms);
+    /* Write-through: what an earlier dfb_journal_stage left goes first. */
+    uint64_t len0 = j->pend.len, n0 = j->npend, last0 = j->last_gseq;
+    int rc = stage_record(j, rec, now_ms);
+    if (rc == 0) {
+        dfb_topic_t *t = dfb_topics_get(j->topics, rec->topic, rec->topic_len, 0);
+        uint64_t seq0 = j->pend_prev_seq;
+        rc = write_staged(j, now_ms, j->opts.fsync == DFB_FSYNC_ALWAYS && !j->batch_mode);
+        if (rc != 0) {
+            /* Not in the file, so not appended: the caller may append the
+               same gseq again. (When the records staged before it could
+               not be written either, they stay staged.) */
+            if (j->npend == n0 + 1) {
+                j->pend.len = (size_t)len0;
+                j->npend = (size_t)n0;
+                j->last_gseq = last0;
+                if (t)
+                    t->seq = seq0;
+            }
+        }
+    }
     j->append_failing = rc != 0;
     return rc;
 }
 
+int
+dfb_journal_stage(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
+{
+    int rc = stage_record(j, rec, now_ms);
+    j->append_failing = rc != 0;
+    return rc;
+}
+
+int
+dfb_journal_commit(dfb_journal_t *j, int64_t now_ms)
+{
+    if (!j->npend)
+        return 0;
+    int rc = write_staged(j, now_ms, j->opts.fsync == DFB_FSYNC_ALWAYS && !j->batch_mode);
+    j->append_failing = rc != 0;
+    return rc;
+}
+
+/*  Checks rec, rolls the segment when due (writing what is staged first),
+    and encodes rec at the end of j->pend with its CRC. The journal's topic
+    seqs and last_gseq move at once (the writer's view); the segment's
+    size, index and stats move when the bytes are written. 0 or -1 (logged,
+    counted; rec not staged). */
 static int
-append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
+stage_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
 {
     if (rec->gseq <= j->last_gseq || rec->topic_len > MAX_PAYLOAD || rec->type_len > MAX_PAYLOAD ||
         rec->id_len > MAX_PAYLOAD || rec->body_len > MAX_PAYLOAD ||
@@ -510,34 +555,41 @@ append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
         bump_errors(j);
         return -1;
     }
-    if (j->need_cut) {
-        cut_back(j, j->cut_to);
-        if (j->need_cut) {
-            bump_errors(j);
-            return -1;
-        }
-    }
+    size_t len = EVENT_FIXED + rec->topic_len + rec->type_len + rec->id_len + rec->body_len;
+    /* The staging area is bounded: past its caps what is staged is written. */
+    if (j->npend &&
+        (j->npend >= DFB_JOURNAL_STAGE_MAX ||
+         j->pend.len + REC_HEAD + len > DFB_JOURNAL_STAGE_BYTES) &&
+        write_staged(j, now_ms, 0) != 0)
+        return -1;
     /* The segment list may be shifted by retention on another thread:
        the active segment is always read under the lock. */
     pthread_mutex_lock(&j->mu);
     uint64_t size = j->segs[j->nsegs - 1].size, records = j->segs[j->nsegs - 1].records;
     pthread_mutex_unlock(&j->mu);
+    size += j->pend.len;
+    records += j->npend;
     /* A segment rolls once full, and never before its records are as large
        as its header (the topic table, bounded by DFB_TOPICS_MAX_BYTES):
        a big table must not roll a segment per event. */
     uint64_t hdr = REC_HEAD + 2 + 4 + 64 + 16 + 4 + 12 * (uint64_t)dfb_topics_count(j->topics) +
                    dfb_topics_bytes(j->topics);
     if (size >= j->opts.segment_bytes && size >= 2 * hdr && records > 0) {
+        /* The old segment gets what is staged; the new one starts at rec. */
+        if (j->npend && write_staged(j, now_ms, 0) != 0)
+            return -1;
         if (jr_new_segment(j, rec->gseq, now_ms) != 0) {
             bump_errors(j);
             return -1;
         }
         retain(j, now_ms);
-        pthread_mutex_lock(&j->mu);
-        size = j->segs[j->nsegs - 1].size;
-        pthread_mutex_unlock(&j->mu);
     }
-    uint8_t h[REC_HEAD + EVENT_FIXED];
+    if (dfb_buf_reserve(&j->pend, REC_HEAD + len) != 0) {
+        APPEND_ERR(j, "journal: out of memory staging gseq %" PRIu64, rec->gseq);
+        bump_errors(j);
+        return -1;
+    }
+    uint8_t *h = j->pend.data + j->pend.len;
     uint8_t *p = h + REC_HEAD;
     p[0] = 'E';
     le64(p + 1, rec->gseq);
@@ -547,56 +599,20 @@ append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
     le32(p + 29, (uint32_t)rec->type_len);
     le32(p + 33, (uint32_t)rec->id_len);
     le32(p + 37, (uint32_t)rec->body_len);
-    size_t len = EVENT_FIXED + rec->topic_len + rec->type_len + rec->id_len + rec->body_len;
-    uint32_t crc = dfb_crc32c(0, p, EVENT_FIXED);
-    crc = dfb_crc32c(crc, rec->topic, rec->topic_len);
-    crc = dfb_crc32c(crc, rec->type, rec->type_len);
-    crc = dfb_crc32c(crc, rec->id, rec->id_len);
-    crc = dfb_crc32c(crc, rec->body, rec->body_len);
+    uint8_t *q = p + EVENT_FIXED;
+    memcpy(q, rec->topic, rec->topic_len);
+    q += rec->topic_len;
+    memcpy(q, rec->type, rec->type_len);
+    q += rec->type_len;
+    memcpy(q, rec->id, rec->id_len);
+    q += rec->id_len;
+    memcpy(q, rec->body, rec->body_len);
     le32(h, (uint32_t)len);
-    le32(h + 4, crc);
-    struct iovec iov[5] = {{h, sizeof h},
-                           {(void *)rec->topic, rec->topic_len},
-                           {(void *)rec->type, rec->type_len},
-                           {(void *)rec->id, rec->id_len},
-                           {(void *)rec->body, rec->body_len}};
-    size_t total = REC_HEAD + len, done = 0;
-    int i = 0;
-    while (done < total) {
-        ssize_t w = writev(j->fd, iov + i, 5 - i);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            int e = errno;
-            if (done > 0) /* a short write came first: no partial record stays */
-                cut_back(j, size);
-            APPEND_ERR(j, "journal: write: %s (gseq %" PRIu64 ")", strerror(e), rec->gseq);
-            bump_errors(j);
-            errno = e;
-            return -1;
-        }
-        done += (size_t)w;
-        while (i < 5 && (size_t)w >= iov[i].iov_len) {
-            w -= (ssize_t)iov[i].iov_len;
-            i++;
-        }
-        if (i < 5) {
-            iov[i].iov_base = (char *)iov[i].iov_base + w;
-            iov[i].iov_len -= (size_t)w;
-        }
-    }
-    pthread_mutex_lock(&j->mu);
-    j->gen_written++;
-    pthread_mutex_unlock(&j->mu);
-    if (j->opts.fsync == DFB_FSYNC_ALWAYS && !j->batch_mode &&
-        writer_sync(j, now_ms, "append") != 0) {
-        /* Not durable, so not appended: the caller retries this gseq. */
-        int e = errno;
-        cut_back(j, size);
-        bump_errors(j);
-        errno = e;
-        return -1;
-    }
+    le32(h + 4, dfb_crc32c(0, p, len));
+    j->pmeta[j->npend].gseq = rec->gseq;
+    j->pmeta[j->npend].off = j->pend.len;
+    j->npend++;
+    j->pend.len += REC_HEAD + len;
     /* A new topic is inserted under mu: readers ask dfb_journal_has_topic
        from other threads (they read the names, never the seqs). */
     dfb_topic_t *t = dfb_topics_get(j->topics, rec->topic, rec->topic_len, 0);
@@ -605,19 +621,73 @@ append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
         t = dfb_topics_get(j->topics, rec->topic, rec->topic_len, 1);
         pthread_mutex_unlock(&j->mu);
     }
+    j->pend_prev_seq = t ? t->seq : 0;
     if (t)
         t->seq = rec->seq;
     j->last_gseq = rec->gseq;
+    return 0;
+}
+
+/*  Writes every staged record with one writev (the active segment grows by
+    all of them at once, so a reader never sees half of it), then makes them
+    visible: segment size, index, stats. sync_now: fdatasync before they
+    count (`always` before batches are announced). 0, or -1 (logged,
+    counted; the file is cut back, the records stay staged). */
+static int
+write_staged(dfb_journal_t *j, int64_t now_ms, int sync_now)
+{
+    if (j->need_cut) {
+        cut_back(j, j->cut_to);
+        if (j->need_cut) {
+            bump_errors(j);
+            return -1;
+        }
+    }
+    pthread_mutex_lock(&j->mu);
+    uint64_t size = j->segs[j->nsegs - 1].size;
+    pthread_mutex_unlock(&j->mu);
+    size_t total = j->pend.len, done = 0;
+    uint64_t first = j->pmeta[0].gseq;
+    while (done < total) {
+        struct iovec iov = {j->pend.data + done, total - done};
+        ssize_t w = writev(j->fd, &iov, 1);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int e = errno;
+            if (done > 0) /* a short write came first: no partial record stays */
+                cut_back(j, size);
+            APPEND_ERR(j, "journal: write: %s (gseq %" PRIu64 ")", strerror(e), first);
+            bump_errors(j);
+            errno = e;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    pthread_mutex_lock(&j->mu);
+    j->gen_written++;
+    pthread_mutex_unlock(&j->mu);
+    if (sync_now && writer_sync(j, now_ms, "append") != 0) {
+        /* Not durable, so not appended: the caller retries. */
+        int e = errno;
+        cut_back(j, size);
+        bump_errors(j);
+        errno = e;
+        return -1;
+    }
     pthread_mutex_lock(&j->mu);
     seg_t *act = &j->segs[j->nsegs - 1];
-    jr_seg_count(act, rec->gseq, act->size);
+    for (size_t i = 0; i < j->npend; i++)
+        jr_seg_count(act, j->pmeta[i].gseq, act->size + j->pmeta[i].off);
     act->size += total;
     act->mtime_ms = now_ms;
     j->st.bytes += total;
-    j->st.appended++;
-    j->st.head_gseq = rec->gseq;
+    j->st.appended += j->npend;
+    j->st.head_gseq = j->pmeta[j->npend - 1].gseq;
     int due = j->opts.fsync == DFB_FSYNC_INTERVAL && now_ms - j->last_sync_ms >= j->opts.fsync_ms;
     pthread_mutex_unlock(&j->mu);
+    j->npend = 0;
+    j->pend.len = 0;
     /* `interval` promises no durability per record: a failed sync here is
        sticky and fails the next flush instead. */
     if (due)
@@ -628,6 +698,8 @@ append_record(dfb_journal_t *j, const dfb_journal_rec_t *rec, int64_t now_ms)
 int
 dfb_journal_flush(dfb_journal_t *j)
 {
+    if (j->npend && dfb_journal_commit(j, dfb_wall_ms()) != 0)
+        return -1;
     if (j->opts.fsync == DFB_FSYNC_NEVER)
         return 0;
     if (j->opts.fsync == DFB_FSYNC_ALWAYS)

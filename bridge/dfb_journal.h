@@ -50,7 +50,11 @@
     succeed without the lost pages: the error is counted and logged, but a
     retry that succeeds is trusted.)
 
-    Threads: one writer thread (open, append, flush, scan_tail, the
+    Writes: a batch's records are staged (encoded with their CRC into one
+    bounded buffer) and written with one writev (dfb_journal_stage, then
+    dfb_journal_commit); dfb_journal_append is the one-record form.
+
+    Threads: one writer thread (open, append, stage, commit, flush, scan_tail, the
     recovered state); any number of readers, stats and tick() on other
     threads. An internal mutex guards the segment list and the counters and
     is never held across disk I/O, so tick, stats and readers never wait on
@@ -64,6 +68,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dfb_crc32c.h"
 #include "dfb_topics.h"
 
 /*  Returned by the seek functions when the position asked for is older
@@ -171,7 +176,29 @@ const dfb_topics_t *dfb_journal_topics(const dfb_journal_t *self);
     `always` before batches are announced, fails the append too. */
 int dfb_journal_append(dfb_journal_t *self, const dfb_journal_rec_t *rec, int64_t now_ms);
 
-/*  The end of a batch, before its acknowledgement: fdatasync when the
+/*  Most records and bytes staged (dfb_journal_stage) before they are
+    written without waiting for dfb_journal_commit: memory stays bounded
+    whatever the size of a batch. */
+#define DFB_JOURNAL_STAGE_MAX 1024
+#define DFB_JOURNAL_STAGE_BYTES (4u << 20)
+
+/*  The batch form of dfb_journal_append: encodes rec (CRC included) into a
+    staging buffer; dfb_journal_commit writes everything staged with one
+    writev. A record staged is not in the file (readers cannot see it)
+    until a commit (or an append, a flush, a roll or the staging caps above
+    write it). Returns 0, or -1 when rec is refused or when writing the
+    records staged before it failed (rec is then not staged: stage it
+    again after a successful commit). Writer thread. */
+int dfb_journal_stage(dfb_journal_t *self, const dfb_journal_rec_t *rec, int64_t now_ms);
+
+/*  Writes every staged record (one writev; fdatasync too for `always`
+    before batches are announced). 0 (also when nothing is staged), or -1
+    on an I/O error (logged, counted; the file is cut back and the records
+    stay staged: commit again). Writer thread. */
+int dfb_journal_commit(dfb_journal_t *self, int64_t now_ms);
+
+/*  The end of a batch, before its acknowledgement: commits what is staged
+    (-1 if that fails), then fdatasync when the
     policy is `always` and something was appended, or when any sync failed
     since the last successful one (any policy but `never`). Returns -1 while
     a sync has failed and no later sync has covered its data (sticky: the
@@ -247,9 +274,6 @@ uint64_t dfb_journal_reader_skipped(const dfb_journal_reader_t *self);
 
 /*  The gseq range [*from, *to] that the last DFB_JOURNAL_CORRUPT skipped. */
 void dfb_journal_reader_lost(const dfb_journal_reader_t *self, uint64_t *from, uint64_t *to);
-
-/*  CRC-32C (Castagnoli) of len bytes, continuing crc (start with 0). */
-uint32_t dfb_crc32c(uint32_t crc, const void *data, size_t len);
 
 /*  Self-tests (run by dfb_delivery_test): unit tests of the journal.
     Each returns 0 when all checks pass. dir is a scratch folder. */

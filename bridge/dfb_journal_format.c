@@ -1,5 +1,5 @@
 /*  dfb_journal_format: the journal's on-disk format (record framing with
-    CRC-32C, header and event codecs), the segments' sparse index, and the
+    CRC-32C (dfb_crc32c.c), header and event codecs), the segments' sparse index, and the
     small file helpers shared by the writer, recovery and readers. */
 #define _GNU_SOURCE
 #include "dfb_journal_priv.h"
@@ -11,31 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static uint32_t s_crc_table[256];
-static pthread_once_t s_crc_once = PTHREAD_ONCE_INIT;
-
-static void
-crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-        s_crc_table[i] = c;
-    }
-}
-
-uint32_t
-dfb_crc32c(uint32_t crc, const void *data, size_t len)
-{
-    pthread_once(&s_crc_once, crc_init);
-    const unsigned char *p = data;
-    crc = ~crc;
-    while (len--)
-        crc = s_crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
 
 void
 jr_seg_path(const dfb_journal_t *j, uint64_t first, char *out, size_t cap)

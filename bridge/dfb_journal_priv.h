@@ -83,6 +83,14 @@ struct dfb_journal {
     pthread_mutex_t ret_mu;
     int del_failing; /* ret_mu */
     dfb_buf_t hbuf;  /* writer */
+    /* Staged records (dfb_journal_stage), written by one writev at commit:
+       their bytes, and each one's gseq and offset in pend. Writer. */
+    dfb_buf_t pend;
+    struct {
+        uint64_t gseq, off;
+    } pmeta[DFB_JOURNAL_STAGE_MAX];
+    size_t npend;
+    uint64_t pend_prev_seq; /* the topic's seq before the last staged record */
 };
 
 /* ---- little-endian integers ----------------------------------------------- */

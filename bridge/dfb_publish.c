@@ -42,6 +42,11 @@ struct dfb_publish {
     dfb_topics_t *topics; /* last seq given per topic: the one owner */
     dfb_topic_t *unknown; /* always present: the cap never evicts it */
     dfb_buf_t body;
+    /* The batch being filled and the one the actor may still be reading:
+       handed over at flush (or early, past DFB_PUBLISH_BATCH_*). */
+    dfb_actor_batch_t batch[2];
+    int cur;
+    int filling; /* batch[cur] was taken (batch_take) and is being filled */
     dfb_journal_t *journal;
     dfb_dedupe_t *dedupe;
     uint64_t max_event_bytes; /* bridge.maxEventBytes; 0 = no limit */
@@ -107,6 +112,8 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
         return NULL;
     }
     dfb_buf_init(&self->body);
+    dfb_actor_batch_init(&self->batch[0]);
+    dfb_actor_batch_init(&self->batch[1]);
     self->max_event_bytes = o->max_event_bytes;
     self->topics = dfb_topics_new();
     self->dedupe = dfb_dedupe_new(o->dedupe_window, o->dedupe_ms);
@@ -210,7 +217,12 @@ dfb_publish_destroy(dfb_publish_t **self_p)
     if (!self_p || !*self_p)
         return;
     dfb_publish_t *self = *self_p;
-    dfb_actor_destroy(&self->actor);
+    /* What was published but not flushed: out once it is in the journal
+       (no retry: this is the end). */
+    if (self->actor && self->filling && self->batch[self->cur].n &&
+        (!self->journal || dfb_journal_commit(self->journal, dfb_wall_ms()) == 0))
+        dfb_actor_send_batch(self->actor, &self->batch[self->cur]);
+    dfb_actor_destroy(&self->actor); /* publishes what was handed over */
     dfb_replay_destroy(&self->replay); /* its readers before the journal */
     dfb_zap_destroy(&self->zap);       /* after every CURVE socket is closed */
     explicit_bzero(self->curve_secret, sizeof self->curve_secret);
@@ -220,6 +232,8 @@ dfb_publish_destroy(dfb_publish_t **self_p)
     dfb_dedupe_destroy(&self->dedupe);
     dfb_topics_destroy(&self->topics);
     dfb_buf_free(&self->body);
+    dfb_actor_batch_free(&self->batch[0]);
+    dfb_actor_batch_free(&self->batch[1]);
     free(self);
     *self_p = NULL;
 }
@@ -273,17 +287,20 @@ dfb_publish_failed(const dfb_publish_t *self)
     return self->c.dead_threads > 0;
 }
 
-/*  Appends to the journal, retrying with a backoff (100 ms doubling to 5 s)
-    until it works or a stop is requested: the batch must not be
-    acknowledged before its events are journaled. A failing journal is
-    said once (error) and its recovery once (info); each retry is a debug
-    line. 0 or -1 (stopped). */
+/*  Stages rec in the journal (rec NULL: commits what is staged, one
+    writev), retrying with a backoff (100 ms doubling to 5 s) until it works
+    or a stop is requested: the batch must not be acknowledged, nor its
+    events seen by a subscriber, before they are journaled. A failing
+    journal is said once (error) and its recovery once (info); each retry
+    is a debug line. 0 or -1 (stopped). */
 static int
-journal_append(dfb_publish_t *self, const dfb_journal_rec_t *rec)
+journal_do(dfb_publish_t *self, const dfb_journal_rec_t *rec)
 {
     int wait = 100;
     for (;;) {
-        if (dfb_journal_append(self->journal, rec, dfb_wall_ms()) == 0) {
+        int rc = rec ? dfb_journal_stage(self->journal, rec, dfb_wall_ms())
+                     : dfb_journal_commit(self->journal, dfb_wall_ms());
+        if (rc == 0) {
             if (self->failing_since) {
                 dfb_info("publish: the journal works again after %" PRIu64
                          " failed appends in %.1f s: publishing and acknowledging resume",
@@ -299,11 +316,12 @@ journal_append(dfb_publish_t *self, const dfb_journal_rec_t *rec)
         if (!self->failing_since) {
             self->failing_since = dfb_mono_ms();
             self->c.journal_failing = 1;
-            dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_li("gseq", (long long)rec->gseq)),
+            uint64_t g = rec ? rec->gseq : self->gseq;
+            dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_li("gseq", (long long)g)),
                       "publish: the journal cannot append (gseq %" PRIu64
                       "): batches are not acknowledged (Symphony keeps the events) until it "
                       "works again; retrying, heartbeats and replay go on",
-                      rec->gseq);
+                      g);
         }
         if (dfb_stop_requested())
             return -1;
@@ -313,6 +331,47 @@ journal_append(dfb_publish_t *self, const dfb_journal_rec_t *rec)
         if (wait < 5000)
             wait *= 2;
     }
+}
+
+/*  Commits the journal (retrying), then hands the current batch to the
+    actor and switches to the other one, waiting for the actor to be done
+    with it first. 0, or -1 (a stop interrupted a failing journal, or the
+    actor is dead: counted in pipe_errors). */
+static int
+hand_over(dfb_publish_t *self)
+{
+    dfb_actor_batch_t *b = &self->batch[self->cur];
+    if (!self->filling || !b->n)
+        return 0;
+    if (self->journal && journal_do(self, NULL) != 0)
+        return -1;
+    if (dfb_actor_send_batch(self->actor, b) != 0) {
+        self->c.pipe_errors += b->n;
+        b->n = 0;
+        dfb_buf_reset(&b->buf);
+        return -1;
+    }
+    self->cur ^= 1;
+    self->filling = 0;
+    return 0;
+}
+
+/*  The batch to fill next: the actor must be done with it (a round trip
+    through its pipe when it may still be reading it). 0, or -1 when the
+    pipe failed. */
+static int
+batch_take(dfb_publish_t *self, dfb_actor_batch_t *b)
+{
+    if (dfb_actor_batch_busy(b)) {
+        dfb_actor_sync(self->actor);
+        /* Done with it, or the actor thread is gone and will not read it. */
+        if (dfb_actor_batch_busy(b) && !dfb_actor_dead(self->actor))
+            return -1;
+    }
+    b->n = 0;
+    dfb_buf_reset(&b->buf);
+    self->filling = 1;
+    return 0;
 }
 
 int
@@ -393,7 +452,7 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
                                  .id_len = id_len,
                                  .body = self->body.data,
                                  .body_len = self->body.len};
-        if (journal_append(self, &rec) != 0)
+        if (journal_do(self, &rec) != 0)
             return -1;
     }
     slot->seq = env.seq;
@@ -409,19 +468,27 @@ dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t ev
         dfb_hist_observe(self->c.lag_buckets, dfb_lag_bounds_s, DFB_LAG_BUCKETS,
                          (double)lag / 1000.0);
     }
-    if (dfb_actor_send(self->actor, env.gseq, env.seq, slot->topic, slot->len, self->body.data,
-                       self->body.len) != 0) {
-        /* Only a dead actor refuses (it said so; the daemon is stopping):
-           the batch must not be acknowledged. */
+    /* Only a dead actor refuses (it said so; the daemon is stopping): the
+       batch must not be acknowledged. */
+    dfb_actor_batch_t *b = &self->batch[self->cur];
+    if (dfb_actor_dead(self->actor) || (!self->filling && batch_take(self, b) != 0) ||
+        dfb_actor_batch_add(b, env.gseq, env.seq, slot->topic, slot->len, self->body.data,
+                            self->body.len) != 0) {
         self->c.pipe_errors++;
         return -1;
     }
+    /* Bounded whatever the pod sends: a long batch goes out in parts. */
+    if (b->n >= DFB_PUBLISH_BATCH_MAX || b->buf.len >= DFB_PUBLISH_BATCH_BYTES)
+        return hand_over(self);
     return 0;
 }
 
 int
 dfb_publish_flush(dfb_publish_t *self)
 {
+    /* The batch's records in the journal (one writev), then to the actor. */
+    if (hand_over(self) != 0)
+        return -1;
     int rc = self->journal ? dfb_journal_flush(self->journal) : 0;
     /* A round trip through the actor: the batch is acknowledged only once
        every event of it has reached the PUB socket, never when the actor
@@ -434,6 +501,10 @@ dfb_publish_flush(dfb_publish_t *self)
 void
 dfb_publish_stats(dfb_publish_t *self, dfb_publish_stats_t *stats)
 {
+    /* Events published but not flushed go out first (not while the actor
+       is dead: nothing would take them). */
+    if (!dfb_actor_dead(self->actor))
+        hand_over(self);
     /* A round trip through the pipe: the actor has handled everything sent
        before it, so `published` is exact for the events handed over. */
     dfb_actor_sync(self->actor);
@@ -627,6 +698,7 @@ dfb_publish_test(int verbose)
     int joined = 0;
     for (int i = 0; i < 200 && !joined; i++) {
         CHECK(dfb_publish_event(pub, json, 0) == 0);
+        CHECK(dfb_publish_flush(pub) == 0); /* events go out at flush */
         joined = recv_one(sub, &g, 20) == 0;
     }
     CHECK(joined);
@@ -648,6 +720,7 @@ dfb_publish_test(int verbose)
         sent++;
     }
     CHECK(sent == 7);
+    CHECK(dfb_publish_flush(pub) == 0);
     struct {
         const char *topic;
         uint64_t seq;

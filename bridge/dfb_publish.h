@@ -12,13 +12,21 @@
 
     For the loop: call dfb_publish_event for each event of a batch, then
     dfb_publish_flush, and only then acknowledge the batch upstream (send its
-    ackId). dfb_publish_event returns only once the event is in the journal;
-    dfb_publish_flush makes the batch durable per bridge.journal.fsync
-    (`always`: fdatasync). Without a flush call, `always` syncs every event.
+    ackId). dfb_publish_event encodes the event and stages it (journal
+    record and PUB frames); dfb_publish_flush appends the batch to the
+    journal with one writev, then hands it to the actor as one unit (one
+    pipe message), then makes it durable per bridge.journal.fsync
+    (`always`: fdatasync) and waits until the actor has published it. So
+    an event is in the journal before any subscriber can see it. A batch
+    longer than DFB_PUBLISH_BATCH_MAX events or DFB_PUBLISH_BATCH_BYTES is
+    written and handed over in parts as it grows (memory stays bounded).
+    Events published and not flushed go out at dfb_publish_stats or
+    dfb_publish_destroy.
 
     A failing journal (disk full, EIO) is retried with a backoff inside
-    dfb_publish_event, so the batch is not acknowledged meanwhile; it is
-    logged once when it starts failing and once when it recovers. */
+    dfb_publish_event / dfb_publish_flush, so the batch is not acknowledged
+    meanwhile; it is logged once when it starts failing and once when it
+    recovers. */
 #ifndef DFB_PUBLISH_H
 #define DFB_PUBLISH_H
 
@@ -41,6 +49,10 @@
 /*  ZMQ_LINGER at close: unsent messages get 1 s to leave at shutdown, then
     are dropped, so a SIGTERM never hangs on a dead subscriber. */
 #define DFB_PUBLISH_LINGER_MS 1000
+
+/*  A batch is handed to the actor early past this many events or bytes. */
+#define DFB_PUBLISH_BATCH_MAX 1024
+#define DFB_PUBLISH_BATCH_BYTES (4u << 20)
 
 typedef struct dfb_publish dfb_publish_t;
 
@@ -118,25 +130,29 @@ void dfb_publish_set_bot(dfb_publish_t *self, int64_t bot_id);
 /*  Publishes the event at event_ref of json: frame 1 the topic, frame 2 the
     msgpack envelope. An event whose (id, type) was published within the
     dedupe window is skipped (counted in deduped) and returns 0. Otherwise
-    the event gets the next seq and gseq, is appended to the journal (an
+    the event gets the next seq and gseq, is staged for the journal (an
     I/O error is retried with a backoff until it succeeds or a stop is
     requested: the event must be journaled before its batch is
-    acknowledged), and is handed to the actor, which publishes events in
-    order. Returns 0, or -1 when the event could not be encoded (counted;
-    no seq is consumed, so it leaves no hole in the journal) or a stop
-    interrupted a failing journal. A PUB socket at its high-water mark
-    drops silently: subscribers see a seq gap and fill it from replay. */
+    acknowledged), and is added to the batch the actor gets at flush (see
+    above), which it publishes in order. Returns 0, or -1 when the event
+    could not be encoded (counted; no seq is consumed, so it leaves no hole
+    in the journal) or a stop interrupted a failing journal. A PUB socket
+    at its high-water mark drops silently: subscribers see a seq gap and
+    fill it from replay. */
 int dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t event_ref);
 
-/*  End of a batch, before its ackId is sent: makes the journaled events
+/*  End of a batch, before its ackId is sent: appends the batch to the
+    journal (one writev, retried as above), hands it to the actor, makes it
     durable per bridge.journal.fsync and waits until the actor has handed
     every event of the batch to the PUB socket (a round trip through its
-    pipe). Returns 0, or -1 on an fdatasync error (logged) or when the
-    actor is dead (it logged why): the batch must not be acknowledged. */
+    pipe). Returns 0, or -1 on an fdatasync error (logged), a stop during a
+    failing journal, or when the actor is dead (it logged why): the batch
+    must not be acknowledged. */
 int dfb_publish_flush(dfb_publish_t *self);
 
-/*  Copies the counters into *stats, after the actor has published
-    everything handed to it so far (unless it is dead: then at once). */
+/*  Copies the counters into *stats, after handing over what was
+    published and not flushed yet (journal first) and after the actor has
+    published everything handed to it (unless it is dead: then at once). */
 void dfb_publish_stats(dfb_publish_t *self, dfb_publish_stats_t *stats);
 
 /*  seq last used for topic (0 if never published). */

@@ -39,6 +39,7 @@ test_dead_actor(void)
     CHECK(dfb_json_parse(json, ev, strlen(ev)) == 0);
     for (int i = 0; i < 3; i++)
         CHECK(dfb_publish_event(p, json, 0) == 0);
+    dfb_publish_flush(p); /* hands them over; the actor may die before its reply: -1 or 0 */
     /* The actor's death requests the stop: wait for that signal (bounded). */
     struct pollfd pfd = {dfb_stop_fd(), POLLIN, 0};
     CHECK(poll(&pfd, 1, 10000) == 1);

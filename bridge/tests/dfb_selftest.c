@@ -5,6 +5,7 @@
 
 #include "dfb_auth.h"
 #include "dfb_config.h"
+#include "dfb_crc32c.h"
 #include "dfb_feedfile.h"
 #include "dfb_http.h"
 #include "dfb_log.h"
@@ -30,6 +31,7 @@ static const test_t s_tests[] = {
     {"tls", dfb_tls_test},
     {"secret", dfb_secret_test},
     {"log", dfb_log_test},
+    {"crc32c", dfb_crc32c_test},
 };
 
 int
