@@ -3,6 +3,7 @@
     navigation skips subtrees in O(1) and the transcoder walks the tape once.
     Everything (tokens, strings, yajl's own memory) is reused across parses. */
 #include "dfb_json.h"
+#include "dfb_json_tape.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -14,23 +15,6 @@
 
 #include <yajl/yajl_parse.h>
 
-/*  One tape token. For containers `count` is the number of elements (array)
-    or pairs (object); `next` links to the following sibling, so a subtree is
-    skipped without walking it. 24 bytes. */
-typedef struct {
-    uint32_t type;
-    uint32_t count;
-    uint32_t next;
-    union {
-        int64_t i;
-        uint64_t u;
-        double d;
-        struct {
-            uint32_t off; /* into the string arena */
-            uint32_t len;
-        } s;
-    } v;
-} dfb_tok_t;
 
 /*  An open container while parsing: its token and its last child so far. */
 typedef struct {
@@ -68,7 +52,6 @@ struct dfb_json {
     const char *cb_error; /* set by a callback that stops the parse */
     size_t cb_offset;
     const char *text; /* the input during a parse */
-    size_t last_end;  /* offset where the last token's text ended */
     unsigned options; /* DFB_JSON_REPLACE_INVALID */
     uint32_t replacements;
     char *scratch; /* lenient decoding of a string's raw text */
@@ -220,9 +203,6 @@ tok_push(dfb_json_t *self, dfb_json_type_t type, bool is_key)
         self->toks_cap = cap;
     }
     uint32_t idx = self->ntoks++;
-    /* Where this token's text ends: the next string's raw text starts
-       after it (see find_bad_surrogate). */
-    self->last_end = yajl_get_bytes_consumed(self->hand);
     dfb_tok_t *t = &self->toks[idx];
     t->type = type;
     t->count = 0;
@@ -271,8 +251,8 @@ escape_unit(const char *p, const char *end)
 /*  yajl turns a lone high surrogate escape into "?" and pairs a high
     surrogate with whatever \u follows it, silently corrupting the text.
     We reject both (and lone low surrogates): the wire carries UTF-8 only.
-    `raw` starts outside any string (where the previous token ended), so
-    walking escapes pairwise from there is exact. Returns the offset of the
+    `raw` starts at the string's opening quote (string_start), so walking
+    escapes pairwise from there is exact. Returns the offset of the
     offending escape in raw, or SIZE_MAX. */
 static size_t
 find_bad_surrogate(const char *raw, size_t len)
@@ -418,8 +398,8 @@ utf8_replace(const unsigned char *s, size_t len, char *out, uint32_t *count)
     return o;
 }
 
-/*  Decodes the string literal at the end of raw (raw starts outside any
-    string and ends just past the closing quote) with unpaired surrogate
+/*  Decodes the string literal raw (from its opening quote to just past
+    the closing quote) with unpaired surrogate
     escapes replaced by U+FFFD. yajl has already checked the escape syntax.
     out needs len bytes. Returns the bytes written, or SIZE_MAX. */
 static size_t
@@ -486,6 +466,29 @@ strs_reserve(dfb_json_t *self, size_t need)
     return 1;
 }
 
+/*  Offset of the opening quote of the string literal that ends just
+    before offset end (yajl calls back right after the closing quote), or
+    SIZE_MAX. Walking back, the first quote not escaped (preceded by an even
+    run of backslashes) opens the literal: inside it every quote is escaped,
+    and the byte before the opening quote is never a backslash. Only strings
+    that may hide a surrogate escape come here, so no token pays for it. */
+static size_t
+string_start(const char *text, size_t end)
+{
+    if (end < 2 || text[end - 1] != '"')
+        return SIZE_MAX;
+    for (size_t q = end - 1; q-- > 0;) {
+        if (text[q] != '"')
+            continue;
+        size_t b = q;
+        while (b > 0 && text[b - 1] == '\\')
+            b--;
+        if ((q - b) % 2 == 0)
+            return q;
+    }
+    return SIZE_MAX;
+}
+
 static int
 add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
 {
@@ -497,12 +500,13 @@ add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
        low): only then look at the raw text of this string. */
     if (!valid || four || memchr(s, '?', len)) {
         size_t now = yajl_get_bytes_consumed(self->hand);
-        if (self->text && now >= self->last_end) {
-            const char *raw = self->text + self->last_end;
-            size_t raw_len = now - self->last_end;
+        size_t start = self->text ? string_start(self->text, now) : SIZE_MAX;
+        if (start != SIZE_MAX) {
+            const char *raw = self->text + start;
+            size_t raw_len = now - start;
             size_t bad = find_bad_surrogate(raw, raw_len);
             if (bad != SIZE_MAX && !lenient)
-                return fail_at(self, self->last_end + bad, "unpaired UTF-16 surrogate escape");
+                return fail_at(self, start + bad, "unpaired UTF-16 surrogate escape");
             if (bad != SIZE_MAX) {
                 /* Decode the raw text ourselves; the result is never
                    longer than the raw text. */
@@ -515,7 +519,7 @@ add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
                 }
                 len = unescape_lenient(raw, raw_len, self->scratch, &self->replacements);
                 if (len == SIZE_MAX)
-                    return fail_at(self, self->last_end + bad, "unpaired UTF-16 surrogate escape");
+                    return fail_at(self, start + bad, "unpaired UTF-16 surrogate escape");
                 s = (const unsigned char *)self->scratch;
                 valid = utf8_valid(s, len, &four);
             }
@@ -666,7 +670,6 @@ on_end(void *ctx)
 {
     dfb_json_t *self = ctx;
     self->depth--; /* yajl guarantees balance */
-    self->last_end = yajl_get_bytes_consumed(self->hand);
     return 1;
 }
 
@@ -737,7 +740,6 @@ dfb_json_parse(dfb_json_t *self, const char *text, size_t len)
         return set_error(self, 0, "no input");
 
     self->text = text;
-    self->last_end = 0;
     self->replacements = 0;
 
     arena_reset(self);
@@ -807,6 +809,14 @@ uint32_t
 dfb_json_replacements(const dfb_json_t *self)
 {
     return self->replacements;
+}
+
+void
+dfb_json_tape(const dfb_json_t *self, dfb_json_tape_t *tape)
+{
+    tape->toks = self->toks;
+    tape->ntoks = self->ntoks;
+    tape->strs = self->strs;
 }
 
 uint32_t
@@ -1058,6 +1068,10 @@ dfb_json_test(int verbose)
         {"\"\\ud83d\"", 1},
         {"\"\\ude00\"", 1},
         {"[\"ok\",\"\\ud83d\\u0041\"]", 7},
+        /* escaped quotes and backslashes before it: the literal's start is
+           found walking back from its end */
+        {"[1,\"q\\\"\\\\\\ud800\"]", 9},
+        {"{\"\\\"\":\"\\\\\",\"k\":\"\\\"\\ude00\"}", 18},
         {"\"\xc0\x80\"", 4},
         {"\"\xed\xa0\x80\"", 5},
         {"nul", 3},

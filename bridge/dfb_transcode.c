@@ -4,6 +4,8 @@
     emits every value with its exact container size. */
 #include "dfb_transcode.h"
 
+#include "dfb_json_tape.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +61,14 @@ dfb_buf_put(dfb_buf_t *buf, const void *data, size_t n)
     return 0;
 }
 
+/*  The room check every emit makes: inline, so the common case (room
+    enough) is one comparison; growing stays out of line. */
+static inline int
+reserve(dfb_buf_t *buf, size_t n)
+{
+    return buf->cap - buf->len >= n ? 0 : dfb_buf_reserve(buf, n);
+}
+
 /* Big-endian stores; callers reserved the room. */
 static inline uint8_t *
 put16(uint8_t *p, uint16_t v)
@@ -88,7 +98,7 @@ put64(uint8_t *p, uint64_t v)
 static inline int
 emit_uint(dfb_buf_t *buf, uint64_t v)
 {
-    if (dfb_buf_reserve(buf, 9))
+    if (reserve(buf, 9))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (v < 128)
@@ -116,7 +126,7 @@ emit_int(dfb_buf_t *buf, int64_t v)
 {
     if (v >= 0)
         return emit_uint(buf, (uint64_t)v);
-    if (dfb_buf_reserve(buf, 9))
+    if (reserve(buf, 9))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (v >= -32)
@@ -141,7 +151,7 @@ emit_int(dfb_buf_t *buf, int64_t v)
 static inline int
 emit_double(dfb_buf_t *buf, double d)
 {
-    if (dfb_buf_reserve(buf, 9))
+    if (reserve(buf, 9))
         return -1;
     uint64_t bits;
     memcpy(&bits, &d, sizeof bits);
@@ -155,7 +165,7 @@ emit_double(dfb_buf_t *buf, double d)
 static inline int
 emit_str(dfb_buf_t *buf, const char *s, size_t len)
 {
-    if (len > UINT32_MAX || dfb_buf_reserve(buf, 5 + len))
+    if (len > UINT32_MAX || reserve(buf, 5 + len))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (len < 32)
@@ -180,7 +190,7 @@ emit_str(dfb_buf_t *buf, const char *s, size_t len)
 static inline int
 emit_container(dfb_buf_t *buf, uint32_t n, uint8_t fix_base, uint8_t tag16)
 {
-    if (dfb_buf_reserve(buf, 5))
+    if (reserve(buf, 5))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (n < 16)
@@ -199,7 +209,7 @@ emit_container(dfb_buf_t *buf, uint32_t n, uint8_t fix_base, uint8_t tag16)
 static inline int
 emit_byte(dfb_buf_t *buf, uint8_t b)
 {
-    if (dfb_buf_reserve(buf, 1))
+    if (reserve(buf, 1))
         return -1;
     buf->data[buf->len++] = b;
     return 0;
@@ -209,16 +219,21 @@ int
 dfb_transcode_value(const dfb_json_t *json, dfb_json_ref_t ref, dfb_buf_t *buf)
 {
     /* Values still to emit in the subtree; each container adds its
-       children. Tokens are consecutive in document order. */
-    uint32_t size = dfb_json_size(json);
+       children. Tokens are consecutive in document order. The walk reads
+       the tape directly (dfb_json_tape.h): this loop runs for every value
+       of every event. */
+    dfb_json_tape_t tape;
+    dfb_json_tape(json, &tape);
+    uint32_t size = tape.ntoks;
     if (ref >= size)
         return -1;
     uint64_t remaining = 1;
     for (dfb_json_ref_t r = ref; remaining > 0; r++, remaining--) {
         if (r >= size)
             return -1; /* cannot happen with a tape from dfb_json_parse */
+        const dfb_tok_t *t = &tape.toks[r];
         int rc = 0;
-        switch (dfb_json_type(json, r)) {
+        switch ((dfb_json_type_t)t->type) {
         case DFB_JSON_NULL:
             rc = emit_byte(buf, 0xc0);
             break;
@@ -229,32 +244,27 @@ dfb_transcode_value(const dfb_json_t *json, dfb_json_ref_t ref, dfb_buf_t *buf)
             rc = emit_byte(buf, 0xc3);
             break;
         case DFB_JSON_INT:
-            rc = emit_int(buf, dfb_json_int(json, r));
+            rc = emit_int(buf, t->v.i);
             break;
         case DFB_JSON_UINT:
-            rc = emit_uint(buf, dfb_json_uint(json, r));
+            rc = emit_uint(buf, t->v.u);
             break;
         case DFB_JSON_DOUBLE:
-            rc = emit_double(buf, dfb_json_double(json, r));
+            rc = emit_double(buf, t->v.d);
             break;
-        case DFB_JSON_STRING: {
-            size_t len;
-            const char *s = dfb_json_string(json, r, &len);
-            rc = emit_str(buf, s, len);
+        case DFB_JSON_STRING:
+            rc = emit_str(buf, tape.strs + t->v.s.off, t->v.s.len);
             break;
-        }
-        case DFB_JSON_ARRAY: {
-            uint32_t n = dfb_json_count(json, r);
-            rc = emit_container(buf, n, 0x90, 0xdc);
-            remaining += n;
+        case DFB_JSON_ARRAY:
+            rc = emit_container(buf, t->count, 0x90, 0xdc);
+            remaining += t->count;
             break;
-        }
-        case DFB_JSON_OBJECT: {
-            uint32_t n = dfb_json_count(json, r);
-            rc = emit_container(buf, n, 0x80, 0xde);
-            remaining += 2 * (uint64_t)n;
+        case DFB_JSON_OBJECT:
+            rc = emit_container(buf, t->count, 0x80, 0xde);
+            remaining += 2 * (uint64_t)t->count;
             break;
-        }
+        default:
+            return -1;
         }
         if (rc)
             return -1;
