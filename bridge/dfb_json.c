@@ -183,25 +183,32 @@ fail(dfb_json_t *self, const char *reason)
     return fail_at(self, yajl_get_bytes_consumed(self->hand), reason);
 }
 
+/*  Doubles the token array. 0, or -1 after recording an error. */
+static __attribute__((noinline)) int
+toks_grow(dfb_json_t *self)
+{
+    if (self->toks_cap >= UINT32_MAX / 2) {
+        fail(self, "too many values");
+        return -1;
+    }
+    uint32_t cap = self->toks_cap ? self->toks_cap * 2 : 256;
+    dfb_tok_t *n = realloc(self->toks, (size_t)cap * sizeof *n);
+    if (!n) {
+        fail(self, "out of memory");
+        return -1;
+    }
+    self->toks = n;
+    self->toks_cap = cap;
+    return 0;
+}
+
 /*  Appends a token and links it into the open container. Returns its index,
-    or UINT32_MAX after recording an error. */
-static uint32_t
+    or UINT32_MAX after recording an error. Inline: it runs once per value. */
+static inline uint32_t
 tok_push(dfb_json_t *self, dfb_json_type_t type, bool is_key)
 {
-    if (self->ntoks == self->toks_cap) {
-        if (self->toks_cap >= UINT32_MAX / 2) {
-            fail(self, "too many values");
-            return UINT32_MAX;
-        }
-        uint32_t cap = self->toks_cap ? self->toks_cap * 2 : 256;
-        dfb_tok_t *n = realloc(self->toks, (size_t)cap * sizeof *n);
-        if (!n) {
-            fail(self, "out of memory");
-            return UINT32_MAX;
-        }
-        self->toks = n;
-        self->toks_cap = cap;
-    }
+    if (self->ntoks == self->toks_cap && toks_grow(self) != 0)
+        return UINT32_MAX;
     uint32_t idx = self->ntoks++;
     dfb_tok_t *t = &self->toks[idx];
     t->type = type;
@@ -448,8 +455,8 @@ unescape_lenient(const char *raw, size_t len, char *out, uint32_t *count)
     return o;
 }
 
-static int
-strs_reserve(dfb_json_t *self, size_t need)
+static __attribute__((noinline)) int
+strs_grow(dfb_json_t *self, size_t need)
 {
     if (need >= UINT32_MAX || self->strs_len + need > UINT32_MAX)
         return fail(self, "strings too large");
@@ -464,6 +471,17 @@ strs_reserve(dfb_json_t *self, size_t need)
         self->strs_cap = cap;
     }
     return 1;
+}
+
+/*  Room for need more bytes of strings: 1, or 0 after recording an error.
+    Offsets are 32-bit, so the arena stays below 4 GiB (strs_grow checks;
+    a cap that large is never reached without passing through it). */
+static inline int
+strs_reserve(dfb_json_t *self, size_t need)
+{
+    if (need < self->strs_cap - self->strs_len && self->strs_cap <= UINT32_MAX)
+        return 1;
+    return strs_grow(self, need);
 }
 
 /*  Offset of the opening quote of the string literal that ends just
@@ -489,9 +507,49 @@ string_start(const char *text, size_t end)
     return SIZE_MAX;
 }
 
+/*  Copies s to dst while it is plain: ASCII and no '?' (a '?' may be yajl's
+    stand-in for a lone surrogate escape). Returns how many bytes it
+    copied: len when the whole string is plain, which is what nearly every
+    key and value of an event is; then it needs no other pass. */
+static size_t
+copy_plain(char *dst, const unsigned char *s, size_t len)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    const uint64_t qmarks = 0x3F3F3F3F3F3F3F3Full; /* '?' in every byte */
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t q = w ^ qmarks; /* a zero byte where w has '?' */
+        if ((w & highs) || ((q - ones) & ~q & highs))
+            return i;
+        memcpy(dst + i, &w, 8);
+    }
+    for (; i < len; i++) {
+        if (s[i] >= 0x80 || s[i] == '?')
+            return i;
+        dst[i] = (char)s[i];
+    }
+    return len;
+}
+
 static int
 add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
 {
+    /* Fast path: copy and check in one pass. */
+    if (!strs_reserve(self, len + 1))
+        return 0;
+    if (copy_plain(self->strs + self->strs_len, s, len) == len) {
+        uint32_t idx = tok_push(self, DFB_JSON_STRING, is_key);
+        if (idx == UINT32_MAX)
+            return 0;
+        self->strs[self->strs_len + len] = '\0';
+        dfb_tok_t *t = &self->toks[idx];
+        t->v.s.off = (uint32_t)self->strs_len;
+        t->v.s.len = (uint32_t)len;
+        self->strs_len += len + 1;
+        return 1;
+    }
     bool lenient = self->options & DFB_JSON_REPLACE_INVALID;
     bool four = false;
     bool valid = utf8_valid(s, len, &four);
