@@ -54,6 +54,13 @@ struct dfb_http {
     long timeout_ms;
     size_t max_body;
     char *token[2];
+    /* The request headers, built once and kept while nothing they are made
+       of changes (gen counts token and route changes); only the trace id
+       is rewritten in place per call. */
+    struct curl_slist *hdrs; /* holds tokens: wiped when dropped */
+    char *hdrs_trace;        /* the 6 characters of its X-Trace-Id, or NULL */
+    size_t hdrs_route;       /* route index it was built for (SIZE_MAX: none) */
+    unsigned gen, hdrs_gen;
     char *body; /* response body, reused: grows to the largest response */
     size_t body_len;
     size_t body_cap;
@@ -159,6 +166,7 @@ dfb_http_destroy(dfb_http_t **self_p)
     dfb_http_t *self = *self_p;
     for (int i = 0; i < 2; i++)
         dfb_http_set_token(self, (dfb_http_token_t)i, NULL);
+    slist_wipe_free(self->hdrs);
     if (self->easy)
         curl_easy_cleanup(self->easy);
     if (self->multi)
@@ -194,6 +202,7 @@ dfb_http_destroy(dfb_http_t **self_p)
 int
 dfb_http_add_client(dfb_http_t *self, const char *url_prefix, const dfb_http_client_t *opts)
 {
+    self->gen++; /* cached headers were built from the routes as they were */
     route_t *rs = realloc(self->routes, (self->nroutes + 1) * sizeof *rs);
     if (!rs)
         return -1;
@@ -423,6 +432,11 @@ int
 dfb_http_set_token(dfb_http_t *self, dfb_http_token_t which, const char *value)
 {
     char **slot = &self->token[which == DFB_HTTP_KM_TOKEN ? 1 : 0];
+    /* The cached headers hold the old token: gone now, rebuilt on use. */
+    slist_wipe_free(self->hdrs);
+    self->hdrs = NULL;
+    self->hdrs_trace = NULL;
+    self->gen++;
     if (*slot) {
         OPENSSL_cleanse(*slot, strlen(*slot));
         free(*slot);
@@ -711,29 +725,15 @@ stop_requested(int fd)
     return poll(&pfd, 1, 0) > 0;
 }
 
-dfb_http_err_t
-dfb_http_request(dfb_http_t *self, const char *method, const char *url, const char *body,
-                 size_t body_len, int *status)
+/*  Builds self->hdrs for a call on route (NULL: direct): the fixed
+    headers, an X-Trace-Id (filled per call) unless the client's default
+    headers carry their own, the defaultHeaders, the tokens. 0, or -1 (no
+    list) when out of memory or a token line is too long. */
+static int
+build_headers(dfb_http_t *self, const route_t *route)
 {
-    *status = 0;
-    body_wipe(self);
-    self->too_big = 0;
-    self->detail[0] = '\0';
-    if (stop_requested(self->stop_fd))
-        return DFB_HTTP_ESTOPPED;
-
-    /* Headers: rebuilt per call (the trace id changes; tokens may have). */
     struct curl_slist *headers = NULL, *h;
     char line[8192];
-    unsigned char rnd[6];
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    char trace[7];
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        memset(rnd, 0, sizeof rnd);
-    for (int i = 0; i < 6; i++)
-        trace[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
-    trace[6] = '\0';
-    const route_t *route = find_route(self, url);
     const char *fixed[] = {"Content-Type: application/json", "Accept: application/json",
                            route && route->user_agent ? route->user_agent
                                                       : "User-Agent: dfbridge/" DF_VERSION,
@@ -744,11 +744,15 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
         ok = h != NULL;
         headers = h ? h : headers;
     }
-    snprintf(line, sizeof line, "X-Trace-Id: %s", trace);
     if (ok && !(route && route->own_trace)) {
-        h = curl_slist_append(headers, line);
+        h = curl_slist_append(headers, "X-Trace-Id: 000000");
         ok = h != NULL;
         headers = h ? h : headers;
+        if (ok) {
+            while (h->next)
+                h = h->next;
+            self->hdrs_trace = h->data + strlen("X-Trace-Id: ");
+        }
     }
     /* defaultHeaders of the client (never logged: they may carry keys) */
     for (const struct curl_slist *x = route ? route->extra : NULL; x && ok; x = x->next) {
@@ -771,8 +775,47 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
     OPENSSL_cleanse(line, sizeof line);
     if (!ok) {
         slist_wipe_free(headers);
-        snprintf(self->detail, sizeof self->detail, "cannot build headers");
-        return DFB_HTTP_EOTHER;
+        self->hdrs_trace = NULL;
+        return -1;
+    }
+    self->hdrs = headers;
+    return 0;
+}
+
+dfb_http_err_t
+dfb_http_request(dfb_http_t *self, const char *method, const char *url, const char *body,
+                 size_t body_len, int *status)
+{
+    *status = 0;
+    body_wipe(self);
+    self->too_big = 0;
+    self->detail[0] = '\0';
+    if (stop_requested(self->stop_fd))
+        return DFB_HTTP_ESTOPPED;
+
+    const route_t *route = find_route(self, url);
+    size_t ridx = route ? (size_t)(route - self->routes) : SIZE_MAX;
+    if (!self->hdrs || self->hdrs_gen != self->gen || self->hdrs_route != ridx) {
+        slist_wipe_free(self->hdrs);
+        self->hdrs = NULL;
+        self->hdrs_trace = NULL;
+        if (build_headers(self, route) != 0) {
+            snprintf(self->detail, sizeof self->detail, "cannot build headers");
+            return DFB_HTTP_EOTHER;
+        }
+        self->hdrs_gen = self->gen;
+        self->hdrs_route = ridx;
+    }
+    struct curl_slist *headers = self->hdrs;
+    if (self->hdrs_trace) {
+        /* A fresh trace id per call, as the BDKs send. */
+        unsigned char rnd[6];
+        static const char alphabet[] =
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        if (RAND_bytes(rnd, sizeof rnd) != 1)
+            memset(rnd, 0, sizeof rnd);
+        for (int i = 0; i < 6; i++)
+            self->hdrs_trace[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
     }
 
     CURL *e = self->easy;
@@ -780,7 +823,6 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
     const char *failed = NULL;
     CURLcode orc = set_options(self, route, url, method, headers, body, body_len, &failed);
     if (orc != CURLE_OK) {
-        slist_wipe_free(headers);
         snprintf(self->detail, sizeof self->detail, "cannot set %s: %s", failed,
                  curl_easy_strerror(orc));
         /* Never a request with TLS verification in doubt: ECERT is fatal. */
@@ -789,7 +831,6 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
 
     dfb_http_err_t result = DFB_HTTP_EOTHER;
     if (curl_multi_add_handle(self->multi, e) != CURLM_OK) {
-        slist_wipe_free(headers);
         snprintf(self->detail, sizeof self->detail, "curl_multi_add_handle failed");
         return DFB_HTTP_EOTHER;
     }
@@ -858,7 +899,6 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
         }
     }
     curl_multi_remove_handle(self->multi, e);
-    slist_wipe_free(headers);
     if (result != DFB_HTTP_OK)
         body_wipe(self);
     redact_detail(self);
@@ -1103,6 +1143,28 @@ dfb_http_test(int verbose)
     CHECK(rc == DFB_HTTP_OK && status == 200);
     CHECK(strncmp(srv.last_request, "GET /ok HTTP/1.1\r\n", 18) == 0);
     CHECK(strstr(srv.last_request, "\r\nkeyManagerToken: km-9\r\n"));
+
+    /* The header list is kept from call to call: the trace id is still new
+       on each call, and a changed or removed token is sent as it is now. */
+    {
+        char first[7] = "";
+        const char *t1 = strstr(srv.last_request, "\r\nX-Trace-Id: ");
+        CHECK(t1 != NULL);
+        if (t1)
+            memcpy(first, t1 + 14, 6);
+        rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+        const char *t2 = strstr(srv.last_request, "\r\nX-Trace-Id: ");
+        CHECK(rc == DFB_HTTP_OK && t2 && t2[14 + 6] == '\r' && memcmp(t2 + 14, first, 6) != 0);
+        CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-10") == 0);
+        rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+        CHECK(rc == DFB_HTTP_OK && strstr(srv.last_request, "\r\nkeyManagerToken: km-10\r\n"));
+        CHECK(!strstr(srv.last_request, "km-9"));
+        CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "") == 0);
+        rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+        CHECK(rc == DFB_HTTP_OK && !ci_find(srv.last_request, "keyManagerToken"));
+        CHECK(strstr(srv.last_request, "\r\nsessionToken: sess-123\r\n"));
+        CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
+    }
 
     /* Client routes: defaultHeaders and a User-Agent override for URLs under
        the prefix only; X-Trace-Id from defaultHeaders replaces the random one. */
