@@ -924,7 +924,40 @@ typedef struct {
     long long stop_at; /* when it did */
     char last_request[8192];
     int requests;
+    /* The client reads what the server thread wrote after the response
+       arrives: ordered by the socket, which TSan cannot see; the lock
+       makes the order visible. */
+    pthread_mutex_t lock;
+    char seen[8192]; /* the test's copy of last_request (last_req) */
 } server_t;
+
+/*  The last request the server read, copied under the lock. */
+static const char *
+last_req(server_t *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    memcpy(srv->seen, srv->last_request, sizeof srv->seen);
+    pthread_mutex_unlock(&srv->lock);
+    return srv->seen;
+}
+
+static long long
+stop_seen(server_t *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    long long t = srv->stop_at;
+    pthread_mutex_unlock(&srv->lock);
+    return t;
+}
+
+static int
+requests_seen(server_t *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    int n = srv->requests;
+    pthread_mutex_unlock(&srv->lock);
+    return n;
+}
 
 
 /*  Case-insensitive strstr (ci_find is a GNU extension). */
@@ -984,8 +1017,10 @@ serve_one(server_t *srv, int fd)
                 break;
         }
     }
+    pthread_mutex_lock(&srv->lock);
     memcpy(srv->last_request, req, len + 1);
     srv->requests++;
+    pthread_mutex_unlock(&srv->lock);
     char path[256] = "";
     sscanf(req, "%*s %255s", path);
     char head[512];
@@ -1015,7 +1050,9 @@ serve_one(server_t *srv, int fd)
         send_all(fd, b, strlen(b));
     } else if (strcmp(path, "/hold") == 0 || strcmp(path, "/hold-stop") == 0) {
         if (strcmp(path, "/hold-stop") == 0) {
+            pthread_mutex_lock(&srv->lock);
             srv->stop_at = dfb_now_ms();
+            pthread_mutex_unlock(&srv->lock);
             if (write(srv->stop_wr, "s", 1) != 1)
                 return;
         }
@@ -1099,6 +1136,7 @@ dfb_http_test(int verbose)
     df_check_failures = 0;
     server_t srv;
     memset(&srv, 0, sizeof srv);
+    pthread_mutex_init(&srv.lock, NULL);
     int port;
     int stop[2];
     srv.listen_fd = listen_loopback(&port);
@@ -1126,13 +1164,13 @@ dfb_http_test(int verbose)
         printf("  /ok -> %s %d '%s'\n", dfb_http_strerror(rc), status, body);
     CHECK(rc == DFB_HTTP_OK && status == 200);
     CHECK(len == 17 && strcmp(body, "{\"hello\":\"world\"}") == 0);
-    CHECK(strncmp(srv.last_request, "POST /ok HTTP/1.1\r\n", 19) == 0);
-    CHECK(strstr(srv.last_request, "\r\nsessionToken: sess-123\r\n"));
-    CHECK(!ci_find(srv.last_request, "keyManagerToken"));
-    CHECK(strstr(srv.last_request, "\r\nContent-Type: application/json\r\n"));
-    CHECK(strstr(srv.last_request, "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
-    CHECK(strstr(srv.last_request, "\r\n\r\n{\"a\":1}"));
-    const char *trace = strstr(srv.last_request, "\r\nX-Trace-Id: ");
+    CHECK(strncmp(last_req(&srv), "POST /ok HTTP/1.1\r\n", 19) == 0);
+    CHECK(strstr(last_req(&srv), "\r\nsessionToken: sess-123\r\n"));
+    CHECK(!ci_find(last_req(&srv), "keyManagerToken"));
+    CHECK(strstr(last_req(&srv), "\r\nContent-Type: application/json\r\n"));
+    CHECK(strstr(last_req(&srv), "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
+    CHECK(strstr(last_req(&srv), "\r\n\r\n{\"a\":1}"));
+    const char *trace = strstr(last_req(&srv), "\r\nX-Trace-Id: ");
     CHECK(trace && trace[14 + 6] == '\r');
 
     /* keyManagerToken sent when set; a token with CR/LF is refused. */
@@ -1141,28 +1179,28 @@ dfb_http_test(int verbose)
     CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
     CHECK(rc == DFB_HTTP_OK && status == 200);
-    CHECK(strncmp(srv.last_request, "GET /ok HTTP/1.1\r\n", 18) == 0);
-    CHECK(strstr(srv.last_request, "\r\nkeyManagerToken: km-9\r\n"));
+    CHECK(strncmp(last_req(&srv), "GET /ok HTTP/1.1\r\n", 18) == 0);
+    CHECK(strstr(last_req(&srv), "\r\nkeyManagerToken: km-9\r\n"));
 
     /* The header list is kept from call to call: the trace id is still new
        on each call, and a changed or removed token is sent as it is now. */
     {
         char first[7] = "";
-        const char *t1 = strstr(srv.last_request, "\r\nX-Trace-Id: ");
+        const char *t1 = strstr(last_req(&srv), "\r\nX-Trace-Id: ");
         CHECK(t1 != NULL);
         if (t1)
             memcpy(first, t1 + 14, 6);
         rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
-        const char *t2 = strstr(srv.last_request, "\r\nX-Trace-Id: ");
+        const char *t2 = strstr(last_req(&srv), "\r\nX-Trace-Id: ");
         CHECK(rc == DFB_HTTP_OK && t2 && t2[14 + 6] == '\r' && memcmp(t2 + 14, first, 6) != 0);
         CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-10") == 0);
         rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
-        CHECK(rc == DFB_HTTP_OK && strstr(srv.last_request, "\r\nkeyManagerToken: km-10\r\n"));
-        CHECK(!strstr(srv.last_request, "km-9"));
+        CHECK(rc == DFB_HTTP_OK && strstr(last_req(&srv), "\r\nkeyManagerToken: km-10\r\n"));
+        CHECK(!strstr(last_req(&srv), "km-9"));
         CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "") == 0);
         rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
-        CHECK(rc == DFB_HTTP_OK && !ci_find(srv.last_request, "keyManagerToken"));
-        CHECK(strstr(srv.last_request, "\r\nsessionToken: sess-123\r\n"));
+        CHECK(rc == DFB_HTTP_OK && !ci_find(last_req(&srv), "keyManagerToken"));
+        CHECK(strstr(last_req(&srv), "\r\nsessionToken: sess-123\r\n"));
         CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
     }
 
@@ -1178,18 +1216,18 @@ dfb_http_test(int verbose)
         CHECK(dfb_http_add_client(http, prefix, &opts) == 0);
         rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
         CHECK(rc == DFB_HTTP_OK && status == 200);
-        CHECK(strstr(srv.last_request, "\r\nX-Team: bots\r\n"));
-        CHECK(strstr(srv.last_request, "\r\nX-Empty:\r\n"));
-        CHECK(strstr(srv.last_request, "\r\nUser-Agent: custom/2\r\n"));
-        CHECK(!strstr(srv.last_request, "dfbridge/"));
-        CHECK(strstr(srv.last_request, "\r\nX-Trace-Id: fixed1\r\n"));
-        CHECK(!strstr(strstr(srv.last_request, "X-Trace-Id: fixed1") + 1, "X-Trace-Id"));
+        CHECK(strstr(last_req(&srv), "\r\nX-Team: bots\r\n"));
+        CHECK(strstr(last_req(&srv), "\r\nX-Empty:\r\n"));
+        CHECK(strstr(last_req(&srv), "\r\nUser-Agent: custom/2\r\n"));
+        CHECK(!strstr(last_req(&srv), "dfbridge/"));
+        CHECK(strstr(last_req(&srv), "\r\nX-Trace-Id: fixed1\r\n"));
+        CHECK(!strstr(strstr(last_req(&srv), "X-Trace-Id: fixed1") + 1, "X-Trace-Id"));
         /* A prefix matches whole path segments only: /okay is not under /ok. */
         char other[128];
         snprintf(other, sizeof other, "http://127.0.0.1:%d/okay", port);
         rc = dfb_http_request(http, "GET", other, NULL, 0, &status);
-        CHECK(!strstr(srv.last_request, "X-Team"));
-        CHECK(strstr(srv.last_request, "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
+        CHECK(!strstr(last_req(&srv), "X-Team"));
+        CHECK(strstr(last_req(&srv), "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
         /* A header value with CR/LF is refused. */
         char *bad_v[] = {"a\r\nX-Injected: 1"};
         dfb_headers_t bad = {names, bad_v, 1};
@@ -1210,8 +1248,8 @@ dfb_http_test(int verbose)
         rc = dfb_http_request(http, "GET", "http://192.0.2.1:9/via/proxy", NULL, 0, &status);
         if (verbose)
             printf("  via proxy -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
-        CHECK(strncmp(srv.last_request, "GET http://192.0.2.1:9/via/proxy HTTP/1.1\r\n", 43) == 0);
-        CHECK(strstr(srv.last_request, "\r\nProxy-Authorization: Basic cHU6cHA=\r\n"));
+        CHECK(strncmp(last_req(&srv), "GET http://192.0.2.1:9/via/proxy HTTP/1.1\r\n", 43) == 0);
+        CHECK(strstr(last_req(&srv), "\r\nProxy-Authorization: Basic cHU6cHA=\r\n"));
         char via[64];
         snprintf(via, sizeof via, "via proxy 127.0.0.1:%d", port);
         CHECK(rc != DFB_HTTP_OK && strstr(dfb_http_detail(http), via));
@@ -1342,7 +1380,7 @@ dfb_http_test(int verbose)
         CHECK(dfb_http_set_ca_file(http, "/nonexistent/ca.pem") == 0);
         snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
         for (size_t i = 0; i < sizeof fails / sizeof fails[0]; i++) {
-            int before = srv.requests;
+            int before = requests_seen(&srv);
             dfb_http_fail_option(http, fails[i].opt);
             rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
             if (verbose)
@@ -1350,7 +1388,7 @@ dfb_http_test(int verbose)
                        dfb_http_detail(http));
             CHECK(rc == fails[i].want);
             CHECK(strstr(dfb_http_detail(http), fails[i].name));
-            CHECK(srv.requests == before);
+            CHECK(requests_seen(&srv) == before);
             char err[256] = "";
             CHECK(check_options(http, err, sizeof err) == -1);
             CHECK(strstr(err, fails[i].name));
@@ -1390,22 +1428,23 @@ dfb_http_test(int verbose)
        1 s of that write (not 100 ms: a margin a loaded ASan run keeps). */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/hold-stop", port);
     rc = dfb_http_request(http, "POST", url, "{}", 2, &status);
-    long long after = dfb_now_ms() - srv.stop_at;
+    long long after = dfb_now_ms() - stop_seen(&srv);
     if (verbose)
         printf("  /hold-stop -> %s, %lld ms after the stop\n", dfb_http_strerror(rc), after);
     CHECK(rc == DFB_HTTP_ESTOPPED);
-    CHECK(srv.stop_at > 0 && after < 1000);
+    CHECK(stop_seen(&srv) > 0 && after < 1000);
     /* Stop is sticky: the next request fails at once without a call. */
-    int before = srv.requests;
+    int before = requests_seen(&srv);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
-    CHECK(rc == DFB_HTTP_ESTOPPED && srv.requests == before);
+    CHECK(rc == DFB_HTTP_ESTOPPED && requests_seen(&srv) == before);
 
     dfb_http_destroy(&http);
     CHECK(!http);
     if (write(srv.quit[1], "q", 1) != 1)
         df_check_failures++;
     pthread_join(thread, NULL);
+    pthread_mutex_destroy(&srv.lock);
     close(srv.listen_fd);
     close(srv.quit[0]);
     close(srv.quit[1]);
