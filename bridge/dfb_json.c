@@ -2,6 +2,7 @@
     Each value is one token in document order; siblings are linked so that
     navigation skips subtrees in O(1) and the transcoder walks the tape once.
     Everything (tokens, strings, yajl's own memory) is reused across parses. */
+#define _GNU_SOURCE /* memrchr */
 #include "dfb_json.h"
 #include "dfb_json_tape.h"
 
@@ -495,9 +496,9 @@ string_start(const char *text, size_t end)
 {
     if (end < 2 || text[end - 1] != '"')
         return SIZE_MAX;
-    for (size_t q = end - 1; q-- > 0;) {
-        if (text[q] != '"')
-            continue;
+    const char *p = text + end - 1;
+    while ((p = memrchr(text, '"', (size_t)(p - text))) != NULL) {
+        size_t q = (size_t)(p - text);
         size_t b = q;
         while (b > 0 && text[b - 1] == '\\')
             b--;
@@ -524,6 +525,16 @@ copy_plain(char *dst, const unsigned char *s, size_t len)
         if ((w & highs) || ((q - ones) & ~q & highs))
             return i;
         memcpy(dst + i, &w, 8);
+    }
+    if (i < len && len >= 8) {
+        /* The tail as one word that overlaps what was checked already. */
+        uint64_t w;
+        memcpy(&w, s + len - 8, 8);
+        uint64_t q = w ^ qmarks;
+        if ((w & highs) || ((q - ones) & ~q & highs))
+            return i;
+        memcpy(dst + len - 8, &w, 8);
+        return len;
     }
     for (; i < len; i++) {
         if (s[i] >= 0x80 || s[i] == '?')
@@ -1129,6 +1140,9 @@ dfb_json_test(int verbose)
         /* escaped quotes and backslashes before it: the literal's start is
            found walking back from its end */
         {"[1,\"q\\\"\\\\\\ud800\"]", 9},
+        /* yajl's "?" for it in the last word of a longer string */
+        {"\"abcdefgh\\ud83d\"", 9},
+        {"\"abcdefghijklmno\\ud83d\"", 16},
         {"{\"\\\"\":\"\\\\\",\"k\":\"\\\"\\ude00\"}", 18},
         {"\"\xc0\x80\"", 4},
         {"\"\xed\xa0\x80\"", 5},
