@@ -640,7 +640,17 @@ on_number(void *ctx, const char *text, size_t len)
     bool integer = i < len;
     uint64_t mag = 0;
     bool overflow = false;
-    for (size_t k = i; k < len && integer; k++) {
+    /* Up to 19 digits cannot overflow 64 bits: no check per digit. */
+    size_t k = i;
+    for (size_t fast = len - i <= 19 ? len : i; k < fast; k++) {
+        unsigned char c = (unsigned char)text[k];
+        if (c < '0' || c > '9') {
+            integer = false;
+            break;
+        }
+        mag = mag * 10 + (c - '0');
+    }
+    for (; k < len && integer; k++) {
         unsigned char c = (unsigned char)text[k];
         if (c < '0' || c > '9') {
             integer = false;
