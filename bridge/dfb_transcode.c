@@ -162,6 +162,31 @@ emit_double(dfb_buf_t *buf, double d)
     return 0;
 }
 
+/*  memcpy for the short strings (keys, ids) that most values are, without
+    a call: fixed-size loads that overlap inside [s, s + len) only. */
+static inline void
+copy_small(uint8_t *d, const char *s, size_t len)
+{
+    if (len >= 8 && len <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + len - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + len - 8, &b, 8);
+    } else if (len >= 4 && len < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + len - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + len - 4, &b, 4);
+    } else if (len > 16) {
+        memcpy(d, s, len);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            d[i] = (uint8_t)s[i];
+    }
+}
+
 static inline int
 emit_str(dfb_buf_t *buf, const char *s, size_t len)
 {
@@ -180,8 +205,7 @@ emit_str(dfb_buf_t *buf, const char *s, size_t len)
         *p++ = 0xdb;
         p = put32(p, (uint32_t)len);
     }
-    if (len)
-        memcpy(p, s, len);
+    copy_small(p, s, len);
     buf->len = (size_t)(p - buf->data) + len;
     return 0;
 }
@@ -401,6 +425,28 @@ dfb_transcode_test(int verbose)
     expect(j, &buf, "{\"b\":1,\"a\":2,\"b\":3}", "\x83\xa1\x62\x01\xa1\x61\x02\xa1\x62\x03", 10);
     expect(j, &buf, "\"a\\u0000b\"", "\xa3\x61\x00\x62", 4);
     expect(j, &buf, "{\"a\":{\"b\":[]},\"c\":{}}", "\x82\xa1\x61\x81\xa1\x62\x90\xa1\x63\x80", 10);
+
+    /* Strings of every length around the copy's sizes (0..40 bytes, str8
+       from 32): header and each byte in place. */
+    for (size_t n = 0; n <= 40; n++) {
+        char text[64], want_s[64];
+        size_t w = 0;
+        text[0] = '"';
+        for (size_t i = 0; i < n; i++)
+            text[1 + i] = (char)('A' + (i * 7 + n) % 26);
+        text[1 + n] = '"';
+        if (n < 32)
+            want_s[w++] = (char)(0xa0 | n);
+        else {
+            want_s[w++] = (char)0xd9;
+            want_s[w++] = (char)n;
+        }
+        memcpy(want_s + w, text + 1, n);
+        CHECK(dfb_json_parse(j, text, n + 2) == 0);
+        dfb_buf_reset(&buf);
+        CHECK(dfb_transcode_value(j, 0, &buf) == 0);
+        CHECK(buf.len == w + n && memcmp(buf.data, want_s, w + n) == 0);
+    }
 
     /* A value inside a bigger document: only its subtree is emitted. */
     const char *doc = "{\"x\":[1,{\"y\":2}],\"z\":3}";
