@@ -22,6 +22,10 @@
 #define DF_VERSION "0"
 #endif
 
+/*  curl's receive buffer (CURLOPT_BUFFERSIZE; 512 KB is the largest
+    every libcurl accepts). */
+#define DFB_HTTP_RECV_BUFFER (512L * 1024)
+
 /*  One client's transport options (dfb_http_add_client), owned copies. */
 typedef struct {
     char *prefix;
@@ -50,6 +54,13 @@ struct dfb_http {
     long timeout_ms;
     size_t max_body;
     char *token[2];
+    /* The request headers, built once and kept while nothing they are made
+       of changes (gen counts token and route changes); only the trace id
+       is rewritten in place per call. */
+    struct curl_slist *hdrs; /* holds tokens: wiped when dropped */
+    char *hdrs_trace;        /* the 6 characters of its X-Trace-Id, or NULL */
+    size_t hdrs_route;       /* route index it was built for (SIZE_MAX: none) */
+    unsigned gen, hdrs_gen;
     char *body; /* response body, reused: grows to the largest response */
     size_t body_len;
     size_t body_cap;
@@ -155,6 +166,7 @@ dfb_http_destroy(dfb_http_t **self_p)
     dfb_http_t *self = *self_p;
     for (int i = 0; i < 2; i++)
         dfb_http_set_token(self, (dfb_http_token_t)i, NULL);
+    slist_wipe_free(self->hdrs);
     if (self->easy)
         curl_easy_cleanup(self->easy);
     if (self->multi)
@@ -190,6 +202,7 @@ dfb_http_destroy(dfb_http_t **self_p)
 int
 dfb_http_add_client(dfb_http_t *self, const char *url_prefix, const dfb_http_client_t *opts)
 {
+    self->gen++; /* cached headers were built from the routes as they were */
     route_t *rs = realloc(self->routes, (self->nroutes + 1) * sizeof *rs);
     if (!rs)
         return -1;
@@ -419,6 +432,11 @@ int
 dfb_http_set_token(dfb_http_t *self, dfb_http_token_t which, const char *value)
 {
     char **slot = &self->token[which == DFB_HTTP_KM_TOKEN ? 1 : 0];
+    /* The cached headers hold the old token: gone now, rebuilt on use. */
+    slist_wipe_free(self->hdrs);
+    self->hdrs = NULL;
+    self->hdrs_trace = NULL;
+    self->gen++;
     if (*slot) {
         OPENSSL_cleanse(*slot, strlen(*slot));
         free(*slot);
@@ -652,6 +670,12 @@ set_options(dfb_http_t *self, const route_t *route, const char *url, const char 
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* A datafeed batch is ~100 KB: read it in one or two recv() calls, not
+       one per 16 KB (curl's default); every syscall is costly on a VM. Only
+       a wish: libcurl before 8.7 refuses a new size while the handle still
+       holds its receive buffer (CURLE_BAD_FUNCTION_ARGUMENT), and then keeps
+       reading into that buffer with the default size: slower, never wrong. */
+    (void)curl_easy_setopt(e, CURLOPT_BUFFERSIZE, DFB_HTTP_RECV_BUFFER);
     SET(CURLOPT_CUSTOMREQUEST, method);
     /* TLS: peer and host verification stay on (curl's defaults, set again
        so no reset can lose them). */
@@ -701,29 +725,15 @@ stop_requested(int fd)
     return poll(&pfd, 1, 0) > 0;
 }
 
-dfb_http_err_t
-dfb_http_request(dfb_http_t *self, const char *method, const char *url, const char *body,
-                 size_t body_len, int *status)
+/*  Builds self->hdrs for a call on route (NULL: direct): the fixed
+    headers, an X-Trace-Id (filled per call) unless the client's default
+    headers carry their own, the defaultHeaders, the tokens. 0, or -1 (no
+    list) when out of memory or a token line is too long. */
+static int
+build_headers(dfb_http_t *self, const route_t *route)
 {
-    *status = 0;
-    body_wipe(self);
-    self->too_big = 0;
-    self->detail[0] = '\0';
-    if (stop_requested(self->stop_fd))
-        return DFB_HTTP_ESTOPPED;
-
-    /* Headers: rebuilt per call (the trace id changes; tokens may have). */
     struct curl_slist *headers = NULL, *h;
     char line[8192];
-    unsigned char rnd[6];
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    char trace[7];
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        memset(rnd, 0, sizeof rnd);
-    for (int i = 0; i < 6; i++)
-        trace[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
-    trace[6] = '\0';
-    const route_t *route = find_route(self, url);
     const char *fixed[] = {"Content-Type: application/json", "Accept: application/json",
                            route && route->user_agent ? route->user_agent
                                                       : "User-Agent: dfbridge/" DF_VERSION,
@@ -734,11 +744,15 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
         ok = h != NULL;
         headers = h ? h : headers;
     }
-    snprintf(line, sizeof line, "X-Trace-Id: %s", trace);
     if (ok && !(route && route->own_trace)) {
-        h = curl_slist_append(headers, line);
+        h = curl_slist_append(headers, "X-Trace-Id: 000000");
         ok = h != NULL;
         headers = h ? h : headers;
+        if (ok) {
+            while (h->next)
+                h = h->next;
+            self->hdrs_trace = h->data + strlen("X-Trace-Id: ");
+        }
     }
     /* defaultHeaders of the client (never logged: they may carry keys) */
     for (const struct curl_slist *x = route ? route->extra : NULL; x && ok; x = x->next) {
@@ -761,8 +775,47 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
     OPENSSL_cleanse(line, sizeof line);
     if (!ok) {
         slist_wipe_free(headers);
-        snprintf(self->detail, sizeof self->detail, "cannot build headers");
-        return DFB_HTTP_EOTHER;
+        self->hdrs_trace = NULL;
+        return -1;
+    }
+    self->hdrs = headers;
+    return 0;
+}
+
+dfb_http_err_t
+dfb_http_request(dfb_http_t *self, const char *method, const char *url, const char *body,
+                 size_t body_len, int *status)
+{
+    *status = 0;
+    body_wipe(self);
+    self->too_big = 0;
+    self->detail[0] = '\0';
+    if (stop_requested(self->stop_fd))
+        return DFB_HTTP_ESTOPPED;
+
+    const route_t *route = find_route(self, url);
+    size_t ridx = route ? (size_t)(route - self->routes) : SIZE_MAX;
+    if (!self->hdrs || self->hdrs_gen != self->gen || self->hdrs_route != ridx) {
+        slist_wipe_free(self->hdrs);
+        self->hdrs = NULL;
+        self->hdrs_trace = NULL;
+        if (build_headers(self, route) != 0) {
+            snprintf(self->detail, sizeof self->detail, "cannot build headers");
+            return DFB_HTTP_EOTHER;
+        }
+        self->hdrs_gen = self->gen;
+        self->hdrs_route = ridx;
+    }
+    struct curl_slist *headers = self->hdrs;
+    if (self->hdrs_trace) {
+        /* A fresh trace id per call, as the BDKs send. */
+        unsigned char rnd[6];
+        static const char alphabet[] =
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        if (RAND_bytes(rnd, sizeof rnd) != 1)
+            memset(rnd, 0, sizeof rnd);
+        for (int i = 0; i < 6; i++)
+            self->hdrs_trace[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
     }
 
     CURL *e = self->easy;
@@ -770,7 +823,6 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
     const char *failed = NULL;
     CURLcode orc = set_options(self, route, url, method, headers, body, body_len, &failed);
     if (orc != CURLE_OK) {
-        slist_wipe_free(headers);
         snprintf(self->detail, sizeof self->detail, "cannot set %s: %s", failed,
                  curl_easy_strerror(orc));
         /* Never a request with TLS verification in doubt: ECERT is fatal. */
@@ -779,7 +831,6 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
 
     dfb_http_err_t result = DFB_HTTP_EOTHER;
     if (curl_multi_add_handle(self->multi, e) != CURLM_OK) {
-        slist_wipe_free(headers);
         snprintf(self->detail, sizeof self->detail, "curl_multi_add_handle failed");
         return DFB_HTTP_EOTHER;
     }
@@ -848,7 +899,6 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
         }
     }
     curl_multi_remove_handle(self->multi, e);
-    slist_wipe_free(headers);
     if (result != DFB_HTTP_OK)
         body_wipe(self);
     redact_detail(self);
@@ -874,7 +924,40 @@ typedef struct {
     long long stop_at; /* when it did */
     char last_request[8192];
     int requests;
+    /* The client reads what the server thread wrote after the response
+       arrives: ordered by the socket, which TSan cannot see; the lock
+       makes the order visible. */
+    pthread_mutex_t lock;
+    char seen[8192]; /* the test's copy of last_request (last_req) */
 } server_t;
+
+/*  The last request the server read, copied under the lock. */
+static const char *
+last_req(server_t *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    memcpy(srv->seen, srv->last_request, sizeof srv->seen);
+    pthread_mutex_unlock(&srv->lock);
+    return srv->seen;
+}
+
+static long long
+stop_seen(server_t *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    long long t = srv->stop_at;
+    pthread_mutex_unlock(&srv->lock);
+    return t;
+}
+
+static int
+requests_seen(server_t *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    int n = srv->requests;
+    pthread_mutex_unlock(&srv->lock);
+    return n;
+}
 
 
 /*  Case-insensitive strstr (ci_find is a GNU extension). */
@@ -934,8 +1017,10 @@ serve_one(server_t *srv, int fd)
                 break;
         }
     }
+    pthread_mutex_lock(&srv->lock);
     memcpy(srv->last_request, req, len + 1);
     srv->requests++;
+    pthread_mutex_unlock(&srv->lock);
     char path[256] = "";
     sscanf(req, "%*s %255s", path);
     char head[512];
@@ -965,7 +1050,9 @@ serve_one(server_t *srv, int fd)
         send_all(fd, b, strlen(b));
     } else if (strcmp(path, "/hold") == 0 || strcmp(path, "/hold-stop") == 0) {
         if (strcmp(path, "/hold-stop") == 0) {
+            pthread_mutex_lock(&srv->lock);
             srv->stop_at = dfb_now_ms();
+            pthread_mutex_unlock(&srv->lock);
             if (write(srv->stop_wr, "s", 1) != 1)
                 return;
         }
@@ -1049,6 +1136,7 @@ dfb_http_test(int verbose)
     df_check_failures = 0;
     server_t srv;
     memset(&srv, 0, sizeof srv);
+    pthread_mutex_init(&srv.lock, NULL);
     int port;
     int stop[2];
     srv.listen_fd = listen_loopback(&port);
@@ -1076,13 +1164,13 @@ dfb_http_test(int verbose)
         printf("  /ok -> %s %d '%s'\n", dfb_http_strerror(rc), status, body);
     CHECK(rc == DFB_HTTP_OK && status == 200);
     CHECK(len == 17 && strcmp(body, "{\"hello\":\"world\"}") == 0);
-    CHECK(strncmp(srv.last_request, "POST /ok HTTP/1.1\r\n", 19) == 0);
-    CHECK(strstr(srv.last_request, "\r\nsessionToken: sess-123\r\n"));
-    CHECK(!ci_find(srv.last_request, "keyManagerToken"));
-    CHECK(strstr(srv.last_request, "\r\nContent-Type: application/json\r\n"));
-    CHECK(strstr(srv.last_request, "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
-    CHECK(strstr(srv.last_request, "\r\n\r\n{\"a\":1}"));
-    const char *trace = strstr(srv.last_request, "\r\nX-Trace-Id: ");
+    CHECK(strncmp(last_req(&srv), "POST /ok HTTP/1.1\r\n", 19) == 0);
+    CHECK(strstr(last_req(&srv), "\r\nsessionToken: sess-123\r\n"));
+    CHECK(!ci_find(last_req(&srv), "keyManagerToken"));
+    CHECK(strstr(last_req(&srv), "\r\nContent-Type: application/json\r\n"));
+    CHECK(strstr(last_req(&srv), "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
+    CHECK(strstr(last_req(&srv), "\r\n\r\n{\"a\":1}"));
+    const char *trace = strstr(last_req(&srv), "\r\nX-Trace-Id: ");
     CHECK(trace && trace[14 + 6] == '\r');
 
     /* keyManagerToken sent when set; a token with CR/LF is refused. */
@@ -1091,8 +1179,30 @@ dfb_http_test(int verbose)
     CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
     CHECK(rc == DFB_HTTP_OK && status == 200);
-    CHECK(strncmp(srv.last_request, "GET /ok HTTP/1.1\r\n", 18) == 0);
-    CHECK(strstr(srv.last_request, "\r\nkeyManagerToken: km-9\r\n"));
+    CHECK(strncmp(last_req(&srv), "GET /ok HTTP/1.1\r\n", 18) == 0);
+    CHECK(strstr(last_req(&srv), "\r\nkeyManagerToken: km-9\r\n"));
+
+    /* The header list is kept from call to call: the trace id is still new
+       on each call, and a changed or removed token is sent as it is now. */
+    {
+        char first[7] = "";
+        const char *t1 = strstr(last_req(&srv), "\r\nX-Trace-Id: ");
+        CHECK(t1 != NULL);
+        if (t1)
+            memcpy(first, t1 + 14, 6);
+        rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+        const char *t2 = strstr(last_req(&srv), "\r\nX-Trace-Id: ");
+        CHECK(rc == DFB_HTTP_OK && t2 && t2[14 + 6] == '\r' && memcmp(t2 + 14, first, 6) != 0);
+        CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-10") == 0);
+        rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+        CHECK(rc == DFB_HTTP_OK && strstr(last_req(&srv), "\r\nkeyManagerToken: km-10\r\n"));
+        CHECK(!strstr(last_req(&srv), "km-9"));
+        CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "") == 0);
+        rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
+        CHECK(rc == DFB_HTTP_OK && !ci_find(last_req(&srv), "keyManagerToken"));
+        CHECK(strstr(last_req(&srv), "\r\nsessionToken: sess-123\r\n"));
+        CHECK(dfb_http_set_token(http, DFB_HTTP_KM_TOKEN, "km-9") == 0);
+    }
 
     /* Client routes: defaultHeaders and a User-Agent override for URLs under
        the prefix only; X-Trace-Id from defaultHeaders replaces the random one. */
@@ -1106,18 +1216,18 @@ dfb_http_test(int verbose)
         CHECK(dfb_http_add_client(http, prefix, &opts) == 0);
         rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
         CHECK(rc == DFB_HTTP_OK && status == 200);
-        CHECK(strstr(srv.last_request, "\r\nX-Team: bots\r\n"));
-        CHECK(strstr(srv.last_request, "\r\nX-Empty:\r\n"));
-        CHECK(strstr(srv.last_request, "\r\nUser-Agent: custom/2\r\n"));
-        CHECK(!strstr(srv.last_request, "dfbridge/"));
-        CHECK(strstr(srv.last_request, "\r\nX-Trace-Id: fixed1\r\n"));
-        CHECK(!strstr(strstr(srv.last_request, "X-Trace-Id: fixed1") + 1, "X-Trace-Id"));
+        CHECK(strstr(last_req(&srv), "\r\nX-Team: bots\r\n"));
+        CHECK(strstr(last_req(&srv), "\r\nX-Empty:\r\n"));
+        CHECK(strstr(last_req(&srv), "\r\nUser-Agent: custom/2\r\n"));
+        CHECK(!strstr(last_req(&srv), "dfbridge/"));
+        CHECK(strstr(last_req(&srv), "\r\nX-Trace-Id: fixed1\r\n"));
+        CHECK(!strstr(strstr(last_req(&srv), "X-Trace-Id: fixed1") + 1, "X-Trace-Id"));
         /* A prefix matches whole path segments only: /okay is not under /ok. */
         char other[128];
         snprintf(other, sizeof other, "http://127.0.0.1:%d/okay", port);
         rc = dfb_http_request(http, "GET", other, NULL, 0, &status);
-        CHECK(!strstr(srv.last_request, "X-Team"));
-        CHECK(strstr(srv.last_request, "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
+        CHECK(!strstr(last_req(&srv), "X-Team"));
+        CHECK(strstr(last_req(&srv), "\r\nUser-Agent: dfbridge/" DF_VERSION "\r\n"));
         /* A header value with CR/LF is refused. */
         char *bad_v[] = {"a\r\nX-Injected: 1"};
         dfb_headers_t bad = {names, bad_v, 1};
@@ -1138,8 +1248,8 @@ dfb_http_test(int verbose)
         rc = dfb_http_request(http, "GET", "http://192.0.2.1:9/via/proxy", NULL, 0, &status);
         if (verbose)
             printf("  via proxy -> %s (%s)\n", dfb_http_strerror(rc), dfb_http_detail(http));
-        CHECK(strncmp(srv.last_request, "GET http://192.0.2.1:9/via/proxy HTTP/1.1\r\n", 43) == 0);
-        CHECK(strstr(srv.last_request, "\r\nProxy-Authorization: Basic cHU6cHA=\r\n"));
+        CHECK(strncmp(last_req(&srv), "GET http://192.0.2.1:9/via/proxy HTTP/1.1\r\n", 43) == 0);
+        CHECK(strstr(last_req(&srv), "\r\nProxy-Authorization: Basic cHU6cHA=\r\n"));
         char via[64];
         snprintf(via, sizeof via, "via proxy 127.0.0.1:%d", port);
         CHECK(rc != DFB_HTTP_OK && strstr(dfb_http_detail(http), via));
@@ -1270,7 +1380,7 @@ dfb_http_test(int verbose)
         CHECK(dfb_http_set_ca_file(http, "/nonexistent/ca.pem") == 0);
         snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
         for (size_t i = 0; i < sizeof fails / sizeof fails[0]; i++) {
-            int before = srv.requests;
+            int before = requests_seen(&srv);
             dfb_http_fail_option(http, fails[i].opt);
             rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
             if (verbose)
@@ -1278,7 +1388,7 @@ dfb_http_test(int verbose)
                        dfb_http_detail(http));
             CHECK(rc == fails[i].want);
             CHECK(strstr(dfb_http_detail(http), fails[i].name));
-            CHECK(srv.requests == before);
+            CHECK(requests_seen(&srv) == before);
             char err[256] = "";
             CHECK(check_options(http, err, sizeof err) == -1);
             CHECK(strstr(err, fails[i].name));
@@ -1318,22 +1428,23 @@ dfb_http_test(int verbose)
        1 s of that write (not 100 ms: a margin a loaded ASan run keeps). */
     snprintf(url, sizeof url, "http://127.0.0.1:%d/hold-stop", port);
     rc = dfb_http_request(http, "POST", url, "{}", 2, &status);
-    long long after = dfb_now_ms() - srv.stop_at;
+    long long after = dfb_now_ms() - stop_seen(&srv);
     if (verbose)
         printf("  /hold-stop -> %s, %lld ms after the stop\n", dfb_http_strerror(rc), after);
     CHECK(rc == DFB_HTTP_ESTOPPED);
-    CHECK(srv.stop_at > 0 && after < 1000);
+    CHECK(stop_seen(&srv) > 0 && after < 1000);
     /* Stop is sticky: the next request fails at once without a call. */
-    int before = srv.requests;
+    int before = requests_seen(&srv);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
     rc = dfb_http_request(http, "GET", url, NULL, 0, &status);
-    CHECK(rc == DFB_HTTP_ESTOPPED && srv.requests == before);
+    CHECK(rc == DFB_HTTP_ESTOPPED && requests_seen(&srv) == before);
 
     dfb_http_destroy(&http);
     CHECK(!http);
     if (write(srv.quit[1], "q", 1) != 1)
         df_check_failures++;
     pthread_join(thread, NULL);
+    pthread_mutex_destroy(&srv.lock);
     close(srv.listen_fd);
     close(srv.quit[0]);
     close(srv.quit[1]);

@@ -2,7 +2,9 @@
     Each value is one token in document order; siblings are linked so that
     navigation skips subtrees in O(1) and the transcoder walks the tape once.
     Everything (tokens, strings, yajl's own memory) is reused across parses. */
+#define _GNU_SOURCE /* memrchr */
 #include "dfb_json.h"
+#include "dfb_json_tape.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -14,23 +16,6 @@
 
 #include <yajl/yajl_parse.h>
 
-/*  One tape token. For containers `count` is the number of elements (array)
-    or pairs (object); `next` links to the following sibling, so a subtree is
-    skipped without walking it. 24 bytes. */
-typedef struct {
-    uint32_t type;
-    uint32_t count;
-    uint32_t next;
-    union {
-        int64_t i;
-        uint64_t u;
-        double d;
-        struct {
-            uint32_t off; /* into the string arena */
-            uint32_t len;
-        } s;
-    } v;
-} dfb_tok_t;
 
 /*  An open container while parsing: its token and its last child so far. */
 typedef struct {
@@ -68,7 +53,6 @@ struct dfb_json {
     const char *cb_error; /* set by a callback that stops the parse */
     size_t cb_offset;
     const char *text; /* the input during a parse */
-    size_t last_end;  /* offset where the last token's text ended */
     unsigned options; /* DFB_JSON_REPLACE_INVALID */
     uint32_t replacements;
     char *scratch; /* lenient decoding of a string's raw text */
@@ -200,29 +184,33 @@ fail(dfb_json_t *self, const char *reason)
     return fail_at(self, yajl_get_bytes_consumed(self->hand), reason);
 }
 
+/*  Doubles the token array. 0, or -1 after recording an error. */
+static __attribute__((noinline)) int
+toks_grow(dfb_json_t *self)
+{
+    if (self->toks_cap >= UINT32_MAX / 2) {
+        fail(self, "too many values");
+        return -1;
+    }
+    uint32_t cap = self->toks_cap ? self->toks_cap * 2 : 256;
+    dfb_tok_t *n = realloc(self->toks, (size_t)cap * sizeof *n);
+    if (!n) {
+        fail(self, "out of memory");
+        return -1;
+    }
+    self->toks = n;
+    self->toks_cap = cap;
+    return 0;
+}
+
 /*  Appends a token and links it into the open container. Returns its index,
-    or UINT32_MAX after recording an error. */
-static uint32_t
+    or UINT32_MAX after recording an error. Inline: it runs once per value. */
+static inline uint32_t
 tok_push(dfb_json_t *self, dfb_json_type_t type, bool is_key)
 {
-    if (self->ntoks == self->toks_cap) {
-        if (self->toks_cap >= UINT32_MAX / 2) {
-            fail(self, "too many values");
-            return UINT32_MAX;
-        }
-        uint32_t cap = self->toks_cap ? self->toks_cap * 2 : 256;
-        dfb_tok_t *n = realloc(self->toks, (size_t)cap * sizeof *n);
-        if (!n) {
-            fail(self, "out of memory");
-            return UINT32_MAX;
-        }
-        self->toks = n;
-        self->toks_cap = cap;
-    }
+    if (self->ntoks == self->toks_cap && toks_grow(self) != 0)
+        return UINT32_MAX;
     uint32_t idx = self->ntoks++;
-    /* Where this token's text ends: the next string's raw text starts
-       after it (see find_bad_surrogate). */
-    self->last_end = yajl_get_bytes_consumed(self->hand);
     dfb_tok_t *t = &self->toks[idx];
     t->type = type;
     t->count = 0;
@@ -271,8 +259,8 @@ escape_unit(const char *p, const char *end)
 /*  yajl turns a lone high surrogate escape into "?" and pairs a high
     surrogate with whatever \u follows it, silently corrupting the text.
     We reject both (and lone low surrogates): the wire carries UTF-8 only.
-    `raw` starts outside any string (where the previous token ended), so
-    walking escapes pairwise from there is exact. Returns the offset of the
+    `raw` starts at the string's opening quote (string_start), so walking
+    escapes pairwise from there is exact. Returns the offset of the
     offending escape in raw, or SIZE_MAX. */
 static size_t
 find_bad_surrogate(const char *raw, size_t len)
@@ -418,8 +406,8 @@ utf8_replace(const unsigned char *s, size_t len, char *out, uint32_t *count)
     return o;
 }
 
-/*  Decodes the string literal at the end of raw (raw starts outside any
-    string and ends just past the closing quote) with unpaired surrogate
+/*  Decodes the string literal raw (from its opening quote to just past
+    the closing quote) with unpaired surrogate
     escapes replaced by U+FFFD. yajl has already checked the escape syntax.
     out needs len bytes. Returns the bytes written, or SIZE_MAX. */
 static size_t
@@ -468,8 +456,8 @@ unescape_lenient(const char *raw, size_t len, char *out, uint32_t *count)
     return o;
 }
 
-static int
-strs_reserve(dfb_json_t *self, size_t need)
+static __attribute__((noinline)) int
+strs_grow(dfb_json_t *self, size_t need)
 {
     if (need >= UINT32_MAX || self->strs_len + need > UINT32_MAX)
         return fail(self, "strings too large");
@@ -486,9 +474,93 @@ strs_reserve(dfb_json_t *self, size_t need)
     return 1;
 }
 
+/*  Room for need more bytes of strings: 1, or 0 after recording an error.
+    Offsets are 32-bit, so the arena stays below 4 GiB (strs_grow checks;
+    a cap that large is never reached without passing through it). */
+static inline int
+strs_reserve(dfb_json_t *self, size_t need)
+{
+    if (need < self->strs_cap - self->strs_len && self->strs_cap <= UINT32_MAX)
+        return 1;
+    return strs_grow(self, need);
+}
+
+/*  Offset of the opening quote of the string literal that ends just
+    before offset end (yajl calls back right after the closing quote), or
+    SIZE_MAX. Walking back, the first quote not escaped (preceded by an even
+    run of backslashes) opens the literal: inside it every quote is escaped,
+    and the byte before the opening quote is never a backslash. Only strings
+    that may hide a surrogate escape come here, so no token pays for it. */
+static size_t
+string_start(const char *text, size_t end)
+{
+    if (end < 2 || text[end - 1] != '"')
+        return SIZE_MAX;
+    const char *p = text + end - 1;
+    while ((p = memrchr(text, '"', (size_t)(p - text))) != NULL) {
+        size_t q = (size_t)(p - text);
+        size_t b = q;
+        while (b > 0 && text[b - 1] == '\\')
+            b--;
+        if ((q - b) % 2 == 0)
+            return q;
+    }
+    return SIZE_MAX;
+}
+
+/*  Copies s to dst while it is plain: ASCII and no '?' (a '?' may be yajl's
+    stand-in for a lone surrogate escape). Returns how many bytes it
+    copied: len when the whole string is plain, which is what nearly every
+    key and value of an event is; then it needs no other pass. */
+static size_t
+copy_plain(char *dst, const unsigned char *s, size_t len)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    const uint64_t qmarks = 0x3F3F3F3F3F3F3F3Full; /* '?' in every byte */
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t q = w ^ qmarks; /* a zero byte where w has '?' */
+        if ((w & highs) || ((q - ones) & ~q & highs))
+            return i;
+        memcpy(dst + i, &w, 8);
+    }
+    if (i < len && len >= 8) {
+        /* The tail as one word that overlaps what was checked already. */
+        uint64_t w;
+        memcpy(&w, s + len - 8, 8);
+        uint64_t q = w ^ qmarks;
+        if ((w & highs) || ((q - ones) & ~q & highs))
+            return i;
+        memcpy(dst + len - 8, &w, 8);
+        return len;
+    }
+    for (; i < len; i++) {
+        if (s[i] >= 0x80 || s[i] == '?')
+            return i;
+        dst[i] = (char)s[i];
+    }
+    return len;
+}
+
 static int
 add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
 {
+    /* Fast path: copy and check in one pass. */
+    if (!strs_reserve(self, len + 1))
+        return 0;
+    if (copy_plain(self->strs + self->strs_len, s, len) == len) {
+        uint32_t idx = tok_push(self, DFB_JSON_STRING, is_key);
+        if (idx == UINT32_MAX)
+            return 0;
+        self->strs[self->strs_len + len] = '\0';
+        dfb_tok_t *t = &self->toks[idx];
+        t->v.s.off = (uint32_t)self->strs_len;
+        t->v.s.len = (uint32_t)len;
+        self->strs_len += len + 1;
+        return 1;
+    }
     bool lenient = self->options & DFB_JSON_REPLACE_INVALID;
     bool four = false;
     bool valid = utf8_valid(s, len, &four);
@@ -497,12 +569,13 @@ add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
        low): only then look at the raw text of this string. */
     if (!valid || four || memchr(s, '?', len)) {
         size_t now = yajl_get_bytes_consumed(self->hand);
-        if (self->text && now >= self->last_end) {
-            const char *raw = self->text + self->last_end;
-            size_t raw_len = now - self->last_end;
+        size_t start = self->text ? string_start(self->text, now) : SIZE_MAX;
+        if (start != SIZE_MAX) {
+            const char *raw = self->text + start;
+            size_t raw_len = now - start;
             size_t bad = find_bad_surrogate(raw, raw_len);
             if (bad != SIZE_MAX && !lenient)
-                return fail_at(self, self->last_end + bad, "unpaired UTF-16 surrogate escape");
+                return fail_at(self, start + bad, "unpaired UTF-16 surrogate escape");
             if (bad != SIZE_MAX) {
                 /* Decode the raw text ourselves; the result is never
                    longer than the raw text. */
@@ -515,7 +588,7 @@ add_string(dfb_json_t *self, const unsigned char *s, size_t len, bool is_key)
                 }
                 len = unescape_lenient(raw, raw_len, self->scratch, &self->replacements);
                 if (len == SIZE_MAX)
-                    return fail_at(self, self->last_end + bad, "unpaired UTF-16 surrogate escape");
+                    return fail_at(self, start + bad, "unpaired UTF-16 surrogate escape");
                 s = (const unsigned char *)self->scratch;
                 valid = utf8_valid(s, len, &four);
             }
@@ -567,7 +640,17 @@ on_number(void *ctx, const char *text, size_t len)
     bool integer = i < len;
     uint64_t mag = 0;
     bool overflow = false;
-    for (size_t k = i; k < len && integer; k++) {
+    /* Up to 19 digits cannot overflow 64 bits: no check per digit. */
+    size_t k = i;
+    for (size_t fast = len - i <= 19 ? len : i; k < fast; k++) {
+        unsigned char c = (unsigned char)text[k];
+        if (c < '0' || c > '9') {
+            integer = false;
+            break;
+        }
+        mag = mag * 10 + (c - '0');
+    }
+    for (; k < len && integer; k++) {
         unsigned char c = (unsigned char)text[k];
         if (c < '0' || c > '9') {
             integer = false;
@@ -666,7 +749,6 @@ on_end(void *ctx)
 {
     dfb_json_t *self = ctx;
     self->depth--; /* yajl guarantees balance */
-    self->last_end = yajl_get_bytes_consumed(self->hand);
     return 1;
 }
 
@@ -737,7 +819,6 @@ dfb_json_parse(dfb_json_t *self, const char *text, size_t len)
         return set_error(self, 0, "no input");
 
     self->text = text;
-    self->last_end = 0;
     self->replacements = 0;
 
     arena_reset(self);
@@ -807,6 +888,14 @@ uint32_t
 dfb_json_replacements(const dfb_json_t *self)
 {
     return self->replacements;
+}
+
+void
+dfb_json_tape(const dfb_json_t *self, dfb_json_tape_t *tape)
+{
+    tape->toks = self->toks;
+    tape->ntoks = self->ntoks;
+    tape->strs = self->strs;
 }
 
 uint32_t
@@ -1058,6 +1147,13 @@ dfb_json_test(int verbose)
         {"\"\\ud83d\"", 1},
         {"\"\\ude00\"", 1},
         {"[\"ok\",\"\\ud83d\\u0041\"]", 7},
+        /* escaped quotes and backslashes before it: the literal's start is
+           found walking back from its end */
+        {"[1,\"q\\\"\\\\\\ud800\"]", 9},
+        /* yajl's "?" for it in the last word of a longer string */
+        {"\"abcdefgh\\ud83d\"", 9},
+        {"\"abcdefghijklmno\\ud83d\"", 16},
+        {"{\"\\\"\":\"\\\\\",\"k\":\"\\\"\\ude00\"}", 18},
         {"\"\xc0\x80\"", 4},
         {"\"\xed\xa0\x80\"", 5},
         {"nul", 3},

@@ -40,6 +40,7 @@ struct dfb_loop {
     char feed_shown[256];    /* feed_id for a log line, redacted (the pod chose it) */
     char *ack_id;            /* acknowledges the last published batch: ack_len bytes, */
     size_t ack_len;          /* any byte (Symphony's are ASCII; a NUL must not cut it) */
+    size_t ack_cap;          /* ack_id's room: reused from batch to batch */
     int last_status;         /* HTTP status of the last call (0: none) */
     dfb_http_err_t last_err; /* transport error of the last call */
     char last_error[160];    /* the last failure, for the "giving up" line */
@@ -565,13 +566,17 @@ publish_batch(dfb_loop_t *self)
         return 0; /* keep the old ackId */
     size_t len;
     const char *ack = dfb_json_string(self->json, dfb_json_get(self->json, 0, "ackId"), &len);
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return -1;
-    memcpy(copy, ack, len);
-    copy[len] = '\0';
-    free(self->ack_id);
-    self->ack_id = copy;
+    if (len + 1 > self->ack_cap) {
+        size_t cap = len + 1 < 256 ? 256 : len + 1;
+        char *copy = malloc(cap);
+        if (!copy)
+            return -1;
+        free(self->ack_id);
+        self->ack_id = copy;
+        self->ack_cap = cap;
+    }
+    memcpy(self->ack_id, ack, len);
+    self->ack_id[len] = '\0';
     self->ack_len = len;
     return 0;
 }
@@ -579,10 +584,15 @@ publish_batch(dfb_loop_t *self)
 static int
 reset_ack(dfb_loop_t *self)
 {
-    free(self->ack_id);
-    self->ack_id = strdup("");
+    if (!self->ack_id) {
+        self->ack_id = malloc(256);
+        if (!self->ack_id)
+            return -1;
+        self->ack_cap = 256;
+    }
+    self->ack_id[0] = '\0';
     self->ack_len = 0;
-    return self->ack_id ? 0 : -1;
+    return 0;
 }
 
 /*  After a successful read. */

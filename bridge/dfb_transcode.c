@@ -4,6 +4,8 @@
     emits every value with its exact container size. */
 #include "dfb_transcode.h"
 
+#include "dfb_json_tape.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +61,14 @@ dfb_buf_put(dfb_buf_t *buf, const void *data, size_t n)
     return 0;
 }
 
+/*  The room check every emit makes: inline, so the common case (room
+    enough) is one comparison; growing stays out of line. */
+static inline int
+reserve(dfb_buf_t *buf, size_t n)
+{
+    return buf->cap - buf->len >= n ? 0 : dfb_buf_reserve(buf, n);
+}
+
 /* Big-endian stores; callers reserved the room. */
 static inline uint8_t *
 put16(uint8_t *p, uint16_t v)
@@ -88,7 +98,7 @@ put64(uint8_t *p, uint64_t v)
 static inline int
 emit_uint(dfb_buf_t *buf, uint64_t v)
 {
-    if (dfb_buf_reserve(buf, 9))
+    if (reserve(buf, 9))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (v < 128)
@@ -116,7 +126,7 @@ emit_int(dfb_buf_t *buf, int64_t v)
 {
     if (v >= 0)
         return emit_uint(buf, (uint64_t)v);
-    if (dfb_buf_reserve(buf, 9))
+    if (reserve(buf, 9))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (v >= -32)
@@ -141,7 +151,7 @@ emit_int(dfb_buf_t *buf, int64_t v)
 static inline int
 emit_double(dfb_buf_t *buf, double d)
 {
-    if (dfb_buf_reserve(buf, 9))
+    if (reserve(buf, 9))
         return -1;
     uint64_t bits;
     memcpy(&bits, &d, sizeof bits);
@@ -152,10 +162,35 @@ emit_double(dfb_buf_t *buf, double d)
     return 0;
 }
 
+/*  memcpy for the short strings (keys, ids) that most values are, without
+    a call: fixed-size loads that overlap inside [s, s + len) only. */
+static inline void
+copy_small(uint8_t *d, const char *s, size_t len)
+{
+    if (len >= 8 && len <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + len - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + len - 8, &b, 8);
+    } else if (len >= 4 && len < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + len - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + len - 4, &b, 4);
+    } else if (len > 16) {
+        memcpy(d, s, len);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            d[i] = (uint8_t)s[i];
+    }
+}
+
 static inline int
 emit_str(dfb_buf_t *buf, const char *s, size_t len)
 {
-    if (len > UINT32_MAX || dfb_buf_reserve(buf, 5 + len))
+    if (len > UINT32_MAX || reserve(buf, 5 + len))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (len < 32)
@@ -170,8 +205,7 @@ emit_str(dfb_buf_t *buf, const char *s, size_t len)
         *p++ = 0xdb;
         p = put32(p, (uint32_t)len);
     }
-    if (len)
-        memcpy(p, s, len);
+    copy_small(p, s, len);
     buf->len = (size_t)(p - buf->data) + len;
     return 0;
 }
@@ -180,7 +214,7 @@ emit_str(dfb_buf_t *buf, const char *s, size_t len)
 static inline int
 emit_container(dfb_buf_t *buf, uint32_t n, uint8_t fix_base, uint8_t tag16)
 {
-    if (dfb_buf_reserve(buf, 5))
+    if (reserve(buf, 5))
         return -1;
     uint8_t *p = buf->data + buf->len;
     if (n < 16)
@@ -199,7 +233,7 @@ emit_container(dfb_buf_t *buf, uint32_t n, uint8_t fix_base, uint8_t tag16)
 static inline int
 emit_byte(dfb_buf_t *buf, uint8_t b)
 {
-    if (dfb_buf_reserve(buf, 1))
+    if (reserve(buf, 1))
         return -1;
     buf->data[buf->len++] = b;
     return 0;
@@ -209,16 +243,21 @@ int
 dfb_transcode_value(const dfb_json_t *json, dfb_json_ref_t ref, dfb_buf_t *buf)
 {
     /* Values still to emit in the subtree; each container adds its
-       children. Tokens are consecutive in document order. */
-    uint32_t size = dfb_json_size(json);
+       children. Tokens are consecutive in document order. The walk reads
+       the tape directly (dfb_json_tape.h): this loop runs for every value
+       of every event. */
+    dfb_json_tape_t tape;
+    dfb_json_tape(json, &tape);
+    uint32_t size = tape.ntoks;
     if (ref >= size)
         return -1;
     uint64_t remaining = 1;
     for (dfb_json_ref_t r = ref; remaining > 0; r++, remaining--) {
         if (r >= size)
             return -1; /* cannot happen with a tape from dfb_json_parse */
+        const dfb_tok_t *t = &tape.toks[r];
         int rc = 0;
-        switch (dfb_json_type(json, r)) {
+        switch ((dfb_json_type_t)t->type) {
         case DFB_JSON_NULL:
             rc = emit_byte(buf, 0xc0);
             break;
@@ -229,32 +268,27 @@ dfb_transcode_value(const dfb_json_t *json, dfb_json_ref_t ref, dfb_buf_t *buf)
             rc = emit_byte(buf, 0xc3);
             break;
         case DFB_JSON_INT:
-            rc = emit_int(buf, dfb_json_int(json, r));
+            rc = emit_int(buf, t->v.i);
             break;
         case DFB_JSON_UINT:
-            rc = emit_uint(buf, dfb_json_uint(json, r));
+            rc = emit_uint(buf, t->v.u);
             break;
         case DFB_JSON_DOUBLE:
-            rc = emit_double(buf, dfb_json_double(json, r));
+            rc = emit_double(buf, t->v.d);
             break;
-        case DFB_JSON_STRING: {
-            size_t len;
-            const char *s = dfb_json_string(json, r, &len);
-            rc = emit_str(buf, s, len);
+        case DFB_JSON_STRING:
+            rc = emit_str(buf, tape.strs + t->v.s.off, t->v.s.len);
             break;
-        }
-        case DFB_JSON_ARRAY: {
-            uint32_t n = dfb_json_count(json, r);
-            rc = emit_container(buf, n, 0x90, 0xdc);
-            remaining += n;
+        case DFB_JSON_ARRAY:
+            rc = emit_container(buf, t->count, 0x90, 0xdc);
+            remaining += t->count;
             break;
-        }
-        case DFB_JSON_OBJECT: {
-            uint32_t n = dfb_json_count(json, r);
-            rc = emit_container(buf, n, 0x80, 0xde);
-            remaining += 2 * (uint64_t)n;
+        case DFB_JSON_OBJECT:
+            rc = emit_container(buf, t->count, 0x80, 0xde);
+            remaining += 2 * (uint64_t)t->count;
             break;
-        }
+        default:
+            return -1;
         }
         if (rc)
             return -1;
@@ -391,6 +425,28 @@ dfb_transcode_test(int verbose)
     expect(j, &buf, "{\"b\":1,\"a\":2,\"b\":3}", "\x83\xa1\x62\x01\xa1\x61\x02\xa1\x62\x03", 10);
     expect(j, &buf, "\"a\\u0000b\"", "\xa3\x61\x00\x62", 4);
     expect(j, &buf, "{\"a\":{\"b\":[]},\"c\":{}}", "\x82\xa1\x61\x81\xa1\x62\x90\xa1\x63\x80", 10);
+
+    /* Strings of every length around the copy's sizes (0..40 bytes, str8
+       from 32): header and each byte in place. */
+    for (size_t n = 0; n <= 40; n++) {
+        char text[64], want_s[64];
+        size_t w = 0;
+        text[0] = '"';
+        for (size_t i = 0; i < n; i++)
+            text[1 + i] = (char)('A' + (i * 7 + n) % 26);
+        text[1 + n] = '"';
+        if (n < 32)
+            want_s[w++] = (char)(0xa0 | n);
+        else {
+            want_s[w++] = (char)0xd9;
+            want_s[w++] = (char)n;
+        }
+        memcpy(want_s + w, text + 1, n);
+        CHECK(dfb_json_parse(j, text, n + 2) == 0);
+        dfb_buf_reset(&buf);
+        CHECK(dfb_transcode_value(j, 0, &buf) == 0);
+        CHECK(buf.len == w + n && memcmp(buf.data, want_s, w + n) == 0);
+    }
 
     /* A value inside a bigger document: only its subtree is emitted. */
     const char *doc = "{\"x\":[1,{\"y\":2}],\"z\":3}";
