@@ -202,10 +202,15 @@ def replay(a, n):
     try:
         r.release(n, "messagesent", at_once=True)
         deadline = time.monotonic() + n / 2000.0 + 120
-        while r.bridge.counter("journaled") < n:
+        while True:
+            # A counter polled (no signal exists for "journaled N"); a busy bridge may leave
+            # one info request unanswered: ask again.
+            info = dftest.replay_info(r.replay, timeout_ms=2000)
+            if info and info["counters"]["journaled"] >= n:
+                break
             if time.monotonic() > deadline or not r.bridge.running():
                 raise BenchError("replay: the journal did not reach %d events" % n)
-            time.sleep(0.2)  # a counter polled: there is no signal for "journaled N"
+            time.sleep(0.2)
         c = r.consumer(a, n, replay=True)
         res, err = finish(c, n / 2000.0 + 120)
         checked(res, err, "replay")
@@ -412,6 +417,7 @@ def main():
     ap.add_argument("--langs", default="c", help="consumers: c,python,node")
     ap.add_argument("--quick", action="store_true", help="small N: the smoke test")
     ap.add_argument("--json", action="store_true", help="print the JSON document, not the table")
+    ap.add_argument("--json-file", help="also write the JSON document to this file")
     ap.add_argument("--events", type=int, help="end-to-end backlog (default 100000, quick 2000)")
     ap.add_argument("--replay-events", type=int, help="default 1000000, quick 3000")
     ap.add_argument("--soak", type=int, default=0, metavar="SECONDS")
@@ -439,8 +445,19 @@ def main():
     try:
         res["ceilings"] = {}
         for fs in ("interval", "always"):
-            log("ceilings (%s)" % fs)
-            res["ceilings"][fs] = ceilings(a, n, fs)
+            # A ceiling is the best the machine can do: the best of several tries (the
+            # machine is shared), each counted exactly.
+            tries = []
+            for k in range(1 if a.quick else 3):
+                log("ceilings (%s), try %d" % (fs, k + 1))
+                tries.append(ceilings(a, n, fs))
+            best = dict(tries[0])
+            for t in tries[1:]:
+                for key in ("fetch_parse_rate", "transcode_rate", "zmq_rate", "append_rate"):
+                    best[key] = max(best[key], t[key])
+                best["transcode_us"] = min(best["transcode_us"], t["transcode_us"])
+            best["tries"] = len(tries)
+            res["ceilings"][fs] = best
         res["end_to_end"] = []
         for kind in ("messagesent", "mix"):
             for journal in ("off", "interval", "always"):
@@ -468,6 +485,9 @@ def main():
         ctx.cleanup()
     res["machine_end"] = machine()
     res["wall_s"] = round(time.monotonic() - t0, 1)
+    if a.json_file:
+        with open(a.json_file, "w") as f:
+            json.dump(res, f, indent=1)
     if a.json:
         print(json.dumps(res, indent=1))
     elif ok:

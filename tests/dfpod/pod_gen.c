@@ -643,7 +643,7 @@ static const char MS_HEAD[] =
     "\"message\":\"<div data-format=\\\"PresentationML\\\" data-version=\\\"2.0\\\"><p>Hi "
     "<span class=\\\"entity\\\" data-entity-id=\\\"0\\\">@Ravi</span>, ";
 static const char MS_TAIL[] =
-    "</p></div>\",\"data\":\"{\\\"0\\\":{\\\"id\\\":[{\\\"type\\\":\\\"com.symphony.user.userId"
+    "</p></div>\",\"attachments\":[],\"data\":\"{\\\"0\\\":{\\\"id\\\":[{\\\"type\\\":\\\"com.symphony.user.userId"
     "\\\",\\\"value\\\":\\\"349026222344891\\\"}],\\\"type\\\":\\\"com.symphony.user.mention\\\","
     "\\\"version\\\":\\\"1.0\\\"}}\",\"user\":{\"userId\":68719476737,\"firstName\":"
     "\"Zo\xc3\xab\",\"lastName\":\"\xc3\x85ngstr\xc3\xb6m\",\"displayName\":\"Zo\xc3\xab "
