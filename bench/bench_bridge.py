@@ -407,6 +407,53 @@ def table(res):
     return "\n".join(L)
 
 
+def markdown(res):
+    """The README's Performance table: one row per figure (ratios first), one value column."""
+    rows = [("**ratios** (1.0 = at the ceiling)", "")]
+    names = {"off": "journal off", "interval": "journal interval", "always": "journal always"}
+    for mode in ("off", "interval", "always"):
+        rows.append(("end to end ÷ min ceiling, MESSAGESENT, %s" % names[mode],
+                     "%.2f" % res["ratios"]["e2e_%s_over_min_ceiling" % mode]))
+    for mode in ("off", "interval", "always"):
+        rows.append(("bridge CPU/event ÷ (c), %s" % names[mode],
+                     "%.1f" % res["ratios"]["cpu_%s_over_transcode" % mode]))
+    rows.append(("replay ÷ (a)", "%.2f" % res["ratios"]["replay_over_zmq"]))
+    rows.append(("**end to end** (events/s · bridge CPU µs/event · VmHWM MB)", ""))
+    for x in res["end_to_end"]:
+        rows.append(("%s, %s" % ("MESSAGESENT 1.2 KB" if x["kind"] == "messagesent"
+                                 else "mix of 17 types", names[x["journal"]]),
+                     "%.0f · %.1f · %.1f" % (x["rate"], x["cpu_us"], x["hwm_kb"] / 1024)))
+    rows.append(("**latency** pod → listener, ms (p50 · p99 · p99.9 · max)", ""))
+    for x in res["latency"]:
+        rows.append(("at %d events/s" % x["rate"], "%.2f · %.2f · %.2f · %.2f"
+                     % (x["p50_ms"], x["p99_ms"], x["p999_ms"], x["max_ms"])))
+    rows.append(("**replay**, late joiner from gseq 1 (%d events), events/s"
+                 % res["replay"]["events"], "%.0f" % res["replay"]["rate"]))
+    for lang, x in res["consumers"].items():
+        rows.append(("**consumer** dispatch, %s, no-op listener, events/s" % lang,
+                     "%.0f" % x["rate"]))
+    c, ca = res["ceilings"]["interval"], res["ceilings"]["always"]
+    rows.append(("**ceilings** (same run, best of %d)" % c.get("tries", 1), ""))
+    rows.append(("(a) raw libzmq PUB→SUB, events/s", "%.0f" % c["zmq_rate"]))
+    rows.append(("(b) libcurl keep-alive + dfb_json parse, events/s", "%.0f"
+                 % c["fetch_parse_rate"]))
+    rows.append(("(c) JSON → msgpack, one core, µs/event", "%.2f" % c["transcode_us"]))
+    rows.append(("(d) file append, fsync interval · always, events/s", "%.0f · %.0f"
+                 % (c["append_rate"], ca["append_rate"])))
+    s = res["stalled"]
+    rows.append(("**stalled subscriber** (%d events past it): bridge VmRSS before → after, MB"
+                 % s["events"], "%.1f → %.1f" % (s["rss_before_kb"] / 1024,
+                                                 s["rss_after_kb"] / 1024)))
+    if "soak" in res:
+        k = res["soak"]
+        rows.append(("**soak** %d s at %d/s: VmRSS first · last · max MB, fds first · last"
+                     % (k["seconds"], k["rate"]), "%.1f · %.1f · %.1f, %d · %d (%s)"
+                     % (k["rss_first_kb"] / 1024, k["rss_last_kb"] / 1024,
+                        k["rss_max_kb"] / 1024, k["fd_first"], k["fd_last"],
+                        "flat" if k["flat"] else "not flat")))
+    return "\n".join("| %s | %s |" % r for r in rows)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(SRC, "build"))
@@ -418,10 +465,16 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small N: the smoke test")
     ap.add_argument("--json", action="store_true", help="print the JSON document, not the table")
     ap.add_argument("--json-file", help="also write the JSON document to this file")
+    ap.add_argument("--markdown", metavar="JSON_FILE",
+                    help="print the README's table rows from a saved --json-file, then exit")
     ap.add_argument("--events", type=int, help="end-to-end backlog (default 100000, quick 2000)")
     ap.add_argument("--replay-events", type=int, help="default 1000000, quick 3000")
     ap.add_argument("--soak", type=int, default=0, metavar="SECONDS")
     a = ap.parse_args()
+    if a.markdown:
+        with open(a.markdown) as f:
+            print(markdown(json.load(f)))
+        return 0
     b = a.build_dir
     a.bridge = a.bridge or os.path.join(b, "bridge", "dfbridge")
     a.pod = a.pod or os.path.join(b, "tests", "dfpod", "dfpod")
