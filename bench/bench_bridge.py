@@ -297,6 +297,8 @@ def soak(a, seconds, rate=20000, every=5.0):
     t.start()
     samples = []
     try:
+        # Sampling starts once events flow (start-up is not the steady state).
+        dftest.wait_until(lambda: got[0] > 0, "soak: a first event", 30)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if not r.bridge.running():
