@@ -171,8 +171,8 @@ def pct(sorted_v, p):
     return sorted_v[k]
 
 
-def latency(a, rate, n):
-    r = Run(a, "messagesent", "interval")
+def latency(a, rate, n, journal="interval"):
+    r = Run(a, "messagesent", journal)
     try:
         lat_file = os.path.join(dftest.CTX.tmp, "lat-%d.txt" % rate)
         c = r.consumer(a, n, lat_file=lat_file)
@@ -190,7 +190,7 @@ def latency(a, rate, n):
         if len(lats) != n:
             raise BenchError("latency at %d/s: %d of %d ids joined" % (rate, len(lats), n))
         lats.sort()
-        return {"rate": rate, "events": n, "p50_ms": round(pct(lats, 50), 3),
+        return {"rate": rate, "journal": journal, "events": n, "p50_ms": round(pct(lats, 50), 3),
                 "p99_ms": round(pct(lats, 99), 3), "p999_ms": round(pct(lats, 99.9), 3),
                 "max_ms": round(lats[-1], 3)}
     finally:
@@ -369,11 +369,13 @@ def table(res):
                  % (x["kind"], x["journal"], x["events"], x["rate"], x["cpu_us"],
                     x["hwm_kb"] / 1024, x["rss_kb"] / 1024))
     L.append("")
-    L.append("latency (pod release -> listener start, journal interval), ms")
-    L.append("  %-10s %8s %9s %9s %9s %9s" % ("events/s", "N", "p50", "p99", "p99.9", "max"))
+    L.append("latency (pod release -> listener start), ms")
+    L.append("  %-10s %-9s %8s %9s %9s %9s %9s" % ("events/s", "journal", "N", "p50", "p99",
+                                                  "p99.9", "max"))
     for x in res["latency"]:
-        L.append("  %-10d %8d %9.3f %9.3f %9.3f %9.3f" % (x["rate"], x["events"], x["p50_ms"],
-                                                         x["p99_ms"], x["p999_ms"], x["max_ms"]))
+        L.append("  %-10d %-9s %8d %9.3f %9.3f %9.3f %9.3f"
+                 % (x["rate"], x.get("journal", "interval"), x["events"], x["p50_ms"],
+                    x["p99_ms"], x["p999_ms"], x["max_ms"]))
     L.append("")
     rp = res["replay"]
     L.append("replay (late joiner from gseq 1): %d events, %.0f events/s" % (rp["events"],
@@ -427,7 +429,8 @@ def markdown(res):
                      "%.0f · %.1f · %.1f" % (x["rate"], x["cpu_us"], x["hwm_kb"] / 1024)))
     rows.append(("**latency** pod → listener, ms (p50 · p99 · p99.9 · max)", ""))
     for x in res["latency"]:
-        rows.append(("at %d events/s" % x["rate"], "%.2f · %.2f · %.2f · %.2f"
+        rows.append(("at %d events/s, %s" % (x["rate"], names[x.get("journal", "interval")]),
+                     "%.2f · %.2f · %.2f · %.2f"
                      % (x["p50_ms"], x["p99_ms"], x["p999_ms"], x["max_ms"])))
     rows.append(("**replay**, late joiner from gseq 1 (%d events), events/s"
                  % res["replay"]["events"], "%.0f" % res["replay"]["rate"]))
@@ -489,7 +492,11 @@ def main():
             return 2
     n = a.events or (2000 if a.quick else 100000)
     nr = a.replay_events or (3000 if a.quick else 1000000)
-    lat = [(1000, 500 if a.quick else 10000), (20000, 2000 if a.quick else 100000)]
+    # The two rates with the default journal; and 1 000/s without the journal, which
+    # shows what the journal's fsync does to the tail.
+    lat = [(1000, 500 if a.quick else 10000, "interval"),
+           (20000, 2000 if a.quick else 100000, "interval"),
+           (1000, 500 if a.quick else 10000, "off")]
     nc = 2000 if a.quick else 200000
     ns = 2000 if a.quick else 200000
 
@@ -519,9 +526,9 @@ def main():
                 log("end to end %s, journal %s, %d events" % (kind, journal, n))
                 res["end_to_end"].append(end_to_end(a, kind, journal, n))
         res["latency"] = []
-        for rate, count in lat:
-            log("latency at %d events/s, %d events" % (rate, count))
-            res["latency"].append(latency(a, rate, count))
+        for rate, count, journal in lat:
+            log("latency at %d events/s, %d events, journal %s" % (rate, count, journal))
+            res["latency"].append(latency(a, rate, count, journal))
         log("replay of %d events" % nr)
         res["replay"] = replay(a, nr)
         log("consumers (%s), %d events" % (a.langs, nc))
