@@ -28,6 +28,9 @@ usage(FILE *out)
                  "  --batch-max N          events per read response (default 100)\n"
                  "  --rate R               generate R events/s continuously (default 0)\n"
                  "  --generate N           generate N events at start-up (default 0)\n"
+                 "  --gen-kind KIND        what --generate, --rate and /admin/generate make:\n"
+                 "                         mix (the 17 types, default) or messagesent\n"
+                 "  --gen-bytes B          size of a messagesent event's JSON (default 1200)\n"
                  "  --seed S               generator seed (default 1)\n"
                  "  --token-ttl-ms MS      token lifetime (default 0 = never expires)\n"
                  "  --verbose              log every call to stderr\n"
@@ -89,6 +92,7 @@ typedef struct {
     pod_state_t *st;
     pod_gen_t *gen;
     double rate;
+    const pod_config_t *cfg;
 } rate_arg_t;
 
 static void *
@@ -102,7 +106,9 @@ rate_main(void *p)
         while ((double)made < due) {
             /* Every twentieth event is the bot's own, types cycle through all 17. */
             size_t len;
-            char *s = pod_gen_event(a->gen, (int)(made % 17), made % 20 == 19, &len);
+            char *s = a->cfg->gen_kind == POD_GEN_MESSAGESENT
+                          ? pod_gen_message_sent(a->gen, a->cfg->gen_bytes, &len, NULL)
+                          : pod_gen_event(a->gen, (int)(made % 17), made % 20 == 19, &len);
             if (s) {
                 pod_state_enqueue(a->st, s, len);
                 free(s);
@@ -143,6 +149,8 @@ main(int argc, char **argv)
         .max_feeds = 20,
         .batch_max = 100,
         .seed = 1,
+        .gen_kind = POD_GEN_MIX,
+        .gen_bytes = 1200,
     };
     enum {
         O_LISTEN = 256,
@@ -167,7 +175,9 @@ main(int argc, char **argv)
         O_TLSKEY,
         O_TLSCA,
         O_AGENTVER,
-        O_SKD
+        O_SKD,
+        O_GENKIND,
+        O_GENBYTES
     };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -193,6 +203,8 @@ main(int argc, char **argv)
         {"tls-client-ca", required_argument, NULL, O_TLSCA},
         {"agent-version", required_argument, NULL, O_AGENTVER},
         {"skd", no_argument, NULL, O_SKD},
+        {"gen-kind", required_argument, NULL, O_GENKIND},
+        {"gen-bytes", required_argument, NULL, O_GENBYTES},
         {NULL, 0, NULL, 0},
     };
     const int64_t big = (int64_t)1 << 40;
@@ -240,6 +252,19 @@ main(int argc, char **argv)
         }
         case O_GEN:
             cfg.generate = (long)num_opt("generate", optarg, 0, 100000000);
+            break;
+        case O_GENKIND:
+            if (strcmp(optarg, "mix") == 0) {
+                cfg.gen_kind = POD_GEN_MIX;
+            } else if (strcmp(optarg, "messagesent") == 0) {
+                cfg.gen_kind = POD_GEN_MESSAGESENT;
+            } else {
+                fprintf(stderr, "dfpod: --gen-kind wants mix or messagesent, got %s\n", optarg);
+                return 2;
+            }
+            break;
+        case O_GENBYTES:
+            cfg.gen_bytes = (size_t)num_opt("gen-bytes", optarg, 600, 1000000);
             break;
         case O_SEED:
             cfg.seed = (uint64_t)num_opt("seed", optarg, 0, INT64_MAX);
@@ -311,7 +336,10 @@ main(int argc, char **argv)
         return 1;
     }
     if (cfg.generate > 0)
-        pod_gen_enqueue(gen, st, cfg.generate, 0.05, NULL);
+    {
+        pod_gen_opts_t go = {(pod_gen_kind_t)cfg.gen_kind, cfg.gen_bytes, false, 0, NULL, NULL};
+        pod_gen_enqueue_opts(gen, st, cfg.generate, 0.05, &go, NULL);
+    }
 
     pod_http_t *http = pod_http_new(&cfg, st, jwt, gen);
     if (!http)
@@ -327,7 +355,7 @@ main(int argc, char **argv)
                 cfg.ipv6 ? "]" : "", pod_http_port(http));
 
     pthread_t rate_thread;
-    rate_arg_t rate_arg = {st, gen, cfg.rate};
+    rate_arg_t rate_arg = {st, gen, cfg.rate, &cfg};
     bool rate_on = cfg.rate > 0 && pthread_create(&rate_thread, NULL, rate_main, &rate_arg) == 0;
 
     int sig = 0;

@@ -35,6 +35,8 @@ typedef struct {
     const char *tls_client_ca_path; /* PEM CA: ask for client certificates (mutual TLS) */
     const char *agent_version;      /* GET /agent/v1/info "version" (default Agent-24.12.1) */
     bool skd; /* session tokens are JWTs with canUseSimplifiedKeyDelivery=true */
+    int gen_kind;     /* pod_gen_kind_t of --generate, --rate and /admin/generate's default */
+    size_t gen_bytes; /* MESSAGESENT size (--gen-bytes, default 1200) */
 } pod_config_t;
 
 /* Milliseconds on the monotonic clock (deadlines) and the wall clock (timestamps). */
@@ -233,6 +235,26 @@ char *pod_gen_event(pod_gen_t *self, int index, bool from_bot, size_t *len);
  * id to FIRST_ID. Returns how many were enqueued. */
 long pod_gen_enqueue(pod_gen_t *self, pod_state_t *state, long count, double bot_ratio,
                      char first_id[64]);
+
+/* Options of one generate call (POST /admin/generate, --generate, --rate; benchmarks). */
+typedef enum { POD_GEN_MIX = 0, POD_GEN_MESSAGESENT = 1 } pod_gen_kind_t;
+typedef struct {
+    pod_gen_kind_t kind; /* MIX: the 17 types cycling; MESSAGESENT: one fixed-shape message */
+    size_t bytes;        /* MESSAGESENT: target size of the event's JSON text (>= 600) */
+    bool at_once;        /* build every event first, then enqueue them all under one lock */
+    double rate;         /* > 0: build first, then release RATE events/s (paced every ms) */
+    char (*ids)[64];     /* rate > 0 and not NULL: each event's id ... */
+    int64_t *release_ns; /* ... and the CLOCK_MONOTONIC ns of its enqueue (COUNT entries) */
+} pod_gen_opts_t;
+
+/* One MESSAGESENT of about BYTES bytes (PresentationML, EntityJSON, 64-bit user ids, raw
+ * UTF-8), unique id, as a malloc'd JSON text; NULL on allocation failure. */
+char *pod_gen_message_sent(pod_gen_t *self, size_t bytes, size_t *len, char id_out[64]);
+/* pod_gen_enqueue with options (OPTS NULL = the plain call). Returns how many were enqueued. */
+long pod_gen_enqueue_opts(pod_gen_t *self, pod_state_t *state, long count, double bot_ratio,
+                          const pod_gen_opts_t *opts, char first_id[64]);
+/* CLOCK_MONOTONIC in nanoseconds (release times for latency benchmarks). */
+int64_t pod_mono_ns(void);
 
 /* ---- TLS (pod_tls.c): HTTPS material and client certificates ---- */
 struct MHD_Connection;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Field kinds a payload is made of. */
 enum {
@@ -617,5 +618,169 @@ pod_gen_enqueue(pod_gen_t *self, pod_state_t *state, long count, double bot_rati
         free(s);
         done++;
     }
+    return done;
+}
+
+/* ---- benchmark kinds and pacing ------------------------------------------------------------- */
+
+int64_t
+pod_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The fixed-shape MESSAGESENT of the benchmarks (the shape of bench/consumers' event and of
+ * the Agent's eventlist samples): %s id, %s messageId, %lld ts, %s messageId, %lld ts, then
+ * the PresentationML paragraph. */
+static const char MS_HEAD[] =
+    "{\"id\":\"%s\",\"messageId\":\"%s\",\"timestamp\":%lld,\"type\":\"MESSAGESENT\","
+    "\"initiator\":{\"user\":{\"userId\":68719476737,\"firstName\":\"Zo\xc3\xab\","
+    "\"lastName\":\"\xc3\x85ngstr\xc3\xb6m\",\"displayName\":\"Zo\xc3\xab \xc3\x85ngstr\xc3\xb6m\","
+    "\"email\":\"zoe.angstrom@example.com\",\"username\":\"zoe.angstrom\"}},"
+    "\"payload\":{\"messageSent\":{\"message\":{\"messageId\":\"%s\",\"timestamp\":%lld,"
+    "\"message\":\"<div data-format=\\\"PresentationML\\\" data-version=\\\"2.0\\\"><p>Hi "
+    "<span class=\\\"entity\\\" data-entity-id=\\\"0\\\">@Ravi</span>, ";
+static const char MS_TAIL[] =
+    "</p></div>\",\"attachments\":[],\"data\":\"{\\\"0\\\":{\\\"id\\\":[{\\\"type\\\":\\\"com.symphony.user.userId"
+    "\\\",\\\"value\\\":\\\"349026222344891\\\"}],\\\"type\\\":\\\"com.symphony.user.mention\\\","
+    "\\\"version\\\":\\\"1.0\\\"}}\",\"user\":{\"userId\":68719476737,\"firstName\":"
+    "\"Zo\xc3\xab\",\"lastName\":\"\xc3\x85ngstr\xc3\xb6m\",\"displayName\":\"Zo\xc3\xab "
+    "\xc3\x85ngstr\xc3\xb6m\",\"email\":\"zoe.angstrom@example.com\",\"username\":"
+    "\"zoe.angstrom\"},\"stream\":{\"streamId\":\"wTmSDJSNPXgB4a8r1Xr6UX___oqRzCcbdA\","
+    "\"streamType\":\"ROOM\"},\"externalRecipients\":false,\"userAgent\":\"DESKTOP-40.0.0-"
+    "10665-MacOSX-10.15.7-Chrome-90.0\",\"originalFormat\":\"com.symphony.messageml.v2\","
+    "\"sid\":\"a4d08d18-0729-4b54-9c45-68da1c3e7f02\"}}}}";
+static const char MS_FILLER[] = "Numbers below, see the deck (r\xc3\xa9sum\xc3\xa9 \xe2\x82\xac). ";
+
+char *
+pod_gen_message_sent(pod_gen_t *self, size_t bytes, size_t *len, char id_out[64])
+{
+    char id[64], mid[40], r6[8], s62[16];
+    pthread_mutex_lock(&self->mu);
+    rand_chars(self, r6, 6, B62);
+    symphony_id(self, mid);
+    pthread_mutex_unlock(&self->mu);
+    uint64_t seq = atomic_fetch_add(&event_seq, 1);
+    int n = 0;
+    do {
+        s62[n++] = B62[seq % 62];
+        seq /= 62;
+    } while (seq && n < 15);
+    s62[n] = '\0';
+    snprintf(id, sizeof id, "%s:%s", r6, s62);
+    long long ts = (long long)pod_wall_ms();
+    int head = snprintf(NULL, 0, MS_HEAD, id, mid, ts, mid, ts);
+    size_t fixed = (size_t)head + sizeof MS_TAIL - 1;
+    size_t pad = bytes > fixed ? bytes - fixed : 0;
+    char *s = malloc(fixed + pad + 1);
+    if (!s)
+        return NULL;
+    snprintf(s, (size_t)head + 1, MS_HEAD, id, mid, ts, mid, ts);
+    size_t o = (size_t)head, fl = sizeof MS_FILLER - 1;
+    while (pad > 0) {
+        /* Whole filler pieces, then ASCII dots: never a cut UTF-8 sequence. */
+        size_t k = pad >= fl ? fl : 0;
+        if (k) {
+            memcpy(s + o, MS_FILLER, k);
+        } else {
+            k = pad;
+            memset(s + o, '.', k);
+        }
+        o += k;
+        pad -= k;
+    }
+    memcpy(s + o, MS_TAIL, sizeof MS_TAIL);
+    o += sizeof MS_TAIL - 1;
+    if (len)
+        *len = o;
+    if (id_out)
+        snprintf(id_out, 64, "%s", id);
+    return s;
+}
+
+static char *
+gen_one(pod_gen_t *self, const pod_gen_opts_t *o, long i, bool bot, size_t *len, char id[64])
+{
+    if (o && o->kind == POD_GEN_MESSAGESENT)
+        return pod_gen_message_sent(self, o->bytes, len, id);
+    pthread_mutex_lock(&self->mu);
+    char *s = gen_locked(self, (int)(i % NKINDS), bot, len, id);
+    pthread_mutex_unlock(&self->mu);
+    return s;
+}
+
+long
+pod_gen_enqueue_opts(pod_gen_t *self, pod_state_t *state, long count, double bot_ratio,
+                     const pod_gen_opts_t *o, char first_id[64])
+{
+    if (!o || (o->kind == POD_GEN_MIX && !o->at_once && o->rate <= 0))
+        return pod_gen_enqueue(self, state, count, bot_ratio, first_id);
+    if (first_id)
+        first_id[0] = '\0';
+    if (count <= 0)
+        return 0;
+    if (!o->at_once && o->rate <= 0) { /* one by one, as made */
+        long done = 0;
+        for (long i = 0; i < count; i++) {
+            if (i % 4096 == 4095 && pod_state_stopping(state))
+                break;
+            size_t len = 0;
+            char *s = gen_one(self, o, i, false, &len, i == 0 ? first_id : NULL);
+            if (!s)
+                break;
+            pod_state_enqueue(state, s, len);
+            free(s);
+            done++;
+        }
+        return done;
+    }
+    /* Built first, so neither the backlog's release nor the pace waits on the generator. */
+    char **raw = calloc((size_t)count, sizeof *raw);
+    size_t *lens = calloc((size_t)count, sizeof *lens);
+    long made = 0;
+    if (raw && lens) {
+        for (; made < count; made++) {
+            if (made % 4096 == 4095 && pod_state_stopping(state))
+                break;
+            bool bot = floor((double)(made + 1) * bot_ratio) > floor((double)made * bot_ratio);
+            char *id = o->rate > 0 && o->ids ? o->ids[made] : made == 0 ? first_id : NULL;
+            raw[made] = gen_one(self, o, made, bot, &lens[made], id);
+            if (!raw[made])
+                break;
+        }
+    }
+    if (first_id && made > 0 && o->rate > 0 && o->ids)
+        snprintf(first_id, 64, "%s", o->ids[0]);
+    long done = 0;
+    if (o->rate <= 0) {
+        pod_state_enqueue_many(state, (const char *const *)raw, lens, (size_t)made);
+        done = made;
+    } else {
+        /* Paced: every millisecond, release what is due since the start. */
+        int64_t t0 = pod_mono_ns();
+        while (done < made) {
+            int64_t now = pod_mono_ns();
+            long due = (long)((double)(now - t0) * o->rate / 1e9) + 1;
+            if (due > made)
+                due = made;
+            for (; done < due; done++) {
+                pod_state_enqueue(state, raw[done], lens[done]);
+                if (o->release_ns)
+                    o->release_ns[done] = pod_mono_ns();
+            }
+            if (done < made) {
+                if (pod_state_stopping(state))
+                    break;
+                struct timespec ms = {0, 1000000};
+                nanosleep(&ms, NULL);
+            }
+        }
+    }
+    for (long i = 0; i < made && raw; i++)
+        free(raw[i]);
+    free(raw);
+    free(lens);
     return done;
 }

@@ -859,6 +859,30 @@ admin_route(pod_http_t *h, const char *url, const char *m, const req_t *r, resul
         }
         json_t *cnt = json_object_get(j, "count"), *seed = json_object_get(j, "seed"),
                *ratio = json_object_get(j, "bot_ratio");
+        /* Benchmark options: kind/bytes (the events), at_once (a backlog released in one
+         * go), rate (paced release; the answer then lists each id and its release time). */
+        json_t *kind = json_object_get(j, "kind"), *bytes = json_object_get(j, "bytes"),
+               *once = json_object_get(j, "at_once"), *rate = json_object_get(j, "rate");
+        pod_gen_opts_t go = {(pod_gen_kind_t)h->cfg->gen_kind, h->cfg->gen_bytes, false, 0, NULL,
+                             NULL};
+        const char *ks = json_string_value(kind);
+        if ((kind && (!ks || (strcmp(ks, "mix") && strcmp(ks, "messagesent")))) ||
+            (bytes && (!json_is_integer(bytes) || json_integer_value(bytes) < 600 ||
+                       json_integer_value(bytes) > 1000000)) ||
+            (once && !json_is_boolean(once)) ||
+            (rate && (!json_is_number(rate) || json_number_value(rate) <= 0 ||
+                      json_number_value(rate) > 1e7))) {
+            json_decref(j);
+            set_error(res, 400, "kind must be \"mix\" or \"messagesent\", bytes 600..1000000, "
+                                "at_once a boolean, rate a number in (0, 1e7]");
+            return;
+        }
+        if (ks)
+            go.kind = strcmp(ks, "messagesent") == 0 ? POD_GEN_MESSAGESENT : POD_GEN_MIX;
+        if (bytes)
+            go.bytes = (size_t)json_integer_value(bytes);
+        go.at_once = once && json_is_true(once);
+        go.rate = rate ? json_number_value(rate) : 0;
         if (!json_is_integer(cnt) || json_integer_value(cnt) < 0 ||
             json_integer_value(cnt) > MAX_GENERATE || (seed && !json_is_integer(seed)) ||
             (ratio && (!json_is_number(ratio) || json_number_value(ratio) < 0 ||
@@ -879,13 +903,36 @@ admin_route(pod_http_t *h, const char *url, const char *m, const req_t *r, resul
             return;
         }
         char first[64];
-        long n = pod_gen_enqueue(g, h->st, count, br, first);
+        if (go.rate > 0 && count > 0) {
+            go.ids = calloc((size_t)count, sizeof *go.ids);
+            go.release_ns = calloc((size_t)count, sizeof *go.release_ns);
+            if (!go.ids || !go.release_ns) {
+                free(go.ids);
+                free(go.release_ns);
+                if (g != h->gen)
+                    pod_gen_destroy(&g);
+                set_error(res, 500, "out of memory");
+                return;
+            }
+        }
+        long n = pod_gen_enqueue_opts(g, h->st, count, br, &go, first);
         if (g != h->gen)
             pod_gen_destroy(&g);
+        json_t *ans =
+            json_pack("{s:I,s:s?}", "enqueued", (json_int_t)n, "first_id", n > 0 ? first : NULL);
+        if (go.ids && ans) {
+            json_t *ids = json_array(), *ns = json_array();
+            for (long i = 0; i < n; i++) {
+                json_array_append_new(ids, json_string(go.ids[i]));
+                json_array_append_new(ns, json_integer(go.release_ns[i]));
+            }
+            json_object_set_new(ans, "ids", ids);
+            json_object_set_new(ans, "release_ns", ns);
+        }
+        free(go.ids);
+        free(go.release_ns);
         res->status = 200;
-        res->body = dump(
-            json_pack("{s:I,s:s?}", "enqueued", (json_int_t)n, "first_id", n > 0 ? first : NULL),
-            &res->len);
+        res->body = dump(ans, &res->len);
     } else if (strcmp(url, "/admin/faults") == 0 && post) {
         char why[128];
         if (!parse_optional(r, &j) || !(json_is_object(j) || json_is_array(j))) {

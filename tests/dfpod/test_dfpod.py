@@ -780,6 +780,71 @@ def group_generator(priv, pub):
     check(pod.stop()[0] == 0, "clean exit with --rate")
 
 
+def group_benchgen(priv, pub):
+    """The benchmark options of /admin/generate (kind, bytes, at_once, rate) and --gen-kind."""
+    pod = Pod(pub, "--hold-ms", "10000", "--batch-max", "100")
+    r = pod.admin("POST", "generate", {"count": 30, "kind": "messagesent"})
+    st, data, _ = pod.req("GET", "/admin/events")
+    raws = split_raw(data.decode())
+    evs = json.loads(data)
+    check(r["enqueued"] == 30 and len(evs) == 30 and evs[0]["id"] == r["first_id"],
+          "30 messagesent generated")
+    check(all(e["type"] == "MESSAGESENT" for e in evs), "all MESSAGESENT")
+    check([len(x.encode()) for x in raws] == [1200] * 30, "each exactly 1200 bytes of JSON")
+    for e in evs:
+        check_event(e, "messagesent")
+    check(len({e["id"] for e in evs}) == 30 and len({e["messageId"] for e in evs}) == 30,
+          "ids and messageIds unique")
+    m = evs[0]["payload"]["messageSent"]["message"]
+    check(m["user"]["userId"] == 68719476737 and "Zoë" in m["user"]["firstName"]
+          and json.loads(m["data"])["0"]["type"] == "com.symphony.user.mention",
+          "64-bit user id, raw UTF-8, EntityJSON string")
+    pod.admin("POST", "generate", {"count": 2, "kind": "messagesent", "bytes": 5000})
+    st, data, _ = pod.req("GET", "/admin/events")
+    check([len(x.encode()) for x in split_raw(data.decode())[30:]] == [5000, 5000], "bytes 5000")
+    # at_once: a read held before the call wakes up to a full batch, not to the first event.
+    h = login(pod, priv)
+    f = create_feed(pod, h)
+    st, data = read(pod, h, f)  # takes the 32 above
+    ack = json.loads(data)["ackId"]
+    res = {}
+
+    def held():
+        res["st"], res["data"] = read(pod, h, f, ack)
+    th = threading.Thread(target=held)
+    th.start()
+    wait_for(lambda: pod.counters()["reads_held"] == 1, "the read to be held")
+    r = pod.admin("POST", "generate", {"count": 250, "kind": "mix", "at_once": True})
+    th.join(10)
+    check(r["enqueued"] == 250 and res.get("st") == 200 and
+          len(json.loads(res["data"])["events"]) == 100, "at_once: the held read got 100 at once")
+    # rate: paced release; the answer lists every id and its monotonic release time.
+    t0 = time.monotonic_ns()
+    r = pod.admin("POST", "generate", {"count": 50, "kind": "messagesent", "rate": 1000})
+    t1 = time.monotonic_ns()
+    ids, ns = r.get("ids", []), r.get("release_ns", [])
+    check(r["enqueued"] == 50 and len(ids) == 50 and len(set(ids)) == 50 and len(ns) == 50,
+          "rate: 50 ids and release times")
+    check(ids[0] == r["first_id"] and all(t0 <= x <= t1 for x in ns) and ns == sorted(ns),
+          "release times on this machine's monotonic clock, in order")
+    check(all(ns[i] - ns[0] >= i * 1000000 - 1000000 for i in range(50)),
+          "paced: event i not before i ms (less one tick)")
+    st, data, _ = pod.req("GET", "/admin/events")
+    check([e["id"] for e in json.loads(data)[-50:]] == ids, "ids in release order")
+    for bad in ({"count": 1, "kind": "x"}, {"count": 1, "bytes": 10}, {"count": 1, "rate": 0},
+                {"count": 1, "at_once": "yes"}, {"count": 1, "kind": 3}):
+        st, _ = pod.json("POST", "/admin/generate", bad)
+        check(st == 400, "bad generate body %r -> 400" % (bad,))
+    check(pod.stop()[0] == 0, "clean exit")
+    pod = Pod(pub, "--gen-kind", "messagesent", "--gen-bytes", "1300", "--generate", "5")
+    st, data, _ = pod.req("GET", "/admin/events")
+    check([len(x.encode()) for x in split_raw(data.decode())] == [1300] * 5 and
+          all(e["type"] == "MESSAGESENT" for e in json.loads(data)), "--gen-kind/--gen-bytes")
+    check(pod.stop()[0] == 0, "clean exit")
+    p = subprocess.run([DFPOD, "--public-key", pub, "--gen-kind", "nope"], capture_output=True)
+    check(p.returncode == 2 and b"--gen-kind" in p.stderr, "bad --gen-kind exits 2")
+
+
 def group_admin(priv, pub):
     pod = Pod(pub, "--hold-ms", "200")
     for bad in ('{"a":1}', "[1,2]", "[{}, 3]", "[{", "", '[{"a":1}] x'):
