@@ -766,7 +766,7 @@ static const dfb_config_key_t s_keys[] = {
      "datahose"},
     {"publish", DFB_KEY_ENDPOINT, "tcp://127.0.0.1:5556", 0, 0, NULL, AT(publish, CT_STR),
      "the ZeroMQ endpoint the PUB socket binds (a non-loopback one needs curve or insecure)"},
-    {"sndhwm", DFB_KEY_INT, "100000", 0, INT32_MAX, NULL, AT(sndhwm, CT_INT),
+    {"sndhwm", DFB_KEY_INT, "10000", 0, INT32_MAX, NULL, AT(sndhwm, CT_INT),
      "PUB high-water mark per subscriber, in messages (0 = unlimited)"},
     {"curve.secretKey", DFB_KEY_PATH, "", 0, 0, NULL, AT(curve_secret_key, CT_STR),
      "the bridge's secret CURVE certificate (dfbridge keygen); with clientsDir: CURVE on the PUB "
@@ -1529,7 +1529,7 @@ dfb_config_test(int verbose)
             CHECK(cfg->datafeed_include_invisible == -1);
             CHECK(!cfg->datafeed_tag);
             CHECK(strcmp(cfg->publish, "tcp://127.0.0.1:5556") == 0);
-            CHECK(cfg->sndhwm == 100000);
+            CHECK(cfg->sndhwm == 10000);
             CHECK(cfg->read_timeout_ms == 60000 && cfg->connect_timeout_ms == 15000);
             CHECK(cfg->max_body_bytes == 64u << 20);
         }
@@ -1688,7 +1688,7 @@ dfb_config_test(int verbose)
     CHECK(cfg);
     if (cfg) {
         CHECK(cfg->source == DFB_SOURCE_DATAFEED && strcmp(cfg->publish, "tcp://127.0.0.1:5556") == 0);
-        CHECK(cfg->sndhwm == 100000 && cfg->log_level == DFB_LOG_INFO);
+        CHECK(cfg->sndhwm == 10000 && cfg->log_level == DFB_LOG_INFO);
         CHECK(cfg->read_timeout_ms == 60000 && cfg->connect_timeout_ms == 15000);
         CHECK(cfg->max_body_bytes == (size_t)64 << 20 && !cfg->state_dir);
         CHECK(cfg->journal_segment_bytes == (long long)64 << 20 &&

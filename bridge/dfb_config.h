@@ -106,7 +106,7 @@ typedef struct dfb_config {
 
     /* bridge: the daemon's own settings */
     char *publish;             /* ZeroMQ endpoint (default tcp://127.0.0.1:5556) */
-    int sndhwm;                /* PUB high-water mark, 100000 */
+    int sndhwm;                /* PUB high-water mark, 10000 */
     dfb_log_level_t log_level; /* info */
     dfb_log_format_t log_format; /* bridge.logFormat: text */
     long read_timeout_ms;      /* 60000 */
