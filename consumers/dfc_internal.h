@@ -19,6 +19,24 @@ uint64_t dfc_wall_ms(void);
 
 /*  A NUL-terminated string value or NULL (for struct fields). */
 const char *dfc_value_cstr(const dfc_value_t *v);
+/*  dfc_value_find with the key's length known (no strlen per lookup). */
+const dfc_value_t *dfc_value_find_n(const dfc_value_t *v, const char *key, size_t klen);
+#define DFC_FIND(v, lit) dfc_value_find_n((v), lit, sizeof(lit) - 1)
+/*  Looks up nkeys keys in one pass over a map: out[j] = the value of the
+    first pair whose key is keys[j] (NULL when absent or not a map). keys
+    is an array of structs, stride bytes apart, each starting with a
+    dfc_key_t (so a table of field descriptors can be passed as it is). */
+typedef struct {
+    const char *s;
+    size_t len;
+} dfc_key_t;
+void dfc_value_lookup(const dfc_value_t *map, const void *keys, size_t stride, size_t nkeys,
+                      const dfc_value_t **out);
+/*  dfc_doc_parse into one block: head zeroed bytes for the caller (an
+    event), then the document, its nodes and its strings. On success
+    *block is the block (free() it; never dfc_doc_destroy *out), *out the
+    document inside it. */
+int dfc_doc_parse_in(const void *buf, size_t len, size_t head, void **block, dfc_doc_t **out);
 /*  JSON for a double (see dfc_value_to_json) into out (>= 32 bytes). */
 void dfc_json_double(char *out, size_t size, double d);
 /*  JSON string literal, snprintf-style like dfc_value_to_json. */
