@@ -244,7 +244,8 @@ typedef struct {
     it could be read. */
 int dfc_replay_end_parse(const void *body, size_t len, dfc_replay_end_t *end);
 
-/*  The thread-local listener context, set by workers around a callback. */
+/*  The thread-local listener context, set by workers around a callback (the
+    strings are borrowed until dfc_context_clear). */
 #define DFC_CONTEXT_MAX 256
 void dfc_context_set(const char *worker, const char *event_id, const char *listener_id);
 void dfc_context_clear(void);
