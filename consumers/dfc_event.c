@@ -208,6 +208,8 @@ typedef union {
 
 struct dfc_event {
     atomic_int refs;
+    dfc_blocks_t *blocks; /* where the block goes back to (pooled) */
+    bool pooled;
     dfc_doc_t *doc;
     char topic[DFC_MAX_TOPIC + 1];
     dfc_envelope_t env;
@@ -329,9 +331,25 @@ dfc_envelope_check(const dfc_value_t *root, dfc_envelope_t *env)
     return DFC_MSG_OK;
 }
 
+static void
+block_free(dfc_event_t *ev)
+{
+    if (ev->pooled)
+        dfc_blocks_put(ev->blocks, ev);
+    else
+        free(ev);
+}
+
 dfc_event_t *
 dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body_len,
               size_t max_frame, dfc_msg_status_t *st)
+{
+    return dfc_event_new_in(NULL, topic, topic_len, body, body_len, max_frame, st);
+}
+
+dfc_event_t *
+dfc_event_new_in(dfc_blocks_t *blocks, const void *topic, size_t topic_len, const void *body,
+                 size_t body_len, size_t max_frame, dfc_msg_status_t *st)
 {
     if ((*st = dfc_frames_check(2, topic_len)) != DFC_MSG_OK)
         return NULL;
@@ -342,16 +360,20 @@ dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body
     /* one allocation per event: the event, then its document */
     void *block;
     dfc_doc_t *doc;
-    int rc = dfc_doc_parse_in(body, body_len, sizeof(dfc_event_t), &block, &doc);
+    bool pooled;
+    int rc = dfc_doc_parse_pooled(blocks, body, body_len, sizeof(dfc_event_t), &block, &pooled,
+                                  &doc);
     if (rc != DFC_OK) {
         *st = rc == DFC_ENOMEM ? DFC_MSG_NOMEM : DFC_MSG_BAD_MSGPACK;
         return NULL;
     }
     dfc_event_t *ev = block;
     ev->doc = doc;
+    ev->blocks = blocks;
+    ev->pooled = pooled;
     *st = dfc_envelope_check(dfc_doc_root(ev->doc), &ev->env);
     if (*st != DFC_MSG_OK) {
-        free(block);
+        block_free(ev);
         return NULL;
     }
     atomic_init(&ev->refs, 1);
@@ -393,7 +415,7 @@ void
 dfc_event_unref(dfc_event_t *ev)
 {
     if (ev && atomic_fetch_sub(&ev->refs, 1) == 1)
-        free(ev); /* the document is in the same block */
+        block_free(ev); /* the document is in the same block */
 }
 
 bool

@@ -13,6 +13,7 @@
 
 /*  The library's clocks in ms (dfc_loop.c): monotonic for timeouts and
     intervals, wall time (since the Unix epoch) for what is stored. */
+typedef struct dfc_blocks dfc_blocks_t; /* dfc_alloc.c */
 int64_t dfc_mono_ms(void);
 uint64_t dfc_wall_ms(void);
 #define DFC_MAX_TOPIC 255
@@ -37,6 +38,10 @@ void dfc_value_lookup(const dfc_value_t *map, const void *keys, size_t stride, s
     *block is the block (free() it; never dfc_doc_destroy *out), *out the
     document inside it. */
 int dfc_doc_parse_in(const void *buf, size_t len, size_t head, void **block, dfc_doc_t **out);
+/*  The same, the block from blocks when it fits (*pooled then true: give it
+    back with dfc_blocks_put, not free). blocks may be NULL. */
+int dfc_doc_parse_pooled(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head,
+                         void **block, bool *pooled, dfc_doc_t **out);
 /*  JSON for a double (see dfc_value_to_json) into out (>= 32 bytes). */
 void dfc_json_double(char *out, size_t size, double d);
 /*  JSON string literal, snprintf-style like dfc_value_to_json. */
@@ -78,6 +83,13 @@ dfc_msg_status_t dfc_envelope_check(const dfc_value_t *root, dfc_envelope_t *env
     reference; on refusal NULL and *st says why. */
 dfc_event_t *dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body_len,
                            size_t max_frame, dfc_msg_status_t *st);
+/*  The same, its memory taken from blocks (one thread calls this per
+    blocks: the loop's receiver) and given back there by the last unref,
+    from any thread: no malloc per event once warm. blocks must outlive the
+    event. NULL blocks: malloc, as dfc_event_new. */
+dfc_event_t *dfc_event_new_in(dfc_blocks_t *blocks, const void *topic, size_t topic_len,
+                              const void *body, size_t body_len, size_t max_frame,
+                              dfc_msg_status_t *st);
 void dfc_event_ref(dfc_event_t *ev);
 /*  Drops a reference; the last one frees the event. */
 void dfc_event_unref(dfc_event_t *ev);
@@ -141,6 +153,18 @@ int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n, dfc_log
 /*  realloc for the loop's growth paths; dfc_alloc_fail_next(n) makes the
     next n calls fail (tests only). */
 void *dfc_realloc(void *p, size_t n);
+
+/*  A recycling pool of fixed-size blocks (DFC_BLOCK_SIZE) for events: one
+    thread takes (dfc_blocks_get), any thread gives back (dfc_blocks_put).
+    Given-back blocks are pushed on a lock-free stack; the taker empties the
+    whole stack at once when its own list runs out (no ABA: only it
+    removes). At most max free blocks are kept; beyond, they are freed. */
+#define DFC_BLOCK_SIZE 8192
+dfc_blocks_t *dfc_blocks_new(size_t max);
+void dfc_blocks_destroy(dfc_blocks_t **blocks_p);
+/*  A block of DFC_BLOCK_SIZE bytes, or NULL when out of memory. */
+void *dfc_blocks_get(dfc_blocks_t *b);
+void dfc_blocks_put(dfc_blocks_t *b, void *block);
 /*  True while the receiver waits for room in a full job queue (tests: the
     state to wait for before acting on back-pressure). */
 bool dfc_loop_receiver_waits(dfc_loop_t *loop);

@@ -136,6 +136,12 @@ dfc_loop_new(const dfc_config_t *cfg)
         loop->qs[i].q = calloc(c->queue_size, sizeof(job_t));
         ok = loop->qs[i].q != NULL;
     }
+    if (ok) {
+        /* enough for every event a full pipeline holds (queues and stages) */
+        size_t inflight = c->queue_size * (size_t)loop->nq + 2 * STAGE_MAX;
+        loop->blocks = dfc_blocks_new(inflight < 4096 ? inflight : 4096);
+        ok = loop->blocks != NULL;
+    }
     if (ok && c->dedupe_window >= 0) {
         loop->dedupe = dfc_dedupe_new(c->dedupe_window ? (size_t)c->dedupe_window : DEFAULT_DEDUPE);
         ok = loop->dedupe != NULL;
@@ -179,6 +185,7 @@ fail:
         free(loop->qs[i].q);
     free(loop->qs);
     dfc_dedupe_destroy(&loop->dedupe);
+    dfc_blocks_destroy(&loop->blocks);
     free(loop->ckpt_path);
     dfc_curve_wipe(&loop->curve);
     free(loop);
@@ -233,6 +240,7 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
     }
     free(loop->qs);
     dfc_dedupe_destroy(&loop->dedupe);
+    dfc_blocks_destroy(&loop->blocks); /* after the links: held events went back to it */
     free(loop->ckpt_path);
     dfc_curve_wipe(&loop->curve);
     close(loop->wake[0]);

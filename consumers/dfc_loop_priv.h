@@ -274,6 +274,7 @@ struct dfc_loop {
     link_t **rl; /* links the receiver opened, in connect order */
     size_t rl_cap;
     dfc_dedupe_t *dedupe;
+    dfc_blocks_t *blocks; /* event memory, recycled (taken by the receiver only) */
     int64_t ckpt_next;
     bool connect_retry;    /* connect_pending ran out of memory: try again */
     uint64_t ckpt_failing; /* saves failed in a row (logged: the first, and the recovery) */

@@ -260,8 +260,17 @@ parse_value(parser_t *ps, int depth, struct dfc_value *node)
 int
 dfc_doc_parse_in(const void *buf, size_t len, size_t head, void **block, dfc_doc_t **out)
 {
+    bool pooled;
+    return dfc_doc_parse_pooled(NULL, buf, len, head, block, &pooled, out);
+}
+
+int
+dfc_doc_parse_pooled(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head,
+                     void **block, bool *pooled, dfc_doc_t **out)
+{
     *out = NULL;
     *block = NULL;
+    *pooled = false;
     if (!buf && len)
         return DFC_EINVAL;
     parser_t ps = {.p = buf, .len = len, .nnodes = 1};
@@ -273,7 +282,9 @@ dfc_doc_parse_in(const void *buf, size_t len, size_t head, void **block, dfc_doc
     size_t nnodes = ps.nnodes, narena = ps.narena;
     size_t at_doc = ROUND16(head), at_nodes = at_doc + ROUND16(sizeof(dfc_doc_t));
     size_t at_arena = at_nodes + nnodes * sizeof(struct dfc_value);
-    char *mem = malloc(at_arena + (narena ? narena : 1));
+    size_t total = at_arena + (narena ? narena : 1);
+    bool from_pool = blocks && total <= DFC_BLOCK_SIZE;
+    char *mem = from_pool ? dfc_blocks_get(blocks) : malloc(total);
     if (!mem)
         return DFC_ENOMEM;
     memset(mem, 0, head);
@@ -282,9 +293,13 @@ dfc_doc_parse_in(const void *buf, size_t len, size_t head, void **block, dfc_doc
     doc->arena = mem + at_arena;
     parser_t p2 = {.p = buf, .len = len, .nnodes = 1, .nodes = doc->nodes, .arena = doc->arena};
     if (parse_value(&p2, 0, &doc->nodes[0]) || p2.nnodes != nnodes || p2.narena != narena) {
-        free(mem);
+        if (from_pool)
+            dfc_blocks_put(blocks, mem);
+        else
+            free(mem);
         return DFC_EINVAL;
     }
+    *pooled = from_pool;
     *block = mem;
     *out = doc;
     return DFC_OK;
