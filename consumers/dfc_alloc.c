@@ -32,6 +32,8 @@ typedef struct blk {
 struct dfc_blocks {
     _Atomic(blk_t *) shared; /* given back, any thread */
     blk_t *mine;             /* the taker's own */
+    char *scratch;           /* the taker's */
+    size_t scratch_cap;
     atomic_size_t nfree;     /* blocks in both lists */
     size_t max;
 };
@@ -66,8 +68,22 @@ dfc_blocks_destroy(dfc_blocks_t **blocks_p)
     dfc_blocks_t *b = *blocks_p;
     free_list(b->mine);
     free_list(atomic_load(&b->shared));
+    free(b->scratch);
     free(b);
     *blocks_p = NULL;
+}
+
+void *
+dfc_blocks_scratch(dfc_blocks_t *b, size_t n)
+{
+    if (n > b->scratch_cap) {
+        char *grown = realloc(b->scratch, n);
+        if (!grown)
+            return NULL;
+        b->scratch = grown;
+        b->scratch_cap = n;
+    }
+    return b->scratch;
 }
 
 void *

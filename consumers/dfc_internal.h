@@ -165,6 +165,11 @@ void dfc_blocks_destroy(dfc_blocks_t **blocks_p);
 /*  A block of DFC_BLOCK_SIZE bytes, or NULL when out of memory. */
 void *dfc_blocks_get(dfc_blocks_t *b);
 void dfc_blocks_put(dfc_blocks_t *b, void *block);
+/*  The taker's scratch buffer of at least n bytes (kept, grown as needed),
+    NULL when out of memory. Decoding uses it for messages up to
+    DFC_SCRATCH_MAX bytes (larger ones are decoded in two passes). */
+#define DFC_SCRATCH_MAX 65536
+void *dfc_blocks_scratch(dfc_blocks_t *b, size_t n);
 /*  True while the receiver waits for room in a full job queue (tests: the
     state to wait for before acting on back-pressure). */
 bool dfc_loop_receiver_waits(dfc_loop_t *loop);

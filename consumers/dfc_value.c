@@ -257,6 +257,49 @@ parse_value(parser_t *ps, int depth, struct dfc_value *node)
 
 #define ROUND16(n) (((n) + 15) & ~(size_t)15)
 
+/*  One pass instead of two: the tree is built in the taker's scratch (sized
+    for the worst case: a node per input byte + the root, a string's bytes
+    and NUL never more than its encoding), then copied into a block of the
+    exact size and its pointers moved by the distance. */
+static int
+parse_once(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head, void **block,
+           bool *pooled, dfc_doc_t **out)
+{
+    size_t ncap = ROUND16((len + 1) * sizeof(struct dfc_value));
+    char *scratch = dfc_blocks_scratch(blocks, ncap + len + 1);
+    if (!scratch)
+        return DFC_ENOMEM;
+    struct dfc_value *tmp = (struct dfc_value *)scratch;
+    parser_t ps = {.p = buf, .len = len, .nnodes = 1, .nodes = tmp, .arena = scratch + ncap};
+    if (parse_value(&ps, 0, &tmp[0]) || ps.pos != len)
+        return DFC_EINVAL;
+    size_t nnodes = ps.nnodes, narena = ps.narena;
+    size_t at_doc = ROUND16(head), at_nodes = at_doc + ROUND16(sizeof(dfc_doc_t));
+    size_t at_arena = at_nodes + nnodes * sizeof(struct dfc_value);
+    size_t total = at_arena + (narena ? narena : 1);
+    bool from_pool = total <= DFC_BLOCK_SIZE;
+    char *mem = from_pool ? dfc_blocks_get(blocks) : malloc(total);
+    if (!mem)
+        return DFC_ENOMEM;
+    memset(mem, 0, head);
+    dfc_doc_t *doc = (dfc_doc_t *)(mem + at_doc);
+    doc->nodes = (struct dfc_value *)(mem + at_nodes);
+    doc->arena = mem + at_arena;
+    memcpy(doc->nodes, tmp, nnodes * sizeof(struct dfc_value));
+    memcpy(doc->arena, ps.arena, narena);
+    for (size_t i = 0; i < nnodes; i++) {
+        struct dfc_value *v = &doc->nodes[i];
+        if (v->type == DFC_MAP || v->type == DFC_ARRAY)
+            v->as.kids = doc->nodes + (v->as.kids - tmp);
+        else if (v->type == DFC_STR || v->type == DFC_BIN || v->type == DFC_EXT)
+            v->as.s = doc->arena + (v->as.s - ps.arena);
+    }
+    *pooled = from_pool;
+    *block = mem;
+    *out = doc;
+    return DFC_OK;
+}
+
 int
 dfc_doc_parse_in(const void *buf, size_t len, size_t head, void **block, dfc_doc_t **out)
 {
@@ -273,6 +316,8 @@ dfc_doc_parse_pooled(dfc_blocks_t *blocks, const void *buf, size_t len, size_t h
     *pooled = false;
     if (!buf && len)
         return DFC_EINVAL;
+    if (blocks && len <= DFC_SCRATCH_MAX)
+        return parse_once(blocks, buf, len, head, block, pooled, out);
     parser_t ps = {.p = buf, .len = len, .nnodes = 1};
     if (parse_value(&ps, 0, NULL) || ps.pos != len)
         return DFC_EINVAL;
