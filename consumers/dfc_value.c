@@ -257,44 +257,61 @@ parse_value(parser_t *ps, int depth, struct dfc_value *node)
 
 #define ROUND16(n) (((n) + 15) & ~(size_t)15)
 
-/*  One pass instead of two: the tree is built in the taker's scratch (sized
-    for the worst case: a node per input byte + the root, a string's bytes
-    and NUL never more than its encoding), then copied into a block of the
-    exact size and its pointers moved by the distance. */
+static int parse_twice(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head,
+                       void **block, bool *pooled, dfc_doc_t **out);
+
+/*  One pass instead of two. The strings go straight into a pooled block,
+    after the caller's head and the document (their place is known before
+    parsing: a string's bytes and NUL never take more than its encoding, so
+    the arena fits when len does); the nodes, whose number is not known yet,
+    go to the taker's scratch (a node per input byte + the root at most) and
+    are copied behind the strings, their pointers moved by the distance.
+    When the nodes do not fit in the block, the document moves to one
+    allocation of its exact size. */
 static int
 parse_once(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head, void **block,
            bool *pooled, dfc_doc_t **out)
 {
-    size_t ncap = ROUND16((len + 1) * sizeof(struct dfc_value));
-    char *scratch = dfc_blocks_scratch(blocks, ncap + len + 1);
-    if (!scratch)
-        return DFC_ENOMEM;
-    struct dfc_value *tmp = (struct dfc_value *)scratch;
-    parser_t ps = {.p = buf, .len = len, .nnodes = 1, .nodes = tmp, .arena = scratch + ncap};
-    if (parse_value(&ps, 0, &tmp[0]) || ps.pos != len)
-        return DFC_EINVAL;
-    size_t nnodes = ps.nnodes, narena = ps.narena;
-    size_t at_doc = ROUND16(head), at_nodes = at_doc + ROUND16(sizeof(dfc_doc_t));
-    size_t at_arena = at_nodes + nnodes * sizeof(struct dfc_value);
-    size_t total = at_arena + (narena ? narena : 1);
-    bool from_pool = total <= DFC_BLOCK_SIZE;
-    char *mem = from_pool ? dfc_blocks_get(blocks) : malloc(total);
+    size_t at_doc = ROUND16(head), at_arena = at_doc + ROUND16(sizeof(dfc_doc_t));
+    if (at_arena + len + 1 > DFC_BLOCK_SIZE)
+        return parse_twice(blocks, buf, len, head, block, pooled, out);
+    struct dfc_value *tmp = dfc_blocks_scratch(blocks, (len + 1) * sizeof(struct dfc_value));
+    char *mem = tmp ? dfc_blocks_get(blocks) : NULL;
     if (!mem)
         return DFC_ENOMEM;
+    parser_t ps = {.p = buf, .len = len, .nnodes = 1, .nodes = tmp, .arena = mem + at_arena};
+    if (parse_value(&ps, 0, &tmp[0]) || ps.pos != len) {
+        dfc_blocks_put(blocks, mem);
+        return DFC_EINVAL;
+    }
+    size_t nnodes = ps.nnodes, narena = ps.narena;
+    size_t at_nodes = at_arena + ROUND16(narena ? narena : 1);
+    size_t total = at_nodes + nnodes * sizeof(struct dfc_value);
+    bool in_pool = total <= DFC_BLOCK_SIZE;
+    if (!in_pool) { /* rare: many small values */
+        char *exact = malloc(total);
+        if (!exact) {
+            dfc_blocks_put(blocks, mem);
+            return DFC_ENOMEM;
+        }
+        memcpy(exact + at_arena, mem + at_arena, narena);
+        dfc_blocks_put(blocks, mem);
+        mem = exact;
+    }
     memset(mem, 0, head);
     dfc_doc_t *doc = (dfc_doc_t *)(mem + at_doc);
-    doc->nodes = (struct dfc_value *)(mem + at_nodes);
     doc->arena = mem + at_arena;
+    doc->nodes = (struct dfc_value *)(mem + at_nodes);
     memcpy(doc->nodes, tmp, nnodes * sizeof(struct dfc_value));
-    memcpy(doc->arena, ps.arena, narena);
+    const char *old_arena = ps.arena;
     for (size_t i = 0; i < nnodes; i++) {
         struct dfc_value *v = &doc->nodes[i];
         if (v->type == DFC_MAP || v->type == DFC_ARRAY)
             v->as.kids = doc->nodes + (v->as.kids - tmp);
-        else if (v->type == DFC_STR || v->type == DFC_BIN || v->type == DFC_EXT)
-            v->as.s = doc->arena + (v->as.s - ps.arena);
+        else if (!in_pool && (v->type == DFC_STR || v->type == DFC_BIN || v->type == DFC_EXT))
+            v->as.s = doc->arena + (v->as.s - old_arena);
     }
-    *pooled = from_pool;
+    *pooled = in_pool;
     *block = mem;
     *out = doc;
     return DFC_OK;
@@ -318,6 +335,15 @@ dfc_doc_parse_pooled(dfc_blocks_t *blocks, const void *buf, size_t len, size_t h
         return DFC_EINVAL;
     if (blocks && len <= DFC_SCRATCH_MAX)
         return parse_once(blocks, buf, len, head, block, pooled, out);
+    return parse_twice(blocks, buf, len, head, block, pooled, out);
+}
+
+/*  A counting pass, then a filling pass into one block of the exact size
+    (from blocks when it fits). */
+static int
+parse_twice(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head, void **block,
+            bool *pooled, dfc_doc_t **out)
+{
     parser_t ps = {.p = buf, .len = len, .nnodes = 1};
     if (parse_value(&ps, 0, NULL) || ps.pos != len)
         return DFC_EINVAL;
