@@ -34,7 +34,7 @@ struct dfc_blocks {
     blk_t *mine;             /* the taker's own */
     char *scratch;           /* the taker's */
     size_t scratch_cap;
-    atomic_size_t nfree;     /* blocks in both lists */
+    atomic_size_t nfree; /* blocks in both lists */
     size_t max;
 };
 

@@ -32,34 +32,35 @@ struct sdesc {
 #define MAX_FIELDS 32 /* per struct (the largest, the message, has 20): checked in SDESC */
 #define FSTR(T, k, m)                                                                              \
     {                                                                                              \
-        k, sizeof(k) - 1, F_STR, offsetof(T, m), NULL, 0                                                          \
+        k, sizeof(k) - 1, F_STR, offsetof(T, m), NULL, 0                                           \
     }
 #define FI64(T, k, m)                                                                              \
     {                                                                                              \
-        k, sizeof(k) - 1, F_I64, offsetof(T, m), NULL, 0                                                          \
+        k, sizeof(k) - 1, F_I64, offsetof(T, m), NULL, 0                                           \
     }
 #define FBOOL(T, k, m)                                                                             \
     {                                                                                              \
-        k, sizeof(k) - 1, F_BOOL, offsetof(T, m), NULL, 0                                                         \
+        k, sizeof(k) - 1, F_BOOL, offsetof(T, m), NULL, 0                                          \
     }
 #define FVAL(T, k, m)                                                                              \
     {                                                                                              \
-        k, sizeof(k) - 1, F_VALUE, offsetof(T, m), NULL, 0                                                        \
+        k, sizeof(k) - 1, F_VALUE, offsetof(T, m), NULL, 0                                         \
     }
 #define FOBJ(T, k, m, d)                                                                           \
     {                                                                                              \
-        k, sizeof(k) - 1, F_OBJ, offsetof(T, m), &d, 0                                                            \
+        k, sizeof(k) - 1, F_OBJ, offsetof(T, m), &d, 0                                             \
     }
 #define SDESC(T, f)                                                                                \
     {                                                                                              \
-        offsetof(T, raw), f, N(f) + 0 * sizeof(char[N(f) <= MAX_FIELDS ? 1 : -1])                 \
+        offsetof(T, raw), f, N(f) + 0 * sizeof(char[N(f) <= MAX_FIELDS ? 1 : -1])                  \
     }
 _Static_assert(offsetof(fdesc_t, key) == offsetof(dfc_key_t, s) &&
                    offsetof(fdesc_t, klen) == offsetof(dfc_key_t, len),
                "a field descriptor starts with a dfc_key_t");
 
 static const fdesc_t user_f[] = {
-    {"userId", sizeof("userId") - 1, F_I64, offsetof(dfc_user_t, user_id), NULL, offsetof(dfc_user_t, has_user_id) + 1},
+    {"userId", sizeof("userId") - 1, F_I64, offsetof(dfc_user_t, user_id), NULL,
+     offsetof(dfc_user_t, has_user_id) + 1},
     FSTR(dfc_user_t, "username", username),
     FSTR(dfc_user_t, "displayName", display_name),
     FSTR(dfc_user_t, "firstName", first_name),
@@ -361,8 +362,8 @@ dfc_event_new_in(dfc_blocks_t *blocks, const void *topic, size_t topic_len, cons
     void *block;
     dfc_doc_t *doc;
     bool pooled;
-    int rc = dfc_doc_parse_pooled(blocks, body, body_len, sizeof(dfc_event_t), &block, &pooled,
-                                  &doc);
+    int rc =
+        dfc_doc_parse_pooled(blocks, body, body_len, sizeof(dfc_event_t), &block, &pooled, &doc);
     if (rc != DFC_OK) {
         *st = rc == DFC_ENOMEM ? DFC_MSG_NOMEM : DFC_MSG_BAD_MSGPACK;
         return NULL;

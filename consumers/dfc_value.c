@@ -257,8 +257,8 @@ parse_value(parser_t *ps, int depth, struct dfc_value *node)
 
 #define ROUND16(n) (((n) + 15) & ~(size_t)15)
 
-static int parse_twice(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head,
-                       void **block, bool *pooled, dfc_doc_t **out);
+static int parse_twice(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head, void **block,
+                       bool *pooled, dfc_doc_t **out);
 
 /*  One pass instead of two. The strings go straight into a pooled block,
     after the caller's head and the document (their place is known before
@@ -325,8 +325,8 @@ dfc_doc_parse_in(const void *buf, size_t len, size_t head, void **block, dfc_doc
 }
 
 int
-dfc_doc_parse_pooled(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head,
-                     void **block, bool *pooled, dfc_doc_t **out)
+dfc_doc_parse_pooled(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head, void **block,
+                     bool *pooled, dfc_doc_t **out)
 {
     *out = NULL;
     *block = NULL;
