@@ -6,6 +6,47 @@
 
 #include "dfc_loop_priv.h"
 
+void
+dfc_snap_clear(dfc_loop_t *loop)
+{
+    for (size_t i = 0; i < loop->nsnap; i++)
+        dfc_lrec_unref(loop->snap[i]);
+    loop->nsnap = 0;
+    loop->snap_gen = 0;
+}
+
+/*  The receiver's copy of the listener list, taken again only when the list
+    changed (lgen): the per-event path takes no lock for it. A listener
+    removed since is still in the copy, and skipped (dfc_lrec_enter). */
+static bool
+snap_refresh(dfc_loop_t *loop)
+{
+    pthread_mutex_lock(&loop->mu);
+    size_t n = 0;
+    for (lrec_t *lr = loop->listeners; lr; lr = lr->next)
+        n++;
+    if (n > loop->snap_cap) {
+        lrec_t **grown = realloc(loop->snap, n * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&loop->mu);
+            return false;
+        }
+        loop->snap = grown;
+        loop->snap_cap = n;
+    }
+    for (size_t i = 0; i < loop->nsnap; i++)
+        dfc_lrec_unref(loop->snap[i]);
+    n = 0;
+    for (lrec_t *lr = loop->listeners; lr; lr = lr->next) {
+        atomic_fetch_add(&lr->refs, 1);
+        loop->snap[n++] = lr;
+    }
+    loop->nsnap = n;
+    loop->snap_gen = atomic_load(&loop->lgen);
+    pthread_mutex_unlock(&loop->mu);
+    return true;
+}
+
 /*  Hands an event to the listeners: one job per accepting listener with a
     callback, on the shared queue or (STREAM order) on the queue of the
     worker its partition key hashes to. */
@@ -24,37 +65,21 @@ dispatch(dfc_loop_t *loop, dfc_event_t *ev, track_t *trk)
         h ^= h >> 29;
         qi = (int)(h % (uint64_t)loop->nq);
     }
-    pthread_mutex_lock(&loop->mu);
     if (!dfc_event_is_known(ev))
         STAT_ADD(loop, unknown_type, 1);
-    size_t n = 0;
-    for (lrec_t *lr = loop->listeners; lr; lr = lr->next)
-        n++;
-    if (n > loop->snap_cap) {
-        lrec_t **grown = realloc(loop->snap, n * sizeof *grown);
-        if (!grown) {
-            pthread_mutex_unlock(&loop->mu);
-            if (trk) {
-                dfc_track_fail(loop, trk);
-                dfc_track_release(loop, trk);
-            }
-            dfc_log(DFC_LOG_ERROR, "out of memory: event dropped");
-            return;
+    if (atomic_load(&loop->lgen) != loop->snap_gen && !snap_refresh(loop)) {
+        if (trk) {
+            dfc_track_fail(loop, trk);
+            dfc_track_release(loop, trk);
         }
-        loop->snap = grown;
-        loop->snap_cap = n;
+        dfc_log(DFC_LOG_ERROR, "out of memory: event dropped");
+        return;
     }
-    n = 0;
-    for (lrec_t *lr = loop->listeners; lr; lr = lr->next) {
-        lr->refs++;
-        loop->snap[n++] = lr;
-    }
-    pthread_mutex_unlock(&loop->mu);
 
     const dfc_initiator_t *init = dfc_event_initiator(ev);
     int64_t bot = dfc_event_bot(ev);
     bool stopping = false;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < loop->nsnap; i++) {
         lrec_t *lr = loop->snap[i];
         if (stopping) {
             STAT_ADD(loop, dropped_at_stop, 1);
@@ -63,40 +88,22 @@ dispatch(dfc_loop_t *loop, dfc_event_t *ev, track_t *trk)
         /* The filter runs user code with the listener's ctx: it counts as
            running, so that unsubscribe waits for it like for a callback
            (and a listener removed meanwhile is not asked at all). */
-        pthread_mutex_lock(&loop->mu);
-        bool removed = lr->removed;
-        if (!removed)
-            lr->running++;
-        pthread_mutex_unlock(&loop->mu);
-        if (removed)
+        if (!dfc_lrec_enter(loop, lr))
             continue;
         dfc_tl_listener = lr; /* unsubscribing itself from its filter must not wait */
         bool accept = lr->l.is_accepting_event ? lr->l.is_accepting_event(lr->l.ctx, ev, init, bot)
                                                : dfc_default_is_accepting(lr->l.ctx, ev, init, bot);
         dfc_tl_listener = NULL;
-        pthread_mutex_lock(&loop->mu);
-        if (--lr->running == 0)
-            pthread_cond_broadcast(&loop->idle);
-        bool queue = accept && !lr->removed && dfc_event_has_callback(ev, &lr->l);
+        dfc_lrec_leave(loop, lr);
+        bool queue = accept && !atomic_load(&lr->removed) && dfc_event_has_callback(ev, &lr->l);
         if (queue)
-            lr->refs++; /* the job's; a removal from now on makes the worker skip it */
-        pthread_mutex_unlock(&loop->mu);
+            atomic_fetch_add(&lr->refs, 1); /* the job's; a removal from now on makes the worker
+                                               skip it */
         if (!accept)
             STAT_ADD(loop, filtered, 1);
-        if (queue && !dfc_pool_enqueue(loop, qi, ev, lr, trk)) {
-            stopping = true;
-            STAT_ADD(loop, dropped_at_stop, 1);
-            if (trk)
-                dfc_track_fail(loop, trk); /* not handled: the checkpoint must not pass it */
-            pthread_mutex_lock(&loop->mu);
-            dfc_lrec_unref(lr);
-            pthread_mutex_unlock(&loop->mu);
-        }
+        if (queue && !dfc_pool_enqueue(loop, qi, ev, lr, trk))
+            stopping = true; /* that job was dropped and counted */
     }
-    pthread_mutex_lock(&loop->mu);
-    for (size_t i = 0; i < n; i++)
-        dfc_lrec_unref(loop->snap[i]);
-    pthread_mutex_unlock(&loop->mu);
     if (trk)
         dfc_track_release(loop, trk);
 }

@@ -14,7 +14,8 @@ typedef enum { F_STR, F_I64, F_BOOL, F_VALUE, F_OBJ } fkind_t;
 
 typedef struct sdesc sdesc_t;
 typedef struct {
-    const char *key;
+    const char *key; /* key and klen first: a dfc_key_t (dfc_value_lookup) */
+    size_t klen;
     fkind_t kind;
     size_t off;
     const sdesc_t *sub; /* F_OBJ */
@@ -28,33 +29,38 @@ struct sdesc {
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_FIELDS 32 /* per struct (the largest, the message, has 20): checked in SDESC */
 #define FSTR(T, k, m)                                                                              \
     {                                                                                              \
-        k, F_STR, offsetof(T, m), NULL, 0                                                          \
+        k, sizeof(k) - 1, F_STR, offsetof(T, m), NULL, 0                                           \
     }
 #define FI64(T, k, m)                                                                              \
     {                                                                                              \
-        k, F_I64, offsetof(T, m), NULL, 0                                                          \
+        k, sizeof(k) - 1, F_I64, offsetof(T, m), NULL, 0                                           \
     }
 #define FBOOL(T, k, m)                                                                             \
     {                                                                                              \
-        k, F_BOOL, offsetof(T, m), NULL, 0                                                         \
+        k, sizeof(k) - 1, F_BOOL, offsetof(T, m), NULL, 0                                          \
     }
 #define FVAL(T, k, m)                                                                              \
     {                                                                                              \
-        k, F_VALUE, offsetof(T, m), NULL, 0                                                        \
+        k, sizeof(k) - 1, F_VALUE, offsetof(T, m), NULL, 0                                         \
     }
 #define FOBJ(T, k, m, d)                                                                           \
     {                                                                                              \
-        k, F_OBJ, offsetof(T, m), &d, 0                                                            \
+        k, sizeof(k) - 1, F_OBJ, offsetof(T, m), &d, 0                                             \
     }
 #define SDESC(T, f)                                                                                \
     {                                                                                              \
-        offsetof(T, raw), f, N(f)                                                                  \
+        offsetof(T, raw), f, N(f) + 0 * sizeof(char[N(f) <= MAX_FIELDS ? 1 : -1])                  \
     }
+_Static_assert(offsetof(fdesc_t, key) == offsetof(dfc_key_t, s) &&
+                   offsetof(fdesc_t, klen) == offsetof(dfc_key_t, len),
+               "a field descriptor starts with a dfc_key_t");
 
 static const fdesc_t user_f[] = {
-    {"userId", F_I64, offsetof(dfc_user_t, user_id), NULL, offsetof(dfc_user_t, has_user_id) + 1},
+    {"userId", sizeof("userId") - 1, F_I64, offsetof(dfc_user_t, user_id), NULL,
+     offsetof(dfc_user_t, has_user_id) + 1},
     FSTR(dfc_user_t, "username", username),
     FSTR(dfc_user_t, "displayName", display_name),
     FSTR(dfc_user_t, "firstName", first_name),
@@ -203,6 +209,8 @@ typedef union {
 
 struct dfc_event {
     atomic_int refs;
+    dfc_blocks_t *blocks; /* where the block goes back to (pooled) */
+    bool pooled;
     dfc_doc_t *doc;
     char topic[DFC_MAX_TOPIC + 1];
     dfc_envelope_t env;
@@ -252,9 +260,11 @@ decode_struct(const dfc_value_t *map, const sdesc_t *d, void *out)
         return;
     char *base = out;
     *(const dfc_value_t **)(base + d->raw_off) = map;
+    const dfc_value_t *vals[MAX_FIELDS];
+    dfc_value_lookup(map, d->fields, sizeof *d->fields, d->nfields, vals); /* one pass */
     for (size_t i = 0; i < d->nfields; i++) {
         const fdesc_t *f = &d->fields[i];
-        const dfc_value_t *v = dfc_value_find(map, f->key);
+        const dfc_value_t *v = vals[i];
         if (!v)
             continue;
         switch (f->kind) {
@@ -307,24 +317,43 @@ dfc_envelope_check(const dfc_value_t *root, dfc_envelope_t *env)
     if (dfc_value_type(root) != DFC_MAP)
         return DFC_MSG_NOT_MAP;
     env->root = root;
-    if (dfc_value_uint64(dfc_value_find(root, "v"), &env->v) || env->v > DFC_WIRE_VERSION)
+    /* the envelope's keys, found in one pass (the first of each, as dfc_value_find) */
+    static const dfc_key_t keys[] = {{"v", 1},   {"seq", 3},   {"gseq", 4}, {"ts", 2},
+                                     {"bot", 3}, {"epoch", 5}, {"event", 5}};
+    const dfc_value_t *k[N(keys)];
+    dfc_value_lookup(root, keys, sizeof keys[0], N(keys), k);
+    if (dfc_value_uint64(k[0], &env->v) || env->v > DFC_WIRE_VERSION)
         return DFC_MSG_BAD_VERSION;
-    if (dfc_value_uint64(dfc_value_find(root, "seq"), &env->seq) ||
-        dfc_value_uint64(dfc_value_find(root, "gseq"), &env->gseq) ||
-        dfc_value_uint64(dfc_value_find(root, "ts"), &env->ts) ||
-        dfc_value_int64(dfc_value_find(root, "bot"), &env->bot) ||
-        dfc_value_type(dfc_value_find(root, "epoch")) != DFC_STR)
+    if (dfc_value_uint64(k[1], &env->seq) || dfc_value_uint64(k[2], &env->gseq) ||
+        dfc_value_uint64(k[3], &env->ts) || dfc_value_int64(k[4], &env->bot) ||
+        dfc_value_type(k[5]) != DFC_STR)
         return DFC_MSG_BAD_ENVELOPE;
-    env->epoch = dfc_value_str(dfc_value_find(root, "epoch"), &env->epoch_len);
-    env->event = dfc_value_find(root, "event");
+    env->epoch = dfc_value_str(k[5], &env->epoch_len);
+    env->event = k[6];
     if (dfc_value_type(env->event) != DFC_MAP)
         return DFC_MSG_BAD_EVENT;
     return DFC_MSG_OK;
 }
 
+static void
+block_free(dfc_event_t *ev)
+{
+    if (ev->pooled)
+        dfc_blocks_put(ev->blocks, ev);
+    else
+        free(ev);
+}
+
 dfc_event_t *
 dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body_len,
               size_t max_frame, dfc_msg_status_t *st)
+{
+    return dfc_event_new_in(NULL, topic, topic_len, body, body_len, max_frame, st);
+}
+
+dfc_event_t *
+dfc_event_new_in(dfc_blocks_t *blocks, const void *topic, size_t topic_len, const void *body,
+                 size_t body_len, size_t max_frame, dfc_msg_status_t *st)
 {
     if ((*st = dfc_frames_check(2, topic_len)) != DFC_MSG_OK)
         return NULL;
@@ -332,21 +361,23 @@ dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body
         *st = DFC_MSG_OVERSIZE;
         return NULL;
     }
-    dfc_event_t *ev = calloc(1, sizeof *ev);
-    if (!ev) {
-        *st = DFC_MSG_NOMEM;
-        return NULL;
-    }
-    int rc = dfc_doc_parse(body, body_len, &ev->doc);
+    /* one allocation per event: the event, then its document */
+    void *block;
+    dfc_doc_t *doc;
+    bool pooled;
+    int rc =
+        dfc_doc_parse_pooled(blocks, body, body_len, sizeof(dfc_event_t), &block, &pooled, &doc);
     if (rc != DFC_OK) {
         *st = rc == DFC_ENOMEM ? DFC_MSG_NOMEM : DFC_MSG_BAD_MSGPACK;
-        free(ev);
         return NULL;
     }
+    dfc_event_t *ev = block;
+    ev->doc = doc;
+    ev->blocks = blocks;
+    ev->pooled = pooled;
     *st = dfc_envelope_check(dfc_doc_root(ev->doc), &ev->env);
     if (*st != DFC_MSG_OK) {
-        dfc_doc_destroy(&ev->doc);
-        free(ev);
+        block_free(ev);
         return NULL;
     }
     atomic_init(&ev->refs, 1);
@@ -355,13 +386,13 @@ dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body
     ev->topic_len = topic_len;
     ev->wire_size = topic_len + body_len;
     const dfc_value_t *e = ev->env.event;
-    const dfc_value_t *id = dfc_value_find(e, "id"), *type = dfc_value_find(e, "type");
+    const dfc_value_t *id = DFC_FIND(e, "id"), *type = DFC_FIND(e, "type");
     if (dfc_value_type(id) == DFC_STR)
         ev->id = dfc_value_str(id, &ev->id_len);
     if (dfc_value_type(type) == DFC_STR)
         ev->type = dfc_value_str(type, &ev->type_len);
-    (void)dfc_value_int64(dfc_value_find(e, "timestamp"), &ev->timestamp);
-    decode_struct(dfc_value_find(e, "initiator"), &INITIATOR, &ev->initiator);
+    (void)dfc_value_int64(DFC_FIND(e, "timestamp"), &ev->timestamp);
+    decode_struct(DFC_FIND(e, "initiator"), &INITIATOR, &ev->initiator);
     ev->kind = -1;
     /* Dispatch follows the topic, which the bridge sets to event.type. An
        embedded NUL in the topic makes it unknown rather than truncated. */
@@ -369,7 +400,7 @@ dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body
         for (size_t i = 0; i < N(etypes); i++) {
             if (strcmp(ev->topic, etypes[i].type) == 0) {
                 ev->kind = (int)i;
-                const dfc_value_t *p = dfc_value_find(dfc_value_find(e, "payload"), etypes[i].key);
+                const dfc_value_t *p = dfc_value_find(DFC_FIND(e, "payload"), etypes[i].key);
                 decode_struct(p, &etypes[i].desc, &ev->payload);
                 break;
             }
@@ -387,10 +418,8 @@ dfc_event_ref(dfc_event_t *ev)
 void
 dfc_event_unref(dfc_event_t *ev)
 {
-    if (ev && atomic_fetch_sub(&ev->refs, 1) == 1) {
-        dfc_doc_destroy(&ev->doc);
-        free(ev);
-    }
+    if (ev && atomic_fetch_sub(&ev->refs, 1) == 1)
+        block_free(ev); /* the document is in the same block */
 }
 
 bool

@@ -13,12 +13,35 @@
 
 /*  The library's clocks in ms (dfc_loop.c): monotonic for timeouts and
     intervals, wall time (since the Unix epoch) for what is stored. */
+typedef struct dfc_blocks dfc_blocks_t; /* dfc_alloc.c */
 int64_t dfc_mono_ms(void);
 uint64_t dfc_wall_ms(void);
 #define DFC_MAX_TOPIC 255
 
 /*  A NUL-terminated string value or NULL (for struct fields). */
 const char *dfc_value_cstr(const dfc_value_t *v);
+/*  dfc_value_find with the key's length known (no strlen per lookup). */
+const dfc_value_t *dfc_value_find_n(const dfc_value_t *v, const char *key, size_t klen);
+#define DFC_FIND(v, lit) dfc_value_find_n((v), lit, sizeof(lit) - 1)
+/*  Looks up nkeys keys in one pass over a map: out[j] = the value of the
+    first pair whose key is keys[j] (NULL when absent or not a map). keys
+    is an array of structs, stride bytes apart, each starting with a
+    dfc_key_t (so a table of field descriptors can be passed as it is). */
+typedef struct {
+    const char *s;
+    size_t len;
+} dfc_key_t;
+void dfc_value_lookup(const dfc_value_t *map, const void *keys, size_t stride, size_t nkeys,
+                      const dfc_value_t **out);
+/*  dfc_doc_parse into one block: head zeroed bytes for the caller (an
+    event), then the document, its nodes and its strings. On success
+    *block is the block (free() it; never dfc_doc_destroy *out), *out the
+    document inside it. */
+int dfc_doc_parse_in(const void *buf, size_t len, size_t head, void **block, dfc_doc_t **out);
+/*  The same, the block from blocks when it fits (*pooled then true: give it
+    back with dfc_blocks_put, not free). blocks may be NULL. */
+int dfc_doc_parse_pooled(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head,
+                         void **block, bool *pooled, dfc_doc_t **out);
 /*  JSON for a double (see dfc_value_to_json) into out (>= 32 bytes). */
 void dfc_json_double(char *out, size_t size, double d);
 /*  JSON string literal, snprintf-style like dfc_value_to_json. */
@@ -60,6 +83,13 @@ dfc_msg_status_t dfc_envelope_check(const dfc_value_t *root, dfc_envelope_t *env
     reference; on refusal NULL and *st says why. */
 dfc_event_t *dfc_event_new(const void *topic, size_t topic_len, const void *body, size_t body_len,
                            size_t max_frame, dfc_msg_status_t *st);
+/*  The same, its memory taken from blocks (one thread calls this per
+    blocks: the loop's receiver) and given back there by the last unref,
+    from any thread: no malloc per event once warm. blocks must outlive the
+    event. NULL blocks: malloc, as dfc_event_new. */
+dfc_event_t *dfc_event_new_in(dfc_blocks_t *blocks, const void *topic, size_t topic_len,
+                              const void *body, size_t body_len, size_t max_frame,
+                              dfc_msg_status_t *st);
 void dfc_event_ref(dfc_event_t *ev);
 /*  Drops a reference; the last one frees the event. */
 void dfc_event_unref(dfc_event_t *ev);
@@ -123,6 +153,23 @@ int dfc_ckpt_save(const char *path, const dfc_ckpt_entry_t *e, size_t n, dfc_log
 /*  realloc for the loop's growth paths; dfc_alloc_fail_next(n) makes the
     next n calls fail (tests only). */
 void *dfc_realloc(void *p, size_t n);
+
+/*  A recycling pool of fixed-size blocks (DFC_BLOCK_SIZE) for events: one
+    thread takes (dfc_blocks_get), any thread gives back (dfc_blocks_put).
+    Given-back blocks are pushed on a lock-free stack; the taker empties the
+    whole stack at once when its own list runs out (no ABA: only it
+    removes). At most max free blocks are kept; beyond, they are freed. */
+#define DFC_BLOCK_SIZE 8192
+dfc_blocks_t *dfc_blocks_new(size_t max);
+void dfc_blocks_destroy(dfc_blocks_t **blocks_p);
+/*  A block of DFC_BLOCK_SIZE bytes, or NULL when out of memory. */
+void *dfc_blocks_get(dfc_blocks_t *b);
+void dfc_blocks_put(dfc_blocks_t *b, void *block);
+/*  The taker's scratch buffer of at least n bytes (kept, grown as needed),
+    NULL when out of memory. Decoding uses it for messages up to
+    DFC_SCRATCH_MAX bytes (larger ones are decoded in two passes). */
+#define DFC_SCRATCH_MAX 65536
+void *dfc_blocks_scratch(dfc_blocks_t *b, size_t n);
 /*  True while the receiver waits for room in a full job queue (tests: the
     state to wait for before acting on back-pressure). */
 bool dfc_loop_receiver_waits(dfc_loop_t *loop);
@@ -226,7 +273,8 @@ typedef struct {
     it could be read. */
 int dfc_replay_end_parse(const void *body, size_t len, dfc_replay_end_t *end);
 
-/*  The thread-local listener context, set by workers around a callback. */
+/*  The thread-local listener context, set by workers around a callback (the
+    strings are borrowed until dfc_context_clear). */
 #define DFC_CONTEXT_MAX 256
 void dfc_context_set(const char *worker, const char *event_id, const char *listener_id);
 void dfc_context_clear(void);

@@ -420,9 +420,9 @@ dfc_link_receive(dfc_loop_t *loop, link_t *L)
     dfc_msg_status_t st = DFC_MSG_BAD_FRAMES;
     dfc_event_t *ev = NULL;
     if (dfc_frames_check(nparts, zmq_msg_size(&parts[0])) == DFC_MSG_OK)
-        ev =
-            dfc_event_new(zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), zmq_msg_data(&parts[1]),
-                          zmq_msg_size(&parts[1]), loop->cfg.max_frame, &st);
+        ev = dfc_event_new_in(loop->blocks, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
+                              zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), loop->cfg.max_frame,
+                              &st);
     /* the event copied what it needs: the frames can go now */
     zmq_msg_close(&parts[0]);
     zmq_msg_close(&parts[1]);

@@ -10,6 +10,10 @@
 
 static _Thread_local char tl_context[DFC_CONTEXT_MAX];
 static _Thread_local bool tl_in_job;
+/*  The parts, borrowed for the job's duration: the string is made only when
+    someone asks for it (most callbacks never do), not once per job. */
+static _Thread_local const char *tl_worker, *tl_event_id, *tl_listener_id;
+static _Thread_local bool tl_formatted;
 
 static _Atomic int log_level = DFC_LOG_INFO;
 static _Atomic(FILE *) log_stream;
@@ -17,8 +21,10 @@ static _Atomic(FILE *) log_stream;
 void
 dfc_context_set(const char *worker, const char *event_id, const char *listener_id)
 {
-    snprintf(tl_context, sizeof tl_context, "%s/%s/%s", worker, event_id ? event_id : "None",
-             listener_id);
+    tl_worker = worker;
+    tl_event_id = event_id;
+    tl_listener_id = listener_id;
+    tl_formatted = false;
     tl_in_job = true;
 }
 
@@ -31,7 +37,14 @@ dfc_context_clear(void)
 const char *
 dfc_listener_context(void)
 {
-    return tl_in_job ? tl_context : "main";
+    if (!tl_in_job)
+        return "main";
+    if (!tl_formatted) {
+        snprintf(tl_context, sizeof tl_context, "%s/%s/%s", tl_worker,
+                 tl_event_id ? tl_event_id : "None", tl_listener_id);
+        tl_formatted = true;
+    }
+    return tl_context;
 }
 
 void

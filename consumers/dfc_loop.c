@@ -136,6 +136,12 @@ dfc_loop_new(const dfc_config_t *cfg)
         loop->qs[i].q = calloc(c->queue_size, sizeof(job_t));
         ok = loop->qs[i].q != NULL;
     }
+    if (ok) {
+        /* enough for every event a full pipeline holds (queues and stages) */
+        size_t inflight = c->queue_size * (size_t)loop->nq + 2 * STAGE_MAX;
+        loop->blocks = dfc_blocks_new(inflight < 4096 ? inflight : 4096);
+        ok = loop->blocks != NULL;
+    }
     if (ok && c->dedupe_window >= 0) {
         loop->dedupe = dfc_dedupe_new(c->dedupe_window ? (size_t)c->dedupe_window : DEFAULT_DEDUPE);
         ok = loop->dedupe != NULL;
@@ -179,6 +185,7 @@ fail:
         free(loop->qs[i].q);
     free(loop->qs);
     dfc_dedupe_destroy(&loop->dedupe);
+    dfc_blocks_destroy(&loop->blocks);
     free(loop->ckpt_path);
     dfc_curve_wipe(&loop->curve);
     free(loop);
@@ -233,6 +240,7 @@ dfc_loop_destroy(dfc_loop_t **loop_p)
     }
     free(loop->qs);
     dfc_dedupe_destroy(&loop->dedupe);
+    dfc_blocks_destroy(&loop->blocks); /* after the links: held events went back to it */
     free(loop->ckpt_path);
     dfc_curve_wipe(&loop->curve);
     close(loop->wake[0]);
@@ -292,7 +300,9 @@ dfc_loop_subscribe(dfc_loop_t *loop, const dfc_listener_t *listener)
         return DFC_ENOMEM;
     lr->l = *listener;
     lr->key = listener;
-    lr->refs = 1;
+    atomic_init(&lr->refs, 1);
+    atomic_init(&lr->running, 0);
+    atomic_init(&lr->removed, false);
     pthread_mutex_lock(&loop->mu);
     loop->next_lid++;
     if (listener->name)
@@ -304,6 +314,7 @@ dfc_loop_subscribe(dfc_loop_t *loop, const dfc_listener_t *listener)
     while (*tail)
         tail = &(*tail)->next;
     *tail = lr;
+    atomic_fetch_add(&loop->lgen, 1);
     STAT_ADD(loop, listeners, 1);
     pthread_mutex_unlock(&loop->mu);
     return DFC_OK;
@@ -325,11 +336,14 @@ dfc_loop_unsubscribe(dfc_loop_t *loop, const dfc_listener_t *listener)
     }
     *pp = lr->next;
     lr->next = NULL;
-    lr->removed = true; /* queued jobs are skipped from now on */
+    atomic_store(&lr->removed, true); /* queued jobs are skipped from now on */
+    atomic_fetch_add(&loop->lgen, 1);
     STAT_SUB(loop, listeners, 1);
-    /* From its own callback we would wait for ourselves: return at once. */
+    /* From its own callback we would wait for ourselves: return at once.
+       A callback that leaves after this check broadcasts under mu (see
+       dfc_lrec_leave), so the wakeup is not lost. */
     if (dfc_tl_listener != lr) {
-        while (lr->running > 0)
+        while (atomic_load(&lr->running) > 0)
             pthread_cond_wait(&loop->idle, &loop->mu);
     }
     dfc_lrec_unref(lr);
@@ -466,6 +480,7 @@ dfc_loop_start(dfc_loop_t *loop)
                     items[n++] = (zmq_pollitem_t){socks[k], 0, ZMQ_POLLIN, 0};
                 }
         }
+        dfc_pool_flush(loop); /* nothing staged waits while we sleep */
         int pr = zmq_poll(items, (int)n, POLL_MS);
         if (pr < 0) {
             if (errno == EINTR)
@@ -509,6 +524,7 @@ dfc_loop_start(dfc_loop_t *loop)
                     break;
                 }
             }
+            dfc_pool_flush(loop); /* one hand-over per burst */
         }
         int64_t now = dfc_mono_ms();
         if (loop->connect_retry)
@@ -529,6 +545,7 @@ dfc_loop_start(dfc_loop_t *loop)
     free(items);
     free(owner);
     dfc_pool_stop(loop, workers, nworkers);
+    dfc_snap_clear(loop);
     dfc_wm_save(loop); /* every queued job ran: the final watermark */
     /* links get opened again by the next start */
     pthread_mutex_lock(&loop->mu);

@@ -31,15 +31,22 @@
 #define MAX_RANGES 65536  /* missing gseq ranges remembered per bridge, for gaps_filled */
 #define GAP_TABLE_MAX 512 /* (epoch, topic) pairs remembered for gap counting */
 #define RECV_BATCH 256    /* messages read per poll before looking at stop again */
+#define STAGE_MAX 64      /* jobs the receiver stages per queue before taking its lock */
 #define POLL_MS 100       /* timers (staleness, replay, checkpoint) are checked this often */
 
+/*  A listener. refs, running and removed are atomics so that the per-event
+    path (dispatch, workers) takes no lock: a callback or filter enters with
+    dfc_lrec_enter (running++, then removed is checked) and leaves with
+    dfc_lrec_leave; unsubscribe sets removed, then waits under loop->mu on
+    loop->idle for running == 0 (sequentially consistent on both sides, so
+    one of them sees the other). next is under loop->mu. */
 typedef struct lrec {
     dfc_listener_t l; /* our copy */
     const dfc_listener_t *key;
     char id[64];
-    int refs;    /* list membership + queued/running jobs; under loop->mu */
-    int running; /* jobs inside a callback now; under loop->mu */
-    bool removed;
+    atomic_int refs;    /* list membership + the receiver's snapshot + queued/running jobs */
+    atomic_int running; /* callbacks and filters inside user code now */
+    atomic_bool removed;
     struct lrec *next;
 } lrec_t;
 
@@ -80,6 +87,11 @@ typedef struct {
     size_t head, len;
     int idle;       /* workers waiting on not_empty: signal only when someone waits */
     bool full_wait; /* the receiver waits on not_full */
+    /* receiver-only: jobs staged for this queue, handed over by dfc_pool_flush
+       under one lock (no lock and no wake-up per event) */
+    job_t stage[STAGE_MAX];
+    size_t nstage;
+    size_t stage_room; /* room the queue had at the last flush (at most STAGE_MAX) */
 } wqueue_t;
 
 typedef struct {
@@ -243,6 +255,7 @@ struct dfc_loop {
     int nq;                /* 1 (CONCURRENT) or one per worker (STREAM) */
     atomic_bool quit;      /* workers: drain then exit (set, then each queue signalled) */
     lrec_t *listeners;
+    atomic_uint lgen; /* bumped (under mu) when the listener list changes */
     unsigned next_lid;
     link_t *links;
     size_t nlinks, nopened;
@@ -255,11 +268,13 @@ struct dfc_loop {
     /* receiver-only state */
     gap_entry_t gaps[GAP_TABLE_MAX];
     size_t ngaps;
-    lrec_t **snap;
-    size_t snap_cap;
+    lrec_t **snap; /* the listeners as of snap_gen, each with a reference */
+    size_t nsnap, snap_cap;
+    unsigned snap_gen;
     link_t **rl; /* links the receiver opened, in connect order */
     size_t rl_cap;
     dfc_dedupe_t *dedupe;
+    dfc_blocks_t *blocks; /* event memory, recycled (taken by the receiver only) */
     int64_t ckpt_next;
     bool connect_retry;    /* connect_pending ran out of memory: try again */
     uint64_t ckpt_failing; /* saves failed in a row (logged: the first, and the recovery) */
@@ -275,8 +290,25 @@ extern _Thread_local lrec_t *dfc_tl_listener;
 int dfc_pool_start(dfc_loop_t *loop, worker_t **workers_p, int *n_p);
 /*  Lets the workers run every queued job, joins them, frees workers. */
 void dfc_pool_stop(dfc_loop_t *loop, worker_t *workers, int n);
+/*  Drops a reference; the last one frees. Any thread, any lock. */
 void dfc_lrec_unref(lrec_t *lr);
+/*  Before user code of lr runs: false (nothing entered) when lr was removed. */
+bool dfc_lrec_enter(dfc_loop_t *loop, lrec_t *lr);
+/*  After it: wakes an unsubscribe that waits for it. Takes mu only then. */
+void dfc_lrec_leave(dfc_loop_t *loop, lrec_t *lr);
+/*  Stages one job for queue qi (the caller gave it its listener reference;
+    this takes one on ev and on trk); once the stage holds as many jobs as
+    the queue had room for, they are handed over (dfc_pool_flush), waiting
+    for room if needed. Returns false when stop came while waiting: the jobs
+    not queued (this one included) were dropped, counted in dropped_at_stop,
+    their watermark records failed. */
 bool dfc_pool_enqueue(dfc_loop_t *loop, int qi, dfc_event_t *ev, lrec_t *lr, track_t *trk);
+/*  Hands every staged job to the workers: one lock and at most one wake-up
+    per queue. The receiver calls it after each burst and before it polls.
+    Returns false when stop came while waiting for room (the rest dropped). */
+bool dfc_pool_flush(dfc_loop_t *loop);
+/*  Drops the receiver's listener snapshot (its references). */
+void dfc_snap_clear(dfc_loop_t *loop);
 /* watermark */
 wm_t *dfc_wm_get(dfc_loop_t *loop, const char *epoch, size_t el, bool create);
 void dfc_track_release(dfc_loop_t *loop, track_t *t);

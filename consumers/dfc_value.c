@@ -255,34 +255,134 @@ parse_value(parser_t *ps, int depth, struct dfc_value *node)
     }
 }
 
-int
-dfc_doc_parse(const void *buf, size_t len, dfc_doc_t **out)
+#define ROUND16(n) (((n) + 15) & ~(size_t)15)
+
+static int parse_twice(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head, void **block,
+                       bool *pooled, dfc_doc_t **out);
+
+/*  One pass instead of two. The strings go straight into a pooled block,
+    after the caller's head and the document (their place is known before
+    parsing: a string's bytes and NUL never take more than its encoding, so
+    the arena fits when len does); the nodes, whose number is not known yet,
+    go to the taker's scratch (a node per input byte + the root at most) and
+    are copied behind the strings, their pointers moved by the distance.
+    When the nodes do not fit in the block, the document moves to one
+    allocation of its exact size. */
+static int
+parse_once(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head, void **block,
+           bool *pooled, dfc_doc_t **out)
 {
-    if (!out || (!buf && len))
+    size_t at_doc = ROUND16(head), at_arena = at_doc + ROUND16(sizeof(dfc_doc_t));
+    if (at_arena + len + 1 > DFC_BLOCK_SIZE)
+        return parse_twice(blocks, buf, len, head, block, pooled, out);
+    struct dfc_value *tmp = dfc_blocks_scratch(blocks, (len + 1) * sizeof(struct dfc_value));
+    char *mem = tmp ? dfc_blocks_get(blocks) : NULL;
+    if (!mem)
+        return DFC_ENOMEM;
+    parser_t ps = {.p = buf, .len = len, .nnodes = 1, .nodes = tmp, .arena = mem + at_arena};
+    if (parse_value(&ps, 0, &tmp[0]) || ps.pos != len) {
+        dfc_blocks_put(blocks, mem);
         return DFC_EINVAL;
+    }
+    size_t nnodes = ps.nnodes, narena = ps.narena;
+    size_t at_nodes = at_arena + ROUND16(narena ? narena : 1);
+    size_t total = at_nodes + nnodes * sizeof(struct dfc_value);
+    bool in_pool = total <= DFC_BLOCK_SIZE;
+    if (!in_pool) { /* rare: many small values */
+        char *exact = malloc(total);
+        if (!exact) {
+            dfc_blocks_put(blocks, mem);
+            return DFC_ENOMEM;
+        }
+        memcpy(exact + at_arena, mem + at_arena, narena);
+        dfc_blocks_put(blocks, mem);
+        mem = exact;
+    }
+    memset(mem, 0, head);
+    dfc_doc_t *doc = (dfc_doc_t *)(mem + at_doc);
+    doc->arena = mem + at_arena;
+    doc->nodes = (struct dfc_value *)(mem + at_nodes);
+    memcpy(doc->nodes, tmp, nnodes * sizeof(struct dfc_value));
+    const char *old_arena = ps.arena;
+    for (size_t i = 0; i < nnodes; i++) {
+        struct dfc_value *v = &doc->nodes[i];
+        if (v->type == DFC_MAP || v->type == DFC_ARRAY)
+            v->as.kids = doc->nodes + (v->as.kids - tmp);
+        else if (!in_pool && (v->type == DFC_STR || v->type == DFC_BIN || v->type == DFC_EXT))
+            v->as.s = doc->arena + (v->as.s - old_arena);
+    }
+    *pooled = in_pool;
+    *block = mem;
+    *out = doc;
+    return DFC_OK;
+}
+
+int
+dfc_doc_parse_in(const void *buf, size_t len, size_t head, void **block, dfc_doc_t **out)
+{
+    bool pooled;
+    return dfc_doc_parse_pooled(NULL, buf, len, head, block, &pooled, out);
+}
+
+int
+dfc_doc_parse_pooled(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head, void **block,
+                     bool *pooled, dfc_doc_t **out)
+{
     *out = NULL;
+    *block = NULL;
+    *pooled = false;
+    if (!buf && len)
+        return DFC_EINVAL;
+    if (blocks && len <= DFC_SCRATCH_MAX)
+        return parse_once(blocks, buf, len, head, block, pooled, out);
+    return parse_twice(blocks, buf, len, head, block, pooled, out);
+}
+
+/*  A counting pass, then a filling pass into one block of the exact size
+    (from blocks when it fits). */
+static int
+parse_twice(dfc_blocks_t *blocks, const void *buf, size_t len, size_t head, void **block,
+            bool *pooled, dfc_doc_t **out)
+{
     parser_t ps = {.p = buf, .len = len, .nnodes = 1};
     if (parse_value(&ps, 0, NULL) || ps.pos != len)
         return DFC_EINVAL;
     /* Both counts are bounded by len (+1 root, +1 NUL per string), so the
-       allocation is at most a small multiple of the input. */
+       allocation is at most a small multiple of the input. One block: the
+       caller's head, the document, its nodes, its string bytes. */
     size_t nnodes = ps.nnodes, narena = ps.narena;
-    dfc_doc_t *doc = calloc(1, sizeof *doc);
-    if (!doc)
+    size_t at_doc = ROUND16(head), at_nodes = at_doc + ROUND16(sizeof(dfc_doc_t));
+    size_t at_arena = at_nodes + nnodes * sizeof(struct dfc_value);
+    size_t total = at_arena + (narena ? narena : 1);
+    bool from_pool = blocks && total <= DFC_BLOCK_SIZE;
+    char *mem = from_pool ? dfc_blocks_get(blocks) : malloc(total);
+    if (!mem)
         return DFC_ENOMEM;
-    doc->nodes = calloc(nnodes, sizeof *doc->nodes);
-    doc->arena = malloc(narena ? narena : 1);
-    if (!doc->nodes || !doc->arena) {
-        dfc_doc_destroy(&doc);
-        return DFC_ENOMEM;
-    }
+    memset(mem, 0, head);
+    dfc_doc_t *doc = (dfc_doc_t *)(mem + at_doc);
+    doc->nodes = (struct dfc_value *)(mem + at_nodes);
+    doc->arena = mem + at_arena;
     parser_t p2 = {.p = buf, .len = len, .nnodes = 1, .nodes = doc->nodes, .arena = doc->arena};
     if (parse_value(&p2, 0, &doc->nodes[0]) || p2.nnodes != nnodes || p2.narena != narena) {
-        dfc_doc_destroy(&doc);
+        if (from_pool)
+            dfc_blocks_put(blocks, mem);
+        else
+            free(mem);
         return DFC_EINVAL;
     }
+    *pooled = from_pool;
+    *block = mem;
     *out = doc;
     return DFC_OK;
+}
+
+int
+dfc_doc_parse(const void *buf, size_t len, dfc_doc_t **out)
+{
+    if (!out)
+        return DFC_EINVAL;
+    void *block;
+    return dfc_doc_parse_in(buf, len, 0, &block, out);
 }
 
 void
@@ -290,9 +390,7 @@ dfc_doc_destroy(dfc_doc_t **doc_p)
 {
     if (!doc_p || !*doc_p)
         return;
-    free((*doc_p)->nodes);
-    free((*doc_p)->arena);
-    free(*doc_p);
+    free(*doc_p); /* the block starts with the document (head 0) */
     *doc_p = NULL;
 }
 
@@ -403,8 +501,8 @@ dfc_value_item_at(const dfc_value_t *v, size_t i)
     return v && v->type == DFC_MAP && i < v->n ? &v->as.kids[2 * i + 1] : NULL;
 }
 
-static const dfc_value_t *
-find_n(const dfc_value_t *v, const char *key, size_t klen)
+const dfc_value_t *
+dfc_value_find_n(const dfc_value_t *v, const char *key, size_t klen)
 {
     if (!v || v->type != DFC_MAP)
         return NULL;
@@ -416,10 +514,33 @@ find_n(const dfc_value_t *v, const char *key, size_t klen)
     return NULL;
 }
 
+void
+dfc_value_lookup(const dfc_value_t *map, const void *keys, size_t stride, size_t nkeys,
+                 const dfc_value_t **out)
+{
+    for (size_t j = 0; j < nkeys; j++)
+        out[j] = NULL;
+    if (!map || map->type != DFC_MAP)
+        return;
+    size_t left = nkeys;
+    for (uint32_t i = 0; i < map->n && left; i++) {
+        const dfc_value_t *k = &map->as.kids[2 * i];
+        const char *kb = (const char *)keys;
+        for (size_t j = 0; j < nkeys; j++, kb += stride) {
+            const dfc_key_t *want = (const dfc_key_t *)kb;
+            if (want->len == k->n && !out[j] && memcmp(want->s, k->as.s, k->n) == 0) {
+                out[j] = &map->as.kids[2 * i + 1]; /* the first match, as dfc_value_find */
+                left--;
+                break;
+            }
+        }
+    }
+}
+
 const dfc_value_t *
 dfc_value_find(const dfc_value_t *v, const char *key)
 {
-    return key ? find_n(v, key, strlen(key)) : NULL;
+    return key ? dfc_value_find_n(v, key, strlen(key)) : NULL;
 }
 
 const dfc_value_t *
@@ -441,7 +562,7 @@ dfc_value_get(const dfc_value_t *v, const char *path)
             }
             v = dfc_value_at(v, idx);
         } else {
-            v = find_n(v, path, n);
+            v = dfc_value_find_n(v, path, n);
         }
         if (!dot)
             return v;
