@@ -42,10 +42,23 @@ typedef struct {
     dfb_counter_t *total; /* replay_bytes_held */
 } acct_t;
 
+/*  Replayed bodies are copied into chunks of CHUNK_BYTES, one request's
+    chunk at a time (so a chunk holds one client's messages only and is
+    freed in order as that client reads): no malloc per message. A chunk
+    lives while the request or any message in it does; bodies over a
+    quarter of a chunk get one of their own. */
+#define CHUNK_BYTES ((size_t)64 << 10)
+typedef struct {
+    _Atomic int refs;
+    size_t used, cap;
+    _Alignas(16) uint8_t data[];
+} chunk_t;
+
 /*  Ahead of each zero-copy body: who to charge when libzmq frees it. */
 typedef struct {
     acct_t *acct;
     uint64_t n;
+    chunk_t *chunk;
 } held_t;
 #define HELD_HEAD ((sizeof(held_t) + 15) & ~(size_t)15)
 
@@ -74,6 +87,7 @@ typedef struct {
     int frames_sent;       /* of rec, 0..2: a ROUTER accepts a message whole */
     int64_t last_progress;
     acct_t *acct;     /* this client's held bytes */
+    chunk_t *chunk;   /* where its next bodies go (one reference) */
     int paused;       /* waiting on a byte cap (counted once per pause) */
     uint64_t scanned; /* journal bytes read for this answer */
 } req_t;
@@ -95,8 +109,8 @@ struct dfb_replay {
     dfb_buf_t out;
     dfb_pub_counters_t *c;
     /* CURVE re-bind (dfb_replay_opts_t.curve_secret) */
-    dfb_zsock_opts_t zo;  /* the ROUTER's options; endpoint = the bound one */
-    int rebinding;        /* sock closed, the next bind at rebind_at */
+    dfb_zsock_opts_t zo; /* the ROUTER's options; endpoint = the bound one */
+    int rebinding;       /* sock closed, the next bind at rebind_at */
     int64_t rebind_at;
     uint64_t rebind_seen; /* auth_rebinds when the ROUTER was last (re)bound */
     uint64_t rebind_tries;
@@ -198,6 +212,45 @@ acct_release(acct_t *a)
         free(a);
 }
 
+/*  Drops a reference; any thread. */
+static void
+chunk_release(chunk_t *c)
+{
+    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        free(c);
+}
+
+/*  Room for a held body of len bytes in r's chunk (a new one when it is
+    full, one of its own when len is large), with a reference taken for
+    it. NULL when out of memory. */
+static held_t *
+chunk_alloc(req_t *r, size_t len)
+{
+    size_t need = HELD_HEAD + ((len + 15) & ~(size_t)15);
+    if (need > CHUNK_BYTES / 4 || !r->chunk || r->chunk->cap - r->chunk->used < need) {
+        size_t cap = need > CHUNK_BYTES / 4 ? need : CHUNK_BYTES;
+        chunk_t *c = malloc(sizeof *c + cap);
+        if (!c)
+            return NULL;
+        atomic_init(&c->refs, 1);
+        c->used = 0;
+        c->cap = cap;
+        if (need > CHUNK_BYTES / 4) {
+            c->used = need;
+            held_t *h = (held_t *)c->data;
+            h->chunk = c;
+            return h; /* its only reference is the message's */
+        }
+        chunk_release(r->chunk);
+        r->chunk = c;
+    }
+    held_t *h = (held_t *)(r->chunk->data + r->chunk->used);
+    r->chunk->used += need;
+    atomic_fetch_add_explicit(&r->chunk->refs, 1, memory_order_relaxed);
+    h->chunk = r->chunk;
+    return h;
+}
+
 /*  libzmq's free function of a replayed body: the bytes leave both counts. */
 static void
 held_free(void *data, void *hint)
@@ -207,7 +260,7 @@ held_free(void *data, void *hint)
     h->acct->bytes -= h->n;
     *h->acct->total -= h->n;
     acct_release(h->acct);
-    free(h);
+    chunk_release(h->chunk);
 }
 
 static void
@@ -216,6 +269,7 @@ req_free(req_t *r)
     if (!r)
         return;
     acct_release(r->acct);
+    chunk_release(r->chunk);
     dfb_journal_reader_destroy(&r->reader);
     free(r->topic);
     for (uint32_t i = 0; i < r->ntopics; i++)
@@ -611,7 +665,7 @@ send_record(dfb_replay_t *self, req_t *r)
     if (mine > 0 ? mine + n > self->client_bytes || all + n > self->max_bytes
                  : all > 0 && all + n > self->max_bytes + self->max_bytes / 4)
         return 2;
-    held_t *h = malloc(HELD_HEAD + (rec->body_len ? rec->body_len : 1));
+    held_t *h = chunk_alloc(r, rec->body_len ? rec->body_len : 1);
     if (!h)
         return 1; /* out of memory: try again later, as for a full pipe */
     uint8_t *data = (uint8_t *)h + HELD_HEAD;
