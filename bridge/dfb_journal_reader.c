@@ -43,6 +43,7 @@ struct dfb_journal_reader {
     uint8_t *win;
     uint64_t woff;
     size_t wlen;
+    dfb_journal_pos_t at; /* of the last record returned */
 };
 
 /* ---- readers -------------------------------------------------------------- */
@@ -443,6 +444,31 @@ dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
     }
 }
 
+void
+dfb_journal_reader_pos(const dfb_journal_reader_t *r, dfb_journal_pos_t *pos)
+{
+    *pos = r->at;
+}
+
+int
+dfb_journal_reader_seek_pos(dfb_journal_reader_t *r, uint64_t from, const dfb_journal_pos_t *pos)
+{
+    dfb_journal_t *j = r->j;
+    if (from == 0 || pos->gseq != from || r->nf)
+        return dfb_journal_reader_seek_gseq(r, from);
+    pthread_mutex_lock(&j->mu);
+    int gone = from < j->segs[0].first_gseq, listed = find_seg(j, pos->first) >= 0;
+    pthread_mutex_unlock(&j->mu);
+    if (gone)
+        return DFB_JOURNAL_GONE;
+    /* Deleted by retention (or about to be: then the open fails): seek. */
+    if (!listed || reader_open(r, pos->first, pos->off) != 0)
+        return dfb_journal_reader_seek_gseq(r, from);
+    r->min_gseq = from;
+    r->last = 0;
+    return 0;
+}
+
 /*  seq of topic before the segment starting at first (from its header).
     0 or -1 (unreadable: the segment was deleted meanwhile). */
 static int
@@ -576,10 +602,12 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
                 continue;
             }
             if (jr_parse_event(p, plen, rec) == 0 && rec->gseq > r->last) {
+                uint64_t at = r->off;
                 r->off += REC_HEAD + plen;
                 r->last = rec->gseq;
                 if (rec->gseq < r->min_gseq)
                     continue;
+                r->at = (dfb_journal_pos_t){rec->gseq, r->first, at};
                 return 1;
             }
             rc = DFB_JOURNAL_CORRUPT;

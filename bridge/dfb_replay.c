@@ -32,6 +32,7 @@
 #define SLICE_BYTES ((int64_t)1 << 20) /* and journal bytes read */
 #define REBIND_RETRY_MS 100            /* CURVE: a failed re-bind is tried again */
 #define REBIND_CHECK_MS 500            /* CURVE: longest wait before auth_rebinds is looked at */
+#define RESUME_SLOTS 16                /* positions remembered for the next request */
 
 /*  What one client's answers hold in the ROUTER: shared by its request and
     every message of it not yet written out (a new request from the same
@@ -116,7 +117,11 @@ struct dfb_replay {
     uint64_t rebind_tries;
     uint64_t rebind_fail; /* test only: attempts made to fail (DFB_TEST_REBIND_FAILS) */
     uint64_t max_bytes, client_bytes;
-    size_t rr;            /* the request the next turn starts with */
+    size_t rr; /* the request the next turn starts with */
+    /* Where recent answers cut by their limit stopped: the next request of
+       a late joiner starts there without a seek (dfb_journal_reader_seek_pos). */
+    dfb_journal_pos_t resume[RESUME_SLOTS];
+    size_t nresume;
     dfb_fdguard_t *guard; /* connection caps on the PUB and the ROUTER (NULL: none) */
 };
 
@@ -505,7 +510,12 @@ start(dfb_replay_t *self, req_t *r)
         fail(r, "internal", "out of memory: ask again later");
         return;
     }
+    const dfb_journal_pos_t *pos = NULL;
+    for (size_t i = 0; i < RESUME_SLOTS && !r->by_topic && !r->ntopics && !pos; i++)
+        if (self->resume[i].gseq == r->from)
+            pos = &self->resume[i];
     int rc = r->by_topic ? dfb_journal_reader_seek_topic(r->reader, r->topic, r->topic_len, r->from)
+             : pos       ? dfb_journal_reader_seek_pos(r->reader, r->from, pos)
                          : dfb_journal_reader_seek_gseq(r->reader, r->from);
     if (rc == DFB_JOURNAL_GONE)
         fail(r, "gone",
@@ -857,6 +867,9 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms, budget_t *
                     if (r->state == ST_PEEK) {
                         r->more = 1;
                         r->state = ST_END;
+                        if (!r->by_topic && !r->ntopics && r->rec.gseq == r->last_gseq + 1)
+                            dfb_journal_reader_pos(r->reader,
+                                                   &self->resume[self->nresume++ % RESUME_SLOTS]);
                     } else
                         r->state = ST_SEND;
                 } else if (r->ntopics && r->state == ST_READ &&

@@ -500,6 +500,96 @@ test_reader_index(void)
     dfb_journal_destroy(&j);
 }
 
+/*  Reads with r to the head, checking each record against mk from gseq
+    want on. The count, or -1 on a mismatch or error. */
+static long
+read_on(dfb_journal_reader_t *r, uint64_t want)
+{
+    dfb_journal_rec_t rec;
+    long n = 0;
+    int rc;
+    while ((rc = dfb_journal_reader_next(r, &rec)) == 1) {
+        mk_t m;
+        mk(&m, want, 0, (int)(want % 3), 50 + want % 100);
+        if (rec.gseq != want || rec.body_len != m.rec.body_len ||
+            memcmp(rec.body, m.body, rec.body_len) != 0 || rec.id_len != m.rec.id_len ||
+            memcmp(rec.id, m.id, rec.id_len) != 0)
+            return -1;
+        want++;
+        n++;
+    }
+    return rc == 0 ? n : -1;
+}
+
+static void
+test_reader_pos(void)
+{
+    /* A position taken from one reader starts another exactly there; a
+       position of another gseq, or of a segment retention deleted, is a
+       plain seek. */
+    const char *dir = fresh("pos");
+    char err[256];
+    dfb_journal_opts_t o = opts(dir, 4096, 0, 0, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(j && append_n(j, 1, 2000, seqs, dfb_wall_ms()) == 0);
+    if (!j)
+        return;
+    dfb_journal_reader_t *a = dfb_journal_reader_new(j), *b = dfb_journal_reader_new(j);
+    dfb_journal_rec_t rec;
+    dfb_journal_pos_t p, p5;
+    CHECK(dfb_journal_reader_seek_gseq(a, 1) == 0);
+    while (dfb_journal_reader_next(a, &rec) == 1 && rec.gseq < 777)
+        if (rec.gseq == 5)
+            dfb_journal_reader_pos(a, &p5);
+    dfb_journal_reader_pos(a, &p);
+    CHECK(p.gseq == 777 && p.first > 1 && p.off > 0 && p5.gseq == 5 && p5.first == 1);
+    CHECK(dfb_journal_reader_seek_pos(b, 777, &p) == 0);
+    CHECK_EQ(read_on(b, 777), 1224);
+    CHECK(dfb_journal_reader_seek_pos(b, 778, &p) == 0); /* another gseq: a seek */
+    CHECK_EQ(read_on(b, 778), 1223);
+    CHECK(dfb_journal_reader_seek_pos(b, 5, &p5) == 0);
+    CHECK_EQ(read_on(b, 5), 1996);
+    /* It starts at the record itself, not at the segment's start or a
+       mark: with record first + 1 damaged, a seek to first + 3 meets it
+       (segments of 4 KiB have one mark, at their start), a start at the
+       position of first + 3 does not. */
+    uint64_t g = p.first + 3;
+    CHECK(dfb_journal_reader_seek_gseq(a = dfb_journal_reader_new(j), g) == 0);
+    CHECK(dfb_journal_reader_next(a, &rec) == 1 && rec.gseq == g);
+    dfb_journal_reader_pos(a, &p);
+    dfb_journal_reader_destroy(&a);
+    char seg[1024];
+    seg_file(dir, p.first, seg, sizeof seg);
+    int fd = open(seg, O_RDWR);
+    unsigned char c;
+    uint64_t off = record_off(dir, p.first, p.first + 1);
+    CHECK(pread(fd, &c, 1, (off_t)off + 60) == 1);
+    c ^= 0x20;
+    CHECK(pwrite(fd, &c, 1, (off_t)off + 60) == 1);
+    close(fd);
+    CHECK(dfb_journal_reader_seek_pos(b, g, &p) == 0);
+    CHECK_EQ(read_on(b, g), (long)(2001 - g));
+    CHECK(dfb_journal_reader_seek_gseq(b, g) == 0);
+    CHECK_EQ(read_on(b, g), -1);
+    dfb_journal_reader_destroy(&a);
+    dfb_journal_reader_destroy(&b);
+    dfb_journal_destroy(&j);
+    /* Segment 1 deleted by retention (the next open keeps 64 KiB): GONE. */
+    o = opts(dir, 4096, 64 << 10, 0, DFB_FSYNC_NEVER);
+    j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
+    CHECK(j && append_n(j, 2001, 100, seqs, dfb_wall_ms()) == 0);
+    if (!j)
+        return;
+    b = dfb_journal_reader_new(j);
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    CHECK(st.oldest_gseq > 5);
+    CHECK_EQ(dfb_journal_reader_seek_pos(b, 5, &p5), DFB_JOURNAL_GONE);
+    dfb_journal_reader_destroy(&b);
+    dfb_journal_destroy(&j);
+}
+
 static void
 test_retention_size(void)
 {
@@ -2889,6 +2979,7 @@ static const test_t s_tests[] = {
     {"journal_segments", test_segments, 0},
     {"journal_reader_filter", test_reader_filter, 0},
     {"journal_reader_index", test_reader_index, 0},
+    {"journal_reader_pos", test_reader_pos, 0},
     {"journal_retention_size", test_retention_size, 0},
     {"journal_retention_age", test_retention_age, 0},
     {"journal_read_during_retention", test_read_during_retention, 0},
