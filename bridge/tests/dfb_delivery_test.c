@@ -555,6 +555,7 @@ test_reader_pos(void)
        (segments of 4 KiB have one mark, at their start), a start at the
        position of first + 3 does not. */
     uint64_t g = p.first + 3;
+    dfb_journal_reader_destroy(&a);
     CHECK(dfb_journal_reader_seek_gseq(a = dfb_journal_reader_new(j), g) == 0);
     CHECK(dfb_journal_reader_next(a, &rec) == 1 && rec.gseq == g);
     dfb_journal_reader_pos(a, &p);
