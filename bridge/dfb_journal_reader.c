@@ -16,7 +16,8 @@
 #include "dfb_log.h"
 
 #define PASS_PER_CALL 64         /* filtered-out records stepped over per reader_next call */
-#define WINDOW ((size_t)1 << 20) /* records are read from the file in windows this large */
+#define WINDOW ((size_t)1 << 20) /* records are read from the file in windows up to this large */
+#define WINDOW_MIN ((size_t)16 << 10) /* the first after an open; each next one twice the last */
 
 struct dfb_journal_reader {
     dfb_journal_t *j;
@@ -42,7 +43,8 @@ struct dfb_journal_reader {
        a record is one pread per WINDOW bytes instead of two per record. */
     uint8_t *win;
     uint64_t woff;
-    size_t wlen;
+    size_t wlen, wcap;
+    size_t wnext;         /* the next fill's size: small for a reader that reads a few records */
     dfb_journal_pos_t at; /* of the last record returned */
 };
 
@@ -89,7 +91,43 @@ reader_open(dfb_journal_reader_t *r, uint64_t first, uint64_t off)
     r->first = first;
     r->off = off;
     r->wlen = 0;
+    r->wnext = WINDOW_MIN;
     return r->fd >= 0 ? 0 : -1;
+}
+
+/*  Room for n bytes in the window (its bytes are dropped). 0 or -1. */
+static int
+window_reserve(dfb_journal_reader_t *r, size_t n)
+{
+    r->wlen = 0;
+    if (r->wcap >= n)
+        return 0;
+    uint8_t *w = realloc(r->win, n);
+    if (!w)
+        return -1;
+    r->win = w;
+    r->wcap = n;
+    return 0;
+}
+
+/*  Fills the window with the bytes from off: at least need, else the
+    next fill's size, within limit. DFB_JOURNAL_EIO, NOMEM or 0. */
+static int
+window_fill(dfb_journal_reader_t *r, uint64_t off, uint64_t limit, size_t need)
+{
+    size_t want = need > r->wnext ? need : r->wnext;
+    if (want > limit - off)
+        want = (size_t)(limit - off);
+    if (window_reserve(r, want) != 0)
+        return DFB_JOURNAL_NOMEM;
+    ssize_t got = jr_pread_full(r->fd, r->win, want, off);
+    if (got < 0)
+        return DFB_JOURNAL_EIO;
+    r->woff = off;
+    r->wlen = (size_t)got;
+    if (r->wnext < WINDOW)
+        r->wnext *= 2;
+    return 0;
 }
 
 /*  jr_read_record of the record at r->off through the read window: the
@@ -101,38 +139,34 @@ window_record(dfb_journal_reader_t *r, uint64_t limit, const uint8_t **payload, 
     uint64_t off = r->off;
     if (off + REC_HEAD > limit)
         return RR_SHORT;
-    if (!r->win && !(r->win = malloc(WINDOW)))
-        return DFB_JOURNAL_NOMEM;
-    for (int refilled = 0;; refilled = 1) {
-        if (off >= r->woff && off + REC_HEAD <= r->woff + r->wlen) {
-            const uint8_t *h = r->win + (off - r->woff);
-            uint32_t n = rd32(h), crc = rd32(h + 4);
-            if (n == 0 || n > MAX_PAYLOAD)
-                return DFB_JOURNAL_CORRUPT;
-            if (off + REC_HEAD + n > limit)
-                return RR_SHORT;
-            if (REC_HEAD + (uint64_t)n > WINDOW) {
-                int rc = jr_read_record(r->fd, off, limit, &r->buf);
-                *payload = r->buf.data;
-                *len = (uint32_t)r->buf.len;
-                return rc;
-            }
-            if (off + REC_HEAD + n <= r->woff + r->wlen) {
-                *payload = h + REC_HEAD;
-                *len = n;
-                return dfb_crc32c(0, h + REC_HEAD, n) == crc ? RR_OK : DFB_JOURNAL_CORRUPT;
-            }
-        }
-        if (refilled)
-            return RR_SHORT; /* the file is shorter than its committed size */
-        uint64_t want = limit - off < WINDOW ? limit - off : WINDOW;
-        r->wlen = 0;
-        ssize_t got = jr_pread_full(r->fd, r->win, (size_t)want, off);
-        if (got < 0)
-            return DFB_JOURNAL_EIO;
-        r->woff = off;
-        r->wlen = (size_t)got;
+    int rc;
+    if (!(off >= r->woff && off + REC_HEAD <= r->woff + r->wlen) &&
+        (rc = window_fill(r, off, limit, REC_HEAD)) != 0)
+        return rc;
+    if (r->wlen < REC_HEAD)
+        return RR_SHORT; /* the file is shorter than its committed size */
+    const uint8_t *h = r->win + (off - r->woff);
+    uint32_t n = rd32(h), crc = rd32(h + 4);
+    if (n == 0 || n > MAX_PAYLOAD)
+        return DFB_JOURNAL_CORRUPT;
+    if (off + REC_HEAD + n > limit)
+        return RR_SHORT;
+    if (REC_HEAD + (uint64_t)n > WINDOW) {
+        rc = jr_read_record(r->fd, off, limit, &r->buf);
+        *payload = r->buf.data;
+        *len = (uint32_t)r->buf.len;
+        return rc;
     }
+    if (off + REC_HEAD + n > r->woff + r->wlen) {
+        if ((rc = window_fill(r, off, limit, REC_HEAD + n)) != 0)
+            return rc;
+        if (r->wlen < REC_HEAD + n)
+            return RR_SHORT;
+        h = r->win;
+    }
+    *payload = h + REC_HEAD;
+    *len = n;
+    return dfb_crc32c(0, h + REC_HEAD, n) == crc ? RR_OK : DFB_JOURNAL_CORRUPT;
 }
 
 int
@@ -323,7 +357,7 @@ reader_open_listed(dfb_journal_reader_t *r, uint64_t first, uint64_t off)
 static void
 index_segment(dfb_journal_reader_t *r, uint64_t first, uint64_t size)
 {
-    if (!r->win && !(r->win = malloc(WINDOW)))
+    if (window_reserve(r, WINDOW) != 0)
         return;
     char path[4096];
     jr_seg_path(r->j, first, path, sizeof path);
