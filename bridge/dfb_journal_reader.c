@@ -15,8 +15,9 @@
 
 #include "dfb_log.h"
 
-#define PASS_PER_CALL 64         /* filtered-out records stepped over per reader_next call */
-#define WINDOW ((size_t)1 << 20) /* records are read from the file in windows up to this large */
+#define PASS_PER_CALL 64           /* filtered-out records stepped over per reader_next call */
+#define WINDOW ((size_t)256 << 10) /* records are read from the file in windows up to this large   \
+                                    */
 #define WINDOW_MIN ((size_t)16 << 10) /* the first after an open; each next one twice the last */
 
 struct dfb_journal_reader {
