@@ -230,6 +230,21 @@ void dfb_journal_reader_destroy(dfb_journal_reader_t **self_p);
     record retained, or DFB_JOURNAL_EIO. */
 int dfb_journal_reader_seek_gseq(dfb_journal_reader_t *self, uint64_t from);
 
+/*  Where a record starts in the journal: its gseq, segment and offset. */
+typedef struct {
+    uint64_t gseq, first, off;
+} dfb_journal_pos_t;
+
+/*  The position of the last record dfb_journal_reader_next returned. */
+void dfb_journal_reader_pos(const dfb_journal_reader_t *self, dfb_journal_pos_t *pos);
+
+/*  dfb_journal_reader_seek_gseq(from) that starts at pos (from
+    dfb_journal_reader_pos of any reader of this journal) when pos->gseq is
+    from and its segment is still listed, without a lookup or a scan: a
+    late joiner asking again where its last answer stopped. Same returns. */
+int dfb_journal_reader_seek_pos(dfb_journal_reader_t *self, uint64_t from,
+                                const dfb_journal_pos_t *pos);
+
 /*  Positions the reader at the start of the segment that holds seq from of
     topic (or later: records before it are for the caller to skip). Returns
     0, DFB_JOURNAL_GONE when seq from of topic is older than the oldest

@@ -15,7 +15,10 @@
 
 #include "dfb_log.h"
 
-#define PASS_PER_CALL 64 /* filtered-out records stepped over per reader_next call */
+#define PASS_PER_CALL 64           /* filtered-out records stepped over per reader_next call */
+#define WINDOW ((size_t)256 << 10) /* records are read from the file in windows up to this large   \
+                                    */
+#define WINDOW_MIN ((size_t)16 << 10) /* the first after an open; each next one twice the last */
 
 struct dfb_journal_reader {
     dfb_journal_t *j;
@@ -36,6 +39,14 @@ struct dfb_journal_reader {
     uint64_t skipped;          /* segments skipped (tests) */
     uint64_t passed;           /* bytes of records stepped over since the last take */
     uint32_t passed_now;       /* records stepped over in this call */
+    /* The read window: bytes [woff, woff + wlen) of the open segment, all
+       below its committed size when read (committed bytes never change), so
+       a record is one pread per WINDOW bytes instead of two per record. */
+    uint8_t *win;
+    uint64_t woff;
+    size_t wlen, wcap;
+    size_t wnext;         /* the next fill's size: small for a reader that reads a few records */
+    dfb_journal_pos_t at; /* of the last record returned */
 };
 
 /* ---- readers -------------------------------------------------------------- */
@@ -63,6 +74,7 @@ dfb_journal_reader_destroy(dfb_journal_reader_t **self_p)
         close(r->fd);
     dfb_buf_free(&r->buf);
     dfb_buf_free(&r->hbuf);
+    free(r->win);
     free(r->seqs_a);
     free(r->seqs_b);
     free(r);
@@ -79,7 +91,83 @@ reader_open(dfb_journal_reader_t *r, uint64_t first, uint64_t off)
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     r->first = first;
     r->off = off;
+    r->wlen = 0;
+    r->wnext = WINDOW_MIN;
     return r->fd >= 0 ? 0 : -1;
+}
+
+/*  Room for n bytes in the window (its bytes are dropped). 0 or -1. */
+static int
+window_reserve(dfb_journal_reader_t *r, size_t n)
+{
+    r->wlen = 0;
+    if (r->wcap >= n)
+        return 0;
+    uint8_t *w = realloc(r->win, n);
+    if (!w)
+        return -1;
+    r->win = w;
+    r->wcap = n;
+    return 0;
+}
+
+/*  Fills the window with the bytes from off: at least need, else the
+    next fill's size, within limit. DFB_JOURNAL_EIO, NOMEM or 0. */
+static int
+window_fill(dfb_journal_reader_t *r, uint64_t off, uint64_t limit, size_t need)
+{
+    size_t want = need > r->wnext ? need : r->wnext;
+    if (want > limit - off)
+        want = (size_t)(limit - off);
+    if (window_reserve(r, want) != 0)
+        return DFB_JOURNAL_NOMEM;
+    ssize_t got = jr_pread_full(r->fd, r->win, want, off);
+    if (got < 0)
+        return DFB_JOURNAL_EIO;
+    r->woff = off;
+    r->wlen = (size_t)got;
+    if (r->wnext < WINDOW)
+        r->wnext *= 2;
+    return 0;
+}
+
+/*  jr_read_record of the record at r->off through the read window: the
+    same results, and on RR_OK *payload (valid until the next call) and
+    *len. A record larger than the window is read on its own into r->buf. */
+static int
+window_record(dfb_journal_reader_t *r, uint64_t limit, const uint8_t **payload, uint32_t *len)
+{
+    uint64_t off = r->off;
+    if (off + REC_HEAD > limit)
+        return RR_SHORT;
+    int rc;
+    if (!(off >= r->woff && off + REC_HEAD <= r->woff + r->wlen) &&
+        (rc = window_fill(r, off, limit, REC_HEAD)) != 0)
+        return rc;
+    if (r->wlen < REC_HEAD)
+        return RR_SHORT; /* the file is shorter than its committed size */
+    const uint8_t *h = r->win + (off - r->woff);
+    uint32_t n = rd32(h), crc = rd32(h + 4);
+    if (n == 0 || n > MAX_PAYLOAD)
+        return DFB_JOURNAL_CORRUPT;
+    if (off + REC_HEAD + n > limit)
+        return RR_SHORT;
+    if (REC_HEAD + (uint64_t)n > WINDOW) {
+        rc = jr_read_record(r->fd, off, limit, &r->buf);
+        *payload = r->buf.data;
+        *len = (uint32_t)r->buf.len;
+        return rc;
+    }
+    if (off + REC_HEAD + n > r->woff + r->wlen) {
+        if ((rc = window_fill(r, off, limit, REC_HEAD + n)) != 0)
+            return rc;
+        if (r->wlen < REC_HEAD + n)
+            return RR_SHORT;
+        h = r->win;
+    }
+    *payload = h + REC_HEAD;
+    *len = n;
+    return dfb_crc32c(0, h + REC_HEAD, n) == crc ? RR_OK : DFB_JOURNAL_CORRUPT;
 }
 
 int
@@ -257,6 +345,86 @@ reader_open_listed(dfb_journal_reader_t *r, uint64_t first, uint64_t off)
     return gone ? DFB_JOURNAL_READER_GONE : DFB_JOURNAL_EIO;
 }
 
+/*  Builds the sparse index of the closed segment starting at first (size
+    committed bytes) when it has none (a segment of an earlier run: only
+    the one recovery scanned has one), so that a seek into it, and every
+    later request of a late joiner reading on, starts at most INDEX_EVERY
+    records before its position instead of at the segment's start. Only
+    the record lengths and gseqs are read, in windows, through r->win; the
+    walk stops at the first record that does not chain (a bad length, a tag
+    or gseq out of order): seeks beyond it start at the last mark and the
+    reader meets and reports the damage as before. Without memory, or when
+    the segment went meanwhile, nothing changes. */
+static void
+index_segment(dfb_journal_reader_t *r, uint64_t first, uint64_t size)
+{
+    if (window_reserve(r, WINDOW) != 0)
+        return;
+    char path[4096];
+    jr_seg_path(r->j, first, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    mark_t *marks = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t off = 0, woff = 0, wlen = 0, last = 0, events = 0;
+    int ok = 1;
+    while (ok && off + REC_HEAD + 9 <= size) {
+        if (off < woff || off + REC_HEAD + 9 > woff + wlen) {
+            uint64_t want = size - off < WINDOW ? size - off : WINDOW;
+            ssize_t got = jr_pread_full(fd, r->win, (size_t)want, off);
+            if (got < REC_HEAD + 9)
+                break;
+            woff = off;
+            wlen = (uint64_t)got;
+        }
+        const uint8_t *h = r->win + (off - woff);
+        uint32_t len = rd32(h);
+        if (len < 9 || len > MAX_PAYLOAD || off + REC_HEAD + len > size)
+            break;
+        if (off == 0) {
+            ok = h[REC_HEAD] == 'H';
+        } else {
+            uint64_t g = rd64(h + REC_HEAD + 1);
+            if (h[REC_HEAD] != 'E' || len < EVENT_FIXED || g <= last)
+                break;
+            if (events++ % INDEX_EVERY == 0) {
+                if (n == cap) {
+                    size_t c = cap ? cap * 2 : 64;
+                    mark_t *m = realloc(marks, c * sizeof *m);
+                    if (!m) {
+                        ok = 0;
+                        break;
+                    }
+                    marks = m;
+                    cap = c;
+                }
+                marks[n++] = (mark_t){g, off};
+            }
+            last = g;
+        }
+        off += REC_HEAD + len;
+    }
+    close(fd);
+    r->wlen = 0; /* the window held another file's bytes */
+    dfb_journal_t *j = r->j;
+    if (ok && n) {
+        pthread_mutex_lock(&j->mu);
+        long i = find_seg(j, first);
+        if (i >= 0 && (size_t)i + 1 < j->nsegs && !j->segs[i].indexed && j->segs[i].size == size) {
+            seg_t *s = &j->segs[i];
+            free(s->marks);
+            s->marks = marks;
+            s->nmarks = n;
+            s->capmarks = cap;
+            s->indexed = 1;
+            marks = NULL;
+        }
+        pthread_mutex_unlock(&j->mu);
+    }
+    free(marks);
+}
+
 int
 dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
 {
@@ -273,11 +441,21 @@ dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
         while (i > 0 && j->segs[i].first_gseq > from)
             i--;
         const seg_t *s = &j->segs[i];
-        uint64_t first = s->first_gseq, off = 0;
+        uint64_t first = s->first_gseq, off = 0, size = s->size;
+        int closed = i + 1 < j->nsegs, indexed = s->indexed;
         if (s->indexed)
             for (size_t k = 0; k < s->nmarks && s->marks[k].gseq <= from; k++)
                 off = s->marks[k].off;
         pthread_mutex_unlock(&j->mu);
+        if (!indexed && closed && attempt == 0 && !r->nf) {
+            index_segment(r, first, size);
+            pthread_mutex_lock(&j->mu);
+            long k = find_seg(j, first);
+            if (k >= 0 && j->segs[k].indexed)
+                for (size_t m = 0; m < j->segs[k].nmarks && j->segs[k].marks[m].gseq <= from; m++)
+                    off = j->segs[k].marks[m].off;
+            pthread_mutex_unlock(&j->mu);
+        }
         r->min_gseq = from;
         r->last = 0;
         /* With a filter, the segments from here that hold none of its
@@ -299,6 +477,31 @@ dfb_journal_reader_seek_gseq(dfb_journal_reader_t *r, uint64_t from)
         if (listed)
             return DFB_JOURNAL_EIO;
     }
+}
+
+void
+dfb_journal_reader_pos(const dfb_journal_reader_t *r, dfb_journal_pos_t *pos)
+{
+    *pos = r->at;
+}
+
+int
+dfb_journal_reader_seek_pos(dfb_journal_reader_t *r, uint64_t from, const dfb_journal_pos_t *pos)
+{
+    dfb_journal_t *j = r->j;
+    if (from == 0 || pos->gseq != from || r->nf)
+        return dfb_journal_reader_seek_gseq(r, from);
+    pthread_mutex_lock(&j->mu);
+    int gone = from < j->segs[0].first_gseq, listed = find_seg(j, pos->first) >= 0;
+    pthread_mutex_unlock(&j->mu);
+    if (gone)
+        return DFB_JOURNAL_GONE;
+    /* Deleted by retention (or about to be: then the open fails): seek. */
+    if (!listed || reader_open(r, pos->first, pos->off) != 0)
+        return dfb_journal_reader_seek_gseq(r, from);
+    r->min_gseq = from;
+    r->last = 0;
+    return 0;
 }
 
 /*  seq of topic before the segment starting at first (from its header).
@@ -413,7 +616,9 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
             }
             continue;
         }
-        int rc = jr_read_record(r->fd, r->off, limit, &r->buf);
+        const uint8_t *p = NULL;
+        uint32_t plen = 0;
+        int rc = window_record(r, limit, &p, &plen);
         if (rc == DFB_JOURNAL_EIO) {
             dfb_warn("journal: reader: segment %" PRIu64 " at offset %" PRIu64 ": %s", r->first,
                      r->off, strerror(errno));
@@ -427,16 +632,17 @@ dfb_journal_reader_next(dfb_journal_reader_t *r, dfb_journal_rec_t *rec)
         if (rc == RR_SHORT && r->off < limit)
             rc = DFB_JOURNAL_CORRUPT; /* limit is committed: a length that overruns it is bad */
         if (rc == RR_OK) {
-            const uint8_t *p = r->buf.data;
             if (r->off == 0 && p[0] == 'H') {
-                r->off += REC_HEAD + r->buf.len;
+                r->off += REC_HEAD + plen;
                 continue;
             }
-            if (jr_parse_event(p, r->buf.len, rec) == 0 && rec->gseq > r->last) {
-                r->off += REC_HEAD + r->buf.len;
+            if (jr_parse_event(p, plen, rec) == 0 && rec->gseq > r->last) {
+                uint64_t at = r->off;
+                r->off += REC_HEAD + plen;
                 r->last = rec->gseq;
                 if (rec->gseq < r->min_gseq)
                     continue;
+                r->at = (dfb_journal_pos_t){rec->gseq, r->first, at};
                 return 1;
             }
             rc = DFB_JOURNAL_CORRUPT;

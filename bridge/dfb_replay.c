@@ -32,6 +32,7 @@
 #define SLICE_BYTES ((int64_t)1 << 20) /* and journal bytes read */
 #define REBIND_RETRY_MS 100            /* CURVE: a failed re-bind is tried again */
 #define REBIND_CHECK_MS 500            /* CURVE: longest wait before auth_rebinds is looked at */
+#define RESUME_SLOTS 16                /* positions remembered for the next request */
 
 /*  What one client's answers hold in the ROUTER: shared by its request and
     every message of it not yet written out (a new request from the same
@@ -42,10 +43,23 @@ typedef struct {
     dfb_counter_t *total; /* replay_bytes_held */
 } acct_t;
 
+/*  Replayed bodies are copied into chunks of CHUNK_BYTES, one request's
+    chunk at a time (so a chunk holds one client's messages only and is
+    freed in order as that client reads): no malloc per message. A chunk
+    lives while the request or any message in it does; bodies over a
+    quarter of a chunk get one of their own. */
+#define CHUNK_BYTES ((size_t)64 << 10)
+typedef struct {
+    _Atomic int refs;
+    size_t used, cap;
+    _Alignas(16) uint8_t data[];
+} chunk_t;
+
 /*  Ahead of each zero-copy body: who to charge when libzmq frees it. */
 typedef struct {
     acct_t *acct;
     uint64_t n;
+    chunk_t *chunk;
 } held_t;
 #define HELD_HEAD ((sizeof(held_t) + 15) & ~(size_t)15)
 
@@ -74,6 +88,7 @@ typedef struct {
     int frames_sent;       /* of rec, 0..2: a ROUTER accepts a message whole */
     int64_t last_progress;
     acct_t *acct;     /* this client's held bytes */
+    chunk_t *chunk;   /* where its next bodies go (one reference) */
     int paused;       /* waiting on a byte cap (counted once per pause) */
     uint64_t scanned; /* journal bytes read for this answer */
 } req_t;
@@ -95,14 +110,18 @@ struct dfb_replay {
     dfb_buf_t out;
     dfb_pub_counters_t *c;
     /* CURVE re-bind (dfb_replay_opts_t.curve_secret) */
-    dfb_zsock_opts_t zo;  /* the ROUTER's options; endpoint = the bound one */
-    int rebinding;        /* sock closed, the next bind at rebind_at */
+    dfb_zsock_opts_t zo; /* the ROUTER's options; endpoint = the bound one */
+    int rebinding;       /* sock closed, the next bind at rebind_at */
     int64_t rebind_at;
     uint64_t rebind_seen; /* auth_rebinds when the ROUTER was last (re)bound */
     uint64_t rebind_tries;
     uint64_t rebind_fail; /* test only: attempts made to fail (DFB_TEST_REBIND_FAILS) */
     uint64_t max_bytes, client_bytes;
-    size_t rr;            /* the request the next turn starts with */
+    size_t rr; /* the request the next turn starts with */
+    /* Where recent answers cut by their limit stopped: the next request of
+       a late joiner starts there without a seek (dfb_journal_reader_seek_pos). */
+    dfb_journal_pos_t resume[RESUME_SLOTS];
+    size_t nresume;
     dfb_fdguard_t *guard; /* connection caps on the PUB and the ROUTER (NULL: none) */
 };
 
@@ -198,6 +217,45 @@ acct_release(acct_t *a)
         free(a);
 }
 
+/*  Drops a reference; any thread. */
+static void
+chunk_release(chunk_t *c)
+{
+    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        free(c);
+}
+
+/*  Room for a held body of len bytes in r's chunk (a new one when it is
+    full, one of its own when len is large), with a reference taken for
+    it. NULL when out of memory. */
+static held_t *
+chunk_alloc(req_t *r, size_t len)
+{
+    size_t need = HELD_HEAD + ((len + 15) & ~(size_t)15);
+    if (need > CHUNK_BYTES / 4 || !r->chunk || r->chunk->cap - r->chunk->used < need) {
+        size_t cap = need > CHUNK_BYTES / 4 ? need : CHUNK_BYTES;
+        chunk_t *c = malloc(sizeof *c + cap);
+        if (!c)
+            return NULL;
+        atomic_init(&c->refs, 1);
+        c->used = 0;
+        c->cap = cap;
+        if (need > CHUNK_BYTES / 4) {
+            c->used = need;
+            held_t *h = (held_t *)c->data;
+            h->chunk = c;
+            return h; /* its only reference is the message's */
+        }
+        chunk_release(r->chunk);
+        r->chunk = c;
+    }
+    held_t *h = (held_t *)(r->chunk->data + r->chunk->used);
+    r->chunk->used += need;
+    atomic_fetch_add_explicit(&r->chunk->refs, 1, memory_order_relaxed);
+    h->chunk = r->chunk;
+    return h;
+}
+
 /*  libzmq's free function of a replayed body: the bytes leave both counts. */
 static void
 held_free(void *data, void *hint)
@@ -207,7 +265,7 @@ held_free(void *data, void *hint)
     h->acct->bytes -= h->n;
     *h->acct->total -= h->n;
     acct_release(h->acct);
-    free(h);
+    chunk_release(h->chunk);
 }
 
 static void
@@ -216,6 +274,7 @@ req_free(req_t *r)
     if (!r)
         return;
     acct_release(r->acct);
+    chunk_release(r->chunk);
     dfb_journal_reader_destroy(&r->reader);
     free(r->topic);
     for (uint32_t i = 0; i < r->ntopics; i++)
@@ -451,7 +510,12 @@ start(dfb_replay_t *self, req_t *r)
         fail(r, "internal", "out of memory: ask again later");
         return;
     }
+    const dfb_journal_pos_t *pos = NULL;
+    for (size_t i = 0; i < RESUME_SLOTS && !r->by_topic && !r->ntopics && !pos; i++)
+        if (self->resume[i].gseq == r->from)
+            pos = &self->resume[i];
     int rc = r->by_topic ? dfb_journal_reader_seek_topic(r->reader, r->topic, r->topic_len, r->from)
+             : pos       ? dfb_journal_reader_seek_pos(r->reader, r->from, pos)
                          : dfb_journal_reader_seek_gseq(r->reader, r->from);
     if (rc == DFB_JOURNAL_GONE)
         fail(r, "gone",
@@ -611,7 +675,7 @@ send_record(dfb_replay_t *self, req_t *r)
     if (mine > 0 ? mine + n > self->client_bytes || all + n > self->max_bytes
                  : all > 0 && all + n > self->max_bytes + self->max_bytes / 4)
         return 2;
-    held_t *h = malloc(HELD_HEAD + (rec->body_len ? rec->body_len : 1));
+    held_t *h = chunk_alloc(r, rec->body_len ? rec->body_len : 1);
     if (!h)
         return 1; /* out of memory: try again later, as for a full pipe */
     uint8_t *data = (uint8_t *)h + HELD_HEAD;
@@ -803,6 +867,9 @@ step(dfb_replay_t *self, req_t *r, const char *epoch, int64_t now_ms, budget_t *
                     if (r->state == ST_PEEK) {
                         r->more = 1;
                         r->state = ST_END;
+                        if (!r->by_topic && !r->ntopics && r->rec.gseq == r->last_gseq + 1)
+                            dfb_journal_reader_pos(r->reader,
+                                                   &self->resume[self->nresume++ % RESUME_SLOTS]);
                     } else
                         r->state = ST_SEND;
                 } else if (r->ntopics && r->state == ST_READ &&

@@ -24,6 +24,7 @@
 #include "dfb_config.h"
 #include "dfb_dedupe.h"
 #include "dfb_journal.h"
+#include "dfb_journal_priv.h" /* journal_reader_index checks the sparse index */
 #include "dfb_mpack.h"
 #include "dfb_publish.h"
 #include "dfb_replay.h"
@@ -388,6 +389,205 @@ test_reader_filter(void)
     /* Unfiltered, every record is still there. */
     CHECK(dfb_journal_has_topic(j, "RARE", 4) && dfb_journal_has_topic(j, "MID", 3) &&
           !dfb_journal_has_topic(j, "NOSUCH", 6));
+    dfb_journal_destroy(&j);
+}
+
+/*  Writes 6000 records into segments of 256 KiB and reopens the journal: its
+    closed segments, of an earlier run, have no sparse index yet. */
+static dfb_journal_t *
+index_journal(const char *dir)
+{
+    char err[256];
+    dfb_journal_opts_t o = opts(dir, 256 << 10, 0, 0, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(j && append_n(j, 1, 6000, seqs, dfb_wall_ms()) == 0);
+    dfb_journal_destroy(&j);
+    j = dfb_journal_open(&o, "E2", dfb_wall_ms(), err, sizeof err);
+    CHECK(j && dfb_journal_last_gseq(j) == 6000);
+    CHECK(j && j->nsegs >= 4 && !j->segs[0].indexed && !j->segs[1].indexed);
+    return j;
+}
+
+/*  Offset of the record of gseq g in the segment starting at first (the
+    framing walked by hand). */
+static uint64_t
+record_off(const char *dir, uint64_t first, uint64_t g)
+{
+    char seg[1024];
+    seg_file(dir, first, seg, sizeof seg);
+    int fd = open(seg, O_RDONLY);
+    uint64_t off = 0;
+    unsigned char h[8];
+    for (uint64_t i = 0; i < g - first + 1; i++) { /* header + the records before g */
+        CHECK(pread(fd, h, 8, (off_t)off) == 8);
+        off += 8 + (h[0] | h[1] << 8 | h[2] << 16 | (uint64_t)h[3] << 24);
+    }
+    close(fd);
+    return off;
+}
+
+static void
+test_reader_index(void)
+{
+    /* A seek into a closed segment of an earlier run builds its index: one
+       mark every INDEX_EVERY records, each at its record; reads are exact. */
+    const char *dir = fresh("index");
+    dfb_journal_t *j = index_journal(dir);
+    if (!j)
+        return;
+    uint64_t s1 = j->segs[1].first_gseq, s2 = j->segs[2].first_gseq;
+    printf("  segments from 1, %" PRIu64 ", %" PRIu64 " (%zu)\n", s1, s2, j->nsegs);
+    CHECK(read_check(j, 1000, 1000) == 5001);
+    CHECK(j->segs[0].indexed && !j->segs[1].indexed);
+    CHECK_EQ((long)j->segs[0].nmarks, (long)((s1 - 1 + INDEX_EVERY - 1) / INDEX_EVERY));
+    for (size_t k = 0; k < j->segs[0].nmarks; k++) {
+        CHECK(j->segs[0].marks[k].gseq == 1 + k * INDEX_EVERY);
+        CHECK(j->segs[0].marks[k].off == record_off(dir, 1, 1 + k * INDEX_EVERY));
+    }
+    CHECK(read_check(j, s1 + 300, s1 + 300) == (long)(6001 - s1 - 300));
+    CHECK(j->segs[1].indexed);
+    CHECK(read_check(j, s1, s1) == (long)(6001 - s1));
+    CHECK(read_check(j, s2 - 1, s2 - 1) == (long)(6001 - s2 + 1));
+    CHECK(read_check(j, 1, 1) == 6000);
+    /* A bad CRC in segment 2 (index already built or not): seeks past it
+       read on untouched, a read across it reports it and what follows in
+       its segment. */
+    uint64_t s3 = j->segs[3].first_gseq, bad = s2 + 600;
+    char seg[1024], want[128], got[128];
+    seg_file(dir, s2, seg, sizeof seg);
+    int fd = open(seg, O_RDWR);
+    unsigned char b;
+    uint64_t off = record_off(dir, s2, bad);
+    CHECK(pread(fd, &b, 1, (off_t)off + 60) == 1);
+    b ^= 0x20;
+    CHECK(pwrite(fd, &b, 1, (off_t)off + 60) == 1);
+    close(fd);
+    /* bad is s2 + 600: a seek from s2 + 800 starts at the mark s2 + 768
+       and never reads it; one from s2 + 700 starts at s2 + 512 and does. */
+    snprintf(want, sizeof want, "%" PRIu64 "-6000", s2 + 800);
+    CHECK_STR(read_ranges(j, s2 + 800, got, sizeof got), want);
+    snprintf(want, sizeof want, "!%" PRIu64 "-%" PRIu64 " %" PRIu64 "-6000", s2 + 700, s3 - 1, s3);
+    CHECK_STR(read_ranges(j, s2 + 700, got, sizeof got), want);
+    snprintf(want, sizeof want, "%" PRIu64 "-%" PRIu64 " !%" PRIu64 "-%" PRIu64 " %" PRIu64 "-6000",
+             s2 + 1, bad - 1, bad, s3 - 1, s3);
+    CHECK_STR(read_ranges(j, s2 + 1, got, sizeof got), want);
+    dfb_journal_destroy(&j);
+
+    /* A length that does not chain: the index stops before it, so a seek
+       past it meets it and reports the rest of its segment, as a scan from
+       the start did. */
+    dir = fresh("index2");
+    j = index_journal(dir);
+    if (!j)
+        return;
+    s1 = j->segs[1].first_gseq;
+    s2 = j->segs[2].first_gseq;
+    bad = s1 + 600;
+    seg_file(dir, s1, seg, sizeof seg);
+    fd = open(seg, O_RDWR);
+    off = record_off(dir, s1, bad);
+    unsigned char huge[4] = {0xff, 0xff, 0xff, 0x7f};
+    CHECK(pwrite(fd, huge, 4, (off_t)off) == 4);
+    close(fd);
+    snprintf(want, sizeof want, "!%" PRIu64 "-%" PRIu64 " %" PRIu64 "-6000", bad + 100, s2 - 1, s2);
+    CHECK_STR(read_ranges(j, bad + 100, got, sizeof got), want);
+    CHECK(j->segs[1].indexed);
+    CHECK_EQ((long)j->segs[1].nmarks, (long)((bad - s1 + INDEX_EVERY - 1) / INDEX_EVERY));
+    snprintf(want, sizeof want, "%" PRIu64 "-%" PRIu64 " !%" PRIu64 "-%" PRIu64 " %" PRIu64 "-6000",
+             s1 + 10, bad - 1, bad, s2 - 1, s2);
+    CHECK_STR(read_ranges(j, s1 + 10, got, sizeof got), want);
+    dfb_journal_destroy(&j);
+}
+
+/*  Reads with r to the head, checking each record against mk from gseq
+    want on. The count, or -1 on a mismatch or error. */
+static long
+read_on(dfb_journal_reader_t *r, uint64_t want)
+{
+    dfb_journal_rec_t rec;
+    long n = 0;
+    int rc;
+    while ((rc = dfb_journal_reader_next(r, &rec)) == 1) {
+        mk_t m;
+        mk(&m, want, 0, (int)(want % 3), 50 + want % 100);
+        if (rec.gseq != want || rec.body_len != m.rec.body_len ||
+            memcmp(rec.body, m.body, rec.body_len) != 0 || rec.id_len != m.rec.id_len ||
+            memcmp(rec.id, m.id, rec.id_len) != 0)
+            return -1;
+        want++;
+        n++;
+    }
+    return rc == 0 ? n : -1;
+}
+
+static void
+test_reader_pos(void)
+{
+    /* A position taken from one reader starts another exactly there; a
+       position of another gseq, or of a segment retention deleted, is a
+       plain seek. */
+    const char *dir = fresh("pos");
+    char err[256];
+    dfb_journal_opts_t o = opts(dir, 4096, 0, 0, DFB_FSYNC_NEVER);
+    dfb_journal_t *j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
+    uint64_t seqs[3] = {0, 0, 0};
+    CHECK(j && append_n(j, 1, 2000, seqs, dfb_wall_ms()) == 0);
+    if (!j)
+        return;
+    dfb_journal_reader_t *a = dfb_journal_reader_new(j), *b = dfb_journal_reader_new(j);
+    dfb_journal_rec_t rec;
+    dfb_journal_pos_t p, p5;
+    CHECK(dfb_journal_reader_seek_gseq(a, 1) == 0);
+    while (dfb_journal_reader_next(a, &rec) == 1 && rec.gseq < 777)
+        if (rec.gseq == 5)
+            dfb_journal_reader_pos(a, &p5);
+    dfb_journal_reader_pos(a, &p);
+    CHECK(p.gseq == 777 && p.first > 1 && p.off > 0 && p5.gseq == 5 && p5.first == 1);
+    CHECK(dfb_journal_reader_seek_pos(b, 777, &p) == 0);
+    CHECK_EQ(read_on(b, 777), 1224);
+    CHECK(dfb_journal_reader_seek_pos(b, 778, &p) == 0); /* another gseq: a seek */
+    CHECK_EQ(read_on(b, 778), 1223);
+    CHECK(dfb_journal_reader_seek_pos(b, 5, &p5) == 0);
+    CHECK_EQ(read_on(b, 5), 1996);
+    /* It starts at the record itself, not at the segment's start or a
+       mark: with record first + 1 damaged, a seek to first + 3 meets it
+       (segments of 4 KiB have one mark, at their start), a start at the
+       position of first + 3 does not. */
+    uint64_t g = p.first + 3;
+    dfb_journal_reader_destroy(&a);
+    CHECK(dfb_journal_reader_seek_gseq(a = dfb_journal_reader_new(j), g) == 0);
+    CHECK(dfb_journal_reader_next(a, &rec) == 1 && rec.gseq == g);
+    dfb_journal_reader_pos(a, &p);
+    dfb_journal_reader_destroy(&a);
+    char seg[1024];
+    seg_file(dir, p.first, seg, sizeof seg);
+    int fd = open(seg, O_RDWR);
+    unsigned char c;
+    uint64_t off = record_off(dir, p.first, p.first + 1);
+    CHECK(pread(fd, &c, 1, (off_t)off + 60) == 1);
+    c ^= 0x20;
+    CHECK(pwrite(fd, &c, 1, (off_t)off + 60) == 1);
+    close(fd);
+    CHECK(dfb_journal_reader_seek_pos(b, g, &p) == 0);
+    CHECK_EQ(read_on(b, g), (long)(2001 - g));
+    CHECK(dfb_journal_reader_seek_gseq(b, g) == 0);
+    CHECK_EQ(read_on(b, g), -1);
+    dfb_journal_reader_destroy(&a);
+    dfb_journal_reader_destroy(&b);
+    dfb_journal_destroy(&j);
+    /* Segment 1 deleted by retention (the next open keeps 64 KiB): GONE. */
+    o = opts(dir, 4096, 64 << 10, 0, DFB_FSYNC_NEVER);
+    j = dfb_journal_open(&o, "E", dfb_wall_ms(), err, sizeof err);
+    CHECK(j && append_n(j, 2001, 100, seqs, dfb_wall_ms()) == 0);
+    if (!j)
+        return;
+    b = dfb_journal_reader_new(j);
+    dfb_journal_stats_t st;
+    dfb_journal_stats(j, &st);
+    CHECK(st.oldest_gseq > 5);
+    CHECK_EQ(dfb_journal_reader_seek_pos(b, 5, &p5), DFB_JOURNAL_GONE);
+    dfb_journal_reader_destroy(&b);
     dfb_journal_destroy(&j);
 }
 
@@ -2859,6 +3059,8 @@ static const test_t s_tests[] = {
     {"journal_append_read", test_append_read, 0},
     {"journal_segments", test_segments, 0},
     {"journal_reader_filter", test_reader_filter, 0},
+    {"journal_reader_index", test_reader_index, 0},
+    {"journal_reader_pos", test_reader_pos, 0},
     {"journal_retention_size", test_retention_size, 0},
     {"journal_retention_age", test_retention_age, 0},
     {"journal_read_during_retention", test_read_during_retention, 0},
