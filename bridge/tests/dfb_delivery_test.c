@@ -784,8 +784,10 @@ test_fsync(void)
     int64_t t0 = dfb_wall_ms();
     dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
     memset(seqs, 0, sizeof seqs);
-    for (int i = 0; i < 50; i++)
+    for (int i = 0; i < 50; i++) {
         CHECK(append_n(j, 1 + (uint64_t)i, 1, seqs, t0 + i * 100) == 0);
+        dfb_journal_drain(j); /* a due sync is posted to the sync thread */
+    }
     dfb_journal_stats_t st;
     dfb_journal_stats(j, &st);
     CHECK(st.fsyncs == 4); /* at t0+1000, 2000, 3000, 4000 */
@@ -2523,6 +2525,7 @@ test_disk_faults(void)
     if (!j)
         return;
     CHECK_EQ(append_one(j, g++, seqs), 0);
+    dfb_journal_drain(j); /* a sync the append posted is done before the fault */
     fault_set("fdatasync EIO /journal/ 1\n");
     dfb_journal_tick(j, dfb_wall_ms() + 5000);
     dfb_journal_drain(j);
