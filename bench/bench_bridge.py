@@ -16,7 +16,7 @@ Every section must count exactly (every gseq once, no gap) or the run fails (exi
 
 Usage: /usr/bin/python3 bench/bench_bridge.py [--build-dir build] [--quick] [--json]
            [--bridge PATH] [--pod PATH] [--bench PATH] [--langs c,python,node]
-           [--events N] [--replay-events N] [--soak SECONDS]
+           [--events N] [--replay-events N] [--soak SECONDS] [--only latency [--repeat K]]
 """
 import argparse
 import json
@@ -475,6 +475,8 @@ def main():
     ap.add_argument("--events", type=int, help="end-to-end backlog (default 100000, quick 2000)")
     ap.add_argument("--replay-events", type=int, help="default 1000000, quick 3000")
     ap.add_argument("--soak", type=int, default=0, metavar="SECONDS")
+    ap.add_argument("--only", choices=["latency"], help="run this section alone (--repeat times)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --only: runs of each row")
     a = ap.parse_args()
     if a.markdown:
         with open(a.markdown) as f:
@@ -497,6 +499,23 @@ def main():
     lat = [(1000, 500 if a.quick else 10000, "interval"),
            (20000, 2000 if a.quick else 100000, "interval"),
            (1000, 500 if a.quick else 10000, "off")]
+    if a.only == "latency":  # the latency rows alone, repeated: the tail is noisy
+        ctx = dftest.setup(a.pod, a.bridge, "bench-bridge-")
+        try:
+            for k in range(max(1, a.repeat)):
+                for rate, count, journal in lat:
+                    x = latency(a, rate, count, journal)
+                    x["load"] = machine()["load"]
+                    print(json.dumps(x) if a.json else
+                          "%-6d %-9s %7d  p50 %7.3f  p99 %7.3f  p99.9 %7.3f  max %7.3f ms  (load %s)"
+                          % (rate, journal, count, x["p50_ms"], x["p99_ms"], x["p999_ms"],
+                             x["max_ms"], x["load"]), flush=True)
+        except (BenchError, dftest.Failure) as e:
+            print("bench_bridge: FAILED: %s" % e, file=sys.stderr)
+            return 1
+        finally:
+            ctx.cleanup()
+        return 0
     nc = 2000 if a.quick else 200000
     ns = 2000 if a.quick else 200000
 

@@ -311,6 +311,7 @@ bg_main(void *arg)
         retain(j, now);
         pthread_mutex_lock(&j->mu);
         j->bg_done = req;
+        j->sync_posted = 0; /* a writer's request is served (bg_sync re-checked it) */
         pthread_cond_broadcast(&j->idle_cv);
     }
     pthread_cond_broadcast(&j->idle_cv);
@@ -684,14 +685,21 @@ write_staged(dfb_journal_t *j, int64_t now_ms, int sync_now)
     j->st.bytes += total;
     j->st.appended += j->npend;
     j->st.head_gseq = j->pmeta[j->npend - 1].gseq;
-    int due = j->opts.fsync == DFB_FSYNC_INTERVAL && now_ms - j->last_sync_ms >= j->opts.fsync_ms;
+    /*  `interval` promises no durability per record, so its fdatasync is
+        posted to the sync thread, never run here: the writer (the loop
+        thread) must not wait on the disk while events flow (a slow
+        fdatasync showed up as a stall of every event behind it). A failed
+        sync is sticky and fails the next flush, as before. */
+    if (j->opts.fsync == DFB_FSYNC_INTERVAL && !j->sync_posted &&
+        now_ms - j->last_sync_ms >= j->opts.fsync_ms) {
+        j->sync_posted = 1;
+        j->bg_now = now_ms;
+        j->bg_req++;
+        pthread_cond_signal(&j->bg_cv);
+    }
     pthread_mutex_unlock(&j->mu);
     j->npend = 0;
     j->pend.len = 0;
-    /* `interval` promises no durability per record: a failed sync here is
-       sticky and fails the next flush instead. */
-    if (due)
-        writer_sync(j, now_ms, "interval");
     return 0;
 }
 

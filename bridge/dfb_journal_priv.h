@@ -78,6 +78,7 @@ struct dfb_journal {
     pthread_cond_t bg_cv, idle_cv;
     uint64_t bg_req, bg_done;
     int64_t bg_now;
+    int sync_posted; /* mu: the writer posted an `interval` sync not yet served */
     /* One retention at a time (writer after a roll, sync thread after a
        tick); held across unlink, never taken by readers, stats or tick. */
     pthread_mutex_t ret_mu;

@@ -984,8 +984,10 @@ test_fsync(void)
     int64_t t0 = dfb_wall_ms();
     dfb_journal_t *j = dfb_journal_open(&o, "E", t0, err, sizeof err);
     memset(seqs, 0, sizeof seqs);
-    for (int i = 0; i < 50; i++)
+    for (int i = 0; i < 50; i++) {
         CHECK(append_n(j, 1 + (uint64_t)i, 1, seqs, t0 + i * 100) == 0);
+        dfb_journal_drain(j); /* a due sync is posted to the sync thread */
+    }
     dfb_journal_stats_t st;
     dfb_journal_stats(j, &st);
     CHECK(st.fsyncs == 4); /* at t0+1000, 2000, 3000, 4000 */
@@ -2723,6 +2725,7 @@ test_disk_faults(void)
     if (!j)
         return;
     CHECK_EQ(append_one(j, g++, seqs), 0);
+    dfb_journal_drain(j); /* a sync the append posted is done before the fault */
     fault_set("fdatasync EIO /journal/ 1\n");
     dfb_journal_tick(j, dfb_wall_ms() + 5000);
     dfb_journal_drain(j);
@@ -2849,6 +2852,34 @@ test_no_stall(void)
     dfb_journal_stats(j, &st);
     CHECK_EQ(st.segments, 1);
     CHECK_EQ(st.segments_deleted, segs - 1);
+    fault_set("");
+    dfb_journal_destroy(&j);
+
+    /* Issue 11 (latency): a commit that finds the `interval` sync due only
+       posts it to the sync thread; the writer (the loop thread, with every
+       event behind it) does not wait for the disk. One big segment: no roll. */
+    o = opts(fresh("nostall-commit"), 1 << 20, 0, 0, DFB_FSYNC_INTERVAL);
+    j = dfb_journal_open(&o, "E", t0, err, sizeof err);
+    CHECK(j);
+    if (!j)
+        return;
+    memset(seqs, 0, sizeof seqs);
+    CHECK(append_n(j, 1, 10, seqs, t0) == 0); /* not due yet */
+    dfb_journal_drain(j);
+    dfb_journal_stats(j, &st);
+    uint64_t before = st.fsyncs;
+    fault_set("fdatasync DELAY:800 /journal/\n");
+    int64_t t = dfb_mono_ms();
+    CHECK(append_n(j, 11, 1, seqs, t0 + 5000) == 0); /* due: 5 s after the last sync */
+    int64_t commit_ms = dfb_mono_ms() - t;
+    CHECK(wait_busy(j)); /* the sync runs, on the sync thread */
+    printf("  interval sync due at a commit: the commit took %" PRId64 " ms (the disk 800)\n",
+           commit_ms);
+    CHECK(commit_ms < 100);
+    dfb_journal_drain(j);
+    dfb_journal_stats(j, &st);
+    CHECK_EQ(st.fsyncs, before + 1);
+    CHECK_EQ(st.sync_failing, 0);
     fault_set("");
     dfb_journal_destroy(&j);
 }
