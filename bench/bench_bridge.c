@@ -8,7 +8,8 @@
               that the library saw no gap, loss or duplicate, and prints one JSON line.
               --lat-file F writes "id monotonic_ns" of each listener start (latency join).
               --replay EP --fill: live, with the replay endpoint filling gaps (a consumer
-              more than bridge.sndhwm behind); every gap must be filled.
+              more than bridge.sndhwm behind): gaps are then allowed, lost ones not (every
+              gseq must still come exactly once).
     ceilings  the same-run ceilings on the same events: (b) libcurl keep-alive reads of the
               pod's batches parsed with the bridge's dfb_json tape; (c) JSON -> msgpack frames
               (dfb_transcode) on one core, CPU time; (a) raw libzmq PUB -> SUB of those frames
@@ -231,7 +232,7 @@ cmd_consume(int argc, char **argv)
         missing += !atomic_load(&C.seen[i]);
     bool exact = !failed && loop_rc == DFC_OK && handled == C.want && missing == 0 &&
                  atomic_load(&C.out_of_range) == 0 && atomic_load(&C.repeated) == 0 &&
-                 st.gaps == st.gaps_filled && st.lost == 0 && st.duplicates == 0 &&
+                 (fill || st.gaps == 0) && st.lost == 0 && st.duplicates == 0 &&
                  st.dropped_malformed == 0;
     if (lat && C.ids) {
         FILE *f = fopen(lat, "w");

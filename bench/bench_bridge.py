@@ -73,6 +73,8 @@ class Run:
         self.pod = dftest.Pod("--no-history", "--batch-max", "100", "--hold-ms", "1000",
                               "--gen-kind", kind, *pod_args)
         extra = "  heartbeatMillis: 200\n"
+        if a.sndhwm is not None:
+            extra += "  sndhwm: %d\n" % a.sndhwm
         if journal != "off":
             self.state = os.path.join(dftest.CTX.tmp, "state-%d" % self.pod.port)
             extra += ("  stateDir: %s\n  journal:\n    fsync: %s\n    maxBytes: 0\n"
@@ -553,6 +555,8 @@ def main():
     ap.add_argument("--events", type=int, help="end-to-end backlog (default 100000, quick 2000)")
     ap.add_argument("--replay-events", type=int, help="default 1000000, quick 3000")
     ap.add_argument("--soak", type=int, default=0, metavar="SECONDS")
+    ap.add_argument("--sndhwm", type=int, metavar="N",
+                    help="the bridge's bridge.sndhwm in every section (default: its default)")
     a = ap.parse_args()
     if a.markdown:
         with open(a.markdown) as f:
