@@ -257,7 +257,7 @@ def consumer_c(a, n, workers=0):
     pub.stdin.write("done\n")
     pub.stdin.flush()
     pres, perr = finish(pub, 30)
-    checked(pres, perr, what + ": publisher")
+    checked(pres if pub.returncode == 0 else None, perr, what + ": publisher")
     if (not res or c.returncode != 0 or res.get("events") != n or res.get("missing")
             or res.get("repeated") or res.get("gaps") or res.get("lost")
             or res.get("duplicates")):
