@@ -7,15 +7,22 @@
               releases the pod's backlog), checks that every gseq 1..N came exactly once and
               that the library saw no gap, loss or duplicate, and prints one JSON line.
               --lat-file F writes "id monotonic_ns" of each listener start (latency join).
+              --replay EP --fill: live, with the replay endpoint filling gaps (a consumer
+              more than bridge.sndhwm behind): gaps are then allowed, lost ones not (every
+              gseq must still come exactly once).
     ceilings  the same-run ceilings on the same events: (b) libcurl keep-alive reads of the
               pod's batches parsed with the bridge's dfb_json tape; (c) JSON -> msgpack frames
               (dfb_transcode) on one core, CPU time; (a) raw libzmq PUB -> SUB of those frames
               over loopback TCP; (d) appending those frames to a file in --dir, one write per
-              batch of 100, with the journal's fsync policy. One JSON line. */
+              batch of 100, with the journal's fsync policy. One JSON line.
+    publish   the C consumer's publisher: ceiling (a) on N pre-encoded 1.2 KB MESSAGESENT
+              frames, then the same frames on an XPUB once a consumer subscribed. */
+#define _GNU_SOURCE /* memmem */
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -149,7 +156,7 @@ cmd_consume(int argc, char **argv)
     long idle_ms = atol(opt(argc, argv, "--idle-ms", "30000"));
     if (!ep || C.want == 0) {
         fprintf(stderr, "usage: bench_bridge consume --endpoint EP --count N [--replay EP] "
-                        "[--gseq-base B] [--lat-file F] [--workers W] [--idle-ms MS]\n");
+                        "[--fill] [--gseq-base B] [--lat-file F] [--workers W] [--idle-ms MS]\n");
         return 2;
     }
     C.seen = calloc(C.want, 1);
@@ -162,7 +169,12 @@ cmd_consume(int argc, char **argv)
     dfc_config_t cfg = {0};
     cfg.workers = atoi(opt(argc, argv, "--workers", "0"));
     cfg.stale_ms = -1; /* a backlog being replayed is not a stale link */
-    if (replay)
+    /* --fill: the replay endpoint fills gaps only (a live consumer more than bridge.sndhwm
+       behind); without it, --replay reads from gseq 1 (a late joiner). */
+    bool fill = false;
+    for (int i = 2; i < argc; i++)
+        fill = fill || !strcmp(argv[i], "--fill");
+    if (replay && !fill)
         cfg.from_gseq = 1;
     dfc_log_set_level(DFC_LOG_WARN);
     C.loop = dfc_loop_new(&cfg);
@@ -220,7 +232,8 @@ cmd_consume(int argc, char **argv)
         missing += !atomic_load(&C.seen[i]);
     bool exact = !failed && loop_rc == DFC_OK && handled == C.want && missing == 0 &&
                  atomic_load(&C.out_of_range) == 0 && atomic_load(&C.repeated) == 0 &&
-                 st.gaps == 0 && st.lost == 0 && st.duplicates == 0 && st.dropped_malformed == 0;
+                 (fill || st.gaps == 0) && st.lost == 0 && st.duplicates == 0 &&
+                 st.dropped_malformed == 0;
     if (lat && C.ids) {
         FILE *f = fopen(lat, "w");
         if (!f) {
@@ -237,11 +250,11 @@ cmd_consume(int argc, char **argv)
     printf("{\"ok\":%s,\"events\":%" PRIu64 ",\"want\":%" PRIu64 ",\"missing\":%" PRIu64
            ",\"out_of_range\":%" PRIu64 ",\"repeated\":%" PRIu64 ",\"gaps\":%" PRIu64
            ",\"lost\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"malformed\":%" PRIu64
-           ",\"replayed\":%" PRIu64 ",\"first_ns\":%lld,\"last_ns\":%lld,\"seconds\":%.6f"
+           ",\"replayed\":%" PRIu64 ",\"gaps_filled\":%" PRIu64 ",\"first_ns\":%lld,\"last_ns\":%lld,\"seconds\":%.6f"
            ",\"rate\":%.0f}\n",
            exact ? "true" : "false", handled, C.want, missing, (uint64_t)atomic_load(&C.out_of_range),
            (uint64_t)atomic_load(&C.repeated), st.gaps, st.lost, st.duplicates,
-           st.dropped_malformed, st.replayed, (long long)atomic_load(&C.first_ns),
+           st.dropped_malformed, st.replayed, st.gaps_filled, (long long)atomic_load(&C.first_ns),
            (long long)atomic_load(&C.last_ns), s, s > 0 ? (double)(C.want - 1) / s : 0.0);
     free(C.seen);
     free(C.ids);
@@ -458,11 +471,13 @@ sub_main(void *p)
     return NULL;
 }
 
-/*  (a): raw PUB -> SUB over loopback TCP; events/s from the first send to the last receive. */
+/*  (a): raw PUB -> SUB over loopback TCP; events/s from the first send to the last receive.
+    The SUB has a context (an I/O thread) of its own, as a consumer in another process has: one
+    shared I/O thread would carry both ends' TCP work and understate the transport. */
 static double
 zmq_ceiling(const frames_t *fr, long *got)
 {
-    void *ctx = zmq_ctx_new();
+    void *ctx = zmq_ctx_new(), *sub_ctx = zmq_ctx_new();
     void *pub = zmq_socket(ctx, ZMQ_XPUB);
     int zero = 0;
     zmq_setsockopt(pub, ZMQ_SNDHWM, &zero, sizeof zero);
@@ -472,7 +487,7 @@ zmq_ceiling(const frames_t *fr, long *got)
     if (zmq_bind(pub, "tcp://127.0.0.1:*") != 0 ||
         zmq_getsockopt(pub, ZMQ_LAST_ENDPOINT, ep, &el) != 0)
         return -1;
-    sub_arg_t a = {ctx, ep, fr->n, 0, 0, 0};
+    sub_arg_t a = {sub_ctx, ep, fr->n, 0, 0, 0};
     pthread_t th;
     pthread_create(&th, NULL, sub_main, &a);
     /* Wait for the subscription (XPUB hands it to us), bounded. */
@@ -492,6 +507,7 @@ zmq_ceiling(const frames_t *fr, long *got)
     *got = a.got;
     zmq_close(pub);
     zmq_ctx_term(ctx);
+    zmq_ctx_term(sub_ctx);
     if (a.bytes != fr->off[fr->n])
         *got = -1; /* not the same bytes */
     double s = (double)(a.last_ns - t0) / 1e9;
@@ -592,6 +608,120 @@ cmd_ceilings(int argc, char **argv)
     return ok ? 0 : 1;
 }
 
+/* ---- publish ------------------------------------------------------------------------------ */
+
+/*  The C consumer's dispatch figure (bench_bridge.py's consumers section): N frames of the wire
+    contract built before the clock starts from one MESSAGESENT (--event FILE: its JSON, with
+    the id "bench-00000000", whose digits become 1..N), envelope seq = gseq = 1..N made by the
+    bridge's own dfb_transcode_message. First ceiling (a) on those frames (raw PUB -> SUB in this
+    process); then an XPUB (SNDHWM 0) prints "endpoint EP", waits for a subscription covering
+    MESSAGESENT, sends the N frames, and stays until a line on stdin (the consumer is done) or
+    --idle-ms. One JSON line. */
+static int
+cmd_publish(int argc, char **argv)
+{
+    const char *path = opt(argc, argv, "--event", NULL);
+    const char *epoch = opt(argc, argv, "--epoch", "bench");
+    long count = atol(opt(argc, argv, "--count", "0"));
+    int idle_ms = atoi(opt(argc, argv, "--idle-ms", "120000"));
+    if (!path || count <= 0 || count > 99999999) {
+        fprintf(stderr, "usage: bench_bridge publish --event FILE --count N [--epoch E] "
+                        "[--idle-ms MS]\n");
+        return 2;
+    }
+    FILE *f = fopen(path, "rb");
+    char *json = malloc(1 << 20);
+    size_t jl = f && json ? fread(json, 1, (1 << 20) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    char *digits = jl ? memmem(json, jl, "\"bench-00000000\"", 16) : NULL;
+    if (!digits) {
+        fprintf(stderr, "bench_bridge: %s: no event with the id \"bench-00000000\"\n", path);
+        free(json);
+        return 2;
+    }
+    digits += 7;
+    frames_t fr = {0};
+    fr.off = calloc((size_t)count + 1, sizeof *fr.off);
+    fr.topic = calloc((size_t)count, sizeof *fr.topic);
+    dfb_json_t *tape = dfb_json_new();
+    dfb_buf_t all;
+    dfb_buf_init(&all);
+    bool ok = fr.off && fr.topic && tape;
+    uint64_t ts = (uint64_t)time(NULL) * 1000;
+    for (long i = 0; ok && i < count; i++) {
+        char d[9];
+        snprintf(d, sizeof d, "%08ld", i + 1);
+        memcpy(digits, d, 8);
+        dfb_envelope_t env = {(uint64_t)i + 1, (uint64_t)i + 1, epoch, ts, 68719476738LL};
+        fr.off[i] = all.len;
+        snprintf(fr.topic[i], sizeof fr.topic[i], "MESSAGESENT");
+        ok = dfb_json_parse(tape, json, jl) == 0 &&
+             dfb_transcode_message(&env, tape, 0, &all) == 0;
+    }
+    dfb_json_destroy(&tape);
+    free(json);
+    if (!ok) {
+        fprintf(stderr, "bench_bridge: %s: not an event the transcoder takes\n", path);
+        return 1;
+    }
+    fr.off[count] = all.len;
+    fr.n = count;
+    fr.data = all.data;
+    long zgot = 0;
+    double zrate = zmq_ceiling(&fr, &zgot);
+    ok = zgot == count;
+
+    void *ctx = zmq_ctx_new();
+    void *pub = zmq_socket(ctx, ZMQ_XPUB);
+    int zero = 0, tmo = 30000;
+    zmq_setsockopt(pub, ZMQ_SNDHWM, &zero, sizeof zero);
+    zmq_setsockopt(pub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(pub, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    char ep[128];
+    size_t el = sizeof ep;
+    double pub_s = 0;
+    if (!ok || zmq_bind(pub, "tcp://127.0.0.1:*") != 0 ||
+        zmq_getsockopt(pub, ZMQ_LAST_ENDPOINT, ep, &el) != 0) {
+        ok = false;
+    } else {
+        printf("endpoint %s\n", ep);
+        fflush(stdout);
+        /* The subscription (XPUB: 0x01 + prefix) that covers MESSAGESENT, within 30 s. */
+        bool subscribed = false;
+        char sub[300];
+        int n;
+        while (!subscribed && (n = zmq_recv(pub, sub, sizeof sub, 0)) >= 1)
+            subscribed = sub[0] == 1 && n - 1 <= 11 && !memcmp("MESSAGESENT", sub + 1, n - 1);
+        if (!subscribed) {
+            fprintf(stderr, "bench_bridge: no subscription within 30 s\n");
+            ok = false;
+        } else {
+            int64_t t0 = mono_ns();
+            for (long i = 0; i < fr.n; i++) {
+                zmq_send(pub, fr.topic[i], strlen(fr.topic[i]), ZMQ_SNDMORE);
+                zmq_send(pub, fr.data + fr.off[i], fr.off[i + 1] - fr.off[i], 0);
+            }
+            pub_s = (double)(mono_ns() - t0) / 1e9;
+            /* Stay (the queued frames go out) until the driver says the consumer is done. */
+            struct pollfd pfd = {0, POLLIN, 0};
+            if (poll(&pfd, 1, idle_ms) != 1)
+                fprintf(stderr, "bench_bridge: publish: no word from the driver in %d ms\n",
+                        idle_ms);
+        }
+    }
+    zmq_close(pub);
+    zmq_ctx_term(ctx);
+    printf("{\"ok\":%s,\"events\":%ld,\"frame_bytes\":%.1f,\"zmq_received\":%ld,"
+           "\"zmq_rate\":%.0f,\"publish_rate\":%.0f}\n",
+           ok ? "true" : "false", count, (double)fr.off[count] / (double)count, zgot, zrate,
+           pub_s > 0 ? (double)count / pub_s : 0);
+    free(fr.data);
+    free(fr.off);
+    free(fr.topic);
+    return ok ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -599,7 +729,9 @@ main(int argc, char **argv)
         return cmd_consume(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "ceilings"))
         return cmd_ceilings(argc, argv);
-    fprintf(stderr, "usage: bench_bridge consume|ceilings ... (run by bench/bench_bridge.py; "
-                    "see bench/README.md)\n");
+    if (argc >= 2 && !strcmp(argv[1], "publish"))
+        return cmd_publish(argc, argv);
+    fprintf(stderr, "usage: bench_bridge consume|ceilings|publish ... (run by "
+                    "bench/bench_bridge.py; see bench/README.md)\n");
     return 2;
 }

@@ -73,6 +73,8 @@ class Run:
         self.pod = dftest.Pod("--no-history", "--batch-max", "100", "--hold-ms", "1000",
                               "--gen-kind", kind, *pod_args)
         extra = "  heartbeatMillis: 200\n"
+        if a.sndhwm is not None:
+            extra += "  sndhwm: %d\n" % a.sndhwm
         if journal != "off":
             self.state = os.path.join(dftest.CTX.tmp, "state-%d" % self.pod.port)
             extra += ("  stateDir: %s\n  journal:\n    fsync: %s\n    maxBytes: 0\n"
@@ -89,11 +91,13 @@ class Run:
         self.bridge.start()
         self.pid = self.bridge.proc.pid
 
-    def consumer(self, a, count, lat_file=None, replay=False, idle_ms=30000):
+    def consumer(self, a, count, lat_file=None, replay=False, idle_ms=30000, fill=False):
         cmd = [a.bench, "consume", "--endpoint", self.bridge.endpoint, "--count", str(count),
                "--idle-ms", str(idle_ms)]
-        if replay:
+        if replay or fill:
             cmd += ["--replay", self.replay]
+        if fill:
+            cmd += ["--fill"]
         if lat_file:
             cmd += ["--lat-file", lat_file]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -147,9 +151,13 @@ def checked(res, err, what):
 
 # ---- sections -----------------------------------------------------------------------------------
 def end_to_end(a, kind, journal, n):
-    r = Run(a, kind, journal)
+    # The bridge's defaults, bridge.sndhwm 10000 included: a consumer more than that behind
+    # loses live messages at the PUB and, with a journal, fills them from the replay endpoint
+    # (counted in "filled"; every gseq still exactly once). Journal off has nothing to fill
+    # from: a gap there fails the run.
+    r = Run(a, kind, journal, replay=journal != "off")
     try:
-        c = r.consumer(a, n)
+        c = r.consumer(a, n, fill=journal != "off")
         r.wait_ready(c)
         c0 = cpu_s(r.pid)
         r.release(n, kind, at_once=True)
@@ -157,7 +165,7 @@ def end_to_end(a, kind, journal, n):
         c1 = cpu_s(r.pid)
         checked(res, err, "end to end %s/%s" % (kind, journal))
         return {"kind": kind, "journal": journal, "events": res["events"],
-                "rate": res["rate"], "seconds": res["seconds"],
+                "rate": res["rate"], "seconds": res["seconds"], "filled": res["gaps_filled"],
                 "cpu_us": round((c1 - c0) * 1e6 / n, 2),
                 "hwm_kb": status_kb(r.pid, "VmHWM"), "rss_kb": status_kb(r.pid, "VmRSS")}
     finally:
@@ -221,18 +229,67 @@ def replay(a, n):
         r.stop()
 
 
+def consumer_c(a, n, workers=0):
+    """The C consumer fed by a C publisher (bench_bridge publish): N pre-encoded 1.2 KB
+    MESSAGESENT frames, ceiling (a) on the same frames in the same process first, then sent
+    once bench_consumer_c subscribed. Its events/s, its process's CPU us/event (all threads,
+    first to last callback), exactness, and the ratio to (a)."""
+    epoch = "bench-%d" % os.getpid()
+    ev_path = os.path.join(dftest.CTX.tmp, "bench-event.json")
+    with open(ev_path, "w", encoding="utf-8") as f:
+        json.dump(bench_consumers.sized_event(epoch, int(time.time() * 1000)), f,
+                  ensure_ascii=False, separators=(",", ":"))
+    pub = subprocess.Popen([a.bench, "publish", "--event", ev_path, "--count", str(n),
+                            "--epoch", epoch, "--idle-ms", str(int(n / 1000.0 + 60) * 1000)],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    dftest.CTX.children.append(pub)
+    what = "consumer c (%s workers)" % (workers or "default")
+    line = read_line(pub, n / 20000.0 + 60)  # frames built and (a) measured first
+    if not line or not line.startswith("endpoint "):
+        raise BenchError("%s: publisher: %r %s" % (what, line, finish(pub, 1)[1]))
+    cmd = [a.c_consumer, "--endpoint", line.split()[1], "--count", str(n)]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    c = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    dftest.CTX.children.append(c)
+    res, err = finish(c, n / 1000.0 + 60)
+    pub.stdin.write("done\n")
+    pub.stdin.flush()
+    pres, perr = finish(pub, 30)
+    checked(pres if pub.returncode == 0 else None, perr, what + ": publisher")
+    if (not res or c.returncode != 0 or res.get("events") != n or res.get("missing")
+            or res.get("repeated") or res.get("gaps") or res.get("lost")
+            or res.get("duplicates")):
+        raise BenchError("%s: not exact: %s %s" % (what, res, err))
+    return {"events": n, "workers": res["workers"], "rate": res["rate"],
+            "seconds": res["seconds"], "cpu_us": res["cpu_us"], "bytes": pres["frame_bytes"],
+            "zmq_rate": pres["zmq_rate"], "publish_rate": pres["publish_rate"],
+            "over_zmq": round(res["rate"] / pres["zmq_rate"], 3)}
+
+
 def consumers(a, n):
+    """C from the C publisher (default workers, then 1 worker); Python and Node (--langs) from
+    bench_consumers.py's pyzmq publisher."""
+    out = {}
+    langs = a.langs.split(",")
+    if "c" in langs:
+        out["c"] = consumer_c(a, n)
+        out["c_workers1"] = consumer_c(a, n, workers=1)
+    others = [x for x in langs if x and x != "c"]
+    if not others:
+        return out
     ns = types.SimpleNamespace(c_consumer=a.c_consumer, c_workers=0, source_dir=SRC,
                                node="/usr/bin/node", count=n)
     payload = bench_consumers.bodies(n, "bench-%d" % os.getpid())
     zctx = zmq.Context()
-    out = {}
     try:
-        for lang in a.langs.split(","):
+        for lang in others:
             res = bench_consumers.run_one(lang, ns, zctx, payload)
             if "error" in res or res.get("events") != n:
                 raise BenchError("consumer %s: %s" % (lang, res.get("error", res)))
-            out[lang] = {"events": n, "rate": res["rate"], "bytes": len(payload[0])}
+            out[lang] = {"events": n, "rate": res["rate"], "bytes": len(payload[0]),
+                         "publish_rate": round(n / res["publish_s"])}
     finally:
         zctx.destroy(linger=0)
     return out
@@ -348,6 +405,8 @@ def ratios(res):
         out["cpu_%s_over_transcode" % mode] = round(x["cpu_us"] / c["transcode_us"], 2)
     out["replay_over_zmq"] = round(res["replay"]["rate"] / res["ceilings"]["interval"]["zmq_rate"],
                                    3)
+    if "c" in res["consumers"]:
+        out["consumer_c_over_zmq"] = res["consumers"]["c"]["over_zmq"]
     return out
 
 
@@ -362,12 +421,15 @@ def table(res):
         L.append("  %-34s %8.3f" % (k, v))
     L.append("")
     L.append("end to end (pod backlog -> dfbridge -> libdfconsumer, no-op listener)")
-    L.append("  %-12s %-9s %9s %12s %10s %10s %10s" % ("events", "journal", "N", "events/s",
-                                                      "cpu us/ev", "VmHWM MB", "VmRSS MB"))
+    L.append("  %-12s %-9s %9s %12s %10s %10s %10s %8s" % ("events", "journal", "N",
+                                                           "events/s", "cpu us/ev", "VmHWM MB",
+                                                           "VmRSS MB", "filled"))
     for x in res["end_to_end"]:
-        L.append("  %-12s %-9s %9d %12.0f %10.2f %10.1f %10.1f"
+        L.append("  %-12s %-9s %9d %12.0f %10.2f %10.1f %10.1f %8d"
                  % (x["kind"], x["journal"], x["events"], x["rate"], x["cpu_us"],
-                    x["hwm_kb"] / 1024, x["rss_kb"] / 1024))
+                    x["hwm_kb"] / 1024, x["rss_kb"] / 1024, x.get("filled", 0)))
+    L.append("  (filled: events the consumer missed live, more than bridge.sndhwm behind, and "
+             "took from replay)")
     L.append("")
     L.append("latency (pod release -> listener start), ms")
     L.append("  %-10s %-9s %8s %9s %9s %9s %9s" % ("events/s", "journal", "N", "p50", "p99",
@@ -381,9 +443,17 @@ def table(res):
     L.append("replay (late joiner from gseq 1): %d events, %.0f events/s" % (rp["events"],
                                                                           rp["rate"]))
     L.append("")
-    L.append("consumers (raw PUB of pre-encoded 1.2 KB MESSAGESENT, no-op listener)")
+    L.append("consumers (raw PUB of pre-encoded 1.2 KB MESSAGESENT, no-op listener; C from a C"
+             " publisher, with (a) on the same frames)")
     for lang, x in res["consumers"].items():
-        L.append("  %-8s %9d events %12.0f events/s" % (lang, x["events"], x["rate"]))
+        if "cpu_us" in x:
+            L.append("  %-11s %9d events %10.0f events/s  %6.2f cpu us/ev  %5.2f x (a) = %.0f/s"
+                     "  (sent at %.0f/s)" % ("c, %d wk" % x["workers"], x["events"], x["rate"],
+                                             x["cpu_us"], x["over_zmq"], x["zmq_rate"],
+                                             x["publish_rate"]))
+        else:
+            L.append("  %-11s %9d events %10.0f events/s  (pyzmq publisher: sent at %.0f/s)"
+                     % (lang, x["events"], x["rate"], x.get("publish_rate", 0)))
     L.append("")
     L.append("ceilings (same MESSAGESENT events, same run)")
     c = res["ceilings"]["interval"]
@@ -434,9 +504,19 @@ def markdown(res):
                      % (x["p50_ms"], x["p99_ms"], x["p999_ms"], x["max_ms"])))
     rows.append(("**replay**, late joiner from gseq 1 (%d events), events/s"
                  % res["replay"]["events"], "%.0f" % res["replay"]["rate"]))
+    if "consumer_c_over_zmq" in res["ratios"]:
+        rows.insert(rows.index(("**end to end** (events/s · bridge CPU µs/event · VmHWM MB)", "")),
+                    ("C consumer dispatch ÷ (a) on the same frames",
+                     "%.2f" % res["ratios"]["consumer_c_over_zmq"]))
     for lang, x in res["consumers"].items():
-        rows.append(("**consumer** dispatch, %s, no-op listener, events/s" % lang,
-                     "%.0f" % x["rate"]))
+        if "cpu_us" in x:
+            rows.append(("**consumer** dispatch, C, %d worker%s, no-op listener, C publisher: "
+                         "events/s · CPU µs/event · (a) same frames, events/s"
+                         % (x["workers"], "" if x["workers"] == 1 else "s"),
+                         "%.0f · %.2f · %.0f" % (x["rate"], x["cpu_us"], x["zmq_rate"])))
+        else:
+            rows.append(("**consumer** dispatch, %s, no-op listener, pyzmq publisher, events/s"
+                         % lang, "%.0f" % x["rate"]))
     c, ca = res["ceilings"]["interval"], res["ceilings"]["always"]
     rows.append(("**ceilings** (same run, best of %d)" % c.get("tries", 1), ""))
     rows.append(("(a) raw libzmq PUB→SUB, events/s", "%.0f" % c["zmq_rate"]))
@@ -475,6 +555,8 @@ def main():
     ap.add_argument("--events", type=int, help="end-to-end backlog (default 100000, quick 2000)")
     ap.add_argument("--replay-events", type=int, help="default 1000000, quick 3000")
     ap.add_argument("--soak", type=int, default=0, metavar="SECONDS")
+    ap.add_argument("--sndhwm", type=int, metavar="N",
+                    help="the bridge's bridge.sndhwm in every section (default: its default)")
     ap.add_argument("--only", choices=["latency"], help="run this section alone (--repeat times)")
     ap.add_argument("--repeat", type=int, default=1, help="with --only: runs of each row")
     a = ap.parse_args()

@@ -3,9 +3,13 @@
     consumers: --endpoint EP --count N, then one JSON line
     {"lang":"c","events":N,"seconds":S,"rate":R} once N events were handled, S measured from
     the first callback to the N-th, R = (N - 1) / S (as the Python and Node ones). The loop
-    has the library's defaults (4 workers, concurrent order) unless --workers W. */
+    has the library's defaults (4 workers, concurrent order) unless --workers W. The C line
+    adds "cpu_us": the process's CPU time (all threads) from the first callback to the N-th,
+    per event, and its exactness: "missing" and "repeated" gseqs of 1..N (one byte per gseq),
+    the library's "gaps", "lost", "duplicates"; it exits 1 unless all are 0. */
 #include <inttypes.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,7 +21,9 @@ static dfc_loop_t *the_loop;
 static uint64_t want;
 static atomic_uint_fast64_t handled;
 static atomic_int started;
-static struct timespec t_first, t_last;
+static struct timespec t_first, t_last, cpu_first, cpu_last;
+static atomic_uchar *seen; /* gseq 1..want */
+static atomic_uint_fast64_t out_of_range, repeated;
 
 static double
 since(const struct timespec *a, const struct timespec *b)
@@ -33,12 +39,20 @@ accept_all(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *initiator, i
 
 /*  The listener does nothing; counting is the benchmark's own bookkeeping. */
 static void
-count_one(void)
+count_one(const dfc_event_t *ev)
 {
-    if (!atomic_exchange(&started, 1))
+    if (!atomic_exchange(&started, 1)) {
         clock_gettime(CLOCK_MONOTONIC, &t_first);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu_first);
+    }
+    uint64_t g = dfc_event_gseq(ev);
+    if (g == 0 || g > want)
+        atomic_fetch_add(&out_of_range, 1);
+    else if (atomic_exchange(&seen[g - 1], 1))
+        atomic_fetch_add(&repeated, 1);
     if (atomic_fetch_add(&handled, 1) + 1 == want) {
         clock_gettime(CLOCK_MONOTONIC, &t_last);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu_last);
         dfc_loop_stop(the_loop);
     }
 }
@@ -47,13 +61,13 @@ static void
 on_message_sent(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i,
                 const dfc_message_sent_t *p)
 {
-    count_one();
+    count_one(ev);
 }
 
 static void
 on_unknown(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i)
 {
-    count_one();
+    count_one(ev);
 }
 
 int
@@ -73,6 +87,9 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: bench_consumer_c --endpoint EP --count N [--workers W]\n");
         return 2;
     }
+    seen = calloc(want, 1);
+    if (!seen)
+        return 1;
     dfc_log_set_level(DFC_LOG_WARN);
     the_loop = dfc_loop_new(&cfg);
     if (!the_loop)
@@ -95,11 +112,24 @@ main(int argc, char **argv)
                 (uint64_t)atomic_load(&handled), want);
         return 1;
     }
-    if (st.gaps || st.lost || st.duplicates)
-        fprintf(stderr, "bench_consumer_c: gaps %" PRIu64 ", lost %" PRIu64 ", duplicates %" PRIu64
-                "\n", st.gaps, st.lost, st.duplicates);
-    double s = since(&t_first, &t_last);
-    printf("{\"lang\":\"c\",\"events\":%" PRIu64 ",\"seconds\":%.6f,\"rate\":%.0f}\n",
-           (uint64_t)atomic_load(&handled), s, s > 0 ? (double)(want - 1) / s : 0.0);
-    return 0;
+    uint64_t missing = 0;
+    for (uint64_t g = 0; g < want; g++)
+        missing += !atomic_load(&seen[g]);
+    free(seen);
+    bool exact = missing == 0 && atomic_load(&out_of_range) == 0 &&
+                 atomic_load(&repeated) == 0 && st.gaps == 0 && st.lost == 0 &&
+                 st.duplicates == 0;
+    if (!exact)
+        fprintf(stderr, "bench_consumer_c: not exact: missing %" PRIu64 ", out of range %" PRIu64
+                ", repeated %" PRIu64 ", gaps %" PRIu64 ", lost %" PRIu64 ", duplicates %" PRIu64
+                "\n", missing, (uint64_t)atomic_load(&out_of_range),
+                (uint64_t)atomic_load(&repeated), st.gaps, st.lost, st.duplicates);
+    double s = since(&t_first, &t_last), cpu = since(&cpu_first, &cpu_last);
+    printf("{\"lang\":\"c\",\"events\":%" PRIu64 ",\"seconds\":%.6f,\"rate\":%.0f,"
+           "\"cpu_us\":%.3f,\"workers\":%d,\"missing\":%" PRIu64 ",\"repeated\":%" PRIu64
+           ",\"gaps\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"duplicates\":%" PRIu64 "}\n",
+           (uint64_t)atomic_load(&handled), s, s > 0 ? (double)(want - 1) / s : 0.0,
+           want > 1 ? cpu * 1e6 / (double)(want - 1) : 0.0, cfg.workers ? cfg.workers : 4,
+           missing, (uint64_t)atomic_load(&repeated), st.gaps, st.lost, st.duplicates);
+    return exact ? 0 : 1;
 }

@@ -64,26 +64,39 @@ EVENT = {
 }
 
 
-def bodies(n, epoch):
-    """N envelopes of EVENT_BYTES bytes (with seq = gseq = 1; a few bytes more for larger
-    numbers), ids bench-00000001..., seq = gseq = 1..N."""
+def sized_event(epoch, ts):
+    """EVENT with its message sized so that its envelope (seq = gseq = 1, id bench-00000001,
+    this epoch and ts) is EVENT_BYTES bytes; its id is "bench-00000000"."""
     head = ("<div data-format=\"PresentationML\" data-version=\"2.0\"><p>Hi <span class=\""
             "entity\" data-entity-id=\"0\">@Ravi</span>, ")
     tail = "</p></div>"
     filler = "Numbers below, see the deck. " * 40
     ev = copy.deepcopy(EVENT)
     msg = ev["payload"]["messageSent"]["message"]
-    ts = int(time.time() * 1000)
-
-    def envelope(i):
-        ev["id"] = "bench-%08d" % i
-        return msgpack.packb({"v": 1, "seq": i, "gseq": i, "epoch": epoch, "ts": ts, "bot": BOT,
-                              "event": ev}, use_bin_type=True)
+    ev["id"] = "bench-00000001"
     for k in range(len(filler)):
         msg["message"] = head + filler[:k] + tail
-        if len(envelope(1)) >= EVENT_BYTES:
+        if len(envelope(ev, 1, epoch, ts)) >= EVENT_BYTES:
             break
-    return [envelope(i) for i in range(1, n + 1)]
+    ev["id"] = "bench-00000000"
+    return ev
+
+
+def envelope(ev, i, epoch, ts):
+    return msgpack.packb({"v": 1, "seq": i, "gseq": i, "epoch": epoch, "ts": ts, "bot": BOT,
+                          "event": ev}, use_bin_type=True)
+
+
+def bodies(n, epoch):
+    """N envelopes of EVENT_BYTES bytes (with seq = gseq = 1; a few bytes more for larger
+    numbers), ids bench-00000001..., seq = gseq = 1..N."""
+    ts = int(time.time() * 1000)
+    ev = sized_event(epoch, ts)
+
+    def one(i):
+        ev["id"] = "bench-%08d" % i
+        return envelope(ev, i, epoch, ts)
+    return [one(i) for i in range(1, n + 1)]
 
 
 def consumer_command(lang, a, endpoint):
