@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "canonical.h"
 #include "dfb_json.h"
 #include "dfb_transcode.h"
 #include "dfconsumer.h"
@@ -105,32 +106,14 @@ handle(const dfc_event_t *ev)
     }
 }
 
-/* One no-op callback per event type: the 17 as a list, not 17 copies. */
-#define DFB_BENCH_TYPES(X)                                                                         \
-    X(on_message_sent, dfc_message_sent_t)                                                         \
-    X(on_shared_post, dfc_shared_post_t)                                                           \
-    X(on_instant_message_created, dfc_instant_message_created_t)                                   \
-    X(on_room_created, dfc_room_created_t)                                                         \
-    X(on_room_updated, dfc_room_updated_t)                                                         \
-    X(on_room_deactivated, dfc_room_deactivated_t)                                                 \
-    X(on_room_reactivated, dfc_room_reactivated_t)                                                 \
-    X(on_user_requested_to_join_room, dfc_user_requested_to_join_room_t)                           \
-    X(on_user_joined_room, dfc_user_joined_room_t)                                                 \
-    X(on_user_left_room, dfc_user_left_room_t)                                                     \
-    X(on_room_member_promoted_to_owner, dfc_room_member_promoted_to_owner_t)                       \
-    X(on_room_member_demoted_from_owner, dfc_room_member_demoted_from_owner_t)                     \
-    X(on_connection_requested, dfc_connection_requested_t)                                         \
-    X(on_connection_accepted, dfc_connection_accepted_t)                                           \
-    X(on_message_suppressed, dfc_message_suppressed_t)                                             \
-    X(on_symphony_elements_action, dfc_symphony_elements_action_t)                                 \
-    X(on_generic_system_event, dfc_generic_system_event_t)
+/* One no-op callback per event type: the 17 from the one list (canonical.h). */
 #define DEFINE_CB(name, type)                                                                      \
     static void cb_##name(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i,              \
                           const type *p)                                                           \
     {                                                                                              \
         handle(ev);                                                                                \
     }
-DFB_BENCH_TYPES(DEFINE_CB)
+CANONICAL_CALLBACKS(DEFINE_CB)
 
 static void
 cb_unknown(void *ctx, const dfc_event_t *ev, const dfc_initiator_t *i)
@@ -182,7 +165,7 @@ cmd_consume(int argc, char **argv)
         return 1;
     dfc_listener_t l = {.name = "bench", .is_accepting_event = accept_all, .on_unknown = cb_unknown};
 #define SET_CB(name, type) l.name = cb_##name;
-    DFB_BENCH_TYPES(SET_CB)
+    CANONICAL_CALLBACKS(SET_CB)
     int rc = replay ? dfc_loop_connect_replay(C.loop, ep, replay) : dfc_loop_connect(C.loop, ep);
     if (rc != DFC_OK || dfc_loop_subscribe(C.loop, &l) != DFC_OK) {
         fprintf(stderr, "bench_bridge: connect/subscribe: %s\n", dfc_strerror(rc));

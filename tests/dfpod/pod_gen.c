@@ -190,6 +190,22 @@ rand_chars(pod_gen_t *g, char *out, int n, const char *alphabet)
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 static const char B62[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
+/*  An event id as the agent makes them: 6 random characters (r6), ':', then
+    a process-wide sequence number in base 62, so ids never repeat. */
+static void
+event_id(const char *r6, char id[64])
+{
+    uint64_t seq = atomic_fetch_add(&event_seq, 1);
+    char s62[16];
+    int n = 0;
+    do {
+        s62[n++] = B62[seq % 62];
+        seq /= 62;
+    } while (seq && n < 15);
+    s62[n] = '\0';
+    snprintf(id, 64, "%s:%s", r6, s62);
+}
+
 /* Symphony stream and message ids: 22 base64url chars, "___", 9 more (34 in all). */
 static void
 symphony_id(pod_gen_t *g, char out[40])
@@ -546,16 +562,9 @@ gen_locked(pod_gen_t *g, int index, bool from_bot, size_t *len, char id_out[64])
 {
     const event_kind_t *k = &kinds[((index % NKINDS) + NKINDS) % NKINDS];
     int64_t ts = pod_wall_ms();
-    uint64_t seq = atomic_fetch_add(&event_seq, 1);
-    char id[64], r6[8], s62[16];
+    char id[64], r6[8];
     rand_chars(g, r6, 6, B62);
-    int n = 0;
-    do {
-        s62[n++] = B62[seq % 62];
-        seq /= 62;
-    } while (seq && n < 15);
-    s62[n] = '\0';
-    snprintf(id, sizeof id, "%s:%s", r6, s62);
+    event_id(r6, id);
 
     json_t *initiator = user_json(g, from_bot);
     json_t *pl = json_object();
@@ -657,19 +666,12 @@ static const char MS_FILLER[] = "Numbers below, see the deck (r\xc3\xa9sum\xc3\x
 char *
 pod_gen_message_sent(pod_gen_t *self, size_t bytes, size_t *len, char id_out[64])
 {
-    char id[64], mid[40], r6[8], s62[16];
+    char id[64], mid[40], r6[8];
     pthread_mutex_lock(&self->mu);
     rand_chars(self, r6, 6, B62);
     symphony_id(self, mid);
     pthread_mutex_unlock(&self->mu);
-    uint64_t seq = atomic_fetch_add(&event_seq, 1);
-    int n = 0;
-    do {
-        s62[n++] = B62[seq % 62];
-        seq /= 62;
-    } while (seq && n < 15);
-    s62[n] = '\0';
-    snprintf(id, sizeof id, "%s:%s", r6, s62);
+    event_id(r6, id);
     long long ts = (long long)pod_wall_ms();
     int head = snprintf(NULL, 0, MS_HEAD, id, mid, ts, mid, ts);
     size_t fixed = (size_t)head + sizeof MS_TAIL - 1;
