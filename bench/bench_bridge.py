@@ -69,7 +69,10 @@ def fd_count(pid):
 class Run:
     """One pod + bridge pair for a section."""
 
-    def __init__(self, a, kind="messagesent", journal="off", replay=False, pod_args=()):
+    def __init__(self, a, kind="messagesent", journal="off", replay=False, pod_args=(),
+                 retention=False):
+        """retention: the journal keeps its default retention (1 GiB); otherwise none
+        (maxBytes 0), so that a measured replay is never cut."""
         self.pod = dftest.Pod("--no-history", "--batch-max", "100", "--hold-ms", "1000",
                               "--gen-kind", kind, *pod_args)
         extra = "  heartbeatMillis: 200\n"
@@ -77,8 +80,8 @@ class Run:
             extra += "  sndhwm: %d\n" % a.sndhwm
         if journal != "off":
             self.state = os.path.join(dftest.CTX.tmp, "state-%d" % self.pod.port)
-            extra += ("  stateDir: %s\n  journal:\n    fsync: %s\n    maxBytes: 0\n"
-                      % (self.state, journal))
+            extra += ("  stateDir: %s\n  journal:\n    fsync: %s\n%s"
+                      % (self.state, journal, "" if retention else "    maxBytes: 0\n"))
         self.replay = None
         if replay:
             self.replay = "tcp://127.0.0.1:%d" % dftest.free_port()
@@ -339,7 +342,9 @@ def stalled(a, n):
 
 
 def soak(a, seconds, rate=20000, every=5.0):
-    r = Run(a, "messagesent", "interval", pod_args=("--rate", str(rate)))
+    # The deployed steady state: the journal's default retention (1 GiB), so its segments
+    # (and their in-memory index) come and go instead of piling up for the whole soak.
+    r = Run(a, "messagesent", "interval", pod_args=("--rate", str(rate)), retention=True)
     sub = dftest.sub_socket([r.bridge.endpoint])
     got = [0]
     stop = threading.Event()
@@ -557,7 +562,8 @@ def main():
     ap.add_argument("--soak", type=int, default=0, metavar="SECONDS")
     ap.add_argument("--sndhwm", type=int, metavar="N",
                     help="the bridge's bridge.sndhwm in every section (default: its default)")
-    ap.add_argument("--only", choices=["latency"], help="run this section alone (--repeat times)")
+    ap.add_argument("--only", choices=["latency", "soak"],
+                    help="run this section alone (latency: --repeat times; soak: --soak seconds)")
     ap.add_argument("--repeat", type=int, default=1, help="with --only: runs of each row")
     a = ap.parse_args()
     if a.markdown:
@@ -581,6 +587,26 @@ def main():
     lat = [(1000, 500 if a.quick else 10000, "interval"),
            (20000, 2000 if a.quick else 100000, "interval"),
            (1000, 500 if a.quick else 10000, "off")]
+    if a.only == "soak":  # the soak alone (it takes --soak seconds, 600 if not given)
+        ctx = dftest.setup(a.pod, a.bridge, "bench-bridge-")
+        try:
+            x = soak(a, a.soak or 600)
+            x["load"] = machine()["load"]
+            if a.json_file:
+                with open(a.json_file, "w") as f:
+                    json.dump({"soak": x}, f, indent=1)
+            print(json.dumps(x) if a.json else
+                  "soak: %d s at %d events/s (%d received): VmRSS first %.1f, last %.1f, max %.1f MB;"
+                  " fds first %d, last %d, max %d; %s (load %s)"
+                  % (x["seconds"], x["rate"], x["received"], x["rss_first_kb"] / 1024,
+                     x["rss_last_kb"] / 1024, x["rss_max_kb"] / 1024, x["fd_first"], x["fd_last"],
+                     x["fd_max"], "flat" if x["flat"] else "NOT flat", x["load"]))
+            return 0 if x["flat"] else 1
+        except (BenchError, dftest.Failure) as e:
+            print("bench_bridge: FAILED: %s" % e, file=sys.stderr)
+            return 1
+        finally:
+            ctx.cleanup()
     if a.only == "latency":  # the latency rows alone, repeated: the tail is noisy
         ctx = dftest.setup(a.pod, a.bridge, "bench-bridge-")
         try:
