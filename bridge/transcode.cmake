@@ -44,14 +44,4 @@ set_tests_properties(schemas_golden_python schemas_golden_fresh PROPERTIES TIMEO
 # After warm-up a parse allocates nothing: 1 and 300 reuse rounds must show
 # the same number of heap allocations under valgrind (and no leak or error).
 # (Not with DF_SANITIZE: ASan and valgrind do not mix.)
-find_program(VALGRIND valgrind)
-if(VALGRIND AND NOT DF_SANITIZE)
-  add_test(NAME json_reuse_noalloc
-           COMMAND sh -c "a=$(${VALGRIND} --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=all \"$0\" --reuse 1 2>&1) || exit 1; \
-b=$(${VALGRIND} --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=all \"$0\" --reuse 300 2>&1) || exit 1; \
-na=$(echo \"$a\" | sed -n 's/.*total heap usage: \\([0-9,]*\\) allocs.*/\\1/p'); \
-nb=$(echo \"$b\" | sed -n 's/.*total heap usage: \\([0-9,]*\\) allocs.*/\\1/p'); \
-echo \"allocs: 1 round=$na, 300 rounds=$nb\"; [ -n \"$na\" ] && [ \"$na\" = \"$nb\" ]"
-                   $<TARGET_FILE:dfb_json_test>)
-  set_tests_properties(json_reuse_noalloc PROPERTIES TIMEOUT 120)
-endif()
+df_add_noalloc_test(json_reuse_noalloc dfb_json_test --reuse)
