@@ -633,7 +633,7 @@ cmd_publish(int argc, char **argv)
     bool ok = fr.off && fr.topic && tape;
     uint64_t ts = (uint64_t)time(NULL) * 1000;
     for (long i = 0; ok && i < count; i++) {
-        char d[9];
+        char d[24]; /* 8 digits: count <= 99999999 */
         snprintf(d, sizeof d, "%08ld", i + 1);
         memcpy(digits, d, 8);
         dfb_envelope_t env = {(uint64_t)i + 1, (uint64_t)i + 1, epoch, ts, 68719476738LL};
