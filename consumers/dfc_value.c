@@ -99,6 +99,14 @@ parse_container(parser_t *ps, int depth, uint64_t count, bool is_map, struct dfc
     uint64_t elems = is_map ? count * 2 : count;
     if (count > ps->len - ps->pos || elems > ps->len - ps->pos)
         return -1;
+    /*  Nor can a document hold more values than it has bytes: the nodes
+        reserved so far (root included) plus these stay within len + 1, the
+        scratch's size. The check above alone is not enough: the bytes left
+        are promised to this container's pending siblings as well, so
+        nested containers could reserve past the scratch before the
+        document is found short (fuzz_consumer_link). */
+    if (elems > ps->len + 1 - ps->nnodes)
+        return -1;
     struct dfc_value *kids = NULL;
     if (node) {
         kids = ps->nodes + ps->nnodes;
