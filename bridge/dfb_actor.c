@@ -18,7 +18,7 @@
 #include "dfb_log.h"
 #include "dfb_stop.h"
 
-/*  The pipe holds this many messages before dfb_actor_send waits for the
+/*  The pipe holds this many messages before dfb_actor_send_batch waits for the
     actor (which never blocks: PUB drops rather than waits). */
 #define PIPE_HWM 10000
 #define BATCH_MSG (1 + sizeof(void *) + 8) /* 'B', the batch's address, its generation */
@@ -108,19 +108,6 @@ send_heartbeat(dfb_actor_t *a)
         a->c->heartbeats++;
 }
 
-/*  Receives the next frame of a message already started, retrying EINTR.
-    0 or -1. */
-static int
-recv_part(void *sock, zmq_msg_t *m)
-{
-    for (;;) {
-        if (zmq_msg_recv(m, sock, 0) >= 0)
-            return 0;
-        if (errno != EINTR)
-            return -1;
-    }
-}
-
 /*  Publishes one message; the topic's seq and the gseq become the
     heartbeat's watermark. */
 static void
@@ -187,7 +174,7 @@ on_batch(dfb_actor_t *a, dfb_actor_batch_t *b, uint64_t gen)
 static int
 on_pipe(dfb_actor_t *a)
 {
-    zmq_msg_t head, topic, body;
+    zmq_msg_t head;
     zmq_msg_init(&head);
     if (zmq_msg_recv(&head, a->apipe, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&head);
@@ -203,38 +190,12 @@ on_pipe(dfb_actor_t *a)
         zmq_msg_close(&head);
         return on_batch(a, m.b, m.gen);
     }
-    if (hl != 16) { /* a command: $TERM or $SYNC */
-        int term = hl == 5 && memcmp(zmq_msg_data(&head), "$TERM", 5) == 0;
-        zmq_msg_close(&head);
-        if (!term)
-            zmq_send(a->apipe, "$OK", 3, 0);
-        return term;
-    }
-    uint64_t gs[2];
-    memcpy(gs, zmq_msg_data(&head), 16);
-    int more = zmq_msg_more(&head);
+    /* a command: $TERM or $SYNC */
+    int term = hl == 5 && memcmp(zmq_msg_data(&head), "$TERM", 5) == 0;
     zmq_msg_close(&head);
-    zmq_msg_init(&topic);
-    zmq_msg_init(&body);
-    if (!more || recv_part(a->apipe, &topic) != 0 || !zmq_msg_more(&topic) ||
-        recv_part(a->apipe, &body) != 0 || zmq_msg_more(&body)) {
-        /* The journal has it: a subscriber sees the seq gap and replays it. */
-        a->c->pipe_drops++;
-        dfb_logkv(DFB_LOG_WARN, DFB_FIELDS(dfb_li("gseq", (long long)gs[0])),
-                  "publish: the actor pipe gave a broken message (%s): gseq %" PRIu64
-                  " not published; replay has it",
-                  zmq_strerror(errno), gs[0]);
-        while (zmq_msg_more(&body) && recv_part(a->apipe, &body) == 0) /* the rest of it */
-            ;
-        zmq_msg_close(&topic);
-        zmq_msg_close(&body);
-        return 0;
-    }
-    publish_one(a, gs[0], gs[1], zmq_msg_data(&topic), zmq_msg_size(&topic), zmq_msg_data(&body),
-                zmq_msg_size(&body));
-    zmq_msg_close(&topic);
-    zmq_msg_close(&body);
-    return 0;
+    if (!term)
+        zmq_send(a->apipe, "$OK", 3, 0);
+    return term;
 }
 
 /*  The loop; returns NULL on $TERM, else the reason it stopped. */
@@ -379,22 +340,6 @@ pipe_send(dfb_actor_t *self, const void *data, size_t len, int more)
             zmq_poll(&item, 1, WAIT_SLICE_MS);
         }
     }
-}
-
-int
-dfb_actor_send(dfb_actor_t *self, uint64_t gseq, uint64_t seq, const char *topic, size_t topic_len,
-               const void *body, size_t body_len)
-{
-    if (!self->started || dfb_actor_dead(self))
-        return -1;
-    uint64_t head[2] = {gseq, seq};
-    /* A ZeroMQ message is atomic: once its first frame is accepted the rest
-       are too, so a failure can only come before anything was queued. */
-    if (pipe_send(self, head, sizeof head, 1) != 0)
-        return -1;
-    if (pipe_send(self, topic, topic_len, 1) != 0 || pipe_send(self, body, body_len, 0) != 0)
-        return -1;
-    return 0;
 }
 
 void

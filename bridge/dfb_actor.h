@@ -79,12 +79,6 @@ int dfb_actor_batch_busy(const dfb_actor_batch_t *b);
     Caller's thread only. */
 int dfb_actor_send_batch(dfb_actor_t *self, dfb_actor_batch_t *b);
 
-/*  Hands one message (frame 1 topic, frame 2 body; gseq and its topic's seq
-    for the heartbeat) to the actor; waits while the pipe is full. 0, or -1
-    when the actor is dead (nothing sent). Caller's thread only. */
-int dfb_actor_send(dfb_actor_t *self, uint64_t gseq, uint64_t seq, const char *topic,
-                   size_t topic_len, const void *body, size_t body_len);
-
 /*  Waits until the actor has handled everything sent before. 0, or -1 when
     the actor is dead. Caller's thread only. */
 int dfb_actor_sync(dfb_actor_t *self);
