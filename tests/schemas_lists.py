@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""schemas_lists: every place that lists the event types agrees with the contract table.
+"""schemas_lists: every place that lists the event types (and the command channel's ops and error
+codes) agrees with the contract table.
 
 schemas/contract-v1.json ("topics") is the one source of the 17 event types: their order, payload
 keys and BDK callback names. The places below restate the list (C tables, a public header,
@@ -76,6 +77,22 @@ PLACES = [
 ]
 
 
+# The command channel (issue 12): its 9 op names and 6 error codes, from contract-v1.json "commands",
+# restated by the bridge's parser, the clients and the prose. what: "op" or "code".
+COMMAND_PLACES = [
+    {"file": "schemas/CONTRACT.md", "what": "op", "order": True,
+     "region": r"\n### Operations\n(.*?)\n\n[^|]", "pattern": r"^\| `([a-z]+\.[A-Za-z]+)` \|"},
+    {"file": "schemas/CONTRACT.md", "what": "code", "order": True,
+     "region": r"\n### Error codes\n(.*?)\n\n[^|]", "pattern": r"^\| `([a-z_]+)` \|", "ignore": ["code"]},
+]
+
+
+def command_lists():
+    with open(os.path.join(SRC, "schemas", "contract-v1.json")) as f:
+        cmd = json.load(f)["commands"]
+    return {"op": [o["op"] for o in cmd["ops"]], "code": list(cmd["error_codes"])}
+
+
 def contract():
     with open(os.path.join(SRC, "schemas", "contract-v1.json")) as f:
         topics = json.load(f)["topics"]
@@ -113,7 +130,11 @@ def main():
     if len(types) != 17 or len(set(types)) != 17:
         errors.append("schemas/contract-v1.json: %d topics (%d distinct), want 17" % (len(types), len(set(types))))
     want = {"type": types, "type+key": pairs, "callback": callbacks, "java": java, "python": python}
-    for p in PLACES:
+    want.update(command_lists())
+    if len(want["op"]) != 9 or len(want["code"]) != 6:
+        errors.append("schemas/contract-v1.json commands: %d ops and %d codes, want 9 and 6"
+                      % (len(want["op"]), len(want["code"])))
+    for p in PLACES + COMMAND_PLACES:
         path = os.path.join(SRC, p["file"])
         try:
             with open(path, encoding="utf-8") as f:
@@ -141,8 +162,9 @@ def main():
             errors += compare(where, got, want[p["what"]], p["order"])
     for e in errors:
         print("FAIL: " + e)
-    print("%d places checked against the contract's %d event types: %s"
-          % (len(PLACES), len(types), "FAILED" if errors else "OK"))
+    print("%d places checked against the contract's %d event types, %d against its %d command ops and %d "
+          "error codes: %s" % (len(PLACES), len(types), len(COMMAND_PLACES), len(want["op"]),
+                               len(want["code"]), "FAILED" if errors else "OK"))
     return 1 if errors else 0
 
 
