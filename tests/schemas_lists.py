@@ -154,6 +154,8 @@ def main():
         for n, region in enumerate(regions):
             got = re.findall(p["pattern"], region, re.S | re.M)
             got = [g for g in got if g not in p.get("ignore", [])]
+            if p.get("dedupe"):  # calls, not a table: each name at least once
+                got = [g for i, g in enumerate(got) if g not in got[:i]]
             if not got:
                 errors.append("%s: no %s entries found by %s" % (p["file"], p["what"], p["pattern"]))
                 continue
