@@ -1676,6 +1676,72 @@ def group_echo(priv, pub):
     check(pod2.stop()[0] == 0, "clean exit")
 
 
+def group_outrobust(priv, pub):
+    """Seeded random multipart bodies, MessageML, JSON and queries on the outbound endpoints:
+    answers below 500, never a crash; what was stored is exactly what was answered 200."""
+    import random
+    rnd = random.Random(4321)
+    pod, h = out_pod(pub, priv, "--no-echo-posts")
+    room = new_room(pod)
+    st, m, _ = send(pod, h, room, "<messageML>seed</messageML>")
+    b = "--" + BOUNDARY
+    mp_pieces = [b, b + "--", "\r\n", "\r\n\r\n", "Content-Disposition: form-data; name=\"message\"",
+                 "Content-Disposition: form-data; name=\"attachment\"; filename=\"a\"",
+                 "Content-Disposition: form-data; name=", "Content-Type: x/y", ";", "\"", "\\",
+                 "<messageML>", "</messageML>", "<b>", "</b>", "&amp;", "&", "&#x41;", "<",
+                 "<!--", "-->", "<![CDATA[", "]]>", "\x00", "\xff", "é", " ", "a=\"1\"", "/>",
+                 "<div data-format=\"PresentationML\">", "</div>", "{", "}"]
+    msg_pieces = ["<messageML>", "</messageML>", "<b>", "</b>", "<br/>", "&amp;", "&", "&#x;",
+                  "<a href='x'>", "</a>", "<!-- c -->", "<?pi?>", "x", " ", "é", "<", ">", "\"",
+                  "<div data-format=\"PresentationML\">", "</div>", "<![CDATA[<]]>"]
+    json_pieces = ["[", "]", "{", "}", ",", "1", "-1", "349026222340001", "\"x\"", "null",
+                   "\"id\"", ":", "1e999", str(BOT_ID)]
+    statuses = {}
+    ok_posts = 1
+    for i in range(500):
+        kind = rnd.randrange(5)
+        try:
+            if kind == 0:  # raw multipart garbage
+                body = "".join(rnd.choice(mp_pieces) for _ in range(rnd.randrange(0, 20)))
+                st, _, _ = pod.req("POST", "/agent/v4/stream/%s/message/create" % room,
+                                   body.encode("utf-8", "surrogatepass"),
+                                   dict(h, **{"Content-Type": "multipart/form-data; boundary=" +
+                                              BOUNDARY}), timeout=10)
+            elif kind == 1:  # well-framed multipart, random MessageML
+                msg = "".join(rnd.choice(msg_pieces) for _ in range(rnd.randrange(0, 12)))
+                if rnd.random() < 0.5:
+                    st, _, _ = send(pod, h, room, msg, timeout=10)
+                else:
+                    st, _, _ = update(pod, h, room, m["messageId"], msg)
+            elif kind == 2:
+                body = "".join(rnd.choice(json_pieces) for _ in range(rnd.randrange(0, 10)))
+                path = rnd.choice(["/pod/v1/im/create", "/pod/v1/room/%s/membership/add" % room,
+                                   "/pod/v1/room/%s/membership/remove" % room])
+                st, _, _ = pod.req("POST", path, body, h, timeout=10)
+            elif kind == 3:
+                q = "&".join(rnd.choice(["uid=", "email=", "username=", "local=", "active="]) +
+                             rnd.choice(["", "1", ",", "x", "true", "%00", "a%2Cb", "9" * 30])
+                             for _ in range(rnd.randrange(0, 4)))
+                st, _, _ = pod.req("GET", "/pod/v3/users?" + q, None, h, timeout=10)
+            else:
+                q = "&".join(rnd.choice(["since=", "until=", "skip=", "limit="]) +
+                             rnd.choice(["", "0", "-1", "500", "501", "x", "9" * 30])
+                             for _ in range(rnd.randrange(0, 4)))
+                st, _, _ = pod.req("GET", "/agent/v4/stream/%s/message?%s" % (room, q), None, h,
+                                   timeout=10)
+        except (http.client.HTTPException, ConnectionError) as ex:
+            st = type(ex).__name__
+        if kind in (0, 1) and st == 200:
+            ok_posts += 1
+        statuses[st] = statuses.get(st, 0) + 1
+    print("outrobust: statuses %r" % statuses)
+    check(all(isinstance(k, int) and k < 500 for k in statuses),
+          "random outbound inputs get answers below 500: %r" % statuses)
+    check(len(pod.admin("GET", "messages")) == ok_posts,
+          "messages stored = posts answered 200 (%d)" % ok_posts)
+    check(pod.stop()[0] == 0, "clean exit after random inputs")
+
+
 def main():
     global DFPOD, TMP
     ap = argparse.ArgumentParser()
