@@ -300,7 +300,7 @@ dfb_cmd_mpack_to_json(dfb_mpack_reader_t *r, dfb_buf_t *out, int depth, char *wh
 
 #define MARK_KEY "dfbridge.request"
 #define JSON_DEPTH 64
-#define SKIP_DEPTH 64
+#define SKIP_DEPTH 80 /* args > data nesting */
 
 /*  A stream or message id: base64 (standard or URL-safe) characters. */
 static int
