@@ -679,9 +679,11 @@ dfb_outbound_exec(dfb_outbound_t *self, const dfb_cmd_req_t *req, const dfb_outb
         int status = 0;
         char what[512];
         out->attempts++;
-        attempt_t at =
-            attempt(self, &c, c.method[0] == 'G' ? NULL : (const char *)self->body.data,
-                    self->body.len, &status, what, sizeof what);
+        /* a POST always has a body, if empty (suppress): Content-Length: 0 */
+        const char *body = c.method[0] == 'G' ? NULL
+                           : self->body.len ? (const char *)self->body.data
+                                            : "";
+        attempt_t at = attempt(self, &c, body, self->body.len, &status, what, sizeof what);
         if (at == A_OK && take_result(self, status, out) != 0) {
             snprintf(what, sizeof what, "%s: HTTP %d with a body that is not JSON", name, status);
             at = A_AMBIGUOUS;
