@@ -747,3 +747,176 @@ dfb_outbound_exec(dfb_outbound_t *self, const dfb_cmd_req_t *req, const dfb_outb
         }
     }
 }
+
+/* ---- self-test: the calls built for each op (no network) ---------------------- */
+
+#include <unistd.h>
+
+#include "df_check.h"
+
+/*  Builds the call of one request given as msgpack bytes. */
+static int
+built(dfb_outbound_t *ob, const dfb_buf_t *frame, call_t *c, char *ctype, size_t ctlen)
+{
+    dfb_cmd_req_t req;
+    dfb_cmd_args_t a;
+    char why[256], mark[33];
+    if (dfb_cmd_req_parse(frame->data, frame->len, 1 << 20, &req, why, sizeof why) != 0 ||
+        dfb_cmd_args_read(&req, &a, why, sizeof why) != 0) {
+        fprintf(stderr, "outbound test request refused: %s\n", why);
+        return -1;
+    }
+    dfb_cmd_mark("", 0, req.id, req.id_len, mark);
+    int rc = build_call(ob, &req, &a, mark, c, ctype, ctlen);
+    dfb_cmd_req_free(&req);
+    return rc;
+}
+
+/*  A request {id, op, args} with args written by the caller after this. */
+static void
+head(dfb_buf_t *b, const char *op, uint32_t nargs)
+{
+    dfb_buf_reset(b);
+    dfb_mpack_map(b, 3);
+    dfb_mpack_cstr(b, "id");
+    dfb_mpack_cstr(b, "t1");
+    dfb_mpack_cstr(b, "op");
+    dfb_mpack_cstr(b, op);
+    dfb_mpack_cstr(b, "args");
+    dfb_mpack_map(b, nargs);
+}
+
+static int
+body_is(dfb_outbound_t *ob, const char *want)
+{
+    return ob->body.len == strlen(want) && memcmp(ob->body.data, want, ob->body.len) == 0;
+}
+
+int
+dfb_outbound_test(int verbose)
+{
+    (void)verbose;
+    df_check_failures = 0;
+    char path[] = "/tmp/dfb_outbound_test_XXXXXX", err[512];
+    int fd = mkstemp(path);
+    static const char yaml[] = "host: pod.example.com\nport: 8443\nagent:\n  host: agent.example.com\n"
+                               "bot:\n  username: b\n  privateKey:\n    path: /nonexistent.pem\n";
+    CHECK(fd >= 0 && write(fd, yaml, sizeof yaml - 1) == (ssize_t)(sizeof yaml - 1));
+    if (fd >= 0)
+        close(fd);
+    dfb_config_t *cfg = dfb_config_load(path, err, sizeof err);
+    unlink(path);
+    if (!cfg) {
+        fprintf(stderr, "config: %s\n", err);
+        return 1;
+    }
+    dfb_outbound_t *ob = dfb_outbound_new(cfg, NULL, -1, err, sizeof err);
+    CHECK(ob != NULL);
+    if (!ob) {
+        dfb_config_destroy(&cfg);
+        return 1;
+    }
+    dfb_buf_t b = {0};
+    call_t c;
+    char ct[128];
+
+    /* users by email: percent-encoded, comma-separated, local=false unless asked */
+    head(&b, "users.lookup", 2);
+    dfb_mpack_cstr(&b, "emails");
+    dfb_mpack_array(&b, 2);
+    dfb_mpack_cstr(&b, "ann+x@example.com");
+    dfb_mpack_cstr(&b, "b&c=d e");
+    dfb_mpack_cstr(&b, "active");
+    dfb_mpack_bool(&b, 1);
+    CHECK_EQ(built(ob, &b, &c, ct, sizeof ct), 0);
+    CHECK_STR(c.url, "https://pod.example.com:8443/pod/v3/users?email=ann%2Bx%40example.com,"
+                     "b%26c%3Dd%20e&local=false&active=true");
+    CHECK_STR(c.method, "GET");
+    CHECK_EQ(c.up, DFB_UP_USERS);
+    /* usernames: local forced true; ids exact int64 */
+    head(&b, "users.lookup", 2);
+    dfb_mpack_cstr(&b, "usernames");
+    dfb_mpack_array(&b, 1);
+    dfb_mpack_cstr(&b, "bob");
+    dfb_mpack_cstr(&b, "local");
+    dfb_mpack_bool(&b, 0);
+    CHECK_EQ(built(ob, &b, &c, ct, sizeof ct), 0);
+    CHECK_STR(c.url, "https://pod.example.com:8443/pod/v3/users?username=bob&local=true");
+    head(&b, "users.lookup", 1);
+    dfb_mpack_cstr(&b, "user_ids");
+    dfb_mpack_array(&b, 2);
+    dfb_mpack_int(&b, INT64_MAX);
+    dfb_mpack_int(&b, 7);
+    CHECK_EQ(built(ob, &b, &c, ct, sizeof ct), 0);
+    CHECK_STR(c.url, "https://pod.example.com:8443/pod/v3/users?uid=9223372036854775807,7&local=false");
+
+    /* IM: a JSON array; membership: {"id":N}; URL-safe stream ids in paths */
+    head(&b, "streams.createIm", 1);
+    dfb_mpack_cstr(&b, "user_ids");
+    dfb_mpack_array(&b, 2);
+    dfb_mpack_int(&b, 349026222344891);
+    dfb_mpack_int(&b, INT64_MAX);
+    CHECK_EQ(built(ob, &b, &c, ct, sizeof ct), 0);
+    CHECK_STR(c.url, "https://pod.example.com:8443/pod/v1/im/create");
+    CHECK(body_is(ob, "[349026222344891,9223372036854775807]"));
+    CHECK_EQ(c.posts, 0);
+    head(&b, "rooms.removeMember", 2);
+    dfb_mpack_cstr(&b, "stream_id");
+    dfb_mpack_cstr(&b, "lX1hwfmQ+AK/k/a/BB0y2n///q2+0KfbdA==");
+    dfb_mpack_cstr(&b, "user_id");
+    dfb_mpack_int(&b, 349026222344891);
+    CHECK_EQ(built(ob, &b, &c, ct, sizeof ct), 0);
+    CHECK_STR(c.url, "https://pod.example.com:8443/pod/v1/room/lX1hwfmQ-AK_k_a_BB0y2n___q2-0KfbdA/"
+                     "membership/remove");
+    CHECK(body_is(ob, "{\"id\":349026222344891}"));
+    head(&b, "messages.get", 1);
+    dfb_mpack_cstr(&b, "message_id");
+    dfb_mpack_cstr(&b, "a+b/c==");
+    CHECK_EQ(built(ob, &b, &c, ct, sizeof ct), 0);
+    CHECK_STR(c.url, "https://agent.example.com:8443/agent/v1/message/a-b_c");
+    head(&b, "messages.suppress", 1);
+    dfb_mpack_cstr(&b, "message_id");
+    dfb_mpack_cstr(&b, "m1");
+    CHECK_EQ(built(ob, &b, &c, ct, sizeof ct), 0);
+    CHECK_STR(c.url, "https://pod.example.com:8443/pod/v1/admin/messagesuppression/m1/suppress");
+    CHECK_EQ(ob->body.len, 0);
+    head(&b, "streams.info", 1);
+    dfb_mpack_cstr(&b, "stream_id");
+    dfb_mpack_cstr(&b, "s_1");
+    CHECK_EQ(built(ob, &b, &c, ct, sizeof ct), 0);
+    CHECK_STR(c.url, "https://pod.example.com:8443/pod/v2/streams/s_1/info");
+
+    /* update: multipart with silent "true" by default; the boundary nowhere but its lines */
+    head(&b, "messages.update", 3);
+    dfb_mpack_cstr(&b, "stream_id");
+    dfb_mpack_cstr(&b, "s");
+    dfb_mpack_cstr(&b, "message_id");
+    dfb_mpack_cstr(&b, "m");
+    dfb_mpack_cstr(&b, "message");
+    dfb_mpack_cstr(&b, "--dfbridge-");
+    CHECK_EQ(built(ob, &b, &c, ct, sizeof ct), 0);
+    CHECK_STR(c.url, "https://agent.example.com:8443/agent/v4/stream/s/message/m/update");
+    CHECK_EQ(c.posts, 1);
+    CHECK_EQ(c.up, DFB_UP_MSG_UPDATE);
+    CHECK(strncmp(ct, "multipart/form-data; boundary=dfbridge-", 39) == 0 && strlen(ct) == 71);
+    char bnd[160];
+    snprintf(bnd, sizeof bnd, "--%s\r\n", ct + 30);
+    char want[2048];
+    char mark[33];
+    dfb_cmd_mark("", 0, "t1", 2, mark);
+    snprintf(want, sizeof want,
+             "%sContent-Disposition: form-data; name=\"message\"\r\n\r\n<messageML>--dfbridge-"
+             "</messageML>\r\n%sContent-Disposition: form-data; name=\"data\"\r\n\r\n"
+             "{\"dfbridge.request\":{\"type\":\"org.dfbridge.request\",\"version\":\"1.0\",\"id\":"
+             "\"%s\"}}\r\n%sContent-Disposition: form-data; name=\"version\"\r\n\r\n\r\n"
+             "%sContent-Disposition: form-data; name=\"silent\"\r\n\r\ntrue\r\n--%s--\r\n",
+             bnd, bnd, mark, bnd, bnd, ct + 30);
+    CHECK(body_is(ob, want));
+    if (!body_is(ob, want))
+        fprintf(stderr, "got:\n%.*s\nwant:\n%s\n", (int)ob->body.len, (char *)ob->body.data, want);
+
+    dfb_buf_free(&b);
+    dfb_outbound_destroy(&ob);
+    dfb_config_destroy(&cfg);
+    return DF_CHECK_RESULT();
+}

@@ -47,4 +47,7 @@ void dfb_outbound_set_lookback(dfb_outbound_t *self, int64_t ms);
 #define DFB_OUTBOUND_PAGE 500
 #define DFB_OUTBOUND_PAGES 20
 
+/*  Self-test (dfb_selftest outbound): the call built for each op, no network. */
+int dfb_outbound_test(int verbose);
+
 #endif

@@ -12,6 +12,7 @@
 #include "dfb_log.h"
 #include "dfb_loop.h"
 #include "dfb_metrics.h"
+#include "dfb_outbound.h"
 #include "dfb_publish.h"
 #include "dfb_retry.h"
 #include "dfb_secret.h"
@@ -34,6 +35,7 @@ static const test_t s_tests[] = {
     {"log", dfb_log_test},
     {"crc32c", dfb_crc32c_test},
     {"cmdproto", dfb_cmdproto_test},
+    {"outbound", dfb_outbound_test},
 };
 
 int
