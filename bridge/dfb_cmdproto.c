@@ -34,8 +34,8 @@ typedef enum {
 } arg_t;
 
 static const char *const s_args[A_COUNT] = {
-    "stream_id", "message_id", "message", "data", "version", "attachments", "silent",
-    "user_ids", "user_id", "emails", "usernames", "local", "active"};
+    "stream_id", "message_id", "message", "data",      "version", "attachments", "silent",
+    "user_ids",  "user_id",    "emails",  "usernames", "local",   "active"};
 
 #define BIT(a) (1u << (a))
 #define POSTING (BIT(A_MESSAGE) | BIT(A_DATA) | BIT(A_VERSION) | BIT(A_ATTACHMENTS))
@@ -51,7 +51,8 @@ static const op_def_t s_ops[DFB_OP_COUNT] = {
     [DFB_OP_SEND] = {"messages.send", BIT(A_STREAM_ID) | POSTING, BIT(A_STREAM_ID) | BIT(A_MESSAGE),
                      1},
     /* Attachments on update: Symphony takes them since SBE 24.1 (reference §3.3). */
-    [DFB_OP_UPDATE] = {"messages.update", BIT(A_STREAM_ID) | BIT(A_MESSAGE_ID) | POSTING | BIT(A_SILENT),
+    [DFB_OP_UPDATE] = {"messages.update",
+                       BIT(A_STREAM_ID) | BIT(A_MESSAGE_ID) | POSTING | BIT(A_SILENT),
                        BIT(A_STREAM_ID) | BIT(A_MESSAGE_ID) | BIT(A_MESSAGE), 1},
     [DFB_OP_SUPPRESS] = {"messages.suppress", BIT(A_MESSAGE_ID), BIT(A_MESSAGE_ID), 0},
     [DFB_OP_GET] = {"messages.get", BIT(A_MESSAGE_ID), BIT(A_MESSAGE_ID), 0},
@@ -62,7 +63,8 @@ static const op_def_t s_ops[DFB_OP_COUNT] = {
                               BIT(A_STREAM_ID) | BIT(A_USER_ID), 0},
     [DFB_OP_STREAM_INFO] = {"streams.info", BIT(A_STREAM_ID), BIT(A_STREAM_ID), 0},
     [DFB_OP_USERS] = {"users.lookup",
-                      BIT(A_USER_IDS) | BIT(A_EMAILS) | BIT(A_USERNAMES) | BIT(A_LOCAL) | BIT(A_ACTIVE),
+                      BIT(A_USER_IDS) | BIT(A_EMAILS) | BIT(A_USERNAMES) | BIT(A_LOCAL) |
+                          BIT(A_ACTIVE),
                       0, 0},
 };
 
@@ -206,8 +208,7 @@ dfb_cmd_json_str(dfb_buf_t *out, const char *s, size_t len)
 }
 
 int
-dfb_cmd_mpack_to_json(dfb_mpack_reader_t *r, dfb_buf_t *out, int depth, char *why,
-                      size_t whylen)
+dfb_cmd_mpack_to_json(dfb_mpack_reader_t *r, dfb_buf_t *out, int depth, char *why, size_t whylen)
 {
     char num[40];
     if (depth <= 0)
@@ -282,8 +283,7 @@ dfb_cmd_mpack_to_json(dfb_mpack_reader_t *r, dfb_buf_t *out, int depth, char *wh
             if (dfb_mpack_peek(r) != DFB_MP_STR)
                 return WHY("map keys must be strings");
             if (dfb_cmd_mpack_to_json(r, out, depth - 1, why, whylen) != 0 ||
-                put(out, ":", 1) != 0 ||
-                dfb_cmd_mpack_to_json(r, out, depth - 1, why, whylen) != 0)
+                put(out, ":", 1) != 0 || dfb_cmd_mpack_to_json(r, out, depth - 1, why, whylen) != 0)
                 return -1;
         }
         return put(out, "}", 1) == 0 ? 0 : WHY("out of memory");
@@ -513,8 +513,7 @@ read_list(dfb_mpack_reader_t *r, const char *path, int ints, const uint8_t **sta
 /*  The map form of `message`: {message, data?, version?, attachments?}; its
     fields override the top-level ones. */
 static int
-read_message_map(dfb_mpack_reader_t *r, dfb_cmd_args_t *a, unsigned *seen, char *why,
-                 size_t whylen)
+read_message_map(dfb_mpack_reader_t *r, dfb_cmd_args_t *a, unsigned *seen, char *why, size_t whylen)
 {
     uint32_t n;
     char p[120], key[80];
@@ -659,8 +658,8 @@ walk_args(dfb_mpack_reader_t *r, dfb_op_t op, dfb_cmd_args_t *a, char *why, size
             return WHY("args.%s: missing (%s needs it)", s_args[j], def->name);
     if (op == DFB_OP_CREATE_IM && !!(seen & BIT(A_USER_IDS)) + !!(seen & BIT(A_USER_ID)) != 1)
         return WHY("args: %s takes exactly one of user_ids and user_id", def->name);
-    if (op == DFB_OP_USERS && !!(seen & BIT(A_USER_IDS)) + !!(seen & BIT(A_EMAILS)) +
-                                      !!(seen & BIT(A_USERNAMES)) != 1)
+    if (op == DFB_OP_USERS &&
+        !!(seen & BIT(A_USER_IDS)) + !!(seen & BIT(A_EMAILS)) + !!(seen & BIT(A_USERNAMES)) != 1)
         return WHY("args: %s takes exactly one of user_ids, emails and usernames", def->name);
     return 0;
 }
@@ -732,7 +731,7 @@ dfb_cmd_req_parse(const void *frame, size_t frame_len, size_t max_bytes, dfb_cmd
     uint32_t n;
     if (dfb_mpack_read_map(&r, &n) != 0)
         return WHY(dfb_mpack_peek(&r) == DFB_MP_MAP ? "the request is truncated"
-                                                     : "the request is not a msgpack map");
+                                                    : "the request is not a msgpack map");
     /* One pass for the structure: where each known key's value is. */
     const uint8_t *vals[4] = {0}, *ends[4] = {0};
     static const char *const keys[4] = {"v", "id", "op", "args"};
@@ -1006,9 +1005,8 @@ dfb_cmd_reply_error(dfb_buf_t *out, const char *id, size_t id_len, const char *c
     if (dfb_mpack_map(out, 6) || dfb_mpack_cstr(out, "v") || dfb_mpack_uint(out, 1) ||
         dfb_mpack_cstr(out, "id") || dfb_mpack_str(out, id ? id : "", id ? id_len : 0) ||
         dfb_mpack_cstr(out, "ok") || dfb_mpack_bool(out, 0) || dfb_mpack_cstr(out, "error") ||
-        put_error(out, code, message, status, retry_after_ms) ||
-        dfb_mpack_cstr(out, "replayed") || dfb_mpack_bool(out, 0) ||
-        dfb_mpack_cstr(out, "found") || dfb_mpack_bool(out, 0)) {
+        put_error(out, code, message, status, retry_after_ms) || dfb_mpack_cstr(out, "replayed") ||
+        dfb_mpack_bool(out, 0) || dfb_mpack_cstr(out, "found") || dfb_mpack_bool(out, 0)) {
         out->len = mark;
         return -1;
     }

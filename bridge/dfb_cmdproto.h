@@ -27,7 +27,7 @@ typedef enum {
 
 const char *dfb_op_name(dfb_op_t op);            /* "messages.send" ... ("?" out of range) */
 int dfb_op_from_name(const char *s, size_t len); /* -1 if unknown */
-int dfb_op_posts(dfb_op_t op);                   /* 1 for send/update: per-stream rate, mark, lookup */
+int dfb_op_posts(dfb_op_t op); /* 1 for send/update: per-stream rate, mark, lookup */
 
 #define DFB_CMD_MAX_ID 128
 /*  Longest stream or message id accepted (before the URL-safe conversion). */
@@ -43,7 +43,7 @@ typedef struct {
     char stream[256]; /* the URL-safe stream id of ops that have one ("" otherwise) */
     uint8_t fp[32];   /* SHA-256 over op name, a 0 byte, then the args' msgpack bytes as received */
     uint8_t *frame;
-    size_t frame_len;     /* owned copy of the request frame */
+    size_t frame_len; /* owned copy of the request frame */
     const uint8_t *args;
     size_t args_len; /* into frame */
 } dfb_cmd_req_t;
@@ -73,27 +73,27 @@ typedef struct {
     dfb_cmd_str_t message_id; /* as sent */
     dfb_cmd_str_t message;    /* the MessageML, not yet wrapped (map form resolved) */
     dfb_cmd_data_kind_t data_kind;
-    dfb_cmd_str_t data_str;     /* DATA_STR: a JSON object text */
-    const uint8_t *data_map;    /* DATA_MAP: msgpack bytes of the map */
+    dfb_cmd_str_t data_str;  /* DATA_STR: a JSON object text */
+    const uint8_t *data_map; /* DATA_MAP: msgpack bytes of the map */
     size_t data_map_len;
     int has_version;
     dfb_cmd_str_t version;
     const uint8_t *attachments; /* msgpack array of {name, content, content_type?, preview?} */
     size_t attachments_len;
     uint32_t nattachments;
-    int npreviews;              /* 0 or nattachments */
-    int silent;                 /* -1 unset (update: default true) */
-    const uint8_t *user_ids;    /* msgpack array of ints (or NULL) */
+    int npreviews;           /* 0 or nattachments */
+    int silent;              /* -1 unset (update: default true) */
+    const uint8_t *user_ids; /* msgpack array of ints (or NULL) */
     size_t user_ids_len;
     uint32_t nuser_ids;
     int has_user_id;
-    int64_t user_id;            /* the single int `user_id` */
-    const uint8_t *strs;        /* users.lookup emails/usernames: msgpack array of str */
+    int64_t user_id;     /* the single int `user_id` */
+    const uint8_t *strs; /* users.lookup emails/usernames: msgpack array of str */
     size_t strs_len;
     uint32_t nstrs;
-    int lookup_by;              /* users.lookup: 'u' uid, 'e' email, 'n' username */
-    int local;                  /* -1 unset */
-    int active;                 /* -1 unset */
+    int lookup_by; /* users.lookup: 'u' uid, 'e' email, 'n' username */
+    int local;     /* -1 unset */
+    int active;    /* -1 unset */
 } dfb_cmd_args_t;
 
 /*  Reads (and checks) the args of a parsed request. 0, or -1 with why. */
@@ -151,8 +151,8 @@ void dfb_cmd_outcome_free(dfb_cmd_outcome_t *o);
 /*  Makes o a failure: code (one of the DFB_CMD_* strings: static), status
     (rejected), message formatted. definite = 1 for rejected and bad_request,
     else 0. */
-void dfb_cmd_outcome_error(dfb_cmd_outcome_t *o, const char *code, int status, const char *fmt,
-                           ...) __attribute__((format(printf, 4, 5)));
+void dfb_cmd_outcome_error(dfb_cmd_outcome_t *o, const char *code, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /*  The journal's form of an outcome: msgpack map {ok, result | error{code,
     message[,status][,retry_after_ms]}, found}. 0 or -1 (memory). */
 int dfb_cmd_outcome_encode(dfb_buf_t *out, const dfb_cmd_outcome_t *o);
@@ -168,8 +168,7 @@ int dfb_cmd_reply_error(dfb_buf_t *out, const char *id, size_t id_len, const cha
 
 /*  The mark id (D3): 32 lowercase hex + NUL of SHA-256("dfbridge-mark\0"
     scope "\0" id), first 16 bytes. */
-void dfb_cmd_mark(const char *scope, size_t scope_len, const char *id, size_t id_len,
-                  char out[33]);
+void dfb_cmd_mark(const char *scope, size_t scope_len, const char *id, size_t id_len, char out[33]);
 
 /*  Self-test (dfb_selftest cmdproto); 0 when all checks pass. */
 int dfb_cmdproto_test(int verbose);

@@ -115,16 +115,18 @@ typedef struct {
 static const parse_case_t s_cases[] = {
     /* valid, every op */
     {R("messages.send", "{\"stream_id\":\"abc+/d==\",\"message\":\"hi\"}"), NULL, 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":{\"message\":\"<messageML>x</messageML>\","
-                        "\"data\":{\"a\":{\"type\":\"t\",\"n\":[1,-2,\"\\u0001f:1.5\",null,true]}},"
-                        "\"version\":\"2.0\",\"attachments\":[{\"name\":\"a.txt\",\"content\":"
-                        "\"\\u0001b:xyz\",\"content_type\":\"text/plain\",\"preview\":\"\\u0001b:p\"}]}}"),
+    {R("messages.send",
+       "{\"stream_id\":\"s\",\"message\":{\"message\":\"<messageML>x</messageML>\","
+       "\"data\":{\"a\":{\"type\":\"t\",\"n\":[1,-2,\"\\u0001f:1.5\",null,true]}},"
+       "\"version\":\"2.0\",\"attachments\":[{\"name\":\"a.txt\",\"content\":"
+       "\"\\u0001b:xyz\",\"content_type\":\"text/plain\",\"preview\":\"\\u0001b:p\"}]}}"),
      NULL, 1},
     {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"m\",\"data\":\"{\\\"a\\\":1}\","
                         "\"version\":\"\",\"attachments\":[]}"),
      NULL, 1},
     {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"m\",\"data\":\"\"}"), NULL, 1},
-    {R("messages.update", "{\"stream_id\":\"s\",\"message_id\":\"m_1-\",\"message\":\"x\",\"silent\":false}"),
+    {R("messages.update",
+       "{\"stream_id\":\"s\",\"message_id\":\"m_1-\",\"message\":\"x\",\"silent\":false}"),
      NULL, 1},
     {R("messages.suppress", "{\"message_id\":\"m1\"}"), NULL, 1},
     {R("messages.get", "{\"message_id\":\"m1\"}"), NULL, 1},
@@ -136,30 +138,39 @@ static const parse_case_t s_cases[] = {
     {R("users.lookup", "{\"user_ids\":[1,2],\"local\":true,\"active\":false}"), NULL, 1},
     {R("users.lookup", "{\"emails\":[\"a@b.c\"]}"), NULL, 1},
     {R("users.lookup", "{\"usernames\":[\"bob\"],\"local\":false}"), NULL, 1},
-    {"{\"id\":\"r1\",\"op\":\"streams.info\",\"args\":{\"stream_id\":\"r\"},\"future\":[1,{}]}", NULL, 1},
+    {"{\"id\":\"r1\",\"op\":\"streams.info\",\"args\":{\"stream_id\":\"r\"},\"future\":[1,{}]}",
+     NULL, 1},
     /* the envelope */
     {"[1]", "not a msgpack map", 0},
     {"\"\\u0001raw:\"", "empty request frame", 0},
     {"\"\\u0001raw:85a1\"", "truncated", 0},
     {"\"\\u0001raw:81a1760180\"", "trailing bytes", 0},
     {"\"\\u0001raw:c1\"", "not a msgpack map", 0},
-    {"{\"id\":\"r1\",\"op\":\"streams.info\",\"args\":{\"stream_id\":\"r\"},\"x\":\"\\u0001raw:91919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919190\"}", "nested too deeply", 1},
+    {"{\"id\":\"r1\",\"op\":\"streams.info\",\"args\":{\"stream_id\":\"r\"},\"x\":\"\\u0001raw:"
+     "919191919191919191919191919191919191919191919191919191919191919191919191919191919191919191919"
+     "19191919191919191919191919191919191919191919191919191919191919191919191919191919191919190\"}",
+     "nested too deeply", 1},
     {"{\"\\u0001raw:01\":1}", "keys must be strings", 0},
     {"{\"op\":\"streams.info\",\"args\":{\"stream_id\":\"r\"}}", "id: missing", 0},
     {"{\"id\":5,\"op\":\"streams.info\",\"args\":{}}", "id: expected a string", 0},
     {"{\"id\":\"\",\"op\":\"streams.info\",\"args\":{}}", "id: must be 1..128", 0},
     {"{\"id\":\"a\\nb\",\"op\":\"streams.info\",\"args\":{}}", "id: control characters", 0},
     {"{\"id\":\"a\\u0085b\",\"op\":\"streams.info\",\"args\":{}}", "id: control characters", 0},
-    {"{\"id\":\"\\u0001raw:a2c328\",\"op\":\"streams.info\",\"args\":{}}", "id: not valid UTF-8", 0},
-    {"{\"id\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    {"{\"id\":\"\\u0001raw:a2c328\",\"op\":\"streams.info\",\"args\":{}}", "id: not valid UTF-8",
+     0},
+    {"{\"id\":"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\",\"op\":\"streams.info\",\"args\":{}}",
      "id: must be 1..128", 0},
     {"{\"id\":\"r1\",\"id\":\"r2\",\"op\":\"streams.info\",\"args\":{}}", "id: given twice", 1},
-    {"{\"v\":2,\"id\":\"r1\",\"op\":\"streams.info\",\"args\":{\"stream_id\":\"r\"}}", "v: unsupported", 1},
-    {"{\"v\":\"1\",\"id\":\"r1\",\"op\":\"streams.info\",\"args\":{\"stream_id\":\"r\"}}", "v: unsupported", 1},
+    {"{\"v\":2,\"id\":\"r1\",\"op\":\"streams.info\",\"args\":{\"stream_id\":\"r\"}}",
+     "v: unsupported", 1},
+    {"{\"v\":\"1\",\"id\":\"r1\",\"op\":\"streams.info\",\"args\":{\"stream_id\":\"r\"}}",
+     "v: unsupported", 1},
     {"{\"id\":\"r1\",\"args\":{}}", "op: missing", 1},
     {"{\"id\":\"r1\",\"op\":1,\"args\":{}}", "op: expected a string", 1},
-    {"{\"id\":\"r1\",\"op\":\"messages.blast\",\"args\":{}}", "unknown operation \"messages.blast\"", 1},
+    {"{\"id\":\"r1\",\"op\":\"messages.blast\",\"args\":{}}",
+     "unknown operation \"messages.blast\"", 1},
     {"{\"id\":\"r1\",\"op\":\"streams.info\"}", "args: missing", 1},
     {"{\"id\":\"r1\",\"op\":\"streams.info\",\"args\":[]}", "args: expected a map", 1},
     /* args */
@@ -169,45 +180,72 @@ static const parse_case_t s_cases[] = {
     {R("streams.info", "{\"stream_id\":\"\"}"), "args.stream_id: must be 1..255", 1},
     {R("streams.info", "{\"stream_id\":\"r\",\"user_id\":1}"), "args.user_id: unknown argument", 1},
     {R("streams.info", "{\"stream_id\":\"r\",\"colour\":1}"), "args.colour: unknown argument", 1},
-    {R("streams.info", "{\"stream_id\":\"r\",\"stream_id\":\"q\"}"), "args.stream_id: given twice", 1},
+    {R("streams.info", "{\"stream_id\":\"r\",\"stream_id\":\"q\"}"), "args.stream_id: given twice",
+     1},
     {R("messages.send", "{\"stream_id\":\"s\"}"), "args.message: missing", 1},
     {R("messages.send", "{\"message\":\"x\"}"), "args.stream_id: missing", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":5}"), "args.message: expected a string or a map", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\" \\n\\t\"}"), "args.message: the message is empty", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":{\"data\":\"\"}}"), "args.message.message: missing", 1},
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":5}"),
+     "args.message: expected a string or a map", 1},
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\" \\n\\t\"}"),
+     "args.message: the message is empty", 1},
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":{\"data\":\"\"}}"),
+     "args.message.message: missing", 1},
     {R("messages.send", "{\"stream_id\":\"s\",\"message\":{\"message\":\"x\",\"silent\":true}}"),
      "args.message.silent: unknown key", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":5}"), "args.data: expected a map or a string", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":\"[1]\"}"), "args.data: the JSON is not an object", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":\"{oops\"}"), "args.data: not JSON", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":{\"a\":\"\\u0001b:zz\"}}"), "args.data: binary", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":{\"\\u0001raw:01\":1}}"), "args.data: map keys must be strings", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":{\"dfbridge.request\":{}}}"), "reserved", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":\"{\\\"dfbridge.request\\\":1}\"}"), "reserved", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"version\":3}"), "args.version: expected a string", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":{}}"), "args.attachments: expected an array", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":[{\"name\":\"a\"}]}"), "args.attachments[0]: content is missing", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":[{\"name\":\"a\",\"content\":\"text\"}]}"),
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":5}"),
+     "args.data: expected a map or a string", 1},
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":\"[1]\"}"),
+     "args.data: the JSON is not an object", 1},
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":\"{oops\"}"),
+     "args.data: not JSON", 1},
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":{\"a\":\"\\u0001b:zz\"}}"),
+     "args.data: binary", 1},
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":{\"\\u0001raw:01\":1}}"),
+     "args.data: map keys must be strings", 1},
+    {R("messages.send",
+       "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":{\"dfbridge.request\":{}}}"),
+     "reserved", 1},
+    {R("messages.send",
+       "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":\"{\\\"dfbridge.request\\\":1}\"}"),
+     "reserved", 1},
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"version\":3}"),
+     "args.version: expected a string", 1},
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":{}}"),
+     "args.attachments: expected an array", 1},
+    {R("messages.send",
+       "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":[{\"name\":\"a\"}]}"),
+     "args.attachments[0]: content is missing", 1},
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":[{\"name\":\"a\","
+                        "\"content\":\"text\"}]}"),
      "args.attachments[0].content: expected bytes", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":[{\"name\":\"a\\\"b\",\"content\":\"\\u0001b:x\"}]}"),
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":[{\"name\":"
+                        "\"a\\\"b\",\"content\":\"\\u0001b:x\"}]}"),
      "quotes", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":[{\"name\":\"a\",\"content\":\"\\u0001b:x\",\"size\":1}]}"),
+    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":[{\"name\":\"a\","
+                        "\"content\":\"\\u0001b:x\",\"size\":1}]}"),
      "args.attachments[0].size: unknown key", 1},
-    {R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":[{\"name\":\"a\",\"content\":\"\\u0001b:x\","
-                        "\"preview\":\"\\u0001b:p\"},{\"name\":\"b\",\"content\":\"\\u0001b:y\"}]}"),
+    {R("messages.send",
+       "{\"stream_id\":\"s\",\"message\":\"x\",\"attachments\":[{\"name\":\"a\",\"content\":"
+       "\"\\u0001b:x\","
+       "\"preview\":\"\\u0001b:p\"},{\"name\":\"b\",\"content\":\"\\u0001b:y\"}]}"),
      "previews must be given for all", 1},
-    {R("messages.update", "{\"stream_id\":\"s\",\"message\":\"x\"}"), "args.message_id: missing", 1},
-    {R("messages.update", "{\"stream_id\":\"s\",\"message_id\":\"m\",\"message\":\"x\",\"silent\":\"yes\"}"),
+    {R("messages.update", "{\"stream_id\":\"s\",\"message\":\"x\"}"), "args.message_id: missing",
+     1},
+    {R("messages.update",
+       "{\"stream_id\":\"s\",\"message_id\":\"m\",\"message\":\"x\",\"silent\":\"yes\"}"),
      "args.silent: expected a boolean", 1},
     {R("messages.get", "{\"message_id\":[]}"), "args.message_id: expected a string", 1},
     {R("messages.suppress", "{}"), "args.message_id: missing", 1},
     {R("streams.createIm", "{}"), "exactly one of user_ids and user_id", 1},
-    {R("streams.createIm", "{\"user_ids\":[1],\"user_id\":2}"), "exactly one of user_ids and user_id", 1},
+    {R("streams.createIm", "{\"user_ids\":[1],\"user_id\":2}"),
+     "exactly one of user_ids and user_id", 1},
     {R("streams.createIm", "{\"user_ids\":[]}"), "args.user_ids: must hold 1..100", 1},
     {R("streams.createIm", "{\"user_ids\":[1,\"2\"]}"), "args.user_ids[1]: expected an integer", 1},
     {R("streams.createIm", "{\"user_ids\":[-4]}"), "args.user_ids[0]: a user id is a positive", 1},
-    {R("streams.createIm", "{\"user_ids\":[18446744073709551615]}"), "args.user_ids[0]: expected an integer", 1},
-    {R("rooms.addMember", "{\"stream_id\":\"r\",\"user_id\":\"\\u0001f:1.0\"}"), "args.user_id: expected an integer", 1},
+    {R("streams.createIm", "{\"user_ids\":[18446744073709551615]}"),
+     "args.user_ids[0]: expected an integer", 1},
+    {R("rooms.addMember", "{\"stream_id\":\"r\",\"user_id\":\"\\u0001f:1.0\"}"),
+     "args.user_id: expected an integer", 1},
     {R("rooms.removeMember", "{\"stream_id\":\"r\"}"), "args.user_id: missing", 1},
     {R("users.lookup", "{}"), "exactly one of user_ids, emails and usernames", 1},
     {R("users.lookup", "{\"emails\":[\"a\"],\"usernames\":[\"b\"]}"), "exactly one of", 1},
@@ -243,7 +281,8 @@ test_parse(int verbose)
         } else {
             CHECK_EQ(rc, -1);
             if (!strstr(why, c->why))
-                fprintf(stderr, "case %zu (%s): why \"%s\", want \"%s\"\n", i, c->json, why, c->why);
+                fprintf(stderr, "case %zu (%s): why \"%s\", want \"%s\"\n", i, c->json, why,
+                        c->why);
             CHECK(strstr(why, c->why) != NULL);
             CHECK_EQ(req.has_id, c->has_id);
             if (c->has_id)
@@ -269,7 +308,9 @@ test_details(void)
     CHECK_EQ(req.has_id, 0);
 
     /* URL-safe stream id, the op, posts */
-    mp(R("messages.send", "{\"stream_id\":\"lX1hwfmQ+AK/k/a/BB0y2n///q2+0KfbdA==\",\"message\":\"hi\"}"), &b);
+    mp(R("messages.send",
+         "{\"stream_id\":\"lX1hwfmQ+AK/k/a/BB0y2n///q2+0KfbdA==\",\"message\":\"hi\"}"),
+       &b);
     CHECK_EQ(dfb_cmd_req_parse(b.data, b.len, b.len, &req, why, sizeof why), 0);
     CHECK_STR(req.stream, "lX1hwfmQ-AK_k_a_BB0y2n___q2-0KfbdA");
     CHECK_EQ(req.op, DFB_OP_SEND);
@@ -282,8 +323,9 @@ test_details(void)
     dfb_buf_reset(&out);
     CHECK_EQ(dfb_cmd_data_json(&a, "0123456789abcdef0123456789abcdef", &out), 0);
     dfb_buf_put(&out, "", 1);
-    CHECK_STR((char *)out.data, "{\"dfbridge.request\":{\"type\":\"org.dfbridge.request\",\"version\":"
-                                "\"1.0\",\"id\":\"0123456789abcdef0123456789abcdef\"}}");
+    CHECK_STR((char *)out.data,
+              "{\"dfbridge.request\":{\"type\":\"org.dfbridge.request\",\"version\":"
+              "\"1.0\",\"id\":\"0123456789abcdef0123456789abcdef\"}}");
     dfb_cmd_req_free(&req);
 
     /* fingerprint: SHA-256("messages.send\0" + args bytes), pinned from Python's hashlib */
@@ -294,7 +336,9 @@ test_details(void)
     memcpy(fp1, req.fp, 32);
     dfb_cmd_req_free(&req);
     /* another id, no v, same args: same fingerprint; other args: another */
-    mp("{\"id\":\"zz\",\"op\":\"messages.send\",\"args\":{\"stream_id\":\"s1\",\"message\":\"hi\"}}", &b);
+    mp("{\"id\":\"zz\",\"op\":\"messages.send\",\"args\":{\"stream_id\":\"s1\",\"message\":\"hi\"}"
+       "}",
+       &b);
     CHECK_EQ(dfb_cmd_req_parse(b.data, b.len, b.len, &req, why, sizeof why), 0);
     CHECK(memcmp(req.fp, fp1, 32) == 0);
     dfb_cmd_req_free(&req);
@@ -320,14 +364,16 @@ test_details(void)
     dfb_buf_reset(&out);
     CHECK_EQ(dfb_cmd_data_json(&a, "00000000000000000000000000000000", &out), 0);
     dfb_buf_put(&out, "", 1);
-    CHECK_STR((char *)out.data, " { \"x\" : [1] ,\"dfbridge.request\":{\"type\":\"org.dfbridge.request\","
-                                "\"version\":\"1.0\",\"id\":\"00000000000000000000000000000000\"}}");
+    CHECK_STR((char *)out.data,
+              " { \"x\" : [1] ,\"dfbridge.request\":{\"type\":\"org.dfbridge.request\","
+              "\"version\":\"1.0\",\"id\":\"00000000000000000000000000000000\"}}");
     dfb_cmd_req_free(&req);
 
     /* data map -> JSON: exact ints, escapes, floats, empty object */
-    mp(R("messages.send", "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":{\"e\":{\"big\":9223372036854775807,"
-                          "\"neg\":-9223372036854775807,\"u\":18446744073709551615,\"f\":\"\\u0001f:2\","
-                          "\"s\":\"q\\\"\\\\\\n\\u0001\\u00e9\",\"l\":[null,false,{}]}}}"),
+    mp(R("messages.send",
+         "{\"stream_id\":\"s\",\"message\":\"x\",\"data\":{\"e\":{\"big\":9223372036854775807,"
+         "\"neg\":-9223372036854775807,\"u\":18446744073709551615,\"f\":\"\\u0001f:2\","
+         "\"s\":\"q\\\"\\\\\\n\\u0001\\u00e9\",\"l\":[null,false,{}]}}}"),
        &b);
     CHECK_EQ(dfb_cmd_req_parse(b.data, b.len, b.len, &req, why, sizeof why), 0);
     CHECK_EQ(dfb_cmd_args_read(&req, &a, why, sizeof why), 0);
@@ -347,8 +393,9 @@ test_details(void)
     dfb_buf_reset(&out);
     CHECK_EQ(dfb_cmd_data_json(&a, "22222222222222222222222222222222", &out), 0);
     dfb_buf_put(&out, "", 1);
-    CHECK_STR((char *)out.data, "{ \"dfbridge.request\":{\"type\":\"org.dfbridge.request\",\"version\":"
-                                "\"1.0\",\"id\":\"22222222222222222222222222222222\"}}");
+    CHECK_STR((char *)out.data,
+              "{ \"dfbridge.request\":{\"type\":\"org.dfbridge.request\",\"version\":"
+              "\"1.0\",\"id\":\"22222222222222222222222222222222\"}}");
     dfb_cmd_req_free(&req);
 
     /* message wrapping: either tag alone means "already MessageML" */
@@ -372,8 +419,9 @@ test_details(void)
     dfb_cmd_req_free(&req);
 
     /* every byte prefix of a valid request is refused, never read past */
-    mp(R("messages.send", "{\"stream_id\":\"s\",\"message\":{\"message\":\"x\",\"data\":{\"a\":[1,2.5]},"
-                          "\"attachments\":[{\"name\":\"n\",\"content\":\"\\u0001b:abc\"}]}}"),
+    mp(R("messages.send",
+         "{\"stream_id\":\"s\",\"message\":{\"message\":\"x\",\"data\":{\"a\":[1,2.5]},"
+         "\"attachments\":[{\"name\":\"n\",\"content\":\"\\u0001b:abc\"}]}}"),
        &b);
     for (size_t n = 0; n < b.len; n++) {
         uint8_t *copy = malloc(n ? n : 1);
@@ -405,8 +453,9 @@ test_encode(void)
     dfb_mpack_cstr(&oc.result, "n");
     dfb_mpack_uint(&oc.result, (uint64_t)1 << 62);
     CHECK_EQ(dfb_cmd_outcome_encode(&o, &oc), 0);
-    CHECK_STR(hex(o.data, o.len), "83a26f6bc3a6726573756c7482a96d6573736167654964a26d31a16ecf4000000000"
-                                  "000000a5666f756e64c3");
+    CHECK_STR(hex(o.data, o.len),
+              "83a26f6bc3a6726573756c7482a96d6573736167654964a26d31a16ecf4000000000"
+              "000000a5666f756e64c3");
     CHECK_EQ(dfb_cmd_reply_from_outcome(&out, "req-1", 5, o.data, o.len, 1), 0);
     CHECK_STR(hex(out.data, out.len),
               "86a17601a26964a57265712d31a26f6bc3a6726573756c7482a96d6573736167654964a26d31a16ecf"
@@ -456,8 +505,8 @@ test_encode(void)
 
     /* bad outcome bytes are refused; out is left as it was */
     dfb_buf_reset(&out);
-    static const uint8_t bad1[] = {0x81, 0xa2, 'o', 'k'};             /* truncated */
-    static const uint8_t bad2[] = {0x81, 0xa2, 'o', 'k', 0xc3};       /* no result */
+    static const uint8_t bad1[] = {0x81, 0xa2, 'o', 'k'};       /* truncated */
+    static const uint8_t bad2[] = {0x81, 0xa2, 'o', 'k', 0xc3}; /* no result */
     static const uint8_t bad3[] = {0x82, 0xa2, 'o', 'k', 0xc2, 0xa5, 'e', 'r', 'r', 'o', 'r', 0x01};
     CHECK_EQ(dfb_cmd_reply_from_outcome(&out, "a", 1, bad1, sizeof bad1, 0), -1);
     CHECK_EQ(dfb_cmd_reply_from_outcome(&out, "a", 1, bad2, sizeof bad2, 0), -1);

@@ -67,8 +67,8 @@ dfb_outbound_new(const dfb_config_t *cfg, dfb_auth_t *auth, int stop_fd, char *e
     self->auth = auth;
     self->stop_fd = stop_fd;
     self->lookback_ms = DFB_OUTBOUND_LOOKBACK_MS;
-    self->http = dfb_http_new(cfg->connect_timeout_ms, cfg->read_timeout_ms, cfg->max_body_bytes,
-                              stop_fd);
+    self->http =
+        dfb_http_new(cfg->connect_timeout_ms, cfg->read_timeout_ms, cfg->max_body_bytes, stop_fd);
     self->json = dfb_json_new();
     self->json2 = dfb_json_new();
     if (!self->http || !self->json || !self->json2) {
@@ -150,11 +150,10 @@ part_head(dfb_buf_t *b, const char *boundary, const char *name, const char *file
           size_t filename_len, const char *ctype, size_t ctype_len)
 {
     if (puts_(b, "--") || puts_(b, boundary) ||
-        puts_(b, "\r\nContent-Disposition: form-data; name=\"") || puts_(b, name) ||
-        puts_(b, "\""))
+        puts_(b, "\r\nContent-Disposition: form-data; name=\"") || puts_(b, name) || puts_(b, "\""))
         return -1;
-    if (filename && (puts_(b, "; filename=\"") || dfb_buf_put(b, filename, filename_len) ||
-                     puts_(b, "\"")))
+    if (filename &&
+        (puts_(b, "; filename=\"") || dfb_buf_put(b, filename, filename_len) || puts_(b, "\"")))
         return -1;
     if (ctype && (puts_(b, "\r\nContent-Type: ") || dfb_buf_put(b, ctype, ctype_len)))
         return -1;
@@ -212,8 +211,8 @@ file_parts(dfb_buf_t *b, const char *boundary, const dfb_cmd_args_t *a, int prev
     version, [silent], attachment x n, preview x n. The boundary is random
     and checked not to occur in the body (else drawn again). */
 static int
-multipart(dfb_outbound_t *self, const dfb_cmd_req_t *req, const dfb_cmd_args_t *a,
-          const char *mark, char *ctype, size_t ctype_len)
+multipart(dfb_outbound_t *self, const dfb_cmd_req_t *req, const dfb_cmd_args_t *a, const char *mark,
+          char *ctype, size_t ctype_len)
 {
     dfb_buf_t *b = &self->body;
     for (int round = 0; round < 8; round++) {
@@ -335,12 +334,14 @@ build_call(dfb_outbound_t *self, const dfb_cmd_req_t *req, const dfb_cmd_args_t 
         /* the query is built in scratch, then copied into the url */
         dfb_buf_t *q = &self->scratch;
         dfb_buf_reset(q);
-        const char *key = a->lookup_by == 'u' ? "uid=" : a->lookup_by == 'e' ? "email=" : "username=";
+        const char *key = a->lookup_by == 'u'   ? "uid="
+                          : a->lookup_by == 'e' ? "email="
+                                                : "username=";
         if (puts_(q, self->pod_url) || puts_(q, "/pod/v3/users?") || puts_(q, key))
             return -1;
-        dfb_mpack_reader_t r = a->lookup_by == 'u'
-                                   ? (dfb_mpack_reader_t){a->user_ids, a->user_ids + a->user_ids_len}
-                                   : (dfb_mpack_reader_t){a->strs, a->strs + a->strs_len};
+        dfb_mpack_reader_t r =
+            a->lookup_by == 'u' ? (dfb_mpack_reader_t){a->user_ids, a->user_ids + a->user_ids_len}
+                                : (dfb_mpack_reader_t){a->strs, a->strs + a->strs_len};
         uint32_t n;
         if (dfb_mpack_read_array(&r, &n))
             return -1;
@@ -581,8 +582,7 @@ lookup(dfb_outbound_t *self, const char *sid, const char *mark, const dfb_outbou
                 dfb_cmd_outcome_free(&tmp);
                 continue;
             } else if (at == A_REJECTED || at == A_AUTH || at == A_FATAL) {
-                snprintf(why, whylen, "msg_list: %s%s%d)", what, status ? " (HTTP " : " (",
-                         status);
+                snprintf(why, whylen, "msg_list: %s%s%d)", what, status ? " (HTTP " : " (", status);
                 return L_FAILED;
             }
             long wait = next_wait(self, &b);
@@ -619,7 +619,8 @@ settle(dfb_outbound_t *self, const dfb_cmd_req_t *req, const char *mark,
         out->ok = 1;
         out->found = 1;
         out->definite = 1;
-        dfb_logkv(DFB_LOG_INFO, DFB_FIELDS(dfb_ls("call", "msg_list"), dfb_ls("op", dfb_op_name(req->op))),
+        dfb_logkv(DFB_LOG_INFO,
+                  DFB_FIELDS(dfb_ls("call", "msg_list"), dfb_ls("op", dfb_op_name(req->op))),
                   "request %s: its message was found by its mark after %s: not posted again",
                   req->id, after);
         return 1;
@@ -658,8 +659,8 @@ dfb_outbound_exec(dfb_outbound_t *self, const dfb_cmd_req_t *req, const dfb_outb
         dfb_cmd_outcome_error(out, DFB_CMD_UNAVAILABLE, 0, "cannot build the call (out of memory)");
         return;
     }
-    dfb_debug("request %s: %s (%s)%s", req->id, dfb_op_name(req->op),
-              dfb_upstream_call_name(c.up), ctx->resumed ? ", resumed" : "");
+    dfb_debug("request %s: %s (%s)%s", req->id, dfb_op_name(req->op), dfb_upstream_call_name(c.up),
+              ctx->resumed ? ", resumed" : "");
 
     /* the session: the shared tokens, or a first login */
     if (self->gen == 0)
@@ -681,8 +682,8 @@ dfb_outbound_exec(dfb_outbound_t *self, const dfb_cmd_req_t *req, const dfb_outb
         out->attempts++;
         /* a POST always has a body, if empty (suppress): Content-Length: 0 */
         const char *body = c.method[0] == 'G' ? NULL
-                           : self->body.len ? (const char *)self->body.data
-                                            : "";
+                           : self->body.len   ? (const char *)self->body.data
+                                              : "";
         attempt_t at = attempt(self, &c, body, self->body.len, &status, what, sizeof what);
         if (at == A_OK && take_result(self, status, out) != 0) {
             snprintf(what, sizeof what, "%s: HTTP %d with a body that is not JSON", name, status);
@@ -799,8 +800,9 @@ dfb_outbound_test(int verbose)
     df_check_failures = 0;
     char path[] = "/tmp/dfb_outbound_test_XXXXXX", err[512];
     int fd = mkstemp(path);
-    static const char yaml[] = "host: pod.example.com\nport: 8443\nagent:\n  host: agent.example.com\n"
-                               "bot:\n  username: b\n  privateKey:\n    path: /nonexistent.pem\n";
+    static const char yaml[] =
+        "host: pod.example.com\nport: 8443\nagent:\n  host: agent.example.com\n"
+        "bot:\n  username: b\n  privateKey:\n    path: /nonexistent.pem\n";
     CHECK(fd >= 0 && write(fd, yaml, sizeof yaml - 1) == (ssize_t)(sizeof yaml - 1));
     if (fd >= 0)
         close(fd);
@@ -848,7 +850,8 @@ dfb_outbound_test(int verbose)
     dfb_mpack_int(&b, INT64_MAX);
     dfb_mpack_int(&b, 7);
     CHECK_EQ(built(ob, &b, &c, ct, sizeof ct), 0);
-    CHECK_STR(c.url, "https://pod.example.com:8443/pod/v3/users?uid=9223372036854775807,7&local=false");
+    CHECK_STR(c.url,
+              "https://pod.example.com:8443/pod/v3/users?uid=9223372036854775807,7&local=false");
 
     /* IM: a JSON array; membership: {"id":N}; URL-safe stream ids in paths */
     head(&b, "streams.createIm", 1);

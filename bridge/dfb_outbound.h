@@ -35,8 +35,8 @@ typedef struct {
 
 /*  Runs req to an outcome (always fills out, which must be initialised with
     dfb_cmd_outcome_init; never blocks past the retry budget or a stop). */
-void dfb_outbound_exec(dfb_outbound_t *self, const dfb_cmd_req_t *req, const dfb_outbound_ctx_t *ctx,
-                       dfb_cmd_outcome_t *out);
+void dfb_outbound_exec(dfb_outbound_t *self, const dfb_cmd_req_t *req,
+                       const dfb_outbound_ctx_t *ctx, dfb_cmd_outcome_t *out);
 
 /*  The lookup's window before begin_ms (bridge.commandsLookbackMillis;
     default DFB_OUTBOUND_LOOKBACK_MS). */

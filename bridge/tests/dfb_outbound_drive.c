@@ -9,8 +9,8 @@
     in parallel, one thread and one dfb_outbound_t each, sharing one
     dfb_auth_t. --login-first: log in, print "ready", wait for a line on
     stdin, then start. --serial: one thread and one dfb_outbound_t run the
-    requests one after the other (its keep-alive connection reused). --loop-like: one more thread does what the datafeed
-    loop does on a 401 (GET sessioninfo with its own client, then
+    requests one after the other (its keep-alive connection reused). --loop-like: one more thread
+   does what the datafeed loop does on a 401 (GET sessioninfo with its own client, then
     dfb_auth_refresh_shared). One line per request, in argument order:
     "outcome <hex of dfb_cmd_outcome_encode> attempts <n> ms <elapsed>". */
 #include <pthread.h>
@@ -191,8 +191,8 @@ main(int argc, char **argv)
         return 2;
     }
     for (int i = 0; i < nreq; i++) {
-        jobs[i] = (job_t){.cfg = cfg, .auth = auth, .ob = shared, .path = reqs[i],
-                          .lookback = lookback};
+        jobs[i] =
+            (job_t){.cfg = cfg, .auth = auth, .ob = shared, .path = reqs[i], .lookback = lookback};
         jobs[i].ctx = (dfb_outbound_ctx_t){scope, strlen(scope), begin_ms, resumed};
         if (serial)
             run(&jobs[i]);

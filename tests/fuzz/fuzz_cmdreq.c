@@ -26,14 +26,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!why[0] || req.frame || (req.has_id && (req.id_len < 1 || req.id_len > DFB_CMD_MAX_ID)))
             abort(); /* refused without a reason, or with a copy, or a bad echo */
         dfb_buf_t reply = {0};
-        if (dfb_cmd_reply_error(&reply, req.has_id ? req.id : NULL, req.id_len,
-                                DFB_CMD_BAD_REQUEST, why, 0, 0) != 0)
+        if (dfb_cmd_reply_error(&reply, req.has_id ? req.id : NULL, req.id_len, DFB_CMD_BAD_REQUEST,
+                                why, 0, 0) != 0)
             abort();
         dfb_buf_free(&reply);
         return 0;
     }
-    if (!req.has_id || req.id_len < 1 || req.id_len > DFB_CMD_MAX_ID || strlen(req.id) != req.id_len ||
-        (unsigned)req.op >= DFB_OP_COUNT || req.frame_len != size ||
+    if (!req.has_id || req.id_len < 1 || req.id_len > DFB_CMD_MAX_ID ||
+        strlen(req.id) != req.id_len || (unsigned)req.op >= DFB_OP_COUNT || req.frame_len != size ||
         memcmp(req.frame, data, size) != 0 || req.args < req.frame ||
         req.args + req.args_len > req.frame + req.frame_len)
         abort(); /* accepted outside the protocol's bounds */
