@@ -85,6 +85,7 @@ struct dfb_cmdlog {
     uint64_t compactions, write_errors, dropped;
     int broken;    /* a partial record could not be cut: no more appends */
     int fail_next; /* test hook (under wmu) */
+    int failing;   /* the last append failed: the next failures log at debug (under wmu) */
 };
 
 /* ---- little-endian helpers ---- */
@@ -399,15 +400,22 @@ append(dfb_cmdlog_t *s, struct iovec *iov, int n, size_t total)
         if (!err && fdatasync(s->fd) != 0)
             err = errno;
     }
-    if (!err)
+    if (!err) {
+        if (s->failing)
+            dfb_info("cmdlog: %s: writes work again", s->path);
+        s->failing = 0;
         return 0;
+    }
     if (ftruncate(s->fd, (off_t)at) != 0) {
         s->broken = 1;
         dfb_error("cmdlog: %s: a failed write could not be cut (%s): the command journal "
                   "accepts no more records until restart",
                   s->path, strerror(errno));
     }
-    dfb_warn("cmdlog: %s: write failed: %s", s->path, strerror(err));
+    dfb_log(s->failing ? DFB_LOG_DEBUG : DFB_LOG_WARN,
+            "cmdlog: %s: write failed: %s (the request is not made; further failures at debug)",
+            s->path, strerror(err));
+    s->failing = 1;
     errno = err;
     return -1;
 }
@@ -762,6 +770,7 @@ load(dfb_cmdlog_t *s, int64_t now_ms, char *err, size_t errlen)
         set_err(err, errlen, s->path, strerror(errno));
         return -1;
     }
+    madvise((void *)m, (size_t)size, MADV_SEQUENTIAL);
     if (memcmp(m, MAGIC, 8) != 0 || rd32(m + 8) != VERSION) {
         int bad_magic = memcmp(m, MAGIC, 8) != 0;
         munmap((void *)m, (size_t)size);
