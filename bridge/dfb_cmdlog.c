@@ -9,7 +9,8 @@
               u16 stream len | key | op | stream
       done    'D' | u16 key len | key | outcome (the rest of the payload)
     Each record is written with one pwritev at the end of the file, then
-    fdatasync: a kill leaves at most one torn record, which the loader cuts.
+    fdatasync (group commit: one covers every record written before it
+    began): a kill leaves at most one torn record, which the loader cuts.
     The mark of a request is not stored: it is derived from the key.
     Loading: the first begin of a key wins (begin_ms, fp); a later begin of
     a known key is dead; the last done of a known key wins (a done whose
@@ -19,8 +20,8 @@
     last record).
 
     Locks: `mu` guards the table, the list and the counters and is the only
-    lock find takes. `wmu` serialises the file: appends, fdatasync,
-    compaction; it is taken before mu. An entry's file offsets, its place
+    lock find takes. `wmu` serialises the file: appends and compaction; it
+    is taken before `smu`, which serialises fdatasync, and before mu. An entry's file offsets, its place
     in the table/list and `end` change only under both, so a compaction
     (which holds wmu) reads them without mu. */
 #define _GNU_SOURCE 1
@@ -86,6 +87,13 @@ struct dfb_cmdlog {
     int broken;    /* a partial record could not be cut: no more appends */
     int fail_next; /* test hook (under wmu) */
     int failing;   /* the last append failed: the next failures log at debug (under wmu) */
+    /* Group commit: every append bumps wgen (under wmu, read atomically);
+       `smu` serialises fdatasync: one that began at wgen g and succeeded
+       makes synced_gen >= g, one that failed makes bad_gen >= g (those
+       records are reported failed: their data may be lost). */
+    pthread_mutex_t smu;
+    uint64_t wgen, synced_gen, bad_gen, syncs;
+    int sync_delay_ms, fail_next_sync; /* test hooks (under smu) */
 };
 
 /* ---- little-endian helpers ---- */
@@ -352,12 +360,13 @@ pread_all(int fd, void *p, size_t len, uint64_t off)
     return 0;
 }
 
-/*  Writes the record iov[0..n) (total bytes) at s->end and fdatasyncs it.
-    Caller holds wmu. 0, or -1 with errno: then the partial record is cut
-    again (or, when that fails too, appends stop: `broken`). Does not move
-    s->end (the caller does, under mu). */
+/*  Writes the record iov[0..n) (total bytes) at s->end; its write
+    generation into *gen (make it durable with durable()). Caller holds
+    wmu. 0, or -1 with errno: then the partial record is cut again (or,
+    when that fails too, appends stop: `broken`). Does not move s->end
+    (the caller does, under mu). */
 static int
-append(dfb_cmdlog_t *s, struct iovec *iov, int n, size_t total)
+append(dfb_cmdlog_t *s, struct iovec *iov, int n, size_t total, uint64_t *gen)
 {
     if (s->broken) {
         errno = EIO;
@@ -397,13 +406,12 @@ append(dfb_cmdlog_t *s, struct iovec *iov, int n, size_t total)
                 }
             }
         }
-        if (!err && fdatasync(s->fd) != 0)
-            err = errno;
     }
     if (!err) {
         if (s->failing)
             dfb_info("cmdlog: %s: writes work again", s->path);
         s->failing = 0;
+        *gen = __atomic_add_fetch(&s->wgen, 1, __ATOMIC_ACQ_REL);
         return 0;
     }
     if (ftruncate(s->fd, (off_t)at) != 0) {
@@ -418,6 +426,52 @@ append(dfb_cmdlog_t *s, struct iovec *iov, int n, size_t total)
     s->failing = 1;
     errno = err;
     return -1;
+}
+
+/*  Makes the record of write generation gen durable: one fdatasync covers
+    every record written before it began (group commit). Caller holds no
+    lock. 0, or -1 with errno (EIO, or what fdatasync said): the record may
+    or may not be on disk; it stays in the file (a begin found there after
+    a restart is pending, which is safe: the request is looked for). */
+static int
+durable(dfb_cmdlog_t *s, uint64_t gen)
+{
+    int rc = 0, err = 0;
+    pthread_mutex_lock(&s->smu);
+    for (;;) {
+        if (s->synced_gen >= gen)
+            break;
+        if (s->bad_gen >= gen) {
+            rc = -1;
+            err = err ? err : EIO;
+            break;
+        }
+        uint64_t target = __atomic_load_n(&s->wgen, __ATOMIC_ACQUIRE);
+        if (s->sync_delay_ms) {
+            struct timespec ts = {0, (long)s->sync_delay_ms * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        int r = fdatasync(s->fd);
+        if (s->fail_next_sync) {
+            r = -1;
+            errno = s->fail_next_sync;
+            s->fail_next_sync = 0;
+        }
+        s->syncs++;
+        if (r == 0) {
+            s->synced_gen = target;
+        } else {
+            err = errno;
+            s->bad_gen = target;
+            dfb_warn("cmdlog: %s: fdatasync failed: %s (the requests it covered are answered "
+                     "as not journaled)",
+                     s->path, strerror(err));
+        }
+    }
+    pthread_mutex_unlock(&s->smu);
+    if (rc != 0)
+        errno = err;
+    return rc;
 }
 
 /*  err = "<a>: <b>" (b NULL: "<a>"). */
@@ -571,6 +625,7 @@ compact(dfb_cmdlog_t *s)
         goto io;
     if (fsync_dir(s->dir) != 0)
         dfb_warn("cmdlog: %s: directory fsync after compaction: %s", s->path, strerror(errno));
+    pthread_mutex_lock(&s->smu); /* no fdatasync on the old descriptor from here */
     pthread_mutex_lock(&s->mu);
     i = 0;
     for (entry_t *e = s->head; e; e = e->next, i++) {
@@ -588,7 +643,10 @@ compact(dfb_cmdlog_t *s)
     s->end = w.off;
     s->live = w.off - HDR;
     s->compactions++;
+    /* every record of the table is in the new file, which is durable */
+    s->synced_gen = __atomic_load_n(&s->wgen, __ATOMIC_ACQUIRE);
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->smu);
     close(old);
     goto out;
 io:
@@ -866,6 +924,7 @@ dfb_cmdlog_open_at(const char *dir, int64_t window_ms, int64_t wall_now_ms, char
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->wmu, NULL);
+    pthread_mutex_init(&s->smu, NULL);
     if (!dir)
         return s;
     size_t dl = strlen(dir);
@@ -919,6 +978,7 @@ dfb_cmdlog_close(dfb_cmdlog_t **self_p)
         close(s->fd);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->wmu);
+    pthread_mutex_destroy(&s->smu);
     free(s->path);
     free(s->dir);
     free(s);
@@ -1033,15 +1093,30 @@ dfb_cmdlog_begin(dfb_cmdlog_t *s, const void *key, size_t key_len, const uint8_t
     uint8_t rec[REC_HEAD + B_FIXED + DFB_CMDLOG_KEY_MAX + OP_MAX + STREAM_MAX];
     size_t len = build_begin(rec, key, key_len, fp, wall_ms, op, ol, stream ? stream : "", sl);
     struct iovec iov[1] = {{rec, len}};
-    rc = append(s, iov, 1, len);
+    uint64_t gen = 0;
+    rc = append(s, iov, 1, len, &gen);
     err = rc ? errno : 0;
     pthread_mutex_lock(&s->mu);
-    if (rc == 0) {
-        s->end += len;
-    } else {
+    if (rc != 0) {
         s->write_errors++;
         entry_unlink(s, e);
+        goto unlock;
     }
+    s->end += len;
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->wmu);
+    if (durable(s, gen) == 0)
+        return 0;
+    err = errno;
+    /* not durable: the key is new again (the record, if it reached the
+       disk after all, makes it pending after a restart) */
+    pthread_mutex_lock(&s->wmu);
+    pthread_mutex_lock(&s->mu);
+    s->write_errors++;
+    e = tbl_get(s, key, key_len, h);
+    if (e && e->state == DFB_CMDLOG_INFLIGHT)
+        entry_unlink(s, e);
+    rc = -1;
 unlock:
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_unlock(&s->wmu);
@@ -1101,22 +1176,43 @@ dfb_cmdlog_done(dfb_cmdlog_t *s, const void *key, size_t key_len, const uint8_t 
     le32(head, (uint32_t)plen);
     le32(head + 4, crc);
     struct iovec iov[2] = {{head, REC_HEAD + D_FIXED + key_len}, {(void *)outcome, outcome_len}};
-    uint64_t at = s->end;
-    int rc = append(s, iov, outcome_len ? 2 : 1, REC_HEAD + plen);
-    if (rc != 0)
+    uint64_t at = s->end, gen = 0;
+    if (append(s, iov, outcome_len ? 2 : 1, REC_HEAD + plen, &gen) != 0) {
         err = errno;
-    pthread_mutex_lock(&s->mu);
-    if (rc == 0) {
-        s->end += REC_HEAD + plen;
-        s->live -= e->d_len;
-        e->d_off = at;
-        e->d_len = REC_HEAD + plen;
-        s->live += e->d_len;
-        set_state(s, e, DFB_CMDLOG_DONE);
-    } else {
+        pthread_mutex_lock(&s->mu);
         s->write_errors++;
         set_state(s, e, DFB_CMDLOG_PENDING);
+        goto unlock;
     }
+    /* the entry points at its done record at once (still in flight), so a
+       compaction before the fdatasync copies it */
+    pthread_mutex_lock(&s->mu);
+    s->end += REC_HEAD + plen;
+    s->live -= e->d_len;
+    e->d_off = at;
+    e->d_len = REC_HEAD + plen;
+    s->live += e->d_len;
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->wmu);
+    if (durable(s, gen) != 0) {
+        err = errno;
+        pthread_mutex_lock(&s->wmu);
+        pthread_mutex_lock(&s->mu);
+        s->write_errors++;
+        e = tbl_get(s, key, key_len, h);
+        if (e && e->state == DFB_CMDLOG_INFLIGHT) {
+            s->live -= e->d_len;
+            e->d_len = e->d_off = 0;
+            set_state(s, e, DFB_CMDLOG_PENDING);
+        }
+        goto unlock;
+    }
+    pthread_mutex_lock(&s->mu);
+    e = tbl_get(s, key, key_len, h);
+    if (e && e->state == DFB_CMDLOG_INFLIGHT)
+        set_state(s, e, DFB_CMDLOG_DONE);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
 unlock:
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_unlock(&s->wmu);
@@ -1170,6 +1266,24 @@ dfb_cmdlog_stats(dfb_cmdlog_t *s, dfb_cmdlog_stats_t *out)
     out->write_errors = s->write_errors;
     out->dropped_tail_bytes = s->dropped;
     pthread_mutex_unlock(&s->mu);
+}
+
+void
+dfb_cmdlog_test_sync(dfb_cmdlog_t *s, int delay_ms, int fail_next_err)
+{
+    pthread_mutex_lock(&s->smu);
+    s->sync_delay_ms = delay_ms;
+    s->fail_next_sync = fail_next_err;
+    pthread_mutex_unlock(&s->smu);
+}
+
+uint64_t
+dfb_cmdlog_syncs(dfb_cmdlog_t *s)
+{
+    pthread_mutex_lock(&s->smu);
+    uint64_t n = s->syncs;
+    pthread_mutex_unlock(&s->smu);
+    return n;
 }
 
 void

@@ -58,7 +58,10 @@ dfb_cmdlog_state_t dfb_cmdlog_find(dfb_cmdlog_t *self, const void *key, size_t k
     unavailable and makes no call; the entry stays as it was; EBUSY when
     INFLIGHT, EEXIST when DONE or another fingerprint, EINVAL for bad
     arguments). Thread-safe; the fdatasync is not done under the lock that
-    dfb_cmdlog_find takes. op: 1..255 bytes; stream: NULL or 0..1024 bytes. */
+    dfb_cmdlog_find takes, and concurrent callers share one (group commit).
+    A failed fdatasync may leave the record in the file: after a restart
+    that key is then PENDING (looked for, never blindly re-sent).
+    op: 1..255 bytes; stream: NULL or 0..1024 bytes. */
 int dfb_cmdlog_begin(dfb_cmdlog_t *self, const void *key, size_t key_len, const uint8_t fp[32],
                      const char *op, const char *stream, int64_t wall_ms);
 
@@ -91,6 +94,12 @@ void dfb_cmdlog_stats(dfb_cmdlog_t *self, dfb_cmdlog_stats_t *out);
     half the record, so the cleanup of a partial write is exercised).
     0 = no failure. */
 void dfb_cmdlog_fail_next_write(dfb_cmdlog_t *self, int err);
+
+/*  Test hooks: every fdatasync of commands.log waits delay_ms first; the
+    next one fails with errno fail_next_err (0: none). And the number of
+    fdatasyncs made (group commit makes fewer than records). */
+void dfb_cmdlog_test_sync(dfb_cmdlog_t *self, int delay_ms, int fail_next_err);
+uint64_t dfb_cmdlog_syncs(dfb_cmdlog_t *self);
 
 int dfb_cmdlog_test(int verbose); /* self-test */
 /*  Writes DFB_CMDLOG_BENCH_N (default 1 000 000) requests over 23 h and

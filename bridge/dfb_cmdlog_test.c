@@ -637,6 +637,25 @@ writer(void *arg)
     return NULL;
 }
 
+#define FEW 30
+
+/*  FEW distinct requests of writer a->w, begun and done. */
+static void *
+writer_few(void *arg)
+{
+    targ_t *a = arg;
+    uint8_t k[64], fp[32], out[64];
+    for (int i = 0; i < FEW; i++) {
+        int id = 1000 + a->w * FEW + i;
+        size_t kl = mkkey(k, "g", id);
+        mkfp(fp, id);
+        if (dfb_cmdlog_begin(a->c, k, kl, fp, "messages.send", "S", T0 + id) != 0 ||
+            dfb_cmdlog_done(a->c, k, kl, out, mkout(out, id, 64)) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
 static void *
 finder(void *arg)
 {
@@ -710,6 +729,84 @@ t_threads(const char *dir)
     dfb_cmdlog_close(&c);
 }
 
+/* ---- fdatasync failures, and group commit ---- */
+static void
+t_sync(const char *dir)
+{
+    char err[256];
+    dfb_cmdlog_t *c = dfb_cmdlog_open_at(dir, 0, T0, err, sizeof err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    uint8_t k[64], k2[64], fp[32], out[64];
+    size_t kl = mkkey(k, "", 1), kl2 = mkkey(k2, "", 2);
+    mkfp(fp, 1);
+    dfb_cmdlog_stats_t st;
+    dfb_cmdlog_stats(c, &st);
+    uint64_t size0 = st.file_bytes;
+    size_t bl = 8 + 46 + kl + 13 + 1;
+    /* a begin whose fdatasync fails: the key stays new; its record stays in the file */
+    dfb_cmdlog_test_sync(c, 0, EIO);
+    errno = 0;
+    CHECK_EQ(dfb_cmdlog_begin(c, k, kl, fp, "messages.send", "S", T0 + 1), -1);
+    CHECK_EQ(errno, EIO);
+    CHECK_EQ(find_check(c, k, kl, fp, NULL, 0, NULL), DFB_CMDLOG_NEW);
+    dfb_cmdlog_stats(c, &st);
+    CHECK_EQ(st.entries, 0);
+    CHECK_EQ(st.write_errors, 1);
+    CHECK_EQ(st.file_bytes, size0 + bl);
+    /* the retry journals it again and works */
+    CHECK_EQ(dfb_cmdlog_begin(c, k, kl, fp, "messages.send", "S", T0 + 2), 0);
+    CHECK_EQ(dfb_cmdlog_done(c, k, kl, out, mkout(out, 1, 64)), 0);
+    /* a done whose fdatasync fails: pending in memory */
+    CHECK_EQ(dfb_cmdlog_begin(c, k2, kl2, fp, "messages.send", "S", T0 + 3), 0);
+    dfb_cmdlog_test_sync(c, 0, EIO);
+    errno = 0;
+    CHECK_EQ(dfb_cmdlog_done(c, k2, kl2, out, mkout(out, 2, 30)), -1);
+    CHECK_EQ(errno, EIO);
+    CHECK_EQ(find_check(c, k2, kl2, fp, NULL, 0, NULL), DFB_CMDLOG_PENDING);
+    dfb_cmdlog_stats(c, &st);
+    CHECK_EQ(st.write_errors, 2);
+    CHECK_EQ(st.pending, 1);
+    CHECK_EQ(st.done, 1);
+    dfb_cmdlog_close(&c);
+    /* after a restart the records that did reach the file count: the first
+       begin of k (its time), and k2's done (the channel replied it anyway) */
+    c = dfb_cmdlog_open_at(dir, 0, T0 + 10, err, sizeof err);
+    CHECK(c != NULL);
+    int64_t ms = 0;
+    CHECK_EQ(find_check(c, k, kl, fp, out, mkout(out, 1, 64), &ms), DFB_CMDLOG_DONE);
+    CHECK_EQ(ms, T0 + 1);
+    CHECK_EQ(find_check(c, k2, kl2, fp, out, mkout(out, 2, 30), NULL), DFB_CMDLOG_DONE);
+    dfb_cmdlog_close(&c);
+
+    /* group commit: 4 threads, every fdatasync 3 ms: far fewer syncs than records */
+    rm_dir_files(dir);
+    c = dfb_cmdlog_open_at(dir, 0, T0, err, sizeof err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    dfb_cmdlog_test_sync(c, 3, 0);
+    pthread_t tw[4];
+    targ_t aw[4];
+    for (int w = 0; w < 4; w++) {
+        aw[w] = (targ_t){c, w, 0};
+        CHECK_EQ(pthread_create(&tw[w], NULL, writer_few, &aw[w]), 0);
+    }
+    for (int w = 0; w < 4; w++) {
+        void *rv;
+        pthread_join(tw[w], &rv);
+        CHECK(rv == NULL);
+    }
+    uint64_t syncs = dfb_cmdlog_syncs(c), records = 4 * FEW * 2;
+    dfb_cmdlog_stats(c, &st);
+    CHECK_EQ(st.done, 4 * FEW);
+    CHECK(syncs >= 1 && syncs < records * 9 / 10); /* one per record without group commit */
+    printf("  group commit: %llu fdatasyncs for %llu records (4 threads, 3 ms each)\n",
+           (unsigned long long)syncs, (unsigned long long)records);
+    dfb_cmdlog_close(&c);
+}
+
 int
 dfb_cmdlog_test(int verbose)
 {
@@ -724,6 +821,7 @@ dfb_cmdlog_test(int verbose)
         {"roundtrip", 1, t_roundtrip},     {"torn", 1, t_torn},
         {"crc", 1, t_crc},                 {"window_compaction", 1, t_window_compaction},
         {"disk_full", 1, t_disk_full},     {"threads", 1, t_threads},
+        {"sync", 1, t_sync},
     };
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         int before = df_check_failures;
