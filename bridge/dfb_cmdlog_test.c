@@ -729,6 +729,82 @@ t_threads(const char *dir)
     dfb_cmdlog_close(&c);
 }
 
+/* ---- compaction while 4 writers run (each fdatasync 1 ms, so they overlap) ---- */
+static void *
+ticker(void *arg)
+{
+    targ_t *a = arg;
+    long n = 0;
+    while (!__atomic_load_n(&a->stop, __ATOMIC_ACQUIRE)) {
+        dfb_cmdlog_tick(a->c, T0 + 5000);
+        n++;
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    return (void *)n;
+}
+
+static void
+t_compact_threads(const char *dir)
+{
+    char err[256];
+    dfb_cmdlog_t *c = dfb_cmdlog_open_at(dir, 10000, T0, err, sizeof err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    uint8_t k[64], fp[32], out[1100];
+    for (int i = 0; i < 1500; i++) { /* expired at T0 + 5000: 1.6 MB dead */
+        size_t kl = mkkey(k, "old", i);
+        mkfp(fp, i);
+        CHECK_EQ(dfb_cmdlog_begin(c, k, kl, fp, "messages.send", "S", T0 - 20000), 0);
+        CHECK_EQ(dfb_cmdlog_done(c, k, kl, out, mkout(out, i, 1000)), 0);
+    }
+    dfb_cmdlog_test_sync(c, 1, 0);
+    pthread_t tw[TW], tt;
+    targ_t aw[TW], at = {c, 0, 0};
+    for (int w = 0; w < TW; w++) {
+        aw[w] = (targ_t){c, w, 0};
+        CHECK_EQ(pthread_create(&tw[w], NULL, writer, &aw[w]), 0);
+    }
+    CHECK_EQ(pthread_create(&tt, NULL, ticker, &at), 0);
+    for (int w = 0; w < TW; w++) {
+        void *rv;
+        pthread_join(tw[w], &rv);
+        CHECK(rv == NULL);
+    }
+    __atomic_store_n(&at.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(tt, NULL);
+    dfb_cmdlog_test_sync(c, 0, 0);
+    dfb_cmdlog_stats_t st;
+    dfb_cmdlog_stats(c, &st);
+    CHECK_EQ(st.compactions, 1);
+    CHECK_EQ(st.entries, TW * TN);
+    CHECK_EQ(st.done, TW * TN);
+    CHECK_EQ(st.write_errors, 0);
+    CHECK_EQ(file_size(dir, "commands.log"), (long long)st.file_bytes);
+    for (int id = 0; id < TW * TN; id++) {
+        size_t kl = mkkey(k, "t", id);
+        mkfp(fp, id);
+        CHECK_EQ(find_check(c, k, kl, fp, out, mkout(out, id, 50 + (size_t)id % 250), NULL),
+                 DFB_CMDLOG_DONE);
+    }
+    dfb_cmdlog_close(&c);
+    c = dfb_cmdlog_open_at(dir, 10000, T0 + 5000, err, sizeof err);
+    CHECK(c != NULL);
+    dfb_cmdlog_stats(c, &st);
+    CHECK_EQ(st.entries, TW * TN);
+    CHECK_EQ(st.done, TW * TN);
+    CHECK_EQ(st.dropped_tail_bytes, 0);
+    CHECK_EQ(st.compactions, 0); /* nothing dead: the released/resumed ones wrote one begin */
+    for (int id = 0; id < TW * TN; id++) {
+        size_t kl = mkkey(k, "t", id);
+        mkfp(fp, id);
+        CHECK_EQ(find_check(c, k, kl, fp, out, mkout(out, id, 50 + (size_t)id % 250), NULL),
+                 DFB_CMDLOG_DONE);
+    }
+    dfb_cmdlog_close(&c);
+}
+
 /* ---- fdatasync failures, and group commit ---- */
 static void
 t_sync(const char *dir)
@@ -821,7 +897,7 @@ dfb_cmdlog_test(int verbose)
         {"roundtrip", 1, t_roundtrip},     {"torn", 1, t_torn},
         {"crc", 1, t_crc},                 {"window_compaction", 1, t_window_compaction},
         {"disk_full", 1, t_disk_full},     {"threads", 1, t_threads},
-        {"sync", 1, t_sync},
+        {"sync", 1, t_sync},               {"compact_threads", 1, t_compact_threads},
     };
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         int before = df_check_failures;
