@@ -949,6 +949,14 @@ dfb_cmdlog_bench(int verbose)
     dfb_cmdlog_close(&c);
     c = dfb_cmdlog_open(dir, 0, err, sizeof err);
     int64_t t2 = dfb_mono_ms();
+    long rss_kb = -1;
+    FILE *status = fopen("/proc/self/status", "r");
+    char line[256];
+    while (status && fgets(line, sizeof line, status))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            rss_kb = atol(line + 6);
+    if (status)
+        fclose(status);
     dfb_cmdlog_stats_t st2;
     dfb_cmdlog_stats(c, &st2);
     uint8_t kk[80];
@@ -960,9 +968,10 @@ dfb_cmdlog_bench(int verbose)
     int64_t t4 = dfb_mono_ms();
     free(e.outcome);
     printf("cmdlog bench: %d requests, file %llu bytes; writing %lld ms; open (load) %lld ms: "
-           "%llu entries, %llu done; a find %lld ms (state %d)\n",
+           "%llu entries, %llu done, RSS after the load %ld KiB; a find %lld ms (state %d)\n",
            n, (unsigned long long)st.file_bytes, (long long)(t1 - t0), (long long)(t2 - t1),
-           (unsigned long long)st2.entries, (unsigned long long)st2.done, (long long)(t4 - t3), (int)s);
+           (unsigned long long)st2.entries, (unsigned long long)st2.done, rss_kb, (long long)(t4 - t3),
+           (int)s);
     dfb_cmdlog_close(&c);
     rm_dir_files(s_dir);
     rmdir(s_dir);
