@@ -34,7 +34,8 @@ typedef struct {
     window_ms (0 = default 86400000), cuts a damaged tail (one warn line
     saying how many bytes were dropped and why; never fatal; bytes after a
     damaged record in the middle are first copied aside to
-    commands.log.damaged-<ms>) and compacts when anything loaded is dead.
+    commands.log.damaged-<ms>) and compacts when dead records (expired,
+    superseded, failed) make at least 1 MiB or as much as the live ones.
     dir NULL = memory only. NULL with a message in err only when the file
     cannot be opened/created/locked. */
 dfb_cmdlog_t *dfb_cmdlog_open(const char *dir, int64_t window_ms, char *err, size_t errlen);
