@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -805,6 +807,70 @@ t_compact_threads(const char *dir)
     dfb_cmdlog_close(&c);
 }
 
+/* ---- kill -9 of a writer: every acknowledged record survives ---- */
+static void
+t_kill(const char *dir)
+{
+    int pfd[2];
+    CHECK_EQ(pipe(pfd), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        char err[256];
+        dfb_cmdlog_t *c = dfb_cmdlog_open_at(dir, 0, T0, err, sizeof err);
+        uint8_t k[64], fp[32], out[200];
+        for (int i = 0; c && i < 1000000; i++) {
+            size_t kl = mkkey(k, "kill", i);
+            mkfp(fp, i);
+            int ack = 2 * i;
+            if (dfb_cmdlog_begin(c, k, kl, fp, "messages.send", "S", T0 + i) != 0 ||
+                write(pfd[1], &ack, sizeof ack) != sizeof ack)
+                _exit(1);
+            ack = 2 * i + 1;
+            if (dfb_cmdlog_done(c, k, kl, out, mkout(out, i, 20 + (size_t)i % 180)) != 0 ||
+                write(pfd[1], &ack, sizeof ack) != sizeof ack)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    close(pfd[1]);
+    int ack = -1, got = 0, last = -1;
+    while (read(pfd[0], &ack, sizeof ack) == sizeof ack) {
+        last = ack;
+        if (++got == 500)
+            kill(pid, SIGKILL); /* mid-stream: the child is writing */
+    }
+    close(pfd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK(last >= 499);
+    char err[256];
+    dfb_cmdlog_t *c = dfb_cmdlog_open_at(dir, 0, T0 + 10, err, sizeof err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    uint8_t k[64], fp[32], out[200];
+    int n_acked = last / 2 + 1; /* requests whose begin was acknowledged */
+    for (int i = 0; i < n_acked + 2; i++) {
+        size_t kl = mkkey(k, "kill", i);
+        mkfp(fp, i);
+        dfb_cmdlog_state_t st =
+            find_check(c, k, kl, fp, out, mkout(out, i, 20 + (size_t)i % 180), NULL);
+        if (2 * i + 1 <= last)
+            CHECK_EQ(st, DFB_CMDLOG_DONE); /* done acknowledged */
+        else if (2 * i <= last)
+            CHECK(st == DFB_CMDLOG_PENDING || st == DFB_CMDLOG_DONE);
+        else /* never acknowledged: at most its begin (or done) reached the file */
+            CHECK(st == DFB_CMDLOG_NEW || st == DFB_CMDLOG_PENDING || st == DFB_CMDLOG_DONE);
+    }
+    dfb_cmdlog_stats_t st;
+    dfb_cmdlog_stats(c, &st);
+    CHECK(st.entries >= (uint64_t)n_acked && st.entries <= (uint64_t)n_acked + 1);
+    dfb_cmdlog_close(&c);
+}
+
 /* ---- fdatasync failures, and group commit ---- */
 static void
 t_sync(const char *dir)
@@ -898,6 +964,7 @@ dfb_cmdlog_test(int verbose)
         {"crc", 1, t_crc},                 {"window_compaction", 1, t_window_compaction},
         {"disk_full", 1, t_disk_full},     {"threads", 1, t_threads},
         {"sync", 1, t_sync},               {"compact_threads", 1, t_compact_threads},
+        {"kill", 1, t_kill},
     };
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         int before = df_check_failures;
