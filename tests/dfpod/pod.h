@@ -105,7 +105,7 @@ typedef struct {
     int status;
     int64_t delay_ms;
     char *body; /* owned; NULL = a V2Error built from the status */
-    bool commit;     /* outbound endpoints: make the call, then apply the fault */
+    bool commit;      /* outbound endpoints: make the call, then apply the fault */
     long retry_after; /* retry_after: the Retry-After header's seconds */
 } pod_fault_t;
 
@@ -233,8 +233,8 @@ bool pod_state_find_stream(pod_state_t *self, const char *sid, char *type, size_
 typedef struct pod_out_t pod_out_t;
 
 typedef struct {
-    int status;     /* 0 = not handled */
-    char *body;     /* malloc'd, caller frees (NULL = empty) */
+    int status; /* 0 = not handled */
+    char *body; /* malloc'd, caller frees (NULL = empty) */
     size_t len;
 } pod_out_result_t;
 

@@ -34,13 +34,14 @@ pod_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* sessionauth, keyauth: certificate auth; agentinfo: simplified key delivery. */
+/* sessionauth, keyauth: certificate auth; agentinfo: simplified key delivery; msgcreate ..
+ * users: the outbound endpoints (pod_outbound.c). */
 static const char *ep_names[POD_EP_COUNT] = {
-    "auth",   "relay",  "sessioninfo", "list",    "create",    "delete",  "read", "v1create",
-    "v1read", "dhread", "sessionauth", "keyauth", "agentinfo",
-    /* outbound */
-    "msgcreate", "msgupdate", "msgsuppress", "msgget", "msglist", "imcreate", "roomadd",
-    "roomremove", "streaminfo", "users", "unknown", "any",
+    "auth",        "relay",      "sessioninfo", "list",      "create",
+    "delete",      "read",       "v1create",    "v1read",    "dhread",
+    "sessionauth", "keyauth",    "agentinfo",   "msgcreate", "msgupdate",
+    "msgsuppress", "msgget",     "msglist",     "imcreate",  "roomadd",
+    "roomremove",  "streaminfo", "users",       "unknown",   "any",
 };
 
 bool

@@ -1390,6 +1390,27 @@ def group_msglist(priv, pub):
     check(st == 204 and pod.admin("GET", "messages") == [], "forgotten")
     send(pod, h, room, "<messageML>after</messageML>")
     check(pod.admin("GET", "messages")[0]["seq"] == 66, "seq keeps counting")
+    # concurrent posts into one stream (one thread per connection in the pod): all stored,
+    # timestamps strictly increasing in list order, every id distinct
+    t1 = int(time.time() * 1000) - 1
+    results = []
+
+    def poster(k):
+        for i in range(10):
+            st, m, _ = send(pod, h, other, "<messageML>t%d-%d</messageML>" % (k, i))
+            results.append((st, m and m["messageId"]))
+
+    threads = [threading.Thread(target=poster, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    check(sorted(st for st, _ in results) == [200] * 60, "60 concurrent posts -> 200")
+    st, lst = list_msgs(pod, h, other, since=t1, limit=500)
+    tss = [m["timestamp"] for m in lst or []]
+    check(len(lst or []) == 60 and all(x < y for x, y in zip(tss, tss[1:])) and
+          {m["messageId"] for m in lst} == {mid for _, mid in results},
+          "concurrent posts: all listed, timestamps strictly increasing")
     check(pod.stop()[0] == 0, "clean exit")
 
 
