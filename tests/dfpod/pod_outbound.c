@@ -725,13 +725,26 @@ stream_find_locked(pod_out_t *self, const char *sid)
     for (size_t i = 0; i < self->nstreams; i++)
         if (strcmp(self->streams[i].id, sid) == 0)
             return (long)i;
-    char type[16];
-    if (strlen(sid) >= sizeof self->streams[0].id ||
-        !pod_state_find_stream(self->st, sid, type, sizeof type))
+    if (strlen(sid) >= sizeof self->streams[0].id)
         return -1;
-    if (strcmp(type, "ROOM") && strcmp(type, "IM") && strcmp(type, "MIM") && strcmp(type, "POST"))
-        snprintf(type, sizeof type, "ROOM");
-    return (long)stream_add_locked(self, sid, type);
+    json_t *o = pod_state_find_stream(self->st, sid);
+    if (!o)
+        return -1;
+    const char *type = json_string_value(json_object_get(o, "streamType"));
+    if (!type ||
+        (strcmp(type, "ROOM") && strcmp(type, "IM") && strcmp(type, "MIM") && strcmp(type, "POST")))
+        type = "ROOM";
+    size_t si = stream_add_locked(self, sid, type);
+    /* an IM/MIM event lists its members (V4Users) */
+    json_t *members = json_object_get(o, "members");
+    for (size_t i = 0; i < json_array_size(members); i++) {
+        json_t *u = json_array_get(members, i);
+        json_t *id = json_is_integer(u) ? u : json_object_get(u, "userId");
+        if (json_is_integer(id))
+            add_member(&self->streams[si], (int64_t)json_integer_value(id));
+    }
+    json_decref(o);
+    return (long)si;
 }
 
 static long

@@ -1503,6 +1503,13 @@ def group_streams(priv, pub):
     check(st == 200 and info["id"] == sid, "a generated room is known")
     st, r = pod.json("POST", "/pod/v1/room/%s/membership/add" % sid, {"id": U1}, h)
     check(st == 200, "membership on a generated room")
+    imc = [e for e in evs if e["type"] == "INSTANTMESSAGECREATED"][0]
+    ims = imc["payload"]["instantMessageCreated"]["stream"]
+    st, info = pod.json("GET", "/pod/v2/streams/%s/info" % ims["streamId"], None, h)
+    check(st == 200 and info["streamType"] == {"type": ims["streamType"]} and
+          info["streamAttributes"]["members"] ==
+          sorted({BOT_ID} | {m["userId"] for m in ims["members"]}),
+          "a generated IM is known with its type and the members of its event")
     check(pod.stop()[0] == 0, "clean exit")
 
 
