@@ -335,7 +335,21 @@ mp_parse(const char *body, size_t len, const char *bnd, part_t **parts_out, size
             snprintf(why, whylen, "a part without Content-Disposition: form-data; name=...");
             goto fail;
         }
-        size_t end = find(body, len, pos, dash, (size_t)dl);
+        /* A delimiter is CRLF "--" boundary followed by "--", CRLF or white space: the same
+         * bytes followed by anything else are content (RFC 2046 5.1.1). */
+        size_t end = pos;
+        for (;;) {
+            end = find(body, len, end, dash, (size_t)dl);
+            if (end == (size_t)-1)
+                break;
+            size_t after = end + (size_t)dl;
+            if (after + 2 <= len &&
+                (memcmp(body + after, "--", 2) == 0 || memcmp(body + after, "\r\n", 2) == 0))
+                break;
+            if (after < len && (body[after] == ' ' || body[after] == '\t'))
+                break;
+            end++;
+        }
         if (end == (size_t)-1) {
             snprintf(why, whylen, "no closing boundary delimiter");
             goto fail;

@@ -1111,6 +1111,7 @@ BOUNDARY = "dfpodB0undary7MA4YWxk"
 MML_WRAP = '<div data-format="PresentationML" data-version="2.0">%s</div>'
 # Every byte value, CRLFs, and near-delimiters: the parser must keep them all.
 BINARY = (bytes(range(256)) + b"\r\n--" + BOUNDARY[:-1].encode() + b"\r\n\r\n--\r\n" +
+          b"\r\n--" + BOUNDARY.encode() + b"X (the boundary, then more: still content)" +
           bytes(range(255, -1, -1)) * 40)
 
 
