@@ -105,7 +105,7 @@ typedef struct {
     int status;
     int64_t delay_ms;
     char *body; /* owned; NULL = a V2Error built from the status */
-    bool commit;     /* outbound endpoints: make the call, then apply the fault */
+    bool commit;      /* outbound endpoints: make the call, then apply the fault */
     long retry_after; /* retry_after: the Retry-After header's seconds */
 } pod_fault_t;
 
@@ -224,17 +224,18 @@ char *pod_state_counters_json(pod_state_t *self);
 char *pod_state_calls_json(pod_state_t *self);
 void pod_state_calls_clear(pod_state_t *self);
 
-/* Known-stream lookup in the event store: if an enqueued event (still held: see
- * --no-history) has a "stream" object whose streamId is SID, copies its streamType (or
- * "ROOM") to TYPE and returns true. A linear scan: only for ids not yet known elsewhere. */
-bool pod_state_find_stream(pod_state_t *self, const char *sid, char *type, size_t typelen);
+/* Known-stream lookup in the event store: the latest enqueued event (still held: see
+ * --no-history) holding an object whose streamId is SID gives that object (a V4Stream:
+ * streamType, members ...), copied (caller decrefs); NULL if none. A linear scan: only for
+ * ids not yet known elsewhere. */
+json_t *pod_state_find_stream(pod_state_t *self, const char *sid);
 
 /* ---- outbound endpoints (pod_outbound.c): messages, streams, rooms, users ---- */
 typedef struct pod_out_t pod_out_t;
 
 typedef struct {
-    int status;     /* 0 = not handled */
-    char *body;     /* malloc'd, caller frees (NULL = empty) */
+    int status; /* 0 = not handled */
+    char *body; /* malloc'd, caller frees (NULL = empty) */
     size_t len;
 } pod_out_result_t;
 

@@ -789,7 +789,7 @@ pod_gen_enqueue_opts(pod_gen_t *self, pod_state_t *state, long count, double bot
 
 /* ---- the generator's users, for GET /pod/v3/users ---- */
 
-#define GEN_ID_LOW 68719476738LL   /* + 2k, k = 0..1000 (user_json's first range) */
+#define GEN_ID_LOW 68719476738LL      /* + 2k, k = 0..1000 (user_json's first range) */
 #define GEN_ID_HIGH 349026222340000LL /* .. + 99999 (the second range) */
 
 static bool
@@ -813,9 +813,9 @@ pod_gen_user(int64_t id, int64_t bot_id)
     snprintf(display, sizeof display, "%s %s", people[k].first, people[k].last);
     snprintf(email, sizeof email, "%s@example.com", people[k].login);
     return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "id", (json_int_t)id, "emailAddress",
-                     email, "firstName", people[k].first, "lastName", people[k].last,
-                     "displayName", display, "username", people[k].login, "company", "dfpod",
-                     "accountType", "NORMAL");
+                     email, "firstName", people[k].first, "lastName", people[k].last, "displayName",
+                     display, "username", people[k].login, "company", "dfpod", "accountType",
+                     "NORMAL");
 }
 
 int64_t

@@ -263,8 +263,7 @@ route_outbound(const char *url, bool get, bool post)
 {
     if (post && path_match(url, "/agent/v4/stream/", 0, "/message/create"))
         return POD_EP_MSGCREATE;
-    if (post && path_match(url, "/agent/v4/stream/", 2, "/update") &&
-        strstr(url + 17, "/message/"))
+    if (post && path_match(url, "/agent/v4/stream/", 2, "/update") && strstr(url + 17, "/message/"))
         return POD_EP_MSGUPDATE;
     if (post && path_match(url, "/pod/v1/admin/messagesuppression/", 0, "/suppress"))
         return POD_EP_MSGSUPPRESS;

@@ -80,8 +80,7 @@ out_json(pod_out_result_t *res, int status, json_t *o)
     json_decref(o);
 }
 
-static void
-out_error(pod_out_result_t *res, int code, const char *fmt, ...)
+static void out_error(pod_out_result_t *res, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -133,10 +132,9 @@ session_uuid(const char *token, char out[37])
     SHA256((const unsigned char *)t, strlen(t), h);
     h[6] = (unsigned char)((h[6] & 0x0f) | 0x40);
     h[8] = (unsigned char)((h[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0], h[1],
-             h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14],
-             h[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0],
+             h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13],
+             h[14], h[15]);
 }
 
 static void
@@ -337,7 +335,21 @@ mp_parse(const char *body, size_t len, const char *bnd, part_t **parts_out, size
             snprintf(why, whylen, "a part without Content-Disposition: form-data; name=...");
             goto fail;
         }
-        size_t end = find(body, len, pos, dash, (size_t)dl);
+        /* A delimiter is CRLF "--" boundary followed by "--", CRLF or white space: the same
+         * bytes followed by anything else are content (RFC 2046 5.1.1). */
+        size_t end = pos;
+        for (;;) {
+            end = find(body, len, end, dash, (size_t)dl);
+            if (end == (size_t)-1)
+                break;
+            size_t after = end + (size_t)dl;
+            if (after + 2 <= len &&
+                (memcmp(body + after, "--", 2) == 0 || memcmp(body + after, "\r\n", 2) == 0))
+                break;
+            if (after < len && (body[after] == ' ' || body[after] == '\t'))
+                break;
+            end++;
+        }
         if (end == (size_t)-1) {
             snprintf(why, whylen, "no closing boundary delimiter");
             goto fail;
@@ -727,13 +739,26 @@ stream_find_locked(pod_out_t *self, const char *sid)
     for (size_t i = 0; i < self->nstreams; i++)
         if (strcmp(self->streams[i].id, sid) == 0)
             return (long)i;
-    char type[16];
-    if (strlen(sid) >= sizeof self->streams[0].id ||
-        !pod_state_find_stream(self->st, sid, type, sizeof type))
+    if (strlen(sid) >= sizeof self->streams[0].id)
         return -1;
-    if (strcmp(type, "ROOM") && strcmp(type, "IM") && strcmp(type, "MIM") && strcmp(type, "POST"))
-        snprintf(type, sizeof type, "ROOM");
-    return (long)stream_add_locked(self, sid, type);
+    json_t *o = pod_state_find_stream(self->st, sid);
+    if (!o)
+        return -1;
+    const char *type = json_string_value(json_object_get(o, "streamType"));
+    if (!type ||
+        (strcmp(type, "ROOM") && strcmp(type, "IM") && strcmp(type, "MIM") && strcmp(type, "POST")))
+        type = "ROOM";
+    size_t si = stream_add_locked(self, sid, type);
+    /* an IM/MIM event lists its members (V4Users) */
+    json_t *members = json_object_get(o, "members");
+    for (size_t i = 0; i < json_array_size(members); i++) {
+        json_t *u = json_array_get(members, i);
+        json_t *id = json_is_integer(u) ? u : json_object_get(u, "userId");
+        if (json_is_integer(id))
+            add_member(&self->streams[si], (int64_t)json_integer_value(id));
+    }
+    json_decref(o);
+    return (long)si;
 }
 
 static long
@@ -808,9 +833,8 @@ echo_locked(pod_out_t *self, json_t *v4, const char *mid, int64_t ts)
         eid[o++] = B64URL[r[i] & 63];
     snprintf(eid + o, sizeof eid - (size_t)o, ":out%" PRIu64, ++self->event_seq);
     json_t *ev = json_pack("{s:s,s:s,s:I,s:s,s:{s:o},s:{s:{s:O}}}", "id", eid, "messageId", mid,
-                           "timestamp", (json_int_t)ts, "type", "MESSAGESENT", "initiator",
-                           "user", bot_v4user(self->cfg), "payload", "messageSent", "message",
-                           v4);
+                           "timestamp", (json_int_t)ts, "type", "MESSAGESENT", "initiator", "user",
+                           bot_v4user(self->cfg), "payload", "messageSent", "message", v4);
     char *s = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     json_decref(ev);
     if (s)
@@ -884,8 +908,8 @@ stringn_or(const char *s, size_t n)
 }
 
 static void
-do_post(pod_out_t *self, struct MHD_Connection *c, bool update, const char *url,
-        const char *body, size_t len, pod_out_result_t *res)
+do_post(pod_out_t *self, struct MHD_Connection *c, bool update, const char *url, const char *body,
+        size_t len, pod_out_result_t *res)
 {
     char sid[128], mid[128] = "";
     const char *rest = segment(url, "/agent/v4/stream/", sid, sizeof sid);
@@ -960,7 +984,7 @@ do_post(pod_out_t *self, struct MHD_Connection *c, bool update, const char *url,
     }
     if (silent && update) {
         static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False",
-                                                                              "FALSE"};
+                                                                               "FALSE"};
         for (int i = 0; i < 3; i++) {
             if (silent->len == strlen(t[i]) && !memcmp(silent->data, t[i], silent->len))
                 silent_v = 1;
@@ -979,8 +1003,7 @@ do_post(pod_out_t *self, struct MHD_Connection *c, bool update, const char *url,
     }
     for (size_t i = 0; i < n; i++) {
         if ((!strcmp(parts[i].name, "attachment") || !strcmp(parts[i].name, "preview")) &&
-            (!parts[i].has_filename || !parts[i].filename[0] ||
-             !utf8_ok(parts[i].filename))) {
+            (!parts[i].has_filename || !parts[i].filename[0] || !utf8_ok(parts[i].filename))) {
             out_error(res, 400, "an %s part needs a UTF-8 filename", parts[i].name);
             goto done;
         }
@@ -1044,9 +1067,9 @@ do_post(pod_out_t *self, struct MHD_Connection *c, bool update, const char *url,
         if (att) {
             char aid[96];
             snprintf(aid, sizeof aid, "internal_%s_%zu", id, ai++);
-            json_array_append_new(atts, json_pack("{s:s,s:s,s:I,s:[]}", "id", aid, "name",
-                                                  p->filename, "size", (json_int_t)p->len,
-                                                  "images"));
+            json_array_append_new(atts,
+                                  json_pack("{s:s,s:s,s:I,s:[]}", "id", aid, "name", p->filename,
+                                            "size", (json_int_t)p->len, "images"));
         }
     }
     json_t *v4 = json_object();
@@ -1062,11 +1085,11 @@ do_post(pod_out_t *self, struct MHD_Connection *c, bool update, const char *url,
     json_object_set_new(v4, "userAgent", json_string("dfpod-1.0"));
     json_object_set_new(v4, "originalFormat", json_string("com.symphony.messageml.v2"));
     json_object_set_new(v4, "sid", json_string(uuid));
-    json_t *rec = json_pack("{s:I,s:s,s:s,s:s,s:I,s:O,s:s,s:O,s:O,s:o,s:o}", "seq",
-                            (json_int_t)++self->seq, "op", update ? "update" : "create",
-                            "streamId", s->id, "messageId", id, "timestamp", (json_int_t)ts,
-                            "message", jmsg, "presentationML", pres, "data", jdata, "version",
-                            jver, "attachments", ratts, "previews", rprev);
+    json_t *rec =
+        json_pack("{s:I,s:s,s:s,s:s,s:I,s:O,s:s,s:O,s:O,s:o,s:o}", "seq", (json_int_t)++self->seq,
+                  "op", update ? "update" : "create", "streamId", s->id, "messageId", id,
+                  "timestamp", (json_int_t)ts, "message", jmsg, "presentationML", pres, "data",
+                  jdata, "version", jver, "attachments", ratts, "previews", rprev);
     if (update) {
         msg_t *o = &self->msgs[old];
         json_t *ov4 = o->v4;
@@ -1368,8 +1391,8 @@ do_streaminfo(pod_out_t *self, const char *url, pod_out_result_t *res)
     }
     json_t *o = json_pack("{s:s,s:b,s:s,s:b,s:I,s:{s:s},s:{s:o}}", "id", s->id, "crossPod", 0,
                           "origin", "INTERNAL", "active", 1, "lastMessageDate",
-                          (json_int_t)(s->last_ts ? s->last_ts : s->created), "streamType",
-                          "type", s->type, "streamAttributes", "members", members);
+                          (json_int_t)(s->last_ts ? s->last_ts : s->created), "streamType", "type",
+                          s->type, "streamAttributes", "members", members);
     if (!im)
         json_object_set_new(o, "roomAttributes",
                             json_pack("{s:s,s:[]}", "name", s->name ? s->name : s->id, "groups"));
@@ -1394,8 +1417,7 @@ bool_arg(const char *v)
 static void
 do_users(pod_out_t *self, struct MHD_Connection *c, pod_out_result_t *res)
 {
-    const char *uid = query(c, "uid"), *email = query(c, "email"),
-               *username = query(c, "username");
+    const char *uid = query(c, "uid"), *email = query(c, "email"), *username = query(c, "username");
     int given = (uid != NULL) + (email != NULL) + (username != NULL);
     int local = bool_arg(query(c, "local")), active = bool_arg(query(c, "active"));
     if (given != 1) {
@@ -1578,8 +1600,8 @@ admin_users(pod_out_t *self, const char *body, size_t len, pod_out_result_t *res
 }
 
 bool
-pod_out_admin(pod_out_t *self, const char *url, const char *method, const char *body,
-              size_t len, pod_out_result_t *res)
+pod_out_admin(pod_out_t *self, const char *url, const char *method, const char *body, size_t len,
+              pod_out_result_t *res)
 {
     memset(res, 0, sizeof *res);
     bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST"),

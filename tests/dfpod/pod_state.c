@@ -34,13 +34,14 @@ pod_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* sessionauth, keyauth: certificate auth; agentinfo: simplified key delivery. */
+/* sessionauth, keyauth: certificate auth; agentinfo: simplified key delivery; msgcreate ..
+ * users: the outbound endpoints (pod_outbound.c). */
 static const char *ep_names[POD_EP_COUNT] = {
-    "auth",   "relay",  "sessioninfo", "list",    "create",    "delete",  "read", "v1create",
-    "v1read", "dhread", "sessionauth", "keyauth", "agentinfo",
-    /* outbound */
-    "msgcreate", "msgupdate", "msgsuppress", "msgget", "msglist", "imcreate", "roomadd",
-    "roomremove", "streaminfo", "users", "unknown", "any",
+    "auth",        "relay",      "sessioninfo", "list",      "create",
+    "delete",      "read",       "v1create",    "v1read",    "dhread",
+    "sessionauth", "keyauth",    "agentinfo",   "msgcreate", "msgupdate",
+    "msgsuppress", "msgget",     "msglist",     "imcreate",  "roomadd",
+    "roomremove",  "streaminfo", "users",       "unknown",   "any",
 };
 
 bool
@@ -1018,29 +1019,27 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, s
 
 /* ---- known streams ---- */
 
-/* The streamType of the object holding "streamId": SID anywhere in J, or NULL. */
-static const char *
-stream_type_in(json_t *j, const char *sid, int depth)
+/* The object holding "streamId": SID anywhere in J (borrowed), or NULL. */
+static json_t *
+stream_in(json_t *j, const char *sid, int depth)
 {
     if (depth > 32)
         return NULL;
     if (json_is_object(j)) {
         const char *id = json_string_value(json_object_get(j, "streamId"));
-        if (id && strcmp(id, sid) == 0) {
-            const char *t = json_string_value(json_object_get(j, "streamType"));
-            return t ? t : "ROOM";
-        }
+        if (id && strcmp(id, sid) == 0)
+            return j;
         const char *k;
         json_t *v;
         json_object_foreach(j, k, v)
         {
-            const char *t = stream_type_in(v, sid, depth + 1);
+            json_t *t = stream_in(v, sid, depth + 1);
             if (t)
                 return t;
         }
     } else if (json_is_array(j)) {
         for (size_t i = 0; i < json_array_size(j); i++) {
-            const char *t = stream_type_in(json_array_get(j, i), sid, depth + 1);
+            json_t *t = stream_in(json_array_get(j, i), sid, depth + 1);
             if (t)
                 return t;
         }
@@ -1062,24 +1061,22 @@ contains(const char *hay, size_t hn, const char *needle, size_t nn)
     return false;
 }
 
-bool
-pod_state_find_stream(pod_state_t *self, const char *sid, char *type, size_t typelen)
+json_t *
+pod_state_find_stream(pod_state_t *self, const char *sid)
 {
-    bool found = false;
+    json_t *found = NULL;
     size_t sl = strlen(sid);
     if (sl == 0)
-        return false;
+        return NULL;
     pthread_mutex_lock(&self->mu);
     for (size_t i = self->nevents; i-- > 0 && !found;) {
         const event_t *e = &self->events[i];
         if (!e->raw || !contains(e->raw, e->len, sid, sl))
             continue; /* cheap filter; the parse below confirms */
         json_t *j = json_loadb(e->raw, e->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        const char *t = j ? stream_type_in(j, sid, 0) : NULL;
-        if (t) {
-            snprintf(type, typelen, "%s", t);
-            found = true;
-        }
+        json_t *o = j ? stream_in(j, sid, 0) : NULL;
+        if (o)
+            found = json_deep_copy(o);
         json_decref(j);
     }
     pthread_mutex_unlock(&self->mu);

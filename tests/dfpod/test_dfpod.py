@@ -1111,6 +1111,7 @@ BOUNDARY = "dfpodB0undary7MA4YWxk"
 MML_WRAP = '<div data-format="PresentationML" data-version="2.0">%s</div>'
 # Every byte value, CRLFs, and near-delimiters: the parser must keep them all.
 BINARY = (bytes(range(256)) + b"\r\n--" + BOUNDARY[:-1].encode() + b"\r\n\r\n--\r\n" +
+          b"\r\n--" + BOUNDARY.encode() + b"X (the boundary, then more: still content)" +
           bytes(range(255, -1, -1)) * 40)
 
 
@@ -1390,6 +1391,27 @@ def group_msglist(priv, pub):
     check(st == 204 and pod.admin("GET", "messages") == [], "forgotten")
     send(pod, h, room, "<messageML>after</messageML>")
     check(pod.admin("GET", "messages")[0]["seq"] == 66, "seq keeps counting")
+    # concurrent posts into one stream (one thread per connection in the pod): all stored,
+    # timestamps strictly increasing in list order, every id distinct
+    t1 = int(time.time() * 1000) - 1
+    results = []
+
+    def poster(k):
+        for i in range(10):
+            st, m, _ = send(pod, h, other, "<messageML>t%d-%d</messageML>" % (k, i))
+            results.append((st, m and m["messageId"]))
+
+    threads = [threading.Thread(target=poster, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    check(sorted(st for st, _ in results) == [200] * 60, "60 concurrent posts -> 200")
+    st, lst = list_msgs(pod, h, other, since=t1, limit=500)
+    tss = [m["timestamp"] for m in lst or []]
+    check(len(lst or []) == 60 and all(x < y for x, y in zip(tss, tss[1:])) and
+          {m["messageId"] for m in lst} == {mid for _, mid in results},
+          "concurrent posts: all listed, timestamps strictly increasing")
     check(pod.stop()[0] == 0, "clean exit")
 
 
@@ -1482,6 +1504,13 @@ def group_streams(priv, pub):
     check(st == 200 and info["id"] == sid, "a generated room is known")
     st, r = pod.json("POST", "/pod/v1/room/%s/membership/add" % sid, {"id": U1}, h)
     check(st == 200, "membership on a generated room")
+    imc = [e for e in evs if e["type"] == "INSTANTMESSAGECREATED"][0]
+    ims = imc["payload"]["instantMessageCreated"]["stream"]
+    st, info = pod.json("GET", "/pod/v2/streams/%s/info" % ims["streamId"], None, h)
+    check(st == 200 and info["streamType"] == {"type": ims["streamType"]} and
+          info["streamAttributes"]["members"] ==
+          sorted({BOT_ID} | {m["userId"] for m in ims["members"]}),
+          "a generated IM is known with its type and the members of its event")
     check(pod.stop()[0] == 0, "clean exit")
 
 
