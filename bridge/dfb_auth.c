@@ -34,12 +34,12 @@ struct dfb_auth {
     char agent_url[512];
     /* The shared session (issue 12 D5): the loop and the command executors
        each have their own dfb_http_t and copy the tokens from here. lock
-       also serialises every login (one per 401 wave) and guards json and
-       the counters. */
+       also serialises every login (one per 401 wave) and guards json; the
+       counters are atomics. */
     pthread_mutex_t lock;
-    char *store[2];  /* session, key manager (NULL: none, e.g. simplified key delivery) */
-    uint64_t gen;    /* bumped by each successful login; 0 = never logged in */
-    unsigned logins, skd;
+    char *store[2]; /* session, key manager (NULL: none, e.g. simplified key delivery) */
+    uint64_t gen;   /* bumped by each successful login; 0 = never logged in */
+    _Atomic unsigned logins, skd; /* read without the lock: a login may hold it for long */
 };
 
 #define SKD_CLAIM "canUseSimplifiedKeyDelivery"
@@ -675,13 +675,10 @@ dfb_auth_refresh_shared(dfb_auth_t *self, dfb_http_t *http, int stop_fd, uint64_
 void
 dfb_auth_counts(const dfb_auth_t *self, unsigned *logins, unsigned *skd)
 {
-    dfb_auth_t *me = (dfb_auth_t *)self; /* the lock only */
-    pthread_mutex_lock(&me->lock);
     if (logins)
         *logins = self->logins;
     if (skd)
         *skd = self->skd;
-    pthread_mutex_unlock(&me->lock);
 }
 
 dfb_auth_rc_t
