@@ -3,11 +3,15 @@
 dfconsumer port that answers every MESSAGESENT (not the bot's own) with a message in the same
 stream, through the bridge's command channel (schemas/CONTRACT.md section 13).
 
-The call goes through a plain pyzmq DEALER with the clients' default-id rule "<event id>/<listener
-id>/<n>" (listener id "reply", n = 1: one call per event), resent with the SAME id after a timeout,
-a busy, an unavailable or an unknown_outcome (bounded), the way the project's clients do. Every
-final reply is appended to --out as one JSON line {"event", "stream", "source", "id", "reply"} and
-fsync'ed before the listener returns, so a SIGKILL loses none of them.
+The call goes through the package's own command client when it has one (DatafeedLoop(commands=…):
+`datafeed_loop.messages.send_message(stream_id, text)` as a BDK bot writes it, or with --flags
+`datafeed_loop.commands.call_reply("messages.send", …)`, which also gives `replayed` and `found`),
+with the default id "<event id>/<listener id>/<n>" (the listener's name "reply", n = 1: one call per
+event); without it, through a plain pyzmq DEALER with the same ids, resent with the SAME id after a
+timeout, a busy, an unavailable or an unknown_outcome (bounded). Every final reply is appended to
+--out as one JSON line {"event", "stream", "source", "id", "reply"} (with send_message, "reply" is
+{"ok": true, "result": <the V4Message as a dict>}) and fsync'ed before the listener returns, so a
+SIGKILL loses none of them.
 
 Usage: reply_worker.py --endpoint PUB --replay ROUTER --commands ROUTER --out FILE
                        [--checkpoint-dir D --name N] [--from-gseq G] [--checkpoint-ms MS]
@@ -27,7 +31,10 @@ import zmq.asyncio
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "consumers", "python"))
+import dfconsumer  # noqa: E402
 from dfconsumer import DatafeedLoop, RealTimeEventListener, current_envelope  # noqa: E402
+
+HAS_CLIENT = hasattr(dfconsumer, "CommandClient")  # the package's command client (issue 12)
 
 LISTENER_ID = "reply"
 RETRY_CODES = ("busy", "unavailable", "unknown_outcome")
@@ -80,11 +87,14 @@ class Commands:
 
 
 class Replier(RealTimeEventListener):
+    name = LISTENER_ID  # the listener id of the package's default command ids
 
-    def __init__(self, commands, out, exit_after):
+    def __init__(self, loop, commands, out, exit_after, flags):
+        self.loop = loop
         self.commands = commands
         self.out = out
         self.exit_after = exit_after
+        self.flags = flags
         self.done = 0
 
     async def on_message_sent(self, initiator, event):
@@ -92,8 +102,16 @@ class Replier(RealTimeEventListener):
         msg = ev["payload"]["messageSent"]["message"]
         stream, source = msg["stream"]["streamId"], msg.get("messageId", "")
         ident = "%s/%s/1" % (ev["id"], LISTENER_ID)
-        reply = await self.commands.call(
-            "messages.send", {"stream_id": stream, "message": "reply to %s" % source}, ident)
+        text = "reply to %s" % source
+        if self.commands is not None:  # no client in the package: the plain DEALER
+            reply = await self.commands.call("messages.send", {"stream_id": stream, "message": text},
+                                             ident)
+        elif self.flags:  # the package's client, the whole reply (default id)
+            reply = await self.loop.commands.call_reply("messages.send",
+                                                        {"stream_id": stream, "message": text})
+        else:  # as a BDK bot: the MessageService (default id)
+            result = await self.loop.messages.send_message(event.message.stream.stream_id, text)
+            reply = {"ok": True, "result": result.to_dict()}
         line = json.dumps({"event": ev["id"], "stream": stream, "source": source, "id": ident,
                            "reply": reply}, default=lambda b: {"$bin": bytes(b).hex()})
         self.out.write(line + "\n")
@@ -115,19 +133,27 @@ async def main():
     ap.add_argument("--from-gseq", type=int, default=1)
     ap.add_argument("--checkpoint-ms", type=int, default=200)
     ap.add_argument("--exit-after", type=int, default=0)
+    ap.add_argument("--flags", action="store_true",
+                    help="with the package's client: call_reply (replayed, found) not send_message")
+    ap.add_argument("--raw", action="store_true", help="the plain DEALER even if the package has a client")
     a = ap.parse_args()
     opts = {"from_gseq": a.from_gseq, "checkpoint_ms": a.checkpoint_ms}
     if a.checkpoint_dir:
         opts.update(checkpoint_dir=a.checkpoint_dir, name=a.name)
+    raw = a.raw or not HAS_CLIENT
+    if not raw:
+        opts.update(commands=a.commands)
     loop = DatafeedLoop(a.endpoint, a.replay, **opts)
-    commands = Commands(a.commands)
+    commands = Commands(a.commands) if raw else None
     with open(a.out, "a") as out:
-        loop.subscribe(Replier(commands, out, a.exit_after))
+        loop.subscribe(Replier(loop, commands, out, a.exit_after, a.flags))
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, loop.request_stop)
         print(json.dumps({"ready": True}), flush=True)
         await loop.start()
-    commands.reader.cancel()
-    print(json.dumps({"stats": loop.stats(), "unmatched": commands.unmatched}), flush=True)
+    if commands is not None:
+        commands.reader.cancel()
+    print(json.dumps({"stats": loop.stats(), "client": "raw DEALER" if raw else "dfconsumer",
+                      "unmatched": commands.unmatched if commands else None}), flush=True)
 
 
 if __name__ == "__main__":
