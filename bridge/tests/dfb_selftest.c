@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "dfb_auth.h"
+#include "dfb_cmdsched.h"
 #include "dfb_config.h"
 #include "dfb_crc32c.h"
 #include "dfb_feedfile.h"
@@ -32,6 +33,7 @@ static const test_t s_tests[] = {
     {"secret", dfb_secret_test},
     {"log", dfb_log_test},
     {"crc32c", dfb_crc32c_test},
+    {"cmdsched", dfb_cmdsched_test},
 };
 
 int
