@@ -4,6 +4,9 @@
 #include <string.h>
 
 #include "dfb_auth.h"
+#ifdef DFB_HAVE_CMD
+#include "dfb_cmd.h"
+#endif
 #include "dfb_cmdsched.h"
 #include "dfb_config.h"
 #include "dfb_crc32c.h"
@@ -34,6 +37,9 @@ static const test_t s_tests[] = {
     {"log", dfb_log_test},
     {"crc32c", dfb_crc32c_test},
     {"cmdsched", dfb_cmdsched_test},
+#ifdef DFB_HAVE_CMD
+    {"cmd", dfb_cmd_test},
+#endif
 };
 
 int
