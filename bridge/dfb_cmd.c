@@ -540,7 +540,7 @@ collect(dfb_cmd_t *self)
         job_t *j = rev;
         rev = j->qnext;
         reply_job(self, j);
-        dfb_cmdsched_done(self->sched, j->posts ? j->req.stream : NULL);
+        dfb_cmdsched_done(self->sched, j->posts ? j->req.stream : NULL, dfb_mono_ms());
         table_remove(self, j);
         job_free(j);
     }

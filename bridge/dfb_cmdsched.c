@@ -15,7 +15,8 @@ typedef struct stream {
     char id[256];
     size_t waiting;   /* jobs of this stream in the queue */
     int inflight;     /* one of its jobs is with an executor */
-    int64_t last_ms;  /* its last dispatch; INT64_MIN: none */
+    int64_t last_ms;  /* when its last job finished (or was dispatched, while in flight);
+                         INT64_MIN: none */
     uint64_t scan;    /* the scan that met it first (FIFO: later ones of it wait) */
     struct stream *next;
 } stream_t;
@@ -215,13 +216,15 @@ dfb_cmdsched_next(dfb_cmdsched_t *self, int64_t now_ms, int64_t *wait_ms)
 }
 
 void
-dfb_cmdsched_done(dfb_cmdsched_t *self, const char *stream)
+dfb_cmdsched_done(dfb_cmdsched_t *self, const char *stream, int64_t now_ms)
 {
     if (self->inflight > 0)
         self->inflight--;
     stream_t *s = stream ? stream_find(self, stream) : NULL;
-    if (s)
+    if (s) {
         s->inflight = 0;
+        s->last_ms = now_ms;
+    }
 }
 
 void *
@@ -285,7 +288,7 @@ dfb_cmdsched_test(int verbose)
         CHECK(dfb_cmdsched_next(s, 9000, &w) == NULL && w == -1); /* nothing waits */
         CHECK_EQ(dfb_cmdsched_inflight(s), 5);
         for (int i = 0; i < 5; i++)
-            dfb_cmdsched_done(s, NULL);
+            dfb_cmdsched_done(s, NULL, 9000);
         CHECK_EQ(dfb_cmdsched_inflight(s), 0);
         for (int i = 6; i <= 8; i++)
             CHECK(dfb_cmdsched_push(s, J(i), NULL, 9000, &ra) == 0);
@@ -324,25 +327,29 @@ dfb_cmdsched_test(int verbose)
         CHECK_EQ(N(dfb_cmdsched_next(s, 0, &w)), 5); /* not a posting request */
         CHECK(dfb_cmdsched_next(s, 0, &w) == NULL);
         CHECK_EQ(w, -1); /* A and B in flight: only a done can help */
-        dfb_cmdsched_done(s, "A");
+        dfb_cmdsched_done(s, "A", 50); /* A's first took 50 ms */
         CHECK(dfb_cmdsched_next(s, 100, &w) == NULL);
-        CHECK_EQ(w, 400); /* A's spacing: 500 ms after its dispatch at 0 */
-        CHECK_EQ(N(dfb_cmdsched_next(s, 500, &w)), 2); /* A's second, in order */
-        CHECK(dfb_cmdsched_next(s, 500, &w) == NULL && w == -1);
-        /* In flight longer than the spacing: the next waits for the done. */
+        CHECK_EQ(w, 450); /* A's spacing: 500 ms after its first finished at 50 */
+        CHECK(dfb_cmdsched_next(s, 549, &w) == NULL && w == 1);
+        CHECK_EQ(N(dfb_cmdsched_next(s, 550, &w)), 2); /* A's second, in order */
+        CHECK(dfb_cmdsched_next(s, 550, &w) == NULL && w == -1);
+        /* In flight longer than the spacing: the next waits for the done,
+           then the spacing again. */
         CHECK(dfb_cmdsched_next(s, 1500, &w) == NULL && w == -1);
-        dfb_cmdsched_done(s, "A");
-        CHECK_EQ(N(dfb_cmdsched_next(s, 1600, &w)), 4);
-        dfb_cmdsched_done(s, "A");
-        dfb_cmdsched_done(s, "B");
-        dfb_cmdsched_done(s, NULL);
+        dfb_cmdsched_done(s, "A", 1500);
+        CHECK(dfb_cmdsched_next(s, 1600, &w) == NULL && w == 400);
+        CHECK_EQ(N(dfb_cmdsched_next(s, 2000, &w)), 4);
+        dfb_cmdsched_done(s, "A", 2010);
+        dfb_cmdsched_done(s, "B", 10);
+        dfb_cmdsched_done(s, NULL, 10);
         CHECK_EQ(dfb_cmdsched_inflight(s), 0);
-        /* B's last dispatch was at 0: free to go at 1600. */
-        CHECK(dfb_cmdsched_push(s, J(6), "B", 1600, &ra) == 0);
-        CHECK_EQ(N(dfb_cmdsched_next(s, 1600, &w)), 6);
+        /* B's last finished at 10: free to go at 2010. */
+        CHECK(dfb_cmdsched_push(s, J(6), "B", 2010, &ra) == 0);
+        CHECK_EQ(N(dfb_cmdsched_next(s, 2010, &w)), 6);
         dfb_cmdsched_destroy(&s);
         if (verbose)
-            printf("  per stream: 500 ms spacing, FIFO, one in flight, streams independent\n");
+            printf("  per stream: 500 ms after the previous one finished, FIFO, one in flight, "
+                   "streams independent\n");
     }
     /* Executors: 2; both in flight: nothing goes until a done. */
     {
@@ -353,7 +360,7 @@ dfb_cmdsched_test(int verbose)
         CHECK_EQ(N(dfb_cmdsched_next(s, 0, &w)), 1);
         CHECK_EQ(N(dfb_cmdsched_next(s, 0, &w)), 2);
         CHECK(dfb_cmdsched_next(s, 0, &w) == NULL && w == -1);
-        dfb_cmdsched_done(s, NULL);
+        dfb_cmdsched_done(s, NULL, 0);
         CHECK_EQ(N(dfb_cmdsched_next(s, 0, &w)), 3);
         dfb_cmdsched_destroy(&s);
     }
@@ -395,7 +402,7 @@ dfb_cmdsched_test(int verbose)
             snprintf(id, sizeof id, "s%d", i);
             CHECK(dfb_cmdsched_push(s, J(i + 1), id, (int64_t)i * 600, &ra) == 0);
             CHECK_EQ(N(dfb_cmdsched_next(s, (int64_t)i * 600, &w)), i + 1);
-            dfb_cmdsched_done(s, id);
+            dfb_cmdsched_done(s, id, (int64_t)i * 600 + 10);
         }
         size_t n = 0;
         for (stream_t *t = s->streams; t; t = t->next)

@@ -7,7 +7,10 @@
     - a posting request (messages.send/update: a stream is given) waits
       while another request of its stream waits before it (FIFO per
       stream), while one of its stream is in flight, and until
-      1000 / stream_rate ms after the last dispatch into its stream;
+      1000 / stream_rate ms after the previous one into its stream
+      finished (not after it was dispatched: a post commits somewhere
+      between its dispatch and its end, so only this spacing keeps two
+      commits into a stream that far apart at Symphony);
     - the first request that may go takes a token of the global bucket
       (rate per second, burst = the rate rounded up); none left: nothing
       goes (the order is kept);
@@ -49,8 +52,9 @@ int dfb_cmdsched_push(dfb_cmdsched_t *self, void *job, const char *stream, int64
     dfb_cmdsched_done). */
 void *dfb_cmdsched_next(dfb_cmdsched_t *self, int64_t now_ms, int64_t *wait_ms);
 
-/*  A job returned by dfb_cmdsched_next finished (stream as pushed). */
-void dfb_cmdsched_done(dfb_cmdsched_t *self, const char *stream);
+/*  A job returned by dfb_cmdsched_next finished at now_ms (stream as
+    pushed): its stream's spacing counts from here. */
+void dfb_cmdsched_done(dfb_cmdsched_t *self, const char *stream, int64_t now_ms);
 
 /*  Removes and returns the oldest waiting job (NULL when none): at a stop. */
 void *dfb_cmdsched_pop(dfb_cmdsched_t *self);
