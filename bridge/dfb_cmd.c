@@ -835,6 +835,16 @@ check_rebind(dfb_cmd_t *self, int64_t now)
     return 0;
 }
 
+/*  The stop fd is readable: a stop was requested (its byte is never read).
+    Read here rather than dfb_stop_requested(), whose flag is the signal
+    handler's and the main thread's. */
+static int
+fd_ready(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 static const char *
 run(dfb_cmd_t *self)
 {
@@ -842,7 +852,7 @@ run(dfb_cmd_t *self)
     int stop_seen = 0;
     for (;;) {
         int64_t now = dfb_mono_ms();
-        if (!stop_seen && (atomic_load(&self->term) || dfb_stop_requested())) {
+        if (!stop_seen && (atomic_load(&self->term) || fd_ready(self->stop_fd))) {
             stop_seen = 1;
             self->stopping = 1;
             drain_queue(self);
