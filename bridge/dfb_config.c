@@ -817,7 +817,7 @@ static const dfb_config_key_t s_keys[] = {
     {"replayClientBytes", DFB_KEY_INT, "16777216", 65536, (long long)1 << 40, NULL,
      AT(replay_client_bytes, CT_LLONG), "the same per client: its answer pauses until it reads"},
     {"maxConnections", DFB_KEY_INT, "0", 0, 100000000, NULL, AT(max_connections, CT_LLONG),
-     "live TCP connections per listening socket (PUB, replay); more are closed at once; 0 = a "
+     "live TCP connections per listening socket (PUB, replay, commands); more are closed at once; 0 = a "
      "quarter of the descriptor limit"},
     {"heartbeatMillis", DFB_KEY_INT, "1000", 0, 3600000, NULL, AT(heartbeat_ms, CT_INT),
      "period of the _hb heartbeat (0 = off)"},

@@ -70,7 +70,7 @@ const dfb_info_row_t dfb_info_rows[] = {
      PUB(replay_skipped)},
     {"replay_segments_skipped", "journal segments filtered replay answers skipped unread",
      PUB(replay_segments_skipped)},
-    {"connections", "live TCP connections on the PUB and replay sockets", PUB_GAUGE(connections)},
+    {"connections", "live TCP connections on the PUB, replay and command sockets", PUB_GAUGE(connections)},
     {"connections_refused", "connections closed at once: over bridge.maxConnections",
      PUB(connections_refused)},
     {"dead_threads", "internal threads stopped on an error (the bridge exits 5)",
