@@ -38,6 +38,11 @@
 #define REBIND_RETRY_MS 100  /* CURVE: a failed re-bind is tried again */
 #define REBIND_CHECK_MS 500  /* CURVE: longest wait before auth_rebinds is looked at */
 #define DENY_LOG_EVERY_MS 1000
+/*  Request bytes held by waiting and executing requests, all together: a
+    request that would go over is answered busy (bridge.commandsQueue alone
+    would let 1000 requests of 8 MiB hold 8 GB). At least 4 requests of the
+    largest size fit. */
+#define HELD_BYTES_MIN ((size_t)256 << 20)
 
 /*  One requester of a job: where its reply goes. */
 typedef struct waiter {
@@ -84,6 +89,7 @@ struct dfb_cmd {
     job_t **table;
     size_t table_cap;
     size_t jobs;
+    size_t held, held_max; /* request frame bytes of the jobs in the table, and the cap */
     dfb_buf_t out;
     int stopping; /* the daemon's stop or destroy: nothing new goes to the executors */
     /* CURVE re-bind */
@@ -223,6 +229,7 @@ table_add(dfb_cmd_t *self, job_t *j)
     j->hnext = self->table[b];
     self->table[b] = j;
     self->jobs++;
+    self->held += j->req.frame_len;
 }
 
 static void
@@ -233,6 +240,7 @@ table_remove(dfb_cmd_t *self, job_t *j)
         if (*p == j) {
             *p = j->hnext;
             self->jobs--;
+            self->held -= j->req.frame_len;
             return;
         }
 }
@@ -722,6 +730,15 @@ handle(dfb_cmd_t *self, zmq_msg_t *rid, zmq_msg_t *frames, int nframes, int64_t 
     j->waiters = w;
     dfb_buf_init(&j->outcome);
     int64_t retry_after = 0;
+    if (self->held + j->req.frame_len > self->held_max) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "the requests in progress hold %zu bytes (at most %zu): try again", self->held,
+                 self->held_max);
+        reply_error(self, r, rl, delim, id, id_len, DFB_CMD_BUSY, msg, 1000, t0_us);
+        job_free(j);
+        return;
+    }
     if (dfb_cmdsched_push(self->sched, j, j->posts ? j->req.stream : NULL, dfb_mono_ms(),
                           &retry_after) != 0) {
         char msg[200];
@@ -960,6 +977,9 @@ dfb_cmd_new(const dfb_cmd_opts_t *o, char *err, size_t errlen)
                               .queue = (size_t)cfg->commands_queue,
                               .executors = cfg->commands_concurrency};
     self->sched = dfb_cmdsched_new(&so);
+    self->held_max = 4 * (size_t)cfg->commands_max_bytes;
+    if (self->held_max < HELD_BYTES_MIN)
+        self->held_max = HELD_BYTES_MIN;
     self->table_cap = 64;
     while (self->table_cap < 2 * ((size_t)cfg->commands_queue + (size_t)so.executors))
         self->table_cap *= 2;
