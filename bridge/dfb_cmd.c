@@ -194,12 +194,17 @@ dfb_cmd_describe(const dfb_config_t *cfg, int curve, char *out, size_t cap)
         snprintf(journal, sizeof journal, "%s/commands.log", cfg->state_dir);
     else
         snprintf(journal, sizeof journal, "memory only (no bridge.stateDir)");
+    char rate[32] = "no limit", srate[32] = "no limit";
+    if (cfg->commands_rate > 0)
+        snprintf(rate, sizeof rate, "%g/s", cfg->commands_rate);
+    if (cfg->commands_stream_rate > 0)
+        snprintf(srate, sizeof srate, "%g/s", cfg->commands_stream_rate);
     snprintf(out, cap,
-             "commands %s (%s); rate %g/s, per stream %g/s, queue %lld, %d executor(s), max "
+             "commands %s (%s); rate %s, per stream %s, queue %lld, %d executor(s), max "
              "request %lld bytes, ids remembered %lld ms, lookback %lld ms, journal %s",
-             cfg->commands ? cfg->commands : "off", allow, cfg->commands_rate,
-             cfg->commands_stream_rate, cfg->commands_queue, cfg->commands_concurrency,
-             cfg->commands_max_bytes, cfg->commands_window_ms, cfg->commands_lookback_ms, journal);
+             cfg->commands ? cfg->commands : "off", allow, rate, srate, cfg->commands_queue,
+             cfg->commands_concurrency, cfg->commands_max_bytes, cfg->commands_window_ms,
+             cfg->commands_lookback_ms, journal);
 }
 
 /* ---- jobs and the in-flight table ----------------------------------------- */
