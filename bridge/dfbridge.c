@@ -12,11 +12,9 @@
 #include "dfb_fdguard.h"
 #include "dfb_tsan.h" /* libzmq under ThreadSanitizer (empty otherwise) */
 #include "dfb_auth.h"
-#ifdef DFB_HAVE_CMD
 #include <zmq.h>
 
 #include "dfb_cmd.h"
-#endif
 #include "dfb_config.h"
 #include "dfb_config_env.h"
 #include "dfb_curve.h"
@@ -188,12 +186,7 @@ main(int argc, char **argv)
         return DFB_EXIT_CONFIG;
     }
     if (cfg->commands) {
-#ifdef DFB_HAVE_CMD
         if (dfb_cmd_check_allow(cfg, err, sizeof err) != 0) {
-#else
-        if (snprintf(err, sizeof err, "config: bridge.commands: this dfbridge is built without "
-                                      "the command channel") > 0) {
-#endif
             dfb_error("%s", err);
             dfb_curve_wipe(&curve);
             dfb_auth_destroy(&auth);
@@ -210,13 +203,11 @@ main(int argc, char **argv)
                config_path ? config_path : "(environment)", pod, agent, km, cfg->bot_username,
                cfg->publish, curve.enabled ? ", CURVE" : "");
         /* env: where every value came from, one grep-able line per key */
-#ifdef DFB_HAVE_CMD
         if (cfg->commands) {
             char line[1024];
             dfb_cmd_describe(cfg, curve.enabled, line, sizeof line);
             printf("%s\n", line);
         }
-#endif
         printf("sources:\n");
         dfb_config_print_origins(cfg, stdout);
         dfb_curve_wipe(&curve);
@@ -270,7 +261,6 @@ main(int argc, char **argv)
                 rc = DFB_EXIT_CONFIG;
             }
         }
-#ifdef DFB_HAVE_CMD
         dfb_cmd_t *cmd = NULL; /* bridge.commands: workers' Symphony calls */
         dfb_zsock_opts_t czo;
         void *csock = dfb_publish_take_commands(pub, &czo);
@@ -297,10 +287,6 @@ main(int argc, char **argv)
            not request one) and answered. */
         dfb_stop_request();
         dfb_cmd_destroy(&cmd);
-#else
-        if (!cfg->metrics || metrics)
-            rc = dfb_loop_run(loop);
-#endif
         /* Stopped after the loop (SIGTERM/SIGINT end it): until here
            /healthz and /readyz say the loop stopped and why. */
         dfb_metrics_destroy(&metrics);
