@@ -4,8 +4,10 @@
 #include <string.h>
 
 #include "dfb_auth.h"
+#include "dfb_cmd.h"
 #include "dfb_cmdlog.h"
 #include "dfb_cmdproto.h"
+#include "dfb_cmdsched.h"
 #include "dfb_config.h"
 #include "dfb_crc32c.h"
 #include "dfb_feedfile.h"
@@ -39,6 +41,8 @@ static const test_t s_tests[] = {
     {"outbound", dfb_outbound_test},
     {"cmdlog", dfb_cmdlog_test},
     {"cmdlog_bench", dfb_cmdlog_bench}, /* a benchmark: by name only, not in `all` */
+    {"cmdsched", dfb_cmdsched_test},
+    {"cmd", dfb_cmd_test},
 };
 
 int
