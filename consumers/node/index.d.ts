@@ -404,7 +404,8 @@ export class CommandClient {
   close(): void;
 }
 
-/** Inside a listener job "<event id>/<listener id>/<n>" (n = 1, 2, ... per job), elsewhere a UUID v4. */
+/** The id a call without one gets: inside a listener job "<event id>/<listener id>/<n>" (counts as
+    one of the job's calls: n = 1, 2, ...), elsewhere (or when that id would be invalid) a UUID v4. */
 export function defaultCommandId(): string;
 
 export interface Attachment {

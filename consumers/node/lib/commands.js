@@ -52,30 +52,56 @@ function setJobStore(fn) {
 }
 
 /**
- * The default id of a call: inside a listener job "<event id>/<listener id>/<n>"
- * (n = 1, 2, ... per job; the event id "None" when the event has none, the
- * listener id its name or "L<k>" as in the C library), so that a redelivered
- * event handled again (by this worker or another, in C, Python or Node) makes the
- * same ids and the bridge answers with the recorded outcome instead of calling
- * Symphony twice; outside a job a random UUID (v4).
+ * Counts one call in the current listener job (every call, with an id or
+ * without, valid or not, as the C and Python clients do, so that n does not
+ * depend on them) and returns the job's default id for it:
+ * "<event id>/<listener id>/<n>", n = 1, 2, ... (the listener id is its name,
+ * or "L<k>" as in the C library); "" when the event has no string id; null
+ * outside a job.
  */
-function defaultId() {
+function jobCall() {
   const s = jobStore();
-  if (!s || !s.envelope || !s.listener) return crypto.randomUUID();
+  if (!s || !s.envelope || !s.listener) return null;
   s.commandSeq = (s.commandSeq || 0) + 1;
   const ev = s.envelope.event;
-  const eid = ev && typeof ev.id === 'string' ? ev.id : 'None';
-  return `${eid}/${s.listener.id}/${s.commandSeq}`;
+  return ev && typeof ev.id === 'string' ? `${ev.id}/${s.listener.id}/${s.commandSeq}` : '';
 }
 
-/** Throws TypeError unless id is a valid request id (1..128 bytes of UTF-8, no control character). */
-function checkId(id) {
-  if (typeof id !== 'string' || id.length === 0) throw new TypeError('id: a non-empty string');
-  const n = Buffer.byteLength(id, 'utf8');
-  if (n > MAX_ID_BYTES) throw new TypeError(`id: ${n} bytes, at most ${MAX_ID_BYTES}: ${JSON.stringify(id.slice(0, 40))}...`);
+/**
+ * The id of a call without one: inside a listener job the job's default id
+ * (jobCall), so that a redelivered event handled again (by this worker or
+ * another, in C, Python or Node) makes the same ids and the bridge answers with
+ * the recorded outcome instead of calling Symphony twice; outside a job, or
+ * when that id would be empty or invalid (an event without id, a listener name
+ * too long), a random UUID v4 (with a warning in a job).
+ */
+function defaultId(log = () => {}, op = '') {
+  const j = jobCall();
+  if (j === null) return crypto.randomUUID();
+  if (idProblem(j) !== null) {
+    log('warn', `command ${op}: this job's default id would be empty, longer than ${MAX_ID_BYTES} bytes or not valid: ` +
+      'a random id is used instead (give an explicit id for exactly-once across redeliveries)');
+    return crypto.randomUUID();
+  }
+  return j;
+}
+
+/** Why id cannot be a request id (null when it can): 1..128 bytes of UTF-8, no control
+    character (U+0000..U+001F, U+007F), as the contract says. */
+function idProblem(id) {
+  if (typeof id !== 'string' || id.length === 0) return 'id: a non-empty string';
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(id)) throw new TypeError('id: no control characters');
-  if (/[\ud800-\udfff]/.test(id) && Buffer.from(id, 'utf8').toString('utf8') !== id) throw new TypeError('id: not valid UTF-16 (a lone surrogate)');
+  if (/[\u0000-\u001f\u007f]/.test(id)) return 'id: no control characters';
+  if (Buffer.from(id, 'utf8').toString('utf8') !== id) return 'id: not valid UTF-16 (a lone surrogate)';
+  const n = Buffer.byteLength(id, 'utf8');
+  if (n > MAX_ID_BYTES) return `id: ${n} bytes, at most ${MAX_ID_BYTES}: ${JSON.stringify(id.slice(0, 40))}...`;
+  return null;
+}
+
+/** Throws TypeError unless id is a valid request id. */
+function checkId(id) {
+  const p = idProblem(id);
+  if (p !== null) throw new TypeError(p);
 }
 
 // ------------------------------------------------------------ the wire
@@ -297,9 +323,11 @@ class CommandClient {
    * for a bad op/args/id. options.id: the idempotency key (default: defaultId()).
    */
   request(op, args = {}, options = {}) {
+    const given = options && options.id !== undefined && options.id !== null;
+    // counted first in the job (as the C and Python clients): n does not depend on what follows
+    const id = given ? (jobCall(), options.id) : defaultId(this._log, op);
     if (typeof op !== 'string' || !op) return Promise.reject(new TypeError('op: a string such as "messages.send"'));
     if (!wire.isMap(args)) return Promise.reject(new TypeError('args: an object'));
-    const id = options.id === undefined || options.id === null ? defaultId() : options.id;
     let frame;
     try {
       checkId(id);
@@ -351,5 +379,5 @@ class CommandClient {
 
 module.exports = {
   CommandClient, CommandError, CODES, CLIENT_CODES, STATS_FIELDS, PROTOCOL_VERSION, MAX_ID_BYTES,
-  defaultId, checkId, encodeRequest, parseReply, setJobStore,
+  defaultId, jobCall, checkId, idProblem, encodeRequest, parseReply, setJobStore,
 };

@@ -215,6 +215,8 @@ test('ids: the same id twice at once is refused; bad ids are TypeErrors, nothing
   await assert.rejects(c.call('messages.get', { message_id: 'M' }, { id: 'dup' }), TypeError);
   await assert.rejects(c.call('messages.get', {}, { id: '' }), TypeError);
   await assert.rejects(c.call('messages.get', {}, { id: 'a\nb' }), /control/);
+  await assert.rejects(c.call('messages.get', {}, { id: 'a\u007fb' }), /control/);
+  await assert.rejects(c.call('messages.get', {}, { id: 'a\ud800' }), /lone surrogate/);
   await assert.rejects(c.call('messages.get', {}, { id: 'é'.repeat(65) }), /130 bytes/);
   const ok128 = c.call('messages.get', {}, { id: 'é'.repeat(64) }); // 128 bytes: fine
   await until(() => f.reqs.length === 2, 2000, 'two requests');
@@ -225,28 +227,54 @@ test('ids: the same id twice at once is refused; bad ids are TypeErrors, nothing
   f.close();
 });
 
-test('default ids in listener jobs: "<event id>/<listener id>/<n>", n counting per job', async () => {
+test('default ids in listener jobs: "<event id>/<listener id>/<n>", n counting every call of the job', async () => {
   const f = await fakeRouter((req) => req.reply(ok(req.msg.id, { messageId: `reply-${req.msg.id}` })));
   const b = await new FakeBridge().open();
   const results = [];
+  const warnings = [];
+  setLogSink((line) => { if (/ WARN .*default id/.test(line)) warnings.push(line); });
+  const long = 'x'.repeat(130);
   const h = harness(DatafeedLoop, {
     bridges: [b],
     options: { commands: f.endpoint, commandsTimeoutMs: 3000 },
     listeners: [
-      { name: 'replier', accept: 'all', cb: async (rec) => { results.push(await h.loop.messages.sendMessage('s1', 'hi')); results.push(await h.loop.messages.sendMessage('s1', 'again')); } },
+      {
+        name: 'replier',
+        accept: 'all',
+        cb: async (rec) => {
+          results.push(await h.loop.messages.sendMessage('s1', 'hi'));
+          await h.loop.messages.getMessage('m', { id: `explicit-${rec.id || 'none'}` }); // counts as call 2
+          await assert.rejects(h.loop.commands.call('', {}), TypeError); // counts as call 3, nothing sent
+          results.push(await h.loop.messages.sendMessage('s1', 'again')); // call 4
+        },
+      },
       { accept: 'all', cb: async () => { await h.loop.streams.getStream('s1'); } }, // no name: L2
+      { name: long, accept: 'all', cb: async () => { await h.loop.streams.getStream('s1'); } }, // id > 128 bytes
     ],
   });
   await b.waitSubscribed(1, 5000);
   await b.publish('MESSAGESENT', msgEvent('ev1'));
   await b.publish('MESSAGESENT', msgEvent('ev2'));
-  await until(() => f.reqs.length === 6, 5000, 'six requests');
+  const noId = msgEvent('x');
+  delete noId.id;
+  await b.publish('MESSAGESENT', noId); // no event id: random ids
+  await until(() => f.reqs.length === 15, 5000, '15 requests');
   await h.loop.stop();
   await h.running;
-  const ids = f.reqs.map((r) => r.msg.id).sort();
-  assert.deepEqual(ids, ['ev1/L2/1', 'ev1/replier/1', 'ev1/replier/2', 'ev2/L2/1', 'ev2/replier/1', 'ev2/replier/2']);
-  assert.equal(results.length, 4);
-  assert.deepEqual(results.map((r) => r.messageId).sort(), ['reply-ev1/replier/1', 'reply-ev1/replier/2', 'reply-ev2/replier/1', 'reply-ev2/replier/2']);
+  setLogSink(() => {});
+  const ids = f.reqs.map((r) => r.msg.id);
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+  assert.deepEqual(ids.filter((i) => !uuid.test(i)).sort(), [
+    'ev1/L2/1', 'ev1/replier/1', 'ev1/replier/4', 'ev2/L2/1', 'ev2/replier/1', 'ev2/replier/4',
+    'explicit-ev1', 'explicit-ev2', 'explicit-none',
+  ]);
+  assert.equal(ids.filter((i) => uuid.test(i)).length, 6, 'the long listener x 3 events, the event without id x 3 calls');
+  assert.equal(warnings.length, 7); // and the refused call of the event without id
+  assert.match(warnings[0], /default id would be empty, longer than 128 bytes or not valid: a random id is used instead/);
+  assert.equal(results.length, 6);
+  const resIds = results.map((r) => r.messageId.slice(6));
+  assert.deepEqual(resIds.filter((i) => !uuid.test(i)).sort(), ['ev1/replier/1', 'ev1/replier/4', 'ev2/replier/1', 'ev2/replier/4']);
+  assert.equal(resIds.filter((i) => uuid.test(i)).length, 2);
   // the loop closed its client when start() returned
   assert.equal(h.loop._commands, null);
   b.close();
