@@ -5,6 +5,9 @@
     between attempts, 100 threads at once matched by id, destroy with calls
     pending, the default ids. End to end against dfbridge: client_e2e.py. */
 #include <stdatomic.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "dfc_internal.h"
 #include "testutil.h"
@@ -813,8 +816,133 @@ test_args(void)
     dfc_args_destroy(&a);
 }
 
+/* ---------------------------------------------------------------- dfsend */
+
+static const char *dfsend_path;
+static char tmpdir[64];
+
+/*  Starts dfsend with argv (NULL-terminated, without the program), its
+    stdout and stderr into files of tmpdir. */
+static pid_t
+dfsend_start(const char *const *argv)
+{
+    char out[128], err[128];
+    snprintf(out, sizeof out, "%s/out", tmpdir);
+    snprintf(err, sizeof err, "%s/err", tmpdir);
+    const char *args[32] = {dfsend_path};
+    for (int i = 0; argv[i] && i < 30; i++)
+        args[i + 1] = argv[i];
+    pid_t pid = fork();
+    if (pid == 0) {
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(dfsend_path, (char *const *)args);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int
+dfsend_wait(pid_t pid)
+{
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void
+slurp(const char *name, char *buf, size_t size)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+static void
+test_dfsend(void)
+{
+    router_t r;
+    router_open(&r, "tcp://127.0.0.1:*");
+    char att[128], out[4096], err[1024], json[2048];
+    snprintf(att, sizeof att, "%s/hello.txt", tmpdir);
+    FILE *f = fopen(att, "w");
+    fputs("hi!", f);
+    fclose(f);
+    req_t q;
+
+    /* words: strings, typed values, an attachment; the reply printed as it came */
+    const char *a1[] = {"--endpoint", r.endpoint, "--id", "op-1", "--attach", att,
+                        "messages.send", "stream_id=S+/=", "message=<messageML>hi</messageML>",
+                        "n:=5", "flags:=[true,null,{\"k\":\"v\"}]", "version=", NULL};
+    pid_t pid = dfsend_start(a1);
+    CHECK_EQ(router_recv(&r, 5000, &q), 1);
+    CHECK_STR(q.id, "op-1");
+    CHECK_STR(q.op, "messages.send");
+    dfc_value_to_json(dfc_value_find(dfc_doc_root(q.doc), "args"), json, sizeof json);
+    CHECK_STR(json, "{\"stream_id\":\"S+/=\",\"message\":\"<messageML>hi</messageML>\",\"n\":5,"
+                    "\"flags\":[true,null,{\"k\":\"v\"}],\"version\":\"\",\"attachments\":[{"
+                    "\"name\":\"hello.txt\",\"content\":\"aGkh\"}]}");
+    CHECK_EQ(dfc_value_type(dfc_value_get(dfc_doc_root(q.doc), "args.attachments.0.content")),
+             DFC_BIN);
+    reply_ok(&r, &q, "{\"messageId\":\"M1\",\"timestamp\":1700000000123}");
+    req_free(&q);
+    CHECK_EQ(dfsend_wait(pid), 0);
+    slurp("out", out, sizeof out);
+    CHECK_STR(out, "{\"v\":1,\"id\":\"op-1\",\"ok\":true,\"result\":{\"messageId\":\"M1\","
+                   "\"timestamp\":1700000000123},\"replayed\":false,\"found\":false}\n");
+
+    /* --json; an error reply: exit 1, the code on stderr */
+    const char *a2[] = {"--endpoint", r.endpoint, "--json", "{\"user_ids\": [12, 13]}",
+                        "users.lookup", NULL};
+    pid = dfsend_start(a2);
+    CHECK_EQ(router_recv(&r, 5000, &q), 1);
+    CHECK_EQ(strlen(q.id), 36); /* no --id: a UUID */
+    dfc_value_to_json(dfc_value_find(dfc_doc_root(q.doc), "args"), json, sizeof json);
+    CHECK_STR(json, "{\"user_ids\":[12,13]}");
+    router_reply(&r, &q, q.id, false, NULL, "rejected", "no such user", 400, 0);
+    req_free(&q);
+    CHECK_EQ(dfsend_wait(pid), 1);
+    slurp("err", err, sizeof err);
+    CHECK_STR(err, "rejected 400: no such user\n");
+    slurp("out", out, sizeof out);
+    CHECK(strstr(out, "\"ok\":false,\"error\":{\"code\":\"rejected\"") != NULL);
+
+    /* no reply: every attempt sent with the same id, then exit 3 */
+    const char *a3[] = {"--endpoint", r.endpoint, "--id", "nobody", "--timeout", "200",
+                        "--attempts", "2", "streams.info", "stream_id=S", NULL};
+    pid = dfsend_start(a3);
+    int n = 0;
+    while (router_recv(&r, 1000, &q) == 1) {
+        CHECK_STR(q.id, "nobody");
+        n++;
+        req_free(&q);
+    }
+    CHECK_EQ(n, 2);
+    CHECK_EQ(dfsend_wait(pid), 3);
+
+    /* usage errors: nothing sent */
+    const char *u1[] = {"--endpoint", r.endpoint, "streams.info", "n:=nope", NULL};
+    const char *u2[] = {"--endpoint", r.endpoint, "--json", "[1]", "streams.info", NULL};
+    const char *u3[] = {"--endpoint", r.endpoint, "--id", "", "streams.info", NULL};
+    const char *u4[] = {"--endpoint", r.endpoint, NULL};
+    const char *const *us[] = {u1, u2, u3, u4};
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(dfsend_wait(dfsend_start(us[i])), 2);
+    CHECK_EQ(router_recv(&r, 100, &q), 0);
+    unlink(att);
+    router_close(&r);
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
     dfc_log_set_level(DFC_LOG_ERROR);
     zctx = zmq_ctx_new();
@@ -826,6 +954,21 @@ main(void)
     test_default_ids();
     test_threads();
     test_destroy_pending();
+    if (argc > 1) {
+        dfsend_path = argv[1];
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/dfsend_test.XXXXXX");
+        if (mkdtemp(tmpdir)) {
+            test_dfsend();
+            char p[128];
+            snprintf(p, sizeof p, "%s/out", tmpdir);
+            unlink(p);
+            snprintf(p, sizeof p, "%s/err", tmpdir);
+            unlink(p);
+            rmdir(tmpdir);
+        } else {
+            CHECK(!"mkdtemp");
+        }
+    }
     zmq_ctx_term(zctx);
     return df_check_report("consumer_client");
 }
