@@ -941,6 +941,209 @@ test_dfsend(void)
     router_close(&r);
 }
 
+/* ------------------------------------------------------- golden vectors */
+
+static int
+unhex(const char *h, unsigned char *out, size_t cap)
+{
+    size_t n = strlen(h) / 2;
+    if (n > cap)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(h + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (unsigned char)v;
+    }
+    return (int)n;
+}
+
+/*  A golden view's value into args ({"$bin": hex} is a bin). */
+static void
+args_put(dfc_args_t *a, const char *key, json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        json_t *bin = json_object_get(v, "$bin");
+        if (bin && json_object_size(v) == 1) {
+            unsigned char b[4096];
+            int n = unhex(json_string_value(bin), b, sizeof b);
+            dfc_args_bin(a, key, b, n > 0 ? (size_t)n : 0);
+            return;
+        }
+        dfc_args_map_begin(a, key);
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) args_put(a, k, x);
+        dfc_args_end(a);
+        return;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *x;
+        dfc_args_array_begin(a, key);
+        json_array_foreach(v, i, x) args_put(a, NULL, x);
+        dfc_args_end(a);
+        return;
+    }
+    case JSON_STRING:
+        dfc_args_strn(a, key, json_string_value(v), json_string_length(v));
+        return;
+    case JSON_INTEGER:
+        dfc_args_int(a, key, json_integer_value(v));
+        return;
+    case JSON_REAL: {
+        char t[64];
+        snprintf(t, sizeof t, "%.17g", json_real_value(v));
+        dfc_args_json(a, key, t);
+        return;
+    }
+    case JSON_TRUE:
+    case JSON_FALSE:
+        dfc_args_bool(a, key, json_is_true(v));
+        return;
+    default:
+        dfc_args_nil(a, key);
+    }
+}
+
+/*  The golden command vectors (schemas/golden/vectors.json "commands", made
+    by python3-msgpack): every request in the client's form ({v, id, op,
+    args}) comes out of dfc_client byte for byte; every reply frame, sent by
+    the fake bridge as it is, reads back as its view. */
+static void
+test_golden(const char *path)
+{
+    json_error_t e;
+    json_t *all = json_load_file(path, 0, &e), *cmds = json_object_get(all, "commands");
+    if (!cmds) {
+        printf("golden: %s has no command vectors: skipped\n", path);
+        json_decref(all);
+        return;
+    }
+    router_t r;
+    router_open(&r, "tcp://127.0.0.1:*");
+    dfc_client_t *c = client(r.endpoint, 2000, 1);
+    size_t i;
+    json_t *vec;
+    int compared = 0;
+    json_array_foreach(json_object_get(cmds, "requests"), i, vec)
+    {
+        const char *name = json_string_value(json_object_get(vec, "name"));
+        json_t *view = json_loads(json_string_value(json_object_get(vec, "view")), 0, &e);
+        /* the client writes exactly v:1, id, op, args: other forms are the bridge's to read */
+        const char *keys[4] = {NULL}, *k;
+        json_t *x;
+        size_t nk = 0;
+        json_object_foreach(view, k, x) if (nk < 4) keys[nk++] = k;
+        if (json_object_size(view) != 4 || strcmp(keys[0], "v") || strcmp(keys[1], "id") ||
+            strcmp(keys[2], "op") || strcmp(keys[3], "args") ||
+            json_integer_value(json_object_get(view, "v")) != 1) {
+            json_decref(view);
+            continue;
+        }
+        dfc_args_t *a = dfc_args_new();
+        json_object_foreach(json_object_get(view, "args"), k, x) args_put(a, k, x);
+        size_t alen;
+        const void *args = dfc_args_data(a, &alen);
+        done_t d;
+        done_init(&d);
+        CHECK(args != NULL);
+        CHECK_EQ(dfc_client_call_async(c, json_string_value(json_object_get(view, "op")),
+                                       json_string_value(json_object_get(view, "id")), args, alen,
+                                       on_reply, &d),
+                 0);
+        req_t q;
+        CHECK_EQ(router_recv(&r, 5000, &q), 1);
+        static unsigned char want[8192];
+        int n = unhex(json_string_value(json_object_get(vec, "msgpack_hex")), want, sizeof want);
+        if (n < 0 || (size_t)n != q.body_len || memcmp(want, q.body, (size_t)n) != 0) {
+            fprintf(stderr, "FAIL golden request %s: not the golden bytes\n", name);
+            failures++;
+        }
+        reply_ok(&r, &q, "null");
+        CHECK_EQ(done_wait(&d, 1, 5000), 1);
+        req_free(&q);
+        done_fini(&d);
+        dfc_args_destroy(&a);
+        json_decref(view);
+        compared++;
+    }
+    CHECK(compared >= 12);
+
+    int replies = 0, unmatched = 0;
+    json_array_foreach(json_object_get(cmds, "replies"), i, vec)
+    {
+        const char *name = json_string_value(json_object_get(vec, "name"));
+        json_t *view = json_loads(json_string_value(json_object_get(vec, "view")), 0, &e);
+        const char *id = json_string_value(json_object_get(view, "id"));
+        static unsigned char frame[8192];
+        int n = unhex(json_string_value(json_object_get(vec, "msgpack_hex")), frame, sizeof frame);
+        CHECK(n > 0);
+        done_t d;
+        done_init(&d);
+        req_t q;
+        if (!*id) {
+            /* no usable id: matches no call; sent after a request so it has a peer */
+            CHECK_EQ(dfc_client_call_async(c, "streams.info", "carrier", NULL, 0, on_reply, &d), 0);
+            CHECK_EQ(router_recv(&r, 5000, &q), 1);
+            zmq_send(r.sock, q.rid, q.rid_len, ZMQ_SNDMORE);
+            zmq_send(r.sock, frame, (size_t)n, 0);
+            reply_ok(&r, &q, "{}");
+            CHECK_EQ(done_wait(&d, 1, 5000), 1);
+            unmatched++;
+            req_free(&q);
+            done_fini(&d);
+            json_decref(view);
+            continue;
+        }
+        CHECK_EQ(dfc_client_call_async(c, "messages.get", id, NULL, 0, on_reply, &d), 0);
+        CHECK_EQ(router_recv(&r, 5000, &q), 1);
+        zmq_send(r.sock, q.rid, q.rid_len, ZMQ_SNDMORE);
+        zmq_send(r.sock, frame, (size_t)n, 0);
+        CHECK_EQ(done_wait(&d, 1, 5000), 1);
+        dfc_reply_t *rep = d.reply;
+        CHECK_EQ(d.rc, DFC_OK);
+        json_t *err = json_object_get(view, "error");
+        char text[8192];
+        dfc_value_to_json(dfc_reply_value(rep), text, sizeof text);
+        json_t *got = json_loads(text, 0, &e);
+        if (!rep || !json_equal(got, view) ||
+            dfc_reply_ok(rep) != json_is_true(json_object_get(view, "ok")) ||
+            strcmp(dfc_reply_id(rep), id) != 0 ||
+            dfc_reply_replayed(rep) != json_is_true(json_object_get(view, "replayed")) ||
+            dfc_reply_found(rep) != json_is_true(json_object_get(view, "found")) ||
+            (err ? !dfc_reply_error_code(rep) ||
+                       strcmp(dfc_reply_error_code(rep),
+                              json_string_value(json_object_get(err, "code"))) ||
+                       strcmp(dfc_reply_error_message(rep),
+                              json_string_value(json_object_get(err, "message"))) ||
+                       dfc_reply_status(rep) != json_integer_value(json_object_get(err, "status")) ||
+                       dfc_reply_retry_after_ms(rep) !=
+                           json_integer_value(json_object_get(err, "retry_after_ms")) ||
+                       dfc_reply_result(rep) != NULL
+                 : dfc_reply_error_code(rep) != NULL || dfc_reply_result(rep) == NULL)) {
+            fprintf(stderr, "FAIL golden reply %s: read back as %s\n", name, text);
+            failures++;
+        }
+        json_decref(got);
+        replies++;
+        req_free(&q);
+        done_fini(&d);
+        json_decref(view);
+    }
+    CHECK(replies >= 12);
+    dfc_client_stats_t st;
+    dfc_client_stats(c, &st);
+    CHECK_EQ(st.unmatched, unmatched);
+    CHECK_EQ(st.bad_replies, 0);
+    printf("golden: %d requests byte for byte, %d replies read, %d without id dropped\n", compared,
+           replies, unmatched);
+    dfc_client_destroy(&c);
+    router_close(&r);
+    json_decref(all);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -969,6 +1172,8 @@ main(int argc, char **argv)
             CHECK(!"mkdtemp");
         }
     }
+    if (argc > 2)
+        test_golden(argv[2]);
     zmq_ctx_term(zctx);
     return df_check_report("consumer_client");
 }
