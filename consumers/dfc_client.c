@@ -151,6 +151,8 @@ struct dfc_client {
     /* I/O thread only */
     call_t *buckets[NBUCKETS];
     call_t *all;
+    bool blocked;     /* the socket's queue was full: sends wait for POLLOUT */
+    int64_t next_due; /* the earliest timer of any call (scan() runs then) */
 
     struct {
         _Atomic uint64_t calls, sent, resent, busy_retries, replies, unmatched, bad_replies,
@@ -517,23 +519,19 @@ complete(dfc_client_t *c, call_t *k, int rc, dfc_reply_t *reply)
     call_free(k);
 }
 
-/*  Sends what is due. Returns true when the socket refused one (its queue
-    is full): the loop then waits for POLLOUT. */
+/*  Sends k's request now. Returns false when the socket's queue is full
+    (EAGAIN): the I/O thread then waits for POLLOUT and sends from scan(). */
 static bool
-send_due(dfc_client_t *c, int64_t now)
+send_one(dfc_client_t *c, call_t *k, int64_t now)
 {
-    for (call_t *k = c->all; k; k = k->next) {
-        if (!k->need_send || k->send_at > now)
-            continue;
-        if (zmq_send(c->sock, k->frame, k->frame_len, ZMQ_DONTWAIT) < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return true;
-            dfc_log(DFC_LOG_WARN, "command channel: send failed: %s (retried at the call's "
-                                  "next attempt)", zmq_strerror(errno));
-            k->need_send = false;
-            k->deadline = now + c->timeout_ms;
-            continue;
-        }
+    if (zmq_send(c->sock, k->frame, k->frame_len, ZMQ_DONTWAIT) < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return false;
+        dfc_log(DFC_LOG_WARN, "command channel: send failed: %s (tried again at the call's "
+                              "next attempt)", zmq_strerror(errno));
+        k->need_send = false;
+        k->deadline = now + c->timeout_ms;
+    } else {
         ST_ADD(c, sent);
         if (k->resend)
             ST_ADD(c, resent);
@@ -541,10 +539,18 @@ send_due(dfc_client_t *c, int64_t now)
             ST_ADD(c, busy_retries);
         k->need_send = k->resend = k->busy = false;
         k->deadline = now + c->timeout_ms;
-        if (k->deadline > k->hard_end)
-            k->deadline = k->hard_end;
     }
-    return false;
+    if (k->deadline > k->hard_end)
+        k->deadline = k->hard_end;
+    return true;
+}
+
+/*  When k next needs the I/O thread. */
+static int64_t
+call_due(const dfc_client_t *c, const call_t *k)
+{
+    int64_t due = !k->need_send ? k->deadline : c->blocked ? k->hard_end : k->send_at;
+    return due < k->hard_end ? due : k->hard_end;
 }
 
 static void
@@ -574,6 +580,8 @@ on_frame(dfc_client_t *c, const void *buf, size_t len, int64_t now)
             k->busy = true;
             k->send_at = now + wait;
             k->deadline = k->hard_end;
+            if (k->send_at < c->next_due)
+                c->next_due = k->send_at;
             return;
         }
     }
@@ -604,35 +612,36 @@ recv_all(dfc_client_t *c, int64_t now)
     }
 }
 
-/*  Times out attempts: the same request again, or DFC_ETIMEOUT once every
-    attempt (or the budget) is used. Returns the next time anything is due. */
+/*  The timers of every call: a timed-out attempt is sent again (the same
+    request) or, once every attempt or the budget is used, ends
+    DFC_ETIMEOUT; requests due (resends, busy retries, those the full queue
+    held back) are sent. Returns the next time anything is due. Calls that
+    need nothing are only looked at here, when a timer fires. */
 static int64_t
-expire(dfc_client_t *c, int64_t now)
+scan(dfc_client_t *c, int64_t now)
 {
     int64_t next = now + 1000;
     call_t *k = c->all;
     while (k) {
         call_t *nx = k->next;
+        bool over = false;
         if (!k->need_send && k->deadline <= now) {
             k->timeouts++;
-            if (k->timeouts >= c->attempts || now >= k->hard_end) {
-                table_remove(c, k);
-                complete(c, k, DFC_ETIMEOUT, NULL);
-                k = nx;
-                continue;
-            }
-            k->need_send = k->resend = true;
+            over = k->timeouts >= c->attempts || now >= k->hard_end;
+            k->need_send = k->resend = !over;
             k->send_at = now;
         } else if (k->need_send && now >= k->hard_end) {
-            /* never got out (queue full) or a busy retry came due too late */
+            over = true; /* never got out (queue full), or a busy retry came due too late */
+        }
+        if (over) {
             table_remove(c, k);
             complete(c, k, DFC_ETIMEOUT, NULL);
             k = nx;
             continue;
         }
-        int64_t due = k->need_send ? k->send_at : k->deadline;
-        if (due > k->hard_end)
-            due = k->hard_end;
+        if (k->need_send && k->send_at <= now && !c->blocked && !send_one(c, k, now))
+            c->blocked = true;
+        int64_t due = call_due(c, k);
         if (due < next)
             next = due;
         k = nx;
@@ -654,7 +663,7 @@ static void *
 io_main(void *arg)
 {
     dfc_client_t *c = arg;
-    bool blocked = false;
+    c->next_due = dfc_mono_ms() + 1000;
     for (;;) {
         pthread_mutex_lock(&c->mu);
         call_t *q = c->qhead;
@@ -662,7 +671,7 @@ io_main(void *arg)
         bool closing = c->closing;
         pthread_mutex_unlock(&c->mu);
         int64_t now = dfc_mono_ms();
-        while (q) {
+        while (q) { /* new calls: sent at once unless the socket's queue is full */
             call_t *k = q;
             q = q->qnext;
             k->start = now;
@@ -671,32 +680,39 @@ io_main(void *arg)
             k->send_at = now;
             k->deadline = k->hard_end;
             table_add(c, k);
+            if (!c->blocked && !send_one(c, k, now))
+                c->blocked = true;
+            int64_t due = call_due(c, k);
+            if (due < c->next_due)
+                c->next_due = due;
         }
         if (closing) {
             cancel_all(c);
             break;
         }
-        blocked = send_due(c, now);
-        int64_t next = expire(c, now);
+        if (now >= c->next_due)
+            c->next_due = scan(c, now);
         zmq_pollitem_t items[2] = {
-            {.socket = c->sock, .events = (short)(ZMQ_POLLIN | (blocked ? ZMQ_POLLOUT : 0))},
+            {.socket = c->sock, .events = (short)(ZMQ_POLLIN | (c->blocked ? ZMQ_POLLOUT : 0))},
             {.fd = c->wake, .events = ZMQ_POLLIN},
         };
-        long wait = next > now ? (long)(next - now) : 0;
-        int n = zmq_poll(items, 2, wait);
+        int n = zmq_poll(items, 2, c->next_due > now ? (long)(c->next_due - now) : 0);
         if (n < 0 && errno != EINTR) {
             dfc_log(DFC_LOG_ERROR, "command channel: poll failed: %s", zmq_strerror(errno));
             struct timespec ts = {0, 10 * 1000000L};
             nanosleep(&ts, NULL); /* never spin */
+        }
+        now = dfc_mono_ms();
+        if (n > 0 && c->blocked && (items[0].revents & ZMQ_POLLOUT)) {
+            c->blocked = false;
+            c->next_due = now; /* send what waited */
         }
         if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {
             uint64_t v;
             if (read(c->wake, &v, sizeof v) < 0 && errno != EAGAIN)
                 dfc_log(DFC_LOG_WARN, "command channel: wake-up read: %s", strerror(errno));
         }
-        now = dfc_mono_ms();
         recv_all(c, now);
-        expire(c, now);
     }
     return NULL;
 }

@@ -491,6 +491,74 @@ test_bridge_restart(void)
     router_close(&r);
 }
 
+/*  No bridge yet: 1500 async calls fill the socket's queue (SNDHWM 1000:
+    the rest wait for POLLOUT), the bridge comes up, each request arrives
+    once and every call gets its own answer. */
+static void
+done_count(void *arg, int rc, dfc_reply_t *reply)
+{
+    done_t *d = arg;
+    int64_t i = -1;
+    bool good = rc == DFC_OK && dfc_value_int64(dfc_value_get(dfc_reply_result(reply), "i"), &i) == 0;
+    char want[32];
+    snprintf(want, sizeof want, "q-%lld", (long long)i);
+    good = good && strcmp(dfc_reply_id(reply), want) == 0;
+    dfc_reply_destroy(&reply);
+    pthread_mutex_lock(&d->mu);
+    d->n++;
+    if (!good)
+        d->rc = -100;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void
+test_queue_full(void)
+{
+    router_t r;
+    router_open(&r, "tcp://127.0.0.1:*");
+    char ep[128];
+    snprintf(ep, sizeof ep, "%s", r.endpoint);
+    router_close(&r); /* the port is known, nobody listens */
+    dfc_client_t *c = client(ep, 30000, 1);
+    done_t d;
+    done_init(&d);
+    enum { N = 1500 };
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "q-%d", i);
+        CHECK_EQ(dfc_client_call_async(c, "streams.info", id, NULL, 0, done_count, &d), 0);
+    }
+    router_open(&r, ep);
+    static bool seen[N];
+    int n = 0, dup = 0;
+    req_t q;
+    while (n < N && router_recv(&r, 10000, &q) == 1) {
+        int i = -1;
+        sscanf(q.id, "q-%d", &i);
+        if (i < 0 || i >= N || seen[i])
+            dup++;
+        else
+            seen[i] = true;
+        char res[32];
+        snprintf(res, sizeof res, "{\"i\":%d}", i);
+        reply_ok(&r, &q, res);
+        req_free(&q);
+        n++;
+    }
+    CHECK_EQ(n, N);
+    CHECK_EQ(dup, 0);
+    CHECK_EQ(done_wait(&d, N, 10000), N);
+    CHECK_EQ(d.rc, 0);
+    dfc_client_stats_t st;
+    dfc_client_stats(c, &st);
+    CHECK_EQ(st.sent, N);
+    CHECK_EQ(st.resent + st.unmatched + st.timeouts, 0);
+    done_fini(&d);
+    dfc_client_destroy(&c);
+    router_close(&r);
+}
+
 /* ------------------------------------------------------ 100 threads at once */
 
 #define NTHREADS 100
@@ -1156,6 +1224,7 @@ main(int argc, char **argv)
     test_bridge_restart();
     test_default_ids();
     test_threads();
+    test_queue_full();
     test_destroy_pending();
     if (argc > 1) {
         dfsend_path = argv[1];
