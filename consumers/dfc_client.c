@@ -146,7 +146,7 @@ struct dfc_client {
     pthread_cond_t idle;
     call_t *qhead, *qtail;
     bool closing;
-    int users; /* threads inside dfc_client_call */
+    int users; /* threads inside a dfc_client_call* (enter/leave) */
 
     /* I/O thread only */
     call_t *buckets[NBUCKETS];
@@ -378,37 +378,59 @@ on_io_thread(const dfc_client_t *c)
     return c->started && pthread_equal(pthread_self(), c->thread);
 }
 
+/*  Every public call runs between enter and leave: destroy waits until no
+    thread is inside one, and one entering after destroy began is refused. */
+static bool
+enter(dfc_client_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool ok = !c->closing;
+    if (ok)
+        c->users++;
+    pthread_mutex_unlock(&c->mu);
+    if (!ok)
+        dfc_context_call_id(NULL, 0); /* a job's n counts every call, refused ones too */
+    return ok;
+}
+
+static void
+leave(dfc_client_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    if (--c->users == 0 && c->closing)
+        pthread_cond_broadcast(&c->idle);
+    pthread_mutex_unlock(&c->mu);
+}
+
 int
 dfc_client_call(dfc_client_t *c, const char *op, const char *id, const void *args,
                 size_t args_len, dfc_reply_t **out)
 {
     if (out)
         *out = NULL;
+    if (c && !enter(c))
+        return DFC_ECANCELED;
     call_t *k;
     int rc = call_new(c, op, id, args, args_len, &k);
-    if (rc)
-        return rc;
-    if (!out || on_io_thread(c)) {
+    if (rc == DFC_OK && (!out || on_io_thread(c))) {
         call_free(k);
-        return DFC_EINVAL;
+        rc = DFC_EINVAL;
+    } else if (rc == DFC_OK) {
+        k->sync = true;
+        pthread_cond_init(&k->cond, NULL);
+        rc = submit(c, k);
+        if (rc == DFC_OK) {
+            pthread_mutex_lock(&c->mu);
+            while (!k->done)
+                pthread_cond_wait(&k->cond, &c->mu);
+            rc = k->rc;
+            *out = k->reply;
+            pthread_mutex_unlock(&c->mu);
+        }
+        call_free(k);
     }
-    k->sync = true;
-    pthread_cond_init(&k->cond, NULL);
-    pthread_mutex_lock(&c->mu);
-    c->users++;
-    pthread_mutex_unlock(&c->mu);
-    rc = submit(c, k);
-    pthread_mutex_lock(&c->mu);
-    if (rc == DFC_OK) {
-        while (!k->done)
-            pthread_cond_wait(&k->cond, &c->mu);
-        rc = k->rc;
-        *out = k->reply;
-    }
-    if (--c->users == 0 && c->closing)
-        pthread_cond_broadcast(&c->idle);
-    pthread_mutex_unlock(&c->mu);
-    call_free(k);
+    if (c)
+        leave(c);
     return rc;
 }
 
@@ -416,19 +438,22 @@ int
 dfc_client_call_async(dfc_client_t *c, const char *op, const char *id, const void *args,
                       size_t args_len, dfc_reply_fn fn, void *arg)
 {
+    if (c && !enter(c))
+        return DFC_ECANCELED;
     call_t *k;
     int rc = call_new(c, op, id, args, args_len, &k);
-    if (rc)
-        return rc;
-    if (!fn) {
+    if (rc == DFC_OK && !fn) {
         call_free(k);
-        return DFC_EINVAL;
+        rc = DFC_EINVAL;
+    } else if (rc == DFC_OK) {
+        k->fn = fn;
+        k->arg = arg;
+        rc = submit(c, k);
+        if (rc)
+            call_free(k);
     }
-    k->fn = fn;
-    k->arg = arg;
-    rc = submit(c, k);
-    if (rc)
-        call_free(k);
+    if (c)
+        leave(c);
     return rc;
 }
 

@@ -565,9 +565,10 @@ typedef struct {
     errno set (EINVAL for a bad config, ENOMEM, or ZeroMQ's). */
 dfc_client_t *dfc_client_new(const dfc_client_config_t *cfg);
 /*  Fails every call still waiting with DFC_ECANCELED (sync callers return,
-    async callbacks run with a NULL reply), waits until no thread is inside
-    dfc_client_call, stops the I/O thread and frees the client; nulls *c_p,
-    accepts NULL. No call may START once destroy has begun. Not from an
+    async callbacks run with a NULL reply), stops the I/O thread, waits until
+    no thread is inside a dfc_client_call* function and frees the client;
+    nulls *c_p, accepts NULL. Calls made while it runs get DFC_ECANCELED;
+    none may be made once it returned (the pointer is gone). Not from an
     async callback (logged, nothing done). */
 void dfc_client_destroy(dfc_client_t **c_p);
 
