@@ -362,13 +362,13 @@ submit(dfc_client_t *c, call_t *k)
     else
         c->qhead = k;
     c->qtail = k;
+    ST_ADD(c, calls); /* before the I/O thread can see it: counted before it completes */
     pthread_mutex_unlock(&c->mu);
     uint64_t one = 1;
     ssize_t w;
     do
         w = write(c->wake, &one, sizeof one);
     while (w < 0 && errno == EINTR);
-    ST_ADD(c, calls);
     return DFC_OK;
 }
 
@@ -584,9 +584,11 @@ on_frame(dfc_client_t *c, const void *buf, size_t len, int64_t now)
     int rc;
     dfc_reply_t *r = reply_parse(buf, len, &rc);
     if (!r) {
-        ST_ADD(c, bad_replies);
-        dfc_log(DFC_LOG_WARN, "command channel: a frame of %zu bytes is not a reply (%s): dropped",
-                len, dfc_strerror(rc));
+        uint64_t n = atomic_fetch_add(&c->st.bad_replies, 1) + 1;
+        if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, 8th...: a flood cannot flood the log */
+            dfc_log(DFC_LOG_WARN, "command channel: a frame of %zu bytes is not a reply (%s): "
+                                  "dropped (%llu so far)",
+                    len, dfc_strerror(rc), (unsigned long long)n);
         return;
     }
     size_t idlen;
@@ -599,6 +601,8 @@ on_frame(dfc_client_t *c, const void *buf, size_t len, int64_t now)
     }
     if (!r->ok && r->code && strcmp(r->code, "busy") == 0) {
         int64_t wait = r->retry_after_ms > 0 ? r->retry_after_ms : 100;
+        if (wait > k->hard_end - now)
+            wait = k->hard_end - now; /* beyond the budget (and no overflow) */
         if (now + wait < k->hard_end) {
             dfc_reply_destroy(&r);
             k->need_send = true;

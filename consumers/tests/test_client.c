@@ -288,6 +288,15 @@ test_request_bytes_and_reply(void)
     CHECK(q.body_len == sb.size && memcmp(q.body, sb.data, sb.size) == 0);
     msgpack_sbuffer_destroy(&sb);
 
+    /* not replies: not msgpack, a map without id, three frames: dropped and counted */
+    zmq_send(r.sock, q.rid, q.rid_len, ZMQ_SNDMORE);
+    zmq_send(r.sock, "\xc1", 1, 0);
+    zmq_send(r.sock, q.rid, q.rid_len, ZMQ_SNDMORE);
+    zmq_send(r.sock, "\x81\xa1v\x01", 4, 0);
+    zmq_send(r.sock, q.rid, q.rid_len, ZMQ_SNDMORE);
+    zmq_send(r.sock, "a", 1, ZMQ_SNDMORE);
+    zmq_send(r.sock, "b", 1, ZMQ_SNDMORE);
+    zmq_send(r.sock, "c", 1, 0);
     reply_ok(&r, &q, "{\"messageId\":\"M1\",\"timestamp\":9007199254740993,\"data\":\"{}\"}");
     CHECK_EQ(done_wait(&d, 1, 5000), 1);
     CHECK_EQ(d.rc, DFC_OK);
@@ -351,8 +360,9 @@ test_request_bytes_and_reply(void)
     dfc_client_stats(c, &st);
     CHECK_EQ(st.calls, 3);
     CHECK_EQ(st.sent, 3);
-    CHECK_EQ(st.replies, 3);
-    CHECK_EQ(st.unmatched + st.bad_replies + st.resent + st.timeouts, 0);
+    CHECK_EQ(st.replies, 6);
+    CHECK_EQ(st.bad_replies, 3);
+    CHECK_EQ(st.unmatched + st.resent + st.timeouts, 0);
     dfc_args_destroy(&a);
     dfc_client_destroy(&c);
     CHECK(c == NULL);
