@@ -7,10 +7,15 @@
   "<event id>/replier/1". Then the worker runs again from gseq 1 (a worker restarted without a
   checkpoint handles every event again): the same 20 ids, every reply replayed with the same
   posted message id, and the pod still holds exactly 20.
+--case restart: dfsend's call is in flight (the pod stored the message and holds its answer) when
+  the bridge is killed with SIGKILL and started again on the same state: dfsend's resend (same id,
+  no new id) reaches the new bridge, which finds the message's mark instead of posting again: exit 0,
+  found, exactly one message in the pod.
 --case dfsend: dfsend for every operation against the pod (exit status, the printed reply, the
   pod's own record), the same --id again (replayed, nothing posted), a rejected call (exit 1 and
   "rejected 400" on stderr), a bad request (exit 1, nothing posted), no bridge (exit 3).
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -121,8 +126,9 @@ def case_dfsend():
     pod, br, replay, commands = start()
     room = pod.admin("POST", "rooms", {"name": "cclient room"})["id"]
     att = os.path.join(dftest.CTX.tmp, "report.txt")
+    content = b"\x00\x01payload\xff\r\n--"  # binary, and what a multipart boundary starts with
     with open(att, "wb") as f:
-        f.write(b"\x00\x01payload\xff")
+        f.write(content)
 
     # messages.send with data and an attachment; then the same --id again
     res, rep = ok_result(commands, "messages.send", "--id", "op-send-1", "--attach", att,
@@ -138,8 +144,9 @@ def case_dfsend():
     eq(len(posts), 1, "one post")
     p0 = posts[0] if posts else {}
     eq(p0.get("message"), "<messageML>hello <b>there</b></messageML>", "the posted MessageML")
-    eq([(a["name"], a["size"]) for a in p0.get("attachments", [])], [("report.txt", 11)],
-       "the attachment as bytes")
+    eq([(a["name"], a["size"], a["sha256"]) for a in p0.get("attachments", [])],
+       [("report.txt", len(content), hashlib.sha256(content).hexdigest())],
+       "the attachment, byte for byte")
     data = json.loads(p0.get("data") or "{}")
     check("x" in data and "dfbridge.request" in data, "data: the caller's entity and the mark: %r"
           % data)
@@ -230,6 +237,37 @@ def case_dfsend():
     pod.stop()
 
 
+def case_restart():
+    pod, br, replay, commands = start()
+    room = pod.admin("POST", "rooms", {"name": "restart room"})["id"]
+    # the pod stores the message, then holds its answer for 4 s (commit: true is slow's default)
+    pod.faults({"endpoint": "msgcreate", "action": "slow", "delay_ms": 4000})
+    p = subprocess.Popen([ARGS["dfsend"], "--endpoint", commands, "--id", "restart-1",
+                          "--timeout", "1500", "--attempts", "8", "messages.send",
+                          "stream_id=" + room, "message=<messageML>once</messageML>"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dftest.wait_until(lambda: len(pod.admin("GET", "messages")) == 1,
+                      "the pod stored the message (its answer held)")
+    br.kill()
+    br.start()  # the same config: the same stateDir, the same endpoints
+    out, err = p.communicate(timeout=60)
+    eq(p.returncode, 0, "dfsend exit status (stderr %r)" % err.decode())
+    rep = json.loads(out.decode() or "null") or {}
+    posts = pod.admin("GET", "messages")
+    eq(len(posts), 1, "exactly one message in the pod")
+    check(rep.get("ok") is True and rep.get("found") is True,
+          "the reply: ok, settled by the mark (found): %r" % rep)
+    eq(rep.get("id"), "restart-1", "the same id")
+    eq((rep.get("result") or {}).get("messageId"), posts[0]["messageId"] if posts else None,
+       "the result is the stored message")
+    # (the held create is logged when its answer goes out, 4 s later: count what the pod stored)
+    eq(pod.counter("messages_posted"), 1, "one create stored: none after the restart")
+    check(len(pod.calls("msglist")) >= 1, "the restarted bridge looked for the mark")
+    br.stop()
+    br.check_clean()
+    pod.stop()
+
+
 def main():
     argv = []
     it = iter(sys.argv[1:])
@@ -238,7 +276,8 @@ def main():
             ARGS[a[2:]] = next(it)
         else:
             argv.append(a)
-    return dftest.run_cases({"replies": case_replies, "dfsend": case_dfsend}, argv,
+    return dftest.run_cases({"replies": case_replies, "dfsend": case_dfsend,
+                             "restart": case_restart}, argv,
                             prefix="cclient-e2e-")
 
 
