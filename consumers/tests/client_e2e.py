@@ -11,6 +11,11 @@
   the bridge is killed with SIGKILL and started again on the same state: dfsend's resend (same id,
   no new id) reaches the new bridge, which finds the message's mark instead of posting again: exit 0,
   found, exactly one message in the pod.
+--case curve: the commands ROUTER as a CURVE server with clientsDir and commandsAllow
+  {worker: [messages.*, streams.info]}: dfsend with worker's certificate may send and ask for
+  info, gets not_allowed for rooms.addMember (nothing done in the pod); "other" (in clientsDir, not
+  in the map) gets not_allowed for everything; a certificate not in clientsDir and a plain client
+  get no reply at all (exit 3).
 --case dfsend: dfsend for every operation against the pod (exit status, the printed reply, the
   pod's own record), the same --id again (replayed, nothing posted), a rejected call (exit 1 and
   "rejected 400" on stderr), a bad request (exit 1, nothing posted), no bridge (exit 3).
@@ -268,6 +273,59 @@ def case_restart():
     pod.stop()
 
 
+def case_curve():
+    tmp = dftest.CTX.tmp
+    certs, clients = os.path.join(tmp, "certs"), os.path.join(tmp, "clients")
+    os.mkdir(certs)
+    os.mkdir(clients)
+    for n in ("bridge", "worker", "other", "outsider"):
+        out = subprocess.run([dftest.CTX.dfbridge, "keygen", certs, n], capture_output=True,
+                             text=True, timeout=20)
+        eq(out.returncode, 0, "dfbridge keygen %s (%s)" % (n, out.stderr.strip()))
+    for n in ("worker", "other"):
+        with open(os.path.join(certs, n + ".key"), "rb") as f, \
+                open(os.path.join(clients, n + ".key"), "wb") as g:
+            g.write(f.read())
+    pod, br, replay, commands = start(
+        "  curve:\n    secretKey: %s\n    clientsDir: %s\n"
+        "  commandsAllow:\n    worker: [\"messages.*\", streams.info]\n"
+        % (os.path.join(certs, "bridge.key_secret"), clients))
+    room = pod.admin("POST", "rooms", {"name": "curve room"})["id"]
+
+    def as_(name, *words, timeout="5000"):
+        return dfsend(commands, "--curve-server-key", os.path.join(certs, "bridge.key"),
+                      "--curve-cert", os.path.join(certs, name + ".key_secret"),
+                      "--timeout", timeout, "--attempts", "2", *words)
+
+    rc, rep, err = as_("worker", "messages.send", "stream_id=" + room,
+                       "message=<messageML>over CURVE</messageML>")
+    eq(rc, 0, "worker: messages.send allowed (stderr %r)" % err)
+    check((rep or {}).get("ok") is True, "worker: sent: %r" % rep)
+    rc, rep, err = as_("worker", "streams.info", "stream_id=" + room)
+    eq(rc, 0, "worker: streams.info allowed (stderr %r)" % err)
+    rc, rep, err = as_("worker", "rooms.addMember", "stream_id=" + room, "user_id:=%d" % USER)
+    eq(rc, 1, "worker: rooms.addMember refused")
+    eq((rep or {}).get("error", {}).get("code"), "not_allowed", "worker: not_allowed")
+    check(err.startswith("not_allowed: "), "worker: stderr %r" % err)
+    rc, rep, err = as_("other", "streams.info", "stream_id=" + room)
+    eq(rc, 1, "other (not in commandsAllow): refused")
+    eq((rep or {}).get("error", {}).get("code"), "not_allowed", "other: not_allowed")
+    eq(pod.calls("roomadd"), [], "nothing refused reached the pod")
+    eq(len(pod.calls("streaminfo")), 1, "one info call (the worker's)")
+    eq(len(pod.admin("GET", "messages")), 1, "one message (the worker's)")
+    rc, rep, err = as_("outsider", "streams.info", "stream_id=" + room, timeout="300")
+    eq(rc, 3, "a certificate not in clientsDir: no reply (exit 3)")
+    rc, rep, err = dfsend(commands, "--timeout", "300", "--attempts", "2", "streams.info",
+                          "stream_id=" + room)
+    eq(rc, 3, "a plain client: no reply (exit 3)")
+    rc, rep, err = dfsend(commands, "--curve-cert", os.path.join(certs, "worker.key_secret"),
+                          "streams.info", "stream_id=" + room)
+    eq(rc, 2, "a certificate without the server key: usage (exit 2)")
+    br.stop()
+    br.check_clean()
+    pod.stop()
+
+
 def main():
     argv = []
     it = iter(sys.argv[1:])
@@ -277,7 +335,7 @@ def main():
         else:
             argv.append(a)
     return dftest.run_cases({"replies": case_replies, "dfsend": case_dfsend,
-                             "restart": case_restart}, argv,
+                             "restart": case_restart, "curve": case_curve}, argv,
                             prefix="cclient-e2e-")
 
 
