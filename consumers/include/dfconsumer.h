@@ -580,7 +580,7 @@ typedef struct dfc_reply dfc_reply_t;
     msgpack map (dfc_args_* below builds them); NULL/0 -> {}. id: the
     idempotency key (1..128 bytes of UTF-8, no control characters); NULL ->
     the default id:
-    - inside a listener job of a dfc_loop (a callback on a worker thread):
+    - inside a listener job (a dfc_loop_t callback on a worker thread):
       "<event id>/<listener id>/<n>", n = 1, 2, ... counting the client calls
       (of any client, with or without an explicit id) made in that job: an
       event handled again (redelivered, replayed after a worker crash, another
