@@ -5,7 +5,10 @@
     between attempts, 100 threads at once matched by id, destroy with calls
     pending, the default ids. End to end against dfbridge: client_e2e.py. */
 #include <stdatomic.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -525,12 +528,18 @@ done_count(void *arg, int rc, dfc_reply_t *reply)
 static void
 test_queue_full(void)
 {
-    router_t r;
-    router_open(&r, "tcp://127.0.0.1:*");
+    /* a free port from the kernel (a ZeroMQ listener bound and closed would close
+       asynchronously and might still accept the client's first connection) */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+          getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+    close(fd);
     char ep[128];
-    snprintf(ep, sizeof ep, "%s", r.endpoint);
-    router_close(&r); /* the port is known, nobody listens */
-    dfc_client_t *c = client(ep, 30000, 1);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sa.sin_port));
+    router_t r;
+    dfc_client_t *c = client(ep, 30000, 1); /* nobody listens yet */
     done_t d;
     done_init(&d);
     enum { N = 1500 };
