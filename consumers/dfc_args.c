@@ -14,8 +14,8 @@
 #define JSON_MAX_DEPTH 512
 
 typedef struct {
-    size_t at;     /* offset of the 5-byte header placeholder */
-    uint32_t n;    /* elements (pairs for a map) written */
+    size_t at;  /* offset of the 5-byte header placeholder */
+    uint32_t n; /* elements (pairs for a map) written */
     bool map;
 } frame_t;
 
@@ -237,8 +237,8 @@ dfc_args_bin(dfc_args_t *a, const char *key, const void *data, size_t len)
         return DFC_EINVAL;
     if (begin_value(a, key, key ? strlen(key) : 0))
         return a->err;
-    int rc = len < 256      ? put_be(a, 0xc4, len, 1)
-             : len < 65536  ? put_be(a, 0xc5, len, 2)
+    int rc = len < 256           ? put_be(a, 0xc4, len, 1)
+             : len < 65536       ? put_be(a, 0xc5, len, 2)
              : len <= UINT32_MAX ? put_be(a, 0xc6, len, 4)
                                  : fail(a, DFC_EINVAL);
     if (rc)
@@ -406,14 +406,30 @@ json_string(json_t *j, char **out, size_t *len)
         if (++p >= j->end)
             goto bad;
         switch (*p) {
-        case '"': *w++ = '"'; break;
-        case '\\': *w++ = '\\'; break;
-        case '/': *w++ = '/'; break;
-        case 'b': *w++ = '\b'; break;
-        case 'f': *w++ = '\f'; break;
-        case 'n': *w++ = '\n'; break;
-        case 'r': *w++ = '\r'; break;
-        case 't': *w++ = '\t'; break;
+        case '"':
+            *w++ = '"';
+            break;
+        case '\\':
+            *w++ = '\\';
+            break;
+        case '/':
+            *w++ = '/';
+            break;
+        case 'b':
+            *w++ = '\b';
+            break;
+        case 'f':
+            *w++ = '\f';
+            break;
+        case 'n':
+            *w++ = '\n';
+            break;
+        case 'r':
+            *w++ = '\r';
+            break;
+        case 't':
+            *w++ = '\t';
+            break;
         case 'u': {
             unsigned cp, lo;
             if (j->end - p < 5 || hex4(p + 1, &cp))
@@ -456,8 +472,8 @@ json_number(json_t *j, const char *key, size_t klen)
     bool neg = false, frac = false;
     if (s < j->end && *s == '-')
         neg = true, s++;
-    if (s >= j->end || *s < '0' || *s > '9' || (*s == '0' && s + 1 < j->end && s[1] >= '0' &&
-                                                s[1] <= '9'))
+    if (s >= j->end || *s < '0' || *s > '9' ||
+        (*s == '0' && s + 1 < j->end && s[1] >= '0' && s[1] <= '9'))
         return DFC_EINVAL;
     const char *q = s;
     while (q < j->end && *q >= '0' && *q <= '9')

@@ -87,16 +87,56 @@ reply_parse(const void *buf, size_t len, int *rc)
     return r;
 }
 
-bool dfc_reply_ok(const dfc_reply_t *r) { return r && r->ok; }
-const dfc_value_t *dfc_reply_value(const dfc_reply_t *r) { return r ? r->root : NULL; }
-const dfc_value_t *dfc_reply_result(const dfc_reply_t *r) { return r && r->ok ? r->result : NULL; }
-const char *dfc_reply_error_code(const dfc_reply_t *r) { return r && !r->ok ? r->code : NULL; }
-const char *dfc_reply_error_message(const dfc_reply_t *r) { return r && !r->ok ? r->message : NULL; }
-int dfc_reply_status(const dfc_reply_t *r) { return r ? r->status : 0; }
-int64_t dfc_reply_retry_after_ms(const dfc_reply_t *r) { return r ? r->retry_after_ms : 0; }
-bool dfc_reply_replayed(const dfc_reply_t *r) { return r && r->replayed; }
-bool dfc_reply_found(const dfc_reply_t *r) { return r && r->found; }
-const char *dfc_reply_id(const dfc_reply_t *r) { return r ? r->id : NULL; }
+bool
+dfc_reply_ok(const dfc_reply_t *r)
+{
+    return r && r->ok;
+}
+const dfc_value_t *
+dfc_reply_value(const dfc_reply_t *r)
+{
+    return r ? r->root : NULL;
+}
+const dfc_value_t *
+dfc_reply_result(const dfc_reply_t *r)
+{
+    return r && r->ok ? r->result : NULL;
+}
+const char *
+dfc_reply_error_code(const dfc_reply_t *r)
+{
+    return r && !r->ok ? r->code : NULL;
+}
+const char *
+dfc_reply_error_message(const dfc_reply_t *r)
+{
+    return r && !r->ok ? r->message : NULL;
+}
+int
+dfc_reply_status(const dfc_reply_t *r)
+{
+    return r ? r->status : 0;
+}
+int64_t
+dfc_reply_retry_after_ms(const dfc_reply_t *r)
+{
+    return r ? r->retry_after_ms : 0;
+}
+bool
+dfc_reply_replayed(const dfc_reply_t *r)
+{
+    return r && r->replayed;
+}
+bool
+dfc_reply_found(const dfc_reply_t *r)
+{
+    return r && r->found;
+}
+const char *
+dfc_reply_id(const dfc_reply_t *r)
+{
+    return r ? r->id : NULL;
+}
 
 void
 dfc_reply_destroy(dfc_reply_t **r_p)
@@ -111,9 +151,9 @@ dfc_reply_destroy(dfc_reply_t **r_p)
 /* ------------------------------------------------------------------ calls */
 
 typedef struct call {
-    struct call *qnext;              /* submission queue (under mu) */
-    struct call *hnext;              /* bucket chain, submission order (I/O thread) */
-    struct call *prev, *next;        /* every call in flight (I/O thread) */
+    struct call *qnext;       /* submission queue (under mu) */
+    struct call *hnext;       /* bucket chain, submission order (I/O thread) */
+    struct call *prev, *next; /* every call in flight (I/O thread) */
     char id[ID_MAX + 1];
     size_t idlen;
     uint64_t hash;
@@ -304,9 +344,10 @@ call_new(dfc_client_t *c, const char *op, const char *id, const void *args, size
         memcpy(k->id, dflt, k->idlen + 1);
     } else {
         if (job)
-            dfc_log(DFC_LOG_WARN, "command %s: this job's default id would be empty, longer than "
-                                  "%d bytes or not valid: a random id is used instead (give an "
-                                  "explicit id for exactly-once across redeliveries)",
+            dfc_log(DFC_LOG_WARN,
+                    "command %s: this job's default id would be empty, longer than "
+                    "%d bytes or not valid: a random id is used instead (give an "
+                    "explicit id for exactly-once across redeliveries)",
                     op, ID_MAX);
         if (uuid4(k->id)) {
             free(k);
@@ -403,8 +444,8 @@ leave(dfc_client_t *c)
 }
 
 int
-dfc_client_call(dfc_client_t *c, const char *op, const char *id, const void *args,
-                size_t args_len, dfc_reply_t **out)
+dfc_client_call(dfc_client_t *c, const char *op, const char *id, const void *args, size_t args_len,
+                dfc_reply_t **out)
 {
     if (out)
         *out = NULL;
@@ -552,8 +593,10 @@ send_one(dfc_client_t *c, call_t *k, int64_t now)
     if (zmq_send(c->sock, k->frame, k->frame_len, ZMQ_DONTWAIT) < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return false;
-        dfc_log(DFC_LOG_WARN, "command channel: send failed: %s (tried again at the call's "
-                              "next attempt)", zmq_strerror(errno));
+        dfc_log(DFC_LOG_WARN,
+                "command channel: send failed: %s (tried again at the call's "
+                "next attempt)",
+                zmq_strerror(errno));
         k->need_send = false;
         k->deadline = now + c->timeout_ms;
     } else {
@@ -586,8 +629,9 @@ on_frame(dfc_client_t *c, const void *buf, size_t len, int64_t now)
     if (!r) {
         uint64_t n = atomic_fetch_add(&c->st.bad_replies, 1) + 1;
         if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, 8th...: a flood cannot flood the log */
-            dfc_log(DFC_LOG_WARN, "command channel: a frame of %zu bytes is not a reply (%s): "
-                                  "dropped (%llu so far)",
+            dfc_log(DFC_LOG_WARN,
+                    "command channel: a frame of %zu bytes is not a reply (%s): "
+                    "dropped (%llu so far)",
                     len, dfc_strerror(rc), (unsigned long long)n);
         return;
     }
@@ -754,7 +798,7 @@ dfc_client_new(const dfc_client_config_t *cfg)
     if (!cfg || !cfg->endpoint || !*cfg->endpoint || cfg->timeout_ms < 0 || cfg->attempts < 0) {
         dfc_log(DFC_LOG_ERROR, "dfc_client_new: invalid argument: %s",
                 !cfg || !cfg->endpoint || !*cfg->endpoint ? "endpoint is required"
-                                                         : "timeout_ms and attempts must be >= 0");
+                                                          : "timeout_ms and attempts must be >= 0");
         errno = EINVAL;
         return NULL;
     }

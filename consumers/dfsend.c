@@ -205,8 +205,11 @@ main(int argc, char **argv)
         }
     }
 
-    dfc_client_config_t cfg = {.endpoint = endpoint, .timeout_ms = timeout_ms,
-                               .attempts = attempts, .server_key = server_key, .cert = cert};
+    dfc_client_config_t cfg = {.endpoint = endpoint,
+                               .timeout_ms = timeout_ms,
+                               .attempts = attempts,
+                               .server_key = server_key,
+                               .cert = cert};
     c = dfc_client_new(&cfg); /* says why on stderr (the library's log) */
     if (!c)
         goto out;
@@ -218,8 +221,7 @@ main(int argc, char **argv)
         goto out;
     }
     if (rc) {
-        fprintf(stderr, "dfsend: %s (op, --id or args refused before sending)\n",
-                dfc_strerror(rc));
+        fprintf(stderr, "dfsend: %s (op, --id or args refused before sending)\n", dfc_strerror(rc));
         goto out;
     }
     size_t need = dfc_value_to_json(dfc_reply_value(r), NULL, 0);

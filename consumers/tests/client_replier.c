@@ -63,7 +63,8 @@ main(int argc, char **argv)
             atomic_store(&expect, atoi(argv[i + 1]));
     }
     if (!pub || !replay || !commands || atomic_load(&expect) <= 0) {
-        fprintf(stderr, "usage: client_replier --endpoint PUB --replay R --commands C --expect N\n");
+        fprintf(stderr,
+                "usage: client_replier --endpoint PUB --replay R --commands C --expect N\n");
         return 2;
     }
     client = dfc_client_new(&(dfc_client_config_t){.endpoint = commands, .timeout_ms = 5000});
@@ -79,8 +80,9 @@ main(int argc, char **argv)
     int rc = dfc_loop_start(loop);
     dfc_client_stats_t st;
     dfc_client_stats(client, &st);
-    fprintf(stderr, "client_replier: %d answered; client calls %llu sent %llu resent %llu "
-                    "unmatched %llu timeouts %llu\n",
+    fprintf(stderr,
+            "client_replier: %d answered; client calls %llu sent %llu resent %llu "
+            "unmatched %llu timeouts %llu\n",
             atomic_load(&answered), (unsigned long long)st.calls, (unsigned long long)st.sent,
             (unsigned long long)st.resent, (unsigned long long)st.unmatched,
             (unsigned long long)st.timeouts);

@@ -221,8 +221,8 @@ done_wait(done_t *d, int n, int ms)
 static dfc_client_t *
 client(const char *endpoint, int timeout_ms, int attempts)
 {
-    dfc_client_config_t cfg = {.endpoint = endpoint, .zmq_ctx = zctx, .timeout_ms = timeout_ms,
-                               .attempts = attempts};
+    dfc_client_config_t cfg = {
+        .endpoint = endpoint, .zmq_ctx = zctx, .timeout_ms = timeout_ms, .attempts = attempts};
     dfc_client_t *c = dfc_client_new(&cfg);
     if (!c) {
         fprintf(stderr, "dfc_client_new failed\n");
@@ -247,7 +247,11 @@ stats_wait(dfc_client_t *c, bool (*pred)(const dfc_client_stats_t *), int ms)
     return false;
 }
 
-static bool one_unmatched(const dfc_client_stats_t *s) { return s->unmatched == 1; }
+static bool
+one_unmatched(const dfc_client_stats_t *s)
+{
+    return s->unmatched == 1;
+}
 
 /* ------------------------------------------------------------------ cases */
 
@@ -342,7 +346,11 @@ test_request_bytes_and_reply(void)
     CHECK_EQ(dfc_client_call(c, "streams.info", big, NULL, 0, &out), DFC_EINVAL);
     big[128] = '\0'; /* 128 bytes: fine (answered below) */
     CHECK_EQ(dfc_client_call(c, "streams.info", "a\nb", NULL, 0, &out), DFC_EINVAL);
-    CHECK_EQ(dfc_client_call(c, "streams.info", "a\xc2\x85" "b", NULL, 0, &out), DFC_EINVAL);
+    CHECK_EQ(dfc_client_call(c, "streams.info",
+                             "a\xc2\x85"
+                             "b",
+                             NULL, 0, &out),
+             DFC_EINVAL);
     CHECK_EQ(dfc_client_call(c, "streams.info", "\xff", NULL, 0, &out), DFC_EINVAL);
     CHECK_EQ(dfc_client_call(c, "streams.info", "x", arr, sizeof arr, &out), DFC_EINVAL);
     CHECK_EQ(dfc_client_call(c, "streams.info", "x", trunc, sizeof trunc, &out), DFC_EINVAL);
@@ -512,7 +520,8 @@ done_count(void *arg, int rc, dfc_reply_t *reply)
 {
     done_t *d = arg;
     int64_t i = -1;
-    bool good = rc == DFC_OK && dfc_value_int64(dfc_value_get(dfc_reply_result(reply), "i"), &i) == 0;
+    bool good =
+        rc == DFC_OK && dfc_value_int64(dfc_value_get(dfc_reply_result(reply), "i"), &i) == 0;
     char want[32];
     snprintf(want, sizeof want, "q-%lld", (long long)i);
     good = good && strcmp(dfc_reply_id(reply), want) == 0;
@@ -808,8 +817,9 @@ test_args(void)
     dfc_args_map_begin(a, "message");
     dfc_args_str(a, "message", "<messageML>x</messageML>");
     dfc_args_end(a);
-    dfc_args_json(a, "data", "{\"k\": [1, -2, 3.5, true, null, \"\\u00e9\\ud83d\\ude00\"], "
-                             "\"u\": 18446744073709551615}");
+    dfc_args_json(a, "data",
+                  "{\"k\": [1, -2, 3.5, true, null, \"\\u00e9\\ud83d\\ude00\"], "
+                  "\"u\": 18446744073709551615}");
     size_t len;
     const unsigned char *got = dfc_args_data(a, &len);
     CHECK(got != NULL);
@@ -885,8 +895,8 @@ test_args(void)
     CHECK(dfc_args_data(a, &len) != NULL);
     CHECK_EQ(dfc_args_end(a), DFC_EINVAL); /* the root closes itself */
     dfc_args_destroy(&a);
-    const char *bad[] = {"", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\ud800\"", "tru",
-                         "{} x", "\"a\nb\"", "-", "[1 2]"};
+    const char *bad[] = {"",    "{",    "[1,]",     "{\"a\" 1}", "01",   "1.", "\"\\ud800\"",
+                         "tru", "{} x", "\"a\nb\"", "-",         "[1 2]"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         a = dfc_args_new();
         CHECK_EQ(dfc_args_json(a, "x", bad[i]), DFC_EINVAL);
@@ -966,9 +976,19 @@ test_dfsend(void)
     req_t q;
 
     /* words: strings, typed values, an attachment; the reply printed as it came */
-    const char *a1[] = {"--endpoint", r.endpoint, "--id", "op-1", "--attach", att,
-                        "messages.send", "stream_id=S+/=", "message=<messageML>hi</messageML>",
-                        "n:=5", "flags:=[true,null,{\"k\":\"v\"}]", "version=", NULL};
+    const char *a1[] = {"--endpoint",
+                        r.endpoint,
+                        "--id",
+                        "op-1",
+                        "--attach",
+                        att,
+                        "messages.send",
+                        "stream_id=S+/=",
+                        "message=<messageML>hi</messageML>",
+                        "n:=5",
+                        "flags:=[true,null,{\"k\":\"v\"}]",
+                        "version=",
+                        NULL};
     pid_t pid = dfsend_start(a1);
     CHECK_EQ(router_recv(&r, 5000, &q), 1);
     CHECK_STR(q.id, "op-1");
@@ -987,7 +1007,7 @@ test_dfsend(void)
                    "\"timestamp\":1700000000123},\"replayed\":false,\"found\":false}\n");
 
     /* --json; an error reply: exit 1, the code on stderr */
-    const char *a2[] = {"--endpoint", r.endpoint, "--json", "{\"user_ids\": [12, 13]}",
+    const char *a2[] = {"--endpoint",   r.endpoint, "--json", "{\"user_ids\": [12, 13]}",
                         "users.lookup", NULL};
     pid = dfsend_start(a2);
     CHECK_EQ(router_recv(&r, 5000, &q), 1);
@@ -1003,8 +1023,8 @@ test_dfsend(void)
     CHECK(strstr(out, "\"ok\":false,\"error\":{\"code\":\"rejected\"") != NULL);
 
     /* no reply: every attempt sent with the same id, then exit 3 */
-    const char *a3[] = {"--endpoint", r.endpoint, "--id", "nobody", "--timeout", "200",
-                        "--attempts", "2", "streams.info", "stream_id=S", NULL};
+    const char *a3[] = {"--endpoint", r.endpoint, "--id",         "nobody",      "--timeout", "200",
+                        "--attempts", "2",        "streams.info", "stream_id=S", NULL};
     pid = dfsend_start(a3);
     int n = 0;
     while (router_recv(&r, 1000, &q) == 1) {
@@ -1205,7 +1225,8 @@ test_golden(const char *path)
                               json_string_value(json_object_get(err, "code"))) ||
                        strcmp(dfc_reply_error_message(rep),
                               json_string_value(json_object_get(err, "message"))) ||
-                       dfc_reply_status(rep) != json_integer_value(json_object_get(err, "status")) ||
+                       dfc_reply_status(rep) !=
+                           json_integer_value(json_object_get(err, "status")) ||
                        dfc_reply_retry_after_ms(rep) !=
                            json_integer_value(json_object_get(err, "retry_after_ms")) ||
                        dfc_reply_result(rep) != NULL
