@@ -121,6 +121,41 @@ for k, r in reqs.items():
     write("bridge_replay_request", k, msgpack.packb(r))
 write("bridge_replay_request", "not_a_map", msgpack.packb([1, 2]))
 
+# ---- bridge_cmdreq: command channel requests (schemas/CONTRACT.md "Commands"), every op + hostile
+cmd_reqs = {
+    "send": ("messages.send", {"stream_id": "lX1hwfmQ+AK/k/a/BB0y2n///q2+0KfbdA==", "message": "hi"}),
+    "send_map": ("messages.send", {"stream_id": "s", "message": {
+        "message": "<messageML>x</messageML>", "data": {"e": {"type": "t", "n": [1, -2, 1.5, None]}},
+        "version": "2.0", "attachments": [{"name": "a.txt", "content": b"\x00xyz",
+                                           "content_type": "text/plain", "preview": b"p"}]}}),
+    "send_data_str": ("messages.send", {"stream_id": "s", "message": "m", "data": '{"a":{"b":[1]}}',
+                                        "version": ""}),
+    "update": ("messages.update", {"stream_id": "s", "message_id": "m_1-", "message": "x",
+                                   "silent": False}),
+    "suppress": ("messages.suppress", {"message_id": "m1"}),
+    "get": ("messages.get", {"message_id": "m1"}),
+    "im": ("streams.createIm", {"user_ids": [1, 9223372036854775807]}),
+    "im_one": ("streams.createIm", {"user_id": 7215545058313}),
+    "add": ("rooms.addMember", {"stream_id": "r", "user_id": 5}),
+    "remove": ("rooms.removeMember", {"stream_id": "r", "user_id": 5}),
+    "info": ("streams.info", {"stream_id": "r"}),
+    "users_ids": ("users.lookup", {"user_ids": [1, 2], "local": True, "active": False}),
+    "users_emails": ("users.lookup", {"emails": ["a+b@c.d"]}),
+    "users_names": ("users.lookup", {"usernames": ["bob"]}),
+    "bad_arg": ("streams.info", {"stream_id": 5, "colour": 1}),
+    "bad_data": ("messages.send", {"stream_id": "s", "message": "x", "data": {"a": b"bin"}}),
+    "bad_previews": ("messages.send", {"stream_id": "s", "message": "x", "attachments": [
+        {"name": "a", "content": b"1", "preview": b"p"}, {"name": "b", "content": b"2"}]}),
+}
+for k, (op, args) in cmd_reqs.items():
+    write("bridge_cmdreq", k, msgpack.packb({"v": 1, "id": "req-" + k, "op": op, "args": args}))
+write("bridge_cmdreq", "not_a_map", msgpack.packb([1, 2]))
+write("bridge_cmdreq", "deep", msgpack.packb({"id": "x", "op": "streams.info",
+                                              "args": {"stream_id": "r"}}) + b"\x91" * 200)
+write("bridge_cmdreq", "huge_count", b"\x81\xa2id\xdd\xff\xff\xff\xff")
+write("bridge_cmdreq", "v2", msgpack.packb({"v": 2, "id": "x", "op": "messages.get",
+                                            "args": {"message_id": "m"}}))
+
 # ---- frames of the wire contract (consumer side)
 frames = []  # (topic, body) of the golden envelopes
 for v in vectors["valid"]:
@@ -235,4 +270,33 @@ write("bridge_journal", "torn_tail", bytes([1]) + framed(seg1) + struct.pack("<H
 write("bridge_journal", "no_epoch_file", bytes([0]) + framed(seg2))
 write("bridge_journal", "raw", bytes([3]) + raw(seg1) + b"SEG!" + raw(seg2)[:-3])
 write("bridge_journal", "bad_header", bytes([1]) + framed([b"H\x01garbage"] + seg1[1:]))
+
+# ---- bridge_cmdlog: commands.log files (bridge/dfb_cmdlog.c), in the target's form
+CMD_NOW = 1764900000000
+
+
+def cmd_begin(key, fp, ms, op=b"messages.send", stream=b"sid"):
+    return (b"B" + fp + struct.pack("<qHBH", ms, len(key), len(op), len(stream)) + key + op + stream)
+
+
+def cmd_done(key, outcome):
+    return b"D" + struct.pack("<H", len(key)) + key + outcome
+
+
+cmd_ok = [cmd_begin(b"\x00a", b"\x01" * 32, CMD_NOW - 10), cmd_done(b"\x00a", b"\x83\xa2ok\xc3\xa6result\xc0\xa5found\xc2"),
+          cmd_begin(b"alice\x00b", b"\x02" * 32, CMD_NOW - 5, b"streams.info", b""),
+          cmd_begin(b"\x00old", b"\x03" * 32, CMD_NOW - 200000000), cmd_done(b"\x00old", b"\x80"),
+          cmd_begin(b"\x00a", b"\x04" * 32, CMD_NOW - 1), cmd_done(b"\x00a", b"\x81\xa2ok\xc2"),
+          cmd_done(b"\x00nobegin", b"")]
+cmd_head = b"DFBCMD1\n" + struct.pack("<I", 1)
+write("bridge_cmdlog", "framed", bytes([0]) + framed(cmd_ok))
+write("bridge_cmdlog", "framed_window_1s", bytes([4]) + framed(cmd_ok))
+write("bridge_cmdlog", "torn_tail", bytes([0]) + framed(cmd_ok) + struct.pack("<H", 300) + b"D\x01\x00")
+write("bridge_cmdlog", "raw", bytes([1]) + cmd_head + raw(cmd_ok))
+bad = bytearray(cmd_head + raw(cmd_ok))
+bad[40] ^= 0x10
+write("bridge_cmdlog", "raw_crc_flip", bytes([1]) + bytes(bad))
+write("bridge_cmdlog", "raw_bad_magic", bytes([1]) + b"DFBCMD2\n" + raw(cmd_ok))
+write("bridge_cmdlog", "raw_torn_header", bytes([1]) + cmd_head[:7])
+write("bridge_cmdlog", "malformed", bytes([0]) + framed([cmd_begin(b"", b"\x01" * 32, CMD_NOW), b"X", b"D\xff\xff"]))
 print("seeds written to", OUT)
