@@ -337,6 +337,8 @@ export type CommandErrorCode =
   | 'bad_request' | 'not_allowed' | 'rejected' | 'unavailable' | 'unknown_outcome' | 'busy'
   | 'timeout' | 'closed';
 export const COMMAND_ERROR_CODES: ReadonlyArray<CommandErrorCode>;
+/** The operations, in the contract's order. */
+export const COMMAND_OPS: ReadonlyArray<string>;
 
 export interface CommandReply {
   v: number;

@@ -36,6 +36,7 @@ module.exports = {
   // the command channel (bridge.commands): README.md "Replying through the bridge"
   CommandClient: commands.CommandClient,
   CommandError: commands.CommandError,
+  COMMAND_OPS: commands.OPS,
   COMMAND_ERROR_CODES: [...commands.CODES, ...commands.CLIENT_CODES],
   COMMAND_STATS_FIELDS: commands.STATS_FIELDS,
   defaultCommandId: commands.defaultId,

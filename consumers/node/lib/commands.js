@@ -16,6 +16,10 @@ const DEFAULT_TIMEOUT_MS = 10000;
 const DEFAULT_ATTEMPTS = 3;
 const DEFAULT_MAX_REPLY = 64 << 20; // the largest reply accepted (a result is one Symphony answer)
 const MIN_BUSY_WAIT_MS = 100; // the bridge's own floor for retry_after_ms
+// The operations, in the contract's order (schemas/contract-v1.json "commands"; services.js
+// calls them with the BDK's method names).
+const OPS = ['messages.send', 'messages.update', 'messages.suppress', 'messages.get', 'streams.createIm',
+  'rooms.addMember', 'rooms.removeMember', 'streams.info', 'users.lookup'];
 // The codes of the protocol (D1), then the client's own: no reply in the budget, closed client.
 const CODES = ['bad_request', 'not_allowed', 'rejected', 'unavailable', 'unknown_outcome', 'busy'];
 const CLIENT_CODES = ['timeout', 'closed'];
@@ -378,6 +382,6 @@ class CommandClient {
 }
 
 module.exports = {
-  CommandClient, CommandError, CODES, CLIENT_CODES, STATS_FIELDS, PROTOCOL_VERSION, MAX_ID_BYTES,
+  CommandClient, CommandError, OPS, CODES, CLIENT_CODES, STATS_FIELDS, PROTOCOL_VERSION, MAX_ID_BYTES,
   defaultId, jobCall, checkId, idProblem, encodeRequest, parseReply, setJobStore,
 };

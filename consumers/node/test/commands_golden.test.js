@@ -33,6 +33,17 @@ function fromView(text) {
 
 const fingerprint = (op, argsBytes) => crypto.createHash('sha256').update(Buffer.concat([Buffer.from(op), Buffer.from([0]), argsBytes])).digest('hex');
 
+test('the op names and error codes are contract-v1.json\'s, in its order; every service op is one', () => {
+  const contract = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'schemas', 'contract-v1.json'), 'utf8')).commands;
+  if (contract) {
+    assert.deepEqual(commands.OPS, contract.ops.map((o) => o.op));
+    assert.deepEqual(commands.CODES, [...contract.error_codes]);
+  }
+  const src = fs.readFileSync(path.join(__dirname, '..', 'lib', 'services.js'), 'utf8');
+  const used = [...src.matchAll(/\.call\('([a-zA-Z.]+)'/g)].map((m) => m[1]);
+  assert.deepEqual([...new Set(used)].sort(), [...commands.OPS].sort());
+});
+
 test('the golden vectors are there: 15 requests, 42 bad requests, 16 replies', { skip: V === undefined && `no "commands" in ${FILE}` }, () => {
   assert.equal(V.requests.length, 15);
   assert.equal(V.bad_requests.length, 42);
