@@ -50,6 +50,10 @@ async function podBridge() {
       await exited;
       assert.deepEqual(end, { ok: true, fails: [] }, 'the bridge stopped cleanly (exit 0, no sanitizer report)');
     },
+    async killBridge() {
+      child.stdin.write('kill\n');
+      assert.deepEqual(await next(60000), { restarted: true });
+    },
     kill() { if (child.exitCode === null) child.kill('SIGKILL'); },
   };
 }
@@ -287,6 +291,39 @@ test('examples/reply_listener.js: exactly one reply per message, and none more w
     await pb.stop();
   } finally {
     for (const k of kids) if (k.p.exitCode === null) k.p.kill('SIGKILL');
+    pb.kill();
+  }
+});
+
+test('the bridge killed (SIGKILL) while a create is on the wire: the client resends the same id to the restarted bridge, which finds the message (found), one post', { skip, timeout: 90000 }, async () => {
+  const pb = await podBridge();
+  const c = new CommandClient({ endpoint: pb.commands, timeoutMs: 1000, attempts: 15 });
+  try {
+    const room = (await admin(pb, 'POST', 'rooms', { name: 'node-kill', members: [U1] })).id;
+    // the pod stores the message, then holds its answer 4 s: the bridge dies meanwhile
+    await admin(pb, 'POST', 'faults', [{ endpoint: 'msgcreate', action: 'slow', delay_ms: 4000, commit: true }]);
+    const t0 = performance.now();
+    const pending = c.request('messages.send', { stream_id: room, message: 'once only' }, { id: 'node-kill-1' });
+    await until(async () => (await admin(pb, 'GET', 'messages')).length === 1, 10000, 'the message stored by the pod');
+    await pb.killBridge();
+    const r = await pending;
+    const dt = performance.now() - t0;
+    const posts = await admin(pb, 'GET', 'messages');
+    assert.equal(posts.length, 1, 'one message');
+    assert.equal(r.ok, true, JSON.stringify(r.error));
+    assert.equal(r.found, true, 'settled by finding the mark');
+    assert.equal(r.replayed, false);
+    assert.equal(r.result.messageId, posts[0].messageId);
+    assert.equal(markOf(r.result.data).id, mark('node-kill-1'));
+    assert.ok(c.stats().resent >= 1, 'sent again after the restart');
+    assert.ok(dt < 30000, `${dt} ms`);
+    // and the same id once more: the recorded outcome
+    const again = await c.request('messages.send', { stream_id: room, message: 'once only' }, { id: 'node-kill-1' });
+    assert.deepEqual(again, { ...r, replayed: true });
+    assert.equal((await admin(pb, 'GET', 'messages')).length, 1);
+    await pb.stop();
+  } finally {
+    c.close();
     pb.kill();
   }
 });

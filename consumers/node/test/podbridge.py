@@ -3,6 +3,8 @@
 tests, started with tests/pylib/dftest.py, driven over stdin/stdout (one JSON object a line):
 
   -> {"pod": "http://127.0.0.1:P", "publish": EP, "replay": EP, "commands": EP}   once both run
+  <- "kill"   SIGKILL to the bridge, then it starts again (same config, ports and stateDir)
+  -> {"restarted": bool}  once its command channel answers again
   <- "stop"   SIGTERM to the bridge (it must exit 0 within 5 s), then the pod; then
   -> {"ok": bool, "fails": [...]}  and exit; the daemons' logs go to stderr when not ok
 
@@ -67,6 +69,10 @@ def main():
         for line in sys.stdin:
             if line.strip() == "stop":
                 break
+            if line.strip() == "kill":  # SIGKILL, then the same bridge (config, ports, state) again
+                b.kill()
+                b.start()
+                print(json.dumps({"restarted": wait_commands(ep, b)}), flush=True)
         b.stop()
         b.check_clean()
         pod.stop()
