@@ -15,7 +15,7 @@ const { spawn } = require('child_process');
 const crypto = require('crypto');
 const path = require('path');
 const readline = require('readline');
-const { CommandClient, CommandError, MessageService, StreamService, UserService, setLogSink } = require('..');
+const { CommandClient, CommandError, DatafeedLoop, MessageService, StreamService, UserService, setLogSink } = require('..');
 
 setLogSink(() => {});
 const { DFPOD, DFBRIDGE } = process.env;
@@ -25,8 +25,8 @@ const U1 = 68719476740; // users of the pod's generator (the bot is 68719476738)
 const U2 = 68719476742;
 
 /** podbridge.py as a child: resolves to {pod, publish, replay, commands, stop()}. */
-async function podBridge() {
-  const child = spawn('/usr/bin/python3', [path.join(__dirname, 'podbridge.py'), DFPOD, DFBRIDGE], { stdio: ['pipe', 'pipe', 'inherit'] });
+async function podBridge(...mode) {
+  const child = spawn('/usr/bin/python3', [path.join(__dirname, 'podbridge.py'), DFPOD, DFBRIDGE, ...mode], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = [];
   const waiting = [];
   readline.createInterface({ input: child.stdout }).on('line', (l) => {
@@ -324,6 +324,42 @@ test('the bridge killed (SIGKILL) while a create is on the wire: the client rese
     await pb.stop();
   } finally {
     c.close();
+    pb.kill();
+  }
+});
+
+test('CURVE and bridge.commandsAllow: each client certificate calls what its entry lists; the scope of the ids is its name', { skip, timeout: 90000 }, async () => {
+  const pb = await podBridge('curve');
+  const key = (name, secret = false) => path.join(pb.certs, `${name}.key${secret ? '_secret' : ''}`);
+  const client = (name, o = {}) => new CommandClient({ endpoint: pb.commands, serverKey: key('bridge'), cert: key(name, true), timeoutMs: 3000, ...o });
+  const alice = client('alice');
+  const bob = client('bob');
+  const carol = client('carol', { timeoutMs: 500, attempts: 2 });
+  // the loop's client takes the loop's CURVE options
+  const loop = new DatafeedLoop(null, { commands: pb.commands, serverKey: key('bridge'), cert: key('bob', true) });
+  try {
+    const room = (await admin(pb, 'POST', 'rooms', { name: 'node-curve', members: [U1] })).id;
+    assert.equal((await new StreamService(alice).getStream(room)).id, room, "alice: streams.* allowed");
+    await assert.rejects(new MessageService(alice).sendMessage(room, 'from alice', { id: 'same-id' }), (e) => {
+      assert.equal(e.code, 'not_allowed');
+      assert.match(e.message, /alice/);
+      return true;
+    });
+    // bob's "same-id" is not alice's: another scope; the mark is made with bob's name
+    const sent = await new MessageService(bob).sendMessage(room, 'from bob', { id: 'same-id' });
+    assert.equal(markOf(sent.data).id, mark('same-id', 'bob'));
+    const viaLoop = await loop.messages.sendMessage(room, 'from the loop', { id: 'loop-1' });
+    assert.equal(markOf(viaLoop.data).id, mark('loop-1', 'bob'));
+    assert.deepEqual((await admin(pb, 'GET', 'messages')).map((p) => p.message),
+      ['<messageML>from bob</messageML>', '<messageML>from the loop</messageML>']);
+    // carol's key is not in the clients directory: refused handshakes, counted; no reply ever
+    await assert.rejects(new StreamService(carol).getStream(room), { code: 'timeout' });
+    assert.ok(carol.stats().auth_failures >= 1, JSON.stringify(carol.stats()));
+    assert.equal(alice.stats().auth_failures, 0);
+    await pb.stop();
+  } finally {
+    for (const c of [alice, bob, carol]) c.close();
+    loop._closeCommands();
     pb.kill();
   }
 });

@@ -8,10 +8,13 @@ tests, started with tests/pylib/dftest.py, driven over stdin/stdout (one JSON ob
   <- "stop"   SIGTERM to the bridge (it must exit 0 within 5 s), then the pod; then
   -> {"ok": bool, "fails": [...]}  and exit; the daemons' logs go to stderr when not ok
 
-Usage: podbridge.py DFPOD DFBRIDGE. The bridge's command channel has no rate limits (the Node tests
+Usage: podbridge.py DFPOD DFBRIDGE [curve]. With curve the bridge is a CURVE server (its keys and
+those of alice, bob and carol made in <tmp>/certs; alice and bob in bridge.curve.clientsDir, carol
+not) with bridge.commandsAllow {alice: ['streams.*'], bob: ['*']}; the first line adds "certs". The bridge's command channel has no rate limits (the Node tests
 count calls; the spacing is the bridge's own tests'); its retry budget is small and fast."""
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -22,16 +25,19 @@ from dftest import Bridge, Pod, free_port  # noqa: E402
 
 import msgpack  # noqa: E402
 import zmq  # noqa: E402
+import zmq.auth  # noqa: E402
 
 RETRY = ("retry:\n  maxAttempts: 3\n  initialIntervalMillis: 20\n  multiplier: 1\n"
          "  maxIntervalMillis: 20\n")
 
 
-def wait_commands(endpoint, bridge, timeout=20.0):
+def wait_commands(endpoint, bridge, keys=None, timeout=20.0):
     """True once the command channel answers (a probe with an unknown op: bad_request, nothing is
-    sent to the pod)."""
+    sent to the pod). keys: (public, secret, server's public) for CURVE."""
     s = dftest.CTX.zctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
+    if keys:
+        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = keys
     s.connect(endpoint)
     try:
         deadline = time.monotonic() + timeout
@@ -54,25 +60,39 @@ def main():
         state = os.path.join(ctx.tmp, "state")
         os.mkdir(state)
         replay, commands = free_port(), free_port()
+        extra, certs, keys = "", None, None
+        if sys.argv[3:] == ["curve"]:
+            certs, clients = os.path.join(ctx.tmp, "certs"), os.path.join(ctx.tmp, "clients")
+            os.mkdir(certs)
+            os.mkdir(clients)
+            for name in ("bridge", "alice", "bob", "carol"):
+                pub, _ = zmq.auth.create_certificates(certs, name)
+                if name in ("alice", "bob"):
+                    shutil.copy(pub, clients)
+            keys = zmq.auth.load_certificate(os.path.join(certs, "bob.key_secret"))
+            keys = keys + (zmq.auth.load_certificate(os.path.join(certs, "bridge.key"))[0],)
+            extra = ("  curve:\n    secretKey: %s\n    clientsDir: %s\n"
+                     "  commandsAllow:\n    alice: ['streams.*']\n    bob: ['*']\n"
+                     % (os.path.join(certs, "bridge.key_secret"), clients))
         b = Bridge(pod, retry=RETRY, start=False,
                    bridge_extra=("  stateDir: %s\n  replay: tcp://127.0.0.1:%d\n"
                                  "  heartbeatMillis: 200\n  commands: tcp://127.0.0.1:%d\n"
-                                 "  commandsRate: 0\n  commandsStreamRate: 0\n"
-                                 % (state, replay, commands)))
+                                 "  commandsRate: 0\n  commandsStreamRate: 0\n%s"
+                                 % (state, replay, commands, extra)))
         b.start()
         ep = "tcp://127.0.0.1:%d" % commands
-        if not dftest.check(wait_commands(ep, b), "the command channel answers"):
+        if not dftest.check(wait_commands(ep, b, keys), "the command channel answers"):
             print(json.dumps({"error": "the bridge's command channel did not answer"}), flush=True)
             return 1
         print(json.dumps({"pod": pod.url, "publish": b.endpoint, "replay": "tcp://127.0.0.1:%d" % replay,
-                          "commands": ep}), flush=True)
+                          "commands": ep, "certs": certs}), flush=True)
         for line in sys.stdin:
             if line.strip() == "stop":
                 break
             if line.strip() == "kill":  # SIGKILL, then the same bridge (config, ports, state) again
                 b.kill()
                 b.start()
-                print(json.dumps({"restarted": wait_commands(ep, b)}), flush=True)
+                print(json.dumps({"restarted": wait_commands(ep, b, keys)}), flush=True)
         b.stop()
         b.check_clean()
         pod.stop()
