@@ -15,7 +15,8 @@ const MAX_ID_BYTES = 128;
 const DEFAULT_TIMEOUT_MS = 10000;
 const DEFAULT_ATTEMPTS = 3;
 const DEFAULT_MAX_REPLY = 64 << 20; // the largest reply accepted (a result is one Symphony answer)
-const MIN_BUSY_WAIT_MS = 100; // the bridge's own floor for retry_after_ms
+const MIN_BUSY_WAIT_MS = 100;
+const SEND_TIMEOUT_MS = 100; // the bridge's own floor for retry_after_ms
 // The operations, in the contract's order (schemas/contract-v1.json "commands"; services.js
 // calls them with the BDK's method names).
 const OPS = ['messages.send', 'messages.update', 'messages.suppress', 'messages.get', 'streams.createIm',
@@ -211,6 +212,9 @@ class CommandClient {
       // replies of ours only, each at most maxReply: a bigger frame is a broken
       // or hostile peer (libzmq drops the connection; the call is resent later)
       maxMessageSize: this.maxReply,
+      // a send waits at most this long for room in the pipe (1000 messages: a bridge down or
+      // slow); then it fails (send_errors) and the call sends again after its timeout
+      sendTimeout: SEND_TIMEOUT_MS,
       ...curve.socketOptions(this._curve),
     });
     if (this._curve) {
@@ -299,7 +303,10 @@ class CommandClient {
     call.timer = setTimeout(() => this._timedOut(call), this.timeoutMs);
     // zeromq.js allows one send in flight per socket: sends go in a chain. A send
     // that fails (closed, HWM past sendTimeout) is an attempt without answer.
-    this._sending = this._sending.then(() => (this._sock === d && !this._closed ? d.send(call.frame) : undefined))
+    // A send whose call was answered, or sent again meanwhile, is skipped.
+    const attempt = call.sends;
+    this._sending = this._sending.then(() => (this._sock === d && !this._closed && this._pending.get(call.id) === call &&
+      call.sends === attempt ? d.send(call.frame) : undefined))
       .catch((e) => {
         if (this._closed) return;
         this.stat.send_errors++;

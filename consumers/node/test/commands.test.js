@@ -208,6 +208,25 @@ test('200 calls at once, answered in reverse order: each gets its own result', a
   f.close();
 });
 
+test('a bridge that is down: 3000 calls fill the DEALER\'s pipe, a send past it fails after 100 ms (send_errors), those of answered calls are skipped, every call ends in timeout in time', async () => {
+  const net = require('net');
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const port = srv.address().port;
+  await new Promise((r) => srv.close(r)); // nothing listens there now: connection refused
+  const c = new CommandClient({ endpoint: `tcp://127.0.0.1:${port}`, timeoutMs: 400, attempts: 1 });
+  const t0 = performance.now();
+  const res = await Promise.allSettled(Array.from({ length: 3000 }, (_, n) => c.call('messages.get', { message_id: 'M', n })));
+  const dt = performance.now() - t0;
+  assert.deepEqual([...new Set(res.map((r) => r.reason.code))], ['timeout']);
+  const st = c.stats();
+  assert.ok(st.send_errors >= 1 && st.send_errors <= 20, JSON.stringify(st)); // ~400 ms of 100 ms waits
+  assert.equal(st.timeouts, 3000);
+  assert.equal(c.pending, 0);
+  assert.ok(dt < 3000, `${dt} ms`);
+  c.close();
+});
+
 test('ids: the same id twice at once is refused; bad ids are TypeErrors, nothing sent', async () => {
   const f = await fakeRouter();
   const c = new CommandClient({ endpoint: f.endpoint, timeoutMs: 10000 });
