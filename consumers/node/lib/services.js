@@ -78,8 +78,8 @@ function messageArgs(message, opts, withAttachments) {
   if (typeof content !== 'string') throw new TypeError('message: a MessageML string or {content, data?, version?, attachments?}');
   if (content.trim().length === 0) throw new TypeError('message: empty (Symphony needs content, at least one character)');
   const args = { message: content };
-  if (o.data !== undefined && o.data !== null) args.data = data(o.data);
-  if (o.version !== undefined && o.version !== null) {
+  if (o.data !== undefined && o.data !== null && o.data !== '') args.data = data(o.data);
+  if (o.version !== undefined && o.version !== null && o.version !== '') {
     if (typeof o.version !== 'string') throw new TypeError('version: a string such as "2.0"');
     args.version = o.version;
   }
@@ -106,10 +106,11 @@ class MessageService {
     return this._c().call('messages.send', args, callOpts(opts));
   }
 
-  /** messages.update: resolves to the new V4Message. opts: {data, version, silent (default true), id}. */
+  /** messages.update: resolves to the new V4Message. opts: {data, version, silent (default true, always sent), id}. */
   async updateMessage(streamId, messageId, message, opts = {}) {
     const args = { stream_id: str('streamId', streamId), message_id: str('messageId', messageId), ...messageArgs(message, opts, true) };
-    if (opts.silent !== undefined && opts.silent !== null) args.silent = bool('silent', opts.silent);
+    // always sent, true by default (the BDKs' default; the Python client writes it so too)
+    args.silent = opts.silent === undefined || opts.silent === null ? true : bool('silent', opts.silent);
     return this._c().call('messages.update', args, callOpts(opts));
   }
 
@@ -154,7 +155,8 @@ class StreamService {
 
 function lookupArgs(key, values, each, opts, withLocal) {
   const args = { [key]: list(key === 'user_ids' ? 'ids' : key, values, each) };
-  if (withLocal && opts.local !== undefined && opts.local !== null) args.local = bool('local', opts.local);
+  // local: false by default and sent (the BDKs' default; the Python client writes it so too)
+  if (withLocal) args.local = opts.local === undefined || opts.local === null ? false : bool('local', opts.local);
   if (opts.active !== undefined && opts.active !== null) args.active = bool('active', opts.active);
   return args;
 }
@@ -165,12 +167,12 @@ class UserService {
     this._c = typeof client === 'function' ? client : () => client;
   }
 
-  /** users.lookup by 1..100 ids. opts: {local, active, id}. */
+  /** users.lookup by 1..100 ids. opts: {local (default false, always sent), active, id}. */
   async listUsersByIds(ids, opts = {}) {
     return this._c().call('users.lookup', lookupArgs('user_ids', ids, userId, opts, true), callOpts(opts));
   }
 
-  /** users.lookup by 1..100 e-mail addresses. opts: {local, active, id}. */
+  /** users.lookup by 1..100 e-mail addresses. opts: {local (default false, always sent), active, id}. */
   async listUsersByEmails(emails, opts = {}) {
     return this._c().call('users.lookup', lookupArgs('emails', emails, str, opts, true), callOpts(opts));
   }

@@ -317,6 +317,7 @@ test('service methods build the args of D2', async () => {
   await m.sendMessage('s1', 'plain', { data: { a: { type: 'x', n: 2n ** 60n } }, version: '2.0', attachments: [{ name: 'a.png', content: png, contentType: 'image/png', preview: png }] });
   await m.sendMessage('s1', { content: 'obj', data: '{"k":{}}', attachments: [{ name: 'b.txt', content: Buffer.from('B') }] }, { data: { ignored: 1 }, version: '1.0' });
   await m.updateMessage('s1', 'm1', 'new', { silent: false });
+  await m.updateMessage('s1', 'm1', 'newer', { version: '', data: '' });
   await m.suppressMessage('m1');
   await m.getMessage('m1');
   await s.createIm(7215545058313);
@@ -333,6 +334,7 @@ test('service methods build the args of D2', async () => {
     ['messages.send', { stream_id: 's1', message: 'plain', data: { a: { type: 'x', n: 2n ** 60n } }, version: '2.0', attachments: [{ name: 'a.png', content: png, content_type: 'image/png', preview: png }] }],
     ['messages.send', { stream_id: 's1', message: 'obj', data: '{"k":{}}', version: '1.0', attachments: [{ name: 'b.txt', content: Buffer.from('B') }] }],
     ['messages.update', { stream_id: 's1', message_id: 'm1', message: 'new', silent: false }],
+    ['messages.update', { stream_id: 's1', message_id: 'm1', message: 'newer', silent: true }], // "" data/version: left out
     ['messages.suppress', { message_id: 'm1' }],
     ['messages.get', { message_id: 'm1' }],
     ['streams.createIm', { user_ids: [7215545058313n] }],
@@ -341,12 +343,12 @@ test('service methods build the args of D2', async () => {
     ['rooms.removeMember', { stream_id: 'r1', user_id: 12 }], // 12n: the shortest form too
     ['streams.info', { stream_id: 's1' }],
     ['users.lookup', { user_ids: [1, 2], local: true, active: false }],
-    ['users.lookup', { emails: ['a@b.c'] }],
+    ['users.lookup', { emails: ['a@b.c'], local: false }],
     ['users.lookup', { usernames: ['bob'], active: true }],
   ]);
   assert.equal(f.reqs[0].msg.id, 'i1');
   // 64-bit ints go out as int64/uint64 (never a float): 2^62 is cf 40 00 00 00 00 00 00 00
-  assert.ok(f.reqs[7].frame.includes(Buffer.from('cf4000000000000000', 'hex')));
+  assert.ok(f.reqs[8].frame.includes(Buffer.from('cf4000000000000000', 'hex')));
   const n = f.reqs.length;
   // refused before anything is sent
   await assert.rejects(m.sendMessage('s1', '   '), /empty/);
