@@ -61,11 +61,18 @@ function attachments(v) {
   return out;
 }
 
+/** The BDKs' rule (and the bridge's): a content that neither starts with <messageML> nor ends
+    with </messageML> is wrapped in them. Done here as the Python client does, so that both send
+    the same bytes for the same call. */
+function wrap(content) {
+  return content.startsWith('<messageML>') || content.endsWith('</messageML>') ? content : `<messageML>${content}</messageML>`;
+}
+
 /**
  * The message args of send/update: message is a MessageML string, or an object
  * {content, data?, version?, attachments?} (the BDK's Message) whose fields win
  * over opts. An empty content is refused here (the BDK's Message refuses it
- * too); the wrapping of a bare text in <messageML> is the bridge's (D2).
+ * too); a bare text is wrapped in <messageML> (wrap).
  */
 function messageArgs(message, opts, withAttachments) {
   let content = message;
@@ -77,7 +84,7 @@ function messageArgs(message, opts, withAttachments) {
   }
   if (typeof content !== 'string') throw new TypeError('message: a MessageML string or {content, data?, version?, attachments?}');
   if (content.trim().length === 0) throw new TypeError('message: empty (Symphony needs content, at least one character)');
-  const args = { message: content };
+  const args = { message: wrap(content) };
   if (o.data !== undefined && o.data !== null && o.data !== '') args.data = data(o.data);
   if (o.version !== undefined && o.version !== null && o.version !== '') {
     if (typeof o.version !== 'string') throw new TypeError('version: a string such as "2.0"');
@@ -183,4 +190,4 @@ class UserService {
   }
 }
 
-module.exports = { MessageService, StreamService, UserService, messageArgs };
+module.exports = { MessageService, StreamService, UserService, messageArgs, wrap };

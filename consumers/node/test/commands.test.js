@@ -314,6 +314,7 @@ test('service methods build the args of D2', async () => {
   const u = new UserService(c);
   const png = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
   await m.sendMessage('s1', '<messageML>hi</messageML>', { id: 'i1' });
+  await m.sendMessage('s1', 'x</messageML>'); // ends with the tag: as it is
   await m.sendMessage('s1', 'plain', { data: { a: { type: 'x', n: 2n ** 60n } }, version: '2.0', attachments: [{ name: 'a.png', content: png, contentType: 'image/png', preview: png }] });
   await m.sendMessage('s1', { content: 'obj', data: '{"k":{}}', attachments: [{ name: 'b.txt', content: Buffer.from('B') }] }, { data: { ignored: 1 }, version: '1.0' });
   await m.updateMessage('s1', 'm1', 'new', { silent: false });
@@ -331,10 +332,11 @@ test('service methods build the args of D2', async () => {
   const got = f.reqs.map((r) => [r.msg.op, r.msg.args]);
   assert.deepEqual(got, [
     ['messages.send', { stream_id: 's1', message: '<messageML>hi</messageML>' }],
-    ['messages.send', { stream_id: 's1', message: 'plain', data: { a: { type: 'x', n: 2n ** 60n } }, version: '2.0', attachments: [{ name: 'a.png', content: png, content_type: 'image/png', preview: png }] }],
-    ['messages.send', { stream_id: 's1', message: 'obj', data: '{"k":{}}', version: '1.0', attachments: [{ name: 'b.txt', content: Buffer.from('B') }] }],
-    ['messages.update', { stream_id: 's1', message_id: 'm1', message: 'new', silent: false }],
-    ['messages.update', { stream_id: 's1', message_id: 'm1', message: 'newer', silent: true }], // "" data/version: left out
+    ['messages.send', { stream_id: 's1', message: 'x</messageML>' }],
+    ['messages.send', { stream_id: 's1', message: '<messageML>plain</messageML>', data: { a: { type: 'x', n: 2n ** 60n } }, version: '2.0', attachments: [{ name: 'a.png', content: png, content_type: 'image/png', preview: png }] }],
+    ['messages.send', { stream_id: 's1', message: '<messageML>obj</messageML>', data: '{"k":{}}', version: '1.0', attachments: [{ name: 'b.txt', content: Buffer.from('B') }] }],
+    ['messages.update', { stream_id: 's1', message_id: 'm1', message: '<messageML>new</messageML>', silent: false }],
+    ['messages.update', { stream_id: 's1', message_id: 'm1', message: '<messageML>newer</messageML>', silent: true }], // "" data/version: left out
     ['messages.suppress', { message_id: 'm1' }],
     ['messages.get', { message_id: 'm1' }],
     ['streams.createIm', { user_ids: [7215545058313n] }],
@@ -348,7 +350,7 @@ test('service methods build the args of D2', async () => {
   ]);
   assert.equal(f.reqs[0].msg.id, 'i1');
   // 64-bit ints go out as int64/uint64 (never a float): 2^62 is cf 40 00 00 00 00 00 00 00
-  assert.ok(f.reqs[8].frame.includes(Buffer.from('cf4000000000000000', 'hex')));
+  assert.ok(f.reqs[9].frame.includes(Buffer.from('cf4000000000000000', 'hex')));
   const n = f.reqs.length;
   // refused before anything is sent
   await assert.rejects(m.sendMessage('s1', '   '), /empty/);

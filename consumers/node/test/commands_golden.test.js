@@ -87,7 +87,6 @@ test('the service methods write the golden requests byte for byte', { skip: V ==
   const MID = 'CszQa6uPAA9V2ZvK0dCl4X___oWnF5B8dA';
   const ROOM = 'aBcD1234efGH5678ijKL___oZxZ4O1dA';
   const calls = [
-    ['cmd_send_string', () => m.sendMessage(SID, 'Build <b>42</b> passed', { id: 'ulPr8a/reply/1' })],
     ['cmd_update', () => m.updateMessage(SID, MID, '<messageML>Build <b>42</b> passed (edited)</messageML>', { data: {}, silent: false, id: 'upd-1' })],
     ['cmd_suppress', () => m.suppressMessage(MID, { id: 'sup-1' })],
     ['cmd_get', () => m.getMessage(MID, { id: 'get-1' })],
