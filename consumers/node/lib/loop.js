@@ -175,9 +175,10 @@ class DatafeedLoop {
   }
 
   /** The CommandClient of the option commands (opened at first use, closed when
-      start() returns after its tasks ended); Error without the option. */
+      start() returns after its tasks ended, or by its close(); the next use opens
+      a new one); Error without the option. */
   get commands() {
-    if (this._commands) return this._commands;
+    if (this._commands && !this._commands._closed) return this._commands; // closed: a new one
     if (!this.cfg.commands) {
       throw new Error('this DatafeedLoop has no command channel: give it the option commands (the bridge.commands endpoint)');
     }
