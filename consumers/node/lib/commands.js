@@ -241,7 +241,11 @@ class CommandClient {
         await new Promise((r) => setTimeout(r, 10));
         continue;
       }
-      this._onFrames(frames);
+      try {
+        this._onFrames(frames);
+      } catch (e) { // a bug here must not end the reader (every later call would time out)
+        this._log('error', `commands ${this.endpoint}: internal error on a reply (dropped): ${e.stack || e}`);
+      }
     }
   }
 
