@@ -605,6 +605,9 @@ def commands(vec):
     if list(e["properties"]) != [k["key"] for k in cmd["error"]] or \
             e["required"] != [k["key"] for k in cmd["error"] if not k.get("optional")]:
         fail("command-reply.json: error keys are not contract-v1.json commands.error")
+    if list(cmd["error_code_meanings"]) != cmd["error_codes"]:
+        fail("contract-v1.json commands: error_code_meanings %s are not error_codes %s"
+             % (list(cmd["error_code_meanings"]), cmd["error_codes"]))
     if e["properties"]["code"]["enum"] != list(cmd["error_codes"]):
         fail("command-reply.json: codes %s, contract-v1.json %s" % (e["properties"]["code"]["enum"], list(cmd["error_codes"])))
     else:
