@@ -112,7 +112,7 @@ def _file_name(f, what):
 def attachment_args(attachments, previews):
     """The protocol's attachments array for files (read now: their bytes go in the
     request) and their previews; the content type is guessed from the name, as the BDK's
-    client does."""
+    generated client does (application/octet-stream when unknown)."""
     out = []
     for i, f in enumerate(attachments):
         if isinstance(f, dict):
@@ -120,9 +120,7 @@ def attachment_args(attachments, previews):
         else:
             name = _file_name(f, f"attachment {i + 1}")
             a = {"name": name, "content": _read_bytes(f, f"attachment {name}")}
-            ctype = mimetypes.guess_type(name)[0]
-            if ctype:
-                a["content_type"] = ctype
+            a["content_type"] = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if previews:
             p = previews[i]
             a["preview"] = p if isinstance(p, (bytes, bytearray)) else _read_bytes(
