@@ -666,6 +666,103 @@ class Services(unittest.TestCase):
         self.assertIsNone(res)
 
 
+# The listener of the Python BDK's getting_started.md ("Create a Simple Bot Application"),
+# verbatim: examples/reply_listener.py must hold it unchanged.
+BDK_LISTENER = '''class RealTimeEventListenerImpl(RealTimeEventListener):
+
+    def __init__(self, message_service):
+        self._message_service = message_service
+
+    async def on_message_sent(self, initiator: V4Initiator, event: V4MessageSent):
+        await self._message_service.send_message(event.message.stream.stream_id,
+                                                 f"<messageML>Hello, {initiator.user.display_name}!</messageML>")
+'''
+
+
+class ThreadRouter:
+    """FakeRouter on its own thread, for a worker in another process."""
+
+    def __init__(self, handler):
+        import threading
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVTIMEO, 100)
+        self.sock.bind("tcp://127.0.0.1:*")
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.handler = handler
+        self.requests = []
+        self.cond = threading.Condition()
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop:
+            try:
+                frames = self.sock.recv_multipart()
+            except zmq.Again:
+                continue
+            req = msgpack.unpackb(frames[-1], raw=False)
+            with self.cond:
+                self.requests.append(req)
+                self.cond.notify_all()
+            for r in self.handler(req, len(self.requests)):
+                self.sock.send_multipart([frames[0], msgpack.packb(r, use_bin_type=True)])
+
+    def wait_requests(self, n, timeout=10):
+        with self.cond:
+            return self.cond.wait_for(lambda: len(self.requests) >= n, timeout)
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
+class ReplyListenerExample(unittest.TestCase):
+
+    def test_the_bdk_listener_is_unchanged(self):
+        with open(os.path.join(HERE, "..", "examples", "reply_listener.py")) as f:
+            self.assertIn(BDK_LISTENER, f.read())
+
+    def test_reply_listener_answers_each_message_once(self):
+        import signal
+        import subprocess
+        b = FakeBridge()
+        r = ThreadRouter(lambda req, n: [ok(req, {"messageId": "R-" + req["id"]})])
+        env = dict(os.environ, DFCONSUMER_ENDPOINT=b.endpoint, DFCONSUMER_COMMANDS=r.endpoint,
+                   PYTHONDONTWRITEBYTECODE="1")
+        p = subprocess.Popen([sys.executable, os.path.join(HERE, "..", "examples",
+                                                           "reply_listener.py")],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            b.wait_subscribed(10)
+            for i in (1, 2, 3):
+                b.next("MESSAGESENT", message_event(i, stream=f"s{i}"))
+            # the bot's own message (initiator = the bot): the BDK's filter skips it; the
+            # requests come in event order, so ev-5's request comes after any of ev-4's
+            b.next("MESSAGESENT", message_event(4, user=7000000000001))
+            b.next("MESSAGESENT", message_event(5, stream="s5"))
+            self.assertTrue(r.wait_requests(4), r.requests)
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(10), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+            out = p.stdout.read()
+            p.stdout.close()
+            r.close()
+            b.close()
+        self.assertEqual(sorted((q["id"], q["op"], q["args"]["stream_id"], q["args"]["message"])
+                                for q in r.requests),
+                         [(f"ev-{i}/L1/1", "messages.send", f"s{i}",
+                           "<messageML>Hello, Alice!</messageML>") for i in (1, 2, 3, 5)], out)
+        self.assertEqual([set(q["args"]) for q in r.requests], [{"stream_id", "message"}] * 4)
+
+
 GOLDEN = os.path.join(HERE, "..", "..", "..", "schemas", "golden")
 
 
