@@ -4,7 +4,6 @@ request sent again after a timeout, `busy` retried, and the default ids that mak
 redelivered event's calls get the bridge's recorded outcome instead of a second post."""
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
@@ -174,19 +173,36 @@ def id_problem(cid):
     return None
 
 
-def next_default_id():
-    """The id a call without one gets: inside a listener job "<event id>/<listener id>/<n>"
-    (n = 1, 2, ... for the job's calls, in the order they are made), elsewhere a random
-    UUID4. A job id that would not be a valid id (over 128 bytes, control characters) is
-    replaced by "sha256/" + the hex SHA-256 of it (still the same for a redelivery)."""
+def _job_call():
+    """Counts one call in the current listener job (every call, with or without an id,
+    valid or not, as libdfconsumer) and returns the job's default id for it; None outside
+    a job, "" when the job's event has no id."""
     j = _job_ids.get()
-    if j is None or j.prefix is None:
-        return str(uuid.uuid4())
+    if j is None:
+        return None
     j.n += 1
-    cid = f"{j.prefix}/{j.n}"
-    if id_problem(cid) is not None:
-        cid = "sha256/" + hashlib.sha256(cid.encode("utf-8", "surrogateescape")).hexdigest()
-    return cid
+    return "" if j.prefix is None else f"{j.prefix}/{j.n}"
+
+
+def _default_id(job_id, op):
+    if job_id is None:
+        return str(uuid.uuid4())
+    if not job_id or id_problem(job_id) is not None:
+        log.warning("command %s: this job's default id would be empty, longer than %d bytes or "
+                    "not valid: a random id is used instead (give an explicit id for "
+                    "exactly-once across redeliveries)", op, ID_MAX_BYTES)
+        return str(uuid.uuid4())
+    return job_id
+
+
+def next_default_id():
+    """The id a call without one gets (and counts the call in the job): inside a listener
+    job "<event id>/<listener id>/<n>", n = 1, 2, ... counting the job's calls in the order
+    they are made; outside a job, or when the job's id would not be valid (an event without
+    id, over 128 bytes, control characters), a random UUID4. The same rule as
+    libdfconsumer's dfc_client, so a redelivered event handled again, by this worker or
+    another (C, Python or Node), makes the same ids."""
+    return _default_id(_job_call(), "?")
 
 
 _packer = msgpack.Packer(use_bin_type=True)
@@ -287,13 +303,14 @@ class CommandClient:
         CommandError subclasses (the reply's error, CommandTimeout, ClientClosed),
         ValueError for an invalid id, TypeError for args msgpack cannot encode. A
         cancelled call stops waiting; its reply, if one comes, is dropped (unmatched)."""
+        job_id = _job_call()  # first: a job's n does not depend on this call's validity
         if not isinstance(op, str) or not op:
             raise TypeError("op must be a non-empty str (one of dfconsumer.commands.OPS)")
         if args is None:
             args = {}
         if not isinstance(args, dict):
             raise TypeError("args must be a dict")
-        cid = next_default_id() if id is None else id
+        cid = _default_id(job_id, op) if id is None else id
         why = id_problem(cid)
         if why is not None:
             raise ValueError(why)

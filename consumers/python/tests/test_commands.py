@@ -427,10 +427,32 @@ class DefaultIds(unittest.TestCase):
 
         async def long_job():
             commands.set_job(long_ev, "L1")
-            return commands.next_default_id()
-        x = asyncio.run(long_job())
-        self.assertRegex(x, r"^sha256/[0-9a-f]{64}$")
-        self.assertIsNone(commands.id_problem(x))
+            return commands.next_default_id(), commands.next_default_id()
+        with self.assertLogs("dfconsumer", "WARNING"):
+            x = asyncio.run(long_job())
+        self.assertTrue(all(UUID4.match(i) for i in x), x)
+
+    def test_every_call_of_a_job_counts(self):
+        """n counts the job's calls, also those with an explicit id and invalid ones (as
+        libdfconsumer): the third call without id is n = 4 after an explicit-id call and
+        an invalid one."""
+        async def go():
+            r = FakeRouter(lambda req, n: [ok(req, None)])
+            c = CommandClient(r.endpoint, timeout_ms=5000)
+            try:
+                async def job():
+                    commands.set_job("ev-9", "L2")
+                    await c.call("messages.get", {"message_id": "a"})
+                    await c.call("messages.get", {"message_id": "b"}, id="explicit")
+                    with self.assertRaises(TypeError):
+                        await c.call("messages.get", "not a map")
+                    await c.call("messages.get", {"message_id": "c"})
+                await asyncio.create_task(job())
+                return [q["id"] for _, _, q in r.requests]
+            finally:
+                c.close()
+                r.close()
+        self.assertEqual(run(go()), ["ev-9/L2/1", "explicit", "ev-9/L2/4"])
 
     def test_listener_jobs_of_the_loop_use_event_and_listener_ids(self):
         """Two listeners (one named) answer every message twice through loop.messages;
