@@ -414,6 +414,7 @@ class CommandClient:
                 self.curve.apply(sock)
             if self.curve is not None:
                 self._watch = curve.DealerWatch(self.counters, sock, self.endpoint)
+                self._watch.hs.what = f"commands {self.endpoint}"  # for the log lines
             sock.connect(self.endpoint)
         except zmq.ZMQError as e:
             sock.close(linger=0)

@@ -688,6 +688,58 @@ class Services(unittest.TestCase):
         self.assertIsNone(res)
 
 
+class Curve(unittest.TestCase):
+    """server_key/cert as DatafeedLoop's: an allowed key gets its reply; a key the ZAP
+    handler refuses gets nothing (CommandTimeout) and counts auth_failures."""
+
+    def test_curve(self):
+        import zmq.auth
+        from zmq.auth.asyncio import AsyncioAuthenticator
+        with tempfile.TemporaryDirectory() as d:
+            allowed, other = os.path.join(d, "allowed"), os.path.join(d, "other")
+            os.mkdir(allowed)
+            os.mkdir(other)
+            srv_pub, srv_sec = zmq.auth.create_certificates(d, "server")
+            _, good = zmq.auth.create_certificates(allowed, "worker")
+            _, bad = zmq.auth.create_certificates(other, "intruder")
+            spub, ssec = zmq.auth.load_certificate(srv_sec)
+
+            async def go():
+                r = FakeRouter.__new__(FakeRouter)
+                r.ctx = zmq.asyncio.Context()
+                auth = AsyncioAuthenticator(r.ctx)
+                auth.start()
+                auth.configure_curve(domain="global", location=allowed)
+                r.sock = r.ctx.socket(zmq.ROUTER)
+                r.sock.setsockopt(zmq.LINGER, 0)
+                r.sock.curve_server = True
+                r.sock.curve_secretkey = ssec
+                r.sock.curve_publickey = spub
+                r.sock.zap_domain = b"global"
+                r.sock.bind("tcp://127.0.0.1:*")
+                r.endpoint = r.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+                r.handler = lambda req, n: [ok(req, {"n": n})]
+                r.requests = []
+                r.arrived = asyncio.Event()
+                r.task = asyncio.get_running_loop().create_task(r._serve())
+                c1 = CommandClient(r.endpoint, server_key=srv_pub, cert=good, timeout_ms=3000)
+                c2 = CommandClient(r.endpoint, server_key=spub.decode(), cert=bad,
+                                   timeout_ms=300, attempts=2)
+                try:
+                    self.assertEqual(await c1.call("messages.get", {"message_id": "M"}), {"n": 1})
+                    with self.assertRaises(CommandTimeout):
+                        await c2.call("messages.get", {"message_id": "M"})
+                    self.assertGreaterEqual(c2.counters["auth_failures"], 1)
+                    self.assertEqual(c1.counters["auth_failures"], 0)
+                    self.assertEqual(len(r.requests), 1)
+                finally:
+                    c1.close()
+                    c2.close()
+                    auth.stop()
+                    r.close()
+            run(go())
+
+
 # The listener of the Python BDK's getting_started.md ("Create a Simple Bot Application"),
 # verbatim: examples/reply_listener.py must hold it unchanged.
 BDK_LISTENER = '''class RealTimeEventListenerImpl(RealTimeEventListener):
