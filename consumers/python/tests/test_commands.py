@@ -388,13 +388,17 @@ class ClientMechanics(unittest.TestCase):
             with self.assertRaises(RuntimeError):
                 await holder["c"].call("messages.get", {"message_id": "M"})
 
+        async def cleanup():
+            holder["c"].close()
+            holder["r"].close()
+            await asyncio.sleep(0)  # the cancelled tasks end in their own loop
+
         loop1 = asyncio.new_event_loop()
         try:
             loop1.run_until_complete(first())
             asyncio.run(second())
         finally:
-            holder["c"].close()
-            holder["r"].close()
+            loop1.run_until_complete(cleanup())
             loop1.close()
 
 
