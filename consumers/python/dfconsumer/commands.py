@@ -303,6 +303,16 @@ class CommandClient:
         CommandError subclasses (the reply's error, CommandTimeout, ClientClosed),
         ValueError for an invalid id, TypeError for args msgpack cannot encode. A
         cancelled call stops waiting; its reply, if one comes, is dropped (unmatched)."""
+        reply = await self.call_reply(op, args, id, timeout, attempts)
+        if reply["ok"]:
+            return reply.get("result")
+        raise error_from_reply(reply)
+
+    async def call_reply(self, op, args=None, id=None, timeout=None, attempts=None):
+        """As call(), but returns the whole reply map, ok or not (v, id, ok, result or
+        error, replayed, found): for code that wants `replayed`/`found`. Busy is retried
+        as by call() (the last busy reply is returned when the budget is spent);
+        CommandTimeout and ClientClosed are still raised."""
         job_id = _job_call()  # first: a job's n does not depend on this call's validity
         if not isinstance(op, str) or not op:
             raise TypeError("op must be a non-empty str (one of dfconsumer.commands.OPS)")
@@ -347,14 +357,14 @@ class CommandClient:
                             f"{sends} send(s) of {per:g} s") from None
                     continue
                 if reply["ok"]:
-                    return reply.get("result")
+                    return reply
                 err = error_from_reply(reply)
                 if err.code != "busy":
-                    raise err
+                    return reply
                 wait = err.retry_after_ms
                 wait = max(wait if wait is not None else 0, BUSY_MIN_WAIT_MS) / 1000
                 if time.monotonic() + wait >= deadline:
-                    raise err
+                    return reply
                 self.counters["busy_retries"] += 1
                 fut = aloop.create_future()   # the next reply to this id is the next one
                 self._waiters[cid] = fut

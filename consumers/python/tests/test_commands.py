@@ -129,6 +129,15 @@ class ClientMechanics(unittest.TestCase):
                 self.assertEqual((st["calls"], st["sent"], st["resent"], st["replies"],
                                   st["timeouts"], st["unmatched"]), (1, 1, 0, 1, 0, 0))
                 self.assertIsNone(await c.call("messages.get", {"message_id": "M2"}))
+                # call_reply: the whole reply, ok or not, flags included
+                r.handler = lambda req, n: [ok(req, {"x": 1}, replayed=True, found=True)]
+                rep = await c.call_reply("messages.send", {"stream_id": "S", "message": "x"},
+                                         id="req-3")
+                self.assertEqual(rep, {"v": 1, "id": "req-3", "ok": True, "result": {"x": 1},
+                                       "replayed": True, "found": True})
+                r.handler = lambda req, n: [err(req, "rejected", "no", status=400)]
+                rep = await c.call_reply("messages.get", {"message_id": "M"}, id="req-4")
+                self.assertEqual(rep["error"], {"code": "rejected", "message": "no", "status": 400})
             finally:
                 c.close()
                 r.close()
