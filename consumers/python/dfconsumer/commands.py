@@ -479,7 +479,11 @@ class CommandClient:
                     break
                 except zmq.ZMQError:
                     return
-                self._deliver(frames)
+                try:
+                    self._deliver(frames)
+                except Exception:  # never let the reader die: calls would wait for nothing
+                    self.counters["bad_replies"] += 1
+                    log.exception("commands %s: a reply could not be handled", self.endpoint)
 
     def _deliver(self, frames):
         # a reply is one frame (we never send the REQ-style empty delimiter)
