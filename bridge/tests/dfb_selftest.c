@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "dfb_auth.h"
+#include "dfb_cmdlog.h"
 #include "dfb_config.h"
 #include "dfb_crc32c.h"
 #include "dfb_feedfile.h"
@@ -32,6 +33,8 @@ static const test_t s_tests[] = {
     {"secret", dfb_secret_test},
     {"log", dfb_log_test},
     {"crc32c", dfb_crc32c_test},
+    {"cmdlog", dfb_cmdlog_test},
+    {"cmdlog_bench", dfb_cmdlog_bench}, /* a benchmark: by name only, not in `all` */
 };
 
 int
@@ -41,7 +44,8 @@ main(int argc, char **argv)
     int verbose = argc > 2 && strcmp(argv[2], "-v") == 0;
     int ran = 0, fails = 0;
     for (size_t i = 0; i < sizeof s_tests / sizeof s_tests[0]; i++) {
-        if (strcmp(which, "all") != 0 && strcmp(which, s_tests[i].name) != 0)
+        if (strcmp(which, "all") != 0 ? strcmp(which, s_tests[i].name) != 0
+                                       : strstr(s_tests[i].name, "_bench") != NULL)
             continue;
         printf("* %s\n", s_tests[i].name);
         int rc = s_tests[i].fn(verbose);

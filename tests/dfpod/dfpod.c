@@ -43,6 +43,7 @@ usage(FILE *out)
                  "                         canUseSimplifiedKeyDelivery=true\n"
                  "  --no-history           free events once acknowledged (long benchmarks);\n"
                  "                         GET /admin/events then lists only pending ones\n"
+                 "  --no-echo-posts        a message create/update enqueues no MESSAGESENT\n"
                  "  --version\n");
 }
 
@@ -171,6 +172,7 @@ main(int argc, char **argv)
         O_VERSION,
         O_HELP,
         O_NOHIST,
+        O_NOECHO,
         O_TLSCERT, /* TLS and certificate authentication */
         O_TLSKEY,
         O_TLSCA,
@@ -196,6 +198,7 @@ main(int argc, char **argv)
         {"token-ttl-ms", required_argument, NULL, O_TOKTTL},
         {"verbose", no_argument, NULL, O_VERBOSE},
         {"no-history", no_argument, NULL, O_NOHIST},
+        {"no-echo-posts", no_argument, NULL, O_NOECHO},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {"tls-cert", required_argument, NULL, O_TLSCERT},
@@ -275,6 +278,9 @@ main(int argc, char **argv)
         case O_NOHIST:
             cfg.no_history = true;
             break;
+        case O_NOECHO:
+            cfg.no_echo_posts = true;
+            break;
         case O_TLSCERT:
             cfg.tls_cert_path = optarg;
             break;
@@ -341,7 +347,12 @@ main(int argc, char **argv)
         pod_gen_enqueue_opts(gen, st, cfg.generate, 0.05, &go, NULL);
     }
 
-    pod_http_t *http = pod_http_new(&cfg, st, jwt, gen);
+    pod_out_t *out = pod_out_new(&cfg, st);
+    if (!out) {
+        fprintf(stderr, "dfpod: out of memory\n");
+        return 1;
+    }
+    pod_http_t *http = pod_http_new(&cfg, st, jwt, gen, out);
     if (!http)
         return 1;
     if (cfg.port_file && write_port_file(cfg.port_file, pod_http_port(http)) != 0) {
@@ -369,6 +380,7 @@ main(int argc, char **argv)
     if (rate_on)
         pthread_join(rate_thread, NULL);
     pod_http_destroy(&http);
+    pod_out_destroy(&out);
     pod_gen_destroy(&gen);
     pod_state_destroy(&st);
     pod_jwt_destroy(&jwt);

@@ -35,6 +35,7 @@ typedef struct {
     const char *tls_client_ca_path; /* PEM CA: ask for client certificates (mutual TLS) */
     const char *agent_version;      /* GET /agent/v1/info "version" (default Agent-24.12.1) */
     bool skd; /* session tokens are JWTs with canUseSimplifiedKeyDelivery=true */
+    bool no_echo_posts; /* --no-echo-posts: a post does not enqueue its MESSAGESENT event */
     int gen_kind;     /* pod_gen_kind_t of --generate, --rate and /admin/generate's default */
     size_t gen_bytes; /* MESSAGESENT size (--gen-bytes, default 1200) */
 } pod_config_t;
@@ -58,12 +59,25 @@ typedef enum {
     POD_EP_SESSIONAUTH, /* POST /sessionauth/v1/authenticate (mutual TLS) */
     POD_EP_KEYAUTH,     /* POST /keyauth/v1/authenticate (mutual TLS) */
     POD_EP_AGENTINFO,   /* GET /agent/v1/info */
+    /* outbound (pod_outbound.c): the calls a bot makes to act */
+    POD_EP_MSGCREATE,   /* POST /agent/v4/stream/{sid}/message/create */
+    POD_EP_MSGUPDATE,   /* POST /agent/v4/stream/{sid}/message/{mid}/update */
+    POD_EP_MSGSUPPRESS, /* POST /pod/v1/admin/messagesuppression/{id}/suppress */
+    POD_EP_MSGGET,      /* GET /agent/v1/message/{id} */
+    POD_EP_MSGLIST,     /* GET /agent/v4/stream/{sid}/message */
+    POD_EP_IMCREATE,    /* POST /pod/v1/im/create */
+    POD_EP_ROOMADD,     /* POST /pod/v1/room/{id}/membership/add */
+    POD_EP_ROOMREMOVE,  /* POST /pod/v1/room/{id}/membership/remove */
+    POD_EP_STREAMINFO,  /* GET /pod/v2/streams/{sid}/info */
+    POD_EP_USERS,       /* GET /pod/v3/users */
     POD_EP_UNKNOWN,     /* any other non-admin path */
     POD_EP_ANY,         /* faults only: matches every endpoint */
     POD_EP_COUNT
 } pod_ep_t;
 
 const char *pod_ep_name(pod_ep_t ep);
+/* True for the outbound endpoints (pod_outbound.c), where faults honour "commit". */
+bool pod_ep_outbound(pod_ep_t ep);
 /* Returns the endpoint named NAME, or -1. */
 int pod_ep_from_name(const char *name);
 
@@ -79,6 +93,7 @@ typedef enum {
     POD_FAULT_NOT_HTTP,    /* raw bytes: a reply that is not HTTP at all */
     POD_FAULT_ECHO,        /* status S whose body echoes the request: every header unredacted
                             * (tokens, default headers), then the request body */
+    POD_FAULT_RETRY_AFTER, /* 429 with a Retry-After header */
     POD_FAULT_COUNT
 } pod_fault_action_t;
 
@@ -90,6 +105,8 @@ typedef struct {
     int status;
     int64_t delay_ms;
     char *body; /* owned; NULL = a V2Error built from the status */
+    bool commit;      /* outbound endpoints: make the call, then apply the fault */
+    long retry_after; /* retry_after: the Retry-After header's seconds */
 } pod_fault_t;
 
 /* ---- state: tokens, feeds, queues, faults, counters, call log (one mutex) ---- */
@@ -207,6 +224,40 @@ char *pod_state_counters_json(pod_state_t *self);
 char *pod_state_calls_json(pod_state_t *self);
 void pod_state_calls_clear(pod_state_t *self);
 
+/* Known-stream lookup in the event store: the latest enqueued event (still held: see
+ * --no-history) holding an object whose streamId is SID gives that object (a V4Stream:
+ * streamType, members ...), copied (caller decrefs); NULL if none. A linear scan: only for
+ * ids not yet known elsewhere. */
+json_t *pod_state_find_stream(pod_state_t *self, const char *sid);
+
+/* ---- outbound endpoints (pod_outbound.c): messages, streams, rooms, users ---- */
+typedef struct pod_out_t pod_out_t;
+
+typedef struct {
+    int status; /* 0 = not handled */
+    char *body; /* malloc'd, caller frees (NULL = empty) */
+    size_t len;
+} pod_out_result_t;
+
+struct MHD_Connection;
+typedef struct pod_gen_t pod_gen_t;
+
+pod_out_t *pod_out_new(const pod_config_t *cfg, pod_state_t *st);
+void pod_out_destroy(pod_out_t **self_p);
+/* Makes the outbound call EP (path URL, query from C, body BODY/LEN): state change, echo
+ * event, the answer in RES. Tokens were checked by the caller. */
+void pod_out_handle(pod_out_t *self, struct MHD_Connection *c, pod_ep_t ep, const char *url,
+                    const char *body, size_t len, pod_out_result_t *res);
+/* The call log's "body" of a multipart request: {"parts":[{name,filename?,content_type?,
+ * size,text?}]}, malloc'd; NULL if C's body is not multipart (log it as it is). */
+char *pod_out_log_body(struct MHD_Connection *c, const char *body, size_t len);
+/* Admin calls under /admin/ that belong to the outbound state (messages, rooms, users):
+ * true if URL/METHOD is one of them, with the answer in RES. */
+bool pod_out_admin(pod_out_t *self, const char *url, const char *method, const char *body,
+                   size_t len, pod_out_result_t *res);
+/* Adds messages_posted, messages_updated, ... to the counters object O. */
+void pod_out_counters(pod_out_t *self, json_t *o);
+
 /* ---- JWT (RS512) ---- */
 typedef struct pod_jwt_t pod_jwt_t;
 
@@ -220,7 +271,6 @@ int pod_jwt_verify(pod_jwt_t *self, const char *jwt, int64_t now_s, char *why, s
 long pod_b64url_decode(const char *in, size_t len, unsigned char *out);
 
 /* ---- event generator ---- */
-typedef struct pod_gen_t pod_gen_t;
 
 pod_gen_t *pod_gen_new(uint64_t seed, int64_t bot_id, const char *bot_username);
 void pod_gen_destroy(pod_gen_t **self_p);
@@ -235,6 +285,14 @@ char *pod_gen_event(pod_gen_t *self, int index, bool from_bot, size_t *len);
  * id to FIRST_ID. Returns how many were enqueued. */
 long pod_gen_enqueue(pod_gen_t *self, pod_state_t *state, long count, double bot_ratio,
                      char first_id[64]);
+
+/* The generator's users, for GET /pod/v3/users: the ids it puts in events (68719476738 + 2k,
+ * k = 0..1000, and 349026222340000..349026222439999, the bot's id excepted) are known users
+ * named after the people table (index id mod its size). pod_gen_user returns a UserV2 for
+ * ID or NULL; pod_gen_user_by reports the canonical id of the person whose email
+ * ("<login>@example.com", IS_EMAIL) or username (login) is KEY, or 0. */
+json_t *pod_gen_user(int64_t id, int64_t bot_id);
+int64_t pod_gen_user_by(const char *key, bool is_email);
 
 /* Options of one generate call (POST /admin/generate, --generate, --rate; benchmarks). */
 typedef enum { POD_GEN_MIX = 0, POD_GEN_MESSAGESENT = 1 } pod_gen_kind_t;
@@ -271,7 +329,7 @@ typedef struct pod_http_t pod_http_t;
 
 /* Starts listening; NULL on error (logged). */
 pod_http_t *pod_http_new(const pod_config_t *cfg, pod_state_t *state, pod_jwt_t *jwt,
-                         pod_gen_t *gen);
+                         pod_gen_t *gen, pod_out_t *out);
 int pod_http_port(pod_http_t *self);
 /* Stops the daemon (call pod_state_shutdown first so held reads let go). */
 void pod_http_destroy(pod_http_t **self_p);

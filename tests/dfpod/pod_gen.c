@@ -786,3 +786,52 @@ pod_gen_enqueue_opts(pod_gen_t *self, pod_state_t *state, long count, double bot
     free(lens);
     return done;
 }
+
+/* ---- the generator's users, for GET /pod/v3/users ---- */
+
+#define GEN_ID_LOW 68719476738LL      /* + 2k, k = 0..1000 (user_json's first range) */
+#define GEN_ID_HIGH 349026222340000LL /* .. + 99999 (the second range) */
+
+static bool
+gen_id_known(int64_t id, int64_t bot_id)
+{
+    if (id == bot_id)
+        return false;
+    if (id >= GEN_ID_LOW && id <= GEN_ID_LOW + 2000 && (id - GEN_ID_LOW) % 2 == 0)
+        return true;
+    /* user_json moves an id equal to the bot's by 2000 */
+    return (id >= GEN_ID_HIGH && id < GEN_ID_HIGH + 100000) || id == bot_id + 2000;
+}
+
+json_t *
+pod_gen_user(int64_t id, int64_t bot_id)
+{
+    if (!gen_id_known(id, bot_id))
+        return NULL;
+    int k = (int)(id % NPEOPLE);
+    char display[128], email[96];
+    snprintf(display, sizeof display, "%s %s", people[k].first, people[k].last);
+    snprintf(email, sizeof email, "%s@example.com", people[k].login);
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "id", (json_int_t)id, "emailAddress",
+                     email, "firstName", people[k].first, "lastName", people[k].last, "displayName",
+                     display, "username", people[k].login, "company", "dfpod", "accountType",
+                     "NORMAL");
+}
+
+int64_t
+pod_gen_user_by(const char *key, bool is_email)
+{
+    for (int k = 0; k < NPEOPLE; k++) {
+        char email[96];
+        snprintf(email, sizeof email, "%s@example.com", people[k].login);
+        if (strcmp(key, is_email ? email : people[k].login) != 0)
+            continue;
+        /* the first id of the high range whose person is k */
+        int64_t base = GEN_ID_HIGH - GEN_ID_HIGH % NPEOPLE;
+        int64_t id = base + k;
+        if (id < GEN_ID_HIGH)
+            id += NPEOPLE;
+        return id;
+    }
+    return 0;
+}

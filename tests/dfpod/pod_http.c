@@ -17,6 +17,7 @@
 
 #define MAX_BODY_POD ((size_t)1 << 20)    /* Symphony endpoints */
 #define MAX_BODY_ADMIN ((size_t)64 << 20) /* /admin/ */
+#define MAX_BODY_POST ((size_t)64 << 20)  /* message create/update: attachments (30 MB) */
 #define MAX_GENERATE 10000000L
 
 struct pod_http_t {
@@ -25,6 +26,7 @@ struct pod_http_t {
     pod_state_t *st;
     pod_jwt_t *jwt;
     pod_gen_t *gen;
+    pod_out_t *out; /* outbound endpoints and their state */
     int port;
     char *tls_cert, *tls_key, *tls_ca; /* PEM texts MHD uses while it runs (NULL = none) */
 };
@@ -35,6 +37,7 @@ typedef struct {
     size_t len, cap;
     bool too_big;
     bool admin;
+    size_t limit; /* body size limit of this path */
 } req_t;
 
 /* ---- responses ---- */
@@ -69,7 +72,8 @@ trunc_free(void *cls)
 /* Queues STATUS with BODY (malloc'd, taken; NULL = empty). TRUNCATE cuts the body in half
  * while announcing its full length. X_WARNING adds the v1 deprecation header. */
 static enum MHD_Result
-reply(struct MHD_Connection *c, int status, char *body, size_t len, bool truncate, bool x_warning)
+reply(struct MHD_Connection *c, int status, char *body, size_t len, bool truncate, bool x_warning,
+      long retry_after)
 {
     struct MHD_Response *r;
     if (truncate) {
@@ -99,6 +103,11 @@ reply(struct MHD_Connection *c, int status, char *body, size_t len, bool truncat
         MHD_add_response_header(r, "Content-Type", "application/json");
     if (x_warning)
         MHD_add_response_header(r, "X-Warning", "This method is deprecated");
+    if (retry_after >= 0) {
+        char ra[32];
+        snprintf(ra, sizeof ra, "%ld", retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
     enum MHD_Result rc = MHD_queue_response(c, (unsigned int)status, r);
     MHD_destroy_response(r);
     return rc;
@@ -230,6 +239,51 @@ path_feed(const char *url, const char *prefix, const char *suffix, char *id, siz
     return true;
 }
 
+/* True if URL is PREFIX, one or more segments (as many '/' as SLASHES), then SUFFIX. */
+static bool
+path_match(const char *url, const char *prefix, int slashes, const char *suffix)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix), ul = strlen(url);
+    if (ul <= pl + sl || strncmp(url, prefix, pl) != 0 || strcmp(url + ul - sl, suffix) != 0)
+        return false;
+    int n = 0;
+    for (size_t i = pl; i < ul - sl; i++) {
+        if (url[i] == '/') {
+            if (i == pl || url[i - 1] == '/' || i + 1 == ul - sl)
+                return false; /* empty segment */
+            n++;
+        }
+    }
+    return n == slashes;
+}
+
+/* The outbound endpoints (pod_outbound.c), or POD_EP_UNKNOWN. */
+static pod_ep_t
+route_outbound(const char *url, bool get, bool post)
+{
+    if (post && path_match(url, "/agent/v4/stream/", 0, "/message/create"))
+        return POD_EP_MSGCREATE;
+    if (post && path_match(url, "/agent/v4/stream/", 2, "/update") && strstr(url + 17, "/message/"))
+        return POD_EP_MSGUPDATE;
+    if (post && path_match(url, "/pod/v1/admin/messagesuppression/", 0, "/suppress"))
+        return POD_EP_MSGSUPPRESS;
+    if (get && path_match(url, "/agent/v1/message/", 0, ""))
+        return POD_EP_MSGGET;
+    if (get && path_match(url, "/agent/v4/stream/", 0, "/message"))
+        return POD_EP_MSGLIST;
+    if (post && strcmp(url, "/pod/v1/im/create") == 0)
+        return POD_EP_IMCREATE;
+    if (post && path_match(url, "/pod/v1/room/", 0, "/membership/add"))
+        return POD_EP_ROOMADD;
+    if (post && path_match(url, "/pod/v1/room/", 0, "/membership/remove"))
+        return POD_EP_ROOMREMOVE;
+    if (get && path_match(url, "/pod/v2/streams/", 0, "/info"))
+        return POD_EP_STREAMINFO;
+    if (get && strcmp(url, "/pod/v3/users") == 0)
+        return POD_EP_USERS;
+    return POD_EP_UNKNOWN;
+}
+
 static pod_ep_t
 route(const char *url, const char *m, char *feed, size_t feedlen)
 {
@@ -259,6 +313,9 @@ route(const char *url, const char *m, char *feed, size_t feedlen)
         return POD_EP_KEYAUTH;
     if (get && strcmp(url, "/agent/v1/info") == 0)
         return POD_EP_AGENTINFO;
+    pod_ep_t out = route_outbound(url, get, post);
+    if (out != POD_EP_UNKNOWN)
+        return out;
     feed[0] = '\0';
     return POD_EP_UNKNOWN;
 }
@@ -573,8 +630,8 @@ do_dhread(pod_http_t *h, struct MHD_Connection *c, const req_t *r, char *feed, s
 }
 
 static void
-handle_pod(pod_http_t *h, struct MHD_Connection *c, pod_ep_t ep, char *feed, size_t feedlen,
-           const req_t *r, result_t *res)
+handle_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, pod_ep_t ep, char *feed,
+           size_t feedlen, const req_t *r, result_t *res)
 {
     if (ep == POD_EP_UNKNOWN) {
         set_error(res, 404, "Not found");
@@ -590,6 +647,14 @@ handle_pod(pod_http_t *h, struct MHD_Connection *c, pod_ep_t ep, char *feed, siz
     }
     if (!tokens_ok(h, c)) {
         set_error(res, 401, "Invalid session");
+        return;
+    }
+    if (pod_ep_outbound(ep)) {
+        pod_out_result_t o;
+        pod_out_handle(h->out, c, ep, url, r->body, r->len, &o);
+        res->status = o.status;
+        res->body = o.body;
+        res->len = o.len;
         return;
     }
     switch (ep) {
@@ -648,6 +713,44 @@ handle_pod(pod_http_t *h, struct MHD_Connection *c, pod_ep_t ep, char *feed, siz
     }
 }
 
+/* True if the client of C has closed its connection (a peek at the socket). */
+static bool
+peer_closed(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return false;
+    struct pollfd p = {.fd = (int)ci->connect_fd, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLHUP | POLLERR))
+        return true;
+    char b;
+    ssize_t n = recv(p.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Replaces RES by the fault's status and body (a V2Error when the fault has none). */
+static void
+fault_answer(result_t *res, pod_fault_t *f, bool *retry_after)
+{
+    free(res->body);
+    res->body = NULL;
+    res->len = 0;
+    res->status = f->status;
+    if (f->action == POD_FAULT_RETRY_AFTER) {
+        *retry_after = true;
+        res->body = v2error(429, "Too many requests", &res->len);
+    } else if (f->body) {
+        res->body = f->body;
+        res->len = strlen(f->body);
+        f->body = NULL;
+    } else {
+        res->body = v2error(f->status, "Injected fault", &res->len);
+    }
+}
+
 static enum MHD_Result
 serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *method, req_t *r)
 {
@@ -655,33 +758,42 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
     pod_ep_t ep = route(url, method, feed, sizeof feed);
     result_t res = {0};
     res.events = -1;
-    bool truncate = false;
+    bool truncate = false, retry_after = false;
     pod_fault_t f;
     const char *fault = NULL;
     bool has_fault = false;
+    /* Outbound endpoints: a fault with commit makes the call first, then applies itself. */
+    bool commit = false;
 
     if (r->too_big) {
         set_error(&res, 413, "Request body too large");
     } else if ((has_fault = pod_state_fault_take(h->st, ep, &f))) {
         fault = pod_fault_name(f.action);
+        commit = pod_ep_outbound(ep) && f.commit &&
+                 (f.action == POD_FAULT_STATUS || f.action == POD_FAULT_DROP ||
+                  f.action == POD_FAULT_TRUNCATE || f.action == POD_FAULT_SLOW ||
+                  f.action == POD_FAULT_RETRY_AFTER);
         switch (f.action) {
         case POD_FAULT_STATUS:
-            res.status = f.status;
-            if (f.body) {
-                res.body = f.body;
-                res.len = strlen(f.body);
-                f.body = NULL;
-            } else {
-                res.body = v2error(f.status, "Injected fault", &res.len);
-            }
+        case POD_FAULT_RETRY_AFTER:
+            if (!commit)
+                fault_answer(&res, &f, &retry_after);
             break;
         case POD_FAULT_DROP:
             break;
         case POD_FAULT_TRUNCATE:
             truncate = true;
+            if (pod_ep_outbound(ep) && !commit) /* no call: half of a 500 */
+                res.body = v2error(500, "Injected fault: truncated, nothing done", &res.len),
+                res.status = 500;
             break;
         case POD_FAULT_SLOW:
-            pod_state_sleep(h->st, f.delay_ms);
+            if (!commit) {
+                pod_state_sleep(h->st, f.delay_ms);
+                /* Outbound without commit: a client that gave up meanwhile gets nothing done. */
+                if (pod_ep_outbound(ep) && peer_closed(c))
+                    res.gone = true;
+            }
             break;
         case POD_FAULT_EXPIRE_TOKEN:
             pod_state_tokens_expire(h->st);
@@ -701,18 +813,29 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
         case POD_FAULT_COUNT:
             break; /* answered with raw bytes below, instead of the call */
         }
-        free(f.body);
     }
     bool raw = has_fault && (f.action == POD_FAULT_HUGE_HEADER || f.action == POD_FAULT_NOT_HTTP);
     bool dropped = has_fault && (f.action == POD_FAULT_DROP || raw);
-    if (!dropped && res.status == 0)
-        handle_pod(h, c, ep, feed, sizeof feed, r, &res);
+    if ((!dropped || commit) && res.status == 0 && !res.gone)
+        handle_pod(h, c, url, ep, feed, sizeof feed, r, &res);
+    if (commit) {
+        if (f.action == POD_FAULT_STATUS || f.action == POD_FAULT_RETRY_AFTER)
+            fault_answer(&res, &f, &retry_after);
+        else if (f.action == POD_FAULT_SLOW)
+            pod_state_sleep(h->st, f.delay_ms);
+    }
+    if (has_fault)
+        free(f.body);
     if (res.gone)
         dropped = true; /* nobody to answer */
 
     json_t *headers = json_object();
     if (headers)
         MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, headers);
+    /* A multipart body is logged as its list of parts. */
+    char *log_body = (ep == POD_EP_MSGCREATE || ep == POD_EP_MSGUPDATE) && !r->too_big
+                         ? pod_out_log_body(c, r->body, r->len)
+                         : NULL;
     pod_call_t call = {
         .headers = headers,
         .client_cn = res.client_cn[0] ? res.client_cn : NULL,
@@ -720,8 +843,8 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
         .method = method,
         .path = url,
         .status = dropped ? 0 : res.status,
-        .body = r->body,
-        .body_len = r->len,
+        .body = log_body ? log_body : r->body,
+        .body_len = log_body ? strlen(log_body) : r->len,
         .feed = feed[0] ? feed : NULL,
         .ack_in = res.has_ack_in ? res.ack_in : NULL,
         .ack_in_len = res.ack_in_len,
@@ -733,15 +856,24 @@ serve_pod(pod_http_t *h, struct MHD_Connection *c, const char *url, const char *
         .wall_ms = pod_wall_ms(),
     };
     pod_state_log_call(h->st, &call);
+    free(log_body);
     json_decref(headers);
     if (h->cfg->verbose)
         fprintf(stderr, "dfpod: %s %s -> %d%s%s\n", method, url, call.status,
                 fault ? " fault=" : "", fault ? fault : "");
     if (raw)
         raw_fault(c, f.action);
-    if (dropped)
+    if (dropped) {
+        free(res.body);
         return MHD_NO; /* MHD closes the connection without a (further) reply */
-    return reply(c, res.status, res.body, res.len, truncate, res.x_warning);
+    }
+    if (res.status == 204) { /* no content, whatever was built */
+        free(res.body);
+        res.body = NULL;
+        res.len = 0;
+    }
+    return reply(c, res.status, res.body, res.len, truncate, res.x_warning,
+                 retry_after ? f.retry_after : -1);
 }
 
 /* ---- admin ---- */
@@ -955,9 +1087,16 @@ admin_route(pod_http_t *h, const char *url, const char *m, const req_t *r, resul
         res->body = strdup("{}");
         res->len = 2;
     } else if (strcmp(url, "/admin/counters") == 0 && get) {
+        char *text = pod_state_counters_json(h->st);
+        json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+        free(text);
+        if (!o) {
+            set_error(res, 500, "out of memory");
+            return;
+        }
+        pod_out_counters(h->out, o); /* messages_posted, ... */
         res->status = 200;
-        res->body = pod_state_counters_json(h->st);
-        res->len = res->body ? strlen(res->body) : 0;
+        res->body = dump(o, &res->len);
     } else if (strcmp(url, "/admin/calls") == 0 && get) {
         res->status = 200;
         res->body = pod_state_calls_json(h->st);
@@ -1007,7 +1146,14 @@ admin_route(pod_http_t *h, const char *url, const char *m, const req_t *r, resul
         res->status = 200;
         res->body = dump(json_pack("{s:i}", "expired", n), &res->len);
     } else {
-        set_error(res, 404, "Not found");
+        pod_out_result_t o;
+        if (pod_out_admin(h->out, url, m, r->body, r->len, &o)) {
+            res->status = o.status;
+            res->body = o.body;
+            res->len = o.len;
+        } else {
+            set_error(res, 404, "Not found");
+        }
     }
 }
 
@@ -1024,12 +1170,16 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         if (!r)
             return MHD_NO;
         r->admin = strncmp(url, "/admin/", 7) == 0;
+        r->limit = r->admin ? MAX_BODY_ADMIN : MAX_BODY_POD;
+        char ignore[128];
+        pod_ep_t ep = route(url, method, ignore, sizeof ignore);
+        if (ep == POD_EP_MSGCREATE || ep == POD_EP_MSGUPDATE)
+            r->limit = MAX_BODY_POST;
         *con_cls = r;
         return MHD_YES;
     }
     if (*upload_size > 0) {
-        size_t limit = r->admin ? MAX_BODY_ADMIN : MAX_BODY_POD;
-        if (!r->too_big && r->len + *upload_size > limit) {
+        if (!r->too_big && r->len + *upload_size > r->limit) {
             /* Keep reading (and discarding) so that the 413 can be sent cleanly. */
             r->too_big = true;
             free(r->body);
@@ -1058,7 +1208,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         return serve_pod(h, c, url, method, r);
     result_t res = {0};
     admin_route(h, url, method, r, &res);
-    return reply(c, res.status, res.body, res.len, false, false);
+    return reply(c, res.status, res.body, res.len, false, false, -1);
 }
 
 static void
@@ -1074,7 +1224,8 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 }
 
 pod_http_t *
-pod_http_new(const pod_config_t *cfg, pod_state_t *st, pod_jwt_t *jwt, pod_gen_t *gen)
+pod_http_new(const pod_config_t *cfg, pod_state_t *st, pod_jwt_t *jwt, pod_gen_t *gen,
+             pod_out_t *out)
 {
     pod_http_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -1083,6 +1234,7 @@ pod_http_new(const pod_config_t *cfg, pod_state_t *st, pod_jwt_t *jwt, pod_gen_t
     self->st = st;
     self->jwt = jwt;
     self->gen = gen;
+    self->out = out;
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);

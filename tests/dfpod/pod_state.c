@@ -34,11 +34,21 @@ pod_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* sessionauth, keyauth: certificate auth; agentinfo: simplified key delivery. */
+/* sessionauth, keyauth: certificate auth; agentinfo: simplified key delivery; msgcreate ..
+ * users: the outbound endpoints (pod_outbound.c). */
 static const char *ep_names[POD_EP_COUNT] = {
-    "auth",   "relay",  "sessioninfo", "list",    "create",    "delete",  "read", "v1create",
-    "v1read", "dhread", "sessionauth", "keyauth", "agentinfo", "unknown", "any",
+    "auth",        "relay",      "sessioninfo", "list",      "create",
+    "delete",      "read",       "v1create",    "v1read",    "dhread",
+    "sessionauth", "keyauth",    "agentinfo",   "msgcreate", "msgupdate",
+    "msgsuppress", "msgget",     "msglist",     "imcreate",  "roomadd",
+    "roomremove",  "streaminfo", "users",       "unknown",   "any",
 };
+
+bool
+pod_ep_outbound(pod_ep_t ep)
+{
+    return ep >= POD_EP_MSGCREATE && ep <= POD_EP_USERS;
+}
 
 const char *
 pod_ep_name(pod_ep_t ep)
@@ -1007,6 +1017,72 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, s
     return POD_OK;
 }
 
+/* ---- known streams ---- */
+
+/* The object holding "streamId": SID anywhere in J (borrowed), or NULL. */
+static json_t *
+stream_in(json_t *j, const char *sid, int depth)
+{
+    if (depth > 32)
+        return NULL;
+    if (json_is_object(j)) {
+        const char *id = json_string_value(json_object_get(j, "streamId"));
+        if (id && strcmp(id, sid) == 0)
+            return j;
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v)
+        {
+            json_t *t = stream_in(v, sid, depth + 1);
+            if (t)
+                return t;
+        }
+    } else if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            json_t *t = stream_in(json_array_get(j, i), sid, depth + 1);
+            if (t)
+                return t;
+        }
+    }
+    return NULL;
+}
+
+static bool
+contains(const char *hay, size_t hn, const char *needle, size_t nn)
+{
+    for (size_t i = 0; nn <= hn && i <= hn - nn; i++) {
+        const char *p = memchr(hay + i, needle[0], hn - nn - i + 1);
+        if (!p)
+            return false;
+        i = (size_t)(p - hay);
+        if (memcmp(p, needle, nn) == 0)
+            return true;
+    }
+    return false;
+}
+
+json_t *
+pod_state_find_stream(pod_state_t *self, const char *sid)
+{
+    json_t *found = NULL;
+    size_t sl = strlen(sid);
+    if (sl == 0)
+        return NULL;
+    pthread_mutex_lock(&self->mu);
+    for (size_t i = self->nevents; i-- > 0 && !found;) {
+        const event_t *e = &self->events[i];
+        if (!e->raw || !contains(e->raw, e->len, sid, sl))
+            continue; /* cheap filter; the parse below confirms */
+        json_t *j = json_loadb(e->raw, e->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        json_t *o = j ? stream_in(j, sid, 0) : NULL;
+        if (o)
+            found = json_deep_copy(o);
+        json_decref(j);
+    }
+    pthread_mutex_unlock(&self->mu);
+    return found;
+}
+
 /* ---- faults ---- */
 
 static const char *const s_fault_names[POD_FAULT_COUNT] = {
@@ -1019,6 +1095,7 @@ static const char *const s_fault_names[POD_FAULT_COUNT] = {
     [POD_FAULT_HUGE_HEADER] = "huge_header",
     [POD_FAULT_NOT_HTTP] = "not_http",
     [POD_FAULT_ECHO] = "echo",
+    [POD_FAULT_RETRY_AFTER] = "retry_after",
 };
 
 const char *
@@ -1050,16 +1127,31 @@ fault_parse(json_t *o, fault_node_t *n, char *why, size_t whylen)
         return -1;
     }
     json_t *st = json_object_get(o, "status"), *cnt = json_object_get(o, "count"),
-           *dl = json_object_get(o, "delay_ms"), *bd = json_object_get(o, "body");
+           *dl = json_object_get(o, "delay_ms"), *bd = json_object_get(o, "body"),
+           *cm = json_object_get(o, "commit"), *ra = json_object_get(o, "retry_after");
     if ((st && !json_is_integer(st)) || (cnt && !json_is_integer(cnt)) ||
-        (dl && !json_is_integer(dl))) {
-        snprintf(why, whylen, "status, count and delay_ms must be integers");
+        (dl && !json_is_integer(dl)) || (ra && !json_is_integer(ra))) {
+        snprintf(why, whylen, "status, count, delay_ms and retry_after must be integers");
+        return -1;
+    }
+    if (cm && !json_is_boolean(cm)) {
+        snprintf(why, whylen, "commit must be a boolean");
+        return -1;
+    }
+    if (ra && json_integer_value(ra) < 0) {
+        snprintf(why, whylen, "retry_after must be >= 0");
         return -1;
     }
     memset(n, 0, sizeof *n);
     n->ep = (pod_ep_t)e;
     n->f.action = (pod_fault_action_t)a;
     n->f.status = st ? (int)json_integer_value(st) : 500;
+    if (n->f.action == POD_FAULT_RETRY_AFTER)
+        n->f.status = 429;
+    /* Outbound endpoints: slow and truncate make the call by default, status and drop not. */
+    n->f.commit = cm ? json_is_true(cm)
+                     : (n->f.action == POD_FAULT_SLOW || n->f.action == POD_FAULT_TRUNCATE);
+    n->f.retry_after = ra ? (long)json_integer_value(ra) : 1;
     if (n->f.action == POD_FAULT_STATUS && (n->f.status < 100 || n->f.status > 599)) {
         snprintf(why, whylen, "status must be 100..599");
         return -1;

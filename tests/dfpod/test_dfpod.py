@@ -868,7 +868,9 @@ def group_admin(priv, pub):
     c = pod.counters()
     exp_calls = {"auth": 1, "relay": 0, "sessioninfo": 0, "list": 2, "create": 1, "delete": 0,
                  "read": 2, "v1create": 0, "v1read": 0, "dhread": 0, "sessionauth": 0,
-                 "keyauth": 0, "agentinfo": 0, "unknown": 0}
+                 "keyauth": 0, "agentinfo": 0, "msgcreate": 0, "msgupdate": 0, "msgsuppress": 0,
+                 "msgget": 0, "msglist": 0, "imcreate": 0, "roomadd": 0, "roomremove": 0,
+                 "streaminfo": 0, "users": 0, "unknown": 0}
     check(c["calls"] == exp_calls, "calls per endpoint: %r" % c["calls"])
     check(c["status"] == {"200": 4, "201": 1, "401": 1}, "status counts: %r" % c["status"])
     check(c["enqueued"] == 4 and c["served"] == 4 and c["acked"] == 4 and c["pending"] == 0
@@ -1101,6 +1103,672 @@ def group_datahose(priv, pub):
     st, _ = dh_read(pod, h, good)
     check(st == 400, "datahose fault 400")
     check(pod.stop()[0] == 0, "clean exit")
+
+
+# ---- outbound endpoints (pod_outbound.c) ----
+
+BOUNDARY = "dfpodB0undary7MA4YWxk"
+MML_WRAP = '<div data-format="PresentationML" data-version="2.0">%s</div>'
+# Every byte value, CRLFs, and near-delimiters: the parser must keep them all.
+BINARY = (bytes(range(256)) + b"\r\n--" + BOUNDARY[:-1].encode() + b"\r\n\r\n--\r\n" +
+          b"\r\n--" + BOUNDARY.encode() + b"X (the boundary, then more: still content)" +
+          bytes(range(255, -1, -1)) * 40)
+
+
+def multipart(parts, boundary=BOUNDARY):
+    """parts: (name, value str|bytes, filename|None, content_type|None). Real CRLF bytes."""
+    out = b""
+    for name, value, fn, ct in parts:
+        if isinstance(value, str):
+            value = value.encode()
+        disp = 'form-data; name="%s"' % name + ('; filename="%s"' % fn if fn else "")
+        out += b"--" + boundary.encode() + b"\r\nContent-Disposition: " + disp.encode() + b"\r\n"
+        if ct:
+            out += b"Content-Type: " + ct.encode() + b"\r\n"
+        out += b"\r\n" + value + b"\r\n"
+    return out + b"--" + boundary.encode() + b"--\r\n"
+
+
+def post(pod, h, path, parts, boundary=BOUNDARY, timeout=30):
+    body = multipart(parts, boundary)
+    hh = dict(h, **{"Content-Type": "multipart/form-data; boundary=" + boundary})
+    st, data, hdr = pod.req("POST", path, body, hh, timeout)
+    return st, (json.loads(data) if data else None), hdr
+
+
+def send(pod, h, sid, message, data="", version="", atts=(), extra=(), timeout=30):
+    parts = [("message", message, None, None), ("data", data, None, None),
+             ("version", version, None, None)]
+    parts += [("attachment", b, n, ct) for n, b, ct in atts]
+    parts += list(extra)
+    return post(pod, h, "/agent/v4/stream/%s/message/create" % sid, parts, timeout=timeout)
+
+
+def update(pod, h, sid, mid, message, silent=None, data=""):
+    parts = [("message", message, None, None), ("data", data, None, None),
+             ("version", "", None, None)]
+    if silent is not None:
+        parts.append(("silent", silent, None, None))
+    return post(pod, h, "/agent/v4/stream/%s/message/%s/update" % (sid, mid), parts)
+
+
+def new_room(pod, members=None, name=None):
+    body = {}
+    if members is not None:
+        body["members"] = members
+    if name is not None:
+        body["name"] = name
+    return pod.admin("POST", "rooms", body)["id"]
+
+
+def out_pod(pub, priv, *extra):
+    pod = Pod(pub, *extra)
+    h = login(pod, priv)
+    h["keyManagerToken"] = pod.json("POST", "/relay/pubkey/authenticate",
+                                     {"token": make_jwt(priv)})[1]["token"]
+    return pod, h
+
+
+def group_msgcreate(priv, pub):
+    pod, h = out_pod(pub, priv, "--no-echo-posts")
+    room = new_room(pod, name="Build room")
+    check(re.fullmatch(r"[A-Za-z0-9_-]{34}", room) is not None, "room id: 34 URL-safe chars")
+    mark = '{"dfbridge.request":{"type":"org.dfbridge.request","version":"1.0","id":"%s"}}' % (
+        "ab" * 16)
+    st, m, _ = send(pod, h, room, "<messageML>Build <b>42</b> caf\u00e9 &amp; co</messageML>",
+                    data=mark, version="2.0",
+                    atts=[("build.log", BINARY, "application/octet-stream"),
+                          ("empty.txt", b"", "text/plain")])
+    check(st == 200, "create -> 200 (%s)" % st)
+    m = m or {}
+    check(m.get("message") == MML_WRAP % "Build <b>42</b> caf\u00e9 &amp; co",
+          "PresentationML: %r" % m.get("message"))
+    check(re.fullmatch(r"[A-Za-z0-9_-]{34}", m.get("messageId", "")) is not None,
+          "messageId 34 URL-safe chars")
+    check(m.get("data") == mark, "data as given (string)")
+    check(m.get("stream") == {"streamId": room, "streamType": "ROOM"}, "stream of the answer")
+    check(m.get("user", {}).get("userId") == BOT_ID and m["user"].get("username") == "my-bot",
+          "user = the bot")
+    check(m.get("originalFormat") == "com.symphony.messageml.v2", "originalFormat")
+    check(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                       m.get("sid", "")) is not None, "sid is a UUID")
+    check(abs(m.get("timestamp", 0) - time.time() * 1000) < 5000, "timestamp = now (ms)")
+    atts = m.get("attachments", [])
+    check([(a["name"], a["size"]) for a in atts] == [("build.log", len(BINARY)),
+                                                     ("empty.txt", 0)], "attachments answered")
+    check(len({a["id"] for a in atts}) == 2, "attachment ids distinct")
+    recs = pod.admin("GET", "messages")
+    check(len(recs) == 1, "one message recorded")
+    r = recs[0] if recs else {}
+    import hashlib
+    check(r.get("op") == "create" and r.get("seq") == 1 and r.get("streamId") == room and
+          r.get("messageId") == m.get("messageId") and r.get("timestamp") == m.get("timestamp"),
+          "record: op, seq, stream, id, timestamp")
+    check(r.get("message") == "<messageML>Build <b>42</b> caf\u00e9 &amp; co</messageML>" and
+          r.get("presentationML") == m.get("message") and r.get("data") == mark and
+          r.get("version") == "2.0", "record: message as posted, PresentationML, data, version")
+    check(r.get("attachments") == [
+        {"name": "build.log", "size": len(BINARY), "content_type": "application/octet-stream",
+         "sha256": hashlib.sha256(BINARY).hexdigest()},
+        {"name": "empty.txt", "size": 0, "content_type": "text/plain",
+         "sha256": hashlib.sha256(b"").hexdigest()}], "record: attachment bytes round-trip (sha256)")
+    # the call log shows the part list
+    calls = [c for c in pod.calls() if c["endpoint"] == "msgcreate"]
+    parts = json.loads(calls[-1]["body"])["parts"] if calls else []
+    check([(p["name"], p.get("filename"), p["size"]) for p in parts] ==
+          [("message", None, len("<messageML>Build <b>42</b> caf\u00e9 &amp; co</messageML>".encode())),
+           ("data", None, len(mark)), ("version", None, 3), ("attachment", "build.log", len(BINARY)),
+           ("attachment", "empty.txt", 0)], "call log: the part list")
+    check(parts and parts[1].get("text") == mark and "text" not in parts[3] and
+          parts[3].get("content_type") == "application/octet-stream", "call log: text of fields")
+    # previews, extra parts (silent on create, sids), PresentationML as input, quoted boundary
+    st, m2, _ = send(pod, h, room, MML_WRAP % "hi", atts=[("a.png", b"\x89PNG", "image/png")],
+                     extra=[("preview", b"pv", "a-small.png", "image/png"),
+                            ("silent", "true", None, None), ("sids", "x,y", None, None)])
+    check(st == 200 and m2["message"] == MML_WRAP % "hi", "PresentationML in, extra parts ok")
+    recs = pod.admin("GET", "messages")
+    check(recs[-1]["previews"] == [{"name": "a-small.png", "size": 2, "content_type": "image/png",
+                                    "sha256": hashlib.sha256(b"pv").hexdigest()}],
+          "preview recorded")
+    body = multipart([("message", "<messageML/>", None, None)], "b1")
+    st, data, _ = pod.req("POST", "/agent/v4/stream/%s/message/create" % room, body,
+                          dict(h, **{"Content-Type": 'multipart/form-data; boundary="b1"'}))
+    check(st == 200 and json.loads(data)["message"] == MML_WRAP % "", "quoted boundary, <messageML/>")
+    # bare message, no data part at all: only the message part is required
+    st, m3, _ = post(pod, h, "/agent/v4/stream/%s/message/create" % room,
+                     [("message", "<messageML> </messageML>", None, None)])
+    check(st == 200 and m3["data"] == "", "only a message part (one space) -> 200")
+    n_before = len(pod.admin("GET", "messages"))
+    # 400s: nothing stored
+    cases = [
+        ([("data", "{}", None, None)], "Error parsing message: the message cannot be null or empty"),
+        ([("message", "   ", None, None)], "Error parsing message: the message cannot be null or empty"),
+        ([("message", "hello", None, None)], "Invalid messageML: text outside the root element at byte 0"),
+        ([("message", "<p>x</p>", None, None)], "Invalid messageML: Root tag must be <messageML> or <div>"),
+        ([("message", "<messageML><b>x</messageML>", None, None)],
+         "Invalid messageML: end tag </messageML> does not match the open element"),
+        ([("message", "<messageML>a & b</messageML>", None, None)],
+         "Invalid messageML: malformed entity at byte 13"),
+        ([("message", "<messageML><a href=x>y</a></messageML>", None, None)],
+         "Invalid messageML: attribute value not quoted at byte 19"),
+        ([("message", "<messageML>x</messageML><b/>", None, None)],
+         "Invalid messageML: content after the root element"),
+        ([("message", "<messageML>x", None, None)], "Invalid messageML: unclosed element <messageML>"),
+        ([("message", "<messageML>x</messageML>", None, None), ("data", "[1]", None, None)],
+         "Invalid EntityJSON: not a JSON object"),
+        ([("message", "<messageML>x</messageML>", None, None), ("attachment", "x", "a", None),
+          ("attachment", "y", "b", None), ("preview", "p", "pa", None)],
+         "previews must be given for all attachments or none (1 for 2)"),
+    ]
+    for parts, msg in cases:
+        st, e, _ = post(pod, h, "/agent/v4/stream/%s/message/create" % room, parts)
+        check(st == 400 and e == {"code": 400, "message": msg}, "400 %r: %r" % (msg, e))
+    st, e, _ = send(pod, h, "NoSuchStream", "<messageML>x</messageML>")
+    check(st == 400 and e == {"code": 400, "message": "Stream NoSuchStream not found"},
+          "unknown stream -> 400")
+    st, data, _ = pod.req("POST", "/agent/v4/stream/%s/message/create" % room, b"--b1\r\nx",
+                          dict(h, **{"Content-Type": "multipart/form-data; boundary=b1"}))
+    check(st == 400 and json.loads(data)["message"].startswith("Malformed multipart body: "),
+          "malformed multipart -> 400")
+    st, data, _ = pod.req("POST", "/agent/v4/stream/%s/message/create" % room, b"{}",
+                          dict(h, **{"Content-Type": "application/json"}))
+    check(st == 400, "not multipart -> 400")
+    check(len(pod.admin("GET", "messages")) == n_before, "no 400 stored anything")
+    st, _, _ = send(pod, {"sessionToken": "nope"}, room, "<messageML>x</messageML>")
+    check(st == 401, "no valid sessionToken -> 401")
+    st, _, _ = send(pod, dict(h, keyManagerToken="stale"), room, "<messageML>x</messageML>")
+    check(st == 401, "a stale keyManagerToken -> 401")
+    st, _, _ = send(pod, dict(h, keyManagerToken=""), room, "<messageML>x</messageML>")
+    check(st == 200, "an empty keyManagerToken is fine (simplified key delivery)")
+    # a stream known from an enqueued event
+    pod.admin("POST", "events", [{"id": "e1", "type": "MESSAGESENT", "payload": {"messageSent": {
+        "message": {"stream": {"streamId": "EvStream_IM", "streamType": "IM"}}}}}])
+    st, m4, _ = send(pod, h, "EvStream_IM", "<messageML>to an event's IM</messageML>")
+    check(st == 200 and m4["stream"] == {"streamId": "EvStream_IM", "streamType": "IM"},
+          "a stream seen in an event is known, with its type")
+    # a big attachment (over the 1 MiB limit of other endpoints)
+    big = os.urandom(3 << 20)
+    st, m5, _ = send(pod, h, room, "<messageML>big</messageML>", atts=[("big.bin", big, None)])
+    check(st == 200 and m5["attachments"][0]["size"] == len(big), "3 MiB attachment accepted")
+    c = pod.counters()
+    check(c["messages_posted"] == 7 and c["messages_updated"] == 0, "messages_posted = 7: %r" %
+          c.get("messages_posted"))
+    check(c["calls"]["msgcreate"] == len([x for x in pod.calls() if x["endpoint"] == "msgcreate"]),
+          "calls.msgcreate counted")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def group_msgupdate(priv, pub):
+    pod, h = out_pod(pub, priv, "--no-echo-posts")
+    room = new_room(pod)
+    other = new_room(pod)
+    st, m1, _ = send(pod, h, room, "<messageML>v1</messageML>")
+    st, m2, _ = update(pod, h, room, m1["messageId"], "<messageML>v2</messageML>")
+    check(st == 200 and m2["messageId"] != m1["messageId"], "update -> new messageId")
+    check(m2["replacing"] == m1["messageId"] and m2["initialMessageId"] == m1["messageId"] and
+          m2["initialTimestamp"] == m1["timestamp"] and m2["silent"] is True,
+          "lineage of the first update, silent default true")
+    check(m2["message"] == MML_WRAP % "v2" and m2["timestamp"] > m1["timestamp"],
+          "new content, later timestamp")
+    st, m3, _ = update(pod, h, room, m2["messageId"], "<messageML>v3</messageML>", silent="False")
+    check(st == 200 and m3["replacing"] == m2["messageId"] and
+          m3["initialMessageId"] == m1["messageId"] and m3["initialTimestamp"] == m1["timestamp"]
+          and m3["silent"] is False, "chained update keeps the first version; silent False")
+    st, m4, _ = update(pod, h, room, m3["messageId"], "<messageML>v4</messageML>", silent="true")
+    check(st == 200 and m4["silent"] is True, "silent 'true'")
+    recs = pod.admin("GET", "messages")
+    check([r["op"] for r in recs] == ["create", "update", "update", "update"], "ops recorded")
+    check(recs[0].get("replacedBy") == m2["messageId"] and recs[1].get("replacing") ==
+          m1["messageId"] and recs[2].get("silent") is False and "silent" not in recs[0],
+          "records: replacedBy, replacing, silent")
+    st, g, _ = pod.req("GET", "/agent/v1/message/" + m1["messageId"], headers=h)
+    check(st == 200 and json.loads(g)["replacedBy"] == m2["messageId"], "old version: replacedBy")
+    for mid, sid, msg, sil in [("NoSuchMessage", room, "Message not found", None),
+                               (m1["messageId"], other, "Message not found", None),
+                               (m1["messageId"], room, "silent must be true or false", "yes")]:
+        st, e, _ = update(pod, h, sid, mid, "<messageML>x</messageML>", silent=sil)
+        check(st == 400 and e["message"] == msg, "update 400: " + msg)
+    st, e, _ = update(pod, h, room, m1["messageId"], "<messageML>x")
+    check(st == 400 and e["message"].startswith("Invalid messageML"), "update: invalid MessageML")
+    c = pod.counters()
+    check(c["messages_posted"] == 1 and c["messages_updated"] == 3, "counters posted 1 updated 3")
+    check(len(pod.admin("GET", "messages")) == 4, "no failed update stored")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def list_msgs(pod, h, sid, **q):
+    qs = "&".join("%s=%s" % kv for kv in q.items())
+    st, data, _ = pod.req("GET", "/agent/v4/stream/%s/message?%s" % (sid, qs), headers=h)
+    return st, (json.loads(data) if data else None)
+
+
+def group_msglist(priv, pub):
+    pod, h = out_pod(pub, priv, "--no-echo-posts")
+    room, other = new_room(pod), new_room(pod)
+    t0 = int(time.time() * 1000) - 1
+    st, _ = list_msgs(pod, h, room, since=t0)
+    check(st == 204, "empty stream -> 204")
+    ids, ts = [], []
+    for i in range(7):
+        st, m, _ = send(pod, h, room, "<messageML>m%d</messageML>" % i)
+        ids.append(m["messageId"])
+        ts.append(m["timestamp"])
+        send(pod, h, other, "<messageML>other %d</messageML>" % i)
+    check(all(a < b for a, b in zip(ts, ts[1:])), "timestamps strictly increasing per stream")
+    st, u, _ = update(pod, h, room, ids[2], "<messageML>m2 edited</messageML>")
+    st, lst = list_msgs(pod, h, room, since=t0)
+    check(st == 200 and [m["messageId"] for m in lst] == ids + [u["messageId"]],
+          "every version listed, in timestamp order, only this stream")
+    st, lst = list_msgs(pod, h, room, since=ts[3])
+    check([m["messageId"] for m in lst] == ids[3:] + [u["messageId"]], "since is inclusive")
+    st, lst = list_msgs(pod, h, room, since=t0, until=ts[3])
+    check([m["messageId"] for m in lst] == ids[:3], "until is exclusive")
+    st, lst = list_msgs(pod, h, room, since=t0, skip=2, limit=3)
+    check([m["messageId"] for m in lst] == ids[2:5], "skip then limit")
+    st, lst = list_msgs(pod, h, room, since=t0, skip=8)
+    check(st == 204, "skip past the end -> 204")
+    st, lst = list_msgs(pod, h, room, since=u["timestamp"] + 1)
+    check(st == 204, "since after the last -> 204")
+    # default limit 50
+    for i in range(50):
+        send(pod, h, other, "<messageML>o%d</messageML>" % i)
+    st, lst = list_msgs(pod, h, other, since=t0)
+    check(len(lst) == 50, "default limit 50")
+    st, lst = list_msgs(pod, h, other, since=t0, limit=500)
+    check(len(lst) == 57, "limit 500 gives all 57")
+    for q, what in [({}, "since missing"), ({"since": "abc"}, "since not a number"),
+                    ({"since": t0, "limit": 501}, "limit > 500"),
+                    ({"since": t0, "limit": 0}, "limit 0"),
+                    ({"since": t0, "skip": -1}, "skip < 0")]:
+        st, e = list_msgs(pod, h, room, **q)
+        check(st == 400 and e["code"] == 400, "list 400: " + what)
+    st, e = list_msgs(pod, h, "NoSuchStream", since=t0)
+    check(st == 400 and e["message"] == "Stream NoSuchStream not found", "list unknown stream")
+    check(pod.counters()["calls"]["msglist"] == 15, "calls.msglist")
+    # DELETE /admin/messages forgets them; ids and seq keep counting
+    check(pod.admin("DELETE", "messages") == {"deleted": 65}, "DELETE /admin/messages")
+    st, _ = list_msgs(pod, h, room, since=t0)
+    check(st == 204 and pod.admin("GET", "messages") == [], "forgotten")
+    send(pod, h, room, "<messageML>after</messageML>")
+    check(pod.admin("GET", "messages")[0]["seq"] == 66, "seq keeps counting")
+    # concurrent posts into one stream (one thread per connection in the pod): all stored,
+    # timestamps strictly increasing in list order, every id distinct
+    t1 = int(time.time() * 1000) - 1
+    results = []
+
+    def poster(k):
+        for i in range(10):
+            st, m, _ = send(pod, h, other, "<messageML>t%d-%d</messageML>" % (k, i))
+            results.append((st, m and m["messageId"]))
+
+    threads = [threading.Thread(target=poster, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    check(sorted(st for st, _ in results) == [200] * 60, "60 concurrent posts -> 200")
+    st, lst = list_msgs(pod, h, other, since=t1, limit=500)
+    tss = [m["timestamp"] for m in lst or []]
+    check(len(lst or []) == 60 and all(x < y for x, y in zip(tss, tss[1:])) and
+          {m["messageId"] for m in lst} == {mid for _, mid in results},
+          "concurrent posts: all listed, timestamps strictly increasing")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def group_msgget(priv, pub):
+    pod, h = out_pod(pub, priv, "--no-echo-posts")
+    room = new_room(pod)
+    st, m, _ = send(pod, h, room, "<messageML>get me</messageML>")
+    st, data, _ = pod.req("GET", "/agent/v1/message/" + m["messageId"], headers=h)
+    check(st == 200 and json.loads(data) == m, "get -> the V4Message as created")
+    st, data, _ = pod.req("GET", "/agent/v1/message/NoSuchMessage", headers=h)
+    check(st == 204 and data == b"", "get unknown -> 204, no body")
+    path = "/pod/v1/admin/messagesuppression/%s/suppress" % m["messageId"]
+    t = int(time.time() * 1000)
+    st, s1 = pod.json("POST", path, None, h)
+    check(st == 200 and s1["messageId"] == m["messageId"] and s1["suppressed"] is True and
+          abs(s1["suppressionDate"] - t) < 5000, "suppress -> suppressionDate now")
+    st, s2 = pod.json("POST", path, None, h)
+    check(st == 200 and s2 == {"messageId": m["messageId"], "suppressed": True,
+                               "suppressionDate": 0}, "repeat suppress -> suppressionDate 0")
+    st, e = pod.json("POST", "/pod/v1/admin/messagesuppression/NoSuch/suppress", None, h)
+    check(st == 400 and e == {"code": 400, "message": "Message not found"}, "suppress unknown")
+    check(pod.admin("GET", "messages")[0].get("suppressed") is True, "record: suppressed")
+    c = pod.counters()
+    check(c["messages_suppressed"] == 1 and c["calls"]["msgsuppress"] == 3 and
+          c["calls"]["msgget"] == 2, "counters: suppressed 1, calls")
+    st, _ = pod.json("GET", "/agent/v1/message/" + m["messageId"], None, {"sessionToken": "x"})
+    check(st == 401, "get without a valid token -> 401")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def group_streams(priv, pub):
+    pod, h = out_pod(pub, priv, "--no-echo-posts")
+    U1, U2 = 349026222340001, 68719476740  # generator users
+    pod.admin("POST", "users", [{"id": 7215545058313, "emailAddress": "ann@corp.example",
+                                 "username": "ann", "displayName": "Ann"}])
+    st, a = pod.json("POST", "/pod/v1/im/create", [U1], h)
+    check(st == 200 and re.fullmatch(r"[A-Za-z0-9_-]{34}", a["id"]) is not None, "IM created")
+    st, b = pod.json("POST", "/pod/v1/im/create", [U1, U1, BOT_ID], h)
+    check(st == 200 and b == a, "same member set (duplicates, the bot) -> same IM")
+    st, mim = pod.json("POST", "/pod/v1/im/create", [U2, 7215545058313, U1], h)
+    st2, mim2 = pod.json("POST", "/pod/v1/im/create", [U1, 7215545058313, U2], h)
+    check(st == 200 and mim != a and mim2 == mim, "MIM: another id, order does not matter")
+    st, info = pod.json("GET", "/pod/v2/streams/%s/info" % mim["id"], None, h)
+    check(st == 200 and info["streamType"] == {"type": "MIM"} and
+          info["streamAttributes"]["members"] == sorted([BOT_ID, U1, U2, 7215545058313]) and
+          info["id"] == mim["id"] and info["origin"] == "INTERNAL" and info["active"] is True,
+          "MIM info: members filled")
+    st, info = pod.json("GET", "/pod/v2/streams/%s/info" % a["id"], None, h)
+    check(info["streamType"] == {"type": "IM"}, "IM info type")
+    for body, what in [([], "empty"), ([BOT_ID], "only the bot"), (["x"], "not ints"),
+                       ({"id": 1}, "not an array"), ([12345], "unknown user"),
+                       (list(range(349026222340000, 349026222340100)), "100 others")]:
+        st, e = pod.json("POST", "/pod/v1/im/create", body, h)
+        check(st == 400 and e["code"] == 400, "IM 400: " + what)
+    check(pod.counters()["ims_created"] == 2, "ims_created 2")
+    # rooms and membership
+    room = new_room(pod, members=[U1], name="Ops")
+    st, info = pod.json("GET", "/pod/v2/streams/%s/info" % room, None, h)
+    check(st == 200 and info["streamType"] == {"type": "ROOM"} and
+          info["streamAttributes"]["members"] == [] and info["roomAttributes"]["name"] == "Ops",
+          "room info: no members listed, name")
+    add = "/pod/v1/room/%s/membership/add" % room
+    rem = "/pod/v1/room/%s/membership/remove" % room
+    st, r = pod.json("POST", add, {"id": U2}, h)
+    check(st == 200 and r == {"format": "TEXT", "message": "Member added"}, "add member")
+    st, r = pod.json("POST", add, {"id": U2}, h)
+    check(st == 200 and r == {"format": "TEXT", "message": "Member added"},
+          "add an existing member -> 200 Member added")
+    st, r = pod.json("POST", rem, {"id": U2}, h)
+    check(st == 200 and r == {"format": "TEXT", "message": "Member removed"}, "remove member")
+    c = pod.counters()
+    check(c["members_added"] == 1 and c["members_removed"] == 1 and c["rooms_created"] == 1,
+          "membership counters")
+    for path, body, msg in [(add, {"id": 99}, "User 99 not found"),
+                            (add, {"id": "x"}, 'body must be {"id": <user id>}'),
+                            ("/pod/v1/room/NoRoom/membership/add", {"id": U1},
+                             "Stream NoRoom not found"),
+                            ("/pod/v1/room/%s/membership/add" % a["id"], {"id": U2},
+                             "Stream %s is not a room" % a["id"])]:
+        st, e = pod.json("POST", path, body, h)
+        check(st == 400 and e == {"code": 400, "message": msg}, "membership 400: " + msg)
+    st, e = pod.json("GET", "/pod/v2/streams/NoStream/info", None, h)
+    check(st == 400 and e["message"] == "Stream NoStream not found", "info unknown stream")
+    # a room known from a generated event
+    pod.admin("POST", "generate", {"count": 17, "seed": 3})
+    evs = json.loads(pod.req("GET", "/admin/events")[1])
+    rc = [e for e in evs if e["type"] == "ROOMCREATED"][0]
+    sid = rc["payload"]["roomCreated"]["stream"]["streamId"]
+    st, info = pod.json("GET", "/pod/v2/streams/%s/info" % sid, None, h)
+    check(st == 200 and info["id"] == sid, "a generated room is known")
+    st, r = pod.json("POST", "/pod/v1/room/%s/membership/add" % sid, {"id": U1}, h)
+    check(st == 200, "membership on a generated room")
+    imc = [e for e in evs if e["type"] == "INSTANTMESSAGECREATED"][0]
+    ims = imc["payload"]["instantMessageCreated"]["stream"]
+    st, info = pod.json("GET", "/pod/v2/streams/%s/info" % ims["streamId"], None, h)
+    check(st == 200 and info["streamType"] == {"type": ims["streamType"]} and
+          info["streamAttributes"]["members"] ==
+          sorted({BOT_ID} | {m["userId"] for m in ims["members"]}),
+          "a generated IM is known with its type and the members of its event")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def users(pod, h, q):
+    st, data, _ = pod.req("GET", "/pod/v3/users?" + q, headers=h)
+    return st, (json.loads(data) if data else None)
+
+
+def group_users(priv, pub):
+    pod, h = out_pod(pub, priv)
+    pod.admin("POST", "users", [{"id": 7215545058313, "emailAddress": "ann@corp.example",
+                                 "username": "ann", "displayName": "Ann"},
+                                {"id": 7215545058315, "emailAddress": "old@corp.example",
+                                 "username": "old", "active": False}])
+    st, r = users(pod, h, "uid=%d,7215545058313,349026222340003" % BOT_ID)
+    check(st == 200 and [u["id"] for u in r["users"]] == [BOT_ID, 7215545058313, 349026222340003]
+          and r["errors"] == [], "uid lookup: bot, admin user, generator user")
+    check(r["users"][0]["username"] == "my-bot" and r["users"][1]["displayName"] == "Ann" and
+          r["users"][2]["emailAddress"].endswith("@example.com"), "user fields")
+    st, r = users(pod, h, "uid=7215545058313,12,abc&local=true")
+    check(st == 200 and [u["id"] for u in r["users"]] == [7215545058313] and
+          r["errors"] == [{"error": "invalid.format", "id": "12"},
+                          {"error": "invalid.format", "id": "abc"}], "unknown/malformed ids -> errors")
+    st, r = users(pod, h, "email=ann%40corp.example,bot%40example.com,nobody%40x.y")
+    check(st == 200 and [u["id"] for u in r["users"]] == [7215545058313, BOT_ID] and
+          r["errors"] == [{"error": "invalid.format", "email": "nobody@x.y"}], "email lookup")
+    st, r = users(pod, h, "username=my-bot,jane.doe&local=true")
+    check(st == 200 and r["users"][0]["id"] == BOT_ID and r["users"][1]["username"] == "jane.doe",
+          "username lookup incl. a generator person")
+    st, r = users(pod, h, "uid=12,13")
+    check(st == 204 and r is None, "nobody found -> 204")
+    st, r = users(pod, h, "uid=7215545058313,7215545058315&active=true")
+    check(st == 200 and [u["id"] for u in r["users"]] == [7215545058313], "active=true filters")
+    st, r = users(pod, h, "uid=7215545058313,7215545058315&active=false")
+    check(st == 200 and [u["id"] for u in r["users"]] == [7215545058315], "active=false filters")
+    for q, what in [("", "none"), ("uid=1&email=a@b.c", "two kinds"),
+                    ("uid=" + ",".join(str(i) for i in range(101)), "101 values"),
+                    ("uid=1&local=yes", "local not a boolean"), ("uid=,", "no values")]:
+        st, e = users(pod, h, q)
+        check(st == 400 and e["code"] == 400, "users 400: " + what)
+    st, r = users(pod, h, "uid=" + ",".join(str(349026222340000 + i) for i in range(100)))
+    check(st == 200 and len(r["users"]) == 100, "100 values accepted")
+    st, e = pod.json("POST", "/admin/users", {"id": 1})
+    check(st == 400, "/admin/users wants an array")
+    check(pod.counters()["calls"]["users"] == 13, "calls.users")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def group_outfaults(priv, pub):
+    pod, h = out_pod(pub, priv, "--no-echo-posts")
+    room = new_room(pod)
+    n = lambda: len(pod.admin("GET", "messages"))
+    path = "/agent/v4/stream/%s/message/create" % room
+
+    def fault(**f):
+        f.setdefault("endpoint", "msgcreate")
+        pod.admin("POST", "faults", f)
+
+    # status without commit: nothing stored; with commit: stored, the fault's answer
+    fault(action="status", status=503)
+    st, e, _ = send(pod, h, room, "<messageML>a</messageML>")
+    check(st == 503 and e == {"code": 503, "message": "Injected fault"} and n() == 0,
+          "status: 503, nothing stored")
+    fault(action="status", status=500, commit=True, body={"code": 500, "message": "boom"})
+    st, e, _ = send(pod, h, room, "<messageML>b</messageML>")
+    check(st == 500 and e == {"code": 500, "message": "boom"} and n() == 1,
+          "status commit: 500 with the body, message stored")
+    # drop
+    for commit, want in [(False, 1), (True, 2)]:
+        fault(action="drop", commit=commit)
+        try:
+            send(pod, h, room, "<messageML>c</messageML>")
+            check(False, "drop gives no reply")
+        except (http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine):
+            check(True, "drop: connection closed without a byte")
+        check(n() == want, "drop commit=%s: %d stored" % (commit, want))
+    calls = [c for c in pod.calls() if c["endpoint"] == "msgcreate"]
+    check([c["status"] for c in calls[-2:]] == [0, 0] and calls[-1]["fault"] == "drop",
+          "drops logged with status 0")
+    # truncate: default commit (stored, half the real answer); commit false: nothing stored
+    for commit, want in [(None, 3), (False, 3)]:
+        f = dict(action="truncate")
+        if commit is not None:
+            f["commit"] = commit
+        fault(**f)
+        try:
+            send(pod, h, room, "<messageML>d</messageML>")
+            check(False, "truncate gives a short body")
+        except http.client.IncompleteRead:
+            check(True, "truncate: short body")
+        check(n() == want, "truncate commit=%s: %d stored" % (commit, want))
+    # slow (default commit): stored before the answer; a client timing out still finds it
+    fault(action="slow", delay_ms=1500)
+    t0 = time.monotonic()
+    try:
+        send(pod, h, room, "<messageML>e</messageML>", timeout=0.5)
+        check(False, "slow answer past the client's timeout")
+    except socket.timeout:
+        check(True, "slow: client timed out")
+    wait_for(lambda: n() == 4, "the slow (commit) create stored", 3)
+    # slow commit false: waits, then makes the call if the client is still there
+    fault(action="slow", delay_ms=300, commit=False)
+    st, m, _ = send(pod, h, room, "<messageML>f</messageML>")
+    check(st == 200 and n() == 5 and time.monotonic() - t0 >= 0.3, "slow no-commit: answered")
+    fault(action="slow", delay_ms=800, commit=False)
+    try:
+        send(pod, h, room, "<messageML>g</messageML>", timeout=0.2)
+    except socket.timeout:
+        pass
+    wait_for(lambda: [c for c in pod.calls() if c["endpoint"] == "msgcreate"][-1].get("gone"),
+             "slow no-commit with the client gone logged as gone", 3)
+    check(n() == 5, "slow no-commit, client gone: nothing stored")
+    # retry_after: 429 with the header; status 429: no header
+    fault(action="retry_after", retry_after=3)
+    st, e, hdr = send(pod, h, room, "<messageML>h</messageML>")
+    check(st == 429 and hdr.get("retry-after") == "3" and e["code"] == 429 and n() == 5,
+          "retry_after: 429, Retry-After: 3, nothing stored")
+    fault(action="retry_after")
+    st, e, hdr = send(pod, h, room, "<messageML>h</messageML>")
+    check(st == 429 and hdr.get("retry-after") == "1", "retry_after default 1")
+    fault(action="status", status=429)
+    st, e, hdr = send(pod, h, room, "<messageML>h</messageML>")
+    check(st == 429 and "retry-after" not in hdr, "status 429: no Retry-After")
+    fault(action="retry_after", retry_after=2, commit=True)
+    st, e, hdr = send(pod, h, room, "<messageML>i</messageML>")
+    check(st == 429 and hdr.get("retry-after") == "2" and n() == 6, "retry_after commit: stored")
+    # every outbound endpoint name takes faults; 'any' too
+    m = pod.admin("GET", "messages")[0]
+    sup = "/pod/v1/admin/messagesuppression/%s/suppress" % m["messageId"]
+    calls = [("msgupdate", lambda: update(pod, h, room, m["messageId"], "<messageML>u</messageML>")[0]),
+             ("msgsuppress", lambda: pod.req("POST", sup, None, h)[0]),
+             ("msgget", lambda: pod.req("GET", "/agent/v1/message/" + m["messageId"], None, h)[0]),
+             ("msglist", lambda: pod.req("GET", "/agent/v4/stream/%s/message?since=0" % room,
+                                         None, h)[0]),
+             ("imcreate", lambda: pod.req("POST", "/pod/v1/im/create", [349026222340001], h)[0]),
+             ("roomadd", lambda: pod.req("POST", "/pod/v1/room/%s/membership/add" % room,
+                                         {"id": 349026222340001}, h)[0]),
+             ("roomremove", lambda: pod.req("POST", "/pod/v1/room/%s/membership/remove" % room,
+                                            {"id": 349026222340001}, h)[0]),
+             ("streaminfo", lambda: pod.req("GET", "/pod/v2/streams/%s/info" % room, None, h)[0]),
+             ("users", lambda: pod.req("GET", "/pod/v3/users?uid=%d" % BOT_ID, None, h)[0])]
+    for ep, call in calls:
+        fault(endpoint=ep, action="status", status=502)
+        check(call() == 502, "fault on " + ep)
+        check(call() in (200, 204), "then the real answer on " + ep)
+    c0 = pod.counters()
+    check(c0["messages_updated"] == 1 and c0["messages_suppressed"] == 1 and
+          c0["ims_created"] == 1, "faulted (no commit) calls changed nothing")
+    fault(endpoint="imcreate", action="status", status=500, commit=True)
+    st, _, _ = pod.req("POST", "/pod/v1/im/create", [349026222340003], h)
+    check(st == 500 and pod.counters()["ims_created"] == 2, "commit on another endpoint")
+    fault(endpoint="any", action="status", status=504)
+    check(pod.req("GET", "/pod/v3/users?uid=%d" % BOT_ID, None, h)[0] == 504, "'any' on users")
+    st, e = pod.json("POST", "/admin/faults", {"endpoint": "msgcreate", "action": "drop",
+                                               "commit": "yes"})
+    check(st == 400, "commit must be a boolean")
+    st, e = pod.json("POST", "/admin/faults", {"endpoint": "msgcreate", "action": "retry_after",
+                                               "retry_after": -1})
+    check(st == 400, "retry_after >= 0")
+    check(pod.stop()[0] == 0, "clean exit")
+
+
+def group_echo(priv, pub):
+    pod, h = out_pod(pub, priv)
+    f = create_feed(pod, h)
+    room = new_room(pod)
+    st, m, _ = send(pod, h, room, "<messageML>echo me</messageML>", data="{}")
+    st, u, _ = update(pod, h, room, m["messageId"], "<messageML>echo me again</messageML>")
+    got = []
+    ack = ""
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:
+        st, data = read(pod, h, f, ack)
+        body = json.loads(data)
+        ack = body["ackId"]
+        got += body["events"]
+    check(len(got) == 2, "two MESSAGESENT events on the feed")
+    for ev, msg in zip(got, [m, u]):
+        check(ev["type"] == "MESSAGESENT" and ev["messageId"] == msg["messageId"] and
+              ev["timestamp"] == msg["timestamp"] and
+              ev["initiator"]["user"]["userId"] == BOT_ID and
+              ev["payload"]["messageSent"]["message"] == msg, "echo event = the V4Message")
+    check(got and re.fullmatch(r"[A-Za-z0-9_-]{6}:out[0-9]+", got[0]["id"]) is not None,
+          "event id")
+    check(pod.stop()[0] == 0, "clean exit")
+    pod2, h2 = out_pod(pub, priv, "--no-echo-posts", "--hold-ms", "200")
+    f2 = create_feed(pod2, h2)
+    send(pod2, h2, new_room(pod2), "<messageML>quiet</messageML>")
+    st, data = read(pod2, h2, f2)
+    check(st == 200 and json.loads(data)["events"] == [] and pod2.counters()["enqueued"] == 0,
+          "--no-echo-posts: no event")
+    check(pod2.stop()[0] == 0, "clean exit")
+
+
+def group_outrobust(priv, pub):
+    """Seeded random multipart bodies, MessageML, JSON and queries on the outbound endpoints:
+    answers below 500, never a crash; what was stored is exactly what was answered 200."""
+    import random
+    rnd = random.Random(4321)
+    pod, h = out_pod(pub, priv, "--no-echo-posts")
+    room = new_room(pod)
+    st, m, _ = send(pod, h, room, "<messageML>seed</messageML>")
+    b = "--" + BOUNDARY
+    mp_pieces = [b, b + "--", "\r\n", "\r\n\r\n", "Content-Disposition: form-data; name=\"message\"",
+                 "Content-Disposition: form-data; name=\"attachment\"; filename=\"a\"",
+                 "Content-Disposition: form-data; name=", "Content-Type: x/y", ";", "\"", "\\",
+                 "<messageML>", "</messageML>", "<b>", "</b>", "&amp;", "&", "&#x41;", "<",
+                 "<!--", "-->", "<![CDATA[", "]]>", "\x00", "\xff", "é", " ", "a=\"1\"", "/>",
+                 "<div data-format=\"PresentationML\">", "</div>", "{", "}"]
+    msg_pieces = ["<messageML>", "</messageML>", "<b>", "</b>", "<br/>", "&amp;", "&", "&#x;",
+                  "<a href='x'>", "</a>", "<!-- c -->", "<?pi?>", "x", " ", "é", "<", ">", "\"",
+                  "<div data-format=\"PresentationML\">", "</div>", "<![CDATA[<]]>"]
+    json_pieces = ["[", "]", "{", "}", ",", "1", "-1", "349026222340001", "\"x\"", "null",
+                   "\"id\"", ":", "1e999", str(BOT_ID)]
+    statuses = {}
+    ok_posts = 1
+    for i in range(500):
+        kind = rnd.randrange(5)
+        try:
+            if kind == 0:  # raw multipart garbage
+                body = "".join(rnd.choice(mp_pieces) for _ in range(rnd.randrange(0, 20)))
+                st, _, _ = pod.req("POST", "/agent/v4/stream/%s/message/create" % room,
+                                   body.encode("utf-8", "surrogatepass"),
+                                   dict(h, **{"Content-Type": "multipart/form-data; boundary=" +
+                                              BOUNDARY}), timeout=10)
+            elif kind == 1:  # well-framed multipart, random MessageML
+                msg = "".join(rnd.choice(msg_pieces) for _ in range(rnd.randrange(0, 12)))
+                if rnd.random() < 0.5:
+                    st, _, _ = send(pod, h, room, msg, timeout=10)
+                else:
+                    st, _, _ = update(pod, h, room, m["messageId"], msg)
+            elif kind == 2:
+                body = "".join(rnd.choice(json_pieces) for _ in range(rnd.randrange(0, 10)))
+                path = rnd.choice(["/pod/v1/im/create", "/pod/v1/room/%s/membership/add" % room,
+                                   "/pod/v1/room/%s/membership/remove" % room])
+                st, _, _ = pod.req("POST", path, body, h, timeout=10)
+            elif kind == 3:
+                q = "&".join(rnd.choice(["uid=", "email=", "username=", "local=", "active="]) +
+                             rnd.choice(["", "1", ",", "x", "true", "%00", "a%2Cb", "9" * 30])
+                             for _ in range(rnd.randrange(0, 4)))
+                st, _, _ = pod.req("GET", "/pod/v3/users?" + q, None, h, timeout=10)
+            else:
+                q = "&".join(rnd.choice(["since=", "until=", "skip=", "limit="]) +
+                             rnd.choice(["", "0", "-1", "500", "501", "x", "9" * 30])
+                             for _ in range(rnd.randrange(0, 4)))
+                st, _, _ = pod.req("GET", "/agent/v4/stream/%s/message?%s" % (room, q), None, h,
+                                   timeout=10)
+        except (http.client.HTTPException, ConnectionError) as ex:
+            st = type(ex).__name__
+        if kind in (0, 1) and st == 200:
+            ok_posts += 1
+        statuses[st] = statuses.get(st, 0) + 1
+    print("outrobust: statuses %r" % statuses)
+    check(all(isinstance(k, int) and k < 500 for k in statuses),
+          "random outbound inputs get answers below 500: %r" % statuses)
+    check(len(pod.admin("GET", "messages")) == ok_posts,
+          "messages stored = posts answered 200 (%d)" % ok_posts)
+    check(pod.stop()[0] == 0, "clean exit after random inputs")
 
 
 def main():

@@ -235,4 +235,33 @@ write("bridge_journal", "torn_tail", bytes([1]) + framed(seg1) + struct.pack("<H
 write("bridge_journal", "no_epoch_file", bytes([0]) + framed(seg2))
 write("bridge_journal", "raw", bytes([3]) + raw(seg1) + b"SEG!" + raw(seg2)[:-3])
 write("bridge_journal", "bad_header", bytes([1]) + framed([b"H\x01garbage"] + seg1[1:]))
+
+# ---- bridge_cmdlog: commands.log files (bridge/dfb_cmdlog.c), in the target's form
+CMD_NOW = 1764900000000
+
+
+def cmd_begin(key, fp, ms, op=b"messages.send", stream=b"sid"):
+    return (b"B" + fp + struct.pack("<qHBH", ms, len(key), len(op), len(stream)) + key + op + stream)
+
+
+def cmd_done(key, outcome):
+    return b"D" + struct.pack("<H", len(key)) + key + outcome
+
+
+cmd_ok = [cmd_begin(b"\x00a", b"\x01" * 32, CMD_NOW - 10), cmd_done(b"\x00a", b"\x83\xa2ok\xc3\xa6result\xc0\xa5found\xc2"),
+          cmd_begin(b"alice\x00b", b"\x02" * 32, CMD_NOW - 5, b"streams.info", b""),
+          cmd_begin(b"\x00old", b"\x03" * 32, CMD_NOW - 200000000), cmd_done(b"\x00old", b"\x80"),
+          cmd_begin(b"\x00a", b"\x04" * 32, CMD_NOW - 1), cmd_done(b"\x00a", b"\x81\xa2ok\xc2"),
+          cmd_done(b"\x00nobegin", b"")]
+cmd_head = b"DFBCMD1\n" + struct.pack("<I", 1)
+write("bridge_cmdlog", "framed", bytes([0]) + framed(cmd_ok))
+write("bridge_cmdlog", "framed_window_1s", bytes([4]) + framed(cmd_ok))
+write("bridge_cmdlog", "torn_tail", bytes([0]) + framed(cmd_ok) + struct.pack("<H", 300) + b"D\x01\x00")
+write("bridge_cmdlog", "raw", bytes([1]) + cmd_head + raw(cmd_ok))
+bad = bytearray(cmd_head + raw(cmd_ok))
+bad[40] ^= 0x10
+write("bridge_cmdlog", "raw_crc_flip", bytes([1]) + bytes(bad))
+write("bridge_cmdlog", "raw_bad_magic", bytes([1]) + b"DFBCMD2\n" + raw(cmd_ok))
+write("bridge_cmdlog", "raw_torn_header", bytes([1]) + cmd_head[:7])
+write("bridge_cmdlog", "malformed", bytes([0]) + framed([cmd_begin(b"", b"\x01" * 32, CMD_NOW), b"X", b"D\xff\xff"]))
 print("seeds written to", OUT)
