@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,14 @@ struct dfb_auth {
     char km_url[512];
     char sa_url[512];
     char agent_url[512];
-    unsigned logins, skd;
+    /* The shared session (issue 12 D5): the loop and the command executors
+       each have their own dfb_http_t and copy the tokens from here. lock
+       also serialises every login (one per 401 wave) and guards json; the
+       counters are atomics. */
+    pthread_mutex_t lock;
+    char *store[2]; /* session, key manager (NULL: none, e.g. simplified key delivery) */
+    uint64_t gen;   /* bumped by each successful login; 0 = never logged in */
+    _Atomic unsigned logins, skd; /* read without the lock: a login may hold it for long */
 };
 
 #define SKD_CLAIM "canUseSimplifiedKeyDelivery"
@@ -73,6 +81,7 @@ new_cert_auth(const dfb_config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     self->cfg = cfg;
+    pthread_mutex_init(&self->lock, NULL);
     return self;
 }
 
@@ -138,7 +147,19 @@ dfb_auth_new(const dfb_config_t *cfg, char *err, size_t errlen)
     }
     self->cfg = cfg;
     self->key = key;
+    pthread_mutex_init(&self->lock, NULL);
     return self;
+}
+
+/*  Cleanses and frees a stored token. */
+static void
+wipe_str(char **s)
+{
+    if (*s) {
+        OPENSSL_cleanse(*s, strlen(*s));
+        free(*s);
+        *s = NULL;
+    }
 }
 
 void
@@ -147,6 +168,9 @@ dfb_auth_destroy(dfb_auth_t **self_p)
     if (!self_p || !*self_p)
         return;
     dfb_auth_t *self = *self_p;
+    for (int i = 0; i < 2; i++)
+        wipe_str(&self->store[i]);
+    pthread_mutex_destroy(&self->lock);
     EVP_PKEY_free(self->key);
     dfb_json_destroy(&self->json);
     free(self);
@@ -417,6 +441,11 @@ authenticate(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *url,
         return DFB_AUTH_FAILED;
     }
     int bad = dfb_http_set_token(http, which, token) != 0;
+    if (!bad) { /* into the shared store, for dfb_auth_apply */
+        wipe_str(&self->store[which]);
+        self->store[which] = strdup(token);
+        bad = self->store[which] == NULL;
+    }
     dfb_json_wipe(self->json); /* the tape held the token */
     if (bad) {
         dfb_logkv(DFB_LOG_ERROR, DFB_FIELDS(dfb_ls("call", label), dfb_li("status", 200)),
@@ -520,8 +549,9 @@ skd_applies(dfb_auth_t *self, dfb_http_t *http, int stop_fd, const char *session
     return yes;
 }
 
-dfb_auth_rc_t
-dfb_auth_login(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
+/*  The login; self->lock held. */
+static dfb_auth_rc_t
+login_locked(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
 {
     /* Stale tokens must not be sent to the login endpoints. */
     dfb_http_set_token(http, DFB_HTTP_SESSION_TOKEN, NULL);
@@ -555,6 +585,8 @@ dfb_auth_login(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
     self->logins++;
     if (skd) {
         self->skd++;
+        wipe_str(&self->store[DFB_HTTP_KM_TOKEN]);
+        self->gen++;
         dfb_info("authenticated as %s (%s, simplified key delivery)", self->cfg->bot_username,
                  self->key ? "RSA" : "certificate");
         return DFB_AUTH_OK;
@@ -565,19 +597,78 @@ dfb_auth_login(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
         snprintf(url, sizeof url, "%s/keyauth/v1/authenticate", self->km_url);
     rc = authenticate(self, http, stop_fd, url, DFB_HTTP_KM_TOKEN, "key manager authentication");
     if (rc == DFB_AUTH_OK)
+        self->gen++;
+    if (rc == DFB_AUTH_OK)
         dfb_info("authenticated as %s (%s)", self->cfg->bot_username,
                  self->key ? "RSA" : "certificate");
     return rc;
 }
 
 dfb_auth_rc_t
-dfb_auth_refresh(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
+dfb_auth_login(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
 {
-    dfb_auth_rc_t rc = dfb_auth_login(self, http, stop_fd);
+    pthread_mutex_lock(&self->lock);
+    dfb_auth_rc_t rc = login_locked(self, http, stop_fd);
+    pthread_mutex_unlock(&self->lock);
+    return rc;
+}
+
+static void
+refresh_note(dfb_auth_rc_t rc)
+{
     if (rc == DFB_AUTH_UNAUTHORIZED)
         /* The login logged the one error line; this only adds the context. */
         dfb_info("that was a re-authentication after a 401: the bot's credentials are no "
                  "longer accepted");
+}
+
+dfb_auth_rc_t
+dfb_auth_refresh(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
+{
+    dfb_auth_rc_t rc = dfb_auth_login(self, http, stop_fd);
+    refresh_note(rc);
+    return rc;
+}
+
+/*  Copies the stored tokens into http; self->lock held. */
+static uint64_t
+apply_locked(dfb_auth_t *self, dfb_http_t *http)
+{
+    for (int i = 0; i < 2; i++)
+        if (dfb_http_set_token(http, (dfb_http_token_t)i, self->store[i]) != 0)
+            return 0; /* out of memory: as if never logged in, the caller logs in */
+    return self->gen;
+}
+
+uint64_t
+dfb_auth_apply(dfb_auth_t *self, dfb_http_t *http)
+{
+    pthread_mutex_lock(&self->lock);
+    uint64_t gen = apply_locked(self, http);
+    pthread_mutex_unlock(&self->lock);
+    return gen;
+}
+
+dfb_auth_rc_t
+dfb_auth_refresh_shared(dfb_auth_t *self, dfb_http_t *http, int stop_fd, uint64_t *gen)
+{
+    pthread_mutex_lock(&self->lock);
+    dfb_auth_rc_t rc = DFB_AUTH_OK;
+    if (self->gen != 0 && self->gen != *gen) {
+        /* someone re-authenticated since this caller's tokens were set */
+        uint64_t g = apply_locked(self, http);
+        if (g != 0) {
+            *gen = g;
+            pthread_mutex_unlock(&self->lock);
+            return DFB_AUTH_OK;
+        }
+    }
+    rc = login_locked(self, http, stop_fd);
+    if (rc == DFB_AUTH_OK)
+        *gen = self->gen;
+    pthread_mutex_unlock(&self->lock);
+    if (*gen != 0)
+        refresh_note(rc);
     return rc;
 }
 
@@ -600,16 +691,20 @@ dfb_auth_session_info(dfb_auth_t *self, dfb_http_t *http, int stop_fd, int64_t *
         return rc;
     size_t len;
     const char *text = dfb_http_body(http, &len);
+    pthread_mutex_lock(&self->lock); /* the json tape is shared */
     if (dfb_json_parse(self->json, text, len) != 0) {
         dfb_error("session info: the response is not JSON (%s)", dfb_json_error(self->json));
+        pthread_mutex_unlock(&self->lock);
         return DFB_AUTH_FAILED;
     }
     dfb_json_ref_t id = dfb_json_get(self->json, 0, "id");
     if (id == DFB_JSON_NONE || dfb_json_type(self->json, id) != DFB_JSON_INT) {
         dfb_error("session info: no integer \"id\" in the response");
+        pthread_mutex_unlock(&self->lock);
         return DFB_AUTH_FAILED;
     }
     *bot_id = dfb_json_int(self->json, id);
+    pthread_mutex_unlock(&self->lock);
     dfb_info("bot user id %" PRId64, *bot_id);
     return DFB_AUTH_OK;
 }

@@ -63,6 +63,22 @@ dfb_auth_rc_t dfb_auth_login(dfb_auth_t *self, dfb_http_t *http, int stop_fd);
     one error line has said why. */
 dfb_auth_rc_t dfb_auth_refresh(dfb_auth_t *self, dfb_http_t *http, int stop_fd);
 
+/*  The shared session (issue 12): the tokens of the last successful login
+    are kept here (mutex-protected, cleansed on replace and destroy; no
+    getter) with a generation counter, so that each thread's own dfb_http_t
+    can use them. Copies the current tokens into http and returns their
+    generation (0 = never logged in: nothing copied). */
+uint64_t dfb_auth_apply(dfb_auth_t *self, dfb_http_t *http);
+
+/*  After a 401 seen with tokens of generation *gen: under the auth's lock,
+    if another thread has logged in since (the store's generation differs),
+    its tokens are applied to http; else this caller logs in (as
+    dfb_auth_login: store updated, generation bumped). *gen is updated on
+    DFB_AUTH_OK. The datafeed loop and the command executors thus log in once
+    per 401 wave and never concurrently. */
+dfb_auth_rc_t dfb_auth_refresh_shared(dfb_auth_t *self, dfb_http_t *http, int stop_fd,
+                                      uint64_t *gen);
+
 /*  Counts of authentications since dfb_auth_new: logins (the first
     included) and key manager calls skipped by simplified key delivery. */
 void dfb_auth_counts(const dfb_auth_t *self, unsigned *logins, unsigned *skd);

@@ -746,7 +746,7 @@ check_datahose(ctx_t *c)
 /* ---- bridge: the key table ------------------------------------------------ */
 
 /*  Where a value goes: the C type of its dfb_config_t field. */
-enum { CT_INT, CT_LONG, CT_LLONG, CT_SIZE, CT_ENUM, CT_STR };
+enum { CT_INT, CT_LONG, CT_LLONG, CT_SIZE, CT_ENUM, CT_STR, CT_DOUBLE, CT_ALLOW };
 
 #define AT(field, ct) offsetof(dfb_config_t, field), ct
 
@@ -774,7 +774,8 @@ static const dfb_config_key_t s_keys[] = {
     {"curve.clientsDir", DFB_KEY_PATH, "", 0, 0, NULL, AT(curve_clients_dir, CT_STR),
      "folder of the allowed consumers' public certificates (*.key), re-read every second"},
     {"insecure", DFB_KEY_ENUM, "false", 0, 0, s_bools, AT(insecure, CT_ENUM),
-     "true: allow a non-loopback publish or replay endpoint without curve (a warning at start)"},
+     "true: allow a non-loopback publish, replay or commands endpoint without curve (a warning at "
+     "start)"},
     {"logLevel", DFB_KEY_ENUM, "info", 0, 0, s_levels, AT(log_level, CT_ENUM),
      "the most verbose level logged to stderr"},
     {"logFormat", DFB_KEY_ENUM, "text", 0, 0, s_logformats, AT(log_format, CT_ENUM),
@@ -816,7 +817,7 @@ static const dfb_config_key_t s_keys[] = {
     {"replayClientBytes", DFB_KEY_INT, "16777216", 65536, (long long)1 << 40, NULL,
      AT(replay_client_bytes, CT_LLONG), "the same per client: its answer pauses until it reads"},
     {"maxConnections", DFB_KEY_INT, "0", 0, 100000000, NULL, AT(max_connections, CT_LLONG),
-     "live TCP connections per listening socket (PUB, replay); more are closed at once; 0 = a "
+     "live TCP connections per listening socket (PUB, replay, commands); more are closed at once; 0 = a "
      "quarter of the descriptor limit"},
     {"heartbeatMillis", DFB_KEY_INT, "1000", 0, 3600000, NULL, AT(heartbeat_ms, CT_INT),
      "period of the _hb heartbeat (0 = off)"},
@@ -833,6 +834,30 @@ static const dfb_config_key_t s_keys[] = {
     {"health.maxReadAgeMillis", DFB_KEY_INT, "75000", 1, (long long)1 << 40, NULL,
      AT(health_max_read_age_ms, CT_LLONG),
      "/healthz answers 503 when the last successful read is older than this"},
+    {"commands", DFB_KEY_ENDPOINT, "", 0, 0, NULL, AT(commands, CT_STR),
+     "ZeroMQ endpoint of the command ROUTER (workers' Symphony calls); unset = off"},
+    {"commandsAllow", DFB_KEY_MAP, "", 0, 0, NULL, AT(commands_allow, CT_ALLOW),
+     "client certificate name -> list of ops it may call (messages.send, messages.*, *); needs "
+     "curve; unset = every client may call every op"},
+    {"commandsWindowMillis", DFB_KEY_INT, "86400000", 1000, (long long)1 << 40, NULL,
+     AT(commands_window_ms, CT_LLONG),
+     "how long a request id and its outcome are remembered (a retry gets the recorded reply)"},
+    {"commandsLookbackMillis", DFB_KEY_INT, "120000", 0, 86400000, NULL,
+     AT(commands_lookback_ms, CT_LLONG),
+     "after an ambiguous failure, the stream is searched for the message from this long before "
+     "the request"},
+    {"commandsRate", DFB_KEY_NUMBER, "20", 0, 100000, NULL, AT(commands_rate, CT_DOUBLE),
+     "Symphony calls per second over the whole channel (0 = no limit)"},
+    {"commandsStreamRate", DFB_KEY_NUMBER, "2", 0, 100000, NULL,
+     AT(commands_stream_rate, CT_DOUBLE),
+     "message sends and updates per second into one stream (0 = no limit)"},
+    {"commandsQueue", DFB_KEY_INT, "1000", 1, 1000000, NULL, AT(commands_queue, CT_LLONG),
+     "requests waiting for a rate limit or an executor; more are answered busy"},
+    {"commandsConcurrency", DFB_KEY_INT, "4", 1, 64, NULL, AT(commands_concurrency, CT_INT),
+     "executor threads making Symphony calls at once"},
+    {"commandsMaxBytes", DFB_KEY_INT, "8388608", 1024, (long long)64 << 20, NULL,
+     AT(commands_max_bytes, CT_LLONG),
+     "largest request frame; a bigger one is answered bad_request"},
 };
 #undef AT
 
@@ -861,6 +886,10 @@ dfb_config_key_type_name(dfb_key_type_t type)
         return "path";
     case DFB_KEY_ADDRESS:
         return "address";
+    case DFB_KEY_NUMBER:
+        return "number";
+    case DFB_KEY_MAP:
+        return "map";
     }
     return "?";
 }
@@ -956,6 +985,24 @@ apply_key(ctx_t *c, const dfb_config_key_t *k, const char *s, const char *path)
             fail(c, "%s: must be %s, not '%s'", path, list, s);
         return;
     }
+    case DFB_KEY_NUMBER: {
+        char *end = NULL;
+        errno = 0;
+        double v = s && *s ? strtod(s, &end) : 0;
+        if (!s || !*s || errno || *end != '\0' || v != v) {
+            fail(c, "%s: not a number", path);
+            return;
+        }
+        if (v < (double)k->lo || v > (double)k->hi) {
+            fail(c, "%s: must be between %lld and %lld", path, k->lo, k->hi);
+            return;
+        }
+        memcpy((char *)c->cfg + k->offset, &v, sizeof v);
+        return;
+    }
+    case DFB_KEY_MAP: /* parse_allow: a YAML node, not text */
+        fail(c, "%s: must be a map", path);
+        return;
     case DFB_KEY_ENDPOINT:
     case DFB_KEY_PATH:
     case DFB_KEY_ADDRESS:
@@ -994,6 +1041,87 @@ bridge_defaults(dfb_config_t *cfg)
             apply_key(&c, &s_keys[i], s_keys[i].def, s_keys[i].name);
 }
 
+static void
+free_allow(dfb_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->commands_allow_n; i++) {
+        free(cfg->commands_allow[i].client);
+        for (size_t j = 0; j < cfg->commands_allow[i].nops; j++)
+            free(cfg->commands_allow[i].ops[j]);
+        free(cfg->commands_allow[i].ops);
+    }
+    free(cfg->commands_allow);
+    cfg->commands_allow = NULL;
+    cfg->commands_allow_n = 0;
+    cfg->commands_allow_set = 0;
+}
+
+/*  bridge.commandsAllow: {name: [op patterns]} (a single string is a list
+    of one). The patterns are checked against the op names by dfb_cmd at
+    start (dfb_cmd_check_allow): the config knows no ops. */
+static void
+parse_allow(ctx_t *c, yaml_node_t *v, const char *path)
+{
+    dfb_config_t *cfg = c->cfg;
+    free_allow(cfg);
+    if (v->type != YAML_MAPPING_NODE) {
+        fail(c, "%s: must be a map of client certificate name -> list of ops", path);
+        return;
+    }
+    cfg->commands_allow_set = 1;
+    size_t n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+    cfg->commands_allow = calloc(n ? n : 1, sizeof *cfg->commands_allow);
+    if (!cfg->commands_allow) {
+        fail(c, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_pair_t *p = &v->data.mapping.pairs.start[i];
+        const char *name = scalar(yaml_document_get_node(c->doc, p->key));
+        yaml_node_t *list = yaml_document_get_node(c->doc, p->value);
+        if (!name || !*name) {
+            fail(c, "%s: entry %zu: the client name must be a non-empty string", path, i + 1);
+            return;
+        }
+        for (size_t j = 0; j < cfg->commands_allow_n; j++)
+            if (strcmp(cfg->commands_allow[j].client, name) == 0) {
+                fail(c, "%s.%s: named twice", path, name);
+                return;
+            }
+        dfb_cmd_allow_t *a = &cfg->commands_allow[cfg->commands_allow_n++];
+        if (!(a->client = xstrdup(name))) {
+            fail(c, "out of memory");
+            return;
+        }
+        yaml_node_item_t *start = NULL, *top = NULL;
+        if (list && list->type == YAML_SEQUENCE_NODE) {
+            start = list->data.sequence.items.start;
+            top = list->data.sequence.items.top;
+        } else if (!list || list->type != YAML_SCALAR_NODE || is_null(list)) {
+            fail(c, "%s.%s: must be a list of ops (messages.send, messages.*, *)", path, name);
+            return;
+        }
+        size_t m = start ? (size_t)(top - start) : 1;
+        if (!(a->ops = calloc(m ? m : 1, sizeof *a->ops))) {
+            fail(c, "out of memory");
+            return;
+        }
+        for (size_t j = 0; j < m; j++) {
+            yaml_node_t *item = start ? yaml_document_get_node(c->doc, start[j]) : list;
+            const char *t = scalar(item);
+            if (!t || !*t || is_null(item)) {
+                fail(c, "%s.%s: item %zu is not a non-empty string", path, name, j + 1);
+                return;
+            }
+            if (!(a->ops[j] = xstrdup(t))) {
+                fail(c, "out of memory");
+                return;
+            }
+            a->nops = j + 1;
+        }
+    }
+}
+
 /*  One pair of the bridge section (arg: the prefix inside it, "" or
     "journal."). The section is the bridge's own: an unknown key is an
     error, so a mistyped key cannot silently leave a default in force. */
@@ -1004,7 +1132,10 @@ bridge_pair(ctx_t *c, const char *path, const char *key, yaml_node_t *v, void *a
     char name[128];
     snprintf(name, sizeof name, "%s%s", prefix, key);
     const dfb_config_key_t *k = find_key(name);
-    if (k) {
+    if (k && k->type == DFB_KEY_MAP) {
+        if (!is_null(v))
+            parse_allow(c, v, path);
+    } else if (k) {
         if (!is_null(v))
             apply_key(c, k, scalar(v), path);
     } else if (is_key_section(name)) {
@@ -1026,6 +1157,9 @@ bridge_check(ctx_t *c)
         fail(c, "%s: required when %s is set (CURVE needs both)",
              cfg->curve_secret_key ? "bridge.curve.clientsDir" : "bridge.curve.secretKey",
              cfg->curve_secret_key ? "bridge.curve.secretKey" : "bridge.curve.clientsDir");
+    else if (cfg->commands_allow_set && !cfg->curve_secret_key)
+        fail(c, "bridge.commandsAllow: needs CURVE (bridge.curve.secretKey and "
+                "bridge.curve.clientsDir): without it a client has no certificate name");
     else if (cfg->read_timeout_ms <= 35000)
         dfb_warn("config: bridge.readTimeoutMillis: %ld ms does not exceed the ~30 s long-poll "
                  "hold of a real pod; idle reads will time out and be retried",
@@ -1042,6 +1176,7 @@ bridge_free(dfb_config_t *cfg)
             *at = NULL;
         }
     }
+    free_allow(cfg);
 }
 
 /* ---- root ------------------------------------------------------------------ */
@@ -1766,8 +1901,9 @@ dfb_config_test(int verbose)
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 31); /* 19 + strictPermissions + CURVE + hostile-input limits (issue 9) +
-                           logFormat, metrics, health.maxReadAgeMillis (issue 10) */
+        CHECK(n == 40); /* 19 + strictPermissions + CURVE + hostile-input limits (issue 9) +
+                           logFormat, metrics, health.maxReadAgeMillis (issue 10) +
+                           the 9 command channel keys (issue 12) */
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);
@@ -1777,6 +1913,12 @@ dfb_config_test(int verbose)
                 char *end;
                 long long d = strtoll(k->def, &end, 10);
                 CHECK(*k->def && *end == '\0' && d >= k->lo && d <= k->hi);
+            } else if (k->type == DFB_KEY_NUMBER) {
+                char *end;
+                double d = strtod(k->def, &end);
+                CHECK(*k->def && *end == '\0' && d >= (double)k->lo && d <= (double)k->hi);
+            } else if (k->type == DFB_KEY_MAP) {
+                CHECK(!*k->def);
             } else if (k->type == DFB_KEY_ENUM) {
                 int found = 0;
                 for (int c = 0; k->choices[c]; c++)
@@ -1785,6 +1927,50 @@ dfb_config_test(int verbose)
             }
         }
     }
+
+    /* ---- the command channel (issue 12): numbers, the allow map ---- */
+    cfg = load_text("host: h\nbot: {username: u, privateKey: {content: PEM}}\n"
+                    "bridge: {commands: 'tcp://127.0.0.1:0', commandsRate: 0.5,\n"
+                    "  curve: {secretKey: /s.key_secret, clientsDir: /c},\n"
+                    "  commandsAllow: {w1: [messages.send, 'rooms.*'], w2: '*', w3: []}}\n",
+                    err, sizeof err);
+    if (verbose)
+        printf("  commands -> %s\n", cfg ? "ok" : err);
+    CHECK(cfg);
+    if (cfg) {
+        CHECK(strcmp(cfg->commands, "tcp://127.0.0.1:0") == 0);
+        CHECK(cfg->commands_rate == 0.5 && cfg->commands_stream_rate == 2.0);
+        CHECK(cfg->commands_queue == 1000 && cfg->commands_concurrency == 4 &&
+              cfg->commands_max_bytes == 8388608 && cfg->commands_window_ms == 86400000 &&
+              cfg->commands_lookback_ms == 120000);
+        CHECK(cfg->commands_allow_set && cfg->commands_allow_n == 3);
+        CHECK(cfg->commands_allow_n == 3 && strcmp(cfg->commands_allow[0].client, "w1") == 0 &&
+              cfg->commands_allow[0].nops == 2 &&
+              strcmp(cfg->commands_allow[0].ops[1], "rooms.*") == 0 &&
+              cfg->commands_allow[1].nops == 1 && strcmp(cfg->commands_allow[1].ops[0], "*") == 0 &&
+              cfg->commands_allow[2].nops == 0);
+        dfb_config_destroy(&cfg);
+    }
+    cfg = load_text("host: h\nbot: {username: u, privateKey: {content: PEM}}\n"
+                    "bridge: {commandsAllow: {w1: [messages.send]}}\n",
+                    err, sizeof err);
+    CHECK(!cfg && strstr(err, "bridge.commandsAllow: needs CURVE"));
+    dfb_config_destroy(&cfg);
+    cfg = load_text("host: h\nbot: {username: u, privateKey: {content: PEM}}\n"
+                    "bridge: {commandsRate: fast}\n",
+                    err, sizeof err);
+    CHECK(!cfg && strstr(err, "bridge.commandsRate: not a number"));
+    dfb_config_destroy(&cfg);
+    cfg = load_text("host: h\nbot: {username: u, privateKey: {content: PEM}}\n"
+                    "bridge: {commandsConcurrency: 65}\n",
+                    err, sizeof err);
+    CHECK(!cfg && strstr(err, "bridge.commandsConcurrency: must be between 1 and 64"));
+    dfb_config_destroy(&cfg);
+    cfg = load_text("host: h\nbot: {username: u, privateKey: {content: PEM}}\n"
+                    "bridge: {curve: {secretKey: /s, clientsDir: /c}, commandsAllow: [a]}\n",
+                    err, sizeof err);
+    CHECK(!cfg && strstr(err, "commandsAllow: must be a map"));
+    dfb_config_destroy(&cfg);
 
     /* ---- transport keys: proxy and defaultHeaders inheritance, certificate ---- */
     cfg = load_text("host: 127.0.0.1\n"

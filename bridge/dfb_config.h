@@ -51,6 +51,14 @@ typedef enum { DFB_SOURCE_DATAFEED = 0, DFB_SOURCE_DATAHOSE = 1 } dfb_source_t;
 /*  Longest datahose tag the agent accepts; longer ones are cut (as the BDKs do). */
 #define DFB_DATAHOSE_TAG_MAX 80
 
+/*  One entry of bridge.commandsAllow: a client certificate's name and the
+    op patterns it may call ("messages.send", "messages.*", "*"). */
+typedef struct {
+    char *client;
+    char **ops;
+    size_t nops;
+} dfb_cmd_allow_t;
+
 /*  Where a key's value came from (`dfbridge --check` lists them). */
 typedef enum { DFB_FROM_DEFAULT = 0, DFB_FROM_FILE, DFB_FROM_ENV } dfb_config_from_t;
 
@@ -138,6 +146,19 @@ typedef struct dfb_config {
     long long replay_client_bytes;  /* bridge.replayClientBytes: 16 MiB per client */
     long long max_connections;      /* bridge.maxConnections: per socket, 0 = a quarter of the fds */
 
+    /* bridge: the command channel (README "Replying from a worker", issue 12) */
+    char *commands;                   /* bridge.commands: ROUTER endpoint, NULL = off */
+    dfb_cmd_allow_t *commands_allow;  /* bridge.commandsAllow: NULL = unset (every client) */
+    size_t commands_allow_n;
+    int commands_allow_set;           /* 1: the key was given (even as an empty map) */
+    long long commands_window_ms;     /* bridge.commandsWindowMillis: 86400000 */
+    long long commands_lookback_ms;   /* bridge.commandsLookbackMillis: 120000 */
+    double commands_rate;             /* bridge.commandsRate: 20 per second, 0 = no limit */
+    double commands_stream_rate;      /* bridge.commandsStreamRate: 2 per second, 0 = no limit */
+    long long commands_queue;         /* bridge.commandsQueue: 1000 requests waiting */
+    int commands_concurrency;         /* bridge.commandsConcurrency: 4 executor threads */
+    long long commands_max_bytes;     /* bridge.commandsMaxBytes: 8 MiB per request frame */
+
     /* bridge: metrics and health (README "Metrics and health") */
     char *metrics;                    /* bridge.metrics: HOST:PORT of /metrics, NULL = off */
     long long health_max_read_age_ms; /* bridge.health.maxReadAgeMillis: 75000 */
@@ -162,7 +183,9 @@ typedef enum {
     DFB_KEY_ENUM,     /* one of choices (case-insensitive) */
     DFB_KEY_ENDPOINT, /* a ZeroMQ endpoint (scheme://...) */
     DFB_KEY_PATH,     /* a non-empty file system path */
-    DFB_KEY_ADDRESS   /* an HTTP listening address: IP:PORT, [IPv6]:PORT or :PORT */
+    DFB_KEY_ADDRESS,  /* an HTTP listening address: IP:PORT, [IPv6]:PORT or :PORT */
+    DFB_KEY_NUMBER,   /* a decimal number (fractions allowed) in [lo, hi] */
+    DFB_KEY_MAP       /* a map of lists (bridge.commandsAllow); the environment gives flow text */
 } dfb_key_type_t;
 
 /*  One key of the bridge: section: the single source that parsing, the
@@ -181,7 +204,8 @@ typedef struct {
 /*  The bridge: keys, in documentation order (static; *count set). */
 const dfb_config_key_t *dfb_config_keys(size_t *count);
 
-/*  "integer", "choice", "endpoint", "path", "address" (static). */
+/*  "integer", "choice", "endpoint", "path", "address", "number", "map"
+    (static). */
 const char *dfb_config_key_type_name(dfb_key_type_t type);
 
 /*  Frees the config (key content is wiped first), NULLs *self_p; accepts

@@ -83,7 +83,7 @@ dfb_config_env_key(size_t i, char *path, size_t len, unsigned *flags)
     if (i >= nb)
         return -1;
     int n = snprintf(path, len, "bridge.%s", keys[i].name);
-    *flags = 0;
+    *flags = keys[i].type == DFB_KEY_MAP ? DFB_KEYF_FLOW : 0; /* bridge.commandsAllow */
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
@@ -631,6 +631,8 @@ dfb_config_env_test(int verbose)
           (fa & DFB_KEYF_SECRET));
     CHECK(key_of_var("DFBRIDGE_AGENT_DEFAULTHEADERS", 29, a, sizeof a, &fa) == 0 &&
           (fa & DFB_KEYF_FLOW) && (fa & DFB_KEYF_SECRET));
+    CHECK(key_of_var("DFBRIDGE_BRIDGE_COMMANDSALLOW", 29, a, sizeof a, &fa) == 0 &&
+          strcmp(a, "bridge.commandsAllow") == 0 && fa == DFB_KEYF_FLOW);
     CHECK(distance("DFBRIDGE_BRIDGE_SNDHWN", "DFBRIDGE_BRIDGE_SNDHWM") == 1);
     /* explain: a key from the environment is named; "required" names the variable. */
     dfb_config_env_var_t v = {"bridge.sndhwm", "DFBRIDGE_BRIDGE_SNDHWM"};

@@ -135,7 +135,8 @@ dfb_curve_setup(const dfb_config_t *cfg, dfb_curve_t *out, char *err, size_t err
         out->clients_dir = dir;
     }
     if (check_endpoint(cfg, "bridge.publish", cfg->publish, err, errlen) != 0 ||
-        check_endpoint(cfg, "bridge.replay", cfg->replay, err, errlen) != 0) {
+        check_endpoint(cfg, "bridge.replay", cfg->replay, err, errlen) != 0 ||
+        check_endpoint(cfg, "bridge.commands", cfg->commands, err, errlen) != 0) {
         dfb_curve_wipe(out);
         return -1;
     }

@@ -26,7 +26,7 @@ int dfb_endpoint_is_loopback(const char *endpoint);
 
 /*  Loads the bridge's secret certificate and checks clientsDir (a readable
     folder) when curve is set, then applies the loopback rule to
-    bridge.publish and bridge.replay. 0 (with insecure non-loopback
+    bridge.publish, bridge.replay and bridge.commands. 0 (with insecure non-loopback
     endpoints: one warning each, logged here), or -1 with one message in err
     naming the key ("config: bridge.curve.secretKey: ..."). *out is zeroed
     first; wipe it with dfb_curve_wipe. */

@@ -65,6 +65,8 @@ struct dfb_http {
     size_t body_len;
     size_t body_cap;
     int too_big;
+    int sent;                /* the last request went out (dfb_http_request_sent) */
+    long long retry_after_ms; /* of the last response, -1 = none */
     long fail_opt; /* self-test only: this option "fails" to be set (0 = none) */
     char detail[CURL_ERROR_SIZE];
 };
@@ -786,7 +788,28 @@ dfb_http_err_t
 dfb_http_request(dfb_http_t *self, const char *method, const char *url, const char *body,
                  size_t body_len, int *status)
 {
+    return dfb_http_request_ex(self, method, url, body, body_len, NULL, status);
+}
+
+int
+dfb_http_request_sent(const dfb_http_t *self)
+{
+    return self->sent;
+}
+
+long long
+dfb_http_retry_after_ms(const dfb_http_t *self)
+{
+    return self->retry_after_ms;
+}
+
+dfb_http_err_t
+dfb_http_request_ex(dfb_http_t *self, const char *method, const char *url, const char *body,
+                    size_t body_len, const dfb_http_opts_t *opts, int *status)
+{
     *status = 0;
+    self->sent = 0;
+    self->retry_after_ms = -1;
     body_wipe(self);
     self->too_big = 0;
     self->detail[0] = '\0';
@@ -818,10 +841,27 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
             self->hdrs_trace[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
     }
 
+    /* Another Content-Type: one node in front of the cached list's tail (its
+       first line is the JSON Content-Type), nothing allocated. */
+    char ct_line[256];
+    struct curl_slist ct_node;
+    if (opts && opts->content_type && headers) {
+        snprintf(ct_line, sizeof ct_line, "Content-Type: %s", opts->content_type);
+        ct_node.data = ct_line;
+        ct_node.next = headers->next;
+        headers = &ct_node;
+    }
+
     CURL *e = self->easy;
     curl_easy_reset(e); /* keeps the connection cache, clears options */
     const char *failed = NULL;
     CURLcode orc = set_options(self, route, url, method, headers, body, body_len, &failed);
+    if (orc == CURLE_OK && opts && opts->fresh_connect) {
+        orc = curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        if (orc == CURLE_OK)
+            orc = curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+        failed = "CURLOPT_FRESH_CONNECT";
+    }
     if (orc != CURLE_OK) {
         snprintf(self->detail, sizeof self->detail, "cannot set %s: %s", failed,
                  curl_easy_strerror(orc));
@@ -851,6 +891,7 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
     }
     if (stopped) {
         result = DFB_HTTP_ESTOPPED;
+        self->sent = 1; /* cut mid-transfer: the server may have it */
     } else if (mc != CURLM_OK) {
         snprintf(self->detail, sizeof self->detail, "%s", curl_multi_strerror(mc));
         result = DFB_HTTP_EOTHER;
@@ -863,6 +904,7 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
                 long sent = 0;
                 if (curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK)
                     sent = 0;
+                self->sent = sent > 0;
                 result = classify(self, msg->data.result, sent > 0);
                 if (result != DFB_HTTP_OK && !self->detail[0])
                     snprintf(self->detail, sizeof self->detail, "%s",
@@ -895,6 +937,9 @@ dfb_http_request(dfb_http_t *self, const char *method, const char *url, const ch
                 result = DFB_HTTP_EBADREPLY;
             } else {
                 *status = (int)code;
+                curl_off_t ra = 0;
+                if (curl_easy_getinfo(e, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+                    self->retry_after_ms = (long long)ra * 1000;
             }
         }
     }

@@ -56,6 +56,28 @@ int dfb_http_set_token(dfb_http_t *self, dfb_http_token_t which, const char *val
 dfb_http_err_t dfb_http_request(dfb_http_t *self, const char *method, const char *url,
                                 const char *body, size_t body_len, int *status);
 
+/*  Per-request options of dfb_http_request_ex (issue 12's command channel). */
+typedef struct {
+    const char *content_type; /* replaces "application/json" (e.g. multipart/form-data; boundary=..) */
+    int fresh_connect;        /* a new connection, closed after the call: curl retries a request
+                                 on its own when a REUSED connection dies before any answer, which
+                                 for a message create would be a second post */
+} dfb_http_opts_t;
+
+/*  dfb_http_request with options (opts NULL = the defaults). */
+dfb_http_err_t dfb_http_request_ex(dfb_http_t *self, const char *method, const char *url,
+                                   const char *body, size_t body_len, const dfb_http_opts_t *opts,
+                                   int *status);
+
+/*  Whether any byte of the last request went out (curl's request size > 0):
+    0 means the server cannot have seen it (a refused connection, a connect
+    timeout), so its failure is unambiguous. */
+int dfb_http_request_sent(const dfb_http_t *self);
+
+/*  The Retry-After of the last response (delta seconds or an HTTP date, as
+    curl reads it) in ms; -1 when there was none. */
+long long dfb_http_retry_after_ms(const dfb_http_t *self);
+
 /*  Response body of the last request: borrowed, NUL-terminated, valid until
     the next request. */
 const char *dfb_http_body(const dfb_http_t *self, size_t *len);

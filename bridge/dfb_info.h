@@ -58,7 +58,26 @@ typedef struct {
     dfb_counter_t auth_bad_files; /* *.key files skipped at the last reload (broken) */
     dfb_counter_t auth_reloads;   /* allow-list (re)loads, the first included */
     dfb_counter_t auth_rebinds;   /* reloads that removed a key: PUB and replay re-bound */
+    /* the command channel's thread (dfb_cmd, issue 12); every reply counts once in
+       commands_ok or one commands_errors_* (whether or not it could be delivered) */
+    dfb_counter_t commands_received;             /* request messages read from the ROUTER */
+    dfb_counter_t commands_ok;                   /* replies with ok: true */
+    dfb_counter_t commands_errors_bad_request;   /* replies with error.code bad_request */
+    dfb_counter_t commands_errors_not_allowed;   /* ... not_allowed */
+    dfb_counter_t commands_errors_rejected;      /* ... rejected */
+    dfb_counter_t commands_errors_unavailable;   /* ... unavailable */
+    dfb_counter_t commands_errors_unknown_outcome; /* ... unknown_outcome */
+    dfb_counter_t commands_errors_busy;          /* ... busy */
+    dfb_counter_t commands_replayed;             /* replies of a recorded outcome (no call) */
+    dfb_counter_t commands_found;                /* replies settled by finding the mark */
+    dfb_counter_t commands_denied;               /* requests refused by bridge.commandsAllow */
+    dfb_counter_t commands_queued;               /* gauge: requests waiting for an executor */
+    dfb_counter_t commands_inflight;             /* gauge: requests with an executor */
+    dfb_counter_t commands_dropped_replies;      /* replies not delivered (client gone, pipe
+                                                    full) and messages with no request frame */
     /* /metrics only (dfb_metrics), not rows of the table below */
+    dfb_counter_t commands_seconds[DFB_UP_BUCKETS + 1]; /* dfb_cmd: receive -> reply */
+    dfb_counter_t commands_seconds_sum_us;
     dfb_counter_t published_by_type[DFB_EVENT_TYPES + 1]; /* the actor; [DFB_EVENT_TYPES]: other */
     dfb_counter_t lag_buckets[DFB_LAG_BUCKETS + 1];       /* the sequencer: event ts -> publish */
     dfb_counter_t lag_sum_ms;

@@ -45,6 +45,7 @@ struct dfb_loop {
     dfb_http_err_t last_err; /* transport error of the last call */
     char last_error[160];    /* the last failure, for the "giving up" line */
     int exit_code;           /* set with OUT_END */
+    uint64_t auth_gen;       /* the shared session's generation in self->http (dfb_auth_apply) */
     dfb_loop_stats_t stats;
 };
 
@@ -280,7 +281,9 @@ reauth(dfb_loop_t *self)
     self->stats.ready = 0; /* not authenticated until the refresh succeeds */
     dfb_logkv(DFB_LOG_INFO, DFB_FIELDS(dfb_li("status", 401)),
               "session expired (401): authenticating again");
-    dfb_auth_rc_t rc = dfb_auth_refresh(self->auth, self->http, self->stop_fd);
+    /* Shared with the command executors: one login per 401 wave. */
+    dfb_auth_rc_t rc = dfb_auth_refresh_shared(self->auth, self->http, self->stop_fd,
+                                               &self->auth_gen);
     switch (rc) {
     case DFB_AUTH_OK:
         self->stats.ready = self->feed_id[0] || self->cfg->source == DFB_SOURCE_DATAHOSE;
@@ -948,7 +951,8 @@ run(dfb_loop_t *self)
     int64_t bot = 0;
     dfb_auth_rc_t arc = DFB_AUTH_OK;
     for (int round = 0; round < 2; round++) {
-        arc = dfb_auth_login(self->auth, self->http, self->stop_fd);
+        /* a fresh login unless another thread has logged in since ours */
+        arc = dfb_auth_refresh_shared(self->auth, self->http, self->stop_fd, &self->auth_gen);
         if (arc != DFB_AUTH_OK)
             break; /* dfb_auth logged why */
         arc = dfb_auth_session_info(self->auth, self->http, self->stop_fd, &bot);

@@ -92,6 +92,20 @@ static const row_map_t s_rows[] = {
     {"auth_bad_files", "dfbridge_curve_bad_files", 0},
     {"auth_reloads", "dfbridge_curve_reloads_total", 0},
     {"auth_rebinds", "dfbridge_curve_rebinds_total", 0},
+    {"commands_received", "dfbridge_commands_received_total", 0},
+    {"commands_ok", NULL, 0}, /* dfbridge_commands_total{result="ok"} */
+    {"commands_errors_bad_request", NULL, 0}, /* dfbridge_commands_total{result="<code>"} */
+    {"commands_errors_not_allowed", NULL, 0},
+    {"commands_errors_rejected", NULL, 0},
+    {"commands_errors_unavailable", NULL, 0},
+    {"commands_errors_unknown_outcome", NULL, 0},
+    {"commands_errors_busy", NULL, 0},
+    {"commands_replayed", "dfbridge_commands_replayed_total", 0},
+    {"commands_found", "dfbridge_commands_found_total", 0},
+    {"commands_denied", "dfbridge_commands_denied_total", 0},
+    {"commands_queued", "dfbridge_commands_queued", 0},
+    {"commands_inflight", "dfbridge_commands_inflight", 0},
+    {"commands_dropped_replies", "dfbridge_commands_dropped_replies_total", 0},
 };
 #define NROWS (sizeof s_rows / sizeof s_rows[0])
 
@@ -365,6 +379,30 @@ dfb_metrics_render(const dfb_info_sources_t *src, int64_t max_read_age_ms, int64
     rc |= family(b, "dfbridge_subscribers", "gauge",
                  "connections on the PUB socket now (socket monitor; needs bridge.stateDir)");
     rc |= put(b, "dfbridge_subscribers %llu\n", (unsigned long long)(c ? c->subscribers : 0));
+
+    rc |= family(b, "dfbridge_commands_total", "counter",
+                 "command replies, by result: ok or the error code (bad_request, not_allowed, "
+                 "rejected, unavailable, unknown_outcome, busy)");
+    {
+        static const char *const results[] = {"ok",          "bad_request",     "not_allowed",
+                                               "rejected",    "unavailable",     "unknown_outcome",
+                                               "busy"};
+        static const char *const rows[] = {"commands_ok",
+                                           "commands_errors_bad_request",
+                                           "commands_errors_not_allowed",
+                                           "commands_errors_rejected",
+                                           "commands_errors_unavailable",
+                                           "commands_errors_unknown_outcome",
+                                           "commands_errors_busy"};
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+            rc |= put(b, "dfbridge_commands_total{result=\"%s\"} %llu\n", results[i],
+                      (unsigned long long)value_of(values, rows[i]));
+    }
+    rc |= family(b, "dfbridge_commands_seconds", "histogram",
+                 "command requests from receipt to reply (bridge.commands)");
+    if (c)
+        rc |= histogram(b, "dfbridge_commands_seconds", "", c->commands_seconds, dfb_up_bounds_s,
+                        DFB_UP_BUCKETS, (double)c->commands_seconds_sum_us / 1e6);
 
     /* The rest of the info table. */
     for (size_t i = 0; i < dfb_info_nrows; i++) {

@@ -87,6 +87,31 @@ dfb_mpack_bool(dfb_buf_t *buf, int v)
     return dfb_buf_put(buf, &b, 1);
 }
 
+int
+dfb_mpack_nil(dfb_buf_t *buf)
+{
+    uint8_t b = 0xc0;
+    return dfb_buf_put(buf, &b, 1);
+}
+
+int
+dfb_mpack_int(dfb_buf_t *buf, int64_t v)
+{
+    if (v >= 0)
+        return dfb_mpack_uint(buf, (uint64_t)v);
+    if (v >= -32) {
+        uint8_t b = (uint8_t)(int8_t)v;
+        return dfb_buf_put(buf, &b, 1);
+    }
+    if (v >= INT8_MIN)
+        return put_be(buf, 0xd0, (uint64_t)v & 0xff, 1);
+    if (v >= INT16_MIN)
+        return put_be(buf, 0xd1, (uint64_t)v & 0xffff, 2);
+    if (v >= INT32_MIN)
+        return put_be(buf, 0xd2, (uint64_t)v & 0xffffffffu, 4);
+    return put_be(buf, 0xd3, (uint64_t)v, 8);
+}
+
 /* ---- reader --------------------------------------------------------------- */
 
 static uint64_t
@@ -326,4 +351,90 @@ dfb_mpack_skip(dfb_mpack_reader_t *r, int depth)
         r->p += h.head;
         return 0;
     }
+}
+
+int
+dfb_mpack_read_int(dfb_mpack_reader_t *r, int64_t *v)
+{
+    if (r->p >= r->end)
+        return -1;
+    uint8_t t = r->p[0];
+    size_t left = (size_t)(r->end - r->p);
+    if (t <= 0x7f || t >= 0xe0) {
+        *v = (int8_t)t;
+        r->p++;
+        return 0;
+    }
+    if (t >= 0xcc && t <= 0xcf) {
+        uint64_t u;
+        dfb_mpack_reader_t save = *r;
+        if (dfb_mpack_read_uint(r, &u) != 0 || u > (uint64_t)INT64_MAX) {
+            *r = save;
+            return -1;
+        }
+        *v = (int64_t)u;
+        return 0;
+    }
+    if (t >= 0xd0 && t <= 0xd3) {
+        int size = 1 << (t - 0xd0);
+        if (left < (size_t)size + 1)
+            return -1;
+        uint64_t u = be(r->p + 1, size);
+        if (size < 8 && (u >> (8 * size - 1)) & 1)
+            u |= ~(uint64_t)0 << (8 * size); /* sign-extend */
+        *v = (int64_t)u;
+        r->p += 1 + (size_t)size;
+        return 0;
+    }
+    return -1;
+}
+
+int
+dfb_mpack_read_bool(dfb_mpack_reader_t *r, int *v)
+{
+    if (r->p >= r->end || (r->p[0] != 0xc2 && r->p[0] != 0xc3))
+        return -1;
+    *v = r->p[0] == 0xc3;
+    r->p++;
+    return 0;
+}
+
+int
+dfb_mpack_read_nil(dfb_mpack_reader_t *r)
+{
+    if (r->p >= r->end || r->p[0] != 0xc0)
+        return -1;
+    r->p++;
+    return 0;
+}
+
+int
+dfb_mpack_read_bin(dfb_mpack_reader_t *r, const uint8_t **b, size_t *len)
+{
+    head_t h;
+    if (head(r, &h) != 0 || h.type != DFB_MP_BIN || !payload_fits(r, &h))
+        return -1;
+    *b = r->p + h.head;
+    *len = (size_t)h.n;
+    r->p += h.head + h.n;
+    return 0;
+}
+
+int
+dfb_mpack_read_float(dfb_mpack_reader_t *r, double *v)
+{
+    head_t h;
+    if (head(r, &h) != 0 || h.type != DFB_MP_FLOAT)
+        return -1;
+    if (h.head == 5) {
+        uint32_t u = (uint32_t)be(r->p + 1, 4);
+        float f;
+        memcpy(&f, &u, 4);
+        *v = f;
+    } else {
+        uint64_t u = be(r->p + 1, 8);
+        memcpy(v, &u, 8);
+    }
+    r->p += h.head;
+    return 0;
 }

@@ -18,6 +18,9 @@ int dfb_mpack_str(dfb_buf_t *buf, const char *s, size_t len);
 int dfb_mpack_cstr(dfb_buf_t *buf, const char *s);
 int dfb_mpack_uint(dfb_buf_t *buf, uint64_t v);
 int dfb_mpack_bool(dfb_buf_t *buf, int v);
+int dfb_mpack_nil(dfb_buf_t *buf);
+/*  Any int64 in its smallest form (a non-negative one as dfb_mpack_uint). */
+int dfb_mpack_int(dfb_buf_t *buf, int64_t v);
 
 /*  Bounded reader over [p, end). */
 typedef struct {
@@ -49,6 +52,16 @@ int dfb_mpack_read_map(dfb_mpack_reader_t *r, uint32_t *n);
 int dfb_mpack_read_array(dfb_mpack_reader_t *r, uint32_t *n);
 int dfb_mpack_read_str(dfb_mpack_reader_t *r, const char **s, size_t *len);
 int dfb_mpack_read_uint(dfb_mpack_reader_t *r, uint64_t *v);
+
+/*  A negative or non-negative integer that fits int64_t (an uint64 above
+    INT64_MAX is refused). */
+int dfb_mpack_read_int(dfb_mpack_reader_t *r, int64_t *v);
+int dfb_mpack_read_bool(dfb_mpack_reader_t *r, int *v);
+int dfb_mpack_read_nil(dfb_mpack_reader_t *r);
+/*  Bytes point into the input. */
+int dfb_mpack_read_bin(dfb_mpack_reader_t *r, const uint8_t **b, size_t *len);
+/*  A float32 or float64, as a double. */
+int dfb_mpack_read_float(dfb_mpack_reader_t *r, double *v);
 
 /*  Skips one value of any type, nested at most depth levels. 0 or -1. */
 int dfb_mpack_skip(dfb_mpack_reader_t *r, int depth);

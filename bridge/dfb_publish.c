@@ -54,6 +54,9 @@ struct dfb_publish {
     int64_t failing_since;
     uint64_t failures;
     dfb_pub_counters_t c;
+    void *cmd_sock;            /* bridge.commands until dfb_publish_take_commands */
+    dfb_zsock_opts_t cmd_zo;   /* its options, endpoint = cmd_endpoint */
+    char cmd_endpoint[256];
 };
 
 /*  A fresh epoch: UTC start time + 32 random bits, so a restart within the
@@ -159,6 +162,28 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
         dfb_publish_destroy(&self);
         return NULL;
     }
+    if (o->commands && *o->commands) {
+        /* Bound before the replay thread starts, so that its connection
+           guard watches it from the start (dfb_fdguard_watch). */
+        dfb_zsock_opts_t co = {.type = ZMQ_ROUTER,
+                               .endpoint = o->commands,
+                               .key = "bridge.commands",
+                               .sndhwm = 1000,
+                               .linger_ms = 0,
+                               .zmtp_ms = o->zmtp_heartbeat_ms,
+                               .router_mandatory = 1,
+                               .maxmsgsize = o->commands_maxmsgsize,
+                               .curve_secret = curve ? self->curve_secret : NULL};
+        self->cmd_sock = dfb_zsock_new(self->ctx, &co, self->cmd_endpoint,
+                                       sizeof self->cmd_endpoint, err, errlen);
+        if (!self->cmd_sock) {
+            zmq_close(pub);
+            dfb_publish_destroy(&self);
+            return NULL;
+        }
+        self->cmd_zo = co;
+        self->cmd_zo.endpoint = self->cmd_endpoint; /* a re-bind takes the same port */
+    }
     int has_replay = o->replay && *o->replay;
     if (has_replay && !(o->state_dir && *o->state_dir)) {
         zmq_close(pub);
@@ -173,6 +198,7 @@ dfb_publish_new_opts(const dfb_publish_opts_t *o, char *err, size_t errlen)
                                 .curve_secret = curve ? self->curve_secret : NULL,
                                 .max_bytes = o->replay_max_bytes,
                                 .pub = pub,
+                                .commands = self->cmd_sock,
                                 .max_connections = o->max_connections,
                                 .client_bytes = o->replay_client_bytes};
         if (open_journal(self, o, err, errlen) != 0 ||
@@ -223,6 +249,8 @@ dfb_publish_destroy(dfb_publish_t **self_p)
         (!self->journal || dfb_journal_commit(self->journal, dfb_wall_ms()) == 0))
         dfb_actor_send_batch(self->actor, &self->batch[self->cur]);
     dfb_actor_destroy(&self->actor); /* publishes what was handed over */
+    if (self->cmd_sock) /* never taken by the command thread */
+        zmq_close(self->cmd_sock);
     dfb_replay_destroy(&self->replay); /* its readers before the journal */
     dfb_zap_destroy(&self->zap);       /* after every CURVE socket is closed */
     explicit_bzero(self->curve_secret, sizeof self->curve_secret);
@@ -266,6 +294,34 @@ const dfb_pub_counters_t *
 dfb_publish_counters(const dfb_publish_t *self)
 {
     return &self->c;
+}
+
+void *
+dfb_publish_take_commands(dfb_publish_t *self, dfb_zsock_opts_t *zo)
+{
+    void *sock = self->cmd_sock;
+    self->cmd_sock = NULL;
+    if (sock)
+        *zo = self->cmd_zo;
+    return sock;
+}
+
+void *
+dfb_publish_ctx(dfb_publish_t *self)
+{
+    return self->ctx;
+}
+
+dfb_pub_counters_t *
+dfb_publish_counters_rw(dfb_publish_t *self)
+{
+    return &self->c;
+}
+
+dfb_fdguard_t *
+dfb_publish_guard(dfb_publish_t *self)
+{
+    return dfb_replay_guard(self->replay);
 }
 
 dfb_journal_t *

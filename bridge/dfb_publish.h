@@ -39,6 +39,8 @@
 #include "dfb_json.h"
 #include "dfb_topics.h"
 #include "dfb_transcode.h"
+#include "dfb_fdguard.h"
+#include "dfb_zsock.h"
 
 /*  Most distinct topics with their own seq counter. An event whose type
     would be topic number 4097 is published under DFB_TOPIC_UNKNOWN instead
@@ -77,6 +79,12 @@ typedef struct {
     uint64_t max_connections;     /* bridge.maxConnections per socket (0: a quarter of the fds) */
     uint64_t replay_max_bytes;    /* bridge.replayMaxBytes (0: the default) */
     uint64_t replay_client_bytes; /* bridge.replayClientBytes (0: the default) */
+    /* bridge.commands (dfb_cmd): its ROUTER is bound here, with the CURVE of
+       PUB and replay and watched by the connection guard before any thread
+       uses it; dfb_publish_take_commands hands it to the command thread.
+       NULL or "" = none. */
+    const char *commands;
+    int64_t commands_maxmsgsize; /* ZMQ_MAXMSGSIZE of that ROUTER */
 } dfb_publish_opts_t;
 
 /*  A snapshot of the counters (the live ones: dfb_publish_counters). */
@@ -160,6 +168,19 @@ uint64_t dfb_publish_topic_seq(const dfb_publish_t *self, const char *topic, siz
 
 /*  The live counters (borrowed, atomics, readable from any thread). */
 const dfb_pub_counters_t *dfb_publish_counters(const dfb_publish_t *self);
+
+/*  The command ROUTER bound at bridge.commands (ownership moves to the
+    caller: dfb_cmd) and its options for a CURVE re-bind (*zo: endpoint =
+    the bound one and the curve secret, both borrowed from self), or NULL
+    when none or already taken. */
+void *dfb_publish_take_commands(dfb_publish_t *self, dfb_zsock_opts_t *zo);
+
+/*  The ZeroMQ context, the live counters (written by the command thread
+    too) and the connection guard (NULL without bridge.stateDir), borrowed:
+    for dfb_cmd. */
+void *dfb_publish_ctx(dfb_publish_t *self);
+dfb_pub_counters_t *dfb_publish_counters_rw(dfb_publish_t *self);
+dfb_fdguard_t *dfb_publish_guard(dfb_publish_t *self);
 
 /*  The journal (borrowed; NULL without bridge.stateDir), for the INFO view. */
 dfb_journal_t *dfb_publish_journal(dfb_publish_t *self);

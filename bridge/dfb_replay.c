@@ -169,6 +169,8 @@ dfb_replay_new(void *ctx, const dfb_replay_opts_t *o, char *err, size_t errlen)
         dfb_fdguard_watch(self->guard, o->pub, "bridge.publish");
     if (self->guard && self->sock)
         dfb_fdguard_watch(self->guard, self->sock, "bridge.replay");
+    if (self->guard && o->commands)
+        dfb_fdguard_watch(self->guard, o->commands, "bridge.commands");
     char name[64];
     snprintf(name, sizeof name, "inproc://dfb-replay-%p", (void *)self);
     self->pipe = zmq_socket(ctx, ZMQ_PAIR);

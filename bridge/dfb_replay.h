@@ -72,6 +72,8 @@ typedef struct {
     void *pub;             /* the PUB socket, not yet used by another thread: its
                               connections are capped too (dfb_fdguard); NULL = not */
     uint64_t max_connections; /* bridge.maxConnections per socket (0: dfb_fdguard default) */
+    void *commands;           /* the command ROUTER (bridge.commands), not yet used by another
+                                 thread: capped too; NULL = none */
 } dfb_replay_opts_t;
 
 /*  Binds the ROUTER (ZMQ_ROUTER_MANDATORY, TCP keepalive, ZMTP heartbeats

@@ -25,6 +25,16 @@ static const char *const s_names[DFB_UP_COUNT] = {
     [DFB_UP_CREATE_FEED_V1] = "create_feed_v1",
     [DFB_UP_READ_FEED_V1] = "read_feed_v1",
     [DFB_UP_DATAHOSE_READ] = "datahose_read",
+    [DFB_UP_MSG_CREATE] = "msg_create",
+    [DFB_UP_MSG_UPDATE] = "msg_update",
+    [DFB_UP_MSG_SUPPRESS] = "msg_suppress",
+    [DFB_UP_MSG_GET] = "msg_get",
+    [DFB_UP_MSG_LIST] = "msg_list",
+    [DFB_UP_IM_CREATE] = "im_create",
+    [DFB_UP_ROOM_ADD] = "room_add",
+    [DFB_UP_ROOM_REMOVE] = "room_remove",
+    [DFB_UP_STREAM_INFO] = "stream_info",
+    [DFB_UP_USERS] = "users",
 };
 
 /* The transport classes' labels, by dfb_http_err_t. */

@@ -1,8 +1,9 @@
 /*  dfb_upstream: what /metrics says about the calls to the pod, agent and
     key manager: requests per (call, code), a latency histogram per call,
-    retries per call. Process-wide (one HTTP client, one loop); the loop's
-    thread is the only writer, every field is an atomic, so the metrics
-    thread reads them live without a lock. Also the histogram helper the
+    retries per call. Process-wide: the loop's thread and the command
+    executors write, every field is an atomic (increments are atomic
+    read-modify-writes), so the metrics thread reads them live without a
+    lock. Also the histogram helper the
     publisher uses for the publish lag. */
 #ifndef DFB_UPSTREAM_H
 #define DFB_UPSTREAM_H
@@ -27,6 +28,17 @@ typedef enum {
     DFB_UP_CREATE_FEED_V1, /* POST /agent/v4/datafeed/create */
     DFB_UP_READ_FEED_V1,   /* GET /agent/v4/datafeed/{id}/read */
     DFB_UP_DATAHOSE_READ,  /* POST /agent/v5/events/read */
+    /* The command channel's calls (issue 12, dfb_outbound; several executor threads) */
+    DFB_UP_MSG_CREATE,     /* POST /agent/v4/stream/{sid}/message/create */
+    DFB_UP_MSG_UPDATE,     /* POST /agent/v4/stream/{sid}/message/{mid}/update */
+    DFB_UP_MSG_SUPPRESS,   /* POST /pod/v1/admin/messagesuppression/{id}/suppress */
+    DFB_UP_MSG_GET,        /* GET /agent/v1/message/{id} */
+    DFB_UP_MSG_LIST,       /* GET /agent/v4/stream/{sid}/message (the mark lookup) */
+    DFB_UP_IM_CREATE,      /* POST /pod/v1/im/create */
+    DFB_UP_ROOM_ADD,       /* POST /pod/v1/room/{id}/membership/add */
+    DFB_UP_ROOM_REMOVE,    /* POST /pod/v1/room/{id}/membership/remove */
+    DFB_UP_STREAM_INFO,    /* GET /pod/v2/streams/{sid}/info */
+    DFB_UP_USERS,          /* GET /pod/v3/users */
     DFB_UP_COUNT
 } dfb_up_call_t;
 

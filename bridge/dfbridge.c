@@ -12,6 +12,9 @@
 #include "dfb_fdguard.h"
 #include "dfb_tsan.h" /* libzmq under ThreadSanitizer (empty otherwise) */
 #include "dfb_auth.h"
+#include <zmq.h>
+
+#include "dfb_cmd.h"
 #include "dfb_config.h"
 #include "dfb_config_env.h"
 #include "dfb_curve.h"
@@ -97,6 +100,10 @@ start_publisher(const dfb_config_t *cfg, const dfb_curve_t *curve, char *err, si
         .replay_max_bytes = (uint64_t)cfg->replay_max_bytes,
         .max_connections = (uint64_t)cfg->max_connections,
         .replay_client_bytes = (uint64_t)cfg->replay_client_bytes,
+        .commands = cfg->commands,
+        /* a bigger request is read and answered bad_request; beyond this
+           libzmq drops the connection */
+        .commands_maxmsgsize = 2 * (int64_t)cfg->commands_max_bytes + 65536,
     };
     if (curve->enabled)
         dfb_info("CURVE on the PUB and replay sockets: the bridge's public key starts %s; allowed "
@@ -178,6 +185,15 @@ main(int argc, char **argv)
         dfb_config_destroy(&cfg);
         return DFB_EXIT_CONFIG;
     }
+    if (cfg->commands) {
+        if (dfb_cmd_check_allow(cfg, err, sizeof err) != 0) {
+            dfb_error("%s", err);
+            dfb_curve_wipe(&curve);
+            dfb_auth_destroy(&auth);
+            dfb_config_destroy(&cfg);
+            return DFB_EXIT_CONFIG;
+        }
+    }
     char pod[512], agent[512], km[512];
     dfb_endpoint_url(&cfg->pod, pod, sizeof pod);
     dfb_endpoint_url(&cfg->agent, agent, sizeof agent);
@@ -187,6 +203,11 @@ main(int argc, char **argv)
                config_path ? config_path : "(environment)", pod, agent, km, cfg->bot_username,
                cfg->publish, curve.enabled ? ", CURVE" : "");
         /* env: where every value came from, one grep-able line per key */
+        if (cfg->commands) {
+            char line[1024];
+            dfb_cmd_describe(cfg, curve.enabled, line, sizeof line);
+            printf("%s\n", line);
+        }
         printf("sources:\n");
         dfb_config_print_origins(cfg, stdout);
         dfb_curve_wipe(&curve);
@@ -240,8 +261,32 @@ main(int argc, char **argv)
                 rc = DFB_EXIT_CONFIG;
             }
         }
-        if (!cfg->metrics || metrics)
+        dfb_cmd_t *cmd = NULL; /* bridge.commands: workers' Symphony calls */
+        dfb_zsock_opts_t czo;
+        void *csock = dfb_publish_take_commands(pub, &czo);
+        if (csock && (!cfg->metrics || metrics)) {
+            dfb_cmd_opts_t co = {.cfg = cfg,
+                                 .auth = auth,
+                                 .stop_fd = dfb_stop_fd(),
+                                 .ctx = dfb_publish_ctx(pub),
+                                 .sock = csock,
+                                 .zo = &czo,
+                                 .counters = dfb_publish_counters_rw(pub),
+                                 .guard = dfb_publish_guard(pub)};
+            if (!(cmd = dfb_cmd_new(&co, err, sizeof err))) {
+                dfb_error("%s", err);
+                rc = DFB_EXIT_INTERNAL;
+            }
+        } else if (csock) {
+            zmq_close(csock);
+        }
+        if ((!cfg->metrics || metrics) && (!csock || cmd))
             rc = dfb_loop_run(loop);
+        /* Requests still waiting are answered unavailable; the ones with an
+           executor are cut by the stop (a loop that ended on an error did
+           not request one) and answered. */
+        dfb_stop_request();
+        dfb_cmd_destroy(&cmd);
         /* Stopped after the loop (SIGTERM/SIGINT end it): until here
            /healthz and /readyz say the loop stopped and why. */
         dfb_metrics_destroy(&metrics);

@@ -63,6 +63,7 @@ case "$seconds" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a number" >&2; ex
 max_len() {
   case "$1" in
     bridge_replay_request|consumer_replay_end) echo 4096 ;;
+    bridge_cmdreq) echo 65536 ;; # attachments and data maps
     bridge_config|consumer_checkpoint|common_cert) echo 8192 ;;
     *) echo 16384 ;;
   esac

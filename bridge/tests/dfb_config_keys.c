@@ -14,7 +14,7 @@ main(void)
     for (size_t i = 0; i < n; i++) {
         const dfb_config_key_t *k = &keys[i];
         printf("%s\t%s\t%s\t", k->name, dfb_config_key_type_name(k->type), k->def);
-        if (k->type == DFB_KEY_INT)
+        if (k->type == DFB_KEY_INT || k->type == DFB_KEY_NUMBER)
             printf("%lld..%lld", k->lo, k->hi);
         for (int c = 0; k->type == DFB_KEY_ENUM && k->choices[c]; c++)
             printf("%s%s", c ? "|" : "", k->choices[c]);

@@ -4,7 +4,10 @@
 #include <string.h>
 
 #include "dfb_auth.h"
+#include "dfb_cmd.h"
 #include "dfb_cmdlog.h"
+#include "dfb_cmdproto.h"
+#include "dfb_cmdsched.h"
 #include "dfb_config.h"
 #include "dfb_crc32c.h"
 #include "dfb_feedfile.h"
@@ -12,6 +15,7 @@
 #include "dfb_log.h"
 #include "dfb_loop.h"
 #include "dfb_metrics.h"
+#include "dfb_outbound.h"
 #include "dfb_publish.h"
 #include "dfb_retry.h"
 #include "dfb_secret.h"
@@ -33,8 +37,12 @@ static const test_t s_tests[] = {
     {"secret", dfb_secret_test},
     {"log", dfb_log_test},
     {"crc32c", dfb_crc32c_test},
+    {"cmdproto", dfb_cmdproto_test},
+    {"outbound", dfb_outbound_test},
     {"cmdlog", dfb_cmdlog_test},
     {"cmdlog_bench", dfb_cmdlog_bench}, /* a benchmark: by name only, not in `all` */
+    {"cmdsched", dfb_cmdsched_test},
+    {"cmd", dfb_cmd_test},
 };
 
 int

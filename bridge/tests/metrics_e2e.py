@@ -108,7 +108,12 @@ POD_CALL = {"auth": "login", "sessionauth": "login", "relay": "keymanager_auth",
             "keyauth": "keymanager_auth", "agentinfo": "agent_info", "sessioninfo": "session_info",
             "list": "list_feeds", "create": "create_feed", "delete": "delete_feed",
             "read": "read_feed", "v1create": "create_feed_v1", "v1read": "read_feed_v1",
-            "dhread": "datahose_read"}
+            "dhread": "datahose_read",
+            # the command channel's calls (dfb_outbound)
+            "msgcreate": "msg_create", "msgupdate": "msg_update", "msgsuppress": "msg_suppress",
+            "msgget": "msg_get", "msglist": "msg_list", "imcreate": "im_create",
+            "roomadd": "room_add", "roomremove": "room_remove", "streaminfo": "stream_info",
+            "users": "users"}
 
 
 # ---- cases -----------------------------------------------------------------------------------

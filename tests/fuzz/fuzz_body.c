@@ -30,6 +30,8 @@ dfb_http_err_t __wrap_dfb_http_request(dfb_http_t *self, const char *method, con
 const char *__wrap_dfb_http_body(const dfb_http_t *self, size_t *len);
 dfb_auth_rc_t __wrap_dfb_auth_login(dfb_auth_t *self, dfb_http_t *http, int stop_fd);
 dfb_auth_rc_t __wrap_dfb_auth_refresh(dfb_auth_t *self, dfb_http_t *http, int stop_fd);
+dfb_auth_rc_t __wrap_dfb_auth_refresh_shared(dfb_auth_t *self, dfb_http_t *http, int stop_fd,
+                                             uint64_t *gen);
 dfb_auth_rc_t __wrap_dfb_auth_session_info(dfb_auth_t *self, dfb_http_t *http, int stop_fd,
                                            int64_t *bot_id);
 int __wrap_dfb_publish_event(dfb_publish_t *self, const dfb_json_t *json, dfb_json_ref_t event_ref);
@@ -160,6 +162,17 @@ __wrap_dfb_auth_refresh(dfb_auth_t *self, dfb_http_t *http, int stop_fd)
     (void)self;
     (void)http;
     (void)stop_fd;
+    return DFB_AUTH_OK;
+}
+
+/*  The loop logs in and re-authenticates through the shared session. */
+dfb_auth_rc_t
+__wrap_dfb_auth_refresh_shared(dfb_auth_t *self, dfb_http_t *http, int stop_fd, uint64_t *gen)
+{
+    (void)self;
+    (void)http;
+    (void)stop_fd;
+    ++*gen;
     return DFB_AUTH_OK;
 }
 

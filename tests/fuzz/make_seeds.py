@@ -121,6 +121,41 @@ for k, r in reqs.items():
     write("bridge_replay_request", k, msgpack.packb(r))
 write("bridge_replay_request", "not_a_map", msgpack.packb([1, 2]))
 
+# ---- bridge_cmdreq: command channel requests (schemas/CONTRACT.md "Commands"), every op + hostile
+cmd_reqs = {
+    "send": ("messages.send", {"stream_id": "lX1hwfmQ+AK/k/a/BB0y2n///q2+0KfbdA==", "message": "hi"}),
+    "send_map": ("messages.send", {"stream_id": "s", "message": {
+        "message": "<messageML>x</messageML>", "data": {"e": {"type": "t", "n": [1, -2, 1.5, None]}},
+        "version": "2.0", "attachments": [{"name": "a.txt", "content": b"\x00xyz",
+                                           "content_type": "text/plain", "preview": b"p"}]}}),
+    "send_data_str": ("messages.send", {"stream_id": "s", "message": "m", "data": '{"a":{"b":[1]}}',
+                                        "version": ""}),
+    "update": ("messages.update", {"stream_id": "s", "message_id": "m_1-", "message": "x",
+                                   "silent": False}),
+    "suppress": ("messages.suppress", {"message_id": "m1"}),
+    "get": ("messages.get", {"message_id": "m1"}),
+    "im": ("streams.createIm", {"user_ids": [1, 9223372036854775807]}),
+    "im_one": ("streams.createIm", {"user_id": 7215545058313}),
+    "add": ("rooms.addMember", {"stream_id": "r", "user_id": 5}),
+    "remove": ("rooms.removeMember", {"stream_id": "r", "user_id": 5}),
+    "info": ("streams.info", {"stream_id": "r"}),
+    "users_ids": ("users.lookup", {"user_ids": [1, 2], "local": True, "active": False}),
+    "users_emails": ("users.lookup", {"emails": ["a+b@c.d"]}),
+    "users_names": ("users.lookup", {"usernames": ["bob"]}),
+    "bad_arg": ("streams.info", {"stream_id": 5, "colour": 1}),
+    "bad_data": ("messages.send", {"stream_id": "s", "message": "x", "data": {"a": b"bin"}}),
+    "bad_previews": ("messages.send", {"stream_id": "s", "message": "x", "attachments": [
+        {"name": "a", "content": b"1", "preview": b"p"}, {"name": "b", "content": b"2"}]}),
+}
+for k, (op, args) in cmd_reqs.items():
+    write("bridge_cmdreq", k, msgpack.packb({"v": 1, "id": "req-" + k, "op": op, "args": args}))
+write("bridge_cmdreq", "not_a_map", msgpack.packb([1, 2]))
+write("bridge_cmdreq", "deep", msgpack.packb({"id": "x", "op": "streams.info",
+                                              "args": {"stream_id": "r"}}) + b"\x91" * 200)
+write("bridge_cmdreq", "huge_count", b"\x81\xa2id\xdd\xff\xff\xff\xff")
+write("bridge_cmdreq", "v2", msgpack.packb({"v": 2, "id": "x", "op": "messages.get",
+                                            "args": {"message_id": "m"}}))
+
 # ---- frames of the wire contract (consumer side)
 frames = []  # (topic, body) of the golden envelopes
 for v in vectors["valid"]:
