@@ -266,7 +266,6 @@ def case_reply_listener():
     probes = [r["message"] for r in messages(pod) if r["streamId"] == probe_room]
     check(1 <= len(probes) == len(set(probes)) <= k, "each probe answered at most once: %r"
           % probes)
-    recs = messages(pod)
     got = sorted((r["streamId"], r["message"]) for r in recs)
     want = sorted((rooms[i % 3], "<messageML>Hello, Person %d!</messageML>" % i)
                   for i in range(1, n + 2))
