@@ -8,6 +8,9 @@ stateDir) -> dfconsumer's CommandClient and services (ctest python_commands_e2e_
   reply_listener  examples/reply_listener.py (the BDK's listener, unchanged) answers N
                   user messages in 3 rooms: the pod holds exactly one reply per message, in
                   its stream, with its text; the bot's own messages are not answered
+  bridge_restart  the bridge killed mid-call (the pod committed, its answer slow) and
+                  restarted: the client's same-id resend is settled by the mark (found), one
+                  message
 
 Usage: test_commands_e2e.py --dfpod PATH --dfbridge PATH --case NAME"""
 
@@ -278,7 +281,49 @@ def case_reply_listener():
     pod.stop()
 
 
-CASES = {"services": case_services, "reply_listener": case_reply_listener}
+def case_bridge_restart():
+    """The bridge is SIGKILLed after the pod committed a send whose answer it had not yet
+    got, and restarted: the client's resend (same id, after its timeout) reaches the new
+    bridge through the same DEALER, which settles it by the mark: ok, found, one message."""
+    pod = dftest.Pod()
+    br, ep = start(pod)
+    room = pod.admin("POST", "rooms", {"name": "restart", "members": [USER_A]})["id"]
+    pod.faults({"endpoint": "msgcreate", "action": "slow", "delay_ms": 5000, "commit": True})
+
+    async def go():
+        c = CommandClient(ep, timeout_ms=1500, attempts=8)
+        try:
+            aloop = asyncio.get_running_loop()
+            t = aloop.create_task(c.call_reply("messages.send", {"stream_id": room,
+                                                                 "message": "restart-proof"},
+                                               id="py-restart-1"))
+            ok = await aloop.run_in_executor(None, dftest.poll_until,
+                                             lambda: messages(pod), 10)
+            check(bool(ok), "the pod committed the create")
+            check(not t.done(), "no reply yet (the pod's answer is slow)")
+            br.kill()
+            br.start()
+            rep = await t
+            return rep, c.stats()
+        finally:
+            c.close()
+
+    rep, st = asyncio.run(asyncio.wait_for(go(), 60))
+    recs = messages(pod)
+    eq(len(recs), 1, "exactly one message")
+    eq((rep["ok"], rep["found"], rep["replayed"]), (True, True, False),
+       "settled by the mark after the restart: %r" % rep.get("error"))
+    eq(rep["result"]["messageId"], recs[0]["messageId"], "the committed message is the result")
+    eq(json.loads(rep["result"]["data"])["dfbridge.request"]["id"], mark("", "py-restart-1"),
+       "its mark")
+    check(st["resent"] >= 1 and st["timeouts"] >= 1, "the client resent after a timeout: %r" % st)
+    eq((st["replies"], st["bad_replies"]), (1, 0), "one reply")
+    br.stop()
+    pod.stop()
+
+
+CASES = {"services": case_services, "reply_listener": case_reply_listener,
+         "bridge_restart": case_bridge_restart}
 
 if __name__ == "__main__":
     sys.exit(dftest.run_cases(CASES, sys.argv[1:], prefix="dfc-py-cmd-"))
