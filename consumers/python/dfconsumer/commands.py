@@ -302,7 +302,8 @@ class CommandClient:
         idempotency key; None -> the default id (see next_default_id). Raises
         CommandError subclasses (the reply's error, CommandTimeout, ClientClosed),
         ValueError for an invalid id, TypeError for args msgpack cannot encode. A
-        cancelled call stops waiting; its reply, if one comes, is dropped (unmatched)."""
+        cancelled call stops waiting; its reply, if one comes, is dropped (unmatched); a
+        request the bridge received is still made (the same id again gets its outcome)."""
         reply = await self.call_reply(op, args, id, timeout, attempts)
         if reply["ok"]:
             return reply.get("result")
