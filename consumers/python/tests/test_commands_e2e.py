@@ -11,6 +11,8 @@ stateDir) -> dfconsumer's CommandClient and services (ctest python_commands_e2e_
   bridge_restart  the bridge killed mid-call (the pod committed, its answer slow) and
                   restarted: the client's same-id resend is settled by the mark (found), one
                   message
+  busy            one executor, a queue of 1, a slow pod: 4 concurrent sends, the busy ones
+                  retried after retry_after_ms: 4 ok, exactly 4 messages
 
 Usage: test_commands_e2e.py --dfpod PATH --dfbridge PATH --case NAME"""
 
@@ -46,13 +48,13 @@ def mark(scope, ident):
                           + ident.encode()).digest()[:16].hex()
 
 
-def start(pod):
+def start(pod, extra=""):
     """A bridge with the command channel (no rate limits: the test is about the client)
     and a state dir (the journal of commands); returns (bridge, commands endpoint)."""
     ep = "tcp://127.0.0.1:%d" % dftest.free_port()
     state = tempfile.mkdtemp(dir=dftest.CTX.tmp, prefix="state-")
     br = dftest.Bridge(pod, bridge_extra="  stateDir: %s\n  commands: %s\n  commandsRate: 0\n"
-                       "  commandsStreamRate: 0\n" % (state, ep))
+                       "  commandsStreamRate: 0\n%s" % (state, ep, extra))
     return br, ep
 
 
@@ -322,8 +324,39 @@ def case_bridge_restart():
     pod.stop()
 
 
+def case_busy():
+    """A bridge with one executor and a queue of 1, the pod slow: of 4 concurrent sends
+    some are answered busy; the client waits retry_after_ms and sends them again (same
+    ids) until each is made: 4 ok replies, exactly 4 messages."""
+    pod = dftest.Pod()
+    br, ep = start(pod, "  commandsConcurrency: 1\n  commandsQueue: 1\n")
+    room = pod.admin("POST", "rooms", {"name": "busy", "members": [USER_A]})["id"]
+    pod.faults({"endpoint": "msgcreate", "action": "slow", "delay_ms": 400, "count": 4})
+
+    async def go():
+        c = CommandClient(ep, timeout_ms=8000, attempts=2)
+        try:
+            await c.users.list_users_by_usernames(["my-bot"])  # connected and answered
+            reps = await asyncio.gather(*(c.call_reply(
+                "messages.send", {"stream_id": room, "message": "busy %d" % i}, id="busy-%d" % i)
+                for i in range(4)))
+            return reps, c.stats()
+        finally:
+            c.close()
+
+    reps, st = asyncio.run(asyncio.wait_for(go(), 60))
+    eq([(r["id"], r["ok"]) for r in reps], [("busy-%d" % i, True) for i in range(4)], "all made")
+    check(st["busy_retries"] >= 1, "busy replies were retried: %r" % st)
+    print("client counters: %r" % st)
+    eq(st["timeouts"], 0, "no timeout")
+    eq(sorted(m["message"] for m in messages(pod)),
+       ["<messageML>busy %d</messageML>" % i for i in range(4)], "exactly one message each")
+    br.stop()
+    pod.stop()
+
+
 CASES = {"services": case_services, "reply_listener": case_reply_listener,
-         "bridge_restart": case_bridge_restart}
+         "bridge_restart": case_bridge_restart, "busy": case_busy}
 
 if __name__ == "__main__":
     sys.exit(dftest.run_cases(CASES, sys.argv[1:], prefix="dfc-py-cmd-"))
