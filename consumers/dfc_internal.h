@@ -278,6 +278,11 @@ int dfc_replay_end_parse(const void *body, size_t len, dfc_replay_end_t *end);
 #define DFC_CONTEXT_MAX 256
 void dfc_context_set(const char *worker, const char *event_id, const char *listener_id);
 void dfc_context_clear(void);
+/*  Counts one command-channel call in the current job and, when buf is not
+    NULL, writes the job's default id "<event id>/<listener id>/<n>" into it.
+    Returns 1 when written, 0 outside a job (or buf NULL), -1 when the job has
+    no event id or the id does not fit size bytes. */
+int dfc_context_call_id(char *buf, size_t size);
 
 /*  Reads one whole multipart message from s (the first frame without
     waiting). Returns 1 when one was read: the caller owns parts[0..1] and

@@ -14,6 +14,8 @@ static _Thread_local bool tl_in_job;
     someone asks for it (most callbacks never do), not once per job. */
 static _Thread_local const char *tl_worker, *tl_event_id, *tl_listener_id;
 static _Thread_local bool tl_formatted;
+/*  Command-channel calls made in the current job (dfc_context_call_id). */
+static _Thread_local unsigned long tl_calls;
 
 static _Atomic int log_level = DFC_LOG_INFO;
 static _Atomic(FILE *) log_stream;
@@ -25,7 +27,22 @@ dfc_context_set(const char *worker, const char *event_id, const char *listener_i
     tl_event_id = event_id;
     tl_listener_id = listener_id;
     tl_formatted = false;
+    tl_calls = 0;
     tl_in_job = true;
+}
+
+int
+dfc_context_call_id(char *buf, size_t size)
+{
+    if (!tl_in_job)
+        return 0;
+    unsigned long n = ++tl_calls;
+    if (!buf)
+        return 0;
+    if (!tl_event_id || !*tl_event_id)
+        return -1;
+    int len = snprintf(buf, size, "%s/%s/%lu", tl_event_id, tl_listener_id, n);
+    return len > 0 && (size_t)len < size ? 1 : -1;
 }
 
 void

@@ -28,6 +28,10 @@ dfc_strerror(int rc)
         return "listener not subscribed";
     case DFC_EIO:
         return "I/O error";
+    case DFC_ETIMEOUT:
+        return "no reply from the bridge (timed out)";
+    case DFC_ECANCELED:
+        return "canceled: the client was destroyed";
     default:
         return "unknown error";
     }

@@ -22,7 +22,9 @@ enum {
     DFC_EALREADY = -3,  /* the loop is already started */
     DFC_EZMQ = -4,      /* a ZeroMQ call failed (see the log) */
     DFC_ENOTFOUND = -5, /* no such listener */
-    DFC_EIO = -6        /* a file operation failed (see the log) */
+    DFC_EIO = -6,       /* a file operation failed (see the log) */
+    DFC_ETIMEOUT = -7,  /* command channel: no reply after every attempt */
+    DFC_ECANCELED = -8  /* command channel: the client was destroyed first */
 };
 const char *dfc_strerror(int rc);
 
@@ -531,6 +533,139 @@ typedef enum { DFC_LOG_DEBUG, DFC_LOG_INFO, DFC_LOG_WARN, DFC_LOG_ERROR } dfc_lo
 void dfc_log(dfc_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void dfc_log_set_level(dfc_log_level_t level);
 void dfc_log_set_stream(FILE *stream);
+
+/* ------------------------------------------------------------------------ */
+/*  Command channel: ask the bridge to make a Symphony call with its session */
+/*  (schemas/CONTRACT.md "Commands", consumers/README.md "Command channel"). */
+/* ------------------------------------------------------------------------ */
+
+/*  A client owns one DEALER connected to the bridge's `bridge.commands`
+    ROUTER, on its own I/O thread. It is thread-safe: any number of threads
+    (listener jobs of a loop's worker pool among them) call it at once; each
+    call is handed to the I/O thread and its reply matched by id. */
+typedef struct dfc_client dfc_client_t;
+
+typedef struct {
+    const char *endpoint; /* bridge.commands, e.g. "tcp://127.0.0.1:5558" (required) */
+    void *zmq_ctx;        /* borrowed ZeroMQ context; NULL -> own */
+    int timeout_ms;       /* per attempt; 0 -> 10000 */
+    int attempts;         /* sends of the same request (same id) before DFC_ETIMEOUT; 0 -> 3.
+                             A call returns within attempts x timeout_ms. */
+    size_t max_reply;     /* bigger replies make libzmq drop the connection (the call then
+                             times out); 0 -> 64 MiB */
+    /*  CURVE, as dfc_config_t's fields of the same names: the bridge's public
+        key (40 Z85 characters or its .key file) and this client's secret
+        certificate file (.key_secret); both or neither. */
+    const char *server_key;
+    const char *cert;
+} dfc_client_config_t;
+
+/*  Creates a client (its I/O thread connects at once; requests wait in the
+    socket's queue until the bridge is there). NULL on error, logged, with
+    errno set (EINVAL for a bad config, ENOMEM, or ZeroMQ's). */
+dfc_client_t *dfc_client_new(const dfc_client_config_t *cfg);
+/*  Fails every call still waiting with DFC_ECANCELED (sync callers return,
+    async callbacks run with a NULL reply), stops the I/O thread, waits until
+    no thread is inside a dfc_client_call* function and frees the client;
+    nulls *c_p, accepts NULL. Calls made while it runs get DFC_ECANCELED;
+    none may be made once it returned (the pointer is gone). Not from an
+    async callback (logged, nothing done). */
+void dfc_client_destroy(dfc_client_t **c_p);
+
+/*  The bridge's reply: the decoded reply map and its fields. Owned by the
+    caller, freed with dfc_reply_destroy. */
+typedef struct dfc_reply dfc_reply_t;
+
+/*  Synchronous call. args: the operation's arguments, the bytes of one
+    msgpack map (dfc_args_* below builds them); NULL/0 -> {}. id: the
+    idempotency key (1..128 bytes of UTF-8, no control characters); NULL ->
+    the default id:
+    - inside a listener job (a dfc_loop_t callback on a worker thread):
+      "<event id>/<listener id>/<n>", n = 1, 2, ... counting the client calls
+      (of any client, with or without an explicit id) made in that job: an
+      event handled again (redelivered, replayed after a worker crash, another
+      member of the group) produces the same ids, so the bridge answers with
+      the recorded outcome instead of calling Symphony twice. A job whose
+      event has no id, or whose composed id would be longer than 128 bytes
+      or hold a control character, gets a random id as outside a job;
+    - elsewhere: a random UUIDv4 per call.
+    After timeout_ms without a reply the SAME request (same id) is sent
+    again, up to `attempts` sends; a `busy` reply is retried after its
+    retry_after_ms when that is within the call's budget (attempts x
+    timeout_ms), else returned. Returns DFC_OK with *out = the reply (ok or
+    an error reply: check dfc_reply_ok), or DFC_EINVAL (bad op, id or args;
+    also when called from an async callback, which would deadlock),
+    DFC_ENOMEM, DFC_ETIMEOUT, DFC_ECANCELED (*out NULL then). */
+int dfc_client_call(dfc_client_t *c, const char *op, const char *id, const void *args,
+                    size_t args_len, dfc_reply_t **out);
+/*  The reply callback of an async call: rc as dfc_client_call's, reply NULL
+    unless rc is DFC_OK; the callee owns the reply (dfc_reply_destroy). It
+    runs on the client's I/O thread: it must not block (no dfc_client_call,
+    no dfc_client_destroy; dfc_client_call_async is fine), every other reply
+    waits for it. */
+typedef void (*dfc_reply_fn)(void *arg, int rc, dfc_reply_t *reply);
+/*  Asynchronous call: as dfc_client_call, fn is called exactly once when it
+    returns DFC_OK; on any other return fn is never called. */
+int dfc_client_call_async(dfc_client_t *c, const char *op, const char *id, const void *args,
+                          size_t args_len, dfc_reply_fn fn, void *arg);
+/*  messages.send with a MessageML string (a bare text is wrapped in
+    <messageML> by the bridge) and optional EntityJSON (JSON text of an
+    object, or NULL); the default id. */
+int dfc_client_send_message(dfc_client_t *c, const char *stream_id, const char *message,
+                            const char *data_json, dfc_reply_t **out);
+
+typedef struct {
+    uint64_t calls;        /* calls accepted (sync + async) */
+    uint64_t sent;         /* request frames sent (resends included) */
+    uint64_t resent;       /* ...of which after a timeout */
+    uint64_t busy_retries; /* ...of which after a busy reply */
+    uint64_t replies;      /* reply frames received */
+    uint64_t unmatched;    /* replies whose id matches no waiting call (late duplicates of
+                              a resent request): dropped */
+    uint64_t bad_replies;  /* frames that are not a reply map (v, id, ok): dropped */
+    uint64_t timeouts;     /* calls that ended DFC_ETIMEOUT */
+    uint64_t canceled;     /* calls that ended DFC_ECANCELED */
+} dfc_client_stats_t;
+void dfc_client_stats(dfc_client_t *c, dfc_client_stats_t *out);
+
+bool dfc_reply_ok(const dfc_reply_t *r);
+/*  The whole reply map (v, id, ok, result|error, replayed, found). */
+const dfc_value_t *dfc_reply_value(const dfc_reply_t *r);
+/*  `result` (the Symphony answer; a DFC_NIL value for a 204), NULL if error. */
+const dfc_value_t *dfc_reply_result(const dfc_reply_t *r);
+const char *dfc_reply_error_code(const dfc_reply_t *r); /* NULL if ok */
+const char *dfc_reply_error_message(const dfc_reply_t *r);
+int dfc_reply_status(const dfc_reply_t *r);             /* rejected: HTTP status, else 0 */
+int64_t dfc_reply_retry_after_ms(const dfc_reply_t *r); /* busy: the hint, else 0 */
+bool dfc_reply_replayed(const dfc_reply_t *r);
+bool dfc_reply_found(const dfc_reply_t *r);
+const char *dfc_reply_id(const dfc_reply_t *r);
+void dfc_reply_destroy(dfc_reply_t **r_p);
+
+/*  A tiny msgpack writer for args: a map at the root, nested maps and
+    arrays. Inside a map every value needs its key; inside an array key must
+    be NULL. Errors are sticky: the first one (bad nesting, bad JSON, no
+    memory) makes dfc_args_data return NULL. Integers and map/array/str/bin
+    headers in msgpack's smallest form (the bytes python msgpack writes). */
+typedef struct dfc_args dfc_args_t;
+dfc_args_t *dfc_args_new(void); /* NULL when out of memory */
+void dfc_args_destroy(dfc_args_t **a_p);
+int dfc_args_str(dfc_args_t *a, const char *key, const char *value);
+int dfc_args_strn(dfc_args_t *a, const char *key, const char *value, size_t len);
+int dfc_args_int(dfc_args_t *a, const char *key, int64_t value);
+int dfc_args_bool(dfc_args_t *a, const char *key, bool value);
+int dfc_args_nil(dfc_args_t *a, const char *key);
+int dfc_args_bin(dfc_args_t *a, const char *key, const void *data, size_t len);
+int dfc_args_map_begin(dfc_args_t *a, const char *key);
+int dfc_args_array_begin(dfc_args_t *a, const char *key);
+int dfc_args_end(dfc_args_t *a); /* closes the innermost open map or array */
+/*  Any JSON value, converted (objects -> maps keeping key order, integers
+    exact within int64/uint64, other numbers float64). DFC_EINVAL when json
+    is not one whole JSON value (nesting depth at most 512). */
+int dfc_args_json(dfc_args_t *a, const char *key, const char *json);
+/*  The finished map (every nested container closed), borrowed until the next
+    change or destroy; NULL after an error or with containers open. */
+const void *dfc_args_data(dfc_args_t *a, size_t *len);
 
 #ifdef __cplusplus
 }

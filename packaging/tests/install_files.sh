@@ -45,6 +45,7 @@ f etc/dfbridge/dfbridge.yaml
 f lib/systemd/system/dfbridge.service
 f bin/dfbridge
 f bin/dftail
+f bin/dfsend
 f lib/sysusers.d/dfbridge.conf
 f share/doc/dfbridge/CONTRACT.md
 f share/doc/dfbridge/README.md
@@ -76,7 +77,7 @@ for c in bridge lib dev; do
     diff <(echo "$want" | under usr/local) <(listing "$tmp/c_$c") | sed 's/^/    /'
   fi
 done
-[ -x "$A/usr/local/bin/dfbridge" ] && [ -x "$A/usr/local/bin/dftail" ] || fail "binaries not executable"
+[ -x "$A/usr/local/bin/dfbridge" ] && [ -x "$A/usr/local/bin/dftail" ] && [ -x "$A/usr/local/bin/dfsend" ] || fail "binaries not executable"
 "$A/usr/local/bin/dfbridge" --version >/dev/null || fail "installed dfbridge --version"
 grep -q "^ExecStart=/usr/local/bin/dfbridge --config /usr/local/etc/dfbridge/dfbridge.yaml$" \
   "$A/usr/local/lib/systemd/system/dfbridge.service" || fail "/usr/local unit: ExecStart"
