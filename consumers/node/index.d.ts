@@ -265,6 +265,13 @@ export interface DatafeedOptions {
   metrics?: string;
   /** constant labels of every sample, e.g. {worker: 'w1'} */
   metricsLabels?: Record<string, string>;
+  /** The bridge's command channel (bridge.commands, e.g. 'tcp://127.0.0.1:5558'): gives the loop
+      messages, streams, users (and commands, its CommandClient; CURVE with serverKey and cert). */
+  commands?: string;
+  /** per attempt; default 10000 */
+  commandsTimeoutMs?: number;
+  /** sends of one request (same id) before code 'timeout'; default 3 */
+  commandsAttempts?: number;
 }
 
 /** The counters, named and meant exactly as the C dfc_stats_t. */
@@ -313,6 +320,143 @@ export class DatafeedLoop {
   /** The /metrics server while start() runs with the metrics option, else null. */
   readonly metricsServer: import('http').Server | null;
   events(options?: { acceptAll?: boolean; name?: string }): AsyncIterableIterator<EventItem>;
+  /** The command channel's services (option commands; without it their calls reject). */
+  readonly messages: MessageService;
+  readonly streams: StreamService;
+  readonly users: UserService;
+  /** The CommandClient of the option commands (opened at first use; closed when start() returns). Throws without the option. */
+  readonly commands: CommandClient;
+}
+
+// ---------------------------------------------------------------- the command channel
+// schemas/CONTRACT.md "Commands"; README.md "Replying through the bridge".
+
+/** The protocol's error codes, then the client's own ('timeout': no reply after every attempt;
+    'closed': the client was closed with the call pending). */
+export type CommandErrorCode =
+  | 'bad_request' | 'not_allowed' | 'rejected' | 'unavailable' | 'unknown_outcome' | 'busy'
+  | 'timeout' | 'closed';
+export const COMMAND_ERROR_CODES: ReadonlyArray<CommandErrorCode>;
+/** The operations, in the contract's order. */
+export const COMMAND_OPS: ReadonlyArray<string>;
+
+export interface CommandReply {
+  v: number;
+  id: string;
+  ok: boolean;
+  /** ok: the Symphony answer, 1:1 (null when Symphony answered 204) */
+  result?: unknown;
+  error?: { code: string; message: string; status?: Int; retry_after_ms?: Int; [key: string]: unknown };
+  /** the recorded outcome of an earlier request with this id: no Symphony call now */
+  replayed: boolean;
+  /** settled by finding the message's mark after an ambiguous failure: no second create */
+  found: boolean;
+  [key: string]: unknown;
+}
+
+export class CommandError extends Error {
+  readonly code: CommandErrorCode;
+  /** 'rejected': Symphony's HTTP status; else 0 */
+  readonly status: number;
+  /** 'busy': the bridge's suggested wait */
+  readonly retryAfterMs: number;
+  /** the error reply; null for 'timeout' and 'closed' */
+  readonly reply: CommandReply | null;
+  readonly id: string | null;
+  readonly op: string | null;
+}
+
+export interface CommandClientOptions {
+  /** the bridge.commands endpoint */
+  endpoint: string;
+  /** CURVE, as DatafeedOptions.serverKey / cert */
+  serverKey?: string;
+  cert?: string;
+  /** per attempt; default 10000 */
+  timeoutMs?: number;
+  /** sends of one request (same id) before code 'timeout'; default 3. The whole budget, busy
+      retries included, is timeoutMs x attempts. */
+  attempts?: number;
+  /** the largest reply accepted; default 64 MiB */
+  maxReply?: number;
+  /** log lines: (level, message) */
+  log?: (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+}
+
+export interface CallOptions {
+  /** the idempotency key, 1..128 bytes of UTF-8 without control characters; default
+      defaultCommandId() */
+  id?: string;
+}
+
+export interface CommandStats {
+  calls: number; sent: number; resent: number; replies: number; unmatched: number; bad_replies: number;
+  busy_retries: number; timeouts: number; send_errors: number; auth_failures: number;
+}
+export const COMMAND_STATS_FIELDS: ReadonlyArray<keyof CommandStats>;
+
+export class CommandClient {
+  constructor(options: CommandClientOptions | string);
+  /** the result (null for 204) or a rejection with CommandError */
+  call(op: string, args?: Record<string, unknown>, options?: CallOptions): Promise<unknown>;
+  /** the reply as it came, error replies included; rejects only with 'timeout' / 'closed' */
+  request(op: string, args?: Record<string, unknown>, options?: CallOptions): Promise<CommandReply>;
+  stats(): CommandStats;
+  readonly pending: number;
+  close(): void;
+}
+
+/** The id a call without one gets: inside a listener job "<event id>/<listener id>/<n>" (counts as
+    one of the job's calls: n = 1, 2, ...), elsewhere (or when that id would be invalid) a UUID v4. */
+export function defaultCommandId(): string;
+
+export interface Attachment {
+  name: string;
+  content: Uint8Array;
+  contentType?: string;
+  /** all attachments have one or none */
+  preview?: Uint8Array;
+}
+/** EntityJSON: an object (sent as a map) or its JSON text */
+export type EntityData = Record<string, unknown> | string;
+/** The BDK's Message: its fields win over the options of sendMessage/updateMessage. */
+export interface Message {
+  content: string;
+  data?: EntityData;
+  version?: string;
+  attachments?: Attachment[];
+}
+export type UserId = number | bigint;
+
+export interface V2UserList {
+  users?: Record<string, unknown>[];
+  errors?: Record<string, unknown>[];
+  [key: string]: unknown;
+}
+
+export class MessageService {
+  constructor(client: CommandClient | (() => CommandClient));
+  sendMessage(streamId: string, message: string | Message,
+    options?: { data?: EntityData; version?: string; attachments?: Attachment[] } & CallOptions): Promise<V4Message>;
+  updateMessage(streamId: string, messageId: string, message: string | Message,
+    options?: { data?: EntityData; version?: string; silent?: boolean } & CallOptions): Promise<V4Message>;
+  suppressMessage(messageId: string, options?: CallOptions): Promise<{ messageId?: string; suppressed?: boolean; suppressionDate?: Int; [key: string]: unknown }>;
+  getMessage(messageId: string, options?: CallOptions): Promise<V4Message | null>;
+}
+
+export class StreamService {
+  constructor(client: CommandClient | (() => CommandClient));
+  createIm(userIds: UserId | UserId[], options?: CallOptions): Promise<{ id: string }>;
+  addMemberToRoom(userId: UserId, roomId: string, options?: CallOptions): Promise<{ format?: string; message?: string }>;
+  removeMemberFromRoom(userId: UserId, roomId: string, options?: CallOptions): Promise<{ format?: string; message?: string }>;
+  getStream(streamId: string, options?: CallOptions): Promise<Record<string, unknown>>;
+}
+
+export class UserService {
+  constructor(client: CommandClient | (() => CommandClient));
+  listUsersByIds(ids: UserId[], options?: { local?: boolean; active?: boolean } & CallOptions): Promise<V2UserList | null>;
+  listUsersByEmails(emails: string[], options?: { local?: boolean; active?: boolean } & CallOptions): Promise<V2UserList | null>;
+  listUsersByUsernames(usernames: string[], options?: { active?: boolean } & CallOptions): Promise<V2UserList | null>;
 }
 
 /** Inside a callback its store is the context string (as listenerContext()). */

@@ -9,6 +9,8 @@ const partition = require('./lib/partition');
 const checkpoint = require('./lib/checkpoint');
 const wire = require('./lib/wire');
 const metrics = require('./lib/metrics');
+const commands = require('./lib/commands');
+const services = require('./lib/services');
 
 module.exports = {
   DatafeedLoop: loop.DatafeedLoop,
@@ -31,4 +33,14 @@ module.exports = {
   METRICS: metrics.METRICS,
   prometheusText: metrics.prometheusText,
   serveMetrics: metrics.serveMetrics,
+  // the command channel (bridge.commands): README.md "Replying through the bridge"
+  CommandClient: commands.CommandClient,
+  CommandError: commands.CommandError,
+  COMMAND_OPS: commands.OPS,
+  COMMAND_ERROR_CODES: [...commands.CODES, ...commands.CLIENT_CODES],
+  COMMAND_STATS_FIELDS: commands.STATS_FIELDS,
+  defaultCommandId: commands.defaultId,
+  MessageService: services.MessageService,
+  StreamService: services.StreamService,
+  UserService: services.UserService,
 };

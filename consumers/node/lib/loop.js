@@ -16,6 +16,8 @@ const { Watermarks } = require('./watermark');
 const { Link, linkReceive, openSub, closeSub, linkTimers } = require('./link');
 const { fillOn, fillReceive, EV } = require('./fill');
 const metrics = require('./metrics');
+const commands = require('./commands');
+const services = require('./services');
 
 // The counters of dfc_stats_t, in its order, with the same names and meaning.
 const STATS_FIELDS = [
@@ -36,6 +38,7 @@ const LEVELS = { debug: 0, info: 1, warn: 2, error: 3 };
 const eventListenerContext = new AsyncLocalStorage();
 /** The rest of a task's context: {envelope, listener, loop}. */
 const taskStorage = new AsyncLocalStorage();
+commands.setJobStore(() => taskStorage.getStore()); // the default ids of command calls (lib/commands.js)
 
 function listenerContext() {
   const s = eventListenerContext.getStore();
@@ -74,7 +77,8 @@ function intOption(o, name, dflt, { min = -Infinity } = {}) {
 
 const OPTIONS = new Set(['maxInFlight', 'queueSize', 'workers', 'rcvhwm', 'maxFrame', 'ordering', 'checkpointDir', 'name',
   'checkpointMs', 'group', 'member', 'members', 'fromGseq', 'staleMs', 'replayTimeoutMs', 'dedupeWindow', 'maxHeld',
-  'maxHeldBytes', 'replayAnyHost', 'serverKey', 'cert', 'metrics', 'metricsLabels']);
+  'maxHeldBytes', 'replayAnyHost', 'serverKey', 'cert', 'metrics', 'metricsLabels', 'commands', 'commandsTimeoutMs',
+  'commandsAttempts']);
 
 function config(o) {
   for (const k of Object.keys(o)) if (!OPTIONS.has(k)) throw new TypeError(`unknown option ${k}`);
@@ -101,7 +105,14 @@ function config(o) {
     // 'host:port': serve /metrics (Prometheus) while start() runs; constant labels of every sample
     metrics: o.metrics === undefined || o.metrics === null ? null : o.metrics,
     metricsLabels: o.metricsLabels === undefined ? null : o.metricsLabels,
+    // the bridge's command channel (bridge.commands): loop.messages, loop.streams, loop.users
+    commands: o.commands === undefined || o.commands === null ? null : o.commands,
+    commandsTimeoutMs: intOption(o, 'commandsTimeoutMs', 0, { min: 0 }) || undefined,
+    commandsAttempts: intOption(o, 'commandsAttempts', 0, { min: 0 }) || undefined,
   };
+  if (cfg.commands !== null && (typeof cfg.commands !== 'string' || !cfg.commands)) {
+    throw new TypeError('option commands: the bridge.commands endpoint, e.g. tcp://127.0.0.1:5558');
+  }
   if (cfg.metrics !== null) metrics.parseAddress(cfg.metrics); // TypeError when invalid
   metrics.labelsText(cfg.metricsLabels); // likewise
   if (cfg.ordering !== 'concurrent' && cfg.ordering !== 'stream') throw new TypeError("option ordering: 'concurrent' or 'stream'");
@@ -156,7 +167,34 @@ class DatafeedLoop {
     this._done = null;
     this._iterators = new Set();
     this.metricsServer = null; // the /metrics endpoint (a node:http server) while start() runs
+    this._commands = null; // the CommandClient, made at first use (option commands)
+    this.messages = new services.MessageService(() => this.commands);
+    this.streams = new services.StreamService(() => this.commands);
+    this.users = new services.UserService(() => this.commands);
     if (endpoint) this.connect(endpoint, replay);
+  }
+
+  /** The CommandClient of the option commands (opened at first use, closed when
+      start() returns after its tasks ended, or by its close(); the next use opens
+      a new one); Error without the option. */
+  get commands() {
+    if (this._commands && !this._commands._closed) return this._commands; // closed: a new one
+    if (!this.cfg.commands) {
+      throw new Error('this DatafeedLoop has no command channel: give it the option commands (the bridge.commands endpoint)');
+    }
+    this._commands = new commands.CommandClient({
+      endpoint: this.cfg.commands,
+      timeoutMs: this.cfg.commandsTimeoutMs,
+      attempts: this.cfg.commandsAttempts,
+      log: (level, msg) => log(level, msg),
+      curveKeys: this.cfg.curve, // the loop's CURVE keys (serverKey, cert)
+    });
+    return this._commands;
+  }
+
+  _closeCommands() {
+    if (this._commands) this._commands.close();
+    this._commands = null;
   }
 
   /** Adds a bridge (and its replay endpoint; null = learnt from heartbeats);
@@ -254,6 +292,7 @@ class DatafeedLoop {
         await metrics.closeMetrics(this.metricsServer);
         this.metricsServer = null;
       }
+      this._closeCommands(); // every task ended: no call is waiting any more
       this._running = false;
       this._stopping = false;
       this._stopResolve = null;

@@ -233,8 +233,35 @@ function decode(buf) {
 }
 
 const encoder = new Encoder({ useBigInt64: true });
+const SAFE_MIN = BigInt(Number.MIN_SAFE_INTEGER);
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** v with every integer in the form that makes @msgpack/msgpack write it in
+    its shortest msgpack form, as the C and Python encoders do: with useBigInt64
+    it writes a number >= 2^32 (or < -2^31) as a float64 and any BigInt in 9
+    bytes, so safe integers past 32 bits become BigInt and BigInts that fit a
+    double become numbers. An undefined member is left out (as JSON does). */
+function canonicalInts(v, depth = 0) {
+  if (typeof v === 'number') {
+    return Number.isSafeInteger(v) && (v >= 2 ** 32 || v < -(2 ** 31)) ? BigInt(v) : v;
+  }
+  if (typeof v === 'bigint') {
+    return v >= SAFE_MIN && v <= SAFE_MAX && v < 2n ** 32n && v >= -(2n ** 31n) ? Number(v) : v;
+  }
+  if (v === null || typeof v !== 'object' || v instanceof Uint8Array) return v;
+  if (depth > MAX_DEPTH) throw new WireError('nested too deep');
+  if (Array.isArray(v)) return v.map((x) => canonicalInts(x, depth + 1));
+  const out = {};
+  for (const k of Object.keys(v)) {
+    if (v[k] === undefined) continue;
+    Object.defineProperty(out, k, { value: canonicalInts(v[k], depth + 1), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+/** msgpack of v (a Buffer), every integer in its shortest form (canonicalInts). */
 function encode(v) {
-  const u = encoder.encode(v);
+  const u = encoder.encode(canonicalInts(v));
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
 
