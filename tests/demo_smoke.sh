@@ -24,9 +24,16 @@ done
 if ! grep -Eq " - bot - INFO - Task-[0-9]+/[^ /]+/[0-9]+ - message " "$out"; then
   echo "no MESSAGESENT line of the Python example with its Task/event/listener context"; fail=1
 fi
+# the Python BDK's getting-started bot (examples/reply_listener.py) answered through the
+# bridge's command channel: the pod stored its replies, and they came back on the datafeed
+# as the bot's own MESSAGESENT (initiated by demo-bot)
+posted=$(sed -nE 's/^demo: the bot posted ([0-9]+) replies.*/\1/p' "$out" | tail -n 1)
+if [ -z "$posted" ] || [ "$posted" -lt 1 ]; then
+  echo "the reply bot posted no reply through the command channel (${posted:-no count line})"; fail=1
+fi
 grep -Eq "main - stopped: .*malformed 0" "$out" || { echo "the consumer did not stop cleanly"; fail=1; }
 grep -q "demo: stopped" "$out" || { echo "the demo did not stop cleanly"; fail=1; }
 if [ $fail -ne 0 ]; then echo "----- demo output -----"; tail -n 60 "$out"; echo "1 failed"; exit 1; fi
 echo "demo_smoke: $(grep -Ec 'worker-[0-9]+/' "$out") event lines of the C example, all 17 types;" \
-     "$(grep -Ec ' - bot - INFO - Task-' "$out") of the Python example"
+     "$(grep -Ec ' - bot - INFO - Task-' "$out") of the Python example; $posted replies posted through the bridge"
 exit 0

@@ -13,6 +13,7 @@ import time
 import zmq
 import zmq.asyncio
 
+from . import commands as commandsmod
 from . import curve
 from . import fill as fillmod
 from . import metrics as metricsmod
@@ -62,6 +63,9 @@ DEFAULTS = {
     "cert": None,            # CURVE: this consumer's .key_secret file (with server_key)
     "metrics": None,         # "host:port": serve /metrics (Prometheus) while start() runs
     "metrics_labels": None,  # constant labels of every sample: {"worker": "w1"}
+    "commands": None,        # the bridge's bridge.commands endpoint: .messages/.streams/.users
+    "commands_timeout_ms": 10000,  # per attempt (CommandClient timeout_ms)
+    "commands_attempts": 3,  # sends of one request (same id) before CommandTimeout
 }
 ALIASES = {"queue_size": "max_in_flight"}
 
@@ -85,10 +89,11 @@ def _sync_default_accept(event, bot_info):
 class _Rec:
     """A subscribed listener: its callbacks by kind (None when not overridden: no task,
     like a NULL callback in C) and whether it keeps the default filter."""
-    __slots__ = ("listener", "methods", "default_filter", "removed")
+    __slots__ = ("listener", "methods", "default_filter", "removed", "lid")
 
-    def __init__(self, listener):
+    def __init__(self, listener, lid):
         self.listener = listener
+        self.lid = lid  # the listener id of the default command ids, as C's lr->id
         self.removed = False
         base = RealTimeEventListener
         self.methods = []
@@ -173,6 +178,13 @@ class DatafeedLoop:
         self._hard_kill = False
         self._timeout = None
         self.bot_id = int(o["bot_id"]) if o["bot_id"] is not None else None
+        self._next_lid = 0
+        self.commands = None   # the CommandClient of the `commands` option
+        if o["commands"]:
+            self.commands = commandsmod.CommandClient(
+                o["commands"], timeout_ms=int(o["commands_timeout_ms"]),
+                attempts=int(o["commands_attempts"]), server_key=o["server_key"],
+                cert=o["cert"], zmq_ctx=o["zmq_ctx"])
         self._own_ctx = o["zmq_ctx"] is None
         self.zctx = o["zmq_ctx"] if o["zmq_ctx"] is not None else None
         self._ckpt_next = 0
@@ -193,9 +205,38 @@ class DatafeedLoop:
             L.task = self._aloop.create_task(L.run(), name=f"dfconsumer-link-{len(self.links)}")
         return L
 
+    @property
+    def messages(self):
+        """The BDK's MessageService (send_message, update_message, suppress_message,
+        get_message) over the bridge's command channel (the `commands` option)."""
+        return self._commands().messages
+
+    @property
+    def streams(self):
+        """The BDK's StreamService (create_im, add_member_to_room, remove_member_from_room,
+        get_stream) over the command channel."""
+        return self._commands().streams
+
+    @property
+    def users(self):
+        """The BDK's UserService (list_users_by_ids, _by_emails, _by_usernames) over the
+        command channel."""
+        return self._commands().users
+
+    def _commands(self):
+        if self.commands is None:
+            raise RuntimeError("no command channel: give DatafeedLoop(..., "
+                               "commands='tcp://<bridge>:5558') (the bridge's bridge.commands)")
+        return self.commands
+
     def subscribe(self, listener):
-        """Adds a listener (at any time, also from a callback)."""
-        self._listeners.append(_Rec(listener))
+        """Adds a listener (at any time, also from a callback). Its id in the default
+        command ids is its `name` attribute when that is a non-empty str, else "L<n>",
+        n counting the subscribe calls from 1 (as libdfconsumer)."""
+        self._next_lid += 1
+        name = getattr(listener, "name", None)
+        lid = name if type(name) is str and name else f"L{self._next_lid}"
+        self._listeners.append(_Rec(listener, lid))
         self.counters["listeners"] += 1
 
     def unsubscribe(self, listener):
@@ -290,6 +331,8 @@ class DatafeedLoop:
             await self._wait_tasks()
             self.wm.save()              # every task ran: the final watermark
         finally:
+            if self.commands is not None:
+                self.commands.close()   # a later call (or start) opens it again
             for L in self.links:
                 L.close_sub()
                 L.fill.close_dealer()
@@ -480,6 +523,7 @@ class DatafeedLoop:
             event_listener_context.set(
                 f"{task.get_name()}/{event.get('id', 'None')}/{id(rec.listener)}")
             current_envelope.set(env)
+            commandsmod.set_job(event.get("id"), rec.lid)  # the default command ids
             if rec.removed:
                 return
             ran = True

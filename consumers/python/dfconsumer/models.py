@@ -59,8 +59,27 @@ _SCHEMA = {
                                  "formValues": None},
     "V4GenericSystemEvent": {"stream": "V4Stream", "eventTimestamp": None, "sourceSystem": None,
                              "eventSubtype": None, "parameters": None},
-    # pod model: the bot's identity as is_accepting_event receives it (only id is known)
-    "UserV2": {"id": None},
+    # pod models: the bot's identity as is_accepting_event receives it (only id is known
+    # there), and the results of the command channel's calls (dfconsumer.services)
+    "UserV2": {"id": None, "emailAddress": None, "firstName": None, "lastName": None,
+               "displayName": None, "title": None, "company": None, "username": None,
+               "location": None, "accountType": None, "avatars": "[Avatar",
+               "workPhoneNumber": None, "mobilePhoneNumber": None, "jobFunction": None,
+               "department": None, "division": None, "roles": None},
+    "Avatar": {"size": None, "url": None},
+    "UserError": {"error": None, "email": None, "id": None},
+    "V2UserList": {"users": "[UserV2", "errors": "[UserError"},
+    "Stream": {"id": None},
+    "V2StreamAttributes": {"id": None, "crossPod": None, "origin": None, "active": None,
+                           "lastMessageDate": None, "streamType": "V2StreamType",
+                           "streamAttributes": "V2ConversationSpecificStreamAttributes",
+                           "roomAttributes": "V2RoomSpecificStreamAttributes"},
+    "V2StreamType": {"type": None},
+    "V2ConversationSpecificStreamAttributes": {"members": None},
+    "V2RoomSpecificStreamAttributes": {"name": None, "groups": None},
+    "MessageSuppressionResponse": {"messageId": None, "suppressed": None,
+                                   "suppressionDate": None},
+    "SuccessResponse": {"format": None, "message": None},
 }
 
 # The 17 event types: topic, payload key, payload class, the Python BDK's callback.
@@ -152,7 +171,7 @@ class Model:
         return None
 
     def __setattr__(self, name, value):
-        raise AttributeError("dfconsumer models are read-only views of the received event")
+        raise AttributeError("dfconsumer models are read-only views of the received data")
 
     def get(self, name, default=None):
         """The attribute `name`, or default when absent (the BDK models' get)."""
