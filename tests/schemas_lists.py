@@ -84,11 +84,17 @@ COMMAND_PLACES = [
      "region": r"\n### Operations\n(.*?)\n\n[^|]", "pattern": r"^\| `([a-z]+\.[A-Za-z]+)` \|"},
     {"file": "schemas/CONTRACT.md", "what": "code", "order": True,
      "region": r"\n### Error codes\n(.*?)\n\n[^|]", "pattern": r"^\| `([a-z_]+)` \|", "ignore": ["code"]},
-    # the bridge's parser and error codes, the Node client (issue 12); the Python client joins when it lands
+    # the bridge's parser and error codes, the Python and Node clients (issue 12)
     {"file": "bridge/dfb_cmdproto.c", "what": "op", "order": True,
      "region": r"\bs_ops\[DFB_OP_COUNT\]\s*=\s*\{(.*?)\n\};", "pattern": r'\[DFB_OP_\w+\]\s*=\s*\{\s*"([\w.]+)"'},
     {"file": "bridge/dfb_cmdproto.h", "what": "code", "order": True,
      "pattern": r'^#define DFB_CMD_[A-Z_]+ "([a-z_]+)"'},
+    {"file": "consumers/python/dfconsumer/commands.py", "what": "op", "order": True,
+     "region": r"\nOPS = \((.*?)\)", "pattern": r'"([\w.]+)"'},
+    {"file": "consumers/python/dfconsumer/commands.py", "what": "code", "order": True,
+     "region": r"\nERROR_CODES = \((.*?)\)", "pattern": r'"(\w+)"'},
+    {"file": "consumers/python/dfconsumer/services.py", "what": "op", "order": False, "dedupe": True,
+     "pattern": r'\.call\(\s*"([a-z]+\.[A-Za-z]+)"'},
     {"file": "consumers/node/lib/commands.js", "what": "code", "order": True,
      "region": r"\bconst CODES = \[(.*?)\];", "pattern": r"'(\w+)'"},
     {"file": "consumers/node/lib/services.js", "what": "op", "order": False, "dedupe": True,
