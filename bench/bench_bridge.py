@@ -12,11 +12,15 @@ bench_bridge (libdfconsumer with a no-op listener; the ceilings). Sections:
   ceilings     (a) raw PUB->SUB, (b) libcurl + dfb_json, (c) dfb_transcode, (d) file append
   stalled      a SUB that never reads while events flow: the bridge's RSS
   soak         --soak SECONDS at 20 000 events/s: RSS and open fds over time
+  commands     (--only commands) messages.send through the command channel to dfpod: requests/s
+               with a window of outstanding requests, the latency the channel adds to a direct
+               HTTP create, journal on disk vs memory-only
 Every section must count exactly (every gseq once, no gap) or the run fails (exit 1).
 
 Usage: /usr/bin/python3 bench/bench_bridge.py [--build-dir build] [--quick] [--json]
            [--bridge PATH] [--pod PATH] [--bench PATH] [--langs c,python,node]
            [--events N] [--replay-events N] [--soak SECONDS] [--only latency [--repeat K]]
+           [--only commands [--commands N] [--window W]]
 """
 import argparse
 import json
@@ -206,6 +210,138 @@ def latency(a, rate, n, journal="interval"):
                 "max_ms": round(lats[-1], 3)}
     finally:
         r.stop()
+
+
+# ---- the command channel (issue 12) -----------------------------------------------------------
+def _multipart(fields, boundary="dfbench0b0undary"):
+    body = b""
+    for name, value in fields:
+        body += (b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
+                 % (boundary.encode(), name.encode(), value.encode()))
+    return body + b"--%s--\r\n" % boundary.encode(), "multipart/form-data; boundary=" + boundary
+
+
+def commands_bench(a, n, window, journal):
+    """messages.send through the command channel to 64 rooms of dfpod, rates unlimited
+    (commandsRate/StreamRate 0), bridge.commandsConcurrency 4 (its default). Three measures:
+      direct     the same create made by this script over one keep-alive HTTP connection to the
+                 pod, one at a time: the pod's own time plus Python's HTTP client
+      sequential one request in flight through a DEALER: the channel's latency; added = sequential
+                 minus direct, percentile by percentile
+      windowed   `window` requests outstanding: requests/s and the latency under load
+    journal: the command journal in bridge.stateDir on this machine's disk (fdatasync per begin and
+    per done), else memory-only (no stateDir). Every reply must be ok and the pod must hold every
+    message exactly once (counted from its messages_posted)."""
+    import http.client
+    import msgpack
+    pod = dftest.Pod("--no-history", "--hold-ms", "1000", "--no-echo-posts")
+    rooms = [pod.admin("POST", "rooms", {"name": "bench-%d" % i})["id"] for i in range(64)]
+    cmd_ep = "tcp://127.0.0.1:%d" % dftest.free_port()
+    extra = ("  commands: %s\n  commandsRate: 0\n  commandsStreamRate: 0\n  commandsQueue: %d\n"
+             % (cmd_ep, max(1000, 2 * window)))
+    if journal:
+        state = os.path.join(dftest.CTX.tmp, "cmd-state-%d" % pod.port)
+        extra += "  stateDir: %s\n" % state
+    bridge = dftest.Bridge(pod, bridge_extra=extra, start=False)
+    with open(bridge.cfg_path, "w") as f:
+        f.write(bridge.config.replace("  logLevel: debug\n", "  logLevel: info\n"))
+    bridge.start()
+    sock = dftest.CTX.zctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(cmd_ep)
+    tag = "j" if journal else "m"
+
+    def req(ident, i):
+        return msgpack.packb({"v": 1, "id": ident, "op": "messages.send",
+                              "args": {"stream_id": rooms[i % len(rooms)],
+                                       "message": "<messageML>bench %s</messageML>" % ident}},
+                             use_bin_type=True)
+
+    def recv(timeout_ms=30000):
+        if not sock.poll(timeout_ms):
+            raise BenchError("commands: no reply within %d ms" % timeout_ms)
+        r = msgpack.unpackb(sock.recv(), raw=False)
+        return r
+
+    try:
+        t_end = time.monotonic() + 20
+        while True:  # ready: the channel answers (a bad_request, nothing sent)
+            sock.send(msgpack.packb({"v": 1, "id": "ping", "op": "no.such", "args": {}}))
+            if sock.poll(500):
+                sock.recv()
+                break
+            if time.monotonic() > t_end or not bridge.running():
+                raise BenchError("commands: the channel did not answer")
+        k = min(n, 300 if a.quick else 2000)
+        # direct HTTP, sequential
+        tok = pod.session()
+        conn = http.client.HTTPConnection("127.0.0.1", pod.port, timeout=30)
+        direct = []
+        for i in range(k):
+            mark = '{"dfbridge.request":{"type":"org.dfbridge.request","version":"1.0","id":"%032x"}}' % i
+            body, ctype = _multipart([("message", "<messageML>bench d%d</messageML>" % i),
+                                      ("data", mark), ("version", "")])
+            t0 = time.perf_counter()
+            conn.request("POST", "/agent/v4/stream/%s/message/create" % rooms[i % len(rooms)], body,
+                         dict(tok, **{"Content-Type": ctype}))
+            r = conn.getresponse()
+            r.read()
+            direct.append((time.perf_counter() - t0) * 1000)
+            if r.status != 200:
+                raise BenchError("commands: direct create answered %d" % r.status)
+        conn.close()
+        # through the channel, one at a time
+        seq = []
+        for i in range(k):
+            ident = "%s-s-%d" % (tag, i)
+            t0 = time.perf_counter()
+            sock.send(req(ident, i))
+            r = recv()
+            seq.append((time.perf_counter() - t0) * 1000)
+            if not r.get("ok") or r.get("id") != ident:
+                raise BenchError("commands: %s answered %r" % (ident, r.get("error")))
+        # through the channel, `window` outstanding
+        sent, lat, t_sent = 0, [], {}
+        t_start = time.perf_counter()
+        while len(lat) < n:
+            while sent < n and sent - len(lat) < window:
+                ident = "%s-w-%d" % (tag, sent)
+                t_sent[ident] = time.perf_counter()
+                sock.send(req(ident, sent))
+                sent += 1
+            r = recv()
+            t1 = t_sent.pop(r.get("id"), None)
+            if t1 is None or not r.get("ok"):
+                raise BenchError("commands: unexpected reply %r %r" % (r.get("id"), r.get("error")))
+            lat.append((time.perf_counter() - t1) * 1000)
+        elapsed = time.perf_counter() - t_start
+        posted = pod.counter("messages_posted")
+        if posted != 2 * k + n:
+            raise BenchError("commands: the pod holds %d messages, want %d" % (posted, 2 * k + n))
+        direct.sort()
+        seq.sort()
+        lat.sort()
+        return {"journal": "disk" if journal else "memory", "requests": n, "window": window,
+                "rate": round(n / elapsed), "direct_p50_ms": round(pct(direct, 50), 3),
+                "direct_p99_ms": round(pct(direct, 99), 3), "seq_p50_ms": round(pct(seq, 50), 3),
+                "seq_p99_ms": round(pct(seq, 99), 3),
+                "added_p50_ms": round(pct(seq, 50) - pct(direct, 50), 3),
+                "added_p99_ms": round(pct(seq, 99) - pct(direct, 99), 3),
+                "window_p50_ms": round(pct(lat, 50), 3), "window_p99_ms": round(pct(lat, 99), 3),
+                "sequential": k}
+    finally:
+        sock.close(linger=0)
+        if bridge.running():
+            bridge.stop()
+        pod.stop()
+
+
+def commands_line(x):
+    return ("commands %-6s %6d req  window %3d: %6d req/s  p50 %7.3f p99 %7.3f ms | one at a time "
+            "p50 %6.3f p99 %6.3f ms, direct HTTP p50 %6.3f p99 %6.3f ms, added p50 %6.3f p99 %6.3f ms"
+            % (x["journal"], x["requests"], x["window"], x["rate"], x["window_p50_ms"],
+               x["window_p99_ms"], x["seq_p50_ms"], x["seq_p99_ms"], x["direct_p50_ms"],
+               x["direct_p99_ms"], x["added_p50_ms"], x["added_p99_ms"]))
 
 
 def replay(a, n):
@@ -562,7 +698,9 @@ def main():
     ap.add_argument("--soak", type=int, default=0, metavar="SECONDS")
     ap.add_argument("--sndhwm", type=int, metavar="N",
                     help="the bridge's bridge.sndhwm in every section (default: its default)")
-    ap.add_argument("--only", choices=["latency", "soak"],
+    ap.add_argument("--commands", type=int, help="--only commands: requests (default 20000, quick 500)")
+    ap.add_argument("--window", type=int, default=64, help="--only commands: requests outstanding")
+    ap.add_argument("--only", choices=["latency", "soak", "commands"],
                     help="run this section alone (latency: --repeat times; soak: --soak seconds)")
     ap.add_argument("--repeat", type=int, default=1, help="with --only: runs of each row")
     a = ap.parse_args()
@@ -575,7 +713,7 @@ def main():
     a.pod = a.pod or os.path.join(b, "tests", "dfpod", "dfpod")
     a.bench = a.bench or os.path.join(b, "bench", "bench_bridge")
     a.c_consumer = a.c_consumer or os.path.join(b, "bench", "consumers", "bench_consumer_c")
-    for p in (a.bridge, a.pod, a.bench, a.c_consumer):
+    for p in ((a.bridge, a.pod) if a.only == "commands" else (a.bridge, a.pod, a.bench, a.c_consumer)):
         if not os.access(p, os.X_OK):
             print("bench_bridge: %s is missing (build it: cmake --build BUILD --target dfbridge "
                   "dfpod bench_bridge bench_consumer_c)" % p, file=sys.stderr)
@@ -607,6 +745,22 @@ def main():
             return 1
         finally:
             ctx.cleanup()
+    if a.only == "commands":  # the command channel, journal on disk and memory-only
+        ctx = dftest.setup(a.pod, a.bridge, "bench-bridge-")
+        try:
+            nreq = a.commands or (500 if a.quick else 20000)
+            for k in range(max(1, a.repeat)):
+                for journal in (True, False):
+                    x = commands_bench(a, nreq, a.window, journal)
+                    x["load"] = machine()["load"]
+                    print(json.dumps(x) if a.json else commands_line(x) + "  (load %s)" % x["load"],
+                          flush=True)
+        except (BenchError, dftest.Failure) as e:
+            print("bench_bridge: FAILED: %s" % e, file=sys.stderr)
+            return 1
+        finally:
+            ctx.cleanup()
+        return 0
     if a.only == "latency":  # the latency rows alone, repeated: the tail is noisy
         ctx = dftest.setup(a.pod, a.bridge, "bench-bridge-")
         try:

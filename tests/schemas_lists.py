@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""schemas_lists: every place that lists the event types agrees with the contract table.
+"""schemas_lists: every place that lists the event types (and the command channel's ops and error
+codes) agrees with the contract table.
 
 schemas/contract-v1.json ("topics") is the one source of the 17 event types: their order, payload
 keys and BDK callback names. The places below restate the list (C tables, a public header,
@@ -76,6 +77,37 @@ PLACES = [
 ]
 
 
+# The command channel (issue 12): its 9 op names and 6 error codes, from contract-v1.json "commands",
+# restated by the bridge's parser, the clients and the prose. what: "op" or "code".
+COMMAND_PLACES = [
+    {"file": "schemas/CONTRACT.md", "what": "op", "order": True,
+     "region": r"\n### Operations\n(.*?)\n\n[^|]", "pattern": r"^\| `([a-z]+\.[A-Za-z]+)` \|"},
+    {"file": "schemas/CONTRACT.md", "what": "code", "order": True,
+     "region": r"\n### Error codes\n(.*?)\n\n[^|]", "pattern": r"^\| `([a-z_]+)` \|", "ignore": ["code"]},
+    # the bridge's parser and error codes, the Python and Node clients (issue 12)
+    {"file": "bridge/dfb_cmdproto.c", "what": "op", "order": True,
+     "region": r"\bs_ops\[DFB_OP_COUNT\]\s*=\s*\{(.*?)\n\};", "pattern": r'\[DFB_OP_\w+\]\s*=\s*\{\s*"([\w.]+)"'},
+    {"file": "bridge/dfb_cmdproto.h", "what": "code", "order": True,
+     "pattern": r'^#define DFB_CMD_[A-Z_]+ "([a-z_]+)"'},
+    {"file": "consumers/python/dfconsumer/commands.py", "what": "op", "order": True,
+     "region": r"\nOPS = \((.*?)\)", "pattern": r'"([\w.]+)"'},
+    {"file": "consumers/python/dfconsumer/commands.py", "what": "code", "order": True,
+     "region": r"\nERROR_CODES = \((.*?)\)", "pattern": r'"(\w+)"'},
+    {"file": "consumers/python/dfconsumer/services.py", "what": "op", "order": False, "dedupe": True,
+     "pattern": r'\.call\(\s*"([a-z]+\.[A-Za-z]+)"'},
+    {"file": "consumers/node/lib/commands.js", "what": "code", "order": True,
+     "region": r"\bconst CODES = \[(.*?)\];", "pattern": r"'(\w+)'"},
+    {"file": "consumers/node/lib/services.js", "what": "op", "order": False, "dedupe": True,
+     "pattern": r"\.call\('([a-z]+\.[A-Za-z]+)'"},
+]
+
+
+def command_lists():
+    with open(os.path.join(SRC, "schemas", "contract-v1.json")) as f:
+        cmd = json.load(f)["commands"]
+    return {"op": [o["op"] for o in cmd["ops"]], "code": list(cmd["error_codes"])}
+
+
 def contract():
     with open(os.path.join(SRC, "schemas", "contract-v1.json")) as f:
         topics = json.load(f)["topics"]
@@ -113,7 +145,11 @@ def main():
     if len(types) != 17 or len(set(types)) != 17:
         errors.append("schemas/contract-v1.json: %d topics (%d distinct), want 17" % (len(types), len(set(types))))
     want = {"type": types, "type+key": pairs, "callback": callbacks, "java": java, "python": python}
-    for p in PLACES:
+    want.update(command_lists())
+    if len(want["op"]) != 9 or len(want["code"]) != 6:
+        errors.append("schemas/contract-v1.json commands: %d ops and %d codes, want 9 and 6"
+                      % (len(want["op"]), len(want["code"])))
+    for p in PLACES + COMMAND_PLACES:
         path = os.path.join(SRC, p["file"])
         try:
             with open(path, encoding="utf-8") as f:
@@ -133,6 +169,8 @@ def main():
         for n, region in enumerate(regions):
             got = re.findall(p["pattern"], region, re.S | re.M)
             got = [g for g in got if g not in p.get("ignore", [])]
+            if p.get("dedupe"):  # calls, not a table: each name at least once
+                got = [g for i, g in enumerate(got) if g not in got[:i]]
             if not got:
                 errors.append("%s: no %s entries found by %s" % (p["file"], p["what"], p["pattern"]))
                 continue
@@ -141,8 +179,9 @@ def main():
             errors += compare(where, got, want[p["what"]], p["order"])
     for e in errors:
         print("FAIL: " + e)
-    print("%d places checked against the contract's %d event types: %s"
-          % (len(PLACES), len(types), "FAILED" if errors else "OK"))
+    print("%d places checked against the contract's %d event types, %d against its %d command ops and %d "
+          "error codes: %s" % (len(PLACES), len(types), len(COMMAND_PLACES), len(want["op"]),
+                               len(want["code"]), "FAILED" if errors else "OK"))
     return 1 if errors else 0
 
 

@@ -91,6 +91,159 @@ def topic(value):
     return "UNKNOWN"
 
 
+# ---- the command channel ----------------------------------------------------
+# Written apart from generate.py: the rules of CONTRACT.md section 13 again.
+import hashlib
+
+
+def view_load(text):
+    """A view: JSON text with exact ints and key order, {"$bin": hex} = bytes."""
+    def fix(v):
+        if isinstance(v, Obj):
+            if len(v) == 1 and v[0][0] == "$bin":
+                return bytes.fromhex(v[0][1])
+            return Obj((k, fix(x)) for k, x in v)
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+    return fix(load_json(text))
+
+
+def load_bin_msgpack(raw):
+    """As load_msgpack, bin allowed (attachments): bytes."""
+    return msgpack.unpackb(raw, raw=False, object_pairs_hook=Obj, strict_map_key=True)
+
+
+def field(obj, key, default=None):
+    for k, v in obj:
+        if k == key:
+            return v
+    return default
+
+
+def check_commands(doc, contract):
+    """Returns (checks, failures)."""
+    cmd = contract["commands"]
+    ops = {o["op"]: o for o in cmd["ops"]}
+    codes = list(cmd["error_codes"])
+    reply_keys = [e["key"] for e in cmd["reply"]]
+    checks = failures = 0
+
+    def bad(name, msg):
+        nonlocal failures
+        failures += 1
+        print("FAIL commands %s: %s" % (name, msg))
+
+    sec = doc["commands"]
+    seen_ops = set()
+    for case in sec["requests"]:
+        checks += 1
+        name = case["name"]
+        value = view_load(case["view"])
+        got = load_bin_msgpack(bytes.fromhex(case["msgpack_hex"]))
+        err = same(value, got)
+        if err:
+            bad(name, "bytes are not the view: " + err)
+            continue
+        op, ident, args = field(got, "op"), field(got, "id"), field(got, "args")
+        if op not in ops or op != case["op"] or ident != case["id"]:
+            bad(name, "op/id %r %r" % (op, ident))
+            continue
+        seen_ops.add(op)
+        names = [a["name"] for a in ops[op]["args"]]
+        if any(k not in names for k, _ in args):
+            bad(name, "an arg the contract does not list for %s" % op)
+        if any(a["required"] and field(args, a["name"]) is None for a in ops[op]["args"]):
+            bad(name, "a required arg is missing")
+        if not (1 <= len(ident.encode()) <= 128) or any(ord(c) < 32 or ord(c) == 127 for c in ident):
+            bad(name, "id is not 1..128 bytes without control characters")
+        # the args' bytes as received: the value of "args" in the frame
+        raw = bytes.fromhex(case["msgpack_hex"])
+        argbytes = msgpack.packb(args_plain(args), use_bin_type=True)
+        if raw.find(argbytes) < 0:
+            bad(name, "args bytes not found in the frame")
+        fp = hashlib.sha256(op.encode() + b"\0" + argbytes).hexdigest()
+        if fp != case["fingerprint"]:
+            bad(name, "fingerprint %s, want %s" % (case["fingerprint"], fp))
+        sid = field(args, "stream_id", "")
+        want_stream = sid.replace("+", "-").replace("/", "_").rstrip("=") \
+            if any(c in sid for c in "+/=") else sid
+        if case["stream"] != want_stream:
+            bad(name, "stream %r, want %r" % (case["stream"], want_stream))
+        if case["mark"] != hashlib.sha256(b"dfbridge-mark\0\0" + ident.encode()).hexdigest()[:32]:
+            bad(name, "mark")
+    if seen_ops != set(ops):
+        bad("requests", "no vector for %s" % sorted(set(ops) - seen_ops))
+    for case in sec["bad_requests"]:
+        checks += 1
+        if "view" in case and view_load(case["view"]) is not None:
+            got = None
+            try:
+                got = load_bin_msgpack(bytes.fromhex(case["msgpack_hex"]))
+            except Exception as e:  # noqa: BLE001 - reported
+                bad(case["name"], "view given but the bytes do not decode: %s" % e)
+            if got is not None:
+                err = same(view_load(case["view"]), got)
+                if err:
+                    bad(case["name"], "bytes are not the view: " + err)
+    for case in sec["replies"]:
+        checks += 1
+        name = case["name"]
+        got = load_bin_msgpack(bytes.fromhex(case["msgpack_hex"]))
+        err = same(view_load(case["view"]), got)
+        if err:
+            bad(name, "bytes are not the view: " + err)
+            continue
+        keys = [k for k, _ in got]
+        ok = field(got, "ok")
+        want_keys = [k for k in reply_keys if k != ("error" if ok else "result")]
+        if keys != want_keys:
+            bad(name, "keys %s, want %s" % (keys, want_keys))
+            continue
+        if field(got, "v") != 1 or field(got, "replayed") is not case["replayed"]:
+            bad(name, "v or replayed")
+        if case["from"] == "outcome":
+            outcome = load_bin_msgpack(bytes.fromhex(case["outcome_hex"]))
+            err = same(view_load(case["outcome_view"]), outcome)
+            key = "result" if ok else "error"
+            if err or [k for k, _ in outcome] != ["ok", key, "found"]:
+                bad(name, "outcome bytes: %s" % (err or [k for k, _ in outcome]))
+            elif same(field(outcome, key), field(got, key)) or field(outcome, "ok") is not ok or \
+                    field(outcome, "found") is not field(got, "found"):
+                bad(name, "the reply is not its outcome")
+        else:
+            if same(view_load(case["error_view"]), field(got, "error")) or ok or field(got, "found"):
+                bad(name, "the reply is not its error")
+        if not ok:
+            e = field(got, "error")
+            code = field(e, "code")
+            ekeys = [k for k, _ in e]
+            want = ["code", "message"] + (["status"] if code == "rejected" else []) + \
+                   (["retry_after_ms"] if code == "busy" else [])
+            if code not in codes or ekeys != want or field(got, "found"):
+                bad(name, "error %s keys %s, want %s" % (code, ekeys, want))
+    seen_codes = {field(field(view_load(c["view"]), "error") or Obj(), "code")
+                  for c in sec["replies"]} - {None}
+    if seen_codes != set(codes):
+        bad("replies", "codes without a vector: %s" % sorted(set(codes) - seen_codes))
+    for m in sec["marks"]:
+        checks += 1
+        want = hashlib.sha256(b"dfbridge-mark\0" + m["scope"].encode() + b"\0"
+                              + m["id"].encode()).digest()[:16].hex()
+        if m["mark"] != want:
+            bad("mark %r %r" % (m["scope"], m["id"]), "%s, want %s" % (m["mark"], want))
+    return checks, failures
+
+
+def args_plain(v):
+    """Obj -> dict (no duplicate keys here) for packb, order kept."""
+    if isinstance(v, Obj):
+        return {k: args_plain(x) for k, x in v}
+    if isinstance(v, list):
+        return [args_plain(x) for x in v]
+    return v
+
+
 def main(path):
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
@@ -196,6 +349,9 @@ def main(path):
                 t in known and [k for k, _ in dict(value)["payload"]] != [known[t]]:
             failures += 1
             print("FAIL %s: payload key is not %s" % (case["name"], known[t]))
+    cmd_checks, cmd_failures = check_commands(doc, contract)
+    checks += cmd_checks
+    failures += cmd_failures
     total = len(doc["valid"]) + 2 * len(doc["invalid"]) + len(doc["lenient"]) + checks
     print("%d passed, %d failed" % (total - failures, failures))
     return 1 if failures else 0

@@ -412,6 +412,276 @@ def keys():
     return out
 
 
+# ---- the command channel (issue 12, CONTRACT.md section 13) ---------------
+# Requests and replies as JSON text (the "view": integers exact as written, an
+# object {"$bin": "<hex>"} standing for a msgpack bin) packed key by key in the
+# order written. The bridge's side of each is checked from C (dfb_cmdproto),
+# the readers' side by check.py and the JSON Schemas.
+
+import base64
+import hashlib
+
+STREAM = "wTmSDJSNPXgB4iJ2Ou1B7n___oZxZ4O1dA"
+MSG_ID = "CszQa6uPAA9V2ZvK0dCl4X___oWnF5B8dA"
+ROOM = "aBcD1234efGH5678ijKL___oZxZ4O1dA"
+STD_B64_STREAM = "lX1hwfmQ+AK/k/a/BB0y2n///q2+0KfbdA=="
+
+COMMAND_REQUESTS = [
+    # name, request view; the expected URL-safe stream follows from the args
+    ("cmd_send_string",
+     '{"v":1,"id":"ulPr8a/reply/1","op":"messages.send","args":{"stream_id":"%s",'
+     '"message":"Build <b>42</b> passed"}}' % STREAM),
+    ("cmd_send_full",
+     '{"v":1,"id":"job-7f3a","op":"messages.send","args":{"stream_id":"%s",'
+     '"message":{"message":"<messageML>See <span class=\\"entity\\" data-entity-id=\\"b1\\">build</span>'
+     '</messageML>","data":{"b1":{"type":"org.example.build","version":"1.0","id":9007199254740993,'
+     '"owner":68719476737}},"version":"2.0","attachments":[{"name":"build.log","content":{"$bin":"6f6b0a"},'
+     '"content_type":"text/plain","preview":{"$bin":"89504e47"}}]},"version":"",'
+     '"data":"{\\"ignored\\":{\\"type\\":\\"t\\"}}"}}' % STREAM),
+    ("cmd_send_standard_base64_stream",
+     '{"id":"no-v-defaults-to-1","op":"messages.send","args":{"stream_id":"%s",'
+     '"message":"<messageML>hi</messageML>","data":"{\\"x\\":{\\"type\\":\\"t\\"}}"}}' % STD_B64_STREAM),
+    ("cmd_send_unknown_keys_ignored",
+     '{"v":1,"id":"é-ü-漢字","op":"messages.send","trace":"abc","args":{"stream_id":"%s",'
+     '"message":"x <i>y</i>","attachments":[{"name":"a.bin","content":{"$bin":""}},'
+     '{"name":"b.bin","content":{"$bin":"00ff"}}]}}' % STREAM),
+    ("cmd_update",
+     '{"v":1,"id":"upd-1","op":"messages.update","args":{"stream_id":"%s","message_id":"%s",'
+     '"message":"<messageML>Build <b>42</b> passed (edited)</messageML>","data":{},"silent":false}}'
+     % (STREAM, MSG_ID)),
+    ("cmd_suppress",
+     '{"v":1,"id":"sup-1","op":"messages.suppress","args":{"message_id":"%s"}}' % MSG_ID),
+    ("cmd_get",
+     '{"v":1,"id":"get-1","op":"messages.get","args":{"message_id":"%s"}}' % MSG_ID),
+    ("cmd_create_im",
+     '{"v":1,"id":"im-1","op":"streams.createIm","args":{"user_ids":[68719476737,9223372036854775807]}}'),
+    ("cmd_create_im_single",
+     '{"v":1,"id":"im-2","op":"streams.createIm","args":{"user_id":68719476737}}'),
+    ("cmd_add_member",
+     '{"v":1,"id":"add-1","op":"rooms.addMember","args":{"stream_id":"%s","user_id":68719476737}}' % ROOM),
+    ("cmd_remove_member",
+     '{"v":1,"id":"rm-1","op":"rooms.removeMember","args":{"stream_id":"%s","user_id":68719476737}}' % ROOM),
+    ("cmd_stream_info",
+     '{"v":1,"id":"info-1","op":"streams.info","args":{"stream_id":"%s"}}' % STD_B64_STREAM),
+    ("cmd_users_by_ids",
+     '{"v":1,"id":"users-1","op":"users.lookup","args":{"user_ids":[68719476737,68719476738],'
+     '"local":true,"active":true}}'),
+    ("cmd_users_by_emails",
+     '{"v":1,"id":"users-2","op":"users.lookup","args":{"emails":["jane.doe@example.com","a+b@example.com"]}}'),
+    ("cmd_users_by_usernames",
+     '{"v":1,"id":"users-3","op":"users.lookup","args":{"usernames":["jane.doe"],"local":false}}'),
+]
+
+# Frames the bridge must answer bad_request (nothing sent). view: a request
+# view, or hex: raw bytes; id: the id the reply echoes ("" when none usable:
+# a map with a valid id followed by trailing bytes still has one);
+# schema: whether command-request.json can see the fault (False: only the
+# bridge can: bytes, not characters; a JSON object inside a string).
+BAD = '{"v":1,"id":"bad-1","op":"%s","args":%s}'
+COMMAND_BAD_REQUESTS = [
+    ("bad_not_msgpack", None, "c1", "", False),
+    ("bad_truncated", None, "83a17601a26964", "", False),
+    ("bad_not_a_map", '["messages.get"]', None, "", True),
+    ("bad_trailing_bytes", None,
+     "SELF:cmd_get+00", "get-1", False),
+    ("bad_v_2", '{"v":2,"id":"bad-1","op":"messages.get","args":{"message_id":"%s"}}' % MSG_ID, None, "bad-1", True),
+    ("bad_v_string", '{"v":"1","id":"bad-1","op":"messages.get","args":{"message_id":"%s"}}' % MSG_ID, None, "bad-1", True),
+    ("bad_id_missing", '{"v":1,"op":"messages.get","args":{"message_id":"%s"}}' % MSG_ID, None, "", True),
+    ("bad_id_empty", '{"v":1,"id":"","op":"messages.get","args":{"message_id":"%s"}}' % MSG_ID, None, "", True),
+    ("bad_id_not_a_string", '{"v":1,"id":42,"op":"messages.get","args":{"message_id":"%s"}}' % MSG_ID, None, "", True),
+    ("bad_id_129_bytes", '{"v":1,"id":"%s","op":"messages.get","args":{"message_id":"%s"}}' % ("i" * 129, MSG_ID), None, "", True),
+    ("bad_id_129_bytes_43_chars", '{"v":1,"id":"%s","op":"messages.get","args":{"message_id":"%s"}}' % ("€" * 43, MSG_ID), None, "", False),
+    ("bad_id_control_char", '{"v":1,"id":"a\\nb","op":"messages.get","args":{"message_id":"%s"}}' % MSG_ID, None, "", True),
+    ("bad_op_missing", '{"v":1,"id":"bad-1","args":{}}', None, "bad-1", True),
+    ("bad_op_unknown", BAD % ("messages.blast", '{"stream_id":"%s","message":"x"}' % STREAM), None, "bad-1", True),
+    ("bad_op_not_a_string", '{"v":1,"id":"bad-1","op":1,"args":{}}', None, "bad-1", True),
+    ("bad_args_missing", '{"v":1,"id":"bad-1","op":"messages.get"}', None, "bad-1", True),
+    ("bad_args_not_a_map", BAD % ("messages.get", '["%s"]' % MSG_ID), None, "bad-1", True),
+    ("bad_args_unknown_key", BAD % ("messages.get", '{"message_id":"%s","stream_id":"%s"}' % (MSG_ID, STREAM)), None, "bad-1", True),
+    ("bad_args_missing_required", BAD % ("messages.send", '{"stream_id":"%s"}' % STREAM), None, "bad-1", True),
+    ("bad_stream_id_int", BAD % ("streams.info", '{"stream_id":12}'), None, "bad-1", True),
+    ("bad_stream_id_empty", BAD % ("streams.info", '{"stream_id":""}'), None, "bad-1", True),
+    ("bad_message_empty", BAD % ("messages.send", '{"stream_id":"%s","message":""}' % STREAM), None, "bad-1", True),
+    ("bad_message_whitespace", BAD % ("messages.send", '{"stream_id":"%s","message":" \\n\\t"}' % STREAM), None, "bad-1", True),
+    ("bad_message_map_without_message", BAD % ("messages.send", '{"stream_id":"%s","message":{"data":{}}}' % STREAM), None, "bad-1", True),
+    ("bad_message_map_unknown_key", BAD % ("messages.send", '{"stream_id":"%s","message":{"message":"x","silent":true}}' % STREAM), None, "bad-1", True),
+    ("bad_data_string_not_object", BAD % ("messages.send", '{"stream_id":"%s","message":"x","data":"[1]"}' % STREAM), None, "bad-1", False),
+    ("bad_data_string_not_json", BAD % ("messages.send", '{"stream_id":"%s","message":"x","data":"{nope"}' % STREAM), None, "bad-1", False),
+    ("bad_data_reserved_key", BAD % ("messages.send", '{"stream_id":"%s","message":"x","data":{"dfbridge.request":{}}}' % STREAM), None, "bad-1", True),
+    ("bad_data_bin_inside", BAD % ("messages.send", '{"stream_id":"%s","message":"x","data":{"e":{"$bin":"00"}}}' % STREAM), None, "bad-1", False),
+    ("bad_attachment_content_str", BAD % ("messages.send", '{"stream_id":"%s","message":"x","attachments":[{"name":"a","content":"text"}]}' % STREAM), None, "bad-1", True),
+    ("bad_attachment_no_name", BAD % ("messages.send", '{"stream_id":"%s","message":"x","attachments":[{"content":{"$bin":"00"}}]}' % STREAM), None, "bad-1", True),
+    ("bad_attachment_some_previews", BAD % ("messages.send", '{"stream_id":"%s","message":"x","attachments":[{"name":"a","content":{"$bin":"00"},"preview":{"$bin":"00"}},{"name":"b","content":{"$bin":"01"}}]}' % STREAM), None, "bad-1", True),
+    ("bad_update_no_message_id", BAD % ("messages.update", '{"stream_id":"%s","message":"x"}' % STREAM), None, "bad-1", True),
+    ("bad_silent_int", BAD % ("messages.update", '{"stream_id":"%s","message_id":"%s","message":"x","silent":1}' % (STREAM, MSG_ID)), None, "bad-1", True),
+    ("bad_user_id_string", BAD % ("rooms.addMember", '{"stream_id":"%s","user_id":"68719476737"}' % ROOM), None, "bad-1", True),
+    ("bad_user_id_float", BAD % ("rooms.addMember", '{"stream_id":"%s","user_id":68719476737.0}' % ROOM), None, "bad-1", True),
+    ("bad_im_both_forms", BAD % ("streams.createIm", '{"user_ids":[1],"user_id":1}'), None, "bad-1", True),
+    ("bad_im_no_users", BAD % ("streams.createIm", '{"user_ids":[]}'), None, "bad-1", True),
+    ("bad_users_two_selectors", BAD % ("users.lookup", '{"user_ids":[1],"emails":["a@b.c"]}'), None, "bad-1", True),
+    ("bad_users_none", BAD % ("users.lookup", '{"local":true}'), None, "bad-1", True),
+    ("bad_users_101", BAD % ("users.lookup", '{"user_ids":[%s]}' % ",".join(str(i) for i in range(1, 102))), None, "bad-1", True),
+    ("bad_users_email_int", BAD % ("users.lookup", '{"emails":[1]}'), None, "bad-1", True),
+]
+
+V4MESSAGE = (
+    '{"messageId":"Zk2pQ7xYv0s1Yq8mN4eXbH___nZ9aB1cbQ","timestamp":1767225600000,'
+    '"message":"<div data-format=\\"PresentationML\\" data-version=\\"2.0\\">Build <b>42</b> passed</div>",'
+    '"data":"{\\"dfbridge.request\\":{\\"type\\":\\"org.dfbridge.request\\",\\"version\\":\\"1.0\\",'
+    '\\"id\\":\\"%s\\"}}","attachments":[],'
+    '"user":{"userId":349026222344891,"displayName":"ci-bot"},'
+    '"stream":{"streamId":"%s","streamType":"ROOM"},'
+    '"originalFormat":"com.symphony.messageml.v2","sid":"6f1c2b9e-0d1a-4c55-9a7e-3b2f0e9d8c71"}')
+IM = '{"id":"iMx0aBcD1234efGH5678ij___oZxZ4O1dA"}'
+USERS = ('{"users":[{"id":68719476737,"emailAddress":"jane.doe@example.com","firstName":"Jane",'
+         '"lastName":"Doe","displayName":"Jane Doe","username":"jane.doe","company":"Example",'
+         '"accountType":"NORMAL"}],"errors":[{"error":"invalid.format","email":"a+b@example"}]}')
+SUCCESS = '{"format":"TEXT","message":"Member added"}'
+
+
+def mark(scope, ident):
+    return hashlib.sha256(b"dfbridge-mark\0" + scope.encode("utf-8") + b"\0"
+                          + ident.encode("utf-8")).digest()[:16].hex()
+
+
+def url_safe(ident):
+    """IdUtil.toUrlSafeIdIfNeeded: only ids with +, / or = are re-encoded."""
+    if not any(c in ident for c in "+/="):
+        return ident
+    return ident.replace("+", "-").replace("/", "_").rstrip("=")
+
+
+# Replies: name, how the bridge makes it, id, what. "outcome": the journal's
+# outcome map {ok, result|error, found} and replayed; "error": a reply made
+# before any call (bad_request, not_allowed, busy, unavailable while stopping).
+COMMAND_REPLIES = [
+    ("reply_ok_send", "outcome", "ulPr8a/reply/1", False,
+     '{"ok":true,"result":%s,"found":false}' % (V4MESSAGE % (mark("", "ulPr8a/reply/1"), STREAM))),
+    ("reply_ok_send_found", "outcome", "ulPr8a/reply/1", False,
+     '{"ok":true,"result":%s,"found":true}' % (V4MESSAGE % (mark("", "ulPr8a/reply/1"), STREAM))),
+    ("reply_ok_send_replayed", "outcome", "ulPr8a/reply/1", True,
+     '{"ok":true,"result":%s,"found":false}' % (V4MESSAGE % (mark("", "ulPr8a/reply/1"), STREAM))),
+    ("reply_ok_get_204", "outcome", "get-1", False, '{"ok":true,"result":null,"found":false}'),
+    ("reply_ok_create_im", "outcome", "im-1", False, '{"ok":true,"result":%s,"found":false}' % IM),
+    ("reply_ok_add_member", "outcome", "add-1", False, '{"ok":true,"result":%s,"found":false}' % SUCCESS),
+    ("reply_ok_users", "outcome", "users-2", False, '{"ok":true,"result":%s,"found":false}' % USERS),
+    ("reply_rejected_400", "outcome", "job-7f3a", False,
+     '{"ok":false,"error":{"code":"rejected","message":"Invalid messageML: Element \\"b\\" is not closed",'
+     '"status":400},"found":false}'),
+    ("reply_rejected_403_replayed", "outcome", "add-1", True,
+     '{"ok":false,"error":{"code":"rejected","message":"The user lacks the required entitlement to perform '
+     'this operation","status":403},"found":false}'),
+    ("reply_unavailable", "outcome", "sup-1", False,
+     '{"ok":false,"error":{"code":"unavailable","message":"Symphony answered 503 10 times: retries exhausted"},'
+     '"found":false}'),
+    ("reply_unknown_outcome", "outcome", "ulPr8a/reply/1", False,
+     '{"ok":false,"error":{"code":"unknown_outcome","message":"the create may have been committed and the '
+     'stream could not be listed (500): retry with the same id"},"found":false}'),
+    ("reply_busy", "error", "ulPr8a/reply/2", False,
+     '{"code":"busy","message":"1000 requests are queued: try again later","retry_after_ms":2500}'),
+    ("reply_bad_request", "error", "bad-1", False,
+     '{"code":"bad_request","message":"args.stream_id: expected a string"}'),
+    ("reply_bad_request_no_id", "error", "", False,
+     '{"code":"bad_request","message":"not a msgpack map"}'),
+    ("reply_not_allowed", "error", "ulPr8a/reply/3", False,
+     '{"code":"not_allowed","message":"client worker-b may not call messages.suppress"}'),
+    ("reply_unavailable_stopping", "error", "ulPr8a/reply/4", False,
+     '{"code":"unavailable","message":"the bridge is stopping"}'),
+]
+
+MARKS = [("", "ulPr8a/reply/1"), ("worker-a", "ulPr8a/reply/1"), ("", "é-ü-漢字"),
+         ("", "x" * 128)]
+
+
+def cmd_load(text):
+    """A view: JSON text, {"$bin": hex} as bytes."""
+    def fix(v):
+        if isinstance(v, Obj):
+            if len(v) == 1 and v[0][0] == "$bin":
+                return bytes.fromhex(v[0][1])
+            return Obj((k, fix(x)) for k, x in v)
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+    return fix(load(text))
+
+
+def cmd_pack(value):
+    """pack() that also writes bytes as msgpack bin."""
+    if isinstance(value, bytes):
+        return _packer.pack(value)
+    if isinstance(value, Obj):
+        return _packer.pack_map_header(len(value)) + b"".join(
+            _packer.pack(k) + cmd_pack(v) for k, v in value)
+    if isinstance(value, list):
+        return _packer.pack_array_header(len(value)) + b"".join(cmd_pack(v) for v in value)
+    return pack(value)
+
+
+def get(obj, key, default=None):
+    for k, v in obj:
+        if k == key:
+            return v
+    return default
+
+
+def commands():
+    requests = []
+    for name, view in COMMAND_REQUESTS:
+        value = cmd_load(view)
+        args, op, ident = get(value, "args"), get(value, "op"), get(value, "id")
+        stream = get(args, "stream_id", "")
+        requests.append({"name": name, "view": view, "op": op, "id": ident,
+                         "stream": url_safe(stream),
+                         "fingerprint": hashlib.sha256(op.encode() + b"\0" + cmd_pack(args)).hexdigest(),
+                         "mark": mark("", ident),
+                         "msgpack_hex": cmd_pack(value).hex()})
+    by_name = {r["name"]: r for r in requests}
+    bad = []
+    for name, view, raw, echo, schema in COMMAND_BAD_REQUESTS:
+        if raw and raw.startswith("SELF:"):
+            base, extra = raw[5:].split("+")
+            raw = by_name[base]["msgpack_hex"] + extra
+        case = {"name": name}
+        if view is not None:
+            case["view"] = view
+            raw = cmd_pack(cmd_load(view)).hex()
+        case.update({"msgpack_hex": raw, "id": echo, "schema_sees_it": schema})
+        bad.append(case)
+    replies = []
+    for name, how, ident, replayed, body in COMMAND_REPLIES:
+        if how == "outcome":
+            outcome = cmd_load(body)
+            ok, found = get(outcome, "ok"), get(outcome, "found")
+            key = "result" if ok else "error"
+            reply = Obj([("v", 1), ("id", ident), ("ok", ok), (key, get(outcome, key)),
+                         ("replayed", replayed), ("found", found)])
+            case = {"name": name, "from": how, "outcome_view": body,
+                    "outcome_hex": cmd_pack(outcome).hex()}
+        else:
+            error = cmd_load(body)
+            reply = Obj([("v", 1), ("id", ident), ("ok", False), ("error", error),
+                         ("replayed", False), ("found", False)])
+            case = {"name": name, "from": how, "error_view": body}
+        case["replayed"] = replayed
+        case["view"] = json.dumps(to_view(reply), ensure_ascii=False, separators=(",", ":"))
+        case["msgpack_hex"] = cmd_pack(reply).hex()
+        replies.append(case)
+    marks = [{"scope": s, "id": i, "mark": mark(s, i)} for s, i in MARKS]
+    return {"requests": requests, "bad_requests": bad, "replies": replies, "marks": marks}
+
+
+def to_view(value):
+    """The view of a value: Obj as an ordered dict (duplicates never occur here)."""
+    if isinstance(value, Obj):
+        return {k: to_view(v) for k, v in value}
+    if isinstance(value, list):
+        return [to_view(v) for v in value]
+    if isinstance(value, bytes):
+        return {"$bin": value.hex()}
+    return value
+
+
 def build():
     cases = []
     for entry in VALID:
@@ -480,12 +750,27 @@ def build():
             "keys": "Dedupe key [id, type] (null: never deduplicated) and partition key of an "
                     "event (`json`), its FNV-1a 64 (decimal string) over the key's UTF-8 bytes, "
                     "and the member it maps to among 3 and among 7.",
+            "commands": "The command channel (CONTRACT.md section 13). A `view` is the value as JSON "
+                        "text: integers exact as written, keys in wire order, and an object "
+                        "{\"$bin\": \"<hex>\"} standing for a msgpack bin; `msgpack_hex` is the exact "
+                        "frame. `requests`: valid requests, one DEALER frame each (REQ style: an empty "
+                        "frame first, and the reply then starts with an empty frame too), with the "
+                        "`stream` the bridge uses (URL-safe; \"\" for ops without one), the `mark` "
+                        "id for scope \"\" and the bridge's `fingerprint` (SHA-256 over the op name, "
+                        "a 0 byte, the args' bytes as received). `bad_requests`: frames answered "
+                        "bad_request, the reply echoing `id`; `schema_sees_it` false when "
+                        "command-request.json cannot tell (bytes, not characters; JSON inside a "
+                        "string; bin inside data; not msgpack). `replies`: exact reply frames; "
+                        "`from` outcome: made from the journal's outcome map (`outcome_hex`, keys "
+                        "ok, result or error, found) and `replayed`; `from` error: an error decided "
+                        "before any call (`error_view`). `marks`: the mark id of (scope, id).",
         },
         "valid": cases,
         "invalid": invalid,
         "lenient": lenient_cases,
         "bridge_messages": bridge_messages(),
         "keys": keys(),
+        "commands": commands(),
     }
 
 

@@ -1,7 +1,8 @@
 // schemas_asyncapi: @asyncapi/parser (v3) parses and validates schemas/asyncapi.yaml with zero errors,
 // and the document lists exactly what schemas/contract-v1.json lists: one channel per topic (the 17
-// event types in order, UNKNOWN, _hb) plus the replay channel, each topic's message pinned to its type
-// and payload key, a receive operation per topic and the replay request/reply.
+// event types in order, UNKNOWN, _hb) plus the replay and commands channels, each topic's message pinned
+// to its type and payload key, a receive operation per topic, the replay request/reply and the command
+// request/reply (its codes and ops those of contract-v1.json "commands").
 // Usage: node schemas/tools/check_asyncapi.mjs   (needs `npm ci` in schemas/)
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -32,12 +33,13 @@ function drift(document, c) {
   const topics = c.topics;
   const want = [...topics.map((t) => t.type), c.unknown_topic, '_hb'];
   const channels = document.channels().all();
-  const got = channels.filter((ch) => ch.id() !== 'replay').map((ch) => ch.id());
+  const ROUTERS = ['replay', 'commands'];
+  const got = channels.filter((ch) => !ROUTERS.includes(ch.id())).map((ch) => ch.id());
   if (JSON.stringify(got) !== JSON.stringify(want)) {
     out.push(`topic channels ${JSON.stringify(got)}, contract-v1.json needs ${JSON.stringify(want)}`);
   }
   for (const ch of channels) {
-    if (ch.id() !== 'replay' && ch.address() !== ch.id()) out.push(`channel ${ch.id()}: address ${ch.address()}`);
+    if (!ROUTERS.includes(ch.id()) && ch.address() !== ch.id()) out.push(`channel ${ch.id()}: address ${ch.address()}`);
   }
   const byId = new Map(channels.map((ch) => [ch.id(), ch]));
   for (const t of topics) {
@@ -91,6 +93,28 @@ function drift(document, c) {
     const codes = c.bridge_topics._end.body.find((e) => e.key === 'code').enum;
     if (JSON.stringify(end.properties?.code?.enum) !== JSON.stringify(codes)) out.push('replay: _end codes are not the contract\'s');
   }
+  const commands = byId.get('commands');
+  if (!commands) {
+    out.push('no commands channel');
+  } else {
+    const cm = (id) => commands.messages().all().find((m) => m.id() === id)?.payload()?.json() ?? {};
+    const ids = commands.messages().all().map((m) => m.id()).sort();
+    if (JSON.stringify(ids) !== JSON.stringify(['commandReply', 'commandRequest'])) {
+      out.push(`commands channel messages ${JSON.stringify(ids)}`);
+    }
+    const ops = cm('commandRequest').properties?.op?.enum;
+    if (JSON.stringify(ops) !== JSON.stringify(c.commands.ops.map((o) => o.op))) {
+      out.push(`commands: request ops ${JSON.stringify(ops)} are not the contract's`);
+    }
+    const codes = cm('commandReply').properties?.error?.properties?.code?.enum;
+    if (JSON.stringify(codes) !== JSON.stringify(c.commands.error_codes)) {
+      out.push(`commands: reply codes ${JSON.stringify(codes)} are not the contract's`);
+    }
+    const keys = Object.keys(cm('commandReply').properties ?? {});
+    if (JSON.stringify(keys) !== JSON.stringify(c.commands.reply.map((e) => e.key))) {
+      out.push(`commands: reply keys ${JSON.stringify(keys)} are not the contract's`);
+    }
+  }
   const ops = document.operations().all();
   for (const name of want) {
     const op = ops.find((o) => o.id() === (name === '_hb' ? 'receive_hb' : `receive_${name}`));
@@ -99,14 +123,18 @@ function drift(document, c) {
     }
   }
   const send = ops.filter((o) => o.action() === 'send');
-  if (send.length !== 1 || send[0].channels().all()[0]?.id() !== 'replay' || !send[0].reply()) {
-    out.push('want exactly one send operation: the replay request on channel replay, with a reply');
-  } else if (send[0].reply().messages().all().length !== 3) {
-    out.push(`the replay reply has ${send[0].reply().messages().all().length} messages, want 3 (replayed, _end, _info)`);
+  const sendOn = (ch) => send.find((o) => o.channels().all()[0]?.id() === ch);
+  if (send.length !== 2 || !sendOn('replay')?.reply() || !sendOn('commands')?.reply()) {
+    out.push('want exactly two send operations, each with a reply: the replay request and the command request');
+  } else {
+    if (sendOn('replay').reply().messages().all().length !== 3) {
+      out.push(`the replay reply has ${sendOn('replay').reply().messages().all().length} messages, want 3 (replayed, _end, _info)`);
+    }
+    if (sendOn('commands').reply().messages().all().length !== 1) out.push('the command reply must be one message');
   }
-  if (ops.length !== want.length + 1) out.push(`${ops.length} operations, want ${want.length + 1}`);
+  if (ops.length !== want.length + 2) out.push(`${ops.length} operations, want ${want.length + 2}`);
   const servers = document.servers().all().map((s) => `${s.id()}:${s.protocol()}`);
-  if (JSON.stringify(servers) !== JSON.stringify(['pub:zmq', 'replay:zmq'])) out.push(`servers ${JSON.stringify(servers)}`);
+  if (JSON.stringify(servers) !== JSON.stringify(['pub:zmq', 'replay:zmq', 'commands:zmq'])) out.push(`servers ${JSON.stringify(servers)}`);
   return out;
 }
 
@@ -124,7 +152,7 @@ if (document) {
   problems.forEach((p) => fail(`drift from contract-v1.json: ${p}`));
   const chans = document.channels().all().length;
   const msgs = document.messages().all().length;
-  console.log(`${chans} channels (${contract.topics.length} event types + UNKNOWN + _hb + replay), ` +
+  console.log(`${chans} channels (${contract.topics.length} event types + UNKNOWN + _hb + replay + commands), ` +
               `${msgs} messages, ${document.operations().all().length} operations: ` +
               `${problems.length} difference(s) from contract-v1.json`);
 
@@ -135,12 +163,17 @@ if (document) {
   renamed.topics[3].payload_key = 'roomMade';
   const missing = structuredClone(contract);
   missing.topics.pop();
+  const newOp = structuredClone(contract);
+  newOp.commands.ops.push({ ...contract.commands.ops[0], op: 'messages.blast' });
+  const newCode = structuredClone(contract);
+  newCode.commands.error_codes.push('throttled');
   let caught = 0;
-  for (const [what, c] of [['an extra topic', extra], ['a renamed payload key', renamed], ['a missing topic', missing]]) {
+  for (const [what, c] of [['an extra topic', extra], ['a renamed payload key', renamed], ['a missing topic', missing],
+    ['an extra command op', newOp], ['an extra error code', newCode]]) {
     if (drift(document, c).length) caught++;
     else fail(`the drift check does not see ${what}`);
   }
-  console.log(`drift self-test: ${caught} of 3 altered contracts detected`);
+  console.log(`drift self-test: ${caught} of 5 altered contracts detected`);
 }
 
 // The parser must refuse a broken document (a check that cannot fail is not a check).

@@ -469,12 +469,149 @@ def asyncapi_messages(vec, events):
     pairs = [("UNKNOWN", untyped)] + [
         ({"heartbeat": "heartbeat", "end": "replayEnd", "info": "info", "request": "replayRequest"}[m["kind"]],
          unpack(bytes.fromhex(m["msgpack_hex"]))) for m in vec["bridge_messages"]]
+    pairs += [("commandRequest", unpack(bytes.fromhex(c["msgpack_hex"]))) for c in vec["commands"]["requests"]]
+    pairs += [("commandReply", unpack(bytes.fromhex(c["msgpack_hex"]))) for c in vec["commands"]["replies"]]
     for name, inst in pairs:
         p = check(name, inst)
         if p:
             fail("asyncapi.yaml message %s refuses a golden instance: %s" % (name, "; ".join(p[:3])))
         else:
             count("asyncapi.yaml other messages accepting golden instances")
+    bad_op = dict(unpack(bytes.fromhex(vec["commands"]["requests"][0]["msgpack_hex"])), op="messages.blast")
+    if check("commandRequest", bad_op):
+        count("negative cases rejected")
+    else:
+        fail("NEGATIVE case accepted by asyncapi.yaml message commandRequest: op messages.blast")
+
+
+# ---------------------------------------------------------------- the command channel
+
+def view(text):
+    """A golden view (JSON text; {"$bin": hex} = msgpack bin) as a msgpack reader gives it."""
+    def fix(v):
+        if isinstance(v, dict):
+            if list(v) == ["$bin"]:
+                return bytes.fromhex(v["$bin"])
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+    return fix(json.loads(text))
+
+
+def commands(vec):
+    """command-request.json accepts every golden request and refuses every bad request it can see;
+    command-reply.json accepts every golden reply; broken copies fail; both list what contract-v1.json
+    lists (ops and their args, reply and error keys, codes)."""
+    sec = vec["commands"]
+    reqs = {}
+    for c in sec["requests"]:
+        inst = unpack(bytes.fromhex(c["msgpack_hex"]))
+        if inst != view(c["view"]):
+            fail("golden %s: bytes and view differ" % c["name"])
+        reqs[c["name"]] = inst
+        must_pass("command-request.json", inst, "golden %s" % c["name"], "golden command requests valid")
+    for c in sec["bad_requests"]:
+        try:
+            inst = unpack(bytes.fromhex(c["msgpack_hex"]))
+        except Exception:  # noqa: BLE001 - not msgpack: nothing for a schema to see
+            inst = None
+        if c["schema_sees_it"]:
+            must_fail("command-request.json", inst, "golden bad request %s" % c["name"])
+        elif inst is not None and isinstance(inst, dict) and problems("command-request.json", inst):
+            fail("golden bad request %s: schema_sees_it is false but command-request.json refuses it (%s): "
+                 "set it true" % (c["name"], "; ".join(problems("command-request.json", inst)[:2])))
+        else:
+            count("golden bad requests only the bridge can see (bytes, JSON in a string)")
+    reps = {}
+    for c in sec["replies"]:
+        inst = unpack(bytes.fromhex(c["msgpack_hex"]))
+        reps[c["name"]] = inst
+        must_pass("command-reply.json", inst, "golden %s" % c["name"], "golden command replies valid")
+    send, ok, rej, busy = reqs["cmd_send_full"], reps["reply_ok_send"], reps["reply_rejected_400"], reps["reply_busy"]
+
+    def args_(base, **kv):
+        out = copy.deepcopy(base)
+        for k, v in kv.items():
+            if v is DEL:
+                del out["args"][k]
+            else:
+                out["args"][k] = v
+        return out
+
+    def err_(base, **kv):
+        out = copy.deepcopy(base)
+        for k, v in kv.items():
+            if v is DEL:
+                del out["error"][k]
+            else:
+                out["error"][k] = v
+        return out
+
+    def with_(base, **kv):
+        out = copy.deepcopy(base)
+        for k, v in kv.items():
+            if v is DEL:
+                del out[k]
+            else:
+                out[k] = v
+        return out
+    cases = [
+        ("command-request.json", with_(send, op="messages.update"), "send args under op messages.update (no message_id)"),
+        ("command-request.json", with_(send, id="x" * 129), "id of 129 characters"),
+        ("command-request.json", args_(send, attachments=[{"name": "a", "content": b"1", "preview": b"2"},
+                                                          {"name": "b", "content": b"3"}]), "previews for some files"),
+        ("command-request.json", args_(send, attachments=[{"name": "a", "content": "text"}]), "content as str"),
+        ("command-request.json", args_(send, message={"message": "x", "attachments": [], "silent": True}), "message map with silent"),
+        ("command-request.json", args_(send, data={"dfbridge.request": {}}), "data with the mark's key"),
+        ("command-request.json", args_(send, stream_id=b"abc"), "stream_id as bin"),
+        ("command-request.json", with_(reqs["cmd_users_by_ids"], args={"user_ids": [1], "usernames": ["a"]}), "two selectors"),
+        ("command-request.json", with_(reqs["cmd_create_im"], args={"user_ids": [0]}), "user id 0"),
+        ("command-request.json", with_(reqs["cmd_create_im"], args={"user_ids": [2**63]}), "user id above int64"),
+        ("command-reply.json", with_(ok, error={"code": "busy", "message": "m", "retry_after_ms": 100}), "ok with an error"),
+        ("command-reply.json", with_(ok, result=DEL), "ok without result"),
+        ("command-reply.json", with_(ok, found=DEL), "no found"),
+        ("command-reply.json", with_(ok, v=2), "v 2"),
+        ("command-reply.json", err_(rej, status=DEL), "rejected without status"),
+        ("command-reply.json", err_(rej, code="nope"), "an unknown code"),
+        ("command-reply.json", err_(busy, retry_after_ms=DEL), "busy without retry_after_ms"),
+        ("command-reply.json", err_(busy, status=503), "busy with a status"),
+        ("command-reply.json", with_(rej, result={}), "error with a result"),
+    ]
+    for rel, inst, what in cases:
+        must_fail(rel, inst, what)
+
+    # drift: the schemas against contract-v1.json "commands"
+    cmd = CONTRACT["commands"]
+    rq, rp = STORE[BASE + "command-request.json"], STORE[BASE + "command-reply.json"]
+    if list(rq["properties"]) != [e["key"] for e in cmd["request"]] or \
+            rq["required"] != [e["key"] for e in cmd["request"] if not e.get("optional")]:
+        fail("command-request.json: keys/required are not contract-v1.json commands.request")
+    if rq["properties"]["op"]["enum"] != [o["op"] for o in cmd["ops"]]:
+        fail("command-request.json: op enum %s, contract-v1.json ops %s"
+             % (rq["properties"]["op"]["enum"], [o["op"] for o in cmd["ops"]]))
+    branches = [(b["properties"]["op"]["const"], list(b["properties"]["args"]["properties"]),
+                 b["properties"]["args"].get("required", [])) for b in rq["oneOf"]]
+    want = [(o["op"], [a["name"] for a in o["args"]], [a["name"] for a in o["args"] if a["required"]])
+            for o in cmd["ops"]]
+    if branches != want:
+        fail("command-request.json: the per-op args %s are not contract-v1.json's %s" % (branches, want))
+    else:
+        count("command ops matching contract-v1.json", len(want))
+    if list(rp["properties"]) != [e["key"] for e in cmd["reply"]] or \
+            rp["required"] != [e["key"] for e in cmd["reply"] if not e.get("optional")]:
+        fail("command-reply.json: keys/required are not contract-v1.json commands.reply")
+    e = rp["properties"]["error"]
+    if list(e["properties"]) != [k["key"] for k in cmd["error"]] or \
+            e["required"] != [k["key"] for k in cmd["error"] if not k.get("optional")]:
+        fail("command-reply.json: error keys are not contract-v1.json commands.error")
+    if list(cmd["error_code_meanings"]) != cmd["error_codes"]:
+        fail("contract-v1.json commands: error_code_meanings %s are not error_codes %s"
+             % (list(cmd["error_code_meanings"]), cmd["error_codes"]))
+    if e["properties"]["code"]["enum"] != list(cmd["error_codes"]):
+        fail("command-reply.json: codes %s, contract-v1.json %s" % (e["properties"]["code"]["enum"], list(cmd["error_codes"])))
+    else:
+        count("command schemas matching contract-v1.json")
 
 
 def asyncapi_fresh():
@@ -493,6 +630,7 @@ def main():
     events = check_samples()
     negatives(vec, events)
     drift()
+    commands(vec)
     asyncapi_messages(vec, events)
     asyncapi_fresh()
     for what in sorted(counts):

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Writes schemas/asyncapi.yaml (AsyncAPI 3.0.0) from schemas/contract-v1.json: one channel per topic
-(the 17 event types, UNKNOWN, _hb) and the replay channel, their messages (envelope + payload, as $refs to
+(the 17 event types, UNKNOWN, _hb), the replay channel and the commands channel, their messages (envelope + payload, as $refs to
 the JSON Schema files in jsonschema/) and operations. The 17 are data here, never written out by hand.
 
 Usage: gen_asyncapi.py [OUT]          write (default: schemas/asyncapi.yaml)
@@ -84,6 +84,17 @@ def build(contract):
                 "advertises this endpoint."),
             "variables": {"host": {"default": "127.0.0.1"}, "port": {"default": "5557"}},
         },
+        "commands": {
+            "host": "{host}:{port}",
+            "protocol": "zmq",
+            "title": "bridge.commands: the ZeroMQ ROUTER socket of the command channel",
+            "description": (
+                "A DEALER sends requests, one frame each (or an empty delimiter frame then the request, REQ "
+                "style); the ROUTER answers each with one reply frame carrying the request's id. The bridge "
+                "makes the Symphony call with its session, exactly once per (client certificate, id) "
+                "(CONTRACT.md section 13)."),
+            "variables": {"host": {"default": "127.0.0.1"}, "port": {"default": "5558"}},
+        },
     }
     pub = [ref("#/servers/pub")]
     channels, operations, messages = {}, {}, {}
@@ -166,6 +177,32 @@ def build(contract):
         "contentType": MSGPACK,
         "payload": ref("./jsonschema/info.json"),
     }
+    cmd = contract["commands"]
+    channels["commands"] = {
+        "address": None,
+        "title": "Commands (ROUTER)",
+        "description": (
+            "No topic: a request is a single frame, a msgpack map {v, id, op, args}; the reply is a single frame "
+            "{v, id, ok, result | error, replayed, found}. A DEALER may have many requests in flight: replies "
+            "are matched by id. Operations: %s. Error codes: %s." % (", ".join(o["op"] for o in cmd["ops"]),
+                                                                     ", ".join(cmd["error_codes"]))),
+        "servers": [ref("#/servers/commands")],
+        "messages": {n: ref("#/components/messages/%s" % n) for n in ("commandRequest", "commandReply")},
+    }
+    messages["commandRequest"] = {
+        "name": "command request",
+        "title": "Command request (one frame)",
+        "summary": "v, id (the idempotency key), op, args",
+        "contentType": MSGPACK,
+        "payload": ref("./jsonschema/command-request.json"),
+    }
+    messages["commandReply"] = {
+        "name": "command reply",
+        "title": "Command reply (one frame)",
+        "summary": "v, id, ok, result (Symphony's response 1:1) or error {code, message}, replayed, found",
+        "contentType": MSGPACK,
+        "payload": ref("./jsonschema/command-reply.json"),
+    }
     for name in [t["type"] for t in topics] + [unknown]:
         operations["receive_" + name] = {
             "action": "receive",
@@ -189,6 +226,16 @@ def build(contract):
             "messages": [ref("#/channels/replay/messages/%s" % n) for n in ("replayed", "replayEnd", "info")],
         },
     }
+    operations["send_command"] = {
+        "action": "send",
+        "title": "Ask the bridge to make a Symphony call",
+        "channel": ref("#/channels/commands"),
+        "messages": [ref("#/channels/commands/messages/commandRequest")],
+        "reply": {
+            "channel": ref("#/channels/commands"),
+            "messages": [ref("#/channels/commands/messages/commandReply")],
+        },
+    }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -196,8 +243,8 @@ def build(contract):
             "version": str(contract["version"]),
             "description": (
                 "What a subscriber receives from dfbridge, the bridge between the Symphony datafeed and ZeroMQ: "
-                "one channel per topic (frame 1), a msgpack envelope (frame 2), the `_hb` heartbeat and the "
-                "replay ROUTER. The prose and every rule: "
+                "one channel per topic (frame 1), a msgpack envelope (frame 2), the `_hb` heartbeat, the "
+                "replay ROUTER and the command ROUTER (workers' Symphony calls). The prose and every rule: "
                 "[schemas/CONTRACT.md](CONTRACT.md); the table: contract-v1.json; the exact bytes: "
                 "golden/vectors.json. Integers are exact msgpack ints (user ids exceed 2^53)."),
             "license": {"name": "Apache-2.0"},
