@@ -27,6 +27,7 @@ struct dfb_outbound {
     int stop_fd;
     uint64_t gen; /* the shared session's generation in http (0: none yet) */
     int64_t lookback_ms;
+    int page, pages; /* the lookup's bounds (DFB_OUTBOUND_PAGE, DFB_OUTBOUND_PAGES) */
     char pod_url[512];
     char agent_url[512];
     dfb_json_t *json;  /* responses */
@@ -67,6 +68,8 @@ dfb_outbound_new(const dfb_config_t *cfg, dfb_auth_t *auth, int stop_fd, char *e
     self->auth = auth;
     self->stop_fd = stop_fd;
     self->lookback_ms = DFB_OUTBOUND_LOOKBACK_MS;
+    self->page = DFB_OUTBOUND_PAGE;
+    self->pages = DFB_OUTBOUND_PAGES;
     self->http =
         dfb_http_new(cfg->connect_timeout_ms, cfg->read_timeout_ms, cfg->max_body_bytes, stop_fd);
     self->json = dfb_json_new();
@@ -108,6 +111,13 @@ void
 dfb_outbound_set_lookback(dfb_outbound_t *self, int64_t ms)
 {
     self->lookback_ms = ms >= 0 ? ms : DFB_OUTBOUND_LOOKBACK_MS;
+}
+
+void
+dfb_outbound_set_paging(dfb_outbound_t *self, int page, int pages)
+{
+    self->page = page >= 1 && page <= DFB_OUTBOUND_PAGE ? page : DFB_OUTBOUND_PAGE;
+    self->pages = pages >= 1 && pages <= 1000 ? pages : DFB_OUTBOUND_PAGES;
 }
 
 /* ---- building the call ------------------------------------------------------- */
@@ -518,7 +528,10 @@ has_mark(dfb_outbound_t *self, dfb_json_ref_t msg, const char *mark)
 
 /*  Looks for the mark among the stream's messages since begin_ms -
     lookback (pages of 500, at most 20), each page retried per the `retry`
-    block. L_FOUND fills out->result with the message. */
+    block. L_FOUND fills out->result with the message. L_NOT_FOUND only
+    when the list ended (a short page or a 204) without it: when every page
+    allowed was full, the newest messages were not read and the answer is
+    L_FAILED (unknown_outcome), so a busy room never gets a second post. */
 static lookup_t
 lookup(dfb_outbound_t *self, const char *sid, const char *mark, const dfb_outbound_ctx_t *ctx,
        dfb_cmd_outcome_t *out, char *why, size_t whylen)
@@ -528,12 +541,12 @@ lookup(dfb_outbound_t *self, const char *sid, const char *mark, const dfb_outbou
     if (since < 0)
         since = 0;
     int reauthed = 0;
-    for (int page = 0; page < DFB_OUTBOUND_PAGES; page++) {
+    for (int page = 0; page < self->pages; page++) {
         snprintf(c.url, sizeof c.url, "%s/agent/v4/stream/%s/message?since=%" PRId64 "&limit=%d%s",
-                 self->agent_url, sid, since, DFB_OUTBOUND_PAGE, "");
+                 self->agent_url, sid, since, self->page, "");
         if (page) {
             size_t l = strlen(c.url);
-            snprintf(c.url + l, sizeof c.url - l, "&skip=%d", page * DFB_OUTBOUND_PAGE);
+            snprintf(c.url + l, sizeof c.url - l, "&skip=%d", page * self->page);
         }
         dfb_backoff_t b;
         dfb_backoff_init(&b, &self->cfg->retry);
@@ -564,7 +577,7 @@ lookup(dfb_outbound_t *self, const char *sid, const char *mark, const dfb_outbou
                             }
                             return L_FOUND;
                         }
-                    if (n < DFB_OUTBOUND_PAGE)
+                    if (n < (uint32_t)self->page)
                         return L_NOT_FOUND;
                     break; /* a full page: the next one */
                 }
@@ -602,7 +615,11 @@ lookup(dfb_outbound_t *self, const char *sid, const char *mark, const dfb_outbou
             }
         }
     }
-    return L_NOT_FOUND; /* 20 full pages without it: older than anything we could have posted */
+    snprintf(why, whylen,
+             "the stream has more than %d messages since %" PRId64
+             " (the lookup's limit): the newest, where the message would be, were not read",
+             self->page * self->pages, since);
+    return L_FAILED;
 }
 
 /*  After a possible post (ambiguous failure or a resumed request): looks

@@ -43,9 +43,14 @@ void dfb_outbound_exec(dfb_outbound_t *self, const dfb_cmd_req_t *req,
 #define DFB_OUTBOUND_LOOKBACK_MS 120000
 void dfb_outbound_set_lookback(dfb_outbound_t *self, int64_t ms);
 
-/*  Lookup bounds: messages per page (Symphony's maximum) and pages. */
+/*  Lookup bounds: messages per page (Symphony's maximum) and pages. The
+    list runs oldest first from `since`: when every page is full and none
+    holds the mark, the newest messages - ours among them, maybe - were not
+    read, and the outcome is unknown_outcome, never "not found". */
 #define DFB_OUTBOUND_PAGE 500
 #define DFB_OUTBOUND_PAGES 20
+/*  Tests only: other bounds (page 1..500, pages 1..1000; 0 = the default). */
+void dfb_outbound_set_paging(dfb_outbound_t *self, int page, int pages);
 
 /*  Self-test (dfb_selftest outbound): the call built for each op, no network. */
 int dfb_outbound_test(int verbose);

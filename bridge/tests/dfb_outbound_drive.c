@@ -3,7 +3,7 @@
     the executor's part alone).
 
     dfb_outbound_drive --config CFG [--scope S] [--begin-ms MS] [--resumed]
-                       [--lookback MS] [--login-first] [--loop-like] REQ...
+                       [--lookback MS] [--paging PAGE,PAGES] [--login-first] [--loop-like] REQ...
 
     Each REQ is a file holding one request frame (msgpack). The requests run
     in parallel, one thread and one dfb_outbound_t each, sharing one
@@ -34,6 +34,7 @@ typedef struct {
     const char *path;
     dfb_outbound_ctx_t ctx;
     int64_t lookback;
+    int page, pages; /* --paging: the lookup's bounds (0: defaults) */
     dfb_buf_t line; /* the output line */
     int rc;
 } job_t;
@@ -66,6 +67,8 @@ run(void *arg)
     }
     if (j->lookback >= 0)
         dfb_outbound_set_lookback(ob, j->lookback);
+    if (j->page)
+        dfb_outbound_set_paging(ob, j->page, j->pages);
     dfb_cmd_outcome_t o;
     dfb_cmd_outcome_init(&o);
     long long t0 = dfb_now_ms();
@@ -129,6 +132,7 @@ main(int argc, char **argv)
 {
     const char *config = NULL, *scope = "";
     int64_t begin_ms = -1, lookback = -1;
+    int page = 0, pages = 0;
     int resumed = 0, login_first = 0, with_loop = 0, serial = 0, nreq = 0;
     const char *reqs[64];
     for (int i = 1; i < argc; i++) {
@@ -140,6 +144,9 @@ main(int argc, char **argv)
             begin_ms = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--lookback") && i + 1 < argc)
             lookback = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--paging") && i + 1 < argc &&
+                 sscanf(argv[i + 1], "%d,%d", &page, &pages) == 2)
+            i++;
         else if (!strcmp(argv[i], "--resumed"))
             resumed = 1;
         else if (!strcmp(argv[i], "--login-first"))
@@ -192,7 +199,8 @@ main(int argc, char **argv)
     }
     for (int i = 0; i < nreq; i++) {
         jobs[i] =
-            (job_t){.cfg = cfg, .auth = auth, .ob = shared, .path = reqs[i], .lookback = lookback};
+            (job_t){.cfg = cfg, .auth = auth, .ob = shared, .path = reqs[i], .lookback = lookback,
+                    .page = page, .pages = pages};
         jobs[i].ctx = (dfb_outbound_ctx_t){scope, strlen(scope), begin_ms, resumed};
         if (serial)
             run(&jobs[i]);

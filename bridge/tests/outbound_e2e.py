@@ -368,6 +368,36 @@ def case_resumed():
     eq(o4["found"], False, "outside the window: not found")
 
 
+def case_busy_room():
+    """The lookup reads the stream oldest first from `since`, in pages: a mark on the first pages
+    is found; when every page allowed is full without it, the newest messages (where it would
+    be) were not read, and the outcome is unknown_outcome, never a second post; once the pages
+    reach the end of the stream, not found means not posted, and the create is made.
+    (--paging 1,3: pages of 1 message, at most 3, instead of 500 and 20.)"""
+    pod, room = setup_pod()
+    cfg = config(pod)
+    t0 = int(time.time() * 1000)
+    first = drive(cfg, [req(r, "messages.send", stream_id=room, message=r)
+                        for r in ("r1", "w1", "w2", "w3", "w4")], "--scope", "w", "--serial")[0]
+    eq([o["ok"] for o in first], [True] * 5, "five messages posted")
+    (o,), _ = drive(cfg, [req("r1", "messages.send", stream_id=room, message="r1")],
+                    "--scope", "w", "--resumed", "--begin-ms", str(t0), "--paging", "1,3")
+    eq((o["ok"], o["found"]), (True, True), "the oldest: found on the first page")
+    eq(o["result"]["messageId"], first[0]["result"]["messageId"], "the same message")
+    (o,), _ = drive(cfg, [req("r9", "messages.send", stream_id=room, message="r9")],
+                    "--scope", "w", "--resumed", "--begin-ms", str(t0), "--paging", "1,3")
+    eq((o["ok"], o["definite"]), (False, 0), "three full pages without the mark: not settled")
+    eq(o["error"]["code"], "unknown_outcome", "unknown_outcome, not a second post")
+    check("more than 3 messages" in o["error"]["message"], "says why: %r" % o["error"]["message"])
+    eq(len(pod.admin("GET", "messages")), 5, "nothing posted")
+    (o,), _ = drive(cfg, [req("r9", "messages.send", stream_id=room, message="r9")],
+                    "--scope", "w", "--resumed", "--begin-ms", str(t0), "--paging", "2,3")
+    eq((o["ok"], o["found"]), (True, False), "the pages reach the end: not found, created")
+    eq(len(pod.admin("GET", "messages")), 6, "one more message")
+    eq([c["status"] for c in pod.calls("msglist")][-3:], [200, 200, 200],
+       "the last lookup read 2 + 2 + 1 messages")
+
+
 CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}
 
 if __name__ == "__main__":
