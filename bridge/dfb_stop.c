@@ -4,18 +4,23 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
 static int s_pipe[2] = {-1, -1};
-static volatile sig_atomic_t s_requested = 0;
+/*  Set by any thread (the actor, the replay and command threads, main
+    after the loop) and by the signal handler: a lock-free atomic, which is
+    async-signal-safe and race-free between threads. */
+static atomic_int s_requested = 0;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "a lock-free int for the signal handler");
 static volatile sig_atomic_t s_signal = 0;
 
 void
 dfb_stop_request(void)
 {
     int saved = errno;
-    s_requested = 1;
+    atomic_store(&s_requested, 1);
     if (s_pipe[1] >= 0) {
         ssize_t rc = write(s_pipe[1], "s", 1); /* a full pipe is fine: it is readable */
         (void)rc;
@@ -62,7 +67,7 @@ dfb_stop_fd(void)
 int
 dfb_stop_requested(void)
 {
-    return s_requested ? 1 : 0;
+    return atomic_load(&s_requested) ? 1 : 0;
 }
 
 int
