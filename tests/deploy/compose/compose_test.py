@@ -454,6 +454,10 @@ def main():
         check(cmd.get("ok") == 2 * n_rep and sum(cmd.values()) == 2 * n_rep,
               "command replies %r, want %d ok" % (cmd, 2 * n_rep))
         print("worker-replier x2: %d requests, exactly the %d expected posts" % (received, n_rep))
+        # the echoes are published now: still no worker handled one (nor anything else)
+        for c in all_workers:
+            check(handled(c) == want(c), "worker %s handled %d events after the echoes, want %d"
+                  % (c[:12], len(handled(c)), len(want(c))))
         phase("replies posted", t)
         all_workers += replied
 
@@ -475,6 +479,9 @@ def main():
               "%d events + %d echoed replies" % (n_pub, N_EVENTS, n_rep))
         check(len([k for k in pub if k not in ("_hb", "unknown")]) == 17,
               "17 topics published: %r" % sorted(pub))
+
+        # seconds later: still one post per message (no reply to an echo, no late second post)
+        check(len(posts()) == n_rep, "pod posts now %d, want %d" % (len(posts()), n_rep))
 
         # the journal is on the bridge's volume
         mounts = inspect(bridge)["Mounts"]
