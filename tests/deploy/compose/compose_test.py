@@ -5,7 +5,7 @@ Starts its own dockerd in a temp dir (--bridge=none --iptables=false: no contain
 exist), imports the debootstrap'd Debian 12 base (scripts/debian-base.sh) as the offline base image,
 builds every target of docker/Dockerfile from it, and runs the SHIPPED compose file plus
 compose.test.yaml (network_mode: host for every service) with loopback endpoints on free ports,
-two C workers and two Python workers. Then:
+two C workers, two Python workers and two repliers (the command channel). Then:
   - the compose `keys` service made the bot key, the pod and the bridge turn healthy, the workers
     start only after (depends_on: service_healthy) and turn healthy;
   - once each worker has seen the bridge's epoch (its "resuming after gseq 0" log line), the pod
@@ -13,8 +13,13 @@ two C workers and two Python workers. Then:
     once (its log line carries the event id), every Python worker (the BDK documentation's
     listener) each MESSAGESENT not from the bot exactly once (by message id): exact sets, no
     duplicate, nothing else;
+  - the two repliers (the Python BDK's getting-started bot, same listener: the same request ids)
+    both get every MESSAGESENT and send its reply; the bridge posts it once: the pod's
+    /admin/messages holds exactly one "Hello, <display name>!" per MESSAGESENT not from the bot,
+    in its stream, and nothing else; the bridge counts 2 requests per reply, all ok; the pod's
+    echo of each post (a MESSAGESENT from the bot) is published but handled by no worker;
   - /healthz and /readyz answer 200 (the bridge's healthcheck reads /healthz), /metrics counts
-    exactly N events published over the 17 topics;
+    exactly N events + the echoes of the replies published over the 17 topics;
   - the bridge's journal is on its volume; `docker-compose stop bridge` ends it with SIGTERM,
     exit 0 and "stopped by SIGTERM"; then every worker's healthcheck fails ("not linked");
   - no docker network was created;
@@ -23,6 +28,7 @@ dir unmounted, the dir removed — on every exit path. Fails loudly (with the da
 engine does not answer; never skips. Prints the wall time of each phase.
 """
 import calendar
+import collections
 import ctypes
 import json
 import os
@@ -49,7 +55,8 @@ TARGETS = [("dfbridge", "dfbridge"), ("dfpod", "dfpod"), ("worker-c", "dfbridge-
            ("worker-python", "dfbridge-worker-python")]
 N_EVENTS = 340          # 20 of each of the 17 types
 BOT_ID = 68719476738    # dfpod's default --bot-id
-WORKERS = {"worker-c": 2, "worker-python": 2}
+WORKERS = {"worker-c": 2, "worker-python": 2, "worker-replier": 2}
+PML = '<div data-format="PresentationML" data-version="2.0">%s</div>'
 
 
 class Failure(Exception):
@@ -218,7 +225,8 @@ def main():
     project = "dfbci%d" % os.getpid()
     keys = os.path.join(tmp, "keys")
     os.mkdir(keys)
-    ports = {"pod": free_port(), "pub": free_port(), "replay": free_port(), "metrics": free_port()}
+    ports = {"pod": free_port(), "pub": free_port(), "replay": free_port(), "metrics": free_port(),
+             "cmd": free_port()}
     while len(set(ports.values())) < len(ports):
         ports = {k: free_port() for k in ports}
     cenv = dict(engine.env, COMPOSE_PROJECT_NAME=project, DFB_TAG=TAG, DFB_KEYS_DIR=keys,
@@ -226,7 +234,8 @@ def main():
                 DFB_POD_LISTEN="127.0.0.1:%d" % ports["pod"], DFB_POD_HOST="127.0.0.1",
                 DFB_POD_PORT=str(ports["pod"]), DFB_POD_RATE="0", DFB_BIND="127.0.0.1",
                 DFB_BRIDGE_HOST="127.0.0.1", DFB_PUB_PORT=str(ports["pub"]),
-                DFB_REPLAY_PORT=str(ports["replay"]), DFB_PUBLISH_IP="127.0.0.1",
+                DFB_REPLAY_PORT=str(ports["replay"]), DFB_CMD_PORT=str(ports["cmd"]),
+                DFB_PUBLISH_IP="127.0.0.1",
                 DFB_INSECURE="false", DFB_HEARTBEAT_MS="200",
                 DFB_METRICS="127.0.0.1:%d" % ports["metrics"], COMPOSE_HTTP_TIMEOUT="300")
     compose = [COMPOSE, "--ansi", "never", "-f", os.path.join(TOP, "docker", "compose.yaml"),
@@ -344,10 +353,15 @@ def main():
         phase("workers subscribed", t)
 
         t = time.monotonic()
-        r = http_json(ports["pod"], "POST", "/admin/generate", {"count": N_EVENTS, "seed": 10})
+        # at_once: the N events enqueued together, so that the pod's echoes of the replies (made
+        # while they are delivered) come after them in its event list
+        r = http_json(ports["pod"], "POST", "/admin/generate",
+                      {"count": N_EVENTS, "seed": 10, "at_once": True})
         check(r.get("enqueued") == N_EVENTS, "pod generated %r" % r)
+        # the generated events first; the pod's echoes of the replies may already follow them
         events = http_json(ports["pod"], "GET", "/admin/events")
-        check(len(events) == N_EVENTS, "pod lists %d events" % len(events))
+        check(len(events) >= N_EVENTS, "pod lists %d events" % len(events))
+        events = events[:N_EVENTS]
 
         def from_bot(ev):
             return ((ev.get("initiator") or {}).get("user") or {}).get("userId") == BOT_ID
@@ -359,10 +373,15 @@ def main():
         check(n_bot == N_EVENTS * 5 // 100, "%d events from the bot (bot_ratio 0.05)" % n_bot)
         check(len(set(want_c)) == len(want_c), "event ids unique")
         check(len(want_py) == N_EVENTS // 17 - sum(
-            1 for ev in events if ev["type"] == "MESSAGESENT" and from_bot(ev)), "MESSAGESENT count")
+            1 for ev in events if ev["type"] == "MESSAGESENT" and from_bot(ev)),
+              "MESSAGESENT count: %d not from the bot, types %r"
+              % (len(want_py), sorted(collections.Counter(ev["type"] for ev in events).items())))
 
         c_line = re.compile(r"^\S+ INFO  worker-\d+/(\S+)/printer - ", re.M)
         py_line = re.compile(r"^INFO:root:message (\S+) from user \d+$", re.M)
+
+        replied = [c for c in all_workers if c in workers["worker-replier"]]
+        all_workers = [c for c in all_workers if c not in replied]  # the repliers: by the pod
 
         def handled(c):
             text = logs(c)
@@ -389,6 +408,59 @@ def main():
             print("%s %s: handled exactly the %d expected events" % (svc, c[:12], len(got)))
         phase("events delivered", t)
 
+        # the replies: the pod's post log holds exactly one per MESSAGESENT not from the bot, in
+        # its stream, "Hello, <display name>!" as PresentationML; nothing else
+        t = time.monotonic()
+        want_replies = sorted(
+            (ev["payload"]["messageSent"]["message"]["stream"]["streamId"],
+             PML % ("Hello, %s!" % ev["initiator"]["user"]["displayName"]))
+            for ev in events if ev["type"] == "MESSAGESENT" and not from_bot(ev))
+        check(len(want_replies) == len(want_py), "one reply per message")
+
+        def posts():
+            return http_json(ports["pod"], "GET", "/admin/messages")
+
+        def metrics():
+            text = http_text(ports["metrics"], "/metrics")
+            pub = {m.group(1): float(m.group(2)) for m in re.finditer(
+                r'^dfbridge_events_published_total\{topic="([^"]+)"\} (\S+)$', text, re.M)}
+            cmd = {m.group(1): float(m.group(2)) for m in re.finditer(
+                r'^dfbridge_commands_total\{result="([^"]+)"\} (\S+)$', text, re.M)}
+            m = re.search(r'^dfbridge_commands_received_total (\S+)$', text, re.M)
+            return pub, cmd, float(m.group(1)) if m else None
+
+        def settled():
+            pub, cmd, received = metrics()
+            return (len(posts()) >= n_rep and received is not None and received >= 2 * n_rep and
+                    sum(cmd.values()) >= 2 * n_rep and
+                    sum(v for k, v in pub.items() if k != "_hb") >= N_EVENTS + n_rep)
+
+        n_rep = len(want_replies)
+        poll(settled, 60, step=0.5)
+        time.sleep(0.5)  # a late second post would show
+        got = posts()
+        check(all(p["op"] == "create" for p in got), "posts other than creates: %r"
+              % [p for p in got if p["op"] != "create"][:3])
+        got_replies = sorted((p["streamId"], p["presentationML"]) for p in got)
+        if got_replies != want_replies:
+            missing = [r for r in want_replies if r not in got_replies]
+            extra = [r for r in got_replies if r not in want_replies]
+            raise Failure("pod posts: %d, want %d: missing %r, extra %r\n%s"
+                          % (len(got_replies), n_rep, missing[:5], extra[:5],
+                             "\n".join(logs(c)[-2000:] for c in replied)))
+        pub, cmd, received = metrics()
+        check(received == 2 * n_rep, "commands received %r, want 2 x %d (two repliers)"
+              % (received, n_rep))
+        check(cmd.get("ok") == 2 * n_rep and sum(cmd.values()) == 2 * n_rep,
+              "command replies %r, want %d ok" % (cmd, 2 * n_rep))
+        print("worker-replier x2: %d requests, exactly the %d expected posts" % (received, n_rep))
+        # the echoes are published now: still no worker handled one (nor anything else)
+        for c in all_workers:
+            check(handled(c) == want(c), "worker %s handled %d events after the echoes, want %d"
+                  % (c[:12], len(handled(c)), len(want(c))))
+        phase("replies posted", t)
+        all_workers += replied
+
         # every container healthy (the workers' first healthcheck comes after its interval)
         t = time.monotonic()
         for c in [pod, bridge] + all_workers:
@@ -403,9 +475,13 @@ def main():
         pub = {m.group(1): float(m.group(2)) for m in re.finditer(
             r'^dfbridge_events_published_total\{topic="([^"]+)"\} (\S+)$', text, re.M)}
         n_pub = sum(v for k, v in pub.items() if k != "_hb")
-        check(n_pub == N_EVENTS, "dfbridge_events_published_total without _hb: %r" % n_pub)
+        check(n_pub == N_EVENTS + n_rep, "dfbridge_events_published_total without _hb: %r, want "
+              "%d events + %d echoed replies" % (n_pub, N_EVENTS, n_rep))
         check(len([k for k in pub if k not in ("_hb", "unknown")]) == 17,
               "17 topics published: %r" % sorted(pub))
+
+        # seconds later: still one post per message (no reply to an echo, no late second post)
+        check(len(posts()) == n_rep, "pod posts now %d, want %d" % (len(posts()), n_rep))
 
         # the journal is on the bridge's volume
         mounts = inspect(bridge)["Mounts"]
