@@ -102,7 +102,7 @@ struct dfb_cmd {
     /* executors */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    job_t *todo, *todo_tail; /* for the executors */
+    job_t *ready, *ready_tail; /* for the executors */
     job_t *done;             /* back from them */
     int quit;
     int nexec;
@@ -492,16 +492,16 @@ exec_main(void *arg)
     free(a);
     for (;;) {
         pthread_mutex_lock(&self->mu);
-        while (!self->todo && !self->quit)
+        while (!self->ready && !self->quit)
             pthread_cond_wait(&self->cv, &self->mu);
-        job_t *j = self->todo;
+        job_t *j = self->ready;
         if (!j) {
             pthread_mutex_unlock(&self->mu);
             return NULL; /* quit, nothing left */
         }
-        self->todo = j->qnext;
-        if (!self->todo)
-            self->todo_tail = NULL;
+        self->ready = j->qnext;
+        if (!self->ready)
+            self->ready_tail = NULL;
         pthread_mutex_unlock(&self->mu);
         execute(self, ob, j);
         pthread_mutex_lock(&self->mu);
@@ -519,11 +519,11 @@ dispatch(dfb_cmd_t *self, job_t *j)
     self->c->commands_inflight = dfb_cmdsched_inflight(self->sched);
     pthread_mutex_lock(&self->mu);
     j->qnext = NULL;
-    if (self->todo_tail)
-        self->todo_tail->qnext = j;
+    if (self->ready_tail)
+        self->ready_tail->qnext = j;
     else
-        self->todo = j;
-    self->todo_tail = j;
+        self->ready = j;
+    self->ready_tail = j;
     pthread_cond_signal(&self->cv);
     pthread_mutex_unlock(&self->mu);
 }
@@ -1058,7 +1058,7 @@ dfb_cmd_destroy(dfb_cmd_t **self_p)
             self->table[b] = j->hnext;
             job_free(j);
         }
-    /* every job was in the table (done, todo and the scheduler's too) */
+    /* every job was in the table (done, ready and the scheduler's too) */
     while (self->sched && dfb_cmdsched_pop(self->sched))
         ;
     for (int i = 0; self->obs && i < self->nexec; i++)

@@ -40,6 +40,9 @@ typedef struct {
     size_t gen_bytes; /* MESSAGESENT size (--gen-bytes, default 1200) */
 } pod_config_t;
 
+/* realloc that exits the pod (status 2, one line) when out of memory; n = 0 is 1 byte. */
+void *pod_xrealloc(void *p, size_t n);
+
 /* Milliseconds on the monotonic clock (deadlines) and the wall clock (timestamps). */
 int64_t pod_mono_ms(void);
 int64_t pod_wall_ms(void);

@@ -58,17 +58,6 @@ struct pod_out_t {
         members_removed;
 };
 
-static void *
-xalloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "dfpod: out of memory\n");
-        exit(2);
-    }
-    return q;
-}
-
 /* ---- answers ---- */
 
 static void
@@ -287,7 +276,7 @@ mp_parse(const char *body, size_t len, const char *bnd, part_t **parts_out, size
             snprintf(why, whylen, "more than %d parts", MAX_PARTS);
             goto fail;
         }
-        parts = xalloc(parts, (n + 1) * sizeof *parts);
+        parts = pod_xrealloc(parts, (n + 1) * sizeof *parts);
         part_t *p = &parts[n];
         memset(p, 0, sizeof *p);
         bool has_cd = false;
@@ -710,7 +699,7 @@ add_member(stream_t *s, int64_t uid)
         return;
     if (s->nmembers == s->capmembers) {
         s->capmembers = s->capmembers ? s->capmembers * 2 : 8;
-        s->members = xalloc(s->members, s->capmembers * sizeof *s->members);
+        s->members = pod_xrealloc(s->members, s->capmembers * sizeof *s->members);
     }
     s->members[s->nmembers++] = uid;
 }
@@ -720,7 +709,7 @@ stream_add_locked(pod_out_t *self, const char *id, const char *type)
 {
     if (self->nstreams == self->capstreams) {
         self->capstreams = self->capstreams ? self->capstreams * 2 : 16;
-        self->streams = xalloc(self->streams, self->capstreams * sizeof *self->streams);
+        self->streams = pod_xrealloc(self->streams, self->capstreams * sizeof *self->streams);
     }
     stream_t *s = &self->streams[self->nstreams];
     memset(s, 0, sizeof *s);
@@ -1016,7 +1005,7 @@ do_post(pod_out_t *self, struct MHD_Connection *c, bool update, const char *url,
     } else {
         static const char open[] = "<div data-format=\"PresentationML\" data-version=\"2.0\">";
         size_t inner = in_e - in_s;
-        pres = xalloc(NULL, sizeof open + inner + 7);
+        pres = pod_xrealloc(NULL, sizeof open + inner + 7);
         memcpy(pres, open, sizeof open - 1);
         memcpy(pres + sizeof open - 1, message->data + in_s, inner);
         memcpy(pres + sizeof open - 1 + inner, "</div>", 7);
@@ -1111,7 +1100,7 @@ do_post(pod_out_t *self, struct MHD_Connection *c, bool update, const char *url,
     json_decref(atts);
     if (self->nmsgs == self->capmsgs) {
         self->capmsgs = self->capmsgs ? self->capmsgs * 2 : 64;
-        self->msgs = xalloc(self->msgs, self->capmsgs * sizeof *self->msgs);
+        self->msgs = pod_xrealloc(self->msgs, self->capmsgs * sizeof *self->msgs);
     }
     msg_t *m = &self->msgs[self->nmsgs++];
     memset(m, 0, sizeof *m);
@@ -1251,7 +1240,7 @@ do_imcreate(pod_out_t *self, const char *body, size_t len, pod_out_result_t *res
         return;
     }
     size_t n = json_array_size(j);
-    int64_t *set = xalloc(NULL, (n + 1) * sizeof *set);
+    int64_t *set = pod_xrealloc(NULL, (n + 1) * sizeof *set);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(j, i);
@@ -1382,7 +1371,7 @@ do_streaminfo(pod_out_t *self, const char *url, pod_out_result_t *res)
     bool im = !strcmp(s->type, "IM") || !strcmp(s->type, "MIM");
     json_t *members = json_array();
     if (im) {
-        int64_t *sorted = xalloc(NULL, s->nmembers * sizeof *sorted);
+        int64_t *sorted = pod_xrealloc(NULL, s->nmembers * sizeof *sorted);
         memcpy(sorted, s->members, s->nmembers * sizeof *sorted);
         qsort(sorted, s->nmembers, sizeof *sorted, cmp_i64);
         for (size_t i = 0; i < s->nmembers; i++)

@@ -157,8 +157,8 @@ struct pod_state_t {
     held_t *held; /* reads inside pod_state_read */
 };
 
-static void *
-xrealloc(void *p, size_t n)
+void *
+pod_xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n ? n : 1);
     if (!q) {
@@ -177,7 +177,7 @@ idxq_push(idxq_t *q, uint32_t v)
             q->head = 0;
         } else {
             q->cap = q->cap ? q->cap * 2 : 64;
-            q->v = xrealloc(q->v, q->cap * sizeof *q->v);
+            q->v = pod_xrealloc(q->v, q->cap * sizeof *q->v);
         }
     }
     q->v[q->head + q->n++] = v;
@@ -340,7 +340,7 @@ pod_state_token_issue(pod_state_t *self, pod_token_kind_t kind, char out[33])
     pthread_mutex_lock(&self->mu);
     if (self->ntokens == self->captokens) {
         self->captokens = self->captokens ? self->captokens * 2 : 16;
-        self->tokens = xrealloc(self->tokens, self->captokens * sizeof *self->tokens);
+        self->tokens = pod_xrealloc(self->tokens, self->captokens * sizeof *self->tokens);
     }
     token_t *t = &self->tokens[self->ntokens++];
     memcpy(t->tok, out, 33);
@@ -387,7 +387,7 @@ pod_state_token_record(pod_state_t *self, const char *value)
     pthread_mutex_lock(&self->mu);
     if (self->nissued == self->capissued) {
         self->capissued = self->capissued ? self->capissued * 2 : 16;
-        self->issued = xrealloc(self->issued, self->capissued * sizeof *self->issued);
+        self->issued = pod_xrealloc(self->issued, self->capissued * sizeof *self->issued);
     }
     self->issued[self->nissued++] = copy;
     pthread_mutex_unlock(&self->mu);
@@ -484,12 +484,12 @@ event_type_key(const char *raw, size_t len, char *out, size_t cap)
 static void
 enqueue_locked(pod_state_t *self, const char *raw, size_t len)
 {
-    char *copy = xrealloc(NULL, len + 1);
+    char *copy = pod_xrealloc(NULL, len + 1);
     memcpy(copy, raw, len);
     copy[len] = '\0';
     if (self->nevents == self->capevents) {
         self->capevents = self->capevents ? self->capevents * 2 : 256;
-        self->events = xrealloc(self->events, self->capevents * sizeof *self->events);
+        self->events = pod_xrealloc(self->events, self->capevents * sizeof *self->events);
     }
     uint32_t idx = (uint32_t)self->nevents;
     event_t *e = &self->events[self->nevents++];
@@ -554,7 +554,7 @@ buf_add(buf_t *b, const char *s, size_t n)
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n + 1)
             cap *= 2;
-        b->p = xrealloc(b->p, cap);
+        b->p = pod_xrealloc(b->p, cap);
         b->cap = cap;
     }
     memcpy(b->p + b->n, s, n);
@@ -647,7 +647,7 @@ pod_state_feeds_json(pod_state_t *self)
     size_t n = 0;
     for (feed_t *f = self->feeds; f; f = f->next)
         n++;
-    feed_t **v = xrealloc(NULL, n * sizeof *v);
+    feed_t **v = pod_xrealloc(NULL, n * sizeof *v);
     size_t i = 0;
     for (feed_t *f = self->feeds; f; f = f->next)
         v[i++] = f;
@@ -677,13 +677,13 @@ pod_state_datahose_feed(pod_state_t *self, const char *tag, json_t *types, char 
 {
     /* The key: the tag, then the sorted, de-duplicated types. */
     size_t n = json_array_size(types), cap = strlen(tag) + 4;
-    const char **v = xrealloc(NULL, (n ? n : 1) * sizeof *v);
+    const char **v = pod_xrealloc(NULL, (n ? n : 1) * sizeof *v);
     for (size_t i = 0; i < n; i++) {
         v[i] = json_string_value(json_array_get(types, i));
         cap += strlen(v[i]) + 1;
     }
     qsort(v, n, sizeof *v, cmp_str);
-    char *key = xrealloc(NULL, cap);
+    char *key = pod_xrealloc(NULL, cap);
     size_t k = (size_t)snprintf(key, cap, "%s\n,", tag);
     for (size_t i = 0; i < n; i++)
         if (i == 0 || strcmp(v[i], v[i - 1]) != 0)
@@ -952,7 +952,7 @@ pod_state_read(pod_state_t *self, const char *id, bool v1, const char *ack_in, s
                     fprintf(stderr, "dfpod: out of memory\n");
                     exit(2);
                 }
-                b->ev = xrealloc(NULL, n * sizeof *b->ev);
+                b->ev = pod_xrealloc(NULL, n * sizeof *b->ev);
                 memcpy(b->ev, idx, n * sizeof *b->ev);
                 b->n = n;
                 b->visible_at = now + self->cfg->visibility_ms;
@@ -1174,7 +1174,7 @@ int
 pod_state_faults_add(pod_state_t *self, json_t *spec, char *why, size_t whylen)
 {
     size_t n = json_is_array(spec) ? json_array_size(spec) : 1;
-    fault_node_t *parsed = xrealloc(NULL, n * sizeof *parsed);
+    fault_node_t *parsed = pod_xrealloc(NULL, n * sizeof *parsed);
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_is_array(spec) ? json_array_get(spec, i) : spec;
         if (fault_parse(o, &parsed[i], why, whylen) != 0) {
@@ -1189,7 +1189,7 @@ pod_state_faults_add(pod_state_t *self, json_t *spec, char *why, size_t whylen)
     while (*tail)
         tail = &(*tail)->next;
     for (size_t i = 0; i < n; i++) {
-        fault_node_t *node = xrealloc(NULL, sizeof *node);
+        fault_node_t *node = pod_xrealloc(NULL, sizeof *node);
         *node = parsed[i];
         node->next = NULL;
         *tail = node;
@@ -1248,7 +1248,7 @@ json_string_lossy(const char *s, size_t n)
     json_t *j = json_stringn(s ? s : "", s ? n : 0);
     if (j)
         return j;
-    char *copy = xrealloc(NULL, n + 1);
+    char *copy = pod_xrealloc(NULL, n + 1);
     for (size_t i = 0; i < n; i++)
         copy[i] = (unsigned char)s[i] < 0x80 && s[i] != '\0' ? s[i] : '?';
     copy[n] = '\0';
@@ -1290,7 +1290,7 @@ pod_state_log_call(pod_state_t *self, const pod_call_t *c)
     char *s = json_dumps(o, JSON_COMPACT);
     if (self->ncalls == self->capcalls) {
         self->capcalls = self->capcalls ? self->capcalls * 2 : 64;
-        self->calls = xrealloc(self->calls, self->capcalls * sizeof *self->calls);
+        self->calls = pod_xrealloc(self->calls, self->capcalls * sizeof *self->calls);
     }
     self->calls[self->ncalls++].json = s;
     self->calls_by_ep[c->ep]++;
