@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "dfb_json.h"
+#include "dfb_log.h"
 
 /* ---- ops and args as data ------------------------------------------------ */
 
@@ -95,34 +96,12 @@ dfb_op_posts(dfb_op_t op)
 static int
 utf8_ok(const char *str, size_t len)
 {
-    const uint8_t *s = (const uint8_t *)str, *e = s + len;
-    while (s < e) {
-        uint8_t c = *s;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        int n;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, cp = c & 0x07;
-        else
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < len;) {
+        size_t l = s[i] < 0x80 ? 1 : dfb_utf8_len(s + i, len - i);
+        if (!l)
             return 0;
-        if (e - s <= n)
-            return 0;
-        for (int i = 1; i <= n; i++) {
-            if ((s[i] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        s += n + 1;
+        i += l;
     }
     return 1;
 }
@@ -178,33 +157,15 @@ put(dfb_buf_t *out, const void *p, size_t n)
 int
 dfb_cmd_json_str(dfb_buf_t *out, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    if (dfb_buf_reserve(out, len + 2) != 0 || dfb_buf_put(out, "\"", 1) != 0)
+    /* the log's escaper: at most 6 bytes per input byte, + the quotes and its NUL */
+    if (dfb_buf_reserve(out, 6 * len + 3) != 0)
         return -1;
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        if (dfb_buf_put(out, s + run, i - run) != 0)
-            return -1;
-        char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
-        size_t n = 2;
-        if (c == '\n')
-            esc[1] = 'n';
-        else if (c == '\r')
-            esc[1] = 'r';
-        else if (c == '\t')
-            esc[1] = 't';
-        else if (c < 0x20) {
-            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
-            n = 6;
-        }
-        if (dfb_buf_put(out, esc, n) != 0)
-            return -1;
-        run = i + 1;
-    }
-    return dfb_buf_put(out, s + run, len - run) == 0 && dfb_buf_put(out, "\"", 1) == 0 ? 0 : -1;
+    uint8_t *p = out->data + out->len;
+    *p = '"';
+    size_t n = dfb_log_json_escape(s, len, (char *)p + 1, 6 * len + 2);
+    p[1 + n] = '"';
+    out->len += n + 2;
+    return 0;
 }
 
 int

@@ -67,9 +67,8 @@ dfb_log_level_name(dfb_log_level_t level)
     return s_names[level];
 }
 
-/*  Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
+size_t
+dfb_utf8_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     size_t need;
@@ -127,7 +126,7 @@ dfb_log_json_escape(const char *s, size_t len, char *out, size_t outlen)
             esc[0] = (char)c, plen = 1;
             i++;
         } else {
-            size_t l = utf8_len(p + i, len - i);
+            size_t l = dfb_utf8_len(p + i, len - i);
             if (l) {
                 piece = (const char *)p + i, plen = l;
                 i += l;

@@ -73,6 +73,11 @@ void dfb_logkv(dfb_log_level_t level, const dfb_logf_t *fields, size_t nfields, 
     NUL-terminated, cut at a whole escape when short): quotes, backslashes
     and control characters escaped, invalid UTF-8 as U+FFFD. Returns the
     length written. */
+/*  Length of the valid UTF-8 sequence starting at s (n > 0 bytes left):
+    2..4 for a multi-byte one (no overlongs, no surrogates, nothing above
+    U+10FFFF), 0 for an ASCII byte or invalid bytes. */
+size_t dfb_utf8_len(const unsigned char *s, size_t n);
+
 size_t dfb_log_json_escape(const char *s, size_t len, char *out, size_t outlen);
 
 /*  Self-test (escaping, both formats); returns 0 when all checks pass. */
