@@ -286,21 +286,6 @@ uuid4(char out[37])
     return 0;
 }
 
-static size_t
-put_str(unsigned char *p, const char *s, size_t n)
-{
-    /* ids and ops: < 256 bytes (checked by the callers) */
-    if (n < 32) {
-        p[0] = (unsigned char)(0xa0 | n);
-        memcpy(p + 1, s, n);
-        return n + 1;
-    }
-    p[0] = 0xd9;
-    p[1] = (unsigned char)n;
-    memcpy(p + 2, s, n);
-    return n + 2;
-}
-
 /*  Builds a call: the id (explicit, the job's default or a UUID) and the
     request frame {v:1, id, op, args}. */
 static int
@@ -364,13 +349,13 @@ call_new(dfc_client_t *c, const char *op, const char *id, const void *args, size
     unsigned char *p = k->frame;
     size_t n = 0;
     p[n++] = 0x84;
-    n += put_str(p + n, "v", 1);
+    n += dfc_mp_str(p + n, "v", 1);
     p[n++] = 0x01;
-    n += put_str(p + n, "id", 2);
-    n += put_str(p + n, k->id, k->idlen);
-    n += put_str(p + n, "op", 2);
-    n += put_str(p + n, op, oplen);
-    n += put_str(p + n, "args", 4);
+    n += dfc_mp_str(p + n, "id", 2);
+    n += dfc_mp_str(p + n, k->id, k->idlen);
+    n += dfc_mp_str(p + n, "op", 2);
+    n += dfc_mp_str(p + n, op, oplen);
+    n += dfc_mp_str(p + n, "args", 4);
     memcpy(p + n, args, args_len);
     k->frame_len = n + args_len;
     *out = k;

@@ -182,6 +182,10 @@ void dfc_alloc_fail_next(int n);
     bytes, or there are more than 15 topics. epoch NULL or epoch_len 0 -> no
     epoch key (the epoch is bytes: it may hold NULs); ntopics 0 -> no topics
     key (all topics). */
+/*  Writes s (n < 256 bytes: callers check) as a msgpack str (fixstr or
+    str8) at p; returns the bytes written (n + 1 or n + 2). */
+size_t dfc_mp_str(unsigned char *p, const char *s, size_t n);
+
 size_t dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, size_t epoch_len,
                           uint64_t from_gseq, unsigned limit, const char *const *topics,
                           size_t ntopics);

@@ -10,8 +10,8 @@
 
 #include "dfc_internal.h"
 
-static size_t
-put_strn(unsigned char *p, const char *s, size_t n)
+size_t
+dfc_mp_str(unsigned char *p, const char *s, size_t n)
 {
     if (n < 32) {
         p[0] = (unsigned char)(0xa0 | n);
@@ -27,7 +27,7 @@ put_strn(unsigned char *p, const char *s, size_t n)
 static size_t
 put_str(unsigned char *p, const char *s)
 {
-    return put_strn(p, s, strlen(s));
+    return dfc_mp_str(p, s, strlen(s));
 }
 
 static size_t
@@ -62,7 +62,7 @@ dfc_replay_request(void *buf, size_t size, uint64_t req, const char *epoch, size
     pos += put_uint(p + pos, req);
     if (el) {
         pos += put_str(p + pos, "epoch");
-        pos += put_strn(p + pos, epoch, el);
+        pos += dfc_mp_str(p + pos, epoch, el);
     }
     pos += put_str(p + pos, "from_gseq");
     pos += put_uint(p + pos, from_gseq);
