@@ -363,6 +363,12 @@ read_data(dfb_mpack_reader_t *r, const char *path, dfb_cmd_args_t *a, char *why,
     int rc = 0;
     if (dfb_json_parse(json, s.s, s.len) != 0)
         rc = WHY("%s: not JSON: %s", path, dfb_json_error(json));
+    else if (memchr(s.s, '\v', s.len) || memchr(s.s, '\f', s.len))
+        /* yajl takes them as blanks (and never inside a string); JSON and
+           Symphony's parser do not, and the entity goes before the last brace */
+        rc = WHY("%s: not JSON: a vertical tab or form feed between values (JSON's blanks are "
+                 "space, tab, CR and LF)",
+                 path);
     else if (dfb_json_type(json, 0) != DFB_JSON_OBJECT)
         rc = WHY("%s: the JSON is not an object", path);
     else if (dfb_json_get(json, 0, MARK_KEY) != DFB_JSON_NONE)
