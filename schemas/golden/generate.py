@@ -507,6 +507,7 @@ COMMAND_BAD_REQUESTS = [
     ("bad_message_map_unknown_key", BAD % ("messages.send", '{"stream_id":"%s","message":{"message":"x","silent":true}}' % STREAM), None, "bad-1", True),
     ("bad_data_string_not_object", BAD % ("messages.send", '{"stream_id":"%s","message":"x","data":"[1]"}' % STREAM), None, "bad-1", False),
     ("bad_data_string_not_json", BAD % ("messages.send", '{"stream_id":"%s","message":"x","data":"{nope"}' % STREAM), None, "bad-1", False),
+    ("bad_data_string_vertical_tab", BAD % ("messages.send", '{"stream_id":"%s","message":"x","data":"{\\"a\\":1}\\u000b"}' % STREAM), None, "bad-1", False),
     ("bad_data_reserved_key", BAD % ("messages.send", '{"stream_id":"%s","message":"x","data":{"dfbridge.request":{}}}' % STREAM), None, "bad-1", True),
     ("bad_data_bin_inside", BAD % ("messages.send", '{"stream_id":"%s","message":"x","data":{"e":{"$bin":"00"}}}' % STREAM), None, "bad-1", False),
     ("bad_attachment_content_str", BAD % ("messages.send", '{"stream_id":"%s","message":"x","attachments":[{"name":"a","content":"text"}]}' % STREAM), None, "bad-1", True),
