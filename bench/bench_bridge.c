@@ -382,7 +382,8 @@ transcode_all(const batches_t *bt, long count, frames_t *fr)
         dfb_json_ref_t evs = dfb_json_get(tape, 0, "events");
         for (dfb_json_ref_t e = dfb_json_first(tape, evs); e != DFB_JSON_NONE;
              e = dfb_json_next(tape, e)) {
-            dfb_envelope_t env = {++gseq, gseq, "bench", 1700000000000ULL, 68719476738LL};
+            gseq++;
+            dfb_envelope_t env = {gseq, gseq, "bench", 1700000000000ULL, 68719476738LL};
             size_t tl;
             (void)dfb_transcode_topic(tape, e, &tl);
             dfb_buf_reset(&one);
@@ -400,7 +401,8 @@ transcode_all(const batches_t *bt, long count, frames_t *fr)
         dfb_json_ref_t evs = dfb_json_get(tape, 0, "events");
         for (dfb_json_ref_t e = dfb_json_first(tape, evs); e != DFB_JSON_NONE && k < count;
              e = dfb_json_next(tape, e)) {
-            dfb_envelope_t env = {++gseq, gseq, "bench", 1700000000000ULL, 68719476738LL};
+            gseq++;
+            dfb_envelope_t env = {gseq, gseq, "bench", 1700000000000ULL, 68719476738LL};
             size_t tl;
             const char *t = dfb_transcode_topic(tape, e, &tl);
             snprintf(fr->topic[k], sizeof fr->topic[k], "%.*s", (int)tl, t);

@@ -25,6 +25,8 @@ typedef struct {
     size_t len, cap;
 } sb_t;
 
+static void sb_add(sb_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void
 sb_add(sb_t *sb, const char *fmt, ...)
 {

@@ -14,7 +14,9 @@
 
 /* summaries are built in fixed buffers sized for the test data; a
    truncation would show up as a mismatch, not go unnoticed */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #define BOT 68719476738LL
 #define WAIT_MS 10000
@@ -118,6 +120,9 @@ recs_reset(void)
     nrecs = 0;
     pthread_mutex_unlock(&rmu);
 }
+
+static void record(const char *listener, const dfc_event_t *ev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
 record(const char *listener, const dfc_event_t *ev, const char *fmt, ...)

@@ -101,7 +101,7 @@ main(int argc, char **argv)
 {
     const char *endpoint = NULL, *replay = NULL;
     dfc_config_t cfg = {0};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             usage();
@@ -125,7 +125,6 @@ main(int argc, char **argv)
             usage();
             return 2;
         }
-        i++;
     }
     if (!endpoint) {
         usage();
