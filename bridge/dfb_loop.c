@@ -407,6 +407,12 @@ accept_create(dfb_loop_t *self)
 static int
 accept_read(dfb_loop_t *self)
 {
+    /* A 204 has no content (whatever bytes follow it), so no ackId: the
+       read is retried with the ackId it sent, as for a malformed answer. */
+    if (self->last_status == 204) {
+        dfb_warn("read: 204 No Content: a read answers 200 with its events and ackId");
+        return -1;
+    }
     if (parse_body(self, "read") != 0)
         return -1;
     if (dfb_json_type(self->json, 0) != DFB_JSON_OBJECT) {

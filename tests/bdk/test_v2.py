@@ -313,6 +313,24 @@ def test_read_401_refreshes_session_and_continues(live):
     eq(pod.counter("feeds_created"), 1, "feeds created")
 
 
+def test_read_204_retried_with_the_same_ackid(live):
+    # not in the BDKs (Py would crash on None.events, J on a NullPointerException): a 204 has no
+    # content, so no ackId; the bridge retries the read with the ackId it sent and goes on. (Bytes
+    # after a 204's head never reach the loop over HTTP; that the loop ignores them even then is
+    # the fuzz regression tests/fuzz/regressions/bridge_body/read-204-with-a-body.)
+    pod = mk_pod(live, "--hold-ms", "300")
+    b, s = steady(live, pod)
+    pod.faults({"endpoint": "read", "action": "status", "status": 204})
+    wait_until(lambda: pod.counter("faults_applied") == 1, "the fault taken")
+    s.sync(pod)
+    rs = reads(pod)
+    i = [k for k, r in enumerate(rs) if r["status"] == 204][0]
+    eq(ack_in(rs[i + 1]), ack_in(rs[i]), "the read after the 204 repeats the ackId")
+    eq(rs[i + 1]["feed"], rs[i]["feed"], "same feed")
+    eq(pod.counter("feeds_created"), 1, "feeds created")
+    check(b.running(), "dfbridge running")
+
+
 def test_read_transients_then_success(live):
     # strategy_test.test_should_retry: 429, 500, connection error, timeout, then success (5 attempts)
     pod = mk_pod(live, "--hold-ms", "300")
@@ -533,7 +551,8 @@ GROUPS = {
                test_read_409_other_4xx_not_retried, test_read_dropped_connection_retried_then_fatal,
                test_read_truncated_body_retried_then_fatal, test_read_timeout_retried_then_fatal,
                test_read_malformed_body_retried_then_fatal, test_read_401_refresh_fails_fatal,
-               test_read_401_refreshes_session_and_continues, test_read_transients_then_success,
+               test_read_401_refreshes_session_and_continues, test_read_204_retried_with_the_same_ackid,
+               test_read_transients_then_success,
                test_list_400_not_retried, test_list_502_retried_then_fatal, test_list_502_then_success,
                test_list_401_refresh_fails_fatal, test_create_401_refresh_fails_fatal,
                test_create_400_retried_then_fatal, test_create_502_retried_then_fatal,
