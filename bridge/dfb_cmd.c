@@ -1,12 +1,14 @@
 /*  dfb_cmd: the command channel's thread and its executors (see dfb_cmd.h).
 
     The channel thread owns the ROUTER, the in-flight table (key -> job, with
-    every requester waiting for it), the scheduler and the journal's
-    periodic work. A job goes to the executors through a mutex + condvar
-    queue and comes back through a second list and an eventfd the thread
-    polls (zmq sockets are not shared). An executor never touches the
-    socket; the thread never waits on the disk except for dfb_cmdlog_find's
-    read of a recorded outcome and the journal tick. */
+    every requester waiting for it) and the scheduler. A job goes to the
+    executors through a mutex + condvar queue and comes back through a
+    second list and an eventfd the thread polls (zmq sockets are not
+    shared). An executor never touches the socket; the thread never waits
+    on the disk except for dfb_cmdlog_find's read of a recorded outcome.
+    The journal's periodic work (expiry, compaction: a rewrite of the live
+    records, seconds on a big journal and a slow disk) and its gauges are
+    the keeper thread's, so the ROUTER keeps answering meanwhile. */
 #include "dfb_cmd.h"
 
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -34,7 +37,8 @@
 
 #define MAX_RID 255          /* ZeroMQ routing ids are 1..255 bytes */
 #define RECV_PER_TURN 64     /* requests read per turn: the rest wait for the next poll */
-#define TICK_MS 1000         /* dfb_cmdlog_tick */
+#define TICK_MS 1000         /* dfb_cmdlog_tick, on the keeper thread */
+#define POLL_MAX_MS 1000     /* the channel thread's longest poll */
 #define REBIND_RETRY_MS 100  /* CURVE: a failed re-bind is tried again */
 #define REBIND_CHECK_MS 500  /* CURVE: longest wait before auth_rebinds is looked at */
 #define DENY_LOG_EVERY_MS 1000
@@ -109,6 +113,10 @@ struct dfb_cmd {
     pthread_t *execs;
     dfb_outbound_t **obs;
     int execs_started;
+    /* the keeper: the journal's tick and gauges (quit under mu) */
+    pthread_t keeper;
+    pthread_cond_t keeper_cv; /* CLOCK_MONOTONIC */
+    int keeper_started;
 };
 
 /* ---- the allow-list ------------------------------------------------------- */
@@ -870,7 +878,6 @@ fd_ready(int fd)
 static const char *
 run(dfb_cmd_t *self)
 {
-    int64_t next_tick = dfb_mono_ms() + TICK_MS;
     int stop_seen = 0;
     for (;;) {
         int64_t now = dfb_mono_ms();
@@ -881,7 +888,7 @@ run(dfb_cmd_t *self)
         }
         if (self->stopping && atomic_load(&self->term) && self->jobs == 0)
             return NULL;
-        int64_t timeout = next_tick - now;
+        int64_t timeout = POLL_MAX_MS;
         if (self->zo.curve_secret) {
             check_rebind(self, now);
             int64_t cap = self->rebinding ? REBIND_RETRY_MS : REBIND_CHECK_MS;
@@ -916,12 +923,45 @@ run(dfb_cmd_t *self)
             collect(self);
         if (self->sock && (items[2].revents & ZMQ_POLLIN))
             receive(self);
-        now = dfb_mono_ms();
-        if (now >= next_tick) {
-            dfb_cmdlog_tick(self->log, dfb_wall_ms());
-            next_tick = now + TICK_MS;
-        }
     }
+}
+
+/*  The journal's size and work, as the info rows commands_log_* (the
+    keeper's: their one writer once the threads run). */
+static void
+log_gauges(dfb_cmd_t *self)
+{
+    dfb_cmdlog_stats_t st;
+    dfb_cmdlog_stats(self->log, &st);
+    self->c->commands_log_entries = st.entries;
+    self->c->commands_log_bytes = st.file_bytes;
+    self->c->commands_log_compactions = st.compactions;
+    self->c->commands_log_write_errors = st.write_errors;
+}
+
+static void *
+keeper_main(void *arg)
+{
+    dfb_cmd_t *self = arg;
+    pthread_mutex_lock(&self->mu);
+    while (!self->quit) {
+        struct timespec at;
+        clock_gettime(CLOCK_MONOTONIC, &at);
+        at.tv_sec += TICK_MS / 1000;
+        at.tv_nsec += (long)(TICK_MS % 1000) * 1000000L;
+        if (at.tv_nsec >= 1000000000L)
+            at.tv_sec++, at.tv_nsec -= 1000000000L;
+        while (!self->quit && pthread_cond_timedwait(&self->keeper_cv, &self->mu, &at) == 0)
+            ;
+        if (self->quit)
+            break;
+        pthread_mutex_unlock(&self->mu);
+        dfb_cmdlog_tick(self->log, dfb_wall_ms());
+        log_gauges(self);
+        pthread_mutex_lock(&self->mu);
+    }
+    pthread_mutex_unlock(&self->mu);
+    return NULL;
 }
 
 static void *
@@ -966,6 +1006,11 @@ dfb_cmd_new(const dfb_cmd_opts_t *o, char *err, size_t errlen)
     dfb_buf_init(&self->out);
     pthread_mutex_init(&self->mu, NULL);
     pthread_cond_init(&self->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&self->keeper_cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (dfb_cmd_check_allow(cfg, err, errlen) != 0) {
         dfb_cmd_destroy(&self);
         return NULL;
@@ -977,6 +1022,10 @@ dfb_cmd_new(const dfb_cmd_opts_t *o, char *err, size_t errlen)
         dfb_cmd_destroy(&self);
         return NULL;
     }
+    const char *cd = getenv("DFB_TEST_COMPACT_DELAY_MS"); /* commands_compaction */
+    if (cd && atoi(cd) > 0)
+        dfb_cmdlog_test_compact_delay(self->log, atoi(cd));
+    log_gauges(self);
     dfb_cmdsched_opts_t so = {.rate = cfg->commands_rate,
                               .stream_rate = cfg->commands_stream_rate,
                               .queue = (size_t)cfg->commands_queue,
@@ -1016,6 +1065,12 @@ dfb_cmd_new(const dfb_cmd_opts_t *o, char *err, size_t errlen)
         }
         self->execs_started++;
     }
+    if (pthread_create(&self->keeper, NULL, keeper_main, self) != 0) {
+        snprintf(err, errlen, "commands: cannot start the journal's keeper thread");
+        dfb_cmd_destroy(&self);
+        return NULL;
+    }
+    self->keeper_started = 1;
     /* pthread_create is the barrier that hands the ROUTER to the thread. */
     if (pthread_create(&self->thread, NULL, cmd_main, self) != 0) {
         snprintf(err, errlen, "commands: cannot start the command thread");
@@ -1048,9 +1103,12 @@ dfb_cmd_destroy(dfb_cmd_t **self_p)
     pthread_mutex_lock(&self->mu);
     self->quit = 1;
     pthread_cond_broadcast(&self->cv);
+    pthread_cond_broadcast(&self->keeper_cv);
     pthread_mutex_unlock(&self->mu);
     for (int i = 0; i < self->execs_started; i++)
         pthread_join(self->execs[i], NULL);
+    if (self->keeper_started)
+        pthread_join(self->keeper, NULL);
     /* What the thread left (it did not start, or it died): no one to answer. */
     for (size_t b = 0; self->table && b < self->table_cap; b++)
         while (self->table[b]) {
@@ -1074,6 +1132,7 @@ dfb_cmd_destroy(dfb_cmd_t **self_p)
         close(self->wake_fd);
     dfb_buf_free(&self->out);
     pthread_cond_destroy(&self->cv);
+    pthread_cond_destroy(&self->keeper_cv);
     pthread_mutex_destroy(&self->mu);
     self->c->commands_queued = 0;
     self->c->commands_inflight = 0;

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dfb_clock.h"
@@ -94,6 +96,7 @@ struct dfb_cmdlog {
     pthread_mutex_t smu;
     uint64_t wgen, synced_gen, bad_gen, syncs;
     int sync_delay_ms, fail_next_sync; /* test hooks (under smu) */
+    _Atomic int compact_delay_ms;      /* test hook: a compaction waits this long before its rename */
 };
 
 /* ---- little-endian helpers ---- */
@@ -621,6 +624,14 @@ compact(dfb_cmdlog_t *s)
     }
     if (wb_flush(&w) != 0 || fdatasync(w.fd) != 0)
         goto io;
+    int delay = atomic_load(&s->compact_delay_ms);
+    if (delay > 0) {
+        dfb_info("cmdlog: %s: compaction under way (test delay %d ms)", s->path, delay);
+        struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    uint64_t before = s->end;
     if (flock(w.fd, LOCK_EX | LOCK_NB) != 0 || rename(tmp, s->path) != 0)
         goto io;
     if (fsync_dir(s->dir) != 0)
@@ -648,6 +659,8 @@ compact(dfb_cmdlog_t *s)
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_unlock(&s->smu);
     close(old);
+    dfb_info("cmdlog: %s: compacted: %zu request(s) kept, %llu -> %llu bytes", s->path, n,
+             (unsigned long long)before, (unsigned long long)w.off);
     goto out;
 io:
     fail = "write";
@@ -1275,6 +1288,12 @@ dfb_cmdlog_test_sync(dfb_cmdlog_t *s, int delay_ms, int fail_next_err)
     s->sync_delay_ms = delay_ms;
     s->fail_next_sync = fail_next_err;
     pthread_mutex_unlock(&s->smu);
+}
+
+void
+dfb_cmdlog_test_compact_delay(dfb_cmdlog_t *s, int delay_ms)
+{
+    atomic_store(&s->compact_delay_ms, delay_ms);
 }
 
 uint64_t

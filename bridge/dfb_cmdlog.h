@@ -77,13 +77,15 @@ int dfb_cmdlog_done(dfb_cmdlog_t *self, const void *key, size_t key_len, const u
     definite outcome). Other states: nothing. */
 void dfb_cmdlog_release(dfb_cmdlog_t *self, const void *key, size_t key_len);
 
-/*  Periodic work (the channel thread calls it about once a second):
+/*  Periodic work (dfb_cmd's keeper thread calls it about once a second):
     forgets entries older than the window (begin_ms < wall_now - window;
     INFLIGHT ones are never forgotten) and compacts the file when the dead
     bytes exceed both 1 MiB and the live bytes (rewrite to
     commands.log.tmp, fdatasync, rename, fsync the dir). Never waits for a
     begin/done's write: when one is under way the work is left to the next
-    tick. The compaction itself runs on the caller's thread. */
+    tick. The compaction itself runs on the caller's thread; find is not
+    held up by it (mu is taken only to switch to the new file), begin and
+    done wait for it. Each compaction logs one info line. */
 void dfb_cmdlog_tick(dfb_cmdlog_t *self, int64_t wall_now_ms);
 
 typedef struct {
@@ -101,6 +103,11 @@ void dfb_cmdlog_fail_next_write(dfb_cmdlog_t *self, int err);
     fdatasyncs made (group commit makes fewer than records). */
 void dfb_cmdlog_test_sync(dfb_cmdlog_t *self, int delay_ms, int fail_next_err);
 uint64_t dfb_cmdlog_syncs(dfb_cmdlog_t *self);
+
+/*  Test hook: a compaction waits delay_ms (logged at info) before it
+    renames its new file into place, holding the write lock, as a slow disk
+    would (dfbridge: env DFB_TEST_COMPACT_DELAY_MS). */
+void dfb_cmdlog_test_compact_delay(dfb_cmdlog_t *self, int delay_ms);
 
 int dfb_cmdlog_test(int verbose); /* self-test */
 /*  Writes DFB_CMDLOG_BENCH_N (default 1 000 000) requests over 23 h and

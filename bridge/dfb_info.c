@@ -110,6 +110,14 @@ const dfb_info_row_t dfb_info_rows[] = {
     {"commands_inflight", "command requests being executed", PUB_GAUGE(commands_inflight)},
     {"commands_dropped_replies", "command replies not delivered (client gone or not reading)",
      PUB(commands_dropped_replies)},
+    {"commands_log_entries", "requests the command journal holds (in the window, or waiting for an outcome)",
+     PUB_GAUGE(commands_log_entries)},
+    {"commands_log_bytes", "size of the command journal file (commands.log) in bytes",
+     PUB_GAUGE(commands_log_bytes)},
+    {"commands_log_compactions", "rewrites of the command journal without its dead records",
+     PUB(commands_log_compactions)},
+    {"commands_log_write_errors", "failed writes or fdatasyncs of the command journal (each reported to its request)",
+     PUB(commands_log_write_errors)},
 };
 const size_t dfb_info_nrows = sizeof dfb_info_rows / sizeof dfb_info_rows[0];
 

@@ -75,6 +75,11 @@ typedef struct {
     dfb_counter_t commands_inflight;             /* gauge: requests with an executor */
     dfb_counter_t commands_dropped_replies;      /* replies not delivered (client gone, pipe
                                                     full) and messages with no request frame */
+    /* the command journal (dfb_cmd's keeper thread, from dfb_cmdlog_stats) */
+    dfb_counter_t commands_log_entries;      /* gauge: requests in the table */
+    dfb_counter_t commands_log_bytes;        /* gauge: commands.log's size */
+    dfb_counter_t commands_log_compactions;  /* rewrites without the dead records */
+    dfb_counter_t commands_log_write_errors; /* failed record writes and fdatasyncs */
     /* /metrics only (dfb_metrics), not rows of the table below */
     dfb_counter_t commands_seconds[DFB_UP_BUCKETS + 1]; /* dfb_cmd: receive -> reply */
     dfb_counter_t commands_seconds_sum_us;

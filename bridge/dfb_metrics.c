@@ -106,6 +106,10 @@ static const row_map_t s_rows[] = {
     {"commands_queued", "dfbridge_commands_queued", 0},
     {"commands_inflight", "dfbridge_commands_inflight", 0},
     {"commands_dropped_replies", "dfbridge_commands_dropped_replies_total", 0},
+    {"commands_log_entries", "dfbridge_commands_log_entries", 0},
+    {"commands_log_bytes", "dfbridge_commands_log_bytes", 0},
+    {"commands_log_compactions", "dfbridge_commands_log_compactions_total", 0},
+    {"commands_log_write_errors", "dfbridge_commands_log_write_errors_total", 0},
 };
 #define NROWS (sizeof s_rows / sizeof s_rows[0])
 

@@ -25,6 +25,11 @@ Cases (--case NAME, one ctest each: commands_<case>):
                 finds the message by its mark: found true, one message in the pod
   stop          SIGTERM with requests waiting: they are answered unavailable "the bridge is
                 stopping", nothing of them is posted; the bridge exits 0
+  compaction    commandsWindowMillis 1000, 2 posts of 700 KB, then they expire: the journal is
+                compacted on the keeper thread (DFB_TEST_COMPACT_DELAY_MS holds it 4 s with the
+                write lock), and a request sent meanwhile is answered before the compaction ends;
+                afterwards commands.log is its 12-byte header, commands_log_* say so, and a new
+                post goes through
   config        --check prints the channel's line; commandsAllow without CURVE, an unknown op in
                 it, a non-loopback endpoint without CURVE: exit 2 naming the key
 Waits synchronise on replies, counters (the replay info answer) and the pod's admin lists.
@@ -51,7 +56,7 @@ dftest.WAIT_TIMEOUT = 30.0
 REPLY_MS = 15000
 
 
-def cmd_bridge(pod, extra="", state=True, curve=None, start=True):
+def cmd_bridge(pod, extra="", state=True, curve=None, start=True, env=None):
     """A dfbridge with the command channel (and a journal + replay for the info counters)."""
     cport, rport = free_port(), free_port()
     lines = "  commands: tcp://127.0.0.1:%d\n" % cport
@@ -60,7 +65,7 @@ def cmd_bridge(pod, extra="", state=True, curve=None, start=True):
             os.path.join(dftest.CTX.tmp, "state"), rport)
     if curve:
         lines += "  curve:\n    secretKey: %s\n    clientsDir: %s\n" % curve
-    br = Bridge(pod, bridge_extra=lines + extra, start=start)
+    br = Bridge(pod, bridge_extra=lines + extra, start=start, env=env)
     br.commands = "tcp://127.0.0.1:%d" % cport
     br.replay = "tcp://127.0.0.1:%d" % rport
     return br
@@ -486,10 +491,43 @@ def case_config():
     check("bridge.commandsAllow.w: 'messages.sned' names no operation" in o.stderr, o.stderr)
 
 
+def case_compaction():
+    pod = Pod()
+    env = dict(os.environ, DFB_TEST_COMPACT_DELAY_MS="4000")
+    br = cmd_bridge(pod, "  commandsWindowMillis: 1000\n  commandsRate: 0\n"
+                    "  commandsStreamRate: 0\n", env=env)
+    path = os.path.join(dftest.CTX.tmp, "state", "commands.log")
+    sid = room(pod, "compaction")
+    d = dealer(br.commands)
+    # Two outcomes of 700 KB: the dead bytes pass 1 MiB only once both have expired, and an entry
+    # expires only once done, so the compaction cannot start before the second reply.
+    n = 2
+    for i in range(n):
+        rep, _ = ask(d, request("big-%d" % i, "messages.send", send_msg(sid, "%d%s" % (i, "x" * 700000))))
+        check_reply(rep, "big-%d" % i, True)
+    size = os.path.getsize(path)
+    check(size > n * 700000, "commands.log holds the %d outcomes: %d bytes" % (n, size))
+    wait_for(lambda: "compaction under way" in br.text(), "the compaction started (the window is 1 s)")
+    rep, _ = ask(d, request("during-1", "messages.fly", {}))
+    check(rep is not None and rep["error"]["code"] == "bad_request", "a reply during the compaction")
+    check("compacted:" not in br.text(), "answered before the compaction ended (it holds 4 s)")
+    wait_for(lambda: "compacted:" in br.text(), "the compaction ended")
+    eq(os.path.getsize(path), 12, "commands.log after the compaction: its header alone")
+    wait_for(lambda: counters(br).get("commands_log_compactions") == 1, "commands_log_compactions 1")
+    c = counters(br)
+    eq((c.get("commands_log_entries"), c.get("commands_log_bytes"), c.get("commands_log_write_errors")),
+       (0, 12, 0), "commands_log_entries, _bytes, _write_errors")
+    rep, _ = ask(d, request("after-1", "messages.send", send_msg(sid, "after")))
+    check_reply(rep, "after-1", True)
+    eq(len(posts(pod)), n + 1, "every post made once")
+    br.stop()
+    br.check_clean()
+
+
 CASES = {"bad_requests": case_bad_requests, "framing": case_framing, "replayed": case_replayed,
          "inflight": case_inflight, "busy": case_busy, "stream_rate": case_stream_rate,
          "not_allowed": case_not_allowed, "kill_resume": case_kill_resume, "stop": case_stop,
-         "config": case_config}
+         "compaction": case_compaction, "config": case_config}
 
 if __name__ == "__main__":
     sys.exit(dftest.run_cases(CASES, sys.argv[1:], prefix="dfcmd-"))

@@ -93,7 +93,8 @@ test_info_table(void)
     /* Gauges (for /metrics): exactly these go down as well as up. */
     const char *gauges = " last_read_age_ms topics journal_failing journal_segments journal_bytes "
                          "journal_oldest_gseq journal_head_gseq replay_bytes_held connections "
-                         "auth_clients auth_bad_files commands_queued commands_inflight ";
+                         "auth_clients auth_bad_files commands_queued commands_inflight "
+                         "commands_log_entries commands_log_bytes ";
     for (size_t a = 0; a < dfb_info_nrows; a++) {
         char word[80];
         snprintf(word, sizeof word, " %s ", dfb_info_rows[a].name);
