@@ -209,10 +209,11 @@ dfb_cmd_describe(const dfb_config_t *cfg, int curve, char *out, size_t cap)
         snprintf(srate, sizeof srate, "%g/s", cfg->commands_stream_rate);
     snprintf(out, cap,
              "commands %s (%s); rate %s, per stream %s, queue %lld, %d executor(s), max "
-             "request %lld bytes, ids remembered %lld ms, lookback %lld ms, journal %s",
+             "request %lld bytes, ids remembered %lld ms, lookback %lld ms, settle %lld ms, "
+             "journal %s",
              cfg->commands ? cfg->commands : "off", allow, rate, srate, cfg->commands_queue,
              cfg->commands_concurrency, cfg->commands_max_bytes, cfg->commands_window_ms,
-             cfg->commands_lookback_ms, journal);
+             cfg->commands_lookback_ms, cfg->commands_settle_ms, journal);
 }
 
 /* ---- jobs and the in-flight table ----------------------------------------- */

@@ -846,6 +846,10 @@ static const dfb_config_key_t s_keys[] = {
      AT(commands_lookback_ms, CT_LLONG),
      "after an ambiguous failure, the stream is searched for the message from this long before "
      "the request"},
+    {"commandsSettleMillis", DFB_KEY_INT, "1000", 0, 60000, NULL,
+     AT(commands_settle_ms, CT_LLONG),
+     "after an ambiguous failure, the wait before the stream is searched (time for Symphony to "
+     "list a message it stored)"},
     {"commandsRate", DFB_KEY_NUMBER, "20", 0, 100000, NULL, AT(commands_rate, CT_DOUBLE),
      "Symphony calls per second over the whole channel (0 = no limit)"},
     {"commandsStreamRate", DFB_KEY_NUMBER, "2", 0, 100000, NULL,
@@ -1901,9 +1905,9 @@ dfb_config_test(int verbose)
     {
         size_t n;
         const dfb_config_key_t *keys = dfb_config_keys(&n);
-        CHECK(n == 40); /* 19 + strictPermissions + CURVE + hostile-input limits (issue 9) +
+        CHECK(n == 41); /* 19 + strictPermissions + CURVE + hostile-input limits (issue 9) +
                            logFormat, metrics, health.maxReadAgeMillis (issue 10) +
-                           the 9 command channel keys (issue 12) */
+                           the 10 command channel keys (issue 12) */
         for (size_t i = 0; i < n; i++) {
             const dfb_config_key_t *k = &keys[i];
             CHECK(k->help && k->help[0]);
@@ -1942,7 +1946,7 @@ dfb_config_test(int verbose)
         CHECK(cfg->commands_rate == 0.5 && cfg->commands_stream_rate == 2.0);
         CHECK(cfg->commands_queue == 1000 && cfg->commands_concurrency == 4 &&
               cfg->commands_max_bytes == 8388608 && cfg->commands_window_ms == 86400000 &&
-              cfg->commands_lookback_ms == 120000);
+              cfg->commands_lookback_ms == 120000 && cfg->commands_settle_ms == 1000);
         CHECK(cfg->commands_allow_set && cfg->commands_allow_n == 3);
         CHECK(cfg->commands_allow_n == 3 && strcmp(cfg->commands_allow[0].client, "w1") == 0 &&
               cfg->commands_allow[0].nops == 2 &&

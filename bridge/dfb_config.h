@@ -153,6 +153,7 @@ typedef struct dfb_config {
     int commands_allow_set;           /* 1: the key was given (even as an empty map) */
     long long commands_window_ms;     /* bridge.commandsWindowMillis: 86400000 */
     long long commands_lookback_ms;   /* bridge.commandsLookbackMillis: 120000 */
+    long long commands_settle_ms;     /* bridge.commandsSettleMillis: 1000 */
     double commands_rate;             /* bridge.commandsRate: 20 per second, 0 = no limit */
     double commands_stream_rate;      /* bridge.commandsStreamRate: 2 per second, 0 = no limit */
     long long commands_queue;         /* bridge.commandsQueue: 1000 requests waiting */

@@ -27,6 +27,7 @@ struct dfb_outbound {
     int stop_fd;
     uint64_t gen; /* the shared session's generation in http (0: none yet) */
     int64_t lookback_ms;
+    int64_t settle_ms; /* bridge.commandsSettleMillis: the wait before a lookup */
     int page, pages; /* the lookup's bounds (DFB_OUTBOUND_PAGE, DFB_OUTBOUND_PAGES) */
     char pod_url[512];
     char agent_url[512];
@@ -68,6 +69,7 @@ dfb_outbound_new(const dfb_config_t *cfg, dfb_auth_t *auth, int stop_fd, char *e
     self->auth = auth;
     self->stop_fd = stop_fd;
     self->lookback_ms = DFB_OUTBOUND_LOOKBACK_MS;
+    self->settle_ms = cfg->commands_settle_ms;
     self->page = DFB_OUTBOUND_PAGE;
     self->pages = DFB_OUTBOUND_PAGES;
     self->http =
@@ -630,7 +632,14 @@ settle(dfb_outbound_t *self, const dfb_cmd_req_t *req, const char *mark,
        const dfb_outbound_ctx_t *ctx, const char *after, dfb_cmd_outcome_t *out)
 {
     char why[600];
-    lookup_t l = lookup(self, req->stream, mark, ctx, out, why, sizeof why);
+    lookup_t l;
+    /* A listing may lag behind the store: give Symphony time to list what it
+       may have stored before concluding "not found" (and posting again). */
+    if (self->settle_ms > 0 && dfb_wait(self->stop_fd, self->settle_ms)) {
+        snprintf(why, sizeof why, "the bridge is stopping");
+        l = L_STOPPED;
+    } else
+        l = lookup(self, req->stream, mark, ctx, out, why, sizeof why);
     switch (l) {
     case L_FOUND:
         out->ok = 1;

@@ -39,10 +39,10 @@ def setup_pod(*args):
     return pod, room
 
 
-def config(pod, attempts=2, wait_ms=10):
+def config(pod, attempts=2, wait_ms=10, bridge_extra=""):
     retry = ("retry:\n  maxAttempts: %d\n  initialIntervalMillis: %d\n  multiplier: 1\n"
              "  maxIntervalMillis: 5000\n" % (attempts, wait_ms))
-    return Bridge(pod, retry=retry, start=False).cfg_path
+    return Bridge(pod, retry=retry, bridge_extra=bridge_extra, start=False).cfg_path
 
 
 def req(rid, op, **args):
@@ -219,6 +219,27 @@ def case_drop_commit():
     eq((o["ok"], o["found"]), (True, True), "found after the drop")
     eq(len(pod.admin("GET", "messages")), 2, "two messages: the warm-up and r1, once")
     eq([c["status"] for c in pod.calls("msgcreate")], [200, 0], "the drop was the last create")
+
+
+def case_list_lag():
+    """The pod lists a message 1.5 s after storing it (--list-lag-ms). A create answered 500 after
+    the store: with bridge.commandsSettleMillis 2500 the lookup waits, finds the message, and
+    nothing is posted again; with 0 it looks at once, misses it and posts a second time, which is
+    what the wait is for."""
+    pod, room = setup_pod("--list-lag-ms", "1500")
+    fault = {"endpoint": "msgcreate", "action": "status", "status": 500, "commit": True}
+    pod.faults(fault)
+    (o,), _ = drive(config(pod, bridge_extra="  commandsSettleMillis: 2500\n"),
+                    [req("r1", "messages.send", stream_id=room, message="x")])
+    eq((o["ok"], o["found"]), (True, True), "found after the settle wait")
+    check(o["ms"] >= 2500, "the lookup waited commandsSettleMillis: %d ms" % o["ms"])
+    eq(len(pod.admin("GET", "messages")), 1, "one message")
+    eq(len(pod.calls("msgcreate")), 1, "one create")
+    pod.faults(fault)
+    (o,), _ = drive(config(pod, bridge_extra="  commandsSettleMillis: 0\n"),
+                    [req("r2", "messages.send", stream_id=room, message="y")])
+    eq((o["ok"], o["found"]), (True, False), "commandsSettleMillis 0: not found, posted again")
+    eq(len(pod.admin("GET", "messages")), 3, "r2 twice: the lag hid the first")
 
 
 def case_drop_nocommit():

@@ -44,6 +44,8 @@ usage(FILE *out)
                  "  --no-history           free events once acknowledged (long benchmarks);\n"
                  "                         GET /admin/events then lists only pending ones\n"
                  "  --no-echo-posts        a message create/update enqueues no MESSAGESENT\n"
+                 "  --list-lag-ms MS       a stored message is listed (stream message list) MS\n"
+                 "                         after its create, as a lagging listing would (default 0)\n"
                  "  --version\n");
 }
 
@@ -173,6 +175,7 @@ main(int argc, char **argv)
         O_HELP,
         O_NOHIST,
         O_NOECHO,
+        O_LISTLAG,
         O_TLSCERT, /* TLS and certificate authentication */
         O_TLSKEY,
         O_TLSCA,
@@ -199,6 +202,7 @@ main(int argc, char **argv)
         {"verbose", no_argument, NULL, O_VERBOSE},
         {"no-history", no_argument, NULL, O_NOHIST},
         {"no-echo-posts", no_argument, NULL, O_NOECHO},
+        {"list-lag-ms", required_argument, NULL, O_LISTLAG},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {"tls-cert", required_argument, NULL, O_TLSCERT},
@@ -280,6 +284,9 @@ main(int argc, char **argv)
             break;
         case O_NOECHO:
             cfg.no_echo_posts = true;
+            break;
+        case O_LISTLAG:
+            cfg.list_lag_ms = num_opt("list-lag-ms", optarg, 0, 3600000);
             break;
         case O_TLSCERT:
             cfg.tls_cert_path = optarg;

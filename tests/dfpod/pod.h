@@ -36,6 +36,7 @@ typedef struct {
     const char *agent_version;      /* GET /agent/v1/info "version" (default Agent-24.12.1) */
     bool skd; /* session tokens are JWTs with canUseSimplifiedKeyDelivery=true */
     bool no_echo_posts; /* --no-echo-posts: a post does not enqueue its MESSAGESENT event */
+    int64_t list_lag_ms; /* --list-lag-ms: a message is listed this long after its create */
     int gen_kind;     /* pod_gen_kind_t of --generate, --rate and /admin/generate's default */
     size_t gen_bytes; /* MESSAGESENT size (--gen-bytes, default 1200) */
 } pod_config_t;

@@ -39,6 +39,7 @@ typedef struct {
     char id[40];
     size_t stream; /* index in streams */
     int64_t ts;
+    int64_t listed_ms; /* pod_mono_ms from which the stream's list shows it (--list-lag-ms) */
     json_t *v4;     /* the V4Message as answered */
     json_t *record; /* the GET /admin/messages entry */
     bool suppressed;
@@ -1107,6 +1108,7 @@ do_post(pod_out_t *self, struct MHD_Connection *c, bool update, const char *url,
     snprintf(m->id, sizeof m->id, "%s", id);
     m->stream = (size_t)si;
     m->ts = ts;
+    m->listed_ms = pod_mono_ms() + self->cfg->list_lag_ms;
     m->v4 = v4;
     m->record = rec;
     out_json(res, 200, json_incref(v4));
@@ -1155,10 +1157,10 @@ do_list(pod_out_t *self, struct MHD_Connection *c, const char *url, pod_out_resu
         return;
     }
     json_t *arr = json_array();
-    int64_t seen = 0;
+    int64_t seen = 0, now = pod_mono_ms();
     for (size_t i = 0; i < self->nmsgs && (int64_t)json_array_size(arr) < limit; i++) {
         const msg_t *m = &self->msgs[i];
-        if (m->stream != (size_t)si || m->ts < since || m->ts >= until)
+        if (m->stream != (size_t)si || m->ts < since || m->ts >= until || now < m->listed_ms)
             continue;
         if (seen++ < skip)
             continue;
