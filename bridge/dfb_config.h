@@ -220,5 +220,8 @@ int dfb_endpoint_url(const dfb_endpoint_t *ep, char *buf, size_t len);
 /*  Self-test (reads the reference configs from DFB_TEST_DATA_DIR when set);
     returns 0 when all checks pass. */
 int dfb_config_test(int verbose);
+/*  Unknown keys met by the parser since the start (the self-test checks
+    that every env key reaches a known branch). */
+unsigned dfb_config_unknown_keys(void);
 
 #endif
