@@ -530,32 +530,25 @@ def commands(vec):
         must_pass("command-reply.json", inst, "golden %s" % c["name"], "golden command replies valid")
     send, ok, rej, busy = reqs["cmd_send_full"], reps["reply_ok_send"], reps["reply_rejected_400"], reps["reply_busy"]
 
-    def args_(base, **kv):
+    def edited(base, under, **kv):
+        """A copy of base with kv set (DEL: removed) in base[under], or at its top with None."""
         out = copy.deepcopy(base)
+        where = out if under is None else out[under]
         for k, v in kv.items():
             if v is DEL:
-                del out["args"][k]
+                del where[k]
             else:
-                out["args"][k] = v
+                where[k] = v
         return out
+
+    def args_(base, **kv):
+        return edited(base, "args", **kv)
 
     def err_(base, **kv):
-        out = copy.deepcopy(base)
-        for k, v in kv.items():
-            if v is DEL:
-                del out["error"][k]
-            else:
-                out["error"][k] = v
-        return out
+        return edited(base, "error", **kv)
 
     def with_(base, **kv):
-        out = copy.deepcopy(base)
-        for k, v in kv.items():
-            if v is DEL:
-                del out[k]
-            else:
-                out[k] = v
-        return out
+        return edited(base, None, **kv)
     cases = [
         ("command-request.json", with_(send, op="messages.update"), "send args under op messages.update (no message_id)"),
         ("command-request.json", with_(send, id="x" * 129), "id of 129 characters"),
