@@ -725,59 +725,58 @@ def main():
     lat = [(1000, 500 if a.quick else 10000, "interval"),
            (20000, 2000 if a.quick else 100000, "interval"),
            (1000, 500 if a.quick else 10000, "off")]
+    def alone(body):
+        """An --only run: body() in one dftest context; its exit status, 1 on a failure."""
+        ctx = dftest.setup(a.pod, a.bridge, "bench-bridge-")
+        try:
+            return body()
+        except (BenchError, dftest.Failure) as e:
+            print("bench_bridge: FAILED: %s" % e, file=sys.stderr)
+            return 1
+        finally:
+            ctx.cleanup()
+
+    def soak_alone():
+        x = soak(a, a.soak or 600)
+        x["load"] = machine()["load"]
+        if a.json_file:
+            with open(a.json_file, "w") as f:
+                json.dump({"soak": x}, f, indent=1)
+        print(json.dumps(x) if a.json else
+              "soak: %d s at %d events/s (%d received): VmRSS first %.1f, last %.1f, max %.1f MB;"
+              " fds first %d, last %d, max %d; %s (load %s)"
+              % (x["seconds"], x["rate"], x["received"], x["rss_first_kb"] / 1024,
+                 x["rss_last_kb"] / 1024, x["rss_max_kb"] / 1024, x["fd_first"], x["fd_last"],
+                 x["fd_max"], "flat" if x["flat"] else "NOT flat", x["load"]))
+        return 0 if x["flat"] else 1
+
+    def commands_alone():
+        nreq = a.commands or (500 if a.quick else 20000)
+        for k in range(max(1, a.repeat)):
+            for journal in (True, False):
+                x = commands_bench(a, nreq, a.window, journal)
+                x["load"] = machine()["load"]
+                print(json.dumps(x) if a.json else commands_line(x) + "  (load %s)" % x["load"],
+                      flush=True)
+        return 0
+
+    def latency_alone():
+        for k in range(max(1, a.repeat)):
+            for rate, count, journal in lat:
+                x = latency(a, rate, count, journal)
+                x["load"] = machine()["load"]
+                print(json.dumps(x) if a.json else
+                      "%-6d %-9s %7d  p50 %7.3f  p99 %7.3f  p99.9 %7.3f  max %7.3f ms  (load %s)"
+                      % (rate, journal, count, x["p50_ms"], x["p99_ms"], x["p999_ms"],
+                         x["max_ms"], x["load"]), flush=True)
+        return 0
+
     if a.only == "soak":  # the soak alone (it takes --soak seconds, 600 if not given)
-        ctx = dftest.setup(a.pod, a.bridge, "bench-bridge-")
-        try:
-            x = soak(a, a.soak or 600)
-            x["load"] = machine()["load"]
-            if a.json_file:
-                with open(a.json_file, "w") as f:
-                    json.dump({"soak": x}, f, indent=1)
-            print(json.dumps(x) if a.json else
-                  "soak: %d s at %d events/s (%d received): VmRSS first %.1f, last %.1f, max %.1f MB;"
-                  " fds first %d, last %d, max %d; %s (load %s)"
-                  % (x["seconds"], x["rate"], x["received"], x["rss_first_kb"] / 1024,
-                     x["rss_last_kb"] / 1024, x["rss_max_kb"] / 1024, x["fd_first"], x["fd_last"],
-                     x["fd_max"], "flat" if x["flat"] else "NOT flat", x["load"]))
-            return 0 if x["flat"] else 1
-        except (BenchError, dftest.Failure) as e:
-            print("bench_bridge: FAILED: %s" % e, file=sys.stderr)
-            return 1
-        finally:
-            ctx.cleanup()
+        return alone(soak_alone)
     if a.only == "commands":  # the command channel, journal on disk and memory-only
-        ctx = dftest.setup(a.pod, a.bridge, "bench-bridge-")
-        try:
-            nreq = a.commands or (500 if a.quick else 20000)
-            for k in range(max(1, a.repeat)):
-                for journal in (True, False):
-                    x = commands_bench(a, nreq, a.window, journal)
-                    x["load"] = machine()["load"]
-                    print(json.dumps(x) if a.json else commands_line(x) + "  (load %s)" % x["load"],
-                          flush=True)
-        except (BenchError, dftest.Failure) as e:
-            print("bench_bridge: FAILED: %s" % e, file=sys.stderr)
-            return 1
-        finally:
-            ctx.cleanup()
-        return 0
+        return alone(commands_alone)
     if a.only == "latency":  # the latency rows alone, repeated: the tail is noisy
-        ctx = dftest.setup(a.pod, a.bridge, "bench-bridge-")
-        try:
-            for k in range(max(1, a.repeat)):
-                for rate, count, journal in lat:
-                    x = latency(a, rate, count, journal)
-                    x["load"] = machine()["load"]
-                    print(json.dumps(x) if a.json else
-                          "%-6d %-9s %7d  p50 %7.3f  p99 %7.3f  p99.9 %7.3f  max %7.3f ms  (load %s)"
-                          % (rate, journal, count, x["p50_ms"], x["p99_ms"], x["p999_ms"],
-                             x["max_ms"], x["load"]), flush=True)
-        except (BenchError, dftest.Failure) as e:
-            print("bench_bridge: FAILED: %s" % e, file=sys.stderr)
-            return 1
-        finally:
-            ctx.cleanup()
-        return 0
+        return alone(latency_alone)
     nc = 2000 if a.quick else 200000
     ns = 2000 if a.quick else 200000
 
